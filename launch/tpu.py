@@ -1,0 +1,324 @@
+"""`scaling-tpu`: run a sweep on a Cloud TPU VM slice, driving `gcloud`.
+
+    scaling-tpu create  --project P --zone Z --accelerator-type v5litepod-16   # queued resource, wait ACTIVE
+    scaling-tpu setup   ...   # copy the checkout to ~/scaling on every host, pip install, mount the bucket
+    scaling-tpu run     ...   # `scaling-sweep` on every host at once: one multi-host program per run
+    scaling-tpu up      ...   # create → setup → run; on preemption delete, recreate, set up and rerun
+    scaling-tpu delete  ...   # tear the slice down
+
+Every subcommand takes `--config configs/tpu/v5e-16.py` (settings file) and flags that override it,
+and `--dry-run`, which prints each `gcloud` command on one line and runs none. The sweep resumes
+from its checkpoints after a preemption only if its workdir outlives the slice: a GCS bucket mounted
+with gcsfuse (`--bucket`, mounted at `--mount-dir`) or a persistent disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import ml_collections
+
+from launch import tpu_settings
+from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, execute,
+                             execute_checked, exit_code_of)
+
+PROGRAM = "scaling-tpu"
+JAX_TPU_REQUIREMENT = "jax[tpu]==0.10.2"  # the version pyproject.toml pins, with the TPU runtime
+ACTIVE = "ACTIVE"
+# Queued-resource states after which the slice is gone or going: only deleting and recreating helps.
+LOST_STATES = ("SUSPENDING", "SUSPENDED", "PREEMPTED", "FAILED", "DELETING")
+REMOTE_CHECKOUT = "scaling"  # the checkout lands in ~/scaling on every host
+
+Settings = ml_collections.ConfigDict
+
+
+# ----------------------------------------------------------------------------------------------
+# The gcloud commands
+
+
+def _where(s: Settings) -> list[str]:
+    return ["--zone", s.zone, "--project", s.project]
+
+
+def create_command(s: Settings) -> list[str]:
+    """`gcloud` command that requests the slice as a queued resource."""
+    command = ["gcloud", "compute", "tpus", "queued-resources", "create", s.name,
+               "--node-id", tpu_settings.node_name(s), "--accelerator-type", s.accelerator_type,
+               "--runtime-version", s.runtime_version, *_where(s)]
+    return command + ["--spot"] if s.spot else command
+
+
+def describe_command(s: Settings) -> list[str]:
+    """`gcloud` command that prints the queued resource's state (ACTIVE, SUSPENDED, ...)."""
+    return ["gcloud", "compute", "tpus", "queued-resources", "describe", s.name, *_where(s),
+            "--format=value(state.state)"]
+
+
+def delete_command(s: Settings) -> list[str]:
+    """`gcloud` command that deletes the queued resource and its TPU node, without asking."""
+    return ["gcloud", "compute", "tpus", "queued-resources", "delete", s.name, *_where(s),
+            "--force", "--quiet"]
+
+
+def scp_command(s: Settings, local_checkout: str) -> list[str]:
+    """`gcloud` command that copies `local_checkout` (a folder named `scaling`) to ~/ on every host."""
+    return ["gcloud", "compute", "tpus", "tpu-vm", "scp", "--recurse", local_checkout,
+            f"{tpu_settings.node_name(s)}:~/", "--worker=all", *_where(s)]
+
+
+def ssh_command(s: Settings, remote_command: str) -> list[str]:
+    """`gcloud` command that runs the shell line `remote_command` on every host at once."""
+    return ["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu_settings.node_name(s), "--worker=all",
+            *_where(s), "--command", remote_command]
+
+
+# ----------------------------------------------------------------------------------------------
+# The shell lines run on the hosts
+
+
+def host_path(path: str) -> str:
+    """`path` quoted for the host's shell, with a leading `~` still meaning the home folder."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def _install_gcsfuse() -> str:
+    # TPU VM images do not ship gcsfuse; Google's apt repository does.
+    return ("if ! command -v gcsfuse >/dev/null; then "
+            'echo "deb [signed-by=/usr/share/keyrings/cloud.google.asc] '
+            'https://packages.cloud.google.com/apt gcsfuse-$(lsb_release -c -s) main" '
+            "| sudo tee /etc/apt/sources.list.d/gcsfuse.list >/dev/null && "
+            "curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg "
+            "| sudo tee /usr/share/keyrings/cloud.google.asc >/dev/null && "
+            "sudo apt-get update -qq && sudo apt-get install -y -qq gcsfuse; fi")
+
+
+def setup_remote_command(s: Settings) -> str:
+    """Shell line for every host: mount the bucket (if any), then install the checkout and JAX for TPU."""
+    steps = []
+    if s.bucket:
+        bucket = s.bucket.removeprefix("gs://").rstrip("/")
+        mount_dir = host_path(s.mount_dir)
+        steps += [_install_gcsfuse(), f"mkdir -p {mount_dir}",
+                  f"(mountpoint -q {mount_dir} || gcsfuse --implicit-dirs {shlex.quote(bucket)} {mount_dir})"]
+    steps += [f"cd ~/{REMOTE_CHECKOUT}",
+              f"python3 -m pip install --quiet -e . {shlex.quote(JAX_TPU_REQUIREMENT)}"]
+    return " && ".join(steps)
+
+
+def run_remote_command(s: Settings) -> str:
+    """Shell line for every host: the sweep, with its exit code (75 means preempted) passed back."""
+    sweep = ["scaling-sweep", "--config", tpu_settings.sweep_config_on_host(s)]
+    return (f'cd ~/{REMOTE_CHECKOUT} && export PATH="$HOME/.local/bin:$PATH" && '
+            f"{shlex.join(sweep)} --workdir {host_path(s.workdir)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The steps
+
+
+def log(message: str) -> None:
+    print(f"{PROGRAM}: {message}", file=sys.stderr, flush=True)
+
+
+def slice_state(s: Settings) -> str:
+    """The queued resource's state, or "" when it cannot be described (deleted, never created)."""
+    result = execute(describe_command(s), dry_run=False, capture=True)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def create(s: Settings, dry_run: bool) -> str:
+    """Requests the slice and polls until it is ACTIVE or lost; returns that final state."""
+    execute_checked(create_command(s), dry_run=dry_run)
+    if dry_run:
+        execute(describe_command(s), dry_run=True)
+        return ACTIVE
+    while True:
+        state = slice_state(s)
+        if state == ACTIVE or state in LOST_STATES:
+            return state
+        log(f"queued resource {s.name} is {state or 'not visible yet'}; "
+            f"checking again in {s.poll_interval:g}s")
+        time.sleep(s.poll_interval)
+
+
+def stage_checkout(source: str, staging_root: str) -> str:
+    """Copies the files git tracks or would track (not ignored) in `source` to `staging_root`/scaling.
+
+    Returns the copy's path. Ignored files (virtual environments, run outputs) stay behind.
+    """
+    listing = subprocess.run(
+        ["git", "-C", source, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=False, capture_output=True)
+    if listing.returncode != 0:
+        raise UsageError("--source", source, "a folder inside a git checkout (its files are copied)")
+    checkout = os.path.join(staging_root, REMOTE_CHECKOUT)
+    for relative in sorted(set(listing.stdout.decode().split("\0")) - {""}):
+        origin = os.path.join(source, relative)
+        if not os.path.isfile(origin):
+            continue  # deleted in the working tree but still in git's index
+        destination = os.path.join(checkout, relative)
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        shutil.copy2(origin, destination)
+    return checkout
+
+
+def setup(s: Settings, dry_run: bool) -> subprocess.CompletedProcess:
+    """Copies the checkout to every host and installs it there.
+
+    Returns the result of the first step that failed, or of the last step when all succeeded.
+    """
+    if dry_run:
+        staged = os.path.join(tempfile.gettempdir(), f"{PROGRAM}-{s.name}", REMOTE_CHECKOUT)
+        execute(scp_command(s, staged), dry_run=True)
+        return execute(ssh_command(s, setup_remote_command(s)), dry_run=True)
+    with tempfile.TemporaryDirectory(prefix=f"{PROGRAM}-") as staging_root:
+        staged = stage_checkout(s.source, staging_root)
+        copied = execute(scp_command(s, staged), dry_run=False)
+    if copied.returncode != 0:
+        return copied
+    return execute(ssh_command(s, setup_remote_command(s)), dry_run=False)
+
+
+def run(s: Settings, dry_run: bool) -> int:
+    """Runs the sweep on every host; returns the remote exit code (75: preempted, rerun to resume)."""
+    if not s.bucket:
+        log(f"warning: no --bucket, so the workdir {s.workdir} is on the hosts' boot disks; "
+            "its checkpoints are lost if the slice is recreated")
+    return execute(ssh_command(s, run_remote_command(s)), dry_run=dry_run).returncode
+
+
+def delete(s: Settings, dry_run: bool) -> None:
+    """Deletes the queued resource and its TPU node."""
+    execute_checked(delete_command(s), dry_run=dry_run)
+
+
+def _lost(s: Settings, dry_run: bool) -> bool:
+    # A failed ssh/scp means a preemption when the slice is no longer ACTIVE (or no longer exists).
+    return not dry_run and slice_state(s) != ACTIVE
+
+
+def _attempt(s: Settings, dry_run: bool) -> bool:
+    """One create → setup → run. True when the sweep finished, False when the slice was preempted."""
+    state = create(s, dry_run)
+    if state != ACTIVE:
+        log(f"queued resource {s.name} is {state}")
+        return False
+    installed = setup(s, dry_run)
+    if installed.returncode != 0:
+        if _lost(s, dry_run):
+            return False
+        raise CommandFailed(installed.args, installed.returncode, "setup failed")
+    code = run(s, dry_run)
+    if code == 0:
+        return True
+    if code == PREEMPTED_EXIT_CODE or _lost(s, dry_run):
+        return False
+    raise CommandFailed(ssh_command(s, run_remote_command(s)), code, "the sweep failed")
+
+
+def up(s: Settings, dry_run: bool) -> int:
+    """Creates the slice, sets it up and runs the sweep, recreating the slice after each preemption.
+
+    Returns 0 once the sweep has finished, or 75 after `max_retries` recreations were not enough
+    (the checkpoints stay in the workdir; `up` again resumes).
+    """
+    recreations = 0
+    while not _attempt(s, dry_run):
+        log(f"slice {s.name} was preempted; deleting it")
+        delete(s, dry_run)
+        if recreations == s.max_retries:
+            log(f"gave up after {recreations} recreations; run `{PROGRAM} up` again to resume "
+                f"from the checkpoints in {s.workdir}")
+            return PREEMPTED_EXIT_CODE
+        recreations += 1
+        log(f"recreating the slice (retry {recreations} of {s.max_retries})")
+    if s.delete_when_done:
+        delete(s, dry_run)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="settings file whose get_config() returns the settings")
+    common.add_argument("--dry-run", action="store_true",
+                        help="print every gcloud command, one per line, and run none")
+    common.add_argument("--project")
+    common.add_argument("--zone")
+    common.add_argument("--name", help="queued-resource name")
+    common.add_argument("--node-id", help="TPU node name (default: --name)")
+    common.add_argument("--accelerator-type", help="e.g. v4-8, v5litepod-16, v5p-128, v6e-8")
+    common.add_argument("--runtime-version", help="TPU VM image, e.g. v2-alpha-tpuv5-lite")
+    common.add_argument("--spot", action=argparse.BooleanOptionalAction, default=None)
+    common.add_argument("--source", help="checkout to copy to the hosts (default: .)")
+    common.add_argument("--sweep-config", help="sweep config file inside --source")
+    common.add_argument("--workdir", help="sweep workdir on the hosts, e.g. ~/results/chinchilla")
+    common.add_argument("--bucket", help="GCS bucket to mount with gcsfuse at --mount-dir")
+    common.add_argument("--mount-dir", help="where the bucket is mounted (default: ~/results)")
+    common.add_argument("--max-retries", type=int, help="slice recreations `up` may make")
+    common.add_argument("--poll-interval", type=float, help="seconds between state checks")
+    common.add_argument("--delete-when-done", action=argparse.BooleanOptionalAction, default=None,
+                        help="`up` deletes the slice after the sweep (default: yes)")
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
+    subcommands = parser.add_subparsers(dest="subcommand", required=True)
+    for name, summary in (("create", "request the slice and wait until it is ACTIVE"),
+                          ("setup", "copy the checkout to every host and install it"),
+                          ("run", "run the sweep on every host"),
+                          ("up", "create, set up and run; recreate the slice after preemptions"),
+                          ("delete", "delete the slice")):
+        subcommands.add_parser(name, parents=[common], help=summary)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings: defaults, then the --config file, then the flags given."""
+    settings = tpu_settings.default_settings()
+    if args.config:
+        settings = tpu_settings.merge(settings, tpu_settings.load_settings_file(args.config).to_dict())
+    fields = [key for key in settings.keys() if hasattr(args, key)]
+    settings = tpu_settings.merge(settings, {key: getattr(args, key) for key in fields})
+    tpu_settings.validate(settings, args.subcommand)
+    return settings
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    s = settings_from_args(args)
+    if args.subcommand == "create":
+        state = create(s, args.dry_run)
+        if state != ACTIVE:
+            raise CommandFailed(describe_command(s), 1, f"the queued resource is {state}")
+        return 0
+    if args.subcommand == "setup":
+        installed = setup(s, args.dry_run)
+        if installed.returncode != 0:
+            raise CommandFailed(installed.args, installed.returncode, "setup failed")
+        return 0
+    if args.subcommand == "run":
+        return run(s, args.dry_run)
+    if args.subcommand == "up":
+        return up(s, args.dry_run)
+    delete(s, args.dry_run)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return exit_code_of(PROGRAM, lambda: _dispatch(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Settings of the TPU launcher: the defaults, loading a settings file, and validation.
+
+Settings come from `default_settings`, then an optional Python file whose `get_config()` returns a
+ConfigDict (see `configs/tpu/v5e-16.py`), then command-line flags, last one winning. `validate`
+checks the fields a subcommand needs, once, and raises `UsageError` naming the flag.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+
+import ml_collections
+
+from launch.commands import UsageError
+
+# Accelerator types as `gcloud` names them: a TPU generation, an optional variant, a core/chip count
+# (v4-8, v5litepod-16, v5p-128, v6e-8).
+ACCELERATOR_TYPE = re.compile(r"v[2-9](?:[a-z]+)?-[1-9][0-9]*")
+
+
+def default_settings() -> ml_collections.ConfigDict:
+    """Every field the TPU launcher reads, with its default."""
+    s = ml_collections.ConfigDict()
+    s.project = ""  # Google Cloud project id
+    s.zone = ""  # e.g. us-west4-a; the accelerator type must be offered there
+    s.name = "scaling"  # queued-resource name; the TPU node gets the same name unless node_id is set
+    s.node_id = ""
+    s.accelerator_type = "v5litepod-16"
+    s.runtime_version = "v2-alpha-tpuv5-lite"  # the TPU VM image that matches the accelerator
+    s.spot = False  # spot capacity is cheaper and can be preempted at any time
+    s.source = "."  # the checkout copied to ~/scaling on every host (files git tracks or would track)
+    s.sweep_config = ""  # path inside `source`, e.g. configs/sweeps/chinchilla.py
+    s.workdir = ""  # on the hosts; put it under mount_dir so checkpoints survive a preemption
+    s.bucket = ""  # GCS bucket mounted with gcsfuse at mount_dir on every host ("" mounts nothing)
+    s.mount_dir = "~/results"
+    s.max_retries = 3  # how many times `up` recreates the slice after a preemption
+    s.poll_interval = 30.0  # seconds between state checks while the slice is being provisioned
+    s.delete_when_done = True  # `up` deletes the slice once the sweep has finished
+    return s
+
+
+def load_settings_file(path: str) -> ml_collections.ConfigDict:
+    """The ConfigDict that `get_config()` in the Python file at `path` returns."""
+    if not os.path.isfile(path):
+        raise UsageError("--config", path, "an existing Python settings file")
+    spec = importlib.util.spec_from_file_location("tpu_settings_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise UsageError("--config", path, "a file that defines get_config()")
+    return module.get_config()
+
+
+def merge(settings: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+    """A copy of `settings` with every non-None value of `overrides` (field name → value) set."""
+    merged = ml_collections.ConfigDict(settings.to_dict())
+    for field, value in overrides.items():
+        if value is None:
+            continue
+        if field not in merged:
+            raise UsageError(field, value, "one of " + ", ".join(sorted(merged.keys())))
+        merged[field] = value
+    return merged
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _nonempty(settings: ml_collections.ConfigDict, field: str) -> None:
+    if not str(settings[field]).strip():
+        raise UsageError(_flag(field), settings[field], "a non-empty value")
+
+
+def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
+    """Checks the fields `subcommand` (create, setup, run, up, delete) reads."""
+    for field in ("project", "zone", "name"):
+        _nonempty(settings, field)
+    if subcommand in ("create", "up"):
+        if not ACCELERATOR_TYPE.fullmatch(str(settings.accelerator_type)):
+            raise UsageError("--accelerator-type", settings.accelerator_type,
+                             "a TPU type such as v4-8, v5litepod-16, v5p-128 or v6e-8")
+        _nonempty(settings, "runtime_version")
+    if subcommand in ("setup", "up") and not os.path.isdir(settings.source):
+        raise UsageError("--source", settings.source, "an existing directory (the checkout to copy)")
+    if subcommand in ("run", "up"):
+        _nonempty(settings, "workdir")
+        sweep_config = settings.sweep_config
+        if not sweep_config or not os.path.isfile(sweep_config):
+            raise UsageError("--sweep-config", sweep_config, "an existing sweep config file")
+        inside = os.path.relpath(os.path.abspath(sweep_config), os.path.abspath(settings.source))
+        if inside.startswith(os.pardir):
+            raise UsageError("--sweep-config", sweep_config,
+                             f"a file inside --source={settings.source!r}, which is what the hosts get")
+    retries = settings.max_retries
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
+        raise UsageError("--max-retries", retries, "an integer > 0")
+    interval = settings.poll_interval
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+        raise UsageError("--poll-interval", interval, "a number of seconds > 0")
+
+
+def sweep_config_on_host(settings: ml_collections.ConfigDict) -> str:
+    """The sweep config's path relative to ~/scaling, where the hosts find it after `setup`."""
+    relative = os.path.relpath(os.path.abspath(settings.sweep_config), os.path.abspath(settings.source))
+    return relative.replace(os.sep, "/")
+
+
+def node_name(settings: ml_collections.ConfigDict) -> str:
+    """The TPU node's name: `node_id`, or the queued-resource name when that is empty."""
+    return settings.node_id or settings.name
