@@ -1,0 +1,256 @@
+"""`scaling-tpu` against a fake `gcloud` first on PATH: the commands it runs, in order, and its retries."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The fake appends {"argv": [...]} to a log per call (plus the files under a `--recurse` folder) and
+# answers from a plan: the first rule whose `match` occurs in its command line gives the response;
+# a rule's responses are used in order and its last one repeats.
+FAKE_GCLOUD = textwrap.dedent("""\
+    #!{python} -S
+    import json, os, sys
+    argv = sys.argv[1:]
+    entry = {{"argv": argv}}
+    if "--recurse" in argv:
+        root = argv[argv.index("--recurse") + 1]
+        entry["files"] = sorted(os.path.relpath(os.path.join(folder, name), root)
+                                for folder, _, names in os.walk(root) for name in names)
+    with open(os.environ["FAKE_GCLOUD_LOG"], "a") as log:
+        log.write(json.dumps(entry) + "\\n")
+    with open(os.environ["FAKE_GCLOUD_PLAN"]) as plan_file:
+        plan = json.load(plan_file)
+    line = " ".join(argv)
+    for rule in plan:
+        if rule["match"] in line:
+            responses = rule["responses"]
+            response = responses.pop(0) if len(responses) > 1 else responses[0]
+            with open(os.environ["FAKE_GCLOUD_PLAN"], "w") as plan_file:
+                json.dump(plan, plan_file)
+            sys.stdout.write(response.get("stdout", ""))
+            sys.exit(response.get("exit", 0))
+    """)
+
+ACTIVE = {"match": "queued-resources describe", "responses": [{"stdout": "ACTIVE\n"}]}
+WHERE = ["--zone", "us-west4-a", "--project", "proj"]
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    """A fake gcloud on PATH and a small checkout to launch from; `cloud.launch(*args, plan=[...])`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gcloud = bin_dir / "gcloud"
+    gcloud.write_text(FAKE_GCLOUD.format(python=sys.executable))
+    gcloud.chmod(0o755)
+
+    source = tmp_path / "checkout"
+    (source / "configs" / "sweeps").mkdir(parents=True)
+    (source / "configs" / "sweeps" / "tiny.py").write_text("def get_config(): ...\n")
+    (source / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (source / ".gitignore").write_text(".venv/\n")
+    (source / ".venv").mkdir()
+    (source / ".venv" / "huge.bin").write_text("not for the hosts")
+    subprocess.run(["git", "init", "-q", str(source)], check=True)
+
+    log = tmp_path / "gcloud.jsonl"
+    plan_path = tmp_path / "plan.json"
+
+    class Cloud:
+        checkout = source
+
+        @staticmethod
+        def launch(*args, plan=()):
+            plan_path.write_text(json.dumps([*plan, ACTIVE]))
+            env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                   "FAKE_GCLOUD_LOG": str(log), "FAKE_GCLOUD_PLAN": str(plan_path),
+                   "PYTHONPATH": REPO}
+            return subprocess.run([sys.executable, "-m", "launch.tpu", *args], cwd=source, env=env,
+                                  capture_output=True, text=True, timeout=60)
+
+        @staticmethod
+        def calls():
+            if not log.exists():
+                return []
+            return [json.loads(line) for line in log.read_text().splitlines()]
+
+    return Cloud
+
+
+def up_args(*extra):
+    return ["up", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
+            "--accelerator-type", "v5litepod-16", "--runtime-version", "v2-alpha-tpuv5-lite",
+            "--spot", "--sweep-config", "configs/sweeps/tiny.py", "--workdir", "/mnt/disk/sweep",
+            "--poll-interval", "0.01", *extra]
+
+
+def kind(call):
+    """A short name for a recorded call: create, describe, delete, scp, setup or sweep."""
+    argv = call["argv"]
+    if argv[:3] == ["compute", "tpus", "queued-resources"]:
+        return argv[3]
+    if argv[:4] == ["compute", "tpus", "tpu-vm", "scp"]:
+        return "scp"
+    if argv[:4] == ["compute", "tpus", "tpu-vm", "ssh"]:
+        return "sweep" if "scaling-sweep" in argv[-1] else "setup"
+    return "other"
+
+
+ONE_ATTEMPT = ["create", "describe", "scp", "setup", "sweep"]
+
+
+def test_up_runs_the_documented_commands_in_order(cloud):
+    result = cloud.launch(*up_args())
+    assert result.returncode == 0, result.stderr
+    calls = cloud.calls()
+    assert [kind(c) for c in calls] == ONE_ATTEMPT + ["delete"]
+    create, describe, scp, setup, sweep, delete = (c["argv"] for c in calls)
+    assert create == ["compute", "tpus", "queued-resources", "create", "qr", "--node-id", "qr",
+                      "--accelerator-type", "v5litepod-16", "--runtime-version",
+                      "v2-alpha-tpuv5-lite", *WHERE, "--spot"]
+    assert describe == ["compute", "tpus", "queued-resources", "describe", "qr", *WHERE,
+                        "--format=value(state.state)"]
+    assert scp[4:6] == ["--recurse", scp[5]] and os.path.basename(scp[5]) == "scaling"
+    assert scp[6:] == ["qr:~/", "--worker=all", *WHERE]
+    assert setup[4:6 + len(WHERE)] == ["qr", "--worker=all", *WHERE]
+    assert setup[-2] == "--command" and 'pip install --quiet -e . "jax[tpu]==0.10.2"' in \
+        setup[-1].replace("'", '"')
+    assert "gcsfuse" not in setup[-1]
+    assert sweep[4:] == ["qr", "--worker=all", *WHERE, "--command",
+                         'cd ~/scaling && export PATH="$HOME/.local/bin:$PATH" && scaling-sweep '
+                         "--config configs/sweeps/tiny.py --workdir /mnt/disk/sweep"]
+    assert delete == ["compute", "tpus", "queued-resources", "delete", "qr", *WHERE,
+                      "--force", "--quiet"]
+
+
+def test_setup_copies_the_files_git_would_track_and_no_ignored_ones(cloud):
+    result = cloud.launch(*up_args())
+    assert result.returncode == 0, result.stderr
+    scp = next(c for c in cloud.calls() if kind(c) == "scp")
+    assert scp["files"] == [".gitignore", "configs/sweeps/tiny.py", "pyproject.toml"]
+
+
+def test_setup_mounts_the_bucket_with_gcsfuse(cloud):
+    result = cloud.launch(*up_args("--bucket", "gs://my-results", "--workdir", "~/results/s"))
+    assert result.returncode == 0, result.stderr
+    calls = cloud.calls()
+    setup = next(c for c in calls if kind(c) == "setup")["argv"][-1]
+    assert '(mountpoint -q "$HOME"/results || gcsfuse --implicit-dirs my-results "$HOME"/results)' in setup
+    assert setup.index("gcsfuse --implicit-dirs") < setup.index("pip install")
+    sweep = next(c for c in calls if kind(c) == "sweep")["argv"][-1]
+    assert sweep.endswith('--workdir "$HOME"/results/s')
+
+
+def test_create_polls_until_active(cloud):
+    states = [{"stdout": "WAITING_FOR_RESOURCES\n"}, {"stdout": "PROVISIONING\n"}, {"stdout": "ACTIVE\n"}]
+    result = cloud.launch(*up_args(), plan=[{"match": "queued-resources describe", "responses": states}])
+    assert result.returncode == 0, result.stderr
+    assert [kind(c) for c in cloud.calls()] == [
+        "create", "describe", "describe", "describe", "scp", "setup", "sweep", "delete"]
+
+
+def test_slice_suspended_while_provisioning_is_deleted_and_recreated(cloud):
+    states = [{"stdout": "SUSPENDED\n"}, {"stdout": "ACTIVE\n"}]
+    result = cloud.launch(*up_args(), plan=[{"match": "queued-resources describe", "responses": states}])
+    assert result.returncode == 0, result.stderr
+    assert [kind(c) for c in cloud.calls()] == (
+        ["create", "describe", "delete"] + ONE_ATTEMPT + ["delete"])
+
+
+def test_sweep_preempted_once_recreates_the_slice_and_reruns(cloud):
+    plan = [{"match": "scaling-sweep", "responses": [{"exit": 75}, {"exit": 0}]}]
+    result = cloud.launch(*up_args(), plan=plan)
+    assert result.returncode == 0, result.stderr
+    calls = cloud.calls()
+    assert [kind(c) for c in calls] == ONE_ATTEMPT + ["delete"] + ONE_ATTEMPT + ["delete"]
+    first_sweep, second_sweep = (c["argv"] for c in calls if kind(c) == "sweep")
+    assert first_sweep == second_sweep  # the same workdir, so the sweep resumes from checkpoints
+    assert "retry 1 of 3" in result.stderr
+
+
+def test_ssh_failing_while_the_node_is_gone_counts_as_a_preemption(cloud):
+    plan = [{"match": "scaling-sweep", "responses": [{"exit": 255}, {"exit": 0}]},
+            {"match": "queued-resources describe",
+             "responses": [{"stdout": "ACTIVE\n"}, {"exit": 1}, {"stdout": "ACTIVE\n"}]}]
+    result = cloud.launch(*up_args(), plan=plan)
+    assert result.returncode == 0, result.stderr
+    assert [kind(c) for c in cloud.calls()] == (
+        ONE_ATTEMPT + ["describe", "delete"] + ONE_ATTEMPT + ["delete"])
+
+
+def test_sweep_failing_on_a_live_slice_is_not_retried(cloud):
+    result = cloud.launch(*up_args(), plan=[{"match": "scaling-sweep", "responses": [{"exit": 3}]}])
+    assert result.returncode == 3
+    assert [kind(c) for c in cloud.calls()] == ONE_ATTEMPT + ["describe"]
+    assert result.stderr.strip().splitlines()[-1].startswith("scaling-tpu: error: ")
+    assert "the sweep failed" in result.stderr
+
+
+def test_retries_are_bounded(cloud):
+    plan = [{"match": "scaling-sweep", "responses": [{"exit": 75}]}]
+    result = cloud.launch(*up_args("--max-retries", "2"), plan=plan)
+    assert result.returncode == 75
+    kinds = [kind(c) for c in cloud.calls()]
+    assert kinds == (ONE_ATTEMPT + ["delete"]) * 3
+    assert "gave up after 2 recreations" in result.stderr
+
+
+def test_run_passes_the_sweeps_exit_code_back(cloud):
+    plan = [{"match": "scaling-sweep", "responses": [{"exit": 75}]}]
+    result = cloud.launch("run", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
+                          "--sweep-config", "configs/sweeps/tiny.py", "--workdir", "/w", plan=plan)
+    assert result.returncode == 75
+    assert [kind(c) for c in cloud.calls()] == ["sweep"]
+
+
+def test_delete_tears_the_slice_down(cloud):
+    result = cloud.launch("delete", "--project", "proj", "--zone", "us-west4-a", "--name", "qr")
+    assert result.returncode == 0, result.stderr
+    assert [c["argv"] for c in cloud.calls()] == [
+        ["compute", "tpus", "queued-resources", "delete", "qr", *WHERE, "--force", "--quiet"]]
+
+
+def test_dry_run_prints_every_command_and_runs_none(cloud):
+    result = cloud.launch(*up_args("--dry-run"))
+    assert result.returncode == 0, result.stderr
+    assert cloud.calls() == []
+    lines = result.stdout.strip().splitlines()
+    assert [kind({"argv": shlex.split(line)[1:]}) for line in lines] == ONE_ATTEMPT + ["delete"]
+    assert all(shlex.split(line)[0] == "gcloud" for line in lines)
+
+
+def test_settings_file_with_flags_overriding_it(cloud):
+    settings = os.path.join(REPO, "configs", "tpu", "v5e-16.py")
+    result = cloud.launch("create", "--config", settings, "--project", "proj",
+                          "--zone", "europe-west4-b", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    create = shlex.split(result.stdout.splitlines()[0])
+    assert create == ["gcloud", "compute", "tpus", "queued-resources", "create", "scaling-v5e-16",
+                      "--node-id", "scaling-v5e-16", "--accelerator-type", "v5litepod-16",
+                      "--runtime-version", "v2-alpha-tpuv5-lite", "--zone", "europe-west4-b",
+                      "--project", "proj", "--spot"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--accelerator-type", "v5e16"], "--accelerator-type='v5e16' is not allowed"),
+    (["--accelerator-type", "tpu-8"], "--accelerator-type='tpu-8' is not allowed"),
+    (["--max-retries", "0"], "--max-retries=0 is not allowed: an integer > 0"),
+    (["--max-retries", "-2"], "--max-retries=-2 is not allowed: an integer > 0"),
+    (["--sweep-config", "configs/sweeps/missing.py"],
+     "--sweep-config='configs/sweeps/missing.py' is not allowed: an existing sweep config file"),
+    (["--poll-interval", "0"], "--poll-interval=0.0 is not allowed"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(cloud, flags, message):
+    result = cloud.launch(*up_args(*flags))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("scaling-tpu: error: ")
+    assert message in result.stderr
+    assert cloud.calls() == []
