@@ -1,0 +1,101 @@
+"""Checkpoints on disk with Orbax: the train state plus a JSON record of where the run was.
+
+The record holds the step (which is also the data position: batches are a pure function of
+(seed, step)), the seed, the train-loss accumulator of the current logging window, and the
+resolved model config, so a restart resumes bit-exactly and a restart with an incompatible model
+config is refused. Saves are asynchronous; Orbax writes each step into a temporary directory and
+renames it when complete, so a kill mid-save leaves the previous checkpoints intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+from scaling.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+class IncompatibleCheckpoint(ValueError):
+    """The workdir holds a checkpoint of a different model than the config describes."""
+
+
+class Checkpointer:
+    """Save and restore one run's checkpoints under `<workdir>/checkpoints`."""
+
+    def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True):
+        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+                cleanup_tmp_directories=True),
+            item_names=("state", "meta"))
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, meta: dict, *, wait: bool = False) -> None:
+        """Start saving `state` and `meta` at `step` (returns at once unless `wait`)."""
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+        if wait:
+            self._manager.wait_until_finished()
+
+    def restore_latest(self, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict] | None:
+        """Restore the newest readable checkpoint onto `abstract_state`'s shardings (any mesh).
+
+        An unreadable newest checkpoint (truncated, half-written) is reported, removed, and the
+        previous one is tried. Returns None when there is nothing to resume from."""
+        broken = []
+        for step in reversed(self.steps()):
+            try:
+                meta = self._manager.restore(step, args=ocp.args.Composite(
+                    meta=ocp.args.JsonRestore()))["meta"]
+                check_compatible(meta.get("model", {}), model)
+                restored = self._manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+            except IncompatibleCheckpoint:
+                raise
+            except Exception as error:  # any unreadable file: fall back to an older checkpoint
+                log.warning("checkpoint at step %d is unreadable (%s: %s); trying the previous one",
+                            step, type(error).__name__, str(error).splitlines()[0][:200])
+                broken.append(step)
+                continue
+            for bad_step in broken:
+                self._manager.delete(bad_step)
+            return restored["state"], restored["meta"]
+        if broken:
+            log.warning("no readable checkpoint in %s; starting from scratch", self.directory)
+            for bad_step in broken:
+                self._manager.delete(bad_step)
+        return None
+
+    def reached_preemption(self, step: int) -> bool:
+        """True on every host at the same step once any host was told to stop (multi-host sync)."""
+        return self._manager.reached_preemption(step)
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def check_compatible(saved_model: dict, model: ModelConfig) -> None:
+    """Refuse to resume a checkpoint whose model differs from the config (e.g. µP vs standard)."""
+    current = dataclasses.asdict(model)
+    differing = [name for name, value in saved_model.items()
+                 if name in current and current[name] != value]
+    if differing:
+        details = ", ".join(f"model.{name}: checkpoint {saved_model[name]!r}, config {current[name]!r}"
+                            for name in differing)
+        raise IncompatibleCheckpoint(
+            f"the workdir's checkpoint was trained with a different model ({details}); "
+            "use a new --workdir or the checkpoint's settings")

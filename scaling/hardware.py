@@ -1,0 +1,75 @@
+"""Peak FLOP/s of the devices a run uses: the denominator of MFU.
+
+Accelerators use their published dense peak for the compute dtype. CPUs have no useful datasheet
+number, so their peak is measured: the best of several large jnp matmuls, cached per machine so
+a sweep's runs do not each pay for the measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+
+# Dense peak FLOP/s per chip (bf16; fp32 is taken as half on GPUs). Sources: vendor datasheets.
+PUBLISHED_PEAK_BF16 = {
+    "TPU v2": 45e12, "TPU v3": 123e12, "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12,
+    "TPU v5p": 459e12, "TPU v5": 459e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12,
+    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12, "V100": 125e12,
+}
+
+
+def cache_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("SCALING_CACHE", pathlib.Path.home() / ".cache" / "scaling"))
+
+
+def measure_matmul_peak(dtype=jnp.float32, size: int = 2048, repeats: int = 5) -> float:
+    """Best achieved FLOP/s of a size³ matmul on the default device."""
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(key_a, (size, size), dtype)
+    b = jax.random.normal(key_b, (size, size), dtype)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def device_peak_flops(compute_dtype: str = "float32") -> float:
+    """Peak FLOP/s of one device for `compute_dtype` ('float32' or 'bfloat16')."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        for name, peak in PUBLISHED_PEAK_BF16.items():
+            if name.lower() in device.device_kind.lower():
+                return peak if compute_dtype == "bfloat16" or device.platform == "tpu" else peak / 2
+        return measure_matmul_peak(jnp.bfloat16 if compute_dtype == "bfloat16" else jnp.float32,
+                                   size=8192)
+    key = f"{platform.node()}-{os.cpu_count()}-{compute_dtype}-{jax.device_count()}"
+    path = cache_dir() / "cpu_peak.json"
+    try:
+        cached = json.loads(path.read_text())
+        if key in cached:
+            return cached[key]
+    except (OSError, ValueError):
+        cached = {}
+    peak = measure_matmul_peak(jnp.bfloat16 if compute_dtype == "bfloat16" else jnp.float32,
+                               size=1024)
+    # Simulated devices share the same cores: each gets its share of the machine's peak.
+    peak /= max(1, jax.local_device_count())
+    cached[key] = peak
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"cpu_peak.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cached))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return peak

@@ -1,0 +1,111 @@
+"""Config files and command-line overrides.
+
+`load_config("configs/demo.py:small")` imports the file and calls its `get_config("small")`
+(ml-collections convention, as `config_flags.DEFINE_config_file` does). `apply_overrides` sets
+dotted fields from strings (`model.d_model=256`, `wandb.tags=a,b`), parsing each value to the
+field's type; an unknown field or a value of the wrong type raises `ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pathlib
+
+import ml_collections
+
+from scaling.config import ConfigError, unknown_key_message
+
+
+class UnknownKey(ConfigError):
+    def __init__(self, message: str):
+        ValueError.__init__(self, message)
+        self.field, self.value, self.allowed = "", None, ""
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Import `path[:arg]` and return its `get_config()` / `get_config(arg)`."""
+    path, _, arg = spec.partition(":")
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise ConfigError("--config", spec, "an existing ml-collections config file (path[:arg])")
+    module_spec = importlib.util.spec_from_file_location(f"_scaling_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError("--config", spec, "a Python file defining get_config()")
+    config = module.get_config(arg) if arg else module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError("--config", spec, "a get_config() that returns an ml_collections.ConfigDict")
+    return config
+
+
+def _parse_value(text: str, current):
+    """Parse `text` to the type of the field's current value."""
+    if isinstance(current, bool):
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError("true or false")
+    if isinstance(current, int):
+        value = ast.literal_eval(text)
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError("an integer")
+        return value
+    if isinstance(current, float):
+        value = ast.literal_eval(text)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("a number")
+        return float(value)
+    if isinstance(current, tuple):
+        value = ast.literal_eval(text)
+        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    return text
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> None:
+    """Apply `a.b=value` strings in order."""
+    for item in overrides:
+        dotted, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{dotted}", None, "an override of the form --config.a.b=value")
+        parts = dotted.split(".")
+        node = config
+        for part in parts[:-1]:
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                raise UnknownKey(unknown_key_message(config, dotted))
+            node = node[part]
+        leaf = parts[-1]
+        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+            raise UnknownKey(unknown_key_message(config, dotted))
+        current = node[leaf]
+        if isinstance(current, ml_collections.ConfigDict):
+            raise ConfigError(dotted, text, "a leaf field (this is a section)")
+        try:
+            value = _parse_value(text, current)
+        except (ValueError, SyntaxError) as error:
+            expected = error.args[0] if isinstance(error, ValueError) and error.args else "a valid literal"
+            raise ConfigError(dotted, text, f"{expected} (the field is {type(current).__name__})")
+        node[leaf] = value
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separate `--config.a.b=v` / `--config.a.b v` overrides from the other arguments."""
+    rest, overrides = [], []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg.startswith("--config."):
+            body = arg[len("--config."):]
+            if "=" not in body and index + 1 < len(argv):
+                body += "=" + argv[index + 1]
+                index += 1
+            overrides.append(body)
+        else:
+            rest.append(arg)
+        index += 1
+    return rest, overrides

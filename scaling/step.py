@@ -1,0 +1,181 @@
+"""The train state and the jitted functions that act on it: create it sharded, take one
+optimizer step (with gradient accumulation), evaluate a batch.
+
+The state is a plain dict `{"step", "params", "opt_state"}` of unboxed arrays, so Orbax saves it
+as it is. Its shardings come from the logical axis names of an abstract, boxed twin
+(`jax.eval_shape` → partition specs → NamedShardings), so nothing is ever materialised on one
+device before it is sharded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from scaling import model as model_lib
+from scaling import optim as optim_lib
+from scaling import parallel
+from scaling.config import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """Everything compiled for one run: the jitted functions, the shardings, the schedule."""
+
+    mesh: Mesh
+    rules: tuple
+    init: Callable[[jax.Array], Any]
+    train_step: Callable[[Any, dict], tuple[Any, dict]]
+    eval_step: Callable[[Any, dict], dict]
+    state_shardings: Any
+    batch_sharding: NamedSharding
+    abstract_state: Any
+    schedule: optax.Schedule
+
+    def context(self):
+        """Mesh and logical-axis rules in force while tracing (model activation constraints)."""
+        return _Context(self.mesh, self.rules)
+
+
+class _Context:
+    def __init__(self, mesh, rules):
+        self._mesh_cm = jax.set_mesh(mesh)
+        self._rules_cm = nn.logical_axis_rules(rules)
+
+    def __enter__(self):
+        self._mesh_cm.__enter__()
+        self._rules_cm.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._rules_cm.__exit__(*exc)
+        return self._mesh_cm.__exit__(*exc)
+
+
+def _boxed_init(net: nn.Module, optimizer: optax.GradientTransformation, seq_len: int,
+                rng: jax.Array) -> dict:
+    tokens = jnp.zeros((1, seq_len), jnp.int32)
+    params_rng, dropout_rng = jax.random.split(rng)
+    params = net.init({"params": params_rng, "dropout": dropout_rng}, tokens)["params"]
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+
+
+def _micro_batches(batch: dict, count: int) -> dict:
+    """[B, L] → [count, B / count, L] taking every count-th row, so each device's rows stay local."""
+    def split(x):
+        micro = x.shape[0] // count
+        x = x.reshape(micro, count, *x.shape[1:])
+        x = jnp.swapaxes(x, 0, 1)
+        return nn.with_logical_constraint(x, (None, "batch", "length"))
+    return jax.tree.map(split, batch)
+
+
+def _train_step(state: dict, batch: dict, *, net: nn.Module, optimizer: optax.GradientTransformation,
+                schedule: optax.Schedule, model: ModelConfig, micro_batches: int,
+                seed: int) -> tuple[dict, dict]:
+    params = state["params"]
+    step_rng = jax.random.fold_in(jax.random.key(seed), state["step"])
+    deterministic = model.dropout == 0.0 and model.attention_dropout == 0.0
+
+    def loss_fn(params, micro, rng):
+        logits = net.apply({"params": params}, micro["inputs"],
+                           segment_ids_BxL=micro.get("segment_ids"), deterministic=deterministic,
+                           rngs={"dropout": rng})
+        loss, aux = model_lib.cross_entropy_loss(logits, micro["targets"], z_loss=model.z_loss)
+        return loss, aux
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if micro_batches == 1:
+        (loss, aux), grads = grad_fn(params, batch, step_rng)
+    else:
+        def accumulate(carry, inputs):
+            index, micro = inputs
+            (loss, aux), grads = grad_fn(params, micro, jax.random.fold_in(step_rng, index))
+            total_grads, total_loss, total_ce = carry
+            total_grads = jax.tree.map(jnp.add, total_grads, grads)
+            return (total_grads, total_loss + loss, total_ce + aux["ce"]), None
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        (grads, loss, ce), _ = jax.lax.scan(
+            accumulate, (zeros, jnp.zeros(()), jnp.zeros(())),
+            (jnp.arange(micro_batches), _micro_batches(batch, micro_batches)))
+        grads = jax.tree.map(lambda g: g / micro_batches, grads)
+        loss, aux = loss / micro_batches, {"ce": ce / micro_batches}
+
+    grad_norm = optim_lib.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, new_opt_state = optimizer.update(grads, state["opt_state"], params)
+    new_params = optax.apply_updates(params, updates)
+    # A non-finite step never reaches the state, whether the host then stops the run or skips the
+    # step (train.on_nonfinite): a checkpoint taken afterwards is never poisoned.
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = {
+        "step": state["step"] + 1,
+        "params": keep(new_params, params),
+        "opt_state": keep(new_opt_state, state["opt_state"]),
+    }
+    metrics = {"loss": aux["ce"], "total_loss": loss, "grad_norm": grad_norm, "finite": finite,
+               "lr": schedule(state["step"])}
+    return new_state, metrics
+
+
+def _eval_step(state: dict, batch: dict, *, net: nn.Module, model: ModelConfig) -> dict:
+    logits = net.apply({"params": state["params"]}, batch["inputs"],
+                       segment_ids_BxL=batch.get("segment_ids"), deterministic=True)
+    loss, _ = model_lib.cross_entropy_loss(logits, batch["targets"], z_loss=0.0)
+    return {"loss": loss}
+
+
+def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_steps: int,
+                  mesh: Mesh) -> Program:
+    """Trace shapes, derive shardings and jit the init, train and eval functions for `mesh`."""
+    shape = tuple(mesh.shape[name] for name in parallel.MESH_AXES)
+    parallel.check_divisibility(model, config.train.batch_size, config.train.grad_accum_steps, shape)
+    rules = parallel.logical_axis_rules(model, shape)
+    net = model_lib.Transformer(model)
+    seq_len = config.data.seq_len
+    rng = jax.random.key(config.seed)
+
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        boxed_params = jax.eval_shape(
+            lambda r: net.init({"params": r, "dropout": r}, jnp.zeros((1, seq_len), jnp.int32)),
+            rng)["params"]
+        axes = parallel.logical_axes(boxed_params)
+        optimizer, schedule = optim_lib.make_optimizer(config, total_steps, axes)
+        boxed_state = jax.eval_shape(functools.partial(_boxed_init, net, optimizer, seq_len), rng)
+        state_shardings = parallel.shardings_for(boxed_state, mesh, rules)
+        abstract_state = jax.tree.map(
+            lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+            nn.unbox(boxed_state), state_shardings)
+
+    init = jax.jit(lambda r: nn.unbox(_boxed_init(net, optimizer, seq_len, r)),
+                   out_shardings=state_shardings)
+    batch_sharding = parallel.batch_sharding(mesh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch_shardings = {"inputs": batch_sharding, "targets": batch_sharding,
+                       "segment_ids": batch_sharding}
+    train_step = jax.jit(
+        functools.partial(_train_step, net=net, optimizer=optimizer, schedule=schedule, model=model,
+                          micro_batches=config.train.grad_accum_steps, seed=config.seed),
+        in_shardings=(state_shardings, batch_shardings),
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=0)
+    eval_step = jax.jit(functools.partial(_eval_step, net=net, model=model),
+                        in_shardings=(state_shardings, batch_shardings), out_shardings=replicated)
+    return Program(mesh=mesh, rules=rules, init=init, train_step=train_step, eval_step=eval_step,
+                   state_shardings=state_shardings, batch_sharding=batch_sharding,
+                   abstract_state=abstract_state, schedule=schedule)
+
+
+def to_host(tree: Any) -> Any:
+    """Fetch a tree of (replicated) device scalars as Python floats/bools."""
+    return jax.tree.map(lambda x: np.asarray(x).item(), jax.device_get(tree))

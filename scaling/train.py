@@ -1,0 +1,310 @@
+"""`scaling-train`: train one model, resumably, and write its metrics and summary.
+
+    scaling-train --config configs/demo.py --workdir runs/tiny [--config.model.d_model=256 ...]
+
+Writes `<workdir>/metrics.jsonl` (one record per logged step), `<workdir>/summary.json` (config,
+parameter counts, tokens, FLOPs, final losses, status) and `<workdir>/checkpoints/`. Rerunning the
+same command in the same workdir resumes from the newest checkpoint. Exit codes: 0 completed,
+2 bad configuration, 3 diverged, 75 preempted (checkpoint saved; rerun to resume), 1 failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import logging
+import math
+import pathlib
+import signal
+import sys
+import time
+from typing import Any
+
+EXIT_COMPLETED, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_DIVERGED, EXIT_PREEMPTED = 0, 1, 2, 3, 75
+STATUS_EXIT = {"completed": EXIT_COMPLETED, "diverged": EXIT_DIVERGED, "preempted": EXIT_PREEMPTED,
+               "failed": EXIT_FAILED}
+
+log = logging.getLogger("scaling.train")
+
+
+@dataclasses.dataclass
+class LossWindow:
+    """Train losses since the last logged step (carried through checkpoints for exact resume)."""
+
+    total: float = 0.0
+    count: int = 0
+    skipped: int = 0
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+class _StopSignal:
+    """Turns SIGTERM into a flag checked at step boundaries."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.requested = True
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def _is_boundary(count: int, every: int, total: int) -> bool:
+    return count == total or (every > 0 and count % every == 0)
+
+
+def train(config, workdir: str | pathlib.Path) -> dict:
+    """Train per `config` (validated) in `workdir`; return the summary (also written to disk)."""
+    import jax
+    import numpy as np
+
+    from scaling import data as data_lib
+    from scaling import distributed, flops, hardware, parallel, tracking
+    from scaling import optim as optim_lib
+    from scaling.checkpoint import Checkpointer
+    from scaling.config import model_config
+    from scaling.step import build_program
+
+    distributed.initialize(config)
+    leader = distributed.is_leader()
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    wall_start = time.perf_counter()
+
+    loader = data_lib.make_loader(config.data, batch_size=config.train.batch_size, seed=config.seed,
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count())
+    model = model_config(config, loader.vocab_size)
+    total_steps = optim_lib.steps_for(config)
+    seq_len = config.data.seq_len
+    tokens_per_step = config.train.batch_size * seq_len
+    mesh = parallel.make_mesh(config.mesh)
+    program = build_program(config, model, total_steps, mesh)
+    counts = flops.parameter_counts(model)
+    flops_per_token = {convention: flops.training_flops_per_token(model, seq_len, convention)
+                       for convention in ("6N", "full")}
+    peak = hardware.device_peak_flops(model.compute_dtype) * jax.device_count()
+
+    checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep,
+                                async_save=config.checkpoint.async_save)
+    window = LossWindow()
+    with program.context():
+        restored = checkpointer.restore_latest(program.abstract_state, model)
+        if restored is not None:
+            state, meta = restored
+            start = int(meta["step"])
+            window = LossWindow(**meta["loss_window"])
+            log.info("resuming from step %d", start)
+        else:
+            state, start = program.init(jax.random.key(config.seed)), 0
+        eval_batches = [parallel.global_batch(batch, program.batch_sharding)
+                        for batch in loader.eval_batches(config.train.eval_batches)]
+
+    config_dict = config.to_dict()
+    metrics_log = tracking.MetricsLog(workdir / "metrics.jsonl", start) if leader else None
+    wandb_run = (tracking.WandbRun(config, workdir, name=config.name, config_dict=config_dict)
+                 if leader else None)
+    progress = tracking.Progress(total_steps, start)
+    stop_signal = _StopSignal()
+
+    summary: dict[str, Any] = {
+        "name": config.name, "config": config_dict, "model": dataclasses.asdict(model),
+        "params": counts.total, "embedding_params": counts.embedding,
+        "non_embedding_params": counts.non_embedding, "flop_convention": config.train.flop_convention,
+        "flops_per_token_6N": flops_per_token["6N"], "flops_per_token_full": flops_per_token["full"],
+        "total_steps": total_steps, "tokens_per_step": tokens_per_step,
+        "train_tokens_available": loader.tokens_in_split, "devices": jax.device_count(),
+        "mesh": dict(program.mesh.shape), "parametrization": model.parametrization,
+        "peak_flops": peak, "diverged_step": None, "final_train_loss": None, "final_eval_loss": None,
+        "wandb_run_id": wandb_run.run_id if wandb_run else None,
+    }
+
+    def evaluate() -> float:
+        losses = [program.eval_step(state, batch)["loss"] for batch in eval_batches]
+        return float(np.mean(jax.device_get(losses)))
+
+    def consume(count: int, metrics: dict) -> bool:
+        """Fold one step's metrics into the window; False when the run must stop (diverged)."""
+        values = jax.device_get(metrics)
+        if not bool(values["finite"]):
+            if config.train.on_nonfinite == "stop":
+                summary["diverged_step"] = count
+                return False
+            window.skipped += 1
+            log.warning("step %d: non-finite loss or gradient; update skipped", count)
+            return True
+        window.total += float(values["loss"])
+        window.count += 1
+        consume.last = values
+        return True
+
+    consume.last = {}
+    status, count, compile_seconds = "completed", start, 0.0
+    pending: collections.deque = collections.deque()
+    interval_start, interval_tokens, speeds = time.perf_counter(), 0, []
+    last_eval = None
+    iterator = loader.iterate(start)
+    try:
+        with program.context():
+            for step_index, local_batch in iterator:
+                if step_index >= total_steps:
+                    break
+                batch = parallel.global_batch(local_batch, program.batch_sharding)
+                state, metrics = program.train_step(state, batch)
+                count = step_index + 1
+                pending.append((count, metrics))
+                if count == start + 1:  # the first step compiles: time it, then start the clocks
+                    if not consume(*pending.popleft()):
+                        status = "diverged"
+                        break
+                    compile_seconds = time.perf_counter() - interval_start
+                    progress.restart_clock(count)
+                    interval_start, interval_tokens = time.perf_counter(), 0
+                    if count % config.train.log_every and count != total_steps:
+                        continue
+                else:
+                    interval_tokens += tokens_per_step
+                # Read metrics one step late, so the device always has the next step queued.
+                while len(pending) > 1:
+                    if not consume(*pending.popleft()):
+                        status = "diverged"
+                        break
+                if status == "diverged":
+                    break
+                preempted = stop_signal.requested or (
+                    jax.process_count() > 1 and checkpointer.reached_preemption(count))
+                log_now = _is_boundary(count, config.train.log_every, total_steps)
+                eval_now = _is_boundary(count, config.train.eval_every, total_steps)
+                save_now = _is_boundary(count, config.checkpoint.every_steps, total_steps)
+                if not (log_now or eval_now or save_now or preempted):
+                    continue
+                while pending:
+                    if not consume(*pending.popleft()):
+                        status = "diverged"
+                        break
+                if status == "diverged":
+                    break
+                elapsed = time.perf_counter() - interval_start
+                if log_now or eval_now:
+                    eval_start = time.perf_counter()
+                    last_eval = evaluate() if eval_now else None
+                    eval_seconds = time.perf_counter() - eval_start
+                    speed = interval_tokens / elapsed if interval_tokens and elapsed > 0 else 0.0
+                    if speed:
+                        speeds.append(speed)
+                    tokens = count * tokens_per_step
+                    record = {
+                        "step": count, "tokens": tokens,
+                        "flops": tokens * flops_per_token[config.train.flop_convention],
+                        "flops_6N": tokens * flops_per_token["6N"],
+                        "flops_full": tokens * flops_per_token["full"],
+                        "train_loss": window.mean(), "eval_loss": last_eval,
+                        "lr": float(consume.last.get("lr", float("nan"))),
+                        "grad_norm": float(consume.last.get("grad_norm", float("nan"))),
+                        "skipped_steps": window.skipped,
+                        "tokens_per_second": speed,
+                        "mfu": speed * flops_per_token["full"] / peak if speed else None,
+                        "eval_seconds": eval_seconds,
+                    }
+                    summary["final_train_loss"] = record["train_loss"]
+                    if last_eval is not None:
+                        summary["final_eval_loss"] = last_eval
+                    if leader:
+                        metrics_log.write(record)
+                        wandb_run.log(record)
+                        progress.show(record)
+                    window = LossWindow(skipped=window.skipped)
+                if save_now or preempted:
+                    checkpointer.save(count, state, {
+                        "step": count, "seed": config.seed, "loss_window": dataclasses.asdict(window),
+                        "model": dataclasses.asdict(model)}, wait=preempted or count == total_steps)
+                if preempted and count < total_steps:
+                    status = "preempted"
+                    break
+                interval_start, interval_tokens = time.perf_counter(), 0
+    except BaseException:
+        summary["status"] = "failed"
+        raise
+    finally:
+        iterator_close = getattr(iterator, "close", None)
+        if iterator_close:
+            iterator_close()
+        loader.close()
+        stop_signal.restore()
+        checkpointer.close()
+        if "status" in summary and summary["status"] == "failed" and leader:
+            tracking.write_json_atomic(workdir / "summary.json", summary)
+
+    steps_done = summary["diverged_step"] - 1 if status == "diverged" else count
+    tokens = steps_done * tokens_per_step
+    summary.update({
+        "status": status, "steps": steps_done, "tokens": tokens,
+        "flops": tokens * flops_per_token[config.train.flop_convention],
+        "flops_6N": tokens * flops_per_token["6N"], "flops_full": tokens * flops_per_token["full"],
+        "tokens_per_second": float(np.median(speeds)) if speeds else None,
+        "mfu": float(np.median(speeds)) * flops_per_token["full"] / peak if speeds else None,
+        "compile_seconds": compile_seconds, "wall_seconds": time.perf_counter() - wall_start,
+    })
+    if leader:
+        metrics_log.close()
+        tracking.write_json_atomic(workdir / "summary.json", summary)
+        wandb_run.finish(summary)
+        if status != "completed":
+            where = (f" at step {summary['diverged_step']} (non-finite loss or gradient)"
+                     if status == "diverged" else f" at step {count}; rerun the same command to resume")
+            print(f"run {status}{where}", flush=True)
+    return summary
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from scaling.overrides import split_argv
+
+    rest, overrides = split_argv(argv)
+    parser = argparse.ArgumentParser(prog="scaling-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="ml-collections config file, path[:arg]")
+    parser.add_argument("--workdir", required=True, help="directory for metrics, summary, checkpoints")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved config, sizes and per-device memory, then exit")
+    return parser.parse_args(rest), overrides
+
+
+def load_and_validate(spec: str, overrides: list[str]):
+    """The config from file + overrides, validated; raises ConfigError with a one-line message."""
+    from scaling.config import validate
+    from scaling.overrides import apply_overrides, load_config
+
+    config = load_config(spec)
+    apply_overrides(config, overrides)
+    validate(config)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    from scaling.config import ConfigError
+
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        config = load_and_validate(args.config, overrides)
+    except ConfigError as error:
+        print(f"scaling-train: error: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.dry_run:
+        from scaling import memory
+
+        print(memory.describe(config))
+        return EXIT_COMPLETED
+    summary = train(config, args.workdir)
+    return STATUS_EXIT[summary["status"]]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
