@@ -1,0 +1,149 @@
+"""`scaling-slurm`: run a sweep (or one run) on a GPU cluster, through SLURM or by hand.
+
+    scaling-slurm --sweep-config configs/sweeps/X.py --workdir runs/X --nodes 2 --gpus-per-node 8
+    scaling-slurm --train-config configs/Y.py --workdir runs/Y --nodes 2 --coordinator node0:12345
+
+The first writes an sbatch script (one task per GPU, `srun scaling-sweep ...`, so that
+`jax.distributed.initialize()` finds the processes from SLURM's environment) and submits it; the job
+requeues itself after a preemption and resumes from its checkpoints. The second, for clusters
+without SLURM, prints one `scaling-train` command line per node, with the coordinator given
+explicitly; run line i on node i. `--dry-run` prints the script and the `sbatch` command instead of
+writing and submitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from launch.commands import PREEMPTED_EXIT_CODE, UsageError, execute_checked, exit_code_of
+
+PROGRAM = "scaling-slurm"
+SECONDS_TO_SAVE = 120  # SIGTERM this long before the time limit: enough to write a checkpoint
+
+
+def _positive(option: str, value: int) -> None:
+    if value is None or value < 1:
+        raise UsageError(option, value, "an integer > 0")
+
+
+def _existing_file(option: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise UsageError(option, path, "an existing config file")
+
+
+def program_command(args: argparse.Namespace) -> list[str]:
+    """The command every process runs: `scaling-sweep` for a sweep config, `scaling-train` for a run."""
+    if args.sweep_config:
+        return ["scaling-sweep", "--config", args.sweep_config, "--workdir", args.workdir]
+    return ["scaling-train", "--config", args.train_config, "--workdir", args.workdir]
+
+
+def sbatch_script(args: argparse.Namespace, submit_dir: str) -> str:
+    """The sbatch script: N nodes × G tasks (one per GPU), requeued when the program exits 75."""
+    workdir = os.path.abspath(args.workdir)
+    directives = [f"--job-name={args.job_name}", f"--nodes={args.nodes}",
+                  f"--ntasks-per-node={args.gpus_per_node}", f"--gpus-per-node={args.gpus_per_node}"]
+    directives += [f"--{name}={value}" for name, value in
+                   (("partition", args.partition), ("account", args.account), ("time", args.time))
+                   if value]
+    directives += [f"--output={workdir}/slurm-%j.out", "--open-mode=append", f"--chdir={submit_dir}",
+                   "--requeue", f"--signal=TERM@{SECONDS_TO_SAVE}"]
+    lines = ["#!/bin/bash", *(f"#SBATCH {directive}" for directive in directives), ""]
+    lines += ["# One task per GPU: jax.distributed.initialize() reads SLURM_NTASKS, SLURM_PROCID,",
+              "# SLURM_LOCALID and the node list, so no coordinator is given here.",
+              *args.setup,
+              f"srun {shlex.join(program_command(args))}",
+              "status=$?",
+              f"# {PREEMPTED_EXIT_CODE}: stopped by SIGTERM (time limit or preemption) after saving a",
+              "# checkpoint; requeued, the job resumes from it in the same workdir.",
+              f'if [ "$status" -eq {PREEMPTED_EXIT_CODE} ]; then',
+              '  scontrol requeue "$SLURM_JOB_ID"',
+              "fi",
+              'exit "$status"']
+    return "\n".join(lines) + "\n"
+
+
+def coordinator_commands(args: argparse.Namespace) -> list[list[str]]:
+    """One `scaling-train` command per node, process i on node i, all pointed at the coordinator.
+
+    Each process drives every GPU of its node, so there are as many processes as nodes.
+    """
+    return [program_command(args) + [
+        f"--config.distributed.coordinator_address={args.coordinator}",
+        f"--config.distributed.num_processes={args.nodes}",
+        f"--config.distributed.process_id={process_id}"] for process_id in range(args.nodes)]
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if bool(args.sweep_config) == bool(args.train_config):
+        raise UsageError("--sweep-config/--train-config", args.sweep_config or args.train_config,
+                         "exactly one of the two")
+    if args.sweep_config:
+        _existing_file("--sweep-config", args.sweep_config)
+    else:
+        _existing_file("--train-config", args.train_config)
+    if not args.workdir:
+        raise UsageError("--workdir", args.workdir, "a folder on storage every node shares")
+    _positive("--nodes", args.nodes)
+    if args.coordinator is None:
+        _positive("--gpus-per-node", args.gpus_per_node)
+        return
+    if args.sweep_config:
+        raise UsageError("--coordinator", args.coordinator,
+                         "used with --train-config (one run); sweeps go through sbatch")
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError("--coordinator", args.coordinator, "HOST:PORT with a port in 1..65535")
+
+
+def _launch(args: argparse.Namespace) -> int:
+    _validate(args)
+    if args.coordinator is not None:
+        for command in coordinator_commands(args):
+            print(shlex.join(command))
+        return 0
+    script = sbatch_script(args, os.getcwd())
+    script_path = args.script or os.path.join(args.workdir, f"{args.job_name}.sbatch")
+    if args.dry_run:
+        print(script, end="")
+    else:
+        os.makedirs(args.workdir, exist_ok=True)
+        with open(script_path, "w") as file:
+            file.write(script)
+    execute_checked(["sbatch", script_path], dry_run=args.dry_run)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
+    parser.add_argument("--sweep-config", help="sweep config: every process runs scaling-sweep")
+    parser.add_argument("--train-config", help="run config: every process runs scaling-train")
+    parser.add_argument("--workdir", required=True, help="output folder on storage all nodes share")
+    parser.add_argument("--nodes", type=int, required=True)
+    parser.add_argument("--gpus-per-node", type=int, help="GPUs per node (one task each)")
+    parser.add_argument("--partition")
+    parser.add_argument("--account")
+    parser.add_argument("--time", help="time limit, e.g. 24:00:00")
+    parser.add_argument("--job-name", default="scaling")
+    parser.add_argument("--setup", action="append", default=[],
+                        help="a shell line run before srun, e.g. 'source .venv/bin/activate' "
+                             "(repeatable)")
+    parser.add_argument("--script", help="where to write the sbatch script "
+                                         "(default: WORKDIR/JOB_NAME.sbatch)")
+    parser.add_argument("--coordinator", help="HOST:PORT of process 0: print one scaling-train "
+                                              "command per node instead of submitting")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the script and the sbatch command; write and submit nothing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return exit_code_of(PROGRAM, lambda: _launch(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

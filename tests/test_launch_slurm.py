@@ -1,0 +1,152 @@
+"""`scaling-slurm`: the sbatch script it writes, its submission to a fake `sbatch`, and the explicit
+per-node commands."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The fake records its arguments and the script it was given, and answers like sbatch does.
+FAKE_SBATCH = textwrap.dedent("""\
+    #!{python} -S
+    import json, os, sys
+    with open(sys.argv[-1]) as script:
+        entry = {{"argv": sys.argv[1:], "script": script.read()}}
+    with open(os.environ["FAKE_SBATCH_LOG"], "a") as log:
+        log.write(json.dumps(entry) + "\\n")
+    print("Submitted batch job 4242")
+    """)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A fake sbatch on PATH and a folder with configs; `cluster.launch(*args)` runs scaling-slurm."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(FAKE_SBATCH.format(python=sys.executable))
+    sbatch.chmod(0o755)
+    home = tmp_path / "checkout"
+    (home / "configs" / "sweeps").mkdir(parents=True)
+    (home / "configs" / "sweeps" / "tiny.py").write_text("def get_config(): ...\n")
+    (home / "configs" / "run.py").write_text("def get_config(): ...\n")
+    log = tmp_path / "sbatch.jsonl"
+
+    class Cluster:
+        folder = home
+
+        @staticmethod
+        def launch(*args):
+            env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                   "FAKE_SBATCH_LOG": str(log), "PYTHONPATH": REPO}
+            return subprocess.run([sys.executable, "-m", "launch.slurm", *args], cwd=home, env=env,
+                                  capture_output=True, text=True, timeout=60)
+
+        @staticmethod
+        def submissions():
+            if not log.exists():
+                return []
+            return [json.loads(line) for line in log.read_text().splitlines()]
+
+    return Cluster
+
+
+SWEEP = ["--sweep-config", "configs/sweeps/tiny.py", "--workdir", "runs/tiny"]
+
+
+def directives(script):
+    return [line.removeprefix("#SBATCH ") for line in script.splitlines() if line.startswith("#SBATCH")]
+
+
+def test_sbatch_script_has_the_directives_and_srun_line(cluster):
+    result = cluster.launch(*SWEEP, "--nodes", "4", "--gpus-per-node", "8", "--partition", "gpu",
+                            "--time", "12:00:00", "--setup", "source .venv/bin/activate")
+    assert result.returncode == 0, result.stderr
+    [submission] = cluster.submissions()
+    assert submission["argv"] == ["runs/tiny/scaling.sbatch"]
+    script = submission["script"]
+    workdir = os.path.join(str(cluster.folder), "runs", "tiny")
+    assert script.startswith("#!/bin/bash\n")
+    assert directives(script) == [
+        "--job-name=scaling", "--nodes=4", "--ntasks-per-node=8", "--gpus-per-node=8",
+        "--partition=gpu", "--time=12:00:00", f"--output={workdir}/slurm-%j.out",
+        "--open-mode=append", f"--chdir={cluster.folder}", "--requeue", "--signal=TERM@120"]
+    lines = script.splitlines()
+    srun = lines.index("srun scaling-sweep --config configs/sweeps/tiny.py --workdir runs/tiny")
+    assert lines[srun - 1] == "source .venv/bin/activate"
+    assert "Submitted batch job 4242" in result.stdout
+
+
+def test_script_requeues_only_on_exit_code_75(cluster, tmp_path):
+    result = cluster.launch(*SWEEP, "--nodes", "1", "--gpus-per-node", "1", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    script = result.stdout.rsplit("sbatch ", 1)[0]
+    # Run the script's tail with stand-ins for srun and scontrol that record what they were asked.
+    bin_dir = tmp_path / "standins"
+    bin_dir.mkdir()
+    for name, body in (("srun", 'exit "$SRUN_EXIT"'), ("scontrol", 'echo "$@" >> "$CALLS"')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    for srun_exit, requeued in ((75, True), (0, False), (1, False)):
+        calls = tmp_path / f"calls-{srun_exit}"
+        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+               "SRUN_EXIT": str(srun_exit), "CALLS": str(calls), "SLURM_JOB_ID": "4242"}
+        ran = subprocess.run(["bash", "-c", script], env=env, timeout=30)
+        assert ran.returncode == srun_exit
+        assert (calls.read_text() == "requeue 4242\n") if requeued else not calls.exists()
+
+
+def test_train_config_runs_scaling_train(cluster):
+    result = cluster.launch("--train-config", "configs/run.py", "--workdir", "runs/one",
+                            "--nodes", "2", "--gpus-per-node", "4", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "srun scaling-train --config configs/run.py --workdir runs/one\n" in result.stdout
+
+
+def test_dry_run_prints_the_script_and_sbatch_command_and_submits_nothing(cluster):
+    result = cluster.launch(*SWEEP, "--nodes", "2", "--gpus-per-node", "8", "--dry-run",
+                            "--job-name", "chin")
+    assert result.returncode == 0, result.stderr
+    assert cluster.submissions() == []
+    assert not (cluster.folder / "runs").exists()
+    assert result.stdout.startswith("#!/bin/bash\n")
+    assert result.stdout.splitlines()[-1] == "sbatch runs/tiny/chin.sbatch"
+    assert "#SBATCH --nodes=2\n" in result.stdout
+
+
+def test_explicit_coordinator_prints_one_command_per_node(cluster):
+    result = cluster.launch("--train-config", "configs/run.py", "--workdir", "/shared/run",
+                            "--nodes", "3", "--coordinator", "10.0.0.1:12345")
+    assert result.returncode == 0, result.stderr
+    assert cluster.submissions() == []
+    commands = [shlex.split(line) for line in result.stdout.splitlines()]
+    base = ["scaling-train", "--config", "configs/run.py", "--workdir", "/shared/run",
+            "--config.distributed.coordinator_address=10.0.0.1:12345",
+            "--config.distributed.num_processes=3"]
+    assert commands == [base + [f"--config.distributed.process_id={i}"] for i in (0, 1, 2)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (SWEEP + ["--nodes", "0", "--gpus-per-node", "8"], "--nodes=0 is not allowed: an integer > 0"),
+    (SWEEP + ["--nodes", "2", "--gpus-per-node", "-1"], "--gpus-per-node=-1 is not allowed"),
+    (SWEEP + ["--nodes", "2"], "--gpus-per-node=None is not allowed"),
+    (["--sweep-config", "configs/sweeps/nope.py", "--workdir", "w", "--nodes", "1",
+      "--gpus-per-node", "1"], "--sweep-config='configs/sweeps/nope.py' is not allowed"),
+    (["--workdir", "w", "--nodes", "1", "--gpus-per-node", "1"], "exactly one of the two"),
+    (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2",
+      "--coordinator", "node0"], "--coordinator='node0' is not allowed: HOST:PORT"),
+    (SWEEP + ["--nodes", "2", "--coordinator", "node0:1234"], "used with --train-config"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(cluster, args, message):
+    result = cluster.launch(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("scaling-slurm: error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+    assert cluster.submissions() == []
