@@ -1,0 +1,90 @@
+"""Weight initialisation schemes, chosen by `ModelConfig.init` (and `parametrization`).
+
+Every weight is created in float32. The schemes, for a matrix with fan-in `fan_in`:
+
+- `normal`: every weight ~ N(0, init_std²).
+- `scaled_normal` (GPT-2): like `normal`, but the projections that write into the residual stream
+  (attention output, MLP output) get std init_std / √(number of residual branches in the stack);
+  a decoder-only or encoder stack has 2·num_layers branches, the decoder of an encoder–decoder
+  3·num_layers (self-attention, cross-attention, MLP).
+- `xavier` (Glorot uniform): U(±√(6 / (fan_in + fan_out))), as in "Attention Is All You Need".
+- `he` (Kaiming): truncated normal with variance 2 / fan_in.
+- `small` (small-init of Nguyen & Salazar, "Transformers without Tears", as used by GPT-NeoX):
+  every weight, embeddings included, ~ N(0, 2 / (5·d_model)).
+
+Token embeddings get N(0, init_std²) under `normal`/`scaled_normal`, N(0, 2/(5·d_model)) under
+`small`, and N(0, 1/d_model) under the fan-based `xavier`/`he` (the table doubles as the tied
+read-out, whose fan-in is d_model).
+
+µP (`parametrization="mup"`): hidden matrices must have variance ∝ 1/fan_in. The fan-based and
+small schemes already do; for `normal`/`scaled_normal` the std is multiplied by
+√(mup_base_width / d_model), so it equals init_std at the base width. Embeddings and the read-out
+keep a width-independent std; the read-out is instead scaled in the forward pass (see
+`scaling.model`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from scaling.config import ModelConfig
+
+Initializer = jax.nn.initializers.Initializer
+
+HIDDEN = "hidden"
+RESIDUAL_OUTPUT = "residual_output"
+READOUT = "readout"
+
+
+def small_init_std(d_model: int) -> float:
+    """The small-init standard deviation √(2 / (5·d_model))."""
+    return math.sqrt(2.0 / (5.0 * d_model))
+
+
+def embedding_init(cfg: ModelConfig) -> Initializer:
+    """Initializer for the token embedding table (vocab, d_model) and learned position tables."""
+    if cfg.init == "small":
+        return jax.nn.initializers.normal(small_init_std(cfg.d_model))
+    if cfg.init in ("xavier", "he"):
+        return jax.nn.initializers.normal(1.0 / math.sqrt(cfg.d_model))
+    return jax.nn.initializers.normal(cfg.init_std)
+
+
+def dense_init(cfg: ModelConfig, role: str, *, in_axis: int | Sequence[int],
+               out_axis: int | Sequence[int], residual_branches: int = 1) -> Initializer:
+    """Initializer for a projection matrix whose fan-in axes are `in_axis`, fan-out `out_axis`.
+
+    `role` is `HIDDEN` (q/k/v, MLP input), `RESIDUAL_OUTPUT` (attention and MLP output, scaled
+    down under `scaled_normal`) or `READOUT` (the untied output projection, exempt from the µP
+    width multiplier). `residual_branches` is the number of residual branches in the stack.
+    """
+    if cfg.init == "xavier":
+        return jax.nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=in_axis,
+                                                    out_axis=out_axis)
+    if cfg.init == "he":
+        return jax.nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal",
+                                                    in_axis=in_axis, out_axis=out_axis)
+    if cfg.init == "small":
+        return jax.nn.initializers.normal(small_init_std(cfg.d_model))
+    std = cfg.init_std
+    if cfg.init == "scaled_normal" and role == RESIDUAL_OUTPUT:
+        std /= math.sqrt(residual_branches)
+    if cfg.parametrization == "mup" and role != READOUT:
+        std *= math.sqrt(cfg.mup_base_width / cfg.d_model)
+    return jax.nn.initializers.normal(std)
+
+
+def ones(key, shape, dtype=jnp.float32):
+    """Norm scales start at one."""
+    del key
+    return jnp.ones(shape, dtype)
+
+
+def zeros(key, shape, dtype=jnp.float32):
+    """Biases start at zero."""
+    del key
+    return jnp.zeros(shape, dtype)

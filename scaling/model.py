@@ -1,0 +1,195 @@
+"""The Transformer: decoder-only (GPT), encoder-only, and encoder–decoder, from one set of blocks.
+
+`Transformer(cfg)` is a functional flax.linen module: `init` returns float32 parameters boxed with
+logical axis names (`vocab`, `embed`, `mlp`, `heads`, `kv_heads`, `head_dim`, `position`, and
+`layers` for the leading axis of the scanned blocks); `apply` maps token ids to float32 logits.
+Blocks are applied with `nn.scan`, so compile time does not grow with depth, and rematerialised per
+`cfg.remat`. Activations carry logical sharding constraints, which are no-ops without a mesh.
+
+`cross_entropy_loss` is the training objective (next-token cross-entropy plus optional z-loss).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from scaling.config import ModelConfig
+from scaling.layers import initializers, positions
+from scaling.layers.attention import Attention
+from scaling.layers.feed_forward import FeedForward
+from scaling.layers.norms import Norm
+
+EMBED_AXES = ("batch", "length", "act_embed")
+LOGITS_AXES = ("batch", "length", "act_vocab")
+
+_REMAT_POLICIES = {
+    "full": None,  # save nothing, recompute the whole block in the backward pass
+    "dots": jax.checkpoint_policies.checkpoint_dots,  # save only matmul outputs
+}
+
+
+def residual_branch_count(cfg: ModelConfig, num_layers: int, cross_attention: bool) -> int:
+    """Residual branches in a stack: (self-attention, [cross-attention,] MLP) per layer."""
+    return (3 if cross_attention else 2) * num_layers
+
+
+class Block(nn.Module):
+    """One layer: self-attention, optional cross-attention over `context_BxSxD`, MLP.
+
+    Pre-norm: x + dropout(f(norm(x))) per sub-layer. Post-norm: norm(x + dropout(f(x))).
+    Returns `(x, None)` so it can be the body of `nn.scan`.
+    """
+
+    cfg: ModelConfig
+    causal: bool
+    cross_attention: bool
+    residual_branches: int
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x_BxLxD, segment_ids_BxL, context_BxSxD):
+        cfg = self.cfg
+
+        def sublayer(name, fn, x):
+            if cfg.norm_position == "pre":
+                y = fn(Norm(cfg.norm, name=f"{name}_norm")(x))
+            else:
+                y = fn(x)
+            y = nn.Dropout(cfg.dropout)(y, deterministic=self.deterministic)
+            x = x + y
+            if cfg.norm_position == "post":
+                x = Norm(cfg.norm, name=f"{name}_norm")(x)
+            return nn.with_logical_constraint(x, EMBED_AXES)
+
+        attention_kwargs = dict(cfg=cfg, residual_branches=self.residual_branches,
+                                deterministic=self.deterministic)
+        self_attention = Attention(causal=self.causal, name="self_attention", **attention_kwargs)
+        x_BxLxD = sublayer("self_attention", lambda h: self_attention(h, segment_ids_BxL), x_BxLxD)
+        if self.cross_attention:
+            cross_attention = Attention(causal=False, name="cross_attention", **attention_kwargs)
+            x_BxLxD = sublayer("cross_attention", lambda h: cross_attention(h, None, context_BxSxD),
+                               x_BxLxD)
+        feed_forward = FeedForward(cfg, self.residual_branches, name="mlp")
+        x_BxLxD = sublayer("mlp", feed_forward, x_BxLxD)
+        return x_BxLxD, None
+
+
+class Stack(nn.Module):
+    """`num_layers` scanned blocks (weights stacked on a leading `layers` axis), then a final norm
+    under pre-norm."""
+
+    cfg: ModelConfig
+    num_layers: int
+    causal: bool
+    cross_attention: bool
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x_BxLxD, segment_ids_BxL=None, context_BxSxD=None):
+        cfg = self.cfg
+        block = Block
+        if cfg.remat != "none":
+            block = nn.remat(Block, prevent_cse=False, policy=_REMAT_POLICIES[cfg.remat])
+        scanned = nn.scan(block, variable_axes={"params": 0},
+                          split_rngs={"params": True, "dropout": True},
+                          in_axes=(nn.broadcast, nn.broadcast), length=self.num_layers,
+                          metadata_params={nn.PARTITION_NAME: "layers"})
+        x_BxLxD, _ = scanned(cfg, self.causal, self.cross_attention,
+                             residual_branch_count(cfg, self.num_layers, self.cross_attention),
+                             self.deterministic, name="layers")(x_BxLxD, segment_ids_BxL, context_BxSxD)
+        if cfg.norm_position == "pre":
+            x_BxLxD = Norm(cfg.norm, name="final_norm")(x_BxLxD)
+        return x_BxLxD
+
+
+class Transformer(nn.Module):
+    """Token ids → float32 logits over the vocabulary.
+
+    `tokens_BxL` are the (decoder) tokens; `encoder_tokens_BxS` the source sequence of an
+    encoder–decoder. `segment_ids_BxL` marks packed documents: with `cfg.document_mask`,
+    self-attention stays within a document (cross-attention sees the whole source).
+    Encoder and decoder share the token embedding (and the learned position table).
+    """
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens_BxL, segment_ids_BxL=None, encoder_tokens_BxS=None,
+                 deterministic: bool = True):
+        cfg = self.cfg
+        dtype = jnp.dtype(cfg.compute_dtype)
+        embedding_VxD = self.param(
+            "token_embedding",
+            nn.with_logical_partitioning(initializers.embedding_init(cfg), ("vocab", "embed")),
+            (cfg.vocab_size, cfg.d_model), jnp.float32)
+        position_table = None
+        if cfg.position == "learned":
+            position_table = self.param(
+                "position_embedding",
+                nn.with_logical_partitioning(initializers.embedding_init(cfg), ("position", "embed")),
+                (cfg.max_seq_len, cfg.d_model), jnp.float32)
+
+        def embed(tokens):
+            x = jnp.take(embedding_VxD, tokens, axis=0)
+            length = tokens.shape[1]
+            if position_table is not None:
+                x = x + position_table[None, :length]
+            elif cfg.position == "sinusoidal":
+                x = x + positions.sinusoidal_table(length, cfg.d_model)[None]
+            x = nn.Dropout(cfg.dropout)(x.astype(dtype), deterministic=deterministic)
+            return nn.with_logical_constraint(x, EMBED_AXES)
+
+        if not cfg.document_mask:
+            segment_ids_BxL = None
+        if cfg.layout == "encoder_decoder":
+            if encoder_tokens_BxS is None:
+                raise ValueError("layout 'encoder_decoder' needs encoder_tokens_BxS")
+            encoded_BxSxD = Stack(cfg, cfg.num_encoder_layers, causal=False, cross_attention=False,
+                                  deterministic=deterministic, name="encoder")(embed(encoder_tokens_BxS))
+            x_BxLxD = Stack(cfg, cfg.num_layers, causal=True, cross_attention=True,
+                            deterministic=deterministic, name="decoder")(
+                                embed(tokens_BxL), segment_ids_BxL, encoded_BxSxD)
+        else:
+            is_decoder = cfg.layout == "decoder"
+            x_BxLxD = Stack(cfg, cfg.num_layers, causal=is_decoder, cross_attention=False,
+                            deterministic=deterministic, name="decoder" if is_decoder else "encoder")(
+                                embed(tokens_BxL), segment_ids_BxL)
+
+        x_BxLxD = x_BxLxD.astype(jnp.float32)
+        if cfg.tie_embeddings:
+            logits_BxLxV = jnp.einsum("BLD,VD->BLV", x_BxLxD, embedding_VxD)
+        else:
+            readout_init = initializers.dense_init(cfg, initializers.READOUT, in_axis=0, out_axis=1)
+            unembedding_DxV = self.param(
+                "unembedding", nn.with_logical_partitioning(readout_init, ("embed", "vocab")),
+                (cfg.d_model, cfg.vocab_size), jnp.float32)
+            logits_BxLxV = jnp.einsum("BLD,DV->BLV", x_BxLxD, unembedding_DxV)
+        if cfg.parametrization == "mup":
+            # µP read-out multiplier (the "output multiplier" variant of Yang et al., Tensor
+            # Programs V): logits shrink as 1/width, equal to standard at the base width.
+            logits_BxLxV = logits_BxLxV * (cfg.mup_base_width / cfg.d_model)
+        return nn.with_logical_constraint(logits_BxLxV, LOGITS_AXES)
+
+
+def cross_entropy_loss(logits_BxLxV, targets_BxL, z_loss: float = 0.0, mask_BxL=None):
+    """Mean cross-entropy in nats (float32) of `targets_BxL` under `logits_BxLxV`, plus z-loss.
+
+    `targets_BxL[b, t]` is the token that `logits_BxLxV[b, t]` should predict (the caller shifts
+    for next-token prediction). `mask_BxL` (0/1 or bool) selects the positions averaged over.
+    z-loss adds z_loss · mean(logsumexp(logits)²), which keeps the softmax normaliser near 1
+    (PaLM). Returns `(loss, {"ce": mean cross-entropy, "z_loss": the added z-loss term})`.
+    """
+    logits = logits_BxLxV.astype(jnp.float32)
+    log_normalizer_BxL = jax.nn.logsumexp(logits, axis=-1)
+    target_logit_BxL = jnp.take_along_axis(logits, targets_BxL[..., None], axis=-1)[..., 0]
+    ce_BxL = log_normalizer_BxL - target_logit_BxL
+    if mask_BxL is None:
+        weights_BxL = jnp.ones_like(ce_BxL)
+    else:
+        weights_BxL = mask_BxL.astype(jnp.float32)
+    count = jnp.maximum(jnp.sum(weights_BxL), 1.0)
+    ce = jnp.sum(ce_BxL * weights_BxL) / count
+    z_term = z_loss * jnp.sum(jnp.square(log_normalizer_BxL) * weights_BxL) / count
+    return ce + z_term, {"ce": ce, "z_loss": z_term}
