@@ -35,9 +35,13 @@ def _existing_file(option: str, path: str) -> None:
 
 
 def program_command(args: argparse.Namespace) -> list[str]:
-    """The command every process runs: `scaling-sweep` for a sweep config, `scaling-train` for a run."""
+    """The command every process runs: `scaling-sweep` for a sweep config, `scaling-train` for a run.
+
+    A sweep's runs go one at a time (`--processes 1`): each is one program spanning every process.
+    """
     if args.sweep_config:
-        return ["scaling-sweep", "--config", args.sweep_config, "--workdir", args.workdir]
+        return ["scaling-sweep", "--config", args.sweep_config, "--processes", "1",
+                "--workdir", args.workdir]
     return ["scaling-train", "--config", args.train_config, "--workdir", args.workdir]
 
 

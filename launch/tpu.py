@@ -117,8 +117,11 @@ def setup_remote_command(s: Settings) -> str:
 
 
 def run_remote_command(s: Settings) -> str:
-    """Shell line for every host: the sweep, with its exit code (75 means preempted) passed back."""
-    sweep = ["scaling-sweep", "--config", tpu_settings.sweep_config_on_host(s)]
+    """Shell line for every host: the sweep, with its exit code (75 means preempted) passed back.
+
+    Runs go one at a time (`--processes 1`): each is one program spanning every host of the slice.
+    """
+    sweep = ["scaling-sweep", "--config", tpu_settings.sweep_config_on_host(s), "--processes", "1"]
     return (f'cd ~/{REMOTE_CHECKOUT} && export PATH="$HOME/.local/bin:$PATH" && '
             f"{shlex.join(sweep)} --workdir {host_path(s.workdir)}")
 
@@ -266,7 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--spot", action=argparse.BooleanOptionalAction, default=None)
     common.add_argument("--source", help="checkout to copy to the hosts (default: .)")
     common.add_argument("--sweep-config", help="sweep config file inside --source")
-    common.add_argument("--workdir", help="sweep workdir on the hosts, e.g. ~/results/chinchilla")
+    common.add_argument("--workdir", help="sweep workdir on the hosts, e.g. ~/results/sweeps/demo")
     common.add_argument("--bucket", help="GCS bucket to mount with gcsfuse at --mount-dir")
     common.add_argument("--mount-dir", help="where the bucket is mounted (default: ~/results)")
     common.add_argument("--max-retries", type=int, help="slice recreations `up` may make")

@@ -31,7 +31,7 @@ def default_settings() -> ml_collections.ConfigDict:
     s.runtime_version = "v2-alpha-tpuv5-lite"  # the TPU VM image that matches the accelerator
     s.spot = False  # spot capacity is cheaper and can be preempted at any time
     s.source = "."  # the checkout copied to ~/scaling on every host (files git tracks or would track)
-    s.sweep_config = ""  # path inside `source`, e.g. configs/sweeps/chinchilla.py
+    s.sweep_config = ""  # path inside `source`, e.g. configs/sweeps/demo.py
     s.workdir = ""  # on the hosts; put it under mount_dir so checkpoints survive a preemption
     s.bucket = ""  # GCS bucket mounted with gcsfuse at mount_dir on every host ("" mounts nothing)
     s.mount_dir = "~/results"

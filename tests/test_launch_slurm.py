@@ -78,7 +78,7 @@ def test_sbatch_script_has_the_directives_and_srun_line(cluster):
         "--partition=gpu", "--time=12:00:00", f"--output={workdir}/slurm-%j.out",
         "--open-mode=append", f"--chdir={cluster.folder}", "--requeue", "--signal=TERM@120"]
     lines = script.splitlines()
-    srun = lines.index("srun scaling-sweep --config configs/sweeps/tiny.py --workdir runs/tiny")
+    srun = lines.index("srun scaling-sweep --config configs/sweeps/tiny.py --processes 1 --workdir runs/tiny")
     assert lines[srun - 1] == "source .venv/bin/activate"
     assert "Submitted batch job 4242" in result.stdout
 

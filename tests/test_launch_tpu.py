@@ -125,7 +125,7 @@ def test_up_runs_the_documented_commands_in_order(cloud):
     assert "gcsfuse" not in setup[-1]
     assert sweep[4:] == ["qr", "--worker=all", *WHERE, "--command",
                          'cd ~/scaling && export PATH="$HOME/.local/bin:$PATH" && scaling-sweep '
-                         "--config configs/sweeps/tiny.py --workdir /mnt/disk/sweep"]
+                         "--config configs/sweeps/tiny.py --processes 1 --workdir /mnt/disk/sweep"]
     assert delete == ["compute", "tpus", "queued-resources", "delete", "qr", *WHERE,
                       "--force", "--quiet"]
 

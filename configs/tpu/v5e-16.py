@@ -16,8 +16,8 @@ def get_config():
     s.accelerator_type = "v5litepod-16"
     s.runtime_version = "v2-alpha-tpuv5-lite"
     s.spot = True
-    s.sweep_config = "configs/sweeps/chinchilla.py"
+    s.sweep_config = "configs/sweeps/demo.py"  # replace with the study to run
     s.mount_dir = "~/results"
-    s.workdir = "~/results/sweeps/chinchilla"
+    s.workdir = "~/results/sweeps/demo"
     s.max_retries = 5
     return s
