@@ -19,8 +19,10 @@ import csv
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from launch import plans
@@ -81,20 +83,61 @@ def _format_value(value) -> str:
     return str(value)
 
 
+class _Children:
+    """The running training processes, so a SIGTERM to the sweep reaches every one of them: each
+    saves a checkpoint and exits 75, and the sweep exits 75 too (rerun to resume)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._processes: set[subprocess.Popen] = set()
+        self.terminating = False
+
+    def start(self, command: list[str], log_file) -> subprocess.Popen:
+        with self._lock:
+            if self.terminating:
+                raise _Terminated()
+            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                       env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            self._processes.add(process)
+            return process
+
+    def finished(self, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._processes.discard(process)
+
+    def terminate_all(self, signum=None, frame=None) -> None:
+        del signum, frame
+        with self._lock:
+            self.terminating = True
+            for process in self._processes:
+                process.send_signal(signal.SIGTERM)
+
+
+class _Terminated(Exception):
+    pass
+
+
+CHILDREN = _Children()
+
+
 def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
     """Run one training process, its output appended to `<run_dir>/train.log`; return the exit
     code and the last error line for the results table."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "command.txt").write_text(" ".join(command) + "\n")
     with open(run_dir / "train.log", "ab") as log_file:
-        process = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        try:
+            process = CHILDREN.start(command, log_file)
+        except _Terminated:
+            return EXIT_PREEMPTED, ""
+        returncode = process.wait()
+        CHILDREN.finished(process)
     error = ""
-    if process.returncode not in (0, 3, EXIT_PREEMPTED):
+    if returncode not in (0, 3, EXIT_PREEMPTED):
         lines = [line for line in (run_dir / "train.log").read_text(errors="replace").splitlines()
                  if line.strip()]
         error = next((line for line in reversed(lines) if "rror" in line), lines[-1] if lines else "")
-    return process.returncode, error.strip()[:300]
+    return returncode, error.strip()[:300]
 
 
 def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "") -> dict:
@@ -151,8 +194,19 @@ def write_csv_atomic(path: pathlib.Path, columns, rows) -> None:
     os.replace(tmp, path)
 
 
+def is_leader_host() -> bool:
+    """On a multi-host slice every host runs the sweep (each run spans all hosts); only the first
+    host writes the sweep's tables."""
+    for variable in ("TPU_WORKER_ID", "SLURM_PROCID", "SCALING_PROCESS_ID"):
+        if os.environ.get(variable, "0") != "0":
+            return False
+    return True
+
+
 def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict) -> None:
-    """Rewrite results.csv and curves.csv from every run's files."""
+    """Rewrite results.csv and curves.csv from every run's files (first host only)."""
+    if not is_leader_host():
+        return
     write_csv_atomic(workdir / "results.csv", RESULT_COLUMNS,
                      [result_row(run, run_directory(workdir, run.name), errors.get(run.name, ""))
                       for run in runs])
@@ -233,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
           f"{len(todo)} to train, {sweep.processes} at a time", flush=True)
     gather(workdir, runs, errors)
+    signal.signal(signal.SIGTERM, CHILDREN.terminate_all)
     start, done, preempted = time.perf_counter(), 0, False
     with concurrent.futures.ThreadPoolExecutor(max_workers=sweep.processes) as pool:
         futures = {pool.submit(execute, train_command(run, base_config, run_directory(workdir, run.name)),
@@ -255,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                   + f" — {time.perf_counter() - start:.0f}s elapsed", flush=True)
             gather(workdir, runs, errors)
     print(f"results: {workdir / 'results.csv'}", flush=True)
-    if preempted:
+    if preempted or CHILDREN.terminating:
         return EXIT_PREEMPTED
     return 1 if errors else 0
 

@@ -61,6 +61,12 @@ class _Context:
         return self._mesh_cm.__exit__(*exc)
 
 
+def _plain(tree: Any) -> Any:
+    """Strip the logical-partitioning boxes (their metadata already gave the shardings)."""
+    return jax.tree.map(lambda x: x.value if isinstance(x, nn.Partitioned) else x, tree,
+                        is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
 def _boxed_init(net: nn.Module, optimizer: optax.GradientTransformation, seq_len: int,
                 rng: jax.Array) -> dict:
     tokens = jnp.zeros((1, seq_len), jnp.int32)
@@ -155,9 +161,9 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
         state_shardings = parallel.shardings_for(boxed_state, mesh, rules)
         abstract_state = jax.tree.map(
             lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
-            nn.unbox(boxed_state), state_shardings)
+            _plain(boxed_state), state_shardings)
 
-    init = jax.jit(lambda r: nn.unbox(_boxed_init(net, optimizer, seq_len, r)),
+    init = jax.jit(lambda r: _plain(_boxed_init(net, optimizer, seq_len, r)),
                    out_shardings=state_shardings)
     batch_sharding = parallel.batch_sharding(mesh)
     replicated = NamedSharding(mesh, PartitionSpec())

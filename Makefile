@@ -1,0 +1,33 @@
+# The two commands of the README, and their helpers. Each creates .venv if it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORKDIR ?= runs/demo
+# Tests on 8 simulated devices need more PJRT threads than this 2-core machine offers by default,
+# or XLA's CPU collectives can deadlock (see tests/conftest.py).
+TEST_ENV := PJRT_NPROC=16 WANDB_MODE=offline
+
+.PHONY: demo test test-fast bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/scaling-sweep --config configs/sweeps/demo.py --workdir $(WORKDIR)
+	$(BIN)/scaling-fit --results $(WORKDIR)/results.csv --out $(WORKDIR)/fit
+
+# Everything, slow end-to-end tests included: what CI runs. pytest's "no tests ran" (exit 5) fails.
+test: $(BIN)/.installed
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+test-fast: $(BIN)/.installed
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.bench_train_step
+
+clean:
+	rm -rf $(VENV) runs

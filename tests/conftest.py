@@ -1,0 +1,43 @@
+"""Shared test settings.
+
+- W&B never reaches the network: offline unless a test says otherwise.
+- The token cache lives in one folder for the whole session (`build/test-cache`), so the embedded
+  corpus is prepared once and shared by every test and subprocess.
+- Tests that need several devices run their JAX code in a subprocess with
+  `--xla_force_host_platform_device_count=8`. On a 2-core machine XLA's CPU collectives can deadlock
+  between simulated devices when PJRT's thread pool is smaller than the device count's needs;
+  `PJRT_NPROC=16` (set here for every subprocess) gives each device its thread and the deadlock
+  disappears.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("PJRT_NPROC", "16")
+os.environ.setdefault("SCALING_CACHE", str(REPO / "build" / "test-cache"))
+
+
+def run_python(code: str, *, devices: int = 1, timeout: float = 600, env: dict | None = None,
+               check: bool = True) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter with `devices` simulated CPU devices."""
+    environment = dict(os.environ, **(env or {}))
+    environment["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    environment["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=timeout, env=environment, cwd=REPO)
+    if check and result.returncode != 0:
+        raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
+                             f"{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.fixture
+def repo() -> pathlib.Path:
+    return REPO
