@@ -1,0 +1,178 @@
+"""The loader the training loop uses: host-sliced batches as a pure function of (seed, step).
+
+`make_loader` prepares the dataset, the tokenizer and the token caches of both splits (each built
+once and then memory-mapped), then `Loader.batch(step)` reads this host's rows of the global batch
+at `step`. Nothing depends on what was read before, so resuming needs only the step and every host
+computes its own slice without talking to the others.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Iterator
+
+import numpy as np
+
+from scaling.data import cache, ordering, packing, sources, tokenizers
+
+
+def _config_error(field: str, value, allowed: str):
+    from scaling.config import ConfigError
+
+    return ConfigError(field, value, allowed)
+
+
+def host_rows(batch_size: int, process_index: int, process_count: int) -> range:
+    """The rows of a global batch that host `process_index` of `process_count` builds:
+    [p*B/P, (p+1)*B/P)."""
+    per_host = batch_size // process_count
+    return range(process_index * per_host, (process_index + 1) * per_host)
+
+
+class Loader:
+    """Batches of one training run. State that lives across calls: the memory-mapped caches and
+    the prefetch threads; `close()` stops the threads."""
+
+    def __init__(self, train: cache.TokenCache, evaluation: cache.TokenCache, tokenizer, *,
+                 seq_len: int, batch_size: int, seed: int, process_index: int = 0,
+                 process_count: int = 1, prefetch: int = 2):
+        self.tokenizer = tokenizer
+        self.vocab_size = int(tokenizer.vocab_size)
+        self.eod_id = int(tokenizer.eod_id)
+        self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
+        self.prefetch = prefetch
+        self.rows = host_rows(batch_size, process_index, process_count)
+        self._train, self._eval = train, evaluation
+        self.tokens_in_split = train.num_tokens
+        self.train_windows = packing.num_windows(train.num_tokens, seq_len)
+        self._train_slack = train.num_tokens - 1 - self.train_windows * seq_len
+        self.eval_windows = packing.num_windows(evaluation.num_tokens, seq_len)
+        self._eval_batches: dict[int, list[dict[str, np.ndarray]]] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """This host's rows of the global batch at `step`: `inputs`, `targets` (inputs shifted by
+        one) and `segment_ids`, each np.int32 [batch_size // process_count, seq_len]."""
+        global_rows = step * self.batch_size + np.arange(self.rows.start, self.rows.stop)
+        starts = ordering.window_starts(global_rows, self.train_windows, self._train_slack,
+                                        self.seq_len, self.seed)
+        return packing.make_batch(packing.read_windows(self._train.tokens, starts, self.seq_len),
+                                  self.eod_id)
+
+    def iterate(self, start_step: int = 0) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """(step, batch) for step = start_step, start_step + 1, ... without end, built up to
+        `prefetch` steps ahead on a background thread (in the caller's thread if prefetch is 0)."""
+        if self.prefetch == 0:
+            step = start_step
+            while not self._stop.is_set():
+                yield step, self.batch(step)
+                step += 1
+            return
+        ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()  # this iterator's own stop, set when the caller drops it
+
+        def produce() -> None:
+            step = start_step
+            while not (stop.is_set() or self._stop.is_set()):
+                try:
+                    item = (step, self.batch(step))
+                except BaseException as error:  # hand the failure to the consumer
+                    item = error
+                while not (stop.is_set() or self._stop.is_set()):
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if isinstance(item, BaseException):
+                    return
+                step += 1
+
+        thread = threading.Thread(target=produce, name="scaling-data-prefetch", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        try:
+            while True:
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    def eval_batches(self, num_batches: int) -> list[dict[str, np.ndarray]]:
+        """`num_batches` batches from the held-out split, the same on every call and for every
+        seed: windows evenly spaced over the split (repeating only if it has fewer windows than
+        `num_batches * batch_size`). Each batch is this host's slice of the global eval batch."""
+        if num_batches not in self._eval_batches:
+            total = num_batches * self.batch_size
+            if self.eval_windows >= total:
+                windows = np.arange(total, dtype=np.int64) * self.eval_windows // total
+            else:
+                windows = np.arange(total, dtype=np.int64) % self.eval_windows
+            batches = []
+            for index in range(num_batches):
+                rows = windows[index * self.batch_size:(index + 1) * self.batch_size]
+                starts = rows[self.rows.start:self.rows.stop] * self.seq_len
+                windows_read = packing.read_windows(self._eval.tokens, starts, self.seq_len)
+                batches.append(packing.make_batch(windows_read, self.eod_id))
+            self._eval_batches[num_batches] = batches
+        return self._eval_batches[num_batches]
+
+    def close(self) -> None:
+        """Stop the prefetch threads and wait for them."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+
+    def __enter__(self) -> "Loader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def token_cache(data_cfg, split: str, tokenizer) -> cache.TokenCache:
+    """The token cache of `split` for `tokenizer`, built if missing or stale."""
+    documents = sources.open_split(data_cfg, split)
+    fingerprint = cache.fingerprint_of(documents.fingerprint, documents.feature, tokenizer)
+    split_name = split.replace("[", "_").replace("]", "").replace(":", "-").replace("%", "pct")
+    folder = (sources.cache_root(data_cfg) / "tokens"
+              / f"{documents.dataset.replace('/', '_')}-{documents.feature}-{split_name}-{tokenizer.name}")
+    label = f"{documents.dataset}:{split}"
+    return cache.load_or_build(folder, fingerprint, documents.document_batches, tokenizer, label)
+
+
+def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
+                process_count: int = 1) -> Loader:
+    """A Loader for `config.data` with a global batch of `batch_size` sequences, of which this
+    host (`process_index` of `process_count`) builds its equal share.
+
+    Raises ConfigError when the batch does not split evenly over hosts, a split is empty, or a
+    split is too short for one sequence of `data.seq_len` tokens."""
+    if batch_size <= 0 or batch_size % process_count:
+        raise _config_error("train.batch_size", batch_size,
+                            f"a positive multiple of the process count {process_count}")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    tokenizer = tokenizers.tokenizer_for(data_cfg)
+    caches = {}
+    for field, split in (("data.train_split", data_cfg.train_split),
+                         ("data.eval_split", data_cfg.eval_split)):
+        caches[field] = built = token_cache(data_cfg, split, tokenizer)
+        if built.num_documents == 0:
+            raise _config_error(field, split, f"a split of {data_cfg.dataset!r} with at least "
+                                "one document (this one is empty)")
+        longest = built.num_tokens - 1
+        if longest < data_cfg.seq_len:
+            raise _config_error("data.seq_len", data_cfg.seq_len,
+                                f"at most {longest}: split {split!r} of {data_cfg.dataset!r} "
+                                f"holds {built.num_tokens} tokens with EOD, and a sequence needs "
+                                "seq_len + 1")
+    return Loader(caches["data.train_split"], caches["data.eval_split"], tokenizer,
+                  seq_len=data_cfg.seq_len, batch_size=batch_size, seed=seed,
+                  process_index=process_index, process_count=process_count,
+                  prefetch=data_cfg.prefetch)

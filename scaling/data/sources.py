@@ -1,0 +1,150 @@
+"""Where documents come from: a TFDS builder, prepared once as array_record, read as a data source.
+
+Every dataset goes the same way — `python_stdlib` (embedded, no download), `text_files` (the user's
+files) and any registered TFDS text dataset (`tiny_shakespeare`, `lm1b`, `c4/en`, ...):
+builder → `download_and_prepare(file_format='array_record')` → `as_data_source(split)` → the
+configured text feature, one document per example. TensorFlow is not needed on this path
+(`tfds.load`/`as_dataset` would need it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import os
+import pathlib
+import sys
+import time
+from typing import Iterator
+
+EMBEDDED_DATASETS = ("python_stdlib", "text_files")
+FILE_FORMAT = "array_record"
+_READ_BATCH = 256
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset could not be downloaded or prepared (e.g. no network)."""
+
+
+def cache_root(data_cfg) -> pathlib.Path:
+    """`data.cache_dir`, else `$SCALING_CACHE`, else `~/.cache/scaling`."""
+    chosen = data_cfg.cache_dir or os.environ.get("SCALING_CACHE") or "~/.cache/scaling"
+    return pathlib.Path(chosen).expanduser()
+
+
+def tfds_data_dir(data_cfg) -> pathlib.Path:
+    """`data.tfds_data_dir`, else `<cache root>/tfds`."""
+    if data_cfg.tfds_data_dir:
+        return pathlib.Path(data_cfg.tfds_data_dir).expanduser()
+    return cache_root(data_cfg) / "tfds"
+
+
+@functools.cache
+def import_text_builders() -> None:
+    """Register TFDS's text builders (`lm1b`, `c4`, `wikipedia`, ...).
+
+    TFDS imports its builder modules in one loop that stops at the first module needing
+    TensorFlow, before it reaches `text`; importing the text-bearing modules one by one works."""
+    for module in ("text", "summarization", "translate", "question_answering"):
+        try:
+            importlib.import_module(f"tensorflow_datasets.{module}")
+        except ImportError:
+            pass
+
+
+def make_builder(data_cfg):
+    """The TFDS builder for `data.dataset` (not prepared). Raises `tfds`'s DatasetNotFoundError
+    for an unknown name and FileNotFoundError for a missing `text_files` entry."""
+    import tensorflow_datasets as tfds
+
+    data_dir = str(tfds_data_dir(data_cfg))
+    if data_cfg.dataset == "python_stdlib":
+        from scaling.data import stdlib_corpus
+
+        return stdlib_corpus.PythonStdlib(data_dir=data_dir, file_format=FILE_FORMAT)
+    if data_cfg.dataset == "text_files":
+        from scaling.data import text_files
+
+        return text_files.TextFiles(config=text_files.text_files_config(data_cfg.files),
+                                    data_dir=data_dir, file_format=FILE_FORMAT)
+    import_text_builders()
+    return tfds.builder(data_cfg.dataset, data_dir=data_dir, file_format=FILE_FORMAT)
+
+
+def prepare(builder) -> None:
+    """Download and prepare `builder` unless done already, under a lock so concurrent runs build
+    it once. Raises DatasetUnavailableError saying what failed and what to do."""
+    from scaling.data.files import file_lock
+
+    import tensorflow_datasets as tfds
+
+    name = builder.info.full_name
+    with file_lock(pathlib.Path(builder.data_dir).parent / ".prepare.lock"):
+        if not builder.is_prepared():
+            print(f"[data] preparing TFDS dataset {name} in {builder.data_dir}", file=sys.stderr)
+            started = time.perf_counter()
+            tfds.disable_progress_bar()  # our own progress lines instead of tqdm's
+            try:
+                builder.download_and_prepare()
+            except Exception as error:
+                raise DatasetUnavailableError(
+                    f"could not download or prepare TFDS dataset {name!r} in "
+                    f"{builder.data_dir}: {type(error).__name__}: {error}. Downloading needs "
+                    "network access; without it, prepare the dataset on a machine that has it "
+                    f"(file_format={FILE_FORMAT!r}) and set data.tfds_data_dir to that folder."
+                ) from error
+            print(f"[data] prepared {name} in {time.perf_counter() - started:.1f} s",
+                  file=sys.stderr)
+    if builder.info.file_format is not None and builder.info.file_format.value != FILE_FORMAT:
+        raise DatasetUnavailableError(
+            f"TFDS dataset {name!r} in {builder.data_dir} is stored as "
+            f"{builder.info.file_format.value}, which needs TensorFlow to read; prepare it again "
+            f"with file_format={FILE_FORMAT!r} or set data.tfds_data_dir to another folder.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentSplit:
+    """One split of a prepared dataset: its documents (UTF-8 bytes) in a fixed order."""
+
+    dataset: str  # TFDS full name, e.g. python_stdlib/py3_11_7/1.0.0
+    split: str
+    feature: str
+    fingerprint: str  # changes whenever the split's content may have changed
+    data_source: object
+
+    @property
+    def num_documents(self) -> int:
+        return len(self.data_source)
+
+    def document_batches(self, batch_size: int = _READ_BATCH) -> Iterator[list[bytes]]:
+        """The documents in data-source order, `batch_size` at a time."""
+        for start in range(0, len(self.data_source), batch_size):
+            indices = list(range(start, min(start + batch_size, len(self.data_source))))
+            yield [_as_bytes(example[self.feature])
+                   for example in self.data_source.__getitems__(indices)]
+
+
+def _as_bytes(value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return _as_bytes(value.item())  # a 0-d numpy array of bytes or str
+
+
+def open_split(data_cfg, split: str) -> DocumentSplit:
+    """Prepare `data.dataset` if needed and open `split` (TFDS split syntax, e.g. 'train[:10%]')."""
+    builder = make_builder(data_cfg)
+    prepare(builder)
+    info = builder.info
+    base_split = split.split("[", 1)[0]
+    if base_split not in info.splits:
+        from scaling.config import ConfigError
+
+        field = "data.eval_split" if split == data_cfg.eval_split else "data.train_split"
+        raise ConfigError(field, split, f"a split of {info.full_name}: {', '.join(info.splits)}")
+    fingerprint = "|".join(str(part) for part in (
+        info.full_name, split, info.splits[split].num_examples, info.splits[base_split].num_bytes))
+    return DocumentSplit(dataset=info.full_name, split=split, feature=data_cfg.feature,
+                         fingerprint=fingerprint, data_source=builder.as_data_source(split=split))

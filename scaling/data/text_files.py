@@ -1,0 +1,149 @@
+"""`text_files`: a user's own text files and folders as a TFDS dataset.
+
+`data.files` is a comma-separated list of files and folders. Folders are walked recursively in
+sorted order; hidden entries (a name starting with '.') are skipped, and so are binary files (a NUL
+byte in the first 8 KiB). Each file is one document, decoded as UTF-8 (invalid bytes replaced).
+
+Splits are by file (`file_splits.split_of` on the path relative to the folder given, or the file
+name for a file given directly), with at least one file in each split. A single file cannot be split
+by file, so it is cut at the line break nearest 98% of its bytes: the tail is the validation
+document (a held-out contiguous tail, as `tiny_shakespeare` does).
+
+The builder config is named after a hash of the paths, sizes and modification times, so editing a
+file builds a new dataset (and a new token cache) instead of reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+
+import tensorflow_datasets as tfds
+
+from scaling.data import file_splits
+
+_BINARY_PROBE_BYTES = 8192
+
+
+def parse_file_list(files: str) -> list[str]:
+    """The non-empty, stripped entries of a comma-separated list."""
+    return [entry.strip() for entry in files.split(",") if entry.strip()]
+
+
+def _is_text(path: pathlib.Path) -> bool:
+    with open(path, "rb") as f:
+        return b"\0" not in f.read(_BINARY_PROBE_BYTES)
+
+
+def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
+    """(name used for splitting, absolute path) of every text file the entries name, in order.
+
+    Raises FileNotFoundError for an entry that does not exist."""
+    found = []
+    for entry in entries:
+        root = pathlib.Path(entry).expanduser().resolve()
+        if root.is_file():
+            found.append((root.name, root))
+        elif root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    path = pathlib.Path(dirpath, name)
+                    if not name.startswith(".") and path.is_file() and _is_text(path):
+                        found.append((path.relative_to(root).as_posix(), path))
+        else:
+            raise FileNotFoundError(entry)
+    return found
+
+
+def assign_splits(files: list[tuple[str, pathlib.Path]]) -> dict[str, list[pathlib.Path]]:
+    """Paths per split by `file_splits.split_of`, moving one file if a split would be empty.
+
+    With one file both splits hold it; `TextFiles` then cuts it in two."""
+    splits = {"train": [], "validation": []}
+    for name, path in files:
+        splits[file_splits.split_of(name)].append(path)
+    if len(files) > 1 and not (splits["train"] and splits["validation"]):
+        # The file with the smallest bucket is the one the hash rule would move first.
+        chosen = min(files, key=lambda named: file_splits.validation_bucket(named[0]))[1]
+        rest = [path for _, path in files if path != chosen]
+        splits = {"train": rest, "validation": [chosen]}
+    elif len(files) == 1:
+        splits = {"train": [files[0][1]], "validation": [files[0][1]]}
+    return splits
+
+
+def tail_cut(text: str, fraction: float = 1 - file_splits.VALIDATION_FRACTION) -> int:
+    """The character offset of the line start nearest `fraction` of the text (0 < cut < len)."""
+    target = int(len(text) * fraction)
+    before, after = text.rfind("\n", 0, target), text.find("\n", target)
+    candidates = [i + 1 for i in (before, after) if 0 <= i < len(text) - 1]
+    if not candidates:
+        return min(max(target, 1), len(text) - 1)
+    return min(candidates, key=lambda i: abs(i - target))
+
+
+def files_fingerprint(files: list[tuple[str, pathlib.Path]]) -> str:
+    """A short hash of the files' names, paths, sizes and modification times."""
+    digest = hashlib.sha1()
+    for name, path in files:
+        stat = path.stat()
+        digest.update(f"{name}\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclasses.dataclass(eq=False)
+class TextFilesConfig(tfds.core.BuilderConfig):
+    """Which files: `entries` as the user gave them."""
+
+    entries: tuple[str, ...] = ()
+
+
+def text_files_config(files: str) -> TextFilesConfig:
+    """The builder config for a comma-separated `data.files` value. Raises ConfigError on
+    `data.files` when an entry is missing or no text file is found."""
+    from scaling.config import ConfigError
+
+    entries = tuple(parse_file_list(files))
+    try:
+        found = expand_files(list(entries))
+    except FileNotFoundError as missing:
+        raise ConfigError("data.files", files, f"existing files or folders ({missing} is not)")
+    if not found:
+        raise ConfigError("data.files", files,
+                          "files or folders holding at least one text file (found none)")
+    return TextFilesConfig(name="files_" + files_fingerprint(found), entries=entries)
+
+
+class TextFiles(tfds.core.GeneratorBasedBuilder):
+    """A user's text files, one example per file (see the module docstring for the splits)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "One document per file, split by file."}
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="Text files given in data.files.",
+            features=tfds.features.FeaturesDict({
+                "text": tfds.features.Text(),
+                "path": tfds.features.Text(),
+            }),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # local files only
+        files = expand_files(list(self.builder_config.entries))
+        splits = assign_splits(files)
+        return {split: self._generate_examples(splits[split], split, single=len(files) == 1)
+                for split in file_splits.SPLITS}
+
+    def _generate_examples(self, paths, split, single=False):
+        for path in paths:
+            text = path.read_bytes().decode("utf-8", "replace")
+            if single:
+                cut = tail_cut(text) if len(text) > 1 else len(text)
+                text = text[:cut] if split == "train" else text[cut:]
+            yield str(path), {"text": text, "path": str(path)}

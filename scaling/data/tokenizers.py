@@ -1,0 +1,153 @@
+"""Tokenizers: bytes (the default, no files) and SentencePiece (trained here, or a model by path).
+
+Every tokenizer has `encode(str) -> list[int]`, `decode(ids) -> str`, `vocab_size` (counting the
+end-of-document id) and `eod_id`, plus what the token cache needs: `encode_documents` (UTF-8 bytes
+in, int arrays out, no EOD), a short `name` for cache folders and a `fingerprint` that changes
+whenever the ids it produces could.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pathlib
+import sys
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from scaling.data import files, sources
+
+BYTE_VOCAB_SIZE = 257  # 256 byte values + end-of-document
+MIN_SENTENCEPIECE_VOCAB = 259  # 256 byte-fallback pieces + unknown + end-of-document + one more
+SENTENCEPIECE_TRAINING_BYTES = 64 * 2**20  # the head of the train split that training reads
+_TRAINING_CHUNK_CHARS = 2000  # SentencePiece skips "sentences" longer than max_sentence_length
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as ids 0..255; 256 is end-of-document. Lossless for any text."""
+
+    vocab_size = BYTE_VOCAB_SIZE
+    eod_id = 256
+    name = "byte"
+    fingerprint = "byte/1"
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of `ids`; end-of-document ids are dropped, invalid UTF-8 is replaced."""
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
+        return ids[ids < 256].astype(np.uint8).tobytes().decode("utf-8", "replace")
+
+    def encode_documents(self, documents: Sequence[bytes]) -> list[np.ndarray]:
+        return [np.frombuffer(document, dtype=np.uint8) for document in documents]
+
+
+class SentencePieceTokenizer:
+    """A SentencePiece model. End-of-document is the model's `eos` piece, or, for a model without
+    one, a new id right after its pieces."""
+
+    def __init__(self, model_proto: bytes):
+        import sentencepiece
+
+        self.processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+        pieces = self.processor.get_piece_size()
+        has_eos = self.processor.eos_id() >= 0
+        self.eod_id = self.processor.eos_id() if has_eos else pieces
+        self.vocab_size = pieces if has_eos else pieces + 1
+        digest = hashlib.sha256(model_proto).hexdigest()
+        self.name = f"spm{self.vocab_size}_{digest[:10]}"
+        self.fingerprint = f"sentencepiece/{digest}"
+
+    def encode(self, text: str) -> list[int]:
+        return self.processor.encode(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of `ids`; end-of-document ids are dropped."""
+        kept = [int(i) for i in ids if int(i) != self.eod_id]
+        return self.processor.decode(kept)
+
+    def encode_documents(self, documents: Sequence[bytes]) -> list[np.ndarray]:
+        texts = [document.decode("utf-8", "replace") for document in documents]
+        encoded = self.processor.encode(texts, num_threads=os.cpu_count() or 1)
+        return [np.asarray(ids, dtype=np.int64) for ids in encoded]
+
+
+def _training_chunks(documents: Iterable[bytes], byte_budget: int):
+    """Documents cut at line breaks into pieces of about `_TRAINING_CHUNK_CHARS` characters, until
+    `byte_budget` bytes have been read."""
+    read = 0
+    for document in documents:
+        text = document.decode("utf-8", "replace")
+        chunk = ""
+        for line in text.splitlines(keepends=True):
+            if chunk and len(chunk) + len(line) > _TRAINING_CHUNK_CHARS:
+                yield chunk
+                chunk = ""
+            chunk += line[:_TRAINING_CHUNK_CHARS]
+        if chunk:
+            yield chunk
+        read += len(document)
+        if read >= byte_budget:
+            return
+
+
+def train_sentencepiece(documents: Iterable[bytes], vocab_size: int,
+                        byte_budget: int = SENTENCEPIECE_TRAINING_BYTES) -> bytes:
+    """A BPE SentencePiece model (serialized) with `vocab_size` pieces, trained on the first
+    `byte_budget` bytes of `documents`.
+
+    Settings keep every text recoverable: identity normalization, whitespace kept as is (code
+    indentation matters), byte fallback for unseen characters. Piece 0 is unknown, 1 is
+    end-of-document. Raises ConfigError on `data.vocab_size` when the corpus cannot support it."""
+    import sentencepiece
+
+    from scaling.config import ConfigError
+
+    model = io.BytesIO()
+    try:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=_training_chunks(documents, byte_budget), model_writer=model,
+            vocab_size=vocab_size, model_type="bpe", byte_fallback=True,
+            normalization_rule_name="identity", remove_extra_whitespaces=False,
+            add_dummy_prefix=False, allow_whitespace_only_pieces=True, split_digits=True,
+            character_coverage=0.9995, max_sentence_length=4 * _TRAINING_CHUNK_CHARS + 16,
+            unk_id=0, eos_id=1, bos_id=-1, pad_id=-1,
+            num_threads=os.cpu_count() or 1, minloglevel=2)
+    except RuntimeError as error:
+        reason = str(error).split("]", 1)[-1].strip()
+        raise ConfigError("data.vocab_size", vocab_size,
+                          f"a size this corpus can train ({reason})") from error
+    return model.getvalue()
+
+
+def trained_sentencepiece(data_cfg) -> SentencePieceTokenizer:
+    """The SentencePiece model trained on `data.train_split` with `data.vocab_size` pieces, from
+    the cache if one was trained on the same corpus, else trained now and cached."""
+    train = sources.open_split(data_cfg, data_cfg.train_split)
+    key = hashlib.sha256(f"{train.fingerprint}|{data_cfg.vocab_size}|{train.feature}|bpe/1".encode())
+    path = (sources.cache_root(data_cfg) / "tokenizers"
+            / f"{train.dataset.replace('/', '_')}-spm{data_cfg.vocab_size}-{key.hexdigest()[:16]}.model")
+    with files.file_lock(path.with_suffix(".lock")):
+        if not path.exists():
+            started = time.perf_counter()
+            print(f"[data] training SentencePiece ({data_cfg.vocab_size} pieces) on "
+                  f"{train.dataset}:{train.split}", file=sys.stderr)
+            documents = (d for batch in train.document_batches() for d in batch)
+            files.atomic_write_bytes(path, train_sentencepiece(documents, data_cfg.vocab_size))
+            print(f"[data] trained SentencePiece in {time.perf_counter() - started:.1f} s: {path}",
+                  file=sys.stderr)
+        return SentencePieceTokenizer(path.read_bytes())
+
+
+def tokenizer_for(data_cfg):
+    """The tokenizer `config.data` asks for: bytes, an existing SentencePiece model
+    (`data.spm_model`), or one trained on the training split (`data.vocab_size` pieces)."""
+    if data_cfg.tokenizer == "byte":
+        return ByteTokenizer()
+    if data_cfg.spm_model:
+        return SentencePieceTokenizer(pathlib.Path(data_cfg.spm_model).expanduser().read_bytes())
+    return trained_sentencepiece(data_cfg)
