@@ -1,0 +1,197 @@
+"""Scaling-law forms, written in log space so that they can be fitted by `analysis.fit`.
+
+Every law predicts the log of the loss (nats/token) from the logs of its variables, as a
+log-sum-exp of terms that are linear in the fitted parameters. Working in log space keeps every
+parameter unconstrained (A = e^a, B = e^b, E = e^e) and keeps the prediction finite for any
+parameter value, which is what lets an optimiser start far from the answer.
+
+Variables: `C` = training FLOPs, `N` = parameters, `D` = training tokens.
+
+| law | formula | fitted parameters | reported parameters |
+| --- | --- | --- | --- |
+| compute | L = E + A·C^-alpha | a, alpha, e | E, A, alpha |
+| n | L = E + A/N^alpha | a, alpha, e | E, A, alpha |
+| d | L = E + B/D^beta | b, beta, e | E, B, beta |
+| chinchilla | L = E + A/N^alpha + B/D^beta | a, alpha, b, beta, e | E, A, B, alpha, beta |
+| kaplan | L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D | c_n, ratio, c_d, alpha_D | N_c, D_c, alpha_N, alpha_D |
+
+For the Kaplan form, c_n = ratio·log N_c, c_d = log D_c and ratio = alpha_N/alpha_D, so that
+log L = alpha_D·LSE(c_n - ratio·log N, c_d - log D).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+Pullback = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Law:
+    """One law form.
+
+    `log_prediction(theta_SxP, log_x_VxN)` returns the predicted log loss, shape (S, N), for S
+    parameter vectors at once, and its pullback: a function mapping a cotangent of shape (S, N) to
+    Σ_n cotangent·∂prediction/∂theta, shape (S, P). Row v of `log_x` is the log of
+    `variables[v]` at each of the N points.
+    `shift(theta_SxP, log_x_offset_V)` returns the parameters that give the same predictions when
+    every log variable is increased by `log_x_offset` (used to fit on centred data).
+    `natural(theta_SxP)` maps fitted parameters to the reported ones, each of shape (S,).
+    """
+
+    name: str
+    formula: str
+    variables: tuple[str, ...]
+    fit_params: tuple[str, ...]
+    reported_params: tuple[str, ...]
+    log_prediction: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Pullback]]
+    shift: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    natural: Callable[[np.ndarray], dict[str, np.ndarray]]
+
+    @property
+    def num_params(self) -> int:
+        return len(self.fit_params)
+
+
+def _log_sum_exp(terms: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """log Σ_k exp(terms[k]) and the softmax weights of each term, computed stably; the terms
+    broadcast to one shape."""
+    largest = terms[0]
+    for term in terms[1:]:
+        largest = np.maximum(largest, term)
+    exps = [np.exp(term - largest) for term in terms]
+    total = exps[0]
+    for term_exp in exps[1:]:
+        total = total + term_exp
+    inverse_total = 1.0 / total
+    return largest + np.log(total), [term_exp * inverse_total for term_exp in exps]
+
+
+def _power_law_sum(terms: tuple[tuple[int, int, int], ...], constant_index: int):
+    """Build `log_prediction` and `shift` for log L = LSE(theta_c, theta_i - theta_j·log x_v, ...).
+
+    `terms` holds (intercept index i, exponent index j, variable row v) per power-law term;
+    `constant_index` is the index of e = log E.
+    """
+
+    def log_prediction(theta_SxP, log_x_VxN):
+        theta_SxP = np.atleast_2d(theta_SxP)
+        columns = [theta_SxP[:, i, None] - theta_SxP[:, j, None] * log_x_VxN[v] for i, j, v in terms]
+        log_loss_SxN, weights = _log_sum_exp(columns + [theta_SxP[:, constant_index, None]])
+
+        def pullback(cotangent_SxN):
+            grad_SxP = np.zeros((cotangent_SxN.shape[0], theta_SxP.shape[1]))
+            for k, (i, j, v) in enumerate(terms):
+                weighted = cotangent_SxN * weights[k]
+                grad_SxP[:, i] = weighted.sum(axis=1)
+                grad_SxP[:, j] = -(weighted @ log_x_VxN[v])
+            grad_SxP[:, constant_index] = (cotangent_SxN * weights[-1]).sum(axis=1)
+            return grad_SxP
+
+        return log_loss_SxN, pullback
+
+    def shift(theta_SxP, log_x_offset_V):
+        shifted = np.array(theta_SxP, dtype=float, copy=True)
+        for i, j, v in terms:
+            # a - alpha·(log x + offset) = (a - alpha·offset) - alpha·log x
+            shifted[..., i] = shifted[..., i] - shifted[..., j] * log_x_offset_V[v]
+        return shifted
+
+    return log_prediction, shift
+
+
+def _single_term_law(name: str, variable: str, coefficient: str, exponent: str) -> Law:
+    log_prediction, shift = _power_law_sum(((0, 1, 0),), constant_index=2)
+    return Law(
+        name=name,
+        formula=f"L = E + {coefficient}·{variable}^-{exponent}",
+        variables=(variable,),
+        fit_params=(coefficient.lower(), exponent, "e"),
+        reported_params=("E", coefficient, exponent),
+        log_prediction=log_prediction,
+        shift=shift,
+        natural=lambda theta: {"E": np.exp(theta[..., 2]), coefficient: np.exp(theta[..., 0]),
+                               exponent: theta[..., 1]},
+    )
+
+
+def _chinchilla() -> Law:
+    log_prediction, shift = _power_law_sum(((0, 1, 0), (2, 3, 1)), constant_index=4)
+    return Law(
+        name="chinchilla",
+        formula="L = E + A/N^alpha + B/D^beta",
+        variables=("N", "D"),
+        fit_params=("a", "alpha", "b", "beta", "e"),
+        reported_params=("E", "A", "B", "alpha", "beta"),
+        log_prediction=log_prediction,
+        shift=shift,
+        natural=lambda theta: {"E": np.exp(theta[..., 4]), "A": np.exp(theta[..., 0]),
+                               "B": np.exp(theta[..., 2]), "alpha": theta[..., 1],
+                               "beta": theta[..., 3]},
+    )
+
+
+def _kaplan_log_prediction(theta_SxP, log_x_VxN):
+    theta_SxP = np.atleast_2d(theta_SxP)
+    c_n, ratio, c_d, alpha_d = (theta_SxP[:, k, None] for k in range(4))
+    log_n, log_d = log_x_VxN
+    lse_SxN, (weight_n, weight_d) = _log_sum_exp([c_n - ratio * log_n, c_d - log_d])
+
+    def pullback(cotangent_SxN):
+        scaled_n = cotangent_SxN * alpha_d * weight_n
+        return np.stack([scaled_n.sum(axis=1), -(scaled_n @ log_n),
+                         (cotangent_SxN * alpha_d * weight_d).sum(axis=1),
+                         (cotangent_SxN * lse_SxN).sum(axis=1)], axis=1)
+
+    return alpha_d * lse_SxN, pullback
+
+
+def _kaplan_shift(theta_SxP, log_x_offset_V):
+    shifted = np.array(theta_SxP, dtype=float, copy=True)
+    shifted[..., 0] -= shifted[..., 1] * log_x_offset_V[0]
+    shifted[..., 2] -= log_x_offset_V[1]
+    return shifted
+
+
+def _kaplan() -> Law:
+    return Law(
+        name="kaplan",
+        formula="L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
+        variables=("N", "D"),
+        fit_params=("c_n", "ratio", "c_d", "alpha_D"),
+        reported_params=("N_c", "D_c", "alpha_N", "alpha_D"),
+        log_prediction=_kaplan_log_prediction,
+        shift=_kaplan_shift,
+        natural=lambda theta: {"N_c": np.exp(theta[..., 0] / theta[..., 1]),
+                               "D_c": np.exp(theta[..., 2]),
+                               "alpha_N": theta[..., 1] * theta[..., 3], "alpha_D": theta[..., 3]},
+    )
+
+
+LAWS: dict[str, Law] = {
+    "compute": _single_term_law("compute", "C", "A", "alpha"),
+    "n": _single_term_law("n", "N", "A", "alpha"),
+    "d": _single_term_law("d", "D", "B", "beta"),
+    "chinchilla": _chinchilla(),
+    "kaplan": _kaplan(),
+}
+
+
+def get_law(name: str) -> Law:
+    """The law called `name`; a ValueError lists the known ones."""
+    if name not in LAWS:
+        raise ValueError(f"law={name!r} is not a known law; allowed: {', '.join(LAWS)}")
+    return LAWS[name]
+
+
+def predict_loss(law: Law, theta_P: np.ndarray, variables: dict[str, np.ndarray]) -> np.ndarray:
+    """Loss in nats/token predicted by `law` with fitted parameters `theta_P` at the points given
+    by `variables` (name → array of positive values, all the same shape)."""
+    shapes = {np.shape(variables[v]) for v in law.variables}
+    shape = shapes.pop()
+    log_x = np.stack([np.log(np.asarray(variables[v], dtype=float)).ravel() for v in law.variables])
+    log_loss, _ = law.log_prediction(np.asarray(theta_P, dtype=float)[None], log_x)
+    return np.exp(log_loss[0]).reshape(shape)
