@@ -1,43 +1,78 @@
 """A per-device memory estimate before launch (`scaling-train --dry-run`), so an out-of-memory is
 seen coming rather than met after compiling.
 
-Parameters are fp32; AdamW keeps two more fp32 copies; gradients one. FSDP divides all of these
-by `fsdp` and tensor parallelism divides the attention and MLP weights by `tensor`. Activations
-follow Korthikanti et al. 2022 ("Reducing activation recomputation in large transformer models"):
-per layer, s·b·h·(34 + 5·a·s/h) bytes at 2-byte precision without recomputation (s sequence,
-b micro-batch per device, h width, a heads), scaled to the compute dtype's size, divided by
-`tensor` for the parts tensor parallelism splits; with full rematerialisation only each layer's
-input (s·b·h values) is kept. Sliding-window attention replaces the a·s² score term by a·s·2w.
+Parameters are fp32; AdamW keeps two more fp32 copies (its moments); gradients one. Each weight
+counts the share one device holds under the run's sharding: its logical axes are mapped to mesh
+axes by `scaling.parallel.logical_axis_rules`, exactly as the train step shards it (so weights whose
+axis does not divide evenly, such as a 257-token vocabulary under tensor parallelism, count whole).
+Activations follow Korthikanti et al. 2022 ("Reducing activation recomputation in large transformer
+models"): per layer, s·b·h·(10 + 24/t + 5·a·s/(h·t)) bytes at 2-byte precision without
+recomputation (s sequence, b micro-batch per device, h width, a heads, t the tensor axis), scaled
+to the compute dtype's size. With full rematerialisation each layer keeps only its input (s·b·h
+values), plus one layer's activations while its backward pass recomputes them. The "dots" policy
+is counted as no recomputation (an upper bound: it saves every matmul output). Sliding-window
+attention replaces the a·s² score term by a·s·2w. The fp32 logits and their gradient are split
+over `tensor` when the vocabulary is.
 The figures are estimates: XLA may fuse away or add buffers.
 """
 
 from __future__ import annotations
 
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import ml_collections
 
-from scaling import flops
+from scaling import flops, parallel
+from scaling import model as model_lib
 from scaling.config import ModelConfig, model_config
+
+BYTES_PER_PARAMETER = 4  # parameters, moments and gradients are all fp32
+
+
+def parameters_per_device(model: ModelConfig, mesh_shape: tuple[int, int, int]) -> int:
+    """Parameter scalars one device holds: every weight's size divided by the sizes of the mesh
+    axes its dimensions are split over (by the same rules the train step shards with)."""
+    tokens = jnp.zeros((1, model.max_seq_len), jnp.int32)
+    encoder_tokens = tokens if model.layout == "encoder_decoder" else None
+    boxed = jax.eval_shape(
+        lambda rng: model_lib.Transformer(model).init(rng, tokens, encoder_tokens_BxS=encoder_tokens),
+        jax.random.key(0))["params"]
+    rules = parallel.logical_axis_rules(model, mesh_shape)
+    axis_size = dict(zip(parallel.MESH_AXES, mesh_shape))
+    total = 0
+    for leaf in jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned)):
+        spec = nn.logical_to_mesh_axes(leaf.names, rules)
+        shard = list(leaf.value.shape)
+        for dim, mesh_axes in enumerate(spec):
+            for name in (mesh_axes,) if isinstance(mesh_axes, str) else (mesh_axes or ()):
+                shard[dim] //= axis_size[name]
+        total += math.prod(shard)
+    return total
 
 
 def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_accum_steps: int,
                    mesh_shape: tuple[int, int, int]) -> dict[str, float]:
     """Bytes per device: params, optimizer state, gradients, activations and their total."""
     data, fsdp, tensor = mesh_shape
-    counts = flops.parameter_counts(model)
-    matrix_share = counts.non_embedding / tensor + counts.embedding
-    param_bytes = 4 * matrix_share / fsdp
+    param_bytes = BYTES_PER_PARAMETER * parameters_per_device(model, mesh_shape)
     micro_batch = batch_size / (data * fsdp) / grad_accum_steps
     value_bytes = 2 if model.compute_dtype == "bfloat16" else 4
     s, h, a = seq_len, model.d_model, model.num_heads
     keys = min(s, 2 * model.window) if model.attention == "sliding" else s
-    if model.remat == "full":
-        per_layer = s * micro_batch * h * value_bytes
-    else:
-        per_layer = s * micro_batch * h * (10 + 24 / tensor + 5 * a * keys / (h * tensor))
-        per_layer *= value_bytes / 2
+    unrecomputed_layer = s * micro_batch * h * (10 + 24 / tensor + 5 * a * keys / (h * tensor))
+    unrecomputed_layer *= value_bytes / 2
     layers = model.num_layers + (model.num_encoder_layers if model.layout == "encoder_decoder" else 0)
-    logits = s * micro_batch * model.vocab_size * 4 * 2  # fp32 logits and their gradient
-    activations = layers * per_layer + logits
+    if model.remat == "full":
+        layer_inputs = layers * s * micro_batch * h * value_bytes
+        stored = layer_inputs + unrecomputed_layer
+    else:
+        stored = layers * unrecomputed_layer
+    vocab_share = model.vocab_size / tensor if model.vocab_size % tensor == 0 else model.vocab_size
+    logits = s * micro_batch * vocab_share * 4 * 2  # fp32 logits and their gradient
+    activations = stored + logits
     result = {"params": param_bytes, "optimizer_state": 2 * param_bytes, "gradients": param_bytes,
               "activations": activations}
     result["total"] = sum(result.values())
@@ -46,10 +81,6 @@ def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_ac
 
 def describe(config: ml_collections.ConfigDict, device_count: int | None = None) -> str:
     """A printable summary of sizes, FLOPs and per-device memory for a validated config."""
-    import jax
-
-    from scaling import parallel
-
     device_count = device_count or jax.device_count()
     model = model_config(config, None)
     shape = parallel.mesh_shape(config.mesh, device_count)
