@@ -88,12 +88,8 @@ def prepare(builder) -> None:
             try:
                 builder.download_and_prepare()
             except Exception as error:
-                raise DatasetUnavailableError(
-                    f"could not download or prepare TFDS dataset {name!r} in "
-                    f"{builder.data_dir}: {type(error).__name__}: {error}. Downloading needs "
-                    "network access; without it, prepare the dataset on a machine that has it "
-                    f"(file_format={FILE_FORMAT!r}) and set data.tfds_data_dir to that folder."
-                ) from error
+                raise DatasetUnavailableError(_preparation_failure(name, builder.data_dir, error)) \
+                    from error
             print(f"[data] prepared {name} in {time.perf_counter() - started:.1f} s",
                   file=sys.stderr)
     if builder.info.file_format is not None and builder.info.file_format.value != FILE_FORMAT:
@@ -101,6 +97,20 @@ def prepare(builder) -> None:
             f"TFDS dataset {name!r} in {builder.data_dir} is stored as "
             f"{builder.info.file_format.value}, which needs TensorFlow to read; prepare it again "
             f"with file_format={FILE_FORMAT!r} or set data.tfds_data_dir to another folder.")
+
+
+def _preparation_failure(name: str, data_dir: str, error: Exception) -> str:
+    """What failed while preparing dataset `name`, and what to do about it."""
+    where = (f"prepare it on a machine that has {{}} (with file_format={FILE_FORMAT!r}) and set "
+             f"data.tfds_data_dir to the folder holding it")
+    message = f"could not prepare TFDS dataset {name!r} in {data_dir}: {type(error).__name__}: {error}. "
+    if isinstance(error, ImportError) and "tensorflow" in str(error):
+        # Many TFDS builders read their downloads with tf.io.gfile; reading the prepared
+        # array_record files afterwards does not need TensorFlow.
+        return message + ("Its builder needs TensorFlow to prepare it (`pip install tensorflow-cpu`), "
+                          "or " + where.format("TensorFlow") + ".")
+    return message + ("Downloading needs network access; without it, "
+                      + where.format("network access") + ".")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,186 @@
+"""Where documents come from: the embedded stdlib corpus, a user's files, and any TFDS builder
+(tested up to the network edge: no download happens here)."""
+
+import hashlib
+import os
+import pathlib
+import sysconfig
+
+import pytest
+import tensorflow_datasets as tfds
+
+from scaling import config as config_lib
+from scaling import data
+from scaling.data import file_splits, sources, stdlib_corpus, text_files
+
+
+def _data_config(**fields):
+    cfg = config_lib.default_config().data
+    cfg.update(fields)
+    return cfg
+
+
+def _paths_of(split):
+    return sorted(example["path"].decode()
+                  for batch in [split.data_source.__getitems__(list(range(split.num_documents)))]
+                  for example in batch)
+
+
+def test_stdlib_file_list_matches_an_independent_walk():
+    root = pathlib.Path(sysconfig.get_paths()["stdlib"])
+    expected = []
+    for directory, folders, names in os.walk(root):
+        relative = pathlib.Path(directory).relative_to(root)
+        if {"site-packages", "test", "tests", "idle_test"} & set(relative.parts):
+            continue
+        expected += [(relative / name).as_posix() for name in names if name.endswith(".py")]
+    listed = [relative for relative, _ in stdlib_corpus.stdlib_files()]
+    assert listed == sorted(expected)
+    assert "os.py" in listed and "json/decoder.py" in listed
+
+
+def test_stdlib_splits_share_no_file():
+    cfg = _data_config()  # the session cache from conftest: prepared once for all tests
+    train = sources.open_split(cfg, "train")
+    validation = sources.open_split(cfg, "validation")
+    train_paths, validation_paths = set(_paths_of(train)), set(_paths_of(validation))
+    assert not train_paths & validation_paths
+    assert train_paths | validation_paths == {r for r, _ in stdlib_corpus.stdlib_files()}
+    assert 0.005 < len(validation_paths) / len(train_paths | validation_paths) < 0.05
+    for path in validation_paths:
+        assert file_splits.split_of(path) == "validation"
+
+
+def test_stdlib_batches_are_the_same_in_a_fresh_process(tmp_path, repo):
+    from conftest import run_python
+
+    code = (
+        "from scaling import config, data\n"
+        "import hashlib\n"
+        f"cfg = config.default_config().data; cfg.cache_dir = {str(tmp_path / 'fresh')!r}\n"
+        "loader = data.make_loader(cfg, batch_size=4, seed=11)\n"
+        "print(hashlib.sha256(loader.batch(123)['inputs'].tobytes()).hexdigest())\n")
+    fresh_digest = run_python(code).stdout.split()[-1]
+    here = _data_config()  # a different cache folder, built independently
+    with data.make_loader(here, batch_size=4, seed=11) as loader:
+        assert hashlib.sha256(loader.batch(123)["inputs"].tobytes()).hexdigest() == fresh_digest
+
+
+def test_text_files_split_by_file_and_single_file_by_tail(tmp_path):
+    files = [(f"f{i}.txt", tmp_path / f"f{i}.txt") for i in range(5)]
+    splits = text_files.assign_splits(files)
+    assert splits["train"] and splits["validation"]
+    assert not set(splits["train"]) & set(splits["validation"])
+    assert sorted(splits["train"] + splits["validation"]) == sorted(p for _, p in files)
+
+    single = tmp_path / "one.txt"
+    lines = [f"line {i}\n" for i in range(1000)]
+    single.write_text("".join(lines))
+    cfg = _data_config(dataset="text_files", files=str(single), cache_dir=str(tmp_path / "c"))
+    train = sources.open_split(cfg, "train")
+    validation = sources.open_split(cfg, "validation")
+    train_text = b"".join(d for batch in train.document_batches() for d in batch).decode()
+    validation_text = b"".join(d for batch in validation.document_batches() for d in batch).decode()
+    assert train_text + validation_text == "".join(lines)
+    assert validation_text.startswith("line ") and train_text.endswith("\n")
+    assert 0.01 < len(validation_text) / len("".join(lines)) < 0.03
+
+
+def test_text_files_folder_skips_hidden_and_binary(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("beta")
+    (tmp_path / ".hidden").write_text("secret")
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01\x02")
+    found = [name for name, _ in text_files.expand_files([str(tmp_path)])]
+    assert found == ["a.txt", "sub/b.md"]
+
+
+def test_edited_text_file_gives_a_new_dataset_and_cache(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for index in range(6):
+        (corpus / f"{index}.txt").write_text(f"document {index} " * 50)
+    cfg = _data_config(dataset="text_files", files=str(corpus), seq_len=16,
+                       cache_dir=str(tmp_path / "cache"))
+    train_files = text_files.assign_splits(text_files.expand_files([str(corpus)]))["train"]
+    expected = sum(path.stat().st_size + 1 for path in train_files)
+    with data.make_loader(cfg, batch_size=2, seed=0) as before:
+        assert before.tokens_in_split == expected
+    old_size = train_files[0].stat().st_size
+    train_files[0].write_text("short now")
+    with data.make_loader(cfg, batch_size=2, seed=0) as after:
+        assert after.tokens_in_split == expected - old_size + len("short now")
+
+
+class ScalingTestCorpus(tfds.core.GeneratorBasedBuilder):
+    """A registered TFDS builder that needs no download: stands in for lm1b and friends."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "content": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=2)}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(40), "test": self._generate_examples(5)}
+
+    def _generate_examples(self, count):
+        for index in range(count):
+            yield index, {"content": f"example {index}: " + "words " * (index + 3), "label": index % 2}
+
+
+def test_registered_tfds_dataset_goes_builder_to_feature(tmp_path):
+    cfg = _data_config(dataset="scaling_test_corpus", feature="content", eval_split="test",
+                       seq_len=8, cache_dir=str(tmp_path))
+    data.validate_data_config(cfg)
+    with data.make_loader(cfg, batch_size=4, seed=0) as loader:
+        expected = sum(len(f"example {i}: " + "words " * (i + 3)) + 1 for i in range(40))
+        assert loader.tokens_in_split == expected
+        text = bytes(loader.eval_batches(1)[0]["inputs"][0].tolist()).decode(errors="replace")
+        assert "example" in text or "words" in text
+    assert (tmp_path / "tfds" / "scaling_test_corpus" / "1.0.0").is_dir()
+    with pytest.raises(config_lib.ConfigError, match="data.feature"):
+        data.validate_data_config(_data_config(dataset="scaling_test_corpus", feature="label",
+                                               cache_dir=str(tmp_path)))
+    # Prepared now, so its split names are known.
+    with pytest.raises(config_lib.ConfigError, match="data.eval_split"):
+        data.validate_data_config(_data_config(dataset="scaling_test_corpus", feature="content",
+                                               cache_dir=str(tmp_path)))
+
+
+def test_tfds_download_failure_is_a_clear_error(tmp_path, monkeypatch):
+    requested = []
+
+    def unreachable(self, url_or_urls):
+        requested.append(url_or_urls)
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", unreachable)
+    cfg = _data_config(dataset="tiny_shakespeare", cache_dir=str(tmp_path))
+    data.validate_data_config(cfg)  # known name and feature, no network needed
+    builder = sources.make_builder(cfg)
+    assert builder.name == "tiny_shakespeare"
+    assert pathlib.Path(builder.data_dir).is_relative_to(tmp_path / "tfds")
+    with pytest.raises(sources.DatasetUnavailableError) as failure:
+        sources.open_split(cfg, "train")
+    assert requested and "tinyshakespeare" in str(requested[0])
+    message = str(failure.value)
+    assert "tiny_shakespeare" in message and "network" in message and "data.tfds_data_dir" in message
+
+
+def test_tfds_builder_needing_tensorflow_says_so(tmp_path, monkeypatch):
+    """tiny_shakespeare reads its download with tf.io.gfile: past the network edge, without
+    TensorFlow, the error must say that rather than fail obscurely."""
+    download = tmp_path / "input.txt"
+    download.write_text("First Citizen:\nSpeak, speak.\n" * 50)
+    monkeypatch.setattr(tfds.download.DownloadManager, "download",
+                        lambda self, url_or_urls: str(download))
+    cfg = _data_config(dataset="tiny_shakespeare", cache_dir=str(tmp_path))
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        with pytest.raises(sources.DatasetUnavailableError, match="TensorFlow"):
+            sources.open_split(cfg, "train")
+    else:
+        assert sources.open_split(cfg, "validation").num_documents == 1

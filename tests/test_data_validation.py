@@ -1,0 +1,109 @@
+"""`validate_data_config`: bad input gives a ConfigError naming the field, before any corpus is read."""
+
+import pytest
+
+from scaling import config as config_lib
+from scaling.data import validate_data_config
+
+
+def _data_config(tmp_path, **fields):
+    cfg = config_lib.default_config().data
+    cfg.cache_dir = str(tmp_path / "cache")
+    cfg.update(fields)
+    return cfg
+
+
+def _error(cfg) -> config_lib.ConfigError:
+    with pytest.raises(config_lib.ConfigError) as caught:
+        validate_data_config(cfg)
+    return caught.value
+
+
+def test_defaults_pass_and_read_nothing(tmp_path):
+    validate_data_config(_data_config(tmp_path))
+    assert not (tmp_path / "cache").exists()
+    config = config_lib.default_config()
+    config.data.cache_dir = str(tmp_path / "cache")
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize("dataset", ["no_such_dataset", "", "python-stdlib"])
+def test_unknown_dataset(tmp_path, dataset):
+    error = _error(_data_config(tmp_path, dataset=dataset))
+    assert error.field == "data.dataset" and "python_stdlib" in str(error)
+
+
+@pytest.mark.parametrize("dataset,feature", [("python_stdlib", "content"),
+                                             ("tiny_shakespeare", "title"),
+                                             ("lm1b", "txt")])
+def test_unknown_feature(tmp_path, dataset, feature):
+    error = _error(_data_config(tmp_path, dataset=dataset, feature=feature))
+    assert error.field == "data.feature" and feature in str(error)
+
+
+def test_known_tfds_text_datasets_pass(tmp_path):
+    for dataset in ("tiny_shakespeare", "lm1b", "c4/en"):
+        validate_data_config(_data_config(tmp_path, dataset=dataset, eval_split="test"))
+
+
+def test_unknown_split(tmp_path):
+    error = _error(_data_config(tmp_path, eval_split="test"))
+    assert error.field == "data.eval_split" and "validation" in str(error)
+    validate_data_config(_data_config(tmp_path, train_split="train[:10%]"))
+
+
+def test_text_files_without_files(tmp_path):
+    error = _error(_data_config(tmp_path, dataset="text_files", files=""))
+    assert error.field == "data.files"
+    error = _error(_data_config(tmp_path, dataset="text_files", files=" , "))
+    assert error.field == "data.files"
+
+
+def test_text_files_with_missing_path(tmp_path):
+    (tmp_path / "real.txt").write_text("hello")
+    missing = str(tmp_path / "missing.txt")
+    error = _error(_data_config(tmp_path, dataset="text_files",
+                                files=f"{tmp_path / 'real.txt'},{missing}"))
+    assert error.field == "data.files" and "missing.txt" in str(error)
+
+
+def test_text_files_folder_without_text_is_an_empty_corpus(tmp_path):
+    from scaling import data
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "image.bin").write_bytes(b"\x00" * 10)
+    cfg = _data_config(tmp_path, dataset="text_files", files=str(empty))
+    validate_data_config(cfg)  # cheap: the folder exists
+    with pytest.raises(config_lib.ConfigError, match="data.files"):
+        data.make_loader(cfg, batch_size=2, seed=0)
+
+
+def test_sentencepiece_needs_a_vocabulary_or_a_model(tmp_path):
+    error = _error(_data_config(tmp_path, tokenizer="sentencepiece"))
+    assert error.field == "data.vocab_size"
+    error = _error(_data_config(tmp_path, tokenizer="sentencepiece", spm_model=str(tmp_path / "x.model")))
+    assert error.field == "data.spm_model"
+    validate_data_config(_data_config(tmp_path, tokenizer="sentencepiece", vocab_size=1024))
+
+
+@pytest.mark.parametrize("vocab_size", [2**31, 2**40, 100])
+def test_vocabulary_outside_what_tokens_can_hold(tmp_path, vocab_size):
+    error = _error(_data_config(tmp_path, tokenizer="sentencepiece", vocab_size=vocab_size))
+    assert error.field == "data.vocab_size" and str(vocab_size) in str(error)
+
+
+def test_byte_tokenizer_rejects_sentencepiece_settings(tmp_path):
+    assert _error(_data_config(tmp_path, vocab_size=1000)).field == "data.vocab_size"
+    assert _error(_data_config(tmp_path, spm_model="m.model")).field == "data.spm_model"
+    validate_data_config(_data_config(tmp_path, vocab_size=257))
+
+
+def test_cache_dir_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("")
+    assert _error(_data_config(tmp_path, cache_dir=str(tmp_path / "file"))).field == "data.cache_dir"
+
+
+def test_message_names_field_value_and_allowed(tmp_path):
+    message = str(_error(_data_config(tmp_path, dataset="nope")))
+    assert message.startswith("config.data.dataset='nope' is not allowed:")
