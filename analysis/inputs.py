@@ -1,0 +1,191 @@
+"""Read the points to fit: a sweep's results.csv (+ curves.csv), any CSV with named columns, a
+W&B runs export, or Epoch AI's extraction of the Chinchilla data.
+
+Every reader returns plain pandas DataFrames with the same column names (`N` parameters,
+`D` tokens, `C` FLOPs, `loss` nats/token) and raises a one-line ValueError naming the file and
+the column when something is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+import pandas as pd
+
+RESULTS_COLUMNS = ("name", "status", "params", "non_embedding_params", "tokens", "flops",
+                   "flop_convention", "final_eval_loss")
+CURVES_COLUMNS = ("name", "flops", "eval_loss")
+FLOP_CONVENTIONS = ("6N", "full")
+EPOCH_CHINCHILLA_FILE = "epoch_chinchilla/svg_extracted_data.csv"
+# W&B run states, mapped onto the sweep's statuses.
+WANDB_STATES = {"finished": "completed", "crashed": "failed", "failed": "failed",
+                "killed": "preempted", "running": "running"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A sweep's runs ready to fit.
+
+    `runs`: completed runs with positive N, D, C and loss (columns name, N, D, C, loss, plus the
+    original results columns); N is `non_embedding_params` under the 6N convention and `params`
+    under the full one, matching what that convention counts. `excluded`: the runs left out with
+    the reason for each (columns name, status, reason). `curves`: eval points of the fitted runs
+    (columns name, step, tokens, flops, loss) or None when there is no curves.csv.
+    """
+
+    runs: pd.DataFrame
+    excluded: pd.DataFrame
+    curves: pd.DataFrame | None
+    flop_convention: str
+    source: str
+
+
+def _read_csv(path) -> pd.DataFrame:
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+
+
+def require_columns(table: pd.DataFrame, columns, where: str) -> None:
+    """Raise a ValueError naming the missing columns and listing the available ones."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {', '.join(missing)}; available: "
+                         f"{', '.join(map(str, table.columns)) or 'none'}")
+
+
+def _numeric(table: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+
+
+def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | None = None) -> Sweep:
+    """Select the fittable runs of a results table (the columns of results.csv)."""
+    require_columns(table, RESULTS_COLUMNS, source)
+    conventions = sorted(set(table["flop_convention"].dropna().astype(str)))
+    unknown = [c for c in conventions if c not in FLOP_CONVENTIONS]
+    if unknown or len(conventions) > 1:
+        raise ValueError(f"{source}: flop_convention must be one of {', '.join(FLOP_CONVENTIONS)} and "
+                         f"the same for every run; found {', '.join(conventions) or 'none'}")
+    convention = conventions[0] if conventions else "6N"
+    runs = table.copy()
+    runs["N"] = _numeric(runs, "non_embedding_params" if convention == "6N" else "params")
+    runs["D"] = _numeric(runs, "tokens")
+    runs["C"] = _numeric(runs, "flops")
+    runs["loss"] = _numeric(runs, "final_eval_loss")
+    status = runs["status"].astype(str)
+    values_ok = np.ones(len(runs), dtype=bool)
+    for column in ("N", "D", "C", "loss"):
+        values_ok &= np.isfinite(runs[column].to_numpy()) & (runs[column].to_numpy() > 0)
+    reason = np.where(status != "completed", "status " + status,
+                      np.where(values_ok, "", "missing or non-positive N, D, FLOPs or eval loss"))
+    fitted = reason == ""
+    excluded = pd.DataFrame({"name": runs["name"][~fitted], "status": status[~fitted],
+                             "reason": reason[~fitted]}).reset_index(drop=True)
+    runs = runs[fitted].reset_index(drop=True)
+    if curves is not None:
+        curves = curves[curves["name"].isin(set(runs["name"]))].reset_index(drop=True)
+    return Sweep(runs=runs, excluded=excluded, curves=curves, flop_convention=convention,
+                 source=source)
+
+
+def read_curves(path) -> pd.DataFrame:
+    """curves.csv as (name, step, tokens, flops, loss) with loss = eval_loss; rows without an
+    evaluation are dropped."""
+    table = _read_csv(path)
+    require_columns(table, CURVES_COLUMNS, str(path))
+    curves = pd.DataFrame({"name": table["name"], "flops": _numeric(table, "flops"),
+                           "loss": _numeric(table, "eval_loss")})
+    for optional in ("step", "tokens"):
+        if optional in table.columns:
+            curves[optional] = _numeric(table, optional)
+    return curves[np.isfinite(curves["loss"]) & np.isfinite(curves["flops"])].reset_index(drop=True)
+
+
+def read_results(path) -> Sweep:
+    """A sweep's results.csv, with the curves.csv beside it when there is one."""
+    path = pathlib.Path(path)
+    table = _read_csv(path)
+    curves_path = path.with_name("curves.csv")
+    curves = read_curves(curves_path) if curves_path.is_file() else None
+    return sweep_from_table(table, str(path), curves)
+
+
+def _strip_wandb_prefix(column: str) -> str:
+    for prefix in ("summary.", "summary/", "config.", "config/", "summary_", "config_"):
+        if column.startswith(prefix):
+            return column[len(prefix):]
+    return column
+
+
+def read_wandb_export(path) -> Sweep:
+    """A W&B runs-table CSV export of this project's runs: the summary and config fields carry
+    the results.csv column names (optionally prefixed `summary.` / `config.`); `Name` is the run
+    name and `State` stands in for `status` when no status field was logged."""
+    table = _read_csv(path)
+    renamed = {}
+    for column in table.columns:
+        plain = _strip_wandb_prefix(str(column))
+        plain = {"Name": "name", "State": "state"}.get(plain, plain)
+        renamed.setdefault(plain, column)
+    table = pd.DataFrame({plain: table[column] for plain, column in renamed.items()})
+    if "status" not in table.columns and "state" in table.columns:
+        table["status"] = table["state"].astype(str).str.lower().map(WANDB_STATES).fillna(table["state"])
+    return sweep_from_table(table, f"{path} (W&B export)")
+
+
+def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
+                   c_col: str | None = None) -> pd.DataFrame:
+    """Points (N, D, C, loss) from any CSV: parameters in `n_col`, loss in `loss_col`, and either
+    tokens in `d_col` or FLOPs in `c_col` (then D = C / (6N), and C = 6ND when only D is given).
+    Missing or non-positive values are an error naming the column and the row."""
+    if (d_col is None) == (c_col is None):
+        raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
+    table = _read_csv(path)
+    columns = [n_col, loss_col, d_col or c_col]
+    require_columns(table, columns, str(path))
+    points = pd.DataFrame({"N": _numeric(table, n_col), "loss": _numeric(table, loss_col)})
+    if d_col is not None:
+        points["D"] = _numeric(table, d_col)
+        points["C"] = 6.0 * points["N"] * points["D"]
+    else:
+        points["C"] = _numeric(table, c_col)
+        points["D"] = points["C"] / (6.0 * points["N"])
+    for column, source_column in (("N", n_col), ("loss", loss_col), ("D" if d_col else "C", d_col or c_col)):
+        values = points[column].to_numpy()
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{path}: column {source_column!r} must be positive at every row; row {row} "
+                             f"has {table[source_column].iloc[row]!r} ({int(bad.sum())} bad rows)")
+    return points[["N", "D", "C", "loss"]]
+
+
+def shared_data_dir() -> pathlib.Path:
+    """The published reference datasets: $SCALING_SHARED_DATA, else `<repo>/../shared/data`."""
+    override = os.environ.get("SCALING_SHARED_DATA")
+    if override:
+        return pathlib.Path(override)
+    return pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def load_epoch_chinchilla(path=None, drop_highest_losses: int = 5) -> pd.DataFrame:
+    """Epoch AI's extraction of the Chinchilla runs as (N, D, C, loss), with D = C / (6N) and
+    Epoch's preprocessing: the `drop_highest_losses` highest losses left out (240 of 245 rows with
+    the default 5)."""
+    path = pathlib.Path(path) if path is not None else shared_data_dir() / EPOCH_CHINCHILLA_FILE
+    table = _read_csv(path)
+    require_columns(table, ("Model Size", "Training FLOP", "loss"), str(path))
+    if drop_highest_losses > 0:
+        threshold = np.sort(table["loss"].to_numpy())[-drop_highest_losses]
+        table = table[table["loss"] < threshold]
+    params = table["Model Size"].to_numpy(dtype=float)
+    flops = table["Training FLOP"].to_numpy(dtype=float)
+    return pd.DataFrame({"N": params, "D": flops / (6.0 * params), "C": flops,
+                         "loss": table["loss"].to_numpy(dtype=float)}).reset_index(drop=True)

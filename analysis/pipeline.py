@@ -1,0 +1,300 @@
+"""The whole analysis of one set of runs: every applicable fit, with uncertainty and checks.
+
+Given runs (final N, D, C, loss per run; optionally training curves), `analyze` runs
+- Approach 1: L(C) = E + A·C^-alpha on the compute-efficient frontier;
+- Approach 2: IsoFLOP parabolas, when at least two budgets hold three or more model sizes;
+- Approach 3: the parametric L(N, D), when N and D each take three or more distinct values;
+- the law asked for (compute, chinchilla, kaplan, n or d) as the headline;
+- an extrapolation check: refit without the largest model(s) and predict them;
+and returns an `Analysis` holding both the JSON-ready summary and the arrays the plots need.
+Steps that the data cannot support are recorded as skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from analysis import allocation, returns
+from analysis.bootstrap import bootstrap_fits, summarize
+from analysis.fit import HUBER_DELTA, FitResult, fit_law
+from analysis.frontier import (DEFAULT_FRONTIER_POINTS, DEFAULT_SKIP_FRACTION, Frontier,
+                               curve_frontier, final_point_frontier)
+from analysis.isoflop import IsoflopFit, fit_isoflops, group_budgets
+from analysis.laws import get_law, predict_loss
+
+DEFAULT_RESAMPLES = 500
+MIN_DISTINCT_FOR_PARAMETRIC = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What an analysis computes. `improvement` (nats) and `reducible_fraction` (of E) set the
+    diminishing-returns figures; `drop_largest` is how many of the largest model sizes the
+    extrapolation check holds out; `budgets` optionally gives the IsoFLOP budget of each run
+    (FLOPs) instead of grouping runs by their FLOP counts."""
+
+    law: str = "compute"
+    num_resamples: int = DEFAULT_RESAMPLES
+    seed: int = 0
+    improvement: float = 0.01
+    reducible_fraction: float = 0.1
+    drop_largest: int = 1
+    frontier_points: int = DEFAULT_FRONTIER_POINTS
+    skip_fraction: float = DEFAULT_SKIP_FRACTION
+    parametric_law: str = "chinchilla"
+
+
+@dataclasses.dataclass(frozen=True)
+class LawFit:
+    """A law fitted with bootstrap uncertainty: `summary` is JSON-ready; `variables` and `loss`
+    are the points it was fitted to."""
+
+    fit: FitResult
+    bootstrap_theta: np.ndarray
+    variables: dict[str, np.ndarray]
+    loss: np.ndarray
+    summary: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Extrapolation:
+    """Held-out runs (the largest model sizes) with their actual and predicted losses."""
+
+    law: str
+    held_out: pd.DataFrame
+    fit: FitResult
+    summary: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """`summary` is what fit.json holds; the rest are the arrays behind it (`run_budgets`: the
+    IsoFLOP budget of each run, FLOPs)."""
+
+    summary: dict
+    runs: pd.DataFrame
+    curves: pd.DataFrame | None
+    frontier: Frontier | None
+    fits: dict[str, LawFit]
+    isoflop: IsoflopFit | None
+    run_budgets: np.ndarray
+    extrapolations: dict[str, Extrapolation]
+
+    @property
+    def headline(self) -> LawFit:
+        return self.fits[self.summary["law"]]
+
+
+def _derived_samples(law_name: str, params: dict[str, np.ndarray], variables: dict[str, np.ndarray],
+                     settings: Settings) -> dict[str, np.ndarray]:
+    """Quantities that follow from the parameters, elementwise over parameter samples."""
+    improvement, fraction = settings.improvement, settings.reducible_fraction
+
+    def table(prefix, coefficient, exponent, values):
+        rows = returns.diminishing_returns(coefficient, exponent, params["E"], values.min(), values.max(),
+                                           improvement=improvement, reducible_fraction=fraction)
+        return {f"{prefix}{name}": value for name, value in rows.items()}
+
+    if law_name in ("compute", "n"):
+        variable = "C" if law_name == "compute" else "N"
+        return table(f"{variable}_", params["A"], params["alpha"], variables[variable])
+    if law_name == "d":
+        return table("D_", params["B"], params["beta"], variables["D"])
+    if law_name == "chinchilla":
+        A, B, alpha, beta = params["A"], params["B"], params["alpha"], params["beta"]
+        a, b = allocation.allocation_exponents(alpha, beta)
+        coefficient, gamma = allocation.optimal_loss_law(A, B, alpha, beta)
+        compute = 6.0 * variables["N"] * variables["D"]
+        largest = compute.max()
+        derived = {"a": a, "b": b, "G": allocation.allocation_coefficient(A, B, alpha, beta),
+                   "N_opt_at_largest_C": allocation.optimal_params(largest, A, B, alpha, beta),
+                   "D_opt_at_largest_C": allocation.optimal_tokens(largest, A, B, alpha, beta),
+                   "optimal_loss_coefficient_K": coefficient, "optimal_loss_exponent_gamma": gamma}
+        derived.update(table("N_", A, alpha, variables["N"]))
+        derived.update(table("D_", B, beta, variables["D"]))
+        derived.update(table("optimal_C_", coefficient, gamma, compute))
+        return derived
+    return {}
+
+
+def fit_with_uncertainty(law_name: str, variables: dict[str, np.ndarray], loss: np.ndarray,
+                         settings: Settings, *, reduction: str = "sum") -> LawFit:
+    """Fit `law_name` to the points, bootstrap it and summarise every parameter and derived
+    quantity as value, standard error and percentile interval."""
+    law = get_law(law_name)
+    result = fit_law(law, variables, loss, reduction=reduction)
+    samples = (bootstrap_fits(result, settings.num_resamples, settings.seed)
+               if settings.num_resamples > 0 else np.empty((0, law.num_params)))
+    point_params = law.natural(result.theta[None])
+    sample_params = law.natural(samples)
+    point_derived = _derived_samples(law_name, point_params, variables, settings)
+    sample_derived = _derived_samples(law_name, sample_params, variables, settings)
+    summary = {
+        "law": law.name, "formula": law.formula, "variables": list(law.variables),
+        "n_points": result.num_points, "objective": result.objective,
+        "objective_reduction": result.reduction, "huber_delta": result.delta,
+        "num_starts": result.num_starts,
+        "fit_params": dict(zip(law.fit_params, map(float, result.theta))),
+        "params": {name: summarize(point_params[name][0], sample_params[name])
+                   for name in law.reported_params},
+        "derived": {name: summarize(point_derived[name][0], sample_derived[name])
+                    for name in point_derived},
+        "bootstrap_resamples": int(len(samples)),
+    }
+    return LawFit(fit=result, bootstrap_theta=samples, variables=variables, loss=np.asarray(loss),
+                  summary=summary)
+
+
+def _envelope(runs: pd.DataFrame, key: str) -> pd.DataFrame:
+    """For each distinct value of `key` (N or D), the run with the lowest loss: L(N) and L(D)
+    describe the best loss reachable at a size, not every run at it."""
+    return runs.loc[runs.groupby(key)["loss"].idxmin()].sort_values(key)
+
+
+def _points_for(law_name: str, runs: pd.DataFrame, frontier: Frontier | None):
+    """(variables, loss) that `law_name` is fitted to."""
+    if law_name == "compute":
+        return {"C": frontier.flops}, frontier.loss
+    if law_name in ("n", "d"):
+        key = law_name.upper()
+        best = _envelope(runs, key)
+        return {key: best[key].to_numpy()}, best["loss"].to_numpy()
+    return {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()}, runs["loss"].to_numpy()
+
+
+def _frontier(runs: pd.DataFrame, curves: pd.DataFrame | None, settings: Settings) -> Frontier:
+    if curves is not None and len(curves):
+        return curve_frontier(curves, num_points=settings.frontier_points,
+                              skip_fraction=settings.skip_fraction)
+    return final_point_frontier(runs["name"], runs["C"], runs["loss"])
+
+
+def parametric_skip_reason(runs: pd.DataFrame, law_name: str) -> str | None:
+    """Why the runs cannot support a parametric L(N, D) fit, or None if they can."""
+    needed = get_law(law_name).num_params + 1
+    distinct_n, distinct_d = runs["N"].nunique(), runs["D"].nunique()
+    if len(runs) < needed or min(distinct_n, distinct_d) < MIN_DISTINCT_FOR_PARAMETRIC:
+        return (f"{len(runs)} runs with {distinct_n} distinct N and {distinct_d} distinct D; a "
+                f"{law_name} fit needs at least {needed} runs and {MIN_DISTINCT_FOR_PARAMETRIC} "
+                "distinct values of each")
+    return None
+
+
+def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame | None,
+                        settings: Settings) -> Extrapolation:
+    """Refit `law_name` without the runs of the `settings.drop_largest` largest model sizes and
+    predict their final losses (for the compute law: at their final FLOPs, from a frontier rebuilt
+    without their curves)."""
+    sizes = np.sort(runs["N"].unique())
+    if settings.drop_largest < 1 or settings.drop_largest >= sizes.size:
+        raise ValueError(f"drop_highest={settings.drop_largest} is not allowed with {sizes.size} "
+                         f"model sizes; need 1 <= drop_highest < {sizes.size}")
+    held = runs["N"] >= sizes[-settings.drop_largest]
+    kept, held_out = runs[~held], runs[held].copy()
+    kept_curves = None if curves is None else curves[curves["name"].isin(set(kept["name"]))]
+    law = get_law(law_name)
+    variables, loss = _points_for(law_name, kept, _frontier(kept, kept_curves, settings)
+                                  if law_name == "compute" else None)
+    result = fit_law(law, variables, loss)
+    held_out["predicted"] = predict_loss(law, result.theta, {v: held_out[v].to_numpy()
+                                                               for v in law.variables})
+    held_out["error"] = held_out["predicted"] - held_out["loss"]
+    errors = held_out["error"].to_numpy()
+    summary = {
+        "law": law_name, "held_out_sizes": [float(n) for n in sizes[-settings.drop_largest:]],
+        "n_fit_points": int(np.size(loss)), "n_held_out": int(len(held_out)),
+        "mean_abs_error": float(np.abs(errors).mean()), "max_abs_error": float(np.abs(errors).max()),
+        "rmse": float(np.sqrt((errors**2).mean())),
+        "mean_abs_relative_error": float(np.abs(errors / held_out["loss"]).mean()),
+        "fit_params": {name: float(value[0]) for name, value in
+                       law.natural(result.theta[None]).items()},
+        "held_out": [{"name": str(row.get("name", i)), "N": float(row["N"]), "D": float(row["D"]),
+                      "C": float(row["C"]), "loss": float(row["loss"]),
+                      "predicted": float(row["predicted"])}
+                     for i, row in held_out.iterrows()],
+    }
+    return Extrapolation(law=law_name, held_out=held_out, fit=result, summary=summary)
+
+
+def _isoflop_summary(isoflop: IsoflopFit) -> dict:
+    return {
+        "a": summarize(isoflop.params_exponent, isoflop.bootstrap_params_exponent),
+        "b": summarize(isoflop.tokens_exponent, isoflop.bootstrap_tokens_exponent),
+        "N_opt_coefficient": isoflop.params_coefficient, "D_opt_coefficient": isoflop.tokens_coefficient,
+        "budgets": [{"C": float(c), "sizes": int(s), "N_opt": float(n), "D_opt": float(d),
+                     "min_loss": float(m), "used": bool(u)}
+                    for c, s, n, d, m, u in zip(isoflop.budgets, isoflop.sizes_per_budget,
+                                                isoflop.optimal_params, isoflop.optimal_tokens,
+                                                isoflop.minimum_loss, isoflop.used)],
+    }
+
+
+def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.DataFrame | None = None,
+            budgets: np.ndarray | None = None, flop_convention: str = "6N",
+            data_summary: dict | None = None) -> Analysis:
+    """Every applicable fit for `runs` (columns N, D, C, loss, optionally name; one row per run,
+    final values), the training `curves` (name, flops, loss) when available, and the IsoFLOP
+    budget of each run (`budgets`, FLOPs; by default runs are grouped by their FLOP counts)."""
+    get_law(settings.law)
+    runs = runs.reset_index(drop=True)
+    if "name" not in runs.columns:
+        runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
+    fits, extrapolations, skipped = {}, {}, {}
+    frontier = _frontier(runs, curves, settings)
+    parametric_law = settings.law if settings.law in ("chinchilla", "kaplan") else settings.parametric_law
+    wanted = ["compute", parametric_law] + ([settings.law] if settings.law in ("n", "d") else [])
+    for law_name in wanted:
+        reason = (parametric_skip_reason(runs, law_name) if law_name in ("chinchilla", "kaplan")
+                  else None)
+        if reason is None:
+            variables, loss = _points_for(law_name, runs, frontier)
+            try:
+                fits[law_name] = fit_with_uncertainty(law_name, variables, loss, settings)
+            except ValueError as error:
+                reason = str(error)
+        if reason is not None:
+            if law_name == settings.law:
+                raise ValueError(f"law={law_name!r} cannot be fitted: {reason}")
+            skipped[law_name] = reason
+    if budgets is None:
+        budgets = group_budgets(runs["C"].to_numpy())
+    isoflop = None
+    try:
+        isoflop = fit_isoflops(runs["N"], runs["D"], runs["loss"], budgets,
+                               num_resamples=settings.num_resamples, seed=settings.seed)
+    except ValueError as error:
+        skipped["isoflop"] = str(error)
+    for law_name in fits:
+        try:
+            extrapolations[law_name] = extrapolation_check(law_name, runs, curves, settings)
+        except ValueError as error:
+            skipped[f"extrapolation_{law_name}"] = str(error)
+
+    headline = fits[settings.law].summary
+    summary = {
+        "law": settings.law, "formula": headline["formula"], "flop_convention": flop_convention,
+        "n_points": headline["n_points"], "objective": headline["objective"],
+        "objective_reduction": headline["objective_reduction"], "huber_delta": HUBER_DELTA,
+        **headline["params"],
+        "derived": headline["derived"],
+        "bootstrap_resamples": headline["bootstrap_resamples"],
+        "settings": {"improvement_nats": settings.improvement,
+                     "reducible_fraction_of_E": settings.reducible_fraction,
+                     "drop_largest_sizes": settings.drop_largest, "seed": settings.seed,
+                     "frontier_points": settings.frontier_points,
+                     "frontier_skip_fraction": settings.skip_fraction},
+        "data": {"runs_fitted": int(len(runs)), "distinct_N": int(runs["N"].nunique()),
+                 "distinct_D": int(runs["D"].nunique()),
+                 "frontier_source": frontier.source, "frontier_points": int(frontier.flops.size),
+                 **(data_summary or {})},
+        "fits": {name: law_fit.summary for name, law_fit in fits.items()},
+        "isoflop": _isoflop_summary(isoflop) if isoflop is not None else None,
+        "extrapolation": {name: e.summary for name, e in extrapolations.items()},
+        "skipped": skipped,
+    }
+    return Analysis(summary=summary, runs=runs, curves=curves, frontier=frontier, fits=fits,
+                    isoflop=isoflop, run_budgets=np.asarray(budgets, dtype=float),
+                    extrapolations=extrapolations)

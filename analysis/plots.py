@@ -1,0 +1,162 @@
+"""Paste-ready figures of an analysis: every axis labelled with units, every mark in a legend."""
+
+from __future__ import annotations
+
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from analysis import allocation  # noqa: E402
+from analysis.laws import get_law, predict_loss  # noqa: E402
+from analysis.pipeline import Analysis  # noqa: E402
+
+LOSS_LABEL = "eval loss (nats/token)"
+AXIS_LABELS = {"C": "training compute C (FLOPs)", "N": "parameters N", "D": "training tokens D"}
+DPI = 150
+
+
+def _compute_label(convention: str) -> str:
+    return f"training compute C (FLOPs, {convention} convention)"
+
+
+def _save(figure, path) -> str:
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return str(path)
+
+
+def plot_loss_vs_compute(analysis: Analysis, path) -> str:
+    """All training curves, the compute-efficient frontier and the fitted L(C), log–log."""
+    figure, axes = plt.subplots(figsize=(7, 5))
+    convention = analysis.summary["flop_convention"]
+    if analysis.curves is not None and len(analysis.curves):
+        colours = plt.cm.viridis(np.linspace(0, 0.9, analysis.curves["name"].nunique()))
+        for colour, (name, curve) in zip(colours, analysis.curves.groupby("name", sort=True)):
+            curve = curve.sort_values("flops")
+            axes.plot(curve["flops"], curve["loss"], color=colour, lw=1, alpha=0.7, label=str(name))
+    else:
+        axes.scatter(analysis.runs["C"], analysis.runs["loss"], s=12, color="0.6", label="runs (final)")
+    frontier = analysis.frontier
+    axes.scatter(frontier.flops, frontier.loss, s=18, color="black", zorder=3,
+                 label=f"frontier ({frontier.source})")
+    if "compute" in analysis.fits:
+        law_fit = analysis.fits["compute"]
+        params = law_fit.fit.params
+        grid = np.geomspace(frontier.flops.min(), frontier.flops.max() * 10, 200)
+        axes.plot(grid, predict_loss(law_fit.fit.law, law_fit.fit.theta, {"C": grid}), color="crimson",
+                  lw=2, label=f"fit: {params['E']:.3g} + {params['A']:.3g}·C^-{params['alpha']:.3g}")
+        axes.axhline(params["E"], color="crimson", ls=":", lw=1, label=f"irreducible E = {params['E']:.3g}")
+    axes.set(xscale="log", yscale="log", xlabel=_compute_label(convention), ylabel=LOSS_LABEL,
+             title="Loss vs compute")
+    axes.legend(fontsize=7, ncol=2 if analysis.curves is not None else 1)
+    return _save(figure, path)
+
+
+def plot_isoflops(analysis: Analysis, path) -> str:
+    """Loss against N for each IsoFLOP budget, its parabola and the minimum."""
+    isoflop = analysis.isoflop
+    figure, axes = plt.subplots(figsize=(7, 5))
+    colours = plt.cm.plasma(np.linspace(0, 0.85, isoflop.budgets.size))
+    runs = analysis.runs
+    for colour, budget, parabola, centre, best_n, best_loss, used in zip(
+            colours, isoflop.budgets, isoflop.parabolas, isoflop.log_n_centres, isoflop.optimal_params,
+            isoflop.minimum_loss, isoflop.used):
+        members = analysis.run_budgets == budget
+        sizes = runs["N"].to_numpy()[members]
+        axes.scatter(sizes, runs["loss"].to_numpy()[members], s=12, color=colour, label=f"C = {budget:.2g}")
+        grid = np.linspace(np.log(sizes.min()), np.log(sizes.max()), 100)
+        u = grid - centre
+        axes.plot(np.exp(grid), parabola[0] * u**2 + parabola[1] * u + parabola[2], color=colour, lw=1)
+        if used:
+            axes.scatter([best_n], [best_loss], marker="*", s=120, color=colour, edgecolor="black", zorder=4)
+    axes.scatter([], [], marker="*", s=120, color="white", edgecolor="black", label="minimum (N_opt)")
+    axes.set(xscale="log", xlabel=AXIS_LABELS["N"], ylabel=LOSS_LABEL, title="IsoFLOP profiles")
+    axes.legend(fontsize=7, ncol=2)
+    return _save(figure, path)
+
+
+def plot_optimal_allocation(analysis: Analysis, path) -> str:
+    """N_opt(C) and D_opt(C): IsoFLOP minima with their power laws, and the parametric fit's
+    closed form when there is one."""
+    figure, (params_axes, tokens_axes) = plt.subplots(1, 2, figsize=(10, 4.5))
+    isoflop = analysis.isoflop
+    budgets = isoflop.budgets if isoflop is not None else np.geomspace(
+        analysis.runs["C"].min(), analysis.runs["C"].max(), 10)
+    grid = np.geomspace(budgets.min(), budgets.max() * 10, 100)
+    for axes, name in ((params_axes, "N"), (tokens_axes, "D")):
+        if isoflop is not None:
+            optimum = isoflop.optimal_params if name == "N" else isoflop.optimal_tokens
+            exponent = isoflop.params_exponent if name == "N" else isoflop.tokens_exponent
+            coefficient = isoflop.params_coefficient if name == "N" else isoflop.tokens_coefficient
+            axes.scatter(isoflop.budgets[isoflop.used], optimum[isoflop.used], color="black", zorder=3,
+                         label="IsoFLOP minima (Approach 2)")
+            axes.plot(grid, coefficient * grid**exponent, color="black", ls="--",
+                      label=f"Approach 2: ∝ C^{exponent:.3f}")
+        if "chinchilla" in analysis.fits:
+            p = analysis.fits["chinchilla"].fit.params
+            a, b = allocation.allocation_exponents(p["alpha"], p["beta"])
+            curve = (allocation.optimal_params if name == "N" else allocation.optimal_tokens)(
+                grid, p["A"], p["B"], p["alpha"], p["beta"])
+            axes.plot(grid, curve, color="crimson",
+                      label=f"Approach 3 (C = 6ND): ∝ C^{a if name == 'N' else b:.3f}")
+        axes.set(xscale="log", yscale="log", xlabel=_compute_label(analysis.summary["flop_convention"]),
+                 ylabel=f"compute-optimal {AXIS_LABELS[name]}", title=f"{name}_opt vs compute")
+        axes.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def _main_variable(law_name: str) -> str:
+    return get_law(law_name).variables[0]
+
+
+def plot_residuals(analysis: Analysis, path) -> str:
+    """Actual − predicted loss (nats) for every fitted law against its main variable."""
+    names = list(analysis.fits)
+    figure, axes_row = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
+    for axes, name in zip(axes_row[0], names):
+        law_fit = analysis.fits[name]
+        predicted = predict_loss(law_fit.fit.law, law_fit.fit.theta, law_fit.variables)
+        variable = _main_variable(name)
+        axes.scatter(law_fit.variables[variable], law_fit.loss - predicted, s=10, color="steelblue",
+                     label="fitted points")
+        axes.axhline(0.0, color="black", lw=1)
+        axes.set(xscale="log", xlabel=AXIS_LABELS[variable], ylabel="actual − predicted loss (nats)",
+                 title=f"Residuals: {name} law")
+        axes.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
+    """Predicted against actual loss for every fit, with the extrapolation check's held-out runs
+    (predicted by a fit that never saw them)."""
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    markers = iter("osD^v")
+    for name, law_fit in analysis.fits.items():
+        predicted = predict_loss(law_fit.fit.law, law_fit.fit.theta, law_fit.variables)
+        axes.scatter(law_fit.loss, predicted, s=10, marker=next(markers), alpha=0.7, label=f"{name} law: fitted")
+    for name, check in analysis.extrapolations.items():
+        axes.scatter(check.held_out["loss"], check.held_out["predicted"], s=70, marker="*",
+                     edgecolor="black", zorder=4, label=f"{name} law: held-out largest model(s)")
+    low, high = axes.get_xlim()
+    axes.plot([low, high], [low, high], color="black", lw=1, label="predicted = actual")
+    axes.set(xlabel=f"actual {LOSS_LABEL}", ylabel=f"predicted {LOSS_LABEL}", title="Predicted vs actual")
+    axes.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def write_plots(analysis: Analysis, out_dir) -> list[str]:
+    """Every figure the analysis supports, as PNGs in `out_dir`; returns their paths."""
+    out_dir = pathlib.Path(out_dir)
+    paths = [plot_loss_vs_compute(analysis, out_dir / "loss_vs_compute.png")]
+    if analysis.isoflop is not None:
+        paths.append(plot_isoflops(analysis, out_dir / "isoflop.png"))
+    if analysis.isoflop is not None or "chinchilla" in analysis.fits:
+        paths.append(plot_optimal_allocation(analysis, out_dir / "optimal_allocation.png"))
+    paths.append(plot_residuals(analysis, out_dir / "residuals.png"))
+    paths.append(plot_predicted_vs_actual(analysis, out_dir / "predicted_vs_actual.png"))
+    return paths

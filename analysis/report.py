@@ -1,0 +1,153 @@
+"""Write an analysis as fit.json (machine-readable) and report.md (for people)."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+from analysis.pipeline import Analysis
+
+VARIABLE_UNITS = {"C": "FLOPs", "N": "parameters", "D": "tokens"}
+
+
+def _json_ready(value):
+    """Floats that JSON cannot hold (inf, NaN) become strings; numpy scalars become floats."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def write_fit_json(analysis: Analysis, path) -> None:
+    """fit.json: the headline law's parameters each under its own name with SE and CI, the
+    objective, the law, the FLOP convention and the number of points, then every other fit."""
+    pathlib.Path(path).write_text(json.dumps(_json_ready(analysis.summary), indent=2) + "\n")
+
+
+def _number(value: float, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "never" if value > 0 else "-inf"
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def _with_interval(summary: dict) -> str:
+    text = _number(summary["value"])
+    if not math.isnan(summary.get("se", float("nan"))):
+        text += (f" (SE {_number(summary['se'], 2)}; {summary['ci_level']:.0%} CI "
+                 f"{_number(summary['ci_low'])} – {_number(summary['ci_high'])})")
+    return text
+
+
+def _params_table(fit: dict) -> list[str]:
+    lines = ["| parameter | value (bootstrap SE; percentile CI) |", "|---|---|"]
+    lines += [f"| {name} | {_with_interval(summary)} |" for name, summary in fit["params"].items()]
+    return lines
+
+
+def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict) -> list[str]:
+    """Plain-language diminishing returns for the term in `variable`."""
+    if f"{prefix}loss_drop_per_10x_at_smallest" not in derived:
+        return []
+    unit = VARIABLE_UNITS[variable]
+    fraction = settings["reducible_fraction_of_E"]
+    return [
+        f"- 10× more {variable} lowers the loss by {_with_interval(derived[prefix + 'loss_drop_per_10x_at_smallest'])}"
+        f" nats at the smallest {variable} of the data, and by "
+        f"{_with_interval(derived[prefix + 'loss_drop_per_10x_at_largest'])} nats at the largest.",
+        f"- The next {settings['improvement_nats']} nats beyond the largest {variable} need "
+        f"{variable} = {_with_interval(derived[prefix + 'next_improvement_budget'])} {unit}, i.e. "
+        f"{_with_interval(derived[prefix + 'next_improvement_multiple'])}× the largest.",
+        f"- The reducible loss falls below {fraction:.0%} of E at {variable} = "
+        f"{_with_interval(derived[prefix + 'reducible_below_fraction_budget'])} {unit}.",
+    ]
+
+
+def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
+    lines = [f"## {title}", "", f"`{fit['formula']}` fitted to {fit['n_points']} points: sum of "
+             f"Huber losses (δ = {fit['huber_delta']}) on log loss, objective "
+             f"{fit['objective']:.6e}, best of {fit['num_starts']} L-BFGS starts; uncertainty from "
+             f"{fit['bootstrap_resamples']} bootstrap resamples of the points.", ""]
+    lines += _params_table(fit) + [""]
+    derived = fit["derived"]
+    returns_lines = []
+    for prefix, variable in (("C_", "C"), ("N_", "N"), ("D_", "D")):
+        returns_lines += _returns_lines(derived, prefix, variable, settings)
+    if "a" in derived:
+        returns_lines += [
+            f"- Compute-optimal allocation (C = 6ND): N_opt ∝ C^a with a = {_with_interval(derived['a'])},"
+            f" D_opt ∝ C^b with b = {_with_interval(derived['b'])}.",
+            f"- At the largest budget of the data: N_opt = {_with_interval(derived['N_opt_at_largest_C'])},"
+            f" D_opt = {_with_interval(derived['D_opt_at_largest_C'])}.",
+            f"- Along that optimum L_opt(C) = E + K·C^-gamma with gamma = "
+            f"{_with_interval(derived['optimal_loss_exponent_gamma'])}:",
+        ]
+        returns_lines += ["  " + line for line in _returns_lines(derived, "optimal_C_", "C", settings)]
+    if returns_lines:
+        lines += ["Diminishing returns:", ""] + returns_lines + [""]
+    return lines
+
+
+def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
+    """report.md: the headline law, then the three Chinchilla approaches, the extrapolation check,
+    what was skipped and why, and the plots."""
+    summary = analysis.summary
+    settings, data = summary["settings"], summary["data"]
+    lines = ["# Scaling-law fit", ""]
+    lines.append(f"Source: {data.get('source', 'points')}. FLOP convention: **{summary['flop_convention']}**"
+                 + (" (6·non-embedding parameters·tokens, Kaplan)." if summary["flop_convention"] == "6N"
+                    else " (embeddings, attention and unembedding counted, Chinchilla-style)."))
+    fitted = f"{data['runs_fitted']} runs fitted"
+    if "runs_total" in data:
+        fitted = f"{data['runs_total']} runs in the sweep, {data['runs_fitted']} fitted"
+    lines.append(fitted + ".")
+    for row in data.get("excluded", []):
+        lines.append(f"- excluded {row['name']}: {row['reason']}")
+    lines += ["", f"Headline law: **{summary['law']}**, `{summary['formula']}`.", ""]
+    fits = summary["fits"]
+    order = [summary["law"]] + [name for name in fits if name != summary["law"]]
+    titles = {"compute": "Approach 1: loss vs compute on the compute-efficient frontier",
+              "chinchilla": "Approach 3: parametric L(N, D) (Chinchilla form)",
+              "kaplan": "Parametric L(N, D) (Kaplan form)",
+              "n": "L(N): best loss at each model size", "d": "L(D): best loss at each token count"}
+    for name in order:
+        title = titles[name]
+        if name == "compute":
+            title += f" ({data['frontier_points']} frontier points from {data['frontier_source']})"
+        lines += _fit_section(title, fits[name], settings)
+    if summary["isoflop"] is not None:
+        iso = summary["isoflop"]
+        lines += ["## Approach 2: IsoFLOP profiles", "",
+                  f"Parabola of loss vs log N per budget; N_opt ∝ C^a with a = {_with_interval(iso['a'])}, "
+                  f"D_opt ∝ C^b with b = {_with_interval(iso['b'])} (resampling runs within budgets).", "",
+                  "| budget C (FLOPs) | sizes | N_opt | D_opt | min loss |", "|---|---|---|---|---|"]
+        lines += [f"| {row['C']:.3g} | {row['sizes']} | {_number(row['N_opt'])} | {_number(row['D_opt'])}"
+                  f" | {_number(row['min_loss'])} |" for row in iso["budgets"]]
+        lines.append("")
+    for name, check in summary["extrapolation"].items():
+        sizes = ", ".join(_number(n) for n in check["held_out_sizes"])
+        lines += [f"## Extrapolation check ({name})", "",
+                  f"Refitted on {check['n_fit_points']} points without the largest model size(s) "
+                  f"(N = {sizes}) and predicted their {check['n_held_out']} run(s): mean absolute error "
+                  f"{check['mean_abs_error']:.4f} nats, max {check['max_abs_error']:.4f} nats, "
+                  f"mean relative error {check['mean_abs_relative_error']:.2%}.", "",
+                  "| run | N | D | actual loss | predicted |", "|---|---|---|---|---|"]
+        lines += [f"| {row['name']} | {_number(row['N'])} | {_number(row['D'])} | {row['loss']:.4f} | "
+                  f"{row['predicted']:.4f} |" for row in check["held_out"]]
+        lines.append("")
+    if summary["skipped"]:
+        lines += ["## Skipped", ""] + [f"- {name}: {reason}" for name, reason in summary["skipped"].items()]
+        lines.append("")
+    if plots:
+        lines += ["## Plots", ""] + [f"![{pathlib.Path(p).stem}]({pathlib.Path(p).name})" for p in plots]
+        lines.append("")
+    return "\n".join(lines)
