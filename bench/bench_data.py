@@ -63,14 +63,16 @@ def main() -> None:
         loader, build_seconds = _timed(
             lambda: data.make_loader(cfg, batch_size=args.batch_size, seed=0))
         rows.append(["TFDS prepare python_stdlib (array_record)", f"{prepare_seconds:.2f} s",
-                     f"{text_mb / prepare_seconds:.1f} MB/s of text", f"{text_mb:.1f} MB train split"])
+                     f"{text_mb / prepare_seconds:.1f} MB/s of text",
+                     f"{text_mb:.1f} MB train split"])
         rows.append(["token cache, byte tokenizer (both splits)", f"{build_seconds:.2f} s",
                      f"{text_mb / build_seconds:.1f} MB/s of text",
                      f"{loader.tokens_in_split:,} train tokens (uint16)"])
         direct, prefetched = _loader_throughput(loader, args.steps)
         loader.close()
         shape = f"batch {args.batch_size} x seq {args.seq_len}"
-        for label, rate in (("loader `batch(step)`", direct), ("loader `iterate()` prefetch", prefetched)):
+        for label, rate in (("loader `batch(step)`", direct),
+                            ("loader `iterate()` prefetch", prefetched)):
             verdict = "meets" if rate >= TARGET_TOKENS_PER_SECOND else "BELOW"
             rows.append([f"{label}, byte", f"{rate / 1e6:.2f} M tokens/s", shape,
                          f"{verdict} target {TARGET_TOKENS_PER_SECOND:,} tokens/s"])
@@ -78,9 +80,11 @@ def main() -> None:
         spm_cfg = cfg.copy_and_resolve_references()
         spm_cfg.update(tokenizer="sentencepiece", vocab_size=args.spm_vocab)
         tokenizer, train_seconds = _timed(lambda: tokenizers.tokenizer_for(spm_cfg))
-        rows.append([f"SentencePiece BPE training, {args.spm_vocab} pieces", f"{train_seconds:.2f} s",
-                     f"{text_mb / train_seconds:.1f} MB/s of text", "first 64 MiB of the train split"])
-        spm_loader, spm_build = _timed(lambda: data.make_loader(spm_cfg, batch_size=args.batch_size, seed=0))
+        rows.append([f"SentencePiece BPE training, {args.spm_vocab} pieces",
+                     f"{train_seconds:.2f} s", f"{text_mb / train_seconds:.1f} MB/s of text",
+                     "first 64 MiB of the train split"])
+        spm_loader, spm_build = _timed(
+            lambda: data.make_loader(spm_cfg, batch_size=args.batch_size, seed=0))
         rows.append(["token cache, SentencePiece (both splits)", f"{spm_build:.2f} s",
                      f"{text_mb / spm_build:.1f} MB/s of text",
                      f"{spm_loader.tokens_in_split:,} train tokens, "
@@ -93,8 +97,9 @@ def main() -> None:
 
     body = (markdown_table(["what", "time / rate", "throughput", "notes"], rows)
             + f"\nFirst build of the default corpus (prepare + byte cache): "
-              f"{prepare_seconds + build_seconds:.1f} s. Target for the loader: >= 10x a CPU train "
-              f"step's consumption (10-50k tokens/s), i.e. >= {TARGET_TOKENS_PER_SECOND:,} tokens/s.\n")
+              f"{prepare_seconds + build_seconds:.1f} s. Target for the loader: >= 10x a CPU "
+              "train step's consumption (10-50k tokens/s), i.e. >= "
+              f"{TARGET_TOKENS_PER_SECOND:,} tokens/s.\n")
     print(body)
     record("data", "Data pipeline", body)
 

@@ -51,8 +51,8 @@ def test_stale_cache_is_rebuilt(tmp_path, capsys):
     cache.load_or_build(tmp_path / "c", cache.fingerprint_of("corpus-v1", "text", tokenizer), old,
                         tokenizer)
     changed = _Counting([b"entirely new text"])
-    rebuilt = cache.load_or_build(tmp_path / "c", cache.fingerprint_of("corpus-v2", "text", tokenizer),
-                                  changed, tokenizer)
+    new_fingerprint = cache.fingerprint_of("corpus-v2", "text", tokenizer)
+    rebuilt = cache.load_or_build(tmp_path / "c", new_fingerprint, changed, tokenizer)
     assert changed.reads == 1
     assert rebuilt.tokens.tolist() == _reference_stream([b"entirely new text"], 256)
     assert "stale" in capsys.readouterr().err
@@ -117,8 +117,8 @@ def _build_in_process(directory: str, log: str) -> list[int]:
             f.write("built\n")
         return iter([[bytes([i % 256]) * 20_000 for i in range(200)]])
 
-    built = cache.load_or_build(pathlib.Path(directory), cache.fingerprint_of("shared", "text", tokenizer),
-                                documents, tokenizer)
+    fingerprint = cache.fingerprint_of("shared", "text", tokenizer)
+    built = cache.load_or_build(pathlib.Path(directory), fingerprint, documents, tokenizer)
     return [built.num_tokens, int(built.tokens[-2])]
 
 

@@ -32,8 +32,8 @@ def test_each_epoch_reads_every_window_once():
         assert sorted(((epoch_starts - offset) // seq_len).tolist()) == list(range(num_windows))
         assert np.all((epoch_starts - offset) % seq_len == 0)
     # Epochs are shuffled differently.
-    assert not np.array_equal(starts[:num_windows] - starts[:num_windows].min(),
-                              starts[num_windows:2 * num_windows] - starts[num_windows:2 * num_windows].min())
+    first, second = starts[:num_windows], starts[num_windows:2 * num_windows]
+    assert not np.array_equal(first - first.min(), second - second.min())
 
 
 def test_window_starts_is_pure_and_seeded():

@@ -1,4 +1,5 @@
-"""Packing: documents → stream with EOD → windows → batches, against plain-Python references."""
+"""Packing: documents → stream with EOD → windows → batches, against plain-Python
+references."""
 
 import numpy as np
 

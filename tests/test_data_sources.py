@@ -127,7 +127,8 @@ class ScalingTestCorpus(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, count):
         for index in range(count):
-            yield index, {"content": f"example {index}: " + "words " * (index + 3), "label": index % 2}
+            text = f"example {index}: " + "words " * (index + 3)
+            yield index, {"content": text, "label": index % 2}
 
 
 def test_registered_tfds_dataset_goes_builder_to_feature(tmp_path):
@@ -166,7 +167,8 @@ def test_tfds_download_failure_is_a_clear_error(tmp_path, monkeypatch):
         sources.open_split(cfg, "train")
     assert requested and "tinyshakespeare" in str(requested[0])
     message = str(failure.value)
-    assert "tiny_shakespeare" in message and "network" in message and "data.tfds_data_dir" in message
+    for expected in ("tiny_shakespeare", "network", "data.tfds_data_dir"):
+        assert expected in message
 
 
 def test_tfds_builder_needing_tensorflow_says_so(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""Tokenizers: lossless round trips for bytes, a trained SentencePiece model and one given by path."""
+"""Tokenizers: lossless round trips for bytes, a trained SentencePiece model and a model given
+by path."""
 
 import pathlib
 

@@ -1,4 +1,5 @@
-"""`validate_data_config`: bad input gives a ConfigError naming the field, before any corpus is read."""
+"""`validate_data_config`: bad input gives a ConfigError naming the field, before any corpus is
+read."""
 
 import pytest
 
@@ -82,7 +83,8 @@ def test_text_files_folder_without_text_is_an_empty_corpus(tmp_path):
 def test_sentencepiece_needs_a_vocabulary_or_a_model(tmp_path):
     error = _error(_data_config(tmp_path, tokenizer="sentencepiece"))
     assert error.field == "data.vocab_size"
-    error = _error(_data_config(tmp_path, tokenizer="sentencepiece", spm_model=str(tmp_path / "x.model")))
+    error = _error(_data_config(tmp_path, tokenizer="sentencepiece",
+                                spm_model=str(tmp_path / "x.model")))
     assert error.field == "data.spm_model"
     validate_data_config(_data_config(tmp_path, tokenizer="sentencepiece", vocab_size=1024))
 
@@ -101,7 +103,8 @@ def test_byte_tokenizer_rejects_sentencepiece_settings(tmp_path):
 
 def test_cache_dir_that_is_a_file(tmp_path):
     (tmp_path / "file").write_text("")
-    assert _error(_data_config(tmp_path, cache_dir=str(tmp_path / "file"))).field == "data.cache_dir"
+    error = _error(_data_config(tmp_path, cache_dir=str(tmp_path / "file")))
+    assert error.field == "data.cache_dir"
 
 
 def test_message_names_field_value_and_allowed(tmp_path):

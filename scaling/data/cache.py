@@ -89,8 +89,9 @@ def _build(directory: pathlib.Path, fingerprint: dict, document_batches: Iterabl
 
     def report(final: bool = False) -> None:
         elapsed = max(time.perf_counter() - started, 1e-9)
-        print(f"[data] {'tokenized' if final else 'tokenizing'} {label}: {num_documents:,} documents, "
-              f"{num_bytes / 1e6:.1f} MB, {num_tokens:,} tokens, {num_bytes / 1e6 / elapsed:.1f} MB/s"
+        verb = "tokenized" if final else "tokenizing"
+        print(f"[data] {verb} {label}: {num_documents:,} documents, {num_bytes / 1e6:.1f} MB, "
+              f"{num_tokens:,} tokens, {num_bytes / 1e6 / elapsed:.1f} MB/s"
               + (f", {elapsed:.1f} s" if final else ""), file=sys.stderr)
 
     with files.atomic_output(directory / "tokens.bin") as tokens_file, \

@@ -36,7 +36,8 @@ def atomic_output(path: pathlib.Path, mode: str = "wb") -> Iterator:
     """A file object writing to a temporary sibling of `path`, renamed onto `path` only if the
     block finishes; on an exception the temporary file is removed and `path` is untouched."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
     try:
         with os.fdopen(descriptor, mode) as handle:
             yield handle

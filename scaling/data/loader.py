@@ -140,8 +140,9 @@ def token_cache(data_cfg, split: str, tokenizer) -> cache.TokenCache:
     documents = sources.open_split(data_cfg, split)
     fingerprint = cache.fingerprint_of(documents.fingerprint, documents.feature, tokenizer)
     split_name = split.replace("[", "_").replace("]", "").replace(":", "-").replace("%", "pct")
+    dataset = documents.dataset.replace("/", "_")
     folder = (sources.cache_root(data_cfg) / "tokens"
-              / f"{documents.dataset.replace('/', '_')}-{documents.feature}-{split_name}-{tokenizer.name}")
+              / f"{dataset}-{documents.feature}-{split_name}-{tokenizer.name}")
     label = f"{documents.dataset}:{split}"
     return cache.load_or_build(folder, fingerprint, documents.document_batches, tokenizer, label)
 

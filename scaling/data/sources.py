@@ -1,7 +1,7 @@
 """Where documents come from: a TFDS builder, prepared once as array_record, read as a data source.
 
-Every dataset goes the same way — `python_stdlib` (embedded, no download), `text_files` (the user's
-files) and any registered TFDS text dataset (`tiny_shakespeare`, `lm1b`, `c4/en`, ...):
+Every dataset goes the same way — `python_stdlib` (embedded, no download), `text_files` (the
+user's files) and any registered TFDS text dataset (`tiny_shakespeare`, `lm1b`, `c4/en`, ...):
 builder → `download_and_prepare(file_format='array_record')` → `as_data_source(split)` → the
 configured text feature, one document per example. TensorFlow is not needed on this path
 (`tfds.load`/`as_dataset` would need it).
@@ -9,6 +9,7 @@ configured text feature, one document per example. TensorFlow is not needed on t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -86,7 +87,8 @@ def prepare(builder) -> None:
             started = time.perf_counter()
             tfds.disable_progress_bar()  # our own progress lines instead of tqdm's
             try:
-                builder.download_and_prepare()
+                with contextlib.redirect_stdout(sys.stderr):  # TFDS prints a banner to stdout
+                    builder.download_and_prepare()
             except Exception as error:
                 raise DatasetUnavailableError(_preparation_failure(name, builder.data_dir, error)) \
                     from error
@@ -103,12 +105,13 @@ def _preparation_failure(name: str, data_dir: str, error: Exception) -> str:
     """What failed while preparing dataset `name`, and what to do about it."""
     where = (f"prepare it on a machine that has {{}} (with file_format={FILE_FORMAT!r}) and set "
              f"data.tfds_data_dir to the folder holding it")
-    message = f"could not prepare TFDS dataset {name!r} in {data_dir}: {type(error).__name__}: {error}. "
+    message = (f"could not prepare TFDS dataset {name!r} in {data_dir}: "
+               f"{type(error).__name__}: {error}. ")
     if isinstance(error, ImportError) and "tensorflow" in str(error):
         # Many TFDS builders read their downloads with tf.io.gfile; reading the prepared
         # array_record files afterwards does not need TensorFlow.
-        return message + ("Its builder needs TensorFlow to prepare it (`pip install tensorflow-cpu`), "
-                          "or " + where.format("TensorFlow") + ".")
+        return message + ("Its builder needs TensorFlow to prepare it (`pip install "
+                          "tensorflow-cpu`), or " + where.format("TensorFlow") + ".")
     return message + ("Downloading needs network access; without it, "
                       + where.format("network access") + ".")
 

@@ -128,9 +128,11 @@ def trained_sentencepiece(data_cfg) -> SentencePieceTokenizer:
     """The SentencePiece model trained on `data.train_split` with `data.vocab_size` pieces, from
     the cache if one was trained on the same corpus, else trained now and cached."""
     train = sources.open_split(data_cfg, data_cfg.train_split)
-    key = hashlib.sha256(f"{train.fingerprint}|{data_cfg.vocab_size}|{train.feature}|bpe/1".encode())
+    key = f"{train.fingerprint}|{data_cfg.vocab_size}|{train.feature}|bpe/1"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    dataset = train.dataset.replace("/", "_")
     path = (sources.cache_root(data_cfg) / "tokenizers"
-            / f"{train.dataset.replace('/', '_')}-spm{data_cfg.vocab_size}-{key.hexdigest()[:16]}.model")
+            / f"{dataset}-spm{data_cfg.vocab_size}-{digest}.model")
     with files.file_lock(path.with_suffix(".lock")):
         if not path.exists():
             started = time.perf_counter()

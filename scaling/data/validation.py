@@ -13,7 +13,8 @@ from scaling.data import file_splits, sources, tokenizers
 
 # Batches are int32, so every id must be below 2**31 (the token cache holds up to uint32).
 MAX_VOCAB_SIZE = 2**31 - 1
-KNOWN_EXAMPLES = "python_stdlib, text_files, or a registered TFDS dataset (tiny_shakespeare, lm1b, c4/en, ...)"
+KNOWN_EXAMPLES = ("python_stdlib, text_files, or a registered TFDS dataset "
+                  "(tiny_shakespeare, lm1b, c4/en, ...)")
 
 
 def _error(field: str, value, allowed: str):
@@ -39,8 +40,9 @@ def _check_tfds_dataset(data_cfg) -> None:
         builder = tfds.builder(data_cfg.dataset, data_dir=str(sources.tfds_data_dir(data_cfg)))
     except tfds.core.registered.DatasetNotFoundError:
         raise _error("data.dataset", data_cfg.dataset, KNOWN_EXAMPLES) from None
-    except (ValueError, TypeError) as error:  # e.g. an unknown config or version of a known name
-        raise _error("data.dataset", data_cfg.dataset, f"{KNOWN_EXAMPLES}: {error}") from None
+    except Exception as error:  # a known name with an unknown config or version: TFDS says which
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise _error("data.dataset", data_cfg.dataset, f"{KNOWN_EXAMPLES}; {reason}") from None
     features = builder.info.features
     text_features = [name for name, feature in features.items()
                      if isinstance(feature, tfds.features.Text)]
@@ -55,14 +57,16 @@ def _check_tokenizer(data_cfg) -> None:
     if data_cfg.tokenizer == "byte":
         if data_cfg.vocab_size not in (0, tokenizers.BYTE_VOCAB_SIZE):
             raise _error("data.vocab_size", data_cfg.vocab_size,
-                         f"0 with data.tokenizer='byte' (its vocabulary is {tokenizers.BYTE_VOCAB_SIZE})")
+                         "0 with data.tokenizer='byte' "
+                         f"(its vocabulary is {tokenizers.BYTE_VOCAB_SIZE})")
         if data_cfg.spm_model:
             raise _error("data.spm_model", data_cfg.spm_model,
                          "'' with data.tokenizer='byte' (set data.tokenizer='sentencepiece')")
         return
     if data_cfg.spm_model:
         if not pathlib.Path(data_cfg.spm_model).expanduser().is_file():
-            raise _error("data.spm_model", data_cfg.spm_model, "an existing SentencePiece model file")
+            raise _error("data.spm_model", data_cfg.spm_model,
+                         "an existing SentencePiece model file")
         return
     if data_cfg.vocab_size == 0:
         raise _error("data.vocab_size", data_cfg.vocab_size,
@@ -103,4 +107,5 @@ def validate_data_config(data_cfg) -> None:
     _check_tokenizer(data_cfg)
     cache_dir = data_cfg.cache_dir
     if cache_dir and pathlib.Path(cache_dir).expanduser().is_file():
-        raise _error("data.cache_dir", cache_dir, "a folder (or '' for $SCALING_CACHE or ~/.cache/scaling)")
+        raise _error("data.cache_dir", cache_dir,
+                     "a folder (or '' for $SCALING_CACHE or ~/.cache/scaling)")
