@@ -178,7 +178,7 @@ def validate_points(law: Law, variables: dict[str, np.ndarray], loss: np.ndarray
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{name} must be positive and finite at every point; "
-                             f"point {first} has {name}={values[first]!r} ({int(bad.sum())} bad points)")
+                             f"point {first} has {name}={float(values[first])!r} ({int(bad.sum())} bad points)")
     if np.size(loss) < law.num_params:
         raise ValueError(f"law={law.name!r} has {law.num_params} parameters "
                          f"({', '.join(law.fit_params)}); need at least that many points, "

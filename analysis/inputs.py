@@ -163,7 +163,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{path}: column {source_column!r} must be positive at every row; row {row} "
-                             f"has {table[source_column].iloc[row]!r} ({int(bad.sum())} bad rows)")
+                             f"has {str(table[source_column].iloc[row])!r} ({int(bad.sum())} bad rows)")
     return points[["N", "D", "C", "loss"]]
 
 

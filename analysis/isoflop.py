@@ -125,12 +125,12 @@ def fit_isoflops(params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, budge
         bad = ~(np.isfinite(values) & (values > 0))
         if bad.any():
             raise ValueError(f"{name} must be positive and finite for an IsoFLOP fit; "
-                             f"run {int(np.flatnonzero(bad)[0])} has {name}={values[bad][0]!r}")
+                             f"run {int(np.flatnonzero(bad)[0])} has {name}={float(values[bad][0])!r}")
     unique_budgets = np.unique(budgets)
     sizes = np.array([np.unique(params[budgets == c]).size for c in unique_budgets])
     eligible = unique_budgets[sizes >= MIN_SIZES_PER_BUDGET]
     if eligible.size < 2:
-        found = ", ".join(f"C={c:.3g}: {s} sizes" for c, s in zip(unique_budgets, sizes))
+        found = ", ".join(f"C={c:.3g}: {s} size(s)" for c, s in zip(unique_budgets, sizes))
         raise ValueError(f"an IsoFLOP fit needs at least 2 budgets with {MIN_SIZES_PER_BUDGET} or more "
                          f"distinct model sizes each; got {unique_budgets.size} budget(s) ({found})")
 

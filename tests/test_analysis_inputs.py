@@ -1,0 +1,182 @@
+"""Input readers, the frontier, bad-input errors and the Chinchilla download (up to the network)."""
+
+import hashlib
+import io
+import urllib.error
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import download
+from analysis.fit import fit_law
+from analysis.frontier import curve_frontier, final_point_frontier
+from analysis.inputs import read_named_csv, read_results, read_wandb_export, sweep_from_table
+from analysis.isoflop import fit_isoflops, group_budgets
+from analysis.laws import get_law
+
+
+def results_row(name, status="completed", params=1.2e6, non_embedding=1e6, tokens=2e7, loss=4.0):
+    flops = 6 * non_embedding * tokens
+    return {"name": name, "status": status, "num_layers": 2, "d_model": 64, "params": params,
+            "embedding_params": params - non_embedding, "non_embedding_params": non_embedding,
+            "tokens": tokens, "steps": 100, "batch_size": 8, "seq_len": 128, "lr": 1e-3,
+            "parametrization": "sp", "flop_convention": "6N", "flops": flops, "flops_6N": flops,
+            "flops_full": 1.1 * flops, "final_train_loss": loss, "final_eval_loss": loss,
+            "wall_seconds": 1.0, "diverged_step": "", "error": ""}
+
+
+def test_only_completed_runs_with_values_are_fitted():
+    table = pd.DataFrame([results_row("a"), results_row("b", status="diverged"),
+                          results_row("c", status="failed", loss=float("nan")),
+                          results_row("d", loss=float("nan")), results_row("e", status="preempted")])
+    sweep = sweep_from_table(table, "results.csv")
+    assert list(sweep.runs["name"]) == ["a"]
+    assert dict(zip(sweep.excluded["name"], sweep.excluded["reason"])) == {
+        "b": "status diverged", "c": "status failed",
+        "d": "missing or non-positive N, D, FLOPs or eval loss", "e": "status preempted"}
+    # Under the 6N convention N is the non-embedding count; under the full one, all parameters.
+    assert sweep.runs["N"][0] == 1e6
+    full = sweep_from_table(table.assign(flop_convention="full"), "results.csv")
+    assert full.runs["N"][0] == 1.2e6
+
+
+def test_missing_results_column_lists_the_available_ones(tmp_path):
+    path = tmp_path / "results.csv"
+    pd.DataFrame([results_row("a")]).drop(columns=["final_eval_loss"]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) final_eval_loss; available: name, status"):
+        read_results(path)
+
+
+def test_mixed_flop_conventions_are_an_error():
+    table = pd.DataFrame([results_row("a"), {**results_row("b"), "flop_convention": "full"}])
+    with pytest.raises(ValueError, match="flop_convention"):
+        sweep_from_table(table, "results.csv")
+
+
+def test_named_csv_with_compute_column_derives_tokens(tmp_path):
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"size": [1e8, 2e8], "flop": [6e18, 2.4e19], "l": [3.0, 2.9]}).to_csv(path, index=False)
+    points = read_named_csv(path, n_col="size", c_col="flop", loss_col="l")
+    np.testing.assert_allclose(points["D"], [1e10, 2e10])
+
+
+@pytest.mark.parametrize("bad_value, column", [(0.0, "size"), (-5.0, "size"), (float("nan"), "l")])
+def test_named_csv_rejects_non_positive_or_missing_values(tmp_path, bad_value, column):
+    table = pd.DataFrame({"size": [1e8, 2e8], "tokens": [1e9, 2e9], "l": [3.0, 2.9]})
+    table.loc[1, column] = bad_value
+    path = tmp_path / "points.csv"
+    table.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=rf"column '{column}' must be positive at every row; row 1"):
+        read_named_csv(path, n_col="size", d_col="tokens", loss_col="l")
+
+
+def test_named_csv_missing_column_lists_the_available_ones(tmp_path):
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"size": [1.0], "tokens": [1.0], "l": [1.0]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) loss; available: size, tokens, l"):
+        read_named_csv(path, n_col="size", d_col="tokens", loss_col="loss")
+
+
+def test_fit_rejects_bad_points():
+    law = get_law("chinchilla")
+    good = {"N": np.geomspace(1e7, 1e9, 8), "D": np.geomspace(1e9, 1e11, 8)}
+    loss = np.linspace(3.0, 2.5, 8)
+    with pytest.raises(ValueError, match=r"N must be positive.*point 2 has N=0.0"):
+        fit_law(law, {**good, "N": np.where(np.arange(8) == 2, 0.0, good["N"])}, loss)
+    with pytest.raises(ValueError, match=r"loss must be positive.*point 0 has loss=nan"):
+        fit_law(law, good, np.where(np.arange(8) == 0, np.nan, loss))
+    with pytest.raises(ValueError, match=r"has 5 parameters .* need at least that many points, got 4"):
+        fit_law(law, {k: v[:4] for k, v in good.items()}, loss[:4])
+    with pytest.raises(ValueError, match=r"needs variable 'D'"):
+        fit_law(law, {"N": good["N"]}, loss)
+    with pytest.raises(ValueError, match=r"law='power' is not a known law; allowed: compute"):
+        get_law("power")
+
+
+def test_isoflop_with_one_budget_is_an_error():
+    params = np.array([1e7, 2e7, 4e7, 8e7])
+    with pytest.raises(ValueError, match=r"at least 2 budgets .* got 1 budget\(s\) \(C=1e\+18: 4 size"):
+        fit_isoflops(params, 1e18 / (6 * params), np.array([3.0, 2.9, 2.95, 3.1]), np.full(4, 1e18))
+
+
+def test_group_budgets_merges_nearby_flop_counts():
+    labels = group_budgets(np.array([1e18, 1.02e18, 0.99e18, 1e19, 1.03e19]))
+    assert len(set(labels)) == 2
+    assert labels[0] == labels[1] == labels[2] and labels[3] == labels[4]
+
+
+def test_curve_frontier_takes_the_lowest_run_at_each_compute():
+    # Run "small" is better below C = 100, run "big" above; both straight lines in log-log.
+    flops = np.geomspace(10, 1000, 21)
+    curves = pd.concat([
+        pd.DataFrame({"name": "small", "flops": flops[:15], "loss": 10 * flops[:15] ** -0.1}),
+        pd.DataFrame({"name": "big", "flops": flops[5:], "loss": 20 * flops[5:] ** -0.25})])
+    frontier = curve_frontier(curves, num_points=21, skip_fraction=0.0)
+    expected = np.minimum(np.where(frontier.flops <= flops[14] * 1.0000001, 10 * frontier.flops ** -0.1, np.inf),
+                          np.where(frontier.flops >= flops[5] / 1.0000001, 20 * frontier.flops ** -0.25, np.inf))
+    np.testing.assert_allclose(frontier.loss, expected, rtol=1e-9)
+    crossover = (20 / 10) ** (1 / 0.15)  # 10·C^-0.1 = 20·C^-0.25
+    assert set(frontier.run[frontier.flops < crossover * 0.99]) == {"small"}
+    assert set(frontier.run[frontier.flops > crossover * 1.01]) == {"big"}
+
+
+def test_final_point_frontier_keeps_runs_that_beat_every_cheaper_run():
+    frontier = final_point_frontier(["a", "b", "c", "d"], [1.0, 2.0, 3.0, 4.0], [5.0, 4.0, 4.5, 3.0])
+    assert list(frontier.run) == ["a", "b", "d"]
+
+
+def test_wandb_export_maps_states_and_prefixes(tmp_path):
+    rows = []
+    for name, state, loss in (("a", "finished", 3.0), ("b", "crashed", 5.0)):
+        row = {f"summary.{k}" if k.startswith("final") or k == "flops" else k: v
+               for k, v in results_row(name, loss=loss).items() if k != "status"}
+        rows.append({**row, "Name": name, "State": state})
+    path = tmp_path / "export.csv"
+    pd.DataFrame(rows).drop(columns=["name"]).to_csv(path, index=False)
+    sweep = read_wandb_export(path)
+    assert list(sweep.runs["name"]) == ["a"]
+    assert list(sweep.excluded["reason"]) == ["status failed"]
+
+
+class FakeResponse(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def test_download_fetches_the_pinned_epoch_file(tmp_path, monkeypatch):
+    content = b"x,y,color,Model Size,Training FLOP,hex_color,loss\n"
+    requested = []
+
+    def fake_open(url, timeout):
+        requested.append(url)
+        return FakeResponse(content)
+
+    monkeypatch.setattr(download, "open_url", fake_open)
+    monkeypatch.setattr(download, "EPOCH_CHINCHILLA_SHA256", hashlib.sha256(content).hexdigest())
+    path = download.download_chinchilla(tmp_path / "data")
+    assert requested == ["https://raw.githubusercontent.com/epoch-research/analyzing-chinchilla/"
+                         "92258837425e1b5f2851d624287f0120583a3d0e/data/svg_extracted_data.csv"]
+    assert path.read_bytes() == content
+    assert [p.name for p in path.parent.iterdir()] == ["svg_extracted_data.csv"]
+
+
+def test_failed_download_is_a_clear_error_and_leaves_no_file(tmp_path, monkeypatch):
+    def offline(url, timeout):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(download, "open_url", offline)
+    with pytest.raises(RuntimeError, match=r"could not download https://raw\.githubusercontent\.com/"
+                                           r"epoch-research/analyzing-chinchilla/.*name resolution"):
+        download.download_chinchilla(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_with_unexpected_content_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "open_url", lambda url, timeout: FakeResponse(b"<html>rate limited</html>"))
+    with pytest.raises(RuntimeError, match="sha256 is .* expected 193478df"):
+        download.download_chinchilla(tmp_path)
+    assert list(tmp_path.iterdir()) == []
