@@ -30,8 +30,8 @@ def _two_loop_direction(grad_KxP, steps_KxMxP, grad_changes_KxMxP, inv_curvature
     has_history = inv_curvatures_KxM[:, -1] > 0
     grad_norm = np.maximum(np.linalg.norm(grad_KxP, axis=1), 1e-300)
     # Without curvature information the first step is scaled to unit length in parameter space.
-    initial_scale = np.where(has_history, np.einsum("kp,kp->k", newest_s, newest_y) / np.where(
-        has_history, yy, 1.0), 1.0 / grad_norm)
+    initial_scale = np.where(has_history, np.einsum("kp,kp->k", newest_s, newest_y)
+                             / np.maximum(yy, 1e-300), 1.0 / grad_norm)
     r = initial_scale[:, None] * q
     for i in range(history):
         correction = inv_curvatures_KxM[:, i] * np.einsum("kp,kp->k", grad_changes_KxMxP[:, i], r)

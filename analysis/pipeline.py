@@ -289,6 +289,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
         "data": {"runs_fitted": int(len(runs)), "distinct_N": int(runs["N"].nunique()),
                  "distinct_D": int(runs["D"].nunique()),
                  "frontier_source": frontier.source, "frontier_points": int(frontier.flops.size),
+                 "frontier": {"flops": frontier.flops.tolist(), "loss": frontier.loss.tolist(),
+                              "run": [str(name) for name in frontier.run]},
                  **(data_summary or {})},
         "fits": {name: law_fit.summary for name, law_fit in fits.items()},
         "isoflop": _isoflop_summary(isoflop) if isoflop is not None else None,

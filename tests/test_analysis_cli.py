@@ -1,0 +1,110 @@
+"""`scaling-fit` end to end on small synthetic sweeps drawn from a known law."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.cli import main
+
+E, A, B, ALPHA, BETA = 1.8, 400.0, 2000.0, 0.34, 0.37
+
+
+def true_loss(N, D):
+    return E + A / N**ALPHA + B / D**BETA
+
+
+def write_sweep(directory, sizes_and_tokens, *, extra_rows=(), eval_points=30):
+    """results.csv + curves.csv for runs at the given (non-embedding params, tokens), with the
+    eval curve of each run following the true law along its tokens."""
+    rows, curves = [], []
+    for index, (N, D) in enumerate(sizes_and_tokens):
+        flops = 6 * N * D
+        rows.append({"name": f"run{index}", "status": "completed", "num_layers": 2, "d_model": 64,
+                     "params": 1.2 * N, "embedding_params": 0.2 * N, "non_embedding_params": N,
+                     "tokens": D, "steps": 100, "batch_size": 8, "seq_len": 128, "lr": 1e-3,
+                     "parametrization": "sp", "flop_convention": "6N", "flops": flops,
+                     "flops_6N": flops, "flops_full": 1.1 * flops,
+                     "final_train_loss": true_loss(N, D), "final_eval_loss": true_loss(N, D),
+                     "wall_seconds": 1.0, "diverged_step": "", "error": ""})
+        for fraction in np.linspace(1 / eval_points, 1.0, eval_points):
+            tokens = fraction * D
+            curves.append({"name": f"run{index}", "step": int(100 * fraction), "tokens": tokens,
+                           "flops": 6 * N * tokens, "flops_6N": 6 * N * tokens,
+                           "flops_full": 6.6 * N * tokens, "train_loss": true_loss(N, tokens),
+                           "eval_loss": true_loss(N, tokens)})
+    rows += [dict(rows[0], **extra) for extra in extra_rows]
+    pd.DataFrame(rows).to_csv(directory / "results.csv", index=False)
+    pd.DataFrame(curves).to_csv(directory / "curves.csv", index=False)
+    return directory / "results.csv"
+
+
+def test_demo_sweep_writes_fit_report_and_plot(tmp_path):
+    sizes = [1e6, 2e6, 4e6, 8e6, 16e6]
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in sizes], extra_rows=(
+        {"name": "blew_up", "status": "diverged", "final_eval_loss": ""},
+        {"name": "oom", "status": "failed", "final_eval_loss": ""}))
+    assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--bootstrap", "50"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["law"] == "compute" and fit["flop_convention"] == "6N"
+    for name in ("E", "A", "alpha"):
+        assert {"value", "se", "ci_low", "ci_high"} <= set(fit[name])
+    assert fit["data"]["runs_total"] == 7 and fit["data"]["runs_fitted"] == 5
+    assert {row["name"] for row in fit["data"]["excluded"]} == {"blew_up", "oom"}
+    assert fit["n_points"] == fit["data"]["frontier_points"] > 5
+    assert fit["objective"] >= 0
+    # Each frontier point is the best, by the true law, of the runs whose curve covers that
+    # compute (the first 10% of each run's FLOPs is left out of the frontier).
+    frontier = fit["data"]["frontier"]
+    for flops, loss in zip(frontier["flops"], frontier["loss"]):
+        reached = [N for N in sizes if 0.1 * (1 - 1e-9) <= flops / (6 * N * 20 * N) <= 1 + 1e-9]
+        assert loss == pytest.approx(min(true_loss(N, flops / (6 * N)) for N in reached), rel=2e-3)
+    assert "chinchilla" in fit["skipped"] and "isoflop" in fit["skipped"]
+    assert fit["extrapolation"]["compute"]["n_held_out"] == 1
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "L = E + A·C^-alpha" in report and "excluded blew_up: status diverged" in report
+    assert "10× more C lowers the loss by" in report and "next 0.01 nats" in report
+    assert (tmp_path / "fit" / "loss_vs_compute.png").stat().st_size > 10_000
+
+
+def test_isoflop_sweep_gets_all_three_approaches(tmp_path):
+    runs = []
+    for C in (1e15, 4e15, 1.6e16):
+        for N in np.geomspace(1e6, 1.6e7, 5):
+            runs.append((N, C / (6 * N)))
+    results = write_sweep(tmp_path, runs, eval_points=10)
+    assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--bootstrap", "30",
+                 "--law", "chinchilla", "--drop-highest", "1"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["law"] == "chinchilla"
+    # Noiseless data from the true law: Approach 3 recovers it.
+    assert fit["E"]["value"] == pytest.approx(E, rel=1e-3)
+    assert fit["alpha"]["value"] == pytest.approx(ALPHA, rel=1e-3)
+    assert fit["beta"]["value"] == pytest.approx(BETA, rel=1e-3)
+    assert fit["derived"]["a"]["value"] == pytest.approx(BETA / (ALPHA + BETA), rel=1e-3)
+    assert len(fit["isoflop"]["budgets"]) == 3
+    assert fit["extrapolation"]["chinchilla"]["max_abs_error"] < 1e-3
+    for name in ("loss_vs_compute", "isoflop", "optimal_allocation", "residuals", "predicted_vs_actual"):
+        assert (tmp_path / "fit" / f"{name}.png").is_file(), name
+
+
+def test_named_csv_with_compute_column(tmp_path):
+    rng = np.random.default_rng(0)
+    N, C = 10 ** rng.uniform(7, 9, 40), 10 ** rng.uniform(17, 20, 40)
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"size": N, "flop": C, "final": true_loss(N, C / (6 * N))}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "size", "--c-col", "flop", "--loss-col", "final",
+                 "--bootstrap", "0", "--out", str(tmp_path / "out")]) == 0
+    fit = json.loads((tmp_path / "out" / "fit.json").read_text())
+    assert fit["law"] == "chinchilla" and fit["B"]["value"] == pytest.approx(B, rel=1e-2)
+
+
+def test_bad_input_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"size": [1e8], "tokens": [1e9], "l": [3.0]}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "size", "--d-col", "tokens", "--loss-col", "loss"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "missing column(s) loss; available: size, tokens, l" in error
+    assert main(["--results", str(tmp_path / "nowhere.csv")]) == 2
+    assert "nowhere.csv: no such file" in capsys.readouterr().err
