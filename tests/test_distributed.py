@@ -1,0 +1,145 @@
+"""Two real processes on localhost train like one: `scaling.distributed.initialize` connects them,
+each feeds only its own rows of the global batch, and the losses match a single-device run.
+
+CPU collectives between processes: jax 0.10.2 already defaults `jax_cpu_collectives_implementation`
+to "gloo" (TCP), and uses it whenever `jax.distributed` is initialised, so nothing needs setting.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, run_python
+from test_parallel import RELATIVE_TOLERANCE, TRAINING, assert_close
+
+from scaling import distributed
+from scaling.config import default_config
+
+PROCESSES, DEVICES_PER_PROCESS, STEPS = 2, 2, 4
+MESH_SHAPES = [(2, 2, 1), (1, 2, 2)]  # data across the processes; fsdp across them, tensor within
+
+WORKER = TRAINING + """
+import sys
+from scaling import distributed
+host_config = make_config((1, 1, 1))
+host_config.distributed.coordinator_address = sys.argv[1]
+host_config.distributed.num_processes = 2
+host_config.distributed.process_id = int(sys.argv[2])
+distributed.initialize(host_config)
+result = {"process_index": jax.process_index(), "process_count": jax.process_count(),
+          "local_devices": jax.local_device_count(), "devices": jax.device_count(), "losses": {},
+          "rows": {}}
+for shape in MESH_SHAPES:
+    config = make_config(shape)
+    rows = process_rows(parallel.batch_sharding(parallel.make_mesh(config.mesh)))
+    result["rows"][str(list(shape))] = [int(rows[0]), int(rows[-1]) + 1]
+    result["losses"][str(list(shape))] = train(config, steps=STEPS)[0]
+print("RESULT " + json.dumps(result))
+"""
+
+REFERENCE = TRAINING + """
+print("RESULT " + json.dumps(train(make_config((1, 1, 1)), steps=STEPS)[0]))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def _result(stdout: str):
+    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+def _run_processes(code: str, timeout: float = 400) -> list[dict]:
+    environment = dict(os.environ, PYTHONPATH=str(REPO),
+                       XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}")
+    address = f"localhost:{_free_port()}"
+    workers = [subprocess.Popen([sys.executable, "-c", code, address, str(index)], cwd=REPO,
+                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+               for index in range(PROCESSES)]
+    outputs = []
+    try:
+        for worker in workers:
+            stdout, stderr = worker.communicate(timeout=timeout)
+            if worker.returncode != 0:
+                raise AssertionError(f"process failed ({worker.returncode}):\n{stdout[-3000:]}\n"
+                                     f"{stderr[-5000:]}")
+            outputs.append(_result(stdout))
+    finally:
+        # A process whose partner died waits on the coordinator forever: never leave it behind.
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    return outputs
+
+
+@pytest.mark.slow
+def test_two_processes_each_feeding_half_the_batch_match_one_device():
+    settings = f"MESH_SHAPES = {MESH_SHAPES}\nSTEPS = {STEPS}\n"
+    reference = _result(run_python(settings + REFERENCE, devices=1).stdout)
+    outputs = _run_processes(settings + WORKER)
+
+    assert [output["process_index"] for output in outputs] == [0, 1]
+    for output in outputs:
+        assert output["process_count"] == PROCESSES
+        assert output["local_devices"] == DEVICES_PER_PROCESS
+        assert output["devices"] == PROCESSES * DEVICES_PER_PROCESS
+    for shape in MESH_SHAPES:
+        key = str(list(shape))
+        # Each process feeds its own half of the 16 rows, and the halves cover the batch.
+        assert sorted(output["rows"][key] for output in outputs) == [[0, 8], [8, 16]]
+        for output in outputs:
+            assert_close(output["losses"][key], reference, RELATIVE_TOLERANCE)
+    assert reference[-1] < reference[0]
+
+
+@pytest.fixture
+def initialize_calls(monkeypatch):
+    calls = []
+    monkeypatch.setattr(distributed.jax.distributed, "initialize",
+                        lambda **kwargs: calls.append(kwargs))
+    for name in ("TPU_WORKER_HOSTNAMES", "SLURM_NTASKS", "SLURM_JOB_ID", "SCALING_DISTRIBUTED"):
+        monkeypatch.delenv(name, raising=False)
+    return calls
+
+
+def test_single_process_does_not_initialize(initialize_calls, monkeypatch):
+    distributed.initialize(default_config())
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "only-host")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    distributed.initialize(default_config())
+    assert initialize_calls == []
+
+
+def test_explicit_coordinator_is_passed_through(initialize_calls):
+    config = default_config()
+    config.distributed.coordinator_address = "10.0.0.1:1234"
+    config.distributed.num_processes = 4
+    config.distributed.process_id = 3
+    distributed.initialize(config)
+    config.distributed.num_processes, config.distributed.process_id = 0, -1
+    distributed.initialize(config)
+    assert initialize_calls == [
+        {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3},
+        {"coordinator_address": "10.0.0.1:1234", "num_processes": None, "process_id": None}]
+
+
+@pytest.mark.parametrize("environment", [
+    {"TPU_WORKER_HOSTNAMES": "host-0,host-1"},
+    {"SLURM_NTASKS": "2", "SLURM_JOB_ID": "7"},
+    {"SCALING_DISTRIBUTED": "1"},
+])
+def test_multi_host_environments_initialize_automatically(initialize_calls, monkeypatch, environment):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    distributed.initialize(default_config())
+    assert initialize_calls == [{}]
