@@ -330,7 +330,7 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int | None = Non
     )
 
 
-def unknown_key_message(config: ml_collections.ConfigDict, dotted: str) -> str:
+def unknown_key_message(config: ml_collections.ConfigDict, dotted: str, value: str = "") -> str:
     """A one-line error for an override of a key the config does not have, with close names."""
     parts = dotted.split(".")
     node, path = config, []
@@ -343,6 +343,6 @@ def unknown_key_message(config: ml_collections.ConfigDict, dotted: str) -> str:
         close = difflib.get_close_matches(part, keys, n=3)
         where = "config." + ".".join(path) if path else "config"
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        return (f"config.{dotted}: unknown key {part!r} in {where}; allowed: "
+        return (f"config.{dotted}={value!r} is not allowed: unknown key {part!r} in {where}; allowed: "
                 f"{', '.join(sorted(keys))}{hint}")
     return f"config.{dotted}: not a field that can be overridden"

@@ -77,11 +77,11 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         node = config
         for part in parts[:-1]:
             if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-                raise UnknownKey(unknown_key_message(config, dotted))
+                raise UnknownKey(unknown_key_message(config, dotted, text))
             node = node[part]
         leaf = parts[-1]
         if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-            raise UnknownKey(unknown_key_message(config, dotted))
+            raise UnknownKey(unknown_key_message(config, dotted, text))
         current = node[leaf]
         if isinstance(current, ml_collections.ConfigDict):
             raise ConfigError(dotted, text, "a leaf field (this is a section)")

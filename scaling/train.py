@@ -77,6 +77,13 @@ def train(config, workdir: str | pathlib.Path) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     wall_start = time.perf_counter()
 
+    previous = _read_summary(workdir)
+    if previous and previous.get("status") == "completed" and previous.get("steps") == (
+            optim_lib.steps_for(config)):
+        print(f"run already completed in {workdir} (step {previous['steps']}); nothing to do",
+              flush=True)
+        return previous
+
     loader = data_lib.make_loader(config.data, batch_size=config.train.batch_size, seed=config.seed,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
@@ -260,6 +267,15 @@ def train(config, workdir: str | pathlib.Path) -> dict:
                      if status == "diverged" else f" at step {count}; rerun the same command to resume")
             print(f"run {status}{where}", flush=True)
     return summary
+
+
+def _read_summary(workdir: pathlib.Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads((workdir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
