@@ -19,6 +19,7 @@ import ml_collections
 from scaling import families, flops
 from scaling.config import ConfigError, default_config, model_config
 
+FAMILIES = {"cpu_demo": families.cpu_demo_family, "chinchilla": families.chinchilla_family}
 PLANS = ("steps", "tokens", "tokens_per_param", "isoflop")
 HPARAM_RULES = ("fixed", "porian2024", "mup_transfer")
 
@@ -69,8 +70,22 @@ def size_hyperparameters(sweep: ml_collections.ConfigDict, non_embedding_params:
     return {"optim.lr": lr, "optim.warmup_steps": warmup, "optim.b2": 0.99}
 
 
+def flatten(tree, prefix: str = "") -> dict:
+    """{"train": {"log_every": 2}} → {"train.log_every": 2}: nested sweep overrides as the dotted
+    run-config fields they set."""
+    flat = {}
+    for key, value in dict(tree).items():
+        if isinstance(value, (dict, ml_collections.ConfigDict)):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _sizes(sweep: ml_collections.ConfigDict) -> list[tuple[str, dict]]:
-    family = families.family(sweep.family)
+    if sweep.family not in FAMILIES:
+        raise ConfigError("sweep.family", sweep.family, "one of " + ", ".join(FAMILIES))
+    family = FAMILIES[sweep.family]()
     if sweep.sizes:
         wanted = [name.strip() for name in sweep.sizes.split(",") if name.strip()]
         known = dict(family)
@@ -141,7 +156,8 @@ def expand(sweep: ml_collections.ConfigDict) -> list[PlannedRun]:
                               "train.flop_convention": sweep.flop_convention,
                               "wandb.group": sweep.name})
             overrides.update(size_hyperparameters(sweep, counts.non_embedding, steps))
-            overrides.update(dict(sweep.overrides))
+            overrides.update(flatten(sweep.overrides))
+            overrides.update(flatten(sweep.get("size_overrides", {}).get(size_name, {})))
             runs.append(PlannedRun(
                 name=name, overrides=overrides, size=size_name, params=counts.total,
                 non_embedding_params=counts.non_embedding, tokens=steps * tokens_per_step,

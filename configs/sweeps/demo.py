@@ -31,5 +31,7 @@ def get_config():
     sweep.lr_exponent = 0.0
     sweep.reference_params = 1
     sweep.processes = 2
-    sweep.overrides = ml_collections.ConfigDict({"checkpoint.every_steps": 200})
+    # Overrides of the base run config (nested like it) for every run, and for single sizes.
+    sweep.overrides = ml_collections.ConfigDict({"checkpoint": {"every_steps": 200}})
+    sweep.size_overrides = ml_collections.ConfigDict()
     return sweep

@@ -1,0 +1,132 @@
+"""`scaling-sweep` end to end with real `scaling-train` subprocesses: results.csv, resuming a
+killed sweep, isolating a failed run, and the plan table."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from launch import plans
+from scaling.overrides import load_config
+
+SWEEP = '''
+import ml_collections
+def get_config():
+    s = ml_collections.ConfigDict()
+    s.name = "tiny"
+    s.base_config = "configs/demo.py:runlocal"
+    s.family = "cpu_demo"
+    s.sizes = "d32-L1,d48-L2,d64-L2,d96-L3"
+    s.plan = "steps"
+    s.steps = {steps}
+    s.tokens = 0
+    s.tokens_per_param = 20.0
+    s.isoflop_budgets = ()
+    s.min_steps = 1
+    s.flop_convention = "full"
+    s.batch_size = 8
+    s.seq_len = 32
+    s.vocab_size = 257
+    s.hparams = "fixed"
+    s.lr = 3e-3
+    s.warmup_steps = 2
+    s.lr_exponent = 0.0
+    s.reference_params = 1
+    s.processes = 2
+    s.overrides = ml_collections.ConfigDict({{"train": {{"log_every": 2, "eval_every": 4}},
+        "checkpoint": {{"every_steps": 4}}, "model": {{"max_seq_len": 32}}}})
+    s.size_overrides = ml_collections.ConfigDict({size_overrides})
+    return s
+'''
+
+
+def _write_sweep(tmp_path, steps=8, size_overrides="{}"):
+    path = tmp_path / "tiny_sweep.py"
+    path.write_text(SWEEP.format(steps=steps, size_overrides=size_overrides))
+    return path
+
+
+def _sweep(repo, config, workdir, *extra, **kwargs):
+    return subprocess.run([sys.executable, "-m", "launch.sweep", "--config", str(config),
+                           "--workdir", str(workdir), *extra], cwd=repo, capture_output=True,
+                          text=True, **kwargs)
+
+
+def _rows(workdir):
+    with open(workdir / "results.csv", newline="") as file:
+        return {row["name"]: row for row in csv.DictReader(file)}
+
+
+def test_plan_names_and_budgets(tmp_path):
+    sweep = load_config(str(_write_sweep(tmp_path)))
+    runs = plans.expand(sweep)
+    assert [run.name for run in runs] == ["tiny-d32-L1", "tiny-d48-L2", "tiny-d64-L2", "tiny-d96-L3"]
+    assert all(run.tokens == 8 * 8 * 32 for run in runs)
+    assert runs[0].overrides["model.d_model"] == 32 and runs[3].overrides["model.num_layers"] == 3
+    sweep.plan, sweep.isoflop_budgets = "isoflop", (1e11, 3e11)
+    iso = plans.expand(sweep)
+    assert {run.name.split("-N")[0] for run in iso} == {"isoflop-C1e11", "isoflop-C3e11"}
+    for run in iso:  # D = C / FLOPs-per-token, rounded to whole steps
+        budget = float(run.name.split("-C")[1].split("-N")[0])
+        assert run.flops == pytest.approx(budget, rel=0.5 / run.steps + 1e-9)
+
+
+def test_dry_run_prints_the_plan(repo, tmp_path):
+    result = _sweep(repo, _write_sweep(tmp_path), tmp_path / "w", "--dry-run", timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in ("tiny-d32-L1", "tiny-d96-L3", "N (non-emb)", "est. time"):
+        assert name in result.stdout
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
+    config = _write_sweep(tmp_path, size_overrides='{"d48-L2": {"optim": {"lr": -1.0}}}')
+    workdir = tmp_path / "sweep"
+    # Start the sweep, kill it once the first run has finished, then rerun.
+    process = subprocess.Popen([sys.executable, "-m", "launch.sweep", "--config", str(config),
+                                "--workdir", str(workdir), "--processes", "1"], cwd=repo,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    first_done = None
+    while time.time() < deadline:
+        summaries = list((workdir / "runs").glob("*/summary.json")) if workdir.exists() else []
+        completed = [s for s in summaries if json.loads(s.read_text()).get("status") == "completed"]
+        if completed:
+            first_done = completed[0].parent.name
+            break
+        time.sleep(0.5)
+    assert first_done, "no run completed in time"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    first_summary = (workdir / "runs" / first_done / "summary.json").read_text()
+
+    result = _sweep(repo, config, workdir, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr  # one run failed
+    assert "1 already finished" in result.stdout
+    rows = _rows(workdir)
+    assert set(rows) == {"tiny-d32-L1", "tiny-d48-L2", "tiny-d64-L2", "tiny-d96-L3"}
+    assert rows["tiny-d48-L2"]["status"] == "failed"
+    assert "optim.lr" in rows["tiny-d48-L2"]["error"]
+    for name in ("tiny-d32-L1", "tiny-d64-L2", "tiny-d96-L3"):
+        row = rows[name]
+        assert row["status"] == "completed", row
+        assert int(row["tokens"]) == 8 * 8 * 32
+        assert float(row["final_eval_loss"]) < 5.6  # below the uniform 257-way loss, ln 257 = 5.55
+    # The run finished before the kill was not trained again: its summary is untouched.
+    assert (workdir / "runs" / first_done / "summary.json").read_text() == first_summary
+    # Curves hold every logged step of every completed run.
+    with open(workdir / "curves.csv", newline="") as file:
+        curves = list(csv.DictReader(file))
+    for name in ("tiny-d32-L1", "tiny-d64-L2", "tiny-d96-L3"):
+        assert [int(r["step"]) for r in curves if r["name"] == name] == [2, 4, 6, 8]
+
+    # A third invocation trains nothing new.
+    again = _sweep(repo, config, workdir, timeout=300)
+    assert "3 already finished" in again.stdout
