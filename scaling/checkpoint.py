@@ -4,13 +4,16 @@ The record holds the step (which is also the data position: batches are a pure f
 (seed, step)), the seed, the train-loss accumulator of the current logging window, and the
 resolved model config, so a restart resumes bit-exactly and a restart with an incompatible model
 config is refused. Saves are asynchronous; Orbax writes each step into a temporary directory and
-renames it when complete, so a kill mid-save leaves the previous checkpoints intact.
+renames it when complete, so a kill mid-save leaves the previous checkpoints intact, and it deletes
+checkpoints beyond `keep` only in the save's finalize step, after the new one is committed (a save
+that fails deletes nothing).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import pathlib
 from typing import Any
 
@@ -50,14 +53,18 @@ class Checkpointer:
     def restore_latest(self, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict] | None:
         """Restore the newest readable checkpoint onto `abstract_state`'s shardings (any mesh).
 
-        An unreadable newest checkpoint (truncated, half-written) is reported, removed, and the
-        previous one is tried. Returns None when there is nothing to resume from."""
-        broken = []
+        An unreadable newest checkpoint (truncated or corrupted files) is reported, moved aside to
+        `checkpoints/unreadable-<step>` (kept, never deleted: the failure may be a passing storage
+        error) and the previous one is tried. Returns None when there is nothing to resume from.
+        Raises IncompatibleCheckpoint when the newest readable checkpoint holds a different model
+        or state layout, or when checkpoints exist but none of them can be read."""
+        unreadable = []
         for step in reversed(self.steps()):
             try:
                 meta = self._manager.restore(step, args=ocp.args.Composite(
                     meta=ocp.args.JsonRestore()))["meta"]
                 check_compatible(meta.get("model", {}), model)
+                check_same_layout(self._manager.item_metadata(step)["state"], abstract_state)
                 restored = self._manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
             except IncompatibleCheckpoint:
@@ -65,23 +72,37 @@ class Checkpointer:
             except Exception as error:  # any unreadable file: fall back to an older checkpoint
                 log.warning("checkpoint at step %d is unreadable (%s: %s); trying the previous one",
                             step, type(error).__name__, str(error).splitlines()[0][:200])
-                broken.append(step)
+                unreadable.append(step)
                 continue
-            for bad_step in broken:
-                self._manager.delete(bad_step)
+            self._move_aside(unreadable)
             return restored["state"], restored["meta"]
-        if broken:
-            log.warning("no readable checkpoint in %s; starting from scratch", self.directory)
-            for bad_step in broken:
-                self._manager.delete(bad_step)
+        if unreadable:
+            self._move_aside(unreadable)
+            raise IncompatibleCheckpoint(
+                f"no checkpoint in {self.directory} could be read (steps {sorted(unreadable)}, now "
+                "moved to unreadable-<step>); rerun to start from scratch, or use a new --workdir")
         return None
+
+    def _move_aside(self, steps: list[int]) -> None:
+        import jax
+        from jax.experimental import multihost_utils
+
+        for step in steps if jax.process_index() == 0 else ():
+            target = self.directory / f"unreadable-{step}"
+            suffix = 0
+            while target.exists():
+                suffix += 1
+                target = self.directory / f"unreadable-{step}.{suffix}"
+            os.replace(self.directory / str(step), target)
+            log.warning("moved the unreadable checkpoint of step %d to %s", step, target)
+        if steps:
+            if jax.process_count() > 1:
+                multihost_utils.sync_global_devices("scaling:unreadable_checkpoints_moved")
+            self._manager.reload()
 
     def reached_preemption(self, step: int) -> bool:
         """True on every host at the same step once any host was told to stop (multi-host sync)."""
         return self._manager.reached_preemption(step)
-
-    def wait(self) -> None:
-        self._manager.wait_until_finished()
 
     def close(self) -> None:
         self._manager.wait_until_finished()
@@ -99,3 +120,21 @@ def check_compatible(saved_model: dict, model: ModelConfig) -> None:
         raise IncompatibleCheckpoint(
             f"the workdir's checkpoint was trained with a different model ({details}); "
             "use a new --workdir or the checkpoint's settings")
+
+
+def check_same_layout(saved_state: Any, abstract_state: Any) -> None:
+    """Refuse a checkpoint whose state tree, shapes or dtypes differ from what the config builds
+    (e.g. another optimizer): restoring it would fail, and it is not a damaged checkpoint."""
+    import jax
+
+    saved_state = getattr(saved_state, "tree", saved_state)
+    saved = {jax.tree_util.keystr(path): (tuple(leaf.shape), str(leaf.dtype))
+             for path, leaf in jax.tree_util.tree_leaves_with_path(saved_state)}
+    wanted = {jax.tree_util.keystr(path): (tuple(leaf.shape), str(leaf.dtype))
+              for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state)}
+    if saved != wanted:
+        differing = sorted(set(saved) ^ set(wanted)) or sorted(
+            name for name in saved if saved[name] != wanted[name])
+        raise IncompatibleCheckpoint(
+            f"the workdir's checkpoint holds a different train state ({len(differing)} entries "
+            f"differ, e.g. {differing[0]}); use a new --workdir or the checkpoint's settings")

@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import pathlib
+import secrets
+import string
 import sys
 import time
 from typing import Any
@@ -33,25 +35,26 @@ class MetricsLog:
 
     def __init__(self, path: pathlib.Path, resume_step: int):
         self.path = path
-        self._truncate_after(resume_step)
+        self.records = self._truncate_after(resume_step)
         self._file = open(path, "a")
 
-    def _truncate_after(self, step: int) -> None:
+    def _truncate_after(self, step: int) -> list[dict]:
         """Drop records past `step` (written after the checkpoint the run resumes from) and any
-        half-written last line."""
+        half-written line; return the records kept."""
         if not self.path.exists():
-            return
+            return []
         kept = []
         for line in self.path.read_text().splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if record.get("step", 0) <= step:
-                kept.append(line)
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(record)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.write_text("".join(json.dumps(record, sort_keys=True) + "\n" for record in kept))
         os.replace(tmp, self.path)
+        return kept
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
@@ -64,6 +67,12 @@ class MetricsLog:
 def read_metrics(path: str | pathlib.Path) -> list[dict]:
     """All records of a metrics.jsonl."""
     return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
+
+
+def new_run_id() -> str:
+    """A fresh W&B run id: 8 lowercase letters and digits, as W&B makes them."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 class WandbRun:
@@ -82,7 +91,8 @@ class WandbRun:
             import wandb
 
             id_file = workdir / WANDB_ID_FILE
-            run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+            run_id = id_file.read_text().strip() if id_file.exists() else new_run_id()
+            # Written before init, so a restart reuses the id even if this init fails.
             id_file.write_text(run_id + "\n")
             self._run = wandb.init(
                 project=config.wandb.project, entity=config.wandb.entity or None,
@@ -106,7 +116,7 @@ class WandbRun:
         if self._run is None:
             return
         try:
-            self._run.log(record)
+            self._run.log({key: value for key, value in record.items() if value is not None})
         except Exception as error:
             log.warning("W&B logging failed (%s); continuing without it", error)
             self._run = None

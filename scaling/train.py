@@ -14,7 +14,6 @@ import argparse
 import collections
 import dataclasses
 import logging
-import math
 import pathlib
 import signal
 import sys
@@ -41,18 +40,22 @@ class LossWindow:
 
 
 class _StopSignal:
-    """Turns SIGTERM into a flag checked at step boundaries."""
+    """Turns SIGTERM into a flag checked at step boundaries (single-process runs).
 
-    def __init__(self):
+    A multi-process run leaves SIGTERM to JAX's preemption service, which agrees on one step for
+    every process (`Checkpointer.reached_preemption`); a Python handler would replace its own."""
+
+    def __init__(self, install: bool):
         self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self._previous = signal.signal(signal.SIGTERM, self._handle) if install else None
 
     def _handle(self, signum, frame):
         del signum, frame
         self.requested = True
 
     def restore(self):
-        signal.signal(signal.SIGTERM, self._previous)
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _is_boundary(count: int, every: int, total: int) -> bool:
@@ -60,7 +63,53 @@ def _is_boundary(count: int, every: int, total: int) -> bool:
 
 
 def train(config, workdir: str | pathlib.Path) -> dict:
-    """Train per `config` (validated) in `workdir`; return the summary (also written to disk)."""
+    """Train per `config` (validated) in `workdir`; return the summary (also written to disk).
+
+    Raises IncompatibleCheckpoint (before writing anything) when the workdir holds a run of a
+    different model."""
+    import jax
+
+    from scaling import distributed
+
+    distributed.initialize(config)
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    previous = _read_summary(workdir)
+    if previous and previous.get("status") == "completed":
+        _check_same_model_config(previous, config, workdir)
+        from scaling import optim as optim_lib
+
+        if previous.get("steps") == optim_lib.steps_for(config):
+            print(f"run already completed in {workdir} (step {previous['steps']}); nothing to do",
+                  flush=True)
+            return previous
+    # Installed before the slow parts (data, compile, restore) so a SIGTERM there still ends in a
+    # clean exit 75 instead of a kill.
+    stop_signal = _StopSignal(install=jax.process_count() == 1)
+    try:
+        return _train(config, workdir, stop_signal)
+    finally:
+        stop_signal.restore()
+
+
+def _check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> None:
+    import json
+
+    from scaling.checkpoint import IncompatibleCheckpoint
+
+    saved = previous.get("config", {}).get("model")
+    current = json.loads(json.dumps(config.model.to_dict(), default=str))
+    if saved is not None and saved != current:
+        differing = sorted(name for name in set(saved) | set(current)
+                           if saved.get(name) != current.get(name))
+        details = ", ".join(f"model.{name}: completed run {saved.get(name)!r}, config "
+                            f"{current.get(name)!r}" for name in differing)
+        raise IncompatibleCheckpoint(
+            f"{workdir} holds a completed run of a different model ({details}); "
+            "use a new --workdir or the run's settings")
+
+
+def _train(config, workdir: pathlib.Path, stop_signal: _StopSignal) -> dict:
     import jax
     import numpy as np
 
@@ -71,19 +120,8 @@ def train(config, workdir: str | pathlib.Path) -> dict:
     from scaling.config import model_config
     from scaling.step import build_program
 
-    distributed.initialize(config)
     leader = distributed.is_leader()
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     wall_start = time.perf_counter()
-
-    previous = _read_summary(workdir)
-    if previous and previous.get("status") == "completed" and previous.get("steps") == (
-            optim_lib.steps_for(config)):
-        print(f"run already completed in {workdir} (step {previous['steps']}); nothing to do",
-              flush=True)
-        return previous
-
     loader = data_lib.make_loader(config.data, batch_size=config.train.batch_size, seed=config.seed,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
@@ -101,24 +139,28 @@ def train(config, workdir: str | pathlib.Path) -> dict:
     checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep,
                                 async_save=config.checkpoint.async_save)
     window = LossWindow()
-    with program.context():
-        restored = checkpointer.restore_latest(program.abstract_state, model)
-        if restored is not None:
-            state, meta = restored
-            start = int(meta["step"])
-            window = LossWindow(**meta["loss_window"])
-            log.info("resuming from step %d", start)
-        else:
-            state, start = program.init(jax.random.key(config.seed)), 0
-        eval_batches = [parallel.global_batch(batch, program.batch_sharding)
-                        for batch in loader.eval_batches(config.train.eval_batches)]
+    try:
+        with program.context():
+            restored = checkpointer.restore_latest(program.abstract_state, model)
+            if restored is not None:
+                state, meta = restored
+                start = int(meta["step"])
+                window = LossWindow(**meta["loss_window"])
+                log.info("resuming from step %d", start)
+            else:
+                state, start = program.init(jax.random.key(config.seed)), 0
+            eval_batches = [parallel.global_batch(batch, program.batch_sharding)
+                            for batch in loader.eval_batches(config.train.eval_batches)]
+    except BaseException:
+        loader.close()
+        checkpointer.close()
+        raise
 
     config_dict = config.to_dict()
     metrics_log = tracking.MetricsLog(workdir / "metrics.jsonl", start) if leader else None
     wandb_run = (tracking.WandbRun(config, workdir, name=config.name, config_dict=config_dict)
                  if leader else None)
     progress = tracking.Progress(total_steps, start)
-    stop_signal = _StopSignal()
 
     summary: dict[str, Any] = {
         "name": config.name, "config": config_dict, "model": dataclasses.asdict(model),
@@ -131,6 +173,12 @@ def train(config, workdir: str | pathlib.Path) -> dict:
         "peak_flops": peak, "diverged_step": None, "final_train_loss": None, "final_eval_loss": None,
         "wandb_run_id": wandb_run.run_id if wandb_run else None,
     }
+    # A resumed run's final losses so far come from the records it keeps (a run resumed at its
+    # last step logs nothing new).
+    for record in metrics_log.records if metrics_log else ():
+        summary["final_train_loss"] = record.get("train_loss")
+        if record.get("eval_loss") is not None:
+            summary["final_eval_loss"] = record["eval_loss"]
 
     def evaluate() -> float:
         losses = [program.eval_step(state, batch)["loss"] for batch in eval_batches]
@@ -151,6 +199,13 @@ def train(config, workdir: str | pathlib.Path) -> dict:
         consume.last = values
         return True
 
+    def consume_pending(keep: int) -> bool:
+        """Consume queued metrics until `keep` remain; False when the run diverged."""
+        while len(pending) > keep:
+            if not consume(*pending.popleft()):
+                return False
+        return True
+
     consume.last = {}
     status, count, compile_seconds = "completed", start, 0.0
     pending: collections.deque = collections.deque()
@@ -159,7 +214,9 @@ def train(config, workdir: str | pathlib.Path) -> dict:
     iterator = loader.iterate(start)
     try:
         with program.context():
-            for step_index, local_batch in iterator:
+            if stop_signal.requested and start < total_steps:
+                status = "preempted"  # stopped before any step: the resume point is unchanged
+            for step_index, local_batch in (iterator if status == "completed" else ()):
                 if step_index >= total_steps:
                     break
                 batch = parallel.global_batch(local_batch, program.batch_sharding)
@@ -167,22 +224,17 @@ def train(config, workdir: str | pathlib.Path) -> dict:
                 count = step_index + 1
                 pending.append((count, metrics))
                 if count == start + 1:  # the first step compiles: time it, then start the clocks
-                    if not consume(*pending.popleft()):
+                    if not consume_pending(0):
                         status = "diverged"
                         break
                     compile_seconds = time.perf_counter() - interval_start
                     progress.restart_clock(count)
                     interval_start, interval_tokens = time.perf_counter(), 0
-                    if count % config.train.log_every and count != total_steps:
-                        continue
                 else:
                     interval_tokens += tokens_per_step
                 # Read metrics one step late, so the device always has the next step queued.
-                while len(pending) > 1:
-                    if not consume(*pending.popleft()):
-                        status = "diverged"
-                        break
-                if status == "diverged":
+                if not consume_pending(1):
+                    status = "diverged"
                     break
                 preempted = stop_signal.requested or (
                     jax.process_count() > 1 and checkpointer.reached_preemption(count))
@@ -191,11 +243,8 @@ def train(config, workdir: str | pathlib.Path) -> dict:
                 save_now = _is_boundary(count, config.checkpoint.every_steps, total_steps)
                 if not (log_now or eval_now or save_now or preempted):
                     continue
-                while pending:
-                    if not consume(*pending.popleft()):
-                        status = "diverged"
-                        break
-                if status == "diverged":
+                if not consume_pending(0):
+                    status = "diverged"
                     break
                 elapsed = time.perf_counter() - interval_start
                 if log_now or eval_now:
@@ -236,36 +285,36 @@ def train(config, workdir: str | pathlib.Path) -> dict:
                     break
                 interval_start, interval_tokens = time.perf_counter(), 0
     except BaseException:
-        summary["status"] = "failed"
+        status = "failed"
         raise
     finally:
         iterator_close = getattr(iterator, "close", None)
         if iterator_close:
             iterator_close()
         loader.close()
-        stop_signal.restore()
-        checkpointer.close()
-        if "status" in summary and summary["status"] == "failed" and leader:
-            tracking.write_json_atomic(workdir / "summary.json", summary)
+        try:
+            checkpointer.close()
+        finally:
+            steps_done = summary["diverged_step"] - 1 if status == "diverged" else count
+            tokens = steps_done * tokens_per_step
+            summary.update({
+                "status": status, "steps": steps_done, "tokens": tokens,
+                "flops": tokens * flops_per_token[config.train.flop_convention],
+                "flops_6N": tokens * flops_per_token["6N"],
+                "flops_full": tokens * flops_per_token["full"],
+                "tokens_per_second": float(np.median(speeds)) if speeds else None,
+                "mfu": float(np.median(speeds)) * flops_per_token["full"] / peak if speeds else None,
+                "compile_seconds": compile_seconds, "wall_seconds": time.perf_counter() - wall_start,
+            })
+            if leader:
+                metrics_log.close()
+                tracking.write_json_atomic(workdir / "summary.json", summary)
+                wandb_run.finish(summary)
 
-    steps_done = summary["diverged_step"] - 1 if status == "diverged" else count
-    tokens = steps_done * tokens_per_step
-    summary.update({
-        "status": status, "steps": steps_done, "tokens": tokens,
-        "flops": tokens * flops_per_token[config.train.flop_convention],
-        "flops_6N": tokens * flops_per_token["6N"], "flops_full": tokens * flops_per_token["full"],
-        "tokens_per_second": float(np.median(speeds)) if speeds else None,
-        "mfu": float(np.median(speeds)) * flops_per_token["full"] / peak if speeds else None,
-        "compile_seconds": compile_seconds, "wall_seconds": time.perf_counter() - wall_start,
-    })
-    if leader:
-        metrics_log.close()
-        tracking.write_json_atomic(workdir / "summary.json", summary)
-        wandb_run.finish(summary)
-        if status != "completed":
-            where = (f" at step {summary['diverged_step']} (non-finite loss or gradient)"
-                     if status == "diverged" else f" at step {count}; rerun the same command to resume")
-            print(f"run {status}{where}", flush=True)
+    if leader and status != "completed":
+        where = (f" at step {summary['diverged_step']} (non-finite loss or gradient)"
+                 if status == "diverged" else f" at step {count}; rerun the same command to resume")
+        print(f"run {status}{where}", flush=True)
     return summary
 
 
@@ -302,6 +351,7 @@ def load_and_validate(spec: str, overrides: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from scaling.checkpoint import IncompatibleCheckpoint
     from scaling.config import ConfigError
 
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
@@ -318,7 +368,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(memory.describe(config))
         return EXIT_COMPLETED
-    summary = train(config, args.workdir)
+    try:
+        summary = train(config, args.workdir)
+    except IncompatibleCheckpoint as error:
+        print(f"scaling-train: error: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     return STATUS_EXIT[summary["status"]]
 
 
