@@ -110,7 +110,8 @@ class Transformer(nn.Module):
     `tokens_BxL` are the (decoder) tokens; `encoder_tokens_BxS` the source sequence of an
     encoder–decoder. `segment_ids_BxL` marks packed documents: with `cfg.document_mask`,
     self-attention stays within a document (cross-attention sees the whole source).
-    Encoder and decoder share the token embedding (and the learned position table).
+    Encoder and decoder share the token embedding (and the learned position table). With
+    sinusoidal positions the embeddings are multiplied by √d_model before the table is added.
     """
 
     cfg: ModelConfig
@@ -137,7 +138,9 @@ class Transformer(nn.Module):
             if position_table is not None:
                 x = x + position_table[None, :length]
             elif cfg.position == "sinusoidal":
-                x = x + positions.sinusoidal_table(length, cfg.d_model)[None]
+                # As in "Attention Is All You Need": embeddings times √d_model, so the token signal
+                # is not drowned by the unit-amplitude table.
+                x = x * jnp.sqrt(jnp.float32(cfg.d_model)) + positions.sinusoidal_table(length, cfg.d_model)[None]
             x = nn.Dropout(cfg.dropout)(x.astype(dtype), deterministic=deterministic)
             return nn.with_logical_constraint(x, EMBED_AXES)
 
