@@ -1,0 +1,64 @@
+"""Bad model configurations fail at `scaling.config.validate` with the allowed values."""
+
+import pytest
+
+from scaling import config as config_lib
+
+
+@pytest.fixture(autouse=True)
+def _needs_data_module():
+    # validate() reads the dataset registry from scaling.data.
+    pytest.importorskip("scaling.data")
+
+
+def validation_error(**model_fields):
+    config = config_lib.default_config()
+    for field, value in model_fields.items():
+        config.model[field] = value
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.validate(config)
+    return str(error.value)
+
+
+def test_default_config_is_valid():
+    config_lib.validate(config_lib.default_config())
+
+
+def test_heads_must_divide_width():
+    message = validation_error(d_model=100, num_heads=3)
+    assert "model.d_model" in message and "multiple of model.num_heads=3" in message
+
+
+def test_kv_heads_must_divide_heads():
+    message = validation_error(num_heads=4, num_kv_heads=3)
+    assert "model.num_kv_heads" in message and "divisor of model.num_heads=4" in message
+
+
+@pytest.mark.parametrize("window", [0, -2])
+def test_sliding_window_must_be_positive(window):
+    message = validation_error(attention="sliding", window=window)
+    assert "model.window" in message
+
+
+@pytest.mark.parametrize("field,allowed", [
+    ("layout", config_lib.LAYOUTS), ("position", config_lib.POSITIONS),
+    ("attention", config_lib.ATTENTIONS), ("ffn", config_lib.FFNS), ("norm", config_lib.NORMS),
+    ("norm_position", config_lib.NORM_POSITIONS), ("init", config_lib.INITS),
+    ("compute_dtype", config_lib.DTYPES), ("parametrization", config_lib.PARAMETRIZATIONS),
+    ("remat", config_lib.REMAT_POLICIES),
+])
+def test_unknown_option_names_list_the_allowed_values(field, allowed):
+    message = validation_error(**{field: "nonsense"})
+    assert f"model.{field}" in message and "'nonsense'" in message
+    for value in allowed:
+        assert value in message
+
+
+def test_validated_options_are_the_ones_the_model_implements():
+    # Each allowed name is built by the model; an option the config allows but the model lacks
+    # would fail here rather than deep inside a run.
+    assert set(config_lib.LAYOUTS) == {"decoder", "encoder", "encoder_decoder"}
+    assert set(config_lib.POSITIONS) == {"rope", "sinusoidal", "learned", "alibi", "none"}
+    assert set(config_lib.FFNS) == {"gelu", "relu", "swiglu"}
+    assert set(config_lib.INITS) == {"scaled_normal", "normal", "xavier", "he", "small"}
+    assert set(config_lib.REMAT_POLICIES) == {"none", "full", "dots"}
