@@ -14,9 +14,9 @@ def get_config():
     sweep.name = "demo"
     sweep.base_config = "configs/demo.py"
     sweep.family = "cpu_demo"
-    sweep.sizes = ""  # comma-separated subset of the family; "" means all
+    sweep.sizes = "d32-L1,d48-L2,d64-L2,d96-L3,d128-L4"  # a subset of the family; "" means all
     sweep.plan = "steps"
-    sweep.steps = 600
+    sweep.steps = 500
     sweep.tokens = 0
     sweep.tokens_per_param = 20.0
     sweep.isoflop_budgets = ()
