@@ -21,7 +21,7 @@ from scaling.config import default_config
 PROCESSES, DEVICES_PER_PROCESS, STEPS = 2, 2, 4
 MESH_SHAPES = [(2, 2, 1), (1, 2, 2)]  # data across the processes; fsdp across them, tensor within
 
-WORKER = TRAINING + """
+WORKER = """
 import sys
 from scaling import distributed
 host_config = make_config((1, 1, 1))
@@ -40,7 +40,7 @@ for shape in MESH_SHAPES:
 print("RESULT " + json.dumps(result))
 """
 
-REFERENCE = TRAINING + """
+REFERENCE = """
 print("RESULT " + json.dumps(train(make_config((1, 1, 1)), steps=STEPS)[0]))
 """
 
@@ -84,8 +84,8 @@ def _run_processes(code: str, timeout: float = 400) -> list[dict]:
 @pytest.mark.slow
 def test_two_processes_each_feeding_half_the_batch_match_one_device():
     settings = f"MESH_SHAPES = {MESH_SHAPES}\nSTEPS = {STEPS}\n"
-    reference = _result(run_python(settings + REFERENCE, devices=1).stdout)
-    outputs = _run_processes(settings + WORKER)
+    reference = _result(run_python(TRAINING + settings + REFERENCE, devices=1).stdout)
+    outputs = _run_processes(TRAINING + settings + WORKER)
 
     assert [output["process_index"] for output in outputs] == [0, 1]
     for output in outputs:
