@@ -1,0 +1,73 @@
+"""The per-device memory estimate against hand counts of a small decoder's weights."""
+
+import pytest
+
+from scaling import flops, memory
+from scaling.config import default_config, model_config
+
+FP32 = 4
+
+
+def small_model(vocab_size=257, remat="none"):
+    """2 layers, d_model 64, 4 heads of 16, d_ff 256, RMSNorm, GELU, tied embeddings, RoPE."""
+    config = default_config()
+    config.model.d_model = 64
+    config.model.remat = remat
+    config.data.seq_len = 32
+    return model_config(config, vocab_size)
+
+
+def hand_count(vocab_size: int, fsdp: int, tensor: int) -> int:
+    """Scalars one device holds: embed dimensions split over fsdp, heads and the MLP hidden
+    dimension over tensor, the vocabulary over tensor only when it divides evenly."""
+    vocab_split = tensor if vocab_size % tensor == 0 else 1
+    embedding = (vocab_size // vocab_split) * (64 // fsdp)
+    attention = 4 * (64 // fsdp) * (4 // tensor) * 16  # query, key, value, out: 64 × 4 heads × 16
+    mlp = 2 * (64 // fsdp) * (256 // tensor)  # wi and wo: 64 × 256
+    norms = 2 * (64 // fsdp)  # before attention and before the MLP
+    layers = 2 * (attention + mlp + norms)
+    final_norm = 64 // fsdp
+    return embedding + layers + final_norm
+
+
+@pytest.mark.parametrize("vocab_size", [257, 256])
+@pytest.mark.parametrize("mesh_shape", [(1, 1, 1), (1, 4, 2)])
+def test_state_bytes_equal_the_hand_count(mesh_shape, vocab_size):
+    _, fsdp, tensor = mesh_shape
+    estimate = memory.estimate_bytes(small_model(vocab_size), seq_len=32, batch_size=8,
+                                     grad_accum_steps=1, mesh_shape=mesh_shape)
+    params = FP32 * hand_count(vocab_size, fsdp, tensor)
+    assert estimate["params"] == params
+    assert estimate["optimizer_state"] == 2 * params  # AdamW's two moments
+    assert estimate["gradients"] == params
+
+
+def test_hand_count_on_one_device_is_the_whole_model():
+    assert hand_count(257, 1, 1) == flops.parameter_counts(small_model(257)).total == 115_072
+    assert hand_count(257, 4, 2) == 16_480  # 257 × 16 + 2 × (2048 + 4096 + 32) + 16
+
+
+def test_full_rematerialisation_shrinks_activations():
+    def activations(remat, grad_accum_steps=1):
+        return memory.estimate_bytes(small_model(remat=remat), seq_len=32, batch_size=8,
+                                     grad_accum_steps=grad_accum_steps,
+                                     mesh_shape=(1, 1, 1))["activations"]
+
+    assert activations("full") < 0.75 * activations("none")
+    # Activations are per micro-batch: accumulating over 2 micro-batches halves them.
+    assert activations("none", 2) == pytest.approx(activations("none") / 2)
+
+
+def test_total_is_the_sum_of_the_parts():
+    estimate = memory.estimate_bytes(small_model(), seq_len=32, batch_size=8, grad_accum_steps=1,
+                                     mesh_shape=(2, 2, 2))
+    parts = ("params", "optimizer_state", "gradients", "activations")
+    assert estimate["total"] == pytest.approx(sum(estimate[name] for name in parts))
+
+
+def test_describe_names_the_mesh_and_the_sizes():
+    config = default_config()
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 2, 2
+    text = memory.describe(config, device_count=8)
+    assert "mesh (data, fsdp, tensor) = (2, 2, 2) over 8 devices" in text
+    assert "optimizer_state" in text and "activations" in text
