@@ -38,7 +38,8 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
                 cleanup_tmp_directories=True),
-            item_names=("state", "meta"))
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "meta": ocp.JsonCheckpointHandler()})
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -125,16 +126,25 @@ def check_compatible(saved_model: dict, model: ModelConfig) -> None:
 def check_same_layout(saved_state: Any, abstract_state: Any) -> None:
     """Refuse a checkpoint whose state tree, shapes or dtypes differ from what the config builds
     (e.g. another optimizer): restoring it would fail, and it is not a damaged checkpoint."""
-    import jax
-
-    saved_state = getattr(saved_state, "tree", saved_state)
-    saved = {jax.tree_util.keystr(path): (tuple(leaf.shape), str(leaf.dtype))
-             for path, leaf in jax.tree_util.tree_leaves_with_path(saved_state)}
-    wanted = {jax.tree_util.keystr(path): (tuple(leaf.shape), str(leaf.dtype))
-              for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state)}
+    saved, wanted = _layout(getattr(saved_state, "tree", saved_state)), _layout(abstract_state)
     if saved != wanted:
         differing = sorted(set(saved) ^ set(wanted)) or sorted(
             name for name in saved if saved[name] != wanted[name])
         raise IncompatibleCheckpoint(
             f"the workdir's checkpoint holds a different train state ({len(differing)} entries "
             f"differ, e.g. {differing[0]}); use a new --workdir or the checkpoint's settings")
+
+
+def _layout(tree: Any) -> dict[str, tuple]:
+    """{"opt_state/1/mu/...": (shape, dtype)}: Orbax's metadata stores named tuples as dicts, so
+    path entries are compared by name or index, not by container type."""
+    import jax
+
+    def name(entry) -> str:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(entry, attribute):
+                return str(getattr(entry, attribute))
+        return str(entry)
+
+    return {"/".join(name(entry) for entry in path): (tuple(leaf.shape), str(leaf.dtype))
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}

@@ -146,7 +146,9 @@ def _train(config, workdir: pathlib.Path, stop_signal: _StopSignal) -> dict:
                 state, meta = restored
                 start = int(meta["step"])
                 window = LossWindow(**meta["loss_window"])
-                log.info("resuming from step %d", start)
+                if leader:
+                    print(f"resuming from step {start} (checkpoint in {checkpointer.directory})",
+                          flush=True)
             else:
                 state, start = program.init(jax.random.key(config.seed)), 0
             eval_batches = [parallel.global_batch(batch, program.batch_sharding)

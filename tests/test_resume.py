@@ -1,0 +1,273 @@
+"""A run that is killed, preempted, finds a broken checkpoint or moves to another mesh ends exactly
+where an uninterrupted run ends.
+
+Every run here is the `scaling-train` command in a subprocess (`python -m scaling.train`). The
+reference is one uninterrupted run of the same command; "exact" means its final parameters and
+optimizer state, restored with Orbax directly (not through `scaling.checkpoint`), equal the
+interrupted run's bit for bit, and so do the losses in `metrics.jsonl`.
+"""
+
+import json
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from conftest import REPO, run_python
+
+from scaling.tracking import WANDB_ID_FILE, read_metrics
+
+STEPS, LOG_EVERY, EVAL_EVERY, SAVE_EVERY = 30, 5, 15, 10
+OVERRIDES = [f"train.steps={STEPS}", f"train.log_every={LOG_EVERY}",
+             f"train.eval_every={EVAL_EVERY}", f"checkpoint.every_steps={SAVE_EVERY}",
+             "checkpoint.keep=3", "wandb.mode=offline"]
+RUN = ["--config", "configs/demo.py:runlocal", *("--config." + item for item in OVERRIDES)]
+LOGGED_STEPS = list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
+EVAL_STEPS = [15, 30]  # every EVAL_EVERY steps and the last step
+EXACT_FIELDS = ("step", "tokens", "train_loss", "eval_loss", "lr", "grad_norm", "skipped_steps")
+
+pytestmark = pytest.mark.slow
+
+
+def _environment(devices: int = 1) -> dict:
+    return dict(os.environ, PYTHONPATH=str(REPO),
+                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def start(workdir: pathlib.Path, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "scaling.train", *RUN, "--workdir", str(workdir),
+                             *overrides], cwd=REPO, env=_environment(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def train(workdir: pathlib.Path, *overrides: str) -> subprocess.CompletedProcess:
+    process = start(workdir, *overrides)
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def wait_until(condition, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"run ended early:\n{process.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def last_logged_step(workdir: pathlib.Path) -> int:
+    path = workdir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return max((json.loads(line)["step"] for line in lines if line.endswith("}")), default=0)
+
+
+def committed_steps(workdir: pathlib.Path) -> list[int]:
+    """Checkpoint steps Orbax has finished (a step directory appears only by the final rename)."""
+    directory = workdir / "checkpoints"
+    return sorted(int(path.name) for path in directory.iterdir()
+                  if path.name.isdigit()) if directory.exists() else []
+
+
+def restored_state(workdir: pathlib.Path, step: int) -> dict[str, np.ndarray]:
+    """The train state saved at `step`, read by Orbax alone, as {key path: array}."""
+    import jax
+
+    state = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
+    return {jax.tree_util.keystr(path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
+
+
+def assert_same_state(workdir: pathlib.Path, reference: pathlib.Path, step: int = STEPS) -> None:
+    got, want = restored_state(workdir, step), restored_state(reference, step)
+    assert got.keys() == want.keys()
+    differing = [name for name in want if not np.array_equal(got[name], want[name])]
+    assert not differing, f"state differs bitwise from the uninterrupted run at {differing[:5]}"
+
+
+def assert_same_metrics(workdir: pathlib.Path, reference: pathlib.Path) -> None:
+    records = read_metrics(workdir / "metrics.jsonl")
+    assert [record["step"] for record in records] == LOGGED_STEPS  # none doubled, none missing
+    expected = read_metrics(reference / "metrics.jsonl")
+    for record, want in zip(records, expected):
+        assert {field: record[field] for field in EXACT_FIELDS} == {
+            field: want[field] for field in EXACT_FIELDS}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> pathlib.Path:
+    """One uninterrupted run."""
+    workdir = tmp_path_factory.mktemp("reference")
+    result = train(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_uninterrupted_run_logs_and_evaluates_at_its_boundaries(reference):
+    records = read_metrics(reference / "metrics.jsonl")
+    assert [record["step"] for record in records] == LOGGED_STEPS
+    assert [record["step"] for record in records if record["eval_loss"] is not None] == EVAL_STEPS
+    assert all(np.isfinite(record["eval_loss"]) for record in records if record["step"] in EVAL_STEPS)
+    summary = json.loads((reference / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == STEPS
+    assert summary["final_eval_loss"] == records[-1]["eval_loss"]
+    assert committed_steps(reference) == [10, 20, 30]
+
+
+def test_final_eval_loss_is_the_held_out_loss_of_the_final_parameters(reference):
+    """Recomputed from the saved final state with a NumPy cross-entropy over the model's logits."""
+    code = f"""
+import jax, numpy as np, orbax.checkpoint as ocp
+from scaling import data, model as model_lib
+from scaling.config import model_config
+from scaling.overrides import apply_overrides, load_config
+config = load_config("configs/demo.py:runlocal")
+apply_overrides(config, {OVERRIDES!r})
+loader = data.make_loader(config.data, batch_size=config.train.batch_size, seed=config.seed)
+model = model_config(config, loader.vocab_size)
+state = ocp.StandardCheckpointer().restore("{reference}/checkpoints/{STEPS}/state")
+losses = []
+for batch in loader.eval_batches(config.train.eval_batches):
+    logits = np.asarray(model_lib.Transformer(model).apply({{"params": state["params"]}},
+                        batch["inputs"], deterministic=True), np.float64)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    losses.append(-np.take_along_axis(log_probs, batch["targets"][..., None], -1).mean())
+loader.close()
+print("LOSS", float(np.mean(losses)))
+"""
+    output = run_python(code).stdout
+    recomputed = float(output.split("LOSS ")[1])
+    logged = read_metrics(reference / "metrics.jsonl")[-1]["eval_loss"]
+    assert logged == pytest.approx(recomputed, rel=1e-4)
+
+
+def test_sigkill_then_sigterm_then_rerun_matches_the_uninterrupted_run(reference, tmp_path):
+    """Killed at a random step after the first checkpoint; the rerun is preempted (SIGTERM: exit
+    75, status `preempted`, a checkpoint at the step it stopped); the third run finishes."""
+    delay = random.uniform(0.0, 0.5)
+    process = start(tmp_path)
+    wait_until(lambda: SAVE_EVERY in committed_steps(tmp_path), process)
+    time.sleep(delay)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    killed_after = last_logged_step(tmp_path)
+    context = f"killed {delay:.2f} s after the first checkpoint, last logged step {killed_after}: "
+    assert killed_after < STEPS and not (tmp_path / "summary.json").exists(), context
+
+    process = start(tmp_path)
+    wait_until(lambda: last_logged_step(tmp_path) >= 20, process)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 75, context + stderr[-3000:]
+    assert "resuming from step" in stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    stopped = summary["steps"]
+    assert summary["status"] == "preempted" and 20 <= stopped < STEPS, context
+    assert committed_steps(tmp_path)[-1] == stopped  # saved at the step it stopped
+    assert "rerun the same command to resume" in stdout
+
+    result = train(tmp_path)
+    assert result.returncode == 0, context + result.stderr[-3000:]
+    assert f"resuming from step {stopped}" in result.stdout
+    assert_same_state(tmp_path, reference)
+    assert_same_metrics(tmp_path, reference)
+    # W&B: every restart continued the same run (one id; an offline directory per process).
+    run_id = (tmp_path / WANDB_ID_FILE).read_text().strip()
+    offline_runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 3 and all(path.name.endswith("-" + run_id) for path in offline_runs)
+    assert json.loads((tmp_path / "summary.json").read_text())["wandb_run_id"] == run_id
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    (workdir / "summary.json").unlink()  # as if killed right after the final save
+    data_files = [path for path in (workdir / "checkpoints" / str(STEPS) / "state").rglob("*")
+                  if path.is_file() and "/d/" in str(path)]
+    largest = max(data_files, key=lambda path: path.stat().st_size)
+    with open(largest, "r+b") as file:  # cut the biggest array file in half
+        file.truncate(largest.stat().st_size // 2)
+
+    result = train(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"checkpoint at step {STEPS} is unreadable" in result.stderr
+    assert f"resuming from step {STEPS - SAVE_EVERY}" in result.stdout
+    assert (workdir / "checkpoints" / f"unreadable-{STEPS}").is_dir()  # kept for inspection
+    assert_same_state(workdir, reference)
+    assert_same_metrics(workdir, reference)
+
+
+@pytest.mark.parametrize("remove_summary", [False, True], ids=["completed", "checkpoint"])
+def test_a_different_model_is_refused_with_exit_code_2(reference, tmp_path, remove_summary):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    if remove_summary:
+        (workdir / "summary.json").unlink()
+    before = (workdir / "metrics.jsonl").read_text()
+    result = train(workdir, "--config.model.parametrization=mup")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "model.parametrization" in result.stderr and "mup" in result.stderr
+    assert (workdir / "metrics.jsonl").read_text() == before
+    assert committed_steps(workdir) == [10, 20, 30]
+
+
+MESH_RESTORE = """
+import json, sys
+import jax, numpy as np
+from scaling import data, parallel
+from scaling.checkpoint import Checkpointer
+from scaling.config import model_config
+from scaling.overrides import apply_overrides, load_config
+from scaling.step import build_program
+from scaling.train import main
+
+workdir, overrides = WORKDIR, OVERRIDES
+saved = np.load(SAVED)
+for mesh in [(2, 2, 1), (2, 1, 2)]:
+    config = load_config("configs/demo.py:runlocal")
+    apply_overrides(config, overrides + [f"--config.mesh.data={mesh[0]}",
+                                         f"--config.mesh.fsdp={mesh[1]}",
+                                         f"--config.mesh.tensor={mesh[2]}"])
+    loader = data.make_loader(config.data, batch_size=32, seed=config.seed)
+    model = model_config(config, loader.vocab_size)
+    loader.close()
+    program = build_program(config, model, 40, parallel.make_mesh(config.mesh))
+    checkpointer = Checkpointer(workdir, keep=3)
+    with program.context():
+        state, meta = checkpointer.restore_latest(program.abstract_state, model)
+    checkpointer.close()
+    assert meta["step"] == 30
+    leaves = {jax.tree_util.keystr(path): leaf
+              for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
+    assert sorted(leaves) == sorted(saved.files)
+    for name, leaf in leaves.items():
+        assert np.array_equal(np.asarray(leaf), saved[name]), name
+    assert {tuple(leaf.sharding.mesh.devices.shape) for leaf in jax.tree.leaves(state)} == {mesh}
+sys.exit(main(["--config", "configs/demo.py:runlocal", "--workdir", workdir,
+               *("--config." + item for item in overrides), "--config.mesh.data=2",
+               "--config.mesh.fsdp=2"]))
+"""
+
+
+def test_checkpoint_from_one_device_restores_on_four_and_continues(reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    saved = tmp_path / "saved.npz"
+    np.savez(saved, **restored_state(reference, STEPS))
+    overrides = [*OVERRIDES, "train.steps=40"]
+    run_python(MESH_RESTORE.replace("WORKDIR", repr(str(workdir))).replace(
+        "OVERRIDES", repr(overrides)).replace("SAVED", repr(str(saved))), devices=4)
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 40
+    assert summary["devices"] == 4 and summary["mesh"] == {"data": 2, "fsdp": 2, "tensor": 1}
+    records = read_metrics(workdir / "metrics.jsonl")
+    assert [record["step"] for record in records] == list(range(5, 41, 5))
+    assert all(np.isfinite(record["train_loss"]) for record in records)
