@@ -7,6 +7,7 @@ optimizer state, restored with Orbax directly (not through `scaling.checkpoint`)
 interrupted run's bit for bit, and so do the losses in `metrics.jsonl`.
 """
 
+import inspect
 import json
 import os
 import pathlib
@@ -79,8 +80,14 @@ def restored_state(workdir: pathlib.Path, step: int) -> dict[str, np.ndarray]:
     import jax
 
     state = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
-    return {jax.tree_util.keystr(path): np.asarray(leaf)
+    return {entry_names(path): np.asarray(leaf)
             for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
+
+
+def entry_names(path) -> str:
+    """A tree path as "opt_state/1/mu/...": Orbax restores named tuples as dicts."""
+    return "/".join(str(getattr(entry, "key", getattr(entry, "name", getattr(entry, "idx", entry))))
+                    for entry in path)
 
 
 def assert_same_state(workdir: pathlib.Path, reference: pathlib.Path, step: int = STEPS) -> None:
@@ -233,9 +240,8 @@ workdir, overrides = WORKDIR, OVERRIDES
 saved = np.load(SAVED)
 for mesh in [(2, 2, 1), (2, 1, 2)]:
     config = load_config("configs/demo.py:runlocal")
-    apply_overrides(config, overrides + [f"--config.mesh.data={mesh[0]}",
-                                         f"--config.mesh.fsdp={mesh[1]}",
-                                         f"--config.mesh.tensor={mesh[2]}"])
+    apply_overrides(config, overrides + [f"mesh.data={mesh[0]}", f"mesh.fsdp={mesh[1]}",
+                                         f"mesh.tensor={mesh[2]}"])
     loader = data.make_loader(config.data, batch_size=32, seed=config.seed)
     model = model_config(config, loader.vocab_size)
     loader.close()
@@ -245,12 +251,12 @@ for mesh in [(2, 2, 1), (2, 1, 2)]:
         state, meta = checkpointer.restore_latest(program.abstract_state, model)
     checkpointer.close()
     assert meta["step"] == 30
-    leaves = {jax.tree_util.keystr(path): leaf
-              for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
+    leaves = {entry_names(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
     assert sorted(leaves) == sorted(saved.files)
     for name, leaf in leaves.items():
         assert np.array_equal(np.asarray(leaf), saved[name]), name
-    assert {tuple(leaf.sharding.mesh.devices.shape) for leaf in jax.tree.leaves(state)} == {mesh}
+    meshes = {tuple(leaf.sharding.mesh.shape.items()) for leaf in jax.tree.leaves(state)}
+    assert meshes == {(("data", mesh[0]), ("fsdp", mesh[1]), ("tensor", mesh[2]))}, meshes
 sys.exit(main(["--config", "configs/demo.py:runlocal", "--workdir", workdir,
                *("--config." + item for item in overrides), "--config.mesh.data=2",
                "--config.mesh.fsdp=2"]))
@@ -263,7 +269,7 @@ def test_checkpoint_from_one_device_restores_on_four_and_continues(reference, tm
     saved = tmp_path / "saved.npz"
     np.savez(saved, **restored_state(reference, STEPS))
     overrides = [*OVERRIDES, "train.steps=40"]
-    run_python(MESH_RESTORE.replace("WORKDIR", repr(str(workdir))).replace(
+    run_python(inspect.getsource(entry_names) + MESH_RESTORE.replace("WORKDIR", repr(str(workdir))).replace(
         "OVERRIDES", repr(overrides)).replace("SAVED", repr(str(saved))), devices=4)
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 40
