@@ -53,7 +53,10 @@ def summarize(point: float, samples: np.ndarray, level: float = CONFIDENCE_LEVEL
     if finite.size >= 2:
         tail = 50.0 * (1.0 - level)
         low, high = np.percentile(finite, [tail, 100.0 - tail])
-        summary.update(se=float(finite.std(ddof=1)), ci_low=float(low), ci_high=float(high))
+        with np.errstate(over="ignore", invalid="ignore"):
+            # A runaway resample (e.g. B → 1e300 along a flat ridge) makes the SE infinite, not an error.
+            standard_error = float(finite.std(ddof=1))
+        summary.update(se=standard_error, ci_low=float(low), ci_high=float(high))
     else:
         summary.update(se=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
     summary["ci_level"] = level
