@@ -89,6 +89,9 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
     excluded = pd.DataFrame({"name": runs["name"][~fitted], "status": status[~fitted],
                              "reason": reason[~fitted]}).reset_index(drop=True)
     runs = runs[fitted].reset_index(drop=True)
+    if runs.empty:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in excluded["reason"].value_counts().items())
+        raise ValueError(f"{source}: no run to fit; every run was excluded ({reasons or 'the file has no rows'})")
     if curves is not None:
         curves = curves[curves["name"].isin(set(runs["name"]))].reset_index(drop=True)
     return Sweep(runs=runs, excluded=excluded, curves=curves, flop_convention=convention,

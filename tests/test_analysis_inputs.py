@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import download
+from analysis.cli import main
 from analysis.fit import fit_law
 from analysis.frontier import curve_frontier, final_point_frontier
 from analysis.inputs import read_named_csv, read_results, read_wandb_export, sweep_from_table
@@ -39,6 +40,12 @@ def test_only_completed_runs_with_values_are_fitted():
     assert sweep.runs["N"][0] == 1e6
     full = sweep_from_table(table.assign(flop_convention="full"), "results.csv")
     assert full.runs["N"][0] == 1.2e6
+
+
+def test_a_sweep_without_completed_runs_is_an_error():
+    table = pd.DataFrame([results_row("a", status="failed"), results_row("b", status="failed")])
+    with pytest.raises(ValueError, match=r"no run to fit; every run was excluded \(2 status failed\)"):
+        sweep_from_table(table, "results.csv")
 
 
 def test_missing_results_column_lists_the_available_ones(tmp_path):
@@ -180,3 +187,13 @@ def test_download_with_unexpected_content_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="sha256 is .* expected 193478df"):
         download.download_chinchilla(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_download_failure_is_reported(tmp_path, monkeypatch, capsys):
+    def offline(url, timeout):
+        raise urllib.error.URLError("Network is unreachable")
+
+    monkeypatch.setattr(download, "open_url", offline)
+    assert main(["--download-chinchilla", str(tmp_path / "data")]) == 2
+    assert "could not download https://raw.githubusercontent.com/" in capsys.readouterr().err
+    assert list((tmp_path / "data").iterdir()) == []
