@@ -1,0 +1,186 @@
+"""`scaling.checkpoint` and the checkpoints a run leaves.
+
+- Orbax deletes checkpoints beyond `keep` only once the new one is committed: while a save is still
+  writing, and after a save that fails, the last good checkpoint is on disk (its finalize step is
+  held or broken by patching Orbax's atomic rename).
+- An unreadable checkpoint is moved aside, never deleted; with none readable the run is refused.
+- A diverged run (learning rate 1e6) stops at the first step whose loss or gradient norm is
+  non-finite, found here by a separate jitted run, and every checkpoint it leaves restores finite.
+"""
+
+import asyncio
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from conftest import REPO
+from orbax.checkpoint._src.path import atomicity
+
+from scaling.checkpoint import Checkpointer, IncompatibleCheckpoint
+from scaling.config import ModelConfig, default_config, model_config
+
+DIVERGING = ["--config", "configs/demo.py:runlocal", "--config.optim.lr=1e6",
+             "--config.checkpoint.every_steps=1", "--config.checkpoint.keep=3"]
+
+
+def small_state(value: float) -> dict:
+    return {"step": jnp.asarray(int(value), jnp.int32),
+            "params": {"w": jnp.full((4, 8), value, jnp.float32)}}
+
+
+def abstract(state: dict) -> dict:
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+
+
+@pytest.fixture
+def model() -> ModelConfig:
+    return model_config(default_config(), vocab_size=256)
+
+
+def step_directories(workdir: pathlib.Path) -> list[str]:
+    return sorted(path.name for path in (workdir / "checkpoints").iterdir())
+
+
+def test_old_checkpoint_survives_until_the_new_one_is_committed(tmp_path, monkeypatch, model):
+    checkpointer = Checkpointer(tmp_path, keep=1, async_save=True)
+    checkpointer.save(1, small_state(1.0), {"step": 1}, wait=True)
+    release, renaming = threading.Event(), threading.Event()
+    original = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def held_finalize(self):
+        renaming.set()
+        await asyncio.to_thread(release.wait, 60)
+        await original(self)
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", held_finalize)
+    checkpointer.save(2, small_state(2.0), {"step": 2})  # returns while step 2 is being written
+    assert renaming.wait(60)
+    assert "1" in step_directories(tmp_path) and "2" not in step_directories(tmp_path)
+    release.set()
+    checkpointer.close()
+    assert [name for name in step_directories(tmp_path) if name.isdigit()] == ["2"]
+
+
+def test_a_failed_save_deletes_nothing(tmp_path, monkeypatch, model):
+    checkpointer = Checkpointer(tmp_path, keep=1, async_save=True)
+    checkpointer.save(1, small_state(1.0), {"step": 1, "model": {}}, wait=True)
+
+    async def failing_finalize(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", failing_finalize)
+    with pytest.raises(Exception, match="disk full"):
+        checkpointer.save(2, small_state(2.0), {"step": 2, "model": {}}, wait=True)
+    monkeypatch.undo()
+    reopened = Checkpointer(tmp_path, keep=1)
+    assert reopened.steps() == [1]
+    state, meta = reopened.restore_latest(abstract(small_state(0.0)), model)
+    reopened.close()
+    assert meta["step"] == 1 and np.all(np.asarray(state["params"]["w"]) == 1.0)
+
+
+def test_unreadable_checkpoints_are_moved_aside_and_none_readable_is_refused(tmp_path, model):
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    for step in (1, 2):
+        checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
+    checkpointer.close()
+    (tmp_path / "checkpoints" / "2" / "meta" / "metadata").write_text("{not json")
+
+    reopened = Checkpointer(tmp_path, keep=3)
+    state, meta = reopened.restore_latest(abstract(small_state(0.0)), model)
+    assert meta["step"] == 1 and np.all(np.asarray(state["params"]["w"]) == 1.0)
+    assert step_directories(tmp_path) == ["1", "unreadable-2"] and reopened.steps() == [1]
+
+    (tmp_path / "checkpoints" / "1" / "meta" / "metadata").write_text("")
+    with pytest.raises(IncompatibleCheckpoint, match="no checkpoint .* could be read"):
+        reopened.restore_latest(abstract(small_state(0.0)), model)
+    reopened.close()
+    assert step_directories(tmp_path) == ["unreadable-1", "unreadable-2"]
+
+
+def test_a_different_state_layout_is_refused_not_treated_as_damage(tmp_path, model):
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    checkpointer.save(1, small_state(1.0), {"step": 1}, wait=True)
+    wider = {"step": jnp.zeros((), jnp.int32), "params": {"w": jnp.zeros((4, 16), jnp.float32)}}
+    with pytest.raises(IncompatibleCheckpoint, match="different train state"):
+        checkpointer.restore_latest(abstract(wider), model)
+    checkpointer.close()
+    assert step_directories(tmp_path) == ["1"]
+
+
+def first_nonfinite_step(overrides: list[str], max_steps: int) -> int | None:
+    """The first step (1-based) whose loss or gradient norm is not finite, by stepping the same
+    config's jitted step directly (no train loop, no checkpoints)."""
+    from scaling import data, parallel
+    from scaling.overrides import apply_overrides, load_config
+    from scaling.step import build_program
+
+    config = load_config("configs/demo.py:runlocal")
+    apply_overrides(config, [item[len("--config."):] for item in overrides
+                             if item.startswith("--config.")])
+    loader = data.make_loader(config.data, batch_size=config.train.batch_size, seed=config.seed)
+    model = model_config(config, loader.vocab_size)
+    program = build_program(config, model, config.train.steps, parallel.make_mesh(config.mesh))
+    try:
+        with program.context():
+            state = program.init(jax.random.key(config.seed))
+            for step in range(max_steps):
+                batch = parallel.global_batch(loader.batch(step), program.batch_sharding)
+                state, metrics = program.train_step(state, batch)
+                values = jax.device_get(metrics)
+                if not (np.isfinite(values["loss"]) and np.isfinite(values["grad_norm"])):
+                    return step + 1
+    finally:
+        loader.close()
+    return None
+
+
+def cli(workdir: pathlib.Path, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scaling.train", *arguments, "--workdir",
+                           str(workdir)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def assert_every_checkpoint_is_finite(workdir: pathlib.Path) -> list[int]:
+    steps = sorted(int(path.name) for path in (workdir / "checkpoints").iterdir()
+                   if path.name.isdigit())
+    for step in steps:
+        state = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
+        assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(state)), step
+    return steps
+
+
+@pytest.mark.slow
+def test_divergence_stops_at_the_first_nonfinite_step_with_finite_checkpoints(tmp_path):
+    expected = first_nonfinite_step(DIVERGING, max_steps=20)
+    assert expected is not None and 2 <= expected <= 20  # the demo does diverge at lr 1e6
+
+    result = cli(tmp_path, *DIVERGING)
+    assert result.returncode == 3, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_step"] == expected
+    assert summary["steps"] == expected - 1
+    assert f"run diverged at step {expected}" in result.stdout
+    steps = assert_every_checkpoint_is_finite(tmp_path)
+    assert steps and steps[-1] == expected - 1  # saved every step up to the last finite one
+
+
+@pytest.mark.slow
+def test_skipping_nonfinite_steps_goes_on_to_the_end(tmp_path):
+    result = cli(tmp_path, *DIVERGING, "--config.train.on_nonfinite=skip")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 20
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == [5, 10, 15, 20]
+    assert records[-1]["skipped_steps"] > 0
+    assert "update skipped" in result.stderr
+    assert assert_every_checkpoint_is_finite(tmp_path)[-1] == 20
