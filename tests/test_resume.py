@@ -188,7 +188,8 @@ def test_sigkill_then_sigterm_then_rerun_matches_the_uninterrupted_run(reference
     # W&B: every restart continued the same run (one id; an offline directory per process).
     run_id = (tmp_path / WANDB_ID_FILE).read_text().strip()
     offline_runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(offline_runs) == 3 and all(path.name.endswith("-" + run_id) for path in offline_runs)
+    assert len(offline_runs) == 3 and all(
+        (path / f"run-{run_id}.wandb").is_file() for path in offline_runs)
     assert json.loads((tmp_path / "summary.json").read_text())["wandb_run_id"] == run_id
 
 

@@ -1,0 +1,190 @@
+"""`scaling.tracking`: metrics.jsonl cut back on resume, atomic JSON, W&B offline and W&B failures,
+the progress line.
+
+W&B's offline run file (`run-<id>.wandb`) is read back with a small reader written here from the
+format's definition (LevelDB log blocks of 32 KiB, 7-byte record headers, W&B's protobuf
+`Record`s), so the test checks what W&B would upload, not what the wrapper meant to send.
+"""
+
+import json
+import pathlib
+import struct
+
+import pytest
+
+from scaling import tracking
+from scaling.config import default_config
+
+BLOCK, HEADER = 32768, 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def wandb_records(path: pathlib.Path) -> list:
+    """Every protobuf Record in a W&B offline run file."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    position, pieces, records = HEADER, b"", []
+    while position + HEADER <= len(data):
+        left_in_block = BLOCK - position % BLOCK
+        if left_in_block < HEADER:  # block trailer: padding
+            position += left_in_block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + HEADER])
+        if length == 0 and kind == 0:
+            position += left_in_block
+            continue
+        chunk = data[position + HEADER:position + HEADER + length]
+        position += HEADER + length
+        pieces = chunk if kind in (FULL, FIRST) else pieces + chunk
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pieces)
+            records.append(record)
+    return records
+
+
+def logged_history(run_file: pathlib.Path) -> list[dict]:
+    return [{"/".join(item.nested_key) or item.key: json.loads(item.value_json)
+             for item in record.history.item}
+            for record in wandb_records(run_file) if record.WhichOneof("record_type") == "history"]
+
+
+def logged_config(run_file: pathlib.Path) -> dict:
+    config = {}
+    for record in wandb_records(run_file):
+        kind = record.WhichOneof("record_type")
+        updates = record.run.config.update if kind == "run" else (
+            record.config.update if kind == "config" else [])
+        for item in updates:
+            config[item.key] = json.loads(item.value_json)
+    return config
+
+
+def wandb_config(mode: str = "offline"):
+    config = default_config()
+    config.name = "tracking-test"
+    config.wandb.mode = mode
+    config.wandb.tags = "a,b"
+    return config
+
+
+def test_metrics_log_is_cut_back_to_the_resumed_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": step, "train_loss": step / 10}) + "\n"
+                            for step in range(5, 45, 5)) + '{"step": 45, "train_lo')
+    log = tracking.MetricsLog(path, resume_step=20)
+    assert [record["step"] for record in log.records] == [5, 10, 15, 20]
+    log.write({"step": 25, "train_loss": 2.5})
+    log.close()
+    records = tracking.read_metrics(path)
+    assert [record["step"] for record in records] == [5, 10, 15, 20, 25]
+    assert records[1] == {"step": 10, "train_loss": 1.0}
+
+
+def test_metrics_log_from_scratch_drops_a_stale_file(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 5}) + "\n")
+    tracking.MetricsLog(path, resume_step=0).close()
+    assert path.read_text() == ""
+
+
+def test_json_written_atomically_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "summary.json"
+    tracking.write_json_atomic(path, {"status": "completed", "path": pathlib.Path("x")})
+    tracking.write_json_atomic(path, {"status": "preempted"})
+    assert json.loads(path.read_text()) == {"status": "preempted"}
+    assert [child.name for child in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_wandb_offline_holds_metrics_and_config_and_a_restart_keeps_the_run_id(tmp_path):
+    config = wandb_config()
+    records = [{"step": 5, "train_loss": 4.5, "eval_loss": None, "tokens": 640},
+               {"step": 10, "train_loss": 4.0, "eval_loss": 3.9, "tokens": 1280}]
+    first = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
+    run_id = first.run_id
+    assert run_id and (tmp_path / tracking.WANDB_ID_FILE).read_text().strip() == run_id
+    for record in records:
+        first.log(record)
+    first.finish({"status": "preempted", "steps": 10})
+
+    second = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
+    assert second.run_id == run_id
+    second.log({"step": 15, "train_loss": 3.5, "eval_loss": None, "tokens": 1920})
+    second.finish({"status": "completed", "steps": 15})
+
+    offline_runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 2 and all(
+        (path / f"run-{run_id}.wandb").is_file() for path in offline_runs)
+    history = logged_history(offline_runs[0] / f"run-{run_id}.wandb")
+    assert [(row["step"], row["train_loss"], row["tokens"]) for row in history] == [
+        (5, 4.5, 640), (10, 4.0, 1280)]
+    assert "eval_loss" not in history[0] and history[1]["eval_loss"] == 3.9
+    saved_config = logged_config(offline_runs[0] / f"run-{run_id}.wandb")
+    assert saved_config["model"]["d_model"] == config.model.d_model
+    assert saved_config["optim"]["lr"] == config.optim.lr
+    assert [row["step"] for row in logged_history(offline_runs[1] / f"run-{run_id}.wandb")] == [15]
+
+
+def test_wandb_failing_to_start_never_stops_training(tmp_path, monkeypatch):
+    import wandb
+
+    def broken_init(*args, **kwargs):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    config = wandb_config()
+    run = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
+    assert run.run_id is None
+    run.log({"step": 1, "train_loss": 1.0})
+    run.finish({"status": "completed"})
+    # The id is kept, so a later restart with W&B working joins the same run.
+    assert len((tmp_path / tracking.WANDB_ID_FILE).read_text().strip()) == 8
+
+
+def test_wandb_failing_while_logging_turns_itself_off(tmp_path):
+    class BrokenRun:
+        id = "abc"
+
+        def log(self, record):
+            raise ConnectionError("lost")
+
+    config = wandb_config(mode="disabled")
+    run = tracking.WandbRun(config, tmp_path, name=config.name, config_dict={})
+    run._run = BrokenRun()
+    run.log({"step": 1})
+    assert run.run_id is None
+    run.log({"step": 2})
+    run.finish({"status": "completed"})
+
+
+def test_online_without_an_api_key_logs_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    config = wandb_config(mode="online")
+    run = tracking.WandbRun(config, tmp_path, name=config.name, config_dict={})
+    run.finish({"status": "completed"})
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_new_run_ids_look_like_wandbs():
+    ids = {tracking.new_run_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(run_id) == 8 and run_id.isalnum() and run_id == run_id.lower() for run_id in ids)
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0m00s"), (59.9, "0m59s"), (61, "1m01s"),
+                                           (3600 * 2 + 61, "2h01m01s")])
+def test_durations(seconds, text):
+    assert tracking.format_duration(seconds) == text
+
+
+def test_progress_line_extrapolates_the_time_left(monkeypatch):
+    clock = iter([100.0, 110.0])
+    monkeypatch.setattr(tracking.time, "perf_counter", lambda: next(clock))
+    progress = tracking.Progress(total_steps=100, start_step=0)
+    line = progress.line({"step": 20, "train_loss": 3.25, "eval_loss": 3.5,
+                          "tokens_per_second": 12345.6, "mfu": 0.25})
+    # 20 steps took 10 s, so the remaining 80 take 40 s.
+    assert line == "step 20/100 | loss 3.2500 | eval 3.5000 | 12,346 tok/s | MFU 25.0% | ETA 0m40s"
