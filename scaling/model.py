@@ -6,6 +6,12 @@ logical axis names (`vocab`, `embed`, `mlp`, `heads`, `kv_heads`, `head_dim`, `p
 Blocks are applied with `nn.scan`, so compile time does not grow with depth, and rematerialised per
 `cfg.remat`. Activations carry logical sharding constraints, which are no-ops without a mesh.
 
+µP (`cfg.parametrization == "mup"`), the model's part: hidden weights are initialised with variance
+∝ 1/fan_in (`scaling.layers.initializers`), attention logits are scaled by 1/d_head instead of
+1/√d_head, and the logits are multiplied by mup_base_width / d_model (the output-multiplier
+variant, with embedding and read-out initialised independently of width). Per-group learning
+rates belong to the optimizer.
+
 `cross_entropy_loss` is the training objective (next-token cross-entropy plus optional z-loss).
 """
 
