@@ -16,6 +16,7 @@ import time
 
 from analysis.download import download_chinchilla
 from analysis.inputs import read_named_csv, read_results, read_wandb_export
+from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
 from analysis.pipeline import DEFAULT_RESAMPLES, Settings, analyze
 
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="loss improvement (nats) whose cost is reported (default 0.01)")
     parser.add_argument("--reducible-fraction", type=float, default=0.1,
                         help="report where the reducible loss falls below this fraction of E (default 0.1)")
+    parser.add_argument("--isoflop-budgets", metavar="C1,C2,...|chinchilla",
+                        help="snap each run to the nearest of these IsoFLOP budgets (FLOPs), or to "
+                             "Chinchilla's nine; default: group runs whose FLOPs agree within 12%%")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return parser
 
@@ -59,6 +63,19 @@ def _check_settings(args) -> None:
         raise ValueError(f"--reducible-fraction={args.reducible_fraction} is not allowed; need > 0")
     if args.csv and not (args.n_col and args.loss_col):
         raise ValueError("--csv needs --n-col and --loss-col, and one of --d-col or --c-col")
+
+
+def _parse_budgets(text: str) -> tuple[float, ...]:
+    if text == "chinchilla":
+        return CHINCHILLA_ISOFLOP_BUDGETS
+    try:
+        budgets = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        budgets = ()
+    if not budgets or not all(budget > 0 for budget in budgets):
+        raise ValueError(f"--isoflop-budgets={text!r} is not allowed; give positive FLOP counts "
+                         "separated by commas, or 'chinchilla'")
+    return budgets
 
 
 def run(args) -> pathlib.Path:
@@ -84,7 +101,9 @@ def run(args) -> pathlib.Path:
                         drop_largest=args.drop_highest)
     out_dir = pathlib.Path(args.out) if args.out else input_path.parent / "fit"
     out_dir.mkdir(parents=True, exist_ok=True)
-    analysis = analyze(runs, settings, curves=curves, flop_convention=convention,
+    budgets = (snap_to_budgets(runs["C"].to_numpy(), _parse_budgets(args.isoflop_budgets))
+               if args.isoflop_budgets else None)
+    analysis = analyze(runs, settings, curves=curves, budgets=budgets, flop_convention=convention,
                        data_summary=data_summary)
     write_fit_json(analysis, out_dir / "fit.json")
     plots = write_plots(analysis, out_dir)

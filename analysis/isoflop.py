@@ -26,7 +26,8 @@ class IsoflopFit:
     Per budget (shape (K,), budgets in FLOPs): `optimal_params` N*, `optimal_tokens` D*,
     `minimum_loss` (nats/token) and `parabolas` (K, 3): coefficients (c2, c1, c0) of
     loss = c2·u² + c1·u + c0 with u = log N − `log_n_centres`. `used` marks the budgets whose
-    parabola opens upwards and which enter the exponent fits.
+    parabola opens upwards with its minimum inside the sizes trained at that budget; only those
+    enter the exponent fits.
     N_opt(C) = params_coefficient·C^params_exponent, D_opt(C) = tokens_coefficient·C^tokens_exponent.
     `bootstrap_params_exponent` / `bootstrap_tokens_exponent` hold one value per resample.
     """
@@ -91,8 +92,10 @@ def _budget_optima(log_n, log_d, loss, members, weights_BxN):
     line = _weighted_polynomial(u, log_d[members], weights, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         best_u = -parabola[:, 1] / (2.0 * parabola[:, 0])
-    opens_up = parabola[:, 0] > 0
-    best_u = np.where(opens_up, best_u, np.nan)
+    # A minimum outside the sizes trained at this budget is an extrapolation, not a measurement:
+    # such a budget (or a parabola that opens downwards) does not enter the exponent fits.
+    inside = (best_u >= u.min()) & (best_u <= u.max())
+    best_u = np.where((parabola[:, 0] > 0) & inside, best_u, np.nan)
     minimum = parabola[:, 0] * best_u**2 + parabola[:, 1] * best_u + parabola[:, 2]
     return parabola, centre, centre + best_u, line[:, 0] * best_u + line[:, 1], minimum
 

@@ -237,3 +237,19 @@ def test_approach_two_on_snapped_budgets(epoch_points):
                        snap_to_budgets(epoch_points["C"]), num_resamples=100)
     assert fit.budgets.size == 9
     assert fit.params_exponent == pytest.approx(0.50, abs=0.04)  # Hoffmann et al.: 0.49
+
+
+def test_isoflop_budget_with_its_minimum_outside_the_sampled_sizes_is_not_used():
+    E, A, B, alpha, beta = 1.8, 480.0, 2100.0, 0.34, 0.37
+    budgets, params = [], []
+    for C, spread in ((1e19, (0.25, 4.0)), (1e20, (0.25, 4.0)), (1e21, (0.25, 4.0)), (1e22, (4.0, 64.0))):
+        centre = allocation.optimal_params(C, A, B, alpha, beta)
+        for N in centre * np.geomspace(*spread, 7):
+            budgets.append(C)
+            params.append(N)
+    params, budgets = np.array(params), np.array(budgets)
+    tokens = budgets / (6 * params)
+    fit = fit_isoflops(params, tokens, E + A / params**alpha + B / tokens**beta, budgets, num_resamples=20)
+    # Only models larger than optimal were trained at 1e22: its parabola's minimum is extrapolated.
+    np.testing.assert_array_equal(fit.used, [True, True, True, False])
+    assert fit.params_exponent == pytest.approx(beta / (alpha + beta), abs=0.01)
