@@ -6,7 +6,7 @@ step time and tokens/s, and each mesh's step time relative to pure data parallel
 The 8 simulated devices share this machine's cores: the figures show what each axis adds in
 communication and re-layout work, not how fast real accelerators would be.
 
-    python -m bench.bench_mesh [--rounds 7]
+    python -m bench.bench_mesh [--rounds 15]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def random_batch(config, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="timed steps per mesh")
+    parser.add_argument("--rounds", type=int, default=15, help="timed steps per mesh")
     args = parser.parse_args()
     assert jax.device_count() == DEVICES, jax.devices()
 
@@ -84,11 +84,13 @@ def main() -> None:
     config = make_config(MESH_SHAPES[0])
     tokens_per_step = config.train.batch_size * config.data.seq_len
     baseline = statistics.median(runs[MESH_SHAPES[0]]["times"])
-    rows = ["| mesh (data, fsdp, tensor) | median step (ms) | tokens/s | step time vs (8, 1, 1) |",
-            "| --- | ---: | ---: | ---: |"]
+    rows = ["| mesh (data, fsdp, tensor) | median step (ms) | fastest–slowest (ms) | tokens/s "
+            "| step time vs (8, 1, 1) |",
+            "| --- | ---: | ---: | ---: | ---: |"]
     for shape, run in runs.items():
         step = statistics.median(run["times"])
-        rows.append(f"| {shape} | {step * 1e3:.1f} | {tokens_per_step / step:,.0f} | "
+        rows.append(f"| {shape} | {step * 1e3:.1f} | {min(run['times']) * 1e3:.0f}–"
+                    f"{max(run['times']) * 1e3:.0f} | {tokens_per_step / step:,.0f} | "
                     f"{step / baseline:.2f}× |")
     model = model_config(config)
     body = (
@@ -98,7 +100,8 @@ def main() -> None:
         "round-robin after compiling.\n\n" + "\n".join(rows) + "\n\n"
         f"The {DEVICES} devices are simulated (`--xla_force_host_platform_device_count`) and share "
         "this machine's cores, so these figures check that every layout runs and show the relative "
-        "cost of its collectives and re-layouts; they say nothing about speed on real accelerators.\n")
+        "cost of its collectives and re-layouts; they say nothing about speed on real accelerators. "
+        "A difference between meshes smaller than their fastest–slowest spread is noise.\n")
     print(body)
     record("mesh", "Mesh shapes on 8 simulated devices", body)
 
