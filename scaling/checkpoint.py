@@ -105,6 +105,10 @@ class Checkpointer:
         """True on every host at the same step once any host was told to stop (multi-host sync)."""
         return self._manager.reached_preemption(step)
 
+    def wait(self) -> None:
+        """Block until the save in flight (if any) is committed."""
+        self._manager.wait_until_finished()
+
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()

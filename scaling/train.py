@@ -212,6 +212,7 @@ def _train(config, workdir: pathlib.Path, stop_signal: _StopSignal) -> dict:
     status, count, compile_seconds = "completed", start, 0.0
     pending: collections.deque = collections.deque()
     interval_start, interval_tokens, speeds = time.perf_counter(), 0, []
+    loop_start = None  # after the first (compiling) step
     last_eval = None
     iterator = loader.iterate(start)
     try:
@@ -230,6 +231,7 @@ def _train(config, workdir: pathlib.Path, stop_signal: _StopSignal) -> dict:
                         status = "diverged"
                         break
                     compile_seconds = time.perf_counter() - interval_start
+                    loop_start = time.perf_counter()
                     progress.restart_clock(count)
                     interval_start, interval_tokens = time.perf_counter(), 0
                 else:
@@ -294,6 +296,7 @@ def _train(config, workdir: pathlib.Path, stop_signal: _StopSignal) -> dict:
         if iterator_close:
             iterator_close()
         loader.close()
+        loop_end = time.perf_counter()
         try:
             checkpointer.close()
         finally:
@@ -307,6 +310,8 @@ def _train(config, workdir: pathlib.Path, stop_signal: _StopSignal) -> dict:
                 "tokens_per_second": float(np.median(speeds)) if speeds else None,
                 "mfu": float(np.median(speeds)) * flops_per_token["full"] / peak if speeds else None,
                 "compile_seconds": compile_seconds, "wall_seconds": time.perf_counter() - wall_start,
+                # Steps after the first, with their logging, evals and saves (not the final wait).
+                "loop_seconds": loop_end - loop_start if loop_start is not None else None,
             })
             if leader:
                 metrics_log.close()
