@@ -97,13 +97,13 @@ def _check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> N
 
     from scaling.checkpoint import IncompatibleCheckpoint
 
-    saved = previous.get("config", {}).get("model")
+    saved = previous.get("config", {}).get("model") or {}
     current = json.loads(json.dumps(config.model.to_dict(), default=str))
-    if saved is not None and saved != current:
-        differing = sorted(name for name in set(saved) | set(current)
-                           if saved.get(name) != current.get(name))
-        details = ", ".join(f"model.{name}: completed run {saved.get(name)!r}, config "
-                            f"{current.get(name)!r}" for name in differing)
+    # Fields only one side knows (added to the config since) are not a difference.
+    differing = sorted(name for name in set(saved) & set(current) if saved[name] != current[name])
+    if differing:
+        details = ", ".join(f"model.{name}: completed run {saved[name]!r}, config "
+                            f"{current[name]!r}" for name in differing)
         raise IncompatibleCheckpoint(
             f"{workdir} holds a completed run of a different model ({details}); "
             "use a new --workdir or the run's settings")
