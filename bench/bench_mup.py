@@ -1,6 +1,7 @@
 """µP learning-rate transfer: the best Adam learning rate at three widths, µP against standard.
 
-    python -m bench.bench_mup [--steps 120] [--widths 32 64 128] [--lr-exponents -10 ... -5]
+    python -m bench.bench_mup [--steps 100] [--widths 32 64 128] [--lr-exponents -8 ... -4]
+    python -m bench.bench_mup --coord-check   # the coordinate-check figure of docs/mup.md
 
 Every run is the real train step of `scaling.step` on the embedded corpus (python_stdlib, byte
 tokenizer): a 2-layer decoder with 4 heads (head size grows with width), sequence 64, batch 16,
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import pathlib
 import time
 
 import jax
 import numpy as np
 
 from bench.record import markdown_table, record
-from scaling import data, parallel
+from scaling import coord_check, data, parallel
 from scaling.config import default_config, model_config
 from scaling.step import build_program
 
@@ -53,13 +55,54 @@ def final_eval_loss(config, loader) -> float:
     return loss if math.isfinite(loss) else float("inf")
 
 
+def coord_check_figure(path: pathlib.Path) -> None:
+    """Plot mean |x_t − x_0| after 4 steps against width for both parametrizations (the setup of
+    tests/test_mup.py) and print the width exponents."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    widths, steps = (64, 128, 256, 512, 1024), 4
+    tokens = np.random.default_rng(0).integers(0, 256, (8, 17)).astype(np.int32)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for axis, parametrization in zip(axes, PARAMETRIZATIONS):
+        config = default_config()
+        config.model.update(num_layers=1, num_heads=4, parametrization=parametrization,
+                            mup_base_width=widths[0])
+        config.optim.update(lr=3e-3, warmup_steps=0, schedule="constant", weight_decay=0.0,
+                            grad_clip=0.0)
+        records = [r for r in coord_check.coordinate_check(config, widths, steps, tokens)
+                   if r.step == steps]
+        for name in coord_check.LAYERS:
+            sizes = [r.change[name] for r in records]
+            exponent = coord_check.width_exponent(widths, sizes)
+            print(f"{parametrization:8s} {name:9s} exponent {exponent:+.2f}  "
+                  + " ".join(f"{s:.4g}" for s in sizes))
+            axis.plot(widths, sizes, marker="o", label=f"{name} (width^{exponent:+.2f})")
+        axis.set(xscale="log", yscale="log", xlabel="width (d_model)",
+                 title=f"{parametrization}: after {steps} Adam steps, lr 3e-3")
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel("mean |x_t - x_0|")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--coord-check", action="store_true",
+                        help="draw docs/images/mup_coord_check.png instead of the LR sweep")
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--lr-exponents", type=int, nargs="+", default=list(range(-10, -4)),
+    parser.add_argument("--lr-exponents", type=int, nargs="+", default=list(range(-8, -3)),
                         help="learning rates 2**e")
     args = parser.parse_args()
+    if args.coord_check:
+        images = pathlib.Path(__file__).resolve().parent.parent / "docs" / "images"
+        images.mkdir(parents=True, exist_ok=True)
+        coord_check_figure(images / "mup_coord_check.png")
+        return
     base_width = min(args.widths)
     start = time.perf_counter()
     loader = data.make_loader(base_config(base_width, "mup", 1e-3, args.steps, base_width).data,
