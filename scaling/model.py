@@ -3,8 +3,9 @@
 `Transformer(cfg)` is a functional flax.linen module: `init` returns float32 parameters boxed with
 logical axis names (`vocab`, `embed`, `mlp`, `heads`, `kv_heads`, `head_dim`, `position`, and
 `layers` for the leading axis of the scanned blocks); `apply` maps token ids to float32 logits.
-Blocks are applied with `nn.scan`, so compile time does not grow with depth, and rematerialised per
-`cfg.remat`. Activations carry logical sharding constraints, which are no-ops without a mesh.
+Blocks are applied with `nn.scan` (their weights stacked on `layers`), traced `cfg.scan_unroll` layers
+per loop iteration (0: all, no loop, the fastest step; 1: a rolled loop whose compile time does not
+grow with depth), and rematerialised per `cfg.remat`. Activations carry logical sharding constraints, which are no-ops without a mesh.
 
 µP (`cfg.parametrization == "mup"`), the model's part: hidden weights are initialised with variance
 ∝ 1/fan_in (`scaling.layers.initializers`), attention logits are scaled by 1/d_head instead of
@@ -101,6 +102,7 @@ class Stack(nn.Module):
         scanned = nn.scan(block, variable_axes={"params": 0},
                           split_rngs={"params": True, "dropout": True},
                           in_axes=(nn.broadcast, nn.broadcast), length=self.num_layers,
+                          unroll=min(cfg.scan_unroll or self.num_layers, self.num_layers),
                           metadata_params={nn.PARTITION_NAME: "layers"})
         x_BxLxD, _ = scanned(cfg, self.causal, self.cross_attention,
                              residual_branch_count(cfg, self.num_layers, self.cross_attention),
