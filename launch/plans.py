@@ -57,8 +57,9 @@ def size_hyperparameters(sweep: ml_collections.ConfigDict, non_embedding_params:
       the run), AdamW β2 = 0.99 rather than 0.95 at small batch sizes, and a learning rate that
       shrinks with size — here lr = lr_base · (N / N_base)^(−lr_exponent) with N the non-embedding
       parameters of the sweep's smallest size, the exponent a sweep setting.
-    - `mup_transfer`: µP — the learning rate tuned on the smallest width is used unchanged for every
-      width (the parametrization does the scaling).
+    - `mup_transfer`: µP — every run is set to `model.parametrization="mup"` with the smallest
+      width of the sweep as `mup_base_width`, and the learning rate tuned on that width is used
+      unchanged for every width (the parametrization does the scaling).
     """
     tokens_per_step = sweep.batch_size * sweep.seq_len
     rule = sweep.hparams
@@ -131,8 +132,14 @@ def expand(sweep: ml_collections.ConfigDict) -> list[PlannedRun]:
     """The runs of a sweep, in a deterministic order with deterministic names."""
     validate_sweep(sweep)
     tokens_per_step = sweep.batch_size * sweep.seq_len
+    sizes = _sizes(sweep)
+    mup = {}
+    if sweep.hparams == "mup_transfer":
+        # Every width in µP relative to the smallest, whose learning rate the sweep reuses.
+        mup = {"model.parametrization": "mup",
+               "model.mup_base_width": min(overrides["d_model"] for _, overrides in sizes)}
     runs = []
-    for size_name, model_overrides in _sizes(sweep):
+    for size_name, model_overrides in sizes:
         model = _resolve_model(model_overrides, sweep)
         counts = flops.parameter_counts(model)
         per_token = flops.training_flops_per_token(model, sweep.seq_len, sweep.flop_convention)
@@ -156,6 +163,7 @@ def expand(sweep: ml_collections.ConfigDict) -> list[PlannedRun]:
                               "train.flop_convention": sweep.flop_convention,
                               "wandb.group": sweep.name})
             overrides.update(size_hyperparameters(sweep, counts.non_embedding, steps))
+            overrides.update(mup)
             overrides.update(flatten(sweep.overrides))
             overrides.update(flatten(sweep.get("size_overrides", {}).get(size_name, {})))
             runs.append(PlannedRun(

@@ -130,3 +130,12 @@ def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
     # A third invocation trains nothing new.
     again = _sweep(repo, config, workdir, timeout=300)
     assert "3 already finished" in again.stdout
+
+
+def test_mup_transfer_plan_sets_the_parametrization(tmp_path):
+    sweep = load_config(str(_write_sweep(tmp_path)))
+    sweep.hparams, sweep.lr = "mup_transfer", 0.01
+    runs = plans.expand(sweep)
+    assert {run.overrides["model.parametrization"] for run in runs} == {"mup"}
+    assert {run.overrides["model.mup_base_width"] for run in runs} == {32}  # the smallest width
+    assert {run.overrides["optim.lr"] for run in runs} == {0.01}
