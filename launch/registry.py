@@ -1,0 +1,251 @@
+"""Rebuild a sweep's `results.csv` from what W&B recorded, for when the runs' own files are gone
+or were never gathered in one place.
+
+    python -m launch.registry --wandb-dir SWEEP_WORKDIR --out results.csv [--group SWEEP]
+    python -m launch.registry --project P [--entity E] --group SWEEP --out results.csv
+
+The first form reads the local W&B run directories under a sweep's workdir (`offline-run-*` from
+`wandb.mode=offline`, `run-*` from online runs). W&B 0.31 writes neither `wandb-summary.json` nor
+`config.yaml` offline, and ships no Python reader of its run files, so the run file
+(`run-<id>.wandb`) is read here: a LevelDB-style log of W&B's protobuf `Record`s. A run resumed
+after a preemption has one directory per attempt under the same run id; its summaries are merged in
+order, as the W&B server merges a resumed run's. The second form asks the W&B server for the runs of
+one group (a sweep logs every run with `wandb.group` = the sweep's name).
+
+Rows have the runner's columns (`launch.sweep.RESULT_COLUMNS`) and values, written the same way.
+What the runner takes from a run's summary comes from the W&B summary; what it takes from the plan
+(layers, width, batch size, sequence length, learning rate) comes from the logged run config.
+W&B does not hold the `error` column (the last error line of a run's `train.log`): it stays empty.
+Rows are ordered smallest model first (non-embedding parameters), then fewest tokens, then name:
+the runner's plan order for a sweep that lists its sizes smallest first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import struct
+import sys
+
+from launch.sweep import RESULT_COLUMNS, write_csv_atomic
+
+LOG_BLOCK_BYTES, RECORD_HEADER_BYTES = 32768, 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+RUN_FILE_MAGIC = b":W&B"
+# W&B run states (public API) for a run whose own summary never got a status: finish never ran.
+FAILED_STATES = ("failed", "crashed", "killed")
+
+
+class RegistryError(Exception):
+    """Nothing to rebuild from: no runs where the caller pointed."""
+
+
+def read_run_file_records(path: pathlib.Path) -> list:
+    """Every protobuf `Record` in a W&B run file (`run-<id>.wandb`), in the order written.
+
+    The file is a 7-byte header (":W&B", version) followed by 32 KiB blocks of records, each with a
+    7-byte header (CRC, length, kind); a record longer than a block's rest is split into
+    first/middle/last pieces. A torn tail (a run killed mid-write) is ignored.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    if data[:4] != RUN_FILE_MAGIC:
+        raise RegistryError(f"{path} is not a W&B run file")
+    position, pieces, records = RECORD_HEADER_BYTES, b"", []
+    while position + RECORD_HEADER_BYTES <= len(data):
+        left_in_block = LOG_BLOCK_BYTES - position % LOG_BLOCK_BYTES
+        if left_in_block < RECORD_HEADER_BYTES:  # too little room for a header: block padding
+            position += left_in_block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + RECORD_HEADER_BYTES])
+        if length == 0 and kind == 0:  # zero fill to the end of the block
+            position += left_in_block
+            continue
+        chunk = data[position + RECORD_HEADER_BYTES:position + RECORD_HEADER_BYTES + length]
+        if len(chunk) < length:
+            break
+        position += RECORD_HEADER_BYTES + length
+        pieces = chunk if kind in (FULL, FIRST) else pieces + chunk
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pieces)
+            records.append(record)
+    return records
+
+
+def _item_key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def read_local_run(run_file: pathlib.Path) -> dict:
+    """One attempt of a run from its run file: {"id", "name", "group", "config", "summary",
+    "state"}; `state` is "finished" when the attempt wrote its exit record (with exit code 0) or
+    "failed" (non-zero), else "running"."""
+    run = {"id": "", "name": "", "group": "", "config": {}, "summary": {}, "state": "running"}
+    for record in read_run_file_records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run.update(id=record.run.run_id, name=record.run.display_name,
+                       group=record.run.run_group)
+            updates = record.run.config.update
+        elif kind == "config":
+            updates = record.config.update
+        else:
+            updates = ()
+        for item in updates:
+            run["config"][_item_key(item)] = json.loads(item.value_json)
+        if kind == "summary":
+            for item in record.summary.update:
+                run["summary"][_item_key(item)] = json.loads(item.value_json)
+            for item in record.summary.remove:
+                run["summary"].pop(_item_key(item), None)
+        elif kind == "exit":
+            run["state"] = "finished" if record.exit.exit_code == 0 else "failed"
+    return run
+
+
+def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
+    """The runs whose W&B directories lie anywhere under `wandb_dir`, one per run id, each
+    attempt's summary merged over the earlier ones'. With `group`, only that group's runs."""
+    run_files = [path for pattern in ("offline-run-*/run-*.wandb", "run-*/run-*.wandb")
+                 for path in pathlib.Path(wandb_dir).rglob(pattern)]
+    # The directory name starts with the attempt's start time (run-YYYYMMDD_HHMMSS-id).
+    run_files.sort(key=lambda path: (path.parent.name.removeprefix("offline-"),
+                                     path.stat().st_mtime))
+    runs: dict[str, dict] = {}
+    for run_file in run_files:
+        attempt = read_local_run(run_file)
+        merged = runs.setdefault(attempt["id"] or str(run_file), {"summary": {}})
+        merged.update({key: value for key, value in attempt.items() if key != "summary"})
+        merged["summary"].update(attempt["summary"])
+    selected = [run for run in runs.values() if group is None or run["group"] == group]
+    if not selected:
+        raise RegistryError(
+            f"no W&B runs{f' of group {group!r}' if group else ''} under {wandb_dir} (looked for "
+            "offline-run-*/run-*.wandb and run-*/run-*.wandb; was the sweep run with "
+            "wandb.mode=offline or online?)")
+    return selected
+
+
+def server_runs(project: str, group: str, entity: str | None = None, api=None) -> list[dict]:
+    """The runs of one group of a W&B project, read through `wandb.Api` (or `api`, an object with
+    the same `runs(path, filters=...)`)."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    path = f"{entity}/{project}" if entity else project
+    runs = []
+    for run in api.runs(path, filters={"group": group}):
+        summary = getattr(run, "summary_metrics", None)
+        if not isinstance(summary, dict):
+            summary = {key: run.summary[key] for key in run.summary.keys()}
+        runs.append({"id": getattr(run, "id", run.name), "name": run.name, "group": run.group,
+                     "config": dict(run.config), "summary": dict(summary), "state": run.state})
+    if not runs:
+        raise RegistryError(f"no W&B runs of group {group!r} in project {path!r}")
+    return runs
+
+
+def _config_value(config: dict, dotted: str):
+    """A field of the logged run config, nested ({"optim": {"lr": …}}) or flat ("optim.lr");
+    "" when absent."""
+    if dotted in config:
+        return config[dotted]
+    value = config
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return ""
+        value = value[part]
+    return value
+
+
+def result_row(run: dict) -> dict:
+    """One results.csv row (the runner's columns and values) from a run's W&B summary and config."""
+    summary, config = run["summary"], run["config"]
+
+    def field(key):
+        value = summary.get(key)
+        return "" if value is None else value
+
+    status = summary.get("status") or ("failed" if run["state"] in FAILED_STATES else "running")
+    return {
+        "name": run["name"] or summary.get("name") or _config_value(config, "name"),
+        "status": status,
+        "num_layers": _config_value(config, "model.num_layers"),
+        "d_model": _config_value(config, "model.d_model"),
+        "params": field("params"), "embedding_params": field("embedding_params"),
+        "non_embedding_params": field("non_embedding_params"),
+        "tokens": field("tokens"), "steps": field("steps"),
+        "batch_size": _config_value(config, "train.batch_size"),
+        "seq_len": _config_value(config, "data.seq_len"),
+        "lr": _config_value(config, "optim.lr"),
+        "parametrization": summary.get("parametrization")
+        or _config_value(config, "model.parametrization") or "standard",
+        "flop_convention": summary.get("flop_convention")
+        or _config_value(config, "train.flop_convention"),
+        "flops": field("flops"), "flops_6N": field("flops_6N"), "flops_full": field("flops_full"),
+        "final_train_loss": field("final_train_loss"),
+        "final_eval_loss": field("final_eval_loss"),
+        "wall_seconds": field("wall_seconds"),
+        "diverged_step": summary.get("diverged_step") or "",
+        "error": "",
+    }
+
+
+def _size_order(row: dict):
+    def number(value):
+        return float(value) if isinstance(value, (int, float)) else math.inf
+
+    return number(row["non_embedding_params"]), number(row["tokens"]), str(row["name"])
+
+
+def result_rows(runs: list[dict]) -> list[dict]:
+    """The rows of results.csv for `runs`, smallest model first, then fewest tokens, then name."""
+    return sorted((result_row(run) for run in runs), key=_size_order)
+
+
+def write_results(rows: list[dict], out: pathlib.Path) -> None:
+    """Write results.csv atomically (a reader never sees half a table)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(out, RESULT_COLUMNS, rows)
+
+
+def parse_args(argv: list[str]):
+    parser = argparse.ArgumentParser(prog="python -m launch.registry",
+                                     description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wandb-dir", type=pathlib.Path,
+                        help="a sweep workdir (or any folder) holding local W&B run directories")
+    source.add_argument("--project", help="the W&B project the sweep logged to")
+    parser.add_argument("--entity", default=None, help="the W&B entity (default: the API's)")
+    parser.add_argument("--group", default=None,
+                        help="the sweep's name (its W&B group); required with --project")
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="results.csv to write")
+    args = parser.parse_args(argv)
+    if args.project and not args.group:
+        parser.error("--group (the sweep's name) is required with --project")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.wandb_dir is not None:
+            runs = local_runs(args.wandb_dir, args.group)
+        else:
+            runs = server_runs(args.project, args.group, args.entity)
+    except RegistryError as error:
+        print(f"launch.registry: error: {error}", file=sys.stderr)
+        return 2
+    rows = result_rows(runs)
+    write_results(rows, args.out)
+    print(f"{len(rows)} runs -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
