@@ -1,0 +1,182 @@
+"""`launch.registry`: results.csv rebuilt from W&B equals the one the sweep runner wrote, from local
+offline run files and from the W&B API (a fake one: no network here); resumed runs; clear errors."""
+
+import csv
+import json
+import math
+import pathlib
+import subprocess
+import sys
+import types
+
+import pytest
+
+from launch import registry
+from launch.sweep import RESULT_COLUMNS
+from scaling import tracking
+from scaling.config import default_config
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+SWEEP = '''
+import ml_collections
+def get_config():
+    s = ml_collections.ConfigDict()
+    s.name = "reg"
+    s.base_config = "configs/demo.py:runlocal"
+    s.family = "cpu_demo"
+    s.sizes = "d32-L1,d48-L2"
+    s.plan = "steps"
+    s.steps = 8
+    s.tokens = 0
+    s.tokens_per_param = 20.0
+    s.isoflop_budgets = ()
+    s.min_steps = 1
+    s.flop_convention = "full"
+    s.batch_size = 8
+    s.seq_len = 32
+    s.vocab_size = 257
+    s.hparams = "porian2024"
+    s.lr = 3e-3
+    s.warmup_steps = 2
+    s.lr_exponent = 0.3
+    s.reference_params = 1000
+    s.processes = 2
+    s.overrides = ml_collections.ConfigDict({"train": {"log_every": 4, "eval_every": 8},
+        "checkpoint": {"every_steps": 8}, "model": {"max_seq_len": 32},
+        "wandb": {"mode": "offline"}})
+    return s
+'''
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def assert_same_table(rebuilt, expected):
+    """Same runs in the same order; every column equal: numbers as floats to 1e-9 relative,
+    everything else as text."""
+    assert [row["name"] for row in rebuilt] == [row["name"] for row in expected]
+    for got, want in zip(rebuilt, expected):
+        assert list(got) == list(RESULT_COLUMNS) == list(want)
+        for column in RESULT_COLUMNS:
+            try:
+                want_number = float(want[column])
+            except ValueError:
+                assert got[column] == want[column], (want["name"], column)
+                continue
+            assert math.isclose(float(got[column]), want_number, rel_tol=1e-9), (want["name"], column)
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    """A two-run sweep trained by `scaling-sweep` with W&B offline: (workdir, its results.csv rows)."""
+    root = tmp_path_factory.mktemp("registry")
+    config, workdir = root / "reg_sweep.py", root / "sweep"
+    config.write_text(SWEEP)
+    result = subprocess.run([sys.executable, "-m", "launch.sweep", "--config", str(config),
+                             "--workdir", str(workdir)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = read_csv(workdir / "results.csv")
+    assert [row["status"] for row in rows] == ["completed", "completed"]
+    return workdir, rows
+
+
+@pytest.mark.slow
+def test_results_rebuilt_from_offline_run_files_match_the_runners(finished_sweep, tmp_path):
+    workdir, expected = finished_sweep
+    # Each run logged to W&B in its own workdir; no summary.json is read by the rebuild.
+    assert all(list((workdir / "runs" / row["name"] / "wandb").glob("offline-run-*/run-*.wandb"))
+               for row in expected)
+    out = tmp_path / "rebuilt" / "results.csv"
+    result = subprocess.run([sys.executable, "-m", "launch.registry", "--wandb-dir", str(workdir),
+                             "--group", "reg", "--out", str(out)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    # wall_seconds is compared too: the run sends W&B the same summary it writes to summary.json.
+    assert_same_table(read_csv(out), expected)
+    # The per-size learning rates differ, so a swapped config would show.
+    assert expected[0]["lr"] != expected[1]["lr"]
+    assert [path.name for path in out.parent.iterdir()] == ["results.csv"]
+
+
+def scalar_entries(summary: dict) -> dict:
+    """What `WandbRun.finish` sends to W&B: the summary's int, float and str entries."""
+    return {key: value for key, value in summary.items() if isinstance(value, (int, float, str))}
+
+
+class FakeApi:
+    """`wandb.Api` as `server_runs` uses it: `runs(path, filters)` over a fixed list of runs."""
+
+    def __init__(self, runs, path):
+        self._runs, self._path = runs, path
+        self.calls = []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        return [run for run in self._runs
+                if path == self._path and run.group == (filters or {}).get("group")]
+
+
+@pytest.mark.slow
+def test_results_rebuilt_through_the_api_match_the_runners(finished_sweep):
+    workdir, expected = finished_sweep
+    fake_runs = []
+    for row in reversed(expected):  # the server's order is not the table's
+        summary = json.loads((workdir / "runs" / row["name"] / "summary.json").read_text())
+        fake_runs.append(types.SimpleNamespace(
+            name=row["name"], group="reg", state="finished", config=summary["config"],
+            summary=scalar_entries(summary)))
+    fake_runs.append(types.SimpleNamespace(name="other", group="another-sweep", state="finished",
+                                           config={}, summary={"status": "completed"}))
+    api = FakeApi(fake_runs, "team/scaling")
+    runs = registry.server_runs("scaling", "reg", entity="team", api=api)
+    assert api.calls == [("team/scaling", {"group": "reg"})]
+    rows = [{key: "" if value is None else str(value) for key, value in row.items()}
+            for row in registry.result_rows(runs)]
+    assert_same_table(rows, expected)
+
+
+def test_a_resumed_run_merges_its_attempts_summaries(tmp_path):
+    config = default_config()
+    config.name, config.wandb.mode, config.wandb.group = "resumed", "offline", "g"
+    config.optim.lr = 0.0125
+    first = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
+    first.finish({"status": "preempted", "steps": 4, "params": 1000, "final_train_loss": 3.5,
+                  "diverged_step": None})
+    second = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
+    second.finish({"status": "completed", "steps": 8, "final_train_loss": 3.0})
+
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
+    (run,) = registry.local_runs(tmp_path, group="g")
+    row = registry.result_row(run)
+    assert (row["name"], row["status"], row["steps"], row["final_train_loss"]) == (
+        "resumed", "completed", 8, 3.0)
+    assert row["params"] == 1000  # known only to the first attempt
+    assert row["lr"] == 0.0125 and row["d_model"] == config.model.d_model
+    assert row["diverged_step"] == "" and row["final_eval_loss"] == ""
+    with pytest.raises(registry.RegistryError, match="group 'other'"):
+        registry.local_runs(tmp_path, group="other")
+
+
+def test_a_workdir_without_wandb_runs_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "summary.json").write_text('{"status": "completed"}')
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(tmp_path / "r.csv")]) == 2
+    assert "no W&B runs under" in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_group_without_runs_is_a_clear_error():
+    api = FakeApi([types.SimpleNamespace(name="x", group="a", state="finished", config={},
+                                         summary={})], "scaling")
+    with pytest.raises(registry.RegistryError, match="no W&B runs of group 'b' in project 'scaling'"):
+        registry.server_runs("scaling", "b", api=api)
+
+
+def test_project_without_group_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        registry.main(["--project", "scaling", "--out", "r.csv"])
+    assert "--group" in capsys.readouterr().err
