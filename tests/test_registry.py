@@ -148,6 +148,11 @@ def test_a_resumed_run_merges_its_attempts_summaries(tmp_path):
                   "diverged_step": None})
     second = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
     second.finish({"status": "completed", "steps": 8, "final_train_loss": 3.0})
+    # W&B's service process writes run files behind the caller; shutting it down (as a training
+    # process's exit does) makes sure both attempts are on disk before they are read.
+    import wandb
+
+    wandb.teardown()
 
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
     (run,) = registry.local_runs(tmp_path, group="g")
