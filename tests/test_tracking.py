@@ -8,41 +8,17 @@ format's definition (LevelDB log blocks of 32 KiB, 7-byte record headers, W&B's 
 
 import json
 import pathlib
-import struct
 
 import pytest
 
 from scaling import tracking
 from scaling.config import default_config
 
-BLOCK, HEADER = 32768, 7
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-
-
 def wandb_records(path: pathlib.Path) -> list:
-    """Every protobuf Record in a W&B offline run file."""
-    from wandb.proto import wandb_internal_pb2
+    """Every protobuf Record in a W&B offline run file (the registry's reader)."""
+    from launch.registry import read_run_file_records
 
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    position, pieces, records = HEADER, b"", []
-    while position + HEADER <= len(data):
-        left_in_block = BLOCK - position % BLOCK
-        if left_in_block < HEADER:  # block trailer: padding
-            position += left_in_block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[position:position + HEADER])
-        if length == 0 and kind == 0:
-            position += left_in_block
-            continue
-        chunk = data[position + HEADER:position + HEADER + length]
-        position += HEADER + length
-        pieces = chunk if kind in (FULL, FIRST) else pieces + chunk
-        if kind in (FULL, LAST):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pieces)
-            records.append(record)
-    return records
+    return read_run_file_records(path)
 
 
 def logged_history(run_file: pathlib.Path) -> list[dict]:
