@@ -193,3 +193,24 @@ def test_encoder_decoder_requires_encoder_tokens():
     net = model_lib.Transformer(tiny_config(layout="encoder_decoder"))
     with pytest.raises(ValueError, match="encoder_tokens_BxS"):
         jax.eval_shape(lambda: net.init(jax.random.key(0), random_tokens(0)))
+
+
+def test_scan_unroll_does_not_change_the_numbers():
+    """Unrolling is a compile-time choice: all layers traced (0), a rolled loop (1), and an unroll
+    that does not divide the depth (2 of 3) give the same loss and gradients."""
+    tokens = random_tokens(6)
+    params = random_params(model_lib.Transformer(tiny_config(num_layers=3)), tokens)
+
+    def loss_and_grads(unroll):
+        net = model_lib.Transformer(tiny_config(num_layers=3, scan_unroll=unroll))
+
+        def loss(p):
+            return model_lib.cross_entropy_loss(net.apply({"params": p}, tokens), tokens)[0]
+        return jax.jit(jax.value_and_grad(loss))(params)
+
+    reference = loss_and_grads(0)
+    for unroll in (1, 2):
+        value, grads = loss_and_grads(unroll)
+        np.testing.assert_allclose(value, reference[0], rtol=1e-6)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                     grads, reference[1])

@@ -5,12 +5,6 @@ import pytest
 from scaling import config as config_lib
 
 
-@pytest.fixture(autouse=True)
-def _needs_data_module():
-    # validate() reads the dataset registry from scaling.data.
-    pytest.importorskip("scaling.data")
-
-
 def validation_error(**model_fields):
     config = config_lib.default_config()
     for field, value in model_fields.items():
@@ -32,6 +26,11 @@ def test_heads_must_divide_width():
 def test_kv_heads_must_divide_heads():
     message = validation_error(num_heads=4, num_kv_heads=3)
     assert "model.num_kv_heads" in message and "divisor of model.num_heads=4" in message
+
+
+def test_scan_unroll_must_not_be_negative():
+    message = validation_error(scan_unroll=-1)
+    assert "model.scan_unroll" in message and ">= 0" in message
 
 
 @pytest.mark.parametrize("window", [0, -2])
