@@ -111,7 +111,7 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
 
 def global_norm(tree: Any) -> jax.Array:
     """The L2 norm of all leaves together, in fp32."""
-    return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
+    return optax.tree.norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
 
 
 def steps_for(config: ml_collections.ConfigDict) -> int:
