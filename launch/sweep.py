@@ -50,10 +50,13 @@ def read_summary(run_dir: pathlib.Path) -> dict | None:
         return None
 
 
-def is_finished(run_dir: pathlib.Path) -> bool:
-    """Completed or diverged runs are final; preempted, failed or interrupted ones run again."""
+def is_finished(run_dir: pathlib.Path, run: plans.PlannedRun) -> bool:
+    """Completed or diverged runs of this plan's length are final; preempted, failed or
+    interrupted ones run again. A run of another length (the plan changed) is not finished: its
+    `scaling-train` refuses the mismatched checkpoint, and the row says so."""
     summary = read_summary(run_dir)
-    return summary is not None and summary.get("status") in ("completed", "diverged")
+    return (summary is not None and summary.get("status") in ("completed", "diverged")
+            and summary.get("total_steps", run.steps) == run.steps)
 
 
 def resolve_base_config(base_config: str, sweep_config: str) -> str:
@@ -137,6 +140,7 @@ def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
         lines = [line for line in (run_dir / "train.log").read_text(errors="replace").splitlines()
                  if line.strip()]
         error = next((line for line in reversed(lines) if "rror" in line), lines[-1] if lines else "")
+        error = error.strip() or f"exit code {returncode}"
     return returncode, error.strip()[:300]
 
 
@@ -145,9 +149,7 @@ def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "") ->
     summary = read_summary(run_dir) or {}
     model = summary.get("model", {})
     overrides = run.overrides
-    status = summary.get("status") or ("failed" if error else "pending")
-    if error and status not in ("completed", "diverged", "preempted"):
-        status = "failed"
+    status = "failed" if error else (summary.get("status") or "pending")
     return {
         "name": run.name, "status": status,
         "num_layers": model.get("num_layers", overrides.get("model.num_layers", "")),
@@ -272,19 +274,25 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"scaling-sweep: error: {error}", file=sys.stderr)
         return 2
-    if args.only:
-        wanted = set(args.only.split(","))
-        runs = [run for run in runs if run.name in wanted]
+    wanted = set(args.only.split(",")) if args.only else {run.name for run in runs}
+    unknown = wanted - {run.name for run in runs}
+    if unknown:
+        print(f"scaling-sweep: error: --only {','.join(sorted(unknown))}: not in the plan "
+              f"({', '.join(run.name for run in runs)})", file=sys.stderr)
+        return 2
     if args.dry_run:
-        print_plan(runs, estimated_seconds_per_flop())
+        print_plan([run for run in runs if run.name in wanted], estimated_seconds_per_flop())
         return 0
 
     workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "sweep.json").write_text(json.dumps(sweep.to_dict(), indent=2, default=str) + "\n")
     errors = load_errors(workdir)
-    todo = [run for run in runs if not is_finished(run_directory(workdir, run.name))]
-    print(f"sweep {sweep.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
+    finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
+    for name in finished:
+        errors.pop(name, None)  # finished since (e.g. by hand): its old error no longer holds
+    todo = [run for run in runs if run.name in wanted and run.name not in finished]
+    print(f"sweep {sweep.name}: {len(runs)} runs, {len(finished)} already finished, "
           f"{len(todo)} to train, {sweep.processes} at a time", flush=True)
     gather(workdir, runs, errors)
     signal.signal(signal.SIGTERM, CHILDREN.terminate_all)

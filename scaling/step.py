@@ -122,10 +122,11 @@ def _train_step(state: dict, batch: dict, *, net: nn.Module, optimizer: optax.Gr
     updates, new_opt_state = optimizer.update(grads, state["opt_state"], params)
     new_params = optax.apply_updates(params, updates)
     # A non-finite step never reaches the state, whether the host then stops the run or skips the
-    # step (train.on_nonfinite): a checkpoint taken afterwards is never poisoned.
+    # step (train.on_nonfinite): a checkpoint taken afterwards is never poisoned. The step counter
+    # stays with the optimizer's, so the schedule and the logged learning rate agree.
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     new_state = {
-        "step": state["step"] + 1,
+        "step": jnp.where(finite, state["step"] + 1, state["step"]),
         "params": keep(new_params, params),
         "opt_state": keep(new_opt_state, state["opt_state"]),
     }

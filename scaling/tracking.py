@@ -91,9 +91,11 @@ class WandbRun:
             import wandb
 
             id_file = workdir / WANDB_ID_FILE
-            run_id = id_file.read_text().strip() if id_file.exists() else new_run_id()
+            run_id = (id_file.read_text().strip() if id_file.exists() else "") or new_run_id()
             # Written before init, so a restart reuses the id even if this init fails.
-            id_file.write_text(run_id + "\n")
+            tmp = id_file.with_name(id_file.name + ".tmp")
+            tmp.write_text(run_id + "\n")
+            os.replace(tmp, id_file)
             self._run = wandb.init(
                 project=config.wandb.project, entity=config.wandb.entity or None,
                 group=config.wandb.group or None, name=name, id=run_id, resume="allow",

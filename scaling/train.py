@@ -116,7 +116,7 @@ def _train(config, workdir: pathlib.Path, stop_signal: _StopSignal) -> dict:
     from scaling import data as data_lib
     from scaling import distributed, flops, hardware, parallel, tracking
     from scaling import optim as optim_lib
-    from scaling.checkpoint import Checkpointer
+    from scaling.checkpoint import Checkpointer, IncompatibleCheckpoint
     from scaling.config import model_config
     from scaling.step import build_program
 
@@ -145,6 +145,14 @@ def _train(config, workdir: pathlib.Path, stop_signal: _StopSignal) -> dict:
             if restored is not None:
                 state, meta = restored
                 start = int(meta["step"])
+                saved_total = meta.get("total_steps", total_steps)
+                if saved_total != total_steps:
+                    # A different horizon changes the learning-rate schedule under the restored
+                    # optimizer state: refuse rather than train a run that matches neither plan.
+                    raise IncompatibleCheckpoint(
+                        f"the workdir's checkpoint belongs to a run of {saved_total} steps, the "
+                        f"config asks for {total_steps} (train.steps / train.tokens); use a new "
+                        "--workdir or the run's settings")
                 window = LossWindow(**meta["loss_window"])
                 if leader:
                     print(f"resuming from step {start} (checkpoint in {checkpointer.directory})",
@@ -282,7 +290,8 @@ def _train(config, workdir: pathlib.Path, stop_signal: _StopSignal) -> dict:
                     window = LossWindow(skipped=window.skipped)
                 if save_now or preempted:
                     checkpointer.save(count, state, {
-                        "step": count, "seed": config.seed, "loss_window": dataclasses.asdict(window),
+                        "step": count, "seed": config.seed, "total_steps": total_steps,
+                        "loss_window": dataclasses.asdict(window),
                         "model": dataclasses.asdict(model)}, wait=preempted or count == total_steps)
                 if preempted and count < total_steps:
                     status = "preempted"
@@ -377,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_COMPLETED
     try:
         summary = train(config, args.workdir)
-    except IncompatibleCheckpoint as error:
+    except (IncompatibleCheckpoint, ConfigError) as error:
+        # ConfigErrors found once devices and data are known: mesh vs device count, model vs
+        # mesh divisibility, batch vs process count, sequence vs corpus.
         print(f"scaling-train: error: {error}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     return STATUS_EXIT[summary["status"]]

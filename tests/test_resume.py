@@ -246,12 +246,12 @@ for mesh in [(2, 2, 1), (2, 1, 2)]:
     loader = data.make_loader(config.data, batch_size=32, seed=config.seed)
     model = model_config(config, loader.vocab_size)
     loader.close()
-    program = build_program(config, model, 40, parallel.make_mesh(config.mesh))
+    program = build_program(config, model, config.train.steps, parallel.make_mesh(config.mesh))
     checkpointer = Checkpointer(workdir, keep=3)
     with program.context():
         state, meta = checkpointer.restore_latest(program.abstract_state, model)
     checkpointer.close()
-    assert meta["step"] == 30
+    assert meta["step"] == 20
     leaves = {entry_names(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
     assert sorted(leaves) == sorted(saved.files)
     for name, leaf in leaves.items():
@@ -265,16 +265,19 @@ sys.exit(main(["--config", "configs/demo.py:runlocal", "--workdir", workdir,
 
 
 def test_checkpoint_from_one_device_restores_on_four_and_continues(reference, tmp_path):
+    # The run as if it had stopped after its step-20 checkpoint: resumed on 4 devices, it finishes.
     workdir = tmp_path / "run"
     shutil.copytree(reference, workdir)
+    shutil.rmtree(workdir / "checkpoints" / str(STEPS))
+    (workdir / "summary.json").unlink()
     saved = tmp_path / "saved.npz"
-    np.savez(saved, **restored_state(reference, STEPS))
-    overrides = [*OVERRIDES, "train.steps=40"]
+    np.savez(saved, **restored_state(reference, STEPS - SAVE_EVERY))
+    overrides = list(OVERRIDES)
     run_python(inspect.getsource(entry_names) + MESH_RESTORE.replace("WORKDIR", repr(str(workdir))).replace(
         "OVERRIDES", repr(overrides)).replace("SAVED", repr(str(saved))), devices=4)
     summary = json.loads((workdir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["steps"] == 40
+    assert summary["status"] == "completed" and summary["steps"] == STEPS
     assert summary["devices"] == 4 and summary["mesh"] == {"data": 2, "fsdp": 2, "tensor": 1}
     records = read_metrics(workdir / "metrics.jsonl")
-    assert [record["step"] for record in records] == list(range(5, 41, 5))
+    assert [record["step"] for record in records] == LOGGED_STEPS
     assert all(np.isfinite(record["train_loss"]) for record in records)

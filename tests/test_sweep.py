@@ -131,6 +131,26 @@ def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
     again = _sweep(repo, config, workdir, timeout=300)
     assert "3 already finished" in again.stdout
 
+    # --only restricts what trains, never what the table holds.
+    only = _sweep(repo, config, workdir, "--only", "tiny-d32-L1", timeout=300)
+    assert set(_rows(workdir)) == set(rows), only.stdout + only.stderr
+
+    # A changed plan (more steps) does not count as finished: the run's own scaling-train refuses
+    # the checkpoint of the shorter run, and the row says why; the other rows stay.
+    longer = _sweep(repo, config, workdir, "--only", "tiny-d32-L1", "--config.steps=10",
+                    timeout=300)
+    assert longer.returncode == 1, longer.stdout + longer.stderr
+    changed = _rows(workdir)
+    assert changed["tiny-d32-L1"]["status"] == "failed"
+    assert "8 steps" in changed["tiny-d32-L1"]["error"], changed["tiny-d32-L1"]
+    assert changed["tiny-d64-L2"] == rows["tiny-d64-L2"]
+
+
+def test_only_with_an_unknown_run_is_refused(repo, tmp_path):
+    result = _sweep(repo, _write_sweep(tmp_path), tmp_path / "w", "--only", "nope", "--dry-run",
+                    timeout=120)
+    assert result.returncode == 2 and "nope" in result.stderr and "tiny-d32-L1" in result.stderr
+
 
 def test_mup_transfer_plan_sets_the_parametrization(tmp_path):
     sweep = load_config(str(_write_sweep(tmp_path)))

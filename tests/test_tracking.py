@@ -89,6 +89,9 @@ def test_wandb_offline_holds_metrics_and_config_and_a_restart_keeps_the_run_id(t
     assert second.run_id == run_id
     second.log({"step": 15, "train_loss": 3.5, "eval_loss": None, "tokens": 1920})
     second.finish({"status": "completed", "steps": 15})
+    import wandb
+
+    wandb.teardown()  # W&B's service writes run files in the background: flush before reading
 
     offline_runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 2 and all(

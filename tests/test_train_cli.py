@@ -49,3 +49,11 @@ def test_overrides_parse_to_field_types():
         apply_overrides(config, ["model.d_modle=3"])
     with pytest.raises(ConfigError, match="model.num_layers"):
         apply_overrides(config, ["model.num_layers=two"])
+
+
+def test_config_errors_found_at_run_time_exit_2(repo, tmp_path):
+    """Mesh vs device count is known only once devices are up: still exit 2 and one clear line."""
+    result, _ = _train(repo, tmp_path, "--config.mesh.fsdp=3", "--config.mesh.data=1")
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("scaling-train: error:") and "mesh" in last and "device count 1" in last
