@@ -38,6 +38,24 @@ def run_python(code: str, *, devices: int = 1, timeout: float = 600, env: dict |
     return result
 
 
+def write_sweep_config(path: pathlib.Path, **fields) -> pathlib.Path:
+    """A sweep config file at `path`: `configs/sweeps/demo.py` with `fields` replaced (nested
+    dicts become ConfigDicts, as in the file itself)."""
+    demo = REPO / "configs" / "sweeps" / "demo.py"
+    path.write_text(
+        "import importlib.util\n"
+        "import ml_collections\n\n\n"
+        "def get_config():\n"
+        f"    spec = importlib.util.spec_from_file_location('demo_sweep', {str(demo)!r})\n"
+        "    module = importlib.util.module_from_spec(spec)\n"
+        "    spec.loader.exec_module(module)\n"
+        "    sweep = module.get_config()\n"
+        f"    for key, value in {fields!r}.items():\n"
+        "        sweep[key] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value\n"
+        "    return sweep\n")
+    return path
+
+
 @pytest.fixture
 def repo() -> pathlib.Path:
     return REPO

@@ -11,6 +11,7 @@ import types
 
 import pytest
 
+from conftest import write_sweep_config
 from launch import registry
 from launch.sweep import RESULT_COLUMNS
 from scaling import tracking
@@ -18,35 +19,12 @@ from scaling.config import default_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
-SWEEP = '''
-import ml_collections
-def get_config():
-    s = ml_collections.ConfigDict()
-    s.name = "reg"
-    s.base_config = "configs/demo.py:runlocal"
-    s.family = "cpu_demo"
-    s.sizes = "d32-L1,d48-L2"
-    s.plan = "steps"
-    s.steps = 8
-    s.tokens = 0
-    s.tokens_per_param = 20.0
-    s.isoflop_budgets = ()
-    s.min_steps = 1
-    s.flop_convention = "full"
-    s.batch_size = 8
-    s.seq_len = 32
-    s.vocab_size = 257
-    s.hparams = "porian2024"
-    s.lr = 3e-3
-    s.warmup_steps = 2
-    s.lr_exponent = 0.3
-    s.reference_params = 1000
-    s.processes = 2
-    s.overrides = ml_collections.ConfigDict({"train": {"log_every": 4, "eval_every": 8},
-        "checkpoint": {"every_steps": 8}, "model": {"max_seq_len": 32},
-        "wandb": {"mode": "offline"}})
-    return s
-'''
+REGISTRY_SWEEP = dict(
+    name="reg", base_config="configs/demo.py:runlocal", sizes="d32-L1,d48-L2", plan="steps",
+    steps=8, min_steps=1, batch_size=8, seq_len=32, hparams="porian2024", warmup_steps=2,
+    lr_exponent=0.3, reference_params=1000, processes=2,
+    overrides={"train": {"log_every": 4, "eval_every": 8}, "checkpoint": {"every_steps": 8},
+               "model": {"max_seq_len": 32}, "wandb": {"mode": "offline"}})
 
 
 def read_csv(path):
@@ -74,7 +52,7 @@ def finished_sweep(tmp_path_factory):
     """A two-run sweep trained by `scaling-sweep` with W&B offline: (workdir, its results.csv rows)."""
     root = tmp_path_factory.mktemp("registry")
     config, workdir = root / "reg_sweep.py", root / "sweep"
-    config.write_text(SWEEP)
+    write_sweep_config(config, **REGISTRY_SWEEP)
     result = subprocess.run([sys.executable, "-m", "launch.sweep", "--config", str(config),
                              "--workdir", str(workdir)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)

@@ -13,42 +13,18 @@ import pytest
 
 from launch import plans
 from scaling.overrides import load_config
+from conftest import write_sweep_config
 
-SWEEP = '''
-import ml_collections
-def get_config():
-    s = ml_collections.ConfigDict()
-    s.name = "tiny"
-    s.base_config = "configs/demo.py:runlocal"
-    s.family = "cpu_demo"
-    s.sizes = "d32-L1,d48-L2,d64-L2,d96-L3"
-    s.plan = "steps"
-    s.steps = {steps}
-    s.tokens = 0
-    s.tokens_per_param = 20.0
-    s.isoflop_budgets = ()
-    s.min_steps = 1
-    s.flop_convention = "full"
-    s.batch_size = 8
-    s.seq_len = 32
-    s.vocab_size = 257
-    s.hparams = "fixed"
-    s.lr = 3e-3
-    s.warmup_steps = 2
-    s.lr_exponent = 0.0
-    s.reference_params = 1
-    s.processes = 2
-    s.overrides = ml_collections.ConfigDict({{"train": {{"log_every": 2, "eval_every": 4}},
-        "checkpoint": {{"every_steps": 4}}, "model": {{"max_seq_len": 32}}}})
-    s.size_overrides = ml_collections.ConfigDict({size_overrides})
-    return s
-'''
+TINY = dict(name="tiny", base_config="configs/demo.py:runlocal",
+            sizes="d32-L1,d48-L2,d64-L2,d96-L3", plan="steps", min_steps=1, batch_size=8,
+            seq_len=32, warmup_steps=2, processes=2,
+            overrides={"train": {"log_every": 2, "eval_every": 4},
+                       "checkpoint": {"every_steps": 4}, "model": {"max_seq_len": 32}})
 
 
-def _write_sweep(tmp_path, steps=8, size_overrides="{}"):
-    path = tmp_path / "tiny_sweep.py"
-    path.write_text(SWEEP.format(steps=steps, size_overrides=size_overrides))
-    return path
+def _write_sweep(tmp_path, steps=8, size_overrides=None):
+    return write_sweep_config(tmp_path / "tiny_sweep.py", **TINY, steps=steps,
+                              size_overrides=size_overrides or {})
 
 
 def _sweep(repo, config, workdir, *extra, **kwargs):
@@ -86,7 +62,7 @@ def test_dry_run_prints_the_plan(repo, tmp_path):
 
 @pytest.mark.slow
 def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
-    config = _write_sweep(tmp_path, size_overrides='{"d48-L2": {"optim": {"lr": -1.0}}}')
+    config = _write_sweep(tmp_path, size_overrides={"d48-L2": {"optim": {"lr": -1.0}}})
     workdir = tmp_path / "sweep"
     # Start the sweep, kill it once the first run has finished, then rerun.
     process = subprocess.Popen([sys.executable, "-m", "launch.sweep", "--config", str(config),
