@@ -99,9 +99,7 @@ def _sizes(sweep: ml_collections.ConfigDict) -> list[tuple[str, dict]]:
 
 
 def _resolve_model(model_overrides: dict, sweep: ml_collections.ConfigDict):
-    config = default_config()
-    for key, value in model_overrides.items():
-        config.model[key] = value
+    config = families.apply_overrides(default_config(), model_overrides)
     config.data.seq_len = sweep.seq_len
     return model_config(config, sweep.vocab_size)
 

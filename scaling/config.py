@@ -336,11 +336,11 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int | None = Non
     )
 
 
-def unknown_key_message(config: ml_collections.ConfigDict, dotted: str, value: str = "") -> str:
-    """A one-line error for an override of a key the config does not have, with close names."""
-    parts = dotted.split(".")
+def unknown_key_error(config: ml_collections.ConfigDict, dotted: str, value: str) -> ConfigError:
+    """The error for an override of a key the config does not have, listing the keys there are
+    and the closest ones."""
     node, path = config, []
-    for part in parts:
+    for part in dotted.split("."):
         if isinstance(node, ml_collections.ConfigDict) and part in node:
             node = node[part]
             path.append(part)
@@ -349,6 +349,6 @@ def unknown_key_message(config: ml_collections.ConfigDict, dotted: str, value: s
         close = difflib.get_close_matches(part, keys, n=3)
         where = "config." + ".".join(path) if path else "config"
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        return (f"config.{dotted}={value!r} is not allowed: unknown key {part!r} in {where}; allowed: "
-                f"{', '.join(sorted(keys))}{hint}")
-    return f"config.{dotted}: not a field that can be overridden"
+        return ConfigError(dotted, value, f"unknown key {part!r} in {where}; allowed: "
+                                          f"{', '.join(sorted(keys))}{hint}")
+    return ConfigError(dotted, value, "a field that can be overridden")

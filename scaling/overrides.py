@@ -14,13 +14,7 @@ import pathlib
 
 import ml_collections
 
-from scaling.config import ConfigError, unknown_key_message
-
-
-class UnknownKey(ConfigError):
-    def __init__(self, message: str):
-        ValueError.__init__(self, message)
-        self.field, self.value, self.allowed = "", None, ""
+from scaling.config import ConfigError, unknown_key_error
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
@@ -77,11 +71,11 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         node = config
         for part in parts[:-1]:
             if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-                raise UnknownKey(unknown_key_message(config, dotted, text))
+                raise unknown_key_error(config, dotted, text)
             node = node[part]
         leaf = parts[-1]
         if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-            raise UnknownKey(unknown_key_message(config, dotted, text))
+            raise unknown_key_error(config, dotted, text)
         current = node[leaf]
         if isinstance(current, ml_collections.ConfigDict):
             raise ConfigError(dotted, text, "a leaf field (this is a section)")

@@ -17,9 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
 from scaling import model as model_lib
 from scaling import optim as optim_lib
@@ -167,7 +166,7 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
     init = jax.jit(lambda r: _plain(_boxed_init(net, optimizer, seq_len, r)),
                    out_shardings=state_shardings)
     batch_sharding = parallel.batch_sharding(mesh)
-    replicated = NamedSharding(mesh, PartitionSpec())
+    replicated = parallel.replicated(mesh)
     batch_shardings = {"inputs": batch_sharding, "targets": batch_sharding,
                        "segment_ids": batch_sharding}
     train_step = jax.jit(
@@ -182,7 +181,3 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
                    state_shardings=state_shardings, batch_sharding=batch_sharding,
                    abstract_state=abstract_state, schedule=schedule)
 
-
-def to_host(tree: Any) -> Any:
-    """Fetch a tree of (replicated) device scalars as Python floats/bools."""
-    return jax.tree.map(lambda x: np.asarray(x).item(), jax.device_get(tree))
