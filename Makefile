@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 WORKDIR ?= runs/demo
 # Tests on 8 simulated devices need more PJRT threads than this 2-core machine offers by default,
 # or XLA's CPU collectives can deadlock (see tests/conftest.py).
-TEST_ENV := PJRT_NPROC=16 WANDB_MODE=offline
+# A second environment with the optional TensorFlow extra, for the test that prepares a TFDS
+# dataset whose builder needs TensorFlow; the main one stays without it, as users install it.
+TF_VENV := .venv-tf
+TEST_ENV := PJRT_NPROC=16 WANDB_MODE=offline SCALING_TF_PYTHON=$(CURDIR)/$(TF_VENV)/bin/python
 
 .PHONY: demo test test-fast bench clean
 
@@ -15,12 +18,18 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(TF_VENV)/bin/.installed: pyproject.toml
+	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TF_VENV)/bin/python -m pip install --quiet -e '.[tf]'
+	touch $@
+
 demo: $(BIN)/.installed
 	$(BIN)/scaling-sweep --config configs/sweeps/demo.py --workdir $(WORKDIR)
 	$(BIN)/scaling-fit --results $(WORKDIR)/results.csv --out $(WORKDIR)/fit
 
 # Everything, slow end-to-end tests included: what CI runs. pytest's "no tests ran" (exit 5) fails.
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(TF_VENV)/bin/.installed
 	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(BIN)/.installed
@@ -30,4 +39,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.bench_train_step
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(TF_VENV) runs

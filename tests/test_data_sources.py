@@ -167,7 +167,8 @@ def test_tfds_download_failure_is_a_clear_error(tmp_path, monkeypatch):
         sources.open_split(cfg, "train")
     assert requested and "tinyshakespeare" in str(requested[0])
     message = str(failure.value)
-    for expected in ("tiny_shakespeare", "network", "data.tfds_data_dir"):
+    for expected in ("tiny_shakespeare", "network", "data.tfds_data_dir",
+                     str(tmp_path / "tfds" / "downloads" / "manual")):
         assert expected in message
 
 
@@ -186,3 +187,18 @@ def test_tfds_builder_needing_tensorflow_says_so(tmp_path, monkeypatch):
             sources.open_split(cfg, "train")
     else:
         assert sources.open_split(cfg, "validation").num_documents == 1
+
+
+def test_wrong_file_in_the_manual_download_folder_is_named(tmp_path):
+    """Without network, TFDS takes a download from `<tfds_data_dir>/downloads/manual` under the
+    file name it registered, and checks its checksum: a different file is refused, and the
+    error says where it is and what to do."""
+    cfg = _data_config(dataset="tiny_shakespeare", cache_dir=str(tmp_path))
+    manual = tmp_path / "tfds" / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    (manual / "input.txt").write_text("not the file the builder registered\n")
+    with pytest.raises(sources.DatasetUnavailableError) as failure:
+        sources.open_split(cfg, "train")
+    message = str(failure.value)
+    assert "NonMatchingChecksumError" in message
+    assert str(manual) in message and "unmodified copy" in message

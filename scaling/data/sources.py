@@ -90,7 +90,7 @@ def prepare(builder) -> None:
                 with contextlib.redirect_stdout(sys.stderr):  # TFDS prints a banner to stdout
                     builder.download_and_prepare()
             except Exception as error:
-                raise DatasetUnavailableError(_preparation_failure(name, builder.data_dir, error)) \
+                raise DatasetUnavailableError(_preparation_failure(builder, error)) \
                     from error
             print(f"[data] prepared {name} in {time.perf_counter() - started:.1f} s",
                   file=sys.stderr)
@@ -101,8 +101,9 @@ def prepare(builder) -> None:
             f"with file_format={FILE_FORMAT!r} or set data.tfds_data_dir to another folder.")
 
 
-def _preparation_failure(name: str, data_dir: str, error: Exception) -> str:
-    """What failed while preparing dataset `name`, and what to do about it."""
+def _preparation_failure(builder, error: Exception) -> str:
+    """What failed while preparing `builder`'s dataset, and what to do about it."""
+    name, data_dir = builder.info.full_name, builder.data_dir
     where = (f"prepare it on a machine that has {{}} (with file_format={FILE_FORMAT!r}) and set "
              f"data.tfds_data_dir to the folder holding it")
     message = (f"could not prepare TFDS dataset {name!r} in {data_dir}: "
@@ -111,8 +112,14 @@ def _preparation_failure(name: str, data_dir: str, error: Exception) -> str:
         # Many TFDS builders read their downloads with tf.io.gfile; reading the prepared
         # array_record files afterwards does not need TensorFlow.
         return message + ("Its builder needs TensorFlow to prepare it (`pip install "
-                          "tensorflow-cpu`), or " + where.format("TensorFlow") + ".")
-    return message + ("Downloading needs network access; without it, "
+                          "'scaling[tf]'`, which pins a tested tensorflow-cpu), or "
+                          + where.format("TensorFlow") + ".")
+    manual = pathlib.Path(builder.data_dir_root) / "downloads" / "manual"  # TFDS's default
+    if type(error).__name__ == "NonMatchingChecksumError":
+        return message + (f"A file in {manual} is not the one the builder expects: replace it "
+                          "with an unmodified copy of the download, or remove it.")
+    return message + ("Downloading needs network access; without it, copy the downloaded files "
+                      f"into {manual} (TFDS checks their checksums), or "
                       + where.format("network access") + ".")
 
 
