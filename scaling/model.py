@@ -26,6 +26,7 @@ from scaling.config import ModelConfig
 from scaling.layers import initializers, positions
 from scaling.layers.attention import Attention
 from scaling.layers.feed_forward import FeedForward
+from scaling.layers.linear import project, project_transposed
 from scaling.layers.norms import Norm
 
 EMBED_AXES = ("batch", "length", "act_embed")
@@ -170,13 +171,13 @@ class Transformer(nn.Module):
 
         x_BxLxD = x_BxLxD.astype(jnp.float32)
         if cfg.tie_embeddings:
-            logits_BxLxV = jnp.einsum("BLD,VD->BLV", x_BxLxD, embedding_VxD)
+            logits_BxLxV = project_transposed(x_BxLxD, embedding_VxD)
         else:
             readout_init = initializers.dense_init(cfg, initializers.READOUT, in_axis=0, out_axis=1)
             unembedding_DxV = self.param(
                 "unembedding", nn.with_logical_partitioning(readout_init, ("embed", "vocab")),
                 (cfg.d_model, cfg.vocab_size), jnp.float32)
-            logits_BxLxV = jnp.einsum("BLD,DV->BLV", x_BxLxD, unembedding_DxV)
+            logits_BxLxV = project(x_BxLxD, unembedding_DxV)
         if cfg.parametrization == "mup":
             # µP read-out multiplier (the "output multiplier" variant of Yang et al., Tensor
             # Programs V): logits shrink as 1/width, equal to standard at the base width.

@@ -86,6 +86,33 @@ def test_attention_dropout_path_matches_numpy_with_the_same_keep_mask():
     assert relative_error(out, expected) <= 1e-5
 
 
+@pytest.mark.parametrize("query_block", [4, 5, 19])
+def test_causal_attention_in_query_blocks_matches_numpy(query_block):
+    """Blocks of queries against only the keys up to their last position (uneven last block
+    included): same output as the full masked softmax, with documents, ALiBi, GQA and the same
+    dropout pattern."""
+    length, rate, rng = 20, 0.25, jax.random.key(3)
+    q, k, v = random_qkv(8, length=length, kv_heads=2)
+    segments = np.array([[0] * 7 + [1] * 13, [0] * 20])
+    slopes = positions.alibi_slopes(4)
+    out = attention.full_attention(q, k, v, scale=0.3, causal=True, segment_ids_BxL=segments,
+                                   alibi_slopes_H=slopes, dropout_rate=rate, dropout_rng=rng)
+    blocked = attention.attention_core(
+        q, k, v, scale=0.3, causal=True,
+        mask_BxHxLxS=segments[:, None, :, None] == segments[:, None, None, :],
+        bias_BxHxLxS=positions.alibi_bias(slopes, jnp.arange(length), jnp.arange(length),
+                                          causal=True),
+        dropout_rate=rate, dropout_rng=rng, query_block=query_block)
+    i, j = np.arange(length)[:, None], np.arange(length)[None, :]
+    allowed = (segments[:, :, None] == segments[:, None, :]) & (j <= i)
+    bias = -slopes.astype(np.float64)[:, None, None] * (i - j)
+    keep = np.asarray(jax.random.bernoulli(rng, 1 - rate, (2, 4, length, length)))
+    expected = reference_attention(q, k, v, scale=0.3, allowed=allowed, bias=bias, keep=keep,
+                                   keep_prob=1 - rate)
+    assert relative_error(blocked, expected) <= 1e-5
+    assert relative_error(out, expected) <= 1e-5
+
+
 def window_mask(length, window, causal):
     distance = np.arange(length)[:, None] - np.arange(length)[None, :]
     return (distance >= 0) & (distance < window) if causal else np.abs(distance) < window

@@ -18,47 +18,98 @@ import numpy as np
 
 from scaling.config import ModelConfig
 from scaling.layers import initializers, positions
+from scaling.layers.linear import project, project_fused
 from scaling.layers.norms import Norm
 
 ATTENTION_AXES = ("batch", "length", "act_heads", "head_dim")
 KV_AXES = ("batch", "length", "act_kv_heads", "head_dim")
 
 
+# Causal self-attention is computed in blocks of this many queries, each against the keys up to
+# its last position only: (n + 1) / 2n of the full L × L work for n blocks (BENCHMARKS.md).
+CAUSAL_QUERY_BLOCK = 128
+FUSED_QKV = False
+
+
 def attention_core(q_BxLxHxK: jax.Array, k_BxSxGxK: jax.Array, v_BxSxGxK: jax.Array, *,
                    scale: float, causal: bool, mask_BxHxLxS: jax.Array | None = None,
                    bias_BxHxLxS: jax.Array | None = None, dropout_rate: float = 0.0,
-                   dropout_rng: jax.Array | None = None) -> jax.Array:
+                   dropout_rng: jax.Array | None = None,
+                   query_block: int = CAUSAL_QUERY_BLOCK) -> jax.Array:
     """Attention output (B, L, H, K) in q's dtype.
 
     `mask_BxHxLxS` (bool, True = may attend) and `bias_BxHxLxS` (float32) broadcast over batch and
     heads; `causal` additionally masks keys after the query (L = S). Dropout on the attention
     weights applies when `dropout_rate` > 0 and `dropout_rng` is given.
+
+    Causal attention longer than `query_block` runs block by block: queries [a, b) against keys
+    [0, b), which holds every key they may see, so each block's softmax is exact and the keys
+    after b, all masked, are never multiplied.
     """
-    # Spelled out in einsums rather than `jax.nn.dot_product_attention`: a few percent faster per
-    # CPU train step, and the causal mask is a trace-time constant shared by all layers.
+    # Spelled out in einsums rather than `jax.nn.dot_product_attention`: faster per CPU train
+    # step, and the causal mask is a trace-time constant shared by all layers.
     batch, length, num_heads, head_dim = q_BxLxHxK.shape
     key_length, num_kv_heads = k_BxSxGxK.shape[1], k_BxSxGxK.shape[2]
     group = num_heads // num_kv_heads
-    q_BxLxGxRxK = q_BxLxHxK.reshape(batch, length, num_kv_heads, group, head_dim)
-    logits_BxGxRxLxS = jnp.einsum("BLGRK,BSGK->BGRLS", q_BxLxGxRxK, k_BxSxGxK,
-                                  preferred_element_type=jnp.float32) * scale
-    logits_BxHxLxS = logits_BxGxRxLxS.reshape(batch, num_heads, length, key_length)
-    if bias_BxHxLxS is not None:
-        logits_BxHxLxS = logits_BxHxLxS + bias_BxHxLxS
-    allowed = mask_BxHxLxS
-    if causal:
-        causal_1x1xLxS = np.tril(np.ones((1, 1, length, key_length), bool))
-        allowed = causal_1x1xLxS if allowed is None else allowed & causal_1x1xLxS
-    if allowed is not None:
-        logits_BxHxLxS = jnp.where(allowed, logits_BxHxLxS, jnp.finfo(jnp.float32).min)
-    weights_BxHxLxS = jax.nn.softmax(logits_BxHxLxS, axis=-1)
+    # Heads before positions: each (batch, head) is then one contiguous matrix product. Query
+    # heads sharing a key/value head get their own axis R only when they share (GQA, MQA): the
+    # 4-axis products of plain multi-head attention run faster on CPU.
+    if group > 1:
+        heads_shape, qk_spec, pv_spec = (num_kv_heads, group), "BGRLK,BGSK->BGRLS", "BGRLS,BGSK->BGRLK"
+        q_Bx_xLxK = q_BxLxHxK.reshape(batch, length, num_kv_heads, group, head_dim).transpose(
+            0, 2, 3, 1, 4)
+    else:
+        heads_shape, qk_spec, pv_spec = (num_heads,), "BGLK,BGSK->BGLS", "BGLS,BGSK->BGLK"
+        q_Bx_xLxK = q_BxLxHxK.transpose(0, 2, 1, 3)
+    k_BxGxSxK = k_BxSxGxK.transpose(0, 2, 1, 3)
+    v_BxGxSxK = v_BxSxGxK.transpose(0, 2, 1, 3)
+    keep_BxHxLxS = None
     if dropout_rate > 0.0 and dropout_rng is not None:
-        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights_BxHxLxS.shape)
-        weights_BxHxLxS = jnp.where(keep, weights_BxHxLxS / (1.0 - dropout_rate), 0.0)
-    weights_BxGxRxLxS = weights_BxHxLxS.reshape(batch, num_kv_heads, group, length, key_length)
-    out_BxLxGxRxK = jnp.einsum("BGRLS,BSGK->BLGRK", weights_BxGxRxLxS.astype(v_BxSxGxK.dtype),
-                               v_BxSxGxK)
-    return out_BxLxGxRxK.reshape(batch, length, num_heads, head_dim)
+        keep_BxHxLxS = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate,
+                                            (batch, num_heads, length, key_length))
+
+    def attend(start: int, stop: int, keys: int) -> jax.Array:
+        """Queries [start, stop) against keys [0, keys): (B, *heads_shape, stop - start, K)."""
+        def rows(x):  # a (.., L, S)-shaped mask, bias or keep pattern, cut to this block
+            if x is None:
+                return None
+            x = jnp.asarray(x)
+            return x[..., start:stop, :keys] if x.shape[-2] != 1 else x[..., :keys]
+
+        logits_Bx_xLxS = jnp.einsum(qk_spec, q_Bx_xLxK[..., start:stop, :], k_BxGxSxK[:, :, :keys],
+                                    preferred_element_type=jnp.float32) * scale
+        logits_BxHxLxS = logits_Bx_xLxS.reshape(batch, num_heads, stop - start, keys)
+        if bias_BxHxLxS is not None:
+            logits_BxHxLxS = logits_BxHxLxS + rows(bias_BxHxLxS)
+        allowed = rows(mask_BxHxLxS)
+        if causal:
+            causal_1x1xLxS = np.tril(np.ones((length, key_length), bool))[None, None,
+                                                                          start:stop, :keys]
+            allowed = causal_1x1xLxS if allowed is None else allowed & causal_1x1xLxS
+        if allowed is not None:
+            logits_BxHxLxS = jnp.where(allowed, logits_BxHxLxS, jnp.finfo(jnp.float32).min)
+        # softmax(logits)·V with the normalisation after the product: (exp(logits − max)·V) / Σexp
+        # divides (L, K) numbers instead of (L, S), and its gradient needs no (L, S)-sized sum.
+        # The max only shifts the exponent (softmax is shift-invariant): no gradient through it.
+        peak_BxHxLx1 = jax.lax.stop_gradient(jnp.max(logits_BxHxLxS, axis=-1, keepdims=True))
+        unnormalized_BxHxLxS = jnp.exp(logits_BxHxLxS - peak_BxHxLx1)
+        normalizer_BxHxLx1 = jnp.sum(unnormalized_BxHxLxS, axis=-1, keepdims=True)
+        if keep_BxHxLxS is not None:
+            unnormalized_BxHxLxS = jnp.where(rows(keep_BxHxLxS),
+                                             unnormalized_BxHxLxS / (1.0 - dropout_rate), 0.0)
+        unnormalized_Bx_xLxS = unnormalized_BxHxLxS.reshape(batch, *heads_shape, stop - start, keys)
+        out_Bx_xLxK = jnp.einsum(pv_spec, unnormalized_Bx_xLxS.astype(v_BxSxGxK.dtype),
+                                 v_BxGxSxK[:, :, :keys], preferred_element_type=jnp.float32)
+        normalizer_Bx_xLx1 = normalizer_BxHxLx1.reshape(batch, *heads_shape, stop - start, 1)
+        return (out_Bx_xLxK / normalizer_Bx_xLx1).astype(v_BxSxGxK.dtype)
+
+    if causal and length == key_length and length > query_block:
+        bounds = list(range(0, length, query_block)) + [length]
+        out_Bx_xLxK = jnp.concatenate([attend(start, stop, stop)
+                                       for start, stop in zip(bounds, bounds[1:])], axis=-2)
+    else:
+        out_Bx_xLxK = attend(0, length, key_length)
+    return out_Bx_xLxK.reshape(batch, num_heads, length, head_dim).transpose(0, 2, 1, 3)
 
 
 def full_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, *, scale: float, causal: bool,
@@ -186,9 +237,12 @@ class Attention(nn.Module):
         w_out = kernel("out", (heads, head_dim, d_model), ("heads", "head_dim", "embed"),
                        role=initializers.RESIDUAL_OUTPUT, in_axis=(0, 1), out_axis=2)
 
-        q_BxLxHxK = jnp.einsum("BLD,DHK->BLHK", x_BxLxD, w_query)
-        k_BxSxGxK = jnp.einsum("BSD,DGK->BSGK", source_BxSxD, w_key)
-        v_BxSxGxK = jnp.einsum("BSD,DGK->BSGK", source_BxSxD, w_value)
+        if is_cross or not FUSED_QKV:
+            q_BxLxHxK = project(x_BxLxD, w_query)
+            k_BxSxGxK = project(source_BxSxD, w_key)
+            v_BxSxGxK = project(source_BxSxD, w_value)
+        else:
+            q_BxLxHxK, k_BxSxGxK, v_BxSxGxK = project_fused(x_BxLxD, (w_query, w_key, w_value))
         if cfg.use_bias:
             q_BxLxHxK += bias("query_bias", (heads, head_dim), ("heads", "head_dim"))
             k_BxSxGxK += bias("key_bias", (kv_heads, head_dim), ("kv_heads", "head_dim"))
@@ -221,7 +275,7 @@ class Attention(nn.Module):
             else:
                 out_BxLxHxK = full_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, **common)
         out_BxLxHxK = nn.with_logical_constraint(out_BxLxHxK, ATTENTION_AXES)
-        out_BxLxD = jnp.einsum("BLHK,HKD->BLD", out_BxLxHxK, w_out)
+        out_BxLxD = project(out_BxLxHxK, w_out, input_axes=2)
         if cfg.use_bias:
             out_BxLxD += bias("out_bias", (d_model,), ("embed",))
         return out_BxLxD

@@ -34,10 +34,13 @@ def apply_rope(x_BxLxHxK: jax.Array, theta: float) -> jax.Array:
     """
     length, head_dim = x_BxLxHxK.shape[1], x_BxLxHxK.shape[-1]
     half = head_dim // 2
-    inverse_frequencies = jnp.power(theta, -jnp.arange(half, dtype=jnp.float32) * 2.0 / head_dim)
-    angles_LxHalf = jnp.arange(length, dtype=jnp.float32)[:, None] * inverse_frequencies[None, :]
-    cos_1xLx1xHalf = jnp.cos(angles_LxHalf)[None, :, None, :]
-    sin_1xLx1xHalf = jnp.sin(angles_LxHalf)[None, :, None, :]
+    # Trace-time constants: computed inside the step, XLA fuses cos and sin into the rotation
+    # and evaluates them once per element of x rather than once per (position, frequency).
+    inverse_frequencies = np.power(theta, -np.arange(half, dtype=np.float32) * 2.0 / head_dim,
+                                   dtype=np.float32)
+    angles_LxHalf = np.arange(length, dtype=np.float32)[:, None] * inverse_frequencies[None, :]
+    cos_1xLx1xHalf = np.cos(angles_LxHalf)[None, :, None, :]
+    sin_1xLx1xHalf = np.sin(angles_LxHalf)[None, :, None, :]
     x32 = x_BxLxHxK.astype(jnp.float32)
     first, second = x32[..., :half], x32[..., half:]
     rotated = jnp.concatenate([first * cos_1xLx1xHalf - second * sin_1xLx1xHalf,
