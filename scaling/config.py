@@ -116,6 +116,9 @@ def default_config() -> ml_collections.ConfigDict:
     t.eval_batches = 4
     t.on_nonfinite = "stop"  # or "skip": drop the update and go on
     t.flop_convention = "full"
+    # JAX's persistent compilation cache in <data cache root>/jax-compilation: a rerun, a resumed
+    # run or another run of the same shapes loads its compiled steps instead of compiling them.
+    t.compilation_cache = True
 
     c.mesh = ms = ml_collections.ConfigDict()
     ms.data = -1  # -1 means "the rest of the devices"
