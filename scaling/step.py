@@ -118,17 +118,18 @@ def _train_step(state: dict, batch: dict, *, net: nn.Module, optimizer: optax.Gr
 
     grad_norm = optim_lib.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    updates, new_opt_state = optimizer.update(grads, state["opt_state"], params)
-    new_params = optax.apply_updates(params, updates)
+
     # A non-finite step never reaches the state, whether the host then stops the run or skips the
     # step (train.on_nonfinite): a checkpoint taken afterwards is never poisoned. The step counter
-    # stays with the optimizer's, so the schedule and the logged learning rate agree.
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = {
-        "step": jnp.where(finite, state["step"] + 1, state["step"]),
-        "params": keep(new_params, params),
-        "opt_state": keep(new_opt_state, state["opt_state"]),
-    }
+    # stays with the optimizer's, so the schedule and the logged learning rate agree. A branch
+    # rather than a select between old and new state: the update then runs in place in the
+    # donated buffers, without a second copy of the parameters and moments.
+    def apply_update(state):
+        updates, new_opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        return {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+                "opt_state": new_opt_state}
+
+    new_state = jax.lax.cond(finite, apply_update, lambda state: state, state)
     metrics = {"loss": aux["ce"], "total_loss": loss, "grad_norm": grad_norm, "finite": finite,
                "lr": schedule(state["step"])}
     return new_state, metrics

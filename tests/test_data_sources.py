@@ -202,3 +202,27 @@ def test_wrong_file_in_the_manual_download_folder_is_named(tmp_path):
     message = str(failure.value)
     assert "NonMatchingChecksumError" in message
     assert str(manual) in message and "unmodified copy" in message
+
+
+def test_concurrent_runs_on_a_cold_cache_all_open_the_dataset(tmp_path, repo):
+    """Several processes starting at once on an empty cache (a sweep's first runs): one prepares
+    the corpus under the lock, the others wait for it, and every one then sees its splits."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from scaling import config\n"
+            "from scaling.data import sources\n"
+            "cfg = config.default_config().data\n"
+            "cfg.cache_dir = sys.argv[1]\n"
+            "print(sources.open_split(cfg, 'train').num_documents,"
+            " sources.open_split(cfg, 'validation').num_documents)\n")
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cold")],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env) for _ in range(3)]
+    outcomes = [(process.wait(timeout=300), *process.communicate()) for process in processes]
+    for returncode, stdout, stderr in outcomes:
+        assert returncode == 0, stderr[-2000:]
+    counts = {stdout.split()[0] for _, stdout, _ in outcomes}
+    assert len(counts) == 1 and int(counts.pop()) > 100

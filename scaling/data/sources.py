@@ -156,7 +156,13 @@ def _as_bytes(value) -> bytes:
 def open_split(data_cfg, split: str) -> DocumentSplit:
     """Prepare `data.dataset` if needed and open `split` (TFDS split syntax, e.g. 'train[:10%]')."""
     builder = make_builder(data_cfg)
-    prepare(builder)
+    if not builder.is_prepared():
+        prepare(builder)
+        # A builder reads its DatasetInfo when it is made: one made before the dataset was
+        # prepared (here, or by a concurrent run while this one waited for the lock) knows no
+        # splits. A fresh one reads the prepared dataset's.
+        builder = make_builder(data_cfg)
+    prepare(builder)  # prepared now: only checks the stored file format
     info = builder.info
     base_split = split.split("[", 1)[0]
     if base_split not in info.splits:
