@@ -1,6 +1,6 @@
 """The largest model that trains on this machine at sequence length 1024.
 
-    python -m bench.bench_memory [--seq-len 1024] [--steps 2] [--budget 0.85]
+    python -m bench.bench_memory [--seq-len 1024] [--steps 3] [--budget 1.0]
 
 Walks the Chinchilla family (Table A9 shapes, byte vocabulary, fp32, AdamW, full
 rematerialisation, one sequence per step: a larger batch is the same step repeated by gradient
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ GIB = 2**30
 
 # Runs in a fresh interpreter: train `steps` steps of one member, print one JSON line.
 TRAIN = r"""
-import json, sys, time
+import json, resource, sys, time
 import jax, numpy as np
 from scaling import parallel
 from scaling.config import default_config, model_config
@@ -60,15 +59,16 @@ with program.context():
     last_loss = float(metrics["loss"])
     per_step = (time.perf_counter() - started) / max(steps - 1, 1)
 print(json.dumps({"first_loss": first_loss, "last_loss": last_loss,
-                  "compile_and_first_step_s": compile_and_first, "step_s": per_step}))
+                  "compile_and_first_step_s": compile_and_first, "step_s": per_step,
+                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seq-len", type=int, default=1024)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--budget", type=float, default=0.85,
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=1.0,
                         help="fraction of this machine's RAM a run may be estimated to use")
     args = parser.parse_args()
     ram = psutil.virtual_memory().total
@@ -90,21 +90,20 @@ def main() -> None:
         rows.append([name, f"{params / 1e6:,.0f}M", f"{estimate / GIB:.1f}", "not run: over budget",
                      "", "", ""])
     for name, overrides, params, estimate in reversed(fitting):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "-c", TRAIN, json.dumps(overrides),
                                  str(args.seq_len), str(args.steps)],
                                 capture_output=True, text=True)
         wall = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB → bytes
         if result.returncode != 0:
             rows.append([name, f"{params / 1e6:,.0f}M", f"{estimate / GIB:.1f}",
                          f"failed (exit {result.returncode})", "", "", f"{wall:.0f}"])
             print(result.stderr[-2000:], file=sys.stderr)
             continue
         report = json.loads(result.stdout.strip().splitlines()[-1])
-        measured = f"{peak / GIB:.1f}" if peak > before * 1024 else "≤ earlier run"
-        rows.append([name, f"{params / 1e6:,.0f}M", f"{estimate / GIB:.1f}", "trained", measured,
+        peak = report["peak_rss_bytes"]
+        rows.append([name, f"{params / 1e6:,.0f}M", f"{estimate / GIB:.1f}", "trained",
+                     f"{peak / GIB:.1f} ({peak / params:.0f} B/param)",
                      f"{report['step_s']:.1f}", f"{wall:.0f}"])
         trained = (name, params, report)
         print(" | ".join(rows[-1]), flush=True)
@@ -116,11 +115,13 @@ def main() -> None:
         name, params, report = trained
         summary = (f"Largest Chinchilla-family member that trains here at sequence length "
                    f"{args.seq_len}: **{name}** ({params / 1e6:,.0f}M parameters), loss "
-                   f"{report['first_loss']:.3f} → {report['last_loss']:.3f} over {args.steps} steps.")
+                   f"{report['first_loss']:.3f} → {report['last_loss']:.3f} over {args.steps} steps (finite; "
+                   "one sequence per step at the default learning rate).")
     else:
         summary = "No member trained."
     body = (f"{table}\n{summary} Machine RAM {ram / GIB:.1f} GiB, budget {args.budget:.0%} of it. "
-            "fp32 weights, AdamW moments and gradients (16 bytes per parameter), full "
+            "fp32 weights, AdamW moments, gradients and the update's temporaries (24 bytes per "
+            "parameter in the estimate), full "
             "rematerialisation, one sequence per step (larger batches by gradient accumulation), "
             "byte vocabulary. Estimates from `scaling.memory` (what `scaling-train --dry-run` "
             "prints); peak RSS is the training process's maximum resident set.\n")

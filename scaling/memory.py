@@ -1,7 +1,9 @@
 """A per-device memory estimate before launch (`scaling-train --dry-run`), so an out-of-memory is
 seen coming rather than met after compiling.
 
-Parameters are fp32; AdamW keeps two more fp32 copies (its moments); gradients one. Each weight
+Parameters are fp32; AdamW keeps two more fp32 copies (its moments); gradients one; the update
+holds about two more while it computes the new moments (measured: a 1.0B-parameter model peaked at
+24 bytes per parameter, BENCHMARKS.md `memory`). Each weight
 counts the share one device holds under the run's sharding: its logical axes are mapped to mesh
 axes by `scaling.parallel.logical_axis_rules`, exactly as the train step shards it (so weights whose
 axis does not divide evenly, such as a 257-token vocabulary under tensor parallelism, count whole).
@@ -74,7 +76,7 @@ def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_ac
     logits = s * micro_batch * vocab_share * 4 * 2  # fp32 logits and their gradient
     activations = stored + logits
     result = {"params": param_bytes, "optimizer_state": 2 * param_bytes, "gradients": param_bytes,
-              "activations": activations}
+              "optimizer_update": 2 * param_bytes, "activations": activations}
     result["total"] = sum(result.values())
     return result
 

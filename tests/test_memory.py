@@ -40,6 +40,7 @@ def test_state_bytes_equal_the_hand_count(mesh_shape, vocab_size):
     assert estimate["params"] == params
     assert estimate["optimizer_state"] == 2 * params  # AdamW's two moments
     assert estimate["gradients"] == params
+    assert estimate["optimizer_update"] == 2 * params  # new moments before they replace the old
 
 
 def test_hand_count_on_one_device_is_the_whole_model():
@@ -61,7 +62,7 @@ def test_full_rematerialisation_shrinks_activations():
 def test_total_is_the_sum_of_the_parts():
     estimate = memory.estimate_bytes(small_model(), seq_len=32, batch_size=8, grad_accum_steps=1,
                                      mesh_shape=(2, 2, 2))
-    parts = ("params", "optimizer_state", "gradients", "activations")
+    parts = ("params", "optimizer_state", "gradients", "optimizer_update", "activations")
     assert estimate["total"] == pytest.approx(sum(estimate[name] for name in parts))
 
 
