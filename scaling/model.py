@@ -26,7 +26,7 @@ from scaling.config import ModelConfig
 from scaling.layers import initializers, positions
 from scaling.layers.attention import Attention
 from scaling.layers.feed_forward import FeedForward
-from scaling.layers.linear import project, project_transposed
+from scaling.layers.linear import project
 from scaling.layers.norms import Norm
 
 EMBED_AXES = ("batch", "length", "act_embed")
@@ -171,7 +171,7 @@ class Transformer(nn.Module):
 
         x_BxLxD = x_BxLxD.astype(jnp.float32)
         if cfg.tie_embeddings:
-            logits_BxLxV = project_transposed(x_BxLxD, embedding_VxD)
+            logits_BxLxV = project(x_BxLxD, embedding_VxD.T)
         else:
             readout_init = initializers.dense_init(cfg, initializers.READOUT, in_axis=0, out_axis=1)
             unembedding_DxV = self.param(

@@ -94,9 +94,13 @@ def prepare(builder) -> None:
                     from error
             print(f"[data] prepared {name} in {time.perf_counter() - started:.1f} s",
                   file=sys.stderr)
+
+
+def check_file_format(builder) -> None:
+    """Refuse a prepared dataset stored in a format that needs TensorFlow to read."""
     if builder.info.file_format is not None and builder.info.file_format.value != FILE_FORMAT:
         raise DatasetUnavailableError(
-            f"TFDS dataset {name!r} in {builder.data_dir} is stored as "
+            f"TFDS dataset {builder.info.full_name!r} in {builder.data_dir} is stored as "
             f"{builder.info.file_format.value}, which needs TensorFlow to read; prepare it again "
             f"with file_format={FILE_FORMAT!r} or set data.tfds_data_dir to another folder.")
 
@@ -162,7 +166,7 @@ def open_split(data_cfg, split: str) -> DocumentSplit:
         # prepared (here, or by a concurrent run while this one waited for the lock) knows no
         # splits. A fresh one reads the prepared dataset's.
         builder = make_builder(data_cfg)
-    prepare(builder)  # prepared now: only checks the stored file format
+    check_file_format(builder)
     info = builder.info
     base_split = split.split("[", 1)[0]
     if base_split not in info.splits:

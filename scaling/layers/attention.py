@@ -18,7 +18,7 @@ import numpy as np
 
 from scaling.config import ModelConfig
 from scaling.layers import initializers, positions
-from scaling.layers.linear import project, project_fused
+from scaling.layers.linear import project
 from scaling.layers.norms import Norm
 
 ATTENTION_AXES = ("batch", "length", "act_heads", "head_dim")
@@ -28,7 +28,6 @@ KV_AXES = ("batch", "length", "act_kv_heads", "head_dim")
 # Causal self-attention is computed in blocks of this many queries, each against the keys up to
 # its last position only: (n + 1) / 2n of the full L × L work for n blocks (BENCHMARKS.md).
 CAUSAL_QUERY_BLOCK = 128
-FUSED_QKV = False
 
 
 def attention_core(q_BxLxHxK: jax.Array, k_BxSxGxK: jax.Array, v_BxSxGxK: jax.Array, *,
@@ -237,12 +236,9 @@ class Attention(nn.Module):
         w_out = kernel("out", (heads, head_dim, d_model), ("heads", "head_dim", "embed"),
                        role=initializers.RESIDUAL_OUTPUT, in_axis=(0, 1), out_axis=2)
 
-        if is_cross or not FUSED_QKV:
-            q_BxLxHxK = project(x_BxLxD, w_query)
-            k_BxSxGxK = project(source_BxSxD, w_key)
-            v_BxSxGxK = project(source_BxSxD, w_value)
-        else:
-            q_BxLxHxK, k_BxSxGxK, v_BxSxGxK = project_fused(x_BxLxD, (w_query, w_key, w_value))
+        q_BxLxHxK = project(x_BxLxD, w_query)
+        k_BxSxGxK = project(source_BxSxD, w_key)
+        v_BxSxGxK = project(source_BxSxD, w_value)
         if cfg.use_bias:
             q_BxLxHxK += bias("query_bias", (heads, head_dim), ("heads", "head_dim"))
             k_BxSxGxK += bias("key_bias", (kv_heads, head_dim), ("kv_heads", "head_dim"))

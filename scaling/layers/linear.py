@@ -28,22 +28,3 @@ def project(x: jax.Array, kernel: jax.Array, input_axes: int = 1) -> jax.Array:
     y = jnp.matmul(x.reshape(-1, fan_in), kernel.reshape(fan_in, fan_out))
     return y.reshape(*leading, *out_shape)
 
-
-def project_transposed(x: jax.Array, kernel_FxD: jax.Array) -> jax.Array:
-    """x (..., D) · kernelᵀ for a kernel stored (F, D), e.g. a tied embedding: (..., F)."""
-    leading = x.shape[:-1]
-    y = jnp.matmul(x.reshape(-1, x.shape[-1]), kernel_FxD.T)
-    return y.reshape(*leading, kernel_FxD.shape[0])
-
-
-def project_fused(x: jax.Array, kernels: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-    """`project(x, k)` for each of `kernels` (same input axes, one of them), as one matrix
-    multiplication against their concatenation."""
-    fan_in = kernels[0].shape[0]
-    flat = [k.reshape(fan_in, -1) for k in kernels]
-    y = jnp.matmul(x.reshape(-1, fan_in), jnp.concatenate(flat, axis=1))
-    outs, start = [], 0
-    for kernel, f in zip(kernels, flat):
-        outs.append(y[:, start:start + f.shape[1]].reshape(*x.shape[:-1], *kernel.shape[1:]))
-        start += f.shape[1]
-    return tuple(outs)
