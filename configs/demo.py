@@ -1,4 +1,5 @@
-"""A small decoder on the embedded corpus: the base of the demo sweep, and a quick single run.
+"""A small decoder on the embedded corpus (the defaults' Python standard library, bytes, 128-token
+sequences, batches of 32): the base of the demo sweep, and a quick single run.
 
     scaling-train --config configs/demo.py --workdir runs/tiny
     scaling-train --config configs/demo.py:runlocal --workdir runs/smoke   # a few seconds
@@ -10,19 +11,11 @@ from scaling.config import default_config
 def get_config(variant: str = ""):
     config = default_config()
     config.name = "demo"
-    config.model.num_layers = 2
     config.model.d_model = 64
-    config.model.num_heads = 4
-    config.data.dataset = "python_stdlib"
-    config.data.seq_len = 128
-    config.train.batch_size = 32
     config.train.steps = 600
     config.train.log_every = 25
     config.train.eval_every = 50
-    config.train.eval_batches = 4
-    config.optim.lr = 3e-3
     config.optim.warmup_steps = 50
-    config.checkpoint.every_steps = 200
     if variant == "runlocal":
         config.model.d_model = 32
         config.model.num_layers = 1
@@ -32,4 +25,6 @@ def get_config(variant: str = ""):
         config.train.eval_batches = 1
         config.optim.warmup_steps = 5
         config.checkpoint.every_steps = 10
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r}; known: runlocal")
     return config

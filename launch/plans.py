@@ -1,32 +1,87 @@
 """Sweep plans: which runs a scaling study trains, with deterministic names and per-size settings.
 
-A sweep config (`configs/sweeps/*.py`) names a base run config, a model family and a plan:
+A sweep config (`configs/sweeps/*.py`) starts from `default_sweep()` and names a base run config,
+a model family and a plan:
 - `steps`:            every size for the same number of steps;
 - `tokens`:           every size on the same token budget D;
 - `tokens_per_param`: D = ratio × N for each size (Chinchilla's 20 tokens per parameter);
 - `isoflop`:          for each compute budget C, every size with D = C / (FLOPs per token under
-                      the sweep's FLOP convention) — the IsoFLOP profiles of Chinchilla's Approach 2.
-Per-size hyperparameters follow the rule named by `sweep.hparams` (see `size_hyperparameters`).
+                      the runs' FLOP convention) — the IsoFLOP profiles of Chinchilla's Approach 2;
+- `ladder`:           every size at several token budgets from one warmup–stable–decay run per
+                      size, its largest budget, plus a cooldown branch for each smaller one
+                      (`scaling.branches`): each budget is a run of its own, trained for only its
+                      cooldown.
+
+Every planned run is resolved through exactly the path `scaling-train` takes — the base config
+file, then the sweep's `overrides`, then the size's (the family member's model fields and the
+sweep's `size_overrides`), then the plan's own fields — by `scaling.train.load_and_validate`, and
+its N, D and C are computed from that resolved, validated config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
 
 import ml_collections
 
-from scaling import families, flops
-from scaling.config import ConfigError, default_config, model_config
+from scaling import budget, families, flops
+from scaling.config import default_config, model_config, unknown_key_error
+from scaling.errors import ConfigError
+from scaling.fields import (check_section, integer, number, numbers, option, section, text,
+                            to_config_dict)
+from scaling.overrides import apply_overrides, parse_value
+from scaling.train import load_and_validate
 
 FAMILIES = {"cpu_demo": families.cpu_demo_family, "chinchilla": families.chinchilla_family}
-PLANS = ("steps", "tokens", "tokens_per_param", "isoflop")
+PLANS = ("steps", "tokens", "tokens_per_param", "isoflop", "ladder")
 HPARAM_RULES = ("fixed", "porian2024", "mup_transfer")
 
 
 @dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Every field a sweep reads. Run settings (batch, sequence length, learning rate, schedule,
+    W&B, ...) are run-config fields: set them in the base config or in `overrides`."""
+
+    name: str = text("sweep", "the sweep's name: prefix of run names, W&B group")
+    base_config: str = text("configs/demo.py", "the run config every run starts from (path[:arg]; "
+                                               "relative paths also from the sweep file's folders)")
+    family: str = option("cpu_demo", FAMILIES, "the model family the sizes come from")
+    sizes: str = text("", "comma-separated family members; '' means all")
+    plan: str = option("steps", PLANS, "how each size's token budget(s) are chosen")
+    steps: int = integer(0, "steps: steps per run; 0 means the run config's train.steps")
+    tokens: int = integer(0, "tokens: D for every size")
+    tokens_per_param: float = number(20.0, "tokens_per_param: D / N (non-embedding)",
+                                     exclusive_minimum=True)
+    isoflop_budgets: tuple = numbers((), "isoflop: compute budgets C (FLOPs, runs' convention)")
+    min_steps: int = integer(50, "isoflop: a size left fewer steps by a budget is skipped")
+    ladder_tokens_per_param: tuple = numbers((), "ladder: token budgets per size as D / N")
+    ladder_tokens: tuple = numbers((), "ladder: absolute token budgets (instead of per-param)")
+    hparams: str = option("fixed", HPARAM_RULES, "per-size hyperparameter rule "
+                                                 "(`size_hyperparameters`)")
+    lr_exponent: float = number(0.0, "porian2024: lr ∝ (N / reference_params)^-lr_exponent",
+                                minimum=-10.0)
+    reference_params: int = integer(1, "porian2024: the N at which lr is the run config's",
+                                    minimum=1)
+    processes: int = integer(2, "runs trained at once", minimum=1)
+    overrides: dict = section({}, "run-config fields for every run, nested like the run config")
+    size_overrides: dict = section({}, "{family member: run-config fields} for single sizes")
+
+
+def default_sweep() -> ml_collections.ConfigDict:
+    """Every sweep field with its default. Sweep files override from here."""
+    return to_config_dict(SweepConfig)
+
+
+@dataclasses.dataclass(frozen=True)
 class PlannedRun:
-    """One run of a sweep: its name, its overrides of the base config, and its size and budget."""
+    """One run of a sweep: its name, the run-config overrides that make it (in the order
+    `scaling-train` applies them), and the size and budget of the resolved config.
+
+    `parent` names the run a cooldown branch starts from ("" for others); `start_step` is the
+    parent's step it starts at. `flops` is the run's compute as if trained alone; `study_flops`
+    what it adds to the study (a branch trains only its steps after `start_step`)."""
 
     name: str
     overrides: dict
@@ -37,6 +92,12 @@ class PlannedRun:
     steps: int
     flops: float
     flop_convention: str
+    parent: str = ""
+    start_step: int = 0
+
+    @property
+    def study_flops(self) -> float:
+        return self.flops * (self.steps - self.start_step) / self.steps
 
 
 def format_number(value: float) -> str:
@@ -44,31 +105,6 @@ def format_number(value: float) -> str:
     mantissa, exponent = f"{value:.1e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exponent)}"
-
-
-def size_hyperparameters(sweep: ml_collections.ConfigDict, non_embedding_params: int,
-                         steps: int) -> dict:
-    """Learning rate and warmup for one size.
-
-    - `fixed`: the base config's learning rate for every size; warmup min(base, steps / 10).
-    - `porian2024`: the corrections Porian et al. 2024 ("Resolving discrepancies in
-      compute-optimal scaling of language models") found necessary for small models: a warmup as
-      long as the model has parameters, counted in tokens (at least one step, at most a quarter of
-      the run), AdamW β2 = 0.99 rather than 0.95 at small batch sizes, and a learning rate that
-      shrinks with size — here lr = lr_base · (N / N_base)^(−lr_exponent) with N the non-embedding
-      parameters of the sweep's smallest size, the exponent a sweep setting.
-    - `mup_transfer`: µP — every run is set to `model.parametrization="mup"` with the smallest
-      width of the sweep as `mup_base_width`, and the learning rate tuned on that width is used
-      unchanged for every width (the parametrization does the scaling).
-    """
-    tokens_per_step = sweep.batch_size * sweep.seq_len
-    rule = sweep.hparams
-    if rule == "fixed" or rule == "mup_transfer":
-        return {"optim.lr": sweep.lr,
-                "optim.warmup_steps": max(1, min(sweep.warmup_steps, steps // 10))}
-    warmup = min(max(1, math.ceil(non_embedding_params / tokens_per_step)), max(1, steps // 4))
-    lr = sweep.lr * (non_embedding_params / sweep.reference_params) ** (-sweep.lr_exponent)
-    return {"optim.lr": lr, "optim.warmup_steps": warmup, "optim.b2": 0.99}
 
 
 def flatten(tree, prefix: str = "") -> dict:
@@ -83,93 +119,282 @@ def flatten(tree, prefix: str = "") -> dict:
     return flat
 
 
-def _sizes(sweep: ml_collections.ConfigDict) -> list[tuple[str, dict]]:
-    if sweep.family not in FAMILIES:
-        raise ConfigError("sweep.family", sweep.family, "one of " + ", ".join(FAMILIES))
-    family = FAMILIES[sweep.family]()
-    if sweep.sizes:
-        wanted = [name.strip() for name in sweep.sizes.split(",") if name.strip()]
-        known = dict(family)
-        unknown = [name for name in wanted if name not in known]
-        if unknown:
-            raise ConfigError("sweep.sizes", sweep.sizes,
-                              f"names from family {sweep.family!r}: {', '.join(known)}")
-        return [(name, known[name]) for name in wanted]
-    return list(family)
+def format_value(value) -> str:
+    """A run-config value as `--config.x=value` text that `scaling.overrides` parses back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return repr(tuple(value))
+    return str(value)
 
 
-def _resolve_model(model_overrides: dict, sweep: ml_collections.ConfigDict):
-    config = families.apply_overrides(default_config(), model_overrides)
-    config.data.seq_len = sweep.seq_len
-    return model_config(config, sweep.vocab_size)
+# ----------------------------------------------------------------------------------------------
+# Validation of the sweep itself, and of run fields set through it
+
+
+def validate_sweep_shape(sweep: ml_collections.ConfigDict) -> None:
+    """A sweep config has every sweep field (a run config given by mistake has not)."""
+    missing = [f.name for f in dataclasses.fields(SweepConfig) if f.name not in sweep]
+    if missing:
+        raise ConfigError("--config", sweep.get("name", "?"),
+                          "a sweep config built on launch.plans.default_sweep() (missing "
+                          f"{', '.join(missing)}; is this a run config?)")
 
 
 def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
-    if sweep.plan not in PLANS:
-        raise ConfigError("sweep.plan", sweep.plan, "one of " + ", ".join(PLANS))
-    if sweep.hparams not in HPARAM_RULES:
-        raise ConfigError("sweep.hparams", sweep.hparams, "one of " + ", ".join(HPARAM_RULES))
-    if sweep.flop_convention not in ("6N", "full"):
-        raise ConfigError("sweep.flop_convention", sweep.flop_convention, "one of 6N, full")
-    if sweep.plan == "steps" and sweep.steps <= 0:
-        raise ConfigError("sweep.steps", sweep.steps, "> 0 with sweep.plan='steps'")
-    if sweep.plan == "tokens" and sweep.tokens <= 0:
-        raise ConfigError("sweep.tokens", sweep.tokens, "> 0 with sweep.plan='tokens'")
-    if sweep.plan == "tokens_per_param" and sweep.tokens_per_param <= 0:
-        raise ConfigError("sweep.tokens_per_param", sweep.tokens_per_param,
-                          "> 0 with sweep.plan='tokens_per_param'")
-    if sweep.plan == "isoflop" and (not sweep.isoflop_budgets
-                                    or any(c <= 0 for c in sweep.isoflop_budgets)):
-        raise ConfigError("sweep.isoflop_budgets", sweep.isoflop_budgets,
-                          "a tuple of positive FLOP budgets with sweep.plan='isoflop'")
-    if sweep.processes < 1:
-        raise ConfigError("sweep.processes", sweep.processes, "an integer >= 1")
+    """Each field's declared rule, then what each plan needs; ConfigError names the field."""
+    validate_sweep_shape(sweep)
+    check_section(SweepConfig, sweep, "")
+    needs = {"tokens": ("tokens", sweep.tokens > 0),
+             "tokens_per_param": ("tokens_per_param", sweep.tokens_per_param > 0),
+             "isoflop": ("isoflop_budgets", bool(sweep.isoflop_budgets)),
+             "ladder": ("ladder_tokens_per_param",
+                        len(sweep.ladder_tokens_per_param or sweep.ladder_tokens) >= 2)}
+    if sweep.plan in needs and not needs[sweep.plan][1]:
+        field = needs[sweep.plan][0]
+        raise ConfigError(field, sweep[field], f"set with plan={sweep.plan!r}"
+                          + (" (two or more budgets, or ladder_tokens)" if sweep.plan == "ladder"
+                             else ""))
+    for field in ("overrides", *(f"size_overrides.{s}" for s in sweep.size_overrides)):
+        node = sweep
+        for part in field.split("."):
+            node = node[part]
+        check_run_fields(flatten(node), field)
 
 
-def expand(sweep: ml_collections.ConfigDict) -> list[PlannedRun]:
-    """The runs of a sweep, in a deterministic order with deterministic names."""
+def check_run_fields(fields: dict, where: str) -> None:
+    """Every key must be a run-config field (dotted); ConfigError names the first that is not."""
+    defaults = default_config()
+    for dotted in fields:
+        node = defaults
+        for part in dotted.split("."):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                error = unknown_key_error(defaults, dotted, fields[dotted])
+                raise ConfigError(f"{where}.{dotted}", fields[dotted], error.allowed)
+            node = node[part]
+
+
+def apply_sweep_overrides(sweep: ml_collections.ConfigDict, overrides: list[str]) -> None:
+    """`--config.x=v` for a sweep. `overrides.<section>.<field>` and
+    `size_overrides.<size>.<section>.<field>` accept any run-config field, parsed to that field's
+    type; everything else is a sweep field."""
+    plain = []
+    for item in overrides:
+        dotted, sep, value_text = item.partition("=")
+        head, _, rest = dotted.partition(".")
+        if sep and head in ("overrides", "size_overrides") and rest:
+            _set_run_field(sweep, head, rest, value_text)
+        else:
+            plain.append(item)
+    apply_overrides(sweep, plain)
+
+
+def _set_run_field(sweep, head: str, rest: str, value_text: str) -> None:
+    path = rest.split(".")
+    size = path.pop(0) if head == "size_overrides" else None
+    dotted = ".".join(path)
+    node = default_config()
+    for part in path:
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            error = unknown_key_error(default_config(), dotted, value_text)
+            raise ConfigError(f"{head}.{rest}", value_text, error.allowed)
+        node = node[part]
+    try:
+        value = parse_value(value_text, node)
+    except (ValueError, SyntaxError) as error:
+        expected = error.args[0] if isinstance(error, ValueError) and error.args else "a literal"
+        raise ConfigError(f"{head}.{rest}", value_text,
+                          f"{expected} (the field is {type(node).__name__})") from None
+    target = sweep[head]
+    for part in ([size] if size else []) + path[:-1]:
+        if part not in target:
+            target[part] = ml_collections.ConfigDict()
+        target = target[part]
+    target[path[-1]] = value
+
+
+# ----------------------------------------------------------------------------------------------
+# Sizes and per-size hyperparameters
+
+
+def _sizes(sweep: ml_collections.ConfigDict) -> list[tuple[str, dict]]:
+    family = FAMILIES[sweep.family]()
+    if not sweep.sizes:
+        return list(family)
+    wanted = [name.strip() for name in sweep.sizes.split(",") if name.strip()]
+    known = dict(family)
+    if any(name not in known for name in wanted):
+        raise ConfigError("sizes", sweep.sizes,
+                          f"names from family {sweep.family!r}: {', '.join(known)}")
+    return [(name, known[name]) for name in wanted]
+
+
+def size_hyperparameters(sweep: ml_collections.ConfigDict, run_config, non_embedding_params: int,
+                         steps: int) -> dict:
+    """Learning rate and warmup for one size, from the resolved run config's `optim` (lr_base,
+    warmup) and the sweep's rule.
+
+    - `fixed`: the run config's learning rate for every size; warmup min(its warmup, steps / 10).
+    - `porian2024`: the corrections Porian et al. 2024 ("Resolving discrepancies in
+      compute-optimal scaling of language models") found necessary for small models: a warmup as
+      long as the model has parameters, counted in tokens (at least one step, at most a quarter of
+      the run), AdamW β2 = 0.99 rather than 0.95 at small batch sizes, and a learning rate that
+      shrinks with size — lr = lr_base · (N / reference_params)^(−lr_exponent).
+    - `mup_transfer`: µP — every run is set to `model.parametrization="mup"` with the smallest
+      width of the sweep as `mup_base_width`, and the learning rate tuned on that width is used
+      unchanged for every width (the parametrization does the scaling); warmup as `fixed`.
+    """
+    optim = run_config.optim
+    if sweep.hparams in ("fixed", "mup_transfer"):
+        return {"optim.warmup_steps": max(1, min(optim.warmup_steps, steps // 10))}
+    tokens_per_step = run_config.train.batch_size * run_config.data.seq_len
+    warmup = min(max(1, math.ceil(non_embedding_params / tokens_per_step)), max(1, steps // 4))
+    lr = optim.lr * (non_embedding_params / sweep.reference_params) ** (-sweep.lr_exponent)
+    return {"optim.lr": lr, "optim.warmup_steps": warmup, "optim.b2": 0.99}
+
+
+# ----------------------------------------------------------------------------------------------
+# Expansion
+
+
+@dataclasses.dataclass(frozen=True)
+class _Size:
+    """A size resolved before its plan: the overrides so far, its config and its counts."""
+
+    name: str
+    overrides: dict
+    config: ml_collections.ConfigDict
+    non_embedding_params: int
+    flops_per_token: float
+
+
+class Planner:
+    """Resolves sizes and runs through `scaling-train`'s own config path."""
+
+    def __init__(self, sweep: ml_collections.ConfigDict, base_config: str):
+        self.sweep, self.base_config = sweep, base_config
+
+    def resolve(self, overrides: dict):
+        """The validated run config `scaling-train --config base --config.k=v ...` would use."""
+        return load_and_validate(self.base_config,
+                                 [f"{key}={format_value(value)}" for key, value in overrides.items()])
+
+    def size(self, size_name: str, member: dict, extra: dict) -> _Size:
+        overrides = {**flatten(self.sweep.overrides)}
+        overrides.update({f"model.{key}": value for key, value in member.items()})
+        overrides.update(flatten(self.sweep.size_overrides.get(size_name, {})))
+        overrides.update(extra)
+        config = self.resolve(overrides)
+        model = model_config(config)
+        return _Size(size_name, overrides, config, flops.parameter_counts(model).non_embedding,
+                     flops.training_flops_per_token(model, config.data.seq_len,
+                                                    config.train.flop_convention))
+
+    def run(self, size: _Size, name: str, plan_fields: dict, parent: str = "") -> PlannedRun:
+        """The run of `size` with the plan's fields, its counts from the final config."""
+        tags = [tag for tag in size.config.wandb.tags.split(",") if tag]
+        tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}", f"size:{size.name}"]
+        overrides = {**size.overrides, "name": name, "wandb.group": self.sweep.name,
+                     "wandb.tags": ",".join(tags), **plan_fields}
+        config = self.resolve(overrides)
+        model = model_config(config)
+        counts = flops.parameter_counts(model)
+        steps = budget.steps_for(config)
+        tokens = steps * config.train.batch_size * config.data.seq_len
+        convention = config.train.flop_convention
+        per_token = flops.training_flops_per_token(model, config.data.seq_len, convention)
+        return PlannedRun(name=name, overrides=overrides, size=size.name, params=counts.total,
+                          non_embedding_params=counts.non_embedding, tokens=tokens, steps=steps,
+                          flops=tokens * per_token, flop_convention=convention, parent=parent,
+                          start_step=config.train.init_step)
+
+
+def _tokens_per_step(config) -> int:
+    return config.train.batch_size * config.data.seq_len
+
+
+def _single_budget_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
+    sweep, config = planner.sweep, size.config
+    if sweep.plan == "isoflop":
+        budgets = [(f"isoflop-C{format_number(c)}-N{format_number(size.non_embedding_params)}",
+                    c / size.flops_per_token) for c in sweep.isoflop_budgets]
+    elif sweep.plan == "steps":
+        budgets = [(f"{sweep.name}-{size.name}",
+                    (sweep.steps or config.train.steps) * _tokens_per_step(config))]
+    elif sweep.plan == "tokens":
+        budgets = [(f"{sweep.name}-{size.name}-D{format_number(sweep.tokens)}", sweep.tokens)]
+    else:
+        budgets = [(f"{sweep.name}-{size.name}",
+                    sweep.tokens_per_param * size.non_embedding_params)]
+    runs = []
+    for name, tokens in budgets:
+        steps = max(1, round(tokens / _tokens_per_step(config)))
+        if sweep.plan == "isoflop" and steps < sweep.min_steps:
+            continue
+        plan_fields = {"train.steps": steps, "train.tokens": 0,
+                       **size_hyperparameters(sweep, config, size.non_embedding_params, steps)}
+        runs.append(planner.run(size, name, plan_fields))
+    return runs
+
+
+def _ladder_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
+    """One WSD run at the size's largest budget that saves its stable state where each smaller
+    budget's cooldown starts, and one branch per smaller budget."""
+    sweep, config = planner.sweep, size.config
+    token_budgets = ([ratio * size.non_embedding_params for ratio in sweep.ladder_tokens_per_param]
+                     or list(sweep.ladder_tokens))
+    steps = sorted({max(1, round(tokens / _tokens_per_step(config))) for tokens in token_budgets})
+    main_steps = steps[-1]
+    hparams = size_hyperparameters(sweep, config, size.non_embedding_params, main_steps)
+    optim = ml_collections.ConfigDict({**config.optim.to_dict(),
+                                       "warmup_steps": hparams["optim.warmup_steps"]})
+    starts = {s: budget.wsd_decay_start(optim, s) for s in steps[:-1]}
+    field = "ladder_tokens_per_param" if sweep.ladder_tokens_per_param else "ladder_tokens"
+    if any(start < 1 for start in starts.values()):
+        raise ConfigError(field, sweep[field], f"budgets of size {size.name} long enough for a "
+                          "stable phase after the warmup (its smallest is too short)")
+    common = {"optim.schedule": "wsd", "train.tokens": 0, **hparams}
+
+    def name(s: int) -> str:
+        return f"{sweep.name}-{size.name}-D{format_number(s * _tokens_per_step(config))}"
+
+    main = planner.run(size, name(main_steps), {**common, "train.steps": main_steps,
+                                                "train.branch_steps": tuple(starts.values())})
+    branches = [planner.run(size, name(s), {**common, "train.steps": s, "train.init_step": start,
+                                            "train.init_from": "<parent>"}, parent=main.name)
+                for s, start in starts.items()]
+    return [main, *branches]
+
+
+def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRun]:
+    """The runs of a sweep, in a deterministic order with deterministic names.
+
+    A branch's `train.init_from` is the placeholder "<parent>": the runner replaces it with the
+    parent's workdir, which only it knows."""
     validate_sweep(sweep)
-    tokens_per_step = sweep.batch_size * sweep.seq_len
+    planner = Planner(sweep, base_config)
     sizes = _sizes(sweep)
-    mup = {}
+    extra = {}
     if sweep.hparams == "mup_transfer":
         # Every width in µP relative to the smallest, whose learning rate the sweep reuses.
-        mup = {"model.parametrization": "mup",
-               "model.mup_base_width": min(overrides["d_model"] for _, overrides in sizes)}
+        extra = {"model.parametrization": "mup",
+                 "model.mup_base_width": min(member["d_model"] for _, member in sizes)}
     runs = []
-    for size_name, model_overrides in sizes:
-        model = _resolve_model(model_overrides, sweep)
-        counts = flops.parameter_counts(model)
-        per_token = flops.training_flops_per_token(model, sweep.seq_len, sweep.flop_convention)
-        if sweep.plan == "isoflop":
-            budgets = [(f"isoflop-C{format_number(c)}-N{format_number(counts.non_embedding)}",
-                        c / per_token) for c in sweep.isoflop_budgets]
-        elif sweep.plan == "steps":
-            budgets = [(f"{sweep.name}-{size_name}", sweep.steps * tokens_per_step)]
-        elif sweep.plan == "tokens":
-            budgets = [(f"{sweep.name}-{size_name}-D{format_number(sweep.tokens)}", sweep.tokens)]
-        else:
-            budgets = [(f"{sweep.name}-{size_name}",
-                        sweep.tokens_per_param * counts.non_embedding)]
-        for name, tokens in budgets:
-            steps = max(1, round(tokens / tokens_per_step))
-            if sweep.plan == "isoflop" and steps < sweep.min_steps:
-                continue
-            overrides = {f"model.{key}": value for key, value in model_overrides.items()}
-            overrides.update({"name": name, "train.steps": steps, "train.tokens": 0,
-                              "train.batch_size": sweep.batch_size, "data.seq_len": sweep.seq_len,
-                              "train.flop_convention": sweep.flop_convention,
-                              "wandb.group": sweep.name})
-            overrides.update(size_hyperparameters(sweep, counts.non_embedding, steps))
-            overrides.update(mup)
-            overrides.update(flatten(sweep.overrides))
-            overrides.update(flatten(sweep.get("size_overrides", {}).get(size_name, {})))
-            runs.append(PlannedRun(
-                name=name, overrides=overrides, size=size_name, params=counts.total,
-                non_embedding_params=counts.non_embedding, tokens=steps * tokens_per_step,
-                steps=steps, flops=steps * tokens_per_step * per_token,
-                flop_convention=sweep.flop_convention))
+    for size_name, member in sizes:
+        size = planner.size(size_name, member, extra)
+        runs += (_ladder_runs if sweep.plan == "ladder" else _single_budget_runs)(planner, size)
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
-        raise ConfigError("sweep", sweep.name, "run names that are unique (two sizes collide)")
+        raise ConfigError("name", sweep.name, "run names that are unique (two runs collide)")
     return runs
+
+
+def resolve_base_config(base_config: str, sweep_config: str) -> str:
+    """The base run config's path: as given, or relative to the sweep file's folders."""
+    path, _, arg = base_config.partition(":")
+    candidates = [pathlib.Path(path)] + [parent / path for parent in
+                                         pathlib.Path(sweep_config).absolute().parents]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate) + (f":{arg}" if arg else "")
+    raise ConfigError("base_config", base_config, "an existing run config file")

@@ -12,7 +12,8 @@ after a preemption has one directory per attempt under the same run id; its summ
 order, as the W&B server merges a resumed run's. The second form asks the W&B server for the runs of
 one group (a sweep logs every run with `wandb.group` = the sweep's name).
 
-Rows have the runner's columns (`launch.sweep.RESULT_COLUMNS`) and values, written the same way.
+Rows have the runner's columns (`launch.results.RESULT_COLUMNS`) and values, built by the same
+`launch.results.result_row`.
 What the runner takes from a run's summary comes from the W&B summary; what it takes from the plan
 (layers, width, batch size, sequence length, learning rate) comes from the logged run config.
 W&B does not hold the `error` column (the last error line of a run's `train.log`): it stays empty.
@@ -29,7 +30,9 @@ import pathlib
 import struct
 import sys
 
-from launch.sweep import RESULT_COLUMNS, write_csv_atomic
+from launch import results
+from launch.results import RESULT_COLUMNS
+from launch.sweep import write_csv_atomic
 
 LOG_BLOCK_BYTES, RECORD_HEADER_BYTES = 32768, 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -150,50 +153,12 @@ def server_runs(project: str, group: str, entity: str | None = None, api=None) -
     return runs
 
 
-def _config_value(config: dict, dotted: str):
-    """A field of the logged run config, nested ({"optim": {"lr": …}}) or flat ("optim.lr");
-    "" when absent."""
-    if dotted in config:
-        return config[dotted]
-    value = config
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return ""
-        value = value[part]
-    return value
-
-
 def result_row(run: dict) -> dict:
     """One results.csv row (the runner's columns and values) from a run's W&B summary and config."""
     summary, config = run["summary"], run["config"]
-
-    def field(key):
-        value = summary.get(key)
-        return "" if value is None else value
-
     status = summary.get("status") or ("failed" if run["state"] in FAILED_STATES else "running")
-    return {
-        "name": run["name"] or summary.get("name") or _config_value(config, "name"),
-        "status": status,
-        "num_layers": _config_value(config, "model.num_layers"),
-        "d_model": _config_value(config, "model.d_model"),
-        "params": field("params"), "embedding_params": field("embedding_params"),
-        "non_embedding_params": field("non_embedding_params"),
-        "tokens": field("tokens"), "steps": field("steps"),
-        "batch_size": _config_value(config, "train.batch_size"),
-        "seq_len": _config_value(config, "data.seq_len"),
-        "lr": _config_value(config, "optim.lr"),
-        "parametrization": summary.get("parametrization")
-        or _config_value(config, "model.parametrization") or "standard",
-        "flop_convention": summary.get("flop_convention")
-        or _config_value(config, "train.flop_convention"),
-        "flops": field("flops"), "flops_6N": field("flops_6N"), "flops_full": field("flops_full"),
-        "final_train_loss": field("final_train_loss"),
-        "final_eval_loss": field("final_eval_loss"),
-        "wall_seconds": field("wall_seconds"),
-        "diverged_step": summary.get("diverged_step") or "",
-        "error": "",
-    }
+    name = run["name"] or summary.get("name") or config.get("name", "")
+    return results.result_row(summary, config, name=name, status=status)
 
 
 def _size_order(row: dict):

@@ -1,14 +1,15 @@
 """`scaling-sweep`: run a sweep's planned runs as `scaling-train` subprocesses and gather the results.
 
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo [--processes 2] [--dry-run]
-                  [--config.tokens_per_param=10 ...]
+                  [--config.tokens_per_param=10 --config.overrides.wandb.mode=offline ...]
 
 Each run trains in `<workdir>/runs/<name>/` in its own process (a crash or an out-of-memory kill
 takes down one run, not the sweep). Finished runs are skipped, preempted or interrupted ones resume
-from their checkpoints, failed ones are marked with their error while the rest go on. After every
-run, `<workdir>/results.csv` (one row per run) and `<workdir>/curves.csv` (every logged point of
-every run) are rewritten atomically from the runs' own files, so a killed sweep never leaves a
-half-written table and a rerun only trains what is unfinished.
+from their checkpoints, failed ones are marked with their error while the rest go on; a cooldown
+branch starts once its parent run has completed. After every run, `<workdir>/results.csv` (one row
+per run) and `<workdir>/curves.csv` (every logged point of every run) are rewritten atomically from
+the runs' own files, so a killed sweep never leaves a half-written table and a rerun only trains
+what is unfinished.
 """
 
 from __future__ import annotations
@@ -26,17 +27,14 @@ import threading
 import time
 
 from launch import plans
-from scaling.config import ConfigError
-from scaling.overrides import apply_overrides, load_config, split_argv
+from launch.plans import format_value
+from launch import results
+from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
+from scaling import files, hardware, status, tracking
+from scaling.errors import ConfigError
+from scaling.overrides import load_config, split_argv
 
-RESULT_COLUMNS = (
-    "name", "status", "num_layers", "d_model", "params", "embedding_params", "non_embedding_params",
-    "tokens", "steps", "batch_size", "seq_len", "lr", "parametrization", "flop_convention", "flops",
-    "flops_6N", "flops_full", "final_train_loss", "final_eval_loss", "wall_seconds",
-    "diverged_step", "error")
-CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "train_loss",
-                 "eval_loss")
-EXIT_PREEMPTED = 75
+PARENT_PLACEHOLDER = "<parent>"
 
 
 def run_directory(workdir: pathlib.Path, name: str) -> pathlib.Path:
@@ -55,35 +53,19 @@ def is_finished(run_dir: pathlib.Path, run: plans.PlannedRun) -> bool:
     interrupted ones run again. A run of another length (the plan changed) is not finished: its
     `scaling-train` refuses the mismatched checkpoint, and the row says so."""
     summary = read_summary(run_dir)
-    return (summary is not None and summary.get("status") in ("completed", "diverged")
+    return (summary is not None and summary.get("status") in status.FINAL
             and summary.get("total_steps", run.steps) == run.steps)
 
 
-def resolve_base_config(base_config: str, sweep_config: str) -> str:
-    """The base run config's path: as given, or relative to the sweep file's folders."""
-    path, _, arg = base_config.partition(":")
-    candidates = [pathlib.Path(path)] + [parent / path for parent in
-                                         pathlib.Path(sweep_config).absolute().parents]
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate) + (f":{arg}" if arg else "")
-    raise ConfigError("base_config", base_config, "an existing run config file")
-
-
-def train_command(run: plans.PlannedRun, base_config: str, run_dir: pathlib.Path) -> list[str]:
+def train_command(run: plans.PlannedRun, base_config: str, workdir: pathlib.Path) -> list[str]:
     """The `scaling-train` command line of one run (what a user would type)."""
     command = [sys.executable, "-m", "scaling.train", "--config", base_config,
-               "--workdir", str(run_dir)]
-    command += [f"--config.{key}={_format_value(value)}" for key, value in run.overrides.items()]
+               "--workdir", str(run_directory(workdir, run.name))]
+    for key, value in run.overrides.items():
+        if value == PARENT_PLACEHOLDER:
+            value = run_directory(workdir, run.parent).absolute()
+        command.append(f"--config.{key}={format_value(value)}")
     return command
-
-
-def _format_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return repr(value)
-    return str(value)
 
 
 class _Children:
@@ -95,10 +77,10 @@ class _Children:
         self._processes: set[subprocess.Popen] = set()
         self.terminating = False
 
-    def start(self, command: list[str], log_file) -> subprocess.Popen:
+    def start(self, command: list[str], log_file) -> subprocess.Popen | None:
         with self._lock:
             if self.terminating:
-                raise _Terminated()
+                return None
             process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
             self._processes.add(process)
@@ -116,84 +98,70 @@ class _Children:
                 process.send_signal(signal.SIGTERM)
 
 
-class _Terminated(Exception):
-    pass
-
-
 CHILDREN = _Children()
+
+
+def last_error_line(log_text: str) -> str:
+    """The line of a training log that says what went wrong: the one-line `error:` of a bad
+    configuration, else the exception line of a traceback, else the last line."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if ": error: " in line or line.startswith(("Error", "error")):
+            return line
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.isidentifier() and head[0].isupper() and (
+                head.endswith(("Error", "Exception")) or head == "KeyboardInterrupt"):
+            return line
+    return lines[-1] if lines else ""
 
 
 def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
     """Run one training process, its output appended to `<run_dir>/train.log`; return the exit
-    code and the last error line for the results table."""
+    code and the error line for the results table."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "command.txt").write_text(" ".join(command) + "\n")
     with open(run_dir / "train.log", "ab") as log_file:
-        try:
-            process = CHILDREN.start(command, log_file)
-        except _Terminated:
-            return EXIT_PREEMPTED, ""
+        process = CHILDREN.start(command, log_file)
+        if process is None:
+            return status.EXIT_PREEMPTED, ""
         returncode = process.wait()
         CHILDREN.finished(process)
-    error = ""
-    if returncode not in (0, 3, EXIT_PREEMPTED):
-        lines = [line for line in (run_dir / "train.log").read_text(errors="replace").splitlines()
-                 if line.strip()]
-        error = next((line for line in reversed(lines) if "rror" in line), lines[-1] if lines else "")
-        error = error.strip() or f"exit code {returncode}"
-    return returncode, error.strip()[:300]
+    if returncode in status.SELF_REPORTED_EXITS:
+        return returncode, ""
+    error = last_error_line((run_dir / "train.log").read_text(errors="replace"))
+    return returncode, (error or f"exit code {returncode}")[:300]
 
 
 def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "") -> dict:
-    """One results.csv row from the run's summary (or from the plan, for a run that failed early)."""
+    """One results.csv row from the run's summary (or from the plan, for a run not started or
+    failed early)."""
     summary = read_summary(run_dir) or {}
-    model = summary.get("model", {})
-    overrides = run.overrides
-    status = "failed" if error else (summary.get("status") or "pending")
-    return {
-        "name": run.name, "status": status,
-        "num_layers": model.get("num_layers", overrides.get("model.num_layers", "")),
-        "d_model": model.get("d_model", overrides.get("model.d_model", "")),
-        "params": summary.get("params", run.params),
-        "embedding_params": summary.get("embedding_params", run.params - run.non_embedding_params),
-        "non_embedding_params": summary.get("non_embedding_params", run.non_embedding_params),
-        "tokens": summary.get("tokens", ""), "steps": summary.get("steps", ""),
-        "batch_size": overrides.get("train.batch_size", ""),
-        "seq_len": overrides.get("data.seq_len", ""), "lr": overrides.get("optim.lr", ""),
-        "parametrization": model.get("parametrization",
-                                     overrides.get("model.parametrization", "standard")),
-        "flop_convention": run.flop_convention, "flops": summary.get("flops", ""),
-        "flops_6N": summary.get("flops_6N", ""), "flops_full": summary.get("flops_full", ""),
-        "final_train_loss": summary.get("final_train_loss", ""),
-        "final_eval_loss": summary.get("final_eval_loss", ""),
-        "wall_seconds": summary.get("wall_seconds", ""),
-        "diverged_step": summary.get("diverged_step") or "",
-        "error": error,
-    }
+    planned = {"size": run.size, "parent": run.parent, "start_step": run.start_step,
+               "params": run.params, "non_embedding_params": run.non_embedding_params,
+               "embedding_params": run.params - run.non_embedding_params,
+               "flop_convention": run.flop_convention, "study_flops": run.study_flops,
+               "num_layers": run.overrides.get("model.num_layers"),
+               "d_model": run.overrides.get("model.d_model")}
+    return results.result_row(
+        summary, summary.get("config") or {}, name=run.name, error=error, planned=planned,
+        status=status.FAILED if error else (summary.get("status") or status.PENDING))
 
 
 def curve_rows(run: plans.PlannedRun, run_dir: pathlib.Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        rows.append({"name": run.name, **{key: record.get(key) for key in CURVE_COLUMNS[1:]}})
-        rows[-1] = {key: ("" if value is None else value) for key, value in rows[-1].items()}
-    return rows
+    return [{"name": run.name, **{key: ("" if record.get(key) is None else record[key])
+                                  for key in CURVE_COLUMNS[1:]}}
+            for record in tracking.read_metrics(path)]
 
 
 def write_csv_atomic(path: pathlib.Path, columns, rows) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as file:
+    with files.atomic_output(path, "w") as file:
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def is_leader_host() -> bool:
@@ -225,29 +193,36 @@ def load_errors(workdir: pathlib.Path) -> dict:
         return {}
 
 
+def format_minutes(minutes: float) -> str:
+    if minutes < 120:
+        return f"{minutes:.1f} min"
+    if minutes < 60 * 48:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 60 / 24:.1f} days"
+
+
 def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None) -> None:
-    header = f"{'name':<34} {'N (non-emb)':>12} {'D tokens':>10} {'C FLOPs':>10} {'conv':>5} {'est. time':>10}"
+    header = (f"{'name':<34} {'N (non-emb)':>12} {'D tokens':>10} {'C FLOPs':>10} {'conv':>5} "
+              f"{'branch of':>20} {'est. time':>10}")
     print(header)
     print("-" * len(header))
     for run in runs:
-        estimate = (f"{run.flops * seconds_per_flop / 60:.1f} min" if seconds_per_flop else "?")
+        estimate = (format_minutes(run.study_flops * seconds_per_flop / 60)
+                    if seconds_per_flop else "?")
         print(f"{run.name:<34} {run.non_embedding_params:>12,} {run.tokens:>10.3g} "
-              f"{run.flops:>10.3g} {run.flop_convention:>5} {estimate:>10}")
-    total = sum(run.flops for run in runs)
-    print(f"{len(runs)} runs, {total:.3g} FLOPs in total"
-          + (f", about {total * seconds_per_flop / 60:.1f} min of one process on this machine"
-             if seconds_per_flop else ""))
+              f"{run.flops:>10.3g} {run.flop_convention:>5} {run.parent or '-':>20} {estimate:>10}")
+    alone, study = sum(run.flops for run in runs), sum(run.study_flops for run in runs)
+    print(f"{len(runs)} runs, {alone:.3g} FLOPs if each were trained alone"
+          + (f"; the study trains {study:.3g} (shared stable phases counted once: "
+             f"{study / alone:.2f} of that)" if study < alone else "")
+          + (f", about {format_minutes(study * seconds_per_flop / 60)} of one process on this "
+             "machine" if seconds_per_flop else ""))
 
 
-def estimated_seconds_per_flop() -> float | None:
+def estimated_seconds_per_flop() -> float:
     """Seconds per training FLOP on this machine, from its measured matmul peak at the 30% MFU
     small CPU models reach (a planning figure, not a promise)."""
-    try:
-        from scaling import hardware
-
-        return 1.0 / (0.3 * hardware.device_peak_flops("float32"))
-    except Exception:
-        return None
+    return 1.0 / (0.3 * hardware.device_peak_flops("float32"))
 
 
 def parse_args(argv: list[str]):
@@ -262,65 +237,123 @@ def parse_args(argv: list[str]):
     return parser.parse_args(rest), overrides
 
 
+def load_plan(config: str, overrides: list[str], processes: int | None = None):
+    """The sweep config with its overrides, the base run config's path and the validated runs.
+    Raises ConfigError naming the field (of the sweep, or of the planned run that fails)."""
+    sweep = load_config(config)
+    plans.validate_sweep_shape(sweep)
+    plans.apply_sweep_overrides(sweep, overrides)
+    if processes is not None:
+        sweep.processes = processes
+    base_config = plans.resolve_base_config(sweep.base_config, config)
+    return sweep, base_config, plans.expand(sweep, base_config)
+
+
+class Scheduler:
+    """Trains the runs still to do, `processes` at a time, each branch after its parent; rewrites
+    the tables after every run and reports progress."""
+
+    def __init__(self, workdir, runs, todo, base_config, errors, processes):
+        self.workdir, self.runs, self.base_config = workdir, runs, base_config
+        self.errors, self.processes = errors, processes
+        # The longest runs first: they set the sweep's wall-clock time.
+        self.waiting = sorted(todo, key=lambda run: -run.study_flops)
+        self.total, self.done, self.start = len(todo), 0, time.perf_counter()
+        self.preempted = False
+        self.running_names: set[str] = set()
+
+    def _ready(self, run: plans.PlannedRun) -> bool | None:
+        """True if it can start, False if it must wait for its parent, None if it never can."""
+        if not run.parent:
+            return True
+        parent_dir = run_directory(self.workdir, run.parent)
+        summary = read_summary(parent_dir) or {}
+        if summary.get("status") == status.COMPLETED:
+            return True
+        waiting_for = {r.name for r in self.waiting} | self.running_names
+        return False if run.parent in waiting_for else None
+
+    def run(self) -> None:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.processes) as pool:
+            futures: dict = {}
+            while self.waiting or futures:
+                self._submit(pool, futures)
+                if not futures:
+                    break
+                finished, _ = concurrent.futures.wait(
+                    futures, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    self._report(futures.pop(future), *future.result())
+
+    def _submit(self, pool, futures: dict) -> None:
+        for run in list(self.waiting):
+            if len(futures) >= self.processes or CHILDREN.terminating:
+                return
+            ready = self._ready(run)
+            if ready is None:  # its parent ended without completing: it cannot start
+                self.waiting.remove(run)
+                self._report(run, status.EXIT_FAILED,
+                             f"parent run {run.parent} did not complete; rerun the sweep")
+            elif ready:
+                self.waiting.remove(run)
+                self.running_names.add(run.name)
+                command = train_command(run, self.base_config, self.workdir)
+                futures[pool.submit(execute, command, run_directory(self.workdir, run.name))] = run
+
+    def _report(self, run: plans.PlannedRun, code: int, error: str) -> None:
+        self.running_names.discard(run.name)
+        self.done += 1
+        if error:
+            self.errors[run.name] = error
+        else:
+            self.errors.pop(run.name, None)
+        self.preempted |= code == status.EXIT_PREEMPTED
+        summary = read_summary(run_directory(self.workdir, run.name)) or {}
+        ended = summary.get("status", status.FAILED) if not error else status.FAILED
+        loss = summary.get("final_eval_loss")
+        print(f"[{self.done}/{self.total}] {run.name}: {ended}"
+              + (f", eval loss {loss:.4f}" if isinstance(loss, float) and not error else "")
+              + (f" ({error})" if error else "")
+              + f" — {time.perf_counter() - self.start:.0f}s elapsed", flush=True)
+        gather(self.workdir, self.runs, self.errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        sweep = load_config(args.config)
-        apply_overrides(sweep, overrides)
-        if args.processes is not None:
-            sweep.processes = args.processes
-        runs = plans.expand(sweep)
-        base_config = resolve_base_config(sweep.base_config, args.config)
+        sweep, base_config, runs = load_plan(args.config, overrides, args.processes)
     except ConfigError as error:
         print(f"scaling-sweep: error: {error}", file=sys.stderr)
-        return 2
+        return status.EXIT_BAD_CONFIG
     wanted = set(args.only.split(",")) if args.only else {run.name for run in runs}
     unknown = wanted - {run.name for run in runs}
     if unknown:
         print(f"scaling-sweep: error: --only {','.join(sorted(unknown))}: not in the plan "
               f"({', '.join(run.name for run in runs)})", file=sys.stderr)
-        return 2
+        return status.EXIT_BAD_CONFIG
     if args.dry_run:
         print_plan([run for run in runs if run.name in wanted], estimated_seconds_per_flop())
-        return 0
+        return status.EXIT_COMPLETED
 
     workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "sweep.json").write_text(json.dumps(sweep.to_dict(), indent=2, default=str) + "\n")
+    files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())
     errors = load_errors(workdir)
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
     for name in finished:
         errors.pop(name, None)  # finished since (e.g. by hand): its old error no longer holds
     todo = [run for run in runs if run.name in wanted and run.name not in finished]
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(finished)} already finished, "
-          f"{len(todo)} to train, {sweep.processes} at a time", flush=True)
+          f"{len(todo)} to train, {sweep.processes} at a time; logs in "
+          f"{run_directory(workdir, '<name>')}/train.log", flush=True)
     gather(workdir, runs, errors)
     signal.signal(signal.SIGTERM, CHILDREN.terminate_all)
-    start, done, preempted = time.perf_counter(), 0, False
-    with concurrent.futures.ThreadPoolExecutor(max_workers=sweep.processes) as pool:
-        futures = {pool.submit(execute, train_command(run, base_config, run_directory(workdir, run.name)),
-                               run_directory(workdir, run.name)): run for run in todo}
-        for future in concurrent.futures.as_completed(futures):
-            run = futures[future]
-            code, error = future.result()
-            done += 1
-            if error:
-                errors[run.name] = error
-            else:
-                errors.pop(run.name, None)
-            preempted |= code == EXIT_PREEMPTED
-            summary = read_summary(run_directory(workdir, run.name)) or {}
-            status = summary.get("status", "failed") if code in (0, 3, EXIT_PREEMPTED) else "failed"
-            loss = summary.get("final_eval_loss")
-            print(f"[{done}/{len(todo)}] {run.name}: {status}"
-                  + (f", eval loss {loss:.4f}" if isinstance(loss, float) else "")
-                  + (f" ({error})" if error else "")
-                  + f" — {time.perf_counter() - start:.0f}s elapsed", flush=True)
-            gather(workdir, runs, errors)
+    scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes)
+    scheduler.run()
     print(f"results: {workdir / 'results.csv'}", flush=True)
-    if preempted or CHILDREN.terminating:
-        return EXIT_PREEMPTED
-    return 1 if errors else 0
+    if scheduler.preempted or CHILDREN.terminating:
+        return status.EXIT_PREEMPTED
+    return status.EXIT_FAILED if errors else status.EXIT_COMPLETED
 
 
 if __name__ == "__main__":

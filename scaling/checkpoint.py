@@ -17,22 +17,23 @@ import os
 import pathlib
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from scaling.config import ModelConfig
+from scaling.errors import IncompatibleCheckpoint
 
 log = logging.getLogger(__name__)
 
 
-class IncompatibleCheckpoint(ValueError):
-    """The workdir holds a checkpoint of a different model than the config describes."""
-
-
 class Checkpointer:
-    """Save and restore one run's checkpoints under `<workdir>/checkpoints`."""
+    """Save and restore one run's checkpoints under `<workdir>/<folder>` (`checkpoints`, or
+    `stable` for the states a run keeps for its cooldown branches)."""
 
-    def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True):
-        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True,
+                 folder: str = "checkpoints"):
+        self.directory = pathlib.Path(workdir).absolute() / folder
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -55,19 +56,14 @@ class Checkpointer:
         """Restore the newest readable checkpoint onto `abstract_state`'s shardings (any mesh).
 
         An unreadable newest checkpoint (truncated or corrupted files) is reported, moved aside to
-        `checkpoints/unreadable-<step>` (kept, never deleted: the failure may be a passing storage
+        `<folder>/unreadable-<step>` (kept, never deleted: the failure may be a passing storage
         error) and the previous one is tried. Returns None when there is nothing to resume from.
         Raises IncompatibleCheckpoint when the newest readable checkpoint holds a different model
         or state layout, or when checkpoints exist but none of them can be read."""
         unreadable = []
         for step in reversed(self.steps()):
             try:
-                meta = self._manager.restore(step, args=ocp.args.Composite(
-                    meta=ocp.args.JsonRestore()))["meta"]
-                check_compatible(meta.get("model", {}), model)
-                check_same_layout(self._manager.item_metadata(step)["state"], abstract_state)
-                restored = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                restored = self.restore(step, abstract_state, model)
             except IncompatibleCheckpoint:
                 raise
             except Exception as error:  # any unreadable file: fall back to an older checkpoint
@@ -76,7 +72,7 @@ class Checkpointer:
                 unreadable.append(step)
                 continue
             self._move_aside(unreadable)
-            return restored["state"], restored["meta"]
+            return restored
         if unreadable:
             self._move_aside(unreadable)
             raise IncompatibleCheckpoint(
@@ -84,10 +80,18 @@ class Checkpointer:
                 "moved to unreadable-<step>); rerun to start from scratch, or use a new --workdir")
         return None
 
-    def _move_aside(self, steps: list[int]) -> None:
-        import jax
-        from jax.experimental import multihost_utils
+    def restore(self, step: int, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict]:
+        """The state and record saved at `step`, onto `abstract_state`'s shardings. Raises
+        IncompatibleCheckpoint for a different model or state layout."""
+        meta = self._manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"]
+        check_compatible(meta.get("model", {}), model)
+        check_same_layout(self._manager.item_metadata(step)["state"], abstract_state)
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        return restored["state"], restored["meta"]
 
+    def _move_aside(self, steps: list[int]) -> None:
         for step in steps if jax.process_index() == 0 else ():
             target = self.directory / f"unreadable-{step}"
             suffix = 0
@@ -142,8 +146,6 @@ def check_same_layout(saved_state: Any, abstract_state: Any) -> None:
 def _layout(tree: Any) -> dict[str, tuple]:
     """{"opt_state/1/mu/...": (shape, dtype)}: Orbax's metadata stores named tuples as dicts, so
     path entries are compared by name or index, not by container type."""
-    import jax
-
     def name(entry) -> str:
         for attribute in ("key", "name", "idx"):
             if hasattr(entry, attribute):

@@ -64,7 +64,7 @@ def layer_activations(model: ModelConfig, params, tokens_BxL: jax.Array) -> dict
         logits_BxLxV = model_lib.Transformer(model).apply({"params": params}, tokens_BxL)
 
     block = model_lib.Block(model, causal=True, cross_attention=False,
-                            residual_branches=model_lib.residual_branch_count(model, model.num_layers, False))
+                            residual_branches=model_lib.residual_branch_count(model.num_layers, False))
     x_BxLxD = recorded["embedding"]
     attention, mlp = [], []
     for layer in range(model.num_layers):

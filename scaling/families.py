@@ -40,16 +40,6 @@ def depth_for_width(width: int, aspect_ratio: float = DEFAULT_ASPECT_RATIO) -> i
     return max(1, round(width / aspect_ratio))
 
 
-def family_from_widths(widths, aspect_ratio: float = DEFAULT_ASPECT_RATIO,
-                       head_size: int = DEFAULT_HEAD_SIZE) -> list[tuple[str, dict]]:
-    """A family at a fixed aspect ratio: [(name "d{width}-L{depth}", overrides), ...]."""
-    members = []
-    for width in widths:
-        depth = depth_for_width(width, aspect_ratio)
-        members.append((f"d{width}-L{depth}", model_shape(depth, width, head_size)))
-    return members
-
-
 class ChinchillaRow(NamedTuple):
     """One row of Hoffmann et al. (2022), Table A9: the paper's parameter count (millions) and
     shape. `kv_size` is the per-head size; `n_heads · kv_size` need not equal `d_model`."""

@@ -16,11 +16,18 @@ is 2), in two conventions (`scaling.config.FLOP_CONVENTIONS`):
            not — but not the embedding lookup, a gather) + the attention terms
            2·n_heads·d_head·keys for QKᵀ and the same for softmax·V, per layer and token.
            `keys` is what the compiled program computes, not what the mask lets through: causal
-           attention is counted over the full L×L matrix (not halved), as XLA computes the full
-           masked matrix; blocked sliding-window attention over 2·window keys per query (3·window
-           bidirectional) on a length padded up to a multiple of window.
+           attention runs in blocks of `CAUSAL_QUERY_BLOCK` queries, each against the keys up to
+           the block's end ((n + 1)/2n of L×L for n blocks; all of L×L up to one block);
+           bidirectional attention over all L keys; blocked sliding-window attention over
+           2·window keys per query (3·window bidirectional) on a length padded up to a multiple
+           of window.
            Elementwise work (softmax exponentials, norms, activations, residual adds, biases) is
            not counted; it is a few percent of the total at realistic widths.
+MFU is reported in PaLM's convention (Chowdhery et al. 2022, App. B), the usual one for
+comparing implementations: 6 × matmul parameters (readout included) + 12·layers·heads·d_head·L per
+token, full L×L attention whatever the mask (`mfu_flops_per_token`). It differs from "full" only
+where attention is blocked, so a faster attention kernel never raises MFU by skipping work.
+
 The backward pass costs twice the forward (a gradient for the input and one for the weight of
 every matmul), hence the factor 3. These are model FLOPs: the forward recomputation that
 `remat` adds is not counted (XLA's count of a rematerialised step is ~20% higher).
@@ -38,13 +45,9 @@ spread over the target tokens. Cross-attention key/value projections run on sour
 from __future__ import annotations
 
 import dataclasses
-import math
-
-import flax.linen as nn
-import jax
-import numpy as np
 
 from scaling.config import ModelConfig
+from scaling.layers.attention import CAUSAL_QUERY_BLOCK
 from scaling.layers.norms import norm_parameter_count
 
 
@@ -107,18 +110,16 @@ def parameter_counts(cfg: ModelConfig) -> ParameterCounts:
                            non_embedding=non_embedding)
 
 
-def count_parameters(params) -> int:
-    """Number of scalars in a parameter tree (arrays, ShapeDtypeStructs, or boxed in
-    `nn.LogicallyPartitioned`)."""
-    leaves = jax.tree.leaves(nn.unbox(params))
-    return int(sum(math.prod(leaf.shape) for leaf in leaves))
-
-
 def attention_keys_per_query(cfg: ModelConfig, length: int, causal: bool) -> float:
     """Keys each query is scored against in the compiled self-attention, averaged over the
     `length` real queries (see the module docstring)."""
     if cfg.attention != "sliding" or length <= cfg.window:
-        return float(length)
+        if not causal or length <= CAUSAL_QUERY_BLOCK:
+            return float(length)
+        ends = [min(start + CAUSAL_QUERY_BLOCK, length) for start in
+                range(0, length, CAUSAL_QUERY_BLOCK)]
+        return sum((end - start) * end for start, end in
+                   zip(range(0, length, CAUSAL_QUERY_BLOCK), ends)) / length
     padded_length = -(-length // cfg.window) * cfg.window
     keys_per_block = (2 if causal else 3) * cfg.window
     return keys_per_block * padded_length / length
@@ -147,6 +148,16 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len: int, source_len: int | No
     cross = 2 * query_output + 2 * key_value * source_per_target + _attention_score_flops(cfg, source_len)
     decoder = cfg.num_layers * (self_attention_layer + _attention_score_flops(cfg, decoder_keys) + cross)
     return encoder * source_per_target + decoder + readout
+
+
+def mfu_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """Training FLOPs per token in PaLM's convention (module docstring): the "full" count with
+    every self-attention over all `seq_len` keys."""
+    unblocked = dataclasses.replace(cfg, attention="full", window=0)
+    causal_layers = 0 if cfg.layout == "encoder" else cfg.num_layers
+    skipped_keys = seq_len - attention_keys_per_query(unblocked, seq_len, causal=True)
+    return 3.0 * (forward_flops_per_token(unblocked, seq_len)
+                  + causal_layers * _attention_score_flops(cfg, skipped_keys))
 
 
 def training_flops_per_token(cfg: ModelConfig, seq_len: int, convention: str = "full",

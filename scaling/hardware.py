@@ -16,6 +16,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+from scaling import files
+
 # Dense peak FLOP/s per chip (bf16; fp32 is taken as half on GPUs). Sources: vendor datasheets.
 PUBLISHED_PEAK_BF16 = {
     "TPU v2": 45e12, "TPU v3": 123e12, "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12,
@@ -66,10 +68,7 @@ def device_peak_flops(compute_dtype: str = "float32") -> float:
     peak /= max(1, jax.local_device_count())
     cached[key] = peak
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"cpu_peak.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached))
-        os.replace(tmp, path)
+        files.write_text_atomic(path, json.dumps(cached))
     except OSError:
         pass
     return peak

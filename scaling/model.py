@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scaling import axes
 from scaling.config import ModelConfig
 from scaling.layers import initializers, positions
 from scaling.layers.attention import Attention
@@ -29,8 +30,8 @@ from scaling.layers.feed_forward import FeedForward
 from scaling.layers.linear import project
 from scaling.layers.norms import Norm
 
-EMBED_AXES = ("batch", "length", "act_embed")
-LOGITS_AXES = ("batch", "length", "act_vocab")
+EMBED_AXES = (axes.BATCH, axes.LENGTH, axes.ACT_EMBED)
+LOGITS_AXES = (axes.BATCH, axes.LENGTH, axes.ACT_VOCAB)
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing, recompute the whole block in the backward pass
@@ -38,7 +39,7 @@ _REMAT_POLICIES = {
 }
 
 
-def residual_branch_count(cfg: ModelConfig, num_layers: int, cross_attention: bool) -> int:
+def residual_branch_count(num_layers: int, cross_attention: bool) -> int:
     """Residual branches in a stack: (self-attention, [cross-attention,] MLP) per layer."""
     return (3 if cross_attention else 2) * num_layers
 
@@ -104,9 +105,9 @@ class Stack(nn.Module):
                           split_rngs={"params": True, "dropout": True},
                           in_axes=(nn.broadcast, nn.broadcast), length=self.num_layers,
                           unroll=min(cfg.scan_unroll or self.num_layers, self.num_layers),
-                          metadata_params={nn.PARTITION_NAME: "layers"})
+                          metadata_params={nn.PARTITION_NAME: axes.LAYERS})
         x_BxLxD, _ = scanned(cfg, self.causal, self.cross_attention,
-                             residual_branch_count(cfg, self.num_layers, self.cross_attention),
+                             residual_branch_count(self.num_layers, self.cross_attention),
                              self.deterministic, name="layers")(x_BxLxD, segment_ids_BxL, context_BxSxD)
         if cfg.norm_position == "pre":
             x_BxLxD = Norm(cfg.norm, name="final_norm")(x_BxLxD)
@@ -132,13 +133,13 @@ class Transformer(nn.Module):
         dtype = jnp.dtype(cfg.compute_dtype)
         embedding_VxD = self.param(
             "token_embedding",
-            nn.with_logical_partitioning(initializers.embedding_init(cfg), ("vocab", "embed")),
+            nn.with_logical_partitioning(initializers.embedding_init(cfg), (axes.VOCAB, axes.EMBED)),
             (cfg.vocab_size, cfg.d_model), jnp.float32)
         position_table = None
         if cfg.position == "learned":
             position_table = self.param(
                 "position_embedding",
-                nn.with_logical_partitioning(initializers.embedding_init(cfg), ("position", "embed")),
+                nn.with_logical_partitioning(initializers.embedding_init(cfg), (axes.POSITION, axes.EMBED)),
                 (cfg.max_seq_len, cfg.d_model), jnp.float32)
 
         def embed(tokens):
@@ -175,7 +176,7 @@ class Transformer(nn.Module):
         else:
             readout_init = initializers.dense_init(cfg, initializers.READOUT, in_axis=0, out_axis=1)
             unembedding_DxV = self.param(
-                "unembedding", nn.with_logical_partitioning(readout_init, ("embed", "vocab")),
+                "unembedding", nn.with_logical_partitioning(readout_init, (axes.EMBED, axes.VOCAB)),
                 (cfg.d_model, cfg.vocab_size), jnp.float32)
             logits_BxLxV = project(x_BxLxD, unembedding_DxV)
         if cfg.parametrization == "mup":

@@ -12,7 +12,6 @@ parameter paths, so the rules hold for every layout:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -20,16 +19,20 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-WIDTH_AXES = ("embed", "mlp")
-HEAD_AXES = ("heads", "kv_heads", "head_dim")
+from scaling import axes, budget
+
+# Parameter names (the last path entry) of the weights that are never decayed: biases and norm
+# scales (a LayerNorm's shift is named "bias" too).
+NO_DECAY_SUFFIXES = ("bias", "scale")
 
 
 def learning_rate_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
     """Linear warmup from 0 to `optim.lr` over `warmup_steps`, then the named decay to
-    `lr * min_lr_ratio` at `total_steps` (cosine, linear), or constant, or warmup-stable-decay
-    (constant until the last `decay_fraction` of the steps, then linear to the floor)."""
+    `lr * min_lr_ratio` at `total_steps` (cosine, linear), or constant, or warmup-stable-decay:
+    constant until `budget.wsd_decay_start`, then down to the floor over the last
+    `decay_fraction` of the steps, linearly or as 1 − √progress (`optim.decay_shape`)."""
     peak, floor = optim.lr, optim.lr * optim.min_lr_ratio
-    warmup = min(optim.warmup_steps, max(total_steps - 1, 0))
+    warmup = budget.warmup_steps(optim, total_steps)
     decay_steps = max(total_steps - warmup, 1)
     warmup_schedule = optax.linear_schedule(0.0, peak, max(warmup, 1))
     if optim.schedule == "cosine":
@@ -39,30 +42,47 @@ def learning_rate_schedule(optim: ml_collections.ConfigDict, total_steps: int) -
     elif optim.schedule == "constant":
         decay = optax.constant_schedule(peak)
     else:  # wsd
-        cooldown = max(int(round(decay_steps * optim.decay_fraction)), 1)
-        decay = optax.join_schedules(
-            [optax.constant_schedule(peak), optax.linear_schedule(peak, floor, cooldown)],
-            [decay_steps - cooldown])
+        stable = budget.wsd_decay_start(optim, total_steps) - warmup
+        cooldown = _cooldown(peak, floor, max(total_steps - warmup - stable, 1), optim.decay_shape)
+        decay = optax.join_schedules([optax.constant_schedule(peak), cooldown], [stable])
     if warmup == 0:
         return decay
     return optax.join_schedules([warmup_schedule, decay], [warmup])
 
 
+def _cooldown(peak: float, floor: float, steps: int, shape: str) -> optax.Schedule:
+    if shape == "linear":
+        return optax.linear_schedule(peak, floor, steps)
+
+    def sqrt_decay(count):
+        progress = jnp.clip(count / steps, 0.0, 1.0)
+        return floor + (peak - floor) * (1.0 - jnp.sqrt(progress))
+
+    return sqrt_decay
+
+
 def width_dimensions(logical_axes: tuple[str | None, ...]) -> int:
     """How many of a weight's dimensions grow with model width (heads × head size counts once)."""
     names = [name for name in logical_axes if name is not None]
-    return sum(name in WIDTH_AXES for name in names) + any(name in HEAD_AXES for name in names)
+    return sum(name in axes.WIDTH for name in names) + any(name in axes.HEAD for name in names)
 
 
-def _non_layer_rank(logical_axes: tuple[str | None, ...]) -> int:
-    return sum(name != "layers" for name in logical_axes)
+def _leaf_name(path) -> str:
+    entry = path[-1] if path else None
+    return str(getattr(entry, "key", getattr(entry, "name", entry)))
 
 
 def decay_mask(logical_axes_tree: Any) -> Any:
-    """True for weights that get weight decay: every weight with two or more dimensions
-    (besides a stacked `layers` axis); never biases or norm scales."""
-    return jax.tree.map(lambda axes: _non_layer_rank(axes) >= 2, logical_axes_tree,
-                        is_leaf=lambda x: isinstance(x, tuple))
+    """True for weights that get weight decay, decided by role: kernels and embeddings (two or more
+    dimensions besides a stacked `layers` axis) are decayed; biases (of any shape, such as the
+    attention's per-head [heads, head_dim] biases) and norm scales never are."""
+    def decays(path, logical_axes) -> bool:
+        if _leaf_name(path).endswith(NO_DECAY_SUFFIXES):
+            return False
+        return sum(name != axes.LAYERS for name in logical_axes) >= 2
+
+    return jax.tree_util.tree_map_with_path(decays, logical_axes_tree,
+                                            is_leaf=lambda x: isinstance(x, tuple))
 
 
 def learning_rate_multipliers(logical_axes_tree: Any, model: ml_collections.ConfigDict) -> Any:
@@ -74,7 +94,7 @@ def learning_rate_multipliers(logical_axes_tree: Any, model: ml_collections.Conf
     if model.parametrization != "mup":
         return jax.tree.map(lambda _: 1.0, logical_axes_tree, is_leaf=lambda x: isinstance(x, tuple))
     ratio = model.mup_base_width / model.d_model
-    return jax.tree.map(lambda axes: ratio if width_dimensions(axes) >= 2 else 1.0,
+    return jax.tree.map(lambda names: ratio if width_dimensions(names) >= 2 else 1.0,
                         logical_axes_tree, is_leaf=lambda x: isinstance(x, tuple))
 
 
@@ -114,9 +134,3 @@ def global_norm(tree: Any) -> jax.Array:
     return optax.tree.norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
 
 
-def steps_for(config: ml_collections.ConfigDict) -> int:
-    """Total optimizer steps: `train.steps`, or enough steps to see `train.tokens` tokens."""
-    t = config.train
-    if t.tokens > 0:
-        return max(1, math.ceil(t.tokens / (t.batch_size * config.data.seq_len)))
-    return t.steps

@@ -14,7 +14,8 @@ import pathlib
 
 import ml_collections
 
-from scaling.config import ConfigError, unknown_key_error
+from scaling.config import unknown_key_error
+from scaling.errors import ConfigError
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
@@ -25,16 +26,29 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
         raise ConfigError("--config", spec, "an existing ml-collections config file (path[:arg])")
     module_spec = importlib.util.spec_from_file_location(f"_scaling_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:  # not Python, or Python that fails: say where, in one line
+        raise ConfigError("--config", spec, f"a Python config file that runs ({_one_line(error)})"
+                          ) from None
     if not hasattr(module, "get_config"):
         raise ConfigError("--config", spec, "a Python file defining get_config()")
-    config = module.get_config(arg) if arg else module.get_config()
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except (ValueError, TypeError, KeyError) as error:  # e.g. an unknown variant
+        raise ConfigError("--config", spec, f"a variant its get_config() accepts "
+                                            f"({_one_line(error)})") from None
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError("--config", spec, "a get_config() that returns an ml_collections.ConfigDict")
     return config
 
 
-def _parse_value(text: str, current):
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def parse_value(text: str, current):
     """Parse `text` to the type of the field's current value."""
     if isinstance(current, bool):
         lowered = text.lower()
@@ -80,7 +94,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         if isinstance(current, ml_collections.ConfigDict):
             raise ConfigError(dotted, text, "a leaf field (this is a section)")
         try:
-            value = _parse_value(text, current)
+            value = parse_value(text, current)
         except (ValueError, SyntaxError) as error:
             expected = error.args[0] if isinstance(error, ValueError) and error.args else "a valid literal"
             raise ConfigError(dotted, text, f"{expected} (the field is {type(current).__name__})")

@@ -17,7 +17,9 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from scaling.config import ConfigError, ModelConfig
+from scaling import axes
+from scaling.config import ModelConfig
+from scaling.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -75,21 +77,21 @@ def logical_axis_rules(model: ModelConfig, shape: tuple[int, int, int]) -> tuple
     kv_axis = "tensor" if model.num_kv_heads % tensor == 0 else None
     vocab_axis = "tensor" if model.vocab_size % tensor == 0 else None
     return (
-        ("batch", BATCH_AXES),
-        ("embed", "fsdp"),
-        ("mlp", "tensor"),
-        ("heads", "tensor"),
-        ("kv_heads", kv_axis),
-        ("vocab", vocab_axis),
-        ("head_dim", None),
-        ("layers", None),
-        ("position", None),
-        ("length", None),
-        ("act_embed", None),
-        ("act_heads", "tensor"),
-        ("act_kv_heads", kv_axis),
-        ("act_mlp", "tensor"),
-        ("act_vocab", vocab_axis),
+        (axes.BATCH, BATCH_AXES),
+        (axes.EMBED, "fsdp"),
+        (axes.MLP, "tensor"),
+        (axes.HEADS, "tensor"),
+        (axes.KV_HEADS, kv_axis),
+        (axes.VOCAB, vocab_axis),
+        (axes.HEAD_DIM, None),
+        (axes.LAYERS, None),
+        (axes.POSITION, None),
+        (axes.LENGTH, None),
+        (axes.ACT_EMBED, None),
+        (axes.ACT_HEADS, "tensor"),
+        (axes.ACT_KV_HEADS, kv_axis),
+        (axes.ACT_MLP, "tensor"),
+        (axes.ACT_VOCAB, vocab_axis),
     )
 
 

@@ -20,6 +20,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding
 
+from scaling import axes
 from scaling import model as model_lib
 from scaling import optim as optim_lib
 from scaling import parallel
@@ -80,7 +81,7 @@ def _micro_batches(batch: dict, count: int) -> dict:
         micro = x.shape[0] // count
         x = x.reshape(micro, count, *x.shape[1:])
         x = jnp.swapaxes(x, 0, 1)
-        return nn.with_logical_constraint(x, (None, "batch", "length"))
+        return nn.with_logical_constraint(x, (None, axes.BATCH, axes.LENGTH))
     return jax.tree.map(split, batch)
 
 

@@ -16,18 +16,12 @@ import secrets
 import string
 import sys
 import time
-from typing import Any
+
+from scaling import files
 
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb_run_id.txt"
-
-
-def write_json_atomic(path: pathlib.Path, payload: Any) -> None:
-    """Write JSON to a temporary file and rename it over `path`: readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 class MetricsLog:
@@ -51,9 +45,8 @@ class MetricsLog:
                 continue
             if isinstance(record, dict) and record.get("step", 0) <= step:
                 kept.append(record)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(record, sort_keys=True) + "\n" for record in kept))
-        os.replace(tmp, self.path)
+        files.write_text_atomic(
+            self.path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in kept))
         return kept
 
     def write(self, record: dict) -> None:
@@ -93,9 +86,7 @@ class WandbRun:
             id_file = workdir / WANDB_ID_FILE
             run_id = (id_file.read_text().strip() if id_file.exists() else "") or new_run_id()
             # Written before init, so a restart reuses the id even if this init fails.
-            tmp = id_file.with_name(id_file.name + ".tmp")
-            tmp.write_text(run_id + "\n")
-            os.replace(tmp, id_file)
+            files.write_text_atomic(id_file, run_id + "\n")
             self._run = wandb.init(
                 project=config.wandb.project, entity=config.wandb.entity or None,
                 group=config.wandb.group or None, name=name, id=run_id, resume="allow",

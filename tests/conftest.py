@@ -59,3 +59,14 @@ def write_sweep_config(path: pathlib.Path, **fields) -> pathlib.Path:
 @pytest.fixture
 def repo() -> pathlib.Path:
     return REPO
+
+
+def count_parameters(params) -> int:
+    """Number of scalars in a parameter tree (arrays, ShapeDtypeStructs, or boxed in
+    `nn.LogicallyPartitioned`): the reference the hand-formula counts are checked against."""
+    import math
+
+    import flax.linen as nn
+    import jax
+
+    return int(sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(nn.unbox(params))))

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from conftest import count_parameters
 from scaling import flops
 from scaling import model as model_lib
 from scaling.config import ModelConfig
@@ -72,9 +73,9 @@ def test_parameter_counts_equal_the_actual_tree(overrides):
     shapes = jax.eval_shape(lambda: model_lib.Transformer(cfg).init(
         jax.random.key(0), tokens, encoder_tokens_BxS=tokens))["params"]
     counts = flops.parameter_counts(cfg)
-    assert flops.count_parameters(shapes) == counts.total
+    assert count_parameters(shapes) == counts.total
     embedding_leaves = {"token_embedding", "unembedding", "position_embedding"}
-    embedding = sum(flops.count_parameters(shapes[name]) for name in embedding_leaves & set(shapes))
+    embedding = sum(count_parameters(shapes[name]) for name in embedding_leaves & set(shapes))
     assert embedding == counts.embedding
 
 

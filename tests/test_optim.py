@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from scaling import optim
+from scaling import budget, optim
 from scaling.config import default_config
 
 
@@ -85,4 +85,4 @@ def test_adamw_update_matches_numpy():
 def test_steps_for_token_budget():
     config = default_config()
     config.train.tokens, config.train.batch_size, config.data.seq_len = 10_000, 8, 128
-    assert optim.steps_for(config) == math.ceil(10_000 / 1024)
+    assert budget.steps_for(config) == math.ceil(10_000 / 1024)

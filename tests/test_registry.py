@@ -13,7 +13,7 @@ import pytest
 
 from conftest import write_sweep_config
 from launch import registry
-from launch.sweep import RESULT_COLUMNS
+from launch.results import RESULT_COLUMNS
 from scaling import tracking
 from scaling.config import default_config
 
@@ -21,9 +21,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 REGISTRY_SWEEP = dict(
     name="reg", base_config="configs/demo.py:runlocal", sizes="d32-L1,d48-L2", plan="steps",
-    steps=8, min_steps=1, batch_size=8, seq_len=32, hparams="porian2024", warmup_steps=2,
-    lr_exponent=0.3, reference_params=1000, processes=2,
-    overrides={"train": {"log_every": 4, "eval_every": 8}, "checkpoint": {"every_steps": 8},
+    steps=8, min_steps=1, hparams="porian2024", lr_exponent=0.3, reference_params=1000,
+    processes=2,
+    overrides={"train": {"log_every": 4, "eval_every": 8, "batch_size": 8},
+               "data": {"seq_len": 32}, "checkpoint": {"every_steps": 8},
                "model": {"max_seq_len": 32}, "wandb": {"mode": "offline"}})
 
 

@@ -16,9 +16,9 @@ from scaling.overrides import load_config
 from conftest import write_sweep_config
 
 TINY = dict(name="tiny", base_config="configs/demo.py:runlocal",
-            sizes="d32-L1,d48-L2,d64-L2,d96-L3", plan="steps", min_steps=1, batch_size=8,
-            seq_len=32, warmup_steps=2, processes=2,
-            overrides={"train": {"log_every": 2, "eval_every": 4},
+            sizes="d32-L1,d48-L2,d64-L2,d96-L3", plan="steps", min_steps=1, processes=2,
+            overrides={"train": {"log_every": 2, "eval_every": 4, "batch_size": 8},
+                       "data": {"seq_len": 32}, "optim": {"warmup_steps": 2},
                        "checkpoint": {"every_steps": 4}, "model": {"max_seq_len": 32}})
 
 
@@ -38,14 +38,19 @@ def _rows(workdir):
         return {row["name"]: row for row in csv.DictReader(file)}
 
 
+def _expand(sweep, path):
+    return plans.expand(sweep, plans.resolve_base_config(sweep.base_config, str(path)))
+
+
 def test_plan_names_and_budgets(tmp_path):
-    sweep = load_config(str(_write_sweep(tmp_path)))
-    runs = plans.expand(sweep)
+    path = _write_sweep(tmp_path)
+    sweep = load_config(str(path))
+    runs = _expand(sweep, path)
     assert [run.name for run in runs] == ["tiny-d32-L1", "tiny-d48-L2", "tiny-d64-L2", "tiny-d96-L3"]
     assert all(run.tokens == 8 * 8 * 32 for run in runs)
     assert runs[0].overrides["model.d_model"] == 32 and runs[3].overrides["model.num_layers"] == 3
     sweep.plan, sweep.isoflop_budgets = "isoflop", (1e11, 3e11)
-    iso = plans.expand(sweep)
+    iso = _expand(sweep, path)
     assert {run.name.split("-N")[0] for run in iso} == {"isoflop-C1e11", "isoflop-C3e11"}
     for run in iso:  # D = C / FLOPs-per-token, rounded to whole steps
         budget = float(run.name.split("-C")[1].split("-N")[0])
@@ -129,9 +134,10 @@ def test_only_with_an_unknown_run_is_refused(repo, tmp_path):
 
 
 def test_mup_transfer_plan_sets_the_parametrization(tmp_path):
-    sweep = load_config(str(_write_sweep(tmp_path)))
-    sweep.hparams, sweep.lr = "mup_transfer", 0.01
-    runs = plans.expand(sweep)
+    path = _write_sweep(tmp_path)
+    sweep = load_config(str(path))
+    sweep.hparams, sweep.overrides.optim.lr = "mup_transfer", 0.01
+    runs = _expand(sweep, path)
     assert {run.overrides["model.parametrization"] for run in runs} == {"mup"}
     assert {run.overrides["model.mup_base_width"] for run in runs} == {32}  # the smallest width
     assert {run.overrides["optim.lr"] for run in runs} == {0.01}

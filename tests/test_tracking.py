@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-from scaling import tracking
+from scaling import files, tracking
 from scaling.config import default_config
 
 def wandb_records(path: pathlib.Path) -> list:
@@ -68,8 +68,8 @@ def test_metrics_log_from_scratch_drops_a_stale_file(tmp_path):
 
 def test_json_written_atomically_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "summary.json"
-    tracking.write_json_atomic(path, {"status": "completed", "path": pathlib.Path("x")})
-    tracking.write_json_atomic(path, {"status": "preempted"})
+    files.write_json_atomic(path, {"status": "completed", "path": pathlib.Path("x")})
+    files.write_json_atomic(path, {"status": "preempted"})
     assert json.loads(path.read_text()) == {"status": "preempted"}
     assert [child.name for child in tmp_path.iterdir()] == ["summary.json"]
 

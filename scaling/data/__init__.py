@@ -5,7 +5,7 @@ The training loop needs only `make_loader`, `tokenizer_for` and (through `scalin
 """
 
 from scaling.data.loader import Loader, make_loader
-from scaling.data.tokenizers import tokenizer_for
+from scaling.data.tokenizers import static_vocab_size, tokenizer_for
 from scaling.data.validation import validate_data_config
 
-__all__ = ["Loader", "make_loader", "tokenizer_for", "validate_data_config"]
+__all__ = ["Loader", "make_loader", "static_vocab_size", "tokenizer_for", "validate_data_config"]

@@ -20,7 +20,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from scaling.data import files, packing
+from scaling import files
+from scaling.data import packing
 
 CACHE_VERSION = 1
 _PROGRESS_SECONDS = 2.0
@@ -112,7 +113,7 @@ def _build(directory: pathlib.Path, fingerprint: dict, document_batches: Iterabl
     meta = {"fingerprint": fingerprint, "dtype": dtype.name, "num_tokens": num_tokens,
             "num_documents": num_documents, "text_bytes": num_bytes,
             "build_seconds": round(time.perf_counter() - started, 3)}
-    files.atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=1).encode())
+    files.write_bytes_atomic(directory / "meta.json", json.dumps(meta, indent=1).encode())
 
 
 def load_or_build(directory: pathlib.Path, fingerprint: dict,

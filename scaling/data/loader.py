@@ -15,12 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from scaling.data import cache, ordering, packing, sources, tokenizers
-
-
-def _config_error(field: str, value, allowed: str):
-    from scaling.config import ConfigError
-
-    return ConfigError(field, value, allowed)
+from scaling.errors import ConfigError
 
 
 def host_rows(batch_size: int, process_index: int, process_count: int) -> range:
@@ -155,8 +150,8 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
     Raises ConfigError when the batch does not split evenly over hosts, a split is empty, or a
     split is too short for one sequence of `data.seq_len` tokens."""
     if batch_size <= 0 or batch_size % process_count:
-        raise _config_error("train.batch_size", batch_size,
-                            f"a positive multiple of the process count {process_count}")
+        raise ConfigError("train.batch_size", batch_size,
+                          f"a positive multiple of the process count {process_count}")
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     tokenizer = tokenizers.tokenizer_for(data_cfg)
@@ -165,14 +160,14 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
                          ("data.eval_split", data_cfg.eval_split)):
         caches[field] = built = token_cache(data_cfg, split, tokenizer)
         if built.num_documents == 0:
-            raise _config_error(field, split, f"a split of {data_cfg.dataset!r} with at least "
-                                "one document (this one is empty)")
+            raise ConfigError(field, split, f"a split of {data_cfg.dataset!r} with at least "
+                              "one document (this one is empty)")
         longest = built.num_tokens - 1
         if longest < data_cfg.seq_len:
-            raise _config_error("data.seq_len", data_cfg.seq_len,
-                                f"at most {longest}: split {split!r} of {data_cfg.dataset!r} "
-                                f"holds {built.num_tokens} tokens with EOD, and a sequence needs "
-                                "seq_len + 1")
+            raise ConfigError("data.seq_len", data_cfg.seq_len,
+                              f"at most {longest}: split {split!r} of {data_cfg.dataset!r} "
+                              f"holds {built.num_tokens} tokens with EOD, and a sequence needs "
+                              "seq_len + 1")
     return Loader(caches["data.train_split"], caches["data.eval_split"], tokenizer,
                   seq_len=data_cfg.seq_len, batch_size=batch_size, seed=seed,
                   process_index=process_index, process_count=process_count,

@@ -19,6 +19,9 @@ import sys
 import time
 from typing import Iterator
 
+from scaling.errors import ConfigError
+from scaling.files import file_lock
+
 EMBEDDED_DATASETS = ("python_stdlib", "text_files")
 FILE_FORMAT = "array_record"
 _READ_BATCH = 256
@@ -76,7 +79,6 @@ def make_builder(data_cfg):
 def prepare(builder) -> None:
     """Download and prepare `builder` unless done already, under a lock so concurrent runs build
     it once. Raises DatasetUnavailableError saying what failed and what to do."""
-    from scaling.data.files import file_lock
 
     import tensorflow_datasets as tfds
 
@@ -170,8 +172,6 @@ def open_split(data_cfg, split: str) -> DocumentSplit:
     info = builder.info
     base_split = split.split("[", 1)[0]
     if base_split not in info.splits:
-        from scaling.config import ConfigError
-
         field = "data.eval_split" if split == data_cfg.eval_split else "data.train_split"
         raise ConfigError(field, split, f"a split of {info.full_name}: {', '.join(info.splits)}")
     fingerprint = "|".join(str(part) for part in (

@@ -23,6 +23,7 @@ import pathlib
 import tensorflow_datasets as tfds
 
 from scaling.data import file_splits
+from scaling.errors import ConfigError
 
 _BINARY_PROBE_BYTES = 8192
 
@@ -104,8 +105,6 @@ class TextFilesConfig(tfds.core.BuilderConfig):
 def text_files_config(files: str) -> TextFilesConfig:
     """The builder config for a comma-separated `data.files` value. Raises ConfigError on
     `data.files` when an entry is missing or no text file is found."""
-    from scaling.config import ConfigError
-
     entries = tuple(parse_file_list(files))
     try:
         found = expand_files(list(entries))

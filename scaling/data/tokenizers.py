@@ -17,8 +17,11 @@ import time
 from typing import Iterable, Sequence
 
 import numpy as np
+import sentencepiece
 
-from scaling.data import files, sources
+from scaling import files
+from scaling.data import sources
+from scaling.errors import ConfigError
 
 BYTE_VOCAB_SIZE = 257  # 256 byte values + end-of-document
 MIN_SENTENCEPIECE_VOCAB = 259  # 256 byte-fallback pieces + unknown + end-of-document + one more
@@ -51,8 +54,6 @@ class SentencePieceTokenizer:
     one, a new id right after its pieces."""
 
     def __init__(self, model_proto: bytes):
-        import sentencepiece
-
         self.processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
         pieces = self.processor.get_piece_size()
         has_eos = self.processor.eos_id() >= 0
@@ -103,10 +104,6 @@ def train_sentencepiece(documents: Iterable[bytes], vocab_size: int,
     Settings keep every text recoverable: identity normalization, whitespace kept as is (code
     indentation matters), byte fallback for unseen characters. Piece 0 is unknown, 1 is
     end-of-document. Raises ConfigError on `data.vocab_size` when the corpus cannot support it."""
-    import sentencepiece
-
-    from scaling.config import ConfigError
-
     model = io.BytesIO()
     try:
         sentencepiece.SentencePieceTrainer.train(
@@ -139,10 +136,21 @@ def trained_sentencepiece(data_cfg) -> SentencePieceTokenizer:
             print(f"[data] training SentencePiece ({data_cfg.vocab_size} pieces) on "
                   f"{train.dataset}:{train.split}", file=sys.stderr)
             documents = (d for batch in train.document_batches() for d in batch)
-            files.atomic_write_bytes(path, train_sentencepiece(documents, data_cfg.vocab_size))
+            files.write_bytes_atomic(path, train_sentencepiece(documents, data_cfg.vocab_size))
             print(f"[data] trained SentencePiece in {time.perf_counter() - started:.1f} s: {path}",
                   file=sys.stderr)
         return SentencePieceTokenizer(path.read_bytes())
+
+
+def static_vocab_size(data_cfg) -> int:
+    """The vocabulary `config.data` gives, known without reading the corpus (for planning and
+    counting): bytes, a SentencePiece model file's, or the size a trained model will have (its
+    pieces, end-of-document among them)."""
+    if data_cfg.tokenizer == "byte":
+        return BYTE_VOCAB_SIZE
+    if data_cfg.spm_model:
+        return tokenizer_for(data_cfg).vocab_size
+    return data_cfg.vocab_size
 
 
 def tokenizer_for(data_cfg):

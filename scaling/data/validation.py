@@ -10,6 +10,7 @@ from __future__ import annotations
 import pathlib
 
 from scaling.data import file_splits, sources, tokenizers
+from scaling.errors import ConfigError
 
 # Batches are int32, so every id must be below 2**31 (the token cache holds up to uint32).
 MAX_VOCAB_SIZE = 2**31 - 1
@@ -17,18 +18,12 @@ KNOWN_EXAMPLES = ("python_stdlib, text_files, or a registered TFDS dataset "
                   "(tiny_shakespeare, lm1b, c4/en, ...)")
 
 
-def _error(field: str, value, allowed: str):
-    from scaling.config import ConfigError  # scaling.config imports this package lazily
-
-    return ConfigError(field, value, allowed)
-
-
 def _check_splits(data_cfg, known_splits) -> None:
     for field in ("train_split", "eval_split"):
         split = data_cfg[field]
         if not isinstance(split, str) or split.split("[", 1)[0] not in known_splits:
-            raise _error(f"data.{field}", split, "one of " + ", ".join(known_splits)
-                         + " (TFDS slicing such as 'train[:10%]' allowed)")
+            raise ConfigError(f"data.{field}", split, "one of " + ", ".join(known_splits)
+                              + " (TFDS slicing such as 'train[:10%]' allowed)")
 
 
 def _check_tfds_dataset(data_cfg) -> None:
@@ -39,16 +34,16 @@ def _check_tfds_dataset(data_cfg) -> None:
     try:
         builder = tfds.builder(data_cfg.dataset, data_dir=str(sources.tfds_data_dir(data_cfg)))
     except tfds.core.registered.DatasetNotFoundError:
-        raise _error("data.dataset", data_cfg.dataset, KNOWN_EXAMPLES) from None
+        raise ConfigError("data.dataset", data_cfg.dataset, KNOWN_EXAMPLES) from None
     except Exception as error:  # a known name with an unknown config or version: TFDS says which
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise _error("data.dataset", data_cfg.dataset, f"{KNOWN_EXAMPLES}; {reason}") from None
+        raise ConfigError("data.dataset", data_cfg.dataset, f"{KNOWN_EXAMPLES}; {reason}") from None
     features = builder.info.features
     text_features = [name for name, feature in features.items()
                      if isinstance(feature, tfds.features.Text)]
     if data_cfg.feature not in text_features:
-        raise _error("data.feature", data_cfg.feature,
-                     f"a text feature of {data_cfg.dataset}: {', '.join(text_features) or 'none'}")
+        raise ConfigError("data.feature", data_cfg.feature,
+                          f"a text feature of {data_cfg.dataset}: {', '.join(text_features) or 'none'}")
     if builder.info.splits:  # known only once prepared, or from TFDS's bundled metadata
         _check_splits(data_cfg, tuple(builder.info.splits))
 
@@ -56,56 +51,56 @@ def _check_tfds_dataset(data_cfg) -> None:
 def _check_tokenizer(data_cfg) -> None:
     if data_cfg.tokenizer == "byte":
         if data_cfg.vocab_size not in (0, tokenizers.BYTE_VOCAB_SIZE):
-            raise _error("data.vocab_size", data_cfg.vocab_size,
-                         "0 with data.tokenizer='byte' "
-                         f"(its vocabulary is {tokenizers.BYTE_VOCAB_SIZE})")
+            raise ConfigError("data.vocab_size", data_cfg.vocab_size,
+                              "0 with data.tokenizer='byte' "
+                              f"(its vocabulary is {tokenizers.BYTE_VOCAB_SIZE})")
         if data_cfg.spm_model:
-            raise _error("data.spm_model", data_cfg.spm_model,
-                         "'' with data.tokenizer='byte' (set data.tokenizer='sentencepiece')")
+            raise ConfigError("data.spm_model", data_cfg.spm_model,
+                              "'' with data.tokenizer='byte' (set data.tokenizer='sentencepiece')")
         return
     if data_cfg.spm_model:
         if not pathlib.Path(data_cfg.spm_model).expanduser().is_file():
-            raise _error("data.spm_model", data_cfg.spm_model,
-                         "an existing SentencePiece model file")
+            raise ConfigError("data.spm_model", data_cfg.spm_model,
+                              "an existing SentencePiece model file")
         return
     if data_cfg.vocab_size == 0:
-        raise _error("data.vocab_size", data_cfg.vocab_size,
-                     "> 0 with data.tokenizer='sentencepiece' and no data.spm_model "
-                     "(the vocabulary to train)")
+        raise ConfigError("data.vocab_size", data_cfg.vocab_size,
+                          "> 0 with data.tokenizer='sentencepiece' and no data.spm_model "
+                          "(the vocabulary to train)")
     if data_cfg.vocab_size < tokenizers.MIN_SENTENCEPIECE_VOCAB:
-        raise _error("data.vocab_size", data_cfg.vocab_size,
-                     f"at least {tokenizers.MIN_SENTENCEPIECE_VOCAB} (256 byte pieces, unknown, "
-                     "end-of-document and learned pieces)")
+        raise ConfigError("data.vocab_size", data_cfg.vocab_size,
+                          f"at least {tokenizers.MIN_SENTENCEPIECE_VOCAB} (256 byte pieces, unknown, "
+                          "end-of-document and learned pieces)")
     if data_cfg.vocab_size > MAX_VOCAB_SIZE:
-        raise _error("data.vocab_size", data_cfg.vocab_size,
-                     f"at most {MAX_VOCAB_SIZE} (token ids are stored as uint16/uint32 and "
-                     "batched as int32)")
+        raise ConfigError("data.vocab_size", data_cfg.vocab_size,
+                          f"at most {MAX_VOCAB_SIZE} (token ids are stored as uint16/uint32 and "
+                          "batched as int32)")
 
 
 def validate_data_config(data_cfg) -> None:
     """Raise ConfigError naming the first bad field of `config.data`. Reads no corpus."""
     dataset = data_cfg.dataset
     if not isinstance(dataset, str) or not dataset.strip():
-        raise _error("data.dataset", dataset, KNOWN_EXAMPLES)
+        raise ConfigError("data.dataset", dataset, KNOWN_EXAMPLES)
     if dataset in sources.EMBEDDED_DATASETS:
         if data_cfg.feature != "text":
-            raise _error("data.feature", data_cfg.feature, f"'text' for dataset {dataset!r}")
+            raise ConfigError("data.feature", data_cfg.feature, f"'text' for dataset {dataset!r}")
         _check_splits(data_cfg, file_splits.SPLITS)
         if dataset == "text_files":
             from scaling.data import text_files
 
             entries = text_files.parse_file_list(data_cfg.files or "")
             if not entries:
-                raise _error("data.files", data_cfg.files,
-                             "comma-separated files or folders with dataset='text_files'")
+                raise ConfigError("data.files", data_cfg.files,
+                                  "comma-separated files or folders with dataset='text_files'")
             missing = [e for e in entries if not pathlib.Path(e).expanduser().exists()]
             if missing:
-                raise _error("data.files", data_cfg.files,
-                             f"existing files or folders (not found: {', '.join(missing)})")
+                raise ConfigError("data.files", data_cfg.files,
+                                  f"existing files or folders (not found: {', '.join(missing)})")
     else:
         _check_tfds_dataset(data_cfg)
     _check_tokenizer(data_cfg)
     cache_dir = data_cfg.cache_dir
     if cache_dir and pathlib.Path(cache_dir).expanduser().is_file():
-        raise _error("data.cache_dir", cache_dir,
-                     "a folder (or '' for $SCALING_CACHE or ~/.cache/scaling)")
+        raise ConfigError("data.cache_dir", cache_dir,
+                          "a folder (or '' for $SCALING_CACHE or ~/.cache/scaling)")

@@ -16,13 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scaling import axes
 from scaling.config import ModelConfig
 from scaling.layers import initializers, positions
 from scaling.layers.linear import project
 from scaling.layers.norms import Norm
 
-ATTENTION_AXES = ("batch", "length", "act_heads", "head_dim")
-KV_AXES = ("batch", "length", "act_kv_heads", "head_dim")
+ATTENTION_AXES = (axes.BATCH, axes.LENGTH, axes.ACT_HEADS, axes.HEAD_DIM)
+KV_AXES = (axes.BATCH, axes.LENGTH, axes.ACT_KV_HEADS, axes.HEAD_DIM)
 
 
 # Causal self-attention is computed in blocks of this many queries, each against the keys up to
@@ -230,22 +231,22 @@ class Attention(nn.Module):
                               jnp.float32).astype(dtype)
 
         heads, kv_heads, head_dim, d_model = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.d_model
-        w_query = kernel("query", (d_model, heads, head_dim), ("embed", "heads", "head_dim"))
-        w_key = kernel("key", (d_model, kv_heads, head_dim), ("embed", "kv_heads", "head_dim"))
-        w_value = kernel("value", (d_model, kv_heads, head_dim), ("embed", "kv_heads", "head_dim"))
-        w_out = kernel("out", (heads, head_dim, d_model), ("heads", "head_dim", "embed"),
+        w_query = kernel("query", (d_model, heads, head_dim), (axes.EMBED, axes.HEADS, axes.HEAD_DIM))
+        w_key = kernel("key", (d_model, kv_heads, head_dim), (axes.EMBED, axes.KV_HEADS, axes.HEAD_DIM))
+        w_value = kernel("value", (d_model, kv_heads, head_dim), (axes.EMBED, axes.KV_HEADS, axes.HEAD_DIM))
+        w_out = kernel("out", (heads, head_dim, d_model), (axes.HEADS, axes.HEAD_DIM, axes.EMBED),
                        role=initializers.RESIDUAL_OUTPUT, in_axis=(0, 1), out_axis=2)
 
         q_BxLxHxK = project(x_BxLxD, w_query)
         k_BxSxGxK = project(source_BxSxD, w_key)
         v_BxSxGxK = project(source_BxSxD, w_value)
         if cfg.use_bias:
-            q_BxLxHxK += bias("query_bias", (heads, head_dim), ("heads", "head_dim"))
-            k_BxSxGxK += bias("key_bias", (kv_heads, head_dim), ("kv_heads", "head_dim"))
-            v_BxSxGxK += bias("value_bias", (kv_heads, head_dim), ("kv_heads", "head_dim"))
+            q_BxLxHxK += bias("query_bias", (heads, head_dim), (axes.HEADS, axes.HEAD_DIM))
+            k_BxSxGxK += bias("key_bias", (kv_heads, head_dim), (axes.KV_HEADS, axes.HEAD_DIM))
+            v_BxSxGxK += bias("value_bias", (kv_heads, head_dim), (axes.KV_HEADS, axes.HEAD_DIM))
         if cfg.qk_norm:
-            q_BxLxHxK = Norm(cfg.norm, ("head_dim",), name="query_norm")(q_BxLxHxK)
-            k_BxSxGxK = Norm(cfg.norm, ("head_dim",), name="key_norm")(k_BxSxGxK)
+            q_BxLxHxK = Norm(cfg.norm, (axes.HEAD_DIM,), name="query_norm")(q_BxLxHxK)
+            k_BxSxGxK = Norm(cfg.norm, (axes.HEAD_DIM,), name="key_norm")(k_BxSxGxK)
         if cfg.position == "rope" and not is_cross:
             q_BxLxHxK = positions.apply_rope(q_BxLxHxK, cfg.rope_theta)
             k_BxSxGxK = positions.apply_rope(k_BxSxGxK, cfg.rope_theta)
@@ -273,5 +274,5 @@ class Attention(nn.Module):
         out_BxLxHxK = nn.with_logical_constraint(out_BxLxHxK, ATTENTION_AXES)
         out_BxLxD = project(out_BxLxHxK, w_out, input_axes=2)
         if cfg.use_bias:
-            out_BxLxD += bias("out_bias", (d_model,), ("embed",))
+            out_BxLxD += bias("out_bias", (d_model,), (axes.EMBED,))
         return out_BxLxD

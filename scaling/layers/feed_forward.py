@@ -10,11 +10,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scaling import axes
 from scaling.config import ModelConfig
 from scaling.layers import initializers
 from scaling.layers.linear import project
 
-HIDDEN_AXES = ("batch", "length", "act_mlp")
+HIDDEN_AXES = (axes.BATCH, axes.LENGTH, axes.ACT_MLP)
 
 
 class FeedForward(nn.Module):
@@ -38,17 +39,17 @@ class FeedForward(nn.Module):
 
         d_model, d_ff = cfg.d_model, cfg.d_ff
         if cfg.ffn == "swiglu":
-            gate_BxLxF = project(x_BxLxD, kernel("wi_gate", (d_model, d_ff), ("embed", "mlp")))
-            up_BxLxF = project(x_BxLxD, kernel("wi_up", (d_model, d_ff), ("embed", "mlp")))
+            gate_BxLxF = project(x_BxLxD, kernel("wi_gate", (d_model, d_ff), (axes.EMBED, axes.MLP)))
+            up_BxLxF = project(x_BxLxD, kernel("wi_up", (d_model, d_ff), (axes.EMBED, axes.MLP)))
             hidden_BxLxF = jax.nn.silu(gate_BxLxF) * up_BxLxF
         else:
-            hidden_BxLxF = project(x_BxLxD, kernel("wi", (d_model, d_ff), ("embed", "mlp")))
+            hidden_BxLxF = project(x_BxLxD, kernel("wi", (d_model, d_ff), (axes.EMBED, axes.MLP)))
             if cfg.use_bias:
                 hidden_BxLxF += bias("wi_bias", d_ff, "mlp")
             hidden_BxLxF = jax.nn.relu(hidden_BxLxF) if cfg.ffn == "relu" else jax.nn.gelu(hidden_BxLxF)
         hidden_BxLxF = nn.with_logical_constraint(hidden_BxLxF, HIDDEN_AXES)
         out_BxLxD = project(hidden_BxLxF,
-                            kernel("wo", (d_ff, d_model), ("mlp", "embed"), initializers.RESIDUAL_OUTPUT))
+                            kernel("wo", (d_ff, d_model), (axes.MLP, axes.EMBED), initializers.RESIDUAL_OUTPUT))
         if cfg.use_bias and cfg.ffn != "swiglu":
             out_BxLxD += bias("wo_bias", d_model, "embed")
         return out_BxLxD

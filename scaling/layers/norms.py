@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from scaling import axes
 from scaling.layers import initializers
 
 EPSILON = 1e-6
@@ -21,7 +22,7 @@ class Norm(nn.Module):
     """`kind` is "rmsnorm" or "layernorm"; `axis_name` names the normalised axis for sharding."""
 
     kind: str
-    axis_name: Sequence[str] = ("embed",)
+    axis_name: Sequence[str] = (axes.EMBED,)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -1,19 +1,21 @@
-"""Cache files shared by concurrent processes: locks, and writes that are atomic.
+"""Files that other processes read while they are written: locks, and writes that are atomic.
 
 A sweep runs several trainings at once against one cache directory. Whoever builds an entry holds
-an exclusive `file_lock` while doing so, readers a shared one while they open it; every file is
-written to a temporary name and renamed into place, so a build that is killed never leaves a file
-that looks complete.
+an exclusive `file_lock` while doing so, readers a shared one while they open it. Every file a
+reader may open at any moment — cache entries, summary.json, results.csv — is written to a
+temporary name and renamed into place, so a writer that is killed never leaves a file that looks
+complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import pathlib
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -50,7 +52,16 @@ def atomic_output(path: pathlib.Path, mode: str = "wb") -> Iterator:
         raise
 
 
-def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+def write_bytes_atomic(path: pathlib.Path, data: bytes) -> None:
     """Replace `path` with `data` in one rename."""
     with atomic_output(path) as handle:
         handle.write(data)
+
+
+def write_text_atomic(path: pathlib.Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def write_json_atomic(path: pathlib.Path, payload: Any) -> None:
+    """JSON (indented, keys sorted; values JSON lacks written as text) in one rename."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")

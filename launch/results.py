@@ -1,0 +1,85 @@
+"""The tables a sweep writes — `results.csv` (one row per run) and `curves.csv` (every logged
+point of every run) — declared once: the sweep runner and the W&B registry write these columns,
+the analysis reads them. Nothing here imports the training code.
+"""
+
+RESULT_COLUMNS = (
+    "name", "status", "size", "parent", "num_layers", "d_model", "params", "embedding_params",
+    "non_embedding_params", "tokens", "steps", "start_step", "batch_size", "seq_len", "lr",
+    "schedule", "parametrization", "layout", "flop_convention", "flops", "flops_6N", "flops_full",
+    "study_flops", "final_train_loss", "final_eval_loss", "final_eval_stderr", "wall_seconds",
+    "diverged_step", "error")
+CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "train_loss",
+                 "eval_loss")
+# What a fit needs of results.csv.
+FIT_COLUMNS = ("name", "status", "params", "non_embedding_params", "tokens", "flops",
+               "flop_convention", "final_eval_loss")
+
+
+def _lookup(config: dict, dotted: str):
+    """A field of a run config, nested ({"optim": {"lr": …}}) or flat ("optim.lr"); None when
+    absent."""
+    if dotted in config:
+        return config[dotted]
+    value = config
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def size_of(config: dict) -> str:
+    """The family member a sweep trained this run as (its `size:` W&B tag)."""
+    tags = (_lookup(config, "wandb.tags") or "").split(",")
+    return next((tag[len("size:"):] for tag in tags if tag.startswith("size:")), "")
+
+
+def result_row(summary: dict, config: dict, *, name: str, status: str, error: str = "",
+               planned: dict | None = None) -> dict:
+    """One results.csv row from what a run recorded — its summary (summary.json, or the W&B
+    summary) and its config — falling back to `planned` values for a run that has not written
+    them. The runner and the W&B registry both build rows here, so they agree."""
+    planned = planned or {}
+    model = summary.get("model") or {}
+
+    def first(*values):
+        return next((v for v in values if v is not None and v != ""), "")
+
+    def recorded(key):
+        return first(summary.get(key), planned.get(key))
+
+    init_from = _lookup(config, "train.init_from") or ""
+    start_step = first(summary.get("start_step"), _lookup(config, "train.init_step"),
+                       planned.get("start_step"), 0)
+    total = summary.get("total_steps")
+    study = (summary["flops"] * (total - start_step) / total
+             if total and summary.get("flops") is not None else planned.get("study_flops", ""))
+    return {
+        "name": name, "status": status, "size": first(size_of(config), planned.get("size")),
+        "parent": first(init_from.rstrip("/").rsplit("/", 1)[-1] if init_from else "",
+                        planned.get("parent")),
+        "num_layers": first(model.get("num_layers"), _lookup(config, "model.num_layers"),
+                            planned.get("num_layers")),
+        "d_model": first(model.get("d_model"), _lookup(config, "model.d_model"),
+                         planned.get("d_model")),
+        **{key: recorded(key) for key in ("params", "embedding_params", "non_embedding_params",
+                                          "tokens", "steps")},
+        "start_step": start_step,
+        "batch_size": first(_lookup(config, "train.batch_size")),
+        "seq_len": first(_lookup(config, "data.seq_len")),
+        "lr": first(_lookup(config, "optim.lr")),
+        "schedule": first(_lookup(config, "optim.schedule")),
+        "parametrization": first(model.get("parametrization"),
+                                 _lookup(config, "model.parametrization")),
+        "layout": first(model.get("layout"), _lookup(config, "model.layout")),
+        "flop_convention": first(summary.get("flop_convention"),
+                                 _lookup(config, "train.flop_convention"),
+                                 planned.get("flop_convention")),
+        **{key: recorded(key) for key in ("flops", "flops_6N", "flops_full")},
+        "study_flops": study,
+        **{key: first(summary.get(key)) for key in (
+            "final_train_loss", "final_eval_loss", "final_eval_stderr", "wall_seconds",
+            "diverged_step")},
+        "error": error,
+    }

@@ -1,0 +1,59 @@
+"""Cooldown branches of a warmup–stable–decay run (Hägele et al. 2024, "Scaling Laws and
+Compute-Optimal Training Beyond Fixed Training Durations").
+
+A WSD run of T steps holds its learning rate constant until its cooldown, so up to that point it
+is step for step the same as a WSD run of any shorter length S with the same warmup: both see the
+same batches (a pure function of (seed, step)) at the same rate. A run of S steps therefore needs
+only its own cooldown: it starts from the longer run's state at `optim.wsd_decay_start(S)`.
+
+- The long run (the *parent*) lists those steps in `train.branch_steps` and saves its state at each
+  in `<workdir>/stable/` (kept, never rotated out).
+- Each *branch* is a run of its own (own workdir, checkpoints, metrics, summary, results row) with
+  `train.steps = S`, `train.init_from = <parent workdir>`, `train.init_step = wsd_decay_start(S)`:
+  it restores the parent's stable state, then trains and checkpoints like any run, so a killed
+  branch resumes from its own newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from scaling.checkpoint import Checkpointer
+from scaling.config import ModelConfig
+from scaling.errors import IncompatibleCheckpoint
+
+STABLE_FOLDER = "stable"
+
+
+class StableStates:
+    """The parent's side: save the state at each branch step, all of them kept."""
+
+    def __init__(self, workdir: pathlib.Path, count: int):
+        self._checkpointer = Checkpointer(workdir, keep=max(1, count), async_save=True,
+                                          folder=STABLE_FOLDER)
+
+    def save(self, step: int, state: Any, meta: dict) -> None:
+        if step not in self._checkpointer.steps():
+            self._checkpointer.save(step, state, meta)
+
+    def close(self) -> None:
+        self._checkpointer.close()
+
+
+def restore_parent(config, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict]:
+    """The branch's side: the parent's stable state at `train.init_step`."""
+    parent, step = pathlib.Path(config.train.init_from), config.train.init_step
+    if not (parent / STABLE_FOLDER).is_dir():
+        raise IncompatibleCheckpoint(
+            f"train.init_from={str(parent)!r} holds no stable-phase states ({STABLE_FOLDER}/); "
+            "train the parent run (with train.branch_steps) first")
+    checkpointer = Checkpointer(parent, keep=1_000_000, async_save=False, folder=STABLE_FOLDER)
+    try:
+        if step not in checkpointer.steps():
+            raise IncompatibleCheckpoint(
+                f"the parent run {parent} saved no stable state at step {step} (it has "
+                f"{checkpointer.steps() or 'none'}); train it with {step} in train.branch_steps")
+        return checkpointer.restore(step, abstract_state, model)
+    finally:
+        checkpointer.close()

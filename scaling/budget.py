@@ -1,0 +1,27 @@
+"""A run's length and the shape of its warmup–stable–decay schedule, as plain arithmetic (no JAX):
+the config's checks, the sweep planner and the optimizer all read them from here.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def steps_for(config) -> int:
+    """Total optimizer steps: `train.steps`, or enough steps to see `train.tokens` tokens."""
+    t = config.train
+    if t.tokens > 0:
+        return max(1, math.ceil(t.tokens / (t.batch_size * config.data.seq_len)))
+    return t.steps
+
+
+def warmup_steps(optim, total_steps: int) -> int:
+    """The warmup actually run: `optim.warmup_steps`, leaving at least one step after it."""
+    return min(optim.warmup_steps, max(total_steps - 1, 0))
+
+
+def wsd_decay_start(optim, total_steps: int) -> int:
+    """The step at which a WSD run of `total_steps` starts its cooldown: the cooldown takes
+    `optim.decay_fraction` of the run's steps (at least one), never eating into the warmup."""
+    cooldown = max(1, round(total_steps * optim.decay_fraction))
+    return max(warmup_steps(optim, total_steps), total_steps - cooldown)

@@ -1,0 +1,381 @@
+"""The training loop of one run, in small named parts.
+
+`Trainer` owns what lives across steps: the data, the compiled program, the checkpoints, the
+metrics queue, the clocks and the summary. Its `run` takes optimizer steps and, at the boundaries
+the config names, reads the metrics (`StepMetrics`), evaluates, logs, saves and checks for a stop.
+Metrics are read one step late, so the device always has the next step queued.
+
+A cooldown branch (`train.init_from`) starts from its parent's stable-phase state; a run with
+`train.branch_steps` saves that state for its branches (`scaling.branches`).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import pathlib
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from scaling import branches, budget, distributed, files, flops, hardware, parallel, status
+from scaling import tracking
+from scaling import data as data_lib
+from scaling.checkpoint import Checkpointer
+from scaling.config import model_config
+from scaling.errors import IncompatibleCheckpoint
+from scaling.step import build_program
+
+log = logging.getLogger("scaling.train")
+
+
+@dataclasses.dataclass
+class LossWindow:
+    """Train losses since the last logged step (carried through checkpoints for exact resume)."""
+
+    total: float = 0.0
+    count: int = 0
+    skipped: int = 0
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+class StepMetrics:
+    """The queue of steps whose metrics the host has not read yet, folded into the loss window.
+
+    `drain(keep)` reads until `keep` remain and returns False once a non-finite step must stop
+    the run (`train.on_nonfinite="stop"`; its step is `diverged_step`)."""
+
+    def __init__(self, window: LossWindow, stop_on_nonfinite: bool):
+        self.window = window
+        self.stop_on_nonfinite = stop_on_nonfinite
+        self.pending: collections.deque = collections.deque()
+        self.last: dict = {}
+        self.diverged_step: int | None = None
+
+    def push(self, count: int, metrics: dict) -> None:
+        self.pending.append((count, metrics))
+
+    def drain(self, keep: int) -> bool:
+        while len(self.pending) > keep:
+            count, metrics = self.pending.popleft()
+            values = jax.device_get(metrics)
+            if bool(values["finite"]):
+                self.window.total += float(values["loss"])
+                self.window.count += 1
+                self.last = values
+            elif self.stop_on_nonfinite:
+                self.diverged_step = count
+                return False
+            else:
+                self.window.skipped += 1
+                log.warning("step %d: non-finite loss or gradient; update skipped", count)
+        return True
+
+    def next_window(self) -> None:
+        self.window = LossWindow(skipped=self.window.skipped)
+
+
+class Interval:
+    """Tokens trained since the last boundary and the wall time they took (tokens/s, MFU)."""
+
+    def __init__(self):
+        self.restart()
+        self.speeds: list[float] = []
+
+    def restart(self) -> None:
+        self.start, self.tokens = time.perf_counter(), 0
+
+    def speed(self) -> float:
+        """Tokens per second of this interval (0 when it trained nothing); recorded for the median."""
+        elapsed = time.perf_counter() - self.start
+        speed = self.tokens / elapsed if self.tokens and elapsed > 0 else 0.0
+        if speed:
+            self.speeds.append(speed)
+        return speed
+
+    def median_speed(self) -> float | None:
+        return float(np.median(self.speeds)) if self.speeds else None
+
+
+def _is_boundary(count: int, every: int, total: int) -> bool:
+    return count == total or (every > 0 and count % every == 0)
+
+
+class Trainer:
+    """One run: build everything, restore or initialise, then `run()` to the end or a stop."""
+
+    def __init__(self, config, workdir: pathlib.Path, stop_signal):
+        self.config, self.workdir, self.stop_signal = config, workdir, stop_signal
+        self.leader = distributed.is_leader()
+        self.wall_start = time.perf_counter()
+        self.loader = data_lib.make_loader(
+            config.data, batch_size=config.train.batch_size, seed=config.seed,
+            process_index=jax.process_index(), process_count=jax.process_count())
+        self.model = model_config(config, self.loader.vocab_size)
+        self.total_steps = budget.steps_for(config)
+        self.tokens_per_step = config.train.batch_size * config.data.seq_len
+        self.program = build_program(config, self.model, self.total_steps,
+                                     parallel.make_mesh(config.mesh))
+        self.flops_per_token = {
+            convention: flops.training_flops_per_token(self.model, config.data.seq_len, convention)
+            for convention in ("6N", "full")}
+        self.mfu_flops_per_token = flops.mfu_flops_per_token(self.model, config.data.seq_len)
+        self.peak = hardware.device_peak_flops(self.model.compute_dtype) * jax.device_count()
+        self.checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep,
+                                         async_save=config.checkpoint.async_save)
+        self.stable = (branches.StableStates(workdir, len(config.train.branch_steps))
+                       if config.train.branch_steps else None)
+        try:
+            with self.program.context():
+                self.state, self.start, window = self._restore_or_init()
+                self.eval_batches = self._eval_batches(config.train.eval_batches)
+        except BaseException:
+            self.close()
+            raise
+        self.metrics = StepMetrics(window, config.train.on_nonfinite == "stop")
+        self.interval = Interval()
+        self.count, self.status = self.start, status.COMPLETED
+        self.compile_seconds, self.loop_start = 0.0, None
+        self._open_logs()
+
+    # -- start ------------------------------------------------------------------------------
+
+    def _restore_or_init(self) -> tuple[Any, int, LossWindow]:
+        """The newest checkpoint of this run; else, for a branch, its parent's stable state;
+        else a fresh initialisation."""
+        restored = self.checkpointer.restore_latest(self.program.abstract_state, self.model)
+        if restored is not None:
+            state, meta = restored
+            saved_total = meta.get("total_steps", self.total_steps)
+            if saved_total != self.total_steps:
+                # A different horizon changes the learning-rate schedule under the restored
+                # optimizer state: refuse rather than train a run that matches neither plan.
+                raise IncompatibleCheckpoint(
+                    f"the workdir's checkpoint belongs to a run of {saved_total} steps, the "
+                    f"config asks for {self.total_steps} (train.steps / train.tokens); use a new "
+                    "--workdir or the run's settings")
+            where = f"checkpoint in {self.checkpointer.directory}"
+        elif self.config.train.init_from:
+            state, meta = branches.restore_parent(self.config, self.program.abstract_state,
+                                                  self.model)
+            where = f"the stable-phase state of {self.config.train.init_from}"
+        else:
+            return self.program.init(jax.random.key(self.config.seed)), 0, LossWindow()
+        if self.leader:
+            print(f"resuming from step {meta['step']} ({where})", flush=True)
+        return state, int(meta["step"]), LossWindow(**meta["loss_window"])
+
+    def _eval_batches(self, count: int) -> list:
+        return [parallel.global_batch(batch, self.program.batch_sharding)
+                for batch in self.loader.eval_batches(count)]
+
+    def _open_logs(self) -> None:
+        config, model = self.config, self.model
+        self.metrics_log = (tracking.MetricsLog(self.workdir / "metrics.jsonl", self.start)
+                            if self.leader else None)
+        self.wandb_run = (tracking.WandbRun(config, self.workdir, name=config.name,
+                                            config_dict=config.to_dict()) if self.leader else None)
+        self.progress = tracking.Progress(self.total_steps, self.start)
+        counts = flops.parameter_counts(model)
+        self.summary: dict[str, Any] = {
+            "name": config.name, "config": config.to_dict(), "model": dataclasses.asdict(model),
+            "params": counts.total, "embedding_params": counts.embedding,
+            "non_embedding_params": counts.non_embedding,
+            "flop_convention": config.train.flop_convention,
+            "flops_per_token_6N": self.flops_per_token["6N"],
+            "flops_per_token_full": self.flops_per_token["full"],
+            "total_steps": self.total_steps, "tokens_per_step": self.tokens_per_step,
+            "train_tokens_available": self.loader.tokens_in_split,
+            "devices": jax.device_count(), "mesh": dict(self.program.mesh.shape),
+            "parametrization": model.parametrization, "peak_flops": self.peak,
+            "start_step": self.start if config.train.init_from else 0,
+            "diverged_step": None, "final_train_loss": None, "final_eval_loss": None,
+            "wandb_run_id": self.wandb_run.run_id if self.wandb_run else None,
+        }
+        # A resumed run's final losses so far come from the records it keeps (a run resumed at
+        # its last step logs nothing new).
+        for record in self.metrics_log.records if self.metrics_log else ():
+            self._note_losses(record)
+
+    # -- quantities -------------------------------------------------------------------------
+
+    def flops_for(self, tokens: int) -> dict:
+        """Training FLOPs of `tokens` under the run's convention and both named ones."""
+        return {"flops": tokens * self.flops_per_token[self.config.train.flop_convention],
+                "flops_6N": tokens * self.flops_per_token["6N"],
+                "flops_full": tokens * self.flops_per_token["full"]}
+
+    def mfu(self, tokens_per_second: float | None) -> float | None:
+        """Model FLOPs utilisation (PaLM's count, `flops.mfu_flops_per_token`) over the peak."""
+        if not tokens_per_second:
+            return None
+        return tokens_per_second * self.mfu_flops_per_token / self.peak
+
+    def evaluate(self, batches: list) -> tuple[float, float]:
+        """Mean held-out loss over `batches` and its standard error (batch-to-batch spread)."""
+        losses = np.asarray(jax.device_get(
+            [self.program.eval_step(self.state, batch)["loss"] for batch in batches]), np.float64)
+        stderr = float(losses.std(ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else None
+        return float(losses.mean()), stderr
+
+    def _note_losses(self, record: dict) -> None:
+        self.summary["final_train_loss"] = record.get("train_loss")
+        if record.get("eval_loss") is not None:
+            self.summary["final_eval_loss"] = record["eval_loss"]
+            self.summary["final_eval_stderr"] = record.get("eval_stderr")
+            self.summary["final_eval_tokens"] = record.get("eval_tokens")
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        """Train to the end, a divergence or a stop; write the summary; return it."""
+        iterator = self.loader.iterate(self.start)
+        self.interval.restart()
+        try:
+            with self.program.context():
+                if self.stop_signal.requested and self.start < self.total_steps:
+                    self.status = status.PREEMPTED  # stopped before any step: nothing changed
+                else:
+                    self._steps(iterator)
+        except BaseException:
+            self.status = status.FAILED
+            raise
+        finally:
+            getattr(iterator, "close", lambda: None)()
+            self._finish()
+        return self.summary
+
+    def _steps(self, iterator) -> None:
+        for step_index, local_batch in iterator:
+            if step_index >= self.total_steps:
+                return
+            batch = parallel.global_batch(local_batch, self.program.batch_sharding)
+            self.state, step_metrics = self.program.train_step(self.state, batch)
+            self.count = step_index + 1
+            self.metrics.push(self.count, step_metrics)
+            if self.count == self.start + 1 and not self._first_step_done():
+                return
+            if self.count > self.start + 1:
+                self.interval.tokens += self.tokens_per_step
+            if not self.metrics.drain(1):
+                self.status = status.DIVERGED
+                return
+            if not self._boundary():
+                return
+
+    def _first_step_done(self) -> bool:
+        """The first step compiles: time it, then start the clocks. False if it diverged."""
+        if not self.metrics.drain(0):
+            self.status = status.DIVERGED
+            return False
+        self.compile_seconds = time.perf_counter() - self.interval.start
+        self.loop_start = time.perf_counter()
+        self.progress.restart_clock(self.count)
+        self.interval.restart()
+        return True
+
+    def _boundary(self) -> bool:
+        """Log, evaluate, save and check for a stop where the config says; False to stop."""
+        count, train, total = self.count, self.config.train, self.total_steps
+        preempted = self.stop_signal.requested or (
+            jax.process_count() > 1 and self.checkpointer.reached_preemption(count))
+        log_now = _is_boundary(count, train.log_every, total)
+        eval_now = _is_boundary(count, train.eval_every, total)
+        save_now = _is_boundary(count, self.config.checkpoint.every_steps, total)
+        branch_now = self.stable is not None and count in train.branch_steps
+        if not (log_now or eval_now or save_now or preempted or branch_now):
+            return True
+        if not self.metrics.drain(0):
+            self.status = status.DIVERGED
+            return False
+        if log_now or eval_now:
+            self._log(eval_now)
+        if save_now or preempted:
+            self.checkpointer.save(count, self.state, self._meta(),
+                                   wait=preempted or count == total)
+        if branch_now:
+            self.stable.save(count, self.state, self._meta())
+        if preempted and count < total:
+            self.status = status.PREEMPTED
+            return False
+        self.interval.restart()
+        return True
+
+    def _log(self, eval_now: bool) -> None:
+        speed = self.interval.speed()
+        eval_loss = eval_stderr = eval_tokens = None
+        eval_start = time.perf_counter()
+        if eval_now:
+            batches = self.eval_batches
+            if self.count == self.total_steps and self.config.train.final_eval_batches:
+                batches = self._eval_batches(self.config.train.final_eval_batches)
+            eval_loss, eval_stderr = self.evaluate(batches)
+            eval_tokens = len(batches) * self.tokens_per_step
+        tokens = self.count * self.tokens_per_step
+        record = {
+            "step": self.count, "tokens": tokens, **self.flops_for(tokens),
+            "train_loss": self.metrics.window.mean(), "eval_loss": eval_loss,
+            "eval_stderr": eval_stderr, "eval_tokens": eval_tokens,
+            "lr": float(self.metrics.last.get("lr", float("nan"))),
+            "grad_norm": float(self.metrics.last.get("grad_norm", float("nan"))),
+            "skipped_steps": self.metrics.window.skipped, "tokens_per_second": speed,
+            "mfu": self.mfu(speed), "eval_seconds": time.perf_counter() - eval_start,
+        }
+        self._note_losses(record)
+        if self.leader:
+            self.metrics_log.write(record)
+            self.wandb_run.log(record)
+            self.progress.show(record)
+        self.metrics.next_window()
+
+    def _meta(self) -> dict:
+        """What a checkpoint records beside the state: where the run was, and its model."""
+        return {"step": self.count, "seed": self.config.seed, "total_steps": self.total_steps,
+                "loss_window": dataclasses.asdict(self.metrics.window),
+                "model": dataclasses.asdict(self.model)}
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.loader.close()
+        try:
+            self.checkpointer.close()
+        finally:
+            if self.stable is not None:
+                self.stable.close()
+
+    def _finish(self) -> None:
+        loop_end = time.perf_counter()
+        try:
+            self.close()
+        finally:
+            self._write_summary(loop_end)
+        if self.leader and self.status != status.COMPLETED:
+            where = (f" at step {self.metrics.diverged_step} (non-finite loss or gradient)"
+                     if self.status == status.DIVERGED
+                     else f" at step {self.count}; rerun the same command to resume")
+            print(f"run {self.status}{where}", flush=True)
+
+    def _write_summary(self, loop_end: float) -> None:
+        diverged = self.status == status.DIVERGED
+        steps_done = self.metrics.diverged_step - 1 if diverged else self.count
+        tokens = steps_done * self.tokens_per_step
+        speed = self.interval.median_speed()
+        self.summary.update({
+            "status": self.status, "steps": steps_done, "tokens": tokens,
+            **self.flops_for(tokens), "diverged_step": self.metrics.diverged_step,
+            "tokens_per_second": speed, "mfu": self.mfu(speed),
+            "compile_seconds": self.compile_seconds,
+            "wall_seconds": time.perf_counter() - self.wall_start,
+            # Steps after the first, with their logging, evals and saves (not the final wait).
+            "loop_seconds": loop_end - self.loop_start if self.loop_start is not None else None,
+        })
+        if self.leader:
+            self.metrics_log.close()
+            files.write_json_atomic(self.workdir / "summary.json", self.summary)
+            self.wandb_run.finish(self.summary)

@@ -1,0 +1,86 @@
+"""The sweep planner budgets exactly the model `scaling-train` trains: each run is resolved through
+the base config, the sweep's overrides, the size's and the plan's fields, and its planned N, D and
+C equal what the trained run reports in summary.json."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import write_sweep_config
+from launch import plans
+from scaling.errors import ConfigError
+from scaling.overrides import load_config
+
+# A base config and overrides that change N and FLOPs per token: grouped-query attention with one
+# key/value head, biases everywhere, and (for one size) a narrower feed-forward layer.
+MODEL_CHANGING = dict(
+    name="shape", base_config="configs/demo.py:runlocal", sizes="d64-L2,d96-L3", min_steps=1,
+    processes=2,
+    overrides={"model": {"num_kv_heads": 1, "use_bias": True, "max_seq_len": 32},
+               "train": {"batch_size": 8, "log_every": 2, "eval_every": 2},
+               "data": {"seq_len": 32}, "checkpoint": {"every_steps": 0}},
+    size_overrides={"d96-L3": {"model": {"d_ff": 96}}})
+
+
+def _plan(tmp_path, **fields):
+    path = write_sweep_config(tmp_path / "sweep.py", **{**MODEL_CHANGING, **fields})
+    sweep = load_config(str(path))
+    return path, plans.expand(sweep, plans.resolve_base_config(sweep.base_config, str(path)))
+
+
+@pytest.mark.parametrize("plan", [dict(plan="tokens_per_param", tokens_per_param=0.02),
+                                  dict(plan="isoflop", isoflop_budgets=(1.5e9, 3e9))])
+def test_planned_n_d_c_equal_the_trained_runs_summary(repo, tmp_path, plan):
+    path, runs = _plan(tmp_path, **plan)
+    assert len(runs) >= 2
+    workdir = tmp_path / "sweep"
+    result = subprocess.run([sys.executable, "-m", "launch.sweep", "--config", str(path),
+                             "--workdir", str(workdir)], cwd=repo, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for run in runs:
+        summary = json.loads((workdir / "runs" / run.name / "summary.json").read_text())
+        assert summary["model"]["num_kv_heads"] == 1 and summary["model"]["use_bias"]
+        assert summary["non_embedding_params"] == run.non_embedding_params, run.name
+        assert summary["params"] == run.params, run.name
+        assert summary["tokens"] == run.tokens, run.name
+        assert summary["flops"] == pytest.approx(run.flops, rel=1e-12), run.name
+    d96 = next(run for run in runs if run.size == "d96-L3")
+    assert d96.overrides["model.d_ff"] == 96
+
+
+def test_tokens_per_param_counts_the_resolved_model(tmp_path):
+    # D = ratio x N, with N the non-embedding parameters of the model the run trains: here with
+    # biases and one key/value head (a hand count for d64-L2: per layer q, o 64x64 and k, v 64x32
+    # with biases, MLP 64x256 and 256x64 with biases, two RMSNorm scales; a final norm).
+    _, runs = _plan(tmp_path, plan="tokens_per_param", tokens_per_param=0.02)
+    d = 64
+    attention = 2 * (d * d + d) + 2 * (d * 32 + 32)
+    mlp = d * 4 * d + 4 * d + 4 * d * d + d
+    expected = 2 * (attention + mlp + 2 * d) + d
+    run = next(run for run in runs if run.size == "d64-L2")
+    assert run.non_embedding_params == expected
+    assert run.tokens == max(1, round(0.02 * expected / 256)) * 256
+
+
+def test_sweep_overrides_accept_every_run_field_and_name_unknown_ones(tmp_path):
+    path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
+    sweep = load_config(str(path))
+    plans.apply_sweep_overrides(sweep, ["overrides.wandb.mode=offline", "overrides.optim.lr=0.01",
+                                        "size_overrides.d64-L2.train.steps=7", "plan=steps"])
+    runs = plans.expand(sweep, plans.resolve_base_config(sweep.base_config, str(path)))
+    assert {run.overrides["wandb.mode"] for run in runs} == {"offline"}
+    assert {run.overrides["optim.lr"] for run in runs} == {0.01}
+    assert next(run for run in runs if run.size == "d64-L2").steps == 7
+    with pytest.raises(ConfigError, match="overrides.optim.lrr.*did you mean lr"):
+        plans.apply_sweep_overrides(sweep, ["overrides.optim.lrr=0.1"])
+    with pytest.raises(ConfigError, match="overrides.optim.lr.*a number"):
+        plans.apply_sweep_overrides(sweep, ["overrides.optim.lr=fast"])
+
+
+def test_every_planned_run_is_validated_as_scaling_train_would(tmp_path):
+    with pytest.raises(ConfigError, match="model.position"):
+        _plan(tmp_path, plan="steps", overrides={**MODEL_CHANGING["overrides"],
+                                                 "model": {"position": "rotary"}})
