@@ -106,9 +106,9 @@ def chinchilla_family() -> list[tuple[str, dict]]:
     return [(chinchilla_name(row), chinchilla_model_overrides(row)) for row in chinchilla_table_a9()]
 
 
-# (width, depth) of the CPU demo: head size 32, aspect ratio 32–40, 12k to 1.2M non-embedding
-# parameters (100x), each a minute or two of training on two CPU cores.
-_CPU_DEMO_SHAPES = ((32, 1), (48, 2), (64, 2), (96, 3), (128, 4), (160, 4))
+# (width, depth) of the CPU demo: head size 32 (one head below that), aspect ratio 16–40, 3.2k to
+# 1.2M non-embedding parameters (390x), each a minute or two of training on two CPU cores.
+_CPU_DEMO_SHAPES = ((16, 1), (32, 1), (48, 2), (64, 2), (96, 3), (128, 4), (160, 4))
 CPU_DEMO_HEAD_SIZE = 32
 
 

@@ -48,8 +48,15 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+def _literal(text: str, expected: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(expected) from None
+
+
 def parse_value(text: str, current):
-    """Parse `text` to the type of the field's current value."""
+    """Parse `text` to the type of the field's current value; ValueError says what was expected."""
     if isinstance(current, bool):
         lowered = text.lower()
         if lowered in ("true", "1", "yes"):
@@ -58,19 +65,19 @@ def parse_value(text: str, current):
             return False
         raise ValueError("true or false")
     if isinstance(current, int):
-        value = ast.literal_eval(text)
+        value = _literal(text, "an integer")
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             raise ValueError("an integer")
         return value
     if isinstance(current, float):
-        value = ast.literal_eval(text)
+        value = _literal(text, "a number")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError("a number")
         return float(value)
     if isinstance(current, tuple):
-        value = ast.literal_eval(text)
+        value = _literal(text, "a tuple of literals, e.g. (1, 2)")
         return tuple(value) if isinstance(value, (list, tuple)) else (value,)
     return text
 
