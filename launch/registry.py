@@ -137,7 +137,7 @@ def server_runs(project: str, group: str, entity: str | None = None, api=None) -
     """The runs of one group of a W&B project, read through `wandb.Api` (or `api`, an object with
     the same `runs(path, filters=...)`)."""
     if api is None:
-        import wandb
+        import wandb  # 1.5 s to import: only for the server form
 
         api = wandb.Api()
     path = f"{entity}/{project}" if entity else project

@@ -81,7 +81,7 @@ class WandbRun:
                         "upload later with `wandb sync %s/wandb/offline-run-*`", workdir)
             mode = "offline"
         try:
-            import wandb
+            import wandb  # 1.5 s to import: only for runs that log to W&B
 
             id_file = workdir / WANDB_ID_FILE
             run_id = (id_file.read_text().strip() if id_file.exists() else "") or new_run_id()

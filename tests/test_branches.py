@@ -1,0 +1,206 @@
+"""Cooldown branches of a warmup–stable–decay run (`scaling.branches`, the `ladder` plan).
+
+- The schedule: warmup, stable, then the cooldown over the last `decay_fraction` of the steps
+  (linear or 1 − √t), against the formula; a run of S steps and one of T > S steps use the same
+  rate at every step before S's cooldown, which is what lets a branch start from T's state.
+- A branch trained from its parent's stable state ends bit for bit where an independent WSD run of
+  its length ends, and a branch killed mid-cooldown and rerun ends bit for bit where an
+  uninterrupted branch ends.
+- A tiny `ladder` sweep end to end: one row per budget, branches after their parent, the study's
+  compute, and a sweep killed mid-way that reruns only what is unfinished.
+"""
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, write_sweep_config
+from scaling import budget, optim
+from scaling.config import default_config
+from test_resume import assert_same_state, committed_steps, restored_state, wait_until
+
+
+def _optim(**changes):
+    config = default_config()
+    config.optim.update(schedule="wsd", lr=1.0, min_lr_ratio=0.1, **changes)
+    return config.optim
+
+
+@pytest.mark.parametrize("shape", ["linear", "sqrt"])
+def test_wsd_schedule_matches_its_formula(shape):
+    o = _optim(warmup_steps=10, decay_fraction=0.25, decay_shape=shape)
+    total = 100
+    schedule = optim.learning_rate_schedule(o, total)
+    start = budget.wsd_decay_start(o, total)
+    assert start == 75
+    for step in range(total + 1):
+        if step < 10:
+            expected = step / 10
+        elif step < start:
+            expected = 1.0
+        else:
+            progress = (step - start) / (total - start)
+            shrink = progress if shape == "linear" else math.sqrt(progress)
+            expected = 1.0 - 0.9 * shrink
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-6, abs=1e-7), step
+
+
+def test_a_short_run_shares_the_long_runs_rates_until_its_cooldown():
+    o = _optim(warmup_steps=8, decay_fraction=0.2)
+    long_schedule = optim.learning_rate_schedule(o, 200)
+    for short in (40, 80, 120, 199):
+        start = budget.wsd_decay_start(o, short)
+        assert start == short - round(0.2 * short)
+        short_schedule = optim.learning_rate_schedule(o, short)
+        assert all(float(short_schedule(k)) == float(long_schedule(k)) for k in range(start))
+        assert float(short_schedule(start + 1)) < 1.0  # and then it cools down
+
+
+# ----------------------------------------------------------------------------------------------
+# Training: parent, branch, independent run, killed branch
+
+PARENT_STEPS, BRANCH_STEPS = 60, 40
+BRANCH_START = BRANCH_STEPS - round(0.2 * BRANCH_STEPS)  # wsd_decay_start, decay_fraction 0.2
+COMMON = ["--config", "configs/demo.py:runlocal", "--config.optim.schedule=wsd",
+          "--config.train.log_every=2", "--config.train.eval_every=20",
+          "--config.checkpoint.every_steps=2", "--config.checkpoint.keep=2"]
+
+
+def _train(workdir, *overrides, wait=True):
+    process = subprocess.Popen([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                                str(workdir), *overrides], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if not wait:
+        return process
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+def _branch_args(parent):
+    return [f"--config.train.steps={BRANCH_STEPS}", f"--config.train.init_from={parent}",
+            f"--config.train.init_step={BRANCH_START}"]
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("parent")
+    _train(workdir, f"--config.train.steps={PARENT_STEPS}",
+           f"--config.train.branch_steps=({BRANCH_START},)")
+    return workdir
+
+
+@pytest.mark.slow
+def test_branch_equals_an_independent_run_of_its_length(parent, tmp_path):
+    assert sorted(int(p.name) for p in (parent / "stable").iterdir() if p.name.isdigit()) == [
+        BRANCH_START]
+    branch, independent = tmp_path / "branch", tmp_path / "independent"
+    out = _train(branch, *_branch_args(parent))
+    assert f"resuming from step {BRANCH_START}" in out
+    _train(independent, f"--config.train.steps={BRANCH_STEPS}")
+    assert_same_state(branch, independent, step=BRANCH_STEPS)
+    summary = json.loads((branch / "summary.json").read_text())
+    reference = json.loads((independent / "summary.json").read_text())
+    assert summary["final_eval_loss"] == reference["final_eval_loss"]
+    assert summary["start_step"] == BRANCH_START and summary["steps"] == BRANCH_STEPS
+
+
+@pytest.mark.slow
+def test_killed_branch_resumes_bitwise(parent, tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    _train(reference, *_branch_args(parent))
+    process = _train(killed, *_branch_args(parent), wait=False)
+    wait_until(lambda: any(step > BRANCH_START for step in committed_steps(killed)), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert max(committed_steps(killed)) < BRANCH_STEPS
+    out = _train(killed, *_branch_args(parent))
+    assert "resuming from step" in out and "stable-phase state" not in out  # its own checkpoint
+    assert_same_state(killed, reference, step=BRANCH_STEPS)
+    assert restored_state(killed, BRANCH_STEPS).keys() == restored_state(reference,
+                                                                         BRANCH_STEPS).keys()
+
+
+def test_branch_of_a_parent_without_that_state_is_refused(parent, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                             str(tmp_path / "b"), "--config.train.steps=30",
+                             f"--config.train.init_from={parent}", "--config.train.init_step=24"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "no stable state at step 24" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_branch_outside_its_stable_phase_is_refused_before_anything_runs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                             str(tmp_path / "b"), "--config.train.steps=30",
+                             f"--config.train.init_from={tmp_path}", "--config.train.init_step=29"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "train.init_step=29" in result.stderr
+    assert "at most 24" in result.stderr and not (tmp_path / "b").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The ladder plan
+
+LADDER = dict(name="lad", base_config="configs/demo.py:runlocal", sizes="d16-L1,d32-L1",
+              plan="ladder", ladder_tokens=(8 * 256 * 4, 8 * 256 * 8, 8 * 256 * 16), processes=2,
+              overrides={"train": {"batch_size": 8, "log_every": 4, "eval_every": 8},
+                         "data": {"seq_len": 32}, "model": {"max_seq_len": 32},
+                         "optim": {"warmup_steps": 2}, "checkpoint": {"every_steps": 4}})
+
+
+def _rows(workdir):
+    with open(workdir / "results.csv", newline="") as file:
+        return {row["name"]: row for row in csv.DictReader(file)}
+
+
+@pytest.mark.slow
+def test_ladder_sweep_end_to_end_and_rerun_after_a_kill(repo, tmp_path):
+    config, workdir = write_sweep_config(tmp_path / "lad.py", **LADDER), tmp_path / "sweep"
+    sweep = [sys.executable, "-m", "launch.sweep", "--config", str(config), "--workdir",
+             str(workdir)]
+    dry = subprocess.run(sweep + ["--dry-run"], cwd=repo, capture_output=True, text=True,
+                         timeout=120)
+    # Per size: 64 steps alone, plus branches of 16 and 32 steps that train only their last
+    # 20% (3 and 6 steps): (64 + 3 + 6) / (64 + 16 + 32) of the compute.
+    assert "of that" in dry.stdout and f"{73 / 112:.2f}" in dry.stdout, dry.stdout
+    process = subprocess.Popen(sweep + ["--processes", "1"], cwd=repo, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (workdir / "runs").exists() or not any(
+            json.loads(p.read_text()).get("status") == "completed"
+            for p in (workdir / "runs").glob("*/summary.json")):
+        assert time.time() < deadline and process.poll() is None, "no run completed in time"
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = {p.parent.name: p.read_text() for p in (workdir / "runs").glob("*/summary.json")
+            if json.loads(p.read_text()).get("status") == "completed"}
+    result = subprocess.run(sweep, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(done)} already finished" in result.stdout
+    for name, text in done.items():  # finished before the kill: not trained again
+        assert (workdir / "runs" / name / "summary.json").read_text() == text
+    rows = _rows(workdir)
+    assert len(rows) == 6 and {row["status"] for row in rows.values()} == {"completed"}
+    for size in ("d16-L1", "d32-L1"):
+        mine = {int(row["steps"]): row for row in rows.values() if row["size"] == size}
+        assert sorted(mine) == [16, 32, 64]
+        parent = mine[64]
+        assert parent["parent"] == "" and int(parent["start_step"]) == 0
+        for steps, start in ((16, 13), (32, 26)):
+            branch = mine[steps]
+            assert branch["parent"] == parent["name"] and int(branch["start_step"]) == start
+            assert int(branch["tokens"]) == steps * 256
+            assert float(branch["study_flops"]) == pytest.approx(
+                float(branch["flops"]) * (steps - start) / steps)
+        losses = [float(mine[s]["final_eval_loss"]) for s in (16, 32, 64)]
+        assert losses[0] > losses[1] > losses[2]  # more tokens, lower held-out loss
