@@ -115,18 +115,19 @@ CPU_DEMO_HEAD_SIZE = 32
 def cpu_demo_family() -> list[tuple[str, dict]]:
     """The CPU demo family: [(name "d{width}-L{depth}", model overrides)], smallest first.
 
-    Byte vocabulary (257 tokens), sequences of 128 tokens, pre-norm RMSNorm, GELU MLP, RoPE.
+    Shapes only, with the byte vocabulary (257 tokens) and 128-token context; the architecture
+    (the defaults' pre-norm RMSNorm, GELU MLP, RoPE) is the base config's, so a sweep's overrides
+    can change it for every size.
     """
     members = []
     for width, depth in _CPU_DEMO_SHAPES:
         overrides = model_shape(depth, width, CPU_DEMO_HEAD_SIZE)
-        overrides.update(vocab_size=BYTE_VOCAB_SIZE, max_seq_len=CPU_DEMO_SEQ_LEN, ffn="gelu",
-                         norm="rmsnorm", position="rope")
+        overrides.update(vocab_size=BYTE_VOCAB_SIZE, max_seq_len=CPU_DEMO_SEQ_LEN)
         members.append((f"d{width}-L{depth}", overrides))
     return members
 
 
-def apply_overrides(config, overrides: dict):
+def set_model_fields(config, overrides: dict):
     """Set each `config.model` field in `overrides`; returns the config for chaining."""
     for field, value in overrides.items():
         config.model[field] = value

@@ -193,7 +193,7 @@ class Trainer:
             "train_tokens_available": self.loader.tokens_in_split,
             "devices": jax.device_count(), "mesh": dict(self.program.mesh.shape),
             "parametrization": model.parametrization, "peak_flops": self.peak,
-            "start_step": self.start if config.train.init_from else 0,
+            "start_step": config.train.init_step,
             "diverged_step": None, "final_train_loss": None, "final_eval_loss": None,
             "wandb_run_id": self.wandb_run.run_id if self.wandb_run else None,
         }

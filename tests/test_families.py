@@ -19,7 +19,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "families"
 def resolved(overrides, seq_len):
     config = config_lib.default_config()
     config.data.seq_len = seq_len
-    return config_lib.model_config(families.apply_overrides(config, overrides))
+    return config_lib.model_config(families.set_model_fields(config, overrides))
 
 
 def test_model_shape_rules():
@@ -73,7 +73,7 @@ def test_cpu_demo_family_spans_thirty_times_in_non_embedding_parameters():
     ("chinchilla.py", "chinchilla-106M", dict(d_model=640, num_layers=16, num_heads=10, d_ff=2560)),
     ("chinchilla.py", None, dict(d_model=512, num_layers=8)),
     ("cpu_demo.py", "d64-L2", dict(d_model=64, num_layers=2, vocab_size=257)),
-    ("cpu_demo.py", None, dict(d_model=32, num_layers=1)),
+    ("cpu_demo.py", None, dict(d_model=16, num_layers=1)),
 ])
 def test_config_files(file, arg, expected):
     get_config = runpy.run_path(str(CONFIGS / file))["get_config"]

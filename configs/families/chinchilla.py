@@ -23,4 +23,4 @@ def get_config(arg: str | None = None):
     config.data.tokenizer = "sentencepiece"
     config.data.vocab_size = families.CHINCHILLA_VOCAB_SIZE
     config.data.seq_len = families.CHINCHILLA_SEQ_LEN
-    return families.apply_overrides(config, members[name])
+    return families.set_model_fields(config, members[name])

@@ -1,9 +1,9 @@
-"""The CPU demo family: six small byte-level models that each train in a minute or two on a
+"""The CPU demo family: seven small byte-level models that each train in a minute or two on a
 laptop CPU.
 
     --config=configs/families/cpu_demo.py:d64-L2
 
-The argument is a name from `scaling.families.cpu_demo_family()` ("d32-L1" ... "d160-L4");
+The argument is a name from `scaling.families.cpu_demo_family()` ("d16-L1" ... "d160-L4");
 without one, the smallest. Byte tokenizer (257 tokens), 128-token sequences.
 """
 
@@ -20,4 +20,4 @@ def get_config(arg: str | None = None):
     config.name = name
     config.data.tokenizer = "byte"
     config.data.seq_len = families.CPU_DEMO_SEQ_LEN
-    return families.apply_overrides(config, members[name])
+    return families.set_model_fields(config, members[name])
