@@ -140,8 +140,15 @@ def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
         predicted = predict_loss(law_fit.fit.law, law_fit.fit.theta, law_fit.variables)
         axes.scatter(law_fit.loss, predicted, s=10, marker=next(markers), alpha=0.7, label=f"{name} law: fitted")
     for name, check in analysis.extrapolations.items():
-        axes.scatter(check.held_out["loss"], check.held_out["predicted"], s=70, marker="*",
-                     edgecolor="black", zorder=4, label=f"{name} law: held-out largest model(s)")
+        held_out = check.held_out
+        points = axes.scatter(held_out["loss"], held_out["predicted"], s=70, marker="*",
+                              edgecolor="black", zorder=4, label=f"{name} law: held-out largest model(s)")
+        if np.isfinite(held_out["ci_low"]).all():
+            # The prediction interval of each held-out run, as a vertical band.
+            axes.errorbar(held_out["loss"], held_out["predicted"],
+                          yerr=[held_out["predicted"] - held_out["ci_low"],
+                                held_out["ci_high"] - held_out["predicted"]],
+                          fmt="none", ecolor=points.get_facecolor()[0], capsize=3, zorder=3)
     low, high = axes.get_xlim()
     axes.plot([low, high], [low, high], color="black", lw=1, label="predicted = actual")
     axes.set(xlabel=f"actual {LOSS_LABEL}", ylabel=f"predicted {LOSS_LABEL}", title="Predicted vs actual")
