@@ -4,8 +4,13 @@ the rest, and predict the held-out runs with prediction intervals.
 Prediction interval (fixed in advance, the same for every method): the law is refitted to
 bootstrap resamples of the fitted points (`analysis.bootstrap`); each resample's prediction is
 perturbed, in log loss, by one residual of the full fit drawn at random, so that the interval
-holds both the uncertainty of the fitted law and the scatter of single runs around it. The
-interval is the central `level` percentile range of these draws.
+holds both the uncertainty of the fitted law and the scatter of single runs around it. A
+bootstrap of points knows nothing of how wrong the law's form is away from the data, so a third
+term measures that on the fitted runs themselves (`extrapolation_error_scale`): the law is
+refitted without the top quarter of the fitted log-N range and the RMS log error of its
+predictions there, per unit of log N extrapolated, is scaled by each target's distance in log N
+beyond the fitted sizes and added as Gaussian noise. The interval is the central `level`
+percentile range of these draws.
 
 Which method a report puts first is chosen by `headline_law`, a rule on the shape of the table
 that never looks at the held-out runs.
@@ -48,9 +53,12 @@ def headline_law(runs: pd.DataFrame) -> str:
 
 def prediction_interval(result: FitResult, variables: dict[str, np.ndarray], *,
                         num_resamples: int, seed: int, level: float = CONFIDENCE_LEVEL,
-                        bootstrap_theta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        bootstrap_theta: np.ndarray | None = None,
+                        extra_log_sd: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) of the `level` prediction interval of the loss at the points `variables`
-    (see the module docstring). `bootstrap_theta` reuses resamples already fitted."""
+    (see the module docstring). `bootstrap_theta` reuses resamples already fitted;
+    `extra_log_sd` (per point or one value) is the standard deviation, in log loss, of the
+    law's own extrapolation error."""
     law = result.law
     if bootstrap_theta is None:
         bootstrap_theta = bootstrap_fits(result, num_resamples, seed)
@@ -61,10 +69,49 @@ def prediction_interval(result: FitResult, variables: dict[str, np.ndarray], *,
     residuals = result.log_loss - fitted[0]
     rng = np.random.default_rng(seed + 1)
     draws = log_predicted + rng.choice(residuals, size=log_predicted.shape)
+    draws = draws + rng.normal(size=draws.shape) * np.broadcast_to(extra_log_sd, draws.shape[1:])
     draws = np.where(np.isfinite(draws), draws, np.nan)
     tail = 50.0 * (1.0 - level)
     low, high = np.nanpercentile(draws, [tail, 100.0 - tail], axis=0)
     return np.exp(low), np.exp(high)
+
+
+INNER_HOLD_OUT_FRACTION = 0.25
+
+
+def extrapolation_error_scale(method: str, kept: pd.DataFrame) -> float:
+    """RMS log error per unit of log N extrapolated, measured on `kept` alone: `method` refitted
+    without the runs in the top `INNER_HOLD_OUT_FRACTION` of kept's log-N range predicts them.
+    0 when that inner split leaves too little to fit."""
+    log_n = np.log(kept["N"].to_numpy())
+    threshold = log_n.max() - INNER_HOLD_OUT_FRACTION * (log_n.max() - log_n.min())
+    inner_held = log_n >= threshold
+    inner_kept, inner_out = kept[~inner_held], kept[inner_held]
+    if method == "compute":
+        frontier = final_point_frontier(np.arange(len(kept)), kept["C"], kept["loss"])
+        inner_out = kept.iloc[[i for i in frontier.run if inner_held[i]]]
+    law = get_law(method)
+    variables, loss = method_points(method, inner_kept) if len(inner_kept) else ({}, [])
+    if inner_out.empty or np.size(loss) < law.num_params + 1 or inner_kept["N"].nunique() < 2:
+        return 0.0
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            result = fit_law(law, variables, loss)
+            predicted = predict_loss(law, result.theta, {v: inner_out[v].to_numpy()
+                                                         for v in law.variables})
+    except ValueError:
+        return 0.0
+    distance = np.log(inner_out["N"].to_numpy() / inner_kept["N"].max())
+    log_error = np.log(predicted / inner_out["loss"].to_numpy())
+    if not np.all(np.isfinite(log_error)) or not distance.mean() > 0:
+        return 0.0
+    return float(np.sqrt(np.mean(log_error**2)) / distance.mean())
+
+
+def extrapolation_sd(method: str, kept: pd.DataFrame, targets_n: np.ndarray) -> np.ndarray:
+    """Per target: `extrapolation_error_scale` × its distance in log N beyond the kept sizes."""
+    distance = np.maximum(np.log(np.asarray(targets_n, dtype=float) / kept["N"].max()), 0.0)
+    return extrapolation_error_scale(method, kept) * distance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +166,16 @@ def backtest_method(method: str, kept: pd.DataFrame, held_out: pd.DataFrame, *,
                     num_resamples: int, seed: int) -> MethodBacktest:
     """Fit `method` to `kept` and predict `held_out` with intervals."""
     law = get_law(method)
+    if method == "compute":
+        # L(C) is the lowest loss reachable at C, so it is scored on the held-out runs that are on
+        # the frontier of every run's final point, not on runs trained off the optimum.
+        runs = pd.concat([kept, held_out], ignore_index=True)
+        frontier = final_point_frontier(np.arange(len(runs)), runs["C"], runs["loss"])
+        on_frontier = set(frontier.run[frontier.run >= len(kept)] - len(kept))
+        held_out = held_out.iloc[sorted(on_frontier)].reset_index(drop=True)
+        if held_out.empty:
+            return MethodBacktest(method, None, None,
+                                  skipped="no held-out run is on the compute frontier")
     variables, loss = method_points(method, kept)
     needed = law.num_params + 1
     if np.size(loss) < needed:
@@ -130,7 +187,9 @@ def backtest_method(method: str, kept: pd.DataFrame, held_out: pd.DataFrame, *,
             targets = {v: held_out[v].to_numpy() for v in law.variables}
             predicted = predict_loss(law, result.theta, targets)
             if num_resamples > 0:
-                low, high = prediction_interval(result, targets, num_resamples=num_resamples, seed=seed)
+                low, high = prediction_interval(
+                    result, targets, num_resamples=num_resamples, seed=seed,
+                    extra_log_sd=extrapolation_sd(method, kept, held_out["N"].to_numpy()))
             else:
                 low = high = np.full(len(held_out), np.nan)
     except ValueError as error:
@@ -190,7 +249,10 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
                           "token budgets per size (median), else Chinchilla's form; decided on the "
                           "fitted runs only"),
         "interval": {"level": level, "resamples": num_resamples,
-                     "method": "bootstrap refits of the fitted points plus a resampled residual"},
+                     "method": "bootstrap refits of the fitted points, plus a resampled "
+                                "residual, plus the law's extrapolation error measured on the "
+                                "fitted runs (top quarter of their log-N range held out) and "
+                                "scaled by each target's log-N distance"},
         "methods": results,
     }
 
@@ -240,3 +302,33 @@ def render_backtest(backtest: dict, title: str = "Backtest") -> str:
                              f"{result['mean_abs_relative_error']:.2%}, max "
                              f"{result['max_abs_relative_error']:.2%}{covered}")
     return "\n".join(lines + [""] + summary_lines + [""])
+
+
+def main(argv=None) -> int:
+    """`python -m analysis.backtest A/backtest.json B/backtest.json ...`: the coverage of the
+    prediction intervals over all of them, per method and in all, and the mean error per method."""
+    import argparse
+    import json
+    import pathlib
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="backtest.json files written by scaling-fit --backtest")
+    args = parser.parse_args(argv)
+    backtests = [json.loads(pathlib.Path(path).read_text()) for path in args.paths]
+    summary = coverage(backtests)
+    print(f"| method | held-out predictions | inside the {summary['nominal']:.0%} interval | coverage |")
+    print("|---|---|---|---|")
+    for method, row in summary["per_method"].items():
+        print(f"| {method} | {row['predictions']} | {row['covered']} | {row['coverage']:.0%} |")
+    headline = [row["covered"] for b in backtests
+                for row in b["methods"].get(b["headline"], {}).get("held_out", [])]
+    if headline:
+        print(f"| headline method of each backtest | {len(headline)} | {sum(headline)} | "
+              f"{np.mean(headline):.0%} |")
+    total = summary["all"]
+    print(f"| all | {total['predictions']} | {total['covered']} | {total['coverage']:.0%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

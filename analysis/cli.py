@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-highest-losses", type=int, default=None, metavar="K",
                         help="--csv: leave out the K highest-loss rows (Epoch's Chinchilla "
                              "preprocessing uses 5)")
+    parser.add_argument("--best-per-point", action="store_true",
+                        help="--csv: of the rows with the same (N, D), e.g. a learning-rate sweep, "
+                             "keep the one with the lowest loss")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="--csv: the columns and preprocessing of a published table "
                              "(epoch-chinchilla: Model Size, Training FLOP, loss; 5 highest "
@@ -131,7 +134,8 @@ def run(args) -> pathlib.Path:
         where = parse_filters(args.where)
         runs = read_named_csv(args.csv, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
                               loss_col=args.loss_col, where=where,
-                              drop_highest_losses=args.drop_highest_losses or 0)
+                              drop_highest_losses=args.drop_highest_losses or 0,
+                              best_per_point=args.best_per_point)
         input_path, default_law = pathlib.Path(args.csv), headline_law(runs)
         # C is 6·N·D with N whatever the column holds; say which.
         convention = f"6ND with N = column '{args.n_col}'"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import allocation, returns
-from analysis.backtest import prediction_interval, split_largest
+from analysis.backtest import extrapolation_sd, prediction_interval, split_largest
 from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
 from analysis.diagnostics import diagnose
 from analysis.fit import HUBER_DELTA, FitResult, fit_law
@@ -226,8 +226,9 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
         result = fit_law(law, variables, loss)
         held_out["predicted"] = predict_loss(law, result.theta, targets)
         if settings.num_resamples > 0:
-            low, high = prediction_interval(result, targets, num_resamples=settings.num_resamples,
-                                            seed=settings.seed)
+            low, high = prediction_interval(
+                result, targets, num_resamples=settings.num_resamples, seed=settings.seed,
+                extra_log_sd=extrapolation_sd(law_name, kept, held_out["N"].to_numpy()))
         else:
             low = high = np.full(len(held_out), np.nan)
     held_out["ci_low"], held_out["ci_high"] = low, high

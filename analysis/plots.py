@@ -146,8 +146,8 @@ def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
         if np.isfinite(held_out["ci_low"]).all():
             # The prediction interval of each held-out run, as a vertical band.
             axes.errorbar(held_out["loss"], held_out["predicted"],
-                          yerr=[held_out["predicted"] - held_out["ci_low"],
-                                held_out["ci_high"] - held_out["predicted"]],
+                          yerr=[np.maximum(held_out["predicted"] - held_out["ci_low"], 0.0),
+                                np.maximum(held_out["ci_high"] - held_out["predicted"], 0.0)],
                           fmt="none", ecolor=points.get_facecolor()[0], capsize=3, zorder=3)
     low, high = axes.get_xlim()
     axes.plot([low, high], [low, high], color="black", lw=1, label="predicted = actual")
