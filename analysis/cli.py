@@ -5,6 +5,7 @@ report.md and plots.
     scaling-fit --csv runs.csv --n-col params --d-col tokens --loss-col loss --law chinchilla
     scaling-fit --csv svg_extracted_data.csv --preset epoch-chinchilla   # Epoch's preprocessing
     scaling-fit --csv runs.csv ... --drop-highest 2 --backtest          # every method, held out
+    scaling-fit --compare A/results.csv B/results.csv --out compare/   # B's compute multiplier
     scaling-fit --wandb export.csv --law chinchilla
     scaling-fit --download-chinchilla data/
 """
@@ -16,6 +17,8 @@ import json
 import pathlib
 import sys
 import time
+
+import numpy as np
 
 from analysis.backtest import headline_law, render_backtest, run_backtest
 from analysis.download import download_chinchilla
@@ -39,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--results", help="a sweep's results.csv (curves.csv beside it is used too)")
     source.add_argument("--csv", help="any CSV; name its columns with --n-col, --d-col/--c-col, --loss-col")
     source.add_argument("--wandb", help="a W&B runs-table CSV export of this project's runs")
+    source.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="compare two recipes: two results.csv files (or CSVs named with "
+                             "--n-col ...); writes compare.json, compare.md and compare.png")
     source.add_argument("--download-chinchilla", metavar="DIR",
                         help="download Epoch AI's svg_extracted_data.csv into DIR and exit")
     parser.add_argument("--n-col", help="--csv: column of parameter counts N")
@@ -79,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--isoflop-budgets", metavar="C1,C2,...|chinchilla",
                         help="snap each run to the nearest of these IsoFLOP budgets (FLOPs), or to "
                              "Chinchilla's nine; default: group runs whose FLOPs agree within 12%%")
+    parser.add_argument("--separate-e", action="store_true",
+                        help="--compare: fit each recipe its own irreducible loss E (default: shared)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return parser
 
@@ -171,6 +179,59 @@ def run(args) -> pathlib.Path:
     return out_dir
 
 
+def _recipe_frontier(path: str, args):
+    """The compute frontier of one recipe's runs: a results.csv (with its curves.csv) or a CSV
+    named with --n-col etc."""
+    from analysis.inputs import RESULTS_COLUMNS, _read_csv
+    from analysis.pipeline import _frontier
+
+    columns = set(_read_csv(path).columns)
+    if set(RESULTS_COLUMNS) <= columns:
+        sweep = read_results(path)
+        runs, curves = sweep.runs, sweep.curves
+    else:
+        if not (args.n_col and args.loss_col):
+            raise ValueError(f"{path}: not a results.csv; name its columns with --n-col, --loss-col "
+                             "and --d-col or --c-col")
+        runs = read_named_csv(path, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
+                              loss_col=args.loss_col, where=parse_filters(args.where),
+                              drop_highest_losses=args.drop_highest_losses or 0,
+                              best_per_point=args.best_per_point)
+        if "name" not in runs.columns:
+            runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
+        curves = None
+    return _frontier(runs, curves, Settings())
+
+
+def run_compare(args) -> pathlib.Path:
+    """`--compare A B`: the joint fit, the multiplier table and the figure."""
+    from analysis.compare import compare_recipes, render_comparison
+    from analysis.plots import plot_comparison
+    from analysis.report import _json_ready
+
+    _apply_preset(args)
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 or more resamples")
+    path_a, path_b = args.compare
+    comparison = compare_recipes(_recipe_frontier(path_a, args), _recipe_frontier(path_b, args),
+                                 shared_irreducible=not args.separate_e,
+                                 num_resamples=args.bootstrap, seed=args.seed)
+    out_dir = pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = dict(comparison.summary, A=str(path_a), B=str(path_b))
+    (out_dir / "compare.json").write_text(json.dumps(_json_ready(summary), indent=2) + "\n")
+    (out_dir / "compare.md").write_text(render_comparison(summary, (path_a, path_b)))
+    plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b))
+    for row in summary["multiplier"]:
+        interval = ("" if "ci_low" not in row or np.isnan(row["ci_low"]) else
+                    f" ({row['ci_level']:.0%} interval {row['ci_low']:.3g} to {row['ci_high']:.3g})")
+        print(f"C = {row['C']:.3g} FLOPs: B is worth {row['value']:.3g}x A's compute{interval}")
+    crossing = summary["crossing_C"]
+    print("the laws cross at C = %.3g FLOPs" % crossing if crossing is not None else
+          "the laws do not cross within 100x of the data's compute range")
+    return out_dir
+
+
 def _print_summary(summary: dict) -> None:
     """The headline law and its extrapolation error on stdout; diagnostics on stderr."""
     params = ", ".join(f"{name} = {summary[name]['value']:.4g}"
@@ -196,11 +257,12 @@ def main(argv=None) -> int:
             path = download_chinchilla(args.download_chinchilla)
             print(f"saved {path}")
             return 0
-        out_dir = run(args)
+        out_dir = run_compare(args) if args.compare else run(args)
     except (ValueError, RuntimeError) as error:
         print(f"scaling-fit: error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {out_dir}/fit.json, report.md and plots in {time.perf_counter() - started:.1f} s")
+    written = "compare.json, compare.md and compare.png" if args.compare else "fit.json, report.md and plots"
+    print(f"wrote {out_dir}/{written} in {time.perf_counter() - started:.1f} s")
     return 0
 
 

@@ -156,6 +156,39 @@ def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
     return _save(figure, path)
 
 
+def plot_comparison(comparison, path, names: tuple[str, str]) -> str:
+    """Two panels: both recipes' frontiers with the jointly fitted laws, and B's
+    effective-compute multiplier over A with its bootstrap band."""
+    from analysis.compare import effective_compute_multiplier
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    law, theta = comparison.fit.law, comparison.fit.theta
+    params = {k: float(v) for k, v in law.natural(theta).items()}
+    low = min(comparison.frontier_a.flops.min(), comparison.frontier_b.flops.min())
+    high = max(comparison.frontier_a.flops.max(), comparison.frontier_b.flops.max())
+    grid = np.geomspace(low, high, 200)
+    for label, frontier, key, color in ((names[0], comparison.frontier_a, "A", "steelblue"),
+                                        (names[1], comparison.frontier_b, "B", "crimson")):
+        left.scatter(frontier.flops, frontier.loss, s=12, color=color, label=f"{key}: {label}")
+        left.plot(grid, params[f"E_{key}"] + params[f"A_{key}"] * grid ** -params[f"alpha_{key}"],
+                  color=color)
+    left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=LOSS_LABEL, title="Frontiers and joint fit")
+    left.legend(fontsize=7)
+    multiplier = effective_compute_multiplier(params, grid)
+    right.plot(grid, multiplier, color="black")
+    if len(comparison.bootstrap_theta):
+        samples = law.natural(comparison.bootstrap_theta)
+        draws = effective_compute_multiplier({k: v[:, None] for k, v in samples.items()}, grid[None, :])
+        draws = np.where(np.isfinite(draws), draws, np.nan)
+        band = np.nanpercentile(draws, [2.5, 97.5], axis=0)
+        right.fill_between(grid, band[0], band[1], color="grey", alpha=0.3, label="95% interval")
+        right.legend(fontsize=7)
+    right.axhline(1.0, color="grey", lw=1, ls="--")
+    right.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)",
+              ylabel="B's effective-compute multiplier over A", title="Effective compute")
+    return _save(figure, path)
+
+
 def write_plots(analysis: Analysis, out_dir) -> list[str]:
     """Every figure the analysis supports, as PNGs in `out_dir`; returns their paths."""
     out_dir = pathlib.Path(out_dir)

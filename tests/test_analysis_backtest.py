@@ -238,3 +238,30 @@ def test_epoch_preprocessing_from_the_command_line_reproduces_epochs_fit(tmp_pat
     assert fit["beta"]["value"] == pytest.approx(0.3665, abs=0.006)
     points = load_epoch_chinchilla()
     assert fit["data"]["runs_fitted"] == len(points)
+
+
+def test_compare_recovers_a_known_compute_multiplier(tmp_path, capsys):
+    # B's runs reach A's loss at half the compute: a 2x effective-compute multiplier everywhere.
+    rng = np.random.default_rng(0)
+    sizes = np.geomspace(1e6, 3e8, 12)
+
+    def table(multiplier):
+        C = 6 * sizes * 20 * sizes
+        loss = (1.8 + 300 * (multiplier * C) ** -0.12) * np.exp(0.002 * rng.normal(size=C.size))
+        return pd.DataFrame({"name": [f"r{i}" for i in range(C.size)], "n": sizes, "c": C, "loss": loss})
+
+    table(1.0).to_csv(tmp_path / "a.csv", index=False)
+    table(2.0).to_csv(tmp_path / "b.csv", index=False)
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--n-col", "n",
+                 "--c-col", "c", "--loss-col", "loss", "--bootstrap", "100", "--out", str(out)]) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    # Inside the interval where the two frontiers are best determined (the middle of their common
+    # range); close to 2 at every budget.
+    middle = summary["multiplier"][len(summary["multiplier"]) // 2]
+    assert middle["ci_low"] < 2.0 < middle["ci_high"], middle
+    for row in summary["multiplier"]:
+        assert row["value"] == pytest.approx(2.0, rel=0.1), row
+    assert summary["crossing_C"] is None
+    assert (out / "compare.png").stat().st_size > 10_000
+    assert "B is worth" in capsys.readouterr().out
