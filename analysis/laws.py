@@ -23,9 +23,10 @@ The over-training form is Gadre et al. (2024)'s, with M the token multiplier (20
 parameter is M = 1). Written in N and D it is Chinchilla's form with one exponent for both terms,
 A/N^(2·eta) + B/D^(2·eta) with A = a·120^-eta and B = b·(10/3)^eta, which is how it is fitted.
 
-Hand-written gradients serve the forms fitted most often (measured faster than automatic
-differentiation, see `bench/bench_fit.py`); `formula_law` builds a law from its formula alone,
-with gradients from `jax.grad`, for every other form.
+`formula_law` builds a law from its formula alone, with gradients from `jax.grad` (the recipe
+comparison's joint law is built so). The forms above have hand-written gradients because they
+are fitted most often and the NumPy ones measured about twice as fast over a 4,500-start grid
+(`bench/bench_fit.py`); tests check each against its formula's automatic gradient.
 """
 
 from __future__ import annotations
@@ -239,14 +240,33 @@ _OVERTRAINING_N_OFFSET = np.log(120.0)
 _OVERTRAINING_D_OFFSET = np.log(10.0 / 3.0)
 
 
-def _overtraining_log_loss(theta_P, log_x_V):
-    """log L of Gadre et al.'s form at one point, parameters (log a, eta, log b, e)."""
+def overtraining_log_loss(theta_P, log_x_V):
+    """log L of Gadre et al.'s form at one point, parameters (log a, eta, log b, e), written with
+    jax.numpy: the formula `formula_law` derives gradients from (tests check the hand-written
+    gradients of `_overtraining_log_prediction` against it)."""
     import jax.numpy as jnp
 
     log_a, eta, log_b, e = theta_P[0], theta_P[1], theta_P[2], theta_P[3]
     log_n, log_d = log_x_V[0], log_x_V[1]
     return jnp.logaddexp(e, jnp.logaddexp(log_a - eta * _OVERTRAINING_N_OFFSET - 2.0 * eta * log_n,
                                           log_b + eta * _OVERTRAINING_D_OFFSET - 2.0 * eta * log_d))
+
+
+def _overtraining_log_prediction(theta_SxP, log_x_VxN):
+    theta_SxP = np.atleast_2d(theta_SxP)
+    log_a, eta, log_b, e = (theta_SxP[:, k, None] for k in range(4))
+    log_n, log_d = log_x_VxN
+    slope_n = -_OVERTRAINING_N_OFFSET - 2.0 * log_n
+    slope_d = _OVERTRAINING_D_OFFSET - 2.0 * log_d
+    log_loss, (weight_n, weight_d, weight_e) = _log_sum_exp(
+        [log_a + eta * slope_n, log_b + eta * slope_d, e])
+
+    def pullback(cotangent_SxN):
+        along_n, along_d = cotangent_SxN * weight_n, cotangent_SxN * weight_d
+        return np.stack([along_n.sum(axis=1), along_n @ slope_n + along_d @ slope_d,
+                         along_d.sum(axis=1), (cotangent_SxN * weight_e).sum(axis=1)], axis=1)
+
+    return log_loss, pullback
 
 
 def _overtraining_shift(theta_SxP, log_x_offset_V):
@@ -257,13 +277,13 @@ def _overtraining_shift(theta_SxP, log_x_offset_V):
 
 
 def _overtraining() -> Law:
-    return formula_law(
+    return Law(
         name="overtraining",
         formula="L = E + (a·M^eta + b·M^-eta)·C^-eta, M = D/(20N), C = 6ND",
         variables=("N", "D"),
         fit_params=("log_a", "eta", "log_b", "e"),
         reported_params=("E", "a", "b", "eta"),
-        log_loss=_overtraining_log_loss,
+        log_prediction=_overtraining_log_prediction,
         shift=_overtraining_shift,
         natural=lambda theta: {"E": np.exp(theta[..., 3]), "a": np.exp(theta[..., 0]),
                                "b": np.exp(theta[..., 2]), "eta": theta[..., 1]},

@@ -55,7 +55,6 @@ def test_overtraining_law_matches_its_formula_and_gradients():
     np.testing.assert_allclose(pullback(cotangent), numeric, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.slow
 def test_overtraining_law_recovers_a_synthetic_truth():
     N, D = overtraining_grid()
     params = fit_law(get_law("overtraining"), {"N": N, "D": D}, overtraining_loss(N, D)).params
@@ -265,3 +264,28 @@ def test_compare_recovers_a_known_compute_multiplier(tmp_path, capsys):
     assert summary["crossing_C"] is None
     assert (out / "compare.png").stat().st_size > 10_000
     assert "B is worth" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("law_name", ["chinchilla", "overtraining"])
+def test_automatic_gradients_of_a_formula_match_the_hand_written_ones(law_name):
+    import jax.numpy as jnp
+
+    from analysis.laws import formula_law, overtraining_log_loss
+
+    def chinchilla_log_loss(theta, log_x):
+        return jnp.logaddexp(theta[4], jnp.logaddexp(theta[0] - theta[1] * log_x[0],
+                                                     theta[2] - theta[3] * log_x[1]))
+
+    law = get_law(law_name)
+    automatic = formula_law(
+        name=law.name, formula=law.formula, variables=law.variables, fit_params=law.fit_params,
+        reported_params=law.reported_params, shift=law.shift, natural=law.natural,
+        log_loss={"chinchilla": chinchilla_log_loss, "overtraining": overtraining_log_loss}[law_name])
+    rng = np.random.default_rng(3)
+    log_x = rng.normal(size=(2, 11)) + 3.0
+    theta = rng.normal(size=(5, law.num_params)) * 0.3 + 0.5
+    cotangent = rng.normal(size=(5, 11))
+    expected, expected_pullback = law.log_prediction(theta, log_x)
+    value, pullback = automatic.log_prediction(theta, log_x)
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    np.testing.assert_allclose(pullback(cotangent), expected_pullback(cotangent), rtol=1e-10, atol=1e-12)
