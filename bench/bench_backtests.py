@@ -138,6 +138,19 @@ alone covered 67% of the held-out predictions (L(C) was then scored on every hel
 has no parameter fitted to the held-out runs (the quarter and the linear growth in log N were set
 once and not varied); it measures the extrapolation error on the fitted runs only.
 
+What the first full run (2026-11-30) showed:
+
+- On Gadre et al.'s three training sets the headline over-training form predicts the 9 held-out
+  1.4B/6.9B runs with a mean |relative error| of 0.95% (the paper reports 0.7% for its own fit);
+  every RedPajama and RefinedWeb run is within 0.8%, but the C4 6.9B run is 5.2% too low
+  (Chinchilla's free-exponent form: 7.9%).
+- On Li et al.'s runs the rule also picks the over-training form (several token budgets per
+  size), and there it is the worse law (3.0% against Chinchilla's 0.7%): the rule is not tuned to
+  win every table, and a user with such a table should read the backtest before trusting either.
+- Kaplan's form, which has no irreducible loss, extrapolates worst on every over-training table;
+  its intervals are correspondingly wide, because its extrapolation error on the fitted runs is
+  large.
+
 Reproduce with `python -m bench.bench_backtests` (it runs the commands listed below).
 """
 

@@ -289,3 +289,26 @@ def test_automatic_gradients_of_a_formula_match_the_hand_written_ones(law_name):
     value, pullback = automatic.log_prediction(theta, log_x)
     np.testing.assert_allclose(value, expected, rtol=1e-12)
     np.testing.assert_allclose(pullback(cotangent), expected_pullback(cotangent), rtol=1e-10, atol=1e-12)
+
+
+def test_degenerate_sweep_is_flagged_in_fit_json_report_and_stderr(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    N = np.geomspace(1e8, 1.5e8, 5)
+    D = 20 * N
+    loss = (1.8 + 400 / N**0.34 + 2000 / D**0.37) * np.exp(0.01 * rng.normal(size=5))
+    pd.DataFrame({"name": [f"r{i}" for i in range(5)], "status": "completed", "params": N,
+                  "non_embedding_params": N, "tokens": D, "flops": 6 * N * D,
+                  "flop_convention": "6N", "final_eval_loss": loss}).to_csv(tmp_path / "results.csv",
+                                                                           index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["--results", str(tmp_path / "results.csv"), "--out", str(tmp_path / "fit"),
+                     "--bootstrap", "50"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    flags = fit["fits"]["compute"]["diagnostics"]
+    assert any("span only" in flag["problem"] for flag in flags)
+    captured = capsys.readouterr()
+    assert "scaling-fit: warning: compute:" in captured.err and "would help" in captured.err
+    assert "RuntimeWarning" not in captured.err
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "degenerate or poorly determined" in report
