@@ -15,6 +15,7 @@ import argparse
 import json
 import pathlib
 import shlex
+import statistics
 import time
 
 from analysis.backtest import coverage, render_backtest
@@ -52,6 +53,8 @@ def _display(arguments: list[str], data: pathlib.Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/backtests", help="output folder (default runs/backtests)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="re-render the tables from backtest.json files already in --out")
     args = parser.parse_args()
     data = shared_data_dir()
     if not (data / GADRE).is_file():
@@ -61,7 +64,7 @@ def main() -> None:
     for name, arguments in backtests(data).items():
         full = arguments + ["--backtest", "--out", str(out / name)]
         started = time.perf_counter()
-        if scaling_fit(full) != 0:
+        if not args.reuse and scaling_fit(full) != 0:
             raise SystemExit(f"scaling-fit failed on {name}")
         seconds[name] = time.perf_counter() - started
         commands[name] = _display(arguments + ["--backtest", "--out", f"runs/backtests/{name}"], data)
@@ -73,12 +76,15 @@ def main() -> None:
         for method, result in backtest["methods"].items():
             if "skipped" in result:
                 continue
+            half_widths = [(r["ci_high"] - r["ci_low"]) / (2 * r["predicted"]) for r in result["held_out"]]
             rows.append([name, method + (" (headline)" if method == backtest["headline"] else ""),
                          len(result["held_out"]), f"{result['mean_abs_relative_error']:.2%}",
                          f"{result['max_abs_relative_error']:.2%}",
-                         f"{sum(r['covered'] for r in result['held_out'])}/{len(result['held_out'])}"])
+                         f"{sum(r['covered'] for r in result['held_out'])}/{len(result['held_out'])}",
+                         f"±{statistics.median(half_widths):.1%}"])
     table = markdown_table(["backtest", "method", "held-out runs", "mean abs. rel. error",
-                            "max abs. rel. error", "inside 95% interval"], rows)
+                            "max abs. rel. error", "inside 95% interval",
+                            "median interval half-width"], rows)
     coverage_rows = [[method, row["predictions"], row["covered"], f"{row['coverage']:.0%}"]
                      for method, row in summary["per_method"].items()]
     headline = [r["covered"] for b in results.values()
@@ -96,10 +102,11 @@ def main() -> None:
                   "(the paper reports 0.7% for its own fit).\n")
     body = (table + "\n\n" + gadre_line + "\nCoverage of the 95% prediction intervals over all backtests:\n\n"
             + coverage_table + "\n\nCommands (each also writes fit.json, report.md and plots):\n\n"
-            + "\n".join(f"- `{command}` ({seconds[name]:.0f} s)" for name, command in commands.items())
+            + "\n".join(f"- `{command}`" + ("" if args.reuse else f" ({seconds[name]:.0f} s)")
+                    for name, command in commands.items())
             + "\n\nFull tables: docs/backtests.md.\n")
     print(body)
-    record("backtests", "Backtests on published runs", body)
+    record("backtests", "Backtests on published runs", body, command="python -m bench.bench_backtests")
     sections = [render_backtest(results[name], f"{name}") + f"\nCommand: `{commands[name]}`\n"
                 for name in results]
     DOCS.write_text(DOCS_HEADER + "\n## Summary\n\n" + body + "\n" + "\n".join(sections))
@@ -150,6 +157,10 @@ What the first full run (2026-11-30) showed:
 - Kaplan's form, which has no irreducible loss, extrapolates worst on every over-training table;
   its intervals are correspondingly wide, because its extrapolation error on the fitted runs is
   large.
+- The intervals cover (112 of 114 held-out predictions against a nominal 95%) but are wide where
+  the extrapolation is long: about ±10–14% on Gadre et al.'s 1.4B/6.9B runs (3.5–17× beyond the
+  largest fitted size), about ±4–6% on Chinchilla's and Li et al.'s. They over-cover; the
+  extrapolation term, measured on one inner split of four or so sizes, is a coarse estimate.
 
 Reproduce with `python -m bench.bench_backtests` (it runs the commands listed below).
 """
