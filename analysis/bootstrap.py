@@ -25,14 +25,23 @@ def resample_weights(num_points: int, num_resamples: int, seed: int) -> np.ndarr
         num_resamples, num_points).astype(float)
 
 
-def bootstrap_fits(result: FitResult, num_resamples: int = 500, seed: int = 0) -> np.ndarray:
+def bootstrap_fits(result: FitResult, num_resamples: int = 500, seed: int = 0,
+                   strata: np.ndarray | None = None) -> np.ndarray:
     """Fitted parameters (in `result.law.fit_params` order) for `num_resamples` resamples of the
-    points `result` was fitted to, shape (num_resamples, P)."""
+    points `result` was fitted to, shape (num_resamples, P). With `strata` (a label per point),
+    each stratum is resampled on its own, so every resample keeps its size."""
     if num_resamples < 1:
         raise ValueError(f"num_resamples={num_resamples} is not allowed; need at least 1")
     law = result.law
     centre = result.log_x.mean(axis=1)
-    weights = resample_weights(result.num_points, num_resamples, seed)
+    if strata is None:
+        weights = resample_weights(result.num_points, num_resamples, seed)
+    else:
+        strata = np.asarray(strata)
+        weights = np.zeros((num_resamples, result.num_points))
+        for offset, label in enumerate(np.unique(strata)):
+            members = np.flatnonzero(strata == label)
+            weights[:, members] = resample_weights(members.size, num_resamples, seed + offset)
     scale = 1.0 / result.num_points if result.reduction == "mean" else 1.0
     objective = huber_objective(law, result.log_x - centre[:, None], result.log_loss,
                                 delta=result.delta, weights=weights, scale=scale)

@@ -3,6 +3,9 @@ report.md and plots.
 
     scaling-fit --results SWEEP/results.csv --out SWEEP/fit            # L(C) on the frontier, ...
     scaling-fit --csv runs.csv --n-col params --d-col tokens --loss-col loss --law chinchilla
+    scaling-fit --csv svg_extracted_data.csv --preset epoch-chinchilla   # Epoch's preprocessing
+    scaling-fit --csv runs.csv ... --drop-highest 2 --backtest          # every method, held out
+    scaling-fit --compare A/results.csv B/results.csv --out compare/   # B's compute multiplier
     scaling-fit --wandb export.csv --law chinchilla
     scaling-fit --download-chinchilla data/
 """
@@ -10,15 +13,26 @@ report.md and plots.
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 import time
 
+import numpy as np
+
+from analysis.backtest import headline_law, render_backtest, run_backtest
 from analysis.download import download_chinchilla
-from analysis.inputs import read_named_csv, read_results, read_wandb_export
+from analysis.inputs import parse_filters, read_named_csv, read_results, read_wandb_export
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
-from analysis.pipeline import DEFAULT_RESAMPLES, Settings, analyze
+from analysis.pipeline import DEFAULT_RESAMPLES, Settings, analyze, is_ladder
+
+# Column names and preprocessing of published tables, for --preset.
+PRESETS = {
+    # Epoch AI's extraction of Chinchilla's runs: D = C/(6N), the 5 highest losses left out.
+    "epoch-chinchilla": {"n_col": "Model Size", "c_col": "Training FLOP", "loss_col": "loss",
+                         "drop_highest_losses": 5},
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,17 +42,40 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--results", help="a sweep's results.csv (curves.csv beside it is used too)")
     source.add_argument("--csv", help="any CSV; name its columns with --n-col, --d-col/--c-col, --loss-col")
     source.add_argument("--wandb", help="a W&B runs-table CSV export of this project's runs")
+    source.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="compare two recipes: two results.csv files (or CSVs named with "
+                             "--n-col ...); writes compare.json, compare.md and compare.png")
     source.add_argument("--download-chinchilla", metavar="DIR",
                         help="download Epoch AI's svg_extracted_data.csv into DIR and exit")
     parser.add_argument("--n-col", help="--csv: column of parameter counts N")
     parser.add_argument("--d-col", help="--csv: column of training tokens D")
     parser.add_argument("--c-col", help="--csv: column of training FLOPs C (then D = C / (6N))")
     parser.add_argument("--loss-col", help="--csv: column of losses (nats/token)")
+    parser.add_argument("--where", action="append", metavar="COLUMN=VALUE",
+                        help="--csv: keep only the rows where COLUMN equals VALUE (repeatable)")
+    parser.add_argument("--drop-highest-losses", type=int, default=None, metavar="K",
+                        help="--csv: leave out the K highest-loss rows (Epoch's Chinchilla "
+                             "preprocessing uses 5)")
+    parser.add_argument("--best-per-point", action="store_true",
+                        help="--csv: of the rows with the same (N, D), e.g. a learning-rate sweep, "
+                             "keep the one with the lowest loss")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="--csv: the columns and preprocessing of a published table "
+                             "(epoch-chinchilla: Model Size, Training FLOP, loss; 5 highest "
+                             "losses dropped); explicit flags override it")
     parser.add_argument("--law", choices=sorted(LAWS), default=None,
-                        help="headline law (default: compute for --results/--wandb, chinchilla for --csv)")
+                        help="headline law (default: --results/--wandb: chinchilla for a ladder of "
+                             "token budgets per size, else compute; --csv: overtraining when the "
+                             "runs have 3 or more token budgets per size, else chinchilla)")
     parser.add_argument("--out", help="output directory (default: fit/ beside the input file)")
-    parser.add_argument("--drop-highest", type=int, default=1, metavar="K",
+    parser.add_argument("--drop-highest", "--hold-out-largest", dest="drop_highest", type=int,
+                        default=1, metavar="K",
                         help="extrapolation check: refit without the K largest model sizes (default 1)")
+    parser.add_argument("--hold-out-from", type=float, default=None, metavar="N",
+                        help="extrapolation check: hold out every run with N >= this instead")
+    parser.add_argument("--backtest", action="store_true",
+                        help="also fit every applicable method without the held-out sizes and "
+                             "write backtest.json and backtest.md")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
                         help=f"bootstrap resamples (default {DEFAULT_RESAMPLES}; 0 for none)")
     parser.add_argument("--improvement", type=float, default=0.01,
@@ -48,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--isoflop-budgets", metavar="C1,C2,...|chinchilla",
                         help="snap each run to the nearest of these IsoFLOP budgets (FLOPs), or to "
                              "Chinchilla's nine; default: group runs whose FLOPs agree within 12%%")
+    parser.add_argument("--separate-e", action="store_true",
+                        help="--compare: fit each recipe its own irreducible loss E (default: shared)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return parser
 
@@ -62,7 +101,20 @@ def _check_settings(args) -> None:
     if not 0 < args.reducible_fraction:
         raise ValueError(f"--reducible-fraction={args.reducible_fraction} is not allowed; need > 0")
     if args.csv and not (args.n_col and args.loss_col):
-        raise ValueError("--csv needs --n-col and --loss-col, and one of --d-col or --c-col")
+        raise ValueError("--csv needs --n-col and --loss-col, and one of --d-col or --c-col "
+                         "(or --preset)")
+    if args.drop_highest_losses is not None and args.drop_highest_losses < 0:
+        raise ValueError(f"--drop-highest-losses={args.drop_highest_losses} is not allowed; need >= 0")
+    if args.hold_out_from is not None and not args.hold_out_from > 0:
+        raise ValueError(f"--hold-out-from={args.hold_out_from} is not allowed; need a positive N")
+
+
+def _apply_preset(args) -> None:
+    if not args.preset:
+        return
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
 
 def _parse_budgets(text: str) -> tuple[float, ...]:
@@ -81,24 +133,34 @@ def _parse_budgets(text: str) -> tuple[float, ...]:
 def run(args) -> pathlib.Path:
     """Load, analyse and write everything; returns the output directory."""
     from analysis.plots import write_plots
-    from analysis.report import render_report, write_fit_json
+    from analysis.report import _json_ready, render_report, write_fit_json
 
+    _apply_preset(args)
     _check_settings(args)
     data_summary, curves, convention = {}, None, "6N"
     if args.csv:
+        where = parse_filters(args.where)
         runs = read_named_csv(args.csv, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
-                              loss_col=args.loss_col)
-        input_path, default_law = pathlib.Path(args.csv), "chinchilla"
-        data_summary["source"] = str(input_path)
+                              loss_col=args.loss_col, where=where,
+                              drop_highest_losses=args.drop_highest_losses or 0,
+                              best_per_point=args.best_per_point)
+        input_path, default_law = pathlib.Path(args.csv), headline_law(runs)
+        # C is 6·N·D with N whatever the column holds; say which.
+        convention = f"6ND with N = column '{args.n_col}'"
+        if args.c_col:
+            convention = f"C = column '{args.c_col}'; D = C/(6N) with N = column '{args.n_col}'"
+        data_summary.update(source=str(input_path), where=where,
+                            dropped_highest_losses=args.drop_highest_losses or 0)
     else:
         input_path = pathlib.Path(args.results or args.wandb)
         sweep = read_results(input_path) if args.results else read_wandb_export(input_path)
-        runs, curves, convention, default_law = sweep.runs, sweep.curves, sweep.flop_convention, "compute"
+        runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
+        default_law = "chinchilla" if is_ladder(runs) else "compute"
         data_summary.update(source=sweep.source, runs_total=len(sweep.runs) + len(sweep.excluded),
                             excluded=sweep.excluded.to_dict("records"))
     settings = Settings(law=args.law or default_law, num_resamples=args.bootstrap, seed=args.seed,
                         improvement=args.improvement, reducible_fraction=args.reducible_fraction,
-                        drop_largest=args.drop_highest)
+                        drop_largest=args.drop_highest, hold_out_from=args.hold_out_from)
     out_dir = pathlib.Path(args.out) if args.out else input_path.parent / "fit"
     out_dir.mkdir(parents=True, exist_ok=True)
     budgets = (snap_to_budgets(runs["C"].to_numpy(), _parse_budgets(args.isoflop_budgets))
@@ -108,7 +170,83 @@ def run(args) -> pathlib.Path:
     write_fit_json(analysis, out_dir / "fit.json")
     plots = write_plots(analysis, out_dir)
     (out_dir / "report.md").write_text(render_report(analysis, plots))
+    if args.backtest:
+        backtest = run_backtest(runs, drop_largest=args.drop_highest, hold_out_from=args.hold_out_from,
+                                num_resamples=args.bootstrap, seed=args.seed)
+        (out_dir / "backtest.json").write_text(json.dumps(_json_ready(backtest), indent=2) + "\n")
+        (out_dir / "backtest.md").write_text(render_backtest(backtest, f"Backtest: {input_path.name}"))
+    _print_summary(analysis.summary)
     return out_dir
+
+
+def _recipe_frontier(path: str, args):
+    """The compute frontier of one recipe's runs: a results.csv (with its curves.csv) or a CSV
+    named with --n-col etc."""
+    from analysis.inputs import RESULTS_COLUMNS, _read_csv
+    from analysis.pipeline import _frontier
+
+    columns = set(_read_csv(path).columns)
+    if set(RESULTS_COLUMNS) <= columns:
+        sweep = read_results(path)
+        runs, curves = sweep.runs, sweep.curves
+    else:
+        if not (args.n_col and args.loss_col):
+            raise ValueError(f"{path}: not a results.csv; name its columns with --n-col, --loss-col "
+                             "and --d-col or --c-col")
+        runs = read_named_csv(path, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
+                              loss_col=args.loss_col, where=parse_filters(args.where),
+                              drop_highest_losses=args.drop_highest_losses or 0,
+                              best_per_point=args.best_per_point)
+        if "name" not in runs.columns:
+            runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
+        curves = None
+    return _frontier(runs, curves, Settings())
+
+
+def run_compare(args) -> pathlib.Path:
+    """`--compare A B`: the joint fit, the multiplier table and the figure."""
+    from analysis.compare import compare_recipes, render_comparison
+    from analysis.plots import plot_comparison
+    from analysis.report import _json_ready
+
+    _apply_preset(args)
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 or more resamples")
+    path_a, path_b = args.compare
+    comparison = compare_recipes(_recipe_frontier(path_a, args), _recipe_frontier(path_b, args),
+                                 shared_irreducible=not args.separate_e,
+                                 num_resamples=args.bootstrap, seed=args.seed)
+    out_dir = pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = dict(comparison.summary, A=str(path_a), B=str(path_b))
+    (out_dir / "compare.json").write_text(json.dumps(_json_ready(summary), indent=2) + "\n")
+    (out_dir / "compare.md").write_text(render_comparison(summary, (path_a, path_b)))
+    plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b))
+    for row in summary["multiplier"]:
+        interval = ("" if "ci_low" not in row or np.isnan(row["ci_low"]) else
+                    f" ({row['ci_level']:.0%} interval {row['ci_low']:.3g} to {row['ci_high']:.3g})")
+        print(f"C = {row['C']:.3g} FLOPs: B is worth {row['value']:.3g}x A's compute{interval}")
+    crossing = summary["crossing_C"]
+    print("the laws cross at C = %.3g FLOPs" % crossing if crossing is not None else
+          "the laws do not cross within 100x of the data's compute range")
+    return out_dir
+
+
+def _print_summary(summary: dict) -> None:
+    """The headline law and its extrapolation error on stdout; diagnostics on stderr."""
+    params = ", ".join(f"{name} = {summary[name]['value']:.4g}"
+                       for name in summary["fits"][summary["law"]]["params"])
+    print(f"{summary['law']}: {summary['formula']} with {params}")
+    check = summary["extrapolation"].get(summary["law"])
+    if check is not None:
+        coverage = ("" if check.get("coverage") is None else
+                    f", {check['coverage']:.0%} inside their {check['interval_level']:.0%} intervals")
+        print(f"extrapolation to the {check['n_held_out']} held-out run(s): mean relative error "
+              f"{check['mean_abs_relative_error']:.2%}, max {check['max_abs_relative_error']:.2%}{coverage}")
+    for name, fit in summary["fits"].items():
+        for flag in fit.get("diagnostics", []):
+            print(f"scaling-fit: warning: {name}: {flag['problem']}; would help: {flag['fix']}",
+                  file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -119,11 +257,12 @@ def main(argv=None) -> int:
             path = download_chinchilla(args.download_chinchilla)
             print(f"saved {path}")
             return 0
-        out_dir = run(args)
+        out_dir = run_compare(args) if args.compare else run(args)
     except (ValueError, RuntimeError) as error:
         print(f"scaling-fit: error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {out_dir}/fit.json, report.md and plots in {time.perf_counter() - started:.1f} s")
+    written = "compare.json, compare.md and compare.png" if args.compare else "fit.json, report.md and plots"
+    print(f"wrote {out_dir}/{written} in {time.perf_counter() - started:.1f} s")
     return 0
 
 

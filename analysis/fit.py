@@ -119,9 +119,21 @@ def centred_start_grid(law: Law, log_loss_N: np.ndarray) -> np.ndarray:
     For the one-term laws: the reducible loss at the centre of the data e^a ∈ {0.01, …, 3} nats,
     the exponent ∈ {0.02, …, 2} (compute exponents are small, parameter and data ones larger) and
     E from e^−1 to e^1 plus fractions of the lowest observed loss. For Kaplan's form: alpha_D,
-    the ratio alpha_N/alpha_D, and the two terms placed near the data's loss.
+    the ratio alpha_N/alpha_D, and the two terms placed near the data's loss. For the
+    over-training form: each term's value at the centre of the data, eta and the same E values.
     """
     lowest_loss = float(np.exp(log_loss_N.min()))
+    irreducible = np.concatenate([np.arange(-1.0, 1.01, 0.5),
+                                  np.log(lowest_loss * np.array([0.5, 0.8, 0.95]))])
+    if law.name == "overtraining":
+        # Each term's value at the centre of the data, the exponent eta (half the exponent of N
+        # and of D), and E.
+        rows = []
+        levels = np.log([0.03, 0.1, 0.3, 1.0, 3.0])
+        for level_n, level_d, eta, e in itertools.product(
+                levels, levels, (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0), irreducible):
+            rows.append((level_n + eta * np.log(120.0), eta, level_d - eta * np.log(10.0 / 3.0), e))
+        return np.array(rows)
     if law.name == "kaplan":
         typical_log_loss = float(np.median(log_loss_N))
         rows = []
@@ -133,8 +145,6 @@ def centred_start_grid(law: Law, log_loss_N: np.ndarray) -> np.ndarray:
         return np.array(rows)
     reducible = np.log([0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
     exponents = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0)
-    irreducible = np.concatenate([np.arange(-1.0, 1.01, 0.5),
-                                  np.log(lowest_loss * np.array([0.5, 0.8, 0.95]))])
     return np.array(list(itertools.product(reducible, exponents, irreducible)))
 
 

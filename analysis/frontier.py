@@ -34,7 +34,8 @@ def curve_frontier(curves: pd.DataFrame, *, num_points: int = DEFAULT_FRONTIER_P
 
     The first `skip_fraction` of each run's FLOPs is left out: early in training the loss is set
     by warm-up and initialisation rather than by model size, which would bend the frontier's low
-    end. Runs with fewer than two usable points are ignored.
+    end. Runs with fewer than two usable points are ignored. Where no run's curve covers a grid
+    point (a gap between runs' FLOP ranges) there is no frontier point.
     """
     if not 0.0 <= skip_fraction < 1.0:
         raise ValueError(f"skip_fraction={skip_fraction} is not allowed; need 0 <= skip_fraction < 1")
@@ -58,6 +59,9 @@ def curve_frontier(curves: pd.DataFrame, *, num_points: int = DEFAULT_FRONTIER_P
     for row, (_, log_flops, run_log_loss) in enumerate(runs):
         inside = (grid >= log_flops[0]) & (grid <= log_flops[-1])
         log_loss[row, inside] = np.interp(grid[inside], log_flops, run_log_loss)
+    # Compute between the ranges of the runs' curves (a gap) has no frontier point.
+    covered = np.isfinite(log_loss).any(axis=0)
+    grid, log_loss = grid[covered], log_loss[:, covered]
     best = log_loss.argmin(axis=0)
     names = np.array([name for name, _, _ in runs], dtype=object)
     return Frontier(flops=np.exp(grid), loss=np.exp(log_loss[best, np.arange(grid.size)]),

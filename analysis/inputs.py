@@ -143,16 +143,42 @@ def read_wandb_export(path) -> Sweep:
     return sweep_from_table(table, f"{path} (W&B export)")
 
 
+def parse_filters(texts) -> dict[str, str]:
+    """`COLUMN=VALUE` strings as a dict; a ValueError names a malformed one."""
+    filters = {}
+    for text in texts or ():
+        column, equals, value = text.partition("=")
+        if not equals or not column:
+            raise ValueError(f"--where={text!r} is not allowed; give COLUMN=VALUE")
+        filters[column] = value
+    return filters
+
+
 def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
-                   c_col: str | None = None) -> pd.DataFrame:
+                   c_col: str | None = None, where: dict[str, str] | None = None,
+                   drop_highest_losses: int = 0, best_per_point: bool = False) -> pd.DataFrame:
     """Points (N, D, C, loss) from any CSV: parameters in `n_col`, loss in `loss_col`, and either
     tokens in `d_col` or FLOPs in `c_col` (then D = C / (6N), and C = 6ND when only D is given).
-    Missing or non-positive values are an error naming the column and the row."""
+    `where` keeps the rows whose column equals the value (compared as text) for every
+    (column, value); `drop_highest_losses` leaves out the rows with the K highest losses (Epoch's
+    preprocessing of the Chinchilla data: K = 5). `best_per_point` keeps, of the rows that share
+    (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. A `name` column, when there
+    is one, names the runs. Missing or non-positive values are an error naming the column and the row."""
     if (d_col is None) == (c_col is None):
         raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
     table = _read_csv(path)
     columns = [n_col, loss_col, d_col or c_col]
-    require_columns(table, columns, str(path))
+    require_columns(table, columns + list(where or {}), str(path))
+    for column, value in (where or {}).items():
+        table = table[table[column].astype(str) == value]
+        if table.empty:
+            raise ValueError(f"{path}: no row has {column}={value!r}")
+    if drop_highest_losses > 0:
+        if drop_highest_losses >= len(table):
+            raise ValueError(f"--drop-highest-losses={drop_highest_losses} leaves no row of {len(table)}")
+        threshold = np.sort(_numeric(table, loss_col))[-drop_highest_losses]
+        table = table[_numeric(table, loss_col) < threshold]
+    table = table.reset_index(drop=True)
     points = pd.DataFrame({"N": _numeric(table, n_col), "loss": _numeric(table, loss_col)})
     if d_col is not None:
         points["D"] = _numeric(table, d_col)
@@ -167,7 +193,13 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
             row = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{path}: column {source_column!r} must be positive at every row; row {row} "
                              f"has {str(table[source_column].iloc[row])!r} ({int(bad.sum())} bad rows)")
-    return points[["N", "D", "C", "loss"]]
+    columns = ["N", "D", "C", "loss"]
+    if "name" in table.columns:
+        points["name"] = table["name"].astype(str)
+        columns = ["name"] + columns
+    if best_per_point:
+        points = points.loc[points.groupby(["N", "D"])["loss"].idxmin()].reset_index(drop=True)
+    return points[columns]
 
 
 def shared_data_dir() -> pathlib.Path:

@@ -55,13 +55,24 @@ def snap_to_budgets(flops: np.ndarray, budgets=CHINCHILLA_ISOFLOP_BUDGETS) -> np
     return np.asarray(budgets, dtype=float)[nearest]
 
 
-def group_budgets(flops: np.ndarray, tolerance_decades: float = 0.05) -> np.ndarray:
-    """Cluster FLOP counts that lie within `tolerance_decades` of their neighbours (sorted in
-    log10) and label each run with its cluster's geometric mean: runs a sweep planned at one budget
-    differ slightly because steps are whole numbers."""
+def group_budgets(flops: np.ndarray, tolerance_decades: float = 0.05,
+                  max_width_decades: float = 0.1) -> np.ndarray:
+    """Cluster FLOP counts (sorted in log10) into budgets and label each run with its cluster's
+    geometric mean: runs a sweep planned at one budget differ slightly because steps are whole
+    numbers. A new cluster starts at a gap wider than `tolerance_decades` and also wherever the
+    cluster would grow wider than `max_width_decades`, so a chain of closely spaced FLOP counts
+    (compute spread continuously, as in Chinchilla's extracted runs) is not one budget."""
     log_flops = np.log10(np.asarray(flops, dtype=float))
     order = np.argsort(log_flops)
-    cluster_of_sorted = np.concatenate([[0], np.cumsum(np.diff(log_flops[order]) > tolerance_decades)])
+    sorted_log = log_flops[order]
+    cluster_of_sorted = np.zeros(sorted_log.size, dtype=int)
+    start = 0
+    for i in range(1, sorted_log.size):
+        new = (sorted_log[i] - sorted_log[i - 1] > tolerance_decades
+               or sorted_log[i] - sorted_log[start] > max_width_decades)
+        if new:
+            start = i
+        cluster_of_sorted[i] = cluster_of_sorted[i - 1] + int(new)
     clusters = np.empty_like(cluster_of_sorted)
     clusters[order] = cluster_of_sorted
     means = np.array([log_flops[clusters == k].mean() for k in range(clusters.max() + 1)])

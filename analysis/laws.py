@@ -14,9 +14,19 @@ Variables: `C` = training FLOPs, `N` = parameters, `D` = training tokens.
 | d | L = E + B/D^beta | b, beta, e | E, B, beta |
 | chinchilla | L = E + A/N^alpha + B/D^beta | a, alpha, b, beta, e | E, A, B, alpha, beta |
 | kaplan | L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D | c_n, ratio, c_d, alpha_D | N_c, D_c, alpha_N, alpha_D |
+| overtraining | L = E + (a·M^eta + b·M^-eta)·C^-eta, M = D/(20N), C = 6ND | log a, eta, log b, e | E, a, b, eta |
 
 For the Kaplan form, c_n = ratio·log N_c, c_d = log D_c and ratio = alpha_N/alpha_D, so that
 log L = alpha_D·LSE(c_n - ratio·log N, c_d - log D).
+
+The over-training form is Gadre et al. (2024)'s, with M the token multiplier (20 tokens per
+parameter is M = 1). Written in N and D it is Chinchilla's form with one exponent for both terms,
+A/N^(2·eta) + B/D^(2·eta) with A = a·120^-eta and B = b·(10/3)^eta, which is how it is fitted.
+
+`formula_law` builds a law from its formula alone, with gradients from `jax.grad` (the recipe
+comparison's joint law is built so). The forms above have hand-written gradients because they
+are fitted most often and the NumPy ones measured about twice as fast over a 4,500-start grid
+(`bench/bench_fit.py`); tests check each against its formula's automatic gradient.
 """
 
 from __future__ import annotations
@@ -84,11 +94,12 @@ def _power_law_sum(terms: tuple[tuple[int, int, int], ...], constant_index: int)
 
         def pullback(cotangent_SxN):
             grad_SxP = np.zeros((cotangent_SxN.shape[0], theta_SxP.shape[1]))
+            # Accumulated, not assigned: terms may share an exponent (the over-training form).
             for k, (i, j, v) in enumerate(terms):
                 weighted = cotangent_SxN * weights[k]
-                grad_SxP[:, i] = weighted.sum(axis=1)
-                grad_SxP[:, j] = -(weighted @ log_x_VxN[v])
-            grad_SxP[:, constant_index] = (cotangent_SxN * weights[-1]).sum(axis=1)
+                grad_SxP[:, i] += weighted.sum(axis=1)
+                grad_SxP[:, j] -= weighted @ log_x_VxN[v]
+            grad_SxP[:, constant_index] += (cotangent_SxN * weights[-1]).sum(axis=1)
             return grad_SxP
 
         return log_loss_SxN, pullback
@@ -101,6 +112,58 @@ def _power_law_sum(terms: tuple[tuple[int, int, int], ...], constant_index: int)
         return shifted
 
     return log_prediction, shift
+
+
+def _bucket(size: int) -> int:
+    """The next power of two: batches are padded to it so that a compiled law is reused."""
+    return 1 << max(0, int(size - 1).bit_length())
+
+
+def autodiff_log_prediction(log_loss: Callable) -> Callable:
+    """`Law.log_prediction` for a law given only as `log_loss(theta_P, log_x_V) -> log L` at one
+    point (written with jax.numpy): predictions and their gradients with respect to theta come
+    from `jax.grad`, evaluated for every (parameter vector, point) pair in one compiled call, in
+    float64. The batch of parameter vectors is padded to a power of two so that the many batch
+    sizes of a fit share a few compilations."""
+    compiled = {}
+
+    def value_and_jacobian():
+        if "fn" not in compiled:
+            import jax
+
+            per_point = jax.value_and_grad(log_loss)
+            over_points = jax.vmap(per_point, in_axes=(None, 1))
+            compiled["fn"] = jax.jit(jax.vmap(over_points, in_axes=(0, None)))
+        return compiled["fn"]
+
+    def log_prediction(theta_SxP, log_x_VxN):
+        import jax
+
+        theta_SxP = np.atleast_2d(np.asarray(theta_SxP, dtype=float))
+        rows = theta_SxP.shape[0]
+        padded = np.zeros((_bucket(rows), theta_SxP.shape[1]))
+        padded[:rows] = theta_SxP
+        with jax.enable_x64(True):
+            value, jacobian = value_and_jacobian()(padded, np.asarray(log_x_VxN, dtype=float))
+            value_SxN = np.asarray(value)[:rows]
+            jacobian_SxNxP = np.asarray(jacobian)[:rows]
+
+        def pullback(cotangent_SxN):
+            return np.einsum("sn,snp->sp", cotangent_SxN, jacobian_SxNxP)
+
+        return value_SxN, pullback
+
+    return log_prediction
+
+
+def formula_law(*, name: str, formula: str, variables: tuple[str, ...], fit_params: tuple[str, ...],
+                reported_params: tuple[str, ...], log_loss: Callable, shift: Callable,
+                natural: Callable) -> Law:
+    """A law from its formula: `log_loss(theta_P, log_x_V)` gives log L at one point from the fitted
+    parameters and the logs of `variables` (jax.numpy operations only); gradients are derived."""
+    return Law(name=name, formula=formula, variables=variables, fit_params=fit_params,
+               reported_params=reported_params, log_prediction=autodiff_log_prediction(log_loss),
+               shift=shift, natural=natural)
 
 
 def _single_term_law(name: str, variable: str, coefficient: str, exponent: str) -> Law:
@@ -171,12 +234,69 @@ def _kaplan() -> Law:
     )
 
 
+# Gadre et al. (2024): M = D / (20·N) and C = 6·N·D, so a·M^eta·C^-eta = a·120^-eta·N^(-2·eta)
+# and b·M^-eta·C^-eta = b·(10/3)^eta·D^(-2·eta).
+_OVERTRAINING_N_OFFSET = np.log(120.0)
+_OVERTRAINING_D_OFFSET = np.log(10.0 / 3.0)
+
+
+def overtraining_log_loss(theta_P, log_x_V):
+    """log L of Gadre et al.'s form at one point, parameters (log a, eta, log b, e), written with
+    jax.numpy: the formula `formula_law` derives gradients from (tests check the hand-written
+    gradients of `_overtraining_log_prediction` against it)."""
+    import jax.numpy as jnp
+
+    log_a, eta, log_b, e = theta_P[0], theta_P[1], theta_P[2], theta_P[3]
+    log_n, log_d = log_x_V[0], log_x_V[1]
+    return jnp.logaddexp(e, jnp.logaddexp(log_a - eta * _OVERTRAINING_N_OFFSET - 2.0 * eta * log_n,
+                                          log_b + eta * _OVERTRAINING_D_OFFSET - 2.0 * eta * log_d))
+
+
+def _overtraining_log_prediction(theta_SxP, log_x_VxN):
+    theta_SxP = np.atleast_2d(theta_SxP)
+    log_a, eta, log_b, e = (theta_SxP[:, k, None] for k in range(4))
+    log_n, log_d = log_x_VxN
+    slope_n = -_OVERTRAINING_N_OFFSET - 2.0 * log_n
+    slope_d = _OVERTRAINING_D_OFFSET - 2.0 * log_d
+    log_loss, (weight_n, weight_d, weight_e) = _log_sum_exp(
+        [log_a + eta * slope_n, log_b + eta * slope_d, e])
+
+    def pullback(cotangent_SxN):
+        along_n, along_d = cotangent_SxN * weight_n, cotangent_SxN * weight_d
+        return np.stack([along_n.sum(axis=1), along_n @ slope_n + along_d @ slope_d,
+                         along_d.sum(axis=1), (cotangent_SxN * weight_e).sum(axis=1)], axis=1)
+
+    return log_loss, pullback
+
+
+def _overtraining_shift(theta_SxP, log_x_offset_V):
+    shifted = np.array(theta_SxP, dtype=float, copy=True)
+    shifted[..., 0] -= 2.0 * shifted[..., 1] * log_x_offset_V[0]
+    shifted[..., 2] -= 2.0 * shifted[..., 1] * log_x_offset_V[1]
+    return shifted
+
+
+def _overtraining() -> Law:
+    return Law(
+        name="overtraining",
+        formula="L = E + (a·M^eta + b·M^-eta)·C^-eta, M = D/(20N), C = 6ND",
+        variables=("N", "D"),
+        fit_params=("log_a", "eta", "log_b", "e"),
+        reported_params=("E", "a", "b", "eta"),
+        log_prediction=_overtraining_log_prediction,
+        shift=_overtraining_shift,
+        natural=lambda theta: {"E": np.exp(theta[..., 3]), "a": np.exp(theta[..., 0]),
+                               "b": np.exp(theta[..., 2]), "eta": theta[..., 1]},
+    )
+
+
 LAWS: dict[str, Law] = {
     "compute": _single_term_law("compute", "C", "A", "alpha"),
     "n": _single_term_law("n", "N", "A", "alpha"),
     "d": _single_term_law("d", "D", "B", "beta"),
     "chinchilla": _chinchilla(),
     "kaplan": _kaplan(),
+    "overtraining": _overtraining(),
 }
 
 

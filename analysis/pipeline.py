@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import allocation, returns
-from analysis.bootstrap import bootstrap_fits, summarize
+from analysis.backtest import extrapolation_sd, prediction_interval, split_largest
+from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
+from analysis.diagnostics import diagnose
 from analysis.fit import HUBER_DELTA, FitResult, fit_law
 from analysis.frontier import (DEFAULT_FRONTIER_POINTS, DEFAULT_SKIP_FRACTION, Frontier,
                                curve_frontier, final_point_frontier)
@@ -42,6 +44,7 @@ class Settings:
     improvement: float = 0.01
     reducible_fraction: float = 0.1
     drop_largest: int = 1
+    hold_out_from: float | None = None
     frontier_points: int = DEFAULT_FRONTIER_POINTS
     skip_fraction: float = DEFAULT_SKIP_FRACTION
     parametric_law: str = "chinchilla"
@@ -103,8 +106,14 @@ def _derived_samples(law_name: str, params: dict[str, np.ndarray], variables: di
         return table(f"{variable}_", params["A"], params["alpha"], variables[variable])
     if law_name == "d":
         return table("D_", params["B"], params["beta"], variables["D"])
-    if law_name == "chinchilla":
-        A, B, alpha, beta = params["A"], params["B"], params["alpha"], params["beta"]
+    if law_name in ("chinchilla", "overtraining"):
+        if law_name == "chinchilla":
+            A, B, alpha, beta = params["A"], params["B"], params["alpha"], params["beta"]
+        else:
+            # Gadre et al.'s form is Chinchilla's with alpha = beta = 2·eta (see analysis.laws).
+            eta = params["eta"]
+            A, B = params["a"] * np.power(120.0, -eta), params["b"] * np.power(10.0 / 3.0, eta)
+            alpha = beta = 2.0 * eta
         a, b = allocation.allocation_exponents(alpha, beta)
         coefficient, gamma = allocation.optimal_loss_law(A, B, alpha, beta)
         compute = 6.0 * variables["N"] * variables["D"]
@@ -125,25 +134,31 @@ def fit_with_uncertainty(law_name: str, variables: dict[str, np.ndarray], loss: 
     """Fit `law_name` to the points, bootstrap it and summarise every parameter and derived
     quantity as value, standard error and percentile interval."""
     law = get_law(law_name)
-    result = fit_law(law, variables, loss, reduction=reduction)
-    samples = (bootstrap_fits(result, settings.num_resamples, settings.seed)
-               if settings.num_resamples > 0 else np.empty((0, law.num_params)))
-    point_params = law.natural(result.theta[None])
-    sample_params = law.natural(samples)
-    point_derived = _derived_samples(law_name, point_params, variables, settings)
-    sample_derived = _derived_samples(law_name, sample_params, variables, settings)
+    # Resamples that run off along a flat direction overflow; they are summarised (and flagged by
+    # the diagnostics), not warned about one operation at a time.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        result = fit_law(law, variables, loss, reduction=reduction)
+        samples = (bootstrap_fits(result, settings.num_resamples, settings.seed)
+                   if settings.num_resamples > 0 else np.empty((0, law.num_params)))
+        point_params = law.natural(result.theta[None])
+        sample_params = law.natural(samples)
+        point_derived = _derived_samples(law_name, point_params, variables, settings)
+        sample_derived = _derived_samples(law_name, sample_params, variables, settings)
+        params_summary = {name: summarize(point_params[name][0], sample_params[name])
+                          for name in law.reported_params}
+        derived_summary = {name: summarize(point_derived[name][0], sample_derived[name])
+                           for name in point_derived}
     summary = {
         "law": law.name, "formula": law.formula, "variables": list(law.variables),
         "n_points": result.num_points, "objective": result.objective,
         "objective_reduction": result.reduction, "huber_delta": result.delta,
         "num_starts": result.num_starts,
         "fit_params": dict(zip(law.fit_params, map(float, result.theta))),
-        "params": {name: summarize(point_params[name][0], sample_params[name])
-                   for name in law.reported_params},
-        "derived": {name: summarize(point_derived[name][0], sample_derived[name])
-                    for name in point_derived},
+        "params": params_summary,
+        "derived": derived_summary,
         "bootstrap_resamples": int(len(samples)),
     }
+    summary["diagnostics"] = diagnose(law.name, summary["params"], variables, loss)
     return LawFit(fit=result, bootstrap_theta=samples, variables=variables, loss=np.asarray(loss),
                   summary=summary)
 
@@ -165,10 +180,22 @@ def _points_for(law_name: str, runs: pd.DataFrame, frontier: Frontier | None):
     return {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()}, runs["loss"].to_numpy()
 
 
+def is_ladder(runs: pd.DataFrame) -> bool:
+    """Whether most model sizes were trained at two or more token budgets (a ladder of cooldown
+    branches, or an over-training grid)."""
+    return len(runs) > 0 and float(runs.groupby("N")["D"].nunique().median()) >= 2
+
+
 def _frontier(runs: pd.DataFrame, curves: pd.DataFrame | None, settings: Settings) -> Frontier:
-    if curves is not None and len(curves):
-        return curve_frontier(curves, num_points=settings.frontier_points,
-                              skip_fraction=settings.skip_fraction)
+    """The compute frontier from training curves; from the runs' final points when there are no
+    curves with two or more eval points per run, or when the runs form a ladder (intermediate
+    points of a decaying schedule are not the loss a run of that length would reach)."""
+    if curves is not None and len(curves) and not is_ladder(runs):
+        try:
+            return curve_frontier(curves, num_points=settings.frontier_points,
+                                  skip_fraction=settings.skip_fraction)
+        except ValueError:
+            pass
     return final_point_frontier(runs["name"], runs["C"], runs["loss"])
 
 
@@ -185,35 +212,46 @@ def parametric_skip_reason(runs: pd.DataFrame, law_name: str) -> str | None:
 
 def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame | None,
                         settings: Settings) -> Extrapolation:
-    """Refit `law_name` without the runs of the `settings.drop_largest` largest model sizes and
-    predict their final losses (for the compute law: at their final FLOPs, from a frontier rebuilt
-    without their curves)."""
-    sizes = np.sort(runs["N"].unique())
-    if settings.drop_largest < 1 or settings.drop_largest >= sizes.size:
-        raise ValueError(f"drop_highest={settings.drop_largest} is not allowed with {sizes.size} "
-                         f"model sizes; need 1 <= drop_highest < {sizes.size}")
-    held = runs["N"] >= sizes[-settings.drop_largest]
-    kept, held_out = runs[~held], runs[held].copy()
+    """Refit `law_name` without the runs of the `settings.drop_largest` largest model sizes (or
+    of N ≥ `settings.hold_out_from`) and predict their final losses with prediction intervals
+    (`analysis.backtest.prediction_interval`); for the compute law at their final FLOPs, from a
+    frontier rebuilt without them."""
+    kept, held_out = split_largest(runs, settings.drop_largest, settings.hold_out_from)
     kept_curves = None if curves is None else curves[curves["name"].isin(set(kept["name"]))]
     law = get_law(law_name)
     variables, loss = _points_for(law_name, kept, _frontier(kept, kept_curves, settings)
                                   if law_name == "compute" else None)
-    result = fit_law(law, variables, loss)
-    held_out["predicted"] = predict_loss(law, result.theta, {v: held_out[v].to_numpy()
-                                                               for v in law.variables})
+    targets = {v: held_out[v].to_numpy() for v in law.variables}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        result = fit_law(law, variables, loss)
+        held_out["predicted"] = predict_loss(law, result.theta, targets)
+        if settings.num_resamples > 0:
+            low, high = prediction_interval(
+                result, targets, num_resamples=settings.num_resamples, seed=settings.seed,
+                extra_log_sd=extrapolation_sd(law_name, kept, held_out["N"].to_numpy()))
+        else:
+            low = high = np.full(len(held_out), np.nan)
+    held_out["ci_low"], held_out["ci_high"] = low, high
     held_out["error"] = held_out["predicted"] - held_out["loss"]
+    held_out["relative_error"] = held_out["error"] / held_out["loss"]
+    held_out["covered"] = (held_out["loss"] >= low) & (held_out["loss"] <= high)
     errors = held_out["error"].to_numpy()
     summary = {
-        "law": law_name, "held_out_sizes": [float(n) for n in sizes[-settings.drop_largest:]],
+        "law": law_name, "held_out_sizes": [float(n) for n in np.sort(held_out["N"].unique())],
         "n_fit_points": int(np.size(loss)), "n_held_out": int(len(held_out)),
         "mean_abs_error": float(np.abs(errors).mean()), "max_abs_error": float(np.abs(errors).max()),
         "rmse": float(np.sqrt((errors**2).mean())),
-        "mean_abs_relative_error": float(np.abs(errors / held_out["loss"]).mean()),
+        "mean_abs_relative_error": float(np.abs(held_out["relative_error"]).mean()),
+        "max_abs_relative_error": float(np.abs(held_out["relative_error"]).max()),
+        "interval_level": CONFIDENCE_LEVEL,
+        "coverage": float(held_out["covered"].mean()) if settings.num_resamples > 0 else None,
         "fit_params": {name: float(value[0]) for name, value in
                        law.natural(result.theta[None]).items()},
         "held_out": [{"name": str(row.get("name", i)), "N": float(row["N"]), "D": float(row["D"]),
                       "C": float(row["C"]), "loss": float(row["loss"]),
-                      "predicted": float(row["predicted"])}
+                      "predicted": float(row["predicted"]), "ci_low": float(row["ci_low"]),
+                      "ci_high": float(row["ci_high"]),
+                      "relative_error": float(row["relative_error"]), "covered": bool(row["covered"])}
                      for i, row in held_out.iterrows()],
     }
     return Extrapolation(law=law_name, held_out=held_out, fit=result, summary=summary)
@@ -244,11 +282,13 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
         runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
     fits, extrapolations, skipped = {}, {}, {}
     frontier = _frontier(runs, curves, settings)
-    parametric_law = settings.law if settings.law in ("chinchilla", "kaplan") else settings.parametric_law
+    parametric = ("chinchilla", "kaplan", "overtraining")
+    parametric_law = settings.law if settings.law in parametric else settings.parametric_law
     wanted = ["compute", parametric_law] + ([settings.law] if settings.law in ("n", "d") else [])
+    if parametric_law == "overtraining":
+        wanted.append("chinchilla")
     for law_name in wanted:
-        reason = (parametric_skip_reason(runs, law_name) if law_name in ("chinchilla", "kaplan")
-                  else None)
+        reason = (parametric_skip_reason(runs, law_name) if law_name in parametric else None)
         if reason is None:
             variables, loss = _points_for(law_name, runs, frontier)
             try:
@@ -283,7 +323,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
         "bootstrap_resamples": headline["bootstrap_resamples"],
         "settings": {"improvement_nats": settings.improvement,
                      "reducible_fraction_of_E": settings.reducible_fraction,
-                     "drop_largest_sizes": settings.drop_largest, "seed": settings.seed,
+                     "drop_largest_sizes": settings.drop_largest,
+                     "hold_out_from_N": settings.hold_out_from, "seed": settings.seed,
                      "frontier_points": settings.frontier_points,
                      "frontier_skip_fraction": settings.skip_fraction},
         "data": {"runs_fitted": int(len(runs)), "distinct_N": int(runs["N"].nunique()),

@@ -140,12 +140,52 @@ def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
         predicted = predict_loss(law_fit.fit.law, law_fit.fit.theta, law_fit.variables)
         axes.scatter(law_fit.loss, predicted, s=10, marker=next(markers), alpha=0.7, label=f"{name} law: fitted")
     for name, check in analysis.extrapolations.items():
-        axes.scatter(check.held_out["loss"], check.held_out["predicted"], s=70, marker="*",
-                     edgecolor="black", zorder=4, label=f"{name} law: held-out largest model(s)")
+        held_out = check.held_out
+        points = axes.scatter(held_out["loss"], held_out["predicted"], s=70, marker="*",
+                              edgecolor="black", zorder=4, label=f"{name} law: held-out largest model(s)")
+        if np.isfinite(held_out["ci_low"]).all():
+            # The prediction interval of each held-out run, as a vertical band.
+            axes.errorbar(held_out["loss"], held_out["predicted"],
+                          yerr=[np.maximum(held_out["predicted"] - held_out["ci_low"], 0.0),
+                                np.maximum(held_out["ci_high"] - held_out["predicted"], 0.0)],
+                          fmt="none", ecolor=points.get_facecolor()[0], capsize=3, zorder=3)
     low, high = axes.get_xlim()
     axes.plot([low, high], [low, high], color="black", lw=1, label="predicted = actual")
     axes.set(xlabel=f"actual {LOSS_LABEL}", ylabel=f"predicted {LOSS_LABEL}", title="Predicted vs actual")
     axes.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def plot_comparison(comparison, path, names: tuple[str, str]) -> str:
+    """Two panels: both recipes' frontiers with the jointly fitted laws, and B's
+    effective-compute multiplier over A with its bootstrap band."""
+    from analysis.compare import effective_compute_multiplier
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    law, theta = comparison.fit.law, comparison.fit.theta
+    params = {k: float(v) for k, v in law.natural(theta).items()}
+    low = min(comparison.frontier_a.flops.min(), comparison.frontier_b.flops.min())
+    high = max(comparison.frontier_a.flops.max(), comparison.frontier_b.flops.max())
+    grid = np.geomspace(low, high, 200)
+    for label, frontier, key, color in ((names[0], comparison.frontier_a, "A", "steelblue"),
+                                        (names[1], comparison.frontier_b, "B", "crimson")):
+        left.scatter(frontier.flops, frontier.loss, s=12, color=color, label=f"{key}: {label}")
+        left.plot(grid, params[f"E_{key}"] + params[f"A_{key}"] * grid ** -params[f"alpha_{key}"],
+                  color=color)
+    left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=LOSS_LABEL, title="Frontiers and joint fit")
+    left.legend(fontsize=7)
+    multiplier = effective_compute_multiplier(params, grid)
+    right.plot(grid, multiplier, color="black")
+    if len(comparison.bootstrap_theta):
+        samples = law.natural(comparison.bootstrap_theta)
+        draws = effective_compute_multiplier({k: v[:, None] for k, v in samples.items()}, grid[None, :])
+        draws = np.where(np.isfinite(draws), draws, np.nan)
+        band = np.nanpercentile(draws, [2.5, 97.5], axis=0)
+        right.fill_between(grid, band[0], band[1], color="grey", alpha=0.3, label="95% interval")
+        right.legend(fontsize=7)
+    right.axhline(1.0, color="grey", lw=1, ls="--")
+    right.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)",
+              ylabel="B's effective-compute multiplier over A", title="Effective compute")
     return _save(figure, path)
 
 

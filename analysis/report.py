@@ -6,6 +6,7 @@ import json
 import math
 import pathlib
 
+from analysis.diagnostics import se_is_unbounded
 from analysis.pipeline import Analysis
 
 VARIABLE_UNITS = {"C": "FLOPs", "N": "parameters", "D": "tokens"}
@@ -42,10 +43,21 @@ def _number(value: float, digits: int = 4) -> str:
 
 def _with_interval(summary: dict) -> str:
     text = _number(summary["value"])
-    if not math.isnan(summary.get("se", float("nan"))):
+    if se_is_unbounded(summary):
+        text += (f" (SE unbounded; {summary['ci_level']:.0%} CI "
+                 f"{_number(summary['ci_low'])} – {_number(summary['ci_high'])})")
+    elif not math.isnan(summary.get("se", float("nan"))):
         text += (f" (SE {_number(summary['se'], 2)}; {summary['ci_level']:.0%} CI "
                  f"{_number(summary['ci_low'])} – {_number(summary['ci_high'])})")
     return text
+
+
+def _diagnostic_lines(fit: dict) -> list[str]:
+    flags = fit.get("diagnostics", [])
+    if not flags:
+        return []
+    return (["**Warning: this fit is degenerate or poorly determined.**", ""]
+            + [f"- {flag['problem']}; would help: {flag['fix']}." for flag in flags] + [""])
 
 
 def _params_table(fit: dict) -> list[str]:
@@ -77,7 +89,7 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
              f"Huber losses (δ = {fit['huber_delta']}) on log loss, objective "
              f"{fit['objective']:.6e}, best of {fit['num_starts']} L-BFGS starts; uncertainty from "
              f"{fit['bootstrap_resamples']} bootstrap resamples of the points.", ""]
-    lines += _params_table(fit) + [""]
+    lines += _diagnostic_lines(fit) + _params_table(fit) + [""]
     derived = fit["derived"]
     returns_lines = []
     for prefix, variable in (("C_", "C"), ("N_", "N"), ("D_", "D")):
@@ -103,9 +115,11 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
     summary = analysis.summary
     settings, data = summary["settings"], summary["data"]
     lines = ["# Scaling-law fit", ""]
-    lines.append(f"Source: {data.get('source', 'points')}. FLOP convention: **{summary['flop_convention']}**"
-                 + (" (6·non-embedding parameters·tokens, Kaplan)." if summary["flop_convention"] == "6N"
-                    else " (embeddings, attention and unembedding counted, Chinchilla-style)."))
+    convention = summary["flop_convention"]
+    meaning = {"6N": " (6·non-embedding parameters·tokens, Kaplan).",
+               "full": " (embeddings, attention and unembedding counted, Chinchilla-style)."}
+    lines.append(f"Source: {data.get('source', 'points')}. FLOP convention: **{convention}**"
+                 + meaning.get(convention, "."))
     fitted = f"{data['runs_fitted']} runs fitted"
     if "runs_total" in data:
         fitted = f"{data['runs_total']} runs in the sweep, {data['runs_fitted']} fitted"
@@ -118,6 +132,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
     titles = {"compute": "Approach 1: loss vs compute on the compute-efficient frontier",
               "chinchilla": "Approach 3: parametric L(N, D) (Chinchilla form)",
               "kaplan": "Parametric L(N, D) (Kaplan form)",
+              "overtraining": "Parametric L(N, D) (Gadre et al.'s over-training form)",
               "n": "L(N): best loss at each model size", "d": "L(D): best loss at each token count"}
     for name in order:
         title = titles[name]
@@ -139,10 +154,16 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                   f"Refitted on {check['n_fit_points']} points without the largest model size(s) "
                   f"(N = {sizes}) and predicted their {check['n_held_out']} run(s): mean absolute error "
                   f"{check['mean_abs_error']:.4f} nats, max {check['max_abs_error']:.4f} nats, "
-                  f"mean relative error {check['mean_abs_relative_error']:.2%}.", "",
-                  "| run | N | D | actual loss | predicted |", "|---|---|---|---|---|"]
+                  f"mean relative error {check['mean_abs_relative_error']:.2%}"
+                  + ("" if check.get("coverage") is None else
+                     f"; {check['coverage']:.0%} of the runs inside their "
+                     f"{check['interval_level']:.0%} prediction interval") + ".", "",
+                  "| run | N | D | actual loss | predicted | rel. error | prediction interval | covered |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {row['name']} | {_number(row['N'])} | {_number(row['D'])} | {row['loss']:.4f} | "
-                  f"{row['predicted']:.4f} |" for row in check["held_out"]]
+                  f"{row['predicted']:.4f} | {row['relative_error']:+.2%} | "
+                  f"{_number(row['ci_low'])} – {_number(row['ci_high'])} | "
+                  f"{'yes' if row['covered'] else 'no'} |" for row in check["held_out"]]
         lines.append("")
     if summary["skipped"]:
         lines += ["## Skipped", ""] + [f"- {name}: {reason}" for name, reason in summary["skipped"].items()]

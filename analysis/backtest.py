@@ -1,0 +1,334 @@
+"""Backtests: hold out the largest model sizes of a table of runs, fit every applicable method on
+the rest, and predict the held-out runs with prediction intervals.
+
+Prediction interval (fixed in advance, the same for every method): the law is refitted to
+bootstrap resamples of the fitted points (`analysis.bootstrap`); each resample's prediction is
+perturbed, in log loss, by one residual of the full fit drawn at random, so that the interval
+holds both the uncertainty of the fitted law and the scatter of single runs around it. A
+bootstrap of points knows nothing of how wrong the law's form is away from the data, so a third
+term measures that on the fitted runs themselves (`extrapolation_error_scale`): the law is
+refitted without the top quarter of the fitted log-N range and the RMS log error of its
+predictions there, per unit of log N extrapolated, is scaled by each target's distance in log N
+beyond the fitted sizes and added as Gaussian noise. The interval is the central `level`
+percentile range of these draws.
+
+Which method a report puts first is chosen by `headline_law`, a rule on the shape of the table
+that never looks at the held-out runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits
+from analysis.fit import FitResult, fit_law
+from analysis.frontier import final_point_frontier
+from analysis.laws import get_law, predict_loss
+
+PARAMETRIC_METHODS = ("overtraining", "chinchilla", "kaplan")
+# Token budgets per model size from which a table counts as an over-training grid.
+MIN_BUDGETS_PER_SIZE = 3
+
+
+def budgets_per_size(runs: pd.DataFrame) -> float:
+    """Median number of distinct token counts D per model size N."""
+    return float(runs.groupby("N")["D"].nunique().median())
+
+
+def headline_law(runs: pd.DataFrame) -> str:
+    """The default L(N, D) law for a table of runs, by a rule fixed in advance.
+
+    A table that trains most sizes at `MIN_BUDGETS_PER_SIZE` or more token budgets (an
+    over-training grid or a ladder) gets Gadre et al.'s over-training form: it measures the
+    curvature in D at every size, and tying the N and D exponents (one parameter fewer) is what
+    lets a fit on small models carry to larger ones. A table with about one budget per size
+    (IsoFLOP profiles, Chinchilla's data) gets Chinchilla's form, whose two exponents those
+    profiles identify.
+    """
+    return "overtraining" if budgets_per_size(runs) >= MIN_BUDGETS_PER_SIZE else "chinchilla"
+
+
+def prediction_interval(result: FitResult, variables: dict[str, np.ndarray], *,
+                        num_resamples: int, seed: int, level: float = CONFIDENCE_LEVEL,
+                        bootstrap_theta: np.ndarray | None = None,
+                        extra_log_sd: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the `level` prediction interval of the loss at the points `variables`
+    (see the module docstring). `bootstrap_theta` reuses resamples already fitted;
+    `extra_log_sd` (per point or one value) is the standard deviation, in log loss, of the
+    law's own extrapolation error."""
+    law = result.law
+    if bootstrap_theta is None:
+        bootstrap_theta = bootstrap_fits(result, num_resamples, seed)
+    log_x = np.stack([np.log(np.asarray(variables[v], dtype=float)) for v in law.variables])
+    with np.errstate(over="ignore", invalid="ignore"):
+        log_predicted, _ = law.log_prediction(bootstrap_theta, log_x)
+        fitted, _ = law.log_prediction(result.theta[None], result.log_x)
+    residuals = result.log_loss - fitted[0]
+    rng = np.random.default_rng(seed + 1)
+    draws = log_predicted + rng.choice(residuals, size=log_predicted.shape)
+    draws = draws + rng.normal(size=draws.shape) * np.broadcast_to(extra_log_sd, draws.shape[1:])
+    draws = np.where(np.isfinite(draws), draws, np.nan)
+    tail = 50.0 * (1.0 - level)
+    low, high = np.nanpercentile(draws, [tail, 100.0 - tail], axis=0)
+    return np.exp(low), np.exp(high)
+
+
+INNER_HOLD_OUT_FRACTION = 0.25
+
+
+def extrapolation_error_scale(method: str, kept: pd.DataFrame) -> float:
+    """RMS log error per unit of log N extrapolated, measured on `kept` alone: `method` refitted
+    without the runs in the top `INNER_HOLD_OUT_FRACTION` of kept's log-N range predicts them.
+    0 when that inner split leaves too little to fit."""
+    log_n = np.log(kept["N"].to_numpy())
+    threshold = log_n.max() - INNER_HOLD_OUT_FRACTION * (log_n.max() - log_n.min())
+    inner_held = log_n >= threshold
+    inner_kept, inner_out = kept[~inner_held], kept[inner_held]
+    if method == "compute":
+        frontier = final_point_frontier(np.arange(len(kept)), kept["C"], kept["loss"])
+        inner_out = kept.iloc[[i for i in frontier.run if inner_held[i]]]
+    law = get_law(method)
+    variables, loss = method_points(method, inner_kept) if len(inner_kept) else ({}, [])
+    if inner_out.empty or np.size(loss) < law.num_params + 1 or inner_kept["N"].nunique() < 2:
+        return 0.0
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            result = fit_law(law, variables, loss)
+            predicted = predict_loss(law, result.theta, {v: inner_out[v].to_numpy()
+                                                         for v in law.variables})
+    except ValueError:
+        return 0.0
+    distance = np.log(inner_out["N"].to_numpy() / inner_kept["N"].max())
+    log_error = np.log(predicted / inner_out["loss"].to_numpy())
+    if not np.all(np.isfinite(log_error)) or not distance.mean() > 0:
+        return 0.0
+    return float(np.sqrt(np.mean(log_error**2)) / distance.mean())
+
+
+def extrapolation_sd(method: str, kept: pd.DataFrame, targets_n: np.ndarray) -> np.ndarray:
+    """Per target: `extrapolation_error_scale` × its distance in log N beyond the kept sizes."""
+    distance = np.maximum(np.log(np.asarray(targets_n, dtype=float) / kept["N"].max()), 0.0)
+    return extrapolation_error_scale(method, kept) * distance
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodBacktest:
+    """One method's predictions of the held-out runs (`held_out` gains predicted, ci_low,
+    ci_high, relative_error, covered), or the reason it could not be run."""
+
+    method: str
+    held_out: pd.DataFrame | None
+    fit: FitResult | None
+    skipped: str | None = None
+
+
+def split_largest(runs: pd.DataFrame, drop_largest: int = 1,
+                  hold_out_from: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, held_out): the runs of the `drop_largest` largest model sizes are held out, or,
+    when `hold_out_from` is given, every run with N ≥ `hold_out_from`."""
+    sizes = np.sort(runs["N"].unique())
+    if hold_out_from is not None:
+        held = runs["N"] >= hold_out_from
+        if not held.any() or held.all():
+            raise ValueError(f"hold_out_from={hold_out_from:g} holds out {int(held.sum())} of "
+                             f"{len(runs)} runs; need at least one run on each side")
+    else:
+        if drop_largest < 1 or drop_largest >= sizes.size:
+            raise ValueError(f"drop_highest={drop_largest} is not allowed with {sizes.size} "
+                             f"model sizes; need 1 <= drop_highest < {sizes.size}")
+        held = runs["N"] >= sizes[-drop_largest]
+    return runs[~held].reset_index(drop=True), runs[held].reset_index(drop=True)
+
+
+def _score(held_out: pd.DataFrame, predicted, low, high) -> pd.DataFrame:
+    held_out = held_out.copy()
+    held_out["predicted"] = predicted
+    held_out["ci_low"], held_out["ci_high"] = low, high
+    held_out["relative_error"] = held_out["predicted"] / held_out["loss"] - 1.0
+    held_out["covered"] = (held_out["loss"] >= held_out["ci_low"]) & (held_out["loss"] <= held_out["ci_high"])
+    return held_out
+
+
+def method_points(method: str, kept: pd.DataFrame):
+    """(variables, loss) a method is fitted to: every run for L(N, D); for L(C), the frontier of
+    the runs' final points (the lowest final loss reached at each compute)."""
+    if method == "compute":
+        frontier = final_point_frontier(kept["name"] if "name" in kept else np.arange(len(kept)),
+                                        kept["C"], kept["loss"])
+        return {"C": frontier.flops}, frontier.loss
+    return {"N": kept["N"].to_numpy(), "D": kept["D"].to_numpy()}, kept["loss"].to_numpy()
+
+
+def backtest_method(method: str, kept: pd.DataFrame, held_out: pd.DataFrame, *,
+                    num_resamples: int, seed: int) -> MethodBacktest:
+    """Fit `method` to `kept` and predict `held_out` with intervals."""
+    law = get_law(method)
+    if method == "compute":
+        # L(C) is the lowest loss reachable at C, so it is scored on the held-out runs that are on
+        # the frontier of every run's final point, not on runs trained off the optimum.
+        runs = pd.concat([kept, held_out], ignore_index=True)
+        frontier = final_point_frontier(np.arange(len(runs)), runs["C"], runs["loss"])
+        on_frontier = set(frontier.run[frontier.run >= len(kept)] - len(kept))
+        held_out = held_out.iloc[sorted(on_frontier)].reset_index(drop=True)
+        if held_out.empty:
+            return MethodBacktest(method, None, None,
+                                  skipped="no held-out run is on the compute frontier")
+    variables, loss = method_points(method, kept)
+    needed = law.num_params + 1
+    if np.size(loss) < needed:
+        return MethodBacktest(method, None, None,
+                              skipped=f"{np.size(loss)} points to fit; {method} needs at least {needed}")
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            result = fit_law(law, variables, loss)
+            targets = {v: held_out[v].to_numpy() for v in law.variables}
+            predicted = predict_loss(law, result.theta, targets)
+            if num_resamples > 0:
+                low, high = prediction_interval(
+                    result, targets, num_resamples=num_resamples, seed=seed,
+                    extra_log_sd=extrapolation_sd(method, kept, held_out["N"].to_numpy()))
+            else:
+                low = high = np.full(len(held_out), np.nan)
+    except ValueError as error:
+        return MethodBacktest(method, None, None, skipped=str(error))
+    return MethodBacktest(method, _score(held_out, predicted, low, high), result)
+
+
+def applicable_methods(kept: pd.DataFrame) -> list[str]:
+    """L(N, D) forms when the kept runs vary both N and D; L(C) always."""
+    methods = []
+    if kept["N"].nunique() >= 3 and kept["D"].nunique() >= 3:
+        methods += list(PARAMETRIC_METHODS)
+    return methods + ["compute"]
+
+
+def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: float | None = None,
+                 num_resamples: int = 500, seed: int = 0, methods=None,
+                 level: float = CONFIDENCE_LEVEL) -> dict:
+    """Every applicable method (or `methods`) fitted without the largest sizes, scored on them.
+
+    Returns a JSON-ready dict: the split, the headline method and the rule that chose it, and per
+    method the fitted parameters, each held-out run (N, D, C, loss, predicted, interval, relative
+    error, covered), the mean absolute relative error and the coverage.
+    """
+    runs = runs.reset_index(drop=True)
+    if "name" not in runs.columns:
+        runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
+    kept, held_out = split_largest(runs, drop_largest, hold_out_from)
+    methods = list(methods) if methods else applicable_methods(kept)
+    headline = headline_law(kept) if "chinchilla" in methods else methods[0]
+    results = {}
+    for method in methods:
+        outcome = backtest_method(method, kept, held_out, num_resamples=num_resamples, seed=seed)
+        if outcome.skipped:
+            results[method] = {"skipped": outcome.skipped}
+            continue
+        table = outcome.held_out
+        results[method] = {
+            "formula": outcome.fit.law.formula, "n_fit_points": outcome.fit.num_points,
+            "params": outcome.fit.params,
+            "mean_abs_relative_error": float(table["relative_error"].abs().mean()),
+            "max_abs_relative_error": float(table["relative_error"].abs().max()),
+            "coverage": float(table["covered"].mean()) if num_resamples > 0 else None,
+            "held_out": [{"name": str(row["name"]), "N": float(row["N"]), "D": float(row["D"]),
+                          "C": float(row["C"]), "loss": float(row["loss"]),
+                          "predicted": float(row["predicted"]), "ci_low": float(row["ci_low"]),
+                          "ci_high": float(row["ci_high"]),
+                          "relative_error": float(row["relative_error"]),
+                          "covered": bool(row["covered"])} for _, row in table.iterrows()],
+        }
+    return {
+        "held_out_sizes": sorted(float(n) for n in held_out["N"].unique()),
+        "n_kept": int(len(kept)), "n_held_out": int(len(held_out)),
+        "budgets_per_size": budgets_per_size(kept),
+        "headline": headline,
+        "headline_rule": (f"over-training form when the fitted runs have >= {MIN_BUDGETS_PER_SIZE} "
+                          "token budgets per size (median), else Chinchilla's form; decided on the "
+                          "fitted runs only"),
+        "interval": {"level": level, "resamples": num_resamples,
+                     "method": "bootstrap refits of the fitted points, plus a resampled "
+                                "residual, plus the law's extrapolation error measured on the "
+                                "fitted runs (top quarter of their log-N range held out) and "
+                                "scaled by each target's log-N distance"},
+        "methods": results,
+    }
+
+
+def coverage(backtests: list[dict], level: float = CONFIDENCE_LEVEL) -> dict:
+    """Empirical coverage of the intervals over every held-out prediction in `backtests`,
+    per method and over all, beside the nominal `level`."""
+    per_method: dict[str, list[bool]] = {}
+    for backtest in backtests:
+        for method, result in backtest["methods"].items():
+            for row in result.get("held_out", []):
+                per_method.setdefault(method, []).append(row["covered"])
+    everything = [covered for rows in per_method.values() for covered in rows]
+    return {"nominal": level,
+            "all": {"covered": int(sum(everything)), "predictions": len(everything),
+                    "coverage": float(np.mean(everything)) if everything else None},
+            "per_method": {method: {"covered": int(sum(rows)), "predictions": len(rows),
+                                    "coverage": float(np.mean(rows))}
+                           for method, rows in per_method.items()}}
+
+
+def render_backtest(backtest: dict, title: str = "Backtest") -> str:
+    """A markdown table per method: predicted, measured, relative error, interval, covered."""
+    level = backtest["interval"]["level"]
+    lines = [f"## {title}", "",
+             f"Fitted on {backtest['n_kept']} runs; held out {backtest['n_held_out']} runs of the "
+             f"largest size(s) (N = {', '.join(f'{n:.3g}' for n in backtest['held_out_sizes'])}). "
+             f"Headline method: **{backtest['headline']}** (rule: {backtest['headline_rule']}).", "",
+             f"| method | run | N | D | measured | predicted | rel. error | {level:.0%} interval | covered |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = [backtest["headline"]] + [m for m in backtest["methods"] if m != backtest["headline"]]
+    summary_lines = []
+    for method in order:
+        result = backtest["methods"].get(method)
+        if result is None:
+            continue
+        if "skipped" in result:
+            summary_lines.append(f"- {method}: skipped ({result['skipped']})")
+            continue
+        for row in result["held_out"]:
+            lines.append(f"| {method} | {row['name']} | {row['N']:.3g} | {row['D']:.3g} | "
+                         f"{row['loss']:.4f} | {row['predicted']:.4f} | {row['relative_error']:+.2%} | "
+                         f"{row['ci_low']:.4f} – {row['ci_high']:.4f} | "
+                         f"{'yes' if row['covered'] else 'no'} |")
+        covered = "" if result["coverage"] is None else f", coverage {result['coverage']:.0%}"
+        summary_lines.append(f"- {method}: mean |relative error| "
+                             f"{result['mean_abs_relative_error']:.2%}, max "
+                             f"{result['max_abs_relative_error']:.2%}{covered}")
+    return "\n".join(lines + [""] + summary_lines + [""])
+
+
+def main(argv=None) -> int:
+    """`python -m analysis.backtest A/backtest.json B/backtest.json ...`: the coverage of the
+    prediction intervals over all of them, per method and in all, and the mean error per method."""
+    import argparse
+    import json
+    import pathlib
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="backtest.json files written by scaling-fit --backtest")
+    args = parser.parse_args(argv)
+    backtests = [json.loads(pathlib.Path(path).read_text()) for path in args.paths]
+    summary = coverage(backtests)
+    print(f"| method | held-out predictions | inside the {summary['nominal']:.0%} interval | coverage |")
+    print("|---|---|---|---|")
+    for method, row in summary["per_method"].items():
+        print(f"| {method} | {row['predictions']} | {row['covered']} | {row['coverage']:.0%} |")
+    headline = [row["covered"] for b in backtests
+                for row in b["methods"].get(b["headline"], {}).get("held_out", [])]
+    if headline:
+        print(f"| headline method of each backtest | {len(headline)} | {sum(headline)} | "
+              f"{np.mean(headline):.0%} |")
+    total = summary["all"]
+    print(f"| all | {total['predictions']} | {total['covered']} | {total['coverage']:.0%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

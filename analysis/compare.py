@@ -1,0 +1,196 @@
+"""Compare two recipes: how much compute recipe B saves (or costs) over recipe A.
+
+Each recipe's compute frontier (`analysis.frontier`) is fitted jointly by
+    L_A(C) = E + A_A·C^-alpha_A,    L_B(C) = E_B + A_B·C^-alpha_B,
+with E_B = E (a shared irreducible loss, the default: two recipes on the same data and tokenizer
+approach the same floor) or E_B free. B's effective-compute multiplier at a budget C is how much
+more compute A needs to reach the loss B reaches with C: m(C) = C_A(L_B(C)) / C, where
+C_A(L) = ((L − E)/A_A)^(-1/alpha_A); m > 1 means B is better. Uncertainty comes from a bootstrap
+of the frontier points, each recipe's resampled on its own. Where the two laws cross (L_A = L_B) the
+ranking of the recipes flips.
+
+The joint law is written with a recipe indicator g (0 for A, 1 for B) as
+    log L = LSE(e + Δe·g, a + Δa·g − (alpha + Δalpha·g)·log C),
+which is a formula in (log C, g) like any other law; `recipe` carries g as e^g so that the law's
+variables stay positive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
+from analysis.fit import FitResult, fit_law
+from analysis.frontier import Frontier
+from analysis.laws import Law, formula_law, get_law
+
+
+def _joint_log_loss(shared_irreducible: bool):
+    def log_loss(theta_P, log_x_V):
+        import jax.numpy as jnp
+
+        log_c, g = log_x_V[0], log_x_V[1]
+        a, alpha, delta_a, delta_alpha, e = (theta_P[k] for k in range(5))
+        delta_e = 0.0 if shared_irreducible else theta_P[5]
+        return jnp.logaddexp(e + delta_e * g, a + delta_a * g - (alpha + delta_alpha * g) * log_c)
+
+    return log_loss
+
+
+def _joint_shift(theta_SxP, log_x_offset_V):
+    """Parameters for log C → log C + c and g → g + m (the bilinear g·log C term moves the
+    others)."""
+    c, m = log_x_offset_V[0], log_x_offset_V[1]
+    theta = np.array(theta_SxP, dtype=float, copy=True)
+    a, alpha, delta_a, delta_alpha, e = (theta_SxP[..., k] for k in range(5))
+    # (a + Δa·(g'+m)) − (alpha + Δalpha·(g'+m))·(log C' + c) in g' and log C':
+    theta[..., 0] = a + delta_a * m - (alpha + delta_alpha * m) * c
+    theta[..., 1] = alpha + delta_alpha * m
+    theta[..., 2] = delta_a - delta_alpha * c
+    if theta.shape[-1] == 6:
+        theta[..., 4] = e + theta_SxP[..., 5] * m
+    return theta
+
+
+def joint_law(shared_irreducible: bool = True) -> Law:
+    """The two-recipe law over variables (C, recipe) with recipe = 1 for A and e for B."""
+    fit_params = ("a", "alpha", "delta_a", "delta_alpha", "e") + (() if shared_irreducible else ("delta_e",))
+
+    def natural(theta):
+        values = {"E_A": np.exp(theta[..., 4]), "A_A": np.exp(theta[..., 0]), "alpha_A": theta[..., 1],
+                  "A_B": np.exp(theta[..., 0] + theta[..., 2]), "alpha_B": theta[..., 1] + theta[..., 3]}
+        values["E_B"] = values["E_A"] if shared_irreducible else np.exp(theta[..., 4] + theta[..., 5])
+        return values
+
+    return formula_law(
+        name="compare_shared_E" if shared_irreducible else "compare",
+        formula="L_A = E + A_A·C^-alpha_A, L_B = E" + ("" if shared_irreducible else "_B")
+                + " + A_B·C^-alpha_B",
+        variables=("C", "recipe"), fit_params=fit_params,
+        reported_params=("E_A", "A_A", "alpha_A", "E_B", "A_B", "alpha_B"),
+        log_loss=_joint_log_loss(shared_irreducible), shift=_joint_shift, natural=natural)
+
+
+def effective_compute_multiplier(params: dict, C):
+    """m(C) = C_A(L_B(C)) / C, elementwise over parameter samples (inf where B reaches a loss A
+    never does)."""
+    C = np.asarray(C, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        loss_b = params["E_B"] + params["A_B"] * np.power(C, -params["alpha_B"])
+        reducible = loss_b - params["E_A"]
+        compute_a = np.power(reducible / params["A_A"], -1.0 / params["alpha_A"])
+        return np.where(reducible > 0, compute_a / C, np.inf)
+
+
+def crossing_compute(params: dict, low: float, high: float) -> float | None:
+    """The compute in [low/100, high·100] where L_A = L_B, or None if the laws do not cross
+    there (searched on a log grid, refined by bisection)."""
+    grid = np.geomspace(low / 100.0, high * 100.0, 2001)
+
+    def difference(C):
+        return (params["E_A"] + params["A_A"] * C ** -params["alpha_A"]
+                - params["E_B"] - params["A_B"] * C ** -params["alpha_B"])
+
+    values = difference(grid)
+    sign_change = np.flatnonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0)
+    if sign_change.size == 0:
+        return None
+    lo, hi = grid[sign_change[0]], grid[sign_change[0] + 1]
+    for _ in range(60):
+        mid = np.sqrt(lo * hi)
+        lo, hi = (mid, hi) if np.sign(difference(mid)) == np.sign(difference(lo)) else (lo, mid)
+    return float(np.sqrt(lo * hi))
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The joint fit, its bootstrap, the budgets the multiplier is reported at and the
+    JSON-ready `summary`."""
+
+    fit: FitResult
+    bootstrap_theta: np.ndarray
+    frontier_a: Frontier
+    frontier_b: Frontier
+    budgets: np.ndarray
+    summary: dict
+
+
+def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irreducible: bool = True,
+                    num_resamples: int = 500, seed: int = 0, num_budgets: int = 9,
+                    level: float = CONFIDENCE_LEVEL) -> Comparison:
+    """Fit the two frontiers jointly and report B's effective-compute multiplier over A at
+    `num_budgets` log-spaced budgets across the compute both recipes cover (or both together
+    when they do not overlap), with bootstrap intervals, and where the laws cross."""
+    compute = get_law("compute")
+    separate = [fit_law(compute, {"C": f.flops}, f.loss) for f in (frontier_a, frontier_b)]
+    (a_a, alpha_a, e_a), (a_b, alpha_b, e_b) = (r.theta for r in separate)
+    law = joint_law(shared_irreducible)
+    starts = []
+    for e in (e_a, e_b, 0.5 * (e_a + e_b), min(e_a, e_b) - 0.1):
+        row = [a_a, alpha_a, a_b - a_a, alpha_b - alpha_a, e]
+        if not shared_irreducible:
+            row.append(0.0)
+        starts.append(row)
+    flops = np.concatenate([frontier_a.flops, frontier_b.flops])
+    recipe = np.concatenate([np.ones(frontier_a.flops.size), np.full(frontier_b.flops.size, np.e)])
+    loss = np.concatenate([frontier_a.loss, frontier_b.loss])
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        result = fit_law(law, {"C": flops, "recipe": recipe}, loss, starts=np.array(starts))
+        samples = (bootstrap_fits(result, num_resamples, seed, strata=recipe) if num_resamples > 0
+                   else np.empty((0, law.num_params)))
+    low = max(frontier_a.flops.min(), frontier_b.flops.min())
+    high = min(frontier_a.flops.max(), frontier_b.flops.max())
+    if not low < high:
+        low, high = flops.min(), flops.max()
+    budgets = np.geomspace(low, high, num_budgets)
+    point = {k: float(v) for k, v in law.natural(result.theta).items()}
+    sample_params = law.natural(samples)
+    point_multiplier = effective_compute_multiplier(point, budgets)
+    sample_multiplier = effective_compute_multiplier(
+        {k: v[:, None] for k, v in sample_params.items()}, budgets[None, :])
+    crossing = crossing_compute(point, flops.min(), flops.max())
+    summary = {
+        "law": law.formula, "shared_irreducible": shared_irreducible,
+        "n_points": {"A": int(frontier_a.flops.size), "B": int(frontier_b.flops.size)},
+        "objective": result.objective,
+        "params": {name: summarize(point[name], sample_params[name], level) for name in law.reported_params},
+        "multiplier": [{"C": float(c), **summarize(m, sample_multiplier[:, i], level)}
+                       for i, (c, m) in enumerate(zip(budgets, point_multiplier))],
+        "crossing_C": crossing,
+        "bootstrap_resamples": int(len(samples)),
+    }
+    return Comparison(fit=result, bootstrap_theta=samples, frontier_a=frontier_a,
+                      frontier_b=frontier_b, budgets=budgets, summary=summary)
+
+
+def render_comparison(summary: dict, names: tuple[str, str]) -> str:
+    """compare.md: the joint law, the multiplier table and the crossing."""
+    a, b = names
+    params = summary["params"]
+    lines = ["# Recipe comparison", "",
+             f"A = {a}, B = {b}. Joint fit of the compute frontiers: `{summary['law']}` "
+             f"({'shared' if summary['shared_irreducible'] else 'separate'} irreducible loss; "
+             f"{summary['n_points']['A']} + {summary['n_points']['B']} frontier points, "
+             f"{summary['bootstrap_resamples']} bootstrap resamples).", "",
+             "| parameter | value | 95% interval |", "|---|---|---|"]
+    for name, row in params.items():
+        lines.append(f"| {name} | {row['value']:.4g} | {row.get('ci_low', float('nan')):.4g} – "
+                     f"{row.get('ci_high', float('nan')):.4g} |")
+    lines += ["", "B's effective-compute multiplier over A (the compute A needs for B's loss, "
+              "÷ B's compute; > 1: B is better):", "",
+              "| budget C (FLOPs) | multiplier | 95% interval |", "|---|---|---|"]
+    for row in summary["multiplier"]:
+        lines.append(f"| {row['C']:.3g} | {row['value']:.3g} | {row.get('ci_low', float('nan')):.3g} – "
+                     f"{row.get('ci_high', float('nan')):.3g} |")
+    crossing = summary["crossing_C"]
+    lines += ["", f"The laws cross at C = {crossing:.3g} FLOPs." if crossing is not None
+              else "The laws do not cross within 100x of the data's compute range.", ""]
+    return "\n".join(lines)
+
+
+def frontier_table(frontier: Frontier) -> pd.DataFrame:
+    """A frontier as a (C, loss) table, for plotting and JSON."""
+    return pd.DataFrame({"C": frontier.flops, "loss": frontier.loss})

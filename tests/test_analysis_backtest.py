@@ -1,0 +1,314 @@
+"""Backtests, prediction intervals, fit diagnostics, the over-training law, and the inputs the
+issue of degenerate and irregular tables brought: Epoch's preprocessing from the command line,
+IsoFLOP grouping, frontier gaps, final-eval-only sweeps and ladders of token budgets."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.backtest import headline_law, prediction_interval, run_backtest
+from analysis.cli import main
+from analysis.fit import fit_law
+from analysis.frontier import curve_frontier
+from analysis.inputs import EPOCH_CHINCHILLA_FILE, load_epoch_chinchilla, shared_data_dir
+from analysis.isoflop import group_budgets
+from analysis.laws import get_law, predict_loss
+from analysis.pipeline import Settings, analyze, fit_with_uncertainty
+
+EPOCH_DATA = shared_data_dir() / EPOCH_CHINCHILLA_FILE
+OVERTRAINING_TRUTH = {"E": 1.9, "a": 180.0, "b": 150.0, "eta": 0.125}
+
+
+def overtraining_loss(N, D, E=1.9, a=180.0, b=150.0, eta=0.125):
+    """Gadre et al.'s form written directly: E + (a·M^eta + b·M^-eta)·C^-eta."""
+    M, C = D / (20 * N), 6 * N * D
+    return E + (a * M**eta + b * M**-eta) * C**-eta
+
+
+def overtraining_grid(sizes=(1e7, 3e7, 1e8, 3e8, 1e9), multipliers=(0.5, 1, 2, 4, 8, 16)):
+    N = np.repeat(np.asarray(sizes, dtype=float), len(multipliers))
+    D = N * 20 * np.tile(np.asarray(multipliers, dtype=float), len(sizes))
+    return N, D
+
+
+def test_overtraining_law_matches_its_formula_and_gradients():
+    law = get_law("overtraining")
+    N, D = overtraining_grid()
+    theta = [np.log(180.0), 0.125, np.log(150.0), np.log(1.9)]
+    np.testing.assert_allclose(predict_loss(law, theta, {"N": N, "D": D}), overtraining_loss(N, D),
+                               rtol=1e-12)
+    rng = np.random.default_rng(0)
+    log_x = rng.normal(size=(2, 7))
+    thetas = rng.normal(size=(3, 4)) * 0.3 + 0.5
+    cotangent = rng.normal(size=(3, 7))
+    _, pullback = law.log_prediction(thetas, log_x)
+    numeric = np.zeros_like(thetas)
+    for p in range(4):
+        step = np.zeros(4)
+        step[p] = 1e-6
+        up, _ = law.log_prediction(thetas + step, log_x)
+        down, _ = law.log_prediction(thetas - step, log_x)
+        numeric[:, p] = ((up - down) / 2e-6 * cotangent).sum(axis=1)
+    np.testing.assert_allclose(pullback(cotangent), numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_overtraining_law_recovers_a_synthetic_truth():
+    N, D = overtraining_grid()
+    params = fit_law(get_law("overtraining"), {"N": N, "D": D}, overtraining_loss(N, D)).params
+    for name, truth in OVERTRAINING_TRUTH.items():
+        assert params[name] == pytest.approx(truth, rel=1e-3), name
+
+
+@pytest.mark.parametrize("law_name", ["chinchilla", "kaplan"])
+def test_two_variable_laws_recover_a_synthetic_truth(law_name):
+    law = get_law(law_name)
+    truth = {"chinchilla": [np.log(480.0), 0.34, np.log(2100.0), 0.37, np.log(1.8)],
+             "kaplan": [0.076 / 0.095 * np.log(8.8e13), 0.076 / 0.095, np.log(5.4e13), 0.095]}[law_name]
+    rng = np.random.default_rng(5)
+    N, D = 10 ** rng.uniform(7, 10, 60), 10 ** rng.uniform(9, 12, 60)
+    loss = predict_loss(law, truth, {"N": N, "D": D})
+    fitted = fit_law(law, {"N": N, "D": D}, loss)
+    expected = law.natural(np.array(truth))
+    for name, value in fitted.params.items():
+        assert value == pytest.approx(float(expected[name]), rel=2e-3), name
+
+
+def test_headline_rule_reads_the_shape_of_the_table():
+    N, D = overtraining_grid()
+    assert headline_law(pd.DataFrame({"N": N, "D": D})) == "overtraining"
+    sizes = np.geomspace(1e7, 1e9, 8)
+    assert headline_law(pd.DataFrame({"N": sizes, "D": 20 * sizes})) == "chinchilla"
+
+
+@pytest.mark.slow
+def test_backtest_on_a_known_law_predicts_and_covers_the_held_out_sizes():
+    rng = np.random.default_rng(1)
+    N, D = overtraining_grid()
+    loss = overtraining_loss(N, D) * np.exp(0.003 * rng.normal(size=N.size))
+    runs = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": loss})
+    backtest = run_backtest(runs, drop_largest=1, num_resamples=40, seed=0, methods=["overtraining"])
+    assert backtest["headline"] == "overtraining" and backtest["n_held_out"] == 6
+    result = backtest["methods"]["overtraining"]
+    assert result["mean_abs_relative_error"] < 0.01
+    for row in result["held_out"]:
+        assert row["ci_low"] < row["predicted"] < row["ci_high"]
+        assert {"N", "D", "loss", "predicted", "relative_error", "covered"} <= set(row)
+    assert result["coverage"] >= 0.5
+
+
+def test_prediction_interval_holds_the_residual_scatter():
+    rng = np.random.default_rng(2)
+    C = np.geomspace(1e15, 1e20, 40)
+    noise = 0.01
+    loss = (1.7 + 500 * C**-0.15) * np.exp(noise * rng.normal(size=C.size))
+    result = fit_law(get_law("compute"), {"C": C}, loss)
+    low, high = prediction_interval(result, {"C": C}, num_resamples=200, seed=0)
+    inside = ((loss >= low) & (loss <= high)).mean()
+    assert 0.85 <= inside <= 1.0
+    # About ±2 noise standard deviations, not more: the interval is not padded.
+    assert np.median(np.log(high / low)) == pytest.approx(4 * noise, rel=0.35)
+
+
+def test_degenerate_fit_is_flagged_without_numpy_warnings():
+    rng = np.random.default_rng(0)
+    N = np.geomspace(1e8, 1.5e8, 5)
+    loss = (2.0 + 40 * N**-0.2) * np.exp(0.01 * rng.normal(size=N.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        law_fit = fit_with_uncertainty("n", {"N": N}, loss, Settings(num_resamples=200))
+    flags = law_fit.summary["diagnostics"]
+    assert flags, "a fit to five sizes spanning 1.5x must be flagged"
+    text = " ".join(flag["problem"] + " " + flag["fix"] for flag in flags)
+    assert "span only 1.5x in N" in text and "more model sizes" in text
+
+
+def test_well_determined_fit_has_no_flags():
+    rng = np.random.default_rng(0)
+    N, D = overtraining_grid()
+    loss = overtraining_loss(N, D) * np.exp(0.002 * rng.normal(size=N.size))
+    law_fit = fit_with_uncertainty("overtraining", {"N": N, "D": D}, loss, Settings(num_resamples=100))
+    assert law_fit.summary["diagnostics"] == []
+
+
+def test_frontier_with_a_gap_between_runs_has_only_finite_points():
+    curves = pd.DataFrame({"name": ["a"] * 5 + ["b"] * 5,
+                           "flops": np.concatenate([np.geomspace(1e15, 1e16, 5),
+                                                    np.geomspace(1e18, 1e19, 5)]),
+                           "loss": np.concatenate([np.linspace(4.0, 3.5, 5), np.linspace(3.0, 2.8, 5)])})
+    frontier = curve_frontier(curves, num_points=40, skip_fraction=0.0)
+    assert np.isfinite(frontier.loss).all() and frontier.flops.size >= 4
+    assert not ((frontier.flops > 1.01e16) & (frontier.flops < 0.99e18)).any()
+    runs = pd.DataFrame({"name": list("abcdef"), "N": np.geomspace(1e6, 1e8, 6)})
+    runs["D"] = 20 * runs["N"]
+    runs["C"] = 6 * runs["N"] * runs["D"]
+    runs["loss"] = 1.8 + 400 * runs["C"] ** -0.15
+    gap_curves = pd.concat([curves.assign(name=n, flops=curves["flops"] * 10.0**k)
+                            for k, n in enumerate(runs["name"])])
+    analysis = analyze(runs, Settings(num_resamples=0), curves=gap_curves)
+    assert "compute" in analysis.fits
+
+
+def test_final_eval_only_sweep_is_fitted_from_its_final_points():
+    sizes = np.geomspace(1e6, 1e8, 6)
+    runs = pd.DataFrame({"name": [f"r{i}" for i in range(6)], "N": sizes, "D": 20 * sizes})
+    runs["C"] = 6 * runs["N"] * runs["D"]
+    runs["loss"] = 1.8 + 400 * runs["C"] ** -0.15
+    curves = runs[["name", "C", "loss"]].rename(columns={"C": "flops"})  # one eval point per run
+    analysis = analyze(runs, Settings(num_resamples=0), curves=curves)
+    assert analysis.frontier.source == "final points"
+    assert analysis.fits["compute"].fit.params["alpha"] == pytest.approx(0.15, rel=1e-3)
+
+
+def test_isoflop_groups_do_not_chain_across_budgets():
+    flops = np.concatenate([np.geomspace(1e18, 1e19, 60), [3e20, 3.1e20, 2.95e20]])
+    budgets = group_budgets(flops)
+    widths = [np.log10(flops[budgets == b].max() / flops[budgets == b].min()) for b in np.unique(budgets)]
+    assert max(widths) <= 0.1 + 1e-12
+    assert np.unique(budgets[-3:]).size == 1
+
+
+def ladder_results(directory, noise=0.0):
+    """results.csv of a ladder: each size's cooldown branches at several token budgets, one row
+    each with its final eval loss (the Chinchilla law below), plus curves of intermediate points."""
+    rng = np.random.default_rng(3)
+    rows, curves = [], []
+    for size in (2e6, 4e6, 8e6, 16e6, 32e6):
+        for multiplier in (5, 10, 20, 40):
+            D = multiplier * size
+            loss = (1.8 + 400 / size**0.34 + 2000 / D**0.37) * np.exp(noise * rng.normal())
+            name = f"s{size:.0e}_m{multiplier}"
+            rows.append({"name": name, "status": "completed", "params": 1.2 * size,
+                         "non_embedding_params": size, "tokens": D, "flops": 6 * size * D,
+                         "flops_6N": 6 * size * D, "flops_full": 6.6 * size * D,
+                         "flop_convention": "6N", "final_eval_loss": loss, "size": f"{size:.0e}",
+                         "budget": multiplier})
+            for fraction in (0.25, 0.5, 0.75):  # intermediate points of the decaying schedule
+                curves.append({"name": name, "step": int(100 * fraction), "tokens": fraction * D,
+                               "flops": 6 * size * fraction * D, "eval_loss": loss + 0.3 * (1 - fraction)})
+    pd.DataFrame(rows).to_csv(directory / "results.csv", index=False)
+    pd.DataFrame(curves).to_csv(directory / "curves.csv", index=False)
+    return directory / "results.csv"
+
+
+def test_ladder_results_get_a_parametric_headline_and_a_final_point_frontier(tmp_path, capsys):
+    results = ladder_results(tmp_path)
+    assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--bootstrap", "50"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["law"] == "chinchilla"
+    assert fit["alpha"]["value"] == pytest.approx(0.34, rel=1e-3)
+    assert fit["data"]["frontier_source"] == "final points"
+    check = fit["extrapolation"]["chinchilla"]
+    assert check["n_held_out"] == 4 and check["max_abs_relative_error"] < 1e-3
+    for row in check["held_out"]:
+        assert {"N", "D", "loss", "predicted", "ci_low", "ci_high", "covered"} <= set(row)
+    out = capsys.readouterr().out
+    assert "chinchilla: L = E + A/N^alpha + B/D^beta" in out and "mean relative error" in out
+
+
+def test_csv_default_on_an_overtraining_grid_with_backtest(tmp_path):
+    N, D = overtraining_grid()
+    path = tmp_path / "grid.csv"
+    pd.DataFrame({"name": [f"r{i}" for i in range(N.size)], "dataset": "x", "n": N, "d": D,
+                  "loss": overtraining_loss(N, D)}).to_csv(path, index=False)
+    out = tmp_path / "out"
+    assert main(["--csv", str(path), "--where", "dataset=x", "--n-col", "n", "--d-col", "d",
+                 "--loss-col", "loss", "--drop-highest", "1", "--bootstrap", "30", "--backtest",
+                 "--out", str(out)]) == 0
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["law"] == "overtraining" and "column 'n'" in fit["flop_convention"]
+    assert fit["extrapolation"]["overtraining"]["max_abs_relative_error"] < 1e-3
+    backtest = json.loads((out / "backtest.json").read_text())
+    assert backtest["headline"] == "overtraining"
+    assert "| overtraining |" in (out / "backtest.md").read_text()
+
+
+@pytest.mark.skipif(not EPOCH_DATA.is_file(), reason=f"published data not found at {EPOCH_DATA}")
+def test_epoch_preprocessing_from_the_command_line_reproduces_epochs_fit(tmp_path):
+    out = tmp_path / "epoch"
+    assert main(["--csv", str(EPOCH_DATA), "--preset", "epoch-chinchilla", "--bootstrap", "0",
+                 "--out", str(out)]) == 0
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["law"] == "chinchilla" and fit["n_points"] == 240
+    assert fit["objective"] <= 1.01828e-3 * (1 + 1e-4)
+    assert fit["E"]["value"] == pytest.approx(1.817, abs=0.005)
+    assert fit["beta"]["value"] == pytest.approx(0.3665, abs=0.006)
+    points = load_epoch_chinchilla()
+    assert fit["data"]["runs_fitted"] == len(points)
+
+
+def test_compare_recovers_a_known_compute_multiplier(tmp_path, capsys):
+    # B's runs reach A's loss at half the compute: a 2x effective-compute multiplier everywhere.
+    rng = np.random.default_rng(0)
+    sizes = np.geomspace(1e6, 3e8, 12)
+
+    def table(multiplier):
+        C = 6 * sizes * 20 * sizes
+        loss = (1.8 + 300 * (multiplier * C) ** -0.12) * np.exp(0.002 * rng.normal(size=C.size))
+        return pd.DataFrame({"name": [f"r{i}" for i in range(C.size)], "n": sizes, "c": C, "loss": loss})
+
+    table(1.0).to_csv(tmp_path / "a.csv", index=False)
+    table(2.0).to_csv(tmp_path / "b.csv", index=False)
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--n-col", "n",
+                 "--c-col", "c", "--loss-col", "loss", "--bootstrap", "100", "--out", str(out)]) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    # Inside the interval where the two frontiers are best determined (the middle of their common
+    # range); close to 2 at every budget.
+    middle = summary["multiplier"][len(summary["multiplier"]) // 2]
+    assert middle["ci_low"] < 2.0 < middle["ci_high"], middle
+    for row in summary["multiplier"]:
+        assert row["value"] == pytest.approx(2.0, rel=0.1), row
+    assert summary["crossing_C"] is None
+    assert (out / "compare.png").stat().st_size > 10_000
+    assert "B is worth" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("law_name", ["chinchilla", "overtraining"])
+def test_automatic_gradients_of_a_formula_match_the_hand_written_ones(law_name):
+    import jax.numpy as jnp
+
+    from analysis.laws import formula_law, overtraining_log_loss
+
+    def chinchilla_log_loss(theta, log_x):
+        return jnp.logaddexp(theta[4], jnp.logaddexp(theta[0] - theta[1] * log_x[0],
+                                                     theta[2] - theta[3] * log_x[1]))
+
+    law = get_law(law_name)
+    automatic = formula_law(
+        name=law.name, formula=law.formula, variables=law.variables, fit_params=law.fit_params,
+        reported_params=law.reported_params, shift=law.shift, natural=law.natural,
+        log_loss={"chinchilla": chinchilla_log_loss, "overtraining": overtraining_log_loss}[law_name])
+    rng = np.random.default_rng(3)
+    log_x = rng.normal(size=(2, 11)) + 3.0
+    theta = rng.normal(size=(5, law.num_params)) * 0.3 + 0.5
+    cotangent = rng.normal(size=(5, 11))
+    expected, expected_pullback = law.log_prediction(theta, log_x)
+    value, pullback = automatic.log_prediction(theta, log_x)
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    np.testing.assert_allclose(pullback(cotangent), expected_pullback(cotangent), rtol=1e-10, atol=1e-12)
+
+
+def test_degenerate_sweep_is_flagged_in_fit_json_report_and_stderr(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    N = np.geomspace(1e8, 1.5e8, 5)
+    D = 20 * N
+    loss = (1.8 + 400 / N**0.34 + 2000 / D**0.37) * np.exp(0.01 * rng.normal(size=5))
+    pd.DataFrame({"name": [f"r{i}" for i in range(5)], "status": "completed", "params": N,
+                  "non_embedding_params": N, "tokens": D, "flops": 6 * N * D,
+                  "flop_convention": "6N", "final_eval_loss": loss}).to_csv(tmp_path / "results.csv",
+                                                                           index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["--results", str(tmp_path / "results.csv"), "--out", str(tmp_path / "fit"),
+                     "--bootstrap", "50"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    flags = fit["fits"]["compute"]["diagnostics"]
+    assert any("span only" in flag["problem"] for flag in flags)
+    captured = capsys.readouterr()
+    assert "scaling-fit: warning: compute:" in captured.err and "would help" in captured.err
+    assert "RuntimeWarning" not in captured.err
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "degenerate or poorly determined" in report
