@@ -274,17 +274,22 @@ class Planner:
     def __init__(self, sweep: ml_collections.ConfigDict, base_config: str):
         self.sweep, self.base_config = sweep, base_config
 
-    def resolve(self, overrides: dict):
-        """The validated run config `scaling-train --config base --config.k=v ...` would use."""
-        return load_and_validate(self.base_config,
-                                 [f"{key}={format_value(value)}" for key, value in overrides.items()])
+    def resolve(self, overrides: dict, run: str):
+        """The validated run config `scaling-train --config base --config.k=v ...` would use;
+        a ConfigError names the planned run too."""
+        try:
+            return load_and_validate(self.base_config, [f"{key}={format_value(value)}"
+                                                        for key, value in overrides.items()])
+        except ConfigError as error:
+            raise ConfigError(error.field, error.value,
+                              f"{error.allowed} (in planned run {run})") from None
 
     def size(self, size_name: str, member: dict, extra: dict) -> _Size:
         overrides = {**flatten(self.sweep.overrides)}
         overrides.update({f"model.{key}": value for key, value in member.items()})
         overrides.update(flatten(self.sweep.size_overrides.get(size_name, {})))
         overrides.update(extra)
-        config = self.resolve(overrides)
+        config = self.resolve(overrides, f"{self.sweep.name}-{size_name}")
         model = model_config(config)
         return _Size(size_name, overrides, config, flops.parameter_counts(model).non_embedding,
                      flops.training_flops_per_token(model, config.data.seq_len,
@@ -296,7 +301,7 @@ class Planner:
         tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}", f"size:{size.name}"]
         overrides = {**size.overrides, "name": name, "wandb.group": self.sweep.name,
                      "wandb.tags": ",".join(tags), **plan_fields}
-        config = self.resolve(overrides)
+        config = self.resolve(overrides, name)
         model = model_config(config)
         counts = flops.parameter_counts(model)
         steps = budget.steps_for(config)

@@ -67,7 +67,8 @@ def test_dry_run_prints_the_plan(repo, tmp_path):
 
 @pytest.mark.slow
 def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
-    config = _write_sweep(tmp_path, size_overrides={"d48-L2": {"optim": {"lr": -1.0}}})
+    # A mesh the machine cannot make passes validation and fails when the run starts.
+    config = _write_sweep(tmp_path, size_overrides={"d48-L2": {"mesh": {"data": 3}}})
     workdir = tmp_path / "sweep"
     # Start the sweep, kill it once the first run has finished, then rerun.
     process = subprocess.Popen([sys.executable, "-m", "launch.sweep", "--config", str(config),
@@ -94,7 +95,7 @@ def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
     rows = _rows(workdir)
     assert set(rows) == {"tiny-d32-L1", "tiny-d48-L2", "tiny-d64-L2", "tiny-d96-L3"}
     assert rows["tiny-d48-L2"]["status"] == "failed"
-    assert "optim.lr" in rows["tiny-d48-L2"]["error"]
+    assert "config.mesh" in rows["tiny-d48-L2"]["error"]
     for name in ("tiny-d32-L1", "tiny-d64-L2", "tiny-d96-L3"):
         row = rows[name]
         assert row["status"] == "completed", row
@@ -125,6 +126,14 @@ def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
     assert changed["tiny-d32-L1"]["status"] == "failed"
     assert "8 steps" in changed["tiny-d32-L1"]["error"], changed["tiny-d32-L1"]
     assert changed["tiny-d64-L2"] == rows["tiny-d64-L2"]
+
+
+def test_a_bad_run_config_is_refused_before_any_run_naming_run_and_field(repo, tmp_path):
+    config = _write_sweep(tmp_path, size_overrides={"d48-L2": {"optim": {"lr": -1.0}}})
+    result = _sweep(repo, config, tmp_path / "w", timeout=120)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "config.optim.lr=-1.0" in result.stderr and "tiny-d48-L2" in result.stderr
+    assert not (tmp_path / "w").exists()
 
 
 def test_only_with_an_unknown_run_is_refused(repo, tmp_path):
