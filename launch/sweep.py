@@ -250,6 +250,17 @@ def estimated_seconds_per_flop() -> float | None:
         return None
 
 
+def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
+                            eval_sets: list[str]) -> int:
+    """`--eval`: run `scaling-eval` on every completed run for each eval set and add a column per
+    set to results.csv (see launch.evaluation); returns the number of failed evaluations."""
+    from launch import evaluation
+
+    return evaluation.evaluate_sweep(
+        workdir, {run.name: run_directory(workdir, run.name) for run in runs}, eval_sets,
+        write_table=is_leader_host())
+
+
 def parse_args(argv: list[str]):
     rest, overrides = split_argv(argv)
     parser = argparse.ArgumentParser(prog="scaling-sweep", description=__doc__.split("\n\n")[0])
@@ -259,6 +270,9 @@ def parse_args(argv: list[str]):
                         help="runs trained at once (default: the sweep config's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--only", default="", help="comma-separated run names to run")
+    parser.add_argument("--eval", action="append", default=[], metavar="DATASET[:SPLIT]",
+                        help="evaluate every completed run on this data set (repeatable) and add "
+                             "an eval_loss_* column to results.csv per set")
     return parser.parse_args(rest), overrides
 
 
@@ -317,10 +331,12 @@ def main(argv: list[str] | None = None) -> int:
                   + (f" ({error})" if error else "")
                   + f" — {time.perf_counter() - start:.0f}s elapsed", flush=True)
             gather(workdir, runs, errors)
+    eval_failures = (evaluate_completed_runs(workdir, runs, args.eval)
+                     if args.eval and not (preempted or CHILDREN.terminating) else 0)
     print(f"results: {workdir / 'results.csv'}", flush=True)
     if preempted or CHILDREN.terminating:
         return EXIT_PREEMPTED
-    return 1 if errors else 0
+    return 1 if errors or eval_failures else 0
 
 
 if __name__ == "__main__":
