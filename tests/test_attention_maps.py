@@ -1,6 +1,8 @@
 """The attention-weights path against the training path, the weights' properties, and the
 `scaling-attention` command."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +31,7 @@ CASES = {
 }
 
 
+@functools.cache
 def weights_and_logits(model, length, seed=0):
     tokens = jax.random.randint(jax.random.key(seed), (2, length), 0, model.vocab_size)
     segments = jnp.where(jnp.arange(length) < length // 2, 1, 2)[None].repeat(2, 0)
