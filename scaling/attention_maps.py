@@ -7,7 +7,8 @@ The text is read as the start of a document (the end-of-document token, shown as
 text's tokens). Without `--layer/--head` the figure is a grid over layers × heads of each head's
 weights (query rows, key columns); with them, one head with the tokens on both axes. Beside the
 figure, `<out>.npy` holds what it shows: float32 (layers, heads, L, L), or (L, L) for one head.
-Encoder–decoder runs read `--source` in the encoder; `--stack encoder` shows its self-attention.
+Encoder–decoder runs read `--source` in the encoder (as sampling does: its tokens alone);
+`--stack encoder` shows the encoder's self-attention.
 
 The weights come from `Transformer(cfg, return_weights=True)`, whose explicit attention path is
 tested to give the training path's block outputs (blocked causal and sliding attention included).
@@ -158,7 +159,8 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     model = trained.run_model(summary)
     tokenizer = trained.tokenizer_of(trained.run_config(summary))
     token_ids = [tokenizer.eod_id] + list(tokenizer.encode(args.text))
-    source_ids = None if args.source is None else [tokenizer.eod_id] + list(tokenizer.encode(args.source))
+    source_ids = (None if args.source is None
+                  else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
     stack = check_request(args, model, len(token_ids),
                           None if source_ids is None else len(source_ids))
     restored = trained.load(workdir, single_device=args.single_device)

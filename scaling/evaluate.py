@@ -167,8 +167,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     data_cfg = eval_data_config(run_config, overrides)
     if args.batches is not None and args.batches < 1:
         raise trained.RunError(f"--batches {args.batches}: must be an integer >= 1")
-    if not trained.checkpoint_steps(workdir):
-        trained.load(workdir)  # raises the no-checkpoint error before any data is read
+    trained.check_checkpoint(workdir, summary)  # before any data is read
     tokenizer = trained.tokenizer_of(run_config)
     cache = read_eval_split(data_cfg, tokenizer, model.vocab_size)
     run = trained.load(workdir, single_device=args.single_device)

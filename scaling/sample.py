@@ -111,7 +111,9 @@ def sample(args: argparse.Namespace) -> list[str]:
     model = trained.run_model(summary)
     tokenizer = trained.tokenizer_of(trained.run_config(summary))
     prompt_ids = [tokenizer.eod_id] + list(tokenizer.encode(prompt))
-    source_ids = None if args.source is None else list(tokenizer.encode(args.source)) or [tokenizer.eod_id]
+    # The encoder reads the source's tokens alone (an empty source: the end-of-document token).
+    source_ids = (None if args.source is None
+                  else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
     check_fits(model, len(prompt_ids), args.max_new_tokens,
                None if source_ids is None else len(source_ids))
     run = trained.load(workdir, single_device=args.single_device)

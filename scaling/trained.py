@@ -93,6 +93,14 @@ def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
                   if entry.is_dir() and entry.name.isdigit())
 
 
+def check_checkpoint(workdir: pathlib.Path, summary: dict) -> None:
+    """RunError unless the workdir holds at least one checkpoint."""
+    if not checkpoint_steps(workdir):
+        raise RunError(f"--workdir {workdir}: no checkpoint in {workdir / 'checkpoints'} "
+                       f"(run status: {summary.get('status', 'unknown')}); train it first with "
+                       "scaling-train, or pass the workdir of a run that saved one")
+
+
 def load(workdir: str | pathlib.Path, *, single_device: bool = False) -> TrainedRun:
     """Restore the newest checkpoint of the run in `workdir`, its parameters laid out on the run's
     mesh (`config.mesh` over this machine's devices) or on the first device."""
@@ -104,10 +112,7 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False) -> Trained
 
     workdir = pathlib.Path(workdir)
     summary = read_summary(workdir)
-    if not checkpoint_steps(workdir):
-        raise RunError(f"--workdir {workdir}: no checkpoint in {workdir / 'checkpoints'} "
-                       f"(run status: {summary.get('status', 'unknown')}); train it first with "
-                       "scaling-train, or pass the workdir of a run that saved one")
+    check_checkpoint(workdir, summary)
     config = run_config(summary)
     model = run_model(summary)
     try:
