@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import time
 
@@ -97,7 +98,9 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     rows = measure(args.prompt, args.new, args.repeats)
+    load_after = os.getloadavg()[0]
     table = markdown_table(["method", "batch", "prompt tokens", "new tokens", "seconds",
                             "new tokens/s", "speed vs recompute"], rows)
     print(table)
@@ -105,7 +108,9 @@ def main() -> None:
            "The demo's largest model (d_model 128, 4 layers, context 128), temperature-1 "
            "sampling; medians of alternating runs, compile time excluded. `recompute` runs a "
            "full-context forward pass per token (a prefix recomputed exactly would average about "
-           "half of that work).\n\n" + table)
+           f"half of that work). Load average {load_before:.0f} before and {load_after:.0f} after "
+           "the run (other jobs share the machine: absolute speeds vary, the ratio comes from "
+           "interleaved runs).\n\n" + table)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def tiny_config(**model_fields) -> ml_collections.ConfigDict:
     config.name = "untrained"
     config.model.update(dict(num_layers=1, d_model=32, num_heads=4))
     config.model.update(model_fields)
-    config.data.seq_len = 32
+    config.data.seq_len = min(32, config.model.max_seq_len or 32)
     config.train.batch_size = 8
     config.train.steps = 1
     return config
