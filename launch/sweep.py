@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from launch import plans
+from launch import evaluation, plans
 from launch.plans import format_value
 from launch import results
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
@@ -225,6 +225,15 @@ def estimated_seconds_per_flop() -> float:
     return 1.0 / (0.3 * hardware.device_peak_flops("float32"))
 
 
+def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
+                            eval_sets: list[str]) -> int:
+    """`--eval`: run `scaling-eval` on every completed run for each eval set and add a column per
+    set to results.csv (see launch.evaluation); returns the number of failed evaluations."""
+    return evaluation.evaluate_sweep(
+        workdir, {run.name: run_directory(workdir, run.name) for run in runs}, eval_sets,
+        write_table=is_leader_host())
+
+
 def parse_args(argv: list[str]):
     rest, overrides = split_argv(argv)
     parser = argparse.ArgumentParser(prog="scaling-sweep", description=__doc__.split("\n\n")[0])
@@ -234,6 +243,9 @@ def parse_args(argv: list[str]):
                         help="runs trained at once (default: the sweep config's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--only", default="", help="comma-separated run names to run")
+    parser.add_argument("--eval", action="append", default=[], metavar="DATASET[:SPLIT]",
+                        help="evaluate every completed run on this data set (repeatable) and add "
+                             "an eval_loss_* column to results.csv per set")
     return parser.parse_args(rest), overrides
 
 
@@ -350,10 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, CHILDREN.terminate_all)
     scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes)
     scheduler.run()
+    interrupted = scheduler.preempted or CHILDREN.terminating
+    eval_failures = (evaluate_completed_runs(workdir, runs, args.eval)
+                     if args.eval and not interrupted else 0)
     print(f"results: {workdir / 'results.csv'}", flush=True)
-    if scheduler.preempted or CHILDREN.terminating:
+    if interrupted:
         return status.EXIT_PREEMPTED
-    return status.EXIT_FAILED if errors else status.EXIT_COMPLETED
+    return status.EXIT_FAILED if errors or eval_failures else status.EXIT_COMPLETED
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ grow with depth), and rematerialised per `cfg.remat`. Activations carry logical 
 variant, with embedding and read-out initialised independently of width). Per-group learning
 rates belong to the optimizer.
 
+Decoding and reading attention (`scaling.decoding`, `scaling.attention_maps`) call the same
+modules: `apply(..., cache=...)` runs new tokens against a key/value cache and returns
+`(logits, {"cache": ...})`; `Transformer(cfg, return_weights=True)` returns
+`(logits, {"attention_weights": ...})`. Both leave the training path's computation unchanged.
+
 `cross_entropy_loss` is the training objective (next-token cross-entropy plus optional z-loss).
 """
 
@@ -48,7 +53,8 @@ class Block(nn.Module):
     """One layer: self-attention, optional cross-attention over `context_BxSxD`, MLP.
 
     Pre-norm: x + dropout(f(norm(x))) per sub-layer. Post-norm: norm(x + dropout(f(x))).
-    Returns `(x, None)` so it can be the body of `nn.scan`.
+    Returns `(x, extras)` so it can be the body of `nn.scan`: extras is None in training, else
+    the self-attention's (the updated `cache` when decoding, the `weights` when returned).
     """
 
     cfg: ModelConfig
@@ -56,9 +62,10 @@ class Block(nn.Module):
     cross_attention: bool
     residual_branches: int
     deterministic: bool = True
+    return_weights: bool = False
 
     @nn.compact
-    def __call__(self, x_BxLxD, segment_ids_BxL, context_BxSxD):
+    def __call__(self, x_BxLxD, segment_ids_BxL, context_BxSxD, cache=None, index=None):
         cfg = self.cfg
 
         def sublayer(name, fn, x):
@@ -74,44 +81,58 @@ class Block(nn.Module):
 
         attention_kwargs = dict(cfg=cfg, residual_branches=self.residual_branches,
                                 deterministic=self.deterministic)
-        self_attention = Attention(causal=self.causal, name="self_attention", **attention_kwargs)
-        x_BxLxD = sublayer("self_attention", lambda h: self_attention(h, segment_ids_BxL), x_BxLxD)
+        self_attention = Attention(causal=self.causal, name="self_attention",
+                                   return_weights=self.return_weights, **attention_kwargs)
+        extras = {}
+
+        def attend(h):
+            out = self_attention(h, segment_ids_BxL, cache=cache, index=index)
+            if isinstance(out, tuple):
+                out, layer_extras = out
+                extras.update(layer_extras)
+            return out
+
+        x_BxLxD = sublayer("self_attention", attend, x_BxLxD)
         if self.cross_attention:
             cross_attention = Attention(causal=False, name="cross_attention", **attention_kwargs)
             x_BxLxD = sublayer("cross_attention", lambda h: cross_attention(h, None, context_BxSxD),
                                x_BxLxD)
         feed_forward = FeedForward(cfg, self.residual_branches, name="mlp")
         x_BxLxD = sublayer("mlp", feed_forward, x_BxLxD)
-        return x_BxLxD, None
+        return x_BxLxD, (extras or None)
 
 
 class Stack(nn.Module):
     """`num_layers` scanned blocks (weights stacked on a leading `layers` axis), then a final norm
-    under pre-norm."""
+    under pre-norm. Returns x, or `(x, extras)` with the blocks' extras stacked on a leading
+    layers axis when decoding with a `cache` (stacked likewise) or returning weights."""
 
     cfg: ModelConfig
     num_layers: int
     causal: bool
     cross_attention: bool
     deterministic: bool = True
+    return_weights: bool = False
 
     @nn.compact
-    def __call__(self, x_BxLxD, segment_ids_BxL=None, context_BxSxD=None):
+    def __call__(self, x_BxLxD, segment_ids_BxL=None, context_BxSxD=None, cache=None, index=None):
         cfg = self.cfg
         block = Block
         if cfg.remat != "none":
             block = nn.remat(Block, prevent_cse=False, policy=_REMAT_POLICIES[cfg.remat])
         scanned = nn.scan(block, variable_axes={"params": 0},
                           split_rngs={"params": True, "dropout": True},
-                          in_axes=(nn.broadcast, nn.broadcast), length=self.num_layers,
+                          in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
+                          length=self.num_layers,
                           unroll=min(cfg.scan_unroll or self.num_layers, self.num_layers),
                           metadata_params={nn.PARTITION_NAME: axes.LAYERS})
-        x_BxLxD, _ = scanned(cfg, self.causal, self.cross_attention,
-                             residual_branch_count(self.num_layers, self.cross_attention),
-                             self.deterministic, name="layers")(x_BxLxD, segment_ids_BxL, context_BxSxD)
+        x_BxLxD, extras = scanned(cfg, self.causal, self.cross_attention,
+                                  residual_branch_count(self.num_layers, self.cross_attention),
+                                  self.deterministic, self.return_weights, name="layers")(
+                                      x_BxLxD, segment_ids_BxL, context_BxSxD, cache, index)
         if cfg.norm_position == "pre":
             x_BxLxD = Norm(cfg.norm, name="final_norm")(x_BxLxD)
-        return x_BxLxD
+        return x_BxLxD if extras is None else (x_BxLxD, extras)
 
 
 class Transformer(nn.Module):
@@ -122,13 +143,20 @@ class Transformer(nn.Module):
     self-attention stays within a document (cross-attention sees the whole source).
     Encoder and decoder share the token embedding (and the learned position table). With
     sinusoidal positions the embeddings are multiplied by √d_model before the table is added.
+
+    Decoding: `cache` (from `scaling.decoding.init_cache`) holds `index` (the position of
+    `tokens_BxL[:, 0]`), each decoder layer's keys and values, and an encoder–decoder's encoded
+    source (computed when `encoder_tokens_BxS` is given, read from the cache otherwise); the call
+    returns `(logits, {"cache": the cache advanced by L tokens})`. With `return_weights`, it
+    returns `(logits, {"attention_weights": {stack name: (layers, B, H, L, L) float32}})`.
     """
 
     cfg: ModelConfig
+    return_weights: bool = False
 
     @nn.compact
     def __call__(self, tokens_BxL, segment_ids_BxL=None, encoder_tokens_BxS=None,
-                 deterministic: bool = True):
+                 deterministic: bool = True, cache: dict | None = None):
         cfg = self.cfg
         dtype = jnp.dtype(cfg.compute_dtype)
         embedding_VxD = self.param(
@@ -142,33 +170,55 @@ class Transformer(nn.Module):
                 nn.with_logical_partitioning(initializers.embedding_init(cfg), (axes.POSITION, axes.EMBED)),
                 (cfg.max_seq_len, cfg.d_model), jnp.float32)
 
-        def embed(tokens):
+        def embed(tokens, offset=None):
             x = jnp.take(embedding_VxD, tokens, axis=0)
             length = tokens.shape[1]
-            if position_table is not None:
+            if position_table is not None and offset is not None:
+                x = x + jax.lax.dynamic_slice_in_dim(position_table, offset, length)[None]
+            elif position_table is not None:
                 x = x + position_table[None, :length]
             elif cfg.position == "sinusoidal":
                 # As in "Attention Is All You Need": embeddings times √d_model, so the token signal
                 # is not drowned by the unit-amplitude table.
-                x = x * jnp.sqrt(jnp.float32(cfg.d_model)) + positions.sinusoidal_table(length, cfg.d_model)[None]
+                x = x * jnp.sqrt(jnp.float32(cfg.d_model)) + positions.sinusoidal_table(
+                    length, cfg.d_model, offset)[None]
             x = nn.Dropout(cfg.dropout)(x.astype(dtype), deterministic=deterministic)
             return nn.with_logical_constraint(x, EMBED_AXES)
 
         if not cfg.document_mask:
             segment_ids_BxL = None
+        index = None if cache is None else cache["index"]
+        layer_cache = None if cache is None else cache["layers"]
+        stack_kwargs = dict(deterministic=deterministic, return_weights=self.return_weights)
+        weights, encoded_BxSxD = {}, None
+
+        def stack_output(name, output):
+            if isinstance(output, tuple):
+                output, extras = output
+                if "weights" in extras:
+                    weights[name] = extras["weights"]
+                return output, extras.get("cache")
+            return output, None
+
         if cfg.layout == "encoder_decoder":
-            if encoder_tokens_BxS is None:
+            if encoder_tokens_BxS is not None:
+                encoded_BxSxD, _ = stack_output("encoder", Stack(
+                    cfg, cfg.num_encoder_layers, causal=False, cross_attention=False,
+                    name="encoder", **stack_kwargs)(embed(encoder_tokens_BxS)))
+            elif cache is not None:
+                encoded_BxSxD = cache["encoded"]
+            else:
                 raise ValueError("layout 'encoder_decoder' needs encoder_tokens_BxS")
-            encoded_BxSxD = Stack(cfg, cfg.num_encoder_layers, causal=False, cross_attention=False,
-                                  deterministic=deterministic, name="encoder")(embed(encoder_tokens_BxS))
-            x_BxLxD = Stack(cfg, cfg.num_layers, causal=True, cross_attention=True,
-                            deterministic=deterministic, name="decoder")(
-                                embed(tokens_BxL), segment_ids_BxL, encoded_BxSxD)
+            x_BxLxD, layer_cache = stack_output("decoder", Stack(
+                cfg, cfg.num_layers, causal=True, cross_attention=True, name="decoder",
+                **stack_kwargs)(embed(tokens_BxL, index), segment_ids_BxL, encoded_BxSxD,
+                                layer_cache, index))
         else:
             is_decoder = cfg.layout == "decoder"
-            x_BxLxD = Stack(cfg, cfg.num_layers, causal=is_decoder, cross_attention=False,
-                            deterministic=deterministic, name="decoder" if is_decoder else "encoder")(
-                                embed(tokens_BxL), segment_ids_BxL)
+            name = "decoder" if is_decoder else "encoder"
+            x_BxLxD, layer_cache = stack_output(name, Stack(
+                cfg, cfg.num_layers, causal=is_decoder, cross_attention=False, name=name,
+                **stack_kwargs)(embed(tokens_BxL, index), segment_ids_BxL, None, layer_cache, index))
 
         x_BxLxD = x_BxLxD.astype(jnp.float32)
         if cfg.tie_embeddings:
@@ -183,7 +233,17 @@ class Transformer(nn.Module):
             # µP read-out multiplier (the "output multiplier" variant of Yang et al., Tensor
             # Programs V): logits shrink as 1/width, equal to standard at the base width.
             logits_BxLxV = logits_BxLxV * (cfg.mup_base_width / cfg.d_model)
-        return nn.with_logical_constraint(logits_BxLxV, LOGITS_AXES)
+        logits_BxLxV = nn.with_logical_constraint(logits_BxLxV, LOGITS_AXES)
+        if cache is None and not self.return_weights:
+            return logits_BxLxV
+        extras = {}
+        if cache is not None:
+            extras["cache"] = {"index": index + tokens_BxL.shape[1], "layers": layer_cache}
+            if encoded_BxSxD is not None:
+                extras["cache"]["encoded"] = encoded_BxSxD.astype(cache["encoded"].dtype)
+        if self.return_weights:
+            extras["attention_weights"] = weights
+        return logits_BxLxV, extras
 
 
 def cross_entropy_loss(logits_BxLxV, targets_BxL, z_loss: float = 0.0, mask_BxL=None):

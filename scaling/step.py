@@ -67,11 +67,17 @@ def _plain(tree: Any) -> Any:
                         is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
+def _init_variables(net: nn.Module, rngs, seq_len: int) -> dict:
+    """The model's variables, traced on zero tokens (an encoder–decoder also reads a source)."""
+    tokens = jnp.zeros((1, seq_len), jnp.int32)
+    source = tokens if net.cfg.layout == "encoder_decoder" else None
+    return net.init(rngs, tokens, encoder_tokens_BxS=source)
+
+
 def _boxed_init(net: nn.Module, optimizer: optax.GradientTransformation, seq_len: int,
                 rng: jax.Array) -> dict:
-    tokens = jnp.zeros((1, seq_len), jnp.int32)
     params_rng, dropout_rng = jax.random.split(rng)
-    params = net.init({"params": params_rng, "dropout": dropout_rng}, tokens)["params"]
+    params = _init_variables(net, {"params": params_rng, "dropout": dropout_rng}, seq_len)["params"]
     return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
 
 
@@ -155,8 +161,7 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
 
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         boxed_params = jax.eval_shape(
-            lambda r: net.init({"params": r, "dropout": r}, jnp.zeros((1, seq_len), jnp.int32)),
-            rng)["params"]
+            lambda r: _init_variables(net, {"params": r, "dropout": r}, seq_len), rng)["params"]
         axes = parallel.logical_axes(boxed_params)
         optimizer, schedule = optim_lib.make_optimizer(config, total_steps, axes)
         boxed_state = jax.eval_shape(functools.partial(_boxed_init, net, optimizer, seq_len), rng)

@@ -5,6 +5,12 @@ grouped-query and multi-query attention (num_kv_heads divides num_heads; query h
 key/value head h // (num_heads / num_kv_heads)). Logits and softmax are float32 whatever the
 compute dtype. Sliding-window attention is blocked so that its memory grows with
 length × window, not length².
+
+Two additive paths serve a trained model: decoding with a key/value cache
+(`cached_self_attention`: new queries against the cached keys plus their own, the cache a ring
+buffer of `capacity` slots, the window's width under sliding attention), and the explicit
+attention weights (`attention_weights`) for figures. Both mask by absolute positions
+(`position_mask`); tests check both against the training path.
 """
 
 from __future__ import annotations
@@ -199,21 +205,104 @@ def sliding_window_attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, *, window: int, sc
     return out.reshape(batch, num_blocks * window, num_heads, head_dim)[:, :length]
 
 
+def position_mask(query_positions_L: jax.Array, key_positions_S: jax.Array, *, causal: bool,
+                  window: int = 0) -> jax.Array:
+    """(L, S) bool, True where query i may see key j: keys at negative positions (empty cache
+    slots) never; causal: key ≤ query; window > 0: 0 ≤ query − key < window (causal) or
+    |query − key| < window (bidirectional), as in `sliding_window_attention`."""
+    distance_LxS = query_positions_L[:, None] - key_positions_S[None, :]
+    allowed_LxS = jnp.broadcast_to(key_positions_S[None, :] >= 0, distance_LxS.shape)
+    if causal:
+        allowed_LxS = allowed_LxS & (distance_LxS >= 0)
+    if window:
+        allowed_LxS = allowed_LxS & (distance_LxS < window) & (distance_LxS > -window)
+    return allowed_LxS
+
+
+def attention_weights(q_BxLxHxK: jax.Array, k_BxSxGxK: jax.Array, *, scale: float,
+                      mask_BxHxLxS: jax.Array | None = None,
+                      bias_BxHxLxS: jax.Array | None = None) -> jax.Array:
+    """softmax(Q·Kᵀ · scale + bias) over the allowed keys: (B, H, L, S) float32, each row summing
+    to 1 and exactly 0 on masked keys. The whole L × S matrix at once (for reading, not training)."""
+    group = q_BxLxHxK.shape[2] // k_BxSxGxK.shape[2]
+    k_BxSxHxK = jnp.repeat(k_BxSxGxK, group, axis=2)  # query head h reads key head h // group
+    logits_BxHxLxS = jnp.einsum("BLHK,BSHK->BHLS", q_BxLxHxK, k_BxSxHxK,
+                                preferred_element_type=jnp.float32) * scale
+    if bias_BxHxLxS is not None:
+        logits_BxHxLxS = logits_BxHxLxS + bias_BxHxLxS
+    if mask_BxHxLxS is not None:
+        logits_BxHxLxS = jnp.where(mask_BxHxLxS, logits_BxHxLxS, jnp.finfo(jnp.float32).min)
+    weights_BxHxLxS = jax.nn.softmax(logits_BxHxLxS, axis=-1)
+    if mask_BxHxLxS is not None:
+        weights_BxHxLxS = jnp.where(mask_BxHxLxS, weights_BxHxLxS, 0.0)
+    return weights_BxHxLxS
+
+
+def weighted_values(weights_BxHxLxS: jax.Array, v_BxSxGxK: jax.Array) -> jax.Array:
+    """Σ_s weights · V: (B, L, H, K) in v's dtype, query head h reading value head h // group."""
+    group = weights_BxHxLxS.shape[1] // v_BxSxGxK.shape[2]
+    v_BxSxHxK = jnp.repeat(v_BxSxGxK, group, axis=2)
+    out_BxLxHxK = jnp.einsum("BHLS,BSHK->BLHK", weights_BxHxLxS.astype(v_BxSxGxK.dtype), v_BxSxHxK,
+                             preferred_element_type=jnp.float32)
+    return out_BxLxHxK.astype(v_BxSxGxK.dtype)
+
+
+def cache_slot_positions(index: jax.Array, capacity: int) -> jax.Array:
+    """(capacity,) int32: the position held by each slot of a ring-buffer cache that holds
+    positions < `index`, position p living in slot p mod capacity; −1 for a slot never written."""
+    slots_C = jnp.arange(capacity, dtype=jnp.int32)
+    return index - 1 - jnp.mod(index - 1 - slots_C, capacity)
+
+
+def cached_self_attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, cache: dict, index: jax.Array, *,
+                          scale: float, causal: bool, window: int = 0,
+                          alibi_slopes_H=None) -> tuple[jax.Array, dict]:
+    """Self-attention of L new tokens at positions index..index+L−1 against the cached keys and
+    values (`cache["key"]`, `cache["value"]`: (B, C, G, K)) and their own; returns the output and
+    the cache with the newest min(L, C) keys and values written into their slots.
+
+    The capacity C must hold every key a new query may see besides the new ones: the whole
+    sequence for full attention, `window` for sliding attention (older slots are overwritten)."""
+    length, capacity = q_BxLxHxK.shape[1], cache["key"].shape[1]
+    query_positions_L = index + jnp.arange(length, dtype=jnp.int32)
+    key_positions_S = jnp.concatenate([cache_slot_positions(index, capacity), query_positions_L])
+    k_BxSxGxK = jnp.concatenate([cache["key"], k_BxLxGxK.astype(cache["key"].dtype)], axis=1)
+    v_BxSxGxK = jnp.concatenate([cache["value"], v_BxLxGxK.astype(cache["value"].dtype)], axis=1)
+    mask = position_mask(query_positions_L, key_positions_S, causal=causal, window=window)[None, None]
+    bias = None
+    if alibi_slopes_H is not None:
+        bias = positions.alibi_bias(alibi_slopes_H, query_positions_L, key_positions_S, causal=causal)
+    out_BxLxHxK = attention_core(q_BxLxHxK, k_BxSxGxK.astype(q_BxLxHxK.dtype),
+                                 v_BxSxGxK.astype(q_BxLxHxK.dtype), scale=scale, causal=False,
+                                 mask_BxHxLxS=mask, bias_BxHxLxS=bias)
+    kept = min(length, capacity)
+    slots = jnp.mod(index + length - kept + jnp.arange(kept, dtype=jnp.int32), capacity)
+    new_cache = {"key": cache["key"].at[:, slots].set(k_BxSxGxK[:, capacity + length - kept:]),
+                 "value": cache["value"].at[:, slots].set(v_BxSxGxK[:, capacity + length - kept:])}
+    return out_BxLxHxK, new_cache
+
+
 class Attention(nn.Module):
     """Multi-head (grouped-query) attention with projections, positions and optional QK-norm.
 
     Self-attention (`context_BxSxD` None) reads queries, keys and values from x; cross-attention
     reads keys and values from the context and uses neither RoPE, ALiBi, masks nor windows.
+
+    Returns the output (B, L, D), or `(output, extras)` for self-attention when decoding with a
+    `cache` (tokens at positions `index`.., extras["cache"] the updated cache) or when
+    `return_weights` (extras["weights"]: (B, H, L, L) float32, computed explicitly).
     """
 
     cfg: ModelConfig
     causal: bool
     residual_branches: int
     deterministic: bool = True
+    return_weights: bool = False
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array, segment_ids_BxL: jax.Array | None = None,
-                 context_BxSxD: jax.Array | None = None) -> jax.Array:
+                 context_BxSxD: jax.Array | None = None, cache: dict | None = None,
+                 index: jax.Array | None = None):
         cfg = self.cfg
         dtype = jnp.dtype(cfg.compute_dtype)
         is_cross = context_BxSxD is not None
@@ -247,9 +336,11 @@ class Attention(nn.Module):
         if cfg.qk_norm:
             q_BxLxHxK = Norm(cfg.norm, (axes.HEAD_DIM,), name="query_norm")(q_BxLxHxK)
             k_BxSxGxK = Norm(cfg.norm, (axes.HEAD_DIM,), name="key_norm")(k_BxSxGxK)
+        decoding = cache is not None and not is_cross
+        positions_L = index + jnp.arange(x_BxLxD.shape[1], dtype=jnp.int32) if decoding else None
         if cfg.position == "rope" and not is_cross:
-            q_BxLxHxK = positions.apply_rope(q_BxLxHxK, cfg.rope_theta)
-            k_BxSxGxK = positions.apply_rope(k_BxSxGxK, cfg.rope_theta)
+            q_BxLxHxK = positions.apply_rope(q_BxLxHxK, cfg.rope_theta, positions_L)
+            k_BxSxGxK = positions.apply_rope(k_BxSxGxK, cfg.rope_theta, positions_L)
         q_BxLxHxK = nn.with_logical_constraint(q_BxLxHxK, ATTENTION_AXES)
         k_BxSxGxK = nn.with_logical_constraint(k_BxSxGxK, KV_AXES)
         v_BxSxGxK = nn.with_logical_constraint(v_BxSxGxK, KV_AXES)
@@ -259,12 +350,23 @@ class Attention(nn.Module):
         dropout_rate, dropout_rng = 0.0, None
         if not self.deterministic and cfg.attention_dropout > 0.0:
             dropout_rate, dropout_rng = cfg.attention_dropout, self.make_rng("dropout")
-        if is_cross:
+        extras = {}
+        slopes_H = positions.alibi_slopes(heads) if cfg.position == "alibi" else None
+        window = cfg.window if cfg.attention == "sliding" else 0
+        if decoding:
+            out_BxLxHxK, extras["cache"] = cached_self_attention(
+                q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, cache, index, scale=scale, causal=self.causal,
+                window=window, alibi_slopes_H=slopes_H)
+        elif self.return_weights and not is_cross:
+            out_BxLxHxK, extras["weights"] = self._explicit_attention(
+                q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, segment_ids_BxL, scale=scale, window=window,
+                alibi_slopes_H=slopes_H)
+        elif is_cross:
             out_BxLxHxK = full_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, scale=scale, causal=False,
                                          dropout_rate=dropout_rate, dropout_rng=dropout_rng)
         else:
             common = dict(scale=scale, causal=self.causal, segment_ids_BxL=segment_ids_BxL,
-                          alibi_slopes_H=positions.alibi_slopes(heads) if cfg.position == "alibi" else None,
+                          alibi_slopes_H=slopes_H,
                           dropout_rate=dropout_rate, dropout_rng=dropout_rng)
             if cfg.attention == "sliding":
                 out_BxLxHxK = sliding_window_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK,
@@ -275,4 +377,18 @@ class Attention(nn.Module):
         out_BxLxD = project(out_BxLxHxK, w_out, input_axes=2)
         if cfg.use_bias:
             out_BxLxD += bias("out_bias", (d_model,), (axes.EMBED,))
-        return out_BxLxD
+        return (out_BxLxD, extras) if extras else out_BxLxD
+
+    def _explicit_attention(self, q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL, *, scale,
+                            window, alibi_slopes_H):
+        """The output and the (B, H, L, L) weights, from the whole weight matrix."""
+        positions_L = jnp.arange(q_BxLxHxK.shape[1], dtype=jnp.int32)
+        mask = position_mask(positions_L, positions_L, causal=self.causal, window=window)[None, None]
+        if segment_ids_BxL is not None:
+            mask = mask & (segment_ids_BxL[:, None, :, None] == segment_ids_BxL[:, None, None, :])
+        bias = None
+        if alibi_slopes_H is not None:
+            bias = positions.alibi_bias(alibi_slopes_H, positions_L, positions_L, causal=self.causal)
+        weights_BxHxLxL = attention_weights(q_BxLxHxK, k_BxLxGxK, scale=scale, mask_BxHxLxS=mask,
+                                            bias_BxHxLxS=bias)
+        return weighted_values(weights_BxHxLxL, v_BxLxGxK), weights_BxHxLxL

@@ -51,5 +51,5 @@ class FeedForward(nn.Module):
         out_BxLxD = project(hidden_BxLxF,
                             kernel("wo", (d_ff, d_model), (axes.MLP, axes.EMBED), initializers.RESIDUAL_OUTPUT))
         if cfg.use_bias and cfg.ffn != "swiglu":
-            out_BxLxD += bias("wo_bias", d_model, "embed")
+            out_BxLxD += bias("wo_bias", d_model, axes.EMBED)
         return out_BxLxD

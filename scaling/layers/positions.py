@@ -13,12 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def sinusoidal_table(length: int, d_model: int) -> jax.Array:
+def sinusoidal_table(length: int, d_model: int, offset: jax.Array | int | None = None) -> jax.Array:
     """(length, d_model) float32: PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...).
 
-    As in "Attention Is All You Need"; `d_model` must be even.
+    As in "Attention Is All You Need"; `d_model` must be even. Rows are positions 0..length−1, or
+    offset..offset+length−1 when `offset` (possibly traced, e.g. a decoding position) is given.
     """
     positions_L = jnp.arange(length, dtype=jnp.float32)
+    if offset is not None:
+        positions_L = positions_L + jnp.asarray(offset, jnp.float32)
     inverse_frequencies = jnp.power(10000.0, -jnp.arange(0, d_model, 2, dtype=jnp.float32) / d_model)
     angles_LxHalf = positions_L[:, None] * inverse_frequencies[None, :]
     # Interleave: even columns sin, odd columns cos.
@@ -26,11 +29,13 @@ def sinusoidal_table(length: int, d_model: int) -> jax.Array:
     return table_LxHalfx2.reshape(length, d_model)
 
 
-def apply_rope(x_BxLxHxK: jax.Array, theta: float) -> jax.Array:
+def apply_rope(x_BxLxHxK: jax.Array, theta: float,
+               positions_L: jax.Array | None = None) -> jax.Array:
     """Rotate query or key vectors by their position (RoPE, rotate-half / GPT-NeoX pairing).
 
     Dimension i of the first half pairs with dimension i of the second half and is rotated by the
-    angle pos · theta^(−2i/K). Positions are 0..L−1 along axis 1. Returns x's dtype and shape.
+    angle pos · theta^(−2i/K). Positions are 0..L−1 along axis 1, or `positions_L` (int, possibly
+    traced: decoding with a cache). Returns x's dtype and shape.
     """
     length, head_dim = x_BxLxHxK.shape[1], x_BxLxHxK.shape[-1]
     half = head_dim // 2
@@ -38,9 +43,15 @@ def apply_rope(x_BxLxHxK: jax.Array, theta: float) -> jax.Array:
     # and evaluates them once per element of x rather than once per (position, frequency).
     inverse_frequencies = np.power(theta, -np.arange(half, dtype=np.float32) * 2.0 / head_dim,
                                    dtype=np.float32)
-    angles_LxHalf = np.arange(length, dtype=np.float32)[:, None] * inverse_frequencies[None, :]
-    cos_1xLx1xHalf = np.cos(angles_LxHalf)[None, :, None, :]
-    sin_1xLx1xHalf = np.sin(angles_LxHalf)[None, :, None, :]
+    if positions_L is None:
+        angles_LxHalf = np.arange(length, dtype=np.float32)[:, None] * inverse_frequencies[None, :]
+        cos_1xLx1xHalf = np.cos(angles_LxHalf)[None, :, None, :]
+        sin_1xLx1xHalf = np.sin(angles_LxHalf)[None, :, None, :]
+    else:
+        angles_LxHalf = (jnp.asarray(positions_L, jnp.float32)[:, None]
+                         * inverse_frequencies[None, :])
+        cos_1xLx1xHalf = jnp.cos(angles_LxHalf)[None, :, None, :]
+        sin_1xLx1xHalf = jnp.sin(angles_LxHalf)[None, :, None, :]
     x32 = x_BxLxHxK.astype(jnp.float32)
     first, second = x32[..., :half], x32[..., half:]
     rotated = jnp.concatenate([first * cos_1xLx1xHalf - second * sin_1xLx1xHalf,

@@ -1,0 +1,105 @@
+"""`scaling-sweep --eval DATASET[:SPLIT]`: every completed run of a sweep evaluated on other data.
+
+Each (run, eval set) is one `scaling-eval` subprocess, as a user would type it (its output goes to
+`<run>/eval.log`); an evaluation of the run's current checkpoint step already on disk is not
+repeated. Then results.csv gains one column per eval set, `eval_loss_<dataset>[-<split>]` in
+nats per token (empty for runs not completed), which `scaling-fit --csv ... --loss-col` fits.
+SPLIT defaults to each run's own `data.eval_split`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+from scaling.evaluate import eval_set_name
+
+
+def parse_eval_set(spec: str) -> tuple[str, str | None]:
+    """`DATASET[:SPLIT]` → (dataset, split or None). Split slicing such as `test[:10%]` is kept."""
+    dataset, _, split = spec.partition(":")
+    return dataset.strip(), (split.strip() or None)
+
+
+def column_name(spec: str) -> str:
+    dataset, split = parse_eval_set(spec)
+    return "eval_loss_" + (eval_set_name(dataset, split) if split else dataset.replace("/", "_"))
+
+
+def _read_json(path: pathlib.Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def eval_record(run_dir: pathlib.Path, spec: str) -> dict | None:
+    """The run's evaluation on `spec` if one was written for its current checkpoint step."""
+    summary = _read_json(run_dir / "summary.json") or {}
+    dataset, split = parse_eval_set(spec)
+    split = split or (summary.get("config") or {}).get("data", {}).get("eval_split", "validation")
+    record = _read_json(run_dir / "eval" / f"{eval_set_name(dataset, split)}.json")
+    if record is None or record.get("step") != summary.get("steps"):
+        return None
+    return record
+
+
+def eval_command(run_dir: pathlib.Path, spec: str) -> list[str]:
+    dataset, split = parse_eval_set(spec)
+    command = [sys.executable, "-m", "scaling.evaluate", "--workdir", str(run_dir),
+               f"--config.data.dataset={dataset}"]
+    return command + ([f"--config.data.eval_split={split}"] if split else [])
+
+
+def evaluate_sweep(workdir: pathlib.Path, run_dirs: dict[str, pathlib.Path],
+                   specs: list[str], write_table: bool = True) -> int:
+    """Evaluate every completed run on every eval set, then add the columns to results.csv;
+    returns how many evaluations failed (each printed with its error line)."""
+    failures = 0
+    for name, run_dir in run_dirs.items():
+        summary = _read_json(run_dir / "summary.json") or {}
+        if summary.get("status") != "completed":
+            continue
+        for spec in specs:
+            if eval_record(run_dir, spec) is not None:
+                continue
+            with open(run_dir / "eval.log", "ab") as log:
+                result = subprocess.run(eval_command(run_dir, spec), stdout=log,
+                                        stderr=subprocess.STDOUT,
+                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            record = eval_record(run_dir, spec)
+            if result.returncode or record is None:
+                failures += 1
+                lines = (run_dir / "eval.log").read_text(errors="replace").strip().splitlines()
+                print(f"[eval] {name} on {spec}: failed ({lines[-1] if lines else result.returncode})",
+                      flush=True)
+            else:
+                print(f"[eval] {name} on {spec}: loss {record['loss']:.4f} nats/token", flush=True)
+    if write_table:
+        add_columns(workdir / "results.csv", run_dirs, specs)
+    return failures
+
+
+def add_columns(results: pathlib.Path, run_dirs: dict[str, pathlib.Path], specs: list[str]) -> None:
+    """Rewrite results.csv (atomically) with one `eval_loss_*` column per eval set."""
+    with open(results, newline="") as file:
+        reader = csv.DictReader(file)
+        columns, rows = list(reader.fieldnames or []), list(reader)
+    for spec in specs:
+        column = column_name(spec)
+        if column not in columns:
+            columns.append(column)
+        for row in rows:
+            run_dir = run_dirs.get(row.get("name", ""))
+            record = eval_record(run_dir, spec) if run_dir is not None else None
+            row[column] = record["loss"] if record else ""
+    tmp = results.with_name(results.name + ".tmp")
+    with open(tmp, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, results)

@@ -1,0 +1,200 @@
+"""`scaling-attention`: the attention weights a trained run gives a text, as a figure and an array.
+
+    scaling-attention --workdir runs/tiny --text "def add(a, b):" --out attention.png
+    scaling-attention --workdir runs/tiny --text "def add(a, b):" --out head.png --layer 1 --head 0
+
+The text is read as the start of a document (the end-of-document token, shown as `<eod>`, then the
+text's tokens). Without `--layer/--head` the figure is a grid over layers × heads of each head's
+weights (query rows, key columns); with them, one head with the tokens on both axes. Beside the
+figure, `<out>.npy` holds what it shows: float32 (layers, heads, L, L), or (L, L) for one head.
+Encoder–decoder runs read `--source` in the encoder (as sampling does: its tokens alone);
+`--stack encoder` shows the encoder's self-attention.
+
+The weights come from `Transformer(cfg, return_weights=True)`, whose explicit attention path is
+tested to give the training path's block outputs (blocked causal and sliding attention included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import pathlib
+import sys
+
+import numpy as np
+
+from scaling import trained
+
+PROGRAM = "scaling-attention"
+
+
+def attention_maps(model, params, tokens_BxL, source_BxS=None) -> dict[str, np.ndarray]:
+    """{stack name: float32 (layers, B, H, L, L)} self-attention weights of every layer."""
+    import jax
+
+    return jax.device_get(_compiled_maps(model)(params, tokens_BxL, source_BxS))
+
+
+@functools.cache
+def _compiled_maps(model):
+    import jax
+
+    from scaling import model as model_lib
+
+    net = model_lib.Transformer(model, return_weights=True)
+
+    def maps(params, tokens_BxL, source_BxS):
+        _, extras = net.apply({"params": params}, tokens_BxL, encoder_tokens_BxS=source_BxS)
+        return extras["attention_weights"]
+
+    return jax.jit(maps)
+
+
+def token_labels(tokenizer, token_ids) -> list[str]:
+    """Readable labels: `<eod>`, and each token's text with newlines and tabs made visible."""
+    labels = []
+    for token in token_ids:
+        if int(token) == tokenizer.eod_id:
+            labels.append("<eod>")
+            continue
+        text = tokenizer.decode([int(token)])
+        labels.append(text.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "\u2423") or "?")
+    return labels
+
+
+def draw_grid(weights_NxHxLxL: np.ndarray, title: str, out: pathlib.Path) -> None:
+    """One panel per (layer, head): rows are layers, columns heads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers, heads = weights_NxHxLxL.shape[:2]
+    figure, axes = plt.subplots(layers, heads, figsize=(1.9 * heads + 0.6, 1.9 * layers + 0.6),
+                                squeeze=False)
+    for layer in range(layers):
+        for head in range(heads):
+            axis = axes[layer, head]
+            axis.imshow(weights_NxHxLxL[layer, head], cmap="viridis", vmin=0.0, vmax=1.0,
+                        interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if layer == 0:
+                axis.set_title(f"head {head}", fontsize=9)
+            if head == 0:
+                axis.set_ylabel(f"layer {layer}", fontsize=9)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+
+
+def draw_head(weights_LxL: np.ndarray, labels: list[str], title: str, out: pathlib.Path) -> None:
+    """One head's weights with the tokens on both axes (queries down, keys across)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = min(max(4.0, 0.22 * len(labels) + 1.5), 30.0)
+    figure, axis = plt.subplots(figsize=(size + 1.0, size))
+    image = axis.imshow(weights_LxL, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    axis.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7, family="monospace")
+    axis.set_yticks(range(len(labels)), labels, fontsize=7, family="monospace")
+    axis.set_xlabel("key")
+    axis.set_ylabel("query")
+    axis.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
+    parser.add_argument("--text", required=True, help="the text whose attention to show")
+    parser.add_argument("--out", required=True, help="the figure (.png, .pdf or .svg)")
+    parser.add_argument("--layer", type=int, default=None, help="with --head: show one head")
+    parser.add_argument("--head", type=int, default=None, help="with --layer: show one head")
+    parser.add_argument("--source", default=None, help="encoder–decoder runs: the encoder's text")
+    parser.add_argument("--stack", choices=("decoder", "encoder"), default=None,
+                        help="encoder–decoder runs: which stack's self-attention (default decoder)")
+    parser.add_argument("--single-device", action="store_true",
+                        help="run on one device instead of the run's mesh")
+    return parser.parse_args(argv)
+
+
+def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -> str:
+    """The stack to show; RunError for a request the run cannot serve."""
+    if (args.layer is None) != (args.head is None):
+        raise trained.RunError("--layer and --head go together (one head), or neither (the grid)")
+    out = pathlib.Path(args.out)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise trained.RunError(f"--out {args.out}: must end in .png, .pdf or .svg")
+    if model.layout == "encoder_decoder" and num_source_tokens is None:
+        raise trained.RunError("the run is an encoder–decoder: pass --source TEXT for its encoder")
+    if model.layout != "encoder_decoder" and (args.source is not None or args.stack is not None):
+        raise trained.RunError("--source and --stack are for encoder–decoder runs")
+    stack = args.stack or ("encoder" if model.layout == "encoder" else "decoder")
+    layers = model.num_encoder_layers if (stack == "encoder" and model.layout == "encoder_decoder") \
+        else model.num_layers
+    if args.layer is not None and not 0 <= args.layer < layers:
+        raise trained.RunError(f"--layer {args.layer}: the {stack} has layers 0..{layers - 1}")
+    if args.head is not None and not 0 <= args.head < model.num_heads:
+        raise trained.RunError(f"--head {args.head}: the run has heads 0..{model.num_heads - 1}")
+    if model.position == "learned":
+        for what, count in (("--text", num_tokens), ("--source", num_source_tokens)):
+            if count is not None and count > model.max_seq_len:
+                raise trained.RunError(
+                    f"{what} is {count} tokens (with the start-of-document token): the run's "
+                    f"learned positions allow at most {model.max_seq_len} (model.max_seq_len)")
+    return stack
+
+
+def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
+    """Draw the figure and save the array; returns their paths."""
+    workdir = pathlib.Path(args.workdir)
+    summary = trained.read_summary(workdir)
+    model = trained.run_model(summary)
+    tokenizer = trained.tokenizer_of(trained.run_config(summary))
+    token_ids = [tokenizer.eod_id] + list(tokenizer.encode(args.text))
+    source_ids = (None if args.source is None
+                  else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
+    stack = check_request(args, model, len(token_ids),
+                          None if source_ids is None else len(source_ids))
+    restored = trained.load(workdir, single_device=args.single_device)
+    with restored.context():
+        maps = attention_maps(restored.model, restored.params, np.asarray([token_ids], np.int32),
+                              None if source_ids is None else np.asarray([source_ids], np.int32))
+    weights_NxHxLxL = np.asarray(maps[stack][:, 0], np.float32)
+    labels = token_labels(tokenizer, source_ids if stack == "encoder" and source_ids else token_ids)
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    name = summary.get("name") or workdir.name
+    if args.layer is None:
+        shown = weights_NxHxLxL
+        draw_grid(shown, f"{name} (step {restored.step}): {stack} self-attention, "
+                         f"{len(labels)} tokens; rows: queries, columns: keys", out)
+    else:
+        shown = weights_NxHxLxL[args.layer, args.head]
+        draw_head(shown, labels, f"{name} (step {restored.step}): {stack} layer {args.layer}, "
+                                 f"head {args.head}", out)
+    array_path = out.with_suffix(".npy")
+    np.save(array_path, shown)
+    return out, array_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    trained.quiet_logging()
+    try:
+        figure, array = run(args)
+    except trained.RunError as error:
+        return trained.fail(PROGRAM, error)
+    print(f"wrote {figure} and {array}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

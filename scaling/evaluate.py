@@ -1,0 +1,228 @@
+"""`scaling-eval`: a trained run's held-out loss on any dataset and split the loader reads.
+
+    scaling-eval --workdir runs/tiny                                   # the run's own eval batches
+    scaling-eval --workdir runs/tiny --whole-split                     # every window of the split
+    scaling-eval --workdir runs/tiny --config.data.dataset=tiny_shakespeare --config.data.eval_split=test
+
+The text is tokenized with the run's own tokenizer and cut into windows of the run's
+`data.seq_len` exactly as training reads its eval split: by default the same `train.eval_batches`
+batches (so on the run's own eval split this reproduces its final eval loss), with
+`--whole-split` every whole window of the split once. Writes `<workdir>/eval/<dataset>-<split>.json`
+with `loss` (mean cross-entropy, nats per token) and `bits_per_byte` (total bits over the UTF-8
+bytes of the predicted tokens, comparable across tokenizers). Only `--config.data.*` fields can be
+overridden, and not the tokenizer. Bad input prints one line `scaling-eval: error: ...`, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+
+import numpy as np
+
+from scaling import trained
+
+PROGRAM = "scaling-eval"
+FIXED_DATA_FIELDS = ("tokenizer", "vocab_size", "spm_model", "seq_len")
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from scaling.overrides import split_argv
+
+    rest, overrides = split_argv(argv)
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--batches", type=int, default=None,
+                        help="eval batches to read (default: the run's train.eval_batches)")
+    amount.add_argument("--whole-split", action="store_true",
+                        help="read every whole window of the split once")
+    parser.add_argument("--single-device", action="store_true",
+                        help="run on one device instead of the run's mesh")
+    return parser.parse_args(rest), overrides
+
+
+def eval_set_name(dataset: str, split: str) -> str:
+    """A file-name-safe name for (dataset, split), e.g. `c4_en-validation_-10pct`."""
+    split_name = split.replace("[", "_").replace("]", "").replace(":", "-").replace("%", "pct")
+    return f"{dataset.replace('/', '_')}-{split_name}"
+
+
+def eval_data_config(run_config, overrides: list[str]):
+    """The run's data config with `overrides` (data.* fields only) applied and validated."""
+    from scaling.config import ConfigError
+    from scaling.data import validate_data_config
+    from scaling.overrides import apply_overrides
+
+    config = run_config.copy_and_resolve_references()
+    for item in overrides:
+        field = item.partition("=")[0]
+        section, _, name = field.partition(".")
+        if section != "data" or not name:
+            raise trained.RunError(f"--config.{field}: only --config.data.* fields can be "
+                                   "overridden (the model and its checkpoint are the run's)")
+        if name in FIXED_DATA_FIELDS:
+            raise trained.RunError(f"--config.{field}: the run's {name} is fixed (the model was "
+                                   f"trained with data.{name}={run_config.data[name]!r})")
+    try:
+        apply_overrides(config, overrides)
+        validate_data_config(config.data)
+    except ConfigError as error:
+        raise trained.RunError(str(error)) from None
+    return config.data
+
+
+def token_byte_lengths(tokenizer) -> np.ndarray:
+    """int64 [vocab_size]: the UTF-8 bytes each token id stands for (0 for end-of-document and
+    other control ids)."""
+    from scaling.data import tokenizers
+
+    lengths = np.zeros(tokenizer.vocab_size, np.int64)
+    if isinstance(tokenizer, tokenizers.ByteTokenizer):
+        lengths[:256] = 1
+        return lengths
+    processor = tokenizer.processor
+    for token in range(processor.get_piece_size()):
+        if processor.is_byte(token):
+            lengths[token] = 1
+        elif not (processor.is_control(token) or processor.is_unknown(token)):
+            lengths[token] = len(processor.id_to_piece(token).replace("\u2581", " ").encode("utf-8"))
+    return lengths
+
+
+def read_eval_split(data_cfg, tokenizer, vocab_size: int):
+    """The token cache of `data_cfg.eval_split` under the run's tokenizer; RunError when the
+    dataset cannot be read, is empty, or is shorter than one sequence."""
+    import tensorflow_datasets as tfds
+
+    from scaling.config import ConfigError
+    from scaling.data import loader, sources
+
+    where = f"dataset {data_cfg.dataset!r} split {data_cfg.eval_split!r}"
+    try:
+        cache = loader.token_cache(data_cfg, data_cfg.eval_split, tokenizer)
+    except ConfigError as error:
+        raise trained.RunError(str(error)) from None
+    except (sources.DatasetUnavailableError, tfds.core.registered.DatasetNotFoundError,
+            OSError, KeyError, UnicodeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise trained.RunError(f"{where} cannot be read with the run's tokenizer "
+                               f"({tokenizer.name}): {reason}") from None
+    if tokenizer.vocab_size > vocab_size:
+        raise trained.RunError(f"the run's tokenizer has {tokenizer.vocab_size} ids, its model "
+                               f"only {vocab_size}")
+    if cache.num_tokens - 1 < data_cfg.seq_len:
+        raise trained.RunError(f"{where} holds {cache.num_tokens} tokens, fewer than one sequence "
+                               f"of the run's data.seq_len={data_cfg.seq_len} + 1")
+    return cache
+
+
+def whole_split_batches(cache, batch_size: int, seq_len: int, eod_id: int):
+    """Every whole window of the split once, in batches of `batch_size` rows; the last batch is
+    filled up with copies of its first row, marked in `weights` (0 = not counted)."""
+    from scaling.data import packing
+
+    windows = packing.num_windows(cache.num_tokens, seq_len)
+    for first in range(0, windows, batch_size):
+        rows = np.arange(first, min(first + batch_size, windows))
+        weights = np.ones(batch_size, np.float32)
+        weights[len(rows):] = 0.0
+        rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+        batch = packing.make_batch(packing.read_windows(cache.tokens, rows * seq_len, seq_len),
+                                   eod_id)
+        yield batch, weights
+
+
+def _batch_nats(params, batch, weights_B, *, model):
+    """(Σ cross-entropy in nats, tokens counted) of one batch, rows weighted by `weights_B`."""
+    import jax.numpy as jnp
+
+    from scaling import model as model_lib
+
+    logits = model_lib.Transformer(model).apply(
+        {"params": params}, batch["inputs"], segment_ids_BxL=batch.get("segment_ids"),
+        deterministic=True)
+    mask_BxL = jnp.broadcast_to(weights_B[:, None], batch["targets"].shape)
+    mean, _ = model_lib.cross_entropy_loss(logits, batch["targets"], z_loss=0.0, mask_BxL=mask_BxL)
+    count = jnp.sum(mask_BxL)
+    return mean * count, count
+
+
+def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Path, dict]:
+    """Evaluate per `args`; returns the JSON file written and its record."""
+    import functools
+
+    import jax
+
+    from scaling import parallel
+    from scaling.data import loader as loader_lib
+
+    workdir = pathlib.Path(args.workdir)
+    summary = trained.read_summary(workdir)
+    run_config = trained.run_config(summary)
+    model = trained.run_model(summary)
+    data_cfg = eval_data_config(run_config, overrides)
+    if args.batches is not None and args.batches < 1:
+        raise trained.RunError(f"--batches {args.batches}: must be an integer >= 1")
+    trained.check_checkpoint(workdir, summary)  # before any data is read
+    tokenizer = trained.tokenizer_of(run_config)
+    cache = read_eval_split(data_cfg, tokenizer, model.vocab_size)
+    run = trained.load(workdir, single_device=args.single_device)
+    batch_size, seq_len = run_config.train.batch_size, data_cfg.seq_len
+    if args.whole_split:
+        batches = whole_split_batches(cache, batch_size, seq_len, tokenizer.eod_id)
+    else:
+        # The loader's own eval batching, over this split (it stands in for both splits).
+        loader = loader_lib.Loader(cache, cache, tokenizer, seq_len=seq_len, batch_size=batch_size,
+                                   seed=run_config.seed, prefetch=0)
+        count = args.batches or run_config.train.eval_batches
+        batches = ((batch, np.ones(batch_size, np.float32)) for batch in loader.eval_batches(count))
+    byte_lengths = token_byte_lengths(tokenizer)
+    step_fn = jax.jit(functools.partial(_batch_nats, model=run.model))
+    nats, tokens, text_bytes, num_batches = 0.0, 0, 0, 0
+    with run.context():
+        replicated = parallel.replicated(run.program.mesh)
+        for batch, weights in batches:
+            batch = parallel.global_batch(batch, run.program.batch_sharding)
+            batch_nats, batch_tokens = step_fn(run.params, batch,
+                                               jax.device_put(weights, replicated))
+            nats += float(batch_nats)
+            tokens += int(batch_tokens)
+            counted = np.asarray(jax.device_get(batch["targets"]))[weights > 0]
+            text_bytes += int(byte_lengths[counted].sum())
+            num_batches += 1
+    record = {
+        "dataset": data_cfg.dataset, "split": data_cfg.eval_split, "feature": data_cfg.feature,
+        "loss": nats / tokens, "bits_per_byte": nats / math.log(2) / text_bytes if text_bytes else None,
+        "tokens": tokens, "bytes": text_bytes, "batches": num_batches, "seq_len": seq_len,
+        "whole_split": bool(args.whole_split), "step": run.step, "tokenizer": tokenizer.name,
+        "run": summary.get("name"), "run_final_eval_loss": summary.get("final_eval_loss"),
+    }
+    out = workdir / "eval" / f"{eval_set_name(data_cfg.dataset, data_cfg.eval_split)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(out)
+    return out, record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    trained.quiet_logging()
+    try:
+        out, record = evaluate(args, overrides)
+    except trained.RunError as error:
+        return trained.fail(PROGRAM, error)
+    bpb = record["bits_per_byte"]
+    print(f"{record['dataset']}:{record['split']}: loss {record['loss']:.4f} nats/token"
+          + (f", {bpb:.4f} bits/byte" if bpb is not None else "")
+          + f" over {record['tokens']:,} tokens ({record['batches']} batches, checkpoint step "
+          f"{record['step']}) -> {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

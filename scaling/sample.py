@@ -1,0 +1,148 @@
+"""`scaling-sample`: text from a trained run, decoded with a key/value cache.
+
+    scaling-sample --workdir runs/tiny --prompt "def " --max-new-tokens 200 --temperature 0.8
+    scaling-sample --workdir runs/tiny --prompt-file prompt.txt --num-samples 3 --top-k 40 --seed 1
+    scaling-sample --workdir runs/t5 --source "text to encode" --prompt ""   # encoder–decoder
+
+The model is built from the run's summary.json and restored from its newest checkpoint. The
+prompt is read as the start of a document: the end-of-document token, then the prompt's tokens.
+Each sample is printed as the prompt followed by its continuation, which ends early at an
+end-of-document token. Temperature 0 is greedy; the same seed gives the same samples. Bad input
+prints one line `scaling-sample: error: ...` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+
+from scaling import trained
+
+PROGRAM = "scaling-sample"
+SEPARATOR = "-" * 40
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default=None, help="text to continue (default: empty)")
+    prompt.add_argument("--prompt-file", default=None, help="a UTF-8 file holding the prompt")
+    parser.add_argument("--source", default=None,
+                        help="encoder–decoder models: the text the encoder reads")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 is greedy")
+    parser.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)")
+    parser.add_argument("--top-p", type=float, default=1.0,
+                        help="sample among the likeliest tokens holding probability p (1: all)")
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--single-device", action="store_true",
+                        help="run on one device instead of the run's mesh")
+    return parser.parse_args(argv)
+
+
+def check_settings(args: argparse.Namespace) -> None:
+    """RunError for a setting out of range."""
+    if args.max_new_tokens < 1:
+        raise trained.RunError(f"--max-new-tokens {args.max_new_tokens}: must be an integer >= 1")
+    if not args.temperature >= 0.0:
+        raise trained.RunError(f"--temperature {args.temperature}: must be >= 0 (0 is greedy)")
+    if args.top_k < 0:
+        raise trained.RunError(f"--top-k {args.top_k}: must be >= 0 (0 keeps every token)")
+    if not 0.0 < args.top_p <= 1.0:
+        raise trained.RunError(f"--top-p {args.top_p}: must be in (0, 1] (1 keeps every token)")
+    if args.num_samples < 1:
+        raise trained.RunError(f"--num-samples {args.num_samples}: must be an integer >= 1")
+
+
+def read_prompt(args: argparse.Namespace) -> str:
+    if args.prompt_file is None:
+        return args.prompt or ""
+    try:
+        return pathlib.Path(args.prompt_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise trained.RunError(f"--prompt-file {args.prompt_file}: cannot be read as UTF-8 text "
+                               f"({error})") from None
+
+
+def check_fits(model, prompt_tokens: int, new_tokens: int, source_tokens: int | None) -> None:
+    """RunError when the request does not fit the model: a layout that cannot generate, a source
+    given to or missing from a model, a sequence longer than a learned position table."""
+    if model.layout == "encoder":
+        raise trained.RunError("the run is an encoder-only model (layout 'encoder'), which cannot "
+                               "generate; sampling needs layout 'decoder' or 'encoder_decoder'")
+    if model.layout == "encoder_decoder" and source_tokens is None:
+        raise trained.RunError("the run is an encoder–decoder: pass --source TEXT for its encoder")
+    if model.layout == "decoder" and source_tokens is not None:
+        raise trained.RunError("--source is for encoder–decoder runs; this run is decoder-only")
+    if model.position == "learned":
+        total = prompt_tokens + new_tokens
+        if total > model.max_seq_len:
+            raise trained.RunError(
+                f"prompt ({prompt_tokens} tokens with the start-of-document token) + "
+                f"--max-new-tokens {new_tokens} = {total} tokens: the run's learned positions "
+                f"allow at most {model.max_seq_len} (model.max_seq_len)")
+        if source_tokens is not None and source_tokens > model.max_seq_len:
+            raise trained.RunError(f"--source is {source_tokens} tokens: the run's learned "
+                                   f"positions allow at most {model.max_seq_len}")
+
+
+def decode_sample(tokenizer, tokens: np.ndarray) -> str:
+    """The text of generated tokens, up to the first end-of-document token."""
+    tokens = np.asarray(tokens)
+    ends = np.flatnonzero(tokens == tokenizer.eod_id)
+    return tokenizer.decode(tokens[:ends[0]] if ends.size else tokens)
+
+
+def sample(args: argparse.Namespace) -> list[str]:
+    """The samples (prompt + continuation each) that `args` ask for."""
+    import jax
+
+    from scaling import decoding
+
+    check_settings(args)
+    prompt = read_prompt(args)
+    workdir = pathlib.Path(args.workdir)
+    summary = trained.read_summary(workdir)
+    model = trained.run_model(summary)
+    tokenizer = trained.tokenizer_of(trained.run_config(summary))
+    prompt_ids = [tokenizer.eod_id] + list(tokenizer.encode(prompt))
+    # The encoder reads the source's tokens alone (an empty source: the end-of-document token).
+    source_ids = (None if args.source is None
+                  else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
+    check_fits(model, len(prompt_ids), args.max_new_tokens,
+               None if source_ids is None else len(source_ids))
+    run = trained.load(workdir, single_device=args.single_device)
+    settings = decoding.SamplingSettings(max_new_tokens=args.max_new_tokens,
+                                         temperature=args.temperature, top_k=args.top_k,
+                                         top_p=args.top_p)
+    prompt_BxP = np.tile(np.asarray(prompt_ids, np.int32), (args.num_samples, 1))
+    source_BxS = (None if source_ids is None
+                  else np.tile(np.asarray(source_ids, np.int32), (args.num_samples, 1)))
+    with run.context():
+        tokens_BxN = decoding.generate(run.model, run.params, prompt_BxP,
+                                       jax.random.key(args.seed), settings, source_BxS)
+    tokens_BxN = np.asarray(jax.device_get(tokens_BxN))
+    return [prompt + decode_sample(tokenizer, row) for row in tokens_BxN]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    trained.quiet_logging()
+    try:
+        samples = sample(args)
+    except trained.RunError as error:
+        return trained.fail(PROGRAM, error)
+    for index, text in enumerate(samples):
+        if index:
+            print(SEPARATOR)
+        print(text, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

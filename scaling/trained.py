@@ -1,0 +1,167 @@
+"""A trained run read back from its workdir: config, model, tokenizer and parameters.
+
+What `scaling-sample`, `scaling-eval` and `scaling-attention` share. The run's own
+`summary.json` gives the config (the full config dict, laid over today's defaults) and the
+resolved model; the parameters come from the newest readable checkpoint through the same code as
+resume (`Checkpointer.restore_latest` onto the state `build_program` lays out), on the run's mesh
+or on one device. Anything wrong with the workdir raises `RunError`, whose message is one line
+for the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+from typing import Any
+
+import ml_collections
+
+from scaling.config import ConfigError, ModelConfig, default_config
+
+EXIT_BAD_INPUT = 2
+
+
+class RunError(ValueError):
+    """The workdir or the request cannot be used; the message says what is wrong and what is
+    allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A restored run. `program` holds its mesh, rules and jitted eval step."""
+
+    workdir: pathlib.Path
+    summary: dict
+    config: ml_collections.ConfigDict
+    model: ModelConfig
+    step: int
+    params: Any
+    program: Any
+
+    def context(self):
+        """Mesh and logical-axis rules to run the model under."""
+        return self.program.context()
+
+
+def read_summary(workdir: str | pathlib.Path) -> dict:
+    """The run's summary.json; RunError if the workdir holds none."""
+    path = pathlib.Path(workdir) / "summary.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"--workdir {workdir}: no summary.json (not a scaling-train workdir, or "
+                       "training has not started there)") from None
+    except (OSError, ValueError) as error:
+        raise RunError(f"--workdir {workdir}: summary.json is unreadable ({error})") from None
+
+
+def _overlay(target: ml_collections.ConfigDict, values: dict) -> None:
+    """Set the fields of `values` that `target` knows, recursively (fields a later version
+    removed are ignored; fields it added keep their defaults)."""
+    for key, value in values.items():
+        if key not in target:
+            continue
+        if isinstance(target[key], ml_collections.ConfigDict) and isinstance(value, dict):
+            _overlay(target[key], value)
+        elif not isinstance(target[key], ml_collections.ConfigDict):
+            target[key] = tuple(value) if isinstance(target[key], tuple) else value
+
+
+def run_config(summary: dict) -> ml_collections.ConfigDict:
+    """The run's config: its recorded config dict laid over the defaults."""
+    config = default_config()
+    _overlay(config, summary.get("config") or {})
+    return config
+
+
+def run_model(summary: dict) -> ModelConfig:
+    """The run's resolved model, as recorded in its summary."""
+    recorded = summary.get("model") or {}
+    known = {field.name for field in dataclasses.fields(ModelConfig)}
+    return ModelConfig(**{name: value for name, value in recorded.items() if name in known})
+
+
+def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
+    """Steps with a committed checkpoint under `<workdir>/checkpoints` (read without Orbax, which
+    would create the folder)."""
+    folder = workdir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(int(entry.name) for entry in folder.iterdir()
+                  if entry.is_dir() and entry.name.isdigit())
+
+
+def check_checkpoint(workdir: pathlib.Path, summary: dict) -> None:
+    """RunError unless the workdir holds at least one checkpoint."""
+    if not checkpoint_steps(workdir):
+        raise RunError(f"--workdir {workdir}: no checkpoint in {workdir / 'checkpoints'} "
+                       f"(run status: {summary.get('status', 'unknown')}); train it first with "
+                       "scaling-train, or pass the workdir of a run that saved one")
+
+
+def load(workdir: str | pathlib.Path, *, single_device: bool = False) -> TrainedRun:
+    """Restore the newest checkpoint of the run in `workdir`, its parameters laid out on the run's
+    mesh (`config.mesh` over this machine's devices) or on the first device."""
+    import jax
+
+    from scaling import parallel
+    from scaling.checkpoint import Checkpointer, IncompatibleCheckpoint
+    from scaling.step import build_program
+
+    workdir = pathlib.Path(workdir)
+    summary = read_summary(workdir)
+    check_checkpoint(workdir, summary)
+    config = run_config(summary)
+    model = run_model(summary)
+    try:
+        if single_device:
+            single = ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1})
+            mesh = parallel.make_mesh(single, devices=jax.devices()[:1])
+        else:
+            mesh = parallel.make_mesh(config.mesh)
+        total_steps = int(summary.get("total_steps") or config.train.steps or 1)
+        program = build_program(config, model, total_steps, mesh)
+    except ConfigError as error:
+        raise RunError(f"the run's layout does not fit this machine's {jax.device_count()} "
+                       f"devices ({error}); pass --single-device") from None
+    checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep, async_save=False)
+    try:
+        with program.context():
+            restored = checkpointer.restore_latest(program.abstract_state, model)
+    except IncompatibleCheckpoint as error:
+        raise RunError(f"--workdir {workdir}: {error}") from None
+    finally:
+        checkpointer.close()
+    if restored is None:
+        raise RunError(f"--workdir {workdir}: no readable checkpoint in {checkpointer.directory}")
+    state, meta = restored
+    return TrainedRun(workdir=workdir, summary=summary, config=config, model=model,
+                      step=int(meta["step"]), params=state["params"], program=program)
+
+
+def tokenizer_of(config: ml_collections.ConfigDict):
+    """The run's tokenizer (bytes, its SentencePiece model file, or the one trained for it)."""
+    from scaling.data import tokenizers
+
+    try:
+        return tokenizers.tokenizer_for(config.data)
+    except (OSError, ConfigError) as error:
+        raise RunError(f"the run's tokenizer ({config.data.tokenizer}) cannot be loaded: "
+                       f"{error}") from None
+
+
+def quiet_logging() -> None:
+    """Warnings only from the libraries (Orbax logs every restore at INFO)."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(program: str, message: str) -> int:
+    """Print `<program>: error: <message>` on one line to stderr; return exit code 2."""
+    print(f"{program}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return EXIT_BAD_INPUT

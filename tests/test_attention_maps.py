@@ -1,0 +1,104 @@
+"""The attention-weights path against the training path, the weights' properties, and the
+`scaling-attention` command."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from saved_runs import save_initialized_run, tiny_config
+from scaling import attention_maps
+from scaling import model as model_lib
+from scaling.config import ModelConfig
+
+
+def tiny_model(**fields) -> ModelConfig:
+    base = dict(num_layers=2, d_model=32, num_heads=4, num_kv_heads=4, head_dim=8, d_ff=64,
+                vocab_size=50, max_seq_len=200)
+    base.update(fields)
+    return ModelConfig(**base)
+
+
+CASES = {
+    # Longer than the causal query block (128): the training path runs block by block.
+    "blocked-causal": (dict(), 160),
+    "sliding": (dict(attention="sliding", window=8), 40),
+    "sliding-alibi-gqa": (dict(attention="sliding", window=6, position="alibi", num_kv_heads=2), 30),
+    "learned-document-mask": (dict(position="learned", document_mask=True), 24),
+    "encoder-sliding": (dict(layout="encoder", attention="sliding", window=5), 23),
+}
+
+
+@functools.cache
+def weights_and_logits(model, length, seed=0):
+    tokens = jax.random.randint(jax.random.key(seed), (2, length), 0, model.vocab_size)
+    segments = jnp.where(jnp.arange(length) < length // 2, 1, 2)[None].repeat(2, 0)
+    params = model_lib.Transformer(model).init(jax.random.key(1), tokens)["params"]
+    training = model_lib.Transformer(model).apply({"params": params}, tokens,
+                                                  segment_ids_BxL=segments)
+    explicit, extras = model_lib.Transformer(model, return_weights=True).apply(
+        {"params": params}, tokens, segment_ids_BxL=segments)
+    return training, explicit, extras["attention_weights"], segments
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_weights_path_gives_the_training_path_outputs(case):
+    fields, length = CASES[case]
+    model = tiny_model(**fields)
+    training, explicit, _, _ = weights_and_logits(model, length)
+    np.testing.assert_allclose(explicit, training, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rows_sum_to_one_and_masked_keys_get_zero(case):
+    fields, length = CASES[case]
+    model = tiny_model(**fields)
+    _, _, weights, segments = weights_and_logits(model, length)
+    (stack, layers_BxHxLxL), = weights.items()
+    assert layers_BxHxLxL.shape == (model.num_layers, 2, model.num_heads, length, length)
+    np.testing.assert_allclose(np.sum(layers_BxHxLxL, axis=-1), 1.0, atol=1e-5)
+    query, key = np.arange(length)[:, None], np.arange(length)[None, :]
+    allowed = np.ones((length, length), bool)
+    if model.layout == "decoder":
+        allowed &= key <= query
+    if model.attention == "sliding":
+        allowed &= np.abs(query - key) < model.window
+    if model.document_mask:
+        segment = np.asarray(segments[0])
+        allowed &= segment[:, None] == segment[None, :]
+    assert np.all(np.asarray(layers_BxHxLxL)[..., ~allowed] == 0.0)
+    assert np.all(np.asarray(layers_BxHxLxL)[..., allowed] > 0.0)
+
+
+def test_the_command_writes_a_grid_and_one_head_with_their_arrays(tmp_path):
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config(num_layers=2))
+    text = "def f(x):\n    return x"
+    assert attention_maps.main(["--workdir", str(workdir), "--text", text,
+                                "--out", str(tmp_path / "grid.png")]) == 0
+    grid = np.load(tmp_path / "grid.npy")
+    assert grid.shape == (2, 4, len(text) + 1, len(text) + 1)  # <eod> + one token per byte
+    np.testing.assert_allclose(grid.sum(-1), 1.0, atol=1e-5)
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    assert attention_maps.main(["--workdir", str(workdir), "--text", text, "--layer", "1",
+                                "--head", "3", "--out", str(tmp_path / "head.png")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "head.npy"), grid[1, 3])
+
+
+def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config(position="learned", max_seq_len=16))
+    out = str(tmp_path / "a.png")
+    cases = [
+        (["--text", "x" * 16, "--out", out], "learned positions allow at most 16"),
+        (["--text", "x", "--out", out, "--layer", "0"], "--layer and --head go together"),
+        (["--text", "x", "--out", out, "--layer", "1", "--head", "0"], "layers 0..0"),
+        (["--text", "x", "--out", str(tmp_path / "a.jpg")], "must end in .png"),
+    ]
+    for arguments, message in cases:
+        assert attention_maps.main(["--workdir", str(workdir), *arguments]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("scaling-attention: error:") and "\n" not in error
+        assert message in error

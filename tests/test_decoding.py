@@ -1,0 +1,150 @@
+"""Decoding with a key/value cache against full forward passes of the same model, and the
+sampling rules against NumPy."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling import decoding
+from scaling import model as model_lib
+from scaling.config import ModelConfig
+
+VOCAB, LENGTH, SOURCE = 50, 20, 7
+
+
+def tiny_model(**fields) -> ModelConfig:
+    base = dict(num_layers=2, d_model=32, num_heads=4, num_kv_heads=4, head_dim=8, d_ff=64,
+                vocab_size=VOCAB, max_seq_len=40, num_encoder_layers=1)
+    base.update(fields)
+    return ModelConfig(**base)
+
+
+def init(model: ModelConfig, seed: int = 0):
+    tokens = jnp.zeros((1, LENGTH), jnp.int32)
+    source = tokens[:, :SOURCE] if model.layout == "encoder_decoder" else None
+    return model_lib.Transformer(model).init(jax.random.key(seed), tokens,
+                                             encoder_tokens_BxS=source)["params"]
+
+
+@functools.cache
+def cached_apply(model: ModelConfig):
+    net = model_lib.Transformer(model)
+    return jax.jit(lambda params, tokens, cache, source: net.apply(
+        {"params": params}, tokens, encoder_tokens_BxS=source, cache=cache))
+
+
+CASES = {
+    "rope-gqa": dict(num_kv_heads=2),
+    "alibi": dict(position="alibi"),
+    "learned-post-norm-qk-norm-bias": dict(position="learned", norm_position="post", qk_norm=True,
+                                           use_bias=True, norm="layernorm"),
+    "sinusoidal": dict(position="sinusoidal"),
+    "none": dict(position="none"),
+    "sliding": dict(attention="sliding", window=5),
+    "sliding-alibi-mqa": dict(attention="sliding", window=4, position="alibi", num_kv_heads=1),
+    "encoder-decoder": dict(layout="encoder_decoder"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cached_logits_equal_full_forward_logits(case):
+    """Prefill 6 tokens, then feed the rest two at a time: every position's logits equal the full
+    forward pass's within 1e-5 (sliding windows wrap the ring buffer several times)."""
+    model = tiny_model(**CASES[case])
+    params = init(model)
+    tokens = jax.random.randint(jax.random.key(1), (2, LENGTH), 0, VOCAB)
+    source = tokens[:, :SOURCE] if model.layout == "encoder_decoder" else None
+    full = model_lib.Transformer(model).apply({"params": params}, tokens, encoder_tokens_BxS=source)
+    capacity = decoding.cache_capacity(model, LENGTH)
+    if model.attention == "sliding":
+        assert capacity == model.window  # the cache keeps only the window
+    cache = decoding.init_cache(model, 2, capacity, SOURCE if source is not None else 0)
+    pieces, start, outputs = [6] + [2] * 7, 0, []
+    assert sum(pieces) == LENGTH
+    for index, size in enumerate(pieces):
+        logits, extras = cached_apply(model)(params, tokens[:, start:start + size], cache,
+                                             source if index == 0 else None)
+        cache = extras["cache"]
+        outputs.append(logits)
+        start += size
+        assert int(cache["index"]) == start
+    incremental = jnp.concatenate(outputs, axis=1)
+    np.testing.assert_allclose(incremental, full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["sliding", "encoder-decoder"])
+def test_greedy_decoding_is_the_argmax_of_a_full_forward_pass_at_every_step(case):
+    model = tiny_model(**CASES[case])
+    params = init(model, seed=3)
+    prompt = jax.random.randint(jax.random.key(2), (2, 5), 0, VOCAB)
+    source = prompt[:, :SOURCE] if model.layout == "encoder_decoder" else None
+    settings = decoding.SamplingSettings(max_new_tokens=12, temperature=0.0)
+    generated = decoding.generate(model, params, prompt, jax.random.key(0), settings, source)
+    assert generated.shape == (2, 12)
+    sequence = jnp.concatenate([prompt, generated], axis=1)
+    logits = model_lib.Transformer(model).apply({"params": params}, sequence[:, :-1],
+                                                encoder_tokens_BxS=source)
+    expected = jnp.argmax(logits[:, prompt.shape[1] - 1:], axis=-1)
+    np.testing.assert_array_equal(generated, expected)
+
+
+def test_same_seed_same_sample_and_another_seed_another():
+    model = tiny_model()
+    params = init(model)
+    prompt = jnp.zeros((3, 4), jnp.int32)
+    settings = decoding.SamplingSettings(max_new_tokens=16, temperature=1.0, top_k=20, top_p=0.95)
+    first = decoding.generate(model, params, prompt, jax.random.key(7), settings)
+    again = decoding.generate(model, params, prompt, jax.random.key(7), settings)
+    other = decoding.generate(model, params, prompt, jax.random.key(8), settings)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert not np.array_equal(first[0], first[1])  # the rows of one call are separate samples
+
+
+def nucleus_numpy(logits, top_p):
+    """The token ids of the smallest set of likeliest tokens whose probability reaches top_p."""
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    order = np.argsort(-probabilities, kind="stable")
+    cumulative = np.cumsum(probabilities[order])
+    count = int(np.searchsorted(cumulative, top_p) + 1)
+    return set(order[:count].tolist())
+
+
+@pytest.mark.parametrize("top_k,top_p", [(5, 1.0), (0, 0.6), (3, 0.9), (0, 1.0)])
+def test_sampling_draws_only_from_the_allowed_tokens_and_all_of_them(top_k, top_p):
+    logits = np.random.default_rng(0).normal(size=VOCAB).astype(np.float32) * 2
+    allowed = set(range(VOCAB))
+    if top_k:
+        allowed &= set(np.argsort(-logits)[:top_k].tolist())
+    if top_p < 1.0:
+        allowed &= nucleus_numpy(logits.astype(np.float64), top_p)
+    settings = decoding.SamplingSettings(max_new_tokens=1, temperature=1.0, top_k=top_k,
+                                         top_p=top_p)
+    draws = decoding.sample_logits(jnp.tile(logits, (20000, 1)), jax.random.key(0), settings)
+    drawn = set(np.asarray(draws).tolist())
+    assert drawn <= allowed
+    # Every allowed token with probability > 1e-3 among them turns up in 20,000 draws.
+    kept = np.array(sorted(allowed))
+    probabilities = np.exp(logits[kept] - logits[kept].max())
+    probabilities /= probabilities.sum()
+    assert set(kept[probabilities > 1e-3].tolist()) <= drawn
+
+
+def test_temperature_zero_and_top_k_one_are_greedy():
+    logits = jax.random.normal(jax.random.key(1), (8, VOCAB))
+    greedy = decoding.sample_logits(logits, jax.random.key(0), decoding.SamplingSettings(1, 0.0))
+    top_one = decoding.sample_logits(logits, jax.random.key(0),
+                                     decoding.SamplingSettings(1, 1.5, top_k=1))
+    np.testing.assert_array_equal(greedy, np.argmax(np.asarray(logits), axis=-1))
+    np.testing.assert_array_equal(top_one, greedy)
+
+
+def test_an_encoder_only_model_cannot_generate():
+    model = tiny_model(layout="encoder")
+    with pytest.raises(ValueError, match="encoder-only"):
+        decoding.generate(model, init(model), jnp.zeros((1, 3), jnp.int32), jax.random.key(0),
+                          decoding.SamplingSettings(4))

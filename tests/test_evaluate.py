@@ -1,0 +1,82 @@
+"""`scaling-eval` against the loss the training run itself measured, and its errors."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from saved_runs import save_initialized_run, tiny_config
+from scaling import evaluate
+from scaling.train import train
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run trained for 6 steps that evaluates its eval split (2 batches) at the end."""
+    config = tiny_config()
+    config.name = "tiny-trained"
+    config.train.steps = 6
+    config.train.eval_every = 6
+    config.train.log_every = 6
+    config.train.eval_batches = 2
+    config.optim.warmup_steps = 2
+    config.checkpoint.async_save = False
+    workdir = tmp_path_factory.mktemp("trained")
+    summary = train(config, workdir)
+    assert summary["status"] == "completed" and summary["final_eval_loss"] is not None
+    return workdir, summary
+
+
+def test_the_runs_own_eval_batches_reproduce_its_final_eval_loss(trained_run, capsys):
+    workdir, summary = trained_run
+    assert evaluate.main(["--workdir", str(workdir)]) == 0
+    assert "nats/token" in capsys.readouterr().out
+    record = json.loads((workdir / "eval" / "python_stdlib-validation.json").read_text())
+    assert abs(record["loss"] - summary["final_eval_loss"]) <= 1e-5
+    assert record["tokens"] == 2 * 8 * 32 and record["batches"] == 2 and record["step"] == 6
+    # Bits per byte: the same nats over the bytes of the predicted tokens (EOD has none).
+    assert 0 < record["bytes"] <= record["tokens"]
+    assert record["bits_per_byte"] == pytest.approx(
+        record["loss"] * record["tokens"] / math.log(2) / record["bytes"], rel=1e-12)
+
+
+def test_the_whole_split_agrees_within_noise(trained_run):
+    workdir, summary = trained_run
+    assert evaluate.main(["--workdir", str(workdir), "--whole-split"]) == 0
+    record = json.loads((workdir / "eval" / "python_stdlib-validation.json").read_text())
+    assert record["whole_split"] and record["tokens"] > 2 * 8 * 32
+    # A 6-step model is close to uniform over bytes: per-token losses vary little.
+    assert abs(record["loss"] - summary["final_eval_loss"]) < 0.05
+
+
+def test_another_split_is_written_beside(trained_run):
+    workdir, _ = trained_run
+    assert evaluate.main(["--workdir", str(workdir), "--config.data.eval_split=train[:1%]",
+                          "--batches", "1"]) == 0
+    record = json.loads((workdir / "eval" / "python_stdlib-train_-1pct.json").read_text())
+    assert record["split"] == "train[:1%]" and record["tokens"] == 8 * 32
+    assert np.isfinite(record["loss"])
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--config.data.dataset=mnist"], "data.feature='text' is not allowed: a text feature of mnist"),
+    (["--config.data.dataset=no_such_dataset"], "config.data.dataset='no_such_dataset'"),
+    (["--config.data.tokenizer=sentencepiece"], "the run's tokenizer is fixed"),
+    (["--config.model.d_model=64"], "only --config.data.* fields"),
+    (["--config.data.eval_split=nosplit"], "data.eval_split='nosplit' is not allowed"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, arguments, message):
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config())
+    assert evaluate.main(["--workdir", str(workdir), *arguments]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("scaling-eval: error: ") and captured.err.count("\n") == 1
+    assert message in captured.err
+
+
+def test_a_workdir_without_a_checkpoint_is_refused(tmp_path, capsys):
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "failed", "config": {},
+                                                       "model": {}}))
+    assert evaluate.main(["--workdir", str(tmp_path)]) == 2
+    assert "no checkpoint in" in capsys.readouterr().err

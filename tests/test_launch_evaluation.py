@@ -1,0 +1,72 @@
+"""`scaling-sweep --eval`: every completed run evaluated, one results.csv column per eval set."""
+
+import csv
+import json
+
+import pytest
+
+from launch import evaluation, sweep
+from saved_runs import save_initialized_run, tiny_config
+
+
+def write_results(path, names):
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=["name", "status", "non_embedding_params"])
+        writer.writeheader()
+        writer.writerows({"name": name, "status": "completed", "non_embedding_params": 100 * (i + 1)}
+                         for i, name in enumerate(names))
+
+
+def test_the_flag_is_parsed_and_repeatable():
+    args, _ = sweep.parse_args(["--config", "c.py", "--workdir", "w", "--eval", "tiny_shakespeare",
+                                "--eval", "python_stdlib:train[:1%]"])
+    assert args.eval == ["tiny_shakespeare", "python_stdlib:train[:1%]"]
+    assert [evaluation.column_name(spec) for spec in args.eval] == [
+        "eval_loss_tiny_shakespeare", "eval_loss_python_stdlib-train_-1pct"]
+    assert evaluation.parse_eval_set("c4/en:validation[:5%]") == ("c4/en", "validation[:5%]")
+
+
+def test_columns_come_from_each_runs_evaluation_of_its_current_checkpoint(tmp_path):
+    runs = {name: tmp_path / "runs" / name for name in ("a", "b", "c")}
+    for index, (name, run_dir) in enumerate(runs.items()):
+        run_dir.mkdir(parents=True)
+        status = "failed" if name == "c" else "completed"
+        (run_dir / "summary.json").write_text(json.dumps(
+            {"status": status, "steps": 10, "config": {"data": {"eval_split": "validation"}}}))
+        (run_dir / "eval").mkdir()
+        # b's evaluation belongs to an older checkpoint: not reported.
+        (run_dir / "eval" / "python_stdlib-test.json").write_text(json.dumps(
+            {"loss": 1.5 + index, "step": 10 if name != "b" else 5}))
+    write_results(tmp_path / "results.csv", runs)
+    evaluation.add_columns(tmp_path / "results.csv", runs, ["python_stdlib:test"])
+    with open(tmp_path / "results.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["eval_loss_python_stdlib-test"] for row in rows] == ["1.5", "", "3.5"]
+    assert rows[0]["non_embedding_params"] == "100"  # the other columns are kept
+
+
+@pytest.mark.slow
+def test_completed_runs_are_evaluated_and_the_column_fits(tmp_path):
+    from analysis import inputs
+
+    runs = {}
+    for index, width in enumerate((32, 48)):
+        runs[f"run{index}"] = run_dir = tmp_path / "runs" / f"run{index}"
+        save_initialized_run(run_dir, tiny_config(d_model=width), seed=index)
+    write_results(tmp_path / "results.csv", runs)
+    failures = evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"])
+    assert failures == 0
+    with open(tmp_path / "results.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    column = "eval_loss_python_stdlib-validation"
+    for row, run_dir in zip(rows, runs.values()):
+        record = json.loads((run_dir / "eval" / "python_stdlib-validation.json").read_text())
+        assert float(row[column]) == pytest.approx(record["loss"], rel=1e-12)
+        assert 5.0 < record["loss"] < 6.5  # untrained: about ln 257 = 5.55 nats per byte
+    # A second pass finds the evaluations on disk and runs nothing.
+    before = {name: (run_dir / "eval.log").stat().st_mtime for name, run_dir in runs.items()}
+    assert evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"]) == 0
+    assert before == {name: (run_dir / "eval.log").stat().st_mtime for name, run_dir in runs.items()}
+    points = inputs.read_named_csv(tmp_path / "results.csv", n_col="non_embedding_params",
+                                   loss_col=column, d_col="non_embedding_params")
+    assert len(points) == 2

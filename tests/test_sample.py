@@ -1,0 +1,118 @@
+"""`scaling-sample` on saved checkpoints: decoder-only and encoder–decoder, reproducibility, and
+one-line errors for bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from saved_runs import save_initialized_run, tiny_config
+from scaling import model as model_lib
+from scaling import sample
+
+
+def run_sample(capsys, *arguments) -> tuple[int, str, str]:
+    code = sample.main(list(arguments))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def greedy_reference(model, params, prompt_ids, steps, source_ids=None):
+    """Greedy continuation by a full forward pass over the whole sequence at every step (in a
+    buffer of the final length: under causal attention, the positions after t do not change the
+    logits at t)."""
+    net = model_lib.Transformer(model)
+    forward = jax.jit(lambda tokens, source: net.apply({"params": params}, tokens,
+                                                       encoder_tokens_BxS=source))
+    sequence = np.zeros(len(prompt_ids) + steps, np.int32)
+    sequence[:len(prompt_ids)] = prompt_ids
+    source = None if source_ids is None else jnp.asarray([source_ids], jnp.int32)
+    for position in range(len(prompt_ids), len(sequence)):
+        logits = forward(jnp.asarray(sequence[None]), source)
+        sequence[position] = int(jnp.argmax(logits[0, position - 1]))
+    return sequence[len(prompt_ids):].tolist()
+
+
+def as_text(tokens):
+    """The byte tokenizer's text of `tokens`, cut at the first end-of-document (id 256)."""
+    tokens = list(tokens)
+    if 256 in tokens:
+        tokens = tokens[:tokens.index(256)]
+    return bytes(tokens).decode("utf-8", "replace")
+
+
+def test_an_encoder_decoder_checkpoint_samples_from_a_source(tmp_path, capsys):
+    workdir = tmp_path / "seq2seq"
+    model, params = save_initialized_run(
+        workdir, tiny_config(layout="encoder_decoder", num_layers=2, num_encoder_layers=1), seed=4)
+    code, out, err = run_sample(capsys, "--workdir", str(workdir), "--source", "translate me",
+                                "--prompt", "ab", "--max-new-tokens", "6", "--temperature", "0")
+    assert code == 0, err
+    expected = greedy_reference(model, params, [256] + list(b"ab"), 6,
+                                source_ids=list(b"translate me"))
+    assert out == "ab" + as_text(expected) + "\n"
+    code, _, err = run_sample(capsys, "--workdir", str(workdir), "--prompt", "ab")
+    assert code == 2 and "pass --source" in err
+
+
+def test_decoder_samples_are_reproducible_and_greedy_matches_full_passes(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    model, params = save_initialized_run(workdir, tiny_config(position="alibi"), seed=5)
+    arguments = ["--workdir", str(workdir), "--prompt", "def", "--max-new-tokens", "8",
+                 "--num-samples", "2", "--temperature", "1.0", "--top-k", "50", "--seed", "3"]
+    first, again = run_sample(capsys, *arguments), run_sample(capsys, *arguments)
+    assert first[0] == 0 and first == again
+    assert first[1].count(sample.SEPARATOR) == 1 and first[1].startswith("def")
+    code, out, _ = run_sample(capsys, "--workdir", str(workdir), "--prompt", "def",
+                              "--max-new-tokens", "8", "--temperature", "0")
+    assert code == 0
+    assert out == "def" + as_text(greedy_reference(model, params, [256] + list(b"def"), 8)) + "\n"
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--max-new-tokens", "0"], "--max-new-tokens 0: must be an integer >= 1"),
+    (["--temperature", "-1"], "--temperature -1.0: must be >= 0"),
+    (["--top-p", "0"], "--top-p 0.0: must be in (0, 1]"),
+    (["--top-k", "-2"], "--top-k -2: must be >= 0"),
+    (["--prompt", "x" * 12, "--max-new-tokens", "4"], "allow at most 16 (model.max_seq_len)"),
+    (["--source", "abc"], "--source is for encoder–decoder runs"),
+    (["--prompt-file", "/nonexistent/prompt.txt"], "cannot be read"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, arguments, message):
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config(position="learned", max_seq_len=16))
+    code, out, err = run_sample(capsys, "--workdir", str(workdir), *arguments)
+    assert code == 2 and out == ""
+    assert err.startswith("scaling-sample: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+def test_a_workdir_without_a_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
+    code, _, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x")
+    assert code == 2 and "no summary.json" in err and err.count("\n") == 1
+    workdir = tmp_path / "started"
+    save_initialized_run(workdir, tiny_config())
+    for step in (workdir / "checkpoints").iterdir():
+        if step.is_dir():
+            import shutil
+
+            shutil.rmtree(step)
+    code, _, err = run_sample(capsys, "--workdir", str(workdir), "--prompt", "x")
+    assert code == 2 and "no checkpoint in" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_sampling_on_the_runs_mesh_of_eight_devices_matches_one_device(tmp_path):
+    from conftest import run_python
+
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config(num_kv_heads=2), seed=2)
+    code = (
+        "import sys\n"
+        "from scaling import sample\n"
+        "common = ['--workdir', %r, '--prompt', 'import ', '--max-new-tokens', '10',"
+        " '--num-samples', '3', '--seed', '1', '--top-p', '0.9']\n"
+        "sys.exit(sample.main(common + sys.argv[1:]))\n" % str(workdir))
+    mesh = run_python(code, devices=8)
+    single = run_python(code.replace("sys.argv[1:]", "['--single-device']"), devices=8)
+    assert mesh.stdout == single.stdout and mesh.stdout.startswith("import ")
