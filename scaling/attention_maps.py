@@ -21,8 +21,12 @@ import functools
 import pathlib
 import sys
 
+import jax
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
+from scaling import model as model_lib
 from scaling import trained
 
 PROGRAM = "scaling-attention"
@@ -30,16 +34,13 @@ PROGRAM = "scaling-attention"
 
 def attention_maps(model, params, tokens_BxL, source_BxS=None) -> dict[str, np.ndarray]:
     """{stack name: float32 (layers, B, H, L, L)} self-attention weights of every layer."""
-    import jax
 
     return jax.device_get(_compiled_maps(model)(params, tokens_BxL, source_BxS))
 
 
 @functools.cache
 def _compiled_maps(model):
-    import jax
 
-    from scaling import model as model_lib
 
     net = model_lib.Transformer(model, return_weights=True)
 
@@ -64,10 +65,8 @@ def token_labels(tokenizer, token_ids) -> list[str]:
 
 def draw_grid(weights_NxHxLxL: np.ndarray, title: str, out: pathlib.Path) -> None:
     """One panel per (layer, head): rows are layers, columns heads."""
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     layers, heads = weights_NxHxLxL.shape[:2]
     figure, axes = plt.subplots(layers, heads, figsize=(1.9 * heads + 0.6, 1.9 * layers + 0.6),
@@ -91,10 +90,8 @@ def draw_grid(weights_NxHxLxL: np.ndarray, title: str, out: pathlib.Path) -> Non
 
 def draw_head(weights_LxL: np.ndarray, labels: list[str], title: str, out: pathlib.Path) -> None:
     """One head's weights with the tokens on both axes (queries down, keys across)."""
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     size = min(max(4.0, 0.22 * len(labels) + 1.5), 30.0)
     figure, axis = plt.subplots(figsize=(size + 1.0, size))

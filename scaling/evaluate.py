@@ -16,21 +16,27 @@ overridden, and not the tokenizer. Bad input prints one line `scaling-eval: erro
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import pathlib
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from scaling import trained
+from scaling import model as model_lib
+from scaling import parallel, trained
+from scaling.data import loader, packing, sources, tokenizers, validate_data_config
+from scaling.errors import ConfigError
+from scaling.overrides import apply_overrides, split_argv
 
 PROGRAM = "scaling-eval"
 FIXED_DATA_FIELDS = ("tokenizer", "vocab_size", "spm_model", "seq_len")
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    from scaling.overrides import split_argv
 
     rest, overrides = split_argv(argv)
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
@@ -53,9 +59,6 @@ def eval_set_name(dataset: str, split: str) -> str:
 
 def eval_data_config(run_config, overrides: list[str]):
     """The run's data config with `overrides` (data.* fields only) applied and validated."""
-    from scaling.config import ConfigError
-    from scaling.data import validate_data_config
-    from scaling.overrides import apply_overrides
 
     config = run_config.copy_and_resolve_references()
     for item in overrides:
@@ -78,7 +81,6 @@ def eval_data_config(run_config, overrides: list[str]):
 def token_byte_lengths(tokenizer) -> np.ndarray:
     """int64 [vocab_size]: the UTF-8 bytes each token id stands for (0 for end-of-document and
     other control ids)."""
-    from scaling.data import tokenizers
 
     lengths = np.zeros(tokenizer.vocab_size, np.int64)
     if isinstance(tokenizer, tokenizers.ByteTokenizer):
@@ -98,8 +100,6 @@ def read_eval_split(data_cfg, tokenizer, vocab_size: int):
     dataset cannot be read, is empty, or is shorter than one sequence."""
     import tensorflow_datasets as tfds
 
-    from scaling.config import ConfigError
-    from scaling.data import loader, sources
 
     where = f"dataset {data_cfg.dataset!r} split {data_cfg.eval_split!r}"
     try:
@@ -123,7 +123,6 @@ def read_eval_split(data_cfg, tokenizer, vocab_size: int):
 def whole_split_batches(cache, batch_size: int, seq_len: int, eod_id: int):
     """Every whole window of the split once, in batches of `batch_size` rows; the last batch is
     filled up with copies of its first row, marked in `weights` (0 = not counted)."""
-    from scaling.data import packing
 
     windows = packing.num_windows(cache.num_tokens, seq_len)
     for first in range(0, windows, batch_size):
@@ -138,9 +137,7 @@ def whole_split_batches(cache, batch_size: int, seq_len: int, eod_id: int):
 
 def _batch_nats(params, batch, weights_B, *, model):
     """(Σ cross-entropy in nats, tokens counted) of one batch, rows weighted by `weights_B`."""
-    import jax.numpy as jnp
 
-    from scaling import model as model_lib
 
     logits = model_lib.Transformer(model).apply(
         {"params": params}, batch["inputs"], segment_ids_BxL=batch.get("segment_ids"),
@@ -153,12 +150,8 @@ def _batch_nats(params, batch, weights_B, *, model):
 
 def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Path, dict]:
     """Evaluate per `args`; returns the JSON file written and its record."""
-    import functools
 
-    import jax
 
-    from scaling import parallel
-    from scaling.data import loader as loader_lib
 
     workdir = pathlib.Path(args.workdir)
     summary = trained.read_summary(workdir)
@@ -176,7 +169,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         batches = whole_split_batches(cache, batch_size, seq_len, tokenizer.eod_id)
     else:
         # The loader's own eval batching, over this split (it stands in for both splits).
-        loader = loader_lib.Loader(cache, cache, tokenizer, seq_len=seq_len, batch_size=batch_size,
+        loader = loader.Loader(cache, cache, tokenizer, seq_len=seq_len, batch_size=batch_size,
                                    seed=run_config.seed, prefetch=0)
         count = args.batches or run_config.train.eval_batches
         batches = ((batch, np.ones(batch_size, np.float32)) for batch in loader.eval_batches(count))

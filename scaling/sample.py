@@ -17,9 +17,10 @@ import argparse
 import pathlib
 import sys
 
+import jax
 import numpy as np
 
-from scaling import trained
+from scaling import decoding, trained
 
 PROGRAM = "scaling-sample"
 SEPARATOR = "-" * 40
@@ -100,9 +101,7 @@ def decode_sample(tokenizer, tokens: np.ndarray) -> str:
 
 def sample(args: argparse.Namespace) -> list[str]:
     """The samples (prompt + continuation each) that `args` ask for."""
-    import jax
 
-    from scaling import decoding
 
     check_settings(args)
     prompt = read_prompt(args)

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import pathlib
 import sys
 from typing import Any
 
+import jax
 import ml_collections
 
-from scaling.config import ConfigError, ModelConfig, default_config
+from scaling import parallel
+from scaling.checkpoint import Checkpointer
+from scaling.config import ModelConfig, default_config
+from scaling.data import tokenizers
+from scaling.errors import ConfigError, IncompatibleCheckpoint
+from scaling.step import build_program
 
 EXIT_BAD_INPUT = 2
 
@@ -104,11 +111,7 @@ def check_checkpoint(workdir: pathlib.Path, summary: dict) -> None:
 def load(workdir: str | pathlib.Path, *, single_device: bool = False) -> TrainedRun:
     """Restore the newest checkpoint of the run in `workdir`, its parameters laid out on the run's
     mesh (`config.mesh` over this machine's devices) or on the first device."""
-    import jax
 
-    from scaling import parallel
-    from scaling.checkpoint import Checkpointer, IncompatibleCheckpoint
-    from scaling.step import build_program
 
     workdir = pathlib.Path(workdir)
     summary = read_summary(workdir)
@@ -143,7 +146,6 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False) -> Trained
 
 def tokenizer_of(config: ml_collections.ConfigDict):
     """The run's tokenizer (bytes, its SentencePiece model file, or the one trained for it)."""
-    from scaling.data import tokenizers
 
     try:
         return tokenizers.tokenizer_for(config.data)
@@ -154,7 +156,6 @@ def tokenizer_of(config: ml_collections.ConfigDict):
 
 def quiet_logging() -> None:
     """Warnings only from the libraries (Orbax logs every restore at INFO)."""
-    import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
