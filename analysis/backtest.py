@@ -19,6 +19,7 @@ that never looks at the held-out runs.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -72,7 +73,10 @@ def prediction_interval(result: FitResult, variables: dict[str, np.ndarray], *,
     draws = draws + rng.normal(size=draws.shape) * np.broadcast_to(extra_log_sd, draws.shape[1:])
     draws = np.where(np.isfinite(draws), draws, np.nan)
     tail = 50.0 * (1.0 - level)
-    low, high = np.nanpercentile(draws, [tail, 100.0 - tail], axis=0)
+    with warnings.catch_warnings():
+        # A point where every draw overflowed gets a NaN interval, not a warning.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(draws, [tail, 100.0 - tail], axis=0)
     return np.exp(low), np.exp(high)
 
 
