@@ -94,12 +94,12 @@ def _power_law_sum(terms: tuple[tuple[int, int, int], ...], constant_index: int)
 
         def pullback(cotangent_SxN):
             grad_SxP = np.zeros((cotangent_SxN.shape[0], theta_SxP.shape[1]))
-            # Accumulated, not assigned: terms may share an exponent (the over-training form).
+            # Assigned, not accumulated: every term has its own intercept and exponent.
             for k, (i, j, v) in enumerate(terms):
                 weighted = cotangent_SxN * weights[k]
-                grad_SxP[:, i] += weighted.sum(axis=1)
-                grad_SxP[:, j] -= weighted @ log_x_VxN[v]
-            grad_SxP[:, constant_index] += (cotangent_SxN * weights[-1]).sum(axis=1)
+                grad_SxP[:, i] = weighted.sum(axis=1)
+                grad_SxP[:, j] = -(weighted @ log_x_VxN[v])
+            grad_SxP[:, constant_index] = (cotangent_SxN * weights[-1]).sum(axis=1)
             return grad_SxP
 
         return log_loss_SxN, pullback
