@@ -133,7 +133,7 @@ def _parse_budgets(text: str) -> tuple[float, ...]:
 def run(args) -> pathlib.Path:
     """Load, analyse and write everything; returns the output directory."""
     from analysis.plots import write_plots
-    from analysis.report import _json_ready, render_report, write_fit_json
+    from analysis.report import json_ready, render_report, write_fit_json
 
     _apply_preset(args)
     _check_settings(args)
@@ -173,7 +173,7 @@ def run(args) -> pathlib.Path:
     if args.backtest:
         backtest = run_backtest(runs, drop_largest=args.drop_highest, hold_out_from=args.hold_out_from,
                                 num_resamples=args.bootstrap, seed=args.seed)
-        (out_dir / "backtest.json").write_text(json.dumps(_json_ready(backtest), indent=2) + "\n")
+        (out_dir / "backtest.json").write_text(json.dumps(json_ready(backtest), indent=2) + "\n")
         (out_dir / "backtest.md").write_text(render_backtest(backtest, f"Backtest: {input_path.name}"))
     _print_summary(analysis.summary)
     return out_dir
@@ -182,10 +182,10 @@ def run(args) -> pathlib.Path:
 def _recipe_frontier(path: str, args):
     """The compute frontier of one recipe's runs: a results.csv (with its curves.csv) or a CSV
     named with --n-col etc."""
-    from analysis.inputs import RESULTS_COLUMNS, _read_csv
-    from analysis.pipeline import _frontier
+    from analysis.inputs import RESULTS_COLUMNS, csv_columns
+    from analysis.pipeline import compute_frontier
 
-    columns = set(_read_csv(path).columns)
+    columns = set(csv_columns(path))
     if set(RESULTS_COLUMNS) <= columns:
         sweep = read_results(path)
         runs, curves = sweep.runs, sweep.curves
@@ -200,14 +200,14 @@ def _recipe_frontier(path: str, args):
         if "name" not in runs.columns:
             runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
         curves = None
-    return _frontier(runs, curves, Settings())
+    return compute_frontier(runs, curves, Settings())
 
 
 def run_compare(args) -> pathlib.Path:
     """`--compare A B`: the joint fit, the multiplier table and the figure."""
     from analysis.compare import compare_recipes, render_comparison
     from analysis.plots import plot_comparison
-    from analysis.report import _json_ready
+    from analysis.report import json_ready
 
     _apply_preset(args)
     if args.bootstrap < 0:
@@ -219,7 +219,7 @@ def run_compare(args) -> pathlib.Path:
     out_dir = pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = dict(comparison.summary, A=str(path_a), B=str(path_b))
-    (out_dir / "compare.json").write_text(json.dumps(_json_ready(summary), indent=2) + "\n")
+    (out_dir / "compare.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
     (out_dir / "compare.md").write_text(render_comparison(summary, (path_a, path_b)))
     plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b))
     for row in summary["multiplier"]:

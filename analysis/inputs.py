@@ -53,6 +53,11 @@ def _read_csv(path) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
 
 
+def csv_columns(path) -> list[str]:
+    """The column names of a CSV file (a one-line ValueError if it cannot be read)."""
+    return [str(column) for column in _read_csv(path).columns]
+
+
 def require_columns(table: pd.DataFrame, columns, where: str) -> None:
     """Raise a ValueError naming the missing columns and listing the available ones."""
     missing = [c for c in columns if c not in table.columns]

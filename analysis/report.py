@@ -12,12 +12,12 @@ from analysis.pipeline import Analysis
 VARIABLE_UNITS = {"C": "FLOPs", "N": "parameters", "D": "tokens"}
 
 
-def _json_ready(value):
+def json_ready(value):
     """Floats that JSON cannot hold (inf, NaN) become strings; numpy scalars become floats."""
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -28,7 +28,7 @@ def _json_ready(value):
 def write_fit_json(analysis: Analysis, path) -> None:
     """fit.json: the headline law's parameters each under its own name with SE and CI, the
     objective, the law, the FLOP convention and the number of points, then every other fit."""
-    pathlib.Path(path).write_text(json.dumps(_json_ready(analysis.summary), indent=2) + "\n")
+    pathlib.Path(path).write_text(json.dumps(json_ready(analysis.summary), indent=2) + "\n")
 
 
 def _number(value: float, digits: int = 4) -> str:
