@@ -315,3 +315,23 @@ def test_degenerate_sweep_is_flagged_in_fit_json_report_and_stderr(tmp_path, cap
     assert "RuntimeWarning" not in captured.err
     report = (tmp_path / "fit" / "report.md").read_text()
     assert "degenerate or poorly determined" in report
+
+
+def test_compare_with_separate_irreducible_losses_recovers_both_laws():
+    from analysis.compare import compare_recipes
+    from analysis.frontier import Frontier
+
+    C = np.geomspace(1e16, 1e20, 15)
+    law_a, law_b = 1.8 + 300 * C**-0.12, 1.7 + 200 * C**-0.10
+    comparison = compare_recipes(Frontier(C, law_a, np.arange(15), "final points"),
+                                 Frontier(C, law_b, np.arange(15), "final points"),
+                                 shared_irreducible=False, num_resamples=0)
+    params = {name: row["value"] for name, row in comparison.summary["params"].items()}
+    for name, truth in (("E_A", 1.8), ("A_A", 300), ("alpha_A", 0.12), ("E_B", 1.7), ("A_B", 200),
+                        ("alpha_B", 0.10)):
+        assert params[name] == pytest.approx(truth, rel=2e-3), name
+    # B's loss at C, reached by A at m·C: m = ((L_B − E_A)/A_A)^(−1/alpha_A) / C.
+    for row in comparison.summary["multiplier"]:
+        loss_b = 1.7 + 200 * row["C"] ** -0.10
+        expected = ((loss_b - 1.8) / 300) ** (-1 / 0.12) / row["C"]
+        assert row["value"] == pytest.approx(expected, rel=0.02)
