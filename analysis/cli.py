@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--d-col", help="--csv: column of training tokens D")
     parser.add_argument("--c-col", help="--csv: column of training FLOPs C (then D = C / (6N))")
     parser.add_argument("--loss-col", help="--csv: column of losses (nats/token)")
+    parser.add_argument("--u-col", help="--csv: column of unique training tokens U (repeated data; "
+                                        "enables the data-constrained law)")
     parser.add_argument("--where", action="append", metavar="COLUMN=VALUE",
                         help="--csv: keep only the rows where COLUMN equals VALUE (repeatable)")
     parser.add_argument("--drop-highest-losses", type=int, default=None, metavar="K",
@@ -66,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--law", choices=sorted(LAWS), default=None,
                         help="headline law (default: --results/--wandb: chinchilla for a ladder of "
                              "token budgets per size, else compute; --csv: overtraining when the "
-                             "runs have 3 or more token budgets per size, else chinchilla)")
+                             "runs have 3 or more token budgets per size, data_constrained when --u-col shows "
+                             "repeated data, else chinchilla)")
     parser.add_argument("--out", help="output directory (default: fit/ beside the input file)")
     parser.add_argument("--drop-highest", "--hold-out-largest", dest="drop_highest", type=int,
                         default=1, metavar="K",
@@ -143,7 +146,7 @@ def run(args) -> pathlib.Path:
         runs = read_named_csv(args.csv, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
                               loss_col=args.loss_col, where=where,
                               drop_highest_losses=args.drop_highest_losses or 0,
-                              best_per_point=args.best_per_point)
+                              best_per_point=args.best_per_point, u_col=args.u_col)
         input_path, default_law = pathlib.Path(args.csv), headline_law(runs)
         # C is 6·N·D with N whatever the column holds; say which.
         convention = f"6ND with N = column '{args.n_col}'"

@@ -177,7 +177,10 @@ def _points_for(law_name: str, runs: pd.DataFrame, frontier: Frontier | None):
         key = law_name.upper()
         best = _envelope(runs, key)
         return {key: best[key].to_numpy()}, best["loss"].to_numpy()
-    return {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()}, runs["loss"].to_numpy()
+    variables = {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()}
+    if law_name == "data_constrained":
+        variables["U"] = runs["U"].to_numpy()
+    return variables, runs["loss"].to_numpy()
 
 
 def is_ladder(runs: pd.DataFrame) -> bool:
@@ -282,10 +285,10 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
         runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
     fits, extrapolations, skipped = {}, {}, {}
     frontier = compute_frontier(runs, curves, settings)
-    parametric = ("chinchilla", "kaplan", "overtraining")
+    parametric = ("chinchilla", "kaplan", "overtraining", "data_constrained")
     parametric_law = settings.law if settings.law in parametric else settings.parametric_law
     wanted = ["compute", parametric_law] + ([settings.law] if settings.law in ("n", "d") else [])
-    if parametric_law == "overtraining":
+    if parametric_law in ("overtraining", "data_constrained"):
         wanted.append("chinchilla")
     for law_name in wanted:
         reason = (parametric_skip_reason(runs, law_name) if law_name in parametric else None)

@@ -133,6 +133,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
               "chinchilla": "Approach 3: parametric L(N, D) (Chinchilla form)",
               "kaplan": "Parametric L(N, D) (Kaplan form)",
               "overtraining": "Parametric L(N, D) (Gadre et al.'s over-training form)",
+              "data_constrained": "Parametric L(N, D, U) (Muennighoff et al.'s data-constrained form)",
               "n": "L(N): best loss at each model size", "d": "L(D): best loss at each token count"}
     for name in order:
         title = titles[name]

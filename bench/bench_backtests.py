@@ -126,8 +126,8 @@ applicable method on the rest and predicts the held-out runs:
   not the loss of a run trained off the optimum).
 
 Approach 2 (IsoFLOP profiles) gives compute-optimal allocations, not losses, so it predicts no
-held-out loss. Muennighoff et al.'s data-constrained form needs repeated-data counts that none of
-these tables has; Porian et al.'s corrections concern how FLOPs and hyperparameters are set when
+held-out loss. Muennighoff et al.'s data-constrained form (`--law data_constrained`, with
+unique tokens in `--u-col`) needs repeated-data counts that none of these tables has; Porian et al.'s corrections concern how FLOPs and hyperparameters are set when
 training, not the law's form.
 
 **Which method comes first** (`analysis.backtest.headline_law`), decided on the fitted runs only,

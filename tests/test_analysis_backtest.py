@@ -335,3 +335,41 @@ def test_compare_with_separate_irreducible_losses_recovers_both_laws():
         loss_b = 1.7 + 200 * row["C"] ** -0.10
         expected = ((loss_b - 1.8) / 300) ** (-1 / 0.12) / row["C"]
         assert row["value"] == pytest.approx(expected, rel=0.02)
+
+
+def data_constrained_points(seed=0):
+    """Runs that repeat their unique data up to 40 times, from Muennighoff et al.'s form written
+    directly: D' = U + U·R*·(1 − exp(−(D/U − 1)/R*)) for D > U."""
+    rng = np.random.default_rng(seed)
+    N = np.repeat([1e7, 3e7, 1e8, 3e8, 1e9], 8)
+    U = np.tile([1e9, 3e9, 1e10, 3e10], 10)
+    D = U * rng.choice([0.5, 1, 2, 4, 8, 16, 40], size=U.size)
+    effective = np.where(D > U, U + U * 15.4 * (1 - np.exp(-(D / U - 1) / 15.4)), D)
+    return N, D, U, 1.8 + 480 / N**0.34 + 2100 / effective**0.37
+
+
+def test_data_constrained_law_from_its_formula_recovers_a_synthetic_truth():
+    law = get_law("data_constrained")
+    N, D, U, loss = data_constrained_points()
+    truth = [np.log(480.0), 0.34, np.log(2100.0), 0.37, np.log(1.8), np.log(15.4)]
+    np.testing.assert_allclose(predict_loss(law, truth, {"N": N, "D": D, "U": U}), loss, rtol=1e-12)
+    # Every tenth start of its grid keeps the test short; the grid's own coverage is not at stake.
+    fitted = fit_law(law, {"N": N, "D": D, "U": U}, loss, starts=law.start_grid()[::10])
+    assert len(law.start_grid()) == 2250
+    for name, value in {"E": 1.8, "A": 480, "B": 2100, "alpha": 0.34, "beta": 0.37,
+                        "R_star": 15.4}.items():
+        assert fitted.params[name] == pytest.approx(value, rel=2e-3), name
+
+
+@pytest.mark.slow
+def test_csv_with_unique_tokens_defaults_to_the_data_constrained_law(tmp_path):
+    N, D, U, loss = data_constrained_points()
+    path = tmp_path / "repeated.csv"
+    pd.DataFrame({"n": N, "d": D, "u": U, "loss": loss}).to_csv(path, index=False)
+    out = tmp_path / "out"
+    assert main(["--csv", str(path), "--n-col", "n", "--d-col", "d", "--u-col", "u",
+                 "--loss-col", "loss", "--bootstrap", "10", "--out", str(out)]) == 0
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["law"] == "data_constrained"
+    assert fit["R_star"]["value"] == pytest.approx(15.4, rel=1e-2)
+    assert fit["extrapolation"]["data_constrained"]["max_abs_relative_error"] < 1e-3
