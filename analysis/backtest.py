@@ -19,6 +19,7 @@ that never looks at the held-out runs.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,8 @@ from analysis.frontier import final_point_frontier
 from analysis.laws import get_law, predict_loss
 
 PARAMETRIC_METHODS = ("overtraining", "chinchilla", "kaplan")
+# Only for tables that give unique tokens U.
+DATA_CONSTRAINED = "data_constrained"
 # Token budgets per model size from which a table counts as an over-training grid.
 MIN_BUDGETS_PER_SIZE = 3
 
@@ -46,8 +49,11 @@ def headline_law(runs: pd.DataFrame) -> str:
     curvature in D at every size, and tying the N and D exponents (one parameter fewer) is what
     lets a fit on small models carry to larger ones. A table with about one budget per size
     (IsoFLOP profiles, Chinchilla's data) gets Chinchilla's form, whose two exponents those
-    profiles identify.
+    profiles identify. A table that gives unique tokens U with some runs repeating data (D > U)
+    gets Muennighoff et al.'s data-constrained form, the one form that models repetition.
     """
+    if "U" in runs.columns and bool((runs["D"] > runs["U"]).any()):
+        return DATA_CONSTRAINED
     return "overtraining" if budgets_per_size(runs) >= MIN_BUDGETS_PER_SIZE else "chinchilla"
 
 
@@ -72,7 +78,10 @@ def prediction_interval(result: FitResult, variables: dict[str, np.ndarray], *,
     draws = draws + rng.normal(size=draws.shape) * np.broadcast_to(extra_log_sd, draws.shape[1:])
     draws = np.where(np.isfinite(draws), draws, np.nan)
     tail = 50.0 * (1.0 - level)
-    low, high = np.nanpercentile(draws, [tail, 100.0 - tail], axis=0)
+    with warnings.catch_warnings():
+        # A point where every draw overflowed gets a NaN interval, not a warning.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(draws, [tail, 100.0 - tail], axis=0)
     return np.exp(low), np.exp(high)
 
 
@@ -159,7 +168,10 @@ def method_points(method: str, kept: pd.DataFrame):
         frontier = final_point_frontier(kept["name"] if "name" in kept else np.arange(len(kept)),
                                         kept["C"], kept["loss"])
         return {"C": frontier.flops}, frontier.loss
-    return {"N": kept["N"].to_numpy(), "D": kept["D"].to_numpy()}, kept["loss"].to_numpy()
+    variables = {"N": kept["N"].to_numpy(), "D": kept["D"].to_numpy()}
+    if method == DATA_CONSTRAINED:
+        variables["U"] = kept["U"].to_numpy()
+    return variables, kept["loss"].to_numpy()
 
 
 def backtest_method(method: str, kept: pd.DataFrame, held_out: pd.DataFrame, *,
@@ -198,10 +210,11 @@ def backtest_method(method: str, kept: pd.DataFrame, held_out: pd.DataFrame, *,
 
 
 def applicable_methods(kept: pd.DataFrame) -> list[str]:
-    """L(N, D) forms when the kept runs vary both N and D; L(C) always."""
+    """L(N, D) forms when the kept runs vary both N and D (and the data-constrained form when
+    they give unique tokens U); L(C) always."""
     methods = []
     if kept["N"].nunique() >= 3 and kept["D"].nunique() >= 3:
-        methods += list(PARAMETRIC_METHODS)
+        methods += ([DATA_CONSTRAINED] if "U" in kept.columns else []) + list(PARAMETRIC_METHODS)
     return methods + ["compute"]
 
 
@@ -219,7 +232,9 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
         runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
     kept, held_out = split_largest(runs, drop_largest, hold_out_from)
     methods = list(methods) if methods else applicable_methods(kept)
-    headline = headline_law(kept) if "chinchilla" in methods else methods[0]
+    headline = headline_law(kept)
+    if headline not in methods:
+        headline = methods[0]
     results = {}
     for method in methods:
         outcome = backtest_method(method, kept, held_out, num_resamples=num_resamples, seed=seed)

@@ -33,7 +33,7 @@ def bootstrap_fits(result: FitResult, num_resamples: int = 500, seed: int = 0,
     if num_resamples < 1:
         raise ValueError(f"num_resamples={num_resamples} is not allowed; need at least 1")
     law = result.law
-    centre = result.log_x.mean(axis=1)
+    centre = law.centre(result.log_x)
     if strata is None:
         weights = resample_weights(result.num_points, num_resamples, seed)
     else:

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--d-col", help="--csv: column of training tokens D")
     parser.add_argument("--c-col", help="--csv: column of training FLOPs C (then D = C / (6N))")
     parser.add_argument("--loss-col", help="--csv: column of losses (nats/token)")
+    parser.add_argument("--u-col", help="--csv: column of unique training tokens U (repeated data; "
+                                        "enables the data-constrained law)")
     parser.add_argument("--where", action="append", metavar="COLUMN=VALUE",
                         help="--csv: keep only the rows where COLUMN equals VALUE (repeatable)")
     parser.add_argument("--drop-highest-losses", type=int, default=None, metavar="K",
@@ -66,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--law", choices=sorted(LAWS), default=None,
                         help="headline law (default: --results/--wandb: chinchilla for a ladder of "
                              "token budgets per size, else compute; --csv: overtraining when the "
-                             "runs have 3 or more token budgets per size, else chinchilla)")
+                             "runs have 3 or more token budgets per size, data_constrained when --u-col shows "
+                             "repeated data, else chinchilla)")
     parser.add_argument("--out", help="output directory (default: fit/ beside the input file)")
     parser.add_argument("--drop-highest", "--hold-out-largest", dest="drop_highest", type=int,
                         default=1, metavar="K",
@@ -133,7 +136,7 @@ def _parse_budgets(text: str) -> tuple[float, ...]:
 def run(args) -> pathlib.Path:
     """Load, analyse and write everything; returns the output directory."""
     from analysis.plots import write_plots
-    from analysis.report import _json_ready, render_report, write_fit_json
+    from analysis.report import json_ready, render_report, write_fit_json
 
     _apply_preset(args)
     _check_settings(args)
@@ -143,7 +146,7 @@ def run(args) -> pathlib.Path:
         runs = read_named_csv(args.csv, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
                               loss_col=args.loss_col, where=where,
                               drop_highest_losses=args.drop_highest_losses or 0,
-                              best_per_point=args.best_per_point)
+                              best_per_point=args.best_per_point, u_col=args.u_col)
         input_path, default_law = pathlib.Path(args.csv), headline_law(runs)
         # C is 6·N·D with N whatever the column holds; say which.
         convention = f"6ND with N = column '{args.n_col}'"
@@ -173,7 +176,7 @@ def run(args) -> pathlib.Path:
     if args.backtest:
         backtest = run_backtest(runs, drop_largest=args.drop_highest, hold_out_from=args.hold_out_from,
                                 num_resamples=args.bootstrap, seed=args.seed)
-        (out_dir / "backtest.json").write_text(json.dumps(_json_ready(backtest), indent=2) + "\n")
+        (out_dir / "backtest.json").write_text(json.dumps(json_ready(backtest), indent=2) + "\n")
         (out_dir / "backtest.md").write_text(render_backtest(backtest, f"Backtest: {input_path.name}"))
     _print_summary(analysis.summary)
     return out_dir
@@ -182,10 +185,10 @@ def run(args) -> pathlib.Path:
 def _recipe_frontier(path: str, args):
     """The compute frontier of one recipe's runs: a results.csv (with its curves.csv) or a CSV
     named with --n-col etc."""
-    from analysis.inputs import RESULTS_COLUMNS, _read_csv
-    from analysis.pipeline import _frontier
+    from analysis.inputs import RESULTS_COLUMNS, csv_columns
+    from analysis.pipeline import compute_frontier
 
-    columns = set(_read_csv(path).columns)
+    columns = set(csv_columns(path))
     if set(RESULTS_COLUMNS) <= columns:
         sweep = read_results(path)
         runs, curves = sweep.runs, sweep.curves
@@ -200,14 +203,14 @@ def _recipe_frontier(path: str, args):
         if "name" not in runs.columns:
             runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
         curves = None
-    return _frontier(runs, curves, Settings())
+    return compute_frontier(runs, curves, Settings())
 
 
 def run_compare(args) -> pathlib.Path:
     """`--compare A B`: the joint fit, the multiplier table and the figure."""
     from analysis.compare import compare_recipes, render_comparison
     from analysis.plots import plot_comparison
-    from analysis.report import _json_ready
+    from analysis.report import json_ready
 
     _apply_preset(args)
     if args.bootstrap < 0:
@@ -219,7 +222,7 @@ def run_compare(args) -> pathlib.Path:
     out_dir = pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = dict(comparison.summary, A=str(path_a), B=str(path_b))
-    (out_dir / "compare.json").write_text(json.dumps(_json_ready(summary), indent=2) + "\n")
+    (out_dir / "compare.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
     (out_dir / "compare.md").write_text(render_comparison(summary, (path_a, path_b)))
     plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b))
     for row in summary["multiplier"]:

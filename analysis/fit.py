@@ -152,6 +152,8 @@ def _centred_starts(law: Law, log_loss_N: np.ndarray, centre_V: np.ndarray,
                     starts: np.ndarray | None) -> np.ndarray:
     if starts is not None:
         return law.shift(np.atleast_2d(starts), centre_V)
+    if law.start_grid is not None:
+        return law.shift(law.start_grid(), centre_V)
     if law.name == "chinchilla":
         return law.shift(chinchilla_start_grid(), centre_V)
     return centred_start_grid(law, log_loss_N)
@@ -213,7 +215,7 @@ def fit_law(law: Law, variables: dict[str, np.ndarray], loss: np.ndarray, *,
     validate_points(law, variables, loss)
     log_x = np.stack([np.log(np.asarray(variables[v], dtype=float)) for v in law.variables])
     log_loss = np.log(loss)
-    centre = log_x.mean(axis=1)
+    centre = law.centre(log_x)
     centred_log_x = log_x - centre[:, None]
     scale = 1.0 / loss.size if reduction == "mean" else 1.0
     objective = huber_objective(law, centred_log_x, log_loss, delta=delta, scale=scale)

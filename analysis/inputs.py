@@ -53,6 +53,11 @@ def _read_csv(path) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
 
 
+def csv_columns(path) -> list[str]:
+    """The column names of a CSV file (a one-line ValueError if it cannot be read)."""
+    return [str(column) for column in _read_csv(path).columns]
+
+
 def require_columns(table: pd.DataFrame, columns, where: str) -> None:
     """Raise a ValueError naming the missing columns and listing the available ones."""
     missing = [c for c in columns if c not in table.columns]
@@ -156,18 +161,20 @@ def parse_filters(texts) -> dict[str, str]:
 
 def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
                    c_col: str | None = None, where: dict[str, str] | None = None,
-                   drop_highest_losses: int = 0, best_per_point: bool = False) -> pd.DataFrame:
+                   drop_highest_losses: int = 0, best_per_point: bool = False,
+                   u_col: str | None = None) -> pd.DataFrame:
     """Points (N, D, C, loss) from any CSV: parameters in `n_col`, loss in `loss_col`, and either
     tokens in `d_col` or FLOPs in `c_col` (then D = C / (6N), and C = 6ND when only D is given).
     `where` keeps the rows whose column equals the value (compared as text) for every
     (column, value); `drop_highest_losses` leaves out the rows with the K highest losses (Epoch's
     preprocessing of the Chinchilla data: K = 5). `best_per_point` keeps, of the rows that share
-    (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. A `name` column, when there
-    is one, names the runs. Missing or non-positive values are an error naming the column and the row."""
+    (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. `u_col` names a column of
+    unique training tokens U (for the data-constrained law). A `name` column, when there is one,
+    names the runs. Missing or non-positive values are an error naming the column and the row."""
     if (d_col is None) == (c_col is None):
         raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
     table = _read_csv(path)
-    columns = [n_col, loss_col, d_col or c_col]
+    columns = [n_col, loss_col, d_col or c_col] + ([u_col] if u_col else [])
     require_columns(table, columns + list(where or {}), str(path))
     for column, value in (where or {}).items():
         table = table[table[column].astype(str) == value]
@@ -194,6 +201,13 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
             raise ValueError(f"{path}: column {source_column!r} must be positive at every row; row {row} "
                              f"has {str(table[source_column].iloc[row])!r} ({int(bad.sum())} bad rows)")
     columns = ["N", "D", "C", "loss"]
+    if u_col:
+        points["U"] = _numeric(table, u_col)
+        bad = ~(np.isfinite(points["U"].to_numpy()) & (points["U"].to_numpy() > 0))
+        if bad.any():
+            raise ValueError(f"{path}: column {u_col!r} must be positive at every row; row "
+                             f"{int(np.flatnonzero(bad)[0])} is not")
+        columns.append("U")
     if "name" in table.columns:
         points["name"] = table["name"].astype(str)
         columns = ["name"] + columns

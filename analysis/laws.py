@@ -5,7 +5,8 @@ log-sum-exp of terms that are linear in the fitted parameters. Working in log sp
 parameter unconstrained (A = e^a, B = e^b, E = e^e) and keeps the prediction finite for any
 parameter value, which is what lets an optimiser start far from the answer.
 
-Variables: `C` = training FLOPs, `N` = parameters, `D` = training tokens.
+Variables: `C` = training FLOPs, `N` = parameters, `D` = training tokens, `U` = unique tokens
+(D > U when data are repeated).
 
 | law | formula | fitted parameters | reported parameters |
 | --- | --- | --- | --- |
@@ -15,6 +16,7 @@ Variables: `C` = training FLOPs, `N` = parameters, `D` = training tokens.
 | chinchilla | L = E + A/N^alpha + B/D^beta | a, alpha, b, beta, e | E, A, B, alpha, beta |
 | kaplan | L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D | c_n, ratio, c_d, alpha_D | N_c, D_c, alpha_N, alpha_D |
 | overtraining | L = E + (a·M^eta + b·M^-eta)·C^-eta, M = D/(20N), C = 6ND | log a, eta, log b, e | E, a, b, eta |
+| data_constrained | L = E + A/N^alpha + B/D'^beta, D' = U + U·R*·(1 − e^(−(D/U − 1)/R*)) | a, alpha, b, beta, e, log R* | E, A, B, alpha, beta, R_star |
 
 For the Kaplan form, c_n = ratio·log N_c, c_d = log D_c and ratio = alpha_N/alpha_D, so that
 log L = alpha_D·LSE(c_n - ratio·log N, c_d - log D).
@@ -23,8 +25,9 @@ The over-training form is Gadre et al. (2024)'s, with M the token multiplier (20
 parameter is M = 1). Written in N and D it is Chinchilla's form with one exponent for both terms,
 A/N^(2·eta) + B/D^(2·eta) with A = a·120^-eta and B = b·(10/3)^eta, which is how it is fitted.
 
-`formula_law` builds a law from its formula alone, with gradients from `jax.grad` (the recipe
-comparison's joint law is built so). The forms above have hand-written gradients because they
+`formula_law` builds a law from its formula alone, with gradients from `jax.grad` (Muennighoff
+et al. (2023)'s data-constrained form, with D' the effective data of D tokens drawn from U unique
+ones, and the recipe comparison's joint law are built so). The forms above have hand-written gradients because they
 are fitted most often and the NumPy ones measured about twice as fast over a 4,500-start grid
 (`bench/bench_fit.py`); tests check each against its formula's automatic gradient.
 """
@@ -50,6 +53,10 @@ class Law:
     `shift(theta_SxP, log_x_offset_V)` returns the parameters that give the same predictions when
     every log variable is increased by `log_x_offset` (used to fit on centred data).
     `natural(theta_SxP)` maps fitted parameters to the reported ones, each of shape (S,).
+    `centred` says which variables the fit centres (all when None): a variable that enters the
+    formula other than through a power law (a ratio of two variables, say) is left as it is, and
+    `shift` only ever sees zero offsets for it. `start_grid()`, when given, returns the fit's
+    starts in the original variables.
     """
 
     name: str
@@ -60,10 +67,17 @@ class Law:
     log_prediction: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, Pullback]]
     shift: Callable[[np.ndarray, np.ndarray], np.ndarray]
     natural: Callable[[np.ndarray], dict[str, np.ndarray]]
+    centred: tuple[bool, ...] | None = None
+    start_grid: Callable[[], np.ndarray] | None = None
 
     @property
     def num_params(self) -> int:
         return len(self.fit_params)
+
+    def centre(self, log_x_VxN: np.ndarray) -> np.ndarray:
+        """The offsets a fit subtracts from each log variable (its mean, or 0 where not centred)."""
+        centre = np.asarray(log_x_VxN, dtype=float).mean(axis=1)
+        return centre if self.centred is None else np.where(self.centred, centre, 0.0)
 
 
 def _log_sum_exp(terms: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -94,12 +108,12 @@ def _power_law_sum(terms: tuple[tuple[int, int, int], ...], constant_index: int)
 
         def pullback(cotangent_SxN):
             grad_SxP = np.zeros((cotangent_SxN.shape[0], theta_SxP.shape[1]))
-            # Accumulated, not assigned: terms may share an exponent (the over-training form).
+            # Assigned, not accumulated: every term has its own intercept and exponent.
             for k, (i, j, v) in enumerate(terms):
                 weighted = cotangent_SxN * weights[k]
-                grad_SxP[:, i] += weighted.sum(axis=1)
-                grad_SxP[:, j] -= weighted @ log_x_VxN[v]
-            grad_SxP[:, constant_index] += (cotangent_SxN * weights[-1]).sum(axis=1)
+                grad_SxP[:, i] = weighted.sum(axis=1)
+                grad_SxP[:, j] = -(weighted @ log_x_VxN[v])
+            grad_SxP[:, constant_index] = (cotangent_SxN * weights[-1]).sum(axis=1)
             return grad_SxP
 
         return log_loss_SxN, pullback
@@ -115,16 +129,21 @@ def _power_law_sum(terms: tuple[tuple[int, int, int], ...], constant_index: int)
 
 
 def _bucket(size: int) -> int:
-    """The next power of two: batches are padded to it so that a compiled law is reused."""
-    return 1 << max(0, int(size - 1).bit_length())
+    """The next power of 8, at least 64: batches are padded to it so that three or four
+    compilations of a law serve every batch size of a fit (one compilation takes seconds;
+    evaluating even thousands of padded rows takes milliseconds)."""
+    bucket = 64
+    while bucket < size:
+        bucket *= 8
+    return bucket
 
 
 def autodiff_log_prediction(log_loss: Callable) -> Callable:
     """`Law.log_prediction` for a law given only as `log_loss(theta_P, log_x_V) -> log L` at one
     point (written with jax.numpy): predictions and their gradients with respect to theta come
     from `jax.grad`, evaluated for every (parameter vector, point) pair in one compiled call, in
-    float64. The batch of parameter vectors is padded to a power of two so that the many batch
-    sizes of a fit share a few compilations."""
+    float64. The batch of parameter vectors is padded (`_bucket`) so that the many batch sizes of
+    a fit share a few compilations."""
     compiled = {}
 
     def value_and_jacobian():
@@ -158,12 +177,13 @@ def autodiff_log_prediction(log_loss: Callable) -> Callable:
 
 def formula_law(*, name: str, formula: str, variables: tuple[str, ...], fit_params: tuple[str, ...],
                 reported_params: tuple[str, ...], log_loss: Callable, shift: Callable,
-                natural: Callable) -> Law:
+                natural: Callable, centred: tuple[bool, ...] | None = None,
+                start_grid: Callable[[], np.ndarray] | None = None) -> Law:
     """A law from its formula: `log_loss(theta_P, log_x_V)` gives log L at one point from the fitted
     parameters and the logs of `variables` (jax.numpy operations only); gradients are derived."""
     return Law(name=name, formula=formula, variables=variables, fit_params=fit_params,
                reported_params=reported_params, log_prediction=autodiff_log_prediction(log_loss),
-               shift=shift, natural=natural)
+               shift=shift, natural=natural, centred=centred, start_grid=start_grid)
 
 
 def _single_term_law(name: str, variable: str, coefficient: str, exponent: str) -> Law:
@@ -290,6 +310,56 @@ def _overtraining() -> Law:
     )
 
 
+def _data_constrained_log_loss(theta_P, log_x_V):
+    """log L of Muennighoff et al. (2023)'s form with repeated data, at one point; parameters
+    (a, alpha, b, beta, e, log R*), variables (N, D, U)."""
+    import jax.numpy as jnp
+
+    a, alpha, b, beta, e, log_r_star = (theta_P[k] for k in range(6))
+    log_n, log_d, log_u = log_x_V[0], log_x_V[1], log_x_V[2]
+    log_unique = jnp.minimum(log_u, log_d)
+    repeats = jnp.exp(log_d - log_unique) - 1.0
+    r_star = jnp.exp(log_r_star)
+    log_effective = log_unique + jnp.log1p(r_star * -jnp.expm1(-repeats / r_star))
+    return jnp.logaddexp(e, jnp.logaddexp(a - alpha * log_n, b - beta * log_effective))
+
+
+def _data_constrained_shift(theta_SxP, log_x_offset_V):
+    # Only N is centred (D and U enter through their ratio).
+    shifted = np.array(theta_SxP, dtype=float, copy=True)
+    shifted[..., 0] -= shifted[..., 1] * log_x_offset_V[0]
+    return shifted
+
+
+def _data_constrained_grid() -> np.ndarray:
+    """Chinchilla's grid (every sixth start) times R* ∈ {5, 15, 50}: 2,250 starts, in the original
+    variables."""
+    import itertools
+
+    coefficients, exponents = np.arange(0.0, 26.0, 5.0), np.arange(0.0, 2.01, 0.5)
+    irreducible = np.arange(-1.0, 1.01, 0.5)
+    base = np.array(list(itertools.product(coefficients, exponents, coefficients, exponents,
+                                           irreducible)))[::6]
+    return np.array([list(row) + [np.log(r_star)] for row in base for r_star in (5.0, 15.0, 50.0)])
+
+
+def _data_constrained() -> Law:
+    return formula_law(
+        name="data_constrained",
+        formula="L = E + A/N^alpha + B/D'^beta, D' = U + U·R*·(1 - exp(-(D/U - 1)/R*))",
+        variables=("N", "D", "U"),
+        fit_params=("a", "alpha", "b", "beta", "e", "log_r_star"),
+        reported_params=("E", "A", "B", "alpha", "beta", "R_star"),
+        log_loss=_data_constrained_log_loss,
+        shift=_data_constrained_shift,
+        natural=lambda theta: {"E": np.exp(theta[..., 4]), "A": np.exp(theta[..., 0]),
+                               "B": np.exp(theta[..., 2]), "alpha": theta[..., 1],
+                               "beta": theta[..., 3], "R_star": np.exp(theta[..., 5])},
+        centred=(True, False, False),
+        start_grid=_data_constrained_grid,
+    )
+
+
 LAWS: dict[str, Law] = {
     "compute": _single_term_law("compute", "C", "A", "alpha"),
     "n": _single_term_law("n", "N", "A", "alpha"),
@@ -297,6 +367,7 @@ LAWS: dict[str, Law] = {
     "chinchilla": _chinchilla(),
     "kaplan": _kaplan(),
     "overtraining": _overtraining(),
+    "data_constrained": _data_constrained(),
 }
 
 

@@ -177,7 +177,10 @@ def _points_for(law_name: str, runs: pd.DataFrame, frontier: Frontier | None):
         key = law_name.upper()
         best = _envelope(runs, key)
         return {key: best[key].to_numpy()}, best["loss"].to_numpy()
-    return {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()}, runs["loss"].to_numpy()
+    variables = {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()}
+    if law_name == "data_constrained":
+        variables["U"] = runs["U"].to_numpy()
+    return variables, runs["loss"].to_numpy()
 
 
 def is_ladder(runs: pd.DataFrame) -> bool:
@@ -186,7 +189,7 @@ def is_ladder(runs: pd.DataFrame) -> bool:
     return len(runs) > 0 and float(runs.groupby("N")["D"].nunique().median()) >= 2
 
 
-def _frontier(runs: pd.DataFrame, curves: pd.DataFrame | None, settings: Settings) -> Frontier:
+def compute_frontier(runs: pd.DataFrame, curves: pd.DataFrame | None, settings: Settings) -> Frontier:
     """The compute frontier from training curves; from the runs' final points when there are no
     curves with two or more eval points per run, or when the runs form a ladder (intermediate
     points of a decaying schedule are not the loss a run of that length would reach)."""
@@ -219,7 +222,7 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
     kept, held_out = split_largest(runs, settings.drop_largest, settings.hold_out_from)
     kept_curves = None if curves is None else curves[curves["name"].isin(set(kept["name"]))]
     law = get_law(law_name)
-    variables, loss = _points_for(law_name, kept, _frontier(kept, kept_curves, settings)
+    variables, loss = _points_for(law_name, kept, compute_frontier(kept, kept_curves, settings)
                                   if law_name == "compute" else None)
     targets = {v: held_out[v].to_numpy() for v in law.variables}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
@@ -281,11 +284,11 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
     if "name" not in runs.columns:
         runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
     fits, extrapolations, skipped = {}, {}, {}
-    frontier = _frontier(runs, curves, settings)
-    parametric = ("chinchilla", "kaplan", "overtraining")
+    frontier = compute_frontier(runs, curves, settings)
+    parametric = ("chinchilla", "kaplan", "overtraining", "data_constrained")
     parametric_law = settings.law if settings.law in parametric else settings.parametric_law
     wanted = ["compute", parametric_law] + ([settings.law] if settings.law in ("n", "d") else [])
-    if parametric_law == "overtraining":
+    if parametric_law in ("overtraining", "data_constrained"):
         wanted.append("chinchilla")
     for law_name in wanted:
         reason = (parametric_skip_reason(runs, law_name) if law_name in parametric else None)

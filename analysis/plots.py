@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from analysis import allocation  # noqa: E402
+from analysis.backtest import prediction_interval  # noqa: E402
 from analysis.laws import get_law, predict_loss  # noqa: E402
 from analysis.pipeline import Analysis  # noqa: E402
 
@@ -50,7 +51,14 @@ def plot_loss_vs_compute(analysis: Analysis, path) -> str:
         grid = np.geomspace(frontier.flops.min(), frontier.flops.max() * 10, 200)
         axes.plot(grid, predict_loss(law_fit.fit.law, law_fit.fit.theta, {"C": grid}), color="crimson",
                   lw=2, label=f"fit: {params['E']:.3g} + {params['A']:.3g}·C^-{params['alpha']:.3g}")
-        axes.axhline(params["E"], color="crimson", ls=":", lw=1, label=f"irreducible E = {params['E']:.3g}")
+        if len(law_fit.bootstrap_theta):
+            # 95% prediction band: bootstrap refits plus the scatter of points around the fit.
+            low, high = prediction_interval(law_fit.fit, {"C": grid}, num_resamples=0, seed=0,
+                                            bootstrap_theta=law_fit.bootstrap_theta)
+            axes.fill_between(grid, low, high, color="crimson", alpha=0.15, lw=0,
+                              label="95% band: bootstrap + scatter")
+        if params["E"] > 0.2 * frontier.loss.min():  # an E at its bound 0 would squash the plot
+            axes.axhline(params["E"], color="crimson", ls=":", lw=1, label=f"irreducible E = {params['E']:.3g}")
     axes.set(xscale="log", yscale="log", xlabel=_compute_label(convention), ylabel=LOSS_LABEL,
              title="Loss vs compute")
     axes.legend(fontsize=7, ncol=2 if analysis.curves is not None else 1)

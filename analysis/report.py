@@ -12,12 +12,12 @@ from analysis.pipeline import Analysis
 VARIABLE_UNITS = {"C": "FLOPs", "N": "parameters", "D": "tokens"}
 
 
-def _json_ready(value):
+def json_ready(value):
     """Floats that JSON cannot hold (inf, NaN) become strings; numpy scalars become floats."""
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -28,7 +28,7 @@ def _json_ready(value):
 def write_fit_json(analysis: Analysis, path) -> None:
     """fit.json: the headline law's parameters each under its own name with SE and CI, the
     objective, the law, the FLOP convention and the number of points, then every other fit."""
-    pathlib.Path(path).write_text(json.dumps(_json_ready(analysis.summary), indent=2) + "\n")
+    pathlib.Path(path).write_text(json.dumps(json_ready(analysis.summary), indent=2) + "\n")
 
 
 def _number(value: float, digits: int = 4) -> str:
@@ -133,6 +133,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
               "chinchilla": "Approach 3: parametric L(N, D) (Chinchilla form)",
               "kaplan": "Parametric L(N, D) (Kaplan form)",
               "overtraining": "Parametric L(N, D) (Gadre et al.'s over-training form)",
+              "data_constrained": "Parametric L(N, D, U) (Muennighoff et al.'s data-constrained form)",
               "n": "L(N): best loss at each model size", "d": "L(D): best loss at each token count"}
     for name in order:
         title = titles[name]
