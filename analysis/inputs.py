@@ -15,8 +15,11 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-RESULTS_COLUMNS = ("name", "status", "params", "non_embedding_params", "tokens", "flops",
-                   "flop_convention", "final_eval_loss")
+from launch.results import FIT_COLUMNS
+
+# What a fit needs of a sweep's results.csv, whose columns `launch.results` declares (a plain
+# module of names: the analysis still imports no training code).
+RESULTS_COLUMNS = FIT_COLUMNS
 CURVES_COLUMNS = ("name", "flops", "eval_loss")
 FLOP_CONVENTIONS = ("6N", "full")
 EPOCH_CHINCHILLA_FILE = "epoch_chinchilla/svg_extracted_data.csv"
