@@ -158,11 +158,33 @@ class Transformer(nn.Module):
     def __call__(self, tokens_BxL, segment_ids_BxL=None, encoder_tokens_BxS=None,
                  deterministic: bool = True, cache: dict | None = None):
         cfg = self.cfg
-        dtype = jnp.dtype(cfg.compute_dtype)
         embedding_VxD = self.param(
             "token_embedding",
             nn.with_logical_partitioning(initializers.embedding_init(cfg), (axes.VOCAB, axes.EMBED)),
             (cfg.vocab_size, cfg.d_model), jnp.float32)
+        embed = self._embedder(embedding_VxD, deterministic)
+        if not cfg.document_mask:
+            segment_ids_BxL = None
+        index = None if cache is None else cache["index"]
+        weights: dict = {}
+        x_BxLxD, encoded_BxSxD, layer_cache = self._stacks(
+            embed, tokens_BxL, segment_ids_BxL, encoder_tokens_BxS, cache, index, weights,
+            deterministic)
+        logits_BxLxV = self._logits(x_BxLxD.astype(jnp.float32), embedding_VxD)
+        if cache is None and not self.return_weights:
+            return logits_BxLxV
+        extras = {}
+        if cache is not None:
+            extras["cache"] = {"index": index + tokens_BxL.shape[1], "layers": layer_cache}
+            if encoded_BxSxD is not None:
+                extras["cache"]["encoded"] = encoded_BxSxD.astype(cache["encoded"].dtype)
+        if self.return_weights:
+            extras["attention_weights"] = weights
+        return logits_BxLxV, extras
+
+    def _embedder(self, embedding_VxD, deterministic: bool):
+        """tokens (, offset) → embedded inputs with positions added (learned or sinusoidal)."""
+        cfg = self.cfg
         position_table = None
         if cfg.position == "learned":
             position_table = self.param(
@@ -182,15 +204,18 @@ class Transformer(nn.Module):
                 # is not drowned by the unit-amplitude table.
                 x = x * jnp.sqrt(jnp.float32(cfg.d_model)) + positions.sinusoidal_table(
                     length, cfg.d_model, offset)[None]
-            x = nn.Dropout(cfg.dropout)(x.astype(dtype), deterministic=deterministic)
+            x = nn.Dropout(cfg.dropout)(x.astype(jnp.dtype(cfg.compute_dtype)),
+                                        deterministic=deterministic)
             return nn.with_logical_constraint(x, EMBED_AXES)
 
-        if not cfg.document_mask:
-            segment_ids_BxL = None
-        index = None if cache is None else cache["index"]
-        layer_cache = None if cache is None else cache["layers"]
+        return embed
+
+    def _stacks(self, embed, tokens_BxL, segment_ids_BxL, encoder_tokens_BxS, cache, index,
+                weights: dict, deterministic: bool):
+        """The encoder and/or decoder stacks: (output, encoded source or None, decoder cache)."""
+        cfg = self.cfg
         stack_kwargs = dict(deterministic=deterministic, return_weights=self.return_weights)
-        weights, encoded_BxSxD = {}, None
+        layer_cache = None if cache is None else cache["layers"]
 
         def stack_output(name, output):
             if isinstance(output, tuple):
@@ -200,27 +225,30 @@ class Transformer(nn.Module):
                 return output, extras.get("cache")
             return output, None
 
-        if cfg.layout == "encoder_decoder":
-            if encoder_tokens_BxS is not None:
-                encoded_BxSxD, _ = stack_output("encoder", Stack(
-                    cfg, cfg.num_encoder_layers, causal=False, cross_attention=False,
-                    name="encoder", **stack_kwargs)(embed(encoder_tokens_BxS)))
-            elif cache is not None:
-                encoded_BxSxD = cache["encoded"]
-            else:
-                raise ValueError("layout 'encoder_decoder' needs encoder_tokens_BxS")
-            x_BxLxD, layer_cache = stack_output("decoder", Stack(
-                cfg, cfg.num_layers, causal=True, cross_attention=True, name="decoder",
-                **stack_kwargs)(embed(tokens_BxL, index), segment_ids_BxL, encoded_BxSxD,
-                                layer_cache, index))
-        else:
+        if cfg.layout != "encoder_decoder":
             is_decoder = cfg.layout == "decoder"
             name = "decoder" if is_decoder else "encoder"
             x_BxLxD, layer_cache = stack_output(name, Stack(
                 cfg, cfg.num_layers, causal=is_decoder, cross_attention=False, name=name,
                 **stack_kwargs)(embed(tokens_BxL, index), segment_ids_BxL, None, layer_cache, index))
+            return x_BxLxD, None, layer_cache
+        if encoder_tokens_BxS is not None:
+            encoded_BxSxD, _ = stack_output("encoder", Stack(
+                cfg, cfg.num_encoder_layers, causal=False, cross_attention=False,
+                name="encoder", **stack_kwargs)(embed(encoder_tokens_BxS)))
+        elif cache is not None:
+            encoded_BxSxD = cache["encoded"]
+        else:
+            raise ValueError("layout 'encoder_decoder' needs encoder_tokens_BxS")
+        x_BxLxD, layer_cache = stack_output("decoder", Stack(
+            cfg, cfg.num_layers, causal=True, cross_attention=True, name="decoder",
+            **stack_kwargs)(embed(tokens_BxL, index), segment_ids_BxL, encoded_BxSxD,
+                            layer_cache, index))
+        return x_BxLxD, encoded_BxSxD, layer_cache
 
-        x_BxLxD = x_BxLxD.astype(jnp.float32)
+    def _logits(self, x_BxLxD, embedding_VxD):
+        """The read-out: tied (the embedding's transpose) or its own matrix; µP's multiplier."""
+        cfg = self.cfg
         if cfg.tie_embeddings:
             logits_BxLxV = project(x_BxLxD, embedding_VxD.T)
         else:
@@ -233,17 +261,7 @@ class Transformer(nn.Module):
             # µP read-out multiplier (the "output multiplier" variant of Yang et al., Tensor
             # Programs V): logits shrink as 1/width, equal to standard at the base width.
             logits_BxLxV = logits_BxLxV * (cfg.mup_base_width / cfg.d_model)
-        logits_BxLxV = nn.with_logical_constraint(logits_BxLxV, LOGITS_AXES)
-        if cache is None and not self.return_weights:
-            return logits_BxLxV
-        extras = {}
-        if cache is not None:
-            extras["cache"] = {"index": index + tokens_BxL.shape[1], "layers": layer_cache}
-            if encoded_BxSxD is not None:
-                extras["cache"]["encoded"] = encoded_BxSxD.astype(cache["encoded"].dtype)
-        if self.return_weights:
-            extras["attention_weights"] = weights
-        return logits_BxLxV, extras
+        return nn.with_logical_constraint(logits_BxLxV, LOGITS_AXES)
 
 
 def cross_entropy_loss(logits_BxLxV, targets_BxL, z_loss: float = 0.0, mask_BxL=None):

@@ -94,20 +94,8 @@ def attention_core(q_BxLxHxK: jax.Array, k_BxSxGxK: jax.Array, v_BxSxGxK: jax.Ar
             allowed = causal_1x1xLxS if allowed is None else allowed & causal_1x1xLxS
         if allowed is not None:
             logits_BxHxLxS = jnp.where(allowed, logits_BxHxLxS, jnp.finfo(jnp.float32).min)
-        # softmax(logits)·V with the normalisation after the product: (exp(logits − max)·V) / Σexp
-        # divides (L, K) numbers instead of (L, S), and its gradient needs no (L, S)-sized sum.
-        # The max only shifts the exponent (softmax is shift-invariant): no gradient through it.
-        peak_BxHxLx1 = jax.lax.stop_gradient(jnp.max(logits_BxHxLxS, axis=-1, keepdims=True))
-        unnormalized_BxHxLxS = jnp.exp(logits_BxHxLxS - peak_BxHxLx1)
-        normalizer_BxHxLx1 = jnp.sum(unnormalized_BxHxLxS, axis=-1, keepdims=True)
-        if keep_BxHxLxS is not None:
-            unnormalized_BxHxLxS = jnp.where(rows(keep_BxHxLxS),
-                                             unnormalized_BxHxLxS / (1.0 - dropout_rate), 0.0)
-        unnormalized_Bx_xLxS = unnormalized_BxHxLxS.reshape(batch, *heads_shape, stop - start, keys)
-        out_Bx_xLxK = jnp.einsum(pv_spec, unnormalized_Bx_xLxS.astype(v_BxSxGxK.dtype),
-                                 v_BxGxSxK[:, :, :keys], preferred_element_type=jnp.float32)
-        normalizer_Bx_xLx1 = normalizer_BxHxLx1.reshape(batch, *heads_shape, stop - start, 1)
-        return (out_Bx_xLxK / normalizer_Bx_xLx1).astype(v_BxSxGxK.dtype)
+        return _softmax_values(logits_BxHxLxS, v_BxGxSxK[:, :, :keys], pv_spec, heads_shape,
+                               rows(keep_BxHxLxS), dropout_rate)
 
     if causal and length == key_length and length > query_block:
         bounds = list(range(0, length, query_block)) + [length]
@@ -116,6 +104,27 @@ def attention_core(q_BxLxHxK: jax.Array, k_BxSxGxK: jax.Array, v_BxSxGxK: jax.Ar
     else:
         out_Bx_xLxK = attend(0, length, key_length)
     return out_Bx_xLxK.reshape(batch, num_heads, length, head_dim).transpose(0, 2, 1, 3)
+
+
+def _softmax_values(logits_BxHxLxS: jax.Array, v_BxGxSxK: jax.Array, pv_spec: str,
+                    heads_shape: tuple, keep_BxHxLxS: jax.Array | None,
+                    dropout_rate: float) -> jax.Array:
+    """softmax(logits)·V in the value dtype, shaped (B, *heads_shape, L, K), with the
+    normalisation after the product: (exp(logits − max)·V) / Σexp divides (L, K) numbers instead
+    of (L, S), and its gradient needs no (L, S)-sized sum. The max only shifts the exponent
+    (softmax is shift-invariant): no gradient through it. `keep_BxHxLxS` drops weights (dropout)."""
+    batch, _, length, keys = logits_BxHxLxS.shape
+    peak_BxHxLx1 = jax.lax.stop_gradient(jnp.max(logits_BxHxLxS, axis=-1, keepdims=True))
+    unnormalized_BxHxLxS = jnp.exp(logits_BxHxLxS - peak_BxHxLx1)
+    normalizer_BxHxLx1 = jnp.sum(unnormalized_BxHxLxS, axis=-1, keepdims=True)
+    if keep_BxHxLxS is not None:
+        unnormalized_BxHxLxS = jnp.where(keep_BxHxLxS,
+                                         unnormalized_BxHxLxS / (1.0 - dropout_rate), 0.0)
+    unnormalized_Bx_xLxS = unnormalized_BxHxLxS.reshape(batch, *heads_shape, length, keys)
+    out_Bx_xLxK = jnp.einsum(pv_spec, unnormalized_Bx_xLxS.astype(v_BxGxSxK.dtype), v_BxGxSxK,
+                             preferred_element_type=jnp.float32)
+    normalizer_Bx_xLx1 = normalizer_BxHxLx1.reshape(batch, *heads_shape, length, 1)
+    return (out_Bx_xLxK / normalizer_Bx_xLx1).astype(v_BxGxSxK.dtype)
 
 
 def full_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, *, scale: float, causal: bool,
@@ -304,54 +313,18 @@ class Attention(nn.Module):
                  context_BxSxD: jax.Array | None = None, cache: dict | None = None,
                  index: jax.Array | None = None):
         cfg = self.cfg
-        dtype = jnp.dtype(cfg.compute_dtype)
         is_cross = context_BxSxD is not None
-        source_BxSxD = context_BxSxD if is_cross else x_BxLxD
-        hidden = initializers.HIDDEN
-
-        def kernel(name, shape, axes, role=hidden, in_axis=0, out_axis=(1, 2)):
-            init = initializers.dense_init(cfg, role, in_axis=in_axis, out_axis=out_axis,
-                                           residual_branches=self.residual_branches)
-            return self.param(name, nn.with_logical_partitioning(init, axes), shape,
-                              jnp.float32).astype(dtype)
-
-        def bias(name, shape, axes):
-            return self.param(name, nn.with_logical_partitioning(initializers.zeros, axes), shape,
-                              jnp.float32).astype(dtype)
-
-        heads, kv_heads, head_dim, d_model = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.d_model
-        w_query = kernel("query", (d_model, heads, head_dim), (axes.EMBED, axes.HEADS, axes.HEAD_DIM))
-        w_key = kernel("key", (d_model, kv_heads, head_dim), (axes.EMBED, axes.KV_HEADS, axes.HEAD_DIM))
-        w_value = kernel("value", (d_model, kv_heads, head_dim), (axes.EMBED, axes.KV_HEADS, axes.HEAD_DIM))
-        w_out = kernel("out", (heads, head_dim, d_model), (axes.HEADS, axes.HEAD_DIM, axes.EMBED),
-                       role=initializers.RESIDUAL_OUTPUT, in_axis=(0, 1), out_axis=2)
-
-        q_BxLxHxK = project(x_BxLxD, w_query)
-        k_BxSxGxK = project(source_BxSxD, w_key)
-        v_BxSxGxK = project(source_BxSxD, w_value)
-        if cfg.use_bias:
-            q_BxLxHxK += bias("query_bias", (heads, head_dim), (axes.HEADS, axes.HEAD_DIM))
-            k_BxSxGxK += bias("key_bias", (kv_heads, head_dim), (axes.KV_HEADS, axes.HEAD_DIM))
-            v_BxSxGxK += bias("value_bias", (kv_heads, head_dim), (axes.KV_HEADS, axes.HEAD_DIM))
-        if cfg.qk_norm:
-            q_BxLxHxK = Norm(cfg.norm, (axes.HEAD_DIM,), name="query_norm")(q_BxLxHxK)
-            k_BxSxGxK = Norm(cfg.norm, (axes.HEAD_DIM,), name="key_norm")(k_BxSxGxK)
         decoding = cache is not None and not is_cross
         positions_L = index + jnp.arange(x_BxLxD.shape[1], dtype=jnp.int32) if decoding else None
-        if cfg.position == "rope" and not is_cross:
-            q_BxLxHxK = positions.apply_rope(q_BxLxHxK, cfg.rope_theta, positions_L)
-            k_BxSxGxK = positions.apply_rope(k_BxSxGxK, cfg.rope_theta, positions_L)
-        q_BxLxHxK = nn.with_logical_constraint(q_BxLxHxK, ATTENTION_AXES)
-        k_BxSxGxK = nn.with_logical_constraint(k_BxSxGxK, KV_AXES)
-        v_BxSxGxK = nn.with_logical_constraint(v_BxSxGxK, KV_AXES)
-
+        q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, w_out = self._projections(
+            x_BxLxD, context_BxSxD if is_cross else x_BxLxD, is_cross, positions_L)
         # µP keeps attention logits O(1) as head_dim grows when q and k become correlated.
-        scale = 1.0 / head_dim if cfg.parametrization == "mup" else 1.0 / math.sqrt(head_dim)
+        scale = 1.0 / cfg.head_dim if cfg.parametrization == "mup" else 1.0 / math.sqrt(cfg.head_dim)
         dropout_rate, dropout_rng = 0.0, None
         if not self.deterministic and cfg.attention_dropout > 0.0:
             dropout_rate, dropout_rng = cfg.attention_dropout, self.make_rng("dropout")
         extras = {}
-        slopes_H = positions.alibi_slopes(heads) if cfg.position == "alibi" else None
+        slopes_H = positions.alibi_slopes(cfg.num_heads) if cfg.position == "alibi" else None
         window = cfg.window if cfg.attention == "sliding" else 0
         if decoding:
             out_BxLxHxK, extras["cache"] = cached_self_attention(
@@ -376,8 +349,46 @@ class Attention(nn.Module):
         out_BxLxHxK = nn.with_logical_constraint(out_BxLxHxK, ATTENTION_AXES)
         out_BxLxD = project(out_BxLxHxK, w_out, input_axes=2)
         if cfg.use_bias:
-            out_BxLxD += bias("out_bias", (d_model,), (axes.EMBED,))
+            out_BxLxD += self._bias("out_bias", (cfg.d_model,), (axes.EMBED,))
         return (out_BxLxD, extras) if extras else out_BxLxD
+
+    def _bias(self, name, shape, names):
+        return self.param(name, nn.with_logical_partitioning(initializers.zeros, names), shape,
+                          jnp.float32).astype(jnp.dtype(self.cfg.compute_dtype))
+
+    def _projections(self, x_BxLxD, source_BxSxD, is_cross: bool, positions_L):
+        """Queries, keys and values (biases, QK-norm and RoPE applied) and the output weight."""
+        cfg = self.cfg
+        dtype = jnp.dtype(cfg.compute_dtype)
+
+        def kernel(name, shape, names, role=initializers.HIDDEN, in_axis=0, out_axis=(1, 2)):
+            init = initializers.dense_init(cfg, role, in_axis=in_axis, out_axis=out_axis,
+                                           residual_branches=self.residual_branches)
+            return self.param(name, nn.with_logical_partitioning(init, names), shape,
+                              jnp.float32).astype(dtype)
+
+        heads, kv_heads, head_dim, d_model = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.d_model
+        w_query = kernel("query", (d_model, heads, head_dim), (axes.EMBED, axes.HEADS, axes.HEAD_DIM))
+        w_key = kernel("key", (d_model, kv_heads, head_dim), (axes.EMBED, axes.KV_HEADS, axes.HEAD_DIM))
+        w_value = kernel("value", (d_model, kv_heads, head_dim), (axes.EMBED, axes.KV_HEADS, axes.HEAD_DIM))
+        w_out = kernel("out", (heads, head_dim, d_model), (axes.HEADS, axes.HEAD_DIM, axes.EMBED),
+                       role=initializers.RESIDUAL_OUTPUT, in_axis=(0, 1), out_axis=2)
+        q_BxLxHxK = project(x_BxLxD, w_query)
+        k_BxSxGxK = project(source_BxSxD, w_key)
+        v_BxSxGxK = project(source_BxSxD, w_value)
+        if cfg.use_bias:
+            q_BxLxHxK += self._bias("query_bias", (heads, head_dim), (axes.HEADS, axes.HEAD_DIM))
+            k_BxSxGxK += self._bias("key_bias", (kv_heads, head_dim), (axes.KV_HEADS, axes.HEAD_DIM))
+            v_BxSxGxK += self._bias("value_bias", (kv_heads, head_dim), (axes.KV_HEADS, axes.HEAD_DIM))
+        if cfg.qk_norm:
+            q_BxLxHxK = Norm(cfg.norm, (axes.HEAD_DIM,), name="query_norm")(q_BxLxHxK)
+            k_BxSxGxK = Norm(cfg.norm, (axes.HEAD_DIM,), name="key_norm")(k_BxSxGxK)
+        if cfg.position == "rope" and not is_cross:
+            q_BxLxHxK = positions.apply_rope(q_BxLxHxK, cfg.rope_theta, positions_L)
+            k_BxSxGxK = positions.apply_rope(k_BxSxGxK, cfg.rope_theta, positions_L)
+        return (nn.with_logical_constraint(q_BxLxHxK, ATTENTION_AXES),
+                nn.with_logical_constraint(k_BxSxGxK, KV_AXES),
+                nn.with_logical_constraint(v_BxSxGxK, KV_AXES), w_out)
 
     def _explicit_attention(self, q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL, *, scale,
                             window, alibi_slopes_H):
