@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from saved_runs import save_initialized_run, tiny_config
+from saved_runs import tiny_config
 from scaling import evaluate
 from scaling.train import train
 
@@ -66,9 +66,8 @@ def test_another_split_is_written_beside(trained_run):
     (["--config.model.d_model=64"], "only --config.data.* fields"),
     (["--config.data.eval_split=nosplit"], "data.eval_split='nosplit' is not allowed"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, arguments, message):
-    workdir = tmp_path / "run"
-    save_initialized_run(workdir, tiny_config())
+def test_bad_input_is_one_line_and_exit_2(trained_run, capsys, arguments, message):
+    workdir, _ = trained_run
     assert evaluate.main(["--workdir", str(workdir), *arguments]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("scaling-eval: error: ") and captured.err.count("\n") == 1

@@ -69,6 +69,14 @@ def test_decoder_samples_are_reproducible_and_greedy_matches_full_passes(tmp_pat
     assert out == "def" + as_text(greedy_reference(model, params, [256] + list(b"def"), 8)) + "\n"
 
 
+@pytest.fixture(scope="module")
+def learned_positions_run(tmp_path_factory):
+    """A saved run whose learned position table has 16 rows."""
+    workdir = tmp_path_factory.mktemp("learned")
+    save_initialized_run(workdir, tiny_config(position="learned", max_seq_len=16))
+    return workdir
+
+
 @pytest.mark.parametrize("arguments,message", [
     (["--max-new-tokens", "0"], "--max-new-tokens 0: must be an integer >= 1"),
     (["--temperature", "-1"], "--temperature -1.0: must be >= 0"),
@@ -78,10 +86,8 @@ def test_decoder_samples_are_reproducible_and_greedy_matches_full_passes(tmp_pat
     (["--source", "abc"], "--source is for encoder–decoder runs"),
     (["--prompt-file", "/nonexistent/prompt.txt"], "cannot be read"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, arguments, message):
-    workdir = tmp_path / "run"
-    save_initialized_run(workdir, tiny_config(position="learned", max_seq_len=16))
-    code, out, err = run_sample(capsys, "--workdir", str(workdir), *arguments)
+def test_bad_input_is_one_line_and_exit_2(learned_positions_run, capsys, arguments, message):
+    code, out, err = run_sample(capsys, "--workdir", str(learned_positions_run), *arguments)
     assert code == 2 and out == ""
     assert err.startswith("scaling-sample: error: ") and err.count("\n") == 1
     assert message in err
