@@ -274,17 +274,21 @@ class Planner:
     def __init__(self, sweep: ml_collections.ConfigDict, base_config: str):
         self.sweep, self.base_config = sweep, base_config
 
-    def resolve(self, overrides: dict):
-        """The validated run config `scaling-train --config base --config.k=v ...` would use."""
-        return load_and_validate(self.base_config,
-                                 [f"{key}={format_value(value)}" for key, value in overrides.items()])
+    def resolve(self, overrides: dict, run: str):
+        """The validated run config `scaling-train --config base --config.k=v ...` would use;
+        a ConfigError names `run` (a run's name, or a size's) and the field."""
+        try:
+            return load_and_validate(
+                self.base_config, [f"{key}={format_value(value)}" for key, value in overrides.items()])
+        except ConfigError as error:
+            raise error.in_run(run) from None
 
     def size(self, size_name: str, member: dict, extra: dict) -> _Size:
         overrides = {**flatten(self.sweep.overrides)}
         overrides.update({f"model.{key}": value for key, value in member.items()})
         overrides.update(flatten(self.sweep.size_overrides.get(size_name, {})))
         overrides.update(extra)
-        config = self.resolve(overrides)
+        config = self.resolve(overrides, f"{self.sweep.name}-{size_name} (size {size_name})")
         model = model_config(config)
         return _Size(size_name, overrides, config, flops.parameter_counts(model).non_embedding,
                      flops.training_flops_per_token(model, config.data.seq_len,
@@ -293,10 +297,11 @@ class Planner:
     def run(self, size: _Size, name: str, plan_fields: dict, parent: str = "") -> PlannedRun:
         """The run of `size` with the plan's fields, its counts from the final config."""
         tags = [tag for tag in size.config.wandb.tags.split(",") if tag]
-        tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}", f"size:{size.name}"]
+        tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}",
+                 f"family:{self.sweep.family}", f"size:{size.name}"]
         overrides = {**size.overrides, "name": name, "wandb.group": self.sweep.name,
                      "wandb.tags": ",".join(tags), **plan_fields}
-        config = self.resolve(overrides)
+        config = self.resolve(overrides, name)
         model = model_config(config)
         counts = flops.parameter_counts(model)
         steps = budget.steps_for(config)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import json
 import os
@@ -31,10 +32,11 @@ from launch.plans import format_value
 from launch import results
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import files, hardware, status, tracking
-from scaling.errors import ConfigError
+from scaling.errors import ConfigError, WorkdirBusy
 from scaling.overrides import load_config, split_argv
 
 PARENT_PLACEHOLDER = "<parent>"
+EXIT_NOT_STARTED = -1  # `execute` when the sweep stopped before the run could start
 
 
 def run_directory(workdir: pathlib.Path, name: str) -> pathlib.Path:
@@ -69,13 +71,19 @@ def train_command(run: plans.PlannedRun, base_config: str, workdir: pathlib.Path
 
 
 class _Children:
-    """The running training processes, so a SIGTERM to the sweep reaches every one of them: each
-    saves a checkpoint and exits 75, and the sweep exits 75 too (rerun to resume)."""
+    """The running training processes, so a stop reaches every one of them.
+
+    A SIGTERM to the sweep is passed on: each run saves a checkpoint and exits 75, the sweep exits
+    75 (rerun to resume). Ctrl-C (SIGINT): the first makes each run save and exit 130, a second
+    makes them exit at once; the sweep starts nothing more and exits 130. A Ctrl-C at the terminal
+    reaches the runs by itself (they share the sweep's process group); a SIGINT sent to the sweep
+    alone is passed on, once per signal."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._processes: set[subprocess.Popen] = set()
         self.terminating = False
+        self.stop_status: str | None = None  # status.PREEMPTED or status.INTERRUPTED
 
     def start(self, command: list[str], log_file) -> subprocess.Popen | None:
         with self._lock:
@@ -90,12 +98,41 @@ class _Children:
         with self._lock:
             self._processes.discard(process)
 
-    def terminate_all(self, signum=None, frame=None) -> None:
-        del signum, frame
+    def _stop_all(self, signum: int, stop_status: str, forward: bool = True) -> None:
         with self._lock:
             self.terminating = True
-            for process in self._processes:
-                process.send_signal(signal.SIGTERM)
+            if self.stop_status != status.INTERRUPTED:
+                self.stop_status = stop_status
+            for process in self._processes if forward else ():
+                process.send_signal(signum)
+
+    def terminate_all(self, signum=None, frame=None) -> None:
+        del signum, frame
+        self._stop_all(signal.SIGTERM, status.PREEMPTED)
+
+    def interrupt_all(self, signum=None, frame=None) -> None:
+        del signum, frame
+        again = self.stop_status == status.INTERRUPTED
+        print("scaling-sweep: interrupted again: the runs exit at once" if again else
+              "scaling-sweep: interrupt: each running run saves at its next step and stops; "
+              "starting no more (Ctrl-C again to stop them at once)", file=sys.stderr, flush=True)
+        # Passed on unless the terminal sent it to the whole group: a run must see each once.
+        self._stop_all(signal.SIGINT, status.INTERRUPTED, forward=not in_terminal_foreground())
+
+
+def in_terminal_foreground() -> bool:
+    """True when this process belongs to the foreground process group of its controlling
+    terminal, so that a Ctrl-C there also reached every process it started."""
+    try:
+        terminal = os.open("/dev/tty", os.O_RDONLY)
+    except OSError:
+        return False  # no controlling terminal
+    try:
+        return os.tcgetpgrp(terminal) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(terminal)
 
 
 CHILDREN = _Children()
@@ -123,8 +160,8 @@ def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
     (run_dir / "command.txt").write_text(" ".join(command) + "\n")
     with open(run_dir / "train.log", "ab") as log_file:
         process = CHILDREN.start(command, log_file)
-        if process is None:
-            return status.EXIT_PREEMPTED, ""
+        if process is None:  # the sweep is stopping: not started, still pending
+            return EXIT_NOT_STARTED, ""
         returncode = process.wait()
         CHILDREN.finished(process)
     if returncode in status.SELF_REPORTED_EXITS:
@@ -133,9 +170,10 @@ def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
     return returncode, (error or f"exit code {returncode}")[:300]
 
 
-def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "") -> dict:
+def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "",
+               stopped: str = "") -> dict:
     """One results.csv row from the run's summary (or from the plan, for a run not started or
-    failed early)."""
+    failed early). `stopped` is the status of a run this sweep saw stop on request."""
     summary = read_summary(run_dir) or {}
     planned = {"size": run.size, "parent": run.parent, "start_step": run.start_step,
                "params": run.params, "non_embedding_params": run.non_embedding_params,
@@ -145,7 +183,7 @@ def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "") ->
                "d_model": run.overrides.get("model.d_model")}
     return results.result_row(
         summary, summary.get("config") or {}, name=run.name, error=error, planned=planned,
-        status=status.FAILED if error else (summary.get("status") or status.PENDING))
+        status=status.FAILED if error else (stopped or summary.get("status") or status.PENDING))
 
 
 def curve_rows(run: plans.PlannedRun, run_dir: pathlib.Path) -> list[dict]:
@@ -173,13 +211,15 @@ def is_leader_host() -> bool:
     return True
 
 
-def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict) -> None:
+def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict,
+           stopped: dict | None = None) -> None:
     """Rewrite results.csv and curves.csv from every run's files (first host only)."""
     if not is_leader_host():
         return
+    stopped = stopped or {}
     write_csv_atomic(workdir / "results.csv", RESULT_COLUMNS,
-                     [result_row(run, run_directory(workdir, run.name), errors.get(run.name, ""))
-                      for run in runs])
+                     [result_row(run, run_directory(workdir, run.name), errors.get(run.name, ""),
+                                 stopped.get(run.name, "")) for run in runs])
     write_csv_atomic(workdir / "curves.csv", CURVE_COLUMNS,
                      [row for run in runs for row in curve_rows(run, run_directory(workdir, run.name))])
 
@@ -260,7 +300,10 @@ class Scheduler:
         self.waiting = sorted(todo, key=lambda run: -run.study_flops)
         self.total, self.done, self.start = len(todo), 0, time.perf_counter()
         self.preempted = False
+        self.interrupted = False
         self.running_names: set[str] = set()
+        # Runs that stopped on request (exit 75 / 130): resumable, whatever their summary says.
+        self.stopped: dict[str, str] = {}
 
     def _ready(self, run: plans.PlannedRun) -> bool | None:
         """True if it can start, False if it must wait for its parent, None if it never can."""
@@ -302,20 +345,27 @@ class Scheduler:
 
     def _report(self, run: plans.PlannedRun, code: int, error: str) -> None:
         self.running_names.discard(run.name)
+        if code == EXIT_NOT_STARTED:
+            return  # the sweep stopped first: the run stays pending
         self.done += 1
         if error:
             self.errors[run.name] = error
         else:
             self.errors.pop(run.name, None)
         self.preempted |= code == status.EXIT_PREEMPTED
+        self.interrupted |= code == status.EXIT_INTERRUPTED
         summary = read_summary(run_directory(self.workdir, run.name)) or {}
-        ended = summary.get("status", status.FAILED) if not error else status.FAILED
+        stop = {status.EXIT_PREEMPTED: status.PREEMPTED,
+                status.EXIT_INTERRUPTED: status.INTERRUPTED}.get(code)
+        if stop:  # also when a second Ctrl-C ended it before it could write its summary
+            self.stopped[run.name] = stop
+        ended = stop or summary.get("status", status.FAILED) if not error else status.FAILED
         loss = summary.get("final_eval_loss")
         print(f"[{self.done}/{self.total}] {run.name}: {ended}"
               + (f", eval loss {loss:.4f}" if isinstance(loss, float) and not error else "")
               + (f" ({error})" if error else "")
               + f" — {time.perf_counter() - self.start:.0f}s elapsed", flush=True)
-        gather(self.workdir, self.runs, self.errors)
+        gather(self.workdir, self.runs, self.errors, self.stopped)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,8 +385,20 @@ def main(argv: list[str] | None = None) -> int:
         print_plan([run for run in runs if run.name in wanted], estimated_seconds_per_flop())
         return status.EXIT_COMPLETED
 
-    workdir = pathlib.Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir = files.check_workdir(pathlib.Path(args.workdir))
+        # One sweep per workdir. On a multi-host slice every host runs the sweep: the first holds it.
+        lock = (files.workdir_lock(workdir, "scaling-sweep") if is_leader_host()
+                else contextlib.nullcontext())
+        with lock:
+            return _run_sweep(sweep, base_config, runs, wanted, workdir)
+    except (ConfigError, WorkdirBusy) as error:
+        print(f"scaling-sweep: error: {error}", file=sys.stderr)
+        return status.EXIT_BAD_CONFIG
+
+
+def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
+               workdir: pathlib.Path) -> int:
     files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())
     errors = load_errors(workdir)
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
@@ -348,9 +410,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{run_directory(workdir, '<name>')}/train.log", flush=True)
     gather(workdir, runs, errors)
     signal.signal(signal.SIGTERM, CHILDREN.terminate_all)
+    signal.signal(signal.SIGINT, CHILDREN.interrupt_all)
     scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes)
     scheduler.run()
     print(f"results: {workdir / 'results.csv'}", flush=True)
+    if scheduler.interrupted or CHILDREN.stop_status == status.INTERRUPTED:
+        print("sweep interrupted; rerun the same command to resume", flush=True)
+        return status.EXIT_INTERRUPTED
     if scheduler.preempted or CHILDREN.terminating:
         return status.EXIT_PREEMPTED
     return status.EXIT_FAILED if errors else status.EXIT_COMPLETED

@@ -193,6 +193,63 @@ def test_sigkill_then_sigterm_then_rerun_matches_the_uninterrupted_run(reference
     assert json.loads((tmp_path / "summary.json").read_text())["wandb_run_id"] == run_id
 
 
+def test_ctrl_c_saves_exits_130_and_the_rerun_matches_the_uninterrupted_run(reference, tmp_path):
+    """The first SIGINT saves at the next step and exits 130 with one line, no traceback, status
+    `interrupted`; the rerun resumes there and ends bitwise where the uninterrupted run ends."""
+    process = start(tmp_path)
+    wait_until(lambda: last_logged_step(tmp_path) >= 5, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    stopped = summary["steps"]
+    assert summary["status"] == "interrupted" and 5 <= stopped < STEPS
+    assert f"interrupted at step {stopped}; rerun to resume" in stdout
+    assert committed_steps(tmp_path)[-1] == stopped  # saved at the step it stopped
+
+    result = train(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from step {stopped}" in result.stdout
+    assert_same_state(tmp_path, reference)
+    assert_same_metrics(tmp_path, reference)
+
+
+def test_a_second_ctrl_c_exits_at_once_without_saving(tmp_path):
+    process = start(tmp_path)
+    wait_until(lambda: last_logged_step(tmp_path) >= 5, process)
+    saved_before = committed_steps(tmp_path)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted again: exiting without saving" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "summary.json").exists()
+    assert committed_steps(tmp_path) == saved_before
+
+
+def test_a_second_process_on_a_busy_workdir_is_refused_and_the_first_finishes(reference, tmp_path):
+    """One writer per workdir: the second `scaling-train` exits 2 naming the holder's pid and
+    host, writes nothing, and the first run ends bitwise as if alone."""
+    import socket
+
+    process = start(tmp_path)
+    wait_until(lambda: last_logged_step(tmp_path) >= 5, process)
+    metrics_before = (tmp_path / "metrics.jsonl").read_text()
+    second = train(tmp_path)
+    assert second.returncode == 2, second.stderr[-3000:]
+    line = second.stderr.strip().splitlines()[-1]
+    assert line.startswith("scaling-train: error:") and "in use by" in line, second.stderr
+    assert f"pid {process.pid} on host {socket.gethostname()}" in line
+    assert "Traceback" not in second.stderr
+    assert (tmp_path / "metrics.jsonl").read_text().startswith(metrics_before)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    assert_same_state(tmp_path, reference)
+    assert_same_metrics(tmp_path, reference)
+
+
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(reference, workdir)
