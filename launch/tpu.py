@@ -132,8 +132,8 @@ def setup_remote_command(s: Settings) -> str:
     return " && ".join(steps)
 
 
-PYTHON_CHECK = ("import sys; assert sys.version_info >= (3, 11), sys.version; "
-                "print('python', sys.version.split()[0], 'in', sys.prefix)")
+PYTHON_CHECK = ('import sys; assert sys.version_info >= (3, 11), sys.version; '
+                'print("python", sys.version.split()[0], "in", sys.prefix)')
 
 
 def run_remote_command(s: Settings) -> str:
