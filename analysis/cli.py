@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="snap each run to the nearest of these IsoFLOP budgets (FLOPs), or to "
                              "Chinchilla's nine; default: group runs whose FLOPs agree within 12%%")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--wandb-project", help="also log the fit as a W&B run of this project")
+    parser.add_argument("--wandb-group", help="its W&B group (default: the sweep's name)")
     return parser
 
 
@@ -124,6 +126,12 @@ def main(argv=None) -> int:
         print(f"scaling-fit: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {out_dir}/fit.json, report.md and plots in {time.perf_counter() - started:.1f} s")
+    if args.wandb_project:
+        from analysis.wandb_log import log_fit
+
+        where = log_fit(out_dir, pathlib.Path(args.results or args.csv or args.wandb),
+                        args.wandb_project, args.wandb_group)
+        print(f"W&B fit run: {where}")
     return 0
 
 

@@ -30,6 +30,7 @@ import time
 from launch import plans
 from launch.plans import format_value
 from launch import results
+from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import files, hardware, status, tracking
 from scaling.errors import ConfigError, WorkdirBusy
@@ -234,6 +235,9 @@ def load_errors(workdir: pathlib.Path) -> dict:
 
 
 def format_minutes(minutes: float) -> str:
+    if minutes < 1:
+        seconds = minutes * 60
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
     if minutes < 120:
         return f"{minutes:.1f} min"
     if minutes < 60 * 48:
@@ -241,7 +245,10 @@ def format_minutes(minutes: float) -> str:
     return f"{minutes / 60 / 24:.1f} days"
 
 
-def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None) -> None:
+def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
+               device: str = "one process on this machine") -> None:
+    """The plan as a table, with each run's and the study's time on `device` at
+    `seconds_per_flop` (None: no estimate)."""
     header = (f"{'name':<34} {'N (non-emb)':>12} {'D tokens':>10} {'C FLOPs':>10} {'conv':>5} "
               f"{'branch of':>20} {'est. time':>10}")
     print(header)
@@ -251,18 +258,29 @@ def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None) -> 
                     if seconds_per_flop else "?")
         print(f"{run.name:<34} {run.non_embedding_params:>12,} {run.tokens:>10.3g} "
               f"{run.flops:>10.3g} {run.flop_convention:>5} {run.parent or '-':>20} {estimate:>10}")
+    print(plan_totals(runs, seconds_per_flop, device))
+
+
+def plan_totals(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
+                device: str) -> str:
+    """One line: how many runs, their FLOPs, and the study's time on `device`."""
     alone, study = sum(run.flops for run in runs), sum(run.study_flops for run in runs)
-    print(f"{len(runs)} runs, {alone:.3g} FLOPs if each were trained alone"
-          + (f"; the study trains {study:.3g} (shared stable phases counted once: "
-             f"{study / alone:.2f} of that)" if study < alone else "")
-          + (f", about {format_minutes(study * seconds_per_flop / 60)} of one process on this "
-             "machine" if seconds_per_flop else ""))
+    return (f"{len(runs)} runs, {alone:.3g} FLOPs if each were trained alone"
+            + (f"; the study trains {study:.3g} (shared stable phases counted once: "
+               f"{study / alone:.2f} of that)" if study < alone else "")
+            + (f", about {format_minutes(study * seconds_per_flop / 60)} on {device}"
+               if seconds_per_flop else ""))
 
 
-def estimated_seconds_per_flop() -> float:
-    """Seconds per training FLOP on this machine, from its measured matmul peak at the 30% MFU
-    small CPU models reach (a planning figure, not a promise)."""
-    return 1.0 / (0.3 * hardware.device_peak_flops("float32"))
+def estimated_seconds_per_flop(accelerator: str = "") -> tuple[float, str]:
+    """Seconds per training FLOP and what they are for: on `accelerator` (a Cloud TPU type or
+    COUNTxGPU) from its published peak at `hardware.PLANNING_MFU`; else on this machine, from its
+    measured matmul peak at the 30% MFU small CPU models reach. A planning figure, not a promise."""
+    if accelerator:
+        peak, chips = hardware.accelerator_peak_flops(accelerator)
+        return (1.0 / (hardware.PLANNING_MFU * peak),
+                f"{accelerator} ({chips} chips at {hardware.PLANNING_MFU:.0%} MFU)")
+    return 1.0 / (0.3 * hardware.device_peak_flops("float32")), "one process on this machine"
 
 
 def parse_args(argv: list[str]):
@@ -273,7 +291,13 @@ def parse_args(argv: list[str]):
     parser.add_argument("--processes", type=int, default=None,
                         help="runs trained at once (default: the sweep config's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--accelerator", default="",
+                        help="estimate times for this accelerator (v5litepod-16, v4-8, 8xH100, "
+                             "...) instead of this machine")
     parser.add_argument("--only", default="", help="comma-separated run names to run")
+    parser.add_argument("--status-every", type=float, default=30.0,
+                        help="seconds between status lines while runs train (0: only when a "
+                             "run ends)")
     return parser.parse_args(rest), overrides
 
 
@@ -293,9 +317,12 @@ class Scheduler:
     """Trains the runs still to do, `processes` at a time, each branch after its parent; rewrites
     the tables after every run and reports progress."""
 
-    def __init__(self, workdir, runs, todo, base_config, errors, processes):
+    def __init__(self, workdir, runs, todo, base_config, errors, processes,
+                 status_every: float = 30.0):
         self.workdir, self.runs, self.base_config = workdir, runs, base_config
         self.errors, self.processes = errors, processes
+        self.status_every = status_every
+        self.progress = SweepProgress(todo, lambda name: run_directory(workdir, name))
         # The longest runs first: they set the sweep's wall-clock time.
         self.waiting = sorted(todo, key=lambda run: -run.study_flops)
         self.total, self.done, self.start = len(todo), 0, time.perf_counter()
@@ -324,9 +351,12 @@ class Scheduler:
                 if not futures:
                     break
                 finished, _ = concurrent.futures.wait(
-                    futures, return_when=concurrent.futures.FIRST_COMPLETED)
+                    futures, timeout=self.status_every or None,
+                    return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
                     self._report(futures.pop(future), *future.result())
+                if futures or self.waiting:
+                    self.progress.show()
 
     def _submit(self, pool, futures: dict) -> None:
         for run in list(self.waiting):
@@ -341,12 +371,15 @@ class Scheduler:
                 self.waiting.remove(run)
                 self.running_names.add(run.name)
                 command = train_command(run, self.base_config, self.workdir)
+                self.progress.started(run.name)
                 futures[pool.submit(execute, command, run_directory(self.workdir, run.name))] = run
 
     def _report(self, run: plans.PlannedRun, code: int, error: str) -> None:
         self.running_names.discard(run.name)
         if code == EXIT_NOT_STARTED:
+            self.progress.running.pop(run.name, None)
             return  # the sweep stopped first: the run stays pending
+        self.progress.ended(run.name)
         self.done += 1
         if error:
             self.errors[run.name] = error
@@ -371,6 +404,14 @@ class Scheduler:
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        return _main(args, overrides)
+    except KeyboardInterrupt:  # Ctrl-C while planning, before the sweep's own handler
+        print("scaling-sweep: interrupted before any run started", file=sys.stderr)
+        return status.EXIT_INTERRUPTED
+
+
+def _main(args, overrides: list[str]) -> int:
+    try:
         sweep, base_config, runs = load_plan(args.config, overrides, args.processes)
     except ConfigError as error:
         print(f"scaling-sweep: error: {error}", file=sys.stderr)
@@ -382,7 +423,13 @@ def main(argv: list[str] | None = None) -> int:
               f"({', '.join(run.name for run in runs)})", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
     if args.dry_run:
-        print_plan([run for run in runs if run.name in wanted], estimated_seconds_per_flop())
+        try:
+            seconds_per_flop, device = estimated_seconds_per_flop(args.accelerator)
+        except ValueError as error:
+            print(f"scaling-sweep: error: --accelerator={args.accelerator!r} is not allowed: "
+                  f"{error}", file=sys.stderr)
+            return status.EXIT_BAD_CONFIG
+        print_plan([run for run in runs if run.name in wanted], seconds_per_flop, device)
         return status.EXIT_COMPLETED
 
     try:
@@ -391,14 +438,14 @@ def main(argv: list[str] | None = None) -> int:
         lock = (files.workdir_lock(workdir, "scaling-sweep") if is_leader_host()
                 else contextlib.nullcontext())
         with lock:
-            return _run_sweep(sweep, base_config, runs, wanted, workdir)
+            return _run_sweep(sweep, base_config, runs, wanted, workdir, args.status_every)
     except (ConfigError, WorkdirBusy) as error:
         print(f"scaling-sweep: error: {error}", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
 
 
 def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
-               workdir: pathlib.Path) -> int:
+               workdir: pathlib.Path, status_every: float) -> int:
     files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())
     errors = load_errors(workdir)
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
@@ -411,7 +458,7 @@ def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: se
     gather(workdir, runs, errors)
     signal.signal(signal.SIGTERM, CHILDREN.terminate_all)
     signal.signal(signal.SIGINT, CHILDREN.interrupt_all)
-    scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes)
+    scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes, status_every)
     scheduler.run()
     print(f"results: {workdir / 'results.csv'}", flush=True)
     if scheduler.interrupted or CHILDREN.stop_status == status.INTERRUPTED:

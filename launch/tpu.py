@@ -330,10 +330,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def check_sweep(s: Settings) -> int:
     """Plans the sweep here and validates every run's full config as `scaling-train` will;
     raises ConfigError naming the run and the field. Returns the number of runs."""
-    from launch.sweep import load_plan  # imports JAX: only for the subcommands that start a sweep
+    # Imports JAX: only for the subcommands that start a sweep.
+    from launch.sweep import estimated_seconds_per_flop, load_plan, plan_totals
 
     runs = load_plan(s.sweep_config, [])[2]
     log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid")
+    try:
+        log(plan_totals(runs, *estimated_seconds_per_flop(s.accelerator_type)))
+    except ValueError:
+        pass  # a type without a published peak: no estimate
     return len(runs)
 
 

@@ -262,6 +262,9 @@ class Trainer:
         for step_index, local_batch in iterator:
             if step_index >= self.total_steps:
                 return
+            if step_index == self.start:  # before the first step: do the hosts feed right?
+                distributed.check_batch_feeds(local_batch, self.program.batch_sharding,
+                                              self.config.train.batch_size)
             batch = parallel.global_batch(local_batch, self.program.batch_sharding)
             self.state, step_metrics = self.program.train_step(self.state, batch)
             self.count = step_index + 1
