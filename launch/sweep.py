@@ -305,7 +305,10 @@ def load_plan(config: str, overrides: list[str], processes: int | None = None):
     """The sweep config with its overrides, the base run config's path and the validated runs.
     Raises ConfigError naming the field (of the sweep, or of the planned run that fails)."""
     sweep = load_config(config)
-    plans.validate_sweep_shape(sweep)
+    try:
+        plans.validate_sweep_shape(sweep)
+    except ConfigError as error:  # name the file given, not the name inside it
+        raise ConfigError("--config", config, error.allowed) from None
     plans.apply_sweep_overrides(sweep, overrides)
     if processes is not None:
         sweep.processes = processes

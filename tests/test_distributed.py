@@ -150,9 +150,12 @@ def test_hosts_feeding_rows_the_mesh_does_not_expect_are_refused_naming_the_mesh
 @pytest.mark.parametrize("feeds, problem", [
     ([(0, 8, 8, 1, 2), (8, 16, 8, 3, 4)], None),
     ([(0, 16, 16, 1, 2), (0, 16, 16, 1, 2)], None),  # replicated rows, identical data
-    ([(0, 8, 8, 1, 2), (8, 16, 8, 1, 2)], "processes 0 and 1 fed identical data for different rows"),
-    ([(0, 16, 8, 1, 2), (0, 16, 8, 3, 4)], "process 0 fed 8 rows where the batch sharding expects rows [0, 16)"),
-    ([(0, 16, 16, 1, 2), (0, 16, 16, 3, 4)], "processes 0 and 1 hold the same rows [0, 16) but fed different data"),
+    ([(0, 8, 8, 1, 2), (8, 16, 8, 1, 2)],
+     "processes 0 and 1 fed identical data for different rows ([0, 8) and [8, 16))"),
+    ([(0, 16, 8, 1, 2), (0, 16, 8, 3, 4)],
+     "process 0 fed 8 rows where the batch sharding expects rows [0, 16)"),
+    ([(0, 16, 16, 1, 2), (0, 16, 16, 3, 4)],
+     "processes 0 and 1 hold the same rows [0, 16) but fed different data"),
 ])
 def test_feed_mismatches_are_found(feeds, problem):
     assert distributed.find_feed_mismatch(feeds) == problem

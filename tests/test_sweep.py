@@ -224,3 +224,12 @@ def test_a_sweep_workdir_that_is_a_file_is_one_line(repo, tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == (f"scaling-sweep: error: --workdir={str(workdir)!r} is not "
                                      "allowed: a directory (this path is a file)")
+
+
+def test_a_run_config_given_to_the_sweep_is_one_line_naming_the_file(repo, tmp_path):
+    result = _sweep(repo, "configs/demo.py", tmp_path / "w", "--dry-run", timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "scaling-sweep: error: --config='configs/demo.py' is not allowed: a sweep config")
+    assert "is this a run config?" in lines[0]
