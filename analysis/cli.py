@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--separate-e", action="store_true",
                         help="--compare: fit each recipe its own irreducible loss E (default: shared)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--wandb-project", help="also log the fit as a W&B run of this project")
+    parser.add_argument("--wandb-group", help="its W&B group (default: the sweep's name)")
     return parser
 
 
@@ -266,6 +268,12 @@ def main(argv=None) -> int:
         return 2
     written = "compare.json, compare.md and compare.png" if args.compare else "fit.json, report.md and plots"
     print(f"wrote {out_dir}/{written} in {time.perf_counter() - started:.1f} s")
+    if args.wandb_project:
+        from analysis.wandb_log import log_fit
+
+        where = log_fit(out_dir, pathlib.Path(args.results or args.csv or args.wandb),
+                        args.wandb_project, args.wandb_group)
+        print(f"W&B fit run: {where}")
     return 0
 
 

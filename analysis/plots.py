@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from analysis import allocation  # noqa: E402
 from analysis.backtest import prediction_interval  # noqa: E402
@@ -24,6 +25,31 @@ def _compute_label(convention: str) -> str:
     return f"training compute C (FLOPs, {convention} convention)"
 
 
+def plain_log_ticks(axis) -> None:
+    """Label a log axis with plain numbers (3, 4, 5 rather than 3×10⁰): every decade, and the
+    2, 3 and 5 multiples between decades."""
+    def label(value, _position) -> str:
+        if value <= 0:
+            return ""
+        mantissa = value / 10 ** np.floor(np.log10(value) + 1e-9)
+        return f"{value:g}" if round(mantissa, 6) in (1, 2, 3, 5) else ""
+
+    axis.set_major_formatter(ticker.FuncFormatter(label))
+    axis.set_minor_formatter(ticker.FuncFormatter(label))
+
+
+def size_colours(sizes) -> dict:
+    """{size: colour}: model sizes (N) along viridis, a sequential colormap, from dark (smallest)
+    to yellow (largest), spaced by log N."""
+    distinct = sorted({float(n) for n in sizes if np.isfinite(n) and n > 0})
+    if not distinct:
+        return {}
+    logs = np.log(distinct)
+    span = logs[-1] - logs[0]
+    positions = (logs - logs[0]) / span if span > 0 else np.zeros_like(logs)
+    return dict(zip(distinct, plt.cm.viridis(0.05 + 0.85 * positions)))
+
+
 def _save(figure, path) -> str:
     figure.tight_layout()
     figure.savefig(path, dpi=DPI)
@@ -36,10 +62,21 @@ def plot_loss_vs_compute(analysis: Analysis, path) -> str:
     figure, axes = plt.subplots(figsize=(7, 5))
     convention = analysis.summary["flop_convention"]
     if analysis.curves is not None and len(analysis.curves):
-        colours = plt.cm.viridis(np.linspace(0, 0.9, analysis.curves["name"].nunique()))
-        for colour, (name, curve) in zip(colours, analysis.curves.groupby("name", sort=True)):
+        # Coloured by model size, smallest first in the legend (one entry per size).
+        size_of = (dict(zip(analysis.runs["name"], analysis.runs["N"]))
+                   if "name" in analysis.runs else {})
+        colours = size_colours(size_of.values())
+        curves = sorted(analysis.curves.groupby("name", sort=True),
+                        key=lambda item: (size_of.get(item[0], np.inf), str(item[0])))
+        labelled = set()
+        for name, curve in curves:
+            size = float(size_of.get(name, np.nan))
             curve = curve.sort_values("flops")
-            axes.plot(curve["flops"], curve["loss"], color=colour, lw=1, alpha=0.7, label=str(name))
+            label = None if size in labelled else (f"N = {size:.3g}" if np.isfinite(size)
+                                                   else str(name))
+            labelled.add(size)
+            axes.plot(curve["flops"], curve["loss"], color=colours.get(size, "0.5"), lw=1,
+                      alpha=0.7, label=label)
     else:
         axes.scatter(analysis.runs["C"], analysis.runs["loss"], s=12, color="0.6", label="runs (final)")
     frontier = analysis.frontier
@@ -61,6 +98,7 @@ def plot_loss_vs_compute(analysis: Analysis, path) -> str:
             axes.axhline(params["E"], color="crimson", ls=":", lw=1, label=f"irreducible E = {params['E']:.3g}")
     axes.set(xscale="log", yscale="log", xlabel=_compute_label(convention), ylabel=LOSS_LABEL,
              title="Loss vs compute")
+    plain_log_ticks(axes.yaxis)
     axes.legend(fontsize=7, ncol=2 if analysis.curves is not None else 1)
     return _save(figure, path)
 

@@ -7,6 +7,8 @@ sequences, batches of 32): the base of the demo sweep, and a quick single run.
 
 from scaling.config import default_config
 
+VARIANTS = ("runlocal",)  # `--config configs/demo.py:<variant>`; checked by scaling.overrides
+
 
 def get_config(variant: str = ""):
     config = default_config()
@@ -26,5 +28,5 @@ def get_config(variant: str = ""):
         config.optim.warmup_steps = 5
         config.checkpoint.every_steps = 10
     elif variant:
-        raise ValueError(f"unknown variant {variant!r}; known: runlocal")
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     return config

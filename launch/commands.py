@@ -3,7 +3,8 @@
 Launchers build every external command as an argument list and hand it to `execute`. A dry run
 prints each command on one line of stdout, shell-quoted so it can be pasted, and runs nothing; a
 real run echoes it to stderr (`+ gcloud ...`) before running it. Bad input raises `UsageError`
-(exit code 2), a tool that fails raises `CommandFailed` (its exit code); `exit_code_of` turns both
+(exit code 2), so does a run config that `scaling-train` would refuse (`ConfigError`), a tool that
+fails raises `CommandFailed` (its exit code); `exit_code_of` turns both
 into a one-line message for the command line.
 """
 
@@ -13,6 +14,8 @@ import shlex
 import subprocess
 import sys
 from typing import Callable, Sequence
+
+from scaling.errors import ConfigError
 
 PREEMPTED_EXIT_CODE = 75  # scaling-train / scaling-sweep: "checkpoint saved, rerun to resume"
 
@@ -69,11 +72,12 @@ def execute_checked(argv: Sequence[str], *, dry_run: bool, capture: bool = False
 def exit_code_of(program: str, action: Callable[[], int]) -> int:
     """Runs `action` and returns its exit code; errors become one line on stderr and a code.
 
-    `UsageError` gives 2; `CommandFailed` gives the failed command's code (1 if that was 0).
+    `UsageError` and `ConfigError` (a planned run's config that `scaling-train` would refuse) give
+    2; `CommandFailed` gives the failed command's code (1 if that was 0).
     """
     try:
         return action()
-    except UsageError as error:
+    except (UsageError, ConfigError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     except CommandFailed as error:

@@ -276,20 +276,19 @@ class Planner:
 
     def resolve(self, overrides: dict, run: str):
         """The validated run config `scaling-train --config base --config.k=v ...` would use;
-        a ConfigError names the planned run too."""
+        a ConfigError names `run` (a run's name, or a size's) and the field."""
         try:
-            return load_and_validate(self.base_config, [f"{key}={format_value(value)}"
-                                                        for key, value in overrides.items()])
+            return load_and_validate(
+                self.base_config, [f"{key}={format_value(value)}" for key, value in overrides.items()])
         except ConfigError as error:
-            raise ConfigError(error.field, error.value,
-                              f"{error.allowed} (in planned run {run})") from None
+            raise error.in_run(run) from None
 
     def size(self, size_name: str, member: dict, extra: dict) -> _Size:
         overrides = {**flatten(self.sweep.overrides)}
         overrides.update({f"model.{key}": value for key, value in member.items()})
         overrides.update(flatten(self.sweep.size_overrides.get(size_name, {})))
         overrides.update(extra)
-        config = self.resolve(overrides, f"{self.sweep.name}-{size_name}")
+        config = self.resolve(overrides, f"{self.sweep.name}-{size_name} (size {size_name})")
         model = model_config(config)
         return _Size(size_name, overrides, config, flops.parameter_counts(model).non_embedding,
                      flops.training_flops_per_token(model, config.data.seq_len,
@@ -298,7 +297,8 @@ class Planner:
     def run(self, size: _Size, name: str, plan_fields: dict, parent: str = "") -> PlannedRun:
         """The run of `size` with the plan's fields, its counts from the final config."""
         tags = [tag for tag in size.config.wandb.tags.split(",") if tag]
-        tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}", f"size:{size.name}"]
+        tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}",
+                 f"family:{self.sweep.family}", f"size:{size.name}"]
         overrides = {**size.overrides, "name": name, "wandb.group": self.sweep.name,
                      "wandb.tags": ",".join(tags), **plan_fields}
         config = self.resolve(overrides, name)

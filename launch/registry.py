@@ -14,7 +14,8 @@ one group (a sweep logs every run with `wandb.group` = the sweep's name).
 
 Rows have the runner's columns (`launch.results.RESULT_COLUMNS`) and values, built by the same
 `launch.results.result_row`.
-What the runner takes from a run's summary comes from the W&B summary; what it takes from the plan
+What the runner takes from a run's summary comes from the W&B summary (W&B names such as
+`eval/final_loss` read back as summary.json's `final_eval_loss`); what it takes from the plan
 (layers, width, batch size, sequence length, learning rate) comes from the logged run config.
 W&B does not hold the `error` column (the last error line of a run's `train.log`): it stays empty.
 Rows are ordered smallest model first (non-embedding parameters), then fewest tokens, then name:
@@ -31,6 +32,7 @@ import struct
 import sys
 
 from launch import results
+from scaling import tracking
 from launch.results import RESULT_COLUMNS
 from launch.sweep import write_csv_atomic
 
@@ -154,8 +156,9 @@ def server_runs(project: str, group: str, entity: str | None = None, api=None) -
 
 
 def result_row(run: dict) -> dict:
-    """One results.csv row (the runner's columns and values) from a run's W&B summary and config."""
-    summary, config = run["summary"], run["config"]
+    """One results.csv row (the runner's columns and values) from a run's W&B summary (its
+    sectioned names, `train/final_loss`, mapped back to summary.json's) and config."""
+    summary, config = tracking.from_wandb_names(run["summary"]), run["config"]
     status = summary.get("status") or ("failed" if run["state"] in FAILED_STATES else "running")
     name = run["name"] or summary.get("name") or config.get("name", "")
     return results.result_row(summary, config, name=name, status=status)

@@ -8,7 +8,9 @@ The first writes an sbatch script (one task per GPU, `srun scaling-sweep ...`, s
 requeues itself after a preemption and resumes from its checkpoints. The second, for clusters
 without SLURM, prints one `scaling-train` command line per node, with the coordinator given
 explicitly; run line i on node i. `--dry-run` prints the script and the `sbatch` command instead of
-writing and submitting.
+writing and submitting. Either way the configs are checked first: every planned run of the sweep
+(or the one run) is validated exactly as `scaling-train` will, and a bad one exits 2 naming the
+run and the field before anything is written or submitted.
 """
 
 from __future__ import annotations
@@ -103,8 +105,25 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("--coordinator", args.coordinator, "HOST:PORT with a port in 1..65535")
 
 
+def check_configs(args: argparse.Namespace) -> None:
+    """Validate what the processes will run, as `scaling-train` will; ConfigError names the run
+    and the field."""
+    # Imported here: they import JAX, which the argument checks above do not need.
+    if args.sweep_config:
+        from launch.sweep import load_plan
+
+        runs = load_plan(args.sweep_config, [])[2]
+        print(f"{PROGRAM}: {args.sweep_config}: {len(runs)} planned runs, every config valid",
+              file=sys.stderr)
+    else:
+        from scaling.train import load_and_validate
+
+        load_and_validate(args.train_config, [])
+
+
 def _launch(args: argparse.Namespace) -> int:
     _validate(args)
+    check_configs(args)
     if args.coordinator is not None:
         for command in coordinator_commands(args):
             print(shlex.join(command))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import json
 import os
@@ -29,12 +30,14 @@ import time
 from launch import evaluation, plans
 from launch.plans import format_value
 from launch import results
+from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import files, hardware, status, tracking
-from scaling.errors import ConfigError
+from scaling.errors import ConfigError, WorkdirBusy
 from scaling.overrides import load_config, split_argv
 
 PARENT_PLACEHOLDER = "<parent>"
+EXIT_NOT_STARTED = -1  # `execute` when the sweep stopped before the run could start
 
 
 def run_directory(workdir: pathlib.Path, name: str) -> pathlib.Path:
@@ -69,13 +72,19 @@ def train_command(run: plans.PlannedRun, base_config: str, workdir: pathlib.Path
 
 
 class _Children:
-    """The running training processes, so a SIGTERM to the sweep reaches every one of them: each
-    saves a checkpoint and exits 75, and the sweep exits 75 too (rerun to resume)."""
+    """The running training processes, so a stop reaches every one of them.
+
+    A SIGTERM to the sweep is passed on: each run saves a checkpoint and exits 75, the sweep exits
+    75 (rerun to resume). Ctrl-C (SIGINT): the first makes each run save and exit 130, a second
+    makes them exit at once; the sweep starts nothing more and exits 130. A Ctrl-C at the terminal
+    reaches the runs by itself (they share the sweep's process group); a SIGINT sent to the sweep
+    alone is passed on, once per signal."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._processes: set[subprocess.Popen] = set()
         self.terminating = False
+        self.stop_status: str | None = None  # status.PREEMPTED or status.INTERRUPTED
 
     def start(self, command: list[str], log_file) -> subprocess.Popen | None:
         with self._lock:
@@ -90,12 +99,41 @@ class _Children:
         with self._lock:
             self._processes.discard(process)
 
-    def terminate_all(self, signum=None, frame=None) -> None:
-        del signum, frame
+    def _stop_all(self, signum: int, stop_status: str, forward: bool = True) -> None:
         with self._lock:
             self.terminating = True
-            for process in self._processes:
-                process.send_signal(signal.SIGTERM)
+            if self.stop_status != status.INTERRUPTED:
+                self.stop_status = stop_status
+            for process in self._processes if forward else ():
+                process.send_signal(signum)
+
+    def terminate_all(self, signum=None, frame=None) -> None:
+        del signum, frame
+        self._stop_all(signal.SIGTERM, status.PREEMPTED)
+
+    def interrupt_all(self, signum=None, frame=None) -> None:
+        del signum, frame
+        again = self.stop_status == status.INTERRUPTED
+        print("scaling-sweep: interrupted again: the runs exit at once" if again else
+              "scaling-sweep: interrupt: each running run saves at its next step and stops; "
+              "starting no more (Ctrl-C again to stop them at once)", file=sys.stderr, flush=True)
+        # Passed on unless the terminal sent it to the whole group: a run must see each once.
+        self._stop_all(signal.SIGINT, status.INTERRUPTED, forward=not in_terminal_foreground())
+
+
+def in_terminal_foreground() -> bool:
+    """True when this process belongs to the foreground process group of its controlling
+    terminal, so that a Ctrl-C there also reached every process it started."""
+    try:
+        terminal = os.open("/dev/tty", os.O_RDONLY)
+    except OSError:
+        return False  # no controlling terminal
+    try:
+        return os.tcgetpgrp(terminal) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(terminal)
 
 
 CHILDREN = _Children()
@@ -123,8 +161,8 @@ def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
     (run_dir / "command.txt").write_text(" ".join(command) + "\n")
     with open(run_dir / "train.log", "ab") as log_file:
         process = CHILDREN.start(command, log_file)
-        if process is None:
-            return status.EXIT_PREEMPTED, ""
+        if process is None:  # the sweep is stopping: not started, still pending
+            return EXIT_NOT_STARTED, ""
         returncode = process.wait()
         CHILDREN.finished(process)
     if returncode in status.SELF_REPORTED_EXITS:
@@ -133,9 +171,10 @@ def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
     return returncode, (error or f"exit code {returncode}")[:300]
 
 
-def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "") -> dict:
+def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "",
+               stopped: str = "") -> dict:
     """One results.csv row from the run's summary (or from the plan, for a run not started or
-    failed early)."""
+    failed early). `stopped` is the status of a run this sweep saw stop on request."""
     summary = read_summary(run_dir) or {}
     planned = {"size": run.size, "parent": run.parent, "start_step": run.start_step,
                "params": run.params, "non_embedding_params": run.non_embedding_params,
@@ -145,7 +184,7 @@ def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "") ->
                "d_model": run.overrides.get("model.d_model")}
     return results.result_row(
         summary, summary.get("config") or {}, name=run.name, error=error, planned=planned,
-        status=status.FAILED if error else (summary.get("status") or status.PENDING))
+        status=status.FAILED if error else (stopped or summary.get("status") or status.PENDING))
 
 
 def curve_rows(run: plans.PlannedRun, run_dir: pathlib.Path) -> list[dict]:
@@ -173,13 +212,15 @@ def is_leader_host() -> bool:
     return True
 
 
-def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict) -> None:
+def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict,
+           stopped: dict | None = None) -> None:
     """Rewrite results.csv and curves.csv from every run's files (first host only)."""
     if not is_leader_host():
         return
+    stopped = stopped or {}
     write_csv_atomic(workdir / "results.csv", RESULT_COLUMNS,
-                     [result_row(run, run_directory(workdir, run.name), errors.get(run.name, ""))
-                      for run in runs])
+                     [result_row(run, run_directory(workdir, run.name), errors.get(run.name, ""),
+                                 stopped.get(run.name, "")) for run in runs])
     write_csv_atomic(workdir / "curves.csv", CURVE_COLUMNS,
                      [row for run in runs for row in curve_rows(run, run_directory(workdir, run.name))])
 
@@ -194,6 +235,9 @@ def load_errors(workdir: pathlib.Path) -> dict:
 
 
 def format_minutes(minutes: float) -> str:
+    if minutes < 1:
+        seconds = minutes * 60
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
     if minutes < 120:
         return f"{minutes:.1f} min"
     if minutes < 60 * 48:
@@ -201,7 +245,10 @@ def format_minutes(minutes: float) -> str:
     return f"{minutes / 60 / 24:.1f} days"
 
 
-def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None) -> None:
+def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
+               device: str = "one process on this machine") -> None:
+    """The plan as a table, with each run's and the study's time on `device` at
+    `seconds_per_flop` (None: no estimate)."""
     header = (f"{'name':<34} {'N (non-emb)':>12} {'D tokens':>10} {'C FLOPs':>10} {'conv':>5} "
               f"{'branch of':>20} {'est. time':>10}")
     print(header)
@@ -211,18 +258,29 @@ def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None) -> 
                     if seconds_per_flop else "?")
         print(f"{run.name:<34} {run.non_embedding_params:>12,} {run.tokens:>10.3g} "
               f"{run.flops:>10.3g} {run.flop_convention:>5} {run.parent or '-':>20} {estimate:>10}")
+    print(plan_totals(runs, seconds_per_flop, device))
+
+
+def plan_totals(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
+                device: str) -> str:
+    """One line: how many runs, their FLOPs, and the study's time on `device`."""
     alone, study = sum(run.flops for run in runs), sum(run.study_flops for run in runs)
-    print(f"{len(runs)} runs, {alone:.3g} FLOPs if each were trained alone"
-          + (f"; the study trains {study:.3g} (shared stable phases counted once: "
-             f"{study / alone:.2f} of that)" if study < alone else "")
-          + (f", about {format_minutes(study * seconds_per_flop / 60)} of one process on this "
-             "machine" if seconds_per_flop else ""))
+    return (f"{len(runs)} runs, {alone:.3g} FLOPs if each were trained alone"
+            + (f"; the study trains {study:.3g} (shared stable phases counted once: "
+               f"{study / alone:.2f} of that)" if study < alone else "")
+            + (f", about {format_minutes(study * seconds_per_flop / 60)} on {device}"
+               if seconds_per_flop else ""))
 
 
-def estimated_seconds_per_flop() -> float:
-    """Seconds per training FLOP on this machine, from its measured matmul peak at the 30% MFU
-    small CPU models reach (a planning figure, not a promise)."""
-    return 1.0 / (0.3 * hardware.device_peak_flops("float32"))
+def estimated_seconds_per_flop(accelerator: str = "") -> tuple[float, str]:
+    """Seconds per training FLOP and what they are for: on `accelerator` (a Cloud TPU type or
+    COUNTxGPU) from its published peak at `hardware.PLANNING_MFU`; else on this machine, from its
+    measured matmul peak at the 30% MFU small CPU models reach. A planning figure, not a promise."""
+    if accelerator:
+        peak, chips = hardware.accelerator_peak_flops(accelerator)
+        return (1.0 / (hardware.PLANNING_MFU * peak),
+                f"{accelerator} ({chips} chips at {hardware.PLANNING_MFU:.0%} MFU)")
+    return 1.0 / (0.3 * hardware.device_peak_flops("float32")), "one process on this machine"
 
 
 def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
@@ -242,10 +300,16 @@ def parse_args(argv: list[str]):
     parser.add_argument("--processes", type=int, default=None,
                         help="runs trained at once (default: the sweep config's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--accelerator", default="",
+                        help="estimate times for this accelerator (v5litepod-16, v4-8, 8xH100, "
+                             "...) instead of this machine")
     parser.add_argument("--only", default="", help="comma-separated run names to run")
     parser.add_argument("--eval", action="append", default=[], metavar="DATASET[:SPLIT]",
                         help="evaluate every completed run on this data set (repeatable) and add "
                              "an eval_loss_* column to results.csv per set")
+    parser.add_argument("--status-every", type=float, default=30.0,
+                        help="seconds between status lines while runs train (0: only when a "
+                             "run ends)")
     return parser.parse_args(rest), overrides
 
 
@@ -253,7 +317,10 @@ def load_plan(config: str, overrides: list[str], processes: int | None = None):
     """The sweep config with its overrides, the base run config's path and the validated runs.
     Raises ConfigError naming the field (of the sweep, or of the planned run that fails)."""
     sweep = load_config(config)
-    plans.validate_sweep_shape(sweep)
+    try:
+        plans.validate_sweep_shape(sweep)
+    except ConfigError as error:  # name the file given, not the name inside it
+        raise ConfigError("--config", config, error.allowed) from None
     plans.apply_sweep_overrides(sweep, overrides)
     if processes is not None:
         sweep.processes = processes
@@ -265,14 +332,20 @@ class Scheduler:
     """Trains the runs still to do, `processes` at a time, each branch after its parent; rewrites
     the tables after every run and reports progress."""
 
-    def __init__(self, workdir, runs, todo, base_config, errors, processes):
+    def __init__(self, workdir, runs, todo, base_config, errors, processes,
+                 status_every: float = 30.0):
         self.workdir, self.runs, self.base_config = workdir, runs, base_config
         self.errors, self.processes = errors, processes
+        self.status_every = status_every
+        self.progress = SweepProgress(todo, lambda name: run_directory(workdir, name))
         # The longest runs first: they set the sweep's wall-clock time.
         self.waiting = sorted(todo, key=lambda run: -run.study_flops)
         self.total, self.done, self.start = len(todo), 0, time.perf_counter()
         self.preempted = False
+        self.interrupted = False
         self.running_names: set[str] = set()
+        # Runs that stopped on request (exit 75 / 130): resumable, whatever their summary says.
+        self.stopped: dict[str, str] = {}
 
     def _ready(self, run: plans.PlannedRun) -> bool | None:
         """True if it can start, False if it must wait for its parent, None if it never can."""
@@ -293,9 +366,12 @@ class Scheduler:
                 if not futures:
                     break
                 finished, _ = concurrent.futures.wait(
-                    futures, return_when=concurrent.futures.FIRST_COMPLETED)
+                    futures, timeout=self.status_every or None,
+                    return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
                     self._report(futures.pop(future), *future.result())
+                if futures or self.waiting:
+                    self.progress.show()
 
     def _submit(self, pool, futures: dict) -> None:
         for run in list(self.waiting):
@@ -310,28 +386,46 @@ class Scheduler:
                 self.waiting.remove(run)
                 self.running_names.add(run.name)
                 command = train_command(run, self.base_config, self.workdir)
+                self.progress.started(run.name)
                 futures[pool.submit(execute, command, run_directory(self.workdir, run.name))] = run
 
     def _report(self, run: plans.PlannedRun, code: int, error: str) -> None:
         self.running_names.discard(run.name)
+        if code == EXIT_NOT_STARTED:
+            self.progress.running.pop(run.name, None)
+            return  # the sweep stopped first: the run stays pending
+        self.progress.ended(run.name)
         self.done += 1
         if error:
             self.errors[run.name] = error
         else:
             self.errors.pop(run.name, None)
         self.preempted |= code == status.EXIT_PREEMPTED
+        self.interrupted |= code == status.EXIT_INTERRUPTED
         summary = read_summary(run_directory(self.workdir, run.name)) or {}
-        ended = summary.get("status", status.FAILED) if not error else status.FAILED
+        stop = {status.EXIT_PREEMPTED: status.PREEMPTED,
+                status.EXIT_INTERRUPTED: status.INTERRUPTED}.get(code)
+        if stop:  # also when a second Ctrl-C ended it before it could write its summary
+            self.stopped[run.name] = stop
+        ended = stop or summary.get("status", status.FAILED) if not error else status.FAILED
         loss = summary.get("final_eval_loss")
         print(f"[{self.done}/{self.total}] {run.name}: {ended}"
               + (f", eval loss {loss:.4f}" if isinstance(loss, float) and not error else "")
               + (f" ({error})" if error else "")
               + f" — {time.perf_counter() - self.start:.0f}s elapsed", flush=True)
-        gather(self.workdir, self.runs, self.errors)
+        gather(self.workdir, self.runs, self.errors, self.stopped)
 
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args, overrides)
+    except KeyboardInterrupt:  # Ctrl-C while planning, before the sweep's own handler
+        print("scaling-sweep: interrupted before any run started", file=sys.stderr)
+        return status.EXIT_INTERRUPTED
+
+
+def _main(args, overrides: list[str]) -> int:
     try:
         sweep, base_config, runs = load_plan(args.config, overrides, args.processes)
     except ConfigError as error:
@@ -344,11 +438,30 @@ def main(argv: list[str] | None = None) -> int:
               f"({', '.join(run.name for run in runs)})", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
     if args.dry_run:
-        print_plan([run for run in runs if run.name in wanted], estimated_seconds_per_flop())
+        try:
+            seconds_per_flop, device = estimated_seconds_per_flop(args.accelerator)
+        except ValueError as error:
+            print(f"scaling-sweep: error: --accelerator={args.accelerator!r} is not allowed: "
+                  f"{error}", file=sys.stderr)
+            return status.EXIT_BAD_CONFIG
+        print_plan([run for run in runs if run.name in wanted], seconds_per_flop, device)
         return status.EXIT_COMPLETED
 
-    workdir = pathlib.Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir = files.check_workdir(pathlib.Path(args.workdir))
+        # One sweep per workdir. On a multi-host slice every host runs the sweep: the first holds it.
+        lock = (files.workdir_lock(workdir, "scaling-sweep") if is_leader_host()
+                else contextlib.nullcontext())
+        with lock:
+            return _run_sweep(sweep, base_config, runs, wanted, workdir, args.status_every,
+                              args.eval)
+    except (ConfigError, WorkdirBusy) as error:
+        print(f"scaling-sweep: error: {error}", file=sys.stderr)
+        return status.EXIT_BAD_CONFIG
+
+
+def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
+               workdir: pathlib.Path, status_every: float, eval_sets: list[str]) -> int:
     files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())
     errors = load_errors(workdir)
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
@@ -360,13 +473,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{run_directory(workdir, '<name>')}/train.log", flush=True)
     gather(workdir, runs, errors)
     signal.signal(signal.SIGTERM, CHILDREN.terminate_all)
-    scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes)
+    signal.signal(signal.SIGINT, CHILDREN.interrupt_all)
+    scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes, status_every)
     scheduler.run()
-    interrupted = scheduler.preempted or CHILDREN.terminating
-    eval_failures = (evaluate_completed_runs(workdir, runs, args.eval)
-                     if args.eval and not interrupted else 0)
+    stopped = scheduler.preempted or scheduler.interrupted or CHILDREN.terminating
+    eval_failures = (evaluate_completed_runs(workdir, runs, eval_sets)
+                     if eval_sets and not stopped else 0)
     print(f"results: {workdir / 'results.csv'}", flush=True)
-    if interrupted:
+    if scheduler.interrupted or CHILDREN.stop_status == status.INTERRUPTED:
+        print("sweep interrupted; rerun the same command to resume", flush=True)
+        return status.EXIT_INTERRUPTED
+    if scheduler.preempted or CHILDREN.terminating:
         return status.EXIT_PREEMPTED
     return status.EXIT_FAILED if errors or eval_failures else status.EXIT_COMPLETED
 

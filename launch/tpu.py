@@ -1,13 +1,16 @@
 """`scaling-tpu`: run a sweep on a Cloud TPU VM slice, driving `gcloud`.
 
     scaling-tpu create  --project P --zone Z --accelerator-type v5litepod-16   # queued resource, wait ACTIVE
-    scaling-tpu setup   ...   # copy the checkout to ~/scaling on every host, pip install, mount the bucket
+    scaling-tpu setup   ...   # copy the checkout to ~/scaling on every host, make a Python 3.11
+                              # environment there (uv), install into it, mount the bucket
     scaling-tpu run     ...   # `scaling-sweep` on every host at once: one multi-host program per run
     scaling-tpu up      ...   # create → setup → run; on preemption delete, recreate, set up and rerun
     scaling-tpu delete  ...   # tear the slice down
 
 Every subcommand takes `--config configs/tpu/v5e-16.py` (settings file) and flags that override it,
-and `--dry-run`, which prints each `gcloud` command on one line and runs none. The sweep resumes
+and `--dry-run`, which prints each `gcloud` command on one line and runs none. `run` and `up`
+first plan the sweep here and validate every run's config exactly as `scaling-train` will (exit 2
+naming the run and the field) before any `gcloud` call, so a bad sweep costs no slice time. The sweep resumes
 from its checkpoints after a preemption only if its workdir outlives the slice: a GCS bucket mounted
 with gcsfuse (`--bucket`, mounted at `--mount-dir`) or a persistent disk.
 """
@@ -31,6 +34,14 @@ from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, exe
 
 PROGRAM = "scaling-tpu"
 JAX_TPU_REQUIREMENT = "jax[tpu]==0.10.2"  # the version pyproject.toml pins, with the TPU runtime
+# Stock TPU VM images (Ubuntu 22.04) ship Python 3.10; the project needs 3.11 or later. `uv` fetches
+# a standalone CPython into a virtual environment, whatever the image's Python.
+PYTHON_VERSION = "3.11"
+REMOTE_VENV = ".venv"  # inside ~/scaling on every host
+# The host's index in the slice, from the TPU VM metadata server: an ssh shell need not have
+# TPU_WORKER_ID, and only worker 0 may write the sweep's tables.
+WORKER_NUMBER_URL = ("http://metadata.google.internal/computeMetadata/v1/instance/attributes/"
+                     "agent-worker-number")
 ACTIVE = "ACTIVE"
 # Queued-resource states after which the slice is gone or going: only deleting and recreating helps.
 LOST_STATES = ("SUSPENDING", "SUSPENDED", "PREEMPTED", "FAILED", "DELETING")
@@ -112,17 +123,35 @@ def setup_remote_command(s: Settings) -> str:
         steps += [_install_gcsfuse(), f"mkdir -p {mount_dir}",
                   f"(mountpoint -q {mount_dir} || gcsfuse --implicit-dirs {shlex.quote(bucket)} {mount_dir})"]
     steps += [f"cd ~/{REMOTE_CHECKOUT}",
-              f"python3 -m pip install --quiet -e . {shlex.quote(JAX_TPU_REQUIREMENT)}"]
+              "(command -v uv >/dev/null || python3 -m pip install --quiet --user uv)",
+              'export PATH="$HOME/.local/bin:$PATH"',
+              f"uv venv --allow-existing --python {PYTHON_VERSION} {REMOTE_VENV}",
+              f"uv pip install --python {REMOTE_VENV}/bin/python --quiet -e . "
+              f"{shlex.quote(JAX_TPU_REQUIREMENT)}",
+              f"{REMOTE_VENV}/bin/python -c {shlex.quote(PYTHON_CHECK)}"]
     return " && ".join(steps)
 
 
+PYTHON_CHECK = ('import sys; assert sys.version_info >= (3, 11), sys.version; '
+                'print("python", sys.version.split()[0], "in", sys.prefix)')
+
+
 def run_remote_command(s: Settings) -> str:
-    """Shell line for every host: the sweep, with its exit code (75 means preempted) passed back.
+    """Shell line for every host: the sweep, from the environment `setup` made, with its exit code
+    (75 preempted, 130 interrupted) passed back.
 
     Runs go one at a time (`--processes 1`): each is one program spanning every host of the slice.
+    The line says explicitly that the run is multi-host (`SCALING_DISTRIBUTED=1`: JAX's own TPU
+    cluster detection connects the hosts) and which host this is (`SCALING_PROCESS_ID`, from the
+    metadata server), since an ssh shell need not carry the TPU_* variables.
     """
-    sweep = ["scaling-sweep", "--config", tpu_settings.sweep_config_on_host(s), "--processes", "1"]
-    return (f'cd ~/{REMOTE_CHECKOUT} && export PATH="$HOME/.local/bin:$PATH" && '
+    sweep = [f"{REMOTE_VENV}/bin/scaling-sweep", "--config", tpu_settings.sweep_config_on_host(s),
+             "--processes", "1"]
+    worker = (f"SCALING_PROCESS_ID=$(curl -sf -H Metadata-Flavor:Google {WORKER_NUMBER_URL}) || "
+              "{ echo 'cannot read the worker number of this host from the TPU metadata server' >&2; "
+              "exit 1; }")
+    return (f"cd ~/{REMOTE_CHECKOUT} && {worker} && "
+            f"export SCALING_DISTRIBUTED=1 SCALING_PROCESS_ID && "
             f"{shlex.join(sweep)} --workdir {host_path(s.workdir)}")
 
 
@@ -298,8 +327,25 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def check_sweep(s: Settings) -> int:
+    """Plans the sweep here and validates every run's full config as `scaling-train` will;
+    raises ConfigError naming the run and the field. Returns the number of runs."""
+    # Imports JAX: only for the subcommands that start a sweep.
+    from launch.sweep import estimated_seconds_per_flop, load_plan, plan_totals
+
+    runs = load_plan(s.sweep_config, [])[2]
+    log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid")
+    try:
+        log(plan_totals(runs, *estimated_seconds_per_flop(s.accelerator_type)))
+    except ValueError:
+        pass  # a type without a published peak: no estimate
+    return len(runs)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     s = settings_from_args(args)
+    if args.subcommand in ("run", "up"):
+        check_sweep(s)  # before any gcloud call: a bad sweep must not cost slice time
     if args.subcommand == "create":
         state = create(s, args.dry_run)
         if state != ACTIVE:

@@ -3,14 +3,25 @@
 Every host runs the same program. `jax.distributed.initialize` connects them: on TPU VM slices and
 under SLURM it finds the coordinator by itself; on other clusters the coordinator address, the
 process count and this process's index come from the config (or the launcher's command line).
+A launcher that knows the run spans several hosts says so with `SCALING_DISTRIBUTED=1` (as
+`scaling-tpu` does): an ssh shell on a TPU VM need not carry `TPU_WORKER_HOSTNAMES`, and JAX reads
+the slice's hosts from the TPU metadata itself.
+
+Before the first step, `check_batch_feeds` makes sure the hosts feed the rows the batch sharding
+expects of them: the same rows where the mesh replicates them across hosts, different rows where
+it splits them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import jax
 import ml_collections
+import numpy as np
+
+from scaling.errors import ConfigError
 
 
 def _launched_multi_host() -> bool:
@@ -37,3 +48,64 @@ def initialize(config: ml_collections.ConfigDict) -> None:
 def is_leader() -> bool:
     """Process 0 writes logs, metrics and summaries; every process checkpoints."""
     return jax.process_index() == 0
+
+
+def _fingerprint(local_batch: dict) -> tuple[int, int]:
+    """Two 31-bit integers that identify the host's batch (every array, in name order)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name in sorted(local_batch):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(local_batch[name]).tobytes())
+    value = int.from_bytes(digest.digest(), "little")
+    return value & 0x7FFFFFFF, (value >> 32) & 0x7FFFFFFF
+
+
+def expected_rows(sharding, global_rows: int) -> tuple[int, int]:
+    """[start, stop) of the global batch rows this process's devices hold under `sharding`."""
+    shape = (global_rows, 1)
+    starts, stops = [], []
+    for index in sharding.addressable_devices_indices_map(shape).values():
+        rows = index[0]
+        starts.append(rows.start or 0)
+        stops.append(global_rows if rows.stop is None else rows.stop)
+    return min(starts), max(stops)
+
+
+def find_feed_mismatch(feeds: list[tuple[int, int, int, int, int]]) -> str | None:
+    """What is wrong with the hosts' feeds, or None. Each feed is (first row, end row the
+    sharding gives the process, rows it fed, fingerprint, fingerprint)."""
+    for index, (start, stop, fed, *_) in enumerate(feeds):
+        if fed != stop - start:
+            return (f"process {index} fed {fed} rows where the batch sharding expects rows "
+                    f"[{start}, {stop})")
+    for first in range(len(feeds)):
+        for second in range(first + 1, len(feeds)):
+            same_rows = feeds[first][:2] == feeds[second][:2]
+            same_data = feeds[first][3:] == feeds[second][3:]
+            if same_rows and not same_data:
+                return (f"processes {first} and {second} hold the same rows "
+                        f"[{feeds[first][0]}, {feeds[first][1]}) but fed different data")
+            if not same_rows and same_data:
+                return (f"processes {first} and {second} fed identical data for different rows "
+                        f"([{feeds[first][0]}, {feeds[first][1]}) and "
+                        f"[{feeds[second][0]}, {feeds[second][1]}))")
+    return None
+
+
+def check_batch_feeds(local_batch: dict, sharding, global_rows: int) -> None:
+    """One all-gather of every host's (rows, batch fingerprint): raises ConfigError naming the
+    mesh when a host feeds rows the batch sharding does not expect of it. No-op on one process."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    start, stop = expected_rows(sharding, global_rows)
+    fed = len(next(iter(local_batch.values())))
+    mine = np.asarray([start, stop, fed, *_fingerprint(local_batch)], np.int32)
+    feeds = [tuple(int(v) for v in row) for row in
+             np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, len(mine))]
+    problem = find_feed_mismatch(feeds)
+    if problem:
+        mesh = dict(sharding.mesh.shape)
+        raise ConfigError("mesh", mesh, f"a mesh whose batch rows the {len(feeds)} processes "
+                                        f"can feed: {problem}")

@@ -14,8 +14,20 @@ class ConfigError(ValueError):
 
     def __init__(self, field: str, value: Any, allowed: str):
         self.field, self.value, self.allowed = field, value, allowed
-        super().__init__(f"config.{field}={value!r} is not allowed: {allowed}")
+        # A command-line option (`--workdir`, `--config`) is named as typed; a field as its flag.
+        name = field if field.startswith("-") else f"config.{field}"
+        super().__init__(f"{name}={value!r} is not allowed: {allowed}")
+
+    def in_run(self, run: str) -> "ConfigError":
+        """The same error, its message led by the name of the planned run it belongs to."""
+        error = ConfigError(self.field, self.value, self.allowed)
+        error.args = (f"run {run}: {self}",)
+        return error
 
 
 class IncompatibleCheckpoint(ValueError):
     """The workdir holds a checkpoint or a finished run of a different model or plan."""
+
+
+class WorkdirBusy(RuntimeError):
+    """Another live process holds the workdir's lock; the message names its pid and host."""

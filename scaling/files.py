@@ -1,5 +1,8 @@
 """Files that other processes read while they are written: locks, and writes that are atomic.
 
+One process writes a workdir at a time: a run (and a sweep) holds `workdir_lock` while it works,
+and a second one on the same workdir is refused, naming the holder.
+
 A sweep runs several trainings at once against one cache directory. Whoever builds an entry holds
 an exclusive `file_lock` while doing so, readers a shared one while they open it. Every file a
 reader may open at any moment — cache entries, summary.json, results.csv — is written to a
@@ -11,11 +14,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import datetime
 import json
+import logging
 import os
 import pathlib
+import socket
+import sys
 import tempfile
 from typing import Any, Iterator
+
+from scaling.errors import ConfigError, WorkdirBusy
+
+log = logging.getLogger(__name__)
+
+WORKDIR_LOCK = "workdir.lock"
 
 
 @contextlib.contextmanager
@@ -65,3 +78,69 @@ def write_text_atomic(path: pathlib.Path, text: str) -> None:
 def write_json_atomic(path: pathlib.Path, payload: Any) -> None:
     """JSON (indented, keys sorted; values JSON lacks written as text) in one rename."""
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def describe_holder(record: str) -> str:
+    """'pid 123 on host h (scaling-train, since …)' from a lock file's JSON, or the raw text."""
+    try:
+        holder = json.loads(record)
+        return (f"pid {holder['pid']} on host {holder['host']} ({holder.get('program', '?')}, "
+                f"since {holder.get('since', '?')})")
+    except (ValueError, KeyError, TypeError):
+        return record or "an unknown process"
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: pathlib.Path, program: str) -> Iterator[None]:
+    """Hold `<workdir>/workdir.lock` for the block, or raise `WorkdirBusy` at once, naming the
+    holder's pid and host, when another process holds it.
+
+    The lock is an `fcntl` lock, which the kernel drops when its holder dies; the file records
+    who holds it. A record left by a holder that died (the lock free, the record still there) is
+    taken over with a warning."""
+    path = pathlib.Path(workdir) / WORKDIR_LOCK
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise WorkdirBusy(
+                f"{workdir} is in use by {describe_holder(handle.read().strip())}: one process "
+                "per workdir; wait for it to end, stop it, or use another --workdir") from None
+        handle.seek(0)
+        stale = handle.read().strip()
+        if stale:
+            log.warning("%s: taking over the lock of %s, which is no longer running", workdir,
+                        describe_holder(stale))
+            print(f"{program}: warning: taking over the workdir lock of "
+                  f"{describe_holder(stale)}, which is no longer running", file=sys.stderr,
+                  flush=True)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({
+            "pid": os.getpid(), "host": socket.gethostname(), "program": program,
+            "since": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")}))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()  # released cleanly: no record for the next holder to warn about
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+def check_workdir(workdir: pathlib.Path, option: str = "--workdir") -> pathlib.Path:
+    """`workdir` created if missing; ConfigError (one line) when it is a file or cannot be made."""
+    workdir = pathlib.Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(option, str(workdir), "a directory (this path is a file)")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(option, str(workdir),
+                          f"a directory that can be created ({error.strerror})") from None
+    return workdir

@@ -26,6 +26,32 @@ PUBLISHED_PEAK_BF16 = {
 }
 
 
+# Cloud TPU accelerator types (`v4-8`, `v5litepod-16`, `v5p-128`, `v6e-8`): the generation's chip,
+# and whether the count after the dash is TensorCores (two per chip) rather than chips.
+TPU_TYPES = {"v2": ("TPU v2", True), "v3": ("TPU v3", True), "v4": ("TPU v4", True),
+             "v5p": ("TPU v5p", True), "v5litepod": ("TPU v5e", False), "v5e": ("TPU v5e", False),
+             "v6e": ("TPU v6e", False)}
+# What a planning estimate assumes a well-configured accelerator run reaches (not a promise).
+PLANNING_MFU = 0.4
+
+
+def accelerator_peak_flops(accelerator: str) -> tuple[float, int]:
+    """(dense bf16 peak FLOP/s of the whole accelerator, its chip count) for a Cloud TPU type
+    (`v5litepod-16`: 16 chips; `v4-8`: 8 TensorCores, 4 chips) or `<count>x<GPU>` (`8xH100`).
+    Raises ValueError naming what is known."""
+    name = accelerator.strip()
+    generation, _, count = name.rpartition("-")
+    if generation in TPU_TYPES and count.isdigit() and int(count) > 0:
+        chip, counts_cores = TPU_TYPES[generation]
+        chips = max(1, int(count) // 2) if counts_cores else int(count)
+        return PUBLISHED_PEAK_BF16[chip] * chips, chips
+    count, _, gpu = name.partition("x")
+    if count.isdigit() and int(count) > 0 and gpu.upper() in PUBLISHED_PEAK_BF16:
+        return PUBLISHED_PEAK_BF16[gpu.upper()] * int(count), int(count)
+    raise ValueError(f"a Cloud TPU type ({', '.join(f'{t}-N' for t in TPU_TYPES)}) or COUNTxGPU "
+                     f"with a GPU of {', '.join(k for k in PUBLISHED_PEAK_BF16 if 'TPU' not in k)}")
+
+
 def cache_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("SCALING_CACHE", pathlib.Path.home() / ".cache" / "scaling"))
 

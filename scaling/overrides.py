@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import inspect
 import pathlib
 
 import ml_collections
@@ -33,6 +34,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
                           ) from None
     if not hasattr(module, "get_config"):
         raise ConfigError("--config", spec, "a Python file defining get_config()")
+    check_variant(module, spec, arg)
     try:
         config = module.get_config(arg) if arg else module.get_config()
     except (ValueError, TypeError, KeyError) as error:  # e.g. an unknown variant
@@ -41,6 +43,23 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError("--config", spec, "a get_config() that returns an ml_collections.ConfigDict")
     return config
+
+
+def check_variant(module, spec: str, arg: str) -> None:
+    """A variant (`file.py:arg`) must be one the file offers: one of its `VARIANTS` when it
+    declares them, and only to a `get_config` that takes an argument. (A `get_config` that takes
+    one and declares no list checks its argument itself, as `configs/families/*.py` do.)"""
+    if not arg:
+        return
+    try:
+        takes_argument = bool(inspect.signature(module.get_config).parameters)
+    except (TypeError, ValueError):
+        takes_argument = True
+    if not takes_argument:
+        raise ConfigError("--config", spec, "no variant: this file's get_config() takes none")
+    variants = getattr(module, "VARIANTS", None)
+    if variants is not None and arg not in variants:
+        raise ConfigError("--config", spec, f"a variant of this file: {', '.join(variants)}")
 
 
 def _one_line(error: BaseException) -> str:

@@ -4,6 +4,11 @@ and a progress line for the human watching.
 Only process 0 writes. Files are replaced atomically; `metrics.jsonl` is cut back to the resumed
 step on restart, so it never holds a step twice or skips one. W&B is best effort: any W&B error
 is logged once and training goes on with W&B off.
+
+`metrics.jsonl` and `summary.json` keep flat names (`train_loss`, `final_eval_loss`); on W&B the
+same numbers sit in sections for its dashboards (`WANDB_NAMES`: `train/loss`, `eval/final_loss`,
+`perf/mfu`, `optim/lr`), against the x-axes `step`, `tokens` and `flops`. `launch.registry` maps
+them back with `from_wandb_names`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,63 @@ from scaling import files
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb_run_id.txt"
+
+# Flat metric / summary name → its W&B name. Names not listed (step, tokens, flops, params, status,
+# ...) keep theirs.
+WANDB_NAMES = {
+    "train_loss": "train/loss", "eval_loss": "eval/loss", "eval_stderr": "eval/loss_stderr",
+    "eval_tokens": "eval/tokens", "lr": "optim/lr", "grad_norm": "optim/grad_norm",
+    "skipped_steps": "optim/skipped_steps", "tokens_per_second": "perf/tokens_per_second",
+    "mfu": "perf/mfu", "eval_seconds": "perf/eval_seconds",
+    "final_train_loss": "train/final_loss", "final_eval_loss": "eval/final_loss",
+    "final_eval_stderr": "eval/final_loss_stderr", "final_eval_tokens": "eval/final_tokens",
+    "compile_seconds": "perf/compile_seconds", "wall_seconds": "perf/wall_seconds",
+    "loop_seconds": "perf/loop_seconds", "peak_flops": "perf/peak_flops",
+}
+X_AXES = ("step", "tokens", "flops", "flops_6N", "flops_full")
+# Which x-axis each section is drawn against by default (any logged axis can be picked in W&B).
+SECTION_AXES = {"train": "tokens", "eval": "tokens", "optim": "step", "perf": "step"}
+# From most to least connected: W&B's own WANDB_MODE may lower the config's mode, never raise it.
+WANDB_MODE_ORDER = ("online", "offline", "disabled")
+
+
+def to_wandb_names(record: dict) -> dict:
+    """A metrics or summary record under W&B names, without the values it does not have (None,
+    NaN) and without eval timing where no eval ran."""
+    renamed = {}
+    for key, value in record.items():
+        if value is None or (isinstance(value, float) and value != value):
+            continue
+        if key == "eval_seconds" and record.get("eval_loss") is None:
+            continue
+        renamed[WANDB_NAMES.get(key, key)] = value
+    return renamed
+
+
+def from_wandb_names(record: dict) -> dict:
+    """A W&B summary (or history row) under the flat names of summary.json / metrics.jsonl."""
+    flat = {wandb_name: name for name, wandb_name in WANDB_NAMES.items()}
+    return {flat.get(key, key): value for key, value in record.items()}
+
+
+def effective_mode(configured: str, environment: dict | None = None) -> str:
+    """The W&B mode a run uses: `wandb.mode`, lowered by W&B's own `WANDB_MODE` when that is set
+    (offline or disabled on a machine without network, whatever the configs say)."""
+    wanted = (os.environ if environment is None else environment).get("WANDB_MODE", "").lower()
+    wanted = {"dryrun": "offline"}.get(wanted, wanted)
+    if wanted not in WANDB_MODE_ORDER:
+        return configured
+    return max(configured, wanted, key=WANDB_MODE_ORDER.index)
+
+
+def run_tags(config) -> list[str]:
+    """The run's W&B tags: the configured ones (a sweep adds sweep:, plan:, family:, size:) and
+    the model's layout."""
+    tags = [tag for tag in config.wandb.tags.split(",") if tag]
+    layout = config.model.get("layout") if "model" in config else None
+    if layout and not any(tag.startswith("layout:") for tag in tags):
+        tags.append(f"layout:{layout}")
+    return tags
 
 
 class MetricsLog:
@@ -71,9 +133,13 @@ def new_run_id() -> str:
 class WandbRun:
     """A W&B run that resumes with the workdir and never stops training when W&B fails."""
 
-    def __init__(self, config, workdir: pathlib.Path, *, name: str, config_dict: dict):
+    def __init__(self, config, workdir: pathlib.Path, *, name: str, config_dict: dict,
+                 job_type: str = "train", stream=None):
         self._run = None
-        mode = config.wandb.mode
+        mode = effective_mode(config.wandb.mode)
+        if mode != config.wandb.mode:
+            log.info("WANDB_MODE=%s: W&B %s (wandb.mode=%r)", os.environ.get("WANDB_MODE"), mode,
+                     config.wandb.mode)
         if mode == "disabled":
             return
         if mode == "online" and not os.environ.get("WANDB_API_KEY"):
@@ -90,12 +156,17 @@ class WandbRun:
             self._run = wandb.init(
                 project=config.wandb.project, entity=config.wandb.entity or None,
                 group=config.wandb.group or None, name=name, id=run_id, resume="allow",
-                tags=[tag for tag in config.wandb.tags.split(",") if tag], config=config_dict,
+                job_type=job_type, tags=run_tags(config), config=config_dict,
                 dir=str(workdir), mode=mode,
                 settings=wandb.Settings(init_timeout=60, silent=True))
-            for axis in ("tokens", "flops"):
+            for axis in X_AXES:
                 self._run.define_metric(axis)
-            self._run.define_metric("*", step_metric="step")
+            for section, axis in SECTION_AXES.items():
+                self._run.define_metric(f"{section}/*", step_metric=axis)
+            where = (self._run.url if mode == "online" and self._run.url else
+                     f"{self._run.dir} (offline; upload with `wandb sync "
+                     f"{pathlib.Path(self._run.dir).parent}`)")
+            print(f"W&B run {name}: {where}", file=stream or sys.stdout, flush=True)
         except Exception as error:  # W&B is optional: note it and train on
             log.warning("W&B could not start (%s: %s); continuing without it",
                         type(error).__name__, error)
@@ -109,7 +180,7 @@ class WandbRun:
         if self._run is None:
             return
         try:
-            self._run.log({key: value for key, value in record.items() if value is not None})
+            self._run.log(to_wandb_names(record))
         except Exception as error:
             log.warning("W&B logging failed (%s); continuing without it", error)
             self._run = None
@@ -118,7 +189,7 @@ class WandbRun:
         if self._run is None:
             return
         try:
-            for key, value in summary.items():
+            for key, value in to_wandb_names(summary).items():
                 if isinstance(value, (int, float, str)):
                     self._run.summary[key] = value
             self._run.finish(exit_code=0 if summary.get("status") == "completed" else 1)

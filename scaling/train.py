@@ -5,58 +5,85 @@
 Writes `<workdir>/metrics.jsonl` (one record per logged step), `<workdir>/summary.json` (config,
 parameter counts, tokens, FLOPs, final losses, status) and `<workdir>/checkpoints/`. Rerunning the
 same command in the same workdir resumes from the newest checkpoint. Exit codes (`scaling.status`):
-0 completed, 2 bad configuration, 3 diverged, 75 preempted (checkpoint saved; rerun to resume),
-1 failed.
+0 completed, 2 bad configuration, 3 diverged, 75 preempted (SIGTERM: checkpoint saved; rerun to
+resume), 130 interrupted (Ctrl-C: the same; a second Ctrl-C exits at once without saving), 1 failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import pathlib
 import signal
 import sys
 
 import jax
 
-from scaling import budget, distributed, memory, status
+from scaling import budget, distributed, files, memory, status
 from scaling.config import validate
 from scaling.data import sources
-from scaling.errors import ConfigError, IncompatibleCheckpoint
+from scaling.errors import ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import apply_overrides, load_config, split_argv
 from scaling.trainer import Trainer
 
 
 class StopSignal:
-    """Turns SIGTERM into a flag checked at step boundaries (single-process runs).
+    """Turns SIGTERM (preemption) and the first SIGINT (Ctrl-C) into a request checked at step
+    boundaries, where the run saves a checkpoint and stops; a second SIGINT exits at once.
 
+    `requested` is the status the run ends with (`preempted` or `interrupted`), None until asked.
     A multi-process run leaves SIGTERM to JAX's preemption service, which agrees on one step for
-    every process (`Checkpointer.reached_preemption`); a Python handler would replace its own."""
+    every process (`Checkpointer.reached_preemption`), and SIGINT to Python's default: one
+    process stopping at a step the others do not reach would leave them waiting."""
 
     def __init__(self, install: bool):
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle) if install else None
+        self.requested: str | None = None
+        self._previous = {}
+        if install:
+            for signum, handler in ((signal.SIGTERM, self._terminate),
+                                    (signal.SIGINT, self._interrupt)):
+                self._previous[signum] = signal.signal(signum, handler)
 
-    def _handle(self, signum, frame):
+    def _terminate(self, signum, frame):
         del signum, frame
-        self.requested = True
+        self.requested = self.requested or status.PREEMPTED
+
+    def _interrupt(self, signum, frame):
+        del signum, frame
+        if self.requested == status.INTERRUPTED:
+            print("scaling-train: interrupted again: exiting without saving", file=sys.stderr,
+                  flush=True)
+            os._exit(status.EXIT_INTERRUPTED)  # at once: no cleanup that could block
+        self.requested = status.INTERRUPTED
+        print("scaling-train: interrupt: saving at the next step boundary "
+              "(Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
 
     def restore(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def train(config, workdir: str | pathlib.Path) -> dict:
     """Train per `config` (validated) in `workdir`; return the summary (also written to disk).
 
     Raises IncompatibleCheckpoint (before writing anything) when the workdir holds a run of a
-    different model or length."""
+    different model or length, WorkdirBusy when another live process trains in it, ConfigError
+    when it is a file."""
     if config.train.compilation_cache:
         enable_compilation_cache(config)
     distributed.initialize(config)
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = files.check_workdir(workdir)
+    # One writer per workdir. The processes of one multi-host run share it: process 0 holds it.
+    lock = (files.workdir_lock(workdir, "scaling-train") if distributed.is_leader()
+            else contextlib.nullcontext())
+    with lock:
+        return _train_locked(config, workdir)
+
+
+def _train_locked(config, workdir: pathlib.Path) -> dict:
     previous = read_summary(workdir)
     if previous and previous.get("status") == status.COMPLETED:
         check_same_model_config(previous, config, workdir)
@@ -64,8 +91,8 @@ def train(config, workdir: str | pathlib.Path) -> dict:
             print(f"run already completed in {workdir} (step {previous['steps']}); nothing to do",
                   flush=True)
             return previous
-    # Installed before the slow parts (data, compile, restore) so a SIGTERM there still ends in a
-    # clean exit 75 instead of a kill.
+    # Installed before the slow parts (data, compile, restore) so a SIGTERM or Ctrl-C there still
+    # ends in a clean exit (75 or 130) instead of a kill or a traceback.
     stop_signal = StopSignal(install=jax.process_count() == 1)
     try:
         return Trainer(config, workdir, stop_signal).run()
@@ -139,11 +166,18 @@ def main(argv: list[str] | None = None) -> int:
         return status.EXIT_COMPLETED
     try:
         summary = train(config, args.workdir)
-    except (IncompatibleCheckpoint, ConfigError) as error:
+    except (IncompatibleCheckpoint, ConfigError, WorkdirBusy,
+            sources.DatasetUnavailableError) as error:
         # ConfigErrors found once devices and data are known: mesh vs device count, model vs
-        # mesh divisibility, batch vs process count, sequence vs corpus.
-        print(f"scaling-train: error: {error}", file=sys.stderr)
+        # mesh divisibility, batch vs process count, sequence vs corpus; a dataset that cannot
+        # be prepared here (no network, no TensorFlow): what to do, in one line.
+        print(f"scaling-train: error: {' '.join(str(error).split())}", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
+    except KeyboardInterrupt:
+        # Ctrl-C before the stop handler was installed (start-up): nothing trained, nothing lost.
+        print("scaling-train: interrupted before training started; rerun to start",
+              file=sys.stderr)
+        return status.EXIT_INTERRUPTED
     return status.EXIT_CODES[summary["status"]]
 
 

@@ -178,10 +178,17 @@ class Trainer:
         config, model = self.config, self.model
         self.metrics_log = (tracking.MetricsLog(self.workdir / "metrics.jsonl", self.start)
                             if self.leader else None)
-        self.wandb_run = (tracking.WandbRun(config, self.workdir, name=config.name,
-                                            config_dict=config.to_dict()) if self.leader else None)
-        self.progress = tracking.Progress(self.total_steps, self.start)
         counts = flops.parameter_counts(model)
+        planned_tokens = self.total_steps * self.tokens_per_step
+        # The run's place in a scaling study, at the top of its W&B config for grouping and
+        # filtering: N (non-embedding parameters), D (tokens), C (FLOPs of D, run's convention).
+        scale = {"N": counts.non_embedding, "N_total": counts.total, "D": planned_tokens,
+                 "C": self.flops_for(planned_tokens)["flops"],
+                 "flop_convention": config.train.flop_convention}
+        self.wandb_run = (tracking.WandbRun(config, self.workdir, name=config.name,
+                                            config_dict={**config.to_dict(), **scale})
+                          if self.leader else None)
+        self.progress = tracking.Progress(self.total_steps, self.start)
         self.summary: dict[str, Any] = {
             "name": config.name, "config": config.to_dict(), "model": dataclasses.asdict(model),
             "params": counts.total, "embedding_params": counts.embedding,
@@ -239,7 +246,8 @@ class Trainer:
         try:
             with self.program.context():
                 if self.stop_signal.requested and self.start < self.total_steps:
-                    self.status = status.PREEMPTED  # stopped before any step: nothing changed
+                    # Stopped before any step: nothing changed, nothing to save.
+                    self.status = self.stop_signal.requested
                 else:
                     self._steps(iterator)
         except BaseException:
@@ -254,6 +262,9 @@ class Trainer:
         for step_index, local_batch in iterator:
             if step_index >= self.total_steps:
                 return
+            if step_index == self.start:  # before the first step: do the hosts feed right?
+                distributed.check_batch_feeds(local_batch, self.program.batch_sharding,
+                                              self.config.train.batch_size)
             batch = parallel.global_batch(local_batch, self.program.batch_sharding)
             self.state, step_metrics = self.program.train_step(self.state, batch)
             self.count = step_index + 1
@@ -282,8 +293,10 @@ class Trainer:
     def _boundary(self) -> bool:
         """Log, evaluate, save and check for a stop where the config says; False to stop."""
         count, train, total = self.count, self.config.train, self.total_steps
-        preempted = self.stop_signal.requested or (
-            jax.process_count() > 1 and self.checkpointer.reached_preemption(count))
+        stop = self.stop_signal.requested or (
+            status.PREEMPTED if jax.process_count() > 1
+            and self.checkpointer.reached_preemption(count) else None)
+        preempted = stop is not None
         log_now = _is_boundary(count, train.log_every, total)
         eval_now = _is_boundary(count, train.eval_every, total)
         save_now = _is_boundary(count, self.config.checkpoint.every_steps, total)
@@ -301,7 +314,7 @@ class Trainer:
         if branch_now:
             self.stable.save(count, self.state, self._meta())
         if preempted and count < total:
-            self.status = status.PREEMPTED
+            self.status = stop
             return False
         self.interval.restart()
         return True
@@ -358,6 +371,7 @@ class Trainer:
         if self.leader and self.status != status.COMPLETED:
             where = (f" at step {self.metrics.diverged_step} (non-finite loss or gradient)"
                      if self.status == status.DIVERGED
+                     else f" at step {self.count}; rerun to resume" if self.status == status.INTERRUPTED
                      else f" at step {self.count}; rerun the same command to resume")
             print(f"run {self.status}{where}", flush=True)
 

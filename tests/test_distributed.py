@@ -101,6 +101,66 @@ def test_two_processes_each_feeding_half_the_batch_match_one_device():
     assert reference[-1] < reference[0]
 
 
+FEED_CHECK = """
+import sys
+from scaling import distributed
+from scaling.errors import ConfigError
+host_config = make_config((1, 1, 1))
+host_config.distributed.coordinator_address = sys.argv[1]
+host_config.distributed.num_processes = 2
+host_config.distributed.process_id = int(sys.argv[2])
+distributed.initialize(host_config)
+batch = next(iter(token_batches(1)))
+half = BATCH // 2
+own = slice(jax.process_index() * half, (jax.process_index() + 1) * half)
+outcomes = {}
+# (mesh, rows each process feeds): its own half (as the loader does), or both the first half.
+for label, shape, rows in [("data", (2, 2, 1), own), ("fsdp", (1, 2, 2), own),
+                           ("same half", (2, 2, 1), slice(0, half)),
+                           ("replicated", (1, 1, 4), own)]:
+    sharding = parallel.batch_sharding(parallel.make_mesh(make_config(shape).mesh))
+    try:
+        distributed.check_batch_feeds({k: v[rows] for k, v in batch.items()}, sharding, BATCH)
+        outcomes[label] = "ok"
+    except ConfigError as error:
+        outcomes[label] = str(error)
+print("RESULT " + json.dumps(outcomes))
+"""
+
+
+@pytest.mark.slow
+def test_hosts_feeding_rows_the_mesh_does_not_expect_are_refused_naming_the_mesh():
+    """Two localhost processes: each feeding its own half passes where the mesh splits rows
+    across them; both feeding the same half, or halves where the mesh gives every process all
+    rows, is an error naming the mesh (the same on both processes)."""
+    outputs = _run_processes(TRAINING + FEED_CHECK)
+    assert outputs[0] == outputs[1]
+    outcomes = outputs[0]
+    assert outcomes["data"] == "ok" and outcomes["fsdp"] == "ok"
+    assert outcomes["same half"] == (
+        "config.mesh={'data': 2, 'fsdp': 2, 'tensor': 1} is not allowed: a mesh whose batch rows "
+        "the 2 processes can feed: processes 0 and 1 fed identical data for different rows "
+        "([0, 8) and [8, 16))")
+    assert outcomes["replicated"] == (
+        "config.mesh={'data': 1, 'fsdp': 1, 'tensor': 4} is not allowed: a mesh whose batch rows "
+        "the 2 processes can feed: process 0 fed 8 rows where the batch sharding expects rows "
+        "[0, 16)")
+
+
+@pytest.mark.parametrize("feeds, problem", [
+    ([(0, 8, 8, 1, 2), (8, 16, 8, 3, 4)], None),
+    ([(0, 16, 16, 1, 2), (0, 16, 16, 1, 2)], None),  # replicated rows, identical data
+    ([(0, 8, 8, 1, 2), (8, 16, 8, 1, 2)],
+     "processes 0 and 1 fed identical data for different rows ([0, 8) and [8, 16))"),
+    ([(0, 16, 8, 1, 2), (0, 16, 8, 3, 4)],
+     "process 0 fed 8 rows where the batch sharding expects rows [0, 16)"),
+    ([(0, 16, 16, 1, 2), (0, 16, 16, 3, 4)],
+     "processes 0 and 1 hold the same rows [0, 16) but fed different data"),
+])
+def test_feed_mismatches_are_found(feeds, problem):
+    assert distributed.find_feed_mismatch(feeds) == problem
+
+
 @pytest.fixture
 def initialize_calls(monkeypatch):
     calls = []

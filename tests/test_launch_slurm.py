@@ -22,6 +22,26 @@ FAKE_SBATCH = textwrap.dedent("""\
         log.write(json.dumps(entry) + "\\n")
     print("Submitted batch job 4242")
     """)
+DEMO = os.path.join(REPO, "configs", "demo.py")
+TINY_SWEEP = textwrap.dedent(f"""\
+    from launch.plans import default_sweep
+
+    def get_config():
+        sweep = default_sweep()
+        sweep.name = "tiny"
+        sweep.base_config = {DEMO + ":runlocal"!r}
+        sweep.sizes = "d32-L1"
+        return sweep
+    """)
+RUN_CONFIG = textwrap.dedent(f"""\
+    import importlib.util
+
+    def get_config():
+        spec = importlib.util.spec_from_file_location("demo_config", {DEMO!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.get_config("runlocal")
+    """)
 
 
 @pytest.fixture
@@ -34,8 +54,9 @@ def cluster(tmp_path):
     sbatch.chmod(0o755)
     home = tmp_path / "checkout"
     (home / "configs" / "sweeps").mkdir(parents=True)
-    (home / "configs" / "sweeps" / "tiny.py").write_text("def get_config(): ...\n")
-    (home / "configs" / "run.py").write_text("def get_config(): ...\n")
+    # Real configs: the launcher validates every run they plan before anything is submitted.
+    (home / "configs" / "sweeps" / "tiny.py").write_text(TINY_SWEEP)
+    (home / "configs" / "run.py").write_text(RUN_CONFIG)
     log = tmp_path / "sbatch.jsonl"
 
     class Cluster:
@@ -46,7 +67,7 @@ def cluster(tmp_path):
             env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
                    "FAKE_SBATCH_LOG": str(log), "PYTHONPATH": REPO}
             return subprocess.run([sys.executable, "-m", "launch.slurm", *args], cwd=home, env=env,
-                                  capture_output=True, text=True, timeout=60)
+                                  capture_output=True, text=True, timeout=300)
 
         @staticmethod
         def submissions():
@@ -149,4 +170,31 @@ def test_bad_input_is_one_line_and_exit_code_2(cluster, args, message):
     assert result.stderr.startswith("scaling-slurm: error: ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
+    assert cluster.submissions() == []
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["submit", "dry-run"])
+def test_a_sweep_scaling_train_would_refuse_is_refused_before_sbatch(cluster, dry_run):
+    (cluster.folder / "configs" / "sweeps" / "bad.py").write_text(TINY_SWEEP.replace(
+        'sweep.sizes = "d32-L1"',
+        'sweep.sizes = "d32-L1"\n    sweep.size_overrides = {"d32-L1": {"optim": {"lr": -1.0}}}'))
+    result = cluster.launch("--sweep-config", "configs/sweeps/bad.py", "--workdir", "runs/bad",
+                            "--nodes", "1", "--gpus-per-node", "8", *dry_run)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("scaling-slurm: error: run tiny-d32-L1")
+    assert "config.optim.lr=-1.0 is not allowed" in result.stderr
+    assert cluster.submissions() == [] and result.stdout == ""
+    assert not (cluster.folder / "runs").exists()
+
+
+def test_a_run_config_scaling_train_would_refuse_is_refused_before_sbatch(cluster):
+    (cluster.folder / "configs" / "bad_run.py").write_text(RUN_CONFIG.replace(
+        'return module.get_config("runlocal")',
+        'config = module.get_config("runlocal")\n    config.optim.lr = -1.0\n    return config'))
+    result = cluster.launch("--train-config", "configs/bad_run.py", "--workdir", "runs/bad",
+                            "--nodes", "1", "--gpus-per-node", "8")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == ("scaling-slurm: error: config.optim.lr=-1.0 is not allowed: "
+                                     + result.stderr.strip().split("is not allowed: ", 1)[1])
     assert cluster.submissions() == []

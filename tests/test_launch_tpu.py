@@ -39,6 +39,18 @@ FAKE_GCLOUD = textwrap.dedent("""\
     """)
 
 ACTIVE = {"match": "queued-resources describe", "responses": [{"stdout": "ACTIVE\n"}]}
+# A real sweep config (the launcher validates every planned run before any gcloud call): one size
+# of the demo family on the demo run config.
+TINY_SWEEP = textwrap.dedent(f"""\
+    from launch.plans import default_sweep
+
+    def get_config():
+        sweep = default_sweep()
+        sweep.name = "tiny"
+        sweep.base_config = {os.path.join(REPO, "configs", "demo.py") + ":runlocal"!r}
+        sweep.sizes = "d32-L1"
+        return sweep
+    """)
 WHERE = ["--zone", "us-west4-a", "--project", "proj"]
 
 
@@ -53,7 +65,7 @@ def cloud(tmp_path):
 
     source = tmp_path / "checkout"
     (source / "configs" / "sweeps").mkdir(parents=True)
-    (source / "configs" / "sweeps" / "tiny.py").write_text("def get_config(): ...\n")
+    (source / "configs" / "sweeps" / "tiny.py").write_text(TINY_SWEEP)
     (source / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     (source / ".gitignore").write_text(".venv/\n")
     (source / ".venv").mkdir()
@@ -73,7 +85,7 @@ def cloud(tmp_path):
                    "FAKE_GCLOUD_LOG": str(log), "FAKE_GCLOUD_PLAN": str(plan_path),
                    "PYTHONPATH": REPO}
             return subprocess.run([sys.executable, "-m", "launch.tpu", *args], cwd=source, env=env,
-                                  capture_output=True, text=True, timeout=60)
+                                  capture_output=True, text=True, timeout=300)
 
         @staticmethod
         def calls():
@@ -120,12 +132,25 @@ def test_up_runs_the_documented_commands_in_order(cloud):
     assert scp[4:6] == ["--recurse", scp[5]] and os.path.basename(scp[5]) == "scaling"
     assert scp[6:] == ["qr:~/", "--worker=all", *WHERE]
     assert setup[4:6 + len(WHERE)] == ["qr", "--worker=all", *WHERE]
-    assert setup[-2] == "--command" and 'pip install --quiet -e . "jax[tpu]==0.10.2"' in \
-        setup[-1].replace("'", '"')
+    assert setup[-2] == "--command"
+    # Stock images ship Python 3.10: a Python 3.11 environment made by uv, the project and JAX
+    # for TPU installed into it, its version checked.
+    assert setup[-1].split(" && ") == [
+        "cd ~/scaling", "(command -v uv >/dev/null || python3 -m pip install --quiet --user uv)",
+        'export PATH="$HOME/.local/bin:$PATH"', "uv venv --allow-existing --python 3.11 .venv",
+        "uv pip install --python .venv/bin/python --quiet -e . 'jax[tpu]==0.10.2'",
+        ".venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11), sys.version; "
+        'print("python", sys.version.split()[0], "in", sys.prefix)\'']
     assert "gcsfuse" not in setup[-1]
-    assert sweep[4:] == ["qr", "--worker=all", *WHERE, "--command",
-                         'cd ~/scaling && export PATH="$HOME/.local/bin:$PATH" && scaling-sweep '
-                         "--config configs/sweeps/tiny.py --processes 1 --workdir /mnt/disk/sweep"]
+    assert sweep[4:-1] == ["qr", "--worker=all", *WHERE, "--command"]
+    # Run from that environment; multi-host said explicitly, the worker number from the metadata
+    # server (an ssh shell need not carry TPU_WORKER_ID).
+    assert sweep[-1].startswith("cd ~/scaling && SCALING_PROCESS_ID=$(curl -sf -H "
+                                "Metadata-Flavor:Google http://metadata.google.internal/"
+                                "computeMetadata/v1/instance/attributes/agent-worker-number) || ")
+    assert sweep[-1].endswith(" && export SCALING_DISTRIBUTED=1 SCALING_PROCESS_ID && "
+                              ".venv/bin/scaling-sweep --config configs/sweeps/tiny.py "
+                              "--processes 1 --workdir /mnt/disk/sweep")
     assert delete == ["compute", "tpus", "queued-resources", "delete", "qr", *WHERE,
                       "--force", "--quiet"]
 
@@ -254,3 +279,23 @@ def test_bad_input_is_one_line_and_exit_code_2(cloud, flags, message):
     assert result.stderr.startswith("scaling-tpu: error: ")
     assert message in result.stderr
     assert cloud.calls() == []
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_a_sweep_scaling_train_would_refuse_is_refused_before_any_gcloud_call(cloud, dry_run):
+    bad = cloud.checkout / "configs" / "sweeps" / "bad.py"
+    bad.write_text(TINY_SWEEP.replace('sweep.sizes = "d32-L1"',
+                                      'sweep.sizes = "d32-L1"\n    sweep.size_overrides = '
+                                      '{"d32-L1": {"optim": {"lr": -1.0}}}'))
+    result = cloud.launch(*up_args("--sweep-config", "configs/sweeps/bad.py", *dry_run))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("scaling-tpu: error: run tiny-d32-L1")
+    assert "config.optim.lr=-1.0 is not allowed" in result.stderr
+    assert cloud.calls() == [] and result.stdout == ""
+
+
+def test_a_valid_sweep_is_planned_and_checked_first(cloud):
+    result = cloud.launch(*up_args("--dry-run"))
+    assert result.returncode == 0, result.stderr
+    assert "configs/sweeps/tiny.py: 1 planned runs, every config valid" in result.stderr

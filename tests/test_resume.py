@@ -193,6 +193,80 @@ def test_sigkill_then_sigterm_then_rerun_matches_the_uninterrupted_run(reference
     assert json.loads((tmp_path / "summary.json").read_text())["wandb_run_id"] == run_id
 
 
+def test_ctrl_c_saves_exits_130_and_the_rerun_matches_the_uninterrupted_run(reference, tmp_path):
+    """The first SIGINT saves at the next step and exits 130 with one line, no traceback, status
+    `interrupted`; the rerun resumes there and ends bitwise where the uninterrupted run ends."""
+    process = start(tmp_path)
+    wait_until(lambda: last_logged_step(tmp_path) >= 5, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    stopped = summary["steps"]
+    assert summary["status"] == "interrupted" and 5 <= stopped < STEPS
+    assert f"interrupted at step {stopped}; rerun to resume" in stdout
+    assert committed_steps(tmp_path)[-1] == stopped  # saved at the step it stopped
+
+    result = train(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from step {stopped}" in result.stdout
+    assert_same_state(tmp_path, reference)
+    assert_same_metrics(tmp_path, reference)
+
+
+def test_a_second_ctrl_c_exits_at_once_without_saving(monkeypatch, capsys):
+    """The handler itself (two signals sent back to back to a process can reach Python as one):
+    the first SIGINT asks for a save, the second exits 130 at once."""
+    from scaling import train as train_module
+
+    exits = []
+
+    def fake_exit(code):
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(train_module.os, "_exit", fake_exit)
+    stop = train_module.StopSignal(install=True)
+    try:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested == "interrupted" and exits == []
+        with pytest.raises(SystemExit):
+            signal.raise_signal(signal.SIGINT)
+        assert exits == [130]
+    finally:
+        stop.restore()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    err = capsys.readouterr().err
+    assert "interrupt: saving at the next step boundary" in err
+    assert "interrupted again: exiting without saving" in err
+
+
+def test_a_second_process_on_a_busy_workdir_is_refused_and_the_first_finishes(tmp_path):
+    """One writer per workdir: the second `scaling-train` exits 2 naming the holder's pid and
+    host and writes nothing; the first (long enough to still be training) finishes unharmed."""
+    import socket
+
+    long_run = ["--config.train.steps=1500", "--config.train.log_every=100",
+                "--config.train.eval_every=500", "--config.checkpoint.every_steps=500"]
+    process = start(tmp_path, *long_run)
+    wait_until(lambda: last_logged_step(tmp_path) >= 100, process)
+    second = train(tmp_path, *long_run)
+    assert process.poll() is None, "the first run ended before the second started: not a test"
+    assert second.returncode == 2, second.stderr[-3000:]
+    line = second.stderr.strip().splitlines()[-1]
+    assert line.startswith("scaling-train: error:") and "in use by" in line, second.stderr
+    assert f"pid {process.pid} on host {socket.gethostname()}" in line
+    assert "Traceback" not in second.stderr
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 1500
+    assert [record["step"] for record in read_metrics(tmp_path / "metrics.jsonl")] == list(
+        range(100, 1501, 100))
+    assert committed_steps(tmp_path)[-1] == 1500
+
+
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(reference, workdir)

@@ -136,6 +136,20 @@ def test_a_bad_run_config_is_refused_before_any_run_naming_run_and_field(repo, t
     assert not (tmp_path / "w").exists()
 
 
+def test_dry_run_estimates_for_the_target_accelerator(repo, tmp_path):
+    """The study's time on a v5e-16 slice: its study FLOPs over 16 chips × 197 TFLOP/s at 40%."""
+    config = _write_sweep(tmp_path)
+    result = _sweep(repo, config, tmp_path / "w", "--dry-run", "--accelerator", "v5litepod-16",
+                    timeout=120)
+    assert result.returncode == 0, result.stderr
+    study = sum(run.study_flops for run in _expand(load_config(str(config)), config))
+    seconds = study / (0.4 * 16 * 197e12)
+    assert f"about {seconds:.2g} s on v5litepod-16 (16 chips at 40% MFU)" in result.stdout
+    bad = _sweep(repo, config, tmp_path / "w", "--dry-run", "--accelerator", "v9-1", timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith(
+        "scaling-sweep: error: --accelerator='v9-1' is not allowed: a Cloud TPU type")
+
+
 def test_only_with_an_unknown_run_is_refused(repo, tmp_path):
     result = _sweep(repo, _write_sweep(tmp_path), tmp_path / "w", "--only", "nope", "--dry-run",
                     timeout=120)
@@ -150,3 +164,81 @@ def test_mup_transfer_plan_sets_the_parametrization(tmp_path):
     assert {run.overrides["model.parametrization"] for run in runs} == {"mup"}
     assert {run.overrides["model.mup_base_width"] for run in runs} == {32}  # the smallest width
     assert {run.overrides["optim.lr"] for run in runs} == {0.01}
+
+
+def _wait_for(condition, process, timeout=300):
+    deadline = time.time() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert time.time() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+def _logged_steps(workdir, name):
+    path = workdir / "runs" / name / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tmp_path):
+    """A second sweep on a busy workdir exits 2 naming the first; a SIGINT to the sweep reaches
+    its runs, which save and stop: rows `interrupted` (running) and `pending` (not started), none
+    `failed`, no traceback in any train.log; the rerun finishes them, resuming the interrupted."""
+    import socket
+
+    config = write_sweep_config(tmp_path / "tiny_sweep.py",
+                                **{**TINY, "sizes": "d32-L1,d48-L2,d64-L2"}, steps=400)
+    workdir = tmp_path / "sweep"
+    process = subprocess.Popen([sys.executable, "-m", "launch.sweep", "--config", str(config),
+                                "--workdir", str(workdir), "--status-every", "1"], cwd=repo,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # no terminal: the sweep passes SIGINT on
+    names = ("tiny-d32-L1", "tiny-d48-L2", "tiny-d64-L2")
+    _wait_for(lambda: sum(_logged_steps(workdir, name) >= 2 for name in names) == 2, process)
+
+    second = _sweep(repo, config, workdir, timeout=120)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert f"in use by pid {process.pid} on host {socket.gethostname()} (scaling-sweep" \
+        in second.stderr
+    assert "Traceback" not in second.stderr
+
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output[-3000:]
+    assert "sweep interrupted; rerun the same command to resume" in output
+    assert "[sweep] 0 done, 2 running, 1 pending, ETA " in output  # the status line
+    assert f"log {workdir / 'runs'}" in output
+    rows = _rows(workdir)
+    statuses = sorted(row["status"] for row in rows.values())
+    assert statuses == ["interrupted", "interrupted", "pending"], rows
+    for name, row in rows.items():
+        log = workdir / "runs" / name / "train.log"
+        if row["status"] == "interrupted":
+            text = log.read_text()
+            assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+            assert "; rerun to resume" in text
+
+    rerun = _sweep(repo, config, workdir, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert {row["status"] for row in _rows(workdir).values()} == {"completed"}
+    for name, row in rows.items():
+        if row["status"] == "interrupted":
+            assert "resuming from step" in (workdir / "runs" / name / "train.log").read_text()
+
+
+def test_a_sweep_workdir_that_is_a_file_is_one_line(repo, tmp_path):
+    workdir = tmp_path / "sweep"
+    workdir.write_text("not a folder")
+    result = _sweep(repo, _write_sweep(tmp_path), workdir, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (f"scaling-sweep: error: --workdir={str(workdir)!r} is not "
+                                     "allowed: a directory (this path is a file)")
+
+
+def test_a_run_config_given_to_the_sweep_is_one_line_naming_the_file(repo, tmp_path):
+    result = _sweep(repo, "configs/demo.py", tmp_path / "w", "--dry-run", timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "scaling-sweep: error: --config='configs/demo.py' is not allowed: a sweep config")
+    assert "is this a run config?" in lines[0]

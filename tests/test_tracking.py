@@ -97,9 +97,10 @@ def test_wandb_offline_holds_metrics_and_config_and_a_restart_keeps_the_run_id(t
     assert len(offline_runs) == 2 and all(
         (path / f"run-{run_id}.wandb").is_file() for path in offline_runs)
     history = logged_history(offline_runs[0] / f"run-{run_id}.wandb")
-    assert [(row["step"], row["train_loss"], row["tokens"]) for row in history] == [
+    # On W&B the metrics sit in sections (train/, eval/, ...); x-axes keep their names.
+    assert [(row["step"], row["train/loss"], row["tokens"]) for row in history] == [
         (5, 4.5, 640), (10, 4.0, 1280)]
-    assert "eval_loss" not in history[0] and history[1]["eval_loss"] == 3.9
+    assert "eval/loss" not in history[0] and history[1]["eval/loss"] == 3.9
     saved_config = logged_config(offline_runs[0] / f"run-{run_id}.wandb")
     assert saved_config["model"]["d_model"] == config.model.d_model
     assert saved_config["optim"]["lr"] == config.optim.lr
@@ -167,3 +168,76 @@ def test_progress_line_extrapolates_the_time_left(monkeypatch):
                           "tokens_per_second": 12345.6, "mfu": 0.25})
     # 20 steps took 10 s, so the remaining 80 take 40 s.
     assert line == "step 20/100 | loss 3.2500 | eval 3.5000 | 12,346 tok/s | MFU 25.0% | ETA 0m40s"
+
+
+def run_header(run_file: pathlib.Path):
+    return next(record.run for record in wandb_records(run_file)
+                if record.WhichOneof("record_type") == "run")
+
+
+def test_wandb_sections_axes_tags_job_type_and_url(tmp_path, capsys):
+    config = wandb_config()
+    config.wandb.tags = "sweep:s,plan:ladder,family:cpu_demo,size:d32-L1"
+    run = tracking.WandbRun(config, tmp_path, name=config.name,
+                            config_dict={**config.to_dict(), "N": 1000, "D": 20000, "C": 1.2e8})
+    printed = capsys.readouterr().out
+    assert f"W&B run {config.name}: " in printed and "offline-run-" in printed
+    run.log({"step": 5, "tokens": 640, "flops": 1e6, "train_loss": 4.5, "eval_loss": None,
+             "lr": 0.01, "grad_norm": float("nan"), "tokens_per_second": 100.0, "mfu": 0.1,
+             "eval_seconds": 0.001})
+    run.log({"step": 10, "tokens": 1280, "flops": 2e6, "train_loss": 4.0, "eval_loss": 3.9,
+             "eval_stderr": 0.01, "lr": 0.005, "grad_norm": 1.5, "tokens_per_second": 110.0,
+             "mfu": 0.11, "eval_seconds": 0.2})
+    run.finish({"status": "completed", "final_eval_loss": 3.9, "wall_seconds": 12.0})
+    import wandb
+
+    wandb.teardown()
+    [run_file] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    first, second = logged_history(run_file)
+    assert {key for key in first if not key.startswith("_")} == {
+        "step", "tokens", "flops", "train/loss", "optim/lr", "perf/tokens_per_second",
+        "perf/mfu"}  # no eval yet: no eval loss, no eval time; NaN grad norm left out
+    assert second["eval/loss"] == 3.9 and second["eval/loss_stderr"] == 0.01
+    assert second["optim/grad_norm"] == 1.5 and second["perf/eval_seconds"] == 0.2
+    header = run_header(run_file)
+    assert header.job_type == "train"
+    assert list(header.tags) == ["sweep:s", "plan:ladder", "family:cpu_demo", "size:d32-L1",
+                                 f"layout:{config.model.layout}"]
+    saved = logged_config(run_file)
+    assert (saved["N"], saved["D"], saved["C"]) == (1000, 20000, 1.2e8)
+    # The axes each section is drawn against.
+    metrics = {record.metric.name or record.metric.glob_name: record.metric.step_metric
+               for record in wandb_records(run_file)
+               if record.WhichOneof("record_type") == "metric"}
+    assert metrics["train/*"] == "tokens" and metrics["eval/*"] == "tokens"
+    assert metrics["perf/*"] == "step" and metrics["optim/*"] == "step"
+    assert {"tokens", "flops"} <= set(metrics)
+    from launch.registry import read_local_run
+
+    summary = read_local_run(run_file)["summary"]
+    assert summary["eval/final_loss"] == 3.9 and summary["perf/wall_seconds"] == 12.0
+    assert tracking.from_wandb_names(summary)["final_eval_loss"] == 3.9
+
+
+@pytest.mark.parametrize("configured, environment, expected", [
+    ("online", {"WANDB_MODE": "offline"}, "offline"),
+    ("online", {"WANDB_MODE": "disabled"}, "disabled"),
+    ("offline", {"WANDB_MODE": "dryrun"}, "offline"),
+    ("offline", {"WANDB_MODE": "online"}, "offline"),  # lowers, never raises
+    ("disabled", {"WANDB_MODE": "offline"}, "disabled"),
+    ("online", {}, "online"),
+    ("online", {"WANDB_MODE": "nonsense"}, "online"),
+])
+def test_wandb_mode_from_the_environment_lowers_the_configured_one(configured, environment,
+                                                                    expected):
+    assert tracking.effective_mode(configured, environment) == expected
+
+
+def test_wandb_mode_offline_in_the_environment_keeps_an_online_run_off_the_network(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    config = wandb_config(mode="online")
+    run = tracking.WandbRun(config, tmp_path, name=config.name, config_dict={})
+    run.finish({"status": "completed"})
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1

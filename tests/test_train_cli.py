@@ -1,6 +1,7 @@
 """`scaling-train`'s edge: bad configurations fail before anything is built, in one line that names
 the field, the value and what is allowed; overrides parse to the field's type."""
 
+import os
 import subprocess
 import sys
 
@@ -57,3 +58,68 @@ def test_config_errors_found_at_run_time_exit_2(repo, tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("scaling-train: error:") and "mesh" in last and "device count 1" in last
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scaling-train: error: "), result.stderr
+    return lines[0]
+
+
+def test_a_workdir_that_is_a_file_is_one_line(repo, tmp_path):
+    workdir = tmp_path / "run"
+    workdir.write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py:runlocal",
+         "--workdir", str(workdir)], capture_output=True, text=True, cwd=repo, timeout=300)
+    line = _one_error_line(result)
+    assert f"--workdir={str(workdir)!r} is not allowed: a directory (this path is a file)" in line
+
+
+@pytest.mark.parametrize("config, expected", [
+    ("configs/nope.py", "--config='configs/nope.py' is not allowed: an existing ml-collections "
+                        "config file"),
+    ("configs/demo.py:bogus", "--config='configs/demo.py:bogus' is not allowed: a variant of this "
+                              "file: runlocal"),
+])
+def test_config_file_errors_name_the_option(repo, tmp_path, config, expected):
+    result = subprocess.run(
+        [sys.executable, "-m", "scaling.train", "--config", config, "--workdir",
+         str(tmp_path / "run")], capture_output=True, text=True, cwd=repo, timeout=120)
+    line = _one_error_line(result)
+    assert expected in line and "config.--config" not in line
+
+
+def test_a_variant_given_to_a_config_without_variants_is_refused(tmp_path):
+    from scaling.overrides import load_config
+
+    plain = tmp_path / "plain.py"
+    plain.write_text("from scaling.config import default_config\n\n"
+                     "def get_config():\n    return default_config()\n")
+    with pytest.raises(ConfigError, match="no variant: this file's get_config"):
+        load_config(f"{plain}:small")
+    declared = tmp_path / "declared.py"
+    declared.write_text("from scaling.config import default_config\nVARIANTS = ('a', 'b')\n\n"
+                        "def get_config(variant=''):\n    return default_config()\n")
+    with pytest.raises(ConfigError, match="a variant of this file: a, b"):
+        load_config(f"{declared}:c")
+    assert load_config(f"{declared}:a") is not None
+
+
+def test_an_unprepared_tfds_dataset_without_network_is_one_line(repo, tmp_path):
+    """No network (every download goes to a closed local port): exit 2, one line saying which
+    dataset and what to do, no traceback."""
+    closed = "http://127.0.0.1:9"
+    env = dict(os.environ, HTTP_PROXY=closed, HTTPS_PROXY=closed, http_proxy=closed,
+               https_proxy=closed, NO_PROXY="", no_proxy="", SCALING_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run(
+        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py:runlocal",
+         "--workdir", str(tmp_path / "run"), "--config.data.dataset=tiny_shakespeare"],
+        capture_output=True, text=True, cwd=repo, timeout=300, env=env)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("scaling-train: error: could not prepare TFDS dataset"), last
+    assert "tiny_shakespeare" in last and "data.tfds_data_dir" in last

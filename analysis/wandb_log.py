@@ -1,0 +1,102 @@
+"""`scaling-fit --wandb-project P [--wandb-group G]`: the fit as a W&B run in the sweep's group,
+beside the runs it fitted, so a dashboard shows the law next to its data.
+
+It reads only what `scaling-fit` wrote — fit.json, the figures — and the table it read, so it
+depends on nothing inside the analysis. The run (job type `fit`) holds:
+- summary: every fitted parameter of every law with its bootstrap SE and interval
+  (`fit/<law>/<param>`, `..._se`, `..._ci_low`, `..._ci_high`), each law's objective, and the
+  extrapolation check's errors (`extrapolation/<law>/<metric>`);
+- tables: `runs` (the input rows), `extrapolation_held_out/<law>` (each held-out run: actual and
+  predicted);
+- the loss-vs-compute points as a W&B line plot (`loss_vs_compute`), and every figure as an image.
+
+The mode is W&B's own `WANDB_MODE` when set, else online with an API key and offline without.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import pandas as pd
+
+INTERVAL_FIELDS = {"value": "", "se": "_se", "ci_low": "_ci_low", "ci_high": "_ci_high"}
+EXTRAPOLATION_METRICS = ("mean_abs_error", "max_abs_error", "rmse", "mean_abs_relative_error",
+                         "n_held_out", "n_fit_points")
+
+
+def fit_summary(fit: dict) -> dict:
+    """fit.json as flat W&B summary entries: parameters with intervals, objectives, and the
+    extrapolation check."""
+    summary = {"law": fit.get("law"), "formula": fit.get("formula"),
+               "flop_convention": fit.get("flop_convention")}
+    for law, one in (fit.get("fits") or {}).items():
+        for name, values in {**one.get("params", {}), **one.get("derived", {})}.items():
+            for field, suffix in INTERVAL_FIELDS.items():
+                if isinstance(values.get(field), (int, float)):
+                    summary[f"fit/{law}/{name}{suffix}"] = values[field]
+        summary[f"fit/{law}/objective"] = one.get("objective")
+        summary[f"fit/{law}/n_points"] = one.get("n_points")
+    for law, check in (fit.get("extrapolation") or {}).items():
+        for metric in EXTRAPOLATION_METRICS:
+            if isinstance(check.get(metric), (int, float)):
+                summary[f"extrapolation/{law}/{metric}"] = check[metric]
+    return {key: value for key, value in summary.items() if value is not None}
+
+
+def default_group(input_path: pathlib.Path) -> str | None:
+    """The sweep's name (its runs' W&B group) from the sweep.json beside results.csv."""
+    try:
+        return json.loads((input_path.parent / "sweep.json").read_text()).get("name") or None
+    except (OSError, ValueError):
+        return None
+
+
+def _mode() -> str:
+    wanted = os.environ.get("WANDB_MODE", "").lower()
+    if wanted in ("online", "offline", "disabled"):
+        return wanted
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def log_fit(out_dir: pathlib.Path, input_path: pathlib.Path, project: str,
+            group: str | None = None, entity: str | None = None) -> str:
+    """Log the fit in `out_dir` (fit.json, *.png) and the table at `input_path` as one W&B run;
+    returns where it went (the run's URL, or its offline folder)."""
+    import wandb  # 1.5 s to import: only when asked to log
+
+    out_dir, input_path = pathlib.Path(out_dir), pathlib.Path(input_path)
+    fit = json.loads((out_dir / "fit.json").read_text())
+    group = group or default_group(input_path)
+    mode = _mode()
+    run = wandb.init(project=project, entity=entity or None, group=group, job_type="fit",
+                     name=f"fit-{group}" if group else "fit", dir=str(out_dir), mode=mode,
+                     tags=[f"law:{fit.get('law')}"] + ([f"sweep:{group}"] if group else []),
+                     config={"source": str(input_path), "law": fit.get("law"),
+                             "flop_convention": fit.get("flop_convention"),
+                             **{f"settings/{k}": v for k, v in (fit.get("settings") or {}).items()}},
+                     settings=wandb.Settings(init_timeout=60, silent=True))
+    try:
+        logged = {"runs": wandb.Table(dataframe=pd.read_csv(input_path))}
+        frontier = (fit.get("data") or {}).get("frontier")
+        if frontier and frontier.get("flops"):
+            points = wandb.Table(columns=["flops", "loss"],
+                                 data=[[float(c), float(l)] for c, l in
+                                       zip(frontier["flops"], frontier["loss"])])
+            logged["loss_vs_compute"] = wandb.plot.line(points, "flops", "loss",
+                                                        title="loss vs compute (fitted points)")
+        for law, check in (fit.get("extrapolation") or {}).items():
+            if check.get("held_out"):
+                logged[f"extrapolation_held_out/{law}"] = wandb.Table(
+                    dataframe=pd.DataFrame(check["held_out"]))
+        for figure in sorted(out_dir.glob("*.png")):
+            logged[f"figures/{figure.stem}"] = wandb.Image(str(figure))
+        run.log(logged)
+        for key, value in fit_summary(fit).items():
+            run.summary[key] = value
+        where = (run.url if mode == "online" and run.url else
+                 f"{run.dir} (offline; upload with `wandb sync {pathlib.Path(run.dir).parent}`)")
+    finally:
+        run.finish()
+    return where

@@ -1,0 +1,57 @@
+"""`analysis.plots`: runs coloured by size along a sequential colormap, legends sorted by size,
+plain tick labels on log axes."""
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import ticker
+from test_analysis_cli import write_sweep
+
+from analysis import plots
+from analysis.inputs import read_results
+from analysis.pipeline import Settings, analyze
+
+# Names whose text order (d128 < d32 < d48 < d64 < d96) is not their size order.
+SIZES = {"d32": 1e6, "d48": 2e6, "d64": 4e6, "d96": 8e6, "d128": 16e6}
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or str(path))
+    return figures
+
+
+def test_loss_vs_compute_colours_and_lists_runs_by_size(tmp_path, captured):
+    names = list(SIZES)[::-1]  # written largest first
+    results = write_sweep(tmp_path, [(SIZES[name], 20 * SIZES[name]) for name in names])
+    for file in ("results.csv", "curves.csv"):
+        table = pd.read_csv(tmp_path / file)
+        table["name"] = table["name"].map({f"run{i}": name for i, name in enumerate(names)})
+        table.to_csv(tmp_path / file, index=False)
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0), curves=sweep.curves)
+    plots.plot_loss_vs_compute(analysis, tmp_path / "plot.png")
+    [figure] = captured
+    axes = figure.axes[0]
+    curves = [line for line in axes.get_lines() if line.get_label().startswith("N = ")]
+    assert [line.get_label() for line in curves] == [f"N = {n:.3g}" for n in sorted(SIZES.values())]
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend[:len(SIZES)] == [f"N = {n:.3g}" for n in sorted(SIZES.values())]
+    # Colours: viridis along log N, smallest darkest, evenly spaced in log N.
+    logs = np.log(sorted(SIZES.values()))
+    expected = matplotlib.colormaps["viridis"](0.05 + 0.85 * (logs - logs[0]) / (logs[-1] - logs[0]))
+    assert np.allclose([matplotlib.colors.to_rgba(line.get_color()) for line in curves], expected)
+
+
+@pytest.mark.parametrize("value, text", [(3.0, "3"), (2.0, "2"), (5.0, "5"), (10.0, "10"),
+                                         (0.3, "0.3"), (4.0, ""), (7.0, ""), (1e12, "1e+12")])
+def test_plain_log_tick_labels(value, text):
+    figure, axes = matplotlib.pyplot.subplots()
+    axes.set_yscale("log")
+    plots.plain_log_ticks(axes.yaxis)
+    formatter = axes.yaxis.get_major_formatter()
+    assert isinstance(formatter, ticker.FuncFormatter)
+    assert formatter(value, 0) == text
+    matplotlib.pyplot.close(figure)

@@ -1,0 +1,47 @@
+"""`scaling-fit --wandb-project`: the fit logged to W&B offline and read back with the project's
+reader of W&B run files (`launch.registry`), against fit.json."""
+
+import json
+
+import pytest
+from test_analysis_cli import write_sweep
+
+from analysis.cli import main
+from launch.registry import read_local_run, read_run_file_records
+
+
+def test_the_fit_is_logged_as_a_run_of_the_sweeps_group(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    sizes = [1e6, 2e6, 4e6, 8e6, 16e6]
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in sizes])
+    (tmp_path / "sweep.json").write_text(json.dumps({"name": "demo"}))
+    out = tmp_path / "fit"
+    assert main(["--results", str(results), "--out", str(out), "--bootstrap", "20",
+                 "--wandb-project", "scaling-test"]) == 0
+    assert "W&B fit run: " in capsys.readouterr().out
+    import wandb
+
+    wandb.teardown()
+    [run_file] = out.glob("wandb/offline-run-*/run-*.wandb")
+    run = read_local_run(run_file)
+    fit = json.loads((out / "fit.json").read_text())
+    assert run["group"] == "demo" and run["state"] == "finished"
+    header = next(r.run for r in read_run_file_records(run_file)
+                  if r.WhichOneof("record_type") == "run")
+    assert header.job_type == "fit" and "sweep:demo" in list(header.tags)
+    summary = run["summary"]
+    for name in ("E", "A", "alpha"):  # parameters with their intervals
+        for field, suffix in (("value", ""), ("se", "_se"), ("ci_low", "_ci_low"),
+                              ("ci_high", "_ci_high")):
+            assert summary[f"fit/compute/{name}{suffix}"] == pytest.approx(fit[name][field])
+    check = fit["extrapolation"]["compute"]
+    assert summary["extrapolation/compute/rmse"] == pytest.approx(check["rmse"])
+    assert summary["extrapolation/compute/n_held_out"] == check["n_held_out"]
+    # Logged media (the reader flattens nested summary keys with "/"): the runs table, the line
+    # plot's table, the held-out runs and each figure.
+    assert summary["runs/_type"] == "table-file" and summary["runs/nrows"] == len(sizes)
+    assert summary["loss_vs_compute_table/_type"] == "table-file"
+    assert summary["loss_vs_compute_table/nrows"] == len(fit["data"]["frontier"]["flops"])
+    assert summary["extrapolation_held_out/compute/nrows"] == check["n_held_out"]
+    figures = sorted(path.stem for path in out.glob("*.png"))
+    assert figures and all(summary[f"figures/{stem}/_type"] == "image-file" for stem in figures)

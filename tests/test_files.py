@@ -1,0 +1,70 @@
+"""One writer per workdir (`scaling.files.workdir_lock`) and the workdir check."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from scaling import files
+from scaling.errors import ConfigError, WorkdirBusy
+
+HOLD = """
+import pathlib, sys, time
+from scaling import files
+with files.workdir_lock(pathlib.Path(sys.argv[1]), "holder"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_held_workdir_is_refused_naming_pid_and_host(repo, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], cwd=repo,
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(repo)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WorkdirBusy) as refused:
+            with files.workdir_lock(tmp_path, "second"):
+                pass
+        message = str(refused.value)
+        assert f"pid {holder.pid} on host {socket.gethostname()} (holder" in message
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without releasing: its record is stale and is taken over.
+    with files.workdir_lock(tmp_path, "third"):
+        record = json.loads((tmp_path / files.WORKDIR_LOCK).read_text())
+        assert record["pid"] == os.getpid() and record["program"] == "third"
+
+
+def test_a_stale_record_is_taken_over_with_a_warning(tmp_path, capsys):
+    stale = {"pid": 999999, "host": "gone-host", "program": "scaling-train", "since": "then"}
+    (tmp_path / files.WORKDIR_LOCK).write_text(json.dumps(stale))
+    with files.workdir_lock(tmp_path, "scaling-train"):
+        pass
+    warning = capsys.readouterr().err
+    assert "taking over the workdir lock of pid 999999 on host gone-host" in warning
+    # Released cleanly: the next holder has nothing to warn about.
+    assert (tmp_path / files.WORKDIR_LOCK).read_text() == ""
+    with files.workdir_lock(tmp_path, "scaling-train"):
+        pass
+    assert capsys.readouterr().err == ""
+
+
+def test_a_lock_is_released_when_its_block_raises(tmp_path):
+    with pytest.raises(RuntimeError):
+        with files.workdir_lock(tmp_path, "a"):
+            raise RuntimeError("boom")
+    with files.workdir_lock(tmp_path, "b"):
+        pass
+
+
+def test_a_workdir_that_is_a_file_is_a_config_error(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(ConfigError, match=r"^--workdir='.*file' is not allowed: a directory"):
+        files.check_workdir(path)
+    assert files.check_workdir(tmp_path / "new" / "dir").is_dir()

@@ -1,0 +1,25 @@
+"""`scaling.hardware.accelerator_peak_flops`: whole-accelerator peaks against hand counts from the
+vendors' per-chip datasheet figures."""
+
+import pytest
+
+from scaling import hardware
+
+
+@pytest.mark.parametrize("accelerator, peak, chips", [
+    ("v5litepod-16", 16 * 197e12, 16),  # v5e: the count is chips
+    ("v6e-8", 8 * 918e12, 8),
+    ("v4-8", 4 * 275e12, 4),  # v4: the count is TensorCores, two per chip
+    ("v5p-128", 64 * 459e12, 64),
+    ("v3-8", 4 * 123e12, 4),
+    ("8xH100", 8 * 989e12, 8),
+    ("1xA100", 312e12, 1),
+])
+def test_accelerator_peaks(accelerator, peak, chips):
+    assert hardware.accelerator_peak_flops(accelerator) == (pytest.approx(peak), chips)
+
+
+@pytest.mark.parametrize("accelerator", ["v9-8", "v5litepod", "H100", "0xH100", "8xB9000"])
+def test_unknown_accelerators_say_what_is_known(accelerator):
+    with pytest.raises(ValueError, match="v5litepod-N"):
+        hardware.accelerator_peak_flops(accelerator)
