@@ -72,7 +72,8 @@ class ModelConfig:
     head_dim: int = integer(0, "size of each head; 0 means d_model // num_heads")
     d_ff: int = integer(0, "feed-forward width; 0 means 4·d_model (gelu/relu) or 8/3·d_model "
                            "rounded to 8 (swiglu)")
-    vocab_size: int = integer(0, "0 means the tokenizer's vocabulary")
+    vocab_size: int = integer(0, "the tokenizer's vocabulary (0: ask the tokenizer); objectives "
+                                 "other than causal_lm add their special tokens after it")
     max_seq_len: int = integer(0, "rows of learned/sinusoidal position tables; 0 means "
                                   "data.seq_len")
     position: str = option("rope", POSITIONS, "position encoding")
@@ -336,10 +337,10 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int | None = Non
     """Resolve `config.model` (with `data.seq_len`, `data.document_mask` and the tokenizer's
     vocabulary) to a ModelConfig."""
     fields = dict(config.model)
-    base_vocab = vocab_size or data_lib.static_vocab_size(config.data)
+    base_vocab = fields["vocab_size"] or vocab_size or data_lib.static_vocab_size(config.data)
     # The objective's special tokens come after the tokenizer's ids (none for causal_lm).
-    fields["vocab_size"] = fields["vocab_size"] or objectives.for_config(
-        config.data, config.train, base_vocab, eod_id=0).vocab_size
+    fields["vocab_size"] = objectives.for_config(config.data, config.train, base_vocab,
+                                                 eod_id=0).vocab_size
     fields["max_seq_len"] = fields["max_seq_len"] or config.data.seq_len
     return ModelConfig(**fields, document_mask=bool(config.data.document_mask))
 

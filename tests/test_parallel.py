@@ -324,7 +324,8 @@ config.train.objective = "span_corruption"
 config.data.seq_len, config.train.batch_size, config.optim.warmup_steps = LENGTH, BATCH, 2
 config.mesh.data, config.mesh.fsdp, config.mesh.tensor = SHAPE
 objective = objectives.Objective("span_corruption", LENGTH, 256, 255)
-config.model.vocab_size = objective.vocab_size
+config.model.vocab_size = 256  # the special tokens come on top
+assert model_config(config).vocab_size == objective.vocab_size
 program = build_program(config, model_config(config), 100, parallel.make_mesh(config.mesh))
 rng = np.random.default_rng(0)
 losses = []
