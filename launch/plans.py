@@ -28,6 +28,7 @@ import ml_collections
 
 from scaling import budget, families, flops
 from scaling.config import default_config, model_config, unknown_key_error
+from scaling.data import objectives
 from scaling.errors import ConfigError
 from scaling.fields import (check_section, integer, number, numbers, option, section, text,
                             to_config_dict)
@@ -300,7 +301,7 @@ class Planner:
         model = model_config(config)
         counts = flops.parameter_counts(model)
         steps = budget.steps_for(config)
-        tokens = steps * config.train.batch_size * config.data.seq_len
+        tokens = steps * _tokens_per_step(config)
         convention = config.train.flop_convention
         per_token = flops.objective_flops_per_token(model, _shapes(config), convention)
         return PlannedRun(name=name, overrides=overrides, size=size.name, params=counts.total,
@@ -311,13 +312,11 @@ class Planner:
 
 def _shapes(config):
     """Per-row corpus, encoder and decoder tokens of the run's objective (its FLOPs follow)."""
-    from scaling.data import objectives
-
     return objectives.shapes_of(config.data, config.train).shapes
 
 
 def _tokens_per_step(config) -> int:
-    return config.train.batch_size * config.data.seq_len
+    return config.train.batch_size * _shapes(config).corpus
 
 
 def _single_budget_runs(planner: Planner, size: _Size) -> list[PlannedRun]:

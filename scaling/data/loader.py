@@ -164,11 +164,6 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
                           f"a positive multiple of the process count {process_count}")
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-    if train_cfg is not None and train_cfg.objective == "seq2seq":
-        from scaling.data import pairs  # pairs build on this module's Loader
-
-        return pairs.make_pair_loader(data_cfg, train_cfg, batch_size, seed, process_index,
-                                      process_count)
     tokenizer = tokenizers.tokenizer_for(data_cfg)
     objective = (objectives.for_config(data_cfg, train_cfg, int(tokenizer.vocab_size),
                                        int(tokenizer.eod_id)) if train_cfg is not None else None)

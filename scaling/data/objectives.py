@@ -148,7 +148,10 @@ class Objective:
         return ("encoder_inputs", "inputs", "targets", "loss_mask")
 
     def row_keys(self, global_rows: np.ndarray, seed: int, held_out: bool) -> list[int]:
-        """The random key of each row: (seed, global row) in training, the row alone held out."""
+        """The random key of each row: (seed, global row) in training, the row alone held out
+        (none for causal_lm, which draws nothing)."""
+        if self.name == "causal_lm":
+            return []
         if held_out:
             return [ordering.derive_key(_EVAL_SALT, int(row)) for row in global_rows]
         return [ordering.derive_key(_TRAIN_SALT, seed, int(row)) for row in global_rows]
