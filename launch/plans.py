@@ -28,6 +28,7 @@ import ml_collections
 
 from scaling import budget, families, flops
 from scaling.config import default_config, model_config, unknown_key_error
+from scaling.data import objectives
 from scaling.errors import ConfigError
 from scaling.fields import (check_section, integer, number, numbers, option, section, text,
                             to_config_dict)
@@ -291,8 +292,8 @@ class Planner:
         config = self.resolve(overrides, f"{self.sweep.name}-{size_name} (size {size_name})")
         model = model_config(config)
         return _Size(size_name, overrides, config, flops.parameter_counts(model).non_embedding,
-                     flops.training_flops_per_token(model, config.data.seq_len,
-                                                    config.train.flop_convention))
+                     flops.objective_flops_per_token(model, _shapes(config),
+                                                     config.train.flop_convention))
 
     def run(self, size: _Size, name: str, plan_fields: dict, parent: str = "") -> PlannedRun:
         """The run of `size` with the plan's fields, its counts from the final config."""
@@ -305,17 +306,22 @@ class Planner:
         model = model_config(config)
         counts = flops.parameter_counts(model)
         steps = budget.steps_for(config)
-        tokens = steps * config.train.batch_size * config.data.seq_len
+        tokens = steps * _tokens_per_step(config)
         convention = config.train.flop_convention
-        per_token = flops.training_flops_per_token(model, config.data.seq_len, convention)
+        per_token = flops.objective_flops_per_token(model, _shapes(config), convention)
         return PlannedRun(name=name, overrides=overrides, size=size.name, params=counts.total,
                           non_embedding_params=counts.non_embedding, tokens=tokens, steps=steps,
                           flops=tokens * per_token, flop_convention=convention, parent=parent,
                           start_step=config.train.init_step)
 
 
+def _shapes(config):
+    """Per-row corpus, encoder and decoder tokens of the run's objective (its FLOPs follow)."""
+    return objectives.shapes_of(config.data, config.train).shapes
+
+
 def _tokens_per_step(config) -> int:
-    return config.train.batch_size * config.data.seq_len
+    return config.train.batch_size * _shapes(config).corpus
 
 
 def _single_budget_runs(planner: Planner, size: _Size) -> list[PlannedRun]:

@@ -6,7 +6,7 @@ the analysis reads them. Nothing here imports the training code.
 RESULT_COLUMNS = (
     "name", "status", "size", "parent", "num_layers", "d_model", "params", "embedding_params",
     "non_embedding_params", "tokens", "steps", "start_step", "batch_size", "seq_len", "lr",
-    "schedule", "parametrization", "layout", "flop_convention", "flops", "flops_6N", "flops_full",
+    "schedule", "parametrization", "layout", "objective", "flop_convention", "flops", "flops_6N", "flops_full",
     "study_flops", "final_train_loss", "final_eval_loss", "final_eval_stderr", "wall_seconds",
     "diverged_step", "error")
 CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "train_loss",
@@ -73,6 +73,8 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
         "parametrization": first(model.get("parametrization"),
                                  _lookup(config, "model.parametrization")),
         "layout": first(model.get("layout"), _lookup(config, "model.layout")),
+        "objective": first(summary.get("objective"), _lookup(config, "train.objective"),
+                           "causal_lm"),
         "flop_convention": first(summary.get("flop_convention"),
                                  _lookup(config, "train.flop_convention"),
                                  planned.get("flop_convention")),

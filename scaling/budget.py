@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import math
 
+from scaling.data import objectives
+
 
 def steps_for(config) -> int:
-    """Total optimizer steps: `train.steps`, or enough steps to see `train.tokens` tokens."""
+    """Total optimizer steps: `train.steps`, or enough steps to see `train.tokens` corpus tokens
+    (a seq2seq row reads its source and its target)."""
     t = config.train
     if t.tokens > 0:
-        return max(1, math.ceil(t.tokens / (t.batch_size * config.data.seq_len)))
+        row = objectives.shapes_of(config.data, t).shapes.corpus
+        return max(1, math.ceil(t.tokens / (t.batch_size * row)))
     return t.steps
 
 

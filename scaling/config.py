@@ -23,6 +23,7 @@ import ml_collections
 
 from scaling import budget
 from scaling import data as data_lib
+from scaling.data import objectives
 from scaling.errors import ConfigError
 from scaling.fields import (check_section, flag, integer, number, numbers, option, probability,
                             text, to_config_dict)
@@ -45,6 +46,7 @@ TOKENIZERS = ("byte", "sentencepiece")
 WANDB_MODES = ("disabled", "offline", "online")
 FLOP_CONVENTIONS = ("6N", "full")
 NONFINITE_ACTIONS = ("stop", "skip")
+OBJECTIVES = objectives.OBJECTIVES
 MESH_AXIS_SIZE = "an integer >= 1, or -1 for the rest of the devices"
 
 
@@ -70,7 +72,8 @@ class ModelConfig:
     head_dim: int = integer(0, "size of each head; 0 means d_model // num_heads")
     d_ff: int = integer(0, "feed-forward width; 0 means 4·d_model (gelu/relu) or 8/3·d_model "
                            "rounded to 8 (swiglu)")
-    vocab_size: int = integer(0, "0 means the tokenizer's vocabulary")
+    vocab_size: int = integer(0, "the tokenizer's vocabulary (0: ask the tokenizer); objectives "
+                                 "other than causal_lm add their special tokens after it")
     max_seq_len: int = integer(0, "rows of learned/sinusoidal position tables; 0 means "
                                   "data.seq_len")
     position: str = option("rope", POSITIONS, "position encoding")
@@ -127,6 +130,9 @@ class DataConfig:
     cache_dir: str = text("", "token caches; '' means $SCALING_CACHE or ~/.cache/scaling")
     tfds_data_dir: str = text("", "TFDS data folder; '' means <cache root>/tfds")
     prefetch: int = integer(2, "batches prepared ahead of the step")
+    source_feature: str = text("", "seq2seq from TFDS: the pairs' source feature (e.g. 'de')")
+    target_feature: str = text("", "seq2seq from TFDS: the pairs' target feature (e.g. 'en')")
+    target_len: int = integer(0, "seq2seq: target tokens per pair; 0 means data.seq_len")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +167,12 @@ class TrainConfig:
     on_nonfinite: str = option("stop", NONFINITE_ACTIONS, "a non-finite loss or gradient stops "
                                                           "the run, or the update is skipped")
     flop_convention: str = option("full", FLOP_CONVENTIONS, "FLOPs reported as `flops`")
+    objective: str = option("causal_lm", OBJECTIVES, "what is predicted from what "
+                                                     "(scaling.data.objectives)")
+    mask_fraction: float = probability(0.15, "masked_lm: share of positions selected per row")
+    noise_density: float = probability(0.15, "span_corruption: share of tokens dropped per row")
+    mean_span_length: float = number(3.0, "span_corruption: mean dropped-span length, in tokens",
+                                     minimum=1.0)
     # JAX's persistent compilation cache in <data cache root>/jax-compilation: a rerun, a resumed
     # run or another run of the same shapes loads its compiled steps instead of compiling them.
     compilation_cache: bool = flag(True, "reuse compiled steps across runs of the same shapes")
@@ -237,6 +249,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("data.seq_len", config.data.seq_len,
                           f"at most model.max_seq_len={config.model.max_seq_len}")
     _check_train(config)
+    _check_objective(config)
     _check_mesh(config.mesh)
 
 
@@ -281,6 +294,32 @@ def _check_train(config: ml_collections.ConfigDict) -> None:
                               f"{total} steps (at most {start}, where its cooldown starts)")
 
 
+def _check_objective(config: ml_collections.ConfigDict) -> None:
+    objective, data = config.train.objective, config.data
+    why_not = objectives.layout_error(objective, config.model.layout)
+    if why_not:
+        raise ConfigError("train.objective", objective, why_not)
+    if objective != "causal_lm" and data.document_mask:
+        raise ConfigError("data.document_mask", True,
+                          f"False with train.objective={objective!r} (document masks are for "
+                          "packed causal_lm rows)")
+    reads_pairs = data.dataset == "text_pairs" or bool(data.source_feature)
+    if (objective == "seq2seq") != reads_pairs:
+        allowed = ("data.dataset='text_pairs', or a TFDS dataset with data.source_feature and "
+                   "data.target_feature" if objective == "seq2seq"
+                   else "a text corpus (pairs are read only by train.objective='seq2seq')")
+        raise ConfigError("data.dataset", data.dataset, allowed)
+    if bool(data.source_feature) != bool(data.target_feature):
+        raise ConfigError("data.target_feature", data.target_feature,
+                          "set exactly when data.source_feature is (the pair's two features)")
+    if objective == "seq2seq" and data.tokenizer == "sentencepiece" and not data.spm_model:
+        raise ConfigError("data.spm_model", data.spm_model, "a SentencePiece model file with "
+                          "train.objective='seq2seq' (or data.tokenizer='byte')")
+    if objective == "span_corruption" and data.seq_len < 4:
+        raise ConfigError("data.seq_len", data.seq_len, ">= 4 with span_corruption (kept and "
+                                                        "dropped tokens in every row)")
+
+
 def _check_mesh(mesh: ml_collections.ConfigDict) -> None:
     names = ("data", "fsdp", "tensor")
     for name in names:
@@ -298,8 +337,10 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int | None = Non
     """Resolve `config.model` (with `data.seq_len`, `data.document_mask` and the tokenizer's
     vocabulary) to a ModelConfig."""
     fields = dict(config.model)
-    fields["vocab_size"] = fields["vocab_size"] or vocab_size or data_lib.static_vocab_size(
-        config.data)
+    base_vocab = fields["vocab_size"] or vocab_size or data_lib.static_vocab_size(config.data)
+    # The objective's special tokens come after the tokenizer's ids (none for causal_lm).
+    fields["vocab_size"] = objectives.for_config(config.data, config.train, base_vocab,
+                                                 eod_id=0).vocab_size
     fields["max_seq_len"] = fields["max_seq_len"] or config.data.seq_len
     return ModelConfig(**fields, document_mask=bool(config.data.document_mask))
 

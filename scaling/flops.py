@@ -40,6 +40,12 @@ tests/test_flops.py).
 For the encoder–decoder, "per token" means per decoder (target) token, with a source of
 `source_len` tokens per `seq_len` target tokens (default: equal lengths); the encoder's work is
 spread over the target tokens. Cross-attention key/value projections run on source tokens.
+
+A run reports FLOPs per *corpus* token (`objective_flops_per_token`): what a step costs over the
+corpus tokens it reads (`scaling.data.objectives.Shapes`), so a decoder, an encoder and an
+encoder–decoder compare at equal FLOPs however their objectives split a row between encoder and
+decoder. Encoder and decoder tokens are counted separately: in "6N", an encoder token costs
+6 × the encoder's non-embedding parameters and a decoder token 6 × the decoder's.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from __future__ import annotations
 import dataclasses
 
 from scaling.config import ModelConfig
+from scaling.data.objectives import Shapes
 from scaling.layers.attention import CAUSAL_QUERY_BLOCK
 from scaling.layers.norms import norm_parameter_count
 
@@ -150,10 +157,16 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len: int, source_len: int | No
     return encoder * source_per_target + decoder + readout
 
 
-def mfu_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+def mfu_flops_per_token(cfg: ModelConfig, seq_len: int, shapes: Shapes | None = None) -> float:
     """Training FLOPs per token in PaLM's convention (module docstring): the "full" count with
-    every self-attention over all `seq_len` keys."""
+    every self-attention over all `seq_len` keys. With an encoder–decoder's `shapes`, per corpus
+    token as in `objective_flops_per_token`."""
     unblocked = dataclasses.replace(cfg, attention="full", window=0)
+    if shapes is not None and cfg.layout == "encoder_decoder":
+        skipped = shapes.decoder - attention_keys_per_query(unblocked, shapes.decoder, causal=True)
+        per_target = 3.0 * (forward_flops_per_token(unblocked, shapes.decoder, shapes.encoder)
+                            + cfg.num_layers * _attention_score_flops(cfg, skipped))
+        return per_target * shapes.decoder / shapes.corpus
     causal_layers = 0 if cfg.layout == "encoder" else cfg.num_layers
     skipped_keys = seq_len - attention_keys_per_query(unblocked, seq_len, causal=True)
     return 3.0 * (forward_flops_per_token(unblocked, seq_len)
@@ -168,3 +181,24 @@ def training_flops_per_token(cfg: ModelConfig, seq_len: int, convention: str = "
     if convention == "full":
         return 3.0 * forward_flops_per_token(cfg, seq_len, source_len)
     raise ValueError(f"unknown FLOP convention {convention!r}; allowed: 6N, full")
+
+
+def stack_non_embedding_parameters(cfg: ModelConfig) -> tuple[int, int]:
+    """(encoder, decoder) non-embedding parameters; an encoder-only model's stack is its
+    encoder, a decoder-only model's its decoder."""
+    counts = [_stack_parameters(cfg, layers, cross) for layers, _, cross in _stacks(cfg)]
+    if cfg.layout == "encoder_decoder":
+        return counts[0], counts[1]
+    return (counts[0], 0) if cfg.layout == "encoder" else (0, counts[0])
+
+
+def objective_flops_per_token(cfg: ModelConfig, shapes: Shapes, convention: str = "full") -> float:
+    """Training FLOPs per corpus token of a run whose rows have `shapes` (module docstring).
+    Equal to `training_flops_per_token(cfg, shapes.decoder, convention)` without an encoder."""
+    if cfg.layout != "encoder_decoder":
+        return training_flops_per_token(cfg, shapes.decoder, convention)
+    if convention == "6N":
+        encoder, decoder = stack_non_embedding_parameters(cfg)
+        return 6.0 * (encoder * shapes.encoder + decoder * shapes.decoder) / shapes.corpus
+    per_target = training_flops_per_token(cfg, shapes.decoder, convention, shapes.encoder)
+    return per_target * shapes.decoder / shapes.corpus

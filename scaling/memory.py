@@ -30,6 +30,7 @@ import ml_collections
 from scaling import flops, parallel
 from scaling import model as model_lib
 from scaling.config import ModelConfig, model_config
+from scaling.data import objectives
 
 BYTES_PER_PARAMETER = 4  # parameters, moments and gradients are all fp32
 
@@ -88,6 +89,7 @@ def describe(config: ml_collections.ConfigDict, device_count: int | None = None)
     shape = parallel.mesh_shape(config.mesh, device_count)
     parallel.check_divisibility(model, config.train.batch_size, config.train.grad_accum_steps, shape)
     counts = flops.parameter_counts(model)
+    shapes = objectives.shapes_of(config.data, config.train).shapes
     memory = estimate_bytes(model, seq_len=config.data.seq_len, batch_size=config.train.batch_size,
                             grad_accum_steps=config.train.grad_accum_steps, mesh_shape=shape)
     lines = [
@@ -95,9 +97,11 @@ def describe(config: ml_collections.ConfigDict, device_count: int | None = None)
         f"d_ff {model.d_ff}, vocabulary {model.vocab_size}",
         f"parameters: {counts.total:,} total, {counts.embedding:,} embedding, "
         f"{counts.non_embedding:,} non-embedding",
-        "training FLOPs per token: "
-        f"{flops.training_flops_per_token(model, config.data.seq_len, '6N'):.4g} (6N), "
-        f"{flops.training_flops_per_token(model, config.data.seq_len, 'full'):.4g} (full)",
+        f"objective: {config.train.objective} ({model.layout}); per row {shapes.corpus} corpus "
+        f"tokens, {shapes.encoder} encoder tokens, {shapes.decoder} decoder tokens",
+        "training FLOPs per corpus token: "
+        f"{flops.objective_flops_per_token(model, shapes, '6N'):.4g} (6N), "
+        f"{flops.objective_flops_per_token(model, shapes, 'full'):.4g} (full)",
         f"mesh (data, fsdp, tensor) = {shape} over {device_count} devices",
         "memory per device (estimate):",
     ]

@@ -25,6 +25,7 @@ from scaling import model as model_lib
 from scaling import optim as optim_lib
 from scaling import parallel
 from scaling.config import ModelConfig
+from scaling.data import objectives
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,17 +68,19 @@ def _plain(tree: Any) -> Any:
                         is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
-def _init_variables(net: nn.Module, rngs, seq_len: int) -> dict:
-    """The model's variables, traced on zero tokens (an encoder–decoder also reads a source)."""
-    tokens = jnp.zeros((1, seq_len), jnp.int32)
-    source = tokens if net.cfg.layout == "encoder_decoder" else None
-    return net.init(rngs, tokens, encoder_tokens_BxS=source)
+def _example_inputs(shapes: objectives.Shapes) -> dict:
+    """One row of zeros of the shapes the model reads (the encoder's only when it has one)."""
+    inputs = {"tokens_BxL": jnp.zeros((1, shapes.decoder), jnp.int32)}
+    if shapes.encoder:
+        inputs["encoder_tokens_BxS"] = jnp.zeros((1, shapes.encoder), jnp.int32)
+    return inputs
 
 
-def _boxed_init(net: nn.Module, optimizer: optax.GradientTransformation, seq_len: int,
-                rng: jax.Array) -> dict:
+def _boxed_init(net: nn.Module, optimizer: optax.GradientTransformation,
+                shapes: objectives.Shapes, rng: jax.Array) -> dict:
     params_rng, dropout_rng = jax.random.split(rng)
-    params = _init_variables(net, {"params": params_rng, "dropout": dropout_rng}, seq_len)["params"]
+    params = net.init({"params": params_rng, "dropout": dropout_rng},
+                      **_example_inputs(shapes))["params"]
     return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
 
 
@@ -98,20 +101,30 @@ def _train_step(state: dict, batch: dict, *, net: nn.Module, optimizer: optax.Gr
     step_rng = jax.random.fold_in(jax.random.key(seed), state["step"])
     deterministic = model.dropout == 0.0 and model.attention_dropout == 0.0
 
-    def loss_fn(params, micro, rng):
+    def loss_fn(params, micro, rng, weight):
         logits = net.apply({"params": params}, micro["inputs"],
-                           segment_ids_BxL=micro.get("segment_ids"), deterministic=deterministic,
-                           rngs={"dropout": rng})
-        loss, aux = model_lib.cross_entropy_loss(logits, micro["targets"], z_loss=model.z_loss)
+                           segment_ids_BxL=micro.get("segment_ids"),
+                           encoder_tokens_BxS=micro.get("encoder_inputs"),
+                           deterministic=deterministic, rngs={"dropout": rng})
+        loss, aux = model_lib.cross_entropy_loss(logits, micro["targets"], z_loss=model.z_loss,
+                                                 mask_BxL=micro.get("loss_mask"))
+        if weight is not None:
+            loss, aux = loss * weight, {name: value * weight for name, value in aux.items()}
         return loss, aux
 
+    target_tokens = _target_tokens(batch)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if micro_batches == 1:
-        (loss, aux), grads = grad_fn(params, batch, step_rng)
+        (loss, aux), grads = grad_fn(params, batch, step_rng, None)
     else:
         def accumulate(carry, inputs):
             index, micro = inputs
-            (loss, aux), grads = grad_fn(params, micro, jax.random.fold_in(step_rng, index))
+            # Micro-batches with a loss mask can hold different numbers of target tokens: weigh
+            # each micro-batch's mean by its share, so the step averages over target tokens.
+            weight = (None if "loss_mask" not in micro
+                      else micro_batches * _target_tokens(micro) / target_tokens)
+            (loss, aux), grads = grad_fn(params, micro, jax.random.fold_in(step_rng, index),
+                                         weight)
             total_grads, total_loss, total_ce = carry
             total_grads = jax.tree.map(jnp.add, total_grads, grads)
             return (total_grads, total_loss + loss, total_ce + aux["ce"]), None
@@ -138,15 +151,24 @@ def _train_step(state: dict, batch: dict, *, net: nn.Module, optimizer: optax.Gr
 
     new_state = jax.lax.cond(finite, apply_update, lambda state: state, state)
     metrics = {"loss": aux["ce"], "total_loss": loss, "grad_norm": grad_norm, "finite": finite,
-               "lr": schedule(state["step"])}
+               "lr": schedule(state["step"]), "target_tokens": target_tokens}
     return new_state, metrics
+
+
+def _target_tokens(batch: dict) -> jax.Array:
+    """The target tokens the loss averages over: the loss mask's ones, else every target."""
+    if "loss_mask" in batch:
+        return jnp.sum(batch["loss_mask"].astype(jnp.float32))
+    return jnp.float32(batch["targets"].size)
 
 
 def _eval_step(state: dict, batch: dict, *, net: nn.Module, model: ModelConfig) -> dict:
     logits = net.apply({"params": state["params"]}, batch["inputs"],
-                       segment_ids_BxL=batch.get("segment_ids"), deterministic=True)
-    loss, _ = model_lib.cross_entropy_loss(logits, batch["targets"], z_loss=0.0)
-    return {"loss": loss}
+                       segment_ids_BxL=batch.get("segment_ids"),
+                       encoder_tokens_BxS=batch.get("encoder_inputs"), deterministic=True)
+    loss, _ = model_lib.cross_entropy_loss(logits, batch["targets"], z_loss=0.0,
+                                           mask_BxL=batch.get("loss_mask"))
+    return {"loss": loss, "target_tokens": _target_tokens(batch)}
 
 
 def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_steps: int,
@@ -156,26 +178,27 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
     parallel.check_divisibility(model, config.train.batch_size, config.train.grad_accum_steps, shape)
     rules = parallel.logical_axis_rules(model, shape)
     net = model_lib.Transformer(model)
-    seq_len = config.data.seq_len
+    objective = objectives.shapes_of(config.data, config.train)
+    shapes = objective.shapes
     rng = jax.random.key(config.seed)
 
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         boxed_params = jax.eval_shape(
-            lambda r: _init_variables(net, {"params": r, "dropout": r}, seq_len), rng)["params"]
+            lambda r: net.init({"params": r, "dropout": r}, **_example_inputs(shapes)),
+            rng)["params"]
         axes = parallel.logical_axes(boxed_params)
         optimizer, schedule = optim_lib.make_optimizer(config, total_steps, axes)
-        boxed_state = jax.eval_shape(functools.partial(_boxed_init, net, optimizer, seq_len), rng)
+        boxed_state = jax.eval_shape(functools.partial(_boxed_init, net, optimizer, shapes), rng)
         state_shardings = parallel.shardings_for(boxed_state, mesh, rules)
         abstract_state = jax.tree.map(
             lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
             _plain(boxed_state), state_shardings)
 
-    init = jax.jit(lambda r: _plain(_boxed_init(net, optimizer, seq_len, r)),
+    init = jax.jit(lambda r: _plain(_boxed_init(net, optimizer, shapes, r)),
                    out_shardings=state_shardings)
     batch_sharding = parallel.batch_sharding(mesh)
     replicated = parallel.replicated(mesh)
-    batch_shardings = {"inputs": batch_sharding, "targets": batch_sharding,
-                       "segment_ids": batch_sharding}
+    batch_shardings = {key: batch_sharding for key in objective.batch_keys}
     train_step = jax.jit(
         functools.partial(_train_step, net=net, optimizer=optimizer, schedule=schedule, model=model,
                           micro_batches=config.train.grad_accum_steps, seed=config.seed),

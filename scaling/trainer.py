@@ -115,16 +115,20 @@ class Trainer:
         self.wall_start = time.perf_counter()
         self.loader = data_lib.make_loader(
             config.data, batch_size=config.train.batch_size, seed=config.seed,
-            process_index=jax.process_index(), process_count=jax.process_count())
+            process_index=jax.process_index(), process_count=jax.process_count(),
+            train_cfg=config.train)
         self.model = model_config(config, self.loader.vocab_size)
         self.total_steps = budget.steps_for(config)
-        self.tokens_per_step = config.train.batch_size * config.data.seq_len
+        # Corpus tokens read per step (a seq2seq row reads its source and its target).
+        self.shapes = self.loader.objective.shapes
+        self.tokens_per_step = config.train.batch_size * self.shapes.corpus
         self.program = build_program(config, self.model, self.total_steps,
                                      parallel.make_mesh(config.mesh))
         self.flops_per_token = {
-            convention: flops.training_flops_per_token(self.model, config.data.seq_len, convention)
+            convention: flops.objective_flops_per_token(self.model, self.shapes, convention)
             for convention in ("6N", "full")}
-        self.mfu_flops_per_token = flops.mfu_flops_per_token(self.model, config.data.seq_len)
+        self.mfu_flops_per_token = flops.mfu_flops_per_token(self.model, config.data.seq_len,
+                                                             self.shapes)
         self.peak = hardware.device_peak_flops(self.model.compute_dtype) * jax.device_count()
         self.checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep,
                                          async_save=config.checkpoint.async_save)
@@ -197,6 +201,9 @@ class Trainer:
             "flops_per_token_6N": self.flops_per_token["6N"],
             "flops_per_token_full": self.flops_per_token["full"],
             "total_steps": self.total_steps, "tokens_per_step": self.tokens_per_step,
+            "objective": config.train.objective,
+            "encoder_tokens_per_step": config.train.batch_size * self.shapes.encoder,
+            "decoder_tokens_per_step": config.train.batch_size * self.shapes.decoder,
             "train_tokens_available": self.loader.tokens_in_split,
             "devices": jax.device_count(), "mesh": dict(self.program.mesh.shape),
             "parametrization": model.parametrization, "peak_flops": self.peak,
@@ -336,6 +343,7 @@ class Trainer:
             "eval_stderr": eval_stderr, "eval_tokens": eval_tokens,
             "lr": float(self.metrics.last.get("lr", float("nan"))),
             "grad_norm": float(self.metrics.last.get("grad_norm", float("nan"))),
+            "target_tokens": float(self.metrics.last.get("target_tokens", float("nan"))),
             "skipped_steps": self.metrics.window.skipped, "tokens_per_second": speed,
             "mfu": self.mfu(speed), "eval_seconds": time.perf_counter() - eval_start,
         }

@@ -110,3 +110,60 @@ def test_full_flops_agree_with_xla_cost_analysis(overrides):
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     ours = flops.training_flops_per_token(cfg, length, "full") * batch * length
     assert abs(analysis["flops"] / ours - 1) < 0.10
+
+
+def test_objective_flops_count_encoder_and_decoder_tokens_separately():
+    """Per corpus token: a decoder's count is the plain one; an encoder–decoder's spreads the
+    encoder's S tokens and the decoder's T tokens over the row's corpus tokens."""
+    from scaling.data.objectives import Shapes
+
+    plain = Shapes(corpus=128, encoder=0, decoder=128)
+    for convention in ("6N", "full"):
+        assert flops.objective_flops_per_token(BASE, plain, convention) == \
+            flops.training_flops_per_token(BASE, 128, convention)
+    cfg = dataclasses.replace(BASE, layout="encoder_decoder", num_encoder_layers=3)
+    shapes = Shapes(corpus=128, encoder=115, decoder=26)  # span corruption of 128 tokens
+    encoder_stack, decoder_stack = flops.stack_non_embedding_parameters(cfg)
+    # Encoder: 3 layers of (attention 65,536 + MLP 131,072 + 2 norms 256) + final norm 128;
+    # decoder: 2 layers with cross-attention (+65,536 + 128) + final norm.
+    assert encoder_stack == 3 * (65_536 + 131_072 + 256) + 128
+    assert decoder_stack == 2 * (2 * 65_536 + 131_072 + 384) + 128
+    assert encoder_stack + decoder_stack == flops.parameter_counts(cfg).non_embedding
+    assert flops.objective_flops_per_token(cfg, shapes, "6N") == \
+        6 * (encoder_stack * 115 + decoder_stack * 26) / 128
+    # Full, by hand: encoder layer per source token 2·(65,536 + 131,072) + 2·2·4·32·115 keys;
+    # decoder layer per target token the same with 26 causal keys, plus cross-attention (query
+    # and output 2·32,768 per target, key and value 2·32,768 per source token, scores over 115);
+    # the read-out 2·128·257 per target token.
+    encoder_forward = 3 * (2 * (65_536 + 131_072) + 4 * 4 * 32 * 115) * 115
+    decoder_forward = 2 * (2 * (65_536 + 131_072) + 4 * 4 * 32 * 26 + 2 * 32_768
+                           + 4 * 4 * 32 * 115) * 26 + 2 * 2 * 32_768 * 115
+    readout = 2 * 128 * 257 * 26
+    expected = 3 * (encoder_forward + decoder_forward + readout) / 128
+    assert flops.objective_flops_per_token(cfg, shapes, "full") == pytest.approx(expected, rel=1e-12)
+
+
+def test_span_corruption_flops_agree_with_xla_cost_analysis():
+    """The encoder–decoder's count at span-corruption shapes (source 115, target 26 tokens per
+    128-token row) against XLA's count of one forward + backward step, as for the decoder."""
+    from scaling.data import objectives
+
+    cfg = dataclasses.replace(XLA_BASE, layout="encoder_decoder")
+    objective = objectives.Objective("span_corruption", 128, 500, 1)
+    shapes = objective.shapes
+    assert (shapes.encoder, shapes.decoder) == (115, 26)
+    batch = 2
+    tokens = jnp.zeros((batch, shapes.decoder), jnp.int32)
+    encoder_tokens = jnp.zeros((batch, shapes.encoder), jnp.int32)
+    net = model_lib.Transformer(cfg)
+    params = jax.eval_shape(lambda: net.init(jax.random.key(0), tokens,
+                                             encoder_tokens_BxS=encoder_tokens))["params"]
+
+    def loss(p):
+        logits = net.apply({"params": p}, tokens, encoder_tokens_BxS=encoder_tokens)
+        return model_lib.cross_entropy_loss(logits, tokens)[0]
+
+    analysis = jax.jit(jax.grad(loss)).lower(params).compile().cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    ours = flops.objective_flops_per_token(cfg, shapes, "full") * batch * shapes.corpus
+    assert abs(analysis["flops"] / ours - 1) < 0.10

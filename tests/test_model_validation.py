@@ -71,6 +71,9 @@ def test_every_option_validation_allows_is_one_the_model_builds(field, value):
     config.model.update(d_model=16, num_heads=2, num_layers=1, window=4)
     config.model[field] = value
     config.data.seq_len = 8
+    if field == "layout":  # each layout trains its own objective (scaling.data.objectives)
+        config.train.objective = {"decoder": "causal_lm", "encoder": "masked_lm",
+                                  "encoder_decoder": "span_corruption"}[value]
     config_lib.validate(config)
     cfg = config_lib.model_config(config)
     tokens = jnp.zeros((1, 8), jnp.int32)

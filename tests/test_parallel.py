@@ -304,3 +304,50 @@ def test_axes_that_do_not_divide_stay_replicated():
     grouped = model_config(_config(shape, num_kv_heads=4), 256)
     rules = dict(parallel.logical_axis_rules(grouped, shape))
     assert rules["kv_heads"] == "tensor" and rules["vocab"] == "tensor"
+
+
+# An encoder–decoder trained on span-corrupted batches (encoder inputs, decoder inputs, targets,
+# loss mask), on one device and on a (2, 2, 2) mesh of eight.
+ENCODER_DECODER = """
+import json
+import jax
+import numpy as np
+from scaling import parallel
+from scaling.config import default_config, model_config
+from scaling.data import objectives
+from scaling.step import build_program
+
+BATCH, LENGTH, STEPS = 16, 32, 6
+config = default_config()
+config.model.update(layout="encoder_decoder", d_model=64, num_heads=4)
+config.train.objective = "span_corruption"
+config.data.seq_len, config.train.batch_size, config.optim.warmup_steps = LENGTH, BATCH, 2
+config.mesh.data, config.mesh.fsdp, config.mesh.tensor = SHAPE
+objective = objectives.Objective("span_corruption", LENGTH, 256, 255)
+config.model.vocab_size = 256  # the special tokens come on top
+assert model_config(config).vocab_size == objective.vocab_size
+program = build_program(config, model_config(config), 100, parallel.make_mesh(config.mesh))
+rng = np.random.default_rng(0)
+losses = []
+with program.context():
+    state = program.init(jax.random.key(0))
+    for step in range(STEPS):
+        start = rng.integers(0, 256, size=(BATCH, 1))
+        rows = ((start + rng.integers(1, 4, size=(BATCH, 1)) * np.arange(LENGTH + 1)) % 256).astype(np.int32)
+        packed = {"inputs": rows[:, :-1], "targets": rows[:, 1:], "segment_ids": np.ones_like(rows[:, 1:])}
+        batch = objective.apply(packed, objective.row_keys(step * BATCH + np.arange(BATCH), 0, False))
+        state, metrics = program.train_step(state, parallel.global_batch(batch, program.batch_sharding))
+        losses.append(float(metrics["loss"]))
+print("RESULT " + json.dumps(losses))
+"""
+
+
+def test_encoder_decoder_on_a_2x2x2_mesh_matches_one_device():
+    losses = {}
+    for shape, devices in (((1, 1, 1), 1), ((2, 2, 2), 8)):
+        output = run_python(f"SHAPE = {shape}\n" + ENCODER_DECODER, devices=devices).stdout
+        losses[shape] = json.loads(output.split("RESULT ", 1)[1])
+    one, eight = losses[(1, 1, 1)], losses[(2, 2, 2)]
+    assert len(one) == 6 and one[-1] < one[0]
+    for a, b in zip(one, eight):
+        assert math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE), (one, eight)

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from scaling.data import cache, ordering, packing, sources, tokenizers
+from scaling.data import cache, objectives, ordering, packing, sources, tokenizers
 from scaling.errors import ConfigError
 
 
@@ -31,11 +31,14 @@ class Loader:
 
     def __init__(self, train: cache.TokenCache, evaluation: cache.TokenCache, tokenizer, *,
                  seq_len: int, batch_size: int, seed: int, process_index: int = 0,
-                 process_count: int = 1, prefetch: int = 2):
+                 process_count: int = 1, prefetch: int = 2,
+                 objective: objectives.Objective | None = None):
         self.tokenizer = tokenizer
         self.vocab_size = int(tokenizer.vocab_size)
         self.eod_id = int(tokenizer.eod_id)
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
+        self.objective = objective or objectives.Objective(
+            "causal_lm", seq_len, self.vocab_size, self.eod_id)
         self.prefetch = prefetch
         self.rows = host_rows(batch_size, process_index, process_count)
         self._train, self._eval = train, evaluation
@@ -48,13 +51,16 @@ class Loader:
         self._threads: list[threading.Thread] = []
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
-        """This host's rows of the global batch at `step`: `inputs`, `targets` (inputs shifted by
-        one) and `segment_ids`, each np.int32 [batch_size // process_count, seq_len]."""
+        """This host's rows of the global batch at `step`, np.int32 [batch_size // process_count,
+        length]: for causal_lm `inputs`, `targets` (inputs shifted by one) and `segment_ids`;
+        for the other objectives what `objectives.Objective.apply` makes of them."""
         global_rows = step * self.batch_size + np.arange(self.rows.start, self.rows.stop)
         starts = ordering.window_starts(global_rows, self.train_windows, self._train_slack,
                                         self.seq_len, self.seed)
-        return packing.make_batch(packing.read_windows(self._train.tokens, starts, self.seq_len),
-                                  self.eod_id)
+        packed = packing.make_batch(packing.read_windows(self._train.tokens, starts, self.seq_len),
+                                    self.eod_id)
+        return self.objective.apply(packed, self.objective.row_keys(global_rows, self.seed,
+                                                                    held_out=False))
 
     def iterate(self, start_step: int = 0) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """(step, batch) for step = start_step, start_step + 1, ... without end, built up to
@@ -112,7 +118,10 @@ class Loader:
                 rows = windows[index * self.batch_size:(index + 1) * self.batch_size]
                 starts = rows[self.rows.start:self.rows.stop] * self.seq_len
                 windows_read = packing.read_windows(self._eval.tokens, starts, self.seq_len)
-                batches.append(packing.make_batch(windows_read, self.eod_id))
+                packed = packing.make_batch(windows_read, self.eod_id)
+                global_rows = index * self.batch_size + np.arange(self.rows.start, self.rows.stop)
+                batches.append(self.objective.apply(
+                    packed, self.objective.row_keys(global_rows, self.seed, held_out=True)))
             self._eval_batches[num_batches] = batches
         return self._eval_batches[num_batches]
 
@@ -143,9 +152,10 @@ def token_cache(data_cfg, split: str, tokenizer) -> cache.TokenCache:
 
 
 def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
-                process_count: int = 1) -> Loader:
+                process_count: int = 1, train_cfg=None) -> Loader:
     """A Loader for `config.data` with a global batch of `batch_size` sequences, of which this
-    host (`process_index` of `process_count`) builds its equal share.
+    host (`process_index` of `process_count`) builds its equal share, in the form
+    `train_cfg.objective` asks for (causal_lm without a `train_cfg`).
 
     Raises ConfigError when the batch does not split evenly over hosts, a split is empty, or a
     split is too short for one sequence of `data.seq_len` tokens."""
@@ -155,6 +165,8 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     tokenizer = tokenizers.tokenizer_for(data_cfg)
+    objective = (objectives.for_config(data_cfg, train_cfg, int(tokenizer.vocab_size),
+                                       int(tokenizer.eod_id)) if train_cfg is not None else None)
     caches = {}
     for field, split in (("data.train_split", data_cfg.train_split),
                          ("data.eval_split", data_cfg.eval_split)):
@@ -171,4 +183,4 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
     return Loader(caches["data.train_split"], caches["data.eval_split"], tokenizer,
                   seq_len=data_cfg.seq_len, batch_size=batch_size, seed=seed,
                   process_index=process_index, process_count=process_count,
-                  prefetch=data_cfg.prefetch)
+                  prefetch=data_cfg.prefetch, objective=objective)

@@ -41,11 +41,35 @@ def _check_tfds_dataset(data_cfg) -> None:
     features = builder.info.features
     text_features = [name for name, feature in features.items()
                      if isinstance(feature, tfds.features.Text)]
-    if data_cfg.feature not in text_features:
-        raise ConfigError("data.feature", data_cfg.feature,
-                          f"a text feature of {data_cfg.dataset}: {', '.join(text_features) or 'none'}")
+    # Pairs (seq2seq) read a source and a target feature instead of data.feature.
+    wanted = (("data.source_feature", "data.target_feature") if data_cfg.source_feature
+              else ("data.feature",))
+    for field in wanted:
+        value = data_cfg[field.split(".", 1)[1]]
+        if value not in text_features:
+            raise ConfigError(field, value, f"a text feature of {data_cfg.dataset}: "
+                                            f"{', '.join(text_features) or 'none'}")
     if builder.info.splits:  # known only once prepared, or from TFDS's bundled metadata
         _check_splits(data_cfg, tuple(builder.info.splits))
+
+
+def _check_text_pairs(data_cfg) -> None:
+    """`text_pairs`: existing tab-separated files; a tokenizer that needs no training corpus."""
+    from scaling.data import text_files
+
+    _check_splits(data_cfg, file_splits.SPLITS)
+    entries = text_files.parse_file_list(data_cfg.files or "")
+    missing = [e for e in entries if not pathlib.Path(e).expanduser().is_file()]
+    if not entries or missing:
+        raise ConfigError("data.files", data_cfg.files, "comma-separated tab-separated files with "
+                          "dataset='text_pairs'" + (f" (not found: {', '.join(missing)})"
+                                                    if missing else ""))
+    if data_cfg.tokenizer == "sentencepiece" and not data_cfg.spm_model:
+        raise ConfigError("data.spm_model", "", "a SentencePiece model file with "
+                          "dataset='text_pairs' (or data.tokenizer='byte')")
+    if bool(data_cfg.source_feature) or bool(data_cfg.target_feature):
+        raise ConfigError("data.source_feature", data_cfg.source_feature,
+                          "'' with dataset='text_pairs' (each line is source<TAB>target)")
 
 
 def _check_tokenizer(data_cfg) -> None:
@@ -82,7 +106,9 @@ def validate_data_config(data_cfg) -> None:
     dataset = data_cfg.dataset
     if not isinstance(dataset, str) or not dataset.strip():
         raise ConfigError("data.dataset", dataset, KNOWN_EXAMPLES)
-    if dataset in sources.EMBEDDED_DATASETS:
+    if dataset == "text_pairs":
+        _check_text_pairs(data_cfg)
+    elif dataset in sources.EMBEDDED_DATASETS:
         if data_cfg.feature != "text":
             raise ConfigError("data.feature", data_cfg.feature, f"'text' for dataset {dataset!r}")
         _check_splits(data_cfg, file_splits.SPLITS)

@@ -1,0 +1,213 @@
+"""Objectives as batch transforms: BERT's and T5's corruptions against hand counts and an
+independent reconstruction, determinism in (seed, row), and no leak of what was hidden — each by
+perturbation through the model."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling import model as model_lib
+from scaling.config import ModelConfig
+from scaling.data import objectives
+
+BASE = 50
+EOD = 49
+LENGTH = 40
+
+
+def rows(seed, count=4, length=LENGTH):
+    return np.random.default_rng(seed).integers(0, BASE, size=(count, length)).astype(np.int32)
+
+
+def objective(name, **fields):
+    return objectives.Objective(name, LENGTH, BASE, EOD, **fields)
+
+
+def packed(tokens):
+    return {"inputs": tokens, "targets": tokens, "segment_ids": np.ones_like(tokens)}
+
+
+def test_special_tokens_follow_the_tokenizer_and_causal_lm_adds_none():
+    assert objective("causal_lm").vocab_size == BASE
+    masked = objective("masked_lm")
+    assert (masked.special.pad, masked.special.mask, masked.special.bos) == (50, 51, 52)
+    assert masked.vocab_size == 53
+    spans = objective("span_corruption")
+    noise, count = objectives.span_counts(LENGTH, 0.15, 3.0)
+    assert (noise, count) == (6, 2)  # round(0.15 · 40) = 6 tokens, 6 / 3 = 2 spans
+    assert spans.vocab_size == 53 + count
+    assert spans.shapes == objectives.Shapes(corpus=40, encoder=40 - 6 + 2, decoder=6 + 2 + 1)
+
+
+def test_masked_lm_selects_a_fixed_share_and_splits_80_10_10():
+    tokens = rows(0, count=400)
+    obj = objective("masked_lm")
+    batch = obj.apply(packed(tokens), obj.row_keys(np.arange(400), seed=3, held_out=False))
+    selected = batch["loss_mask"].astype(bool)
+    np.testing.assert_array_equal(selected.sum(axis=1), round(0.15 * LENGTH))
+    np.testing.assert_array_equal(batch["targets"], tokens)
+    np.testing.assert_array_equal(batch["inputs"][~selected], tokens[~selected])
+    masked = batch["inputs"][selected] == obj.special.mask
+    changed = (batch["inputs"][selected] != tokens[selected]) & ~masked
+    total = selected.sum()  # 2400 selections: binomial spread about ±0.8% around 80%, ±0.6% around 10%
+    assert abs(masked.sum() / total - 0.8) < 0.03
+    # A random replacement equals the original with probability 1/50, so "changed" is ~9.8%.
+    assert abs(changed.sum() / total - 0.1 * (1 - 1 / BASE)) < 0.02
+    assert batch["inputs"].max() < obj.vocab_size and (batch["inputs"][selected][changed] < BASE).all()
+
+
+def reconstruct(encoder_inputs, targets, special, eod):
+    """The original row from T5's inputs and targets: each sentinel in the input replaced by the
+    tokens after the same sentinel in the targets."""
+    assert targets[-1] == eod
+    spans, current = {}, None
+    for token in targets[:-1]:
+        if token >= special.sentinel(0):
+            current = token
+            spans[current] = []
+        else:
+            spans[current].append(int(token))
+    out = []
+    for token in encoder_inputs:
+        out.extend(spans[token] if token >= special.sentinel(0) else [int(token)])
+    return np.asarray(out)
+
+
+def test_span_corruption_inputs_and_targets_rebuild_the_row():
+    tokens = rows(1, count=50)
+    obj = objective("span_corruption")
+    batch = obj.apply(packed(tokens), obj.row_keys(np.arange(50), seed=0, held_out=False))
+    noise, count = objectives.span_counts(LENGTH, 0.15, 3.0)
+    sentinels = obj.special.sentinel(np.arange(count))
+    for row in range(50):
+        targets = batch["targets"][row]
+        assert targets[-1] == EOD
+        np.testing.assert_array_equal(targets[np.isin(targets, sentinels)], sentinels)
+        np.testing.assert_array_equal(batch["encoder_inputs"][row][
+            np.isin(batch["encoder_inputs"][row], sentinels)], sentinels)
+        np.testing.assert_array_equal(
+            reconstruct(batch["encoder_inputs"][row], targets, obj.special, EOD), tokens[row])
+    np.testing.assert_array_equal(batch["inputs"][:, 0], obj.special.bos)
+    np.testing.assert_array_equal(batch["inputs"][:, 1:], batch["targets"][:, :-1])
+
+
+def test_transforms_depend_only_on_seed_and_row():
+    tokens = rows(2, count=8)
+    for name in ("masked_lm", "span_corruption"):
+        obj = objective(name)
+        whole = obj.apply(packed(tokens), obj.row_keys(np.arange(8), 5, False))
+        # A host building rows 4..7 alone gets the same rows.
+        half = obj.apply(packed(tokens[4:]), obj.row_keys(np.arange(4, 8), 5, False))
+        for key in whole:
+            np.testing.assert_array_equal(whole[key][4:], half[key])
+        other_seed = obj.apply(packed(tokens), obj.row_keys(np.arange(8), 6, False))
+        assert not np.array_equal(whole["inputs"], other_seed["inputs"])
+        held_out = [obj.apply(packed(tokens), obj.row_keys(np.arange(8), seed, True))
+                    for seed in (5, 6)]
+        np.testing.assert_array_equal(held_out[0]["inputs"], held_out[1]["inputs"])
+
+
+def tiny_model(layout, vocab):
+    return ModelConfig(layout=layout, num_layers=2, num_encoder_layers=2, d_model=16, num_heads=4,
+                       head_dim=4, d_ff=32, vocab_size=vocab, max_seq_len=LENGTH)
+
+
+def random_params(net, tokens, encoder_tokens=None):
+    shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), tokens,
+                                             encoder_tokens_BxS=encoder_tokens))
+    rng = np.random.default_rng(0)
+    return jax.tree.map(lambda s: jnp.asarray(rng.normal(scale=0.3, size=s.shape), s.dtype),
+                        nn.unbox(shapes))["params"]
+
+
+def test_masked_lm_no_leak_of_replaced_tokens():
+    """Changing the original token where the mask or a random token replaced it changes no
+    logit anywhere; changing a kept token does (the check can fail)."""
+    obj = objective("masked_lm")
+    tokens = rows(3, count=1)
+    keys = obj.row_keys(np.arange(1), 0, False)
+    batch = obj.apply(packed(tokens), keys)
+    net = model_lib.Transformer(tiny_model("encoder", obj.vocab_size))
+    params = random_params(net, jnp.asarray(batch["inputs"]))
+    apply = jax.jit(lambda tokens: net.apply({"params": params}, tokens))
+    logits = lambda b: np.asarray(apply(jnp.asarray(b["inputs"])))
+    reference = logits(batch)
+    replaced = np.flatnonzero(batch["loss_mask"][0] & (batch["inputs"][0] != tokens[0]))
+    assert len(replaced) >= 3
+    for position in replaced:
+        perturbed = tokens.copy()
+        perturbed[0, position] = (perturbed[0, position] + 7) % BASE
+        other = obj.apply(packed(perturbed), keys)
+        assert other["targets"][0, position] != batch["targets"][0, position]
+        np.testing.assert_array_equal(logits(other), reference)
+    kept = np.flatnonzero(batch["loss_mask"][0] == 0)[0]
+    perturbed = tokens.copy()
+    perturbed[0, kept] = (perturbed[0, kept] + 7) % BASE
+    assert not np.array_equal(logits(obj.apply(packed(perturbed), keys)), reference)
+
+
+def test_span_corruption_no_leak_into_the_encoder():
+    """Changing a token inside a dropped span leaves the encoder's output unchanged; changing a
+    kept token changes it."""
+    obj = objective("span_corruption")
+    tokens = rows(4, count=1)
+    keys = obj.row_keys(np.arange(1), 0, False)
+    dropped = objectives.noise_mask(np.random.default_rng(keys[0]), LENGTH, 0.15, 3.0)
+    batch = obj.apply(packed(tokens), keys)
+    net = model_lib.Transformer(tiny_model("encoder_decoder", obj.vocab_size))
+    params = random_params(net, jnp.asarray(batch["inputs"]), jnp.asarray(batch["encoder_inputs"]))
+
+    @jax.jit
+    def encoder_output(tokens, encoder_tokens):
+        _, state = net.apply({"params": params}, tokens, encoder_tokens_BxS=encoder_tokens,
+                             capture_intermediates=lambda module, _: module.name == "encoder",
+                             mutable=["intermediates"])
+        return state["intermediates"]["encoder"]["__call__"][0]
+
+    def encoded(b):
+        return np.asarray(encoder_output(jnp.asarray(b["inputs"]), jnp.asarray(b["encoder_inputs"])))
+
+    reference = encoded(batch)
+    for position in np.flatnonzero(dropped):
+        perturbed = tokens.copy()
+        perturbed[0, position] = (perturbed[0, position] + 7) % BASE
+        other = obj.apply(packed(perturbed), keys)
+        assert not np.array_equal(other["targets"], batch["targets"])  # the target did change
+        np.testing.assert_array_equal(encoded(other), reference)
+    kept = np.flatnonzero(~dropped)[0]
+    perturbed = tokens.copy()
+    perturbed[0, kept] = (perturbed[0, kept] + 7) % BASE
+    assert not np.array_equal(encoded(obj.apply(packed(perturbed), keys)), reference)
+
+
+@pytest.mark.parametrize("objective_name, layout, words", [
+    ("causal_lm", "encoder", "every position would see its own target"),
+    ("causal_lm", "encoder_decoder", "needs a source"),
+    ("masked_lm", "decoder", "cannot see the context right"),
+    ("span_corruption", "decoder", "model.layout='encoder_decoder'"),
+    ("seq2seq", "encoder", "model.layout='encoder_decoder'"),
+])
+def test_layouts_that_cannot_train_an_objective_fail_validation(objective_name, layout, words):
+    from scaling.config import ConfigError, default_config, validate
+
+    config = default_config()
+    config.model.layout = layout
+    config.train.objective = objective_name
+    with pytest.raises(ConfigError) as error:
+        validate(config)
+    message = str(error.value)
+    assert "train.objective" in message and words in message and "\n" not in message
+
+
+def test_valid_pairs_pass_validation():
+    from scaling.config import default_config, validate
+
+    for name, layout in (("causal_lm", "decoder"), ("masked_lm", "encoder"),
+                         ("span_corruption", "encoder_decoder")):
+        config = default_config()
+        config.model.layout, config.train.objective = layout, name
+        validate(config)

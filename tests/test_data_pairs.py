@@ -1,0 +1,147 @@
+"""Source/target pairs for seq2seq: tab-separated files, a TFDS translation builder (to the
+network edge for the real ones), padded batches as a pure function of (seed, step)."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from scaling import config as config_lib
+from scaling.data import file_splits, make_loader, pairs, sources, validation
+
+
+def seq2seq_config(**data_fields):
+    config = config_lib.default_config()
+    config.model.layout, config.train.objective = "encoder_decoder", "seq2seq"
+    config.data.update(data_fields)
+    return config
+
+
+def write_pairs(path, count=300):
+    lines = [f"source {index} {'x' * (index % 7)}\ttarget {index}" for index in range(count)]
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def test_text_pairs_split_by_line_and_batch_padded_with_eos(tmp_path):
+    lines = write_pairs(tmp_path / "pairs.tsv")
+    config = seq2seq_config(dataset="text_pairs", files=str(tmp_path / "pairs.tsv"), seq_len=12,
+                            target_len=8, cache_dir=str(tmp_path))
+    config_lib.validate(config)
+    expected = {split: [line for line in lines if file_splits.split_of(line) == split]
+                for split in file_splits.SPLITS}
+    assert expected["validation"] and len(expected["train"]) + len(expected["validation"]) == 300
+    held_out = pairs.read_text_pairs(str(tmp_path / "pairs.tsv"), "validation")
+    assert [s + b"\t" + t for s, t in held_out] == [line.encode() for line in expected["validation"]]
+
+    loader = make_loader(config.data, batch_size=8, seed=3, train_cfg=config.train)
+    special, eod = loader.objective.special, loader.eod_id
+    assert (special.pad, special.bos) == (257, 259) and loader.objective.vocab_size == 260
+    batch = loader.batch(5)
+    assert batch["encoder_inputs"].shape == (8, 12) and batch["targets"].shape == (8, 8)
+    train_lines = {line.encode() for line in expected["train"]}
+    for row in range(8):
+        source = bytes(t for t in batch["encoder_inputs"][row] if t < 256)
+        target_ids = batch["targets"][row]
+        length = int(batch["loss_mask"][row].sum())
+        target = bytes(target_ids[:length - 1].tolist())
+        # The source is cut to 12 tokens, the target to 7 and closed by EOS, then PAD.
+        assert any(line.startswith(source) and line.split(b"\t")[1][:7] == target
+                   for line in train_lines)
+        assert target_ids[length - 1] == eod and (target_ids[length:] == special.pad).all()
+    np.testing.assert_array_equal(batch["inputs"][:, 0], special.bos)
+    np.testing.assert_array_equal(batch["inputs"][:, 1:], batch["targets"][:, :-1])
+    # Deterministic in (seed, step); each host builds its share of the same global batch.
+    again = make_loader(config.data, batch_size=8, seed=3, train_cfg=config.train).batch(5)
+    second_host = make_loader(config.data, batch_size=8, seed=3, process_index=1,
+                              process_count=2, train_cfg=config.train).batch(5)
+    for key in batch:
+        np.testing.assert_array_equal(again[key], batch[key])
+        np.testing.assert_array_equal(second_host[key], batch[key][4:])
+    # An epoch visits every training pair once.
+    steps = -(-loader.train_pairs // 8)
+    seen = np.concatenate([make_loader(config.data, batch_size=8, seed=3, train_cfg=config.train)
+                           .batch(step)["encoder_inputs"] for step in range(steps)])
+    assert len({row.tobytes() for row in seen[:loader.train_pairs]}) == loader.train_pairs
+
+
+def test_text_pairs_need_tabs_and_the_seq2seq_objective(tmp_path):
+    (tmp_path / "bad.tsv").write_text("no tab here\n")
+    with pytest.raises(config_lib.ConfigError, match="has no tab"):
+        pairs.read_text_pairs(str(tmp_path / "bad.tsv"), "train")
+    config = seq2seq_config(dataset="text_pairs", files=str(tmp_path / "missing.tsv"))
+    with pytest.raises(config_lib.ConfigError, match="not found"):
+        config_lib.validate(config)
+    config = config_lib.default_config()
+    config.data.update(dataset="text_pairs", files=str(tmp_path / "bad.tsv"))
+    with pytest.raises(config_lib.ConfigError, match="pairs are read only by"):
+        config_lib.validate(config)
+    config = seq2seq_config()
+    with pytest.raises(config_lib.ConfigError, match="text_pairs"):
+        config_lib.validate(config)  # seq2seq on a corpus of documents
+
+
+class ScalingTestTranslation(tfds.core.GeneratorBasedBuilder):
+    """A registered translation builder that needs no download: stands in for WMT and TED."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.Translation(
+            languages=("de", "en")))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(30), "validation": self._generate_examples(4)}
+
+    def _generate_examples(self, count):
+        for index in range(count):
+            yield index, {"de": f"Satz {index}", "en": f"sentence {index}"}
+
+
+def test_tfds_translation_builder_gives_pairs(tmp_path):
+    config = seq2seq_config(dataset="scaling_test_translation", source_feature="de",
+                            target_feature="en", seq_len=16, cache_dir=str(tmp_path))
+    config_lib.validate(config)
+    loader = make_loader(config.data, batch_size=4, seed=0, train_cfg=config.train)
+    assert loader.train_pairs == 30
+    batch = loader.eval_batches(1)[0]
+    read = set()
+    for row in range(4):
+        source = bytes(t for t in batch["encoder_inputs"][row] if t < 256).decode()
+        target = bytes(t for t in batch["targets"][row] if t < 256).decode()
+        read.add((source, target))
+    # TFDS stores examples in its own order: the held-out split's four pairs, each intact.
+    assert read == {(f"Satz {index}", f"sentence {index}") for index in range(4)}
+    config.data.target_feature = "fr"
+    with pytest.raises(config_lib.ConfigError, match="data.target_feature.*de, en"):
+        config_lib.validate(config)
+
+
+@pytest.mark.parametrize("dataset, source, target", [
+    ("wmt14_translate/de-en", "de", "en"), ("ted_hrlr_translate/pt_to_en", "pt", "en")])
+def test_real_translation_builders_validate_without_network(tmp_path, dataset, source, target):
+    cfg = seq2seq_config(dataset=dataset, source_feature=source, target_feature=target,
+                         cache_dir=str(tmp_path)).data
+    validation.validate_data_config(cfg)
+    cfg.source_feature = "text"
+    with pytest.raises(config_lib.ConfigError, match=f"data.source_feature.*{target}"):
+        validation.validate_data_config(cfg)
+
+
+def test_translation_download_failure_is_a_clear_error(tmp_path, monkeypatch):
+    requested = []
+
+    def unreachable(self, url_or_urls):
+        requested.append(url_or_urls)
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", unreachable)
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", unreachable)
+    config = seq2seq_config(dataset="ted_hrlr_translate/pt_to_en", source_feature="pt",
+                            target_feature="en", cache_dir=str(tmp_path))
+    config_lib.validate(config)
+    with pytest.raises(sources.DatasetUnavailableError) as failure:
+        make_loader(config.data, batch_size=4, seed=0, train_cfg=config.train)
+    assert requested
+    message = str(failure.value)
+    for expected in ("ted_hrlr_translate", "network", "data.tfds_data_dir"):
+        assert expected in message

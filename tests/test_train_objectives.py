@@ -1,0 +1,123 @@
+"""`scaling-train` end to end for the objectives other than causal_lm: a masked-LM encoder and a
+span-corruption encoder–decoder on the embedded corpus, a seq2seq encoder–decoder that learns to
+reverse strings from a tab-separated file, and an encoder–decoder run killed with SIGKILL that
+resumes to the uninterrupted run's state bit for bit."""
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from scaling.tracking import read_metrics
+
+pytestmark = pytest.mark.slow
+
+SHORT = ["--config", "configs/demo.py:runlocal", "--config.train.log_every=20",
+         "--config.train.eval_every=20", "--config.wandb.mode=disabled"]
+MASKED_LM = ["--config.model.layout=encoder", "--config.train.objective=masked_lm"]
+SPAN_CORRUPTION = ["--config.model.layout=encoder_decoder",
+                   "--config.train.objective=span_corruption"]
+
+
+def command(workdir, *arguments):
+    return [sys.executable, "-m", "scaling.train", *arguments, "--workdir", str(workdir)]
+
+
+def train(workdir, *arguments, timeout=600):
+    result = subprocess.run(command(workdir, *arguments), cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((workdir / "summary.json").read_text()), read_metrics(workdir / "metrics.jsonl")
+
+
+def held_out_unigram_entropy() -> float:
+    """Nats per token of the best prediction that ignores context: the held-out split's byte
+    frequencies. A model that collapsed to a constant guess cannot score below it."""
+    from scaling.config import default_config
+    from scaling.data import make_loader
+
+    loader = make_loader(default_config().data, batch_size=32, seed=0)
+    counts = np.bincount(np.asarray(loader._eval.tokens), minlength=loader.vocab_size)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+@pytest.mark.parametrize("name, arguments, target_tokens", [
+    # 32 rows × round(0.15 · 128) = 19 selected positions.
+    ("masked_lm", MASKED_LM, 32 * 19),
+    # 32 rows × (19 dropped tokens + 6 sentinels + EOS).
+    ("span_corruption", SPAN_CORRUPTION, 32 * 26),
+])
+def test_objective_trains_on_the_embedded_corpus(tmp_path, name, arguments, target_tokens):
+    """Finite, falling held-out losses that end below what any context-free guess scores."""
+    summary, records = train(tmp_path, *SHORT, *arguments, "--config.model.d_model=64",
+                             "--config.model.num_layers=2", "--config.train.steps=160")
+    assert summary["status"] == "completed" and summary["objective"] == name
+    evals = [record["eval_loss"] for record in records if record["eval_loss"] is not None]
+    assert len(evals) == 8 and all(math.isfinite(loss) for loss in evals)
+    assert evals[-1] < evals[0] - 0.5, evals
+    assert evals[-1] < held_out_unigram_entropy() - 0.1, evals
+    assert all(record["target_tokens"] == target_tokens for record in records)
+
+
+def write_reversals(path, count=4000, seed=0):
+    rng = random.Random(seed)
+    with open(path, "w") as file:
+        for _ in range(count):
+            text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 10)))
+            file.write(f"{text}\t{text[::-1]}\n")
+
+
+REVERSAL_LOSS = 0.3  # nats per target token; chance is ln(26) = 3.26 per letter
+
+
+def test_seq2seq_learns_to_reverse_strings_from_a_tab_separated_file(tmp_path):
+    pairs = tmp_path / "reverse.tsv"
+    write_reversals(pairs)
+    summary, records = train(
+        tmp_path / "run", "--config", "configs/demo.py", "--config.model.layout=encoder_decoder",
+        "--config.train.objective=seq2seq", "--config.data.dataset=text_pairs",
+        f"--config.data.files={pairs}", "--config.data.seq_len=12", "--config.train.steps=300",
+        "--config.train.eval_every=50", "--config.train.log_every=50",
+        "--config.optim.warmup_steps=20", "--config.model.position=sinusoidal",
+        "--config.model.init=xavier", "--config.wandb.mode=disabled")
+    assert summary["status"] == "completed" and summary["objective"] == "seq2seq"
+    assert summary["final_eval_loss"] < REVERSAL_LOSS, [r["eval_loss"] for r in records]
+    # Target tokens: every letter and the EOS of each pair, none of the padding.
+    assert all(4 * 32 <= record["target_tokens"] <= 11 * 32 for record in records)
+
+
+RESUME = [*SHORT, *SPAN_CORRUPTION, "--config.train.steps=30", "--config.train.log_every=5",
+          "--config.train.eval_every=15", "--config.checkpoint.every_steps=10",
+          "--config.checkpoint.async_save=false"]
+
+
+def test_encoder_decoder_killed_with_sigkill_resumes_bitwise(tmp_path):
+    from test_resume import assert_same_state, committed_steps, wait_until
+
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    train(reference, *RESUME)
+    process = subprocess.Popen(command(interrupted, *RESUME), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(REPO)))
+    wait_until(lambda: 10 in committed_steps(interrupted), process)
+    time.sleep(random.uniform(0.0, 0.3))
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert not (interrupted / "summary.json").exists()
+    summary, records = train(interrupted, *RESUME)
+    assert summary["status"] == "completed"
+    assert_same_state(interrupted, reference, step=30)
+    expected = read_metrics(reference / "metrics.jsonl")
+    fields = ("step", "train_loss", "eval_loss", "target_tokens")
+    assert [{f: r[f] for f in fields} for r in records] == [{f: r[f] for f in fields}
+                                                           for r in expected]
