@@ -169,10 +169,11 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         batches = whole_split_batches(cache, batch_size, seq_len, tokenizer.eod_id)
     else:
         # The loader's own eval batching, over this split (it stands in for both splits).
-        loader = loader.Loader(cache, cache, tokenizer, seq_len=seq_len, batch_size=batch_size,
-                                   seed=run_config.seed, prefetch=0)
+        split_loader = loader.Loader(cache, cache, tokenizer, seq_len=seq_len,
+                                     batch_size=batch_size, seed=run_config.seed, prefetch=0)
         count = args.batches or run_config.train.eval_batches
-        batches = ((batch, np.ones(batch_size, np.float32)) for batch in loader.eval_batches(count))
+        batches = ((batch, np.ones(batch_size, np.float32))
+                   for batch in split_loader.eval_batches(count))
     byte_lengths = token_byte_lengths(tokenizer)
     step_fn = jax.jit(functools.partial(_batch_nats, model=run.model))
     nats, tokens, text_bytes, num_batches = 0.0, 0, 0, 0

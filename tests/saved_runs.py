@@ -23,6 +23,8 @@ def tiny_config(**model_fields) -> ml_collections.ConfigDict:
     config.name = "untrained"
     config.model.update(dict(num_layers=1, d_model=32, num_heads=4))
     config.model.update(model_fields)
+    if config.model.layout == "encoder_decoder":  # the objective that trains one from the corpus
+        config.train.objective = "span_corruption"
     config.data.seq_len = min(32, config.model.max_seq_len or 32)
     config.train.batch_size = 8
     config.train.steps = 1
