@@ -83,6 +83,20 @@ XLA_BASE = ModelConfig(num_layers=1, num_encoder_layers=1, d_model=256, num_head
                        head_dim=64, d_ff=1024, vocab_size=512, max_seq_len=128)
 
 
+def xla_training_flops(cfg, tokens, encoder_tokens) -> float:
+    """XLA's FLOP count of one forward + backward step of `cfg` on these token arrays."""
+    net = model_lib.Transformer(cfg)
+    params = jax.eval_shape(lambda: net.init(jax.random.key(0), tokens,
+                                             encoder_tokens_BxS=encoder_tokens))["params"]
+
+    def loss(p):
+        logits = net.apply({"params": p}, tokens, encoder_tokens_BxS=encoder_tokens)
+        return model_lib.cross_entropy_loss(logits, tokens)[0]
+
+    analysis = jax.jit(jax.grad(loss)).lower(params).compile().cost_analysis()
+    return (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
+
+
 @pytest.mark.parametrize("overrides", [
     dict(), dict(layout="encoder_decoder"), dict(attention="sliding", window=32),
     dict(ffn="swiglu", num_kv_heads=2, tie_embeddings=False),
@@ -98,18 +112,9 @@ def test_full_flops_agree_with_xla_cost_analysis(overrides):
     batch, length = 2, 128
     tokens = jnp.zeros((batch, length), jnp.int32)
     encoder_tokens = tokens if cfg.layout == "encoder_decoder" else None
-    net = model_lib.Transformer(cfg)
-    params = jax.eval_shape(lambda: net.init(jax.random.key(0), tokens,
-                                             encoder_tokens_BxS=encoder_tokens))["params"]
-
-    def loss(p):
-        logits = net.apply({"params": p}, tokens, encoder_tokens_BxS=encoder_tokens)
-        return model_lib.cross_entropy_loss(logits, tokens)[0]
-
-    analysis = jax.jit(jax.grad(loss)).lower(params).compile().cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    xla = xla_training_flops(cfg, tokens, encoder_tokens)
     ours = flops.training_flops_per_token(cfg, length, "full") * batch * length
-    assert abs(analysis["flops"] / ours - 1) < 0.10
+    assert abs(xla / ours - 1) < 0.10
 
 
 def test_objective_flops_count_encoder_and_decoder_tokens_separately():
@@ -155,15 +160,6 @@ def test_span_corruption_flops_agree_with_xla_cost_analysis():
     batch = 2
     tokens = jnp.zeros((batch, shapes.decoder), jnp.int32)
     encoder_tokens = jnp.zeros((batch, shapes.encoder), jnp.int32)
-    net = model_lib.Transformer(cfg)
-    params = jax.eval_shape(lambda: net.init(jax.random.key(0), tokens,
-                                             encoder_tokens_BxS=encoder_tokens))["params"]
-
-    def loss(p):
-        logits = net.apply({"params": p}, tokens, encoder_tokens_BxS=encoder_tokens)
-        return model_lib.cross_entropy_loss(logits, tokens)[0]
-
-    analysis = jax.jit(jax.grad(loss)).lower(params).compile().cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    xla = xla_training_flops(cfg, tokens, encoder_tokens)
     ours = flops.objective_flops_per_token(cfg, shapes, "full") * batch * shapes.corpus
-    assert abs(analysis["flops"] / ours - 1) < 0.10
+    assert abs(xla / ours - 1) < 0.10
