@@ -218,8 +218,15 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
     """Refit `law_name` without the runs of the `settings.drop_largest` largest model sizes (or
     of N ≥ `settings.hold_out_from`) and predict their final losses with prediction intervals
     (`analysis.backtest.prediction_interval`); for the compute law at their final FLOPs, from a
-    frontier rebuilt without them."""
+    frontier rebuilt without them. L(C) describes only compute-optimal runs, so it predicts only
+    the held-out runs on the frontier of all runs."""
     kept, held_out = split_largest(runs, settings.drop_largest, settings.hold_out_from)
+    if law_name == "compute":
+        optimal = set(compute_frontier(runs, curves, settings).run)
+        held_out = held_out[held_out["name"].isin(optimal)].reset_index(drop=True)
+        if held_out.empty:
+            raise ValueError("no run of the held-out sizes is on the compute frontier, so L(C) "
+                             "has nothing it should predict")
     kept_curves = None if curves is None else curves[curves["name"].isin(set(kept["name"]))]
     law = get_law(law_name)
     variables, loss = _points_for(law_name, kept, compute_frontier(kept, kept_curves, settings)

@@ -153,7 +153,9 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
         sizes = ", ".join(_number(n) for n in check["held_out_sizes"])
         lines += [f"## Extrapolation check ({name})", "",
                   f"Refitted on {check['n_fit_points']} points without the largest model size(s) "
-                  f"(N = {sizes}) and predicted their {check['n_held_out']} run(s): mean absolute error "
+                  f"(N = {sizes}) and predicted their {check['n_held_out']} "
+                  + ("compute-optimal run(s) (on the frontier of all runs)" if name == "compute"
+                     else "run(s)") + ": mean absolute error "
                   f"{check['mean_abs_error']:.4f} nats, max {check['max_abs_error']:.4f} nats, "
                   f"mean relative error {check['mean_abs_relative_error']:.2%}"
                   + ("" if check.get("coverage") is None else

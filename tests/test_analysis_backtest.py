@@ -205,6 +205,14 @@ def test_ladder_results_get_a_parametric_headline_and_a_final_point_frontier(tmp
     assert check["n_held_out"] == 4 and check["max_abs_relative_error"] < 1e-3
     for row in check["held_out"]:
         assert {"N", "D", "loss", "predicted", "ci_low", "ci_high", "covered"} <= set(row)
+    # L(C) predicts only the held-out size's compute-optimal runs: those whose loss is below that
+    # of every run with less compute.
+    runs = pd.read_csv(results).sort_values("flops")
+    optimal = runs["final_eval_loss"] < runs["final_eval_loss"].cummin().shift(fill_value=np.inf)
+    expected = runs[optimal & (runs["non_embedding_params"] == 32e6)]["name"]
+    assert 0 < len(expected) < 4
+    assert sorted(row["name"] for row in fit["extrapolation"]["compute"]["held_out"]) == sorted(
+        expected)
     out = capsys.readouterr().out
     assert "chinchilla: L = E + A/N^alpha + B/D^beta" in out and "mean relative error" in out
 
