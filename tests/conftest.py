@@ -8,6 +8,11 @@
   between simulated devices when PJRT's thread pool is smaller than the device count's needs;
   `PJRT_NPROC=16` (set here for every subprocess) gives each device its thread and the deadlock
   disappears.
+- XLA compiles without backend optimisation (`--xla_backend_optimization_level=0`): on this CPU,
+  LLVM's optimisation of each fused loop is most of a test's time (a tiny decoder's init compiles
+  in 5 s with it, 2 s without), while the programs then run a few steps of tiny models. Results are
+  compared within the setting (or against NumPy), never against numbers the optimised build made;
+  benchmarks and users' runs keep XLA's defaults.
 """
 
 import os
@@ -22,13 +27,20 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("PJRT_NPROC", "16")
 os.environ.setdefault("SCALING_CACHE", str(REPO / "build" / "test-cache"))
+COMPILE_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {COMPILE_FLAGS}".strip()
+
+
+def xla_flags(devices: int) -> str:
+    """XLA_FLAGS for a subprocess with `devices` simulated CPU devices."""
+    return f"{COMPILE_FLAGS} --xla_force_host_platform_device_count={devices}"
 
 
 def run_python(code: str, *, devices: int = 1, timeout: float = 600, env: dict | None = None,
                check: bool = True) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter with `devices` simulated CPU devices."""
     environment = dict(os.environ, **(env or {}))
-    environment["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    environment["XLA_FLAGS"] = xla_flags(devices)
     environment["PYTHONPATH"] = str(REPO)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=timeout, env=environment, cwd=REPO)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_python
+from conftest import REPO, run_python, xla_flags
 from test_parallel import RELATIVE_TOLERANCE, TRAINING, assert_close
 
 from scaling import distributed
@@ -58,7 +58,7 @@ def _result(stdout: str):
 
 def _run_processes(code: str, timeout: float = 400) -> list[dict]:
     environment = dict(os.environ, PYTHONPATH=str(REPO),
-                       XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}")
+                       XLA_FLAGS=xla_flags(DEVICES_PER_PROCESS))
     address = f"localhost:{_free_port()}"
     workers = [subprocess.Popen([sys.executable, "-c", code, address, str(index)], cwd=REPO,
                                 env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO, run_python
+from conftest import REPO, run_python, xla_flags
 
 from scaling.tracking import WANDB_ID_FILE, read_metrics
 
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 
 def _environment(devices: int = 1) -> dict:
     return dict(os.environ, PYTHONPATH=str(REPO),
-                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+                XLA_FLAGS=xla_flags(devices))
 
 
 def start(workdir: pathlib.Path, *overrides: str) -> subprocess.Popen:

@@ -186,8 +186,13 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
     `failed`, no traceback in any train.log; the rerun finishes them, resuming the interrupted."""
     import socket
 
+    # Long enough to be running when the second sweep and the SIGINT come; no periodic
+    # evaluation or checkpoint to pay for (the SIGINT saves where it stops).
+    overrides = {**TINY["overrides"], "train": {**TINY["overrides"]["train"], "eval_every": 600},
+                 "checkpoint": {"every_steps": 0}}
     config = write_sweep_config(tmp_path / "tiny_sweep.py",
-                                **{**TINY, "sizes": "d32-L1,d48-L2,d64-L2"}, steps=400)
+                                **{**TINY, "sizes": "d32-L1,d48-L2,d64-L2", "overrides": overrides},
+                                steps=600)
     workdir = tmp_path / "sweep"
     process = subprocess.Popen([sys.executable, "-m", "launch.sweep", "--config", str(config),
                                 "--workdir", str(workdir), "--status-every", "1"], cwd=repo,
