@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         print("scaling-train: interrupted before training started; rerun to start",
               file=sys.stderr)
         return status.EXIT_INTERRUPTED
+    # The run's outcome is on disk; a SIGINT or SIGTERM arriving while the process exits has
+    # nothing left to stop, and must not turn a completed run into a killed one.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     return status.EXIT_CODES[summary["status"]]
 
 

@@ -196,6 +196,21 @@ def test_sigkill_then_sigterm_then_rerun_matches_the_uninterrupted_run(reference
     assert json.loads((tmp_path / "summary.json").read_text())["wandb_run_id"] == run_id
 
 
+def test_a_signal_after_the_run_ended_cannot_change_its_exit_code(reference, tmp_path):
+    """Once `scaling-train` has its outcome on disk it ignores SIGINT and SIGTERM, so a Ctrl-C
+    that reaches a run while it exits cannot turn a completed run into a killed one."""
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    code = f"""
+import signal
+from scaling.train import main
+code = main({RUN + ["--workdir", str(workdir)]!r})
+ignored = [signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)]
+print("RESULT", code, ignored)
+"""
+    assert "RESULT 0 [True, True]" in run_python(code).stdout
+
+
 def test_ctrl_c_saves_exits_130_and_the_rerun_matches_the_uninterrupted_run(reference, tmp_path):
     """The first SIGINT saves at the next step and exits 130 with one line, no traceback, status
     `interrupted`; the rerun resumes there and ends bitwise where the uninterrupted run ends."""

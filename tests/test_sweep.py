@@ -12,6 +12,7 @@ import time
 import pytest
 
 from launch import plans
+from scaling import files
 from scaling.overrides import load_config
 from conftest import write_sweep_config
 
@@ -186,27 +187,26 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
     `failed`, no traceback in any train.log; the rerun finishes them, resuming the interrupted."""
     import socket
 
-    # Long enough to be running when the second sweep and the SIGINT come; no periodic
-    # evaluation or checkpoint to pay for (the SIGINT saves where it stops).
-    overrides = {**TINY["overrides"], "train": {**TINY["overrides"]["train"], "eval_every": 600},
+    # No periodic evaluation or checkpoint to pay for: the SIGINT saves where each run stops.
+    overrides = {**TINY["overrides"], "train": {**TINY["overrides"]["train"], "eval_every": 300},
                  "checkpoint": {"every_steps": 0}}
-    config = write_sweep_config(tmp_path / "tiny_sweep.py",
-                                **{**TINY, "sizes": "d32-L1,d48-L2,d64-L2", "overrides": overrides},
-                                steps=600)
+    config = write_sweep_config(tmp_path / "tiny_sweep.py", **{
+        **TINY, "sizes": "d32-L1,d48-L2,d64-L2", "overrides": overrides}, steps=300)
     workdir = tmp_path / "sweep"
     process = subprocess.Popen([sys.executable, "-m", "launch.sweep", "--config", str(config),
                                 "--workdir", str(workdir), "--status-every", "1"], cwd=repo,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)  # no terminal: the sweep passes SIGINT on
-    names = ("tiny-d32-L1", "tiny-d48-L2", "tiny-d64-L2")
-    _wait_for(lambda: sum(_logged_steps(workdir, name) >= 2 for name in names) == 2, process)
-
+    lock = workdir / files.WORKDIR_LOCK
+    _wait_for(lambda: lock.is_file() and lock.read_text().strip(), process)  # the sweep holds it
     second = _sweep(repo, config, workdir, timeout=120)
     assert second.returncode == 2, second.stdout + second.stderr
     assert f"in use by pid {process.pid} on host {socket.gethostname()} (scaling-sweep" \
         in second.stderr
     assert "Traceback" not in second.stderr
 
+    names = ("tiny-d32-L1", "tiny-d48-L2", "tiny-d64-L2")
+    _wait_for(lambda: sum(_logged_steps(workdir, name) >= 2 for name in names) == 2, process)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output[-3000:]
