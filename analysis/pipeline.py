@@ -214,16 +214,15 @@ def parametric_skip_reason(runs: pd.DataFrame, law_name: str) -> str | None:
 
 
 def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame | None,
-                        settings: Settings) -> Extrapolation:
+                        settings: Settings, frontier: Frontier) -> Extrapolation:
     """Refit `law_name` without the runs of the `settings.drop_largest` largest model sizes (or
     of N ≥ `settings.hold_out_from`) and predict their final losses with prediction intervals
     (`analysis.backtest.prediction_interval`); for the compute law at their final FLOPs, from a
     frontier rebuilt without them. L(C) describes only compute-optimal runs, so it predicts only
-    the held-out runs on the frontier of all runs."""
+    the held-out runs on `frontier`, the frontier of all runs."""
     kept, held_out = split_largest(runs, settings.drop_largest, settings.hold_out_from)
     if law_name == "compute":
-        optimal = set(compute_frontier(runs, curves, settings).run)
-        held_out = held_out[held_out["name"].isin(optimal)].reset_index(drop=True)
+        held_out = held_out[held_out["name"].isin(set(frontier.run))].reset_index(drop=True)
         if held_out.empty:
             raise ValueError("no run of the held-out sizes is on the compute frontier, so L(C) "
                              "has nothing it should predict")
@@ -319,7 +318,7 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
         skipped["isoflop"] = str(error)
     for law_name in fits:
         try:
-            extrapolations[law_name] = extrapolation_check(law_name, runs, curves, settings)
+            extrapolations[law_name] = extrapolation_check(law_name, runs, curves, settings, frontier)
         except ValueError as error:
             skipped[f"extrapolation_{law_name}"] = str(error)
 

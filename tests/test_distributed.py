@@ -21,7 +21,8 @@ from scaling.config import default_config
 PROCESSES, DEVICES_PER_PROCESS, STEPS = 2, 2, 4
 MESH_SHAPES = [(2, 2, 1), (1, 2, 2)]  # data across the processes; fsdp across them, tensor within
 
-WORKER = """
+# Each worker joins the two-process cluster at the address and with the index it is given.
+JOIN = """
 import sys
 from scaling import distributed
 host_config = make_config((1, 1, 1))
@@ -29,6 +30,9 @@ host_config.distributed.coordinator_address = sys.argv[1]
 host_config.distributed.num_processes = 2
 host_config.distributed.process_id = int(sys.argv[2])
 distributed.initialize(host_config)
+"""
+
+WORKER = JOIN + """
 result = {"process_index": jax.process_index(), "process_count": jax.process_count(),
           "local_devices": jax.local_device_count(), "devices": jax.device_count(), "losses": {},
           "rows": {}}
@@ -101,15 +105,8 @@ def test_two_processes_each_feeding_half_the_batch_match_one_device():
     assert reference[-1] < reference[0]
 
 
-FEED_CHECK = """
-import sys
-from scaling import distributed
+FEED_CHECK = JOIN + """
 from scaling.errors import ConfigError
-host_config = make_config((1, 1, 1))
-host_config.distributed.coordinator_address = sys.argv[1]
-host_config.distributed.num_processes = 2
-host_config.distributed.process_id = int(sys.argv[2])
-distributed.initialize(host_config)
 batch = next(iter(token_batches(1)))
 half = BATCH // 2
 own = slice(jax.process_index() * half, (jax.process_index() + 1) * half)
