@@ -149,6 +149,11 @@ class WandbRun:
         try:
             import wandb  # 1.5 s to import: only for runs that log to W&B
 
+            # The run owns its W&B service. A process that used W&B before starting this one
+            # (a notebook, a launcher) leaves WANDB_SERVICE in the environment; attached to that
+            # service, a killed run's stream stays open there and its restart's log is lost.
+            # (Within one process W&B keeps its own connection and needs no variable.)
+            os.environ.pop("WANDB_SERVICE", None)
             id_file = workdir / WANDB_ID_FILE
             run_id = (id_file.read_text().strip() if id_file.exists() else "") or new_run_id()
             # Written before init, so a restart reuses the id even if this init fails.

@@ -196,6 +196,39 @@ def test_sigkill_then_sigterm_then_rerun_matches_the_uninterrupted_run(reference
     assert json.loads((tmp_path / "summary.json").read_text())["wandb_run_id"] == run_id
 
 
+def test_a_run_started_by_a_process_that_used_wandb_keeps_its_wandb_log_across_a_kill(tmp_path):
+    """A launcher that used W&B (a notebook, a sweep driver) leaves its service in WANDB_SERVICE;
+    the run starts its own, so the SIGKILLed first process's stream, left open in a shared
+    service, cannot swallow the restart's log."""
+    workdir = tmp_path / "run"
+    launcher = f"""
+import os, pathlib, subprocess, sys, time
+import wandb
+wandb.init(project="launcher", mode="offline", dir={str(tmp_path)!r}).finish()
+assert os.environ.get("WANDB_SERVICE"), "W&B no longer exports its service: the test needs one"
+command = [sys.executable, "-m", "scaling.train", *{RUN!r}, "--workdir", {str(workdir)!r}]
+first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+while not (pathlib.Path({str(workdir)!r}) / "checkpoints" / "{SAVE_EVERY}").exists():
+    assert first.poll() is None, "the first process ended before its first checkpoint"
+    time.sleep(0.05)
+first.kill()
+first.wait()
+subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+"""
+    run_python(launcher)
+    from launch.registry import read_run_file_records
+
+    run_id = (workdir / WANDB_ID_FILE).read_text().strip()
+    first, restart = sorted((workdir / "wandb").glob("offline-run-*"))
+    assert restart.name.endswith(f"-{run_id}")
+    logged = [record.history for record in read_run_file_records(restart / f"run-{run_id}.wandb")
+              if record.WhichOneof("record_type") == "history"]
+    steps = [int(item.value_json) for history in logged for item in history.item
+             if ("/".join(item.nested_key) or item.key) == "step"]
+    # The restart resumed from a checkpoint after step 10 and logged every step to the end.
+    assert steps and steps == LOGGED_STEPS[LOGGED_STEPS.index(steps[0]):] and steps[0] > SAVE_EVERY
+
+
 def test_a_signal_after_the_run_ended_cannot_change_its_exit_code(reference, tmp_path):
     """Once `scaling-train` has its outcome on disk it ignores SIGINT and SIGTERM, so a Ctrl-C
     that reaches a run while it exits cannot turn a completed run into a killed one."""
