@@ -1,20 +1,22 @@
 """Cooldown branches against independent runs: is a branch at D the run of D tokens?
 
-For one demo size (µP, the demo sweep's learning rate and WSD schedule), trains
-- a parent WSD run of `--parent-tokens` that saves its stable state where a run of `--tokens`
-  starts its cooldown, and the branch of `--tokens` from it;
-- independent WSD runs of `--tokens` from scratch with `--seeds` seeds (seed 0 is the parent's);
+For one size of the demo sweep (`configs/sweeps/demo.py`, its runs exactly as `scaling-sweep`
+plans them), trains
+- the size's main WSD run, which saves its stable state where each branch starts its cooldown,
+  and its branch nearest `--tokens`;
+- independent WSD runs of that branch's budget from scratch (the branch's settings without the
+  parent) with `--seeds` seeds (seed 0 is the parent's);
 and reports the branch's final held-out loss, the seed-0 independent run's, their difference, the
 seed-to-seed spread (sample standard deviation) and the final evaluation's own noise (standard
 error over its batches). Writes the `ladder` section of BENCHMARKS.md.
 
-Run: python -m bench.bench_ladder [--size d64-L2] [--tokens 1000000] [--parent-tokens 4000000]
-                                  [--seeds 3]
+Run: python -m bench.bench_ladder [--size d64-L2] [--tokens 1000000] [--seeds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import statistics
@@ -23,50 +25,50 @@ import sys
 import tempfile
 
 from bench.record import markdown_table, record
-from scaling import budget, families
-from scaling.config import default_config
+from launch.plans import PlannedRun
+from launch.sweep import load_plan, run_directory, train_command
 
-DEMO = ["optim.schedule=wsd", f"optim.lr={2.0**-6}", "optim.warmup_steps=50",
-        "model.parametrization=mup", "model.mup_base_width=16", "train.eval_every=250",
-        "train.final_eval_batches=32", "checkpoint.every_steps=0"]
-TOKENS_PER_STEP = 32 * 128
+SWEEP = "configs/sweeps/demo.py"
+# Not what is measured: no W&B, no periodic checkpoints (the stable states are saved regardless).
+QUIET = {"wandb.mode": "disabled", "checkpoint.every_steps": 0}
 
 
-def _train(workdir: pathlib.Path, overrides: list[str]) -> dict:
-    command = [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py",
-               "--workdir", str(workdir)] + [f"--config.{item}" for item in overrides]
-    subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads((workdir / "summary.json").read_text())
+def train_planned(run: PlannedRun, base_config: str, root: pathlib.Path, *, name: str = "",
+                  overrides: dict | None = None) -> dict:
+    """Train a planned run (under another `name`, with its `overrides` replaced if given) in
+    `root/runs/<name>` with `scaling-sweep`'s own command line; return its summary."""
+    run = dataclasses.replace(run, name=name or run.name,
+                              overrides={**(run.overrides if overrides is None else overrides),
+                                         **QUIET})
+    subprocess.run(train_command(run, base_config, root), check=True, capture_output=True,
+                   text=True)
+    return json.loads((run_directory(root, run.name) / "summary.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="d64-L2")
     parser.add_argument("--tokens", type=int, default=1_000_000)
-    parser.add_argument("--parent-tokens", type=int, default=4_000_000)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
-    shape = dict(families.cpu_demo_family())[args.size]
-    model = [f"model.{key}={value}" for key, value in shape.items()]
-    steps = round(args.tokens / TOKENS_PER_STEP)
-    parent_steps = round(args.parent_tokens / TOKENS_PER_STEP)
-    optim = default_config().optim
-    optim.update(schedule="wsd", warmup_steps=50)
-    start = budget.wsd_decay_start(optim, steps)
+    _, base_config, runs = load_plan(SWEEP, [])
+    main_run = next(run for run in runs if run.size == args.size and not run.parent)
+    branch_run = min((run for run in runs if run.parent == main_run.name),
+                     key=lambda run: abs(run.tokens - args.tokens))
+    steps, start = branch_run.steps, branch_run.start_step
+    alone = {key: value for key, value in branch_run.overrides.items()
+             if key not in ("train.init_from", "train.init_step")}
     with tempfile.TemporaryDirectory() as root:
         root = pathlib.Path(root)
-        _train(root / "parent", DEMO + model + [f"train.steps={parent_steps}",
-                                                f"train.branch_steps=({start},)"])
-        branch = _train(root / "branch", DEMO + model + [
-            f"train.steps={steps}", f"train.init_from={root / 'parent'}",
-            f"train.init_step={start}"])
-        independent = [_train(root / f"seed{seed}", DEMO + model + [f"train.steps={steps}",
-                                                                     f"seed={seed}"])
+        train_planned(main_run, base_config, root)
+        branch = train_planned(branch_run, base_config, root)
+        independent = [train_planned(branch_run, base_config, root, name=f"seed{seed}",
+                                     overrides={**alone, "seed": seed})
                        for seed in range(args.seeds)]
     losses = [run["final_eval_loss"] for run in independent]
     spread = statistics.stdev(losses)
     difference = branch["final_eval_loss"] - losses[0]
-    rows = [[args.size, f"{steps * TOKENS_PER_STEP:,}", f"{branch['final_eval_loss']:.5f}",
+    rows = [[args.size, f"{branch_run.tokens:,}", f"{branch['final_eval_loss']:.5f}",
              f"{losses[0]:.5f}", f"{difference:+.2e}", f"{spread:.5f}",
              f"{branch['final_eval_stderr']:.5f} "
              f"({100 * branch['final_eval_stderr'] / branch['final_eval_loss']:.2f}%)",
@@ -75,9 +77,9 @@ def main(argv: list[str] | None = None) -> None:
                             "difference", f"seed spread (sd, {args.seeds} seeds)",
                             "final-eval stderr", "eval tokens"], rows)
     body = (f"{table}\n\nIndependent losses by seed: {', '.join(f'{x:.5f}' for x in losses)}. "
-            f"The branch starts from the {parent_steps}-step parent at step {start} (its "
-            f"cooldown is the last 20% of {steps} steps). |difference| / seed spread = "
-            f"{abs(difference) / spread:.2g}.\n")
+            f"The branch starts from the {main_run.steps}-step main run at step {start} (its "
+            f"cooldown is the last {steps - start} of {steps} steps). |difference| / seed spread "
+            f"= {abs(difference) / spread:.2g}.\n")
     print(body)
     record("ladder", "Cooldown branches against independent runs", body)
 
