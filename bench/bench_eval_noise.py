@@ -1,0 +1,85 @@
+"""How noisy is a run's final held-out loss, alone and against another run on the same batches?
+
+Restores the final checkpoints of runs of a finished sweep (default: the demo's two largest
+sizes at 8M tokens, and the largest at 1M), evaluates each on the final evaluation's batches exactly as the
+run did (`train.final_eval_batches` of the run's loader), and reports per run the loss and its
+batch-to-batch standard error, and per pair the difference and the standard error of the
+per-batch differences: the noise that matters when runs sharing one evaluation set are compared
+or fitted together. Writes the `eval_noise` section of BENCHMARKS.md.
+
+Run: python -m bench.bench_eval_noise [--workdir runs/demo] [--runs NAME,NAME,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import pathlib
+
+import jax
+import numpy as np
+
+from bench.record import markdown_table, record
+from launch.sweep import run_directory
+from scaling import data, model as model_lib, parallel, trained
+
+
+def batch_losses(workdir: pathlib.Path) -> tuple[np.ndarray, float]:
+    """The run's per-batch held-out losses on its final evaluation's batches, and the final loss
+    it recorded."""
+    run = trained.load(workdir, single_device=True)
+    config = run.config
+    loader = data.make_loader(config.data, batch_size=config.train.batch_size, seed=config.seed,
+                              train_cfg=config.train)
+    net = model_lib.Transformer(run.model)
+
+    @jax.jit
+    def loss(params, batch):
+        logits = net.apply({"params": params}, batch["inputs"],
+                           segment_ids_BxL=batch.get("segment_ids"),
+                           encoder_tokens_BxS=batch.get("encoder_inputs"), deterministic=True)
+        return model_lib.cross_entropy_loss(logits, batch["targets"],
+                                            mask_BxL=batch.get("loss_mask"))[0]
+
+    with run.context():
+        losses = [float(loss(run.params, parallel.global_batch(batch, run.program.batch_sharding)))
+                  for batch in loader.eval_batches(config.train.final_eval_batches)]
+    loader.close()
+    return np.array(losses), run.summary["final_eval_loss"]
+
+
+def standard_error(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default="runs/demo")
+    parser.add_argument("--runs", default="demo-d64-L2-D8e6,demo-d96-L3-D8e6,demo-d96-L3-D1e6")
+    args = parser.parse_args(argv)
+    names = args.runs.split(",")
+    results = {name: batch_losses(run_directory(pathlib.Path(args.workdir), name))
+               for name in names}
+    rows = []
+    for name, (losses, recorded) in results.items():
+        error = standard_error(losses)
+        rows.append([name, f"{losses.mean():.5f}", f"{recorded:.5f}", f"{error:.5f}",
+                     f"{100 * error / losses.mean():.2f}%", len(losses)])
+    table = markdown_table(["run", "final loss", "recorded by the run", "batch-to-batch stderr",
+                            "relative", "batches"], rows)
+    pairs = []
+    for a, b in itertools.combinations(names, 2):
+        difference = results[b][0] - results[a][0]
+        error = standard_error(difference)
+        pairs.append([f"{b} − {a}", f"{difference.mean():+.5f}", f"{error:.5f}",
+                      f"{100 * error / results[b][0].mean():.2f}%"])
+    paired = markdown_table(["pair", "difference", "paired stderr", "relative to the loss"],
+                            pairs)
+    body = (f"{table}\n{paired}\nEvery run of a sweep is evaluated on the same batches, so a "
+            "comparison or a fit across runs sees the paired noise, not each run's own.\n")
+    print(body)
+    record("eval_noise", "Noise of the final held-out loss", body)
+
+
+if __name__ == "__main__":
+    main()
