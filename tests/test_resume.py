@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import REPO, run_python, xla_flags
 
+from launch.registry import read_run_file_records
 from scaling.tracking import WANDB_ID_FILE, read_metrics
 
 STEPS, LOG_EVERY, EVAL_EVERY, SAVE_EVERY = 30, 5, 15, 10
@@ -197,7 +198,7 @@ def test_sigkill_then_sigterm_then_rerun_matches_the_uninterrupted_run(reference
 
 
 def test_a_run_started_by_a_process_that_used_wandb_keeps_its_wandb_log_across_a_kill(tmp_path):
-    """A launcher that used W&B (a notebook, a sweep driver) leaves its service in WANDB_SERVICE;
+    """A launcher that used W&B (a notebook, a script) leaves its service in WANDB_SERVICE;
     the run starts its own, so the SIGKILLed first process's stream, left open in a shared
     service, cannot swallow the restart's log."""
     workdir = tmp_path / "run"
@@ -216,11 +217,9 @@ first.wait()
 subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 """
     run_python(launcher)
-    from launch.registry import read_run_file_records
-
     run_id = (workdir / WANDB_ID_FILE).read_text().strip()
-    first, restart = sorted((workdir / "wandb").glob("offline-run-*"))
-    assert restart.name.endswith(f"-{run_id}")
+    killed, restart = sorted((workdir / "wandb").glob("offline-run-*"))
+    assert killed.name.endswith(f"-{run_id}") and restart.name.endswith(f"-{run_id}")
     logged = [record.history for record in read_run_file_records(restart / f"run-{run_id}.wandb")
               if record.WhichOneof("record_type") == "history"]
     steps = [int(item.value_json) for history in logged for item in history.item
