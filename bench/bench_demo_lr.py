@@ -17,7 +17,7 @@ import math
 import pathlib
 import tempfile
 
-from bench.bench_ladder import SWEEP, train_planned
+from bench.bench_ladder import SWEEP, independent_overrides, train_planned
 from bench.record import markdown_table, record
 from launch.sweep import load_plan
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--factors", default="0.5,1,2")
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args(argv)
-    factors = [float(factor) for factor in args.factors.split(",")]
+    factors = sorted({1.0, *(float(factor) for factor in args.factors.split(","))})
     sweep, base_config, runs = load_plan(SWEEP, [])
     sizes = [run.size for run in runs if not run.parent]
     chosen = {size: min((run for run in runs if run.size == size),
@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> None:
             concurrent.futures.ThreadPoolExecutor(args.processes) as pool:
         jobs = {}
         for size, run in chosen.items():
-            alone = {key: value for key, value in run.overrides.items()
-                     if key not in ("train.init_from", "train.init_step")}
+            alone = independent_overrides(run)
             for lr in rates:
                 jobs[size, lr] = pool.submit(
                     train_planned, run, base_config, pathlib.Path(root),
@@ -60,8 +59,8 @@ def main(argv: list[str] | None = None) -> None:
                      f"{gap:.4f} ({100 * gap / losses[size, best]:.1f}%)"])
     table = markdown_table(["size", "D tokens", *map(label, rates), "best",
                             "demo's rate above the best"], rows)
-    body = (f"{table}\n\nFinal held-out loss of independent WSD runs with every other setting of "
-            f"the demo sweep ({sweep.overrides.to_dict()}, µP).\n")
+    body = (f"{table}\n\nFinal held-out loss of independent WSD runs with the demo sweep's "
+            f"settings ({sweep.overrides.to_dict()}, µP) but the learning rate.\n")
     print(body)
     record("demo_lr", "The demo's learning rate at every size", body)
 

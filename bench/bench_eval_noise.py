@@ -1,11 +1,11 @@
 """How noisy is a run's final held-out loss, alone and against another run on the same batches?
 
 Restores the final checkpoints of runs of a finished sweep (default: the demo's two largest
-sizes at 8M tokens, and the largest at 1M), evaluates each on the final evaluation's batches exactly as the
-run did (`train.final_eval_batches` of the run's loader), and reports per run the loss and its
-batch-to-batch standard error, and per pair the difference and the standard error of the
-per-batch differences: the noise that matters when runs sharing one evaluation set are compared
-or fitted together. Writes the `eval_noise` section of BENCHMARKS.md.
+sizes at 8M tokens, and the largest at 1M), evaluates each on the final evaluation's batches
+exactly as the run did (`train.final_eval_batches` of the run's loader), and reports per run the
+loss and its batch-to-batch standard error, and per pair the difference and the standard error
+of the per-batch differences: the noise that matters when runs sharing one evaluation set are
+compared or fitted together. Writes the `eval_noise` section of BENCHMARKS.md.
 
 Run: python -m bench.bench_eval_noise [--workdir runs/demo] [--runs NAME,NAME,...]
 """

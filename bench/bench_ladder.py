@@ -45,6 +45,12 @@ def train_planned(run: PlannedRun, base_config: str, root: pathlib.Path, *, name
     return json.loads((run_directory(root, run.name) / "summary.json").read_text())
 
 
+def independent_overrides(run: PlannedRun) -> dict:
+    """The planned run as a run of its own: no parent to start from, no states to save."""
+    return {key: value for key, value in run.overrides.items()
+            if key not in ("train.init_from", "train.init_step", "train.branch_steps")}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="d64-L2")
@@ -56,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     branch_run = min((run for run in runs if run.parent == main_run.name),
                      key=lambda run: abs(run.tokens - args.tokens))
     steps, start = branch_run.steps, branch_run.start_step
-    alone = {key: value for key, value in branch_run.overrides.items()
-             if key not in ("train.init_from", "train.init_step")}
+    alone = independent_overrides(branch_run)
     with tempfile.TemporaryDirectory() as root:
         root = pathlib.Path(root)
         train_planned(main_run, base_config, root)

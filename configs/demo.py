@@ -1,5 +1,6 @@
 """A small decoder on the embedded corpus (the defaults' Python standard library, bytes, 128-token
-sequences, batches of 32): the base of the demo sweep, and a quick single run.
+sequences, batches of 32): the base of the demo sweep (which trains batches of 16), and a quick
+single run.
 
     scaling-train --config configs/demo.py --workdir runs/tiny
     scaling-train --config configs/demo.py:runlocal --workdir runs/smoke   # a few seconds

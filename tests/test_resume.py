@@ -208,10 +208,12 @@ import wandb
 wandb.init(project="launcher", mode="offline", dir={str(tmp_path)!r}).finish()
 assert os.environ.get("WANDB_SERVICE"), "W&B no longer exports its service: the test needs one"
 command = [sys.executable, "-m", "scaling.train", *{RUN!r}, "--workdir", {str(workdir)!r}]
-first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+log = open({str(tmp_path / "first.log")!r}, "w")
+first = subprocess.Popen(command, stdout=log, stderr=log)
 while not (pathlib.Path({str(workdir)!r}) / "checkpoints" / "{SAVE_EVERY}").exists():
-    assert first.poll() is None, "the first process ended before its first checkpoint"
+    assert first.poll() is None, "the first process ended before its checkpoint: see first.log"
     time.sleep(0.05)
+assert first.poll() is None, "the first process finished before it could be killed"
 first.kill()
 first.wait()
 subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

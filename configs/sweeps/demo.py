@@ -8,7 +8,8 @@ trained one by one. Every cooldown is the last 10% of its run (Hägele et al. 20
 enough to match a cosine schedule). Batches are 16 rows of 128 bytes, so the smallest budget is
 488 steps. Hyperparameters transfer across widths by µP; of 2^-6, 2^-5 and 2^-4 at these
 settings, the learning rate 2^-5 is the best at three of the five sizes, within 0.1% of the best
-at d16-L1 and 2.1% above it at d48-L2 (`python -m bench.bench_demo_lr`, BENCHMARKS.md). Every budget's final held-out loss is measured on 64 batches (131k tokens).
+at d16-L1 and 2.1% above it at d48-L2 (`python -m bench.bench_demo_lr`, BENCHMARKS.md). Every
+budget's final held-out loss is measured on 64 batches (131k tokens).
 
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo --dry-run
