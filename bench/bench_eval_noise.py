@@ -13,6 +13,7 @@ Run: python -m bench.bench_eval_noise [--workdir runs/demo] [--runs NAME,NAME,..
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import pathlib
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from bench.record import markdown_table, record
 from launch.sweep import run_directory
-from scaling import data, model as model_lib, parallel, trained
+from scaling import data, model as model_lib, parallel, step, trained
 
 
 def batch_losses(workdir: pathlib.Path) -> tuple[np.ndarray, float]:
@@ -31,18 +32,13 @@ def batch_losses(workdir: pathlib.Path) -> tuple[np.ndarray, float]:
     config = run.config
     loader = data.make_loader(config.data, batch_size=config.train.batch_size, seed=config.seed,
                               train_cfg=config.train)
-    net = model_lib.Transformer(run.model)
-
-    @jax.jit
-    def loss(params, batch):
-        logits = net.apply({"params": params}, batch["inputs"],
-                           segment_ids_BxL=batch.get("segment_ids"),
-                           encoder_tokens_BxS=batch.get("encoder_inputs"), deterministic=True)
-        return model_lib.cross_entropy_loss(logits, batch["targets"],
-                                            mask_BxL=batch.get("loss_mask"))[0]
-
+    # The training loop's own evaluation of a batch.
+    evaluate = jax.jit(functools.partial(step.eval_batch, net=model_lib.Transformer(run.model),
+                                         model=run.model))
+    state = {"params": run.params}
     with run.context():
-        losses = [float(loss(run.params, parallel.global_batch(batch, run.program.batch_sharding)))
+        losses = [float(evaluate(state, parallel.global_batch(batch,
+                                                              run.program.batch_sharding))["loss"])
                   for batch in loader.eval_batches(config.train.final_eval_batches)]
     loader.close()
     return np.array(losses), run.summary["final_eval_loss"]

@@ -162,7 +162,9 @@ def _target_tokens(batch: dict) -> jax.Array:
     return jnp.float32(batch["targets"].size)
 
 
-def _eval_step(state: dict, batch: dict, *, net: nn.Module, model: ModelConfig) -> dict:
+def eval_batch(state: dict, batch: dict, *, net: nn.Module, model: ModelConfig) -> dict:
+    """The held-out loss of one batch under `state["params"]` (mean per target token) and the
+    number of target tokens it averaged over."""
     logits = net.apply({"params": state["params"]}, batch["inputs"],
                        segment_ids_BxL=batch.get("segment_ids"),
                        encoder_tokens_BxS=batch.get("encoder_inputs"), deterministic=True)
@@ -205,7 +207,7 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
         in_shardings=(state_shardings, batch_shardings),
         out_shardings=(state_shardings, replicated),
         donate_argnums=0)
-    eval_step = jax.jit(functools.partial(_eval_step, net=net, model=model),
+    eval_step = jax.jit(functools.partial(eval_batch, net=net, model=model),
                         in_shardings=(state_shardings, batch_shardings), out_shardings=replicated)
     return Program(mesh=mesh, rules=rules, init=init, train_step=train_step, eval_step=eval_step,
                    state_shardings=state_shardings, batch_sharding=batch_sharding,

@@ -33,4 +33,4 @@ def _compiled(repo, workdir, steps):
 def test_train_and_eval_steps_compile_once_across_steps_evals_and_checkpoints(repo, tmp_path):
     names = _compiled(repo, tmp_path / "run", steps=7)  # evals and checkpoints at 3, 6 and 7
     assert names.count("_train_step") == 1, names
-    assert names.count("_eval_step") == 1, names
+    assert names.count("eval_batch") == 1, names

@@ -22,8 +22,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from conftest import REPO, run_python, xla_flags
+from test_tracking import logged_history
 
-from launch.registry import read_run_file_records
 from scaling.tracking import WANDB_ID_FILE, read_metrics
 
 STEPS, LOG_EVERY, EVAL_EVERY, SAVE_EVERY = 30, 5, 15, 10
@@ -170,7 +170,10 @@ def test_sigkill_then_sigterm_then_rerun_matches_the_uninterrupted_run(reference
     assert killed_after < STEPS and not (tmp_path / "summary.json").exists(), context
 
     process = start(tmp_path)
-    wait_until(lambda: last_logged_step(tmp_path) >= 20, process)
+    # Wait for the restart's own step 20: its W&B directory (the second) appears only after it
+    # has cut metrics.jsonl back to its checkpoint, so the killed run's steps cannot count.
+    wait_until(lambda: len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
+               and last_logged_step(tmp_path) >= 20, process)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 75, context + stderr[-3000:]
@@ -222,10 +225,7 @@ subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     run_id = (workdir / WANDB_ID_FILE).read_text().strip()
     killed, restart = sorted((workdir / "wandb").glob("offline-run-*"))
     assert killed.name.endswith(f"-{run_id}") and restart.name.endswith(f"-{run_id}")
-    logged = [record.history for record in read_run_file_records(restart / f"run-{run_id}.wandb")
-              if record.WhichOneof("record_type") == "history"]
-    steps = [int(item.value_json) for history in logged for item in history.item
-             if ("/".join(item.nested_key) or item.key) == "step"]
+    steps = [row["step"] for row in logged_history(restart / f"run-{run_id}.wandb")]
     # The restart resumed from a checkpoint after step 10 and logged every step to the end.
     assert steps and steps == LOGGED_STEPS[LOGGED_STEPS.index(steps[0]):] and steps[0] > SAVE_EVERY
 
