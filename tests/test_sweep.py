@@ -187,11 +187,14 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
     `failed`, no traceback in any train.log; the rerun finishes them, resuming the interrupted."""
     import socket
 
-    # No periodic evaluation or checkpoint to pay for: the SIGINT saves where each run stops.
-    overrides = {**TINY["overrides"], "train": {**TINY["overrides"]["train"], "eval_every": 300},
+    # Long enough that neither of the first two runs can finish before the other has started
+    # (under load a run's start-up can lag the other's by seconds; 300 steps took 6 s); no
+    # periodic evaluation or checkpoint to pay for: the SIGINT saves where each run stops.
+    steps = 1000
+    overrides = {**TINY["overrides"], "train": {**TINY["overrides"]["train"], "eval_every": steps},
                  "checkpoint": {"every_steps": 0}}
     config = write_sweep_config(tmp_path / "tiny_sweep.py", **{
-        **TINY, "sizes": "d32-L1,d48-L2,d64-L2", "overrides": overrides}, steps=300)
+        **TINY, "sizes": "d32-L1,d48-L2,d64-L2", "overrides": overrides}, steps=steps)
     workdir = tmp_path / "sweep"
     process = subprocess.Popen([sys.executable, "-m", "launch.sweep", "--config", str(config),
                                 "--workdir", str(workdir), "--status-every", "1"], cwd=repo,
