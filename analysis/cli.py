@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-col", help="--csv: column of parameter counts N")
     parser.add_argument("--d-col", help="--csv: column of training tokens D")
     parser.add_argument("--c-col", help="--csv: column of training FLOPs C (then D = C / (6N))")
-    parser.add_argument("--loss-col", help="--csv: column of losses (nats/token)")
+    parser.add_argument("--loss-col", help="column of losses (nats/token): --csv's; for "
+                        "--results, --wandb and --compare a results column to fit instead of "
+                        "final_eval_loss (e.g. final_continuation_loss)")
     parser.add_argument("--u-col", help="--csv: column of unique training tokens U (repeated data; "
                                         "enables the data-constrained law)")
     parser.add_argument("--where", action="append", metavar="COLUMN=VALUE",
@@ -158,10 +160,13 @@ def run(args) -> pathlib.Path:
                             dropped_highest_losses=args.drop_highest_losses or 0)
     else:
         input_path = pathlib.Path(args.results or args.wandb)
-        sweep = read_results(input_path) if args.results else read_wandb_export(input_path)
+        loss_column = args.loss_col or "final_eval_loss"
+        sweep = (read_results(input_path, loss_column) if args.results
+                 else read_wandb_export(input_path, loss_column))
         runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
         default_law = "chinchilla" if is_ladder(runs) else "compute"
-        data_summary.update(source=sweep.source, runs_total=len(sweep.runs) + len(sweep.excluded),
+        data_summary.update(source=sweep.source, loss_column=loss_column,
+                            runs_total=len(sweep.runs) + len(sweep.excluded),
                             excluded=sweep.excluded.to_dict("records"))
     settings = Settings(law=args.law or default_law, num_resamples=args.bootstrap, seed=args.seed,
                         improvement=args.improvement, reducible_fraction=args.reducible_fraction,
@@ -192,7 +197,7 @@ def _recipe_frontier(path: str, args):
 
     columns = set(csv_columns(path))
     if set(RESULTS_COLUMNS) <= columns:
-        sweep = read_results(path)
+        sweep = read_results(path, args.loss_col or "final_eval_loss")
         runs, curves = sweep.runs, sweep.curves
     else:
         if not (args.n_col and args.loss_col):
@@ -211,7 +216,7 @@ def _recipe_frontier(path: str, args):
 def run_compare(args) -> pathlib.Path:
     """`--compare A B`: the joint fit, the multiplier table and the figure."""
     from analysis.compare import compare_recipes, render_comparison
-    from analysis.plots import plot_comparison
+    from analysis.plots import LOSS_LABEL, plot_comparison
     from analysis.report import json_ready
 
     _apply_preset(args)
@@ -224,9 +229,13 @@ def run_compare(args) -> pathlib.Path:
     out_dir = pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = dict(comparison.summary, A=str(path_a), B=str(path_b))
+    loss_label = LOSS_LABEL
+    if args.loss_col:
+        summary["loss_column"] = args.loss_col
+        loss_label = f"{args.loss_col} (nats/token)"
     (out_dir / "compare.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
     (out_dir / "compare.md").write_text(render_comparison(summary, (path_a, path_b)))
-    plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b))
+    plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b), loss_label)
     for row in summary["multiplier"]:
         interval = ("" if "ci_low" not in row or np.isnan(row["ci_low"]) else
                     f" ({row['ci_level']:.0%} interval {row['ci_low']:.3g} to {row['ci_high']:.3g})")

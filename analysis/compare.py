@@ -174,7 +174,9 @@ def render_comparison(summary: dict, names: tuple[str, str]) -> str:
              f"A = {a}, B = {b}. Joint fit of the compute frontiers: `{summary['law']}` "
              f"({'shared' if summary['shared_irreducible'] else 'separate'} irreducible loss; "
              f"{summary['n_points']['A']} + {summary['n_points']['B']} frontier points, "
-             f"{summary['bootstrap_resamples']} bootstrap resamples).", "",
+             f"{summary['bootstrap_resamples']} bootstrap resamples)"
+             + (f"; loss: column `{summary['loss_column']}`" if "loss_column" in summary else "")
+             + ".", "",
              "| parameter | value | 95% interval |", "|---|---|---|"]
     for name, row in params.items():
         lines.append(f"| {name} | {row['value']:.4g} | {row.get('ci_low', float('nan')):.4g} – "

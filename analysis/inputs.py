@@ -73,9 +73,13 @@ def _numeric(table: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
 
 
-def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | None = None) -> Sweep:
-    """Select the fittable runs of a results table (the columns of results.csv)."""
-    require_columns(table, RESULTS_COLUMNS, source)
+def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | None = None,
+                     loss_column: str = "final_eval_loss") -> Sweep:
+    """Select the fittable runs of a results table (the columns of results.csv), their loss read
+    from `loss_column` (curves, which hold only eval_loss, are dropped for any other column)."""
+    require_columns(table, tuple(dict.fromkeys(RESULTS_COLUMNS + (loss_column,))), source)
+    if loss_column != "final_eval_loss":
+        curves = None
     conventions = sorted(set(table["flop_convention"].dropna().astype(str)))
     unknown = [c for c in conventions if c not in FLOP_CONVENTIONS]
     if unknown or len(conventions) > 1:
@@ -86,13 +90,14 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
     runs["N"] = _numeric(runs, "non_embedding_params" if convention == "6N" else "params")
     runs["D"] = _numeric(runs, "tokens")
     runs["C"] = _numeric(runs, "flops")
-    runs["loss"] = _numeric(runs, "final_eval_loss")
+    runs["loss"] = _numeric(runs, loss_column)
     status = runs["status"].astype(str)
+    loss_name = "eval loss" if loss_column == "final_eval_loss" else loss_column
     values_ok = np.ones(len(runs), dtype=bool)
     for column in ("N", "D", "C", "loss"):
         values_ok &= np.isfinite(runs[column].to_numpy()) & (runs[column].to_numpy() > 0)
     reason = np.where(status != "completed", "status " + status,
-                      np.where(values_ok, "", "missing or non-positive N, D, FLOPs or eval loss"))
+                      np.where(values_ok, "", f"missing or non-positive N, D, FLOPs or {loss_name}"))
     fitted = reason == ""
     excluded = pd.DataFrame({"name": runs["name"][~fitted], "status": status[~fitted],
                              "reason": reason[~fitted]}).reset_index(drop=True)
@@ -119,13 +124,14 @@ def read_curves(path) -> pd.DataFrame:
     return curves[np.isfinite(curves["loss"]) & np.isfinite(curves["flops"])].reset_index(drop=True)
 
 
-def read_results(path) -> Sweep:
-    """A sweep's results.csv, with the curves.csv beside it when there is one."""
+def read_results(path, loss_column: str = "final_eval_loss") -> Sweep:
+    """A sweep's results.csv, with the curves.csv beside it when there is one; the loss fitted
+    is `loss_column`'s."""
     path = pathlib.Path(path)
     table = _read_csv(path)
     curves_path = path.with_name("curves.csv")
     curves = read_curves(curves_path) if curves_path.is_file() else None
-    return sweep_from_table(table, str(path), curves)
+    return sweep_from_table(table, str(path), curves, loss_column)
 
 
 def _strip_wandb_prefix(column: str) -> str:
@@ -135,7 +141,7 @@ def _strip_wandb_prefix(column: str) -> str:
     return column
 
 
-def read_wandb_export(path) -> Sweep:
+def read_wandb_export(path, loss_column: str = "final_eval_loss") -> Sweep:
     """A W&B runs-table CSV export of this project's runs: the summary and config fields carry
     the results.csv column names (optionally prefixed `summary.` / `config.`); `Name` is the run
     name and `State` stands in for `status` when no status field was logged."""
@@ -148,7 +154,7 @@ def read_wandb_export(path) -> Sweep:
     table = pd.DataFrame({plain: table[column] for plain, column in renamed.items()})
     if "status" not in table.columns and "state" in table.columns:
         table["status"] = table["state"].astype(str).str.lower().map(WANDB_STATES).fillna(table["state"])
-    return sweep_from_table(table, f"{path} (W&B export)")
+    return sweep_from_table(table, f"{path} (W&B export)", loss_column=loss_column)
 
 
 def parse_filters(texts) -> dict[str, str]:

@@ -210,6 +210,11 @@ def parametric_skip_reason(runs: pd.DataFrame, law_name: str) -> str | None:
         return (f"{len(runs)} runs with {distinct_n} distinct N and {distinct_d} distinct D; a "
                 f"{law_name} fit needs at least {needed} runs and {MIN_DISTINCT_FOR_PARAMETRIC} "
                 "distinct values of each")
+    ratios = np.unique(np.round(np.log(runs["D"] / runs["N"]), 2))
+    if ratios.size < 2:
+        return (f"every run has the same tokens per parameter (D/N = "
+                f"{float(np.median(runs['D'] / runs['N'])):.3g}), so N and D move together and a {law_name} fit "
+                "cannot tell their effects apart; it needs runs at two or more D/N")
     return None
 
 

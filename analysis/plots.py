@@ -202,7 +202,7 @@ def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
     return _save(figure, path)
 
 
-def plot_comparison(comparison, path, names: tuple[str, str]) -> str:
+def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = LOSS_LABEL) -> str:
     """Two panels: both recipes' frontiers with the jointly fitted laws, and B's
     effective-compute multiplier over A with its bootstrap band."""
     from analysis.compare import effective_compute_multiplier
@@ -218,7 +218,7 @@ def plot_comparison(comparison, path, names: tuple[str, str]) -> str:
         left.scatter(frontier.flops, frontier.loss, s=12, color=color, label=f"{key}: {label}")
         left.plot(grid, params[f"E_{key}"] + params[f"A_{key}"] * grid ** -params[f"alpha_{key}"],
                   color=color)
-    left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=LOSS_LABEL, title="Frontiers and joint fit")
+    left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=loss_label, title="Frontiers and joint fit")
     left.legend(fontsize=7)
     multiplier = effective_compute_multiplier(params, grid)
     right.plot(grid, multiplier, color="black")

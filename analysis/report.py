@@ -120,6 +120,8 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                "full": " (embeddings, attention and unembedding counted, Chinchilla-style)."}
     lines.append(f"Source: {data.get('source', 'points')}. FLOP convention: **{convention}**"
                  + meaning.get(convention, "."))
+    if data.get("loss_column", "final_eval_loss") != "final_eval_loss":
+        lines.append(f"Loss fitted: column `{data['loss_column']}`.")
     fitted = f"{data['runs_fitted']} runs fitted"
     if "runs_total" in data:
         fitted = f"{data['runs_total']} runs in the sweep, {data['runs_fitted']} fitted"

@@ -7,7 +7,8 @@ RESULT_COLUMNS = (
     "name", "status", "size", "parent", "num_layers", "d_model", "params", "embedding_params",
     "non_embedding_params", "tokens", "steps", "start_step", "batch_size", "seq_len", "lr",
     "schedule", "parametrization", "layout", "objective", "flop_convention", "flops", "flops_6N", "flops_full",
-    "study_flops", "final_train_loss", "final_eval_loss", "final_eval_stderr", "wall_seconds",
+    "study_flops", "final_train_loss", "final_eval_loss", "final_eval_stderr",
+    "final_continuation_loss", "final_continuation_stderr", "wall_seconds",
     "diverged_step", "error")
 CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "train_loss",
                  "eval_loss")
@@ -81,7 +82,8 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
         **{key: recorded(key) for key in ("flops", "flops_6N", "flops_full")},
         "study_flops": study,
         **{key: first(summary.get(key)) for key in (
-            "final_train_loss", "final_eval_loss", "final_eval_stderr", "wall_seconds",
+            "final_train_loss", "final_eval_loss", "final_eval_stderr",
+            "final_continuation_loss", "final_continuation_stderr", "wall_seconds",
             "diverged_step")},
         "error": error,
     }

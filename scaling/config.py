@@ -173,6 +173,9 @@ class TrainConfig:
     noise_density: float = probability(0.15, "span_corruption: share of tokens dropped per row")
     mean_span_length: float = number(3.0, "span_corruption: mean dropped-span length, in tokens",
                                      minimum=1.0)
+    continuation_tokens: int = integer(0, "if > 0, the final evaluation also scores the last k "
+                                          "tokens of each held-out window given the rest, a loss "
+                                          "decoders and encoder–decoders share")
     # JAX's persistent compilation cache in <data cache root>/jax-compilation: a rerun, a resumed
     # run or another run of the same shapes loads its compiled steps instead of compiling them.
     compilation_cache: bool = flag(True, "reuse compiled steps across runs of the same shapes")
@@ -315,6 +318,14 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
     if objective == "seq2seq" and data.tokenizer == "sentencepiece" and not data.spm_model:
         raise ConfigError("data.spm_model", data.spm_model, "a SentencePiece model file with "
                           "train.objective='seq2seq' (or data.tokenizer='byte')")
+    k = config.train.continuation_tokens
+    if k and objective not in objectives.CONTINUATION_OBJECTIVES:
+        raise ConfigError("train.continuation_tokens", k,
+                          f"0 with train.objective={objective!r} (only "
+                          f"{', '.join(objectives.CONTINUATION_OBJECTIVES)} score a continuation)")
+    if k >= data.seq_len:
+        raise ConfigError("train.continuation_tokens", k, f"less than data.seq_len={data.seq_len} "
+                          "(the continuation needs a token before it)")
     if objective == "span_corruption" and data.seq_len < 4:
         raise ConfigError("data.seq_len", data.seq_len, ">= 4 with span_corruption (kept and "
                                                         "dropped tokens in every row)")

@@ -207,8 +207,9 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
         in_shardings=(state_shardings, batch_shardings),
         out_shardings=(state_shardings, replicated),
         donate_argnums=0)
+    # Any batch of the objective's form, also with a loss mask (the continuation task).
     eval_step = jax.jit(functools.partial(eval_batch, net=net, model=model),
-                        in_shardings=(state_shardings, batch_shardings), out_shardings=replicated)
+                        in_shardings=(state_shardings, batch_sharding), out_shardings=replicated)
     return Program(mesh=mesh, rules=rules, init=init, train_step=train_step, eval_step=eval_step,
                    state_shardings=state_shardings, batch_sharding=batch_sharding,
                    abstract_state=abstract_state, schedule=schedule)

@@ -37,6 +37,10 @@ WANDB_NAMES = {
     "mfu": "perf/mfu", "eval_seconds": "perf/eval_seconds",
     "final_train_loss": "train/final_loss", "final_eval_loss": "eval/final_loss",
     "final_eval_stderr": "eval/final_loss_stderr", "final_eval_tokens": "eval/final_tokens",
+    "continuation_loss": "eval/continuation_loss",
+    "continuation_stderr": "eval/continuation_loss_stderr",
+    "final_continuation_loss": "eval/final_continuation_loss",
+    "final_continuation_stderr": "eval/final_continuation_loss_stderr",
     "compile_seconds": "perf/compile_seconds", "wall_seconds": "perf/wall_seconds",
     "loop_seconds": "perf/loop_seconds", "peak_flops": "perf/peak_flops",
 }

@@ -237,12 +237,24 @@ class Trainer:
         stderr = float(losses.std(ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else None
         return float(losses.mean()), stderr
 
+    def _continuation_loss(self, num_batches: int) -> dict:
+        """The continuation task's loss (`train.continuation_tokens`) on the windows of the
+        final evaluation, and its standard error."""
+        batches = [parallel.global_batch(batch, self.program.batch_sharding)
+                   for batch in self.loader.continuation_batches(
+                       num_batches, self.config.train.continuation_tokens)]
+        loss, stderr = self.evaluate(batches)
+        return {"continuation_loss": loss, "continuation_stderr": stderr}
+
     def _note_losses(self, record: dict) -> None:
         self.summary["final_train_loss"] = record.get("train_loss")
         if record.get("eval_loss") is not None:
             self.summary["final_eval_loss"] = record["eval_loss"]
             self.summary["final_eval_stderr"] = record.get("eval_stderr")
             self.summary["final_eval_tokens"] = record.get("eval_tokens")
+        if record.get("continuation_loss") is not None:
+            self.summary["final_continuation_loss"] = record["continuation_loss"]
+            self.summary["final_continuation_stderr"] = record.get("continuation_stderr")
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -329,6 +341,7 @@ class Trainer:
     def _log(self, eval_now: bool) -> None:
         speed = self.interval.speed()
         eval_loss = eval_stderr = eval_tokens = None
+        continuation = {}
         eval_start = time.perf_counter()
         if eval_now:
             batches = self.eval_batches
@@ -336,6 +349,8 @@ class Trainer:
                 batches = self._eval_batches(self.config.train.final_eval_batches)
             eval_loss, eval_stderr = self.evaluate(batches)
             eval_tokens = len(batches) * self.tokens_per_step
+            if self.count == self.total_steps and self.config.train.continuation_tokens:
+                continuation = self._continuation_loss(len(batches))
         tokens = self.count * self.tokens_per_step
         record = {
             "step": self.count, "tokens": tokens, **self.flops_for(tokens),
@@ -346,6 +361,7 @@ class Trainer:
             "target_tokens": float(self.metrics.last.get("target_tokens", float("nan"))),
             "skipped_steps": self.metrics.window.skipped, "tokens_per_second": speed,
             "mfu": self.mfu(speed), "eval_seconds": time.perf_counter() - eval_start,
+            **continuation,
         }
         self._note_losses(record)
         if self.leader:

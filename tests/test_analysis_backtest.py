@@ -381,3 +381,45 @@ def test_csv_with_unique_tokens_defaults_to_the_data_constrained_law(tmp_path):
     assert fit["law"] == "data_constrained"
     assert fit["R_star"]["value"] == pytest.approx(15.4, rel=1e-2)
     assert fit["extrapolation"]["data_constrained"]["max_abs_relative_error"] < 1e-3
+
+
+def test_compare_fits_the_results_column_loss_col_names(tmp_path):
+    """Two results.csv whose final_eval_loss follow one law and whose final_continuation_loss put
+    B at 2x A's compute: the comparison sees 1x by default and 2x with --loss-col."""
+    rng = np.random.default_rng(1)
+    sizes = np.geomspace(1e6, 3e8, 12)
+    C = 6 * sizes * 20 * sizes
+
+    def results(path, multiplier):
+        noise = np.exp(0.002 * rng.normal(size=C.size))
+        pd.DataFrame({
+            "name": [f"r{i}" for i in range(C.size)], "status": "completed", "params": sizes,
+            "non_embedding_params": sizes, "tokens": 20 * sizes, "flops": C,
+            "flop_convention": "6N", "final_eval_loss": (1.8 + 300 * C ** -0.12) * noise,
+            "final_continuation_loss": (2.1 + 200 * (multiplier * C) ** -0.1) * noise,
+        }).to_csv(path, index=False)
+
+    results(tmp_path / "a.csv", 1.0)
+    results(tmp_path / "b.csv", 2.0)
+    multipliers = {}
+    for column in (None, "final_continuation_loss"):
+        out = tmp_path / f"cmp-{column}"
+        extra = ["--loss-col", column] if column else []
+        assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), *extra,
+                     "--bootstrap", "0", "--out", str(out)]) == 0
+        summary = json.loads((out / "compare.json").read_text())
+        multipliers[column] = [row["value"] for row in summary["multiplier"]]
+    assert multipliers[None] == pytest.approx([1.0] * 9, rel=0.05)
+    assert multipliers["final_continuation_loss"] == pytest.approx([2.0] * 9, rel=0.1)
+    assert "`final_continuation_loss`" in (out / "compare.md").read_text()
+    # A single fit of that column, and a column the file lacks named in one line.
+    assert main(["--results", str(tmp_path / "a.csv"), "--loss-col", "final_continuation_loss",
+                 "--bootstrap", "0", "--out", str(tmp_path / "fit")]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["E"]["value"] == pytest.approx(2.1, abs=0.05)
+    # Every run at D/N = 20: L(N, D) cannot separate N from D, and says so rather than fitting.
+    assert "same tokens per parameter (D/N = 20)" in fit["skipped"]["chinchilla"]
+    assert "Loss fitted: column `final_continuation_loss`" in (tmp_path / "fit" / "report.md").read_text()
+    with pytest.raises(ValueError, match="missing column.*final_loss_typo"):
+        from analysis.inputs import read_results
+        read_results(tmp_path / "a.csv", "final_loss_typo")

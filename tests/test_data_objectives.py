@@ -184,6 +184,93 @@ def test_span_corruption_no_leak_into_the_encoder():
     assert not np.array_equal(encoded(obj.apply(packed(perturbed), keys)), reference)
 
 
+def window_batch(k_rows=3, seed=6):
+    """A packed batch of `k_rows` random windows of LENGTH + 1 tokens, and the windows."""
+    from scaling.data import packing
+
+    windows = rows(seed, count=k_rows, length=LENGTH + 1)
+    return packing.make_batch(windows, EOD), windows
+
+
+def test_continuation_scores_the_same_tokens_from_the_same_context_in_both_layouts():
+    """The continuation task by hand: the last k tokens of each window w, the decoder reading
+    w[:-1], the encoder–decoder encoding w[:-k] then sentinel 0 and writing sentinel 0, the k
+    tokens, EOS; both score the k tokens and nothing else."""
+    k = 7
+    batch, w = window_batch()
+    decoder = objective("causal_lm").continuation(batch, k)
+    np.testing.assert_array_equal(decoder["inputs"], w[:, :-1])
+    np.testing.assert_array_equal(decoder["targets"], w[:, 1:])
+    np.testing.assert_array_equal(decoder["loss_mask"], np.tile([0] * (LENGTH - k) + [1] * k, (3, 1)))
+    spans = objective("span_corruption")
+    sentinel, bos = spans.special.sentinel(0), spans.special.bos
+    encdec = spans.continuation(batch, k)
+    for row in range(3):
+        np.testing.assert_array_equal(encdec["encoder_inputs"][row],
+                                      list(w[row, :LENGTH + 1 - k]) + [sentinel])
+        np.testing.assert_array_equal(encdec["targets"][row],
+                                      [sentinel] + list(w[row, -k:]) + [EOD])
+        np.testing.assert_array_equal(encdec["inputs"][row], [bos, sentinel] + list(w[row, -k:]))
+    np.testing.assert_array_equal(encdec["loss_mask"], np.tile([0] + [1] * k + [0], (3, 1)))
+    scored = lambda b: b["targets"][b["loss_mask"] == 1]
+    np.testing.assert_array_equal(scored(decoder), scored(encdec))
+    with pytest.raises(ValueError, match="cannot score a continuation"):
+        objective("masked_lm").continuation(batch, k)
+
+
+def test_continuation_no_leak_of_a_scored_token_into_its_own_or_earlier_predictions():
+    """Changing the m-th scored token leaves the encoder's input and the encoder–decoder's logits
+    up to the position that predicts it unchanged, and changes the next position's."""
+    k = 6
+    batch, w = window_batch(k_rows=1)
+    spans = objective("span_corruption")
+    net = model_lib.Transformer(tiny_model("encoder_decoder", spans.vocab_size))
+    reference_batch = spans.continuation(batch, k)
+    params = random_params(net, jnp.asarray(reference_batch["inputs"]),
+                           jnp.asarray(reference_batch["encoder_inputs"]))
+    apply = jax.jit(lambda tokens, source: net.apply({"params": params}, tokens,
+                                                     encoder_tokens_BxS=source))
+    logits = lambda b: np.asarray(apply(jnp.asarray(b["inputs"]), jnp.asarray(b["encoder_inputs"])))
+    reference = logits(reference_batch)
+    from scaling.data import packing
+    for m in range(k - 1):
+        perturbed = w.copy()
+        perturbed[0, LENGTH + 1 - k + m] = (perturbed[0, LENGTH + 1 - k + m] + 7) % BASE
+        other = spans.continuation(packing.make_batch(perturbed, EOD), k)
+        np.testing.assert_array_equal(other["encoder_inputs"], reference_batch["encoder_inputs"])
+        got = logits(other)
+        # Decoder position p reads targets[p - 1]; the m-th scored token is targets[1 + m].
+        np.testing.assert_array_equal(got[:, :m + 2], reference[:, :m + 2])
+        assert not np.allclose(got[:, m + 2], reference[:, m + 2])
+
+
+@pytest.mark.parametrize("layout, name", [("decoder", "causal_lm"),
+                                          ("encoder_decoder", "span_corruption")])
+def test_continuation_loss_is_the_mean_over_the_scored_tokens(layout, name):
+    """The eval step on a continuation batch against a NumPy cross-entropy over the k scored
+    tokens only."""
+    from scaling.step import eval_batch
+
+    k = 5
+    obj = objective(name)
+    batch = obj.continuation(window_batch()[0], k)
+    cfg = tiny_model(layout, obj.vocab_size)
+    net = model_lib.Transformer(cfg)
+    source = jnp.asarray(batch["encoder_inputs"]) if "encoder_inputs" in batch else None
+    params = random_params(net, jnp.asarray(batch["inputs"]), source)
+    got = eval_batch({"params": params}, {key: jnp.asarray(v) for key, v in batch.items()},
+                     net=net, model=cfg)
+    logits = np.asarray(net.apply({"params": params}, jnp.asarray(batch["inputs"]),
+                                  encoder_tokens_BxS=source), np.float64)
+    logits -= logits.max(axis=-1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    nll = -np.take_along_axis(log_p, batch["targets"][..., None], axis=-1)[..., 0]
+    mask = batch["loss_mask"].astype(bool)
+    assert mask.sum() == 3 * k
+    assert float(got["loss"]) == pytest.approx(nll[mask].mean(), rel=1e-5)
+    assert float(got["target_tokens"]) == 3 * k
+
+
 @pytest.mark.parametrize("objective_name, layout, words", [
     ("causal_lm", "encoder", "every position would see its own target"),
     ("causal_lm", "encoder_decoder", "needs a source"),
@@ -211,3 +298,19 @@ def test_valid_pairs_pass_validation():
         config = default_config()
         config.model.layout, config.train.objective = layout, name
         validate(config)
+
+
+@pytest.mark.parametrize("objective_name, layout, k, words", [
+    ("masked_lm", "encoder", 19, "0 with train.objective='masked_lm'"),
+    ("causal_lm", "decoder", 128, "less than data.seq_len=128"),
+])
+def test_continuation_tokens_that_cannot_be_scored_fail_validation(objective_name, layout, k, words):
+    from scaling.config import ConfigError, default_config, validate
+
+    config = default_config()
+    config.model.layout, config.train.objective = layout, objective_name
+    config.train.continuation_tokens = k
+    with pytest.raises(ConfigError) as error:
+        validate(config)
+    message = str(error.value)
+    assert "train.continuation_tokens" in message and words in message and "\n" not in message

@@ -1,7 +1,8 @@
 """`scaling-train` end to end for the objectives other than causal_lm: a masked-LM encoder and a
 span-corruption encoder–decoder on the embedded corpus, a seq2seq encoder–decoder that learns to
 reverse strings from a tab-separated file, and an encoder–decoder run killed with SIGKILL that
-resumes to the uninterrupted run's state bit for bit."""
+resumes to the uninterrupted run's state bit for bit (and its continuation loss, recomputed from
+the checkpoint)."""
 
 import json
 import math
@@ -97,7 +98,32 @@ def test_seq2seq_learns_to_reverse_strings_from_a_tab_separated_file(tmp_path):
 
 RESUME = [*SHORT, *SPAN_CORRUPTION, "--config.train.steps=30", "--config.train.log_every=5",
           "--config.train.eval_every=15", "--config.checkpoint.every_steps=10",
-          "--config.checkpoint.async_save=false"]
+          "--config.checkpoint.async_save=false", "--config.train.continuation_tokens=19"]
+
+
+def continuation_loss_from_checkpoint(workdir, k):
+    """The continuation loss of a finished run, recomputed from its final checkpoint: the model's
+    logits on the final evaluation's windows as the continuation task, and a NumPy cross-entropy
+    over the scored tokens of each batch, averaged over batches."""
+    from scaling import model as model_lib
+    from scaling import trained
+    from scaling.data import make_loader
+
+    run = trained.load(workdir, single_device=True)
+    train_cfg = run.config.train
+    net = model_lib.Transformer(run.model)
+    losses = []
+    with make_loader(run.config.data, batch_size=train_cfg.batch_size, seed=run.config.seed,
+                     train_cfg=train_cfg) as loader, run.context():
+        for batch in loader.continuation_batches(train_cfg.final_eval_batches
+                                                 or train_cfg.eval_batches, k):
+            logits = np.asarray(net.apply({"params": run.params}, batch["inputs"],
+                                          encoder_tokens_BxS=batch["encoder_inputs"]), np.float64)
+            logits -= logits.max(axis=-1, keepdims=True)
+            log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+            nll = -np.take_along_axis(log_p, batch["targets"][..., None], axis=-1)[..., 0]
+            losses.append(nll[batch["loss_mask"] == 1].mean())
+    return float(np.mean(losses))
 
 
 def test_encoder_decoder_killed_with_sigkill_resumes_bitwise(tmp_path):
@@ -118,6 +144,10 @@ def test_encoder_decoder_killed_with_sigkill_resumes_bitwise(tmp_path):
     assert summary["status"] == "completed"
     assert_same_state(interrupted, reference, step=30)
     expected = read_metrics(reference / "metrics.jsonl")
-    fields = ("step", "train_loss", "eval_loss", "target_tokens")
-    assert [{f: r[f] for f in fields} for r in records] == [{f: r[f] for f in fields}
-                                                           for r in expected]
+    fields = ("step", "train_loss", "eval_loss", "target_tokens", "continuation_loss")
+    assert [{f: r.get(f) for f in fields} for r in records] == [{f: r.get(f) for f in fields}
+                                                               for r in expected]
+    # The final evaluation's continuation loss, against a recomputation from the checkpoint.
+    assert summary["final_continuation_loss"] == records[-1]["continuation_loss"]
+    assert summary["final_continuation_loss"] == pytest.approx(
+        continuation_loss_from_checkpoint(interrupted, 19), rel=1e-5)

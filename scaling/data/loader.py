@@ -108,22 +108,30 @@ class Loader:
         seed: windows evenly spaced over the split (repeating only if it has fewer windows than
         `num_batches * batch_size`). Each batch is this host's slice of the global eval batch."""
         if num_batches not in self._eval_batches:
-            total = num_batches * self.batch_size
-            if self.eval_windows >= total:
-                windows = np.arange(total, dtype=np.int64) * self.eval_windows // total
-            else:
-                windows = np.arange(total, dtype=np.int64) % self.eval_windows
-            batches = []
-            for index in range(num_batches):
-                rows = windows[index * self.batch_size:(index + 1) * self.batch_size]
-                starts = rows[self.rows.start:self.rows.stop] * self.seq_len
-                windows_read = packing.read_windows(self._eval.tokens, starts, self.seq_len)
-                packed = packing.make_batch(windows_read, self.eod_id)
-                global_rows = index * self.batch_size + np.arange(self.rows.start, self.rows.stop)
-                batches.append(self.objective.apply(
-                    packed, self.objective.row_keys(global_rows, self.seed, held_out=True)))
-            self._eval_batches[num_batches] = batches
+            self._eval_batches[num_batches] = [
+                self.objective.apply(packed, self.objective.row_keys(rows, self.seed, held_out=True))
+                for packed, rows in self._held_out_windows(num_batches)]
         return self._eval_batches[num_batches]
+
+    def continuation_batches(self, num_batches: int, k: int) -> list[dict[str, np.ndarray]]:
+        """The windows of `eval_batches(num_batches)` as the task "their last `k` tokens given
+        the rest" (`objectives.Objective.continuation`)."""
+        return [self.objective.continuation(packed, k)
+                for packed, _ in self._held_out_windows(num_batches)]
+
+    def _held_out_windows(self, num_batches: int):
+        """(packed batch, global row indices) of this host's held-out windows, batch by batch."""
+        total = num_batches * self.batch_size
+        if self.eval_windows >= total:
+            windows = np.arange(total, dtype=np.int64) * self.eval_windows // total
+        else:
+            windows = np.arange(total, dtype=np.int64) % self.eval_windows
+        for index in range(num_batches):
+            rows = windows[index * self.batch_size:(index + 1) * self.batch_size]
+            starts = rows[self.rows.start:self.rows.stop] * self.seq_len
+            packed = packing.make_batch(packing.read_windows(self._eval.tokens, starts,
+                                                             self.seq_len), self.eod_id)
+            yield packed, index * self.batch_size + np.arange(self.rows.start, self.rows.stop)
 
     def close(self) -> None:
         """Stop the prefetch threads and wait for them."""

@@ -13,6 +13,12 @@ those rows into what the model reads and what the loss scores:
                      the decoder reads BOS + targets[:-1].
     seq2seq          encoder–decoder on (source, target) pairs (`scaling.data.pairs`).
 
+A held-out metric both a decoder and an encoder–decoder compute (`Objective.continuation`): the
+last k tokens of each window given every token before them. The decoder scores its last k targets;
+the encoder–decoder encodes the tokens before them followed by the first sentinel (a row whose one
+dropped span is its end) and scores the span its decoder writes. Both see the same context and
+score the same tokens, so layouts trained on different objectives compare on one quantity.
+
 The randomness of a corrupted row is a pure function of (seed, global row index) — and of the row
 index alone for held-out rows — so the batch for step k still depends only on (seed, k), a resumed
 run sees the same batches, and every host corrupts its own rows without talking to the others.
@@ -32,6 +38,8 @@ import numpy as np
 from scaling.data import ordering
 
 OBJECTIVES = ("causal_lm", "masked_lm", "span_corruption", "seq2seq")
+# The objectives whose models can score a window's continuation (`Objective.continuation`).
+CONTINUATION_OBJECTIVES = ("causal_lm", "span_corruption")
 # The one layout each objective trains, and why the others cannot.
 LAYOUT_OF = {"causal_lm": "decoder", "masked_lm": "encoder", "span_corruption": "encoder_decoder",
              "seq2seq": "encoder_decoder"}
@@ -168,6 +176,18 @@ class Objective:
                                  self.noise_density, self.mean_span_length)
         raise ValueError(f"objective {self.name!r} reads pairs, not packed rows")
 
+    def continuation(self, batch: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+        """A packed batch as the task "the last `k` tokens of each window given the rest", in this
+        objective's form, with `loss_mask` on the k scored tokens."""
+        if self.name == "causal_lm":
+            loss_mask = np.zeros_like(batch["targets"])
+            loss_mask[:, -k:] = 1
+            return {**batch, "loss_mask": loss_mask}
+        if self.name == "span_corruption":
+            return continuation_span(batch, k, self.special, self.eod_id)
+        raise ValueError(f"objective {self.name!r} cannot score a continuation; "
+                         f"{', '.join(CONTINUATION_OBJECTIVES)} can")
+
 
 def mask_tokens(tokens: np.ndarray, keys: list[int], special: SpecialTokens,
                 fraction: float) -> dict[str, np.ndarray]:
@@ -231,6 +251,24 @@ def corrupt_spans(tokens: np.ndarray, keys: list[int], special: SpecialTokens, e
     inputs = np.concatenate([np.full((rows, 1), special.bos, np.int32), targets[:, :-1]], axis=1)
     return {"encoder_inputs": encoder, "inputs": inputs, "targets": targets,
             "loss_mask": np.ones_like(targets)}
+
+
+def continuation_span(batch: dict[str, np.ndarray], k: int, special: SpecialTokens,
+                      eos_id: int) -> dict[str, np.ndarray]:
+    """The continuation task as span corruption with one span, the window's last `k` tokens: the
+    window w (`inputs` and the last target, L + 1 tokens) becomes `encoder_inputs` w[:L+1-k] +
+    sentinel 0 and `targets` sentinel 0 + w[L+1-k:] + EOS, scored on the k tokens of w only. These
+    are exactly the tokens a decoder's last k targets are, with the same context before each."""
+    window = np.concatenate([batch["inputs"], batch["targets"][:, -1:]], axis=1)
+    rows, cut = window.shape[0], window.shape[1] - k
+    sentinel = np.full((rows, 1), special.sentinel(0), np.int32)
+    targets = np.concatenate([sentinel, window[:, cut:], np.full((rows, 1), eos_id, np.int32)],
+                             axis=1).astype(np.int32)
+    loss_mask = np.zeros_like(targets)
+    loss_mask[:, 1:-1] = 1
+    inputs = np.concatenate([np.full((rows, 1), special.bos, np.int32), targets[:, :-1]], axis=1)
+    return {"encoder_inputs": np.concatenate([window[:, :cut], sentinel], axis=1).astype(np.int32),
+            "inputs": inputs, "targets": targets, "loss_mask": loss_mask}
 
 
 def for_config(data_cfg, train_cfg, base_vocab: int, eod_id: int) -> Objective:
