@@ -146,13 +146,20 @@ def plot_optimal_allocation(analysis: Analysis, path) -> str:
         if "chinchilla" in analysis.fits:
             p = analysis.fits["chinchilla"].fit.params
             a, b = allocation.allocation_exponents(p["alpha"], p["beta"])
-            curve = (allocation.optimal_params if name == "N" else allocation.optimal_tokens)(
-                grid, p["A"], p["B"], p["alpha"], p["beta"])
-            axes.plot(grid, curve, color="crimson",
-                      label=f"Approach 3 (C = 6ND): ∝ C^{a if name == 'N' else b:.3f}")
-        axes.set(xscale="log", yscale="log", xlabel=_compute_label(analysis.summary["flop_convention"]),
+            with np.errstate(all="ignore"):
+                curve = (allocation.optimal_params if name == "N" else allocation.optimal_tokens)(
+                    grid, p["A"], p["B"], p["alpha"], p["beta"])
+            if np.any(np.isfinite(curve) & (curve > 0)):  # a degenerate fit has no allocation
+                axes.plot(grid, curve, color="crimson",
+                          label=f"Approach 3 (C = 6ND): ∝ C^{a if name == 'N' else b:.3f}")
+        axes.set(xscale="log", xlabel=_compute_label(analysis.summary["flop_convention"]),
                  ylabel=f"compute-optimal {AXIS_LABELS[name]}", title=f"{name}_opt vs compute")
-        axes.legend(fontsize=7)
+        if axes.lines or axes.collections:
+            axes.set_yscale("log")
+            axes.legend(fontsize=7)
+        else:
+            axes.text(0.5, 0.5, "no fit gives a finite allocation", ha="center", va="center",
+                      transform=axes.transAxes)
     return _save(figure, path)
 
 

@@ -102,6 +102,10 @@ class ModelConfig:
     scan_unroll: int = integer(0, "layers per iteration of the layer loop; 0 means all (no loop)")
     document_mask: bool = dataclasses.field(default=False, metadata={
         "doc": "attention stays within documents (from data.document_mask)", "in_config": False})
+    source_pad_id: int = dataclasses.field(default=-1, metadata={
+        "doc": "the source's padding token, masked from the encoder's self-attention and the "
+               "decoder's cross-attention (-1: none; set for train.objective='seq2seq')",
+        "in_config": False})
 
     def __post_init__(self):
         derived = {
@@ -350,10 +354,11 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int | None = Non
     fields = dict(config.model)
     base_vocab = fields["vocab_size"] or vocab_size or data_lib.static_vocab_size(config.data)
     # The objective's special tokens come after the tokenizer's ids (none for causal_lm).
-    fields["vocab_size"] = objectives.for_config(config.data, config.train, base_vocab,
-                                                 eod_id=0).vocab_size
+    objective = objectives.for_config(config.data, config.train, base_vocab, eod_id=0)
+    fields["vocab_size"] = objective.vocab_size
     fields["max_seq_len"] = fields["max_seq_len"] or config.data.seq_len
-    return ModelConfig(**fields, document_mask=bool(config.data.document_mask))
+    return ModelConfig(**fields, document_mask=bool(config.data.document_mask),
+                       source_pad_id=objective.special.pad if objective.name == "seq2seq" else -1)
 
 
 def unknown_key_error(config: ml_collections.ConfigDict, dotted: str, value: Any) -> ConfigError:

@@ -48,13 +48,15 @@ def cache_capacity(model: ModelConfig, total_length: int) -> int:
 
 def init_cache(model: ModelConfig, batch: int, capacity: int, source_length: int = 0) -> dict:
     """An empty cache: `index` 0, zero keys and values (num_layers, B, capacity, G, K) in the
-    compute dtype, and for an encoder–decoder a zero encoded source (B, source_length, D)."""
+    compute dtype, and for an encoder–decoder a zero encoded source (B, source_length, D) and
+    its non-padding mask (B, source_length), both set by the prefill."""
     dtype = jnp.dtype(model.compute_dtype)
     shape = (model.num_layers, batch, capacity, model.num_kv_heads, model.head_dim)
     cache = {"index": jnp.zeros((), jnp.int32),
              "layers": {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype)}}
     if model.layout == "encoder_decoder":
         cache["encoded"] = jnp.zeros((batch, source_length, model.d_model), dtype)
+        cache["source_mask"] = jnp.ones((batch, source_length), bool)
     return cache
 
 

@@ -65,7 +65,8 @@ class Block(nn.Module):
     return_weights: bool = False
 
     @nn.compact
-    def __call__(self, x_BxLxD, segment_ids_BxL, context_BxSxD, cache=None, index=None):
+    def __call__(self, x_BxLxD, segment_ids_BxL, context_BxSxD, cache=None, index=None,
+                 context_mask_BxS=None):
         cfg = self.cfg
 
         def sublayer(name, fn, x):
@@ -95,8 +96,9 @@ class Block(nn.Module):
         x_BxLxD = sublayer("self_attention", attend, x_BxLxD)
         if self.cross_attention:
             cross_attention = Attention(causal=False, name="cross_attention", **attention_kwargs)
-            x_BxLxD = sublayer("cross_attention", lambda h: cross_attention(h, None, context_BxSxD),
-                               x_BxLxD)
+            x_BxLxD = sublayer("cross_attention",
+                               lambda h: cross_attention(h, None, context_BxSxD,
+                                                         key_mask_BxS=context_mask_BxS), x_BxLxD)
         feed_forward = FeedForward(cfg, self.residual_branches, name="mlp")
         x_BxLxD = sublayer("mlp", feed_forward, x_BxLxD)
         return x_BxLxD, (extras or None)
@@ -115,21 +117,23 @@ class Stack(nn.Module):
     return_weights: bool = False
 
     @nn.compact
-    def __call__(self, x_BxLxD, segment_ids_BxL=None, context_BxSxD=None, cache=None, index=None):
+    def __call__(self, x_BxLxD, segment_ids_BxL=None, context_BxSxD=None, cache=None, index=None,
+                 context_mask_BxS=None):
         cfg = self.cfg
         block = Block
         if cfg.remat != "none":
             block = nn.remat(Block, prevent_cse=False, policy=_REMAT_POLICIES[cfg.remat])
         scanned = nn.scan(block, variable_axes={"params": 0},
                           split_rngs={"params": True, "dropout": True},
-                          in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
+                          in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
                           length=self.num_layers,
                           unroll=min(cfg.scan_unroll or self.num_layers, self.num_layers),
                           metadata_params={nn.PARTITION_NAME: axes.LAYERS})
         x_BxLxD, extras = scanned(cfg, self.causal, self.cross_attention,
                                   residual_branch_count(self.num_layers, self.cross_attention),
                                   self.deterministic, self.return_weights, name="layers")(
-                                      x_BxLxD, segment_ids_BxL, context_BxSxD, cache, index)
+                                      x_BxLxD, segment_ids_BxL, context_BxSxD, cache, index,
+                                      context_mask_BxS)
         if cfg.norm_position == "pre":
             x_BxLxD = Norm(cfg.norm, name="final_norm")(x_BxLxD)
         return x_BxLxD if extras is None else (x_BxLxD, extras)
@@ -167,7 +171,7 @@ class Transformer(nn.Module):
             segment_ids_BxL = None
         index = None if cache is None else cache["index"]
         weights: dict = {}
-        x_BxLxD, encoded_BxSxD, layer_cache = self._stacks(
+        x_BxLxD, encoded_BxSxD, source_mask_BxS, layer_cache = self._stacks(
             embed, tokens_BxL, segment_ids_BxL, encoder_tokens_BxS, cache, index, weights,
             deterministic)
         logits_BxLxV = self._logits(x_BxLxD.astype(jnp.float32), embedding_VxD)
@@ -178,6 +182,7 @@ class Transformer(nn.Module):
             extras["cache"] = {"index": index + tokens_BxL.shape[1], "layers": layer_cache}
             if encoded_BxSxD is not None:
                 extras["cache"]["encoded"] = encoded_BxSxD.astype(cache["encoded"].dtype)
+                extras["cache"]["source_mask"] = source_mask_BxS
         if self.return_weights:
             extras["attention_weights"] = weights
         return logits_BxLxV, extras
@@ -212,7 +217,9 @@ class Transformer(nn.Module):
 
     def _stacks(self, embed, tokens_BxL, segment_ids_BxL, encoder_tokens_BxS, cache, index,
                 weights: dict, deterministic: bool):
-        """The encoder and/or decoder stacks: (output, encoded source or None, decoder cache)."""
+        """The encoder and/or decoder stacks: (output, encoded source or None, the source's
+        non-padding mask or None, decoder cache). Padding in the source (`cfg.source_pad_id`) is
+        masked from the encoder's self-attention and the decoder's cross-attention."""
         cfg = self.cfg
         stack_kwargs = dict(deterministic=deterministic, return_weights=self.return_weights)
         layer_cache = None if cache is None else cache["layers"]
@@ -231,20 +238,26 @@ class Transformer(nn.Module):
             x_BxLxD, layer_cache = stack_output(name, Stack(
                 cfg, cfg.num_layers, causal=is_decoder, cross_attention=False, name=name,
                 **stack_kwargs)(embed(tokens_BxL, index), segment_ids_BxL, None, layer_cache, index))
-            return x_BxLxD, None, layer_cache
+            return x_BxLxD, None, None, layer_cache
         if encoder_tokens_BxS is not None:
+            source_mask_BxS = (encoder_tokens_BxS != cfg.source_pad_id if cfg.source_pad_id >= 0
+                               else jnp.ones(encoder_tokens_BxS.shape, bool))
+            # Source tokens attend within their segment: 1 for tokens, 0 for padding.
+            source_segments_BxS = (source_mask_BxS.astype(jnp.int32) if cfg.source_pad_id >= 0
+                                   else None)
             encoded_BxSxD, _ = stack_output("encoder", Stack(
                 cfg, cfg.num_encoder_layers, causal=False, cross_attention=False,
-                name="encoder", **stack_kwargs)(embed(encoder_tokens_BxS)))
+                name="encoder", **stack_kwargs)(embed(encoder_tokens_BxS), source_segments_BxS))
         elif cache is not None:
-            encoded_BxSxD = cache["encoded"]
+            encoded_BxSxD, source_mask_BxS = cache["encoded"], cache["source_mask"]
         else:
             raise ValueError("layout 'encoder_decoder' needs encoder_tokens_BxS")
         x_BxLxD, layer_cache = stack_output("decoder", Stack(
             cfg, cfg.num_layers, causal=True, cross_attention=True, name="decoder",
             **stack_kwargs)(embed(tokens_BxL, index), segment_ids_BxL, encoded_BxSxD,
-                            layer_cache, index))
-        return x_BxLxD, encoded_BxSxD, layer_cache
+                            layer_cache, index,
+                            source_mask_BxS if cfg.source_pad_id >= 0 else None))
+        return x_BxLxD, encoded_BxSxD, source_mask_BxS, layer_cache
 
     def _logits(self, x_BxLxD, embedding_VxD):
         """The read-out: tied (the embedding's transpose) or its own matrix; µP's multiplier."""

@@ -55,3 +55,24 @@ def test_plain_log_tick_labels(value, text):
     assert isinstance(formatter, ticker.FuncFormatter)
     assert formatter(value, 0) == text
     matplotlib.pyplot.close(figure)
+
+
+def test_an_allocation_plot_survives_a_fit_with_no_finite_allocation(tmp_path, captured):
+    """A degenerate L(N, D) (here beta < 0, as a fit to runs whose loss does not fall with D can
+    give) has no compute-optimal allocation: the figure says so instead of failing to draw."""
+    import dataclasses
+
+    sizes = [1e6, 2e6, 4e6, 8e6, 16e6]
+    results = write_sweep(tmp_path, [(N, k * N) for N in sizes for k in (10, 40)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0, law="chinchilla"), curves=sweep.curves)
+    law_fit = analysis.fits["chinchilla"]
+    theta = np.array(law_fit.fit.theta, dtype=float)
+    theta[3] = -0.5  # beta, in the law's fit_params order (a, alpha, b, beta, e)
+    broken = dataclasses.replace(law_fit, fit=dataclasses.replace(law_fit.fit, theta=theta))
+    analysis = dataclasses.replace(analysis, fits={**analysis.fits, "chinchilla": broken})
+    plots.plot_optimal_allocation(analysis, tmp_path / "allocation.png")
+    [figure] = captured
+    for axes in figure.axes:
+        assert not axes.get_lines()
+        assert [text.get_text() for text in axes.texts] == ["no fit gives a finite allocation"]

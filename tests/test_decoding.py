@@ -148,3 +148,34 @@ def test_an_encoder_only_model_cannot_generate():
     with pytest.raises(ValueError, match="encoder-only"):
         decoding.generate(model, init(model), jnp.zeros((1, 3), jnp.int32), jax.random.key(0),
                           decoding.SamplingSettings(4))
+
+
+PAD = VOCAB - 1
+
+
+@pytest.mark.parametrize("position", ["sinusoidal"])
+def test_a_sources_padding_changes_no_logit_in_training_or_decoding(position):
+    """Rows of 7 and 4 source tokens padded to 9 and to 15: the same logits from a full forward
+    pass and the same greedy decode, since padding is masked from the encoder's self-attention and
+    the decoder's cross-attention. Without the mask (no pad id) the logits change: the check can
+    fail."""
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, PAD, (2, 7)).astype(np.int32)
+    source[1, 4:] = PAD
+    tokens = jnp.asarray(rng.integers(0, PAD, (2, 6)), jnp.int32)
+    padded = {width: jnp.asarray(np.pad(source, ((0, 0), (0, width - 7)), constant_values=PAD))
+              for width in (9, 15)}
+    settings = decoding.SamplingSettings(temperature=0.0, max_new_tokens=5)
+    logits, decoded = {}, {}
+    for pad_id in (PAD, -1):
+        model = tiny_model(layout="encoder_decoder", position=position, source_pad_id=pad_id)
+        params = jax.tree.map(lambda x: x * 3.0, init(model))  # sharper attention than at init
+        net = model_lib.Transformer(model)
+        for width, src in padded.items():
+            logits[pad_id, width] = np.asarray(net.apply({"params": params}, tokens,
+                                                         encoder_tokens_BxS=src))
+            decoded[pad_id, width] = np.asarray(decoding.generate(
+                model, params, tokens, jax.random.key(0), settings, source_BxS=src))
+    np.testing.assert_allclose(logits[PAD, 9], logits[PAD, 15], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(decoded[PAD, 9], decoded[PAD, 15])
+    assert not np.allclose(logits[-1, 9], logits[-1, 15], rtol=1e-3, atol=1e-3)

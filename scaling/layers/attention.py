@@ -129,12 +129,17 @@ def _softmax_values(logits_BxHxLxS: jax.Array, v_BxGxSxK: jax.Array, pv_spec: st
 
 def full_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, *, scale: float, causal: bool,
                    segment_ids_BxL: jax.Array | None = None, alibi_slopes_H=None,
+                   key_mask_BxS: jax.Array | None = None,
                    dropout_rate: float = 0.0, dropout_rng=None) -> jax.Array:
     """Every query against every key (self-attention when `causal`, `segment_ids_BxL` or ALiBi is
-    used, since those compare query and key positions of one sequence)."""
+    used, since those compare query and key positions of one sequence); `key_mask_BxS` (bool,
+    True = may be attended) leaves out keys such as a source's padding."""
     mask = None
     if segment_ids_BxL is not None:
         mask = segment_ids_BxL[:, None, :, None] == segment_ids_BxL[:, None, None, :]
+    if key_mask_BxS is not None:
+        keys = key_mask_BxS[:, None, None, :]
+        mask = keys if mask is None else mask & keys
     bias = None
     if alibi_slopes_H is not None:
         length, key_length = q_BxLxHxK.shape[1], k_BxSxGxK.shape[1]
@@ -295,7 +300,8 @@ class Attention(nn.Module):
     """Multi-head (grouped-query) attention with projections, positions and optional QK-norm.
 
     Self-attention (`context_BxSxD` None) reads queries, keys and values from x; cross-attention
-    reads keys and values from the context and uses neither RoPE, ALiBi, masks nor windows.
+    reads keys and values from the context and uses neither RoPE, ALiBi nor windows, and masks
+    only the context positions `key_mask_BxS` leaves out (a source's padding).
 
     Returns the output (B, L, D), or `(output, extras)` for self-attention when decoding with a
     `cache` (tokens at positions `index`.., extras["cache"] the updated cache) or when
@@ -311,7 +317,7 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array, segment_ids_BxL: jax.Array | None = None,
                  context_BxSxD: jax.Array | None = None, cache: dict | None = None,
-                 index: jax.Array | None = None):
+                 index: jax.Array | None = None, key_mask_BxS: jax.Array | None = None):
         cfg = self.cfg
         is_cross = context_BxSxD is not None
         decoding = cache is not None and not is_cross
@@ -336,7 +342,8 @@ class Attention(nn.Module):
                 alibi_slopes_H=slopes_H)
         elif is_cross:
             out_BxLxHxK = full_attention(q_BxLxHxK, k_BxSxGxK, v_BxSxGxK, scale=scale, causal=False,
-                                         dropout_rate=dropout_rate, dropout_rng=dropout_rng)
+                                         key_mask_BxS=key_mask_BxS, dropout_rate=dropout_rate,
+                                         dropout_rng=dropout_rng)
         else:
             common = dict(scale=scale, causal=self.causal, segment_ids_BxL=segment_ids_BxL,
                           alibi_slopes_H=slopes_H,
