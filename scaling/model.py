@@ -239,15 +239,14 @@ class Transformer(nn.Module):
                 cfg, cfg.num_layers, causal=is_decoder, cross_attention=False, name=name,
                 **stack_kwargs)(embed(tokens_BxL, index), segment_ids_BxL, None, layer_cache, index))
             return x_BxLxD, None, None, layer_cache
+        padded = cfg.source_pad_id >= 0  # else no mask at all (the mask below is all True)
         if encoder_tokens_BxS is not None:
-            source_mask_BxS = (encoder_tokens_BxS != cfg.source_pad_id if cfg.source_pad_id >= 0
-                               else jnp.ones(encoder_tokens_BxS.shape, bool))
+            source_mask_BxS = encoder_tokens_BxS != cfg.source_pad_id
             # Source tokens attend within their segment: 1 for tokens, 0 for padding.
-            source_segments_BxS = (source_mask_BxS.astype(jnp.int32) if cfg.source_pad_id >= 0
-                                   else None)
+            segments_BxS = source_mask_BxS.astype(jnp.int32) if padded else None
             encoded_BxSxD, _ = stack_output("encoder", Stack(
                 cfg, cfg.num_encoder_layers, causal=False, cross_attention=False,
-                name="encoder", **stack_kwargs)(embed(encoder_tokens_BxS), source_segments_BxS))
+                name="encoder", **stack_kwargs)(embed(encoder_tokens_BxS), segments_BxS))
         elif cache is not None:
             encoded_BxSxD, source_mask_BxS = cache["encoded"], cache["source_mask"]
         else:
@@ -255,8 +254,7 @@ class Transformer(nn.Module):
         x_BxLxD, layer_cache = stack_output("decoder", Stack(
             cfg, cfg.num_layers, causal=True, cross_attention=True, name="decoder",
             **stack_kwargs)(embed(tokens_BxL, index), segment_ids_BxL, encoded_BxSxD,
-                            layer_cache, index,
-                            source_mask_BxS if cfg.source_pad_id >= 0 else None))
+                            layer_cache, index, source_mask_BxS if padded else None))
         return x_BxLxD, encoded_BxSxD, source_mask_BxS, layer_cache
 
     def _logits(self, x_BxLxD, embedding_VxD):
