@@ -189,15 +189,25 @@ def run(args) -> pathlib.Path:
     return out_dir
 
 
-def _recipe_frontier(path: str, args):
-    """The compute frontier of one recipe's runs: a results.csv (with its curves.csv) or a CSV
-    named with --n-col etc."""
+def _is_results(path: str) -> bool:
     from analysis.inputs import RESULTS_COLUMNS, csv_columns
+
+    return set(RESULTS_COLUMNS) <= set(csv_columns(path))
+
+
+def _recipe_frontier(path: str, args, other_is_results: bool):
+    """The compute frontier of one recipe's runs, and the loss column it used: a results.csv
+    (with its curves.csv) with its loss from --loss-col, or from final_eval_loss when --loss-col
+    is absent or names the column of the other recipe's plain CSV; or a CSV named with --n-col
+    etc."""
+    from analysis.inputs import csv_columns
     from analysis.pipeline import compute_frontier
 
-    columns = set(csv_columns(path))
-    if set(RESULTS_COLUMNS) <= columns:
-        sweep = read_results(path, args.loss_col or "final_eval_loss")
+    loss_column = args.loss_col or "final_eval_loss"
+    if _is_results(path):
+        if loss_column not in csv_columns(path) and not other_is_results:
+            loss_column = "final_eval_loss"
+        sweep = read_results(path, loss_column)
         runs, curves = sweep.runs, sweep.curves
     else:
         if not (args.n_col and args.loss_col):
@@ -210,7 +220,7 @@ def _recipe_frontier(path: str, args):
         if "name" not in runs.columns:
             runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
         curves = None
-    return compute_frontier(runs, curves, Settings())
+    return compute_frontier(runs, curves, Settings()), loss_column
 
 
 def run_compare(args) -> pathlib.Path:
@@ -223,16 +233,18 @@ def run_compare(args) -> pathlib.Path:
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 or more resamples")
     path_a, path_b = args.compare
-    comparison = compare_recipes(_recipe_frontier(path_a, args), _recipe_frontier(path_b, args),
-                                 shared_irreducible=not args.separate_e,
+    results = _is_results(path_a), _is_results(path_b)
+    (frontier_a, column_a), (frontier_b, column_b) = (
+        _recipe_frontier(path_a, args, results[1]), _recipe_frontier(path_b, args, results[0]))
+    comparison = compare_recipes(frontier_a, frontier_b, shared_irreducible=not args.separate_e,
                                  num_resamples=args.bootstrap, seed=args.seed)
     out_dir = pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = dict(comparison.summary, A=str(path_a), B=str(path_b))
+    summary = dict(comparison.summary, A=str(path_a), B=str(path_b),
+                   loss_columns={"A": column_a, "B": column_b})
     loss_label = LOSS_LABEL
-    if args.loss_col:
-        summary["loss_column"] = args.loss_col
-        loss_label = f"{args.loss_col} (nats/token)"
+    if column_a == column_b and column_a != "final_eval_loss":
+        loss_label = f"{column_a} (nats/token)"
     (out_dir / "compare.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
     (out_dir / "compare.md").write_text(render_comparison(summary, (path_a, path_b)))
     plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b), loss_label)

@@ -166,6 +166,15 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
                       frontier_b=frontier_b, budgets=budgets, summary=summary)
 
 
+def _loss_columns(columns: dict | None) -> str:
+    """'; loss: column `x`' (or one per recipe) unless both are the default final_eval_loss."""
+    if not columns or set(columns.values()) <= {None, "final_eval_loss"}:
+        return ""
+    if columns["A"] == columns["B"]:
+        return f"; loss: column `{columns['A']}`"
+    return f"; loss: A's column `{columns['A']}`, B's `{columns['B']}`"
+
+
 def render_comparison(summary: dict, names: tuple[str, str]) -> str:
     """compare.md: the joint law, the multiplier table and the crossing."""
     a, b = names
@@ -175,8 +184,7 @@ def render_comparison(summary: dict, names: tuple[str, str]) -> str:
              f"({'shared' if summary['shared_irreducible'] else 'separate'} irreducible loss; "
              f"{summary['n_points']['A']} + {summary['n_points']['B']} frontier points, "
              f"{summary['bootstrap_resamples']} bootstrap resamples)"
-             + (f"; loss: column `{summary['loss_column']}`" if "loss_column" in summary else "")
-             + ".", "",
+             + _loss_columns(summary.get("loss_columns")) + ".", "",
              "| parameter | value | 95% interval |", "|---|---|---|"]
     for name, row in params.items():
         lines.append(f"| {name} | {row['value']:.4g} | {row.get('ci_low', float('nan')):.4g} – "

@@ -6,7 +6,7 @@ scores their final evaluation's batches twice: with each row's own
 encoder input, and with the encoder input of the row before it in the batch (another window of
 the corpus). A model that reads its source loses much more from the swap than one that writes
 spans from its own decoder context. The loss is split by target: the first token of a span (what
-only the source can tell), the span's other tokens, the sentinels (where a span ends) and EOS.
+only the source can tell), the span's other tokens and the sentinels (where a span ends).
 Writes the `encoder_use` section of BENCHMARKS.md.
 
 Run: python -m bench.bench_encoder_use [--runs RUN_DIR,RUN_DIR,...]
@@ -36,9 +36,17 @@ def token_losses(workdir: pathlib.Path) -> dict[str, dict[str, float]]:
     run = trained.load(workdir, single_device=True)
     config = run.config
     net = model_lib.Transformer(run.model)
-    apply = jax.jit(lambda params, tokens, source: net.apply({"params": params}, tokens,
-                                                             encoder_tokens_BxS=source))
-    sums = {source: {name: [] for name in CATEGORIES} for source in ("own", "another row's")}
+
+    @jax.jit
+    def losses(params, batch, masks):
+        """Mean loss over each mask's targets (the training loop's cross-entropy)."""
+        logits = net.apply({"params": params}, batch["inputs"],
+                           encoder_tokens_BxS=batch["encoder_inputs"])
+        return {name: model_lib.cross_entropy_loss(logits, batch["targets"], mask_BxL=mask)[0]
+                for name, mask in masks.items()}
+
+    totals = {source: {name: [0.0, 0] for name in CATEGORIES}
+              for source in ("own", "another row's")}
     with data.make_loader(config.data, batch_size=config.train.batch_size, seed=config.seed,
                           train_cfg=config.train) as loader, run.context():
         first_sentinel = loader.objective.special.sentinel(0)
@@ -56,14 +64,12 @@ def token_losses(workdir: pathlib.Path) -> dict[str, dict[str, float]]:
             for source, encoder_inputs in (("own", batch["encoder_inputs"]),
                                            ("another row's", np.roll(batch["encoder_inputs"], 1,
                                                                      axis=0))):
-                logits = np.asarray(apply(run.params, batch["inputs"], encoder_inputs), np.float64)
-                logits -= logits.max(axis=-1, keepdims=True)
-                log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-                nll = -np.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0]
-                for name, mask in masks.items():
-                    sums[source][name].append(nll[mask])
-    return {source: {name: float(np.concatenate(parts).mean()) for name, parts in by.items()}
-            for source, by in sums.items()}
+                means = losses(run.params, {**batch, "encoder_inputs": encoder_inputs}, masks)
+                for name, mask in masks.items():  # weighted by each batch's count of targets
+                    totals[source][name][0] += float(means[name]) * int(mask.sum())
+                    totals[source][name][1] += int(mask.sum())
+    return {source: {name: total / count for name, (total, count) in by.items()}
+            for source, by in totals.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -327,9 +327,17 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("train.continuation_tokens", k,
                           f"0 with train.objective={objective!r} (only "
                           f"{', '.join(objectives.CONTINUATION_OBJECTIVES)} score a continuation)")
-    if k >= data.seq_len:
-        raise ConfigError("train.continuation_tokens", k, f"less than data.seq_len={data.seq_len} "
-                          "(the continuation needs a token before it)")
+    if k > data.seq_len:
+        raise ConfigError("train.continuation_tokens", k, f"at most data.seq_len={data.seq_len} "
+                          "(the continuation needs a token of its window before it)")
+    if k and data.document_mask:
+        raise ConfigError("train.continuation_tokens", k, "0 with data.document_mask=True (the "
+                          "continuation is scored given its whole window)")
+    positions = config.model.max_seq_len or data.seq_len
+    if k and objective == "span_corruption" and max(k + 2, data.seq_len + 2 - k) > positions:
+        raise ConfigError("train.continuation_tokens", k,
+                          f"a value whose encoder input ({data.seq_len + 2 - k} tokens) and decoder "
+                          f"input ({k + 2}) fit model.max_seq_len={positions}")
     if objective == "span_corruption" and data.seq_len < 4:
         raise ConfigError("data.seq_len", data.seq_len, ">= 4 with span_corruption (kept and "
                                                         "dropped tokens in every row)")

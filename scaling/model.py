@@ -144,13 +144,15 @@ class Transformer(nn.Module):
 
     `tokens_BxL` are the (decoder) tokens; `encoder_tokens_BxS` the source sequence of an
     encoder–decoder. `segment_ids_BxL` marks packed documents: with `cfg.document_mask`,
-    self-attention stays within a document (cross-attention sees the whole source).
-    Encoder and decoder share the token embedding (and the learned position table). With
+    self-attention stays within a document (cross-attention sees the whole source). A source's
+    padding (`cfg.source_pad_id`) is masked from the encoder's self-attention and from
+    cross-attention. Encoder and decoder share the token embedding (and the learned position table). With
     sinusoidal positions the embeddings are multiplied by √d_model before the table is added.
 
     Decoding: `cache` (from `scaling.decoding.init_cache`) holds `index` (the position of
     `tokens_BxL[:, 0]`), each decoder layer's keys and values, and an encoder–decoder's encoded
-    source (computed when `encoder_tokens_BxS` is given, read from the cache otherwise); the call
+    source and its non-padding mask (computed when `encoder_tokens_BxS` is given, read from the
+    cache otherwise); the call
     returns `(logits, {"cache": the cache advanced by L tokens})`. With `return_weights`, it
     returns `(logits, {"attention_weights": {stack name: (layers, B, H, L, L) float32}})`.
     """

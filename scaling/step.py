@@ -37,6 +37,8 @@ class Program:
     init: Callable[[jax.Array], Any]
     train_step: Callable[[Any, dict], tuple[Any, dict]]
     eval_step: Callable[[Any, dict], dict]
+    # The eval step scoring each target over the corpus vocabulary alone (the continuation task).
+    continuation_step: Callable[[Any, dict], dict]
     state_shardings: Any
     batch_sharding: NamedSharding
     abstract_state: Any
@@ -162,14 +164,21 @@ def _target_tokens(batch: dict) -> jax.Array:
     return jnp.float32(batch["targets"].size)
 
 
-def eval_batch(state: dict, batch: dict, *, net: nn.Module, model: ModelConfig) -> dict:
+def eval_batch(state: dict, batch: dict, *, net: nn.Module, model: ModelConfig,
+               scored_vocab: int = 0) -> dict:
     """The held-out loss of one batch under `state["params"]` (mean per target token) and the
-    number of target tokens it averaged over."""
+    number of target tokens it averaged over. With `scored_vocab`, each target is scored by the
+    model's distribution over ids [0, scored_vocab) alone (the targets it averages over must lie
+    there): the corpus vocabulary, without an objective's special tokens."""
     logits = net.apply({"params": state["params"]}, batch["inputs"],
                        segment_ids_BxL=batch.get("segment_ids"),
                        encoder_tokens_BxS=batch.get("encoder_inputs"), deterministic=True)
-    loss, _ = model_lib.cross_entropy_loss(logits, batch["targets"], z_loss=0.0,
-                                           mask_BxL=batch.get("loss_mask"))
+    targets, mask = batch["targets"], batch.get("loss_mask")
+    if scored_vocab:
+        logits = logits[..., :scored_vocab]
+        # Unscored positions may hold special tokens: point them at id 0 (their weight is 0).
+        targets = targets if mask is None else jnp.where(mask > 0, targets, 0)
+    loss, _ = model_lib.cross_entropy_loss(logits, targets, z_loss=0.0, mask_BxL=mask)
     return {"loss": loss, "target_tokens": _target_tokens(batch)}
 
 
@@ -207,10 +216,16 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
         in_shardings=(state_shardings, batch_shardings),
         out_shardings=(state_shardings, replicated),
         donate_argnums=0)
-    # Any batch of the objective's form, also with a loss mask (the continuation task).
     eval_step = jax.jit(functools.partial(eval_batch, net=net, model=model),
-                        in_shardings=(state_shardings, batch_sharding), out_shardings=replicated)
+                        in_shardings=(state_shardings, batch_shardings), out_shardings=replicated)
+    # The continuation task's batches (a loss mask beside the objective's arrays), scored over the
+    # corpus vocabulary: the model's vocabulary less the objective's special tokens.
+    corpus_vocab = model.vocab_size - objective.vocab_size
+    continuation_step = jax.jit(
+        functools.partial(eval_batch, net=net, model=model, scored_vocab=corpus_vocab),
+        in_shardings=(state_shardings, batch_sharding), out_shardings=replicated)
     return Program(mesh=mesh, rules=rules, init=init, train_step=train_step, eval_step=eval_step,
+                   continuation_step=continuation_step,
                    state_shardings=state_shardings, batch_sharding=batch_sharding,
                    abstract_state=abstract_state, schedule=schedule)
 

@@ -230,20 +230,24 @@ class Trainer:
             return None
         return tokens_per_second * self.mfu_flops_per_token / self.peak
 
-    def evaluate(self, batches: list) -> tuple[float, float]:
-        """Mean held-out loss over `batches` and its standard error (batch-to-batch spread)."""
+    def evaluate(self, batches: list, step=None) -> tuple[float, float]:
+        """Mean held-out loss over `batches` under `step` (the program's eval step by default)
+        and its standard error (batch-to-batch spread)."""
+        step = step or self.program.eval_step
         losses = np.asarray(jax.device_get(
-            [self.program.eval_step(self.state, batch)["loss"] for batch in batches]), np.float64)
+            [step(self.state, batch)["loss"] for batch in batches]), np.float64)
         stderr = float(losses.std(ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else None
         return float(losses.mean()), stderr
 
     def _continuation_loss(self, num_batches: int) -> dict:
         """The continuation task's loss (`train.continuation_tokens`) on the windows of the
-        final evaluation, and its standard error."""
+        final evaluation, each model scored over the corpus vocabulary (a decoder's whole
+        vocabulary; an encoder–decoder's without its sentinels and other special tokens), and its
+        standard error."""
         batches = [parallel.global_batch(batch, self.program.batch_sharding)
                    for batch in self.loader.continuation_batches(
                        num_batches, self.config.train.continuation_tokens)]
-        loss, stderr = self.evaluate(batches)
+        loss, stderr = self.evaluate(batches, self.program.continuation_step)
         return {"continuation_loss": loss, "continuation_stderr": stderr}
 
     def _note_losses(self, record: dict) -> None:

@@ -412,6 +412,17 @@ def test_compare_fits_the_results_column_loss_col_names(tmp_path):
     assert multipliers[None] == pytest.approx([1.0] * 9, rel=0.05)
     assert multipliers["final_continuation_loss"] == pytest.approx([2.0] * 9, rel=0.1)
     assert "`final_continuation_loss`" in (out / "compare.md").read_text()
+    # A results.csv against a plain CSV whose loss column --loss-col names: the results.csv keeps
+    # its final_eval_loss.
+    table = pd.read_csv(tmp_path / "b.csv")
+    table.rename(columns={"non_embedding_params": "n", "flops": "c", "final_eval_loss": "loss"})[
+        ["n", "c", "loss"]].to_csv(tmp_path / "plain.csv", index=False)
+    out = tmp_path / "cmp-plain"
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "plain.csv"), "--n-col", "n",
+                 "--c-col", "c", "--loss-col", "loss", "--bootstrap", "0", "--out", str(out)]) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    assert summary["loss_columns"] == {"A": "final_eval_loss", "B": "loss"}
+    assert [row["value"] for row in summary["multiplier"]] == pytest.approx([1.0] * 9, rel=0.05)
     # A single fit of that column, and a column the file lacks named in one line.
     assert main(["--results", str(tmp_path / "a.csv"), "--loss-col", "final_continuation_loss",
                  "--bootstrap", "0", "--out", str(tmp_path / "fit")]) == 0
@@ -420,6 +431,10 @@ def test_compare_fits_the_results_column_loss_col_names(tmp_path):
     # Every run at D/N = 20: L(N, D) cannot separate N from D, and says so rather than fitting.
     assert "same tokens per parameter (D/N = 20)" in fit["skipped"]["chinchilla"]
     assert "Loss fitted: column `final_continuation_loss`" in (tmp_path / "fit" / "report.md").read_text()
-    with pytest.raises(ValueError, match="missing column.*final_loss_typo"):
+    with pytest.raises(ValueError, match="missing column.*final_loss_typo") as error:
         from analysis.inputs import read_results
         read_results(tmp_path / "a.csv", "final_loss_typo")
+    assert "\n" not in str(error.value)
+    # Two results.csv and a column neither has: an error, not a silent fallback.
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--loss-col",
+                 "final_loss_typo", "--bootstrap", "0", "--out", str(tmp_path / "typo")]) == 2

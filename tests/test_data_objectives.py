@@ -233,7 +233,7 @@ def test_continuation_no_leak_of_a_scored_token_into_its_own_or_earlier_predicti
     logits = lambda b: np.asarray(apply(jnp.asarray(b["inputs"]), jnp.asarray(b["encoder_inputs"])))
     reference = logits(reference_batch)
     from scaling.data import packing
-    for m in range(k - 1):
+    for m in range(k):
         perturbed = w.copy()
         perturbed[0, LENGTH + 1 - k + m] = (perturbed[0, LENGTH + 1 - k + m] + 7) % BASE
         other = spans.continuation(packing.make_batch(perturbed, EOD), k)
@@ -248,7 +248,8 @@ def test_continuation_no_leak_of_a_scored_token_into_its_own_or_earlier_predicti
                                           ("encoder_decoder", "span_corruption")])
 def test_continuation_loss_is_the_mean_over_the_scored_tokens(layout, name):
     """The eval step on a continuation batch against a NumPy cross-entropy over the k scored
-    tokens only."""
+    tokens only, each scored by the model's distribution over the corpus vocabulary (the
+    encoder–decoder's special tokens left out)."""
     from scaling.step import eval_batch
 
     k = 5
@@ -259,14 +260,14 @@ def test_continuation_loss_is_the_mean_over_the_scored_tokens(layout, name):
     source = jnp.asarray(batch["encoder_inputs"]) if "encoder_inputs" in batch else None
     params = random_params(net, jnp.asarray(batch["inputs"]), source)
     got = eval_batch({"params": params}, {key: jnp.asarray(v) for key, v in batch.items()},
-                     net=net, model=cfg)
+                     net=net, model=cfg, scored_vocab=BASE)
     logits = np.asarray(net.apply({"params": params}, jnp.asarray(batch["inputs"]),
-                                  encoder_tokens_BxS=source), np.float64)
+                                  encoder_tokens_BxS=source), np.float64)[..., :BASE]
     logits -= logits.max(axis=-1, keepdims=True)
     log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-    nll = -np.take_along_axis(log_p, batch["targets"][..., None], axis=-1)[..., 0]
     mask = batch["loss_mask"].astype(bool)
-    assert mask.sum() == 3 * k
+    nll = -np.take_along_axis(log_p, np.where(mask, batch["targets"], 0)[..., None], axis=-1)[..., 0]
+    assert mask.sum() == 3 * k and (batch["targets"][mask] < BASE).all()
     assert float(got["loss"]) == pytest.approx(nll[mask].mean(), rel=1e-5)
     assert float(got["target_tokens"]) == 3 * k
 
@@ -302,7 +303,8 @@ def test_valid_pairs_pass_validation():
 
 @pytest.mark.parametrize("objective_name, layout, k, words", [
     ("masked_lm", "encoder", 19, "0 with train.objective='masked_lm'"),
-    ("causal_lm", "decoder", 128, "less than data.seq_len=128"),
+    ("causal_lm", "decoder", 129, "at most data.seq_len=128"),
+    ("span_corruption", "encoder_decoder", 1, "fit model.max_seq_len=128"),
 ])
 def test_continuation_tokens_that_cannot_be_scored_fail_validation(objective_name, layout, k, words):
     from scaling.config import ConfigError, default_config, validate

@@ -153,29 +153,31 @@ def test_an_encoder_only_model_cannot_generate():
 PAD = VOCAB - 1
 
 
-@pytest.mark.parametrize("position", ["sinusoidal"])
-def test_a_sources_padding_changes_no_logit_in_training_or_decoding(position):
+def test_a_sources_padding_changes_no_logit_in_training_or_decoding():
     """Rows of 7 and 4 source tokens padded to 9 and to 15: the same logits from a full forward
-    pass and the same greedy decode, since padding is masked from the encoder's self-attention and
-    the decoder's cross-attention. Without the mask (no pad id) the logits change: the check can
-    fail."""
+    pass and from a decoding step that reads the encoded source from the cache, since padding is
+    masked from the encoder's self-attention and the decoder's cross-attention (the cache keeps
+    the mask). Without the mask (no pad id) both change: the check can fail."""
     rng = np.random.default_rng(0)
     source = rng.integers(0, PAD, (2, 7)).astype(np.int32)
     source[1, 4:] = PAD
     tokens = jnp.asarray(rng.integers(0, PAD, (2, 6)), jnp.int32)
     padded = {width: jnp.asarray(np.pad(source, ((0, 0), (0, width - 7)), constant_values=PAD))
               for width in (9, 15)}
-    settings = decoding.SamplingSettings(temperature=0.0, max_new_tokens=5)
-    logits, decoded = {}, {}
+    full, step = {}, {}
     for pad_id in (PAD, -1):
-        model = tiny_model(layout="encoder_decoder", position=position, source_pad_id=pad_id)
+        model = tiny_model(layout="encoder_decoder", position="sinusoidal", source_pad_id=pad_id)
         params = jax.tree.map(lambda x: x * 3.0, init(model))  # sharper attention than at init
-        net = model_lib.Transformer(model)
+        apply = cached_apply(model)
         for width, src in padded.items():
-            logits[pad_id, width] = np.asarray(net.apply({"params": params}, tokens,
-                                                         encoder_tokens_BxS=src))
-            decoded[pad_id, width] = np.asarray(decoding.generate(
-                model, params, tokens, jax.random.key(0), settings, source_BxS=src))
-    np.testing.assert_allclose(logits[PAD, 9], logits[PAD, 15], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(decoded[PAD, 9], decoded[PAD, 15])
-    assert not np.allclose(logits[-1, 9], logits[-1, 15], rtol=1e-3, atol=1e-3)
+            full[pad_id, width] = np.asarray(model_lib.Transformer(model).apply(
+                {"params": params}, tokens, encoder_tokens_BxS=src))
+            # Prefill the first five tokens with the source, then one step from the cache alone.
+            cache = decoding.init_cache(model, 2, tokens.shape[1], width)
+            _, extras = apply(params, tokens[:, :5], cache, src)
+            logits, _ = apply(params, tokens[:, 5:], extras["cache"], None)
+            step[pad_id, width] = np.asarray(logits)
+    for logits in (full, step):
+        np.testing.assert_allclose(logits[PAD, 9], logits[PAD, 15], rtol=1e-5, atol=1e-5)
+        assert not np.allclose(logits[-1, 9], logits[-1, 15], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(step[PAD, 9][:, 0], full[PAD, 9][:, 5], rtol=1e-4, atol=1e-4)

@@ -104,7 +104,8 @@ RESUME = [*SHORT, *SPAN_CORRUPTION, "--config.train.steps=30", "--config.train.l
 def continuation_loss_from_checkpoint(workdir, k):
     """The continuation loss of a finished run, recomputed from its final checkpoint: the model's
     logits on the final evaluation's windows as the continuation task, and a NumPy cross-entropy
-    over the scored tokens of each batch, averaged over batches."""
+    over the scored tokens of each batch under the model's distribution over the corpus vocabulary
+    (its first `loader.vocab_size` ids), averaged over batches."""
     from scaling import model as model_lib
     from scaling import trained
     from scaling.data import make_loader
@@ -118,11 +119,14 @@ def continuation_loss_from_checkpoint(workdir, k):
         for batch in loader.continuation_batches(train_cfg.final_eval_batches
                                                  or train_cfg.eval_batches, k):
             logits = np.asarray(net.apply({"params": run.params}, batch["inputs"],
-                                          encoder_tokens_BxS=batch["encoder_inputs"]), np.float64)
+                                          encoder_tokens_BxS=batch["encoder_inputs"]),
+                                np.float64)[..., :loader.vocab_size]
             logits -= logits.max(axis=-1, keepdims=True)
             log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-            nll = -np.take_along_axis(log_p, batch["targets"][..., None], axis=-1)[..., 0]
-            losses.append(nll[batch["loss_mask"] == 1].mean())
+            scored = batch["loss_mask"] == 1
+            targets = np.where(scored, batch["targets"], 0)
+            nll = -np.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0]
+            losses.append(nll[scored].mean())
     return float(np.mean(losses))
 
 

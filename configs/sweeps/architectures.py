@@ -23,6 +23,7 @@ loss both layouts compute on the same tokens from the same context. See docs/arc
 
 import pathlib
 
+from scaling.data.objectives import span_counts
 from scaling.overrides import load_config
 
 MILLION = 1_000_000
@@ -32,15 +33,18 @@ ARCHITECTURES = {
                         "train": {"objective": "span_corruption"}},
 }
 VARIANTS = tuple(ARCHITECTURES)
-CONTINUATION_TOKENS = 19  # round(0.15 · 128): what span corruption drops from a window
 
 
 def get_config(architecture: str = "decoder"):
     sweep = load_config(str(pathlib.Path(__file__).with_name("demo.py")))
+    run = load_config(str(pathlib.Path(__file__).parents[1] / "demo.py"))
+    # As many tokens as span corruption drops from a window: round(0.15 · 128) = 19.
+    continuation_tokens = span_counts(run.data.seq_len, run.train.noise_density,
+                                      run.train.mean_span_length)[0]
     sweep.name = f"arch-{architecture.replace('_', '')}"
     sweep.ladder_tokens = tuple(m * MILLION for m in (1, 2, 4))
     overrides = ARCHITECTURES[architecture]
     sweep.overrides.model = overrides["model"]
     sweep.overrides.train.update({**overrides["train"],
-                                  "continuation_tokens": CONTINUATION_TOKENS})
+                                  "continuation_tokens": continuation_tokens})
     return sweep

@@ -17,7 +17,10 @@ A held-out metric both a decoder and an encoder–decoder compute (`Objective.co
 last k tokens of each window given every token before them. The decoder scores its last k targets;
 the encoder–decoder encodes the tokens before them followed by the first sentinel (a row whose one
 dropped span is its end) and scores the span its decoder writes. Both see the same context and
-score the same tokens, so layouts trained on different objectives compare on one quantity.
+score the same tokens, each with its distribution over the corpus vocabulary (an encoder–decoder's
+sentinels and other special tokens left out: none is a corpus token, and a span-corruption
+decoder, never trained on a span this long, puts much of its mass on ending it), so layouts
+trained on different objectives compare on one quantity.
 
 The randomness of a corrupted row is a pure function of (seed, global row index) — and of the row
 index alone for held-out rows — so the batch for step k still depends only on (seed, k), a resumed
