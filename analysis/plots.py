@@ -223,10 +223,10 @@ def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = 
     for label, frontier, key, color in ((names[0], comparison.frontier_a, "A", "steelblue"),
                                         (names[1], comparison.frontier_b, "B", "crimson")):
         left.scatter(frontier.flops, frontier.loss, s=12, color=color, label=f"{key}: {label}")
-        law = params[f"E_{key}"] + params[f"A_{key}"] * grid ** -params[f"alpha_{key}"]
+        fitted = params[f"E_{key}"] + params[f"A_{key}"] * grid ** -params[f"alpha_{key}"]
         inside = (grid >= frontier.flops.min()) & (grid <= frontier.flops.max())
-        left.plot(grid, np.where(inside, law, np.nan), color=color)
-        left.plot(grid, np.where(inside, np.nan, law), color=color, ls="--", lw=1)  # extrapolated
+        left.plot(grid, np.where(inside, fitted, np.nan), color=color)
+        left.plot(grid, np.where(inside, np.nan, fitted), color=color, ls="--", lw=1)  # extrapolated
     left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=loss_label, title="Frontiers and joint fit")
     left.legend(fontsize=7)
     multiplier = effective_compute_multiplier(params, grid)
