@@ -15,7 +15,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-from launch.results import FIT_COLUMNS
+from launch.results import FIT_COLUMNS, WANDB_NAMES
 
 # What a fit needs of a sweep's results.csv, whose columns `launch.results` declares (a plain
 # module of names: the analysis still imports no training code).
@@ -143,12 +143,15 @@ def _strip_wandb_prefix(column: str) -> str:
 
 def read_wandb_export(path, loss_column: str = "final_eval_loss") -> Sweep:
     """A W&B runs-table CSV export of this project's runs: the summary and config fields carry
-    the results.csv column names (optionally prefixed `summary.` / `config.`); `Name` is the run
+    the results.csv column names, or the names the runs logged them under (`eval/final_loss`,
+    `launch.results.WANDB_NAMES`), optionally prefixed `summary.` / `config.`; `Name` is the run
     name and `State` stands in for `status` when no status field was logged."""
     table = _read_csv(path)
+    flat_names = {wandb_name: name for name, wandb_name in WANDB_NAMES.items()}
     renamed = {}
     for column in table.columns:
         plain = _strip_wandb_prefix(str(column))
+        plain = flat_names.get(plain, plain)
         plain = {"Name": "name", "State": "state"}.get(plain, plain)
         renamed.setdefault(plain, column)
     table = pd.DataFrame({plain: table[column] for plain, column in renamed.items()})

@@ -1,6 +1,7 @@
 """The tables a sweep writes — `results.csv` (one row per run) and `curves.csv` (every logged
-point of every run) — declared once: the sweep runner and the W&B registry write these columns,
-the analysis reads them. Nothing here imports the training code.
+point of every run) — and the names W&B shows their fields under, declared once: the sweep runner
+and the W&B registry write these columns, runs log under these W&B names, the analysis reads both.
+Nothing here imports the training code.
 """
 
 RESULT_COLUMNS = (
@@ -12,6 +13,24 @@ RESULT_COLUMNS = (
     "diverged_step", "error")
 CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "train_loss",
                  "eval_loss")
+# Flat metric / summary name → the name W&B shows it under (sections for its dashboards); names
+# not listed (step, tokens, flops, params, status, ...) keep theirs. `scaling.tracking` logs under
+# these names, and the analysis maps a W&B export back to the columns above.
+WANDB_NAMES = {
+    "train_loss": "train/loss", "eval_loss": "eval/loss", "eval_stderr": "eval/loss_stderr",
+    "eval_tokens": "eval/tokens", "lr": "optim/lr", "grad_norm": "optim/grad_norm",
+    "skipped_steps": "optim/skipped_steps", "tokens_per_second": "perf/tokens_per_second",
+    "mfu": "perf/mfu", "eval_seconds": "perf/eval_seconds",
+    "final_train_loss": "train/final_loss", "final_eval_loss": "eval/final_loss",
+    "final_eval_stderr": "eval/final_loss_stderr", "final_eval_tokens": "eval/final_tokens",
+    "continuation_loss": "eval/continuation_loss",
+    "continuation_stderr": "eval/continuation_loss_stderr",
+    "final_continuation_loss": "eval/final_continuation_loss",
+    "final_continuation_stderr": "eval/final_continuation_loss_stderr",
+    "compile_seconds": "perf/compile_seconds", "wall_seconds": "perf/wall_seconds",
+    "loop_seconds": "perf/loop_seconds", "peak_flops": "perf/peak_flops",
+}
+
 # What a fit needs of results.csv.
 FIT_COLUMNS = ("name", "status", "params", "non_embedding_params", "tokens", "flops",
                "flop_convention", "final_eval_loss")

@@ -22,28 +22,13 @@ import string
 import sys
 import time
 
+from launch.results import WANDB_NAMES
 from scaling import files
 
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb_run_id.txt"
 
-# Flat metric / summary name → its W&B name. Names not listed (step, tokens, flops, params, status,
-# ...) keep theirs.
-WANDB_NAMES = {
-    "train_loss": "train/loss", "eval_loss": "eval/loss", "eval_stderr": "eval/loss_stderr",
-    "eval_tokens": "eval/tokens", "lr": "optim/lr", "grad_norm": "optim/grad_norm",
-    "skipped_steps": "optim/skipped_steps", "tokens_per_second": "perf/tokens_per_second",
-    "mfu": "perf/mfu", "eval_seconds": "perf/eval_seconds",
-    "final_train_loss": "train/final_loss", "final_eval_loss": "eval/final_loss",
-    "final_eval_stderr": "eval/final_loss_stderr", "final_eval_tokens": "eval/final_tokens",
-    "continuation_loss": "eval/continuation_loss",
-    "continuation_stderr": "eval/continuation_loss_stderr",
-    "final_continuation_loss": "eval/final_continuation_loss",
-    "final_continuation_stderr": "eval/final_continuation_loss_stderr",
-    "compile_seconds": "perf/compile_seconds", "wall_seconds": "perf/wall_seconds",
-    "loop_seconds": "perf/loop_seconds", "peak_flops": "perf/peak_flops",
-}
 X_AXES = ("step", "tokens", "flops", "flops_6N", "flops_full")
 # Which x-axis each section is drawn against by default (any logged axis can be picked in W&B).
 SECTION_AXES = {"train": "tokens", "eval": "tokens", "optim": "step", "perf": "step"}

@@ -146,6 +146,24 @@ def test_wandb_export_maps_states_and_prefixes(tmp_path):
     assert list(sweep.excluded["reason"]) == ["status failed"]
 
 
+def test_wandb_export_under_the_names_runs_log(tmp_path):
+    """An export as W&B holds this project's runs: summary fields under the names the runs logged
+    (`eval/final_loss`, `eval/final_continuation_loss`), read back as results columns."""
+    from scaling.tracking import to_wandb_names
+
+    rows = []
+    for name, loss in (("a", 3.0), ("b", 2.5)):
+        row = dict(results_row(name, loss=loss), final_continuation_loss=loss + 0.5)
+        logged = to_wandb_names({k: v for k, v in row.items() if k not in ("name", "status")})
+        assert "eval/final_loss" in logged and "final_eval_loss" not in logged
+        rows.append({**{f"summary.{k}": v for k, v in logged.items()}, "Name": name,
+                     "State": "finished"})
+    path = tmp_path / "export.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert list(read_wandb_export(path).runs["loss"]) == [3.0, 2.5]
+    assert list(read_wandb_export(path, "final_continuation_loss").runs["loss"]) == [3.5, 3.0]
+
+
 class FakeResponse(io.BytesIO):
     def __enter__(self):
         return self
