@@ -189,23 +189,17 @@ def run(args) -> pathlib.Path:
     return out_dir
 
 
-def _is_results(path: str) -> bool:
-    from analysis.inputs import RESULTS_COLUMNS, csv_columns
-
-    return set(RESULTS_COLUMNS) <= set(csv_columns(path))
-
-
-def _recipe_frontier(path: str, args, other_is_results: bool):
-    """The compute frontier of one recipe's runs, and the loss column it used: a results.csv
-    (with its curves.csv) with its loss from --loss-col, or from final_eval_loss when --loss-col
-    is absent or names the column of the other recipe's plain CSV; or a CSV named with --n-col
-    etc."""
-    from analysis.inputs import csv_columns
+def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool):
+    """The compute frontier of one recipe's runs (a CSV of `columns`), and the loss column it
+    used: a results.csv (with its curves.csv) with its loss from --loss-col, or from
+    final_eval_loss when --loss-col is absent or names the column of the other recipe's plain
+    CSV; or a CSV named with --n-col etc."""
+    from analysis.inputs import RESULTS_COLUMNS
     from analysis.pipeline import compute_frontier
 
     loss_column = args.loss_col or "final_eval_loss"
-    if _is_results(path):
-        if loss_column not in csv_columns(path) and not other_is_results:
+    if set(RESULTS_COLUMNS) <= columns:
+        if loss_column not in columns and not other_is_results:
             loss_column = "final_eval_loss"
         sweep = read_results(path, loss_column)
         runs, curves = sweep.runs, sweep.curves
@@ -226,6 +220,7 @@ def _recipe_frontier(path: str, args, other_is_results: bool):
 def run_compare(args) -> pathlib.Path:
     """`--compare A B`: the joint fit, the multiplier table and the figure."""
     from analysis.compare import compare_recipes, render_comparison
+    from analysis.inputs import RESULTS_COLUMNS, csv_columns
     from analysis.plots import LOSS_LABEL, plot_comparison
     from analysis.report import json_ready
 
@@ -233,9 +228,11 @@ def run_compare(args) -> pathlib.Path:
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 or more resamples")
     path_a, path_b = args.compare
-    results = _is_results(path_a), _is_results(path_b)
+    columns = [set(csv_columns(path)) for path in (path_a, path_b)]
+    results = [set(RESULTS_COLUMNS) <= names for names in columns]
     (frontier_a, column_a), (frontier_b, column_b) = (
-        _recipe_frontier(path_a, args, results[1]), _recipe_frontier(path_b, args, results[0]))
+        _recipe_frontier(path_a, args, columns[0], results[1]),
+        _recipe_frontier(path_b, args, columns[1], results[0]))
     comparison = compare_recipes(frontier_a, frontier_b, shared_irreducible=not args.separate_e,
                                  num_resamples=args.bootstrap, seed=args.seed)
     out_dir = pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare"

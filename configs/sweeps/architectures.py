@@ -9,8 +9,9 @@ and training recipe, so the two laws differ only by layout and objective.
 
 An encoder–decoder member has an encoder as deep as its decoder (about twice the decoder-only
 member's parameters), and every run's compute is counted per corpus token with encoder and
-decoder tokens counted separately (scaling.flops.objective_flops_per_token), so "matched compute"
-means equal FLOPs. The two objectives' own losses are different quantities; every run's final
+decoder tokens counted separately (scaling.flops.objective_flops_per_token); budgets are corpus
+tokens, and the two architectures are compared at equal FLOPs on their compute frontiers. The two
+objectives' own losses are different quantities; every run's final
 evaluation also scores the last 19 tokens of each held-out window given the 110 before them
 (`train.continuation_tokens`; 19 is the number of tokens span corruption drops from a window), a
 loss both layouts compute on the same tokens from the same context. See docs/architectures.md.
@@ -37,7 +38,7 @@ VARIANTS = tuple(ARCHITECTURES)
 
 def get_config(architecture: str = "decoder"):
     sweep = load_config(str(pathlib.Path(__file__).with_name("demo.py")))
-    run = load_config(str(pathlib.Path(__file__).parents[1] / "demo.py"))
+    run = load_config(str(pathlib.Path(__file__).parents[2] / sweep.base_config))
     # As many tokens as span corruption drops from a window: round(0.15 · 128) = 19.
     continuation_tokens = span_counts(run.data.seq_len, run.train.noise_density,
                                       run.train.mean_span_length)[0]
