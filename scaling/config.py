@@ -167,7 +167,8 @@ class TrainConfig:
     eval_every: int = integer(100, "steps between held-out evaluations", minimum=1)
     eval_batches: int = integer(4, "held-out batches per evaluation", minimum=1)
     final_eval_batches: int = integer(0, "held-out batches of the final evaluation; 0 means "
-                                         "eval_batches")
+                                         "eval_batches, -1 the whole held-out split (every window "
+                                         "once)", minimum=-1)
     on_nonfinite: str = option("stop", NONFINITE_ACTIONS, "a non-finite loss or gradient stops "
                                                           "the run, or the update is skipped")
     flop_convention: str = option("full", FLOP_CONVENTIONS, "FLOPs reported as `flops`")

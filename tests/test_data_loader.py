@@ -161,6 +161,26 @@ def test_eval_batches_are_fixed_and_held_out(corpus_config):
                 assert any(text in d for d in eval_documents)
 
 
+def test_whole_split_evaluation_reads_every_window_once(corpus_config):
+    cfg, corpus = corpus_config
+    _, eval_documents = _train_and_eval_documents(corpus)
+    # The validation stream: each document then its EOD; windows of SEQ_LEN + 1 overlapping by one.
+    stream_tokens = sum(len(d) + 1 for d in eval_documents)
+    windows = (stream_tokens - 1) // SEQ_LEN
+    batch_size = 4
+    assert windows >= 2 * batch_size  # the corpus is big enough for the test to mean something
+    with _loader(cfg, batch_size=batch_size) as loader:
+        whole = loader.eval_batches(-1)
+        assert len(whole) == windows // batch_size
+        rows = np.concatenate([batch["inputs"] for batch in whole])
+        # Evenly spaced over a split with fewer windows than that: window i for each i, in order.
+        starts = np.arange(len(rows)) * windows // len(rows)
+        assert len(set(starts.tolist())) == len(rows)
+        for row, start in zip(rows, starts):
+            np.testing.assert_array_equal(row, np.asarray(loader._eval.tokens[
+                start * SEQ_LEN:start * SEQ_LEN + SEQ_LEN], np.int32))
+
+
 def test_sequence_longer_than_a_split_names_seq_len(corpus_config):
     cfg, _ = corpus_config
     too_long = cfg.copy_and_resolve_references()

@@ -73,7 +73,7 @@ def test_cpu_demo_family_spans_thirty_times_in_non_embedding_parameters():
     ("chinchilla.py", "chinchilla-106M", dict(d_model=640, num_layers=16, num_heads=10, d_ff=2560)),
     ("chinchilla.py", None, dict(d_model=512, num_layers=8)),
     ("cpu_demo.py", "d64-L2", dict(d_model=64, num_layers=2, vocab_size=257)),
-    ("cpu_demo.py", None, dict(d_model=16, num_layers=1)),
+    ("cpu_demo.py", None, dict(d_model=8, num_layers=2, num_heads=1)),
 ])
 def test_config_files(file, arg, expected):
     get_config = runpy.run_path(str(CONFIGS / file))["get_config"]

@@ -1,9 +1,9 @@
-"""The CPU demo family: seven small byte-level models that each train in a minute or two on a
+"""The CPU demo family: eleven small byte-level models that each train in a minute or two on a
 laptop CPU.
 
     --config=configs/families/cpu_demo.py:d64-L2
 
-The argument is a name from `scaling.families.cpu_demo_family()` ("d16-L1" ... "d160-L4");
+The argument is a name from `scaling.families.cpu_demo_family()` ("d8-L2" ... "d160-L4");
 without one, the smallest. Byte tokenizer (257 tokens), 128-token sequences.
 """
 

@@ -25,12 +25,12 @@ def get_config():
     sweep.name = "demo"
     sweep.base_config = "configs/demo.py"
     sweep.family = "cpu_demo"
-    sweep.sizes = "d16-L1,d32-L1,d48-L2,d64-L2,d96-L3"
+    sweep.sizes = "d8-L2,d16-L2,d32-L2,d48-L2,d64-L2,d96-L2"
     sweep.plan = "ladder"
     sweep.ladder_tokens = tuple(m * MILLION for m in (1, 2, 3, 4, 6, 8))
     sweep.hparams = "mup_transfer"
     sweep.overrides = {
         "optim": {"lr": 2.0**-5, "schedule": "wsd", "warmup_steps": 50, "decay_fraction": 0.1},
-        "train": {"batch_size": 16, "eval_every": 500, "final_eval_batches": 64},
+        "train": {"batch_size": 8, "eval_every": 1000, "final_eval_batches": -1},
     }
     return sweep

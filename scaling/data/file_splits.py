@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 
 SPLITS = ("train", "validation")
-VALIDATION_FRACTION = 0.02
+VALIDATION_FRACTION = 0.1
 _BUCKETS = 10_000
 
 

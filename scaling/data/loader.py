@@ -103,10 +103,16 @@ class Loader:
         finally:
             stop.set()
 
+    def eval_batch_count(self, num_batches: int) -> int:
+        """`num_batches`, or for -1 the batches that hold every held-out window once."""
+        return max(1, self.eval_windows // self.batch_size) if num_batches == -1 else num_batches
+
     def eval_batches(self, num_batches: int) -> list[dict[str, np.ndarray]]:
-        """`num_batches` batches from the held-out split, the same on every call and for every
-        seed: windows evenly spaced over the split (repeating only if it has fewer windows than
-        `num_batches * batch_size`). Each batch is this host's slice of the global eval batch."""
+        """`num_batches` batches from the held-out split (-1: `eval_batch_count`), the same on
+        every call and for every seed: windows evenly spaced over the split (repeating only if it
+        has fewer windows than `num_batches * batch_size`). Each batch is this host's slice of
+        the global eval batch."""
+        num_batches = self.eval_batch_count(num_batches)
         if num_batches not in self._eval_batches:
             self._eval_batches[num_batches] = [
                 self.objective.apply(packed, self.objective.row_keys(rows, self.seed, held_out=True))
@@ -121,6 +127,7 @@ class Loader:
 
     def _held_out_windows(self, num_batches: int):
         """(packed batch, global row indices) of this host's held-out windows, batch by batch."""
+        num_batches = self.eval_batch_count(num_batches)
         total = num_batches * self.batch_size
         if self.eval_windows >= total:
             windows = np.arange(total, dtype=np.int64) * self.eval_windows // total

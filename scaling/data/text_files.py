@@ -119,8 +119,9 @@ def text_files_config(files: str) -> TextFilesConfig:
 class TextFiles(tfds.core.GeneratorBasedBuilder):
     """A user's text files, one example per file (see the module docstring for the splits)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "One document per file, split by file."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "One document per file, split by file.",
+                     "1.1.0": "Validation is 10% of files, or a single file's last 10% (was 2%)."}
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
