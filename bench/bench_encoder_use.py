@@ -26,7 +26,7 @@ from scaling import data, model as model_lib, trained
 
 DEFAULT_RUNS = tuple(str(path) for path in (
     *(run_directory(pathlib.Path("runs/arch-encdec"), f"arch-encoderdecoder-{size}-D4e6")
-      for size in ("d48-L2", "d64-L2", "d96-L3")),
+      for size in ("d48-L2", "d64-L2", "d96-L2")),
     run_directory(pathlib.Path("runs/arch-long-encdec"), "arch-encoderdecoder-d48-L2-D1.6e7")))
 CATEGORIES = ("all targets", "first token of a span", "other span tokens", "sentinels")
 

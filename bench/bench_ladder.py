@@ -8,7 +8,8 @@ plans them), trains
   parent) with `--seeds` seeds (seed 0 is the parent's);
 and reports the branch's final held-out loss, the seed-0 independent run's, their difference, the
 seed-to-seed spread (sample standard deviation) and the final evaluation's own noise (standard
-error over its batches). Writes the `ladder` section of BENCHMARKS.md.
+error over its batches); then the main run again with the other seeds, for the spread at the
+largest budget. Writes the `ladder` section of BENCHMARKS.md.
 
 Run: python -m bench.bench_ladder [--size d64-L2] [--tokens 1000000] [--seeds 3]
 """
@@ -65,11 +66,15 @@ def main(argv: list[str] | None = None) -> None:
     alone = independent_overrides(branch_run)
     with tempfile.TemporaryDirectory() as root:
         root = pathlib.Path(root)
-        train_planned(main_run, base_config, root)
+        main_losses = [train_planned(main_run, base_config, root)["final_eval_loss"]]
         branch = train_planned(branch_run, base_config, root)
         independent = [train_planned(branch_run, base_config, root, name=f"seed{seed}",
                                      overrides={**alone, "seed": seed})
                        for seed in range(args.seeds)]
+        main_losses += [train_planned(main_run, base_config, root, name=f"main-seed{seed}",
+                                      overrides={**independent_overrides(main_run), "seed": seed}
+                                      )["final_eval_loss"]
+                        for seed in range(1, args.seeds)]
     losses = [run["final_eval_loss"] for run in independent]
     spread = statistics.stdev(losses)
     difference = branch["final_eval_loss"] - losses[0]
@@ -84,7 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     body = (f"{table}\n\nIndependent losses by seed: {', '.join(f'{x:.5f}' for x in losses)}. "
             f"The branch starts from the {main_run.steps}-step main run at step {start} (its "
             f"cooldown is the last {steps - start} of {steps} steps). |difference| / seed spread "
-            f"= {abs(difference) / spread:.2g}.\n")
+            f"= {abs(difference) / spread:.2g}.\n\nAt the main run's budget "
+            f"({main_run.tokens:,} tokens) the {args.seeds} seeds give "
+            f"{', '.join(f'{x:.5f}' for x in main_losses)}: spread (sd) "
+            f"{statistics.stdev(main_losses):.5f} "
+            f"({100 * statistics.stdev(main_losses) / statistics.mean(main_losses):.2f}% of the "
+            f"loss).\n")
     print(body)
     record("ladder", "Cooldown branches against independent runs", body)
 

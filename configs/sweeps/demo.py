@@ -1,15 +1,16 @@
-"""The demo scaling study: a ladder of five model sizes spanning 107x in non-embedding parameters,
-each at six token budgets from 1M to 8M (8x), on the embedded corpus (Python's standard library),
-on a 2-core CPU in under fifteen minutes.
+"""The demo scaling study: a ladder of six two-layer decoders, widths 8 to 96 (141x in
+non-embedding parameters), each at six token budgets from 1M to 8M (8x), on the embedded corpus
+(Python's standard library), on a 2-core CPU in under fifteen minutes.
 
 Each size trains one warmup–stable–decay run of 8M tokens; the 1M–6M budgets are cooldown
-branches of it (`scaling.branches`), so the study trains 0.40 of the FLOPs of the same 30 runs
+branches of it (`scaling.branches`), so the study trains 0.40 of the FLOPs of the same 36 runs
 trained one by one. Every cooldown is the last 10% of its run (Hägele et al. 2024 find 10–20%
-enough to match a cosine schedule). Batches are 16 rows of 128 bytes, so the smallest budget is
-488 steps. Hyperparameters transfer across widths by µP; of 2^-6, 2^-5 and 2^-4 at these
-settings, the learning rate 2^-5 is the best at three of the five sizes, within 0.1% of the best
-at d16-L1 and 2.1% above it at d48-L2 (`python -m bench.bench_demo_lr`, BENCHMARKS.md). Every
-budget's final held-out loss is measured on 64 batches (131k tokens).
+enough to match a cosine schedule). The sizes differ in width only, the one dimension µP
+transfers hyperparameters across; batches are 8 rows of 128 bytes, so the smallest budget is 977
+steps. Of 2^-6, 2^-5 and 2^-4, the learning rate 2^-5 is the best at five of the six sizes and
+1.0% above the best at d64-L2, within the seed-to-seed spread (`python -m bench.bench_demo_lr`,
+`python -m bench.bench_ladder`, BENCHMARKS.md). Every budget's final held-out loss is measured on
+the whole validation split, every window once (about 1M tokens).
 
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo --dry-run
