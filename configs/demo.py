@@ -1,5 +1,5 @@
 """A small decoder on the embedded corpus (the defaults' Python standard library, bytes, 128-token
-sequences, batches of 32): the base of the demo sweep (which trains batches of 16), and a quick
+sequences, batches of 32): the base of the demo sweep (which trains batches of 8), and a quick
 single run.
 
     scaling-train --config configs/demo.py --workdir runs/tiny
