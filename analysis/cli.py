@@ -166,7 +166,10 @@ def run(args) -> pathlib.Path:
         runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
         default_law = "chinchilla" if is_ladder(runs) else "compute"
         data_summary.update(source=sweep.source, loss_column=loss_column,
-                            runs_total=len(sweep.runs) + len(sweep.excluded),
+                            runs_total=int(runs["seeds"].sum()) + len(sweep.excluded),
+                            seeds_per_point=sorted(int(k) for k in runs["seeds"].unique()),
+                            seed_sd_median=float(np.nanmedian(runs["seed_sd"] / runs["loss"]))
+                            if (runs["seeds"] > 1).any() else None,
                             excluded=sweep.excluded.to_dict("records"))
     settings = Settings(law=args.law or default_law, num_resamples=args.bootstrap, seed=args.seed,
                         improvement=args.improvement, reducible_fraction=args.reducible_fraction,

@@ -21,6 +21,11 @@ from launch.results import FIT_COLUMNS, WANDB_NAMES
 # module of names: the analysis still imports no training code).
 RESULTS_COLUMNS = FIT_COLUMNS
 CURVES_COLUMNS = ("name", "flops", "eval_loss")
+# The results columns that describe how a run was set up: two runs equal in all of them but their
+# seed are replicates of one point (`average_seeds`).
+SETUP_COLUMNS = ("size", "num_layers", "d_model", "params", "non_embedding_params", "tokens",
+                 "steps", "start_step", "batch_size", "seq_len", "lr", "schedule",
+                 "parametrization", "layout", "objective", "flop_convention")
 FLOP_CONVENTIONS = ("6N", "full")
 EPOCH_CHINCHILLA_FILE = "epoch_chinchilla/svg_extracted_data.csv"
 # W&B run states, mapped onto the sweep's statuses.
@@ -107,8 +112,46 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
         raise ValueError(f"{source}: no run to fit; every run was excluded ({reasons or 'the file has no rows'})")
     if curves is not None:
         curves = curves[curves["name"].isin(set(runs["name"]))].reset_index(drop=True)
+    runs, curves = average_seeds(runs, curves, loss_column)
     return Sweep(runs=runs, excluded=excluded, curves=curves, flop_convention=convention,
                  source=source)
+
+
+def average_seeds(runs: pd.DataFrame, curves: pd.DataFrame | None = None,
+                  loss_column: str = "final_eval_loss"):
+    """Runs that differ only in their seed (equal in every `SETUP_COLUMNS` column present) as one
+    point: its loss (and `loss_column`) is their mean, `seeds` their number and `seed_sd` the
+    sample standard deviation of their losses; it keeps the row and name of the lowest seed, and
+    their curves averaged step by step under that name. Rows that share a setup but not distinct
+    seeds stay apart. A table without a `seed` column, or without replicates, comes back as it
+    was, with `seeds` 1."""
+    keys = [column for column in SETUP_COLUMNS if column in runs.columns]
+    if "seed" not in runs.columns or not keys:
+        return runs.assign(seeds=1, seed_sd=np.nan), curves
+    group = runs.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    seed = pd.to_numeric(runs["seed"], errors="coerce").to_numpy()
+    # Rows that share a setup and a seed differ in something the columns do not show: not
+    # replicates, so each stays a point of its own.
+    clash = pd.Series(seed).groupby(group).transform(
+        lambda s: s.isna().any() or s.duplicated().any()).to_numpy(dtype=bool)
+    group = np.where(clash, group.max(initial=0) + 1 + np.arange(len(runs)), group)
+    stats = runs.groupby(group)["loss"].agg(["mean", "std", "size"])
+    seed = np.nan_to_num(seed, nan=np.inf)
+    order = np.lexsort((seed, group))
+    first = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+    points = runs.iloc[np.sort(first)].copy()
+    point_group = group[np.sort(first)]
+    points["loss"] = stats.loc[point_group, "mean"].to_numpy()
+    points[loss_column] = points["loss"]
+    points["seeds"] = stats.loc[point_group, "size"].to_numpy()
+    points["seed_sd"] = stats.loc[point_group, "std"].to_numpy()
+    if curves is not None and len(points) < len(runs):
+        representative = dict(zip(runs["name"], points.set_index(point_group)["name"]
+                                  .loc[group].to_numpy()))
+        by = ["name", "step" if "step" in curves.columns else "flops"]
+        curves = (curves.assign(name=curves["name"].map(representative))
+                  .groupby(by, as_index=False, sort=False).mean(numeric_only=True))
+    return points.reset_index(drop=True), curves
 
 
 def read_curves(path) -> pd.DataFrame:

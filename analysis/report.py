@@ -125,6 +125,12 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
     fitted = f"{data['runs_fitted']} runs fitted"
     if "runs_total" in data:
         fitted = f"{data['runs_total']} runs in the sweep, {data['runs_fitted']} fitted"
+    if max(data.get("seeds_per_point", [1])) > 1:
+        seeds = "–".join(str(k) for k in sorted({min(data["seeds_per_point"]),
+                                                   max(data["seeds_per_point"])}))
+        fitted = (f"{data['runs_total']} runs in the sweep, fitted as {data['runs_fitted']} "
+                  f"points, each the mean of its {seeds} seeds (seed-to-seed standard "
+                  f"deviation, median over points: {100 * data['seed_sd_median']:.2f}% of the loss)")
     lines.append(fitted + ".")
     for row in data.get("excluded", []):
         lines.append(f"- excluded {row['name']}: {row['reason']}")

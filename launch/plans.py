@@ -12,6 +12,9 @@ a model family and a plan:
                       (`scaling.branches`): each budget is a run of its own, trained for only its
                       cooldown.
 
+`seeds` > 1 replicates every run at consecutive seeds (`analysis.inputs.average_seeds` fits
+their mean).
+
 Every planned run is resolved through exactly the path `scaling-train` takes — the base config
 file, then the sweep's `overrides`, then the size's (the family member's model fields and the
 sweep's `size_overrides`), then the plan's own fields — by `scaling.train.load_and_validate`, and
@@ -65,6 +68,8 @@ class SweepConfig:
                                 minimum=-10.0)
     reference_params: int = integer(1, "porian2024: the N at which lr is the run config's",
                                     minimum=1)
+    seeds: int = integer(1, "replicates of every run, at the run config's seed and the next "
+                            "seeds - 1 (names of the others end in -s<k>)", minimum=1)
     processes: int = integer(2, "runs trained at once", minimum=1)
     overrides: dict = section({}, "run-config fields for every run, nested like the run config")
     size_overrides: dict = section({}, "{family member: run-config fields} for single sizes")
@@ -267,6 +272,7 @@ class _Size:
     config: ml_collections.ConfigDict
     non_embedding_params: int
     flops_per_token: float
+    suffix: str = ""  # of its runs' names: "" for the first seed, "-s<k>" for replicate k
 
 
 class Planner:
@@ -284,16 +290,23 @@ class Planner:
         except ConfigError as error:
             raise error.in_run(run) from None
 
-    def size(self, size_name: str, member: dict, extra: dict) -> _Size:
+    def size(self, size_name: str, member: dict, extra: dict, replicate: int = 0) -> _Size:
+        """The size as its runs start, at replicate `replicate`'s seed (the resolved config's seed
+        plus `replicate`)."""
         overrides = {**flatten(self.sweep.overrides)}
         overrides.update({f"model.{key}": value for key, value in member.items()})
         overrides.update(flatten(self.sweep.size_overrides.get(size_name, {})))
         overrides.update(extra)
-        config = self.resolve(overrides, f"{self.sweep.name}-{size_name} (size {size_name})")
+        where = f"{self.sweep.name}-{size_name} (size {size_name})"
+        config = self.resolve(overrides, where)
+        if replicate:
+            overrides["seed"] = config.seed + replicate
+            config = self.resolve(overrides, where)
         model = model_config(config)
         return _Size(size_name, overrides, config, flops.parameter_counts(model).non_embedding,
                      flops.objective_flops_per_token(model, _shapes(config),
-                                                     config.train.flop_convention))
+                                                     config.train.flop_convention),
+                     f"-s{replicate}" if replicate else "")
 
     def run(self, size: _Size, name: str, plan_fields: dict, parent: str = "") -> PlannedRun:
         """The run of `size` with the plan's fields, its counts from the final config."""
@@ -327,15 +340,16 @@ def _tokens_per_step(config) -> int:
 def _single_budget_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
     sweep, config = planner.sweep, size.config
     if sweep.plan == "isoflop":
-        budgets = [(f"isoflop-C{format_number(c)}-N{format_number(size.non_embedding_params)}",
-                    c / size.flops_per_token) for c in sweep.isoflop_budgets]
+        budgets = [(f"isoflop-C{format_number(c)}-N{format_number(size.non_embedding_params)}"
+                     f"{size.suffix}", c / size.flops_per_token) for c in sweep.isoflop_budgets]
     elif sweep.plan == "steps":
-        budgets = [(f"{sweep.name}-{size.name}",
+        budgets = [(f"{sweep.name}-{size.name}{size.suffix}",
                     (sweep.steps or config.train.steps) * _tokens_per_step(config))]
     elif sweep.plan == "tokens":
-        budgets = [(f"{sweep.name}-{size.name}-D{format_number(sweep.tokens)}", sweep.tokens)]
+        budgets = [(f"{sweep.name}-{size.name}-D{format_number(sweep.tokens)}{size.suffix}",
+                    sweep.tokens)]
     else:
-        budgets = [(f"{sweep.name}-{size.name}",
+        budgets = [(f"{sweep.name}-{size.name}{size.suffix}",
                     sweep.tokens_per_param * size.non_embedding_params)]
     runs = []
     for name, tokens in budgets:
@@ -367,7 +381,8 @@ def _ladder_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
     common = {"optim.schedule": "wsd", "train.tokens": 0, **hparams}
 
     def name(s: int) -> str:
-        return f"{sweep.name}-{size.name}-D{format_number(s * _tokens_per_step(config))}"
+        return (f"{sweep.name}-{size.name}-D{format_number(s * _tokens_per_step(config))}"
+                f"{size.suffix}")
 
     main = planner.run(size, name(main_steps), {**common, "train.steps": main_steps,
                                                 "train.branch_steps": tuple(starts.values())})
@@ -391,9 +406,10 @@ def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRu
         extra = {"model.parametrization": "mup",
                  "model.mup_base_width": min(member["d_model"] for _, member in sizes)}
     runs = []
-    for size_name, member in sizes:
-        size = planner.size(size_name, member, extra)
-        runs += (_ladder_runs if sweep.plan == "ladder" else _single_budget_runs)(planner, size)
+    for replicate in range(sweep.seeds):
+        for size_name, member in sizes:
+            size = planner.size(size_name, member, extra, replicate)
+            runs += (_ladder_runs if sweep.plan == "ladder" else _single_budget_runs)(planner, size)
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise ConfigError("name", sweep.name, "run names that are unique (two runs collide)")

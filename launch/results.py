@@ -7,9 +7,9 @@ Nothing here imports the training code.
 RESULT_COLUMNS = (
     "name", "status", "size", "parent", "num_layers", "d_model", "params", "embedding_params",
     "non_embedding_params", "tokens", "steps", "start_step", "batch_size", "seq_len", "lr",
-    "schedule", "parametrization", "layout", "objective", "flop_convention", "flops", "flops_6N", "flops_full",
-    "study_flops", "final_train_loss", "final_eval_loss", "final_eval_stderr",
-    "final_continuation_loss", "final_continuation_stderr", "wall_seconds",
+    "schedule", "seed", "parametrization", "layout", "objective", "flop_convention", "flops",
+    "flops_6N", "flops_full", "study_flops", "final_train_loss", "final_eval_loss",
+    "final_eval_stderr", "final_continuation_loss", "final_continuation_stderr", "wall_seconds",
     "diverged_step", "error")
 CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "train_loss",
                  "eval_loss")
@@ -90,6 +90,7 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
         "seq_len": first(_lookup(config, "data.seq_len")),
         "lr": first(_lookup(config, "optim.lr")),
         "schedule": first(_lookup(config, "optim.schedule")),
+        "seed": first(_lookup(config, "seed")),
         "parametrization": first(model.get("parametrization"),
                                  _lookup(config, "model.parametrization")),
         "layout": first(model.get("layout"), _lookup(config, "model.layout")),

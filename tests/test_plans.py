@@ -84,3 +84,20 @@ def test_every_planned_run_is_validated_as_scaling_train_would(tmp_path):
     with pytest.raises(ConfigError, match="model.position"):
         _plan(tmp_path, plan="steps", overrides={**MODEL_CHANGING["overrides"],
                                                  "model": {"position": "rotary"}})
+
+
+def test_seeds_replicate_every_run_at_the_following_seeds(tmp_path):
+    ladder = dict(plan="ladder", ladder_tokens=(256 * 16, 256 * 32, 256 * 64),
+                  overrides={**MODEL_CHANGING["overrides"], "seed": 5})
+    _, single = _plan(tmp_path, **ladder)
+    _, replicated = _plan(tmp_path, **ladder, seeds=3)
+    assert len(single) == 6 and len(replicated) == 18
+    first, *others = [replicated[6 * k:6 * (k + 1)] for k in range(3)]
+    assert [run.name for run in first] == [run.name for run in single]
+    for k, runs in enumerate(others, start=1):
+        for run, original in zip(runs, single):
+            assert run.name == original.name + f"-s{k}"
+            assert run.overrides["seed"] == 5 + k and original.overrides["seed"] == 5
+            assert run.parent == (original.parent + f"-s{k}" if original.parent else "")
+            assert (run.params, run.tokens, run.flops, run.start_step) == (
+                original.params, original.tokens, original.flops, original.start_step)
