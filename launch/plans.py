@@ -313,6 +313,7 @@ class Planner:
         tags = [tag for tag in size.config.wandb.tags.split(",") if tag]
         tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}",
                  f"family:{self.sweep.family}", f"size:{size.name}"]
+        tags += [f"seed:{size.config.seed}"] if self.sweep.seeds > 1 else []
         overrides = {**size.overrides, "name": name, "wandb.group": self.sweep.name,
                      "wandb.tags": ",".join(tags), **plan_fields}
         config = self.resolve(overrides, name)

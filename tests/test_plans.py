@@ -94,10 +94,13 @@ def test_seeds_replicate_every_run_at_the_following_seeds(tmp_path):
     assert len(single) == 6 and len(replicated) == 18
     first, *others = [replicated[6 * k:6 * (k + 1)] for k in range(3)]
     assert [run.name for run in first] == [run.name for run in single]
+    assert all("seed:5" in run.overrides["wandb.tags"].split(",") for run in first)
     for k, runs in enumerate(others, start=1):
         for run, original in zip(runs, single):
             assert run.name == original.name + f"-s{k}"
             assert run.overrides["seed"] == 5 + k and original.overrides["seed"] == 5
+            assert f"seed:{5 + k}" in run.overrides["wandb.tags"].split(",")
+            assert "seed:" not in original.overrides["wandb.tags"]
             assert run.parent == (original.parent + f"-s{k}" if original.parent else "")
             assert (run.params, run.tokens, run.flops, run.start_step) == (
                 original.params, original.tokens, original.flops, original.start_step)
