@@ -265,7 +265,9 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
                       "C": float(row["C"]), "loss": float(row["loss"]),
                       "predicted": float(row["predicted"]), "ci_low": float(row["ci_low"]),
                       "ci_high": float(row["ci_high"]),
-                      "relative_error": float(row["relative_error"]), "covered": bool(row["covered"])}
+                      "relative_error": float(row["relative_error"]), "covered": bool(row["covered"]),
+                      **({"seeds": int(row["seeds"]), "seed_sd": float(row["seed_sd"])}
+                         if row.get("seeds", 1) > 1 else {})}
                      for i, row in held_out.iterrows()],
     }
     return Extrapolation(law=law_name, held_out=held_out, fit=result, summary=summary)

@@ -171,8 +171,9 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                      f"{check['interval_level']:.0%} prediction interval") + ".", "",
                   "| run | N | D | actual loss | predicted | rel. error | prediction interval | covered |",
                   "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {row['name']} | {_number(row['N'])} | {_number(row['D'])} | {row['loss']:.4f} | "
-                  f"{row['predicted']:.4f} | {row['relative_error']:+.2%} | "
+        lines += [f"| {row['name']} | {_number(row['N'])} | {_number(row['D'])} | {row['loss']:.4f}"
+                  + (f" (mean of {row['seeds']} seeds, sd {row['seed_sd']:.4f})" if "seeds" in row
+                     else "") + f" | {row['predicted']:.4f} | {row['relative_error']:+.2%} | "
                   f"{_number(row['ci_low'])} – {_number(row['ci_high'])} | "
                   f"{'yes' if row['covered'] else 'no'} |" for row in check["held_out"]]
         lines.append("")

@@ -68,6 +68,34 @@ def test_demo_sweep_writes_fit_report_and_plot(tmp_path):
     assert (tmp_path / "fit" / "loss_vs_compute.png").stat().st_size > 10_000
 
 
+def test_seed_replicates_are_fitted_at_their_mean(tmp_path):
+    # Every (N, D) at two seeds, 2% above and below the true law: their mean is the law, so the
+    # fit recovers it, while either seed alone is off.
+    points = [(N, D) for N in (1e6, 2e6, 4e6, 8e6, 16e6) for D in (5e6, 1e7, 2e7, 4e7)]
+    results = write_sweep(tmp_path, points)
+    table = pd.read_csv(results)
+    sign = np.where(np.arange(len(table)) % 2 == 0, 1.0, -1.0)
+    replicas = [table.assign(seed=seed, name=table["name"] + f"-s{seed}",
+                             final_eval_loss=table["final_eval_loss"] * (1 + 0.02 * sign * side))
+                for seed, side in ((0, 1.0), (1, -1.0))]
+    pd.concat(replicas).to_csv(results, index=False)
+    (tmp_path / "curves.csv").unlink()
+    assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--law", "chinchilla",
+                 "--bootstrap", "0"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["data"]["runs_total"] == 40 and fit["data"]["runs_fitted"] == 20
+    for name, value in (("E", E), ("A", A), ("B", B), ("alpha", ALPHA), ("beta", BETA)):
+        assert fit[name]["value"] == pytest.approx(value, rel=1e-3), name
+    held_out = fit["extrapolation"]["chinchilla"]["held_out"]
+    assert max(abs(row["relative_error"]) for row in held_out) < 1e-4
+    assert all(row["seeds"] == 2 for row in held_out)
+    assert held_out[0]["seed_sd"] == pytest.approx(0.02 * held_out[0]["loss"] * np.sqrt(2),
+                                                   rel=1e-9)
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "40 runs in the sweep, fitted as 20 points, each the mean of its 2 seeds" in report
+    assert "(mean of 2 seeds, sd " in report
+
+
 def test_isoflop_sweep_gets_all_three_approaches(tmp_path):
     runs = []
     for C in (1e15, 4e15, 1.6e16):
