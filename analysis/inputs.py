@@ -26,6 +26,8 @@ CURVES_COLUMNS = ("name", "flops", "eval_loss")
 SETUP_COLUMNS = ("size", "num_layers", "d_model", "params", "non_embedding_params", "tokens",
                  "steps", "start_step", "batch_size", "seq_len", "lr", "schedule",
                  "parametrization", "layout", "objective", "flop_convention")
+# What a sweep with `seeds` appends to a replicate's name; replicates share the name without it.
+REPLICATE_SUFFIX = r"-s\d+$"
 FLOP_CONVENTIONS = ("6N", "full")
 EPOCH_CHINCHILLA_FILE = "epoch_chinchilla/svg_extracted_data.csv"
 # W&B run states, mapped onto the sweep's statuses.
@@ -119,16 +121,19 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
 
 def average_seeds(runs: pd.DataFrame, curves: pd.DataFrame | None = None,
                   loss_column: str = "final_eval_loss"):
-    """Runs that differ only in their seed (equal in every `SETUP_COLUMNS` column present) as one
-    point: its loss (and `loss_column`) is their mean, `seeds` their number and `seed_sd` the
-    sample standard deviation of their losses; it keeps the row and name of the lowest seed, and
-    their curves averaged step by step under that name. Rows that share a setup but not distinct
-    seeds stay apart. A table without a `seed` column, or without replicates, comes back as it
-    was, with `seeds` 1."""
-    keys = [column for column in SETUP_COLUMNS if column in runs.columns]
-    if "seed" not in runs.columns or not keys:
+    """Runs that differ only in their seed (equal in every `SETUP_COLUMNS` column present, and in
+    their names but for a sweep's `-s<k>` replicate suffix) as one point: its loss (and
+    `loss_column`) is their mean, `seeds` their number and `seed_sd` the sample standard deviation
+    of their losses; it keeps the row and name of the lowest seed, and their curves averaged at
+    the steps every replicate evaluated, under that name. Rows that share all this but not
+    distinct seeds stay apart. A table without a `seed` column, or without replicates, comes back
+    as it was, with `seeds` 1."""
+    if "seed" not in runs.columns:
         return runs.assign(seeds=1, seed_sd=np.nan), curves
-    group = runs.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    keys = [column for column in SETUP_COLUMNS if column in runs.columns]
+    stem = runs["name"].astype(str).str.replace(REPLICATE_SUFFIX, "", regex=True)
+    group = pd.concat([runs[keys], stem.rename("_stem")], axis=1).groupby(
+        keys + ["_stem"], dropna=False, sort=False).ngroup().to_numpy()
     seed = pd.to_numeric(runs["seed"], errors="coerce").to_numpy()
     # Rows that share a setup and a seed differ in something the columns do not show: not
     # replicates, so each stays a point of its own.
@@ -148,9 +153,13 @@ def average_seeds(runs: pd.DataFrame, curves: pd.DataFrame | None = None,
     if curves is not None and len(points) < len(runs):
         representative = dict(zip(runs["name"], points.set_index(point_group)["name"]
                                   .loc[group].to_numpy()))
+        seeds = dict(zip(points["name"], points["seeds"]))
         by = ["name", "step" if "step" in curves.columns else "flops"]
-        curves = (curves.assign(name=curves["name"].map(representative))
-                  .groupby(by, as_index=False, sort=False).mean(numeric_only=True))
+        merged = curves.assign(name=curves["name"].map(representative)).groupby(by)
+        # Only the evaluations every replicate logged: a mean over fewer would jump between seeds.
+        counts = merged.size()
+        complete = counts.to_numpy() == np.array([seeds[name] for name, _ in counts.index])
+        curves = merged.mean(numeric_only=True)[complete].reset_index()
     return points.reset_index(drop=True), curves
 
 

@@ -44,7 +44,10 @@ def train_seed(root: pathlib.Path, seed: int) -> pd.DataFrame:
     if seed:
         command += [f"--config.overrides.seed={seed}", f"--config.name=demo-seed{seed}"]
     subprocess.run(command, check=True)
-    return read_results(workdir / "results.csv").runs
+    runs = read_results(workdir / "results.csv").runs
+    if seed:  # named as a sweep with `seeds` names its replicates, for `average_seeds`
+        runs["name"] = runs["name"].str.replace(f"demo-seed{seed}-", "demo-") + f"-s{seed}"
+    return runs
 
 
 def held_out_errors(runs: pd.DataFrame, drop_largest: int) -> pd.Series:

@@ -45,39 +45,46 @@ def test_only_completed_runs_with_values_are_fitted():
 def test_seed_replicates_are_fitted_as_one_point_at_their_mean():
     rows = []
     for seed, (small, large) in enumerate([(4.0, 3.0), (4.2, 3.3), (4.1, 3.6)]):
-        rows += [{**results_row(f"s-{seed}", loss=small), "seed": seed + 7},
-                 {**results_row(f"l-{seed}", non_embedding=2e6, loss=large), "seed": seed + 7}]
+        suffix = f"-s{seed}" if seed else ""
+        rows += [{**results_row(f"s{suffix}", loss=small), "seed": seed + 7},
+                 {**results_row(f"l{suffix}", non_embedding=2e6, loss=large), "seed": seed + 7}]
     # A run at another learning rate is a point of its own; so are the small model's runs, once
     # a fourth repeats one's setup and seed (something the columns do not show differs).
     rows += [{**results_row("s-lr", loss=5.0), "lr": 3e-3, "seed": 7},
-             {**results_row("s-twin", loss=6.0), "seed": 8}]
-    curves = pd.DataFrame({"name": ["s-0", "s-0", "s-1", "s-1", "s-2", "s-2", "s-lr"],
+             {**results_row("s-s4", loss=6.0), "seed": 8},
+             # The same setup and another seed, but not a replicate's name: its own point.
+             {**results_row("other", non_embedding=2e6, loss=9.0), "seed": 10}]
+    curves = pd.DataFrame({"name": ["s", "s", "s-s1", "s-s1", "s-s2", "s-s2", "s-lr"],
                            "step": [50, 100] * 3 + [100], "flops": [1e12, 2e12] * 3 + [2e12],
                            "loss": [5.0, 4.0, 5.3, 4.2, 5.6, 4.1, 5.0]})
     sweep = sweep_from_table(pd.DataFrame(rows), "results.csv", curves)
     points = sweep.runs.set_index("name")
-    assert sorted(points.index) == ["l-0", "s-0", "s-1", "s-2", "s-lr", "s-twin"]
-    assert points.loc["l-0", "loss"] == pytest.approx(np.mean([3.0, 3.3, 3.6]))
-    assert points.loc["l-0", "seed_sd"] == pytest.approx(np.std([3.0, 3.3, 3.6], ddof=1))
-    assert points.loc["l-0", "final_eval_loss"] == points.loc["l-0", "loss"]
-    assert points.loc["l-0", "seeds"] == 3
-    for single in ("s-0", "s-1", "s-2", "s-lr", "s-twin"):
+    assert sorted(points.index) == ["l", "other", "s", "s-lr", "s-s1", "s-s2", "s-s4"]
+    assert points.loc["l", "loss"] == pytest.approx(np.mean([3.0, 3.3, 3.6]))
+    assert points.loc["l", "seed_sd"] == pytest.approx(np.std([3.0, 3.3, 3.6], ddof=1))
+    assert points.loc["l", "final_eval_loss"] == points.loc["l", "loss"]
+    assert points.loc["l", "seeds"] == 3
+    for single in ("s", "s-s1", "s-s2", "s-lr", "s-s4", "other"):
         assert points.loc[single, "seeds"] == 1 and points.loc[single, "loss"] == next(
             row["final_eval_loss"] for row in rows if row["name"] == single)
-    assert sweep.curves[sweep.curves["name"] == "s-0"]["loss"].tolist() == [5.0, 4.0]
+    assert sweep.curves[sweep.curves["name"] == "s"]["loss"].tolist() == [5.0, 4.0]
     # Without a seed column nothing is merged.
     plain = sweep_from_table(pd.DataFrame(rows).drop(columns="seed"), "results.csv")
     assert len(plain.runs) == len(rows) and set(plain.runs["seeds"]) == {1}
 
 
 def test_seed_replicates_average_their_curves_step_by_step():
-    rows = [{**results_row(f"r-{seed}", loss=4.0 + seed / 10), "seed": seed} for seed in range(2)]
-    curves = pd.DataFrame({"name": ["r-1", "r-0", "r-1", "r-0"], "step": [50, 50, 100, 100],
-                           "flops": [1e12, 1e12, 2e12, 2e12], "loss": [5.2, 5.0, 4.1, 4.0]})
+    rows = [{**results_row("r" + (f"-s{seed}" if seed else ""), loss=4.0 + seed / 10), "seed": seed}
+            for seed in range(2)]
+    # Seed 1 also evaluated at step 75, which seed 0 did not: no mean there.
+    curves = pd.DataFrame({"name": ["r-s1", "r", "r-s1", "r-s1", "r"], "step": [50, 50, 75, 100, 100],
+                           "flops": [1e12, 1e12, 1.5e12, 2e12, 2e12],
+                           "loss": [5.2, 5.0, 4.5, 4.1, 4.0]})
     sweep = sweep_from_table(pd.DataFrame(rows), "results.csv", curves)
-    assert list(sweep.runs["name"]) == ["r-0"] and sweep.runs["loss"][0] == pytest.approx(4.05)
-    assert sweep.curves.sort_values("step")["loss"].tolist() == pytest.approx([5.1, 4.05])
-    assert set(sweep.curves["name"]) == {"r-0"}
+    assert list(sweep.runs["name"]) == ["r"] and sweep.runs["loss"][0] == pytest.approx(4.05)
+    assert sweep.curves["step"].tolist() == [50, 100]
+    assert sweep.curves["loss"].tolist() == pytest.approx([5.1, 4.05])
+    assert set(sweep.curves["name"]) == {"r"}
 
 
 def test_a_sweep_without_completed_runs_is_an_error():
