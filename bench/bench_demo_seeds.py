@@ -73,15 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     if not (mean["seeds"] == args.seeds).all():
         raise SystemExit("the seeds' sweeps do not have the same runs, each completed")
 
-    budgets = sorted(stacked["D"].unique())
-    spread = stacked.groupby(["N", "size", "D"])["loss"].agg(lambda x: 100 * x.std() / x.mean())
-    spread_rows = [[size] + [f"{spread[(n, size, d)]:.2f}%" for d in budgets]
-                   for n, size in sorted({(n, s) for n, s, _ in spread.index})]
+    budgets = sorted(mean["D"].unique())
+    spread = (100 * mean["seed_sd"] / mean["loss"]).groupby([mean["size"], mean["D"]]).first()
+    by_size = mean.groupby("size")["N"].first().sort_values().index
+    spread_rows = [[size] + [f"{spread[size, d]:.2f}%" for d in budgets] for size in by_size]
     millions = [f"{d / 1e6:.0f}M" for d in budgets]
     spread_table = markdown_table(["size"] + millions, spread_rows)
 
     rows = []
-    by_size = stacked.groupby("size")["N"].first().sort_values().index
     for drop in (1, 2):
         target = by_size[-drop]
         for label, runs in [*((f"seed {seed}", by_seed[seed]) for seed in by_seed),

@@ -272,7 +272,7 @@ class _Size:
     config: ml_collections.ConfigDict
     non_embedding_params: int
     flops_per_token: float
-    suffix: str = ""  # of its runs' names: "" for the first seed, "-s<k>" for replicate k
+    suffix: str = ""  # ends its runs' names: "" for the first seed, "-s<k>" for replicate k
 
 
 class Planner:
@@ -309,7 +309,10 @@ class Planner:
                      f"-s{replicate}" if replicate else "")
 
     def run(self, size: _Size, name: str, plan_fields: dict, parent: str = "") -> PlannedRun:
-        """The run of `size` with the plan's fields, its counts from the final config."""
+        """The run of `size` with the plan's fields, its counts from the final config; `name` is
+        the plan's, which gets the size's replicate suffix (`parent` is a planned run's name and
+        has it already)."""
+        name += size.suffix
         tags = [tag for tag in size.config.wandb.tags.split(",") if tag]
         tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}",
                  f"family:{self.sweep.family}", f"size:{size.name}"]
@@ -341,16 +344,15 @@ def _tokens_per_step(config) -> int:
 def _single_budget_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
     sweep, config = planner.sweep, size.config
     if sweep.plan == "isoflop":
-        budgets = [(f"isoflop-C{format_number(c)}-N{format_number(size.non_embedding_params)}"
-                     f"{size.suffix}", c / size.flops_per_token) for c in sweep.isoflop_budgets]
+        budgets = [(f"isoflop-C{format_number(c)}-N{format_number(size.non_embedding_params)}",
+                    c / size.flops_per_token) for c in sweep.isoflop_budgets]
     elif sweep.plan == "steps":
-        budgets = [(f"{sweep.name}-{size.name}{size.suffix}",
+        budgets = [(f"{sweep.name}-{size.name}",
                     (sweep.steps or config.train.steps) * _tokens_per_step(config))]
     elif sweep.plan == "tokens":
-        budgets = [(f"{sweep.name}-{size.name}-D{format_number(sweep.tokens)}{size.suffix}",
-                    sweep.tokens)]
+        budgets = [(f"{sweep.name}-{size.name}-D{format_number(sweep.tokens)}", sweep.tokens)]
     else:
-        budgets = [(f"{sweep.name}-{size.name}{size.suffix}",
+        budgets = [(f"{sweep.name}-{size.name}",
                     sweep.tokens_per_param * size.non_embedding_params)]
     runs = []
     for name, tokens in budgets:
@@ -382,8 +384,7 @@ def _ladder_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
     common = {"optim.schedule": "wsd", "train.tokens": 0, **hparams}
 
     def name(s: int) -> str:
-        return (f"{sweep.name}-{size.name}-D{format_number(s * _tokens_per_step(config))}"
-                f"{size.suffix}")
+        return f"{sweep.name}-{size.name}-D{format_number(s * _tokens_per_step(config))}"
 
     main = planner.run(size, name(main_steps), {**common, "train.steps": main_steps,
                                                 "train.branch_steps": tuple(starts.values())})
