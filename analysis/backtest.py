@@ -28,6 +28,7 @@ from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits
 from analysis.fit import FitResult, fit_law
 from analysis.frontier import final_point_frontier
 from analysis.laws import get_law, predict_loss
+from scaling.errors import ArgumentParser
 
 PARAMETRIC_METHODS = ("overtraining", "chinchilla", "kaplan")
 # Only for tables that give unique tokens U.
@@ -322,11 +323,10 @@ def render_backtest(backtest: dict, title: str = "Backtest") -> str:
 def main(argv=None) -> int:
     """`python -m analysis.backtest A/backtest.json B/backtest.json ...`: the coverage of the
     prediction intervals over all of them, per method and in all, and the mean error per method."""
-    import argparse
     import json
     import pathlib
 
-    parser = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=main.__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="backtest.json files written by scaling-fit --backtest")
     args = parser.parse_args(argv)
     backtests = [json.loads(pathlib.Path(path).read_text()) for path in args.paths]

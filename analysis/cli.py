@@ -20,12 +20,13 @@ import time
 
 import numpy as np
 
-from analysis.backtest import headline_law, render_backtest, run_backtest
+from analysis.backtest import headline_law, render_backtest, run_backtest, split_largest
 from analysis.download import download_chinchilla
 from analysis.inputs import parse_filters, read_named_csv, read_results, read_wandb_export
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
 from analysis.pipeline import DEFAULT_RESAMPLES, Settings, analyze, is_ladder
+from scaling.errors import ArgumentParser
 
 # Column names and preprocessing of published tables, for --preset.
 PRESETS = {
@@ -36,8 +37,8 @@ PRESETS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scaling-fit", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="scaling-fit", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--results", help="a sweep's results.csv (curves.csv beside it is used too)")
     source.add_argument("--csv", help="any CSV; name its columns with --n-col, --d-col/--c-col, --loss-col")
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "repeated data, else chinchilla)")
     parser.add_argument("--out", help="output directory (default: fit/ beside the input file)")
     parser.add_argument("--drop-highest", "--hold-out-largest", dest="drop_highest", type=int,
-                        default=1, metavar="K",
+                        default=None, metavar="K",
                         help="extrapolation check: refit without the K largest model sizes (default 1)")
     parser.add_argument("--hold-out-from", type=float, default=None, metavar="N",
                         help="extrapolation check: hold out every run with N >= this instead")
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_settings(args) -> None:
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 or more resamples")
-    if args.drop_highest < 1:
+    if args.drop_highest is not None and args.drop_highest < 1:
         raise ValueError(f"--drop-highest={args.drop_highest} is not allowed; need at least 1")
     if not args.improvement > 0:
         raise ValueError(f"--improvement={args.improvement} is not allowed; need a positive number of nats")
@@ -114,6 +115,39 @@ def _check_settings(args) -> None:
         raise ValueError(f"--drop-highest-losses={args.drop_highest_losses} is not allowed; need >= 0")
     if args.hold_out_from is not None and not args.hold_out_from > 0:
         raise ValueError(f"--hold-out-from={args.hold_out_from} is not allowed; need a positive N")
+
+
+def _check_input(flag: str, path: str) -> None:
+    if not pathlib.Path(path).is_file():
+        what = "a directory" if pathlib.Path(path).is_dir() else "no such file"
+        raise ValueError(f"--{flag}={path!r} is not allowed: an existing CSV file ({what})")
+
+
+def _check_hold_out(args, runs) -> None:
+    """A held-out set the user asked for that the runs cannot give (all sizes, or none) is an
+    error; the default (the largest size) is only skipped, with the reason in the report."""
+    if args.drop_highest is None and args.hold_out_from is None:
+        return
+    try:
+        split_largest(runs, args.drop_highest or 1, args.hold_out_from)
+    except ValueError as error:
+        if args.hold_out_from is not None:
+            raise ValueError(f"--hold-out-from={args.hold_out_from:g} is not allowed: {error}"
+                             ) from None
+        sizes = runs["N"].nunique()
+        raise ValueError(f"--drop-highest={args.drop_highest} is not allowed: the runs have "
+                         f"{sizes} model sizes; need 1 <= K < {sizes}") from None
+
+
+def _out_dir(path: pathlib.Path) -> pathlib.Path:
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out={str(path)!r} is not allowed: a directory (this path is a file)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out={str(path)!r} is not allowed: a directory that can be created "
+                         f"({error.strerror})") from None
+    return path
 
 
 def _apply_preset(args) -> None:
@@ -145,6 +179,8 @@ def run(args) -> pathlib.Path:
     _apply_preset(args)
     _check_settings(args)
     data_summary, curves, convention = {}, None, "6N"
+    flag = "csv" if args.csv else "results" if args.results else "wandb"
+    _check_input(flag, getattr(args, flag))
     if args.csv:
         where = parse_filters(args.where)
         runs = read_named_csv(args.csv, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
@@ -171,11 +207,12 @@ def run(args) -> pathlib.Path:
                             seed_sd_median=float(np.nanmedian(runs["seed_sd"] / runs["loss"]))
                             if (runs["seeds"] > 1).any() else None,
                             excluded=sweep.excluded.to_dict("records"))
+    _check_hold_out(args, runs)
+    drop_largest = args.drop_highest or 1
     settings = Settings(law=args.law or default_law, num_resamples=args.bootstrap, seed=args.seed,
                         improvement=args.improvement, reducible_fraction=args.reducible_fraction,
-                        drop_largest=args.drop_highest, hold_out_from=args.hold_out_from)
-    out_dir = pathlib.Path(args.out) if args.out else input_path.parent / "fit"
-    out_dir.mkdir(parents=True, exist_ok=True)
+                        drop_largest=drop_largest, hold_out_from=args.hold_out_from)
+    out_dir = _out_dir(pathlib.Path(args.out) if args.out else input_path.parent / "fit")
     budgets = (snap_to_budgets(runs["C"].to_numpy(), _parse_budgets(args.isoflop_budgets))
                if args.isoflop_budgets else None)
     analysis = analyze(runs, settings, curves=curves, budgets=budgets, flop_convention=convention,
@@ -184,7 +221,7 @@ def run(args) -> pathlib.Path:
     plots = write_plots(analysis, out_dir)
     (out_dir / "report.md").write_text(render_report(analysis, plots))
     if args.backtest:
-        backtest = run_backtest(runs, drop_largest=args.drop_highest, hold_out_from=args.hold_out_from,
+        backtest = run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
                                 num_resamples=args.bootstrap, seed=args.seed)
         (out_dir / "backtest.json").write_text(json.dumps(json_ready(backtest), indent=2) + "\n")
         (out_dir / "backtest.md").write_text(render_backtest(backtest, f"Backtest: {input_path.name}"))
@@ -238,8 +275,7 @@ def run_compare(args) -> pathlib.Path:
         _recipe_frontier(path_b, args, columns[1], results[0]))
     comparison = compare_recipes(frontier_a, frontier_b, shared_irreducible=not args.separate_e,
                                  num_resamples=args.bootstrap, seed=args.seed)
-    out_dir = pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare")
     summary = dict(comparison.summary, A=str(path_a), B=str(path_b),
                    loss_columns={"A": column_a, "B": column_b})
     loss_label = LOSS_LABEL

@@ -161,6 +161,12 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
         raise ConfigError(field, sweep[field], f"set with plan={sweep.plan!r}"
                           + (" (two or more budgets, or ladder_tokens)" if sweep.plan == "ladder"
                              else ""))
+    members = [name for name, _ in FAMILIES[sweep.family]()]
+    for name in sweep.size_overrides:
+        if name not in members:
+            raise ConfigError(f"size_overrides.{name}", sweep.size_overrides[name].to_dict(),
+                              f"keys that name members of family {sweep.family!r}: "
+                              f"{', '.join(members)}")
     for field in ("overrides", *(f"size_overrides.{s}" for s in sweep.size_overrides)):
         node = sweep
         for part in field.split("."):
@@ -376,11 +382,13 @@ def _ladder_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
     hparams = size_hyperparameters(sweep, config, size.non_embedding_params, main_steps)
     optim = ml_collections.ConfigDict({**config.optim.to_dict(),
                                        "warmup_steps": hparams["optim.warmup_steps"]})
-    starts = {s: budget.wsd_decay_start(optim, s) for s in steps[:-1]}
     field = "ladder_tokens_per_param" if sweep.ladder_tokens_per_param else "ladder_tokens"
-    if any(start < 1 for start in starts.values()):
-        raise ConfigError(field, sweep[field], f"budgets of size {size.name} long enough for a "
-                          "stable phase after the warmup (its smallest is too short)")
+    if budget.warmup_steps(optim, steps[0]) != optim.warmup_steps:
+        # A budget of no more steps than the warmup would warm up faster than its parent: the
+        # two would differ from the first step, and the branch would not be the independent run.
+        raise ConfigError(field, sweep[field], f"budgets of size {size.name} longer than its "
+                          f"warmup of {optim.warmup_steps} steps (the smallest is {steps[0]})")
+    starts = {s: budget.wsd_decay_start(optim, s) for s in steps[:-1]}
     common = {"optim.schedule": "wsd", "train.tokens": 0, **hparams}
 
     def name(s: int) -> str:

@@ -24,7 +24,6 @@ the runner's plan order for a sweep that lists its sizes smallest first.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -35,6 +34,7 @@ from launch import results
 from scaling import tracking
 from launch.results import RESULT_COLUMNS
 from launch.sweep import write_csv_atomic
+from scaling.errors import ArgumentParser
 
 LOG_BLOCK_BYTES, RECORD_HEADER_BYTES = 32768, 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -183,8 +183,8 @@ def write_results(rows: list[dict], out: pathlib.Path) -> None:
 
 
 def parse_args(argv: list[str]):
-    parser = argparse.ArgumentParser(prog="python -m launch.registry",
-                                     description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m launch.registry",
+                            description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--wandb-dir", type=pathlib.Path,
                         help="a sweep workdir (or any folder) holding local W&B run directories")

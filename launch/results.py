@@ -72,9 +72,11 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
     init_from = _lookup(config, "train.init_from") or ""
     start_step = first(summary.get("start_step"), _lookup(config, "train.init_step"),
                        planned.get("start_step"), 0)
-    total = summary.get("total_steps")
-    study = (summary["flops"] * (total - start_step) / total
-             if total and summary.get("flops") is not None else planned.get("study_flops", ""))
+    # The summary's FLOPs are those of the steps it ran (fewer than planned for a run that
+    # diverged or stopped); of them, the study trained only the ones after its start.
+    done = first(summary.get("steps"), summary.get("total_steps"))
+    study = (summary["flops"] * max(done - start_step, 0) / done
+             if done and summary.get("flops") is not None else planned.get("study_flops", ""))
     return {
         "name": name, "status": status, "size": first(size_of(config), planned.get("size")),
         "parent": first(init_from.rstrip("/").rsplit("/", 1)[-1] if init_from else "",

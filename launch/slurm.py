@@ -8,9 +8,10 @@ The first writes an sbatch script (one task per GPU, `srun scaling-sweep ...`, s
 requeues itself after a preemption and resumes from its checkpoints. The second, for clusters
 without SLURM, prints one `scaling-train` command line per node, with the coordinator given
 explicitly; run line i on node i. `--dry-run` prints the script and the `sbatch` command instead of
-writing and submitting. Either way the configs are checked first: every planned run of the sweep
-(or the one run) is validated exactly as `scaling-train` will, and a bad one exits 2 naming the
-run and the field before anything is written or submitted.
+writing and submitting. `--config.FIELD=VALUE` overrides (of the sweep config, or of the run config)
+go to every process's command. Either way the configs are checked first: every planned run of the
+sweep (or the one run) is validated exactly as `scaling-train` will, and a bad one exits 2 naming
+the run and the field before anything is written or submitted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import shlex
 import sys
 
 from launch.commands import PREEMPTED_EXIT_CODE, UsageError, execute_checked, exit_code_of
+from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-slurm"
 SECONDS_TO_SAVE = 120  # SIGTERM this long before the time limit: enough to write a checkpoint
@@ -41,10 +43,11 @@ def program_command(args: argparse.Namespace) -> list[str]:
 
     A sweep's runs go one at a time (`--processes 1`): each is one program spanning every process.
     """
+    overrides = [f"--config.{override}" for override in args.overrides]
     if args.sweep_config:
         return ["scaling-sweep", "--config", args.sweep_config, "--processes", "1",
-                "--workdir", args.workdir]
-    return ["scaling-train", "--config", args.train_config, "--workdir", args.workdir]
+                "--workdir", args.workdir, *overrides]
+    return ["scaling-train", "--config", args.train_config, "--workdir", args.workdir, *overrides]
 
 
 def sbatch_script(args: argparse.Namespace, submit_dir: str) -> str:
@@ -112,13 +115,13 @@ def check_configs(args: argparse.Namespace) -> None:
     if args.sweep_config:
         from launch.sweep import load_plan
 
-        runs = load_plan(args.sweep_config, [])[2]
+        runs = load_plan(args.sweep_config, args.overrides)[2]
         print(f"{PROGRAM}: {args.sweep_config}: {len(runs)} planned runs, every config valid",
               file=sys.stderr)
     else:
         from scaling.train import load_and_validate
 
-        load_and_validate(args.train_config, [])
+        load_and_validate(args.train_config, args.overrides)
 
 
 def _launch(args: argparse.Namespace) -> int:
@@ -141,7 +144,7 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
     parser.add_argument("--sweep-config", help="sweep config: every process runs scaling-sweep")
     parser.add_argument("--train-config", help="run config: every process runs scaling-train")
     parser.add_argument("--workdir", required=True, help="output folder on storage all nodes share")
@@ -164,7 +167,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from scaling.overrides import split_argv
+
+    rest, overrides = split_argv(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(rest)
+    args.overrides = overrides
     return exit_code_of(PROGRAM, lambda: _launch(args))
 
 

@@ -14,7 +14,6 @@ what is unfinished.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import contextlib
 import csv
@@ -33,7 +32,7 @@ from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import files, hardware, status, tracking
-from scaling.errors import ConfigError, WorkdirBusy
+from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import load_config, split_argv
 
 PARENT_PLACEHOLDER = "<parent>"
@@ -58,6 +57,21 @@ def is_finished(run_dir: pathlib.Path, run: plans.PlannedRun) -> bool:
     summary = read_summary(run_dir)
     return (summary is not None and summary.get("status") in status.FINAL
             and summary.get("total_steps", run.steps) == run.steps)
+
+
+def check_stable_states(workdir: pathlib.Path, todo: list[plans.PlannedRun],
+                        finished: set[str]) -> None:
+    """A branch to train whose parent finished without the stable state it starts from (the
+    parent trained under other budgets or another `decay_fraction`, at the same length) could
+    never start, and rerunning would not train the parent again: ConfigError saying what to do."""
+    for run in todo:
+        parent_dir = run_directory(workdir, run.parent)
+        # The parent's `stable/` folder holds one folder per committed step, named by the step.
+        if run.parent in finished and not (parent_dir / "stable" / str(run.start_step)).is_dir():
+            raise ConfigError("--workdir", str(workdir), (
+                f"run {run.name} starts from step {run.start_step} of {run.parent}, which "
+                "finished without saving it (it trained under other budgets or decay_fraction); "
+                f"delete {parent_dir} to train it again"))
 
 
 def train_command(run: plans.PlannedRun, base_config: str, workdir: pathlib.Path) -> list[str]:
@@ -294,7 +308,7 @@ def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
 
 def parse_args(argv: list[str]):
     rest, overrides = split_argv(argv)
-    parser = argparse.ArgumentParser(prog="scaling-sweep", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="scaling-sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="sweep config file (configs/sweeps/*.py)")
     parser.add_argument("--workdir", required=True, help="directory for the runs and results.csv")
     parser.add_argument("--processes", type=int, default=None,
@@ -351,12 +365,12 @@ class Scheduler:
         """True if it can start, False if it must wait for its parent, None if it never can."""
         if not run.parent:
             return True
-        parent_dir = run_directory(self.workdir, run.parent)
-        summary = read_summary(parent_dir) or {}
-        if summary.get("status") == status.COMPLETED:
-            return True
-        waiting_for = {r.name for r in self.waiting} | self.running_names
-        return False if run.parent in waiting_for else None
+        if run.parent in {r.name for r in self.waiting} | self.running_names:
+            return False  # to be trained (again: a completed run of another length is stale)
+        parent = next(r for r in self.runs if r.name == run.parent)
+        summary = read_summary(run_directory(self.workdir, run.parent)) or {}
+        return True if (summary.get("status") == status.COMPLETED
+                        and summary.get("total_steps", parent.steps) == parent.steps) else None
 
     def run(self) -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.processes) as pool:
@@ -437,9 +451,17 @@ def _main(args, overrides: list[str]) -> int:
         print(f"scaling-sweep: error: --only {','.join(sorted(unknown))}: not in the plan "
               f"({', '.join(run.name for run in runs)})", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
+    if args.status_every < 0:
+        print(f"scaling-sweep: error: --status-every={args.status_every:g} is not allowed: "
+              "seconds between status lines, 0 or more", file=sys.stderr)
+        return status.EXIT_BAD_CONFIG
     if args.dry_run:
         try:
+            files.check_workdir(pathlib.Path(args.workdir), create=False)
             seconds_per_flop, device = estimated_seconds_per_flop(args.accelerator)
+        except ConfigError as error:
+            print(f"scaling-sweep: error: {error}", file=sys.stderr)
+            return status.EXIT_BAD_CONFIG
         except ValueError as error:
             print(f"scaling-sweep: error: --accelerator={args.accelerator!r} is not allowed: "
                   f"{error}", file=sys.stderr)
@@ -462,12 +484,13 @@ def _main(args, overrides: list[str]) -> int:
 
 def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
                workdir: pathlib.Path, status_every: float, eval_sets: list[str]) -> int:
+    finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
+    todo = [run for run in runs if run.name in wanted and run.name not in finished]
+    check_stable_states(workdir, todo, finished)
     files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())
     errors = load_errors(workdir)
-    finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
     for name in finished:
         errors.pop(name, None)  # finished since (e.g. by hand): its old error no longer holds
-    todo = [run for run in runs if run.name in wanted and run.name not in finished]
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(finished)} already finished, "
           f"{len(todo)} to train, {sweep.processes} at a time; logs in "
           f"{run_directory(workdir, '<name>')}/train.log", flush=True)

@@ -31,6 +31,7 @@ import ml_collections
 from launch import tpu_settings
 from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, execute,
                              execute_checked, exit_code_of)
+from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-tpu"
 JAX_TPU_REQUIREMENT = "jax[tpu]==0.10.2"  # the version pyproject.toml pins, with the TPU runtime
@@ -285,7 +286,7 @@ def up(s: Settings, dry_run: bool) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = ArgumentParser(add_help=False)
     common.add_argument("--config", help="settings file whose get_config() returns the settings")
     common.add_argument("--dry-run", action="store_true",
                         help="print every gcloud command, one per line, and run none")
@@ -305,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--poll-interval", type=float, help="seconds between state checks")
     common.add_argument("--delete-when-done", action=argparse.BooleanOptionalAction, default=None,
                         help="`up` deletes the slice after the sweep (default: yes)")
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
     subcommands = parser.add_subparsers(dest="subcommand", required=True)
     for name, summary in (("create", "request the slice and wait until it is ACTIVE"),
                           ("setup", "copy the checkout to every host and install it"),

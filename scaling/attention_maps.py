@@ -28,6 +28,7 @@ import numpy as np
 
 from scaling import model as model_lib
 from scaling import trained
+from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-attention"
 
@@ -108,7 +109,7 @@ def draw_head(weights_LxL: np.ndarray, labels: list[str], title: str, out: pathl
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
     parser.add_argument("--text", required=True, help="the text whose attention to show")
     parser.add_argument("--out", required=True, help="the figure (.png, .pdf or .svg)")

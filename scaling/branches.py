@@ -27,15 +27,19 @@ STABLE_FOLDER = "stable"
 
 
 class StableStates:
-    """The parent's side: save the state at each branch step, all of them kept."""
+    """The parent's side: save the state at each branch step, all of them kept.
+
+    Each save is committed before `save` returns, and the trainer saves it before the step's
+    checkpoint: a run resumed from a checkpoint past a branch step (after a kill at any moment)
+    never lacks that step's state, which it would not train again."""
 
     def __init__(self, workdir: pathlib.Path, count: int):
-        self._checkpointer = Checkpointer(workdir, keep=max(1, count), async_save=True,
+        self._checkpointer = Checkpointer(workdir, keep=max(1, count), async_save=False,
                                           folder=STABLE_FOLDER)
 
     def save(self, step: int, state: Any, meta: dict) -> None:
         if step not in self._checkpointer.steps():
-            self._checkpointer.save(step, state, meta)
+            self._checkpointer.save(step, state, meta, wait=True)
 
     def close(self) -> None:
         self._checkpointer.close()
@@ -48,7 +52,8 @@ def restore_parent(config, abstract_state: Any, model: ModelConfig) -> tuple[Any
         raise IncompatibleCheckpoint(
             f"train.init_from={str(parent)!r} holds no stable-phase states ({STABLE_FOLDER}/); "
             "train the parent run (with train.branch_steps) first")
-    checkpointer = Checkpointer(parent, keep=1_000_000, async_save=False, folder=STABLE_FOLDER)
+    checkpointer = Checkpointer(parent, keep=1_000_000, async_save=False, folder=STABLE_FOLDER,
+                                read_only=True)
     try:
         if step not in checkpointer.steps():
             raise IncompatibleCheckpoint(

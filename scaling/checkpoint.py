@@ -29,16 +29,21 @@ log = logging.getLogger(__name__)
 
 class Checkpointer:
     """Save and restore one run's checkpoints under `<workdir>/<folder>` (`checkpoints`, or
-    `stable` for the states a run keeps for its cooldown branches)."""
+    `stable` for the states a run keeps for its cooldown branches).
+
+    `read_only` opens another run's folder (a branch reading its parent's stable states) to
+    restore only: it creates, deletes and cleans up nothing there, so a save the other run has in
+    flight — its temporary folder — is left alone."""
 
     def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True,
-                 folder: str = "checkpoints"):
+                 folder: str = "checkpoints", read_only: bool = False):
         self.directory = pathlib.Path(workdir).absolute() / folder
+        options = dict(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+        if read_only:  # (orbax's own read_only option logs warnings on every open)
+            options = dict(max_to_keep=None, create=False, cleanup_tmp_directories=False)
         self._manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
-                cleanup_tmp_directories=True),
+            options=ocp.CheckpointManagerOptions(enable_async_checkpointing=async_save, **options),
             item_handlers={"state": ocp.StandardCheckpointHandler(),
                            "meta": ocp.JsonCheckpointHandler()})
 

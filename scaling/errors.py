@@ -1,11 +1,13 @@
 """The errors every layer shares, in a module that imports nothing of ours.
 
 `ConfigError` is raised wherever a configuration value is found wanting — the schema, the data
-registry, the launchers — and printed by the command-line tools as one line, exit 2.
+registry, the launchers — and printed by the command-line tools as one line, exit 2; their
+`ArgumentParser` reports a malformed command line the same way.
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 
@@ -31,3 +33,11 @@ class IncompatibleCheckpoint(ValueError):
 
 class WorkdirBusy(RuntimeError):
     """Another live process holds the workdir's lock; the message names its pid and host."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with its errors (a missing option, a value of the wrong type, an unknown
+    choice) in one line — `prog: error: ...`, exit 2 — without the usage block; `--help` shows it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")

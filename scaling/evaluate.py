@@ -29,7 +29,7 @@ import numpy as np
 from scaling import model as model_lib
 from scaling import parallel, trained
 from scaling.data import loader, packing, sources, tokenizers, validate_data_config
-from scaling.errors import ConfigError
+from scaling.errors import ArgumentParser, ConfigError
 from scaling.overrides import apply_overrides, split_argv
 
 PROGRAM = "scaling-eval"
@@ -39,7 +39,7 @@ FIXED_DATA_FIELDS = ("tokenizer", "vocab_size", "spm_model", "seq_len")
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
     rest, overrides = split_argv(argv)
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--batches", type=int, default=None,

@@ -133,11 +133,15 @@ def workdir_lock(workdir: pathlib.Path, program: str) -> Iterator[None]:
         handle.close()
 
 
-def check_workdir(workdir: pathlib.Path, option: str = "--workdir") -> pathlib.Path:
-    """`workdir` created if missing; ConfigError (one line) when it is a file or cannot be made."""
+def check_workdir(workdir: pathlib.Path, option: str = "--workdir", *,
+                  create: bool = True) -> pathlib.Path:
+    """`workdir` created if missing (unless not `create`: a dry run writes nothing); ConfigError
+    (one line) when it is a file or cannot be made."""
     workdir = pathlib.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(option, str(workdir), "a directory (this path is a file)")
+    if not create:
+        return workdir
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

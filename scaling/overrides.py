@@ -9,6 +9,7 @@ field's type; an unknown field or a value of the wrong type raises `ConfigError`
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import importlib.util
 import inspect
 import pathlib
@@ -25,7 +26,10 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     file = pathlib.Path(path)
     if not file.is_file():
         raise ConfigError("--config", spec, "an existing ml-collections config file (path[:arg])")
-    module_spec = importlib.util.spec_from_file_location(f"_scaling_config_{file.stem}", file)
+    name = f"_scaling_config_{file.stem}"
+    # An explicit loader: a file not named *.py is still read as Python (and refused if it is not).
+    module_spec = importlib.util.spec_from_file_location(
+        name, file, loader=importlib.machinery.SourceFileLoader(name, str(file)))
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)

@@ -21,13 +21,14 @@ import jax
 import numpy as np
 
 from scaling import decoding, trained
+from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-sample"
 SEPARATOR = "-" * 40
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", default=None, help="text to continue (default: empty)")

@@ -25,7 +25,7 @@ import jax
 from scaling import budget, distributed, files, memory, status
 from scaling.config import validate
 from scaling.data import sources
-from scaling.errors import ConfigError, IncompatibleCheckpoint, WorkdirBusy
+from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import apply_overrides, load_config, split_argv
 from scaling.trainer import Trainer
 
@@ -134,7 +134,7 @@ def read_summary(workdir: pathlib.Path) -> dict | None:
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     rest, overrides = split_argv(argv)
-    parser = argparse.ArgumentParser(prog="scaling-train", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="scaling-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="ml-collections config file, path[:arg]")
     parser.add_argument("--workdir", required=True, help="directory for metrics, summary, checkpoints")
     parser.add_argument("--dry-run", action="store_true",
@@ -161,16 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.dry_run:
-        print(memory.describe(config))
-        return status.EXIT_COMPLETED
     try:
+        if args.dry_run:
+            files.check_workdir(args.workdir, create=False)
+            print(memory.describe(config))
+            return status.EXIT_COMPLETED
         summary = train(config, args.workdir)
     except (IncompatibleCheckpoint, ConfigError, WorkdirBusy,
             sources.DatasetUnavailableError) as error:
-        # ConfigErrors found once devices and data are known: mesh vs device count, model vs
-        # mesh divisibility, batch vs process count, sequence vs corpus; a dataset that cannot
-        # be prepared here (no network, no TensorFlow): what to do, in one line.
+        # ConfigErrors found once devices are known (mesh vs device count, also in a dry run) or
+        # data: model vs mesh divisibility, batch vs process count, sequence vs corpus; a dataset
+        # that cannot be prepared here (no network, no TensorFlow): what to do, in one line.
         print(f"scaling-train: error: {' '.join(str(error).split())}", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
     except KeyboardInterrupt:

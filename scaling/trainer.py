@@ -331,11 +331,11 @@ class Trainer:
             return False
         if log_now or eval_now:
             self._log(eval_now)
+        if branch_now:  # committed first: a checkpoint past a branch step implies its state
+            self.stable.save(count, self.state, self._meta())
         if save_now or preempted:
             self.checkpointer.save(count, self.state, self._meta(),
                                    wait=preempted or count == total)
-        if branch_now:
-            self.stable.save(count, self.state, self._meta())
         if preempted and count < total:
             self.status = stop
             return False

@@ -135,4 +135,27 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "missing column(s) loss; available: size, tokens, l" in error
     assert main(["--results", str(tmp_path / "nowhere.csv")]) == 2
-    assert "nowhere.csv: no such file" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"scaling-fit: error: --results="
+                                       f"{str(tmp_path / 'nowhere.csv')!r} is not allowed: an "
+                                       "existing CSV file (no such file)\n")
+
+
+def test_bad_output_and_hold_out_settings_are_one_line_errors(tmp_path, capsys):
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9] * 3, "loss": [3.0, 2.9, 2.8]}).to_csv(
+        path, index=False)
+    common = ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+              "--bootstrap", "0"]
+    (tmp_path / "afile").write_text("")
+    assert main(common + ["--out", str(tmp_path / "afile")]) == 2
+    assert capsys.readouterr().err == (f"scaling-fit: error: --out={str(tmp_path / 'afile')!r} "
+                                       "is not allowed: a directory (this path is a file)\n")
+    assert main(common + ["--drop-highest", "3", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --drop-highest=3 is not allowed: the "
+                                       "runs have 3 model sizes; need 1 <= K < 3\n")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(common + ["--bootstrap", "many"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: argument --bootstrap: invalid int "
+                                       "value: 'many'\n")

@@ -19,11 +19,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import REPO, write_sweep_config
-from scaling import budget, optim
+from scaling import branches, budget, optim
+from scaling.checkpoint import Checkpointer
 from scaling.config import default_config
+from scaling.errors import IncompatibleCheckpoint
 from test_resume import assert_same_state, committed_steps, restored_state, wait_until
 
 
@@ -136,6 +139,38 @@ def test_branch_of_a_parent_without_that_state_is_refused(parent, tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "no stable state at step 24" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_stable_state_is_committed_when_its_save_returns(tmp_path):
+    # The trainer saves it before the step's checkpoint, so a kill at any moment after that
+    # checkpoint commits cannot leave the run resumed past a branch step without its state.
+    states = branches.StableStates(tmp_path, count=1)
+    try:
+        states.save(7, {"w": np.ones((16, 1024, 1024), np.float32)}, {"step": 7})  # 64 MiB
+        stable = tmp_path / branches.STABLE_FOLDER
+        assert [p.name for p in stable.iterdir()] == ["7"]
+        assert Checkpointer(tmp_path, keep=1, folder=branches.STABLE_FOLDER,
+                            read_only=True).steps() == [7]
+    finally:
+        states.close()
+
+
+def test_a_branch_leaves_its_parents_save_in_flight_alone(tmp_path):
+    # The parent still writing the state of step 30 (orbax's temporary folder for it) while a
+    # branch that wants it opens the stable folder: refused, and the parent's save untouched.
+    stable = tmp_path / "parent" / branches.STABLE_FOLDER
+    in_flight = stable / "30.orbax-checkpoint-tmp-1764547200"
+    (in_flight / "state").mkdir(parents=True)
+    config = default_config()
+    config.train.init_from, config.train.init_step = str(tmp_path / "parent"), 30
+    with pytest.raises(IncompatibleCheckpoint, match="no stable state at step 30"):
+        branches.restore_parent(config, {}, config.model)
+    # A clean-up of unfinished saves would run in the background: give it time to show.
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and (in_flight / "state").is_dir():
+        time.sleep(0.05)
+    assert [p.name for p in stable.iterdir()] == [in_flight.name]
+    assert (in_flight / "state").is_dir()
 
 
 def test_branch_outside_its_stable_phase_is_refused_before_anything_runs(tmp_path):

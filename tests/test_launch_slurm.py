@@ -198,3 +198,26 @@ def test_a_run_config_scaling_train_would_refuse_is_refused_before_sbatch(cluste
     assert result.stderr.strip() == ("scaling-slurm: error: config.optim.lr=-1.0 is not allowed: "
                                      + result.stderr.strip().split("is not allowed: ", 1)[1])
     assert cluster.submissions() == []
+
+
+def test_config_overrides_are_checked_and_reach_every_process(cluster):
+    result = cluster.launch(*SWEEP, "--nodes", "1", "--gpus-per-node", "2", "--dry-run",
+                            "--config.overrides.optim.lr=0.01", "--config.steps", "12")
+    assert result.returncode == 0, result.stderr
+    assert ("srun scaling-sweep --config configs/sweeps/tiny.py --processes 1 --workdir runs/tiny "
+            "--config.overrides.optim.lr=0.01 --config.steps=12\n") in result.stdout
+    result = cluster.launch("--train-config", "configs/run.py", "--workdir", "/shared/run",
+                            "--nodes", "2", "--coordinator", "10.0.0.1:12345",
+                            "--config.train.steps=7")
+    assert result.returncode == 0, result.stderr
+    assert all(shlex.split(line)[5] == "--config.train.steps=7"
+               for line in result.stdout.splitlines())
+    for args, message in ((SWEEP + ["--gpus-per-node", "2", "--config.plan=nope"],
+                           "config.plan='nope' is not allowed"),
+                          (["--train-config", "configs/run.py", "--workdir", "w",
+                            "--gpus-per-node", "2", "--config.optim.lr=-1"],
+                           "config.optim.lr=-1.0 is not allowed")):
+        result = cluster.launch(*args, "--nodes", "1")
+        assert result.returncode == 2 and result.stderr.startswith("scaling-slurm: error: ")
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert cluster.submissions() == []

@@ -104,3 +104,15 @@ def test_seeds_replicate_every_run_at_the_following_seeds(tmp_path):
             assert run.parent == (original.parent + f"-s{k}" if original.parent else "")
             assert (run.params, run.tokens, run.flops, run.start_step) == (
                 original.params, original.tokens, original.flops, original.start_step)
+
+
+def test_a_ladder_budget_inside_the_warmup_is_refused(tmp_path):
+    # 256 tokens a step, a warmup of 5 steps: a 6-step budget warms up like its 64-step parent
+    # and cools down from step 5; a 5-step one would warm up in 4 steps, unlike its parent.
+    fields = dict(plan="ladder", hparams="fixed",
+                  overrides={**MODEL_CHANGING["overrides"], "optim": {"warmup_steps": 5}})
+    _, runs = _plan(tmp_path, ladder_tokens=(256 * 6, 256 * 64), **fields)
+    assert sorted((run.steps, run.start_step) for run in runs if run.size == "d64-L2") == [
+        (6, 5), (64, 0)]
+    with pytest.raises(ConfigError, match=r"ladder_tokens=.*warmup of 5 steps \(the smallest is 5\)"):
+        _plan(tmp_path, ladder_tokens=(256 * 5, 256 * 64), **fields)

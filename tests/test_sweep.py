@@ -2,6 +2,7 @@
 killed sweep, isolating a failed run, and the plan table."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -11,8 +12,10 @@ import time
 
 import pytest
 
-from launch import plans
+from launch import plans, results
+from launch import sweep as sweep_module
 from scaling import files
+from scaling.errors import ConfigError
 from scaling.overrides import load_config
 from conftest import write_sweep_config
 
@@ -234,13 +237,30 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
             assert "resuming from step" in (workdir / "runs" / name / "train.log").read_text()
 
 
-def test_a_sweep_workdir_that_is_a_file_is_one_line(repo, tmp_path):
+@pytest.mark.parametrize("extra", [(), ("--dry-run",)])
+def test_a_sweep_workdir_that_is_a_file_is_one_line(repo, tmp_path, extra):
     workdir = tmp_path / "sweep"
     workdir.write_text("not a folder")
-    result = _sweep(repo, _write_sweep(tmp_path), workdir, timeout=120)
+    result = _sweep(repo, _write_sweep(tmp_path), workdir, *extra, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == (f"scaling-sweep: error: --workdir={str(workdir)!r} is not "
                                      "allowed: a directory (this path is a file)")
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (("--config.size_overrides.d999.model.d_ff=4",),
+     "config.size_overrides.d999={'model': {'d_ff': 4}} is not allowed: keys that name members "
+     "of family 'cpu_demo': d8-L2"),
+    (("--status-every", "-1"), "--status-every=-1 is not allowed: seconds between status lines"),
+    (("--processes", "two"), "argument --processes: invalid int value: 'two'"),
+])
+def test_bad_sweep_settings_are_one_line(repo, tmp_path, extra, expected):
+    result = _sweep(repo, _write_sweep(tmp_path), tmp_path / "w", "--dry-run", *extra,
+                    timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scaling-sweep: error: "), result.stderr
+    assert expected in lines[0] and not (tmp_path / "w").exists()
 
 
 def test_a_run_config_given_to_the_sweep_is_one_line_naming_the_file(repo, tmp_path):
@@ -250,3 +270,52 @@ def test_a_run_config_given_to_the_sweep_is_one_line_naming_the_file(repo, tmp_p
     assert len(lines) == 1 and lines[0].startswith(
         "scaling-sweep: error: --config='configs/demo.py' is not allowed: a sweep config")
     assert "is this a run config?" in lines[0]
+
+
+@pytest.mark.parametrize("status, steps", [("completed", 100), ("diverged", 84), ("preempted", 90),
+                                           ("interrupted", 80)])
+def test_a_branchs_study_compute_counts_the_steps_it_ran_after_its_start(status, steps):
+    # A branch of 100 steps from its parent's step 80, at 1,000 FLOPs a step: the study trained
+    # its steps 81..steps (the summary's FLOPs are those of the steps it ran).
+    summary = {"status": status, "steps": steps, "total_steps": 100, "start_step": 80,
+               "flops": 1000.0 * steps}
+    row = results.result_row(summary, {"train.init_step": 80}, name="b", status=status)
+    assert row["study_flops"] == 1000.0 * (steps - 80)
+
+
+def test_a_branch_waits_for_its_parent_of_the_plans_length(tmp_path):
+    # The parent's workdir holds a completed run of another length (the plan changed since): a
+    # branch must not start from its stable states, whether the parent is queued to train again
+    # or its rerun was refused.
+    def planned(name, steps, parent=""):
+        return plans.PlannedRun(name=name, overrides={}, size="d8-L2", params=1,
+                                non_embedding_params=1, tokens=steps, steps=steps, flops=1.0,
+                                flop_convention="full", parent=parent,
+                                start_step=steps - 1 if parent else 0)
+    main, branch = planned("m", 64), planned("b", 16, parent="m")
+
+    def ready(todo, total_steps):
+        files.write_json_atomic(tmp_path / "runs" / "m" / "summary.json",
+                                {"status": "completed", "total_steps": total_steps})
+        scheduler = sweep_module.Scheduler(tmp_path, [main, branch], todo, "", {}, 1)
+        return scheduler._ready(branch)
+
+    (tmp_path / "runs" / "m").mkdir(parents=True)
+    assert ready([main, branch], 32) is False  # the parent trains again first
+    assert ready([branch], 32) is None  # it did not: the branch cannot start
+    assert ready([branch], 64) is True
+
+
+def test_a_branch_whose_finished_parent_lacks_its_stable_state_is_refused(tmp_path):
+    # The parent finished at the plan's length under another decay_fraction: it saved the state
+    # of step 40, the plan's branch starts from step 48. Rerunning would not train it again.
+    main = plans.PlannedRun(name="m", overrides={}, size="d8-L2", params=1, non_embedding_params=1,
+                            tokens=64, steps=64, flops=1.0, flop_convention="full")
+    branch = dataclasses.replace(main, name="b", steps=60, parent="m", start_step=48)
+    (tmp_path / "runs" / "m" / "stable" / "40").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"run b starts from step 48 of m, which finished without "
+                                          r"saving it .* delete .*runs/m to train it again"):
+        sweep_module.check_stable_states(tmp_path, [branch], {"m"})
+    sweep_module.check_stable_states(tmp_path, [branch], set())  # the parent trains first
+    (tmp_path / "runs" / "m" / "stable" / "48").mkdir()
+    sweep_module.check_stable_states(tmp_path, [branch], {"m"})

@@ -68,6 +68,21 @@ def _one_error_line(result) -> str:
     return lines[0]
 
 
+def test_a_dry_run_checks_the_mesh_and_the_workdir_in_one_line(repo, tmp_path):
+    result, workdir = _train(repo, tmp_path, "--config.mesh.data=3", "--dry-run")
+    assert "data × fsdp × tensor = 3 must equal the device count 1" in _one_error_line(result)
+    workdir.write_text("not a folder")
+    result, _ = _train(repo, tmp_path, "--dry-run")
+    assert "a directory (this path is a file)" in _one_error_line(result)
+
+
+def test_a_malformed_command_line_is_one_line(repo, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "scaling.train", "--config", "configs/demo.py"],
+                            capture_output=True, text=True, cwd=repo, timeout=120)
+    assert _one_error_line(result) == ("scaling-train: error: the following arguments are "
+                                       "required: --workdir")
+
+
 def test_a_workdir_that_is_a_file_is_one_line(repo, tmp_path):
     workdir = tmp_path / "run"
     workdir.write_text("not a folder")
@@ -83,6 +98,7 @@ def test_a_workdir_that_is_a_file_is_one_line(repo, tmp_path):
                         "config file"),
     ("configs/demo.py:bogus", "--config='configs/demo.py:bogus' is not allowed: a variant of this "
                               "file: runlocal"),
+    ("README.md", "--config='README.md' is not allowed: a Python config file that runs"),
 ])
 def test_config_file_errors_name_the_option(repo, tmp_path, config, expected):
     result = subprocess.run(
