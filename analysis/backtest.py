@@ -61,14 +61,16 @@ def headline_law(runs: pd.DataFrame) -> str:
 def prediction_interval(result: FitResult, variables: dict[str, np.ndarray], *,
                         num_resamples: int, seed: int, level: float = CONFIDENCE_LEVEL,
                         bootstrap_theta: np.ndarray | None = None,
-                        extra_log_sd: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                        extra_log_sd: np.ndarray | float = 0.0,
+                        clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) of the `level` prediction interval of the loss at the points `variables`
-    (see the module docstring). `bootstrap_theta` reuses resamples already fitted;
-    `extra_log_sd` (per point or one value) is the standard deviation, in log loss, of the
-    law's own extrapolation error."""
+    (see the module docstring). `bootstrap_theta` reuses resamples already fitted, else the fit
+    is bootstrapped (by `clusters` of points when given: `bootstrap_fits`); `extra_log_sd` (per
+    point or one value) is the standard deviation, in log loss, of the law's own extrapolation
+    error."""
     law = result.law
     if bootstrap_theta is None:
-        bootstrap_theta = bootstrap_fits(result, num_resamples, seed)
+        bootstrap_theta = bootstrap_fits(result, num_resamples, seed, clusters=clusters)
     log_x = np.stack([np.log(np.asarray(variables[v], dtype=float)) for v in law.variables])
     with np.errstate(over="ignore", invalid="ignore"):
         log_predicted, _ = law.log_prediction(bootstrap_theta, log_x)
@@ -100,6 +102,8 @@ def extrapolation_error_scale(method: str, kept: pd.DataFrame) -> float:
     if method == "compute":
         frontier = final_point_frontier(np.arange(len(kept)), kept["C"], kept["loss"])
         inner_out = kept.iloc[[i for i in frontier.run if inner_held[i]]]
+    elif method == "n":  # L(N) predicts the best run at a size
+        inner_out = envelope(inner_out, "N")
     law = get_law(method)
     variables, loss = method_points(method, inner_kept) if len(inner_kept) else ({}, [])
     if inner_out.empty or np.size(loss) < law.num_params + 1 or inner_kept["N"].nunique() < 2:
@@ -162,13 +166,24 @@ def _score(held_out: pd.DataFrame, predicted, low, high) -> pd.DataFrame:
     return held_out
 
 
+def envelope(runs: pd.DataFrame, key: str) -> pd.DataFrame:
+    """For each distinct value of `key` (N or D), the run with the lowest loss: L(N) and L(D)
+    describe the best loss reachable at a size, not every run at it."""
+    return runs.loc[runs.groupby(key)["loss"].idxmin()].sort_values(key)
+
+
 def method_points(method: str, kept: pd.DataFrame):
     """(variables, loss) a method is fitted to: every run for L(N, D); for L(C), the frontier of
-    the runs' final points (the lowest final loss reached at each compute)."""
+    the runs' final points (the lowest final loss reached at each compute); for L(N) and L(D),
+    the best run at each N or D."""
     if method == "compute":
         frontier = final_point_frontier(kept["name"] if "name" in kept else np.arange(len(kept)),
                                         kept["C"], kept["loss"])
         return {"C": frontier.flops}, frontier.loss
+    if method in ("n", "d"):
+        key = method.upper()
+        best = envelope(kept, key)
+        return {key: best[key].to_numpy()}, best["loss"].to_numpy()
     variables = {"N": kept["N"].to_numpy(), "D": kept["D"].to_numpy()}
     if method == DATA_CONSTRAINED:
         variables["U"] = kept["U"].to_numpy()

@@ -26,22 +26,25 @@ def resample_weights(num_points: int, num_resamples: int, seed: int) -> np.ndarr
 
 
 def bootstrap_fits(result: FitResult, num_resamples: int = 500, seed: int = 0,
-                   strata: np.ndarray | None = None) -> np.ndarray:
+                   strata: np.ndarray | None = None,
+                   clusters: np.ndarray | None = None) -> np.ndarray:
     """Fitted parameters (in `result.law.fit_params` order) for `num_resamples` resamples of the
     points `result` was fitted to, shape (num_resamples, P). With `strata` (a label per point),
-    each stratum is resampled on its own, so every resample keeps its size."""
+    each stratum is resampled on its own, so every resample keeps its size. With `clusters` (a
+    label per point), whole clusters are drawn, all their points together: the points of a
+    compute frontier read off a few training curves share each curve's offset, so the runs, not
+    the points, are the independent draws."""
     if num_resamples < 1:
         raise ValueError(f"num_resamples={num_resamples} is not allowed; need at least 1")
     law = result.law
     centre = law.centre(result.log_x)
-    if strata is None:
-        weights = resample_weights(result.num_points, num_resamples, seed)
-    else:
-        strata = np.asarray(strata)
-        weights = np.zeros((num_resamples, result.num_points))
-        for offset, label in enumerate(np.unique(strata)):
-            members = np.flatnonzero(strata == label)
-            weights[:, members] = resample_weights(members.size, num_resamples, seed + offset)
+    strata = np.zeros(result.num_points) if strata is None else np.asarray(strata)
+    clusters = np.arange(result.num_points) if clusters is None else np.asarray(clusters)
+    weights = np.zeros((num_resamples, result.num_points))
+    for offset, label in enumerate(np.unique(strata)):
+        members = np.flatnonzero(strata == label)
+        names, index = np.unique(clusters[members], return_inverse=True)
+        weights[:, members] = resample_weights(names.size, num_resamples, seed + offset)[:, index]
     scale = 1.0 / result.num_points if result.reduction == "mean" else 1.0
     objective = huber_objective(law, result.log_x - centre[:, None], result.log_loss,
                                 delta=result.delta, weights=weights, scale=scale)
@@ -54,17 +57,27 @@ def bootstrap_fits(result: FitResult, num_resamples: int = 500, seed: int = 0,
 
 def summarize(point: float, samples: np.ndarray, level: float = CONFIDENCE_LEVEL) -> dict:
     """The point estimate with the bootstrap standard error and the central `level` percentile
-    interval of `samples`; non-finite samples (e.g. a budget that a resample never reaches) are
-    left out and counted."""
+    interval of `samples`. An infinite sample is an answer (a budget that resample never reaches:
+    "never") and counts in the interval, which then reaches infinity when enough resamples do;
+    the standard error is then infinite. NaN samples (failed resamples) are left out and counted."""
     samples = np.asarray(samples, dtype=float)
-    finite = samples[np.isfinite(samples)]
+    kept = samples[~np.isnan(samples)]
+    finite = kept[np.isfinite(kept)]
     summary = {"value": float(point)}
-    if finite.size >= 2:
+    if kept.size >= 2:
         tail = 50.0 * (1.0 - level)
-        low, high = np.percentile(finite, [tail, 100.0 - tail])
+        # Percentiles with ±inf stood in for by huge finite values (a quarter of the largest
+        # float, so differences do not overflow); a bound past every finite sample is infinite.
+        big = np.finfo(float).max / 4
+        bounds = np.percentile(np.clip(kept, -big, big), [tail, 100.0 - tail])
+        top = finite.max() if finite.size else -np.inf
+        bottom = finite.min() if finite.size else np.inf
+        low, high = (np.inf if np.isposinf(kept).any() and b > top
+                     else -np.inf if np.isneginf(kept).any() and b < bottom else float(b)
+                     for b in bounds)
         with np.errstate(over="ignore", invalid="ignore"):
             # A runaway resample (e.g. B → 1e300 along a flat ridge) makes the SE infinite, not an error.
-            standard_error = float(finite.std(ddof=1))
+            standard_error = float(finite.std(ddof=1)) if finite.size == kept.size else np.inf
         summary.update(se=standard_error, ci_low=float(low), ci_high=float(high))
     else:
         summary.update(se=float("nan"), ci_low=float("nan"), ci_high=float("nan"))

@@ -139,8 +139,11 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
     loss = np.concatenate([frontier_a.loss, frontier_b.loss])
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         result = fit_law(law, {"C": flops, "recipe": recipe}, loss, starts=np.array(starts))
-        samples = (bootstrap_fits(result, num_resamples, seed, strata=recipe) if num_resamples > 0
-                   else np.empty((0, law.num_params)))
+        # Frontier points read off one training curve are drawn together (`bootstrap_fits`).
+        clusters = (np.concatenate([frontier_a.run, frontier_b.run])
+                    if "curves" in (frontier_a.source, frontier_b.source) else None)
+        samples = (bootstrap_fits(result, num_resamples, seed, strata=recipe, clusters=clusters)
+                   if num_resamples > 0 else np.empty((0, law.num_params)))
     low = max(frontier_a.flops.min(), frontier_b.flops.min())
     high = min(frontier_a.flops.max(), frontier_b.flops.max())
     if not low < high:

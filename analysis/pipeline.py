@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import allocation, returns
-from analysis.backtest import extrapolation_sd, prediction_interval, split_largest
+from analysis.backtest import (envelope, extrapolation_sd, method_points, prediction_interval,
+                               split_largest)
 from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
 from analysis.diagnostics import diagnose
 from analysis.fit import HUBER_DELTA, FitResult, fit_law
@@ -130,15 +131,17 @@ def _derived_samples(law_name: str, params: dict[str, np.ndarray], variables: di
 
 
 def fit_with_uncertainty(law_name: str, variables: dict[str, np.ndarray], loss: np.ndarray,
-                         settings: Settings, *, reduction: str = "sum") -> LawFit:
-    """Fit `law_name` to the points, bootstrap it and summarise every parameter and derived
-    quantity as value, standard error and percentile interval."""
+                         settings: Settings, *, reduction: str = "sum",
+                         clusters: np.ndarray | None = None) -> LawFit:
+    """Fit `law_name` to the points, bootstrap it (resampling whole `clusters` when given: see
+    `bootstrap_fits`) and summarise every parameter and derived quantity as value, standard error
+    and percentile interval."""
     law = get_law(law_name)
     # Resamples that run off along a flat direction overflow; they are summarised (and flagged by
     # the diagnostics), not warned about one operation at a time.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         result = fit_law(law, variables, loss, reduction=reduction)
-        samples = (bootstrap_fits(result, settings.num_resamples, settings.seed)
+        samples = (bootstrap_fits(result, settings.num_resamples, settings.seed, clusters=clusters)
                    if settings.num_resamples > 0 else np.empty((0, law.num_params)))
         point_params = law.natural(result.theta[None])
         sample_params = law.natural(samples)
@@ -163,24 +166,17 @@ def fit_with_uncertainty(law_name: str, variables: dict[str, np.ndarray], loss: 
                   summary=summary)
 
 
-def _envelope(runs: pd.DataFrame, key: str) -> pd.DataFrame:
-    """For each distinct value of `key` (N or D), the run with the lowest loss: L(N) and L(D)
-    describe the best loss reachable at a size, not every run at it."""
-    return runs.loc[runs.groupby(key)["loss"].idxmin()].sort_values(key)
+def frontier_clusters(frontier: Frontier) -> np.ndarray | None:
+    """The run of each frontier point when several points come from one training curve (they
+    share its offset, so a bootstrap draws runs); None for a frontier of final points."""
+    return frontier.run if frontier.source == "curves" else None
 
 
 def _points_for(law_name: str, runs: pd.DataFrame, frontier: Frontier | None):
     """(variables, loss) that `law_name` is fitted to."""
     if law_name == "compute":
         return {"C": frontier.flops}, frontier.loss
-    if law_name in ("n", "d"):
-        key = law_name.upper()
-        best = _envelope(runs, key)
-        return {key: best[key].to_numpy()}, best["loss"].to_numpy()
-    variables = {"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()}
-    if law_name == "data_constrained":
-        variables["U"] = runs["U"].to_numpy()
-    return variables, runs["loss"].to_numpy()
+    return method_points(law_name, runs)
 
 
 def is_ladder(runs: pd.DataFrame) -> bool:
@@ -225,7 +221,12 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
     (`analysis.backtest.prediction_interval`); for the compute law at their final FLOPs, from a
     frontier rebuilt without them. L(C) describes only compute-optimal runs, so it predicts only
     the held-out runs on `frontier`, the frontier of all runs."""
+    if law_name == "d":
+        raise ValueError("L(D) describes the best loss at each D over every size, so holding out "
+                         "the largest sizes does not test it")
     kept, held_out = split_largest(runs, settings.drop_largest, settings.hold_out_from)
+    if law_name == "n":  # the best loss at a size: predicted for the best run of each held-out size
+        held_out = envelope(held_out, "N").reset_index(drop=True)
     if law_name == "compute":
         held_out = held_out[held_out["name"].isin(set(frontier.run))].reset_index(drop=True)
         if held_out.empty:
@@ -233,8 +234,9 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
                              "has nothing it should predict")
     kept_curves = None if curves is None else curves[curves["name"].isin(set(kept["name"]))]
     law = get_law(law_name)
-    variables, loss = _points_for(law_name, kept, compute_frontier(kept, kept_curves, settings)
-                                  if law_name == "compute" else None)
+    kept_frontier = (compute_frontier(kept, kept_curves, settings) if law_name == "compute"
+                     else None)
+    variables, loss = _points_for(law_name, kept, kept_frontier)
     targets = {v: held_out[v].to_numpy() for v in law.variables}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         result = fit_law(law, variables, loss)
@@ -242,6 +244,7 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
         if settings.num_resamples > 0:
             low, high = prediction_interval(
                 result, targets, num_resamples=settings.num_resamples, seed=settings.seed,
+                clusters=frontier_clusters(kept_frontier) if kept_frontier is not None else None,
                 extra_log_sd=extrapolation_sd(law_name, kept, held_out["N"].to_numpy()))
         else:
             low = high = np.full(len(held_out), np.nan)
@@ -308,7 +311,9 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
         if reason is None:
             variables, loss = _points_for(law_name, runs, frontier)
             try:
-                fits[law_name] = fit_with_uncertainty(law_name, variables, loss, settings)
+                fits[law_name] = fit_with_uncertainty(
+                    law_name, variables, loss, settings,
+                    clusters=frontier_clusters(frontier) if law_name == "compute" else None)
             except ValueError as error:
                 reason = str(error)
         if reason is not None:

@@ -163,6 +163,26 @@ def test_final_eval_only_sweep_is_fitted_from_its_final_points():
     assert analysis.fits["compute"].fit.params["alpha"] == pytest.approx(0.15, rel=1e-3)
 
 
+def test_the_extrapolation_check_of_l_of_n_predicts_the_best_run_of_each_held_out_size():
+    # Six sizes at five budgets of a noise-free Chinchilla law: the best run at each size (its
+    # largest D) lies on L(N) = (E + B/D_max^beta) + A/N^alpha exactly, so L(N) fitted to the
+    # best run of the five smaller sizes predicts the best run of the largest, and only that run.
+    N, D = np.meshgrid(np.geomspace(1e6, 1e8, 6), np.geomspace(1e8, 1e10, 5), indexing="ij")
+    runs = pd.DataFrame({"name": [f"r{i}" for i in range(N.size)], "N": N.ravel(),
+                         "D": D.ravel()})
+    runs["C"] = 6 * runs["N"] * runs["D"]
+    runs["loss"] = 1.7 + 400 * runs["N"] ** -0.34 + 1500 * runs["D"] ** -0.28
+    analysis = analyze(runs, Settings(num_resamples=0, law="n"))
+    check = analysis.extrapolations["n"]
+    assert check.held_out[["N", "D"]].values.tolist() == [[1e8, 1e10]]
+    assert check.summary["n_fit_points"] == 5
+    assert check.summary["max_abs_relative_error"] < 1e-4
+    analysis = analyze(runs, Settings(num_resamples=0, law="d"))
+    assert "d" not in analysis.extrapolations
+    assert "holding out the largest sizes does not test it" in analysis.summary["skipped"][
+        "extrapolation_d"]
+
+
 def test_isoflop_groups_do_not_chain_across_budgets():
     flops = np.concatenate([np.geomspace(1e18, 1e19, 60), [3e20, 3.1e20, 2.95e20]])
     budgets = group_budgets(flops)

@@ -119,6 +119,36 @@ def test_compute_law_recovers_a_known_law_under_noise_within_its_interval():
     assert result.params["alpha"] == pytest.approx(0.15, rel=0.1)
 
 
+def test_a_cluster_bootstrap_draws_whole_clusters():
+    # Each of 12 points repeated 4 times, the copies one cluster: drawing clusters is drawing the
+    # 12 points (the same draws, seed for seed), and 4 copies of a point weigh as one point
+    # does (a sum of Huber losses scaled by 4), so the resampled fits are the points' own.
+    C, loss = synthetic_compute_points(noise=0.003, seed=3)
+    law = get_law("compute")
+    single = fit_law(law, {"C": C}, loss)
+    copies = fit_law(law, {"C": np.repeat(C, 4)}, np.repeat(loss, 4))
+    by_point = law.natural(bootstrap_fits(single, num_resamples=40, seed=5))
+    by_cluster = law.natural(bootstrap_fits(copies, num_resamples=40, seed=5,
+                                            clusters=np.repeat(np.arange(C.size), 4)))
+    naive = law.natural(bootstrap_fits(copies, num_resamples=40, seed=5))
+    np.testing.assert_allclose(by_cluster["alpha"], by_point["alpha"], rtol=1e-4)
+    # Resampling the 48 copies as if independent halves the spread: the defect clusters avoid.
+    assert np.std(naive["alpha"]) < 0.7 * np.std(by_cluster["alpha"])
+
+
+def test_resamples_that_never_reach_a_budget_count_in_its_interval():
+    # 30 of 100 resamples never reach it (+inf): the upper bound is "never", the lower one the
+    # 2.5th percentile of all 100 (a huge number standing in for infinity does not move it).
+    finite = np.linspace(1e22, 5e22, 70)
+    summary = summarize(2e22, np.r_[finite, np.full(30, np.inf), np.nan])
+    assert summary["ci_high"] == np.inf and summary["se"] == np.inf
+    assert summary["ci_low"] == pytest.approx(np.percentile(np.r_[finite, np.full(30, 1e300)], 2.5))
+    assert summary["non_finite_resamples"] == 31
+    # A few that never reach it, inside the tail: the interval stays finite.
+    few = summarize(2e22, np.r_[finite, np.full(1, np.inf)])
+    assert few["ci_high"] == pytest.approx(np.percentile(np.r_[finite, 1e300], 97.5))
+
+
 def test_chinchilla_law_recovers_known_parameters():
     rng = np.random.default_rng(4)
     N, D = 10 ** rng.uniform(7, 10, 80), 10 ** rng.uniform(9, 12, 80)
