@@ -179,9 +179,16 @@ def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
             return EXIT_NOT_STARTED, ""
         returncode = process.wait()
         CHILDREN.finished(process)
+    log_text = (run_dir / "train.log").read_text(errors="replace")
+    if CHILDREN.terminating and (returncode in (-signal.SIGTERM, -signal.SIGINT) or (
+            returncode == 1 and log_text.rstrip().endswith("KeyboardInterrupt"))):
+        # The stop passed on reached it in its first second, before it could save and exit
+        # 75 or 130 itself: nothing was trained, so it is stopped, not failed.
+        returncode = (status.EXIT_PREEMPTED if returncode == -signal.SIGTERM
+                      else status.EXIT_INTERRUPTED)
     if returncode in status.SELF_REPORTED_EXITS:
         return returncode, ""
-    error = last_error_line((run_dir / "train.log").read_text(errors="replace"))
+    error = last_error_line(log_text)
     return returncode, (error or f"exit code {returncode}")[:300]
 
 

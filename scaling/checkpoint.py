@@ -31,13 +31,14 @@ class Checkpointer:
     """Save and restore one run's checkpoints under `<workdir>/<folder>` (`checkpoints`, or
     `stable` for the states a run keeps for its cooldown branches).
 
-    `read_only` opens another run's folder (a branch reading its parent's stable states) to
-    restore only: it creates, deletes and cleans up nothing there, so a save the other run has in
-    flight — its temporary folder — is left alone."""
+    `read_only` opens a folder another process may be writing (a branch reading its parent's
+    stable states, `scaling-eval` reading a run) to restore only: it creates, deletes, moves and
+    cleans up nothing there, so a save in flight — its temporary folder — is left alone."""
 
     def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True,
                  folder: str = "checkpoints", read_only: bool = False):
         self.directory = pathlib.Path(workdir).absolute() / folder
+        self.read_only = read_only
         options = dict(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
         if read_only:  # (orbax's own read_only option logs warnings on every open)
             options = dict(max_to_keep=None, create=False, cleanup_tmp_directories=False)
@@ -61,8 +62,8 @@ class Checkpointer:
         """Restore the newest readable checkpoint onto `abstract_state`'s shardings (any mesh).
 
         An unreadable newest checkpoint (truncated or corrupted files) is reported, moved aside to
-        `<folder>/unreadable-<step>` (kept, never deleted: the failure may be a passing storage
-        error) and the previous one is tried. Returns None when there is nothing to resume from.
+        `<folder>/unreadable-<step>` unless read-only (kept, never deleted: the failure may be a
+        passing storage error) and the previous one is tried. Returns None when there is nothing to resume from.
         Raises IncompatibleCheckpoint when the newest readable checkpoint holds a different model
         or state layout, or when checkpoints exist but none of them can be read."""
         unreadable = []
@@ -81,8 +82,9 @@ class Checkpointer:
         if unreadable:
             self._move_aside(unreadable)
             raise IncompatibleCheckpoint(
-                f"no checkpoint in {self.directory} could be read (steps {sorted(unreadable)}, now "
-                "moved to unreadable-<step>); rerun to start from scratch, or use a new --workdir")
+                f"no checkpoint in {self.directory} could be read (steps {sorted(unreadable)}"
+                + ("" if self.read_only else ", now moved to unreadable-<step>")
+                + "); rerun to start from scratch, or use a new --workdir")
         return None
 
     def restore(self, step: int, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict]:
@@ -97,6 +99,8 @@ class Checkpointer:
         return restored["state"], restored["meta"]
 
     def _move_aside(self, steps: list[int]) -> None:
+        if self.read_only:
+            return
         for step in steps if jax.process_index() == 0 else ():
             target = self.directory / f"unreadable-{step}"
             suffix = 0

@@ -88,14 +88,7 @@ class MetricsLog:
         half-written line; return the records kept."""
         if not self.path.exists():
             return []
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and record.get("step", 0) <= step:
-                kept.append(record)
+        kept = [record for record in read_metrics(self.path) if record.get("step", 0) <= step]
         files.write_text_atomic(
             self.path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in kept))
         return kept
@@ -109,8 +102,17 @@ class MetricsLog:
 
 
 def read_metrics(path: str | pathlib.Path) -> list[dict]:
-    """All records of a metrics.jsonl."""
-    return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
+    """All records of a metrics.jsonl, without a half-written line (a run killed mid-write, or
+    one still writing it): the run's next start drops it from the file."""
+    records = []
+    for line in pathlib.Path(path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def new_run_id() -> str:

@@ -129,7 +129,9 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False) -> Trained
     except ConfigError as error:
         raise RunError(f"the run's layout does not fit this machine's {jax.device_count()} "
                        f"devices ({error}); pass --single-device") from None
-    checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep, async_save=False)
+    # Read-only: the run may still be training there, with a save in flight.
+    checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep, async_save=False,
+                                read_only=True)
     try:
         with program.context():
             restored = checkpointer.restore_latest(program.abstract_state, model)

@@ -164,15 +164,34 @@ class Trainer:
                     f"config asks for {self.total_steps} (train.steps / train.tokens); use a new "
                     "--workdir or the run's settings")
             where = f"checkpoint in {self.checkpointer.directory}"
+            self._check_same_batches(meta, "the workdir's checkpoint belongs to a run")
         elif self.config.train.init_from:
             state, meta = branches.restore_parent(self.config, self.program.abstract_state,
                                                   self.model)
             where = f"the stable-phase state of {self.config.train.init_from}"
+            self._check_same_batches(meta, f"the parent run {self.config.train.init_from} was "
+                                           "trained")
         else:
             return self.program.init(jax.random.key(self.config.seed)), 0, LossWindow()
         if self.leader:
             print(f"resuming from step {meta['step']} ({where})", flush=True)
         return state, int(meta["step"]), LossWindow(**meta["loss_window"])
+
+    def _check_same_batches(self, meta: dict, what: str) -> None:
+        """The batches of step k are a function of (seed, batch size, sequence length): a run
+        resumed (or a branch started) with any of them changed would train on batches that
+        neither run saw. (Checkpoints that predate a field are not checked on it.)"""
+        current = self._batch_fields()
+        differing = [f"{name}: {meta[name]!r}, config {value!r}" for name, value in current.items()
+                     if name in meta and meta[name] != value]
+        if differing:
+            raise IncompatibleCheckpoint(
+                f"{what} with other batches ({'; '.join(differing)}); use a new --workdir or "
+                "the run's settings")
+
+    def _batch_fields(self) -> dict:
+        return {"seed": self.config.seed, "batch_size": self.config.train.batch_size,
+                "seq_len": self.config.data.seq_len}
 
     def _eval_batches(self, count: int) -> list:
         return [parallel.global_batch(batch, self.program.batch_sharding)
@@ -376,7 +395,7 @@ class Trainer:
 
     def _meta(self) -> dict:
         """What a checkpoint records beside the state: where the run was, and its model."""
-        return {"step": self.count, "seed": self.config.seed, "total_steps": self.total_steps,
+        return {"step": self.count, **self._batch_fields(), "total_steps": self.total_steps,
                 "loss_window": dataclasses.asdict(self.metrics.window),
                 "model": dataclasses.asdict(self.model)}
 

@@ -2,6 +2,8 @@
 
 import json
 import math
+import shutil
+import time
 
 import numpy as np
 import pytest
@@ -79,3 +81,16 @@ def test_a_workdir_without_a_checkpoint_is_refused(tmp_path, capsys):
                                                        "model": {}}))
     assert evaluate.main(["--workdir", str(tmp_path)]) == 2
     assert "no checkpoint in" in capsys.readouterr().err
+
+
+def test_evaluating_a_run_leaves_its_save_in_flight_alone(trained_run, tmp_path, capsys):
+    # The run still training: the save of its next checkpoint is a temporary folder.
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    in_flight = workdir / "checkpoints" / "8.orbax-checkpoint-tmp-1764547200" / "state"
+    in_flight.mkdir(parents=True)
+    assert evaluate.main(["--workdir", str(workdir)]) == 0
+    deadline = time.monotonic() + 2.0  # a clean-up would run in the background
+    while time.monotonic() < deadline and in_flight.is_dir():
+        time.sleep(0.05)
+    assert in_flight.is_dir()

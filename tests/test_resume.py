@@ -359,6 +359,23 @@ def test_a_different_model_is_refused_with_exit_code_2(reference, tmp_path, remo
     assert committed_steps(workdir) == [10, 20, 30]
 
 
+@pytest.mark.parametrize("override, change", [("--config.seed=7", "seed: 0, config 7"),
+                                              ("--config.train.batch_size=16",
+                                               "batch_size: 32, config 16")])
+def test_a_resume_on_other_batches_is_refused_with_exit_code_2(reference, tmp_path, override,
+                                                               change):
+    # The run as if killed after its last checkpoint; rerun with another seed or batch size, it
+    # would train its remaining steps on batches neither run saw.
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    (workdir / "summary.json").unlink()
+    result = train(workdir, override)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "with other batches (" + change in lines[0], result.stderr
+    assert committed_steps(workdir) == [10, 20, 30]
+
+
 MESH_RESTORE = """
 import json, sys
 import jax, numpy as np

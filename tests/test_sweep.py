@@ -1,6 +1,7 @@
 """`scaling-sweep` end to end with real `scaling-train` subprocesses: results.csv, resuming a
 killed sweep, isolating a failed run, and the plan table."""
 
+import concurrent.futures
 import csv
 import dataclasses
 import json
@@ -319,3 +320,26 @@ def test_a_branch_whose_finished_parent_lacks_its_stable_state_is_refused(tmp_pa
     sweep_module.check_stable_states(tmp_path, [branch], set())  # the parent trains first
     (tmp_path / "runs" / "m" / "stable" / "48").mkdir()
     sweep_module.check_stable_states(tmp_path, [branch], {"m"})
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 75), (signal.SIGINT, 130)])
+def test_a_run_the_passed_on_stop_kills_before_its_handler_is_stopped_not_failed(
+        tmp_path, monkeypatch, signum, code):
+    # The run dies of the signal the stopping sweep passed on, too early to save and exit 75 or
+    # 130 itself: stopped. Without the stop, the same death is a failure.
+    go = tmp_path / "go"
+    command = [sys.executable, "-c", "import os, time\n"
+               f"while not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+               f"os.kill(os.getpid(), {int(signum)})"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        outcome = pool.submit(sweep_module.execute, command, tmp_path / "stopped")
+        deadline = time.time() + 60
+        while not sweep_module.CHILDREN._processes:  # started
+            assert time.time() < deadline and not outcome.done()
+            time.sleep(0.01)
+        monkeypatch.setattr(sweep_module.CHILDREN, "terminating", True)
+        go.touch()
+        assert outcome.result(timeout=60) == (code, "")
+    monkeypatch.setattr(sweep_module.CHILDREN, "terminating", False)
+    returncode, error = sweep_module.execute(command, tmp_path / "failed")
+    assert returncode == -signum and error

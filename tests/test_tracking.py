@@ -59,6 +59,13 @@ def test_metrics_log_is_cut_back_to_the_resumed_step(tmp_path):
     assert records[1] == {"step": 10, "train_loss": 1.0}
 
 
+def test_a_half_written_line_is_left_out_by_readers(tmp_path):
+    # A run killed mid-write (or still writing): the sweep's tables read what is complete.
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 5, "train_loss": 0.5}) + "\n" + '{"step": 10, "tra')
+    assert tracking.read_metrics(path) == [{"step": 5, "train_loss": 0.5}]
+
+
 def test_metrics_log_from_scratch_drops_a_stale_file(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text(json.dumps({"step": 5}) + "\n")
