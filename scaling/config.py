@@ -167,8 +167,9 @@ class TrainConfig:
     eval_every: int = integer(100, "steps between held-out evaluations", minimum=1)
     eval_batches: int = integer(4, "held-out batches per evaluation", minimum=1)
     final_eval_batches: int = integer(0, "held-out batches of the final evaluation; 0 means "
-                                         "eval_batches, -1 the whole held-out split (every window "
-                                         "once)", minimum=-1)
+                                         "eval_batches, -1 the whole held-out split in full "
+                                         "batches (each window at most once, the fewer than "
+                                         "batch_size left over unread)", minimum=-1)
     on_nonfinite: str = option("stop", NONFINITE_ACTIONS, "a non-finite loss or gradient stops "
                                                           "the run, or the update is skipped")
     flop_convention: str = option("full", FLOP_CONVENTIONS, "FLOPs reported as `flops`")
@@ -342,6 +343,16 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
     if objective == "span_corruption" and data.seq_len < 4:
         raise ConfigError("data.seq_len", data.seq_len, ">= 4 with span_corruption (kept and "
                                                         "dropped tokens in every row)")
+    if objective == "span_corruption":
+        train = config.train
+        noise, spans = objectives.span_counts(data.seq_len, train.noise_density,
+                                              train.mean_span_length)
+        if spans > data.seq_len - noise:
+            raise ConfigError("train.noise_density", train.noise_density, (
+                f"a density that leaves a kept token before each dropped span: {noise} of "
+                f"data.seq_len={data.seq_len} tokens dropped in {spans} spans leave "
+                f"{data.seq_len - noise} kept (lower it, or raise train.mean_span_length="
+                f"{train.mean_span_length:g})"))
 
 
 def _check_mesh(mesh: ml_collections.ConfigDict) -> None:

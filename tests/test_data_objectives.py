@@ -316,3 +316,30 @@ def test_continuation_tokens_that_cannot_be_scored_fail_validation(objective_nam
         validate(config)
     message = str(error.value)
     assert "train.continuation_tokens" in message and words in message and "\n" not in message
+
+
+def test_span_corruption_settings_the_config_accepts_are_the_ones_that_corrupt():
+    # Accepted: every row can alternate kept and dropped spans (T5's layout), so a row corrupts.
+    # Refused, naming the field: a density whose spans outnumber the tokens it keeps.
+    from scaling.config import default_config, validate
+    from scaling.errors import ConfigError
+
+    accepted = refused = 0
+    for density in np.linspace(0.05, 0.95, 19):
+        for mean in (1.0, 2.0, 3.0, 10.0):
+            config = default_config()
+            config.model.layout, config.train.objective = "encoder_decoder", "span_corruption"
+            config.train.noise_density, config.train.mean_span_length = float(density), mean
+            try:
+                validate(config)
+            except ConfigError as error:
+                assert str(error).startswith("config.train.noise_density=")
+                noise, spans = objectives.span_counts(config.data.seq_len, density, mean)
+                assert spans > config.data.seq_len - noise  # refused only when it cannot corrupt
+                refused += 1
+                continue
+            mask = objectives.noise_mask(np.random.default_rng(0), config.data.seq_len, density,
+                                         mean)
+            assert mask.size == config.data.seq_len and not mask[0]
+            accepted += 1
+    assert accepted and refused

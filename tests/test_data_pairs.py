@@ -64,6 +64,18 @@ def test_text_pairs_split_by_line_and_batch_padded_with_eos(tmp_path):
     assert len({row.tobytes() for row in seen[:loader.train_pairs]}) == loader.train_pairs
 
 
+def test_the_whole_held_out_split_of_pairs_is_every_full_batch(tmp_path):
+    lines = write_pairs(tmp_path / "pairs.tsv")
+    held_out = sum(file_splits.split_of(line) == "validation" for line in lines)
+    config = seq2seq_config(dataset="text_pairs", files=str(tmp_path / "pairs.tsv"), seq_len=12,
+                            target_len=8, cache_dir=str(tmp_path))
+    loader = make_loader(config.data, batch_size=8, seed=3, train_cfg=config.train)
+    batches = loader.eval_batches(-1)
+    assert len(batches) == held_out // 8 >= 1
+    sources_read = {batch["encoder_inputs"][row].tobytes() for batch in batches for row in range(8)}
+    assert len(sources_read) == held_out // 8 * 8  # each pair at most once
+
+
 def test_text_pairs_need_tabs_and_the_seq2seq_objective(tmp_path):
     (tmp_path / "bad.tsv").write_text("no tab here\n")
     with pytest.raises(config_lib.ConfigError, match="has no tab"):

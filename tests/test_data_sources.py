@@ -100,6 +100,16 @@ def test_text_files_folder_skips_hidden_and_binary(tmp_path):
     assert found == ["a.txt", "sub/b.md"]
 
 
+def test_a_file_two_entries_reach_is_listed_once_under_the_first(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for index in range(40):
+        (tmp_path / "sub" / f"f{index}.txt").write_text(f"text {index}")
+    found = text_files.expand_files([str(tmp_path), str(tmp_path / "sub")])
+    assert [name for name, _ in found] == sorted(f"sub/f{index}.txt" for index in range(40))
+    splits = text_files.assign_splits(found)
+    assert not set(splits["train"]) & set(splits["validation"])
+
+
 def test_edited_text_file_gives_a_new_dataset_and_cache(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -10,7 +10,8 @@ transfers hyperparameters across; batches are 8 rows of 128 bytes, so the smalle
 steps. Of 2^-6, 2^-5 and 2^-4, the learning rate 2^-5 is the best at five of the six sizes and
 1.0% above the best at d64-L2, within the seed-to-seed spread (`python -m bench.bench_demo_lr`,
 `python -m bench.bench_ladder`, BENCHMARKS.md). Every budget's final held-out loss is measured on
-the whole validation split, every window once (about 1M tokens).
+the whole validation split in full batches of 8 windows (1.02M tokens; the few windows left over
+are not read).
 
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo --dry-run

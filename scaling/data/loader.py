@@ -104,7 +104,8 @@ class Loader:
             stop.set()
 
     def eval_batch_count(self, num_batches: int) -> int:
-        """`num_batches`, or for -1 the batches that hold every held-out window once."""
+        """`num_batches`, or for -1 the full batches the held-out windows fill (those left over
+        are not read; a split of fewer windows than one batch repeats some)."""
         return max(1, self.eval_windows // self.batch_size) if num_batches == -1 else num_batches
 
     def eval_batches(self, num_batches: int) -> list[dict[str, np.ndarray]]:

@@ -6,7 +6,7 @@ byte in the first 8 KiB). Each file is one document, decoded as UTF-8 (invalid b
 
 Splits are by file (`file_splits.split_of` on the path relative to the folder given, or the file
 name for a file given directly), with at least one file in each split. A single file cannot be split
-by file, so it is cut at the line break nearest 98% of its bytes: the tail is the validation
+by file, so it is cut at the line break nearest 90% of its characters: the tail is the validation
 document (a held-out contiguous tail, as `tiny_shakespeare` does).
 
 The builder config is named after a hash of the paths, sizes and modification times, so editing a
@@ -39,21 +39,29 @@ def _is_text(path: pathlib.Path) -> bool:
 
 
 def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
-    """(name used for splitting, absolute path) of every text file the entries name, in order.
+    """(name used for splitting, absolute path) of every text file the entries name, in order;
+    a file that two entries reach (a folder and a folder inside it) is listed once, under the
+    first entry's name, so that it cannot land in both splits.
 
     Raises FileNotFoundError for an entry that does not exist."""
-    found = []
+    found, seen = [], set()
+
+    def add(name: str, path: pathlib.Path) -> None:
+        if path not in seen:
+            seen.add(path)
+            found.append((name, path))
+
     for entry in entries:
         root = pathlib.Path(entry).expanduser().resolve()
         if root.is_file():
-            found.append((root.name, root))
+            add(root.name, root)
         elif root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for name in sorted(filenames):
                     path = pathlib.Path(dirpath, name)
                     if not name.startswith(".") and path.is_file() and _is_text(path):
-                        found.append((path.relative_to(root).as_posix(), path))
+                        add(path.relative_to(root).as_posix(), path)
         else:
             raise FileNotFoundError(entry)
     return found
