@@ -86,15 +86,16 @@ def _item_key(item) -> str:
 
 
 def read_local_run(run_file: pathlib.Path) -> dict:
-    """One attempt of a run from its run file: {"id", "name", "group", "config", "summary",
-    "state"}; `state` is "finished" when the attempt wrote its exit record (with exit code 0) or
-    "failed" (non-zero), else "running"."""
-    run = {"id": "", "name": "", "group": "", "config": {}, "summary": {}, "state": "running"}
+    """One attempt of a run from its run file: {"id", "name", "group", "job_type", "config",
+    "summary", "state"}; `state` is "finished" when the attempt wrote its exit record (with exit
+    code 0) or "failed" (non-zero), else "running"."""
+    run = {"id": "", "name": "", "group": "", "job_type": "", "config": {}, "summary": {},
+           "state": "running"}
     for record in read_run_file_records(run_file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run.update(id=record.run.run_id, name=record.run.display_name,
-                       group=record.run.run_group)
+                       group=record.run.run_group, job_type=record.run.job_type)
             updates = record.run.config.update
         elif kind == "config":
             updates = record.config.update
@@ -113,8 +114,10 @@ def read_local_run(run_file: pathlib.Path) -> dict:
 
 
 def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
-    """The runs whose W&B directories lie anywhere under `wandb_dir`, one per run id, each
-    attempt's summary merged over the earlier ones'. With `group`, only that group's runs."""
+    """The training runs whose W&B directories lie anywhere under `wandb_dir`, one per run id,
+    each attempt's summary merged over the earlier ones'. With `group`, only that group's runs.
+    (Runs of another job type, such as the `fit` run `scaling-fit --wandb-project` logs in the
+    sweep's group, are not rows of its table.)"""
     run_files = [path for pattern in ("offline-run-*/run-*.wandb", "run-*/run-*.wandb")
                  for path in pathlib.Path(wandb_dir).rglob(pattern)]
     # The directory name starts with the attempt's start time (run-YYYYMMDD_HHMMSS-id).
@@ -126,7 +129,8 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
         merged = runs.setdefault(attempt["id"] or str(run_file), {"summary": {}})
         merged.update({key: value for key, value in attempt.items() if key != "summary"})
         merged["summary"].update(attempt["summary"])
-    selected = [run for run in runs.values() if group is None or run["group"] == group]
+    selected = [run for run in runs.values() if (group is None or run["group"] == group)
+                and run["job_type"] in (tracking.TRAIN_JOB_TYPE, "")]
     if not selected:
         raise RegistryError(
             f"no W&B runs{f' of group {group!r}' if group else ''} under {wandb_dir} (looked for "
@@ -136,15 +140,15 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
 
 
 def server_runs(project: str, group: str, entity: str | None = None, api=None) -> list[dict]:
-    """The runs of one group of a W&B project, read through `wandb.Api` (or `api`, an object with
-    the same `runs(path, filters=...)`)."""
+    """The training runs of one group of a W&B project, read through `wandb.Api` (or `api`, an
+    object with the same `runs(path, filters=...)`)."""
     if api is None:
         import wandb  # 1.5 s to import: only for the server form
 
         api = wandb.Api()
     path = f"{entity}/{project}" if entity else project
     runs = []
-    for run in api.runs(path, filters={"group": group}):
+    for run in api.runs(path, filters={"group": group, "jobType": tracking.TRAIN_JOB_TYPE}):
         summary = getattr(run, "summary_metrics", None)
         if not isinstance(summary, dict):
             summary = {key: run.summary[key] for key in run.summary.keys()}

@@ -115,6 +115,9 @@ def read_metrics(path: str | pathlib.Path) -> list[dict]:
     return records
 
 
+TRAIN_JOB_TYPE = "train"  # a training run's W&B job type: the runs a sweep's table has rows for
+
+
 def new_run_id() -> str:
     """A fresh W&B run id: 8 lowercase letters and digits, as W&B makes them."""
     alphabet = string.ascii_lowercase + string.digits
@@ -125,7 +128,7 @@ class WandbRun:
     """A W&B run that resumes with the workdir and never stops training when W&B fails."""
 
     def __init__(self, config, workdir: pathlib.Path, *, name: str, config_dict: dict,
-                 job_type: str = "train", stream=None):
+                 job_type: str = TRAIN_JOB_TYPE, stream=None):
         self._run = None
         mode = effective_mode(config.wandb.mode)
         if mode != config.wandb.mode:

@@ -95,8 +95,10 @@ class FakeApi:
 
     def runs(self, path, filters=None):
         self.calls.append((path, filters))
-        return [run for run in self._runs
-                if path == self._path and run.group == (filters or {}).get("group")]
+        filters = filters or {}
+        return [run for run in self._runs if path == self._path
+                and run.group == filters.get("group")
+                and filters.get("jobType") in (None, getattr(run, "job_type", "train"))]
 
 
 @pytest.mark.slow
@@ -110,9 +112,11 @@ def test_results_rebuilt_through_the_api_match_the_runners(finished_sweep):
             summary=scalar_entries(summary)))
     fake_runs.append(types.SimpleNamespace(name="other", group="another-sweep", state="finished",
                                            config={}, summary={"status": "completed"}))
+    fake_runs.append(types.SimpleNamespace(name="fit-reg", group="reg", job_type="fit",
+                                           state="finished", config={}, summary={"alpha": 0.3}))
     api = FakeApi(fake_runs, "team/scaling")
     runs = registry.server_runs("scaling", "reg", entity="team", api=api)
-    assert api.calls == [("team/scaling", {"group": "reg"})]
+    assert api.calls == [("team/scaling", {"group": "reg", "jobType": "train"})]
     rows = [{key: "" if value is None else str(value) for key, value in row.items()}
             for row in registry.result_rows(runs)]
     assert_same_table(rows, expected)
@@ -127,11 +131,17 @@ def test_a_resumed_run_merges_its_attempts_summaries(tmp_path):
                   "diverged_step": None})
     second = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
     second.finish({"status": "completed", "steps": 8, "final_train_loss": 3.0})
-    # W&B's service process writes run files behind the caller; shutting it down (as a training
-    # process's exit does) makes sure both attempts are on disk before they are read.
     import wandb
 
+    # The fit `scaling-fit --wandb-project` logs in the sweep's group is not a row.
+    fit = wandb.init(mode="offline", dir=tmp_path / "fit", group="g", job_type="fit",
+                     name="fit-g")
+    fit.summary["alpha"] = 0.3
+    fit.finish()
+    # W&B's service process writes run files behind the caller; shutting it down (as a training
+    # process's exit does) makes sure every attempt is on disk before they are read.
     wandb.teardown()
+    assert list((tmp_path / "fit" / "wandb").glob("offline-run-*"))
 
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
     (run,) = registry.local_runs(tmp_path, group="g")
