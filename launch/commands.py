@@ -46,7 +46,7 @@ def execute(argv: Sequence[str], *, dry_run: bool, capture: bool = False
     """Runs `argv` (never through a shell) and returns its result, whatever its exit code.
 
     With `dry_run`, prints the command to stdout and returns a success with empty output instead.
-    With `capture`, stdout is returned as text; otherwise it goes straight to the terminal.
+    With `capture`, stdout and stderr are returned as text; otherwise they go to the terminal.
     """
     line = format_command(argv)
     if dry_run:
@@ -55,7 +55,8 @@ def execute(argv: Sequence[str], *, dry_run: bool, capture: bool = False
     print(f"+ {line}", file=sys.stderr, flush=True)
     try:
         return subprocess.run(list(argv), check=False, text=True,
-                              stdout=subprocess.PIPE if capture else None)
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.PIPE if capture else None)
     except FileNotFoundError as error:
         raise CommandFailed(argv, 127, f"{argv[0]} is not on PATH") from error
 

@@ -164,10 +164,25 @@ def log(message: str) -> None:
     print(f"{PROGRAM}: {message}", file=sys.stderr, flush=True)
 
 
+DESCRIBE_ATTEMPTS = 5
+
+
 def slice_state(s: Settings) -> str:
-    """The queued resource's state, or "" when it cannot be described (deleted, never created)."""
-    result = execute(describe_command(s), dry_run=False, capture=True)
-    return result.stdout.strip() if result.returncode == 0 else ""
+    """The queued resource's state, or "" when it does not exist (gcloud answers NOT_FOUND:
+    deleted, or not created yet). Any other failure to describe it (network, rate limit, expired
+    credentials) is retried, then raised: a slice that may still be running is never taken for
+    lost."""
+    for attempt in range(1, DESCRIBE_ATTEMPTS + 1):
+        result = execute(describe_command(s), dry_run=False, capture=True)
+        if result.returncode == 0:
+            return result.stdout.strip()
+        if "NOT_FOUND" in result.stderr:
+            return ""
+        why = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        log(f"could not describe {s.name} ({why}); attempt {attempt} of {DESCRIBE_ATTEMPTS}")
+        if attempt < DESCRIBE_ATTEMPTS:
+            time.sleep(s.poll_interval)
+    raise CommandFailed(describe_command(s), result.returncode, "could not describe the slice")
 
 
 def create(s: Settings, dry_run: bool) -> str:
@@ -232,8 +247,14 @@ def run(s: Settings, dry_run: bool) -> int:
 
 
 def delete(s: Settings, dry_run: bool) -> None:
-    """Deletes the queued resource and its TPU node."""
-    execute_checked(delete_command(s), dry_run=dry_run)
+    """Deletes the queued resource and its TPU node; one that no longer exists (gcloud answers
+    NOT_FOUND: a preemption can take it away) is already what a delete asks for."""
+    result = execute(delete_command(s), dry_run=dry_run, capture=True)
+    sys.stderr.write(result.stderr)
+    if result.returncode != 0 and "NOT_FOUND" not in result.stderr:
+        raise CommandFailed(delete_command(s), result.returncode)
+    if result.returncode != 0:
+        log(f"queued resource {s.name} no longer exists")
 
 
 def _lost(s: Settings, dry_run: bool) -> bool:

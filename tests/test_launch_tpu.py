@@ -35,6 +35,7 @@ FAKE_GCLOUD = textwrap.dedent("""\
             with open(os.environ["FAKE_GCLOUD_PLAN"], "w") as plan_file:
                 json.dump(plan, plan_file)
             sys.stdout.write(response.get("stdout", ""))
+            sys.stderr.write(response.get("stderr", ""))
             sys.exit(response.get("exit", 0))
     """)
 
@@ -200,14 +201,35 @@ def test_sweep_preempted_once_recreates_the_slice_and_reruns(cloud):
     assert "retry 1 of 3" in result.stderr
 
 
+NOT_FOUND = {"exit": 1, "stderr": "ERROR: (gcloud.compute.tpus.queued-resources.describe) "
+                                  "NOT_FOUND: Resource 'qr' was not found\n"}
+
+
 def test_ssh_failing_while_the_node_is_gone_counts_as_a_preemption(cloud):
+    # Gone: describe and delete answer NOT_FOUND; the slice is recreated.
     plan = [{"match": "scaling-sweep", "responses": [{"exit": 255}, {"exit": 0}]},
             {"match": "queued-resources describe",
-             "responses": [{"stdout": "ACTIVE\n"}, {"exit": 1}, {"stdout": "ACTIVE\n"}]}]
+             "responses": [{"stdout": "ACTIVE\n"}, NOT_FOUND, {"stdout": "ACTIVE\n"}]},
+            {"match": "queued-resources delete", "responses": [NOT_FOUND, {"exit": 0}]}]
     result = cloud.launch(*up_args(), plan=plan)
     assert result.returncode == 0, result.stderr
     assert [kind(c) for c in cloud.calls()] == (
         ONE_ATTEMPT + ["describe", "delete"] + ONE_ATTEMPT + ["delete"])
+    assert "queued resource qr no longer exists" in result.stderr
+
+
+def test_a_slice_that_cannot_be_described_for_a_moment_is_not_taken_for_lost(cloud):
+    # ssh drops (255) and the next describe fails for another reason: described again, the slice
+    # is ACTIVE, so the sweep failed on a live slice; nothing is deleted.
+    unavailable = {"exit": 1, "stderr": "ERROR: (gcloud) UNAVAILABLE: try again\n"}
+    plan = [{"match": "scaling-sweep", "responses": [{"exit": 255}]},
+            {"match": "queued-resources describe",
+             "responses": [{"stdout": "ACTIVE\n"}, unavailable, {"stdout": "ACTIVE\n"}]}]
+    result = cloud.launch(*up_args(), plan=plan)
+    assert result.returncode == 255, result.stderr
+    assert [kind(c) for c in cloud.calls()] == ONE_ATTEMPT + ["describe", "describe"]
+    assert "could not describe qr (ERROR: (gcloud) UNAVAILABLE: try again); attempt 1 of 5" \
+        in result.stderr
 
 
 def test_sweep_failing_on_a_live_slice_is_not_retried(cloud):
