@@ -349,13 +349,28 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def check_copied(s: Settings, option: str, path: str) -> None:
+    """A config the hosts read from the copy of --source must be a file the copy takes: one git
+    does not ignore (`stage_checkout`). UsageError otherwise, before any slice time is spent."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(s.source))
+    if relative.startswith(os.pardir):
+        return  # outside the checkout: not read from the copy
+    ignored = subprocess.run(["git", "-C", s.source, "check-ignore", "-q", relative],
+                             check=False, capture_output=True).returncode == 0
+    if ignored:
+        raise UsageError(option, path, f"a file the copy of --source takes (git ignores "
+                                       f"{relative}, so the hosts would not get it)")
+
+
 def check_sweep(s: Settings) -> int:
     """Plans the sweep here and validates every run's full config as `scaling-train` will;
     raises ConfigError naming the run and the field. Returns the number of runs."""
     # Imports JAX: only for the subcommands that start a sweep.
     from launch.sweep import estimated_seconds_per_flop, load_plan, plan_totals
 
-    runs = load_plan(s.sweep_config, [])[2]
+    _, base_config, runs = load_plan(s.sweep_config, [])
+    check_copied(s, "--sweep-config", s.sweep_config)
+    check_copied(s, "base_config", base_config.partition(":")[0])
     log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid")
     try:
         log(plan_totals(runs, *estimated_seconds_per_flop(s.accelerator_type)))

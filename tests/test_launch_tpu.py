@@ -321,3 +321,17 @@ def test_a_valid_sweep_is_planned_and_checked_first(cloud):
     result = cloud.launch(*up_args("--dry-run"))
     assert result.returncode == 0, result.stderr
     assert "configs/sweeps/tiny.py: 1 planned runs, every config valid" in result.stderr
+
+
+def test_a_sweep_config_git_ignores_is_refused_before_any_gcloud_call(cloud):
+    # The hosts get the files git does not ignore: this one would never reach them.
+    (cloud.checkout / ".gitignore").write_text(".venv/\nconfigs/local/\n")
+    (cloud.checkout / "configs" / "local").mkdir()
+    (cloud.checkout / "configs" / "local" / "mine.py").write_text(TINY_SWEEP)
+    args = [arg if arg != "configs/sweeps/tiny.py" else "configs/local/mine.py" for arg in up_args()]
+    result = cloud.launch(*args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "scaling-tpu: error: --sweep-config='configs/local/mine.py' is not allowed: a file the copy "
+        "of --source takes (git ignores configs/local/mine.py, so the hosts would not get it)")
+    assert cloud.calls() == []
