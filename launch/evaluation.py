@@ -56,9 +56,10 @@ def eval_command(run_dir: pathlib.Path, spec: str) -> list[str]:
 
 
 def evaluate_sweep(workdir: pathlib.Path, run_dirs: dict[str, pathlib.Path],
-                   specs: list[str], write_table: bool = True) -> int:
-    """Evaluate every completed run on every eval set, then add the columns to results.csv;
-    returns how many evaluations failed (each printed with its error line)."""
+                   specs: list[str], write_table: bool = True, log: str = "eval.log") -> int:
+    """Evaluate every completed run on every eval set (output appended to `<run>/<log>`), then
+    add the columns to results.csv; returns how many evaluations failed (each printed with its
+    error line)."""
     failures = 0
     for name, run_dir in run_dirs.items():
         summary = _read_json(run_dir / "summary.json") or {}
@@ -67,14 +68,14 @@ def evaluate_sweep(workdir: pathlib.Path, run_dirs: dict[str, pathlib.Path],
         for spec in specs:
             if eval_record(run_dir, spec) is not None:
                 continue
-            with open(run_dir / "eval.log", "ab") as log:
-                result = subprocess.run(eval_command(run_dir, spec), stdout=log,
+            with open(run_dir / log, "ab") as log_file:
+                result = subprocess.run(eval_command(run_dir, spec), stdout=log_file,
                                         stderr=subprocess.STDOUT,
                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
             record = eval_record(run_dir, spec)
             if result.returncode or record is None:
                 failures += 1
-                lines = (run_dir / "eval.log").read_text(errors="replace").strip().splitlines()
+                lines = (run_dir / log).read_text(errors="replace").strip().splitlines()
                 print(f"[eval] {name} on {spec}: failed ({lines[-1] if lines else result.returncode})",
                       flush=True)
             else:

@@ -169,17 +169,19 @@ def last_error_line(log_text: str) -> str:
 
 
 def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
-    """Run one training process, its output appended to `<run_dir>/train.log`; return the exit
-    code and the error line for the results table."""
+    """Run one training process, its output appended to `<run_dir>/train.log` (`log_name`); return
+    the exit code and the error line for the results table."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "command.txt").write_text(" ".join(command) + "\n")
-    with open(run_dir / "train.log", "ab") as log_file:
+    log_path = run_dir / log_name("train")
+    if is_leader_host():
+        (run_dir / "command.txt").write_text(" ".join(command) + "\n")
+    with open(log_path, "ab") as log_file:
         process = CHILDREN.start(command, log_file)
         if process is None:  # the sweep is stopping: not started, still pending
             return EXIT_NOT_STARTED, ""
         returncode = process.wait()
         CHILDREN.finished(process)
-    log_text = (run_dir / "train.log").read_text(errors="replace")
+    log_text = log_path.read_text(errors="replace")
     if CHILDREN.terminating and (returncode in (-signal.SIGTERM, -signal.SIGINT) or (
             returncode == 1 and log_text.rstrip().endswith("KeyboardInterrupt"))):
         # The stop passed on reached it in its first second, before it could save and exit
@@ -224,13 +226,24 @@ def write_csv_atomic(path: pathlib.Path, columns, rows) -> None:
         writer.writerows(rows)
 
 
-def is_leader_host() -> bool:
-    """On a multi-host slice every host runs the sweep (each run spans all hosts); only the first
-    host writes the sweep's tables."""
+def host_id() -> str:
+    """This host's index on a multi-host slice or SLURM job ("0" elsewhere): every host runs the
+    sweep (each run spans all hosts)."""
     for variable in ("TPU_WORKER_ID", "SLURM_PROCID", "SCALING_PROCESS_ID"):
         if os.environ.get(variable, "0") != "0":
-            return False
-    return True
+            return os.environ[variable]
+    return "0"
+
+
+def is_leader_host() -> bool:
+    """Only the first host writes the sweep's tables and files."""
+    return host_id() == "0"
+
+
+def log_name(stem: str) -> str:
+    """`<stem>.log` on the first host, `<stem>.host<k>.log` on host k: hosts sharing the workdir
+    (a bucket) must not append to one file, which their mounts would overwrite in turn."""
+    return f"{stem}.log" if is_leader_host() else f"{stem}.host{host_id()}.log"
 
 
 def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict,
@@ -310,7 +323,7 @@ def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
     set to results.csv (see launch.evaluation); returns the number of failed evaluations."""
     return evaluation.evaluate_sweep(
         workdir, {run.name: run_directory(workdir, run.name) for run in runs}, eval_sets,
-        write_table=is_leader_host())
+        write_table=is_leader_host(), log=log_name("eval"))
 
 
 def parse_args(argv: list[str]):
@@ -494,7 +507,8 @@ def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: se
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
     todo = [run for run in runs if run.name in wanted and run.name not in finished]
     check_stable_states(workdir, todo, finished)
-    files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())
+    if is_leader_host():
+        files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())
     errors = load_errors(workdir)
     for name in finished:
         errors.pop(name, None)  # finished since (e.g. by hand): its old error no longer holds

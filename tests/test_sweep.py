@@ -343,3 +343,19 @@ def test_a_run_the_passed_on_stop_kills_before_its_handler_is_stopped_not_failed
     monkeypatch.setattr(sweep_module.CHILDREN, "terminating", False)
     returncode, error = sweep_module.execute(command, tmp_path / "failed")
     assert returncode == -signum and error
+
+
+def test_each_host_of_a_slice_appends_to_its_own_log(tmp_path, monkeypatch):
+    # Hosts share the workdir (a bucket): host k writes train.host<k>.log, only the first host
+    # writes train.log and command.txt.
+    command = [sys.executable, "-c", "print('hello from', __import__('os').environ['ME'])"]
+    for variable in ("TPU_WORKER_ID", "SLURM_PROCID", "SCALING_PROCESS_ID"):
+        monkeypatch.delenv(variable, raising=False)
+    for worker in ("0", "1", "2"):
+        monkeypatch.setenv("TPU_WORKER_ID", worker)
+        monkeypatch.setenv("ME", worker)
+        assert sweep_module.execute(command, tmp_path / "run") == (0, "")
+    names = sorted(path.name for path in (tmp_path / "run").iterdir())
+    assert names == ["command.txt", "train.host1.log", "train.host2.log", "train.log"]
+    assert (tmp_path / "run" / "train.log").read_text() == "hello from 0\n"
+    assert (tmp_path / "run" / "train.host2.log").read_text() == "hello from 2\n"
