@@ -166,10 +166,17 @@ def fit_with_uncertainty(law_name: str, variables: dict[str, np.ndarray], loss: 
                   summary=summary)
 
 
+MIN_BOOTSTRAP_RUNS = 4  # fewer runs than this give a run-level bootstrap too few distinct draws
+
+
 def frontier_clusters(frontier: Frontier) -> np.ndarray | None:
     """The run of each frontier point when several points come from one training curve (they
-    share its offset, so a bootstrap draws runs); None for a frontier of final points."""
-    return frontier.run if frontier.source == "curves" else None
+    share its offset, so a bootstrap draws runs); None for a frontier of final points, or of
+    fewer than MIN_BOOTSTRAP_RUNS runs (every resample would be one of a handful; its points are
+    drawn then, and the interval understates the runs' scatter)."""
+    if frontier.source != "curves" or np.unique(frontier.run).size < MIN_BOOTSTRAP_RUNS:
+        return None
+    return frontier.run
 
 
 def _points_for(law_name: str, runs: pd.DataFrame, frontier: Frontier | None):

@@ -13,6 +13,7 @@ from matplotlib import ticker  # noqa: E402
 
 from analysis import allocation  # noqa: E402
 from analysis.backtest import prediction_interval  # noqa: E402
+from analysis.bootstrap import summarize  # noqa: E402
 from analysis.laws import get_law, predict_loss  # noqa: E402
 from analysis.pipeline import Analysis  # noqa: E402
 
@@ -234,16 +235,16 @@ def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = 
     if len(comparison.bootstrap_theta):
         samples = law.natural(comparison.bootstrap_theta)
         draws = effective_compute_multiplier({k: v[:, None] for k, v in samples.items()}, grid[None, :])
-        # A resample in which B never reaches A's loss (+inf) stays in the band, which then runs
-        # off the top of the axes rather than ending at the largest finite draw.
-        big = np.finfo(float).max / 4
-        band = np.nanpercentile(np.clip(draws, 0.0, big), [2.5, 97.5], axis=0)
-        right.fill_between(grid, band[0], band[1], color="grey", alpha=0.3, label="95% interval")
-        right.legend(fontsize=7)
-        shown = np.concatenate([multiplier, band[band < big / 2], [1.0]])
+        # The intervals compare.md reports: a resample in which B never reaches A's loss (+inf)
+        # counts, and a band unbounded above runs off the top of the axes.
+        bounds = [summarize(m, draws[:, i]) for i, m in enumerate(multiplier)]
+        low, high = (np.array([b[key] for b in bounds]) for key in ("ci_low", "ci_high"))
+        shown = np.concatenate([multiplier, low, high, [1.0]])
         shown = shown[np.isfinite(shown) & (shown > 0)]
-        if shown.size:
-            right.set_ylim(shown.min() / 2, shown.max() * 2)
+        right.set_ylim(shown.min() / 2, shown.max() * 2)
+        high = np.where(np.isposinf(high), shown.max() * 10, high)
+        right.fill_between(grid, low, high, color="grey", alpha=0.3, label="95% interval")
+        right.legend(fontsize=7)
     right.axhline(1.0, color="grey", lw=1, ls="--")
     right.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)",
               ylabel="B's effective-compute multiplier over A", title="Effective compute")

@@ -41,14 +41,19 @@ def _number(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def _with_interval(summary: dict) -> str:
+def _with_interval(summary: dict, infinite: str = "∞") -> str:
+    """Value, SE and interval; an infinite bound reads `infinite` ("never" for a budget that is
+    not reached, "∞" for a parameter)."""
+    def bound(value):
+        return infinite if isinstance(value, float) and math.isinf(value) and value > 0 \
+            else _number(value)
+
     text = _number(summary["value"])
+    interval = f"{summary['ci_level']:.0%} CI {bound(summary['ci_low'])} – {bound(summary['ci_high'])}"
     if se_is_unbounded(summary):
-        text += (f" (SE unbounded; {summary['ci_level']:.0%} CI "
-                 f"{_number(summary['ci_low'])} – {_number(summary['ci_high'])})")
+        text += f" (SE unbounded; {interval})"
     elif not math.isnan(summary.get("se", float("nan"))):
-        text += (f" (SE {_number(summary['se'], 2)}; {summary['ci_level']:.0%} CI "
-                 f"{_number(summary['ci_low'])} – {_number(summary['ci_high'])})")
+        text += f" (SE {_number(summary['se'], 2)}; {interval})"
     return text
 
 
@@ -62,7 +67,8 @@ def _diagnostic_lines(fit: dict) -> list[str]:
 
 def _params_table(fit: dict) -> list[str]:
     lines = ["| parameter | value (bootstrap SE; percentile CI) |", "|---|---|"]
-    lines += [f"| {name} | {_with_interval(summary)} |" for name, summary in fit["params"].items()]
+    lines += [f"| {name} | {_with_interval(summary)} |"
+              for name, summary in fit["params"].items()]
     return lines
 
 
@@ -77,10 +83,10 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict) ->
         f" nats at the smallest {variable} of the data, and by "
         f"{_with_interval(derived[prefix + 'loss_drop_per_10x_at_largest'])} nats at the largest.",
         f"- The next {settings['improvement_nats']} nats beyond the largest {variable} need "
-        f"{variable} = {_with_interval(derived[prefix + 'next_improvement_budget'])} {unit}, i.e. "
-        f"{_with_interval(derived[prefix + 'next_improvement_multiple'])}× the largest.",
+        f"{variable} = {_with_interval(derived[prefix + 'next_improvement_budget'], 'never')} {unit}, i.e. "
+        f"{_with_interval(derived[prefix + 'next_improvement_multiple'], 'never')}× the largest.",
         f"- The reducible loss falls below {fraction:.0%} of E at {variable} = "
-        f"{_with_interval(derived[prefix + 'reducible_below_fraction_budget'])} {unit}.",
+        f"{_with_interval(derived[prefix + 'reducible_below_fraction_budget'], 'never')} {unit}.",
     ]
 
 

@@ -39,9 +39,10 @@ class SweepProgress:
     stands in one line."""
 
     def __init__(self, runs, run_dir: Callable[[str], pathlib.Path], stream=None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, log_file: str = "train.log"):
         self.runs = {run.name: run for run in runs}
         self.run_dir, self.stream, self.clock = run_dir, stream or sys.stdout, clock
+        self.log_file = log_file
         self.start = clock()
         self.running: dict[str, float] = {}  # name → study FLOPs trained when it started
         self.finished: dict[str, float] = {}  # name → study FLOPs trained in this invocation
@@ -56,7 +57,7 @@ class SweepProgress:
 
     def started(self, name: str) -> None:
         self.running[name] = self.trained_flops(name)
-        log = self.run_dir(name) / "train.log"
+        log = self.run_dir(name) / self.log_file
         print(f"started {name}: log {log}", file=self.stream, flush=True)
 
     def ended(self, name: str) -> None:

@@ -75,8 +75,9 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
     # The summary's FLOPs are those of the steps it ran (fewer than planned for a run that
     # diverged or stopped); of them, the study trained only the ones after its start.
     done = first(summary.get("steps"), summary.get("total_steps"))
-    study = (summary["flops"] * max(done - start_step, 0) / done
-             if done and summary.get("flops") is not None else planned.get("study_flops", ""))
+    study = planned.get("study_flops", "")
+    if done != "" and summary.get("flops") is not None:
+        study = summary["flops"] * max(done - start_step, 0) / done if done else 0.0
     return {
         "name": name, "status": status, "size": first(size_of(config), planned.get("size")),
         "parent": first(init_from.rstrip("/").rsplit("/", 1)[-1] if init_from else "",

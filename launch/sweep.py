@@ -66,8 +66,11 @@ def check_stable_states(workdir: pathlib.Path, todo: list[plans.PlannedRun],
     never start, and rerunning would not train the parent again: ConfigError saying what to do."""
     for run in todo:
         parent_dir = run_directory(workdir, run.parent)
-        # The parent's `stable/` folder holds one folder per committed step, named by the step.
-        if run.parent in finished and not (parent_dir / "stable" / str(run.start_step)).is_dir():
+        completed = (run.parent in finished
+                     and (read_summary(parent_dir) or {}).get("status") == status.COMPLETED)
+        # (A diverged parent fails its branches one by one, in `Scheduler._ready`.) Its `stable/`
+        # folder holds one folder per committed step, named by the step.
+        if completed and not (parent_dir / "stable" / str(run.start_step)).is_dir():
             raise ConfigError("--workdir", str(workdir), (
                 f"run {run.name} starts from step {run.start_step} of {run.parent}, which "
                 "finished without saving it (it trained under other budgets or decay_fraction); "
@@ -371,7 +374,8 @@ class Scheduler:
         self.workdir, self.runs, self.base_config = workdir, runs, base_config
         self.errors, self.processes = errors, processes
         self.status_every = status_every
-        self.progress = SweepProgress(todo, lambda name: run_directory(workdir, name))
+        self.progress = SweepProgress(todo, lambda name: run_directory(workdir, name),
+                                      log_file=log_name("train"))
         # The longest runs first: they set the sweep's wall-clock time.
         self.waiting = sorted(todo, key=lambda run: -run.study_flops)
         self.total, self.done, self.start = len(todo), 0, time.perf_counter()
@@ -514,7 +518,7 @@ def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: se
         errors.pop(name, None)  # finished since (e.g. by hand): its old error no longer holds
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(finished)} already finished, "
           f"{len(todo)} to train, {sweep.processes} at a time; logs in "
-          f"{run_directory(workdir, '<name>')}/train.log", flush=True)
+          f"{run_directory(workdir, '<name>')}/{log_name('train')}", flush=True)
     gather(workdir, runs, errors)
     signal.signal(signal.SIGTERM, CHILDREN.terminate_all)
     signal.signal(signal.SIGINT, CHILDREN.interrupt_all)

@@ -192,7 +192,11 @@ def create(s: Settings, dry_run: bool) -> str:
         execute(describe_command(s), dry_run=True)
         return ACTIVE
     while True:
-        state = slice_state(s)
+        try:
+            state = slice_state(s)
+        except CommandFailed as error:  # a queued resource can wait hours: keep asking
+            log(f"{error}; still waiting")
+            state = "unknown"
         if state == ACTIVE or state in LOST_STATES:
             return state
         log(f"queued resource {s.name} is {state or 'not visible yet'}; "

@@ -83,8 +83,8 @@ class Checkpointer:
             self._move_aside(unreadable)
             raise IncompatibleCheckpoint(
                 f"no checkpoint in {self.directory} could be read (steps {sorted(unreadable)}"
-                + ("" if self.read_only else ", now moved to unreadable-<step>")
-                + "); rerun to start from scratch, or use a new --workdir")
+                + (")" if self.read_only else ", now moved to unreadable-<step>); rerun to start "
+                   "from scratch, or use a new --workdir"))
         return None
 
     def restore(self, step: int, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict]:

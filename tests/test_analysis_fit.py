@@ -149,6 +149,29 @@ def test_resamples_that_never_reach_a_budget_count_in_its_interval():
     assert few["ci_high"] == pytest.approx(np.percentile(np.r_[finite, 1e300], 97.5))
 
 
+def test_an_interval_unbounded_above_reads_never_for_a_budget_and_infinity_otherwise():
+    from analysis.report import _with_interval
+
+    summary = summarize(2e22, np.r_[np.linspace(1e22, 5e22, 70), np.full(30, np.inf)])
+    assert _with_interval(summary, "never").endswith("95% CI 1.143e+22 – never)")
+    assert _with_interval(summary).endswith("95% CI 1.143e+22 – ∞)")
+
+
+def test_a_frontier_of_few_curves_is_bootstrapped_by_point():
+    # A run-level bootstrap of one to three runs has a handful of distinct resamples.
+    from analysis.frontier import Frontier
+    from analysis.pipeline import MIN_BOOTSTRAP_RUNS, frontier_clusters
+
+    def frontier(runs, source="curves"):
+        return Frontier(flops=np.geomspace(1, 100, 12), loss=np.linspace(3, 2, 12),
+                        run=np.array([f"r{i % runs}" for i in range(12)], dtype=object),
+                        source=source)
+    assert frontier_clusters(frontier(MIN_BOOTSTRAP_RUNS - 1)) is None
+    assert list(frontier_clusters(frontier(MIN_BOOTSTRAP_RUNS))) == list(
+        frontier(MIN_BOOTSTRAP_RUNS).run)
+    assert frontier_clusters(frontier(12, source="final points")) is None
+
+
 def test_chinchilla_law_recovers_known_parameters():
     rng = np.random.default_rng(4)
     N, D = 10 ** rng.uniform(7, 10, 80), 10 ** rng.uniform(9, 12, 80)

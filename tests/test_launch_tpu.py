@@ -335,3 +335,16 @@ def test_a_sweep_config_git_ignores_is_refused_before_any_gcloud_call(cloud):
         "scaling-tpu: error: --sweep-config='configs/local/mine.py' is not allowed: a file the copy "
         "of --source takes (git ignores configs/local/mine.py, so the hosts would not get it)")
     assert cloud.calls() == []
+
+
+def test_a_queued_slice_is_waited_for_through_failures_to_describe_it(cloud):
+    # Five failed describes exhaust one slice_state; create keeps waiting rather than give up
+    # on a resource that may still be queued (and billed).
+    unavailable = {"exit": 1, "stderr": "ERROR: (gcloud) UNAVAILABLE: try again\n"}
+    plan = [{"match": "queued-resources describe",
+             "responses": [unavailable] * 5 + [{"stdout": "ACTIVE\n"}]}]
+    result = cloud.launch(*up_args(), plan=plan)
+    assert result.returncode == 0, result.stderr
+    assert [kind(c) for c in cloud.calls()] == (
+        ["create"] + ["describe"] * 6 + ["scp", "setup", "sweep", "delete"])
+    assert "could not describe the slice); still waiting" in result.stderr

@@ -192,9 +192,10 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
     import socket
 
     # Long enough that neither of the first two runs can finish before the other has started
-    # (under load a run's start-up can lag the other's by seconds; 300 steps took 6 s); no
+    # (under the suite's load a run's start-up can lag the other's by tens of seconds; 300 steps
+    # took 6 s alone); no
     # periodic evaluation or checkpoint to pay for: the SIGINT saves where each run stops.
-    steps = 1000
+    steps = 3000
     overrides = {**TINY["overrides"], "train": {**TINY["overrides"]["train"], "eval_every": steps},
                  "checkpoint": {"every_steps": 0}}
     config = write_sweep_config(tmp_path / "tiny_sweep.py", **{
@@ -274,14 +275,15 @@ def test_a_run_config_given_to_the_sweep_is_one_line_naming_the_file(repo, tmp_p
 
 
 @pytest.mark.parametrize("status, steps", [("completed", 100), ("diverged", 84), ("preempted", 90),
-                                           ("interrupted", 80)])
+                                           ("interrupted", 80), ("diverged", 0)])
 def test_a_branchs_study_compute_counts_the_steps_it_ran_after_its_start(status, steps):
     # A branch of 100 steps from its parent's step 80, at 1,000 FLOPs a step: the study trained
     # its steps 81..steps (the summary's FLOPs are those of the steps it ran).
     summary = {"status": status, "steps": steps, "total_steps": 100, "start_step": 80,
                "flops": 1000.0 * steps}
-    row = results.result_row(summary, {"train.init_step": 80}, name="b", status=status)
-    assert row["study_flops"] == 1000.0 * (steps - 80)
+    row = results.result_row(summary, {"train.init_step": 80}, name="b", status=status,
+                             planned={"study_flops": 20_000.0})
+    assert row["study_flops"] == 1000.0 * max(steps - 80, 0)
 
 
 def test_a_branch_waits_for_its_parent_of_the_plans_length(tmp_path):
@@ -314,10 +316,16 @@ def test_a_branch_whose_finished_parent_lacks_its_stable_state_is_refused(tmp_pa
                             tokens=64, steps=64, flops=1.0, flop_convention="full")
     branch = dataclasses.replace(main, name="b", steps=60, parent="m", start_step=48)
     (tmp_path / "runs" / "m" / "stable" / "40").mkdir(parents=True)
+    summary = tmp_path / "runs" / "m" / "summary.json"
+    summary.write_text('{"status": "completed", "total_steps": 64}')
     with pytest.raises(ConfigError, match=r"run b starts from step 48 of m, which finished without "
                                           r"saving it .* delete .*runs/m to train it again"):
         sweep_module.check_stable_states(tmp_path, [branch], {"m"})
     sweep_module.check_stable_states(tmp_path, [branch], set())  # the parent trains first
+    # A parent that diverged fails its branches alone (Scheduler._ready), not the whole sweep.
+    summary.write_text('{"status": "diverged", "total_steps": 64}')
+    sweep_module.check_stable_states(tmp_path, [branch], {"m"})
+    summary.write_text('{"status": "completed", "total_steps": 64}')
     (tmp_path / "runs" / "m" / "stable" / "48").mkdir()
     sweep_module.check_stable_states(tmp_path, [branch], {"m"})
 
