@@ -55,6 +55,7 @@ def default_group(input_path: pathlib.Path) -> str | None:
 
 def _mode() -> str:
     wanted = os.environ.get("WANDB_MODE", "").lower()
+    wanted = {"dryrun": "offline"}.get(wanted, wanted)  # W&B's older name for offline
     if wanted in ("online", "offline", "disabled"):
         return wanted
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"

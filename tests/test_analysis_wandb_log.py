@@ -45,3 +45,17 @@ def test_the_fit_is_logged_as_a_run_of_the_sweeps_group(tmp_path, monkeypatch, c
     assert summary["extrapolation_held_out/compute/nrows"] == check["n_held_out"]
     figures = sorted(path.stem for path in out.glob("*.png"))
     assert figures and all(summary[f"figures/{stem}/_type"] == "image-file" for stem in figures)
+
+
+@pytest.mark.parametrize("environment, mode", [({"WANDB_MODE": "dryrun"}, "offline"),
+                                               ({"WANDB_MODE": "disabled"}, "disabled"),
+                                               ({}, "offline"),
+                                               ({"WANDB_API_KEY": "k"}, "online")])
+def test_the_fit_runs_in_the_mode_a_training_run_would(monkeypatch, environment, mode):
+    from analysis import wandb_log
+
+    for variable in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    assert wandb_log._mode() == mode

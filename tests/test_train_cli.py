@@ -26,6 +26,7 @@ def _train(repo, tmp_path, *overrides):
     ("--config.model.posiiton=rope", "model.posiiton", "position"),
     ("--config.model.ffn=swish", "model.ffn", "gelu, relu, swiglu"),
     ("--config.train.batch_size=3.5", "train.batch_size", "integer"),
+    ("--config.data.eval_split=train", "data.eval_split", "a split other than data.train_split"),
 ])
 def test_bad_config_fails_before_building(repo, tmp_path, override, field, allowed):
     result, workdir = _train(repo, tmp_path, override)

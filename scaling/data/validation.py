@@ -106,6 +106,10 @@ def validate_data_config(data_cfg) -> None:
     dataset = data_cfg.dataset
     if not isinstance(dataset, str) or not dataset.strip():
         raise ConfigError("data.dataset", dataset, KNOWN_EXAMPLES)
+    if data_cfg.eval_split.strip() == data_cfg.train_split.strip():
+        raise ConfigError("data.eval_split", data_cfg.eval_split,
+                          f"a split other than data.train_split={data_cfg.train_split!r} (the "
+                          "held-out loss would be measured on the training data)")
     if dataset == "text_pairs":
         _check_text_pairs(data_cfg)
     elif dataset in sources.EMBEDDED_DATASETS:
