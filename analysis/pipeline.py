@@ -169,6 +169,22 @@ def fit_with_uncertainty(law_name: str, variables: dict[str, np.ndarray], loss: 
 MIN_BOOTSTRAP_RUNS = 4  # fewer runs than this give a run-level bootstrap too few distinct draws
 
 
+def decaying_curve_frontier(runs: pd.DataFrame, frontier: Frontier) -> list[dict]:
+    """A diagnostic when the frontier is read off the training curves of runs whose learning
+    rate decays: a point partway through such a run lies above the loss of a run planned for
+    that compute, so the frontier between the runs' final points, and L(C), are biased."""
+    schedules = set(runs["schedule"].dropna().astype(str)) if "schedule" in runs else set()
+    decaying = sorted(schedules - {"constant", ""})
+    if frontier.source != "curves" or not decaying:
+        return []
+    return [{"parameter": "frontier",
+             "problem": (f"the frontier is read off the training curves of runs with a decaying "
+                         f"learning rate ({', '.join(decaying)}), whose intermediate losses lie "
+                         "above those of runs planned for that compute: L(C) is biased"),
+             "fix": "a ladder sweep (plan='ladder'), whose cooldown branches give each budget "
+                    "its own final loss"}]
+
+
 def frontier_clusters(frontier: Frontier) -> np.ndarray | None:
     """The run of each frontier point when several points come from one training curve (they
     share its offset, so a bootstrap draws runs); None for a frontier of final points, or of
@@ -323,6 +339,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
                     clusters=frontier_clusters(frontier) if law_name == "compute" else None)
             except ValueError as error:
                 reason = str(error)
+            if law_name == "compute" and law_name in fits:
+                fits[law_name].summary["diagnostics"] += decaying_curve_frontier(runs, frontier)
         if reason is not None:
             if law_name == settings.law:
                 raise ValueError(f"law={law_name!r} cannot be fitted: {reason}")

@@ -159,3 +159,18 @@ def test_bad_output_and_hold_out_settings_are_one_line_errors(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == ("scaling-fit: error: argument --bootstrap: invalid int "
                                        "value: 'many'\n")
+
+
+@pytest.mark.parametrize("schedule, flagged", [("cosine", True), ("constant", False)])
+def test_a_frontier_read_off_decaying_curves_is_flagged(tmp_path, capsys, schedule, flagged):
+    sizes = [1e6, 2e6, 4e6, 8e6, 16e6]
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in sizes])
+    pd.read_csv(results).assign(schedule=schedule).to_csv(results, index=False)
+    assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--bootstrap", "0"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["data"]["frontier_source"] == "curves"
+    problems = [flag["problem"] for flag in fit["fits"]["compute"]["diagnostics"]]
+    message = "training curves of runs with a decaying learning rate (cosine)"
+    assert any(message in problem for problem in problems) == flagged
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert (message in report) == flagged and (message in capsys.readouterr().err) == flagged
