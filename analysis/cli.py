@@ -275,7 +275,8 @@ def run_compare(args) -> pathlib.Path:
         _recipe_frontier(path_b, args, columns[1], results[0]))
     comparison = compare_recipes(frontier_a, frontier_b, shared_irreducible=not args.separate_e,
                                  num_resamples=args.bootstrap, seed=args.seed)
-    out_dir = _out_dir(pathlib.Path(args.out) if args.out else pathlib.Path(path_b).parent / "compare")
+    out_dir = _out_dir(pathlib.Path(args.out) if args.out
+                       else pathlib.Path(path_b).parent / "compare")
     summary = dict(comparison.summary, A=str(path_a), B=str(path_b),
                    loss_columns={"A": column_a, "B": column_b})
     loss_label = LOSS_LABEL

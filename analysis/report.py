@@ -49,7 +49,8 @@ def _with_interval(summary: dict, infinite: str = "∞") -> str:
             else _number(value)
 
     text = _number(summary["value"])
-    interval = f"{summary['ci_level']:.0%} CI {bound(summary['ci_low'])} – {bound(summary['ci_high'])}"
+    interval = (f"{summary['ci_level']:.0%} CI {bound(summary['ci_low'])} – "
+                f"{bound(summary['ci_high'])}")
     if se_is_unbounded(summary):
         text += f" (SE unbounded; {interval})"
     elif not math.isnan(summary.get("se", float("nan"))):
@@ -67,8 +68,7 @@ def _diagnostic_lines(fit: dict) -> list[str]:
 
 def _params_table(fit: dict) -> list[str]:
     lines = ["| parameter | value (bootstrap SE; percentile CI) |", "|---|---|"]
-    lines += [f"| {name} | {_with_interval(summary)} |"
-              for name, summary in fit["params"].items()]
+    lines += [f"| {name} | {_with_interval(summary)} |" for name, summary in fit["params"].items()]
     return lines
 
 
@@ -83,7 +83,8 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict) ->
         f" nats at the smallest {variable} of the data, and by "
         f"{_with_interval(derived[prefix + 'loss_drop_per_10x_at_largest'])} nats at the largest.",
         f"- The next {settings['improvement_nats']} nats beyond the largest {variable} need "
-        f"{variable} = {_with_interval(derived[prefix + 'next_improvement_budget'], 'never')} {unit}, i.e. "
+        f"{variable} = {_with_interval(derived[prefix + 'next_improvement_budget'], 'never')} "
+        f"{unit}, i.e. "
         f"{_with_interval(derived[prefix + 'next_improvement_multiple'], 'never')}× the largest.",
         f"- The reducible loss falls below {fraction:.0%} of E at {variable} = "
         f"{_with_interval(derived[prefix + 'reducible_below_fraction_budget'], 'never')} {unit}.",

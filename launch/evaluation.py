@@ -1,9 +1,10 @@
 """`scaling-sweep --eval DATASET[:SPLIT]`: every completed run of a sweep evaluated on other data.
 
 Each (run, eval set) is one `scaling-eval` subprocess, as a user would type it (its output goes to
-`<run>/eval.log`, on host k of a slice `eval.host<k>.log`); an evaluation of the run's current checkpoint step already on disk is not
-repeated. Then results.csv gains one column per eval set, `eval_loss_<dataset>[-<split>]` in
-nats per token (empty for runs not completed), which `scaling-fit --csv ... --loss-col` fits.
+`<run>/eval.log`, on host k of a slice `eval.host<k>.log`); an evaluation of the run's current
+checkpoint step already on disk is not repeated. Then results.csv gains one column per eval set,
+`eval_loss_<dataset>[-<split>]` in nats per token (empty for runs not completed), which
+`scaling-fit --csv ... --loss-col` fits.
 SPLIT defaults to each run's own `data.eval_split`.
 """
 

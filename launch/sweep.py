@@ -31,7 +31,7 @@ from launch.plans import format_value
 from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
-from scaling import files, hardware, status, tracking
+from scaling import branches, files, hardware, status, tracking
 from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import load_config, split_argv
 
@@ -68,9 +68,10 @@ def check_stable_states(workdir: pathlib.Path, todo: list[plans.PlannedRun],
         parent_dir = run_directory(workdir, run.parent)
         completed = (run.parent in finished
                      and (read_summary(parent_dir) or {}).get("status") == status.COMPLETED)
-        # (A diverged parent fails its branches one by one, in `Scheduler._ready`.) Its `stable/`
+        # (A diverged parent fails its branches one by one, in `Scheduler._ready`.) Its stable
         # folder holds one folder per committed step, named by the step.
-        if completed and not (parent_dir / "stable" / str(run.start_step)).is_dir():
+        stable = parent_dir / branches.STABLE_FOLDER
+        if completed and not (stable / str(run.start_step)).is_dir():
             raise ConfigError("--workdir", str(workdir), (
                 f"run {run.name} starts from step {run.start_step} of {run.parent}, which "
                 "finished without saving it (it trained under other budgets or decay_fraction); "

@@ -63,7 +63,8 @@ class Checkpointer:
 
         An unreadable newest checkpoint (truncated or corrupted files) is reported, moved aside to
         `<folder>/unreadable-<step>` unless read-only (kept, never deleted: the failure may be a
-        passing storage error) and the previous one is tried. Returns None when there is nothing to resume from.
+        passing storage error) and the previous one is tried. Returns None when there is nothing
+        to resume from.
         Raises IncompatibleCheckpoint when the newest readable checkpoint holds a different model
         or state layout, or when checkpoints exist but none of them can be read."""
         unreadable = []

@@ -37,7 +37,8 @@ class WorkdirBusy(RuntimeError):
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser with its errors (a missing option, a value of the wrong type, an unknown
-    choice) in one line — `prog: error: ...`, exit 2 — without the usage block; `--help` shows it."""
+    choice) in one line — `prog: error: ...`, exit 2 — without the usage block (`--help` shows
+    it)."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")

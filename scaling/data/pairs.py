@@ -105,6 +105,7 @@ class PairLoader(Loader):
                           (process_index + 1) * batch_size // process_count)
         self._train, self._eval = train, evaluation
         self.train_pairs = len(train["targets"])
+        self.eval_windows = len(evaluation["targets"])  # held-out pairs (`eval_batch_count`)
         self.tokens_in_split = self.train_pairs * objective.shapes.corpus
         self._eval_batches = {}
         import threading
@@ -122,17 +123,12 @@ class PairLoader(Loader):
                                              ordering.derive_key(self.seed, int(epoch), 3))
         return pair_batch(self._train, indices, self.objective.special)
 
-    def eval_batch_count(self, num_batches: int) -> int:
-        """`num_batches`, or for -1 the full batches the held-out pairs fill (as `Loader`'s)."""
-        count = len(self._eval["targets"])
-        return max(1, count // self.batch_size) if num_batches == -1 else num_batches
-
     def eval_batches(self, num_batches: int) -> list[dict[str, np.ndarray]]:
         """`num_batches` batches of held-out pairs (-1: `eval_batch_count`), in order (repeating
         if there are fewer)."""
         num_batches = self.eval_batch_count(num_batches)
         if num_batches not in self._eval_batches:
-            count = len(self._eval["targets"])
+            count = self.eval_windows
             batches = []
             for index in range(num_batches):
                 rows = index * self.batch_size + np.arange(self.rows.start, self.rows.stop)
