@@ -223,7 +223,8 @@ class Progress:
         parts = [f"step {step}/{self.total_steps}", f"loss {record['train_loss']:.4f}"]
         if record.get("eval_loss") is not None:
             parts.append(f"eval {record['eval_loss']:.4f}")
-        parts.append(f"{record['tokens_per_second']:,.0f} tok/s")
+        if record.get("tokens_per_second") is not None:
+            parts.append(f"{record['tokens_per_second']:,.0f} tok/s")
         if record.get("mfu") is not None:
             parts.append(f"MFU {100 * record['mfu']:.1f}%")
         parts.append(f"ETA {format_duration(eta) if eta == eta else '?'}")

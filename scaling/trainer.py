@@ -90,12 +90,14 @@ class Interval:
     def restart(self) -> None:
         self.start, self.tokens = time.perf_counter(), 0
 
-    def speed(self) -> float:
-        """Tokens per second of this interval (0 when it trained nothing); recorded for the median."""
+    def speed(self) -> float | None:
+        """Tokens per second of this interval, recorded for the median; None when it timed no
+        step (the first step after a start or resume compiles and is not counted)."""
         elapsed = time.perf_counter() - self.start
-        speed = self.tokens / elapsed if self.tokens and elapsed > 0 else 0.0
-        if speed:
-            self.speeds.append(speed)
+        if not (self.tokens and elapsed > 0):
+            return None
+        speed = self.tokens / elapsed
+        self.speeds.append(speed)
         return speed
 
     def median_speed(self) -> float | None:

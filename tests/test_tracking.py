@@ -177,6 +177,27 @@ def test_progress_line_extrapolates_the_time_left(monkeypatch):
     assert line == "step 20/100 | loss 3.2500 | eval 3.5000 | 12,346 tok/s | MFU 25.0% | ETA 0m40s"
 
 
+def test_a_log_with_no_timed_step_has_no_speed(tmp_path):
+    # Logged every step: the first step compiles and is not timed, so its record has no tokens/s
+    # (None, not 0) and its progress line leaves the speed out; the later steps have one.
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py:runlocal",
+         "--workdir", str(tmp_path / "run"), "--config.train.steps=3", "--config.train.log_every=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = tracking.read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [(r["step"], r["tokens_per_second"], r["mfu"]) for r in records][0] == (1, None, None)
+    assert all(r["tokens_per_second"] > 0 for r in records[1:]) and len(records) == 3
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert lines[0].startswith("step 1/3 | loss ") and "tok/s" not in lines[0]
+    assert all("tok/s" in line for line in lines[1:])
+
+
 def run_header(run_file: pathlib.Path):
     return next(record.run for record in wandb_records(run_file)
                 if record.WhichOneof("record_type") == "run")
