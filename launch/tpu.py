@@ -1,8 +1,9 @@
 """`scaling-tpu`: run a sweep on a Cloud TPU VM slice, driving `gcloud`.
 
     scaling-tpu create  --project P --zone Z --accelerator-type v5litepod-16   # queued resource, wait ACTIVE
-    scaling-tpu setup   ...   # copy the checkout to ~/scaling on every host, make a Python 3.11
-                              # environment there (uv), install into it, mount the bucket
+    scaling-tpu setup   ...   # copy the checkout (and this machine's W&B key and settings) to
+                              # ~/scaling on every host, make a Python 3.11 environment there
+                              # (uv), install into it, mount the bucket (or a folder of it)
     scaling-tpu run     ...   # `scaling-sweep` on every host at once: one multi-host program per run
     scaling-tpu up      ...   # create → setup → run; on preemption delete, recreate, set up and rerun
     scaling-tpu delete  ...   # tear the slice down
@@ -32,6 +33,7 @@ from launch import tpu_settings
 from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, execute,
                              execute_checked, exit_code_of)
 from scaling.errors import ArgumentParser
+from scaling.tracking import wandb_api_key
 
 PROGRAM = "scaling-tpu"
 JAX_TPU_REQUIREMENT = "jax[tpu]==0.10.2"  # the version pyproject.toml pins, with the TPU runtime
@@ -45,8 +47,16 @@ WORKER_NUMBER_URL = ("http://metadata.google.internal/computeMetadata/v1/instanc
                      "agent-worker-number")
 ACTIVE = "ACTIVE"
 # Queued-resource states after which the slice is gone or going: only deleting and recreating helps.
-LOST_STATES = ("SUSPENDING", "SUSPENDED", "PREEMPTED", "FAILED", "DELETING")
+LOST_STATES = ("SUSPENDING", "SUSPENDED", "PREEMPTED", "DELETING")
+# The request itself failed (quota, an accelerator type or image the zone does not offer): the
+# same request would fail again, so it is reported with its reason rather than retried.
+FAILED = "FAILED"
 REMOTE_CHECKOUT = "scaling"  # the checkout lands in ~/scaling on every host
+# W&B's settings from the launching machine, for runs that log online from the hosts: copied
+# with the checkout in a file only its owner can read (never on a command line, which `ps` and
+# the launcher's own echo show), and read by the sweep's shell.
+WANDB_ENV_FILE = "wandb.env"
+WANDB_FORWARDED = ("WANDB_BASE_URL", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_MODE")
 
 Settings = ml_collections.ConfigDict
 
@@ -71,6 +81,12 @@ def describe_command(s: Settings) -> list[str]:
     """`gcloud` command that prints the queued resource's state (ACTIVE, SUSPENDED, ...)."""
     return ["gcloud", "compute", "tpus", "queued-resources", "describe", s.name, *_where(s),
             "--format=value(state.state)"]
+
+
+def failure_command(s: Settings) -> list[str]:
+    """`gcloud` command that prints why a FAILED queued resource failed."""
+    return ["gcloud", "compute", "tpus", "queued-resources", "describe", s.name, *_where(s),
+            "--format=value(state.failedData.error.message)"]
 
 
 def delete_command(s: Settings) -> list[str]:
@@ -119,10 +135,12 @@ def setup_remote_command(s: Settings) -> str:
     """Shell line for every host: mount the bucket (if any), then install the checkout and JAX for TPU."""
     steps = []
     if s.bucket:
-        bucket = s.bucket.removeprefix("gs://").rstrip("/")
+        bucket, folder = tpu_settings.split_bucket(s.bucket)
         mount_dir = host_path(s.mount_dir)
+        only_dir = f"--only-dir {shlex.quote(folder)} " if folder else ""
         steps += [_install_gcsfuse(), f"mkdir -p {mount_dir}",
-                  f"(mountpoint -q {mount_dir} || gcsfuse --implicit-dirs {shlex.quote(bucket)} {mount_dir})"]
+                  f"(mountpoint -q {mount_dir} || gcsfuse --implicit-dirs {only_dir}"
+                  f"{shlex.quote(bucket)} {mount_dir})"]
     steps += [f"cd ~/{REMOTE_CHECKOUT}",
               "(command -v uv >/dev/null || python3 -m pip install --quiet --user uv)",
               'export PATH="$HOME/.local/bin:$PATH"',
@@ -152,6 +170,7 @@ def run_remote_command(s: Settings) -> str:
               "{ echo 'cannot read the worker number of this host from the TPU metadata server' >&2; "
               "exit 1; }")
     return (f"cd ~/{REMOTE_CHECKOUT} && {worker} && "
+            f"{{ [ ! -f {WANDB_ENV_FILE} ] || . ./{WANDB_ENV_FILE}; }} && "
             f"export SCALING_DISTRIBUTED=1 SCALING_PROCESS_ID && "
             f"{shlex.join(sweep)} --workdir {host_path(s.workdir)}")
 
@@ -185,8 +204,20 @@ def slice_state(s: Settings) -> str:
     raise CommandFailed(describe_command(s), result.returncode, "could not describe the slice")
 
 
+class SliceFailed(CommandFailed):
+    """The queued resource ended FAILED: provisioning it failed, for the reason gcloud gives."""
+
+    def __init__(self, s: Settings, deleted: bool):
+        result = execute(failure_command(s), dry_run=False, capture=True)
+        reason = (result.stdout.strip() if result.returncode == 0 else "") or "no reason given"
+        then = "deleted it; " if deleted else ""
+        RuntimeError.__init__(self, f"queued resource {s.name} is FAILED: {reason} ({then}not "
+                                    "retried: the same request would fail again)")
+        self.returncode = 1
+
+
 def create(s: Settings, dry_run: bool) -> str:
-    """Requests the slice and polls until it is ACTIVE or lost; returns that final state."""
+    """Requests the slice and polls until it is ACTIVE, lost or FAILED; returns that final state."""
     execute_checked(create_command(s), dry_run=dry_run)
     if dry_run:
         execute(describe_command(s), dry_run=True)
@@ -197,7 +228,7 @@ def create(s: Settings, dry_run: bool) -> str:
         except CommandFailed as error:  # a queued resource can wait hours: keep asking
             log(f"{error}; still waiting")
             state = "unknown"
-        if state == ACTIVE or state in LOST_STATES:
+        if state in (ACTIVE, FAILED) or state in LOST_STATES:
             return state
         log(f"queued resource {s.name} is {state or 'not visible yet'}; "
             f"checking again in {s.poll_interval:g}s")
@@ -225,6 +256,26 @@ def stage_checkout(source: str, staging_root: str) -> str:
     return checkout
 
 
+def wandb_environment_file(environment: dict | None = None) -> str:
+    """The shell lines of `WANDB_ENV_FILE`: `export` of each W&B setting set here, the API key
+    (`WANDB_API_KEY` or `wandb login`'s) among them; "" when there is none."""
+    environment = os.environ if environment is None else environment
+    values = {name: environment[name] for name in WANDB_FORWARDED if environment.get(name)}
+    key = wandb_api_key(environment)
+    if key:
+        values["WANDB_API_KEY"] = key
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
+
+
+def stage_wandb_environment(checkout: str) -> None:
+    """Writes `WANDB_ENV_FILE` into the staged checkout, readable by its owner only; an empty
+    one when nothing is set here, so a stale copy on the hosts is replaced."""
+    path = os.path.join(checkout, WANDB_ENV_FILE)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(wandb_environment_file())
+
+
 def setup(s: Settings, dry_run: bool) -> subprocess.CompletedProcess:
     """Copies the checkout to every host and installs it there.
 
@@ -236,6 +287,7 @@ def setup(s: Settings, dry_run: bool) -> subprocess.CompletedProcess:
         return execute(ssh_command(s, setup_remote_command(s)), dry_run=True)
     with tempfile.TemporaryDirectory(prefix=f"{PROGRAM}-") as staging_root:
         staged = stage_checkout(s.source, staging_root)
+        stage_wandb_environment(staged)
         copied = execute(scp_command(s, staged), dry_run=False)
     if copied.returncode != 0:
         return copied
@@ -269,6 +321,9 @@ def _lost(s: Settings, dry_run: bool) -> bool:
 def _attempt(s: Settings, dry_run: bool) -> bool:
     """One create → setup → run. True when the sweep finished, False when the slice was preempted."""
     state = create(s, dry_run)
+    if state == FAILED:
+        delete(s, dry_run)  # frees the name for the next `up`
+        raise SliceFailed(s, deleted=True)
     if state != ACTIVE:
         log(f"queued resource {s.name} is {state}")
         return False
@@ -389,6 +444,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         check_sweep(s)  # before any gcloud call: a bad sweep must not cost slice time
     if args.subcommand == "create":
         state = create(s, args.dry_run)
+        if state == FAILED:
+            raise SliceFailed(s, deleted=False)
         if state != ACTIVE:
             raise CommandFailed(describe_command(s), 1, f"the queued resource is {state}")
         return 0

@@ -65,6 +65,18 @@ def merge(settings: ml_collections.ConfigDict, overrides: dict) -> ml_collection
     return merged
 
 
+# A Cloud Storage bucket name: lowercase letters, digits, dashes, underscores and dots, 3-222
+# characters, starting and ending with a letter or digit.
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+
+
+def split_bucket(bucket: str) -> tuple[str, str]:
+    """`gs://name/folder/sub` (or `name/folder/sub`) as ("name", "folder/sub"); the folder is ""
+    when the whole bucket is meant."""
+    name, _, folder = bucket.removeprefix("gs://").strip("/").partition("/")
+    return name, folder.strip("/")
+
+
 def _flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
@@ -85,6 +97,12 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
         _nonempty(settings, "runtime_version")
     if subcommand in ("setup", "up") and not os.path.isdir(settings.source):
         raise UsageError("--source", settings.source, "an existing directory (the checkout to copy)")
+    if subcommand in ("setup", "up") and settings.bucket:
+        name, folder = split_bucket(settings.bucket)
+        if not BUCKET_NAME.fullmatch(name) or "//" in folder:
+            raise UsageError("--bucket", settings.bucket,
+                             "gs://BUCKET or gs://BUCKET/FOLDER, BUCKET a Cloud Storage bucket name "
+                             "(lowercase letters, digits, '-', '_', '.')")
     if subcommand in ("run", "up"):
         _nonempty(settings, "workdir")
         sweep_config = settings.sweep_config

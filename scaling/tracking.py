@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import netrc
 import os
 import pathlib
 import secrets
 import string
 import sys
 import time
+import urllib.parse
 
 from launch.results import WANDB_NAMES
 from scaling import files
@@ -53,6 +55,25 @@ def from_wandb_names(record: dict) -> dict:
     """A W&B summary (or history row) under the flat names of summary.json / metrics.jsonl."""
     flat = {wandb_name: name for name, wandb_name in WANDB_NAMES.items()}
     return {flat.get(key, key): value for key, value in record.items()}
+
+
+DEFAULT_WANDB_HOST = "https://api.wandb.ai"
+
+
+def wandb_api_key(environment: dict | None = None) -> str:
+    """The W&B API key this machine would log in with: `WANDB_API_KEY`, else the one `wandb
+    login` saved in the netrc file (`NETRC`, else ~/.netrc) for `WANDB_BASE_URL`'s host; "" when
+    there is none."""
+    environment = os.environ if environment is None else environment
+    if environment.get("WANDB_API_KEY"):
+        return environment["WANDB_API_KEY"]
+    host = urllib.parse.urlparse(environment.get("WANDB_BASE_URL") or DEFAULT_WANDB_HOST).hostname
+    path = environment.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        entry = netrc.netrc(path).authenticators(host or "")
+    except (OSError, netrc.NetrcParseError):
+        return ""
+    return (entry[2] or "") if entry else ""
 
 
 def effective_mode(configured: str, environment: dict | None = None) -> str:
@@ -136,9 +157,10 @@ class WandbRun:
                      config.wandb.mode)
         if mode == "disabled":
             return
-        if mode == "online" and not os.environ.get("WANDB_API_KEY"):
-            log.warning("wandb.mode='online' but WANDB_API_KEY is not set: logging offline; "
-                        "upload later with `wandb sync %s/wandb/offline-run-*`", workdir)
+        if mode == "online" and not wandb_api_key():
+            log.warning("wandb.mode='online' but there is no W&B API key (neither WANDB_API_KEY "
+                        "nor `wandb login`): logging offline; upload later with `wandb sync "
+                        "%s/wandb/offline-run-*`", workdir)
             mode = "offline"
         try:
             import wandb  # 1.5 s to import: only for runs that log to W&B

@@ -23,6 +23,10 @@ FAKE_GCLOUD = textwrap.dedent("""\
         root = argv[argv.index("--recurse") + 1]
         entry["files"] = sorted(os.path.relpath(os.path.join(folder, name), root)
                                 for folder, _, names in os.walk(root) for name in names)
+        wandb_env = os.path.join(root, "wandb.env")
+        if os.path.exists(wandb_env):
+            entry["wandb_env"] = open(wandb_env).read()
+            entry["wandb_env_mode"] = oct(os.stat(wandb_env).st_mode & 0o777)
     with open(os.environ["FAKE_GCLOUD_LOG"], "a") as log:
         log.write(json.dumps(entry) + "\\n")
     with open(os.environ["FAKE_GCLOUD_PLAN"]) as plan_file:
@@ -80,11 +84,14 @@ def cloud(tmp_path):
         checkout = source
 
         @staticmethod
-        def launch(*args, plan=()):
+        def launch(*args, plan=(), wandb=None):
             plan_path.write_text(json.dumps([*plan, ACTIVE]))
-            env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                   "FAKE_GCLOUD_LOG": str(log), "FAKE_GCLOUD_PLAN": str(plan_path),
-                   "PYTHONPATH": REPO}
+            # W&B's settings are this machine's: none unless the test gives them.
+            env = {name: value for name, value in os.environ.items()
+                   if not name.startswith("WANDB_")}
+            env.update(wandb or {}, NETRC=str(tmp_path / "netrc"),
+                       PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                       FAKE_GCLOUD_LOG=str(log), FAKE_GCLOUD_PLAN=str(plan_path), PYTHONPATH=REPO)
             return subprocess.run([sys.executable, "-m", "launch.tpu", *args], cwd=source, env=env,
                                   capture_output=True, text=True, timeout=300)
 
@@ -149,7 +156,8 @@ def test_up_runs_the_documented_commands_in_order(cloud):
     assert sweep[-1].startswith("cd ~/scaling && SCALING_PROCESS_ID=$(curl -sf -H "
                                 "Metadata-Flavor:Google http://metadata.google.internal/"
                                 "computeMetadata/v1/instance/attributes/agent-worker-number) || ")
-    assert sweep[-1].endswith(" && export SCALING_DISTRIBUTED=1 SCALING_PROCESS_ID && "
+    assert sweep[-1].endswith(" && { [ ! -f wandb.env ] || . ./wandb.env; } && "
+                              "export SCALING_DISTRIBUTED=1 SCALING_PROCESS_ID && "
                               ".venv/bin/scaling-sweep --config configs/sweeps/tiny.py "
                               "--processes 1 --workdir /mnt/disk/sweep")
     assert delete == ["compute", "tpus", "queued-resources", "delete", "qr", *WHERE,
@@ -160,7 +168,27 @@ def test_setup_copies_the_files_git_would_track_and_no_ignored_ones(cloud):
     result = cloud.launch(*up_args())
     assert result.returncode == 0, result.stderr
     scp = next(c for c in cloud.calls() if kind(c) == "scp")
-    assert scp["files"] == [".gitignore", "configs/sweeps/tiny.py", "pyproject.toml"]
+    assert scp["files"] == [".gitignore", "configs/sweeps/tiny.py", "pyproject.toml", "wandb.env"]
+    assert scp["wandb_env"] == ""  # no W&B key or setting here: nothing to pass on
+
+
+def test_setup_passes_this_machines_wandb_key_and_settings_in_a_private_file(cloud, tmp_path):
+    # The key `wandb login` saved here (no WANDB_API_KEY set), and the W&B settings set here,
+    # reach the hosts in a file only its owner can read; the sweep's shell reads it. The key is
+    # on no command line.
+    (tmp_path / "netrc").write_text("machine api.wandb.ai login user password s3cr3t-key\n")
+    result = cloud.launch(*up_args(), wandb={"WANDB_ENTITY": "my team", "WANDB_PROJECT": "ladders"})
+    assert result.returncode == 0, result.stderr
+    calls = cloud.calls()
+    scp = next(c for c in calls if kind(c) == "scp")
+    assert scp["wandb_env"].splitlines() == [
+        "export WANDB_ENTITY='my team'", "export WANDB_PROJECT=ladders",
+        "export WANDB_API_KEY=s3cr3t-key"]
+    assert scp["wandb_env_mode"] == "0o600"
+    assert not any("s3cr3t" in arg for call in calls for arg in call["argv"])
+    assert "s3cr3t" not in result.stderr + result.stdout
+    sweep = next(c for c in calls if kind(c) == "sweep")["argv"][-1]
+    assert sweep.index(". ./wandb.env") < sweep.index("scaling-sweep")
 
 
 def test_setup_mounts_the_bucket_with_gcsfuse(cloud):
@@ -172,6 +200,31 @@ def test_setup_mounts_the_bucket_with_gcsfuse(cloud):
     assert setup.index("gcsfuse --implicit-dirs") < setup.index("pip install")
     sweep = next(c for c in calls if kind(c) == "sweep")["argv"][-1]
     assert sweep.endswith('--workdir "$HOME"/results/s')
+
+
+def test_a_folder_of_the_bucket_is_mounted_with_only_dir(cloud):
+    result = cloud.launch(*up_args("--bucket", "gs://my-results/sweeps/2026/", "--workdir",
+                                   "~/results/s"))
+    assert result.returncode == 0, result.stderr
+    setup = next(c for c in cloud.calls() if kind(c) == "setup")["argv"][-1]
+    assert ('(mountpoint -q "$HOME"/results || gcsfuse --implicit-dirs --only-dir sweeps/2026 '
+            'my-results "$HOME"/results)') in setup
+
+
+def test_a_failed_queued_resource_is_reported_with_its_reason_deleted_and_not_retried(cloud):
+    plan = [{"match": "value(state.failedData.error.message)",
+             "responses": [{"stdout": "Quota exceeded for TPUV5sLitepodServingPerProjectPerZone\n"}]},
+            {"match": "queued-resources describe",
+             "responses": [{"stdout": "PROVISIONING\n"}, {"stdout": "FAILED\n"}]}]
+    result = cloud.launch(*up_args(), plan=plan)
+    assert result.returncode == 1
+    assert [kind(c) for c in cloud.calls()] == ["create", "describe", "describe", "delete",
+                                                "describe"]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "scaling-tpu: error: queued resource qr is FAILED: Quota exceeded for "
+        "TPUV5sLitepodServingPerProjectPerZone (deleted it; not retried: the same request would "
+        "fail again)")
+    assert "preempted" not in result.stderr
 
 
 def test_create_polls_until_active(cloud):
@@ -293,6 +346,9 @@ def test_settings_file_with_flags_overriding_it(cloud):
     (["--sweep-config", "configs/sweeps/missing.py"],
      "--sweep-config='configs/sweeps/missing.py' is not allowed: an existing sweep config file"),
     (["--poll-interval", "0"], "--poll-interval=0.0 is not allowed"),
+    (["--bucket", "gs://My_Bucket"], "--bucket='gs://My_Bucket' is not allowed: gs://BUCKET or "
+                                     "gs://BUCKET/FOLDER"),
+    (["--bucket", "gs://b"], "--bucket='gs://b' is not allowed"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(cloud, flags, message):
     result = cloud.launch(*up_args(*flags))

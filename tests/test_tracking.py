@@ -149,10 +149,24 @@ def test_wandb_failing_while_logging_turns_itself_off(tmp_path):
 def test_online_without_an_api_key_logs_offline(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # and no `wandb login`
     config = wandb_config(mode="online")
     run = tracking.WandbRun(config, tmp_path, name=config.name, config_dict={})
     run.finish({"status": "completed"})
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_the_api_key_comes_from_the_environment_or_from_wandb_login(tmp_path):
+    # `wandb login` saves the key in the netrc file under the W&B host's name.
+    (tmp_path / "netrc").write_text("machine api.wandb.ai login user password key-saas\n"
+                                    "machine wandb.example.com login user password key-local\n")
+    netrc_only = {"NETRC": str(tmp_path / "netrc")}
+    assert tracking.wandb_api_key(netrc_only) == "key-saas"
+    assert tracking.wandb_api_key({**netrc_only, "WANDB_BASE_URL": "https://wandb.example.com"}) \
+        == "key-local"
+    assert tracking.wandb_api_key({**netrc_only, "WANDB_API_KEY": "key-env"}) == "key-env"
+    assert tracking.wandb_api_key({**netrc_only, "WANDB_BASE_URL": "https://other.org"}) == ""
+    assert tracking.wandb_api_key({"NETRC": str(tmp_path / "missing")}) == ""
 
 
 def test_new_run_ids_look_like_wandbs():
