@@ -38,6 +38,13 @@ def _existing_file(option: str, path: str) -> None:
         raise UsageError(option, path, "an existing config file")
 
 
+def _directive_value(option: str, value: str) -> None:
+    # sbatch reads an `#SBATCH` line's options split at whitespace, without shell quoting.
+    if any(char.isspace() or char in "\"'\\" for char in value):
+        raise UsageError(option, value, "a value without whitespace, quotes or backslashes (it "
+                                        "goes on an #SBATCH line, which sbatch splits at spaces)")
+
+
 def program_command(args: argparse.Namespace) -> list[str]:
     """The command every process runs: `scaling-sweep` for a sweep config, `scaling-train` for a run.
 
@@ -99,6 +106,11 @@ def _validate(args: argparse.Namespace) -> None:
     _positive("--nodes", args.nodes)
     if args.coordinator is None:
         _positive("--gpus-per-node", args.gpus_per_node)
+        for option in ("job_name", "partition", "account", "time"):
+            if getattr(args, option):
+                _directive_value("--" + option.replace("_", "-"), getattr(args, option))
+        _directive_value("--workdir", os.path.abspath(args.workdir))
+        _directive_value("the current directory (the job's --chdir)", os.getcwd())
         return
     if args.sweep_config:
         raise UsageError("--coordinator", args.coordinator,

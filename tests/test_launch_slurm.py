@@ -163,6 +163,13 @@ def test_explicit_coordinator_prints_one_command_per_node(cluster):
     (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2",
       "--coordinator", "node0"], "--coordinator='node0' is not allowed: HOST:PORT"),
     (SWEEP + ["--nodes", "2", "--coordinator", "node0:1234"], "used with --train-config"),
+    # Values on #SBATCH lines, which sbatch splits at whitespace without shell quoting.
+    (["--sweep-config", "configs/sweeps/tiny.py", "--workdir", "my runs/tiny", "--nodes", "1",
+      "--gpus-per-node", "1"], "my runs/tiny' is not allowed: a value without whitespace"),
+    (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--job-name", "ladder run"],
+     "--job-name='ladder run' is not allowed: a value without whitespace"),
+    (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--partition", 'gpu"'],
+     "--partition='gpu\"' is not allowed"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(cluster, args, message):
     result = cluster.launch(*args)
