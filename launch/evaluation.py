@@ -17,7 +17,9 @@ import pathlib
 import subprocess
 import sys
 
-from scaling.evaluate import eval_set_name
+from scaling.errors import ConfigError
+from scaling.evaluate import eval_data_config, eval_set_name
+from scaling.trained import RunError
 
 
 def parse_eval_set(spec: str) -> tuple[str, str | None]:
@@ -49,11 +51,27 @@ def eval_record(run_dir: pathlib.Path, spec: str) -> dict | None:
     return record
 
 
-def eval_command(run_dir: pathlib.Path, spec: str) -> list[str]:
+def eval_overrides(spec: str) -> list[str]:
+    """The `data.*` overrides `scaling-eval` gets for `DATASET[:SPLIT]`."""
     dataset, split = parse_eval_set(spec)
-    command = [sys.executable, "-m", "scaling.evaluate", "--workdir", str(run_dir),
-               f"--config.data.dataset={dataset}"]
-    return command + ([f"--config.data.eval_split={split}"] if split else [])
+    return [f"data.dataset={dataset}"] + ([f"data.eval_split={split}"] if split else [])
+
+
+def eval_command(run_dir: pathlib.Path, spec: str) -> list[str]:
+    return [sys.executable, "-m", "scaling.evaluate", "--workdir", str(run_dir),
+            *(f"--config.{override}" for override in eval_overrides(spec))]
+
+
+def check_eval_sets(specs: list[str], run_config) -> None:
+    """Checks each `DATASET[:SPLIT]` as `scaling-eval` will check it against a run of
+    `run_config`, before any run trains; ConfigError names `--eval` and says what is wrong."""
+    for spec in specs:
+        if not parse_eval_set(spec)[0]:
+            raise ConfigError("--eval", spec, "DATASET or DATASET:SPLIT")
+        try:
+            eval_data_config(run_config, eval_overrides(spec))
+        except RunError as error:
+            raise ConfigError("--eval", spec, str(error)) from None
 
 
 def evaluate_sweep(workdir: pathlib.Path, run_dirs: dict[str, pathlib.Path],

@@ -467,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args, overrides: list[str]) -> int:
     try:
         sweep, base_config, runs = load_plan(args.config, overrides, args.processes)
+        if args.eval and runs:  # checked against the first run's config, before any run trains
+            evaluation.check_eval_sets(args.eval, plans.Planner(sweep, base_config).resolve(
+                runs[0].overrides, runs[0].name))
     except ConfigError as error:
         print(f"scaling-sweep: error: {error}", file=sys.stderr)
         return status.EXIT_BAD_CONFIG

@@ -70,3 +70,25 @@ def test_completed_runs_are_evaluated_and_the_column_fits(tmp_path):
     points = inputs.read_named_csv(tmp_path / "results.csv", n_col="non_embedding_params",
                                    loss_col=column, d_col="non_embedding_params")
     assert len(points) == 2
+
+
+@pytest.mark.parametrize("spec, reason", [
+    ("no_such_corpus", "--eval='no_such_corpus' is not allowed: config.data.dataset='no_such_corpus'"
+                       " is not allowed: python_stdlib, text_files"),
+    ("python_stdlib:valid", "--eval='python_stdlib:valid' is not allowed: "
+                            "config.data.eval_split='valid' is not allowed: one of"),
+])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_an_eval_set_scaling_eval_would_refuse_is_refused_before_any_run_trains(
+        tmp_path, capsys, spec, reason, dry_run):
+    from conftest import REPO, write_sweep_config
+
+    config = write_sweep_config(tmp_path / "sweep.py", name="tiny", sizes="d32-L1",
+                                base_config=f"{REPO}/configs/demo.py:runlocal")
+    code = sweep.main(["--config", str(config), "--workdir", str(tmp_path / "sweep"),
+                       "--eval", "python_stdlib:validation", "--eval", spec, *dry_run])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.strip().splitlines() == [error.strip()]
+    assert error.startswith(f"scaling-sweep: error: {reason}")
+    assert not (tmp_path / "sweep").exists()
