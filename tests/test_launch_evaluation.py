@@ -83,8 +83,9 @@ def test_an_eval_set_scaling_eval_would_refuse_is_refused_before_any_run_trains(
         tmp_path, capsys, spec, reason, dry_run):
     from conftest import REPO, write_sweep_config
 
-    config = write_sweep_config(tmp_path / "sweep.py", name="tiny", sizes="d32-L1",
-                                base_config=f"{REPO}/configs/demo.py:runlocal")
+    # One run of 20 steps: short even if the check were missing.
+    config = write_sweep_config(tmp_path / "sweep.py", name="tiny", sizes="d32-L1", plan="steps",
+                                base_config=f"{REPO}/configs/demo.py:runlocal", overrides={})
     code = sweep.main(["--config", str(config), "--workdir", str(tmp_path / "sweep"),
                        "--eval", "python_stdlib:validation", "--eval", spec, *dry_run])
     error = capsys.readouterr().err
