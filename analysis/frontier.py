@@ -70,10 +70,11 @@ def curve_frontier(curves: pd.DataFrame, *, num_points: int = DEFAULT_FRONTIER_P
 
 def final_point_frontier(names, flops, loss) -> Frontier:
     """The frontier of runs' final points: each run whose final loss is lower than that of every
-    run that used less compute."""
+    run that used less compute, or as much (of runs at equal compute only the lowest loss)."""
     flops, loss = np.asarray(flops, dtype=float), np.asarray(loss, dtype=float)
-    order = np.argsort(flops, kind="stable")
-    running_best = np.minimum.accumulate(loss[order])
-    on_frontier = order[loss[order] <= running_best]
+    order = np.lexsort((loss, flops))  # by compute, then by loss
+    sorted_loss = loss[order]
+    best_before = np.concatenate([[np.inf], np.minimum.accumulate(sorted_loss)[:-1]])
+    on_frontier = order[sorted_loss < best_before]
     return Frontier(flops=flops[on_frontier], loss=loss[on_frontier],
                     run=np.asarray(names, dtype=object)[on_frontier], source="final points")

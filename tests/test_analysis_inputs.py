@@ -178,6 +178,15 @@ def test_final_point_frontier_keeps_runs_that_beat_every_cheaper_run():
     assert list(frontier.run) == ["a", "b", "d"]
 
 
+def test_of_runs_at_equal_compute_the_frontier_keeps_only_the_lowest_loss():
+    # Whatever their order in the table: "worse" is beaten by "better" at the same compute, and
+    # "same" is no lower than a cheaper run.
+    frontier = final_point_frontier(["worse", "better", "cheap", "same"], [2.0, 2.0, 1.0, 3.0],
+                                    [3.0, 2.9, 3.5, 2.9])
+    assert list(frontier.run) == ["cheap", "better"]
+    assert list(frontier.loss) == [3.5, 2.9]
+
+
 def test_wandb_export_maps_states_and_prefixes(tmp_path):
     rows = []
     for name, state, loss in (("a", "finished", 3.0), ("b", "crashed", 5.0)):
