@@ -93,6 +93,9 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
         raise ValueError(f"{source}: flop_convention must be one of {', '.join(FLOP_CONVENTIONS)} and "
                          f"the same for every run; found {', '.join(conventions) or 'none'}")
     convention = conventions[0] if conventions else "6N"
+    repeated = table["name"][table["name"].duplicated()].astype(str).unique()
+    if len(repeated):  # two runs under one name: their curves would merge into one
+        raise ValueError(f"{source}: run names must be unique; repeated: {', '.join(repeated)}")
     runs = table.copy()
     runs["N"] = _numeric(runs, "non_embedding_params" if convention == "6N" else "params")
     runs["D"] = _numeric(runs, "tokens")

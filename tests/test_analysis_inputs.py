@@ -106,6 +106,13 @@ def test_mixed_flop_conventions_are_an_error():
         sweep_from_table(table, "results.csv")
 
 
+def test_two_runs_under_one_name_are_an_error():
+    table = pd.DataFrame([results_row("a"), results_row("b", tokens=4e7), results_row("c"),
+                          results_row("b", non_embedding=2e6)])
+    with pytest.raises(ValueError, match=r"^results.csv: run names must be unique; repeated: b$"):
+        sweep_from_table(table, "results.csv")
+
+
 def test_named_csv_with_compute_column_derives_tokens(tmp_path):
     path = tmp_path / "points.csv"
     pd.DataFrame({"size": [1e8, 2e8], "flop": [6e18, 2.4e19], "l": [3.0, 2.9]}).to_csv(path, index=False)
