@@ -269,7 +269,7 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
                           "predicted": float(row["predicted"]), "ci_low": float(row["ci_low"]),
                           "ci_high": float(row["ci_high"]),
                           "relative_error": float(row["relative_error"]),
-                          "covered": bool(row["covered"])} for _, row in table.iterrows()],
+                          "covered": covered_or_none(row)} for _, row in table.iterrows()],
         }
     return {
         "held_out_sizes": sorted(float(n) for n in held_out["N"].unique()),
@@ -288,14 +288,27 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
     }
 
 
+def covered_or_none(row) -> bool | None:
+    """Whether a held-out run's loss lies inside its prediction interval; None when no interval
+    was computed (no bootstrap)."""
+    if not (np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"])):
+        return None
+    return bool(row["covered"])
+
+
+def yes_no(covered: bool | None) -> str:
+    return "n/a" if covered is None else "yes" if covered else "no"
+
+
 def coverage(backtests: list[dict], level: float = CONFIDENCE_LEVEL) -> dict:
-    """Empirical coverage of the intervals over every held-out prediction in `backtests`,
-    per method and over all, beside the nominal `level`."""
+    """Empirical coverage of the intervals over every held-out prediction in `backtests` that
+    has one, per method and over all, beside the nominal `level`."""
     per_method: dict[str, list[bool]] = {}
     for backtest in backtests:
         for method, result in backtest["methods"].items():
             for row in result.get("held_out", []):
-                per_method.setdefault(method, []).append(row["covered"])
+                if row["covered"] is not None:
+                    per_method.setdefault(method, []).append(row["covered"])
     everything = [covered for rows in per_method.values() for covered in rows]
     return {"nominal": level,
             "all": {"covered": int(sum(everything)), "predictions": len(everything),
@@ -327,7 +340,7 @@ def render_backtest(backtest: dict, title: str = "Backtest") -> str:
             lines.append(f"| {method} | {row['name']} | {row['N']:.3g} | {row['D']:.3g} | "
                          f"{row['loss']:.4f} | {row['predicted']:.4f} | {row['relative_error']:+.2%} | "
                          f"{row['ci_low']:.4f} – {row['ci_high']:.4f} | "
-                         f"{'yes' if row['covered'] else 'no'} |")
+                         f"{yes_no(row['covered'])} |")
         covered = "" if result["coverage"] is None else f", coverage {result['coverage']:.0%}"
         summary_lines.append(f"- {method}: mean |relative error| "
                              f"{result['mean_abs_relative_error']:.2%}, max "
@@ -351,11 +364,15 @@ def main(argv=None) -> int:
     for method, row in summary["per_method"].items():
         print(f"| {method} | {row['predictions']} | {row['covered']} | {row['coverage']:.0%} |")
     headline = [row["covered"] for b in backtests
-                for row in b["methods"].get(b["headline"], {}).get("held_out", [])]
+                for row in b["methods"].get(b["headline"], {}).get("held_out", [])
+                if row["covered"] is not None]
     if headline:
         print(f"| headline method of each backtest | {len(headline)} | {sum(headline)} | "
               f"{np.mean(headline):.0%} |")
     total = summary["all"]
+    if not total["predictions"]:
+        print("(no held-out prediction has an interval: the fits ran without a bootstrap)")
+        return 0
     print(f"| all | {total['predictions']} | {total['covered']} | {total['coverage']:.0%} |")
     return 0
 

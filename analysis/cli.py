@@ -25,7 +25,8 @@ from analysis.download import download_chinchilla
 from analysis.inputs import parse_filters, read_named_csv, read_results, read_wandb_export
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
-from analysis.pipeline import DEFAULT_RESAMPLES, Settings, analyze, is_ladder
+from analysis.pipeline import (DEFAULT_RESAMPLES, Settings, analyze, is_ladder,
+                               parametric_skip_reason)
 from scaling.errors import ArgumentParser
 
 # Column names and preprocessing of published tables, for --preset.
@@ -84,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "write backtest.json and backtest.md")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
                         help=f"bootstrap resamples (default {DEFAULT_RESAMPLES}; 0 for none)")
-    parser.add_argument("--improvement", type=float, default=0.01,
+    parser.add_argument("--improvement", type=float, default=None,
                         help="loss improvement (nats) whose cost is reported (default 0.01)")
-    parser.add_argument("--reducible-fraction", type=float, default=0.1,
+    parser.add_argument("--reducible-fraction", type=float, default=None,
                         help="report where the reducible loss falls below this fraction of E (default 0.1)")
     parser.add_argument("--isoflop-budgets", metavar="C1,C2,...|chinchilla",
                         help="snap each run to the nearest of these IsoFLOP budgets (FLOPs), or to "
@@ -97,6 +98,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wandb-project", help="also log the fit as a W&B run of this project")
     parser.add_argument("--wandb-group", help="its W&B group (default: the sweep's name)")
     return parser
+
+
+# Options that only some inputs read: given with another input they would do nothing.
+CSV_ONLY = ("n_col", "d_col", "c_col", "u_col", "where", "drop_highest_losses", "best_per_point",
+            "preset")
+NOT_WITH_COMPARE = ("law", "drop_highest", "hold_out_from", "backtest", "improvement",
+                    "reducible_fraction", "isoflop_budgets", "wandb_project", "wandb_group",
+                    "u_col")
+COMPARE_ONLY = ("separate_e",)
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def _check_options_apply(args) -> None:
+    """An option the chosen input does not read is an error, not silently ignored."""
+    given = [option for option in dict.fromkeys(CSV_ONLY + NOT_WITH_COMPARE + COMPARE_ONLY)
+             if getattr(args, option) not in (None, False)]
+    if args.compare:
+        unused = [option for option in given if option in NOT_WITH_COMPARE]
+        why = "--compare fits the two recipes' compute frontiers only"
+    elif args.results or args.wandb:
+        unused = [option for option in given if option in CSV_ONLY + COMPARE_ONLY]
+        why = (f"{'--results' if args.results else '--wandb'} reads the columns of a results "
+               "table; these options are for --csv" + (" and --compare" if any(
+                   option in COMPARE_ONLY for option in given) else ""))
+    else:
+        unused = [option for option in given if option in COMPARE_ONLY]
+        why = "it is for --compare"
+    if unused:
+        raise ValueError(f"{', '.join(map(_flag, unused))}: not used here ({why})")
+    args.improvement = 0.01 if args.improvement is None else args.improvement
+    args.reducible_fraction = 0.1 if args.reducible_fraction is None else args.reducible_fraction
 
 
 def _check_settings(args) -> None:
@@ -176,6 +211,7 @@ def run(args) -> pathlib.Path:
     from analysis.plots import write_plots
     from analysis.report import json_ready, render_report, write_fit_json
 
+    _check_options_apply(args)
     _apply_preset(args)
     _check_settings(args)
     data_summary, curves, convention = {}, None, "6N"
@@ -208,6 +244,12 @@ def run(args) -> pathlib.Path:
                             if (runs["seeds"] > 1).any() else None,
                             excluded=sweep.excluded.to_dict("records"))
     _check_hold_out(args, runs)
+    fallback = None
+    if args.law is None and default_law != "compute":
+        reason = parametric_skip_reason(runs, default_law)
+        if reason is not None:  # not asked for: the report says why, and L(C) leads
+            fallback = f"{default_law} cannot be fitted ({reason}); the headline law is compute"
+            default_law = "compute"
     drop_largest = args.drop_highest or 1
     settings = Settings(law=args.law or default_law, num_resamples=args.bootstrap, seed=args.seed,
                         improvement=args.improvement, reducible_fraction=args.reducible_fraction,
@@ -215,6 +257,8 @@ def run(args) -> pathlib.Path:
     out_dir = _out_dir(pathlib.Path(args.out) if args.out else input_path.parent / "fit")
     budgets = (snap_to_budgets(runs["C"].to_numpy(), _parse_budgets(args.isoflop_budgets))
                if args.isoflop_budgets else None)
+    if fallback:
+        print(f"scaling-fit: note: {fallback}", file=sys.stderr)
     analysis = analyze(runs, settings, curves=curves, budgets=budgets, flop_convention=convention,
                        data_summary=data_summary)
     write_fit_json(analysis, out_dir / "fit.json")
@@ -264,6 +308,7 @@ def run_compare(args) -> pathlib.Path:
     from analysis.plots import LOSS_LABEL, plot_comparison
     from analysis.report import json_ready
 
+    _check_options_apply(args)
     _apply_preset(args)
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 or more resamples")

@@ -247,11 +247,8 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
         table = table[table[column].astype(str) == value]
         if table.empty:
             raise ValueError(f"{path}: no row has {column}={value!r}")
-    if drop_highest_losses > 0:
-        if drop_highest_losses >= len(table):
-            raise ValueError(f"--drop-highest-losses={drop_highest_losses} leaves no row of {len(table)}")
-        threshold = np.sort(_numeric(table, loss_col))[-drop_highest_losses]
-        table = table[_numeric(table, loss_col) < threshold]
+    if drop_highest_losses >= len(table) > 0:
+        raise ValueError(f"--drop-highest-losses={drop_highest_losses} leaves no row of {len(table)}")
     table = table.reset_index(drop=True)
     points = pd.DataFrame({"N": _numeric(table, n_col), "loss": _numeric(table, loss_col)})
     if d_col is not None:
@@ -278,9 +275,17 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     if "name" in table.columns:
         points["name"] = table["name"].astype(str)
         columns = ["name"] + columns
+    if drop_highest_losses > 0:  # once every loss is known to be a number
+        points = points.drop(index=_highest(points["loss"].to_numpy(), drop_highest_losses))
+        points = points.reset_index(drop=True)
     if best_per_point:
         points = points.loc[points.groupby(["N", "D"])["loss"].idxmin()].reset_index(drop=True)
     return points[columns]
+
+
+def _highest(values: np.ndarray, count: int) -> np.ndarray:
+    """The indices of the `count` highest values (of equal ones, the last rows)."""
+    return np.argsort(values, kind="stable")[len(values) - count:]
 
 
 def shared_data_dir() -> pathlib.Path:
@@ -298,9 +303,12 @@ def load_epoch_chinchilla(path=None, drop_highest_losses: int = 5) -> pd.DataFra
     path = pathlib.Path(path) if path is not None else shared_data_dir() / EPOCH_CHINCHILLA_FILE
     table = _read_csv(path)
     require_columns(table, ("Model Size", "Training FLOP", "loss"), str(path))
+    losses = _numeric(table, "loss")
+    if not np.isfinite(losses).all():
+        raise ValueError(f"{path}: column 'loss' must be a number at every row; row "
+                         f"{int(np.flatnonzero(~np.isfinite(losses))[0])} is not")
     if drop_highest_losses > 0:
-        threshold = np.sort(table["loss"].to_numpy())[-drop_highest_losses]
-        table = table[table["loss"] < threshold]
+        table = table.drop(index=table.index[_highest(losses, drop_highest_losses)])
     params = table["Model Size"].to_numpy(dtype=float)
     flops = table["Training FLOP"].to_numpy(dtype=float)
     return pd.DataFrame({"N": params, "D": flops / (6.0 * params), "C": flops,

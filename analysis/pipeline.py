@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import allocation, returns
-from analysis.backtest import (envelope, extrapolation_sd, method_points, prediction_interval,
-                               split_largest)
+from analysis.backtest import (covered_or_none, envelope, extrapolation_sd, method_points,
+                               prediction_interval, split_largest)
 from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
 from analysis.diagnostics import diagnose
 from analysis.fit import HUBER_DELTA, FitResult, fit_law
@@ -223,6 +223,9 @@ def compute_frontier(runs: pd.DataFrame, curves: pd.DataFrame | None, settings: 
 
 def parametric_skip_reason(runs: pd.DataFrame, law_name: str) -> str | None:
     """Why the runs cannot support a parametric L(N, D) fit, or None if they can."""
+    if law_name == "data_constrained" and "U" not in runs.columns:
+        return ("the runs have no unique-token counts U (the data-constrained law needs them: "
+                "--csv with --u-col)")
     needed = get_law(law_name).num_params + 1
     distinct_n, distinct_d = runs["N"].nunique(), runs["D"].nunique()
     if len(runs) < needed or min(distinct_n, distinct_d) < MIN_DISTINCT_FOR_PARAMETRIC:
@@ -291,7 +294,7 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
                       "C": float(row["C"]), "loss": float(row["loss"]),
                       "predicted": float(row["predicted"]), "ci_low": float(row["ci_low"]),
                       "ci_high": float(row["ci_high"]),
-                      "relative_error": float(row["relative_error"]), "covered": bool(row["covered"]),
+                      "relative_error": float(row["relative_error"]), "covered": covered_or_none(row),
                       **({"seeds": int(row["seeds"]), "seed_sd": float(row["seed_sd"])}
                          if row.get("seeds", 1) > 1 else {})}
                      for i, row in held_out.iterrows()],

@@ -6,6 +6,7 @@ import json
 import math
 import pathlib
 
+from analysis.backtest import yes_no
 from analysis.diagnostics import se_is_unbounded
 from analysis.pipeline import Analysis
 
@@ -182,7 +183,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                   + (f" (mean of {row['seeds']} seeds, sd {row['seed_sd']:.4f})" if "seeds" in row
                      else "") + f" | {row['predicted']:.4f} | {row['relative_error']:+.2%} | "
                   f"{_number(row['ci_low'])} – {_number(row['ci_high'])} | "
-                  f"{'yes' if row['covered'] else 'no'} |" for row in check["held_out"]]
+                  f"{yes_no(row['covered'])} |" for row in check["held_out"]]
         lines.append("")
     if summary["skipped"]:
         lines += ["## Skipped", ""] + [f"- {name}: {reason}" for name, reason in summary["skipped"].items()]

@@ -174,3 +174,68 @@ def test_a_frontier_read_off_decaying_curves_is_flagged(tmp_path, capsys, schedu
     assert any(message in problem for problem in problems) == flagged
     report = (tmp_path / "fit" / "report.md").read_text()
     assert (message in report) == flagged and (message in capsys.readouterr().err) == flagged
+
+
+@pytest.mark.parametrize("source, flags, message", [
+    ("results", ["--where", "size=d8"], "--where: not used here (--results reads the columns of a "
+                                        "results table; these options are for --csv)"),
+    ("results", ["--best-per-point", "--u-col", "U"], "--u-col, --best-per-point: not used here"),
+    ("results", ["--separate-e"], "--separate-e: not used here"),
+    ("compare", ["--backtest", "--law", "chinchilla"], "--law, --backtest: not used here "
+                                                       "(--compare fits the two recipes' compute "
+                                                       "frontiers only)"),
+    ("compare", ["--wandb-project", "p"], "--wandb-project: not used here"),
+    ("compare", ["--improvement", "0.02"], "--improvement: not used here"),
+])
+def test_an_option_the_input_does_not_read_is_refused(tmp_path, capsys, source, flags, message):
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6)])
+    inputs = (["--results", str(results)] if source == "results"
+              else ["--compare", str(results), str(results)])
+    assert main(inputs + flags + ["--bootstrap", "0", "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"scaling-fit: error: {message}") and error.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_default_headline_law_the_runs_cannot_support_falls_back_to_compute(tmp_path, capsys):
+    # Two sizes at several budgets each: a ladder, so chinchilla would lead, but it needs three
+    # distinct N. Not asked for, so L(C) leads and the note says why; asked for, it is an error.
+    results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6) for k in (1, 2, 4)])
+    assert main(["--results", str(results), "--bootstrap", "0", "--out", str(tmp_path / "a")]) == 0
+    fit = json.loads((tmp_path / "a" / "fit.json").read_text())
+    assert fit["law"] == "compute"
+    assert "scaling-fit: note: chinchilla cannot be fitted (6 runs with 2 distinct N" in \
+        capsys.readouterr().err
+    assert main(["--results", str(results), "--bootstrap", "0", "--law", "chinchilla",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "law='chinchilla' cannot be fitted" in capsys.readouterr().err
+
+
+def test_the_data_constrained_law_without_unique_tokens_is_one_line(tmp_path, capsys):
+    results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6, 4e6) for k in (1, 2, 4)])
+    assert main(["--results", str(results), "--bootstrap", "0", "--law", "data_constrained",
+                 "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert error == ("scaling-fit: error: law='data_constrained' cannot be fitted: the runs have "
+                     "no unique-token counts U (the data-constrained law needs them: --csv with "
+                     "--u-col)\n")
+
+
+def test_without_a_bootstrap_no_run_is_called_inside_or_outside_its_interval(tmp_path, capsys):
+    from analysis.backtest import main as aggregate
+
+    results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6, 4e6, 8e6) for k in (1, 2, 4)])
+    assert main(["--results", str(results), "--bootstrap", "0", "--backtest",
+                 "--out", str(tmp_path / "o")]) == 0
+    fit = json.loads((tmp_path / "o" / "fit.json").read_text())
+    rows = [row for check in fit["extrapolation"].values() for row in check["held_out"]]
+    assert rows and all(row["covered"] is None for row in rows)
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "| n/a |" in report and "| no |" not in report and "| yes |" not in report
+    backtest = json.loads((tmp_path / "o" / "backtest.json").read_text())
+    assert all(row["covered"] is None for method in backtest["methods"].values()
+               for row in method.get("held_out", []))
+    capsys.readouterr()
+    assert aggregate([str(tmp_path / "o" / "backtest.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "0%" not in printed and "no held-out prediction has an interval" in printed

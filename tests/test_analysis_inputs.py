@@ -130,6 +130,23 @@ def test_named_csv_rejects_non_positive_or_missing_values(tmp_path, bad_value, c
         read_named_csv(path, n_col="size", d_col="tokens", loss_col="l")
 
 
+def test_dropping_the_highest_losses_drops_exactly_that_many_rows(tmp_path):
+    table = pd.DataFrame({"size": [1e8, 2e8, 3e8, 4e8, 5e8], "tokens": [1e9] * 5,
+                          "l": [3.0, 3.5, 2.9, 3.5, 2.8]})
+    path = tmp_path / "points.csv"
+    table.to_csv(path, index=False)
+    # The two highest (a tie at 3.5) go; nothing else.
+    points = read_named_csv(path, n_col="size", d_col="tokens", loss_col="l", drop_highest_losses=2)
+    assert list(points["loss"]) == [3.0, 2.9, 2.8]
+    assert len(read_named_csv(path, n_col="size", d_col="tokens", loss_col="l",
+                              drop_highest_losses=1)) == 4
+    # A missing loss is an error naming its row, never one of the rows dropped.
+    table.loc[3, "l"] = float("nan")
+    table.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="column 'l' must be positive at every row; row 3"):
+        read_named_csv(path, n_col="size", d_col="tokens", loss_col="l", drop_highest_losses=2)
+
+
 def test_named_csv_missing_column_lists_the_available_ones(tmp_path):
     path = tmp_path / "points.csv"
     pd.DataFrame({"size": [1.0], "tokens": [1.0], "l": [1.0]}).to_csv(path, index=False)
