@@ -19,6 +19,7 @@ that never looks at the held-out runs.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 
 import numpy as np
@@ -357,7 +358,15 @@ def main(argv=None) -> int:
     parser = ArgumentParser(description=main.__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="backtest.json files written by scaling-fit --backtest")
     args = parser.parse_args(argv)
-    backtests = [json.loads(pathlib.Path(path).read_text()) for path in args.paths]
+    backtests = []
+    for path in args.paths:
+        try:
+            backtests.append(json.loads(pathlib.Path(path).read_text()))
+        except (OSError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+            print(f"analysis.backtest: error: {path}: not a readable backtest.json ({reason})",
+                  file=sys.stderr)
+            return 2
     summary = coverage(backtests)
     print(f"| method | held-out predictions | inside the {summary['nominal']:.0%} interval | coverage |")
     print("|---|---|---|---|")

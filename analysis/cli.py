@@ -228,7 +228,7 @@ def run(args) -> pathlib.Path:
         convention = f"6ND with N = column '{args.n_col}'"
         if args.c_col:
             convention = f"C = column '{args.c_col}'; D = C/(6N) with N = column '{args.n_col}'"
-        data_summary.update(source=str(input_path), where=where,
+        data_summary.update(source=str(input_path), where=where, loss_column=args.loss_col,
                             dropped_highest_losses=args.drop_highest_losses or 0)
     else:
         input_path = pathlib.Path(args.results or args.wandb)
@@ -282,11 +282,12 @@ def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool)
     from analysis.pipeline import compute_frontier
 
     loss_column = args.loss_col or "final_eval_loss"
+    convention = None
     if set(RESULTS_COLUMNS) <= columns:
         if loss_column not in columns and not other_is_results:
             loss_column = "final_eval_loss"
         sweep = read_results(path, loss_column)
-        runs, curves = sweep.runs, sweep.curves
+        runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
     else:
         if not (args.n_col and args.loss_col):
             raise ValueError(f"{path}: not a results.csv; name its columns with --n-col, --loss-col "
@@ -298,7 +299,7 @@ def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool)
         if "name" not in runs.columns:
             runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
         curves = None
-    return compute_frontier(runs, curves, Settings()), loss_column
+    return compute_frontier(runs, curves, Settings()), loss_column, convention
 
 
 def run_compare(args) -> pathlib.Path:
@@ -315,9 +316,13 @@ def run_compare(args) -> pathlib.Path:
     path_a, path_b = args.compare
     columns = [set(csv_columns(path)) for path in (path_a, path_b)]
     results = [set(RESULTS_COLUMNS) <= names for names in columns]
-    (frontier_a, column_a), (frontier_b, column_b) = (
+    (frontier_a, column_a, convention_a), (frontier_b, column_b, convention_b) = (
         _recipe_frontier(path_a, args, columns[0], results[1]),
         _recipe_frontier(path_b, args, columns[1], results[0]))
+    if convention_a and convention_b and convention_a != convention_b:
+        raise ValueError(f"--compare: {path_a} counts FLOPs by the {convention_a!r} convention and "
+                         f"{path_b} by {convention_b!r}; compute multipliers need one convention "
+                         "(run both sweeps with the same model.flop_convention)")
     comparison = compare_recipes(frontier_a, frontier_b, shared_irreducible=not args.separate_e,
                                  num_resamples=args.bootstrap, seed=args.seed)
     out_dir = _out_dir(pathlib.Path(args.out) if args.out
@@ -334,6 +339,9 @@ def run_compare(args) -> pathlib.Path:
         interval = ("" if "ci_low" not in row or np.isnan(row["ci_low"]) else
                     f" ({row['ci_level']:.0%} interval {row['ci_low']:.3g} to {row['ci_high']:.3g})")
         print(f"C = {row['C']:.3g} FLOPs: B is worth {row['value']:.3g}x A's compute{interval}")
+    for flag in summary["diagnostics"]:
+        print(f"scaling-fit: warning: {flag['parameter']}: {flag['problem']}; would help: "
+              f"{flag['fix']}", file=sys.stderr)
     crossing = summary["crossing_C"]
     print("the laws cross at C = %.3g FLOPs" % crossing if crossing is not None else
           "the laws do not cross within 100x of the data's compute range")

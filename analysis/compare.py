@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
+from analysis.diagnostics import diagnose
 from analysis.fit import FitResult, fit_law
 from analysis.frontier import Frontier
 from analysis.laws import Law, formula_law, get_law
@@ -155,11 +156,14 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
     sample_multiplier = effective_compute_multiplier(
         {k: v[:, None] for k, v in sample_params.items()}, budgets[None, :])
     crossing = crossing_compute(point, flops.min(), flops.max())
+    params = {name: summarize(point[name], sample_params[name], level)
+              for name in law.reported_params}
     summary = {
         "law": law.formula, "shared_irreducible": shared_irreducible,
         "n_points": {"A": int(frontier_a.flops.size), "B": int(frontier_b.flops.size)},
         "objective": result.objective,
-        "params": {name: summarize(point[name], sample_params[name], level) for name in law.reported_params},
+        "params": params,
+        "diagnostics": _diagnostics(params, frontier_a, frontier_b, shared_irreducible),
         "multiplier": [{"C": float(c), **summarize(m, sample_multiplier[:, i], level)}
                        for i, (c, m) in enumerate(zip(budgets, point_multiplier))],
         "crossing_C": crossing,
@@ -167,6 +171,21 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
     }
     return Comparison(fit=result, bootstrap_theta=samples, frontier_a=frontier_a,
                       frontier_b=frontier_b, budgets=budgets, summary=summary)
+
+
+def _diagnostics(params: dict, frontier_a: Frontier, frontier_b: Frontier,
+                 shared_irreducible: bool) -> list[dict]:
+    """Each recipe's L(C) parameters checked as a single fit's are (`analysis.diagnostics`):
+    an irreducible loss at its bound 0, say, which the bootstrap cannot move off (its interval
+    then collapses onto the point, and the multiplier's intervals are conditional on it)."""
+    flags = []
+    for recipe, frontier in (("A", frontier_a), ("B", frontier_b)):
+        names = ("A", "alpha") if shared_irreducible and recipe == "B" else ("E", "A", "alpha")
+        recipe_params = {name: params[f"{name}_{recipe}"] for name in names}
+        for flag in diagnose("compute", recipe_params, {"C": frontier.flops}, frontier.loss):
+            name = f"{flag['parameter']}_{recipe}" if flag["parameter"] in names else None
+            flags.append({**flag, "parameter": name or f"recipe {recipe}"})
+    return flags
 
 
 def _loss_columns(columns: dict | None) -> str:
@@ -192,6 +211,11 @@ def render_comparison(summary: dict, names: tuple[str, str]) -> str:
     for name, row in params.items():
         lines.append(f"| {name} | {row['value']:.4g} | {row.get('ci_low', float('nan')):.4g} – "
                      f"{row.get('ci_high', float('nan')):.4g} |")
+    if summary.get("diagnostics"):
+        lines += ["", "**Warning: the joint fit is degenerate or poorly determined; read the "
+                      "intervals above and below with care.**", ""]
+        lines += [f"- {flag['parameter']}: {flag['problem']}; would help: {flag['fix']}."
+                  for flag in summary["diagnostics"]]
     lines += ["", "B's effective-compute multiplier over A (the compute A needs for B's loss, "
               "÷ B's compute; > 1: B is better):", "",
               "| budget C (FLOPs) | multiplier | 95% interval |", "|---|---|---|"]

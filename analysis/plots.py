@@ -22,13 +22,32 @@ AXIS_LABELS = {"C": "training compute C (FLOPs)", "N": "parameters N", "D": "tra
 DPI = 150
 
 
+def _loss_label(analysis: Analysis) -> str:
+    """The loss axis's label: the results column fitted, when it is not the final eval loss."""
+    column = analysis.summary["data"].get("loss_column", "final_eval_loss")
+    return LOSS_LABEL if column == "final_eval_loss" else f"{column} (nats/token)"
+
+
 def _compute_label(convention: str) -> str:
     return f"training compute C (FLOPs, {convention} convention)"
 
 
+NARROW_LOG_RANGE = 3.0  # an axis spanning less than this factor gets evenly spaced ticks
+
+
 def plain_log_ticks(axis) -> None:
     """Label a log axis with plain numbers (3, 4, 5 rather than 3×10⁰): every decade, and the
-    2, 3 and 5 multiples between decades."""
+    2, 3 and 5 multiples between decades; an axis (as plotted so far) spanning less than a
+    factor of `NARROW_LOG_RANGE`, where those could all fall outside it, gets a handful of evenly
+    spaced round values instead (3.4, 3.6, ...)."""
+    axes = axis.axes
+    low, high = sorted(axes.get_ylim() if axis is axes.yaxis else axes.get_xlim())
+    if 0 < low and high / low < NARROW_LOG_RANGE:
+        axis.set_major_locator(ticker.MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_minor_locator(ticker.NullLocator())
+        axis.set_major_formatter(ticker.FuncFormatter(lambda value, _position: f"{value:g}"))
+        return
+
     def label(value, _position) -> str:
         if value <= 0:
             return ""
@@ -97,7 +116,7 @@ def plot_loss_vs_compute(analysis: Analysis, path) -> str:
                               label="95% band: bootstrap + scatter")
         if params["E"] > 0.2 * frontier.loss.min():  # an E at its bound 0 would squash the plot
             axes.axhline(params["E"], color="crimson", ls=":", lw=1, label=f"irreducible E = {params['E']:.3g}")
-    axes.set(xscale="log", yscale="log", xlabel=_compute_label(convention), ylabel=LOSS_LABEL,
+    axes.set(xscale="log", yscale="log", xlabel=_compute_label(convention), ylabel=_loss_label(analysis),
              title="Loss vs compute")
     plain_log_ticks(axes.yaxis)
     axes.legend(fontsize=7, ncol=2 if analysis.curves is not None else 1)
@@ -122,7 +141,8 @@ def plot_isoflops(analysis: Analysis, path) -> str:
         if used:
             axes.scatter([best_n], [best_loss], marker="*", s=120, color=colour, edgecolor="black", zorder=4)
     axes.scatter([], [], marker="*", s=120, color="white", edgecolor="black", label="minimum (N_opt)")
-    axes.set(xscale="log", xlabel=AXIS_LABELS["N"], ylabel=LOSS_LABEL, title="IsoFLOP profiles")
+    axes.set(xscale="log", xlabel=AXIS_LABELS["N"], ylabel=_loss_label(analysis),
+             title="IsoFLOP profiles")
     axes.legend(fontsize=7, ncol=2)
     return _save(figure, path)
 
@@ -205,7 +225,8 @@ def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
                           fmt="none", ecolor=points.get_facecolor()[0], capsize=3, zorder=3)
     low, high = axes.get_xlim()
     axes.plot([low, high], [low, high], color="black", lw=1, label="predicted = actual")
-    axes.set(xlabel=f"actual {LOSS_LABEL}", ylabel=f"predicted {LOSS_LABEL}", title="Predicted vs actual")
+    label = _loss_label(analysis)
+    axes.set(xlabel=f"actual {label}", ylabel=f"predicted {label}", title="Predicted vs actual")
     axes.legend(fontsize=7)
     return _save(figure, path)
 

@@ -354,6 +354,7 @@ def test_compare_with_separate_irreducible_losses_recovers_both_laws():
     comparison = compare_recipes(Frontier(C, law_a, np.arange(15), "final points"),
                                  Frontier(C, law_b, np.arange(15), "final points"),
                                  shared_irreducible=False, num_resamples=0)
+    assert comparison.summary["diagnostics"] == []
     params = {name: row["value"] for name, row in comparison.summary["params"].items()}
     for name, truth in (("E_A", 1.8), ("A_A", 300), ("alpha_A", 0.12), ("E_B", 1.7), ("A_B", 200),
                         ("alpha_B", 0.10)):
@@ -363,6 +364,42 @@ def test_compare_with_separate_irreducible_losses_recovers_both_laws():
         loss_b = 1.7 + 200 * row["C"] ** -0.10
         expected = ((loss_b - 1.8) / 300) ** (-1 / 0.12) / row["C"]
         assert row["value"] == pytest.approx(expected, rel=0.02)
+
+
+def test_compare_flags_an_irreducible_loss_at_its_bound(tmp_path, capsys):
+    # Pure power laws (no floor): the joint fit puts E at its bound 0, where the bootstrap cannot
+    # move it, so its interval is no interval; the comparison says so, as a single fit would.
+    C = np.geomspace(1e16, 1e20, 15)
+    rng = np.random.default_rng(3)
+    for name, (a, alpha) in (("a", (300, 0.12)), ("b", (250, 0.115))):
+        loss = a * C ** -alpha * np.exp(0.002 * rng.normal(size=C.size))
+        pd.DataFrame({"n": np.sqrt(C / 120), "c": C, "loss": loss}).to_csv(
+            tmp_path / f"{name}.csv", index=False)
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--n-col", "n",
+                 "--c-col", "c", "--loss-col", "loss", "--bootstrap", "20", "--out", str(out)]) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    assert summary["params"]["E_A"]["value"] < 0.05
+    [flag] = [f for f in summary["diagnostics"] if f["parameter"] == "E_A"]
+    assert "at its bound 0" in flag["problem"]
+    assert "- E_A: irreducible loss E" in (out / "compare.md").read_text()
+    assert "scaling-fit: warning: E_A: irreducible loss E" in capsys.readouterr().err
+
+
+def test_compare_refuses_results_counted_in_two_flop_conventions(tmp_path, capsys):
+    sizes = np.geomspace(1e6, 3e8, 6)
+    for name, convention in (("a", "6N"), ("b", "full")):
+        C = 6 * sizes * 20 * sizes
+        pd.DataFrame({"name": [f"r{i}" for i in range(sizes.size)], "status": "completed",
+                      "params": sizes, "non_embedding_params": sizes, "tokens": 20 * sizes,
+                      "flops": C, "flop_convention": convention,
+                      "final_eval_loss": 1.8 + 300 * C ** -0.12}).to_csv(tmp_path / f"{name}.csv",
+                                                                         index=False)
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--bootstrap", "0",
+                 "--out", str(tmp_path / "cmp")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "counts FLOPs by the '6N' convention" in error
+    assert not (tmp_path / "cmp").exists()
 
 
 def data_constrained_points(seed=0):

@@ -239,3 +239,16 @@ def test_without_a_bootstrap_no_run_is_called_inside_or_outside_its_interval(tmp
     assert aggregate([str(tmp_path / "o" / "backtest.json")]) == 0
     printed = capsys.readouterr().out
     assert "0%" not in printed and "no held-out prediction has an interval" in printed
+
+
+def test_the_backtest_summary_of_an_unreadable_file_is_one_line(tmp_path, capsys):
+    from analysis.backtest import main as aggregate
+
+    (tmp_path / "broken.json").write_text("{not json")
+    for path, reason in ((tmp_path / "missing.json", "No such file or directory"),
+                         (tmp_path / "broken.json", "Expecting property name")):
+        assert aggregate([str(path)]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1
+        assert error.startswith(f"analysis.backtest: error: {path}: not a readable backtest.json "
+                                f"({reason}")

@@ -57,6 +57,34 @@ def test_plain_log_tick_labels(value, text):
     matplotlib.pyplot.close(figure)
 
 
+@pytest.mark.parametrize("column, label", [(None, "eval loss (nats/token)"),
+                                           ("final_train_loss", "final_train_loss (nats/token)")])
+def test_the_loss_axis_names_the_column_fitted(tmp_path, captured, column, label):
+    results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6, 4e6) for k in (1, 2)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0), curves=sweep.curves,
+                       data_summary={"loss_column": column} if column else None)
+    plots.write_plots(analysis, tmp_path)
+    loss_labels = [axes.get_ylabel() for figure in captured for axes in figure.axes
+                   if "nats/token" in axes.get_ylabel()]
+    assert loss_labels and all(text.endswith(label) for text in loss_labels)
+
+
+def test_a_narrow_log_axis_still_has_labelled_ticks():
+    # Losses between 3.39 and 4.44: no 1, 2, 3 or 5 multiple of a decade falls inside.
+    figure, axes = matplotlib.pyplot.subplots()
+    axes.plot([1e15, 1e18], [4.44, 3.39])
+    axes.set(xscale="log", yscale="log")
+    plots.plain_log_ticks(axes.yaxis)
+    figure.canvas.draw()
+    low, high = axes.get_ylim()
+    labels = [(tick.get_loc(), tick.label1.get_text()) for tick in axes.yaxis.get_major_ticks()
+              if low <= tick.get_loc() <= high and tick.label1.get_text()]
+    assert len(labels) >= 3
+    assert all(float(text) == pytest.approx(loc) for loc, text in labels)
+    matplotlib.pyplot.close(figure)
+
+
 def test_an_allocation_plot_survives_a_fit_with_no_finite_allocation(tmp_path, captured):
     """A degenerate L(N, D) (here beta < 0, as a fit to runs whose loss does not fall with D can
     give) has no compute-optimal allocation: the figure says so instead of failing to draw."""
