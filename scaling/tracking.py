@@ -201,7 +201,11 @@ class WandbRun:
         if self._run is None:
             return
         try:
-            self._run.log(to_wandb_names(record))
+            # W&B's own step is the training step: the attempts of a resumed run then line up
+            # (a step an earlier attempt logged is not logged twice) instead of each counting
+            # from 0.
+            step = record.get("step")
+            self._run.log(to_wandb_names(record), step=None if step is None else int(step))
         except Exception as error:
             log.warning("W&B logging failed (%s); continuing without it", error)
             self._run = None

@@ -217,6 +217,23 @@ def run_header(run_file: pathlib.Path):
                 if record.WhichOneof("record_type") == "run")
 
 
+def test_wandb_steps_are_training_steps_across_attempts(tmp_path):
+    # Two attempts of one run (the second resumed from a checkpoint at step 10 after the first
+    # logged 15): each offline file keys its rows by the training step, so they line up.
+    import wandb
+
+    for steps in ((5, 10, 15), (15, 20)):
+        run = tracking.WandbRun(wandb_config(), tmp_path, name="attempts", config_dict={})
+        for step in steps:
+            run.log({"step": step, "train_loss": 5.0 - 0.1 * step})
+        run.finish({"status": "completed"})
+        wandb.teardown()
+    files = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 2
+    keyed = [[(row["_step"], row["step"]) for row in logged_history(path)] for path in files]
+    assert sorted(keyed) == sorted([[(5, 5), (10, 10), (15, 15)], [(15, 15), (20, 20)]])
+
+
 def test_wandb_sections_axes_tags_job_type_and_url(tmp_path, capsys):
     config = wandb_config()
     config.wandb.tags = "sweep:s,plan:ladder,family:cpu_demo,size:d32-L1"
