@@ -202,8 +202,7 @@ class WandbRun:
             return
         try:
             # W&B's own step is the training step: the attempts of a resumed run then line up
-            # (a step an earlier attempt logged is not logged twice) instead of each counting
-            # from 0.
+            # by step instead of each counting from 0.
             step = record.get("step")
             self._run.log(to_wandb_names(record), step=None if step is None else int(step))
         except Exception as error:
