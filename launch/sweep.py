@@ -172,20 +172,34 @@ def last_error_line(log_text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def signal_death(returncode: int) -> str:
+    """What a negative exit code says: the signal that killed the process (the OOM killer's
+    SIGKILL, a segfault's SIGSEGV), which left no error line of its own."""
+    try:
+        name = f" ({signal.Signals(-returncode).name})"
+    except ValueError:
+        name = ""
+    return f"killed by signal {-returncode}{name}"
+
+
 def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
     """Run one training process, its output appended to `<run_dir>/train.log` (`log_name`); return
-    the exit code and the error line for the results table."""
+    the exit code and the error line of this attempt's output for the results table."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / log_name("train")
     if is_leader_host():
         (run_dir / "command.txt").write_text(" ".join(command) + "\n")
     with open(log_path, "ab") as log_file:
+        # Every attempt appends to the log: the error is read from what this one wrote.
+        attempt_start = log_file.tell()
         process = CHILDREN.start(command, log_file)
         if process is None:  # the sweep is stopping: not started, still pending
             return EXIT_NOT_STARTED, ""
         returncode = process.wait()
         CHILDREN.finished(process)
-    log_text = log_path.read_text(errors="replace")
+    with open(log_path, "rb") as log_file:
+        log_file.seek(attempt_start)
+        log_text = log_file.read().decode(errors="replace")
     if CHILDREN.terminating and (returncode in (-signal.SIGTERM, -signal.SIGINT) or (
             returncode == 1 and log_text.rstrip().endswith("KeyboardInterrupt"))):
         # The stop passed on reached it in its first second, before it could save and exit
@@ -194,7 +208,8 @@ def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
                       else status.EXIT_INTERRUPTED)
     if returncode in status.SELF_REPORTED_EXITS:
         return returncode, ""
-    error = last_error_line(log_text)
+    # A process killed by a signal printed no error: its last line is a step's progress.
+    error = signal_death(returncode) if returncode < 0 else last_error_line(log_text)
     return returncode, (error or f"exit code {returncode}")[:300]
 
 

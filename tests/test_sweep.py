@@ -353,6 +353,27 @@ def test_a_run_the_passed_on_stop_kills_before_its_handler_is_stopped_not_failed
     assert returncode == -signum and error
 
 
+def test_the_error_is_this_attempts_and_a_death_by_signal_says_so(tmp_path):
+    # The log holds an earlier attempt's error; this attempt prints progress, then dies as the
+    # OOM killer would kill it (SIGKILL), or exits 1 saying nothing.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    earlier = ("scaling-train: error: the workdir's checkpoint was trained with a different "
+               "model (d_model: 32, config 48); use a new --workdir or the run's settings\n")
+    (run_dir / "train.log").write_text(earlier)
+    progress = "print('step 25/60 | loss 4.8999 | 1,234 tok/s', flush=True)\n"
+    killed = [sys.executable, "-c", progress + "import os, signal\n"
+              "os.kill(os.getpid(), signal.SIGKILL)"]
+    assert sweep_module.execute(killed, run_dir) == (-9, "killed by signal 9 (SIGKILL)")
+    silent = [sys.executable, "-c", "raise SystemExit(1)"]
+    assert sweep_module.execute(silent, run_dir) == (1, "exit code 1")
+    failing = [sys.executable, "-c", "raise ValueError('bad shard')"]
+    assert sweep_module.execute(failing, run_dir) == (1, "ValueError: bad shard")
+    # Every attempt's output stays in the log, in order.
+    log = (run_dir / "train.log").read_text()
+    assert log.startswith(earlier) and log.index("step 25/60") < log.index("ValueError")
+
+
 def test_each_host_of_a_slice_appends_to_its_own_log(tmp_path, monkeypatch):
     # Hosts share the workdir (a bucket): host k writes train.host<k>.log, only the first host
     # writes train.log and command.txt.
