@@ -4,9 +4,10 @@
                   [--config.tokens_per_param=10 --config.overrides.wandb.mode=offline ...]
 
 Each run trains in `<workdir>/runs/<name>/` in its own process (a crash or an out-of-memory kill
-takes down one run, not the sweep). Finished runs are skipped, preempted or interrupted ones resume
-from their checkpoints, failed ones are marked with their error while the rest go on; a cooldown
-branch starts once its parent run has completed. After every run, `<workdir>/results.csv` (one row
+takes down one run, not the sweep). Finished runs are skipped (one recorded with another config
+than the plan's is refused, naming the field), preempted or interrupted ones resume from their
+checkpoints, failed ones are marked with their error while the rest go on; a cooldown branch
+starts once its parent run has completed. After every run, `<workdir>/results.csv` (one row
 per run) and `<workdir>/curves.csv` (every logged point of every run) are rewritten atomically from
 the runs' own files, so a killed sweep never leaves a half-written table and a rerun only trains
 what is unfinished.
@@ -57,6 +58,48 @@ def is_finished(run_dir: pathlib.Path, run: plans.PlannedRun) -> bool:
     summary = read_summary(run_dir)
     return (summary is not None and summary.get("status") in status.FINAL
             and summary.get("total_steps", run.steps) == run.steps)
+
+
+# Run-config fields that say where and how a run is computed, logged and saved, not what it
+# computes: a finished run recorded with other values is still the run the plan asks for. (The
+# stable states a parent saved for its branches, `train.branch_steps`, are checked by
+# `check_stable_states`.)
+OPERATIONAL_FIELDS = ("wandb.", "checkpoint.", "distributed.", "mesh.", "data.cache_dir",
+                      "data.tfds_data_dir", "data.prefetch", "train.log_every",
+                      "train.eval_every", "train.compilation_cache", "train.grad_accum_steps",
+                      "train.branch_steps", "model.remat", "model.scan_unroll")
+
+
+def _comparable(config: dict, parent_field: str) -> dict:
+    """A run config's fields, dotted, as summary.json holds them (JSON values), without the
+    operational ones; a branch's `train.init_from` as the parent's run name, not its path."""
+    flat = plans.flatten(json.loads(json.dumps(config, default=str)))
+    if flat.get(parent_field):
+        flat[parent_field] = pathlib.PurePath(flat[parent_field]).name
+    return {key: value for key, value in flat.items() if not key.startswith(OPERATIONAL_FIELDS)}
+
+
+def check_finished_configs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
+                           finished: set[str], planner: plans.Planner) -> None:
+    """A finished run whose recorded config differs from the one the plan resolves for it (a
+    changed override, seed or model field) would never train again and keep its old row:
+    ConfigError naming the run and its first differing field, and what to do."""
+    for run in runs:
+        run_dir = run_directory(workdir, run.name)
+        recorded = (read_summary(run_dir) or {}).get("config")
+        if run.name not in finished or not recorded:
+            continue
+        overrides = {key: (run.parent if value == PARENT_PLACEHOLDER else value)
+                     for key, value in run.overrides.items()}
+        planned = _comparable(planner.resolve(overrides, run.name).to_dict(), "train.init_from")
+        recorded = _comparable(recorded, "train.init_from")
+        # Fields only one side knows (added to the run config since) are not a difference.
+        field = next((key for key in planned if key in recorded
+                      and recorded[key] != planned[key]), None)
+        if field:
+            raise ConfigError("--workdir", str(workdir), (
+                f"run {run.name} finished there with {field}={recorded[field]!r}, the plan sets "
+                f"{planned[field]!r}; use a new --workdir, or delete {run_dir} to train it again"))
 
 
 def check_stable_states(workdir: pathlib.Path, todo: list[plans.PlannedRun],
@@ -529,6 +572,7 @@ def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: se
                workdir: pathlib.Path, status_every: float, eval_sets: list[str]) -> int:
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
     todo = [run for run in runs if run.name in wanted and run.name not in finished]
+    check_finished_configs(workdir, runs, finished, plans.Planner(sweep, base_config))
     check_stable_states(workdir, todo, finished)
     if is_leader_host():
         files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())

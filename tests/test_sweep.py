@@ -330,6 +330,84 @@ def test_a_branch_whose_finished_parent_lacks_its_stable_state_is_refused(tmp_pa
     sweep_module.check_stable_states(tmp_path, [branch], {"m"})
 
 
+def _finish_as_trained(workdir, run, base_config):
+    """The summary.json `scaling-train` writes for `run` trained to its end: the config resolved
+    from the run's own command line (a branch's parent as the absolute path it gets there)."""
+    from scaling.train import load_and_validate
+
+    command = sweep_module.train_command(run, base_config, workdir)
+    overrides = [arg.removeprefix("--config.") for arg in command if arg.startswith("--config.")]
+    config = load_and_validate(base_config, overrides)
+    files.write_json_atomic(workdir / "runs" / run.name / "summary.json", {
+        "name": run.name, "status": "completed", "steps": run.steps, "total_steps": run.steps,
+        "config": config.to_dict()})
+
+
+def _finished_sweep(tmp_path):
+    """A two-run sweep whose runs have finished (their summaries written, nothing trained)."""
+    config = write_sweep_config(tmp_path / "tiny_sweep.py", **{**TINY, "sizes": "d32-L1,d64-L2"},
+                                steps=8)
+    _, base_config, runs = sweep_module.load_plan(str(config), [])
+    for run in runs:
+        _finish_as_trained(tmp_path / "sweep", run, base_config)
+    return config, tmp_path / "sweep"
+
+
+@pytest.mark.parametrize("extra, field, recorded, planned", [
+    (["--config.overrides.optim.lr=0.01"], "optim.lr", 0.003, 0.01),
+    (["--config.overrides.seed=7"], "seed", 0, 7),
+    (["--config.size_overrides.d32-L1.model.num_heads=2"], "model.num_heads", 1, 2),
+])
+def test_a_finished_run_of_another_config_is_refused_naming_run_and_field(
+        tmp_path, capsys, extra, field, recorded, planned):
+    config, workdir = _finished_sweep(tmp_path)
+    code = sweep_module.main(["--config", str(config), "--workdir", str(workdir), *extra])
+    error = capsys.readouterr().err
+    assert code == 2 and error.strip().splitlines() == [error.strip()], error
+    assert error.strip() == (
+        f"scaling-sweep: error: --workdir={str(workdir)!r} is not allowed: run tiny-d32-L1 "
+        f"finished there with {field}={recorded!r}, the plan sets {planned!r}; use a new "
+        f"--workdir, or delete {workdir / 'runs' / 'tiny-d32-L1'} to train it again")
+    assert not (workdir / "results.csv").exists()  # refused before anything was written
+
+
+def test_a_finished_run_under_other_logging_and_checkpoint_settings_is_finished(repo, tmp_path):
+    # Where and how often a run logs, evaluates and saves does not change what it trained.
+    config, workdir = _finished_sweep(tmp_path)
+    result = _sweep(repo, config, workdir, "--config.overrides.train.log_every=1",
+                    "--config.overrides.train.eval_every=2",
+                    "--config.overrides.checkpoint.every_steps=0",
+                    "--config.overrides.wandb.mode=offline", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 runs, 2 already finished, 0 to train" in result.stdout
+    assert {row["status"] for row in _rows(workdir).values()} == {"completed"}
+
+
+def test_a_finished_branch_matches_its_plan_wherever_its_parent_lay(tmp_path):
+    # A cooldown branch records its parent's absolute path; the plan holds a placeholder. Its
+    # config differs from its parent's on purpose: each is compared with its own plan.
+    path = write_sweep_config(tmp_path / "ladder.py",
+                              **{**TINY, "sizes": "d32-L1", "plan": "ladder"},
+                              ladder_tokens=(64 * 32 * 8, 64 * 32 * 16))
+    sweep, base_config, runs = sweep_module.load_plan(str(path), [])
+    assert [bool(run.parent) for run in runs] == [False, True]
+    for run in runs:
+        _finish_as_trained(tmp_path / "old", run, base_config)
+    (tmp_path / "old").rename(tmp_path / "moved")
+    planner = plans.Planner(sweep, base_config)
+    names = {run.name for run in runs}
+    sweep_module.check_finished_configs(tmp_path / "moved", runs, names, planner)
+    # The branch finished from another parent's state (a parent name of the plan that changed).
+    summary = tmp_path / "moved" / "runs" / runs[1].name / "summary.json"
+    recorded = json.loads(summary.read_text())
+    recorded["config"]["train"]["init_from"] = str(tmp_path / "moved" / "runs" / "other")
+    summary.write_text(json.dumps(recorded))
+    with pytest.raises(ConfigError, match=rf"run {runs[1].name} finished there with "
+                                          rf"train.init_from='other', the plan sets "
+                                          rf"'{runs[0].name}'"):
+        sweep_module.check_finished_configs(tmp_path / "moved", runs, names, planner)
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 75), (signal.SIGINT, 130)])
 def test_a_run_the_passed_on_stop_kills_before_its_handler_is_stopped_not_failed(
         tmp_path, monkeypatch, signum, code):
