@@ -9,8 +9,9 @@ The first form reads the local W&B run directories under a sweep's workdir (`off
 `config.yaml` offline, and ships no Python reader of its run files, so the run file
 (`run-<id>.wandb`) is read here: a LevelDB-style log of W&B's protobuf `Record`s. A run resumed
 after a preemption has one directory per attempt under the same run id; its summaries are merged in
-order, as the W&B server merges a resumed run's. The second form asks the W&B server for the runs of
-one group (a sweep logs every run with `wandb.group` = the sweep's name).
+order, as the W&B server merges a resumed run's; an attempt killed before W&B wrote its run record
+left a run file of nothing but a header, and adds nothing. The second form asks the W&B server for
+the runs of one group (a sweep logs every run with `wandb.group` = the sweep's name).
 
 Rows have the runner's columns (`launch.results.RESULT_COLUMNS`) and values, built by the same
 `launch.results.result_row`.
@@ -126,7 +127,10 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
     runs: dict[str, dict] = {}
     for run_file in run_files:
         attempt = read_local_run(run_file)
-        merged = runs.setdefault(attempt["id"] or str(run_file), {"summary": {}})
+        if not attempt["id"]:
+            # Killed before W&B wrote its run record (a header-only file): no attempt to merge.
+            continue
+        merged = runs.setdefault(attempt["id"], {"summary": {}})
         merged.update({key: value for key, value in attempt.items() if key != "summary"})
         merged["summary"].update(attempt["summary"])
     selected = [run for run in runs.values() if (group is None or run["group"] == group)

@@ -155,6 +155,33 @@ def test_a_resumed_run_merges_its_attempts_summaries(tmp_path):
         registry.local_runs(tmp_path, group="other")
 
 
+def test_an_attempt_killed_before_its_run_record_is_no_run(tmp_path):
+    # A SIGKILLed attempt leaves `offline-run-<time>-<id>/run-<id>.wandb` holding only the file
+    # header: before the attempt that completed the run (killed, then resumed) and after it.
+    config = default_config()
+    config.name, config.wandb.mode, config.wandb.group = "killed", "offline", "g"
+    tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict()).finish(
+        {"status": "completed", "steps": 60, "final_train_loss": 3.0})
+    import wandb
+
+    wandb.teardown()
+    (completed,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    run_id = completed.stem.removeprefix("run-")
+    header = completed.read_bytes()[:registry.RECORD_HEADER_BYTES]
+    assert header.startswith(registry.RUN_FILE_MAGIC)
+    for started in ("19700101_000000", "29991231_235959"):
+        killed = tmp_path / "wandb" / f"offline-run-{started}-{run_id}" / completed.name
+        killed.parent.mkdir()
+        killed.write_bytes(header)
+    (run,) = registry.local_runs(tmp_path)
+    row = registry.result_row(run)
+    assert (row["name"], row["status"], row["steps"], row["final_train_loss"]) == (
+        "killed", "completed", 60, 3.0)
+    out = tmp_path / "results.csv"
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert [row["name"] for row in read_csv(out)] == ["killed"]
+
+
 def test_a_workdir_without_wandb_runs_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "runs" / "a").mkdir(parents=True)
     (tmp_path / "runs" / "a" / "summary.json").write_text('{"status": "completed"}')
