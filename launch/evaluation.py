@@ -4,7 +4,9 @@ Each (run, eval set) is one `scaling-eval` subprocess, as a user would type it (
 `<run>/eval.log`, on host k of a slice `eval.host<k>.log`); an evaluation of the run's current
 checkpoint step already on disk is not repeated. Then results.csv gains one column per eval set,
 `eval_loss_<dataset>[-<split>]` in nats per token (empty for runs not completed), which
-`scaling-fit --csv ... --loss-col` fits.
+`scaling-fit --csv ... --loss-col` fits. Every later rewrite of results.csv (a rerun without
+`--eval`, a stopped sweep) keeps a column for every evaluation on disk of a run's current
+checkpoint step (`eval_columns`).
 SPLIT defaults to each run's own `data.eval_split`.
 """
 
@@ -21,6 +23,8 @@ from scaling.errors import ConfigError
 from scaling.evaluate import eval_data_config, eval_set_name
 from scaling.trained import RunError
 
+COLUMN_PREFIX = "eval_loss_"
+
 
 def parse_eval_set(spec: str) -> tuple[str, str | None]:
     """`DATASET[:SPLIT]` → (dataset, split or None). Split slicing such as `test[:10%]` is kept."""
@@ -30,7 +34,7 @@ def parse_eval_set(spec: str) -> tuple[str, str | None]:
 
 def column_name(spec: str) -> str:
     dataset, split = parse_eval_set(spec)
-    return "eval_loss_" + (eval_set_name(dataset, split) if split else dataset.replace("/", "_"))
+    return COLUMN_PREFIX + (eval_set_name(dataset, split) if split else dataset.replace("/", "_"))
 
 
 def _read_json(path: pathlib.Path) -> dict | None:
@@ -40,15 +44,64 @@ def _read_json(path: pathlib.Path) -> dict | None:
         return None
 
 
+def _own_split(summary: dict) -> str:
+    return (summary.get("config") or {}).get("data", {}).get("eval_split", "validation")
+
+
+def _current_record(run_dir: pathlib.Path, set_name: str, summary: dict) -> dict | None:
+    """`<run_dir>/eval/<set_name>.json` if it was written for the run's current checkpoint step."""
+    record = _read_json(run_dir / "eval" / f"{set_name}.json")
+    if record is None or record.get("step") != summary.get("steps"):
+        return None
+    return record
+
+
 def eval_record(run_dir: pathlib.Path, spec: str) -> dict | None:
     """The run's evaluation on `spec` if one was written for its current checkpoint step."""
     summary = _read_json(run_dir / "summary.json") or {}
     dataset, split = parse_eval_set(spec)
-    split = split or (summary.get("config") or {}).get("data", {}).get("eval_split", "validation")
-    record = _read_json(run_dir / "eval" / f"{eval_set_name(dataset, split)}.json")
-    if record is None or record.get("step") != summary.get("steps"):
-        return None
-    return record
+    return _current_record(run_dir, eval_set_name(dataset, split or _own_split(summary)), summary)
+
+
+def table_columns(results: pathlib.Path) -> list[str]:
+    """The `eval_loss_*` columns of a results.csv (none when it is missing or empty)."""
+    try:
+        with open(results, newline="") as file:
+            header = next(csv.reader(file), [])
+    except OSError:
+        return []
+    return [column for column in header if column.startswith(COLUMN_PREFIX)]
+
+
+def eval_columns(run_dirs: dict[str, pathlib.Path], columns: list[str]) -> dict[str, dict]:
+    """{`eval_loss_*` column: {run name: loss}} from the runs' evaluations of their current
+    checkpoint steps on disk, so that a rewritten results.csv keeps them. `columns` (those of the
+    table so far) keep their names: `eval_loss_<dataset>-<split>` (`--eval DATASET:SPLIT`) reports
+    `eval/<dataset>-<split>.json`, `eval_loss_<dataset>` (`--eval DATASET`) the evaluation on the
+    run's own `data.eval_split`. An evaluation none of them reports gets a column of its own,
+    named as `--eval` names it: by its data set alone on the run's own split."""
+    losses: dict[str, dict] = {column: {} for column in columns}
+    for name, run_dir in run_dirs.items():
+        summary = _read_json(run_dir / "summary.json") or {}
+        reported = set()
+        for column in columns:
+            set_name = column[len(COLUMN_PREFIX):]
+            if not (run_dir / "eval" / f"{set_name}.json").exists():
+                set_name = eval_set_name(set_name, _own_split(summary))
+            record = _current_record(run_dir, set_name, summary)
+            if record is not None:
+                losses[column][name] = record["loss"]
+                reported.add(set_name)
+        for path in sorted((run_dir / "eval").glob("*.json")):
+            record = _current_record(run_dir, path.stem, summary)
+            if path.stem in reported or record is None:
+                continue
+            dataset, split = record.get("dataset"), record.get("split")
+            own_split = split == _own_split(summary)
+            column = (COLUMN_PREFIX + path.stem if not (dataset and split) else
+                      column_name(dataset if own_split else f"{dataset}:{split}"))
+            losses.setdefault(column, {}).setdefault(name, record["loss"])
+    return losses
 
 
 def eval_overrides(spec: str) -> list[str]:

@@ -310,13 +310,19 @@ def log_name(stem: str) -> str:
 
 def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict,
            stopped: dict | None = None) -> None:
-    """Rewrite results.csv and curves.csv from every run's files (first host only)."""
+    """Rewrite results.csv and curves.csv from every run's files (first host only); results.csv
+    keeps an `eval_loss_*` column for every evaluation on disk (`--eval`, of this or an earlier
+    invocation)."""
     if not is_leader_host():
         return
     stopped = stopped or {}
-    write_csv_atomic(workdir / "results.csv", RESULT_COLUMNS,
-                     [result_row(run, run_directory(workdir, run.name), errors.get(run.name, ""),
-                                 stopped.get(run.name, "")) for run in runs])
+    run_dirs = {run.name: run_directory(workdir, run.name) for run in runs}
+    evals = evaluation.eval_columns(run_dirs, evaluation.table_columns(workdir / "results.csv"))
+    write_csv_atomic(workdir / "results.csv", RESULT_COLUMNS + tuple(evals),
+                     [{**result_row(run, run_dirs[run.name], errors.get(run.name, ""),
+                                    stopped.get(run.name, "")),
+                       **{column: losses.get(run.name, "") for column, losses in evals.items()}}
+                      for run in runs])
     write_csv_atomic(workdir / "curves.csv", CURVE_COLUMNS,
                      [row for run in runs for row in curve_rows(run, run_directory(workdir, run.name))])
 

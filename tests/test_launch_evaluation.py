@@ -45,6 +45,58 @@ def test_columns_come_from_each_runs_evaluation_of_its_current_checkpoint(tmp_pa
     assert rows[0]["non_embedding_params"] == "100"  # the other columns are kept
 
 
+def test_the_sweeps_rewrites_of_the_table_keep_the_eval_columns_of_the_runs_files(tmp_path):
+    # The sweep wrote results.csv, then `--eval python_stdlib` (each run's own split) and
+    # `--eval python_stdlib:test` added their columns. A rerun without --eval rewrites results.csv
+    # from the runs' files, which also hold an evaluation made by hand and one of an older
+    # checkpoint.
+    from launch.plans import PlannedRun
+
+    splits = {"a": "validation", "b": "test"}
+    runs = [PlannedRun(name=name, overrides={}, size="s", params=1, non_embedding_params=1,
+                       tokens=10, steps=10, flops=1.0, flop_convention="6N") for name in splits]
+    run_dirs = {name: tmp_path / "runs" / name for name in splits}
+    for name, run_dir in run_dirs.items():
+        (run_dir / "eval").mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps(
+            {"status": "completed", "steps": 10, "config": {"data": {"eval_split": splits[name]}}}))
+    sweep.gather(tmp_path, runs, {})
+    # (run, data set, split, checkpoint step): loss, as `scaling-eval` writes them.
+    losses = {("a", "python_stdlib", "validation", 10): 1.25,
+              ("a", "python_stdlib", "test", 10): 1.5, ("b", "python_stdlib", "test", 10): 2.5,
+              ("b", "tiny_shakespeare", "test", 10): 3.25,
+              ("a", "tiny_shakespeare", "test", 5): 9.0}  # of an older checkpoint
+    for (name, dataset, split, step), loss in losses.items():
+        (run_dirs[name] / "eval" / f"{dataset}-{split}.json").write_text(
+            json.dumps({"dataset": dataset, "split": split, "loss": loss, "step": step}))
+    evaluation.add_columns(tmp_path / "results.csv", run_dirs,
+                           ["python_stdlib", "python_stdlib:test"])
+
+    def table():
+        with open(tmp_path / "results.csv", newline="") as file:
+            return list(csv.DictReader(file))
+
+    def eval_columns(rows):
+        return [{column: value for column, value in row.items() if column.startswith("eval_loss_")}
+                for row in rows]
+
+    evaluated = table()
+    assert eval_columns(evaluated) == [
+        {"eval_loss_python_stdlib": "1.25", "eval_loss_python_stdlib-test": "1.5"},
+        {"eval_loss_python_stdlib": "2.5", "eval_loss_python_stdlib-test": "2.5"}]
+    sweep.gather(tmp_path, runs, {})  # a rerun without --eval
+    assert table() == [{**row, "eval_loss_tiny_shakespeare": loss}
+                       for row, loss in zip(evaluated, ["", "3.25"])]
+    # Rebuilt without the old table: each evaluation is a column, named as --eval names it.
+    (tmp_path / "results.csv").unlink()
+    sweep.gather(tmp_path, runs, {})
+    assert eval_columns(table()) == [
+        {"eval_loss_python_stdlib-test": "1.5", "eval_loss_python_stdlib": "1.25",
+         "eval_loss_tiny_shakespeare": ""},
+        {"eval_loss_python_stdlib-test": "", "eval_loss_python_stdlib": "2.5",
+         "eval_loss_tiny_shakespeare": "3.25"}]
+
+
 @pytest.mark.slow
 def test_completed_runs_are_evaluated_and_the_column_fits(tmp_path):
     from analysis import inputs
