@@ -11,7 +11,8 @@ only its own cooldown: it starts from the longer run's state at `optim.wsd_decay
 - Each *branch* is a run of its own (own workdir, checkpoints, metrics, summary, results row) with
   `train.steps = S`, `train.init_from = <parent workdir>`, `train.init_step = wsd_decay_start(S)`:
   it restores the parent's stable state, then trains and checkpoints like any run, so a killed
-  branch resumes from its own newest checkpoint.
+  branch resumes from its own newest checkpoint. Its batches and its optimizer must be the
+  parent's; its cooldown (`COOLDOWN_FIELDS`) is its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from scaling.config import ModelConfig
 from scaling.errors import IncompatibleCheckpoint
 
 STABLE_FOLDER = "stable"
+# The `optim` fields that shape only the cooldown: a branch may set its own (its learning rate
+# before them is the parent's whatever they are); every other one it shares with its parent.
+COOLDOWN_FIELDS = ("optim.min_lr_ratio", "optim.decay_fraction", "optim.decay_shape")
 
 
 class StableStates:

@@ -1,7 +1,8 @@
 """Checkpoints on disk with Orbax: the train state plus a JSON record of where the run was.
 
 The record holds the step (which is also the data position: batches are a pure function of
-(seed, step)), the seed, the train-loss accumulator of the current logging window, and the
+(seed, step)), the fields that decide the batches and the optimizer's updates (the trainer refuses
+a resume that changes them), the train-loss accumulator of the current logging window, and the
 resolved model config, so a restart resumes bit-exactly and a restart with an incompatible model
 config is refused. Saves are asynchronous; Orbax writes each step into a temporary directory and
 renames it when complete, so a kill mid-save leaves the previous checkpoints intact, and it deletes

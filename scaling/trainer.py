@@ -31,6 +31,12 @@ from scaling.step import build_program
 
 log = logging.getLogger("scaling.train")
 
+# The `data` and `train` fields besides seed, batch size and sequence length that decide what the
+# batches of a step hold (not where the data is cached, nor what is evaluated).
+BATCH_DATA_FIELDS = ("dataset", "feature", "files", "train_split", "tokenizer", "vocab_size",
+                     "spm_model", "source_feature", "target_feature", "target_len")
+BATCH_TRAIN_FIELDS = ("objective", "mask_fraction", "noise_density", "mean_span_length")
+
 
 @dataclasses.dataclass
 class LossWindow:
@@ -166,34 +172,49 @@ class Trainer:
                     f"config asks for {self.total_steps} (train.steps / train.tokens); use a new "
                     "--workdir or the run's settings")
             where = f"checkpoint in {self.checkpointer.directory}"
-            self._check_same_batches(meta, "the workdir's checkpoint belongs to a run")
+            self._check_same_plan(meta, "the workdir's checkpoint belongs to a run",
+                                  self._optimizer_fields())
         elif self.config.train.init_from:
             state, meta = branches.restore_parent(self.config, self.program.abstract_state,
                                                   self.model)
             where = f"the stable-phase state of {self.config.train.init_from}"
-            self._check_same_batches(meta, f"the parent run {self.config.train.init_from} was "
-                                           "trained")
+            # The branch's own cooldown (its length, floor, share and shape) is its to choose.
+            stable_phase = {name: value for name, value in self._optimizer_fields().items()
+                            if name not in branches.COOLDOWN_FIELDS}
+            self._check_same_plan(meta, f"the parent run {self.config.train.init_from} was "
+                                        "trained", stable_phase)
         else:
             return self.program.init(jax.random.key(self.config.seed)), 0, LossWindow()
         if self.leader:
             print(f"resuming from step {meta['step']} ({where})", flush=True)
         return state, int(meta["step"]), LossWindow(**meta["loss_window"])
 
-    def _check_same_batches(self, meta: dict, what: str) -> None:
-        """The batches of step k are a function of (seed, batch size, sequence length): a run
-        resumed (or a branch started) with any of them changed would train on batches that
-        neither run saw. (Checkpoints that predate a field are not checked on it.)"""
-        current = self._batch_fields()
-        differing = [f"{name}: {meta[name]!r}, config {value!r}" for name, value in current.items()
-                     if name in meta and meta[name] != value]
-        if differing:
-            raise IncompatibleCheckpoint(
-                f"{what} with other batches ({'; '.join(differing)}); use a new --workdir or "
-                "the run's settings")
+    def _check_same_plan(self, meta: dict, what: str, optimizer_fields: dict) -> None:
+        """Refuse a saved state whose batches or updates were not this config's: resumed (or
+        started as a branch) with either changed, the run would match neither plan. A field the
+        checkpoint predates is unknown, not a difference."""
+        for kind, current in (("other batches", self._batch_fields()),
+                              ("another optimizer or learning-rate schedule", optimizer_fields)):
+            differing = [f"{name}: {meta[name]!r}, config {value!r}"
+                         for name, value in current.items() if name in meta and meta[name] != value]
+            if differing:
+                raise IncompatibleCheckpoint(
+                    f"{what} with {kind} ({'; '.join(differing)}); use a new --workdir or the "
+                    "run's settings")
 
     def _batch_fields(self) -> dict:
-        return {"seed": self.config.seed, "batch_size": self.config.train.batch_size,
-                "seq_len": self.config.data.seq_len}
+        """What the batches of step k are a function of: the seed, the batch's shape, the corpus
+        and how the objective cuts it into inputs and targets. (The first three keep the names
+        older checkpoints recorded them under.)"""
+        config = self.config
+        return {"seed": config.seed, "batch_size": config.train.batch_size,
+                "seq_len": config.data.seq_len,
+                **{f"data.{name}": config.data[name] for name in BATCH_DATA_FIELDS},
+                **{f"train.{name}": config.train[name] for name in BATCH_TRAIN_FIELDS}}
+
+    def _optimizer_fields(self) -> dict:
+        """Every `optim` field: the learning-rate schedule and the update it scales."""
+        return {f"optim.{name}": value for name, value in self.config.optim.items()}
 
     def _eval_batches(self, count: int) -> list:
         return [parallel.global_batch(batch, self.program.batch_sharding)
@@ -396,8 +417,10 @@ class Trainer:
         self.metrics.next_window()
 
     def _meta(self) -> dict:
-        """What a checkpoint records beside the state: where the run was, and its model."""
-        return {"step": self.count, **self._batch_fields(), "total_steps": self.total_steps,
+        """What a checkpoint records beside the state: where the run was, what decides its
+        batches and updates, and its model."""
+        return {"step": self.count, **self._batch_fields(), **self._optimizer_fields(),
+                "total_steps": self.total_steps,
                 "loss_window": dataclasses.asdict(self.metrics.window),
                 "model": dataclasses.asdict(self.model)}
 

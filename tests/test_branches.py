@@ -141,6 +141,37 @@ def test_branch_of_a_parent_without_that_state_is_refused(parent, tmp_path):
     assert "no stable state at step 24" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+def test_branch_of_a_parent_under_another_learning_rate_is_refused(parent, tmp_path):
+    # Its stable phase would not be the parent's: the branch would be neither run.
+    result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                             str(tmp_path / "b"), *_branch_args(parent),
+                             "--config.optim.lr=0.01"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and (f"the parent run {parent} was trained with another optimizer or "
+                                "learning-rate schedule (optim.lr: 0.003, config 0.01)"
+                                in lines[0]), result.stderr
+
+
+@pytest.mark.slow
+def test_a_branch_chooses_its_own_cooldown_and_resumes_only_under_it(parent, tmp_path):
+    """A branch starts from its parent's stable state with a cooldown of its own (length and
+    shape); its own checkpoints then hold it to that cooldown."""
+    branch = tmp_path / "branch"
+    out = _train(branch, *_branch_args(parent), "--config.optim.decay_shape=sqrt")
+    assert f"resuming from step {BRANCH_START} (the stable-phase state" in out
+    (branch / "summary.json").unlink()  # as if killed after its last checkpoint
+    result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                             str(branch), *_branch_args(parent)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and ("the workdir's checkpoint belongs to a run with another optimizer "
+                                "or learning-rate schedule (optim.decay_shape: 'sqrt', config "
+                                "'linear')" in lines[0]), result.stderr
+
+
 def test_a_stable_state_is_committed_when_its_save_returns(tmp_path):
     # The trainer saves it before the step's checkpoint, so a kill at any moment after that
     # checkpoint commits cannot leave the run resumed past a branch step without its state.

@@ -376,6 +376,59 @@ def test_a_resume_on_other_batches_is_refused_with_exit_code_2(reference, tmp_pa
     assert committed_steps(workdir) == [10, 20, 30]
 
 
+@pytest.mark.parametrize("overrides, change", [
+    (["--config.optim.lr=0.5", "--config.optim.schedule=constant"],
+     "another optimizer or learning-rate schedule (optim.lr: 0.003, config 0.5; "
+     "optim.schedule: 'cosine', config 'constant')"),
+    (["--config.optim.warmup_steps=2", "--config.optim.b2=0.99"],
+     "another optimizer or learning-rate schedule (optim.b2: 0.95, config 0.99; "
+     "optim.warmup_steps: 5, config 2)"),
+    (["--config.data.dataset=text_files", "--config.data.files=CORPUS"],
+     "other batches (data.dataset: 'python_stdlib', config 'text_files'; data.files: '', "
+     "config 'CORPUS')"),
+    (["--config.data.train_split=train[:50%]"],
+     "other batches (data.train_split: 'train', config 'train[:50%]')"),
+], ids=["schedule", "optimizer", "dataset", "split"])
+def test_a_resume_under_another_schedule_or_corpus_is_refused_with_exit_code_2(
+        reference, tmp_path, overrides, change):
+    # The run as if killed after its last checkpoint; rerun under another learning rate or
+    # optimizer, its remaining steps would update the restored moments by neither run's plan, and
+    # on another corpus or split train on batches neither run saw.
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(random.Random(line).choices(["alpha", "beta", "gamma"],
+                                                                       k=12))
+                                for line in range(4000)))
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    (workdir / "summary.json").unlink()
+    before = (workdir / "metrics.jsonl").read_text()
+    result = train(workdir, *(item.replace("CORPUS", str(corpus)) for item in overrides))
+    assert result.returncode == 2, result.stderr[-3000:]
+    # One line, after what preparing a new corpus logs.
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("scaling-train: error: the workdir's checkpoint belongs to a run with "
+                           + change.replace("CORPUS", str(corpus))), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert (workdir / "metrics.jsonl").read_text() == before
+    assert committed_steps(workdir) == [10, 20, 30]
+
+
+def test_a_checkpoint_that_predates_the_recorded_plan_still_resumes(reference, tmp_path):
+    """A checkpoint written before its record named the optimizer and the corpus: those are
+    unknown, not different, so the rerun resumes (here at its last step, and completes)."""
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    (workdir / "summary.json").unlink()
+    record = workdir / "checkpoints" / str(STEPS) / "meta" / "metadata"
+    meta = json.loads(record.read_text())
+    assert "optim.lr" in meta and "data.dataset" in meta
+    record.write_text(json.dumps({name: value for name, value in meta.items() if "." not in name}))
+    result = train(workdir, "--config.optim.lr=0.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from step {STEPS}" in result.stdout
+    assert json.loads((workdir / "summary.json").read_text())["status"] == "completed"
+
+
 MESH_RESTORE = """
 import json, sys
 import jax, numpy as np
