@@ -96,6 +96,54 @@ def test_seq2seq_learns_to_reverse_strings_from_a_tab_separated_file(tmp_path):
     assert all(4 * 32 <= record["target_tokens"] <= 11 * 32 for record in records)
 
 
+def eval_sums_from_checkpoint(workdir):
+    """Each final-evaluation batch's summed loss over its target tokens, and how many it has: the
+    model's logits on the run's held-out batches from its final checkpoint, a NumPy
+    cross-entropy at every position the loss mask scores."""
+    from scaling import model as model_lib
+    from scaling import trained
+    from scaling.data import make_loader
+
+    run = trained.load(workdir, single_device=True)
+    train_cfg = run.config.train
+    net = model_lib.Transformer(run.model)
+    sums, counts = [], []
+    with make_loader(run.config.data, batch_size=train_cfg.batch_size, seed=run.config.seed,
+                     train_cfg=train_cfg) as loader, run.context():
+        for batch in loader.eval_batches(train_cfg.final_eval_batches or train_cfg.eval_batches):
+            logits = np.asarray(net.apply({"params": run.params}, batch["inputs"],
+                                          encoder_tokens_BxS=batch["encoder_inputs"]), np.float64)
+            logits -= logits.max(axis=-1, keepdims=True)
+            log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+            nll = -np.take_along_axis(log_p, batch["targets"][..., None], axis=-1)[..., 0]
+            scored = batch["loss_mask"] > 0
+            sums.append(nll[scored].sum())
+            counts.append(int(scored.sum()))
+    return np.asarray(sums), np.asarray(counts, np.float64)
+
+
+def test_eval_loss_is_the_mean_over_target_tokens_of_batches_of_unequal_size(tmp_path):
+    """Pairs of 3 to 10 letters: each held-out batch scores its own number of target tokens. The
+    logged loss is their mean per target token, as a train step averages, not the mean of the
+    batches' means; its standard error is the ratio estimator's over the batches."""
+    pairs = tmp_path / "reverse.tsv"
+    write_reversals(pairs)
+    summary, records = train(
+        tmp_path / "run", *SHORT, "--config.model.layout=encoder_decoder",
+        "--config.train.objective=seq2seq", "--config.data.dataset=text_pairs",
+        f"--config.data.files={pairs}", "--config.data.seq_len=12",
+        "--config.model.position=sinusoidal", "--config.train.eval_batches=4")
+    sums, counts = eval_sums_from_checkpoint(tmp_path / "run")
+    assert len(counts) == 4 and len(set(counts)) > 1, counts  # unequal, or no test
+    loss = sums.sum() / counts.sum()
+    weights = counts / counts.mean()
+    stderr = np.sqrt(np.sum((weights * (sums / counts - loss)) ** 2) / (4 * 3))
+    final = records[-1]
+    assert final["step"] == 20 and summary["final_eval_loss"] == final["eval_loss"]
+    assert final["eval_loss"] == pytest.approx(loss, rel=1e-6)
+    assert final["eval_stderr"] == pytest.approx(stderr, rel=1e-3)  # of float32 losses' spread
+
+
 RESUME = [*SHORT, *SPAN_CORRUPTION, "--config.train.steps=30", "--config.train.log_every=5",
           "--config.train.eval_every=15", "--config.checkpoint.every_steps=10",
           "--config.checkpoint.async_save=false", "--config.train.continuation_tokens=19"]
