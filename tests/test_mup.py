@@ -126,3 +126,20 @@ def test_mup_group_rates_on_the_real_parameter_tree():
     for path, multiplier in flat:
         name = path[-1].key
         assert multiplier == (16 / 64 if name in hidden else 1.0), (name, multiplier)
+
+
+@pytest.mark.parametrize("init", ["scaled_normal", "normal", "xavier", "he", "small"])
+def test_mup_embeddings_keep_the_base_widths_std_at_every_width(init):
+    """Input weights have variance 1/fan_in under µP (Yang et al. 2022, Tables 3 and 8), and an
+    embedding's fan-in is the vocabulary: its std must not change with width. Measured on the
+    initialised token and learned position tables at two widths, against the scheme's std at the
+    base width by hand (√(1/16) for xavier/he, √(2/(5·16)) for small, init_std otherwise)."""
+    expected = {"xavier": 0.25, "he": 0.25, "small": np.sqrt(2 / 80)}.get(init, 0.02)
+    for width in (64, 512):
+        cfg = _tiny(init=init, d_model=width, head_dim=width // 4, d_ff=2 * width,
+                    vocab_size=512, position="learned", max_seq_len=256)
+        tokens = jnp.zeros((1, 12), jnp.int32)
+        params = nn.unbox(model_lib.Transformer(cfg).init(jax.random.key(0), tokens)["params"])
+        for name in ("token_embedding", "position_embedding"):
+            std = float(np.std(np.asarray(params[name])))
+            assert std == pytest.approx(expected, rel=0.03), (init, width, name, std)

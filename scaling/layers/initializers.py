@@ -18,9 +18,11 @@ read-out, whose fan-in is d_model).
 
 µP (`parametrization="mup"`): hidden matrices must have variance ∝ 1/fan_in. The fan-based and
 small schemes already do; for `normal`/`scaled_normal` the std is multiplied by
-√(mup_base_width / d_model), so it equals init_std at the base width. Embeddings and the read-out
-keep a width-independent std; the read-out is instead scaled in the forward pass (see
-`scaling.model`).
+√(mup_base_width / d_model), so it equals init_std at the base width. Embeddings (token and learned
+position tables) keep a width-independent std: init_std, or under `small`/`xavier`/`he` the std
+the scheme gives at d_model = mup_base_width (Yang et al. 2022, Tables 3 and 8: input weights have
+variance 1/fan_in, and their fan-in is the vocabulary, not the width). The read-out is instead
+scaled in the forward pass (see `scaling.model`).
 """
 
 from __future__ import annotations
@@ -45,13 +47,20 @@ def small_init_std(d_model: int) -> float:
     return math.sqrt(2.0 / (5.0 * d_model))
 
 
+def embedding_std(cfg: ModelConfig) -> float:
+    """The standard deviation of the token embedding table and learned position tables; under µP
+    the same at every width (the scheme's std at d_model = mup_base_width)."""
+    width = cfg.mup_base_width if cfg.parametrization == "mup" else cfg.d_model
+    if cfg.init == "small":
+        return small_init_std(width)
+    if cfg.init in ("xavier", "he"):
+        return 1.0 / math.sqrt(width)
+    return cfg.init_std
+
+
 def embedding_init(cfg: ModelConfig) -> Initializer:
     """Initializer for the token embedding table (vocab, d_model) and learned position tables."""
-    if cfg.init == "small":
-        return jax.nn.initializers.normal(small_init_std(cfg.d_model))
-    if cfg.init in ("xavier", "he"):
-        return jax.nn.initializers.normal(1.0 / math.sqrt(cfg.d_model))
-    return jax.nn.initializers.normal(cfg.init_std)
+    return jax.nn.initializers.normal(embedding_std(cfg))
 
 
 def dense_init(cfg: ModelConfig, role: str, *, in_axis: int | Sequence[int],
