@@ -259,6 +259,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                           f"at most model.max_seq_len={config.model.max_seq_len}")
     _check_train(config)
     _check_objective(config)
+    _check_positions(config)
     _check_mesh(config.mesh)
 
 
@@ -353,6 +354,33 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
                 f"data.seq_len={data.seq_len} tokens dropped in {spans} spans leave "
                 f"{data.seq_len - noise} kept (lower it, or raise train.mean_span_length="
                 f"{train.mean_span_length:g})"))
+
+
+def _check_positions(config: ml_collections.ConfigDict) -> None:
+    """A learned position table has model.max_seq_len rows: every encoder and decoder input the
+    objective makes must fit it."""
+    model, data, objective = config.model, config.data, config.train.objective
+    if model.position != "learned":
+        return
+    positions = model.max_seq_len or data.seq_len
+    shapes = objectives.shapes_of(data, config.train).shapes
+    if objective == "seq2seq" and shapes.decoder > positions:
+        raise ConfigError("data.target_len", data.target_len,
+                          f"at most model.max_seq_len={positions} with model.position='learned' "
+                          "(the decoder reads data.target_len tokens; or raise "
+                          "model.max_seq_len)")
+    longest = max(shapes.encoder, shapes.decoder)
+    if longest > positions:
+        if objective == "span_corruption":
+            noise, spans = objectives.span_counts(data.seq_len, config.train.noise_density,
+                                                  config.train.mean_span_length)
+            why = (f"span_corruption of data.seq_len={data.seq_len} makes decoder inputs of "
+                   f"{shapes.decoder} tokens ({noise} dropped + {spans} sentinels + 1)")
+        else:
+            why = f"train.objective={objective!r} makes inputs of {longest} tokens"
+        default = f" (0 means data.seq_len={data.seq_len})" if not model.max_seq_len else ""
+        raise ConfigError("model.max_seq_len", model.max_seq_len,
+                          f"at least {longest} with model.position='learned'{default}: {why}")
 
 
 def _check_mesh(mesh: ml_collections.ConfigDict) -> None:

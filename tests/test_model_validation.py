@@ -82,3 +82,49 @@ def test_every_option_validation_allows_is_one_the_model_builds(field, value):
     logits = jax.eval_shape(lambda p: model_lib.Transformer(cfg).apply(
         p, tokens, encoder_tokens_BxS=tokens), params)
     assert logits.shape == (1, 8, cfg.vocab_size)
+
+
+def objective_config(objective: str, **fields):
+    """The default config training `objective` with the layout it needs; `fields` are
+    'section.name' overrides."""
+    config = config_lib.default_config()
+    config.train.objective = objective
+    config.model.layout = {"causal_lm": "decoder", "masked_lm": "encoder"}.get(
+        objective, "encoder_decoder")
+    for dotted, value in fields.items():
+        section, name = dotted.split(".")
+        config[section][name] = value
+    return config
+
+
+def test_learned_positions_must_hold_the_span_corruption_decoder():
+    # By hand: 8 tokens at density 0.5 drop 4 in 4 spans of 1; the decoder reads BOS, then
+    # sentinel + token per span: 1 + 4 + 4 = 9 positions, one more than data.seq_len.
+    fields = {"model.position": "learned", "data.seq_len": 8, "train.noise_density": 0.5,
+              "train.mean_span_length": 1.0}
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.validate(objective_config("span_corruption", **fields))
+    message = str(error.value)
+    assert message.startswith("config.model.max_seq_len=0 is not allowed: at least 9 ")
+    assert "9 tokens (4 dropped + 4 sentinels + 1)" in message
+    config = objective_config("span_corruption", **fields, **{"model.max_seq_len": 9})
+    config_lib.validate(config)
+    # What validation lets through, the model builds: a 9-row table for the 9-token decoder.
+    model = config_lib.model_config(config, 257)
+    shapes = jax.eval_shape(model_lib.Transformer(model).init, jax.random.key(0),
+                            jnp.zeros((1, 9), jnp.int32),
+                            encoder_tokens_BxS=jnp.zeros((1, 8), jnp.int32))
+    assert shapes["params"]["position_embedding"].value.shape == (9, model.d_model)
+
+
+def test_learned_positions_must_hold_the_seq2seq_target(tmp_path):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"source {i}\ttarget {i}\n" for i in range(20)))
+    fields = {"model.position": "learned", "data.dataset": "text_pairs", "data.files": str(pairs),
+              "data.seq_len": 16, "model.max_seq_len": 16}
+    config_lib.validate(objective_config("seq2seq", **fields, **{"data.target_len": 16}))
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.validate(objective_config("seq2seq", **fields, **{"data.target_len": 24}))
+    assert str(error.value).startswith("config.data.target_len=24 is not allowed: at most "
+                                       "model.max_seq_len=16 with model.position='learned'")
+

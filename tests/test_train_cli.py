@@ -140,3 +140,17 @@ def test_an_unprepared_tfds_dataset_without_network_is_one_line(repo, tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("scaling-train: error: could not prepare TFDS dataset"), last
     assert "tiny_shakespeare" in last and "data.tfds_data_dir" in last
+
+
+def test_learned_positions_too_short_for_the_objectives_decoder_fail_before_building(repo,
+                                                                                     tmp_path):
+    """span_corruption of 8 tokens at density 0.5 in spans of 1 decodes 9 tokens: a learned table
+    of data.seq_len=8 rows failed while compiling, with a traceback."""
+    result, workdir = _train(repo, tmp_path, "--config.model.layout=encoder_decoder",
+                             "--config.train.objective=span_corruption",
+                             "--config.model.position=learned", "--config.data.seq_len=8",
+                             "--config.train.noise_density=0.5",
+                             "--config.train.mean_span_length=1.0")
+    line = _one_error_line(result)
+    assert "config.model.max_seq_len=0 is not allowed: at least 9" in line
+    assert not workdir.exists()
