@@ -259,6 +259,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                           f"at most model.max_seq_len={config.model.max_seq_len}")
     _check_train(config)
     _check_objective(config)
+    _check_vocab(config)
     _check_positions(config)
     _check_mesh(config.mesh)
 
@@ -354,6 +355,22 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
                 f"data.seq_len={data.seq_len} tokens dropped in {spans} spans leave "
                 f"{data.seq_len - noise} kept (lower it, or raise train.mean_span_length="
                 f"{train.mean_span_length:g})"))
+
+
+def _check_vocab(config: ml_collections.ConfigDict) -> None:
+    """A model vocabulary below the tokenizer's would index past its embedding table (the run
+    then "diverges" at its first step)."""
+    requested = config.model.vocab_size
+    if not requested:
+        return
+    tokenizer_vocab = data_lib.static_vocab_size(config.data)
+    if requested < tokenizer_vocab:
+        objective = config.train.objective
+        special = ("" if objective == "causal_lm" else
+                   f"; train.objective={objective!r} adds its special tokens after them")
+        raise ConfigError("model.vocab_size", requested,
+                          f"0 (the tokenizer's vocabulary) or at least the {tokenizer_vocab} ids "
+                          f"of data.tokenizer={config.data.tokenizer!r}{special}")
 
 
 def _check_positions(config: ml_collections.ConfigDict) -> None:

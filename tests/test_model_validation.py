@@ -128,3 +128,14 @@ def test_learned_positions_must_hold_the_seq2seq_target(tmp_path):
     assert str(error.value).startswith("config.data.target_len=24 is not allowed: at most "
                                        "model.max_seq_len=16 with model.position='learned'")
 
+
+@pytest.mark.parametrize("objective", ["causal_lm", "masked_lm", "span_corruption"])
+def test_a_model_vocabulary_below_the_tokenizers_is_refused(objective):
+    # The byte tokenizer has 256 byte ids and end-of-document: 257.
+    config = objective_config(objective, **{"model.vocab_size": 100})
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.validate(config)
+    assert str(error.value).startswith("config.model.vocab_size=100 is not allowed: 0 (the "
+                                       "tokenizer's vocabulary) or at least the 257 ids")
+    for allowed in (0, 257, 300):
+        config_lib.validate(objective_config(objective, **{"model.vocab_size": allowed}))

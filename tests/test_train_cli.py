@@ -27,6 +27,8 @@ def _train(repo, tmp_path, *overrides):
     ("--config.model.ffn=swish", "model.ffn", "gelu, relu, swiglu"),
     ("--config.train.batch_size=3.5", "train.batch_size", "integer"),
     ("--config.data.eval_split=train", "data.eval_split", "a split other than data.train_split"),
+    # Ran and "diverged at step 1" (ids past the embedding table), excluded from every fit.
+    ("--config.model.vocab_size=100", "model.vocab_size", "at least the 257 ids"),
 ])
 def test_bad_config_fails_before_building(repo, tmp_path, override, field, allowed):
     result, workdir = _train(repo, tmp_path, override)
