@@ -4,7 +4,8 @@
     scaling-attention --workdir runs/tiny --text "def add(a, b):" --out head.png --layer 1 --head 0
 
 The text is read as the start of a document (the end-of-document token, shown as `<eod>`, then the
-text's tokens). Without `--layer/--head` the figure is a grid over layers × heads of each head's
+text's tokens; an encoder–decoder's decoder starts, as in training, from its objective's BOS token,
+shown as `<bos>`). Without `--layer/--head` the figure is a grid over layers × heads of each head's
 weights (query rows, key columns); with them, one head with the tokens on both axes. Beside the
 figure, `<out>.npy` holds what it shows: float32 (layers, heads, L, L), or (L, L) for one head.
 Encoder–decoder runs read `--source` in the encoder (as sampling does: its tokens alone);
@@ -27,7 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from scaling import model as model_lib
-from scaling import trained
+from scaling import sample, trained
 from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-attention"
@@ -52,12 +53,16 @@ def _compiled_maps(model):
     return jax.jit(maps)
 
 
-def token_labels(tokenizer, token_ids) -> list[str]:
-    """Readable labels: `<eod>`, and each token's text with newlines and tabs made visible."""
+def token_labels(tokenizer, token_ids, special) -> list[str]:
+    """Readable labels: `<eod>`, the objective's `special` tokens by name (`<bos>`), and each
+    token's text with newlines and tabs made visible."""
     labels = []
     for token in token_ids:
         if int(token) == tokenizer.eod_id:
             labels.append("<eod>")
+            continue
+        if int(token) >= tokenizer.vocab_size:
+            labels.append(sample.special_name(int(token), special))
             continue
         text = tokenizer.decode([int(token)])
         labels.append(text.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "\u2423") or "?")
@@ -145,7 +150,7 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
         for what, count in (("--text", num_tokens), ("--source", num_source_tokens)):
             if count is not None and count > model.max_seq_len:
                 raise trained.RunError(
-                    f"{what} is {count} tokens (with the start-of-document token): the run's "
+                    f"{what} is {count} tokens (with the start token): the run's "
                     f"learned positions allow at most {model.max_seq_len} (model.max_seq_len)")
     return stack
 
@@ -155,8 +160,10 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     workdir = pathlib.Path(args.workdir)
     summary = trained.read_summary(workdir)
     model = trained.run_model(summary)
-    tokenizer = trained.tokenizer_of(trained.run_config(summary))
-    token_ids = [tokenizer.eod_id] + list(tokenizer.encode(args.text))
+    config = trained.run_config(summary)
+    tokenizer = trained.tokenizer_of(config)
+    token_ids = ([sample.start_token(config, tokenizer, model.layout)]
+                 + list(tokenizer.encode(args.text)))
     source_ids = (None if args.source is None
                   else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
     stack = check_request(args, model, len(token_ids),
@@ -166,7 +173,8 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
         maps = attention_maps(restored.model, restored.params, np.asarray([token_ids], np.int32),
                               None if source_ids is None else np.asarray([source_ids], np.int32))
     weights_NxHxLxL = np.asarray(maps[stack][:, 0], np.float32)
-    labels = token_labels(tokenizer, source_ids if stack == "encoder" and source_ids else token_ids)
+    labels = token_labels(tokenizer, source_ids if stack == "encoder" and source_ids else token_ids,
+                          sample.special_tokens(config, tokenizer))
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     name = summary.get("name") or workdir.name

@@ -5,7 +5,8 @@
     scaling-sample --workdir runs/t5 --source "text to encode" --prompt ""   # encoder–decoder
 
 The model is built from the run's summary.json and restored from its newest checkpoint. The
-prompt is read as the start of a document: the end-of-document token, then the prompt's tokens.
+prompt is read as the start of a document: the end-of-document token, then the prompt's tokens
+(an encoder–decoder's decoder starts, as in training, from its objective's BOS token instead).
 Each sample is printed as the prompt followed by its continuation, which ends early at an
 end-of-document token. Temperature 0 is greedy; the same seed gives the same samples. Bad input
 prints one line `scaling-sample: error: ...` and exits 2.
@@ -21,6 +22,7 @@ import jax
 import numpy as np
 
 from scaling import decoding, trained
+from scaling.data import objectives
 from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-sample"
@@ -85,12 +87,37 @@ def check_fits(model, prompt_tokens: int, new_tokens: int, source_tokens: int | 
         total = prompt_tokens + new_tokens
         if total > model.max_seq_len:
             raise trained.RunError(
-                f"prompt ({prompt_tokens} tokens with the start-of-document token) + "
+                f"prompt ({prompt_tokens} tokens with the start token) + "
                 f"--max-new-tokens {new_tokens} = {total} tokens: the run's learned positions "
                 f"allow at most {model.max_seq_len} (model.max_seq_len)")
         if source_tokens is not None and source_tokens > model.max_seq_len:
             raise trained.RunError(f"--source is {source_tokens} tokens: the run's learned "
                                    f"positions allow at most {model.max_seq_len}")
+
+
+def special_tokens(config, tokenizer) -> objectives.SpecialTokens:
+    """The special tokens the run's objective placed after the tokenizer's ids, as its loader
+    did (`objectives.for_config`)."""
+    return objectives.for_config(config.data, config.train, int(tokenizer.vocab_size),
+                                 int(tokenizer.eod_id)).special
+
+
+def start_token(config, tokenizer, layout: str) -> int:
+    """The token a sequence starts from: for an encoder–decoder's decoder the objective's BOS
+    (the first decoder input of every training batch), else end-of-document."""
+    if layout == "encoder_decoder":
+        return special_tokens(config, tokenizer).bos
+    return int(tokenizer.eod_id)
+
+
+def special_name(token: int, special: objectives.SpecialTokens) -> str:
+    """The visible name of an id past the tokenizer's vocabulary."""
+    names = {special.pad: "<pad>", special.mask: "<mask>", special.bos: "<bos>"}
+    if token in names:
+        return names[token]
+    if special.sentinel(0) <= token < special.vocab_size:
+        return f"<sentinel_{token - special.sentinel(0)}>"
+    return f"<unused_{token}>"
 
 
 def decode_sample(tokenizer, tokens: np.ndarray) -> str:
@@ -109,8 +136,9 @@ def sample(args: argparse.Namespace) -> list[str]:
     workdir = pathlib.Path(args.workdir)
     summary = trained.read_summary(workdir)
     model = trained.run_model(summary)
-    tokenizer = trained.tokenizer_of(trained.run_config(summary))
-    prompt_ids = [tokenizer.eod_id] + list(tokenizer.encode(prompt))
+    config = trained.run_config(summary)
+    tokenizer = trained.tokenizer_of(config)
+    prompt_ids = [start_token(config, tokenizer, model.layout)] + list(tokenizer.encode(prompt))
     # The encoder reads the source's tokens alone (an empty source: the end-of-document token).
     source_ids = (None if args.source is None
                   else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])

@@ -10,6 +10,7 @@ import pytest
 
 from saved_runs import save_initialized_run, tiny_config
 from scaling import attention_maps
+from scaling import data as data_lib
 from scaling import model as model_lib
 from scaling.config import ModelConfig
 
@@ -102,3 +103,23 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
         error = capsys.readouterr().err.strip()
         assert error.startswith("scaling-attention: error:") and "\n" not in error
         assert message in error
+
+
+def test_an_encoder_decoders_decoder_starts_from_the_training_bos(tmp_path):
+    """The decoder reads the text after the token training started every decoder with (the first
+    decoder input of a training batch), not end-of-document."""
+    config = tiny_config(layout="encoder_decoder")
+    workdir = tmp_path / "run"
+    model, params = save_initialized_run(workdir, config)
+    with data_lib.make_loader(config.data, config.train.batch_size, config.seed,
+                              train_cfg=config.train) as loader:
+        starts = set(loader.batch(0)["inputs"][:, 0].tolist())
+    assert len(starts) == 1 and starts != {256}
+    text, source = "def f", "import os"
+    assert attention_maps.main(["--workdir", str(workdir), "--text", text, "--source", source,
+                                "--out", str(tmp_path / "grid.png")]) == 0
+    expected = attention_maps.attention_maps(model, params,
+                                             np.asarray([[*starts, *text.encode()]], np.int32),
+                                             np.asarray([list(source.encode())], np.int32))
+    np.testing.assert_allclose(np.load(tmp_path / "grid.npy"), expected["decoder"][:, 0],
+                               atol=1e-6)

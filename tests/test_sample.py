@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from saved_runs import save_initialized_run, tiny_config
+from scaling import data as data_lib
 from scaling import model as model_lib
 from scaling import sample
 
@@ -43,12 +44,19 @@ def as_text(tokens):
 
 def test_an_encoder_decoder_checkpoint_samples_from_a_source(tmp_path, capsys):
     workdir = tmp_path / "seq2seq"
-    model, params = save_initialized_run(
-        workdir, tiny_config(layout="encoder_decoder", num_layers=2, num_encoder_layers=1), seed=4)
+    # A wide init: the start token then visibly changes what an untrained decoder writes.
+    config = tiny_config(layout="encoder_decoder", num_layers=2, num_encoder_layers=1,
+                         init_std=0.5)
+    model, params = save_initialized_run(workdir, config, seed=4)
     code, out, err = run_sample(capsys, "--workdir", str(workdir), "--source", "translate me",
                                 "--prompt", "ab", "--max-new-tokens", "6", "--temperature", "0")
     assert code == 0, err
-    expected = greedy_reference(model, params, [256] + list(b"ab"), 6,
+    # The decoder starts where training started it: the first decoder input of a training batch.
+    with data_lib.make_loader(config.data, config.train.batch_size, config.seed,
+                              train_cfg=config.train) as loader:
+        starts = set(loader.batch(0)["inputs"][:, 0].tolist())
+    assert len(starts) == 1 and starts != {256}
+    expected = greedy_reference(model, params, [*starts] + list(b"ab"), 6,
                                 source_ids=list(b"translate me"))
     assert out == "ab" + as_text(expected) + "\n"
     code, _, err = run_sample(capsys, "--workdir", str(workdir), "--prompt", "ab")
