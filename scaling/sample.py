@@ -8,8 +8,9 @@ The model is built from the run's summary.json and restored from its newest chec
 prompt is read as the start of a document: the end-of-document token, then the prompt's tokens
 (an encoder–decoder's decoder starts, as in training, from its objective's BOS token instead).
 Each sample is printed as the prompt followed by its continuation, which ends early at an
-end-of-document token. Temperature 0 is greedy; the same seed gives the same samples. Bad input
-prints one line `scaling-sample: error: ...` and exits 2.
+end-of-document token; ids past the tokenizer's vocabulary (an objective's special tokens) are
+shown by name, `<sentinel_0>`, `<pad>`, `<mask>`, `<bos>`. Temperature 0 is greedy; the same
+seed gives the same samples. Bad input prints one line `scaling-sample: error: ...` and exits 2.
 """
 
 from __future__ import annotations
@@ -95,11 +96,12 @@ def check_fits(model, prompt_tokens: int, new_tokens: int, source_tokens: int | 
                                    f"positions allow at most {model.max_seq_len}")
 
 
-def special_tokens(config, tokenizer) -> objectives.SpecialTokens:
+def special_tokens(config, tokenizer) -> objectives.SpecialTokens | None:
     """The special tokens the run's objective placed after the tokenizer's ids, as its loader
-    did (`objectives.for_config`)."""
-    return objectives.for_config(config.data, config.train, int(tokenizer.vocab_size),
-                                 int(tokenizer.eod_id)).special
+    did (`objectives.for_config`); None for causal_lm, which has none."""
+    objective = objectives.for_config(config.data, config.train, int(tokenizer.vocab_size),
+                                      int(tokenizer.eod_id))
+    return None if objective.name == "causal_lm" else objective.special
 
 
 def start_token(config, tokenizer, layout: str) -> int:
@@ -110,8 +112,11 @@ def start_token(config, tokenizer, layout: str) -> int:
     return int(tokenizer.eod_id)
 
 
-def special_name(token: int, special: objectives.SpecialTokens) -> str:
-    """The visible name of an id past the tokenizer's vocabulary."""
+def special_name(token: int, special: objectives.SpecialTokens | None) -> str:
+    """The visible name of an id past the tokenizer's vocabulary (`<unused_N>` for an id no
+    special token holds, as in a model vocabulary set larger than the tokenizer's)."""
+    if special is None:
+        return f"<unused_{token}>"
     names = {special.pad: "<pad>", special.mask: "<mask>", special.bos: "<bos>"}
     if token in names:
         return names[token]
@@ -120,11 +125,25 @@ def special_name(token: int, special: objectives.SpecialTokens) -> str:
     return f"<unused_{token}>"
 
 
-def decode_sample(tokenizer, tokens: np.ndarray) -> str:
-    """The text of generated tokens, up to the first end-of-document token."""
+def decode_sample(tokenizer, tokens: np.ndarray,
+                  special: objectives.SpecialTokens | None) -> str:
+    """The text of generated tokens, up to the first end-of-document token; ids the tokenizer
+    does not have (the objective's `special` tokens) are named, not decoded."""
     tokens = np.asarray(tokens)
     ends = np.flatnonzero(tokens == tokenizer.eod_id)
-    return tokenizer.decode(tokens[:ends[0]] if ends.size else tokens)
+    tokens = tokens[:ends[0]] if ends.size else tokens
+    pieces, run = [], []
+    for token in tokens.tolist():
+        if token < tokenizer.vocab_size:
+            run.append(token)
+            continue
+        if run:
+            pieces.append(tokenizer.decode(run))
+            run = []
+        pieces.append(special_name(token, special))
+    if run:
+        pieces.append(tokenizer.decode(run))
+    return "".join(pieces)
 
 
 def sample(args: argparse.Namespace) -> list[str]:
@@ -155,7 +174,8 @@ def sample(args: argparse.Namespace) -> list[str]:
         tokens_BxN = decoding.generate(run.model, run.params, prompt_BxP,
                                        jax.random.key(args.seed), settings, source_BxS)
     tokens_BxN = np.asarray(jax.device_get(tokens_BxN))
-    return [prompt + decode_sample(tokenizer, row) for row in tokens_BxN]
+    special = special_tokens(config, tokenizer)
+    return [prompt + decode_sample(tokenizer, row, special) for row in tokens_BxN]
 
 
 def main(argv: list[str] | None = None) -> int:

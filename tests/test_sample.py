@@ -1,15 +1,22 @@
 """`scaling-sample` on saved checkpoints: decoder-only and encoder–decoder, reproducibility, and
 one-line errors for bad input."""
 
+import json as json_module
+import pathlib
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sentencepiece
 
 from saved_runs import save_initialized_run, tiny_config
 from scaling import data as data_lib
+from scaling import decoding
 from scaling import model as model_lib
 from scaling import sample
+from scaling.data import objectives, tokenizers
 
 
 def run_sample(capsys, *arguments) -> tuple[int, str, str]:
@@ -35,11 +42,20 @@ def greedy_reference(model, params, prompt_ids, steps, source_ids=None):
 
 
 def as_text(tokens):
-    """The byte tokenizer's text of `tokens`, cut at the first end-of-document (id 256)."""
+    """The byte tokenizer's text of `tokens`, cut at the first end-of-document (id 256); the
+    ids after it (a span-corruption run's PAD, MASK, BOS and sentinels) by name."""
     tokens = list(tokens)
     if 256 in tokens:
         tokens = tokens[:tokens.index(256)]
-    return bytes(tokens).decode("utf-8", "replace")
+    names = {257: "<pad>", 258: "<mask>", 259: "<bos>"}
+    text, run = "", b""
+    for token in tokens:
+        if token < 256:
+            run += bytes([token])
+            continue
+        text += run.decode("utf-8", "replace") + names.get(token, f"<sentinel_{token - 260}>")
+        run = b""
+    return text + run.decode("utf-8", "replace")
 
 
 def test_an_encoder_decoder_checkpoint_samples_from_a_source(tmp_path, capsys):
@@ -130,3 +146,64 @@ def test_sampling_on_the_runs_mesh_of_eight_devices_matches_one_device(tmp_path)
     mesh = run_python(code, devices=8)
     single = run_python(code.replace("sys.argv[1:]", "['--single-device']"), devices=8)
     assert mesh.stdout == single.stdout and mesh.stdout.startswith("import ")
+
+
+@pytest.fixture(scope="module")
+def spm_path(tmp_path_factory):
+    """A SentencePiece model of 400 pieces (end-of-document among them) on two stdlib modules."""
+    corpus = [pathlib.Path(module.__file__).read_bytes() for module in (json_module, textwrap)]
+    path = tmp_path_factory.mktemp("spm") / "spm.model"
+    path.write_bytes(tokenizers.train_sentencepiece(iter(corpus), vocab_size=400))
+    return path
+
+
+def test_special_ids_are_named_for_both_tokenizers(spm_path):
+    """An objective's special ids lie past the tokenizer's vocabulary: named, never decoded (the
+    SentencePiece processor raised OUT_OF_RANGE on them; the byte tokenizer dropped them)."""
+    byte = tokenizers.ByteTokenizer()
+    special = objectives.SpecialTokens(257, num_sentinels=3)
+    tokens = [*b"ab", 259, 260, *b"cd", 262, 257, 258, *b"e", 256, 261]
+    assert sample.decode_sample(byte, np.asarray(tokens), special) == \
+        "ab<bos><sentinel_0>cd<sentinel_2><pad><mask>e"
+    # A causal_lm run has no special tokens: an id past the tokenizer's is only unused.
+    assert sample.decode_sample(byte, np.asarray([*b"ab", 259, *b"c"]), None) == "ab<unused_259>c"
+    processor_model = spm_path.read_bytes()
+    spm = tokenizers.SentencePieceTokenizer(processor_model)
+    spm_special = objectives.SpecialTokens(spm.vocab_size, num_sentinels=2)
+    first, second = spm.encode("def f(x):"), spm.encode(" return x")
+    sentinel = spm_special.sentinel(1)
+    ids = np.asarray([*first, sentinel, *second, spm_special.pad, spm.eod_id, *first])
+    reference = sentencepiece.SentencePieceProcessor(model_proto=processor_model)
+    assert sample.decode_sample(spm, ids, spm_special) == \
+        reference.decode(first) + "<sentinel_1>" + reference.decode(second) + "<pad>"
+
+
+def test_a_sentencepiece_encoder_decoder_run_samples_its_special_ids(spm_path, tmp_path, capsys):
+    config = tiny_config(layout="encoder_decoder", vocab_size=400)
+    config.data.tokenizer, config.data.spm_model = "sentencepiece", str(spm_path)
+    workdir = tmp_path / "run"
+    model, params = save_initialized_run(workdir, config, seed=1)
+    code, out, err = run_sample(capsys, "--workdir", str(workdir), "--source", "import json",
+                                "--max-new-tokens", "24", "--num-samples", "8", "--seed", "2")
+    assert code == 0, err
+    # Reference: the same draws, decoded by hand (400 PAD, 401 MASK, 402 BOS, 403+ sentinels).
+    spm = tokenizers.SentencePieceTokenizer(spm_path.read_bytes())
+    source = np.tile(np.asarray(spm.encode("import json"), np.int32), (8, 1))
+    drawn = np.asarray(decoding.generate(
+        model, params, np.full((8, 1), 402, np.int32), jax.random.key(2),
+        decoding.SamplingSettings(max_new_tokens=24), source))
+    reference = sentencepiece.SentencePieceProcessor(model_proto=spm_path.read_bytes())
+    texts = []
+    for row in drawn.tolist():
+        row = row[:row.index(spm.eod_id)] if spm.eod_id in row else row
+        text, run = "", []
+        for token in row:
+            if token < 400:
+                run.append(token)
+                continue
+            text += reference.decode(run) + {400: "<pad>", 401: "<mask>", 402: "<bos>"}.get(
+                token, f"<sentinel_{token - 403}>")
+            run = []
+        texts.append(text + reference.decode(run))
+    assert any(token >= 400 for token in drawn.ravel().tolist())  # the case that crashed
+    assert out == "\n".join(texts[:1] + [f"{sample.SEPARATOR}\n{text}" for text in texts[1:]]) + "\n"
