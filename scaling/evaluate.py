@@ -5,12 +5,18 @@
     scaling-eval --workdir runs/tiny --config.data.dataset=tiny_shakespeare --config.data.eval_split=test
 
 The text is tokenized with the run's own tokenizer and cut into windows of the run's
-`data.seq_len` exactly as training reads its eval split: by default the same `train.eval_batches`
-batches (so on the run's own eval split this reproduces its final eval loss), with
-`--whole-split` every whole window of the split once. Writes `<workdir>/eval/<dataset>-<split>.json`
-with `loss` (mean cross-entropy, nats per token) and `bits_per_byte` (total bits over the UTF-8
-bytes of the predicted tokens, comparable across tokenizers). Only `--config.data.*` fields can be
-overridden, and not the tokenizer. Bad input prints one line `scaling-eval: error: ...`, exit 2.
+`data.seq_len` exactly as training reads its eval split, and scored on the run's own
+`train.objective` (next tokens, masked tokens, dropped spans, or the targets of seq2seq pairs) by
+the trainer's eval step: by default the batches of the run's final evaluation
+(`train.final_eval_batches`, else `train.eval_batches`) with their loss averaged over batches as
+the trainer does (so on the run's own eval split this reproduces its final eval loss, for every
+objective), with `--whole-split` every whole window (or pair) of the split once, averaged over its
+target tokens. Writes `<workdir>/eval/<dataset>-<split>.json` with `loss` (mean cross-entropy,
+nats per target token) and `bits_per_byte` (total bits over the UTF-8 bytes of the scored targets,
+comparable across tokenizers; null, with `bits_per_byte_note` saying why, where the objective
+scores special tokens that stand for no text, as span_corruption's sentinels). Only
+`--config.data.*` fields can be overridden, and not the tokenizer. Bad input prints one line
+`scaling-eval: error: ...`, exit 2.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from scaling import model as model_lib
-from scaling import parallel, trained
-from scaling.data import loader, packing, sources, tokenizers, validate_data_config
+from scaling import parallel, step, trained
+from scaling.data import loader, objectives, packing, pairs, sources, tokenizers
+from scaling.data import validate_data_config
 from scaling.errors import ArgumentParser, ConfigError
 from scaling.overrides import apply_overrides, split_argv
 
@@ -43,9 +50,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--batches", type=int, default=None,
-                        help="eval batches to read (default: the run's train.eval_batches)")
+                        help="eval batches to read (default: those of the run's final "
+                             "evaluation, train.final_eval_batches or train.eval_batches)")
     amount.add_argument("--whole-split", action="store_true",
-                        help="read every whole window of the split once")
+                        help="read every whole window (seq2seq: pair) of the split once")
     parser.add_argument("--single-device", action="store_true",
                         help="run on one device instead of the run's mesh")
     return parser.parse_args(rest), overrides
@@ -95,15 +103,14 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
     return lengths
 
 
-def read_eval_split(data_cfg, tokenizer, vocab_size: int):
-    """The token cache of `data_cfg.eval_split` under the run's tokenizer; RunError when the
-    dataset cannot be read, is empty, or is shorter than one sequence."""
+def _read(data_cfg, tokenizer, read):
+    """`read()`, its failures to read the dataset as RunError."""
     import tensorflow_datasets as tfds
 
 
     where = f"dataset {data_cfg.dataset!r} split {data_cfg.eval_split!r}"
     try:
-        cache = loader.token_cache(data_cfg, data_cfg.eval_split, tokenizer)
+        return read()
     except ConfigError as error:
         raise trained.RunError(str(error)) from None
     except (sources.DatasetUnavailableError, tfds.core.registered.DatasetNotFoundError,
@@ -111,41 +118,102 @@ def read_eval_split(data_cfg, tokenizer, vocab_size: int):
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise trained.RunError(f"{where} cannot be read with the run's tokenizer "
                                f"({tokenizer.name}): {reason}") from None
+
+
+def _check_vocab(tokenizer, vocab_size: int) -> None:
     if tokenizer.vocab_size > vocab_size:
         raise trained.RunError(f"the run's tokenizer has {tokenizer.vocab_size} ids, its model "
                                f"only {vocab_size}")
+
+
+def read_eval_pairs(data_cfg, tokenizer, objective, vocab_size: int) -> dict:
+    """The seq2seq pairs of `data_cfg.eval_split`, encoded as the run's loader encodes them
+    (`pairs.encode_pairs`); RunError when the dataset cannot be read or holds no pair."""
+    read = _read(data_cfg, tokenizer, lambda: pairs.read_pairs(data_cfg, data_cfg.eval_split))
+    _check_vocab(tokenizer, vocab_size)
+    if not read:
+        raise trained.RunError(f"dataset {data_cfg.dataset!r} split {data_cfg.eval_split!r} "
+                               "holds no pair")
+    return pairs.encode_pairs(read, tokenizer, objective)
+
+
+def read_eval_split(data_cfg, tokenizer, vocab_size: int):
+    """The token cache of `data_cfg.eval_split` under the run's tokenizer; RunError when the
+    dataset cannot be read, is empty, or is shorter than one sequence."""
+    where = f"dataset {data_cfg.dataset!r} split {data_cfg.eval_split!r}"
+    cache = _read(data_cfg, tokenizer,
+                  lambda: loader.token_cache(data_cfg, data_cfg.eval_split, tokenizer))
+    _check_vocab(tokenizer, vocab_size)
     if cache.num_tokens - 1 < data_cfg.seq_len:
         raise trained.RunError(f"{where} holds {cache.num_tokens} tokens, fewer than one sequence "
                                f"of the run's data.seq_len={data_cfg.seq_len} + 1")
     return cache
 
 
-def whole_split_batches(cache, batch_size: int, seq_len: int, eod_id: int):
-    """Every whole window of the split once, in batches of `batch_size` rows; the last batch is
-    filled up with copies of its first row, marked in `weights` (0 = not counted)."""
-
-    windows = packing.num_windows(cache.num_tokens, seq_len)
-    for first in range(0, windows, batch_size):
-        rows = np.arange(first, min(first + batch_size, windows))
+def _whole_rows(count: int, batch_size: int):
+    """(row indices, weights) of every row in [0, count) once, in batches of `batch_size`; the
+    last batch is filled up with copies of its first row, marked in `weights` (0 = not counted)."""
+    for first in range(0, count, batch_size):
+        rows = np.arange(first, min(first + batch_size, count))
         weights = np.ones(batch_size, np.float32)
         weights[len(rows):] = 0.0
-        rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+        yield np.concatenate([rows, np.full(batch_size - len(rows), rows[0])]), weights
+
+
+def whole_split_batches(cache, batch_size: int, seq_len: int, eod_id: int,
+                        objective: objectives.Objective | None = None, seed: int = 0):
+    """Every whole window of the split once, in batches of `batch_size` rows, in the form
+    `objective` trains on (causal_lm without one; a window's randomness drawn from its index as
+    for held-out rows); with each batch its row `weights` (see `_whole_rows`)."""
+    windows = packing.num_windows(cache.num_tokens, seq_len)
+    for rows, weights in _whole_rows(windows, batch_size):
         batch = packing.make_batch(packing.read_windows(cache.tokens, rows * seq_len, seq_len),
                                    eod_id)
+        if objective is not None:
+            batch = objective.apply(batch, objective.row_keys(rows, seed, held_out=True))
         yield batch, weights
 
 
+def whole_split_pairs(encoded: dict, batch_size: int, special: objectives.SpecialTokens):
+    """Every seq2seq pair of the split once, in batches of `batch_size` with their row weights."""
+    for rows, weights in _whole_rows(len(encoded["targets"]), batch_size):
+        yield pairs.pair_batch(encoded, rows, special), weights
+
+
 def _batch_nats(params, batch, weights_B, *, model):
-    """(Σ cross-entropy in nats, tokens counted) of one batch, rows weighted by `weights_B`."""
+    """(Σ cross-entropy in nats, target tokens counted) of one batch as the trainer's eval step
+    scores it (`step.eval_batch`: the objective's targets under its loss mask), rows weighted by
+    `weights_B`."""
+    mask_BxL = batch.get("loss_mask", jnp.ones_like(batch["targets"])).astype(jnp.float32)
+    batch = {**batch, "loss_mask": mask_BxL * weights_B[:, None]}
+    scored = step.eval_batch({"params": params}, batch, net=model_lib.Transformer(model),
+                             model=model)
+    return scored["loss"] * scored["target_tokens"], scored["target_tokens"]
 
 
-    logits = model_lib.Transformer(model).apply(
-        {"params": params}, batch["inputs"], segment_ids_BxL=batch.get("segment_ids"),
-        deterministic=True)
-    mask_BxL = jnp.broadcast_to(weights_B[:, None], batch["targets"].shape)
-    mean, _ = model_lib.cross_entropy_loss(logits, batch["targets"], z_loss=0.0, mask_BxL=mask_BxL)
-    count = jnp.sum(mask_BxL)
-    return mean * count, count
+def _batches(args, run_config, data_cfg, tokenizer, objective, vocab_size: int):
+    """(batch, row weights) pairs to score, read as `args` ask."""
+    batch_size, seed = run_config.train.batch_size, run_config.seed
+    count = (args.batches or run_config.train.final_eval_batches
+             or run_config.train.eval_batches)
+    if objective.name == "seq2seq":
+        encoded = read_eval_pairs(data_cfg, tokenizer, objective, vocab_size)
+        if args.whole_split:
+            return whole_split_pairs(encoded, batch_size, objective.special)
+        # The pair loader's own eval batching, over this split (it stands in for both splits).
+        split_loader = pairs.PairLoader(encoded, encoded, tokenizer, objective,
+                                        batch_size=batch_size, seed=seed, process_index=0,
+                                        process_count=1, prefetch=0)
+    else:
+        cache = read_eval_split(data_cfg, tokenizer, vocab_size)
+        if args.whole_split:
+            return whole_split_batches(cache, batch_size, data_cfg.seq_len, tokenizer.eod_id,
+                                       objective, seed)
+        # The loader's own eval batching, over this split (it stands in for both splits).
+        split_loader = loader.Loader(cache, cache, tokenizer, seq_len=data_cfg.seq_len,
+                                     batch_size=batch_size, seed=seed, prefetch=0,
+                                     objective=objective)
+    return ((batch, np.ones(batch_size, np.float32)) for batch in split_loader.eval_batches(count))
 
 
 def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Path, dict]:
@@ -162,36 +230,45 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         raise trained.RunError(f"--batches {args.batches}: must be an integer >= 1")
     trained.check_checkpoint(workdir, summary)  # before any data is read
     tokenizer = trained.tokenizer_of(run_config)
-    cache = read_eval_split(data_cfg, tokenizer, model.vocab_size)
+    # The objective's batches exactly as the run's loader makes them (its special tokens after
+    # the tokenizer's ids).
+    objective = objectives.for_config(data_cfg, run_config.train, int(tokenizer.vocab_size),
+                                      int(tokenizer.eod_id))
+    batches = _batches(args, run_config, data_cfg, tokenizer, objective, model.vocab_size)
     run = trained.load(workdir, single_device=args.single_device)
-    batch_size, seq_len = run_config.train.batch_size, data_cfg.seq_len
-    if args.whole_split:
-        batches = whole_split_batches(cache, batch_size, seq_len, tokenizer.eod_id)
-    else:
-        # The loader's own eval batching, over this split (it stands in for both splits).
-        split_loader = loader.Loader(cache, cache, tokenizer, seq_len=seq_len,
-                                     batch_size=batch_size, seed=run_config.seed, prefetch=0)
-        count = args.batches or run_config.train.eval_batches
-        batches = ((batch, np.ones(batch_size, np.float32))
-                   for batch in split_loader.eval_batches(count))
     byte_lengths = token_byte_lengths(tokenizer)
     step_fn = jax.jit(functools.partial(_batch_nats, model=run.model))
-    nats, tokens, text_bytes, num_batches = 0.0, 0, 0, 0
+    nats, tokens, text_bytes, batch_losses, scores_special = 0.0, 0, 0, [], False
     with run.context():
         replicated = parallel.replicated(run.program.mesh)
         for batch, weights in batches:
+            counted = np.asarray(batch["targets"])[
+                np.asarray(batch.get("loss_mask", np.ones_like(batch["targets"])))
+                * weights[:, None] > 0]
             batch = parallel.global_batch(batch, run.program.batch_sharding)
             batch_nats, batch_tokens = step_fn(run.params, batch,
                                                jax.device_put(weights, replicated))
             nats += float(batch_nats)
             tokens += int(batch_tokens)
-            counted = np.asarray(jax.device_get(batch["targets"]))[weights > 0]
-            text_bytes += int(byte_lengths[counted].sum())
-            num_batches += 1
+            batch_losses.append(float(batch_nats) / max(float(batch_tokens), 1.0))
+            # Special tokens (span_corruption's sentinels) stand for no bytes of text.
+            scores_special |= bool(np.any(counted >= tokenizer.vocab_size))
+            text_bytes += int(byte_lengths[np.minimum(counted, tokenizer.vocab_size - 1)].sum())
+    bits_per_byte, note = None, None
+    if scores_special:
+        note = (f"not defined: train.objective={objective.name!r} scores special tokens "
+                "(sentinels) that stand for no text")
+    elif text_bytes:
+        bits_per_byte = nats / math.log(2) / text_bytes
     record = {
         "dataset": data_cfg.dataset, "split": data_cfg.eval_split, "feature": data_cfg.feature,
-        "loss": nats / tokens, "bits_per_byte": nats / math.log(2) / text_bytes if text_bytes else None,
-        "tokens": tokens, "bytes": text_bytes, "batches": num_batches, "seq_len": seq_len,
+        "objective": objective.name,
+        # The trainer averages its eval batches' mean losses; the whole split, every target once.
+        "loss": nats / tokens if args.whole_split else float(np.mean(batch_losses)),
+        "bits_per_byte": bits_per_byte,
+        **({"bits_per_byte_note": note} if note else {}),
+        "tokens": tokens, "bytes": text_bytes if not scores_special else None,
+        "batches": len(batch_losses), "seq_len": data_cfg.seq_len,
         "whole_split": bool(args.whole_split), "step": run.step, "tokenizer": tokenizer.name,
         "run": summary.get("name"), "run_final_eval_loss": summary.get("final_eval_loss"),
     }
@@ -211,8 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     except trained.RunError as error:
         return trained.fail(PROGRAM, error)
     bpb = record["bits_per_byte"]
-    print(f"{record['dataset']}:{record['split']}: loss {record['loss']:.4f} nats/token"
+    print(f"{record['dataset']}:{record['split']}: {record['objective']} loss "
+          f"{record['loss']:.4f} nats/token"
           + (f", {bpb:.4f} bits/byte" if bpb is not None else "")
+          + (f" (bits/byte {record['bits_per_byte_note']})"
+             if record.get("bits_per_byte_note") else "")
           + f" over {record['tokens']:,} tokens ({record['batches']} batches, checkpoint step "
           f"{record['step']}) -> {out}", flush=True)
     return 0

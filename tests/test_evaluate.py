@@ -43,6 +43,53 @@ def test_the_runs_own_eval_batches_reproduce_its_final_eval_loss(trained_run, ca
         record["loss"] * record["tokens"] / math.log(2) / record["bytes"], rel=1e-12)
 
 
+def _objective_config(objective: str, tmp_path):
+    layout = {"masked_lm": "encoder"}.get(objective, "encoder_decoder")
+    config = tiny_config(layout=layout)
+    config.name = f"tiny-{objective}"
+    config.train.objective = objective
+    config.train.steps = 4
+    config.train.eval_every = 4
+    config.train.log_every = 4
+    config.train.eval_batches = 2
+    config.optim.warmup_steps = 2
+    config.checkpoint.async_save = False
+    if objective == "seq2seq":
+        pairs = tmp_path / "pairs.tsv"
+        pairs.write_text("".join(f"def f{i}(x): return {i} * x\tf{i} = lambda x: x * {i}\n"
+                                 for i in range(300)))
+        config.data.dataset, config.data.files = "text_pairs", str(pairs)
+        config.data.target_len = 24
+    return config
+
+
+@pytest.mark.parametrize("objective", ["masked_lm", "span_corruption", "seq2seq"])
+def test_every_objectives_own_eval_batches_reproduce_its_final_eval_loss(objective, tmp_path):
+    """The run's own objective, scored as its trainer scored it: masked tokens of an encoder,
+    dropped spans or pair targets of an encoder–decoder (next-token prediction was scored
+    instead, and encoder–decoders failed with a traceback)."""
+    workdir = tmp_path / "run"
+    summary = train(_objective_config(objective, tmp_path), workdir)
+    assert summary["status"] == "completed" and summary["final_eval_loss"] is not None
+    assert evaluate.main(["--workdir", str(workdir)]) == 0
+    (path,) = (workdir / "eval").glob("*.json")
+    record = json.loads(path.read_text())
+    assert abs(record["loss"] - summary["final_eval_loss"]) <= 1e-5
+    assert record["objective"] == objective and record["batches"] == 2
+    if objective == "masked_lm":
+        # round(0.15 · 32) = 5 masked positions per row; bits over their bytes (all are text).
+        assert record["tokens"] == 2 * 8 * 5
+        assert record["bits_per_byte"] == pytest.approx(
+            record["loss"] * record["tokens"] / math.log(2) / record["bytes"], rel=1e-6)
+    elif objective == "span_corruption":
+        # Sentinels are scored and stand for no text: no number rather than a wrong one.
+        assert record["bits_per_byte"] is None and "not defined" in record["bits_per_byte_note"]
+    assert evaluate.main(["--workdir", str(workdir), "--whole-split"]) == 0
+    whole = json.loads(path.read_text())
+    assert whole["whole_split"] and np.isfinite(whole["loss"])
+    assert abs(whole["loss"] - summary["final_eval_loss"]) < 0.1
+
+
 def test_the_whole_split_agrees_within_noise(trained_run):
     workdir, summary = trained_run
     assert evaluate.main(["--workdir", str(workdir), "--whole-split"]) == 0
@@ -94,3 +141,18 @@ def test_evaluating_a_run_leaves_its_save_in_flight_alone(trained_run, tmp_path,
     while time.monotonic() < deadline and in_flight.is_dir():
         time.sleep(0.05)
     assert in_flight.is_dir()
+
+
+def test_by_default_the_batches_of_the_runs_final_evaluation_are_read():
+    """The trainer's final evaluation reads train.final_eval_batches when set."""
+    import argparse
+
+    from scaling.data import objectives, tokenizers
+
+    config = tiny_config()
+    config.train.eval_batches, config.train.final_eval_batches = 2, 3
+    tokenizer = tokenizers.ByteTokenizer()
+    objective = objectives.for_config(config.data, config.train, 257, 256)
+    args = argparse.Namespace(batches=None, whole_split=False)
+    batches = list(evaluate._batches(args, config, config.data, tokenizer, objective, 257))
+    assert len(batches) == 3
