@@ -8,10 +8,10 @@ The text is tokenized with the run's own tokenizer and cut into windows of the r
 `data.seq_len` exactly as training reads its eval split, and scored on the run's own
 `train.objective` (next tokens, masked tokens, dropped spans, or the targets of seq2seq pairs) by
 the trainer's eval step: by default the batches of the run's final evaluation
-(`train.final_eval_batches`, else `train.eval_batches`) with their loss averaged over batches as
-the trainer does (so on the run's own eval split this reproduces its final eval loss, for every
-objective), with `--whole-split` every whole window (or pair) of the split once, averaged over its
-target tokens. Writes `<workdir>/eval/<dataset>-<split>.json` with `loss` (mean cross-entropy,
+(`train.final_eval_batches`, else `train.eval_batches`), so that on the run's own eval split
+this reproduces its final eval loss, for every objective; with `--whole-split` every whole window
+(or pair) of the split once. Either way the loss is averaged over target tokens, as the trainer
+averages its eval batches. Writes `<workdir>/eval/<dataset>-<split>.json` with `loss` (mean cross-entropy,
 nats per target token) and `bits_per_byte` (total bits over the UTF-8 bytes of the scored targets,
 comparable across tokenizers; null, with `bits_per_byte_note` saying why, where the objective
 scores special tokens that stand for no text, as span_corruption's sentinels). Only
@@ -263,8 +263,8 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     record = {
         "dataset": data_cfg.dataset, "split": data_cfg.eval_split, "feature": data_cfg.feature,
         "objective": objective.name,
-        # The trainer averages its eval batches' mean losses; the whole split, every target once.
-        "loss": nats / tokens if args.whole_split else float(np.mean(batch_losses)),
+        # Per target token, as the trainer averages its eval batches (weighted by their tokens).
+        "loss": nats / tokens,
         "bits_per_byte": bits_per_byte,
         **({"bits_per_byte_note": note} if note else {}),
         "tokens": tokens, "bytes": text_bytes if not scores_special else None,
