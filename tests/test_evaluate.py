@@ -13,17 +13,21 @@ from scaling import evaluate
 from scaling.train import train
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A run trained for 6 steps that evaluates its eval split (2 batches) at the end."""
-    config = tiny_config()
-    config.name = "tiny-trained"
-    config.train.steps = 6
-    config.train.eval_every = 6
-    config.train.log_every = 6
+def _short_run_config(name: str, steps: int, **model):
+    """A tiny run of `steps` steps that logs and evaluates (2 batches) only at its end."""
+    config = tiny_config(**model)
+    config.name = name
+    config.train.steps = config.train.eval_every = config.train.log_every = steps
     config.train.eval_batches = 2
     config.optim.warmup_steps = 2
     config.checkpoint.async_save = False
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run trained for 6 steps that evaluates its eval split (2 batches) at the end."""
+    config = _short_run_config("tiny-trained", 6)
     workdir = tmp_path_factory.mktemp("trained")
     summary = train(config, workdir)
     assert summary["status"] == "completed" and summary["final_eval_loss"] is not None
@@ -45,15 +49,8 @@ def test_the_runs_own_eval_batches_reproduce_its_final_eval_loss(trained_run, ca
 
 def _objective_config(objective: str, tmp_path):
     layout = {"masked_lm": "encoder"}.get(objective, "encoder_decoder")
-    config = tiny_config(layout=layout)
-    config.name = f"tiny-{objective}"
+    config = _short_run_config(f"tiny-{objective}", 4, layout=layout)
     config.train.objective = objective
-    config.train.steps = 4
-    config.train.eval_every = 4
-    config.train.log_every = 4
-    config.train.eval_batches = 2
-    config.optim.warmup_steps = 2
-    config.checkpoint.async_save = False
     if objective == "seq2seq":
         pairs = tmp_path / "pairs.tsv"
         pairs.write_text("".join(f"def f{i}(x): return {i} * x\tf{i} = lambda x: x * {i}\n"

@@ -139,7 +139,8 @@ def test_mup_embeddings_keep_the_base_widths_std_at_every_width(init):
         cfg = _tiny(init=init, d_model=width, head_dim=width // 4, d_ff=2 * width,
                     vocab_size=512, position="learned", max_seq_len=256)
         tokens = jnp.zeros((1, 12), jnp.int32)
-        params = nn.unbox(model_lib.Transformer(cfg).init(jax.random.key(0), tokens)["params"])
+        init_fn = jax.jit(model_lib.Transformer(cfg).init)
+        params = nn.unbox(init_fn(jax.random.key(0), tokens)["params"])
         for name in ("token_embedding", "position_embedding"):
             std = float(np.std(np.asarray(params[name])))
             assert std == pytest.approx(expected, rel=0.03), (init, width, name, std)
