@@ -65,15 +65,18 @@ class SweepProgress:
         self.finished[name] = max(self.trained_flops(name) - baseline, 0.0)
 
     def seconds_left(self) -> float | None:
-        """Remaining FLOPs over the FLOP/s measured since start; None before any step."""
+        """Remaining FLOPs over the FLOP/s measured since start; None before any step. A run
+        not finished counts what it has left past its last logged step, so a pending run that an
+        earlier invocation trained part of (to resume from its checkpoint) counts only the rest."""
         progress = {name: self.trained_flops(name) for name in self.running}
         trained_now = sum(self.finished.values()) + sum(
             max(progress[name] - baseline, 0.0) for name, baseline in self.running.items())
         elapsed = self.clock() - self.start
         if trained_now <= 0 or elapsed <= 0:
             return None
-        remaining = sum(run.study_flops for name, run in self.runs.items()
-                        if name not in self.finished) - sum(progress.values())
+        remaining = sum(run.study_flops - (progress[name] if name in progress
+                                           else self.trained_flops(name))
+                        for name, run in self.runs.items() if name not in self.finished)
         return max(remaining, 0.0) / (trained_now / elapsed)
 
     def line(self) -> str:

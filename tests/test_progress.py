@@ -51,6 +51,21 @@ def test_status_line_and_time_left(tmp_path):
     assert progress.line().startswith("[sweep] 1 done, 1 running, 1 pending, ETA 1m16s | b step")
 
 
+def test_a_pending_run_trained_in_part_before_counts_only_what_it_has_left(tmp_path):
+    # a: 100 steps, 1000 FLOPs, running. c: 100 steps, 3000 FLOPs, pending, preempted at step 40
+    # by an earlier invocation: 1800 of its FLOPs are left.
+    runs = [planned("a", 100, 1000.0), planned("c", 100, 3000.0)]
+    now = [0.0]
+    progress = SweepProgress(runs, lambda name: tmp_path / name, stream=io.StringIO(),
+                             clock=lambda: now[0])
+    log_steps(tmp_path / "c", {"step": 40, "train_loss": 4.0})
+    progress.started("a")
+    now[0] = 10.0
+    log_steps(tmp_path / "a", {"step": 50, "train_loss": 4.5})  # 500 FLOPs in 10 s
+    # Left: a 500 + c 1800 = 2300 at 50 FLOP/s → 46 s.
+    assert progress.seconds_left() == pytest.approx(46.0)
+
+
 def test_last_record_skips_a_line_being_written(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 2}\n{"step": 4}\n{"step": ')
