@@ -361,12 +361,17 @@ def main(argv=None) -> int:
     backtests = []
     for path in args.paths:
         try:
-            backtests.append(json.loads(pathlib.Path(path).read_text()))
+            backtest = json.loads(pathlib.Path(path).read_text())
+            missing = [key for key in ("methods", "headline", "interval")
+                       if not isinstance(backtest, dict) or key not in backtest]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}: written by scaling-fit --backtest?")
         except (OSError, ValueError) as error:
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             print(f"analysis.backtest: error: {path}: not a readable backtest.json ({reason})",
                   file=sys.stderr)
             return 2
+        backtests.append(backtest)
     summary = coverage(backtests)
     print(f"| method | held-out predictions | inside the {summary['nominal']:.0%} interval | coverage |")
     print("|---|---|---|---|")

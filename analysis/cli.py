@@ -27,7 +27,7 @@ from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
 from analysis.pipeline import (DEFAULT_RESAMPLES, Settings, analyze, is_ladder,
                                parametric_skip_reason)
-from scaling.errors import ArgumentParser
+from scaling.errors import ArgumentParser, flag_name
 
 # Column names and preprocessing of published tables, for --preset.
 PRESETS = {
@@ -86,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
                         help=f"bootstrap resamples (default {DEFAULT_RESAMPLES}; 0 for none)")
     parser.add_argument("--improvement", type=float, default=None,
-                        help="loss improvement (nats) whose cost is reported (default 0.01)")
+                        help="loss improvement (nats) whose cost is reported (default "
+                             f"{Settings.improvement:g})")
     parser.add_argument("--reducible-fraction", type=float, default=None,
-                        help="report where the reducible loss falls below this fraction of E (default 0.1)")
+                        help="report where the reducible loss falls below this fraction of E "
+                             f"(default {Settings.reducible_fraction:g})")
     parser.add_argument("--isoflop-budgets", metavar="C1,C2,...|chinchilla",
                         help="snap each run to the nearest of these IsoFLOP budgets (FLOPs), or to "
                              "Chinchilla's nine; default: group runs whose FLOPs agree within 12%%")
@@ -109,10 +111,6 @@ NOT_WITH_COMPARE = ("law", "drop_highest", "hold_out_from", "backtest", "improve
 COMPARE_ONLY = ("separate_e",)
 
 
-def _flag(option: str) -> str:
-    return "--" + option.replace("_", "-")
-
-
 def _check_options_apply(args) -> None:
     """An option the chosen input does not read is an error, not silently ignored."""
     given = [option for option in dict.fromkeys(CSV_ONLY + NOT_WITH_COMPARE + COMPARE_ONLY)
@@ -129,9 +127,12 @@ def _check_options_apply(args) -> None:
         unused = [option for option in given if option in COMPARE_ONLY]
         why = "it is for --compare"
     if unused:
-        raise ValueError(f"{', '.join(map(_flag, unused))}: not used here ({why})")
-    args.improvement = 0.01 if args.improvement is None else args.improvement
-    args.reducible_fraction = 0.1 if args.reducible_fraction is None else args.reducible_fraction
+        raise ValueError(f"{', '.join(map(flag_name, unused))}: not used here ({why})")
+    # Unset (None) so that --compare can tell they were not given; the fits' defaults otherwise.
+    if args.improvement is None:
+        args.improvement = Settings.improvement
+    if args.reducible_fraction is None:
+        args.reducible_fraction = Settings.reducible_fraction
 
 
 def _check_settings(args) -> None:
@@ -247,8 +248,10 @@ def run(args) -> pathlib.Path:
     fallback = None
     if args.law is None and default_law != "compute":
         reason = parametric_skip_reason(runs, default_law)
-        if reason is not None:  # not asked for: the report says why, and L(C) leads
+        if reason is not None:  # not asked for: L(C) leads, and the report says why
             fallback = f"{default_law} cannot be fitted ({reason}); the headline law is compute"
+            data_summary["headline_note"] = (f"{default_law}, the default for these runs, "
+                                             f"cannot be fitted: {reason}")
             default_law = "compute"
     drop_largest = args.drop_highest or 1
     settings = Settings(law=args.law or default_law, num_resamples=args.bootstrap, seed=args.seed,

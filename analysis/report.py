@@ -142,7 +142,9 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
     lines.append(fitted + ".")
     for row in data.get("excluded", []):
         lines.append(f"- excluded {row['name']}: {row['reason']}")
-    lines += ["", f"Headline law: **{summary['law']}**, `{summary['formula']}`.", ""]
+    lines += ["", f"Headline law: **{summary['law']}**, `{summary['formula']}`."
+              + (f" ({data['headline_note']}.)" if data.get("headline_note") else ""),
+              ""]
     fits = summary["fits"]
     order = [summary["law"]] + [name for name in fits if name != summary["law"]]
     titles = {"compute": "Approach 1: loss vs compute on the compute-efficient frontier",

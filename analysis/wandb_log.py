@@ -16,10 +16,11 @@ The mode is W&B's own `WANDB_MODE` when set, else online with an API key and off
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 
 import pandas as pd
+
+from scaling.tracking import effective_mode, wandb_api_key
 
 INTERVAL_FIELDS = {"value": "", "se": "_se", "ci_low": "_ci_low", "ci_high": "_ci_high"}
 EXTRAPOLATION_METRICS = ("mean_abs_error", "max_abs_error", "rmse", "mean_abs_relative_error",
@@ -54,11 +55,10 @@ def default_group(input_path: pathlib.Path) -> str | None:
 
 
 def _mode() -> str:
-    wanted = os.environ.get("WANDB_MODE", "").lower()
-    wanted = {"dryrun": "offline"}.get(wanted, wanted)  # W&B's older name for offline
-    if wanted in ("online", "offline", "disabled"):
-        return wanted
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    """Online, as a training run's W&B is: lowered by `WANDB_MODE`, and offline without an API
+    key (`WANDB_API_KEY` or `wandb login`'s)."""
+    mode = effective_mode("online")
+    return mode if mode != "online" or wandb_api_key() else "offline"
 
 
 def log_fit(out_dir: pathlib.Path, input_path: pathlib.Path, project: str,

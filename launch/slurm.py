@@ -22,7 +22,7 @@ import shlex
 import sys
 
 from launch.commands import PREEMPTED_EXIT_CODE, UsageError, execute_checked, exit_code_of
-from scaling.errors import ArgumentParser
+from scaling.errors import ArgumentParser, flag_name
 
 PROGRAM = "scaling-slurm"
 SECONDS_TO_SAVE = 120  # SIGTERM this long before the time limit: enough to write a checkpoint
@@ -108,7 +108,7 @@ def _validate(args: argparse.Namespace) -> None:
         _positive("--gpus-per-node", args.gpus_per_node)
         for option in ("job_name", "partition", "account", "time"):
             if getattr(args, option):
-                _directive_value("--" + option.replace("_", "-"), getattr(args, option))
+                _directive_value(flag_name(option), getattr(args, option))
         _directive_value("--workdir", os.path.abspath(args.workdir))
         _directive_value("the current directory (the job's --chdir)", os.getcwd())
         return

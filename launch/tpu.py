@@ -204,16 +204,19 @@ def slice_state(s: Settings) -> str:
     raise CommandFailed(describe_command(s), result.returncode, "could not describe the slice")
 
 
-class SliceFailed(CommandFailed):
-    """The queued resource ended FAILED: provisioning it failed, for the reason gcloud gives."""
+def failure_reason(s: Settings) -> str:
+    """Why the FAILED queued resource failed, as gcloud says (read before it is deleted)."""
+    result = execute(failure_command(s), dry_run=False, capture=True)
+    return (result.stdout.strip() if result.returncode == 0 else "") or "no reason given"
 
-    def __init__(self, s: Settings, deleted: bool):
-        result = execute(failure_command(s), dry_run=False, capture=True)
-        reason = (result.stdout.strip() if result.returncode == 0 else "") or "no reason given"
-        then = "deleted it; " if deleted else ""
-        RuntimeError.__init__(self, f"queued resource {s.name} is FAILED: {reason} ({then}not "
-                                    "retried: the same request would fail again)")
-        self.returncode = 1
+
+def slice_failed(s: Settings, reason: str, deleted: bool) -> CommandFailed:
+    """The error for a queued resource that ended FAILED: its request could not be met."""
+    error = CommandFailed(describe_command(s), 1)
+    then = "deleted it; " if deleted else ""
+    error.args = (f"queued resource {s.name} is FAILED: {reason} ({then}not retried: the same "
+                  "request would fail again)",)
+    return error
 
 
 def create(s: Settings, dry_run: bool) -> str:
@@ -322,8 +325,9 @@ def _attempt(s: Settings, dry_run: bool) -> bool:
     """One create → setup → run. True when the sweep finished, False when the slice was preempted."""
     state = create(s, dry_run)
     if state == FAILED:
+        reason = failure_reason(s)
         delete(s, dry_run)  # frees the name for the next `up`
-        raise SliceFailed(s, deleted=True)
+        raise slice_failed(s, reason, deleted=True)
     if state != ACTIVE:
         log(f"queued resource {s.name} is {state}")
         return False
@@ -445,7 +449,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.subcommand == "create":
         state = create(s, args.dry_run)
         if state == FAILED:
-            raise SliceFailed(s, deleted=False)
+            raise slice_failed(s, failure_reason(s), deleted=False)
         if state != ACTIVE:
             raise CommandFailed(describe_command(s), 1, f"the queued resource is {state}")
         return 0

@@ -14,6 +14,7 @@ import re
 import ml_collections
 
 from launch.commands import UsageError
+from scaling.errors import flag_name
 
 # Accelerator types as `gcloud` names them: a TPU generation, an optional variant, a core/chip count
 # (v4-8, v5litepod-16, v5p-128, v6e-8).
@@ -77,13 +78,9 @@ def split_bucket(bucket: str) -> tuple[str, str]:
     return name, folder.strip("/")
 
 
-def _flag(field: str) -> str:
-    return "--" + field.replace("_", "-")
-
-
 def _nonempty(settings: ml_collections.ConfigDict, field: str) -> None:
     if not str(settings[field]).strip():
-        raise UsageError(_flag(field), settings[field], "a non-empty value")
+        raise UsageError(flag_name(field), settings[field], "a non-empty value")
 
 
 def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:

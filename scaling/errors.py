@@ -11,6 +11,11 @@ import argparse
 from typing import Any
 
 
+def flag_name(field: str) -> str:
+    """The command-line flag of a settings field: `max_retries` → `--max-retries`."""
+    return "--" + field.replace("_", "-")
+
+
 class ConfigError(ValueError):
     """A configuration value is not allowed. The message names field, value and what is allowed."""
 

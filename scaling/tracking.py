@@ -201,8 +201,7 @@ class WandbRun:
         if self._run is None:
             return
         try:
-            # W&B's own step is the training step: the attempts of a resumed run then line up
-            # by step instead of each counting from 0.
+            # W&B's own step is the training step, so the attempts of a resumed run line up.
             step = record.get("step")
             self._run.log(to_wandb_names(record), step=None if step is None else int(step))
         except Exception as error:

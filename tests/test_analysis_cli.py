@@ -206,6 +206,9 @@ def test_a_default_headline_law_the_runs_cannot_support_falls_back_to_compute(tm
     assert fit["law"] == "compute"
     assert "scaling-fit: note: chinchilla cannot be fitted (6 runs with 2 distinct N" in \
         capsys.readouterr().err
+    assert ("Headline law: **compute**, `L = E + A·C^-alpha`. (chinchilla, the default for these "
+            "runs, cannot be fitted: 6 runs with 2 distinct N") in (tmp_path / "a" / "report.md"
+                                                                     ).read_text()
     assert main(["--results", str(results), "--bootstrap", "0", "--law", "chinchilla",
                  "--out", str(tmp_path / "b")]) == 2
     assert "law='chinchilla' cannot be fitted" in capsys.readouterr().err
@@ -245,8 +248,10 @@ def test_the_backtest_summary_of_an_unreadable_file_is_one_line(tmp_path, capsys
     from analysis.backtest import main as aggregate
 
     (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "fit.json").write_text('{"law": "compute"}')
     for path, reason in ((tmp_path / "missing.json", "No such file or directory"),
-                         (tmp_path / "broken.json", "Expecting property name")):
+                         (tmp_path / "broken.json", "Expecting property name"),
+                         (tmp_path / "fit.json", "no methods, headline, interval: written by")):
         assert aggregate([str(path)]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1

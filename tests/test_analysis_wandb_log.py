@@ -50,12 +50,19 @@ def test_the_fit_is_logged_as_a_run_of_the_sweeps_group(tmp_path, monkeypatch, c
 @pytest.mark.parametrize("environment, mode", [({"WANDB_MODE": "dryrun"}, "offline"),
                                                ({"WANDB_MODE": "disabled"}, "disabled"),
                                                ({}, "offline"),
-                                               ({"WANDB_API_KEY": "k"}, "online")])
-def test_the_fit_runs_in_the_mode_a_training_run_would(monkeypatch, environment, mode):
+                                               ({"WANDB_MODE": "online"}, "offline"),
+                                               ({"WANDB_API_KEY": "k"}, "online"),
+                                               ({"netrc": True}, "online")])
+def test_the_fit_runs_in_the_mode_a_training_run_would(monkeypatch, tmp_path, environment, mode):
     from analysis import wandb_log
 
-    for variable in ("WANDB_MODE", "WANDB_API_KEY"):
+    for variable in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
         monkeypatch.delenv(variable, raising=False)
+    netrc = tmp_path / "netrc"  # where `wandb login` saves the key
+    environment = dict(environment)
+    if environment.pop("netrc", False):
+        netrc.write_text("machine api.wandb.ai login user password k\n")
+    monkeypatch.setenv("NETRC", str(netrc))
     for variable, value in environment.items():
         monkeypatch.setenv(variable, value)
     assert wandb_log._mode() == mode

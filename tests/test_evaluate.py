@@ -63,8 +63,7 @@ def _objective_config(objective: str, tmp_path):
 @pytest.mark.parametrize("objective", ["masked_lm", "span_corruption", "seq2seq"])
 def test_every_objectives_own_eval_batches_reproduce_its_final_eval_loss(objective, tmp_path):
     """The run's own objective, scored as its trainer scored it: masked tokens of an encoder,
-    dropped spans or pair targets of an encoder–decoder (next-token prediction was scored
-    instead, and encoder–decoders failed with a traceback)."""
+    dropped spans or pair targets of an encoder–decoder, not next-token prediction."""
     workdir = tmp_path / "run"
     summary = train(_objective_config(objective, tmp_path), workdir)
     assert summary["status"] == "completed" and summary["final_eval_loss"] is not None

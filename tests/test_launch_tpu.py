@@ -218,8 +218,9 @@ def test_a_failed_queued_resource_is_reported_with_its_reason_deleted_and_not_re
              "responses": [{"stdout": "PROVISIONING\n"}, {"stdout": "FAILED\n"}]}]
     result = cloud.launch(*up_args(), plan=plan)
     assert result.returncode == 1
-    assert [kind(c) for c in cloud.calls()] == ["create", "describe", "describe", "delete",
-                                                "describe"]
+    # The reason is read while the queued resource still exists, then it is deleted.
+    assert [kind(c) for c in cloud.calls()] == ["create", "describe", "describe", "describe",
+                                                "delete"]
     assert result.stderr.strip().splitlines()[-1] == (
         "scaling-tpu: error: queued resource qr is FAILED: Quota exceeded for "
         "TPUV5sLitepodServingPerProjectPerZone (deleted it; not retried: the same request would "

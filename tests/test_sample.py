@@ -158,8 +158,8 @@ def spm_path(tmp_path_factory):
 
 
 def test_special_ids_are_named_for_both_tokenizers(spm_path):
-    """An objective's special ids lie past the tokenizer's vocabulary: named, never decoded (the
-    SentencePiece processor raised OUT_OF_RANGE on them; the byte tokenizer dropped them)."""
+    """An objective's special ids lie past the tokenizer's vocabulary: named, never decoded (a
+    SentencePiece processor has no piece for them) nor dropped."""
     byte = tokenizers.ByteTokenizer()
     special = objectives.SpecialTokens(257, num_sentinels=3)
     tokens = [*b"ab", 259, 260, *b"cd", 262, 257, 258, *b"e", 256, 261]
