@@ -19,6 +19,7 @@ import pathlib
 import subprocess
 import sys
 
+from scaling import files
 from scaling.errors import ConfigError
 from scaling.evaluate import eval_data_config, eval_set_name
 from scaling.trained import RunError
@@ -158,21 +159,15 @@ def evaluate_sweep(workdir: pathlib.Path, run_dirs: dict[str, pathlib.Path],
 
 
 def add_columns(results: pathlib.Path, run_dirs: dict[str, pathlib.Path], specs: list[str]) -> None:
-    """Rewrite results.csv (atomically) with one `eval_loss_*` column per eval set."""
+    """Rewrite results.csv (atomically) with one `eval_loss_*` column per eval set, beside those
+    it has (`eval_columns`)."""
     with open(results, newline="") as file:
         reader = csv.DictReader(file)
-        columns, rows = list(reader.fieldnames or []), list(reader)
-    for spec in specs:
-        column = column_name(spec)
-        if column not in columns:
-            columns.append(column)
-        for row in rows:
-            run_dir = run_dirs.get(row.get("name", ""))
-            record = eval_record(run_dir, spec) if run_dir is not None else None
-            row[column] = record["loss"] if record else ""
-    tmp = results.with_name(results.name + ".tmp")
-    with open(tmp, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, results)
+        header, rows = list(reader.fieldnames or []), list(reader)
+    kept = [column for column in header if not column.startswith(COLUMN_PREFIX)]
+    wanted = list(dict.fromkeys(table_columns(results) + [column_name(spec) for spec in specs]))
+    evals = eval_columns(run_dirs, wanted)
+    files.write_csv_atomic(results, kept + list(evals), [
+        {**{column: row.get(column, "") for column in kept},
+         **{column: losses.get(row.get("name", ""), "") for column, losses in evals.items()}}
+        for row in rows])

@@ -32,9 +32,8 @@ import struct
 import sys
 
 from launch import results
-from scaling import tracking
+from scaling import files, tracking
 from launch.results import RESULT_COLUMNS
-from launch.sweep import write_csv_atomic
 from scaling.errors import ArgumentParser
 
 LOG_BLOCK_BYTES, RECORD_HEADER_BYTES = 32768, 7
@@ -187,7 +186,7 @@ def result_rows(runs: list[dict]) -> list[dict]:
 def write_results(rows: list[dict], out: pathlib.Path) -> None:
     """Write results.csv atomically (a reader never sees half a table)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(out, RESULT_COLUMNS, rows)
+    files.write_csv_atomic(out, RESULT_COLUMNS, rows)
 
 
 def parse_args(argv: list[str]):

@@ -281,13 +281,6 @@ def curve_rows(run: plans.PlannedRun, run_dir: pathlib.Path) -> list[dict]:
             for record in tracking.read_metrics(path)]
 
 
-def write_csv_atomic(path: pathlib.Path, columns, rows) -> None:
-    with files.atomic_output(path, "w") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def host_id() -> str:
     """This host's index on a multi-host slice or SLURM job ("0" elsewhere): every host runs the
     sweep (each run spans all hosts)."""
@@ -318,12 +311,12 @@ def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict,
     stopped = stopped or {}
     run_dirs = {run.name: run_directory(workdir, run.name) for run in runs}
     evals = evaluation.eval_columns(run_dirs, evaluation.table_columns(workdir / "results.csv"))
-    write_csv_atomic(workdir / "results.csv", RESULT_COLUMNS + tuple(evals),
+    files.write_csv_atomic(workdir / "results.csv", RESULT_COLUMNS + tuple(evals),
                      [{**result_row(run, run_dirs[run.name], errors.get(run.name, ""),
                                     stopped.get(run.name, "")),
                        **{column: losses.get(run.name, "") for column, losses in evals.items()}}
                       for run in runs])
-    write_csv_atomic(workdir / "curves.csv", CURVE_COLUMNS,
+    files.write_csv_atomic(workdir / "curves.csv", CURVE_COLUMNS,
                      [row for run in runs for row in curve_rows(run, run_directory(workdir, run.name))])
 
 

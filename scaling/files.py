@@ -13,6 +13,7 @@ complete.
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
 import datetime
 import json
@@ -73,6 +74,14 @@ def write_bytes_atomic(path: pathlib.Path, data: bytes) -> None:
 
 def write_text_atomic(path: pathlib.Path, text: str) -> None:
     write_bytes_atomic(path, text.encode())
+
+
+def write_csv_atomic(path: pathlib.Path, columns, rows) -> None:
+    """A CSV of `rows` (dicts) under the header `columns`, replacing `path` atomically."""
+    with atomic_output(path, "w") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_json_atomic(path: pathlib.Path, payload: Any) -> None:

@@ -80,13 +80,15 @@ def test_the_sweeps_rewrites_of_the_table_keep_the_eval_columns_of_the_runs_file
         return [{column: value for column, value in row.items() if column.startswith("eval_loss_")}
                 for row in rows]
 
+    # The sets asked for, and the evaluation made by hand (of the current checkpoint) as well.
     evaluated = table()
     assert eval_columns(evaluated) == [
-        {"eval_loss_python_stdlib": "1.25", "eval_loss_python_stdlib-test": "1.5"},
-        {"eval_loss_python_stdlib": "2.5", "eval_loss_python_stdlib-test": "2.5"}]
+        {"eval_loss_python_stdlib": "1.25", "eval_loss_python_stdlib-test": "1.5",
+         "eval_loss_tiny_shakespeare": ""},
+        {"eval_loss_python_stdlib": "2.5", "eval_loss_python_stdlib-test": "2.5",
+         "eval_loss_tiny_shakespeare": "3.25"}]
     sweep.gather(tmp_path, runs, {})  # a rerun without --eval
-    assert table() == [{**row, "eval_loss_tiny_shakespeare": loss}
-                       for row, loss in zip(evaluated, ["", "3.25"])]
+    assert table() == evaluated
     # Rebuilt without the old table: each evaluation is a column, named as --eval names it.
     (tmp_path / "results.csv").unlink()
     sweep.gather(tmp_path, runs, {})
