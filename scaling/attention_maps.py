@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from scaling import model as model_lib
-from scaling import sample, trained
+from scaling import trained
 from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-attention"
@@ -62,7 +62,7 @@ def token_labels(tokenizer, token_ids, special) -> list[str]:
             labels.append("<eod>")
             continue
         if int(token) >= tokenizer.vocab_size:
-            labels.append(sample.special_name(int(token), special))
+            labels.append(trained.special_name(int(token), special))
             continue
         text = tokenizer.decode([int(token)])
         labels.append(text.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "\u2423") or "?")
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     model = trained.run_model(summary)
     config = trained.run_config(summary)
     tokenizer = trained.tokenizer_of(config)
-    token_ids = ([sample.start_token(config, tokenizer, model.layout)]
+    token_ids = ([trained.start_token(config, tokenizer, model.layout)]
                  + list(tokenizer.encode(args.text)))
     source_ids = (None if args.source is None
                   else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
                               None if source_ids is None else np.asarray([source_ids], np.int32))
     weights_NxHxLxL = np.asarray(maps[stack][:, 0], np.float32)
     labels = token_labels(tokenizer, source_ids if stack == "encoder" and source_ids else token_ids,
-                          sample.special_tokens(config, tokenizer))
+                          trained.special_tokens(config, tokenizer))
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     name = summary.get("name") or workdir.name

@@ -232,8 +232,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     tokenizer = trained.tokenizer_of(run_config)
     # The objective's batches exactly as the run's loader makes them (its special tokens after
     # the tokenizer's ids).
-    objective = objectives.for_config(data_cfg, run_config.train, int(tokenizer.vocab_size),
-                                      int(tokenizer.eod_id))
+    objective = trained.objective_of(run_config, tokenizer, data=data_cfg)
     batches = _batches(args, run_config, data_cfg, tokenizer, objective, model.vocab_size)
     run = trained.load(workdir, single_device=args.single_device)
     byte_lengths = token_byte_lengths(tokenizer)

@@ -96,35 +96,6 @@ def check_fits(model, prompt_tokens: int, new_tokens: int, source_tokens: int | 
                                    f"positions allow at most {model.max_seq_len}")
 
 
-def special_tokens(config, tokenizer) -> objectives.SpecialTokens | None:
-    """The special tokens the run's objective placed after the tokenizer's ids, as its loader
-    did (`objectives.for_config`); None for causal_lm, which has none."""
-    objective = objectives.for_config(config.data, config.train, int(tokenizer.vocab_size),
-                                      int(tokenizer.eod_id))
-    return None if objective.name == "causal_lm" else objective.special
-
-
-def start_token(config, tokenizer, layout: str) -> int:
-    """The token a sequence starts from: for an encoder–decoder's decoder the objective's BOS
-    (the first decoder input of every training batch), else end-of-document."""
-    if layout == "encoder_decoder":
-        return special_tokens(config, tokenizer).bos
-    return int(tokenizer.eod_id)
-
-
-def special_name(token: int, special: objectives.SpecialTokens | None) -> str:
-    """The visible name of an id past the tokenizer's vocabulary (`<unused_N>` for an id no
-    special token holds, as in a model vocabulary set larger than the tokenizer's)."""
-    if special is None:
-        return f"<unused_{token}>"
-    names = {special.pad: "<pad>", special.mask: "<mask>", special.bos: "<bos>"}
-    if token in names:
-        return names[token]
-    if special.sentinel(0) <= token < special.vocab_size:
-        return f"<sentinel_{token - special.sentinel(0)}>"
-    return f"<unused_{token}>"
-
-
 def decode_sample(tokenizer, tokens: np.ndarray,
                   special: objectives.SpecialTokens | None) -> str:
     """The text of generated tokens, up to the first end-of-document token; ids the tokenizer
@@ -140,7 +111,7 @@ def decode_sample(tokenizer, tokens: np.ndarray,
         if run:
             pieces.append(tokenizer.decode(run))
             run = []
-        pieces.append(special_name(token, special))
+        pieces.append(trained.special_name(token, special))
     if run:
         pieces.append(tokenizer.decode(run))
     return "".join(pieces)
@@ -157,7 +128,7 @@ def sample(args: argparse.Namespace) -> list[str]:
     model = trained.run_model(summary)
     config = trained.run_config(summary)
     tokenizer = trained.tokenizer_of(config)
-    prompt_ids = [start_token(config, tokenizer, model.layout)] + list(tokenizer.encode(prompt))
+    prompt_ids = [trained.start_token(config, tokenizer, model.layout)] + list(tokenizer.encode(prompt))
     # The encoder reads the source's tokens alone (an empty source: the end-of-document token).
     source_ids = (None if args.source is None
                   else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
@@ -174,7 +145,7 @@ def sample(args: argparse.Namespace) -> list[str]:
         tokens_BxN = decoding.generate(run.model, run.params, prompt_BxP,
                                        jax.random.key(args.seed), settings, source_BxS)
     tokens_BxN = np.asarray(jax.device_get(tokens_BxN))
-    special = special_tokens(config, tokenizer)
+    special = trained.special_tokens(config, tokenizer)
     return [prompt + decode_sample(tokenizer, row, special) for row in tokens_BxN]
 
 

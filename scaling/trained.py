@@ -23,7 +23,7 @@ import ml_collections
 from scaling import parallel
 from scaling.checkpoint import Checkpointer
 from scaling.config import ModelConfig, default_config
-from scaling.data import tokenizers
+from scaling.data import objectives, tokenizers
 from scaling.errors import ConfigError, IncompatibleCheckpoint
 from scaling.step import build_program
 
@@ -154,6 +154,41 @@ def tokenizer_of(config: ml_collections.ConfigDict):
     except (OSError, ConfigError) as error:
         raise RunError(f"the run's tokenizer ({config.data.tokenizer}) cannot be loaded: "
                        f"{error}") from None
+
+
+def objective_of(config: ml_collections.ConfigDict, tokenizer, data=None):
+    """The run's objective as its loader made it (`objectives.for_config`: its special tokens
+    after the tokenizer's ids), on `data` (default: the run's own `config.data`)."""
+    return objectives.for_config(config.data if data is None else data, config.train,
+                                 int(tokenizer.vocab_size), int(tokenizer.eod_id))
+
+
+def special_tokens(config: ml_collections.ConfigDict, tokenizer) -> objectives.SpecialTokens | None:
+    """The special tokens the run's objective placed after the tokenizer's ids; None for
+    causal_lm, which has none."""
+    objective = objective_of(config, tokenizer)
+    return None if objective.name == "causal_lm" else objective.special
+
+
+def start_token(config: ml_collections.ConfigDict, tokenizer, layout: str) -> int:
+    """The token a sequence starts from: for an encoder–decoder's decoder the objective's BOS
+    (the first decoder input of every training batch), else end-of-document."""
+    if layout == "encoder_decoder":
+        return special_tokens(config, tokenizer).bos
+    return int(tokenizer.eod_id)
+
+
+def special_name(token: int, special: objectives.SpecialTokens | None) -> str:
+    """The visible name of an id past the tokenizer's vocabulary (`<unused_N>` for an id no
+    special token holds, as in a model vocabulary set larger than the tokenizer's)."""
+    if special is None:
+        return f"<unused_{token}>"
+    names = {special.pad: "<pad>", special.mask: "<mask>", special.bos: "<bos>"}
+    if token in names:
+        return names[token]
+    if special.sentinel(0) <= token < special.vocab_size:
+        return f"<sentinel_{token - special.sentinel(0)}>"
+    return f"<unused_{token}>"
 
 
 def quiet_logging() -> None:
