@@ -33,6 +33,7 @@ from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import branches, files, hardware, status, tracking
+from scaling.config import differing_fields
 from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import load_config, split_argv
 
@@ -71,9 +72,9 @@ OPERATIONAL_FIELDS = ("wandb.", "checkpoint.", "distributed.", "mesh.", "data.ca
 
 
 def _comparable(config: dict, parent_field: str) -> dict:
-    """A run config's fields, dotted, as summary.json holds them (JSON values), without the
-    operational ones; a branch's `train.init_from` as the parent's run name, not its path."""
-    flat = plans.flatten(json.loads(json.dumps(config, default=str)))
+    """A run config's fields, dotted, without the operational ones; a branch's
+    `train.init_from` as the parent's run name, not its path."""
+    flat = plans.flatten(config)
     if flat.get(parent_field):
         flat[parent_field] = pathlib.PurePath(flat[parent_field]).name
     return {key: value for key, value in flat.items() if not key.startswith(OPERATIONAL_FIELDS)}
@@ -93,9 +94,7 @@ def check_finished_configs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
                      for key, value in run.overrides.items()}
         planned = _comparable(planner.resolve(overrides, run.name).to_dict(), "train.init_from")
         recorded = _comparable(recorded, "train.init_from")
-        # Fields only one side knows (added to the run config since) are not a difference.
-        field = next((key for key in planned if key in recorded
-                      and recorded[key] != planned[key]), None)
+        field = next(iter(differing_fields(recorded, planned)), None)
         if field:
             raise ConfigError("--workdir", str(workdir), (
                 f"run {run.name} finished there with {field}={recorded[field]!r}, the plan sets "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 from typing import Any
 
 import ml_collections
@@ -411,6 +412,17 @@ def _check_mesh(mesh: ml_collections.ConfigDict) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # Resolved model configuration
+
+
+def differing_fields(saved: dict, current: dict) -> list[str]:
+    """The fields of `current` whose values `saved` records otherwise, compared as JSON holds
+    them (a run's summary or checkpoint meta); a field only one side has (added to the config
+    since) is unknown, not a difference."""
+    def as_saved(value):
+        return json.loads(json.dumps(value, default=str))
+
+    return [name for name, value in current.items()
+            if name in saved and as_saved(saved[name]) != as_saved(value)]
 
 
 def model_config(config: ml_collections.ConfigDict, vocab_size: int | None = None) -> ModelConfig:

@@ -23,7 +23,7 @@ import sys
 import jax
 
 from scaling import budget, distributed, files, memory, status
-from scaling.config import validate
+from scaling.config import differing_fields, validate
 from scaling.data import sources
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import apply_overrides, load_config, split_argv
@@ -115,8 +115,7 @@ def enable_compilation_cache(config) -> pathlib.Path:
 def check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> None:
     saved = previous.get("config", {}).get("model") or {}
     current = json.loads(json.dumps(config.model.to_dict(), default=str))
-    # Fields only one side knows (added to the config since) are not a difference.
-    differing = sorted(name for name in set(saved) & set(current) if saved[name] != current[name])
+    differing = sorted(differing_fields(saved, current))
     if differing:
         details = ", ".join(f"model.{name}: completed run {saved[name]!r}, config "
                             f"{current[name]!r}" for name in differing)

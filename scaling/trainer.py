@@ -25,7 +25,7 @@ from scaling import branches, budget, distributed, files, flops, hardware, paral
 from scaling import tracking
 from scaling import data as data_lib
 from scaling.checkpoint import Checkpointer
-from scaling.config import model_config
+from scaling.config import differing_fields, model_config
 from scaling.errors import IncompatibleCheckpoint
 from scaling.step import build_program
 
@@ -195,8 +195,8 @@ class Trainer:
         checkpoint predates is unknown, not a difference."""
         for kind, current in (("other batches", self._batch_fields()),
                               ("another optimizer or learning-rate schedule", optimizer_fields)):
-            differing = [f"{name}: {meta[name]!r}, config {value!r}"
-                         for name, value in current.items() if name in meta and meta[name] != value]
+            differing = [f"{name}: {meta[name]!r}, config {current[name]!r}"
+                         for name in differing_fields(meta, current)]
             if differing:
                 raise IncompatibleCheckpoint(
                     f"{what} with {kind} ({'; '.join(differing)}); use a new --workdir or the "
