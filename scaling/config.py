@@ -338,7 +338,7 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
     if k and data.document_mask:
         raise ConfigError("train.continuation_tokens", k, "0 with data.document_mask=True (the "
                           "continuation is scored given its whole window)")
-    positions = config.model.max_seq_len or data.seq_len
+    positions = position_rows(config)
     if k and objective == "span_corruption" and max(k + 2, data.seq_len + 2 - k) > positions:
         raise ConfigError("train.continuation_tokens", k,
                           f"a value whose encoder input ({data.seq_len + 2 - k} tokens) and decoder "
@@ -374,13 +374,18 @@ def _check_vocab(config: ml_collections.ConfigDict) -> None:
                           f"of data.tokenizer={config.data.tokenizer!r}{special}")
 
 
+def position_rows(config: ml_collections.ConfigDict) -> int:
+    """The rows of the model's position tables: model.max_seq_len, 0 meaning data.seq_len."""
+    return config.model.max_seq_len or config.data.seq_len
+
+
 def _check_positions(config: ml_collections.ConfigDict) -> None:
     """A learned position table has model.max_seq_len rows: every encoder and decoder input the
     objective makes must fit it."""
     model, data, objective = config.model, config.data, config.train.objective
     if model.position != "learned":
         return
-    positions = model.max_seq_len or data.seq_len
+    positions = position_rows(config)
     shapes = objectives.shapes_of(data, config.train).shapes
     if objective == "seq2seq" and shapes.decoder > positions:
         raise ConfigError("data.target_len", data.target_len,
@@ -433,7 +438,7 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int | None = Non
     # The objective's special tokens come after the tokenizer's ids (none for causal_lm).
     objective = objectives.for_config(config.data, config.train, base_vocab, eod_id=0)
     fields["vocab_size"] = objective.vocab_size
-    fields["max_seq_len"] = fields["max_seq_len"] or config.data.seq_len
+    fields["max_seq_len"] = position_rows(config)
     return ModelConfig(**fields, document_mask=bool(config.data.document_mask),
                        source_pad_id=objective.special.pad if objective.name == "seq2seq" else -1)
 
