@@ -293,6 +293,13 @@ def _check_train(config: ml_collections.ConfigDict) -> None:
     if t.branch_steps and o.schedule != "wsd":
         raise ConfigError("train.branch_steps", t.branch_steps,
                           "() unless optim.schedule='wsd' (branches start in the stable phase)")
+    if t.branch_steps:
+        total = budget.steps_for(config)
+        start = budget.wsd_decay_start(o, total)
+        if not all(float(step).is_integer() and 0 < step <= start for step in t.branch_steps):
+            raise ConfigError("train.branch_steps", t.branch_steps,
+                              f"whole steps of the stable phase of this run of {total} steps (1 "
+                              f"to {start}, where its cooldown starts)")
     if bool(t.init_from) != bool(t.init_step):
         raise ConfigError("train.init_step", t.init_step,
                           "> 0 exactly when train.init_from names a parent run")

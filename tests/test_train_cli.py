@@ -29,9 +29,13 @@ def _train(repo, tmp_path, *overrides):
     ("--config.data.eval_split=train", "data.eval_split", "a split other than data.train_split"),
     # Ran and "diverged at step 1" (ids past the embedding table), excluded from every fit.
     ("--config.model.vocab_size=100", "model.vocab_size", "at least the 257 ids"),
+    # A state saved in the cooldown (600 steps, the last 20% decaying) is no stable state.
+    ("--config.train.branch_steps=(100, 500)", "train.branch_steps",
+     "whole steps of the stable phase of this run of 600 steps (1 to 480"),
 ])
 def test_bad_config_fails_before_building(repo, tmp_path, override, field, allowed):
-    result, workdir = _train(repo, tmp_path, override)
+    wsd = ["--config.optim.schedule=wsd"] if "branch_steps" in override else []
+    result, workdir = _train(repo, tmp_path, override, *wsd)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
