@@ -27,7 +27,7 @@ from scaling.config import differing_fields, validate
 from scaling.data import sources
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import apply_overrides, load_config, split_argv
-from scaling.trainer import Trainer
+from scaling.trainer import Trainer, batch_fields, optimizer_fields
 
 
 class StopSignal:
@@ -113,15 +113,21 @@ def enable_compilation_cache(config) -> pathlib.Path:
 
 
 def check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> None:
-    saved = previous.get("config", {}).get("model") or {}
-    current = json.loads(json.dumps(config.model.to_dict(), default=str))
+    """A completed run is this config's only if its model, its batches and its optimizer are
+    (fields the summary predates are unknown, not a difference); IncompatibleCheckpoint names
+    the fields that differ."""
+    recorded = previous.get("config") or {}
+    saved = {**{f"model.{name}": value for name, value in (recorded.get("model") or {}).items()},
+             **batch_fields(recorded), **optimizer_fields(recorded)}
+    current = {**{f"model.{name}": value for name, value in config.model.items()},
+               **batch_fields(config), **optimizer_fields(config)}
     differing = sorted(differing_fields(saved, current))
     if differing:
-        details = ", ".join(f"model.{name}: completed run {saved[name]!r}, config "
+        details = ", ".join(f"{name}: completed run {saved[name]!r}, config "
                             f"{current[name]!r}" for name in differing)
         raise IncompatibleCheckpoint(
-            f"{workdir} holds a completed run of a different model ({details}); "
-            "use a new --workdir or the run's settings")
+            f"{workdir} holds a completed run of another model, batches or optimizer "
+            f"({details}); use a new --workdir or the run's settings")
 
 
 def read_summary(workdir: pathlib.Path) -> dict | None:

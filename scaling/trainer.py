@@ -38,6 +38,24 @@ BATCH_DATA_FIELDS = ("dataset", "feature", "files", "train_split", "tokenizer", 
 BATCH_TRAIN_FIELDS = ("objective", "mask_fraction", "noise_density", "mean_span_length")
 
 
+def batch_fields(config) -> dict:
+    """What the batches of step k are a function of: the seed, the batch's shape, the corpus and
+    how the objective cuts it into inputs and targets. (The first three keep the names older
+    checkpoints recorded them under.) `config` is a run config, or the dict a summary records;
+    fields it lacks are left out."""
+    data, train = config.get("data") or {}, config.get("train") or {}
+    fields = {"seed": config.get("seed"), "batch_size": train.get("batch_size"),
+              "seq_len": data.get("seq_len"),
+              **{f"data.{name}": data.get(name) for name in BATCH_DATA_FIELDS},
+              **{f"train.{name}": train.get(name) for name in BATCH_TRAIN_FIELDS}}
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def optimizer_fields(config) -> dict:
+    """Every `optim` field: the learning-rate schedule and the update it scales."""
+    return {f"optim.{name}": value for name, value in (config.get("optim") or {}).items()}
+
+
 @dataclasses.dataclass
 class LossWindow:
     """Train losses since the last logged step (carried through checkpoints for exact resume)."""
@@ -203,18 +221,10 @@ class Trainer:
                     "run's settings")
 
     def _batch_fields(self) -> dict:
-        """What the batches of step k are a function of: the seed, the batch's shape, the corpus
-        and how the objective cuts it into inputs and targets. (The first three keep the names
-        older checkpoints recorded them under.)"""
-        config = self.config
-        return {"seed": config.seed, "batch_size": config.train.batch_size,
-                "seq_len": config.data.seq_len,
-                **{f"data.{name}": config.data[name] for name in BATCH_DATA_FIELDS},
-                **{f"train.{name}": config.train[name] for name in BATCH_TRAIN_FIELDS}}
+        return batch_fields(self.config)
 
     def _optimizer_fields(self) -> dict:
-        """Every `optim` field: the learning-rate schedule and the update it scales."""
-        return {f"optim.{name}": value for name, value in self.config.optim.items()}
+        return optimizer_fields(self.config)
 
     def _eval_batches(self, count: int) -> list:
         return [parallel.global_batch(batch, self.program.batch_sharding)

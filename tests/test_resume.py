@@ -359,6 +359,20 @@ def test_a_different_model_is_refused_with_exit_code_2(reference, tmp_path, remo
     assert committed_steps(workdir) == [10, 20, 30]
 
 
+def test_a_completed_run_under_another_optimizer_is_refused_with_exit_code_2(reference, tmp_path):
+    # Finished at the same step count: "nothing to do" would pass another run's results off as
+    # this config's.
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    before = (workdir / "summary.json").read_text()
+    result = train(workdir, "--config.optim.lr=0.5")
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert "holds a completed run of another model, batches or optimizer" in line
+    assert "optim.lr: completed run 0.003, config 0.5" in line
+    assert (workdir / "summary.json").read_text() == before
+
+
 @pytest.mark.parametrize("override, change", [("--config.seed=7", "seed: 0, config 7"),
                                               ("--config.train.batch_size=16",
                                                "batch_size: 32, config 16")])
