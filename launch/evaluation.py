@@ -165,7 +165,8 @@ def add_columns(results: pathlib.Path, run_dirs: dict[str, pathlib.Path], specs:
         reader = csv.DictReader(file)
         header, rows = list(reader.fieldnames or []), list(reader)
     kept = [column for column in header if not column.startswith(COLUMN_PREFIX)]
-    wanted = list(dict.fromkeys(table_columns(results) + [column_name(spec) for spec in specs]))
+    wanted = list(dict.fromkeys([column for column in header if column not in kept]
+                                + [column_name(spec) for spec in specs]))
     evals = eval_columns(run_dirs, wanted)
     files.write_csv_atomic(results, kept + list(evals), [
         {**{column: row.get(column, "") for column in kept},

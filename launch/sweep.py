@@ -90,9 +90,8 @@ def check_finished_configs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
         recorded = (read_summary(run_dir) or {}).get("config")
         if run.name not in finished or not recorded:
             continue
-        overrides = {key: (run.parent if value == PARENT_PLACEHOLDER else value)
-                     for key, value in run.overrides.items()}
-        planned = _comparable(planner.resolve(overrides, run.name).to_dict(), "train.init_from")
+        planned = _comparable(planner.resolve(run_overrides(run, workdir), run.name).to_dict(),
+                              "train.init_from")
         recorded = _comparable(recorded, "train.init_from")
         field = next(iter(differing_fields(recorded, planned)), None)
         if field:
@@ -120,15 +119,18 @@ def check_stable_states(workdir: pathlib.Path, todo: list[plans.PlannedRun],
                 f"delete {parent_dir} to train it again"))
 
 
+def run_overrides(run: plans.PlannedRun, workdir: pathlib.Path) -> dict:
+    """The run's overrides, a branch's parent placeholder replaced by the parent's folder."""
+    return {key: (run_directory(workdir, run.parent).absolute() if value == PARENT_PLACEHOLDER
+                  else value) for key, value in run.overrides.items()}
+
+
 def train_command(run: plans.PlannedRun, base_config: str, workdir: pathlib.Path) -> list[str]:
     """The `scaling-train` command line of one run (what a user would type)."""
-    command = [sys.executable, "-m", "scaling.train", "--config", base_config,
-               "--workdir", str(run_directory(workdir, run.name))]
-    for key, value in run.overrides.items():
-        if value == PARENT_PLACEHOLDER:
-            value = run_directory(workdir, run.parent).absolute()
-        command.append(f"--config.{key}={format_value(value)}")
-    return command
+    return [sys.executable, "-m", "scaling.train", "--config", base_config,
+            "--workdir", str(run_directory(workdir, run.name)),
+            *(f"--config.{key}={format_value(value)}"
+              for key, value in run_overrides(run, workdir).items())]
 
 
 class _Children:
@@ -311,12 +313,13 @@ def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict,
     run_dirs = {run.name: run_directory(workdir, run.name) for run in runs}
     evals = evaluation.eval_columns(run_dirs, evaluation.table_columns(workdir / "results.csv"))
     files.write_csv_atomic(workdir / "results.csv", RESULT_COLUMNS + tuple(evals),
-                     [{**result_row(run, run_dirs[run.name], errors.get(run.name, ""),
-                                    stopped.get(run.name, "")),
-                       **{column: losses.get(run.name, "") for column, losses in evals.items()}}
-                      for run in runs])
+                           [{**result_row(run, run_dirs[run.name], errors.get(run.name, ""),
+                                          stopped.get(run.name, "")),
+                             **{column: losses.get(run.name, "")
+                                for column, losses in evals.items()}}
+                            for run in runs])
     files.write_csv_atomic(workdir / "curves.csv", CURVE_COLUMNS,
-                     [row for run in runs for row in curve_rows(run, run_directory(workdir, run.name))])
+                           [row for run in runs for row in curve_rows(run, run_dirs[run.name])])
 
 
 def load_errors(workdir: pathlib.Path) -> dict:

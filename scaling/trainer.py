@@ -191,13 +191,13 @@ class Trainer:
                     "--workdir or the run's settings")
             where = f"checkpoint in {self.checkpointer.directory}"
             self._check_same_plan(meta, "the workdir's checkpoint belongs to a run",
-                                  self._optimizer_fields())
+                                  optimizer_fields(self.config))
         elif self.config.train.init_from:
             state, meta = branches.restore_parent(self.config, self.program.abstract_state,
                                                   self.model)
             where = f"the stable-phase state of {self.config.train.init_from}"
             # The branch's own cooldown (its length, floor, share and shape) is its to choose.
-            stable_phase = {name: value for name, value in self._optimizer_fields().items()
+            stable_phase = {name: value for name, value in optimizer_fields(self.config).items()
                             if name not in branches.COOLDOWN_FIELDS}
             self._check_same_plan(meta, f"the parent run {self.config.train.init_from} was "
                                         "trained", stable_phase)
@@ -207,24 +207,18 @@ class Trainer:
             print(f"resuming from step {meta['step']} ({where})", flush=True)
         return state, int(meta["step"]), LossWindow(**meta["loss_window"])
 
-    def _check_same_plan(self, meta: dict, what: str, optimizer_fields: dict) -> None:
+    def _check_same_plan(self, meta: dict, what: str, optimizer: dict) -> None:
         """Refuse a saved state whose batches or updates were not this config's: resumed (or
         started as a branch) with either changed, the run would match neither plan. A field the
         checkpoint predates is unknown, not a difference."""
-        for kind, current in (("other batches", self._batch_fields()),
-                              ("another optimizer or learning-rate schedule", optimizer_fields)):
+        for kind, current in (("other batches", batch_fields(self.config)),
+                              ("another optimizer or learning-rate schedule", optimizer)):
             differing = [f"{name}: {meta[name]!r}, config {current[name]!r}"
                          for name in differing_fields(meta, current)]
             if differing:
                 raise IncompatibleCheckpoint(
                     f"{what} with {kind} ({'; '.join(differing)}); use a new --workdir or the "
                     "run's settings")
-
-    def _batch_fields(self) -> dict:
-        return batch_fields(self.config)
-
-    def _optimizer_fields(self) -> dict:
-        return optimizer_fields(self.config)
 
     def _eval_batches(self, count: int) -> list:
         return [parallel.global_batch(batch, self.program.batch_sharding)
@@ -438,7 +432,7 @@ class Trainer:
     def _meta(self) -> dict:
         """What a checkpoint records beside the state: where the run was, what decides its
         batches and updates, and its model."""
-        return {"step": self.count, **self._batch_fields(), **self._optimizer_fields(),
+        return {"step": self.count, **batch_fields(self.config), **optimizer_fields(self.config),
                 "total_steps": self.total_steps,
                 "loss_window": dataclasses.asdict(self.metrics.window),
                 "model": dataclasses.asdict(self.model)}
