@@ -5,13 +5,14 @@ non-embedding parameters), each at six token budgets from 1M to 8M (8x), on the 
 Each size trains one warmup–stable–decay run of 8M tokens; the 1M–6M budgets are cooldown
 branches of it (`scaling.branches`), so the study trains 0.40 of the FLOPs of the same 36 runs
 trained one by one. Every cooldown is the last 10% of its run (Hägele et al. 2024 find 10–20%
-enough to match a cosine schedule). The sizes differ in width only, the one dimension µP
-transfers hyperparameters across; batches are 8 rows of 128 bytes, so the smallest budget is 977
-steps. Of 2^-6, 2^-5 and 2^-4, the learning rate 2^-5 is the best at five of the six sizes and
-1.0% above the best at d64-L2, within the seed-to-seed spread (`python -m bench.bench_demo_lr`,
-`python -m bench.bench_ladder`, BENCHMARKS.md). Every budget's final held-out loss is measured on
-the whole validation split in full batches of 8 windows (1.02M tokens; the few windows left over
-are not read).
+enough to match a cosine schedule). Batches are 8 rows of 128 bytes, so the smallest budget is
+977 steps. The sizes differ in width only and use the standard parametrization with a learning
+rate ∝ 1/width, 0.24/width (0.03 at d8, 0.0025 at d96): `python -m bench.bench_demo_lr` measures
+it against half and twice at every size (BENCHMARKS.md). Under µP with base width 8, the rate
+transferred from d8 left d32–d96 2–5% above these losses, and the seed-to-seed spread of d96 at
+2M tokens was 2.8% against 0.7% here. Every budget's final held-out loss is measured on the whole
+validation split in full batches of 8 windows (1.02M tokens; the few windows left over are not
+read).
 
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo --dry-run
@@ -20,6 +21,8 @@ are not read).
 from launch.plans import default_sweep
 
 MILLION = 1_000_000
+WIDTHS = (8, 16, 32, 48, 64, 96)
+LR_TIMES_WIDTH = 0.24  # each size's learning rate is LR_TIMES_WIDTH / width
 
 
 def get_config():
@@ -27,12 +30,14 @@ def get_config():
     sweep.name = "demo"
     sweep.base_config = "configs/demo.py"
     sweep.family = "cpu_demo"
-    sweep.sizes = "d8-L2,d16-L2,d32-L2,d48-L2,d64-L2,d96-L2"
+    sweep.sizes = ",".join(f"d{width}-L2" for width in WIDTHS)
     sweep.plan = "ladder"
     sweep.ladder_tokens = tuple(m * MILLION for m in (1, 2, 3, 4, 6, 8))
-    sweep.hparams = "mup_transfer"
+    sweep.hparams = "fixed"
     sweep.overrides = {
-        "optim": {"lr": 2.0**-5, "schedule": "wsd", "warmup_steps": 50, "decay_fraction": 0.1},
+        "optim": {"schedule": "wsd", "warmup_steps": 50, "decay_fraction": 0.1},
         "train": {"batch_size": 8, "eval_every": 1000, "final_eval_batches": -1},
     }
+    sweep.size_overrides = {f"d{width}-L2": {"optim": {"lr": LR_TIMES_WIDTH / width}}
+                            for width in WIDTHS}
     return sweep
