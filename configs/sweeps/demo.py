@@ -8,11 +8,11 @@ trained one by one. Every cooldown is the last 10% of its run (Hägele et al. 20
 enough to match a cosine schedule). Batches are 8 rows of 128 bytes, so the smallest budget is
 977 steps. The sizes differ in width only and use the standard parametrization with a learning
 rate ∝ 1/width, 0.24/width (0.03 at d8, 0.0025 at d96): `python -m bench.bench_demo_lr` measures
-it against half and twice at every size (BENCHMARKS.md). Under µP with base width 8, the rate
-transferred from d8 left d32–d96 2–5% above these losses, and the seed-to-seed spread of d96 at
-2M tokens was 2.8% against 0.7% here. Every budget's final held-out loss is measured on the whole
-validation split in full batches of 8 windows (1.02M tokens; the few windows left over are not
-read).
+it against half and twice at every size over two seeds (BENCHMARKS.md). µP with base width 8 and
+the rate tuned there (2^-5) left widths 32–96 2–5% above these losses, and the seed-to-seed spread
+of d96 at 2M tokens was 2.5% of the loss under it (`bench_demo_seeds`) against 0.7–0.8% here.
+Every budget's final held-out loss is measured on the whole validation split in full batches of 8
+windows (1.02M tokens; the few windows left over are not read).
 
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo --dry-run
