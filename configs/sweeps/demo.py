@@ -10,7 +10,7 @@ enough to match a cosine schedule). Batches are 8 rows of 128 bytes, so the smal
 rate ∝ 1/width, 0.24/width (0.03 at d8, 0.0025 at d96): `python -m bench.bench_demo_lr` measures
 it against half and twice at every size over two seeds (BENCHMARKS.md). µP with base width 8 and
 the rate tuned there (2^-5) left widths 32–96 2–5% above these losses, and the seed-to-seed spread
-of d96 at 2M tokens was 2.5% of the loss under it (`bench_demo_seeds`) against 0.7–0.8% here.
+of d96 was 1.6–2.5% of the loss under it against 0.1–0.8% here (`bench_demo_seeds`).
 Every budget's final held-out loss is measured on the whole validation split in full batches of 8
 windows (1.02M tokens; the few windows left over are not read).
 
