@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
                     train_planned, run, base_config, pathlib.Path(root),
                     name=f"{run.name}-lr{lr:g}-s{seed}",
                     overrides={**alone, "optim.lr": lr, "seed": seed})
-        runs = {key: job.result()["final_eval_loss"] for key, job in jobs.items()}
-    losses = {(size, factor): statistics.mean(runs[size, factor, seed] for seed in seeds)
+        finals = {key: job.result()["final_eval_loss"] for key, job in jobs.items()}
+    losses = {(size, factor): statistics.mean(finals[size, factor, seed] for seed in seeds)
               for size in chosen for factor in factors}
 
     def label(factor: float) -> str:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         cells = [f"**{losses[size, f]:.4f}**" if f == best else f"{losses[size, f]:.4f}"
                  for f in factors]
         gap = losses[size, 1.0] - losses[size, best]
-        spread = statistics.stdev(runs[size, 1.0, seed] for seed in seeds) if args.seeds > 1 else 0
+        spread = statistics.stdev(finals[size, 1.0, seed] for seed in seeds) if args.seeds > 1 else 0
         rows.append([size, f"{run.tokens:,}", f"{rate[size]:.3g}", *cells,
                      label(best).replace(" (demo)", ""),
                      f"{gap:.4f} ({100 * gap / losses[size, best]:.1f}%)",
