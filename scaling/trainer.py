@@ -25,29 +25,32 @@ from scaling import branches, budget, distributed, files, flops, hardware, paral
 from scaling import tracking
 from scaling import data as data_lib
 from scaling.checkpoint import Checkpointer
+from scaling.data import objectives
 from scaling.config import differing_fields, model_config
 from scaling.errors import IncompatibleCheckpoint
 from scaling.step import build_program
 
 log = logging.getLogger("scaling.train")
 
-# The `data` and `train` fields besides seed, batch size and sequence length that decide what the
-# batches of a step hold (not where the data is cached, nor what is evaluated).
+# The `data` fields besides sequence length that decide what the batches of a step hold (not
+# where the data is cached, nor what is evaluated).
 BATCH_DATA_FIELDS = ("dataset", "feature", "files", "train_split", "tokenizer", "vocab_size",
                      "spm_model", "source_feature", "target_feature", "target_len")
-BATCH_TRAIN_FIELDS = ("objective", "mask_fraction", "noise_density", "mean_span_length")
 
 
 def batch_fields(config) -> dict:
     """What the batches of step k are a function of: the seed, the batch's shape, the corpus and
-    how the objective cuts it into inputs and targets. (The first three keep the names older
-    checkpoints recorded them under.) `config` is a run config, or the dict a summary records;
-    fields it lacks are left out."""
+    how the objective cuts it into inputs and targets: the objective and the fields it reads
+    (`objectives.OBJECTIVE_FIELDS`; masked_lm's mask fraction is nothing to a causal_lm run).
+    (The first three keep the names older checkpoints recorded them under.) `config` is a run
+    config, or the dict a summary records; fields it lacks are left out."""
     data, train = config.get("data") or {}, config.get("train") or {}
+    objective = train.get("objective")
+    train_fields = ("objective", *objectives.OBJECTIVE_FIELDS.get(objective, ()))
     fields = {"seed": config.get("seed"), "batch_size": train.get("batch_size"),
               "seq_len": data.get("seq_len"),
               **{f"data.{name}": data.get(name) for name in BATCH_DATA_FIELDS},
-              **{f"train.{name}": train.get(name) for name in BATCH_TRAIN_FIELDS}}
+              **{f"train.{name}": train.get(name) for name in train_fields}}
     return {name: value for name, value in fields.items() if value is not None}
 
 

@@ -41,6 +41,9 @@ import numpy as np
 from scaling.data import ordering
 
 OBJECTIVES = ("causal_lm", "masked_lm", "span_corruption", "seq2seq")
+# The `train` fields each objective reads besides `objective` (none for the others).
+OBJECTIVE_FIELDS = {"masked_lm": ("mask_fraction",),
+                    "span_corruption": ("noise_density", "mean_span_length")}
 # The objectives whose models can score a window's continuation (`Objective.continuation`).
 CONTINUATION_OBJECTIVES = ("causal_lm", "span_corruption")
 # The one layout each objective trains, and why the others cannot.
