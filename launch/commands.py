@@ -28,12 +28,14 @@ class UsageError(ValueError):
 
 
 class CommandFailed(RuntimeError):
-    """An external command exited with a non-zero code the launcher cannot recover from."""
+    """An external command exited with a non-zero code the launcher cannot recover from;
+    `message`, when given, says so in the launcher's words instead of naming the command."""
 
-    def __init__(self, argv: Sequence[str], returncode: int, why: str = ""):
+    def __init__(self, argv: Sequence[str], returncode: int, why: str = "", message: str = ""):
         self.returncode = returncode
         reason = f" ({why})" if why else ""
-        super().__init__(f"`{format_command(argv)}` exited with code {returncode}{reason}")
+        super().__init__(message
+                         or f"`{format_command(argv)}` exited with code {returncode}{reason}")
 
 
 def format_command(argv: Sequence[str]) -> str:

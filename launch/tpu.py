@@ -212,11 +212,10 @@ def failure_reason(s: Settings) -> str:
 
 def slice_failed(s: Settings, reason: str, deleted: bool) -> CommandFailed:
     """The error for a queued resource that ended FAILED: its request could not be met."""
-    error = CommandFailed(describe_command(s), 1)
     then = "deleted it; " if deleted else ""
-    error.args = (f"queued resource {s.name} is FAILED: {reason} ({then}not retried: the same "
-                  "request would fail again)",)
-    return error
+    return CommandFailed(describe_command(s), 1,
+                         message=f"queued resource {s.name} is FAILED: {reason} ({then}not "
+                                 "retried: the same request would fail again)")
 
 
 def create(s: Settings, dry_run: bool) -> str:
