@@ -32,25 +32,26 @@ from scaling.step import build_program
 
 log = logging.getLogger("scaling.train")
 
-# The `data` fields besides sequence length that decide what the batches of a step hold (not
-# where the data is cached, nor what is evaluated).
+# The `data` fields besides sequence length that decide what the batches of a step hold, whatever
+# the objective (not where the data is cached, nor what is evaluated).
 BATCH_DATA_FIELDS = ("dataset", "feature", "files", "train_split", "tokenizer", "vocab_size",
-                     "spm_model", "source_feature", "target_feature", "target_len")
+                     "spm_model")
 
 
 def batch_fields(config) -> dict:
     """What the batches of step k are a function of: the seed, the batch's shape, the corpus and
-    how the objective cuts it into inputs and targets: the objective and the fields it reads
-    (`objectives.OBJECTIVE_FIELDS`; masked_lm's mask fraction is nothing to a causal_lm run).
-    (The first three keep the names older checkpoints recorded them under.) `config` is a run
-    config, or the dict a summary records; fields it lacks are left out."""
-    data, train = config.get("data") or {}, config.get("train") or {}
-    objective = train.get("objective")
-    train_fields = ("objective", *objectives.OBJECTIVE_FIELDS.get(objective, ()))
-    fields = {"seed": config.get("seed"), "batch_size": train.get("batch_size"),
-              "seq_len": data.get("seq_len"),
-              **{f"data.{name}": data.get(name) for name in BATCH_DATA_FIELDS},
-              **{f"train.{name}": train.get(name) for name in train_fields}}
+    how the objective cuts it into inputs and targets, that is the objective and the fields it
+    reads (`objectives.OBJECTIVE_FIELDS`: masked_lm's mask fraction is nothing to a causal_lm
+    run). The first three keep the names older checkpoints recorded them under. `config` is a
+    run config, or the dict a summary records; fields it lacks are left out."""
+    def field_of(name: str):  # "data.seq_len" → config.data.seq_len, None where absent
+        section, field = name.split(".")
+        return (config.get(section) or {}).get(field)
+
+    names = (*(f"data.{field}" for field in BATCH_DATA_FIELDS), "train.objective",
+             *objectives.OBJECTIVE_FIELDS.get(field_of("train.objective"), ()))
+    fields = {"seed": config.get("seed"), "batch_size": field_of("train.batch_size"),
+              "seq_len": field_of("data.seq_len"), **{name: field_of(name) for name in names}}
     return {name: value for name, value in fields.items() if value is not None}
 
 

@@ -427,13 +427,16 @@ def test_a_resume_under_another_schedule_or_corpus_is_refused_with_exit_code_2(
     assert committed_steps(workdir) == [10, 20, 30]
 
 
-def test_a_resume_with_a_field_its_objective_does_not_read_changed_continues(reference, tmp_path):
-    # A causal_lm run reads no mask fraction, so changing it changes none of its batches: the
-    # resumed run ends exactly where the uninterrupted one did.
+@pytest.mark.parametrize("override", ["--config.train.mask_fraction=0.3",
+                                      "--config.data.target_len=64"])
+def test_a_resume_with_a_field_its_objective_does_not_read_changed_continues(reference, tmp_path,
+                                                                            override):
+    # A causal_lm run reads no mask fraction nor seq2seq target length, so changing either
+    # changes none of its batches: the resumed run ends exactly where the uninterrupted one did.
     workdir = tmp_path / "run"
     shutil.copytree(reference, workdir)
     (workdir / "summary.json").unlink()
-    result = train(workdir, "--config.train.mask_fraction=0.3")
+    result = train(workdir, override)
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = json.loads((workdir / "summary.json").read_text())
     uninterrupted = json.loads((reference / "summary.json").read_text())
@@ -443,14 +446,21 @@ def test_a_resume_with_a_field_its_objective_does_not_read_changed_continues(ref
 def test_batch_fields_hold_the_objective_and_only_the_fields_it_reads():
     from scaling.trainer import batch_fields
 
-    train_fields = {"mask_fraction": 0.3, "noise_density": 0.2, "mean_span_length": 4.0}
-    by_objective = {objective: {name for name in batch_fields(
-                        {"train": {"objective": objective, **train_fields}})}
-                    for objective in ("causal_lm", "masked_lm", "span_corruption")}
+    config = {"train": {"mask_fraction": 0.3, "noise_density": 0.2, "mean_span_length": 4.0},
+              "data": {"source_feature": "", "target_feature": "", "target_len": 64}}
+    objective_fields = {"train.objective", "train.mask_fraction", "train.noise_density",
+                        "train.mean_span_length", "data.source_feature", "data.target_feature",
+                        "data.target_len"}
+    by_objective = {}
+    for objective in ("causal_lm", "masked_lm", "span_corruption", "seq2seq"):
+        fields = batch_fields({**config, "train": {**config["train"], "objective": objective}})
+        by_objective[objective] = set(fields) & objective_fields
     assert by_objective == {
         "causal_lm": {"train.objective"},
         "masked_lm": {"train.objective", "train.mask_fraction"},
-        "span_corruption": {"train.objective", "train.noise_density", "train.mean_span_length"}}
+        "span_corruption": {"train.objective", "train.noise_density", "train.mean_span_length"},
+        "seq2seq": {"train.objective", "data.source_feature", "data.target_feature",
+                    "data.target_len"}}
 
 
 def test_a_checkpoint_that_predates_the_recorded_plan_still_resumes(reference, tmp_path):

@@ -41,9 +41,11 @@ import numpy as np
 from scaling.data import ordering
 
 OBJECTIVES = ("causal_lm", "masked_lm", "span_corruption", "seq2seq")
-# The `train` fields each objective reads besides `objective` (none for the others).
-OBJECTIVE_FIELDS = {"masked_lm": ("mask_fraction",),
-                    "span_corruption": ("noise_density", "mean_span_length")}
+# The config fields each objective reads besides train.objective and the corpus (none for the
+# others): a run of another objective ignores them.
+OBJECTIVE_FIELDS = {"masked_lm": ("train.mask_fraction",),
+                    "span_corruption": ("train.noise_density", "train.mean_span_length"),
+                    "seq2seq": ("data.source_feature", "data.target_feature", "data.target_len")}
 # The objectives whose models can score a window's continuation (`Objective.continuation`).
 CONTINUATION_OBJECTIVES = ("causal_lm", "span_corruption")
 # The one layout each objective trains, and why the others cannot.
