@@ -62,11 +62,12 @@ def main(argv: list[str] | None = None) -> None:
         cells = [f"**{losses[size, f]:.4f}**" if f == best else f"{losses[size, f]:.4f}"
                  for f in factors]
         gap = losses[size, 1.0] - losses[size, best]
-        spread = statistics.stdev(finals[size, 1.0, seed] for seed in seeds) if args.seeds > 1 else 0
+        spread = (f"{statistics.stdev(finals[size, 1.0, seed] for seed in seeds):.4f}"
+                  if args.seeds > 1 else "n/a")
         rows.append([size, f"{run.tokens:,}", f"{rate[size]:.3g}", *cells,
                      label(best).replace(" (demo)", ""),
                      f"{gap:.4f} ({100 * gap / losses[size, best]:.1f}%)",
-                     f"{spread:.4f}" if args.seeds > 1 else "n/a"])
+                     spread])
     table = markdown_table(["size", "D tokens", "demo's lr", *map(label, factors), "best",
                             "demo's rate above the best", "seed sd at the demo's rate"], rows)
     body = (f"{table}\n\nFinal held-out loss (mean of seeds {seeds.start}–{seeds.stop - 1}) of "

@@ -12,9 +12,9 @@ the trainer's eval step: by default the batches of the run's final evaluation
 this reproduces its final eval loss, for every objective; with `--whole-split` every whole window
 (or pair) of the split once. Either way the loss is averaged over target tokens, as the trainer
 averages its eval batches. Writes `<workdir>/eval/<dataset>-<split>.json` with `loss` (mean
-cross-entropy, nats per target token) and `bits_per_byte` (total bits over the UTF-8 bytes of the scored targets,
-comparable across tokenizers; null, with `bits_per_byte_note` saying why, where the objective
-scores special tokens that stand for no text, as span_corruption's sentinels). Only
+cross-entropy, nats per target token) and `bits_per_byte` (total bits over the UTF-8 bytes of the
+scored targets, comparable across tokenizers; null, with `bits_per_byte_note` saying why, where the
+objective scores special tokens that stand for no text, as span_corruption's sentinels). Only
 `--config.data.*` fields can be overridden, and not the tokenizer. Bad input prints one line
 `scaling-eval: error: ...`, exit 2.
 """

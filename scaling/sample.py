@@ -128,7 +128,8 @@ def sample(args: argparse.Namespace) -> list[str]:
     model = trained.run_model(summary)
     config = trained.run_config(summary)
     tokenizer = trained.tokenizer_of(config)
-    prompt_ids = [trained.start_token(config, tokenizer, model.layout)] + list(tokenizer.encode(prompt))
+    prompt_ids = ([trained.start_token(config, tokenizer, model.layout)]
+                  + list(tokenizer.encode(prompt)))
     # The encoder reads the source's tokens alone (an empty source: the end-of-document token).
     source_ids = (None if args.source is None
                   else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])

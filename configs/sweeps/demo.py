@@ -5,14 +5,14 @@ non-embedding parameters), each at six token budgets from 1M to 8M (8x), on the 
 Each size trains one warmup–stable–decay run of 8M tokens; the 1M–6M budgets are cooldown
 branches of it (`scaling.branches`), so the study trains 0.40 of the FLOPs of the same 36 runs
 trained one by one. Every cooldown is the last 10% of its run (Hägele et al. 2024 find 10–20%
-enough to match a cosine schedule). Batches are 8 rows of 128 bytes, so the smallest budget is
-977 steps. The sizes differ in width only and use the standard parametrization with a learning
-rate ∝ 1/width, 0.24/width (0.03 at d8, 0.0025 at d96): `python -m bench.bench_demo_lr` measures
-it against half and twice at every size over two seeds (BENCHMARKS.md). µP with base width 8 and
-the rate tuned there (2^-5) left widths 32–96 2–5% above these losses, and the seed-to-seed spread
-of d96 was 1.6–2.5% of the loss under it against 0.1–0.8% here (`bench_demo_seeds`).
-Every budget's final held-out loss is measured on the whole validation split in full batches of 8
-windows (1.02M tokens; the few windows left over are not read).
+enough to match a cosine schedule). Batches are 8 rows of 128 bytes, so the smallest budget is 977
+steps. The sizes differ in width only and use the standard parametrization with a learning rate ∝
+1/width, 0.24/width (0.03 at d8, 0.0025 at d96): `python -m bench.bench_demo_lr` measures it against
+half and twice at every size over two seeds (BENCHMARKS.md). µP with base width 8 and the rate tuned
+there (2^-5) left widths 32–96 2–5% above these losses, and the seed-to-seed spread of d96 was
+1.6–2.5% of the loss under it against 0.1–0.8% here (`bench_demo_seeds`). Every budget's final
+held-out loss is measured on the whole validation split in full batches of 8 windows (1.02M tokens;
+the few windows left over are not read).
 
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo --dry-run
