@@ -8,6 +8,12 @@ The rules are fixed thresholds on the fitted value and its bootstrap interval:
 - an irreducible loss E below `MIN_IRREDUCIBLE_FRACTION` of the lowest loss has run to its bound 0;
 - a standard error that is not finite or exceeds `MAX_RELATIVE_SE` times the value is unbounded;
 - a variable spanning less than `MIN_SPAN` (one decade) is too narrow to fit a power law over.
+
+For a law of N and D, `data_gain_by_size` shows its shape rather than its parameters: at each model
+size trained at several token counts, how much the loss falls from its smallest D to its largest,
+measured and as the fitted law has it. A separable law (E + A/N^α + B/D^β) gives every size the same
+fall over the same D; small models that saturate gain less from data than large ones, and a law
+fitted across both predicts a larger size's gain wrongly.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from analysis.laws import Law, predict_loss
 
 MAX_INTERVAL_RATIO = 100.0
 MIN_EXPONENT = 0.01
@@ -92,3 +100,26 @@ def diagnose(law_name: str, params: dict, variables: dict, loss) -> list[dict]:
         if se_is_unbounded(summary) and not any(f["parameter"] == name for f in flags):
             flag(name, f"the standard error of {name} is unbounded", _fix(law_variables, name))
     return flags
+
+
+def data_gain_by_size(law: Law, theta: np.ndarray, variables: dict, loss) -> list[dict]:
+    """For each model size with points at two or more token counts (sizes ascending): `N`, its
+    smallest and largest token count `D_low`, `D_high`, and how much the loss falls between them,
+    `measured` (the mean loss of the points at each end) and `law` (the law with parameters `theta`),
+    in nats. Empty unless the law's variables are N and D."""
+    if sorted(law.variables) != ["D", "N"]:
+        return []
+    N, D = (np.asarray(variables[name], dtype=float) for name in ("N", "D"))
+    loss = np.asarray(loss, dtype=float)
+    rows = []
+    for size in np.unique(N):
+        at = N == size
+        low, high = D[at].min(), D[at].max()
+        if not high > low:
+            continue
+        predicted = predict_loss(law, theta, {"N": np.full(2, size), "D": np.array([low, high])})
+        rows.append({"N": float(size), "D_low": float(low), "D_high": float(high),
+                     "measured": float(loss[at & (D == low)].mean() - loss[at & (D == high)].mean()),
+                     "law": float(predicted[0] - predicted[1])})
+    return rows
+

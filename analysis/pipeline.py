@@ -21,7 +21,7 @@ from analysis import allocation, returns
 from analysis.backtest import (covered_or_none, envelope, extrapolation_sd, method_points,
                                prediction_interval, split_largest)
 from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
-from analysis.diagnostics import diagnose
+from analysis.diagnostics import data_gain_by_size, diagnose
 from analysis.fit import HUBER_DELTA, FitResult, fit_law
 from analysis.frontier import (DEFAULT_FRONTIER_POINTS, DEFAULT_SKIP_FRACTION, Frontier,
                                curve_frontier, final_point_frontier)
@@ -162,6 +162,9 @@ def fit_with_uncertainty(law_name: str, variables: dict[str, np.ndarray], loss: 
         "bootstrap_resamples": int(len(samples)),
     }
     summary["diagnostics"] = diagnose(law.name, summary["params"], variables, loss)
+    gains = data_gain_by_size(law, result.theta, variables, loss)
+    if gains:
+        summary["data_gain"] = gains
     return LawFit(fit=result, bootstrap_theta=samples, variables=variables, loss=np.asarray(loss),
                   summary=summary)
 

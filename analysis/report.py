@@ -92,12 +92,26 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict) ->
     ]
 
 
+MAX_GAIN_ROWS = 12  # sizes beyond this many are summarised by the diagnostic alone
+
+
+def _data_gain_lines(fit: dict) -> list[str]:
+    rows = fit.get("data_gain", [])
+    if not rows or len(rows) > MAX_GAIN_ROWS:
+        return []
+    lines = ["How much the loss falls from each size's smallest to its largest D, measured and as "
+             "the law has it (nats):", "", "| N | D | measured | law |", "|---|---|---|---|"]
+    lines += [f"| {_number(row['N'])} | {_number(row['D_low'])} → {_number(row['D_high'])} | "
+              f"{row['measured']:.4f} | {row['law']:.4f} |" for row in rows]
+    return lines + [""]
+
+
 def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
     lines = [f"## {title}", "", f"`{fit['formula']}` fitted to {fit['n_points']} points: sum of "
              f"Huber losses (δ = {fit['huber_delta']}) on log loss, objective "
              f"{fit['objective']:.6e}, best of {fit['num_starts']} L-BFGS starts; uncertainty from "
              f"{fit['bootstrap_resamples']} bootstrap resamples of the points.", ""]
-    lines += _diagnostic_lines(fit) + _params_table(fit) + [""]
+    lines += _diagnostic_lines(fit) + _params_table(fit) + [""] + _data_gain_lines(fit)
     derived = fit["derived"]
     returns_lines = []
     for prefix, variable in (("C_", "C"), ("N_", "N"), ("D_", "D")):

@@ -99,6 +99,27 @@ def test_backtest_on_a_known_law_predicts_and_covers_the_held_out_sizes():
     assert result["coverage"] >= 0.5
 
 
+def test_data_gain_by_size_shows_a_data_term_that_depends_on_n():
+    """Small models that saturate: the data term is scaled by N/(N + 4e7), so the smallest size
+    gains a fifth of what the largest does from the same budgets; a separable fit cannot follow."""
+    N = np.repeat([1e7, 3e7, 1e8, 3e8, 1e9], 4)
+    D = np.tile([1e9, 2e9, 4e9, 8e9], 5)
+    saturation = N / (N + 4e7)
+    loss = 1.8 + 400 / N**0.34 + saturation * 2000 / D**0.37
+    law_fit = fit_with_uncertainty("chinchilla", {"N": N, "D": D}, loss, Settings(num_resamples=0))
+    gains = law_fit.summary["data_gain"]
+    params = {name: summary["value"] for name, summary in law_fit.summary["params"].items()}
+    fitted_fall = params["B"] * (1e9**-params["beta"] - 8e9**-params["beta"])
+    assert [row["N"] for row in gains] == [1e7, 3e7, 1e8, 3e8, 1e9]
+    for row, size in zip(gains, (1e7, 3e7, 1e8, 3e8, 1e9)):
+        assert (row["D_low"], row["D_high"]) == (1e9, 8e9)
+        true_fall = size / (size + 4e7) * 2000 * (1e9**-0.37 - 8e9**-0.37)
+        assert row["measured"] == pytest.approx(true_fall, rel=1e-9)
+        assert row["law"] == pytest.approx(fitted_fall, rel=1e-9)  # the same at every size
+    ratios = [row["measured"] / row["law"] for row in gains]
+    assert ratios == sorted(ratios) and ratios[-1] / ratios[0] > 4
+
+
 def test_prediction_interval_holds_the_residual_scatter():
     rng = np.random.default_rng(2)
     C = np.geomspace(1e15, 1e20, 40)
@@ -235,6 +256,17 @@ def test_ladder_results_get_a_parametric_headline_and_a_final_point_frontier(tmp
         expected)
     out = capsys.readouterr().out
     assert "chinchilla: L = E + A/N^alpha + B/D^beta" in out and "mean relative error" in out
+    # The law is separable and recovered, so each size's fall in loss from its smallest to its
+    # largest budget is the law's: 2000·(D_low^-0.37 − D_high^-0.37) with D from 5 to 40 × N.
+    gains = fit["fits"]["chinchilla"]["data_gain"]
+    assert [row["N"] for row in gains] == [2e6, 4e6, 8e6, 16e6, 32e6]
+    for row in gains:
+        expected = 2000 * ((5 * row["N"])**-0.37 - (40 * row["N"])**-0.37)
+        assert row["measured"] == pytest.approx(expected, rel=1e-9)
+        assert row["law"] == pytest.approx(expected, rel=1e-3)
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "| N | D | measured | law |" in report
+    assert f"| 2.000e+06 | 1.000e+07 → 8.000e+07 | {gains[0]['measured']:.4f} | {gains[0]['law']:.4f} |" in report
 
 
 @pytest.mark.slow
