@@ -144,3 +144,24 @@ def test_mup_embeddings_keep_the_base_widths_std_at_every_width(init):
         for name in ("token_embedding", "position_embedding"):
             std = float(np.std(np.asarray(params[name])))
             assert std == pytest.approx(expected, rel=0.03), (init, width, name, std)
+
+
+@pytest.mark.parametrize("init", ["xavier", "he", "small"])
+def test_an_untied_mup_read_out_keeps_the_base_widths_init_at_every_width(init):
+    """Under µP the logits carry the 1/width (the output multiplier), so an untied read-out is
+    initialised like the embedding: with the std its scheme gives at the base width (16), at every
+    width — by hand √(2/(16 + 512)) for xavier (fan-in 16, fan-out the vocabulary), √(2/16) for he,
+    √(2/(5·16)) for small. At the base width it is the standard model's read-out, bit for bit."""
+    expected = {"xavier": np.sqrt(2 / (16 + 512)), "he": np.sqrt(2 / 16), "small": np.sqrt(2 / 80)}
+    tokens = jnp.zeros((1, 12), jnp.int32)
+
+    def readout(**overrides):
+        cfg = _tiny(init=init, tie_embeddings=False, vocab_size=512, **overrides)
+        params = nn.unbox(jax.jit(model_lib.Transformer(cfg).init)(jax.random.key(0), tokens))
+        return np.asarray(params["params"]["unembedding"])
+
+    for width in (64, 512):
+        std = float(np.std(readout(d_model=width, head_dim=width // 4, d_ff=2 * width)))
+        assert std == pytest.approx(expected[init], rel=0.03), (init, width, std)
+    base = dict(d_model=16, head_dim=4, d_ff=32)
+    np.testing.assert_array_equal(readout(**base), readout(parametrization="standard", **base))

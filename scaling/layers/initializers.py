@@ -22,11 +22,14 @@ small schemes already do; for `normal`/`scaled_normal` the std is multiplied by
 position tables) keep a width-independent std: init_std, or under `small`/`xavier`/`he` the std
 the scheme gives at d_model = mup_base_width (Yang et al. 2022, Tables 3 and 8: input weights have
 variance 1/fan_in, and their fan-in is the vocabulary, not the width). The read-out is instead
-scaled in the forward pass (see `scaling.model`).
+scaled in the forward pass (see `scaling.model`); an untied read-out is initialised like the
+embedding, width-independent: `init_std`, or under `small`/`xavier`/`he` the scheme's init at
+d_model = mup_base_width.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -71,6 +74,9 @@ def dense_init(cfg: ModelConfig, role: str, *, in_axis: int | Sequence[int],
     down under `scaled_normal`) or `READOUT` (the untied output projection, exempt from the µP
     width multiplier). `residual_branches` is the number of residual branches in the stack.
     """
+    if role == READOUT and cfg.parametrization == "mup" and cfg.init in ("xavier", "he", "small"):
+        return _at_base_width(cfg, dense_init(dataclasses.replace(cfg, parametrization="standard"),
+                                              role, in_axis=in_axis, out_axis=out_axis), out_axis)
     if cfg.init == "xavier":
         return jax.nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=in_axis,
                                                     out_axis=out_axis)
@@ -85,6 +91,24 @@ def dense_init(cfg: ModelConfig, role: str, *, in_axis: int | Sequence[int],
     if cfg.parametrization == "mup" and role != READOUT:
         std *= math.sqrt(cfg.mup_base_width / cfg.d_model)
     return jax.nn.initializers.normal(std)
+
+
+def _at_base_width(cfg: ModelConfig, initializer: Initializer,
+                   out_axis: int | Sequence[int]) -> Initializer:
+    """`initializer` (a fan-based or small scheme for a matrix whose fan-in is d_model) rescaled to
+    the std it has at d_model = mup_base_width, at every width."""
+    out_axes = (out_axis,) if isinstance(out_axis, int) else tuple(out_axis)
+
+    def init(key, shape, dtype=jnp.float32):
+        width, base = cfg.d_model, cfg.mup_base_width
+        if cfg.init == "xavier":  # variance 2 / (fan_in + fan_out)
+            fan_out = math.prod(shape[axis] for axis in out_axes)
+            factor = math.sqrt((width + fan_out) / (base + fan_out))
+        else:  # he, small: variance ∝ 1 / d_model
+            factor = math.sqrt(width / base)
+        return initializer(key, shape, dtype) * jnp.asarray(factor, dtype)
+
+    return init
 
 
 def ones(key, shape, dtype=jnp.float32):
