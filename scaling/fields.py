@@ -10,6 +10,7 @@ that owns them, after the per-field checks.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Iterable
 
 import ml_collections
@@ -31,7 +32,8 @@ def _is_integer(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    """A finite real number: NaN and ±inf are refused (an infinite budget or rate is no setting)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def option(default: str, choices: Iterable[str], doc: str) -> Any:
@@ -78,7 +80,7 @@ def number(default: float, doc: str, *, minimum: float = 0.0, maximum: float | N
         if not low_ok or (maximum is not None and value > maximum):
             low = f"> {minimum:g}" if exclusive_minimum else f">= {minimum:g}"
             allowed = (f"a number in [{minimum:g}, {maximum:g}]" if maximum is not None
-                       and not exclusive_minimum else f"a number {low}"
+                       and not exclusive_minimum else f"a finite number {low}"
                        + (f" and <= {maximum:g}" if maximum is not None else ""))
             raise ConfigError(name, value, allowed)
 
@@ -107,7 +109,8 @@ def numbers(default: tuple, doc: str, *, positive: bool = True) -> Any:
     def check(name: str, value: Any) -> None:
         if not isinstance(value, (tuple, list)) or not all(
                 _is_number(v) and (v > 0 or not positive) for v in value):
-            raise ConfigError(name, value, "a tuple of numbers" + (" > 0" if positive else ""))
+            raise ConfigError(name, value,
+                              "a tuple of finite numbers" + (" > 0" if positive else ""))
 
     return _field(tuple(default), doc, check)
 

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import write_sweep_config
 from launch import plans
+from launch import sweep as sweep_module
 from scaling.errors import ConfigError
 from scaling.overrides import load_config
 
@@ -116,3 +117,19 @@ def test_a_ladder_budget_inside_the_warmup_is_refused(tmp_path):
         (6, 5), (64, 0)]
     with pytest.raises(ConfigError, match=r"ladder_tokens=.*warmup of 5 steps \(the smallest is 5\)"):
         _plan(tmp_path, ladder_tokens=(256 * 5, 256 * 64), **fields)
+
+
+@pytest.mark.parametrize("override, message", [
+    # Each planned D = inf / a step count: OverflowError and a traceback before.
+    ("--config.tokens_per_param=1e999", "config.tokens_per_param=inf is not allowed: "
+                                        "a finite number > 0"),
+    ("--config.ladder_tokens=(4096, 1e999)", "config.ladder_tokens=(4096, inf) is not allowed: "
+                                             "a tuple of finite numbers > 0"),
+])
+def test_an_infinite_sweep_budget_is_refused_in_one_line(tmp_path, capsys, override, message):
+    path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
+    plan = "ladder" if "ladder" in override else "tokens_per_param"
+    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", f"--config.plan={plan}", override])
+    error = capsys.readouterr().err
+    assert code == 2 and error == f"scaling-sweep: error: {message}\n", error

@@ -44,6 +44,15 @@ def test_bad_config_fails_before_building(repo, tmp_path, override, field, allow
     assert not workdir.exists(), "nothing may be written before the config is valid"
 
 
+def test_an_infinite_number_is_refused_before_building(repo, tmp_path):
+    # 1e999 parses to inf, which is "> 0": it compiled and diverged at step 2 (exit 3).
+    result, workdir = _train(repo, tmp_path, "--config.optim.lr=1e999")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == ("scaling-train: error: config.optim.lr=inf is not allowed: "
+                                     "a finite number > 0")
+    assert not workdir.exists()
+
+
 def test_overrides_parse_to_field_types():
     config = default_config()
     rest, overrides = split_argv(["--workdir", "w", "--config.model.d_model=256",
