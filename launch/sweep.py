@@ -538,9 +538,9 @@ def _main(args, overrides: list[str]) -> int:
         print(f"scaling-sweep: error: --only {','.join(sorted(unknown))}: not in the plan "
               f"({', '.join(run.name for run in runs)})", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
-    if args.status_every < 0:
+    if not 0 <= args.status_every < float("inf"):  # NaN would poll without pause, inf overflow
         print(f"scaling-sweep: error: --status-every={args.status_every:g} is not allowed: "
-              "seconds between status lines, 0 or more", file=sys.stderr)
+              "seconds between status lines, a finite number 0 or more", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
     if args.dry_run:
         try:

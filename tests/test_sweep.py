@@ -254,6 +254,12 @@ def test_a_sweep_workdir_that_is_a_file_is_one_line(repo, tmp_path, extra):
      "config.size_overrides.d999={'model': {'d_ff': 4}} is not allowed: keys that name members "
      "of family 'cpu_demo': d8-L2"),
     (("--status-every", "-1"), "--status-every=-1 is not allowed: seconds between status lines"),
+    # inf ended the sweep in an OverflowError traceback once its first run had started; NaN
+    # polled without pause.
+    (("--status-every", "inf"), "--status-every=inf is not allowed: seconds between status "
+                                "lines, a finite number 0 or more"),
+    (("--status-every", "nan"), "--status-every=nan is not allowed: seconds between status "
+                                "lines, a finite number 0 or more"),
     (("--processes", "two"), "argument --processes: invalid int value: 'two'"),
 ])
 def test_bad_sweep_settings_are_one_line(repo, tmp_path, extra, expected):
