@@ -151,16 +151,19 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
     """Each field's declared rule, then what each plan needs; ConfigError names the field."""
     validate_sweep_shape(sweep)
     check_section(SweepConfig, sweep, "")
+    # The ladder's budgets: per parameter when given, else absolute (`_ladder_runs`).
+    ladder = ("ladder_tokens" if sweep.ladder_tokens and not sweep.ladder_tokens_per_param
+              else "ladder_tokens_per_param")
     needs = {"tokens": ("tokens", sweep.tokens > 0),
              "tokens_per_param": ("tokens_per_param", sweep.tokens_per_param > 0),
              "isoflop": ("isoflop_budgets", bool(sweep.isoflop_budgets)),
-             "ladder": ("ladder_tokens_per_param",
-                        len(sweep.ladder_tokens_per_param or sweep.ladder_tokens) >= 2)}
+             "ladder": (ladder, len(sweep[ladder]) >= 2)}
     if sweep.plan in needs and not needs[sweep.plan][1]:
         field = needs[sweep.plan][0]
         raise ConfigError(field, sweep[field], f"set with plan={sweep.plan!r}"
-                          + (" (two or more budgets, or ladder_tokens)" if sweep.plan == "ladder"
-                             else ""))
+                          + (" (two or more budgets"
+                             + (", or ladder_tokens)" if field == "ladder_tokens_per_param" else ")")
+                             if sweep.plan == "ladder" else ""))
     members = [name for name, _ in FAMILIES[sweep.family]()]
     for name in sweep.size_overrides:
         if name not in members:
@@ -235,7 +238,7 @@ def _sizes(sweep: ml_collections.ConfigDict) -> list[tuple[str, dict]]:
         return list(family)
     wanted = [name.strip() for name in sweep.sizes.split(",") if name.strip()]
     known = dict(family)
-    if any(name not in known for name in wanted):
+    if not wanted or any(name not in known for name in wanted):
         raise ConfigError("sizes", sweep.sizes,
                           f"names from family {sweep.family!r}: {', '.join(known)}")
     return [(name, known[name]) for name in wanted]
@@ -377,12 +380,17 @@ def _ladder_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
     sweep, config = planner.sweep, size.config
     token_budgets = ([ratio * size.non_embedding_params for ratio in sweep.ladder_tokens_per_param]
                      or list(sweep.ladder_tokens))
-    steps = sorted({max(1, round(tokens / _tokens_per_step(config))) for tokens in token_budgets})
+    budget_steps = [max(1, round(tokens / _tokens_per_step(config))) for tokens in token_budgets]
+    steps = sorted(set(budget_steps))
+    field = "ladder_tokens_per_param" if sweep.ladder_tokens_per_param else "ladder_tokens"
+    if len(steps) < len(budget_steps):  # a repeated budget would silently make one run fewer
+        repeated = next(s for s in steps if budget_steps.count(s) > 1)
+        raise ConfigError(field, sweep[field], f"distinct budgets (two of them train size "
+                          f"{size.name} for the same {repeated} steps)")
     main_steps = steps[-1]
     hparams = size_hyperparameters(sweep, config, size.non_embedding_params, main_steps)
     optim = ml_collections.ConfigDict({**config.optim.to_dict(),
                                        "warmup_steps": hparams["optim.warmup_steps"]})
-    field = "ladder_tokens_per_param" if sweep.ladder_tokens_per_param else "ladder_tokens"
     if budget.warmup_steps(optim, steps[0]) != optim.warmup_steps:
         # A budget of no more steps than the warmup would warm up faster than its parent: the
         # two would differ from the first step, and the branch would not be the independent run.
@@ -420,6 +428,9 @@ def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRu
         for size_name, member in sizes:
             size = planner.size(size_name, member, extra, replicate)
             runs += (_ladder_runs if sweep.plan == "ladder" else _single_budget_runs)(planner, size)
+    if not runs:  # every size skipped at every budget (an empty `sizes` is refused before)
+        raise ConfigError("isoflop_budgets", sweep.isoflop_budgets, "budgets that leave some "
+                          f"size at least min_steps={sweep.min_steps} steps")
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise ConfigError("name", sweep.name, "run names that are unique (two runs collide)")

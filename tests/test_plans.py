@@ -133,3 +133,27 @@ def test_an_infinite_sweep_budget_is_refused_in_one_line(tmp_path, capsys, overr
                               "--dry-run", f"--config.plan={plan}", override])
     error = capsys.readouterr().err
     assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
+
+
+@pytest.mark.parametrize("fields, message", [
+    # A repeated budget made one run fewer without a word (one run, no branch, for two).
+    (dict(plan="ladder", ladder_tokens=(256 * 64, 256 * 16, 256 * 64)),
+     "config.ladder_tokens=(16384, 4096, 16384) is not allowed: distinct budgets (two of them "
+     "train size d64-L2 for the same 64 steps)"),
+    # One absolute budget was reported as an empty ladder_tokens_per_param.
+    (dict(plan="ladder", ladder_tokens=(256 * 64,)),
+     "config.ladder_tokens=(16384,) is not allowed: set with plan='ladder' (two or more budgets)"),
+    # A plan of no runs at all planned, "trained" and exited 0.
+    (dict(plan="steps", sizes=","),
+     "config.sizes=',' is not allowed: names from family 'cpu_demo': d8-L2"),
+    (dict(plan="isoflop", isoflop_budgets=(1e3,), min_steps=50),
+     "config.isoflop_budgets=(1000.0,) is not allowed: budgets that leave some size at least "
+     "min_steps=50 steps"),
+])
+def test_a_plan_that_would_silently_drop_runs_is_refused(tmp_path, capsys, fields, message):
+    path = write_sweep_config(tmp_path / "sweep.py", **{**MODEL_CHANGING, **fields})
+    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.startswith(f"scaling-sweep: error: {message}"), error
+    assert error.count("\n") == 1
