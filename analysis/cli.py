@@ -135,9 +135,15 @@ def _check_options_apply(args) -> None:
         args.reducible_fraction = Settings.reducible_fraction
 
 
-def _check_settings(args) -> None:
+def _check_resampling(args) -> None:
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 or more resamples")
+    if args.seed < 0:  # numpy's own "expected non-negative integer" named no option
+        raise ValueError(f"--seed={args.seed} is not allowed; need an integer >= 0")
+
+
+def _check_settings(args) -> None:
+    _check_resampling(args)
     if args.drop_highest is not None and args.drop_highest < 1:
         raise ValueError(f"--drop-highest={args.drop_highest} is not allowed; need at least 1")
     if not args.improvement > 0:
@@ -175,13 +181,13 @@ def _check_hold_out(args, runs) -> None:
                          f"{sizes} model sizes; need 1 <= K < {sizes}") from None
 
 
-def _out_dir(path: pathlib.Path) -> pathlib.Path:
+def _out_dir(path: pathlib.Path, flag: str = "--out") -> pathlib.Path:
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--out={str(path)!r} is not allowed: a directory (this path is a file)")
+        raise ValueError(f"{flag}={str(path)!r} is not allowed: a directory (this path is a file)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(f"--out={str(path)!r} is not allowed: a directory that can be created "
+        raise ValueError(f"{flag}={str(path)!r} is not allowed: a directory that can be created "
                          f"({error.strerror})") from None
     return path
 
@@ -201,9 +207,9 @@ def _parse_budgets(text: str) -> tuple[float, ...]:
         budgets = tuple(float(part) for part in text.split(","))
     except ValueError:
         budgets = ()
-    if not budgets or not all(budget > 0 for budget in budgets):
-        raise ValueError(f"--isoflop-budgets={text!r} is not allowed; give positive FLOP counts "
-                         "separated by commas, or 'chinchilla'")
+    if not budgets or not all(0 < budget < float("inf") for budget in budgets):
+        raise ValueError(f"--isoflop-budgets={text!r} is not allowed; give positive, finite FLOP "
+                         "counts separated by commas, or 'chinchilla'")
     return budgets
 
 
@@ -314,8 +320,7 @@ def run_compare(args) -> pathlib.Path:
 
     _check_options_apply(args)
     _apply_preset(args)
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 or more resamples")
+    _check_resampling(args)
     path_a, path_b = args.compare
     columns = [set(csv_columns(path)) for path in (path_a, path_b)]
     results = [set(RESULTS_COLUMNS) <= names for names in columns]
@@ -373,7 +378,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     try:
         if args.download_chinchilla:
-            path = download_chinchilla(args.download_chinchilla)
+            path = download_chinchilla(_out_dir(pathlib.Path(args.download_chinchilla),
+                                                "--download-chinchilla"))
             print(f"saved {path}")
             return 0
         out_dir = run_compare(args) if args.compare else run(args)

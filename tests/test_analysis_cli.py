@@ -257,3 +257,26 @@ def test_the_backtest_summary_of_an_unreadable_file_is_one_line(tmp_path, capsys
         assert error.count("\n") == 1
         assert error.startswith(f"analysis.backtest: error: {path}: not a readable backtest.json "
                                 f"({reason}")
+
+
+def test_bad_seed_download_folder_and_budgets_are_one_line_errors(tmp_path, capsys):
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9] * 3, "loss": [3.0, 2.9, 2.8]}).to_csv(
+        path, index=False)
+    common = ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+              "--out", str(tmp_path / "o")]
+    # numpy's "law='chinchilla' cannot be fitted: expected non-negative integer" named no option.
+    assert main(common + ["--bootstrap", "2", "--seed", "-1"]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --seed=-1 is not allowed; need an "
+                                       "integer >= 0\n")
+    # inf snapped every run to one infinite budget and fitted on.
+    assert main(common + ["--bootstrap", "0", "--isoflop-budgets", "1e18,inf"]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --isoflop-budgets='1e18,inf' is not "
+                                       "allowed; give positive, finite FLOP counts separated by "
+                                       "commas, or 'chinchilla'\n")
+    # A FileExistsError traceback before.
+    (tmp_path / "afile").write_text("")
+    assert main(["--download-chinchilla", str(tmp_path / "afile")]) == 2
+    assert capsys.readouterr().err == (f"scaling-fit: error: --download-chinchilla="
+                                       f"{str(tmp_path / 'afile')!r} is not allowed: a directory "
+                                       "(this path is a file)\n")
