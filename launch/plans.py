@@ -161,8 +161,8 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
     if sweep.plan in needs and not needs[sweep.plan][1]:
         field = needs[sweep.plan][0]
         raise ConfigError(field, sweep[field], f"set with plan={sweep.plan!r}"
-                          + (" (two or more budgets"
-                             + (", or ladder_tokens)" if field == "ladder_tokens_per_param" else ")")
+                          + (" (two or more budgets" + (
+                              ", or ladder_tokens)" if field == "ladder_tokens_per_param" else ")")
                              if sweep.plan == "ladder" else ""))
     members = [name for name, _ in FAMILIES[sweep.family]()]
     for name in sweep.size_overrides:

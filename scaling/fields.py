@@ -32,7 +32,7 @@ def _is_integer(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    """A finite real number: NaN and ±inf are refused (an infinite budget or rate is no setting)."""
+    """A finite real number: NaN and ±inf are refused (no rate or budget is infinite)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
