@@ -22,7 +22,8 @@ import shlex
 import sys
 
 from launch.commands import PREEMPTED_EXIT_CODE, UsageError, execute_checked, exit_code_of
-from scaling.errors import ArgumentParser, flag_name
+from scaling import files
+from scaling.errors import ArgumentParser, ConfigError, flag_name
 
 PROGRAM = "scaling-slurm"
 SECONDS_TO_SAVE = 120  # SIGTERM this long before the time limit: enough to write a checkpoint
@@ -34,7 +35,7 @@ def _positive(option: str, value: int) -> None:
 
 
 def _existing_file(option: str, path: str) -> None:
-    if not os.path.isfile(path):
+    if not os.path.isfile(path.partition(":")[0]):  # `file.py:variant` names a file too
         raise UsageError(option, path, "an existing config file")
 
 
@@ -110,6 +111,7 @@ def _validate(args: argparse.Namespace) -> None:
             if getattr(args, option):
                 _directive_value(flag_name(option), getattr(args, option))
         _directive_value("--workdir", os.path.abspath(args.workdir))
+        files.check_workdir(args.workdir, create=False)  # the script is written there
         _directive_value("the current directory (the job's --chdir)", os.getcwd())
         return
     if args.sweep_config:
@@ -124,16 +126,22 @@ def check_configs(args: argparse.Namespace) -> None:
     """Validate what the processes will run, as `scaling-train` will; ConfigError names the run
     and the field."""
     # Imported here: they import JAX, which the argument checks above do not need.
-    if args.sweep_config:
-        from launch.sweep import load_plan
+    try:
+        if args.sweep_config:
+            from launch.sweep import load_plan
 
-        runs = load_plan(args.sweep_config, args.overrides)[2]
-        print(f"{PROGRAM}: {args.sweep_config}: {len(runs)} planned runs, every config valid",
-              file=sys.stderr)
-    else:
-        from scaling.train import load_and_validate
+            runs = load_plan(args.sweep_config, args.overrides)[2]
+            print(f"{PROGRAM}: {args.sweep_config}: {len(runs)} planned runs, every config valid",
+                  file=sys.stderr)
+        else:
+            from scaling.train import load_and_validate
 
-        load_and_validate(args.train_config, args.overrides)
+            load_and_validate(args.train_config, args.overrides)
+    except ConfigError as error:  # the file itself (a variant it lacks): named as given here
+        if error.field != "--config":
+            raise
+        option = "--sweep-config" if args.sweep_config else "--train-config"
+        raise ConfigError(option, error.value, error.allowed) from None
 
 
 def _launch(args: argparse.Namespace) -> int:
@@ -148,7 +156,7 @@ def _launch(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(script, end="")
     else:
-        os.makedirs(args.workdir, exist_ok=True)
+        files.check_workdir(args.workdir)
         with open(script_path, "w") as file:
             file.write(script)
     execute_checked(["sbatch", script_path], dry_run=args.dry_run)

@@ -228,3 +228,28 @@ def test_config_overrides_are_checked_and_reach_every_process(cluster):
         assert result.returncode == 2 and result.stderr.startswith("scaling-slurm: error: ")
         assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     assert cluster.submissions() == []
+
+
+def test_a_config_variant_is_accepted_and_a_wrong_one_named(cluster):
+    # `file.py:variant` was refused as "an existing config file" although the file exists.
+    (cluster.folder / "configs" / "demo.py").write_text(open(DEMO).read())
+    result = cluster.launch("--train-config", "configs/demo.py:runlocal", "--workdir", "runs/r",
+                            "--nodes", "1", "--gpus-per-node", "8", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "srun scaling-train --config configs/demo.py:runlocal --workdir" in result.stdout
+    result = cluster.launch("--train-config", "configs/demo.py:nope", "--workdir", "runs/r",
+                            "--nodes", "1", "--gpus-per-node", "8", "--dry-run")
+    assert result.returncode == 2
+    assert result.stderr == ("scaling-slurm: error: --train-config='configs/demo.py:nope' is not "
+                             "allowed: a variant of this file: runlocal\n")
+
+
+def test_a_workdir_that_is_a_file_is_one_line(cluster):
+    # A FileExistsError traceback (os.makedirs) after every config had been validated.
+    (cluster.folder / "afile").write_text("")
+    result = cluster.launch("--train-config", "configs/run.py", "--workdir", "afile",
+                            "--nodes", "1", "--gpus-per-node", "8")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("scaling-slurm: error: --workdir='afile' is not allowed: a "
+                             "directory (this path is a file)\n")
+    assert cluster.submissions() == []
