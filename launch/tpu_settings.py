@@ -8,6 +8,7 @@ checks the fields a subcommand needs, once, and raises `UsageError` naming the f
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 
@@ -15,6 +16,7 @@ import ml_collections
 
 from launch.commands import UsageError
 from scaling.errors import flag_name
+from scaling.overrides import _one_line
 
 # Accelerator types as `gcloud` names them: a TPU generation, an optional variant, a core/chip count
 # (v4-8, v5litepod-16, v5p-128, v6e-8).
@@ -48,7 +50,11 @@ def load_settings_file(path: str) -> ml_collections.ConfigDict:
         raise UsageError("--config", path, "an existing Python settings file")
     spec = importlib.util.spec_from_file_location("tpu_settings_file", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # not Python, or Python that fails: say where, in one line
+        raise UsageError("--config", path, f"a Python settings file that runs "
+                                           f"({_one_line(error)})") from None
     if not hasattr(module, "get_config"):
         raise UsageError("--config", path, "a file that defines get_config()")
     return module.get_config()
@@ -113,8 +119,9 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
         raise UsageError("--max-retries", retries, "an integer > 0")
     interval = settings.poll_interval
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
-        raise UsageError("--poll-interval", interval, "a number of seconds > 0")
+    if (isinstance(interval, bool) or not isinstance(interval, (int, float))
+            or not 0 < interval < math.inf):  # inf: an OverflowError in time.sleep
+        raise UsageError("--poll-interval", interval, "a finite number of seconds > 0")
 
 
 def sweep_config_on_host(settings: ml_collections.ConfigDict) -> str:

@@ -347,11 +347,18 @@ def test_settings_file_with_flags_overriding_it(cloud):
     (["--sweep-config", "configs/sweeps/missing.py"],
      "--sweep-config='configs/sweeps/missing.py' is not allowed: an existing sweep config file"),
     (["--poll-interval", "0"], "--poll-interval=0.0 is not allowed"),
+    # Accepted, then an OverflowError traceback in time.sleep while the slice was provisioned.
+    (["--poll-interval", "inf"], "--poll-interval=inf is not allowed: a finite number of "
+                                 "seconds > 0"),
+    # A SyntaxError traceback before.
+    (["--config", "settings.py"], "--config='settings.py' is not allowed: a Python settings file "
+                                  "that runs (SyntaxError: "),
     (["--bucket", "gs://My_Bucket"], "--bucket='gs://My_Bucket' is not allowed: gs://BUCKET or "
                                      "gs://BUCKET/FOLDER"),
     (["--bucket", "gs://b"], "--bucket='gs://b' is not allowed"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(cloud, flags, message):
+    (cloud.checkout / "settings.py").write_text("def get_config(:\n")
     result = cloud.launch(*up_args(*flags))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
