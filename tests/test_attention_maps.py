@@ -97,7 +97,12 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
         (["--text", "x", "--out", out, "--layer", "0"], "--layer and --head go together"),
         (["--text", "x", "--out", out, "--layer", "1", "--head", "0"], "layers 0..0"),
         (["--text", "x", "--out", str(tmp_path / "a.jpg")], "must end in .png"),
+        # A FileExistsError traceback, after the model had run, before.
+        (["--text", "x", "--out", str(tmp_path / "a.png" / "b.png")],
+         f"--out {tmp_path / 'a.png' / 'b.png'}: must be in a folder that exists or can be "
+         "created (File exists)"),
     ]
+    (tmp_path / "a.png").write_text("")
     for arguments, message in cases:
         assert attention_maps.main(["--workdir", str(workdir), *arguments]) == 2
         error = capsys.readouterr().err.strip()
