@@ -16,7 +16,7 @@ import ml_collections
 
 from launch.commands import UsageError
 from scaling.errors import flag_name
-from scaling.overrides import _one_line
+from scaling.overrides import one_line_error
 
 # Accelerator types as `gcloud` names them: a TPU generation, an optional variant, a core/chip count
 # (v4-8, v5litepod-16, v5p-128, v6e-8).
@@ -54,7 +54,7 @@ def load_settings_file(path: str) -> ml_collections.ConfigDict:
         spec.loader.exec_module(module)
     except Exception as error:  # not Python, or Python that fails: say where, in one line
         raise UsageError("--config", path, f"a Python settings file that runs "
-                                           f"({_one_line(error)})") from None
+                                           f"({one_line_error(error)})") from None
     if not hasattr(module, "get_config"):
         raise UsageError("--config", path, "a file that defines get_config()")
     return module.get_config()

@@ -34,8 +34,8 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     try:
         module_spec.loader.exec_module(module)
     except Exception as error:  # not Python, or Python that fails: say where, in one line
-        raise ConfigError("--config", spec, f"a Python config file that runs ({_one_line(error)})"
-                          ) from None
+        raise ConfigError("--config", spec,
+                          f"a Python config file that runs ({one_line_error(error)})") from None
     if not hasattr(module, "get_config"):
         raise ConfigError("--config", spec, "a Python file defining get_config()")
     check_variant(module, spec, arg)
@@ -43,7 +43,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
         config = module.get_config(arg) if arg else module.get_config()
     except (ValueError, TypeError, KeyError) as error:  # e.g. an unknown variant
         raise ConfigError("--config", spec, f"a variant its get_config() accepts "
-                                            f"({_one_line(error)})") from None
+                                            f"({one_line_error(error)})") from None
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError("--config", spec, "a get_config() that returns an ml_collections.ConfigDict")
     return config
@@ -66,7 +66,8 @@ def check_variant(module, spec: str, arg: str) -> None:
         raise ConfigError("--config", spec, f"a variant of this file: {', '.join(variants)}")
 
 
-def _one_line(error: BaseException) -> str:
+def one_line_error(error: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
