@@ -146,10 +146,12 @@ def _check_settings(args) -> None:
     _check_resampling(args)
     if args.drop_highest is not None and args.drop_highest < 1:
         raise ValueError(f"--drop-highest={args.drop_highest} is not allowed; need at least 1")
-    if not args.improvement > 0:
-        raise ValueError(f"--improvement={args.improvement} is not allowed; need a positive number of nats")
-    if not 0 < args.reducible_fraction:
-        raise ValueError(f"--reducible-fraction={args.reducible_fraction} is not allowed; need > 0")
+    if not 0 < args.improvement < float("inf"):
+        raise ValueError(f"--improvement={args.improvement} is not allowed; need a positive, finite "
+                         "number of nats")
+    if not 0 < args.reducible_fraction < float("inf"):
+        raise ValueError(f"--reducible-fraction={args.reducible_fraction} is not allowed; need a "
+                         "finite number > 0")
     if args.csv and not (args.n_col and args.loss_col):
         raise ValueError("--csv needs --n-col and --loss-col, and one of --d-col or --c-col "
                          "(or --preset)")

@@ -420,6 +420,8 @@ def load_plan(config: str, overrides: list[str], processes: int | None = None):
         raise ConfigError("--config", config, error.allowed) from None
     plans.apply_sweep_overrides(sweep, overrides)
     if processes is not None:
+        if processes < 1:  # named as typed, not as the sweep field it sets
+            raise ConfigError("--processes", processes, "an integer >= 1 (runs at a time)")
         sweep.processes = processes
     base_config = plans.resolve_base_config(sweep.base_config, config)
     return sweep, base_config, plans.expand(sweep, base_config)

@@ -280,3 +280,7 @@ def test_bad_seed_download_folder_and_budgets_are_one_line_errors(tmp_path, caps
     assert capsys.readouterr().err == (f"scaling-fit: error: --download-chinchilla="
                                        f"{str(tmp_path / 'afile')!r} is not allowed: a directory "
                                        "(this path is a file)\n")
+    # Accepted before, and every "cost of the next improvement" in the report became infinite.
+    assert main(common + ["--bootstrap", "0", "--improvement", "inf"]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --improvement=inf is not allowed; "
+                                       "need a positive, finite number of nats\n")

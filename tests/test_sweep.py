@@ -261,6 +261,7 @@ def test_a_sweep_workdir_that_is_a_file_is_one_line(repo, tmp_path, extra):
     (("--status-every", "nan"), "--status-every=nan is not allowed: seconds between status "
                                 "lines, a finite number 0 or more"),
     (("--processes", "two"), "argument --processes: invalid int value: 'two'"),
+    (("--processes", "0"), "--processes=0 is not allowed: an integer >= 1 (runs at a time)"),
 ])
 def test_bad_sweep_settings_are_one_line(repo, tmp_path, extra, expected):
     result = _sweep(repo, _write_sweep(tmp_path), tmp_path / "w", "--dry-run", *extra,
