@@ -157,6 +157,14 @@ def _launch(args: argparse.Namespace) -> int:
         print(script, end="")
     else:
         files.check_workdir(args.workdir)
+        # An explicit --script may name another folder: made here, or refused in one line.
+        try:
+            files.check_workdir(os.path.dirname(os.path.abspath(script_path)))
+        except ConfigError as error:
+            raise UsageError("--script", script_path, f"a file in a folder that exists or can be "
+                             f"made (its folder {error.value}: {error.allowed})") from None
+        if os.path.isdir(script_path):
+            raise UsageError("--script", script_path, "a file to write (this path is a folder)")
         with open(script_path, "w") as file:
             file.write(script)
     execute_checked(["sbatch", script_path], dry_run=args.dry_run)

@@ -253,3 +253,20 @@ def test_a_workdir_that_is_a_file_is_one_line(cluster):
     assert result.stderr == ("scaling-slurm: error: --workdir='afile' is not allowed: a "
                              "directory (this path is a file)\n")
     assert cluster.submissions() == []
+
+
+def test_a_script_path_under_a_file_is_one_line(cluster):
+    # A NotADirectoryError traceback (open) before; a missing folder is made.
+    (cluster.folder / "afile").write_text("")
+    common = ("--train-config", "configs/run.py", "--workdir", "out", "--nodes", "1",
+              "--gpus-per-node", "8")
+    result = cluster.launch(*common, "--script", "afile/job.sbatch")
+    assert result.returncode == 2, result.stderr
+    folder = cluster.folder / "afile"
+    assert result.stderr == ("scaling-slurm: error: --script='afile/job.sbatch' is not allowed: a "
+                             f"file in a folder that exists or can be made (its folder {folder}: "
+                             "a directory (this path is a file))\n")
+    assert cluster.submissions() == []
+    result = cluster.launch(*common, "--script", "jobs/job.sbatch")
+    assert result.returncode == 0, result.stderr
+    assert (cluster.folder / "jobs" / "job.sbatch").is_file()
