@@ -92,7 +92,7 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict) ->
     ]
 
 
-MAX_GAIN_ROWS = 12  # sizes beyond this many are summarised by the diagnostic alone
+MAX_GAIN_ROWS = 12  # beyond this many sizes the table is in fit.json only
 
 
 def _data_gain_lines(fit: dict) -> list[str]:
