@@ -135,11 +135,14 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
     out = pathlib.Path(args.out)
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise trained.RunError(f"--out {args.out}: must end in .png, .pdf or .svg")
-    try:  # here, before the checkpoint is restored and the model run
+    # Here, before the checkpoint is restored and the model run.
+    if out.parent.exists() and not out.parent.is_dir():
+        raise trained.RunError(f"--out {args.out}: its folder {out.parent} is a file")
+    try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise trained.RunError(f"--out {args.out}: must be in a folder that exists or can be "
-                               f"created ({error.strerror})") from None
+        raise trained.RunError(f"--out {args.out}: its folder cannot be created "
+                               f"({error.strerror})") from None
     if model.layout == "encoder_decoder" and num_source_tokens is None:
         raise trained.RunError("the run is an encoder–decoder: pass --source TEXT for its encoder")
     if model.layout != "encoder_decoder" and (args.source is not None or args.stack is not None):

@@ -99,8 +99,10 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
         (["--text", "x", "--out", str(tmp_path / "a.jpg")], "must end in .png"),
         # A FileExistsError traceback, after the model had run, before.
         (["--text", "x", "--out", str(tmp_path / "a.png" / "b.png")],
-         f"--out {tmp_path / 'a.png' / 'b.png'}: must be in a folder that exists or can be "
-         "created (File exists)"),
+         f"--out {tmp_path / 'a.png' / 'b.png'}: its folder {tmp_path / 'a.png'} is a file"),
+        (["--text", "x", "--out", str(tmp_path / "a.png" / "c" / "b.png")],
+         f"--out {tmp_path / 'a.png' / 'c' / 'b.png'}: its folder cannot be created (Not a "
+         "directory)"),
     ]
     (tmp_path / "a.png").write_text("")
     for arguments, message in cases:
