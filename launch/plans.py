@@ -147,23 +147,27 @@ def validate_sweep_shape(sweep: ml_collections.ConfigDict) -> None:
                           f"{', '.join(missing)}; is this a run config?)")
 
 
+def ladder_field(sweep: ml_collections.ConfigDict) -> str:
+    """The field a ladder's budgets come from: per parameter when given (or when neither is),
+    else absolute token counts."""
+    return ("ladder_tokens" if sweep.ladder_tokens and not sweep.ladder_tokens_per_param
+            else "ladder_tokens_per_param")
+
+
 def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
     """Each field's declared rule, then what each plan needs; ConfigError names the field."""
     validate_sweep_shape(sweep)
     check_section(SweepConfig, sweep, "")
-    # The ladder's budgets: per parameter when given, else absolute (`_ladder_runs`).
-    ladder = ("ladder_tokens" if sweep.ladder_tokens and not sweep.ladder_tokens_per_param
-              else "ladder_tokens_per_param")
-    needs = {"tokens": ("tokens", sweep.tokens > 0),
-             "tokens_per_param": ("tokens_per_param", sweep.tokens_per_param > 0),
-             "isoflop": ("isoflop_budgets", bool(sweep.isoflop_budgets)),
-             "ladder": (ladder, len(sweep[ladder]) >= 2)}
+    ladder = ladder_field(sweep)
+    needs = {"tokens": ("tokens", sweep.tokens > 0, ""),
+             "tokens_per_param": ("tokens_per_param", sweep.tokens_per_param > 0, ""),
+             "isoflop": ("isoflop_budgets", bool(sweep.isoflop_budgets), ""),
+             "ladder": (ladder, len(sweep[ladder]) >= 2,
+                        " (two or more budgets" + (", or ladder_tokens)"
+                                                   if ladder == "ladder_tokens_per_param" else ")"))}
     if sweep.plan in needs and not needs[sweep.plan][1]:
-        field = needs[sweep.plan][0]
-        raise ConfigError(field, sweep[field], f"set with plan={sweep.plan!r}"
-                          + (" (two or more budgets" + (
-                              ", or ladder_tokens)" if field == "ladder_tokens_per_param" else ")")
-                             if sweep.plan == "ladder" else ""))
+        field, _, detail = needs[sweep.plan]
+        raise ConfigError(field, sweep[field], f"set with plan={sweep.plan!r}{detail}")
     members = [name for name, _ in FAMILIES[sweep.family]()]
     for name in sweep.size_overrides:
         if name not in members:
@@ -378,11 +382,11 @@ def _ladder_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
     """One WSD run at the size's largest budget that saves its stable state where each smaller
     budget's cooldown starts, and one branch per smaller budget."""
     sweep, config = planner.sweep, size.config
+    field = ladder_field(sweep)
     token_budgets = ([ratio * size.non_embedding_params for ratio in sweep.ladder_tokens_per_param]
-                     or list(sweep.ladder_tokens))
+                     if field == "ladder_tokens_per_param" else list(sweep.ladder_tokens))
     budget_steps = [max(1, round(tokens / _tokens_per_step(config))) for tokens in token_budgets]
     steps = sorted(set(budget_steps))
-    field = "ladder_tokens_per_param" if sweep.ladder_tokens_per_param else "ladder_tokens"
     if len(steps) < len(budget_steps):  # a repeated budget would silently make one run fewer
         repeated = next(s for s in steps if budget_steps.count(s) > 1)
         raise ConfigError(field, sweep[field], f"distinct budgets (two of them train size "

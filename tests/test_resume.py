@@ -107,6 +107,15 @@ def assert_same_metrics(workdir: pathlib.Path, reference: pathlib.Path) -> None:
             field: want[field] for field in EXACT_FIELDS}
 
 
+def killed_after_last_checkpoint(reference: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A copy of the uninterrupted run as if killed right after its final save: every checkpoint,
+    no summary."""
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    (workdir / "summary.json").unlink()
+    return workdir
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> pathlib.Path:
     """One uninterrupted run."""
@@ -326,9 +335,7 @@ def test_a_second_process_on_a_busy_workdir_is_refused_and_the_first_is_unharmed
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path):
-    workdir = tmp_path / "run"
-    shutil.copytree(reference, workdir)
-    (workdir / "summary.json").unlink()  # as if killed right after the final save
+    workdir = killed_after_last_checkpoint(reference, tmp_path)
     data_files = [path for path in (workdir / "checkpoints" / str(STEPS) / "state").rglob("*")
                   if path.is_file() and "/d/" in str(path)]
     largest = max(data_files, key=lambda path: path.stat().st_size)
@@ -380,9 +387,7 @@ def test_a_resume_on_other_batches_is_refused_with_exit_code_2(reference, tmp_pa
                                                                change):
     # The run as if killed after its last checkpoint; rerun with another seed or batch size, it
     # would train its remaining steps on batches neither run saw.
-    workdir = tmp_path / "run"
-    shutil.copytree(reference, workdir)
-    (workdir / "summary.json").unlink()
+    workdir = killed_after_last_checkpoint(reference, tmp_path)
     result = train(workdir, override)
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
@@ -412,9 +417,7 @@ def test_a_resume_under_another_schedule_or_corpus_is_refused_with_exit_code_2(
     corpus.write_text("\n".join(" ".join(random.Random(line).choices(["alpha", "beta", "gamma"],
                                                                        k=12))
                                 for line in range(4000)))
-    workdir = tmp_path / "run"
-    shutil.copytree(reference, workdir)
-    (workdir / "summary.json").unlink()
+    workdir = killed_after_last_checkpoint(reference, tmp_path)
     before = (workdir / "metrics.jsonl").read_text()
     result = train(workdir, *(item.replace("CORPUS", str(corpus)) for item in overrides))
     assert result.returncode == 2, result.stderr[-3000:]
@@ -433,9 +436,7 @@ def test_a_resume_with_a_field_its_objective_does_not_read_changed_continues(ref
                                                                             override):
     # A causal_lm run reads no mask fraction nor seq2seq target length, so changing either
     # changes none of its batches: the resumed run ends exactly where the uninterrupted one did.
-    workdir = tmp_path / "run"
-    shutil.copytree(reference, workdir)
-    (workdir / "summary.json").unlink()
+    workdir = killed_after_last_checkpoint(reference, tmp_path)
     result = train(workdir, override)
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = json.loads((workdir / "summary.json").read_text())
@@ -466,9 +467,7 @@ def test_batch_fields_hold_the_objective_and_only_the_fields_it_reads():
 def test_a_checkpoint_that_predates_the_recorded_plan_still_resumes(reference, tmp_path):
     """A checkpoint written before its record named the optimizer and the corpus: those are
     unknown, not different, so the rerun resumes (here at its last step, and completes)."""
-    workdir = tmp_path / "run"
-    shutil.copytree(reference, workdir)
-    (workdir / "summary.json").unlink()
+    workdir = killed_after_last_checkpoint(reference, tmp_path)
     record = workdir / "checkpoints" / str(STEPS) / "meta" / "metadata"
     meta = json.loads(record.read_text())
     assert "optim.lr" in meta and "data.dataset" in meta
