@@ -27,6 +27,7 @@ from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
 from analysis.pipeline import (DEFAULT_RESAMPLES, Settings, analyze, is_ladder,
                                parametric_skip_reason)
+from scaling import files
 from scaling.errors import ArgumentParser, flag_name
 
 # Column names and preprocessing of published tables, for --preset.
@@ -183,6 +184,20 @@ def _check_hold_out(args, runs) -> None:
                          f"{sizes} model sizes; need 1 <= K < {sizes}") from None
 
 
+# Everything a fit (a comparison) may write in its --out folder, its report first.
+FIT_FILES = ("report.md", "fit.json", "backtest.json", "backtest.md", "loss_vs_compute.png",
+             "isoflop.png", "optimal_allocation.png", "residuals.png", "predicted_vs_actual.png")
+COMPARE_FILES = ("compare.md", "compare.json", "compare.png")
+
+
+def _clear(out_dir: pathlib.Path, names: tuple[str, ...]) -> None:
+    """Remove what an earlier fit wrote to `out_dir`, so that the folder holds one fit's files
+    only: a fit stopped while writing leaves its own files so far and no report, which is
+    written last."""
+    for name in names:
+        (out_dir / name).unlink(missing_ok=True)
+
+
 def _out_dir(path: pathlib.Path, flag: str = "--out") -> pathlib.Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag}={str(path)!r} is not allowed: a directory (this path is a file)")
@@ -216,7 +231,8 @@ def _parse_budgets(text: str) -> tuple[float, ...]:
 
 
 def run(args) -> pathlib.Path:
-    """Load, analyse and write everything; returns the output directory."""
+    """Load, analyse and write everything; returns the output directory. Nothing is written
+    until everything is computed; each file is replaced atomically, report.md last."""
     from analysis.plots import write_plots
     from analysis.report import json_ready, render_report, write_fit_json
 
@@ -272,14 +288,18 @@ def run(args) -> pathlib.Path:
         print(f"scaling-fit: note: {fallback}", file=sys.stderr)
     analysis = analyze(runs, settings, curves=curves, budgets=budgets, flop_convention=convention,
                        data_summary=data_summary)
+    backtest = (run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
+                             num_resamples=args.bootstrap, seed=args.seed)
+                if args.backtest else None)
+    _clear(out_dir, FIT_FILES)
     write_fit_json(analysis, out_dir / "fit.json")
     plots = write_plots(analysis, out_dir)
-    (out_dir / "report.md").write_text(render_report(analysis, plots))
-    if args.backtest:
-        backtest = run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
-                                num_resamples=args.bootstrap, seed=args.seed)
-        (out_dir / "backtest.json").write_text(json.dumps(json_ready(backtest), indent=2) + "\n")
-        (out_dir / "backtest.md").write_text(render_backtest(backtest, f"Backtest: {input_path.name}"))
+    if backtest is not None:
+        files.write_text_atomic(out_dir / "backtest.json",
+                                json.dumps(json_ready(backtest), indent=2) + "\n")
+        files.write_text_atomic(out_dir / "backtest.md",
+                                render_backtest(backtest, f"Backtest: {input_path.name}"))
+    files.write_text_atomic(out_dir / "report.md", render_report(analysis, plots))
     _print_summary(analysis.summary)
     return out_dir
 
@@ -342,9 +362,11 @@ def run_compare(args) -> pathlib.Path:
     loss_label = LOSS_LABEL
     if column_a == column_b and column_a != "final_eval_loss":
         loss_label = f"{column_a} (nats/token)"
-    (out_dir / "compare.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
-    (out_dir / "compare.md").write_text(render_comparison(summary, (path_a, path_b)))
+    _clear(out_dir, COMPARE_FILES)
+    files.write_text_atomic(out_dir / "compare.json",
+                            json.dumps(json_ready(summary), indent=2) + "\n")
     plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b), loss_label)
+    files.write_text_atomic(out_dir / "compare.md", render_comparison(summary, (path_a, path_b)))
     for row in summary["multiplier"]:
         interval = ("" if "ci_low" not in row or np.isnan(row["ci_low"]) else
                     f" ({row['ci_level']:.0%} interval {row['ci_low']:.3g} to {row['ci_high']:.3g})")

@@ -16,6 +16,7 @@ from analysis.backtest import prediction_interval  # noqa: E402
 from analysis.bootstrap import summarize  # noqa: E402
 from analysis.laws import get_law, predict_loss  # noqa: E402
 from analysis.pipeline import Analysis  # noqa: E402
+from scaling import files  # noqa: E402
 
 LOSS_LABEL = "eval loss (nats/token)"
 AXIS_LABELS = {"C": "training compute C (FLOPs)", "N": "parameters N", "D": "training tokens D"}
@@ -71,8 +72,11 @@ def size_colours(sizes) -> dict:
 
 
 def _save(figure, path) -> str:
+    """The figure as `path`, replaced atomically (a stopped fit leaves no half-written image)."""
+    path = pathlib.Path(path)
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI)
+    with files.atomic_output(path) as handle:
+        figure.savefig(handle, dpi=DPI, format=path.suffix[1:])
     plt.close(figure)
     return str(path)
 

@@ -9,6 +9,7 @@ import pathlib
 from analysis.backtest import yes_no
 from analysis.diagnostics import se_is_unbounded
 from analysis.pipeline import Analysis
+from scaling import files
 
 VARIABLE_UNITS = {"C": "FLOPs", "N": "parameters", "D": "tokens"}
 
@@ -29,7 +30,8 @@ def json_ready(value):
 def write_fit_json(analysis: Analysis, path) -> None:
     """fit.json: the headline law's parameters each under its own name with SE and CI, the
     objective, the law, the FLOP convention and the number of points, then every other fit."""
-    pathlib.Path(path).write_text(json.dumps(json_ready(analysis.summary), indent=2) + "\n")
+    files.write_text_atomic(pathlib.Path(path),
+                            json.dumps(json_ready(analysis.summary), indent=2) + "\n")
 
 
 def _number(value: float, digits: int = 4) -> str:

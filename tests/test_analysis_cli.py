@@ -244,6 +244,41 @@ def test_without_a_bootstrap_no_run_is_called_inside_or_outside_its_interval(tmp
     assert "0%" not in printed and "no held-out prediction has an interval" in printed
 
 
+def test_a_rerun_leaves_no_file_of_the_earlier_fit(tmp_path):
+    results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6, 4e6, 8e6) for k in (1, 2, 4)])
+    out = ["--results", str(results), "--bootstrap", "0", "--out", str(tmp_path / "o")]
+    assert main(out + ["--backtest"]) == 0
+    assert (tmp_path / "o" / "backtest.json").is_file()
+    assert main(out) == 0
+    assert not (tmp_path / "o" / "backtest.json").exists()
+    assert not (tmp_path / "o" / "backtest.md").exists()
+
+
+def test_a_fit_stopped_while_writing_leaves_whole_files_of_its_own_and_no_report(tmp_path,
+                                                                                 monkeypatch):
+    from matplotlib.figure import Figure
+
+    from analysis.cli import FIT_FILES
+
+    results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6, 4e6, 8e6) for k in (1, 2, 4)])
+    out = ["--results", str(results), "--bootstrap", "0", "--out", str(tmp_path / "o")]
+    assert main(out + ["--backtest"]) == 0
+    assert {path.name for path in (tmp_path / "o").iterdir()} <= set(FIT_FILES)
+
+    def killed_mid_write(figure, target, **_):
+        if not hasattr(target, "write"):
+            target = open(target, "wb")
+        target.write(b"\x89PNG\r\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        main(out + ["--law", "compute"])
+    # Only the new fit.json: no report or backtest of the earlier fit, no half-written figure.
+    assert [path.name for path in (tmp_path / "o").iterdir()] == ["fit.json"]
+    assert json.loads((tmp_path / "o" / "fit.json").read_text())["law"] == "compute"
+
+
 def test_the_backtest_summary_of_an_unreadable_file_is_one_line(tmp_path, capsys):
     from analysis.backtest import main as aggregate
 
