@@ -27,6 +27,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from scaling import files
 from scaling import model as model_lib
 from scaling import trained
 from scaling.errors import ArgumentParser
@@ -89,9 +90,7 @@ def draw_grid(weights_NxHxLxL: np.ndarray, title: str, out: pathlib.Path) -> Non
             if head == 0:
                 axis.set_ylabel(f"layer {layer}", fontsize=9)
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
+    save_figure(figure, out)
 
 
 def draw_head(weights_LxL: np.ndarray, labels: list[str], title: str, out: pathlib.Path) -> None:
@@ -108,8 +107,15 @@ def draw_head(weights_LxL: np.ndarray, labels: list[str], title: str, out: pathl
     axis.set_ylabel("query")
     axis.set_title(title, fontsize=10)
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    save_figure(figure, out)
+
+
+def save_figure(figure, out: pathlib.Path) -> None:
+    """`figure` as `out`, in the format its suffix names, replaced atomically: a command stopped
+    while writing leaves the earlier figure whole."""
     figure.tight_layout()
-    figure.savefig(out, dpi=110)
+    with files.atomic_output(out) as handle:
+        figure.savefig(handle, dpi=110, format=out.suffix[1:].lower())
     plt.close(figure)
 
 
@@ -195,7 +201,8 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
         draw_head(shown, labels, f"{name} (step {restored.step}): {stack} layer {args.layer}, "
                                  f"head {args.head}", out)
     array_path = out.with_suffix(".npy")
-    np.save(array_path, shown)
+    with files.atomic_output(array_path) as handle:
+        np.save(handle, shown)
     return out, array_path
 
 

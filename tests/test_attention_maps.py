@@ -88,6 +88,27 @@ def test_the_command_writes_a_grid_and_one_head_with_their_arrays(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "head.npy"), grid[1, 3])
 
 
+def test_a_figure_stopped_while_written_leaves_the_earlier_one_whole(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "head.png"
+    weights = np.full((3, 3), 1 / 3, dtype=np.float32)
+    attention_maps.draw_head(weights, ["a", "b", "c"], "earlier", out)
+    earlier = out.read_bytes()
+
+    def killed_mid_write(figure, target, **_):
+        if not hasattr(target, "write"):
+            target = open(target, "wb")
+        target.write(earlier[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        attention_maps.draw_head(weights, ["x", "y", "z"], "later", out)
+    assert out.read_bytes() == earlier
+    assert [path.name for path in tmp_path.iterdir()] == ["head.png"]
+
+
 def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
     workdir = tmp_path / "run"
     save_initialized_run(workdir, tiny_config(position="learned", max_seq_len=16))
