@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scaling import files
 from scaling import model as model_lib
 from scaling import parallel, step, trained
 from scaling.data import loader, objectives, packing, pairs, sources, tokenizers
@@ -272,10 +273,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         "run": summary.get("name"), "run_final_eval_loss": summary.get("final_eval_loss"),
     }
     out = workdir / "eval" / f"{eval_set_name(data_cfg.dataset, data_cfg.eval_split)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out)
+    files.write_text_atomic(out, json.dumps(record, indent=1) + "\n")
     return out, record
 
 
