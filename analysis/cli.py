@@ -184,9 +184,9 @@ def _check_hold_out(args, runs) -> None:
                          f"{sizes} model sizes; need 1 <= K < {sizes}") from None
 
 
-# Everything a fit (a comparison) may write in its --out folder, its report first.
-FIT_FILES = ("report.md", "fit.json", "backtest.json", "backtest.md", "loss_vs_compute.png",
-             "isoflop.png", "optimal_allocation.png", "residuals.png", "predicted_vs_actual.png")
+# Everything a fit (a comparison) may write in its --out folder besides the figures of
+# analysis.plots.PLOT_FILES, its report first.
+FIT_FILES = ("report.md", "fit.json", "backtest.json", "backtest.md")
 COMPARE_FILES = ("compare.md", "compare.json", "compare.png")
 
 
@@ -233,7 +233,7 @@ def _parse_budgets(text: str) -> tuple[float, ...]:
 def run(args) -> pathlib.Path:
     """Load, analyse and write everything; returns the output directory. Nothing is written
     until everything is computed; each file is replaced atomically, report.md last."""
-    from analysis.plots import write_plots
+    from analysis.plots import PLOT_FILES, write_plots
     from analysis.report import json_ready, render_report, write_fit_json
 
     _check_options_apply(args)
@@ -291,7 +291,7 @@ def run(args) -> pathlib.Path:
     backtest = (run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
                              num_resamples=args.bootstrap, seed=args.seed)
                 if args.backtest else None)
-    _clear(out_dir, FIT_FILES)
+    _clear(out_dir, FIT_FILES + PLOT_FILES)
     write_fit_json(analysis, out_dir / "fit.json")
     plots = write_plots(analysis, out_dir)
     if backtest is not None:

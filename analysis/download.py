@@ -8,11 +8,11 @@ file that replaces the target only once it is complete and verified.
 from __future__ import annotations
 
 import hashlib
-import os
 import pathlib
-import tempfile
 import urllib.error
 import urllib.request
+
+from scaling import files
 
 EPOCH_COMMIT = "92258837425e1b5f2851d624287f0120583a3d0e"
 EPOCH_CHINCHILLA_URL = ("https://raw.githubusercontent.com/epoch-research/analyzing-chinchilla/"
@@ -41,12 +41,5 @@ def download_chinchilla(directory) -> pathlib.Path:
     if digest != EPOCH_CHINCHILLA_SHA256:
         raise RuntimeError(f"downloaded {EPOCH_CHINCHILLA_URL} but its sha256 is {digest}, expected "
                            f"{EPOCH_CHINCHILLA_SHA256}; not saved")
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{FILE_NAME}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-        os.replace(temporary, target)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
+    files.write_bytes_atomic(target, content)
     return target

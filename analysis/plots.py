@@ -276,14 +276,22 @@ def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = 
     return _save(figure, path)
 
 
+# The figures write_plots may draw, each under its file name in the output folder.
+PLOT_FILES = ("loss_vs_compute.png", "isoflop.png", "optimal_allocation.png", "residuals.png",
+              "predicted_vs_actual.png")
+
+
 def write_plots(analysis: Analysis, out_dir) -> list[str]:
-    """Every figure the analysis supports, as PNGs in `out_dir`; returns their paths."""
+    """Every figure the analysis supports, as PNGs in `out_dir` (named in PLOT_FILES); returns
+    their paths."""
     out_dir = pathlib.Path(out_dir)
-    paths = [plot_loss_vs_compute(analysis, out_dir / "loss_vs_compute.png")]
+    loss_vs_compute, isoflop, allocation, residuals, predicted = (out_dir / name
+                                                                  for name in PLOT_FILES)
+    paths = [plot_loss_vs_compute(analysis, loss_vs_compute)]
     if analysis.isoflop is not None:
-        paths.append(plot_isoflops(analysis, out_dir / "isoflop.png"))
+        paths.append(plot_isoflops(analysis, isoflop))
     if analysis.isoflop is not None or "chinchilla" in analysis.fits:
-        paths.append(plot_optimal_allocation(analysis, out_dir / "optimal_allocation.png"))
-    paths.append(plot_residuals(analysis, out_dir / "residuals.png"))
-    paths.append(plot_predicted_vs_actual(analysis, out_dir / "predicted_vs_actual.png"))
+        paths.append(plot_optimal_allocation(analysis, allocation))
+    paths.append(plot_residuals(analysis, residuals))
+    paths.append(plot_predicted_vs_actual(analysis, predicted))
     return paths

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import shlex
 import sys
 
@@ -165,8 +166,7 @@ def _launch(args: argparse.Namespace) -> int:
                              f"made (its folder {error.value}: {error.allowed})") from None
         if os.path.isdir(script_path):
             raise UsageError("--script", script_path, "a file to write (this path is a folder)")
-        with open(script_path, "w") as file:
-            file.write(script)
+        files.write_text_atomic(pathlib.Path(script_path), script)
     execute_checked(["sbatch", script_path], dry_run=args.dry_run)
     return 0
 

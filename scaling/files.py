@@ -47,15 +47,28 @@ def file_lock(lock_path: pathlib.Path, shared: bool = False) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _file_mode() -> int:
+    """The mode `open` gives a new file under this process's umask (read once: setting it is
+    process-wide, so it is not done per write)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 @contextlib.contextmanager
 def atomic_output(path: pathlib.Path, mode: str = "wb") -> Iterator:
     """A file object writing to a temporary sibling of `path`, renamed onto `path` only if the
-    block finishes; on an exception the temporary file is removed and `path` is untouched."""
+    block finishes; on an exception the temporary file is removed and `path` is untouched. The
+    file gets the mode a plain `open` would (FILE_MODE), not the temporary file's private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".tmp")
     try:
         with os.fdopen(descriptor, mode) as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -259,11 +259,12 @@ def test_a_fit_stopped_while_writing_leaves_whole_files_of_its_own_and_no_report
     from matplotlib.figure import Figure
 
     from analysis.cli import FIT_FILES
+    from analysis.plots import PLOT_FILES
 
     results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6, 4e6, 8e6) for k in (1, 2, 4)])
     out = ["--results", str(results), "--bootstrap", "0", "--out", str(tmp_path / "o")]
     assert main(out + ["--backtest"]) == 0
-    assert {path.name for path in (tmp_path / "o").iterdir()} <= set(FIT_FILES)
+    assert {path.name for path in (tmp_path / "o").iterdir()} <= set(FIT_FILES + PLOT_FILES)
 
     def killed_mid_write(figure, target, **_):
         if not hasattr(target, "write"):

@@ -1,4 +1,4 @@
-"""One writer per workdir (`scaling.files.workdir_lock`) and the workdir check."""
+"""One writer per workdir (`scaling.files.workdir_lock`), the workdir check and atomic writes."""
 
 import json
 import os
@@ -68,3 +68,21 @@ def test_a_workdir_that_is_a_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"^--workdir='.*file' is not allowed: a directory"):
         files.check_workdir(path)
     assert files.check_workdir(tmp_path / "new" / "dir").is_dir()
+
+
+WRITE_UNDER_UMASK = """
+import os, pathlib, stat, sys
+os.umask(int(sys.argv[2], 8))
+from scaling import files
+folder = pathlib.Path(sys.argv[1])
+files.write_text_atomic(folder / "atomic.txt", "x")
+(folder / "plain.txt").write_text("x")
+print(*(oct(stat.S_IMODE((folder / name).stat().st_mode)) for name in ("atomic.txt", "plain.txt")))
+"""
+
+
+@pytest.mark.parametrize("umask", ["022", "027"])
+def test_an_atomic_write_gets_the_mode_a_plain_write_would(tmp_path, umask):
+    printed = subprocess.run([sys.executable, "-c", WRITE_UNDER_UMASK, str(tmp_path), umask],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert printed == [oct(0o666 & ~int(umask, 8))] * 2
