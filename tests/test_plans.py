@@ -52,6 +52,20 @@ def test_planned_n_d_c_equal_the_trained_runs_summary(repo, tmp_path, plan):
     assert d96.overrides["model.d_ff"] == 96
 
 
+@pytest.mark.parametrize("architecture", ["decoder", "encoder_decoder"])
+def test_the_architecture_sweep_trains_every_size_in_mup_at_one_rate(repo, architecture):
+    # docs/architectures.md's recipe: µP from the smallest width at 2^-5 for every size, whatever
+    # per-size rates the demo ladder it starts from sets.
+    path = str(repo / "configs" / "sweeps" / "architectures.py")
+    sweep = load_config(f"{path}:{architecture}")
+    runs = plans.expand(sweep, plans.resolve_base_config(sweep.base_config, path))
+    assert len(runs) == 18
+    for run in runs:
+        assert run.overrides["model.parametrization"] == "mup", run.name
+        assert run.overrides["model.mup_base_width"] == 8, run.name
+        assert run.overrides["optim.lr"] == 2.0**-5, run.name
+
+
 def test_tokens_per_param_counts_the_resolved_model(tmp_path):
     # D = ratio x N, with N the non-embedding parameters of the model the run trains: here with
     # biases and one key/value head (a hand count for d64-L2: per layer q, o 64x64 and k, v 64x32
