@@ -422,6 +422,7 @@ def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRu
     validate_sweep(sweep)
     planner = Planner(sweep, base_config)
     sizes = _sizes(sweep)
+    _check_overrides_reach_a_size(sweep, sizes)
     extra = {}
     if sweep.hparams == "mup_transfer":
         # Every width in µP relative to the smallest, whose learning rate the sweep reuses.
@@ -439,6 +440,26 @@ def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRu
     if len(set(names)) != len(names):
         raise ConfigError("name", sweep.name, "run names that are unique (two runs collide)")
     return runs
+
+
+def _check_overrides_reach_a_size(sweep: ml_collections.ConfigDict, sizes) -> None:
+    """A field of `overrides` that every size sets itself (in its `size_overrides`, or a model
+    field of its family member's shape) would change no run: ConfigError names it."""
+    for key, value in flatten(sweep.overrides).items():
+        in_size_overrides = [key in flatten(sweep.size_overrides.get(name, {}))
+                             for name, _ in sizes]
+        in_shape = [key.startswith("model.") and key.removeprefix("model.") in member
+                    for _, member in sizes]
+        if not all(a or b for a, b in zip(in_size_overrides, in_shape)):
+            continue
+        if all(in_size_overrides):
+            where = f"size_overrides sets {key} for every size; change it there"
+        elif all(in_shape):
+            where = (f"every member of family {sweep.family!r} sets {key}; set it per size in "
+                     f"size_overrides")
+        else:
+            where = f"every size sets {key} itself, in its shape or its size_overrides"
+        raise ConfigError(f"overrides.{key}", value, f"a field some size takes from it ({where})")
 
 
 def resolve_base_config(base_config: str, sweep_config: str) -> str:

@@ -285,12 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     except trained.RunError as error:
         return trained.fail(PROGRAM, error)
     bpb = record["bits_per_byte"]
+    batches = f"{record['batches']} batch" + ("es" if record["batches"] != 1 else "")
     print(f"{record['dataset']}:{record['split']}: {record['objective']} loss "
           f"{record['loss']:.4f} nats/token"
           + (f", {bpb:.4f} bits/byte" if bpb is not None else "")
           + (f" (bits/byte {record['bits_per_byte_note']})"
              if record.get("bits_per_byte_note") else "")
-          + f" over {record['tokens']:,} tokens ({record['batches']} batches, checkpoint step "
+          + f" over {record['tokens']:,} tokens ({batches}, checkpoint step "
           f"{record['step']}) -> {out}", flush=True)
     return 0
 

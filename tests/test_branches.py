@@ -219,7 +219,7 @@ def test_branch_outside_its_stable_phase_is_refused_before_anything_runs(tmp_pat
 LADDER = dict(name="lad", base_config="configs/demo.py:runlocal", sizes="d16-L1,d32-L1",
               plan="ladder", ladder_tokens=(256 * 16, 256 * 32, 256 * 64), processes=2,
               overrides={"train": {"batch_size": 8, "log_every": 4, "eval_every": 8},
-                         "data": {"seq_len": 32}, "model": {"max_seq_len": 32},
+                         "data": {"seq_len": 32},
                          "optim": {"warmup_steps": 2}, "checkpoint": {"every_steps": 4}})
 
 

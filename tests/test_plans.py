@@ -19,7 +19,7 @@ from scaling.overrides import load_config
 MODEL_CHANGING = dict(
     name="shape", base_config="configs/demo.py:runlocal", sizes="d64-L2,d96-L3", min_steps=1,
     processes=2,
-    overrides={"model": {"num_kv_heads": 1, "use_bias": True, "max_seq_len": 32},
+    overrides={"model": {"num_kv_heads": 1, "use_bias": True},
                "train": {"batch_size": 8, "log_every": 2, "eval_every": 2},
                "data": {"seq_len": 32}, "checkpoint": {"every_steps": 0}},
     size_overrides={"d96-L3": {"model": {"d_ff": 96}}})
@@ -171,3 +171,26 @@ def test_a_plan_that_would_silently_drop_runs_is_refused(tmp_path, capsys, field
     error = capsys.readouterr().err
     assert code == 2 and error.startswith(f"scaling-sweep: error: {message}"), error
     assert error.count("\n") == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    # The demo sets every size's rate: an overrides.optim.lr trained every run at its old rate.
+    ("--config.overrides.optim.lr=0.002", "config.overrides.optim.lr=0.002 is not allowed: a "
+     "field some size takes from it (size_overrides sets optim.lr for every size; change it there)"),
+    ("--config.overrides.model.d_model=64", "config.overrides.model.d_model=64 is not allowed: a "
+     "field some size takes from it (every member of family 'cpu_demo' sets model.d_model; "
+     "set it per size in size_overrides)"),
+])
+def test_an_override_every_size_replaces_is_refused(repo, tmp_path, capsys, override, message):
+    code = sweep_module.main(["--config", str(repo / "configs" / "sweeps" / "demo.py"),
+                              "--workdir", str(tmp_path / "w"), "--dry-run", override])
+    error = capsys.readouterr().err
+    assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
+
+
+def test_an_override_a_size_keeps_applies_to_that_size(tmp_path):
+    _, runs = _plan(tmp_path, plan="steps", overrides={**MODEL_CHANGING["overrides"],
+                                                       "optim": {"lr": 0.002}},
+                    size_overrides={"d64-L2": {"optim": {"lr": 0.001}}})
+    assert {run.size: run.overrides["optim.lr"] for run in runs} == {"d64-L2": 0.001,
+                                                                     "d96-L3": 0.002}

@@ -25,7 +25,7 @@ REGISTRY_SWEEP = dict(
     processes=2,
     overrides={"train": {"log_every": 4, "eval_every": 8, "batch_size": 8},
                "data": {"seq_len": 32}, "checkpoint": {"every_steps": 8},
-               "model": {"max_seq_len": 32}, "wandb": {"mode": "offline"}})
+               "wandb": {"mode": "offline"}})
 
 
 def read_csv(path):

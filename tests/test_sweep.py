@@ -24,7 +24,7 @@ TINY = dict(name="tiny", base_config="configs/demo.py:runlocal",
             sizes="d32-L1,d48-L2,d64-L2,d96-L3", plan="steps", min_steps=1, processes=2,
             overrides={"train": {"log_every": 2, "eval_every": 4, "batch_size": 8},
                        "data": {"seq_len": 32}, "optim": {"warmup_steps": 2},
-                       "checkpoint": {"every_steps": 4}, "model": {"max_seq_len": 32}})
+                       "checkpoint": {"every_steps": 4}})
 
 
 def _write_sweep(tmp_path, steps=8, size_overrides=None):
