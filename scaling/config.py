@@ -259,7 +259,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("data.seq_len", config.data.seq_len,
                           f"at most model.max_seq_len={config.model.max_seq_len}")
     _check_train(config)
-    _check_objective(config)
+    check_objective(config)
     _check_vocab(config)
     _check_positions(config)
     _check_mesh(config.mesh)
@@ -313,7 +313,9 @@ def _check_train(config: ml_collections.ConfigDict) -> None:
                               f"{total} steps (at most {start}, where its cooldown starts)")
 
 
-def _check_objective(config: ml_collections.ConfigDict) -> None:
+def check_objective(config: ml_collections.ConfigDict) -> None:
+    """The objective's rules on the layout and the data (a seq2seq run reads pairs, the others a
+    text corpus), as training and `scaling-eval` apply them."""
     objective, data = config.train.objective, config.data
     why_not = objectives.layout_error(objective, config.model.layout)
     if why_not:

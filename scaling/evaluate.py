@@ -34,6 +34,7 @@ import numpy as np
 
 from scaling import model as model_lib
 from scaling import parallel, step, trained
+from scaling.config import check_objective
 from scaling.data import loader, objectives, packing, pairs, sources, tokenizers
 from scaling.data import validate_data_config
 from scaling.errors import ArgumentParser, ConfigError
@@ -81,6 +82,7 @@ def eval_data_config(run_config, overrides: list[str]):
     try:
         apply_overrides(config, overrides)
         validate_data_config(config.data)
+        check_objective(config)  # e.g. seq2seq reads pairs, the other objectives a corpus
     except ConfigError as error:
         raise trained.RunError(str(error)) from None
     return config.data
