@@ -165,6 +165,8 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
 
 def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     """Draw the figure and save the array; returns their paths."""
+    for flag in ("--text", "--source"):
+        trained.check_text(flag, getattr(args, flag[2:]))
     workdir = pathlib.Path(args.workdir)
     summary = trained.read_summary(workdir)
     model = trained.run_model(summary)

@@ -16,6 +16,7 @@ seed gives the same samples. Bad input prints one line `scaling-sample: error: .
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
 import sys
 
@@ -54,14 +55,21 @@ def check_settings(args: argparse.Namespace) -> None:
     """RunError for a setting out of range."""
     if args.max_new_tokens < 1:
         raise trained.RunError(f"--max-new-tokens {args.max_new_tokens}: must be an integer >= 1")
-    if not args.temperature >= 0.0:
-        raise trained.RunError(f"--temperature {args.temperature}: must be >= 0 (0 is greedy)")
+    # An infinite temperature would flatten every logit to 0, and --top-k with them.
+    if not 0.0 <= args.temperature < math.inf:
+        raise trained.RunError(f"--temperature {args.temperature}: must be >= 0 and finite "
+                               "(0 is greedy)")
     if args.top_k < 0:
         raise trained.RunError(f"--top-k {args.top_k}: must be >= 0 (0 keeps every token)")
     if not 0.0 < args.top_p <= 1.0:
         raise trained.RunError(f"--top-p {args.top_p}: must be in (0, 1] (1 keeps every token)")
     if args.num_samples < 1:
         raise trained.RunError(f"--num-samples {args.num_samples}: must be an integer >= 1")
+    # JAX's keys take 32 bits of the seed: 2**32 would repeat seed 0.
+    if not 0 <= args.seed < 2**32:
+        raise trained.RunError(f"--seed {args.seed}: must be an integer from 0 to {2**32 - 1}")
+    for flag in ("--prompt", "--source"):
+        trained.check_text(flag, getattr(args, flag[2:]))
 
 
 def read_prompt(args: argparse.Namespace) -> str:

@@ -90,6 +90,18 @@ def run_model(summary: dict) -> ModelConfig:
     return ModelConfig(**{name: value for name, value in recorded.items() if name in known})
 
 
+def check_text(flag: str, text: str | None) -> None:
+    """RunError when a command-line text is not UTF-8 (Python keeps the bytes it cannot decode
+    as lone surrogates, which no tokenizer encodes)."""
+    try:
+        (text or "").encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = ord(text[error.start])
+        shown = f"byte 0x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"U+{bad:04X}"
+        raise RunError(f"{flag}: not UTF-8 text ({shown} at character {error.start}); pass "
+                       "UTF-8 text") from None
+
+
 def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
     """Steps with a committed checkpoint under `<workdir>/checkpoints` (read without Orbax, which
     would create the folder)."""

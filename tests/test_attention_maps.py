@@ -95,6 +95,8 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
     cases = [
         (["--text", "x" * 16, "--out", out], "learned positions allow at most 16"),
         (["--text", "x", "--out", out, "--layer", "0"], "--layer and --head go together"),
+        # A command line's bytes that are not UTF-8 come to Python as lone surrogates.
+        (["--text", "ab\udcff", "--out", out], "--text: not UTF-8 text (byte 0xff at character 2)"),
         (["--text", "x", "--out", out, "--layer", "1", "--head", "0"], "layers 0..0"),
         (["--text", "x", "--out", str(tmp_path / "a.jpg")], "must end in .png"),
         # A FileExistsError traceback, after the model had run, before.

@@ -109,6 +109,14 @@ def learned_positions_run(tmp_path_factory):
     (["--prompt", "x" * 12, "--max-new-tokens", "4"], "allow at most 16 (model.max_seq_len)"),
     (["--source", "abc"], "--source is for encoder–decoder runs"),
     (["--prompt-file", "/nonexistent/prompt.txt"], "cannot be read"),
+    # An infinite temperature flattens every logit, --top-k's cut with them.
+    (["--temperature", "inf"], "--temperature inf: must be >= 0 and finite"),
+    # JAX keys take 32 bits of a seed: 2**32 would sample as seed 0; 2**70 overflowed.
+    (["--seed", str(2**32)], "--seed 4294967296: must be an integer from 0 to 4294967295"),
+    (["--seed", str(2**70)], f"--seed {2**70}: must be an integer from 0 to 4294967295"),
+    # A command line's bytes that are not UTF-8 come to Python as lone surrogates.
+    (["--prompt", "ab\udcff"], "--prompt: not UTF-8 text (byte 0xff at character 2)"),
+    (["--prompt", "ab", "--source", "\udcfe"], "--source: not UTF-8 text (byte 0xfe at character 0)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(learned_positions_run, capsys, arguments, message):
     code, out, err = run_sample(capsys, "--workdir", str(learned_positions_run), *arguments)
