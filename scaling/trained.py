@@ -58,6 +58,11 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
+        if checkpoint_steps(pathlib.Path(workdir)):  # a first run killed before writing it
+            raise RunError(f"--workdir {workdir}: no summary.json yet, though it holds "
+                           "checkpoints (a run writes it when it stops: this one is training, or "
+                           "was killed); rerun its scaling-train command to resume, which writes "
+                           "it") from None
         raise RunError(f"--workdir {workdir}: no summary.json (not a scaling-train workdir, or "
                        "training has not started there)") from None
     except (OSError, ValueError) as error:

@@ -139,6 +139,15 @@ def test_a_workdir_without_a_checkpoint_is_one_line_and_exit_2(tmp_path, capsys)
     assert code == 2 and "no checkpoint in" in err and err.count("\n") == 1
 
 
+def test_a_run_killed_before_its_summary_says_so(tmp_path, capsys):
+    save_initialized_run(tmp_path, tiny_config())
+    (tmp_path / "summary.json").unlink()  # as after a SIGKILL in a run's first session
+    code, _, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x")
+    assert code == 2 and err.count("\n") == 1
+    assert "no summary.json yet, though it holds checkpoints" in err
+    assert "rerun its scaling-train command to resume" in err
+
+
 @pytest.mark.slow
 def test_sampling_on_the_runs_mesh_of_eight_devices_matches_one_device(tmp_path):
     from conftest import run_python
