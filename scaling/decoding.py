@@ -46,6 +46,21 @@ def cache_capacity(model: ModelConfig, total_length: int) -> int:
     return total_length
 
 
+def memory_bytes(model: ModelConfig, batch: int, prompt_length: int, max_new_tokens: int,
+                 source_length: int = 0) -> int:
+    """A lower bound on the bytes `generate` holds: the cache's keys and values (and encoded
+    source) twice, as the loop's carry in and out; the prefill's float32 logits; each step's
+    random key and the sampled ids. (A compiled loop holds 1–2× this.)"""
+    itemsize = jnp.dtype(model.compute_dtype).itemsize
+    capacity = cache_capacity(model, prompt_length + max_new_tokens)
+    cache = 2 * model.num_layers * batch * capacity * model.num_kv_heads * model.head_dim
+    encoded = batch * source_length * model.d_model
+    logits = batch * prompt_length * model.vocab_size * 4
+    # Each step's threefry key (split, then sliced) and its sampled ids.
+    steps = max_new_tokens * (2 * 8 + batch * 4)
+    return 2 * (cache + encoded) * itemsize + logits + steps
+
+
 def init_cache(model: ModelConfig, batch: int, capacity: int, source_length: int = 0) -> dict:
     """An empty cache: `index` 0, zero keys and values (num_layers, B, capacity, G, K) in the
     compute dtype, and for an encoder–decoder a zero encoded source (B, source_length, D) and

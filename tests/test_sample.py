@@ -148,6 +148,32 @@ def test_a_run_killed_before_its_summary_says_so(tmp_path, capsys):
     assert "rerun its scaling-train command to resume" in err
 
 
+def test_more_tokens_than_memory_or_int32_positions_hold_is_one_line(tmp_path, capsys,
+                                                                     monkeypatch):
+    """Under RoPE the cache holds the whole sequence: a request past the device's memory is
+    refused before anything is compiled, and one that runs out of it while decoding says so."""
+    save_initialized_run(tmp_path, tiny_config(position="rope"))
+    monkeypatch.setattr(sample.hardware, "device_memory_bytes", lambda: 2**30)
+    for tokens, message in [
+            (10**9, "--max-new-tokens 1000000000 with --num-samples 1: decoding holds at least "
+                    "532.0 GB (its key/value cache and the sampled ids), more than this device's "
+                    "1.1 GB"),
+            (2**31, "= 2147483650 tokens: positions are int32, at most 2147483647")]:
+        code, out, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x",
+                                    "--max-new-tokens", str(tokens))
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert err.startswith("scaling-sample: error: ") and message in err
+
+    def exhausted(*arguments):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes.")
+
+    monkeypatch.setattr(sample.decoding, "generate", exhausted)
+    code, _, err = run_sample(capsys, "--workdir", str(tmp_path), "--max-new-tokens", "4")
+    assert code == 2 and err == ("scaling-sample: error: --max-new-tokens 4 with --num-samples 1: "
+                                 "decoding ran out of device memory; ask for fewer tokens or "
+                                 "samples\n")
+
+
 @pytest.mark.slow
 def test_sampling_on_the_runs_mesh_of_eight_devices_matches_one_device(tmp_path):
     from conftest import run_python
