@@ -228,7 +228,9 @@ class DistributedConfig:
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     name: str = text("run", "the run's name (W&B, results.csv)")
-    seed: int = integer(0, "the one seed: initialisation, data order, dropout", minimum=None)
+    # JAX's keys take a signed 64-bit seed.
+    seed: int = integer(0, "the one seed: initialisation, data order, dropout", minimum=-2**63,
+                        maximum=2**63 - 1, allowed="an integer from -2**63 to 2**63 - 1")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig,
