@@ -10,9 +10,9 @@ new tokens) under full attention, only the window under sliding attention (older
 overwritten, see `scaling.layers.attention.cached_self_attention`). An encoder–decoder's source is
 encoded once, in the prefill, and kept in the cache.
 
-Sampling (`sample_logits`): temperature 0 is greedy (argmax); otherwise logits / temperature,
-restricted to the `top_k` largest (0: all) and to the smallest set whose probability reaches
-`top_p` (1: all), then one categorical draw. A step's random key is the seed's key split per step,
+Sampling (`sample_logits`): temperature 0 is greedy (argmax); otherwise (logits − their max) /
+temperature (so a temperature near 0 tends to greedy), restricted to the `top_k` largest (0: all)
+and to the smallest set whose probability reaches `top_p` (1: all), then one categorical draw. A step's random key is the seed's key split per step,
 so the same seed, prompt and settings give the same tokens.
 """
 
@@ -80,7 +80,8 @@ def sample_logits(logits_BxV: jax.Array, rng: jax.Array, settings: SamplingSetti
     logits_BxV = logits_BxV.astype(jnp.float32)
     if settings.temperature == 0.0:
         return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
-    logits_BxV = logits_BxV / settings.temperature
+    # From the largest logit down: a tiny temperature sends the others to -inf, not past +inf.
+    logits_BxV = (logits_BxV - jnp.max(logits_BxV, axis=-1, keepdims=True)) / settings.temperature
     excluded = -jnp.inf
     if 0 < settings.top_k < logits_BxV.shape[-1]:
         kth_largest_Bx1 = jax.lax.top_k(logits_BxV, settings.top_k)[0][:, -1:]

@@ -165,6 +165,16 @@ def test_temperature_zero_and_top_k_one_are_greedy():
     np.testing.assert_array_equal(top_one, greedy)
 
 
+@pytest.mark.parametrize("temperature", [1e-20, 1e-45])
+def test_a_tiny_temperature_is_greedy(temperature):
+    """Logits of either sign over a temperature near zero (1e-45: a float32 subnormal) pick the
+    likeliest token, as temperature 0 does."""
+    logits = jax.random.normal(jax.random.key(1), (64, VOCAB)) * 3
+    settings = decoding.SamplingSettings(max_new_tokens=1, temperature=temperature)
+    np.testing.assert_array_equal(decoding.sample_logits(logits, jax.random.key(2), settings),
+                                  jnp.argmax(logits, axis=-1))
+
+
 def test_an_encoder_only_model_cannot_generate():
     model = tiny_model(layout="encoder")
     with pytest.raises(ValueError, match="encoder-only"):
