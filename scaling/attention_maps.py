@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         figure, array = run(args)
     except trained.RunError as error:
         return trained.fail(PROGRAM, error)
+    except KeyboardInterrupt:
+        return trained.interrupted(PROGRAM)
     print(f"wrote {figure} and {array}", flush=True)
     return 0
 

@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         out, record = evaluate(args, overrides)
     except trained.RunError as error:
         return trained.fail(PROGRAM, error)
+    except KeyboardInterrupt:
+        return trained.interrupted(PROGRAM)
     bpb = record["bits_per_byte"]
     print(f"{record['dataset']}:{record['split']}: {record['objective']} loss "
           f"{record['loss']:.4f} nats/token"

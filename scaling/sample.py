@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         samples = sample(args)
     except trained.RunError as error:
         return trained.fail(PROGRAM, error)
+    except KeyboardInterrupt:
+        return trained.interrupted(PROGRAM)
     for index, text in enumerate(samples):
         if index:
             print(SEPARATOR)

@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from scaling import parallel
+from scaling import parallel, status
 from scaling.checkpoint import Checkpointer
 from scaling.config import ModelConfig, default_config
 from scaling.data import objectives, tokenizers
@@ -214,6 +214,12 @@ def quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def interrupted(program: str) -> int:
+    """Print `<program>: interrupted` to stderr; return 130, as scaling-train exits on Ctrl-C."""
+    print(f"{program}: interrupted", file=sys.stderr)
+    return status.EXIT_INTERRUPTED
 
 
 def fail(program: str, message: str) -> int:

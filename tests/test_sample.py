@@ -1,6 +1,7 @@
 """`scaling-sample` on saved checkpoints: decoder-only and encoder–decoder, reproducibility, and
 one-line errors for bad input."""
 
+import importlib
 import json as json_module
 import pathlib
 import textwrap
@@ -137,6 +138,26 @@ def test_a_workdir_without_a_checkpoint_is_one_line_and_exit_2(tmp_path, capsys)
             shutil.rmtree(step)
     code, _, err = run_sample(capsys, "--workdir", str(workdir), "--prompt", "x")
     assert code == 2 and "no checkpoint in" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command, work", [("sample", "sample"), ("evaluate", "evaluate"),
+                                           ("attention_maps", "run")])
+def test_ctrl_c_in_a_command_reading_a_run_is_one_line_and_exit_130(command, work, capsys,
+                                                                   monkeypatch):
+    module = importlib.import_module(f"scaling.{command}")
+
+    def interrupted(*arguments):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, work, interrupted)
+    arguments = ["--workdir", "w"] + (["--text", "x", "--out", "a.png"]
+                                      if command == "attention_maps" else [])
+    try:
+        code = module.main(arguments)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped as a KeyboardInterrupt traceback")
+    assert code == 130
+    assert capsys.readouterr().err == f"{module.PROGRAM}: interrupted\n"
 
 
 def test_a_run_killed_before_its_summary_says_so(tmp_path, capsys):
