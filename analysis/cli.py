@@ -305,20 +305,21 @@ def run(args) -> pathlib.Path:
 
 
 def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool):
-    """The compute frontier of one recipe's runs (a CSV of `columns`), and the loss column it
-    used: a results.csv (with its curves.csv) with its loss from --loss-col, or from
-    final_eval_loss when --loss-col is absent or names the column of the other recipe's plain
-    CSV; or a CSV named with --n-col etc."""
-    from analysis.inputs import RESULTS_COLUMNS
+    """The compute frontier of one recipe's runs (a CSV of `columns`), the loss column it used,
+    its FLOP convention and its runs' objectives: a results.csv (with its curves.csv) with its
+    loss from --loss-col, or from final_eval_loss when --loss-col is absent or names the column of
+    the other recipe's plain CSV; or a CSV named with --n-col etc."""
+    from analysis.inputs import RESULTS_COLUMNS, table_objectives
     from analysis.pipeline import compute_frontier
 
     loss_column = args.loss_col or "final_eval_loss"
-    convention = None
+    convention, objectives = None, []
     if set(RESULTS_COLUMNS) <= columns:
         if loss_column not in columns and not other_is_results:
             loss_column = "final_eval_loss"
         sweep = read_results(path, loss_column)
         runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
+        objectives = table_objectives(runs)
     else:
         if not (args.n_col and args.loss_col):
             raise ValueError(f"{path}: not a results.csv; name its columns with --n-col, --loss-col "
@@ -330,13 +331,13 @@ def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool)
         if "name" not in runs.columns:
             runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
         curves = None
-    return compute_frontier(runs, curves, Settings()), loss_column, convention
+    return compute_frontier(runs, curves, Settings()), loss_column, convention, objectives
 
 
 def run_compare(args) -> pathlib.Path:
     """`--compare A B`: the joint fit, the multiplier table and the figure."""
     from analysis.compare import compare_recipes, render_comparison
-    from analysis.inputs import RESULTS_COLUMNS, csv_columns
+    from analysis.inputs import RESULTS_COLUMNS, SHARED_LOSS_COLUMNS, csv_columns
     from analysis.plots import LOSS_LABEL, plot_comparison
     from analysis.report import json_ready
 
@@ -346,9 +347,18 @@ def run_compare(args) -> pathlib.Path:
     path_a, path_b = args.compare
     columns = [set(csv_columns(path)) for path in (path_a, path_b)]
     results = [set(RESULTS_COLUMNS) <= names for names in columns]
-    (frontier_a, column_a, convention_a), (frontier_b, column_b, convention_b) = (
+    (frontier_a, column_a, convention_a, objectives_a), (
+        frontier_b, column_b, convention_b, objectives_b) = (
         _recipe_frontier(path_a, args, columns[0], results[1]),
         _recipe_frontier(path_b, args, columns[1], results[0]))
+    shared = column_a == column_b and column_a in SHARED_LOSS_COLUMNS
+    if objectives_a and objectives_b and objectives_a != objectives_b and not shared:
+        losses = column_a if column_a == column_b else f"{column_a} and {column_b}"
+        raise ValueError(f"--compare: {path_a} holds runs of train.objective "
+                         f"{', '.join(objectives_a)} and {path_b} of {', '.join(objectives_b)}: "
+                         f"their {losses} are different quantities; compare a loss both score "
+                         f"alike, --loss-col {' or '.join(SHARED_LOSS_COLUMNS)} (runs with "
+                         "train.continuation_tokens)")
     if convention_a and convention_b and convention_a != convention_b:
         raise ValueError(f"--compare: {path_a} counts FLOPs by the {convention_a!r} convention and "
                          f"{path_b} by {convention_b!r}; compute multipliers need one convention "

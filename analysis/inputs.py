@@ -26,6 +26,9 @@ CURVES_COLUMNS = ("name", "flops", "eval_loss")
 SETUP_COLUMNS = ("size", "num_layers", "d_model", "params", "non_embedding_params", "tokens",
                  "steps", "start_step", "batch_size", "seq_len", "lr", "schedule",
                  "parametrization", "layout", "objective", "flop_convention")
+# Losses every objective that records them scores alike (the continuation task, docs/architectures.md);
+# any other loss column is each run's own objective's, comparable only within one objective.
+SHARED_LOSS_COLUMNS = ("final_continuation_loss",)
 # What a sweep with `seeds` appends to a replicate's name; replicates share the name without it.
 REPLICATE_SUFFIX = r"-s\d+$"
 FLOP_CONVENTIONS = ("6N", "full")
@@ -80,6 +83,13 @@ def _numeric(table: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
 
 
+def table_objectives(table: pd.DataFrame) -> list[str]:
+    """The training objectives of a results table's runs (none for a table without the column)."""
+    if "objective" not in table.columns:
+        return []
+    return sorted(set(table["objective"].dropna().astype(str)) - {""})
+
+
 def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | None = None,
                      loss_column: str = "final_eval_loss") -> Sweep:
     """Select the fittable runs of a results table (the columns of results.csv), their loss read
@@ -93,6 +103,13 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
         raise ValueError(f"{source}: flop_convention must be one of {', '.join(FLOP_CONVENTIONS)} and "
                          f"the same for every run; found {', '.join(conventions) or 'none'}")
     convention = conventions[0] if conventions else "6N"
+    objectives = table_objectives(table)
+    if len(objectives) > 1 and loss_column not in SHARED_LOSS_COLUMNS:
+        raise ValueError(f"{source}: runs of train.objective {', '.join(objectives)}: their "
+                         f"{loss_column} are different quantities; fit each objective's runs "
+                         f"apart, or a loss they score alike, --loss-col "
+                         f"{' or '.join(SHARED_LOSS_COLUMNS)} (runs with "
+                         "train.continuation_tokens)")
     repeated = table["name"][table["name"].duplicated()].astype(str).unique()
     if len(repeated):  # two runs under one name: their curves would merge into one
         raise ValueError(f"{source}: run names must be unique; repeated: {', '.join(repeated)}")

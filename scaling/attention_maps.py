@@ -29,7 +29,7 @@ import numpy as np
 
 from scaling import files
 from scaling import model as model_lib
-from scaling import trained
+from scaling import hardware, trained
 from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-attention"
@@ -52,6 +52,16 @@ def _compiled_maps(model):
         return extras["attention_weights"]
 
     return jax.jit(maps)
+
+
+def weights_bytes(model, num_tokens: int, num_source_tokens: int | None) -> int:
+    """Bytes of the float32 self-attention weights `attention_maps` returns: every layer's
+    (heads, L, L), the encoder's (heads, S, S) too for an encoder–decoder. A lower bound on what
+    computing them holds (one layer's scores are in flight beside them)."""
+    squares = model.num_layers * num_tokens**2
+    if model.layout == "encoder_decoder":
+        squares += model.num_encoder_layers * (num_source_tokens or 0) ** 2
+    return 4 * model.num_heads * squares
 
 
 def token_labels(tokenizer, token_ids, special) -> list[str]:
@@ -160,6 +170,14 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
         raise trained.RunError(f"--layer {args.layer}: the {stack} has layers 0..{layers - 1}")
     if args.head is not None and not 0 <= args.head < model.num_heads:
         raise trained.RunError(f"--head {args.head}: the run has heads 0..{model.num_heads - 1}")
+    needed = weights_bytes(model, num_tokens, num_source_tokens)
+    available = hardware.device_memory_bytes()
+    if needed > available:
+        raise trained.RunError(
+            f"--text is {num_tokens} tokens (with the start token)"
+            + (f" and --source {num_source_tokens}" if num_source_tokens is not None else "")
+            + f": their attention weights take {needed / 1e9:,.1f} GB, more than this device's "
+            f"{available / 1e9:,.1f} GB; pass fewer tokens")
     if model.position == "learned":
         for what, count in (("--text", num_tokens), ("--source", num_source_tokens)):
             if count is not None and count > model.max_seq_len:
@@ -171,6 +189,8 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
 
 def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     """Draw the figure and save the array; returns their paths."""
+    for flag in ("--text", "--source"):
+        trained.check_text(flag, getattr(args, flag[2:]))
     workdir = pathlib.Path(args.workdir)
     summary = trained.read_summary(workdir)
     model = trained.run_model(summary)
@@ -183,9 +203,16 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     stack = check_request(args, model, len(token_ids),
                           None if source_ids is None else len(source_ids))
     restored = trained.load(workdir, single_device=args.single_device)
-    with restored.context():
-        maps = attention_maps(restored.model, restored.params, np.asarray([token_ids], np.int32),
-                              None if source_ids is None else np.asarray([source_ids], np.int32))
+    try:
+        with restored.context():
+            maps = attention_maps(restored.model, restored.params,
+                                  np.asarray([token_ids], np.int32),
+                                  None if source_ids is None else np.asarray([source_ids], np.int32))
+    except jax.errors.JaxRuntimeError as error:  # past check_request's lower bound
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        raise trained.RunError("the attention weights ran out of device memory; pass fewer "
+                               "tokens") from None
     weights_NxHxLxL = np.asarray(maps[stack][:, 0], np.float32)
     labels = token_labels(tokenizer, source_ids if stack == "encoder" and source_ids else token_ids,
                           trained.special_tokens(config, tokenizer))
@@ -213,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         figure, array = run(args)
     except trained.RunError as error:
         return trained.fail(PROGRAM, error)
+    except KeyboardInterrupt:
+        return trained.interrupted(PROGRAM)
     print(f"wrote {figure} and {array}", flush=True)
     return 0
 

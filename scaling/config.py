@@ -228,7 +228,9 @@ class DistributedConfig:
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     name: str = text("run", "the run's name (W&B, results.csv)")
-    seed: int = integer(0, "the one seed: initialisation, data order, dropout", minimum=None)
+    # JAX's keys take a signed 64-bit seed.
+    seed: int = integer(0, "the one seed: initialisation, data order, dropout", minimum=-2**63,
+                        maximum=2**63 - 1, allowed="an integer from -2**63 to 2**63 - 1")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig,
@@ -259,7 +261,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("data.seq_len", config.data.seq_len,
                           f"at most model.max_seq_len={config.model.max_seq_len}")
     _check_train(config)
-    _check_objective(config)
+    check_objective(config)
     _check_vocab(config)
     _check_positions(config)
     _check_mesh(config.mesh)
@@ -313,7 +315,9 @@ def _check_train(config: ml_collections.ConfigDict) -> None:
                               f"{total} steps (at most {start}, where its cooldown starts)")
 
 
-def _check_objective(config: ml_collections.ConfigDict) -> None:
+def check_objective(config: ml_collections.ConfigDict) -> None:
+    """The objective's rules on the layout and the data (a seq2seq run reads pairs, the others a
+    text corpus), as training and `scaling-eval` apply them."""
     objective, data = config.train.objective, config.data
     why_not = objectives.layout_error(objective, config.model.layout)
     if why_not:

@@ -10,10 +10,11 @@ new tokens) under full attention, only the window under sliding attention (older
 overwritten, see `scaling.layers.attention.cached_self_attention`). An encoder–decoder's source is
 encoded once, in the prefill, and kept in the cache.
 
-Sampling (`sample_logits`): temperature 0 is greedy (argmax); otherwise logits / temperature,
-restricted to the `top_k` largest (0: all) and to the smallest set whose probability reaches
-`top_p` (1: all), then one categorical draw. A step's random key is the seed's key split per step,
-so the same seed, prompt and settings give the same tokens.
+Sampling (`sample_logits`): temperature 0 is greedy (argmax); otherwise (logits − their max) /
+temperature (so a temperature near 0 tends to greedy), restricted to the `top_k` largest (0: all)
+and to the smallest set whose probability reaches `top_p` (1: all), then one categorical draw. A
+step's random key is the seed's key split per step, so the same seed, prompt and settings give the
+same tokens.
 """
 
 from __future__ import annotations
@@ -46,6 +47,21 @@ def cache_capacity(model: ModelConfig, total_length: int) -> int:
     return total_length
 
 
+def memory_bytes(model: ModelConfig, batch: int, prompt_length: int, max_new_tokens: int,
+                 source_length: int = 0) -> int:
+    """A lower bound on the bytes `generate` holds: the cache's keys and values (and encoded
+    source) twice, as the loop's carry in and out; the prefill's float32 logits; each step's
+    random key and the sampled ids. (A compiled loop holds 1–2× this.)"""
+    itemsize = jnp.dtype(model.compute_dtype).itemsize
+    capacity = cache_capacity(model, prompt_length + max_new_tokens)
+    cache = 2 * model.num_layers * batch * capacity * model.num_kv_heads * model.head_dim
+    encoded = batch * source_length * model.d_model
+    logits = batch * prompt_length * model.vocab_size * 4
+    # Each step's threefry key (split, then sliced) and its sampled ids.
+    steps = max_new_tokens * (2 * 8 + batch * 4)
+    return 2 * (cache + encoded) * itemsize + logits + steps
+
+
 def init_cache(model: ModelConfig, batch: int, capacity: int, source_length: int = 0) -> dict:
     """An empty cache: `index` 0, zero keys and values (num_layers, B, capacity, G, K) in the
     compute dtype, and for an encoder–decoder a zero encoded source (B, source_length, D) and
@@ -65,7 +81,8 @@ def sample_logits(logits_BxV: jax.Array, rng: jax.Array, settings: SamplingSetti
     logits_BxV = logits_BxV.astype(jnp.float32)
     if settings.temperature == 0.0:
         return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
-    logits_BxV = logits_BxV / settings.temperature
+    # From the largest logit down: a tiny temperature sends the others to -inf, not past +inf.
+    logits_BxV = (logits_BxV - jnp.max(logits_BxV, axis=-1, keepdims=True)) / settings.temperature
     excluded = -jnp.inf
     if 0 < settings.top_k < logits_BxV.shape[-1]:
         kth_largest_Bx1 = jax.lax.top_k(logits_BxV, settings.top_k)[0][:, -1:]

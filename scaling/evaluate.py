@@ -35,6 +35,7 @@ import numpy as np
 from scaling import files
 from scaling import model as model_lib
 from scaling import parallel, step, trained
+from scaling.config import check_objective
 from scaling.data import loader, objectives, packing, pairs, sources, tokenizers
 from scaling.data import validate_data_config
 from scaling.errors import ArgumentParser, ConfigError
@@ -82,6 +83,7 @@ def eval_data_config(run_config, overrides: list[str]):
     try:
         apply_overrides(config, overrides)
         validate_data_config(config.data)
+        check_objective(config)  # e.g. seq2seq reads pairs, the other objectives a corpus
     except ConfigError as error:
         raise trained.RunError(str(error)) from None
     return config.data
@@ -284,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         out, record = evaluate(args, overrides)
     except trained.RunError as error:
         return trained.fail(PROGRAM, error)
+    except KeyboardInterrupt:
+        return trained.interrupted(PROGRAM)
     bpb = record["bits_per_byte"]
     batches = f"{record['batches']} batch" + ("es" if record["batches"] != 1 else "")
     print(f"{record['dataset']}:{record['split']}: {record['objective']} loss "

@@ -47,15 +47,17 @@ def option(default: str, choices: Iterable[str], doc: str) -> Any:
     return _field(default, doc, check, choices=choices)
 
 
-def integer(default: int, doc: str, *, minimum: int | None = 0, allowed: str = "") -> Any:
-    """An integer >= `minimum` (no bound when None); `allowed` words the rule when the bound alone
-    would not."""
+def integer(default: int, doc: str, *, minimum: int | None = 0, maximum: int | None = None,
+            allowed: str = "") -> Any:
+    """An integer >= `minimum` and <= `maximum` (no bound when None); `allowed` words the rule
+    when the bounds alone would not."""
     if not allowed:
         allowed = ("an integer" if minimum is None else "an integer > 0" if minimum == 1
                    else f"an integer >= {minimum}")
 
     def check(name: str, value: Any) -> None:
-        if not _is_integer(value) or (minimum is not None and value < minimum):
+        if (not _is_integer(value) or (minimum is not None and value < minimum)
+                or (maximum is not None and value > maximum)):
             raise ConfigError(name, value, allowed)
 
     return _field(default, doc, check)

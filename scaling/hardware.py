@@ -52,6 +52,15 @@ def accelerator_peak_flops(accelerator: str) -> tuple[float, int]:
                      f"with a GPU of {', '.join(k for k in PUBLISHED_PEAK_BF16 if 'TPU' not in k)}")
 
 
+def device_memory_bytes() -> int:
+    """Memory of one local device: an accelerator's allocatable bytes, or a CPU's (which shares
+    the machine's memory) the machine's physical memory."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def cache_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("SCALING_CACHE", pathlib.Path.home() / ".cache" / "scaling"))
 

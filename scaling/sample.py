@@ -16,13 +16,14 @@ seed gives the same samples. Bad input prints one line `scaling-sample: error: .
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
 import sys
 
 import jax
 import numpy as np
 
-from scaling import decoding, trained
+from scaling import decoding, hardware, trained
 from scaling.data import objectives
 from scaling.errors import ArgumentParser
 
@@ -54,14 +55,21 @@ def check_settings(args: argparse.Namespace) -> None:
     """RunError for a setting out of range."""
     if args.max_new_tokens < 1:
         raise trained.RunError(f"--max-new-tokens {args.max_new_tokens}: must be an integer >= 1")
-    if not args.temperature >= 0.0:
-        raise trained.RunError(f"--temperature {args.temperature}: must be >= 0 (0 is greedy)")
+    # An infinite temperature would flatten every logit to 0, and --top-k with them.
+    if not 0.0 <= args.temperature < math.inf:
+        raise trained.RunError(f"--temperature {args.temperature}: must be >= 0 and finite "
+                               "(0 is greedy)")
     if args.top_k < 0:
         raise trained.RunError(f"--top-k {args.top_k}: must be >= 0 (0 keeps every token)")
     if not 0.0 < args.top_p <= 1.0:
         raise trained.RunError(f"--top-p {args.top_p}: must be in (0, 1] (1 keeps every token)")
     if args.num_samples < 1:
         raise trained.RunError(f"--num-samples {args.num_samples}: must be an integer >= 1")
+    # JAX's keys take 32 bits of the seed: 2**32 would repeat seed 0.
+    if not 0 <= args.seed < 2**32:
+        raise trained.RunError(f"--seed {args.seed}: must be an integer from 0 to {2**32 - 1}")
+    for flag in ("--prompt", "--source"):
+        trained.check_text(flag, getattr(args, flag[2:]))
 
 
 def read_prompt(args: argparse.Namespace) -> str:
@@ -94,6 +102,23 @@ def check_fits(model, prompt_tokens: int, new_tokens: int, source_tokens: int | 
         if source_tokens is not None and source_tokens > model.max_seq_len:
             raise trained.RunError(f"--source is {source_tokens} tokens: the run's learned "
                                    f"positions allow at most {model.max_seq_len}")
+
+
+def check_memory(model, batch: int, prompt_tokens: int, new_tokens: int,
+                 source_tokens: int | None) -> None:
+    """RunError when decoding would not fit one device's memory or its int32 positions."""
+    total = prompt_tokens + new_tokens
+    if total >= 2**31:
+        raise trained.RunError(f"prompt ({prompt_tokens} tokens with the start token) + "
+                               f"--max-new-tokens {new_tokens} = {total} tokens: positions are "
+                               f"int32, at most {2**31 - 1}")
+    needed = decoding.memory_bytes(model, batch, prompt_tokens, new_tokens, source_tokens or 0)
+    available = hardware.device_memory_bytes()
+    if needed > available:
+        raise trained.RunError(
+            f"--max-new-tokens {new_tokens} with --num-samples {batch}: decoding holds at least "
+            f"{needed / 1e9:,.1f} GB (its key/value cache and the sampled ids), more than this "
+            f"device's {available / 1e9:,.1f} GB; ask for fewer tokens or samples")
 
 
 def decode_sample(tokenizer, tokens: np.ndarray,
@@ -135,6 +160,8 @@ def sample(args: argparse.Namespace) -> list[str]:
                   else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
     check_fits(model, len(prompt_ids), args.max_new_tokens,
                None if source_ids is None else len(source_ids))
+    check_memory(model, args.num_samples, len(prompt_ids), args.max_new_tokens,
+                 None if source_ids is None else len(source_ids))
     run = trained.load(workdir, single_device=args.single_device)
     settings = decoding.SamplingSettings(max_new_tokens=args.max_new_tokens,
                                          temperature=args.temperature, top_k=args.top_k,
@@ -142,10 +169,17 @@ def sample(args: argparse.Namespace) -> list[str]:
     prompt_BxP = np.tile(np.asarray(prompt_ids, np.int32), (args.num_samples, 1))
     source_BxS = (None if source_ids is None
                   else np.tile(np.asarray(source_ids, np.int32), (args.num_samples, 1)))
-    with run.context():
-        tokens_BxN = decoding.generate(run.model, run.params, prompt_BxP,
-                                       jax.random.key(args.seed), settings, source_BxS)
-    tokens_BxN = np.asarray(jax.device_get(tokens_BxN))
+    try:
+        with run.context():
+            tokens_BxN = decoding.generate(run.model, run.params, prompt_BxP,
+                                           jax.random.key(args.seed), settings, source_BxS)
+        tokens_BxN = np.asarray(jax.device_get(tokens_BxN))
+    except jax.errors.JaxRuntimeError as error:  # past check_memory's lower bound
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        raise trained.RunError(f"--max-new-tokens {args.max_new_tokens} with --num-samples "
+                               f"{args.num_samples}: decoding ran out of device memory; ask for "
+                               "fewer tokens or samples") from None
     special = trained.special_tokens(config, tokenizer)
     return [prompt + decode_sample(tokenizer, row, special) for row in tokens_BxN]
 
@@ -157,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         samples = sample(args)
     except trained.RunError as error:
         return trained.fail(PROGRAM, error)
+    except KeyboardInterrupt:
+        return trained.interrupted(PROGRAM)
     for index, text in enumerate(samples):
         if index:
             print(SEPARATOR)

@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from scaling import parallel
+from scaling import parallel, status
 from scaling.checkpoint import Checkpointer
 from scaling.config import ModelConfig, default_config
 from scaling.data import objectives, tokenizers
@@ -58,6 +58,11 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
+        if checkpoint_steps(pathlib.Path(workdir)):  # a first run killed before writing it
+            raise RunError(f"--workdir {workdir}: no summary.json yet, though it holds "
+                           "checkpoints (a run writes it when it stops: this one is training, or "
+                           "was killed); rerun its scaling-train command to resume, which writes "
+                           "it") from None
         raise RunError(f"--workdir {workdir}: no summary.json (not a scaling-train workdir, or "
                        "training has not started there)") from None
     except (OSError, ValueError) as error:
@@ -88,6 +93,18 @@ def run_model(summary: dict) -> ModelConfig:
     recorded = summary.get("model") or {}
     known = {field.name for field in dataclasses.fields(ModelConfig)}
     return ModelConfig(**{name: value for name, value in recorded.items() if name in known})
+
+
+def check_text(flag: str, text: str | None) -> None:
+    """RunError when a command-line text is not UTF-8 (Python keeps the bytes it cannot decode
+    as lone surrogates, which no tokenizer encodes)."""
+    try:
+        (text or "").encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = ord(text[error.start])
+        shown = f"byte 0x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"U+{bad:04X}"
+        raise RunError(f"{flag}: not UTF-8 text ({shown} at character {error.start}); pass "
+                       "UTF-8 text") from None
 
 
 def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
@@ -197,6 +214,12 @@ def quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def interrupted(program: str) -> int:
+    """Print `<program>: interrupted` to stderr; return 130, as scaling-train exits on Ctrl-C."""
+    print(f"{program}: interrupted", file=sys.stderr)
+    return status.EXIT_INTERRUPTED
 
 
 def fail(program: str, message: str) -> int:

@@ -434,6 +434,37 @@ def test_compare_refuses_results_counted_in_two_flop_conventions(tmp_path, capsy
     assert not (tmp_path / "cmp").exists()
 
 
+def test_losses_of_different_objectives_are_not_fitted_or_compared_as_one(tmp_path, capsys):
+    """A decoder's next-token loss and an encoder–decoder's span-corruption loss are different
+    quantities: compared (or fitted together) only on the continuation loss both score."""
+    sizes = np.geomspace(1e6, 3e8, 6)
+    C = 6 * sizes * 20 * sizes
+    tables = {}
+    for name, objective in (("a", "causal_lm"), ("b", "span_corruption")):
+        tables[name] = pd.DataFrame({
+            "name": [f"{name}{i}" for i in range(sizes.size)], "status": "completed",
+            "params": sizes, "non_embedding_params": sizes, "tokens": 20 * sizes, "flops": C,
+            "flop_convention": "6N", "objective": objective,
+            "final_eval_loss": 1.8 + 300 * C ** -0.12,
+            "final_continuation_loss": 2.1 + 200 * C ** -0.1})
+        tables[name].to_csv(tmp_path / f"{name}.csv", index=False)
+    pd.concat(tables.values()).to_csv(tmp_path / "both.csv", index=False)
+    compare = ["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--bootstrap", "0"]
+    assert main([*compare, "--out", str(tmp_path / "cmp")]) == 2
+    assert capsys.readouterr().err == (
+        f"scaling-fit: error: --compare: {tmp_path / 'a.csv'} holds runs of train.objective "
+        f"causal_lm and {tmp_path / 'b.csv'} of span_corruption: their final_eval_loss are "
+        "different quantities; compare a loss both score alike, --loss-col "
+        "final_continuation_loss (runs with train.continuation_tokens)\n")
+    assert not (tmp_path / "cmp").exists()
+    assert main(["--results", str(tmp_path / "both.csv"), "--bootstrap", "0",
+                 "--out", str(tmp_path / "fit")]) == 2
+    assert ("both.csv: runs of train.objective causal_lm, span_corruption: their final_eval_loss "
+            "are different quantities" in capsys.readouterr().err)
+    assert main([*compare, "--loss-col", "final_continuation_loss",
+                 "--out", str(tmp_path / "cmp")]) == 0
+
+
 def data_constrained_points(seed=0):
     """Runs that repeat their unique data up to 40 times, from Muennighoff et al.'s form written
     directly: D' = U + U·R*·(1 − exp(−(D/U − 1)/R*)) for D > U."""

@@ -116,6 +116,8 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
     cases = [
         (["--text", "x" * 16, "--out", out], "learned positions allow at most 16"),
         (["--text", "x", "--out", out, "--layer", "0"], "--layer and --head go together"),
+        # A command line's bytes that are not UTF-8 come to Python as lone surrogates.
+        (["--text", "ab\udcff", "--out", out], "--text: not UTF-8 text (byte 0xff at character 2)"),
         (["--text", "x", "--out", out, "--layer", "1", "--head", "0"], "layers 0..0"),
         (["--text", "x", "--out", str(tmp_path / "a.jpg")], "must end in .png"),
         # A FileExistsError traceback, after the model had run, before.
@@ -131,6 +133,30 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
         error = capsys.readouterr().err.strip()
         assert error.startswith("scaling-attention: error:") and "\n" not in error
         assert message in error
+
+
+def test_a_text_whose_weights_exceed_the_devices_memory_is_one_line(tmp_path, capsys,
+                                                                   monkeypatch):
+    """Refused before anything is compiled; a text that runs out of memory while its weights
+    are computed is one line too."""
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config(position="rope"))
+    monkeypatch.setattr(attention_maps.hardware, "device_memory_bytes", lambda: 10**8)
+    arguments = ["--workdir", str(workdir), "--out", str(tmp_path / "a.png")]
+    # 4 heads × 6,000² float32 weights in its one layer.
+    assert attention_maps.main([*arguments, "--text", "x" * 5999]) == 2
+    assert capsys.readouterr().err == (
+        "scaling-attention: error: --text is 6000 tokens (with the start token): their attention "
+        "weights take 0.6 GB, more than this device's 0.1 GB; pass fewer tokens\n")
+
+    def exhausted(*arguments):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes.")
+
+    monkeypatch.setattr(attention_maps, "attention_maps", exhausted)
+    assert attention_maps.main([*arguments, "--text", "x"]) == 2
+    assert capsys.readouterr().err == ("scaling-attention: error: the attention weights ran out "
+                                       "of device memory; pass fewer tokens\n")
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_an_encoder_decoders_decoder_starts_from_the_training_bos(tmp_path):

@@ -91,6 +91,28 @@ def test_greedy_decoding_is_the_argmax_of_a_full_forward_pass_at_every_step(case
     np.testing.assert_array_equal(generated, expected)
 
 
+@pytest.mark.parametrize("case, fields", [
+    ("rope-gqa", {}), ("encoder-decoder", {}), ("sliding", {}),
+    ("rope-gqa", {"compute_dtype": "bfloat16", "num_layers": 3}),
+])
+def test_the_memory_estimate_is_a_lower_bound_of_the_compiled_loop(case, fields):
+    """What `scaling-sample` refuses a request on: the compiled loop holds at least as much, at
+    lengths where the per-token buffers dominate."""
+    model = tiny_model(**{**CASES[case], **fields, "max_seq_len": 0})
+    params = jax.eval_shape(lambda: init(model))
+    for batch, new_tokens in [(1, 20_000), (3, 20_000)]:
+        prompt = jax.ShapeDtypeStruct((batch, 5), jnp.int32)
+        source = (jax.ShapeDtypeStruct((batch, SOURCE), jnp.int32)
+                  if model.layout == "encoder_decoder" else None)
+        settings = decoding.SamplingSettings(max_new_tokens=new_tokens)
+        compiled = decoding._compiled_generate(model, settings).lower(
+            params, prompt, jax.random.key(0), source).compile().memory_analysis()
+        held = (compiled.temp_size_in_bytes + compiled.argument_size_in_bytes
+                + compiled.output_size_in_bytes)
+        estimate = decoding.memory_bytes(model, batch, 5, new_tokens, SOURCE if source else 0)
+        assert estimate <= held < 2 * estimate
+
+
 def test_same_seed_same_sample_and_another_seed_another():
     model = tiny_model()
     params = init(model)
@@ -141,6 +163,16 @@ def test_temperature_zero_and_top_k_one_are_greedy():
                                      decoding.SamplingSettings(1, 1.5, top_k=1))
     np.testing.assert_array_equal(greedy, np.argmax(np.asarray(logits), axis=-1))
     np.testing.assert_array_equal(top_one, greedy)
+
+
+@pytest.mark.parametrize("temperature", [1e-20, 1e-45])
+def test_a_tiny_temperature_is_greedy(temperature):
+    """Logits of either sign over a temperature near zero (1e-45: a float32 subnormal) pick the
+    likeliest token, as temperature 0 does."""
+    logits = jax.random.normal(jax.random.key(1), (64, VOCAB)) * 3
+    settings = decoding.SamplingSettings(max_new_tokens=1, temperature=temperature)
+    np.testing.assert_array_equal(decoding.sample_logits(logits, jax.random.key(2), settings),
+                                  jnp.argmax(logits, axis=-1))
 
 
 def test_an_encoder_only_model_cannot_generate():

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from saved_runs import tiny_config
+from saved_runs import save_initialized_run, tiny_config
 from scaling import evaluate
 from scaling.train import train
 
@@ -118,6 +118,25 @@ def test_bad_input_is_one_line_and_exit_2(trained_run, capsys, arguments, messag
     captured = capsys.readouterr()
     assert captured.err.startswith("scaling-eval: error: ") and captured.err.count("\n") == 1
     assert message in captured.err
+
+
+def test_a_dataset_the_runs_objective_does_not_read_is_one_line_and_exit_2(trained_run, tmp_path,
+                                                                           capsys):
+    """seq2seq reads pairs and the other objectives a text corpus, in evaluation as in training."""
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("abc\tcba\n" * 20)
+    config = tiny_config(layout="encoder_decoder")
+    config.train.objective, config.data.dataset, config.data.files = "seq2seq", "text_pairs", str(pairs)
+    save_initialized_run(tmp_path / "seq2seq", config)
+    for workdir, arguments, allowed in [
+            (trained_run[0], ["--config.data.dataset=text_pairs", f"--config.data.files={pairs}"],
+             "config.data.dataset='text_pairs' is not allowed: a text corpus (pairs are read only "
+             "by train.objective='seq2seq')"),
+            (tmp_path / "seq2seq", ["--config.data.dataset=python_stdlib"],
+             "config.data.dataset='python_stdlib' is not allowed: data.dataset='text_pairs', or a "
+             "TFDS dataset with data.source_feature and data.target_feature")]:
+        assert evaluate.main(["--workdir", str(workdir), *arguments]) == 2
+        assert capsys.readouterr().err == f"scaling-eval: error: {allowed}\n"
 
 
 def test_a_workdir_without_a_checkpoint_is_refused(tmp_path, capsys):

@@ -147,3 +147,21 @@ def test_an_eval_set_scaling_eval_would_refuse_is_refused_before_any_run_trains(
     assert error.strip().splitlines() == [error.strip()]
     assert error.startswith(f"scaling-sweep: error: {reason}")
     assert not (tmp_path / "sweep").exists()
+
+
+def test_an_eval_set_a_seq2seq_sweep_cannot_read_is_refused_before_any_run_trains(tmp_path, capsys):
+    from conftest import REPO, write_sweep_config
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("abc\tcba\n" * 20)
+    overrides = {"model": {"layout": "encoder_decoder"}, "train": {"objective": "seq2seq"},
+                 "data": {"dataset": "text_pairs", "files": str(pairs), "seq_len": 8}}
+    config = write_sweep_config(tmp_path / "sweep.py", name="tiny", sizes="d32-L1", plan="steps",
+                                base_config=f"{REPO}/configs/demo.py:runlocal", overrides=overrides)
+    code = sweep.main(["--config", str(config), "--workdir", str(tmp_path / "sweep"),
+                       "--eval", "python_stdlib", "--dry-run"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "scaling-sweep: error: --eval='python_stdlib' is not allowed: "
+        "config.data.dataset='python_stdlib' is not allowed: data.dataset='text_pairs', or a TFDS "
+        "dataset with data.source_feature and data.target_feature\n")

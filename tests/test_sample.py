@@ -1,6 +1,7 @@
 """`scaling-sample` on saved checkpoints: decoder-only and encoder–decoder, reproducibility, and
 one-line errors for bad input."""
 
+import importlib
 import json as json_module
 import pathlib
 import textwrap
@@ -109,6 +110,14 @@ def learned_positions_run(tmp_path_factory):
     (["--prompt", "x" * 12, "--max-new-tokens", "4"], "allow at most 16 (model.max_seq_len)"),
     (["--source", "abc"], "--source is for encoder–decoder runs"),
     (["--prompt-file", "/nonexistent/prompt.txt"], "cannot be read"),
+    # An infinite temperature flattens every logit, --top-k's cut with them.
+    (["--temperature", "inf"], "--temperature inf: must be >= 0 and finite"),
+    # JAX keys take 32 bits of a seed: 2**32 would sample as seed 0; 2**70 overflowed.
+    (["--seed", str(2**32)], "--seed 4294967296: must be an integer from 0 to 4294967295"),
+    (["--seed", str(2**70)], f"--seed {2**70}: must be an integer from 0 to 4294967295"),
+    # A command line's bytes that are not UTF-8 come to Python as lone surrogates.
+    (["--prompt", "ab\udcff"], "--prompt: not UTF-8 text (byte 0xff at character 2)"),
+    (["--prompt", "ab", "--source", "\udcfe"], "--source: not UTF-8 text (byte 0xfe at character 0)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(learned_positions_run, capsys, arguments, message):
     code, out, err = run_sample(capsys, "--workdir", str(learned_positions_run), *arguments)
@@ -129,6 +138,61 @@ def test_a_workdir_without_a_checkpoint_is_one_line_and_exit_2(tmp_path, capsys)
             shutil.rmtree(step)
     code, _, err = run_sample(capsys, "--workdir", str(workdir), "--prompt", "x")
     assert code == 2 and "no checkpoint in" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command, work", [("sample", "sample"), ("evaluate", "evaluate"),
+                                           ("attention_maps", "run")])
+def test_ctrl_c_in_a_command_reading_a_run_is_one_line_and_exit_130(command, work, capsys,
+                                                                   monkeypatch):
+    module = importlib.import_module(f"scaling.{command}")
+
+    def interrupted(*arguments):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, work, interrupted)
+    arguments = ["--workdir", "w"] + (["--text", "x", "--out", "a.png"]
+                                      if command == "attention_maps" else [])
+    try:
+        code = module.main(arguments)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped as a KeyboardInterrupt traceback")
+    assert code == 130
+    assert capsys.readouterr().err == f"{module.PROGRAM}: interrupted\n"
+
+
+def test_a_run_killed_before_its_summary_says_so(tmp_path, capsys):
+    save_initialized_run(tmp_path, tiny_config())
+    (tmp_path / "summary.json").unlink()  # as after a SIGKILL in a run's first session
+    code, _, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x")
+    assert code == 2 and err.count("\n") == 1
+    assert "no summary.json yet, though it holds checkpoints" in err
+    assert "rerun its scaling-train command to resume" in err
+
+
+def test_more_tokens_than_memory_or_int32_positions_hold_is_one_line(tmp_path, capsys,
+                                                                     monkeypatch):
+    """Under RoPE the cache holds the whole sequence: a request past the device's memory is
+    refused before anything is compiled, and one that runs out of it while decoding says so."""
+    save_initialized_run(tmp_path, tiny_config(position="rope"))
+    monkeypatch.setattr(sample.hardware, "device_memory_bytes", lambda: 2**30)
+    for tokens, message in [
+            (10**9, "--max-new-tokens 1000000000 with --num-samples 1: decoding holds at least "
+                    "532.0 GB (its key/value cache and the sampled ids), more than this device's "
+                    "1.1 GB"),
+            (2**31, "= 2147483650 tokens: positions are int32, at most 2147483647")]:
+        code, out, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x",
+                                    "--max-new-tokens", str(tokens))
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert err.startswith("scaling-sample: error: ") and message in err
+
+    def exhausted(*arguments):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes.")
+
+    monkeypatch.setattr(sample.decoding, "generate", exhausted)
+    code, _, err = run_sample(capsys, "--workdir", str(tmp_path), "--max-new-tokens", "4")
+    assert code == 2 and err == ("scaling-sample: error: --max-new-tokens 4 with --num-samples 1: "
+                                 "decoding ran out of device memory; ask for fewer tokens or "
+                                 "samples\n")
 
 
 @pytest.mark.slow
