@@ -228,9 +228,9 @@ class DistributedConfig:
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     name: str = text("run", "the run's name (W&B, results.csv)")
-    # JAX's keys take a signed 64-bit seed.
-    seed: int = integer(0, "the one seed: initialisation, data order, dropout", minimum=-2**63,
-                        maximum=2**63 - 1, allowed="an integer from -2**63 to 2**63 - 1")
+    # JAX's keys keep a seed's low 32 bits: 2**32 would start as 0 does, and -1 as 2**32 - 1.
+    seed: int = integer(0, "the one seed: initialisation, data order, dropout", maximum=2**32 - 1,
+                        allowed="an integer from 0 to 2**32 - 1")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig,

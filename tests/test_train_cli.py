@@ -34,7 +34,10 @@ def _train(repo, tmp_path, *overrides):
      "whole steps of the stable phase of this run of 600 steps (1 to 480"),
 
     # Overflowed in jax.random.key after the data was read: a traceback.
-    ("--config.seed=1180591620717411303424", "seed", "an integer from -2**63 to 2**63 - 1"),
+    ("--config.seed=1180591620717411303424", "seed", "an integer from 0 to 2**32 - 1"),
+    # JAX keeps a seed's low 32 bits: these would initialise as seeds 0 and 2**32 - 1 do.
+    ("--config.seed=4294967296", "seed", "an integer from 0 to 2**32 - 1"),
+    ("--config.seed=-1", "seed", "an integer from 0 to 2**32 - 1"),
 ])
 def test_bad_config_fails_before_building(repo, tmp_path, override, field, allowed):
     wsd = ["--config.optim.schedule=wsd"] if "branch_steps" in override else []
