@@ -26,8 +26,9 @@ CURVES_COLUMNS = ("name", "flops", "eval_loss")
 SETUP_COLUMNS = ("size", "num_layers", "d_model", "params", "non_embedding_params", "tokens",
                  "steps", "start_step", "batch_size", "seq_len", "lr", "schedule",
                  "parametrization", "layout", "objective", "flop_convention")
-# Losses every objective that records them scores alike (the continuation task, docs/architectures.md);
-# any other loss column is each run's own objective's, comparable only within one objective.
+# Losses every objective that records them scores alike (the continuation task of
+# docs/architectures.md); any other loss column is each run's own objective's, comparable only
+# within one objective.
 SHARED_LOSS_COLUMNS = ("final_continuation_loss",)
 # What a sweep with `seeds` appends to a replicate's name; replicates share the name without it.
 REPLICATE_SUFFIX = r"-s\d+$"
