@@ -8,6 +8,7 @@ a sweep's runs do not each pay for the measurement.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import platform
@@ -33,6 +34,8 @@ TPU_TYPES = {"v2": ("TPU v2", True), "v3": ("TPU v3", True), "v4": ("TPU v4", Tr
              "v6e": ("TPU v6e", False)}
 # What a planning estimate assumes a well-configured accelerator run reaches (not a promise).
 PLANNING_MFU = 0.4
+# Seconds a CPU's measured peak is trusted before it is measured again.
+PEAK_RECHECK_SECONDS = 3600.0
 
 
 def accelerator_peak_flops(accelerator: str) -> tuple[float, int]:
@@ -84,9 +87,9 @@ def device_peak_flops(compute_dtype: str = "float32") -> float:
     """Peak FLOP/s of one device for `compute_dtype` ('float32' or 'bfloat16').
 
     An accelerator's is its published peak (or, for one not listed, a measured matmul rate). A
-    CPU's is the best matmul rate measured on this machine so far: every call measures again
-    (about 0.1 s) and keeps the best in the cache, since other work on the machine only ever
-    lowers a measurement, and one taken under load would overstate every MFU after it."""
+    CPU's is the best matmul rate measured on this machine so far, kept in the cache and measured
+    again when an hour old (half a second with its compile): other work on the machine only ever
+    lowers a measurement, and one taken under load must not overstate every MFU after it."""
     device = jax.devices()[0]
     if device.platform != "cpu":
         for name, peak in PUBLISHED_PEAK_BF16.items():
@@ -100,16 +103,20 @@ def device_peak_flops(compute_dtype: str = "float32") -> float:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
         cached = {}
+    cached = cached if isinstance(cached, dict) else {}
+    try:
+        best, checked = float(cached[key]["flops"]), float(cached[key]["checked"])
+    except (KeyError, TypeError, ValueError):  # none yet, or an older cache's bare number
+        best, checked = 0.0, -math.inf
+    if best > 0 and time.time() - checked < PEAK_RECHECK_SECONDS:
+        return best
     measured = measure_matmul_peak(jnp.bfloat16 if compute_dtype == "bfloat16" else jnp.float32,
                                    size=1024)
     # Simulated devices share the same cores: each gets its share of the machine's peak.
-    measured /= max(1, jax.local_device_count())
-    best = cached.get(key)
-    if isinstance(best, (int, float)) and best >= measured:
-        return float(best)
-    cached[key] = measured
+    best = max(best, measured / max(1, jax.local_device_count()))
+    cached[key] = {"flops": best, "checked": time.time()}
     try:
         files.write_text_atomic(path, json.dumps(cached))
     except OSError:
         pass
-    return measured
+    return best
