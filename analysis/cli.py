@@ -337,7 +337,8 @@ def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool)
 def run_compare(args) -> pathlib.Path:
     """`--compare A B`: the joint fit, the multiplier table and the figure."""
     from analysis.compare import compare_recipes, render_comparison
-    from analysis.inputs import RESULTS_COLUMNS, SHARED_LOSS_COLUMNS, csv_columns
+    from analysis.inputs import (RESULTS_COLUMNS, SHARED_LOSS_COLUMNS, SHARED_LOSS_HINT,
+                                 csv_columns)
     from analysis.plots import LOSS_LABEL, plot_comparison
     from analysis.report import json_ready
 
@@ -357,8 +358,7 @@ def run_compare(args) -> pathlib.Path:
         raise ValueError(f"--compare: {path_a} holds runs of train.objective "
                          f"{', '.join(objectives_a)} and {path_b} of {', '.join(objectives_b)}: "
                          f"their {losses} are different quantities; compare a loss both score "
-                         f"alike, --loss-col {' or '.join(SHARED_LOSS_COLUMNS)} (runs with "
-                         "train.continuation_tokens)")
+                         f"alike, {SHARED_LOSS_HINT}")
     if convention_a and convention_b and convention_a != convention_b:
         raise ValueError(f"--compare: {path_a} counts FLOPs by the {convention_a!r} convention and "
                          f"{path_b} by {convention_b!r}; compute multipliers need one convention "

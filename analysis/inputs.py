@@ -30,6 +30,8 @@ SETUP_COLUMNS = ("size", "num_layers", "d_model", "params", "non_embedding_param
 # docs/architectures.md); any other loss column is each run's own objective's, comparable only
 # within one objective.
 SHARED_LOSS_COLUMNS = ("final_continuation_loss",)
+SHARED_LOSS_HINT = (f"--loss-col {' or '.join(SHARED_LOSS_COLUMNS)} (runs with "
+                    "train.continuation_tokens)")
 # What a sweep with `seeds` appends to a replicate's name; replicates share the name without it.
 REPLICATE_SUFFIX = r"-s\d+$"
 FLOP_CONVENTIONS = ("6N", "full")
@@ -108,9 +110,7 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
     if len(objectives) > 1 and loss_column not in SHARED_LOSS_COLUMNS:
         raise ValueError(f"{source}: runs of train.objective {', '.join(objectives)}: their "
                          f"{loss_column} are different quantities; fit each objective's runs "
-                         f"apart, or a loss they score alike, --loss-col "
-                         f"{' or '.join(SHARED_LOSS_COLUMNS)} (runs with "
-                         "train.continuation_tokens)")
+                         f"apart, or a loss they score alike, {SHARED_LOSS_HINT}")
     repeated = table["name"][table["name"].duplicated()].astype(str).unique()
     if len(repeated):  # two runs under one name: their curves would merge into one
         raise ValueError(f"{source}: run names must be unique; repeated: {', '.join(repeated)}")

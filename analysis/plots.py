@@ -72,12 +72,8 @@ def size_colours(sizes) -> dict:
 
 
 def _save(figure, path) -> str:
-    """The figure as `path`, replaced atomically (a stopped fit leaves no half-written image)."""
     path = pathlib.Path(path)
-    figure.tight_layout()
-    with files.atomic_output(path) as handle:
-        figure.savefig(handle, dpi=DPI, format=path.suffix[1:])
-    plt.close(figure)
+    files.save_figure(figure, path, DPI)
     return str(path)
 
 

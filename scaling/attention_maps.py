@@ -33,6 +33,7 @@ from scaling import hardware, trained
 from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-attention"
+DPI = 110
 
 
 def attention_maps(model, params, tokens_BxL, source_BxS=None) -> dict[str, np.ndarray]:
@@ -100,7 +101,7 @@ def draw_grid(weights_NxHxLxL: np.ndarray, title: str, out: pathlib.Path) -> Non
             if head == 0:
                 axis.set_ylabel(f"layer {layer}", fontsize=9)
     figure.suptitle(title, fontsize=10)
-    save_figure(figure, out)
+    files.save_figure(figure, out, DPI)
 
 
 def draw_head(weights_LxL: np.ndarray, labels: list[str], title: str, out: pathlib.Path) -> None:
@@ -117,16 +118,7 @@ def draw_head(weights_LxL: np.ndarray, labels: list[str], title: str, out: pathl
     axis.set_ylabel("query")
     axis.set_title(title, fontsize=10)
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
-    save_figure(figure, out)
-
-
-def save_figure(figure, out: pathlib.Path) -> None:
-    """`figure` as `out`, in the format its suffix names, replaced atomically: a command stopped
-    while writing leaves the earlier figure whole."""
-    figure.tight_layout()
-    with files.atomic_output(out) as handle:
-        figure.savefig(handle, dpi=110, format=out.suffix[1:].lower())
-    plt.close(figure)
+    files.save_figure(figure, out, DPI)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -203,16 +195,11 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     stack = check_request(args, model, len(token_ids),
                           None if source_ids is None else len(source_ids))
     restored = trained.load(workdir, single_device=args.single_device)
-    try:
-        with restored.context():
-            maps = attention_maps(restored.model, restored.params,
-                                  np.asarray([token_ids], np.int32),
-                                  None if source_ids is None else np.asarray([source_ids], np.int32))
-    except jax.errors.JaxRuntimeError as error:  # past check_request's lower bound
-        if "RESOURCE_EXHAUSTED" not in str(error):
-            raise
-        raise trained.RunError("the attention weights ran out of device memory; pass fewer "
-                               "tokens") from None
+    # Past check_request's lower bound, the weights can still run out of memory.
+    with trained.out_of_memory_is("the attention weights ran out of device memory; pass fewer "
+                                  "tokens"), restored.context():
+        maps = attention_maps(restored.model, restored.params, np.asarray([token_ids], np.int32),
+                              None if source_ids is None else np.asarray([source_ids], np.int32))
     weights_NxHxLxL = np.asarray(maps[stack][:, 0], np.float32)
     labels = token_labels(tokenizer, source_ids if stack == "encoder" and source_ids else token_ids,
                           trained.special_tokens(config, tokenizer))

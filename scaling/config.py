@@ -225,11 +225,14 @@ class DistributedConfig:
     process_id: int = integer(-1, "this process's index (explicit coordinator)", minimum=-1)
 
 
+# JAX's keys keep a seed's low 32 bits: 2**32 would start as 0 does, and -1 as 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     name: str = text("run", "the run's name (W&B, results.csv)")
-    # JAX's keys keep a seed's low 32 bits: 2**32 would start as 0 does, and -1 as 2**32 - 1.
-    seed: int = integer(0, "the one seed: initialisation, data order, dropout", maximum=2**32 - 1,
+    seed: int = integer(0, "the one seed: initialisation, data order, dropout", maximum=MAX_SEED,
                         allowed="an integer from 0 to 2**32 - 1")
 
 

@@ -79,6 +79,18 @@ def atomic_output(path: pathlib.Path, mode: str = "wb") -> Iterator:
         raise
 
 
+def save_figure(figure, path: pathlib.Path, dpi: int) -> None:
+    """A matplotlib `figure` laid out, saved as `path` (in the format its suffix names) and
+    replaced atomically, so a command stopped while writing leaves the earlier file whole; then
+    closed."""
+    import matplotlib.pyplot as plt  # here: only the commands that draw load matplotlib
+
+    figure.tight_layout()
+    with atomic_output(path) as handle:
+        figure.savefig(handle, dpi=dpi, format=path.suffix[1:].lower())
+    plt.close(figure)
+
+
 def write_bytes_atomic(path: pathlib.Path, data: bytes) -> None:
     """Replace `path` with `data` in one rename."""
     with atomic_output(path) as handle:

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from scaling import decoding, hardware, trained
+from scaling.config import MAX_SEED
 from scaling.data import objectives
 from scaling.errors import ArgumentParser
 
@@ -65,9 +66,8 @@ def check_settings(args: argparse.Namespace) -> None:
         raise trained.RunError(f"--top-p {args.top_p}: must be in (0, 1] (1 keeps every token)")
     if args.num_samples < 1:
         raise trained.RunError(f"--num-samples {args.num_samples}: must be an integer >= 1")
-    # JAX's keys take 32 bits of the seed: 2**32 would repeat seed 0.
-    if not 0 <= args.seed < 2**32:
-        raise trained.RunError(f"--seed {args.seed}: must be an integer from 0 to {2**32 - 1}")
+    if not 0 <= args.seed <= MAX_SEED:  # as config.seed: JAX keeps a seed's low 32 bits
+        raise trained.RunError(f"--seed {args.seed}: must be an integer from 0 to {MAX_SEED}")
     for flag in ("--prompt", "--source"):
         trained.check_text(flag, getattr(args, flag[2:]))
 
@@ -169,17 +169,13 @@ def sample(args: argparse.Namespace) -> list[str]:
     prompt_BxP = np.tile(np.asarray(prompt_ids, np.int32), (args.num_samples, 1))
     source_BxS = (None if source_ids is None
                   else np.tile(np.asarray(source_ids, np.int32), (args.num_samples, 1)))
-    try:
-        with run.context():
-            tokens_BxN = decoding.generate(run.model, run.params, prompt_BxP,
-                                           jax.random.key(args.seed), settings, source_BxS)
+    # Past check_memory's lower bound, decoding can still run out of memory.
+    with trained.out_of_memory_is(f"--max-new-tokens {args.max_new_tokens} with --num-samples "
+                                  f"{args.num_samples}: decoding ran out of device memory; ask "
+                                  "for fewer tokens or samples"), run.context():
+        tokens_BxN = decoding.generate(run.model, run.params, prompt_BxP,
+                                       jax.random.key(args.seed), settings, source_BxS)
         tokens_BxN = np.asarray(jax.device_get(tokens_BxN))
-    except jax.errors.JaxRuntimeError as error:  # past check_memory's lower bound
-        if "RESOURCE_EXHAUSTED" not in str(error):
-            raise
-        raise trained.RunError(f"--max-new-tokens {args.max_new_tokens} with --num-samples "
-                               f"{args.num_samples}: decoding ran out of device memory; ask for "
-                               "fewer tokens or samples") from None
     special = trained.special_tokens(config, tokenizer)
     return [prompt + decode_sample(tokenizer, row, special) for row in tokens_BxN]
 

@@ -10,12 +10,13 @@ for the command line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import pathlib
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import ml_collections
@@ -214,6 +215,18 @@ def quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def out_of_memory_is(message: str) -> Iterator[None]:
+    """The device running out of memory inside the block becomes RunError(message); any other
+    runtime error passes through."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as error:
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        raise RunError(message) from None
 
 
 def interrupted(program: str) -> int:
