@@ -3,11 +3,12 @@
 The demo's largest model (d_model 128, 4 layers, 4 heads, byte vocabulary, RoPE, context 128),
 randomly initialised (speed does not depend on the weights): a prompt of `--prompt` tokens, then
 `--new` sampled tokens (temperature 1), for batches of 1 and 8 sequences.
-- `kv cache`: `scaling.decoding.generate` (prefill, then one token per step reading the cache);
+- `kv cache`: `scaling.decoding.generate` (prefill, then one token per step reading the cache, in
+  jitted `lax.scan` calls of `decoding.STEPS_PER_CALL` steps);
 - `recompute`: every step runs the full forward pass over a buffer of the final length and reads
   the logits at the step's position (causal attention: later positions do not change them), so
-  each token costs one full-context forward pass. Both loops are one jitted `lax.scan`; compile
-  time is excluded. The two alternate `--repeats` times (CPU speed here drifts); medians.
+  each token costs one full-context forward pass, all in one jitted `lax.scan`. Compile time is
+  excluded. The two alternate `--repeats` times (CPU speed here drifts); medians.
 
 Run: python -m bench.bench_sample [--prompt 16] [--new 112] [--repeats 3]
 """

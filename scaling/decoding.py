@@ -2,8 +2,9 @@
 
 `generate(model, params, prompt_BxP, rng, settings)` feeds the prompt through the model once
 (prefill), then one token per step, each step reading the keys and values of the earlier ones
-from the cache instead of recomputing the prefix. The whole loop is one jitted function per
-(shapes, settings): the steps run in `lax.scan`, so a run of N tokens compiles once.
+from the cache instead of recomputing the prefix. The prefill is one jitted call; the steps run
+`STEPS_PER_CALL` at a time in a jitted `lax.scan`, so a run of N tokens compiles twice, whatever
+N, and can be stopped between calls (Ctrl-C, or every row having sampled a stop token).
 
 The cache holds, per decoder layer, `capacity` key/value slots: the whole sequence (prompt plus
 new tokens) under full attention, only the window under sliding attention (older slots are
@@ -12,9 +13,9 @@ encoded once, in the prefill, and kept in the cache.
 
 Sampling (`sample_logits`): temperature 0 is greedy (argmax); otherwise (logits − their max) /
 temperature (so a temperature near 0 tends to greedy), restricted to the `top_k` largest (0: all)
-and to the smallest set whose probability reaches `top_p` (1: all), then one categorical draw. A
-step's random key is the seed's key split per step, so the same seed, prompt and settings give the
-same tokens.
+and to the smallest set whose probability reaches `top_p` (1: all), then one categorical draw. New
+token number i is drawn with the seed's key folded with i, so the same seed, prompt and settings
+give the same tokens, however the steps are grouped into calls.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from scaling import model as model_lib
 from scaling.config import ModelConfig
+
+# New tokens per compiled call: the granularity of Ctrl-C and of stopping at a stop token.
+STEPS_PER_CALL = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,17 +54,16 @@ def cache_capacity(model: ModelConfig, total_length: int) -> int:
 
 def memory_bytes(model: ModelConfig, batch: int, prompt_length: int, max_new_tokens: int,
                  source_length: int = 0) -> int:
-    """A lower bound on the bytes `generate` holds: the cache's keys and values (and encoded
-    source) twice, as the loop's carry in and out; the prefill's float32 logits; each step's
-    random key and the sampled ids. (A compiled loop holds 1–2× this.)"""
+    """A lower bound on the bytes `generate` holds on the device besides the parameters: the
+    cache's keys and values (and encoded source) twice, as a call's input and output; the
+    prefill's float32 logits; one call's sampled ids. (A compiled call holds 1–2× this.)"""
     itemsize = jnp.dtype(model.compute_dtype).itemsize
     capacity = cache_capacity(model, prompt_length + max_new_tokens)
     cache = 2 * model.num_layers * batch * capacity * model.num_kv_heads * model.head_dim
     encoded = batch * source_length * model.d_model
     logits = batch * prompt_length * model.vocab_size * 4
-    # Each step's threefry key (split, then sliced) and its sampled ids.
-    steps = max_new_tokens * (2 * 8 + batch * 4)
-    return 2 * (cache + encoded) * itemsize + logits + steps
+    ids = min(STEPS_PER_CALL, max_new_tokens) * batch * 4
+    return 2 * (cache + encoded) * itemsize + logits + ids
 
 
 def init_cache(model: ModelConfig, batch: int, capacity: int, source_length: int = 0) -> dict:
@@ -99,42 +103,83 @@ def sample_logits(logits_BxV: jax.Array, rng: jax.Array, settings: SamplingSetti
     return jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
 
 
-def _generate(params, prompt_BxP, rng, source_BxS, *, model: ModelConfig,
-              settings: SamplingSettings):
-    net = model_lib.Transformer(model)
+def _prefill(params, prompt_BxP, rng, source_BxS, *, model: ModelConfig,
+             settings: SamplingSettings):
+    """The cache after the prompt (and the encoded source), and the first new token."""
     batch, prompt_length = prompt_BxP.shape
     capacity = cache_capacity(model, prompt_length + settings.max_new_tokens)
     cache = init_cache(model, batch, capacity,
                        source_BxS.shape[1] if source_BxS is not None else 0)
-    step_rngs = jax.random.split(rng, settings.max_new_tokens)
-    logits_BxPxV, extras = net.apply({"params": params}, prompt_BxP, encoder_tokens_BxS=source_BxS,
-                                     cache=cache)
-    first_B = sample_logits(logits_BxPxV[:, -1], step_rngs[0], settings)
+    logits_BxPxV, extras = model_lib.Transformer(model).apply(
+        {"params": params}, prompt_BxP, encoder_tokens_BxS=source_BxS, cache=cache)
+    return sample_logits(logits_BxPxV[:, -1], step_key(rng, 0), settings), extras["cache"]
 
-    def step(carry, step_rng):
+
+def _steps(params, token_B, cache, rng, first, *, model: ModelConfig, settings: SamplingSettings,
+           count: int):
+    """`count` steps from `token_B`, the new token number `first`: each feeds the last token
+    through the model and samples the next. Returns the last token, the cache and the
+    (count, B) sampled ids."""
+    net = model_lib.Transformer(model)
+
+    def step(carry, number):
         token_B, cache = carry
         logits_Bx1xV, extras = net.apply({"params": params}, token_B[:, None], cache=cache)
-        next_B = sample_logits(logits_Bx1xV[:, -1], step_rng, settings)
+        next_B = sample_logits(logits_Bx1xV[:, -1], step_key(rng, number), settings)
         return (next_B, extras["cache"]), next_B
 
-    _, rest_NxB = jax.lax.scan(step, (first_B, extras["cache"]), step_rngs[1:])
-    return jnp.concatenate([first_B[:, None], rest_NxB.T], axis=1)
+    (token_B, cache), tokens_KxB = jax.lax.scan(step, (token_B, cache),
+                                                first + jnp.arange(count))
+    return token_B, cache, tokens_KxB
+
+
+def step_key(rng: jax.Array, number) -> jax.Array:
+    """The random key that draws new token number `number` (0: the prefill's)."""
+    return jax.random.fold_in(rng, number)
 
 
 @functools.cache
-def _compiled_generate(model: ModelConfig, settings: SamplingSettings):
-    return jax.jit(functools.partial(_generate, model=model, settings=settings))
+def _compiled_prefill(model: ModelConfig, settings: SamplingSettings):
+    return jax.jit(functools.partial(_prefill, model=model, settings=settings))
+
+
+@functools.cache
+def _compiled_steps(model: ModelConfig, settings: SamplingSettings, count: int):
+    return jax.jit(functools.partial(_steps, model=model, settings=settings, count=count))
 
 
 def generate(model: ModelConfig, params, prompt_BxP, rng: jax.Array, settings: SamplingSettings,
-             source_BxS=None) -> jax.Array:
-    """(B, max_new_tokens) int32: the tokens sampled after each row of `prompt_BxP` (at least one
-    token per row), for an encoder–decoder conditioned on `source_BxS`. Compiled once per model,
-    settings and shapes."""
+             source_BxS=None, stop_id: int | None = None) -> jax.Array:
+    """(B, n) int32: the tokens sampled after each row of `prompt_BxP` (at least one token per
+    row), for an encoder–decoder conditioned on `source_BxS`. n is `max_new_tokens`, or with
+    `stop_id` less once every row has sampled it: generation then ends after the call in which
+    the last row did (tokens after a row's first `stop_id` are whatever was drawn).
+
+    The prompt is one compiled call; the new tokens come `STEPS_PER_CALL` to a call, each
+    waited for, so Ctrl-C (KeyboardInterrupt) ends a long generation after the call under way.
+    Compiled once per model, settings and shapes."""
     if model.layout == "encoder":
         raise ValueError("an encoder-only model (layout 'encoder') cannot generate")
     if settings.max_new_tokens < 1:
         raise ValueError("max_new_tokens must be at least 1")
     prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
     source_BxS = None if source_BxS is None else jnp.asarray(source_BxS, jnp.int32)
-    return _compiled_generate(model, settings)(params, prompt_BxP, rng, source_BxS)
+    token_B, cache = _compiled_prefill(model, settings)(params, prompt_BxP, rng, source_BxS)
+    pieces = [np.asarray(token_B)[:, None]]
+    # Every call runs the same number of steps (one compiled loop); the last may run past
+    # max_new_tokens, and its extra tokens are dropped.
+    count = min(STEPS_PER_CALL, settings.max_new_tokens - 1)
+    done = 1
+    while done < settings.max_new_tokens and not _all_stopped(pieces, stop_id):
+        token_B, cache, tokens_KxB = _compiled_steps(model, settings, count)(
+            params, token_B, cache, rng, done)
+        pieces.append(np.asarray(tokens_KxB).T)
+        done += count
+    return jnp.asarray(np.concatenate(pieces, axis=1)[:, :settings.max_new_tokens])
+
+
+def _all_stopped(pieces: list[np.ndarray], stop_id: int | None) -> bool:
+    """Whether every row has sampled `stop_id` (never, without one)."""
+    if stop_id is None:
+        return False
+    return bool(np.all(np.any([np.any(piece == stop_id, axis=1) for piece in pieces], axis=0)))

@@ -117,7 +117,7 @@ def check_memory(model, batch: int, prompt_tokens: int, new_tokens: int,
     if needed > available:
         raise trained.RunError(
             f"--max-new-tokens {new_tokens} with --num-samples {batch}: decoding holds at least "
-            f"{needed / 1e9:,.1f} GB (its key/value cache and the sampled ids), more than this "
+            f"{needed / 1e9:,.1f} GB (its key/value cache), more than this "
             f"device's {available / 1e9:,.1f} GB; ask for fewer tokens or samples")
 
 
@@ -173,8 +173,10 @@ def sample(args: argparse.Namespace) -> list[str]:
     with trained.out_of_memory_is(f"--max-new-tokens {args.max_new_tokens} with --num-samples "
                                   f"{args.num_samples}: decoding ran out of device memory; ask "
                                   "for fewer tokens or samples"), run.context():
+        # A sample ends at its first end-of-document token: decoding stops once all have.
         tokens_BxN = decoding.generate(run.model, run.params, prompt_BxP,
-                                       jax.random.key(args.seed), settings, source_BxS)
+                                       jax.random.key(args.seed), settings, source_BxS,
+                                       stop_id=tokenizer.eod_id)
         tokens_BxN = np.asarray(jax.device_get(tokens_BxN))
     special = trained.special_tokens(config, tokenizer)
     return [prompt + decode_sample(tokenizer, row, special) for row in tokens_BxN]

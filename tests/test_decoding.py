@@ -91,26 +91,46 @@ def test_greedy_decoding_is_the_argmax_of_a_full_forward_pass_at_every_step(case
     np.testing.assert_array_equal(generated, expected)
 
 
+def held_by_generate(model: ModelConfig, batch: int, new_tokens: int) -> int:
+    """Bytes held, besides the parameters, by the larger of `generate`'s two compiled calls (the
+    prefill, and a call of `STEPS_PER_CALL` steps)."""
+    params = jax.eval_shape(lambda: init(model))
+    prompt = jax.ShapeDtypeStruct((batch, 5), jnp.int32)
+    source = (jax.ShapeDtypeStruct((batch, SOURCE), jnp.int32)
+              if model.layout == "encoder_decoder" else None)
+    settings = decoding.SamplingSettings(max_new_tokens=new_tokens)
+    token, cache = jax.eval_shape(functools.partial(decoding._prefill, model=model,
+                                                    settings=settings),
+                                  params, prompt, jax.random.key(0), source)
+    calls = [decoding._compiled_prefill(model, settings).lower(params, prompt, jax.random.key(0),
+                                                               source),
+             decoding._compiled_steps(model, settings, decoding.STEPS_PER_CALL).lower(
+                 params, token, cache, jax.random.key(0), 1)]
+    held = max(analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
+               + analysis.output_size_in_bytes
+               for analysis in (call.compile().memory_analysis() for call in calls))
+    return held - sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))
+
+
 @pytest.mark.parametrize("case, fields", [
-    ("rope-gqa", {}), ("encoder-decoder", {}), ("sliding", {}),
+    ("rope-gqa", {}), ("encoder-decoder", {}),
     ("rope-gqa", {"compute_dtype": "bfloat16", "num_layers": 3}),
 ])
-def test_the_memory_estimate_is_a_lower_bound_of_the_compiled_loop(case, fields):
-    """What `scaling-sample` refuses a request on: the compiled loop holds at least as much, at
-    lengths where the per-token buffers dominate."""
+def test_the_memory_estimate_is_a_lower_bound_of_the_compiled_calls(case, fields):
+    """What `scaling-sample` refuses a request on: the compiled calls hold at least as much and,
+    at lengths where the cache dominates, less than twice as much."""
     model = tiny_model(**{**CASES[case], **fields, "max_seq_len": 0})
-    params = jax.eval_shape(lambda: init(model))
     for batch, new_tokens in [(1, 20_000), (3, 20_000)]:
-        prompt = jax.ShapeDtypeStruct((batch, 5), jnp.int32)
-        source = (jax.ShapeDtypeStruct((batch, SOURCE), jnp.int32)
-                  if model.layout == "encoder_decoder" else None)
-        settings = decoding.SamplingSettings(max_new_tokens=new_tokens)
-        compiled = decoding._compiled_generate(model, settings).lower(
-            params, prompt, jax.random.key(0), source).compile().memory_analysis()
-        held = (compiled.temp_size_in_bytes + compiled.argument_size_in_bytes
-                + compiled.output_size_in_bytes)
-        estimate = decoding.memory_bytes(model, batch, 5, new_tokens, SOURCE if source else 0)
-        assert estimate <= held < 2 * estimate
+        estimate = decoding.memory_bytes(model, batch, 5, new_tokens,
+                                         SOURCE if model.layout == "encoder_decoder" else 0)
+        assert estimate <= held_by_generate(model, batch, new_tokens) < 2 * estimate
+
+
+def test_a_sliding_window_decodes_any_length_in_the_same_memory():
+    """Only the window is cached and the sampled ids leave the device call by call."""
+    model = tiny_model(**CASES["sliding"], max_seq_len=0)
+    short, long = held_by_generate(model, 2, 200), held_by_generate(model, 2, 200_000)
+    assert decoding.memory_bytes(model, 2, 5, 200_000) <= long == short
 
 
 def test_same_seed_same_sample_and_another_seed_another():
@@ -173,6 +193,41 @@ def test_a_tiny_temperature_is_greedy(temperature):
     settings = decoding.SamplingSettings(max_new_tokens=1, temperature=temperature)
     np.testing.assert_array_equal(decoding.sample_logits(logits, jax.random.key(2), settings),
                                   jnp.argmax(logits, axis=-1))
+
+
+@pytest.mark.parametrize("case", ["rope-gqa", "sliding", "encoder-decoder"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_the_tokens_do_not_depend_on_how_many_steps_a_call_runs(case, temperature, monkeypatch):
+    """29 new tokens in one call of 28 steps, and in calls of 3 (the last running two steps past
+    the end, its extras dropped): the same tokens, greedy and sampled."""
+    model = tiny_model(**CASES[case])
+    params = init(model, seed=4)
+    prompt = jax.random.randint(jax.random.key(5), (2, 5), 0, VOCAB)
+    source = prompt if model.layout == "encoder_decoder" else None
+    settings = decoding.SamplingSettings(max_new_tokens=29, temperature=temperature)
+    one_call = decoding.generate(model, params, prompt, jax.random.key(6), settings, source)
+    monkeypatch.setattr(decoding, "STEPS_PER_CALL", 3)
+    calls = decoding.generate(model, params, prompt, jax.random.key(6), settings, source)
+    assert one_call.shape == calls.shape == (2, 29)
+    np.testing.assert_array_equal(calls, one_call)
+
+
+def test_generation_ends_after_the_call_in_which_every_row_reached_the_stop_token(monkeypatch):
+    model = tiny_model()
+    params = init(model, seed=3)
+    prompt = jax.random.randint(jax.random.key(2), (2, 5), 0, VOCAB)
+    settings = decoding.SamplingSettings(max_new_tokens=40, temperature=1.0)
+    monkeypatch.setattr(decoding, "STEPS_PER_CALL", 4)
+    full = np.asarray(decoding.generate(model, params, prompt, jax.random.key(1), settings))
+    # Stop at a token both rows sample; each row stops at its first one, the call at the later.
+    stop_id = int(next(token for token in full[0, 6:] if token in full[1, 6:]))
+    last_row_stops = max(int(np.flatnonzero(row == stop_id)[0]) for row in full)
+    calls = 1 + -(-last_row_stops // 4)  # the prefill's token, then calls of 4 (ceil)
+    stopped = decoding.generate(model, params, prompt, jax.random.key(1), settings,
+                                stop_id=stop_id)
+    np.testing.assert_array_equal(stopped, full[:, :min(1 + 4 * (calls - 1), 40)])
+    never = decoding.generate(model, params, prompt, jax.random.key(1), settings, stop_id=VOCAB)
+    np.testing.assert_array_equal(never, full)
 
 
 def test_an_encoder_only_model_cannot_generate():

@@ -4,6 +4,7 @@ one-line errors for bad input."""
 import importlib
 import json as json_module
 import pathlib
+import signal
 import textwrap
 
 import jax
@@ -160,6 +161,29 @@ def test_ctrl_c_in_a_command_reading_a_run_is_one_line_and_exit_130(command, wor
     assert capsys.readouterr().err == f"{module.PROGRAM}: interrupted\n"
 
 
+def test_ctrl_c_during_decoding_ends_it_after_the_call_under_way(tmp_path, capsys, monkeypatch):
+    save_initialized_run(tmp_path, tiny_config())
+    monkeypatch.setattr(decoding, "STEPS_PER_CALL", 4)
+    compiled_steps, calls = decoding._compiled_steps, []
+
+    def steps_interrupted_in_the_third_call(*settings):
+        run_steps = compiled_steps(*settings)
+
+        def call(*arguments):
+            calls.append(arguments)
+            tokens = run_steps(*arguments)
+            if len(calls) == 3:  # SIGINT while the call runs is handled once it returns
+                signal.raise_signal(signal.SIGINT)
+            return tokens
+        return call
+
+    monkeypatch.setattr(decoding, "_compiled_steps", steps_interrupted_in_the_third_call)
+    code, out, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x",
+                                "--max-new-tokens", "200", "--temperature", "0")
+    assert (code, out, err) == (130, "", "scaling-sample: interrupted\n")
+    assert len(calls) == 3  # of the 50 that 200 tokens take
+
+
 def test_a_run_killed_before_its_summary_says_so(tmp_path, capsys):
     save_initialized_run(tmp_path, tiny_config())
     (tmp_path / "summary.json").unlink()  # as after a SIGKILL in a run's first session
@@ -177,7 +201,7 @@ def test_more_tokens_than_memory_or_int32_positions_hold_is_one_line(tmp_path, c
     monkeypatch.setattr(sample.hardware, "device_memory_bytes", lambda: 2**30)
     for tokens, message in [
             (10**9, "--max-new-tokens 1000000000 with --num-samples 1: decoding holds at least "
-                    "532.0 GB (its key/value cache and the sampled ids), more than this device's "
+                    "512.0 GB (its key/value cache), more than this device's "
                     "1.1 GB"),
             (2**31, "= 2147483650 tokens: positions are int32, at most 2147483647")]:
         code, out, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x",
@@ -185,7 +209,7 @@ def test_more_tokens_than_memory_or_int32_positions_hold_is_one_line(tmp_path, c
         assert code == 2 and out == "" and err.count("\n") == 1
         assert err.startswith("scaling-sample: error: ") and message in err
 
-    def exhausted(*arguments):
+    def exhausted(*arguments, **keywords):
         raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes.")
 
     monkeypatch.setattr(sample.decoding, "generate", exhausted)
