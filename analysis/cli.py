@@ -223,8 +223,10 @@ def _out_dir(path: pathlib.Path, flag: str = "--out") -> pathlib.Path:
 def _apply_preset(args) -> None:
     if not args.preset:
         return
+    # --d-col and --c-col are two ways to give the second variable: either one overrides both.
+    overridden = {"d_col", "c_col"} if args.d_col or args.c_col else set()
     for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
+        if getattr(args, key) is None and key not in overridden:
             setattr(args, key, value)
 
 

@@ -363,3 +363,19 @@ def test_when_the_fallback_law_fails_too_the_error_is_one_line_saying_why_both(t
     assert error.count("\n") == 1 and error.startswith("scaling-fit: error: chinchilla cannot be "
                                                        "fitted (2 runs with 2 distinct N")
     assert "the headline law is compute, and law='compute' cannot be fitted" in error
+
+
+def test_an_explicit_token_column_overrides_the_compute_column_of_a_preset(tmp_path, capsys):
+    # --preset's help says explicit flags override it; --d-col was refused with "give exactly one
+    # of --d-col (tokens) and --c-col" because the preset had set --c-col.
+    N = np.repeat([1e8, 2e8, 4e8, 8e8], 2)
+    D = np.tile([2e9, 8e9], 4)
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"Model Size": N, "Training FLOP": 1e30, "tokens": D,
+                  "loss": true_loss(N, D)}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--preset", "epoch-chinchilla", "--d-col", "tokens",
+                 "--drop-highest-losses", "0", "--law", "compute", "--bootstrap", "0",
+                 "--out", str(tmp_path / "o")]) == 0, capsys.readouterr().err
+    fit = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert fit["flop_convention"] == "6ND with N = column 'Model Size'"
+    assert fit["data"]["runs_fitted"] == 8
