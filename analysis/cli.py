@@ -80,12 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
                         default=None, metavar="K",
                         help="extrapolation check: refit without the K largest model sizes (default 1)")
     parser.add_argument("--hold-out-from", type=float, default=None, metavar="N",
-                        help="extrapolation check: hold out every run with N >= this instead")
+                        help="extrapolation check: hold out every run with N >= this instead of "
+                             "the largest sizes (not with --drop-highest)")
     parser.add_argument("--backtest", action="store_true",
                         help="also fit every applicable method without the held-out sizes and "
                              "write backtest.json and backtest.md")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
-                        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES}; 0 for none)")
+                        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES}; 0 for none, else at "
+                             "least 2)")
     parser.add_argument("--improvement", type=float, default=None,
                         help="loss improvement (nats) whose cost is reported (default "
                              f"{Settings.improvement:g})")
@@ -137,8 +139,10 @@ def _check_options_apply(args) -> None:
 
 
 def _check_resampling(args) -> None:
-    if args.bootstrap < 0:
-        raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 or more resamples")
+    # One resample gives no interval: its "95% interval" is that one draw.
+    if args.bootstrap < 0 or args.bootstrap == 1:
+        raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 (no intervals) or "
+                         "at least 2 resamples")
     if args.seed < 0:  # numpy's own "expected non-negative integer" named no option
         raise ValueError(f"--seed={args.seed} is not allowed; need an integer >= 0")
 
@@ -160,6 +164,9 @@ def _check_settings(args) -> None:
         raise ValueError(f"--drop-highest-losses={args.drop_highest_losses} is not allowed; need >= 0")
     if args.hold_out_from is not None and not args.hold_out_from > 0:
         raise ValueError(f"--hold-out-from={args.hold_out_from} is not allowed; need a positive N")
+    if args.hold_out_from is not None and args.drop_highest is not None:
+        raise ValueError(f"--drop-highest={args.drop_highest} is not allowed with --hold-out-from="
+                         f"{args.hold_out_from:g}; give one of them")
 
 
 def _check_input(flag: str, path: str) -> None:
@@ -169,9 +176,10 @@ def _check_input(flag: str, path: str) -> None:
 
 
 def _check_hold_out(args, runs) -> None:
-    """A held-out set the user asked for that the runs cannot give (all sizes, or none) is an
-    error; the default (the largest size) is only skipped, with the reason in the report."""
-    if args.drop_highest is None and args.hold_out_from is None:
+    """A held-out set the user asked for (with --backtest, the default one) that the runs cannot
+    give (all sizes, or none) is an error; otherwise the default (the largest size) is only
+    skipped, with the reason in the report."""
+    if args.drop_highest is None and args.hold_out_from is None and not args.backtest:
         return
     try:
         split_largest(runs, args.drop_highest or 1, args.hold_out_from)
@@ -180,6 +188,9 @@ def _check_hold_out(args, runs) -> None:
             raise ValueError(f"--hold-out-from={args.hold_out_from:g} is not allowed: {error}"
                              ) from None
         sizes = runs["N"].nunique()
+        if args.drop_highest is None:
+            raise ValueError(f"--backtest is not allowed: the runs have {sizes} model size(s); "
+                             "holding out the largest needs at least 2") from None
         raise ValueError(f"--drop-highest={args.drop_highest} is not allowed: the runs have "
                          f"{sizes} model sizes; need 1 <= K < {sizes}") from None
 
@@ -212,8 +223,10 @@ def _out_dir(path: pathlib.Path, flag: str = "--out") -> pathlib.Path:
 def _apply_preset(args) -> None:
     if not args.preset:
         return
+    # --d-col and --c-col are two ways to give the second variable: either one overrides both.
+    overridden = {"d_col", "c_col"} if args.d_col or args.c_col else set()
     for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
+        if getattr(args, key) is None and key not in overridden:
             setattr(args, key, value)
 
 
@@ -284,13 +297,18 @@ def run(args) -> pathlib.Path:
     out_dir = _out_dir(pathlib.Path(args.out) if args.out else input_path.parent / "fit")
     budgets = (snap_to_budgets(runs["C"].to_numpy(), _parse_budgets(args.isoflop_budgets))
                if args.isoflop_budgets else None)
-    if fallback:
-        print(f"scaling-fit: note: {fallback}", file=sys.stderr)
-    analysis = analyze(runs, settings, curves=curves, budgets=budgets, flop_convention=convention,
-                       data_summary=data_summary)
+    try:
+        analysis = analyze(runs, settings, curves=curves, budgets=budgets,
+                           flop_convention=convention, data_summary=data_summary)
+    except ValueError as error:
+        if fallback:  # the user asked for neither law: say why each is out
+            raise ValueError(f"{fallback}, and {error}") from None
+        raise
     backtest = (run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
                              num_resamples=args.bootstrap, seed=args.seed)
                 if args.backtest else None)
+    if fallback:  # once the fits have succeeded: a failed one is its error line alone
+        print(f"scaling-fit: note: {fallback}", file=sys.stderr)
     _clear(out_dir, FIT_FILES + PLOT_FILES)
     write_fit_json(analysis, out_dir / "fit.json")
     plots = write_plots(analysis, out_dir)

@@ -86,9 +86,15 @@ def effective_compute_multiplier(params: dict, C):
         return np.where(reducible > 0, compute_a / C, np.inf)
 
 
+# Losses of the two laws closer than this, relative, are equal: two fits of the same points
+# differ by rounding, whose sign flips at random along C.
+CROSSING_TOLERANCE = 1e-9
+
+
 def crossing_compute(params: dict, low: float, high: float) -> float | None:
     """The compute in [low/100, high·100] where L_A = L_B, or None if the laws do not cross
-    there (searched on a log grid, refined by bisection)."""
+    there (searched on a log grid, refined by bisection); laws equal within
+    `CROSSING_TOLERANCE` along the grid do not cross."""
     grid = np.geomspace(low / 100.0, high * 100.0, 2001)
 
     def difference(C):
@@ -96,10 +102,13 @@ def crossing_compute(params: dict, low: float, high: float) -> float | None:
                 - params["E_B"] - params["A_B"] * C ** -params["alpha_B"])
 
     values = difference(grid)
-    sign_change = np.flatnonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0)
+    loss_a = params["E_A"] + params["A_A"] * grid ** -params["alpha_A"]
+    signs = np.where(np.abs(values) > CROSSING_TOLERANCE * loss_a, np.sign(values), 0.0)
+    apart = np.flatnonzero(signs)
+    sign_change = np.flatnonzero(signs[apart[:-1]] != signs[apart[1:]])
     if sign_change.size == 0:
         return None
-    lo, hi = grid[sign_change[0]], grid[sign_change[0] + 1]
+    lo, hi = grid[apart[sign_change[0]]], grid[apart[sign_change[0] + 1]]
     for _ in range(60):
         mid = np.sqrt(lo * hi)
         lo, hi = (mid, hi) if np.sign(difference(mid)) == np.sign(difference(lo)) else (lo, mid)

@@ -3,8 +3,9 @@
 The rules are fixed thresholds on the fitted value and its bootstrap interval:
 - a positive scale parameter (E, A, B, ...) whose interval spans more than `MAX_INTERVAL_RATIO`
   (two orders of magnitude) is not identified;
-- an exponent below `MIN_EXPONENT` or above `MAX_EXPONENT`, or whose interval spans more than
-  `MAX_INTERVAL_RATIO` / reaches 0 or below, is at a bound or not identified;
+- a negative exponent makes the loss rise with scale; one below `MIN_EXPONENT` or above
+  `MAX_EXPONENT`, or whose interval spans more than `MAX_INTERVAL_RATIO` / reaches 0 or below, is
+  at a bound or not identified;
 - an irreducible loss E below `MIN_IRREDUCIBLE_FRACTION` of the lowest loss has run to its bound 0;
 - a standard error that is not finite or exceeds `MAX_RELATIVE_SE` times the value is unbounded;
 - a variable spanning less than `MIN_SPAN` (one decade) is too narrow to fit a power law over.
@@ -86,7 +87,10 @@ def diagnose(law_name: str, params: dict, variables: dict, loss) -> list[dict]:
         if name == "E" and value < MIN_IRREDUCIBLE_FRACTION * lowest:
             flag(name, f"irreducible loss E = {value:.3g} is at its bound 0", _fix(law_variables, name))
         elif name in EXPONENTS:
-            if value < MIN_EXPONENT:
+            if value < 0:  # the exponents are not bounded below: this is no bound, the sign is wrong
+                flag(name, f"exponent {name} = {value:.3g} is negative: the fitted loss rises with "
+                     f"{EXPONENTS[name] or 'scale'}", _fix(law_variables, name))
+            elif value < MIN_EXPONENT:
                 flag(name, f"exponent {name} = {value:.3g} is at its bound 0", _fix(law_variables, name))
             elif value > MAX_EXPONENT:
                 flag(name, f"exponent {name} = {value:.3g} is implausibly large",

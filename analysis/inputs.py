@@ -39,6 +39,8 @@ EPOCH_CHINCHILLA_FILE = "epoch_chinchilla/svg_extracted_data.csv"
 # W&B run states, mapped onto the sweep's statuses.
 WANDB_STATES = {"finished": "completed", "crashed": "failed", "failed": "failed",
                 "killed": "preempted", "running": "running"}
+# How many of a column's values an error lists when a --where filter matches none.
+MAX_VALUES_SHOWN = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,8 +252,8 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
                    u_col: str | None = None) -> pd.DataFrame:
     """Points (N, D, C, loss) from any CSV: parameters in `n_col`, loss in `loss_col`, and either
     tokens in `d_col` or FLOPs in `c_col` (then D = C / (6N), and C = 6ND when only D is given).
-    `where` keeps the rows whose column equals the value (compared as text) for every
-    (column, value); `drop_highest_losses` leaves out the rows with the K highest losses (Epoch's
+    `where` keeps the rows whose column equals the value (as text, or as numbers when both are)
+    for every (column, value); `drop_highest_losses` leaves out the rows with the K highest losses (Epoch's
     preprocessing of the Chinchilla data: K = 5). `best_per_point` keeps, of the rows that share
     (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. `u_col` names a column of
     unique training tokens U (for the data-constrained law). A `name` column, when there is one,
@@ -262,9 +264,13 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     columns = [n_col, loss_col, d_col or c_col] + ([u_col] if u_col else [])
     require_columns(table, columns + list(where or {}), str(path))
     for column, value in (where or {}).items():
-        table = table[table[column].astype(str) == value]
-        if table.empty:
-            raise ValueError(f"{path}: no row has {column}={value!r}")
+        kept = table[_matches(table[column], value)]
+        if kept.empty:
+            values = table[column].drop_duplicates().astype(str).tolist()
+            shown = ", ".join(values[:MAX_VALUES_SHOWN]) + (", ..." if len(values) > MAX_VALUES_SHOWN
+                                                           else "")
+            raise ValueError(f"{path}: no row has {column}={value!r}; its values: {shown or 'none'}")
+        table = kept
     if drop_highest_losses >= len(table) > 0:
         raise ValueError(f"--drop-highest-losses={drop_highest_losses} leaves no row of {len(table)}")
     table = table.reset_index(drop=True)
@@ -299,6 +305,18 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     if best_per_point:
         points = points.loc[points.groupby(["N", "D"])["loss"].idxmin()].reset_index(drop=True)
     return points[columns]
+
+
+def _matches(column: pd.Series, value: str) -> np.ndarray:
+    """Which cells equal `value`: as text, or as numbers when both are (pandas reads a column of
+    numbers as floats, so its text is '1.0' where the file says 1, and 0.002 stays 0.002 when the
+    filter says 2e-3)."""
+    matches = (column.astype(str) == value).to_numpy()
+    try:
+        number = float(value)
+    except ValueError:
+        return matches
+    return matches | (pd.to_numeric(column, errors="coerce").to_numpy(dtype=float) == number)
 
 
 def _highest(values: np.ndarray, count: int) -> np.ndarray:

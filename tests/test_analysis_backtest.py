@@ -558,3 +558,16 @@ def test_compare_fits_the_results_column_loss_col_names(tmp_path):
     # Two results.csv and a column neither has: an error, not a silent fallback.
     assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--loss-col",
                  "final_loss_typo", "--bootstrap", "0", "--out", str(tmp_path / "typo")]) == 2
+
+
+def test_laws_that_coincide_do_not_cross_and_laws_that_cross_do():
+    from analysis.compare import crossing_compute
+
+    # Equal parameters (a recipe compared with itself): rounding in L_A − L_B flipped its sign
+    # along C, and the laws were said to cross at C = 9.3e14.
+    same = {"E_A": 0.3733625761098905, "A_A": 58.026639069641206, "alpha_A": 0.1379887048153201}
+    same.update({name.replace("_A", "_B"): value for name, value in same.items()})
+    assert crossing_compute(same, 4.6e10, 1.4e13) is None
+    # 300·C^-0.12 = 200·C^-0.10 at C = 1.5^50.
+    crossing = {"E_A": 1.8, "A_A": 300.0, "alpha_A": 0.12, "E_B": 1.8, "A_B": 200.0, "alpha_B": 0.10}
+    assert crossing_compute(crossing, 1e8, 1e10) == pytest.approx(1.5**50, rel=1e-9)

@@ -320,3 +320,62 @@ def test_bad_seed_download_folder_and_budgets_are_one_line_errors(tmp_path, caps
     assert main(common + ["--bootstrap", "0", "--improvement", "inf"]) == 2
     assert capsys.readouterr().err == ("scaling-fit: error: --improvement=inf is not allowed; "
                                        "need a positive, finite number of nats\n")
+
+
+def test_contradictory_hold_outs_and_one_resample_are_one_line_errors(tmp_path, capsys):
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9] * 3, "loss": [3.0, 2.9, 2.8]}).to_csv(
+        path, index=False)
+    common = ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+              "--out", str(tmp_path / "o")]
+    # --hold-out-from won and --drop-highest was ignored without a word.
+    assert main(common + ["--bootstrap", "0", "--drop-highest", "1", "--hold-out-from", "3e8"]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --drop-highest=1 is not allowed with "
+                                       "--hold-out-from=3e+08; give one of them\n")
+    # One resample: each held-out run's "95% interval" was one draw, and 0% of runs inside them.
+    assert main(common + ["--bootstrap", "1"]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --bootstrap=1 is not allowed; need 0 "
+                                       "(no intervals) or at least 2 resamples\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_backtest_of_one_model_size_is_one_line_naming_backtest(tmp_path, capsys):
+    # Before: the fallback's note, then "drop_highest=1 is not allowed with 1 model sizes; need
+    # 1 <= drop_highest < 1", an option not given and a range with no value in it.
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": [1e8] * 4, "D": [1e9, 2e9, 4e9, 8e9],
+                  "loss": [3.0, 2.9, 2.8, 2.75]}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--bootstrap", "0", "--backtest", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --backtest is not allowed: the runs "
+                                       "have 1 model size(s); holding out the largest needs at "
+                                       "least 2\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_when_the_fallback_law_fails_too_the_error_is_one_line_saying_why_both(tmp_path, capsys):
+    # Before: a note that compute leads, then an error about law='compute', which was not asked for.
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": [1e8, 2e8], "D": [1e9, 1e9], "loss": [3.0, 2.9]}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--bootstrap", "0", "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("scaling-fit: error: chinchilla cannot be "
+                                                       "fitted (2 runs with 2 distinct N")
+    assert "the headline law is compute, and law='compute' cannot be fitted" in error
+
+
+def test_an_explicit_token_column_overrides_the_compute_column_of_a_preset(tmp_path, capsys):
+    # --preset's help says explicit flags override it; --d-col was refused with "give exactly one
+    # of --d-col (tokens) and --c-col" because the preset had set --c-col.
+    N = np.repeat([1e8, 2e8, 4e8, 8e8], 2)
+    D = np.tile([2e9, 8e9], 4)
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"Model Size": N, "Training FLOP": 1e30, "tokens": D,
+                  "loss": true_loss(N, D)}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--preset", "epoch-chinchilla", "--d-col", "tokens",
+                 "--drop-highest-losses", "0", "--law", "compute", "--bootstrap", "0",
+                 "--out", str(tmp_path / "o")]) == 0, capsys.readouterr().err
+    fit = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert fit["flop_convention"] == "6ND with N = column 'Model Size'"
+    assert fit["data"]["runs_fitted"] == 8

@@ -7,6 +7,7 @@ import scipy.optimize
 
 from analysis import allocation, returns
 from analysis.bootstrap import bootstrap_fits, resample_weights, summarize
+from analysis.diagnostics import diagnose
 from analysis.fit import chinchilla_start_grid, fit_law, huber
 from analysis.inputs import EPOCH_CHINCHILLA_FILE, load_epoch_chinchilla, shared_data_dir
 from analysis.isoflop import fit_isoflops, snap_to_budgets
@@ -306,3 +307,17 @@ def test_isoflop_budget_with_its_minimum_outside_the_sampled_sizes_is_not_used()
     # Only models larger than optimal were trained at 1e22: its parabola's minimum is extrapolated.
     np.testing.assert_array_equal(fit.used, [True, True, True, False])
     assert fit.params_exponent == pytest.approx(beta / (alpha + beta), abs=0.01)
+
+
+def test_a_negative_exponent_is_called_negative_not_at_its_bound():
+    # Losses that rise with N fit alpha = -0.1 exactly; the warning said "alpha = -0.1 is at its
+    # bound 0", a bound the exponents do not have.
+    N = np.repeat([1e7, 1e8, 1e9], 3)
+    D = np.tile([1e9, 1e10, 1e11], 3)
+    params = {"E": {"value": 2.0}, "A": {"value": 0.02}, "B": {"value": 400.0},
+              "alpha": {"value": -0.1}, "beta": {"value": 0.3}, "gamma": {"value": -0.2}}
+    problems = {flag["parameter"]: flag["problem"]
+                for flag in diagnose("chinchilla", params, {"N": N, "D": D}, 2 + 0.02 * N**0.1)}
+    assert problems["alpha"] == "exponent alpha = -0.1 is negative: the fitted loss rises with N"
+    assert problems["gamma"] == "exponent gamma = -0.2 is negative: the fitted loss rises with scale"
+    assert "beta" not in problems

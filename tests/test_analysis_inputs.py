@@ -154,6 +154,21 @@ def test_named_csv_missing_column_lists_the_available_ones(tmp_path):
         read_named_csv(path, n_col="size", d_col="tokens", loss_col="loss")
 
 
+def test_where_matches_numbers_as_numbers_and_lists_the_values_when_none_match(tmp_path):
+    # Gadre et al.'s table writes a token multiplier as both 4 and 4.0; pandas reads the column
+    # as floats, so compared as text --where multiplier=4 kept no row and said none had it.
+    path = tmp_path / "points.csv"
+    path.write_text("size,tokens,l,multiplier,lr,set\n1e8,1e9,3.0,4,0.002,a\n2e8,2e9,2.9,4.0,0.002,a\n"
+                    "3e8,3e9,2.8,0.5,0.001,b\n")
+    points = read_named_csv(path, n_col="size", d_col="tokens", loss_col="l",
+                            where={"multiplier": "4"})
+    assert list(points["N"]) == [1e8, 2e8]
+    assert list(read_named_csv(path, n_col="size", d_col="tokens", loss_col="l",
+                               where={"lr": "2e-3", "set": "a"})["N"]) == [1e8, 2e8]
+    with pytest.raises(ValueError, match=r"^.*points.csv: no row has set='c'; its values: a, b$"):
+        read_named_csv(path, n_col="size", d_col="tokens", loss_col="l", where={"set": "c"})
+
+
 def test_fit_rejects_bad_points():
     law = get_law("chinchilla")
     good = {"N": np.geomspace(1e7, 1e9, 8), "D": np.geomspace(1e9, 1e11, 8)}
