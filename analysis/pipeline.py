@@ -232,14 +232,15 @@ def parametric_skip_reason(runs: pd.DataFrame, law_name: str) -> str | None:
     needed = get_law(law_name).num_params + 1
     distinct_n, distinct_d = runs["N"].nunique(), runs["D"].nunique()
     if len(runs) < needed or min(distinct_n, distinct_d) < MIN_DISTINCT_FOR_PARAMETRIC:
-        return (f"{len(runs)} runs with {distinct_n} distinct N and {distinct_d} distinct D; a "
-                f"{law_name} fit needs at least {needed} runs and {MIN_DISTINCT_FOR_PARAMETRIC} "
-                "distinct values of each")
+        return (f"{len(runs)} runs with {distinct_n} distinct N and {distinct_d} "
+                f"distinct D; fitting {law_name} needs at least {needed} runs and "
+                f"{MIN_DISTINCT_FOR_PARAMETRIC} distinct values of each")
     ratios = np.unique(np.round(np.log(runs["D"] / runs["N"]), 2))
     if ratios.size < 2:
         return (f"every run has the same tokens per parameter (D/N = "
-                f"{float(np.median(runs['D'] / runs['N'])):.3g}), so N and D move together and a {law_name} fit "
-                "cannot tell their effects apart; it needs runs at two or more D/N")
+                f"{float(np.median(runs['D'] / runs['N'])):.3g}), so N and D move together and "
+                f"fitting {law_name} cannot tell their effects apart; it needs runs at two or more "
+                "D/N")
     return None
 
 
