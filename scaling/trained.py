@@ -2,7 +2,8 @@
 
 What `scaling-sample`, `scaling-eval` and `scaling-attention` share. The run's own
 `summary.json` gives the config (the full config dict, laid over today's defaults) and the
-resolved model; the parameters come from the newest readable checkpoint through the same code as
+resolved model, or for a run killed before it ever stopped cleanly, the record saved with its
+newest checkpoint, which holds both; the parameters come from the newest readable checkpoint through the same code as
 resume (`Checkpointer.restore_latest` onto the state `build_program` lays out), on the run's mesh
 or on one device. Anything wrong with the workdir raises `RunError`, whose message is one line
 for the command line.
@@ -54,12 +55,18 @@ class TrainedRun:
 
 
 def read_summary(workdir: str | pathlib.Path) -> dict:
-    """The run's summary.json; RunError if the workdir holds none."""
+    """The run's summary.json; for a run killed before it wrote one, what its newest checkpoint
+    records instead (the config and the resolved model). RunError if the workdir holds neither."""
     path = pathlib.Path(workdir) / "summary.json"
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        if checkpoint_steps(pathlib.Path(workdir)):  # a first run killed before writing it
+        recorded = newest_checkpoint_record(pathlib.Path(workdir))
+        if recorded is not None and "config" in recorded:
+            return {"name": recorded["config"].get("name"), "config": recorded["config"],
+                    "model": recorded["model"], "total_steps": recorded.get("total_steps"),
+                    "steps": recorded["step"]}
+        if checkpoint_steps(pathlib.Path(workdir)):  # checkpoints that predate their config
             raise RunError(f"--workdir {workdir}: no summary.json yet, though it holds "
                            "checkpoints (a run writes it when it stops: this one is training, or "
                            "was killed); rerun its scaling-train command to resume, which writes "
@@ -68,6 +75,18 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
                        "training has not started there)") from None
     except (OSError, ValueError) as error:
         raise RunError(f"--workdir {workdir}: summary.json is unreadable ({error})") from None
+
+
+def newest_checkpoint_record(workdir: pathlib.Path) -> dict | None:
+    """The JSON record saved with the newest checkpoint whose record can be read (None if
+    none): read as a file, so a run that is still saving there is left alone."""
+    for step in reversed(checkpoint_steps(workdir)):
+        try:
+            return json.loads((workdir / "checkpoints" / str(step) / "meta" / "metadata")
+                              .read_text())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _overlay(target: ml_collections.ConfigDict, values: dict) -> None:

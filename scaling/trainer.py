@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import pathlib
 import time
@@ -435,11 +436,13 @@ class Trainer:
 
     def _meta(self) -> dict:
         """What a checkpoint records beside the state: where the run was, what decides its
-        batches and updates, and its model."""
+        batches and updates, its model, and its whole config (what the commands that read a
+        run use when it was killed before writing summary.json)."""
         return {"step": self.count, **batch_fields(self.config), **optimizer_fields(self.config),
                 "total_steps": self.total_steps,
                 "loss_window": dataclasses.asdict(self.metrics.window),
-                "model": dataclasses.asdict(self.model)}
+                "model": dataclasses.asdict(self.model),
+                "config": json.loads(json.dumps(self.summary["config"], default=str))}
 
     # -- the end ----------------------------------------------------------------------------
 

@@ -351,6 +351,27 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp
     assert_same_metrics(workdir, reference)
 
 
+def test_a_run_killed_before_its_first_summary_is_sampled_and_evaluated_from_its_checkpoint(
+        reference, tmp_path, capsys):
+    """Each checkpoint records the run's config: the commands that read a run give the same
+    samples and held-out loss from the killed copy as from the run itself."""
+    from scaling import evaluate, sample
+
+    completed = shutil.copytree(reference, tmp_path / "completed")
+    killed = killed_after_last_checkpoint(reference, tmp_path)
+    samples, losses = [], []
+    for workdir in (completed, killed):
+        assert sample.main(["--workdir", str(workdir), "--prompt", "def ", "--max-new-tokens",
+                            "24", "--temperature", "0"]) == 0
+        samples.append(capsys.readouterr().out)
+        assert evaluate.main(["--workdir", str(workdir), "--batches", "2"]) == 0
+        capsys.readouterr()
+        [record] = (workdir / "eval").iterdir()
+        losses.append(json.loads(record.read_text())["loss"])
+    assert samples[0].startswith("def ") and samples[1] == samples[0]
+    assert np.isfinite(losses[0]) and losses[1] == losses[0]
+
+
 @pytest.mark.parametrize("remove_summary", [False, True], ids=["completed", "checkpoint"])
 def test_a_different_model_is_refused_with_exit_code_2(reference, tmp_path, remove_summary):
     workdir = tmp_path / "run"
