@@ -218,6 +218,10 @@ def _set_run_field(sweep, head: str, rest: str, value_text: str) -> None:
             error = unknown_key_error(default_config(), dotted, value_text)
             raise ConfigError(f"{head}.{rest}", value_text, error.allowed)
         node = node[part]
+    if isinstance(node, ml_collections.ConfigDict):  # a section, or a size with no field at all
+        example = f"{head}.{rest}.{next(iter(node))}" if path else f"{head}.{rest}.optim.lr"
+        raise ConfigError(f"{head}.{rest}", value_text, "a leaf run-config field (this is a "
+                                                        f"section), e.g. --config.{example}=...")
     try:
         value = parse_value(value_text, node)
     except (ValueError, SyntaxError) as error:
@@ -245,6 +249,9 @@ def _sizes(sweep: ml_collections.ConfigDict) -> list[tuple[str, dict]]:
     if not wanted or any(name not in known for name in wanted):
         raise ConfigError("sizes", sweep.sizes,
                           f"names from family {sweep.family!r}: {', '.join(known)}")
+    repeated = [name for index, name in enumerate(wanted) if name in wanted[:index]]
+    if repeated:  # each would plan the same runs twice, under the same names
+        raise ConfigError("sizes", sweep.sizes, f"distinct names ({repeated[0]} is given twice)")
     return [(name, known[name]) for name in wanted]
 
 
@@ -369,9 +376,15 @@ def _single_budget_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
                     sweep.tokens_per_param * size.non_embedding_params)]
     runs = []
     for name, tokens in budgets:
-        steps = max(1, round(tokens / _tokens_per_step(config)))
-        if sweep.plan == "isoflop" and steps < sweep.min_steps:
+        steps = round(tokens / _tokens_per_step(config))
+        below_one_step = tokens < _tokens_per_step(config)
+        if sweep.plan == "isoflop" and (below_one_step or steps < sweep.min_steps):
             continue
+        if below_one_step:  # it would train one step: more tokens than the budget and its name say
+            field = "tokens" if sweep.plan == "tokens" else "tokens_per_param"
+            raise ConfigError(field, sweep[field], (
+                f"a budget of at least one step, {_tokens_per_step(config)} tokens, for size "
+                f"{size.name} (it gives {tokens:.4g})"))
         plan_fields = {"train.steps": steps, "train.tokens": 0,
                        **size_hyperparameters(sweep, config, size.non_embedding_params, steps)}
         runs.append(planner.run(size, name, plan_fields))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import re
 import shlex
 import sys
 
@@ -47,6 +48,15 @@ def _directive_value(option: str, value: str) -> None:
                                         "goes on an #SBATCH line, which sbatch splits at spaces)")
 
 
+# sbatch's --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+# days-hours:minutes, days-hours:minutes:seconds, or no limit.
+TIME_LIMIT = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite",
+                        re.IGNORECASE)
+# Options that only the sbatch script reads: an explicit coordinator prints commands instead.
+SBATCH_OPTIONS = ("gpus_per_node", "partition", "account", "time", "job_name", "setup", "script")
+DEFAULT_JOB_NAME = "scaling"
+
+
 def program_command(args: argparse.Namespace) -> list[str]:
     """The command every process runs: `scaling-sweep` for a sweep config, `scaling-train` for a run.
 
@@ -62,7 +72,7 @@ def program_command(args: argparse.Namespace) -> list[str]:
 def sbatch_script(args: argparse.Namespace, submit_dir: str) -> str:
     """The sbatch script: N nodes × G tasks (one per GPU), requeued when the program exits 75."""
     workdir = os.path.abspath(args.workdir)
-    directives = [f"--job-name={args.job_name}", f"--nodes={args.nodes}",
+    directives = [f"--job-name={args.job_name or DEFAULT_JOB_NAME}", f"--nodes={args.nodes}",
                   f"--ntasks-per-node={args.gpus_per_node}", f"--gpus-per-node={args.gpus_per_node}"]
     directives += [f"--{name}={value}" for name, value in
                    (("partition", args.partition), ("account", args.account), ("time", args.time))
@@ -108,9 +118,16 @@ def _validate(args: argparse.Namespace) -> None:
     _positive("--nodes", args.nodes)
     if args.coordinator is None:
         _positive("--gpus-per-node", args.gpus_per_node)
-        for option in ("job_name", "partition", "account", "time"):
-            if getattr(args, option):
-                _directive_value(flag_name(option), getattr(args, option))
+        for option in ("job_name", "partition", "account", "time", "script"):
+            value = getattr(args, option)
+            if value is not None and not value.strip():  # given, but would set nothing
+                raise UsageError(flag_name(option), value, "a non-empty value (or leave it out)")
+            if value is not None and option != "script":
+                _directive_value(flag_name(option), value)
+        if args.time is not None and not TIME_LIMIT.fullmatch(args.time):
+            raise UsageError("--time", args.time, "a time limit sbatch reads: MINUTES, "
+                                                  "HOURS:MINUTES:SECONDS, DAYS-HOURS[:MINUTES"
+                                                  "[:SECONDS]] or UNLIMITED")
         _directive_value("--workdir", os.path.abspath(args.workdir))
         files.check_workdir(args.workdir, create=False)  # the script is written there
         _directive_value("the current directory (the job's --chdir)", os.getcwd())
@@ -118,6 +135,12 @@ def _validate(args: argparse.Namespace) -> None:
     if args.sweep_config:
         raise UsageError("--coordinator", args.coordinator,
                          "used with --train-config (one run); sweeps go through sbatch")
+    for option in SBATCH_OPTIONS:
+        value = getattr(args, option)
+        if value not in (None, []):
+            raise UsageError(flag_name(option), value[0] if isinstance(value, list) else value,
+                             "used without --coordinator (it goes into the sbatch script; "
+                             "--coordinator prints commands to run by hand)")
     host, _, port = args.coordinator.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError("--coordinator", args.coordinator, "HOST:PORT with a port in 1..65535")
@@ -153,7 +176,8 @@ def _launch(args: argparse.Namespace) -> int:
             print(shlex.join(command))
         return 0
     script = sbatch_script(args, os.getcwd())
-    script_path = args.script or os.path.join(args.workdir, f"{args.job_name}.sbatch")
+    script_path = args.script or os.path.join(args.workdir,
+                                              f"{args.job_name or DEFAULT_JOB_NAME}.sbatch")
     if args.dry_run:
         print(script, end="")
     else:
@@ -181,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--partition")
     parser.add_argument("--account")
     parser.add_argument("--time", help="time limit, e.g. 24:00:00")
-    parser.add_argument("--job-name", default="scaling")
+    parser.add_argument("--job-name", help=f"default: {DEFAULT_JOB_NAME}")
     parser.add_argument("--setup", action="append", default=[],
                         help="a shell line run before srun, e.g. 'source .venv/bin/activate' "
                              "(repeatable)")

@@ -119,6 +119,17 @@ def check_stable_states(workdir: pathlib.Path, todo: list[plans.PlannedRun],
                 f"delete {parent_dir} to train it again"))
 
 
+def branch_without_parent(runs: list[plans.PlannedRun], wanted: set[str],
+                          workdir: pathlib.Path) -> plans.PlannedRun | None:
+    """A wanted branch whose parent is neither wanted nor finished in `workdir`: it could only
+    fail, waiting for a run this sweep does not train."""
+    by_name = {run.name: run for run in runs}
+    return next((run for run in runs if run.name in wanted and run.parent
+                 and run.parent not in wanted
+                 and not is_finished(run_directory(workdir, run.parent), by_name[run.parent])),
+                None)
+
+
 def run_overrides(run: plans.PlannedRun, workdir: pathlib.Path) -> dict:
     """The run's overrides, a branch's parent placeholder replaced by the parent's folder."""
     return {key: (run_directory(workdir, run.parent).absolute() if value == PARENT_PLACEHOLDER
@@ -534,11 +545,22 @@ def _main(args, overrides: list[str]) -> int:
     except ConfigError as error:
         print(f"scaling-sweep: error: {error}", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
-    wanted = set(args.only.split(",")) if args.only else {run.name for run in runs}
+    wanted = ({name.strip() for name in args.only.split(",") if name.strip()} if args.only
+              else {run.name for run in runs})
+    if not wanted:
+        print(f"scaling-sweep: error: --only={args.only!r} is not allowed: comma-separated run "
+              f"names", file=sys.stderr)
+        return status.EXIT_BAD_CONFIG
     unknown = wanted - {run.name for run in runs}
     if unknown:
         print(f"scaling-sweep: error: --only {','.join(sorted(unknown))}: not in the plan "
               f"({', '.join(run.name for run in runs)})", file=sys.stderr)
+        return status.EXIT_BAD_CONFIG
+    orphan = branch_without_parent(runs, wanted, pathlib.Path(args.workdir))
+    if orphan:
+        print(f"scaling-sweep: error: --only={args.only!r} is not allowed: run names with the "
+              f"parent of each branch not yet finished (add {orphan.parent}: {orphan.name} starts "
+              f"from its step {orphan.start_step})", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
     if not 0 <= args.status_every < float("inf"):  # NaN would poll without pause, inf overflow
         print(f"scaling-sweep: error: --status-every={args.status_every:g} is not allowed: "

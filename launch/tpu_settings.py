@@ -57,7 +57,15 @@ def load_settings_file(path: str) -> ml_collections.ConfigDict:
                                            f"({one_line_error(error)})") from None
     if not hasattr(module, "get_config"):
         raise UsageError("--config", path, "a file that defines get_config()")
-    return module.get_config()
+    try:
+        settings = module.get_config()
+    except Exception as error:  # a field set to a value of another type raises here too
+        raise UsageError("--config", path, f"a get_config() that runs "
+                                           f"({one_line_error(error)})") from None
+    if not isinstance(settings, ml_collections.ConfigDict):
+        raise UsageError("--config", path, "a get_config() that returns an "
+                                           "ml_collections.ConfigDict (default_settings())")
+    return settings
 
 
 def merge(settings: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
@@ -68,7 +76,13 @@ def merge(settings: ml_collections.ConfigDict, overrides: dict) -> ml_collection
             continue
         if field not in merged:
             raise UsageError(field, value, "one of " + ", ".join(sorted(merged.keys())))
-        merged[field] = value
+        try:
+            merged[field] = value
+        except TypeError:  # ml_collections keeps each field's type
+            kind = {bool: "True or False", int: "an integer", float: "a number",
+                    str: "a string"}.get(type(merged[field]), type(merged[field]).__name__)
+            raise UsageError(flag_name(field), value, f"{kind}, as the default "
+                                                      f"{merged[field]!r} is") from None
     return merged
 
 
@@ -101,6 +115,7 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
     if subcommand in ("setup", "up") and not os.path.isdir(settings.source):
         raise UsageError("--source", settings.source, "an existing directory (the checkout to copy)")
     if subcommand in ("setup", "up") and settings.bucket:
+        _nonempty(settings, "mount_dir")  # where every host mounts the bucket
         name, folder = split_bucket(settings.bucket)
         if not BUCKET_NAME.fullmatch(name) or "//" in folder:
             raise UsageError("--bucket", settings.bucket,

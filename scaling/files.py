@@ -174,6 +174,11 @@ def check_workdir(workdir: pathlib.Path, option: str = "--workdir", *,
     workdir = pathlib.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(option, str(workdir), "a directory (this path is a file)")
+    # A dry run creates nothing, and must refuse what mkdir would: a folder under a file.
+    existing = next((path for path in workdir.parents if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(option, str(workdir),
+                          f"a directory that can be created ({existing} is a file)")
     if not create:
         return workdir
     try:

@@ -170,6 +170,25 @@ def test_explicit_coordinator_prints_one_command_per_node(cluster):
      "--job-name='ladder run' is not allowed: a value without whitespace"),
     (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--partition", 'gpu"'],
      "--partition='gpu\"' is not allowed"),
+    # Given empty, each was dropped from the script without a word (an empty --job-name wrote
+    # `#SBATCH --job-name=` and a script named `.sbatch`).
+    (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--partition", ""],
+     "--partition='' is not allowed: a non-empty value (or leave it out)"),
+    (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--job-name", ""],
+     "--job-name='' is not allowed: a non-empty value (or leave it out)"),
+    (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--time", ""],
+     "--time='' is not allowed: a non-empty value (or leave it out)"),
+    # Written into the script, and refused only by sbatch on submission.
+    (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--time", "12h"],
+     "--time='12h' is not allowed: a time limit sbatch reads: MINUTES, HOURS:MINUTES:SECONDS, "
+     "DAYS-HOURS[:MINUTES[:SECONDS]] or UNLIMITED"),
+    # The commands printed for an explicit coordinator ignored them.
+    (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2",
+      "--coordinator", "node0:1234", "--gpus-per-node", "8"],
+     "--gpus-per-node=8 is not allowed: used without --coordinator"),
+    (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2",
+      "--coordinator", "node0:1234", "--setup", "source .venv/bin/activate"],
+     "--setup='source .venv/bin/activate' is not allowed: used without --coordinator"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(cluster, args, message):
     result = cluster.launch(*args)

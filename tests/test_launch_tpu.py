@@ -356,6 +356,9 @@ def test_settings_file_with_flags_overriding_it(cloud):
     (["--bucket", "gs://My_Bucket"], "--bucket='gs://My_Bucket' is not allowed: gs://BUCKET or "
                                      "gs://BUCKET/FOLDER"),
     (["--bucket", "gs://b"], "--bucket='gs://b' is not allowed"),
+    # Every host ran `mkdir -p ''` and failed, after the slice was created.
+    (["--bucket", "gs://my-results", "--mount-dir", ""],
+     "--mount-dir='' is not allowed: a non-empty value"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(cloud, flags, message):
     (cloud.checkout / "settings.py").write_text("def get_config(:\n")
@@ -364,6 +367,39 @@ def test_bad_input_is_one_line_and_exit_code_2(cloud, flags, message):
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("scaling-tpu: error: ")
     assert message in result.stderr
+    assert cloud.calls() == []
+
+
+@pytest.mark.parametrize("body, message", [
+    # Each a traceback before: an AttributeError, the RuntimeError, ml_collections' TypeError.
+    ("def get_config():\n    return 5\n",
+     "a get_config() that returns an ml_collections.ConfigDict (default_settings())"),
+    ("def get_config():\n    raise RuntimeError('no project set')\n",
+     "a get_config() that runs (RuntimeError: no project set)"),
+    ("from launch.tpu_settings import default_settings\n\ndef get_config():\n"
+     "    s = default_settings()\n    s.spot = 'yes'\n    return s\n",
+     "a get_config() that runs (TypeError: Could not override field 'spot'"),
+])
+def test_a_settings_file_that_gives_no_settings_is_one_line(cloud, body, message):
+    (cloud.checkout / "settings.py").write_text(body)
+    result = cloud.launch("create", "--config", "settings.py", "--project", "proj",
+                          "--zone", "us-west4-a")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"scaling-tpu: error: --config='settings.py' is not allowed: "
+                                    f"{message}"), result.stderr
+    assert result.stderr.count("\n") == 1 and cloud.calls() == []
+
+
+def test_a_settings_field_of_another_type_is_one_line(cloud):
+    # Set in a plain ConfigDict, it reached the defaults' typed one: a TypeError traceback.
+    (cloud.checkout / "settings.py").write_text(
+        "import ml_collections\n\ndef get_config():\n"
+        "    return ml_collections.ConfigDict({'max_retries': '3'})\n")
+    result = cloud.launch("create", "--config", "settings.py", "--project", "proj",
+                          "--zone", "us-west4-a")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("scaling-tpu: error: --max-retries='3' is not allowed: an integer, "
+                             "as the default 3 is\n")
     assert cloud.calls() == []
 
 

@@ -194,3 +194,38 @@ def test_an_override_a_size_keeps_applies_to_that_size(tmp_path):
                     size_overrides={"d64-L2": {"optim": {"lr": 0.001}}})
     assert {run.size: run.overrides["optim.lr"] for run in runs} == {"d64-L2": 0.001,
                                                                      "d96-L3": 0.002}
+
+
+@pytest.mark.parametrize("fields, message", [
+    # A repeated size was reported as a collision of config.name='shape'.
+    (dict(plan="steps", sizes="d64-L2,d96-L3,d64-L2"),
+     "config.sizes='d64-L2,d96-L3,d64-L2' is not allowed: distinct names (d64-L2 is given twice)"),
+    # 100 tokens at 256 a step: one step of 256 tokens was trained, under the name D1e2.
+    (dict(plan="tokens", tokens=100),
+     "config.tokens=100 is not allowed: a budget of at least one step, 256 tokens, for size "
+     "d64-L2 (it gives 100)"),
+    (dict(plan="tokens_per_param", tokens_per_param=0.001),
+     "config.tokens_per_param=0.001 is not allowed: a budget of at least one step, 256 tokens, "
+     "for size d64-L2 (it gives 91.46)"),
+])
+def test_sizes_and_budgets_a_run_cannot_honour_are_refused(tmp_path, capsys, fields, message):
+    path = write_sweep_config(tmp_path / "sweep.py", **{**MODEL_CHANGING, **fields})
+    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run"])
+    error = capsys.readouterr().err
+    assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
+
+
+@pytest.mark.parametrize("override, message", [
+    # A TypeError from ml_collections, and an IndexError, as tracebacks before.
+    ("--config.overrides.optim=1", "config.overrides.optim='1' is not allowed: a leaf run-config "
+     "field (this is a section), e.g. --config.overrides.optim.b1=..."),
+    ("--config.size_overrides.d64-L2=1", "config.size_overrides.d64-L2='1' is not allowed: a leaf "
+     "run-config field (this is a section), e.g. --config.size_overrides.d64-L2.optim.lr=..."),
+])
+def test_an_override_of_a_whole_section_is_one_line(tmp_path, capsys, override, message):
+    path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
+    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", override])
+    error = capsys.readouterr().err
+    assert code == 2 and error == f"scaling-sweep: error: {message}\n", error

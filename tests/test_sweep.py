@@ -161,6 +161,32 @@ def test_only_with_an_unknown_run_is_refused(repo, tmp_path):
     assert result.returncode == 2 and "nope" in result.stderr and "tiny-d32-L1" in result.stderr
 
 
+@pytest.mark.parametrize("only, message", [
+    # "--only : not in the plan (...)", naming an empty run.
+    (",", "--only=',' is not allowed: comma-separated run names"),
+    # The branch alone was listed, then failed at once in a real run ("parent run ... did not
+    # complete; rerun the sweep"), and again at every rerun.
+    ("tiny-d32-L1-D2e3", "--only='tiny-d32-L1-D2e3' is not allowed: run names with the parent of "
+                         "each branch not yet finished (add tiny-d32-L1-D4.1e3: tiny-d32-L1-D2e3 "
+                         "starts from its step 6)"),
+])
+def test_only_of_no_run_or_of_a_branch_without_its_parent_is_refused(tmp_path, capsys, only,
+                                                                      message):
+    path = write_sweep_config(tmp_path / "ladder.py", **{**TINY, "sizes": "d32-L1",
+                                                         "plan": "ladder"},
+                              ladder_tokens=(256 * 8, 256 * 16))
+    args = ["--config", str(path), "--workdir", str(tmp_path / "w"), "--dry-run", "--only", only]
+    assert sweep_module.main(args) == 2
+    assert capsys.readouterr().err == f"scaling-sweep: error: {message}\n"
+    if "," in only:
+        return
+    # Once the parent has finished there, the branch alone is what a rerun trains.
+    files.write_json_atomic(tmp_path / "w" / "runs" / "tiny-d32-L1-D4.1e3" / "summary.json",
+                            {"status": "completed", "total_steps": 16})
+    assert sweep_module.main(args) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:-1]] == [only]
+
+
 def test_mup_transfer_plan_sets_the_parametrization(tmp_path):
     path = _write_sweep(tmp_path)
     sweep = load_config(str(path))
@@ -237,6 +263,19 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
     for name, row in rows.items():
         if row["status"] == "interrupted":
             assert "resuming from step" in (workdir / "runs" / name / "train.log").read_text()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_sweep_workdir_under_a_file_is_one_line(tmp_path, capsys, dry_run):
+    # A dry run listed the plan and exited 0; the same command without it was refused.
+    (tmp_path / "file").write_text("not a folder")
+    workdir = tmp_path / "file" / "sweep"
+    code = sweep_module.main(["--config", str(_write_sweep(tmp_path)), "--workdir", str(workdir),
+                              *(["--dry-run"] if dry_run else [])])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"scaling-sweep: error: --workdir={str(workdir)!r} is not allowed: a directory that can "
+        f"be created ({tmp_path / 'file'} is a file)\n")
 
 
 @pytest.mark.parametrize("extra", [(), ("--dry-run",)])
