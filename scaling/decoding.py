@@ -62,8 +62,19 @@ def memory_bytes(model: ModelConfig, batch: int, prompt_length: int, max_new_tok
     cache = 2 * model.num_layers * batch * capacity * model.num_kv_heads * model.head_dim
     encoded = batch * source_length * model.d_model
     logits = batch * prompt_length * model.vocab_size * 4
-    ids = min(STEPS_PER_CALL, max_new_tokens) * batch * 4
+    ids = steps_per_call(max_new_tokens) * batch * 4
     return 2 * (cache + encoded) * itemsize + logits + ids
+
+
+def steps_per_call(max_new_tokens: int) -> int:
+    """Steps each call runs after the prefill: the same in every call (one compiled loop), at most
+    `STEPS_PER_CALL`, in as few calls as that allows. The last call may run past
+    `max_new_tokens`, by less than one step per call; its extra tokens are dropped."""
+    steps = max_new_tokens - 1
+    if steps == 0:
+        return 0
+    calls = -(-steps // STEPS_PER_CALL)
+    return -(-steps // calls)
 
 
 def init_cache(model: ModelConfig, batch: int, capacity: int, source_length: int = 0) -> dict:
@@ -122,14 +133,15 @@ def _steps(params, token_B, cache, rng, first, *, model: ModelConfig, settings: 
     (count, B) sampled ids."""
     net = model_lib.Transformer(model)
 
-    def step(carry, number):
+    def step(carry, key):
         token_B, cache = carry
         logits_Bx1xV, extras = net.apply({"params": params}, token_B[:, None], cache=cache)
-        next_B = sample_logits(logits_Bx1xV[:, -1], step_key(rng, number), settings)
+        next_B = sample_logits(logits_Bx1xV[:, -1], key, settings)
         return (next_B, extras["cache"]), next_B
 
-    (token_B, cache), tokens_KxB = jax.lax.scan(step, (token_B, cache),
-                                                first + jnp.arange(count))
+    # The call's keys at once: hashed one by one inside the loop, they cost a CPU step 20%.
+    keys_K = jax.vmap(step_key, in_axes=(None, 0))(rng, first + jnp.arange(count))
+    (token_B, cache), tokens_KxB = jax.lax.scan(step, (token_B, cache), keys_K)
     return token_B, cache, tokens_KxB
 
 
@@ -166,9 +178,7 @@ def generate(model: ModelConfig, params, prompt_BxP, rng: jax.Array, settings: S
     source_BxS = None if source_BxS is None else jnp.asarray(source_BxS, jnp.int32)
     token_B, cache = _compiled_prefill(model, settings)(params, prompt_BxP, rng, source_BxS)
     pieces = [np.asarray(token_B)[:, None]]
-    # Every call runs the same number of steps (one compiled loop); the last may run past
-    # max_new_tokens, and its extra tokens are dropped.
-    count = min(STEPS_PER_CALL, settings.max_new_tokens - 1)
+    count = steps_per_call(settings.max_new_tokens)
     done = 1
     while done < settings.max_new_tokens and not _all_stopped(pieces, stop_id):
         token_B, cache, tokens_KxB = _compiled_steps(model, settings, count)(

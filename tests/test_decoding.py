@@ -104,7 +104,7 @@ def held_by_generate(model: ModelConfig, batch: int, new_tokens: int) -> int:
                                   params, prompt, jax.random.key(0), source)
     calls = [decoding._compiled_prefill(model, settings).lower(params, prompt, jax.random.key(0),
                                                                source),
-             decoding._compiled_steps(model, settings, decoding.STEPS_PER_CALL).lower(
+             decoding._compiled_steps(model, settings, decoding.steps_per_call(new_tokens)).lower(
                  params, token, cache, jax.random.key(0), 1)]
     held = max(analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
                + analysis.output_size_in_bytes
@@ -129,8 +129,9 @@ def test_the_memory_estimate_is_a_lower_bound_of_the_compiled_calls(case, fields
 def test_a_sliding_window_decodes_any_length_in_the_same_memory():
     """Only the window is cached and the sampled ids leave the device call by call."""
     model = tiny_model(**CASES["sliding"], max_seq_len=0)
-    short, long = held_by_generate(model, 2, 200), held_by_generate(model, 2, 200_000)
-    assert decoding.memory_bytes(model, 2, 5, 200_000) <= long == short
+    # Both in calls of 64 steps: 4 calls, and 4,000.
+    short, long = held_by_generate(model, 2, 257), held_by_generate(model, 2, 256_001)
+    assert decoding.memory_bytes(model, 2, 5, 256_001) <= long == short
 
 
 def test_same_seed_same_sample_and_another_seed_another():
@@ -210,6 +211,19 @@ def test_the_tokens_do_not_depend_on_how_many_steps_a_call_runs(case, temperatur
     calls = decoding.generate(model, params, prompt, jax.random.key(6), settings, source)
     assert one_call.shape == calls.shape == (2, 29)
     np.testing.assert_array_equal(calls, one_call)
+
+
+def test_the_steps_after_the_prefill_come_in_as_few_calls_as_allowed_with_little_overrun():
+    for new_tokens in range(1, 1000):
+        steps, count = new_tokens - 1, decoding.steps_per_call(new_tokens)
+        if steps == 0:
+            assert count == 0
+            continue
+        calls = -(-steps // count)
+        assert count <= decoding.STEPS_PER_CALL
+        assert calls == -(-steps // decoding.STEPS_PER_CALL)  # no fewer calls could do it
+        assert 0 <= calls * count - steps < calls  # under one extra step per call
+    assert [decoding.steps_per_call(n) for n in (2, 65, 66, 112, 129)] == [1, 64, 33, 56, 64]
 
 
 def test_generation_ends_after_the_call_in_which_every_row_reached_the_stop_token(monkeypatch):
