@@ -412,11 +412,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def check_copied(s: Settings, option: str, path: str) -> None:
-    """A config the hosts read from the copy of --source must be a file the copy takes: one git
-    does not ignore (`stage_checkout`). UsageError otherwise, before any slice time is spent."""
+    """A config the hosts read from the copy of --source must be a file the copy takes: inside
+    --source, and one git does not ignore (`stage_checkout`). UsageError otherwise, before any
+    slice time is spent."""
     relative = os.path.relpath(os.path.abspath(path), os.path.abspath(s.source))
     if relative.startswith(os.pardir):
-        return  # outside the checkout: not read from the copy
+        raise UsageError(option, path, f"a file inside --source={s.source!r}, which is all the "
+                                       "hosts get of this machine's files")
     ignored = subprocess.run(["git", "-C", s.source, "check-ignore", "-q", relative],
                              check=False, capture_output=True).returncode == 0
     if ignored:
@@ -430,8 +432,12 @@ def check_sweep(s: Settings) -> int:
     # Imports JAX: only for the subcommands that start a sweep.
     from launch.sweep import estimated_seconds_per_flop, load_plan, plan_totals
 
-    _, base_config, runs = load_plan(s.sweep_config, [])
+    sweep, base_config, runs = load_plan(s.sweep_config, [])
     check_copied(s, "--sweep-config", s.sweep_config)
+    if os.path.isabs(sweep.base_config):  # the hosts have the copy elsewhere: ~/scaling
+        raise UsageError("base_config", sweep.base_config,
+                         "a path relative to the checkout or to the sweep file's folders, as the "
+                         "hosts resolve it in their copy of --source")
     check_copied(s, "base_config", base_config.partition(":")[0])
     log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid")
     try:

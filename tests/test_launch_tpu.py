@@ -3,6 +3,7 @@
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -46,13 +47,13 @@ FAKE_GCLOUD = textwrap.dedent("""\
 ACTIVE = {"match": "queued-resources describe", "responses": [{"stdout": "ACTIVE\n"}]}
 # A real sweep config (the launcher validates every planned run before any gcloud call): one size
 # of the demo family on the demo run config.
-TINY_SWEEP = textwrap.dedent(f"""\
+TINY_SWEEP = textwrap.dedent("""\
     from launch.plans import default_sweep
 
     def get_config():
         sweep = default_sweep()
         sweep.name = "tiny"
-        sweep.base_config = {os.path.join(REPO, "configs", "demo.py") + ":runlocal"!r}
+        sweep.base_config = "configs/demo.py:runlocal"
         sweep.sizes = "d32-L1"
         return sweep
     """)
@@ -71,6 +72,7 @@ def cloud(tmp_path):
     source = tmp_path / "checkout"
     (source / "configs" / "sweeps").mkdir(parents=True)
     (source / "configs" / "sweeps" / "tiny.py").write_text(TINY_SWEEP)
+    shutil.copy(os.path.join(REPO, "configs", "demo.py"), source / "configs" / "demo.py")
     (source / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     (source / ".gitignore").write_text(".venv/\n")
     (source / ".venv").mkdir()
@@ -168,7 +170,8 @@ def test_setup_copies_the_files_git_would_track_and_no_ignored_ones(cloud):
     result = cloud.launch(*up_args())
     assert result.returncode == 0, result.stderr
     scp = next(c for c in cloud.calls() if kind(c) == "scp")
-    assert scp["files"] == [".gitignore", "configs/sweeps/tiny.py", "pyproject.toml", "wandb.env"]
+    assert scp["files"] == [".gitignore", "configs/demo.py", "configs/sweeps/tiny.py",
+                            "pyproject.toml", "wandb.env"]
     assert scp["wandb_env"] == ""  # no W&B key or setting here: nothing to pass on
 
 
@@ -435,6 +438,25 @@ def test_a_sweep_config_git_ignores_is_refused_before_any_gcloud_call(cloud):
         "scaling-tpu: error: --sweep-config='configs/local/mine.py' is not allowed: a file the copy "
         "of --source takes (git ignores configs/local/mine.py, so the hosts would not get it)")
     assert cloud.calls() == []
+
+
+@pytest.mark.parametrize("where", ["absolute", "outside"])
+def test_a_base_config_the_hosts_cannot_read_is_refused_before_any_gcloud_call(cloud, tmp_path,
+                                                                                where):
+    # The hosts have the copy of --source in their home folder, and nothing else of this machine.
+    if where == "absolute":
+        base = str(cloud.checkout / "configs" / "demo.py")
+    else:
+        shutil.copy(cloud.checkout / "configs" / "demo.py", tmp_path / "elsewhere.py")
+        base = "../elsewhere.py"
+    (cloud.checkout / "configs" / "sweeps" / "tiny.py").write_text(
+        TINY_SWEEP.replace('"configs/demo.py:runlocal"', repr(base)))
+    result = cloud.launch(*up_args("--dry-run"))
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith(f"scaling-tpu: error: base_config='{base}' is not allowed: ")
+    assert ("relative to the checkout" if where == "absolute" else "a file inside --source") in line
+    assert cloud.calls() == [] and result.stdout == ""
 
 
 def test_a_queued_slice_is_waited_for_through_failures_to_describe_it(cloud):
