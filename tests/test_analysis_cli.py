@@ -140,12 +140,16 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
                                        "existing CSV file (no such file)\n")
 
 
-def test_bad_output_and_hold_out_settings_are_one_line_errors(tmp_path, capsys):
+def three_sizes(tmp_path) -> list[str]:
+    """The arguments that read a CSV of three sizes at one D (too few runs for any law)."""
     path = tmp_path / "points.csv"
     pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9] * 3, "loss": [3.0, 2.9, 2.8]}).to_csv(
         path, index=False)
-    common = ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
-              "--bootstrap", "0"]
+    return ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss"]
+
+
+def test_bad_output_and_hold_out_settings_are_one_line_errors(tmp_path, capsys):
+    common = three_sizes(tmp_path) + ["--bootstrap", "0"]
     (tmp_path / "afile").write_text("")
     assert main(common + ["--out", str(tmp_path / "afile")]) == 2
     assert capsys.readouterr().err == (f"scaling-fit: error: --out={str(tmp_path / 'afile')!r} "
@@ -296,11 +300,7 @@ def test_the_backtest_summary_of_an_unreadable_file_is_one_line(tmp_path, capsys
 
 
 def test_bad_seed_download_folder_and_budgets_are_one_line_errors(tmp_path, capsys):
-    path = tmp_path / "points.csv"
-    pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9] * 3, "loss": [3.0, 2.9, 2.8]}).to_csv(
-        path, index=False)
-    common = ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
-              "--out", str(tmp_path / "o")]
+    common = three_sizes(tmp_path) + ["--out", str(tmp_path / "o")]
     # numpy's "law='chinchilla' cannot be fitted: expected non-negative integer" named no option.
     assert main(common + ["--bootstrap", "2", "--seed", "-1"]) == 2
     assert capsys.readouterr().err == ("scaling-fit: error: --seed=-1 is not allowed; need an "
@@ -323,11 +323,7 @@ def test_bad_seed_download_folder_and_budgets_are_one_line_errors(tmp_path, caps
 
 
 def test_contradictory_hold_outs_and_one_resample_are_one_line_errors(tmp_path, capsys):
-    path = tmp_path / "points.csv"
-    pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9] * 3, "loss": [3.0, 2.9, 2.8]}).to_csv(
-        path, index=False)
-    common = ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
-              "--out", str(tmp_path / "o")]
+    common = three_sizes(tmp_path) + ["--out", str(tmp_path / "o")]
     # --hold-out-from won and --drop-highest was ignored without a word.
     assert main(common + ["--bootstrap", "0", "--drop-highest", "1", "--hold-out-from", "3e8"]) == 2
     assert capsys.readouterr().err == ("scaling-fit: error: --drop-highest=1 is not allowed with "

@@ -139,8 +139,14 @@ def test_a_ladder_budget_inside_the_warmup_is_refused(tmp_path):
                                         "a finite number > 0"),
     ("--config.ladder_tokens=(4096, 1e999)", "config.ladder_tokens=(4096, inf) is not allowed: "
                                              "a tuple of finite numbers > 0"),
+    # A TypeError from ml_collections, and an IndexError, as tracebacks before.
+    ("--config.overrides.optim=1", "config.overrides.optim='1' is not allowed: a leaf run-config "
+     "field (this is a section), e.g. --config.overrides.optim.b1=..."),
+    ("--config.size_overrides.d64-L2=1", "config.size_overrides.d64-L2='1' is not allowed: a leaf "
+     "run-config field (this is a section), e.g. --config.size_overrides.d64-L2.optim.lr=..."),
 ])
-def test_an_infinite_sweep_budget_is_refused_in_one_line(tmp_path, capsys, override, message):
+def test_an_infinite_budget_or_a_whole_section_overridden_is_one_line(tmp_path, capsys, override,
+                                                                      message):
     path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
     plan = "ladder" if "ladder" in override else "tokens_per_param"
     code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
@@ -212,20 +218,5 @@ def test_sizes_and_budgets_a_run_cannot_honour_are_refused(tmp_path, capsys, fie
     path = write_sweep_config(tmp_path / "sweep.py", **{**MODEL_CHANGING, **fields})
     code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
                               "--dry-run"])
-    error = capsys.readouterr().err
-    assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
-
-
-@pytest.mark.parametrize("override, message", [
-    # A TypeError from ml_collections, and an IndexError, as tracebacks before.
-    ("--config.overrides.optim=1", "config.overrides.optim='1' is not allowed: a leaf run-config "
-     "field (this is a section), e.g. --config.overrides.optim.b1=..."),
-    ("--config.size_overrides.d64-L2=1", "config.size_overrides.d64-L2='1' is not allowed: a leaf "
-     "run-config field (this is a section), e.g. --config.size_overrides.d64-L2.optim.lr=..."),
-])
-def test_an_override_of_a_whole_section_is_one_line(tmp_path, capsys, override, message):
-    path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
-    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
-                              "--dry-run", override])
     error = capsys.readouterr().err
     assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
