@@ -253,11 +253,12 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     """Points (N, D, C, loss) from any CSV: parameters in `n_col`, loss in `loss_col`, and either
     tokens in `d_col` or FLOPs in `c_col` (then D = C / (6N), and C = 6ND when only D is given).
     `where` keeps the rows whose column equals the value (as text, or as numbers when both are)
-    for every (column, value); `drop_highest_losses` leaves out the rows with the K highest losses (Epoch's
-    preprocessing of the Chinchilla data: K = 5). `best_per_point` keeps, of the rows that share
-    (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. `u_col` names a column of
-    unique training tokens U (for the data-constrained law). A `name` column, when there is one,
-    names the runs. Missing or non-positive values are an error naming the column and the row."""
+    for every (column, value); `drop_highest_losses` leaves out the rows with the K highest losses
+    (Epoch's preprocessing of the Chinchilla data: K = 5). `best_per_point` keeps, of the rows
+    that share (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. `u_col` names a
+    column of unique training tokens U (for the data-constrained law). A `name` column, when
+    there is one, names the runs. Missing or non-positive values are an error naming the column
+    and the row."""
     if (d_col is None) == (c_col is None):
         raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
     table = _read_csv(path)
@@ -267,9 +268,10 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
         kept = table[_matches(table[column], value)]
         if kept.empty:
             values = table[column].drop_duplicates().astype(str).tolist()
-            shown = ", ".join(values[:MAX_VALUES_SHOWN]) + (", ..." if len(values) > MAX_VALUES_SHOWN
-                                                           else "")
-            raise ValueError(f"{path}: no row has {column}={value!r}; its values: {shown or 'none'}")
+            shown = ", ".join(values[:MAX_VALUES_SHOWN])
+            shown += ", ..." if len(values) > MAX_VALUES_SHOWN else ""
+            raise ValueError(f"{path}: no row has {column}={value!r}; its values: "
+                             f"{shown or 'none'}")
         table = kept
     if drop_highest_losses >= len(table) > 0:
         raise ValueError(f"--drop-highest-losses={drop_highest_losses} leaves no row of {len(table)}")

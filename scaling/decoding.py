@@ -3,8 +3,9 @@
 `generate(model, params, prompt_BxP, rng, settings)` feeds the prompt through the model once
 (prefill), then one token per step, each step reading the keys and values of the earlier ones
 from the cache instead of recomputing the prefix. The prefill is one jitted call; the steps run
-`STEPS_PER_CALL` at a time in a jitted `lax.scan`, so a run of N tokens compiles twice, whatever
-N, and can be stopped between calls (Ctrl-C, or every row having sampled a stop token).
+up to `STEPS_PER_CALL` at a time in a jitted `lax.scan` (`steps_per_call`), so a run of N tokens
+compiles two programs, and can be stopped between calls (Ctrl-C, or every row having sampled a
+stop token).
 
 The cache holds, per decoder layer, `capacity` key/value slots: the whole sequence (prompt plus
 new tokens) under full attention, only the window under sliding attention (older slots are
@@ -139,7 +140,7 @@ def _steps(params, token_B, cache, rng, first, *, model: ModelConfig, settings: 
         next_B = sample_logits(logits_Bx1xV[:, -1], key, settings)
         return (next_B, extras["cache"]), next_B
 
-    # The call's keys at once: hashed one by one inside the loop, they cost a CPU step 20%.
+    # The call's keys at once: hashed one by one inside the loop, they cost a CPU step 15-20%.
     keys_K = jax.vmap(step_key, in_axes=(None, 0))(rng, first + jnp.arange(count))
     (token_B, cache), tokens_KxB = jax.lax.scan(step, (token_B, cache), keys_K)
     return token_B, cache, tokens_KxB
@@ -167,7 +168,7 @@ def generate(model: ModelConfig, params, prompt_BxP, rng: jax.Array, settings: S
     `stop_id` less once every row has sampled it: generation then ends after the call in which
     the last row did (tokens after a row's first `stop_id` are whatever was drawn).
 
-    The prompt is one compiled call; the new tokens come `STEPS_PER_CALL` to a call, each
+    The prompt is one compiled call; the new tokens come `steps_per_call` to a call, each
     waited for, so Ctrl-C (KeyboardInterrupt) ends a long generation after the call under way.
     Compiled once per model, settings and shapes."""
     if model.layout == "encoder":

@@ -2,10 +2,10 @@
 
 What `scaling-sample`, `scaling-eval` and `scaling-attention` share. The run's own
 `summary.json` gives the config (the full config dict, laid over today's defaults) and the
-resolved model, or for a run killed before it ever stopped cleanly, the record saved with its
-newest checkpoint, which holds both; the parameters come from the newest readable checkpoint through the same code as
-resume (`Checkpointer.restore_latest` onto the state `build_program` lays out), on the run's mesh
-or on one device. Anything wrong with the workdir raises `RunError`, whose message is one line
+resolved model (for a run killed before it ever stopped cleanly, the record saved with its newest
+checkpoint, which holds both); the parameters come from the newest readable checkpoint through
+the same code as resume (`Checkpointer.restore_latest` onto the state `build_program` lays out),
+on the run's mesh or on one device. Anything wrong with the workdir raises `RunError`, whose message is one line
 for the command line.
 """
 
