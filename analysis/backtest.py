@@ -366,6 +366,10 @@ def main(argv=None) -> int:
                        if not isinstance(backtest, dict) or key not in backtest]
             if missing:
                 raise ValueError(f"no {', '.join(missing)}: written by scaling-fit --backtest?")
+            if not isinstance(backtest["methods"], dict) or not all(
+                    isinstance(result, dict) for result in backtest["methods"].values()):
+                raise ValueError("methods is not a mapping of method names to results: written "
+                                 "by scaling-fit --backtest?")
         except (OSError, ValueError) as error:
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             print(f"analysis.backtest: error: {path}: not a readable backtest.json ({reason})",

@@ -289,9 +289,12 @@ def test_the_backtest_summary_of_an_unreadable_file_is_one_line(tmp_path, capsys
 
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "fit.json").write_text('{"law": "compute"}')
+    # An AttributeError traceback before (a list has no .items()).
+    (tmp_path / "listed.json").write_text('{"methods": [], "headline": "x", "interval": 0.95}')
     for path, reason in ((tmp_path / "missing.json", "No such file or directory"),
                          (tmp_path / "broken.json", "Expecting property name"),
-                         (tmp_path / "fit.json", "no methods, headline, interval: written by")):
+                         (tmp_path / "fit.json", "no methods, headline, interval: written by"),
+                         (tmp_path / "listed.json", "methods is not a mapping of method names")):
         assert aggregate([str(path)]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1
