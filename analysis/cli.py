@@ -209,9 +209,11 @@ def _clear(out_dir: pathlib.Path, names: tuple[str, ...]) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _out_dir(path: pathlib.Path, flag: str = "--out") -> pathlib.Path:
+def _out_dir(path: pathlib.Path, flag: str = "--out", *, create: bool = True) -> pathlib.Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag}={str(path)!r} is not allowed: a directory (this path is a file)")
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -430,8 +432,9 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     try:
         if args.download_chinchilla:
-            path = download_chinchilla(_out_dir(pathlib.Path(args.download_chinchilla),
-                                                "--download-chinchilla"))
+            folder = pathlib.Path(args.download_chinchilla)
+            _out_dir(folder, "--download-chinchilla", create=False)  # once the file is in hand
+            path = download_chinchilla(folder)
             print(f"saved {path}")
             return 0
         out_dir = run_compare(args) if args.compare else run(args)

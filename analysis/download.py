@@ -26,12 +26,10 @@ open_url = urllib.request.urlopen
 
 
 def download_chinchilla(directory) -> pathlib.Path:
-    """Download the Chinchilla data into `directory` (created if needed) and return the file's
-    path. Raises RuntimeError, naming the URL, if the download fails or the content is not the
-    expected file; nothing is left behind in that case."""
+    """Download the Chinchilla data into `directory` (created once the file is in hand) and
+    return the file's path. Raises RuntimeError, naming the URL, if the download fails or the
+    content is not the expected file; nothing is left behind in that case, not even the folder."""
     directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / FILE_NAME
     try:
         with open_url(EPOCH_CHINCHILLA_URL, timeout=TIMEOUT_SECONDS) as response:
             content = response.read()
@@ -41,5 +39,11 @@ def download_chinchilla(directory) -> pathlib.Path:
     if digest != EPOCH_CHINCHILLA_SHA256:
         raise RuntimeError(f"downloaded {EPOCH_CHINCHILLA_URL} but its sha256 is {digest}, expected "
                            f"{EPOCH_CHINCHILLA_SHA256}; not saved")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RuntimeError(f"downloaded {EPOCH_CHINCHILLA_URL} but cannot create {directory} "
+                           f"({error.strerror}); not saved") from None
+    target = directory / FILE_NAME
     files.write_bytes_atomic(target, content)
     return target
