@@ -38,7 +38,9 @@ BYTES_PER_PARAMETER = 4  # parameters, moments and gradients are all fp32
 def parameters_per_device(model: ModelConfig, mesh_shape: tuple[int, int, int]) -> int:
     """Parameter scalars one device holds: every weight's size divided by the sizes of the mesh
     axes its dimensions are split over (by the same rules the train step shards with)."""
-    tokens = jnp.zeros((1, model.max_seq_len), jnp.int32)
+    # The weights' shapes do not depend on the input's length: one token traces them, where
+    # model.max_seq_len tokens would build its attention masks (quadratic in it) for nothing.
+    tokens = jnp.zeros((1, 1), jnp.int32)
     encoder_tokens = tokens if model.layout == "encoder_decoder" else None
     boxed = jax.eval_shape(
         lambda rng: model_lib.Transformer(model).init(rng, tokens, encoder_tokens_BxS=encoder_tokens),

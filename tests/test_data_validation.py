@@ -89,6 +89,28 @@ def test_sentencepiece_needs_a_vocabulary_or_a_model(tmp_path):
     validate_data_config(_data_config(tmp_path, tokenizer="sentencepiece", vocab_size=1024))
 
 
+@pytest.mark.parametrize("content", [b"", b"hello\n"])
+def test_sentencepiece_model_that_does_not_load(tmp_path, content):
+    (tmp_path / "x.model").write_bytes(content)
+    error = _error(_data_config(tmp_path, tokenizer="sentencepiece",
+                                spm_model=str(tmp_path / "x.model")))
+    assert error.field == "data.spm_model" and "cannot load" in str(error)
+
+
+def test_sentencepiece_model_of_another_vocabulary(tmp_path):
+    from scaling.data import tokenizers
+
+    path = tmp_path / "300.model"
+    path.write_bytes(tokenizers.train_sentencepiece(
+        iter([b"the quick brown fox jumps over the lazy dog\n" * 20] * 5), vocab_size=300))
+    error = _error(_data_config(tmp_path, tokenizer="sentencepiece", spm_model=str(path),
+                                vocab_size=1000))
+    assert error.field == "data.vocab_size" and "0 or 300" in str(error)
+    for vocab_size in (0, 300):
+        validate_data_config(_data_config(tmp_path, tokenizer="sentencepiece",
+                                          spm_model=str(path), vocab_size=vocab_size))
+
+
 @pytest.mark.parametrize("vocab_size", [2**31, 2**40, 100])
 def test_vocabulary_outside_what_tokens_can_hold(tmp_path, vocab_size):
     error = _error(_data_config(tmp_path, tokenizer="sentencepiece", vocab_size=vocab_size))

@@ -72,3 +72,23 @@ def test_describe_names_the_mesh_and_the_sizes():
     text = memory.describe(config, device_count=8)
     assert "mesh (data, fsdp, tensor) = (2, 2, 2) over 8 devices" in text
     assert "optimizer_state" in text and "activations" in text
+
+
+def test_weights_are_traced_without_max_seq_len_inputs(monkeypatch):
+    """A long position table (model.max_seq_len) sizes one weight; tracing inputs that long would
+    build attention masks quadratic in it (gigabytes for a dry run at 8,192)."""
+    from scaling import model as model_lib
+
+    lengths = []
+
+    class Recording(model_lib.Transformer):
+        def __call__(self, tokens_BxL, *args, **kwargs):
+            lengths.append(tokens_BxL.shape[-1])
+            return super().__call__(tokens_BxL, *args, **kwargs)
+
+    monkeypatch.setattr(memory.model_lib, "Transformer", Recording)
+    config = default_config()
+    config.model.position, config.model.max_seq_len = "learned", 8192
+    model = model_config(config)
+    assert memory.parameters_per_device(model, (1, 1, 1)) == flops.parameter_counts(model).total
+    assert lengths and max(lengths) < config.data.seq_len

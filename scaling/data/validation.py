@@ -83,9 +83,7 @@ def _check_tokenizer(data_cfg) -> None:
                               "'' with data.tokenizer='byte' (set data.tokenizer='sentencepiece')")
         return
     if data_cfg.spm_model:
-        if not pathlib.Path(data_cfg.spm_model).expanduser().is_file():
-            raise ConfigError("data.spm_model", data_cfg.spm_model,
-                              "an existing SentencePiece model file")
+        _check_spm_model(data_cfg)
         return
     if data_cfg.vocab_size == 0:
         raise ConfigError("data.vocab_size", data_cfg.vocab_size,
@@ -99,6 +97,29 @@ def _check_tokenizer(data_cfg) -> None:
         raise ConfigError("data.vocab_size", data_cfg.vocab_size,
                           f"at most {MAX_VOCAB_SIZE} (token ids are stored as uint16/uint32 and "
                           "batched as int32)")
+
+
+def _check_spm_model(data_cfg) -> None:
+    """`data.spm_model`: a file SentencePiece reads, whose vocabulary `data.vocab_size` (when
+    set) names."""
+    path = pathlib.Path(data_cfg.spm_model).expanduser()
+    if not path.is_file():
+        raise ConfigError("data.spm_model", data_cfg.spm_model,
+                          "an existing SentencePiece model file")
+    cannot_load = ConfigError("data.spm_model", data_cfg.spm_model,
+                              "a SentencePiece model file (SentencePiece cannot load this one)")
+    try:
+        model_proto = path.read_bytes()
+        # An empty file parses as a model without pieces, which SentencePiece then logs about.
+        if not model_proto:
+            raise cannot_load
+        vocab_size = tokenizers.SentencePieceTokenizer(model_proto).vocab_size
+    except (OSError, RuntimeError):  # unreadable, or not a serialized SentencePiece model
+        raise cannot_load from None
+    if data_cfg.vocab_size not in (0, vocab_size):
+        raise ConfigError("data.vocab_size", data_cfg.vocab_size,
+                          f"0 or {vocab_size} with data.spm_model={data_cfg.spm_model!r} (the "
+                          "model's vocabulary, end-of-document included)")
 
 
 def validate_data_config(data_cfg) -> None:
