@@ -50,9 +50,12 @@ def _own_split(summary: dict) -> str:
 
 
 def _current_record(run_dir: pathlib.Path, set_name: str, summary: dict) -> dict | None:
-    """`<run_dir>/eval/<set_name>.json` if it was written for the run's current checkpoint step."""
+    """`<run_dir>/eval/<set_name>.json` if it was written for the run's current checkpoint step
+    on the batches `--eval` scores (those of the run's final evaluation): one made by hand with
+    `scaling-eval --batches N` or `--whole-split` measured another loss and is not reported."""
     record = _read_json(run_dir / "eval" / f"{set_name}.json")
-    if record is None or record.get("step") != summary.get("steps"):
+    if (record is None or record.get("step") != summary.get("steps")
+            or record.get("batches_requested") is not None or record.get("whole_split")):
         return None
     return record
 

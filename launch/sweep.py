@@ -80,6 +80,27 @@ def _comparable(config: dict, parent_field: str) -> dict:
     return {key: value for key, value in flat.items() if not key.startswith(OPERATIONAL_FIELDS)}
 
 
+def check_summaries(workdir: pathlib.Path, runs: list[plans.PlannedRun]) -> None:
+    """A run folder whose summary.json is not a JSON object (truncated by a copy, or written by
+    something else) would read as a pending run and its row lose what the run recorded:
+    ConfigError naming the file and what to do."""
+    for run in runs:
+        path = run_directory(workdir, run.name) / "summary.json"
+        try:
+            summary = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as error:
+            reason = str(error) or type(error).__name__
+        else:
+            if isinstance(summary, dict):
+                continue
+            reason = f"a JSON {type(summary).__name__}, not an object"
+        raise ConfigError("--workdir", str(workdir), (
+            f"run {run.name}'s summary.json is unreadable ({reason}); restore it, or delete "
+            f"{path} to have the sweep run {run.name} again"))
+
+
 def check_finished_configs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
                            finished: set[str], planner: plans.Planner) -> None:
     """A finished run whose recorded config differs from the one the plan resolves for it (a
@@ -595,6 +616,7 @@ def _main(args, overrides: list[str]) -> int:
 
 def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
                workdir: pathlib.Path, status_every: float, eval_sets: list[str]) -> int:
+    check_summaries(workdir, runs)
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
     todo = [run for run in runs if run.name in wanted and run.name not in finished]
     check_finished_configs(workdir, runs, finished, plans.Planner(sweep, base_config))

@@ -271,6 +271,8 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         **({"bits_per_byte_note": note} if note else {}),
         "tokens": tokens, "bytes": text_bytes if not scores_special else None,
         "batches": num_batches, "seq_len": data_cfg.seq_len,
+        # --batches N (null: the batches of the run's final evaluation) and --whole-split.
+        "batches_requested": args.batches,
         "whole_split": bool(args.whole_split), "step": run.step, "tokenizer": tokenizer.name,
         "run": summary.get("name"), "run_final_eval_loss": summary.get("final_eval_loss"),
     }

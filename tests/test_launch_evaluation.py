@@ -45,6 +45,28 @@ def test_columns_come_from_each_runs_evaluation_of_its_current_checkpoint(tmp_pa
     assert rows[0]["non_embedding_params"] == "100"  # the other columns are kept
 
 
+def test_an_evaluation_made_by_hand_on_other_batches_is_not_reported(tmp_path):
+    # `scaling-eval --batches 2` (or --whole-split) writes the file `--eval` reads, for the same
+    # checkpoint: its loss is of other batches than the run's final evaluation, not the column's.
+    runs = {name: tmp_path / "runs" / name for name in ("a", "b", "c")}
+    requested = {"a": (None, False), "b": (2, False), "c": (None, True)}
+    for name, run_dir in runs.items():
+        (run_dir / "eval").mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps(
+            {"status": "completed", "steps": 10, "config": {"data": {"eval_split": "validation"}}}))
+        batches, whole_split = requested[name]
+        (run_dir / "eval" / "python_stdlib-validation.json").write_text(json.dumps(
+            {"dataset": "python_stdlib", "split": "validation", "loss": 1.5, "step": 10,
+             "batches_requested": batches, "whole_split": whole_split}))
+    assert evaluation.eval_record(runs["a"], "python_stdlib") is not None
+    assert evaluation.eval_record(runs["b"], "python_stdlib") is None  # evaluated again
+    assert evaluation.eval_record(runs["c"], "python_stdlib") is None
+    write_results(tmp_path / "results.csv", runs)
+    evaluation.add_columns(tmp_path / "results.csv", runs, ["python_stdlib"])
+    with open(tmp_path / "results.csv", newline="") as file:
+        assert [row["eval_loss_python_stdlib"] for row in csv.DictReader(file)] == ["1.5", "", ""]
+
+
 def test_the_sweeps_rewrites_of_the_table_keep_the_eval_columns_of_the_runs_files(tmp_path):
     # The sweep wrote results.csv, then `--eval python_stdlib` (each run's own split) and
     # `--eval python_stdlib:test` added their columns. A rerun without --eval rewrites results.csv

@@ -265,6 +265,26 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
             assert "resuming from step" in (workdir / "runs" / name / "train.log").read_text()
 
 
+@pytest.mark.parametrize("text", ['{"status": "completed", "steps": 8, "conf', '[]'])
+def test_a_run_whose_summary_is_unreadable_is_one_line_before_any_run_trains(tmp_path, capsys,
+                                                                              text):
+    # A truncated summary.json read as no summary: the run's row said `pending`, without its
+    # losses, and the sweep exited 0.
+    config = _write_sweep(tmp_path)
+    name = _expand(load_config(str(config)), config)[0].name
+    run_dir = tmp_path / "sweep" / "runs" / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(text)
+    code = sweep_module.main(["--config", str(config), "--workdir", str(tmp_path / "sweep")])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"scaling-sweep: error: --workdir='{tmp_path / 'sweep'}' is not "
+                            f"allowed: run {name}'s summary.json is unreadable (")
+    assert f"delete {run_dir / 'summary.json'} to have the sweep run {name} again" in error
+    assert len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "sweep" / "results.csv").exists()
+
+
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_a_sweep_workdir_under_a_file_is_one_line(tmp_path, capsys, dry_run):
     # A dry run listed the plan and exited 0; the same command without it was refused.
