@@ -297,6 +297,7 @@ def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "",
     planned = {"size": run.size, "parent": run.parent, "start_step": run.start_step,
                "params": run.params, "non_embedding_params": run.non_embedding_params,
                "embedding_params": run.params - run.non_embedding_params,
+               "tokens": run.tokens, "steps": run.steps, "flops": run.flops,
                "flop_convention": run.flop_convention, "study_flops": run.study_flops,
                "num_layers": run.overrides.get("model.num_layers"),
                "d_model": run.overrides.get("model.d_model")}

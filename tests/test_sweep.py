@@ -257,9 +257,17 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
             assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
             assert "; rerun to resume" in text
 
+    [pending] = [row for row in rows.values() if row["status"] == "pending"]
+
     rerun = _sweep(repo, config, workdir, timeout=900)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert {row["status"] for row in _rows(workdir).values()} == {"completed"}
+    finished = _rows(workdir)
+    assert {row["status"] for row in finished.values()} == {"completed"}
+    # The pending row showed the plan's D, steps and C: what the run then trained.
+    trained = finished[pending["name"]]
+    for key in ("tokens", "steps"):
+        assert pending[key] == trained[key], (key, pending, trained)
+    assert float(pending["flops"]) == pytest.approx(float(trained["flops"]), rel=1e-12)
     for name, row in rows.items():
         if row["status"] == "interrupted":
             assert "resuming from step" in (workdir / "runs" / name / "train.log").read_text()
