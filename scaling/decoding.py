@@ -179,18 +179,13 @@ def generate(model: ModelConfig, params, prompt_BxP, rng: jax.Array, settings: S
     source_BxS = None if source_BxS is None else jnp.asarray(source_BxS, jnp.int32)
     token_B, cache = _compiled_prefill(model, settings)(params, prompt_BxP, rng, source_BxS)
     pieces = [np.asarray(token_B)[:, None]]
+    stopped_B = pieces[0][:, 0] == stop_id  # all False without a stop token
     count = steps_per_call(settings.max_new_tokens)
     done = 1
-    while done < settings.max_new_tokens and not _all_stopped(pieces, stop_id):
+    while done < settings.max_new_tokens and not (stop_id is not None and stopped_B.all()):
         token_B, cache, tokens_KxB = _compiled_steps(model, settings, count)(
             params, token_B, cache, rng, done)
         pieces.append(np.asarray(tokens_KxB).T)
+        stopped_B |= np.any(pieces[-1] == stop_id, axis=1)
         done += count
     return jnp.asarray(np.concatenate(pieces, axis=1)[:, :settings.max_new_tokens])
-
-
-def _all_stopped(pieces: list[np.ndarray], stop_id: int | None) -> bool:
-    """Whether every row has sampled `stop_id` (never, without one)."""
-    if stop_id is None:
-        return False
-    return bool(np.all(np.any([np.any(piece == stop_id, axis=1) for piece in pieces], axis=0)))
