@@ -268,8 +268,10 @@ def run(args) -> pathlib.Path:
         convention = f"6ND with N = column '{args.n_col}'"
         if args.c_col:
             convention = f"C = column '{args.c_col}'; D = C/(6N) with N = column '{args.n_col}'"
+        copies = [{"name": f"row {row}", "reason": f"repeats row {first} in every column"}
+                  for row, first in runs.attrs["duplicates"]]
         data_summary.update(source=str(input_path), where=where, loss_column=args.loss_col,
-                            dropped_highest_losses=args.drop_highest_losses or 0)
+                            dropped_highest_losses=args.drop_highest_losses or 0, excluded=copies)
     else:
         input_path = pathlib.Path(args.results or args.wandb)
         loss_column = args.loss_col or "final_eval_loss"
@@ -311,6 +313,10 @@ def run(args) -> pathlib.Path:
                 if args.backtest else None)
     if fallback:  # once the fits have succeeded: a failed one is its error line alone
         print(f"scaling-fit: note: {fallback}", file=sys.stderr)
+    if args.csv:
+        for row in data_summary["excluded"]:
+            print(f"scaling-fit: note: left out {row['name']} of {input_path}: it {row['reason']}",
+                  file=sys.stderr)
     _clear(out_dir, FIT_FILES + PLOT_FILES)
     write_fit_json(analysis, out_dir / "fit.json")
     plots = write_plots(analysis, out_dir)

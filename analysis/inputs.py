@@ -258,7 +258,10 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     that share (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. `u_col` names a
     column of unique training tokens U (for the data-constrained law). A `name` column, when
     there is one, names the runs. Missing or non-positive values are an error naming the column
-    and the row."""
+    and the row. A row that repeats an earlier kept row in every column of the file is a copy, not
+    a second run (it would count twice in the fit and narrow its bootstrap intervals): it is left
+    out, and `attrs["duplicates"]` lists (row, earlier row) for each, rows counted from 0 after
+    the header."""
     if (d_col is None) == (c_col is None):
         raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
     table = _read_csv(path)
@@ -273,6 +276,11 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
             raise ValueError(f"{path}: no row has {column}={value!r}; its values: "
                              f"{shown or 'none'}")
         table = kept
+    same_row = table.groupby(list(table.columns), dropna=False, sort=False).ngroup().to_numpy()
+    first_row = table.index.to_series().groupby(same_row).transform("first")
+    copies = (first_row != table.index).to_numpy()
+    duplicates = [(int(row), int(first)) for row, first in zip(table.index[copies], first_row[copies])]
+    table = table[~copies]
     if drop_highest_losses >= len(table) > 0:
         raise ValueError(f"--drop-highest-losses={drop_highest_losses} leaves no row of {len(table)}")
     table = table.reset_index(drop=True)
@@ -306,7 +314,9 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
         points = points.reset_index(drop=True)
     if best_per_point:
         points = points.loc[points.groupby(["N", "D"])["loss"].idxmin()].reset_index(drop=True)
-    return points[columns]
+    points = points[columns]
+    points.attrs["duplicates"] = duplicates
+    return points
 
 
 def _matches(column: pd.Series, value: str) -> np.ndarray:

@@ -378,3 +378,27 @@ def test_an_explicit_token_column_overrides_the_compute_column_of_a_preset(tmp_p
     fit = json.loads((tmp_path / "o" / "fit.json").read_text())
     assert fit["flop_convention"] == "6ND with N = column 'Model Size'"
     assert fit["data"]["runs_fitted"] == 8
+
+
+def test_a_row_repeated_in_every_column_is_fitted_once_and_named(tmp_path, capsys):
+    # Li et al. (2025)'s published table holds one run twice, every column equal; counted twice,
+    # it weighed double in the fit and narrowed the bootstrap intervals.
+    rng = np.random.default_rng(1)
+    N, D = np.repeat([1e7, 3e7, 1e8, 3e8], 3), np.tile([2e8, 1e9, 5e9], 4)
+    table = pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D) * rng.normal(1, 0.01, N.size)})
+    once, twice = tmp_path / "once.csv", tmp_path / "twice.csv"
+    table.to_csv(once, index=False)
+    pd.concat([table, table.iloc[[4]]], ignore_index=True).to_csv(twice, index=False)
+    fits = {}
+    for path in (once, twice):
+        assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                     "--bootstrap", "40", "--out", str(tmp_path / path.stem)]) == 0
+        fits[path.stem] = json.loads((tmp_path / path.stem / "fit.json").read_text())
+    assert (f"scaling-fit: note: left out row 12 of {twice}: it repeats row 4 in every column"
+            in capsys.readouterr().err.splitlines())
+    assert fits["twice"]["data"]["runs_fitted"] == 12
+    for name in ("alpha", "beta"):
+        assert (fits["twice"]["fits"]["chinchilla"]["params"][name]
+                == fits["once"]["fits"]["chinchilla"]["params"][name]), name
+    assert "- excluded row 12: repeats row 4 in every column" in (
+        tmp_path / "twice" / "report.md").read_text()
