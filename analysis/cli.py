@@ -31,6 +31,7 @@ from scaling import files
 from scaling.errors import ArgumentParser, flag_name
 
 # Column names and preprocessing of published tables, for --preset.
+FAR_FROM_BUDGET = 2.0  # a run snapped to an IsoFLOP budget more than this factor away is flagged
 PRESETS = {
     # Epoch AI's extraction of Chinchilla's runs: D = C/(6N), the 5 highest losses left out.
     "epoch-chinchilla": {"n_col": "Model Size", "c_col": "Training FLOP", "loss_col": "loss",
@@ -96,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {Settings.reducible_fraction:g})")
     parser.add_argument("--isoflop-budgets", metavar="C1,C2,...|chinchilla",
                         help="snap each run to the nearest of these IsoFLOP budgets (FLOPs), or to "
-                             "Chinchilla's nine; default: group runs whose FLOPs agree within 12%%")
+                             "Chinchilla's nine (runs more than 2x from theirs are flagged); "
+                             "default: group runs whose FLOPs agree within 12%%")
     parser.add_argument("--separate-e", action="store_true",
                         help="--compare: fit each recipe its own irreducible loss E (default: shared)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -313,6 +315,13 @@ def run(args) -> pathlib.Path:
                 if args.backtest else None)
     if fallback:  # once the fits have succeeded: a failed one is its error line alone
         print(f"scaling-fit: note: {fallback}", file=sys.stderr)
+    far = [row for row in (analysis.summary["isoflop"] or {}).get("budgets", [])
+           if args.isoflop_budgets and row["farthest"] > FAR_FROM_BUDGET]
+    if far:
+        where = ", ".join(f"C = {row['C']:.3g}: x{row['farthest']:.3g}" for row in far)
+        print(f"scaling-fit: warning: --isoflop-budgets: some runs are more than "
+              f"{FAR_FROM_BUDGET:g}x from the budget they were snapped to ({where}); each such "
+              "profile mixes runs of different compute", file=sys.stderr)
     if args.csv:
         for row in data_summary["excluded"]:
             print(f"scaling-fit: note: left out {row['name']} of {input_path}: it {row['reason']}",

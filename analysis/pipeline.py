@@ -306,16 +306,20 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
     return Extrapolation(law=law_name, held_out=held_out, fit=result, summary=summary)
 
 
-def _isoflop_summary(isoflop: IsoflopFit) -> dict:
+def _isoflop_summary(isoflop: IsoflopFit, flops: np.ndarray, run_budgets: np.ndarray) -> dict:
+    """What fit.json holds of Approach 2; `farthest` is the largest factor between a budget and
+    the compute of a run counted at it (runs snapped to a grid can lie far from it)."""
+    off = np.exp(np.abs(np.log(np.asarray(flops, dtype=float) / run_budgets)))
+    farthest = [float(off[run_budgets == budget].max()) for budget in isoflop.budgets]
     return {
         "a": summarize(isoflop.params_exponent, isoflop.bootstrap_params_exponent),
         "b": summarize(isoflop.tokens_exponent, isoflop.bootstrap_tokens_exponent),
         "N_opt_coefficient": isoflop.params_coefficient, "D_opt_coefficient": isoflop.tokens_coefficient,
         "budgets": [{"C": float(c), "sizes": int(s), "N_opt": float(n), "D_opt": float(d),
-                     "min_loss": float(m), "used": bool(u)}
-                    for c, s, n, d, m, u in zip(isoflop.budgets, isoflop.sizes_per_budget,
-                                                isoflop.optimal_params, isoflop.optimal_tokens,
-                                                isoflop.minimum_loss, isoflop.used)],
+                     "min_loss": float(m), "used": bool(u), "farthest": f}
+                    for c, s, n, d, m, u, f in zip(isoflop.budgets, isoflop.sizes_per_budget,
+                                                   isoflop.optimal_params, isoflop.optimal_tokens,
+                                                   isoflop.minimum_loss, isoflop.used, farthest)],
     }
 
 
@@ -387,7 +391,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
                               "run": [str(name) for name in frontier.run]},
                  **(data_summary or {})},
         "fits": {name: law_fit.summary for name, law_fit in fits.items()},
-        "isoflop": _isoflop_summary(isoflop) if isoflop is not None else None,
+        "isoflop": (_isoflop_summary(isoflop, runs["C"].to_numpy(), np.asarray(budgets, dtype=float))
+                    if isoflop is not None else None),
         "extrapolation": {name: e.summary for name, e in extrapolations.items()},
         "skipped": skipped,
     }

@@ -179,9 +179,10 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
         lines += ["## Approach 2: IsoFLOP profiles", "",
                   f"Parabola of loss vs log N per budget; N_opt ∝ C^a with a = {_with_interval(iso['a'])}, "
                   f"D_opt ∝ C^b with b = {_with_interval(iso['b'])} (resampling runs within budgets).", "",
-                  "| budget C (FLOPs) | sizes | N_opt | D_opt | min loss |", "|---|---|---|---|---|"]
-        lines += [f"| {row['C']:.3g} | {row['sizes']} | {_number(row['N_opt'])} | {_number(row['D_opt'])}"
-                  f" | {_number(row['min_loss'])} |" for row in iso["budgets"]]
+                  "| budget C (FLOPs) | sizes | runs' C within | N_opt | D_opt | min loss |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {row['C']:.3g} | {row['sizes']} | ×{row['farthest']:.3g} | {_number(row['N_opt'])}"
+                  f" | {_number(row['D_opt'])} | {_number(row['min_loss'])} |" for row in iso["budgets"]]
         lines.append("")
     for name, check in summary["extrapolation"].items():
         sizes = ", ".join(_number(n) for n in check["held_out_sizes"])

@@ -402,3 +402,26 @@ def test_a_row_repeated_in_every_column_is_fitted_once_and_named(tmp_path, capsy
                 == fits["once"]["fits"]["chinchilla"]["params"][name]), name
     assert "- excluded row 12: repeats row 4 in every column" in (
         tmp_path / "twice" / "report.md").read_text()
+
+
+def test_runs_snapped_far_from_their_isoflop_budget_are_flagged(tmp_path, capsys):
+    # --isoflop-budgets snaps every run to the nearest budget however far it is; the report says
+    # how far each budget's runs are, and a stderr warning names the budgets with a run over 2x.
+    rows = [(N, C / (6 * N)) for C in (1e15, 1e16) for N in np.geomspace(1e6, 1.6e7, 5)]
+    rows.append((5e6, 3e15 / (6 * 5e6)))  # 3x the 1e15 budget, nearer to it than to 1e16
+    path = tmp_path / "points.csv"
+    N, D = np.array(rows).T
+    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
+    common = ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+              "--law", "chinchilla", "--bootstrap", "0"]
+    assert main(common + ["--isoflop-budgets", "1e15,1e16", "--out", str(tmp_path / "far")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "--isoflop-budgets" in line]
+    assert warnings == ["scaling-fit: warning: --isoflop-budgets: some runs are more than 2x from "
+                        "the budget they were snapped to (C = 1e+15: x3); each such profile mixes "
+                        "runs of different compute"]
+    budgets = json.loads((tmp_path / "far" / "fit.json").read_text())["isoflop"]["budgets"]
+    assert [row["farthest"] for row in budgets] == pytest.approx([3.0, 1.0])
+    assert "| 1e+15 | 6 | ×3 |" in (tmp_path / "far" / "report.md").read_text()
+    # Runs on their budgets raise nothing.
+    assert main(common + ["--isoflop-budgets", "1e15,3e15,1e16", "--out", str(tmp_path / "on")]) == 0
+    assert "--isoflop-budgets" not in capsys.readouterr().err
