@@ -11,7 +11,8 @@ The first form reads the local W&B run directories under a sweep's workdir (`off
 after a preemption has one directory per attempt under the same run id; its summaries are merged in
 order, as the W&B server merges a resumed run's; an attempt killed before W&B wrote its run record
 left a run file of nothing but a header, and adds nothing. The second form asks the W&B server for
-the runs of one group (a sweep logs every run with `wandb.group` = the sweep's name).
+the runs of one group (a sweep logs every run with `wandb.group` = the sweep's name); without an
+API key, or when the server cannot be reached or refuses, it says so in one line (exit 2).
 
 Rows have the runner's columns (`launch.results.RESULT_COLUMNS`) and values, built by the same
 `launch.results.result_row`.
@@ -142,21 +143,42 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
     return selected
 
 
+def _is_server_error(error: Exception) -> bool:
+    """Whether `error` is the W&B API's or the network's (no server, a bad key, an unknown
+    project or entity): a line for the user, not a traceback."""
+    import wandb
+
+    return isinstance(error, (wandb.errors.Error, OSError, ValueError))
+
+
 def server_runs(project: str, group: str, entity: str | None = None, api=None) -> list[dict]:
     """The training runs of one group of a W&B project, read through `wandb.Api` (or `api`, an
     object with the same `runs(path, filters=...)`)."""
-    if api is None:
-        import wandb  # 1.5 s to import: only for the server form
-
-        api = wandb.Api()
     path = f"{entity}/{project}" if entity else project
-    runs = []
-    for run in api.runs(path, filters={"group": group, "jobType": tracking.TRAIN_JOB_TYPE}):
-        summary = getattr(run, "summary_metrics", None)
-        if not isinstance(summary, dict):
-            summary = {key: run.summary[key] for key in run.summary.keys()}
-        runs.append({"id": getattr(run, "id", run.name), "name": run.name, "group": run.group,
-                     "config": dict(run.config), "summary": dict(summary), "state": run.state})
+    if api is None and not tracking.wandb_api_key():
+        raise RegistryError(
+            f"--project={project!r} reads the runs from the W&B server, which needs an API key: "
+            "set WANDB_API_KEY or run `wandb login` (or rebuild from the run files with "
+            "--wandb-dir)")
+    try:
+        if api is None:
+            import wandb  # 1.5 s to import: only for the server form
+
+            api = wandb.Api()
+        runs = []
+        for run in api.runs(path, filters={"group": group, "jobType": tracking.TRAIN_JOB_TYPE}):
+            summary = getattr(run, "summary_metrics", None)
+            if not isinstance(summary, dict):
+                summary = {key: run.summary[key] for key in run.summary.keys()}
+            runs.append({"id": getattr(run, "id", run.name), "name": run.name, "group": run.group,
+                         "config": dict(run.config), "summary": dict(summary),
+                         "state": run.state})
+    except Exception as error:  # W&B's own errors, the network's, a project it does not know
+        if not _is_server_error(error):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise RegistryError(f"could not read the runs of project {path!r} from the W&B server "
+                            f"({type(error).__name__}{': ' + reason if reason else ''})") from None
     if not runs:
         raise RegistryError(f"no W&B runs of group {group!r} in project {path!r}")
     return runs

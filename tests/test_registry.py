@@ -201,3 +201,36 @@ def test_project_without_group_is_refused(capsys):
     with pytest.raises(SystemExit):
         registry.main(["--project", "scaling", "--out", "r.csv"])
     assert "--group" in capsys.readouterr().err
+
+
+def test_the_server_form_without_an_api_key_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))  # no `wandb login` either
+    out = tmp_path / "r.csv"
+    assert registry.main(["--project", "scaling", "--group", "reg", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "--project='scaling'" in err and "WANDB_API_KEY" in err and "wandb login" in err
+    assert not out.exists()
+
+
+def test_the_servers_refusal_is_one_line(tmp_path, monkeypatch, capsys):
+    import wandb
+
+    class RefusingApi:
+        def runs(self, path, filters=None):
+            raise wandb.errors.CommError("Could not find project nowhere")
+
+    def bad_key():
+        raise wandb.errors.AuthenticationError("API key rejected")
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    out = tmp_path / "r.csv"
+    for api in (RefusingApi, bad_key):
+        monkeypatch.setattr(wandb, "Api", api)
+        assert registry.main(["--project", "nowhere", "--group", "reg", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert "project 'nowhere'" in err and ("Could not find project" in err
+                                               or "API key rejected" in err)
+    assert not out.exists()
