@@ -10,7 +10,9 @@ The first form reads the local W&B run directories under a sweep's workdir (`off
 (`run-<id>.wandb`) is read here: a LevelDB-style log of W&B's protobuf `Record`s. A run resumed
 after a preemption has one directory per attempt under the same run id; its summaries are merged in
 order, as the W&B server merges a resumed run's; an attempt killed before W&B wrote its run record
-left a run file of nothing but a header, and adds nothing. The second form asks the W&B server for
+left a run file of nothing but a header, and adds nothing; one killed later adds its config, but
+no summary (what W&B holds as its summary is its last logged step, copied from the history). A run
+no attempt of which ended shows its plan, as the runner's table does for a run without a summary. The second form asks the W&B server for
 the runs of one group (a sweep logs every run with `wandb.group` = the sweep's name); without an
 API key, or when the server cannot be reached or refuses, it says so in one line (exit 2).
 
@@ -132,7 +134,11 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
             continue
         merged = runs.setdefault(attempt["id"], {"summary": {}})
         merged.update({key: value for key, value in attempt.items() if key != "summary"})
-        merged["summary"].update(attempt["summary"])
+        if attempt["summary"].get("status"):
+            # Only an attempt that ended wrote the run's summary. What W&B holds as the summary
+            # of one killed before that is copied from its history (the last logged step's
+            # tokens and FLOPs), which must not stand for what an earlier attempt recorded.
+            merged["summary"].update(attempt["summary"])
     selected = [run for run in runs.values() if (group is None or run["group"] == group)
                 and run["job_type"] in (tracking.TRAIN_JOB_TYPE, "")]
     if not selected:
@@ -184,13 +190,37 @@ def server_runs(project: str, group: str, entity: str | None = None, api=None) -
     return runs
 
 
+def planned_values(config: dict) -> dict:
+    """What the runner's table shows for a run that wrote no summary: its plan's parameters,
+    tokens, steps and FLOPs, from the scale a run logs at the top of its W&B config (`N`,
+    `N_total`, `D`, `C`) and its `train.steps`."""
+    lookup = results._lookup
+    non_embedding, total, tokens, flops_planned = (lookup(config, key)
+                                                   for key in ("N", "N_total", "D", "C"))
+    steps, start = lookup(config, "train.steps"), lookup(config, "train.init_step") or 0
+    planned = {"params": total, "non_embedding_params": non_embedding, "tokens": tokens,
+               "steps": steps, "flops": flops_planned,
+               "flop_convention": lookup(config, "flop_convention")}
+    if total is not None and non_embedding is not None:
+        planned["embedding_params"] = total - non_embedding
+    if flops_planned is not None and steps:
+        planned["study_flops"] = flops_planned * (steps - start) / steps
+    return planned
+
+
 def result_row(run: dict) -> dict:
     """One results.csv row (the runner's columns and values) from a run's W&B summary (its
-    sectioned names, `train/final_loss`, mapped back to summary.json's) and config."""
+    sectioned names, `train/final_loss`, mapped back to summary.json's) and config. A run no
+    attempt of which ended has no summary of its own (W&B's holds the last logged step's
+    `tokens` and FLOPs): its row shows the plan, as the runner's does without a summary.json."""
     summary, config = tracking.from_wandb_names(run["summary"]), run["config"]
+    planned = {}
+    if not summary.get("status"):
+        summary = {key: value for key, value in summary.items() if key not in tracking.X_AXES}
+        planned = planned_values(config)
     status = summary.get("status") or ("failed" if run["state"] in FAILED_STATES else "running")
     name = run["name"] or summary.get("name") or config.get("name", "")
-    return results.result_row(summary, config, name=name, status=status)
+    return results.result_row(summary, config, name=name, status=status, planned=planned)
 
 
 def _size_order(row: dict):

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import pathlib
+import shutil
 import subprocess
 import sys
 import types
@@ -234,3 +235,54 @@ def test_the_servers_refusal_is_one_line(tmp_path, monkeypatch, capsys):
         assert "project 'nowhere'" in err and ("Could not find project" in err
                                                or "API key rejected" in err)
     assert not out.exists()
+
+
+def cut_before_finish(run_file: pathlib.Path, out: pathlib.Path) -> dict:
+    """Write to `out` the run file as an attempt killed after its first logged step leaves it:
+    the shortest prefix whose summary holds the history's `tokens` (the file is written in
+    order, so a prefix is what a writer killed there left). Returns that attempt."""
+    data, low, high = run_file.read_bytes(), registry.RECORD_HEADER_BYTES, len(run_file.read_bytes())
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def attempt(length):
+        out.write_bytes(data[:length])
+        return registry.read_local_run(out)
+
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if "tokens" in attempt(middle)["summary"] else (middle + 1, high)
+    return attempt(low)
+
+
+@pytest.mark.slow
+def test_a_killed_attempt_shows_the_plan_or_the_summary_an_earlier_attempt_wrote(finished_sweep,
+                                                                                 tmp_path):
+    """W&B copies each logged step into a run's summary; an attempt killed before it ended has no
+    summary of its own. Alone, its row is the plan (the runner's, for a run without summary.json);
+    after an attempt that ended, that attempt's summary stands."""
+    workdir, expected = finished_sweep
+    want = expected[1]
+    [finished] = (workdir / "runs" / want["name"] / "wandb").glob("offline-run-*/run-*.wandb")
+    killed_dir = tmp_path / "killed" / "wandb" / f"offline-run-29991231_235959-{finished.stem[4:]}"
+    killed = cut_before_finish(finished, killed_dir / finished.name)
+    # The killed attempt logged its first step (4 of 8): half the plan's tokens, no status.
+    assert "status" not in killed["summary"] and killed["state"] == "running"
+    assert killed["summary"]["step"] == 4 and 2 * killed["summary"]["tokens"] == int(want["tokens"])
+
+    (run,) = registry.local_runs(tmp_path / "killed")
+    row = {key: "" if value is None else str(value) for key, value in
+           registry.result_row(run).items()}
+    assert row["status"] == "running"
+    # The plan is what the completed run then trained: the runner's row for it.
+    for column in ("params", "embedding_params", "non_embedding_params", "tokens", "steps",
+                   "start_step", "flops", "study_flops", "flop_convention", "lr", "size"):
+        assert str(row[column]) and (row[column] == want[column] or math.isclose(
+            float(row[column]), float(want[column]), rel_tol=1e-9)), column
+    assert row["flops_6N"] == row["flops_full"] == row["final_train_loss"] == ""
+
+    # Killed after an attempt that ended: the row is that attempt's, as the runner's is.
+    shutil.copytree(finished.parent, tmp_path / "killed" / "wandb" / finished.parent.name)
+    (run,) = registry.local_runs(tmp_path / "killed")
+    row = {key: "" if value is None else str(value) for key, value in
+           registry.result_row(run).items()}
+    assert_same_table([row], [want])
