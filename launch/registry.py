@@ -10,7 +10,8 @@ The first form reads the local W&B run directories under a sweep's workdir (`off
 (`run-<id>.wandb`) is read here: a LevelDB-style log of W&B's protobuf `Record`s. A run resumed
 after a preemption has one directory per attempt under the same run id; its summaries are merged in
 order, as the W&B server merges a resumed run's; an attempt killed before W&B wrote its run record
-left a run file of nothing but a header, and adds nothing; one killed later adds its config, but
+left a run file of nothing but a header, and adds nothing (a run with no other attempt is named
+in a warning: W&B recorded neither its name nor its group); one killed later adds its config, but
 no summary (what W&B holds as its summary is its last logged step, copied from the history). A run
 no attempt of which ended shows its plan, as the runner's table does for a run without a summary. The second form asks the W&B server for
 the runs of one group (a sweep logs every run with `wandb.group` = the sweep's name); without an
@@ -127,10 +128,12 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
     run_files.sort(key=lambda path: (path.parent.name.removeprefix("offline-"),
                                      path.stat().st_mtime))
     runs: dict[str, dict] = {}
+    unrecorded: dict[str, pathlib.Path] = {}
     for run_file in run_files:
         attempt = read_local_run(run_file)
         if not attempt["id"]:
             # Killed before W&B wrote its run record (a header-only file): no attempt to merge.
+            unrecorded[run_file.stem.removeprefix("run-")] = run_file.parent
             continue
         merged = runs.setdefault(attempt["id"], {"summary": {}})
         merged.update({key: value for key, value in attempt.items() if key != "summary"})
@@ -139,6 +142,11 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
             # of one killed before that is copied from its history (the last logged step's
             # tokens and FLOPs), which must not stand for what an earlier attempt recorded.
             merged["summary"].update(attempt["summary"])
+    lost = [str(folder) for run_id, folder in unrecorded.items() if run_id not in runs]
+    if lost:
+        # Neither its name nor its group is known: say so rather than leave it out unseen.
+        print(f"launch.registry: warning: {len(lost)} W&B run(s) killed before W&B wrote their "
+              f"run record, not in the table: {', '.join(lost)}", file=sys.stderr)
     selected = [run for run in runs.values() if (group is None or run["group"] == group)
                 and run["job_type"] in (tracking.TRAIN_JOB_TYPE, "")]
     if not selected:

@@ -156,7 +156,7 @@ def test_a_resumed_run_merges_its_attempts_summaries(tmp_path):
         registry.local_runs(tmp_path, group="other")
 
 
-def test_an_attempt_killed_before_its_run_record_is_no_run(tmp_path):
+def test_an_attempt_killed_before_its_run_record_is_no_run(tmp_path, capsys):
     # A SIGKILLed attempt leaves `offline-run-<time>-<id>/run-<id>.wandb` holding only the file
     # header: before the attempt that completed the run (killed, then resumed) and after it.
     config = default_config()
@@ -181,6 +181,17 @@ def test_an_attempt_killed_before_its_run_record_is_no_run(tmp_path):
     out = tmp_path / "results.csv"
     assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 0
     assert [row["name"] for row in read_csv(out)] == ["killed"]
+    assert "warning" not in capsys.readouterr().err  # its run is in the table
+
+    # A run whose only attempt was killed so early is not in the table, and the warning says so.
+    lost = tmp_path / "wandb" / "offline-run-19700101_000000-lostrun1" / "run-lostrun1.wandb"
+    lost.parent.mkdir()
+    lost.write_bytes(header)
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert [row["name"] for row in read_csv(out)] == ["killed"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: 1 W&B run(s) killed before W&B wrote their run " \
+        f"record, not in the table: {lost.parent}" in err
 
 
 def test_a_workdir_without_wandb_runs_is_a_clear_error(tmp_path, capsys):
