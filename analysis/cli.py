@@ -133,6 +133,12 @@ def _check_options_apply(args) -> None:
         why = "it is for --compare"
     if unused:
         raise ValueError(f"{', '.join(map(flag_name, unused))}: not used here ({why})")
+    if args.wandb_project is not None and not args.wandb_project.strip():
+        raise ValueError(f"--wandb-project={args.wandb_project!r} is not allowed; need the name "
+                         "of a W&B project")
+    if args.wandb_group is not None and not args.wandb_project:
+        raise ValueError(f"--wandb-group={args.wandb_group!r}: not used here (it is the group of "
+                         "the run --wandb-project logs; give --wandb-project too)")
     # Unset (None) so that --compare can tell they were not given; the fits' defaults otherwise.
     if args.improvement is None:
         args.improvement = Settings.improvement

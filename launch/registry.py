@@ -10,8 +10,12 @@ The first form reads the local W&B run directories under a sweep's workdir (`off
 (`run-<id>.wandb`) is read here: a LevelDB-style log of W&B's protobuf `Record`s. A run resumed
 after a preemption has one directory per attempt under the same run id; its summaries are merged in
 order, as the W&B server merges a resumed run's; an attempt killed before W&B wrote its run record
-left a run file of nothing but a header, and adds nothing. The second form asks the W&B server for
-the runs of one group (a sweep logs every run with `wandb.group` = the sweep's name).
+left a run file of nothing but a header, and adds nothing (a run with no other attempt is named
+in a warning: W&B recorded neither its name nor its group); one killed later adds its config, but
+no summary (what W&B holds as its summary is its last logged step, copied from the history). A run
+no attempt of which ended shows its plan, as the runner's table does for a run without a summary. The second form asks the W&B server for
+the runs of one group (a sweep logs every run with `wandb.group` = the sweep's name); without an
+API key, or when the server cannot be reached or refuses, it says so in one line (exit 2).
 
 Rows have the runner's columns (`launch.results.RESULT_COLUMNS`) and values, built by the same
 `launch.results.result_row`.
@@ -124,14 +128,25 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
     run_files.sort(key=lambda path: (path.parent.name.removeprefix("offline-"),
                                      path.stat().st_mtime))
     runs: dict[str, dict] = {}
+    unrecorded: dict[str, pathlib.Path] = {}
     for run_file in run_files:
         attempt = read_local_run(run_file)
         if not attempt["id"]:
             # Killed before W&B wrote its run record (a header-only file): no attempt to merge.
+            unrecorded[run_file.stem.removeprefix("run-")] = run_file.parent
             continue
         merged = runs.setdefault(attempt["id"], {"summary": {}})
         merged.update({key: value for key, value in attempt.items() if key != "summary"})
-        merged["summary"].update(attempt["summary"])
+        if attempt["summary"].get("status"):
+            # Only an attempt that ended wrote the run's summary. What W&B holds as the summary
+            # of one killed before that is copied from its history (the last logged step's
+            # tokens and FLOPs), which must not stand for what an earlier attempt recorded.
+            merged["summary"].update(attempt["summary"])
+    lost = [str(folder) for run_id, folder in unrecorded.items() if run_id not in runs]
+    if lost:
+        # Neither its name nor its group is known: say so rather than leave it out unseen.
+        print(f"launch.registry: warning: {len(lost)} W&B run(s) killed before W&B wrote their "
+              f"run record, not in the table: {', '.join(lost)}", file=sys.stderr)
     selected = [run for run in runs.values() if (group is None or run["group"] == group)
                 and run["job_type"] in (tracking.TRAIN_JOB_TYPE, "")]
     if not selected:
@@ -142,33 +157,78 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
     return selected
 
 
+def _is_server_error(error: Exception) -> bool:
+    """Whether `error` is the W&B API's or the network's (no server, a bad key, an unknown
+    project or entity): a line for the user, not a traceback."""
+    import wandb
+
+    return isinstance(error, (wandb.errors.Error, OSError, ValueError))
+
+
 def server_runs(project: str, group: str, entity: str | None = None, api=None) -> list[dict]:
     """The training runs of one group of a W&B project, read through `wandb.Api` (or `api`, an
     object with the same `runs(path, filters=...)`)."""
-    if api is None:
-        import wandb  # 1.5 s to import: only for the server form
-
-        api = wandb.Api()
     path = f"{entity}/{project}" if entity else project
-    runs = []
-    for run in api.runs(path, filters={"group": group, "jobType": tracking.TRAIN_JOB_TYPE}):
-        summary = getattr(run, "summary_metrics", None)
-        if not isinstance(summary, dict):
-            summary = {key: run.summary[key] for key in run.summary.keys()}
-        runs.append({"id": getattr(run, "id", run.name), "name": run.name, "group": run.group,
-                     "config": dict(run.config), "summary": dict(summary), "state": run.state})
+    if api is None and not tracking.wandb_api_key():
+        raise RegistryError(
+            f"--project={project!r} reads the runs from the W&B server, which needs an API key: "
+            "set WANDB_API_KEY or run `wandb login` (or rebuild from the run files with "
+            "--wandb-dir)")
+    try:
+        if api is None:
+            import wandb  # 1.5 s to import: only for the server form
+
+            api = wandb.Api()
+        runs = []
+        for run in api.runs(path, filters={"group": group, "jobType": tracking.TRAIN_JOB_TYPE}):
+            summary = getattr(run, "summary_metrics", None)
+            if not isinstance(summary, dict):
+                summary = {key: run.summary[key] for key in run.summary.keys()}
+            runs.append({"id": getattr(run, "id", run.name), "name": run.name, "group": run.group,
+                         "config": dict(run.config), "summary": dict(summary),
+                         "state": run.state})
+    except Exception as error:  # W&B's own errors, the network's, a project it does not know
+        if not _is_server_error(error):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise RegistryError(f"could not read the runs of project {path!r} from the W&B server "
+                            f"({type(error).__name__}{': ' + reason if reason else ''})") from None
     if not runs:
         raise RegistryError(f"no W&B runs of group {group!r} in project {path!r}")
     return runs
 
 
+def planned_values(config: dict) -> dict:
+    """What the runner's table shows for a run that wrote no summary: its plan's parameters,
+    tokens, steps and FLOPs, from the scale a run logs at the top of its W&B config (`N`,
+    `N_total`, `D`, `C`) and its `train.steps`."""
+    lookup = results._lookup
+    non_embedding, total, tokens, flops_planned = (lookup(config, key)
+                                                   for key in ("N", "N_total", "D", "C"))
+    steps, start = lookup(config, "train.steps"), lookup(config, "train.init_step") or 0
+    planned = {"params": total, "non_embedding_params": non_embedding, "tokens": tokens,
+               "steps": steps, "flops": flops_planned,
+               "flop_convention": lookup(config, "flop_convention")}
+    if total is not None and non_embedding is not None:
+        planned["embedding_params"] = total - non_embedding
+    if flops_planned is not None and steps:
+        planned["study_flops"] = flops_planned * (steps - start) / steps
+    return planned
+
+
 def result_row(run: dict) -> dict:
     """One results.csv row (the runner's columns and values) from a run's W&B summary (its
-    sectioned names, `train/final_loss`, mapped back to summary.json's) and config."""
+    sectioned names, `train/final_loss`, mapped back to summary.json's) and config. A run no
+    attempt of which ended has no summary of its own (W&B's holds the last logged step's
+    `tokens` and FLOPs): its row shows the plan, as the runner's does without a summary.json."""
     summary, config = tracking.from_wandb_names(run["summary"]), run["config"]
+    planned = {}
+    if not summary.get("status"):
+        summary = {key: value for key, value in summary.items() if key not in tracking.X_AXES}
+        planned = planned_values(config)
     status = summary.get("status") or ("failed" if run["state"] in FAILED_STATES else "running")
     name = run["name"] or summary.get("name") or config.get("name", "")
-    return results.result_row(summary, config, name=name, status=status)
+    return results.result_row(summary, config, name=name, status=status, planned=planned)
 
 
 def _size_order(row: dict):

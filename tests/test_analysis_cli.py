@@ -190,6 +190,10 @@ def test_a_frontier_read_off_decaying_curves_is_flagged(tmp_path, capsys, schedu
                                                        "frontiers only)"),
     ("compare", ["--wandb-project", "p"], "--wandb-project: not used here"),
     ("compare", ["--improvement", "0.02"], "--improvement: not used here"),
+    ("results", ["--wandb-group", "g"], "--wandb-group='g': not used here (it is the group of the "
+                                        "run --wandb-project logs; give --wandb-project too)"),
+    ("results", ["--wandb-project", ""], "--wandb-project='' is not allowed; need the name of a "
+                                         "W&B project"),
 ])
 def test_an_option_the_input_does_not_read_is_refused(tmp_path, capsys, source, flags, message):
     results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6)])

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import pathlib
+import shutil
 import subprocess
 import sys
 import types
@@ -155,7 +156,7 @@ def test_a_resumed_run_merges_its_attempts_summaries(tmp_path):
         registry.local_runs(tmp_path, group="other")
 
 
-def test_an_attempt_killed_before_its_run_record_is_no_run(tmp_path):
+def test_an_attempt_killed_before_its_run_record_is_no_run(tmp_path, capsys):
     # A SIGKILLed attempt leaves `offline-run-<time>-<id>/run-<id>.wandb` holding only the file
     # header: before the attempt that completed the run (killed, then resumed) and after it.
     config = default_config()
@@ -180,6 +181,17 @@ def test_an_attempt_killed_before_its_run_record_is_no_run(tmp_path):
     out = tmp_path / "results.csv"
     assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 0
     assert [row["name"] for row in read_csv(out)] == ["killed"]
+    assert "warning" not in capsys.readouterr().err  # its run is in the table
+
+    # A run whose only attempt was killed so early is not in the table, and the warning says so.
+    lost = tmp_path / "wandb" / "offline-run-19700101_000000-lostrun1" / "run-lostrun1.wandb"
+    lost.parent.mkdir()
+    lost.write_bytes(header)
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert [row["name"] for row in read_csv(out)] == ["killed"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: 1 W&B run(s) killed before W&B wrote their run " \
+        f"record, not in the table: {lost.parent}" in err
 
 
 def test_a_workdir_without_wandb_runs_is_a_clear_error(tmp_path, capsys):
@@ -201,3 +213,87 @@ def test_project_without_group_is_refused(capsys):
     with pytest.raises(SystemExit):
         registry.main(["--project", "scaling", "--out", "r.csv"])
     assert "--group" in capsys.readouterr().err
+
+
+def test_the_server_form_without_an_api_key_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))  # no `wandb login` either
+    out = tmp_path / "r.csv"
+    assert registry.main(["--project", "scaling", "--group", "reg", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "--project='scaling'" in err and "WANDB_API_KEY" in err and "wandb login" in err
+    assert not out.exists()
+
+
+def test_the_servers_refusal_is_one_line(tmp_path, monkeypatch, capsys):
+    import wandb
+
+    class RefusingApi:
+        def runs(self, path, filters=None):
+            raise wandb.errors.CommError("Could not find project nowhere")
+
+    def bad_key():
+        raise wandb.errors.AuthenticationError("API key rejected")
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    out = tmp_path / "r.csv"
+    for api in (RefusingApi, bad_key):
+        monkeypatch.setattr(wandb, "Api", api)
+        assert registry.main(["--project", "nowhere", "--group", "reg", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert "project 'nowhere'" in err and ("Could not find project" in err
+                                               or "API key rejected" in err)
+    assert not out.exists()
+
+
+def cut_before_finish(run_file: pathlib.Path, out: pathlib.Path) -> dict:
+    """Write to `out` the run file as an attempt killed after its first logged step leaves it:
+    the shortest prefix whose summary holds the history's `tokens` (the file is written in
+    order, so a prefix is what a writer killed there left). Returns that attempt."""
+    data, low, high = run_file.read_bytes(), registry.RECORD_HEADER_BYTES, len(run_file.read_bytes())
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def attempt(length):
+        out.write_bytes(data[:length])
+        return registry.read_local_run(out)
+
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if "tokens" in attempt(middle)["summary"] else (middle + 1, high)
+    return attempt(low)
+
+
+@pytest.mark.slow
+def test_a_killed_attempt_shows_the_plan_or_the_summary_an_earlier_attempt_wrote(finished_sweep,
+                                                                                 tmp_path):
+    """W&B copies each logged step into a run's summary; an attempt killed before it ended has no
+    summary of its own. Alone, its row is the plan (the runner's, for a run without summary.json);
+    after an attempt that ended, that attempt's summary stands."""
+    workdir, expected = finished_sweep
+    want = expected[1]
+    [finished] = (workdir / "runs" / want["name"] / "wandb").glob("offline-run-*/run-*.wandb")
+    killed_dir = tmp_path / "killed" / "wandb" / f"offline-run-29991231_235959-{finished.stem[4:]}"
+    killed = cut_before_finish(finished, killed_dir / finished.name)
+    # The killed attempt logged its first step (4 of 8): half the plan's tokens, no status.
+    assert "status" not in killed["summary"] and killed["state"] == "running"
+    assert killed["summary"]["step"] == 4 and 2 * killed["summary"]["tokens"] == int(want["tokens"])
+
+    (run,) = registry.local_runs(tmp_path / "killed")
+    row = {key: "" if value is None else str(value) for key, value in
+           registry.result_row(run).items()}
+    assert row["status"] == "running"
+    # The plan is what the completed run then trained: the runner's row for it.
+    for column in ("params", "embedding_params", "non_embedding_params", "tokens", "steps",
+                   "start_step", "flops", "study_flops", "flop_convention", "lr", "size"):
+        assert str(row[column]) and (row[column] == want[column] or math.isclose(
+            float(row[column]), float(want[column]), rel_tol=1e-9)), column
+    assert row["flops_6N"] == row["flops_full"] == row["final_train_loss"] == ""
+
+    # Killed after an attempt that ended: the row is that attempt's, as the runner's is.
+    shutil.copytree(finished.parent, tmp_path / "killed" / "wandb" / finished.parent.name)
+    (run,) = registry.local_runs(tmp_path / "killed")
+    row = {key: "" if value is None else str(value) for key, value in
+           registry.result_row(run).items()}
+    assert_same_table([row], [want])
