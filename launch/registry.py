@@ -13,9 +13,10 @@ order, as the W&B server merges a resumed run's; an attempt killed before W&B wr
 left a run file of nothing but a header, and adds nothing (a run with no other attempt is named
 in a warning: W&B recorded neither its name nor its group); one killed later adds its config, but
 no summary (what W&B holds as its summary is its last logged step, copied from the history). A run
-no attempt of which ended shows its plan, as the runner's table does for a run without a summary. The second form asks the W&B server for
-the runs of one group (a sweep logs every run with `wandb.group` = the sweep's name); without an
-API key, or when the server cannot be reached or refuses, it says so in one line (exit 2).
+no attempt of which ended shows its plan, as the runner's table does for a run without a summary.
+The second form asks the W&B server for the runs of one group (a sweep logs every run with
+`wandb.group` = the sweep's name); without an API key, or when the server cannot be reached or
+refuses, it says so in one line (exit 2).
 
 Rows have the runner's columns (`launch.results.RESULT_COLUMNS`) and values, built by the same
 `launch.results.result_row`.
@@ -202,7 +203,7 @@ def planned_values(config: dict) -> dict:
     """What the runner's table shows for a run that wrote no summary: its plan's parameters,
     tokens, steps and FLOPs, from the scale a run logs at the top of its W&B config (`N`,
     `N_total`, `D`, `C`) and its `train.steps`."""
-    lookup = results._lookup
+    lookup = results.lookup
     non_embedding, total, tokens, flops_planned = (lookup(config, key)
                                                    for key in ("N", "N_total", "D", "C"))
     steps, start = lookup(config, "train.steps"), lookup(config, "train.init_step") or 0

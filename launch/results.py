@@ -36,7 +36,7 @@ FIT_COLUMNS = ("name", "status", "params", "non_embedding_params", "tokens", "fl
                "flop_convention", "final_eval_loss")
 
 
-def _lookup(config: dict, dotted: str):
+def lookup(config: dict, dotted: str):
     """A field of a run config, nested ({"optim": {"lr": …}}) or flat ("optim.lr"); None when
     absent."""
     if dotted in config:
@@ -51,7 +51,7 @@ def _lookup(config: dict, dotted: str):
 
 def size_of(config: dict) -> str:
     """The family member a sweep trained this run as (its `size:` W&B tag)."""
-    tags = (_lookup(config, "wandb.tags") or "").split(",")
+    tags = (lookup(config, "wandb.tags") or "").split(",")
     return next((tag[len("size:"):] for tag in tags if tag.startswith("size:")), "")
 
 
@@ -69,8 +69,8 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
     def recorded(key):
         return first(summary.get(key), planned.get(key))
 
-    init_from = _lookup(config, "train.init_from") or ""
-    start_step = first(summary.get("start_step"), _lookup(config, "train.init_step"),
+    init_from = lookup(config, "train.init_from") or ""
+    start_step = first(summary.get("start_step"), lookup(config, "train.init_step"),
                        planned.get("start_step"), 0)
     # The summary's FLOPs are those of the steps it ran (fewer than planned for a run that
     # diverged or stopped); of them, the study trained only the ones after its start.
@@ -82,25 +82,25 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
         "name": name, "status": status, "size": first(size_of(config), planned.get("size")),
         "parent": first(init_from.rstrip("/").rsplit("/", 1)[-1] if init_from else "",
                         planned.get("parent")),
-        "num_layers": first(model.get("num_layers"), _lookup(config, "model.num_layers"),
+        "num_layers": first(model.get("num_layers"), lookup(config, "model.num_layers"),
                             planned.get("num_layers")),
-        "d_model": first(model.get("d_model"), _lookup(config, "model.d_model"),
+        "d_model": first(model.get("d_model"), lookup(config, "model.d_model"),
                          planned.get("d_model")),
         **{key: recorded(key) for key in ("params", "embedding_params", "non_embedding_params",
                                           "tokens", "steps")},
         "start_step": start_step,
-        "batch_size": first(_lookup(config, "train.batch_size")),
-        "seq_len": first(_lookup(config, "data.seq_len")),
-        "lr": first(_lookup(config, "optim.lr")),
-        "schedule": first(_lookup(config, "optim.schedule")),
-        "seed": first(_lookup(config, "seed")),
+        "batch_size": first(lookup(config, "train.batch_size")),
+        "seq_len": first(lookup(config, "data.seq_len")),
+        "lr": first(lookup(config, "optim.lr")),
+        "schedule": first(lookup(config, "optim.schedule")),
+        "seed": first(lookup(config, "seed")),
         "parametrization": first(model.get("parametrization"),
-                                 _lookup(config, "model.parametrization")),
-        "layout": first(model.get("layout"), _lookup(config, "model.layout")),
-        "objective": first(summary.get("objective"), _lookup(config, "train.objective"),
+                                 lookup(config, "model.parametrization")),
+        "layout": first(model.get("layout"), lookup(config, "model.layout")),
+        "objective": first(summary.get("objective"), lookup(config, "train.objective"),
                            "causal_lm"),
         "flop_convention": first(summary.get("flop_convention"),
-                                 _lookup(config, "train.flop_convention"),
+                                 lookup(config, "train.flop_convention"),
                                  planned.get("flop_convention")),
         **{key: recorded(key) for key in ("flops", "flops_6N", "flops_full")},
         "study_flops": study,
