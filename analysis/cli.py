@@ -449,10 +449,16 @@ def _print_summary(summary: dict) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         if args.download_chinchilla:
+            others = [name for name, value in vars(args).items()
+                      if name != "download_chinchilla" and value != parser.get_default(name)]
+            if others:
+                raise ValueError(f"{', '.join(map(flag_name, others))}: not used here "
+                                 "(--download-chinchilla only saves the data; fit it with --csv)")
             folder = pathlib.Path(args.download_chinchilla)
             _out_dir(folder, "--download-chinchilla", create=False)  # once the file is in hand
             path = download_chinchilla(folder)

@@ -323,6 +323,13 @@ def test_bad_seed_download_folder_and_budgets_are_one_line_errors(tmp_path, caps
     assert capsys.readouterr().err == (f"scaling-fit: error: --download-chinchilla="
                                        f"{str(tmp_path / 'afile')!r} is not allowed: a directory "
                                        "(this path is a file)\n")
+    # Options beside --download-chinchilla did nothing, and it went on to download.
+    assert main(["--download-chinchilla", str(tmp_path / "data"), "--law", "chinchilla",
+                 "--wandb-project", "p"]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --law, --wandb-project: not used here "
+                                       "(--download-chinchilla only saves the data; fit it with "
+                                       "--csv)\n")
+    assert not (tmp_path / "data").exists()
     # Accepted before, and every "cost of the next improvement" in the report became infinite.
     assert main(common + ["--bootstrap", "0", "--improvement", "inf"]) == 2
     assert capsys.readouterr().err == ("scaling-fit: error: --improvement=inf is not allowed; "
