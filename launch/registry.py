@@ -35,6 +35,7 @@ import math
 import pathlib
 import struct
 import sys
+import zlib
 
 from launch import results
 from scaling import files, tracking
@@ -57,8 +58,11 @@ def read_run_file_records(path: pathlib.Path) -> list:
 
     The file is a 7-byte header (":W&B", version) followed by 32 KiB blocks of records, each with a
     7-byte header (CRC, length, kind); a record longer than a block's rest is split into
-    first/middle/last pieces. A torn tail (a run killed mid-write) is ignored.
+    first/middle/last pieces. A torn tail (a run killed mid-write) is ignored; a piece whose CRC-32
+    (of its kind byte and its bytes) does not match, or a record protobuf cannot parse, is damage
+    inside the file: a RegistryError naming the file and the offset.
     """
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
@@ -70,20 +74,30 @@ def read_run_file_records(path: pathlib.Path) -> list:
         if left_in_block < RECORD_HEADER_BYTES:  # too little room for a header: block padding
             position += left_in_block
             continue
-        _, length, kind = struct.unpack("<IHB", data[position:position + RECORD_HEADER_BYTES])
+        checksum, length, kind = struct.unpack("<IHB", data[position:position + RECORD_HEADER_BYTES])
         if length == 0 and kind == 0:  # zero fill to the end of the block
             position += left_in_block
             continue
         chunk = data[position + RECORD_HEADER_BYTES:position + RECORD_HEADER_BYTES + length]
         if len(chunk) < length:
             break
+        if zlib.crc32(bytes([kind]) + chunk) != checksum:
+            raise _damaged(path, position, "a record that fails its checksum")
         position += RECORD_HEADER_BYTES + length
         pieces = chunk if kind in (FULL, FIRST) else pieces + chunk
         if kind in (FULL, LAST):
             record = wandb_internal_pb2.Record()
-            record.ParseFromString(pieces)
+            try:
+                record.ParseFromString(pieces)
+            except DecodeError:
+                raise _damaged(path, position, "a record protobuf cannot parse") from None
             records.append(record)
     return records
+
+
+def _damaged(path: pathlib.Path, position: int, what: str) -> RegistryError:
+    return RegistryError(f"{path}: damaged at byte {position} ({what}); move the folder of this "
+                         "attempt aside to rebuild the table without it")
 
 
 def _item_key(item) -> str:

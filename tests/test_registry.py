@@ -6,6 +6,7 @@ import json
 import math
 import pathlib
 import shutil
+import struct
 import subprocess
 import sys
 import types
@@ -297,3 +298,29 @@ def test_a_killed_attempt_shows_the_plan_or_the_summary_an_earlier_attempt_wrote
     row = {key: "" if value is None else str(value) for key, value in
            registry.result_row(run).items()}
     assert_same_table([row], [want])
+
+
+def test_a_run_file_damaged_inside_is_one_line_naming_it(tmp_path, capsys):
+    # Every record carries a CRC-32 of its kind byte and its bytes; a flipped byte inside the file
+    # gave a protobuf traceback, or a record parsed from garbage.
+    config = default_config()
+    config.name, config.wandb.mode = "damaged", "offline"
+    tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict()).finish(
+        {"status": "completed", "steps": 60, "final_train_loss": 3.0})
+    import wandb
+
+    wandb.teardown()
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    out = tmp_path / "results.csv"
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 0
+    data = bytearray(run_file.read_bytes())
+    first_length = struct.unpack("<H", data[11:13])[0]  # the first record's header at byte 7
+    second = registry.RECORD_HEADER_BYTES * 2 + first_length
+    data[second + registry.RECORD_HEADER_BYTES + 2] ^= 0xFF  # a byte of the second record
+    run_file.write_bytes(bytes(data))
+    out.unlink()
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"launch.registry: error: {run_file}: damaged at byte {second} (a record that fails its "
+        "checksum); move the folder of this attempt aside to rebuild the table without it\n")
+    assert not out.exists()
