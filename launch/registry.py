@@ -106,10 +106,11 @@ def _item_key(item) -> str:
 
 def read_local_run(run_file: pathlib.Path) -> dict:
     """One attempt of a run from its run file: {"id", "name", "group", "job_type", "config",
-    "summary", "state"}; `state` is "finished" when the attempt wrote its exit record (with exit
-    code 0) or "failed" (non-zero), else "running"."""
+    "summary", "removed", "state"}; `removed` holds the summary keys the attempt removed (and did
+    not set again), which an earlier attempt may have set; `state` is "finished" when the attempt
+    wrote its exit record (with exit code 0) or "failed" (non-zero), else "running"."""
     run = {"id": "", "name": "", "group": "", "job_type": "", "config": {}, "summary": {},
-           "state": "running"}
+           "removed": set(), "state": "running"}
     for record in read_run_file_records(run_file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -125,8 +126,10 @@ def read_local_run(run_file: pathlib.Path) -> dict:
         if kind == "summary":
             for item in record.summary.update:
                 run["summary"][_item_key(item)] = json.loads(item.value_json)
+                run["removed"].discard(_item_key(item))
             for item in record.summary.remove:
                 run["summary"].pop(_item_key(item), None)
+                run["removed"].add(_item_key(item))
         elif kind == "exit":
             run["state"] = "finished" if record.exit.exit_code == 0 else "failed"
     return run
@@ -134,7 +137,8 @@ def read_local_run(run_file: pathlib.Path) -> dict:
 
 def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
     """The training runs whose W&B directories lie anywhere under `wandb_dir`, one per run id,
-    each attempt's summary merged over the earlier ones'. With `group`, only that group's runs.
+    each attempt's summary merged over the earlier ones' (less the keys it removed). With `group`,
+    only that group's runs.
     (Runs of another job type, such as the `fit` run `scaling-fit --wandb-project` logs in the
     sweep's group, are not rows of its table.)"""
     run_files = [path for pattern in ("offline-run-*/run-*.wandb", "run-*/run-*.wandb")
@@ -151,11 +155,14 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
             unrecorded[run_file.stem.removeprefix("run-")] = run_file.parent
             continue
         merged = runs.setdefault(attempt["id"], {"summary": {}})
-        merged.update({key: value for key, value in attempt.items() if key != "summary"})
+        merged.update({key: value for key, value in attempt.items()
+                       if key not in ("summary", "removed")})
         if attempt["summary"].get("status"):
             # Only an attempt that ended wrote the run's summary. What W&B holds as the summary
             # of one killed before that is copied from its history (the last logged step's
             # tokens and FLOPs), which must not stand for what an earlier attempt recorded.
+            for key in attempt["removed"]:
+                merged["summary"].pop(key, None)
             merged["summary"].update(attempt["summary"])
     lost = [str(folder) for run_id, folder in unrecorded.items() if run_id not in runs]
     if lost:

@@ -212,9 +212,14 @@ class WandbRun:
         if self._run is None:
             return
         try:
-            for key, value in to_wandb_names(summary).items():
+            renamed = to_wandb_names(summary)
+            for key, value in renamed.items():
                 if isinstance(value, (int, float, str)):
                     self._run.summary[key] = value
+            # What this attempt has no value for goes: a resumed run's W&B summary still holds
+            # the earlier attempts' values, and summary.json has none.
+            for key in {WANDB_NAMES.get(key, key) for key in summary} - set(renamed):
+                del self._run.summary[key]
             self._run.finish(exit_code=0 if summary.get("status") == "completed" else 1)
         except Exception as error:
             log.warning("W&B finish failed (%s)", error)

@@ -157,6 +157,25 @@ def test_a_resumed_run_merges_its_attempts_summaries(tmp_path):
         registry.local_runs(tmp_path, group="other")
 
 
+def test_a_value_an_earlier_attempt_recorded_and_the_last_has_not_is_gone(tmp_path):
+    # summary.json of the attempt that ended the run has no diverged step and no eval loss; W&B's
+    # summary kept the earlier attempt's, because finish skipped values that are None.
+    config = default_config()
+    config.name, config.wandb.mode = "resumed", "offline"
+    first = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
+    first.finish({"status": "preempted", "steps": 4, "diverged_step": 3, "final_eval_loss": 2.5})
+    second = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
+    second.finish({"status": "completed", "steps": 8, "diverged_step": None,
+                   "final_eval_loss": None})
+    import wandb
+
+    wandb.teardown()
+    (run,) = registry.local_runs(tmp_path)
+    row = registry.result_row(run)
+    assert (row["status"], row["steps"], row["diverged_step"], row["final_eval_loss"]) == (
+        "completed", 8, "", "")
+
+
 def test_an_attempt_killed_before_its_run_record_is_no_run(tmp_path, capsys):
     # A SIGKILLed attempt leaves `offline-run-<time>-<id>/run-<id>.wandb` holding only the file
     # header: before the attempt that completed the run (killed, then resumed) and after it.
