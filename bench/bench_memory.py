@@ -23,7 +23,7 @@ import psutil
 from bench.record import markdown_table, record
 from scaling import flops, memory
 from scaling.config import default_config, model_config
-from scaling.families import apply_overrides, chinchilla_family
+from scaling.families import chinchilla_family, set_model_fields
 
 GIB = 2**30
 
@@ -33,11 +33,11 @@ import json, resource, sys, time
 import jax, numpy as np
 from scaling import parallel
 from scaling.config import default_config, model_config
-from scaling.families import apply_overrides
+from scaling.families import set_model_fields
 from scaling.step import build_program
 
 overrides, seq_len, steps = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-config = apply_overrides(default_config(), overrides)
+config = set_model_fields(default_config(), overrides)
 config.model.update(vocab_size=257, max_seq_len=seq_len, remat="full")
 config.data.seq_len, config.train.batch_size, config.optim.warmup_steps = seq_len, 1, 1
 model = model_config(config, 257)
@@ -74,7 +74,7 @@ def main() -> None:
     ram = psutil.virtual_memory().total
     members = []
     for name, overrides in chinchilla_family():
-        config = apply_overrides(default_config(), overrides)
+        config = set_model_fields(default_config(), overrides)
         config.model.update(vocab_size=257, max_seq_len=args.seq_len, remat="full")
         model = model_config(config, 257)
         estimate = memory.estimate_bytes(model, seq_len=args.seq_len, batch_size=1,
