@@ -146,6 +146,9 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
     # Here, before the checkpoint is restored and the model run.
     if out.parent.exists() and not out.parent.is_dir():
         raise trained.RunError(f"--out {args.out}: its folder {out.parent} is a file")
+    for path in (out, out.with_suffix(".npy")):  # the figure and the array beside it
+        if path.is_dir():
+            raise trained.RunError(f"--out {args.out}: {path} is a folder; name a file")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -204,19 +207,23 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     labels = token_labels(tokenizer, source_ids if stack == "encoder" and source_ids else token_ids,
                           trained.special_tokens(config, tokenizer))
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     name = summary.get("name") or workdir.name
-    if args.layer is None:
-        shown = weights_NxHxLxL
-        draw_grid(shown, f"{name} (step {restored.step}): {stack} self-attention, "
-                         f"{len(labels)} tokens; rows: queries, columns: keys", out)
-    else:
-        shown = weights_NxHxLxL[args.layer, args.head]
-        draw_head(shown, labels, f"{name} (step {restored.step}): {stack} layer {args.layer}, "
-                                 f"head {args.head}", out)
     array_path = out.with_suffix(".npy")
-    with files.atomic_output(array_path) as handle:
-        np.save(handle, shown)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if args.layer is None:
+            shown = weights_NxHxLxL
+            draw_grid(shown, f"{name} (step {restored.step}): {stack} self-attention, "
+                             f"{len(labels)} tokens; rows: queries, columns: keys", out)
+        else:
+            shown = weights_NxHxLxL[args.layer, args.head]
+            draw_head(shown, labels, f"{name} (step {restored.step}): {stack} layer "
+                                     f"{args.layer}, head {args.head}", out)
+        with files.atomic_output(array_path) as handle:
+            np.save(handle, shown)
+    except OSError as error:  # a full disk, a folder it may not write in
+        raise trained.RunError(f"--out {args.out}: cannot be written "
+                               f"({error.strerror or error})") from None
     return out, array_path
 
 

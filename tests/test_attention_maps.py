@@ -126,13 +126,41 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
         (["--text", "x", "--out", str(tmp_path / "a.png" / "c" / "b.png")],
          f"--out {tmp_path / 'a.png' / 'c' / 'b.png'}: its folder cannot be created (Not a "
          "directory)"),
+        # An IsADirectoryError traceback, after the model had run, before.
+        (["--text", "x", "--out", str(tmp_path / "folder.png")],
+         f"--out {tmp_path / 'folder.png'}: {tmp_path / 'folder.png'} is a folder; name a file"),
+        (["--text", "x", "--out", str(tmp_path / "array.svg")],
+         f"--out {tmp_path / 'array.svg'}: {tmp_path / 'array.npy'} is a folder; name a file"),
     ]
     (tmp_path / "a.png").write_text("")
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "array.npy").mkdir()
     for arguments, message in cases:
         assert attention_maps.main(["--workdir", str(workdir), *arguments]) == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("scaling-attention: error:") and "\n" not in error
         assert message in error
+    assert not (tmp_path / "array.svg").exists()  # refused before anything is written
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    """A write that fails once the model has run (a full disk) is one line, not an OSError
+    traceback, and leaves no array behind."""
+    import errno
+
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config())
+
+    def disk_full(*_, **__):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", disk_full)
+    out = tmp_path / "figure.png"
+    assert attention_maps.main(["--workdir", str(workdir), "--text", "x", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error == (f"scaling-attention: error: --out {out}: cannot be written (No space left on "
+                     "device)\n")
+    assert not (tmp_path / "figure.npy").exists()
 
 
 def test_a_text_whose_weights_exceed_the_devices_memory_is_one_line(tmp_path, capsys,
