@@ -102,7 +102,10 @@ def eval_columns(run_dirs: dict[str, pathlib.Path], columns: list[str]) -> dict[
                 continue
             dataset, split = record.get("dataset"), record.get("split")
             own_split = split == _own_split(summary)
-            column = (COLUMN_PREFIX + path.stem if not (dataset and split) else
+            # One of other files or features of a data set (`data_overrides`) is named by its
+            # file: `--eval` never scores those.
+            column = (COLUMN_PREFIX + path.stem
+                      if not (dataset and split) or record.get("data_overrides") else
                       column_name(dataset if own_split else f"{dataset}:{split}"))
             losses.setdefault(column, {}).setdefault(name, record["loss"])
     return losses

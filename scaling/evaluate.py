@@ -11,18 +11,20 @@ the trainer's eval step: by default the batches of the run's final evaluation
 (`train.final_eval_batches`, else `train.eval_batches`), so that on the run's own eval split
 this reproduces its final eval loss, for every objective; with `--whole-split` every whole window
 (or pair) of the split once. Either way the loss is averaged over target tokens, as the trainer
-averages its eval batches. Writes `<workdir>/eval/<dataset>-<split>.json` with `loss` (mean
-cross-entropy, nats per target token) and `bits_per_byte` (total bits over the UTF-8 bytes of the
-scored targets, comparable across tokenizers; null, with `bits_per_byte_note` saying why, where the
-objective scores special tokens that stand for no text, as span_corruption's sentinels). Only
-`--config.data.*` fields can be overridden, and not the tokenizer. Bad input prints one line
-`scaling-eval: error: ...`, exit 2.
+averages its eval batches. Writes `<workdir>/eval/<dataset>-<split>.json` (data fields set
+otherwise than the run's own, such as `data.files`, add a hash of them to the name) with `loss`
+(mean cross-entropy, nats per target token) and `bits_per_byte` (total bits over the UTF-8 bytes
+of the scored targets, comparable across tokenizers; null, with `bits_per_byte_note` saying why,
+where the objective scores special tokens that stand for no text, as span_corruption's
+sentinels). Only `--config.data.*` fields can be overridden, and not the tokenizer. Bad input
+prints one line `scaling-eval: error: ...`, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import math
 import pathlib
@@ -43,6 +45,9 @@ from scaling.overrides import apply_overrides, split_argv
 
 PROGRAM = "scaling-eval"
 FIXED_DATA_FIELDS = ("tokenizer", "vocab_size", "spm_model", "seq_len")
+# Fields that say where the data is cached or how fast it is read, or that only training reads:
+# they do not change what an evaluation scores.
+UNSCORED_DATA_FIELDS = ("cache_dir", "tfds_data_dir", "prefetch", "train_split")
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -65,6 +70,25 @@ def eval_set_name(dataset: str, split: str) -> str:
     """A file-name-safe name for (dataset, split), e.g. `c4_en-validation_-10pct`."""
     split_name = split.replace("[", "_").replace("]", "").replace(":", "-").replace("%", "pct")
     return f"{dataset.replace('/', '_')}-{split_name}"
+
+
+def data_overrides(run_data, data_cfg) -> dict:
+    """The `data.*` fields besides dataset and eval_split that `data_cfg` sets otherwise than the
+    run's own `run_data` and that change what is scored (`data.files`, `data.feature`, ...)."""
+    return {name: data_cfg[name] for name in sorted(data_cfg.keys())
+            if name not in ("dataset", "eval_split", *UNSCORED_DATA_FIELDS)
+            and data_cfg[name] != run_data.get(name)}
+
+
+def eval_file_name(data_cfg, overrides: dict) -> str:
+    """`<dataset>-<split>` (`eval_set_name`), followed for `data_overrides` by `-` and 8 hex
+    digits of their hash, so that evaluations of other files or features of one dataset and split
+    are written beside each other."""
+    name = eval_set_name(data_cfg.dataset, data_cfg.eval_split)
+    if not overrides:
+        return name
+    text = json.dumps(overrides, sort_keys=True, default=str)
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def eval_data_config(run_config, overrides: list[str]):
@@ -229,6 +253,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     run_config = trained.run_config(summary)
     model = trained.run_model(summary)
     data_cfg = eval_data_config(run_config, overrides)
+    overridden = data_overrides(run_config.data, data_cfg)
     if args.batches is not None and args.batches < 1:
         raise trained.RunError(f"--batches {args.batches}: must be an integer >= 1")
     trained.check_checkpoint(workdir, summary)  # before any data is read
@@ -275,9 +300,14 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         "batches_requested": args.batches,
         "whole_split": bool(args.whole_split), "step": run.step, "tokenizer": tokenizer.name,
         "run": summary.get("name"), "run_final_eval_loss": summary.get("final_eval_loss"),
+        # The other data.* fields set otherwise than the run's own (they name the file too).
+        "data_overrides": overridden,
     }
-    out = workdir / "eval" / f"{eval_set_name(data_cfg.dataset, data_cfg.eval_split)}.json"
-    files.write_text_atomic(out, json.dumps(record, indent=1) + "\n")
+    out = workdir / "eval" / f"{eval_file_name(data_cfg, overridden)}.json"
+    try:
+        files.write_text_atomic(out, json.dumps(record, indent=1) + "\n")
+    except OSError as error:  # a full disk, a workdir it may not write in
+        raise trained.RunError(f"{out} cannot be written ({error.strerror or error})") from None
     return out, record
 
 

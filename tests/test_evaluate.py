@@ -2,6 +2,7 @@
 
 import json
 import math
+import pathlib
 import shutil
 import time
 
@@ -103,6 +104,37 @@ def test_another_split_is_written_beside(trained_run, capsys):
     record = json.loads((workdir / "eval" / "python_stdlib-train_-1pct.json").read_text())
     assert record["split"] == "train[:1%]" and record["tokens"] == 8 * 32
     assert np.isfinite(record["loss"])
+
+
+def test_evaluations_of_other_files_are_written_beside_each_other(trained_run, tmp_path, capsys):
+    """Two `text_files` evaluations on one split, of different files, each keep their file (the
+    second replaced the first), which records the files it scored."""
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    texts = {"a": "def add(a, b):\n    return a + b\n" * 40, "b": "the quick brown fox\n" * 60}
+    losses, outs = {}, {}
+    for name, text in texts.items():
+        (tmp_path / f"{name}.txt").write_text(text)
+        # Alone in a workdir of its own: the reference loss of that file.
+        alone = tmp_path / f"alone-{name}"
+        shutil.copytree(trained_run[0], alone)
+        arguments = ["--config.data.dataset=text_files", f"--config.data.files={tmp_path / name}.txt"]
+        assert evaluate.main(["--workdir", str(alone), *arguments]) == 0
+        [reference] = (alone / "eval").glob("text_files-validation*.json")
+        losses[name] = json.loads(reference.read_text())["loss"]
+        assert evaluate.main(["--workdir", str(workdir), *arguments]) == 0
+        outs[name] = capsys.readouterr().out.split(" -> ")[-1].strip()
+    assert losses["a"] != losses["b"]
+    assert len({*outs.values()}) == 2
+    for name in texts:
+        record = json.loads(pathlib.Path(outs[name]).read_text())
+        assert record["loss"] == losses[name]
+        assert record["data_overrides"] == {"files": f"{tmp_path / name}.txt"}
+    assert len(list((workdir / "eval").glob("text_files-validation*.json"))) == 2
+    # The run's own data keeps the plain name.
+    assert evaluate.main(["--workdir", str(workdir), "--config.data.prefetch=1"]) == 0
+    record = json.loads((workdir / "eval" / "python_stdlib-validation.json").read_text())
+    assert record["data_overrides"] == {}
 
 
 @pytest.mark.parametrize("arguments,message", [

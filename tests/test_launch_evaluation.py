@@ -67,6 +67,30 @@ def test_an_evaluation_made_by_hand_on_other_batches_is_not_reported(tmp_path):
         assert [row["eval_loss_python_stdlib"] for row in csv.DictReader(file)] == ["1.5", "", ""]
 
 
+def test_an_evaluation_made_by_hand_of_other_files_has_a_column_of_its_own(tmp_path):
+    # Both runs trained on text_files. `--eval text_files` scored b on its own files; a was
+    # evaluated by hand on other files (`scaling-eval --config.data.files=...`), whose file name
+    # carries a hash of them: not the column of the runs' own files.
+    runs = {name: tmp_path / "runs" / name for name in ("a", "b")}
+    written = {"a": ("text_files-validation-0123abcd", {"files": "other.txt"}, 4.5),
+               "b": ("text_files-validation", {}, 2.5)}
+    for name, run_dir in runs.items():
+        (run_dir / "eval").mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps(
+            {"status": "completed", "steps": 10, "config": {"data": {"eval_split": "validation"}}}))
+        stem, overrides, loss = written[name]
+        (run_dir / "eval" / f"{stem}.json").write_text(json.dumps(
+            {"dataset": "text_files", "split": "validation", "loss": loss, "step": 10,
+             "batches_requested": None, "whole_split": False, "data_overrides": overrides}))
+    assert evaluation.eval_record(runs["a"], "text_files") is None  # evaluated by --eval
+    write_results(tmp_path / "results.csv", runs)
+    evaluation.add_columns(tmp_path / "results.csv", runs, ["text_files"])
+    with open(tmp_path / "results.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["eval_loss_text_files"] for row in rows] == ["", "2.5"]
+    assert [row["eval_loss_text_files-validation-0123abcd"] for row in rows] == ["4.5", ""]
+
+
 def test_the_sweeps_rewrites_of_the_table_keep_the_eval_columns_of_the_runs_files(tmp_path):
     # The sweep wrote results.csv, then `--eval python_stdlib` (each run's own split) and
     # `--eval python_stdlib:test` added their columns. A rerun without --eval rewrites results.csv
