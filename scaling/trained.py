@@ -58,9 +58,12 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
     """The run's summary.json; for a run killed before it wrote one, what its newest checkpoint
     records instead (the config and the resolved model). RunError if the workdir holds neither."""
     path = pathlib.Path(workdir) / "summary.json"
+    if pathlib.Path(workdir).is_file():
+        raise RunError(f"--workdir {workdir}: a file, not a folder; pass a scaling-train workdir")
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
+        check_not_sweep(pathlib.Path(workdir))
         recorded = newest_checkpoint_record(pathlib.Path(workdir))
         if recorded is not None and "config" in recorded:
             return {"name": recorded["config"].get("name"), "config": recorded["config"],
@@ -75,6 +78,18 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
                        "training has not started there)") from None
     except (OSError, ValueError) as error:
         raise RunError(f"--workdir {workdir}: summary.json is unreadable ({error})") from None
+
+
+def check_not_sweep(workdir: pathlib.Path) -> None:
+    """RunError naming the runs of a scaling-sweep workdir (its runs are under `runs/<name>`)
+    when `workdir` is one."""
+    if not (workdir / "sweep.json").is_file():
+        return
+    runs = sorted(entry.name for entry in (workdir / "runs").glob("*")
+                  if (entry / "summary.json").is_file() or (entry / "checkpoints").is_dir())
+    shown = ", ".join(runs[:3]) + (f", ... ({len(runs)} runs)" if len(runs) > 3 else "")
+    raise RunError(f"--workdir {workdir}: a scaling-sweep workdir; pass one of its runs, "
+                   f"{workdir / 'runs'}/<name>" + (f" ({shown})" if runs else ""))
 
 
 def newest_checkpoint_record(workdir: pathlib.Path) -> dict | None:

@@ -141,6 +141,25 @@ def test_a_workdir_without_a_checkpoint_is_one_line_and_exit_2(tmp_path, capsys)
     assert code == 2 and "no checkpoint in" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("command", ["sample", "evaluate", "attention_maps"])
+def test_a_sweep_workdir_or_a_file_is_one_line_naming_what_to_pass(command, tmp_path, capsys):
+    """A sweep's workdir names the runs under it; a file is not taken for a folder."""
+    module = importlib.import_module(f"scaling.{command}")
+    extra = ["--text", "x", "--out", str(tmp_path / "a.png")] if command == "attention_maps" else []
+    (tmp_path / "sweep.json").write_text("{}")
+    for name in ("demo-b", "demo-a"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "summary.json").write_text("{}")
+    assert module.main(["--workdir", str(tmp_path), *extra]) == 2
+    assert capsys.readouterr().err == (
+        f"{module.PROGRAM}: error: --workdir {tmp_path}: a scaling-sweep workdir; pass one of its "
+        f"runs, {tmp_path / 'runs'}/<name> (demo-a, demo-b)\n")
+    assert module.main(["--workdir", str(tmp_path / "sweep.json"), *extra]) == 2
+    assert capsys.readouterr().err == (
+        f"{module.PROGRAM}: error: --workdir {tmp_path / 'sweep.json'}: a file, not a folder; "
+        "pass a scaling-train workdir\n")
+
+
 @pytest.mark.parametrize("command, work", [("sample", "sample"), ("evaluate", "evaluate"),
                                            ("attention_maps", "run")])
 def test_ctrl_c_in_a_command_reading_a_run_is_one_line_and_exit_130(command, work, capsys,
