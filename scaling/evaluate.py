@@ -44,7 +44,8 @@ from scaling.errors import ArgumentParser, ConfigError
 from scaling.overrides import apply_overrides, split_argv
 
 PROGRAM = "scaling-eval"
-FIXED_DATA_FIELDS = ("tokenizer", "vocab_size", "spm_model", "seq_len")
+# The model was built with these (data.document_mask is the model's own document_mask).
+FIXED_DATA_FIELDS = ("tokenizer", "vocab_size", "spm_model", "seq_len", "document_mask")
 # Fields that say where the data is cached or how fast it is read, or that only training reads:
 # they do not change what an evaluation scores.
 UNSCORED_DATA_FIELDS = ("cache_dir", "tfds_data_dir", "prefetch", "train_split")

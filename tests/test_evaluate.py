@@ -141,6 +141,10 @@ def test_evaluations_of_other_files_are_written_beside_each_other(trained_run, t
     (["--config.data.dataset=mnist"], "data.feature='text' is not allowed: a text feature of mnist"),
     (["--config.data.dataset=no_such_dataset"], "config.data.dataset='no_such_dataset'"),
     (["--config.data.tokenizer=sentencepiece"], "the run's tokenizer is fixed"),
+    # The model masks attention by documents as it was trained to: this override changed nothing.
+    (["--config.data.document_mask=true"],
+     "--config.data.document_mask: the run's document_mask is fixed (the model was trained with "
+     "data.document_mask=False)"),
     (["--config.model.d_model=64"], "only --config.data.* fields"),
     (["--config.data.eval_split=nosplit"], "data.eval_split='nosplit' is not allowed"),
 ])
