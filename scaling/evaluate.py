@@ -262,6 +262,11 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     # The objective's batches exactly as the run's loader makes them (its special tokens after
     # the tokenizer's ids).
     objective = trained.objective_of(run_config, tokenizer, data=data_cfg)
+    # data.target_len sets the decoder's length, which a learned position table bounds.
+    if model.position == "learned" and objective.shapes.decoder > model.max_seq_len:
+        raise trained.RunError(
+            f"--config.data.target_len={data_cfg.target_len}: the run's learned positions allow "
+            f"at most {model.max_seq_len} decoder tokens (model.max_seq_len)")
     batches = _batches(args, run_config, data_cfg, tokenizer, objective, model.vocab_size)
     run = trained.load(workdir, single_device=args.single_device)
     byte_lengths = token_byte_lengths(tokenizer)

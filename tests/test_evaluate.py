@@ -173,6 +173,17 @@ def test_a_dataset_the_runs_objective_does_not_read_is_one_line_and_exit_2(train
              "TFDS dataset with data.source_feature and data.target_feature")]:
         assert evaluate.main(["--workdir", str(workdir), *arguments]) == 2
         assert capsys.readouterr().err == f"scaling-eval: error: {allowed}\n"
+    # A decoder longer than the seq2seq run's learned position table: a shape error traceback
+    # from the compiled eval step, before.
+    config.model.update(position="learned", max_seq_len=32)
+    config.data.files = str(tmp_path / "many.tsv")  # a validation split that holds pairs
+    (tmp_path / "many.tsv").write_text("".join(f"abc{i}\tcba{i}\n" for i in range(400)))
+    save_initialized_run(tmp_path / "learned", config)
+    assert evaluate.main(["--workdir", str(tmp_path / "learned"),
+                          "--config.data.target_len=33"]) == 2
+    assert capsys.readouterr().err == (
+        "scaling-eval: error: --config.data.target_len=33: the run's learned positions allow at "
+        "most 32 decoder tokens (model.max_seq_len)\n")
 
 
 def test_a_workdir_without_a_checkpoint_is_refused(tmp_path, capsys):
