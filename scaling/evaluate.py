@@ -12,11 +12,11 @@ the trainer's eval step: by default the batches of the run's final evaluation
 this reproduces its final eval loss, for every objective; with `--whole-split` every whole window
 (or pair) of the split once. Either way the loss is averaged over target tokens, as the trainer
 averages its eval batches. Writes `<workdir>/eval/<dataset>-<split>.json` (data fields set
-otherwise than the run's own, such as `data.files`, add a hash of them to the name) with `loss`
-(mean cross-entropy, nats per target token) and `bits_per_byte` (total bits over the UTF-8 bytes
-of the scored targets, comparable across tokenizers; null, with `bits_per_byte_note` saying why,
-where the objective scores special tokens that stand for no text, as span_corruption's
-sentinels). Only `--config.data.*` fields can be overridden, and not the tokenizer. Bad input
+otherwise than the run's own, such as `data.files`, add a hash of them to the name; `--batches N`
+adds `-<N>batches`, `--whole-split` `-whole`) with `loss` (mean cross-entropy, nats per target
+token) and `bits_per_byte` (total bits over the UTF-8 bytes of the scored targets, comparable
+across tokenizers; null, with `bits_per_byte_note` saying why, where the objective scores special
+tokens that stand for no text, as span_corruption's sentinels). Only `--config.data.*` fields can be overridden, and not the tokenizer. Bad input
 prints one line `scaling-eval: error: ...`, exit 2.
 """
 
@@ -81,15 +81,20 @@ def data_overrides(run_data, data_cfg) -> dict:
             and data_cfg[name] != run_data.get(name)}
 
 
-def eval_file_name(data_cfg, overrides: dict) -> str:
+def eval_file_name(data_cfg, overrides: dict, batches: int | None = None,
+                   whole_split: bool = False) -> str:
     """`<dataset>-<split>` (`eval_set_name`), followed for `data_overrides` by `-` and 8 hex
     digits of their hash, so that evaluations of other files or features of one dataset and split
-    are written beside each other."""
+    are written beside each other; then `-<N>batches` for `--batches N` or `-whole` for
+    `--whole-split`, so that neither replaces the evaluation on the run's final-eval batches
+    (the one `scaling-sweep --eval` reports)."""
     name = eval_set_name(data_cfg.dataset, data_cfg.eval_split)
-    if not overrides:
-        return name
-    text = json.dumps(overrides, sort_keys=True, default=str)
-    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    if overrides:
+        text = json.dumps(overrides, sort_keys=True, default=str)
+        name += f"-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    if whole_split:
+        return f"{name}-whole"
+    return f"{name}-{batches}batches" if batches is not None else name
 
 
 def eval_data_config(run_config, overrides: list[str]):
@@ -309,7 +314,8 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         # The other data.* fields set otherwise than the run's own (they name the file too).
         "data_overrides": overridden,
     }
-    out = workdir / "eval" / f"{eval_file_name(data_cfg, overridden)}.json"
+    name = eval_file_name(data_cfg, overridden, args.batches, args.whole_split)
+    out = workdir / "eval" / f"{name}.json"
     try:
         files.write_text_atomic(out, json.dumps(record, indent=1) + "\n")
     except OSError as error:  # a full disk, a workdir it may not write in

@@ -82,7 +82,7 @@ def test_every_objectives_own_eval_batches_reproduce_its_final_eval_loss(objecti
         # Sentinels are scored and stand for no text: no number rather than a wrong one.
         assert record["bits_per_byte"] is None and "not defined" in record["bits_per_byte_note"]
     assert evaluate.main(["--workdir", str(workdir), "--whole-split"]) == 0
-    whole = json.loads(path.read_text())
+    whole = json.loads(path.with_name(f"{path.stem}-whole.json").read_text())
     assert whole["whole_split"] and np.isfinite(whole["loss"])
     assert abs(whole["loss"] - summary["final_eval_loss"]) < 0.1
 
@@ -90,10 +90,30 @@ def test_every_objectives_own_eval_batches_reproduce_its_final_eval_loss(objecti
 def test_the_whole_split_agrees_within_noise(trained_run):
     workdir, summary = trained_run
     assert evaluate.main(["--workdir", str(workdir), "--whole-split"]) == 0
-    record = json.loads((workdir / "eval" / "python_stdlib-validation.json").read_text())
+    record = json.loads((workdir / "eval" / "python_stdlib-validation-whole.json").read_text())
     assert record["whole_split"] and record["tokens"] > 2 * 8 * 32
     # A 6-step model is close to uniform over bytes: per-token losses vary little.
     assert abs(record["loss"] - summary["final_eval_loss"]) < 0.05
+
+
+def test_other_batches_are_written_beside_the_final_eval_batches(trained_run, tmp_path):
+    # `--batches N` and `--whole-split` wrote the file of the run's final-eval batches, the one
+    # `scaling-sweep --eval` reports: a hand-made evaluation replaced the sweep's.
+    workdir, summary = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(workdir, run)
+    shutil.rmtree(run / "eval", ignore_errors=True)
+    for extra in ([], ["--batches", "1"], ["--whole-split"]):
+        assert evaluate.main(["--workdir", str(run), *extra]) == 0
+    records = {path.name: json.loads(path.read_text()) for path in (run / "eval").glob("*.json")}
+    assert sorted(records) == ["python_stdlib-validation-1batches.json",
+                               "python_stdlib-validation-whole.json",
+                               "python_stdlib-validation.json"]
+    own = records["python_stdlib-validation.json"]
+    assert own["batches_requested"] is None and not own["whole_split"]
+    assert abs(own["loss"] - summary["final_eval_loss"]) <= 1e-5
+    assert records["python_stdlib-validation-1batches.json"]["tokens"] == 8 * 32
+    assert records["python_stdlib-validation-whole.json"]["whole_split"]
 
 
 def test_another_split_is_written_beside(trained_run, capsys):
@@ -101,7 +121,7 @@ def test_another_split_is_written_beside(trained_run, capsys):
     assert evaluate.main(["--workdir", str(workdir), "--config.data.eval_split=train[:1%]",
                           "--batches", "1"]) == 0
     assert " over 256 tokens (1 batch, checkpoint step 6) -> " in capsys.readouterr().out
-    record = json.loads((workdir / "eval" / "python_stdlib-train_-1pct.json").read_text())
+    record = json.loads((workdir / "eval" / "python_stdlib-train_-1pct-1batches.json").read_text())
     assert record["split"] == "train[:1%]" and record["tokens"] == 8 * 32
     assert np.isfinite(record["loss"])
 
