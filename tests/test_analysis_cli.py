@@ -403,7 +403,8 @@ def test_a_row_repeated_in_every_column_is_fitted_once_and_named(tmp_path, capsy
     fits = {}
     for path in (once, twice):
         assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
-                     "--bootstrap", "40", "--out", str(tmp_path / path.stem)]) == 0
+                     "--law", "chinchilla", "--bootstrap", "40",
+                     "--out", str(tmp_path / path.stem)]) == 0
         fits[path.stem] = json.loads((tmp_path / path.stem / "fit.json").read_text())
     assert (f"scaling-fit: note: left out row 12 of {twice}: it repeats row 4 in every column"
             in capsys.readouterr().err.splitlines())
