@@ -15,11 +15,13 @@ values), plus one layer's activations while its backward pass recomputes them. T
 is counted as no recomputation (an upper bound: it saves every matmul output). Sliding-window
 attention replaces the a·s² score term by a·s·2w. The fp32 logits and their gradient are split
 over `tensor` when the vocabulary is.
-The figures are estimates: XLA may fuse away or add buffers.
+The figures are estimates: XLA may fuse away or add buffers. `check_fits` compares them with the
+device's memory before a run compiles: a run estimated at more than twice it is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import flax.linen as nn
@@ -27,12 +29,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from scaling import flops, parallel
+from scaling import flops, hardware, parallel
 from scaling import model as model_lib
 from scaling.config import ModelConfig, model_config
 from scaling.data import objectives
+from scaling.errors import ConfigError
 
 BYTES_PER_PARAMETER = 4  # parameters, moments and gradients are all fp32
+# An estimate this many times the device's memory is a clear overflow, not an estimate's error
+# (a 1.0B-parameter run was estimated at 22.8 GiB and peaked at 22.5; BENCHMARKS.md `memory`).
+OVERFLOW_FACTOR = 2.0
 
 
 def parameters_per_device(model: ModelConfig, mesh_shape: tuple[int, int, int]) -> int:
@@ -108,4 +114,52 @@ def describe(config: ml_collections.ConfigDict, device_count: int | None = None)
         "memory per device (estimate):",
     ]
     lines += [f"  {name:<16} {value / 2**30:9.3f} GiB" for name, value in memory.items()]
+    available = hardware.device_memory_bytes()
+    try:
+        warning = check_fits(config, model, shape, available)
+    except DoesNotFit as error:  # a dry run may plan for a larger device than this one
+        warning = f"{error.needs}: training here would be refused"
+    lines.append(warning or f"fits this device's {available / 2**30:,.1f} GiB")
     return "\n".join(lines)
+
+
+def check_fits(config: ml_collections.ConfigDict, model: ModelConfig,
+               mesh_shape: tuple[int, int, int], available: int) -> str | None:
+    """DoesNotFit, saying which settings would help, when the run's estimate is more than
+    `OVERFLOW_FACTOR` times the `available` bytes of one device; a warning to print when it is
+    more than them; None when it fits. Under the "dots" policy (estimated as no recomputation, an
+    upper bound) the lower bound of full recomputation is compared."""
+    counted = dataclasses.replace(model, remat="full") if model.remat == "dots" else model
+    estimate = estimate_bytes(counted, seq_len=config.data.seq_len,
+                              batch_size=config.train.batch_size,
+                              grad_accum_steps=config.train.grad_accum_steps,
+                              mesh_shape=mesh_shape)
+    total, activations = estimate["total"], estimate["activations"]
+    if total <= available:
+        return None
+    needs = (f"the run is estimated at {total / 2**30:,.1f} GiB per device (weights, gradients "
+             f"and optimizer state {(total - activations) / 2**30:,.1f}, activations "
+             f"{activations / 2**30:,.1f}; --dry-run itemises them), this device has "
+             f"{available / 2**30:,.1f} GiB")
+    if total <= OVERFLOW_FACTOR * available:
+        return f"{needs}: it may run out of memory"
+    if activations > total - activations:
+        would_help = (f"lower train.batch_size={config.train.batch_size} or data.seq_len="
+                      f"{config.data.seq_len}, raise train.grad_accum_steps="
+                      f"{config.train.grad_accum_steps}"
+                      + (f", set model.remat=full (now {model.remat!r})"
+                         if model.remat != "full" else "")
+                      + ", or shard the batch over more devices (mesh)")
+    else:
+        would_help = ("shard the weights over more devices (mesh.fsdp, mesh.tensor) or train a "
+                      "smaller model")
+    raise DoesNotFit(needs, would_help)
+
+
+class DoesNotFit(ConfigError):
+    """The run's memory estimate is far above the device's: `needs` says by how much, the message
+    also what would help."""
+
+    def __init__(self, needs: str, would_help: str):
+        self.needs = needs
+        ValueError.__init__(self, f"{needs}; {would_help}")

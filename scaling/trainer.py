@@ -22,8 +22,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from scaling import branches, budget, distributed, files, flops, hardware, parallel, status
-from scaling import tracking
+from scaling import branches, budget, distributed, files, flops, hardware, memory, parallel
+from scaling import status, tracking
 from scaling import data as data_lib
 from scaling.checkpoint import Checkpointer
 from scaling.data import objectives
@@ -153,8 +153,19 @@ class Trainer:
         # Corpus tokens read per step (a seq2seq row reads its source and its target).
         self.shapes = self.loader.objective.shapes
         self.tokens_per_step = config.train.batch_size * self.shapes.corpus
-        self.program = build_program(config, self.model, self.total_steps,
-                                     parallel.make_mesh(config.mesh))
+        try:
+            mesh = parallel.make_mesh(config.mesh)
+            mesh_shape = tuple(mesh.shape[name] for name in parallel.MESH_AXES)
+            # Before anything compiles: a run far larger than the device is one line, not an
+            # out-of-memory traceback.
+            warning = memory.check_fits(config, self.model, mesh_shape,
+                                        hardware.device_memory_bytes())
+            if warning and self.leader:
+                log.warning("%s", warning)
+            self.program = build_program(config, self.model, self.total_steps, mesh)
+        except BaseException:
+            self.loader.close()
+            raise
         self.flops_per_token = {
             convention: flops.objective_flops_per_token(self.model, self.shapes, convention)
             for convention in ("6N", "full")}

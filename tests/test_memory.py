@@ -92,3 +92,42 @@ def test_weights_are_traced_without_max_seq_len_inputs(monkeypatch):
     model = model_config(config)
     assert memory.parameters_per_device(model, (1, 1, 1)) == flops.parameter_counts(model).total
     assert lengths and max(lengths) < config.data.seq_len
+
+
+def test_a_run_far_above_the_devices_memory_is_refused_and_one_above_it_warned():
+    config = default_config()
+    config.model.d_model, config.data.seq_len, config.train.batch_size = 64, 32, 8
+    model = model_config(config, 257)
+    total = memory.estimate_bytes(model, seq_len=32, batch_size=8, grad_accum_steps=1,
+                                  mesh_shape=(1, 1, 1))["total"]
+    assert memory.check_fits(config, model, (1, 1, 1), int(total)) is None
+    assert memory.check_fits(config, model, (1, 1, 1), int(total / 1.5)).endswith(
+        "it may run out of memory")
+    # Activations are most of this run's bytes: the batch, sequence and recomputation settings
+    # are what would help.
+    with pytest.raises(memory.DoesNotFit, match=r"lower train.batch_size=8 or data.seq_len=32, "
+                       r"raise train.grad_accum_steps=1, set model.remat=full \(now 'none'\)"):
+        memory.check_fits(config, model, (1, 1, 1), int(total / 2.5))
+    # Weights, gradients and optimizer state are: sharding them or a smaller model.
+    config.model.d_model = 4096
+    wide = model_config(config, 257)
+    with pytest.raises(memory.DoesNotFit, match="shard the weights over more devices"):
+        memory.check_fits(config, wide, (1, 1, 1), int(total))
+
+
+def test_the_dots_policy_is_held_to_the_bytes_of_full_recomputation():
+    # "dots" is estimated as no recomputation, an upper bound: a run is refused only on what it
+    # needs at least.
+    config = default_config()
+    config.model.d_model, config.model.num_layers, config.data.seq_len = 64, 12, 256
+    config.model.remat = "dots"
+    dots = model_config(config, 257)
+    config.model.remat = "full"
+    full = model_config(config, 257)
+
+    def total(model):
+        return memory.estimate_bytes(model, seq_len=256, batch_size=config.train.batch_size,
+                                     grad_accum_steps=1, mesh_shape=(1, 1, 1))["total"]
+
+    assert total(dots) > 2.5 * total(full)
+    assert memory.check_fits(config, dots, (1, 1, 1), int(total(full))) is None

@@ -90,6 +90,21 @@ def _one_error_line(result) -> str:
     return lines[0]
 
 
+def test_a_run_many_times_the_devices_memory_is_one_line_before_compiling(repo, tmp_path):
+    # 2e11 parameters: 2.3 TB of weights, gradients and AdamW state. XLA's out-of-memory came as a
+    # traceback after compiling (the shipped Chinchilla-106M config at its default batch, too).
+    result, workdir = _train(repo, tmp_path, "--config.model.d_model=65536")
+    line = _one_error_line(result)
+    assert line.startswith("scaling-train: error: the run is estimated at 2,338.4 GiB per device "
+                           "(weights, gradients and optimizer state 2,304.4, activations 34.0")
+    assert line.endswith("shard the weights over more devices (mesh.fsdp, mesh.tensor) or train "
+                         "a smaller model")
+    assert not (workdir / "checkpoints").exists() and not (workdir / "metrics.jsonl").exists()
+    result, _ = _train(repo, tmp_path, "--config.model.d_model=65536", "--dry-run")
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1].endswith(
+        "GiB: training here would be refused")
+
+
 def test_a_dry_run_checks_the_mesh_and_the_workdir_in_one_line(repo, tmp_path):
     result, workdir = _train(repo, tmp_path, "--config.mesh.data=3", "--dry-run")
     assert "data × fsdp × tensor = 3 must equal the device count 1" in _one_error_line(result)
