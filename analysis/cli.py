@@ -30,8 +30,8 @@ from analysis.pipeline import (DEFAULT_RESAMPLES, Settings, analyze, is_ladder,
 from scaling import files
 from scaling.errors import ArgumentParser, flag_name
 
-# Column names and preprocessing of published tables, for --preset.
 FAR_FROM_BUDGET = 2.0  # a run snapped to an IsoFLOP budget more than this factor away is flagged
+# Column names and preprocessing of published tables, for --preset.
 PRESETS = {
     # Epoch AI's extraction of Chinchilla's runs: D = C/(6N), the 5 highest losses left out.
     "epoch-chinchilla": {"n_col": "Model Size", "c_col": "Training FLOP", "loss_col": "loss",
@@ -321,8 +321,8 @@ def run(args) -> pathlib.Path:
                 if args.backtest else None)
     if fallback:  # once the fits have succeeded: a failed one is its error line alone
         print(f"scaling-fit: note: {fallback}", file=sys.stderr)
-    far = [row for row in (analysis.summary["isoflop"] or {}).get("budgets", [])
-           if args.isoflop_budgets and row["farthest"] > FAR_FROM_BUDGET]
+    snapped = analysis.summary["isoflop"] if args.isoflop_budgets else None
+    far = [row for row in snapped["budgets"] if row["farthest"] > FAR_FROM_BUDGET] if snapped else []
     if far:
         where = ", ".join(f"C = {row['C']:.3g}: x{row['farthest']:.3g}" for row in far)
         print(f"scaling-fit: warning: --isoflop-budgets: some runs are more than "
