@@ -13,6 +13,14 @@
   init compiles in 5 s at level 3, 2.6 s at level 1), and level 1's code trains as fast. Results
   are compared within the setting (or against NumPy), never against numbers another build made;
   benchmarks and users' runs keep XLA's defaults.
+- JAX's persistent compilation cache, which `scaling-train` already uses (`train.compilation_cache`,
+  in `<cache>/jax-compilation`), is switched on here for the tests' own interpreters too: the
+  pytest workers and the `run_python` subprocesses. Entries are keyed by the program, the compiler
+  flags and the devices, so a hit is the executable the same compilation would have made; a
+  program compiled once (by another test, another worker or an earlier session) is loaded instead
+  of compiled again. The `scaling-train` subprocesses the tests start keep deciding for themselves
+  (the tests of `train.compilation_cache=false` rely on it), so it is set through `jax.config` in
+  this process and through `run_python`'s environment only.
 """
 
 import os
@@ -29,6 +37,22 @@ os.environ.setdefault("PJRT_NPROC", "16")
 os.environ.setdefault("SCALING_CACHE", str(REPO / "build" / "test-cache"))
 COMPILE_FLAGS = "--xla_backend_optimization_level=1"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {COMPILE_FLAGS}".strip()
+# As `scaling.train.enable_compilation_cache` sets it for a run of the test cache.
+COMPILATION_CACHE = {
+    "jax_compilation_cache_dir": str(pathlib.Path(os.environ["SCALING_CACHE"]) / "jax-compilation"),
+    "jax_persistent_cache_min_compile_time_secs": 0.2,
+    "jax_persistent_cache_min_entry_size_bytes": 0,
+}
+
+
+def _use_the_compilation_cache() -> None:
+    import jax
+
+    for name, value in COMPILATION_CACHE.items():
+        jax.config.update(name, value)
+
+
+_use_the_compilation_cache()
 
 
 def xla_flags(devices: int) -> str:
@@ -41,6 +65,7 @@ def run_python(code: str, *, devices: int = 1, timeout: float = 600, env: dict |
     """Run `code` in a fresh interpreter with `devices` simulated CPU devices."""
     environment = dict(os.environ, **(env or {}))
     environment["XLA_FLAGS"] = xla_flags(devices)
+    environment.update({name.upper(): str(value) for name, value in COMPILATION_CACHE.items()})
     environment["PYTHONPATH"] = str(REPO)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=timeout, env=environment, cwd=REPO)
