@@ -112,3 +112,14 @@ def test_trained_model_is_cached_by_corpus(tmp_path):
 def test_encode_documents_dtype_is_integer():
     encoded = tokenizers.ByteTokenizer().encode_documents([b"\xff\x00"])
     assert encoded[0].tolist() == [255, 0] and np.issubdtype(encoded[0].dtype, np.integer)
+
+
+def test_training_reads_all_of_a_long_line():
+    # One 12,030-character line (no line break) and a short document: the training pieces hold
+    # every character, none longer than the chunk SentencePiece accepts.
+    long_line = "".join(f"w{i:04d} " for i in range(2005))
+    documents = [long_line.encode(), b"short\nlines\n"]
+    chunks = list(tokenizers._training_chunks(iter(documents), byte_budget=10**9))
+    assert "".join(chunks) == long_line + "short\nlines\n"
+    assert len(long_line) == 12_030
+    assert max(len(chunk) for chunk in chunks) <= 2000

@@ -78,17 +78,20 @@ class SentencePieceTokenizer:
 
 
 def _training_chunks(documents: Iterable[bytes], byte_budget: int):
-    """Documents cut at line breaks into pieces of about `_TRAINING_CHUNK_CHARS` characters, until
-    `byte_budget` bytes have been read."""
+    """Documents cut at line breaks into pieces of at most `_TRAINING_CHUNK_CHARS` characters (a
+    longer line cut every `_TRAINING_CHUNK_CHARS` characters), until `byte_budget` bytes have been
+    read. The pieces of a document join back to its text."""
     read = 0
     for document in documents:
         text = document.decode("utf-8", "replace")
         chunk = ""
         for line in text.splitlines(keepends=True):
-            if chunk and len(chunk) + len(line) > _TRAINING_CHUNK_CHARS:
-                yield chunk
-                chunk = ""
-            chunk += line[:_TRAINING_CHUNK_CHARS]
+            for start in range(0, len(line), _TRAINING_CHUNK_CHARS):
+                piece = line[start:start + _TRAINING_CHUNK_CHARS]
+                if chunk and len(chunk) + len(piece) > _TRAINING_CHUNK_CHARS:
+                    yield chunk
+                    chunk = ""
+                chunk += piece
         if chunk:
             yield chunk
         read += len(document)
@@ -125,7 +128,7 @@ def trained_sentencepiece(data_cfg) -> SentencePieceTokenizer:
     """The SentencePiece model trained on `data.train_split` with `data.vocab_size` pieces, from
     the cache if one was trained on the same corpus, else trained now and cached."""
     train = sources.open_split(data_cfg, data_cfg.train_split)
-    key = f"{train.fingerprint}|{data_cfg.vocab_size}|{train.feature}|bpe/1"
+    key = f"{train.fingerprint}|{data_cfg.vocab_size}|{train.feature}|bpe/2"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     dataset = train.dataset.replace("/", "_")
     path = (sources.cache_root(data_cfg) / "tokenizers"
