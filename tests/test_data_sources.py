@@ -100,6 +100,17 @@ def test_text_files_folder_skips_hidden_and_binary(tmp_path):
     assert found == ["a.txt", "sub/b.md"]
 
 
+def test_binary_file_named_directly_is_refused(tmp_path):
+    # A compressed corpus named by path would otherwise train on its compressed bytes.
+    (tmp_path / "notes.txt").write_text("plain text\n")
+    (tmp_path / "corpus.txt.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)))
+    files = f"{tmp_path / 'notes.txt'},{tmp_path / 'corpus.txt.gz'}"
+    with pytest.raises(config_lib.ConfigError, match=r"data\.files.*corpus\.txt\.gz is binary"):
+        text_files.text_files_config(files)
+    assert text_files.text_files_config(str(tmp_path / "notes.txt")).entries == (
+        str(tmp_path / "notes.txt"),)
+
+
 def test_a_file_two_entries_reach_is_listed_once_under_the_first(tmp_path):
     (tmp_path / "sub").mkdir()
     for index in range(40):

@@ -2,7 +2,8 @@
 
 `data.files` is a comma-separated list of files and folders. Folders are walked recursively in
 sorted order; hidden entries (a name starting with '.') are skipped, and so are binary files (a NUL
-byte in the first 8 KiB). Each file is one document, decoded as UTF-8 (invalid bytes replaced).
+byte in the first 8 KiB). A binary file named directly is refused. Each file is one document,
+decoded as UTF-8 (invalid bytes replaced).
 
 Splits are by file (`file_splits.split_of` on the path relative to the folder given, or the file
 name for a file given directly), with at least one file in each split. A single file cannot be split
@@ -112,12 +113,18 @@ class TextFilesConfig(tfds.core.BuilderConfig):
 
 def text_files_config(files: str) -> TextFilesConfig:
     """The builder config for a comma-separated `data.files` value. Raises ConfigError on
-    `data.files` when an entry is missing or no text file is found."""
+    `data.files` when an entry is missing, a file named directly is binary, or no text file is
+    found."""
     entries = tuple(parse_file_list(files))
     try:
         found = expand_files(list(entries))
     except FileNotFoundError as missing:
         raise ConfigError("data.files", files, f"existing files or folders ({missing} is not)")
+    for entry in entries:
+        path = pathlib.Path(entry).expanduser()
+        if path.is_file() and not _is_text(path):
+            raise ConfigError("data.files", files, f"text files ({entry} is binary: a NUL byte in "
+                                                   f"its first {_BINARY_PROBE_BYTES // 1024} KiB)")
     if not found:
         raise ConfigError("data.files", files,
                           "files or folders holding at least one text file (found none)")
