@@ -92,6 +92,20 @@ def test_text_pairs_need_tabs_and_the_seq2seq_objective(tmp_path):
         config_lib.validate(config)  # seq2seq on a corpus of documents
 
 
+@pytest.mark.parametrize("bad_line, problem", [
+    ("Go.\tVa !\tCC-BY 2.0 (France) Attribution", "line 3 has 2 tabs"),  # a third column
+    ("\tcible sans source", "line 3 has an empty source"),
+    ("source without target\t  ", "line 3 has an empty target"),
+])
+def test_text_pairs_line_not_one_source_and_one_target_is_named(tmp_path, bad_line, problem):
+    # Without the check a third column was read as part of the target and an empty side
+    # trained as a pair.
+    (tmp_path / "pairs.tsv").write_text(f"one\tun\n\n{bad_line}\ntwo\tdeux\n")
+    for split in file_splits.SPLITS:
+        with pytest.raises(config_lib.ConfigError, match=f"data.files.*pairs.tsv {problem}"):
+            pairs.read_text_pairs(str(tmp_path / "pairs.tsv"), split)
+
+
 class ScalingTestTranslation(tfds.core.GeneratorBasedBuilder):
     """A registered translation builder that needs no download: stands in for WMT and TED."""
 

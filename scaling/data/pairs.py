@@ -28,7 +28,9 @@ DATASET = "text_pairs"
 
 
 def read_text_pairs(files: str, split: str) -> list[tuple[bytes, bytes]]:
-    """The (source, target) pairs of `split` in the tab-separated `files`, in file order."""
+    """The (source, target) pairs of `split` in the tab-separated `files`, in file order; blank
+    lines are skipped. Raises ConfigError on `data.files` naming the first line that is not one
+    tab between a non-empty source and a non-empty target."""
     from scaling.data import text_files
 
     pairs = []
@@ -36,10 +38,18 @@ def read_text_pairs(files: str, split: str) -> list[tuple[bytes, bytes]]:
         for number, line in enumerate(pathlib.Path(entry).expanduser().read_bytes().splitlines()):
             if not line.strip():
                 continue
-            if b"\t" not in line:
-                raise ConfigError("data.files", files, f"lines 'source<TAB>target' ({entry} line "
-                                                       f"{number + 1} has no tab)")
-            source, target = line.split(b"\t", 1)
+            fields = line.split(b"\t")
+            where = f"{entry} line {number + 1}"
+            if len(fields) != 2:
+                problem = "no tab" if len(fields) == 1 else f"{len(fields) - 1} tabs"
+                raise ConfigError("data.files", files,
+                                  f"lines 'source<TAB>target' ({where} has {problem})")
+            source, target = fields
+            for name, text in (("source", source), ("target", target)):
+                if not text.strip():
+                    raise ConfigError("data.files", files, f"lines 'source<TAB>target' with text "
+                                                           f"on both sides ({where} has an empty "
+                                                           f"{name})")
             if file_splits.split_of(line.decode("utf-8", "replace")) == split:
                 pairs.append((source, target))
     return pairs
