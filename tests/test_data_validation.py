@@ -129,6 +129,16 @@ def test_cache_dir_that_is_a_file(tmp_path):
     assert error.field == "data.cache_dir"
 
 
+@pytest.mark.parametrize("field", ["cache_dir", "tfds_data_dir"])
+def test_cache_folder_inside_a_file(tmp_path, field):
+    # A folder would be made under the file: NotADirectoryError when the data is prepared.
+    (tmp_path / "file").write_text("")
+    error = _error(_data_config(tmp_path, **{field: str(tmp_path / "file" / "sub")}))
+    assert error.field == f"data.{field}"
+    assert str(tmp_path / "file") + " is a file" in str(error)
+    validate_data_config(_data_config(tmp_path, **{field: str(tmp_path / "new" / "sub")}))
+
+
 def test_message_names_field_value_and_allowed(tmp_path):
     message = str(_error(_data_config(tmp_path, dataset="nope")))
     assert message.startswith("config.data.dataset='nope' is not allowed:")

@@ -151,7 +151,18 @@ def validate_data_config(data_cfg) -> None:
     else:
         _check_tfds_dataset(data_cfg)
     _check_tokenizer(data_cfg)
-    cache_dir = data_cfg.cache_dir
-    if cache_dir and pathlib.Path(cache_dir).expanduser().is_file():
-        raise ConfigError("data.cache_dir", cache_dir,
-                          "a folder (or '' for $SCALING_CACHE or ~/.cache/scaling)")
+    _check_folder("data.cache_dir", data_cfg.cache_dir,
+                  "a folder (or '' for $SCALING_CACHE or ~/.cache/scaling)")
+    _check_folder("data.tfds_data_dir", data_cfg.tfds_data_dir,
+                  "a folder (or '' for <cache root>/tfds)")
+
+
+def _check_folder(field: str, value: str, allowed: str) -> None:
+    """`value` ('' passes) is a folder, or a path whose nearest existing part is a folder."""
+    if not value:
+        return
+    path = pathlib.Path(value).expanduser()
+    existing = next((part for part in (path, *path.parents) if part.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(field, value, allowed if existing == path
+                          else f"{allowed}; {existing} is a file")
