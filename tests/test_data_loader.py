@@ -189,6 +189,21 @@ def test_sequence_longer_than_a_split_names_seq_len(corpus_config):
         _loader(too_long)
 
 
+@pytest.mark.parametrize("texts", [[""], ["", ""], ["some text\n" * 40, ""]])
+def test_split_of_empty_files_names_the_files(tmp_path, texts):
+    # Empty files tokenize to end-of-document ids only; a split holding nothing else used to be
+    # reported as data.seq_len being too long ("at most 0").
+    paths = [tmp_path / f"{name}.txt" for name in ("a", "b")[:len(texts)]]
+    for path, text in zip(paths, texts):
+        path.write_text(text)
+    cfg = config_lib.default_config().data
+    files = ",".join(str(path) for path in paths)
+    cfg.update(dataset="text_files", files=files, seq_len=4, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(config_lib.ConfigError, match="documents are all empty") as caught:
+        _loader(cfg)
+    assert (caught.value.field, caught.value.value) == ("data.files", files)
+
+
 def test_batch_that_does_not_split_over_hosts(corpus_config):
     cfg, _ = corpus_config
     with pytest.raises(config_lib.ConfigError, match="train.batch_size"):

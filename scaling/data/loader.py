@@ -173,8 +173,8 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
     host (`process_index` of `process_count`) builds its equal share, in the form
     `train_cfg.objective` asks for (causal_lm without a `train_cfg`).
 
-    Raises ConfigError when the batch does not split evenly over hosts, a split is empty, or a
-    split is too short for one sequence of `data.seq_len` tokens."""
+    Raises ConfigError when the batch does not split evenly over hosts, a split is empty or holds
+    only empty documents, or a split is too short for one sequence of `data.seq_len` tokens."""
     if batch_size <= 0 or batch_size % process_count:
         raise ConfigError("train.batch_size", batch_size,
                           f"a positive multiple of the process count {process_count}")
@@ -190,6 +190,11 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
         if built.num_documents == 0:
             raise ConfigError(field, split, f"a split of {data_cfg.dataset!r} with at least "
                               "one document (this one is empty)")
+        if built.num_tokens == built.num_documents:  # every document is empty: EODs only
+            where = (("data.files", data_cfg.files) if data_cfg.dataset == "text_files"
+                     else (field, split))
+            raise ConfigError(*where, f"text in split {split!r} of {data_cfg.dataset!r} (its "
+                                      f"{built.num_documents} documents are all empty)")
         longest = built.num_tokens - 1
         if longest < data_cfg.seq_len:
             raise ConfigError("data.seq_len", data_cfg.seq_len,
