@@ -152,8 +152,9 @@ class OptimConfig:
     decay_shape: str = option("linear", DECAY_SHAPES, "wsd: cooldown shape (sqrt is 1-√t, "
                                                       "Hägele et al. 2024)")
     weight_decay: float = number(0.1, "AdamW decoupled weight decay (kernels and embeddings)")
-    b1: float = number(0.9, "Adam β1", maximum=1.0)
-    b2: float = number(0.95, "Adam β2", maximum=1.0)
+    # 1 would leave Adam's bias correction 1 - β^t at 0: the first update is 0/0, NaN.
+    b1: float = number(0.9, "Adam β1", maximum=1.0, exclusive_maximum=True)
+    b2: float = number(0.95, "Adam β2", maximum=1.0, exclusive_maximum=True)
     eps: float = number(1e-8, "Adam ε", exclusive_minimum=True)
     grad_clip: float = number(1.0, "global-norm clip; 0 disables")
 

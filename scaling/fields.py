@@ -74,16 +74,23 @@ def probability(default: float, doc: str) -> Any:
 
 
 def number(default: float, doc: str, *, minimum: float = 0.0, maximum: float | None = None,
-           exclusive_minimum: bool = False) -> Any:
-    """A real number in [minimum, maximum] (or (minimum, maximum] when `exclusive_minimum`)."""
+           exclusive_minimum: bool = False, exclusive_maximum: bool = False) -> Any:
+    """A real number in [minimum, maximum] (an end open when `exclusive_minimum` or
+    `exclusive_maximum`)."""
 
     def check(name: str, value: Any) -> None:
         low_ok = _is_number(value) and (value > minimum if exclusive_minimum else value >= minimum)
-        if not low_ok or (maximum is not None and value > maximum):
+        high_ok = maximum is None or (value < maximum if exclusive_maximum else value <= maximum)
+        if not low_ok or not high_ok:
             low = f"> {minimum:g}" if exclusive_minimum else f">= {minimum:g}"
-            allowed = (f"a number in [{minimum:g}, {maximum:g}]" if maximum is not None
-                       and not exclusive_minimum else f"a finite number {low}"
-                       + (f" and <= {maximum:g}" if maximum is not None else ""))
+            if maximum is None:
+                allowed = f"a finite number {low}"
+            elif exclusive_minimum:
+                high = f"< {maximum:g}" if exclusive_maximum else f"<= {maximum:g}"
+                allowed = f"a finite number {low} and {high}"
+            else:
+                allowed = f"a number in [{minimum:g}, {maximum:g}" + (")" if exclusive_maximum
+                                                                     else "]")
             raise ConfigError(name, value, allowed)
 
     return _field(float(default), doc, check)

@@ -38,6 +38,9 @@ def _train(repo, tmp_path, *overrides):
     # JAX keeps a seed's low 32 bits: these would initialise as seeds 0 and 2**32 - 1 do.
     ("--config.seed=4294967296", "seed", "an integer from 0 to 2**32 - 1"),
     ("--config.seed=-1", "seed", "an integer from 0 to 2**32 - 1"),
+    # Adam's bias correction 1 - β^t is 0 at β = 1: "diverged at step 2" (0/0) after compiling.
+    ("--config.optim.b1=1.0", "optim.b1", "a number in [0, 1)"),
+    ("--config.optim.b2=1.0", "optim.b2", "a number in [0, 1)"),
 ])
 def test_bad_config_fails_before_building(repo, tmp_path, override, field, allowed):
     wsd = ["--config.optim.schedule=wsd"] if "branch_steps" in override else []
