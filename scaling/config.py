@@ -78,7 +78,10 @@ class ModelConfig:
     max_seq_len: int = integer(0, "rows of learned/sinusoidal position tables; 0 means "
                                   "data.seq_len")
     position: str = option("rope", POSITIONS, "position encoding")
-    rope_theta: float = number(10000.0, "RoPE base wavelength", exclusive_minimum=True)
+    # Above 1 the rotation frequencies theta^(-2i/head_dim) fall across the head; a base that
+    # underflows float32 (1e-50) made them infinite, and the run NaN at its first step.
+    rope_theta: float = number(10000.0, "RoPE base wavelength", minimum=1.0,
+                               exclusive_minimum=True)
     attention: str = option("full", ATTENTIONS, "full attention, or a sliding window")
     window: int = integer(0, "sliding: keys each query sees (itself and window-1 before)")
     ffn: str = option("gelu", FFNS, "feed-forward activation")

@@ -41,6 +41,9 @@ def _train(repo, tmp_path, *overrides):
     # Adam's bias correction 1 - β^t is 0 at β = 1: "diverged at step 2" (0/0) after compiling.
     ("--config.optim.b1=1.0", "optim.b1", "a number in [0, 1)"),
     ("--config.optim.b2=1.0", "optim.b2", "a number in [0, 1)"),
+    # A base below 1 makes RoPE's frequencies rise across the head; one that underflows float32
+    # made them infinite: a RuntimeWarning and "diverged at step 1" after compiling.
+    ("--config.model.rope_theta=1e-50", "model.rope_theta", "a finite number > 1"),
 ])
 def test_bad_config_fails_before_building(repo, tmp_path, override, field, allowed):
     wsd = ["--config.optim.schedule=wsd"] if "branch_steps" in override else []
