@@ -376,12 +376,23 @@ def check_objective(config: ml_collections.ConfigDict) -> None:
                 f"{train.mean_span_length:g})"))
 
 
+# Token ids and the vocabulary's size are int32 numbers in the model.
+MAX_VOCAB = 2**31 - 1
+
+
 def _check_vocab(config: ml_collections.ConfigDict) -> None:
     """A model vocabulary below the tokenizer's would index past its embedding table (the run
-    then "diverges" at its first step)."""
+    then "diverges" at its first step); one past int32 cannot be indexed at all."""
     requested = config.model.vocab_size
     if not requested:
         return
+    # The model's vocabulary is the requested one plus the objective's special tokens.
+    specials = objectives.for_config(config.data, config.train, 0, eod_id=0).vocab_size
+    if requested + specials > MAX_VOCAB:
+        raise ConfigError("model.vocab_size", requested,
+                          f"at most {MAX_VOCAB - specials} (the model's vocabulary"
+                          + (f", with the objective's {specials} special tokens," if specials
+                             else "") + " is an int32 number)")
     tokenizer_vocab = data_lib.static_vocab_size(config.data)
     if requested < tokenizer_vocab:
         objective = config.train.objective

@@ -29,6 +29,8 @@ def _train(repo, tmp_path, *overrides):
     ("--config.data.eval_split=train", "data.eval_split", "a split other than data.train_split"),
     # Ran and "diverged at step 1" (ids past the embedding table), excluded from every fit.
     ("--config.model.vocab_size=100", "model.vocab_size", "at least the 257 ids"),
+    # A vocabulary past int32 overflowed while the memory check traced the model: a traceback.
+    ("--config.model.vocab_size=2147483648", "model.vocab_size", "at most 2147483647"),
     # A state saved in the cooldown (600 steps, the last 20% decaying) is no stable state.
     ("--config.train.branch_steps=(100, 500)", "train.branch_steps",
      "whole steps of the stable phase of this run of 600 steps (1 to 480"),
