@@ -292,6 +292,9 @@ def _check_model(m: ml_collections.ConfigDict) -> None:
         raise ConfigError("model.use_bias", m.use_bias, "False with model.ffn='swiglu'")
 
 
+MAX_STEPS = 2**31 - 1  # the optimizer's step count is an int32 number
+
+
 def _check_train(config: ml_collections.ConfigDict) -> None:
     t, o = config.train, config.optim
     if t.steps == 0 and t.tokens == 0:
@@ -299,11 +302,16 @@ def _check_train(config: ml_collections.ConfigDict) -> None:
     if t.batch_size % t.grad_accum_steps:
         raise ConfigError("train.grad_accum_steps", t.grad_accum_steps,
                           f"a divisor of train.batch_size={t.batch_size}")
+    total = budget.steps_for(config)
+    if total > MAX_STEPS:
+        field = "train.tokens" if t.tokens > 0 else "train.steps"
+        raise ConfigError(field, t[field.partition(".")[2]],
+                          f"at most {MAX_STEPS:,} optimizer steps (the step count is an int32 "
+                          f"number); this is {total:,}")
     if t.branch_steps and o.schedule != "wsd":
         raise ConfigError("train.branch_steps", t.branch_steps,
                           "() unless optim.schedule='wsd' (branches start in the stable phase)")
     if t.branch_steps:
-        total = budget.steps_for(config)
         start = budget.wsd_decay_start(o, total)
         if not all(float(step).is_integer() and 0 < step <= start for step in t.branch_steps):
             raise ConfigError("train.branch_steps", t.branch_steps,
@@ -314,7 +322,6 @@ def _check_train(config: ml_collections.ConfigDict) -> None:
                           "> 0 exactly when train.init_from names a parent run")
     if t.init_from:
         # A branch must start inside its own stable phase, or it is not the run it claims to be.
-        total = budget.steps_for(config)
         start = budget.wsd_decay_start(o, total)
         if o.schedule != "wsd" or t.init_step > start:
             raise ConfigError("train.init_step", t.init_step,

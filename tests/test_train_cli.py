@@ -40,6 +40,11 @@ def _train(repo, tmp_path, *overrides):
     # JAX keeps a seed's low 32 bits: these would initialise as seeds 0 and 2**32 - 1 do.
     ("--config.seed=4294967296", "seed", "an integer from 0 to 2**32 - 1"),
     ("--config.seed=-1", "seed", "an integer from 0 to 2**32 - 1"),
+    # The optimizer's step count is int32: the WSD schedule overflowed at step 0 in a traceback.
+    ("--config.train.steps=2147483648", "train.steps", "at most 2,147,483,647 optimizer steps"),
+    ("--config.train.tokens=100000000000000", "train.tokens",
+     "at most 2,147,483,647 optimizer steps (the step count is an int32 number); this is "
+     "24,414,062,500"),
     # Adam's bias correction 1 - β^t is 0 at β = 1: "diverged at step 2" (0/0) after compiling.
     ("--config.optim.b1=1.0", "optim.b1", "a number in [0, 1)"),
     ("--config.optim.b2=1.0", "optim.b2", "a number in [0, 1)"),
