@@ -5,8 +5,8 @@ What `scaling-sample`, `scaling-eval` and `scaling-attention` share. The run's o
 resolved model (for a run killed before it ever stopped cleanly, the record saved with its newest
 checkpoint, which holds both); the parameters come from the newest readable checkpoint through
 the same code as resume (`Checkpointer.restore_latest` onto the state `build_program` lays out),
-on the run's mesh or on one device. Anything wrong with the workdir raises `RunError`, whose message is one line
-for the command line.
+on the run's mesh or on one device. Anything wrong with the workdir raises `RunError`, whose
+message is one line for the command line.
 """
 
 from __future__ import annotations
