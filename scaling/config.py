@@ -127,7 +127,8 @@ class DataConfig:
     dataset: str = text("python_stdlib", "python_stdlib (embedded), text_files, or a TFDS text "
                                          "dataset name")
     feature: str = text("text", "the dataset's text feature")
-    files: str = text("", "text_files: comma-separated files or folders")
+    files: str = text("", "text_files, text_pairs: comma-separated files, folders or "
+                               "glob patterns")
     train_split: str = text("train", "split trained on (TFDS slicing allowed)")
     eval_split: str = text("validation", "split evaluated on")
     tokenizer: str = option("byte", TOKENIZERS, "bytes, or SentencePiece")

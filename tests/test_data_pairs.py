@@ -92,6 +92,25 @@ def test_text_pairs_need_tabs_and_the_seq2seq_objective(tmp_path):
         config_lib.validate(config)  # seq2seq on a corpus of documents
 
 
+def test_text_pairs_glob_pattern_reads_every_matching_file(tmp_path):
+    (tmp_path / "pairs").mkdir()
+    first = write_pairs(tmp_path / "pairs" / "a.tsv", count=40)
+    second = [line.replace("source", "other") for line in write_pairs(tmp_path / "pairs" / "b.tsv")]
+    (tmp_path / "pairs" / "b.tsv").write_text("\n".join(second) + "\n")
+    (tmp_path / "pairs" / "sub").mkdir()  # a folder the pattern matches is not a file of pairs
+    config = seq2seq_config(dataset="text_pairs", files=f"{tmp_path}/pairs/*")
+    config_lib.validate(config)
+    for split in file_splits.SPLITS:
+        expected = [line.encode() for line in first + second if file_splits.split_of(line) == split]
+        read = pairs.read_text_pairs(f"{tmp_path}/pairs/*", split)
+        assert [s + b"\t" + t for s, t in read] == expected
+    for files, problem in ((f"{tmp_path}/pairs/*.csv", r"not found: .*\*\.csv"),
+                           (f"{tmp_path}/pairs", "pairs is a folder")):
+        config.data.files = files
+        with pytest.raises(config_lib.ConfigError, match=rf"data\.files.*{problem}"):
+            config_lib.validate(config)
+
+
 @pytest.mark.parametrize("bad_line, problem", [
     ("Go.\tVa !\tCC-BY 2.0 (France) Attribution", "line 3 has 2 tabs"),  # a third column
     ("\tcible sans source", "line 3 has an empty source"),

@@ -4,6 +4,7 @@
 import hashlib
 import os
 import pathlib
+import re
 import sysconfig
 
 import pytest
@@ -111,6 +112,45 @@ def test_binary_file_named_directly_is_refused(tmp_path):
         str(tmp_path / "notes.txt"),)
 
 
+def test_glob_patterns_name_files_as_their_folder_would(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "a.txt").write_text("alpha")
+    (corpus / "b.md").write_text("beta")
+    (corpus / "sub" / "c.txt").write_text("gamma")
+    (corpus / ".hidden.txt").write_text("secret")
+    (corpus / "sub" / "blob.txt").write_bytes(b"\x00\x01")
+    recursive = text_files.expand_files([f"{corpus}/**/*.txt"])
+    # Names relative to the pattern's fixed folders: the ones the folder's walk gives, so a
+    # file lands in the same split either way.
+    assert [name for name, _ in recursive] == ["a.txt", "sub/c.txt"]
+    assert [path for _, path in recursive] == [corpus / "a.txt", corpus / "sub" / "c.txt"]
+    walked = dict(text_files.expand_files([str(corpus)]))
+    assert all(walked[name] == path for name, path in recursive)
+    assert [name for name, _ in text_files.expand_files([f"{corpus}/*.txt"])] == ["a.txt"]
+    monkeypatch.chdir(corpus)
+    assert [name for name, _ in text_files.expand_files(["s?b/*", "*.md"])] == ["sub/c.txt", "b.md"]
+    # A pattern that matches a folder walks it, naming files from the pattern's fixed folders.
+    assert [name for name, _ in text_files.expand_files(["su[b]"])] == ["sub/c.txt"]
+
+
+def test_glob_pattern_that_matches_nothing_is_one_line(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha")
+    files = f"{tmp_path}/*.txt,{tmp_path}/*.rst"
+    config = config_lib.default_config()
+    config.data.update(dataset="text_files", files=files)
+    missing = re.escape(f"patterns that match some (not found: {tmp_path}/*.rst)")
+    with pytest.raises(config_lib.ConfigError, match=rf"data\.files.*{missing}"):
+        config_lib.validate(config)
+    with pytest.raises(config_lib.ConfigError, match=r"\*\.rst is neither"):
+        text_files.text_files_config(files)
+    only_binary = tmp_path / "blobs"
+    only_binary.mkdir()
+    (only_binary / "x.txt").write_bytes(b"\x00")
+    with pytest.raises(config_lib.ConfigError, match="found none"):
+        text_files.text_files_config(f"{only_binary}/*.txt")
+
+
 def test_a_file_two_entries_reach_is_listed_once_under_the_first(tmp_path):
     (tmp_path / "sub").mkdir()
     for index in range(40):
@@ -136,6 +176,10 @@ def test_edited_text_file_gives_a_new_dataset_and_cache(tmp_path):
     train_files[0].write_text("short now")
     with data.make_loader(cfg, batch_size=2, seed=0) as after:
         assert after.tokens_in_split == expected - old_size + len("short now")
+    # The same files by a pattern are the same documents, in the same splits.
+    cfg.files = f"{corpus}/*.txt"
+    with data.make_loader(cfg, batch_size=2, seed=0) as by_pattern:
+        assert by_pattern.tokens_in_split == after.tokens_in_split
 
 
 class ScalingTestCorpus(tfds.core.GeneratorBasedBuilder):

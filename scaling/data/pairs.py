@@ -34,12 +34,14 @@ def read_text_pairs(files: str, split: str) -> list[tuple[bytes, bytes]]:
     from scaling.data import text_files
 
     pairs = []
-    for entry in text_files.parse_file_list(files):
-        for number, line in enumerate(pathlib.Path(entry).expanduser().read_bytes().splitlines()):
+    paths = [path for entry in text_files.parse_file_list(files)
+             for path in text_files.entry_files(entry)]
+    for path in paths:
+        for number, line in enumerate(path.read_bytes().splitlines()):
             if not line.strip():
                 continue
             fields = line.split(b"\t")
-            where = f"{entry} line {number + 1}"
+            where = f"{path} line {number + 1}"
             if len(fields) != 2:
                 problem = "no tab" if len(fields) == 1 else f"{len(fields) - 1} tabs"
                 raise ConfigError("data.files", files,

@@ -1,12 +1,14 @@
 """`text_files`: a user's own text files and folders as a TFDS dataset.
 
-`data.files` is a comma-separated list of files and folders. Folders are walked recursively in
-sorted order; hidden entries (a name starting with '.') are skipped, and so are binary files (a NUL
-byte in the first 8 KiB). A binary file named directly is refused. Each file is one document,
-decoded as UTF-8 (invalid bytes replaced).
+`data.files` is a comma-separated list of files, folders and glob patterns (`*`, `?`, `[...]`;
+`**` crosses folders, as in `corpus/**/*.txt`). Folders are walked recursively in sorted order, and a
+pattern's matches are taken in sorted order; hidden entries (a name starting with '.') are skipped,
+and so are binary files (a NUL byte in the first 8 KiB). A binary file named directly is refused.
+Each file is one document, decoded as UTF-8 (invalid bytes replaced).
 
-Splits are by file (`file_splits.split_of` on the path relative to the folder given, or the file
-name for a file given directly), with at least one file in each split. A single file cannot be split
+Splits are by file (`file_splits.split_of` on the path relative to the folder given, or to a
+pattern's fixed leading folders, or the file name for a file given directly), with at least one file
+in each split. A single file cannot be split
 by file, so it is cut at the line break nearest 90% of its characters: the tail is the validation
 document (a held-out contiguous tail, as `tiny_shakespeare` does).
 
@@ -17,6 +19,7 @@ file builds a new dataset (and a new token cache) instead of reusing a stale one
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
 import pathlib
@@ -34,6 +37,63 @@ def parse_file_list(files: str) -> list[str]:
     return [entry.strip() for entry in files.split(",") if entry.strip()]
 
 
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def is_pattern(entry: str) -> bool:
+    """Whether an entry (or one part of a path) is a glob pattern rather than one path."""
+    return bool(_GLOB_CHARACTERS & set(entry))
+
+
+def _pattern_base(entry: str) -> pathlib.Path:
+    """The fixed leading folders of a pattern (`corpus` for `corpus/**/*.txt`)."""
+    parts = pathlib.Path(entry).expanduser().parts
+    fixed = []
+    for part in parts:
+        if is_pattern(part):
+            break
+        fixed.append(part)
+    return pathlib.Path(os.path.abspath(pathlib.Path(*fixed) if fixed else "."))
+
+
+def entry_paths(entry: str) -> list[pathlib.Path]:
+    """The existing paths an entry names: itself, or a pattern's matches in sorted order (none
+    hidden). Raises FileNotFoundError when there is none."""
+    if is_pattern(entry):
+        matches = sorted(glob.glob(os.path.expanduser(entry), recursive=True))
+        # Absolute but not resolved, so that a match's name relative to the pattern's folders
+        # holds for symbolic links too.
+        paths = [pathlib.Path(os.path.abspath(match)) for match in matches]
+    else:
+        path = pathlib.Path(entry).expanduser()
+        paths = [path.resolve()] if path.exists() else []
+    if not paths:
+        raise FileNotFoundError(entry)
+    return paths
+
+
+def names_something(entry: str) -> bool:
+    """Whether an entry exists, or a pattern matches something."""
+    try:
+        entry_paths(entry)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def entry_files(entry: str) -> list[pathlib.Path]:
+    """The files an entry names: itself, or a pattern's matching files (folders it matches are
+    left out). Raises FileNotFoundError when there is none, and IsADirectoryError for a folder
+    named directly."""
+    paths = entry_paths(entry)
+    if not is_pattern(entry) and paths[0].is_dir():
+        raise IsADirectoryError(entry)
+    files = [path for path in paths if path.is_file()]
+    if not files:
+        raise FileNotFoundError(entry)
+    return files
+
+
 def _is_text(path: pathlib.Path) -> bool:
     with open(path, "rb") as f:
         return b"\0" not in f.read(_BINARY_PROBE_BYTES)
@@ -44,7 +104,7 @@ def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
     a file that two entries reach (a folder and a folder inside it) is listed once, under the
     first entry's name, so that it cannot land in both splits.
 
-    Raises FileNotFoundError for an entry that does not exist."""
+    Raises FileNotFoundError for an entry that does not exist or a pattern that matches nothing."""
     found, seen = [], set()
 
     def add(name: str, path: pathlib.Path) -> None:
@@ -53,18 +113,23 @@ def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
             found.append((name, path))
 
     for entry in entries:
-        root = pathlib.Path(entry).expanduser().resolve()
-        if root.is_file():
-            add(root.name, root)
-        elif root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    path = pathlib.Path(dirpath, name)
-                    if not name.startswith(".") and path.is_file() and _is_text(path):
-                        add(path.relative_to(root).as_posix(), path)
-        else:
-            raise FileNotFoundError(entry)
+        pattern = is_pattern(entry)
+        base = _pattern_base(entry) if pattern else None
+        for root in entry_paths(entry):
+            if root.is_file():
+                # A pattern's binary matches are skipped, as a folder's are.
+                if not pattern:
+                    add(root.name, root)
+                elif _is_text(root):
+                    add(root.relative_to(base).as_posix(), root)
+            elif root.is_dir():
+                names_from = base if pattern else root
+                for dirpath, dirnames, filenames in os.walk(root):
+                    dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                    for name in sorted(filenames):
+                        path = pathlib.Path(dirpath, name)
+                        if not name.startswith(".") and path.is_file() and _is_text(path):
+                            add(path.relative_to(names_from).as_posix(), path)
     return found
 
 
@@ -119,10 +184,11 @@ def text_files_config(files: str) -> TextFilesConfig:
     try:
         found = expand_files(list(entries))
     except FileNotFoundError as missing:
-        raise ConfigError("data.files", files, f"existing files or folders ({missing} is not)")
+        raise ConfigError("data.files", files, f"existing files or folders, or patterns that "
+                                               f"match some ({missing} is neither)")
     for entry in entries:
         path = pathlib.Path(entry).expanduser()
-        if path.is_file() and not _is_text(path):
+        if not is_pattern(entry) and path.is_file() and not _is_text(path):
             raise ConfigError("data.files", files, f"text files ({entry} is binary: a NUL byte in "
                                                    f"its first {_BINARY_PROBE_BYTES // 1024} KiB)")
     if not found:

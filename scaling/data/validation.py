@@ -58,12 +58,17 @@ def _check_text_pairs(data_cfg) -> None:
     from scaling.data import text_files
 
     _check_splits(data_cfg, file_splits.SPLITS)
+    allowed = "comma-separated tab-separated files (or glob patterns) with dataset='text_pairs'"
     entries = text_files.parse_file_list(data_cfg.files or "")
-    missing = [e for e in entries if not pathlib.Path(e).expanduser().is_file()]
-    if not entries or missing:
-        raise ConfigError("data.files", data_cfg.files, "comma-separated tab-separated files with "
-                          "dataset='text_pairs'" + (f" (not found: {', '.join(missing)})"
-                                                    if missing else ""))
+    if not entries:
+        raise ConfigError("data.files", data_cfg.files, allowed)
+    for entry in entries:
+        try:
+            text_files.entry_files(entry)
+        except IsADirectoryError:
+            raise ConfigError("data.files", data_cfg.files, f"{allowed} ({entry} is a folder)")
+        except FileNotFoundError:
+            raise ConfigError("data.files", data_cfg.files, f"{allowed} (not found: {entry})")
     if data_cfg.tokenizer == "sentencepiece" and not data_cfg.spm_model:
         raise ConfigError("data.spm_model", "", "a SentencePiece model file with "
                           "dataset='text_pairs' (or data.tokenizer='byte')")
@@ -144,10 +149,11 @@ def validate_data_config(data_cfg) -> None:
             if not entries:
                 raise ConfigError("data.files", data_cfg.files,
                                   "comma-separated files or folders with dataset='text_files'")
-            missing = [e for e in entries if not pathlib.Path(e).expanduser().exists()]
+            missing = [e for e in entries if not text_files.names_something(e)]
             if missing:
                 raise ConfigError("data.files", data_cfg.files,
-                                  f"existing files or folders (not found: {', '.join(missing)})")
+                                  "existing files or folders, or patterns that match some "
+                                  f"(not found: {', '.join(missing)})")
     else:
         _check_tfds_dataset(data_cfg)
     _check_tokenizer(data_cfg)
