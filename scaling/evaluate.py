@@ -251,9 +251,6 @@ def _batches(args, run_config, data_cfg, tokenizer, objective, vocab_size: int):
 
 def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Path, dict]:
     """Evaluate per `args`; returns the JSON file written and its record."""
-
-
-
     workdir = pathlib.Path(args.workdir)
     summary = trained.read_summary(workdir)
     run_config = trained.run_config(summary)
@@ -263,6 +260,11 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     if args.batches is not None and args.batches < 1:
         raise trained.RunError(f"--batches {args.batches}: must be an integer >= 1")
     trained.check_checkpoint(workdir, summary)  # before any data is read
+    out_dir = workdir / "eval"
+    try:  # before any data is read or any batch scored: found only at the end, it cost them
+        files.check_writable_folder(out_dir)
+    except OSError as error:  # "eval" a file, a read-only mount
+        raise trained.RunError(f"{out_dir} cannot be written ({error.strerror or error})") from None
     tokenizer = trained.tokenizer_of(run_config)
     # The objective's batches exactly as the run's loader makes them (its special tokens after
     # the tokenizer's ids).
@@ -315,7 +317,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         "data_overrides": overridden,
     }
     name = eval_file_name(data_cfg, overridden, args.batches, args.whole_split)
-    out = workdir / "eval" / f"{name}.json"
+    out = out_dir / f"{name}.json"
     try:
         files.write_text_atomic(out, json.dumps(record, indent=1) + "\n")
     except OSError as error:  # a full disk, a workdir it may not write in

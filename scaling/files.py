@@ -167,6 +167,14 @@ def workdir_lock(workdir: pathlib.Path, program: str) -> Iterator[None]:
         handle.close()
 
 
+def check_writable_folder(folder: pathlib.Path) -> None:
+    """Create `folder` if missing and write a temporary file in it (removed at once); OSError
+    where either fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
 def check_workdir(workdir: pathlib.Path, option: str = "--workdir", *,
                   create: bool = True) -> pathlib.Path:
     """`workdir` created if missing (unless not `create`: a dry run writes nothing); ConfigError

@@ -213,6 +213,22 @@ def test_a_workdir_without_a_checkpoint_is_refused(tmp_path, capsys):
     assert "no checkpoint in" in capsys.readouterr().err
 
 
+def test_a_workdir_it_cannot_write_in_is_refused_before_scoring(trained_run, tmp_path, capsys,
+                                                                monkeypatch):
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    shutil.rmtree(workdir / "eval", ignore_errors=True)
+    (workdir / "eval").write_text("a file where the evaluations go")
+
+    def score(*args, **kwargs):
+        raise AssertionError("batches read for an evaluation that cannot be written")
+
+    monkeypatch.setattr(evaluate, "_batches", score)
+    assert evaluate.main(["--workdir", str(workdir)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"scaling-eval: error: {workdir / 'eval'} cannot be written (File exists)\n")
+
+
 def test_evaluating_a_run_leaves_its_save_in_flight_alone(trained_run, tmp_path, capsys):
     # The run still training: the save of its next checkpoint is a temporary folder.
     workdir = tmp_path / "run"
