@@ -14,6 +14,8 @@ left a run file of nothing but a header, and adds nothing (a run with no other a
 in a warning: W&B recorded neither its name nor its group); one killed later adds its config, but
 no summary (what W&B holds as its summary is its last logged step, copied from the history). A run
 no attempt of which ended shows its plan, as the runner's table does for a run without a summary.
+Its last attempt, which wrote no exit record, is "running" unless its workdir's lock says no process
+runs there (`scaling.files.workdir_lock` records its holder): then it was killed, and is "failed".
 The second form asks the W&B server for the runs of one group (a sweep logs every run with
 `wandb.group` = the sweep's name); without an API key, or when the server cannot be reached or
 refuses, it says so in one line (exit 2).
@@ -32,7 +34,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
+import socket
 import struct
 import sys
 import zlib
@@ -135,6 +139,33 @@ def read_local_run(run_file: pathlib.Path) -> dict:
     return run
 
 
+def workdir_in_use(run_file: pathlib.Path) -> bool:
+    """Whether a process may be running in the workdir of a W&B run file
+    (`<workdir>/wandb/<attempt>/run-<id>.wandb`): False only when its workdir lock records no
+    holder, or a process of this host that has ended; True when it cannot tell (no lock file, or
+    another host's process)."""
+    try:
+        record = (run_file.parents[2] / files.WORKDIR_LOCK).read_text().strip()
+    except (OSError, IndexError):
+        return True
+    if not record:
+        return False  # released cleanly
+    try:
+        holder = json.loads(record)
+        pid, host = int(holder["pid"]), holder["host"]
+    except (ValueError, KeyError, TypeError):
+        return True
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
     """The training runs whose W&B directories lie anywhere under `wandb_dir`, one per run id,
     each attempt's summary merged over the earlier ones' (less the keys it removed). With `group`,
@@ -155,6 +186,7 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
             unrecorded[run_file.stem.removeprefix("run-")] = run_file.parent
             continue
         merged = runs.setdefault(attempt["id"], {"summary": {}})
+        merged["run_file"] = run_file
         merged.update({key: value for key, value in attempt.items()
                        if key not in ("summary", "removed")})
         if attempt["summary"].get("status"):
@@ -164,6 +196,10 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
             for key in attempt["removed"]:
                 merged["summary"].pop(key, None)
             merged["summary"].update(attempt["summary"])
+    for run in runs.values():
+        run_file = run.pop("run_file")
+        if run["state"] == "running" and not workdir_in_use(run_file):
+            run["state"] = "killed"  # its last attempt wrote no exit record, and nothing runs
     lost = [str(folder) for run_id, folder in unrecorded.items() if run_id not in runs]
     if lost:
         # Neither its name nor its group is known: say so rather than leave it out unseen.

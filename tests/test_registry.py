@@ -4,8 +4,10 @@ offline run files and from the W&B API (a fake one: no network here); resumed ru
 import csv
 import json
 import math
+import os
 import pathlib
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 from conftest import write_sweep_config
 from launch import registry
 from launch.results import RESULT_COLUMNS
-from scaling import tracking
+from scaling import files, tracking
 from scaling.config import default_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -317,6 +319,32 @@ def test_a_killed_attempt_shows_the_plan_or_the_summary_an_earlier_attempt_wrote
     row = {key: "" if value is None else str(value) for key, value in
            registry.result_row(run).items()}
     assert_same_table([row], [want])
+
+
+@pytest.mark.slow
+def test_a_last_attempt_without_exit_is_failed_when_its_workdir_lock_says_nothing_runs(
+        finished_sweep, tmp_path):
+    workdir, expected = finished_sweep
+    [finished] = (workdir / "runs" / expected[1]["name"] / "wandb").glob("offline-run-*/run-*.wandb")
+    run_dir = tmp_path / "run"
+    attempt = f"offline-run-29991231_235959-{finished.stem[4:]}"
+    cut_before_finish(finished, run_dir / "wandb" / attempt / finished.name)
+    lock = run_dir / files.WORKDIR_LOCK
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    host = socket.gethostname()
+    for record, status in [
+            (None, "running"),  # no lock file (the W&B folders gathered elsewhere): cannot tell
+            ("", "failed"),  # released: no process holds the workdir
+            (json.dumps({"pid": int(ended.stdout), "host": host}), "failed"),  # its holder died
+            (json.dumps({"pid": os.getpid(), "host": host}), "running"),
+            (json.dumps({"pid": int(ended.stdout), "host": f"{host}-other"}), "running")]:
+        if record is None:
+            lock.unlink(missing_ok=True)
+        else:
+            lock.write_text(record)
+        (run,) = registry.local_runs(run_dir)
+        assert registry.result_row(run)["status"] == status, record
 
 
 def test_a_run_file_damaged_inside_is_one_line_naming_it(tmp_path, capsys):
