@@ -167,6 +167,14 @@ def workdir_lock(workdir: pathlib.Path, program: str) -> Iterator[None]:
         handle.close()
 
 
+CACHE_ENV = "SCALING_CACHE"
+
+
+def cache_home() -> pathlib.Path:
+    """Where caches go by default: `$SCALING_CACHE`, else `~/.cache/scaling`."""
+    return pathlib.Path(os.environ.get(CACHE_ENV) or "~/.cache/scaling").expanduser()
+
+
 def check_writable_folder(folder: pathlib.Path) -> None:
     """Create `folder` if missing and write a temporary file in it (removed at once); OSError
     where either fails."""

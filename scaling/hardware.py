@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pathlib
 import platform
 import time
 
@@ -64,10 +63,6 @@ def device_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def cache_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("SCALING_CACHE", pathlib.Path.home() / ".cache" / "scaling"))
-
-
 def measure_matmul_peak(dtype=jnp.float32, size: int = 2048, repeats: int = 5) -> float:
     """Best achieved FLOP/s of a size³ matmul on the default device."""
     key_a, key_b = jax.random.split(jax.random.key(0))
@@ -98,7 +93,7 @@ def device_peak_flops(compute_dtype: str = "float32") -> float:
         return measure_matmul_peak(jnp.bfloat16 if compute_dtype == "bfloat16" else jnp.float32,
                                    size=8192)
     key = f"{platform.node()}-{os.cpu_count()}-{compute_dtype}-{jax.device_count()}"
-    path = cache_dir() / "cpu_peak.json"
+    path = files.cache_home() / "cpu_peak.json"
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -139,6 +139,24 @@ def test_cache_folder_inside_a_file(tmp_path, field):
     validate_data_config(_data_config(tmp_path, **{field: str(tmp_path / "new" / "sub")}))
 
 
+@pytest.mark.parametrize("inside", ["", "sub"])
+def test_scaling_cache_at_or_inside_a_file(tmp_path, monkeypatch, inside):
+    # With data.cache_dir='' the cache is $SCALING_CACHE: under a file, a traceback when the data
+    # was prepared.
+    (tmp_path / "file").write_text("")
+    home = tmp_path / "file" / inside if inside else tmp_path / "file"
+    monkeypatch.setenv("SCALING_CACHE", str(home))
+    message = str(_error(_data_config(tmp_path, cache_dir="")))
+    where = "is under" if inside else "is"
+    assert message == (f"config.data.cache_dir='' is not allowed: a folder (or '' for $SCALING_CACHE "
+                       f"or ~/.cache/scaling); $SCALING_CACHE={home} {where} a file "
+                       f"({tmp_path / 'file'})")
+    monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "new" / "sub"))
+    validate_data_config(_data_config(tmp_path, cache_dir=""))
+    monkeypatch.setenv("SCALING_CACHE", str(home))
+    validate_data_config(_data_config(tmp_path))  # a data.cache_dir of its own: not read
+
+
 def test_message_names_field_value_and_allowed(tmp_path):
     message = str(_error(_data_config(tmp_path, dataset="nope")))
     assert message.startswith("config.data.dataset='nope' is not allowed:")

@@ -13,14 +13,13 @@ import contextlib
 import dataclasses
 import functools
 import importlib
-import os
 import pathlib
 import sys
 import time
 from typing import Iterator
 
 from scaling.errors import ConfigError
-from scaling.files import file_lock
+from scaling.files import cache_home, file_lock
 
 EMBEDDED_DATASETS = ("python_stdlib", "text_files")
 FILE_FORMAT = "array_record"
@@ -34,8 +33,7 @@ class DatasetUnavailableError(RuntimeError):
 
 def cache_root(data_cfg) -> pathlib.Path:
     """`data.cache_dir`, else `$SCALING_CACHE`, else `~/.cache/scaling`."""
-    chosen = data_cfg.cache_dir or os.environ.get("SCALING_CACHE") or "~/.cache/scaling"
-    return pathlib.Path(chosen).expanduser()
+    return pathlib.Path(data_cfg.cache_dir).expanduser() if data_cfg.cache_dir else cache_home()
 
 
 def tfds_data_dir(data_cfg) -> pathlib.Path:

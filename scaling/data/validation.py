@@ -10,6 +10,7 @@ from __future__ import annotations
 import pathlib
 
 from scaling.data import file_splits, sources, tokenizers
+from scaling import files
 from scaling.errors import ConfigError
 
 # Batches are int32, so every id must be below 2**31 (the token cache holds up to uint32).
@@ -157,10 +158,21 @@ def validate_data_config(data_cfg) -> None:
     else:
         _check_tfds_dataset(data_cfg)
     _check_tokenizer(data_cfg)
-    _check_folder("data.cache_dir", data_cfg.cache_dir,
-                  "a folder (or '' for $SCALING_CACHE or ~/.cache/scaling)")
+    cache_allowed = "a folder (or '' for $SCALING_CACHE or ~/.cache/scaling)"
+    _check_folder("data.cache_dir", data_cfg.cache_dir, cache_allowed)
+    if not data_cfg.cache_dir:
+        home = files.cache_home()
+        existing = _nearest_existing(home)
+        if existing is not None and not existing.is_dir():
+            raise ConfigError("data.cache_dir", "", f"{cache_allowed}; ${files.CACHE_ENV}={home} "
+                                                    f"{'is' if existing == home else 'is under'} "
+                                                    f"a file ({existing})")
     _check_folder("data.tfds_data_dir", data_cfg.tfds_data_dir,
                   "a folder (or '' for <cache root>/tfds)")
+
+
+def _nearest_existing(path: pathlib.Path) -> pathlib.Path | None:
+    return next((part for part in (path, *path.parents) if part.exists()), None)
 
 
 def _check_folder(field: str, value: str, allowed: str) -> None:
@@ -168,7 +180,7 @@ def _check_folder(field: str, value: str, allowed: str) -> None:
     if not value:
         return
     path = pathlib.Path(value).expanduser()
-    existing = next((part for part in (path, *path.parents) if part.exists()), None)
+    existing = _nearest_existing(path)
     if existing is not None and not existing.is_dir():
         raise ConfigError(field, value, allowed if existing == path
                           else f"{allowed}; {existing} is a file")
