@@ -27,7 +27,8 @@ def test_text_pairs_split_by_line_and_batch_padded_with_eos(tmp_path):
     config = seq2seq_config(dataset="text_pairs", files=str(tmp_path / "pairs.tsv"), seq_len=12,
                             target_len=8, cache_dir=str(tmp_path))
     config_lib.validate(config)
-    expected = {split: [line for line in lines if file_splits.split_of(line) == split]
+    expected = {split: [line for line in lines
+                        if file_splits.split_of(line.split("\t")[0]) == split]
                 for split in file_splits.SPLITS}
     assert expected["validation"] and len(expected["train"]) + len(expected["validation"]) == 300
     held_out = pairs.read_text_pairs(str(tmp_path / "pairs.tsv"), "validation")
@@ -66,7 +67,7 @@ def test_text_pairs_split_by_line_and_batch_padded_with_eos(tmp_path):
 
 def test_the_whole_held_out_split_of_pairs_is_every_full_batch(tmp_path):
     lines = write_pairs(tmp_path / "pairs.tsv")
-    held_out = sum(file_splits.split_of(line) == "validation" for line in lines)
+    held_out = sum(file_splits.split_of(line.split("\t")[0]) == "validation" for line in lines)
     config = seq2seq_config(dataset="text_pairs", files=str(tmp_path / "pairs.tsv"), seq_len=12,
                             target_len=8, cache_dir=str(tmp_path))
     loader = make_loader(config.data, batch_size=8, seed=3, train_cfg=config.train)
@@ -92,6 +93,18 @@ def test_text_pairs_need_tabs_and_the_seq2seq_objective(tmp_path):
         config_lib.validate(config)  # seq2seq on a corpus of documents
 
 
+def test_the_translations_of_one_source_share_its_split(tmp_path):
+    # Tatoeba-style files list several translations of one sentence; split by line, a held-out
+    # source was also trained on (here 12 of 40 sources were in both splits).
+    lines = [f"sentence {index}\ttranslation {index}.{variant}"
+             for index in range(40) for variant in range(3)]
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
+    sources = {split: {s for s, _ in pairs.read_text_pairs(str(tmp_path / "pairs.tsv"), split)}
+               for split in file_splits.SPLITS}
+    assert sources["validation"] and not sources["train"] & sources["validation"]
+    assert len(sources["train"]) + len(sources["validation"]) == 40
+
+
 def test_text_pairs_glob_pattern_reads_every_matching_file(tmp_path):
     (tmp_path / "pairs").mkdir()
     first = write_pairs(tmp_path / "pairs" / "a.tsv", count=40)
@@ -101,7 +114,8 @@ def test_text_pairs_glob_pattern_reads_every_matching_file(tmp_path):
     config = seq2seq_config(dataset="text_pairs", files=f"{tmp_path}/pairs/*")
     config_lib.validate(config)
     for split in file_splits.SPLITS:
-        expected = [line.encode() for line in first + second if file_splits.split_of(line) == split]
+        expected = [line.encode() for line in first + second
+                    if file_splits.split_of(line.split("\t")[0]) == split]
         read = pairs.read_text_pairs(f"{tmp_path}/pairs/*", split)
         assert [s + b"\t" + t for s, t in read] == expected
     for files, problem in ((f"{tmp_path}/pairs/*.csv", r"not found: .*\*\.csv"),

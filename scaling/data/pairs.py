@@ -2,8 +2,9 @@
 builder (`data.source_feature`, `data.target_feature`), batched as a pure function of (seed, step).
 
     text_pairs     `data.files`: files of lines `source<TAB>target`. A line's split is a pure
-                   function of its text (`file_splits.split_of`), so it never moves between train
-                   and validation when lines are added.
+                   function of its source (`file_splits.split_of`), so it never moves between
+                   train and validation when lines are added, and the translations of one source
+                   (Tatoeba lists several) are never split between them.
     TFDS           any builder whose examples carry both features as text (`wmt14_translate/de-en`
                    with 'de' → 'en', `ted_hrlr_translate/pt_to_en` with 'pt' → 'en', ...),
                    prepared and read like the corpora (`scaling.data.sources`).
@@ -28,9 +29,9 @@ DATASET = "text_pairs"
 
 
 def read_text_pairs(files: str, split: str) -> list[tuple[bytes, bytes]]:
-    """The (source, target) pairs of `split` in the tab-separated `files`, in file order; blank
-    lines are skipped. Raises ConfigError on `data.files` naming the first line that is not one
-    tab between a non-empty source and a non-empty target."""
+    """The (source, target) pairs of `split` (by a hash of the source) in the tab-separated
+    `files`, in file order; blank lines are skipped. Raises ConfigError on `data.files` naming the
+    first line that is not one tab between a non-empty source and a non-empty target."""
     from scaling.data import text_files
 
     pairs = []
@@ -52,7 +53,7 @@ def read_text_pairs(files: str, split: str) -> list[tuple[bytes, bytes]]:
                     raise ConfigError("data.files", files, f"lines 'source<TAB>target' with text "
                                                            f"on both sides ({where} has an empty "
                                                            f"{name})")
-            if file_splits.split_of(line.decode("utf-8", "replace")) == split:
+            if file_splits.split_of(source.decode("utf-8", "replace")) == split:
                 pairs.append((source, target))
     return pairs
 
