@@ -118,6 +118,10 @@ def test_text_pairs_glob_pattern_reads_every_matching_file(tmp_path):
                     if file_splits.split_of(line.split("\t")[0]) == split]
         read = pairs.read_text_pairs(f"{tmp_path}/pairs/*", split)
         assert [s + b"\t" + t for s, t in read] == expected
+    # A file named again by another entry is read once.
+    assert pairs.read_text_pairs(f"{tmp_path}/pairs/b.tsv,{tmp_path}/pairs/*", "train") == (
+        pairs.read_text_pairs(f"{tmp_path}/pairs/b.tsv", "train")
+        + pairs.read_text_pairs(f"{tmp_path}/pairs/a.tsv", "train"))
     for files, problem in ((f"{tmp_path}/pairs/*.csv", r"not found: .*\*\.csv"),
                            (f"{tmp_path}/pairs", "pairs is a folder")):
         config.data.files = files

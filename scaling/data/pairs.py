@@ -35,8 +35,12 @@ def read_text_pairs(files: str, split: str) -> list[tuple[bytes, bytes]]:
     from scaling.data import text_files
 
     pairs = []
-    paths = [path for entry in text_files.parse_file_list(files)
-             for path in text_files.entry_files(entry)]
+    paths, seen = [], set()
+    for entry in text_files.parse_file_list(files):
+        for path in text_files.entry_files(entry):
+            if path.resolve() not in seen:  # a file two entries name (`a.tsv,*.tsv`) is read once
+                seen.add(path.resolve())
+                paths.append(path)
     for path in paths:
         for number, line in enumerate(path.read_bytes().splitlines()):
             if not line.strip():
