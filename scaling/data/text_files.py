@@ -8,9 +8,9 @@ Each file is one document, decoded as UTF-8 (invalid bytes replaced).
 
 Splits are by file (`file_splits.split_of` on the path relative to the folder given, or to a
 pattern's fixed leading folders, or the file name for a file given directly), with at least one file
-in each split. A single file cannot be split
-by file, so it is cut at the line break nearest 90% of its characters: the tail is the validation
-document (a held-out contiguous tail, as `tiny_shakespeare` does).
+in each split. A single file cannot be split by file, so it is cut at the line break nearest 90% of
+its characters: the tail is the validation document (a held-out contiguous tail, as
+`tiny_shakespeare` does).
 
 The builder config is named after a hash of the paths, sizes and modification times, so editing a
 file builds a new dataset (and a new token cache) instead of reusing a stale one.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pathlib
 
-from scaling.data import file_splits, sources, tokenizers
 from scaling import files
+from scaling.data import file_splits, sources, tokenizers
 from scaling.errors import ConfigError
 
 # Batches are int32, so every id must be below 2**31 (the token cache holds up to uint32).
@@ -149,7 +149,8 @@ def validate_data_config(data_cfg) -> None:
             entries = text_files.parse_file_list(data_cfg.files or "")
             if not entries:
                 raise ConfigError("data.files", data_cfg.files,
-                                  "comma-separated files or folders with dataset='text_files'")
+                                  "comma-separated files, folders or glob patterns with "
+                                  "dataset='text_files'")
             missing = [e for e in entries if not text_files.names_something(e)]
             if missing:
                 raise ConfigError("data.files", data_cfg.files,
