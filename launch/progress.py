@@ -2,15 +2,22 @@
 run's step and loss, and the time left from the throughput measured so far.
 
 The numbers come from the runs' own `metrics.jsonl` (the last logged step), so the status costs
-the training processes nothing. The time left is the sweep's remaining FLOPs (each run's share of
-the study, `PlannedRun.study_flops`) over the FLOPs per second its runs have trained since this
-invocation started — all runs at once, so running several in parallel is accounted for.
+the training processes nothing. The time left adds up what each unfinished run has left, over the
+processes that train them side by side: its steps left at the tokens per second its size last
+logged (a size none has logged yet: at the FLOP rate of the measured size nearest in parameters),
+plus the time a run spends outside its training steps — starting, compiling, its final evaluation,
+saving — measured on the runs finished so far (the median, over cooldown branches for a branch
+and over the other runs for the others when they have any). FLOPs alone would not do: a cooldown
+branch trains few steps but spends seconds starting and evaluating, and a small model trains far
+fewer FLOPs per second than a large one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
+import statistics
 import sys
 import time
 from typing import Callable
@@ -35,49 +42,98 @@ def last_record(metrics_path: pathlib.Path) -> dict | None:
 
 
 class SweepProgress:
-    """Counts and clocks for the runs a sweep trains in this invocation; `line()` says where it
-    stands in one line."""
+    """Counts and clocks for the runs a sweep trains in this invocation, `processes` at a time;
+    `line()` says where it stands in one line."""
 
     def __init__(self, runs, run_dir: Callable[[str], pathlib.Path], stream=None,
-                 clock: Callable[[], float] = time.monotonic, log_file: str = "train.log"):
+                 clock: Callable[[], float] = time.monotonic, log_file: str = "train.log",
+                 processes: int = 1):
         self.runs = {run.name: run for run in runs}
         self.run_dir, self.stream, self.clock = run_dir, stream or sys.stdout, clock
-        self.log_file = log_file
-        self.start = clock()
-        self.running: dict[str, float] = {}  # name → study FLOPs trained when it started
-        self.finished: dict[str, float] = {}  # name → study FLOPs trained in this invocation
+        self.log_file, self.processes = log_file, max(1, processes)
+        self.running: dict[str, tuple[float, int]] = {}  # name → (clock, step) when it started
+        # name → its seconds outside its training steps (None: no size measured when it ended)
+        self.finished: dict[str, float | None] = {}
+        self.speeds: dict[str, tuple[float, float]] = {}  # size → (tokens/s, FLOPs per token)
 
-    def trained_flops(self, name: str) -> float:
-        """The study FLOPs a run has trained so far, from its last logged step."""
+    def _note_speed(self, size: str, record: dict) -> None:
+        speed, tokens, flops = (record.get(key) for key in ("tokens_per_second", "tokens", "flops"))
+        if all(isinstance(value, (int, float)) and value > 0 for value in (speed, tokens, flops)):
+            self.speeds[size] = (float(speed), flops / tokens)
+
+    def _step(self, name: str) -> int:
+        """The run's last logged step (its start step before any); notes its size's speed."""
         run = self.runs[name]
         record = last_record(self.run_dir(name) / "metrics.jsonl") or {}
-        span = run.steps - run.start_step
-        done = min(max(record.get("step", run.start_step) - run.start_step, 0), span)
-        return run.study_flops * done / span if span else 0.0
+        self._note_speed(run.size, record)
+        return min(max(int(record.get("step", run.start_step)), run.start_step), run.steps)
+
+    def _steps_seconds(self, name: str, steps: int) -> float | None:
+        """Seconds to train `steps` of a run at its size's speed (None: no size measured)."""
+        run = self.runs[name]
+        tokens = steps * run.tokens / run.steps
+        if run.size in self.speeds:
+            return tokens / self.speeds[run.size][0]
+        if not self.speeds:
+            return None
+        # The FLOP rate of the measured size nearest in parameters.
+        nearest = min(self.speeds, key=lambda size: abs(math.log(
+            self._params(size) / max(run.params, 1))))
+        speed, flops_per_token = self.speeds[nearest]
+        return tokens * (run.flops / run.tokens) / (speed * flops_per_token)
+
+    def _params(self, size: str) -> int:
+        return max(next(run.params for run in self.runs.values() if run.size == size), 1)
 
     def started(self, name: str) -> None:
-        self.running[name] = self.trained_flops(name)
+        self.running[name] = (self.clock(), self._step(name))
         log = self.run_dir(name) / self.log_file
         print(f"started {name}: log {log}", file=self.stream, flush=True)
 
     def ended(self, name: str) -> None:
-        baseline = self.running.pop(name, 0.0)
-        self.finished[name] = max(self.trained_flops(name) - baseline, 0.0)
+        started, first_step = self.running.pop(name, (self.clock(), self.runs[name].start_step))
+        step = self._step(name)
+        # An ended run's summary has its median speed; the last logged window's can be far off.
+        try:
+            summary = json.loads((self.run_dir(name) / "summary.json").read_text())
+        except (OSError, ValueError):
+            summary = None
+        if isinstance(summary, dict):
+            self._note_speed(self.runs[name].size, summary)
+        training = self._steps_seconds(name, step - first_step)
+        self.finished[name] = (None if training is None
+                               else max(self.clock() - started - training, 0.0))
+
+    def _overhead(self, run) -> float:
+        """The median time the finished runs spent outside their steps: those of the same kind
+        (cooldown branches, which restore a checkpoint, or runs from scratch, which save theirs
+        for the branches) when any has finished, else all."""
+        measured = [(bool(self.runs[name].parent), seconds)
+                    for name, seconds in self.finished.items() if seconds is not None]
+        alike = [seconds for branch, seconds in measured if branch == bool(run.parent)]
+        overheads = alike or [seconds for _, seconds in measured]
+        return statistics.median(overheads) if overheads else 0.0
 
     def seconds_left(self) -> float | None:
-        """Remaining FLOPs over the FLOP/s measured since start; None before any step. A run
-        not finished counts what it has left past its last logged step, so a pending run that an
-        earlier invocation trained part of (to resume from its checkpoint) counts only the rest."""
-        progress = {name: self.trained_flops(name) for name in self.running}
-        trained_now = sum(self.finished.values()) + sum(
-            max(progress[name] - baseline, 0.0) for name, baseline in self.running.items())
-        elapsed = self.clock() - self.start
-        if trained_now <= 0 or elapsed <= 0:
+        """What the unfinished runs have left, shared among the processes (at least the longest
+        one's); None before any size has logged a speed. A running run has left its expected time
+        less what it has run, and at least its steps left; a pending run that an earlier
+        invocation trained part of (to resume from its checkpoint) counts only the rest."""
+        steps = {name: self._step(name) for name in self.runs if name not in self.finished}
+        if not self.speeds:
             return None
-        remaining = sum(run.study_flops - (progress[name] if name in progress
-                                           else self.trained_flops(name))
-                        for name, run in self.runs.items() if name not in self.finished)
-        return max(remaining, 0.0) / (trained_now / elapsed)
+        left = []
+        for name, step in steps.items():
+            run = self.runs[name]
+            overhead = self._overhead(run)
+            rest = self._steps_seconds(name, run.steps - step)
+            if name in self.running:
+                started, first_step = self.running[name]
+                expected = overhead + self._steps_seconds(name, run.steps - first_step)
+                left.append(max(expected - (self.clock() - started), rest))
+            else:
+                left.append(overhead + rest)
+        return max(sum(left) / self.processes, max(left, default=0.0))
 
     def line(self) -> str:
         pending = len(self.runs) - len(self.finished) - len(self.running)

@@ -470,7 +470,7 @@ class Scheduler:
         self.errors, self.processes = errors, processes
         self.status_every = status_every
         self.progress = SweepProgress(todo, lambda name: run_directory(workdir, name),
-                                      log_file=log_name("train"))
+                                      log_file=log_name("train"), processes=processes)
         # The longest runs first: they set the sweep's wall-clock time.
         self.waiting = sorted(todo, key=lambda run: -run.study_flops)
         self.total, self.done, self.start = len(todo), 0, time.perf_counter()

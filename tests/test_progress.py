@@ -9,10 +9,10 @@ from launch.plans import PlannedRun
 from launch.progress import SweepProgress, last_record
 
 
-def planned(name, steps, flops, start_step=0):
-    return PlannedRun(name=name, overrides={}, size="s", params=1, non_embedding_params=1,
-                      tokens=steps, steps=steps, flops=flops, flop_convention="6N",
-                      start_step=start_step)
+def planned(name, steps, flops, start_step=0, size="s", params=1, parent=""):
+    return PlannedRun(name=name, overrides={}, size=size, params=params, non_embedding_params=1,
+                      tokens=10 * steps, steps=steps, flops=flops, flop_convention="6N",
+                      parent=parent, start_step=start_step)
 
 
 def log_steps(run_dir, *records):
@@ -22,48 +22,87 @@ def log_steps(run_dir, *records):
             file.write(json.dumps(record) + "\n")
 
 
+def speed(step, tokens_per_second, flops_per_token=1.0, **record):
+    """A logged step of a run of 10 tokens per step."""
+    return {"step": step, "tokens": 10 * step, "flops": 10 * step * flops_per_token,
+            "tokens_per_second": tokens_per_second, **record}
+
+
 def test_status_line_and_time_left(tmp_path):
-    # a: 100 steps, 1000 FLOPs. b: a branch from step 50 of 100, 2000 FLOPs alone, so 1000 of
-    # study. c: 100 steps, 3000 FLOPs, pending. Total study FLOPs: 5000.
-    runs = [planned("a", 100, 1000.0), planned("b", 100, 2000.0, start_step=50),
-            planned("c", 100, 3000.0)]
+    # Two processes. a: 100 steps of 10 tokens, resumed at step 20. b: a branch of the same size
+    # from step 50. c: pending, another size 10x larger in parameters, 3 FLOPs per token.
+    runs = [planned("a", 100, 1000.0), planned("b", 100, 1000.0, start_step=50, parent="a"),
+            planned("c", 100, 3000.0, size="big", params=10)]
     now = [0.0]
     stream = io.StringIO()
     progress = SweepProgress(runs, lambda name: tmp_path / name, stream=stream,
-                             clock=lambda: now[0])
-    log_steps(tmp_path / "a", {"step": 20, "train_loss": 5.0})  # resumed: 200 FLOPs done before
+                             clock=lambda: now[0], processes=2)
+    log_steps(tmp_path / "a", {"step": 20, "train_loss": 5.0})  # an earlier invocation's
     progress.started("a")
     progress.started("b")
     assert f"started a: log {tmp_path / 'a' / 'train.log'}" in stream.getvalue()
-    assert progress.seconds_left() is None  # nothing trained yet in this invocation
+    assert progress.seconds_left() is None  # no speed logged yet
     now[0] = 10.0
-    log_steps(tmp_path / "a", {"step": 60, "train_loss": 4.25})  # +400 FLOPs
-    log_steps(tmp_path / "b", {"step": 60, "train_loss": 3.5})  # 10 of 50 steps: +200 FLOPs
-    # 600 FLOPs in 10 s; left: 5000 - (600 + 200 trained of a and b) = 4200 → 70 s.
-    assert progress.seconds_left() == pytest.approx(70.0)
-    assert progress.line() == ("[sweep] 0 done, 2 running, 1 pending, ETA 1m10s | "
+    log_steps(tmp_path / "a", speed(60, 100.0, train_loss=4.25))
+    log_steps(tmp_path / "b", speed(60, 100.0, train_loss=3.5))
+    # a: 40 steps left at 100 tokens/s = 4 s (its expected 8 s since step 20 already passed).
+    # b: 4 s likewise. c: 1000 tokens x 3 FLOPs at the FLOP rate of size s (100 FLOP/s): 30 s.
+    # Shared by two processes: 38 / 2 = 19 s, but c alone takes 30 s.
+    assert progress.seconds_left() == pytest.approx(30.0)
+    assert progress.line() == ("[sweep] 0 done, 2 running, 1 pending, ETA 0m30s | "
                                "a step 60/100 loss 4.2500 | b step 60/100 loss 3.5000")
     now[0] = 20.0
-    log_steps(tmp_path / "a", {"step": 100, "train_loss": 4.0})
+    log_steps(tmp_path / "a", speed(100, 100.0, train_loss=4.0))
     progress.ended("a")
-    # Trained now: a 800, b 200 → 1000 in 20 s; left: 5000 - 1000 (a) - 200 (b) = 3800 → 76 s.
-    assert progress.seconds_left() == pytest.approx(76.0)
-    assert progress.line().startswith("[sweep] 1 done, 1 running, 1 pending, ETA 1m16s | b step")
+    # a trained 80 steps (8 s) in 20 s: 12 s outside its steps, which every run then adds.
+    # b: expected 12 + 5 s, 20 s gone: its 4 s of steps left. c: 12 + 30 = 42 s.
+    assert progress.seconds_left() == pytest.approx(42.0)
+    assert progress.line().startswith("[sweep] 1 done, 1 running, 1 pending, ETA 0m42s | b step")
+    progress.started("c")
+    now[0] = 25.0
+    log_steps(tmp_path / "c", speed(10, 50.0, flops_per_token=3.0))
+    # c at its own speed: expected 12 + 1000 / 50 = 32 s, 5 s gone: 27 s (more than its 18 s
+    # of steps left). b: 4 s. (27 + 4) / 2 < 27.
+    assert progress.seconds_left() == pytest.approx(27.0)
+
+
+def test_branches_left_count_the_time_outside_their_steps(tmp_path):
+    # Six short branches (2 steps each) after a main run: training them takes 0.2 s each, but
+    # each run spent 5 s outside its steps; on one process that is most of the time left.
+    runs = [planned("main", 100, 1000.0)] + [
+        planned(f"b{i}", 100, 1000.0, start_step=98, parent="main") for i in range(6)]
+    now = [0.0]
+    progress = SweepProgress(runs, lambda name: tmp_path / name, stream=io.StringIO(),
+                             clock=lambda: now[0])
+    progress.started("main")
+    now[0] = 15.0
+    # Its last window logged 50 tokens/s; its summary, the median over its steps, 100: 10 s of
+    # steps.
+    log_steps(tmp_path / "main", speed(100, 50.0))
+    (tmp_path / "main" / "summary.json").write_text(json.dumps(speed(100, 100.0)))
+    progress.ended("main")
+    assert progress.seconds_left() == pytest.approx(6 * (5.0 + 0.2))
+    # Once a branch has finished, branches count the time branches spend outside their steps.
+    progress.started("b0")
+    now[0] = 17.0
+    log_steps(tmp_path / "b0", speed(100, 100.0))  # 0.2 s of steps in 2 s: 1.8 s outside them
+    progress.ended("b0")
+    assert progress.seconds_left() == pytest.approx(5 * (1.8 + 0.2))
 
 
 def test_a_pending_run_trained_in_part_before_counts_only_what_it_has_left(tmp_path):
-    # a: 100 steps, 1000 FLOPs, running. c: 100 steps, 3000 FLOPs, pending, preempted at step 40
-    # by an earlier invocation: 1800 of its FLOPs are left.
-    runs = [planned("a", 100, 1000.0), planned("c", 100, 3000.0)]
+    # a: 100 steps, running. c: 100 steps of the same size, pending, preempted at step 40 by an
+    # earlier invocation: 60 steps are left.
+    runs = [planned("a", 100, 1000.0), planned("c", 100, 1000.0)]
     now = [0.0]
     progress = SweepProgress(runs, lambda name: tmp_path / name, stream=io.StringIO(),
                              clock=lambda: now[0])
     log_steps(tmp_path / "c", {"step": 40, "train_loss": 4.0})
     progress.started("a")
     now[0] = 10.0
-    log_steps(tmp_path / "a", {"step": 50, "train_loss": 4.5})  # 500 FLOPs in 10 s
-    # Left: a 500 + c 1800 = 2300 at 50 FLOP/s → 46 s.
-    assert progress.seconds_left() == pytest.approx(46.0)
+    log_steps(tmp_path / "a", speed(50, 50.0))
+    # a: expected 100 steps x 10 tokens / 50 = 20 s, 10 s gone: 10 s. c: 600 tokens: 12 s.
+    assert progress.seconds_left() == pytest.approx(22.0)
 
 
 def test_last_record_skips_a_line_being_written(tmp_path):
