@@ -106,8 +106,13 @@ def plot_loss_vs_compute(analysis: Analysis, path) -> str:
         law_fit = analysis.fits["compute"]
         params = law_fit.fit.params
         grid = np.geomspace(frontier.flops.min(), frontier.flops.max() * 10, 200)
-        axes.plot(grid, predict_loss(law_fit.fit.law, law_fit.fit.theta, {"C": grid}), color="crimson",
-                  lw=2, label=f"fit: {params['E']:.3g} + {params['A']:.3g}·C^-{params['alpha']:.3g}")
+        fitted = predict_loss(law_fit.fit.law, law_fit.fit.theta, {"C": grid})
+        inside = grid <= frontier.flops.max()
+        axes.plot(grid, np.where(inside, fitted, np.nan), color="crimson", lw=2,
+                  label=f"fit: {params['E']:.3g} + {params['A']:.3g}·C^-{params['alpha']:.3g}")
+        beyond = grid >= grid[inside][-1]  # from the last point inside, so the two lines meet
+        axes.plot(grid, np.where(beyond, fitted, np.nan), color="crimson", lw=2, ls="--",
+                  label="fit, extrapolated beyond the data")
         if len(law_fit.bootstrap_theta):
             # 95% prediction band: bootstrap refits plus the scatter of points around the fit.
             low, high = prediction_interval(law_fit.fit, {"C": grid}, num_resamples=0, seed=0,

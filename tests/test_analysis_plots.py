@@ -104,3 +104,27 @@ def test_an_allocation_plot_survives_a_fit_with_no_finite_allocation(tmp_path, c
     for axes in figure.axes:
         assert not axes.get_lines()
         assert [text.get_text() for text in axes.texts] == ["no fit gives a finite allocation"]
+
+
+def test_loss_vs_compute_dashes_the_law_beyond_the_data(tmp_path, captured):
+    """L(C) is drawn solid over the frontier's compute and dashed (and so labelled) beyond it."""
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6, 8e6)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0), curves=sweep.curves)
+    plots.plot_loss_vs_compute(analysis, tmp_path / "plot.png")
+    [figure] = captured
+    largest = analysis.frontier.flops.max()
+    law = [line for line in figure.axes[0].get_lines()
+           if matplotlib.colors.same_color(line.get_color(), "crimson")]
+    solid = [line for line in law if line.get_linestyle() == "-"]
+    dashed = [line for line in law if line.get_linestyle() == "--"]
+    assert len(solid) == 1 and len(dashed) == 1
+
+    def drawn(line):
+        x, y = (np.asarray(values, dtype=float) for values in line.get_data())
+        return x[np.isfinite(y)]
+
+    assert drawn(solid[0]).max() <= largest
+    assert drawn(dashed[0]).max() == pytest.approx(10 * largest)
+    assert drawn(dashed[0]).min() <= drawn(solid[0]).max()  # the two meet
+    assert "extrapolated" in dashed[0].get_label()
