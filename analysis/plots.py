@@ -227,7 +227,9 @@ def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
             axes.errorbar(held_out["loss"], held_out["predicted"],
                           yerr=[np.maximum(held_out["predicted"] - held_out["ci_low"], 0.0),
                                 np.maximum(held_out["ci_high"] - held_out["predicted"], 0.0)],
-                          fmt="none", ecolor=points.get_facecolor()[0], capsize=3, zorder=3)
+                          fmt="none", ecolor=points.get_facecolor()[0], capsize=3, zorder=3,
+                          label=f"{name} law: {check.summary['interval_level']:.0%} prediction "
+                                "interval")
     low, high = axes.get_xlim()
     axes.plot([low, high], [low, high], color="black", lw=1, label="predicted = actual")
     label = _loss_label(analysis)

@@ -128,3 +128,18 @@ def test_loss_vs_compute_dashes_the_law_beyond_the_data(tmp_path, captured):
     assert drawn(dashed[0]).max() == pytest.approx(10 * largest)
     assert drawn(dashed[0]).min() <= drawn(solid[0]).max()  # the two meet
     assert "extrapolated" in dashed[0].get_label()
+
+
+def test_predicted_vs_actual_names_the_level_of_its_error_bars(tmp_path, captured):
+    """The held-out runs' error bars are their prediction intervals: the legend gives the level."""
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6, 8e6)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=20), curves=sweep.curves)
+    assert "compute" in analysis.extrapolations
+    plots.plot_predicted_vs_actual(analysis, tmp_path / "plot.png")
+    [figure] = captured
+    axes = figure.axes[0]
+    assert any(isinstance(container, matplotlib.container.ErrorbarContainer)
+               for container in axes.containers)
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert "compute law: 95% prediction interval" in legend
