@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import textwrap
 
 import matplotlib
 
@@ -30,7 +31,9 @@ def _loss_label(analysis: Analysis) -> str:
 
 
 def _compute_label(convention: str) -> str:
-    return f"training compute C (FLOPs, {convention} convention)"
+    """The compute axis's label, on several lines when the convention is long (a --csv input's
+    describes its columns), so that it fits under a half-width panel."""
+    return textwrap.fill(f"training compute C (FLOPs, {convention} convention)", width=50)
 
 
 NARROW_LOG_RANGE = 3.0  # an axis spanning less than this factor gets evenly spaced ticks

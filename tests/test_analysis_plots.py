@@ -143,3 +143,25 @@ def test_predicted_vs_actual_names_the_level_of_its_error_bars(tmp_path, capture
                for container in axes.containers)
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
     assert "compute law: 95% prediction interval" in legend
+
+
+def test_a_long_flop_convention_label_fits_under_each_panel(tmp_path, captured):
+    """A --csv input's FLOP convention names its columns; the compute axis label stays inside the
+    figure and the two allocation panels' labels do not overlap."""
+    convention = ("C = column 'Training FLOP'; D = C/(6N) with N = column 'Model Size'")
+    results = write_sweep(tmp_path, [(N, k * N) for N in (1e6, 2e6, 4e6, 8e6) for k in (10, 40)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0, law="chinchilla"),
+                       curves=sweep.curves, flop_convention=convention)
+    plots.plot_optimal_allocation(analysis, tmp_path / "allocation.png")
+    plots.plot_loss_vs_compute(analysis, tmp_path / "loss.png")
+    for figure in captured:
+        figure.tight_layout()
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        inside = figure.bbox
+        boxes = [axes.xaxis.label.get_window_extent(renderer) for axes in figure.axes]
+        for axes, box in zip(figure.axes, boxes):
+            assert "Training FLOP" in axes.get_xlabel().replace("\n", " ")
+            assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
