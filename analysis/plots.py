@@ -184,6 +184,8 @@ def plot_optimal_allocation(analysis: Analysis, path) -> str:
         axes.set(xscale="log", xlabel=_compute_label(analysis.summary["flop_convention"]),
                  ylabel=f"compute-optimal {AXIS_LABELS[name]}", title=f"{name}_opt vs compute")
         if axes.lines or axes.collections:
+            axes.axvspan(budgets.max(), grid.max(), color="0.9", lw=0, zorder=0,
+                         label="extrapolated: beyond the data's compute")
             axes.set_yscale("log")
             axes.legend(fontsize=7)
         else:

@@ -165,3 +165,24 @@ def test_a_long_flop_convention_label_fits_under_each_panel(tmp_path, captured):
             assert "Training FLOP" in axes.get_xlabel().replace("\n", " ")
             assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0
         assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_the_allocation_plot_marks_where_it_extrapolates(tmp_path, captured):
+    """N_opt(C) and D_opt(C) run on past the largest IsoFLOP budget: that stretch is shaded and
+    named in the legend, from the largest budget to the end of the lines."""
+    results = write_sweep(tmp_path, [(N, k * N) for N in (1e6, 2e6, 4e6, 8e6) for k in (10, 40)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0, law="chinchilla"),
+                       curves=sweep.curves)
+    plots.plot_optimal_allocation(analysis, tmp_path / "allocation.png")
+    [figure] = captured
+    largest = analysis.isoflop.budgets.max() if analysis.isoflop is not None else analysis.runs["C"].max()
+    for axes in figure.axes:
+        ends = max(np.nanmax(np.asarray(line.get_xdata(), dtype=float)) for line in axes.get_lines())
+        assert ends > largest
+        shaded = [patch for patch in axes.patches
+                  if patch.get_label().startswith("extrapolated")]
+        assert len(shaded) == 1
+        corners = shaded[0].get_path().transformed(shaded[0].get_patch_transform()).vertices[:, 0]
+        assert corners.min() == pytest.approx(largest) and corners.max() == pytest.approx(ends)
+        assert shaded[0].get_label() in [text.get_text() for text in axes.get_legend().get_texts()]
