@@ -209,7 +209,9 @@ def plot_residuals(analysis: Analysis, path) -> str:
         axes.scatter(law_fit.variables[variable], law_fit.loss - predicted, s=10, color="steelblue",
                      label="fitted points")
         axes.axhline(0.0, color="black", lw=1)
-        axes.set(xscale="log", xlabel=AXIS_LABELS[variable], ylabel="actual − predicted loss (nats)",
+        xlabel = (_compute_label(analysis.summary["flop_convention"]) if variable == "C"
+                  else AXIS_LABELS[variable])
+        axes.set(xscale="log", xlabel=xlabel, ylabel="actual − predicted loss (nats)",
                  title=f"Residuals: {name} law")
         axes.legend(fontsize=7)
     return _save(figure, path)

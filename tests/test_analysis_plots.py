@@ -186,3 +186,17 @@ def test_the_allocation_plot_marks_where_it_extrapolates(tmp_path, captured):
         corners = shaded[0].get_path().transformed(shaded[0].get_patch_transform()).vertices[:, 0]
         assert corners.min() == pytest.approx(largest) and corners.max() == pytest.approx(ends)
         assert shaded[0].get_label() in [text.get_text() for text in axes.get_legend().get_texts()]
+
+
+def test_every_compute_axis_names_the_flop_convention(tmp_path, captured):
+    """C means different FLOP counts under different conventions: each figure's compute axis,
+    the residuals' included, says which."""
+    results = write_sweep(tmp_path, [(N, k * N) for N in (1e6, 2e6, 4e6, 8e6) for k in (10, 40)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0, law="chinchilla"),
+                       curves=sweep.curves, flop_convention="full")
+    plots.write_plots(analysis, tmp_path)
+    compute_labels = [axes.get_xlabel() for figure in captured for axes in figure.axes
+                      if "FLOPs" in axes.get_xlabel()]
+    assert len(compute_labels) == 4  # loss vs compute, the two allocation panels, L(C) residuals
+    assert all("full convention" in label for label in compute_labels)
