@@ -20,7 +20,9 @@ SIZES = {"d32": 1e6, "d48": 2e6, "d64": 4e6, "d96": 8e6, "d128": 16e6}
 def captured(monkeypatch):
     figures = []
     monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or str(path))
-    return figures
+    yield figures
+    for figure in figures:  # _save would have closed them
+        matplotlib.pyplot.close(figure)
 
 
 def test_loss_vs_compute_colours_and_lists_runs_by_size(tmp_path, captured):
