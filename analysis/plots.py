@@ -283,6 +283,7 @@ def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = 
     right.axhline(1.0, color="grey", lw=1, ls="--")
     right.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)",
               ylabel="B's effective-compute multiplier over A", title="Effective compute")
+    plain_log_ticks(right.yaxis)
     return _save(figure, path)
 
 

@@ -202,3 +202,27 @@ def test_every_compute_axis_names_the_flop_convention(tmp_path, captured):
                       if "FLOPs" in axes.get_xlabel()]
     assert len(compute_labels) == 4  # loss vs compute, the two allocation panels, L(C) residuals
     assert all("full convention" in label for label in compute_labels)
+
+
+def test_the_effective_compute_axis_has_plain_tick_labels(tmp_path, captured):
+    """The multiplier axis reads 0.5, 1, 2 like the loss axes, not 5×10⁻¹, 10⁰, 2×10⁰."""
+    from analysis.compare import compare_recipes
+    from analysis.frontier import Frontier
+
+    C = np.geomspace(1e16, 1e20, 15)
+    rng = np.random.default_rng(0)
+    law_a = (1.8 + 300 * C**-0.12) * np.exp(rng.normal(0, 0.01, C.size))
+    law_b = (1.8 + 280 * C**-0.12) * np.exp(rng.normal(0, 0.01, C.size))
+    comparison = compare_recipes(Frontier(C, law_a, np.arange(15), "final points"),
+                                 Frontier(C, law_b, np.arange(15), "final points"),
+                                 num_resamples=20)
+    plots.plot_comparison(comparison, tmp_path / "compare.png", ("a", "b"))
+    [figure] = captured
+    right = figure.axes[1]
+    figure.canvas.draw()
+    low, high = right.get_ylim()
+    labels = [(tick.get_loc(), tick.label1.get_text())
+              for tick in right.yaxis.get_major_ticks() + right.yaxis.get_minor_ticks()
+              if low <= tick.get_loc() <= high and tick.label1.get_text()]
+    assert labels
+    assert all(float(text) == pytest.approx(loc) for loc, text in labels)
