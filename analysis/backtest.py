@@ -150,6 +150,9 @@ def split_largest(runs: pd.DataFrame, drop_largest: int = 1,
         if not held.any() or held.all():
             raise ValueError(f"hold_out_from={hold_out_from:g} holds out {int(held.sum())} of "
                              f"{len(runs)} runs; need at least one run on each side")
+    elif sizes.size < 2:
+        raise ValueError(f"the runs have {sizes.size} model size; holding out the largest needs "
+                         "at least 2")
     else:
         if drop_largest < 1 or drop_largest >= sizes.size:
             raise ValueError(f"drop_highest={drop_largest} is not allowed with {sizes.size} "

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.backtest import headline_law, prediction_interval, run_backtest
+from analysis.backtest import headline_law, prediction_interval, run_backtest, split_largest
 from analysis.cli import main
 from analysis.fit import fit_law
 from analysis.frontier import curve_frontier
@@ -97,6 +97,19 @@ def test_backtest_on_a_known_law_predicts_and_covers_the_held_out_sizes():
         assert row["ci_low"] < row["predicted"] < row["ci_high"]
         assert {"N", "D", "loss", "predicted", "relative_error", "covered"} <= set(row)
     assert result["coverage"] >= 0.5
+
+
+def test_holding_out_the_largest_of_one_size_says_two_are_needed():
+    runs = pd.DataFrame({"N": [1e6, 1e6], "D": [1e8, 2e8], "loss": [3.0, 2.9]})
+    with pytest.raises(ValueError) as one:
+        split_largest(runs)
+    assert str(one.value) == "the runs have 1 model size; holding out the largest needs at least 2"
+    two = pd.concat([runs, runs.assign(N=2e6)])
+    with pytest.raises(ValueError, match=r"drop_highest=2 is not allowed with 2 model sizes; "
+                                         r"need 1 <= drop_highest < 2"):
+        split_largest(two, drop_largest=2)
+    kept, held_out = split_largest(two)
+    assert list(kept["N"]) == [1e6, 1e6] and list(held_out["N"]) == [2e6, 2e6]
 
 
 def test_data_gain_by_size_shows_a_data_term_that_depends_on_n():
