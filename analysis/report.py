@@ -183,6 +183,10 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                   "|---|---|---|---|---|---|"]
         lines += [f"| {row['C']:.3g} | {row['sizes']} | ×{row['farthest']:.3g} | {_number(row['N_opt'])}"
                   f" | {_number(row['D_opt'])} | {_number(row['min_loss'])} |" for row in iso["budgets"]]
+        if any(row["N_opt"] is None or math.isnan(row["N_opt"]) for row in iso["budgets"]):
+            lines += ["", "n/a: the budget's parabola has no minimum inside the sizes trained at "
+                          "it (its lowest loss is at the smallest or largest size, or it opens "
+                          "downwards); such a budget does not enter the exponent fits."]
         lines.append("")
     for name, check in summary["extrapolation"].items():
         sizes = ", ".join(_number(n) for n in check["held_out_sizes"])

@@ -437,3 +437,23 @@ def test_runs_snapped_far_from_their_isoflop_budget_are_flagged(tmp_path, capsys
     # Runs on their budgets raise nothing.
     assert main(common + ["--isoflop-budgets", "1e15,3e15,1e16", "--out", str(tmp_path / "on")]) == 0
     assert "--isoflop-budgets" not in capsys.readouterr().err
+    assert "n/a: the budget's parabola" not in (tmp_path / "on" / "report.md").read_text()
+
+
+def test_an_isoflop_budget_without_a_minimum_inside_its_sizes_says_why(tmp_path):
+    # At 1e18 FLOPs the law's optimum is far above the largest size trained (1.6e7): the loss
+    # falls across every size, so the parabola has no minimum among them.
+    rows = [(N, C / (6 * N)) for C in (1e15, 1e16, 1e18) for N in np.geomspace(1e6, 1.6e7, 5)]
+    N, D = np.array(rows).T
+    assert np.all(np.diff(true_loss(N[10:], D[10:])) < 0)
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--law", "chinchilla", "--bootstrap", "0", "--isoflop-budgets", "1e15,1e16,1e18",
+                 "--out", str(tmp_path / "fit")]) == 0
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "| 1e+18 | 5 | ×1 | n/a | n/a | n/a |" in report
+    assert "| 1e+16 | 5 | ×1 | n/a" not in report
+    assert ("n/a: the budget's parabola has no minimum inside the sizes trained at it (its lowest "
+            "loss is at the smallest or largest size, or it opens downwards); such a budget does "
+            "not enter the exponent fits.") in report
