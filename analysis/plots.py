@@ -142,10 +142,14 @@ def plot_isoflops(analysis: Analysis, path) -> str:
             isoflop.minimum_loss, isoflop.used):
         members = analysis.run_budgets == budget
         sizes = runs["N"].to_numpy()[members]
-        axes.scatter(sizes, runs["loss"].to_numpy()[members], s=12, color=colour, label=f"C = {budget:.2g}")
+        # Budgets as the report writes them; one whose parabola has no minimum among its sizes
+        # is dotted and says it does not enter the exponent fits.
+        axes.scatter(sizes, runs["loss"].to_numpy()[members], s=12, color=colour,
+                     label=f"C = {budget:.3g}" + ("" if used else " (no minimum inside: not fitted)"))
         grid = np.linspace(np.log(sizes.min()), np.log(sizes.max()), 100)
         u = grid - centre
-        axes.plot(np.exp(grid), parabola[0] * u**2 + parabola[1] * u + parabola[2], color=colour, lw=1)
+        axes.plot(np.exp(grid), parabola[0] * u**2 + parabola[1] * u + parabola[2], color=colour, lw=1,
+                  ls="-" if used else ":")
         if used:
             axes.scatter([best_n], [best_loss], marker="*", s=120, color=colour, edgecolor="black", zorder=4)
     axes.scatter([], [], marker="*", s=120, color="white", edgecolor="black", label="minimum (N_opt)")

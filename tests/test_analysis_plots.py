@@ -226,3 +226,20 @@ def test_the_effective_compute_axis_has_plain_tick_labels(tmp_path, captured):
               if low <= tick.get_loc() <= high and tick.label1.get_text()]
     assert labels
     assert all(float(text) == pytest.approx(loc) for loc, text in labels)
+
+
+def test_isoflop_budgets_read_as_the_report_and_one_without_a_minimum_is_marked(tmp_path, captured):
+    # At 1e18 FLOPs the loss falls across every size trained: no minimum among them.
+    from test_analysis_cli import true_loss
+
+    rows = [(N, C / (6 * N)) for C in (1.23e15, 1e16, 1e18) for N in np.geomspace(1e6, 1.6e7, 5)]
+    N, D = np.array(rows).T
+    runs = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": true_loss(N, D)})
+    analysis = analyze(runs, Settings(num_resamples=0), budgets=np.repeat([1.23e15, 1e16, 1e18], 5))
+    assert list(analysis.isoflop.used) == [True, True, False]
+    plots.plot_isoflops(analysis, tmp_path / "isoflop.png")
+    [figure] = captured
+    axes = figure.axes[0]
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend[:3] == ["C = 1.23e+15", "C = 1e+16", "C = 1e+18 (no minimum inside: not fitted)"]
+    assert [line.get_linestyle() for line in axes.get_lines()] == ["-", "-", ":"]
