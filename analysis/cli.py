@@ -416,7 +416,8 @@ def run_compare(args) -> pathlib.Path:
     _clear(out_dir, COMPARE_FILES)
     files.write_text_atomic(out_dir / "compare.json",
                             json.dumps(json_ready(summary), indent=2) + "\n")
-    plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b), loss_label)
+    plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b), loss_label,
+                    convention_a or convention_b)
     files.write_text_atomic(out_dir / "compare.md", render_comparison(summary, (path_a, path_b)))
     for row in summary["multiplier"]:
         interval = ("" if "ci_low" not in row or np.isnan(row["ci_low"]) else

@@ -249,9 +249,11 @@ def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
     return _save(figure, path)
 
 
-def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = LOSS_LABEL) -> str:
+def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = LOSS_LABEL,
+                    convention: str | None = None) -> str:
     """Two panels: both recipes' frontiers with the jointly fitted laws (dashed beyond each
-    recipe's data), and B's effective-compute multiplier over A with its bootstrap band."""
+    recipe's data), and B's effective-compute multiplier over A with its bootstrap band. The
+    compute axes name the FLOP `convention` when the results tables give it."""
     from analysis.compare import effective_compute_multiplier
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -267,7 +269,8 @@ def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = 
         inside = (grid >= frontier.flops.min()) & (grid <= frontier.flops.max())
         left.plot(grid, np.where(inside, fitted, np.nan), color=color)
         left.plot(grid, np.where(inside, np.nan, fitted), color=color, ls="--", lw=1)  # extrapolated
-    left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=loss_label, title="Frontiers and joint fit")
+    compute_label = _compute_label(convention) if convention else "training compute C (FLOPs)"
+    left.set(xscale="log", xlabel=compute_label, ylabel=loss_label, title="Frontiers and joint fit")
     left.legend(fontsize=7)
     multiplier = effective_compute_multiplier(params, grid)
     right.plot(grid, multiplier, color="black")
@@ -285,7 +288,7 @@ def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = 
         right.fill_between(grid, low, high, color="grey", alpha=0.3, label="95% interval")
         right.legend(fontsize=7)
     right.axhline(1.0, color="grey", lw=1, ls="--")
-    right.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)",
+    right.set(xscale="log", yscale="log", xlabel=compute_label,
               ylabel="B's effective-compute multiplier over A", title="Effective compute")
     plain_log_ticks(right.yaxis)
     return _save(figure, path)

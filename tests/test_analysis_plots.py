@@ -226,6 +226,11 @@ def test_the_effective_compute_axis_has_plain_tick_labels(tmp_path, captured):
               if low <= tick.get_loc() <= high and tick.label1.get_text()]
     assert labels
     assert all(float(text) == pytest.approx(loc) for loc, text in labels)
+    assert [axes.get_xlabel() for axes in figure.axes] == ["training compute C (FLOPs)"] * 2
+    # With the results tables' FLOP convention, both compute axes name it.
+    plots.plot_comparison(comparison, tmp_path / "compare.png", ("a", "b"), convention="6N")
+    assert [axes.get_xlabel() for axes in captured[1].axes] == [
+        "training compute C (FLOPs, 6N convention)"] * 2
 
 
 def test_isoflop_budgets_read_as_the_report_and_one_without_a_minimum_is_marked(tmp_path, captured):
