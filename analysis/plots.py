@@ -15,6 +15,7 @@ from matplotlib import ticker  # noqa: E402
 from analysis import allocation  # noqa: E402
 from analysis.backtest import prediction_interval  # noqa: E402
 from analysis.bootstrap import summarize  # noqa: E402
+from analysis.inputs import FLOP_CONVENTIONS  # noqa: E402
 from analysis.laws import get_law, predict_loss  # noqa: E402
 from analysis.pipeline import Analysis  # noqa: E402
 from scaling import files  # noqa: E402
@@ -31,9 +32,11 @@ def _loss_label(analysis: Analysis) -> str:
 
 
 def _compute_label(convention: str) -> str:
-    """The compute axis's label, on several lines when the convention is long (a --csv input's
-    describes its columns), so that it fits under a half-width panel."""
-    return textwrap.fill(f"training compute C (FLOPs, {convention} convention)", width=50)
+    """The compute axis's label: a results table's FLOP convention by name, a --csv input's
+    description of its columns as it is; on several lines when long, so that it fits under a
+    half-width panel."""
+    named = f"{convention} convention" if convention in FLOP_CONVENTIONS else convention
+    return textwrap.fill(f"training compute C (FLOPs, {named})", width=50)
 
 
 NARROW_LOG_RANGE = 3.0  # an axis spanning less than this factor gets evenly spaced ticks

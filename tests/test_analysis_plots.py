@@ -248,3 +248,13 @@ def test_isoflop_budgets_read_as_the_report_and_one_without_a_minimum_is_marked(
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
     assert legend[:3] == ["C = 1.23e+15", "C = 1e+16", "C = 1e+18 (no minimum inside: not fitted)"]
     assert [line.get_linestyle() for line in axes.get_lines()] == ["-", "-", ":"]
+
+
+@pytest.mark.parametrize("convention, label", [
+    ("full", "training compute C (FLOPs, full convention)"),
+    ("6N", "training compute C (FLOPs, 6N convention)"),
+    # A --csv input describes its columns: not followed by "convention".
+    ("6ND with N = column 'Model Size'", "training compute C (FLOPs, 6ND with N = column 'Model Size')"),
+])
+def test_the_compute_axis_label_names_the_convention_once(convention, label):
+    assert " ".join(plots._compute_label(convention).split()) == label
