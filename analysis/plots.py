@@ -134,10 +134,14 @@ def plot_loss_vs_compute(analysis: Analysis, path) -> str:
     return _save(figure, path)
 
 
+MAX_BUDGETS_IN_AXES = 8  # an IsoFLOP legend longer than this goes beside the axes
+
+
 def plot_isoflops(analysis: Analysis, path) -> str:
     """Loss against N for each IsoFLOP budget, its parabola and the minimum."""
     isoflop = analysis.isoflop
-    figure, axes = plt.subplots(figsize=(7, 5))
+    beside = isoflop.budgets.size > MAX_BUDGETS_IN_AXES  # the legend: beside the profiles
+    figure, axes = plt.subplots(figsize=(10.5 if beside else 7, 5))
     colours = plt.cm.plasma(np.linspace(0, 0.85, isoflop.budgets.size))
     runs = analysis.runs
     for colour, budget, parabola, centre, best_n, best_loss, used in zip(
@@ -158,7 +162,11 @@ def plot_isoflops(analysis: Analysis, path) -> str:
     axes.scatter([], [], marker="*", s=120, color="white", edgecolor="black", label="minimum (N_opt)")
     axes.set(xscale="log", xlabel=AXIS_LABELS["N"], ylabel=_loss_label(analysis),
              title="IsoFLOP profiles")
-    axes.legend(fontsize=7, ncol=2)
+    if beside:
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                    ncol=1 + isoflop.budgets.size // 25)
+    else:
+        axes.legend(fontsize=7, ncol=2)
     return _save(figure, path)
 
 

@@ -258,3 +258,20 @@ def test_isoflop_budgets_read_as_the_report_and_one_without_a_minimum_is_marked(
 ])
 def test_the_compute_axis_label_names_the_convention_once(convention, label):
     assert " ".join(plots._compute_label(convention).split()) == label
+
+
+@pytest.mark.parametrize("num_budgets, beside", [(3, False), (10, True)])
+def test_a_long_isoflop_legend_goes_beside_the_profiles(tmp_path, captured, num_budgets, beside):
+    from test_analysis_cli import true_loss
+
+    budgets = np.geomspace(1e15, 1e16, num_budgets)
+    rows = [(N, C / (6 * N)) for C in budgets for N in np.geomspace(1e6, 1.6e7, 5)]
+    N, D = np.array(rows).T
+    runs = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": true_loss(N, D)})
+    analysis = analyze(runs, Settings(num_resamples=0), budgets=np.repeat(budgets, 5))
+    plots.plot_isoflops(analysis, tmp_path / "isoflop.png")
+    [figure] = captured
+    axes = figure.axes[0]
+    figure.canvas.draw()
+    legend, inside = axes.get_legend().get_window_extent(), axes.get_window_extent()
+    assert bool(legend.x0 >= inside.x1) == beside
