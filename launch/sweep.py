@@ -504,6 +504,7 @@ class Scheduler:
                 for future in finished:
                     self._report(futures.pop(future), *future.result())
                 if futures or self.waiting:
+                    self._submit(pool, futures)  # the freed places first: the line counts them
                     self.progress.show()
 
     def _submit(self, pool, futures: dict) -> None:

@@ -383,6 +383,29 @@ def test_a_branch_waits_for_its_parent_of_the_plans_length(tmp_path):
     assert ready([branch], 64) is True
 
 
+def test_the_status_line_counts_the_runs_that_replace_a_finished_one(tmp_path, monkeypatch,
+                                                                     capsys):
+    # Two processes, four runs: when one ends, the next starts before the line is shown, so the
+    # line says 2 running (it said 1, the place just freed not yet filled).
+    runs = [plans.PlannedRun(name=f"r{index}", overrides={}, size="d8-L2", params=1,
+                             non_embedding_params=1, tokens=8, steps=8, flops=float(8 - index),
+                             flop_convention="full") for index in range(4)]
+    seconds = {"r0": 1.0, "r1": 0.05, "r2": 2.0, "r3": 0.2}  # r1, r0, r3, r2 end in turn
+
+    def execute(command, run_dir):
+        time.sleep(seconds[run_dir.name])
+        return 0, ""
+
+    monkeypatch.setattr(sweep_module, "execute", execute)
+    monkeypatch.setattr(sweep_module, "train_command", lambda run, base, workdir: [run.name])
+    monkeypatch.setattr(sweep_module, "gather", lambda *args, **kwargs: None)
+    sweep_module.Scheduler(tmp_path, runs, runs, "", {}, 2, status_every=60).run()
+    lines = [line.split(", ETA")[0] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("[sweep]")]
+    assert lines[:2] == ["[sweep] 1 done, 2 running, 1 pending",
+                         "[sweep] 2 done, 2 running, 0 pending"]
+
+
 def test_a_branch_whose_finished_parent_lacks_its_stable_state_is_refused(tmp_path):
     # The parent finished at the plan's length under another decay_fraction: it saved the state
     # of step 40, the plan's branch starts from step 48. Rerunning would not train it again.
