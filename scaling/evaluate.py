@@ -38,7 +38,7 @@ from scaling import files
 from scaling import model as model_lib
 from scaling import parallel, step, trained
 from scaling.config import check_objective
-from scaling.data import loader, objectives, packing, pairs, sources, tokenizers
+from scaling.data import loader, objectives, packing, pairs, sources, text_files, tokenizers
 from scaling.data import validate_data_config
 from scaling.errors import ArgumentParser, ConfigError
 from scaling.overrides import apply_overrides, split_argv
@@ -75,10 +75,18 @@ def eval_set_name(dataset: str, split: str) -> str:
 
 def data_overrides(run_data, data_cfg) -> dict:
     """The `data.*` fields besides dataset and eval_split that `data_cfg` sets otherwise than the
-    run's own `run_data` and that change what is scored (`data.files`, `data.feature`, ...)."""
-    return {name: data_cfg[name] for name in sorted(data_cfg.keys())
+    run's own `run_data` and that change what is scored (`data.files`, `data.feature`, ...).
+    `data.files` is compared and given with each entry as an absolute path, so that `notes/`
+    typed in two folders names two evaluations, and `notes/` and its absolute path one."""
+
+    def value(data, name):
+        if name == "files" and data.get(name):
+            return text_files.absolute_entries(data[name])
+        return data.get(name)
+
+    return {name: value(data_cfg, name) for name in sorted(data_cfg.keys())
             if name not in ("dataset", "eval_split", *UNSCORED_DATA_FIELDS)
-            and data_cfg[name] != run_data.get(name)}
+            and value(data_cfg, name) != value(run_data, name)}
 
 
 def eval_file_name(data_cfg, overrides: dict, batches: int | None = None,

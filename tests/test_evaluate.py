@@ -157,6 +157,27 @@ def test_evaluations_of_other_files_are_written_beside_each_other(trained_run, t
     assert record["data_overrides"] == {}
 
 
+def test_relative_data_files_name_the_files_they_reach(trained_run, tmp_path, capsys, monkeypatch):
+    # `notes.txt` typed in two folders names two files: two evaluations (the second replaced the
+    # first); the same file by its absolute path is the first one again.
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    outs = []
+    for folder, text in (("one", "def f():\n    pass\n" * 50), ("two", "plain words\n" * 80),
+                         ("one", None)):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        if text:
+            (tmp_path / folder / "notes.txt").write_text(text)
+        monkeypatch.chdir(tmp_path / folder)
+        files = "notes.txt" if text else str(tmp_path / "one" / "notes.txt")
+        assert evaluate.main(["--workdir", str(workdir), "--config.data.dataset=text_files",
+                              f"--config.data.files={files}"]) == 0
+        outs.append(capsys.readouterr().out.split(" -> ")[-1].strip())
+    assert outs[0] != outs[1] and outs[2] == outs[0]
+    assert json.loads(pathlib.Path(outs[1]).read_text())["data_overrides"] == {
+        "files": str(tmp_path / "two" / "notes.txt")}
+
+
 @pytest.mark.parametrize("arguments,message", [
     (["--config.data.dataset=mnist"], "data.feature='text' is not allowed: a text feature of mnist"),
     (["--config.data.dataset=no_such_dataset"], "config.data.dataset='no_such_dataset'"),

@@ -1,7 +1,7 @@
 """`text_files`: a user's own text files and folders as a TFDS dataset.
 
-`data.files` is a comma-separated list of files, folders and glob patterns (`*`, `?`, `[...]`;
-`**` crosses folders, as in `corpus/**/*.txt`). Folders are walked recursively in sorted order, and a
+`data.files` is a comma-separated list of files, folders and glob patterns (`*`, `?`, `[...]`; `**`
+crosses folders, as in `corpus/**/*.txt`). Folders are walked recursively in sorted order, and a
 pattern's matches are taken in sorted order; hidden entries (a name starting with '.') are skipped,
 and so are binary files (a NUL byte in the first 8 KiB). A binary file named directly is refused.
 Each file is one document, decoded as UTF-8 (invalid bytes replaced).
@@ -35,6 +35,12 @@ _BINARY_PROBE_BYTES = 8192
 def parse_file_list(files: str) -> list[str]:
     """The non-empty, stripped entries of a comma-separated list."""
     return [entry.strip() for entry in files.split(",") if entry.strip()]
+
+
+def absolute_entries(files: str) -> str:
+    """A comma-separated `data.files` value with each entry (a path or a pattern) made absolute
+    from the current folder."""
+    return ",".join(os.path.abspath(os.path.expanduser(entry)) for entry in parse_file_list(files))
 
 
 _GLOB_CHARACTERS = frozenset("*?[")
