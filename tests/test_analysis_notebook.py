@@ -27,3 +27,54 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert not errors
     assert (tmp_path / "out" / "sweep" / "fit.json").is_file()
     assert (tmp_path / "out" / "sweep" / "loss_vs_compute.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def seeded_ladder(tmp_path_factory):
+    """The notebook executed on a ladder sweep (every size at four token budgets, two seeds
+    each) with no reference data, and `scaling-fit --results` on the same sweep."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from analysis.cli import main
+
+    root = tmp_path_factory.mktemp("ladder")
+    sweep_dir = root / "sweep"
+    sweep_dir.mkdir()
+    points = [(N, D) for N in (1e6, 2e6, 4e6, 8e6, 16e6) for D in (5e6, 1e7, 2e7, 4e7)]
+    results = write_sweep(sweep_dir, points)
+    table = pd.read_csv(results)
+    sign = np.where(np.arange(len(table)) % 2 == 0, 1.0, -1.0)
+    pd.concat([table.assign(seed=seed, name=table["name"] + f"-s{seed}",
+                            final_eval_loss=table["final_eval_loss"] * (1 + 0.02 * sign * side))
+               for seed, side in ((0, 1.0), (1, -1.0))]).to_csv(results, index=False)
+    (sweep_dir / "curves.csv").unlink()
+    (root / "no_reference_data").mkdir()
+    assert main(["--results", str(results), "--out", str(root / "cli"), "--bootstrap", "0"]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SCALING_RESULTS", str(results))
+        patch.setenv("SCALING_SHARED_DATA", str(root / "no_reference_data"))
+        patch.setenv("SCALING_FIT_BOOTSTRAP", "0")
+        patch.setenv("SCALING_FIT_OUT", str(root / "out"))
+        notebook = nbformat.read(NOTEBOOK, as_version=4)
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    text = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                   for output in cell.outputs)
+    return {"cli": json.loads((root / "cli" / "fit.json").read_text()),
+            "notebook": json.loads((root / "out" / "sweep" / "fit.json").read_text()),
+            "cli_report": (root / "cli" / "report.md").read_text(),
+            "notebook_report": (root / "out" / "sweep" / "report.md").read_text(),
+            "text": text, "shared": root / "no_reference_data"}
+
+
+@pytest.mark.slow
+def test_notebook_sweep_headline_law_is_scaling_fits(seeded_ladder):
+    # A ladder gets Chinchilla's L(N, D) as its headline from `scaling-fit --results` (README);
+    # the notebook's section 1 reports the same law.
+    assert seeded_ladder["cli"]["law"] == "chinchilla"
+    assert seeded_ladder["notebook"]["law"] == seeded_ladder["cli"]["law"]
+    assert seeded_ladder["notebook"]["E"] == seeded_ladder["cli"]["E"]
+
