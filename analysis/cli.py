@@ -22,7 +22,8 @@ import numpy as np
 
 from analysis.backtest import headline_law, render_backtest, run_backtest, split_largest
 from analysis.download import download_chinchilla
-from analysis.inputs import parse_filters, read_named_csv, read_results, read_wandb_export
+from analysis.inputs import (parse_filters, read_named_csv, read_results, read_wandb_export,
+                             sweep_summary)
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
 from analysis.pipeline import (DEFAULT_RESAMPLES, Settings, analyze, is_ladder,
@@ -287,12 +288,7 @@ def run(args) -> pathlib.Path:
                  else read_wandb_export(input_path, loss_column))
         runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
         default_law = "chinchilla" if is_ladder(runs) else "compute"
-        data_summary.update(source=sweep.source, loss_column=loss_column,
-                            runs_total=int(runs["seeds"].sum()) + len(sweep.excluded),
-                            seeds_per_point=sorted(int(k) for k in runs["seeds"].unique()),
-                            seed_sd_median=float(np.nanmedian(runs["seed_sd"] / runs["loss"]))
-                            if (runs["seeds"] > 1).any() else None,
-                            excluded=sweep.excluded.to_dict("records"))
+        data_summary.update(sweep_summary(sweep, loss_column))
     _check_hold_out(args, runs)
     fallback = None
     if args.law is None and default_law != "compute":

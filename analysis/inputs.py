@@ -209,6 +209,19 @@ def read_results(path, loss_column: str = "final_eval_loss") -> Sweep:
     return sweep_from_table(table, str(path), curves, loss_column)
 
 
+def sweep_summary(sweep: Sweep, loss_column: str = "final_eval_loss") -> dict:
+    """What a fit's report says of a sweep's runs: its source, the loss column fitted, how many
+    runs it has (each seed counted), the seeds per fitted point and their spread, and the runs
+    left out with the reason for each."""
+    runs = sweep.runs
+    return {"source": sweep.source, "loss_column": loss_column,
+            "runs_total": int(runs["seeds"].sum()) + len(sweep.excluded),
+            "seeds_per_point": sorted(int(k) for k in runs["seeds"].unique()),
+            "seed_sd_median": float(np.nanmedian(runs["seed_sd"] / runs["loss"]))
+            if (runs["seeds"] > 1).any() else None,
+            "excluded": sweep.excluded.to_dict("records")}
+
+
 def _strip_wandb_prefix(column: str) -> str:
     for prefix in ("summary.", "summary/", "config.", "config/", "summary_", "config_"):
         if column.startswith(prefix):

@@ -78,3 +78,12 @@ def test_notebook_sweep_headline_law_is_scaling_fits(seeded_ladder):
     assert seeded_ladder["notebook"]["law"] == seeded_ladder["cli"]["law"]
     assert seeded_ladder["notebook"]["E"] == seeded_ladder["cli"]["E"]
 
+
+@pytest.mark.slow
+def test_notebook_counts_seed_replicates_as_scaling_fit_does(seeded_ladder):
+    # 40 runs, two seeds of each of 20 points: the report says so, word for word as scaling-fit's.
+    runs_line = "40 runs in the sweep, fitted as 20 points, each the mean of its 2 seeds"
+    assert runs_line in seeded_ladder["cli_report"]
+    assert runs_line in seeded_ladder["notebook_report"]
+    assert seeded_ladder["notebook"]["data"]["runs_total"] == 40
+    assert "40 completed runs fitted as 20 points" in seeded_ladder["text"]
