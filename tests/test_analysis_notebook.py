@@ -87,3 +87,21 @@ def test_notebook_counts_seed_replicates_as_scaling_fit_does(seeded_ladder):
     assert runs_line in seeded_ladder["notebook_report"]
     assert seeded_ladder["notebook"]["data"]["runs_total"] == 40
     assert "40 completed runs fitted as 20 points" in seeded_ladder["text"]
+
+
+@pytest.mark.slow
+def test_notebook_download_hint_leads_to_the_file_it_reads(seeded_ladder):
+    # Without the reference data the notebook says how to get it: the folder the download command
+    # writes to, under the SCALING_SHARED_DATA it names, must be where the notebook looks.
+    import re
+
+    from analysis.download import FILE_NAME
+    from analysis.inputs import EPOCH_CHINCHILLA_FILE
+
+    text = seeded_ladder["text"]
+    target = re.search(r"--download-chinchilla ([^\s`]+)", text)
+    shared = re.search(r"SCALING_SHARED_DATA=([^\s`]+)", text)
+    assert target and shared, text
+    root = pathlib.Path("/data")
+    downloaded = pathlib.Path(target.group(1).replace("DIR", str(root))) / FILE_NAME
+    assert downloaded == pathlib.Path(shared.group(1).replace("DIR", str(root))) / EPOCH_CHINCHILLA_FILE
