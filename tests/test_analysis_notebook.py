@@ -105,3 +105,27 @@ def test_notebook_download_hint_leads_to_the_file_it_reads(seeded_ladder):
     root = pathlib.Path("/data")
     downloaded = pathlib.Path(target.group(1).replace("DIR", str(root))) / FILE_NAME
     assert downloaded == pathlib.Path(shared.group(1).replace("DIR", str(root))) / EPOCH_CHINCHILLA_FILE
+
+
+@pytest.mark.slow
+def test_notebook_reads_relative_paths_from_the_repository_root(tmp_path):
+    # The repository's commands name sweeps from its root (runs/demo/results.csv); Jupyter starts
+    # the notebook's kernel in analysis/, so a relative SCALING_RESULTS, SCALING_SHARED_DATA or
+    # SCALING_FIT_OUT is taken from the repository root, not from the kernel's folder.
+    import os
+
+    root = NOTEBOOK.parent.parent
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    results = write_sweep(sweep_dir, [(N, 20 * N) for N in (1e6, 2e6, 4e6, 8e6, 16e6)])
+    (tmp_path / "no_reference_data").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SCALING_RESULTS", os.path.relpath(results, root))
+        patch.setenv("SCALING_SHARED_DATA", os.path.relpath(tmp_path / "no_reference_data", root))
+        patch.setenv("SCALING_FIT_BOOTSTRAP", "0")
+        patch.setenv("SCALING_FIT_OUT", os.path.relpath(tmp_path / "out", root))
+        notebook = nbformat.read(NOTEBOOK, as_version=4)
+        nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    assert (tmp_path / "out" / "sweep" / "fit.json").is_file()
+    assert not (NOTEBOOK.parent / os.path.relpath(tmp_path / "out", root)).exists()
