@@ -151,8 +151,8 @@ def plot_isoflops(analysis: Analysis, path) -> str:
         sizes = runs["N"].to_numpy()[members]
         # Budgets as the report writes them; one whose parabola has no minimum among its sizes
         # is dotted and says it does not enter the exponent fits.
-        axes.scatter(sizes, runs["loss"].to_numpy()[members], s=12, color=colour,
-                     label=f"C = {budget:.3g}" + ("" if used else " (no minimum inside: not fitted)"))
+        label = f"C = {budget:.3g} FLOPs" + ("" if used else " (no minimum inside: not fitted)")
+        axes.scatter(sizes, runs["loss"].to_numpy()[members], s=12, color=colour, label=label)
         grid = np.linspace(np.log(sizes.min()), np.log(sizes.max()), 100)
         u = grid - centre
         axes.plot(np.exp(grid), parabola[0] * u**2 + parabola[1] * u + parabola[2], color=colour, lw=1,

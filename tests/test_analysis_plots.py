@@ -246,7 +246,8 @@ def test_isoflop_budgets_read_as_the_report_and_one_without_a_minimum_is_marked(
     [figure] = captured
     axes = figure.axes[0]
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend[:3] == ["C = 1.23e+15", "C = 1e+16", "C = 1e+18 (no minimum inside: not fitted)"]
+    assert legend[:3] == ["C = 1.23e+15 FLOPs", "C = 1e+16 FLOPs",
+                          "C = 1e+18 FLOPs (no minimum inside: not fitted)"]
     assert [line.get_linestyle() for line in axes.get_lines()] == ["-", "-", ":"]
 
 
