@@ -8,7 +8,10 @@ trained one by one. Every cooldown is the last 10% of its run (Hägele et al. 20
 enough to match a cosine schedule). Batches are 8 rows of 128 bytes, so the smallest budget is 977
 steps. The sizes differ in width only and use the standard parametrization with a learning rate ∝
 1/width, 0.24/width (0.03 at d8, 0.0025 at d96): `python -m bench.bench_demo_lr` measures it against
-half and twice at every size over two seeds (BENCHMARKS.md). µP with base width 8 and the rate tuned
+half and twice at every size (BENCHMARKS.md). AdamW's weight decay is multiplied by the rate, so the
+decay is 0.1·width/96 (0.1 at d96): rate × decay, and with it the number of steps over which the
+weights forget (4,000), is the same at every width, where a decay of 0.1 at every width forgot over
+~330 steps at d8. µP with base width 8 and the rate tuned
 there (2^-5) left widths 32–96 2–5% above these losses, and the seed-to-seed spread of d96 was
 1.6–2.5% of the loss under it against 0.1–0.8% here (`bench_demo_seeds`). Every budget's final
 held-out loss is measured on the whole validation split in full batches of 8 windows (1.02M tokens;
@@ -23,6 +26,7 @@ from launch.plans import default_sweep
 MILLION = 1_000_000
 WIDTHS = (8, 16, 32, 48, 64, 96)
 LR_TIMES_WIDTH = 0.24  # each size's learning rate is LR_TIMES_WIDTH / width
+DECAY_AT_96 = 0.1  # AdamW's weight decay at width 96, in proportion to width below it
 
 
 def get_config():
@@ -38,6 +42,8 @@ def get_config():
         "optim": {"schedule": "wsd", "warmup_steps": 50, "decay_fraction": 0.1},
         "train": {"batch_size": 8, "eval_every": 1000, "final_eval_batches": -1},
     }
-    sweep.size_overrides = {f"d{width}-L2": {"optim": {"lr": LR_TIMES_WIDTH / width}}
+    # rate × decay = LR_TIMES_WIDTH / width × DECAY_AT_96 · width / 96: the same at every width
+    sweep.size_overrides = {f"d{width}-L2": {"optim": {"lr": LR_TIMES_WIDTH / width,
+                                                       "weight_decay": DECAY_AT_96 * width / 96}}
                             for width in WIDTHS}
     return sweep
