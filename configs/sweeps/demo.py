@@ -13,7 +13,7 @@ decay is 0.1·width/96 (0.1 at d96): rate × decay, and with it the number of st
 weights forget (4,000), is the same at every width, where a decay of 0.1 at every width forgot over
 ~330 steps at d8. µP with base width 8 and the rate tuned
 there (2^-5) left widths 32–96 2–5% above these losses, and the seed-to-seed spread of d96 was
-1.6–2.5% of the loss under it against 0.1–0.8% here (`bench_demo_seeds`). Every budget's final
+1.6–2.5% of the loss under it against 0.2–0.7% here (`bench_demo_seeds`). Every budget's final
 held-out loss is measured on the whole validation split in full batches of 8 windows (1.02M tokens;
 the few windows left over are not read).
 
