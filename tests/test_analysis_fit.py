@@ -204,6 +204,26 @@ def test_allocation_closed_form_matches_a_numerical_minimum():
     assert a == pytest.approx(0.28 / 0.62) and a + b == pytest.approx(1.0)
 
 
+def test_allocation_in_another_flop_convention_matches_a_numerical_minimum():
+    """A model of N parameters costing 6·c·N^(1+s) FLOPs per token: the N minimising the loss at
+    compute C on a fine grid, and with s = 0 the 6ND optimum at C/c."""
+    E, A, B, alpha, beta = 1.69, 406.4, 410.7, 0.34, 0.28
+    for c, s in ((2.0, 0.0), (3.0, -0.1), (0.5, 0.05)):
+        for C in (1e20, 1e23):
+            N = np.geomspace(1e5, 1e14, 400001)
+            D = C / (6 * c * N ** (1 + s))
+            loss = E + A / N**alpha + B / D**beta
+            params, tokens, a, b = allocation.allocation_at_flops(C, A, B, alpha, beta, c, s)
+            assert params == pytest.approx(N[loss.argmin()], rel=1e-3)
+            assert tokens == pytest.approx(D[loss.argmin()], rel=1e-3)
+            if s == 0.0:
+                assert params == pytest.approx(allocation.optimal_params(C / c, A, B, alpha, beta))
+        # The exponents: the optimum's slope in log C.
+        low, high = (allocation.allocation_at_flops(C, A, B, alpha, beta, c, s) for C in (1e20, 1e22))
+        assert a == pytest.approx(np.log(high[0] / low[0]) / np.log(100))
+        assert b == pytest.approx(np.log(high[1] / low[1]) / np.log(100))
+
+
 def test_diminishing_returns_hand_numbers():
     # A = 1, alpha = 1: R(x) = 1/x.
     assert returns.loss_drop_per_decade(1.0, 1.0, 1.0) == pytest.approx(0.9)

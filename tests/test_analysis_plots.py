@@ -8,7 +8,7 @@ import pytest
 from matplotlib import ticker
 from test_analysis_cli import write_sweep
 
-from analysis import plots
+from analysis import allocation, plots
 from analysis.inputs import read_results
 from analysis.pipeline import Settings, analyze
 
@@ -188,6 +188,27 @@ def test_the_allocation_plot_marks_where_it_extrapolates(tmp_path, captured):
         corners = shaded[0].get_path().transformed(shaded[0].get_patch_transform()).vertices[:, 0]
         assert corners.min() == pytest.approx(largest) and corners.max() == pytest.approx(ends)
         assert shaded[0].get_label() in [text.get_text() for text in axes.get_legend().get_texts()]
+
+
+def test_approach_3_is_drawn_at_the_datas_flop_count(tmp_path, captured):
+    """Under the full convention a run costs more than 6ND (here exactly 12ND): the parametric
+    fit's N_opt and D_opt are drawn where that compute is spent, not where 6ND would be."""
+    results = write_sweep(tmp_path, [(N, k * N) for N in (1e6, 2e6, 4e6, 8e6) for k in (10, 40)])
+    table = pd.read_csv(results)
+    table["flop_convention"] = "full"
+    table["flops"] = table["flops_full"] = 12 * table["params"] * table["tokens"]
+    table.to_csv(results, index=False)
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0, law="chinchilla"),
+                       curves=sweep.curves, flop_convention=sweep.flop_convention)
+    plots.plot_optimal_allocation(analysis, tmp_path / "allocation.png")
+    [figure] = captured
+    p = analysis.fits["chinchilla"].fit.params
+    for axes, closed_form in zip(figure.axes, (allocation.optimal_params, allocation.optimal_tokens)):
+        [line] = [line for line in axes.get_lines() if line.get_label().startswith("Approach 3")]
+        C, drawn = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        np.testing.assert_allclose(drawn, closed_form(C / 2, p["A"], p["B"], p["alpha"], p["beta"]),
+                                   rtol=1e-5)
 
 
 def test_every_compute_axis_names_the_flop_convention(tmp_path, captured):
