@@ -26,8 +26,8 @@ from analysis.inputs import (parse_filters, read_named_csv, read_results, read_w
                              sweep_summary)
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
-from analysis.pipeline import (DEFAULT_RESAMPLES, Settings, analyze, is_ladder,
-                               parametric_skip_reason)
+from analysis.pipeline import DEFAULT_RESAMPLES, Settings, analyze
+from analysis.pipeline import default_law as pipeline_default_law
 from scaling import files
 from scaling.errors import ArgumentParser, flag_name
 
@@ -287,17 +287,15 @@ def run(args) -> pathlib.Path:
         sweep = (read_results(input_path, loss_column) if args.results
                  else read_wandb_export(input_path, loss_column))
         runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
-        default_law = "chinchilla" if is_ladder(runs) else "compute"
+        default_law = None
         data_summary.update(sweep_summary(sweep, loss_column))
     _check_hold_out(args, runs)
     fallback = None
-    if args.law is None and default_law != "compute":
-        reason = parametric_skip_reason(runs, default_law)
-        if reason is not None:  # not asked for: L(C) leads, and the report says why
-            fallback = f"{default_law} cannot be fitted ({reason}); the headline law is compute"
-            data_summary["headline_note"] = (f"{default_law}, the default for these runs, "
-                                             f"cannot be fitted: {reason}")
-            default_law = "compute"
+    if args.law is None:
+        default_law, fallback = pipeline_default_law(runs, default_law)
+        if fallback:  # not asked for: L(C) leads, and the report says why
+            data_summary["headline_note"] = fallback
+            fallback += "; the headline law is compute"
     drop_largest = args.drop_highest or 1
     settings = Settings(law=args.law or default_law, num_resamples=args.bootstrap, seed=args.seed,
                         improvement=args.improvement, reducible_fraction=args.reducible_fraction,

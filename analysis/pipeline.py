@@ -211,6 +211,17 @@ def is_ladder(runs: pd.DataFrame) -> bool:
     return len(runs) > 0 and float(runs.groupby("N")["D"].nunique().median()) >= 2
 
 
+def default_law(runs: pd.DataFrame, preferred: str | None = None) -> tuple[str, str | None]:
+    """The law to lead with when none is asked for, and why it is not `preferred` when the runs
+    cannot support that: `preferred` (by default Chinchilla's L(N, D) for a ladder, L(C) on the
+    compute frontier otherwise), or L(C) with the reason."""
+    preferred = preferred or ("chinchilla" if is_ladder(runs) else "compute")
+    reason = parametric_skip_reason(runs, preferred) if preferred != "compute" else None
+    if reason:
+        return "compute", f"{preferred}, the default for these runs, cannot be fitted: {reason}"
+    return preferred, None
+
+
 def compute_frontier(runs: pd.DataFrame, curves: pd.DataFrame | None, settings: Settings) -> Frontier:
     """The compute frontier from training curves; from the runs' final points when there are no
     curves with two or more eval points per run, or when the runs form a ladder (intermediate

@@ -212,8 +212,8 @@ def test_a_default_headline_law_the_runs_cannot_support_falls_back_to_compute(tm
     assert main(["--results", str(results), "--bootstrap", "0", "--out", str(tmp_path / "a")]) == 0
     fit = json.loads((tmp_path / "a" / "fit.json").read_text())
     assert fit["law"] == "compute"
-    assert "scaling-fit: note: chinchilla cannot be fitted (6 runs with 2 distinct N" in \
-        capsys.readouterr().err
+    assert ("scaling-fit: note: chinchilla, the default for these runs, cannot be fitted: 6 runs "
+            "with 2 distinct N") in capsys.readouterr().err
     assert ("Headline law: **compute**, `L = E + A·C^-alpha`. (chinchilla, the default for these "
             "runs, cannot be fitted: 6 runs with 2 distinct N") in (tmp_path / "a" / "report.md"
                                                                      ).read_text()
@@ -370,8 +370,9 @@ def test_when_the_fallback_law_fails_too_the_error_is_one_line_saying_why_both(t
     assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
                  "--bootstrap", "0", "--out", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and error.startswith("scaling-fit: error: chinchilla cannot be "
-                                                       "fitted (2 runs with 2 distinct N")
+    assert error.count("\n") == 1 and error.startswith(
+        "scaling-fit: error: chinchilla, the default for these runs, cannot be fitted: 2 runs with "
+        "2 distinct N")
     assert "the headline law is compute, and law='compute' cannot be fitted" in error
 
 

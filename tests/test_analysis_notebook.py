@@ -129,3 +129,26 @@ def test_notebook_reads_relative_paths_from_the_repository_root(tmp_path):
                                 resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     assert (tmp_path / "out" / "sweep" / "fit.json").is_file()
     assert not (NOTEBOOK.parent / os.path.relpath(tmp_path / "out", root)).exists()
+
+
+@pytest.mark.slow
+def test_notebook_without_a_sweep_fits_the_reference_data_once(tmp_path, monkeypatch):
+    # With no SCALING_RESULTS, section 1 points to section 2 instead of showing its report too.
+    from analysis.inputs import EPOCH_CHINCHILLA_FILE, shared_data_dir
+
+    if not (shared_data_dir() / EPOCH_CHINCHILLA_FILE).is_file():
+        pytest.skip(f"published Chinchilla data not found in {shared_data_dir()}")
+    monkeypatch.delenv("SCALING_RESULTS", raising=False)
+    monkeypatch.setenv("SCALING_SHARED_DATA", str(shared_data_dir().resolve()))
+    monkeypatch.setenv("SCALING_FIT_BOOTSTRAP", "0")
+    monkeypatch.setenv("SCALING_FIT_OUT", str(tmp_path / "out"))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    reports = [output["data"]["text/markdown"] for cell in notebook.cells
+               if cell.cell_type == "code" for output in cell.outputs
+               if "# Scaling-law fit" in output.get("data", {}).get("text/markdown", "")]
+    sources = [line for report in reports for line in report.splitlines() if line.startswith("Source:")]
+    assert len(sources) == 2  # section 2's Chinchilla fit and section 3's Gadre et al. fit
+    assert sum("Epoch AI extraction of Chinchilla" in line for line in sources) == 1
+    assert not (tmp_path / "out" / "sweep").exists()
