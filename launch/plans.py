@@ -87,7 +87,13 @@ class PlannedRun:
 
     `parent` names the run a cooldown branch starts from ("" for others); `start_step` is the
     parent's step it starts at. `flops` is the run's compute as if trained alone; `study_flops`
-    what it adds to the study (a branch trains only its steps after `start_step`)."""
+    what it adds to the study (a branch trains only its steps after `start_step`).
+
+    `eval_batches` counts the held-out batches its evaluations read after `start_step` (every
+    `train.eval_every` steps and at its last step), but for `whole_split_evals` passes over the
+    whole held-out split (a final evaluation with `train.final_eval_batches=-1`, and its
+    continuation task with `train.continuation_tokens`), whose size the data decides
+    (`eval_flops`). `config` is the resolved run config."""
 
     name: str
     overrides: dict
@@ -100,10 +106,21 @@ class PlannedRun:
     flop_convention: str
     parent: str = ""
     start_step: int = 0
+    eval_batches: int = 0
+    whole_split_evals: int = 0
+    config: ml_collections.ConfigDict | None = dataclasses.field(default=None, compare=False,
+                                                                 repr=False)
 
     @property
     def study_flops(self) -> float:
         return self.flops * (self.steps - self.start_step) / self.steps
+
+    def eval_flops(self, whole_split_batches: int) -> float:
+        """FLOPs of its held-out evaluations, the whole split being `whole_split_batches`
+        batches: each batch a training step's tokens, each token a forward pass, a third of a
+        training token's FLOPs under the run's convention."""
+        batches = self.eval_batches + self.whole_split_evals * whole_split_batches
+        return batches * self.flops / self.steps / 3
 
 
 def format_number(value: float) -> str:
@@ -346,10 +363,25 @@ class Planner:
         tokens = steps * _tokens_per_step(config)
         convention = config.train.flop_convention
         per_token = flops.objective_flops_per_token(model, _shapes(config), convention)
+        batches, whole_split = _evaluations(config.train, steps)
         return PlannedRun(name=name, overrides=overrides, size=size.name, params=counts.total,
                           non_embedding_params=counts.non_embedding, tokens=tokens, steps=steps,
                           flops=tokens * per_token, flop_convention=convention, parent=parent,
-                          start_step=config.train.init_step)
+                          start_step=config.train.init_step, eval_batches=batches,
+                          whole_split_evals=whole_split, config=config)
+
+
+def _evaluations(train, steps: int) -> tuple[int, int]:
+    """(held-out batches of fixed size, passes over the whole held-out split) the trainer
+    evaluates between `train.init_step` and `steps`: `train.eval_batches` at every multiple of
+    `train.eval_every` before the last step; at the last, `train.final_eval_batches` (0:
+    `eval_batches`, -1: the whole split), twice with `train.continuation_tokens`."""
+    periodic = (steps - 1) // train.eval_every - train.init_step // train.eval_every
+    passes = 2 if train.continuation_tokens else 1
+    if train.final_eval_batches == -1:
+        return periodic * train.eval_batches, passes
+    final = train.final_eval_batches or train.eval_batches
+    return periodic * train.eval_batches + passes * final, 0
 
 
 def _shapes(config):

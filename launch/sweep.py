@@ -376,41 +376,119 @@ def format_minutes(minutes: float) -> str:
 
 
 def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
-               device: str = "one process on this machine") -> None:
-    """The plan as a table, with each run's and the study's time on `device` at
-    `seconds_per_flop` (None: no estimate)."""
+               device: str = "this machine", processes: int = 1,
+               whole_split: dict[str, int | None] | None = None) -> None:
+    """The plan as a table, with each run's time (its training and held-out evaluations) on
+    `device` at `seconds_per_flop` (None: no estimate) and the study's with `processes` runs at
+    once; `whole_split` as `plan_totals` takes it. A time ending in "+" leaves out a whole-split
+    evaluation of unknown size."""
+    whole_split = whole_split or {}
     header = (f"{'name':<34} {'N (non-emb)':>12} {'D tokens':>10} {'C FLOPs':>10} {'conv':>5} "
               f"{'branch of':>20} {'est. time':>10}")
     print(header)
     print("-" * len(header))
     for run in runs:
-        estimate = (format_minutes(run.study_flops * seconds_per_flop / 60)
-                    if seconds_per_flop else "?")
+        estimate = "?"
+        if seconds_per_flop:
+            seconds, known = run_seconds(run, seconds_per_flop, whole_split)
+            estimate = format_minutes(seconds / 60) + ("" if known else "+")
         print(f"{run.name:<34} {run.non_embedding_params:>12,} {run.tokens:>10.3g} "
               f"{run.flops:>10.3g} {run.flop_convention:>5} {run.parent or '-':>20} {estimate:>10}")
-    print(plan_totals(runs, seconds_per_flop, device))
+    print(plan_totals(runs, seconds_per_flop, device, processes, whole_split))
+
+
+def held_out_batches(runs: list[plans.PlannedRun]) -> dict[str, int | None]:
+    """For each run that evaluates the whole held-out split, the batches of that split
+    (`scaling.data.held_out_batches`, looked up once per data config and batch size; None where
+    it cannot be counted without preparing the data)."""
+    from scaling import data  # the data pipeline, TFDS with it: only where a plan is estimated
+
+    found, counts = {}, {}
+    for run in runs:
+        if not run.whole_split_evals or run.config is None:
+            continue
+        train = run.config.train
+        key = json.dumps([run.config.data.to_dict(), train.batch_size, train.objective],
+                         sort_keys=True, default=str)
+        if key not in found:
+            found[key] = data.held_out_batches(run.config.data, train)
+        counts[run.name] = found[key]
+    return counts
+
+
+def run_seconds(run: plans.PlannedRun, seconds_per_flop: float,
+                whole_split: dict[str, int | None]) -> tuple[float, bool]:
+    """The run's estimated seconds, its study FLOPs and its evaluations' (`eval_flops`, the
+    whole held-out split being `whole_split[run.name]` batches), and whether they count every
+    evaluation (False: a whole-split one of unknown size is left out)."""
+    batches = whole_split.get(run.name) if run.whole_split_evals else 0
+    flops = run.study_flops + run.eval_flops(batches or 0)
+    return flops * seconds_per_flop, batches is not None
+
+
+def wall_seconds(runs: list[plans.PlannedRun], seconds: dict[str, float], processes: int) -> float:
+    """The sweep's wall-clock time if each run took `seconds[name]` and `processes` ran at once,
+    in the order `Scheduler` starts them: the largest study FLOPs first, each branch once its
+    parent (when in `runs`) has ended, a free place going to the first run ready."""
+    names = {run.name for run in runs}
+    waiting = sorted(runs, key=lambda run: -run.study_flops)
+    now, ends, ended = 0.0, {}, set()
+    while waiting or ends:
+        for run in list(waiting):
+            if len(ends) >= processes:
+                break
+            if not run.parent or run.parent not in names or run.parent in ended:
+                waiting.remove(run)
+                ends[run.name] = now + seconds[run.name]
+        if not ends:  # only branches of runs that never end: cannot happen in a valid plan
+            break
+        name = min(ends, key=ends.get)
+        now = ends.pop(name)
+        ended.add(name)
+    return now
 
 
 def plan_totals(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
-                device: str) -> str:
-    """One line: how many runs, their FLOPs, and the study's time on `device`."""
+                device: str, processes: int = 1,
+                whole_split: dict[str, int | None] | None = None) -> str:
+    """One line: how many runs, their FLOPs and their evaluations', and the study's wall-clock
+    time on `device` with `processes` runs at once (`wall_seconds`, each run at
+    `seconds_per_flop`), and with more than one the runs' summed time. `whole_split` maps a run
+    that evaluates the whole held-out split to that split's batches (`held_out_batches`); a run
+    missing there or mapped to None leaves that evaluation out, and the line says so."""
+    whole_split = whole_split or {}
     alone, study = sum(run.flops for run in runs), sum(run.study_flops for run in runs)
-    return (f"{len(runs)} runs, {alone:.3g} FLOPs if each were trained alone"
+    unknown = sum(1 for run in runs if run.whole_split_evals and whole_split.get(run.name) is None)
+    evaluated = sum(run.eval_flops(whole_split.get(run.name) or 0) for run in runs)
+    line = (f"{len(runs)} runs, {alone:.3g} FLOPs if each were trained alone"
             + (f"; the study trains {study:.3g} (shared stable phases counted once: "
                f"{study / alone:.2f} of that)" if study < alone else "")
-            + (f", about {format_minutes(study * seconds_per_flop / 60)} on {device}"
-               if seconds_per_flop else ""))
+            + (f"; held-out evaluations add {'at least ' if unknown else ''}{evaluated:.3g}"
+               if evaluated or unknown else ""))
+    if not seconds_per_flop:
+        return line
+    seconds = {run.name: run_seconds(run, seconds_per_flop, whole_split)[0] for run in runs}
+    wall, summed = wall_seconds(runs, seconds, processes), sum(seconds.values())
+    line += (f", about {format_minutes(wall / 60)} on {device}"
+             + (f" with {processes} processes ({format_minutes(summed / 60)} of runs)"
+                if processes > 1 else ", one run at a time"))
+    if unknown:
+        line += (f"; not counting the final evaluation of the whole held-out split in "
+                 f"{unknown} run{'s' if unknown > 1 else ''} (its size is known once the data is "
+                 "prepared)")
+    return line
 
 
 def estimated_seconds_per_flop(accelerator: str = "") -> tuple[float, str]:
     """Seconds per training FLOP and what they are for: on `accelerator` (a Cloud TPU type or
-    COUNTxGPU) from its published peak at `hardware.PLANNING_MFU`; else on this machine, from its
-    measured matmul peak at the 30% MFU small CPU models reach. A planning figure, not a promise."""
+    COUNTxGPU) from its published peak at `hardware.PLANNING_MFU`; else on this machine, per
+    process, from its measured matmul peak at the 30% MFU small CPU models reach. A planning
+    figure, not a promise."""
     if accelerator:
         peak, chips = hardware.accelerator_peak_flops(accelerator)
         return (1.0 / (hardware.PLANNING_MFU * peak),
                 f"{accelerator} ({chips} chips at {hardware.PLANNING_MFU:.0%} MFU)")
-    return 1.0 / (0.3 * hardware.device_peak_flops("float32")), "one process on this machine"
+    return 1.0 / (0.3 * hardware.device_peak_flops("float32")), "this machine"
 
 
 def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
@@ -432,7 +510,7 @@ def parse_args(argv: list[str]):
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--accelerator", default="",
                         help="estimate times for this accelerator (v5litepod-16, v4-8, 8xH100, "
-                             "...) instead of this machine")
+                             "...), one run at a time, instead of this machine")
     parser.add_argument("--only", default="", help="comma-separated run names to run")
     parser.add_argument("--eval", action="append", default=[], metavar="DATASET[:SPLIT]",
                         help="evaluate every completed run on this data set (repeatable) and add "
@@ -600,7 +678,16 @@ def _main(args, overrides: list[str]) -> int:
             print(f"scaling-sweep: error: --accelerator={args.accelerator!r} is not allowed: "
                   f"{error}", file=sys.stderr)
             return status.EXIT_BAD_CONFIG
-        print_plan([run for run in runs if run.name in wanted], seconds_per_flop, device)
+        listed = [run for run in runs if run.name in wanted]
+        try:
+            whole_split = held_out_batches(listed)
+        except ConfigError as error:  # e.g. a held-out split the prepared dataset lacks
+            print(f"scaling-sweep: error: {error}", file=sys.stderr)
+            return status.EXIT_BAD_CONFIG
+        # On an accelerator each run spans it, one at a time (as scaling-tpu and scaling-slurm
+        # run sweeps); here each process trains at the one-process rate.
+        print_plan(listed, seconds_per_flop, device, 1 if args.accelerator else sweep.processes,
+                   whole_split)
         return status.EXIT_COMPLETED
 
     try:

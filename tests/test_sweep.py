@@ -142,14 +142,18 @@ def test_a_bad_run_config_is_refused_before_any_run_naming_run_and_field(repo, t
 
 
 def test_dry_run_estimates_for_the_target_accelerator(repo, tmp_path):
-    """The study's time on a v5e-16 slice: its study FLOPs over 16 chips × 197 TFLOP/s at 40%."""
+    """The study's time on a v5e-16 slice: its study FLOPs and its evaluations' over 16 chips ×
+    197 TFLOP/s at 40%, the runs one after another (each spans the slice)."""
     config = _write_sweep(tmp_path)
     result = _sweep(repo, config, tmp_path / "w", "--dry-run", "--accelerator", "v5litepod-16",
                     timeout=120)
     assert result.returncode == 0, result.stderr
     study = sum(run.study_flops for run in _expand(load_config(str(config)), config))
-    seconds = study / (0.4 * 16 * 197e12)
-    assert f"about {seconds:.2g} s on v5litepod-16 (16 chips at 40% MFU)" in result.stdout
+    # Each run of 8 steps evaluates one batch (eval_batches=1) at step 4 and one at step 8: two
+    # steps' tokens at a third of a training token's FLOPs.
+    seconds = study * (1 + 2 / 8 / 3) / (0.4 * 16 * 197e12)
+    assert (f"about {seconds:.2g} s on v5litepod-16 (16 chips at 40% MFU), one run at a time"
+            in result.stdout)
     bad = _sweep(repo, config, tmp_path / "w", "--dry-run", "--accelerator", "v9-1", timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith(
         "scaling-sweep: error: --accelerator='v9-1' is not allowed: a Cloud TPU type")
@@ -563,3 +567,146 @@ def test_each_host_of_a_slice_appends_to_its_own_log(tmp_path, monkeypatch):
     assert names == ["command.txt", "train.host1.log", "train.host2.log", "train.log"]
     assert (tmp_path / "run" / "train.log").read_text() == "hello from 0\n"
     assert (tmp_path / "run" / "train.host2.log").read_text() == "hello from 2\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# The dry run's estimate: training, held-out evaluations, runs at once
+
+def _ladder(tmp_path, **train):
+    """Sizes d32-L1 and d48-L2 of the tiny sweep as ladders of 8 and 16 steps of 256 tokens: per
+    size a main run of 16 steps, evaluated at steps 4, 8, 12 and 16, and a branch that trains its
+    steps 7 and 8 and evaluates at step 8 (`eval_every=4`, one batch per evaluation)."""
+    overrides = {**TINY["overrides"], "train": {**TINY["overrides"]["train"], **train}}
+    return write_sweep_config(tmp_path / "ladder.py", **{**TINY, "sizes": "d32-L1,d48-L2",
+                                                         "plan": "ladder",
+                                                         "overrides": overrides},
+                              ladder_tokens=(256 * 8, 256 * 16))
+
+
+@pytest.mark.parametrize("train, main, branch, whole_split", [
+    ({"final_eval_batches": -1}, 3, 0, 1),  # the whole split at the end, of unknown size here
+    ({}, 4, 1, 0),  # 0: the final evaluation reads eval_batches=1 like the others
+    ({"final_eval_batches": 5, "continuation_tokens": 4}, 3 + 2 * 5, 2 * 5, 0),
+])
+def test_planned_runs_count_their_held_out_evaluations(tmp_path, train, main, branch, whole_split):
+    path = _ladder(tmp_path, **train)
+    runs = {run.name: run for run in _expand(load_config(str(path)), path)}
+    parent, child = runs["tiny-d32-L1-D4.1e3"], runs["tiny-d32-L1-D2e3"]
+    assert (parent.steps, parent.start_step, child.steps, child.start_step) == (16, 0, 8, 6)
+    assert (parent.eval_batches, parent.whole_split_evals) == (main, whole_split)
+    assert (child.eval_batches, child.whole_split_evals) == (branch, whole_split)
+    # Each batch holds a step's tokens, each at a third of a training token's FLOPs.
+    assert child.eval_flops(50) == pytest.approx((branch + whole_split * 50) * child.flops / 8 / 3)
+
+
+def _hand_estimate(runs, whole_split_batches, seconds_per_flop):
+    """Seconds per run, counted by hand: the steps each trains of its own, and the held-out
+    batches of `_ladder(final_eval_batches=-1)` with the whole split `whole_split_batches`."""
+    seconds = {}
+    for run in runs:
+        per_step = run.flops / run.steps
+        trained, evaluated = (16, 3 + whole_split_batches) if not run.parent else (
+            2, whole_split_batches)
+        seconds[run.name] = (trained * per_step + evaluated * per_step / 3) * seconds_per_flop
+    return seconds
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_dry_run_estimates_training_evaluations_and_runs_at_once(tmp_path, monkeypatch, capsys,
+                                                                  processes):
+    from scaling import data
+
+    path = _ladder(tmp_path, final_eval_batches=-1)
+    runs = _expand(load_config(str(path)), path)
+    monkeypatch.setattr(sweep_module, "estimated_seconds_per_flop",
+                        lambda accelerator="": (1e-8, "this machine"))
+    monkeypatch.setattr(data, "held_out_batches", lambda data_cfg, train_cfg: 50)
+    assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", "--processes", str(processes)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    seconds = _hand_estimate(runs, 50, 1e-8)
+    for run in runs:
+        row = next(line for line in lines if line.startswith(run.name + " "))
+        assert row.endswith(" " + sweep_module.format_minutes(seconds[run.name] / 60))
+    total = sum(seconds.values())
+    if processes == 1:
+        assert lines[-1].endswith(f"about {sweep_module.format_minutes(total / 60)} on this "
+                                  "machine, one run at a time")
+    else:
+        # Both main runs at once, then both branches: the longer main run and its branch.
+        wall = max(seconds["tiny-d32-L1-D4.1e3"] + seconds["tiny-d32-L1-D2e3"],
+                   seconds["tiny-d48-L2-D4.1e3"] + seconds["tiny-d48-L2-D2e3"])
+        assert lines[-1].endswith(f"about {sweep_module.format_minutes(wall / 60)} on this "
+                                  f"machine with 2 processes "
+                                  f"({sweep_module.format_minutes(total / 60)} of runs)")
+    evaluated = total / 1e-8 - sum(run.study_flops for run in runs)
+    assert f"; held-out evaluations add {evaluated:.3g}, about" in lines[-1]
+
+
+def test_dry_run_says_when_the_whole_held_out_split_is_not_counted(tmp_path, monkeypatch, capsys):
+    from scaling import data
+
+    path = _ladder(tmp_path, final_eval_batches=-1)
+    runs = _expand(load_config(str(path)), path)
+    monkeypatch.setattr(sweep_module, "estimated_seconds_per_flop",
+                        lambda accelerator="": (1e-8, "this machine"))
+    monkeypatch.setattr(data, "held_out_batches", lambda data_cfg, train_cfg: None)
+    assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", "--processes", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    seconds = _hand_estimate(runs, 0, 1e-8)  # the periodic evaluations only
+    for run in runs:
+        row = next(line for line in lines if line.startswith(run.name + " "))
+        assert row.endswith(" " + sweep_module.format_minutes(seconds[run.name] / 60) + "+")
+    total = sum(seconds.values())
+    evaluated = total / 1e-8 - sum(run.study_flops for run in runs)
+    assert lines[-1].endswith(
+        f"; held-out evaluations add at least {evaluated:.3g}, about {sweep_module.format_minutes(total / 60)} on this machine, one run at a time; "
+        "not counting the final evaluation of the whole held-out split in 4 runs (its size is "
+        "known once the data is prepared)")
+
+
+def _planned(name, flops, parent=""):
+    return plans.PlannedRun(name=name, overrides={}, size="s", params=1, non_embedding_params=1,
+                            tokens=10, steps=10, flops=flops, flop_convention="full",
+                            parent=parent)
+
+
+def test_the_wall_clock_time_follows_the_schedulers_order():
+    seconds = {"a": 10.0, "b": 10.0, "c": 10.0}
+    three = [_planned(name, 10.0) for name in seconds]
+    # Two places, three equal runs: the third starts when one ends.
+    assert sweep_module.wall_seconds(three, seconds, 2) == 20.0
+    assert sweep_module.wall_seconds(three, seconds, 3) == 10.0
+    assert sweep_module.wall_seconds(three, seconds, 1) == 30.0
+    # A main run m, another run x, and m's two branches: x ends at 5, and the place it frees
+    # stays empty until m ends at 10 and its branches start.
+    runs = [_planned("m", 10.0), _planned("x", 5.0), _planned("b1", 2.0, "m"),
+            _planned("b2", 2.0, "m")]
+    seconds = {"m": 10.0, "x": 5.0, "b1": 2.0, "b2": 2.0}
+    assert sweep_module.wall_seconds(runs, seconds, 2) == 12.0
+    assert sweep_module.wall_seconds(runs, seconds, 1) == 19.0
+    # A branch whose parent is not in the list (finished before) starts at once.
+    assert sweep_module.wall_seconds(runs[2:], seconds, 2) == 2.0
+
+
+def test_the_held_out_batches_of_a_plan_are_those_the_loader_evaluates(repo, tmp_path):
+    from scaling import data
+    from scaling.train import load_and_validate
+
+    config = load_and_validate(f"{repo}/configs/demo.py:runlocal", [
+        "train.batch_size=8", "data.seq_len=32", "train.final_eval_batches=-1"])
+    with data.make_loader(config.data, batch_size=8, seed=0, train_cfg=config.train) as loader:
+        expected = loader.eval_batch_count(-1)
+    assert data.held_out_batches(config.data, config.train) == expected > 1
+    # A dataset that needs a download is not prepared for an estimate.
+    remote = config.copy_and_resolve_references()
+    remote.data.dataset, remote.data.tfds_data_dir = "tiny_shakespeare", str(tmp_path / "tfds")
+    assert data.held_out_batches(remote.data, remote.train) is None
+    assert not (tmp_path / "tfds" / "tiny_shakespeare").exists()
+    # Nor is a SentencePiece model trained for one.
+    trained = config.copy_and_resolve_references()
+    trained.data.tokenizer, trained.data.vocab_size = "sentencepiece", 300
+    trained.data.cache_dir = str(tmp_path / "cache")
+    assert data.held_out_batches(trained.data, trained.train) is None
+    assert not (tmp_path / "cache" / "tokenizers").exists()

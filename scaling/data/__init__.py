@@ -1,16 +1,24 @@
 """The data pipeline: corpus (TFDS builder) → tokenizer → token cache (memmap) → host batches.
 
 The training loop needs only `make_loader`, `tokenizer_for` and (through `scaling.config`)
-`validate_data_config`; the modules say how each stage works.
+`validate_data_config`; a sweep's plan `held_out_batches`; the modules say how each stage works.
 """
 
 from scaling.data import loader as _loader
+from scaling.data import packing as _packing
 from scaling.data import pairs as _pairs
+from scaling.data import sources as _sources
+from scaling.data import tokenizers as _tokenizers
 from scaling.data.loader import Loader
 from scaling.data.tokenizers import static_vocab_size, tokenizer_for
 from scaling.data.validation import validate_data_config
 
-__all__ = ["Loader", "make_loader", "static_vocab_size", "tokenizer_for", "validate_data_config"]
+__all__ = ["Loader", "held_out_batches", "make_loader", "static_vocab_size", "tokenizer_for",
+           "validate_data_config"]
+
+# Corpora prepared and tokenized here in a second or two (about 1 MB of held-out text), so a plan
+# may prepare them to count their held-out split.
+QUICK_TO_PREPARE = ("python_stdlib",)
 
 
 def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
@@ -22,3 +30,24 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
                                        process_count)
     return _loader.make_loader(data_cfg, batch_size, seed, process_index, process_count,
                                train_cfg=train_cfg)
+
+
+def held_out_batches(data_cfg, train_cfg) -> int | None:
+    """The batches of `train.batch_size` rows an evaluation of the whole held-out split
+    (`train.final_eval_batches=-1`) reads, as the run's loader counts them, without training or
+    compiling anything: from the split's token cache, built first only for a corpus quick to
+    prepare (`QUICK_TO_PREPARE`). None where counting would need a download, a dataset prepared
+    or tokenized, or a tokenizer trained first, and for seq2seq pairs (held-out pairs, not
+    windows of a token cache)."""
+    if train_cfg.objective == "seq2seq":
+        return None
+    quick = data_cfg.dataset in QUICK_TO_PREPARE
+    if not quick and not _sources.make_builder(data_cfg).is_prepared():
+        return None
+    tokenizer = _tokenizers.existing_tokenizer(data_cfg)
+    held_out = (_loader.token_cache(data_cfg, data_cfg.eval_split, tokenizer, build=quick)
+                if tokenizer is not None else None)
+    if held_out is None:
+        return None
+    return _loader.whole_split_batches(_packing.num_windows(held_out.num_tokens, data_cfg.seq_len),
+                                       train_cfg.batch_size)

@@ -116,6 +116,19 @@ def _build(directory: pathlib.Path, fingerprint: dict, document_batches: Iterabl
     files.write_bytes_atomic(directory / "meta.json", json.dumps(meta, indent=1).encode())
 
 
+def _lock_path(directory: pathlib.Path) -> pathlib.Path:
+    return directory.parent / f".{directory.name}.lock"
+
+
+def load(directory: pathlib.Path, fingerprint: dict) -> TokenCache | None:
+    """The cache in `directory` if complete and built from `fingerprint`, else None; builds
+    nothing."""
+    if not (directory / "meta.json").exists():
+        return None
+    with files.file_lock(_lock_path(directory), shared=True):
+        return _load(directory, fingerprint)
+
+
 def load_or_build(directory: pathlib.Path, fingerprint: dict,
                   document_batches: Callable[[], Iterable[list[bytes]]], tokenizer,
                   label: str = "") -> TokenCache:
@@ -123,7 +136,7 @@ def load_or_build(directory: pathlib.Path, fingerprint: dict,
 
     Safe with concurrent processes: one builds under an exclusive lock while the others wait and
     then reuse its result. `document_batches()` is called only when building."""
-    lock = directory.parent / f".{directory.name}.lock"
+    lock = _lock_path(directory)
     with files.file_lock(lock, shared=True):
         cache = _load(directory, fingerprint)
     if cache is not None:

@@ -25,6 +25,12 @@ def host_rows(batch_size: int, process_index: int, process_count: int) -> range:
     return range(process_index * per_host, (process_index + 1) * per_host)
 
 
+def whole_split_batches(eval_windows: int, batch_size: int) -> int:
+    """The full batches of `batch_size` rows that `eval_windows` held-out windows fill (at least
+    one: a split of fewer windows repeats some)."""
+    return max(1, eval_windows // batch_size)
+
+
 class Loader:
     """Batches of one training run. State that lives across calls: the memory-mapped caches and
     the prefetch threads; `close()` stops the threads."""
@@ -106,7 +112,8 @@ class Loader:
     def eval_batch_count(self, num_batches: int) -> int:
         """`num_batches`, or for -1 the full batches the held-out windows fill (those left over
         are not read; a split of fewer windows than one batch repeats some)."""
-        return max(1, self.eval_windows // self.batch_size) if num_batches == -1 else num_batches
+        return (whole_split_batches(self.eval_windows, self.batch_size) if num_batches == -1
+                else num_batches)
 
     def eval_batches(self, num_batches: int) -> list[dict[str, np.ndarray]]:
         """`num_batches` batches from the held-out split (-1: `eval_batch_count`), the same on
@@ -155,14 +162,17 @@ class Loader:
         self.close()
 
 
-def token_cache(data_cfg, split: str, tokenizer) -> cache.TokenCache:
-    """The token cache of `split` for `tokenizer`, built if missing or stale."""
+def token_cache(data_cfg, split: str, tokenizer, build: bool = True) -> cache.TokenCache | None:
+    """The token cache of `split` for `tokenizer`, built if missing or stale (without `build`:
+    None then)."""
     documents = sources.open_split(data_cfg, split)
     fingerprint = cache.fingerprint_of(documents.fingerprint, documents.feature, tokenizer)
     split_name = split.replace("[", "_").replace("]", "").replace(":", "-").replace("%", "pct")
     dataset = documents.dataset.replace("/", "_")
     folder = (sources.cache_root(data_cfg) / "tokens"
               / f"{dataset}-{documents.feature}-{split_name}-{tokenizer.name}")
+    if not build:
+        return cache.load(folder, fingerprint)
     label = f"{documents.dataset}:{split}"
     return cache.load_or_build(folder, fingerprint, documents.document_batches, tokenizer, label)
 

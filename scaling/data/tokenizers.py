@@ -124,15 +124,20 @@ def train_sentencepiece(documents: Iterable[bytes], vocab_size: int,
     return model.getvalue()
 
 
+def _sentencepiece_path(data_cfg, train: sources.DocumentSplit) -> pathlib.Path:
+    """Where the SentencePiece model of `data.vocab_size` pieces trained on `train` is cached."""
+    key = f"{train.fingerprint}|{data_cfg.vocab_size}|{train.feature}|bpe/2"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    dataset = train.dataset.replace("/", "_")
+    return (sources.cache_root(data_cfg) / "tokenizers"
+            / f"{dataset}-spm{data_cfg.vocab_size}-{digest}.model")
+
+
 def trained_sentencepiece(data_cfg) -> SentencePieceTokenizer:
     """The SentencePiece model trained on `data.train_split` with `data.vocab_size` pieces, from
     the cache if one was trained on the same corpus, else trained now and cached."""
     train = sources.open_split(data_cfg, data_cfg.train_split)
-    key = f"{train.fingerprint}|{data_cfg.vocab_size}|{train.feature}|bpe/2"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    dataset = train.dataset.replace("/", "_")
-    path = (sources.cache_root(data_cfg) / "tokenizers"
-            / f"{dataset}-spm{data_cfg.vocab_size}-{digest}.model")
+    path = _sentencepiece_path(data_cfg, train)
     with files.file_lock(path.with_suffix(".lock")):
         if not path.exists():
             started = time.perf_counter()
@@ -164,3 +169,12 @@ def tokenizer_for(data_cfg):
     if data_cfg.spm_model:
         return SentencePieceTokenizer(pathlib.Path(data_cfg.spm_model).expanduser().read_bytes())
     return trained_sentencepiece(data_cfg)
+
+
+def existing_tokenizer(data_cfg):
+    """`tokenizer_for`'s tokenizer where it needs no training: None for a SentencePiece model
+    not yet trained on the (prepared) training split."""
+    if data_cfg.tokenizer == "byte" or data_cfg.spm_model:
+        return tokenizer_for(data_cfg)
+    path = _sentencepiece_path(data_cfg, sources.open_split(data_cfg, data_cfg.train_split))
+    return SentencePieceTokenizer(path.read_bytes()) if path.exists() else None
