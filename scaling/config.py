@@ -282,6 +282,11 @@ def _check_model(m: ml_collections.ConfigDict) -> None:
     if m.num_heads % (m.num_kv_heads or m.num_heads):
         raise ConfigError("model.num_kv_heads", m.num_kv_heads,
                           f"a divisor of model.num_heads={m.num_heads}")
+    if m.num_encoder_layers and m.layout != "encoder_decoder":
+        # An encoder-only model's blocks are model.num_layers; this field would be ignored.
+        raise ConfigError("model.num_encoder_layers", m.num_encoder_layers,
+                          f"0 with model.layout={m.layout!r} (it sets an encoder_decoder's "
+                          "encoder; model.num_layers sets the blocks of a decoder or an encoder)")
     if m.attention == "sliding" and m.window <= 0:
         raise ConfigError("model.window", m.window, "an integer > 0 with model.attention='sliding'")
     if m.position == "rope" and (m.head_dim or m.d_model // m.num_heads) % 2:

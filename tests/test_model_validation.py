@@ -97,6 +97,17 @@ def objective_config(objective: str, **fields):
     return config
 
 
+@pytest.mark.parametrize("objective", ["causal_lm", "masked_lm"])
+def test_encoder_layers_are_refused_outside_the_encoder_decoder(objective):
+    # An encoder-only model's blocks are model.num_layers: 6 encoder layers would train 2.
+    with pytest.raises(config_lib.ConfigError) as error:
+        config_lib.validate(objective_config(objective, **{"model.num_encoder_layers": 6}))
+    layout = "decoder" if objective == "causal_lm" else "encoder"
+    assert str(error.value).startswith(
+        f"config.model.num_encoder_layers=6 is not allowed: 0 with model.layout={layout!r}")
+    config_lib.validate(objective_config("span_corruption", **{"model.num_encoder_layers": 6}))
+
+
 def test_learned_positions_must_hold_the_span_corruption_decoder():
     # By hand: 8 tokens at density 0.5 drop 4 in 4 spans of 1; the decoder reads BOS, then
     # sentinel + token per span: 1 + 4 + 4 = 9 positions, one more than data.seq_len.
