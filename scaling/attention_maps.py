@@ -174,10 +174,12 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
             + f": their attention weights take {needed / 1e9:,.1f} GB, more than this device's "
             f"{available / 1e9:,.1f} GB; pass fewer tokens")
     if model.position == "learned":
+        # The decoder reads a start token before the text; the encoder, the source alone.
         for what, count in (("--text", num_tokens), ("--source", num_source_tokens)):
             if count is not None and count > model.max_seq_len:
+                start = " (with the start token)" if what == "--text" else ""
                 raise trained.RunError(
-                    f"{what} is {count} tokens (with the start token): the run's "
+                    f"{what} is {count} tokens{start}: the run's "
                     f"learned positions allow at most {model.max_seq_len} (model.max_seq_len)")
     return stack
 

@@ -187,6 +187,18 @@ def test_a_text_whose_weights_exceed_the_devices_memory_is_one_line(tmp_path, ca
     assert not (tmp_path / "a.png").exists()
 
 
+def test_a_source_too_long_for_learned_positions_counts_its_own_tokens(tmp_path, capsys):
+    """The encoder reads the source's tokens alone, with no start token (as sampling does)."""
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config(layout="encoder_decoder", position="learned",
+                                              max_seq_len=16))
+    assert attention_maps.main(["--workdir", str(workdir), "--text", "x", "--source", "y" * 17,
+                                "--out", str(tmp_path / "a.png")]) == 2
+    assert capsys.readouterr().err == (
+        "scaling-attention: error: --source is 17 tokens: the run's learned positions allow at "
+        "most 16 (model.max_seq_len)\n")
+
+
 def test_an_encoder_decoders_decoder_starts_from_the_training_bos(tmp_path):
     """The decoder reads the text after the token training started every decoder with (the first
     decoder input of a training batch), not end-of-document."""
