@@ -17,7 +17,6 @@ import csv
 import fcntl
 import datetime
 import json
-import logging
 import os
 import pathlib
 import socket
@@ -27,7 +26,6 @@ from typing import Any, Iterator
 
 from scaling.errors import ConfigError, WorkdirBusy
 
-log = logging.getLogger(__name__)
 
 WORKDIR_LOCK = "workdir.lock"
 
@@ -145,8 +143,6 @@ def workdir_lock(workdir: pathlib.Path, program: str) -> Iterator[None]:
         handle.seek(0)
         stale = handle.read().strip()
         if stale:
-            log.warning("%s: taking over the lock of %s, which is no longer running", workdir,
-                        describe_holder(stale))
             print(f"{program}: warning: taking over the workdir lock of "
                   f"{describe_holder(stale)}, which is no longer running", file=sys.stderr,
                   flush=True)

@@ -54,6 +54,22 @@ def test_a_stale_record_is_taken_over_with_a_warning(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_the_take_over_warning_is_printed_once_where_logging_prints_too(tmp_path):
+    # scaling-train logs to stderr (logging.basicConfig): the warning is one line there, not a
+    # log record and a printed line saying the same.
+    import subprocess
+    import sys
+
+    stale = {"pid": 999999, "host": "gone-host", "program": "scaling-train", "since": "then"}
+    (tmp_path / files.WORKDIR_LOCK).write_text(json.dumps(stale))
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO); "
+            "from scaling import files\n"
+            "with files.workdir_lock(sys.argv[1], 'scaling-train'): pass")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                            text=True, timeout=120, check=True)
+    assert result.stderr.count("taking over") == 1, result.stderr
+
+
 def test_a_lock_is_released_when_its_block_raises(tmp_path):
     with pytest.raises(RuntimeError):
         with files.workdir_lock(tmp_path, "a"):
