@@ -606,7 +606,12 @@ class Scheduler:
         if code == EXIT_NOT_STARTED:
             self.progress.running.pop(run.name, None)
             return  # the sweep stopped first: the run stays pending
-        self.progress.ended(run.name)
+        stop = {status.EXIT_PREEMPTED: status.PREEMPTED,
+                status.EXIT_INTERRUPTED: status.INTERRUPTED}.get(code)
+        if stop:  # to resume: pending again, and its partial time says nothing of a run's
+            self.progress.running.pop(run.name, None)
+        else:
+            self.progress.ended(run.name)
         self.done += 1
         if error:
             self.errors[run.name] = error
@@ -615,8 +620,6 @@ class Scheduler:
         self.preempted |= code == status.EXIT_PREEMPTED
         self.interrupted |= code == status.EXIT_INTERRUPTED
         summary = read_summary(run_directory(self.workdir, run.name)) or {}
-        stop = {status.EXIT_PREEMPTED: status.PREEMPTED,
-                status.EXIT_INTERRUPTED: status.INTERRUPTED}.get(code)
         if stop:  # also when a second Ctrl-C ended it before it could write its summary
             self.stopped[run.name] = stop
         ended = stop or summary.get("status", status.FAILED) if not error else status.FAILED

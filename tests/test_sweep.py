@@ -15,7 +15,7 @@ import pytest
 
 from launch import plans, results
 from launch import sweep as sweep_module
-from scaling import files
+from scaling import files, status
 from scaling.errors import ConfigError
 from scaling.overrides import load_config
 from conftest import write_sweep_config
@@ -408,6 +408,31 @@ def test_the_status_line_counts_the_runs_that_replace_a_finished_one(tmp_path, m
              if line.startswith("[sweep]")]
     assert lines[:2] == ["[sweep] 1 done, 2 running, 1 pending",
                          "[sweep] 2 done, 2 running, 0 pending"]
+
+
+def test_a_run_stopped_to_resume_counts_as_pending_not_done(tmp_path, monkeypatch, capsys):
+    # A run preempted (exit 75) or interrupted (130) is to be resumed: the status line counts it
+    # with the pending runs (it said "1 done").
+    runs = [plans.PlannedRun(name=f"r{index}", overrides={}, size="d8-L2", params=1,
+                             non_embedding_params=1, tokens=8, steps=8, flops=float(8 - index),
+                             flop_convention="full") for index in range(4)]
+    ends = {"r0": (1.0, 0), "r1": (0.05, status.EXIT_PREEMPTED), "r2": (2.0, 0), "r3": (0.2, 0)}
+
+    def execute(command, run_dir):
+        seconds, code = ends[run_dir.name]
+        time.sleep(seconds)
+        return code, ""
+
+    monkeypatch.setattr(sweep_module, "execute", execute)
+    monkeypatch.setattr(sweep_module, "train_command", lambda run, base, workdir: [run.name])
+    monkeypatch.setattr(sweep_module, "gather", lambda *args, **kwargs: None)
+    scheduler = sweep_module.Scheduler(tmp_path, runs, runs, "", {}, 2, status_every=60)
+    scheduler.run()
+    lines = [line.split(", ETA")[0] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("[sweep]")]
+    assert lines[:2] == ["[sweep] 0 done, 2 running, 2 pending",
+                         "[sweep] 1 done, 2 running, 1 pending"]
+    assert scheduler.preempted and scheduler.stopped == {"r1": status.PREEMPTED}
 
 
 def test_a_branch_whose_finished_parent_lacks_its_stable_state_is_refused(tmp_path):
