@@ -90,6 +90,14 @@ def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_ac
     return result
 
 
+def stack_tokens(layout: str, shapes) -> str:
+    """The tokens a row puts through each stack: `shapes.decoder` positions are the read-out's,
+    the encoder's own in an encoder-only model."""
+    if layout == "encoder_decoder":
+        return f"{shapes.encoder} encoder tokens, {shapes.decoder} decoder tokens"
+    return f"{shapes.decoder} {layout} tokens"
+
+
 def describe(config: ml_collections.ConfigDict, device_count: int | None = None) -> str:
     """A printable summary of sizes, FLOPs and per-device memory for a validated config."""
     device_count = device_count or jax.device_count()
@@ -106,7 +114,7 @@ def describe(config: ml_collections.ConfigDict, device_count: int | None = None)
         f"parameters: {counts.total:,} total, {counts.embedding:,} embedding, "
         f"{counts.non_embedding:,} non-embedding",
         f"objective: {config.train.objective} ({model.layout}); per row {shapes.corpus} corpus "
-        f"tokens, {shapes.encoder} encoder tokens, {shapes.decoder} decoder tokens",
+        f"tokens, {stack_tokens(model.layout, shapes)}",
         "training FLOPs per corpus token: "
         f"{flops.objective_flops_per_token(model, shapes, '6N'):.4g} (6N), "
         f"{flops.objective_flops_per_token(model, shapes, 'full'):.4g} (full)",

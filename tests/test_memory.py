@@ -74,6 +74,20 @@ def test_describe_names_the_mesh_and_the_sizes():
     assert "optimizer_state" in text and "activations" in text
 
 
+@pytest.mark.parametrize("layout, objective, stacks", [
+    ("decoder", "causal_lm", "128 decoder tokens"),
+    ("encoder", "masked_lm", "128 encoder tokens"),
+    # 128 − 19 dropped + 6 sentinels into the encoder; 6 sentinels + 19 dropped + EOS out.
+    ("encoder_decoder", "span_corruption", "115 encoder tokens, 26 decoder tokens"),
+])
+def test_describe_names_the_tokens_of_each_stack(layout, objective, stacks):
+    # An encoder-only model read "0 encoder tokens, 128 decoder tokens".
+    config = default_config()
+    config.data.seq_len, config.model.layout, config.train.objective = 128, layout, objective
+    text = memory.describe(config, device_count=1)
+    assert f"({layout}); per row 128 corpus tokens, {stacks}\n" in text
+
+
 def test_weights_are_traced_without_max_seq_len_inputs(monkeypatch):
     """A long position table (model.max_seq_len) sizes one weight; tracing inputs that long would
     build attention masks quadratic in it (gigabytes for a dry run at 8,192)."""
