@@ -9,7 +9,8 @@ shown as `<bos>`). Without `--layer/--head` the figure is a grid over layers × 
 weights (query rows, key columns); with them, one head with the tokens on both axes. Beside the
 figure, `<out>.npy` holds what it shows: float32 (layers, heads, L, L), or (L, L) for one head.
 Encoder–decoder runs read `--source` in the encoder (as sampling does: its tokens alone);
-`--stack encoder` shows the encoder's self-attention.
+`--stack encoder` shows the encoder's self-attention. In `--text` and `--source`, the names of the
+run's special tokens (`<sentinel_0>`, `<mask>`) are read as those tokens (`trained.encode_text`).
 
 The weights come from `Transformer(cfg, return_weights=True)`, whose explicit attention path is
 tested to give the training path's block outputs (blocked causal and sliding attention included).
@@ -193,10 +194,13 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     model = trained.run_model(summary)
     config = trained.run_config(summary)
     tokenizer = trained.tokenizer_of(config)
+    special = trained.special_tokens(config, tokenizer)
+    # The names of the run's special tokens (`<sentinel_0>`, `<mask>`) read as those tokens.
     token_ids = ([trained.start_token(config, tokenizer, model.layout)]
-                 + list(tokenizer.encode(args.text)))
+                 + trained.encode_text("--text", args.text, tokenizer, special))
     source_ids = (None if args.source is None
-                  else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
+                  else trained.encode_text("--source", args.source, tokenizer, special)
+                  or [tokenizer.eod_id])
     stack = check_request(args, model, len(token_ids),
                           None if source_ids is None else len(source_ids))
     restored = trained.load(workdir, single_device=args.single_device)
@@ -207,7 +211,7 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
                               None if source_ids is None else np.asarray([source_ids], np.int32))
     weights_NxHxLxL = np.asarray(maps[stack][:, 0], np.float32)
     labels = token_labels(tokenizer, source_ids if stack == "encoder" and source_ids else token_ids,
-                          trained.special_tokens(config, tokenizer))
+                          special)
     out = pathlib.Path(args.out)
     name = summary.get("name") or workdir.name
     array_path = out.with_suffix(".npy")

@@ -9,7 +9,9 @@ prompt is read as the start of a document: the end-of-document token, then the p
 (an encoder–decoder's decoder starts, as in training, from its objective's BOS token instead).
 Each sample is printed as the prompt followed by its continuation, which ends early at an
 end-of-document token; ids past the tokenizer's vocabulary (an objective's special tokens) are
-shown by name, `<sentinel_0>`, `<pad>`, `<mask>`, `<bos>`. Temperature 0 is greedy; the same
+shown by name, `<sentinel_0>`, `<pad>`, `<mask>`, `<bos>`, and the same names in `--source` and
+the prompt are read as those tokens (`trained.encode_text`: a span-corruption run fills the span
+of `--source "def f(a, b):<sentinel_0>" --prompt "<sentinel_0>"`). Temperature 0 is greedy; the same
 seed gives the same samples. Bad input prints one line `scaling-sample: error: ...` and exits 2.
 """
 
@@ -153,11 +155,15 @@ def sample(args: argparse.Namespace) -> list[str]:
     model = trained.run_model(summary)
     config = trained.run_config(summary)
     tokenizer = trained.tokenizer_of(config)
+    special = trained.special_tokens(config, tokenizer)
+    # The names of the run's special tokens (`<sentinel_0>`) in the texts read as those tokens.
+    prompt_flag = "--prompt" if args.prompt_file is None else f"--prompt-file {args.prompt_file}"
     prompt_ids = ([trained.start_token(config, tokenizer, model.layout)]
-                  + list(tokenizer.encode(prompt)))
+                  + trained.encode_text(prompt_flag, prompt, tokenizer, special))
     # The encoder reads the source's tokens alone (an empty source: the end-of-document token).
     source_ids = (None if args.source is None
-                  else list(tokenizer.encode(args.source)) or [tokenizer.eod_id])
+                  else trained.encode_text("--source", args.source, tokenizer, special)
+                  or [tokenizer.eod_id])
     check_fits(model, len(prompt_ids), args.max_new_tokens,
                None if source_ids is None else len(source_ids))
     check_memory(model, args.num_samples, len(prompt_ids), args.max_new_tokens,
@@ -178,7 +184,6 @@ def sample(args: argparse.Namespace) -> list[str]:
                                        jax.random.key(args.seed), settings, source_BxS,
                                        stop_id=tokenizer.eod_id)
         tokens_BxN = np.asarray(jax.device_get(tokens_BxN))
-    special = trained.special_tokens(config, tokenizer)
     return [prompt + decode_sample(tokenizer, row, special) for row in tokens_BxN]
 
 

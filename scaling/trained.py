@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+import re
 import sys
 from typing import Any, Iterator
 
@@ -241,6 +242,50 @@ def special_name(token: int, special: objectives.SpecialTokens | None) -> str:
     if special.sentinel(0) <= token < special.vocab_size:
         return f"<sentinel_{token - special.sentinel(0)}>"
     return f"<unused_{token}>"
+
+
+# What a special token's name looks like (`special_name`'s names): matched in command-line text of
+# a run with special tokens, and refused there when it names none of the run's.
+SPECIAL_NAME = re.compile(r"<(?:pad|mask|bos|sentinel_[0-9]+)>")
+
+
+def special_ids(special: objectives.SpecialTokens | None) -> dict[str, int]:
+    """{name: id} for each of the run's special tokens, under the names `special_name` prints
+    (`<pad>`, `<mask>`, `<bos>`, `<sentinel_0>`, ...); empty for a run without (causal_lm)."""
+    if special is None:
+        return {}
+    return {special_name(token, special): token for token in range(special.base,
+                                                                    special.vocab_size)}
+
+
+def encode_text(flag: str, text: str, tokenizer,
+                special: objectives.SpecialTokens | None) -> list[int]:
+    """The ids of command-line `text`: the names of the run's special tokens (as `special_name`
+    prints them, e.g. `<sentinel_0>`) become those tokens, the text between them is encoded by the
+    tokenizer, each piece alone. A run without special tokens (causal_lm) encodes all of `text`
+    as before, names included. RunError naming `flag` when the text holds a special-token-like
+    name the run does not have (a sentinel past its count, or any sentinel for an objective
+    without them)."""
+    names = special_ids(special)
+    if not names:
+        return list(tokenizer.encode(text))
+    ids, start = [], 0
+    for match in SPECIAL_NAME.finditer(text):
+        name = match.group()
+        if name not in names:
+            sentinels = special.num_sentinels
+            allowed = "<pad>, <mask>, <bos>" + (
+                " (no sentinels)" if not sentinels else ", <sentinel_0>" if sentinels == 1
+                else f", <sentinel_0> to <sentinel_{sentinels - 1}>")
+            raise RunError(f"{flag}: {name} at character {match.start()} is not a special token "
+                           f"of this run; its special tokens are {allowed}")
+        if match.start() > start:
+            ids += tokenizer.encode(text[start:match.start()])
+        ids.append(names[name])
+        start = match.end()
+    if start < len(text):
+        ids += tokenizer.encode(text[start:])
+    return ids
 
 
 def quiet_logging() -> None:

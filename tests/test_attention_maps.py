@@ -217,3 +217,34 @@ def test_an_encoder_decoders_decoder_starts_from_the_training_bos(tmp_path):
                                              np.asarray([list(source.encode())], np.int32))
     np.testing.assert_allclose(np.load(tmp_path / "grid.npy"), expected["decoder"][:, 0],
                                atol=1e-6)
+
+
+def test_special_token_names_in_the_text_and_source_read_as_those_tokens(tmp_path, capsys):
+    """A span-corruption run: `<sentinel_0>` in --source and --text is the sentinel its training
+    batches hold (each target starts with it), not 12 bytes; a sentinel past the run's two is
+    refused before the model runs."""
+    config = tiny_config(layout="encoder_decoder")
+    workdir = tmp_path / "run"
+    model, params = save_initialized_run(workdir, config)
+    with data_lib.make_loader(config.data, config.train.batch_size, config.seed,
+                              train_cfg=config.train) as loader:
+        batch = loader.batch(0)
+    bos, sentinel = int(batch["inputs"][0, 0]), int(batch["targets"][0, 0])
+    text, source = "<sentinel_0>x", "import<sentinel_0> os"
+    expected = attention_maps.attention_maps(
+        model, params, np.asarray([[bos, sentinel, *b"x"]], np.int32),
+        np.asarray([[*b"import", sentinel, *b" os"]], np.int32))
+    for stack in ("encoder", "decoder"):
+        out = tmp_path / f"{stack}.png"
+        assert attention_maps.main(["--workdir", str(workdir), "--text", text, "--source", source,
+                                    "--stack", stack, "--out", str(out)]) == 0
+        np.testing.assert_allclose(np.load(out.with_suffix(".npy")), expected[stack][:, 0],
+                                   atol=1e-6)
+    capsys.readouterr()
+    assert attention_maps.main(["--workdir", str(workdir), "--text", "x", "--source",
+                                "a<sentinel_2>", "--out", str(tmp_path / "no.png")]) == 2
+    assert capsys.readouterr().err == (
+        "scaling-attention: error: --source: <sentinel_2> at character 1 is not a special token "
+        "of this run; its special tokens are <pad>, <mask>, <bos>, <sentinel_0> to "
+        "<sentinel_1>\n")
+    assert not (tmp_path / "no.npy").exists()

@@ -17,7 +17,7 @@ from saved_runs import save_initialized_run, tiny_config
 from scaling import data as data_lib
 from scaling import decoding
 from scaling import model as model_lib
-from scaling import sample
+from scaling import sample, trained
 from scaling.data import objectives, tokenizers
 
 
@@ -314,3 +314,133 @@ def test_a_sentencepiece_encoder_decoder_run_samples_its_special_ids(spm_path, t
         texts.append(text + reference.decode(run))
     assert any(token >= 400 for token in drawn.ravel().tolist())  # the case that crashed
     assert out == "\n".join(texts[:1] + [f"{sample.SEPARATOR}\n{text}" for text in texts[1:]]) + "\n"
+
+
+# A span-corruption run of tiny_config: 32-token rows, round(0.15·32) = 5 dropped tokens in
+# round(5/3) = 2 spans; after the 257 byte ids come PAD 257, MASK 258, BOS 259, then sentinels
+# 260 and 261 (counted by hand from objectives.SpecialTokens' order).
+SPAN_SENTINELS = (260, 261)
+
+
+def test_special_token_names_in_command_line_text_read_as_those_tokens(spm_path):
+    config = tiny_config(layout="encoder_decoder")
+    # The sentinels counted by hand are the ones training writes.
+    with data_lib.make_loader(config.data, config.train.batch_size, config.seed,
+                              train_cfg=config.train) as loader:
+        batch = loader.batch(0)
+    assert set(batch["targets"][:, 0].tolist()) == {SPAN_SENTINELS[0]}  # a target starts with it
+    assert set(batch["encoder_inputs"][batch["encoder_inputs"] > 256].tolist()) == \
+        set(SPAN_SENTINELS)
+    byte = trained.tokenizer_of(config)
+    special = trained.special_tokens(config, byte)
+    first, second = SPAN_SENTINELS
+    assert trained.encode_text("--source", "a<sentinel_0>b<sentinel_1>", byte, special) == \
+        [ord("a"), first, ord("b"), second]
+    assert trained.encode_text("--source", "<sentinel_1><sentinel_0>", byte, special) == \
+        [second, first]
+    # Text naming no special token encodes exactly as before, near-misses included.
+    for text in ("def f(a, b):", "", "<sentinel_>", "<sentinel_-1>", "<Sentinel_0>", "<eod>",
+                 "<sentinel 0>", "a < b > c", "é<"):
+        assert trained.encode_text("--source", text, byte, special) == list(text.encode())
+    # Round trip: each name the tools print, typed back, is its token, and prints as typed.
+    for token in range(257, 262):
+        name = trained.special_name(token, special)
+        assert trained.encode_text("--prompt", name, byte, special) == [token]
+        assert sample.decode_sample(byte, np.asarray([token]), special) == name
+    assert [trained.special_name(t, special) for t in range(257, 262)] == \
+        ["<pad>", "<mask>", "<bos>", "<sentinel_0>", "<sentinel_1>"]
+    # SentencePiece: the text between names is encoded piece by piece.
+    spm = tokenizers.SentencePieceTokenizer(spm_path.read_bytes())
+    spm_special = objectives.SpecialTokens(spm.vocab_size, num_sentinels=3)
+    assert trained.encode_text("--source", "def f(x):<sentinel_2> return x", spm, spm_special) \
+        == [*spm.encode("def f(x):"), spm.vocab_size + 5, *spm.encode(" return x")]
+    plain = "import json\n\ndef f(x):\n    return x"
+    assert trained.encode_text("--source", plain, spm, spm_special) == spm.encode(plain)
+    for token in range(spm.vocab_size, spm_special.vocab_size):
+        name = trained.special_name(token, spm_special)
+        assert trained.encode_text("--source", name, spm, spm_special) == [token]
+        assert sample.decode_sample(spm, np.asarray([token]), spm_special) == name
+    # A causal_lm run has no special tokens: the same names are plain text.
+    causal = tiny_config()
+    assert trained.special_tokens(causal, byte) is None
+    assert trained.encode_text("--prompt", "a<sentinel_0><mask>", byte, None) == \
+        list(b"a<sentinel_0><mask>")
+    # A masked_lm run has <mask> (258) but no sentinels.
+    masked = tiny_config(layout="encoder")
+    masked.train.objective = "masked_lm"
+    masked_special = trained.special_tokens(masked, byte)
+    assert trained.encode_text("--text", "x<mask>y", byte, masked_special) == \
+        [ord("x"), 258, ord("y")]
+
+
+@pytest.mark.parametrize("text, name, allowed", [
+    ("x<sentinel_2>", "<sentinel_2> at character 1", "<sentinel_0> to <sentinel_1>"),
+    ("<sentinel_999>", "<sentinel_999> at character 0", "<sentinel_0> to <sentinel_1>"),
+    # Never printed (the tools print <sentinel_1>): ambiguous, so refused too.
+    ("ab<sentinel_01>", "<sentinel_01> at character 2", "<sentinel_0> to <sentinel_1>"),
+])
+def test_a_sentinel_the_run_does_not_have_is_refused_in_one_line(text, name, allowed, tmp_path,
+                                                                  capsys, monkeypatch):
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config(layout="encoder_decoder"))
+
+    def never(*arguments, **keywords):
+        raise AssertionError("refused only after the checkpoint was restored")
+
+    monkeypatch.setattr(trained, "load", never)
+    for flag in ("--source", "--prompt"):
+        other = "--prompt" if flag == "--source" else "--source"
+        code, out, err = run_sample(capsys, "--workdir", str(workdir), flag, text, other, "ok")
+        assert (code, out) == (2, "")
+        assert err == (f"scaling-sample: error: {flag}: {name} is not a special token of this "
+                       f"run; its special tokens are <pad>, <mask>, <bos>, {allowed}\n")
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(text)
+    code, _, err = run_sample(capsys, "--workdir", str(workdir), "--prompt-file", str(prompt),
+                              "--source", "ok")
+    assert code == 2 and err.startswith(f"scaling-sample: error: --prompt-file {prompt}: {name}")
+    masked = tiny_config(layout="encoder")
+    masked.train.objective = "masked_lm"
+    with pytest.raises(trained.RunError, match=r"^--text: <sentinel_0> at character 0 is not a "
+                       r"special token of this run; its special tokens are <pad>, <mask>, <bos> "
+                       r"\(no sentinels\)$"):
+        trained.encode_text("--text", "<sentinel_0>", tokenizers.ByteTokenizer(),
+                            trained.special_tokens(masked, tokenizers.ByteTokenizer()))
+
+
+def test_a_sentinel_in_the_source_reaches_the_encoder_as_the_sentinel(tmp_path, capsys,
+                                                                      monkeypatch):
+    """`--source "...<sentinel_0>..."` is the row training's encoder reads: the kept text with the
+    sentinel where a span was dropped; `--prompt "<sentinel_0>"` starts the decoder's answer."""
+    config = tiny_config(layout="encoder_decoder")
+    workdir = tmp_path / "span"
+    model, params = save_initialized_run(workdir, config, seed=3)
+    with data_lib.make_loader(config.data, config.train.batch_size, config.seed,
+                              train_cfg=config.train) as loader:
+        batch = loader.batch(0)
+    bos, sentinel = int(batch["inputs"][0, 0]), int(batch["targets"][0, 0])  # as training has them
+    generate, calls = decoding.generate, []
+
+    def recorded(model, params, prompt_BxP, key, settings, source_BxS=None, **keywords):
+        calls.append((np.asarray(prompt_BxP), None if source_BxS is None
+                      else np.asarray(source_BxS)))
+        return generate(model, params, prompt_BxP, key, settings, source_BxS, **keywords)
+
+    monkeypatch.setattr(decoding, "generate", recorded)
+    code, out, err = run_sample(capsys, "--workdir", str(workdir), "--source",
+                                "def f(a, b):<sentinel_0> a + b", "--prompt", "<sentinel_0>",
+                                "--max-new-tokens", "5", "--temperature", "0")
+    assert code == 0, err
+    prompt_BxP, source_BxS = calls[-1]
+    assert source_BxS.tolist() == [[*b"def f(a, b):", sentinel, *b" a + b"]]
+    assert prompt_BxP.tolist() == [[bos, sentinel]]
+    expected = greedy_reference(model, params, [bos, sentinel], 5,
+                                source_ids=[*b"def f(a, b):", sentinel, *b" a + b"])
+    assert out == "<sentinel_0>" + as_text(expected) + "\n"
+    # A decoder-only (causal_lm) run has no sentinels: the same name is its 12 bytes.
+    decoder = tmp_path / "decoder"
+    save_initialized_run(decoder, tiny_config())
+    code, _, err = run_sample(capsys, "--workdir", str(decoder), "--prompt", "<sentinel_0>",
+                              "--max-new-tokens", "2")
+    assert code == 0, err
+    assert calls[-1][0].tolist() == [[256, *b"<sentinel_0>"]]
