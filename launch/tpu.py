@@ -73,7 +73,7 @@ def create_command(s: Settings) -> list[str]:
     """`gcloud` command that requests the slice as a queued resource."""
     command = ["gcloud", "compute", "tpus", "queued-resources", "create", s.name,
                "--node-id", tpu_settings.node_name(s), "--accelerator-type", s.accelerator_type,
-               "--runtime-version", s.runtime_version, *_where(s)]
+               "--runtime-version", tpu_settings.runtime_version(s), *_where(s)]
     return command + ["--spot"] if s.spot else command
 
 

@@ -18,9 +18,13 @@ from launch.commands import UsageError
 from scaling.errors import flag_name
 from scaling.overrides import one_line_error
 
-# Accelerator types as `gcloud` names them: a TPU generation, an optional variant, a core/chip count
-# (v4-8, v5litepod-16, v5p-128, v6e-8).
-ACCELERATOR_TYPE = re.compile(r"v[2-9](?:[a-z]+)?-[1-9][0-9]*")
+# Accelerator types as `gcloud` names them: a TPU generation and a core/chip count (v4-8,
+# v5litepod-16, v5p-128, v6e-8). Each generation with the TPU VM image (runtime version) Google
+# documents for it, which `runtime_version` "" stands for.
+RUNTIME_VERSIONS = {"v2": "tpu-ubuntu2204-base", "v3": "tpu-ubuntu2204-base",
+                    "v4": "tpu-ubuntu2204-base", "v5litepod": "v2-alpha-tpuv5-lite",
+                    "v5p": "v2-alpha-tpuv5", "v6e": "v2-alpha-tpuv6e"}
+ACCELERATOR_TYPE = re.compile(rf"({'|'.join(RUNTIME_VERSIONS)})-[1-9][0-9]*")
 
 
 def default_settings() -> ml_collections.ConfigDict:
@@ -31,7 +35,7 @@ def default_settings() -> ml_collections.ConfigDict:
     s.name = "scaling"  # queued-resource name; the TPU node gets the same name unless node_id is set
     s.node_id = ""
     s.accelerator_type = "v5litepod-16"
-    s.runtime_version = "v2-alpha-tpuv5-lite"  # the TPU VM image that matches the accelerator
+    s.runtime_version = ""  # the TPU VM image; "" is the one for the accelerator's generation
     s.spot = False  # spot capacity is cheaper and can be preempted at any time
     s.source = "."  # the checkout copied to ~/scaling on every host (files git tracks or would track)
     s.sweep_config = ""  # path inside `source`, e.g. configs/sweeps/demo.py
@@ -108,10 +112,22 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
     for field in ("project", "zone", "name"):
         _nonempty(settings, field)
     if subcommand in ("create", "up"):
-        if not ACCELERATOR_TYPE.fullmatch(str(settings.accelerator_type)):
+        match = ACCELERATOR_TYPE.fullmatch(str(settings.accelerator_type))
+        if not match:
             raise UsageError("--accelerator-type", settings.accelerator_type,
-                             "a TPU type such as v4-8, v5litepod-16, v5p-128 or v6e-8")
-        _nonempty(settings, "runtime_version")
+                             "a TPU type GENERATION-COUNT with GENERATION one of "
+                             f"{', '.join(RUNTIME_VERSIONS)}, such as v4-8, v5litepod-16, v5p-128 "
+                             "or v6e-8")
+        # Another generation's image is a request the zone cannot meet: refused here, not
+        # after the queued resource has waited and FAILED.
+        generation, image = match.group(1), runtime_version(settings)
+        others = [other for other, other_image in RUNTIME_VERSIONS.items()
+                  if other_image == image and other_image != RUNTIME_VERSIONS[generation]]
+        if others:
+            raise UsageError("--runtime-version", image,
+                             f"the TPU VM image of a {'/'.join(others)} slice; a "
+                             f"{settings.accelerator_type} slice runs "
+                             f"{RUNTIME_VERSIONS[generation]} (or leave it empty for that)")
     if subcommand in ("setup", "up") and not os.path.isdir(settings.source):
         raise UsageError("--source", settings.source, "an existing directory (the checkout to copy)")
     if subcommand in ("setup", "up") and settings.bucket:
@@ -143,6 +159,13 @@ def sweep_config_on_host(settings: ml_collections.ConfigDict) -> str:
     """The sweep config's path relative to ~/scaling, where the hosts find it after `setup`."""
     relative = os.path.relpath(os.path.abspath(settings.sweep_config), os.path.abspath(settings.source))
     return relative.replace(os.sep, "/")
+
+
+def runtime_version(settings: ml_collections.ConfigDict) -> str:
+    """The TPU VM image: `runtime_version`, or the generation's own when that is empty."""
+    if settings.runtime_version.strip():
+        return settings.runtime_version
+    return RUNTIME_VERSIONS[str(settings.accelerator_type).rpartition("-")[0]]
 
 
 def node_name(settings: ml_collections.ConfigDict) -> str:

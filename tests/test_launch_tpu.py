@@ -345,6 +345,15 @@ def test_settings_file_with_flags_overriding_it(cloud):
 @pytest.mark.parametrize("flags, message", [
     (["--accelerator-type", "v5e16"], "--accelerator-type='v5e16' is not allowed"),
     (["--accelerator-type", "tpu-8"], "--accelerator-type='tpu-8' is not allowed"),
+    # Generations gcloud does not name so (v5e is `v5litepod`) were sent to `gcloud ... create`.
+    (["--accelerator-type", "v5e-16"], "--accelerator-type='v5e-16' is not allowed: a TPU type "
+                                       "GENERATION-COUNT with GENERATION one of v2, v3, v4, "
+                                       "v5litepod, v5p, v6e"),
+    (["--accelerator-type", "v9-8"], "--accelerator-type='v9-8' is not allowed"),
+    # The image of another generation: the queued resource would only fail once requested.
+    (["--accelerator-type", "v4-32"], "--runtime-version='v2-alpha-tpuv5-lite' is not allowed: "
+                                      "the TPU VM image of a v5litepod slice; a v4-32 slice runs "
+                                      "tpu-ubuntu2204-base"),
     (["--max-retries", "0"], "--max-retries=0 is not allowed: an integer > 0"),
     (["--max-retries", "-2"], "--max-retries=-2 is not allowed: an integer > 0"),
     (["--sweep-config", "configs/sweeps/missing.py"],
@@ -470,3 +479,14 @@ def test_a_queued_slice_is_waited_for_through_failures_to_describe_it(cloud):
     assert [kind(c) for c in cloud.calls()] == (
         ["create"] + ["describe"] * 6 + ["scp", "setup", "sweep", "delete"])
     assert "could not describe the slice); still waiting" in result.stderr
+
+
+@pytest.mark.parametrize("accelerator, image", [
+    ("v4-32", "tpu-ubuntu2204-base"), ("v5litepod-8", "v2-alpha-tpuv5-lite"),
+    ("v5p-128", "v2-alpha-tpuv5"), ("v6e-8", "v2-alpha-tpuv6e")])
+def test_without_a_runtime_version_the_slice_gets_its_generations_image(cloud, accelerator, image):
+    result = cloud.launch("create", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
+                          "--accelerator-type", accelerator, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    create = shlex.split(result.stdout.splitlines()[0])
+    assert create[create.index("--runtime-version") + 1] == image
