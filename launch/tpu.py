@@ -9,7 +9,7 @@
     scaling-tpu delete  ...   # tear the slice down
 
 Every subcommand takes `--config configs/tpu/v5e-16.py` (settings file) and flags that override it,
-and `--dry-run`, which prints each `gcloud` command on one line and runs none. `run` and `up`
+`run` and `up` also `--config.FIELD=VALUE` overrides of the sweep config, and `--dry-run`, which prints each `gcloud` command on one line and runs none. `run` and `up`
 first plan the sweep here and validate every run's config exactly as `scaling-train` will (exit 2
 naming the run and the field) before any `gcloud` call, so a bad sweep costs no slice time. The sweep resumes
 from its checkpoints after a preemption only if its workdir outlives the slice: a GCS bucket mounted
@@ -162,7 +162,8 @@ def run_remote_command(s: Settings) -> str:
     Runs go one at a time (`--processes 1`): each is one program spanning every host of the slice.
     The line says explicitly that the run is multi-host (`SCALING_DISTRIBUTED=1`: JAX's own TPU
     cluster detection connects the hosts) and which host this is (`SCALING_PROCESS_ID`, from the
-    metadata server), since an ssh shell need not carry the TPU_* variables.
+    metadata server), since an ssh shell need not carry the TPU_* variables. The sweep config's
+    overrides follow as `--config.FIELD=VALUE`, each quoted for the host's shell.
     """
     sweep = [f"{REMOTE_VENV}/bin/scaling-sweep", "--config", tpu_settings.sweep_config_on_host(s),
              "--processes", "1"]
@@ -172,7 +173,8 @@ def run_remote_command(s: Settings) -> str:
     return (f"cd ~/{REMOTE_CHECKOUT} && {worker} && "
             f"{{ [ ! -f {WANDB_ENV_FILE} ] || . ./{WANDB_ENV_FILE}; }} && "
             f"export SCALING_DISTRIBUTED=1 SCALING_PROCESS_ID && "
-            f"{shlex.join(sweep)} --workdir {host_path(s.workdir)}")
+            f"{shlex.join(sweep)} --workdir {host_path(s.workdir)}"
+            + "".join(f" {shlex.quote('--config.' + override)}" for override in s.sweep_overrides))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,7 +434,7 @@ def check_sweep(s: Settings) -> int:
     # Imports JAX: only for the subcommands that start a sweep.
     from launch.sweep import estimated_seconds_per_flop, held_out_batches, load_plan, plan_totals
 
-    sweep, base_config, runs = load_plan(s.sweep_config, [])
+    sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
     check_copied(s, "--sweep-config", s.sweep_config)
     if os.path.isabs(sweep.base_config):  # the hosts have the copy elsewhere: ~/scaling
         raise UsageError("base_config", sweep.base_config,
@@ -473,7 +475,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from scaling.overrides import split_argv
+
+    rest, overrides = split_argv(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(rest)
+    args.sweep_overrides = overrides or None  # none given: the settings file's, if any
     return exit_code_of(PROGRAM, lambda: _dispatch(args))
 
 

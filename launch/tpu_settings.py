@@ -39,6 +39,9 @@ def default_settings() -> ml_collections.ConfigDict:
     s.spot = False  # spot capacity is cheaper and can be preempted at any time
     s.source = "."  # the checkout copied to ~/scaling on every host (files git tracks or would track)
     s.sweep_config = ""  # path inside `source`, e.g. configs/sweeps/demo.py
+    # `FIELD=VALUE` overrides of the sweep config (`--config.FIELD=VALUE` on the command line):
+    # checked here with the sweep and given to `scaling-sweep` on every host.
+    s.sweep_overrides = []
     s.workdir = ""  # on the hosts; put it under mount_dir so checkpoints survive a preemption
     s.bucket = ""  # GCS bucket mounted with gcsfuse at mount_dir on every host ("" mounts nothing)
     s.mount_dir = "~/results"
@@ -146,6 +149,10 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
         if inside.startswith(os.pardir):
             raise UsageError("--sweep-config", sweep_config,
                              f"a file inside --source={settings.source!r}, which is what the hosts get")
+    if settings.sweep_overrides and subcommand not in ("run", "up"):
+        field, _, value = settings.sweep_overrides[0].partition("=")
+        raise UsageError(f"--config.{field}", value,
+                         "given to `run` or `up` (it overrides a field of the sweep config)")
     retries = settings.max_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
         raise UsageError("--max-retries", retries, "an integer > 0")

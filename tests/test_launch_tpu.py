@@ -490,3 +490,25 @@ def test_without_a_runtime_version_the_slice_gets_its_generations_image(cloud, a
     assert result.returncode == 0, result.stderr
     create = shlex.split(result.stdout.splitlines()[0])
     assert create[create.index("--runtime-version") + 1] == image
+
+
+def test_sweep_overrides_are_checked_and_reach_scaling_sweep_on_every_host(cloud):
+    result = cloud.launch(*up_args("--config.sizes=d32-L1,d16-L1", "--config.name", "it's"))
+    assert result.returncode == 0, result.stderr
+    assert "2 planned runs" in result.stderr  # planned here with the overrides
+    sweep = next(c["argv"] for c in cloud.calls() if kind(c) == "sweep")
+    assert "--worker=all" in sweep
+    remote = shlex.split(sweep[-1])  # as the host's shell reads the line
+    assert remote[-2:] == ["--config.sizes=d32-L1,d16-L1", "--config.name=it's"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (up_args("--config.sizes=d32-L2x"), "sizes"),
+    (["create", "--project", "proj", "--zone", "us-west4-a", "--config.sizes=d32-L1"],
+     "--config.sizes='d32-L1' is not allowed: given to `run` or `up`"),
+])
+def test_a_bad_or_misplaced_sweep_override_is_one_line_before_any_gcloud_call(cloud, args, message):
+    result = cloud.launch(*args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("scaling-tpu: error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and cloud.calls() == []
