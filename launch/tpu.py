@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import posixpath
 import shlex
 import shutil
 import subprocess
@@ -303,7 +304,18 @@ def run(s: Settings, dry_run: bool) -> int:
     if not s.bucket:
         log(f"warning: no --bucket, so the workdir {s.workdir} is on the hosts' boot disks; "
             "its checkpoints are lost if the slice is recreated")
+    elif not _inside(s.workdir, s.mount_dir):
+        log(f"warning: the workdir {s.workdir} is not under --mount-dir={s.mount_dir!r}, where the "
+            "bucket is mounted, so its checkpoints are lost if the slice is recreated")
     return execute(ssh_command(s, run_remote_command(s)), dry_run=dry_run).returncode
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether the host path `path` is `folder` or inside it (a relative path is in ~/scaling)."""
+    def absolute(host: str) -> str:
+        host = host if host.startswith(("/", "~")) else f"~/{REMOTE_CHECKOUT}/{host}"
+        return posixpath.normpath(host)
+    return posixpath.commonpath([absolute(path), absolute(folder)]) == absolute(folder)
 
 
 def delete(s: Settings, dry_run: bool) -> None:

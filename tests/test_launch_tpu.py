@@ -512,3 +512,13 @@ def test_a_bad_or_misplaced_sweep_override_is_one_line_before_any_gcloud_call(cl
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("scaling-tpu: error: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and cloud.calls() == []
+
+
+@pytest.mark.parametrize("workdir, warned", [
+    ("runs/demo", True), ("~/results2/demo", True), ("~/results/sweeps/demo", False)])
+def test_a_workdir_outside_the_mounted_bucket_is_warned_about(cloud, workdir, warned):
+    result = cloud.launch("run", "--project", "proj", "--zone", "us-west4-a", "--dry-run",
+                          "--sweep-config", "configs/sweeps/tiny.py", "--bucket", "gs://my-results",
+                          "--workdir", workdir)
+    assert result.returncode == 0, result.stderr
+    assert ("is not under --mount-dir='~/results'" in result.stderr) == warned, result.stderr
