@@ -87,13 +87,22 @@ def effective_mode(configured: str, environment: dict | None = None) -> str:
 
 
 def run_tags(config) -> list[str]:
-    """The run's W&B tags: the configured ones (a sweep adds sweep:, plan:, family:, size:) and
-    the model's layout."""
+    """The run's W&B tags: the configured ones (a sweep adds sweep:, plan:, family:, size:), the
+    model's layout, and `branch` for a cooldown branch (`train.init_from` set)."""
     tags = [tag for tag in config.wandb.tags.split(",") if tag]
     layout = config.model.get("layout") if "model" in config else None
     if layout and not any(tag.startswith("layout:") for tag in tags):
         tags.append(f"layout:{layout}")
+    if parent_name(config) and "branch" not in tags:
+        tags.append("branch")
     return tags
+
+
+def parent_name(config) -> str:
+    """The run a cooldown branch continues: its `train.init_from` workdir's name (a sweep's run
+    workdirs are named after their runs), as results.csv's `parent` column; "" for other runs."""
+    init_from = config.train.get("init_from", "") if "train" in config else ""
+    return pathlib.PurePath(init_from.rstrip("/")).name if init_from else ""
 
 
 class MetricsLog:

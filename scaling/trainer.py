@@ -247,10 +247,12 @@ class Trainer:
         counts = flops.parameter_counts(model)
         planned_tokens = self.total_steps * self.tokens_per_step
         # The run's place in a scaling study, at the top of its W&B config for grouping and
-        # filtering: N (non-embedding parameters), D (tokens), C (FLOPs of D, run's convention).
+        # filtering: N (non-embedding parameters), D (tokens), C (FLOPs of D, run's convention),
+        # and the run a cooldown branch continues ("" for others).
         scale = {"N": counts.non_embedding, "N_total": counts.total, "D": planned_tokens,
                  "C": self.flops_for(planned_tokens)["flops"],
-                 "flop_convention": config.train.flop_convention}
+                 "flop_convention": config.train.flop_convention,
+                 "parent": tracking.parent_name(config)}
         self.wandb_run = (tracking.WandbRun(config, self.workdir, name=config.name,
                                             config_dict={**config.to_dict(), **scale})
                           if self.leader else None)

@@ -132,6 +132,22 @@ def test_killed_branch_resumes_bitwise(parent, tmp_path):
                                                                          BRANCH_STEPS).keys()
 
 
+def test_a_branchs_wandb_run_names_its_parent_and_is_tagged_a_branch(parent, tmp_path):
+    # In the W&B UI a sweep's cooldown branches sit beside their parents in one group: the
+    # `branch` tag filters them, and the config's `parent` (results.csv's column) says which run
+    # each one continues; `train.init_from` alone is a path on the machine that trained it.
+    from launch.registry import read_local_run, read_run_file_records
+
+    branch = tmp_path / "branch"
+    _train(branch, *_branch_args(parent), "--config.wandb.mode=offline")
+    [run_file] = branch.glob("wandb/offline-run-*/run-*.wandb")
+    header = next(record.run for record in read_run_file_records(run_file)
+                  if record.WhichOneof("record_type") == "run")
+    assert "branch" in list(header.tags)
+    config = read_local_run(run_file)["config"]
+    assert config["parent"] == parent.name and config["train"]["init_step"] == BRANCH_START
+
+
 def test_branch_of_a_parent_without_that_state_is_refused(parent, tmp_path):
     result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
                              str(tmp_path / "b"), "--config.train.steps=30",
