@@ -468,9 +468,15 @@ def main(argv=None) -> int:
     if args.wandb_project:
         from analysis.wandb_log import log_fit
 
-        where = log_fit(out_dir, pathlib.Path(args.results or args.csv or args.wandb),
-                        args.wandb_project, args.wandb_group)
-        print(f"W&B fit run: {where}")
+        try:
+            where = log_fit(out_dir, pathlib.Path(args.results or args.csv or args.wandb),
+                            args.wandb_project, args.wandb_group)
+        except Exception as error:  # W&B is best effort, as for a training run: the fit is written
+            reason = " ".join(str(error).split())
+            print(f"scaling-fit: warning: W&B could not log the fit ({type(error).__name__}"
+                  f"{': ' + reason if reason else ''}); the fit is in {out_dir}", file=sys.stderr)
+        else:
+            print(f"W&B fit run: {where}")
     return 0
 
 

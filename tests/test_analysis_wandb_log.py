@@ -66,3 +66,20 @@ def test_the_fit_runs_in_the_mode_a_training_run_would(monkeypatch, tmp_path, en
     for variable, value in environment.items():
         monkeypatch.setenv(variable, value)
     assert wandb_log._mode() == mode
+
+
+def test_wandb_failing_to_log_the_fit_is_a_warning_line_after_the_fit(tmp_path, monkeypatch,
+                                                                       capsys):
+    # The fit is written before W&B starts; W&B failing (here it cannot make its run folder)
+    # says so in one line and leaves the fit, as W&B failing never stops a training run.
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in [1e6, 2e6, 4e6, 8e6, 16e6]])
+    out = tmp_path / "fit"
+    out.mkdir()
+    (out / "wandb").write_text("a file where W&B wants its folder")
+    assert main(["--results", str(results), "--out", str(out), "--bootstrap", "20",
+                 "--wandb-project", "scaling-test"]) == 0
+    captured = capsys.readouterr()
+    [warning] = [line for line in captured.err.splitlines() if "W&B" in line]
+    assert warning.startswith("scaling-fit: warning: W&B could not log the fit")
+    assert str(out) in warning and (out / "fit.json").is_file()
