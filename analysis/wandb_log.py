@@ -8,7 +8,8 @@ depends on nothing inside the analysis. The run (job type `fit`) holds:
   extrapolation check's errors (`extrapolation/<law>/<metric>`);
 - tables: `runs` (the input rows), `extrapolation_held_out/<law>` (each held-out run: actual and
   predicted);
-- the loss-vs-compute points as a W&B line plot (`loss_vs_compute`), and every figure as an image.
+- the loss-vs-compute points as a W&B line plot (`loss_vs_compute`), and every figure as an image;
+- an artifact (type `scaling-fit`, named as the run) of fit.json, report.md and the figures.
 
 The mode is W&B's own `WANDB_MODE` when set, else online with an API key and offline without.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import pandas as pd
 
@@ -94,6 +96,13 @@ def log_fit(out_dir: pathlib.Path, input_path: pathlib.Path, project: str,
         for figure in sorted(out_dir.glob("*.png")):
             logged[f"figures/{figure.stem}"] = wandb.Image(str(figure))
         run.log(logged)
+        # The fit's own files (fit.json, report.md, the figures) as one artifact of the run.
+        artifact = wandb.Artifact(re.sub(r"[^\w.-]", "-", run.name or "fit"), type="scaling-fit",
+                                  description=f"scaling-fit of {input_path.name}")
+        for path in [out_dir / "fit.json", out_dir / "report.md", *sorted(out_dir.glob("*.png"))]:
+            if path.is_file():
+                artifact.add_file(str(path))
+        run.log_artifact(artifact)
         for key, value in fit_summary(fit).items():
             run.summary[key] = value
         where = (run.url if mode == "online" and run.url else

@@ -45,6 +45,12 @@ def test_the_fit_is_logged_as_a_run_of_the_sweeps_group(tmp_path, monkeypatch, c
     assert summary["extrapolation_held_out/compute/nrows"] == check["n_held_out"]
     figures = sorted(path.stem for path in out.glob("*.png"))
     assert figures and all(summary[f"figures/{stem}/_type"] == "image-file" for stem in figures)
+    # The fit's own files, report.md included, as one artifact to download or compare.
+    [artifact] = [r.artifact for r in read_run_file_records(run_file)
+                  if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "scaling-fit"]
+    assert artifact.name == "fit-demo"
+    assert {entry.path for entry in artifact.manifest.contents} == {
+        "fit.json", "report.md", *(f"{stem}.png" for stem in figures)}
 
 
 @pytest.mark.parametrize("environment, mode", [({"WANDB_MODE": "dryrun"}, "offline"),
