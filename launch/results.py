@@ -19,7 +19,8 @@ CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "t
 WANDB_NAMES = {
     "train_loss": "train/loss", "eval_loss": "eval/loss", "eval_stderr": "eval/loss_stderr",
     "eval_tokens": "eval/tokens", "lr": "optim/lr", "grad_norm": "optim/grad_norm",
-    "skipped_steps": "optim/skipped_steps", "tokens_per_second": "perf/tokens_per_second",
+    "skipped_steps": "optim/skipped_steps", "target_tokens": "train/target_tokens",
+    "tokens_per_second": "perf/tokens_per_second",
     "mfu": "perf/mfu", "eval_seconds": "perf/eval_seconds",
     "final_train_loss": "train/final_loss", "final_eval_loss": "eval/final_loss",
     "final_eval_stderr": "eval/final_loss_stderr", "final_eval_tokens": "eval/final_tokens",

@@ -67,6 +67,11 @@ def test_objective_trains_on_the_embedded_corpus(tmp_path, name, arguments, targ
     assert evals[-1] < evals[0] - 0.5, evals
     assert evals[-1] < held_out_unigram_entropy() - 0.1, evals
     assert all(record["target_tokens"] == target_tokens for record in records)
+    # Every logged metric has a section on W&B (train/, eval/, optim/, perf/) or is an x-axis.
+    from launch.results import WANDB_NAMES
+    from scaling.tracking import X_AXES
+
+    assert set().union(*records) - set(X_AXES) - set(WANDB_NAMES) == set()
 
 
 def write_reversals(path, count=4000, seed=0):
