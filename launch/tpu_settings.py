@@ -25,6 +25,8 @@ RUNTIME_VERSIONS = {"v2": "tpu-ubuntu2204-base", "v3": "tpu-ubuntu2204-base",
                     "v4": "tpu-ubuntu2204-base", "v5litepod": "v2-alpha-tpuv5-lite",
                     "v5p": "v2-alpha-tpuv5", "v6e": "v2-alpha-tpuv6e"}
 ACCELERATOR_TYPE = re.compile(rf"({'|'.join(RUNTIME_VERSIONS)})-[1-9][0-9]*")
+# A Google Cloud resource name, as a queued resource and a TPU node must be named.
+RESOURCE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def default_settings() -> ml_collections.ConfigDict:
@@ -114,6 +116,11 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
     """Checks the fields `subcommand` (create, setup, run, up, delete) reads."""
     for field in ("project", "zone", "name"):
         _nonempty(settings, field)
+    for field in ("name", "node_id"):
+        if settings[field] and not RESOURCE_NAME.fullmatch(str(settings[field])):
+            raise UsageError(flag_name(field), settings[field],
+                             "a Cloud resource name: a lowercase letter, then up to 62 lowercase "
+                             "letters, digits or '-', not ending in '-'")
     if subcommand in ("create", "up"):
         match = ACCELERATOR_TYPE.fullmatch(str(settings.accelerator_type))
         if not match:

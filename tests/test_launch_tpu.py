@@ -354,6 +354,10 @@ def test_settings_file_with_flags_overriding_it(cloud):
     (["--accelerator-type", "v4-32"], "--runtime-version='v2-alpha-tpuv5-lite' is not allowed: "
                                       "the TPU VM image of a v5litepod slice; a v4-32 slice runs "
                                       "tpu-ubuntu2204-base"),
+    # Reached gcloud; 'a:b' also broke the copy target NODE:~/.
+    (["--name", "a:b"], "--name='a:b' is not allowed: a Cloud resource name: a lowercase letter"),
+    (["--name", "My-Run"], "--name='My-Run' is not allowed"),
+    (["--node-id", "run-"], "--node-id='run-' is not allowed"),
     (["--max-retries", "0"], "--max-retries=0 is not allowed: an integer > 0"),
     (["--max-retries", "-2"], "--max-retries=-2 is not allowed: an integer > 0"),
     (["--sweep-config", "configs/sweeps/missing.py"],
