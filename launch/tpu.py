@@ -168,10 +168,13 @@ def run_remote_command(s: Settings) -> str:
     """
     sweep = [f"{REMOTE_VENV}/bin/scaling-sweep", "--config", tpu_settings.sweep_config_on_host(s),
              "--processes", "1"]
-    worker = (f"SCALING_PROCESS_ID=$(curl -sf -H Metadata-Flavor:Google {WORKER_NUMBER_URL}) || "
+    # Each step fails with its own line: `a && b || c` would run c when a fails.
+    checkout = (f"{{ cd ~/{REMOTE_CHECKOUT} 2>/dev/null || {{ echo 'no ~/{REMOTE_CHECKOUT} on this "
+                "host: run `scaling-tpu setup` first' >&2; exit 1; }; }")
+    worker = (f"{{ SCALING_PROCESS_ID=$(curl -sf -H Metadata-Flavor:Google {WORKER_NUMBER_URL}) || "
               "{ echo 'cannot read the worker number of this host from the TPU metadata server' >&2; "
-              "exit 1; }")
-    return (f"cd ~/{REMOTE_CHECKOUT} && {worker} && "
+              "exit 1; }; }")
+    return (f"{checkout} && {worker} && "
             f"{{ [ ! -f {WANDB_ENV_FILE} ] || . ./{WANDB_ENV_FILE}; }} && "
             f"export SCALING_DISTRIBUTED=1 SCALING_PROCESS_ID && "
             f"{shlex.join(sweep)} --workdir {host_path(s.workdir)}"

@@ -155,15 +155,46 @@ def test_up_runs_the_documented_commands_in_order(cloud):
     assert sweep[4:-1] == ["qr", "--worker=all", *WHERE, "--command"]
     # Run from that environment; multi-host said explicitly, the worker number from the metadata
     # server (an ssh shell need not carry TPU_WORKER_ID).
-    assert sweep[-1].startswith("cd ~/scaling && SCALING_PROCESS_ID=$(curl -sf -H "
-                                "Metadata-Flavor:Google http://metadata.google.internal/"
-                                "computeMetadata/v1/instance/attributes/agent-worker-number) || ")
+    assert sweep[-1].startswith("{ cd ~/scaling 2>/dev/null || ")
+    assert (" && { SCALING_PROCESS_ID=$(curl -sf -H Metadata-Flavor:Google "
+            "http://metadata.google.internal/computeMetadata/v1/instance/attributes/"
+            "agent-worker-number) || ") in sweep[-1]
     assert sweep[-1].endswith(" && { [ ! -f wandb.env ] || . ./wandb.env; } && "
                               "export SCALING_DISTRIBUTED=1 SCALING_PROCESS_ID && "
                               ".venv/bin/scaling-sweep --config configs/sweeps/tiny.py "
                               "--processes 1 --workdir /mnt/disk/sweep")
     assert delete == ["compute", "tpus", "queued-resources", "delete", "qr", *WHERE,
                       "--force", "--quiet"]
+
+
+@pytest.mark.parametrize("checkout, worker, expected", [
+    (False, "0", "no ~/scaling on this host: run `scaling-tpu setup` first"),
+    (True, None, "cannot read the worker number of this host from the TPU metadata server"),
+    (True, "3", "sweep on worker 3, distributed 1: --config configs/sweeps/tiny.py --processes 1"),
+])
+def test_the_hosts_run_line_says_which_step_failed(cloud, tmp_path, checkout, worker, expected):
+    # Run on a host without the checkout (`run` before `setup`), it blamed the metadata server.
+    result = cloud.launch(*up_args())
+    assert result.returncode == 0, result.stderr
+    line = next(c for c in cloud.calls() if kind(c) == "sweep")["argv"][-1]
+    home, bin_dir = tmp_path / "host" / "home", tmp_path / "host" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "curl").write_text("#!/bin/sh\n" + (f"echo {worker}\n" if worker else "exit 22\n"))
+    if checkout:
+        sweep = home / "scaling" / ".venv" / "bin" / "scaling-sweep"
+        sweep.parent.mkdir(parents=True)
+        sweep.write_text('#!/bin/sh\necho "sweep on worker $SCALING_PROCESS_ID, distributed '
+                         '$SCALING_DISTRIBUTED: $*"\nexit 75\n')
+    else:
+        home.mkdir()
+    for script in bin_dir.glob("*"):
+        script.chmod(0o755)
+    for script in home.glob("scaling/.venv/bin/*"):
+        script.chmod(0o755)
+    ran = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60,
+                         env={"HOME": str(home), "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert expected in ran.stdout + ran.stderr
+    assert ran.returncode == (75 if worker and checkout else 1)  # the sweep's exit code passed on
 
 
 def test_setup_copies_the_files_git_would_track_and_no_ignored_ones(cloud):
