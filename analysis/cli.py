@@ -472,7 +472,9 @@ def main(argv=None) -> int:
             where = log_fit(out_dir, pathlib.Path(args.results or args.csv or args.wandb),
                             args.wandb_project, args.wandb_group)
         except Exception as error:  # W&B is best effort, as for a training run: the fit is written
-            reason = " ".join(str(error).split())
+            from scaling.tracking import one_line
+
+            reason = one_line(error)
             print(f"scaling-fit: warning: W&B could not log the fit ({type(error).__name__}"
                   f"{': ' + reason if reason else ''}); the fit is in {out_dir}", file=sys.stderr)
         else:

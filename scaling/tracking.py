@@ -154,6 +154,11 @@ def new_run_id() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (W&B's span several)."""
+    return " ".join(str(error).split())
+
+
 class WandbRun:
     """A W&B run that resumes with the workdir and never stops training when W&B fails."""
 
@@ -199,7 +204,7 @@ class WandbRun:
             print(f"W&B run {name}: {where}", file=stream or sys.stdout, flush=True)
         except Exception as error:  # W&B is optional: note it and train on
             log.warning("W&B could not start (%s: %s); continuing without it",
-                        type(error).__name__, error)
+                        type(error).__name__, one_line(error))
             self._run = None
 
     @property
@@ -214,7 +219,7 @@ class WandbRun:
             step = record.get("step")
             self._run.log(to_wandb_names(record), step=None if step is None else int(step))
         except Exception as error:
-            log.warning("W&B logging failed (%s); continuing without it", error)
+            log.warning("W&B logging failed (%s); continuing without it", one_line(error))
             self._run = None
 
     def finish(self, summary: dict) -> None:
@@ -231,7 +236,7 @@ class WandbRun:
                 del self._run.summary[key]
             self._run.finish(exit_code=0 if summary.get("status") == "completed" else 1)
         except Exception as error:
-            log.warning("W&B finish failed (%s)", error)
+            log.warning("W&B finish failed (%s)", one_line(error))
 
 
 def format_duration(seconds: float) -> str:

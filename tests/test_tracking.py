@@ -114,11 +114,11 @@ def test_wandb_offline_holds_metrics_and_config_and_a_restart_keeps_the_run_id(t
     assert [row["step"] for row in logged_history(offline_runs[1] / f"run-{run_id}.wandb")] == [15]
 
 
-def test_wandb_failing_to_start_never_stops_training(tmp_path, monkeypatch):
+def test_wandb_failing_to_start_never_stops_training(tmp_path, monkeypatch, caplog):
     import wandb
 
     def broken_init(*args, **kwargs):
-        raise RuntimeError("no network")
+        raise RuntimeError("no network\n  (timed out after 60 s)")
 
     monkeypatch.setattr(wandb, "init", broken_init)
     config = wandb_config()
@@ -128,6 +128,10 @@ def test_wandb_failing_to_start_never_stops_training(tmp_path, monkeypatch):
     run.finish({"status": "completed"})
     # The id is kept, so a later restart with W&B working joins the same run.
     assert len((tmp_path / tracking.WANDB_ID_FILE).read_text().strip()) == 8
+    # One warning line, though W&B's message has two.
+    [warning] = [record.getMessage() for record in caplog.records if "W&B" in record.getMessage()]
+    assert warning == ("W&B could not start (RuntimeError: no network (timed out after 60 s)); "
+                       "continuing without it")
 
 
 def test_wandb_failing_while_logging_turns_itself_off(tmp_path):
