@@ -7,6 +7,9 @@
     scaling-tpu run     ...   # `scaling-sweep` on every host at once: one multi-host program per run
     scaling-tpu up      ...   # create → setup → run; on preemption delete, recreate, set up and rerun
     scaling-tpu delete  ...   # tear the slice down
+    scaling-tpu status  ...   # the slice's state and, when ACTIVE, results.csv's runs by status
+    scaling-tpu logs    ... [--run NAME] [--lines N]   # the end of a run's train.log (worker 0)
+    scaling-tpu stop    ...   # SIGINT to `scaling-sweep` on every host: runs save and stop; `run` resumes
 
 Every subcommand takes `--config configs/tpu/v5e-16.py` (settings file) and flags that override it,
 `run` and `up` also `--config.FIELD=VALUE` overrides of the sweep config, and `--dry-run`, which prints each `gcloud` command on one line and runs none. `run` and `up`
@@ -102,10 +105,11 @@ def scp_command(s: Settings, local_checkout: str) -> list[str]:
             f"{tpu_settings.node_name(s)}:~/", "--worker=all", *_where(s)]
 
 
-def ssh_command(s: Settings, remote_command: str) -> list[str]:
-    """`gcloud` command that runs the shell line `remote_command` on every host at once."""
-    return ["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu_settings.node_name(s), "--worker=all",
-            *_where(s), "--command", remote_command]
+def ssh_command(s: Settings, remote_command: str, worker: str = "all") -> list[str]:
+    """`gcloud` command that runs the shell line `remote_command` on every host at once (or on
+    host `worker` only: worker 0 writes the sweep's tables and each run's train.log)."""
+    return ["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu_settings.node_name(s),
+            f"--worker={worker}", *_where(s), "--command", remote_command]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,6 +156,74 @@ def setup_remote_command(s: Settings) -> str:
     return " && ".join(steps)
 
 
+SWEEP_ON_HOST = f"{REMOTE_VENV}/bin/scaling-sweep"  # as `run` starts it, from ~/scaling
+
+
+def _checkout_step() -> str:
+    """Shell step: into ~/scaling (where a relative --workdir is), or one line saying why not."""
+    return (f"{{ cd ~/{REMOTE_CHECKOUT} 2>/dev/null || {{ echo 'no ~/{REMOTE_CHECKOUT} on this "
+            "host: run `scaling-tpu setup` first' >&2; exit 1; }; }")
+
+
+# Run by the host's environment with the workdir as its argument: results.csv's runs counted by
+# status (the sweep rewrites the table after every run; a run not ended yet is `pending`),
+# and the last line of the most recently written train.log, the run in progress.
+STATUS_SCRIPT = "; ".join((  # one line, so that a dry run prints each command on one line
+    "import collections, csv, glob, os, sys",
+    "w = sys.argv[1]",
+    'os.path.isdir(w) or sys.exit(f"no workdir {w} on worker 0")',
+    't = os.path.join(w, "results.csv")',
+    'rows = list(csv.DictReader(open(t, newline=""))) if os.path.isfile(t) else None',
+    'c = collections.Counter(r.get("status") or "unknown" for r in rows or [])',
+    'print(f"{t}: " + (f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items())) '
+    'if rows is not None else "none yet (the sweep writes it when its first run ends)"))',
+    'logs = glob.glob(os.path.join(glob.escape(w), "runs", "*", "train.log"))',
+    "latest = max(logs, key=os.path.getmtime, default=None)",
+    'lines = [l.rstrip() for l in open(latest, errors="replace") if l.strip()] if latest else []',
+    'last = lines[-1] if lines else "(empty)"',
+    'latest and print(f"latest: {latest}: {last}")'))
+
+
+def status_remote_command(s: Settings) -> str:
+    """Shell line for worker 0: the sweep's progress in its workdir (see STATUS_SCRIPT)."""
+    return (f"{_checkout_step()} && {REMOTE_VENV}/bin/python -c {shlex.quote(STATUS_SCRIPT)} "
+            f"{host_path(s.workdir)}")
+
+
+def logs_remote_command(s: Settings) -> str:
+    """Shell line for worker 0: the last `lines` lines of WORKDIR/runs/RUN/train.log, or of the
+    most recently written train.log when no run is named, under a `==> PATH <==` header."""
+    workdir = host_path(s.workdir)
+    if s.run:
+        find = (f"log={workdir}/runs/{shlex.quote(s.run)}/train.log && "
+                '{ [ -f "$log" ] || { echo "no $log on worker 0" >&2; exit 1; }; }')
+    else:
+        find = (f"log=$(ls -t -- {workdir}/runs/*/train.log 2>/dev/null | head -n 1) && "
+                f'{{ [ -n "$log" ] || {{ echo "no runs/*/train.log in "{workdir}" on worker 0" >&2; '
+                "exit 1; }; }")
+    return (f'{_checkout_step()} && {find} && echo "==> $log <==" && '
+            f'tail -n {int(s.lines)} -- "$log"')
+
+
+# `run`'s sweep as the process table shows it: an interpreter (and at most one of its options),
+# then the script as `run` names it. Not the ssh shell whose command line merely contains it.
+SWEEP_PROCESS = rf"^([^ ]+ ){{0,2}}{SWEEP_ON_HOST.replace('.', '[.]')}( |$)"
+
+
+def stop_remote_command() -> str:
+    """Shell line for every host: SIGINT to the `scaling-sweep` that `run` started there (its
+    command line names .venv/bin/scaling-sweep, its working folder is ~/scaling). The sweep passes
+    the signal to its run, which saves a checkpoint and exits 130; the sweep starts nothing more
+    and exits 130 (`interrupted`, resumable: `run` again resumes). Nothing is deleted."""
+    return (f'{_checkout_step()} && here=$(pwd -P) && stopped="" && '
+            f"for pid in $(pgrep -f {shlex.quote(SWEEP_PROCESS)}); do "
+            '[ "$(readlink /proc/$pid/cwd)" = "$here" ] && kill -INT "$pid" && '
+            'stopped="$stopped $pid"; done; '
+            'if [ -n "$stopped" ]; then echo "$(hostname): sent SIGINT to scaling-sweep '
+            '(pid$stopped): its run saves a checkpoint and stops; scaling-tpu run resumes"; '
+            f'else echo "$(hostname): no scaling-sweep running from ~/{REMOTE_CHECKOUT}"; fi')
+
+
 PYTHON_CHECK = ('import sys; assert sys.version_info >= (3, 11), sys.version; '
                 'print("python", sys.version.split()[0], "in", sys.prefix)')
 
@@ -166,11 +238,9 @@ def run_remote_command(s: Settings) -> str:
     metadata server), since an ssh shell need not carry the TPU_* variables. The sweep config's
     overrides follow as `--config.FIELD=VALUE`, each quoted for the host's shell.
     """
-    sweep = [f"{REMOTE_VENV}/bin/scaling-sweep", "--config", tpu_settings.sweep_config_on_host(s),
-             "--processes", "1"]
+    sweep = [SWEEP_ON_HOST, "--config", tpu_settings.sweep_config_on_host(s), "--processes", "1"]
     # Each step fails with its own line: `a && b || c` would run c when a fails.
-    checkout = (f"{{ cd ~/{REMOTE_CHECKOUT} 2>/dev/null || {{ echo 'no ~/{REMOTE_CHECKOUT} on this "
-                "host: run `scaling-tpu setup` first' >&2; exit 1; }; }")
+    checkout = _checkout_step()
     worker = (f"{{ SCALING_PROCESS_ID=$(curl -sf -H Metadata-Flavor:Google {WORKER_NUMBER_URL}) || "
               "{ echo 'cannot read the worker number of this host from the TPU metadata server' >&2; "
               "exit 1; }; }")
@@ -332,6 +402,24 @@ def delete(s: Settings, dry_run: bool) -> None:
         log(f"queued resource {s.name} no longer exists")
 
 
+def status(s: Settings, dry_run: bool) -> int:
+    """Prints the queued resource's state and, when it is ACTIVE, the sweep's progress from worker
+    0; returns the exit code of the ssh (0 when the slice is not ACTIVE: nothing to ask)."""
+    progress = ssh_command(s, status_remote_command(s), worker="0")
+    if dry_run:
+        execute(describe_command(s), dry_run=True)
+        return execute(progress, dry_run=True).returncode
+    result = execute(describe_command(s), dry_run=False, capture=True)
+    if result.returncode != 0 and "NOT_FOUND" not in result.stderr:
+        sys.stderr.write(result.stderr)
+        raise CommandFailed(describe_command(s), result.returncode, "could not describe the slice")
+    state = result.stdout.strip() if result.returncode == 0 else ""
+    print(f"queued resource {s.name}: {state or 'does not exist'}", flush=True)
+    if state != ACTIVE:
+        return 0
+    return execute(progress, dry_run=False).returncode
+
+
 def _lost(s: Settings, dry_run: bool) -> bool:
     # A failed ssh/scp means a preemption when the slice is no longer ACTIVE (or no longer exists).
     return not dry_run and slice_state(s) != ACTIVE
@@ -412,8 +500,16 @@ def _parser() -> argparse.ArgumentParser:
                           ("setup", "copy the checkout to every host and install it"),
                           ("run", "run the sweep on every host"),
                           ("up", "create, set up and run; recreate the slice after preemptions"),
-                          ("delete", "delete the slice")):
-        subcommands.add_parser(name, parents=[common], help=summary)
+                          ("delete", "delete the slice"),
+                          ("status", "the slice's state and the sweep's runs by status"),
+                          ("logs", "the end of a run's train.log on worker 0"),
+                          ("stop", "SIGINT the sweep on every host: runs save and stop, "
+                                   "`run` resumes")):
+        subparser = subcommands.add_parser(name, parents=[common], help=summary)
+        if name == "logs":
+            subparser.add_argument("--run", help="the run whose train.log to show "
+                                                 "(default: the most recently written)")
+            subparser.add_argument("--lines", type=int, help="how many last lines (default: 50)")
     return parser
 
 
@@ -485,6 +581,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run(s, args.dry_run)
     if args.subcommand == "up":
         return up(s, args.dry_run)
+    if args.subcommand == "status":
+        return status(s, args.dry_run)
+    if args.subcommand == "logs":
+        return execute(ssh_command(s, logs_remote_command(s), worker="0"),
+                       dry_run=args.dry_run).returncode
+    if args.subcommand == "stop":
+        return execute(ssh_command(s, stop_remote_command()), dry_run=args.dry_run).returncode
     delete(s, args.dry_run)
     return 0
 

@@ -27,6 +27,8 @@ RUNTIME_VERSIONS = {"v2": "tpu-ubuntu2204-base", "v3": "tpu-ubuntu2204-base",
 ACCELERATOR_TYPE = re.compile(rf"({'|'.join(RUNTIME_VERSIONS)})-[1-9][0-9]*")
 # A Google Cloud resource name, as a queued resource and a TPU node must be named.
 RESOURCE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
+# A run's name as `logs --run` takes it: one folder under WORKDIR/runs/.
+RUN_NAME = re.compile(r"[^/\x00\s]+")
 
 
 def default_settings() -> ml_collections.ConfigDict:
@@ -50,6 +52,8 @@ def default_settings() -> ml_collections.ConfigDict:
     s.max_retries = 3  # how many times `up` recreates the slice after a preemption
     s.poll_interval = 30.0  # seconds between state checks while the slice is being provisioned
     s.delete_when_done = True  # `up` deletes the slice once the sweep has finished
+    s.run = ""  # `logs`: the run whose train.log to show ("" is the most recently written one)
+    s.lines = 50  # `logs`: how many of the log's last lines to show
     return s
 
 
@@ -113,7 +117,7 @@ def _nonempty(settings: ml_collections.ConfigDict, field: str) -> None:
 
 
 def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
-    """Checks the fields `subcommand` (create, setup, run, up, delete) reads."""
+    """Checks the fields `subcommand` (create, setup, run, up, delete, status, logs, stop) reads."""
     for field in ("project", "zone", "name"):
         _nonempty(settings, field)
     for field in ("name", "node_id"):
@@ -156,6 +160,16 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
         if inside.startswith(os.pardir):
             raise UsageError("--sweep-config", sweep_config,
                              f"a file inside --source={settings.source!r}, which is what the hosts get")
+    if subcommand in ("status", "logs"):
+        _nonempty(settings, "workdir")  # where they read results.csv and runs/NAME/train.log
+    if subcommand == "logs":
+        lines = settings.lines
+        if isinstance(lines, bool) or not isinstance(lines, int) or lines < 1:
+            raise UsageError("--lines", lines, "an integer > 0")
+        if settings.run and (not RUN_NAME.fullmatch(str(settings.run))
+                             or settings.run in (".", "..")):
+            raise UsageError("--run", settings.run, "the name of one run of the sweep (its folder "
+                                                    "under WORKDIR/runs/, no '/')")
     if settings.sweep_overrides and subcommand not in ("run", "up"):
         field, _, value = settings.sweep_overrides[0].partition("=")
         raise UsageError(f"--config.{field}", value,

@@ -557,3 +557,179 @@ def test_a_workdir_outside_the_mounted_bucket_is_warned_about(cloud, workdir, wa
                           "--workdir", workdir)
     assert result.returncode == 0, result.stderr
     assert ("is not under --mount-dir='~/results'" in result.stderr) == warned, result.stderr
+
+
+# status, logs, stop: what a researcher asks of a running sweep
+
+
+def slice_args(subcommand, *extra):
+    return [subcommand, "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
+            "--node-id", "node", *extra]
+
+
+def host_home(tmp_path):
+    """A host's home: ~/scaling with the environment's python, a workdir with results.csv and
+    two runs' train.logs, run b's written last."""
+    home = tmp_path / "host" / "home"
+    venv_bin = home / "scaling" / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").symlink_to(sys.executable)
+    workdir = home / "results" / "sweeps" / "demo"
+    (workdir / "results.csv").parent.mkdir(parents=True)
+    (workdir / "results.csv").write_text(
+        "name,status,error\na,completed,\nb,pending,\nc,pending,\nd,failed,boom\n")
+    for name, stamp in (("a", 1_000_000_000), ("b", 1_000_000_100)):
+        log = workdir / "runs" / name / "train.log"
+        log.parent.mkdir(parents=True)
+        log.write_text("".join(f"{name} line {i}\n" for i in range(1, 6)))
+        os.utime(log, (stamp, stamp))
+    return home
+
+
+def on_host(line, home):
+    return subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60,
+                          env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+
+
+def test_status_describes_the_slice_then_asks_worker_0_for_the_sweeps_progress(cloud, tmp_path):
+    result = cloud.launch(*slice_args("status", "--workdir", "~/results/sweeps/demo"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "queued resource qr: ACTIVE"
+    describe, ssh = (c["argv"] for c in cloud.calls())
+    assert describe == ["compute", "tpus", "queued-resources", "describe", "qr", *WHERE,
+                        "--format=value(state.state)"]
+    assert ssh[:-1] == ["compute", "tpus", "tpu-vm", "ssh", "node", "--worker=0", *WHERE,
+                        "--command"]
+    assert ssh[-1].endswith(' "$HOME"/results/sweeps/demo')
+    home = host_home(tmp_path)
+    ran = on_host(ssh[-1], home)
+    assert ran.returncode == 0, ran.stderr
+    workdir = home / "results" / "sweeps" / "demo"
+    assert ran.stdout.splitlines() == [
+        f"{workdir}/results.csv: 4 runs: 1 completed, 1 failed, 2 pending",
+        f"latest: {workdir}/runs/b/train.log: b line 5"]
+    # Before setup, and before the sweep wrote anything: each one line.
+    assert "run `scaling-tpu setup` first" in on_host(ssh[-1], tmp_path).stderr
+    (workdir / "results.csv").unlink()
+    assert "results.csv: none yet" in on_host(ssh[-1], home).stdout
+
+
+@pytest.mark.parametrize("state", ["WAITING_FOR_RESOURCES", ""])
+def test_status_of_a_slice_not_active_asks_no_host(cloud, state):
+    answer = ({"stdout": state + "\n"} if state else
+              {"exit": 1, "stderr": "ERROR: NOT_FOUND: queued resource qr\n"})
+    result = cloud.launch(*slice_args("status", "--workdir", "w"),
+                          plan=[{"match": "queued-resources describe", "responses": [answer]}])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"queued resource qr: {state or 'does not exist'}\n"
+    assert [kind(c) for c in cloud.calls()] == ["describe"]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], ["==> {workdir}/runs/b/train.log <==", *(f"b line {i}" for i in range(1, 6))]),
+    (["--run", "a", "--lines", "2"], ["==> {workdir}/runs/a/train.log <==", "a line 4", "a line 5"]),
+])
+def test_logs_tails_a_runs_train_log_on_worker_0(cloud, tmp_path, flags, expected):
+    result = cloud.launch(*slice_args("logs", "--workdir", "~/results/sweeps/demo", *flags))
+    assert result.returncode == 0, result.stderr
+    (ssh,) = (c["argv"] for c in cloud.calls())
+    assert ssh[:-1] == ["compute", "tpus", "tpu-vm", "ssh", "node", "--worker=0", *WHERE,
+                        "--command"]
+    home = host_home(tmp_path)
+    ran = on_host(ssh[-1], home)
+    assert ran.returncode == 0, ran.stderr
+    workdir = home / "results" / "sweeps" / "demo"
+    assert ran.stdout.splitlines() == [line.format(workdir=workdir) for line in expected]
+
+
+def test_logs_of_a_missing_run_says_so_in_one_line(cloud, tmp_path):
+    result = cloud.launch(*slice_args("logs", "--workdir", "~/results/sweeps/demo", "--run", "z"))
+    home = host_home(tmp_path)
+    ran = on_host(cloud.calls()[0]["argv"][-1], home)
+    assert ran.returncode == 1
+    assert ran.stderr == f"no {home}/results/sweeps/demo/runs/z/train.log on worker 0\n"
+    assert result.returncode == 0
+    # No run has a train.log yet.
+    result = cloud.launch(*slice_args("logs", "--workdir", "~/results/sweeps/demo"))
+    shutil.rmtree(home / "results" / "sweeps" / "demo" / "runs")
+    ran = on_host(cloud.calls()[-1]["argv"][-1], home)
+    assert ran.returncode == 1
+    assert ran.stderr == f"no runs/*/train.log in {home}/results/sweeps/demo on worker 0\n"
+
+
+DUMMY_SWEEP = textwrap.dedent("""\
+    #!/bin/bash
+    trap 'echo interrupted > "$MARKER"; exit 130' INT
+    touch "$MARKER.ready"
+    while true; do sleep 0.05; done
+    """)
+
+
+def test_stop_sends_sigint_to_the_sweep_on_every_host_and_to_nothing_else(cloud, tmp_path):
+    result = cloud.launch(*slice_args("stop"))
+    assert result.returncode == 0, result.stderr
+    (ssh,) = (c["argv"] for c in cloud.calls())
+    assert ssh[:-1] == ["compute", "tpus", "tpu-vm", "ssh", "node", "--worker=all", *WHERE,
+                        "--command"]
+    assert "rm " not in ssh[-1] and "delete" not in ssh[-1]
+    home = host_home(tmp_path)
+    # The sweep as `run` starts it (from ~/scaling), and one of another checkout, left alone.
+    other = tmp_path / "other"
+    sweeps = []
+    for checkout in (home / "scaling", other):
+        script = checkout / ".venv" / "bin" / "scaling-sweep"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(DUMMY_SWEEP)
+        script.chmod(0o755)
+        marker = checkout / "marker"
+        sweeps.append((subprocess.Popen([".venv/bin/scaling-sweep", "--config", "x"],
+                                        cwd=checkout, env={"MARKER": str(marker),
+                                                           "PATH": "/usr/bin:/bin"}), marker))
+    try:
+        for _, marker in sweeps:
+            for _ in range(200):
+                if os.path.exists(f"{marker}.ready"):
+                    break
+                subprocess.run(["sleep", "0.05"])
+        ran = on_host(ssh[-1], home)
+        assert ran.returncode == 0, ran.stderr
+        (process, marker), (other_process, other_marker) = sweeps
+        assert process.wait(timeout=30) == 130
+        assert marker.read_text() == "interrupted\n"
+        assert f"sent SIGINT to scaling-sweep (pid {process.pid})" in ran.stdout
+        assert other_process.poll() is None and not other_marker.exists()
+        # Nothing left to stop: said, not an error.
+        ran = on_host(ssh[-1], home)
+        assert ran.returncode == 0 and "no scaling-sweep running from ~/scaling" in ran.stdout
+    finally:
+        for process, _ in sweeps:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["logs", "--workdir", "w", "--lines", "0"], "--lines=0 is not allowed: an integer > 0"),
+    (["logs", "--workdir", "w", "--run", "../x"], "--run='../x' is not allowed: the name of one run"),
+    (["logs", "--workdir", "w", "--run", ".."], "--run='..' is not allowed"),
+    (["logs"], "--workdir='' is not allowed: a non-empty value"),
+    (["status"], "--workdir='' is not allowed: a non-empty value"),
+    (["stop", "--zone", ""], "--zone='' is not allowed: a non-empty value"),
+])
+def test_bad_status_logs_or_stop_input_is_one_line_before_any_gcloud_call(cloud, args, message):
+    result = cloud.launch(*slice_args(args[0]), *args[1:], "--dry-run")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("scaling-tpu: error: ")
+    assert message in result.stderr
+    assert cloud.calls() == [] and result.stdout == ""
+
+
+def test_status_logs_and_stop_dry_run_print_their_commands_and_run_none(cloud):
+    for args, count in ((["status", "--workdir", "w"], 2), (["logs", "--workdir", "w"], 1),
+                        (["stop"], 1)):
+        result = cloud.launch(*slice_args(args[0]), *args[1:], "--dry-run")
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert len(lines) == count and all(line.startswith("gcloud compute tpus ") for line in lines)
+    assert cloud.calls() == []
