@@ -706,8 +706,51 @@ def _main(args, overrides: list[str]) -> int:
         return status.EXIT_BAD_CONFIG
 
 
+class TeeToLog:
+    """A standard stream copied to the sweep's log file, and kept going when the terminal is gone:
+    after a failed write (the ssh session that started the sweep ended, its pipe closed) the
+    stream's descriptor is pointed at /dev/null and only the file is written, so the sweep goes
+    on, its progress stays readable, and nothing fails later on the dead stream."""
+
+    def __init__(self, stream, log_file):
+        self.stream, self.log_file = stream, log_file
+
+    def _call(self, method: str, *args) -> None:
+        if self.stream is None:
+            return
+        try:
+            getattr(self.stream, method)(*args)
+        except (OSError, ValueError):  # BrokenPipeError among them
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self.stream.fileno())
+                os.close(null)
+            self.stream = None
+
+    def write(self, text: str) -> int:
+        self.log_file.write(text)
+        self._call("write", text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.log_file.flush()
+        self._call("flush")
+
+
 def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
                workdir: pathlib.Path, status_every: float, eval_sets: list[str]) -> int:
+    """`_train_sweep` with what it prints also appended to the workdir's sweep.log."""
+    with open(workdir / log_name("sweep"), "a", encoding="utf-8") as log_file:
+        stdout, stderr = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = TeeToLog(stdout, log_file), TeeToLog(stderr, log_file)
+        try:
+            return _train_sweep(sweep, base_config, runs, wanted, workdir, status_every, eval_sets)
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
+
+
+def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
+                 workdir: pathlib.Path, status_every: float, eval_sets: list[str]) -> int:
     check_summaries(workdir, runs)
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
     todo = [run for run in runs if run.name in wanted and run.name not in finished]

@@ -214,6 +214,25 @@ def _logged_steps(workdir, name):
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+def test_a_sweep_whose_terminal_is_gone_trains_on_and_logs_to_its_workdir(repo, tmp_path):
+    # The ssh session that started a sweep on a TPU host ends: its stdout pipe closes. The sweep
+    # died at its next line (BrokenPipeError); it now finishes every run, and what it printed
+    # is in WORKDIR/sweep.log.
+    config = _write_sweep(tmp_path)
+    workdir = tmp_path / "sweep"
+    process = subprocess.Popen([sys.executable, "-m", "launch.sweep", "--config", str(config),
+                                "--workdir", str(workdir), "--status-every", "1"], cwd=repo,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()
+    assert first.startswith("sweep tiny: 4 runs"), first
+    process.stdout.close()  # the terminal is gone
+    process.stderr.close()
+    assert process.wait(timeout=600) == 0
+    assert {row["status"] for row in _rows(workdir).values()} == {"completed"}
+    log = (workdir / "sweep.log").read_text()
+    assert log.startswith(first) and "[4/4] " in log and f"results: {workdir / 'results.csv'}" in log
+
+
 @pytest.mark.slow
 def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tmp_path):
     """A second sweep on a busy workdir exits 2 naming the first; a SIGINT to the sweep reaches
