@@ -166,8 +166,9 @@ def _checkout_step() -> str:
 
 
 # Run by the host's environment with the workdir as its argument: results.csv's runs counted by
-# status (the sweep rewrites the table after every run; a run not ended yet is `pending`),
-# and the last line of the most recently written train.log, the run in progress.
+# status (the sweep rewrites the table after every run; a run not ended yet is `pending`), the
+# sweep's last status line (its sweep.log), and the last line of the most recently written
+# train.log, the run in progress.
 STATUS_SCRIPT = "; ".join((  # one line, so that a dry run prints each command on one line
     "import collections, csv, glob, os, sys",
     "w = sys.argv[1]",
@@ -177,6 +178,10 @@ STATUS_SCRIPT = "; ".join((  # one line, so that a dry run prints each command o
     'c = collections.Counter(r.get("status") or "unknown" for r in rows or [])',
     'print(f"{t}: " + (f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items())) '
     'if rows is not None else "none yet (the sweep writes it when its first run ends)"))',
+    's = os.path.join(w, "sweep.log")',
+    'status = [l.rstrip() for l in open(s, errors="replace") if l.startswith("[sweep]")] '
+    'if os.path.isfile(s) else []',
+    'status and print(f"{s}: {status[-1]}")',
     'logs = glob.glob(os.path.join(glob.escape(w), "runs", "*", "train.log"))',
     "latest = max(logs, key=os.path.getmtime, default=None)",
     'lines = [l.rstrip() for l in open(latest, errors="replace") if l.strip()] if latest else []',

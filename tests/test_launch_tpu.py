@@ -568,8 +568,8 @@ def slice_args(subcommand, *extra):
 
 
 def host_home(tmp_path):
-    """A host's home: ~/scaling with the environment's python, a workdir with results.csv and
-    two runs' train.logs, run b's written last."""
+    """A host's home: ~/scaling with the environment's python, a workdir with results.csv, the
+    sweep's sweep.log and two runs' train.logs, run b's written last."""
     home = tmp_path / "host" / "home"
     venv_bin = home / "scaling" / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
@@ -578,6 +578,10 @@ def host_home(tmp_path):
     (workdir / "results.csv").parent.mkdir(parents=True)
     (workdir / "results.csv").write_text(
         "name,status,error\na,completed,\nb,pending,\nc,pending,\nd,failed,boom\n")
+    (workdir / "sweep.log").write_text(
+        "sweep demo: 4 runs\n[sweep] 0 done, 2 running, 2 pending, ETA 9m00s | a step 5/10\n"
+        "[1/4] a: completed\n[sweep] 2 done, 1 running, 1 pending, ETA 3m10s | b step 5/10\n"
+        "started c: log runs/c/train.log\n")
     for name, stamp in (("a", 1_000_000_000), ("b", 1_000_000_100)):
         log = workdir / "runs" / name / "train.log"
         log.parent.mkdir(parents=True)
@@ -607,6 +611,7 @@ def test_status_describes_the_slice_then_asks_worker_0_for_the_sweeps_progress(c
     workdir = home / "results" / "sweeps" / "demo"
     assert ran.stdout.splitlines() == [
         f"{workdir}/results.csv: 4 runs: 1 completed, 1 failed, 2 pending",
+        f"{workdir}/sweep.log: [sweep] 2 done, 1 running, 1 pending, ETA 3m10s | b step 5/10",
         f"latest: {workdir}/runs/b/train.log: b line 5"]
     # Before setup, and before the sweep wrote anything: each one line.
     assert "run `scaling-tpu setup` first" in on_host(ssh[-1], tmp_path).stderr
