@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+from launch import slurm
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The fake records its arguments and the script it was given, and answers like sbatch does.
@@ -45,8 +47,9 @@ RUN_CONFIG = textwrap.dedent(f"""\
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    """A fake sbatch on PATH and a folder with configs; `cluster.launch(*args)` runs scaling-slurm."""
+def cluster(tmp_path, monkeypatch, capfd):
+    """A fake sbatch on PATH and a folder with configs; `cluster.launch(*args)` runs scaling-slurm
+    in this process (sbatch is a real subprocess) and returns its exit code and what it printed."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     sbatch = bin_dir / "sbatch"
@@ -64,10 +67,17 @@ def cluster(tmp_path):
 
         @staticmethod
         def launch(*args):
-            env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                   "FAKE_SBATCH_LOG": str(log), "PYTHONPATH": REPO}
-            return subprocess.run([sys.executable, "-m", "launch.slurm", *args], cwd=home, env=env,
-                                  capture_output=True, text=True, timeout=300)
+            with monkeypatch.context() as patch:
+                patch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+                patch.setenv("FAKE_SBATCH_LOG", str(log))
+                patch.chdir(home)
+                capfd.readouterr()
+                try:
+                    code = slurm.main(list(args))
+                except SystemExit as exit:  # argparse's refusals
+                    code = exit.code
+                stdout, stderr = capfd.readouterr()
+            return subprocess.CompletedProcess(["scaling-slurm", *args], code, stdout, stderr)
 
         @staticmethod
         def submissions():
@@ -139,6 +149,12 @@ def test_dry_run_prints_the_script_and_sbatch_command_and_submits_nothing(cluste
     assert result.stdout.startswith("#!/bin/bash\n")
     assert result.stdout.splitlines()[-1] == "sbatch runs/tiny/chin.sbatch"
     assert "#SBATCH --nodes=2\n" in result.stdout
+    # The installed command prints the same.
+    installed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "scaling-slurm"),
+                                *SWEEP, "--nodes", "2", "--gpus-per-node", "8", "--dry-run",
+                                "--job-name", "chin"], cwd=cluster.folder, capture_output=True,
+                               text=True, timeout=300)
+    assert (installed.returncode, installed.stdout) == (0, result.stdout), installed.stderr
 
 
 def test_explicit_coordinator_prints_one_command_per_node(cluster):

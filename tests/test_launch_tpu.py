@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+from launch import tpu
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The fake appends {"argv": [...]} to a log per call (plus the files under a `--recurse` folder) and
@@ -61,8 +63,10 @@ WHERE = ["--zone", "us-west4-a", "--project", "proj"]
 
 
 @pytest.fixture
-def cloud(tmp_path):
-    """A fake gcloud on PATH and a small checkout to launch from; `cloud.launch(*args, plan=[...])`."""
+def cloud(tmp_path, monkeypatch, capfd):
+    """A fake gcloud on PATH and a small checkout to launch from; `cloud.launch(*args, plan=[...])`
+    runs `scaling-tpu` in this process (its gcloud calls are real subprocesses) and returns its
+    exit code and what it and they printed."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     gcloud = bin_dir / "gcloud"
@@ -88,14 +92,23 @@ def cloud(tmp_path):
         @staticmethod
         def launch(*args, plan=(), wandb=None):
             plan_path.write_text(json.dumps([*plan, ACTIVE]))
-            # W&B's settings are this machine's: none unless the test gives them.
-            env = {name: value for name, value in os.environ.items()
-                   if not name.startswith("WANDB_")}
-            env.update(wandb or {}, NETRC=str(tmp_path / "netrc"),
-                       PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                       FAKE_GCLOUD_LOG=str(log), FAKE_GCLOUD_PLAN=str(plan_path), PYTHONPATH=REPO)
-            return subprocess.run([sys.executable, "-m", "launch.tpu", *args], cwd=source, env=env,
-                                  capture_output=True, text=True, timeout=300)
+            with monkeypatch.context() as patch:
+                # W&B's settings are this machine's: none unless the test gives them.
+                for name in [name for name in os.environ if name.startswith("WANDB_")]:
+                    patch.delenv(name)
+                for name, value in {**(wandb or {}), "NETRC": str(tmp_path / "netrc"),
+                                    "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                                    "FAKE_GCLOUD_LOG": str(log),
+                                    "FAKE_GCLOUD_PLAN": str(plan_path)}.items():
+                    patch.setenv(name, value)
+                patch.chdir(source)
+                capfd.readouterr()
+                try:
+                    code = tpu.main(list(args))
+                except SystemExit as exit:  # argparse's refusals
+                    code = exit.code
+                stdout, stderr = capfd.readouterr()
+            return subprocess.CompletedProcess(["scaling-tpu", *args], code, stdout, stderr)
 
         @staticmethod
         def calls():
@@ -359,6 +372,11 @@ def test_dry_run_prints_every_command_and_runs_none(cloud):
     lines = result.stdout.strip().splitlines()
     assert [kind({"argv": shlex.split(line)[1:]}) for line in lines] == ONE_ATTEMPT + ["delete"]
     assert all(shlex.split(line)[0] == "gcloud" for line in lines)
+    # The installed command prints the same.
+    installed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "scaling-tpu"),
+                                *up_args("--dry-run")], cwd=cloud.checkout, capture_output=True,
+                               text=True, timeout=300)
+    assert (installed.returncode, installed.stdout) == (0, result.stdout), installed.stderr
 
 
 def test_settings_file_with_flags_overriding_it(cloud):
