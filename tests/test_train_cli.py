@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from scaling import train
 from scaling.config import ConfigError, default_config
 from scaling.overrides import apply_overrides, split_argv
 
@@ -52,12 +53,18 @@ def _train(repo, tmp_path, *overrides):
     # made them infinite: a RuntimeWarning and "diverged at step 1" after compiling.
     ("--config.model.rope_theta=1e-50", "model.rope_theta", "a finite number > 1"),
 ])
-def test_bad_config_fails_before_building(repo, tmp_path, override, field, allowed):
+@pytest.mark.filterwarnings("error")  # in this process a warning would not reach stderr
+def test_bad_config_fails_before_building(repo, tmp_path, monkeypatch, capsys, override, field,
+                                          allowed):
+    # In this process; the next test makes such a refusal through `python -m scaling.train`.
     wsd = ["--config.optim.schedule=wsd"] if "branch_steps" in override else []
-    result, workdir = _train(repo, tmp_path, override, *wsd)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    workdir = tmp_path / "run"
+    monkeypatch.chdir(repo)
+    code = train.main(["--config", "configs/demo.py", "--workdir", str(workdir), override, *wsd])
+    assert code == 2
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert field in lines[0] and allowed in lines[0], lines[0]
     assert override.split("=", 1)[1] in lines[0]
     assert not workdir.exists(), "nothing may be written before the config is valid"
