@@ -353,12 +353,16 @@ def test_a_sweep_workdir_that_is_a_file_is_one_line(repo, tmp_path, extra):
     (("--processes", "two"), "argument --processes: invalid int value: 'two'"),
     (("--processes", "0"), "--processes=0 is not allowed: an integer >= 1 (runs at a time)"),
 ])
-def test_bad_sweep_settings_are_one_line(repo, tmp_path, extra, expected):
-    result = _sweep(repo, _write_sweep(tmp_path), tmp_path / "w", "--dry-run", *extra,
-                    timeout=120)
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("scaling-sweep: error: "), result.stderr
+def test_bad_sweep_settings_are_one_line(tmp_path, capsys, extra, expected):
+    try:
+        code = sweep_module.main(["--config", str(_write_sweep(tmp_path)), "--workdir",
+                                  str(tmp_path / "w"), "--dry-run", *extra])
+    except SystemExit as exit:  # argparse's refusals
+        code = exit.code
+    assert code == 2
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scaling-sweep: error: "), stderr
     assert expected in lines[0] and not (tmp_path / "w").exists()
 
 
