@@ -38,6 +38,16 @@ def _sweep(repo, config, workdir, *extra, **kwargs):
                           text=True, **kwargs)
 
 
+def _sweep_here(capsys, config, workdir, *extra):
+    """`scaling-sweep` in this process: its exit code, stdout and stderr."""
+    try:
+        code = sweep_module.main(["--config", str(config), "--workdir", str(workdir), *extra])
+    except SystemExit as exit:  # argparse's refusals
+        code = exit.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["scaling-sweep"], code, out, err)
+
+
 def _rows(workdir):
     with open(workdir / "results.csv", newline="") as file:
         return {row["name"]: row for row in csv.DictReader(file)}
@@ -133,20 +143,20 @@ def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
     assert changed["tiny-d64-L2"] == rows["tiny-d64-L2"]
 
 
-def test_a_bad_run_config_is_refused_before_any_run_naming_run_and_field(repo, tmp_path):
+def test_a_bad_run_config_is_refused_before_any_run_naming_run_and_field(tmp_path, capsys):
     config = _write_sweep(tmp_path, size_overrides={"d48-L2": {"optim": {"lr": -1.0}}})
-    result = _sweep(repo, config, tmp_path / "w", timeout=120)
+    result = _sweep_here(capsys, config, tmp_path / "w")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "config.optim.lr=-1.0" in result.stderr and "tiny-d48-L2" in result.stderr
     assert not (tmp_path / "w").exists()
 
 
-def test_dry_run_estimates_for_the_target_accelerator(repo, tmp_path):
+def test_dry_run_estimates_for_the_target_accelerator(tmp_path, capsys):
     """The study's time on a v5e-16 slice: its study FLOPs and its evaluations' over 16 chips ×
     197 TFLOP/s at 40%, the runs one after another (each spans the slice)."""
     config = _write_sweep(tmp_path)
-    result = _sweep(repo, config, tmp_path / "w", "--dry-run", "--accelerator", "v5litepod-16",
-                    timeout=120)
+    result = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator",
+                         "v5litepod-16")
     assert result.returncode == 0, result.stderr
     study = sum(run.study_flops for run in _expand(load_config(str(config)), config))
     # Each run of 8 steps evaluates one batch (eval_batches=1) at step 4 and one at step 8: two
@@ -154,14 +164,14 @@ def test_dry_run_estimates_for_the_target_accelerator(repo, tmp_path):
     seconds = study * (1 + 2 / 8 / 3) / (0.4 * 16 * 197e12)
     assert (f"about {seconds:.2g} s on v5litepod-16 (16 chips at 40% MFU), one run at a time"
             in result.stdout)
-    bad = _sweep(repo, config, tmp_path / "w", "--dry-run", "--accelerator", "v9-1", timeout=120)
+    bad = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator", "v9-1")
     assert bad.returncode == 2 and bad.stderr.startswith(
         "scaling-sweep: error: --accelerator='v9-1' is not allowed: a Cloud TPU type")
 
 
-def test_only_with_an_unknown_run_is_refused(repo, tmp_path):
-    result = _sweep(repo, _write_sweep(tmp_path), tmp_path / "w", "--only", "nope", "--dry-run",
-                    timeout=120)
+def test_only_with_an_unknown_run_is_refused(tmp_path, capsys):
+    result = _sweep_here(capsys, _write_sweep(tmp_path), tmp_path / "w", "--only", "nope",
+                         "--dry-run")
     assert result.returncode == 2 and "nope" in result.stderr and "tiny-d32-L1" in result.stderr
 
 
@@ -330,10 +340,10 @@ def test_a_sweep_workdir_under_a_file_is_one_line(tmp_path, capsys, dry_run):
 
 
 @pytest.mark.parametrize("extra", [(), ("--dry-run",)])
-def test_a_sweep_workdir_that_is_a_file_is_one_line(repo, tmp_path, extra):
+def test_a_sweep_workdir_that_is_a_file_is_one_line(tmp_path, capsys, extra):
     workdir = tmp_path / "sweep"
     workdir.write_text("not a folder")
-    result = _sweep(repo, _write_sweep(tmp_path), workdir, *extra, timeout=120)
+    result = _sweep_here(capsys, _write_sweep(tmp_path), workdir, *extra)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == (f"scaling-sweep: error: --workdir={str(workdir)!r} is not "
                                      "allowed: a directory (this path is a file)")
@@ -366,8 +376,10 @@ def test_bad_sweep_settings_are_one_line(tmp_path, capsys, extra, expected):
     assert expected in lines[0] and not (tmp_path / "w").exists()
 
 
-def test_a_run_config_given_to_the_sweep_is_one_line_naming_the_file(repo, tmp_path):
-    result = _sweep(repo, "configs/demo.py", tmp_path / "w", "--dry-run", timeout=120)
+def test_a_run_config_given_to_the_sweep_is_one_line_naming_the_file(repo, tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.chdir(repo)
+    result = _sweep_here(capsys, "configs/demo.py", tmp_path / "w", "--dry-run")
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
