@@ -143,7 +143,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--config", required=True, help="ml-collections config file, path[:arg]")
     parser.add_argument("--workdir", required=True, help="directory for metrics, summary, checkpoints")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the resolved config, sizes and per-device memory, then exit")
+                        help="print the model, its parameter counts, FLOPs per token, mesh and "
+                             "per-device memory estimate, then exit")
     return parser.parse_args(rest), overrides
 
 
