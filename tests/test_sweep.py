@@ -770,3 +770,34 @@ def test_the_held_out_batches_of_a_plan_are_those_the_loader_evaluates(repo, tmp
     trained.data.cache_dir = str(tmp_path / "cache")
     assert data.held_out_batches(trained.data, trained.train) is None
     assert not (tmp_path / "cache" / "tokenizers").exists()
+
+
+def _readme_sweep_commands(repo):
+    """The `scaling-sweep` commands of README.md's "Sweeps" section, continuation lines joined."""
+    import re
+    import shlex
+    section = (repo / "README.md").read_text().split("\n## Sweeps\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = block.replace("\\\n", " ").splitlines()
+    return [shlex.split(re.sub(r"\s+#.*$", "", line))[1:] for line in commands
+            if line.startswith(".venv/bin/scaling-sweep ")]
+
+
+def test_the_readme_sweep_commands_plan(repo, tmp_path, capsys, monkeypatch):
+    """Every sweep command README.md shows is accepted: its dry run plans the study (a bad
+    override in the example would exit 2 instead)."""
+    monkeypatch.chdir(repo)
+    commands = _readme_sweep_commands(repo)
+    assert len(commands) == 2, commands
+    for argv in commands:
+        workdir = argv.index("--workdir") + 1
+        argv[workdir] = str(tmp_path / "w")
+        argv += [] if "--dry-run" in argv else ["--dry-run"]
+        try:
+            code = sweep_module.main(argv)
+        except SystemExit as exit:
+            code = exit.code
+        out, err = capsys.readouterr()
+        assert code == 0, (argv, err)
+        assert "FLOPs if each were trained alone" in out.splitlines()[-1]
+    assert not (tmp_path / "w").exists()
