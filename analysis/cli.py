@@ -74,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "losses dropped); explicit flags override it")
     parser.add_argument("--law", choices=sorted(LAWS), default=None,
                         help="headline law (default: --results/--wandb: chinchilla for a ladder of "
-                             "token budgets per size, else compute; --csv: overtraining when the "
-                             "runs have 3 or more token budgets per size, data_constrained when --u-col shows "
-                             "repeated data, else chinchilla)")
+                             "token budgets per size, else compute; --csv: data_constrained when "
+                             "--u-col shows repeated data, else overtraining when the runs have 3 "
+                             "or more token budgets per size (median), else chinchilla)")
     parser.add_argument("--out", help="output directory (default: fit/ beside the input file)")
     parser.add_argument("--drop-highest", "--hold-out-largest", dest="drop_highest", type=int,
                         default=None, metavar="K",
@@ -426,9 +426,19 @@ def run_compare(args) -> pathlib.Path:
     return out_dir
 
 
+def _with_interval(name: str, parameter: dict) -> str:
+    """`name = value (95% CI low – high)`; the value alone when there was no bootstrap."""
+    low, high = parameter.get("ci_low", float("nan")), parameter.get("ci_high", float("nan"))
+    if np.isnan(low) or np.isnan(high):
+        return f"{name} = {parameter['value']:.4g}"
+    return (f"{name} = {parameter['value']:.4g} ({parameter['ci_level']:.0%} CI {low:.3g} – "
+            f"{high:.3g})")
+
+
 def _print_summary(summary: dict) -> None:
-    """The headline law and its extrapolation error on stdout; diagnostics on stderr."""
-    params = ", ".join(f"{name} = {summary[name]['value']:.4g}"
+    """The headline law with each parameter's bootstrap interval, and its extrapolation error,
+    on stdout; diagnostics on stderr."""
+    params = ", ".join(_with_interval(name, summary[name])
                        for name in summary["fits"][summary["law"]]["params"])
     print(f"{summary['law']}: {summary['formula']} with {params}")
     check = summary["extrapolation"].get(summary["law"])

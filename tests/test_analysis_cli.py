@@ -232,6 +232,33 @@ def test_the_data_constrained_law_without_unique_tokens_is_one_line(tmp_path, ca
                      "--u-col)\n")
 
 
+def test_the_headline_law_on_stdout_gives_each_parameter_its_interval(tmp_path, capsys):
+    """The printed law is not a bare point estimate: each parameter carries the 95% bootstrap
+    interval that fit.json and the report give it; without a bootstrap there is none to print."""
+    import re
+
+    results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6, 4e6, 8e6, 16e6)
+                                     for k in (1, 2, 4)])
+    table = pd.read_csv(results)
+    noise = 1 + 0.01 * np.random.default_rng(0).standard_normal(len(table))
+    table["final_eval_loss"] *= noise
+    table.to_csv(results, index=False)
+    assert main(["--results", str(results), "--bootstrap", "20", "--law", "chinchilla",
+                 "--out", str(tmp_path / "o")]) == 0
+    law_line = capsys.readouterr().out.splitlines()[0]
+    fit = json.loads((tmp_path / "o" / "fit.json").read_text())
+    printed = {name: tuple(float(x) for x in numbers) for name, *numbers in re.findall(
+        r"(\w+) = (\S+) \(95% CI (\S+) – (\S+)\)", law_line)}
+    assert set(printed) == {"E", "A", "B", "alpha", "beta"}, law_line
+    for name, (value, low, high) in printed.items():
+        expected = (fit[name]["value"], fit[name]["ci_low"], fit[name]["ci_high"])
+        assert np.allclose((value, low, high), expected, rtol=6e-3), (name, law_line)
+        assert low < high
+    assert main(["--results", str(results), "--bootstrap", "0", "--law", "chinchilla",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert "CI" not in capsys.readouterr().out.splitlines()[0]
+
+
 def test_without_a_bootstrap_no_run_is_called_inside_or_outside_its_interval(tmp_path, capsys):
     from analysis.backtest import main as aggregate
 
