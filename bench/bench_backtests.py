@@ -109,7 +109,7 @@ def main() -> None:
     record("backtests", "Backtests on published runs", body, command="python -m bench.bench_backtests")
     sections = [render_backtest(results[name], f"{name}") + f"\nCommand: `{commands[name]}`\n"
                 for name in results]
-    DOCS.write_text(DOCS_HEADER + "\n## Summary\n\n" + body + "\n" + "\n".join(sections))
+    DOCS.write_text(DOCS_HEADER.format(**summary["all"]) + "\n## Summary\n\n" + body + "\n" + "\n".join(sections))
 
 
 DOCS_HEADER = """# Backtests on published runs
@@ -148,7 +148,7 @@ alone covered 67% of the held-out predictions (L(C) was then scored on every hel
 has no parameter fitted to the held-out runs (the quarter and the linear growth in log N were set
 once and not varied); it measures the extrapolation error on the fitted runs only.
 
-What the first full run (2026-11-30) showed:
+What the backtests show:
 
 - On Gadre et al.'s three training sets the headline over-training form predicts the 9 held-out
   1.4B/6.9B runs with a mean |relative error| of 0.95% (the paper reports 0.7% for its own fit);
@@ -160,7 +160,7 @@ What the first full run (2026-11-30) showed:
 - Kaplan's form, which has no irreducible loss, extrapolates worst on every over-training table;
   its intervals are correspondingly wide, because its extrapolation error on the fitted runs is
   large.
-- The intervals cover (112 of 114 held-out predictions against a nominal 95%) but are wide where
+- The intervals cover ({covered} of {predictions} held-out predictions against a nominal 95%) but are wide where
   the extrapolation is long: about ±10–14% on Gadre et al.'s 1.4B/6.9B runs (3.5–17× beyond the
   largest fitted size), ±2–8% on Chinchilla's and ±4–7% on Li et al.'s. They over-cover; the
   extrapolation term, measured on one inner split of four or so sizes, is a coarse estimate.

@@ -17,3 +17,18 @@ def test_every_bench_script_imports():
     result = subprocess.run([sys.executable, "-c", code, *modules], cwd=REPO, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_backtest_doc_header_states_the_coverage_of_its_own_table():
+    """bench.bench_backtests writes docs/backtests.md: its prose's coverage count is the one in
+    the "all" row of the coverage table it writes below, not a number from an earlier run, and
+    rewriting the doc from the same results leaves the committed header unchanged."""
+    import re
+
+    from bench.bench_backtests import DOCS, DOCS_HEADER
+
+    doc = DOCS.read_text()
+    predictions, covered = map(int, re.search(r"^\| all \| (\d+) \| (\d+) \|", doc, re.M).groups())
+    header = DOCS_HEADER.format(predictions=predictions, covered=covered)
+    assert f"({covered} of {predictions} held-out predictions" in header
+    assert doc.startswith(header)
