@@ -109,7 +109,8 @@ def main() -> None:
     record("backtests", "Backtests on published runs", body, command="python -m bench.bench_backtests")
     sections = [render_backtest(results[name], f"{name}") + f"\nCommand: `{commands[name]}`\n"
                 for name in results]
-    DOCS.write_text(DOCS_HEADER.format(**summary["all"]) + "\n## Summary\n\n" + body + "\n" + "\n".join(sections))
+    DOCS.write_text(DOCS_HEADER.format(**summary["all"]) + "\n## Summary\n\n" + body + "\n"
+                    + "\n".join(sections))
 
 
 DOCS_HEADER = """# Backtests on published runs
