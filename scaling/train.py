@@ -157,6 +157,17 @@ def load_and_validate(spec: str, overrides: list[str]):
     return config
 
 
+def out_of_memory(config, error: Exception) -> str:
+    """What to say when the device runs out of memory: XLA's first line, and what would help."""
+    xla = str(error).strip().splitlines()[0]
+    return (f"the device ran out of memory ({xla}); `scaling-train --dry-run` itemises the run's "
+            f"estimate. Lower train.batch_size={config.train.batch_size} or data.seq_len="
+            f"{config.data.seq_len}, raise train.grad_accum_steps={config.train.grad_accum_steps}"
+            + (f", set model.remat=full (now {config.model.remat!r})"
+               if config.model.remat != "full" else "")
+            + ", or shard the batch or the weights over more devices (mesh)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -180,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         # that cannot be prepared here (no network, no TensorFlow): what to do, in one line.
         print(f"scaling-train: error: {' '.join(str(error).split())}", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
+    except jax.errors.JaxRuntimeError as error:
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        # The estimate (`memory.check_fits`) let the run start, and the device could not hold
+        # it: the run ends failed (its summary says so, if it had started), in one line.
+        print(f"scaling-train: error: {out_of_memory(config, error)}", file=sys.stderr)
+        return status.EXIT_FAILED
     except KeyboardInterrupt:
         # Ctrl-C before the stop handler was installed (start-up): nothing trained, nothing lost.
         print("scaling-train: interrupted before training started; rerun to start",

@@ -1,6 +1,7 @@
 """`scaling-train`'s edge: bad configurations fail before anything is built, in one line that names
 the field, the value and what is allowed; overrides parse to the field's type."""
 
+import json
 import os
 import subprocess
 import sys
@@ -210,3 +211,33 @@ def test_learned_positions_too_short_for_the_objectives_decoder_fail_before_buil
     line = _one_error_line(result)
     assert "config.model.max_seq_len=0 is not allowed: at least 9" in line
     assert not workdir.exists()
+
+
+def test_running_out_of_device_memory_is_one_line_and_the_run_ends_failed(repo, tmp_path,
+                                                                         monkeypatch, capsys):
+    # Past the estimate's check the device can still run out (an estimate 1-2x its memory only
+    # warns): XLA's RESOURCE_EXHAUSTED ended the run in a traceback. Here a real allocation no
+    # machine can make (256 TiB, past the address space) fails inside the training loop.
+    import jax.numpy as jnp
+
+    from scaling import trainer
+
+    def steps(self, iterator):
+        jnp.ones(2**48, jnp.uint8).block_until_ready()
+
+    monkeypatch.setattr(trainer.Trainer, "_steps", steps)
+    monkeypatch.chdir(repo)
+    workdir = tmp_path / "run"
+    code = train.main(["--config", "configs/demo.py:runlocal", "--workdir", str(workdir),
+                       "--config.wandb.mode=disabled"])
+    assert code == 1  # failed
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "scaling-train: error: the device ran out of memory (RESOURCE_EXHAUSTED: Out of memory "
+        "allocating 281474976710656 bytes.); `scaling-train --dry-run` itemises the run's "
+        "estimate. Lower train.batch_size=32 or data.seq_len=128, raise "
+        "train.grad_accum_steps=1, set model.remat=full (now 'none'), or shard the batch or the "
+        "weights over more devices (mesh)")
+    assert json.loads((workdir / "summary.json").read_text())["status"] == "failed"
+
