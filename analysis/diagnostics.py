@@ -14,7 +14,10 @@ For a law of N and D, `data_gain_by_size` shows its shape rather than its parame
 size trained at several token counts, how much the loss falls from its smallest D to its largest,
 measured and as the fitted law has it. A separable law (E + A/N^α + B/D^β) gives every size the same
 fall over the same D; small models that saturate gain less from data than large ones, and a law
-fitted across both predicts a larger size's gain wrongly.
+fitted across both predicts a larger size's gain wrongly. `shared_data_exponent` says which part of
+that shape the sizes differ in: it gives every size its own E_N and B_N and all of them one data
+exponent, L = E_N + B_N/D^β. Residuals near the evaluation noise mean the sizes share β and differ in
+how much data term they have; a separable law then misfits the amplitude B, not the exponent.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.optimize
 
 from analysis.laws import Law, predict_loss
 
@@ -126,4 +130,86 @@ def data_gain_by_size(law: Law, theta: np.ndarray, variables: dict, loss) -> lis
                      "measured": float(loss[at & (D == low)].mean() - loss[at & (D == high)].mean()),
                      "law": float(predicted[0] - predicted[1])})
     return rows
+
+
+MIN_BUDGETS_FOR_EXPONENT = 3  # an E_N and a B_N per size: a third budget is the first to test β
+EXPONENT_RANGE = (0.01, 3.0)
+
+
+def _per_size_fits(betas: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray]]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each β in `betas`: each size's E_N, B_N ≥ 0 minimising Σ ((L − E_N − B_N·D^−β)/L)²
+    (weighted least squares, exactly: the unconstrained solution where both are ≥ 0, else the
+    better edge) and the sum over all sizes. Returns (total per β, E per β and size, B per β and
+    size)."""
+    betas = np.atleast_1d(np.asarray(betas, dtype=float))
+    total = np.zeros(betas.size)
+    E_all, B_all = np.zeros((betas.size, len(groups))), np.zeros((betas.size, len(groups)))
+    for k, (D, L) in enumerate(groups):
+        x, w = D[None, :] ** -betas[:, None], 1.0 / L ** 2
+        sw, sy = w.sum(), (w * L).sum()
+        sx, sxx, sxy = (w * x).sum(1), (w * x * x).sum(1), (w * x * L).sum(1)
+        det = sw * sxx - sx * sx
+        with np.errstate(divide="ignore", invalid="ignore"):
+            E, B = (sy * sxx - sx * sxy) / det, (sw * sxy - sx * sy) / det
+        inside = (det > 1e-12 * sw * sxx) & (E >= 0) & (B >= 0)
+        edges = [(np.full(betas.size, sy / sw), np.zeros(betas.size)),
+                 (np.zeros(betas.size), sxy / sxx)]
+        candidates = [(np.where(inside, E, np.nan), np.where(inside, B, np.nan))] + edges
+
+        def sum_of_squares(e, b):
+            return (w * (L - e[:, None] - b[:, None] * x) ** 2).sum(1)
+
+        values = np.stack([sum_of_squares(e, b) for e, b in candidates])
+        values[0] = np.where(inside, values[0], np.inf)
+        best = np.argmin(values, axis=0)
+        E_all[:, k] = np.choose(best, [np.nan_to_num(c[0]) for c in candidates])
+        B_all[:, k] = np.choose(best, [np.nan_to_num(c[1]) for c in candidates])
+        total += values[best, np.arange(betas.size)]
+    return total, E_all, B_all
+
+
+def _best_exponent(groups: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    grid = np.geomspace(*EXPONENT_RANGE, 200)
+    k = int(np.argmin(_per_size_fits(grid, groups)[0]))
+    low, high = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    found = scipy.optimize.minimize_scalar(lambda beta: _per_size_fits(beta, groups)[0][0],
+                                           bounds=(low, high), method="bounded",
+                                           options={"xatol": 1e-6})
+    return float(found.x)
+
+
+def shared_data_exponent(variables: dict, loss, *, num_resamples: int = 200, seed: int = 0,
+                         level: float = 0.95) -> dict | None:
+    """One data exponent β for every size, each with its own E_N and B_N: L = E_N + B_N/D^β, fitted
+    by weighted least squares on relative residuals to the sizes with `MIN_BUDGETS_FOR_EXPONENT` or
+    more token budgets (two such sizes at least; None otherwise). Returns `beta` with a percentile
+    interval from `num_resamples` bootstrap resamples of each size's points, `rms` (root mean
+    square relative residual) and per size `N`, `E`, `B`."""
+    if "N" not in variables or "D" not in variables:
+        return None
+    N, D = (np.asarray(variables[name], dtype=float) for name in ("N", "D"))
+    loss = np.asarray(loss, dtype=float)
+    sizes = [size for size in np.unique(N)
+             if np.unique(D[N == size]).size >= MIN_BUDGETS_FOR_EXPONENT]
+    if len(sizes) < 2:
+        return None
+    groups = [(D[N == size], loss[N == size]) for size in sizes]
+    beta = _best_exponent(groups)
+    total, E, B = (values[0] for values in _per_size_fits(beta, groups))
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(num_resamples):
+        drawn = []
+        for D_n, L_n in groups:
+            pick = rng.integers(0, D_n.size, D_n.size)
+            drawn.append((D_n[pick], L_n[pick]))
+        samples.append(_best_exponent(drawn))
+    tail = (1 - level) / 2 * 100
+    low, high = (np.percentile(samples, [tail, 100 - tail]) if samples
+                 else (float("nan"), float("nan")))
+    return {"beta": beta, "ci_low": float(low), "ci_high": float(high), "ci_level": level,
+            "resamples": num_resamples, "rms": math.sqrt(total / sum(d.size for d, _ in groups)),
+            "sizes": [{"N": float(size), "E": float(e), "B": float(b)}
+                      for size, e, b in zip(sizes, E, B)]}
 

@@ -21,7 +21,7 @@ from analysis import allocation, returns
 from analysis.backtest import (covered_or_none, envelope, extrapolation_sd, method_points,
                                prediction_interval, split_largest)
 from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
-from analysis.diagnostics import data_gain_by_size, diagnose
+from analysis.diagnostics import data_gain_by_size, diagnose, shared_data_exponent
 from analysis.fit import HUBER_DELTA, FitResult, fit_law
 from analysis.frontier import (DEFAULT_FRONTIER_POINTS, DEFAULT_SKIP_FRACTION, Frontier,
                                curve_frontier, final_point_frontier)
@@ -367,6 +367,15 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
             if law_name == settings.law:
                 raise ValueError(f"law={law_name!r} cannot be fitted: {reason}")
             skipped[law_name] = reason
+    with_gains = [law_fit for law_fit in fits.values() if "data_gain" in law_fit.summary]
+    if with_gains:
+        shared = shared_data_exponent({"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()},
+                                      runs["loss"].to_numpy(),
+                                      num_resamples=settings.num_resamples, seed=settings.seed)
+        for law_fit in with_gains if shared else []:
+            predicted = predict_loss(law_fit.fit.law, law_fit.fit.theta, law_fit.variables)
+            law_rms = float(np.sqrt(np.mean(((law_fit.loss - predicted) / law_fit.loss) ** 2)))
+            law_fit.summary["shared_data_exponent"] = {**shared, "law_rms": law_rms}
     if budgets is None:
         budgets = group_budgets(runs["C"].to_numpy())
     isoflop = None

@@ -133,6 +133,41 @@ def test_data_gain_by_size_shows_a_data_term_that_depends_on_n():
     assert ratios == sorted(ratios) and ratios[-1] / ratios[0] > 4
 
 
+def test_one_data_exponent_with_each_sizes_own_amplitude_is_recovered_and_reported():
+    """The same saturating data term: E_N = 1.8 + 400/N^0.34 and B_N = 2000·N/(N + 4e7) per size,
+    one β = 0.37 for all. The per-size fit recovers them exactly where the separable law cannot."""
+    from analysis.diagnostics import shared_data_exponent
+    from analysis.report import render_report
+
+    sizes = np.array([1e7, 3e7, 1e8, 3e8, 1e9])
+    N, D = np.repeat(sizes, 4), np.tile([1e9, 2e9, 4e9, 8e9], 5)
+    loss = 1.8 + 400 / N**0.34 + N / (N + 4e7) * 2000 / D**0.37
+    shared = shared_data_exponent({"N": N, "D": D}, loss, num_resamples=20)
+    assert shared["beta"] == pytest.approx(0.37, abs=1e-5) and shared["rms"] < 1e-6
+    assert shared["ci_low"] == pytest.approx(0.37, abs=1e-5)
+    assert shared["ci_high"] == pytest.approx(0.37, abs=1e-5)
+    for row, size in zip(shared["sizes"], sizes):
+        assert row["N"] == size
+        assert row["E"] == pytest.approx(1.8 + 400 / size**0.34, rel=1e-4)
+        assert row["B"] == pytest.approx(2000 * size / (size + 4e7), rel=1e-3)
+    # Noise of 0.5%: the interval covers the exponent.
+    rng = np.random.default_rng(0)
+    noisy = loss * np.exp(0.005 * rng.normal(size=loss.size))
+    shared = shared_data_exponent({"N": N, "D": D}, noisy, num_resamples=100)
+    assert shared["ci_low"] < 0.37 < shared["ci_high"]
+    # Two budgets per size say nothing about β beyond E_N and B_N: no result.
+    two = D <= 2e9
+    assert shared_data_exponent({"N": N[two], "D": D[two]}, loss[two]) is None
+    # In the analysis, beside the law's own residuals, and in the report.
+    runs = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": loss})
+    analysis = analyze(runs, Settings(num_resamples=0, law="chinchilla", drop_largest=1))
+    fitted = analysis.summary["fits"]["chinchilla"]["shared_data_exponent"]
+    assert fitted["beta"] == pytest.approx(0.37, abs=1e-5) and fitted["law_rms"] > 100 * fitted["rms"]
+    report = render_report(analysis)
+    assert "one data exponent for all, L = E_N + B_N/D^β" in report and "β = 0.370;" in report
+    assert "| 1.000e+07 | " in report.split("| N | E_N | B_N |")[1]
+
+
 def test_prediction_interval_holds_the_residual_scatter():
     rng = np.random.default_rng(2)
     C = np.geomspace(1e15, 1e20, 40)
