@@ -1,6 +1,6 @@
 """Sampling speed with the key/value cache against recomputing the whole prefix at every token.
 
-The demo's largest model (d_model 128, 4 layers, 4 heads, byte vocabulary, RoPE, context 128),
+A 4-layer × 128 decoder (d_model 128, 4 layers, 4 heads, byte vocabulary, RoPE, context 128),
 randomly initialised (speed does not depend on the weights): a prompt of `--prompt` tokens, then
 `--new` sampled tokens (temperature 1), for batches of 1 and 8 sequences.
 - `kv cache`: `scaling.decoding.generate` (prefill, then one token per step reading the cache, in
@@ -106,7 +106,7 @@ def main() -> None:
                             "new tokens/s", "speed vs recompute"], rows)
     print(table)
     record("sample", "Sampling speed: key/value cache against recomputing the prefix",
-           "The demo's largest model (d_model 128, 4 layers, context 128), temperature-1 "
+           "A 4-layer × 128 decoder (d_model 128, 4 layers, context 128), temperature-1 "
            "sampling; medians of alternating runs, compile time excluded. `recompute` runs a "
            "full-context forward pass per token (a prefix recomputed exactly would average about "
            f"half of that work). Load average {load_before:.0f} before and {load_after:.0f} after "

@@ -4,7 +4,7 @@ Each (run, eval set) is one `scaling-eval` subprocess, as a user would type it (
 `<run>/eval.log`, on host k of a slice `eval.host<k>.log`); an evaluation of the run's current
 checkpoint step already on disk is not repeated. Then results.csv gains one column per eval set,
 `eval_loss_<dataset>[-<split>]` in nats per token (empty for runs not completed), which
-`scaling-fit --csv ... --loss-col` fits. Every later rewrite of results.csv (a rerun without
+`scaling-fit --results ... --loss-col` fits. Every later rewrite of results.csv (a rerun without
 `--eval`, a stopped sweep) keeps a column for every evaluation on disk of a run's current
 checkpoint step (`eval_columns`).
 SPLIT defaults to each run's own `data.eval_split`.
