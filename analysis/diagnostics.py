@@ -27,6 +27,7 @@ import math
 import numpy as np
 import scipy.optimize
 
+from analysis.bootstrap import CONFIDENCE_LEVEL, summarize
 from analysis.laws import Law, predict_loss
 
 MAX_INTERVAL_RATIO = 100.0
@@ -180,12 +181,12 @@ def _best_exponent(groups: list[tuple[np.ndarray, np.ndarray]]) -> float:
 
 
 def shared_data_exponent(variables: dict, loss, *, num_resamples: int = 200, seed: int = 0,
-                         level: float = 0.95) -> dict | None:
+                         level: float = CONFIDENCE_LEVEL) -> dict | None:
     """One data exponent β for every size, each with its own E_N and B_N: L = E_N + B_N/D^β, fitted
     by weighted least squares on relative residuals to the sizes with `MIN_BUDGETS_FOR_EXPONENT` or
-    more token budgets (two such sizes at least; None otherwise). Returns `beta` with a percentile
-    interval from `num_resamples` bootstrap resamples of each size's points, `rms` (root mean
-    square relative residual) and per size `N`, `E`, `B`."""
+    more token budgets (two such sizes at least; None otherwise). Returns `beta` summarised as the
+    laws' parameters are (`analysis.bootstrap.summarize`) over `num_resamples` bootstrap resamples
+    of each size's points, `rms` (root mean square relative residual) and per size `N`, `E`, `B`."""
     if "N" not in variables or "D" not in variables:
         return None
     N, D = (np.asarray(variables[name], dtype=float) for name in ("N", "D"))
@@ -205,11 +206,8 @@ def shared_data_exponent(variables: dict, loss, *, num_resamples: int = 200, see
             pick = rng.integers(0, D_n.size, D_n.size)
             drawn.append((D_n[pick], L_n[pick]))
         samples.append(_best_exponent(drawn))
-    tail = (1 - level) / 2 * 100
-    low, high = (np.percentile(samples, [tail, 100 - tail]) if samples
-                 else (float("nan"), float("nan")))
-    return {"beta": beta, "ci_low": float(low), "ci_high": float(high), "ci_level": level,
-            "resamples": num_resamples, "rms": math.sqrt(total / sum(d.size for d, _ in groups)),
+    return {"beta": summarize(beta, np.array(samples), level), "resamples": num_resamples,
+            "rms": math.sqrt(total / sum(d.size for d, _ in groups)),
             "sizes": [{"N": float(size), "E": float(e), "B": float(b)}
                       for size, e, b in zip(sizes, E, B)]}
 

@@ -112,12 +112,11 @@ def _shared_exponent_lines(fit: dict) -> list[str]:
     shared = fit.get("shared_data_exponent")
     if not shared or len(shared["sizes"]) > MAX_GAIN_ROWS:
         return []
-    interval = ("" if math.isnan(shared["ci_low"]) else
-                f" ({shared['ci_level']:.0%} CI {shared['ci_low']:.3f}–{shared['ci_high']:.3f}, "
-                f"{shared['resamples']} resamples of each size's runs)")
+    resampled = (f"; interval from {shared['resamples']} resamples of each size's runs"
+                 if shared["resamples"] else "")
     lines = [f"With its own E_N and B_N for each size and one data exponent for all, "
-             f"L = E_N + B_N/D^β (weighted least squares on relative residuals): "
-             f"β = {shared['beta']:.3f}{interval}; residuals {shared['rms']:.2%} rms, against "
+             f"L = E_N + B_N/D^β (weighted least squares on relative residuals{resampled}): "
+             f"β = {_with_interval(shared['beta'])}; residuals {shared['rms']:.2%} rms, against "
              f"{shared['law_rms']:.2%} for this law. Where they are much smaller, the sizes share "
              f"the exponent and differ in how large their data term is:", "",
              "| N | E_N | B_N |", "|---|---|---|"]

@@ -143,9 +143,10 @@ def test_one_data_exponent_with_each_sizes_own_amplitude_is_recovered_and_report
     N, D = np.repeat(sizes, 4), np.tile([1e9, 2e9, 4e9, 8e9], 5)
     loss = 1.8 + 400 / N**0.34 + N / (N + 4e7) * 2000 / D**0.37
     shared = shared_data_exponent({"N": N, "D": D}, loss, num_resamples=20)
-    assert shared["beta"] == pytest.approx(0.37, abs=1e-5) and shared["rms"] < 1e-6
-    assert shared["ci_low"] == pytest.approx(0.37, abs=1e-5)
-    assert shared["ci_high"] == pytest.approx(0.37, abs=1e-5)
+    beta = shared["beta"]
+    assert beta["value"] == pytest.approx(0.37, abs=1e-5) and shared["rms"] < 1e-6
+    assert beta["ci_low"] == pytest.approx(0.37, abs=1e-5)
+    assert beta["ci_high"] == pytest.approx(0.37, abs=1e-5)
     for row, size in zip(shared["sizes"], sizes):
         assert row["N"] == size
         assert row["E"] == pytest.approx(1.8 + 400 / size**0.34, rel=1e-4)
@@ -154,7 +155,7 @@ def test_one_data_exponent_with_each_sizes_own_amplitude_is_recovered_and_report
     rng = np.random.default_rng(0)
     noisy = loss * np.exp(0.005 * rng.normal(size=loss.size))
     shared = shared_data_exponent({"N": N, "D": D}, noisy, num_resamples=100)
-    assert shared["ci_low"] < 0.37 < shared["ci_high"]
+    assert shared["beta"]["ci_low"] < 0.37 < shared["beta"]["ci_high"]
     # Two budgets per size say nothing about β beyond E_N and B_N: no result.
     two = D <= 2e9
     assert shared_data_exponent({"N": N[two], "D": D[two]}, loss[two]) is None
@@ -162,9 +163,10 @@ def test_one_data_exponent_with_each_sizes_own_amplitude_is_recovered_and_report
     runs = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": loss})
     analysis = analyze(runs, Settings(num_resamples=0, law="chinchilla", drop_largest=1))
     fitted = analysis.summary["fits"]["chinchilla"]["shared_data_exponent"]
-    assert fitted["beta"] == pytest.approx(0.37, abs=1e-5) and fitted["law_rms"] > 100 * fitted["rms"]
+    assert fitted["beta"]["value"] == pytest.approx(0.37, abs=1e-5)
+    assert fitted["law_rms"] > 100 * fitted["rms"]
     report = render_report(analysis)
-    assert "one data exponent for all, L = E_N + B_N/D^β" in report and "β = 0.370;" in report
+    assert "one data exponent for all, L = E_N + B_N/D^β" in report and "β = 0.37;" in report
     assert "| 1.000e+07 | " in report.split("| N | E_N | B_N |")[1]
 
 
