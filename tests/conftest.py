@@ -75,6 +75,19 @@ def run_python(code: str, *, devices: int = 1, timeout: float = 600, env: dict |
     return result
 
 
+def run_in_process(main, argv, capture, program: str) -> subprocess.CompletedProcess:
+    """A command's `main(argv)` in this process, ended as its subprocess would be: its exit code
+    (argparse's SystemExit included) and what it printed, read from `capture` (pytest's capsys,
+    or capfd to include the output of the processes it starts)."""
+    capture.readouterr()
+    try:
+        code = main(list(argv))
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capture.readouterr()
+    return subprocess.CompletedProcess([program, *argv], code, out, err)
+
+
 def write_sweep_config(path: pathlib.Path, **fields) -> pathlib.Path:
     """A sweep config file at `path`: `configs/sweeps/demo.py` with `fields` replaced (nested
     dicts become ConfigDicts, as in the file itself)."""

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import run_in_process
 
 from launch import slurm
 
@@ -71,13 +72,7 @@ def cluster(tmp_path, monkeypatch, capfd):
                 patch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
                 patch.setenv("FAKE_SBATCH_LOG", str(log))
                 patch.chdir(home)
-                capfd.readouterr()
-                try:
-                    code = slurm.main(list(args))
-                except SystemExit as exit:  # argparse's refusals
-                    code = exit.code
-                stdout, stderr = capfd.readouterr()
-            return subprocess.CompletedProcess(["scaling-slurm", *args], code, stdout, stderr)
+                return run_in_process(slurm.main, args, capfd, "scaling-slurm")
 
         @staticmethod
         def submissions():

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import run_in_process
 
 from launch import tpu
 
@@ -102,13 +103,7 @@ def cloud(tmp_path, monkeypatch, capfd):
                                     "FAKE_GCLOUD_PLAN": str(plan_path)}.items():
                     patch.setenv(name, value)
                 patch.chdir(source)
-                capfd.readouterr()
-                try:
-                    code = tpu.main(list(args))
-                except SystemExit as exit:  # argparse's refusals
-                    code = exit.code
-                stdout, stderr = capfd.readouterr()
-            return subprocess.CompletedProcess(["scaling-tpu", *args], code, stdout, stderr)
+                return run_in_process(tpu.main, args, capfd, "scaling-tpu")
 
         @staticmethod
         def calls():

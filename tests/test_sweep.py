@@ -18,7 +18,7 @@ from launch import sweep as sweep_module
 from scaling import files, status
 from scaling.errors import ConfigError
 from scaling.overrides import load_config
-from conftest import write_sweep_config
+from conftest import run_in_process, write_sweep_config
 
 TINY = dict(name="tiny", base_config="configs/demo.py:runlocal",
             sizes="d32-L1,d48-L2,d64-L2,d96-L3", plan="steps", min_steps=1, processes=2,
@@ -40,12 +40,8 @@ def _sweep(repo, config, workdir, *extra, **kwargs):
 
 def _sweep_here(capsys, config, workdir, *extra):
     """`scaling-sweep` in this process: its exit code, stdout and stderr."""
-    try:
-        code = sweep_module.main(["--config", str(config), "--workdir", str(workdir), *extra])
-    except SystemExit as exit:  # argparse's refusals
-        code = exit.code
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(["scaling-sweep"], code, out, err)
+    return run_in_process(sweep_module.main, ["--config", str(config), "--workdir", str(workdir),
+                                              *extra], capsys, "scaling-sweep")
 
 
 def _rows(workdir):
@@ -364,15 +360,10 @@ def test_a_sweep_workdir_that_is_a_file_is_one_line(tmp_path, capsys, extra):
     (("--processes", "0"), "--processes=0 is not allowed: an integer >= 1 (runs at a time)"),
 ])
 def test_bad_sweep_settings_are_one_line(tmp_path, capsys, extra, expected):
-    try:
-        code = sweep_module.main(["--config", str(_write_sweep(tmp_path)), "--workdir",
-                                  str(tmp_path / "w"), "--dry-run", *extra])
-    except SystemExit as exit:  # argparse's refusals
-        code = exit.code
-    assert code == 2
-    stderr = capsys.readouterr().err
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("scaling-sweep: error: "), stderr
+    result = _sweep_here(capsys, _write_sweep(tmp_path), tmp_path / "w", "--dry-run", *extra)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scaling-sweep: error: "), result.stderr
     assert expected in lines[0] and not (tmp_path / "w").exists()
 
 
@@ -793,11 +784,7 @@ def test_the_readme_sweep_commands_plan(repo, tmp_path, capsys, monkeypatch):
         workdir = argv.index("--workdir") + 1
         argv[workdir] = str(tmp_path / "w")
         argv += [] if "--dry-run" in argv else ["--dry-run"]
-        try:
-            code = sweep_module.main(argv)
-        except SystemExit as exit:
-            code = exit.code
-        out, err = capsys.readouterr()
-        assert code == 0, (argv, err)
-        assert "FLOPs if each were trained alone" in out.splitlines()[-1]
+        result = run_in_process(sweep_module.main, argv, capsys, "scaling-sweep")
+        assert result.returncode == 0, (argv, result.stderr)
+        assert "FLOPs if each were trained alone" in result.stdout.splitlines()[-1]
     assert not (tmp_path / "w").exists()
