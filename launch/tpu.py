@@ -36,7 +36,7 @@ import ml_collections
 from launch import tpu_settings
 from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, execute,
                              execute_checked, exit_code_of)
-from scaling.errors import ArgumentParser
+from scaling.errors import ArgumentParser, ConfigError
 from scaling.tracking import wandb_api_key
 
 PROGRAM = "scaling-tpu"
@@ -550,7 +550,12 @@ def check_sweep(s: Settings) -> int:
     # Imports JAX: only for the subcommands that start a sweep.
     from launch.sweep import estimated_seconds_per_flop, held_out_batches, load_plan, plan_totals
 
-    sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
+    try:
+        sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
+    except ConfigError as error:  # the sweep file itself: here --config is the settings file
+        if error.field != "--config":
+            raise
+        raise ConfigError("--sweep-config", error.value, error.allowed) from None
     check_copied(s, "--sweep-config", s.sweep_config)
     if os.path.isabs(sweep.base_config):  # the hosts have the copy elsewhere: ~/scaling
         raise UsageError("base_config", sweep.base_config,

@@ -483,6 +483,24 @@ def test_a_valid_sweep_is_planned_and_checked_first(cloud):
     assert "configs/sweeps/tiny.py: 1 planned runs, every config valid" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["up", "run"])
+@pytest.mark.parametrize("path, allowed", [
+    # A run config where a sweep config belongs, and a file that is not Python.
+    ("configs/demo.py", "a sweep config built on launch.plans.default_sweep()"),
+    ("pyproject.toml", "a Python config file that runs"),
+])
+def test_a_file_that_is_no_sweep_config_is_named_as_the_sweep_config(cloud, command, path, allowed):
+    # Named `--config` before: in scaling-tpu that is the settings file, not the sweep's.
+    args = [arg if arg != "configs/sweeps/tiny.py" else path for arg in up_args("--dry-run")]
+    args[0] = command
+    result = cloud.launch(*args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(
+        f"scaling-tpu: error: --sweep-config={path!r} is not allowed: {allowed}"), result.stderr
+    assert cloud.calls() == [] and result.stdout == ""
+
+
 def test_a_sweep_config_git_ignores_is_refused_before_any_gcloud_call(cloud):
     # The hosts get the files git does not ignore: this one would never reach them.
     (cloud.checkout / ".gitignore").write_text(".venv/\nconfigs/local/\n")
