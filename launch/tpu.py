@@ -37,6 +37,7 @@ from launch import tpu_settings
 from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, execute,
                              execute_checked, exit_code_of)
 from scaling.errors import ArgumentParser, ConfigError
+from scaling.status import EXIT_INTERRUPTED
 from scaling.tracking import wandb_api_key
 
 PROGRAM = "scaling-tpu"
@@ -448,27 +449,39 @@ def _attempt(s: Settings, dry_run: bool) -> bool:
     code = run(s, dry_run)
     if code == 0:
         return True
+    if code == EXIT_INTERRUPTED:
+        raise SweepStopped()
     if code == PREEMPTED_EXIT_CODE or _lost(s, dry_run):
         return False
     raise CommandFailed(ssh_command(s, run_remote_command(s)), code, "the sweep failed")
 
 
+class SweepStopped(Exception):
+    """The sweep exited 130: stopped on request (`scaling-tpu stop`, or Ctrl-C on a host)."""
+
+
 def up(s: Settings, dry_run: bool) -> int:
     """Creates the slice, sets it up and runs the sweep, recreating the slice after each preemption.
 
-    Returns 0 once the sweep has finished, or 75 after `max_retries` recreations were not enough
-    (the checkpoints stay in the workdir; `up` again resumes).
+    Returns 0 once the sweep has finished, 75 after `max_retries` recreations were not enough
+    (the checkpoints stay in the workdir; `up` again resumes), or 130 when the sweep was stopped
+    (the slice stays up).
     """
     recreations = 0
-    while not _attempt(s, dry_run):
-        log(f"slice {s.name} was preempted; deleting it")
-        delete(s, dry_run)
-        if recreations == s.max_retries:
-            log(f"gave up after {recreations} recreations; run `{PROGRAM} up` again to resume "
-                f"from the checkpoints in {s.workdir}")
-            return PREEMPTED_EXIT_CODE
-        recreations += 1
-        log(f"recreating the slice (retry {recreations} of {s.max_retries})")
+    try:
+        while not _attempt(s, dry_run):
+            log(f"slice {s.name} was preempted; deleting it")
+            delete(s, dry_run)
+            if recreations == s.max_retries:
+                log(f"gave up after {recreations} recreations; run `{PROGRAM} up` again to resume "
+                    f"from the checkpoints in {s.workdir}")
+                return PREEMPTED_EXIT_CODE
+            recreations += 1
+            log(f"recreating the slice (retry {recreations} of {s.max_retries})")
+    except SweepStopped:
+        log(f"the sweep was stopped; slice {s.name} stays up: `{PROGRAM} run` resumes the sweep "
+            f"on it, `{PROGRAM} delete` deletes it")
+        return EXIT_INTERRUPTED
     if s.delete_when_done:
         delete(s, dry_run)
     return 0

@@ -336,6 +336,19 @@ def test_sweep_failing_on_a_live_slice_is_not_retried(cloud):
     assert "the sweep failed" in result.stderr
 
 
+def test_a_sweep_stopped_on_request_leaves_the_slice_up_and_says_how_to_resume(cloud):
+    # `scaling-tpu stop` makes the hosts' sweep save and exit 130: `up` called that "the sweep
+    # failed", an error.
+    result = cloud.launch(*up_args(), plan=[{"match": "scaling-sweep",
+                                             "responses": [{"exit": 130}]}])
+    assert result.returncode == 130
+    assert [kind(c) for c in cloud.calls()] == ONE_ATTEMPT  # nothing described or deleted
+    assert "error" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "scaling-tpu: the sweep was stopped; slice qr stays up: `scaling-tpu run` resumes the "
+        "sweep on it, `scaling-tpu delete` deletes it")
+
+
 def test_retries_are_bounded(cloud):
     plan = [{"match": "scaling-sweep", "responses": [{"exit": 75}]}]
     result = cloud.launch(*up_args("--max-retries", "2"), plan=plan)
