@@ -126,7 +126,11 @@ def plot_loss_vs_compute(analysis: Analysis, path) -> str:
             axes.fill_between(grid, low, high, color="crimson", alpha=0.15, lw=0,
                               label="95% band: bootstrap + scatter")
         if params["E"] > 0.2 * frontier.loss.min():  # an E at its bound 0 would squash the plot
-            axes.axhline(params["E"], color="crimson", ls=":", lw=1, label=f"irreducible E = {params['E']:.3g}")
+            # An E the diagnostics flag (its interval spans orders of magnitude) is no measurement.
+            flagged = any(flag["parameter"] == "E" for flag in law_fit.summary.get("diagnostics", []))
+            axes.axhline(params["E"], color="crimson", ls=":", lw=1,
+                         label=f"irreducible E = {params['E']:.3g}"
+                               + (" (not identified by the data)" if flagged else ""))
     axes.set(xscale="log", yscale="log", xlabel=_compute_label(convention), ylabel=_loss_label(analysis),
              title="Loss vs compute")
     plain_log_ticks(axes.yaxis)
@@ -219,8 +223,11 @@ def plot_optimal_allocation(analysis: Analysis, path) -> str:
         axes.set(xscale="log", xlabel=_compute_label(analysis.summary["flop_convention"]),
                  ylabel=f"compute-optimal {AXIS_LABELS[name]}", title=f"{name}_opt vs compute")
         if axes.lines or axes.collections:
+            # Runs may spend more than the largest IsoFLOP budget (a ladder's long runs): the
+            # allocation is extrapolated beyond that budget, not beyond the data's compute.
             axes.axvspan(budgets.max(), grid.max(), color="0.9", lw=0, zorder=0,
-                         label="extrapolated: beyond the data's compute")
+                         label="extrapolated: beyond the largest IsoFLOP budget" if isoflop is not None
+                         else "extrapolated: beyond the data's compute")
             axes.set_yscale("log")
             axes.legend(fontsize=7)
         else:

@@ -297,3 +297,45 @@ def test_a_long_isoflop_legend_goes_beside_the_profiles(tmp_path, captured, num_
     figure.canvas.draw()
     legend, inside = axes.get_legend().get_window_extent(), axes.get_window_extent()
     assert bool(legend.x0 >= inside.x1) == beside
+
+
+def test_the_allocation_plot_does_not_call_a_ladders_long_runs_extrapolation(tmp_path, captured):
+    """A ladder's longest runs spend more compute than its largest IsoFLOP budget: the shaded
+    stretch starts at that budget, so its legend names the budget, not the data's compute."""
+    # Every size at every token budget: N·D of 4e13, 8e13 and 1.6e14 hold three or four sizes
+    # each (IsoFLOP budgets); 3.2e14 and 6.4e14 hold two and one.
+    results = write_sweep(tmp_path, [(N, D) for N in (1e6, 2e6, 4e6, 8e6) for D in (1e7, 2e7, 4e7, 8e7)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0, law="chinchilla"), curves=sweep.curves)
+    assert analysis.isoflop is not None
+    plots.plot_optimal_allocation(analysis, tmp_path / "allocation.png")
+    [figure] = captured
+    most = 6 * 8e6 * 8e7  # the largest run's 6ND FLOPs, as write_sweep counts them
+    for axes in figure.axes:
+        [shaded] = [patch for patch in axes.patches if patch.get_label().startswith("extrapolated")]
+        corners = shaded.get_path().transformed(shaded.get_patch_transform()).vertices[:, 0]
+        assert corners.min() < most  # runs were trained inside the shaded stretch
+        assert "data's compute" not in shaded.get_label()
+        assert "largest IsoFLOP budget" in shaded.get_label()
+
+
+@pytest.mark.parametrize("flagged", [False, True])
+def test_loss_vs_compute_says_when_its_irreducible_loss_is_not_identified(tmp_path, captured, flagged):
+    """The dotted line at E is labelled as not identified when the fit's diagnostics flag E (its
+    interval spans orders of magnitude), and plainly otherwise."""
+    import dataclasses
+
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6, 8e6)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=0), curves=sweep.curves)
+    law_fit = analysis.fits["compute"]
+    diagnostics = [{"parameter": "E", "problem": "E is not identified (interval 1e-11 to 1.2)",
+                    "fix": "more compute budgets"}] if flagged else []
+    law_fit = dataclasses.replace(law_fit, summary={**law_fit.summary, "diagnostics": diagnostics})
+    analysis = dataclasses.replace(analysis, fits={**analysis.fits, "compute": law_fit})
+    plots.plot_loss_vs_compute(analysis, tmp_path / "plot.png")
+    [figure] = captured
+    E = law_fit.fit.params["E"]
+    [line] = [line for line in figure.axes[0].get_lines() if line.get_linestyle() == ":"]
+    expected = f"irreducible E = {E:.3g}" + (" (not identified by the data)" if flagged else "")
+    assert line.get_label() == expected
