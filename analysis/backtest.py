@@ -240,21 +240,27 @@ def applicable_methods(kept: pd.DataFrame) -> list[str]:
 
 def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: float | None = None,
                  num_resamples: int = 500, seed: int = 0, methods=None,
-                 level: float = CONFIDENCE_LEVEL) -> dict:
+                 level: float = CONFIDENCE_LEVEL, headline: str | None = None) -> dict:
     """Every applicable method (or `methods`) fitted without the largest sizes, scored on them.
 
-    Returns a JSON-ready dict: the split, the headline method and the rule that chose it, and per
-    method the fitted parameters, each held-out run (N, D, C, loss, predicted, interval, relative
-    error, covered), the mean absolute relative error and the coverage.
+    The headline method is `headline` when given and applicable (the law the fit beside it leads
+    with), else `headline_law`'s rule on the fitted runs. Returns a JSON-ready dict: the split,
+    the headline method and the rule that chose it, and per method the fitted parameters, each
+    held-out run (N, D, C, loss, predicted, interval, relative error, covered), the mean absolute
+    relative error and the coverage.
     """
     runs = runs.reset_index(drop=True)
     if "name" not in runs.columns:
         runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
     kept, held_out = split_largest(runs, drop_largest, hold_out_from)
     methods = list(methods) if methods else applicable_methods(kept)
-    headline = headline_law(kept)
-    if headline not in methods:
-        headline = methods[0]
+    rule = (f"over-training form when the fitted runs have >= {MIN_BUDGETS_PER_SIZE} token "
+            "budgets per size (median), else Chinchilla's form; decided on the fitted runs only")
+    by_rule = headline_law(kept)
+    if headline in methods and headline != by_rule:
+        rule = "the law the fit leads with"
+    else:
+        headline = by_rule if by_rule in methods else methods[0]
     results = {}
     for method in methods:
         outcome = backtest_method(method, kept, held_out, num_resamples=num_resamples, seed=seed)
@@ -280,9 +286,7 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
         "n_kept": int(len(kept)), "n_held_out": int(len(held_out)),
         "budgets_per_size": budgets_per_size(kept),
         "headline": headline,
-        "headline_rule": (f"over-training form when the fitted runs have >= {MIN_BUDGETS_PER_SIZE} "
-                          "token budgets per size (median), else Chinchilla's form; decided on the "
-                          "fitted runs only"),
+        "headline_rule": rule,
         "interval": {"level": level, "resamples": num_resamples,
                      "method": "bootstrap refits of the fitted points, plus a resampled "
                                 "residual, plus the law's extrapolation error measured on the "

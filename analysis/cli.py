@@ -311,7 +311,7 @@ def run(args) -> pathlib.Path:
             raise ValueError(f"{fallback}, and {error}") from None
         raise
     backtest = (run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
-                             num_resamples=args.bootstrap, seed=args.seed)
+                             num_resamples=args.bootstrap, seed=args.seed, headline=settings.law)
                 if args.backtest else None)
     if fallback:  # once the fits have succeeded: a failed one is its error line alone
         print(f"scaling-fit: note: {fallback}", file=sys.stderr)

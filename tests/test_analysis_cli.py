@@ -273,6 +273,10 @@ def test_without_a_bootstrap_no_run_is_called_inside_or_outside_its_interval(tmp
     backtest = json.loads((tmp_path / "o" / "backtest.json").read_text())
     assert all(row["covered"] is None for method in backtest["methods"].values()
                for row in method.get("held_out", []))
+    # The backtest leads with the law the fit leads with (a ladder's: Chinchilla's), not with
+    # the over-training form its own rule would pick for three budgets per size.
+    assert fit["law"] == "chinchilla" and backtest["headline"] == "chinchilla"
+    assert backtest["headline_rule"] == "the law the fit leads with"
     capsys.readouterr()
     assert aggregate([str(tmp_path / "o" / "backtest.json")]) == 0
     printed = capsys.readouterr().out
