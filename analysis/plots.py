@@ -39,7 +39,7 @@ def _compute_label(convention: str) -> str:
     return textwrap.fill(f"training compute C (FLOPs, {named})", width=50)
 
 
-NARROW_LOG_RANGE = 3.0  # an axis spanning less than this factor gets evenly spaced ticks
+NARROW_LOG_RANGE = 10.0  # an axis spanning less than a decade gets evenly spaced ticks
 
 
 def plain_log_ticks(axis) -> None:

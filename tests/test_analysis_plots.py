@@ -87,6 +87,21 @@ def test_a_narrow_log_axis_still_has_labelled_ticks():
     matplotlib.pyplot.close(figure)
 
 
+def test_a_log_axis_under_a_decade_is_labelled_between_1_and_2():
+    # The demo's losses, 0.64 to 2.4: the decade rule labels only 1 and 2 (0.5 and 3 fall
+    # outside), too few to read a frontier point off.
+    figure, axes = matplotlib.pyplot.subplots()
+    axes.plot([1e11, 1e14], [2.4, 0.64])
+    axes.set(xscale="log", yscale="log")
+    plots.plain_log_ticks(axes.yaxis)
+    figure.canvas.draw()
+    low, high = axes.get_ylim()
+    labels = [tick.label1.get_text() for tick in axes.yaxis.get_major_ticks()
+              if low <= tick.get_loc() <= high and tick.label1.get_text()]
+    assert {"1", "1.5", "2"} <= set(labels), labels
+    matplotlib.pyplot.close(figure)
+
+
 def test_an_allocation_plot_survives_a_fit_with_no_finite_allocation(tmp_path, captured):
     """A degenerate L(N, D) (here beta < 0, as a fit to runs whose loss does not fall with D can
     give) has no compute-optimal allocation: the figure says so instead of failing to draw."""
