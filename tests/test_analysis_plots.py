@@ -72,34 +72,32 @@ def test_the_loss_axis_names_the_column_fitted(tmp_path, captured, column, label
     assert loss_labels and all(text.endswith(label) for text in loss_labels)
 
 
-def test_a_narrow_log_axis_still_has_labelled_ticks():
-    # Losses between 3.39 and 4.44: no 1, 2, 3 or 5 multiple of a decade falls inside.
+def _labelled_log_ticks(losses) -> list[tuple[float, str]]:
+    """(location, label) of the labelled ticks inside a log loss axis drawn over `losses`."""
     figure, axes = matplotlib.pyplot.subplots()
-    axes.plot([1e15, 1e18], [4.44, 3.39])
+    axes.plot(np.geomspace(1e11, 1e14, len(losses)), losses)
     axes.set(xscale="log", yscale="log")
     plots.plain_log_ticks(axes.yaxis)
     figure.canvas.draw()
     low, high = axes.get_ylim()
     labels = [(tick.get_loc(), tick.label1.get_text()) for tick in axes.yaxis.get_major_ticks()
               if low <= tick.get_loc() <= high and tick.label1.get_text()]
+    matplotlib.pyplot.close(figure)
+    return labels
+
+
+def test_a_narrow_log_axis_still_has_labelled_ticks():
+    # Losses between 3.39 and 4.44: no 1, 2, 3 or 5 multiple of a decade falls inside.
+    labels = _labelled_log_ticks([4.44, 3.39])
     assert len(labels) >= 3
     assert all(float(text) == pytest.approx(loc) for loc, text in labels)
-    matplotlib.pyplot.close(figure)
 
 
 def test_a_log_axis_under_a_decade_is_labelled_between_1_and_2():
     # The demo's losses, 0.64 to 2.4: the decade rule labels only 1 and 2 (0.5 and 3 fall
     # outside), too few to read a frontier point off.
-    figure, axes = matplotlib.pyplot.subplots()
-    axes.plot([1e11, 1e14], [2.4, 0.64])
-    axes.set(xscale="log", yscale="log")
-    plots.plain_log_ticks(axes.yaxis)
-    figure.canvas.draw()
-    low, high = axes.get_ylim()
-    labels = [tick.label1.get_text() for tick in axes.yaxis.get_major_ticks()
-              if low <= tick.get_loc() <= high and tick.label1.get_text()]
+    labels = [text for _, text in _labelled_log_ticks([2.4, 0.64])]
     assert {"1", "1.5", "2"} <= set(labels), labels
-    matplotlib.pyplot.close(figure)
 
 
 def test_an_allocation_plot_survives_a_fit_with_no_finite_allocation(tmp_path, captured):
