@@ -31,7 +31,7 @@ demo: $(BIN)/.installed
 # Everything, slow end-to-end tests included: what CI runs. pytest's "no tests ran" (exit 5) fails.
 # Three workers on two cores: many tests wait on the processes they start, and a third worker
 # fills that time (an earlier suite from cold caches: 17 min 45 s with two, 14 min 29 s with
-# three; the current one, from a fresh clone, 13 min 20 s with three).
+# three; the current one, from a fresh clone, 12 to 13 min with three).
 test: $(BIN)/.installed $(TF_VENV)/bin/.installed
 	$(TEST_ENV) $(BIN)/python -m pytest -q -n 3 --dist loadfile
 
