@@ -162,10 +162,8 @@ def check_configs(args: argparse.Namespace) -> None:
 
             load_and_validate(args.train_config, args.overrides)
     except ConfigError as error:  # the file itself (a variant it lacks): named as given here
-        if error.field != "--config":
-            raise
-        option = "--sweep-config" if args.sweep_config else "--train-config"
-        raise ConfigError(option, error.value, error.allowed) from None
+        raise error.as_option("--sweep-config" if args.sweep_config
+                              else "--train-config") from None
 
 
 def _launch(args: argparse.Namespace) -> int:

@@ -566,9 +566,7 @@ def check_sweep(s: Settings) -> int:
     try:
         sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
     except ConfigError as error:  # the sweep file itself: here --config is the settings file
-        if error.field != "--config":
-            raise
-        raise ConfigError("--sweep-config", error.value, error.allowed) from None
+        raise error.as_option("--sweep-config") from None
     check_copied(s, "--sweep-config", s.sweep_config)
     if os.path.isabs(sweep.base_config):  # the hosts have the copy elsewhere: ~/scaling
         raise UsageError("base_config", sweep.base_config,

@@ -25,6 +25,11 @@ class ConfigError(ValueError):
         name = field if field.startswith("-") else f"config.{field}"
         super().__init__(f"{name}={value!r} is not allowed: {allowed}")
 
+    def as_option(self, option: str) -> "ConfigError":
+        """This error if it is not about `--config`, else the same under `option`: the flag that
+        names the config file in a launcher whose own `--config` is something else."""
+        return self if self.field != "--config" else ConfigError(option, self.value, self.allowed)
+
     def in_run(self, run: str) -> "ConfigError":
         """The same error, its message led by the name of the planned run it belongs to."""
         error = ConfigError(self.field, self.value, self.allowed)
