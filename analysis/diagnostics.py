@@ -187,8 +187,6 @@ def shared_data_exponent(variables: dict, loss, *, num_resamples: int = 200, see
     more token budgets (two such sizes at least; None otherwise). Returns `beta` summarised as the
     laws' parameters are (`analysis.bootstrap.summarize`) over `num_resamples` bootstrap resamples
     of each size's points, `rms` (root mean square relative residual) and per size `N`, `E`, `B`."""
-    if "N" not in variables or "D" not in variables:
-        return None
     N, D = (np.asarray(variables[name], dtype=float) for name in ("N", "D"))
     loss = np.asarray(loss, dtype=float)
     sizes = [size for size in np.unique(N)
