@@ -137,6 +137,37 @@ def _install_gcsfuse() -> str:
             "sudo apt-get update -qq && sudo apt-get install -y -qq gcsfuse; fi")
 
 
+UV_INSTALLER_URL = "https://astral.sh/uv/install.sh"  # Astral's standalone installer
+UV_NOT_INSTALLED = ("scaling-tpu setup: could not install uv on this host (tried pip --user, pip "
+                    f"--user --break-system-packages and {UV_INSTALLER_URL}); install it by hand, "
+                    f"e.g. `curl -LsSf {UV_INSTALLER_URL} | sh`, and run setup again")
+
+
+def _install_uv() -> str:
+    """Shell step: uv on PATH, the first of these ways that works, or one line on stderr and exit 1.
+
+    Run after ~/.local/bin is put first on PATH, where every way below installs it, so a uv from an
+    earlier setup is found and nothing is installed twice.
+    """
+    attempts = [
+        # Already installed: on PATH, or in ~/.local/bin by an earlier setup.
+        "command -v uv >/dev/null",
+        # pip into the user's site: the stock Ubuntu 22.04 images. The next two fallbacks exist
+        # because this fails on images whose Python is marked externally managed (PEP 668: pip
+        # refuses, "externally-managed-environment", Ubuntu 24.04 on) and on images without pip.
+        "{ python3 -m pip install --quiet --user uv >/dev/null 2>&1; command -v uv >/dev/null; }",
+        # PEP 668 images: with this flag pip installs into the user's ~/.local, not the system's.
+        "{ python3 -m pip install --quiet --user --break-system-packages uv >/dev/null 2>&1; "
+        "command -v uv >/dev/null; }",
+        # No pip at all: Astral's standalone installer, into ~/.local/bin and leaving the shell
+        # profiles alone.
+        f'{{ curl -LsSf {UV_INSTALLER_URL} | UV_INSTALL_DIR="$HOME/.local/bin" UV_NO_MODIFY_PATH=1 '
+        "sh; command -v uv >/dev/null; }",
+        f"{{ echo {shlex.quote(UV_NOT_INSTALLED)} >&2; exit 1; }}",
+    ]
+    return "{ " + " || ".join(attempts) + "; }"
+
+
 def setup_remote_command(s: Settings) -> str:
     """Shell line for every host: mount the bucket (if any), then install the checkout and JAX for TPU."""
     steps = []
@@ -148,8 +179,7 @@ def setup_remote_command(s: Settings) -> str:
                   f"(mountpoint -q {mount_dir} || gcsfuse --implicit-dirs {only_dir}"
                   f"{shlex.quote(bucket)} {mount_dir})"]
     steps += [f"cd ~/{REMOTE_CHECKOUT}",
-              "(command -v uv >/dev/null || python3 -m pip install --quiet --user uv)",
-              'export PATH="$HOME/.local/bin:$PATH"',
+              'export PATH="$HOME/.local/bin:$PATH"', _install_uv(),
               f"uv venv --allow-existing --python {PYTHON_VERSION} {REMOTE_VENV}",
               f"uv pip install --python {REMOTE_VENV}/bin/python --quiet -e . "
               f"{shlex.quote(JAX_TPU_REQUIREMENT)}",

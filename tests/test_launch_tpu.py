@@ -154,8 +154,8 @@ def test_up_runs_the_documented_commands_in_order(cloud):
     # Stock images ship Python 3.10: a Python 3.11 environment made by uv, the project and JAX
     # for TPU installed into it, its version checked.
     assert setup[-1].split(" && ") == [
-        "cd ~/scaling", "(command -v uv >/dev/null || python3 -m pip install --quiet --user uv)",
-        'export PATH="$HOME/.local/bin:$PATH"', "uv venv --allow-existing --python 3.11 .venv",
+        "cd ~/scaling", 'export PATH="$HOME/.local/bin:$PATH"', tpu._install_uv(),
+        "uv venv --allow-existing --python 3.11 .venv",
         "uv pip install --python .venv/bin/python --quiet -e . 'jax[tpu]==0.10.2'",
         ".venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11), sys.version; "
         'print("python", sys.version.split()[0], "in", sys.prefix)\'']
@@ -203,6 +203,64 @@ def test_the_hosts_run_line_says_which_step_failed(cloud, tmp_path, checkout, wo
                          env={"HOME": str(home), "PATH": f"{bin_dir}:/usr/bin:/bin"})
     assert expected in ran.stdout + ran.stderr
     assert ran.returncode == (75 if worker and checkout else 1)  # the sweep's exit code passed on
+
+
+# What the host's `python3` and `curl` do, as fakes that log their arguments: pip that works, pip
+# refused by PEP 668 unless told --break-system-packages, pip missing, Astral's installer (a script
+# for `sh` that puts uv in ~/.local/bin if told to leave the shell profiles alone), no network.
+FAKE_UV = ('mkdir -p "$HOME/.local/bin" && printf "#!/bin/sh\\necho uv fake\\n" > '
+           '"$HOME/.local/bin/uv" && chmod +x "$HOME/.local/bin/uv"')
+HOST_TOOLS = {
+    "pip": FAKE_UV,
+    "pep668": ('case " $* " in *" --break-system-packages "*) ' + FAKE_UV + ';; *) '
+               'echo "error: externally-managed-environment" >&2; exit 1;; esac'),
+    "no_pip": 'echo "/usr/bin/python3: No module named pip" >&2; exit 1',
+    "installer": ('[ "$*" = "-LsSf https://astral.sh/uv/install.sh" ] || exit 2\n'
+                  "cat <<'SCRIPT'\n[ \"$UV_NO_MODIFY_PATH\" = 1 ] || exit 3\n" + FAKE_UV
+                  + "\nSCRIPT"),
+    "offline": 'echo "curl: (6) Could not resolve host: astral.sh" >&2; exit 6',
+}
+PIP = "python3 -m pip install --quiet --user uv"
+PIP_BREAK = "python3 -m pip install --quiet --user --break-system-packages uv"
+INSTALLER = "curl -LsSf https://astral.sh/uv/install.sh"
+
+
+@pytest.mark.parametrize("installed, python3, curl, tried", [
+    (True, "no_pip", "offline", []),  # from an earlier setup, in ~/.local/bin: nothing installed
+    (False, "pip", "offline", [PIP]),  # Ubuntu 22.04 images
+    (False, "pep668", "offline", [PIP, PIP_BREAK]),  # Ubuntu 24.04 images
+    (False, "no_pip", "installer", [PIP, PIP_BREAK, INSTALLER]),
+    (False, "no_pip", "offline", [PIP, PIP_BREAK, INSTALLER]),
+])
+def test_setup_installs_uv_on_hosts_where_pip_cannot(cloud, tmp_path, installed, python3, curl,
+                                                     tried):
+    # It ran `python3 -m pip install --user uv` only, which PEP 668 images and images without pip
+    # refuse. Run here with bash, fakes for python3 and curl, and no other uv, python3 or curl.
+    result = cloud.launch(*up_args())
+    assert result.returncode == 0, result.stderr
+    line = next(c for c in cloud.calls() if kind(c) == "setup")["argv"][-1]
+    install = line[:line.index(" && uv venv ")] + " && uv --version"
+    home, bin_dir, log = tmp_path / "host" / "home", tmp_path / "host" / "bin", tmp_path / "tried"
+    (home / "scaling").mkdir(parents=True)
+    bin_dir.mkdir()
+    for tool in ("sh", "mkdir", "chmod", "cat"):  # all the fakes and the installer's script need
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    for name, behaviour in (("python3", HOST_TOOLS[python3]), ("curl", HOST_TOOLS[curl])):
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {shlex.quote(str(log))}\n'
+                                    f'{behaviour}\n')
+        (bin_dir / name).chmod(0o755)
+    host_env = {"HOME": str(home), "PATH": str(bin_dir)}
+    if installed:
+        subprocess.run([shutil.which("sh"), "-c", FAKE_UV], env=host_env, check=True)
+    ran = subprocess.run([shutil.which("bash"), "-c", install], capture_output=True, text=True,
+                         timeout=60, env=host_env)
+    assert (log.read_text().splitlines() if log.exists() else []) == tried
+    if installed or python3 != "no_pip" or curl == "installer":
+        assert (ran.returncode, ran.stdout, ran.stderr) == (0, "uv fake\n", "")
+    else:  # nothing worked: one line saying so and how to install uv by hand, and no `uv` run
+        assert ran.returncode == 1 and ran.stdout == ""
+        assert ran.stderr.splitlines()[-1] == tpu.UV_NOT_INSTALLED
+        assert "could not install uv" in ran.stderr and "install it by hand" in ran.stderr
 
 
 def test_setup_copies_the_files_git_would_track_and_no_ignored_ones(cloud):
