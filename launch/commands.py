@@ -21,10 +21,12 @@ PREEMPTED_EXIT_CODE = 75  # scaling-train / scaling-sweep: "checkpoint saved, re
 
 
 class UsageError(ValueError):
-    """An option has a value that is not allowed. The message names option, value and what is allowed."""
+    """An option has a value that is not allowed, or none where one is needed. The message names
+    the option, the value (or that it is missing) and what is allowed."""
 
     def __init__(self, option: str, value: object, allowed: str):
-        super().__init__(f"{option}={value!r} is not allowed: {allowed}")
+        super().__init__(f"{option} is missing: it needs {allowed}" if value is None
+                         else f"{option}={value!r} is not allowed: {allowed}")
 
 
 class CommandFailed(RuntimeError):

@@ -167,7 +167,7 @@ def test_explicit_coordinator_prints_one_command_per_node(cluster):
 @pytest.mark.parametrize("args, message", [
     (SWEEP + ["--nodes", "0", "--gpus-per-node", "8"], "--nodes=0 is not allowed: an integer > 0"),
     (SWEEP + ["--nodes", "2", "--gpus-per-node", "-1"], "--gpus-per-node=-1 is not allowed"),
-    (SWEEP + ["--nodes", "2"], "--gpus-per-node=None is not allowed"),
+    (SWEEP + ["--nodes", "2"], "--gpus-per-node is missing: it needs an integer > 0"),
     (["--sweep-config", "configs/sweeps/nope.py", "--workdir", "w", "--nodes", "1",
       "--gpus-per-node", "1"], "--sweep-config='configs/sweeps/nope.py' is not allowed"),
     (["--workdir", "w", "--nodes", "1", "--gpus-per-node", "1"], "exactly one of the two"),
