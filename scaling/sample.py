@@ -95,12 +95,13 @@ def check_fits(model, prompt_tokens: int, new_tokens: int, source_tokens: int | 
     if model.layout == "decoder" and source_tokens is not None:
         raise trained.RunError("--source is for encoder–decoder runs; this run is decoder-only")
     if model.position == "learned":
-        total = prompt_tokens + new_tokens
-        if total > model.max_seq_len:
+        # The last new token is sampled from the positions before it and never read.
+        read = prompt_tokens + new_tokens - 1
+        if read > model.max_seq_len:
             raise trained.RunError(
                 f"prompt ({prompt_tokens} tokens with the start token) + "
-                f"--max-new-tokens {new_tokens} = {total} tokens: the run's learned positions "
-                f"allow at most {model.max_seq_len} (model.max_seq_len)")
+                f"--max-new-tokens {new_tokens}: the model reads {read} positions; the run's "
+                f"learned positions allow at most {model.max_seq_len} (model.max_seq_len)")
         if source_tokens is not None and source_tokens > model.max_seq_len:
             raise trained.RunError(f"--source is {source_tokens} tokens: the run's learned "
                                    f"positions allow at most {model.max_seq_len}")

@@ -29,8 +29,8 @@ def run_sample(capsys, *arguments) -> tuple[int, str, str]:
 
 def greedy_reference(model, params, prompt_ids, steps, source_ids=None):
     """Greedy continuation by a full forward pass over the whole sequence at every step (in a
-    buffer of the final length: under causal attention, the positions after t do not change the
-    logits at t)."""
+    buffer of the final length less the last token, which is never read: under causal attention,
+    the positions after t do not change the logits at t)."""
     net = model_lib.Transformer(model)
     forward = jax.jit(lambda tokens, source: net.apply({"params": params}, tokens,
                                                        encoder_tokens_BxS=source))
@@ -38,7 +38,7 @@ def greedy_reference(model, params, prompt_ids, steps, source_ids=None):
     sequence[:len(prompt_ids)] = prompt_ids
     source = None if source_ids is None else jnp.asarray([source_ids], jnp.int32)
     for position in range(len(prompt_ids), len(sequence)):
-        logits = forward(jnp.asarray(sequence[None]), source)
+        logits = forward(jnp.asarray(sequence[None, :-1]), source)
         sequence[position] = int(jnp.argmax(logits[0, position - 1]))
     return sequence[len(prompt_ids):].tolist()
 
@@ -103,12 +103,24 @@ def learned_positions_run(tmp_path_factory):
     return workdir
 
 
+def test_learned_positions_sample_up_to_one_token_past_the_table(tmp_path, capsys):
+    # The last new token is sampled from the logits at the position before it and never read, so
+    # 13 prompt tokens (with the start token) and 4 new ones read 16 positions: the whole table.
+    workdir = tmp_path / "learned"
+    model, params = save_initialized_run(workdir, tiny_config(position="learned", max_seq_len=16))
+    code, out, err = run_sample(capsys, "--workdir", str(workdir), "--prompt", "x" * 12,
+                                "--max-new-tokens", "4", "--temperature", "0")
+    assert code == 0, err
+    assert out == "x" * 12 + as_text(greedy_reference(model, params, [256] + list(b"x" * 12), 4)) + "\n"
+
+
 @pytest.mark.parametrize("arguments,message", [
     (["--max-new-tokens", "0"], "--max-new-tokens 0: must be an integer >= 1"),
     (["--temperature", "-1"], "--temperature -1.0: must be >= 0"),
     (["--top-p", "0"], "--top-p 0.0: must be in (0, 1]"),
     (["--top-k", "-2"], "--top-k -2: must be >= 0"),
-    (["--prompt", "x" * 12, "--max-new-tokens", "4"], "allow at most 16 (model.max_seq_len)"),
+    (["--prompt", "x" * 12, "--max-new-tokens", "5"], "the model reads 17 positions; the run's "
+     "learned positions allow at most 16 (model.max_seq_len)"),
     (["--source", "abc"], "--source is for encoder–decoder runs"),
     (["--prompt-file", "/nonexistent/prompt.txt"], "cannot be read"),
     # An infinite temperature flattens every logit, --top-k's cut with them.
