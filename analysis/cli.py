@@ -26,7 +26,7 @@ from analysis.inputs import (parse_filters, read_named_csv, read_results, read_w
                              sweep_summary)
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
-from analysis.pipeline import DEFAULT_RESAMPLES, Settings, analyze
+from analysis.pipeline import DEFAULT_RESAMPLES, LawNotFitted, Settings, analyze
 from analysis.pipeline import default_law as pipeline_default_law
 from scaling import files
 from scaling.errors import ArgumentParser, flag_name
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="headline law (default: --results/--wandb: chinchilla for a ladder of "
                              "token budgets per size, else compute; --csv: data_constrained when "
                              "--u-col shows repeated data, else overtraining when the runs have 3 "
-                             "or more token budgets per size (median), else chinchilla)")
+                             "or more token budgets per size (median), else chinchilla; with "
+                             "--backtest, decided on the runs fitted without the held-out sizes)")
     parser.add_argument("--out", help="output directory (default: fit/ beside the input file)")
     parser.add_argument("--drop-highest", "--hold-out-largest", dest="drop_highest", type=int,
                         default=None, metavar="K",
@@ -117,6 +118,11 @@ NOT_WITH_COMPARE = ("law", "drop_highest", "hold_out_from", "backtest", "improve
 COMPARE_ONLY = ("separate_e",)
 
 
+def _listed(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _check_options_apply(args) -> None:
     """An option the chosen input does not read is an error, not silently ignored."""
     given = [option for option in dict.fromkeys(CSV_ONLY + NOT_WITH_COMPARE + COMPARE_ONLY)
@@ -126,9 +132,12 @@ def _check_options_apply(args) -> None:
         why = "--compare fits the two recipes' compute frontiers only"
     elif args.results or args.wandb:
         unused = [option for option in given if option in CSV_ONLY + COMPARE_ONLY]
+        purposes = [f"{_listed([flag_name(option) for option in unused if option in group])} "
+                    f"{'is' if sum(option in group for option in unused) == 1 else 'are'} for {what}"
+                    for group, what in ((CSV_ONLY, "--csv"), (COMPARE_ONLY, "--compare"))
+                    if any(option in group for option in unused)]
         why = (f"{'--results' if args.results else '--wandb'} reads the columns of a results "
-               "table; these options are for --csv" + (" and --compare" if any(
-                   option in COMPARE_ONLY for option in given) else ""))
+               f"table; {'; '.join(purposes)}")
     else:
         unused = [option for option in given if option in COMPARE_ONLY]
         why = "it is for --compare"
@@ -254,6 +263,17 @@ def _parse_budgets(text: str) -> tuple[float, ...]:
     return budgets
 
 
+def far_from_budget(flops: np.ndarray, budgets: np.ndarray) -> list[tuple[float, float]]:
+    """(budget, factor) for each budget some run was snapped to from more than FAR_FROM_BUDGET
+    times away, with the largest such factor between the budget and a run's compute `flops`:
+    whether or not the IsoFLOP profiles could then be fitted."""
+    flops, budgets = np.asarray(flops, dtype=float), np.asarray(budgets, dtype=float)
+    off = np.exp(np.abs(np.log(flops / budgets)))
+    farthest = [(float(budget), float(off[budgets == budget].max()))
+                for budget in np.unique(budgets)]
+    return [(budget, factor) for budget, factor in farthest if factor > FAR_FROM_BUDGET]
+
+
 def run(args) -> pathlib.Path:
     """Load, analyse and write everything; returns the output directory. Nothing is written
     until everything is computed; each file is replaced atomically, report.md last."""
@@ -272,13 +292,13 @@ def run(args) -> pathlib.Path:
                               loss_col=args.loss_col, where=where,
                               drop_highest_losses=args.drop_highest_losses or 0,
                               best_per_point=args.best_per_point, u_col=args.u_col)
-        input_path, default_law = pathlib.Path(args.csv), headline_law(runs)
+        input_path = pathlib.Path(args.csv)
         # C is 6·N·D with N whatever the column holds; say which.
         convention = f"6ND with N = column '{args.n_col}'"
         if args.c_col:
             convention = f"C = column '{args.c_col}'; D = C/(6N) with N = column '{args.n_col}'"
-        copies = [{"name": f"row {row}", "reason": f"repeats row {first} in every column"}
-                  for row, first in runs.attrs["duplicates"]]
+        copies = [{"name": f"line {line}", "reason": f"repeats line {first} in every column"}
+                  for line, first in runs.attrs["duplicates"]]
         data_summary.update(source=str(input_path), where=where, loss_column=args.loss_col,
                             dropped_highest_losses=args.drop_highest_losses or 0, excluded=copies)
     else:
@@ -287,38 +307,49 @@ def run(args) -> pathlib.Path:
         sweep = (read_results(input_path, loss_column) if args.results
                  else read_wandb_export(input_path, loss_column))
         runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
-        default_law = None
         data_summary.update(sweep_summary(sweep, loss_column))
     _check_hold_out(args, runs)
-    fallback = None
+    drop_largest = args.drop_highest or 1
+    # With --backtest the default law is decided on the runs the backtest fits, so that its
+    # headline method never depends on the held-out runs, not even on their shape.
+    basis, which = runs, "these runs"
+    if args.backtest:
+        basis, which = split_largest(runs, drop_largest, args.hold_out_from)[0], "the runs fitted"
+        which += " without the held-out ones"
+    default_law, fallback = (headline_law(basis) if args.csv else None), None
     if args.law is None:
-        default_law, fallback = pipeline_default_law(runs, default_law)
+        default_law, fallback = pipeline_default_law(basis, default_law, which)
         if fallback:  # not asked for: L(C) leads, and the report says why
             data_summary["headline_note"] = fallback
             fallback += "; the headline law is compute"
-    drop_largest = args.drop_highest or 1
     settings = Settings(law=args.law or default_law, num_resamples=args.bootstrap, seed=args.seed,
                         improvement=args.improvement, reducible_fraction=args.reducible_fraction,
                         drop_largest=drop_largest, hold_out_from=args.hold_out_from)
-    out_dir = _out_dir(pathlib.Path(args.out) if args.out else input_path.parent / "fit")
+    # Checked now, created only once everything is computed: a failed fit leaves no folder.
+    out_dir = _out_dir(pathlib.Path(args.out) if args.out else input_path.parent / "fit",
+                       create=False)
     budgets = (snap_to_budgets(runs["C"].to_numpy(), _parse_budgets(args.isoflop_budgets))
                if args.isoflop_budgets else None)
     try:
         analysis = analyze(runs, settings, curves=curves, budgets=budgets,
                            flop_convention=convention, data_summary=data_summary)
-    except ValueError as error:
+    except LawNotFitted as error:
         if fallback:  # the user asked for neither law: say why each is out
-            raise ValueError(f"{fallback}, and {error}") from None
-        raise
+            raise ValueError(f"{fallback}, and {error.law} cannot be fitted either: "
+                             f"{error.reason}") from None
+        if args.law:
+            raise ValueError(f"--law={args.law!r} is not allowed for these runs: "
+                             f"{error.reason}") from None
+        raise ValueError(f"{error.law}, the default for {which}, cannot be fitted: "
+                         f"{error.reason} (choose another with --law)") from None
     backtest = (run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
                              num_resamples=args.bootstrap, seed=args.seed, headline=settings.law)
                 if args.backtest else None)
     if fallback:  # once the fits have succeeded: a failed one is its error line alone
         print(f"scaling-fit: note: {fallback}", file=sys.stderr)
-    snapped = analysis.summary["isoflop"] if args.isoflop_budgets else None
-    far = [row for row in snapped["budgets"] if row["farthest"] > FAR_FROM_BUDGET] if snapped else []
+    far = far_from_budget(runs["C"].to_numpy(), budgets) if budgets is not None else []
     if far:
-        where = ", ".join(f"C = {row['C']:.3g}: x{row['farthest']:.3g}" for row in far)
+        where = ", ".join(f"C = {budget:.3g}: x{factor:.3g}" for budget, factor in far)
         print(f"scaling-fit: warning: --isoflop-budgets: some runs are more than "
               f"{FAR_FROM_BUDGET:g}x from the budget they were snapped to ({where}); each such "
               "profile mixes runs of different compute", file=sys.stderr)
@@ -326,6 +357,7 @@ def run(args) -> pathlib.Path:
         for row in data_summary["excluded"]:
             print(f"scaling-fit: note: left out {row['name']} of {input_path}: it {row['reason']}",
                   file=sys.stderr)
+    _out_dir(out_dir)
     _clear(out_dir, FIT_FILES + PLOT_FILES)
     write_fit_json(analysis, out_dir / "fit.json")
     plots = write_plots(analysis, out_dir)

@@ -8,6 +8,7 @@ the column when something is missing.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import pathlib
@@ -69,6 +70,26 @@ def _read_csv(path) -> pd.DataFrame:
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+
+
+def _file_lines(path, rows: int) -> np.ndarray:
+    """The line of `path` on which each of the `rows` data rows that `_read_csv` read starts (the
+    header is line 1; blank lines, which pandas skips, and quoted line breaks are counted), so that
+    an error can point at the line a user sees in an editor. Data row i is line i + 2 when the
+    file cannot be read that way."""
+    starts = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+            reader, previous = csv.reader(handle), 0
+            for record in reader:
+                if record and not (len(record) == 1 and not record[0].strip()):
+                    starts.append(previous + 1)
+                previous = reader.line_num
+    except (OSError, csv.Error):
+        starts = []
+    if len(starts) == rows + 1:  # the header, then one start per data row
+        return np.asarray(starts[1:], dtype=int)
+    return np.arange(rows, dtype=int) + 2
 
 
 def csv_columns(path) -> list[str]:
@@ -278,6 +299,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     if (d_col is None) == (c_col is None):
         raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
     table = _read_csv(path)
+    table.index = _file_lines(path, len(table))  # kept through the filters, for the messages
     columns = [n_col, loss_col, d_col or c_col] + ([u_col] if u_col else [])
     require_columns(table, columns + list(where or {}), str(path))
     for column, value in (where or {}).items():
@@ -296,6 +318,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     table = table[~copies]
     if drop_highest_losses >= len(table) > 0:
         raise ValueError(f"--drop-highest-losses={drop_highest_losses} leaves no row of {len(table)}")
+    lines = table.index.to_numpy()
     table = table.reset_index(drop=True)
     points = pd.DataFrame({"N": _numeric(table, n_col), "loss": _numeric(table, loss_col)})
     if d_col is not None:
@@ -309,15 +332,16 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
         bad = ~(np.isfinite(values) & (values > 0))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{path}: column {source_column!r} must be positive at every row; row {row} "
-                             f"has {str(table[source_column].iloc[row])!r} ({int(bad.sum())} bad rows)")
+            raise ValueError(f"{path}: column {source_column!r} must be positive at every row; line "
+                             f"{lines[row]} has {str(table[source_column].iloc[row])!r} "
+                             f"({int(bad.sum())} bad rows)")
     columns = ["N", "D", "C", "loss"]
     if u_col:
         points["U"] = _numeric(table, u_col)
         bad = ~(np.isfinite(points["U"].to_numpy()) & (points["U"].to_numpy() > 0))
         if bad.any():
-            raise ValueError(f"{path}: column {u_col!r} must be positive at every row; row "
-                             f"{int(np.flatnonzero(bad)[0])} is not")
+            raise ValueError(f"{path}: column {u_col!r} must be positive at every row; line "
+                             f"{lines[int(np.flatnonzero(bad)[0])]} is not")
         columns.append("U")
     if "name" in table.columns:
         points["name"] = table["name"].astype(str)
@@ -366,8 +390,9 @@ def load_epoch_chinchilla(path=None, drop_highest_losses: int = 5) -> pd.DataFra
     require_columns(table, ("Model Size", "Training FLOP", "loss"), str(path))
     losses = _numeric(table, "loss")
     if not np.isfinite(losses).all():
-        raise ValueError(f"{path}: column 'loss' must be a number at every row; row "
-                         f"{int(np.flatnonzero(~np.isfinite(losses))[0])} is not")
+        raise ValueError(f"{path}: column 'loss' must be a number at every row; line "
+                         f"{_file_lines(path, len(table))[int(np.flatnonzero(~np.isfinite(losses))[0])]}"
+                         " is not")
     if drop_highest_losses > 0:
         table = table.drop(index=table.index[_highest(losses, drop_highest_losses)])
     params = table["Model Size"].to_numpy(dtype=float)

@@ -211,14 +211,23 @@ def is_ladder(runs: pd.DataFrame) -> bool:
     return len(runs) > 0 and float(runs.groupby("N")["D"].nunique().median()) >= 2
 
 
-def default_law(runs: pd.DataFrame, preferred: str | None = None) -> tuple[str, str | None]:
+class LawNotFitted(ValueError):
+    """The headline law (`Settings.law`) cannot be fitted to the runs, and why (`reason`)."""
+
+    def __init__(self, law: str, reason: str):
+        super().__init__(f"law={law!r} cannot be fitted: {reason}")
+        self.law, self.reason = law, reason
+
+
+def default_law(runs: pd.DataFrame, preferred: str | None = None,
+                which: str = "these runs") -> tuple[str, str | None]:
     """The law to lead with when none is asked for, and why it is not `preferred` when the runs
     cannot support that: `preferred` (by default Chinchilla's L(N, D) for a ladder, L(C) on the
-    compute frontier otherwise), or L(C) with the reason."""
+    compute frontier otherwise), or L(C) with the reason (`which` says what the runs are)."""
     preferred = preferred or ("chinchilla" if is_ladder(runs) else "compute")
     reason = parametric_skip_reason(runs, preferred) if preferred != "compute" else None
     if reason:
-        return "compute", f"{preferred}, the default for these runs, cannot be fitted: {reason}"
+        return "compute", f"{preferred}, the default for {which}, cannot be fitted: {reason}"
     return preferred, None
 
 
@@ -365,7 +374,7 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
                 fits[law_name].summary["diagnostics"] += decaying_curve_frontier(runs, frontier)
         if reason is not None:
             if law_name == settings.law:
-                raise ValueError(f"law={law_name!r} cannot be fitted: {reason}")
+                raise LawNotFitted(law_name, reason)
             skipped[law_name] = reason
     with_gains = [law_fit for law_fit in fits.values() if "data_gain" in law_fit.summary]
     if with_gains:

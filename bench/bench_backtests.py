@@ -134,7 +134,8 @@ training, not the law's form.
 **Which method comes first** (`analysis.backtest.headline_law`), decided on the fitted runs only,
 by the shape of the table: the over-training form when the runs have 3 or more token budgets per
 model size (median), Chinchilla's form otherwise. It is also the default law of
-`scaling-fit --csv`. The rule was fixed before these backtests were run, though not in ignorance:
+`scaling-fit --csv`; with `--backtest` that default is decided on the same fitted runs, so the
+held-out rows (not even their shape) never choose the method. The rule was fixed before these backtests were run, though not in ignorance:
 the issue that asked for them already reported that a plain fit of the over-training form
 predicts Gadre et al.'s held-out runs well. The rule reads the table's shape, never a held-out
 loss; the Li et al. row below shows it is not tuned to win.

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
+from analysis.inputs import shared_data_dir
 
 E, A, B, ALPHA, BETA = 1.8, 400.0, 2000.0, 0.34, 0.37
 
@@ -182,9 +183,13 @@ def test_a_frontier_read_off_decaying_curves_is_flagged(tmp_path, capsys, schedu
 
 @pytest.mark.parametrize("source, flags, message", [
     ("results", ["--where", "size=d8"], "--where: not used here (--results reads the columns of a "
-                                        "results table; these options are for --csv)"),
+                                        "results table; --where is for --csv)"),
     ("results", ["--best-per-point", "--u-col", "U"], "--u-col, --best-per-point: not used here"),
-    ("results", ["--separate-e"], "--separate-e: not used here"),
+    ("results", ["--separate-e"], "--separate-e: not used here (--results reads the columns of a "
+                                  "results table; --separate-e is for --compare)\n"),
+    ("results", ["--separate-e", "--where", "size=d8", "--preset", "epoch-chinchilla"],
+     "--where, --preset, --separate-e: not used here (--results reads the columns of a results "
+     "table; --where and --preset are for --csv; --separate-e is for --compare)\n"),
     ("compare", ["--backtest", "--law", "chinchilla"], "--law, --backtest: not used here "
                                                        "(--compare fits the two recipes' compute "
                                                        "frontiers only)"),
@@ -219,7 +224,8 @@ def test_a_default_headline_law_the_runs_cannot_support_falls_back_to_compute(tm
                                                                      ).read_text()
     assert main(["--results", str(results), "--bootstrap", "0", "--law", "chinchilla",
                  "--out", str(tmp_path / "b")]) == 2
-    assert "law='chinchilla' cannot be fitted" in capsys.readouterr().err
+    assert "--law='chinchilla' is not allowed for these runs: 6 runs with 2 distinct N" in (
+        capsys.readouterr().err)
 
 
 def test_the_data_constrained_law_without_unique_tokens_is_one_line(tmp_path, capsys):
@@ -227,7 +233,8 @@ def test_the_data_constrained_law_without_unique_tokens_is_one_line(tmp_path, ca
     assert main(["--results", str(results), "--bootstrap", "0", "--law", "data_constrained",
                  "--out", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err
-    assert error == ("scaling-fit: error: law='data_constrained' cannot be fitted: the runs have "
+    assert error == ("scaling-fit: error: --law='data_constrained' is not allowed for these "
+                     "runs: the runs have "
                      "no unique-token counts U (the data-constrained law needs them: --csv with "
                      "--u-col)\n")
 
@@ -404,7 +411,7 @@ def test_when_the_fallback_law_fails_too_the_error_is_one_line_saying_why_both(t
     assert error.count("\n") == 1 and error.startswith(
         "scaling-fit: error: chinchilla, the default for these runs, cannot be fitted: 2 runs with "
         "2 distinct N")
-    assert "the headline law is compute, and law='compute' cannot be fitted" in error
+    assert "the headline law is compute, and compute cannot be fitted either: " in error
 
 
 def test_an_explicit_token_column_overrides_the_compute_column_of_a_preset(tmp_path, capsys):
@@ -438,13 +445,14 @@ def test_a_row_repeated_in_every_column_is_fitted_once_and_named(tmp_path, capsy
                      "--law", "chinchilla", "--bootstrap", "40",
                      "--out", str(tmp_path / path.stem)]) == 0
         fits[path.stem] = json.loads((tmp_path / path.stem / "fit.json").read_text())
-    assert (f"scaling-fit: note: left out row 12 of {twice}: it repeats row 4 in every column"
+    # Named by the file's lines, the header being line 1: data rows 12 and 4 (from 0).
+    assert (f"scaling-fit: note: left out line 14 of {twice}: it repeats line 6 in every column"
             in capsys.readouterr().err.splitlines())
     assert fits["twice"]["data"]["runs_fitted"] == 12
     for name in ("alpha", "beta"):
         assert (fits["twice"]["fits"]["chinchilla"]["params"][name]
                 == fits["once"]["fits"]["chinchilla"]["params"][name]), name
-    assert "- excluded row 12: repeats row 4 in every column" in (
+    assert "- excluded line 14: repeats line 6 in every column" in (
         tmp_path / "twice" / "report.md").read_text()
 
 
@@ -489,3 +497,111 @@ def test_an_isoflop_budget_without_a_minimum_inside_its_sizes_says_why(tmp_path)
     assert ("n/a: the budget's parabola has no minimum inside the sizes trained at it (its lowest "
             "loss is at the smallest or largest size, or it opens downwards); such a budget does "
             "not enter the exponent fits.") in report
+
+
+def test_runs_far_from_their_isoflop_budget_are_flagged_when_no_profile_can_be_fitted(tmp_path,
+                                                                                        capsys):
+    # The warning read the IsoFLOP fit's summary, which is None when Approach 2 is skipped (here
+    # every run snaps to one budget, 1e20 FLOPs, and one profile gives no exponent): it was lost.
+    N, D = np.repeat([1e7, 2e7, 4e7], 3), np.tile([2e8, 1e9, 5e9], 3)
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--law", "chinchilla", "--bootstrap", "0", "--isoflop-budgets", "1e20",
+                 "--out", str(tmp_path / "o")]) == 0
+    fit = json.loads((tmp_path / "o" / "fit.json").read_text())
+    assert fit["isoflop"] is None and "isoflop" in fit["skipped"]
+    farthest = 1e20 / (6 * N * D).min()  # the smallest run's compute is the farthest from 1e20
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "--isoflop-budgets" in line]
+    assert warnings == ["scaling-fit: warning: --isoflop-budgets: some runs are more than 2x from "
+                        f"the budget they were snapped to (C = 1e+20: x{farthest:.3g}); each such "
+                        "profile mixes runs of different compute"]
+
+
+def mixed_grid(path, held_out_budgets: int) -> None:
+    """Three small sizes at three token budgets each, then four larger sizes at
+    `held_out_budgets` budgets each: the rows a backtest of the four largest holds out."""
+    small = [(N, D) for N in (1e7, 2e7, 4e7) for D in (2e8, 1e9, 5e9)]
+    large = [(N, 20 * N * k) for N in (8e7, 1.6e8, 3.2e8, 6.4e8) for k in range(1, held_out_budgets + 1)]
+    N, D = np.array(small + large).T
+    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("held_out_budgets", [1, 3])
+def test_the_backtest_headline_is_decided_on_the_fitted_runs_only(tmp_path, held_out_budgets):
+    # docs/backtests.md: the headline method is decided on the fitted runs only. The default law
+    # was decided on the whole table, so one budget at each held-out size (median 1 budget per
+    # size over all seven sizes) made it Chinchilla's form although every fitted size has three.
+    path = tmp_path / "points.csv"
+    mixed_grid(path, held_out_budgets)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--drop-highest", "4", "--backtest", "--bootstrap", "0",
+                 "--out", str(tmp_path / "o")]) == 0
+    table = pd.read_csv(path)
+    fitted = table[table["N"] < 8e7]
+    per_size = fitted.groupby("N")["D"].nunique().median()
+    assert per_size == 3  # the rule: the over-training form from 3 token budgets per size
+    backtest = json.loads((tmp_path / "o" / "backtest.json").read_text())
+    assert backtest["budgets_per_size"] == per_size and backtest["headline"] == "overtraining"
+    assert "Headline method: **overtraining**" in (tmp_path / "o" / "backtest.md").read_text()
+    assert json.loads((tmp_path / "o" / "fit.json").read_text())["law"] == "overtraining"
+
+
+def test_the_law_asked_for_that_cannot_be_fitted_names_the_flag_and_leaves_no_folder(tmp_path,
+                                                                                        capsys):
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": [1e8] * 4, "D": [1e9, 2e9, 4e9, 8e9], "loss": [3.0, 2.9, 2.8, 2.7]}).to_csv(
+        path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--law", "kaplan", "--bootstrap", "0", "--out", str(tmp_path / "o17")]) == 2
+    assert capsys.readouterr().err == (
+        "scaling-fit: error: --law='kaplan' is not allowed for these runs: 4 runs with 1 distinct N "
+        "and 4 distinct D; fitting kaplan needs at least 5 runs and 3 distinct values of each\n")
+    assert not (tmp_path / "o17").exists()
+
+
+def test_a_fit_that_fails_creates_no_output_folder(tmp_path, capsys):
+    # run() writes nothing until everything is computed; the --out folder was made before.
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6)])
+    assert main(["--results", str(results), "--isoflop-budgets", "0,-1", "--bootstrap", "0",
+                 "--out", str(tmp_path / "o16" / "fit")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "o16").exists()
+    # Two runs: no law can be fitted, the default nor L(C) after it.
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": [1e8, 2e8], "D": [1e9, 1e9], "loss": [3.0, 2.9]}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--bootstrap", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "compute cannot be fitted either" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_value_in_a_csv_is_named_by_its_line_in_the_file(tmp_path, capsys):
+    # Rows were counted from 0 after the header, and after --where had dropped some: 'row 1'.
+    # The line an editor shows counts the header (line 1) and the blank line pandas skips.
+    path = tmp_path / "points.csv"
+    path.write_text("size,tokens,l,set\n1e8,1e9,3.0,a\n\n2e8,1e9,2.9,b\n3e8,1e9,abc,b\n")
+    assert main(["--csv", str(path), "--n-col", "size", "--d-col", "tokens", "--loss-col", "l",
+                 "--where", "set=b", "--bootstrap", "0", "--out", str(tmp_path / "o")]) == 2
+    bad_line = path.read_text().splitlines().index("3e8,1e9,abc,b") + 1
+    assert bad_line == 5
+    assert capsys.readouterr().err == (f"scaling-fit: error: {path}: column 'l' must be positive "
+                                       f"at every row; line {bad_line} has 'abc' (1 bad rows)\n")
+
+
+LI_DATA = shared_data_dir() / "li2025_misfitting" / "scaling_results_last_ckpt_only.csv"
+
+
+@pytest.mark.skipif(not LI_DATA.is_file(), reason=f"published data not found at {LI_DATA}")
+def test_the_run_li_et_al_list_twice_is_named_by_its_lines_in_the_file(tmp_path, capsys):
+    # The note said 'left out row 161 ... repeats row 156': rows from 0 after the header.
+    lines = LI_DATA.read_text().splitlines()
+    repeats = [(number, lines.index(text) + 1) for number, text in enumerate(lines, start=1)
+               if lines.index(text) + 1 != number]
+    assert repeats == [(163, 158)]
+    assert main(["--csv", str(LI_DATA), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--law", "compute", "--bootstrap", "0", "--out", str(tmp_path / "o")]) == 0
+    assert (f"scaling-fit: note: left out line 163 of {LI_DATA}: it repeats line 158 in every "
+            "column") in capsys.readouterr().err.splitlines()
+    assert "- excluded line 163: repeats line 158 in every column" in (
+        tmp_path / "o" / "report.md").read_text()

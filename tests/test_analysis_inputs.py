@@ -126,7 +126,8 @@ def test_named_csv_rejects_non_positive_or_missing_values(tmp_path, bad_value, c
     table.loc[1, column] = bad_value
     path = tmp_path / "points.csv"
     table.to_csv(path, index=False)
-    with pytest.raises(ValueError, match=rf"column '{column}' must be positive at every row; row 1"):
+    # Data row 1 (from 0) is the file's line 3: the header is line 1.
+    with pytest.raises(ValueError, match=rf"column '{column}' must be positive at every row; line 3 "):
         read_named_csv(path, n_col="size", d_col="tokens", loss_col="l")
 
 
@@ -143,7 +144,7 @@ def test_dropping_the_highest_losses_drops_exactly_that_many_rows(tmp_path):
     # A missing loss is an error naming its row, never one of the rows dropped.
     table.loc[3, "l"] = float("nan")
     table.to_csv(path, index=False)
-    with pytest.raises(ValueError, match="column 'l' must be positive at every row; row 3"):
+    with pytest.raises(ValueError, match="column 'l' must be positive at every row; line 5 "):
         read_named_csv(path, n_col="size", d_col="tokens", loss_col="l", drop_highest_losses=2)
 
 
