@@ -18,6 +18,11 @@ tested to give the training path's block outputs (blocked causal and sliding att
 
 from __future__ import annotations
 
+# `python -m scaling.attention_maps` runs the console script, Ctrl-C handled before the imports below.
+if __name__ == "__main__":
+    from scaling import scripts
+    raise SystemExit(scripts.attention())
+
 import argparse
 import functools
 import pathlib
@@ -30,7 +35,7 @@ import numpy as np
 
 from scaling import files
 from scaling import model as model_lib
-from scaling import hardware, trained
+from scaling import hardware, interrupts, trained
 from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-attention"
@@ -213,6 +218,7 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     labels = token_labels(tokenizer, source_ids if stack == "encoder" and source_ids else token_ids,
                           special)
     out = pathlib.Path(args.out)
+    interrupts.check()  # a Ctrl-C taken by no KeyboardInterrupt writes no figure
     name = summary.get("name") or workdir.name
     array_path = out.with_suffix(".npy")
     try:
@@ -245,6 +251,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {figure} and {array}", flush=True)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,6 +22,11 @@ prints one line `scaling-eval: error: ...`, exit 2.
 
 from __future__ import annotations
 
+# `python -m scaling.evaluate` runs the console script, Ctrl-C handled before the imports below.
+if __name__ == "__main__":
+    from scaling import scripts
+    raise SystemExit(scripts.evaluate())
+
 import argparse
 import functools
 import hashlib
@@ -34,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scaling import files
+from scaling import files, interrupts
 from scaling import model as model_lib
 from scaling import parallel, step, trained
 from scaling.config import check_objective
@@ -326,6 +331,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     }
     name = eval_file_name(data_cfg, overridden, args.batches, args.whole_split)
     out = out_dir / f"{name}.json"
+    interrupts.check()  # a Ctrl-C taken by no KeyboardInterrupt writes no result
     try:
         files.write_text_atomic(out, json.dumps(record, indent=1) + "\n")
     except OSError as error:  # a full disk, a workdir it may not write in
@@ -353,6 +359,3 @@ def main(argv: list[str] | None = None) -> int:
           f"{record['step']}) -> {out}", flush=True)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

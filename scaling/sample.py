@@ -17,6 +17,11 @@ seed gives the same samples. Bad input prints one line `scaling-sample: error: .
 
 from __future__ import annotations
 
+# `python -m scaling.sample` runs the console script, Ctrl-C handled before the imports below.
+if __name__ == "__main__":
+    from scaling import scripts
+    raise SystemExit(scripts.sample())
+
 import argparse
 import math
 import pathlib
@@ -25,7 +30,7 @@ import sys
 import jax
 import numpy as np
 
-from scaling import decoding, hardware, trained
+from scaling import decoding, hardware, interrupts, trained
 from scaling.config import MAX_SEED
 from scaling.data import objectives
 from scaling.errors import ArgumentParser
@@ -193,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     trained.quiet_logging()
     try:
         samples = sample(args)
+        interrupts.check()  # a Ctrl-C taken by no KeyboardInterrupt prints no samples
     except trained.RunError as error:
         return trained.fail(PROGRAM, error)
     except KeyboardInterrupt:
@@ -203,6 +209,3 @@ def main(argv: list[str] | None = None) -> int:
         print(text, flush=True)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

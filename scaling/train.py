@@ -11,18 +11,22 @@ resume), 130 interrupted (Ctrl-C: the same; a second Ctrl-C exits at once withou
 
 from __future__ import annotations
 
+# `python -m scaling.train` runs the console script, Ctrl-C handled before the imports below.
+if __name__ == "__main__":
+    from scaling import scripts
+    raise SystemExit(scripts.train())
+
 import argparse
 import contextlib
 import json
 import logging
-import os
 import pathlib
 import signal
 import sys
 
 import jax
 
-from scaling import budget, distributed, files, memory, status
+from scaling import budget, distributed, files, interrupts, memory, status
 from scaling.config import differing_fields, validate
 from scaling.data import sources
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
@@ -54,9 +58,7 @@ class StopSignal:
     def _interrupt(self, signum, frame):
         del signum, frame
         if self.requested == status.INTERRUPTED:
-            print("scaling-train: interrupted again: exiting without saving", file=sys.stderr,
-                  flush=True)
-            os._exit(status.EXIT_INTERRUPTED)  # at once: no cleanup that could block
+            interrupts.exit_now("scaling-train: interrupted again: exiting without saving")
         self.requested = status.INTERRUPTED
         print("scaling-train: interrupt: saving at the next step boundary "
               "(Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
@@ -200,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return status.EXIT_FAILED
     except KeyboardInterrupt:
         # Ctrl-C before the stop handler was installed (start-up): nothing trained, nothing lost.
-        print("scaling-train: interrupted before training started; rerun to start",
-              file=sys.stderr)
+        interrupts.report("scaling-train: interrupted before training started; rerun to start")
         return status.EXIT_INTERRUPTED
     # The run's outcome is on disk; a SIGINT or SIGTERM arriving while the process exits has
     # nothing left to stop, and must not turn a completed run into a killed one.
@@ -209,6 +210,3 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, signal.SIG_IGN)
     return status.EXIT_CODES[summary["status"]]
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import jax
 import ml_collections
 
-from scaling import parallel, status
+from scaling import interrupts, parallel, status
 from scaling.checkpoint import Checkpointer
 from scaling.config import ModelConfig, default_config
 from scaling.data import objectives, tokenizers
@@ -310,7 +310,7 @@ def out_of_memory_is(message: str) -> Iterator[None]:
 
 def interrupted(program: str) -> int:
     """Print `<program>: interrupted` to stderr; return 130, as scaling-train exits on Ctrl-C."""
-    print(f"{program}: interrupted", file=sys.stderr)
+    interrupts.report(f"{program}: interrupted")
     return status.EXIT_INTERRUPTED
 
 

@@ -1,0 +1,155 @@
+"""Ctrl-C (SIGINT) for the commands: at any moment, one line on stderr and exit code 130.
+
+`run(program, module)` is what a command's console script calls (`scaling.scripts`). Before
+it imports the command's module (JAX, Orbax, TensorFlow Datasets: seconds), it installs a SIGINT
+handler that records the request and raises KeyboardInterrupt (a second Ctrl-C exits at once),
+except where Python cannot propagate it: inside a garbage collection callback (JAX's
+`_xla_gc_callback`) or a `__del__`, a KeyboardInterrupt is printed as `Exception ignored in:
+...` and lost, and the command ran on to exit 0. There the handler delivers it again 10 ms later
+(SIGALRM); an unraisable hook does the same, silently, for one raised in such a place unseen.
+
+An interrupted command then ends with `<program>: interrupted` (or its own line, `report`),
+stdout and stderr flushed, and `os._exit(130)`: interpreter shutdown with XLA's threads alive
+(compiling, a dataset import under way) can crash, and nothing is left for it to do.
+
+`scaling-train` runs under the same handler until its own stop handler (`train.StopSignal`,
+which saves at a step boundary) takes over; its second Ctrl-C uses `exit_now`.
+
+This module imports nothing beyond the standard library, so that it is in place before them.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import signal
+import sys
+
+EXIT_INTERRUPTED = 130  # as scaling.status.EXIT_INTERRUPTED: 128 + SIGINT
+
+
+class _State:
+    requested = False  # a Ctrl-C reached the handler
+    pending = False  # ... and is yet to be raised where it propagates (`_defer`)
+    reported = False  # the interrupted line is written
+    line = ""  # what to write if nothing else was
+
+
+def _where(frame) -> str | None:
+    """"import" when `frame` runs inside an import, "swallowed" when a KeyboardInterrupt raised
+    in it would be printed and dropped (a garbage collection callback, a `__del__`, the
+    unraisable hook), else None."""
+    swallowing = {_unraisable.__code__, *(getattr(callback, "__code__", None)
+                                          for callback in gc.callbacks)}
+    found = None
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return "import"
+        if frame.f_code in swallowing or frame.f_code.co_name == "__del__":
+            found = "swallowed"
+        frame = frame.f_back
+    return found
+
+
+def _defer() -> None:
+    """Deliver the interrupt again in 10 ms (SIGALRM), once out of where it could not be
+    raised."""
+    _State.requested = _State.pending = True
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.01)
+
+
+def _on_sigint(signum, frame):
+    del signum
+    where = _where(frame)
+    if where == "import":  # nothing done yet to undo; raised, it can crash a native module's
+        exit_now()         # initialisation or come out as an ImportError
+    if where == "swallowed":
+        _defer()
+        return
+    if _State.pending:  # the one deferred (or a second Ctrl-C before it came): raised now
+        _State.pending = False
+    elif _State.requested:  # a second Ctrl-C: at once
+        exit_now()
+    _State.requested = True
+    raise KeyboardInterrupt
+
+
+def _on_alarm(signum, frame):
+    del signum
+    if not _State.pending:
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is _on_sigint:
+        _on_sigint(signal.SIGINT, frame)
+    else:  # the stop handler that took over (train.StopSignal) takes it; SIG_IGN: done
+        _State.requested = _State.pending = False
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+
+
+def _unraisable(unraisable):
+    if (_State.requested and unraisable.exc_type is not None
+            and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+        _defer()  # swallowed where the frame check did not see it coming: raised again
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def install(line: str) -> None:
+    """Handle SIGINT as the module says; `line` is what an interrupted command writes."""
+    _State.line = line
+    sys.unraisablehook = _unraisable
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def requested() -> bool:
+    return _State.requested
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if a Ctrl-C came (one swallowed on the way included): called
+    before a command writes its result, so that an interrupted command does not finish."""
+    if _State.requested:
+        raise KeyboardInterrupt
+
+
+def report(line: str) -> None:
+    """Write `line` (`<program>: interrupted`) to stderr, once."""
+    _State.reported = True
+    print(line, file=sys.stderr, flush=True)
+
+
+def exit_now(line: str | None = None) -> None:
+    """Exit 130 at once: further SIGINTs ignored, `line` (else the installed one) written unless
+    a line was, stdout and stderr flushed, no interpreter shutdown."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe, a flush this one interrupted: nothing to add
+            pass
+    if not _State.reported:
+        _State.reported = True
+        try:
+            os.write(2, f"{line or _State.line}\n".encode())
+        except OSError:
+            pass
+    os._exit(EXIT_INTERRUPTED)
+
+
+def run(program: str, module: str, line: str | None = None) -> int:
+    """`module.main()` as the console command `program`, Ctrl-C handled from before the module
+    is imported; returns main's exit code, or does not return after an interrupt."""
+    install(line or f"{program}: interrupted")
+    try:
+        code = importlib.import_module(module).main()
+        # The command is done: a Ctrl-C from here on has nothing left to stop.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        check()
+    except BaseException:
+        if _State.requested:  # KeyboardInterrupt, or what code it interrupted made of it
+            exit_now()  # main's own line (`report`), if it caught it, else `line`
+        raise
+    return code

@@ -1,0 +1,160 @@
+"""Ctrl-C at any moment of `scaling-eval`, `scaling-sample` and `scaling-attention`: the real
+command in a subprocess, SIGINT sent while Python imports JAX and later while it works; each time
+one line `<program>: interrupted` on stderr and exit code 130, never a traceback, a swallowed
+interrupt (`Exception ignored in: ...`, then exit 0) or a crash at exit (`scaling.interrupts`)."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tomllib
+
+import pytest
+
+from conftest import REPO
+from saved_runs import save_initialized_run, tiny_config
+from scaling import attention_maps, evaluate, sample
+
+
+def console_script(program: str) -> list[str]:
+    """The command line of `program`'s console script as pyproject.toml declares it (what an
+    install generates: import the entry point, call it, exit with what it returns)."""
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts[program].split(":")
+    return [sys.executable, "-c", f"import sys; sys.argv[0] = {program!r}; "
+            f"from {module} import {function}; sys.exit({function}())"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> pathlib.Path:
+    workdir = tmp_path_factory.mktemp("interrupted") / "run"
+    save_initialized_run(workdir, tiny_config())
+    return workdir
+
+
+def arguments(program: str, workdir: pathlib.Path) -> list[str]:
+    return {"scaling-eval": ["--workdir", str(workdir), "--whole-split"],
+            "scaling-sample": ["--workdir", str(workdir), "--prompt", "def ",
+                               "--max-new-tokens", "20000"],
+            "scaling-attention": ["--workdir", str(workdir), "--text", "def add(a, b):" * 2,
+                                  "--out", str(workdir.parent / "attention.png")]}[program]
+
+
+def jaxlib_loaded(pid: int) -> bool:
+    try:
+        return "jaxlib" in pathlib.Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def interrupted(command: list[str], moment) -> subprocess.CompletedProcess:
+    """Run `command`, send it SIGINT at `moment` (seconds after start, or ("jaxlib", s): s
+    seconds after JAX's native library is loaded), and wait for it."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # no terminal: SIGINT to it alone
+    try:
+        if isinstance(moment, tuple):
+            deadline = time.monotonic() + 60
+            while not jaxlib_loaded(process.pid) and process.poll() is None:
+                assert time.monotonic() < deadline, "JAX not loaded in 60 s"
+                time.sleep(0.01)
+            moment = moment[1]
+        time.sleep(moment)
+        assert process.poll() is None, "finished before the interrupt: send it earlier"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def assert_interrupted(result: subprocess.CompletedProcess, program: str) -> None:
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "Exception ignored" not in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 130, (result.returncode, result.stderr[-3000:])
+    assert result.stderr.endswith(f"\n{program}: interrupted\n") or \
+        result.stderr == f"{program}: interrupted\n", result.stderr[-3000:]
+    assert result.stderr.count("interrupted") == 1, result.stderr[-3000:]
+
+
+# While importing (from 0.1 s: Python's own start-up comes first; as JAX's native library
+# loads; after it, Orbax, TensorFlow Datasets) and while working (restoring, compiling,
+# scoring, decoding, drawing).
+MOMENTS = [0.1, 0.3, ("jaxlib", 0.0), ("jaxlib", 0.5), ("jaxlib", 1.5)]
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=str)
+@pytest.mark.parametrize("program", ["scaling-eval", "scaling-sample", "scaling-attention"])
+def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(program, moment, workdir):
+    assert_interrupted(interrupted(console_script(program) + arguments(program, workdir), moment),
+                       program)
+
+
+@pytest.mark.parametrize("moment", [0.3, ("jaxlib", 0.0), ("jaxlib", 1.5)], ids=str)
+def test_python_dash_m_is_the_console_script(moment, workdir):
+    """`python -m scaling.evaluate` (as scaling-sweep --eval runs it) handles Ctrl-C from its
+    first import too."""
+    command = [sys.executable, "-m", "scaling.evaluate", *arguments("scaling-eval", workdir)]
+    assert_interrupted(interrupted(command, moment), "scaling-eval")
+
+
+def test_each_console_script_reports_its_own_program_name():
+    from scaling import scripts
+
+    for module, entry in ((evaluate, scripts.evaluate), (sample, scripts.sample),
+                          (attention_maps, scripts.attention)):
+        assert module.PROGRAM in entry.__code__.co_consts, (module.PROGRAM, entry)
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    for program in ("scaling-train", "scaling-eval", "scaling-sample", "scaling-attention"):
+        assert scripts[program].startswith("scaling.scripts:"), program
+
+
+SWALLOWING = {
+    # JAX's `_xla_gc_callback` is one: an exception raised in it is printed and dropped.
+    "a garbage collection callback": """
+        def callback(phase, info):
+            if phase == "start":
+                signal.raise_signal(signal.SIGINT)
+        gc.callbacks.append(callback)
+        gc.collect()
+        gc.callbacks.remove(callback)
+        """,
+    "a __del__": """
+        class Finalised:
+            def __del__(self):
+                signal.raise_signal(signal.SIGINT)
+        Finalised()
+        """,
+    # Not recognised by the handler: the unraisable hook catches it.
+    "a weakref callback": """
+        class Referent:
+            pass
+        referent = Referent()
+        reference = weakref.ref(referent, lambda _: signal.raise_signal(signal.SIGINT))
+        del referent
+        """,
+}
+
+
+@pytest.mark.parametrize("where", sorted(SWALLOWING))
+def test_an_interrupt_where_python_drops_exceptions_is_still_an_interrupt(where, tmp_path):
+    """A Ctrl-C landing where Python prints and drops exceptions (`Exception ignored in: ...`)
+    ends the command all the same: before, it ran on to exit 0."""
+    (tmp_path / "swallow.py").write_text("import gc, signal, time, weakref\n\n\ndef main():\n"
+                                         + textwrap.indent(textwrap.dedent(SWALLOWING[where]),
+                                                           "    ")
+                                         + "    time.sleep(5)\n    print('finished')\n"
+                                         "    return 0\n")
+    command = [sys.executable, "-c", "import sys; from scaling import interrupts; "
+               "sys.exit(interrupts.run('swallow', 'swallow'))"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert_interrupted(result, "swallow")
+    assert result.stdout == "" and time.monotonic() - started < 4
