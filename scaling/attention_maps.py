@@ -61,14 +61,84 @@ def _compiled_maps(model):
     return jax.jit(maps)
 
 
+# What drawing holds beside the weights, per weight of a panel (measured with matplotlib 3.11,
+# Agg, by peak RSS at L = 1024 to 4096): each panel's image keeps a float32 copy of its weights,
+# and drawing a panel shrunk to the figure converts its whole (L, L) array to RGBA through
+# float64 colormap lookups first (about 66 bytes per weight at its peak, freed after the panel).
+IMAGE_COPY_BYTES = 4
+RGBA_DRAW_BYTES = 64
+
+
 def weights_bytes(model, num_tokens: int, num_source_tokens: int | None) -> int:
     """Bytes of the float32 self-attention weights `attention_maps` returns: every layer's
-    (heads, L, L), the encoder's (heads, S, S) too for an encoder–decoder. A lower bound on what
-    computing them holds (one layer's scores are in flight beside them)."""
+    (heads, L, L), the encoder's (heads, S, S) too for an encoder–decoder."""
     squares = model.num_layers * num_tokens**2
     if model.layout == "encoder_decoder":
         squares += model.num_encoder_layers * (num_source_tokens or 0) ** 2
     return 4 * model.num_heads * squares
+
+
+def memory_bytes(model, num_tokens: int, num_source_tokens: int | None, stack: str,
+                 one_head: bool) -> tuple[int, int]:
+    """(device bytes, host bytes): lower bounds on what computing the weights holds on the device
+    (all of them, and one layer's float32 scores in flight beside them) and what drawing them
+    holds on the host (their copy there, each panel's image of its weights, and one panel's RGBA
+    conversion). On a CPU, where both are one memory, the weights are held twice while they are
+    copied from the device's buffers (measured peak RSS: 8 bytes per weight plus 4 per score of a
+    layer)."""
+    weights = weights_bytes(model, num_tokens, num_source_tokens)
+    longest = max(num_tokens, num_source_tokens or 0)
+    device = weights + 4 * model.num_heads * longest**2
+    shown = (num_source_tokens or 0) if stack == "encoder" and model.layout == "encoder_decoder" \
+        else num_tokens
+    layers = model.num_encoder_layers if stack == "encoder" and model.layout == "encoder_decoder" \
+        else model.num_layers
+    panels = 1 if one_head else layers * model.num_heads
+    host = weights + (IMAGE_COPY_BYTES * panels + RGBA_DRAW_BYTES) * shown**2
+    return device, host
+
+
+def memory_limits(model, num_tokens: int, num_source_tokens: int | None, stack: str,
+                  one_head: bool) -> list[tuple[int, int, str]]:
+    """[(bytes needed, bytes available, where)] for each memory the request must fit: one
+    CPU memory for both steps (the larger of computing, with its copy to the host, and drawing),
+    or an accelerator's memory for computing and the host's for drawing."""
+    device, host = memory_bytes(model, num_tokens, num_source_tokens, stack, one_head)
+    if jax.local_devices()[0].platform == "cpu":
+        needed = max(device + weights_bytes(model, num_tokens, num_source_tokens), host)
+        return [(needed, hardware.host_available_bytes(), "this machine has available")]
+    return [(device, hardware.device_available_bytes(), "the device has free"),
+            (host, hardware.host_available_bytes(), "this machine has available")]
+
+
+def check_memory(model, num_tokens: int, num_source_tokens: int | None, stack: str,
+                 one_head: bool) -> None:
+    """RunError, before anything is compiled, when the weights and their figure would not fit
+    the memory available (`memory_limits`); it names the shortest limit and how long a --text
+    would fit."""
+    for needed, available, where in memory_limits(model, num_tokens, num_source_tokens, stack,
+                                                  one_head):
+        if needed <= available:
+            continue
+
+        def fits(count: int) -> bool:
+            return all(need <= free for need, free, _ in
+                       memory_limits(model, count, num_source_tokens, stack, one_head))
+
+        low, high = 0, num_tokens  # fits(low) (0: none), not fits(high)
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        shorter = (f"pass a shorter --text (at most about {low - 1:,} tokens of text fit)"
+                   if low > 1 else "pass a shorter --source" if num_source_tokens
+                   else "pass a shorter --text")
+        drawn = "one head's panel" if one_head else "each panel"
+        raise trained.RunError(
+            f"--text is {num_tokens:,} tokens (with the start token)"
+            + (f" and --source {num_source_tokens:,}" if num_source_tokens is not None else "")
+            + f": computing and drawing their attention weights (every layer's float32 L × L "
+            f"weights per head, and matplotlib's image of {drawn}) hold at least "
+            f"{needed / 1e9:,.1f} GB, more than the {available / 1e9:,.1f} GB {where}; {shorter}")
 
 
 def token_labels(tokenizer, token_ids, special) -> list[str]:
@@ -171,14 +241,7 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
         raise trained.RunError(f"--layer {args.layer}: the {stack} has layers 0..{layers - 1}")
     if args.head is not None and not 0 <= args.head < model.num_heads:
         raise trained.RunError(f"--head {args.head}: the run has heads 0..{model.num_heads - 1}")
-    needed = weights_bytes(model, num_tokens, num_source_tokens)
-    available = hardware.device_memory_bytes()
-    if needed > available:
-        raise trained.RunError(
-            f"--text is {num_tokens} tokens (with the start token)"
-            + (f" and --source {num_source_tokens}" if num_source_tokens is not None else "")
-            + f": their attention weights take {needed / 1e9:,.1f} GB, more than this device's "
-            f"{available / 1e9:,.1f} GB; pass fewer tokens")
+    check_memory(model, num_tokens, num_source_tokens, stack, one_head=args.layer is not None)
     if model.position == "learned":
         # The decoder reads a start token before the text; the encoder, the source alone.
         for what, count in (("--text", num_tokens), ("--source", num_source_tokens)):

@@ -42,10 +42,11 @@ import numpy as np
 from scaling import files, interrupts
 from scaling import model as model_lib
 from scaling import parallel, step, trained
-from scaling.config import check_objective
+from scaling.config import DataConfig, check_objective
 from scaling.data import loader, objectives, packing, pairs, sources, text_files, tokenizers
 from scaling.data import validate_data_config
 from scaling.errors import ArgumentParser, ConfigError
+from scaling.fields import check_section
 from scaling.overrides import apply_overrides, split_argv
 
 PROGRAM = "scaling-eval"
@@ -125,6 +126,8 @@ def eval_data_config(run_config, overrides: list[str]):
                                    f"trained with data.{name}={run_config.data[name]!r})")
     try:
         apply_overrides(config, overrides)
+        # Each field's declared rule, as scaling-train checks it (data.target_len >= 0, ...).
+        check_section(DataConfig, config.data, "data.")
         validate_data_config(config.data)
         check_objective(config)  # e.g. seq2seq reads pairs, the other objectives a corpus
     except ConfigError as error:

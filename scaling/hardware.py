@@ -63,6 +63,28 @@ def device_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def host_available_bytes() -> int:
+    """Memory this machine can still give a process without swapping: the kernel's MemAvailable
+    (/proc/meminfo), else (no /proc) the physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def device_available_bytes() -> int:
+    """Memory one local device can still allocate: an accelerator's allocatable bytes less those
+    in use, or a CPU's (which shares the machine's memory) `host_available_bytes`."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+        return max(0, int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)))
+    return host_available_bytes()
+
+
 def measure_matmul_peak(dtype=jnp.float32, size: int = 2048, repeats: int = 5) -> float:
     """Best achieved FLOP/s of a size³ matmul on the default device."""
     key_a, key_b = jax.random.split(jax.random.key(0))

@@ -62,11 +62,16 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
     if pathlib.Path(workdir).is_file():
         raise RunError(f"--workdir {workdir}: a file, not a folder; pass a scaling-train workdir")
     try:
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text())
     except FileNotFoundError:
         check_not_sweep(pathlib.Path(workdir))
         recorded = newest_checkpoint_record(pathlib.Path(workdir))
         if recorded is not None and "config" in recorded:
+            why = summary_problem(recorded) or (
+                None if isinstance(recorded.get("step"), int) else "no step")
+            if why:
+                raise RunError(f"--workdir {workdir}: no summary.json, and the record of its "
+                               f"newest checkpoint is unreadable ({why})") from None
             return {"name": recorded["config"].get("name"), "config": recorded["config"],
                     "model": recorded["model"], "total_steps": recorded.get("total_steps"),
                     "steps": recorded["step"]}
@@ -79,6 +84,36 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
                        "training has not started there)") from None
     except (OSError, ValueError) as error:
         raise RunError(f"--workdir {workdir}: summary.json is unreadable ({error})") from None
+    why = summary_problem(summary)
+    # A run that stopped before it resolved its model saved no checkpoint either: callers say so.
+    if why and not (isinstance(summary, dict) and not summary.get("model")
+                    and not checkpoint_steps(pathlib.Path(workdir))):
+        raise RunError(f"--workdir {workdir}: summary.json is unreadable ({why})")
+    return summary
+
+
+# The resolved model's sizes, which every summary and checkpoint record holds (the other fields
+# keep today's defaults when a record predates them): without them no model can be built.
+MODEL_SIZE_FIELDS = ("num_layers", "d_model", "num_heads", "num_kv_heads", "head_dim", "d_ff",
+                     "vocab_size", "max_seq_len")
+
+
+def summary_problem(summary) -> str | None:
+    """What makes a parsed summary (or checkpoint record) unusable: not a JSON object, a config
+    that is not one, or a `model` entry without the resolved model's sizes; None if usable."""
+    if not isinstance(summary, dict):
+        return f"a JSON {type(summary).__name__}, not an object"
+    if summary.get("config") is not None and not isinstance(summary["config"], dict):
+        return "its config is not an object"
+    model = summary.get("model")
+    if not isinstance(model, dict):
+        return "no model entry" if model is None else "its model entry is not an object"
+    bad = [name for name in MODEL_SIZE_FIELDS
+           if not (isinstance(model.get(name), int) and not isinstance(model.get(name), bool)
+                   and model[name] >= 1)]
+    if bad:
+        return f"its model entry lacks {', '.join(bad)} (positive integers)"
+    return None
 
 
 def check_not_sweep(workdir: pathlib.Path) -> None:
@@ -294,6 +329,8 @@ def quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Offline, TFDS's metadata requests log each retry at WARNING before the one-line error.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager

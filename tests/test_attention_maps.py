@@ -169,13 +169,17 @@ def test_a_text_whose_weights_exceed_the_devices_memory_is_one_line(tmp_path, ca
     are computed is one line too."""
     workdir = tmp_path / "run"
     save_initialized_run(workdir, tiny_config(position="rope"))
-    monkeypatch.setattr(attention_maps.hardware, "device_memory_bytes", lambda: 10**8)
+    monkeypatch.setattr(attention_maps.hardware, "host_available_bytes", lambda: 10**8)
     arguments = ["--workdir", str(workdir), "--out", str(tmp_path / "a.png")]
-    # 4 heads × 6,000² float32 weights in its one layer.
+    # 4 heads × 6,000² float32 weights in its one layer, its 4 panels' copies, one RGBA image:
+    # 96 bytes per weight of a panel.
     assert attention_maps.main([*arguments, "--text", "x" * 5999]) == 2
     assert capsys.readouterr().err == (
-        "scaling-attention: error: --text is 6000 tokens (with the start token): their attention "
-        "weights take 0.6 GB, more than this device's 0.1 GB; pass fewer tokens\n")
+        "scaling-attention: error: --text is 6,000 tokens (with the start token): computing and "
+        "drawing their attention weights (every layer's float32 L × L weights per head, and "
+        "matplotlib's image of each panel) hold at least 3.5 GB, more than the 0.1 GB this "
+        "machine has available; pass a shorter --text (at most about 1,019 tokens of text "
+        "fit)\n")
 
     def exhausted(*arguments):
         raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes.")
@@ -185,6 +189,32 @@ def test_a_text_whose_weights_exceed_the_devices_memory_is_one_line(tmp_path, ca
     assert capsys.readouterr().err == ("scaling-attention: error: the attention weights ran out "
                                        "of device memory; pass fewer tokens\n")
     assert not (tmp_path / "a.png").exists()
+
+
+def test_the_memory_bound_counts_what_computing_and_drawing_hold(monkeypatch):
+    """The bound against which a text is refused: the weights of every layer and head, twice
+    on a CPU (the device's buffers and their host copy) with one layer's scores; then the
+    figure's copy of each panel and one panel's RGBA conversion (measured peak RSS of the run
+    below: 1.32 GB over the process at L = 4096, 0.36 GB at 2048). It was the weights alone,
+    4 bytes each: a 25,706-token text of a 2-layer, 1-head run was estimated at 5.3 GB against a
+    25 GB machine, and killed by the kernel past 24 GB."""
+    model = tiny_model(num_layers=2, num_heads=1, num_kv_heads=1, head_dim=32, max_seq_len=128)
+    device, host = attention_maps.memory_bytes(model, 4096, None, "decoder", one_head=False)
+    assert device == (2 * 4 + 4) * 4096**2  # the weights, one layer's scores
+    assert host == (2 * 4 + 2 * 4 + 64) * 4096**2  # the weights, 2 panels' copies, one RGBA
+    (needed, _, where), = attention_maps.memory_limits(model, 4096, None, "decoder", False)
+    assert needed == max(device + 8 * 4096**2, host) and where == "this machine has available"
+    # What is compared is the memory still available, not the machine's total.
+    monkeypatch.setattr(attention_maps.hardware, "host_available_bytes", lambda: 24 * 10**9)
+    monkeypatch.setattr(attention_maps.hardware, "device_memory_bytes", lambda: 25 * 10**9)
+    with pytest.raises(attention_maps.trained.RunError, match=(
+            r"^--text is 25,706 tokens \(with the start token\): .* hold at least 52.9 GB, "
+            r"more than the 24.0 GB this machine has available; pass a shorter --text \(at most "
+            r"about 17,3\d\d tokens of text fit\)$")):
+        attention_maps.check_memory(model, 25706, None, "decoder", one_head=False)
+    # One head drawn: its one panel, beside every layer's weights.
+    _, host = attention_maps.memory_bytes(model, 4096, None, "decoder", one_head=True)
+    assert host == (2 * 4 + 4 + 64) * 4096**2
 
 
 def test_a_source_too_long_for_learned_positions_counts_its_own_tokens(tmp_path, capsys):

@@ -1,6 +1,8 @@
 """`validate_data_config`: bad input gives a ConfigError naming the field, before any corpus is
 read."""
 
+import functools
+
 import pytest
 
 from scaling import config as config_lib
@@ -160,3 +162,60 @@ def test_scaling_cache_at_or_inside_a_file(tmp_path, monkeypatch, inside):
 def test_message_names_field_value_and_allowed(tmp_path):
     message = str(_error(_data_config(tmp_path, dataset="nope")))
     assert message.startswith("config.data.dataset='nope' is not allowed:")
+
+
+@pytest.mark.parametrize("field", ["train_split", "eval_split"])
+@pytest.mark.parametrize("dataset", ["python_stdlib", "tiny_shakespeare"])
+@pytest.mark.parametrize("split, reason", [
+    ("validation[abc]", "TFDS cannot parse this one (Unrecognized split format"),
+    ("validation[:200%]", "TFDS cannot parse this one (When unit=%, percent slice boundaries "
+                          "should be in [-100, 100])"),
+    ("validation[1.5:]", "TFDS cannot parse this one"),
+    ("validation[]", "TFDS cannot parse this one"),
+    ("validation[:0%]", "this slice selects no example (its start is not before its end)"),
+    ("validation[:0]", "this slice selects no example"),
+    ("validation[50%:10%]", "this slice selects no example"),
+    ("validation[-5:-10]", "this slice selects no example"),
+    ("validation[100%:]", "this slice selects no example"),
+])
+def test_a_slice_tfds_cannot_read_or_that_selects_nothing(tmp_path, field, dataset, split, reason):
+    """Refused from the slice alone, where the split's size is not known (an unprepared dataset),
+    for the training split as for the eval split; tiny_shakespeare's split names are not known
+    before it is prepared, so its slices are checked all the same."""
+    cfg = _data_config(tmp_path, dataset=dataset, **{field: split})
+    error = _error(cfg)
+    assert error.field == f"data.{field}" and error.value == split
+    assert str(error).startswith(f"config.data.{field}={split!r} is not allowed: ")
+    assert reason in str(error)
+
+
+@pytest.mark.parametrize("split", ["validation[:10%]", "validation[-5%:]", "validation[5:]",
+                                   "validation[10:20]", "validation[:-1]", "validation"])
+def test_slices_that_can_select_something_pass(tmp_path, split):
+    validate_data_config(_data_config(tmp_path, eval_split=split))
+
+
+def test_a_slice_is_checked_against_the_splits_size_where_it_is_known():
+    """Where the prepared dataset's info gives the split's size (`sources.open_split`, or a
+    builder's bundled metadata), a slice that selects none of it or reaches past it is refused."""
+    import tensorflow_datasets as tfds
+
+    from scaling.data import sources
+
+    infos = tfds.core.SplitDict([tfds.core.SplitInfo(name=name, shard_lengths=[count],
+                                                     num_bytes=0, filename_template=None)
+                                 for name, count in (("train", 100), ("validation", 1))])
+    check = functools.partial(sources.check_split, "data.eval_split",
+                              known_splits=("train", "validation"), split_infos=infos)
+    for split in ("validation", "validation[:1]", "train[:10%]", "train[-1:]", "train[99:]"):
+        check(split=split)
+    for split, reason in [
+            ("validation[:40%]", "this slice selects no example of it (validation holds 1 "
+                                 "example)"),
+            ("train[100:]", "this slice selects no example of it (train holds 100 examples)"),
+            ("train[5:200]", "its bounds reach past the split's end (train holds 100 examples)"),
+            ("train[:10%]+validation[1:]", "selects no example of it (validation holds 1 "
+                                           "example)")]:
+        with pytest.raises(config_lib.ConfigError) as caught:
+            check(split=split)
+        assert caught.value.field == "data.eval_split" and reason in str(caught.value)

@@ -188,6 +188,22 @@ def test_relative_data_files_name_the_files_they_reach(trained_run, tmp_path, ca
      "data.document_mask=False)"),
     (["--config.model.d_model=64"], "only --config.data.* fields"),
     (["--config.data.eval_split=nosplit"], "data.eval_split='nosplit' is not allowed"),
+    # Each data field's own rule, as scaling-train applies it (these were accepted, and scored).
+    (["--config.data.target_len=-5"], "config.data.target_len=-5 is not allowed: an integer >= 0"),
+    (["--config.data.prefetch=-1", "--batches", "1"],
+     "config.data.prefetch=-1 is not allowed: an integer >= 0"),
+    # Slices TFDS cannot parse, or that select nothing (tracebacks from TFDS or the data source).
+    (["--config.data.eval_split=validation[abc]"],
+     "config.data.eval_split='validation[abc]' is not allowed: one of train, validation, whole "
+     "or sliced as TFDS slices splits"),
+    (["--config.data.eval_split=validation[:200%]"], "TFDS cannot parse this one"),
+    (["--config.data.eval_split=validation[:0%]"], "this slice selects no example"),
+    (["--config.data.eval_split=train[:0]"],
+     "config.data.eval_split='train[:0]' is not allowed: one of train, validation"),
+    (["--config.data.eval_split=validation[50%:10%]"], "its start is not before its end"),
+    # Known only from the prepared split's size.
+    (["--config.data.eval_split=validation[100000000:]"],
+     "its bounds reach past the split's end (validation holds "),
 ])
 def test_bad_input_is_one_line_and_exit_2(trained_run, capsys, arguments, message):
     workdir, _ = trained_run
@@ -225,6 +241,32 @@ def test_a_dataset_the_runs_objective_does_not_read_is_one_line_and_exit_2(train
     assert capsys.readouterr().err == (
         "scaling-eval: error: --config.data.target_len=33: the run's learned positions allow at "
         "most 32 decoder tokens (model.max_seq_len)\n")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("[]", "a JSON list, not an object"),
+    ('{"config": [], "model": {}}', "its config is not an object"),
+    ('{"config": {}, "model": {"d_model": 32}}', "its model entry lacks num_layers, num_heads"),
+])
+def test_a_summary_that_is_not_a_runs_record_is_one_line(trained_run, tmp_path, capsys, text,
+                                                          reason):
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    (workdir / "summary.json").write_text(text)
+    assert evaluate.main(["--workdir", str(workdir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"scaling-eval: error: --workdir {workdir}: summary.json is unreadable "
+                          f"({reason}") and err.count("\n") == 1
+
+
+def test_the_commands_silence_urllib3s_retries():
+    """Offline, TFDS's metadata requests logged three `Retrying` warnings before the error."""
+    import logging
+
+    from scaling import trained
+
+    trained.quiet_logging()
+    assert logging.getLogger("urllib3.connectionpool").getEffectiveLevel() > logging.WARNING
 
 
 def test_a_workdir_without_a_checkpoint_is_refused(tmp_path, capsys):

@@ -132,6 +132,91 @@ def _preparation_failure(builder, error: Exception) -> str:
                       + where.format("network access") + ".")
 
 
+SLICE_EXAMPLES = "'validation[:10%]', 'validation[100:200]' or 'train[-5%:]'"
+
+
+def check_split(field: str, split, known_splits, split_infos=None) -> None:
+    """ConfigError naming `field` unless `split` is a split of `known_splits` (None: names not
+    known, any), optionally sliced as TFDS reads it (`split_infos`: TFDS's SplitDict, when the
+    splits' sizes are known).
+
+    The slice is parsed by TFDS's own parser (no TensorFlow needed). Refused: a slice TFDS cannot
+    parse (`validation[abc]`, `validation[:200%]`), one that selects nothing whatever the split's
+    size (`validation[:0%]`, `train[:0]`, `validation[50%:10%]`), and, where the sizes are known,
+    one that selects nothing of this split or reaches past its end."""
+    allowed = ("one of " + ", ".join(known_splits) if known_splits is not None
+               else "a split of the dataset") + (
+        f", whole or sliced as TFDS slices splits ({SLICE_EXAMPLES})")
+    if not isinstance(split, str) or not split.strip() or (
+            known_splits is not None and split.split("[", 1)[0] not in known_splits):
+        raise ConfigError(field, split, allowed)
+    if "[" not in split and "+" not in split:
+        return  # a bare split name
+    from tensorflow_datasets.core import splits as tfds_splits
+
+    try:
+        parts = _read_instructions(tfds_splits.AbstractSplit.from_spec(split), tfds_splits)
+    except (ValueError, TypeError, NotImplementedError) as error:
+        raise ConfigError(field, split, f"{allowed}; TFDS cannot parse this one "
+                                        f"({_tfds_reason(error)})") from None
+    for part in parts:
+        if part is None or (known_splits is not None and part.split_name not in known_splits):
+            raise ConfigError(field, split, allowed)
+        if _selects_nothing(part):
+            raise ConfigError(field, split, f"{allowed}; this slice selects no example (its "
+                                            "start is not before its end)")
+    for part in parts if split_infos else ():
+        num_examples = split_infos[part.split_name].num_examples
+        if not num_examples:  # a size not recorded
+            continue
+        examples = f"{part.split_name} holds {num_examples:,} example" + (
+            "s" if num_examples != 1 else "")
+        try:
+            (absolute,) = part.to_absolute(split_infos)
+        except ValueError:  # TFDS: a bound past the split's end
+            raise ConfigError(field, split, f"{allowed}; its bounds reach past the split's end "
+                                            f"({examples})") from None
+        start, end = absolute.from_ or 0, num_examples if absolute.to is None else absolute.to
+        if end <= start:
+            raise ConfigError(field, split, f"{allowed}; this slice selects no example of it "
+                                            f"({examples})")
+
+
+def _read_instructions(parsed, tfds_splits) -> list:
+    """The ReadInstructions a parsed split spec adds together (None for a part that is not one,
+    such as TFDS's `all`)."""
+    if isinstance(parsed, tfds_splits.ReadInstruction):
+        return [parsed]
+    if hasattr(parsed, "left") and hasattr(parsed, "right"):  # TFDS's sum of two splits
+        return (_read_instructions(parsed.left, tfds_splits)
+                + _read_instructions(parsed.right, tfds_splits))
+    return [None]
+
+
+def _tfds_reason(error: Exception) -> str:
+    """TFDS's reason, on one line, without its link to the format page or its repr."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(error).__name__
+    for tail in (". See format at", ". Got:"):
+        reason = reason.split(tail, 1)[0]
+    return reason
+
+
+def _selects_nothing(part) -> bool:
+    """Whether a parsed slice selects no example whatever the split's size: its end at 0
+    (`[:0]`, `[:0%]`), or bounds counted from the same end of the split that do not increase
+    (`[50%:10%]`, `[-5:-10]`)."""
+    start, end = part.from_, part.to
+    if part.unit == "%":  # as a fraction of the split, whatever its size
+        start = 0.0 if start is None else 100 + start if start < 0 else start
+        end = 100.0 if end is None else 100 + end if end < 0 else end
+        return end <= start
+    if end is not None and end == 0:
+        return True
+    return (start is not None and end is not None and (start >= 0) == (end >= 0)
+            and end <= start)
+
+
 @dataclasses.dataclass(frozen=True)
 class DocumentSplit:
     """One split of a prepared dataset: its documents (UTF-8 bytes) in a fixed order."""
@@ -174,9 +259,12 @@ def open_split(data_cfg, split: str) -> DocumentSplit:
     check_file_format(builder)
     info = builder.info
     base_split = split.split("[", 1)[0]
+    field = "data.eval_split" if split == data_cfg.eval_split else "data.train_split"
     if base_split not in info.splits:
-        field = "data.eval_split" if split == data_cfg.eval_split else "data.train_split"
         raise ConfigError(field, split, f"a split of {info.full_name}: {', '.join(info.splits)}")
+    # Now the split's size is known: a slice that selects nothing, or past its end, is refused
+    # here rather than by TFDS or the data source, as a traceback.
+    check_split(field, split, tuple(info.splits), info.splits)
     fingerprint = "|".join(str(part) for part in (
         info.full_name, split, info.splits[split].num_examples, info.splits[base_split].num_bytes))
     return DocumentSplit(dataset=info.full_name, split=split, feature=data_cfg.feature,

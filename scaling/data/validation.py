@@ -19,12 +19,12 @@ KNOWN_EXAMPLES = ("python_stdlib, text_files, or a registered TFDS dataset "
                   "(tiny_shakespeare, lm1b, c4/en, ...)")
 
 
-def _check_splits(data_cfg, known_splits) -> None:
+def _check_splits(data_cfg, known_splits, split_infos=None) -> None:
+    """Each split a name of `known_splits`, any slice one TFDS parses that selects something
+    (checked against the splits' sizes where `split_infos` knows them, and once more when the
+    prepared dataset is opened: `sources.open_split`)."""
     for field in ("train_split", "eval_split"):
-        split = data_cfg[field]
-        if not isinstance(split, str) or split.split("[", 1)[0] not in known_splits:
-            raise ConfigError(f"data.{field}", split, "one of " + ", ".join(known_splits)
-                              + " (TFDS slicing such as 'train[:10%]' allowed)")
+        sources.check_split(f"data.{field}", data_cfg[field], known_splits, split_infos)
 
 
 def _check_tfds_dataset(data_cfg) -> None:
@@ -51,7 +51,9 @@ def _check_tfds_dataset(data_cfg) -> None:
             raise ConfigError(field, value, f"a text feature of {data_cfg.dataset}: "
                                             f"{', '.join(text_features) or 'none'}")
     if builder.info.splits:  # known only once prepared, or from TFDS's bundled metadata
-        _check_splits(data_cfg, tuple(builder.info.splits))
+        _check_splits(data_cfg, tuple(builder.info.splits), builder.info.splits)
+    else:  # names and sizes unknown: at least a slice TFDS parses, one that can select something
+        _check_splits(data_cfg, None)
 
 
 def _check_text_pairs(data_cfg) -> None:
