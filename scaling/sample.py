@@ -121,12 +121,12 @@ def check_memory(model, batch: int, prompt_tokens: int, new_tokens: int,
                                f"--max-new-tokens {new_tokens} = {total} tokens: positions are "
                                f"int32, at most {2**31 - 1}")
     needed = decoding.memory_bytes(model, batch, prompt_tokens, new_tokens, source_tokens or 0)
-    available = hardware.device_memory_bytes()
+    available = hardware.device_available_bytes()
     if needed > available:
         raise trained.RunError(
             f"--max-new-tokens {new_tokens} with --num-samples {batch}: decoding holds at least "
-            f"{needed / 1e9:,.1f} GB (its key/value cache), more than this "
-            f"device's {available / 1e9:,.1f} GB; ask for fewer tokens or samples")
+            f"{needed / 1e9:,.1f} GB (its key/value cache), more than the "
+            f"{available / 1e9:,.1f} GB the device has free; ask for fewer tokens or samples")
 
 
 def decode_sample(tokenizer, tokens: np.ndarray,

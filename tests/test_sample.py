@@ -229,11 +229,10 @@ def test_more_tokens_than_memory_or_int32_positions_hold_is_one_line(tmp_path, c
     """Under RoPE the cache holds the whole sequence: a request past the device's memory is
     refused before anything is compiled, and one that runs out of it while decoding says so."""
     save_initialized_run(tmp_path, tiny_config(position="rope"))
-    monkeypatch.setattr(sample.hardware, "device_memory_bytes", lambda: 2**30)
+    monkeypatch.setattr(sample.hardware, "device_available_bytes", lambda: 2**30)
     for tokens, message in [
             (10**9, "--max-new-tokens 1000000000 with --num-samples 1: decoding holds at least "
-                    "512.0 GB (its key/value cache), more than this device's "
-                    "1.1 GB"),
+                    "512.0 GB (its key/value cache), more than the 1.1 GB the device has free"),
             (2**31, "= 2147483650 tokens: positions are int32, at most 2147483647")]:
         code, out, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x",
                                     "--max-new-tokens", str(tokens))
