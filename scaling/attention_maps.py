@@ -35,7 +35,7 @@ import numpy as np
 
 from scaling import files
 from scaling import model as model_lib
-from scaling import hardware, interrupts, trained
+from scaling import hardware, interrupts, scripts, trained
 from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-attention"
@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    trained.quiet_logging()
+    scripts.quiet_logging()
     try:
         figure, array = run(args)
     except trained.RunError as error:

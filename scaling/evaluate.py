@@ -41,7 +41,7 @@ import numpy as np
 
 from scaling import files, interrupts
 from scaling import model as model_lib
-from scaling import parallel, step, trained
+from scaling import parallel, scripts, step, trained
 from scaling.config import DataConfig, check_objective
 from scaling.data import loader, objectives, packing, pairs, sources, text_files, tokenizers
 from scaling.data import validate_data_config
@@ -344,7 +344,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    trained.quiet_logging()
+    scripts.quiet_logging()
     try:
         out, record = evaluate(args, overrides)
     except trained.RunError as error:

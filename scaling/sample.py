@@ -30,7 +30,7 @@ import sys
 import jax
 import numpy as np
 
-from scaling import decoding, hardware, interrupts, trained
+from scaling import decoding, hardware, interrupts, scripts, trained
 from scaling.config import MAX_SEED
 from scaling.data import objectives
 from scaling.errors import ArgumentParser
@@ -195,7 +195,7 @@ def sample(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    trained.quiet_logging()
+    scripts.quiet_logging()
     try:
         samples = sample(args)
         interrupts.check()  # a Ctrl-C taken by no KeyboardInterrupt prints no samples

@@ -1,11 +1,13 @@
 """The console scripts of `scaling-train`, `scaling-eval`, `scaling-sample` and
 `scaling-attention` (pyproject.toml): each runs its module's `main` with Ctrl-C handled from
-before that module's imports (`scaling.interrupts`). `python -m scaling.<module>` comes here too.
+before that module's imports (`scaling.interrupts`). `python -m scaling.<module>` comes here too. Their logging is set up by `quiet_logging`.
 
 Imports nothing heavy: the module is imported under the handler.
 """
 
 from __future__ import annotations
+
+import logging
 
 from scaling import interrupts
 
@@ -25,3 +27,13 @@ def sample() -> int:
 
 def attention() -> int:
     return interrupts.run("scaling-attention", "scaling.attention_maps")
+
+
+def quiet_logging(level: int = logging.WARNING) -> None:
+    """The command's own messages from `level` up, the libraries' from warnings up (Orbax logs
+    every restore at INFO); urllib3's only from errors up: offline, TFDS's metadata requests log
+    each retry as a warning before the command's one-line error."""
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)

@@ -26,7 +26,7 @@ import sys
 
 import jax
 
-from scaling import budget, distributed, files, interrupts, memory, status
+from scaling import budget, distributed, files, interrupts, memory, scripts, status
 from scaling.config import differing_fields, validate
 from scaling.data import sources
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
@@ -177,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"scaling-train: error: {error}", file=sys.stderr)
         return status.EXIT_BAD_CONFIG
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    scripts.quiet_logging(logging.INFO)
     try:
         if args.dry_run:
             files.check_workdir(args.workdir, create=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import pathlib
 import re
 import sys
@@ -321,16 +320,6 @@ def encode_text(flag: str, text: str, tokenizer,
     if start < len(text):
         ids += tokenizer.encode(text[start:])
     return ids
-
-
-def quiet_logging() -> None:
-    """Warnings only from the libraries (Orbax logs every restore at INFO)."""
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Offline, TFDS's metadata requests log each retry at WARNING before the one-line error.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager

@@ -259,13 +259,24 @@ def test_a_summary_that_is_not_a_runs_record_is_one_line(trained_run, tmp_path, 
                           f"({reason}") and err.count("\n") == 1
 
 
-def test_the_commands_silence_urllib3s_retries():
-    """Offline, TFDS's metadata requests logged three `Retrying` warnings before the error."""
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "attention_maps"])
+def test_the_commands_silence_urllib3s_retries(tmp_path, monkeypatch, command):
+    """Offline, TFDS's metadata requests logged three `Retrying` warnings before the error. Each
+    command's `main`, stopped once its arguments are read, has urllib3 quiet below errors."""
+    import importlib
     import logging
 
-    from scaling import trained
-
-    trained.quiet_logging()
+    monkeypatch.setattr(logging.getLogger("urllib3"), "level", logging.NOTSET)
+    module = importlib.import_module(f"scaling.{command}")
+    arguments = {"train": ["--config", "configs/demo.py", "--workdir", str(tmp_path / "w"),
+                           "--dry-run"],
+                 "attention_maps": ["--workdir", str(tmp_path / "none"), "--text", "a",
+                                    "--out", str(tmp_path / "map")]
+                 }.get(command, ["--workdir", str(tmp_path / "none")])
+    try:
+        module.main(arguments)
+    except SystemExit:
+        pass
     assert logging.getLogger("urllib3.connectionpool").getEffectiveLevel() > logging.WARNING
 
 
