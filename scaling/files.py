@@ -163,6 +163,39 @@ def workdir_lock(workdir: pathlib.Path, program: str) -> Iterator[None]:
         handle.close()
 
 
+
+@contextlib.contextmanager
+def made_workdir(workdir: pathlib.Path, option: str = "--workdir") -> Iterator[pathlib.Path]:
+    """`check_workdir(workdir)` for the block. The folders it makes are removed again after the
+    block if it left nothing in them but a released `workdir_lock`: a run refused before it wrote
+    anything (too big for the device's memory, data that cannot be read) leaves no trace."""
+    workdir = pathlib.Path(workdir)
+    made = [path for path in (workdir, *workdir.parents) if not path.exists()]
+    checked = check_workdir(workdir, option)
+    try:
+        yield checked
+    finally:
+        if made:
+            _remove_unused(made)
+
+
+def _remove_unused(made: list[pathlib.Path]) -> None:
+    """Remove the folders in `made` (deepest first) that hold nothing, or only a lock file that
+    is empty and free."""
+    lock = made[0] / WORKDIR_LOCK
+    with contextlib.suppress(OSError):
+        if [entry.name for entry in made[0].iterdir()] == [WORKDIR_LOCK] and \
+                lock.stat().st_size == 0:
+            with open(lock, "a+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no one else holds it
+                lock.unlink()
+    for path in made:
+        try:
+            path.rmdir()
+        except OSError:  # not empty: the run wrote there
+            return
+
+
 CACHE_ENV = "SCALING_CACHE"
 
 

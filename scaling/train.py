@@ -77,12 +77,12 @@ def train(config, workdir: str | pathlib.Path) -> dict:
     if config.train.compilation_cache:
         enable_compilation_cache(config)
     distributed.initialize(config)
-    workdir = files.check_workdir(workdir)
-    # One writer per workdir. The processes of one multi-host run share it: process 0 holds it.
-    lock = (files.workdir_lock(workdir, "scaling-train") if distributed.is_leader()
-            else contextlib.nullcontext())
-    with lock:
-        return _train_locked(config, workdir)
+    with files.made_workdir(workdir) as workdir:
+        # One writer per workdir. The processes of one multi-host run share it: process 0 holds it.
+        lock = (files.workdir_lock(workdir, "scaling-train") if distributed.is_leader()
+                else contextlib.nullcontext())
+        with lock:
+            return _train_locked(config, workdir)
 
 
 def _train_locked(config, workdir: pathlib.Path) -> dict:

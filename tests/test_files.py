@@ -86,6 +86,41 @@ def test_a_workdir_that_is_a_file_is_a_config_error(tmp_path):
     assert files.check_workdir(tmp_path / "new" / "dir").is_dir()
 
 
+
+def test_folders_made_for_a_block_that_wrote_nothing_are_removed_again(repo, tmp_path):
+    with pytest.raises(RuntimeError):  # refused after taking the lock: nothing of it is left
+        with files.made_workdir(tmp_path / "a" / "b" / "run") as workdir:
+            with files.workdir_lock(workdir, "scaling-train"):
+                raise RuntimeError("refused")
+    assert list(tmp_path.iterdir()) == []
+    with files.made_workdir(tmp_path / "a" / "run") as workdir:  # a run that wrote is kept
+        (workdir / "summary.json").write_text("{}")
+    assert (tmp_path / "a" / "run" / "summary.json").is_file()
+    with files.made_workdir(tmp_path / "a" / "old") as workdir:  # nor a lock taken
+        pass
+    assert not (tmp_path / "a" / "old").exists()
+    # A folder that was there before is left there, and so is its lock file.
+    (tmp_path / "a" / "old").mkdir()
+    with files.made_workdir(tmp_path / "a" / "old") as workdir:
+        with files.workdir_lock(workdir, "scaling-train"):
+            pass
+    assert [path.name for path in (tmp_path / "a" / "old").iterdir()] == [files.WORKDIR_LOCK]
+    # Another process that holds the lock of the new folder keeps it.
+    holder = None
+    try:
+        with files.made_workdir(tmp_path / "held") as workdir:
+            holder = subprocess.Popen([sys.executable, "-c", HOLD, str(workdir)], cwd=repo,
+                                      stdout=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, PYTHONPATH=str(repo)))
+            assert holder.stdout.readline().strip() == "held"
+            (workdir / files.WORKDIR_LOCK).write_text("")  # as if its record were not written yet
+        assert (tmp_path / "held" / files.WORKDIR_LOCK).is_file()
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+
+
 WRITE_UNDER_UMASK = """
 import os, pathlib, stat, sys
 os.umask(int(sys.argv[2], 8))
