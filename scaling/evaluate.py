@@ -262,7 +262,8 @@ def _batches(args, run_config, data_cfg, tokenizer, objective, vocab_size: int):
         split_loader = loader.Loader(cache, cache, tokenizer, seq_len=data_cfg.seq_len,
                                      batch_size=batch_size, seed=seed, prefetch=0,
                                      objective=objective)
-    return ((batch, np.ones(batch_size, np.float32)) for batch in split_loader.eval_batches(count))
+    return ((batch, np.ones(batch_size, np.float32))
+            for batch in split_loader.iter_eval_batches(count))
 
 
 def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Path, dict]:

@@ -116,6 +116,33 @@ def test_other_batches_are_written_beside_the_final_eval_batches(trained_run, tm
     assert records["python_stdlib-validation-whole.json"]["whole_split"]
 
 
+
+def test_batches_are_made_one_at_a_time_as_they_are_scored():
+    """`--batches N` made all N batches before scoring the first: memory grew with N."""
+    import argparse
+    import tracemalloc
+
+    from scaling import trained
+
+    config = _short_run_config("tiny-lazy", 6)
+    tokenizer = trained.tokenizer_of(config)
+    objective = trained.objective_of(config, tokenizer, data=config.data)
+    vocab_size = int(tokenizer.vocab_size)
+    batches = 100_000  # 8 rows of 32 tokens each: 150 MB of inputs and targets alone
+    args = argparse.Namespace(batches=batches, whole_split=False)
+    evaluate.read_eval_split(config.data, tokenizer, vocab_size)  # the split's cache, prepared
+    tracemalloc.start()
+    try:
+        first, weights = next(iter(evaluate._batches(args, config, config.data, tokenizer,
+                                                     objective, vocab_size)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert first["inputs"].shape == (8, 32) and weights.tolist() == [1.0] * 8
+    made = batches * (first["inputs"].nbytes + first["targets"].nbytes)
+    assert peak < made / 100, (peak, made)
+
+
 def test_another_split_is_written_beside(trained_run, capsys):
     workdir, _ = trained_run
     assert evaluate.main(["--workdir", str(workdir), "--config.data.eval_split=train[:1%]",

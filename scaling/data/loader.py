@@ -122,10 +122,15 @@ class Loader:
         the global eval batch."""
         num_batches = self.eval_batch_count(num_batches)
         if num_batches not in self._eval_batches:
-            self._eval_batches[num_batches] = [
-                self.objective.apply(packed, self.objective.row_keys(rows, self.seed, held_out=True))
-                for packed, rows in self._held_out_windows(num_batches)]
+            self._eval_batches[num_batches] = list(self.iter_eval_batches(num_batches))
         return self._eval_batches[num_batches]
+
+    def iter_eval_batches(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of `eval_batches(num_batches)`, made one at a time as they are read and
+        not kept: for reading a split once (`scaling-eval --batches N`)."""
+        for packed, rows in self._held_out_windows(num_batches):
+            yield self.objective.apply(packed,
+                                       self.objective.row_keys(rows, self.seed, held_out=True))
 
     def continuation_batches(self, num_batches: int, k: int) -> list[dict[str, np.ndarray]]:
         """The windows of `eval_batches(num_batches)` as the task "their last `k` tokens given
@@ -137,12 +142,10 @@ class Loader:
         """(packed batch, global row indices) of this host's held-out windows, batch by batch."""
         num_batches = self.eval_batch_count(num_batches)
         total = num_batches * self.batch_size
-        if self.eval_windows >= total:
-            windows = np.arange(total, dtype=np.int64) * self.eval_windows // total
-        else:
-            windows = np.arange(total, dtype=np.int64) % self.eval_windows
         for index in range(num_batches):
-            rows = windows[index * self.batch_size:(index + 1) * self.batch_size]
+            rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size, dtype=np.int64)
+            rows = (rows * self.eval_windows // total if self.eval_windows >= total
+                    else rows % self.eval_windows)
             starts = rows[self.rows.start:self.rows.stop] * self.seq_len
             packed = packing.make_batch(packing.read_windows(self._eval.tokens, starts,
                                                              self.seq_len), self.eod_id)

@@ -145,13 +145,15 @@ class PairLoader(Loader):
         if there are fewer)."""
         num_batches = self.eval_batch_count(num_batches)
         if num_batches not in self._eval_batches:
-            count = self.eval_windows
-            batches = []
-            for index in range(num_batches):
-                rows = index * self.batch_size + np.arange(self.rows.start, self.rows.stop)
-                batches.append(pair_batch(self._eval, rows % count, self.objective.special))
-            self._eval_batches[num_batches] = batches
+            self._eval_batches[num_batches] = list(self.iter_eval_batches(num_batches))
         return self._eval_batches[num_batches]
+
+    def iter_eval_batches(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of `eval_batches(num_batches)`, made one at a time as they are read and
+        not kept: for reading a split once (`scaling-eval --batches N`)."""
+        for index in range(self.eval_batch_count(num_batches)):
+            rows = index * self.batch_size + np.arange(self.rows.start, self.rows.stop)
+            yield pair_batch(self._eval, rows % self.eval_windows, self.objective.special)
 
 
 def make_pair_loader(data_cfg, train_cfg, batch_size: int, seed: int, process_index: int,
