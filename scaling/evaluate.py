@@ -11,8 +11,9 @@ the trainer's eval step: by default the batches of the run's final evaluation
 (`train.final_eval_batches`, else `train.eval_batches`), so that on the run's own eval split
 this reproduces its final eval loss, for every objective; with `--whole-split` every whole window
 (or pair) of the split once. Either way the loss is averaged over target tokens, as the trainer
-averages its eval batches. Writes `<workdir>/eval/<dataset>-<split>.json` (data fields set
-otherwise than the run's own, such as `data.files`, add a hash of them to the name; `--batches N`
+averages its eval batches. Writes `<workdir>/eval/<dataset>-<split>.json` (data fields that
+the dataset and objective read, set otherwise than the run's own, such as `data.files` of
+`text_files`, add a hash of them to the name; `--batches N`
 adds `-<N>batches`, `--whole-split` `-whole`) with `loss` (mean cross-entropy, nats per target
 token) and `bits_per_byte` (total bits over the UTF-8 bytes of the scored targets, comparable
 across tokenizers; null, with `bits_per_byte_note` saying why, where the objective scores special
@@ -79,20 +80,35 @@ def eval_set_name(dataset: str, split: str) -> str:
     return f"{dataset.replace('/', '_')}-{split_name}"
 
 
-def data_overrides(run_data, data_cfg) -> dict:
+def unread_data_fields(data_cfg, objective: str) -> set[str]:
+    """The `data.*` fields that nothing reads for `data_cfg`'s dataset under `objective`: files
+    outside text_files and text_pairs, feature where the text is not a TFDS feature, and the
+    fields of the other objectives (`objectives.OBJECTIVE_FIELDS`)."""
+    unread = {field.removeprefix("data.") for name, fields in objectives.OBJECTIVE_FIELDS.items()
+              if name != objective for field in fields if field.startswith("data.")}
+    if data_cfg.dataset not in ("text_files", "text_pairs"):
+        unread.add("files")
+    if data_cfg.dataset in (*sources.EMBEDDED_DATASETS, "text_pairs") or data_cfg.source_feature:
+        unread.add("feature")
+    return unread
+
+
+def data_overrides(run_data, data_cfg, objective: str) -> dict:
     """The `data.*` fields besides dataset and eval_split that `data_cfg` sets otherwise than the
-    run's own `run_data` and that change what is scored (`data.files`, `data.feature`, ...).
-    `data.files` is compared and given with each entry as an absolute path, so that `notes/`
-    typed in two folders names two evaluations, and `notes/` and its absolute path one."""
+    run's own `run_data` and that change what is scored (`data.files`, `data.feature`, ...) for
+    its dataset under `objective` (`unread_data_fields`). `data.files` is compared and given with
+    each entry as an absolute path, so that `notes/` typed in two folders names two evaluations,
+    and `notes/` and its absolute path one."""
 
     def value(data, name):
         if name == "files" and data.get(name):
             return text_files.absolute_entries(data[name])
         return data.get(name)
 
+    ignored = {"dataset", "eval_split", *UNSCORED_DATA_FIELDS,
+               *unread_data_fields(data_cfg, objective)}
     return {name: value(data_cfg, name) for name in sorted(data_cfg.keys())
-            if name not in ("dataset", "eval_split", *UNSCORED_DATA_FIELDS)
-            and value(data_cfg, name) != value(run_data, name)}
+            if name not in ignored and value(data_cfg, name) != value(run_data, name)}
 
 
 def eval_file_name(data_cfg, overrides: dict, batches: int | None = None,
@@ -273,7 +289,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     run_config = trained.run_config(summary)
     model = trained.run_model(summary)
     data_cfg = eval_data_config(run_config, overrides)
-    overridden = data_overrides(run_config.data, data_cfg)
+    overridden = data_overrides(run_config.data, data_cfg, run_config.train.objective)
     if args.batches is not None and args.batches < 1:
         raise trained.RunError(f"--batches {args.batches}: must be an integer >= 1")
     trained.check_checkpoint(workdir, summary)  # before any data is read

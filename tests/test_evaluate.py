@@ -153,6 +153,27 @@ def test_another_split_is_written_beside(trained_run, capsys):
     assert np.isfinite(record["loss"])
 
 
+
+def test_data_fields_the_run_does_not_read_leave_the_file_name_alone(trained_run, tmp_path,
+                                                                      capsys):
+    """`data.files` of python_stdlib, or seq2seq's `data.target_len` under causal_lm, scored the
+    same batches under another, hashed, name."""
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    shutil.rmtree(workdir / "eval", ignore_errors=True)
+    other = tmp_path / "other.py"
+    other.write_text("print('not read')\n" * 100)
+    for extra in ([], [f"--config.data.files={other}"], ["--config.data.target_len=7"]):
+        code = evaluate.main(["--workdir", str(workdir), "--batches", "1", *extra])
+        assert code == 0, capsys.readouterr().err
+    assert [path.name for path in (workdir / "eval").iterdir()] == [
+        "python_stdlib-validation-1batches.json"]
+    # A field the dataset reads still adds its hash: text_files reads data.files.
+    text_files_run = ["--config.data.dataset=text_files", f"--config.data.files={other}"]
+    assert evaluate.main(["--workdir", str(workdir), "--batches", "1", *text_files_run]) == 0
+    assert len(list((workdir / "eval").glob("text_files-validation-*-1batches.json"))) == 1
+
+
 def test_evaluations_of_other_files_are_written_beside_each_other(trained_run, tmp_path, capsys):
     """Two `text_files` evaluations on one split, of different files, each keep their file (the
     second replaced the first), which records the files it scored."""
