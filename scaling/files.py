@@ -163,7 +163,6 @@ def workdir_lock(workdir: pathlib.Path, program: str) -> Iterator[None]:
         handle.close()
 
 
-
 @contextlib.contextmanager
 def made_workdir(workdir: pathlib.Path, option: str = "--workdir") -> Iterator[pathlib.Path]:
     """`check_workdir(workdir)` for the block. The folders it makes are removed again after the
