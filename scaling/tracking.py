@@ -19,6 +19,7 @@ import netrc
 import os
 import pathlib
 import secrets
+import socket
 import string
 import sys
 import time
@@ -74,6 +75,24 @@ def wandb_api_key(environment: dict | None = None) -> str:
     except (OSError, netrc.NetrcParseError):
         return ""
     return (entry[2] or "") if entry else ""
+
+
+def wandb_host_unreachable(environment: dict | None = None, timeout: float = 5.0) -> str:
+    """Why the W&B server (`WANDB_BASE_URL`, else W&B's cloud) cannot be reached from here, or ""
+    when it can, or when a proxy stands between (then only W&B itself can tell). A TCP connection
+    is tried for at most `timeout` seconds: where there is no network, W&B's own start waits a
+    minute before it gives up."""
+    environment = os.environ if environment is None else environment
+    url = urllib.parse.urlparse(environment.get("WANDB_BASE_URL") or DEFAULT_WANDB_HOST)
+    proxies = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    if not url.hostname or any(environment.get(name) for name in proxies):
+        return ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        return f"{url.hostname}:{port}: {error.strerror or error}"
+    return ""
 
 
 def effective_mode(configured: str, environment: dict | None = None) -> str:
@@ -175,6 +194,11 @@ class WandbRun:
             log.warning("wandb.mode='online' but there is no W&B API key (neither WANDB_API_KEY "
                         "nor `wandb login`): logging offline; upload later with `wandb sync "
                         "%s/wandb/offline-run-*`", workdir)
+            mode = "offline"
+        unreachable = wandb_host_unreachable() if mode == "online" else ""
+        if unreachable:
+            log.warning("W&B's server cannot be reached (%s): logging offline; upload later with "
+                        "`wandb sync %s/wandb/offline-run-*`", unreachable, workdir)
             mode = "offline"
         try:
             import wandb  # 1.5 s to import: only for runs that log to W&B

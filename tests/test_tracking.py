@@ -160,6 +160,44 @@ def test_online_without_an_api_key_logs_offline(tmp_path, monkeypatch):
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
 
 
+
+def test_online_with_the_server_unreachable_logs_offline_at_once(tmp_path, monkeypatch, caplog):
+    """W&B's own start waited a minute (init_timeout) for a server it could not reach, then ran
+    without W&B: the run's metrics never reached it."""
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                 "all_proxy", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    config = wandb_config(mode="online")
+    run = tracking.WandbRun(config, tmp_path, name=config.name, config_dict={})
+    run.log({"step": 1, "train_loss": 2.0})
+    run.finish({"status": "completed"})
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    [warning] = [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
+    assert f"127.0.0.1:{port}: " in warning and "wandb sync" in warning
+
+
+def test_the_server_probe_connects_or_says_why_not():
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert tracking.wandb_host_unreachable({"WANDB_BASE_URL": f"http://127.0.0.1:{port}"}) == ""
+    assert tracking.wandb_host_unreachable({"WANDB_BASE_URL": f"http://127.0.0.1:{port}"}) \
+        .startswith(f"127.0.0.1:{port}: ")
+    # Behind a proxy only W&B can tell.
+    assert tracking.wandb_host_unreachable({"WANDB_BASE_URL": f"http://127.0.0.1:{port}",
+                                            "HTTPS_PROXY": "http://proxy:3128"}) == ""
+
+
 def test_the_api_key_comes_from_the_environment_or_from_wandb_login(tmp_path):
     # `wandb login` saves the key in the netrc file under the W&B host's name.
     (tmp_path / "netrc").write_text("machine api.wandb.ai login user password key-saas\n"
