@@ -119,8 +119,12 @@ class PlannedRun:
         """FLOPs of its held-out evaluations, the whole split being `whole_split_batches`
         batches: each batch a training step's tokens, each token a forward pass, a third of a
         training token's FLOPs under the run's convention."""
-        batches = self.eval_batches + self.whole_split_evals * whole_split_batches
-        return batches * self.flops / self.steps / 3
+        return self.evaluated_batches(whole_split_batches) * self.flops / self.steps / 3
+
+    def evaluated_batches(self, whole_split_batches: int) -> int:
+        """The held-out batches its evaluations read, the whole split being
+        `whole_split_batches` batches."""
+        return self.eval_batches + self.whole_split_evals * whole_split_batches
 
 
 def format_number(value: float) -> str:

@@ -418,12 +418,15 @@ def held_out_batches(runs: list[plans.PlannedRun]) -> dict[str, int | None]:
 
 def run_seconds(run: plans.PlannedRun, seconds_per_flop: float,
                 whole_split: dict[str, int | None]) -> tuple[float, bool]:
-    """The run's estimated seconds, its study FLOPs and its evaluations' (`eval_flops`, the
-    whole held-out split being `whole_split[run.name]` batches), and whether they count every
-    evaluation (False: a whole-split one of unknown size is left out)."""
+    """The run's estimated seconds: its study FLOPs and its evaluations' (`eval_flops`, the
+    whole held-out split being `whole_split[run.name]` batches) at `seconds_per_flop`, and
+    `hardware.PLANNING_STEP_SECONDS` for each step it trains and each batch it evaluates; and
+    whether they count every evaluation (False: a whole-split one of unknown size is left out)."""
     batches = whole_split.get(run.name) if run.whole_split_evals else 0
     flops = run.study_flops + run.eval_flops(batches or 0)
-    return flops * seconds_per_flop, batches is not None
+    calls = run.steps - run.start_step + run.evaluated_batches(batches or 0)
+    return (flops * seconds_per_flop + calls * hardware.PLANNING_STEP_SECONDS,
+            batches is not None)
 
 
 def wall_seconds(runs: list[plans.PlannedRun], seconds: dict[str, float], processes: int) -> float:

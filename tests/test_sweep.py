@@ -27,6 +27,10 @@ TINY = dict(name="tiny", base_config="configs/demo.py:runlocal",
                        "checkpoint": {"every_steps": 4}})
 
 
+# The planning time of a step or a held-out batch beyond its FLOPs, as measured (hardware.py).
+STEP_SECONDS = 0.004
+
+
 def _write_sweep(tmp_path, steps=8, size_overrides=None):
     return write_sweep_config(tmp_path / "tiny_sweep.py", **TINY, steps=steps,
                               size_overrides=size_overrides or {})
@@ -154,10 +158,12 @@ def test_dry_run_estimates_for_the_target_accelerator(tmp_path, capsys):
     result = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator",
                          "v5litepod-16")
     assert result.returncode == 0, result.stderr
-    study = sum(run.study_flops for run in _expand(load_config(str(config)), config))
+    runs = _expand(load_config(str(config)), config)
+    study = sum(run.study_flops for run in runs)
     # Each run of 8 steps evaluates one batch (eval_batches=1) at step 4 and one at step 8: two
-    # steps' tokens at a third of a training token's FLOPs.
-    seconds = study * (1 + 2 / 8 / 3) / (0.4 * 16 * 197e12)
+    # steps' tokens at a third of a training token's FLOPs; and each of the 10 takes
+    # STEP_SECONDS more.
+    seconds = study * (1 + 2 / 8 / 3) / (0.4 * 16 * 197e12) + len(runs) * 10 * STEP_SECONDS
     assert (f"about {seconds:.2g} s on v5litepod-16 (16 chips at 40% MFU), one run at a time"
             in result.stdout)
     bad = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator", "v9-1")
@@ -651,15 +657,19 @@ def test_planned_runs_count_their_held_out_evaluations(tmp_path, train, main, br
 
 
 def _hand_estimate(runs, whole_split_batches, seconds_per_flop):
-    """Seconds per run, counted by hand: the steps each trains of its own, and the held-out
-    batches of `_ladder(final_eval_batches=-1)` with the whole split `whole_split_batches`."""
-    seconds = {}
+    """(seconds per run, FLOPs of the held-out evaluations), counted by hand: the steps each
+    trains of its own, and the held-out batches of `_ladder(final_eval_batches=-1)` with the
+    whole split `whole_split_batches`, each a step's tokens at a third of the FLOPs, and each of
+    both taking `STEP_SECONDS` more."""
+    seconds, evaluated_flops = {}, 0.0
     for run in runs:
         per_step = run.flops / run.steps
         trained, evaluated = (16, 3 + whole_split_batches) if not run.parent else (
             2, whole_split_batches)
-        seconds[run.name] = (trained * per_step + evaluated * per_step / 3) * seconds_per_flop
-    return seconds
+        seconds[run.name] = ((trained * per_step + evaluated * per_step / 3) * seconds_per_flop
+                             + (trained + evaluated) * STEP_SECONDS)
+        evaluated_flops += evaluated * per_step / 3
+    return seconds, evaluated_flops
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -675,7 +685,7 @@ def test_dry_run_estimates_training_evaluations_and_runs_at_once(tmp_path, monke
     assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
                               "--dry-run", "--processes", str(processes)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    seconds = _hand_estimate(runs, 50, 1e-8)
+    seconds, evaluated = _hand_estimate(runs, 50, 1e-8)
     for run in runs:
         row = next(line for line in lines if line.startswith(run.name + " "))
         assert row.endswith(" " + sweep_module.format_minutes(seconds[run.name] / 60))
@@ -690,7 +700,6 @@ def test_dry_run_estimates_training_evaluations_and_runs_at_once(tmp_path, monke
         assert lines[-1].endswith(f"about {sweep_module.format_minutes(wall / 60)} on this "
                                   f"machine with 2 processes "
                                   f"({sweep_module.format_minutes(total / 60)} of runs)")
-    evaluated = total / 1e-8 - sum(run.study_flops for run in runs)
     assert f"; held-out evaluations add {evaluated:.3g}, about" in lines[-1]
 
 
@@ -705,12 +714,11 @@ def test_dry_run_says_when_the_whole_held_out_split_is_not_counted(tmp_path, mon
     assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
                               "--dry-run", "--processes", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    seconds = _hand_estimate(runs, 0, 1e-8)  # the periodic evaluations only
+    seconds, evaluated = _hand_estimate(runs, 0, 1e-8)  # the periodic evaluations only
     for run in runs:
         row = next(line for line in lines if line.startswith(run.name + " "))
         assert row.endswith(" " + sweep_module.format_minutes(seconds[run.name] / 60) + "+")
     total = sum(seconds.values())
-    evaluated = total / 1e-8 - sum(run.study_flops for run in runs)
     assert lines[-1].endswith(
         f"; held-out evaluations add at least {evaluated:.3g}, about {sweep_module.format_minutes(total / 60)} on this machine, one run at a time; "
         "not counting the final evaluation of the whole held-out split in 4 runs (its size is "
