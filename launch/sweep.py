@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 from launch import evaluation, plans
 from launch.plans import format_value
@@ -375,13 +376,12 @@ def format_minutes(minutes: float) -> str:
     return f"{minutes / 60 / 24:.1f} days"
 
 
-def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
-               device: str = "this machine", processes: int = 1,
+def print_plan(runs: list[plans.PlannedRun], pace: Pace | None, processes: int = 1,
                whole_split: dict[str, int | None] | None = None) -> None:
-    """The plan as a table, with each run's time (its training and held-out evaluations) on
-    `device` at `seconds_per_flop` (None: no estimate) and the study's with `processes` runs at
-    once; `whole_split` as `plan_totals` takes it. A time ending in "+" leaves out a whole-split
-    evaluation of unknown size."""
+    """The plan as a table, with each run's time (its training and held-out evaluations) at
+    `pace` (None: no estimate) and the study's with `processes` runs at once; `whole_split` as
+    `plan_totals` takes it. A time ending in "+" leaves out a whole-split evaluation of unknown
+    size."""
     whole_split = whole_split or {}
     header = (f"{'name':<34} {'N (non-emb)':>12} {'D tokens':>10} {'C FLOPs':>10} {'conv':>5} "
               f"{'branch of':>20} {'est. time':>10}")
@@ -389,12 +389,12 @@ def print_plan(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
     print("-" * len(header))
     for run in runs:
         estimate = "?"
-        if seconds_per_flop:
-            seconds, known = run_seconds(run, seconds_per_flop, whole_split)
+        if pace:
+            seconds, known = run_seconds(run, pace, whole_split)
             estimate = format_minutes(seconds / 60) + ("" if known else "+")
         print(f"{run.name:<34} {run.non_embedding_params:>12,} {run.tokens:>10.3g} "
               f"{run.flops:>10.3g} {run.flop_convention:>5} {run.parent or '-':>20} {estimate:>10}")
-    print(plan_totals(runs, seconds_per_flop, device, processes, whole_split))
+    print(plan_totals(runs, pace, processes, whole_split))
 
 
 def held_out_batches(runs: list[plans.PlannedRun]) -> dict[str, int | None]:
@@ -416,16 +416,16 @@ def held_out_batches(runs: list[plans.PlannedRun]) -> dict[str, int | None]:
     return counts
 
 
-def run_seconds(run: plans.PlannedRun, seconds_per_flop: float,
+def run_seconds(run: plans.PlannedRun, pace: Pace,
                 whole_split: dict[str, int | None]) -> tuple[float, bool]:
-    """The run's estimated seconds: its study FLOPs and its evaluations' (`eval_flops`, the
-    whole held-out split being `whole_split[run.name]` batches) at `seconds_per_flop`, and
-    `hardware.PLANNING_STEP_SECONDS` for each step it trains and each batch it evaluates; and
-    whether they count every evaluation (False: a whole-split one of unknown size is left out)."""
+    """The run's estimated seconds at `pace`: its study FLOPs and its evaluations' (`eval_flops`,
+    the whole held-out split being `whole_split[run.name]` batches), and each step it trains and
+    each batch it evaluates; and whether they count every evaluation (False: a whole-split one of
+    unknown size is left out)."""
     batches = whole_split.get(run.name) if run.whole_split_evals else 0
     flops = run.study_flops + run.eval_flops(batches or 0)
     calls = run.steps - run.start_step + run.evaluated_batches(batches or 0)
-    return (flops * seconds_per_flop + calls * hardware.PLANNING_STEP_SECONDS,
+    return (flops * pace.seconds_per_flop + calls * pace.seconds_per_step,
             batches is not None)
 
 
@@ -451,12 +451,11 @@ def wall_seconds(runs: list[plans.PlannedRun], seconds: dict[str, float], proces
     return now
 
 
-def plan_totals(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
-                device: str, processes: int = 1,
+def plan_totals(runs: list[plans.PlannedRun], pace: Pace | None, processes: int = 1,
                 whole_split: dict[str, int | None] | None = None) -> str:
     """One line: how many runs, their FLOPs and their evaluations', and the study's wall-clock
-    time on `device` with `processes` runs at once (`wall_seconds`, each run at
-    `seconds_per_flop`), and with more than one the runs' summed time. `whole_split` maps a run
+    time at `pace` (None: none) with `processes` runs at once (`wall_seconds`, each run's
+    `run_seconds`), and with more than one the runs' summed time. `whole_split` maps a run
     that evaluates the whole held-out split to that split's batches (`held_out_batches`); a run
     missing there or mapped to None leaves that evaluation out, and the line says so."""
     whole_split = whole_split or {}
@@ -468,11 +467,11 @@ def plan_totals(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
                f"{study / alone:.2f} of that)" if study < alone else "")
             + (f"; held-out evaluations add {'at least ' if unknown else ''}{evaluated:.3g}"
                if evaluated or unknown else ""))
-    if not seconds_per_flop:
+    if not pace:
         return line
-    seconds = {run.name: run_seconds(run, seconds_per_flop, whole_split)[0] for run in runs}
+    seconds = {run.name: run_seconds(run, pace, whole_split)[0] for run in runs}
     wall, summed = wall_seconds(runs, seconds, processes), sum(seconds.values())
-    line += (f", about {format_minutes(wall / 60)} on {device}"
+    line += (f", about {format_minutes(wall / 60)} on {pace.device}"
              + (f" with {processes} processes ({format_minutes(summed / 60)} of runs)"
                 if processes > 1 else ", one run at a time"))
     if unknown:
@@ -482,16 +481,26 @@ def plan_totals(runs: list[plans.PlannedRun], seconds_per_flop: float | None,
     return line
 
 
-def estimated_seconds_per_flop(accelerator: str = "") -> tuple[float, str]:
-    """Seconds per training FLOP and what they are for: on `accelerator` (a Cloud TPU type or
-    COUNTxGPU) from its published peak at `hardware.PLANNING_MFU`; else on this machine, per
-    process, from its measured matmul peak at the 30% MFU small CPU models reach. A planning
-    figure, not a promise."""
+class Pace(NamedTuple):
+    """How fast a planned run goes: seconds per FLOP it trains or evaluates, seconds per step and
+    per evaluated batch on top of those, and on what."""
+    seconds_per_flop: float
+    seconds_per_step: float
+    device: str
+
+
+def estimated_pace(accelerator: str = "") -> Pace:
+    """A planning figure, not a promise. On `accelerator` (a Cloud TPU type or COUNTxGPU): its
+    published peak at `hardware.PLANNING_MFU`, nothing per step (not measured there). Else on this
+    machine, per process: its measured matmul peak at the 30% MFU small CPU models reach, and
+    `hardware.PLANNING_STEP_SECONDS` per step and per evaluated batch (both fitted together to
+    the demo's runs on a 2-core CPU)."""
     if accelerator:
         peak, chips = hardware.accelerator_peak_flops(accelerator)
-        return (1.0 / (hardware.PLANNING_MFU * peak),
-                f"{accelerator} ({chips} chips at {hardware.PLANNING_MFU:.0%} MFU)")
-    return 1.0 / (0.3 * hardware.device_peak_flops("float32")), "this machine"
+        return Pace(1.0 / (hardware.PLANNING_MFU * peak), 0.0,
+                    f"{accelerator} ({chips} chips at {hardware.PLANNING_MFU:.0%} MFU)")
+    return Pace(1.0 / (0.3 * hardware.device_peak_flops("float32")),
+                hardware.PLANNING_STEP_SECONDS, "this machine")
 
 
 def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
@@ -676,7 +685,7 @@ def _main(args, overrides: list[str]) -> int:
     if args.dry_run:
         try:
             files.check_workdir(pathlib.Path(args.workdir), create=False)
-            seconds_per_flop, device = estimated_seconds_per_flop(args.accelerator)
+            pace = estimated_pace(args.accelerator)
         except ConfigError as error:
             print(f"scaling-sweep: error: {error}", file=sys.stderr)
             return status.EXIT_BAD_CONFIG
@@ -692,8 +701,7 @@ def _main(args, overrides: list[str]) -> int:
             return status.EXIT_BAD_CONFIG
         # On an accelerator each run spans it, one at a time (as scaling-tpu and scaling-slurm
         # run sweeps); here each process trains at the one-process rate.
-        print_plan(listed, seconds_per_flop, device, 1 if args.accelerator else sweep.processes,
-                   whole_split)
+        print_plan(listed, pace, 1 if args.accelerator else sweep.processes, whole_split)
         return status.EXIT_COMPLETED
 
     try:

@@ -27,7 +27,8 @@ TINY = dict(name="tiny", base_config="configs/demo.py:runlocal",
                        "checkpoint": {"every_steps": 4}})
 
 
-# The planning time of a step or a held-out batch beyond its FLOPs, as measured (hardware.py).
+# The planning time on this machine of a step or a held-out batch beyond its FLOPs, as measured
+# (hardware.py).
 STEP_SECONDS = 0.004
 
 
@@ -158,12 +159,10 @@ def test_dry_run_estimates_for_the_target_accelerator(tmp_path, capsys):
     result = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator",
                          "v5litepod-16")
     assert result.returncode == 0, result.stderr
-    runs = _expand(load_config(str(config)), config)
-    study = sum(run.study_flops for run in runs)
+    study = sum(run.study_flops for run in _expand(load_config(str(config)), config))
     # Each run of 8 steps evaluates one batch (eval_batches=1) at step 4 and one at step 8: two
-    # steps' tokens at a third of a training token's FLOPs; and each of the 10 takes
-    # STEP_SECONDS more.
-    seconds = study * (1 + 2 / 8 / 3) / (0.4 * 16 * 197e12) + len(runs) * 10 * STEP_SECONDS
+    # steps' tokens at a third of a training token's FLOPs. Nothing is added per step there.
+    seconds = study * (1 + 2 / 8 / 3) / (0.4 * 16 * 197e12)
     assert (f"about {seconds:.2g} s on v5litepod-16 (16 chips at 40% MFU), one run at a time"
             in result.stdout)
     bad = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator", "v9-1")
@@ -679,8 +678,8 @@ def test_dry_run_estimates_training_evaluations_and_runs_at_once(tmp_path, monke
 
     path = _ladder(tmp_path, final_eval_batches=-1)
     runs = _expand(load_config(str(path)), path)
-    monkeypatch.setattr(sweep_module, "estimated_seconds_per_flop",
-                        lambda accelerator="": (1e-8, "this machine"))
+    monkeypatch.setattr(sweep_module, "estimated_pace", lambda accelerator="": sweep_module.Pace(
+        1e-8, STEP_SECONDS, "this machine"))
     monkeypatch.setattr(data, "held_out_batches", lambda data_cfg, train_cfg: 50)
     assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
                               "--dry-run", "--processes", str(processes)]) == 0
@@ -708,8 +707,8 @@ def test_dry_run_says_when_the_whole_held_out_split_is_not_counted(tmp_path, mon
 
     path = _ladder(tmp_path, final_eval_batches=-1)
     runs = _expand(load_config(str(path)), path)
-    monkeypatch.setattr(sweep_module, "estimated_seconds_per_flop",
-                        lambda accelerator="": (1e-8, "this machine"))
+    monkeypatch.setattr(sweep_module, "estimated_pace", lambda accelerator="": sweep_module.Pace(
+        1e-8, STEP_SECONDS, "this machine"))
     monkeypatch.setattr(data, "held_out_batches", lambda data_cfg, train_cfg: None)
     assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
                               "--dry-run", "--processes", "1"]) == 0
