@@ -588,8 +588,9 @@ class Scheduler:
                 self._submit(pool, futures)
                 if not futures:
                     break
+                # A wait longer than the platform's limit overflows: that long is never.
                 finished, _ = concurrent.futures.wait(
-                    futures, timeout=self.status_every or None,
+                    futures, timeout=min(self.status_every, threading.TIMEOUT_MAX) or None,
                     return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
                     self._report(futures.pop(future), *future.result())

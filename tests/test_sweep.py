@@ -441,6 +441,22 @@ def test_the_status_line_counts_the_runs_that_replace_a_finished_one(tmp_path, m
                          "[sweep] 2 done, 2 running, 0 pending"]
 
 
+
+def test_status_lines_further_apart_than_the_platform_can_wait_are_never(tmp_path, monkeypatch,
+                                                                          capsys):
+    # --status-every=1e10 passed the check, then the first wait overflowed (OverflowError) with
+    # the runs started and results.csv left saying `pending`.
+    runs = [plans.PlannedRun(name=f"r{index}", overrides={}, size="d8-L2", params=1,
+                             non_embedding_params=1, tokens=8, steps=8, flops=1.0,
+                             flop_convention="full") for index in range(2)]
+    monkeypatch.setattr(sweep_module, "execute", lambda command, run_dir: (0, ""))
+    monkeypatch.setattr(sweep_module, "train_command", lambda run, base, workdir: [run.name])
+    monkeypatch.setattr(sweep_module, "gather", lambda *args, **kwargs: None)
+    sweep_module.Scheduler(tmp_path, runs, runs, "", {}, 1, status_every=1e10).run()
+    out = capsys.readouterr().out
+    assert "[1/2] r0: " in out and "[2/2] r1: " in out  # both reported at their end
+
+
 def test_a_run_stopped_to_resume_counts_as_pending_not_done(tmp_path, monkeypatch, capsys):
     # A run preempted (exit 75) or interrupted (130) is to be resumed: the status line counts it
     # with the pending runs (it said "1 done").
