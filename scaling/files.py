@@ -168,7 +168,7 @@ def made_workdir(workdir: pathlib.Path, option: str = "--workdir") -> Iterator[p
     """`check_workdir(workdir)` for the block. The folders it makes are removed again after the
     block if it left nothing in them but a released `workdir_lock`: a run refused before it wrote
     anything (too big for the device's memory, data that cannot be read) leaves no trace."""
-    workdir = pathlib.Path(workdir)
+    workdir = check_workdir(workdir, option, create=False)
     made = [path for path in (workdir, *workdir.parents) if not path.exists()]
     checked = check_workdir(workdir, option)
     try:
@@ -214,15 +214,21 @@ def check_writable_folder(folder: pathlib.Path) -> None:
 def check_workdir(workdir: pathlib.Path, option: str = "--workdir", *,
                   create: bool = True) -> pathlib.Path:
     """`workdir` created if missing (unless not `create`: a dry run writes nothing); ConfigError
-    (one line) when it is a file or cannot be made."""
+    (one line) when it is a file, cannot be made, or is a folder this user cannot write in."""
     workdir = pathlib.Path(workdir)
-    if workdir.exists() and not workdir.is_dir():
-        raise ConfigError(option, str(workdir), "a directory (this path is a file)")
-    # A dry run creates nothing, and must refuse what mkdir would: a folder under a file.
-    existing = next((path for path in workdir.parents if path.exists()), None)
+    try:
+        if workdir.exists() and not workdir.is_dir():
+            raise ConfigError(option, str(workdir), "a directory (this path is a file)")
+        # A dry run creates nothing, and must refuse what mkdir would: a folder under a file.
+        existing = next((path for path in workdir.parents if path.exists()), None)
+    except PermissionError:  # a folder above it that this user may not enter
+        raise ConfigError(option, str(workdir), "a directory this user can reach (a folder "
+                          "above it may not be entered: permission denied)") from None
     if existing is not None and not existing.is_dir():
         raise ConfigError(option, str(workdir),
                           f"a directory that can be created ({existing} is a file)")
+    if workdir.is_dir() and not os.access(workdir, os.W_OK | os.X_OK):
+        raise ConfigError(option, str(workdir), "a directory this user can write in")
     if not create:
         return workdir
     try:

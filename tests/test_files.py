@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -119,6 +120,45 @@ def test_folders_made_for_a_block_that_wrote_nothing_are_removed_again(repo, tmp
         if holder is not None:
             holder.kill()
             holder.wait()
+
+
+
+def test_a_workdir_this_user_cannot_write_in_or_reach_is_a_config_error(repo):
+    """A read-only workdir passed the check, and the lock file's open then raised PermissionError,
+    a traceback (scaling-sweep, scaling-train); so did a workdir under a folder it may not enter."""
+    import shutil
+    import tempfile
+
+    top = pathlib.Path(tempfile.mkdtemp(prefix="workdir-permissions-"))
+    try:
+        top.chmod(0o755)
+        (top / "read-only").mkdir(mode=0o555)
+        (top / "closed").mkdir(mode=0o700)
+        code = ("import sys; from scaling import files\n"
+                "for path in sys.argv[1:]:\n"
+                "    for create in (True, False):\n"
+                "        try: files.check_workdir(path, create=create)\n"
+                "        except Exception as error: print(type(error).__name__, error)\n")
+        command = [sys.executable, "-c", code, str(top / "read-only"), str(top / "closed" / "run")]
+        if os.geteuid() == 0:  # root may write anywhere: check as an unprivileged user
+            if not shutil.which("setpriv"):
+                pytest.skip("running as root without setpriv to drop to an unprivileged user")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+            probe = subprocess.run([*command[:4], sys.executable, "-c", "import scaling"],
+                                   capture_output=True, timeout=120, cwd=repo,
+                                   env=dict(os.environ, PYTHONPATH=str(repo)))
+            if probe.returncode != 0:
+                pytest.skip("an unprivileged user cannot run this checkout's interpreter")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=repo,
+                                env=dict(os.environ, PYTHONPATH=str(repo)))
+        read_only = (f"ConfigError --workdir='{top / 'read-only'}' is not allowed: a directory "
+                     "this user can write in")
+        closed = (f"ConfigError --workdir='{top / 'closed' / 'run'}' is not allowed: a directory "
+                  "this user can reach (a folder above it may not be entered: permission denied)")
+        assert result.stdout.splitlines() == [read_only, read_only, closed, closed], \
+            result.stdout + result.stderr
+    finally:
+        shutil.rmtree(top)
 
 
 WRITE_UNDER_UMASK = """
