@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import re
 
 import ml_collections
 
@@ -179,6 +180,11 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
     """Each field's declared rule, then what each plan needs; ConfigError names the field."""
     validate_sweep_shape(sweep)
     check_section(SweepConfig, sweep, "")
+    # It starts every run's name, which is a folder under <workdir>/runs/, a W&B tag and an
+    # entry of --only's comma-separated list.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", sweep.name):
+        raise ConfigError("name", sweep.name, "letters, digits, '.', '_' and '-', starting with a "
+                          "letter or digit (it starts every run's name, a folder under runs/)")
     ladder = ladder_field(sweep)
     needs = {"tokens": ("tokens", sweep.tokens > 0, ""),
              "tokens_per_param": ("tokens_per_param", sweep.tokens_per_param > 0, ""),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import csv
+import io
 import json
 import os
 import pathlib
@@ -354,6 +355,37 @@ def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict,
                             for run in runs])
     files.write_csv_atomic(workdir / "curves.csv", CURVE_COLUMNS,
                            [row for run in runs for row in curve_rows(run, run_dirs[run.name])])
+
+
+def check_owned_tables(workdir: pathlib.Path, sweep) -> None:
+    """ConfigError (one line, before any run starts) when the workdir's `sweep.json` is another
+    sweep's, whose table this one would replace, or its `results.csv` is not a table the sweep can
+    read and write again (a folder, a binary file, a table without run names)."""
+    path = workdir / "sweep.json"
+    try:
+        owner = json.loads(path.read_text()).get("name") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        owner = None  # unreadable: rewritten from this sweep
+    if owner is not None and owner != sweep.name:
+        raise ConfigError("--workdir", str(workdir),
+                          f"the workdir of sweep {sweep.name!r}: it holds sweep {owner!r} (its "
+                          "sweep.json), whose results.csv this sweep would replace; use another "
+                          "--workdir")
+    table = workdir / "results.csv"
+    if not table.exists():
+        return
+    reason = "it is not a file" if not table.is_file() else None
+    if reason is None:
+        try:
+            header = next(csv.reader(io.StringIO(table.read_text(encoding="utf-8"))), [])
+            if header and "name" not in header:
+                reason = "it has no name column: not a sweep's table"
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            reason = str(error).splitlines()[0]
+    if reason:
+        raise ConfigError("--workdir", str(workdir),
+                          f"a workdir whose results.csv the sweep can read ({reason}); move "
+                          "results.csv away, and the sweep writes it again from its runs' files")
 
 
 def load_errors(workdir: pathlib.Path) -> dict:
@@ -764,6 +796,7 @@ def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: se
 def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
                  workdir: pathlib.Path, status_every: float, eval_sets: list[str]) -> int:
     check_summaries(workdir, runs)
+    check_owned_tables(workdir, sweep)
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
     todo = [run for run in runs if run.name in wanted and run.name not in finished]
     check_finished_configs(workdir, runs, finished, plans.Planner(sweep, base_config))

@@ -327,6 +327,44 @@ def test_a_run_whose_summary_is_unreadable_is_one_line_before_any_run_trains(tmp
     assert not (tmp_path / "sweep" / "results.csv").exists()
 
 
+@pytest.mark.parametrize("damage", ["binary", "folder", "foreign"])
+def test_a_results_table_the_sweep_cannot_read_is_one_line_before_any_run(tmp_path, capsys,
+                                                                         damage):
+    # Random bytes: UnicodeDecodeError; a folder: IsADirectoryError after the runs had started.
+    workdir = tmp_path / "sweep"
+    workdir.mkdir()
+    table = workdir / "results.csv"
+    if damage == "binary":
+        table.write_bytes(bytes(range(128, 256)) * 4)
+    elif damage == "folder":
+        table.mkdir()
+    else:
+        table.write_text("run,loss\na,1.0\n")
+    code = sweep_module.main(["--config", str(_write_sweep(tmp_path)), "--workdir", str(workdir)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"scaling-sweep: error: --workdir='{workdir}' is not allowed: a "
+                            "workdir whose results.csv the sweep can read (")
+    assert error.rstrip().endswith("move results.csv away, and the sweep writes it again from "
+                                   "its runs' files") and error.count("\n") == 1
+    assert not (workdir / "runs").exists()
+
+
+def test_another_sweeps_workdir_is_one_line_before_any_run(tmp_path, capsys):
+    # A second sweep in the same workdir silently replaced the first's results.csv with its own.
+    workdir = tmp_path / "sweep"
+    workdir.mkdir()
+    (workdir / "sweep.json").write_text(json.dumps({"name": "other"}))
+    (workdir / "results.csv").write_text("name,status\nother-d8-L1,completed\n")
+    code = sweep_module.main(["--config", str(_write_sweep(tmp_path)), "--workdir", str(workdir)])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"scaling-sweep: error: --workdir='{workdir}' is not allowed: the workdir of sweep "
+        "'tiny': it holds sweep 'other' (its sweep.json), whose results.csv this sweep would "
+        "replace; use another --workdir\n")
+    assert (workdir / "results.csv").read_text() == "name,status\nother-d8-L1,completed\n"
+
+
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_a_sweep_workdir_under_a_file_is_one_line(tmp_path, capsys, dry_run):
     # A dry run listed the plan and exited 0; the same command without it was refused.
