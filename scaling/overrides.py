@@ -111,7 +111,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
     for item in overrides:
         dotted, sep, text = item.partition("=")
         if not sep:
-            raise ConfigError(f"{dotted}", None, "an override of the form --config.a.b=value")
+            error = ConfigError(dotted, None, "an override of the form --config.a.b=value")
+            error.args = (f"--config.{dotted} has no value: give it as --config.{dotted}=VALUE",)
+            raise error
         parts = dotted.split(".")
         node = config
         for part in parts[:-1]:
@@ -133,14 +135,16 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Separate `--config.a.b=v` / `--config.a.b v` overrides from the other arguments."""
+    """Separate `--config.a.b=v` / `--config.a.b v` overrides from the other arguments. The next
+    argument is not taken as a value when it is an option (`--dry-run`): the override is left
+    without one, which `apply_overrides` refuses."""
     rest, overrides = [], []
     index = 0
     while index < len(argv):
         arg = argv[index]
         if arg.startswith("--config."):
             body = arg[len("--config."):]
-            if "=" not in body and index + 1 < len(argv):
+            if "=" not in body and index + 1 < len(argv) and not argv[index + 1].startswith("--"):
                 body += "=" + argv[index + 1]
                 index += 1
             overrides.append(body)

@@ -95,6 +95,19 @@ def test_overrides_parse_to_field_types():
         apply_overrides(config, ["model.num_layers=two"])
 
 
+
+@pytest.mark.parametrize("arguments", [["--config.wandb.group", "--dry-run"],
+                                       ["--dry-run", "--config.data.seq_len"]])
+def test_an_override_without_a_value_never_takes_the_next_option(repo, tmp_path, arguments):
+    """`--config.wandb.group --dry-run` set the group to '--dry-run' and trained for real; a
+    trailing `--config.data.seq_len` was reported as `config.data.seq_len=None`."""
+    result, workdir = _train(repo, tmp_path, *arguments)
+    field = arguments[0] if arguments[0] != "--dry-run" else arguments[1]
+    assert _one_error_line(result) == (f"scaling-train: error: {field} has no value: give it as "
+                                       f"{field}=VALUE")
+    assert not workdir.exists()
+
+
 def test_config_errors_found_at_run_time_exit_2(repo, tmp_path):
     """Mesh vs device count is known only once devices are up: still exit 2 and one clear line."""
     result, _ = _train(repo, tmp_path, "--config.mesh.fsdp=3", "--config.mesh.data=1")
