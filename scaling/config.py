@@ -80,8 +80,10 @@ class ModelConfig:
     position: str = option("rope", POSITIONS, "position encoding")
     # Above 1 the rotation frequencies theta^(-2i/head_dim) fall across the head; a base that
     # underflows float32 (1e-50) made them infinite, and the run NaN at its first step.
+    # Above float32's largest number the base is infinite in the rotation tables: every
+    # frequency but the first is 0.
     rope_theta: float = number(10000.0, "RoPE base wavelength", minimum=1.0,
-                               exclusive_minimum=True)
+                               exclusive_minimum=True, maximum=3.4e38)
     attention: str = option("full", ATTENTIONS, "full attention, or a sliding window")
     window: int = integer(0, "sliding: keys each query sees (itself and window-1 before)")
     ffn: str = option("gelu", FFNS, "feed-forward activation")

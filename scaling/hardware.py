@@ -34,9 +34,10 @@ TPU_TYPES = {"v2": ("TPU v2", True), "v3": ("TPU v3", True), "v4": ("TPU v4", Tr
 # What a planning estimate assumes a well-configured accelerator run reaches (not a promise).
 PLANNING_MFU = 0.4
 # What a planning estimate on this machine adds for each training step and each held-out batch,
-# beyond its FLOPs: the Python loop, the dispatch, the batch. Fitted together with a FLOP rate to the wall time of
-# each of the demo sweep's 36 runs on a 2-core CPU, two at a time: 4 ms a step, and 31% of the
-# measured peak for the FLOPs, where the estimate plans 30%. Most of a small model's time.
+# beyond its FLOPs: the Python loop, the dispatch, the batch. Fitted together with a FLOP rate to
+# the wall time of each of the demo sweep's 36 runs on a 2-core CPU, two at a time: 4 ms a step,
+# and 31% of the measured peak for the FLOPs, where the estimate plans 30%. Most of a small
+# model's time.
 PLANNING_STEP_SECONDS = 0.004
 # Seconds a CPU's measured peak is trusted before it is measured again.
 PEAK_RECHECK_SECONDS = 3600.0

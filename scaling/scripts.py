@@ -1,6 +1,7 @@
 """The console scripts of `scaling-train`, `scaling-eval`, `scaling-sample` and
 `scaling-attention` (pyproject.toml): each runs its module's `main` with Ctrl-C handled from
-before that module's imports (`scaling.interrupts`). `python -m scaling.<module>` comes here too. Their logging is set up by `quiet_logging`.
+before that module's imports (`scaling.interrupts`). `python -m scaling.<module>` comes here
+too. Their logging is set up by `quiet_logging`.
 
 Imports nothing heavy: the module is imported under the handler.
 """

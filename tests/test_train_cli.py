@@ -52,7 +52,9 @@ def _train(repo, tmp_path, *overrides):
     ("--config.optim.b2=1.0", "optim.b2", "a number in [0, 1)"),
     # A base below 1 makes RoPE's frequencies rise across the head; one that underflows float32
     # made them infinite: a RuntimeWarning and "diverged at step 1" after compiling.
-    ("--config.model.rope_theta=1e-50", "model.rope_theta", "a finite number > 1"),
+    ("--config.model.rope_theta=1e-50", "model.rope_theta", "a finite number > 1 and <= 3.4e+38"),
+    # Infinite in float32: a RuntimeWarning, and every rotation frequency but the first 0.
+    ("--config.model.rope_theta=1e+300", "model.rope_theta", "a finite number > 1 and <= 3.4e+38"),
 ])
 @pytest.mark.filterwarnings("error")  # in this process a warning would not reach stderr
 def test_bad_config_fails_before_building(repo, tmp_path, monkeypatch, capsys, override, field,
