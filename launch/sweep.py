@@ -15,6 +15,11 @@ what is unfinished.
 
 from __future__ import annotations
 
+# `python -m launch.sweep` runs the console script, Ctrl-C handled before the imports below.
+if __name__ == "__main__":
+    from scaling import scripts
+    raise SystemExit(scripts.sweep())
+
 import concurrent.futures
 import contextlib
 import csv
@@ -34,7 +39,7 @@ from launch.plans import format_value
 from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
-from scaling import branches, files, hardware, status, tracking
+from scaling import branches, files, hardware, interrupts, status, tracking
 from scaling.config import differing_fields
 from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import load_config, split_argv
@@ -681,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(args, overrides)
     except KeyboardInterrupt:  # Ctrl-C while planning, before the sweep's own handler
-        print("scaling-sweep: interrupted before any run started", file=sys.stderr)
+        interrupts.report("scaling-sweep: interrupted before any run started")
         return status.EXIT_INTERRUPTED
 
 
@@ -825,6 +830,3 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
         return status.EXIT_PREEMPTED
     return status.EXIT_FAILED if errors or eval_failures else status.EXIT_COMPLETED
 
-
-if __name__ == "__main__":
-    sys.exit(main())

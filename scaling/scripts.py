@@ -1,4 +1,4 @@
-"""The console scripts of `scaling-train`, `scaling-eval`, `scaling-sample` and
+"""The console scripts of `scaling-train`, `scaling-sweep`, `scaling-eval`, `scaling-sample` and
 `scaling-attention` (pyproject.toml): each runs its module's `main` with Ctrl-C handled from
 before that module's imports (`scaling.interrupts`). `python -m scaling.<module>` comes here
 too. Their logging is set up by `quiet_logging`.
@@ -16,6 +16,13 @@ from scaling import interrupts
 def train() -> int:
     return interrupts.run("scaling-train", "scaling.train",
                           "scaling-train: interrupted before training started; rerun to start")
+
+
+def sweep() -> int:
+    # Planning imports JAX and reads the data; once runs start, the sweep's own handler passes a
+    # Ctrl-C on to them (launch.sweep).
+    return interrupts.run("scaling-sweep", "launch.sweep",
+                          "scaling-sweep: interrupted before any run started")
 
 
 def evaluate() -> int:

@@ -110,8 +110,26 @@ def test_each_console_script_reports_its_own_program_name():
                           (attention_maps, scripts.attention)):
         assert module.PROGRAM in entry.__code__.co_consts, (module.PROGRAM, entry)
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    for program in ("scaling-train", "scaling-eval", "scaling-sample", "scaling-attention"):
+    for program in ("scaling-train", "scaling-sweep", "scaling-eval", "scaling-sample",
+                    "scaling-attention"):
         assert scripts[program].startswith("scaling.scripts:"), program
+
+
+
+@pytest.mark.parametrize("moment", [0.1, ("jaxlib", 0.0), ("jaxlib", 0.5)], ids=str)
+@pytest.mark.parametrize("how", ["console", "python -m"])
+def test_ctrl_c_while_a_sweep_plans_is_one_line_and_exit_130(moment, how, tmp_path):
+    """While `scaling-sweep` imported JAX and planned, a Ctrl-C was swallowed by JAX's gc
+    callback (the sweep went on to train), or came out as a traceback."""
+    command = (console_script("scaling-sweep") if how == "console"
+               else [sys.executable, "-m", "launch.sweep"])
+    result = interrupted(command + ["--config", "configs/sweeps/demo.py", "--workdir",
+                                    str(tmp_path / "sweep"), "--dry-run"], moment)
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, \
+        result.stderr[-3000:]
+    assert result.returncode == 130, (result.returncode, result.stderr[-3000:])
+    assert result.stderr.splitlines()[-1:] == ["scaling-sweep: interrupted before any run started"]
+    assert result.stderr.count("interrupted") == 1, result.stderr[-3000:]
 
 
 SWALLOWING = {
