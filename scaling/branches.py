@@ -22,7 +22,7 @@ from typing import Any
 
 from scaling.checkpoint import Checkpointer
 from scaling.config import ModelConfig
-from scaling.errors import IncompatibleCheckpoint
+from scaling.errors import ConfigError, IncompatibleCheckpoint
 
 STABLE_FOLDER = "stable"
 # The `optim` fields that shape only the cooldown: a branch may set its own (its learning rate
@@ -47,6 +47,17 @@ class StableStates:
 
     def close(self) -> None:
         self._checkpointer.close()
+
+
+def check_parent(config) -> None:
+    """ConfigError when a branch's `train.init_from` holds no stable-phase states: checked by
+    `scaling-train` (its dry run too) before anything is built. A sweep plans its branches before
+    their parents have trained, and checks each when it starts it."""
+    parent = config.train.init_from
+    if parent and not (pathlib.Path(parent) / STABLE_FOLDER).is_dir():
+        raise ConfigError("train.init_from", parent,
+                          f"the workdir of a parent run that saved stable-phase states "
+                          f"({STABLE_FOLDER}/): train it with train.branch_steps first")
 
 
 def restore_parent(config, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict]:

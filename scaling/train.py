@@ -26,7 +26,7 @@ import sys
 
 import jax
 
-from scaling import budget, distributed, files, interrupts, memory, scripts, status
+from scaling import branches, budget, distributed, files, interrupts, memory, scripts, status
 from scaling.config import differing_fields, validate
 from scaling.data import sources
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config = load_and_validate(args.config, overrides)
+        branches.check_parent(config)
     except ConfigError as error:
         print(f"scaling-train: error: {error}", file=sys.stderr)
         return status.EXIT_BAD_CONFIG

@@ -157,6 +157,24 @@ def test_branch_of_a_parent_without_that_state_is_refused(parent, tmp_path):
     assert "no stable state at step 24" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_branch_of_a_parent_that_never_trained_is_one_line(tmp_path, dry_run):
+    # The dry run passed; the real run's one line was followed by a traceback of Orbax's
+    # background thread at exit.
+    result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                             str(tmp_path / "b"), "--config.train.steps=30",
+                             f"--config.train.init_from={tmp_path / 'none'}",
+                             "--config.train.init_step=24", *(["--dry-run"] if dry_run else [])],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr == (f"scaling-train: error: config.train.init_from="
+                             f"'{tmp_path / 'none'}' is not allowed: the workdir of a parent run "
+                             "that saved stable-phase states (stable/): train it with "
+                             "train.branch_steps first\n")
+    assert not (tmp_path / "b").exists()
+
+
 def test_branch_of_a_parent_under_another_learning_rate_is_refused(parent, tmp_path):
     # Its stable phase would not be the parent's: the branch would be neither run.
     result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
