@@ -51,6 +51,13 @@ OBJECTIVES = objectives.OBJECTIVES
 MESH_AXIS_SIZE = "an integer >= 1, or -1 for the rest of the devices"
 
 
+# Far beyond any model this trains, and small enough that sizing one (its parameter count, memory
+# estimate and position tables, computed before anything is built) stays instant: a width or
+# length of 1e30 hung the dry run or ended in a traceback.
+LARGEST_WIDTH = 2**17
+LONGEST_SEQUENCE = 2**20
+
+
 def default_d_ff(d_model: int, ffn: str) -> int:
     """4·d_model for ReLU/GELU; for SwiGLU the parameter-matched 8/3·d_model rounded up to 8."""
     if ffn == "swiglu":
@@ -66,17 +73,22 @@ class ModelConfig:
     layout: str = option("decoder", LAYOUTS, "decoder-only, encoder-only or encoder–decoder")
     num_layers: int = integer(2, "blocks (the decoder's, for encoder_decoder)", minimum=1)
     num_encoder_layers: int = integer(0, "encoder_decoder: encoder blocks; 0 means num_layers")
-    d_model: int = integer(128, "model width", minimum=1)
+    d_model: int = integer(128, "model width", minimum=1, maximum=LARGEST_WIDTH,
+                           allowed=f"an integer from 1 to {LARGEST_WIDTH:,}")
     num_heads: int = integer(4, "query heads", minimum=1)
     num_kv_heads: int = integer(0, "key/value heads: 0 means num_heads (multi-head), 1 is "
                                    "multi-query, between is grouped-query")
-    head_dim: int = integer(0, "size of each head; 0 means d_model // num_heads")
+    head_dim: int = integer(0, "size of each head; 0 means d_model // num_heads",
+                            maximum=LARGEST_WIDTH,
+                            allowed=f"an integer from 0 to {LARGEST_WIDTH:,}")
     d_ff: int = integer(0, "feed-forward width; 0 means 4·d_model (gelu/relu) or 8/3·d_model "
-                           "rounded to 8 (swiglu)")
+                           "rounded to 8 (swiglu)", maximum=8 * LARGEST_WIDTH,
+                        allowed=f"an integer from 0 to {8 * LARGEST_WIDTH:,}")
     vocab_size: int = integer(0, "the tokenizer's vocabulary (0: ask the tokenizer); objectives "
                                  "other than causal_lm add their special tokens after it")
     max_seq_len: int = integer(0, "rows of learned/sinusoidal position tables; 0 means "
-                                  "data.seq_len")
+                                  "data.seq_len", maximum=LONGEST_SEQUENCE,
+                               allowed=f"an integer from 0 to {LONGEST_SEQUENCE:,}")
     position: str = option("rope", POSITIONS, "position encoding")
     # Above 1 the rotation frequencies theta^(-2i/head_dim) fall across the head; a base that
     # underflows float32 (1e-50) made them infinite, and the run NaN at its first step.
@@ -136,14 +148,18 @@ class DataConfig:
     tokenizer: str = option("byte", TOKENIZERS, "bytes, or SentencePiece")
     vocab_size: int = integer(0, "sentencepiece: the vocabulary to train")
     spm_model: str = text("", "sentencepiece: an existing model file instead of training one")
-    seq_len: int = integer(128, "tokens per training sequence", minimum=1)
+    seq_len: int = integer(128, "tokens per training sequence", minimum=1,
+                           maximum=LONGEST_SEQUENCE,
+                           allowed=f"an integer from 1 to {LONGEST_SEQUENCE:,}")
     document_mask: bool = flag(False, "attention stays within each packed document")
     cache_dir: str = text("", "token caches; '' means $SCALING_CACHE or ~/.cache/scaling")
     tfds_data_dir: str = text("", "TFDS data folder; '' means <cache root>/tfds")
     prefetch: int = integer(2, "batches prepared ahead of the step")
     source_feature: str = text("", "seq2seq from TFDS: the pairs' source feature (e.g. 'de')")
     target_feature: str = text("", "seq2seq from TFDS: the pairs' target feature (e.g. 'en')")
-    target_len: int = integer(0, "seq2seq: target tokens per pair; 0 means data.seq_len")
+    target_len: int = integer(0, "seq2seq: target tokens per pair; 0 means data.seq_len",
+                              maximum=LONGEST_SEQUENCE,
+                              allowed=f"an integer from 0 to {LONGEST_SEQUENCE:,}")
 
 
 @dataclasses.dataclass(frozen=True)
