@@ -17,7 +17,7 @@ import json
 import logging
 import pathlib
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -28,7 +28,7 @@ from scaling import data as data_lib
 from scaling.checkpoint import Checkpointer
 from scaling.data import objectives
 from scaling.config import differing_fields, model_config
-from scaling.errors import IncompatibleCheckpoint
+from scaling.errors import ConfigError, IncompatibleCheckpoint
 from scaling.step import build_program
 
 log = logging.getLogger("scaling.train")
@@ -154,6 +154,7 @@ class Trainer:
         self.shapes = self.loader.objective.shapes
         self.tokens_per_step = config.train.batch_size * self.shapes.corpus
         try:
+            self._check_eval_memory()
             mesh = parallel.make_mesh(config.mesh)
             mesh_shape = tuple(mesh.shape[name] for name in parallel.MESH_AXES)
             # Before anything compiles: a run far larger than the device is one line, not an
@@ -237,8 +238,29 @@ class Trainer:
                     "run's settings")
 
     def _eval_batches(self, count: int) -> list:
+        """The periodic evaluations' batches, made once and held for each of them."""
         return [parallel.global_batch(batch, self.program.batch_sharding)
                 for batch in self.loader.eval_batches(count)]
+
+    def _final_eval_batches(self, count: int) -> Iterator:
+        """The final evaluation's batches, read once: each made as it is scored, none held (the
+        whole held-out split can be many)."""
+        return (parallel.global_batch(batch, self.program.batch_sharding)
+                for batch in self.loader.iter_eval_batches(count))
+
+    def _check_eval_memory(self) -> None:
+        """ConfigError, before anything is built, when the periodic evaluations' batches, held for
+        the whole run on the host (and their copies on the devices), would not fit in half the
+        memory the host has free."""
+        count = self.loader.eval_batch_count(self.config.train.eval_batches)
+        one = sum(array.nbytes for array in next(self.loader.iter_eval_batches(1)).values())
+        free = hardware.host_available_bytes()
+        if 2 * count * one > free / 2:
+            raise ConfigError("train.eval_batches", self.config.train.eval_batches,
+                              f"at most {int(free / 4 / one):,} here: each evaluation's batches "
+                              f"are held for the whole run ({2 * count * one / 2**30:,.1f} GiB "
+                              f"with their copies on the devices; {free / 2**30:.1f} GiB of "
+                              "memory is free)")
 
     def _open_logs(self) -> None:
         config, model = self.config, self.model
@@ -317,9 +339,9 @@ class Trainer:
         final evaluation, each model scored over the corpus vocabulary (a decoder's whole
         vocabulary; an encoder–decoder's without its sentinels and other special tokens), and its
         standard error."""
-        batches = [parallel.global_batch(batch, self.program.batch_sharding)
+        batches = (parallel.global_batch(batch, self.program.batch_sharding)
                    for batch in self.loader.continuation_batches(
-                       num_batches, self.config.train.continuation_tokens)]
+                       num_batches, self.config.train.continuation_tokens))
         loss, stderr = self.evaluate(batches, self.program.continuation_step)
         return {"continuation_loss": loss, "continuation_stderr": stderr}
 
@@ -421,13 +443,14 @@ class Trainer:
         continuation = {}
         eval_start = time.perf_counter()
         if eval_now:
-            batches = self.eval_batches
+            batches, count = self.eval_batches, len(self.eval_batches)
             if self.count == self.total_steps and self.config.train.final_eval_batches:
-                batches = self._eval_batches(self.config.train.final_eval_batches)
+                count = self.loader.eval_batch_count(self.config.train.final_eval_batches)
+                batches = self._final_eval_batches(count)
             eval_loss, eval_stderr = self.evaluate(batches)
-            eval_tokens = len(batches) * self.tokens_per_step
+            eval_tokens = count * self.tokens_per_step
             if self.count == self.total_steps and self.config.train.continuation_tokens:
-                continuation = self._continuation_loss(len(batches))
+                continuation = self._continuation_loss(count)
         tokens = self.count * self.tokens_per_step
         record = {
             "step": self.count, "tokens": tokens, **self.flops_for(tokens),

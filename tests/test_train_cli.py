@@ -144,6 +144,18 @@ def test_a_run_many_times_the_devices_memory_is_one_line_before_compiling(repo, 
         "GiB: training here would be refused")
 
 
+
+def test_more_eval_batches_than_memory_holds_is_one_line_before_compiling(repo, tmp_path):
+    # Every periodic evaluation's batches are made once and held: 1e9 of them filled memory
+    # until the kernel killed the run (exit 137, no message).
+    result, workdir = _train(repo, tmp_path, "--config.train.eval_batches=1000000000")
+    line = _one_error_line(result)
+    assert line.startswith("scaling-train: error: config.train.eval_batches=1000000000 is not "
+                           "allowed: at most ")
+    assert "each evaluation's batches are held for the whole run" in line
+    assert not workdir.exists()
+
+
 def test_a_dry_run_checks_the_mesh_and_the_workdir_in_one_line(repo, tmp_path):
     result, workdir = _train(repo, tmp_path, "--config.mesh.data=3", "--dry-run")
     assert "data × fsdp × tensor = 3 must equal the device count 1" in _one_error_line(result)

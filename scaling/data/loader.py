@@ -132,11 +132,11 @@ class Loader:
             yield self.objective.apply(packed,
                                        self.objective.row_keys(rows, self.seed, held_out=True))
 
-    def continuation_batches(self, num_batches: int, k: int) -> list[dict[str, np.ndarray]]:
+    def continuation_batches(self, num_batches: int, k: int) -> Iterator[dict[str, np.ndarray]]:
         """The windows of `eval_batches(num_batches)` as the task "their last `k` tokens given
-        the rest" (`objectives.Objective.continuation`)."""
-        return [self.objective.continuation(packed, k)
-                for packed, _ in self._held_out_windows(num_batches)]
+        the rest" (`objectives.Objective.continuation`), made one at a time."""
+        for packed, _ in self._held_out_windows(num_batches):
+            yield self.objective.continuation(packed, k)
 
     def _held_out_windows(self, num_batches: int):
         """(packed batch, global row indices) of this host's held-out windows, batch by batch."""
