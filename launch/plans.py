@@ -355,11 +355,29 @@ class Planner:
                                                      config.train.flop_convention),
                      f"-s{replicate}" if replicate else "")
 
+    def _check_plan_fields(self, size: _Size, name: str, plan_fields: dict) -> None:
+        """ConfigError for a field the sweep's `overrides` or `size_overrides` set that the plan
+        sets otherwise for this run (its length, schedule, branch points): the plan's value
+        would replace it without a word. The learning-rate rule's fields (`hparams`) are left
+        out: it derives them from the config's own, as documented."""
+        owned = {"train.steps", "train.tokens", "optim.schedule", "train.branch_steps",
+                 "train.init_step", "train.init_from"}
+        for where, fields in ((f"size_overrides.{size.name}",
+                               self.sweep.size_overrides.get(size.name, {})),
+                              ("overrides", self.sweep.overrides)):
+            for key, value in flatten(fields).items():
+                if key in owned and key in plan_fields and plan_fields[key] != value:
+                    raise ConfigError(f"{where}.{key}", value,
+                                      f"a field the plan sets (plan={self.sweep.plan!r} sets "
+                                      f"{key}={plan_fields[key]!r} for run {name}); set the "
+                                      "plan's own fields instead")
+
     def run(self, size: _Size, name: str, plan_fields: dict, parent: str = "") -> PlannedRun:
         """The run of `size` with the plan's fields, its counts from the final config; `name` is
         the plan's, which gets the size's replicate suffix (`parent` is a planned run's name and
         has it already)."""
         name += size.suffix
+        self._check_plan_fields(size, name, plan_fields)
         tags = [tag for tag in size.config.wandb.tags.split(",") if tag]
         tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}",
                  f"family:{self.sweep.family}", f"size:{size.name}"]

@@ -207,6 +207,27 @@ def test_an_override_every_size_replaces_is_refused(repo, tmp_path, capsys, over
     assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
 
 
+
+@pytest.mark.parametrize("override, message", [
+    # Each was replaced by the plan's value without a word, and the sweep exited 0.
+    ("--config.overrides.train.steps=5", "config.overrides.train.steps=5 is not allowed: a field "
+     "the plan sets (plan='ladder' sets train.steps=7812 for run demo-d8-L2-D8e6)"),
+    ("--config.overrides.optim.schedule=cosine", "config.overrides.optim.schedule='cosine' is not "
+     "allowed: a field the plan sets (plan='ladder' sets optim.schedule='wsd' for run "
+     "demo-d8-L2-D8e6)"),
+    ("--config.size_overrides.d16-L2.train.steps=100", "config.size_overrides.d16-L2.train.steps="
+     "100 is not allowed: a field the plan sets (plan='ladder' sets train.steps=7812 for run "
+     "demo-d16-L2-D8e6)"),
+])
+def test_an_override_of_a_field_the_plan_sets_is_refused(repo, tmp_path, capsys, override,
+                                                         message):
+    code = sweep_module.main(["--config", str(repo / "configs" / "sweeps" / "demo.py"),
+                              "--workdir", str(tmp_path / "w"), "--dry-run", override])
+    error = capsys.readouterr().err
+    assert code == 2 and error == (f"scaling-sweep: error: {message}; set the plan's own fields "
+                                   "instead\n"), error
+
+
 def test_an_override_a_size_keeps_applies_to_that_size(tmp_path):
     _, runs = _plan(tmp_path, plan="steps", overrides={**MODEL_CHANGING["overrides"],
                                                        "optim": {"lr": 0.002}},
