@@ -237,7 +237,8 @@ def test_relative_data_files_name_the_files_they_reach(trained_run, tmp_path, ca
     (["--config.model.d_model=64"], "only --config.data.* fields"),
     (["--config.data.eval_split=nosplit"], "data.eval_split='nosplit' is not allowed"),
     # Each data field's own rule, as scaling-train applies it (these were accepted, and scored).
-    (["--config.data.target_len=-5"], "config.data.target_len=-5 is not allowed: an integer >= 0"),
+    (["--config.data.target_len=-5"],
+     "config.data.target_len=-5 is not allowed: an integer from 0 to 1,048,576"),
     (["--config.data.prefetch=-1", "--batches", "1"],
      "config.data.prefetch=-1 is not allowed: an integer >= 0"),
     # Slices TFDS cannot parse, or that select nothing (tracebacks from TFDS or the data source).
