@@ -829,4 +829,3 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
     if scheduler.preempted or CHILDREN.terminating:
         return status.EXIT_PREEMPTED
     return status.EXIT_FAILED if errors or eval_failures else status.EXIT_COMPLETED
-
