@@ -291,6 +291,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_vocab(config)
     _check_positions(config)
     _check_mesh(config.mesh)
+    _check_distributed(config.distributed)
+
+
+def _check_distributed(d: ml_collections.ConfigDict) -> None:
+    """The process count and index go with an explicit coordinator; without one JAX finds them
+    itself (TPU VMs, SLURM) or there is one process, and they would be ignored."""
+    if not d.coordinator_address:
+        for name, unset in (("num_processes", 0), ("process_id", -1)):
+            if d[name] != unset:
+                raise ConfigError(f"distributed.{name}", d[name],
+                                  f"{unset} without distributed.coordinator_address (it is read "
+                                  "only with an explicit coordinator)")
+    elif d.num_processes and d.process_id >= d.num_processes:
+        raise ConfigError("distributed.process_id", d.process_id,
+                          f"less than distributed.num_processes={d.num_processes}")
 
 
 def _check_model(m: ml_collections.ConfigDict) -> None:

@@ -56,6 +56,9 @@ def _train(repo, tmp_path, *overrides):
     # Sizing the run (parameters, memory, position tables) hung the dry run, or was a traceback.
     ("--config.data.seq_len=2097152", "data.seq_len", "an integer from 1 to 1,048,576"),
     ("--config.model.d_model=4294967296", "model.d_model", "an integer from 1 to 131,072"),
+    # Ignored without a coordinator: the run trained as one process.
+    ("--config.distributed.num_processes=2", "distributed.num_processes",
+     "0 without distributed.coordinator_address"),
     # Infinite in float32: a RuntimeWarning, and every rotation frequency but the first 0.
     ("--config.model.rope_theta=1e+300", "model.rope_theta", "a finite number > 1 and <= 3.4e+38"),
 ])
