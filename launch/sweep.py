@@ -722,7 +722,7 @@ def _main(args, overrides: list[str]) -> int:
         return status.EXIT_BAD_CONFIG
     if args.dry_run:
         try:
-            files.check_workdir(pathlib.Path(args.workdir), create=False)
+            files.check_workdir(args.workdir, create=False)
             pace = estimated_pace(args.accelerator)
         except ConfigError as error:
             print(f"scaling-sweep: error: {error}", file=sys.stderr)
@@ -743,7 +743,7 @@ def _main(args, overrides: list[str]) -> int:
         return status.EXIT_COMPLETED
 
     try:
-        workdir = files.check_workdir(pathlib.Path(args.workdir))
+        workdir = files.check_workdir(args.workdir)
         # One sweep per workdir. On a multi-host slice every host runs the sweep: the first holds it.
         lock = (files.workdir_lock(workdir, "scaling-sweep") if is_leader_host()
                 else contextlib.nullcontext())

@@ -214,7 +214,9 @@ def check_writable_folder(folder: pathlib.Path) -> None:
 def check_workdir(workdir: pathlib.Path, option: str = "--workdir", *,
                   create: bool = True) -> pathlib.Path:
     """`workdir` created if missing (unless not `create`: a dry run writes nothing); ConfigError
-    (one line) when it is a file, cannot be made, or is a folder this user cannot write in."""
+    (one line) when it is empty, a file, cannot be made, or a folder this user cannot write in."""
+    if not str(workdir).strip():  # pathlib reads "" as the current folder
+        raise ConfigError(option, str(workdir), "a directory path (this one is empty)")
     workdir = pathlib.Path(workdir)
     try:
         if workdir.exists() and not workdir.is_dir():

@@ -85,6 +85,11 @@ def test_a_workdir_that_is_a_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"^--workdir='.*file' is not allowed: a directory"):
         files.check_workdir(path)
     assert files.check_workdir(tmp_path / "new" / "dir").is_dir()
+    # "" is the current folder to pathlib: a run or sweep wrote its files wherever it started.
+    for empty in ("", " "):
+        with pytest.raises(ConfigError, match=r"^--workdir='\s*' is not allowed: a directory "
+                                              r"path \(this one is empty\)$"):
+            files.check_workdir(empty, create=False)
 
 
 
