@@ -511,7 +511,13 @@ def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRu
                           f"size at least min_steps={sweep.min_steps} steps")
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
-        raise ConfigError("name", sweep.name, "run names that are unique (two runs collide)")
+        twice = next(name for name in names if names.count(name) > 1)
+        # Budgets are named to two significant digits: two close ones share a name.
+        field = {"ladder": ladder_field(sweep), "isoflop": "isoflop_budgets"}.get(sweep.plan)
+        raise ConfigError(field or "name", sweep[field] if field else sweep.name,
+                          f"run names that are unique (two runs are named {twice}"
+                          + ("; the names give budgets to two significant digits: make them "
+                             "differ there)" if field else ")"))
     return runs
 
 

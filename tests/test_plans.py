@@ -173,6 +173,10 @@ def test_a_sweep_name_that_cannot_start_a_run_folder_is_one_line(tmp_path, capsy
     (dict(plan="ladder", ladder_tokens=(256 * 64, 256 * 16, 256 * 64)),
      "config.ladder_tokens=(16384, 4096, 16384) is not allowed: distinct budgets (two of them "
      "train size d64-L2 for the same 64 steps)"),
+    # Two budgets named alike (to two significant digits) were blamed on the sweep's name.
+    (dict(plan="ladder", ladder_tokens=(256 * 62, 256 * 64)),
+     "config.ladder_tokens=(15872, 16384) is not allowed: run names that are unique (two runs are "
+     "named "),
     # One absolute budget was reported as an empty ladder_tokens_per_param.
     (dict(plan="ladder", ladder_tokens=(256 * 64,)),
      "config.ladder_tokens=(16384,) is not allowed: set with plan='ladder' (two or more budgets)"),
