@@ -21,16 +21,24 @@
   of compiled again. The `scaling-train` subprocesses the tests start keep deciding for themselves
   (the tests of `train.compilation_cache=false` rely on it), so it is set through `jax.config` in
   this process and through `run_python`'s environment only.
+- Ctrl-C is Python's default in every worker, and so in what they start: a suite started in the
+  background by a shell without job control (`(make test &)` in a script) inherits SIGINT
+  ignored, which every process it starts inherits too, and each Ctrl-C test would then test
+  nothing but that.
 """
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+# A handled signal is reset to the default in a process started from here; an ignored one would
+# stay ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("PJRT_NPROC", "16")
