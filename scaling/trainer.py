@@ -237,16 +237,13 @@ class Trainer:
                     f"{what} with {kind} ({'; '.join(differing)}); use a new --workdir or the "
                     "run's settings")
 
+    def _on_mesh(self, batches) -> Iterator:
+        """`batches` (this host's parts) as global arrays on the run's mesh, one at a time."""
+        return (parallel.global_batch(batch, self.program.batch_sharding) for batch in batches)
+
     def _eval_batches(self, count: int) -> list:
         """The periodic evaluations' batches, made once and held for each of them."""
-        return [parallel.global_batch(batch, self.program.batch_sharding)
-                for batch in self.loader.eval_batches(count)]
-
-    def _final_eval_batches(self, count: int) -> Iterator:
-        """The final evaluation's batches, read once: each made as it is scored, none held (the
-        whole held-out split can be many)."""
-        return (parallel.global_batch(batch, self.program.batch_sharding)
-                for batch in self.loader.iter_eval_batches(count))
+        return list(self._on_mesh(self.loader.eval_batches(count)))
 
     def _check_eval_memory(self) -> None:
         """ConfigError, before anything is built, when the periodic evaluations' batches, held for
@@ -339,9 +336,8 @@ class Trainer:
         final evaluation, each model scored over the corpus vocabulary (a decoder's whole
         vocabulary; an encoder–decoder's without its sentinels and other special tokens), and its
         standard error."""
-        batches = (parallel.global_batch(batch, self.program.batch_sharding)
-                   for batch in self.loader.continuation_batches(
-                       num_batches, self.config.train.continuation_tokens))
+        batches = self._on_mesh(self.loader.continuation_batches(
+            num_batches, self.config.train.continuation_tokens))
         loss, stderr = self.evaluate(batches, self.program.continuation_step)
         return {"continuation_loss": loss, "continuation_stderr": stderr}
 
@@ -446,7 +442,8 @@ class Trainer:
             batches, count = self.eval_batches, len(self.eval_batches)
             if self.count == self.total_steps and self.config.train.final_eval_batches:
                 count = self.loader.eval_batch_count(self.config.train.final_eval_batches)
-                batches = self._final_eval_batches(count)
+                # Read once, each made as it is scored: the whole held-out split can be many.
+                batches = self._on_mesh(self.loader.iter_eval_batches(count))
             eval_loss, eval_stderr = self.evaluate(batches)
             eval_tokens = count * self.tokens_per_step
             if self.count == self.total_steps and self.config.train.continuation_tokens:

@@ -18,6 +18,7 @@ PAD), `inputs` (BOS + targets[:-1]) and `loss_mask` (1 where the target is not P
 from __future__ import annotations
 
 import pathlib
+from typing import Iterator
 
 import numpy as np
 
@@ -140,17 +141,9 @@ class PairLoader(Loader):
                                              ordering.derive_key(self.seed, int(epoch), 3))
         return pair_batch(self._train, indices, self.objective.special)
 
-    def eval_batches(self, num_batches: int) -> list[dict[str, np.ndarray]]:
-        """`num_batches` batches of held-out pairs (-1: `eval_batch_count`), in order (repeating
-        if there are fewer)."""
-        num_batches = self.eval_batch_count(num_batches)
-        if num_batches not in self._eval_batches:
-            self._eval_batches[num_batches] = list(self.iter_eval_batches(num_batches))
-        return self._eval_batches[num_batches]
-
     def iter_eval_batches(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
-        """The batches of `eval_batches(num_batches)`, made one at a time as they are read and
-        not kept: for reading a split once (`scaling-eval --batches N`)."""
+        """`num_batches` batches of held-out pairs (-1: `eval_batch_count`), in order (repeating
+        if there are fewer), made one at a time (`Loader.eval_batches` keeps them)."""
         for index in range(self.eval_batch_count(num_batches)):
             rows = index * self.batch_size + np.arange(self.rows.start, self.rows.stop)
             yield pair_batch(self._eval, rows % self.eval_windows, self.objective.special)
