@@ -173,13 +173,14 @@ def train_command(run: plans.PlannedRun, base_config: str, workdir: pathlib.Path
 
 
 class _Children:
-    """The running training processes, so a stop reaches every one of them.
+    """The running training processes, so a stop reaches every one of them, once.
 
-    A SIGTERM to the sweep is passed on: each run saves a checkpoint and exits 75, the sweep exits
-    75 (rerun to resume). Ctrl-C (SIGINT): the first makes each run save and exit 130, a second
-    makes them exit at once; the sweep starts nothing more and exits 130. A Ctrl-C at the terminal
-    reaches the runs by itself (they share the sweep's process group); a SIGINT sent to the sweep
-    alone is passed on, once per signal."""
+    Each run is started in a process group of its own, so a signal sent to the sweep's group (a
+    Ctrl-C at the terminal, `kill -INT -- -PGID`, `timeout`) reaches the runs only through the
+    sweep, which passes it on once; a run dies with the sweep (`interrupts.die_with_sweep`). A SIGTERM to the sweep (or a SIGHUP: the terminal that started
+    it closed) makes each run save a checkpoint and exit 75, and the sweep exits 75 (rerun to
+    resume). Ctrl-C (SIGINT): the first makes each run save and exit 130, a second makes them exit
+    at once; the sweep starts nothing more and exits 130."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -191,8 +192,12 @@ class _Children:
         with self._lock:
             if self.terminating:
                 return None
-            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                       env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            # Its own process group, and no terminal input (which would stop it, as a background
+            # group, were it ever read).
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                       stderr=subprocess.STDOUT, process_group=0,
+                                       env=dict(os.environ, PYTHONUNBUFFERED="1",
+                                                **{interrupts.SWEEP_PID: str(os.getpid())}))
             self._processes.add(process)
             return process
 
@@ -200,12 +205,12 @@ class _Children:
         with self._lock:
             self._processes.discard(process)
 
-    def _stop_all(self, signum: int, stop_status: str, forward: bool = True) -> None:
+    def _stop_all(self, signum: int, stop_status: str) -> None:
         with self._lock:
             self.terminating = True
             if self.stop_status != status.INTERRUPTED:
                 self.stop_status = stop_status
-            for process in self._processes if forward else ():
+            for process in self._processes:
                 process.send_signal(signum)
 
     def terminate_all(self, signum=None, frame=None) -> None:
@@ -218,23 +223,15 @@ class _Children:
         print("scaling-sweep: interrupted again: the runs exit at once" if again else
               "scaling-sweep: interrupt: each running run saves at its next step and stops; "
               "starting no more (Ctrl-C again to stop them at once)", file=sys.stderr, flush=True)
-        # Passed on unless the terminal sent it to the whole group: a run must see each once.
-        self._stop_all(signal.SIGINT, status.INTERRUPTED, forward=not in_terminal_foreground())
+        self._stop_all(signal.SIGINT, status.INTERRUPTED)
 
-
-def in_terminal_foreground() -> bool:
-    """True when this process belongs to the foreground process group of its controlling
-    terminal, so that a Ctrl-C there also reached every process it started."""
-    try:
-        terminal = os.open("/dev/tty", os.O_RDONLY)
-    except OSError:
-        return False  # no controlling terminal
-    try:
-        return os.tcgetpgrp(terminal) == os.getpgrp()
-    except OSError:
-        return False
-    finally:
-        os.close(terminal)
+    def install(self) -> None:
+        """Handle SIGTERM, SIGINT and SIGHUP as the class says; a SIGHUP that is ignored (`nohup`)
+        stays ignored."""
+        signal.signal(signal.SIGTERM, self.terminate_all)
+        signal.signal(signal.SIGINT, self.interrupt_all)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            signal.signal(signal.SIGHUP, self.terminate_all)
 
 
 CHILDREN = _Children()
@@ -815,8 +812,7 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
           f"{len(todo)} to train, {sweep.processes} at a time; logs in "
           f"{run_directory(workdir, '<name>')}/{log_name('train')}", flush=True)
     gather(workdir, runs, errors)
-    signal.signal(signal.SIGTERM, CHILDREN.terminate_all)
-    signal.signal(signal.SIGINT, CHILDREN.interrupt_all)
+    CHILDREN.install()
     scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes, status_every)
     scheduler.run()
     stopped = scheduler.preempted or scheduler.interrupted or CHILDREN.terminating

@@ -20,6 +20,7 @@ This module imports nothing beyond the standard library, so that it is in place 
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib
 import os
@@ -27,6 +28,8 @@ import signal
 import sys
 
 EXIT_INTERRUPTED = 130  # as scaling.status.EXIT_INTERRUPTED: 128 + SIGINT
+SWEEP_PID = "SCALING_SWEEP_PID"  # set by scaling-sweep for each run it starts: the sweep's pid
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class _State:
@@ -139,9 +142,29 @@ def exit_now(line: str | None = None) -> None:
     os._exit(EXIT_INTERRUPTED)
 
 
+def die_with_sweep() -> None:
+    """A run that `scaling-sweep` started (`SWEEP_PID` set) asks Linux to SIGKILL it when the
+    sweep dies. Each run sits in a process group of its own, so that a signal sent to the
+    sweep's group reaches it once, through the sweep; without this, a `kill -9` of that group, or
+    the OOM killer's of the sweep, would leave the runs training on unwatched, as orphans, where
+    they used to die with it. The variable is removed, so that what the run starts is not
+    tied to the sweep."""
+    sweep_pid = os.environ.pop(SWEEP_PID, "")
+    if not sweep_pid:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: no such link
+        return
+    if os.getppid() != int(sweep_pid):  # the sweep died before the link was made
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def run(program: str, module: str, line: str | None = None) -> int:
     """`module.main()` as the console command `program`, Ctrl-C handled from before the module
     is imported; returns main's exit code, or does not return after an interrupt."""
+    die_with_sweep()
     install(line or f"{program}: interrupted")
     try:
         code = importlib.import_module(module).main()

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -242,6 +243,70 @@ def test_a_sweep_whose_terminal_is_gone_trains_on_and_logs_to_its_workdir(repo, 
     assert {row["status"] for row in _rows(workdir).values()} == {"completed"}
     log = (workdir / "sweep.log").read_text()
     assert log.startswith(first) and "[4/4] " in log and f"results: {workdir / 'results.csv'}" in log
+
+
+# A run that writes its process group, then each signal it receives, a second after the first.
+_COUNTING_RUN = """
+import os, signal, sys, time
+seen = []
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, lambda signum, frame: seen.append(signal.Signals(signum).name))
+print("group", os.getpgrp(), flush=True)
+while not seen:
+    time.sleep(0.05)
+time.sleep(1.0)
+print("received", ",".join(seen), flush=True)
+"""
+
+# A sweep's handlers and one run started as the sweep starts its runs.
+_SWEEP_WITH_ONE_RUN = """
+import sys
+from launch import sweep
+sweep.CHILDREN.install()
+with open(sys.argv[1], "ab") as log:
+    sweep.CHILDREN.start([sys.executable, "-c", sys.argv[2]], log).wait()
+"""
+
+
+@pytest.mark.parametrize("sent, received", [("SIGINT", "SIGINT"), ("SIGTERM", "SIGTERM"),
+                                            ("SIGHUP", "SIGTERM")])
+def test_a_signal_to_the_sweeps_process_group_reaches_each_run_once(repo, tmp_path, sent,
+                                                                     received):
+    # A Ctrl-C at the terminal, `kill -INT -- -PGID` and `timeout -s INT` signal the whole group.
+    # The runs shared the sweep's group, and without a terminal the sweep also passed the SIGINT
+    # on: each run saw two, the second of which made it exit without saving. A SIGHUP (the
+    # terminal closed) killed the runs unsaved; it now stops them as a SIGTERM does.
+    log = tmp_path / "run.log"
+    sweep = subprocess.Popen([sys.executable, "-c", _SWEEP_WITH_ONE_RUN, str(log), _COUNTING_RUN],
+                             cwd=repo, start_new_session=True)  # its own group, no terminal
+    _wait_for(lambda: log.is_file() and "group" in log.read_text(), sweep, timeout=120)
+    # Not the sweep's group (which start_new_session numbered by its pid): a signal to that
+    # group reaches the run only through the sweep. Two deliveries of one signal can merge into
+    # one, so counting alone would not show that.
+    assert log.read_text().split()[:2] != ["group", str(sweep.pid)]
+    os.killpg(sweep.pid, getattr(signal, sent))
+    assert sweep.wait(timeout=60) == 0
+    assert log.read_text().splitlines()[-1] == f"received {received}"
+
+
+def test_a_run_dies_with_its_sweep(repo, tmp_path):
+    # Runs sit in process groups of their own, so a SIGKILL to the sweep's group reaches the
+    # sweep alone; the runs must not train on as orphans (a rerun would find them busy).
+    log = tmp_path / "run.log"
+    run = ("import os, time\nfrom scaling import interrupts\ninterrupts.die_with_sweep()\n"
+           "print('pid', os.getpid(), os.environ.get(interrupts.SWEEP_PID), flush=True)\n"
+           "time.sleep(120)")
+    sweep = subprocess.Popen([sys.executable, "-c", _SWEEP_WITH_ONE_RUN, str(log), run],
+                             cwd=repo, start_new_session=True)
+    _wait_for(lambda: log.is_file() and "pid" in log.read_text(), sweep, timeout=120)
+    _, pid, inherited = log.read_text().split()
+    assert inherited == "None"  # what the run starts is not tied to the sweep
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    deadline = time.time() + 30
+    while pathlib.Path(f"/proc/{pid}").exists():  # reaped by init once killed
+        assert time.time() < deadline, "the run outlived its sweep"
+        time.sleep(0.1)
 
 
 @pytest.mark.slow
