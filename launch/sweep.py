@@ -39,7 +39,9 @@ from launch.plans import format_value
 from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
-from scaling import branches, files, hardware, interrupts, status, tracking
+from scaling import branches, budget, files, hardware, interrupts, status, tracking
+from scaling.trained import newest_checkpoint_record
+from scaling.trainer import resume_conflict
 from scaling.config import differing_fields
 from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import load_config, split_argv
@@ -61,8 +63,8 @@ def read_summary(run_dir: pathlib.Path) -> dict | None:
 
 def is_finished(run_dir: pathlib.Path, run: plans.PlannedRun) -> bool:
     """Completed or diverged runs of this plan's length are final; preempted, failed or
-    interrupted ones run again. A run of another length (the plan changed) is not finished: its
-    `scaling-train` refuses the mismatched checkpoint, and the row says so."""
+    interrupted ones run again. A run of another length (the plan changed) is not finished, and
+    `check_resumable` refuses its checkpoint before any run starts."""
     summary = read_summary(run_dir)
     return (summary is not None and summary.get("status") in status.FINAL
             and summary.get("total_steps", run.steps) == run.steps)
@@ -145,6 +147,25 @@ def check_stable_states(workdir: pathlib.Path, todo: list[plans.PlannedRun],
                 f"run {run.name} starts from step {run.start_step} of {run.parent}, which "
                 "finished without saving it (it trained under other budgets or decay_fraction); "
                 f"delete {parent_dir} to train it again"))
+
+
+def check_resumable(workdir: pathlib.Path, todo: list[plans.PlannedRun],
+                    planner: plans.Planner) -> None:
+    """A started run whose newest checkpoint was saved under another length, other batches or
+    another optimizer than the plan now gives it (a changed token budget, batch size or rate)
+    would be refused by `scaling-train` as it started, and its row marked failed, one run at a
+    time: ConfigError naming the run and the difference, before any run starts."""
+    for run in todo:
+        run_dir = run_directory(workdir, run.name)
+        record = newest_checkpoint_record(run_dir)
+        if record is None:
+            continue
+        config = planner.resolve(run_overrides(run, workdir), run.name)
+        why = resume_conflict(record, config, budget.steps_for(config))
+        if why:
+            raise ConfigError("--workdir", str(workdir), (
+                f"run {run.name} cannot resume: {why}; use a new --workdir, or delete {run_dir} "
+                "to train it from the start"))
 
 
 def branch_without_parent(runs: list[plans.PlannedRun], wanted: set[str],
@@ -801,7 +822,9 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
     check_owned_tables(workdir, sweep)
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
     todo = [run for run in runs if run.name in wanted and run.name not in finished]
-    check_finished_configs(workdir, runs, finished, plans.Planner(sweep, base_config))
+    planner = plans.Planner(sweep, base_config)
+    check_finished_configs(workdir, runs, finished, planner)
+    check_resumable(workdir, todo, planner)
     check_stable_states(workdir, todo, finished)
     if is_leader_host():
         files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())

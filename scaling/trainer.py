@@ -61,6 +61,34 @@ def optimizer_fields(config) -> dict:
     return {f"optim.{name}": value for name, value in (config.get("optim") or {}).items()}
 
 
+def plan_conflict(meta: dict, config, optimizer: dict, what: str) -> str | None:
+    """How a saved state recorded as `meta` was trained differently from `config` (`what` names
+    it: "the workdir's checkpoint belongs to a run"), in its batches or in `optimizer` (the
+    optimizer fields that must agree), or None. Resumed (or started as a branch) with either
+    changed, the run would match neither plan. A field the record predates is unknown, not a
+    difference."""
+    for kind, current in (("other batches", batch_fields(config)),
+                          ("another optimizer or learning-rate schedule", optimizer)):
+        differing = [f"{name}: {meta[name]!r}, config {current[name]!r}"
+                     for name in differing_fields(meta, current)]
+        if differing:
+            return f"{what} with {kind} ({'; '.join(differing)})"
+    return None
+
+
+def resume_conflict(meta: dict, config, total_steps: int) -> str | None:
+    """Why a run of `config` (`total_steps` long) cannot resume from the checkpoint recorded as
+    `meta` (its length, batches or optimizer differ), or None. The model is checked on restore
+    (`checkpoint.check_compatible`)."""
+    saved_total = meta.get("total_steps", total_steps)
+    if saved_total != total_steps:
+        # A different horizon changes the learning-rate schedule under the restored state.
+        return (f"the workdir's checkpoint belongs to a run of {saved_total} steps, the config "
+                f"asks for {total_steps} (train.steps / train.tokens)")
+    return plan_conflict(meta, config, optimizer_fields(config),
+                         "the workdir's checkpoint belongs to a run")
+
+
 @dataclasses.dataclass
 class LossWindow:
     """Train losses since the last logged step (carried through checkpoints for exact resume)."""
@@ -198,17 +226,12 @@ class Trainer:
         restored = self.checkpointer.restore_latest(self.program.abstract_state, self.model)
         if restored is not None:
             state, meta = restored
-            saved_total = meta.get("total_steps", self.total_steps)
-            if saved_total != self.total_steps:
-                # A different horizon changes the learning-rate schedule under the restored
-                # optimizer state: refuse rather than train a run that matches neither plan.
-                raise IncompatibleCheckpoint(
-                    f"the workdir's checkpoint belongs to a run of {saved_total} steps, the "
-                    f"config asks for {self.total_steps} (train.steps / train.tokens); use a new "
-                    "--workdir or the run's settings")
+            why = resume_conflict(meta, self.config, self.total_steps)
+            if why:
+                # A different horizon, batches or optimizer under the restored state: refuse
+                # rather than train a run that matches neither plan.
+                raise IncompatibleCheckpoint(f"{why}; use a new --workdir or the run's settings")
             where = f"checkpoint in {self.checkpointer.directory}"
-            self._check_same_plan(meta, "the workdir's checkpoint belongs to a run",
-                                  optimizer_fields(self.config))
         elif self.config.train.init_from:
             state, meta = branches.restore_parent(self.config, self.program.abstract_state,
                                                   self.model)
@@ -216,26 +239,15 @@ class Trainer:
             # The branch's own cooldown (its length, floor, share and shape) is its to choose.
             stable_phase = {name: value for name, value in optimizer_fields(self.config).items()
                             if name not in branches.COOLDOWN_FIELDS}
-            self._check_same_plan(meta, f"the parent run {self.config.train.init_from} was "
-                                        "trained", stable_phase)
+            why = plan_conflict(meta, self.config, stable_phase,
+                                f"the parent run {self.config.train.init_from} was trained")
+            if why:
+                raise IncompatibleCheckpoint(f"{why}; use a new --workdir or the run's settings")
         else:
             return self.program.init(jax.random.key(self.config.seed)), 0, LossWindow()
         if self.leader:
             print(f"resuming from step {meta['step']} ({where})", flush=True)
         return state, int(meta["step"]), LossWindow(**meta["loss_window"])
-
-    def _check_same_plan(self, meta: dict, what: str, optimizer: dict) -> None:
-        """Refuse a saved state whose batches or updates were not this config's: resumed (or
-        started as a branch) with either changed, the run would match neither plan. A field the
-        checkpoint predates is unknown, not a difference."""
-        for kind, current in (("other batches", batch_fields(self.config)),
-                              ("another optimizer or learning-rate schedule", optimizer)):
-            differing = [f"{name}: {meta[name]!r}, config {current[name]!r}"
-                         for name in differing_fields(meta, current)]
-            if differing:
-                raise IncompatibleCheckpoint(
-                    f"{what} with {kind} ({'; '.join(differing)}); use a new --workdir or the "
-                    "run's settings")
 
     def _on_mesh(self, batches) -> Iterator:
         """`batches` (this host's parts) as global arrays on the run's mesh, one at a time."""

@@ -133,16 +133,7 @@ def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
     # --only restricts what trains, never what the table holds.
     only = _sweep(repo, config, workdir, "--only", "tiny-d32-L1", timeout=300)
     assert set(_rows(workdir)) == set(rows), only.stdout + only.stderr
-
-    # A changed plan (more steps) does not count as finished: the run's own scaling-train refuses
-    # the checkpoint of the shorter run, and the row says why; the other rows stay.
-    longer = _sweep(repo, config, workdir, "--only", "tiny-d32-L1", "--config.steps=10",
-                    timeout=300)
-    assert longer.returncode == 1, longer.stdout + longer.stderr
-    changed = _rows(workdir)
-    assert changed["tiny-d32-L1"]["status"] == "failed"
-    assert "8 steps" in changed["tiny-d32-L1"]["error"], changed["tiny-d32-L1"]
-    assert changed["tiny-d64-L2"] == rows["tiny-d64-L2"]
+    # (A changed plan over a finished run: test_a_run_that_cannot_resume_under_the_changed_plan_...)
 
 
 def test_a_bad_run_config_is_refused_before_any_run_naming_run_and_field(tmp_path, capsys):
@@ -370,6 +361,26 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
     for name, row in rows.items():
         if row["status"] == "interrupted":
             assert "resuming from step" in (workdir / "runs" / name / "train.log").read_text()
+
+
+def test_a_run_that_cannot_resume_under_the_changed_plan_is_one_line_before_any_run(
+        tmp_path, capsys):
+    # A longer plan over a run that finished (or stopped) at 8 steps: its scaling-train refused
+    # the checkpoint as it started, the row was marked failed and the other runs trained on.
+    workdir = tmp_path / "sweep"
+    first = _sweep_here(capsys, _write_sweep(tmp_path), workdir, "--only", "tiny-d32-L1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    rows = (workdir / "results.csv").read_text()
+    config = _write_sweep(tmp_path, steps=12)
+    result = _sweep_here(capsys, config, workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        f"scaling-sweep: error: --workdir='{workdir}' is not allowed: run tiny-d32-L1 cannot "
+        "resume: the workdir's checkpoint belongs to a run of 8 steps, the config asks for 12 "
+        "(train.steps / train.tokens); use a new --workdir, or delete "
+        f"{workdir / 'runs' / 'tiny-d32-L1'} to train it from the start\n")
+    assert sorted(path.name for path in (workdir / "runs").iterdir()) == ["tiny-d32-L1"]
+    assert (workdir / "results.csv").read_text() == rows
 
 
 @pytest.mark.parametrize("text", ['{"status": "completed", "steps": 8, "conf', '[]'])
