@@ -276,6 +276,38 @@ def default_config() -> ml_collections.ConfigDict:
 # Validation: each field's declared rule, then the rules between fields.
 
 
+# Fields read only under certain values of another: an override of one where it is not read
+# would change nothing (a window under full attention), and the run would not be what was asked.
+CONDITIONAL_FIELDS = {
+    "model.window": ("model.attention", ("sliding",)),
+    "model.mup_base_width": ("model.parametrization", ("mup",)),
+    "optim.decay_fraction": ("optim.schedule", ("wsd",)),
+    "optim.decay_shape": ("optim.schedule", ("wsd",)),
+    **{field: ("train.objective", (objective,))
+       for objective, fields in objectives.OBJECTIVE_FIELDS.items() for field in fields},
+}
+
+
+def check_overrides_read(config: ml_collections.ConfigDict, fields: list[str]) -> None:
+    """ConfigError for the first of `fields` (dotted names an override set) that `config` does
+    not read (`CONDITIONAL_FIELDS`). Fields a config file sets are left alone: a base config may
+    set them for the runs that read them."""
+    def value(dotted: str):
+        section, name = dotted.split(".")
+        return config[section][name]
+
+    for field in fields:
+        if field not in CONDITIONAL_FIELDS:
+            continue
+        governing, readers = CONDITIONAL_FIELDS[field]
+        if value(governing) not in readers:
+            raise ConfigError(field, value(field), (
+                f"it is read only with {governing}="
+                + " or ".join(repr(reader) for reader in readers)
+                + f", and this run's is {value(governing)!r}; drop the override, or set "
+                f"{governing} too"))
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Check every field once; raise `ConfigError` on the first bad one."""
     check_section(RunConfig, config, "")

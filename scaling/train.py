@@ -27,7 +27,7 @@ import sys
 import jax
 
 from scaling import branches, budget, distributed, files, interrupts, memory, scripts, status
-from scaling.config import differing_fields, validate
+from scaling.config import check_overrides_read, differing_fields, validate
 from scaling.data import sources
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import apply_overrides, load_config, split_argv
@@ -156,6 +156,7 @@ def load_and_validate(spec: str, overrides: list[str]):
     config = load_config(spec)
     apply_overrides(config, overrides)
     validate(config)
+    check_overrides_read(config, [item.partition("=")[0] for item in overrides])
     return config
 
 

@@ -61,6 +61,13 @@ def _train(repo, tmp_path, *overrides):
      "0 without distributed.coordinator_address"),
     # Infinite in float32: a RuntimeWarning, and every rotation frequency but the first 0.
     ("--config.model.rope_theta=1e+300", "model.rope_theta", "a finite number > 1 and <= 3.4e+38"),
+    # Fields the run does not read: it trained full attention, causal LM, a cosine schedule.
+    ("--config.model.window=64", "model.window",
+     "read only with model.attention='sliding', and this run's is 'full'"),
+    ("--config.train.mean_span_length=3", "train.mean_span_length",
+     "read only with train.objective='span_corruption', and this run's is 'causal_lm'"),
+    ("--config.optim.decay_fraction=0.5", "optim.decay_fraction",
+     "read only with optim.schedule='wsd', and this run's is 'cosine'"),
 ])
 @pytest.mark.filterwarnings("error")  # in this process a warning would not reach stderr
 def test_bad_config_fails_before_building(repo, tmp_path, monkeypatch, capsys, override, field,
