@@ -24,6 +24,22 @@ def warmup_steps(optim, total_steps: int) -> int:
     return min(optim.warmup_steps, max(total_steps - 1, 0))
 
 
+def warmup_cut(config) -> str | None:
+    """What to say when `optim.warmup_steps` is not shorter than the run (`warmup_steps` cuts
+    it), else None."""
+    total = steps_for(config)
+    run = warmup_steps(config.optim, total)
+    if run == config.optim.warmup_steps:
+        return None
+    return (f"optim.warmup_steps={config.optim.warmup_steps} is not shorter than the run's "
+            f"{count(total, 'step')}: it warms up over {run:,}")
+
+
+def count(number: int, noun: str) -> str:
+    """`number` `noun`s: "1 step", "1,200 steps"."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def wsd_decay_start(optim, total_steps: int) -> int:
     """The step at which a WSD run of `total_steps` starts its cooldown: the cooldown takes
     `optim.decay_fraction` of the run's steps (at least one), never eating into the warmup."""

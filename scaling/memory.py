@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from scaling import flops, hardware, parallel
+from scaling import budget, flops, hardware, parallel
 from scaling import model as model_lib
 from scaling.config import ModelConfig, model_config
 from scaling.data import objectives
@@ -106,6 +106,7 @@ def describe(config: ml_collections.ConfigDict, device_count: int | None = None)
     parallel.check_divisibility(model, config.train.batch_size, config.train.grad_accum_steps, shape)
     counts = flops.parameter_counts(model)
     shapes = objectives.shapes_of(config.data, config.train).shapes
+    total_steps = budget.steps_for(config)
     memory = estimate_bytes(model, seq_len=config.data.seq_len, batch_size=config.train.batch_size,
                             grad_accum_steps=config.train.grad_accum_steps, mesh_shape=shape)
     lines = [
@@ -118,6 +119,9 @@ def describe(config: ml_collections.ConfigDict, device_count: int | None = None)
         "training FLOPs per corpus token: "
         f"{flops.objective_flops_per_token(model, shapes, '6N'):.4g} (6N), "
         f"{flops.objective_flops_per_token(model, shapes, 'full'):.4g} (full)",
+        f"schedule: {config.optim.schedule}, {budget.count(total_steps, 'step')}, warmup "
+        f"{budget.warmup_steps(config.optim, total_steps):,}"
+        + (f" ({cut})" if (cut := budget.warmup_cut(config)) else ""),
         f"mesh (data, fsdp, tensor) = {shape} over {device_count} devices",
         "memory per device (estimate):",
     ]

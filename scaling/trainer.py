@@ -244,6 +244,8 @@ class Trainer:
             if why:
                 raise IncompatibleCheckpoint(f"{why}; use a new --workdir or the run's settings")
         else:
+            if self.leader and (cut := budget.warmup_cut(self.config)):
+                print(f"note: {cut}", flush=True)
             return self.program.init(jax.random.key(self.config.seed)), 0, LossWindow()
         if self.leader:
             print(f"resuming from step {meta['step']} ({where})", flush=True)

@@ -74,6 +74,20 @@ def test_describe_names_the_mesh_and_the_sizes():
     assert "optimizer_state" in text and "activations" in text
 
 
+@pytest.mark.parametrize("steps, warmup, line", [
+    (600, 50, "schedule: wsd, 600 steps, warmup 50"),
+    # budget.warmup_steps leaves one step after the warmup: said, where it used to be silent.
+    (20, 50, "schedule: wsd, 20 steps, warmup 19 (optim.warmup_steps=50 is not shorter than "
+             "the run's 20 steps: it warms up over 19)"),
+    (1, 5, "schedule: wsd, 1 step, warmup 0 (optim.warmup_steps=5 is not shorter than the "
+           "run's 1 step: it warms up over 0)"),
+])
+def test_describe_gives_the_schedule_and_a_warmup_the_run_cuts(steps, warmup, line):
+    config = default_config()
+    config.optim.schedule, config.train.steps, config.optim.warmup_steps = "wsd", steps, warmup
+    assert line in memory.describe(config, device_count=1).splitlines()
+
+
 @pytest.mark.parametrize("layout, objective, stacks", [
     ("decoder", "causal_lm", "128 decoder tokens"),
     ("encoder", "masked_lm", "128 encoder tokens"),

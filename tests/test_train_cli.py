@@ -281,3 +281,15 @@ def test_running_out_of_device_memory_is_one_line_and_the_run_ends_failed(repo, 
         "weights over more devices (mesh)")
     assert json.loads((workdir / "summary.json").read_text())["status"] == "failed"
 
+
+
+def test_a_run_says_when_its_warmup_is_cut(repo, tmp_path):
+    # budget.warmup_steps cuts a warmup as long as the run to leave one step after it: the run
+    # trained another schedule than the config's, without a word.
+    result = subprocess.run(
+        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py:runlocal",
+         "--workdir", str(tmp_path / "run"), "--config.optim.warmup_steps=30",
+         "--config.wandb.mode=disabled"], capture_output=True, text=True, cwd=repo, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0] == ("note: optim.warmup_steps=30 is not shorter than the "
+                                            "run's 20 steps: it warms up over 19")
