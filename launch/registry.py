@@ -232,6 +232,10 @@ def server_runs(project: str, group: str, entity: str | None = None, api=None) -
             f"--project={project!r} reads the runs from the W&B server, which needs an API key: "
             "set WANDB_API_KEY or run `wandb login` (or rebuild from the run files with "
             "--wandb-dir)")
+    unreachable = tracking.wandb_host_unreachable() if api is None else ""
+    if unreachable:  # W&B's client would retry for 20 s before saying so
+        raise RegistryError(f"could not read the runs of project {path!r}: the W&B server "
+                            f"cannot be reached ({unreachable})")
     try:
         if api is None:
             import wandb  # 1.5 s to import: only for the server form

@@ -58,34 +58,53 @@ def from_wandb_names(record: dict) -> dict:
     return {flat.get(key, key): value for key, value in record.items()}
 
 
-DEFAULT_WANDB_HOST = "https://api.wandb.ai"
+WANDB_CLOUD_HOST = "api.wandb.ai"  # W&B's cloud API, behind W&B 0.31's default server
+
+
+def wandb_base_url(environment: dict | None = None) -> str:
+    """The W&B server runs log to: `WANDB_BASE_URL`, else the installed W&B's default (W&B 0.31:
+    https://api.forge.coreweave.com, CoreWeave's front of W&B's cloud)."""
+    environment = os.environ if environment is None else environment
+    if environment.get("WANDB_BASE_URL"):
+        return environment["WANDB_BASE_URL"]
+    import wandb  # 1.5 s to import: only where W&B is about to be used
+
+    return wandb.Settings().base_url
 
 
 def wandb_api_key(environment: dict | None = None) -> str:
     """The W&B API key this machine would log in with: `WANDB_API_KEY`, else the one `wandb
-    login` saved in the netrc file (`NETRC`, else ~/.netrc) for `WANDB_BASE_URL`'s host; "" when
-    there is none."""
+    login` saved in the netrc file (`NETRC`, else ~/.netrc) for the server's host (and, for W&B's
+    default server, as W&B itself reads it, for W&B's cloud behind it: a key older versions
+    saved); "" when there is none."""
     environment = os.environ if environment is None else environment
     if environment.get("WANDB_API_KEY"):
         return environment["WANDB_API_KEY"]
-    host = urllib.parse.urlparse(environment.get("WANDB_BASE_URL") or DEFAULT_WANDB_HOST).hostname
+    host = urllib.parse.urlparse(wandb_base_url(environment)).hostname or ""
+    hosts = (host,) if environment.get("WANDB_BASE_URL") else (host, WANDB_CLOUD_HOST)
     path = environment.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
     try:
-        entry = netrc.netrc(path).authenticators(host or "")
+        saved = netrc.netrc(path)
     except (OSError, netrc.NetrcParseError):
         return ""
-    return (entry[2] or "") if entry else ""
+    for name in hosts:
+        entry = saved.authenticators(name)
+        if entry and entry[2]:
+            return entry[2]
+    return ""
 
 
 def wandb_host_unreachable(environment: dict | None = None, timeout: float = 5.0) -> str:
-    """Why the W&B server (`WANDB_BASE_URL`, else W&B's cloud) cannot be reached from here, or ""
+    """Why the W&B server (`wandb_base_url`) cannot be reached from here, or ""
     when it can, or when a proxy stands between (then only W&B itself can tell). A TCP connection
     is tried for at most `timeout` seconds: where there is no network, W&B's own start waits a
     minute before it gives up."""
     environment = os.environ if environment is None else environment
-    url = urllib.parse.urlparse(environment.get("WANDB_BASE_URL") or DEFAULT_WANDB_HOST)
     proxies = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-    if not url.hostname or any(environment.get(name) for name in proxies):
+    if any(environment.get(name) for name in proxies):
+        return ""
+    url = urllib.parse.urlparse(wandb_base_url(environment))
+    if not url.hostname:
         return ""
     port = url.port or (443 if url.scheme == "https" else 80)
     try:

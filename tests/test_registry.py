@@ -248,6 +248,26 @@ def test_the_server_form_without_an_api_key_is_one_line(tmp_path, monkeypatch, c
     assert not out.exists()
 
 
+def test_an_unreachable_server_is_one_line_at_once(tmp_path, monkeypatch, capsys):
+    # W&B's client retried for 20 s before its error.
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                  "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    out = tmp_path / "r.csv"
+    assert registry.main(["--project", "scaling", "--group", "reg", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("launch.registry: error: could not read the runs of project 'scaling': "
+                          f"the W&B server cannot be reached (127.0.0.1:{port}: ")
+    assert err.count("\n") == 1 and not out.exists()
+
+
 def test_the_servers_refusal_is_one_line(tmp_path, monkeypatch, capsys):
     import wandb
 
@@ -258,7 +278,11 @@ def test_the_servers_refusal_is_one_line(tmp_path, monkeypatch, capsys):
     def bad_key():
         raise wandb.errors.AuthenticationError("API key rejected")
 
+    import socket
+
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    server = socket.create_server(("127.0.0.1", 0))  # a server that answers the probe
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
     out = tmp_path / "r.csv"
     for api in (RefusingApi, bad_key):
         monkeypatch.setattr(wandb, "Api", api)
@@ -268,6 +292,7 @@ def test_the_servers_refusal_is_one_line(tmp_path, monkeypatch, capsys):
         assert "project 'nowhere'" in err and ("Could not find project" in err
                                                or "API key rejected" in err)
     assert not out.exists()
+    server.close()
 
 
 def cut_before_finish(run_file: pathlib.Path, out: pathlib.Path) -> dict:

@@ -183,7 +183,7 @@ def test_online_with_the_server_unreachable_logs_offline_at_once(tmp_path, monke
     assert f"127.0.0.1:{port}: " in warning and "wandb sync" in warning
 
 
-def test_the_server_probe_connects_or_says_why_not():
+def test_the_server_probe_connects_or_says_why_not(monkeypatch):
     import socket
 
     with socket.socket() as server:
@@ -193,6 +193,14 @@ def test_the_server_probe_connects_or_says_why_not():
         assert tracking.wandb_host_unreachable({"WANDB_BASE_URL": f"http://127.0.0.1:{port}"}) == ""
     assert tracking.wandb_host_unreachable({"WANDB_BASE_URL": f"http://127.0.0.1:{port}"}) \
         .startswith(f"127.0.0.1:{port}: ")
+    # Without WANDB_BASE_URL, the server W&B itself would use (it was W&B's cloud, which W&B
+    # 0.31 no longer talks to directly).
+    tried = []
+    monkeypatch.setattr(socket, "create_connection",
+                        lambda address, timeout: tried.append(address) or socket.socket())
+    assert tracking.wandb_host_unreachable({}) == ""
+    assert tried == [("api.forge.coreweave.com", 443)]
+    monkeypatch.undo()
     # Behind a proxy only W&B can tell.
     assert tracking.wandb_host_unreachable({"WANDB_BASE_URL": f"http://127.0.0.1:{port}",
                                             "HTTPS_PROXY": "http://proxy:3128"}) == ""
@@ -203,7 +211,13 @@ def test_the_api_key_comes_from_the_environment_or_from_wandb_login(tmp_path):
     (tmp_path / "netrc").write_text("machine api.wandb.ai login user password key-saas\n"
                                     "machine wandb.example.com login user password key-local\n")
     netrc_only = {"NETRC": str(tmp_path / "netrc")}
-    assert tracking.wandb_api_key(netrc_only) == "key-saas"
+    assert tracking.wandb_api_key(netrc_only) == "key-saas"  # saved by W&B before 0.31
+    # W&B 0.31's `wandb login` saves it under its default server, CoreWeave's front of the
+    # cloud: read as no key, the run logged offline.
+    (tmp_path / "netrc").write_text(
+        "machine api.forge.coreweave.com login user password key-forge\n"
+        + (tmp_path / "netrc").read_text())
+    assert tracking.wandb_api_key(netrc_only) == "key-forge"
     assert tracking.wandb_api_key({**netrc_only, "WANDB_BASE_URL": "https://wandb.example.com"}) \
         == "key-local"
     assert tracking.wandb_api_key({**netrc_only, "WANDB_API_KEY": "key-env"}) == "key-env"
