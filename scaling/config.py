@@ -199,8 +199,11 @@ class TrainConfig:
     flop_convention: str = option("full", FLOP_CONVENTIONS, "FLOPs reported as `flops`")
     objective: str = option("causal_lm", OBJECTIVES, "what is predicted from what "
                                                      "(scaling.data.objectives)")
-    mask_fraction: float = probability(0.15, "masked_lm: share of positions selected per row")
-    noise_density: float = probability(0.15, "span_corruption: share of tokens dropped per row")
+    # At 0 the objectives still select one position per row: a share above 0 is what they make.
+    mask_fraction: float = number(0.15, "masked_lm: share of positions selected per row",
+                                  exclusive_minimum=True, maximum=1.0, exclusive_maximum=True)
+    noise_density: float = number(0.15, "span_corruption: share of tokens dropped per row",
+                                  exclusive_minimum=True, maximum=1.0, exclusive_maximum=True)
     mean_span_length: float = number(3.0, "span_corruption: mean dropped-span length, in tokens",
                                      minimum=1.0)
     continuation_tokens: int = integer(0, "if > 0, the final evaluation also scores the last k "
@@ -439,6 +442,12 @@ def check_objective(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("train.continuation_tokens", k,
                           f"a value whose encoder input ({data.seq_len + 2 - k} tokens) and decoder "
                           f"input ({k + 2}) fit model.max_seq_len={positions}")
+    target_len = data.target_len or data.seq_len
+    if objective == "seq2seq" and target_len < 2:
+        field, value = ("data.target_len", data.target_len) if data.target_len else (
+            "data.seq_len", data.seq_len)
+        raise ConfigError(field, value, "at least 2 with train.objective='seq2seq' (a target "
+                                        "token and the EOS that closes it)")
     if objective == "span_corruption" and data.seq_len < 4:
         raise ConfigError("data.seq_len", data.seq_len, ">= 4 with span_corruption (kept and "
                                                         "dropped tokens in every row)")
@@ -541,13 +550,18 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int | None = Non
     """Resolve `config.model` (with `data.seq_len`, `data.document_mask` and the tokenizer's
     vocabulary) to a ModelConfig."""
     fields = dict(config.model)
-    base_vocab = fields["vocab_size"] or vocab_size or data_lib.static_vocab_size(config.data)
-    # The objective's special tokens come after the tokenizer's ids (none for causal_lm).
-    objective = objectives.for_config(config.data, config.train, base_vocab, eod_id=0)
-    fields["vocab_size"] = objective.vocab_size
+    tokenizer_vocab = vocab_size or data_lib.static_vocab_size(config.data)
+    # The table: `model.vocab_size` (else the tokenizer's), then the objective's special tokens
+    # (none for causal_lm).
+    table = objectives.for_config(config.data, config.train, fields["vocab_size"] or
+                                  tokenizer_vocab, eod_id=0)
+    fields["vocab_size"] = table.vocab_size
     fields["max_seq_len"] = position_rows(config)
+    # The batches' special tokens follow the tokenizer's ids (`trained.objective_of`), a larger
+    # `model.vocab_size` leaving rows unused between: the padding masked is the batches'.
+    made = objectives.for_config(config.data, config.train, tokenizer_vocab, eod_id=0)
     return ModelConfig(**fields, document_mask=bool(config.data.document_mask),
-                       source_pad_id=objective.special.pad if objective.name == "seq2seq" else -1)
+                       source_pad_id=made.special.pad if made.name == "seq2seq" else -1)
 
 
 def unknown_key_error(config: ml_collections.ConfigDict, dotted: str, value: Any) -> ConfigError:

@@ -318,6 +318,37 @@ def test_continuation_tokens_that_cannot_be_scored_fail_validation(objective_nam
     assert "train.continuation_tokens" in message and words in message and "\n" not in message
 
 
+@pytest.mark.parametrize("objective_name, layout, fields, field, allowed", [
+    # The objectives select at least one position per row: at 0 they trained another share.
+    ("masked_lm", "encoder", {"train.mask_fraction": 0.0}, "train.mask_fraction",
+     "a finite number > 0 and < 1"),
+    ("span_corruption", "encoder_decoder", {"train.noise_density": 0.0}, "train.noise_density",
+     "a finite number > 0 and < 1"),
+    # A one-token target is its EOS alone: the model learned to write nothing else.
+    ("seq2seq", "encoder_decoder", {"data.target_len": 1}, "data.target_len",
+     "at least 2 with train.objective='seq2seq'"),
+    ("seq2seq", "encoder_decoder", {"data.seq_len": 1}, "data.seq_len",
+     "at least 2 with train.objective='seq2seq'"),
+])
+def test_shares_and_targets_that_leave_nothing_to_learn_fail_validation(
+        tmp_path, objective_name, layout, fields, field, allowed):
+    from scaling.config import ConfigError, default_config, validate
+
+    config = default_config()
+    config.model.layout, config.train.objective = layout, objective_name
+    if objective_name == "seq2seq":
+        (tmp_path / "pairs.tsv").write_text("a source\ta target\n")
+        config.data.dataset, config.data.files = "text_pairs", str(tmp_path / "pairs.tsv")
+    for dotted, value in fields.items():
+        section, name = dotted.split(".")
+        config[section][name] = value
+    with pytest.raises(ConfigError) as error:
+        validate(config)
+    assert error.value.field == field and allowed in error.value.allowed
+    config[section][name] = 2 if isinstance(value, int) else 0.5
+    validate(config)
+
+
 def test_span_corruption_settings_the_config_accepts_are_the_ones_that_corrupt():
     # Accepted: every row can alternate kept and dropped spans (T5's layout), so a row corrupts.
     # Refused, naming the field: a density whose spans outnumber the tokens it keeps.

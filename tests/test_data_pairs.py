@@ -208,3 +208,19 @@ def test_translation_download_failure_is_a_clear_error(tmp_path, monkeypatch):
     message = str(failure.value)
     for expected in ("ted_hrlr_translate", "network", "data.tfds_data_dir"):
         assert expected in message
+
+
+@pytest.mark.parametrize("vocab_size", [0, 300])
+def test_the_model_masks_the_padding_the_batches_hold(tmp_path, vocab_size):
+    # A model vocabulary above the tokenizer's put the model's padding id after it (300), while
+    # the batches pad with the id after the tokenizer's (257): padding went unmasked.
+    write_pairs(tmp_path / "pairs.tsv")
+    config = seq2seq_config(dataset="text_pairs", files=str(tmp_path / "pairs.tsv"), seq_len=12,
+                            target_len=8, cache_dir=str(tmp_path))
+    config.model.vocab_size = vocab_size
+    config_lib.validate(config)
+    loader = make_loader(config.data, batch_size=8, seed=3, train_cfg=config.train)
+    model = config_lib.model_config(config, loader.vocab_size)
+    assert model.source_pad_id == loader.objective.special.pad == 257
+    assert model.vocab_size == (vocab_size or 257) + 3  # PAD, MASK and BOS after the table
+    assert (loader.batch(0)["encoder_inputs"] == model.source_pad_id).any()
