@@ -12,6 +12,11 @@ report.md and plots.
 
 from __future__ import annotations
 
+# `python -m analysis.cli` runs the console script, Ctrl-C handled before the imports below.
+if __name__ == "__main__":
+    from scaling import scripts
+    raise SystemExit(scripts.fit())
+
 import argparse
 import json
 import pathlib
@@ -522,7 +527,3 @@ def main(argv=None) -> int:
         else:
             print(f"W&B fit run: {where}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,8 @@
-"""The console scripts of `scaling-train`, `scaling-sweep`, `scaling-eval`, `scaling-sample` and
-`scaling-attention` (pyproject.toml): each runs its module's `main` with Ctrl-C handled from
-before that module's imports (`scaling.interrupts`). `python -m scaling.<module>` comes here
-too. Their logging is set up by `quiet_logging`.
+"""The console scripts of `scaling-train`, `scaling-sweep`, `scaling-eval`, `scaling-fit`,
+`scaling-sample` and `scaling-attention` (pyproject.toml): each runs its module's `main` with
+Ctrl-C handled from before that module's imports (`scaling.interrupts`). `python -m
+scaling.<module>` (and `python -m analysis.cli`) comes here too. Their logging is set up by
+`quiet_logging`.
 
 Imports nothing heavy: the module is imported under the handler.
 """
@@ -27,6 +28,10 @@ def sweep() -> int:
 
 def evaluate() -> int:
     return interrupts.run("scaling-eval", "scaling.evaluate")
+
+
+def fit() -> int:
+    return interrupts.run("scaling-fit", "analysis.cli")
 
 
 def sample() -> int:

@@ -1,4 +1,4 @@
-"""Ctrl-C at any moment of `scaling-eval`, `scaling-sample` and `scaling-attention`: the real
+"""Ctrl-C at any moment of `scaling-eval`, `scaling-sample`, `scaling-attention` and `scaling-fit`: the real
 command in a subprocess, SIGINT sent while Python imports JAX and later while it works; each time
 one line `<program>: interrupted` on stderr and exit code 130, never a traceback, a swallowed
 interrupt (`Exception ignored in: ...`, then exit 0) or a crash at exit (`scaling.interrupts`)."""
@@ -12,6 +12,7 @@ import textwrap
 import time
 import tomllib
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -32,6 +33,12 @@ def console_script(program: str) -> list[str]:
 def workdir(tmp_path_factory) -> pathlib.Path:
     workdir = tmp_path_factory.mktemp("interrupted") / "run"
     save_initialized_run(workdir, tiny_config())
+    # Points for scaling-fit: 5 sizes x 6 budgets of a Chinchilla law, with 1% noise.
+    rng = np.random.default_rng(0)
+    rows = [(n, d, (1.7 + 400 / n**0.34 + 410 / d**0.28) * (1 + 0.01 * rng.standard_normal()))
+            for n in (1e7, 3e7, 1e8, 3e8, 1e9) for d in (1e9, 2e9, 4e9, 8e9, 16e9, 32e9)]
+    (workdir.parent / "points.csv").write_text(
+        "N,D,loss\n" + "".join(f"{n:g},{d:g},{loss:.6f}\n" for n, d, loss in rows))
     return workdir
 
 
@@ -41,7 +48,11 @@ def arguments(program: str, workdir: pathlib.Path) -> list[str]:
                                "--max-new-tokens", "20000"],
             # 2,800 tokens: still drawing 1.5 s after JAX has loaded (28 tokens were done by then)
             "scaling-attention": ["--workdir", str(workdir), "--text", "def add(a, b):" * 200,
-                                  "--out", str(workdir.parent / "attention.png")]}[program]
+                                  "--out", str(workdir.parent / "attention.png")],
+            # The law and the backtest, 500 resamples each: 10 s.
+            "scaling-fit": ["--csv", str(workdir.parent / "points.csv"), "--n-col", "N",
+                            "--d-col", "D", "--loss-col", "loss", "--law", "chinchilla",
+                            "--backtest", "--out", str(workdir.parent / "fit")]}[program]
 
 
 def jaxlib_loaded(pid: int) -> bool:
@@ -96,6 +107,16 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(program, moment, workdir)
                        program)
 
 
+@pytest.mark.parametrize("moment", [0.1, 0.5, 1.5, 4.0], ids=str)
+@pytest.mark.parametrize("how", ["console", "python -m"])
+def test_ctrl_c_while_fitting_is_one_line_and_exit_130(moment, how, workdir):
+    # scaling-fit (NumPy and SciPy, no JAX) gave a traceback of whatever it was fitting.
+    command = (console_script("scaling-fit") if how == "console"
+               else [sys.executable, "-m", "analysis.cli"])
+    assert_interrupted(interrupted(command + arguments("scaling-fit", workdir), moment),
+                       "scaling-fit")
+
+
 @pytest.mark.parametrize("moment", [0.3, ("jaxlib", 0.0), ("jaxlib", 1.5)], ids=str)
 def test_python_dash_m_is_the_console_script(moment, workdir):
     """`python -m scaling.evaluate` (as scaling-sweep --eval runs it) handles Ctrl-C from its
@@ -111,8 +132,8 @@ def test_each_console_script_reports_its_own_program_name():
                           (attention_maps, scripts.attention)):
         assert module.PROGRAM in entry.__code__.co_consts, (module.PROGRAM, entry)
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    for program in ("scaling-train", "scaling-sweep", "scaling-eval", "scaling-sample",
-                    "scaling-attention"):
+    for program in ("scaling-train", "scaling-sweep", "scaling-eval", "scaling-fit",
+                    "scaling-sample", "scaling-attention"):
         assert scripts[program].startswith("scaling.scripts:"), program
 
 
