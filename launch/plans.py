@@ -328,12 +328,15 @@ class Planner:
     def __init__(self, sweep: ml_collections.ConfigDict, base_config: str):
         self.sweep, self.base_config = sweep, base_config
 
-    def resolve(self, overrides: dict, run: str):
+    def resolve(self, overrides: dict, run: str, *, whole: bool = True):
         """The validated run config `scaling-train --config base --config.k=v ...` would use;
-        a ConfigError names `run` (a run's name, or a size's) and the field."""
+        a ConfigError names `run` (a run's name, or a size's) and the field. A size's config is
+        not `whole`: the plan's fields come later (a ladder's schedule, which its decay fields
+        need), and only a run's are checked to be read."""
         try:
             return load_and_validate(
-                self.base_config, [f"{key}={format_value(value)}" for key, value in overrides.items()])
+                self.base_config, [f"{key}={format_value(value)}" for key, value in overrides.items()],
+                check_read=whole)
         except ConfigError as error:
             raise error.in_run(run) from None
 
@@ -345,10 +348,10 @@ class Planner:
         overrides.update(flatten(self.sweep.size_overrides.get(size_name, {})))
         overrides.update(extra)
         where = f"{self.sweep.name}-{size_name} (size {size_name})"
-        config = self.resolve(overrides, where)
+        config = self.resolve(overrides, where, whole=False)
         if replicate:
             overrides["seed"] = config.seed + replicate
-            config = self.resolve(overrides, where)
+            config = self.resolve(overrides, where, whole=False)
         model = model_config(config)
         return _Size(size_name, overrides, config, flops.parameter_counts(model).non_embedding,
                      flops.objective_flops_per_token(model, _shapes(config),

@@ -246,13 +246,21 @@ class _Children:
               "starting no more (Ctrl-C again to stop them at once)", file=sys.stderr, flush=True)
         self._stop_all(signal.SIGINT, status.INTERRUPTED)
 
-    def install(self) -> None:
-        """Handle SIGTERM, SIGINT and SIGHUP as the class says; a SIGHUP that is ignored (`nohup`)
+    @contextlib.contextmanager
+    def handling(self):
+        """SIGTERM, SIGINT and SIGHUP handled as the class says, from a fresh start, until the
+        block ends (the handlers before are then put back); a SIGHUP that is ignored (`nohup`)
         stays ignored."""
-        signal.signal(signal.SIGTERM, self.terminate_all)
-        signal.signal(signal.SIGINT, self.interrupt_all)
+        self.terminating, self.stop_status = False, None
+        handlers = {signal.SIGTERM: self.terminate_all, signal.SIGINT: self.interrupt_all}
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-            signal.signal(signal.SIGHUP, self.terminate_all)
+            handlers[signal.SIGHUP] = self.terminate_all
+        previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 CHILDREN = _Children()
@@ -835,16 +843,17 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
           f"{len(todo)} to train, {sweep.processes} at a time; logs in "
           f"{run_directory(workdir, '<name>')}/{log_name('train')}", flush=True)
     gather(workdir, runs, errors)
-    CHILDREN.install()
-    scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes, status_every)
-    scheduler.run()
-    stopped = scheduler.preempted or scheduler.interrupted or CHILDREN.terminating
-    eval_failures = (evaluate_completed_runs(workdir, runs, eval_sets)
-                     if eval_sets and not stopped else 0)
-    print(f"results: {workdir / 'results.csv'}", flush=True)
-    if scheduler.interrupted or CHILDREN.stop_status == status.INTERRUPTED:
-        print("sweep interrupted; rerun the same command to resume", flush=True)
-        return status.EXIT_INTERRUPTED
-    if scheduler.preempted or CHILDREN.terminating:
-        return status.EXIT_PREEMPTED
-    return status.EXIT_FAILED if errors or eval_failures else status.EXIT_COMPLETED
+    with CHILDREN.handling():
+        scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes,
+                              status_every)
+        scheduler.run()
+        stopped = scheduler.preempted or scheduler.interrupted or CHILDREN.terminating
+        eval_failures = (evaluate_completed_runs(workdir, runs, eval_sets)
+                         if eval_sets and not stopped else 0)
+        print(f"results: {workdir / 'results.csv'}", flush=True)
+        if scheduler.interrupted or CHILDREN.stop_status == status.INTERRUPTED:
+            print("sweep interrupted; rerun the same command to resume", flush=True)
+            return status.EXIT_INTERRUPTED
+        if scheduler.preempted or CHILDREN.terminating:
+            return status.EXIT_PREEMPTED
+        return status.EXIT_FAILED if errors or eval_failures else status.EXIT_COMPLETED

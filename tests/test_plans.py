@@ -258,3 +258,17 @@ def test_sizes_and_budgets_a_run_cannot_honour_are_refused(tmp_path, capsys, fie
                               "--dry-run"])
     error = capsys.readouterr().err
     assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
+
+
+def test_a_cooldown_field_a_ladder_reads_is_accepted_and_one_no_run_reads_is_not(tmp_path):
+    # A ladder sets optim.schedule='wsd' itself, after each size is resolved: its sweep's
+    # decay_fraction is read by every run, though the size alone, with the base config's
+    # cosine schedule, does not read it.
+    fields = dict(overrides={**MODEL_CHANGING["overrides"], "optim": {"decay_fraction": 0.25}},
+                  ladder_tokens=(256 * 16, 256 * 64))
+    _, runs = _plan(tmp_path, plan="ladder", **fields)
+    assert {run.overrides["optim.decay_fraction"] for run in runs} == {0.25}
+    with pytest.raises(ConfigError, match=r"run shape-d64-L2-D\S+: config.optim.decay_fraction"
+                                          r"=0.25 is not allowed: it is read only with "
+                                          r"optim.schedule='wsd', and this run's is 'cosine'"):
+        _plan(tmp_path, plan="tokens", tokens=256 * 16, **fields)

@@ -249,33 +249,41 @@ time.sleep(1.0)
 print("received", ",".join(seen), flush=True)
 """
 
-# A sweep's handlers and one run started as the sweep starts its runs.
+# A sweep's handlers and one run started as the sweep starts its runs; SIGHUP as a terminal
+# leaves it (not ignored, as under `nohup`), unless argv[3] says "nohup".
 _SWEEP_WITH_ONE_RUN = """
-import sys
+import signal, sys
 from launch import sweep
-sweep.CHILDREN.install()
-with open(sys.argv[1], "ab") as log:
+nohup = sys.argv[3:] == ["nohup"]
+signal.signal(signal.SIGHUP, signal.SIG_IGN if nohup else signal.SIG_DFL)
+with sweep.CHILDREN.handling(), open(sys.argv[1], "ab") as log:
     sweep.CHILDREN.start([sys.executable, "-c", sys.argv[2]], log).wait()
 """
 
 
 @pytest.mark.parametrize("sent, received", [("SIGINT", "SIGINT"), ("SIGTERM", "SIGTERM"),
-                                            ("SIGHUP", "SIGTERM")])
+                                            ("SIGHUP", "SIGTERM"), ("SIGHUP under nohup", "")])
 def test_a_signal_to_the_sweeps_process_group_reaches_each_run_once(repo, tmp_path, sent,
                                                                      received):
     # A Ctrl-C at the terminal, `kill -INT -- -PGID` and `timeout -s INT` signal the whole group.
     # The runs shared the sweep's group, and without a terminal the sweep also passed the SIGINT
     # on: each run saw two, the second of which made it exit without saving. A SIGHUP (the
     # terminal closed) killed the runs unsaved; it now stops them as a SIGTERM does.
-    log = tmp_path / "run.log"
-    sweep = subprocess.Popen([sys.executable, "-c", _SWEEP_WITH_ONE_RUN, str(log), _COUNTING_RUN],
+    log, nohup = tmp_path / "run.log", sent.endswith("nohup")
+    sweep = subprocess.Popen([sys.executable, "-c", _SWEEP_WITH_ONE_RUN, str(log), _COUNTING_RUN,
+                              *(["nohup"] if nohup else [])],
                              cwd=repo, start_new_session=True)  # its own group, no terminal
     _wait_for(lambda: log.is_file() and "group" in log.read_text(), sweep, timeout=120)
     # Not the sweep's group (which start_new_session numbered by its pid): a signal to that
     # group reaches the run only through the sweep. Two deliveries of one signal can merge into
     # one, so counting alone would not show that.
     assert log.read_text().split()[:2] != ["group", str(sweep.pid)]
-    os.killpg(sweep.pid, getattr(signal, sent))
+    os.killpg(sweep.pid, getattr(signal, sent.split()[0]))
+    if nohup:  # ignored, so never passed on: the runs train on
+        time.sleep(2)
+        assert sweep.poll() is None and "received" not in log.read_text()
+        os.killpg(sweep.pid, signal.SIGTERM)
+        received = "SIGTERM"
     assert sweep.wait(timeout=60) == 0
     assert log.read_text().splitlines()[-1] == f"received {received}"
 
@@ -368,8 +376,11 @@ def test_a_run_that_cannot_resume_under_the_changed_plan_is_one_line_before_any_
     # A longer plan over a run that finished (or stopped) at 8 steps: its scaling-train refused
     # the checkpoint as it started, the row was marked failed and the other runs trained on.
     workdir = tmp_path / "sweep"
+    handlers = [signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)]
     first = _sweep_here(capsys, _write_sweep(tmp_path), workdir, "--only", "tiny-d32-L1")
     assert first.returncode == 0, first.stdout + first.stderr
+    # The sweep's signal handlers are gone with it (they caught a later test's Ctrl-C).
+    assert [signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)] == handlers
     rows = (workdir / "results.csv").read_text()
     config = _write_sweep(tmp_path, steps=12)
     result = _sweep_here(capsys, config, workdir)
