@@ -231,11 +231,11 @@ def backtest_method(method: str, kept: pd.DataFrame, held_out: pd.DataFrame, *,
 
 def applicable_methods(kept: pd.DataFrame) -> list[str]:
     """L(N, D) forms when the kept runs vary both N and D (and the data-constrained form when
-    they give unique tokens U); L(C) always."""
+    they give unique tokens U); L(C) when they hold two model sizes or more."""
     methods = []
     if kept["N"].nunique() >= 3 and kept["D"].nunique() >= 3:
         methods += ([DATA_CONSTRAINED] if "U" in kept.columns else []) + list(PARAMETRIC_METHODS)
-    return methods + ["compute"]
+    return methods + (["compute"] if kept["N"].nunique() >= 2 else [])
 
 
 def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: float | None = None,
@@ -254,6 +254,9 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
         runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
     kept, held_out = split_largest(runs, drop_largest, hold_out_from)
     methods = list(methods) if methods else applicable_methods(kept)
+    if not methods:
+        raise ValueError(f"the runs fitted without the held-out ones have "
+                         f"{kept['N'].nunique()} model size; a backtest needs at least 2")
     rule = (f"over-training form when the fitted runs have >= {MIN_BUDGETS_PER_SIZE} token "
             "budgets per size (median), else Chinchilla's form; decided on the fitted runs only")
     by_rule = headline_law(kept)

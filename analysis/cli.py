@@ -205,7 +205,9 @@ def _check_hold_out(args, runs) -> None:
     if args.drop_highest is None and args.hold_out_from is None and not args.backtest:
         return
     try:
-        split_largest(runs, args.drop_highest or 1, args.hold_out_from)
+        kept = split_largest(runs, args.drop_highest or 1, args.hold_out_from)[0]
+        if kept["N"].nunique() < 2:  # one size traces its L(D): there is no law to test
+            raise ValueError("it leaves one model size to fit; need at least 2")
     except ValueError as error:
         if args.hold_out_from is not None:
             raise ValueError(f"--hold-out-from={args.hold_out_from:g} is not allowed: {error}"
@@ -213,9 +215,11 @@ def _check_hold_out(args, runs) -> None:
         sizes = runs["N"].nunique()
         if args.drop_highest is None:
             raise ValueError(f"--backtest is not allowed: the runs have {sizes} model size(s); "
-                             "holding out the largest needs at least 2") from None
+                             "holding out the largest and fitting the others needs at least "
+                             "3") from None
         raise ValueError(f"--drop-highest={args.drop_highest} is not allowed: the runs have "
-                         f"{sizes} model sizes; need 1 <= K < {sizes}") from None
+                         f"{sizes} model sizes, and at least 2 must be left to fit; need "
+                         f"1 <= K <= {sizes - 2}") from None
 
 
 # Everything a fit (a comparison) may write in its --out folder besides the figures of
@@ -232,9 +236,16 @@ def _clear(out_dir: pathlib.Path, names: tuple[str, ...]) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _out_dir(path: pathlib.Path, flag: str = "--out", *, create: bool = True) -> pathlib.Path:
+def _out_dir(path: pathlib.Path, flag: str = "--out", *, create: bool = True,
+             writes: tuple[str, ...] = ()) -> pathlib.Path:
+    """`path` checked as a folder to write to (a file or a folder in the place of one of the files
+    it `writes` is an error), and created unless `create` is False."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag}={str(path)!r} is not allowed: a directory (this path is a file)")
+    blocking = [name for name in writes if (path / name).is_dir()]
+    if blocking:
+        raise ValueError(f"{flag}={str(path)!r} is not allowed: it holds a folder "
+                         f"{blocking[0]}, where the fit writes that file")
     if not create:
         return path
     try:
@@ -332,7 +343,7 @@ def run(args) -> pathlib.Path:
                         drop_largest=drop_largest, hold_out_from=args.hold_out_from)
     # Checked now, created only once everything is computed: a failed fit leaves no folder.
     out_dir = _out_dir(pathlib.Path(args.out) if args.out else input_path.parent / "fit",
-                       create=False)
+                       create=False, writes=FIT_FILES + PLOT_FILES)
     budgets = (snap_to_budgets(runs["C"].to_numpy(), _parse_budgets(args.isoflop_budgets))
                if args.isoflop_budgets else None)
     try:
@@ -362,6 +373,11 @@ def run(args) -> pathlib.Path:
         for row in data_summary["excluded"]:
             print(f"scaling-fit: note: left out {row['name']} of {input_path}: it {row['reason']}",
                   file=sys.stderr)
+        if runs.attrs.get("shared_points"):
+            print(f"scaling-fit: note: {runs.attrs['shared_points']} (N, D) point(s) of "
+                  f"{input_path} have several rows with different losses (another setting swept "
+                  "at each?), each fitted as a point; --best-per-point keeps the lowest",
+                  file=sys.stderr)
     _out_dir(out_dir)
     _clear(out_dir, FIT_FILES + PLOT_FILES)
     write_fit_json(analysis, out_dir / "fit.json")
@@ -382,7 +398,7 @@ def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool)
     loss from --loss-col, or from final_eval_loss when --loss-col is absent or names the column of
     the other recipe's plain CSV; or a CSV named with --n-col etc."""
     from analysis.inputs import RESULTS_COLUMNS, table_objectives
-    from analysis.pipeline import compute_frontier
+    from analysis.pipeline import compute_frontier, one_size_reason
 
     loss_column = args.loss_col or "final_eval_loss"
     convention, objectives = None, []
@@ -403,6 +419,11 @@ def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool)
         if "name" not in runs.columns:
             runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
         curves = None
+        if args.d_col:  # C = 6ND: the 6N convention, checked against the other recipe's
+            convention = "6N"
+    reason = one_size_reason(runs, f"the runs of {path}")
+    if reason:  # compared as a law across sizes, one size's L(D) gave a confident multiplier
+        raise ValueError(f"--compare: {reason}")
     return compute_frontier(runs, curves, Settings()), loss_column, convention, objectives
 
 
@@ -435,10 +456,12 @@ def run_compare(args) -> pathlib.Path:
         raise ValueError(f"--compare: {path_a} counts FLOPs by the {convention_a!r} convention and "
                          f"{path_b} by {convention_b!r}; compute multipliers need one convention "
                          "(run both sweeps with the same model.flop_convention)")
+    out_dir = _out_dir(pathlib.Path(args.out) if args.out
+                       else pathlib.Path(path_b).parent / "compare", create=False,
+                       writes=COMPARE_FILES)
     comparison = compare_recipes(frontier_a, frontier_b, shared_irreducible=not args.separate_e,
                                  num_resamples=args.bootstrap, seed=args.seed)
-    out_dir = _out_dir(pathlib.Path(args.out) if args.out
-                       else pathlib.Path(path_b).parent / "compare")
+    _out_dir(out_dir)
     summary = dict(comparison.summary, A=str(path_a), B=str(path_b),
                    loss_columns={"A": column_a, "B": column_b})
     loss_label = LOSS_LABEL

@@ -62,14 +62,43 @@ class Sweep:
     source: str
 
 
-def _read_csv(path) -> pd.DataFrame:
+def _read_csv(path, *, empty_is_missing: bool = False) -> pd.DataFrame:
+    """The CSV at `path`. `empty_is_missing`: only an empty cell is missing (NaN); text such as
+    `nan` or `inf` is kept as written, so that a value recorded wrong can be told from one not
+    recorded. A row with fewer fields than the header (a file cut off mid-row) is a ValueError:
+    pandas would fill the rest with NaN, or fit a number cut short."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    options = {"keep_default_na": False, "na_values": [""]} if empty_is_missing else {}
     try:
-        return pd.read_csv(path)
+        table = pd.read_csv(path, **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    short = _short_row(path)
+    if short:
+        line, fields, header = short
+        raise ValueError(f"{path}: line {line} has {fields} field(s), the header {header}: a row "
+                         "cut short (a file copied or written only in part?)")
+    return table
+
+
+def _short_row(path) -> tuple[int, int, int] | None:
+    """(line, fields, header fields) of the first data row of `path` with fewer fields than its
+    header, else None (blank lines, which pandas skips, are not rows)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+            reader, header, start = csv.reader(handle), None, 1
+            for record in reader:
+                if record and not (len(record) == 1 and not record[0].strip()):
+                    if header is None:
+                        header = len(record)
+                    elif len(record) < header:
+                        return start, len(record), header
+                start = reader.line_num + 1
+    except (OSError, csv.Error):
+        return None
+    return None
 
 
 def _file_lines(path, rows: int) -> np.ndarray:
@@ -143,6 +172,9 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
     runs["C"] = _numeric(runs, "flops")
     runs["loss"] = _numeric(runs, loss_column)
     status = runs["status"].astype(str)
+    _check_recorded_values(table, runs, status == "completed", source, {
+        "N": "non_embedding_params" if convention == "6N" else "params", "D": "tokens",
+        "C": "flops", "loss": loss_column})
     loss_name = "eval loss" if loss_column == "final_eval_loss" else loss_column
     values_ok = np.ones(len(runs), dtype=bool)
     for column in ("N", "D", "C", "loss"):
@@ -161,6 +193,25 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
     runs, curves = average_seeds(runs, curves, loss_column)
     return Sweep(runs=runs, excluded=excluded, curves=curves, flop_convention=convention,
                  source=source)
+
+
+def _check_recorded_values(table: pd.DataFrame, runs: pd.DataFrame, completed: pd.Series,
+                           source: str, columns: dict[str, str]) -> None:
+    """A ValueError for the first completed run whose N, D, C or loss (`columns`: the fitted
+    name → the table's column) is recorded but is no positive number (`nan`, `-1.5`, `abc`):
+    left out without a word, its point was missing from the fit. A value not recorded (an empty
+    cell) leaves the run out, as its row of the report says."""
+    for fitted, column in columns.items():
+        recorded = table[column].notna().to_numpy()
+        values = runs[fitted].to_numpy()
+        bad = completed.to_numpy() & recorded & ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            value = table[column].iloc[row]
+            shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
+            raise ValueError(f"{source}: run {table['name'].iloc[row]} is completed, and its "
+                             f"{column} is {shown}; a completed run's is a positive number "
+                             "(correct the row, or remove it)")
 
 
 def average_seeds(runs: pd.DataFrame, curves: pd.DataFrame | None = None,
@@ -224,7 +275,7 @@ def read_results(path, loss_column: str = "final_eval_loss") -> Sweep:
     """A sweep's results.csv, with the curves.csv beside it when there is one; the loss fitted
     is `loss_column`'s."""
     path = pathlib.Path(path)
-    table = _read_csv(path)
+    table = _read_csv(path, empty_is_missing=True)
     curves_path = path.with_name("curves.csv")
     curves = read_curves(curves_path) if curves_path.is_file() else None
     return sweep_from_table(table, str(path), curves, loss_column)
@@ -255,7 +306,7 @@ def read_wandb_export(path, loss_column: str = "final_eval_loss") -> Sweep:
     the results.csv column names, or the names the runs logged them under (`eval/final_loss`,
     `launch.results.WANDB_NAMES`), optionally prefixed `summary.` / `config.`; `Name` is the run
     name and `State` stands in for `status` when no status field was logged."""
-    table = _read_csv(path)
+    table = _read_csv(path, empty_is_missing=True)
     flat_names = {wandb_name: name for name, wandb_name in WANDB_NAMES.items()}
     renamed = {}
     for column in table.columns:
@@ -270,12 +321,16 @@ def read_wandb_export(path, loss_column: str = "final_eval_loss") -> Sweep:
 
 
 def parse_filters(texts) -> dict[str, str]:
-    """`COLUMN=VALUE` strings as a dict; a ValueError names a malformed one."""
+    """`COLUMN=VALUE` strings as a dict; a ValueError names a malformed one, or a second filter
+    on one column (which would replace the first)."""
     filters = {}
     for text in texts or ():
         column, equals, value = text.partition("=")
         if not equals or not column:
             raise ValueError(f"--where={text!r} is not allowed; give COLUMN=VALUE")
+        if column in filters:
+            raise ValueError(f"--where={text!r} is not allowed: --where={column}="
+                             f"{filters[column]} filters {column} already (each column once)")
         filters[column] = value
     return filters
 
@@ -295,7 +350,8 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     and the row. A row that repeats an earlier kept row in every column of the file is a copy, not
     a second run (it would count twice in the fit and narrow its bootstrap intervals): it is left
     out, and `attrs["duplicates"]` lists (row, earlier row) for each, rows counted from 0 after
-    the header."""
+    the header. `attrs["shared_points"]` counts the (N, D) points several rows give (unless
+    `best_per_point`)."""
     if (d_col is None) == (c_col is None):
         raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
     table = _read_csv(path)
@@ -349,10 +405,14 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     if drop_highest_losses > 0:  # once every loss is known to be a number
         points = points.drop(index=_highest(points["loss"].to_numpy(), drop_highest_losses))
         points = points.reset_index(drop=True)
+    shared = int((points.groupby(["N", "D"]).size() > 1).sum())
     if best_per_point:
         points = points.loc[points.groupby(["N", "D"])["loss"].idxmin()].reset_index(drop=True)
     points = points[columns]
     points.attrs["duplicates"] = duplicates
+    # (N, D) points several rows give, with different losses (another setting swept at each):
+    # each row is fitted as a point unless `best_per_point`.
+    points.attrs["shared_points"] = 0 if best_per_point else shared
     return points
 
 

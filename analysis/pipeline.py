@@ -244,6 +244,16 @@ def compute_frontier(runs: pd.DataFrame, curves: pd.DataFrame | None, settings: 
     return final_point_frontier(runs["name"], runs["C"], runs["loss"])
 
 
+def one_size_reason(runs: pd.DataFrame, which: str = "the runs") -> str | None:
+    """Why L(C) cannot be fitted to `runs` of a single model size (their points trace that
+    size's L(D), and a law fitted to them would say nothing of other sizes), or None."""
+    sizes = runs["N"].unique()
+    if len(sizes) >= 2:
+        return None
+    return (f"{which} have one model size (N = {sizes[0]:.4g}), so they trace that size's L(D), "
+            "not a compute frontier across sizes (--law d fits it)")
+
+
 def parametric_skip_reason(runs: pd.DataFrame, law_name: str) -> str | None:
     """Why the runs cannot support a parametric L(N, D) fit, or None if they can."""
     if law_name == "data_constrained" and "U" not in runs.columns:
@@ -282,6 +292,8 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
         if held_out.empty:
             raise ValueError("no run of the held-out sizes is on the compute frontier, so L(C) "
                              "has nothing it should predict")
+    if law_name == "compute" and (reason := one_size_reason(kept, "the runs it keeps")):
+        raise ValueError(reason)
     kept_curves = None if curves is None else curves[curves["name"].isin(set(kept["name"]))]
     law = get_law(law_name)
     kept_frontier = (compute_frontier(kept, kept_curves, settings) if law_name == "compute"
@@ -361,7 +373,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
     if parametric_law in ("overtraining", "data_constrained"):
         wanted.append("chinchilla")
     for law_name in wanted:
-        reason = (parametric_skip_reason(runs, law_name) if law_name in parametric else None)
+        reason = (parametric_skip_reason(runs, law_name) if law_name in parametric else
+                  one_size_reason(runs) if law_name == "compute" else None)
         if reason is None:
             variables, loss = _points_for(law_name, runs, frontier)
             try:

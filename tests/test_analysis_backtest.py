@@ -482,6 +482,16 @@ def test_compare_refuses_results_counted_in_two_flop_conventions(tmp_path, capsy
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "counts FLOPs by the '6N' convention" in error
     assert not (tmp_path / "cmp").exists()
+    # A plain CSV's C is 6ND: against runs counted in full, B "was worth" up to 1.7x A's compute.
+    table = pd.read_csv(tmp_path / "b.csv")
+    table.to_csv(tmp_path / "plain.csv", columns=["name", "params", "tokens", "final_eval_loss"],
+                 index=False)
+    assert main(["--compare", str(tmp_path / "b.csv"), str(tmp_path / "plain.csv"), "--n-col",
+                 "params", "--d-col", "tokens", "--loss-col", "final_eval_loss", "--bootstrap",
+                 "0", "--out", str(tmp_path / "cmp")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "counts FLOPs by the 'full' convention and " \
+        f"{tmp_path / 'plain.csv'} by '6N'" in error
 
 
 def test_losses_of_different_objectives_are_not_fitted_or_compared_as_one(tmp_path, capsys):

@@ -157,7 +157,11 @@ def test_bad_output_and_hold_out_settings_are_one_line_errors(tmp_path, capsys):
                                        "is not allowed: a directory (this path is a file)\n")
     assert main(common + ["--drop-highest", "3", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == ("scaling-fit: error: --drop-highest=3 is not allowed: the "
-                                       "runs have 3 model sizes; need 1 <= K < 3\n")
+                                       "runs have 3 model sizes, and at least 2 must be left to "
+                                       "fit; need 1 <= K <= 1\n")
+    # Two sizes held out of three left one to fit: L(C) of one size's points was "backtested".
+    assert main(common + ["--drop-highest", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "--drop-highest=2 is not allowed" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit) as exit_info:
         main(common + ["--bootstrap", "many"])
@@ -396,8 +400,8 @@ def test_a_backtest_of_one_model_size_is_one_line_naming_backtest(tmp_path, caps
     assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
                  "--bootstrap", "0", "--backtest", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == ("scaling-fit: error: --backtest is not allowed: the runs "
-                                       "have 1 model size(s); holding out the largest needs at "
-                                       "least 2\n")
+                                       "have 1 model size(s); holding out the largest and "
+                                       "fitting the others needs at least 3\n")
     assert not (tmp_path / "o").exists()
 
 
@@ -605,3 +609,57 @@ def test_the_run_li_et_al_list_twice_is_named_by_its_lines_in_the_file(tmp_path,
             "column") in capsys.readouterr().err.splitlines()
     assert "- excluded line 163: repeats line 158 in every column" in (
         tmp_path / "o" / "report.md").read_text()
+
+
+def test_one_model_size_is_no_compute_frontier(tmp_path, capsys):
+    # L(C) of one size's budgets was reported with confident intervals ("alpha = 0.63 (95% CI
+    # 0.60 – 0.71)"): that size's L(D), read as a law across sizes.
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": [1e8] * 6, "D": [1e9, 2e9, 4e9, 8e9, 16e9, 32e9],
+                  "loss": [3.0, 2.9, 2.82, 2.77, 2.74, 2.72]}).to_csv(path, index=False)
+    common = ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+              "--bootstrap", "0", "--out", str(tmp_path / "o")]
+    assert main(common) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("scaling-fit: error: ")
+    assert ("compute cannot be fitted either: the runs have one model size (N = 1e+08), so they "
+            "trace that size's L(D), not a compute frontier across sizes (--law d fits it)") in err
+    assert main(common + ["--law", "compute"]) == 2
+    assert "--law='compute' is not allowed for these runs: the runs have one model size" in \
+        capsys.readouterr().err
+    assert main(common + ["--law", "d"]) == 0
+
+
+def test_a_folder_where_the_fit_writes_a_file_is_one_line_before_fitting(tmp_path, capsys):
+    # The whole fit ran, then unlinking report.md raised IsADirectoryError: a traceback, exit 1.
+    (tmp_path / "o" / "report.md").mkdir(parents=True)
+    assert main(three_sizes(tmp_path) + ["--bootstrap", "0", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        f"scaling-fit: error: --out={str(tmp_path / 'o')!r} is not allowed: it holds a folder "
+        "report.md, where the fit writes that file\n")
+
+
+def test_a_second_filter_on_one_column_is_refused(tmp_path, capsys):
+    # The second replaced the first: `--where N=1 --where N=2` fitted the N=2 rows alone.
+    assert main(three_sizes(tmp_path) + ["--where", "N=1e8", "--where", "N=2e8", "--bootstrap",
+                                         "0", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --where='N=2e8' is not allowed: "
+                                       "--where=N=1e8 filters N already (each column once)\n")
+
+
+def test_points_several_rows_give_with_different_losses_are_noted(tmp_path, capsys):
+    # A learning-rate sweep's rows at one (N, D) were fitted as separate points without a word.
+    path = tmp_path / "points.csv"
+    n, d = np.meshgrid([1e7, 3e7, 1e8, 3e8], [1e9, 3e9, 1e10, 3e10])
+    table = pd.DataFrame({"N": n.ravel(), "D": d.ravel(),
+                          "loss": 1.7 + 400 / n.ravel()**0.34 + 410 / d.ravel()**0.28})
+    pd.concat([table, table.iloc[:2].assign(loss=table["loss"].iloc[:2] * 1.05)]).to_csv(
+        path, index=False)
+    arguments = ["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss"]
+    assert main(arguments + ["--bootstrap", "0", "--out", str(tmp_path / "o")]) == 0
+    assert (f"scaling-fit: note: 2 (N, D) point(s) of {path} have several rows with different "
+            "losses (another setting swept at each?), each fitted as a point; --best-per-point "
+            "keeps the lowest") in capsys.readouterr().err
+    assert main(arguments + ["--bootstrap", "0", "--best-per-point", "--out",
+                             str(tmp_path / "o")]) == 0
+    assert "several rows" not in capsys.readouterr().err

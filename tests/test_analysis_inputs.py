@@ -42,6 +42,43 @@ def test_only_completed_runs_with_values_are_fitted():
     assert full.runs["N"][0] == 1.2e6
 
 
+@pytest.mark.parametrize("value, shown", [("nan", "'nan'"), ("-1.5", "-1.5"), ("abc", "'abc'"),
+                                          ("0", "0"), ("inf", "inf")])
+def test_a_completed_run_with_a_value_recorded_wrong_is_an_error(tmp_path, value, shown):
+    # Left out without a word (only the report's list of excluded runs said so), its point was
+    # missing from the fit; `--csv` already refused such values. An empty cell, a value not
+    # recorded, still leaves the run out.
+    rows = [results_row(name, loss=4.0 - k / 10) for k, name in enumerate("abc")]
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    text = (tmp_path / "results.csv").read_text().splitlines()
+    header = text[0].split(",")
+    cells = text[2].split(",")
+    cells[header.index("final_eval_loss")] = value
+    (tmp_path / "results.csv").write_text("\n".join([*text[:2], ",".join(cells), *text[3:]]) + "\n")
+    with pytest.raises(ValueError) as error:
+        read_results(tmp_path / "results.csv")
+    assert str(error.value) == (f"{tmp_path / 'results.csv'}: run b is completed, and its "
+                                f"final_eval_loss is {shown}; a completed run's is a positive "
+                                "number (correct the row, or remove it)")
+    cells[header.index("final_eval_loss")] = ""
+    (tmp_path / "results.csv").write_text("\n".join([*text[:2], ",".join(cells), *text[3:]]) + "\n")
+    assert list(read_results(tmp_path / "results.csv").runs["name"]) == ["a", "c"]
+
+
+def test_a_row_cut_short_is_an_error_naming_its_line(tmp_path):
+    # A results.csv copied in part: pandas filled the rest of the last row with NaN (or read a
+    # loss cut to "1.3" as 1.3), and the fit went on.
+    rows = [results_row(name, loss=4.0 - k / 10) for k, name in enumerate("abc")]
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    text = (tmp_path / "results.csv").read_text()
+    (tmp_path / "results.csv").write_text(text[:text.rindex("3.8") + 2])
+    fields = len(rows[0])
+    cut = text[:text.rindex("3.8") + 2].splitlines()[-1].count(",") + 1
+    with pytest.raises(ValueError, match=rf"results.csv: line 4 has {cut} field\(s\), the header "
+                                         rf"{fields}: a row cut short"):
+        read_results(tmp_path / "results.csv")
+
+
 def test_seed_replicates_are_fitted_as_one_point_at_their_mean():
     rows = []
     for seed, (small, large) in enumerate([(4.0, 3.0), (4.2, 3.3), (4.1, 3.6)]):
