@@ -439,6 +439,8 @@ def run_compare(args) -> pathlib.Path:
     _apply_preset(args)
     _check_resampling(args)
     path_a, path_b = args.compare
+    for path in (path_a, path_b):
+        _check_input("compare", path)
     columns = [set(csv_columns(path)) for path in (path_a, path_b)]
     results = [set(RESULTS_COLUMNS) <= names for names in columns]
     (frontier_a, column_a, convention_a, objectives_a), (
@@ -507,6 +509,9 @@ def _print_summary(summary: dict) -> None:
                     f", {check['coverage']:.0%} inside their {check['interval_level']:.0%} intervals")
         print(f"extrapolation to the {check['n_held_out']} held-out run(s): mean relative error "
               f"{check['mean_abs_relative_error']:.2%}, max {check['max_abs_relative_error']:.2%}{coverage}")
+    else:  # said where the law is, not only in the report
+        reason = summary.get("skipped", {}).get(f"extrapolation_{summary['law']}", "not run")
+        print(f"no extrapolation check: {reason}")
     for name, fit in summary["fits"].items():
         for flag in fit.get("diagnostics", []):
             print(f"scaling-fit: warning: {name}: {flag['problem']}; would help: {flag['fix']}",

@@ -663,3 +663,21 @@ def test_points_several_rows_give_with_different_losses_are_noted(tmp_path, caps
     assert main(arguments + ["--bootstrap", "0", "--best-per-point", "--out",
                              str(tmp_path / "o")]) == 0
     assert "several rows" not in capsys.readouterr().err
+
+
+def test_a_law_without_an_extrapolation_check_says_why_and_compare_names_a_folder(tmp_path,
+                                                                                 capsys):
+    # L(D) printed its law and no word of its extrapolation error (the reason was only in the
+    # report); `--compare A FOLDER` said "FOLDER: no such file".
+    path = tmp_path / "points.csv"
+    n, d = np.meshgrid([1e7, 3e7, 1e8, 3e8], [1e9, 3e9, 1e10, 3e10])
+    pd.DataFrame({"N": n.ravel(), "D": d.ravel(),
+                  "loss": 1.7 + 400 / n.ravel()**0.34 + 410 / d.ravel()**0.28}).to_csv(
+        path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--law", "d", "--bootstrap", "0", "--out", str(tmp_path / "o")]) == 0
+    assert ("no extrapolation check: L(D) describes the best loss at each D over every size, so "
+            "holding out the largest sizes does not test it\n") in capsys.readouterr().out
+    assert main(["--compare", str(path), str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err == (f"scaling-fit: error: --compare={str(tmp_path)!r} is not "
+                                       "allowed: an existing CSV file (a directory)\n")
