@@ -62,12 +62,27 @@ def jaxlib_loaded(pid: int) -> bool:
         return False
 
 
+def catches_sigint(pid: int) -> bool:
+    """Whether the process has a SIGINT handler: Python installs its own as the interpreter
+    starts, before any of our code runs (until then a SIGINT kills it, as it would any program)."""
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) & 1 << (signal.SIGINT - 1))
+
+
 def interrupted(command: list[str], moment) -> subprocess.CompletedProcess:
-    """Run `command`, send it SIGINT at `moment` (seconds after start, or ("jaxlib", s): s
-    seconds after JAX's native library is loaded), and wait for it."""
+    """Run `command`, send it SIGINT at `moment` (seconds after the interpreter has started, or
+    ("jaxlib", s): s seconds after JAX's native library is loaded), and wait for it."""
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)  # no terminal: SIGINT to it alone
     try:
+        deadline = time.monotonic() + 60  # under load the start can take a second or more
+        while not catches_sigint(process.pid) and process.poll() is None:
+            assert time.monotonic() < deadline, "the interpreter did not start in 60 s"
+            time.sleep(0.005)
         if isinstance(moment, tuple):
             deadline = time.monotonic() + 60
             while not jaxlib_loaded(process.pid) and process.poll() is None:
