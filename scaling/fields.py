@@ -148,4 +148,9 @@ def check_section(cls, values: ml_collections.ConfigDict, prefix: str) -> None:
     for f in config_fields(cls):
         check = f.metadata.get("check")
         if check is not None:
+            if f.name not in values:  # a config file built from scratch (`default_config` has all)
+                error = ConfigError(f"{prefix}{f.name}", None, "a field every run config has")
+                error.args = (f"config.{prefix}{f.name} is missing: every run config has it "
+                              "(build the config from scaling.config.default_config())",)
+                raise error
             check(f"{prefix}{f.name}", values[f.name])

@@ -155,6 +155,9 @@ def load_and_validate(spec: str, overrides: list[str], *, check_read: bool = Tru
     The one path from command line to config: `scaling-sweep` plans its runs through it too.
     `check_read`: an override of a field the run does not read is refused too."""
     config = load_config(spec)
+    if "plan" in config and "base_config" in config:  # a sweep's: validated, it named a field
+        raise ConfigError("--config", spec, "a run config (this is a sweep config: "
+                                            "`scaling-sweep --config` runs it)")
     apply_overrides(config, overrides)
     validate(config)
     if check_read:

@@ -197,6 +197,9 @@ def test_a_workdir_that_is_a_file_is_one_line(repo, tmp_path):
     ("configs/demo.py:bogus", "--config='configs/demo.py:bogus' is not allowed: a variant of this "
                               "file: runlocal"),
     ("README.md", "--config='README.md' is not allowed: a Python config file that runs"),
+    # A sweep's config validated as a run's: a KeyError traceback ("Did you mean seeds").
+    ("configs/sweeps/demo.py", "--config='configs/sweeps/demo.py' is not allowed: a run config "
+                               "(this is a sweep config: `scaling-sweep --config` runs it)"),
 ])
 def test_config_file_errors_name_the_option(repo, tmp_path, config, expected):
     result = subprocess.run(
@@ -293,3 +296,18 @@ def test_a_run_says_when_its_warmup_is_cut(repo, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[0] == ("note: optim.warmup_steps=30 is not shorter than the "
                                             "run's 20 steps: it warms up over 19")
+
+
+def test_a_config_without_a_field_every_run_config_has_is_one_line(repo, tmp_path):
+    # A config built from an empty ConfigDict: a KeyError traceback from validation.
+    config = tmp_path / "partial.py"
+    config.write_text("import ml_collections\n\n\ndef get_config():\n"
+                      "    config = ml_collections.ConfigDict()\n    config.name = 'x'\n"
+                      "    return config\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "scaling.train", "--config", str(config), "--workdir",
+         str(tmp_path / "run"), "--dry-run"], capture_output=True, text=True, cwd=repo, timeout=120)
+    assert result.returncode == 2
+    assert _one_error_line(result) == ("scaling-train: error: config.seed is missing: every run "
+                                       "config has it (build the config from "
+                                       "scaling.config.default_config())")
