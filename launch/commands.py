@@ -31,13 +31,30 @@ class UsageError(ValueError):
 
 class CommandFailed(RuntimeError):
     """An external command exited with a non-zero code the launcher cannot recover from;
-    `message`, when given, says so in the launcher's words instead of naming the command."""
+    `message`, when given, says so in the launcher's words instead of naming the command (which
+    is named cut to its first `SHOWN_CHARACTERS`: `execute` echoed it whole as it ran it).
+    `slice_up`: it failed on a machine that is still up, which the launcher then says."""
 
-    def __init__(self, argv: Sequence[str], returncode: int, why: str = "", message: str = ""):
-        self.returncode = returncode
+    def __init__(self, argv: Sequence[str], returncode: int, why: str = "", message: str = "",
+                 slice_up: bool = False):
+        self.returncode, self.slice_up = returncode, slice_up
         reason = f" ({why})" if why else ""
-        super().__init__(message
-                         or f"`{format_command(argv)}` exited with code {returncode}{reason}")
+        line = format_command(argv)
+        if len(line) > SHOWN_CHARACTERS:
+            line = line[:SHOWN_CHARACTERS - 3] + "..."
+        super().__init__(message or f"`{line}` exited with code {returncode}{reason}")
+
+
+SHOWN_CHARACTERS = 120
+
+
+def base_config_or(option: str, error: ConfigError, sweep_config: str) -> str:
+    """The option a `ConfigError` about a config file is blamed on: `option` (the flag that gave
+    the sweep config) for the sweep file itself, `base_config (in SWEEP)` for the run config the
+    sweep file names."""
+    if error.field == "--config" and str(error.value) != sweep_config:
+        return f"base_config (in {sweep_config})"
+    return option
 
 
 def format_command(argv: Sequence[str]) -> str:

@@ -16,6 +16,11 @@ the run and the field before anything is written or submitted.
 
 from __future__ import annotations
 
+# `python -m launch.slurm` runs the console script, Ctrl-C handled before the imports below.
+if __name__ == "__main__":
+    from scaling import scripts
+    raise SystemExit(scripts.slurm())
+
 import argparse
 import os
 import pathlib
@@ -23,7 +28,8 @@ import re
 import shlex
 import sys
 
-from launch.commands import PREEMPTED_EXIT_CODE, UsageError, execute_checked, exit_code_of
+from launch.commands import (PREEMPTED_EXIT_CODE, UsageError, base_config_or, execute_checked,
+                             exit_code_of)
 from scaling import files
 from scaling.errors import ArgumentParser, ConfigError, flag_name
 
@@ -52,6 +58,8 @@ def _directive_value(option: str, value: str) -> None:
 # days-hours:minutes, days-hours:minutes:seconds, or no limit.
 TIME_LIMIT = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite",
                         re.IGNORECASE)
+# A coordinator's host: a name or IPv4 address, or an IPv6 address in brackets.
+COORDINATOR_HOST = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 # Options that only the sbatch script reads: an explicit coordinator prints commands instead.
 SBATCH_OPTIONS = ("gpus_per_node", "partition", "account", "time", "job_name", "setup", "script")
 DEFAULT_JOB_NAME = "scaling"
@@ -124,6 +132,8 @@ def _validate(args: argparse.Namespace) -> None:
                 raise UsageError(flag_name(option), value, "a non-empty value (or leave it out)")
             if value is not None and option != "script":
                 _directive_value(flag_name(option), value)
+        if args.script is not None and os.path.isdir(args.script):  # a dry run refuses it too
+            raise UsageError("--script", args.script, "a file to write (this path is a folder)")
         if args.time is not None and not TIME_LIMIT.fullmatch(args.time):
             raise UsageError("--time", args.time, "a time limit sbatch reads: MINUTES, "
                                                   "HOURS:MINUTES:SECONDS, DAYS-HOURS[:MINUTES"
@@ -142,8 +152,11 @@ def _validate(args: argparse.Namespace) -> None:
                              "used without --coordinator (it goes into the sbatch script; "
                              "--coordinator prints commands to run by hand)")
     host, _, port = args.coordinator.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError("--coordinator", args.coordinator, "HOST:PORT with a port in 1..65535")
+    if (not COORDINATOR_HOST.fullmatch(host) or not port.isdigit()
+            or not 0 < int(port) < 65536):
+        raise UsageError("--coordinator", args.coordinator, "HOST:PORT with a host name or "
+                         "address (letters, digits, '.', '-'; an IPv6 address in [ ]) and a port "
+                         "in 1..65535")
 
 
 def check_configs(args: argparse.Namespace) -> None:
@@ -162,8 +175,10 @@ def check_configs(args: argparse.Namespace) -> None:
 
             load_and_validate(args.train_config, args.overrides)
     except ConfigError as error:  # the file itself (a variant it lacks): named as given here
-        raise error.as_option("--sweep-config" if args.sweep_config
-                              else "--train-config") from None
+        if args.sweep_config:
+            raise error.as_option(base_config_or("--sweep-config", error,
+                                                 args.sweep_config)) from None
+        raise error.as_option("--train-config") from None
 
 
 def _launch(args: argparse.Namespace) -> int:
@@ -180,14 +195,14 @@ def _launch(args: argparse.Namespace) -> int:
         print(script, end="")
     else:
         files.check_workdir(args.workdir)
+        if os.path.isdir(script_path):
+            raise UsageError("--script", script_path, "a file to write (this path is a folder)")
         # An explicit --script may name another folder: made here, or refused in one line.
         try:
             files.check_workdir(os.path.dirname(os.path.abspath(script_path)))
         except ConfigError as error:
             raise UsageError("--script", script_path, f"a file in a folder that exists or can be "
                              f"made (its folder {error.value}: {error.allowed})") from None
-        if os.path.isdir(script_path):
-            raise UsageError("--script", script_path, "a file to write (this path is a folder)")
         files.write_text_atomic(pathlib.Path(script_path), script)
     execute_checked(["sbatch", script_path], dry_run=args.dry_run)
     return 0
@@ -224,6 +239,3 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = overrides
     return exit_code_of(PROGRAM, lambda: _launch(args))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,6 +21,11 @@ with gcsfuse (`--bucket`, mounted at `--mount-dir`) or a persistent disk.
 
 from __future__ import annotations
 
+# `python -m launch.tpu` runs the console script, Ctrl-C handled before the imports below.
+if __name__ == "__main__":
+    from scaling import scripts
+    raise SystemExit(scripts.tpu())
+
 import argparse
 import os
 import posixpath
@@ -34,8 +39,9 @@ import time
 import ml_collections
 
 from launch import tpu_settings
-from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, execute,
-                             execute_checked, exit_code_of)
+from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, base_config_or,
+                             execute, exit_code_of)
+from scaling import interrupts
 from scaling.errors import ArgumentParser, ConfigError
 from scaling.status import EXIT_INTERRUPTED
 from scaling.tracking import wandb_api_key
@@ -296,6 +302,7 @@ def log(message: str) -> None:
 
 
 DESCRIBE_ATTEMPTS = 5
+DESCRIBE_ROUNDS = 3  # rounds of failed attempts `create` waits through before it gives up
 
 
 def slice_state(s: Settings) -> str:
@@ -332,14 +339,31 @@ def slice_failed(s: Settings, reason: str, deleted: bool) -> CommandFailed:
 
 def create(s: Settings, dry_run: bool) -> str:
     """Requests the slice and polls until it is ACTIVE, lost or FAILED; returns that final state."""
-    execute_checked(create_command(s), dry_run=dry_run)
+    requested = execute(create_command(s), dry_run=dry_run, capture=True)
+    sys.stdout.write(requested.stdout)
+    sys.stderr.write(requested.stderr)
+    if requested.returncode != 0:
+        if "ALREADY_EXISTS" in requested.stderr:
+            raise CommandFailed(create_command(s), requested.returncode, message=(
+                f"queued resource {s.name} already exists (a slice left up): `{PROGRAM} status` "
+                f"shows it, `{PROGRAM} run` runs the sweep on it, `{PROGRAM} delete` deletes it"))
+        raise CommandFailed(create_command(s), requested.returncode, "gcloud's error above")
     if dry_run:
         execute(describe_command(s), dry_run=True)
         return ACTIVE
+    failed_rounds = 0
     while True:
         try:
             state = slice_state(s)
-        except CommandFailed as error:  # a queued resource can wait hours: keep asking
+            failed_rounds = 0
+        except CommandFailed as error:  # a queued resource can wait hours: keep asking, a while
+            failed_rounds += 1
+            if failed_rounds == DESCRIBE_ROUNDS:
+                raise CommandFailed(describe_command(s), error.returncode, message=(
+                    f"could not describe queued resource {s.name} in {DESCRIBE_ROUNDS} rounds "
+                    f"of {DESCRIBE_ATTEMPTS} attempts (gcloud's errors above: credentials to "
+                    f"renew with `gcloud auth login`?); it may exist: `{PROGRAM} status` shows "
+                    f"it, `{PROGRAM} delete` deletes it")) from None
             log(f"{error}; still waiting")
             state = "unknown"
         if state in (ACTIVE, FAILED) or state in LOST_STATES:
@@ -475,7 +499,7 @@ def _attempt(s: Settings, dry_run: bool) -> bool:
     if installed.returncode != 0:
         if _lost(s, dry_run):
             return False
-        raise CommandFailed(installed.args, installed.returncode, "setup failed")
+        raise CommandFailed(installed.args, installed.returncode, "setup failed", slice_up=True)
     code = run(s, dry_run)
     if code == 0:
         return True
@@ -483,7 +507,8 @@ def _attempt(s: Settings, dry_run: bool) -> bool:
         raise SweepStopped()
     if code == PREEMPTED_EXIT_CODE or _lost(s, dry_run):
         return False
-    raise CommandFailed(ssh_command(s, run_remote_command(s)), code, "the sweep failed")
+    raise CommandFailed(ssh_command(s, run_remote_command(s)), code, "the sweep failed",
+                        slice_up=True)
 
 
 class SweepStopped(Exception):
@@ -498,6 +523,8 @@ def up(s: Settings, dry_run: bool) -> int:
     (the slice stays up).
     """
     recreations = 0
+    left_up = (f"slice {s.name} is still up: `{PROGRAM} logs` and `{PROGRAM} status` show the "
+               f"sweep, `{PROGRAM} run` runs it again, `{PROGRAM} delete` deletes the slice")
     try:
         while not _attempt(s, dry_run):
             log(f"slice {s.name} was preempted; deleting it")
@@ -512,8 +539,20 @@ def up(s: Settings, dry_run: bool) -> int:
         log(f"the sweep was stopped; slice {s.name} stays up: `{PROGRAM} run` resumes the sweep "
             f"on it, `{PROGRAM} delete` deletes it")
         return EXIT_INTERRUPTED
-    if s.delete_when_done:
+    except CommandFailed as error:
+        if error.slice_up:
+            raise CommandFailed((), error.returncode, message=f"{error}; {left_up}") from None
+        raise
+    if not s.delete_when_done:
+        log(f"the sweep finished; slice {s.name} stays up (--no-delete-when-done): "
+            f"`{PROGRAM} delete` deletes it")
+        return 0
+    try:
         delete(s, dry_run)
+    except CommandFailed as error:
+        raise CommandFailed((), error.returncode, message=(
+            f"the sweep finished, and deleting slice {s.name} failed ({error}): it is still up; "
+            f"`{PROGRAM} delete` deletes it")) from None
     return 0
 
 
@@ -572,6 +611,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def check_source(s: Settings) -> None:
+    """UsageError unless --source is inside a git checkout: `stage_checkout` copies the files git
+    tracks or would track, and found out only once the slice was up (then left running)."""
+    inside = subprocess.run(["git", "-C", s.source, "rev-parse", "--is-inside-work-tree"],
+                            check=False, capture_output=True, text=True)
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        raise UsageError("--source", s.source, "a folder inside a git checkout (its files are "
+                                               "copied)")
+
+
 def check_copied(s: Settings, option: str, path: str) -> None:
     """A config the hosts read from the copy of --source must be a file the copy takes: inside
     --source, and one git does not ignore (`stage_checkout`). UsageError otherwise, before any
@@ -596,7 +645,7 @@ def check_sweep(s: Settings) -> int:
     try:
         sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
     except ConfigError as error:  # the sweep file itself: here --config is the settings file
-        raise error.as_option("--sweep-config") from None
+        raise error.as_option(base_config_or("--sweep-config", error, s.sweep_config)) from None
     check_copied(s, "--sweep-config", s.sweep_config)
     if os.path.isabs(sweep.base_config):  # the hosts have the copy elsewhere: ~/scaling
         raise UsageError("base_config", sweep.base_config,
@@ -614,14 +663,21 @@ def check_sweep(s: Settings) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     s = settings_from_args(args)
+    if args.subcommand in ("setup", "up"):
+        check_source(s)
     if args.subcommand in ("run", "up"):
         check_sweep(s)  # before any gcloud call: a bad sweep must not cost slice time
+    if args.subcommand in ("create", "up"):
+        interrupts.install(f"{PROGRAM}: interrupted; queued resource {s.name} may exist: "
+                           f"`{PROGRAM} status` shows it, `{PROGRAM} delete` deletes it")
     if args.subcommand == "create":
         state = create(s, args.dry_run)
         if state == FAILED:
             raise slice_failed(s, failure_reason(s), deleted=False)
         if state != ACTIVE:
-            raise CommandFailed(describe_command(s), 1, f"the queued resource is {state}")
+            raise CommandFailed(describe_command(s), 1, message=(
+                f"queued resource {s.name} is {state}: preempted or taken back before it could "
+                f"be used; `{PROGRAM} delete` deletes it, then `{PROGRAM} create` asks again"))
         return 0
     if args.subcommand == "setup":
         installed = setup(s, args.dry_run)
@@ -629,18 +685,39 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise CommandFailed(installed.args, installed.returncode, "setup failed")
         return 0
     if args.subcommand == "run":
-        return run(s, args.dry_run)
+        code = run(s, args.dry_run)
+        if code:
+            log(RUN_ENDINGS.get(code, f"the sweep failed (exit code {code}): `{PROGRAM} logs` "
+                                      f"shows the end of a run's log"))
+        return code
     if args.subcommand == "up":
         return up(s, args.dry_run)
     if args.subcommand == "status":
-        return status(s, args.dry_run)
+        return _reported(status(s, args.dry_run), "asking worker 0 for the sweep's progress")
     if args.subcommand == "logs":
-        return execute(ssh_command(s, logs_remote_command(s), worker="0"),
-                       dry_run=args.dry_run).returncode
+        return _reported(execute(ssh_command(s, logs_remote_command(s), worker="0"),
+                                 dry_run=args.dry_run).returncode, "reading the log on worker 0")
     if args.subcommand == "stop":
-        return execute(ssh_command(s, stop_remote_command()), dry_run=args.dry_run).returncode
+        return _reported(execute(ssh_command(s, stop_remote_command()),
+                                 dry_run=args.dry_run).returncode, "stopping the sweep")
     delete(s, args.dry_run)
     return 0
+
+
+# What `run` says of the sweep's exit codes other than 0.
+RUN_ENDINGS = {
+    PREEMPTED_EXIT_CODE: f"the sweep stopped on a preemption (exit code 75) with its checkpoints "
+                         f"saved: `{PROGRAM} run` resumes it (`{PROGRAM} up` also recreates a lost "
+                         f"slice)",
+    EXIT_INTERRUPTED: f"the sweep was stopped (exit code 130): `{PROGRAM} run` resumes it",
+}
+
+
+def _reported(code: int, doing: str) -> int:
+    """`code`, said in a line when it is not 0: the ssh (or what it ran) failed."""
+    if code:
+        log(f"{doing} failed: ssh exited with code {code} (its error above)")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -651,6 +728,3 @@ def main(argv: list[str] | None = None) -> int:
     args.sweep_overrides = overrides or None  # none given: the settings file's, if any
     return exit_code_of(PROGRAM, lambda: _dispatch(args))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,6 +7,7 @@ checks the fields a subcommand needs, once, and raises `UsageError` naming the f
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import math
 import os
@@ -24,7 +25,14 @@ from scaling.overrides import one_line_error
 RUNTIME_VERSIONS = {"v2": "tpu-ubuntu2204-base", "v3": "tpu-ubuntu2204-base",
                     "v4": "tpu-ubuntu2204-base", "v5litepod": "v2-alpha-tpuv5-lite",
                     "v5p": "v2-alpha-tpuv5", "v6e": "v2-alpha-tpuv6e"}
-ACCELERATOR_TYPE = re.compile(rf"({'|'.join(RUNTIME_VERSIONS)})-[1-9][0-9]*")
+ACCELERATOR_TYPE = re.compile(rf"({'|'.join(RUNTIME_VERSIONS)})-([1-9][0-9]*)")
+# The counts each generation comes in: v5e and v6e slices of 1 to 256 chips, the others
+# multiples of 8 cores (4 chips).
+SLICE_CHIPS = {"v5litepod": (1, 4, 8, 16, 32, 64, 128, 256), "v6e": (1, 4, 8, 16, 32, 64, 128, 256)}
+CORES_PER_HOST = 8
+# A Compute Engine zone (us-west4-a, europe-west4-b, us-central2-b) and a TPU VM image name.
+ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
+IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # A Google Cloud resource name, as a queued resource and a TPU node must be named.
 RESOURCE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
 # A run's name as `logs --run` takes it: one folder under WORKDIR/runs/.
@@ -61,7 +69,10 @@ def load_settings_file(path: str) -> ml_collections.ConfigDict:
     """The ConfigDict that `get_config()` in the Python file at `path` returns."""
     if not os.path.isfile(path):
         raise UsageError("--config", path, "an existing Python settings file")
-    spec = importlib.util.spec_from_file_location("tpu_settings_file", path)
+    # An explicit loader: a file not named *.py is still read as Python (and refused if it is not).
+    spec = importlib.util.spec_from_file_location(
+        "tpu_settings_file", path,
+        loader=importlib.machinery.SourceFileLoader("tpu_settings_file", path))
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -120,6 +131,9 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
     """Checks the fields `subcommand` (create, setup, run, up, delete, status, logs, stop) reads."""
     for field in ("project", "zone", "name"):
         _nonempty(settings, field)
+    if not ZONE.fullmatch(str(settings.zone)):
+        raise UsageError("--zone", settings.zone, "a Compute Engine zone, REGION-ZONE such as "
+                                                  "us-west4-a or europe-west4-b")
     for field in ("name", "node_id"):
         if settings[field] and not RESOURCE_NAME.fullmatch(str(settings[field])):
             raise UsageError(flag_name(field), settings[field],
@@ -132,9 +146,20 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
                              "a TPU type GENERATION-COUNT with GENERATION one of "
                              f"{', '.join(RUNTIME_VERSIONS)}, such as v4-8, v5litepod-16, v5p-128 "
                              "or v6e-8")
+        generation, count = match.group(1), int(match.group(2))
+        counts = SLICE_CHIPS.get(generation)
+        if counts and count not in counts or not counts and count % CORES_PER_HOST:
+            raise UsageError("--accelerator-type", settings.accelerator_type, (
+                f"{generation}-N with N one of {', '.join(map(str, counts))} (chips)" if counts
+                else f"{generation}-N with N a multiple of {CORES_PER_HOST} (cores: "
+                     f"{generation}-8, {generation}-16, ...)"))
+        if settings.runtime_version and not IMAGE_NAME.fullmatch(str(settings.runtime_version)):
+            raise UsageError("--runtime-version", settings.runtime_version,
+                             "a TPU VM image name (letters, digits, '.', '_', '-'), or empty for "
+                             "the generation's own")
         # Another generation's image is a request the zone cannot meet: refused here, not
         # after the queued resource has waited and FAILED.
-        generation, image = match.group(1), runtime_version(settings)
+        image = runtime_version(settings)
         others = [other for other, other_image in RUNTIME_VERSIONS.items()
                   if other_image == image and other_image != RUNTIME_VERSIONS[generation]]
         if others:

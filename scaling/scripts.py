@@ -1,7 +1,7 @@
 """The console scripts of `scaling-train`, `scaling-sweep`, `scaling-eval`, `scaling-fit`,
-`scaling-sample` and `scaling-attention` (pyproject.toml): each runs its module's `main` with
-Ctrl-C handled from before that module's imports (`scaling.interrupts`). `python -m
-scaling.<module>` (and `python -m analysis.cli`) comes here too. Their logging is set up by
+`scaling-sample`, `scaling-attention`, `scaling-tpu` and `scaling-slurm` (pyproject.toml): each
+runs its module's `main` with Ctrl-C handled from before that module's imports
+(`scaling.interrupts`). `python -m` of each module comes here too. Their logging is set up by
 `quiet_logging`.
 
 Imports nothing heavy: the module is imported under the handler.
@@ -32,6 +32,14 @@ def evaluate() -> int:
 
 def fit() -> int:
     return interrupts.run("scaling-fit", "analysis.cli")
+
+
+def tpu() -> int:
+    return interrupts.run("scaling-tpu", "launch.tpu")
+
+
+def slurm() -> int:
+    return interrupts.run("scaling-slurm", "launch.slurm")
 
 
 def sample() -> int:

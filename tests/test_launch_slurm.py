@@ -174,6 +174,17 @@ def test_explicit_coordinator_prints_one_command_per_node(cluster):
     (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2",
       "--coordinator", "node0"], "--coordinator='node0' is not allowed: HOST:PORT"),
     (SWEEP + ["--nodes", "2", "--coordinator", "node0:1234"], "used with --train-config"),
+    # Printed into every node's command as given.
+    (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2",
+      "--coordinator", "node 0:1234"], "--coordinator='node 0:1234' is not allowed: HOST:PORT "
+                                       "with a host name or address"),
+    # A dry run printed `sbatch FOLDER`, which the real run refuses.
+    (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--script", ".", "--dry-run"],
+     "--script='.' is not allowed: a file to write (this path is a folder)"),
+    # A sweep config given as the run config: a KeyError traceback.
+    (["--train-config", "configs/sweeps/tiny.py", "--workdir", "w", "--nodes", "1",
+      "--gpus-per-node", "1", "--dry-run"], "--train-config='configs/sweeps/tiny.py' is not "
+                                            "allowed: a run config (this is a sweep config"),
     # Values on #SBATCH lines, which sbatch splits at whitespace without shell quoting.
     (["--sweep-config", "configs/sweeps/tiny.py", "--workdir", "my runs/tiny", "--nodes", "1",
       "--gpus-per-node", "1"], "my runs/tiny' is not allowed: a value without whitespace"),
@@ -272,6 +283,20 @@ def test_a_config_variant_is_accepted_and_a_wrong_one_named(cluster):
     assert result.returncode == 2
     assert result.stderr == ("scaling-slurm: error: --train-config='configs/demo.py:nope' is not "
                              "allowed: a variant of this file: runlocal\n")
+
+
+def test_a_bad_base_config_variant_is_named_as_the_sweeps_base_config(cluster):
+    # It was blamed on --sweep-config, whose file has no variant.
+    sweep = cluster.folder / "configs" / "sweeps" / "variant.py"
+    sweep.write_text((cluster.folder / "configs" / "sweeps" / "tiny.py").read_text().replace(
+        ":runlocal", ":nope"))
+    assert ":nope" in sweep.read_text()
+    result = cluster.launch("--sweep-config", "configs/sweeps/variant.py", "--workdir", "w",
+                            "--nodes", "1", "--gpus-per-node", "1", "--dry-run")
+    assert result.returncode == 2
+    assert result.stderr == ("scaling-slurm: error: config.base_config (in "
+                             f"configs/sweeps/variant.py)='{DEMO}:nope' is not allowed: a variant "
+                             "of this file: runlocal\n")
 
 
 def test_a_workdir_that_is_a_file_is_one_line(cluster):

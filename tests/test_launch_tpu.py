@@ -386,12 +386,76 @@ def test_a_slice_that_cannot_be_described_for_a_moment_is_not_taken_for_lost(clo
         in result.stderr
 
 
-def test_sweep_failing_on_a_live_slice_is_not_retried(cloud):
-    result = cloud.launch(*up_args(), plan=[{"match": "scaling-sweep", "responses": [{"exit": 3}]}])
-    assert result.returncode == 3
-    assert [kind(c) for c in cloud.calls()] == ONE_ATTEMPT + ["describe"]
-    assert result.stderr.strip().splitlines()[-1].startswith("scaling-tpu: error: ")
-    assert "the sweep failed" in result.stderr
+@pytest.mark.parametrize("failing, returncode, calls, why", [
+    ("scaling-sweep", 3, ONE_ATTEMPT + ["describe"], "(the sweep failed)"),
+    ("uv pip install", 1, ["create", "describe", "scp", "setup", "describe"], "(setup failed)"),
+])
+def test_a_failure_on_a_live_slice_is_not_retried_and_says_the_slice_is_up(
+        cloud, failing, returncode, calls, why):
+    # The line was the whole ssh command (760 to 1,700 characters) and said nothing of the slice
+    # left running.
+    result = cloud.launch(*up_args(), plan=[{"match": failing,
+                                             "responses": [{"exit": returncode}]}])
+    assert result.returncode == returncode
+    assert [kind(c) for c in cloud.calls()] == calls
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("scaling-tpu: error: `gcloud compute tpus tpu-vm ssh ") and len(line) < 400
+    assert line.endswith(f"...` exited with code {returncode} {why}; slice qr is still up: "
+                         "`scaling-tpu logs` and `scaling-tpu status` show the sweep, "
+                         "`scaling-tpu run` runs it again, `scaling-tpu delete` deletes the slice")
+
+
+def test_a_slice_left_up_is_said_so_when_its_delete_fails_or_is_not_asked_for(cloud):
+    failing = [{"match": "queued-resources delete",
+                "responses": [{"exit": 1, "stderr": "ERROR: (gcloud) PERMISSION_DENIED\n"}]}]
+    result = cloud.launch(*up_args(), plan=failing)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "scaling-tpu: error: the sweep finished, and deleting slice qr failed (`gcloud compute "
+        "tpus queued-resources delete qr ")
+    assert result.stderr.strip().endswith("it is still up; `scaling-tpu delete` deletes it")
+    kept = cloud.launch(*up_args("--no-delete-when-done"))
+    assert kept.returncode == 0
+    assert kept.stderr.strip().splitlines()[-1] == (
+        "scaling-tpu: the sweep finished; slice qr stays up (--no-delete-when-done): "
+        "`scaling-tpu delete` deletes it")
+
+
+def test_a_queued_resource_that_exists_already_is_said_so(cloud):
+    # After a stopped or failed `up` the slice stays up on purpose: the next `up` failed with
+    # "`gcloud ... create ...` exited with code 1" and no word of what to do.
+    exists = [{"match": "queued-resources create", "responses": [{
+        "exit": 1, "stderr": "ERROR: (gcloud.compute.tpus.queued-resources.create) ALREADY_EXISTS: "
+                             "Resource 'qr' already exists\n"}]}]
+    result = cloud.launch(*up_args(), plan=exists)
+    assert result.returncode == 1
+    assert "ALREADY_EXISTS" in result.stderr  # gcloud's own error, shown
+    assert result.stderr.strip().splitlines()[-1] == (
+        "scaling-tpu: error: queued resource qr already exists (a slice left up): `scaling-tpu "
+        "status` shows it, `scaling-tpu run` runs the sweep on it, `scaling-tpu delete` deletes it")
+    assert [kind(c) for c in cloud.calls()] == ["create"]
+
+
+def test_create_gives_up_on_a_slice_it_cannot_describe_round_after_round(cloud):
+    # Expired credentials: it printed "attempt 1..5 of 5 ... still waiting" forever.
+    expired = [{"match": "queued-resources describe", "responses": [{
+        "exit": 1, "stderr": "ERROR: (gcloud) Reauthentication failed.\n"}]}]
+    result = cloud.launch(*slice_args("create", "--poll-interval", "0.01"), plan=expired)
+    assert result.returncode == 1
+    assert [kind(c) for c in cloud.calls()] == ["create"] + ["describe"] * 15
+    assert result.stderr.strip().splitlines()[-1] == (
+        "scaling-tpu: error: could not describe queued resource qr in 3 rounds of 5 attempts "
+        "(gcloud's errors above: credentials to renew with `gcloud auth login`?); it may exist: "
+        "`scaling-tpu status` shows it, `scaling-tpu delete` deletes it")
+
+
+def test_create_of_a_slice_taken_back_says_what_to_do(cloud):
+    suspended = [{"match": "queued-resources describe", "responses": [{"stdout": "SUSPENDED\n"}]}]
+    result = cloud.launch(*slice_args("create", "--poll-interval", "0.01"), plan=suspended)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "scaling-tpu: error: queued resource qr is SUSPENDED: preempted or taken back before it "
+        "could be used; `scaling-tpu delete` deletes it, then `scaling-tpu create` asks again")
 
 
 def test_a_sweep_stopped_on_request_leaves_the_slice_up_and_says_how_to_resume(cloud):
@@ -416,12 +480,19 @@ def test_retries_are_bounded(cloud):
     assert "gave up after 2 recreations" in result.stderr
 
 
-def test_run_passes_the_sweeps_exit_code_back(cloud):
-    plan = [{"match": "scaling-sweep", "responses": [{"exit": 75}]}]
+@pytest.mark.parametrize("code, said", [
+    (75, "the sweep stopped on a preemption (exit code 75) with its checkpoints saved: "
+         "`scaling-tpu run` resumes it (`scaling-tpu up` also recreates a lost slice)"),
+    (130, "the sweep was stopped (exit code 130): `scaling-tpu run` resumes it"),
+    (1, "the sweep failed (exit code 1): `scaling-tpu logs` shows the end of a run's log"),
+])
+def test_run_passes_the_sweeps_exit_code_back_and_says_what_it_means(cloud, code, said):
+    plan = [{"match": "scaling-sweep", "responses": [{"exit": code}]}]
     result = cloud.launch("run", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
                           "--sweep-config", "configs/sweeps/tiny.py", "--workdir", "/w", plan=plan)
-    assert result.returncode == 75
+    assert result.returncode == code
     assert [kind(c) for c in cloud.calls()] == ["sweep"]
+    assert result.stderr.strip().splitlines()[-1] == f"scaling-tpu: {said}"
 
 
 def test_delete_tears_the_slice_down(cloud):
@@ -490,9 +561,23 @@ def test_settings_file_with_flags_overriding_it(cloud):
     # Every host ran `mkdir -p ''` and failed, after the slice was created.
     (["--bucket", "gs://my-results", "--mount-dir", ""],
      "--mount-dir='' is not allowed: a non-empty value"),
+    # Each went to `gcloud ... create` as given.
+    (["--zone", "us west4"], "--zone='us west4' is not allowed: a Compute Engine zone, "
+                             "REGION-ZONE such as us-west4-a"),
+    (["--accelerator-type", "v5litepod-12"], "--accelerator-type='v5litepod-12' is not allowed: "
+                                             "v5litepod-N with N one of 1, 4, 8, 16, 32, 64, "
+                                             "128, 256 (chips)"),
+    (["--accelerator-type", "v4-7", "--runtime-version", ""],
+     "--accelerator-type='v4-7' is not allowed: v4-N with N a multiple of 8 (cores"),
+    (["--runtime-version", "foo bar"], "--runtime-version='foo bar' is not allowed: a TPU VM "
+                                       "image name"),
+    # An AttributeError traceback: a settings file not named *.py was not read at all.
+    (["--config", "settings.md"], "--config='settings.md' is not allowed: a Python settings file "
+                                  "that runs (SyntaxError: "),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(cloud, flags, message):
     (cloud.checkout / "settings.py").write_text("def get_config(:\n")
+    (cloud.checkout / "settings.md").write_text("# Settings\n\nThe zone is us-west4-a.\n")
     result = cloud.launch(*up_args(*flags))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -841,3 +926,68 @@ def test_status_logs_and_stop_dry_run_print_their_commands_and_run_none(cloud):
         lines = result.stdout.splitlines()
         assert len(lines) == count and all(line.startswith("gcloud compute tpus ") for line in lines)
     assert cloud.calls() == []
+
+
+def test_a_source_outside_git_is_refused_before_any_gcloud_call(cloud, tmp_path):
+    # Found only by `setup`, once the slice was up, which was then left running.
+    plain = tmp_path / "plain"
+    shutil.copytree(cloud.checkout, plain, ignore=shutil.ignore_patterns(".git"))
+    result = cloud.launch(*up_args("--source", str(plain), "--sweep-config",
+                                   str(plain / "configs" / "sweeps" / "tiny.py")))
+    assert result.returncode == 2
+    assert result.stderr == (f"scaling-tpu: error: --source={str(plain)!r} is not allowed: a "
+                             "folder inside a git checkout (its files are copied)\n")
+    assert cloud.calls() == []
+
+
+def test_a_bad_base_config_variant_is_named_as_the_sweeps_base_config(cloud):
+    # It was blamed on --sweep-config, whose file has no variant.
+    (cloud.checkout / "configs" / "sweeps" / "variant.py").write_text(
+        TINY_SWEEP.replace(":runlocal", ":nope"))
+    result = cloud.launch(*up_args("--sweep-config", "configs/sweeps/variant.py"))
+    assert result.returncode == 2
+    assert result.stderr == ("scaling-tpu: error: config.base_config (in "
+                             "configs/sweeps/variant.py)='configs/demo.py:nope' is not allowed: a "
+                             "variant of this file: runlocal\n")
+    assert cloud.calls() == []
+
+
+def test_a_failed_ssh_of_status_logs_or_stop_is_said(cloud):
+    # Each returned ssh's code with no line of its own.
+    unreachable = [{"match": "tpu-vm ssh", "responses": [{"exit": 255}]}]
+    for subcommand, doing in (("status", "asking worker 0 for the sweep's progress"),
+                              ("logs", "reading the log on worker 0"),
+                              ("stop", "stopping the sweep")):
+        result = cloud.launch(*slice_args(subcommand, "--workdir", "w"), plan=unreachable)
+        assert result.returncode == 255, subcommand
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"scaling-tpu: {doing} failed: ssh exited with code 255 (its error above)")
+
+
+def test_ctrl_c_while_a_slice_is_queued_is_one_line_naming_it(cloud, tmp_path):
+    # A traceback through create → slice_state → subprocess.run, and nothing said of the queued
+    # resource left behind.
+    import signal
+    import time
+
+    plan, log = tmp_path / "queued.json", tmp_path / "queued.jsonl"
+    plan.write_text(json.dumps([{"match": "queued-resources describe",
+                                 "responses": [{"stdout": "WAITING_FOR_RESOURCES\n"}]}]))
+    environment = dict(os.environ, PYTHONPATH=REPO, FAKE_GCLOUD_PLAN=str(plan),
+                       FAKE_GCLOUD_LOG=str(log),
+                       PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "launch.tpu", *slice_args("create", "--poll-interval", "0.05")],
+        cwd=cloud.checkout, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and '"describe"' in log.read_text()):  # created, now waiting
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "scaling-tpu: interrupted; queued resource qr may exist: `scaling-tpu status` shows it, "
+        "`scaling-tpu delete` deletes it")
