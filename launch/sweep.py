@@ -42,7 +42,7 @@ from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import branches, budget, files, hardware, interrupts, status, tracking
 from scaling.trained import newest_checkpoint_record
 from scaling.trainer import resume_conflict
-from scaling.config import differing_fields
+from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields
 from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import load_config, split_argv
 
@@ -77,7 +77,8 @@ def is_finished(run_dir: pathlib.Path, run: plans.PlannedRun) -> bool:
 OPERATIONAL_FIELDS = ("wandb.", "checkpoint.", "distributed.", "mesh.", "data.cache_dir",
                       "data.tfds_data_dir", "data.prefetch", "train.log_every",
                       "train.eval_every", "train.compilation_cache", "train.grad_accum_steps",
-                      "train.branch_steps", "model.remat", "model.scan_unroll")
+                      "train.branch_steps",
+                      *(f"model.{name}" for name in COMPUTE_ONLY_MODEL_FIELDS))
 
 
 def _comparable(config: dict, parent_field: str) -> dict:

@@ -22,7 +22,7 @@ import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from scaling.config import ModelConfig
+from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, ModelConfig
 from scaling.errors import IncompatibleCheckpoint
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,8 @@ def check_compatible(saved_model: dict, model: ModelConfig) -> None:
     """Refuse to resume a checkpoint whose model differs from the config (e.g. µP vs standard)."""
     current = dataclasses.asdict(model)
     differing = [name for name, value in saved_model.items()
-                 if name in current and current[name] != value]
+                 if name in current and current[name] != value
+                 and name not in COMPUTE_ONLY_MODEL_FIELDS]
     if differing:
         details = ", ".join(f"model.{name}: checkpoint {saved_model[name]!r}, config {current[name]!r}"
                             for name in differing)

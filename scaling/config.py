@@ -65,6 +65,12 @@ def default_d_ff(d_model: int, ffn: str) -> int:
     return 4 * d_model
 
 
+# Model fields that change how a step is computed (what is recomputed, how the layer loop is
+# traced), not what: the same parameters and the same mathematics. A run resumes under other
+# values (`model.remat=full` is what running out of memory advises).
+COMPUTE_ONLY_MODEL_FIELDS = ("remat", "scan_unroll")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """`config.model`. As a ConfigDict, 0 in a derived field means "derive it"; a `ModelConfig`

@@ -226,6 +226,9 @@ def check_workdir(workdir: pathlib.Path, option: str = "--workdir", *,
     except PermissionError:  # a folder above it that this user may not enter
         raise ConfigError(option, str(workdir), "a directory this user can reach (a folder "
                           "above it may not be entered: permission denied)") from None
+    except OSError as error:  # a name longer than the file system allows, a looping link
+        raise ConfigError(option, str(workdir), f"a path the file system can hold "
+                                                f"({error.strerror})") from None
     if existing is not None and not existing.is_dir():
         raise ConfigError(option, str(workdir),
                           f"a directory that can be created ({existing} is a file)")

@@ -27,7 +27,8 @@ import sys
 import jax
 
 from scaling import branches, budget, distributed, files, interrupts, memory, scripts, status
-from scaling.config import check_overrides_read, differing_fields, validate
+from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, check_overrides_read, differing_fields,
+                            validate)
 from scaling.data import sources
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import apply_overrides, load_config, split_argv
@@ -119,9 +120,11 @@ def check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> No
     (fields the summary predates are unknown, not a difference); IncompatibleCheckpoint names
     the fields that differ."""
     recorded = previous.get("config") or {}
-    saved = {**{f"model.{name}": value for name, value in (recorded.get("model") or {}).items()},
+    saved = {**{f"model.{name}": value for name, value in (recorded.get("model") or {}).items()
+                if name not in COMPUTE_ONLY_MODEL_FIELDS},
              **batch_fields(recorded), **optimizer_fields(recorded)}
-    current = {**{f"model.{name}": value for name, value in config.model.items()},
+    current = {**{f"model.{name}": value for name, value in config.model.items()
+                  if name not in COMPUTE_ONLY_MODEL_FIELDS},
                **batch_fields(config), **optimizer_fields(config)}
     differing = sorted(differing_fields(saved, current))
     if differing:

@@ -90,6 +90,11 @@ def test_a_workdir_that_is_a_file_is_a_config_error(tmp_path):
         with pytest.raises(ConfigError, match=r"^--workdir='\s*' is not allowed: a directory "
                                               r"path \(this one is empty\)$"):
             files.check_workdir(empty, create=False)
+    # A name past the file system's 255 bytes: an OSError traceback (exists() raised it).
+    for create in (False, True):
+        with pytest.raises(ConfigError, match=r"is not allowed: a path the file system can hold "
+                                              r"\(File name too long\)$"):
+            files.check_workdir(tmp_path / ("b" * 300), create=create)
 
 
 

@@ -474,6 +474,25 @@ def test_a_resume_with_a_field_its_objective_does_not_read_changed_continues(ref
     assert resumed["final_eval_loss"] == uninterrupted["final_eval_loss"]
 
 
+@pytest.mark.parametrize("override", ["--config.model.remat=full", "--config.model.scan_unroll=1"])
+def test_a_run_resumes_and_completes_under_another_remat_or_layer_loop(reference, tmp_path,
+                                                                      override):
+    # Running out of memory advises model.remat=full, which the resume then refused as "a
+    # different model": the same parameters and mathematics, computed another way.
+    workdir = killed_after_last_checkpoint(reference, tmp_path)
+    shutil.rmtree(workdir / "checkpoints" / "30")  # resume from step 20: steps left to train
+    result = train(workdir, override)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming from step 20" in result.stdout
+    resumed = json.loads((workdir / "summary.json").read_text())
+    uninterrupted = json.loads((reference / "summary.json").read_text())
+    assert resumed["final_eval_loss"] == pytest.approx(uninterrupted["final_eval_loss"], rel=1e-4)
+    completed = tmp_path / "completed"  # the uninterrupted run, completed without the override
+    shutil.copytree(reference, completed)
+    again = train(completed, override)  # "holds a completed run of another model" before
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr[-3000:]
+
+
 def test_batch_fields_hold_the_objective_and_only_the_fields_it_reads():
     from scaling.trainer import batch_fields
 
