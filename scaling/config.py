@@ -292,6 +292,10 @@ CONDITIONAL_FIELDS = {
     "model.mup_base_width": ("model.parametrization", ("mup",)),
     "optim.decay_fraction": ("optim.schedule", ("wsd",)),
     "optim.decay_shape": ("optim.schedule", ("wsd",)),
+    "optim.min_lr_ratio": ("optim.schedule", ("cosine", "linear", "wsd")),
+    "model.rope_theta": ("model.position", ("rope",)),
+    "train.steps": ("train.tokens", (0,)),  # a token budget sets the steps
+    "data.files": ("data.dataset", ("text_files", "text_pairs")),
     **{field: ("train.objective", (objective,))
        for objective, fields in objectives.OBJECTIVE_FIELDS.items() for field in fields},
 }
