@@ -668,8 +668,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.subcommand in ("run", "up"):
         check_sweep(s)  # before any gcloud call: a bad sweep must not cost slice time
     if args.subcommand in ("create", "up"):
-        interrupts.install(f"{PROGRAM}: interrupted; queued resource {s.name} may exist: "
-                           f"`{PROGRAM} status` shows it, `{PROGRAM} delete` deletes it")
+        interrupts.say_when_interrupted(
+            f"{PROGRAM}: interrupted; queued resource {s.name} may exist: `{PROGRAM} status` "
+            f"shows it, `{PROGRAM} delete` deletes it")
     if args.subcommand == "create":
         state = create(s, args.dry_run)
         if state == FAILED:

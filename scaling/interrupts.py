@@ -107,6 +107,13 @@ def install(line: str) -> None:
     signal.signal(signal.SIGINT, _on_sigint)
 
 
+def say_when_interrupted(line: str) -> None:
+    """Make `line` what an interrupted command writes, from here on (it can name what the
+    command has started by then). Installs nothing: a command's `main` called in a process that
+    did not install the handler leaves SIGINT as it was."""
+    _State.line = line
+
+
 def requested() -> bool:
     return _State.requested
 
