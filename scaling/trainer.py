@@ -56,37 +56,47 @@ def batch_fields(config) -> dict:
     return {name: value for name, value in fields.items() if value is not None}
 
 
+# The training split's identity in a checkpoint's record (`Loader.corpus`): `data.files`
+# names files whose content can change between a run's attempts.
+CORPUS_FIELD = "data.corpus"
+
+
 def optimizer_fields(config) -> dict:
     """Every `optim` field: the learning-rate schedule and the update it scales."""
     return {f"optim.{name}": value for name, value in (config.get("optim") or {}).items()}
 
 
-def plan_conflict(meta: dict, config, optimizer: dict, what: str) -> str | None:
+def plan_conflict(meta: dict, config, optimizer: dict, what: str,
+                  corpus: str | None = None) -> str | None:
     """How a saved state recorded as `meta` was trained differently from `config` (`what` names
     it: "the workdir's checkpoint belongs to a run"), in its batches or in `optimizer` (the
-    optimizer fields that must agree), or None. Resumed (or started as a branch) with either
-    changed, the run would match neither plan. A field the record predates is unknown, not a
-    difference."""
+    optimizer fields that must agree), or else on another training split than `corpus`
+    (`Loader.corpus`, when given); None when it was not. Resumed (or started as a branch) with
+    either changed, the run would match neither plan. A field the record predates is unknown, not
+    a difference."""
     for kind, current in (("other batches", batch_fields(config)),
                           ("another optimizer or learning-rate schedule", optimizer)):
         differing = [f"{name}: {meta[name]!r}, config {current[name]!r}"
                      for name in differing_fields(meta, current)]
         if differing:
             return f"{what} with {kind} ({'; '.join(differing)})"
+    if corpus and meta.get(CORPUS_FIELD) not in (None, corpus):  # the same fields, other data
+        return (f"{what} on another corpus ({CORPUS_FIELD}: {meta[CORPUS_FIELD]!r}, now "
+                f"{corpus!r}: the training split's content changed)")
     return None
 
 
-def resume_conflict(meta: dict, config, total_steps: int) -> str | None:
-    """Why a run of `config` (`total_steps` long) cannot resume from the checkpoint recorded as
-    `meta` (its length, batches or optimizer differ), or None. The model is checked on restore
-    (`checkpoint.check_compatible`)."""
+def resume_conflict(meta: dict, config, total_steps: int, corpus: str | None = None) -> str | None:
+    """Why a run of `config` (`total_steps` long, on the training split `corpus` when given)
+    cannot resume from the checkpoint recorded as `meta` (its length, batches or optimizer
+    differ), or None. The model is checked on restore (`checkpoint.check_compatible`)."""
     saved_total = meta.get("total_steps", total_steps)
     if saved_total != total_steps:
         # A different horizon changes the learning-rate schedule under the restored state.
         return (f"the workdir's checkpoint belongs to a run of {saved_total} steps, the config "
                 f"asks for {total_steps} (train.steps / train.tokens)")
     return plan_conflict(meta, config, optimizer_fields(config),
-                         "the workdir's checkpoint belongs to a run")
+                         "the workdir's checkpoint belongs to a run", corpus)
 
 
 @dataclasses.dataclass
@@ -226,7 +236,7 @@ class Trainer:
         restored = self.checkpointer.restore_latest(self.program.abstract_state, self.model)
         if restored is not None:
             state, meta = restored
-            why = resume_conflict(meta, self.config, self.total_steps)
+            why = resume_conflict(meta, self.config, self.total_steps, self.loader.corpus)
             if why:
                 # A different horizon, batches or optimizer under the restored state: refuse
                 # rather than train a run that matches neither plan.
@@ -240,7 +250,8 @@ class Trainer:
             stable_phase = {name: value for name, value in optimizer_fields(self.config).items()
                             if name not in branches.COOLDOWN_FIELDS}
             why = plan_conflict(meta, self.config, stable_phase,
-                                f"the parent run {self.config.train.init_from} was trained")
+                                f"the parent run {self.config.train.init_from} was trained",
+                                self.loader.corpus)
             if why:
                 raise IncompatibleCheckpoint(f"{why}; use a new --workdir or the run's settings")
         else:
@@ -485,7 +496,8 @@ class Trainer:
         """What a checkpoint records beside the state: where the run was, what decides its
         batches and updates, its model, and its whole config (what the commands that read a
         run use when it was killed before writing summary.json)."""
-        return {"step": self.count, **batch_fields(self.config), **optimizer_fields(self.config),
+        return {"step": self.count, **batch_fields(self.config), CORPUS_FIELD: self.loader.corpus,
+                **optimizer_fields(self.config),
                 "total_steps": self.total_steps,
                 "loss_window": dataclasses.asdict(self.metrics.window),
                 "model": dataclasses.asdict(self.model),

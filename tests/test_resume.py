@@ -581,3 +581,32 @@ def test_checkpoint_from_one_device_restores_on_four_and_continues(reference, tm
     records = read_metrics(workdir / "metrics.jsonl")
     assert [record["step"] for record in records] == LOGGED_STEPS
     assert all(np.isfinite(record["train_loss"]) for record in records)
+
+
+def test_a_resume_on_an_edited_corpus_is_refused_and_one_rewritten_as_it_was_continues(
+        tmp_path):
+    # data.files names files whose content can change between attempts: the run resumed on the
+    # edited corpus ("resuming from step 54") and matched neither.
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = "".join(f"def function_{i}(a, b):\n    return a * {i} + b\n\n" for i in range(400))
+    (corpus / "module.py").write_text(text)
+    workdir = tmp_path / "run"
+    files = ["--config.data.dataset=text_files", f"--config.data.files={corpus}",
+             f"--config.data.cache_dir={tmp_path / 'cache'}"]
+    first = train(workdir, *files)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (workdir / "summary.json").unlink()  # killed after its last save: it resumes at step 30
+    (corpus / "module.py").write_text(text)  # the same text written again: a new mtime
+    again = train(workdir, *files)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from step 30" in again.stdout
+    (workdir / "summary.json").unlink()
+    (corpus / "module.py").write_text(text + "def extra():\n    pass\n")
+    edited = train(workdir, *files)
+    assert edited.returncode == 2, edited.stderr[-3000:]
+    line = edited.stderr.strip().splitlines()[-1]
+    assert line.startswith("scaling-train: error: the workdir's checkpoint belongs to a run on "
+                           "another corpus (data.corpus: '"), line
+    assert line.endswith(": the training split's content changed); use a new --workdir or the "
+                         "run's settings")

@@ -8,6 +8,8 @@ computes its own slice without talking to the others.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import queue
 import threading
 from typing import Iterator
@@ -29,6 +31,25 @@ def whole_split_batches(eval_windows: int, batch_size: int) -> int:
     """The full batches of `batch_size` rows that `eval_windows` held-out windows fill (at least
     one: a split of fewer windows repeats some)."""
     return max(1, eval_windows // batch_size)
+
+
+# How many values of a corpus `corpus_digest` reads: a fraction of a second at any size.
+DIGEST_SAMPLES = 1 << 16
+
+
+def corpus_digest(arrays: list[np.ndarray], unit: str) -> str:
+    """What the batches are made from, in a short string: the first array's length (in `unit`s),
+    and a hash of
+    its shape and of up to `DIGEST_SAMPLES` of its values, evenly spaced. An edit of the corpus
+    changes its length, or shifts the packed stream past it, or (a change in place) almost
+    always one of the values read."""
+    digest = hashlib.sha1()
+    for array in arrays:
+        flat = array.reshape(-1)
+        step = max(1, flat.size // DIGEST_SAMPLES)
+        digest.update(repr(array.shape).encode())
+        digest.update(np.ascontiguousarray(flat[::step][:DIGEST_SAMPLES]).tobytes())
+    return f"{len(arrays[0]):,} {unit}, {digest.hexdigest()[:12]}"
 
 
 class Loader:
@@ -55,6 +76,12 @@ class Loader:
         self._eval_batches: dict[int, list[dict[str, np.ndarray]]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @functools.cached_property
+    def corpus(self) -> str:
+        """The training split's identity (`corpus_digest`), which a checkpoint records: a run
+        resumed on an edited corpus would match neither."""
+        return corpus_digest([self._train.tokens], "tokens")
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """This host's rows of the global batch at `step`, np.int32 [batch_size // process_count,

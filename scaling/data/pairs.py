@@ -17,13 +17,14 @@ PAD), `inputs` (BOS + targets[:-1]) and `loss_mask` (1 where the target is not P
 
 from __future__ import annotations
 
+import functools
 import pathlib
 from typing import Iterator
 
 import numpy as np
 
 from scaling.data import file_splits, objectives, ordering, sources, tokenizers
-from scaling.data.loader import Loader
+from scaling.data.loader import Loader, corpus_digest
 from scaling.errors import ConfigError
 
 DATASET = "text_pairs"
@@ -110,6 +111,10 @@ def pair_batch(encoded: dict[str, np.ndarray], indices: np.ndarray,
 
 class PairLoader(Loader):
     """A `Loader` over pairs: the same batches-by-step contract, prefetch and eval batches."""
+
+    @functools.cached_property
+    def corpus(self) -> str:
+        return corpus_digest([self._train["targets"], self._train["encoder_inputs"]], "pairs")
 
     def __init__(self, train: dict, evaluation: dict, tokenizer, objective, *, batch_size: int,
                  seed: int, process_index: int, process_count: int, prefetch: int):
