@@ -68,7 +68,8 @@ def restore_parent(config, abstract_state: Any, model: ModelConfig) -> tuple[Any
             f"train.init_from={str(parent)!r} holds no stable-phase states ({STABLE_FOLDER}/); "
             "train the parent run (with train.branch_steps) first")
     checkpointer = Checkpointer(parent, keep=1_000_000, async_save=False, folder=STABLE_FOLDER,
-                                read_only=True)
+                                read_only=True,
+                                owner=f"the stable state of train.init_from={str(parent)!r}")
     try:
         if step not in checkpointer.steps():
             raise IncompatibleCheckpoint(

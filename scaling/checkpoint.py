@@ -28,6 +28,11 @@ from scaling.errors import IncompatibleCheckpoint
 log = logging.getLogger(__name__)
 
 
+# What a run's own checkpoints are called in its errors (a branch's parent's states are named
+# by the parent).
+WORKDIR_CHECKPOINT = "the workdir's checkpoint"
+
+
 class Checkpointer:
     """Save and restore one run's checkpoints under `<workdir>/<folder>` (`checkpoints`, or
     `stable` for the states a run keeps for its cooldown branches).
@@ -37,9 +42,11 @@ class Checkpointer:
     cleans up nothing there, so a save in flight — its temporary folder — is left alone."""
 
     def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True,
-                 folder: str = "checkpoints", read_only: bool = False):
+                 folder: str = "checkpoints", read_only: bool = False,
+                 owner: str = WORKDIR_CHECKPOINT):
         self.directory = pathlib.Path(workdir).absolute() / folder
         self.read_only = read_only
+        self.owner = owner  # what its states are called in an error: the workdir's, a parent's
         options = dict(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
         if read_only:  # (orbax's own read_only option logs warnings on every open)
             options = dict(max_to_keep=None, create=False, cleanup_tmp_directories=False)
@@ -94,8 +101,8 @@ class Checkpointer:
         IncompatibleCheckpoint for a different model or state layout."""
         meta = self._manager.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))["meta"]
-        check_compatible(meta.get("model", {}), model)
-        check_same_layout(self._manager.item_metadata(step)["state"], abstract_state)
+        check_compatible(meta.get("model", {}), model, self.owner)
+        check_same_layout(self._manager.item_metadata(step)["state"], abstract_state, self.owner)
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         return restored["state"], restored["meta"]
@@ -129,8 +136,16 @@ class Checkpointer:
         self._manager.close()
 
 
-def check_compatible(saved_model: dict, model: ModelConfig) -> None:
-    """Refuse to resume a checkpoint whose model differs from the config (e.g. µP vs standard)."""
+def _use_instead(owner: str) -> str:
+    """What to do when `owner`'s state does not fit the config."""
+    return ("use a new --workdir or the checkpoint's settings" if owner == WORKDIR_CHECKPOINT
+            else "give the run the settings it was trained with, or another train.init_from")
+
+
+def check_compatible(saved_model: dict, model: ModelConfig,
+                     owner: str = WORKDIR_CHECKPOINT) -> None:
+    """Refuse to resume (`owner`: or start a branch from) a checkpoint whose model differs from
+    the config (e.g. µP vs standard)."""
     current = dataclasses.asdict(model)
     differing = [name for name, value in saved_model.items()
                  if name in current and current[name] != value
@@ -139,11 +154,11 @@ def check_compatible(saved_model: dict, model: ModelConfig) -> None:
         details = ", ".join(f"model.{name}: checkpoint {saved_model[name]!r}, config {current[name]!r}"
                             for name in differing)
         raise IncompatibleCheckpoint(
-            f"the workdir's checkpoint was trained with a different model ({details}); "
-            "use a new --workdir or the checkpoint's settings")
+            f"{owner} was trained with a different model ({details}); {_use_instead(owner)}")
 
 
-def check_same_layout(saved_state: Any, abstract_state: Any) -> None:
+def check_same_layout(saved_state: Any, abstract_state: Any,
+                      owner: str = WORKDIR_CHECKPOINT) -> None:
     """Refuse a checkpoint whose state tree, shapes or dtypes differ from what the config builds
     (e.g. another optimizer): restoring it would fail, and it is not a damaged checkpoint."""
     saved, wanted = _layout(getattr(saved_state, "tree", saved_state)), _layout(abstract_state)
@@ -151,8 +166,8 @@ def check_same_layout(saved_state: Any, abstract_state: Any) -> None:
         differing = sorted(set(saved) ^ set(wanted)) or sorted(
             name for name in saved if saved[name] != wanted[name])
         raise IncompatibleCheckpoint(
-            f"the workdir's checkpoint holds a different train state ({len(differing)} entries "
-            f"differ, e.g. {differing[0]}); use a new --workdir or the checkpoint's settings")
+            f"{owner} holds a different train state ({len(differing)} entries differ, e.g. "
+            f"{differing[0]}); {_use_instead(owner)}")
 
 
 def _layout(tree: Any) -> dict[str, tuple]:

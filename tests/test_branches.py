@@ -188,6 +188,22 @@ def test_branch_of_a_parent_under_another_learning_rate_is_refused(parent, tmp_p
                                 in lines[0]), result.stderr
 
 
+def test_a_branch_of_another_model_than_its_parent_names_the_parent(parent, tmp_path):
+    # "the workdir's checkpoint was trained with a different model ...; use a new --workdir":
+    # the branch's workdir was new and empty, and a new one would not have helped.
+    result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                             str(tmp_path / "b"), *_branch_args(parent),
+                             "--config.model.d_ff=64"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"scaling-train: error: the stable state of "
+                           f"train.init_from={str(parent)!r} was trained with a different model "
+                           "(model.d_ff: checkpoint "), line
+    assert line.endswith("give the run the settings it was trained with, or another "
+                         "train.init_from")
+
+
 @pytest.mark.slow
 def test_a_branch_chooses_its_own_cooldown_and_resumes_only_under_it(parent, tmp_path):
     """A branch starts from its parent's stable state with a cooldown of its own (length and
