@@ -199,8 +199,8 @@ def _check_recorded_values(table: pd.DataFrame, runs: pd.DataFrame, completed: p
                            source: str, columns: dict[str, str]) -> None:
     """A ValueError for the first completed run whose N, D, C or loss (`columns`: the fitted
     name → the table's column) is recorded but is no positive number (`nan`, `-1.5`, `abc`):
-    left out without a word, its point was missing from the fit. A value not recorded (an empty
-    cell) leaves the run out, as its row of the report says."""
+    left out, its point would be missing from the fit with nothing said on the command line. A
+    value not recorded (an empty cell) leaves the run out, as its row of the report says."""
     for fitted, column in columns.items():
         recorded = table[column].notna().to_numpy()
         values = runs[fitted].to_numpy()

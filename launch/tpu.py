@@ -612,8 +612,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def check_source(s: Settings) -> None:
-    """UsageError unless --source is inside a git checkout: `stage_checkout` copies the files git
-    tracks or would track, and found out only once the slice was up (then left running)."""
+    """UsageError unless --source is inside a git checkout (`stage_checkout` copies the files git
+    tracks or would track): checked before any gcloud call, since `setup` runs on a slice that is
+    already up."""
     inside = subprocess.run(["git", "-C", s.source, "rev-parse", "--is-inside-work-tree"],
                             check=False, capture_output=True, text=True)
     if inside.returncode != 0 or inside.stdout.strip() != "true":

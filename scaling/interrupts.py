@@ -153,9 +153,8 @@ def die_with_sweep() -> None:
     """A run that `scaling-sweep` started (`SWEEP_PID` set) asks Linux to SIGKILL it when the
     sweep dies. Each run sits in a process group of its own, so that a signal sent to the
     sweep's group reaches it once, through the sweep; without this, a `kill -9` of that group, or
-    the OOM killer's of the sweep, would leave the runs training on unwatched, as orphans, where
-    they used to die with it. The variable is removed, so that what the run starts is not
-    tied to the sweep."""
+    the OOM killer's of the sweep, would leave the runs training on unwatched, as orphans. The
+    variable is removed, so that what the run starts is not tied to the sweep."""
     sweep_pid = os.environ.pop(SWEEP_PID, "")
     if not sweep_pid:
         return

@@ -39,10 +39,9 @@ DIGEST_SAMPLES = 1 << 16
 
 def corpus_digest(arrays: list[np.ndarray], unit: str) -> str:
     """What the batches are made from, in a short string: the first array's length (in `unit`s),
-    and a hash of
-    its shape and of up to `DIGEST_SAMPLES` of its values, evenly spaced. An edit of the corpus
-    changes its length, or shifts the packed stream past it, or (a change in place) almost
-    always one of the values read."""
+    and a hash of each array's shape and of up to `DIGEST_SAMPLES` of its values, evenly spaced.
+    An edit of the corpus changes its length, or shifts the packed stream past it, or (a change
+    in place) almost always one of the values read."""
     digest = hashlib.sha1()
     for array in arrays:
         flat = array.reshape(-1)

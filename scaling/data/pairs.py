@@ -112,10 +112,6 @@ def pair_batch(encoded: dict[str, np.ndarray], indices: np.ndarray,
 class PairLoader(Loader):
     """A `Loader` over pairs: the same batches-by-step contract, prefetch and eval batches."""
 
-    @functools.cached_property
-    def corpus(self) -> str:
-        return corpus_digest([self._train["targets"], self._train["encoder_inputs"]], "pairs")
-
     def __init__(self, train: dict, evaluation: dict, tokenizer, objective, *, batch_size: int,
                  seed: int, process_index: int, process_count: int, prefetch: int):
         self.tokenizer = tokenizer
@@ -145,6 +141,10 @@ class PairLoader(Loader):
             indices[here] = ordering.permute(positions[here], self.train_pairs,
                                              ordering.derive_key(self.seed, int(epoch), 3))
         return pair_batch(self._train, indices, self.objective.special)
+
+    @functools.cached_property
+    def corpus(self) -> str:
+        return corpus_digest([self._train["targets"], self._train["encoder_inputs"]], "pairs")
 
     def iter_eval_batches(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
         """`num_batches` batches of held-out pairs (-1: `eval_batch_count`), in order (repeating
