@@ -40,11 +40,11 @@ from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import branches, budget, files, hardware, interrupts, status, tracking
-from scaling.trained import newest_checkpoint_record
-from scaling.trainer import resume_conflict
 from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields
 from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import load_config, split_argv
+from scaling.trained import newest_checkpoint_record
+from scaling.trainer import resume_conflict
 
 PARENT_PLACEHOLDER = "<parent>"
 EXIT_NOT_STARTED = -1  # `execute` when the sweep stopped before the run could start
@@ -199,10 +199,11 @@ class _Children:
 
     Each run is started in a process group of its own, so a signal sent to the sweep's group (a
     Ctrl-C at the terminal, `kill -INT -- -PGID`, `timeout`) reaches the runs only through the
-    sweep, which passes it on once; a run dies with the sweep (`interrupts.die_with_sweep`). A SIGTERM to the sweep (or a SIGHUP: the terminal that started
-    it closed) makes each run save a checkpoint and exit 75, and the sweep exits 75 (rerun to
-    resume). Ctrl-C (SIGINT): the first makes each run save and exit 130, a second makes them exit
-    at once; the sweep starts nothing more and exits 130."""
+    sweep, which passes it on once; a run dies with the sweep (`interrupts.die_with_sweep`). A
+    SIGTERM to the sweep (or a SIGHUP: the terminal that started it closed) makes each run save a
+    checkpoint and exit 75, and the sweep exits 75 (rerun to resume). Ctrl-C (SIGINT): the first
+    makes each run save and exit 130, a second makes them exit at once; the sweep starts nothing
+    more and exits 130."""
 
     def __init__(self):
         self._lock = threading.Lock()

@@ -136,10 +136,15 @@ class Checkpointer:
         self._manager.close()
 
 
+# What to do when a branch's parent's state does not fit the branch's config: a new workdir
+# for the branch would not help.
+PARENT_ADVICE = "give the run the settings its parent was trained with, or another train.init_from"
+
+
 def _use_instead(owner: str) -> str:
     """What to do when `owner`'s state does not fit the config."""
     return ("use a new --workdir or the checkpoint's settings" if owner == WORKDIR_CHECKPOINT
-            else "give the run the settings it was trained with, or another train.init_from")
+            else PARENT_ADVICE)
 
 
 def check_compatible(saved_model: dict, model: ModelConfig,

@@ -25,7 +25,7 @@ import numpy as np
 from scaling import branches, budget, distributed, files, flops, hardware, memory, parallel
 from scaling import status, tracking
 from scaling import data as data_lib
-from scaling.checkpoint import Checkpointer
+from scaling.checkpoint import PARENT_ADVICE, Checkpointer
 from scaling.data import objectives
 from scaling.config import differing_fields, model_config
 from scaling.errors import ConfigError, IncompatibleCheckpoint
@@ -253,7 +253,7 @@ class Trainer:
                                 f"the parent run {self.config.train.init_from} was trained",
                                 self.loader.corpus)
             if why:
-                raise IncompatibleCheckpoint(f"{why}; use a new --workdir or the run's settings")
+                raise IncompatibleCheckpoint(f"{why}; {PARENT_ADVICE}")
         else:
             if self.leader and (cut := budget.warmup_cut(self.config)):
                 print(f"note: {cut}", flush=True)

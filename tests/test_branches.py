@@ -175,33 +175,25 @@ def test_branch_of_a_parent_that_never_trained_is_one_line(tmp_path, dry_run):
     assert not (tmp_path / "b").exists()
 
 
-def test_branch_of_a_parent_under_another_learning_rate_is_refused(parent, tmp_path):
+@pytest.mark.parametrize("override, refusal", [
     # Its stable phase would not be the parent's: the branch would be neither run.
-    result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
-                             str(tmp_path / "b"), *_branch_args(parent),
-                             "--config.optim.lr=0.01"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr[-3000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and (f"the parent run {parent} was trained with another optimizer or "
-                                "learning-rate schedule (optim.lr: 0.003, config 0.01)"
-                                in lines[0]), result.stderr
-
-
-def test_a_branch_of_another_model_than_its_parent_names_the_parent(parent, tmp_path):
+    ("--config.optim.lr=0.01", "the parent run {parent} was trained with another optimizer or "
+                               "learning-rate schedule (optim.lr: 0.003, config 0.01)"),
     # "the workdir's checkpoint was trained with a different model ...; use a new --workdir":
     # the branch's workdir was new and empty, and a new one would not have helped.
+    ("--config.model.d_ff=64", "the stable state of train.init_from='{parent}' was trained with "
+                               "a different model (model.d_ff: checkpoint "),
+])
+def test_a_branch_its_parent_does_not_fit_is_refused_naming_the_parent(parent, tmp_path,
+                                                                       override, refusal):
     result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
-                             str(tmp_path / "b"), *_branch_args(parent),
-                             "--config.model.d_ff=64"],
+                             str(tmp_path / "b"), *_branch_args(parent), override],
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith(f"scaling-train: error: the stable state of "
-                           f"train.init_from={str(parent)!r} was trained with a different model "
-                           "(model.d_ff: checkpoint "), line
-    assert line.endswith("give the run the settings it was trained with, or another "
-                         "train.init_from")
+    assert refusal.format(parent=parent) in line, line
+    assert line.endswith("; give the run the settings its parent was trained with, or another "
+                         "train.init_from"), line
 
 
 @pytest.mark.slow
