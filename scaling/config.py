@@ -195,7 +195,8 @@ class TrainConfig:
     grad_accum_steps: int = integer(1, "micro-batches per step", minimum=1)
     log_every: int = integer(10, "steps between logged records", minimum=1)
     eval_every: int = integer(100, "steps between held-out evaluations", minimum=1)
-    eval_batches: int = integer(4, "held-out batches per evaluation", minimum=1)
+    eval_batches: int = integer(4, "held-out batches per evaluation (at most the full "
+                                       "batches the held-out split fills)", minimum=1)
     final_eval_batches: int = integer(0, "held-out batches of the final evaluation; 0 means "
                                          "eval_batches, -1 the whole held-out split in full "
                                          "batches (each window at most once, the fewer than "

@@ -222,6 +222,11 @@ class Trainer:
         except BaseException:
             self.close()
             raise
+        for field in ("eval_batches", "final_eval_batches"):
+            requested = config.train[field]
+            if self.leader and requested and (cut := self.loader.eval_cut(f"train.{field}",
+                                                                          requested)):
+                print(f"note: {cut}", flush=True)
         self.metrics = StepMetrics(window, config.train.on_nonfinite == "stop")
         self.interval = Interval()
         self.count, self.status = self.start, status.COMPLETED
@@ -470,7 +475,7 @@ class Trainer:
                 # Read once, each made as it is scored: the whole held-out split can be many.
                 batches = self._on_mesh(self.loader.iter_eval_batches(count))
             eval_loss, eval_stderr = self.evaluate(batches)
-            eval_tokens = count * self.tokens_per_step
+            eval_tokens = self.loader.eval_rows(count) * self.shapes.corpus
             if self.count == self.total_steps and self.config.train.continuation_tokens:
                 continuation = self._continuation_loss(count)
         tokens = self.count * self.tokens_per_step

@@ -181,6 +181,32 @@ def test_whole_split_evaluation_reads_every_window_once(corpus_config):
                 start * SEQ_LEN:start * SEQ_LEN + SEQ_LEN], np.int32))
 
 
+def test_more_eval_batches_than_the_split_fills_reads_each_window_once(corpus_config):
+    cfg, corpus = corpus_config
+    _, eval_documents = _train_and_eval_documents(corpus)
+    windows = (sum(len(d) + 1 for d in eval_documents) - 1) // SEQ_LEN
+    batch_size = 8
+    whole = windows // batch_size
+    assert whole >= 2  # room for a cut that still reads several batches
+    with _loader(cfg, batch_size=batch_size) as loader:
+        assert loader.eval_windows == windows
+        batches = loader.eval_batches(whole + 3)
+        assert len(batches) == loader.eval_batch_count(whole + 3) == whole
+        rows = [row.tobytes() for batch in batches for row in batch["inputs"]]
+        assert len(set(rows)) == len(rows) == whole * batch_size
+        assert loader.eval_rows(whole + 3) == whole * batch_size
+        assert loader.eval_cut("train.eval_batches", whole) is None
+        cut = loader.eval_cut("train.eval_batches", whole + 3)
+        assert cut == (f"train.eval_batches={whole + 3} asks for {(whole + 3) * batch_size:,} "
+                       f"held-out windows; the split has {windows:,}, so {whole} batches are read")
+    # A split of fewer windows than one batch: that batch repeats some, and only the distinct
+    # windows count.
+    with _loader(cfg, batch_size=windows + 5) as loader:
+        assert loader.eval_batch_count(4) == 1 and loader.eval_rows(4) == windows
+        assert loader.eval_cut("train.eval_batches", 4).endswith(
+            f"so 1 batch is read, {windows:,} distinct windows")
+
+
 def test_sequence_longer_than_a_split_names_seq_len(corpus_config):
     cfg, _ = corpus_config
     too_long = cfg.copy_and_resolve_references()

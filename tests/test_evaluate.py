@@ -378,3 +378,22 @@ def test_by_default_the_batches_of_the_runs_final_evaluation_are_read():
     args = argparse.Namespace(batches=None, whole_split=False)
     batches = list(evaluate._batches(args, config, config.data, tokenizer, objective, 257))
     assert len(batches) == 3
+
+
+def test_more_held_out_batches_than_the_split_fills_read_each_window_once(tmp_path, capsys):
+    """train.eval_batches beyond the split's full batches reads those batches, says so, and
+    counts only the tokens read."""
+    from scaling.data import make_loader
+
+    config = _short_run_config("tiny-small-split", 2)
+    config.data.eval_split = "validation[:1]"  # one file of the standard library
+    config.train.eval_batches = 1000
+    with make_loader(config.data, batch_size=8, seed=0) as loader:
+        tokens = loader._eval.num_tokens
+    windows = (tokens - 1) // 32  # windows of 33 tokens, overlapping by one
+    assert 8 <= windows < 8000, windows  # at least one batch, fewer than asked for
+    summary = train(config, tmp_path / "run")
+    assert summary["final_eval_tokens"] == windows // 8 * 8 * 32
+    out = capsys.readouterr().out
+    assert (f"note: train.eval_batches=1000 asks for 8,000 held-out windows; the split has "
+            f"{windows:,}, so {windows // 8} batch") in out

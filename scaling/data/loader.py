@@ -136,16 +136,33 @@ class Loader:
             stop.set()
 
     def eval_batch_count(self, num_batches: int) -> int:
-        """`num_batches`, or for -1 the full batches the held-out windows fill (those left over
-        are not read; a split of fewer windows than one batch repeats some)."""
-        return (whole_split_batches(self.eval_windows, self.batch_size) if num_batches == -1
-                else num_batches)
+        """`num_batches`, but at most the full batches the held-out windows fill (-1: all of
+        them; the windows left over are not read), so that no window is scored twice unless the
+        split has fewer windows than one batch."""
+        whole = whole_split_batches(self.eval_windows, self.batch_size)
+        return whole if num_batches == -1 else min(num_batches, whole)
+
+    def eval_rows(self, num_batches: int) -> int:
+        """How many distinct held-out windows `eval_batches(num_batches)` read: fewer than its
+        rows when the split has fewer windows than one batch."""
+        return min(self.eval_batch_count(num_batches) * self.batch_size, self.eval_windows)
+
+    def eval_cut(self, field: str, num_batches: int) -> str | None:
+        """What a request of `num_batches` held-out batches (`field`) is cut to, when the split
+        holds fewer; None when it is read as asked."""
+        count = self.eval_batch_count(num_batches)
+        if num_batches == -1 or count == num_batches:
+            return None
+        return (f"{field}={num_batches} asks for {num_batches * self.batch_size:,} held-out "
+                f"windows; the split has {self.eval_windows:,}, so "
+                f"{count} batch{'es are' if count > 1 else ' is'} read"
+                + ("" if self.eval_windows >= self.batch_size else
+                   f", {self.eval_windows:,} distinct windows"))
 
     def eval_batches(self, num_batches: int) -> list[dict[str, np.ndarray]]:
-        """`num_batches` batches from the held-out split (-1: `eval_batch_count`), the same on
-        every call and for every seed: windows evenly spaced over the split (repeating only if it
-        has fewer windows than `num_batches * batch_size`). Each batch is this host's slice of
-        the global eval batch."""
+        """`eval_batch_count(num_batches)` batches from the held-out split, the same on every call
+        and for every seed: windows evenly spaced over the split (repeating only if it has fewer
+        windows than one batch). Each batch is this host's slice of the global eval batch."""
         num_batches = self.eval_batch_count(num_batches)
         if num_batches not in self._eval_batches:
             self._eval_batches[num_batches] = list(self.iter_eval_batches(num_batches))

@@ -147,8 +147,9 @@ class PairLoader(Loader):
         return corpus_digest([self._train["targets"], self._train["encoder_inputs"]], "pairs")
 
     def iter_eval_batches(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
-        """`num_batches` batches of held-out pairs (-1: `eval_batch_count`), in order (repeating
-        if there are fewer), made one at a time (`Loader.eval_batches` keeps them)."""
+        """`eval_batch_count(num_batches)` batches of held-out pairs, in order (repeating some
+        when the split has fewer than one batch), made one at a time (`Loader.eval_batches`
+        keeps them)."""
         for index in range(self.eval_batch_count(num_batches)):
             rows = index * self.batch_size + np.arange(self.rows.start, self.rows.stop)
             yield pair_batch(self._eval, rows % self.eval_windows, self.objective.special)
