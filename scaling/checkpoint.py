@@ -147,6 +147,11 @@ def _use_instead(owner: str) -> str:
             else PARENT_ADVICE)
 
 
+# Model fields that another field sets unless they are given: a difference there is most often
+# a change of that field.
+SET_BY = {"max_seq_len": ", set by data.seq_len unless given"}
+
+
 def check_compatible(saved_model: dict, model: ModelConfig,
                      owner: str = WORKDIR_CHECKPOINT) -> None:
     """Refuse to resume (`owner`: or start a branch from) a checkpoint whose model differs from
@@ -156,7 +161,8 @@ def check_compatible(saved_model: dict, model: ModelConfig,
                  if name in current and current[name] != value
                  and name not in COMPUTE_ONLY_MODEL_FIELDS]
     if differing:
-        details = ", ".join(f"model.{name}: checkpoint {saved_model[name]!r}, config {current[name]!r}"
+        details = ", ".join(f"model.{name}{SET_BY.get(name, '')}: checkpoint "
+                            f"{saved_model[name]!r}, config {current[name]!r}"
                             for name in differing)
         raise IncompatibleCheckpoint(
             f"{owner} was trained with a different model ({details}); {_use_instead(owner)}")

@@ -9,6 +9,7 @@
 """
 
 import asyncio
+import dataclasses
 import json
 import os
 import pathlib
@@ -114,6 +115,21 @@ def test_a_different_state_layout_is_refused_not_treated_as_damage(tmp_path, mod
         checkpointer.restore_latest(abstract(wider), model)
     checkpointer.close()
     assert step_directories(tmp_path) == ["1"]
+
+
+def test_another_sequence_length_is_named_by_the_field_that_set_it(tmp_path):
+    """A resume under another data.seq_len differs in the model's position rows, which that
+    field sets: the refusal names both."""
+    config = default_config()
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    checkpointer.save(1, small_state(1.0), {"step": 1, "model": dataclasses.asdict(
+        model_config(config, vocab_size=256))}, wait=True)
+    config.data.seq_len = 64
+    with pytest.raises(IncompatibleCheckpoint) as refusal:
+        checkpointer.restore_latest(abstract(small_state(0.0)), model_config(config, 256))
+    checkpointer.close()
+    assert ("(model.max_seq_len, set by data.seq_len unless given: checkpoint 128, config 64)"
+            in str(refusal.value))
 
 
 def first_nonfinite_step(overrides: list[str], max_steps: int) -> int | None:
