@@ -91,6 +91,18 @@ def test_text_files_split_by_file_and_single_file_by_tail(tmp_path):
     assert abs(share - file_splits.VALIDATION_FRACTION) < 0.01
 
 
+@pytest.mark.parametrize("text, cut", [
+    # A title, then one line of 2,000 words (12,008 characters): no line starts near 90%
+    # (10,807), so the tail starts at the nearest word, the one at 10,808 (1 + 8 + 6·1,800).
+    ("# Title\n" + " ".join(["alpha"] * 2000) + "\n", 8 + 6 * 1800),
+    ("ab\n" * 400, 1080),  # a line start exactly at 90%
+    ("x" * 1000, 900),  # no line or word: 90% itself
+    ("xy", 1),
+])
+def test_a_single_files_held_out_tail_is_near_its_share(text, cut):
+    assert text_files.tail_cut(text) == cut
+
+
 def test_text_files_folder_skips_hidden_and_binary(tmp_path):
     (tmp_path / "a.txt").write_text("alpha")
     (tmp_path / "sub").mkdir()

@@ -8,9 +8,9 @@ Each file is one document, decoded as UTF-8 (invalid bytes replaced).
 
 Splits are by file (`file_splits.split_of` on the path relative to the folder given, or to a
 pattern's fixed leading folders, or the file name for a file given directly), with at least one file
-in each split. A single file cannot be split by file, so it is cut at the line break nearest 90% of
-its characters: the tail is the validation document (a held-out contiguous tail, as
-`tiny_shakespeare` does).
+in each split. A single file cannot be split by file, so it is cut at 90% of its characters,
+moved to the nearest line start (else word start) within 1% of the text: the tail is the
+validation document (a held-out contiguous tail, as `tiny_shakespeare` does).
 
 The builder config is named after a hash of the paths, sizes and modification times, so editing a
 file builds a new dataset (and a new token cache) instead of reusing a stale one.
@@ -156,14 +156,22 @@ def assign_splits(files: list[tuple[str, pathlib.Path]]) -> dict[str, list[pathl
     return splits
 
 
+# How far from its target share (in shares of the text) a single file's cut may move to start
+# the held-out tail at a line, or else a word.
+CUT_SLACK = 0.01
+
+
 def tail_cut(text: str, fraction: float = 1 - file_splits.VALIDATION_FRACTION) -> int:
-    """The character offset of the line start nearest `fraction` of the text (0 < cut < len)."""
-    target = int(len(text) * fraction)
-    before, after = text.rfind("\n", 0, target), text.find("\n", target)
-    candidates = [i + 1 for i in (before, after) if 0 <= i < len(text) - 1]
-    if not candidates:
-        return min(max(target, 1), len(text) - 1)
-    return min(candidates, key=lambda i: abs(i - target))
+    """The character offset (0 < cut < len) nearest `fraction` of the text that starts a line,
+    else a word, within `CUT_SLACK` of the text of it; else that offset itself."""
+    target = min(max(int(len(text) * fraction), 1), len(text) - 1)
+    slack = int(len(text) * CUT_SLACK)
+    for separators in (("\n",), ("\n", " ", "\t")):
+        starts = [i + 1 for i in range(max(target - slack - 1, 0), min(target + slack, len(text) - 1))
+                  if text[i] in separators]
+        if starts:
+            return min(starts, key=lambda i: abs(i - target))
+    return target
 
 
 def files_fingerprint(files: list[tuple[str, pathlib.Path]]) -> str:
@@ -206,9 +214,11 @@ def text_files_config(files: str) -> TextFilesConfig:
 class TextFiles(tfds.core.GeneratorBasedBuilder):
     """A user's text files, one example per file (see the module docstring for the splits)."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "One document per file, split by file.",
-                     "1.1.0": "Validation is 10% of files, or a single file's last 10% (was 2%)."}
+                     "1.1.0": "Validation is 10% of files, or a single file's last 10% (was 2%).",
+                     "1.2.0": "A single file's cut is within 1% of 90% of it (it was the line "
+                              "break nearest 90%, however far)."}
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
