@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import datetime
+import errno
+import fcntl
 import json
 import os
 import pathlib
@@ -29,15 +30,27 @@ from scaling.errors import ConfigError, WorkdirBusy
 
 WORKDIR_LOCK = "workdir.lock"
 
+# The errors of writing where this process may not: a read-only file system, or permissions.
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
 
 @contextlib.contextmanager
 def file_lock(lock_path: pathlib.Path, shared: bool = False) -> Iterator[None]:
     """Hold an `fcntl` lock on `lock_path` (created if needed) for the duration of the block:
     exclusive by default, shared (many readers, no writer) with `shared=True`. Not re-entrant.
 
-    The kernel drops the lock if the process dies, so a killed build never blocks the next one."""
+    The kernel drops the lock if the process dies, so a killed build never blocks the next one.
+    A shared lock in a folder this process cannot write (a read-only copy of a cache) is not
+    taken: what is there can only be read."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as handle:
+    try:
+        handle = open(lock_path, "a+")
+    except OSError as error:
+        if not (shared and error.errno in UNWRITABLE):
+            raise
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield

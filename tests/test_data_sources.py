@@ -307,3 +307,66 @@ def test_concurrent_runs_on_a_cold_cache_all_open_the_dataset(tmp_path, repo):
         assert returncode == 0, stderr[-2000:]
     counts = {stdout.split()[0] for _, stdout, _ in outcomes}
     assert len(counts) == 1 and int(counts.pop()) > 100
+
+
+def _can_mount_read_only() -> bool:
+    """Whether this process may bind-mount a folder read-only in a mount namespace of its own
+    (root, with `unshare`): the one way to make a folder read-only to root."""
+    import shutil
+    import subprocess
+
+    return bool(shutil.which("unshare")) and subprocess.run(
+        ["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_read_only(),
+                    reason="needs root and unshare to bind-mount a folder read-only")
+def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tmp_path):
+    """A complete cache on a read-only mount is read as it is; one that lacks its token cache,
+    or its prepared dataset, is refused in one line naming data.cache_dir."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for index in range(12):  # both splits hold files
+        (corpus / f"m{index}.py").write_text(f"def f{index}(x):\n    return x * {index}\n" * 30)
+    cfg = _data_config(dataset="text_files", files=str(corpus), seq_len=16,
+                       cache_dir=str(tmp_path / "full"))
+    with data.make_loader(cfg, batch_size=4, seed=0) as loader:
+        expected = loader.batch(0)["inputs"].tolist()
+    shutil.copytree(tmp_path / "full", tmp_path / "prepared")
+    shutil.rmtree(tmp_path / "prepared" / "tokens")
+    (tmp_path / "empty").mkdir()
+    code = (
+        "import sys\n"
+        "from scaling import config\n"
+        "from scaling.data import make_loader\n"
+        "from scaling.errors import ConfigError\n"
+        "for folder in sys.argv[2:]:\n"
+        "    cfg = config.default_config().data\n"
+        "    cfg.update(dataset='text_files', files=sys.argv[1], seq_len=16, cache_dir=folder)\n"
+        "    try:\n"
+        "        with make_loader(cfg, batch_size=4, seed=0) as loader:\n"
+        "            print(loader.batch(0)['inputs'].tolist())\n"
+        "    except ConfigError as error:\n"
+        "        print(error)\n")
+    folders = [str(tmp_path / name) for name in ("full", "prepared", "empty")]
+    mounts = " && ".join(f"mount --bind -o ro {folder} {folder}" for folder in folders)
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$0" -c "$@"', sys.executable,
+         code, str(corpus), *folders],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 0, result.stderr[-2000:]
+    full, prepared, empty = result.stdout.strip().splitlines()[-3:]  # after TFDS's own lines
+    assert full == str(expected)
+    assert prepared.startswith(f"config.data.cache_dir={folders[1]!r} is not allowed: a folder "
+                               "this process can write: the token cache of text_files/")
+    assert prepared.endswith("(Read-only file system)")
+    assert empty.startswith(f"config.data.cache_dir={folders[2]!r} is not allowed: a folder "
+                            "this process can write: TFDS dataset 'text_files/")
+    assert not (tmp_path / "prepared" / "tokens").exists()

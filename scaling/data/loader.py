@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from scaling import files
 from scaling.data import cache, objectives, ordering, packing, sources, tokenizers
 from scaling.errors import ConfigError
 
@@ -220,7 +221,15 @@ def token_cache(data_cfg, split: str, tokenizer, build: bool = True) -> cache.To
     if not build:
         return cache.load(folder, fingerprint)
     label = f"{documents.dataset}:{split}"
-    return cache.load_or_build(folder, fingerprint, documents.document_batches, tokenizer, label)
+    try:
+        return cache.load_or_build(folder, fingerprint, documents.document_batches, tokenizer,
+                                   label)
+    except OSError as error:
+        if error.errno not in files.UNWRITABLE:
+            raise
+        raise ConfigError("data.cache_dir", data_cfg.cache_dir,
+                          f"a folder this process can write: the token cache of {label} is "
+                          f"built in {folder} ({error.strerror})") from None
 
 
 def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,

@@ -19,7 +19,7 @@ import time
 from typing import Iterator
 
 from scaling.errors import ConfigError
-from scaling.files import cache_home, file_lock
+from scaling.files import UNWRITABLE, cache_home, file_lock
 
 EMBEDDED_DATASETS = ("python_stdlib", "text_files")
 FILE_FORMAT = "array_record"
@@ -251,7 +251,16 @@ def open_split(data_cfg, split: str) -> DocumentSplit:
     """Prepare `data.dataset` if needed and open `split` (TFDS split syntax, e.g. 'train[:10%]')."""
     builder = make_builder(data_cfg)
     if not builder.is_prepared():
-        prepare(builder)
+        try:
+            prepare(builder)
+        except OSError as error:  # its lock, before anything is read or downloaded
+            if error.errno not in UNWRITABLE:
+                raise
+            field = "data.tfds_data_dir" if data_cfg.tfds_data_dir else "data.cache_dir"
+            raise ConfigError(field, data_cfg[field.split(".")[1]],
+                              f"a folder this process can write: TFDS dataset "
+                              f"{builder.info.full_name!r} is prepared in {builder.data_dir_root} "
+                              f"({error.strerror})") from None
         # A builder reads its DatasetInfo when it is made: one made before the dataset was
         # prepared (here, or by a concurrent run while this one waited for the lock) knows no
         # splits. A fresh one reads the prepared dataset's.
