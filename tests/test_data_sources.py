@@ -370,3 +370,32 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
     assert empty.startswith(f"config.data.cache_dir={folders[2]!r} is not allowed: a folder "
                             "this process can write: TFDS dataset 'text_files/")
     assert not (tmp_path / "prepared" / "tokens").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_prepared_dataset_is_one_line_saying_what_to_delete(tmp_path, damage):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for index in range(12):
+        (corpus / f"m{index}.py").write_text(f"def f{index}(x):\n    return x * {index}\n" * 30)
+    cfg = _data_config(dataset="text_files", files=str(corpus), seq_len=16,
+                       cache_dir=str(tmp_path / "cache"))
+    data.make_loader(cfg, batch_size=4, seed=0).close()
+    shutil.rmtree(tmp_path / "cache" / "tokens")  # so the prepared files are read again
+    [prepared] = (tmp_path / "cache" / "tfds" / "text_files").glob("files_*/[0-9]*")
+    [train_file] = prepared.glob("text_files-train.array_record-*")
+    if damage == "truncate":
+        os.truncate(train_file, 100)
+    else:
+        next(prepared.glob("text_files-validation.array_record-*")).unlink()
+    with pytest.raises(sources.DatasetUnavailableError) as refusal:
+        data.make_loader(cfg, batch_size=4, seed=0)
+    message = str(refusal.value)
+    assert message.startswith(f"the prepared TFDS dataset 'text_files/{prepared.parent.name}/"
+                              f"{prepared.name}' in {prepared} cannot be read (RuntimeError: ")
+    assert message.endswith("); delete that folder and it is prepared again")
+    assert "\n" not in message
+    shutil.rmtree(prepared)  # as it says: prepared again, and read
+    data.make_loader(cfg, batch_size=4, seed=0).close()

@@ -28,7 +28,8 @@ _READ_BATCH = 256
 
 
 class DatasetUnavailableError(RuntimeError):
-    """A dataset could not be downloaded or prepared (e.g. no network)."""
+    """A dataset could not be downloaded or prepared (e.g. no network), or its prepared files
+    cannot be read."""
 
 
 def cache_root(data_cfg) -> pathlib.Path:
@@ -226,6 +227,11 @@ class DocumentSplit:
     feature: str
     fingerprint: str  # changes whenever the split's content may have changed
     data_source: object
+    data_dir: str  # where the prepared dataset is
+
+    def unreadable(self, error: Exception) -> "DatasetUnavailableError":
+        """What to say when the prepared files fail to read (truncated, deleted, damaged)."""
+        return unreadable(self.dataset, self.data_dir, error)
 
     @property
     def num_documents(self) -> int:
@@ -235,8 +241,19 @@ class DocumentSplit:
         """The documents in data-source order, `batch_size` at a time."""
         for start in range(0, len(self.data_source), batch_size):
             indices = list(range(start, min(start + batch_size, len(self.data_source))))
-            yield [_as_bytes(example[self.feature])
-                   for example in self.data_source.__getitems__(indices)]
+            try:
+                examples = self.data_source.__getitems__(indices)
+            except Exception as error:  # ArrayRecord's RuntimeError for a damaged file
+                raise self.unreadable(error) from error
+            yield [_as_bytes(example[self.feature]) for example in examples]
+
+
+def unreadable(dataset: str, data_dir: str, error: Exception) -> "DatasetUnavailableError":
+    """The prepared files of `dataset` in `data_dir` failed to read with `error`."""
+    first = str(error).splitlines()[0][:300] if str(error) else ""
+    return DatasetUnavailableError(
+        f"the prepared TFDS dataset {dataset!r} in {data_dir} cannot be read ({type(error).__name__}"
+        f": {first}); delete that folder and it is prepared again")
 
 
 def _as_bytes(value) -> bytes:
@@ -276,5 +293,10 @@ def open_split(data_cfg, split: str) -> DocumentSplit:
     check_split(field, split, tuple(info.splits), info.splits)
     fingerprint = "|".join(str(part) for part in (
         info.full_name, split, info.splits[split].num_examples, info.splits[base_split].num_bytes))
+    try:
+        data_source = builder.as_data_source(split=split)
+    except Exception as error:  # a file of the split deleted or damaged
+        raise unreadable(info.full_name, builder.data_dir, error) from error
     return DocumentSplit(dataset=info.full_name, split=split, feature=data_cfg.feature,
-                         fingerprint=fingerprint, data_source=builder.as_data_source(split=split))
+                         fingerprint=fingerprint, data_source=data_source,
+                         data_dir=builder.data_dir)
