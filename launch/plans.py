@@ -31,11 +31,11 @@ import re
 import ml_collections
 
 from scaling import budget, families, flops
-from scaling.config import default_config, model_config, unknown_key_error
+from scaling.config import WANDB_TAG_LIMIT, default_config, model_config, unknown_key_error
 from scaling.data import objectives
 from scaling.errors import ConfigError
-from scaling.fields import (check_section, integer, number, numbers, option, section, text,
-                            to_config_dict)
+from scaling.fields import (check_section, integer, number, numbers, option, section,
+                            split_tags, text, to_config_dict)
 from scaling.overrides import apply_overrides, parse_value
 from scaling.train import load_and_validate
 
@@ -182,9 +182,11 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
     check_section(SweepConfig, sweep, "")
     # It starts every run's name, which is a folder under <workdir>/runs/, a W&B tag and an
     # entry of --only's comma-separated list.
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", sweep.name):
-        raise ConfigError("name", sweep.name, "letters, digits, '.', '_' and '-', starting with a "
-                          "letter or digit (it starts every run's name, a folder under runs/)")
+    longest = WANDB_TAG_LIMIT - len("sweep:")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", sweep.name) or len(sweep.name) > longest:
+        raise ConfigError("name", sweep.name, f"at most {longest} letters, digits, '.', '_' and "
+                          "'-', starting with a letter or digit (it starts every run's name, a "
+                          "folder under runs/, and is W&B's tag sweep:<name>)")
     ladder = ladder_field(sweep)
     needs = {"tokens": ("tokens", sweep.tokens > 0, ""),
              "tokens_per_param": ("tokens_per_param", sweep.tokens_per_param > 0, ""),
@@ -381,7 +383,7 @@ class Planner:
         has it already)."""
         name += size.suffix
         self._check_plan_fields(size, name, plan_fields)
-        tags = [tag for tag in size.config.wandb.tags.split(",") if tag]
+        tags = split_tags(size.config.wandb.tags)
         tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}",
                  f"family:{self.sweep.family}", f"size:{size.name}"]
         tags += [f"seed:{size.config.seed}"] if self.sweep.seeds > 1 else []

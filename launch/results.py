@@ -4,6 +4,8 @@ and the W&B registry write these columns, runs log under these W&B names, the an
 Nothing here imports the training code.
 """
 
+from scaling.fields import split_tags
+
 RESULT_COLUMNS = (
     "name", "status", "size", "parent", "num_layers", "d_model", "params", "embedding_params",
     "non_embedding_params", "tokens", "steps", "start_step", "batch_size", "seq_len", "lr",
@@ -52,7 +54,7 @@ def lookup(config: dict, dotted: str):
 
 def size_of(config: dict) -> str:
     """The family member a sweep trained this run as (its `size:` W&B tag)."""
-    tags = (lookup(config, "wandb.tags") or "").split(",")
+    tags = split_tags(lookup(config, "wandb.tags") or "")
     return next((tag[len("size:"):] for tag in tags if tag.startswith("size:")), "")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 from typing import Any
 
 import ml_collections
@@ -27,7 +28,7 @@ from scaling import data as data_lib
 from scaling.data import objectives
 from scaling.errors import ConfigError
 from scaling.fields import (check_section, flag, integer, number, numbers, option, probability,
-                            text, to_config_dict)
+                            split_tags, text, to_config_dict)
 
 __all__ = ["ConfigError", "ModelConfig", "default_config", "validate", "model_config"]
 
@@ -45,6 +46,10 @@ SCHEDULES = ("cosine", "linear", "wsd", "constant")
 DECAY_SHAPES = ("linear", "sqrt")
 TOKENIZERS = ("byte", "sentencepiece")
 WANDB_MODES = ("disabled", "offline", "online")
+# What W&B itself accepts (its Settings refuse the rest, and the run would train without it).
+WANDB_ENV_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
+WANDB_NAME_LIMIT, WANDB_TAG_LIMIT = 128, 64
 FLOP_CONVENTIONS = ("6N", "full")
 NONFINITE_ACTIONS = ("stop", "skip")
 OBJECTIVES = objectives.OBJECTIVES
@@ -338,6 +343,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_positions(config)
     _check_mesh(config.mesh)
     _check_distributed(config.distributed)
+    _check_wandb(config.wandb)
+
+
+def _check_wandb(w: ml_collections.ConfigDict) -> None:
+    """What W&B would refuse at its start, after which the run trains without it: checked only
+    when the run logs to W&B."""
+    if w.mode == "disabled":
+        return
+    if not w.project or len(w.project) > WANDB_NAME_LIMIT or set(w.project) & set(
+            WANDB_PROJECT_FORBIDDEN):
+        raise ConfigError("wandb.project", w.project,
+                          f"a W&B project name: 1 to {WANDB_NAME_LIMIT} characters, none of "
+                          f"{' '.join(WANDB_PROJECT_FORBIDDEN)}")
+    if len(w.group) > WANDB_NAME_LIMIT:
+        raise ConfigError("wandb.group", w.group,
+                          f"at most {WANDB_NAME_LIMIT} characters (W&B's limit)")
+    if long := next((tag for tag in split_tags(w.tags) if len(tag) > WANDB_TAG_LIMIT), None):
+        raise ConfigError("wandb.tags", w.tags, f"comma-separated tags of at most "
+                                                f"{WANDB_TAG_LIMIT} characters each (W&B's limit; "
+                                                f"{long[:20]}... has {len(long)})")
+    environment = os.environ.get("WANDB_MODE", "")
+    if environment and environment.lower() not in WANDB_ENV_MODES:
+        raise ConfigError("wandb.mode", w.mode, f"a mode W&B starts in, but $WANDB_MODE="
+                                                f"{environment!r} is none of "
+                                                f"{', '.join(WANDB_ENV_MODES)}: unset it or fix it")
 
 
 def _check_distributed(d: ml_collections.ConfigDict) -> None:

@@ -104,6 +104,11 @@ def flag(default: bool, doc: str) -> Any:
     return _field(default, doc, check)
 
 
+def split_tags(tags: str) -> list[str]:
+    """The entries of a comma-separated list such as `wandb.tags`, stripped, empty ones dropped."""
+    return [tag.strip() for tag in tags.split(",") if tag.strip()]
+
+
 def text(default: str, doc: str) -> Any:
     def check(name: str, value: Any) -> None:
         if not isinstance(value, str):

@@ -27,6 +27,7 @@ import urllib.parse
 
 from launch.results import WANDB_NAMES
 from scaling import files
+from scaling.fields import split_tags
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def effective_mode(configured: str, environment: dict | None = None) -> str:
 def run_tags(config) -> list[str]:
     """The run's W&B tags: the configured ones (a sweep adds sweep:, plan:, family:, size:), the
     model's layout, and `branch` for a cooldown branch (`train.init_from` set)."""
-    tags = [tag for tag in config.wandb.tags.split(",") if tag]
+    tags = split_tags(config.wandb.tags)
     layout = config.model.get("layout") if "model" in config else None
     if layout and not any(tag.startswith("layout:") for tag in tags):
         tags.append(f"layout:{layout}")

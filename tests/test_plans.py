@@ -155,17 +155,18 @@ def test_an_infinite_budget_or_a_whole_section_overridden_is_one_line(tmp_path, 
     assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
 
 
-@pytest.mark.parametrize("name", ["../escape", "a/b", "", "a,b", ".hidden", "two words"])
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", "a,b", ".hidden", "two words", "n" * 59])
 def test_a_sweep_name_that_cannot_start_a_run_folder_is_one_line(tmp_path, capsys, name):
-    # `../escape` put its runs beside runs/ instead of in it; `a,b` could not be named in --only.
+    # `../escape` put its runs beside runs/ instead of in it; `a,b` could not be named in --only;
+    # 59 characters made the tag sweep:<name> longer than W&B's 64, and W&B refused every run.
     path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
     code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
                               "--dry-run", f"--config.name={name}"])
     error = capsys.readouterr().err
     assert code == 2 and error == (
-        f"scaling-sweep: error: config.name={name!r} is not allowed: letters, digits, '.', '_' "
-        "and '-', starting with a letter or digit (it starts every run's name, a folder under "
-        "runs/)\n"), error
+        f"scaling-sweep: error: config.name={name!r} is not allowed: at most 58 letters, "
+        "digits, '.', '_' and '-', starting with a letter or digit (it starts every run's name, "
+        "a folder under runs/, and is W&B's tag sweep:<name>)\n"), error
 
 
 @pytest.mark.parametrize("fields, message", [

@@ -356,3 +356,44 @@ def test_wandb_mode_offline_in_the_environment_keeps_an_online_run_off_the_netwo
     run = tracking.WandbRun(config, tmp_path, name=config.name, config_dict={})
     run.finish({"status": "completed"})
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+
+
+@pytest.mark.parametrize("overrides, environment, message", [
+    (["--config.wandb.project=team/project"], "",
+     "config.wandb.project='team/project' is not allowed: a W&B project name: 1 to 128 "
+     "characters, none of / \\ # ? % :"),
+    ([f"--config.wandb.tags=a,{'t' * 65}"], "",
+     f"config.wandb.tags='a,{'t' * 65}' is not allowed: comma-separated tags of at most 64 "
+     f"characters each (W&B's limit; {'t' * 20}... has 65)"),
+    ([f"--config.wandb.group={'g' * 129}"], "",
+     f"config.wandb.group='{'g' * 129}' is not allowed: at most 128 characters (W&B's limit)"),
+    ([], "bogus", "config.wandb.mode='offline' is not allowed: a mode W&B starts in, but "
+                  "$WANDB_MODE='bogus' is none of online, offline, disabled, dryrun, run, shared: "
+                  "unset it or fix it"),
+])
+def test_settings_wandb_would_refuse_are_one_line_before_the_run(repo, tmp_path, monkeypatch,
+                                                                capsys, overrides, environment,
+                                                                message):
+    """W&B refused them when the run started, and the run trained on without it."""
+    from scaling import train
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("WANDB_MODE", environment) if environment else monkeypatch.delenv(
+        "WANDB_MODE", raising=False)
+    workdir = tmp_path / "run"
+    code = train.main(["--config", "configs/demo.py", "--workdir", str(workdir),
+                       "--config.wandb.mode=offline", *overrides])
+    assert (code, capsys.readouterr().err) == (2, f"scaling-train: error: {message}\n")
+    assert not workdir.exists()
+    # A run that does not log to W&B does not care.
+    assert train.main(["--config", "configs/demo.py", "--workdir", str(workdir), "--dry-run",
+                       "--config.wandb.mode=disabled", *overrides]) == 0
+
+
+def test_tags_are_stripped_and_empty_ones_dropped():
+    from launch.results import size_of
+
+    config = wandb_config()
+    config.wandb.tags = "sweep:x, size:big ,, a"
+    assert tracking.run_tags(config) == ["sweep:x", "size:big", "a", "layout:decoder"]
+    assert size_of({"wandb": {"tags": config.wandb.tags}}) == "big"
