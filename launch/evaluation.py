@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import pathlib
-import subprocess
 import sys
 
 from scaling import files
@@ -135,10 +133,12 @@ def check_eval_sets(specs: list[str], run_config) -> None:
 
 
 def evaluate_sweep(workdir: pathlib.Path, run_dirs: dict[str, pathlib.Path],
-                   specs: list[str], write_table: bool = True, log: str = "eval.log") -> int:
+                   specs: list[str], children, write_table: bool = True,
+                   log: str = "eval.log") -> int:
     """Evaluate every completed run on every eval set (output appended to `<run>/<log>`), then
     add the columns to results.csv; returns how many evaluations failed (each printed with its
-    error line)."""
+    error line). Each evaluation is started through `children` (the sweep's `CHILDREN`), so a
+    stop reaches it, and none starts once the sweep is stopping."""
     failures = 0
     for name, run_dir in run_dirs.items():
         summary = _read_json(run_dir / "summary.json") or {}
@@ -148,17 +148,23 @@ def evaluate_sweep(workdir: pathlib.Path, run_dirs: dict[str, pathlib.Path],
             if eval_record(run_dir, spec) is not None:
                 continue
             with open(run_dir / log, "ab") as log_file:
-                result = subprocess.run(eval_command(run_dir, spec), stdout=log_file,
-                                        stderr=subprocess.STDOUT,
-                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                process = children.start(eval_command(run_dir, spec), log_file)
+                if process is None:  # the sweep is stopping
+                    break
+                returncode = process.wait()
+                children.finished(process)
             record = eval_record(run_dir, spec)
-            if result.returncode or record is None:
+            if children.terminating and record is None:
+                print(f"[eval] {name} on {spec}: stopped", flush=True)
+            elif returncode or record is None:
                 failures += 1
                 lines = (run_dir / log).read_text(errors="replace").strip().splitlines()
-                print(f"[eval] {name} on {spec}: failed ({lines[-1] if lines else result.returncode})",
+                print(f"[eval] {name} on {spec}: failed ({lines[-1] if lines else returncode})",
                       flush=True)
             else:
                 print(f"[eval] {name} on {spec}: loss {record['loss']:.4f} nats/token", flush=True)
+        if children.terminating:
+            break
     if write_table:
         add_columns(workdir / "results.csv", run_dirs, specs)
     return failures

@@ -574,7 +574,7 @@ def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
     set to results.csv (see launch.evaluation); returns the number of failed evaluations."""
     return evaluation.evaluate_sweep(
         workdir, {run.name: run_directory(workdir, run.name) for run in runs}, eval_sets,
-        write_table=is_leader_host(), log=log_name("eval"))
+        CHILDREN, write_table=is_leader_host(), log=log_name("eval"))
 
 
 def parse_args(argv: list[str]):

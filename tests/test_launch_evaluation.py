@@ -2,10 +2,15 @@
 
 import csv
 import json
+import os
+import signal
+import threading
+import time
 
 import pytest
 
 from launch import evaluation, sweep
+from scaling import status
 from saved_runs import save_initialized_run, tiny_config
 
 
@@ -154,7 +159,7 @@ def test_completed_runs_are_evaluated_and_the_column_fits(tmp_path):
         runs[f"run{index}"] = run_dir = tmp_path / "runs" / f"run{index}"
         save_initialized_run(run_dir, tiny_config(d_model=width), seed=index)
     write_results(tmp_path / "results.csv", runs)
-    failures = evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"])
+    failures = evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"], sweep.CHILDREN)
     assert failures == 0
     with open(tmp_path / "results.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -165,11 +170,39 @@ def test_completed_runs_are_evaluated_and_the_column_fits(tmp_path):
         assert 5.0 < record["loss"] < 6.5  # untrained: about ln 257 = 5.55 nats per byte
     # A second pass finds the evaluations on disk and runs nothing.
     before = {name: (run_dir / "eval.log").stat().st_mtime for name, run_dir in runs.items()}
-    assert evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"]) == 0
+    assert evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"], sweep.CHILDREN) == 0
     assert before == {name: (run_dir / "eval.log").stat().st_mtime for name, run_dir in runs.items()}
     points = inputs.read_named_csv(tmp_path / "results.csv", n_col="non_embedding_params",
                                    loss_col=column, d_col="non_embedding_params")
     assert len(points) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_sweep_starts_no_more_evaluations(tmp_path, signum, capsys):
+    """Ctrl-C or SIGTERM while the first run is evaluated: the evaluation is stopped through the
+    sweep, and no other starts (each run started its own, and only an interrupted one ended)."""
+    runs = {}
+    for index in range(3):
+        runs[f"run{index}"] = run_dir = tmp_path / "runs" / f"run{index}"
+        save_initialized_run(run_dir, tiny_config(), seed=index)
+    write_results(tmp_path / "results.csv", runs)
+
+    def stop_once_started():
+        deadline = time.monotonic() + 120
+        while not (runs["run0"] / "eval.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signum)
+
+    with sweep.CHILDREN.handling():
+        threading.Thread(target=stop_once_started, daemon=True).start()
+        failures = evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"],
+                                             sweep.CHILDREN)
+        stop_status = sweep.CHILDREN.stop_status
+    assert failures == 0 and sweep.CHILDREN.terminating
+    assert stop_status == (status.INTERRUPTED if signum == signal.SIGINT else status.PREEMPTED)
+    assert not (runs["run1"] / "eval.log").exists() and not (runs["run2"] / "eval.log").exists()
+    assert "[eval] run0 on python_stdlib:validation: stopped" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("spec, reason", [
