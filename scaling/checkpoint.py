@@ -102,7 +102,12 @@ class Checkpointer:
         meta = self._manager.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))["meta"]
         check_compatible(meta.get("model", {}), model, self.owner)
-        check_same_layout(self._manager.item_metadata(step)["state"], abstract_state, self.owner)
+        saved_state = self._manager.item_metadata(step)["state"]
+        if saved_state is None or not _layout(saved_state):
+            # Every state has arrays: none listed is a damaged checkpoint (its _METADATA lost),
+            # for restore_latest to set aside, not another layout to refuse.
+            raise ValueError(f"checkpoint {step} lists no arrays in its state metadata")
+        check_same_layout(saved_state, abstract_state, self.owner)
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         return restored["state"], restored["meta"]

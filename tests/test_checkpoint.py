@@ -107,6 +107,20 @@ def test_unreadable_checkpoints_are_moved_aside_and_none_readable_is_refused(tmp
     assert step_directories(tmp_path) == ["unreadable-1", "unreadable-2"]
 
 
+def test_a_checkpoint_without_its_state_metadata_is_damage_not_another_layout(tmp_path, model):
+    # It was refused as "a different train state", and the older checkpoint was never tried.
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    for step in (1, 2):
+        checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
+    checkpointer.close()
+    (tmp_path / "checkpoints" / "2" / "state" / "_METADATA").unlink()
+    reopened = Checkpointer(tmp_path, keep=3)
+    state, meta = reopened.restore_latest(abstract(small_state(0.0)), model)
+    reopened.close()
+    assert meta["step"] == 1 and np.all(np.asarray(state["params"]["w"]) == 1.0)
+    assert step_directories(tmp_path) == ["1", "unreadable-2"]
+
+
 def test_a_different_state_layout_is_refused_not_treated_as_damage(tmp_path, model):
     checkpointer = Checkpointer(tmp_path, keep=3)
     checkpointer.save(1, small_state(1.0), {"step": 1}, wait=True)
