@@ -144,7 +144,7 @@ def eval_data_config(run_config, overrides: list[str]):
         apply_overrides(config, overrides)
         # Each field's declared rule, as scaling-train checks it (data.target_len >= 0, ...).
         check_section(DataConfig, config.data, "data.")
-        validate_data_config(config.data)
+        validate_data_config(config.data, training=False)  # any split, the training one too
         check_objective(config)  # e.g. seq2seq reads pairs, the other objectives a corpus
     except ConfigError as error:
         raise trained.RunError(str(error)) from None

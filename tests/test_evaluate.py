@@ -151,7 +151,11 @@ def test_another_split_is_written_beside(trained_run, capsys):
     record = json.loads((workdir / "eval" / "python_stdlib-train_-1pct-1batches.json").read_text())
     assert record["split"] == "train[:1%]" and record["tokens"] == 8 * 32
     assert np.isfinite(record["loss"])
-
+    # The whole training split too: an evaluation may measure the loss on what the run trained
+    # on (it was refused as the training run's own eval split is).
+    assert evaluate.main(["--workdir", str(workdir), "--config.data.eval_split=train",
+                          "--batches", "1"]) == 0
+    assert (workdir / "eval" / "python_stdlib-train-1batches.json").exists()
 
 
 def test_data_fields_the_run_does_not_read_leave_the_file_name_alone(trained_run, tmp_path,

@@ -130,15 +130,19 @@ def _check_spm_model(data_cfg) -> None:
                           "model's vocabulary, end-of-document included)")
 
 
-def validate_data_config(data_cfg) -> None:
-    """Raise ConfigError naming the first bad field of `config.data`. Reads no corpus."""
+def validate_data_config(data_cfg, training: bool = True) -> None:
+    """Raise ConfigError naming the first bad field of `config.data`. Reads no corpus. For
+    `training`, the eval split must be held out: not the training split, nor a slice of it or
+    the whole of a split it slices (two slices of one split are not compared)."""
     dataset = data_cfg.dataset
     if not isinstance(dataset, str) or not dataset.strip():
         raise ConfigError("data.dataset", dataset, KNOWN_EXAMPLES)
-    if data_cfg.eval_split.strip() == data_cfg.train_split.strip():
+    train, evaluation = data_cfg.train_split.strip(), data_cfg.eval_split.strip()
+    if training and train.split("[")[0] == evaluation.split("[")[0] and (
+            train == evaluation or "[" not in train or "[" not in evaluation):
         raise ConfigError("data.eval_split", data_cfg.eval_split,
-                          f"a split other than data.train_split={data_cfg.train_split!r} (the "
-                          "held-out loss would be measured on the training data)")
+                          f"a split held out from data.train_split={data_cfg.train_split!r} (the "
+                          "held-out loss would be measured on training data)")
     if dataset == "text_pairs":
         _check_text_pairs(data_cfg)
     elif dataset in sources.EMBEDDED_DATASETS:
