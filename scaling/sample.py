@@ -23,7 +23,6 @@ if __name__ == "__main__":
     raise SystemExit(scripts.sample())
 
 import argparse
-import math
 import pathlib
 import sys
 
@@ -36,6 +35,7 @@ from scaling.data import objectives
 from scaling.errors import ArgumentParser
 
 PROGRAM = "scaling-sample"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 SEPARATOR = "-" * 40
 
 
@@ -63,10 +63,11 @@ def check_settings(args: argparse.Namespace) -> None:
     """RunError for a setting out of range."""
     if args.max_new_tokens < 1:
         raise trained.RunError(f"--max-new-tokens {args.max_new_tokens}: must be an integer >= 1")
-    # An infinite temperature would flatten every logit to 0, and --top-k with them.
-    if not 0.0 <= args.temperature < math.inf:
-        raise trained.RunError(f"--temperature {args.temperature}: must be >= 0 and finite "
-                               "(0 is greedy)")
+    # An infinite temperature would flatten every logit to 0, and --top-k with them; logits are
+    # divided by it in float32, where past its largest number it is infinite.
+    if not 0.0 <= args.temperature <= FLOAT32_MAX:
+        raise trained.RunError(f"--temperature {args.temperature}: must be >= 0 and at most "
+                               f"{FLOAT32_MAX:.4g}, float32's largest number (0 is greedy)")
     if args.top_k < 0:
         raise trained.RunError(f"--top-k {args.top_k}: must be >= 0 (0 keeps every token)")
     if not 0.0 < args.top_p <= 1.0:

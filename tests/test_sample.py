@@ -124,7 +124,10 @@ def test_learned_positions_sample_up_to_one_token_past_the_table(tmp_path, capsy
     (["--source", "abc"], "--source is for encoder–decoder runs"),
     (["--prompt-file", "/nonexistent/prompt.txt"], "cannot be read"),
     # An infinite temperature flattens every logit, --top-k's cut with them.
-    (["--temperature", "inf"], "--temperature inf: must be >= 0 and finite"),
+    (["--temperature", "inf"], "--temperature inf: must be >= 0 and at most 3.403e+38"),
+    # Finite as a Python float, infinite in float32: noise, whatever --top-k said.
+    (["--temperature", "1e39"], "--temperature 1e+39: must be >= 0 and at most 3.403e+38, "
+                                "float32's largest number (0 is greedy)"),
     # JAX keys take 32 bits of a seed: 2**32 would sample as seed 0; 2**70 overflowed.
     (["--seed", str(2**32)], "--seed 4294967296: must be an integer from 0 to 4294967295"),
     (["--seed", str(2**70)], f"--seed {2**70}: must be an integer from 0 to 4294967295"),
