@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--lr-exponents", type=int, nargs="+", default=list(range(-8, -3)),
                         help="learning rates 2**e")
     args = parser.parse_args()
+    if args.steps < 1 or min(args.widths) < 1:
+        parser.error("--steps and every --widths entry must be integers >= 1")
     if args.coord_check:
         images = pathlib.Path(__file__).resolve().parent.parent / "docs" / "images"
         images.mkdir(parents=True, exist_ok=True)
