@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--isoflop-budgets", metavar="C1,C2,...|chinchilla",
                         help="snap each run to the nearest of these IsoFLOP budgets (FLOPs), or to "
                              "Chinchilla's nine (runs more than 2x from theirs are flagged); "
-                             "default: group runs whose FLOPs agree within 12%%")
+                             "default: group runs whose FLOPs are within 12%% of a neighbour's, "
+                             "no group wider than 0.1 decade (26%%)")
     parser.add_argument("--separate-e", action="store_true",
                         help="--compare: fit each recipe its own irreducible loss E (default: shared)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -103,10 +103,10 @@ def main() -> None:
     body = (table + "\n\n" + gadre_line + "\nCoverage of the 95% prediction intervals over all backtests:\n\n"
             + coverage_table + "\n\nCommands (each also writes fit.json, report.md and plots):\n\n"
             + "\n".join(f"- `{command}`" + ("" if args.reuse else f" ({seconds[name]:.0f} s)")
-                    for name, command in commands.items())
-            + "\n\nFull tables: docs/backtests.md.\n")
+                    for name, command in commands.items()) + "\n")
     print(body)
-    record("backtests", "Backtests on published runs", body, command="python -m bench.bench_backtests")
+    record("backtests", "Backtests on published runs", body + "\nFull tables: docs/backtests.md.\n",
+           command="python -m bench.bench_backtests")
     sections = [render_backtest(results[name], f"{name}") + f"\nCommand: `{commands[name]}`\n"
                 for name in results]
     DOCS.write_text(DOCS_HEADER.format(**summary["all"]) + "\n## Summary\n\n" + body + "\n"

@@ -209,12 +209,17 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0],
+                            epilog="--config.FIELD=VALUE options after these override fields "
+                                   "of --sweep-config (e.g. --config.overrides.optim.lr=1e-3) "
+                                   "or of --train-config (e.g. --config.optim.lr=1e-3), for "
+                                   "every process.")
     parser.add_argument("--sweep-config", help="sweep config: every process runs scaling-sweep")
     parser.add_argument("--train-config", help="run config: every process runs scaling-train")
     parser.add_argument("--workdir", required=True, help="output folder on storage all nodes share")
     parser.add_argument("--nodes", type=int, required=True)
-    parser.add_argument("--gpus-per-node", type=int, help="GPUs per node (one task each)")
+    parser.add_argument("--gpus-per-node", type=int,
+                        help="GPUs per node (one task each); required unless --coordinator")
     parser.add_argument("--partition")
     parser.add_argument("--account")
     parser.add_argument("--time", help="time limit, e.g. 24:00:00")

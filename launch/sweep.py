@@ -42,7 +42,7 @@ from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import branches, budget, files, hardware, interrupts, status, tracking
 from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields
 from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
-from scaling.overrides import load_config, split_argv
+from scaling.overrides import SWEEP_OVERRIDES_HELP, load_config, split_argv
 from scaling.trained import newest_checkpoint_record
 from scaling.trainer import resume_conflict
 
@@ -579,7 +579,8 @@ def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
 
 def parse_args(argv: list[str]):
     rest, overrides = split_argv(argv)
-    parser = ArgumentParser(prog="scaling-sweep", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="scaling-sweep", description=__doc__.split("\n\n")[0],
+                            epilog=SWEEP_OVERRIDES_HELP)
     parser.add_argument("--config", required=True, help="sweep config file (configs/sweeps/*.py)")
     parser.add_argument("--workdir", required=True, help="directory for the runs and results.csv")
     parser.add_argument("--processes", type=int, default=None,

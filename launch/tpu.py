@@ -581,7 +581,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--poll-interval", type=float, help="seconds between state checks")
     common.add_argument("--delete-when-done", action=argparse.BooleanOptionalAction, default=None,
                         help="`up` deletes the slice after the sweep (default: yes)")
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0],
+                            epilog="`run` and `up` take --config.FIELD=VALUE options after "
+                                   "these as overrides of --sweep-config's fields (e.g. "
+                                   "--config.overrides.optim.lr=1e-3), in place of the "
+                                   "settings file's.")
     subcommands = parser.add_subparsers(dest="subcommand", required=True)
     for name, summary in (("create", "request the slice and wait until it is ACTIVE"),
                           ("setup", "copy the checkout to every host and install it"),

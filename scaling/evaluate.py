@@ -61,7 +61,14 @@ UNSCORED_DATA_FIELDS = ("cache_dir", "tfds_data_dir", "prefetch", "train_split")
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
     rest, overrides = split_argv(argv)
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(
+        prog=PROGRAM, description=__doc__.split("\n\n")[0],
+        epilog="The run's own eval split is scored unless --config.data.FIELD=VALUE options say "
+               "otherwise, e.g. --config.data.dataset=tiny_shakespeare "
+               "--config.data.eval_split=test, or --config.data.dataset=text_files "
+               "--config.data.files=notes/; not " + ", ".join(f"data.{name}" for name in
+                                                              FIXED_DATA_FIELDS)
+               + " (the model's own).")
     parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--batches", type=int, default=None,

@@ -19,6 +19,16 @@ import ml_collections
 from scaling.config import unknown_key_error
 from scaling.errors import ConfigError
 
+# What --help says of the overrides that `split_argv` takes from a command line.
+RUN_OVERRIDES_HELP = ("Any field of the run config can follow the options as "
+                      "--config.SECTION.FIELD=VALUE, e.g. --config.optim.lr=1e-3 "
+                      "--config.model.d_model=256; an unknown field or a bad value is refused in "
+                      "one line.")
+SWEEP_OVERRIDES_HELP = ("Any field of the sweep config can follow the options as "
+                        "--config.FIELD=VALUE, e.g. --config.sizes=d8-L2,d16-L2; the runs' own "
+                        "fields as --config.overrides.SECTION.FIELD=VALUE, e.g. "
+                        "--config.overrides.optim.lr=1e-3.")
+
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """Import `path[:arg]` and return its `get_config()` / `get_config(arg)`."""

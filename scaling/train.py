@@ -31,7 +31,7 @@ from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, check_overrides_read, dif
                             validate)
 from scaling.data import sources
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
-from scaling.overrides import apply_overrides, load_config, split_argv
+from scaling.overrides import RUN_OVERRIDES_HELP, apply_overrides, load_config, split_argv
 from scaling.trainer import Trainer, batch_fields, optimizer_fields
 
 
@@ -144,7 +144,8 @@ def read_summary(workdir: pathlib.Path) -> dict | None:
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     rest, overrides = split_argv(argv)
-    parser = ArgumentParser(prog="scaling-train", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="scaling-train", description=__doc__.split("\n\n")[0],
+                            epilog=RUN_OVERRIDES_HELP)
     parser.add_argument("--config", required=True, help="ml-collections config file, path[:arg]")
     parser.add_argument("--workdir", required=True, help="directory for metrics, summary, checkpoints")
     parser.add_argument("--dry-run", action="store_true",
