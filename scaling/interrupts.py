@@ -28,6 +28,7 @@ import signal
 import sys
 
 EXIT_INTERRUPTED = 130  # as scaling.status.EXIT_INTERRUPTED: 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a program that signal ends
 SWEEP_PID = "SCALING_SWEEP_PID"  # set by scaling-sweep for each run it starts: the sweep's pid
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -174,9 +175,14 @@ def run(program: str, module: str, line: str | None = None) -> int:
     install(line or f"{program}: interrupted")
     try:
         code = importlib.import_module(module).main()
+        sys.stdout.flush()  # here, not at exit: a reader that went away is met below
         # The command is done: a Ctrl-C from here on has nothing left to stop.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         check()
+    except BrokenPipeError:
+        # Whoever read the output stopped (`| head`): as a program killed by SIGPIPE, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except BaseException:
         if _State.requested:  # KeyboardInterrupt, or what code it interrupted made of it
             exit_now()  # main's own line (`report`), if it caught it, else `line`

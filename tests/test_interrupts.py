@@ -213,3 +213,16 @@ def test_an_interrupt_where_python_drops_exceptions_is_still_an_interrupt(where,
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert_interrupted(result, "swallow")
     assert result.stdout == "" and time.monotonic() - started < 4
+
+
+def test_output_whose_reader_went_away_ends_quietly(tmp_path):
+    """`scaling-train --dry-run | head -1`: once head exits, the rest of the output meets a closed
+    pipe. That was a BrokenPipeError traceback; it ends as a program that SIGPIPE ends, 141."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    process = subprocess.run(
+        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py", "--workdir",
+         str(tmp_path / "run"), "--dry-run"], stdout=write_end, stderr=subprocess.PIPE,
+        text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    os.close(write_end)
+    assert (process.returncode, process.stderr) == (141, "")
