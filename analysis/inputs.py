@@ -358,6 +358,8 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     table.index = _file_lines(path, len(table))  # kept through the filters, for the messages
     columns = [n_col, loss_col, d_col or c_col] + ([u_col] if u_col else [])
     require_columns(table, columns + list(where or {}), str(path))
+    if table.empty:
+        raise ValueError(f"{path}: no row to fit (the file has a header and nothing under it)")
     for column, value in (where or {}).items():
         kept = table[_matches(table[column], value)]
         if kept.empty:

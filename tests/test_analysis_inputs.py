@@ -192,6 +192,15 @@ def test_named_csv_missing_column_lists_the_available_ones(tmp_path):
         read_named_csv(path, n_col="size", d_col="tokens", loss_col="loss")
 
 
+def test_named_csv_with_only_a_header_is_an_error(tmp_path):
+    # It reached the fit, which failed with an IndexError traceback.
+    path = tmp_path / "points.csv"
+    path.write_text("N,D,loss\n")
+    with pytest.raises(ValueError, match=r"points.csv: no row to fit \(the file has a header and "
+                                         r"nothing under it\)"):
+        read_named_csv(path, n_col="N", d_col="D", loss_col="loss")
+
+
 def test_where_matches_numbers_as_numbers_and_lists_the_values_when_none_match(tmp_path):
     # Gadre et al.'s table writes a token multiplier as both 4 and 4.0; pandas reads the column
     # as floats, so compared as text --where multiplier=4 kept no row and said none had it.
