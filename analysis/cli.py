@@ -317,7 +317,8 @@ def run(args) -> pathlib.Path:
         copies = [{"name": f"line {line}", "reason": f"repeats line {first} in every column"}
                   for line, first in runs.attrs["duplicates"]]
         data_summary.update(source=str(input_path), where=where, loss_column=args.loss_col,
-                            dropped_highest_losses=args.drop_highest_losses or 0, excluded=copies)
+                            dropped_highest_losses=args.drop_highest_losses or 0, excluded=copies,
+                            best_per_point=bool(args.best_per_point), rows=runs.attrs["rows"])
     else:
         input_path = pathlib.Path(args.results or args.wandb)
         loss_column = args.loss_col or "final_eval_loss"

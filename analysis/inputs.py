@@ -351,7 +351,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     a second run (it would count twice in the fit and narrow its bootstrap intervals): it is left
     out, and `attrs["duplicates"]` lists (row, earlier row) for each, rows counted from 0 after
     the header. `attrs["shared_points"]` counts the (N, D) points several rows give (unless
-    `best_per_point`)."""
+    `best_per_point`), and `attrs["rows"]` the rows the points were made of."""
     if (d_col is None) == (c_col is None):
         raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
     table = _read_csv(path)
@@ -408,6 +408,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
         points = points.drop(index=_highest(points["loss"].to_numpy(), drop_highest_losses))
         points = points.reset_index(drop=True)
     shared = int((points.groupby(["N", "D"]).size() > 1).sum())
+    rows = len(points)
     if best_per_point:
         points = points.loc[points.groupby(["N", "D"])["loss"].idxmin()].reset_index(drop=True)
     points = points[columns]
@@ -415,6 +416,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     # (N, D) points several rows give, with different losses (another setting swept at each):
     # each row is fitted as a point unless `best_per_point`.
     points.attrs["shared_points"] = 0 if best_per_point else shared
+    points.attrs["rows"] = rows  # those the points are made of, after filters and drops
     return points
 
 

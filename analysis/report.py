@@ -150,6 +150,22 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
     return lines
 
 
+def preprocessing(data: dict) -> list[str]:
+    """What was done to a --csv's rows before the fit, a sentence each: the filters, the
+    highest losses left out, and the best row kept of each (N, D)."""
+    said = []
+    if data.get("where"):
+        said.append("rows kept: those with " + ", ".join(
+            f"{column} = {value}" for column, value in data["where"].items()) + " (--where)")
+    if data.get("dropped_highest_losses"):
+        said.append(f"left out: the {data['dropped_highest_losses']} rows with the highest "
+                    "losses (--drop-highest-losses)")
+    if data.get("best_per_point"):
+        said.append(f"{data['runs_fitted']} points from {data['rows']} rows: of rows that share "
+                    "(N, D), the one with the lowest loss (--best-per-point)")
+    return said
+
+
 def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
     """report.md: the headline law, then the three Chinchilla approaches, the extrapolation check,
     what was skipped and why, and the plots."""
@@ -173,6 +189,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                   f"points, each the mean of its {seeds} seeds (seed-to-seed standard "
                   f"deviation, median over points: {100 * data['seed_sd_median']:.2f}% of the loss)")
     lines.append(fitted + ".")
+    lines += [f"- {line}" for line in preprocessing(data)]
     for row in data.get("excluded", []):
         lines.append(f"- excluded {row['name']}: {row['reason']}")
     lines += ["", f"Headline law: **{summary['law']}**, `{summary['formula']}`."

@@ -681,3 +681,31 @@ def test_a_law_without_an_extrapolation_check_says_why_and_compare_names_a_folde
     assert main(["--compare", str(path), str(tmp_path), "--out", str(tmp_path / "c")]) == 2
     assert capsys.readouterr().err == (f"scaling-fit: error: --compare={str(tmp_path)!r} is not "
                                        "allowed: an existing CSV file (a directory)\n")
+
+
+def test_the_report_says_what_was_done_to_the_rows_before_the_fit(tmp_path):
+    """--where, --drop-highest-losses and --best-per-point change what is fitted; the report
+    said none of them (fit.json recorded only the first two)."""
+    rows = []
+    for n in (1e6, 2e6, 4e6, 8e6):
+        for d in (1e8, 2e8, 4e8, 8e8):
+            loss = 1.7 + 400 / n ** 0.34 + 410 / d ** 0.28
+            for lr, worse in (("good", 1.0), ("bad", 1.05)):
+                rows.append({"set": "a", "lr": lr, "N": n, "D": d, "loss": loss * worse})
+            rows.append({"set": "b", "lr": "good", "N": n, "D": d, "loss": loss})
+    pd.DataFrame(rows).to_csv(tmp_path / "points.csv", index=False)
+    out = tmp_path / "fit"
+    assert main(["--csv", str(tmp_path / "points.csv"), "--n-col", "N", "--d-col", "D",
+                 "--loss-col", "loss", "--where", "set=a", "--drop-highest-losses", "3",
+                 "--best-per-point", "--bootstrap", "0", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    # 32 rows of set a; the 3 highest losses are both rows at the smallest (N, D) and the bad
+    # row at (N, 2D) (losses 8.09, 7.71 and 7.66 by hand); then one row per (N, D): 15 points.
+    assert "\n15 runs fitted.\n" in report
+    assert ("- rows kept: those with set = a (--where)\n"
+            "- left out: the 3 rows with the highest losses (--drop-highest-losses)\n"
+            "- 15 points from 29 rows: of rows that share (N, D), the one with the lowest loss "
+            "(--best-per-point)\n") in report
+    data = json.loads((out / "fit.json").read_text())["data"]
+    assert (data["where"], data["dropped_highest_losses"], data["best_per_point"],
+            data["rows"]) == ({"set": "a"}, 3, True, 29)
