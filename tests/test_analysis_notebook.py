@@ -27,6 +27,11 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert not errors
     assert (tmp_path / "out" / "sweep" / "fit.json").is_file()
     assert (tmp_path / "out" / "sweep" / "loss_vs_compute.png").is_file()
+    gadre = tmp_path / "out" / "gadre" / "report.md"
+    if gadre.is_file():  # with the reference data: its compute is 6ND, of one of its datasets
+        report = gadre.read_text()
+        assert "FLOP convention: **6ND with N = column 'params'**" in report
+        assert "- rows kept: those with dataset = c4_original" in report
 
 
 @pytest.fixture(scope="module")
