@@ -206,10 +206,13 @@ class _Children:
     more and exits 130."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        # Re-entrant: the signal handlers take it in the main thread, which may hold it already
+        # (a stop that arrives while a process starts).
+        self._lock = threading.RLock()
         self._processes: set[subprocess.Popen] = set()
         self.terminating = False
         self.stop_status: str | None = None  # status.PREEMPTED or status.INTERRUPTED
+        self._sent: list[int] = []  # the signals passed on so far
 
     def start(self, command: list[str], log_file) -> subprocess.Popen | None:
         with self._lock:
@@ -222,6 +225,8 @@ class _Children:
                                        env=dict(os.environ, PYTHONUNBUFFERED="1",
                                                 **{interrupts.SWEEP_PID: str(os.getpid())}))
             self._processes.add(process)
+            for signum in self._sent:  # a stop that came while it started (in this thread)
+                process.send_signal(signum)
             return process
 
     def finished(self, process: subprocess.Popen) -> None:
@@ -233,6 +238,7 @@ class _Children:
             self.terminating = True
             if self.stop_status != status.INTERRUPTED:
                 self.stop_status = stop_status
+            self._sent.append(signum)
             for process in self._processes:
                 process.send_signal(signum)
 
@@ -251,9 +257,9 @@ class _Children:
     @contextlib.contextmanager
     def handling(self):
         """SIGTERM, SIGINT and SIGHUP handled as the class says, from a fresh start, until the
-        block ends (the handlers before are then put back); a SIGHUP that is ignored (`nohup`)
-        stays ignored."""
-        self.terminating, self.stop_status = False, None
+        block ends (the handlers before are then put back, and the stop forgotten); a SIGHUP
+        that is ignored (`nohup`) stays ignored."""
+        self.terminating, self.stop_status, self._sent = False, None, []
         handlers = {signal.SIGTERM: self.terminate_all, signal.SIGINT: self.interrupt_all}
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
             handlers[signal.SIGHUP] = self.terminate_all
@@ -263,6 +269,8 @@ class _Children:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            # What this block saw stays with it: a later start outside one is not refused.
+            self.terminating, self.stop_status, self._sent = False, None, []
 
 
 CHILDREN = _Children()

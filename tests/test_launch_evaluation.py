@@ -198,8 +198,8 @@ def test_a_stopped_sweep_starts_no_more_evaluations(tmp_path, signum, capsys):
         threading.Thread(target=stop_once_started, daemon=True).start()
         failures = evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"],
                                              sweep.CHILDREN)
-        stop_status = sweep.CHILDREN.stop_status
-    assert failures == 0 and sweep.CHILDREN.terminating
+        stop_status, terminating = sweep.CHILDREN.stop_status, sweep.CHILDREN.terminating
+    assert failures == 0 and terminating
     assert stop_status == (status.INTERRUPTED if signum == signal.SIGINT else status.PREEMPTED)
     assert not (runs["run1"] / "eval.log").exists() and not (runs["run2"] / "eval.log").exists()
     assert "[eval] run0 on python_stdlib:validation: stopped" in capsys.readouterr().out

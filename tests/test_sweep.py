@@ -10,6 +10,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -286,6 +287,28 @@ def test_a_signal_to_the_sweeps_process_group_reaches_each_run_once(repo, tmp_pa
         received = "SIGTERM"
     assert sweep.wait(timeout=60) == 0
     assert log.read_text().splitlines()[-1] == f"received {received}"
+
+
+def test_a_stop_while_a_run_starts_reaches_that_run(tmp_path, monkeypatch):
+    """The handler runs in the thread that may be starting a run, holding the children's lock:
+    that deadlocked the sweep. Now the run is started, and the stop passed on to it too."""
+    real_popen = subprocess.Popen
+
+    def stopped_while_starting(*args, **kwargs):
+        process = real_popen(*args, **kwargs)
+        sweep_module.CHILDREN.interrupt_all()  # as a Ctrl-C handled at this moment would
+        return process
+
+    monkeypatch.setattr(subprocess, "Popen", stopped_while_starting)
+    started = []
+    with sweep_module.CHILDREN.handling(), open(tmp_path / "run.log", "ab") as log:
+        starting = threading.Thread(target=lambda: started.append(sweep_module.CHILDREN.start(
+            [sys.executable, "-c", "import time; time.sleep(60)"], log)), daemon=True)
+        starting.start()
+        starting.join(timeout=20)
+        assert started, "the sweep deadlocked starting a run"
+        assert started[0].wait(timeout=20) != 0  # interrupted, not slept out
+        assert sweep_module.CHILDREN.start([sys.executable, "-c", "pass"], log) is None
 
 
 def test_a_run_dies_with_its_sweep(repo, tmp_path):
