@@ -70,7 +70,8 @@ def _diagnostic_lines(fit: dict) -> list[str]:
 
 
 def _params_table(fit: dict) -> list[str]:
-    lines = ["| parameter | value (bootstrap SE; percentile CI) |", "|---|---|"]
+    header = "value (bootstrap SE; percentile CI)" if fit["bootstrap_resamples"] else "value"
+    lines = [f"| parameter | {header} |", "|---|---|"]
     lines += [f"| {name} | {_with_interval(summary)} |" for name, summary in fit["params"].items()]
     return lines
 
@@ -128,8 +129,11 @@ def _shared_exponent_lines(fit: dict) -> list[str]:
 def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
     lines = [f"## {title}", "", f"`{fit['formula']}` fitted to {fit['n_points']} points: sum of "
              f"Huber losses (δ = {fit['huber_delta']}) on log loss, objective "
-             f"{fit['objective']:.6e}, best of {fit['num_starts']} L-BFGS starts; uncertainty from "
-             f"{fit['bootstrap_resamples']} bootstrap resamples of the points.", ""]
+             f"{fit['objective']:.6e}, best of {fit['num_starts']} L-BFGS starts; "
+             + (f"uncertainty from {fit['bootstrap_resamples']} bootstrap resamples of the points."
+                if fit["bootstrap_resamples"] else
+                "no bootstrap (--bootstrap 0): no intervals, and whether the data identify each "
+                "parameter was not checked."), ""]
     lines += _diagnostic_lines(fit) + _params_table(fit) + [""] + _data_gain_lines(fit)
     derived = fit["derived"]
     returns_lines = []

@@ -709,3 +709,8 @@ def test_the_report_says_what_was_done_to_the_rows_before_the_fit(tmp_path):
     data = json.loads((out / "fit.json").read_text())["data"]
     assert (data["where"], data["dropped_highest_losses"], data["best_per_point"],
             data["rows"]) == ({"set": "a"}, 3, True, 29)
+    # Without a bootstrap there are no intervals to read identification from: it says so (it
+    # said "uncertainty from 0 bootstrap resamples", and headed the values "bootstrap SE; CI").
+    assert ("L-BFGS starts; no bootstrap (--bootstrap 0): no intervals, and whether the data "
+            "identify each parameter was not checked.") in report
+    assert "| parameter | value |" in report and "bootstrap SE" not in report
