@@ -308,6 +308,7 @@ def test_a_stop_while_a_run_starts_reaches_that_run(tmp_path, monkeypatch):
         starting.join(timeout=20)
         assert started, "the sweep deadlocked starting a run"
         assert started[0].wait(timeout=20) != 0  # interrupted, not slept out
+        sweep_module.CHILDREN.finished(started[0])
         assert sweep_module.CHILDREN.start([sys.executable, "-c", "pass"], log) is None
 
 
