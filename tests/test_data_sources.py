@@ -399,3 +399,22 @@ def test_a_damaged_prepared_dataset_is_one_line_saying_what_to_delete(tmp_path, 
     assert "\n" not in message
     shutil.rmtree(prepared)  # as it says: prepared again, and read
     data.make_loader(cfg, batch_size=4, seed=0).close()
+
+
+def test_tfds_warnings_about_what_we_do_on_purpose_are_not_shown(tmp_path, caplog):
+    # Each text_files run printed 3-4 "Using custom data configuration" and 2 "Variant folder ...
+    # has no dataset_info.json" warnings: TFDS's notes on our own builder config and on the
+    # folder being prepared.
+    import logging
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for index in range(12):
+        (corpus / f"m{index}.py").write_text(f"def f{index}(x):\n    return x * {index}\n" * 30)
+    cfg = _data_config(dataset="text_files", files=str(corpus), seq_len=16,
+                       cache_dir=str(tmp_path / "cache"))
+    with caplog.at_level(logging.INFO):
+        data.make_loader(cfg, batch_size=4, seed=0).close()
+    shown = [record.getMessage() for record in caplog.records if record.name == "absl"]
+    noise = ("Using custom data configuration", "Variant folder ")
+    assert not [message for message in shown if message.startswith(noise)], shown

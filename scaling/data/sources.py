@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import logging
 import pathlib
 import sys
 import time
@@ -22,6 +23,17 @@ from scaling.errors import ConfigError
 from scaling.files import UNWRITABLE, cache_home, file_lock
 
 EMBEDDED_DATASETS = ("python_stdlib", "text_files")
+# TFDS warnings about what this module does on purpose: a builder config of the user's files
+# (each time a builder is made), and the folder a dataset is being prepared in.
+TFDS_NOISE = ("Using custom data configuration", "Variant folder ")
+
+
+class _DropTfdsNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(TFDS_NOISE)
+
+
+logging.getLogger("absl").addFilter(_DropTfdsNoise())
 FILE_FORMAT = "array_record"
 DOWNLOAD_RETRIES = 3  # per request, in place of TFDS's 10 (see prepare)
 _READ_BATCH = 256
