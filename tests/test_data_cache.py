@@ -55,7 +55,8 @@ def test_stale_cache_is_rebuilt(tmp_path, capsys):
     rebuilt = cache.load_or_build(tmp_path / "c", new_fingerprint, changed, tokenizer)
     assert changed.reads == 1
     assert rebuilt.tokens.tolist() == _reference_stream([b"entirely new text"], 256)
-    assert "stale" in capsys.readouterr().err
+    assert f"[data] token cache {tmp_path / 'c'} is stale (built from other data or settings); " \
+           "rebuilding" in capsys.readouterr().err
     # A cache from an older format version is stale too.
     fingerprint = dict(cache.fingerprint_of("corpus-v2", "text", tokenizer), cache_version=0)
     again = _Counting([b"x"])
@@ -80,7 +81,7 @@ def test_failed_build_leaves_no_valid_cache(tmp_path):
     assert source.reads == 1
 
 
-def test_truncated_tokens_file_is_not_trusted(tmp_path):
+def test_truncated_tokens_file_is_not_trusted(tmp_path, capsys):
     tokenizer = tokenizers.ByteTokenizer()
     fingerprint = cache.fingerprint_of("corpus", "text", tokenizer)
     cache.load_or_build(tmp_path / "c", fingerprint, _Counting(DOCUMENTS), tokenizer)
@@ -89,6 +90,9 @@ def test_truncated_tokens_file_is_not_trusted(tmp_path):
     source = _Counting(DOCUMENTS)
     cache.load_or_build(tmp_path / "c", fingerprint, source, tokenizer)
     assert source.reads == 1
+    # Not "stale": nothing it was built from changed.
+    assert (f"[data] token cache {tmp_path / 'c'} is damaged (its files are not the sizes its "
+            "meta.json records); rebuilding") in capsys.readouterr().err
 
 
 class _WideTokenizer:

@@ -79,6 +79,18 @@ def _load(directory: pathlib.Path, fingerprint: dict) -> TokenCache | None:
     return TokenCache(directory=directory, tokens=tokens, document_starts=starts, meta=meta)
 
 
+def _unusable(directory: pathlib.Path, fingerprint: dict) -> str:
+    """Why a cache with a meta.json did not load: built from other data or settings, or its
+    files cut short or damaged."""
+    try:
+        recorded = json.loads((directory / "meta.json").read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return "is damaged (its meta.json cannot be read)"
+    if recorded != fingerprint:
+        return "is stale (built from other data or settings)"
+    return "is damaged (its files are not the sizes its meta.json records)"
+
+
 def _build(directory: pathlib.Path, fingerprint: dict, document_batches: Iterable[list[bytes]],
            tokenizer, label: str) -> None:
     """Tokenize every document into `directory`, printing progress to stderr."""
@@ -145,7 +157,8 @@ def load_or_build(directory: pathlib.Path, fingerprint: dict,
         cache = _load(directory, fingerprint)
         if cache is None:
             if directory.exists() and (directory / "meta.json").exists():
-                print(f"[data] token cache {directory} is stale; rebuilding", file=sys.stderr)
+                print(f"[data] token cache {directory} {_unusable(directory, fingerprint)}; "
+                      "rebuilding", file=sys.stderr)
             _build(directory, fingerprint, document_batches(), tokenizer, label or directory.name)
             cache = _load(directory, fingerprint)
     if cache is None:
