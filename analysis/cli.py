@@ -211,7 +211,9 @@ def _check_hold_out(args, runs) -> None:
             raise ValueError("it leaves one model size to fit; need at least 2")
     except ValueError as error:
         if args.hold_out_from is not None:
-            raise ValueError(f"--hold-out-from={args.hold_out_from:g} is not allowed: {error}"
+            # split_largest names its own argument: here the flag leads the line once.
+            reason = str(error).replace(f"hold_out_from={args.hold_out_from:g} ", "it ", 1)
+            raise ValueError(f"--hold-out-from={args.hold_out_from:g} is not allowed: {reason}"
                              ) from None
         sizes = runs["N"].nunique()
         if args.drop_highest is None:

@@ -389,6 +389,11 @@ def test_contradictory_hold_outs_and_one_resample_are_one_line_errors(tmp_path, 
     assert capsys.readouterr().err == ("scaling-fit: error: --bootstrap=1 is not allowed; need 0 "
                                        "(no intervals) or at least 2 resamples\n")
     assert not (tmp_path / "o").exists()
+    # A threshold past every size: the line named the flag and then the argument again.
+    assert main(common + ["--bootstrap", "0", "--hold-out-from", "1e15"]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --hold-out-from=1e+15 is not allowed: "
+                                       "it holds out 0 of 3 runs; need at least one run on each "
+                                       "side\n")
 
 
 def test_a_backtest_of_one_model_size_is_one_line_naming_backtest(tmp_path, capsys):
