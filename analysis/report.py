@@ -140,9 +140,13 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
     for prefix, variable in (("C_", "C"), ("N_", "N"), ("D_", "D")):
         returns_lines += _returns_lines(derived, prefix, variable, settings)
     if "a" in derived:
+        exponents = (f"N_opt ∝ C^a with a = {_with_interval(derived['a'])}, D_opt ∝ C^b with b = "
+                     f"{_with_interval(derived['b'])}")
+        if fit.get("law") == "overtraining":  # alpha = beta = 2·eta: no data can move them
+            exponents = ("N_opt and D_opt ∝ C^0.5, fixed by this form (its N and D exponents "
+                         "are both 2·eta), not measured")
         returns_lines += [
-            f"- Compute-optimal allocation (C = 6ND): N_opt ∝ C^a with a = {_with_interval(derived['a'])},"
-            f" D_opt ∝ C^b with b = {_with_interval(derived['b'])}.",
+            f"- Compute-optimal allocation (C = 6ND): {exponents}.",
             f"- At the largest budget of the data: N_opt = {_with_interval(derived['N_opt_at_largest_C'])},"
             f" D_opt = {_with_interval(derived['D_opt_at_largest_C'])}.",
             f"- Along that optimum L_opt(C) = E + K·C^-gamma with gamma = "

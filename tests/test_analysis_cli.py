@@ -719,3 +719,8 @@ def test_the_report_says_what_was_done_to_the_rows_before_the_fit(tmp_path):
     assert ("L-BFGS starts; no bootstrap (--bootstrap 0): no intervals, and whether the data "
             "identify each parameter was not checked.") in report
     assert "| parameter | value |" in report and "bootstrap SE" not in report
+    # The headline, Gadre et al.'s form, ties both exponents to one: its allocation is 0.5 by
+    # construction, which read as measured ("a = 0.5 (SE 0; 95% CI 0.5 – 0.5)").
+    assert "Headline law: **overtraining**" in report
+    assert ("- Compute-optimal allocation (C = 6ND): N_opt and D_opt ∝ C^0.5, fixed by this form "
+            "(its N and D exponents are both 2·eta), not measured.") in report
