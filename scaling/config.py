@@ -456,6 +456,10 @@ def check_objective(config: ml_collections.ConfigDict) -> None:
                           f"False with train.objective={objective!r} (document masks are for "
                           "packed causal_lm rows)")
     reads_pairs = data.dataset == "text_pairs" or bool(data.source_feature)
+    if objective != "seq2seq" and data.source_feature and data.dataset != "text_pairs":
+        raise ConfigError("data.source_feature", data.source_feature,
+                          f"'' with train.objective={objective!r} (pairs are read only by "
+                          "train.objective='seq2seq')")
     if (objective == "seq2seq") != reads_pairs:
         allowed = ("data.dataset='text_pairs', or a TFDS dataset with data.source_feature and "
                    "data.target_feature" if objective == "seq2seq"

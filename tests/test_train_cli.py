@@ -71,6 +71,9 @@ def _train(repo, tmp_path, *overrides):
      "read only with train.objective='span_corruption', and this run's is 'causal_lm'"),
     ("--config.optim.decay_fraction=0.5", "optim.decay_fraction",
      "read only with optim.schedule='wsd', and this run's is 'cosine'"),
+    # Blamed data.dataset='python_stdlib', which was not what was set.
+    ("--config.data.source_feature=question", "data.source_feature",
+     "'' with train.objective='causal_lm' (pairs are read only by train.objective='seq2seq')"),
 ])
 @pytest.mark.filterwarnings("error")  # in this process a warning would not reach stderr
 def test_bad_config_fails_before_building(repo, tmp_path, monkeypatch, capsys, override, field,
