@@ -35,6 +35,7 @@ import json
 import math
 import pathlib
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -49,9 +50,11 @@ from scaling.data import validate_data_config
 from scaling.errors import ArgumentParser, ConfigError
 from scaling.fields import check_section
 from scaling.overrides import apply_overrides, split_argv
+from scaling.tracking import format_duration
 
 PROGRAM = "scaling-eval"
 # The model was built with these (data.document_mask is the model's own document_mask).
+PROGRESS_SECONDS = 10.0  # between progress lines of a long evaluation (stderr)
 FIXED_DATA_FIELDS = ("tokenizer", "vocab_size", "spm_model", "seq_len", "document_mask")
 # Fields that say where the data is cached or how fast it is read, or that only training reads:
 # they do not change what an evaluation scores.
@@ -264,14 +267,15 @@ def _batch_nats(params, batch, weights_B, *, model):
 
 
 def _batches(args, run_config, data_cfg, tokenizer, objective, vocab_size: int):
-    """(batch, row weights) pairs to score, read as `args` ask."""
+    """(batch, row weights) pairs to score, read as `args` ask, and how many there are."""
     batch_size, seed = run_config.train.batch_size, run_config.seed
     count = (args.batches or run_config.train.final_eval_batches
              or run_config.train.eval_batches)
     if objective.name == "seq2seq":
         encoded = read_eval_pairs(data_cfg, tokenizer, objective, vocab_size)
         if args.whole_split:
-            return whole_split_pairs(encoded, batch_size, objective.special)
+            return (whole_split_pairs(encoded, batch_size, objective.special),
+                    -(-len(encoded["targets"]) // batch_size))
         # The pair loader's own eval batching, over this split (it stands in for both splits).
         split_loader = pairs.PairLoader(encoded, encoded, tokenizer, objective,
                                         batch_size=batch_size, seed=seed, process_index=0,
@@ -279,14 +283,16 @@ def _batches(args, run_config, data_cfg, tokenizer, objective, vocab_size: int):
     else:
         cache = read_eval_split(data_cfg, tokenizer, vocab_size)
         if args.whole_split:
-            return whole_split_batches(cache, batch_size, data_cfg.seq_len, tokenizer.eod_id,
-                                       objective, seed)
+            return (whole_split_batches(cache, batch_size, data_cfg.seq_len, tokenizer.eod_id,
+                                        objective, seed),
+                    -(-packing.num_windows(cache.num_tokens, data_cfg.seq_len) // batch_size))
         # The loader's own eval batching, over this split (it stands in for both splits).
         split_loader = loader.Loader(cache, cache, tokenizer, seq_len=data_cfg.seq_len,
                                      batch_size=batch_size, seed=seed, prefetch=0,
                                      objective=objective)
-    return ((batch, np.ones(batch_size, np.float32))
-            for batch in split_loader.iter_eval_batches(count))
+    return (((batch, np.ones(batch_size, np.float32))
+             for batch in split_loader.iter_eval_batches(count)),
+            split_loader.eval_batch_count(count))
 
 
 def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Path, dict]:
@@ -314,11 +320,13 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         raise trained.RunError(
             f"--config.data.target_len={data_cfg.target_len}: the run's learned positions allow "
             f"at most {model.max_seq_len} decoder tokens (model.max_seq_len)")
-    batches = _batches(args, run_config, data_cfg, tokenizer, objective, model.vocab_size)
+    batches, total = _batches(args, run_config, data_cfg, tokenizer, objective,
+                              model.vocab_size)
     run = trained.load(workdir, single_device=args.single_device)
     byte_lengths = token_byte_lengths(tokenizer)
     step_fn = jax.jit(functools.partial(_batch_nats, model=run.model))
     nats, tokens, text_bytes, num_batches, scores_special = 0.0, 0, 0, 0, False
+    started = reported = time.monotonic()
     with run.context():
         replicated = parallel.replicated(run.program.mesh)
         for batch, weights in batches:
@@ -334,6 +342,12 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
             # Special tokens (span_corruption's sentinels) stand for no bytes of text.
             scores_special |= bool(np.any(counted >= tokenizer.vocab_size))
             text_bytes += int(byte_lengths[np.minimum(counted, tokenizer.vocab_size - 1)].sum())
+            if time.monotonic() - reported >= PROGRESS_SECONDS and num_batches < total:
+                reported = time.monotonic()
+                rate = num_batches / (reported - started)
+                print(f"[eval] batch {num_batches:,}/{total:,} | {rate:.1f} batches/s | ETA "
+                      f"{format_duration((total - num_batches) / rate)}", file=sys.stderr,
+                      flush=True)
     bits_per_byte, note = None, None
     if scores_special:
         note = (f"not defined: train.objective={objective.name!r} scores special tokens "

@@ -128,18 +128,21 @@ def test_batches_are_made_one_at_a_time_as_they_are_scored():
     tokenizer = trained.tokenizer_of(config)
     objective = trained.objective_of(config, tokenizer, data=config.data)
     vocab_size = int(tokenizer.vocab_size)
-    batches = 100_000  # 8 rows of 32 tokens each: 150 MB of inputs and targets alone
-    args = argparse.Namespace(batches=batches, whole_split=False)
-    evaluate.read_eval_split(config.data, tokenizer, vocab_size)  # the split's cache, prepared
+    # As many as the split fills (about 4,000 batches of 8 rows of 32 tokens: 8 MB of inputs
+    # and targets).
+    args = argparse.Namespace(batches=100_000, whole_split=False)
+    split = evaluate.read_eval_split(config.data, tokenizer, vocab_size)  # prepared here
     tracemalloc.start()
     try:
-        first, weights = next(iter(evaluate._batches(args, config, config.data, tokenizer,
-                                                     objective, vocab_size)))
+        batches, total = evaluate._batches(args, config, config.data, tokenizer, objective,
+                                           vocab_size)
+        first, weights = next(iter(batches))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert first["inputs"].shape == (8, 32) and weights.tolist() == [1.0] * 8
-    made = batches * (first["inputs"].nbytes + first["targets"].nbytes)
+    assert total == (split.num_tokens - 1) // 32 // 8 > 1000  # windows of 33 tokens, full batches
+    made = total * (first["inputs"].nbytes + first["targets"].nbytes)
     assert peak < made / 100, (peak, made)
 
 
@@ -380,8 +383,8 @@ def test_by_default_the_batches_of_the_runs_final_evaluation_are_read():
     tokenizer = tokenizers.ByteTokenizer()
     objective = objectives.for_config(config.data, config.train, 257, 256)
     args = argparse.Namespace(batches=None, whole_split=False)
-    batches = list(evaluate._batches(args, config, config.data, tokenizer, objective, 257))
-    assert len(batches) == 3
+    batches, total = evaluate._batches(args, config, config.data, tokenizer, objective, 257)
+    assert len(list(batches)) == total == 3
 
 
 def test_more_held_out_batches_than_the_split_fills_read_each_window_once(tmp_path, capsys):
@@ -401,3 +404,17 @@ def test_more_held_out_batches_than_the_split_fills_read_each_window_once(tmp_pa
     out = capsys.readouterr().out
     assert (f"note: train.eval_batches=1000 asks for 8,000 held-out windows; the split has "
             f"{windows:,}, so {windows // 8} batch") in out
+
+
+def test_a_long_evaluation_shows_its_progress(trained_run, tmp_path, monkeypatch, capsys):
+    """It was silent until the end, however many batches (`--batches 200000` ran minutes)."""
+    import re
+
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    monkeypatch.setattr(evaluate, "PROGRESS_SECONDS", 0.0)  # a line after every batch
+    assert evaluate.main(["--workdir", str(workdir), "--batches", "3"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines  # not after the last: the result follows
+    for done, line in enumerate(lines, 1):
+        assert re.fullmatch(rf"\[eval\] batch {done}/3 \| [0-9.]+ batches/s \| ETA 0m\d\ds", line)
