@@ -158,7 +158,7 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
     return lines
 
 
-def preprocessing(data: dict) -> list[str]:
+def _preprocessing_lines(data: dict) -> list[str]:
     """What was done to a --csv's rows before the fit, a sentence each: the filters, the
     highest losses left out, and the best row kept of each (N, D)."""
     said = []
@@ -197,7 +197,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                   f"points, each the mean of its {seeds} seeds (seed-to-seed standard "
                   f"deviation, median over points: {100 * data['seed_sd_median']:.2f}% of the loss)")
     lines.append(fitted + ".")
-    lines += [f"- {line}" for line in preprocessing(data)]
+    lines += [f"- {line}" for line in _preprocessing_lines(data)]
     for row in data.get("excluded", []):
         lines.append(f"- excluded {row['name']}: {row['reason']}")
     lines += ["", f"Headline law: **{summary['law']}**, `{summary['formula']}`."
