@@ -433,7 +433,7 @@ def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool)
 
 def run_compare(args) -> pathlib.Path:
     """`--compare A B`: the joint fit, the multiplier table and the figure."""
-    from analysis.compare import compare_recipes, render_comparison
+    from analysis.compare import compare_recipes, crossing_sentence, render_comparison
     from analysis.inputs import (RESULTS_COLUMNS, SHARED_LOSS_COLUMNS, SHARED_LOSS_HINT,
                                  csv_columns)
     from analysis.plots import LOSS_LABEL, plot_comparison
@@ -486,9 +486,7 @@ def run_compare(args) -> pathlib.Path:
     for flag in summary["diagnostics"]:
         print(f"scaling-fit: warning: {flag['parameter']}: {flag['problem']}; would help: "
               f"{flag['fix']}", file=sys.stderr)
-    crossing = summary["crossing_C"]
-    print("the laws cross at C = %.3g FLOPs" % crossing if crossing is not None else
-          "the laws do not cross within 100x of the data's compute range")
+    print(crossing_sentence(summary))
     return out_dir
 
 

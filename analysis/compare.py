@@ -7,7 +7,8 @@ approach the same floor) or E_B free. B's effective-compute multiplier at a budg
 more compute A needs to reach the loss B reaches with C: m(C) = C_A(L_B(C)) / C, where
 C_A(L) = ((L − E)/A_A)^(-1/alpha_A); m > 1 means B is better. Uncertainty comes from a bootstrap
 of the frontier points, each recipe's resampled on its own. Where the two laws cross (L_A = L_B) the
-ranking of the recipes flips.
+ranking of the recipes flips; how often the resampled laws cross, and where, says whether the
+data show a crossing at all.
 
 The joint law is written with a recipe indicator g (0 for A, 1 for B) as
     log L = LSE(e + Δe·g, a + Δa·g − (alpha + Δalpha·g)·log C),
@@ -115,6 +116,59 @@ def crossing_compute(params: dict, low: float, high: float) -> float | None:
     return float(np.sqrt(lo * hi))
 
 
+def crossing_summary(point: dict, samples: dict, low: float, high: float,
+                     level: float = CONFIDENCE_LEVEL) -> dict:
+    """Where the point fit's laws cross (`crossing_compute`; None: not within 100x of the data's
+    compute [low, high]), whether that is inside the data, and how sure the bootstrap is: the
+    share of resamples whose laws cross within 100x of the data, and inside it, and the
+    percentile interval of the crossings of those that cross (when most do)."""
+    crossing = crossing_compute(point, low, high)
+    summary = {"C": crossing, "inside_data": crossing is not None and low <= crossing <= high}
+    count = len(next(iter(samples.values()))) if samples else 0
+    if count == 0:
+        return summary
+    crossings = np.array([np.nan if c is None else c for c in (
+        crossing_compute({name: float(values[i]) for name, values in samples.items()}, low, high)
+        for i in range(count))])
+    crossed = crossings[np.isfinite(crossings)]
+    summary.update(resamples_crossing=float(crossed.size / count),
+                   resamples_crossing_inside=float(np.sum((crossed >= low) & (crossed <= high))
+                                                   / count))
+    if crossed.size >= count / 2 and crossed.size >= 2:
+        tail = 50.0 * (1.0 - level)
+        summary["ci_low"], summary["ci_high"] = (float(b) for b in np.percentile(
+            crossed, [tail, 100.0 - tail]))
+    return summary
+
+
+def crossing_sentence(summary: dict) -> str:
+    """The crossing in words, with what the bootstrap says of it and whether the multiplier's
+    intervals can tell the recipes apart at all."""
+    crossing, said = summary["crossing"], []
+    if crossing["C"] is None:
+        said.append("The point fit's laws do not cross within 100x of the data's compute range")
+    else:
+        where = ("inside the data's compute range" if crossing["inside_data"]
+                 else "outside the data's compute range: an extrapolation")
+        said.append(f"The point fit's laws cross at C = {crossing['C']:.3g} FLOPs ({where})")
+    if "resamples_crossing" in crossing:
+        share = (f"{crossing['resamples_crossing']:.0%} of the bootstrap resamples cross within "
+                 f"100x of the data, {crossing['resamples_crossing_inside']:.0%} inside it")
+        if "ci_low" in crossing:
+            share += (f"; where they cross, 95% interval {crossing['ci_low']:.3g} – "
+                      f"{crossing['ci_high']:.3g} FLOPs")
+        said.append(share)
+    else:
+        said.append("no bootstrap: how sure this is was not measured")
+    text = "; ".join(said) + "."
+    rows = summary["multiplier"]
+    if rows and all(row.get("ci_low", np.inf) <= 1.0 <= row.get("ci_high", -np.inf)
+                    for row in rows):
+        text += (" Every multiplier interval contains 1: the data do not tell the recipes apart, "
+                 "nor whether their laws cross.")
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Comparison:
     """The joint fit, its bootstrap, the budgets the multiplier is reported at and the
@@ -164,7 +218,7 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
     point_multiplier = effective_compute_multiplier(point, budgets)
     sample_multiplier = effective_compute_multiplier(
         {k: v[:, None] for k, v in sample_params.items()}, budgets[None, :])
-    crossing = crossing_compute(point, flops.min(), flops.max())
+    crossing = crossing_summary(point, sample_params, flops.min(), flops.max(), level)
     params = {name: summarize(point[name], sample_params[name], level)
               for name in law.reported_params}
     summary = {
@@ -175,7 +229,8 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
         "diagnostics": _diagnostics(params, frontier_a, frontier_b, shared_irreducible),
         "multiplier": [{"C": float(c), **summarize(m, sample_multiplier[:, i], level)}
                        for i, (c, m) in enumerate(zip(budgets, point_multiplier))],
-        "crossing_C": crossing,
+        "crossing_C": crossing["C"],
+        "crossing": crossing,
         "bootstrap_resamples": int(len(samples)),
     }
     return Comparison(fit=result, bootstrap_theta=samples, frontier_a=frontier_a,
@@ -231,9 +286,7 @@ def render_comparison(summary: dict, names: tuple[str, str]) -> str:
     for row in summary["multiplier"]:
         lines.append(f"| {row['C']:.3g} | {row['value']:.3g} | {row.get('ci_low', float('nan')):.3g} – "
                      f"{row.get('ci_high', float('nan')):.3g} |")
-    crossing = summary["crossing_C"]
-    lines += ["", f"The laws cross at C = {crossing:.3g} FLOPs." if crossing is not None
-              else "The laws do not cross within 100x of the data's compute range.", ""]
+    lines += ["", crossing_sentence(summary), ""]
     return "\n".join(lines)
 
 

@@ -375,8 +375,33 @@ def test_compare_recovers_a_known_compute_multiplier(tmp_path, capsys):
     for row in summary["multiplier"]:
         assert row["value"] == pytest.approx(2.0, rel=0.1), row
     assert summary["crossing_C"] is None
+    assert summary["crossing"]["resamples_crossing"] == 0.0  # no resample's laws cross either
     assert (out / "compare.png").stat().st_size > 10_000
     assert "B is worth" in capsys.readouterr().out
+
+
+def test_a_crossing_of_two_samples_of_one_recipe_is_reported_as_the_noise_it_is(tmp_path,
+                                                                                capsys):
+    """Two noisy samples of one truth: the point fit's laws may well cross, which was stated as a
+    fact. Now the bootstrap's share of crossings and the multiplier's intervals come with it."""
+    sizes = np.geomspace(1e6, 3e8, 12)
+    C = 6 * sizes * 20 * sizes
+    for name, seed in (("a", 1), ("b", 2)):
+        noise = np.exp(0.01 * np.random.default_rng(seed).normal(size=C.size))
+        pd.DataFrame({"n": sizes, "c": C, "loss": (1.8 + 300 * C ** -0.12) * noise}).to_csv(
+            tmp_path / f"{name}.csv", index=False)
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--n-col", "n",
+                 "--c-col", "c", "--loss-col", "loss", "--bootstrap", "100", "--out", str(out)]) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    crossing = summary["crossing"]
+    assert all(row["ci_low"] < 1.0 < row["ci_high"] for row in summary["multiplier"])
+    assert 0.0 < crossing["resamples_crossing"] < 1.0  # some resamples cross, some do not
+    sentence = capsys.readouterr().out.strip().splitlines()[-2]
+    assert sentence.endswith("Every multiplier interval contains 1: the data do not tell the "
+                             "recipes apart, nor whether their laws cross.")
+    assert f"{crossing['resamples_crossing']:.0%} of the bootstrap resamples cross" in sentence
+    assert sentence in (out / "compare.md").read_text()
 
 
 @pytest.mark.parametrize("law_name", ["chinchilla", "overtraining"])
