@@ -128,7 +128,9 @@ class ModelConfig:
     remat: str = option("none", REMAT_POLICIES, "activation rematerialisation policy")
     # Unrolled layers let XLA fuse and schedule across layers (train steps ~1.4x faster on the
     # small CPU reference shapes); a rolled loop (1) keeps compile time flat in depth.
-    scan_unroll: int = integer(0, "layers per iteration of the layer loop; 0 means all (no loop)")
+    scan_unroll: int = integer(0, "layers per iteration of the layer loop; 0 means all (no "
+                                  "loop), or 1 under model.remat, which frees memory only "
+                                  "across iterations")
     document_mask: bool = dataclasses.field(default=False, metadata={
         "doc": "attention stays within documents (from data.document_mask)", "in_config": False})
     source_pad_id: int = dataclasses.field(default=-1, metadata={

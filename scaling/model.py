@@ -5,7 +5,9 @@ logical axis names (`vocab`, `embed`, `mlp`, `heads`, `kv_heads`, `head_dim`, `p
 `layers` for the leading axis of the scanned blocks); `apply` maps token ids to float32 logits.
 Blocks are applied with `nn.scan` (their weights stacked on `layers`), traced `cfg.scan_unroll` layers
 per loop iteration (0: all, no loop, the fastest step; 1: a rolled loop whose compile time does not
-grow with depth), and rematerialised per `cfg.remat`. Activations carry logical sharding constraints, which are no-ops without a mesh.
+grow with depth), and rematerialised per `cfg.remat`. Rematerialisation frees memory only across
+the loop's iterations (unrolled, XLA keeps every activation and recomputes besides), so under it
+0 means 1. Activations carry logical sharding constraints, which are no-ops without a mesh.
 
 µP (`cfg.parametrization == "mup"`), the model's part: hidden weights are initialised with variance
 ∝ 1/fan_in (`scaling.layers.initializers`), attention logits are scaled by 1/d_head instead of
@@ -104,6 +106,12 @@ class Block(nn.Module):
         return x_BxLxD, (extras or None)
 
 
+def scan_unroll(cfg: ModelConfig, num_layers: int) -> int:
+    """Layers per iteration of the layer loop: `cfg.scan_unroll`, whose 0 means all of them, or
+    one under rematerialisation (see the module docstring)."""
+    return cfg.scan_unroll or (1 if cfg.remat != "none" else num_layers)
+
+
 class Stack(nn.Module):
     """`num_layers` scanned blocks (weights stacked on a leading `layers` axis), then a final norm
     under pre-norm. Returns x, or `(x, extras)` with the blocks' extras stacked on a leading
@@ -127,7 +135,7 @@ class Stack(nn.Module):
                           split_rngs={"params": True, "dropout": True},
                           in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
                           length=self.num_layers,
-                          unroll=min(cfg.scan_unroll or self.num_layers, self.num_layers),
+                          unroll=min(scan_unroll(cfg, self.num_layers), self.num_layers),
                           metadata_params={nn.PARTITION_NAME: axes.LAYERS})
         x_BxLxD, extras = scanned(cfg, self.causal, self.cross_attention,
                                   residual_branch_count(self.num_layers, self.cross_attention),

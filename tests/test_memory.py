@@ -159,3 +159,34 @@ def test_the_dots_policy_is_held_to_the_bytes_of_full_recomputation():
 
     assert total(dots) > 2.5 * total(full)
     assert memory.check_fits(config, dots, (1, 1, 1), int(total(full))) is None
+
+
+def test_full_rematerialisation_frees_memory_in_the_compiled_step():
+    """XLA's own account of the compiled train step: under model.remat=full its working memory
+    falls by what the estimate says the activations fall by. With the layers unrolled (the
+    default scan_unroll=0) it recomputed the forward pass and kept every activation all the
+    same (241.8 MiB with and without it, here)."""
+    import jax
+
+    from scaling import parallel, step
+
+    def working_and_estimated_bytes(remat: str) -> tuple[int, float]:
+        config = default_config()
+        config.model.update(d_model=256, num_layers=4, remat=remat)
+        config.train.batch_size, config.data.seq_len = 8, 256
+        model = model_config(config, 257)
+        program = step.build_program(config, model, 100, parallel.make_mesh(config.mesh))
+        batch = {name: jax.ShapeDtypeStruct((8, 256), jax.numpy.int32,
+                                            sharding=program.batch_sharding)
+                 for name in ("inputs", "targets", "segment_ids")}
+        with program.context():
+            compiled = program.train_step.lower(program.abstract_state, batch).compile()
+        estimate = memory.estimate_bytes(model, seq_len=256, batch_size=8, grad_accum_steps=1,
+                                         mesh_shape=(1, 1, 1))
+        return compiled.memory_analysis().temp_size_in_bytes, estimate["activations"]
+
+    (working_none, estimated_none), (working_full, estimated_full) = (
+        working_and_estimated_bytes(remat) for remat in ("none", "full"))
+    assert working_full < 0.5 * working_none, (working_full, working_none)
+    freed, estimated = working_none - working_full, estimated_none - estimated_full
+    assert freed == pytest.approx(estimated, rel=0.25), (freed, estimated)
