@@ -426,14 +426,19 @@ def _tokens_per_step(config) -> int:
     return config.train.batch_size * _shapes(config).corpus
 
 
+def isoflop_run_name(sweep_name: str, size_name: str, flops: float) -> str:
+    return f"{sweep_name}-{size_name}-C{format_number(flops)}"
+
+
 def _single_budget_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
     sweep, config = planner.sweep, size.config
     if sweep.plan == "isoflop":
-        budgets = [(f"isoflop-C{format_number(c)}-N{format_number(size.non_embedding_params)}",
-                    c / size.flops_per_token) for c in sweep.isoflop_budgets]
+        budgets = [(isoflop_run_name(sweep.name, size.name, c), c / size.flops_per_token)
+                   for c in sweep.isoflop_budgets]
     elif sweep.plan == "steps":
+        # Without `steps`, the run config's own length: its train.tokens when it sets them.
         budgets = [(f"{sweep.name}-{size.name}",
-                    (sweep.steps or config.train.steps) * _tokens_per_step(config))]
+                    (sweep.steps or budget.steps_for(config)) * _tokens_per_step(config))]
     elif sweep.plan == "tokens":
         budgets = [(f"{sweep.name}-{size.name}-D{format_number(sweep.tokens)}", sweep.tokens)]
     else:
@@ -511,9 +516,15 @@ def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRu
         for size_name, member in sizes:
             size = planner.size(size_name, member, extra, replicate)
             runs += (_ladder_runs if sweep.plan == "ladder" else _single_budget_runs)(planner, size)
-    if not runs:  # every size skipped at every budget (an empty `sizes` is refused before)
-        raise ConfigError("isoflop_budgets", sweep.isoflop_budgets, "budgets that leave some "
-                          f"size at least min_steps={sweep.min_steps} steps")
+    if sweep.plan == "isoflop":  # a budget that leaves every size below min_steps
+        names = {run.name for run in runs}
+        empty = [c for c in sweep.isoflop_budgets
+                 if not any(isoflop_run_name(sweep.name, size, c) in names for size, _ in sizes)]
+        if empty:
+            raise ConfigError("isoflop_budgets", sweep.isoflop_budgets, "budgets that leave some "
+                              f"size at least min_steps={sweep.min_steps} steps ("
+                              + ", ".join(f"{c:.3g}" for c in empty)
+                              + (" leaves" if len(empty) == 1 else " leave") + " none)")
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         twice = next(name for name in names if names.count(name) > 1)

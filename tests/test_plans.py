@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import write_sweep_config
+from conftest import REPO, write_sweep_config
 from launch import plans
 from launch import sweep as sweep_module
 from scaling.errors import ConfigError
@@ -186,7 +186,11 @@ def test_a_sweep_name_that_cannot_start_a_run_folder_is_one_line(tmp_path, capsy
      "config.sizes=',' is not allowed: names from family 'cpu_demo': d8-L2"),
     (dict(plan="isoflop", isoflop_budgets=(1e3,), min_steps=50),
      "config.isoflop_budgets=(1000.0,) is not allowed: budgets that leave some size at least "
-     "min_steps=50 steps"),
+     "min_steps=50 steps (1e+03 leaves none)"),
+    # One budget of two that no size reaches was dropped without a word.
+    (dict(plan="isoflop", isoflop_budgets=(1e3, 1e12), min_steps=50),
+     "config.isoflop_budgets=(1000.0, 1000000000000.0) is not allowed: budgets that leave some "
+     "size at least min_steps=50 steps (1e+03 leaves none)"),
 ])
 def test_a_plan_that_would_silently_drop_runs_is_refused(tmp_path, capsys, fields, message):
     path = write_sweep_config(tmp_path / "sweep.py", **{**MODEL_CHANGING, **fields})
@@ -273,3 +277,22 @@ def test_a_cooldown_field_a_ladder_reads_is_accepted_and_one_no_run_reads_is_not
                                           r"=0.25 is not allowed: it is read only with "
                                           r"optim.schedule='wsd', and this run's is 'cosine'"):
         _plan(tmp_path, plan="tokens", tokens=256 * 16, **fields)
+
+
+def test_the_steps_plan_without_steps_trains_the_run_configs_own_token_budget(tmp_path):
+    # The base run config's train.tokens were dropped for train.steps' default 1,000 steps.
+    base = tmp_path / "base.py"
+    base.write_text("import importlib.util\n\n\ndef get_config():\n"
+                    "    spec = importlib.util.spec_from_file_location(\n"
+                    f"        'demo', {str(REPO / 'configs' / 'demo.py')!r})\n"
+                    "    module = importlib.util.module_from_spec(spec)\n"
+                    "    spec.loader.exec_module(module)\n"
+                    "    config = module.get_config('runlocal')\n"
+                    "    config.train.tokens = 10240\n"
+                    "    return config\n")
+    path = write_sweep_config(tmp_path / "sweep.py", **{**MODEL_CHANGING, "plan": "steps",
+                                                          "steps": 0, "base_config": str(base)})
+    sweep = load_config(str(path))
+    runs = plans.expand(sweep, plans.resolve_base_config(sweep.base_config, str(path)))
+    # 10,240 tokens in batches of 8 rows of 32 tokens: 40 steps (runlocal's train.steps is 20).
+    assert [(run.steps, run.tokens) for run in runs] == [(40, 10240), (40, 10240)]

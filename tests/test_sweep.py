@@ -69,9 +69,12 @@ def test_plan_names_and_budgets(tmp_path):
     assert runs[0].overrides["model.d_model"] == 32 and runs[3].overrides["model.num_layers"] == 3
     sweep.plan, sweep.isoflop_budgets = "isoflop", (1e11, 3e11)
     iso = _expand(sweep, path)
-    assert {run.name.split("-N")[0] for run in iso} == {"isoflop-C1e11", "isoflop-C3e11"}
+    # Named by the sweep, the size and the budget (they were isoflop-C<budget>-N<params>: two
+    # sweeps shared names, and sizes whose N agree to two digits, one name).
+    assert {run.name.rsplit("-C", 1)[1] for run in iso} == {"1e11", "3e11"}
+    assert all(run.name in (f"tiny-{run.size}-C1e11", f"tiny-{run.size}-C3e11") for run in iso)
     for run in iso:  # D = C / FLOPs-per-token, rounded to whole steps
-        budget = float(run.name.split("-C")[1].split("-N")[0])
+        budget = float(run.name.rsplit("-C", 1)[1])
         assert run.flops == pytest.approx(budget, rel=0.5 / run.steps + 1e-9)
 
 
