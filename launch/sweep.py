@@ -655,6 +655,16 @@ class Scheduler:
         return True if (summary.get("status") == status.COMPLETED
                         and summary.get("total_steps", parent.steps) == parent.steps) else None
 
+    def _parent_unfinished(self, run: plans.PlannedRun) -> str:
+        """Why `run` cannot start from its parent, and what would let it: a diverged parent
+        stays diverged on a rerun."""
+        summary = read_summary(run_directory(self.workdir, run.parent)) or {}
+        if summary.get("status") == status.DIVERGED:
+            return (f"parent run {run.parent} diverged at step {summary.get('diverged_step')}; "
+                    "change its settings (e.g. optim.lr in size_overrides) or delete its folder, "
+                    "then rerun the sweep")
+        return f"parent run {run.parent} did not complete; rerun the sweep"
+
     def run(self) -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.processes) as pool:
             futures: dict = {}
@@ -679,8 +689,7 @@ class Scheduler:
             ready = self._ready(run)
             if ready is None:  # its parent ended without completing: it cannot start
                 self.waiting.remove(run)
-                self._report(run, status.EXIT_FAILED,
-                             f"parent run {run.parent} did not complete; rerun the sweep")
+                self._report(run, status.EXIT_FAILED, self._parent_unfinished(run))
             elif ready:
                 self.waiting.remove(run)
                 self.running_names.add(run.name)

@@ -655,6 +655,30 @@ def test_a_branch_whose_finished_parent_lacks_its_stable_state_is_refused(tmp_pa
     sweep_module.check_stable_states(tmp_path, [branch], {"m"})
 
 
+@pytest.mark.parametrize("parent_status, error", [
+    ('{"status": "diverged", "diverged_step": 7, "total_steps": 64}',
+     "parent run m diverged at step 7; change its settings (e.g. optim.lr in size_overrides) or "
+     "delete its folder, then rerun the sweep"),
+    ('{"status": "failed", "total_steps": 64}', "parent run m did not complete; rerun the sweep"),
+])
+def test_a_branch_of_a_parent_that_ended_unfinished_says_what_would_start_it(
+        tmp_path, monkeypatch, parent_status, error):
+    # A diverged parent is final: "rerun the sweep" left it diverged and the branch failed again.
+    main = plans.PlannedRun(name="m", overrides={}, size="d8-L2", params=1, non_embedding_params=1,
+                            tokens=64, steps=64, flops=1.0, flop_convention="full")
+    branch = dataclasses.replace(main, name="b", steps=60, parent="m", start_step=48)
+    (tmp_path / "runs" / "m").mkdir(parents=True)
+    (tmp_path / "runs" / "m" / "summary.json").write_text(parent_status)
+    reported = []
+    monkeypatch.setattr(sweep_module, "gather", lambda *args, **kwargs: None)
+    scheduler = sweep_module.Scheduler(tmp_path, [main, branch], [branch], "", {}, 1,
+                                       status_every=1e10)
+    monkeypatch.setattr(scheduler, "_report", lambda run, code, text: reported.append(
+        (run.name, code, text)))
+    scheduler.run()
+    assert reported == [("b", status.EXIT_FAILED, error)]
+
+
 def _finish_as_trained(workdir, run, base_config):
     """The summary.json `scaling-train` writes for `run` trained to its end: the config resolved
     from the run's own command line (a branch's parent as the absolute path it gets there)."""
