@@ -138,8 +138,11 @@ class SweepProgress:
     def line(self) -> str:
         pending = len(self.runs) - len(self.finished) - len(self.running)
         left = self.seconds_left()
+        eta = "?" if left is None else format_duration(left)
+        if left is not None and not any(s is not None for s in self.finished.values()):
+            eta = ">" + eta  # no run has ended: the time outside the steps is not yet known
         parts = [f"[sweep] {len(self.finished)} done, {len(self.running)} running, "
-                 f"{pending} pending, ETA {format_duration(left) if left is not None else '?'}"]
+                 f"{pending} pending, ETA {eta}"]
         for name in sorted(self.running):
             record = last_record(self.run_dir(name) / "metrics.jsonl") or {}
             loss = record.get("train_loss")
