@@ -332,6 +332,15 @@ def execute(command: list[str], run_dir: pathlib.Path) -> tuple[int, str]:
     return returncode, (error or f"exit code {returncode}")[:300]
 
 
+def runs_outside_the_plan(workdir: pathlib.Path, runs: list[plans.PlannedRun]) -> list[str]:
+    """The runs in `workdir/runs/` that trained a step (they have a summary.json) and that the
+    plan does not name, sorted: left out of results.csv, which lists the plan's runs (a narrowed
+    `sizes` or `seeds`)."""
+    planned = {run.name for run in runs}
+    return sorted(path.parent.name for path in (workdir / "runs").glob("*/summary.json")
+                  if path.parent.name not in planned)
+
+
 def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "",
                stopped: str = "") -> dict:
     """One results.csv row from the run's summary (or from the plan, for a run not started or
@@ -859,6 +868,12 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
     errors = load_errors(workdir)
     for name in finished:
         errors.pop(name, None)  # finished since (e.g. by hand): its old error no longer holds
+    outside = runs_outside_the_plan(workdir, runs)
+    if outside:
+        print(f"note: results.csv lists this plan's runs only: {len(outside)} run(s) in "
+              f"{workdir / 'runs'} are outside it ({', '.join(outside[:3])}"
+              f"{', ...' if len(outside) > 3 else ''}); rerun with the plan that has them to "
+              "list them again", flush=True)
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(finished)} already finished, "
           f"{len(todo)} to train, {sweep.processes} at a time; logs in "
           f"{run_directory(workdir, '<name>')}/{log_name('train')}", flush=True)

@@ -732,6 +732,17 @@ def test_a_finished_run_under_other_logging_and_checkpoint_settings_is_finished(
     assert {row["status"] for row in _rows(workdir).values()} == {"completed"}
 
 
+def test_a_narrowed_plan_says_which_finished_runs_results_csv_leaves_out(tmp_path, capsys):
+    # Rerun with fewer sizes, results.csv lost the other sizes' rows without a word.
+    config, workdir = _finished_sweep(tmp_path)
+    assert sweep_module.main(["--config", str(config), "--workdir", str(workdir),
+                              "--config.sizes=d32-L1"]) == 0
+    assert (f"note: results.csv lists this plan's runs only: 1 run(s) in {workdir / 'runs'} are "
+            "outside it (tiny-d64-L2); rerun with the plan that has them to list them again"
+            ) in capsys.readouterr().out
+    assert list(_rows(workdir)) == ["tiny-d32-L1"]
+
+
 def test_a_finished_branch_matches_its_plan_wherever_its_parent_lay(tmp_path):
     # A cooldown branch records its parent's absolute path; the plan holds a placeholder. Its
     # config differs from its parent's on purpose: each is compared with its own plan.
