@@ -52,7 +52,9 @@ class Sweep:
     original results columns); N is `non_embedding_params` under the 6N convention and `params`
     under the full one, matching what that convention counts. `excluded`: the runs left out with
     the reason for each (columns name, status, reason). `curves`: eval points of the fitted runs
-    (columns name, step, tokens, flops, loss) or None when there is no curves.csv.
+    (columns name, step, tokens, flops, loss) or None when there is no curves.csv. `skipped`:
+    the fitted runs that dropped updates for a non-finite loss or gradient
+    (`train.on_nonfinite="skip"`), each as {name, skipped_steps, steps}.
     """
 
     runs: pd.DataFrame
@@ -60,6 +62,7 @@ class Sweep:
     curves: pd.DataFrame | None
     flop_convention: str
     source: str
+    skipped: list = dataclasses.field(default_factory=list)
 
 
 def _read_csv(path, *, empty_is_missing: bool = False) -> pd.DataFrame:
@@ -185,6 +188,11 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
     excluded = pd.DataFrame({"name": runs["name"][~fitted], "status": status[~fitted],
                              "reason": reason[~fitted]}).reset_index(drop=True)
     runs = runs[fitted].reset_index(drop=True)
+    skipped = []
+    if "skipped_steps" in runs.columns:  # results.csv of a version that records them
+        dropped = pd.to_numeric(runs["skipped_steps"], errors="coerce").fillna(0)
+        skipped = [{"name": str(name), "skipped_steps": int(k), "steps": int(steps)}
+                   for name, k, steps in zip(runs["name"], dropped, runs["steps"]) if k > 0]
     if runs.empty:
         reasons = ", ".join(f"{count} {reason}" for reason, count in excluded["reason"].value_counts().items())
         raise ValueError(f"{source}: no run to fit; every run was excluded ({reasons or 'the file has no rows'})")
@@ -192,7 +200,7 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
         curves = curves[curves["name"].isin(set(runs["name"]))].reset_index(drop=True)
     runs, curves = average_seeds(runs, curves, loss_column)
     return Sweep(runs=runs, excluded=excluded, curves=curves, flop_convention=convention,
-                 source=source)
+                 source=source, skipped=skipped)
 
 
 def _check_recorded_values(table: pd.DataFrame, runs: pd.DataFrame, completed: pd.Series,
@@ -291,7 +299,7 @@ def sweep_summary(sweep: Sweep, loss_column: str = "final_eval_loss") -> dict:
             "seeds_per_point": sorted(int(k) for k in runs["seeds"].unique()),
             "seed_sd_median": float(np.nanmedian(runs["seed_sd"] / runs["loss"]))
             if (runs["seeds"] > 1).any() else None,
-            "excluded": sweep.excluded.to_dict("records")}
+            "excluded": sweep.excluded.to_dict("records"), "skipped_updates": sweep.skipped}
 
 
 def _strip_wandb_prefix(column: str) -> str:

@@ -200,6 +200,10 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
     lines += [f"- {line}" for line in _preprocessing_lines(data)]
     for row in data.get("excluded", []):
         lines.append(f"- excluded {row['name']}: {row['reason']}")
+    for row in data.get("skipped_updates", []):
+        lines.append(f"- fitted, but {row['name']} skipped {row['skipped_steps']} of its "
+                     f"{row['steps']} updates for a non-finite loss or gradient "
+                     "(train.on_nonfinite='skip')")
     lines += ["", f"Headline law: **{summary['law']}**, `{summary['formula']}`."
               + (f" ({data['headline_note']}.)" if data.get("headline_note") else ""),
               ""]

@@ -12,7 +12,7 @@ RESULT_COLUMNS = (
     "schedule", "seed", "parametrization", "layout", "objective", "flop_convention", "flops",
     "flops_6N", "flops_full", "study_flops", "final_train_loss", "final_eval_loss",
     "final_eval_stderr", "final_continuation_loss", "final_continuation_stderr", "wall_seconds",
-    "diverged_step", "error")
+    "diverged_step", "skipped_steps", "error")
 CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "train_loss",
                  "eval_loss")
 # Flat metric / summary name → the name W&B shows it under (sections for its dashboards); names
@@ -110,6 +110,6 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
         **{key: first(summary.get(key)) for key in (
             "final_train_loss", "final_eval_loss", "final_eval_stderr",
             "final_continuation_loss", "final_continuation_stderr", "wall_seconds",
-            "diverged_step")},
+            "diverged_step", "skipped_steps")},
         "error": error,
     }

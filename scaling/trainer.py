@@ -131,10 +131,10 @@ class StepMetrics:
         while len(self.pending) > keep:
             count, metrics = self.pending.popleft()
             values = jax.device_get(metrics)
+            self.last = values  # the learning rate and gradient norm of the step logged
             if bool(values["finite"]):
                 self.window.total += float(values["loss"])
                 self.window.count += 1
-                self.last = values
             elif self.stop_on_nonfinite:
                 self.diverged_step = count
                 return False
@@ -539,6 +539,8 @@ class Trainer:
         self.summary.update({
             "status": self.status, "steps": steps_done, "tokens": tokens,
             **self.flops_for(tokens), "diverged_step": self.metrics.diverged_step,
+            # Updates dropped for a non-finite loss or gradient (train.on_nonfinite="skip").
+            "skipped_steps": self.metrics.window.skipped,
             "tokens_per_second": speed, "mfu": self.mfu(speed),
             "compile_seconds": self.compile_seconds,
             "wall_seconds": time.perf_counter() - self.wall_start,

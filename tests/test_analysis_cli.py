@@ -724,3 +724,19 @@ def test_the_report_says_what_was_done_to_the_rows_before_the_fit(tmp_path):
     assert "Headline law: **overtraining**" in report
     assert ("- Compute-optimal allocation (C = 6ND): N_opt and D_opt ∝ C^0.5, fixed by this form "
             "(its N and D exponents are both 2·eta), not measured.") in report
+
+
+def test_a_run_that_skipped_updates_is_fitted_and_named(tmp_path):
+    # A run that skipped 19 of its 100 updates (train.on_nonfinite="skip") was fitted like any
+    # other, with nothing said.
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6, 8e6, 16e6)])
+    table = pd.read_csv(results)
+    table["skipped_steps"] = [0, 0, 19, 0, 0]
+    table.to_csv(results, index=False)
+    assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--bootstrap",
+                 "0"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["data"]["runs_fitted"] == 5
+    assert fit["data"]["skipped_updates"] == [{"name": "run2", "skipped_steps": 19, "steps": 100}]
+    assert ("- fitted, but run2 skipped 19 of its 100 updates for a non-finite loss or gradient "
+            "(train.on_nonfinite='skip')\n") in (tmp_path / "fit" / "report.md").read_text()

@@ -212,5 +212,11 @@ def test_skipping_nonfinite_steps_goes_on_to_the_end(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records] == [5, 10, 15, 20]
     assert records[-1]["skipped_steps"] > 0
+    # The summary counts them (a run that skipped most of its updates looked like any other),
+    # and a record whose steps were all skipped shows their gradient norm, not the last finite
+    # step's.
+    assert summary["skipped_steps"] == records[-1]["skipped_steps"]
+    all_skipped = [record for record in records if not np.isfinite(record["train_loss"])]
+    assert all_skipped and all(not np.isfinite(record["grad_norm"]) for record in all_skipped)
     assert "update skipped" in result.stderr
     assert assert_every_checkpoint_is_finite(tmp_path)[-1] == 20
