@@ -123,10 +123,19 @@ def extrapolation_error_scale(method: str, kept: pd.DataFrame) -> float:
     return float(np.sqrt(np.mean(log_error**2)) / distance.mean())
 
 
-def extrapolation_sd(method: str, kept: pd.DataFrame, targets_n: np.ndarray) -> np.ndarray:
-    """Per target: `extrapolation_error_scale` × its distance in log N beyond the kept sizes."""
+def extrapolation_sd(method: str, kept: pd.DataFrame,
+                     targets_n: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per target: `extrapolation_error_scale` × its distance in log N beyond the kept sizes;
+    and that scale (0 when it could not be measured: the intervals then lack this term)."""
     distance = np.maximum(np.log(np.asarray(targets_n, dtype=float) / kept["N"].max()), 0.0)
-    return extrapolation_error_scale(method, kept) * distance
+    scale = extrapolation_error_scale(method, kept)
+    return scale * distance, scale
+
+
+# Said of intervals whose extrapolation term could not be measured (its scale is 0).
+NO_EXTRAPOLATION_TERM = ("its intervals lack the extrapolation term (refitted without the top "
+                         "quarter of its own log-N range, the fitted runs could not measure it): "
+                         "bootstrap and residual only")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +147,7 @@ class MethodBacktest:
     held_out: pd.DataFrame | None
     fit: FitResult | None
     skipped: str | None = None
+    extrapolation_scale: float | None = None  # `extrapolation_sd`'s; None without intervals
 
 
 def split_largest(runs: pd.DataFrame, drop_largest: int = 1,
@@ -218,15 +228,17 @@ def backtest_method(method: str, kept: pd.DataFrame, held_out: pd.DataFrame, *,
             result = fit_law(law, variables, loss)
             targets = {v: held_out[v].to_numpy() for v in law.variables}
             predicted = predict_loss(law, result.theta, targets)
+            scale = None
             if num_resamples > 0:
-                low, high = prediction_interval(
-                    result, targets, num_resamples=num_resamples, seed=seed,
-                    extra_log_sd=extrapolation_sd(method, kept, held_out["N"].to_numpy()))
+                extra, scale = extrapolation_sd(method, kept, held_out["N"].to_numpy())
+                low, high = prediction_interval(result, targets, num_resamples=num_resamples,
+                                                seed=seed, extra_log_sd=extra)
             else:
                 low = high = np.full(len(held_out), np.nan)
     except ValueError as error:
         return MethodBacktest(method, None, None, skipped=str(error))
-    return MethodBacktest(method, _score(held_out, predicted, low, high), result)
+    return MethodBacktest(method, _score(held_out, predicted, low, high), result,
+                          extrapolation_scale=scale)
 
 
 def applicable_methods(kept: pd.DataFrame) -> list[str]:
@@ -277,6 +289,7 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
             "mean_abs_relative_error": float(table["relative_error"].abs().mean()),
             "max_abs_relative_error": float(table["relative_error"].abs().max()),
             "coverage": float(table["covered"].mean()) if num_resamples > 0 else None,
+            "extrapolation_error_scale": outcome.extrapolation_scale,
             "held_out": [{"name": str(row["name"]), "N": float(row["N"]), "D": float(row["D"]),
                           "C": float(row["C"]), "loss": float(row["loss"]),
                           "predicted": float(row["predicted"]), "ci_low": float(row["ci_low"]),
@@ -329,12 +342,21 @@ def coverage(backtests: list[dict], level: float = CONFIDENCE_LEVEL) -> dict:
                            for method, rows in per_method.items()}}
 
 
+def sizes_text(sizes: list[float]) -> str:
+    """`N = a, b, c` for a few sizes, each shown once; the range and the count for many (sizes
+    read off a figure differ in digits no one can tell apart)."""
+    shown = list(dict.fromkeys(f"{n:.3g}" for n in sizes))
+    if len(shown) <= 6:
+        return "N = " + ", ".join(shown)
+    return f"{len(sizes)} sizes, N = {min(sizes):.3g} to {max(sizes):.3g}"
+
+
 def render_backtest(backtest: dict, title: str = "Backtest") -> str:
     """A markdown table per method: predicted, measured, relative error, interval, covered."""
     level = backtest["interval"]["level"]
     lines = [f"## {title}", "",
              f"Fitted on {backtest['n_kept']} runs; held out {backtest['n_held_out']} runs of the "
-             f"largest size(s) (N = {', '.join(f'{n:.3g}' for n in backtest['held_out_sizes'])}). "
+             f"largest size(s) ({sizes_text(backtest['held_out_sizes'])}). "
              f"Headline method: **{backtest['headline']}** (rule: {backtest['headline_rule']}).", "",
              f"| method | run | N | D | measured | predicted | rel. error | {level:.0%} interval | covered |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -353,6 +375,8 @@ def render_backtest(backtest: dict, title: str = "Backtest") -> str:
                          f"{row['ci_low']:.4f} – {row['ci_high']:.4f} | "
                          f"{yes_no(row['covered'])} |")
         covered = "" if result["coverage"] is None else f", coverage {result['coverage']:.0%}"
+        if result.get("extrapolation_error_scale") == 0:
+            covered += f"; {NO_EXTRAPOLATION_TERM}"
         summary_lines.append(f"- {method}: mean |relative error| "
                              f"{result['mean_abs_relative_error']:.2%}, max "
                              f"{result['max_abs_relative_error']:.2%}{covered}")

@@ -303,11 +303,13 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         result = fit_law(law, variables, loss)
         held_out["predicted"] = predict_loss(law, result.theta, targets)
+        scale = None
         if settings.num_resamples > 0:
+            extra, scale = extrapolation_sd(law_name, kept, held_out["N"].to_numpy())
             low, high = prediction_interval(
                 result, targets, num_resamples=settings.num_resamples, seed=settings.seed,
                 clusters=frontier_clusters(kept_frontier) if kept_frontier is not None else None,
-                extra_log_sd=extrapolation_sd(law_name, kept, held_out["N"].to_numpy()))
+                extra_log_sd=extra)
         else:
             low = high = np.full(len(held_out), np.nan)
     held_out["ci_low"], held_out["ci_high"] = low, high
@@ -324,6 +326,7 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
         "max_abs_relative_error": float(np.abs(held_out["relative_error"]).max()),
         "interval_level": CONFIDENCE_LEVEL,
         "coverage": float(held_out["covered"].mean()) if settings.num_resamples > 0 else None,
+        "extrapolation_error_scale": scale,
         "fit_params": {name: float(value[0]) for name, value in
                        law.natural(result.theta[None]).items()},
         "held_out": [{"name": str(row.get("name", i)), "N": float(row["N"]), "D": float(row["D"]),

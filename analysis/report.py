@@ -6,7 +6,7 @@ import json
 import math
 import pathlib
 
-from analysis.backtest import yes_no
+from analysis.backtest import NO_EXTRAPOLATION_TERM, yes_no
 from analysis.diagnostics import se_is_unbounded
 from analysis.pipeline import Analysis
 from scaling import files
@@ -245,7 +245,9 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                   f"mean relative error {check['mean_abs_relative_error']:.2%}"
                   + ("" if check.get("coverage") is None else
                      f"; {check['coverage']:.0%} of the runs inside their "
-                     f"{check['interval_level']:.0%} prediction interval") + ".", "",
+                     f"{check['interval_level']:.0%} prediction interval")
+                  + (f"; {NO_EXTRAPOLATION_TERM}" if check.get("extrapolation_error_scale") == 0
+                     else "") + ".", "",
                   "| run | N | D | actual loss | predicted | rel. error | prediction interval | covered |",
                   "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {row['name']} | {_number(row['N'])} | {_number(row['D'])} | {row['loss']:.4f}"

@@ -656,3 +656,27 @@ def test_laws_that_coincide_do_not_cross_and_laws_that_cross_do():
     # 300·C^-0.12 = 200·C^-0.10 at C = 1.5^50.
     crossing = {"E_A": 1.8, "A_A": 300.0, "alpha_A": 0.12, "E_B": 1.8, "A_B": 200.0, "alpha_B": 0.10}
     assert crossing_compute(crossing, 1e8, 1e10) == pytest.approx(1.5**50, rel=1e-9)
+
+
+def test_intervals_without_their_extrapolation_term_say_so():
+    # Three sizes, the largest held out: the two fitted sizes cannot be split again to measure
+    # the law's extrapolation error, so that term of the intervals was 0, with nothing said
+    # (the interval's description still listed it).
+    from analysis.backtest import render_backtest
+
+    rng = np.random.default_rng(0)
+    rows = [{"N": n, "D": d, "C": 6 * n * d,
+             "loss": (1.7 + 400 / n**0.34 + 410 / d**0.28) * np.exp(0.01 * rng.normal())}
+            for n in (1e7, 1e8, 1e9) for d in np.geomspace(2e8, 2e10, 5)]
+    backtest = run_backtest(pd.DataFrame(rows), num_resamples=20, methods=["chinchilla"])
+    assert backtest["methods"]["chinchilla"]["extrapolation_error_scale"] == 0.0
+    assert ("; its intervals lack the extrapolation term (refitted without the top quarter of "
+            "its own log-N range, the fitted runs could not measure it): bootstrap and residual "
+            "only") in render_backtest(backtest)
+
+
+def test_many_held_out_sizes_are_shown_once_each_or_as_a_range():
+    from analysis.backtest import sizes_text
+
+    assert sizes_text([6.8e9, 6.8001e9, 9.29e9]) == "N = 6.8e+09, 9.29e+09"
+    assert sizes_text([float(n) for n in range(1, 9)]) == "8 sizes, N = 1 to 8"
