@@ -222,10 +222,22 @@ def check_run_fields(fields: dict, where: str) -> None:
             node = node[part]
 
 
+# Sweep fields read only under one plan or hyperparameter rule: {field: (governing, readers)}.
+CONDITIONAL_SWEEP_FIELDS = {
+    "steps": ("plan", ("steps",)), "tokens": ("plan", ("tokens",)),
+    "tokens_per_param": ("plan", ("tokens_per_param",)),
+    "isoflop_budgets": ("plan", ("isoflop",)), "min_steps": ("plan", ("isoflop",)),
+    "ladder_tokens_per_param": ("plan", ("ladder",)), "ladder_tokens": ("plan", ("ladder",)),
+    "lr_exponent": ("hparams", ("porian2024",)), "reference_params": ("hparams", ("porian2024",)),
+}
+
+
 def apply_sweep_overrides(sweep: ml_collections.ConfigDict, overrides: list[str]) -> None:
     """`--config.x=v` for a sweep. `overrides.<section>.<field>` and
     `size_overrides.<size>.<section>.<field>` accept any run-config field, parsed to that field's
-    type; everything else is a sweep field."""
+    type; everything else is a sweep field. A sweep field the sweep's plan or rule does not read
+    (`CONDITIONAL_SWEEP_FIELDS`) is refused, as `scaling-train` refuses such run fields; a sweep
+    file may set them for the plans that read them."""
     plain = []
     for item in overrides:
         dotted, sep, value_text = item.partition("=")
@@ -235,6 +247,17 @@ def apply_sweep_overrides(sweep: ml_collections.ConfigDict, overrides: list[str]
         else:
             plain.append(item)
     apply_overrides(sweep, plain)
+    for item in plain:
+        field = item.partition("=")[0]
+        if field not in CONDITIONAL_SWEEP_FIELDS:
+            continue
+        governing, readers = CONDITIONAL_SWEEP_FIELDS[field]
+        if sweep[governing] not in readers:
+            raise ConfigError(field, sweep[field], (
+                f"it is read only with {governing}="
+                + " or ".join(repr(reader) for reader in readers)
+                + f", and this sweep's is {sweep[governing]!r}; drop the override, or set "
+                f"{governing} too"))
 
 
 def _set_run_field(sweep, head: str, rest: str, value_text: str) -> None:

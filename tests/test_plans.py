@@ -296,3 +296,22 @@ def test_the_steps_plan_without_steps_trains_the_run_configs_own_token_budget(tm
     runs = plans.expand(sweep, plans.resolve_base_config(sweep.base_config, str(path)))
     # 10,240 tokens in batches of 8 rows of 32 tokens: 40 steps (runlocal's train.steps is 20).
     assert [(run.steps, run.tokens) for run in runs] == [(40, 10240), (40, 10240)]
+
+
+@pytest.mark.parametrize("override, message", [
+    # The user forgot plan=isoflop: the steps plan trained, its budgets ignored.
+    ("--config.isoflop_budgets=(1e9,)", "config.isoflop_budgets=(1000000000.0,) is not allowed: "
+     "it is read only with plan='isoflop', and this sweep's is 'steps'; drop the override, or "
+     "set plan too"),
+    ("--config.lr_exponent=0.5", "config.lr_exponent=0.5 is not allowed: it is read only with "
+     "hparams='porian2024', and this sweep's is 'fixed'; drop the override, or set hparams too"),
+])
+def test_a_sweep_field_the_plan_does_not_read_is_refused(tmp_path, capsys, override, message):
+    path = write_sweep_config(tmp_path / "sweep.py", **{**MODEL_CHANGING, "plan": "steps"})
+    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", override])
+    assert (code, capsys.readouterr().err) == (2, f"scaling-sweep: error: {message}\n")
+    # With the plan that reads it, the same field is taken.
+    governing = "--config.plan=isoflop" if "isoflop" in override else "--config.hparams=porian2024"
+    assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", override, governing]) == 0
