@@ -307,6 +307,12 @@ def _sizes(sweep: ml_collections.ConfigDict) -> list[tuple[str, dict]]:
     return [(name, known[name]) for name in wanted]
 
 
+# Run fields a hyperparameter rule sets whatever the config says (`size_hyperparameters`, and
+# µP's own for mup_transfer): an override of them to another value is refused.
+RULE_FIELDS = {"porian2024": ("optim.b2", "optim.warmup_steps"),
+               "mup_transfer": ("model.parametrization", "model.mup_base_width")}
+
+
 def size_hyperparameters(sweep: ml_collections.ConfigDict, run_config, non_embedding_params: int,
                          steps: int) -> dict:
     """Learning rate and warmup for one size, from the resolved run config's `optim` (lr_base,
@@ -324,7 +330,7 @@ def size_hyperparameters(sweep: ml_collections.ConfigDict, run_config, non_embed
     """
     optim = run_config.optim
     if sweep.hparams in ("fixed", "mup_transfer"):
-        return {"optim.warmup_steps": max(1, min(optim.warmup_steps, steps // 10))}
+        return {"optim.warmup_steps": min(optim.warmup_steps, max(1, steps // 10))}
     tokens_per_step = run_config.train.batch_size * run_config.data.seq_len
     warmup = min(max(1, math.ceil(non_embedding_params / tokens_per_step)), max(1, steps // 4))
     lr = optim.lr * (non_embedding_params / sweep.reference_params) ** (-sweep.lr_exponent)
@@ -352,6 +358,7 @@ class Planner:
 
     def __init__(self, sweep: ml_collections.ConfigDict, base_config: str):
         self.sweep, self.base_config = sweep, base_config
+        self.rule_fields: dict = {}  # what the hyperparameter rule sets for every size (µP's)
 
     def resolve(self, overrides: dict, run: str, *, whole: bool = True):
         """The validated run config `scaling-train --config base --config.k=v ...` would use;
@@ -386,19 +393,29 @@ class Planner:
     def _check_plan_fields(self, size: _Size, name: str, plan_fields: dict) -> None:
         """ConfigError for a field the sweep's `overrides` or `size_overrides` set that the plan
         sets otherwise for this run (its length, schedule, branch points): the plan's value
-        would replace it without a word. The learning-rate rule's fields (`hparams`) are left
-        out: it derives them from the config's own, as documented."""
+        would replace it without a word. So are those the hyperparameter rule sets outright
+        (`RULE_FIELDS`); the learning rate and `fixed`'s warmup it derives from the config's own,
+        as documented."""
         owned = {"train.steps", "train.tokens", "optim.schedule", "train.branch_steps",
                  "train.init_step", "train.init_from"}
+        rule = RULE_FIELDS.get(self.sweep.hparams, ())
+        plan_fields = {**self.rule_fields, **plan_fields}
         for where, fields in ((f"size_overrides.{size.name}",
                                self.sweep.size_overrides.get(size.name, {})),
                               ("overrides", self.sweep.overrides)):
             for key, value in flatten(fields).items():
-                if key in owned and key in plan_fields and plan_fields[key] != value:
+                if key not in plan_fields or plan_fields[key] == value:
+                    continue
+                if key in owned:
                     raise ConfigError(f"{where}.{key}", value,
                                       f"a field the plan sets (plan={self.sweep.plan!r} sets "
                                       f"{key}={plan_fields[key]!r} for run {name}); set the "
                                       "plan's own fields instead")
+                if key in rule:
+                    raise ConfigError(f"{where}.{key}", value,
+                                      f"a field the hyperparameter rule sets (hparams="
+                                      f"{self.sweep.hparams!r} sets {key}={plan_fields[key]!r} "
+                                      f"for run {name}); drop it, or use hparams='fixed'")
 
     def run(self, size: _Size, name: str, plan_fields: dict, parent: str = "") -> PlannedRun:
         """The run of `size` with the plan's fields, its counts from the final config; `name` is
@@ -534,6 +551,7 @@ def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRu
         # Every width in µP relative to the smallest, whose learning rate the sweep reuses.
         extra = {"model.parametrization": "mup",
                  "model.mup_base_width": min(member["d_model"] for _, member in sizes)}
+        planner.rule_fields = extra
     runs = []
     for replicate in range(sweep.seeds):
         for size_name, member in sizes:

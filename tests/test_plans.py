@@ -315,3 +315,30 @@ def test_a_sweep_field_the_plan_does_not_read_is_refused(tmp_path, capsys, overr
     governing = "--config.plan=isoflop" if "isoflop" in override else "--config.hparams=porian2024"
     assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
                               "--dry-run", override, governing]) == 0
+
+
+@pytest.mark.parametrize("rule, override, message", [
+    ("porian2024", "--config.overrides.optim.b2=0.9",
+     "config.overrides.optim.b2=0.9 is not allowed: a field the hyperparameter rule sets "
+     "(hparams='porian2024' sets optim.b2=0.99 for run shape-d64-L2-D8e6); drop it, or use "
+     "hparams='fixed'"),
+    ("mup_transfer", "--config.size_overrides.d96-L3.model.mup_base_width=32",
+     "config.size_overrides.d96-L3.model.mup_base_width=32 is not allowed: a field the "
+     "hyperparameter rule sets (hparams='mup_transfer' sets model.mup_base_width=64 for run "
+     "shape-d96-L3-D8e6); drop it, or use hparams='fixed'"),
+])
+def test_a_field_the_hyperparameter_rule_sets_is_not_overridden_silently(tmp_path, capsys, rule,
+                                                                         override, message):
+    # The rule's value replaced the one given, without a word.
+    path = write_sweep_config(tmp_path / "sweep.py", **{**MODEL_CHANGING, "hparams": rule})
+    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", override])
+    assert (code, capsys.readouterr().err) == (2, f"scaling-sweep: error: {message}\n")
+
+
+def test_fixed_keeps_a_warmup_of_zero(tmp_path):
+    # `fixed` gives min(the run's warmup, steps / 10): 0 stays 0 (it became 1, a first step at
+    # learning rate 0).
+    _, runs = _plan(tmp_path, overrides={**MODEL_CHANGING["overrides"],
+                                         "optim": {"warmup_steps": 0}})
+    assert {run.config.optim.warmup_steps for run in runs} == {0}
