@@ -604,8 +604,9 @@ def parse_args(argv: list[str]):
                         help="runs trained at once (default: the sweep config's)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--accelerator", default="",
-                        help="estimate times for this accelerator (v5litepod-16, v4-8, 8xH100, "
-                             "...), one run at a time, instead of this machine")
+                        help="with --dry-run: estimate times for this accelerator "
+                             "(v5litepod-16, v4-8, 8xH100, ...), one run at a time, instead of "
+                             "this machine")
     parser.add_argument("--only", default="", help="comma-separated run names to run")
     parser.add_argument("--eval", action="append", default=[], metavar="DATASET[:SPLIT]",
                         help="evaluate every completed run on this data set (repeatable) and add "
@@ -746,6 +747,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args, overrides: list[str]) -> int:
+    if args.accelerator and not args.dry_run:  # it only estimates: the sweep trains here
+        print(f"scaling-sweep: error: --accelerator={args.accelerator!r} is not allowed without "
+              "--dry-run (it estimates the plan's time there; the runs train on this machine)",
+              file=sys.stderr)
+        return status.EXIT_BAD_CONFIG
     try:
         sweep, base_config, runs = load_plan(args.config, overrides, args.processes)
         if args.eval and runs:  # checked against the first run's config, before any run trains

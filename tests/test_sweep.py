@@ -164,6 +164,12 @@ def test_dry_run_estimates_for_the_target_accelerator(tmp_path, capsys):
     bad = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator", "v9-1")
     assert bad.returncode == 2 and bad.stderr.startswith(
         "scaling-sweep: error: --accelerator='v9-1' is not allowed: a Cloud TPU type")
+    # Without --dry-run it was ignored, and the sweep trained here.
+    here = _sweep_here(capsys, config, tmp_path / "w", "--accelerator", "v5litepod-16")
+    assert (here.returncode, here.stderr) == (2, (
+        "scaling-sweep: error: --accelerator='v5litepod-16' is not allowed without --dry-run (it "
+        "estimates the plan's time there; the runs train on this machine)\n"))
+    assert not (tmp_path / "w").exists()
 
 
 def test_only_with_an_unknown_run_is_refused(tmp_path, capsys):
