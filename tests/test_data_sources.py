@@ -321,9 +321,13 @@ def _can_mount_read_only() -> bool:
 
 @pytest.mark.skipif(not _can_mount_read_only(),
                     reason="needs root and unshare to bind-mount a folder read-only")
-def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tmp_path):
-    """A complete cache on a read-only mount is read as it is; one that lacks its token cache,
-    or its prepared dataset, is refused in one line naming data.cache_dir."""
+@pytest.mark.parametrize("tokenizer", [{}, {"tokenizer": "sentencepiece", "vocab_size": 300}])
+def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tmp_path,
+                                                                             tokenizer):
+    """A complete cache on a read-only mount is read as it is (a trained SentencePiece model
+    too: its build lock was taken all the same); one that lacks its token cache, or its
+    prepared dataset, is refused in one line naming data.cache_dir."""
+    import json
     import shutil
     import subprocess
     import sys
@@ -335,7 +339,7 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
     for index in range(12):  # both splits hold files
         (corpus / f"m{index}.py").write_text(f"def f{index}(x):\n    return x * {index}\n" * 30)
     cfg = _data_config(dataset="text_files", files=str(corpus), seq_len=16,
-                       cache_dir=str(tmp_path / "full"))
+                       cache_dir=str(tmp_path / "full"), **tokenizer)
     with data.make_loader(cfg, batch_size=4, seed=0) as loader:
         expected = loader.batch(0)["inputs"].tolist()
     shutil.copytree(tmp_path / "full", tmp_path / "prepared")
@@ -346,9 +350,11 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
         "from scaling import config\n"
         "from scaling.data import make_loader\n"
         "from scaling.errors import ConfigError\n"
-        "for folder in sys.argv[2:]:\n"
+        "import json\n"
+        "for folder in sys.argv[3:]:\n"
         "    cfg = config.default_config().data\n"
-        "    cfg.update(dataset='text_files', files=sys.argv[1], seq_len=16, cache_dir=folder)\n"
+        "    cfg.update(dataset='text_files', files=sys.argv[1], seq_len=16, cache_dir=folder,\n"
+        "               **json.loads(sys.argv[2]))\n"
         "    try:\n"
         "        with make_loader(cfg, batch_size=4, seed=0) as loader:\n"
         "            print(loader.batch(0)['inputs'].tolist())\n"
@@ -358,7 +364,7 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
     mounts = " && ".join(f"mount --bind -o ro {folder} {folder}" for folder in folders)
     result = subprocess.run(
         ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$0" -c "$@"', sys.executable,
-         code, str(corpus), *folders],
+         code, str(corpus), json.dumps(tokenizer), *folders],
         capture_output=True, text=True, timeout=300, cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 0, result.stderr[-2000:]

@@ -138,16 +138,27 @@ def trained_sentencepiece(data_cfg) -> SentencePieceTokenizer:
     the cache if one was trained on the same corpus, else trained now and cached."""
     train = sources.open_split(data_cfg, data_cfg.train_split)
     path = _sentencepiece_path(data_cfg, train)
-    with files.file_lock(path.with_suffix(".lock")):
-        if not path.exists():
-            started = time.perf_counter()
-            print(f"[data] training SentencePiece ({data_cfg.vocab_size} pieces) on "
-                  f"{train.dataset}:{train.split}", file=sys.stderr)
-            documents = (d for batch in train.document_batches() for d in batch)
-            files.write_bytes_atomic(path, train_sentencepiece(documents, data_cfg.vocab_size))
-            print(f"[data] trained SentencePiece in {time.perf_counter() - started:.1f} s: {path}",
-                  file=sys.stderr)
+    if path.exists():  # written whole (atomically) or not at all: read without the build lock
         return SentencePieceTokenizer(path.read_bytes())
+    try:
+        with files.file_lock(path.with_suffix(".lock")):
+            if not path.exists():
+                started = time.perf_counter()
+                print(f"[data] training SentencePiece ({data_cfg.vocab_size} pieces) on "
+                      f"{train.dataset}:{train.split}", file=sys.stderr)
+                documents = (d for batch in train.document_batches() for d in batch)
+                files.write_bytes_atomic(path, train_sentencepiece(documents,
+                                                                   data_cfg.vocab_size))
+                print(f"[data] trained SentencePiece in {time.perf_counter() - started:.1f} s: "
+                      f"{path}", file=sys.stderr)
+    except OSError as error:
+        if error.errno not in files.UNWRITABLE:
+            raise
+        raise ConfigError("data.cache_dir", data_cfg.cache_dir,
+                          f"a folder this process can write: the SentencePiece model of "
+                          f"{train.dataset}:{train.split} is trained in {path.parent} "
+                          f"({error.strerror})") from None
+    return SentencePieceTokenizer(path.read_bytes())
 
 
 def static_vocab_size(data_cfg) -> int:
