@@ -32,6 +32,9 @@ def _train(repo, tmp_path, *overrides):
     # A slice of the training split is training data too: it was accepted.
     ("--config.data.eval_split=train[:2%]", "data.eval_split",
      "a split held out from data.train_split='train'"),
+    # A part of a training split that sums two ("train[:50%]+validation").
+    ("--config.data.train_split=train[:50%]+validation", "data.eval_split",
+     "a split held out from data.train_split='train[:50%]+validation'"),
     # Ran and "diverged at step 1" (ids past the embedding table), excluded from every fit.
     ("--config.model.vocab_size=100", "model.vocab_size", "at least the 257 ids"),
     # A vocabulary past int32 overflowed while the memory check traced the model: a traceback.

@@ -130,6 +130,17 @@ def _check_spm_model(data_cfg) -> None:
                           "model's vocabulary, end-of-document included)")
 
 
+def _overlapping(train: str, evaluation: str) -> bool:
+    """Whether two TFDS split specs surely share examples: a part of one (a `+` of them) is a
+    part of the other, or the whole split the other slices. Two slices of one split are not
+    compared."""
+    def parts(spec: str) -> list[str]:
+        return [part.strip() for part in spec.split("+") if part.strip()]
+
+    return any(t.split("[")[0] == e.split("[")[0] and (t == e or "[" not in t or "[" not in e)
+               for t in parts(train) for e in parts(evaluation))
+
+
 def validate_data_config(data_cfg, training: bool = True) -> None:
     """Raise ConfigError naming the first bad field of `config.data`. Reads no corpus. For
     `training`, the eval split must be held out: not the training split, nor a slice of it or
@@ -137,12 +148,6 @@ def validate_data_config(data_cfg, training: bool = True) -> None:
     dataset = data_cfg.dataset
     if not isinstance(dataset, str) or not dataset.strip():
         raise ConfigError("data.dataset", dataset, KNOWN_EXAMPLES)
-    train, evaluation = data_cfg.train_split.strip(), data_cfg.eval_split.strip()
-    if training and train.split("[")[0] == evaluation.split("[")[0] and (
-            train == evaluation or "[" not in train or "[" not in evaluation):
-        raise ConfigError("data.eval_split", data_cfg.eval_split,
-                          f"a split held out from data.train_split={data_cfg.train_split!r} (the "
-                          "held-out loss would be measured on training data)")
     if dataset == "text_pairs":
         _check_text_pairs(data_cfg)
     elif dataset in sources.EMBEDDED_DATASETS:
@@ -164,6 +169,11 @@ def validate_data_config(data_cfg, training: bool = True) -> None:
                                   f"(not found: {', '.join(missing)})")
     else:
         _check_tfds_dataset(data_cfg)
+    # After each split's own rules: a split TFDS cannot read is named as such first.
+    if training and _overlapping(data_cfg.train_split, data_cfg.eval_split):
+        raise ConfigError("data.eval_split", data_cfg.eval_split,
+                          f"a split held out from data.train_split={data_cfg.train_split!r} (the "
+                          "held-out loss would be measured on training data)")
     _check_tokenizer(data_cfg)
     cache_allowed = "a folder (or '' for $SCALING_CACHE or ~/.cache/scaling)"
     _check_folder("data.cache_dir", data_cfg.cache_dir, cache_allowed)
