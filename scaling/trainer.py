@@ -131,8 +131,12 @@ class StepMetrics:
         while len(self.pending) > keep:
             count, metrics = self.pending.popleft()
             values = jax.device_get(metrics)
-            self.last = values  # the learning rate and gradient norm of the step logged
-            if bool(values["finite"]):
+            finite = bool(values["finite"])
+            if finite or not self.window.count:
+                # The learning rate and gradient norm logged: the window's last finite step's,
+                # or, while it has none, its last step's (non-finite) own.
+                self.last = values
+            if finite:
                 self.window.total += float(values["loss"])
                 self.window.count += 1
             elif self.stop_on_nonfinite:

@@ -220,3 +220,25 @@ def test_skipping_nonfinite_steps_goes_on_to_the_end(tmp_path):
     assert all_skipped and all(not np.isfinite(record["grad_norm"]) for record in all_skipped)
     assert "update skipped" in result.stderr
     assert assert_every_checkpoint_is_finite(tmp_path)[-1] == 20
+
+
+def test_a_logged_window_shows_its_last_finite_steps_gradient_norm():
+    """Three finite steps and then a skipped one: the record keeps the finite steps' loss and
+    their last gradient norm (it showed the skipped step's inf); a window of skipped steps only
+    shows theirs."""
+    from scaling.trainer import LossWindow, StepMetrics
+
+    def step(loss, grad_norm):
+        return {"loss": np.float32(loss), "grad_norm": np.float32(grad_norm), "lr": np.float32(1e-3),
+                "finite": np.bool_(np.isfinite(loss) and np.isfinite(grad_norm))}
+
+    metrics = StepMetrics(LossWindow(), stop_on_nonfinite=False)
+    for count, (loss, grad_norm) in enumerate([(2.0, 1.0), (2.0, 1.5), (2.0, 2.5),
+                                               (np.inf, np.inf)], 1):
+        metrics.push(count, step(loss, grad_norm))
+    assert metrics.drain(0)
+    assert (metrics.window.mean(), metrics.window.skipped, float(metrics.last["grad_norm"])) == (
+        2.0, 1, 2.5)
+    metrics.next_window()
+    metrics.push(5, step(np.nan, np.nan))
+    assert metrics.drain(0) and np.isnan(metrics.last["grad_norm"])
