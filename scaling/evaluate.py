@@ -290,6 +290,10 @@ def _batches(args, run_config, data_cfg, tokenizer, objective, vocab_size: int):
         split_loader = loader.Loader(cache, cache, tokenizer, seq_len=data_cfg.seq_len,
                                      batch_size=batch_size, seed=seed, prefetch=0,
                                      objective=objective)
+    field = ("--batches" if args.batches else "train.final_eval_batches"
+             if run_config.train.final_eval_batches else "train.eval_batches")
+    if cut := split_loader.eval_cut(field, count):  # no window is scored twice
+        print(f"note: {cut}", file=sys.stderr, flush=True)
     return (((batch, np.ones(batch_size, np.float32))
              for batch in split_loader.iter_eval_batches(count)),
             split_loader.eval_batch_count(count))

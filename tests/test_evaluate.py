@@ -406,6 +406,24 @@ def test_more_held_out_batches_than_the_split_fills_read_each_window_once(tmp_pa
             f"{windows:,}, so {windows // 8} batch") in out
 
 
+def test_more_batches_than_the_split_fills_are_cut_with_a_note(trained_run, tmp_path, capsys):
+    from scaling.data import make_loader
+    from scaling.trained import run_config, read_summary
+
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    config = run_config(read_summary(workdir))
+    with make_loader(config.data, batch_size=8, seed=0) as loader:
+        windows = (loader._eval.num_tokens - 1) // 32
+    asked = windows // 8 + 5
+    assert evaluate.main(["--workdir", str(workdir), "--batches", str(asked)]) == 0
+    assert (f"note: --batches={asked} asks for {asked * 8:,} held-out windows; the split has "
+            f"{windows:,}, so {windows // 8} batches are read") in capsys.readouterr().err
+    record = json.loads((workdir / "eval" / f"python_stdlib-validation-{asked}batches.json")
+                        .read_text())
+    assert (record["batches"], record["batches_requested"]) == (windows // 8, asked)
+
+
 def test_a_long_evaluation_shows_its_progress(trained_run, tmp_path, monkeypatch, capsys):
     """It was silent until the end, however many batches (`--batches 200000` ran minutes)."""
     import re
