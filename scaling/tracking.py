@@ -26,7 +26,7 @@ import time
 import urllib.parse
 
 from launch.results import WANDB_NAMES
-from scaling import files
+from scaling import files, status
 from scaling.fields import split_tags
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,10 @@ class WandbRun:
         try:
             # W&B's own step is the training step, so the attempts of a resumed run line up.
             step = record.get("step")
-            self._run.log(to_wandb_names(record), step=None if step is None else int(step))
+            # Committed now: a row left open is committed at finish, after the summary, and
+            # its values would replace the run's own (the last interval's speed, say).
+            self._run.log(to_wandb_names(record), step=None if step is None else int(step),
+                          commit=True)
         except Exception as error:
             log.warning("W&B logging failed (%s); continuing without it", one_line(error))
             self._run = None
@@ -278,7 +281,9 @@ class WandbRun:
             # the earlier attempts' values, and summary.json has none.
             for key in {WANDB_NAMES.get(key, key) for key in summary} - set(renamed):
                 del self._run.summary[key]
-            self._run.finish(exit_code=0 if summary.get("status") == "completed" else 1)
+            if summary.get("status") in (status.PREEMPTED, status.INTERRUPTED):  # to resume
+                self._run.mark_preempting()  # W&B shows it preempted, not crashed
+            self._run.finish(exit_code=0 if summary.get("status") == status.COMPLETED else 1)
         except Exception as error:
             log.warning("W&B finish failed (%s)", one_line(error))
 

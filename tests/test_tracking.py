@@ -114,6 +114,41 @@ def test_wandb_offline_holds_metrics_and_config_and_a_restart_keeps_the_run_id(t
     assert [row["step"] for row in logged_history(offline_runs[1] / f"run-{run_id}.wandb")] == [15]
 
 
+def logged_summary(run_file: pathlib.Path) -> dict:
+    """The run's summary as W&B ends with it: its summary records' updates and removals, in
+    order."""
+    summary = {}
+    for record in wandb_records(run_file):
+        if record.WhichOneof("record_type") != "summary":
+            continue
+        for item in record.summary.update:
+            summary["/".join(item.nested_key) or item.key] = json.loads(item.value_json)
+        for item in record.summary.remove:
+            summary.pop("/".join(item.nested_key) or item.key, None)
+    return summary
+
+
+def test_the_wandb_summary_is_the_runs_not_its_last_logged_rows(tmp_path):
+    # finish() set the summary, and the last history row, committed after it, overwrote what
+    # it shares: a preempted run showed its last logged step's tokens, and every run its last
+    # interval's tokens/s instead of the median summary.json has.
+    config = wandb_config()
+    run = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
+    run.log({"step": 10, "train_loss": 4.0, "tokens": 1280, "tokens_per_second": 900.0})
+    run.finish({"status": "preempted", "steps": 12, "tokens": 1536, "tokens_per_second": 700.0})
+    import wandb
+
+    wandb.teardown()
+    [offline] = (tmp_path / "wandb").glob("offline-run-*")
+    summary = logged_summary(offline / f"run-{run.run_id}.wandb")
+    assert (summary["tokens"], summary["perf/tokens_per_second"], summary["steps"]) == (
+        1536, 700.0, 12)
+    # A run stopped to be resumed is marked preempting: its exit code alone read as a crash.
+    kinds = [record.WhichOneof("record_type") for record in
+             wandb_records(offline / f"run-{run.run_id}.wandb")]
+    assert "preempting" in kinds
+
+
 def test_wandb_failing_to_start_never_stops_training(tmp_path, monkeypatch, caplog):
     import wandb
 
