@@ -26,8 +26,9 @@ What the runner takes from a run's summary comes from the W&B summary (W&B names
 `eval/final_loss` read back as summary.json's `final_eval_loss`); what it takes from the plan
 (layers, width, batch size, sequence length, learning rate) comes from the logged run config.
 W&B does not hold the `error` column (the last error line of a run's `train.log`): it stays empty.
-Rows are ordered smallest model first (non-embedding parameters), then fewest tokens, then name:
-the runner's plan order for a sweep that lists its sizes smallest first.
+Rows are ordered smallest model first (non-embedding parameters), then fewest tokens, then name
+(the runner lists a ladder's main run before its branches, and each seed's runs together: the
+same rows, in another order).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def read_run_file_records(path: pathlib.Path) -> list:
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
+    if len(data) < len(RUN_FILE_MAGIC) and RUN_FILE_MAGIC.startswith(data):
+        return []  # killed while W&B wrote its header: no record, as a header-only file
     if data[:4] != RUN_FILE_MAGIC:
         raise RegistryError(f"{path} is not a W&B run file")
     position, pieces, records = RECORD_HEADER_BYTES, b"", []
@@ -205,8 +208,16 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
         # Neither its name nor its group is known: say so rather than leave it out unseen.
         print(f"launch.registry: warning: {len(lost)} W&B run(s) killed before W&B wrote their "
               f"run record, not in the table: {', '.join(lost)}", file=sys.stderr)
-    selected = [run for run in runs.values() if (group is None or run["group"] == group)
-                and run["job_type"] in (tracking.TRAIN_JOB_TYPE, "")]
+    in_group = [run for run in runs.values() if group is None or run["group"] == group]
+    # A run of no job type is a training run of an older version only if it has a run
+    # config's sections; another W&B run left in the folder (a notebook's) is no row.
+    selected = [run for run in in_group if run["job_type"] == tracking.TRAIN_JOB_TYPE
+                or (run["job_type"] == "" and {"model", "train"} <= set(run["config"]))]
+    other = [run["name"] or run["id"] for run in in_group
+             if run not in selected and run["job_type"] == ""]
+    if other:
+        print(f"launch.registry: warning: {len(other)} W&B run(s) that are no training run of "
+              f"this project, not in the table: {', '.join(sorted(other))}", file=sys.stderr)
     if not selected:
         raise RegistryError(
             f"no W&B runs{f' of group {group!r}' if group else ''} under {wandb_dir} (looked for "
@@ -339,7 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"launch.registry: error: {error}", file=sys.stderr)
         return 2
     rows = result_rows(runs)
-    write_results(rows, args.out)
+    try:
+        write_results(rows, args.out)
+    except OSError as error:  # a folder, a path under a file, a read-only place
+        print(f"launch.registry: error: --out={str(args.out)!r} is not allowed: a file path that "
+              f"can be written ({error.strerror or error})", file=sys.stderr)
+        return 2
     print(f"{len(rows)} runs -> {args.out}")
     return 0
 

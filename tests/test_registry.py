@@ -214,6 +214,39 @@ def test_an_attempt_killed_before_its_run_record_is_no_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "warning: 1 W&B run(s) killed before W&B wrote their run " \
         f"record, not in the table: {lost.parent}" in err
+    # Killed while W&B wrote the file's header (2 of its bytes): the same, not "not a W&B run
+    # file", which stopped the whole rebuild.
+    torn = tmp_path / "wandb" / "offline-run-19700101_000000-tornrun1" / "run-tornrun1.wandb"
+    torn.parent.mkdir()
+    torn.write_bytes(header[:2])
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert f"{torn.parent}" in capsys.readouterr().err
+
+
+def test_another_wandb_run_in_the_folder_is_no_row_and_out_must_be_a_file(tmp_path, capsys):
+    # A notebook's W&B run under the sweep's folder became a row (status "ok", tokens 100), and
+    # --out naming a folder was a traceback.
+    import wandb
+
+    config = default_config()
+    config.name, config.wandb.mode = "trained", "offline"
+    tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict()).finish(
+        {"status": "completed", "steps": 60})
+    notebook = wandb.init(project="other", dir=str(tmp_path / "notebook"), name="my-notebook",
+                          mode="offline")
+    notebook.log({"tokens": 100})
+    notebook.summary["status"] = "ok"
+    notebook.finish()
+    wandb.teardown()
+    out = tmp_path / "results.csv"
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert [row["name"] for row in read_csv(out)] == ["trained"]
+    assert ("warning: 1 W&B run(s) that are no training run of this project, not in the table: "
+            "my-notebook") in capsys.readouterr().err
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # after the warning again
+    assert error == (f"launch.registry: error: --out={str(tmp_path)!r} is not allowed: a file "
+                     "path that can be written (Is a directory)")
 
 
 def test_a_workdir_without_wandb_runs_is_a_clear_error(tmp_path, capsys):
