@@ -26,12 +26,12 @@ from scaling.tracking import effective_mode, wandb_api_key
 
 INTERVAL_FIELDS = {"value": "", "se": "_se", "ci_low": "_ci_low", "ci_high": "_ci_high"}
 EXTRAPOLATION_METRICS = ("mean_abs_error", "max_abs_error", "rmse", "mean_abs_relative_error",
-                         "n_held_out", "n_fit_points")
+                         "max_abs_relative_error", "coverage", "n_held_out", "n_fit_points")
 
 
 def fit_summary(fit: dict) -> dict:
-    """fit.json as flat W&B summary entries: parameters with intervals, objectives, and the
-    extrapolation check."""
+    """fit.json as flat W&B summary entries: parameters with intervals, objectives, each fit's
+    warnings, and the extrapolation check."""
     summary = {"law": fit.get("law"), "formula": fit.get("formula"),
                "flop_convention": fit.get("flop_convention")}
     for law, one in (fit.get("fits") or {}).items():
@@ -41,6 +41,9 @@ def fit_summary(fit: dict) -> dict:
                     summary[f"fit/{law}/{name}{suffix}"] = values[field]
         summary[f"fit/{law}/objective"] = one.get("objective")
         summary[f"fit/{law}/n_points"] = one.get("n_points")
+        # What report.md warns of: a degenerate fit, a parameter the data do not identify.
+        problems = [flag["problem"] for flag in one.get("diagnostics", [])]
+        summary[f"fit/{law}/warnings"] = "; ".join(problems) if problems else "none"
     for law, check in (fit.get("extrapolation") or {}).items():
         for metric in EXTRAPOLATION_METRICS:
             if isinstance(check.get(metric), (int, float)):

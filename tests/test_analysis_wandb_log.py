@@ -37,6 +37,10 @@ def test_the_fit_is_logged_as_a_run_of_the_sweeps_group(tmp_path, monkeypatch, c
     check = fit["extrapolation"]["compute"]
     assert summary["extrapolation/compute/rmse"] == pytest.approx(check["rmse"])
     assert summary["extrapolation/compute/n_held_out"] == check["n_held_out"]
+    assert summary["extrapolation/compute/coverage"] == pytest.approx(check["coverage"])
+    # What report.md warns of, as the report says it (the W&B run had none of it).
+    problems = [flag["problem"] for flag in fit["fits"]["compute"]["diagnostics"]]
+    assert summary["fit/compute/warnings"] == ("; ".join(problems) if problems else "none")
     # Logged media (the reader flattens nested summary keys with "/"): the runs table, the line
     # plot's table, the held-out runs and each figure.
     assert summary["runs/_type"] == "table-file" and summary["runs/nrows"] == len(sizes)
