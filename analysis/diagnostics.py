@@ -84,6 +84,11 @@ def diagnose(law_name: str, params: dict, variables: dict, loss) -> list[dict]:
         span = float(values.max() / values.min())
         if span < MIN_SPAN:
             flag(name, f"the data span only {span:.3g}x in {name}", FIXES.get(name, "a wider range"))
+    if np.size(loss) <= len(params):
+        # The law can pass through every point: zero residuals, resamples that all refit the
+        # same curve, and intervals of width 0 that measure nothing.
+        flag("fit", f"{np.size(loss)} points for {len(params)} parameters: the law passes "
+             "through them, and its intervals are no uncertainty", "more points (runs)")
     lowest = float(np.min(loss))
     for name, summary in params.items():
         value = summary["value"]

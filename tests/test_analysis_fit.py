@@ -1,7 +1,10 @@
 """Fitting: law forms against direct formulas, the batched L-BFGS against SciPy, recovery of known
 laws from synthetic data, and Epoch AI's published replication of Chinchilla's Approach 3."""
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.optimize
 
@@ -341,3 +344,19 @@ def test_a_negative_exponent_is_called_negative_not_at_its_bound():
     assert problems["alpha"] == "exponent alpha = -0.1 is negative: the fitted loss rises with N"
     assert problems["gamma"] == "exponent gamma = -0.2 is negative: the fitted loss rises with scale"
     assert "beta" not in problems
+
+
+def test_a_law_fitted_to_no_more_points_than_it_has_parameters_says_so(tmp_path):
+    # L(C) = E + A·C^-alpha through 3 frontier points: zero residuals and resamples that all
+    # refit the same curve, so "E = 2.39 (95% CI 2.39 – 2.39)" with no word of why.
+    from analysis.cli import main
+
+    pd.DataFrame({"N": [1e6, 4e6, 1.6e7], "D": [2e7, 8e7, 3.2e8],
+                  "loss": [3.1, 2.8, 2.6]}).to_csv(tmp_path / "three.csv", index=False)
+    assert main(["--csv", str(tmp_path / "three.csv"), "--n-col", "N", "--d-col", "D",
+                 "--loss-col", "loss", "--law", "compute", "--bootstrap", "20",
+                 "--out", str(tmp_path / "fit")]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert {"parameter": "fit", "problem": "3 points for 3 parameters: the law passes through "
+            "them, and its intervals are no uncertainty", "fix": "more points (runs)"} in (
+        fit["fits"]["compute"]["diagnostics"])
