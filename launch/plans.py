@@ -415,7 +415,9 @@ class Planner:
                     raise ConfigError(f"{where}.{key}", value,
                                       f"a field the hyperparameter rule sets (hparams="
                                       f"{self.sweep.hparams!r} sets {key}={plan_fields[key]!r} "
-                                      f"for run {name}); drop it, or use hparams='fixed'")
+                                      f"for run {name}); remove it where it is set (the "
+                                      "sweep file or the command line), or use "
+                                      "hparams='fixed'")
 
     def run(self, size: _Size, name: str, plan_fields: dict, parent: str = "") -> PlannedRun:
         """The run of `size` with the plan's fields, its counts from the final config; `name` is

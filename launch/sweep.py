@@ -27,6 +27,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -876,10 +877,14 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
         errors.pop(name, None)  # finished since (e.g. by hand): its old error no longer holds
     outside = runs_outside_the_plan(workdir, runs)
     if outside:
+        older = [name for name in outside if re.fullmatch(r"isoflop-C[^-]+-N[^-]+(-s\d+)?", name)]
         print(f"note: results.csv lists this plan's runs only: {len(outside)} run(s) in "
               f"{workdir / 'runs'} are outside it ({', '.join(outside[:3])}"
               f"{', ...' if len(outside) > 3 else ''}); rerun with the plan that has them to "
-              "list them again", flush=True)
+              "list them again"
+              + (f"; {len(older)} of them carry the names an older version gave IsoFLOP runs "
+                 "(isoflop-C<budget>-N<params>): this version names them <sweep>-<size>-C<budget>, "
+                 "so rename their folders to keep them" if older else ""), flush=True)
     print(f"sweep {sweep.name}: {len(runs)} runs, {len(finished)} already finished, "
           f"{len(todo)} to train, {sweep.processes} at a time; logs in "
           f"{run_directory(workdir, '<name>')}/{log_name('train')}", flush=True)

@@ -320,12 +320,13 @@ def test_a_sweep_field_the_plan_does_not_read_is_refused(tmp_path, capsys, overr
 @pytest.mark.parametrize("rule, override, message", [
     ("porian2024", "--config.overrides.optim.b2=0.9",
      "config.overrides.optim.b2=0.9 is not allowed: a field the hyperparameter rule sets "
-     "(hparams='porian2024' sets optim.b2=0.99 for run shape-d64-L2-D8e6); drop it, or use "
-     "hparams='fixed'"),
+     "(hparams='porian2024' sets optim.b2=0.99 for run shape-d64-L2-D8e6); remove it where it "
+     "is set (the sweep file or the command line), or use hparams='fixed'"),
     ("mup_transfer", "--config.size_overrides.d96-L3.model.mup_base_width=32",
      "config.size_overrides.d96-L3.model.mup_base_width=32 is not allowed: a field the "
      "hyperparameter rule sets (hparams='mup_transfer' sets model.mup_base_width=64 for run "
-     "shape-d96-L3-D8e6); drop it, or use hparams='fixed'"),
+     "shape-d96-L3-D8e6); remove it where it is set (the sweep file or the command line), or "
+     "use hparams='fixed'"),
 ])
 def test_a_field_the_hyperparameter_rule_sets_is_not_overridden_silently(tmp_path, capsys, rule,
                                                                          override, message):

@@ -747,6 +747,17 @@ def test_a_narrowed_plan_says_which_finished_runs_results_csv_leaves_out(tmp_pat
             "outside it (tiny-d64-L2); rerun with the plan that has them to list them again"
             ) in capsys.readouterr().out
     assert list(_rows(workdir)) == ["tiny-d32-L1"]
+    # A run an older version named (IsoFLOP runs were isoflop-C<budget>-N<params>) is outside
+    # every plan now: the note says how to keep it.
+    older = workdir / "runs" / "isoflop-C1e11-N1.6e3"
+    older.mkdir()
+    (older / "summary.json").write_text('{"status": "completed"}')
+    assert sweep_module.main(["--config", str(config), "--workdir", str(workdir),
+                              "--config.sizes=d32-L1"]) == 0
+    assert ("; 1 of them carry the names an older version gave IsoFLOP runs "
+            "(isoflop-C<budget>-N<params>): "
+            "this version names them <sweep>-<size>-C<budget>, so rename their folders to keep them"
+            ) in capsys.readouterr().out
 
 
 def test_a_finished_branch_matches_its_plan_wherever_its_parent_lay(tmp_path):
