@@ -11,7 +11,9 @@ Activations follow Korthikanti et al. 2022 ("Reducing activation recomputation i
 models"): per layer, s·b·h·(10 + 24/t + 5·a·s/(h·t)) bytes at 2-byte precision without
 recomputation (s sequence, b micro-batch per device, h width, a heads, t the tensor axis), scaled
 to the compute dtype's size. With full rematerialisation each layer keeps only its input (s·b·h
-values), plus one layer's activations while its backward pass recomputes them. The "dots" policy
+values), plus the activations of one iteration of the layer loop (`model.scan_unroll` layers, one
+by default) while its backward pass recomputes them; with every layer in one iteration it frees
+nothing. The "dots" policy
 is counted as no recomputation (an upper bound: it saves every matmul output). Sliding-window
 attention replaces the a·s² score term by a·s·2w. The fp32 logits and their gradient are split
 over `tensor` when the vocabulary is.
@@ -76,9 +78,12 @@ def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_ac
     unrecomputed_layer = s * micro_batch * h * (10 + 24 / tensor + 5 * a * keys / (h * tensor))
     unrecomputed_layer *= value_bytes / 2
     layers = model.num_layers + (model.num_encoder_layers if model.layout == "encoder_decoder" else 0)
-    if model.remat == "full":
+    # Full rematerialisation keeps each layer's input and recomputes one loop iteration at a
+    # time (`model.scan_unroll` layers; 0 is 1 under it): unrolled whole, it frees nothing.
+    unroll = model.scan_unroll or 1
+    if model.remat == "full" and unroll < model.num_layers:
         layer_inputs = layers * s * micro_batch * h * value_bytes
-        stored = layer_inputs + unrecomputed_layer
+        stored = layer_inputs + unroll * unrecomputed_layer
     else:
         stored = layers * unrecomputed_layer
     vocab_share = model.vocab_size / tensor if model.vocab_size % tensor == 0 else model.vocab_size
