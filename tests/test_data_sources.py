@@ -21,6 +21,14 @@ def _data_config(**fields):
     return cfg
 
 
+def _small_corpus(folder: pathlib.Path) -> pathlib.Path:
+    """Twelve small Python files (both splits hold some), in `folder`."""
+    folder.mkdir()
+    for index in range(12):
+        (folder / f"m{index}.py").write_text(f"def f{index}(x):\n    return x * {index}\n" * 30)
+    return folder
+
+
 def _paths_of(split):
     return sorted(example["path"].decode()
                   for batch in [split.data_source.__getitems__(list(range(split.num_documents)))]
@@ -334,10 +342,7 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
 
     from conftest import REPO
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for index in range(12):  # both splits hold files
-        (corpus / f"m{index}.py").write_text(f"def f{index}(x):\n    return x * {index}\n" * 30)
+    corpus = _small_corpus(tmp_path / "corpus")
     cfg = _data_config(dataset="text_files", files=str(corpus), seq_len=16,
                        cache_dir=str(tmp_path / "full"), **tokenizer)
     with data.make_loader(cfg, batch_size=4, seed=0) as loader:
@@ -382,10 +387,7 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
 def test_a_damaged_prepared_dataset_is_one_line_saying_what_to_delete(tmp_path, damage):
     import shutil
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for index in range(12):
-        (corpus / f"m{index}.py").write_text(f"def f{index}(x):\n    return x * {index}\n" * 30)
+    corpus = _small_corpus(tmp_path / "corpus")
     cfg = _data_config(dataset="text_files", files=str(corpus), seq_len=16,
                        cache_dir=str(tmp_path / "cache"))
     data.make_loader(cfg, batch_size=4, seed=0).close()
@@ -413,10 +415,7 @@ def test_tfds_warnings_about_what_we_do_on_purpose_are_not_shown(tmp_path, caplo
     # folder being prepared.
     import logging
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for index in range(12):
-        (corpus / f"m{index}.py").write_text(f"def f{index}(x):\n    return x * {index}\n" * 30)
+    corpus = _small_corpus(tmp_path / "corpus")
     cfg = _data_config(dataset="text_files", files=str(corpus), seq_len=16,
                        cache_dir=str(tmp_path / "cache"))
     with caplog.at_level(logging.INFO):
