@@ -55,11 +55,16 @@ def arguments(program: str, workdir: pathlib.Path) -> list[str]:
                             "--backtest", "--out", str(workdir.parent / "fit")]}[program]
 
 
-def jaxlib_loaded(pid: int) -> bool:
+def loaded(pid: int, library: str) -> bool:
+    """Whether the process has mapped a shared library whose path holds `library`."""
     try:
-        return "jaxlib" in pathlib.Path(f"/proc/{pid}/maps").read_text()
+        return library in pathlib.Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return False
+
+
+def jaxlib_loaded(pid: int) -> bool:
+    return loaded(pid, "jaxlib")
 
 
 def catches_sigint(pid: int) -> bool:
@@ -74,13 +79,19 @@ def catches_sigint(pid: int) -> bool:
 
 
 def interrupted(command: list[str], moment) -> subprocess.CompletedProcess:
-    """Run `command`, send it SIGINT at `moment` (seconds after the interpreter has started, or
-    ("jaxlib", s): s seconds after JAX's native library is loaded), and wait for it."""
+    """Run `command`, send it SIGINT at `moment` (seconds after our code has started, or
+    ("jaxlib", s): s seconds after JAX's native library is loaded), and wait for it.
+
+    Our code starts once Python's own start-up is done: a SIGINT before, while the interpreter
+    still imports its `site` module, is Python's "Fatal Python error", whatever a program does.
+    Its first import, `scaling.interrupts`, maps ctypes' library (under load, 0.1 s after
+    Python's own SIGINT handler was not always that late)."""
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)  # no terminal: SIGINT to it alone
     try:
         deadline = time.monotonic() + 60  # under load the start can take a second or more
-        while not catches_sigint(process.pid) and process.poll() is None:
+        while not (catches_sigint(process.pid) and loaded(process.pid, "_ctypes")) \
+                and process.poll() is None:
             assert time.monotonic() < deadline, "the interpreter did not start in 60 s"
             time.sleep(0.005)
         if isinstance(moment, tuple):
