@@ -32,3 +32,14 @@ def test_the_backtest_doc_header_states_the_coverage_of_its_own_table():
     header = DOCS_HEADER.format(predictions=predictions, covered=covered)
     assert f"({covered} of {predictions} held-out predictions" in header
     assert doc.startswith(header)
+
+
+def test_bench_mup_refuses_a_run_of_no_steps_before_recording_anything():
+    # `--steps -1` trained nothing and replaced BENCHMARKS.md's µP section with its "result".
+    before = (REPO / "BENCHMARKS.md").read_text()
+    result = subprocess.run([sys.executable, "-m", "bench.bench_mup", "--steps", "-1",
+                             "--widths", "32"], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2
+    assert "--steps and every --widths entry must be integers >= 1" in result.stderr
+    assert (REPO / "BENCHMARKS.md").read_text() == before

@@ -332,3 +332,24 @@ def test_a_config_without_a_field_every_run_config_has_is_one_line(repo, tmp_pat
     assert _one_error_line(result) == ("scaling-train: error: config.seed is missing: every run "
                                        "config has it (build the config from "
                                        "scaling.config.default_config())")
+
+
+def test_every_command_that_takes_config_overrides_says_how_in_its_help(capsys):
+    """`--help` named no `--config.*` override (the way every field is set); scaling-eval's gave
+    no way to choose the data it scores."""
+    from launch import slurm, sweep, tpu
+    from scaling import evaluate
+
+    parsers = {"scaling-train": lambda: train.main(["--help"]),
+               "scaling-sweep": lambda: sweep.parse_args(["--help"]),
+               "scaling-eval": lambda: evaluate.parse_args(["--help"]),
+               "scaling-slurm": lambda: slurm._parser().parse_args(["--help"]),
+               "scaling-tpu": lambda: tpu._parser().parse_args(["--help"])}
+    for program, show_help in parsers.items():
+        with pytest.raises(SystemExit):
+            show_help()
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--config." in text and "=VALUE" in text, program
+        if program == "scaling-eval":
+            assert ("--config.data.dataset=tiny_shakespeare --config.data.eval_split=test" in text
+                    and "data.tokenizer" in text), text
