@@ -31,7 +31,8 @@ import re
 import ml_collections
 
 from scaling import budget, families, flops
-from scaling.config import WANDB_TAG_LIMIT, default_config, model_config, unknown_key_error
+from scaling.config import (WANDB_TAG_LIMIT, check_overrides_read, default_config,
+                            model_config, unknown_key_error)
 from scaling.data import objectives
 from scaling.errors import ConfigError
 from scaling.fields import (check_section, integer, number, numbers, option, section,
@@ -247,17 +248,8 @@ def apply_sweep_overrides(sweep: ml_collections.ConfigDict, overrides: list[str]
         else:
             plain.append(item)
     apply_overrides(sweep, plain)
-    for item in plain:
-        field = item.partition("=")[0]
-        if field not in CONDITIONAL_SWEEP_FIELDS:
-            continue
-        governing, readers = CONDITIONAL_SWEEP_FIELDS[field]
-        if sweep[governing] not in readers:
-            raise ConfigError(field, sweep[field], (
-                f"it is read only with {governing}="
-                + " or ".join(repr(reader) for reader in readers)
-                + f", and this sweep's is {sweep[governing]!r}; drop the override, or set "
-                f"{governing} too"))
+    check_overrides_read(sweep, [item.partition("=")[0] for item in plain],
+                         CONDITIONAL_SWEEP_FIELDS, "sweep")
 
 
 def _set_run_field(sweep, head: str, rest: str, value_text: str) -> None:
@@ -372,13 +364,13 @@ class Planner:
         except ConfigError as error:
             raise error.in_run(run) from None
 
-    def size(self, size_name: str, member: dict, extra: dict, replicate: int = 0) -> _Size:
+    def size(self, size_name: str, member: dict, replicate: int = 0) -> _Size:
         """The size as its runs start, at replicate `replicate`'s seed (the resolved config's seed
         plus `replicate`)."""
         overrides = {**flatten(self.sweep.overrides)}
         overrides.update({f"model.{key}": value for key, value in member.items()})
         overrides.update(flatten(self.sweep.size_overrides.get(size_name, {})))
-        overrides.update(extra)
+        overrides.update(self.rule_fields)
         where = f"{self.sweep.name}-{size_name} (size {size_name})"
         config = self.resolve(overrides, where, whole=False)
         if replicate:
@@ -548,16 +540,15 @@ def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRu
     planner = Planner(sweep, base_config)
     sizes = _sizes(sweep)
     _check_overrides_reach_a_size(sweep, sizes)
-    extra = {}
     if sweep.hparams == "mup_transfer":
         # Every width in µP relative to the smallest, whose learning rate the sweep reuses.
-        extra = {"model.parametrization": "mup",
-                 "model.mup_base_width": min(member["d_model"] for _, member in sizes)}
-        planner.rule_fields = extra
+        planner.rule_fields = {"model.parametrization": "mup",
+                               "model.mup_base_width": min(member["d_model"]
+                                                           for _, member in sizes)}
     runs = []
     for replicate in range(sweep.seeds):
         for size_name, member in sizes:
-            size = planner.size(size_name, member, extra, replicate)
+            size = planner.size(size_name, member, replicate)
             runs += (_ladder_runs if sweep.plan == "ladder" else _single_budget_runs)(planner, size)
     if sweep.plan == "isoflop":  # a budget that leaves every size below min_steps
         names = {run.name for run in runs}

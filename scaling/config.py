@@ -309,23 +309,27 @@ CONDITIONAL_FIELDS = {
 }
 
 
-def check_overrides_read(config: ml_collections.ConfigDict, fields: list[str]) -> None:
-    """ConfigError for the first of `fields` (dotted names an override set) that `config` does
-    not read (`CONDITIONAL_FIELDS`). Fields a config file sets are left alone: a base config may
-    set them for the runs that read them."""
+def check_overrides_read(config: ml_collections.ConfigDict, fields: list[str],
+                         conditional: dict = CONDITIONAL_FIELDS, kind: str = "run") -> None:
+    """ConfigError for the first of `fields` (dotted names an override set) that `config` (a
+    `kind` config: a run's, or a sweep's with its own table) does not read (`conditional`:
+    {field: (the field that decides, the values under which it is read)}). Fields a config file
+    sets are left alone: a base config may set them for the runs that read them."""
     def value(dotted: str):
-        section, name = dotted.split(".")
-        return config[section][name]
+        node = config
+        for part in dotted.split("."):
+            node = node[part]
+        return node
 
     for field in fields:
-        if field not in CONDITIONAL_FIELDS:
+        if field not in conditional:
             continue
-        governing, readers = CONDITIONAL_FIELDS[field]
+        governing, readers = conditional[field]
         if value(governing) not in readers:
             raise ConfigError(field, value(field), (
                 f"it is read only with {governing}="
                 + " or ".join(repr(reader) for reader in readers)
-                + f", and this run's is {value(governing)!r}; drop the override, or set "
+                + f", and this {kind}'s is {value(governing)!r}; drop the override, or set "
                 f"{governing} too"))
 
 

@@ -53,8 +53,8 @@ from scaling.overrides import apply_overrides, split_argv
 from scaling.tracking import format_duration
 
 PROGRAM = "scaling-eval"
-# The model was built with these (data.document_mask is the model's own document_mask).
 PROGRESS_SECONDS = 10.0  # between progress lines of a long evaluation (stderr)
+# The model was built with these (data.document_mask is the model's own document_mask).
 FIXED_DATA_FIELDS = ("tokenizer", "vocab_size", "spm_model", "seq_len", "document_mask")
 # Fields that say where the data is cached or how fast it is read, or that only training reads:
 # they do not change what an evaluation scores.

@@ -79,8 +79,8 @@ def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_ac
     unrecomputed_layer *= value_bytes / 2
     layers = model.num_layers + (model.num_encoder_layers if model.layout == "encoder_decoder" else 0)
     # Full rematerialisation keeps each layer's input and recomputes one loop iteration at a
-    # time (`model.scan_unroll` layers; 0 is 1 under it): unrolled whole, it frees nothing.
-    unroll = model.scan_unroll or 1
+    # time (`model_lib.scan_unroll` layers): unrolled whole, it frees nothing.
+    unroll = model_lib.scan_unroll(model, model.num_layers)
     if model.remat == "full" and unroll < model.num_layers:
         layer_inputs = layers * s * micro_batch * h * value_bytes
         stored = layer_inputs + unroll * unrecomputed_layer

@@ -16,7 +16,6 @@ from typing import Iterator
 
 import numpy as np
 
-from scaling import files
 from scaling.data import cache, objectives, ordering, packing, sources, tokenizers
 from scaling.errors import ConfigError
 
@@ -225,11 +224,8 @@ def token_cache(data_cfg, split: str, tokenizer, build: bool = True) -> cache.To
         return cache.load_or_build(folder, fingerprint, documents.document_batches, tokenizer,
                                    label)
     except OSError as error:
-        if error.errno not in files.UNWRITABLE:
-            raise
-        raise ConfigError("data.cache_dir", data_cfg.cache_dir,
-                          f"a folder this process can write: the token cache of {label} is "
-                          f"built in {folder} ({error.strerror})") from None
+        raise sources.unwritable_cache(data_cfg, error, f"the token cache of {label} is built "
+                                                        f"in {folder}") from None
 
 
 def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,

@@ -44,6 +44,17 @@ class DatasetUnavailableError(RuntimeError):
     cannot be read."""
 
 
+def unwritable_cache(data_cfg, error: OSError, what: str,
+                     field: str = "cache_dir") -> Exception:
+    """The ConfigError on `data.<field>` for a cache `what` ("the token cache of X is built in
+    F") that cannot be written there (a read-only mount), or `error` itself when it is another
+    failure."""
+    if error.errno not in UNWRITABLE:
+        return error
+    return ConfigError(f"data.{field}", data_cfg[field],
+                       f"a folder this process can write: {what} ({error.strerror})")
+
+
 def cache_root(data_cfg) -> pathlib.Path:
     """`data.cache_dir`, else `$SCALING_CACHE`, else `~/.cache/scaling`."""
     return pathlib.Path(data_cfg.cache_dir).expanduser() if data_cfg.cache_dir else cache_home()
@@ -283,13 +294,10 @@ def open_split(data_cfg, split: str) -> DocumentSplit:
         try:
             prepare(builder)
         except OSError as error:  # its lock, before anything is read or downloaded
-            if error.errno not in UNWRITABLE:
-                raise
-            field = "data.tfds_data_dir" if data_cfg.tfds_data_dir else "data.cache_dir"
-            raise ConfigError(field, data_cfg[field.split(".")[1]],
-                              f"a folder this process can write: TFDS dataset "
-                              f"{builder.info.full_name!r} is prepared in {builder.data_dir_root} "
-                              f"({error.strerror})") from None
+            raise unwritable_cache(
+                data_cfg, error, f"TFDS dataset {builder.info.full_name!r} is prepared in "
+                                 f"{builder.data_dir_root}",
+                "tfds_data_dir" if data_cfg.tfds_data_dir else "cache_dir") from None
         # A builder reads its DatasetInfo when it is made: one made before the dataset was
         # prepared (here, or by a concurrent run while this one waited for the lock) knows no
         # splits. A fresh one reads the prepared dataset's.

@@ -152,12 +152,9 @@ def trained_sentencepiece(data_cfg) -> SentencePieceTokenizer:
                 print(f"[data] trained SentencePiece in {time.perf_counter() - started:.1f} s: "
                       f"{path}", file=sys.stderr)
     except OSError as error:
-        if error.errno not in files.UNWRITABLE:
-            raise
-        raise ConfigError("data.cache_dir", data_cfg.cache_dir,
-                          f"a folder this process can write: the SentencePiece model of "
-                          f"{train.dataset}:{train.split} is trained in {path.parent} "
-                          f"({error.strerror})") from None
+        raise sources.unwritable_cache(data_cfg, error, f"the SentencePiece model of "
+                                                        f"{train.dataset}:{train.split} is "
+                                                        f"trained in {path.parent}") from None
     return SentencePieceTokenizer(path.read_bytes())
 
 
