@@ -302,6 +302,7 @@ CONDITIONAL_FIELDS = {
     "optim.decay_shape": ("optim.schedule", ("wsd",)),
     "optim.min_lr_ratio": ("optim.schedule", ("cosine", "linear", "wsd")),
     "model.rope_theta": ("model.position", ("rope",)),
+    "model.init_std": ("model.init", ("normal", "scaled_normal")),  # the others set their own
     "train.steps": ("train.tokens", (0,)),  # a token budget sets the steps
     "data.files": ("data.dataset", ("text_files", "text_pairs")),
     **{field: ("train.objective", (objective,))

@@ -95,6 +95,19 @@ def test_bad_config_fails_before_building(repo, tmp_path, monkeypatch, capsys, o
     assert not workdir.exists(), "nothing may be written before the config is valid"
 
 
+def test_init_std_is_refused_under_a_scheme_that_sets_its_own(repo, tmp_path, monkeypatch, capsys):
+    # Xavier, He and small-init draw every weight, embeddings included, from their own std: the
+    # run trained as if init_std had not been given.
+    monkeypatch.chdir(repo)
+    code = train.main(["--config", "configs/demo.py", "--workdir", str(tmp_path / "run"),
+                       "--config.model.init=xavier", "--config.model.init_std=0.05"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "scaling-train: error: config.model.init_std=0.05 is not allowed: it is read only with "
+        "model.init='normal' or 'scaled_normal', and this run's is 'xavier'; drop the override, "
+        "or set model.init too")
+
+
 def test_an_infinite_number_is_refused_before_building(repo, tmp_path):
     # 1e999 parses to inf, which is "> 0": it compiled and diverged at step 2 (exit 3).
     result, workdir = _train(repo, tmp_path, "--config.optim.lr=1e999")
