@@ -91,11 +91,11 @@ class PlannedRun:
     parent's step it starts at. `flops` is the run's compute as if trained alone; `study_flops`
     what it adds to the study (a branch trains only its steps after `start_step`).
 
-    `eval_batches` counts the held-out batches its evaluations read after `start_step` (every
-    `train.eval_every` steps and at its last step), but for `whole_split_evals` passes over the
-    whole held-out split (a final evaluation with `train.final_eval_batches=-1`, and its
-    continuation task with `train.continuation_tokens`), whose size the data decides
-    (`eval_flops`). `config` is the resolved run config."""
+    `evaluations` lists its held-out evaluations after `start_step` (every `train.eval_every`
+    steps and at its last step) as (how many, batches each asks for), -1 batches being the whole
+    held-out split (`train.final_eval_batches=-1`, and its continuation task with
+    `train.continuation_tokens`): the data decides how many batches the split fills, and no
+    evaluation reads more (`evaluated_batches`). `config` is the resolved run config."""
 
     name: str
     overrides: dict
@@ -108,8 +108,7 @@ class PlannedRun:
     flop_convention: str
     parent: str = ""
     start_step: int = 0
-    eval_batches: int = 0
-    whole_split_evals: int = 0
+    evaluations: tuple[tuple[int, int], ...] = ()
     config: ml_collections.ConfigDict | None = dataclasses.field(default=None, compare=False,
                                                                  repr=False)
 
@@ -117,16 +116,25 @@ class PlannedRun:
     def study_flops(self) -> float:
         return self.flops * (self.steps - self.start_step) / self.steps
 
-    def eval_flops(self, whole_split_batches: int) -> float:
-        """FLOPs of its held-out evaluations, the whole split being `whole_split_batches`
-        batches: each batch a training step's tokens, each token a forward pass, a third of a
-        training token's FLOPs under the run's convention."""
-        return self.evaluated_batches(whole_split_batches) * self.flops / self.steps / 3
+    @property
+    def whole_split_evals(self) -> int:
+        """How many of its evaluations read the whole held-out split."""
+        return sum(count for count, batches in self.evaluations if batches == -1)
 
-    def evaluated_batches(self, whole_split_batches: int) -> int:
-        """The held-out batches its evaluations read, the whole split being
-        `whole_split_batches` batches."""
-        return self.eval_batches + self.whole_split_evals * whole_split_batches
+    def eval_flops(self, split_batches: int | None) -> float:
+        """FLOPs of its held-out evaluations (`evaluated_batches`): each batch a training
+        step's tokens, each token a forward pass, a third of a training token's FLOPs under the
+        run's convention."""
+        return self.evaluated_batches(split_batches) * self.flops / self.steps / 3
+
+    def evaluated_batches(self, split_batches: int | None) -> int:
+        """The held-out batches its evaluations read, the split filling `split_batches` full
+        batches (as `Loader.eval_batch_count` cuts them); None: of unknown size, so that an
+        evaluation of the whole split is left out and the others are counted as asked."""
+        if split_batches is None:
+            return sum(count * batches for count, batches in self.evaluations if batches != -1)
+        return sum(count * (split_batches if batches == -1 else min(batches, split_batches))
+                   for count, batches in self.evaluations)
 
 
 def format_number(value: float) -> str:
@@ -430,25 +438,24 @@ class Planner:
         tokens = steps * _tokens_per_step(config)
         convention = config.train.flop_convention
         per_token = flops.objective_flops_per_token(model, _shapes(config), convention)
-        batches, whole_split = _evaluations(config.train, steps)
+        evaluations = _evaluations(config.train, steps)
         return PlannedRun(name=name, overrides=overrides, size=size.name, params=counts.total,
                           non_embedding_params=counts.non_embedding, tokens=tokens, steps=steps,
                           flops=tokens * per_token, flop_convention=convention, parent=parent,
-                          start_step=config.train.init_step, eval_batches=batches,
-                          whole_split_evals=whole_split, config=config)
+                          start_step=config.train.init_step, evaluations=evaluations,
+                          config=config)
 
 
-def _evaluations(train, steps: int) -> tuple[int, int]:
-    """(held-out batches of fixed size, passes over the whole held-out split) the trainer
-    evaluates between `train.init_step` and `steps`: `train.eval_batches` at every multiple of
+def _evaluations(train, steps: int) -> tuple[tuple[int, int], ...]:
+    """The held-out evaluations (how many, batches each; -1 the whole split) the trainer runs
+    between `train.init_step` and `steps`: `train.eval_batches` at every multiple of
     `train.eval_every` before the last step; at the last, `train.final_eval_batches` (0:
     `eval_batches`, -1: the whole split), twice with `train.continuation_tokens`."""
     periodic = (steps - 1) // train.eval_every - train.init_step // train.eval_every
     passes = 2 if train.continuation_tokens else 1
-    if train.final_eval_batches == -1:
-        return periodic * train.eval_batches, passes
-    final = train.final_eval_batches or train.eval_batches
-    return periodic * train.eval_batches + passes * final, 0
+    return tuple((count, batches) for count, batches in (
+        (periodic, train.eval_batches), (passes, train.final_eval_batches or train.eval_batches))
+        if count)
 
 
 def _shapes(config):

@@ -460,12 +460,12 @@ def format_minutes(minutes: float) -> str:
 
 
 def print_plan(runs: list[plans.PlannedRun], pace: Pace | None, processes: int = 1,
-               whole_split: dict[str, int | None] | None = None) -> None:
+               split_batches: dict[str, int | None] | None = None) -> None:
     """The plan as a table, with each run's time (its training and held-out evaluations) at
-    `pace` (None: no estimate) and the study's with `processes` runs at once; `whole_split` as
+    `pace` (None: no estimate) and the study's with `processes` runs at once; `split_batches` as
     `plan_totals` takes it. A time ending in "+" leaves out a whole-split evaluation of unknown
     size."""
-    whole_split = whole_split or {}
+    split_batches = split_batches or {}
     header = (f"{'name':<34} {'N (non-emb)':>12} {'D tokens':>10} {'C FLOPs':>10} {'conv':>5} "
               f"{'branch of':>20} {'est. time':>10}")
     print(header)
@@ -473,22 +473,22 @@ def print_plan(runs: list[plans.PlannedRun], pace: Pace | None, processes: int =
     for run in runs:
         estimate = "?"
         if pace:
-            seconds, known = run_seconds(run, pace, whole_split)
+            seconds, known = run_seconds(run, pace, split_batches)
             estimate = format_minutes(seconds / 60) + ("" if known else "+")
         print(f"{run.name:<34} {run.non_embedding_params:>12,} {run.tokens:>10.3g} "
               f"{run.flops:>10.3g} {run.flop_convention:>5} {run.parent or '-':>20} {estimate:>10}")
-    print(plan_totals(runs, pace, processes, whole_split))
+    print(plan_totals(runs, pace, processes, split_batches))
 
 
 def held_out_batches(runs: list[plans.PlannedRun]) -> dict[str, int | None]:
-    """For each run that evaluates the whole held-out split, the batches of that split
+    """For each run that evaluates, the full batches its held-out split fills
     (`scaling.data.held_out_batches`, looked up once per data config and batch size; None where
     it cannot be counted without preparing the data)."""
     from scaling import data  # the data pipeline, TFDS with it: only where a plan is estimated
 
     found, counts = {}, {}
     for run in runs:
-        if not run.whole_split_evals or run.config is None:
+        if not run.evaluations or run.config is None:
             continue
         train = run.config.train
         key = json.dumps([run.config.data.to_dict(), train.batch_size, train.objective],
@@ -500,16 +500,16 @@ def held_out_batches(runs: list[plans.PlannedRun]) -> dict[str, int | None]:
 
 
 def run_seconds(run: plans.PlannedRun, pace: Pace,
-                whole_split: dict[str, int | None]) -> tuple[float, bool]:
+                split_batches: dict[str, int | None]) -> tuple[float, bool]:
     """The run's estimated seconds at `pace`: its study FLOPs and its evaluations' (`eval_flops`,
-    the whole held-out split being `whole_split[run.name]` batches), and each step it trains and
+    the held-out split filling `split_batches[run.name]` batches), and each step it trains and
     each batch it evaluates; and whether they count every evaluation (False: a whole-split one of
     unknown size is left out)."""
-    batches = whole_split.get(run.name) if run.whole_split_evals else 0
-    flops = run.study_flops + run.eval_flops(batches or 0)
-    calls = run.steps - run.start_step + run.evaluated_batches(batches or 0)
+    batches = split_batches.get(run.name)
+    flops = run.study_flops + run.eval_flops(batches)
+    calls = run.steps - run.start_step + run.evaluated_batches(batches)
     return (flops * pace.seconds_per_flop + calls * pace.seconds_per_step,
-            batches is not None)
+            batches is not None or not run.whole_split_evals)
 
 
 def wall_seconds(runs: list[plans.PlannedRun], seconds: dict[str, float], processes: int) -> float:
@@ -535,16 +535,18 @@ def wall_seconds(runs: list[plans.PlannedRun], seconds: dict[str, float], proces
 
 
 def plan_totals(runs: list[plans.PlannedRun], pace: Pace | None, processes: int = 1,
-                whole_split: dict[str, int | None] | None = None) -> str:
+                split_batches: dict[str, int | None] | None = None) -> str:
     """One line: how many runs, their FLOPs and their evaluations', and the study's wall-clock
     time at `pace` (None: none) with `processes` runs at once (`wall_seconds`, each run's
-    `run_seconds`), and with more than one the runs' summed time. `whole_split` maps a run
-    that evaluates the whole held-out split to that split's batches (`held_out_batches`); a run
-    missing there or mapped to None leaves that evaluation out, and the line says so."""
-    whole_split = whole_split or {}
+    `run_seconds`), and with more than one the runs' summed time. `split_batches` maps a run
+    to the full batches its held-out split fills (`held_out_batches`); a run missing there or
+    mapped to None has its evaluations counted as asked, but for those of the whole split, which
+    are left out, and the line says so."""
+    split_batches = split_batches or {}
     alone, study = sum(run.flops for run in runs), sum(run.study_flops for run in runs)
-    unknown = sum(1 for run in runs if run.whole_split_evals and whole_split.get(run.name) is None)
-    evaluated = sum(run.eval_flops(whole_split.get(run.name) or 0) for run in runs)
+    unknown = sum(1 for run in runs
+                  if run.whole_split_evals and split_batches.get(run.name) is None)
+    evaluated = sum(run.eval_flops(split_batches.get(run.name)) for run in runs)
     line = (f"{len(runs)} runs, {alone:.3g} FLOPs if each were trained alone"
             + (f"; the study trains {study:.3g} (shared stable phases counted once: "
                f"{study / alone:.2f} of that)" if study < alone else "")
@@ -552,7 +554,7 @@ def plan_totals(runs: list[plans.PlannedRun], pace: Pace | None, processes: int 
                if evaluated or unknown else ""))
     if not pace:
         return line
-    seconds = {run.name: run_seconds(run, pace, whole_split)[0] for run in runs}
+    seconds = {run.name: run_seconds(run, pace, split_batches)[0] for run in runs}
     wall, summed = wall_seconds(runs, seconds, processes), sum(seconds.values())
     line += (f", about {format_minutes(wall / 60)} on {pace.device}"
              + (f" with {processes} processes ({format_minutes(summed / 60)} of runs)"
@@ -795,13 +797,13 @@ def _main(args, overrides: list[str]) -> int:
             return status.EXIT_BAD_CONFIG
         listed = [run for run in runs if run.name in wanted]
         try:
-            whole_split = held_out_batches(listed)
+            split_batches = held_out_batches(listed)
         except ConfigError as error:  # e.g. a held-out split the prepared dataset lacks
             print(f"scaling-sweep: error: {error}", file=sys.stderr)
             return status.EXIT_BAD_CONFIG
         # On an accelerator each run spans it, one at a time (as scaling-tpu and scaling-slurm
         # run sweeps); here each process trains at the one-process rate.
-        print_plan(listed, pace, 1 if args.accelerator else sweep.processes, whole_split)
+        print_plan(listed, pace, 1 if args.accelerator else sweep.processes, split_batches)
         return status.EXIT_COMPLETED
 
     try:

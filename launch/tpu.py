@@ -660,7 +660,7 @@ def check_sweep(s: Settings) -> int:
     log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid")
     try:
         log(plan_totals(runs, estimated_pace(s.accelerator_type),
-                        whole_split=held_out_batches(runs)))
+                        split_batches=held_out_batches(runs)))
     except ValueError:
         pass  # a type without a published peak: no estimate
     return len(runs)

@@ -859,20 +859,31 @@ def _ladder(tmp_path, **train):
                               ladder_tokens=(256 * 8, 256 * 16))
 
 
-@pytest.mark.parametrize("train, main, branch, whole_split", [
-    ({"final_eval_batches": -1}, 3, 0, 1),  # the whole split at the end, of unknown size here
-    ({}, 4, 1, 0),  # 0: the final evaluation reads eval_batches=1 like the others
-    ({"final_eval_batches": 5, "continuation_tokens": 4}, 3 + 2 * 5, 2 * 5, 0),
+@pytest.mark.parametrize("train, main, branch", [
+    # Periodic evaluations at steps 4, 8 and 12 of the main run, then the whole split (-1).
+    ({"final_eval_batches": -1}, ((3, 1), (1, -1)), ((1, -1),)),
+    # 0: the final evaluation reads eval_batches=1 like the others
+    ({}, ((3, 1), (1, 1)), ((1, 1),)),
+    ({"final_eval_batches": 5, "continuation_tokens": 4}, ((3, 1), (2, 5)), ((2, 5),)),
 ])
-def test_planned_runs_count_their_held_out_evaluations(tmp_path, train, main, branch, whole_split):
+def test_planned_runs_count_their_held_out_evaluations(tmp_path, train, main, branch):
     path = _ladder(tmp_path, **train)
     runs = {run.name: run for run in _expand(load_config(str(path)), path)}
     parent, child = runs["tiny-d32-L1-D4.1e3"], runs["tiny-d32-L1-D2e3"]
     assert (parent.steps, parent.start_step, child.steps, child.start_step) == (16, 0, 8, 6)
-    assert (parent.eval_batches, parent.whole_split_evals) == (main, whole_split)
-    assert (child.eval_batches, child.whole_split_evals) == (branch, whole_split)
-    # Each batch holds a step's tokens, each at a third of a training token's FLOPs.
-    assert child.eval_flops(50) == pytest.approx((branch + whole_split * 50) * child.flops / 8 / 3)
+    assert (parent.evaluations, child.evaluations) == (main, branch)
+    # Each evaluation reads what it asks for, at most the 50 batches the split fills; each batch
+    # holds a step's tokens, each at a third of a training token's FLOPs.
+    read = {-1: 50, 1: 1, 5: 5}
+    batches = sum(count * read[asked] for count, asked in branch)
+    assert child.evaluated_batches(50) == batches
+    assert child.eval_flops(50) == pytest.approx(batches * child.flops / 8 / 3)
+    # A split of 3 batches cuts the requests of 5 to 3, as the loader does.
+    read = {-1: 3, 1: 1, 5: 3}
+    assert parent.evaluated_batches(3) == sum(count * read[asked] for count, asked in main)
+    # A split of unknown size: the whole-split evaluations are left out, the others as asked.
+    assert parent.evaluated_batches(None) == sum(count * asked for count, asked in main
+                                                 if asked != -1)
 
 
 def _hand_estimate(runs, whole_split_batches, seconds_per_flop):
@@ -919,6 +930,26 @@ def test_dry_run_estimates_training_evaluations_and_runs_at_once(tmp_path, monke
         assert lines[-1].endswith(f"about {sweep_module.format_minutes(wall / 60)} on this "
                                   f"machine with 2 processes "
                                   f"({sweep_module.format_minutes(total / 60)} of runs)")
+    assert f"; held-out evaluations add {evaluated:.3g}, about" in lines[-1]
+
+
+def test_dry_run_counts_no_more_held_out_batches_than_the_split_fills(tmp_path, monkeypatch,
+                                                                      capsys):
+    # A final evaluation of 500 batches on a split of 50 reads the 50, as the whole split does.
+    from scaling import data
+
+    path = _ladder(tmp_path, final_eval_batches=500)
+    runs = _expand(load_config(str(path)), path)
+    monkeypatch.setattr(sweep_module, "estimated_pace", lambda accelerator="": sweep_module.Pace(
+        1e-8, STEP_SECONDS, "this machine"))
+    monkeypatch.setattr(data, "held_out_batches", lambda data_cfg, train_cfg: 50)
+    assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", "--processes", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    seconds, evaluated = _hand_estimate(runs, 50, 1e-8)
+    for run in runs:
+        row = next(line for line in lines if line.startswith(run.name + " "))
+        assert row.endswith(" " + sweep_module.format_minutes(seconds[run.name] / 60))
     assert f"; held-out evaluations add {evaluated:.3g}, about" in lines[-1]
 
 
