@@ -247,20 +247,29 @@ def apply_sweep_overrides(sweep: ml_collections.ConfigDict, overrides: list[str]
     type; everything else is a sweep field. A sweep field the sweep's plan or rule does not read
     (`CONDITIONAL_SWEEP_FIELDS`) is refused, as `scaling-train` refuses such run fields; a sweep
     file may set them for the plans that read them."""
-    plain = []
+    plain, for_sizes = [], []
     for item in overrides:
         dotted, sep, value_text = item.partition("=")
         head, _, rest = dotted.partition(".")
         if sep and head in ("overrides", "size_overrides") and rest:
-            _set_run_field(sweep, head, rest, value_text)
+            value = _set_run_field(sweep, head, rest, value_text)
+            if head == "size_overrides":
+                for_sizes.append((rest.partition(".")[0], dotted, value))
         else:
             plain.append(item)
     apply_overrides(sweep, plain)
     check_overrides_read(sweep, [item.partition("=")[0] for item in plain],
                          CONDITIONAL_SWEEP_FIELDS, "sweep")
+    trained = [name.strip() for name in sweep.sizes.split(",") if name.strip()]
+    for size, dotted, value in for_sizes:  # "" trains every member of the family
+        if trained and size not in trained:
+            raise ConfigError(dotted, value, f"a size the sweep trains ({', '.join(trained)}"
+                                                  f"): {size} is not in sizes, so this changes no "
+                                                  "run")
 
 
-def _set_run_field(sweep, head: str, rest: str, value_text: str) -> None:
+def _set_run_field(sweep, head: str, rest: str, value_text: str):
+    """Set `<head>.<rest>` to `value_text` parsed as the run-config field's type; the value."""
     path = rest.split(".")
     size = path.pop(0) if head == "size_overrides" else None
     dotted = ".".join(path)
@@ -286,6 +295,7 @@ def _set_run_field(sweep, head: str, rest: str, value_text: str) -> None:
             target[part] = ml_collections.ConfigDict()
         target = target[part]
     target[path[-1]] = value
+    return value
 
 
 # ----------------------------------------------------------------------------------------------

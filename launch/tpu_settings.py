@@ -174,8 +174,9 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
         name, folder = split_bucket(settings.bucket)
         if not BUCKET_NAME.fullmatch(name) or "//" in folder:
             raise UsageError("--bucket", settings.bucket,
-                             "gs://BUCKET or gs://BUCKET/FOLDER, BUCKET a Cloud Storage bucket name "
-                             "(lowercase letters, digits, '-', '_', '.')")
+                             "BUCKET, gs://BUCKET or gs://BUCKET/FOLDER, BUCKET a Cloud Storage "
+                             "bucket name (3 to 222 lowercase letters, digits, '-', '_' or '.', "
+                             "beginning and ending with a letter or digit)")
     if subcommand in ("run", "up"):
         _nonempty(settings, "workdir")
         sweep_config = settings.sweep_config

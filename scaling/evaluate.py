@@ -178,10 +178,9 @@ def token_byte_lengths(tokenizer) -> np.ndarray:
     return lengths
 
 
-def _read(data_cfg, tokenizer, read):
+def _read(data_cfg, read):
     """`read()`, its failures to read the dataset as RunError."""
     import tensorflow_datasets as tfds
-
 
     where = f"dataset {data_cfg.dataset!r} split {data_cfg.eval_split!r}"
     try:
@@ -191,8 +190,7 @@ def _read(data_cfg, tokenizer, read):
     except (sources.DatasetUnavailableError, tfds.core.registered.DatasetNotFoundError,
             OSError, KeyError, UnicodeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise trained.RunError(f"{where} cannot be read with the run's tokenizer "
-                               f"({tokenizer.name}): {reason}") from None
+        raise trained.RunError(f"{where} cannot be read: {reason}") from None
 
 
 def _check_vocab(tokenizer, vocab_size: int) -> None:
@@ -204,7 +202,7 @@ def _check_vocab(tokenizer, vocab_size: int) -> None:
 def read_eval_pairs(data_cfg, tokenizer, objective, vocab_size: int) -> dict:
     """The seq2seq pairs of `data_cfg.eval_split`, encoded as the run's loader encodes them
     (`pairs.encode_pairs`); RunError when the dataset cannot be read or holds no pair."""
-    read = _read(data_cfg, tokenizer, lambda: pairs.read_pairs(data_cfg, data_cfg.eval_split))
+    read = _read(data_cfg, lambda: pairs.read_pairs(data_cfg, data_cfg.eval_split))
     _check_vocab(tokenizer, vocab_size)
     if not read:
         raise trained.RunError(f"dataset {data_cfg.dataset!r} split {data_cfg.eval_split!r} "
@@ -216,7 +214,7 @@ def read_eval_split(data_cfg, tokenizer, vocab_size: int):
     """The token cache of `data_cfg.eval_split` under the run's tokenizer; RunError when the
     dataset cannot be read, is empty, or is shorter than one sequence."""
     where = f"dataset {data_cfg.dataset!r} split {data_cfg.eval_split!r}"
-    cache = _read(data_cfg, tokenizer,
+    cache = _read(data_cfg,
                   lambda: loader.token_cache(data_cfg, data_cfg.eval_split, tokenizer))
     _check_vocab(tokenizer, vocab_size)
     if cache.num_tokens - 1 < data_cfg.seq_len:

@@ -299,6 +299,27 @@ def test_a_dataset_the_runs_objective_does_not_read_is_one_line_and_exit_2(train
         "most 32 decoder tokens (model.max_seq_len)\n")
 
 
+def test_a_dataset_that_cannot_be_downloaded_is_one_line_on_the_download(trained_run, tmp_path,
+                                                                         capsys, monkeypatch):
+    # It blamed the run's tokenizer: "... cannot be read with the run's tokenizer (byte): could
+    # not prepare TFDS dataset ...".
+    import tensorflow_datasets as tfds
+
+    def unreachable(self, url_or_urls):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", unreachable)
+    assert evaluate.main(["--workdir", str(trained_run[0]),
+                          "--config.data.dataset=tiny_shakespeare",
+                          f"--config.data.tfds_data_dir={tmp_path / 'tfds'}",
+                          "--config.data.eval_split=test"]) == 2
+    *progress, error = capsys.readouterr().err.splitlines()  # "[data] preparing ..." before it
+    assert error.startswith("scaling-eval: error: dataset 'tiny_shakespeare' split 'test' cannot "
+                            "be read: could not prepare TFDS dataset"), error
+    assert "network" in error and "tokenizer" not in error
+    assert not any("error" in line.lower() for line in progress), progress
+
+
 @pytest.mark.parametrize("text, reason", [
     ("[]", "a JSON list, not an object"),
     ('{"config": [], "model": {}}', "its config is not an object"),

@@ -555,9 +555,11 @@ def test_settings_file_with_flags_overriding_it(cloud):
     # A SyntaxError traceback before.
     (["--config", "settings.py"], "--config='settings.py' is not allowed: a Python settings file "
                                   "that runs (SyntaxError: "),
-    (["--bucket", "gs://My_Bucket"], "--bucket='gs://My_Bucket' is not allowed: gs://BUCKET or "
-                                     "gs://BUCKET/FOLDER"),
-    (["--bucket", "gs://b"], "--bucket='gs://b' is not allowed"),
+    (["--bucket", "gs://My_Bucket"], "--bucket='gs://My_Bucket' is not allowed: BUCKET, "
+                                     "gs://BUCKET or gs://BUCKET/FOLDER"),
+    # Too short for a bucket name: the message named only the gs:// forms and the characters.
+    (["--bucket", "b"], "--bucket='b' is not allowed: BUCKET, gs://BUCKET or gs://BUCKET/FOLDER, "
+                        "BUCKET a Cloud Storage bucket name (3 to 222 lowercase letters"),
     # Every host ran `mkdir -p ''` and failed, after the slice was created.
     (["--bucket", "gs://my-results", "--mount-dir", ""],
      "--mount-dir='' is not allowed: a non-empty value"),

@@ -237,6 +237,19 @@ def test_an_override_of_a_field_the_plan_sets_is_refused(repo, tmp_path, capsys,
                                    "instead\n"), error
 
 
+def test_a_size_override_for_a_size_the_sweep_does_not_train_is_refused(repo, tmp_path, capsys):
+    # Accepted without a word: the sweep trained d8-L2 and d16-L2 and exited 0.
+    demo = ["--config", str(repo / "configs" / "sweeps" / "demo.py"), "--workdir",
+            str(tmp_path / "w"), "--dry-run", "--config.sizes=d8-L2,d16-L2"]
+    assert sweep_module.main([*demo, "--config.size_overrides.d96-L2.optim.lr=0.002"]) == 2
+    assert capsys.readouterr().err == (
+        "scaling-sweep: error: config.size_overrides.d96-L2.optim.lr=0.002 is not allowed: a size "
+        "the sweep trains (d8-L2, d16-L2): d96-L2 is not in sizes, so this changes no run\n")
+    # The file's own entries for the sizes left out are not the command line's doing.
+    assert sweep_module.main([*demo, "--config.size_overrides.d16-L2.optim.lr=0.002"]) == 0
+    assert capsys.readouterr().out.count("\ndemo-d16-L2-") == 6
+
+
 def test_an_override_a_size_keeps_applies_to_that_size(tmp_path):
     _, runs = _plan(tmp_path, plan="steps", overrides={**MODEL_CHANGING["overrides"],
                                                        "optim": {"lr": 0.002}},
