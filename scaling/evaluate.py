@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f", {bpb:.4f} bits/byte" if bpb is not None else "")
           + (f" (bits/byte {record['bits_per_byte_note']})"
              if record.get("bits_per_byte_note") else "")
-          + f" over {record['tokens']:,} tokens ({batches}, checkpoint step "
+          + f" over {record['tokens']:,} target tokens ({batches}, checkpoint step "
           f"{record['step']}) -> {out}", flush=True)
     return 0
 

@@ -15,8 +15,9 @@ values), plus the activations of one iteration of the layer loop (`model.scan_un
 by default) while its backward pass recomputes them; with every layer in one iteration it frees
 nothing. The "dots" policy
 is counted as no recomputation (an upper bound: it saves every matmul output). Sliding-window
-attention replaces the a·s² score term by a·s·2w. The fp32 logits and their gradient are split
-over `tensor` when the vocabulary is.
+attention replaces the a·s² score term by a·s·2w. Each stack is counted at its own length (an
+encoder–decoder's decoder at the objective's decoder positions, with cross-attention over the
+encoder's). The fp32 logits and their gradient are split over `tensor` when the vocabulary is.
 The figures are estimates: XLA may fuse away or add buffers. `check_fits` compares them with the
 device's memory before a run compiles: a run estimated at more than twice it is refused.
 """
@@ -67,27 +68,42 @@ def parameters_per_device(model: ModelConfig, mesh_shape: tuple[int, int, int]) 
 
 
 def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_accum_steps: int,
-                   mesh_shape: tuple[int, int, int]) -> dict[str, float]:
-    """Bytes per device: params, optimizer state, gradients, activations and their total."""
+                   mesh_shape: tuple[int, int, int],
+                   encoder_len: int | None = None) -> dict[str, float]:
+    """Bytes per device: params, optimizer state, gradients, activations and their total.
+    `seq_len` is the positions of a row in the stack that reads out (an encoder–decoder's
+    decoder), `encoder_len` those of an encoder–decoder's encoder (None: `seq_len`)."""
     data, fsdp, tensor = mesh_shape
     param_bytes = BYTES_PER_PARAMETER * parameters_per_device(model, mesh_shape)
     micro_batch = batch_size / (data * fsdp) / grad_accum_steps
     value_bytes = 2 if model.compute_dtype == "bfloat16" else 4
-    s, h, a = seq_len, model.d_model, model.num_heads
-    keys = min(s, 2 * model.window) if model.attention == "sliding" else s
-    unrecomputed_layer = s * micro_batch * h * (10 + 24 / tensor + 5 * a * keys / (h * tensor))
-    unrecomputed_layer *= value_bytes / 2
-    layers = model.num_layers + (model.num_encoder_layers if model.layout == "encoder_decoder" else 0)
+    h, a = model.d_model, model.num_heads
+
+    def layer(s: int) -> float:  # one self-attention layer over s positions
+        keys = min(s, 2 * model.window) if model.attention == "sliding" else s
+        return s * micro_batch * h * (10 + 24 / tensor + 5 * a * keys / (h * tensor))
+
+    # (layers, positions, the 2-byte activations of one) per stack. A decoder layer of an
+    # encoder–decoder adds cross-attention: its norm, query input and dropout mask (5 values per
+    # position), query and output (4/t), the encoder's keys and values (4/t per source position)
+    # and 5·a·s·s_enc/t of scores, as Korthikanti et al. count self-attention.
+    stacks = [(model.num_layers, seq_len, layer(seq_len))]
+    if model.layout == "encoder_decoder":
+        s_enc = seq_len if encoder_len is None else encoder_len
+        cross = micro_batch * (h * (5 * seq_len + 4 * (seq_len + s_enc) / tensor)
+                               + 5 * a * seq_len * s_enc / tensor)
+        stacks = [(model.num_encoder_layers, s_enc, layer(s_enc)),
+                  (model.num_layers, seq_len, layer(seq_len) + cross)]
     # Full rematerialisation keeps each layer's input and recomputes one loop iteration at a
     # time (`model_lib.scan_unroll` layers): unrolled whole, it frees nothing.
     unroll = model_lib.scan_unroll(model, model.num_layers)
     if model.remat == "full" and unroll < model.num_layers:
-        layer_inputs = layers * s * micro_batch * h * value_bytes
-        stored = layer_inputs + unroll * unrecomputed_layer
+        layer_inputs = sum(n * s * micro_batch * h for n, s, _ in stacks) * value_bytes
+        stored = layer_inputs + unroll * max(one for _, _, one in stacks) * value_bytes / 2
     else:
-        stored = layers * unrecomputed_layer
+        stored = sum(n * one for n, _, one in stacks) * value_bytes / 2
     vocab_share = model.vocab_size / tensor if model.vocab_size % tensor == 0 else model.vocab_size
-    logits = s * micro_batch * vocab_share * 4 * 2  # fp32 logits and their gradient
+    logits = seq_len * micro_batch * vocab_share * 4 * 2  # fp32 logits and their gradient
     activations = stored + logits
     result = {"params": param_bytes, "optimizer_state": 2 * param_bytes, "gradients": param_bytes,
               "optimizer_update": 2 * param_bytes, "activations": activations}
@@ -96,11 +112,20 @@ def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_ac
 
 
 def stack_tokens(layout: str, shapes) -> str:
-    """The tokens a row puts through each stack: `shapes.decoder` positions are the read-out's,
-    the encoder's own in an encoder-only model."""
+    """The tokens a row puts through each stack (`objectives.stack_lengths`)."""
+    encoder, decoder = objectives.stack_lengths(layout, shapes)
     if layout == "encoder_decoder":
-        return f"{shapes.encoder} encoder tokens, {shapes.decoder} decoder tokens"
-    return f"{shapes.decoder} {layout} tokens"
+        return f"{encoder} encoder tokens, {decoder} decoder tokens"
+    return f"{encoder or decoder} {layout} tokens"
+
+
+def stack_positions(config: ml_collections.ConfigDict, model: ModelConfig) -> dict[str, int]:
+    """`estimate_bytes`'s `seq_len` and `encoder_len` for a run: its objective's rows through
+    each stack (a seq2seq decoder runs over data.target_len positions, not data.seq_len)."""
+    shapes = objectives.shapes_of(config.data, config.train).shapes
+    encoder, decoder = objectives.stack_lengths(model.layout, shapes)
+    return {"seq_len": decoder or encoder,
+            "encoder_len": encoder if model.layout == "encoder_decoder" else None}
 
 
 def describe(config: ml_collections.ConfigDict, device_count: int | None = None) -> str:
@@ -112,10 +137,13 @@ def describe(config: ml_collections.ConfigDict, device_count: int | None = None)
     counts = flops.parameter_counts(model)
     shapes = objectives.shapes_of(config.data, config.train).shapes
     total_steps = budget.steps_for(config)
-    memory = estimate_bytes(model, seq_len=config.data.seq_len, batch_size=config.train.batch_size,
+    memory = estimate_bytes(model, **stack_positions(config, model),
+                            batch_size=config.train.batch_size,
                             grad_accum_steps=config.train.grad_accum_steps, mesh_shape=shape)
+    depth = (f"{model.num_encoder_layers} encoder + {model.num_layers} decoder layers"
+             if model.layout == "encoder_decoder" else f"{model.num_layers} layers")
     lines = [
-        f"model: {model.num_layers} layers × d_model {model.d_model}, {model.num_heads} heads, "
+        f"model: {depth} × d_model {model.d_model}, {model.num_heads} heads, "
         f"d_ff {model.d_ff}, vocabulary {model.vocab_size}",
         f"parameters: {counts.total:,} total, {counts.embedding:,} embedding, "
         f"{counts.non_embedding:,} non-embedding",
@@ -147,7 +175,7 @@ def check_fits(config: ml_collections.ConfigDict, model: ModelConfig,
     more than them; None when it fits. Under the "dots" policy (estimated as no recomputation, an
     upper bound) the lower bound of full recomputation is compared."""
     counted = dataclasses.replace(model, remat="full") if model.remat == "dots" else model
-    estimate = estimate_bytes(counted, seq_len=config.data.seq_len,
+    estimate = estimate_bytes(counted, **stack_positions(config, model),
                               batch_size=config.train.batch_size,
                               grad_accum_steps=config.train.grad_accum_steps,
                               mesh_shape=mesh_shape)

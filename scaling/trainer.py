@@ -310,6 +310,7 @@ class Trainer:
                                             config_dict={**config.to_dict(), **scale})
                           if self.leader else None)
         self.progress = tracking.Progress(self.total_steps, self.start)
+        encoder_len, decoder_len = objectives.stack_lengths(model.layout, self.shapes)
         self.summary: dict[str, Any] = {
             "name": config.name, "config": config.to_dict(), "model": dataclasses.asdict(model),
             "params": counts.total, "embedding_params": counts.embedding,
@@ -319,8 +320,8 @@ class Trainer:
             "flops_per_token_full": self.flops_per_token["full"],
             "total_steps": self.total_steps, "tokens_per_step": self.tokens_per_step,
             "objective": config.train.objective,
-            "encoder_tokens_per_step": config.train.batch_size * self.shapes.encoder,
-            "decoder_tokens_per_step": config.train.batch_size * self.shapes.decoder,
+            "encoder_tokens_per_step": config.train.batch_size * encoder_len,
+            "decoder_tokens_per_step": config.train.batch_size * decoder_len,
             "train_tokens_available": self.loader.tokens_in_split,
             "devices": jax.device_count(), "mesh": dict(self.program.mesh.shape),
             "parametrization": model.parametrization, "peak_flops": self.peak,

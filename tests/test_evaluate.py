@@ -150,7 +150,7 @@ def test_another_split_is_written_beside(trained_run, capsys):
     workdir, _ = trained_run
     assert evaluate.main(["--workdir", str(workdir), "--config.data.eval_split=train[:1%]",
                           "--batches", "1"]) == 0
-    assert " over 256 tokens (1 batch, checkpoint step 6) -> " in capsys.readouterr().out
+    assert " over 256 target tokens (1 batch, checkpoint step 6) -> " in capsys.readouterr().out
     record = json.loads((workdir / "eval" / "python_stdlib-train_-1pct-1batches.json").read_text())
     assert record["split"] == "train[:1%]" and record["tokens"] == 8 * 32
     assert np.isfinite(record["loss"])

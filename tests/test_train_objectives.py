@@ -51,17 +51,20 @@ def held_out_unigram_entropy() -> float:
     return float(-(p * np.log(p)).sum())
 
 
-@pytest.mark.parametrize("name, arguments, target_tokens", [
-    # 32 rows × round(0.15 · 128) = 19 selected positions.
-    ("masked_lm", MASKED_LM, 32 * 19),
-    # 32 rows × (19 dropped tokens + 6 sentinels + EOS).
-    ("span_corruption", SPAN_CORRUPTION, 32 * 26),
+@pytest.mark.parametrize("name, arguments, target_tokens, stacks", [
+    # 32 rows × round(0.15 · 128) = 19 selected positions; the encoder reads all 128 (an
+    # encoder-only run's summary said 0 encoder and 4,096 decoder tokens).
+    ("masked_lm", MASKED_LM, 32 * 19, (32 * 128, 0)),
+    # 32 rows × (19 dropped tokens + 6 sentinels + EOS); the encoder 128 − 19 + 6 sentinels.
+    ("span_corruption", SPAN_CORRUPTION, 32 * 26, (32 * 115, 32 * 26)),
 ])
-def test_objective_trains_on_the_embedded_corpus(tmp_path, name, arguments, target_tokens):
+def test_objective_trains_on_the_embedded_corpus(tmp_path, name, arguments, target_tokens,
+                                                 stacks):
     """Finite, falling held-out losses that end below what any context-free guess scores."""
     summary, records = train(tmp_path, *SHORT, *arguments, "--config.model.d_model=64",
                              "--config.model.num_layers=2", "--config.train.steps=160")
     assert summary["status"] == "completed" and summary["objective"] == name
+    assert (summary["encoder_tokens_per_step"], summary["decoder_tokens_per_step"]) == stacks
     evals = [record["eval_loss"] for record in records if record["eval_loss"] is not None]
     assert len(evals) == 8 and all(math.isfinite(loss) for loss in evals)
     assert evals[-1] < evals[0] - 0.5, evals

@@ -287,6 +287,15 @@ def for_config(data_cfg, train_cfg, base_vocab: int, eod_id: int) -> Objective:
                      mean_span_length=train_cfg.mean_span_length, target_len=data_cfg.target_len)
 
 
+def stack_lengths(layout: str, shapes: Shapes) -> tuple[int, int]:
+    """(encoder, decoder) positions a row runs through each stack (0: no such stack). An
+    encoder-only model's one stack is its encoder, over the read-out's `shapes.decoder`
+    positions."""
+    if layout == "encoder":
+        return shapes.decoder, 0
+    return shapes.encoder, shapes.decoder
+
+
 def shapes_of(data_cfg, train_cfg) -> Objective:
     """The objective of a config where only its shapes and batch keys are needed (no tokenizer:
     vocabulary and end-of-document are left at 0)."""
