@@ -8,7 +8,10 @@ The rules are fixed thresholds on the fitted value and its bootstrap interval:
   at a bound or not identified;
 - an irreducible loss E below `MIN_IRREDUCIBLE_FRACTION` of the lowest loss has run to its bound 0;
 - a standard error that is not finite or exceeds `MAX_RELATIVE_SE` times the value is unbounded;
-- a variable spanning less than `MIN_SPAN` (one decade) is too narrow to fit a power law over.
+- a variable spanning less than `MIN_SPAN` (one decade) is too narrow to fit a power law over;
+- more than `MAX_INTERPOLATING_SHARE` of the bootstrap's resamples (n points drawn from n) holding
+  no more distinct points than the law has parameters (`interpolating_share`) makes its intervals
+  too narrow: the law passes through those resamples.
 
 For a law of N and D, `data_gain_by_size` shows its shape rather than its parameters: at each model
 size trained at several token counts, how much the loss falls from its smallest D to its largest,
@@ -36,6 +39,7 @@ MAX_EXPONENT = 3.0
 MIN_IRREDUCIBLE_FRACTION = 0.05
 MAX_RELATIVE_SE = 10.0
 MIN_SPAN = 10.0
+MAX_INTERPOLATING_SHARE = 0.05
 
 EXPONENTS = {"alpha": "N", "beta": "D", "eta": None, "alpha_N": "N", "alpha_D": "D", "gamma": None}
 SCALES = ("E", "A", "B", "a", "b", "N_c", "D_c")
@@ -67,6 +71,20 @@ def _fix(law_variables, parameter: str) -> str:
     return FIXES[variable]
 
 
+def interpolating_share(num_points: int, num_params: int) -> float:
+    """The chance that a bootstrap resample (`num_points` draws from as many points) holds at most
+    `num_params` distinct points: Σ_k C(n, k)·S(n, k)·k! / n^n over k ≤ num_params, S the Stirling
+    numbers of the second kind."""
+    n = num_points
+    # S(m, k) for k = 0..num_params, row m built from row m - 1: S(m, k) = k·S(m-1, k) + S(m-1, k-1).
+    stirling = [1] + [0] * num_params
+    for _ in range(n):
+        stirling = [0] + [k * stirling[k] + stirling[k - 1] for k in range(1, num_params + 1)]
+    ways = sum(math.comb(n, k) * stirling[k] * math.factorial(k)
+               for k in range(1, min(num_params, n) + 1))
+    return ways / n ** n
+
+
 def diagnose(law_name: str, params: dict, variables: dict, loss) -> list[dict]:
     """Problems with a fit: one dict per flag with `parameter`, `problem` and `fix`.
 
@@ -89,6 +107,10 @@ def diagnose(law_name: str, params: dict, variables: dict, loss) -> list[dict]:
         # same curve, and intervals of width 0 that measure nothing.
         flag("fit", f"{np.size(loss)} points for {len(params)} parameters: the law passes "
              "through them, and its intervals are no uncertainty", "more points (runs)")
+    elif (share := interpolating_share(np.size(loss), len(params))) > MAX_INTERPOLATING_SHARE:
+        flag("fit", f"{np.size(loss)} points for {len(params)} parameters: {share:.0%} of the "
+             f"bootstrap's resamples hold {len(params)} or fewer distinct points, which the law "
+             "passes through, so its intervals are too narrow", "more points (runs)")
     lowest = float(np.min(loss))
     for name, summary in params.items():
         value = summary["value"]

@@ -360,3 +360,36 @@ def test_a_law_fitted_to_no_more_points_than_it_has_parameters_says_so(tmp_path)
     assert {"parameter": "fit", "problem": "3 points for 3 parameters: the law passes through "
             "them, and its intervals are no uncertainty", "fix": "more points (runs)"} in (
         fit["fits"]["compute"]["diagnostics"])
+
+
+def test_the_share_of_resamples_a_law_passes_through_is_the_hand_count():
+    from analysis.diagnostics import interpolating_share
+
+    # 4 draws from 4 points: all 4 distinct in 4! of the 4^4 ways.
+    assert interpolating_share(4, 3) == 1 - 24 / 4**4
+    # 5 from 5, at most 3 distinct: 1 − (5!/5^5 + C(5,4)·S(5,4)·4!/5^5), S(5,4) = 10.
+    assert interpolating_share(5, 3) == pytest.approx(1 - (120 + 5 * 10 * 24) / 5**5, rel=1e-12)
+    assert interpolating_share(3, 3) == 1.0
+    assert interpolating_share(36, 5) < 1e-20
+
+
+def test_a_law_that_passes_through_many_resamples_says_its_intervals_are_too_narrow(tmp_path):
+    # L(C) on 4 frontier points: "E = 3.261 (95% CI 3.26 – 3.26)" and only A flagged, while
+    # 91% of the resamples held 3 distinct points or fewer, which the law passes through.
+    from analysis.cli import main
+
+    def diagnostics(count):
+        n = np.geomspace(1e6, 1.6e7, count)
+        pd.DataFrame({"N": n, "D": 20 * n, "loss": 2.0 + 40 * (n * 20 * n) ** -0.15}).to_csv(
+            tmp_path / f"{count}.csv", index=False)
+        assert main(["--csv", str(tmp_path / f"{count}.csv"), "--n-col", "N", "--d-col", "D",
+                     "--loss-col", "loss", "--law", "compute", "--bootstrap", "20",
+                     "--out", str(tmp_path / f"fit{count}")]) == 0
+        fit = json.loads((tmp_path / f"fit{count}" / "fit.json").read_text())
+        return [flag for flag in fit["fits"]["compute"]["diagnostics"] if flag["parameter"] == "fit"]
+
+    assert diagnostics(4) == [{"parameter": "fit", "problem": "4 points for 3 parameters: 91% of "
+                               "the bootstrap's resamples hold 3 or fewer distinct points, which "
+                               "the law passes through, so its intervals are too narrow",
+                               "fix": "more points (runs)"}]
+    assert diagnostics(12) == []
