@@ -39,6 +39,7 @@ import time
 import ml_collections
 
 from launch import tpu_settings
+from launch.tpu_settings import REMOTE_CHECKOUT
 from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, base_config_or,
                              execute, exit_code_of)
 from scaling import interrupts
@@ -62,7 +63,6 @@ LOST_STATES = ("SUSPENDING", "SUSPENDED", "PREEMPTED", "DELETING")
 # The request itself failed (quota, an accelerator type or image the zone does not offer): the
 # same request would fail again, so it is reported with its reason rather than retried.
 FAILED = "FAILED"
-REMOTE_CHECKOUT = "scaling"  # the checkout lands in ~/scaling on every host
 # W&B's settings from the launching machine, for runs that log online from the hosts: copied
 # with the checkout in a file only its owner can read (never on a command line, which `ps` and
 # the launcher's own echo show), and read by the sweep's shell.
@@ -437,18 +437,10 @@ def run(s: Settings, dry_run: bool) -> int:
     if not s.bucket:
         log(f"warning: no --bucket, so the workdir {s.workdir} is on the hosts' boot disks; "
             "its checkpoints are lost if the slice is recreated")
-    elif not _inside(s.workdir, s.mount_dir):
+    elif not tpu_settings.is_inside(s.workdir, s.mount_dir):
         log(f"warning: the workdir {s.workdir} is not under --mount-dir={s.mount_dir!r}, where the "
             "bucket is mounted, so its checkpoints are lost if the slice is recreated")
     return execute(ssh_command(s, run_remote_command(s)), dry_run=dry_run).returncode
-
-
-def _inside(path: str, folder: str) -> bool:
-    """Whether the host path `path` is `folder` or inside it (a relative path is in ~/scaling)."""
-    def absolute(host: str) -> str:
-        host = host if host.startswith(("/", "~")) else f"~/{REMOTE_CHECKOUT}/{host}"
-        return posixpath.normpath(host)
-    return posixpath.commonpath([absolute(path), absolute(folder)]) == absolute(folder)
 
 
 def delete(s: Settings, dry_run: bool) -> None:

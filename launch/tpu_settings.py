@@ -11,6 +11,7 @@ import importlib.machinery
 import importlib.util
 import math
 import os
+import posixpath
 import re
 
 import ml_collections
@@ -115,6 +116,18 @@ def merge(settings: ml_collections.ConfigDict, overrides: dict) -> ml_collection
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 
 
+REMOTE_CHECKOUT = "scaling"  # the checkout lands in ~/scaling on every host
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """Whether the host path `path` is `folder` or inside it (a relative path is in ~/scaling;
+    a path in the home folder, ~/..., is under none other than it)."""
+    def absolute(host: str) -> str:
+        host = host if host.startswith(("/", "~")) else f"~/{REMOTE_CHECKOUT}/{host}"
+        return posixpath.normpath("/" + host if host.startswith("~") else host)
+    return posixpath.commonpath([absolute(path), absolute(folder)]) == absolute(folder)
+
+
 def split_bucket(bucket: str) -> tuple[str, str]:
     """`gs://name/folder/sub` (or `name/folder/sub`) as ("name", "folder/sub"); the folder is ""
     when the whole bucket is meant."""
@@ -186,6 +199,16 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
         if inside.startswith(os.pardir):
             raise UsageError("--sweep-config", sweep_config,
                              f"a file inside --source={settings.source!r}, which is what the hosts get")
+    if subcommand == "up" and settings.delete_when_done:
+        # The slice, its boot disks and a workdir on them go once the sweep ends.
+        lost = ("`up` deletes the slice, and the results on its boot disks with it, once the "
+                "sweep ends (or --no-delete-when-done keeps the slice)")
+        if not settings.bucket:
+            raise UsageError("--bucket", settings.bucket, f"a bucket for the workdir: {lost}")
+        if not is_inside(settings.workdir, settings.mount_dir):
+            raise UsageError("--workdir", settings.workdir,
+                             f"a folder under --mount-dir={settings.mount_dir!r}, where the bucket "
+                             f"is mounted: {lost}")
     if subcommand in ("status", "logs"):
         _nonempty(settings, "workdir")  # where they read results.csv and runs/NAME/train.log
     if subcommand == "logs":

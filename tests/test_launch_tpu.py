@@ -117,8 +117,8 @@ def cloud(tmp_path, monkeypatch, capfd):
 def up_args(*extra):
     return ["up", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
             "--accelerator-type", "v5litepod-16", "--runtime-version", "v2-alpha-tpuv5-lite",
-            "--spot", "--sweep-config", "configs/sweeps/tiny.py", "--workdir", "/mnt/disk/sweep",
-            "--poll-interval", "0.01", *extra]
+            "--spot", "--sweep-config", "configs/sweeps/tiny.py", "--bucket", "gs://my-results",
+            "--workdir", "~/results/sweep", "--poll-interval", "0.01", *extra]
 
 
 def kind(call):
@@ -153,13 +153,15 @@ def test_up_runs_the_documented_commands_in_order(cloud):
     assert setup[-2] == "--command"
     # Stock images ship Python 3.10: a Python 3.11 environment made by uv, the project and JAX
     # for TPU installed into it, its version checked.
-    assert setup[-1].split(" && ") == [
+    # After mounting the bucket (test_setup_mounts_the_bucket_with_gcsfuse):
+    steps = setup[-1].split(" && ")
+    assert steps[steps.index("cd ~/scaling"):] == [
         "cd ~/scaling", 'export PATH="$HOME/.local/bin:$PATH"', tpu._install_uv(),
         "uv venv --allow-existing --python 3.11 .venv",
         "uv pip install --python .venv/bin/python --quiet -e . 'jax[tpu]==0.10.2'",
         ".venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11), sys.version; "
         'print("python", sys.version.split()[0], "in", sys.prefix)\'']
-    assert "gcsfuse" not in setup[-1]
+    assert "gcsfuse" in setup[-1][:setup[-1].index("cd ~/scaling")]
     assert sweep[4:-1] == ["qr", "--worker=all", *WHERE, "--command"]
     # Run from that environment; multi-host said explicitly, the worker number from the metadata
     # server (an ssh shell need not carry TPU_WORKER_ID).
@@ -170,7 +172,7 @@ def test_up_runs_the_documented_commands_in_order(cloud):
     assert sweep[-1].endswith(" && { [ ! -f wandb.env ] || . ./wandb.env; } && "
                               "export SCALING_DISTRIBUTED=1 SCALING_PROCESS_ID && "
                               ".venv/bin/scaling-sweep --config configs/sweeps/tiny.py "
-                              "--processes 1 --workdir /mnt/disk/sweep")
+                              "--processes 1 --workdir \"$HOME\"/results/sweep")
     assert delete == ["compute", "tpus", "queued-resources", "delete", "qr", *WHERE,
                       "--force", "--quiet"]
 
@@ -239,7 +241,7 @@ def test_setup_installs_uv_on_hosts_where_pip_cannot(cloud, tmp_path, installed,
     result = cloud.launch(*up_args())
     assert result.returncode == 0, result.stderr
     line = next(c for c in cloud.calls() if kind(c) == "setup")["argv"][-1]
-    install = line[:line.index(" && uv venv ")] + " && uv --version"
+    install = line[line.index("cd ~/scaling"):line.index(" && uv venv ")] + " && uv --version"
     home, bin_dir, log = tmp_path / "host" / "home", tmp_path / "host" / "bin", tmp_path / "tried"
     (home / "scaling").mkdir(parents=True)
     bin_dir.mkdir()
@@ -586,6 +588,27 @@ def test_bad_input_is_one_line_and_exit_code_2(cloud, flags, message):
     assert result.stderr.startswith("scaling-tpu: error: ")
     assert message in result.stderr
     assert cloud.calls() == []
+
+
+@pytest.mark.parametrize("flags, message", [
+    # The sweep trained on the boot disks, then `up` deleted the slice with them and exited 0.
+    (["--bucket", ""], "--bucket='' is not allowed: a bucket for the workdir: `up` deletes the "
+                       "slice, and the results on its boot disks with it, once the sweep ends (or "
+                       "--no-delete-when-done keeps the slice)"),
+    (["--workdir", "/mnt/disk/sweep"], "--workdir='/mnt/disk/sweep' is not allowed: a folder "
+                                       "under --mount-dir='~/results', where the bucket is "
+                                       "mounted: `up` deletes the slice"),
+])
+def test_up_refuses_a_workdir_it_would_delete_before_any_gcloud_call(cloud, flags, message):
+    result = cloud.launch(*up_args(*flags))
+    assert (result.returncode, cloud.calls()) == (2, [])
+    assert result.stderr.startswith(f"scaling-tpu: error: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1
+    # Kept up, the slice keeps them: a warning, and the sweep runs.
+    kept = cloud.launch(*up_args(*flags, "--no-delete-when-done"))
+    assert kept.returncode == 0, kept.stderr
+    assert "its checkpoints are lost if the slice is recreated" in kept.stderr
+    assert [kind(call) for call in cloud.calls()] == ONE_ATTEMPT
 
 
 @pytest.mark.parametrize("body, message", [
