@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import pathlib
 import signal
 import sys
@@ -40,17 +41,21 @@ class StopSignal:
     boundaries, where the run saves a checkpoint and stops; a second SIGINT exits at once.
 
     `requested` is the status the run ends with (`preempted` or `interrupted`), None until asked.
-    A multi-process run leaves SIGTERM to JAX's preemption service, which agrees on one step for
-    every process (`Checkpointer.reached_preemption`), and SIGINT to Python's default: one
-    process stopping at a step the others do not reach would leave them waiting."""
+    A run of several processes must stop at one step on all of them, or the others would wait on
+    the one that left: it leaves SIGTERM to JAX's preemption service, which agrees on that step
+    (`Checkpointer.reached_preemption`), and turns the first SIGINT into a SIGTERM of its own
+    process for that service, noting in `interrupted` that the stop is an interruption."""
 
-    def __init__(self, install: bool):
+    def __init__(self, install: bool, processes: int = 1):
         self.requested: str | None = None
+        self.interrupted = False
         self._previous = {}
-        if install:
-            for signum, handler in ((signal.SIGTERM, self._terminate),
-                                    (signal.SIGINT, self._interrupt)):
-                self._previous[signum] = signal.signal(signum, handler)
+        if not install:
+            return
+        handlers = ({signal.SIGTERM: self._terminate, signal.SIGINT: self._interrupt}
+                    if processes == 1 else {signal.SIGINT: self._interrupt_processes})
+        for signum, handler in handlers.items():
+            self._previous[signum] = signal.signal(signum, handler)
 
     def _terminate(self, signum, frame):
         del signum, frame
@@ -63,6 +68,15 @@ class StopSignal:
         self.requested = status.INTERRUPTED
         print("scaling-train: interrupt: saving at the next step boundary "
               "(Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+
+    def _interrupt_processes(self, signum, frame):
+        del signum, frame
+        if self.interrupted:
+            interrupts.exit_now("scaling-train: interrupted again: exiting without saving")
+        self.interrupted = True
+        print("scaling-train: interrupt: saving at the step every process agrees on "
+              "(Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption service
 
     def restore(self):
         for signum, previous in self._previous.items():
@@ -96,7 +110,7 @@ def _train_locked(config, workdir: pathlib.Path) -> dict:
             return previous
     # Installed before the slow parts (data, compile, restore) so a SIGTERM or Ctrl-C there still
     # ends in a clean exit (75 or 130) instead of a kill or a traceback.
-    stop_signal = StopSignal(install=jax.process_count() == 1)
+    stop_signal = StopSignal(install=True, processes=jax.process_count())
     try:
         return Trainer(config, workdir, stop_signal).run()
     finally:

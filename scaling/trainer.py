@@ -443,8 +443,8 @@ class Trainer:
         """Log, evaluate, save and check for a stop where the config says; False to stop."""
         count, train, total = self.count, self.config.train, self.total_steps
         stop = self.stop_signal.requested or (
-            status.PREEMPTED if jax.process_count() > 1
-            and self.checkpointer.reached_preemption(count) else None)
+            (status.INTERRUPTED if self.stop_signal.interrupted else status.PREEMPTED)
+            if jax.process_count() > 1 and self.checkpointer.reached_preemption(count) else None)
         preempted = stop is not None
         log_now = _is_boundary(count, train.log_every, total)
         eval_now = _is_boundary(count, train.eval_every, total)

@@ -200,3 +200,46 @@ def test_multi_host_environments_initialize_automatically(initialize_calls, monk
         monkeypatch.setenv(name, value)
     distributed.initialize(default_config())
     assert initialize_calls == [{}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code, ended", [(2, 130, "interrupted"), (15, 75, "preempted")])
+def test_two_processes_stopped_save_at_one_step_and_say_why(tmp_path, signum, code, ended):
+    """Ctrl-C (SIGINT) or SIGTERM to both processes of one run: both stop at the step JAX's
+    preemption service agrees on, with a checkpoint there. Ctrl-C on each process raised a
+    KeyboardInterrupt mid-step: "run failed at step 483", no checkpoint, 83 steps lost."""
+    import signal
+    import time
+
+    environment = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1))
+    address = f"localhost:{_free_port()}"
+    workdir = tmp_path / "run"
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py:runlocal",
+         "--workdir", str(workdir), "--config.train.steps=100000", "--config.train.log_every=5",
+         "--config.train.eval_every=100000", "--config.checkpoint.every_steps=100000",
+         f"--config.distributed.coordinator_address={address}",
+         "--config.distributed.num_processes=2", f"--config.distributed.process_id={index}"],
+        cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for index in range(2)]
+    try:
+        metrics = workdir / "metrics.jsonl"
+        deadline = time.monotonic() + 300
+        while not (metrics.exists() and metrics.read_text().count("\n") >= 4):
+            assert time.monotonic() < deadline and all(w.poll() is None for w in workers), [
+                w.communicate()[0][-3000:] for w in workers if w.poll() is not None]
+            time.sleep(0.5)
+        for worker in workers:
+            worker.send_signal(signum)
+        outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert [worker.returncode for worker in workers] == [code, code], outputs
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["status"] == ended and 20 <= summary["steps"] < 100000, summary
+    saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved[-1] == summary["steps"]
+    assert f"run {ended} at step {summary['steps']}" in outputs[0], outputs[0][-2000:]
