@@ -598,6 +598,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The settings: defaults, then the --config file, then the flags given."""
+    if args.sweep_overrides and args.subcommand not in ("run", "up"):
+        # A settings file's own sweep_overrides are for its `run` and `up`; the others leave them.
+        field, _, value = args.sweep_overrides[0].partition("=")
+        raise UsageError(f"--config.{field}", value,
+                         "given to `run` or `up` (it overrides a field of the sweep config)")
     settings = tpu_settings.default_settings()
     if args.config:
         settings = tpu_settings.merge(settings, tpu_settings.load_settings_file(args.config).to_dict())

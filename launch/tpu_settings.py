@@ -219,10 +219,6 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
                              or settings.run in (".", "..")):
             raise UsageError("--run", settings.run, "the name of one run of the sweep (its folder "
                                                     "under WORKDIR/runs/, no '/')")
-    if settings.sweep_overrides and subcommand not in ("run", "up"):
-        field, _, value = settings.sweep_overrides[0].partition("=")
-        raise UsageError(f"--config.{field}", value,
-                         "given to `run` or `up` (it overrides a field of the sweep config)")
     retries = settings.max_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
         raise UsageError("--max-retries", retries, "an integer > 0")

@@ -762,6 +762,23 @@ def test_a_bad_or_misplaced_sweep_override_is_one_line_before_any_gcloud_call(cl
     assert result.stderr.count("\n") == 1 and cloud.calls() == []
 
 
+def test_a_settings_files_sweep_overrides_are_left_alone_by_the_other_subcommands(cloud):
+    # The file that started the slice with `up` could not delete it: "--config.sizes='d32-L1'
+    # is not allowed: given to `run` or `up`", for every subcommand but those two.
+    (cloud.checkout / "settings.py").write_text(textwrap.dedent("""\
+        from launch.tpu_settings import default_settings
+
+        def get_config():
+            s = default_settings()
+            s.project, s.zone, s.name = "proj", "us-west4-a", "qr"
+            s.sweep_overrides = ["sizes=d32-L1"]
+            return s
+        """))
+    result = cloud.launch("delete", "--config", "settings.py")
+    assert result.returncode == 0, result.stderr
+    assert [kind(call) for call in cloud.calls()] == ["delete"]
+
+
 @pytest.mark.parametrize("workdir, warned", [
     ("runs/demo", True), ("~/results2/demo", True), ("~/results/sweeps/demo", False)])
 def test_a_workdir_outside_the_mounted_bucket_is_warned_about(cloud, workdir, warned):
