@@ -52,6 +52,8 @@ WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
 WANDB_NAME_LIMIT, WANDB_TAG_LIMIT = 128, 64
 FLOP_CONVENTIONS = ("6N", "full")
 NONFINITE_ACTIONS = ("stop", "skip")
+# Rates, weights and scales the step holds in float32: above its largest number they are inf.
+FLOAT32_MAX = 3.4e38
 OBJECTIVES = objectives.OBJECTIVES
 MESH_AXIS_SIZE = "an integer >= 1, or -1 for the rest of the devices"
 
@@ -106,7 +108,7 @@ class ModelConfig:
     # Above float32's largest number the base is infinite in the rotation tables: every
     # frequency but the first is 0.
     rope_theta: float = number(10000.0, "RoPE base wavelength", minimum=1.0,
-                               exclusive_minimum=True, maximum=3.4e38)
+                               exclusive_minimum=True, maximum=FLOAT32_MAX)
     attention: str = option("full", ATTENTIONS, "full attention, or a sliding window")
     window: int = integer(0, "sliding: keys each query sees (itself and window-1 before)")
     ffn: str = option("gelu", FFNS, "feed-forward activation")
@@ -119,8 +121,10 @@ class ModelConfig:
     attention_dropout: float = probability(0.0, "attention-weight dropout probability")
     tie_embeddings: bool = flag(True, "read out with the token embedding's transpose")
     init: str = option("scaled_normal", INITS, "weight initialisation scheme")
-    init_std: float = number(0.02, "standard deviation of normal inits", exclusive_minimum=True)
-    z_loss: float = number(0.0, "weight of the log-partition-function penalty (PaLM's z-loss)")
+    init_std: float = number(0.02, "standard deviation of normal inits", exclusive_minimum=True,
+                             maximum=FLOAT32_MAX)
+    z_loss: float = number(0.0, "weight of the log-partition-function penalty (PaLM's z-loss)",
+                           maximum=FLOAT32_MAX)
     compute_dtype: str = option("float32", DTYPES, "activation and matmul dtype (softmax and "
                                                    "logits stay fp32)")
     parametrization: str = option("standard", PARAMETRIZATIONS, "standard, or µP (docs/mup.md)")
@@ -177,7 +181,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    lr: float = number(3e-3, "peak learning rate", exclusive_minimum=True)
+    lr: float = number(3e-3, "peak learning rate", exclusive_minimum=True, maximum=FLOAT32_MAX)
     schedule: str = option("cosine", SCHEDULES, "decay after warmup (wsd: warmup-stable-decay)")
     warmup_steps: int = integer(100, "linear warmup from 0 to lr")
     min_lr_ratio: float = number(0.1, "the floor the decay ends at, as a fraction of lr",
@@ -186,12 +190,13 @@ class OptimConfig:
                                    maximum=1.0)
     decay_shape: str = option("linear", DECAY_SHAPES, "wsd: cooldown shape (sqrt is 1-√t, "
                                                       "Hägele et al. 2024)")
-    weight_decay: float = number(0.1, "AdamW decoupled weight decay (kernels and embeddings)")
+    weight_decay: float = number(0.1, "AdamW decoupled weight decay (kernels and embeddings)",
+                                 maximum=FLOAT32_MAX)
     # 1 would leave Adam's bias correction 1 - β^t at 0: the first update is 0/0, NaN.
     b1: float = number(0.9, "Adam β1", maximum=1.0, exclusive_maximum=True)
     b2: float = number(0.95, "Adam β2", maximum=1.0, exclusive_maximum=True)
-    eps: float = number(1e-8, "Adam ε", exclusive_minimum=True)
-    grad_clip: float = number(1.0, "global-norm clip; 0 disables")
+    eps: float = number(1e-8, "Adam ε", exclusive_minimum=True, maximum=FLOAT32_MAX)
+    grad_clip: float = number(1.0, "global-norm clip; 0 disables", maximum=FLOAT32_MAX)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,13 @@ def _train(repo, tmp_path, *overrides):
      "0 without distributed.coordinator_address"),
     # Infinite in float32: a RuntimeWarning, and every rotation frequency but the first 0.
     ("--config.model.rope_theta=1e+300", "model.rope_theta", "a finite number > 1 and <= 3.4e+38"),
+    # Infinite in float32: "overflow encountered in cast", then diverged at step 1 or 2, or (eps)
+    # a run that learned nothing, exit 0.
+    ("--config.optim.lr=1e+39", "optim.lr", "a finite number > 0 and <= 3.4e+38"),
+    ("--config.optim.weight_decay=1e+300", "optim.weight_decay", "a number in [0, 3.4e+38]"),
+    ("--config.optim.eps=1e+300", "optim.eps", "a finite number > 0 and <= 3.4e+38"),
+    ("--config.model.z_loss=1e+300", "model.z_loss", "a number in [0, 3.4e+38]"),
+    ("--config.model.init_std=1e+39", "model.init_std", "a finite number > 0 and <= 3.4e+38"),
     # Fields the run does not read: it trained full attention, causal LM, a cosine schedule.
     ("--config.model.window=64", "model.window",
      "read only with model.attention='sliding', and this run's is 'full'"),
