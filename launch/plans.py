@@ -43,6 +43,7 @@ from scaling.train import load_and_validate
 FAMILIES = {"cpu_demo": families.cpu_demo_family, "chinchilla": families.chinchilla_family}
 PLANS = ("steps", "tokens", "tokens_per_param", "isoflop", "ladder")
 HPARAM_RULES = ("fixed", "porian2024", "mup_transfer")
+MAX_SEEDS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +71,10 @@ class SweepConfig:
                                 minimum=-10.0)
     reference_params: int = integer(1, "porian2024: the N at which lr is the run config's",
                                     minimum=1)
+    # Every replicate of every run is planned and validated before anything trains.
     seeds: int = integer(1, "replicates of every run, at the run config's seed and the next "
-                            "seeds - 1 (names of the others end in -s<k>)", minimum=1)
+                            "seeds - 1 (names of the others end in -s<k>)", minimum=1,
+                         maximum=MAX_SEEDS, allowed=f"an integer from 1 to {MAX_SEEDS:,}")
     processes: int = integer(2, "runs trained at once", minimum=1)
     overrides: dict = section({}, "run-config fields for every run, nested like the run config")
     size_overrides: dict = section({}, "{family member: run-config fields} for single sizes")

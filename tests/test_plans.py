@@ -155,6 +155,15 @@ def test_an_infinite_budget_or_a_whole_section_overridden_is_one_line(tmp_path, 
     assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
 
 
+def test_more_replicates_than_a_sweep_can_plan_are_refused(tmp_path, capsys):
+    # 1e30 planned 1e30 replicates of every run before anything trained: the dry run hung.
+    path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
+    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", "--config.seeds=1001"])
+    assert (code, capsys.readouterr().err) == (2, "scaling-sweep: error: config.seeds=1001 is not "
+                                                  "allowed: an integer from 1 to 1,000\n")
+
+
 @pytest.mark.parametrize("name", ["../escape", "a/b", "", "a,b", ".hidden", "two words", "n" * 59])
 def test_a_sweep_name_that_cannot_start_a_run_folder_is_one_line(tmp_path, capsys, name):
     # `../escape` put its runs beside runs/ instead of in it; `a,b` could not be named in --only;
