@@ -31,7 +31,7 @@ from analysis.inputs import (parse_filters, read_named_csv, read_results, read_w
                              sweep_summary)
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS
-from analysis.pipeline import DEFAULT_RESAMPLES, LawNotFitted, Settings, analyze
+from analysis.pipeline import DEFAULT_RESAMPLES, MAX_RESAMPLES, LawNotFitted, Settings, analyze
 from analysis.pipeline import default_law as pipeline_default_law
 from scaling import files
 from scaling.errors import ArgumentParser, flag_name
@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also fit every applicable method without the held-out sizes and "
                              "write backtest.json and backtest.md")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
-                        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES}; 0 for none, else at "
-                             "least 2)")
+                        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES}; 0 for none, else 2 "
+                             f"to {MAX_RESAMPLES:,})")
     parser.add_argument("--improvement", type=float, default=None,
                         help="loss improvement (nats) whose cost is reported (default "
                              f"{Settings.improvement:g})")
@@ -164,9 +164,10 @@ def _check_options_apply(args) -> None:
 
 def _check_resampling(args) -> None:
     # One resample gives no interval: its "95% interval" is that one draw.
-    if args.bootstrap < 0 or args.bootstrap == 1:
+    # Each resample is a fit, and their weights one row each: 10^11 asked for 16 TiB at once.
+    if args.bootstrap < 0 or args.bootstrap == 1 or args.bootstrap > MAX_RESAMPLES:
         raise ValueError(f"--bootstrap={args.bootstrap} is not allowed; need 0 (no intervals) or "
-                         "at least 2 resamples")
+                         f"2 to {MAX_RESAMPLES:,} resamples")
     if args.seed < 0:  # numpy's own "expected non-negative integer" named no option
         raise ValueError(f"--seed={args.seed} is not allowed; need an integer >= 0")
 

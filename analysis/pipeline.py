@@ -29,6 +29,7 @@ from analysis.isoflop import IsoflopFit, fit_isoflops, group_budgets
 from analysis.laws import get_law, predict_loss
 
 DEFAULT_RESAMPLES = 500
+MAX_RESAMPLES = 100_000  # each resample a fit; their weights one row each
 MIN_DISTINCT_FOR_PARAMETRIC = 3
 
 

@@ -387,7 +387,12 @@ def test_contradictory_hold_outs_and_one_resample_are_one_line_errors(tmp_path, 
     # One resample: each held-out run's "95% interval" was one draw, and 0% of runs inside them.
     assert main(common + ["--bootstrap", "1"]) == 2
     assert capsys.readouterr().err == ("scaling-fit: error: --bootstrap=1 is not allowed; need 0 "
-                                       "(no intervals) or at least 2 resamples\n")
+                                       "(no intervals) or 2 to 100,000 resamples\n")
+    # 10^11 resamples: a MemoryError traceback for 16 TiB of resample weights.
+    assert main(common + ["--bootstrap", "99999999999"]) == 2
+    assert capsys.readouterr().err == ("scaling-fit: error: --bootstrap=99999999999 is not "
+                                       "allowed; need 0 (no intervals) or 2 to 100,000 "
+                                       "resamples\n")
     assert not (tmp_path / "o").exists()
     # A threshold past every size: the line named the flag and then the argument again.
     assert main(common + ["--bootstrap", "0", "--hold-out-from", "1e15"]) == 2
