@@ -617,6 +617,10 @@ def resolve_base_config(base_config: str, sweep_config: str) -> str:
     candidates = [pathlib.Path(path)] + [parent / path for parent in
                                          pathlib.Path(sweep_config).absolute().parents]
     for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate) + (f":{arg}" if arg else "")
+        try:
+            if candidate.is_file():
+                return str(candidate) + (f":{arg}" if arg else "")
+        except OSError as error:  # a name longer than the file system allows, a looping link
+            raise ConfigError("base_config", base_config, f"a path the file system can hold "
+                                                          f"({error.strerror})") from None
     raise ConfigError("base_config", base_config, "an existing run config file")

@@ -141,6 +141,20 @@ def test_cache_folder_inside_a_file(tmp_path, field):
     validate_data_config(_data_config(tmp_path, **{field: str(tmp_path / "new" / "sub")}))
 
 
+@pytest.mark.parametrize("fields, field, allowed", [
+    ({"cache_dir": "{long}"}, "cache_dir", "the file system can hold (File name too long)"),
+    ({"tfds_data_dir": "{long}"}, "tfds_data_dir", "the file system can hold (File name too long)"),
+    ({"tokenizer": "sentencepiece", "spm_model": "{long}"}, "spm_model",
+     "a path the file system can hold (File name too long)"),
+    ({"dataset": "text_files", "files": "{long}"}, "files", "(not found: "),
+])
+def test_a_name_longer_than_the_file_system_allows_is_refused(tmp_path, fields, field, allowed):
+    # An OSError traceback ("[Errno 36] File name too long") from the path checks.
+    long = str(tmp_path / ("x" * 300))
+    error = _error(_data_config(tmp_path, **{k: v.format(long=long) for k, v in fields.items()}))
+    assert error.field == f"data.{field}" and allowed in str(error), str(error)
+
+
 @pytest.mark.parametrize("inside", ["", "sub"])
 def test_scaling_cache_at_or_inside_a_file(tmp_path, monkeypatch, inside):
     # With data.cache_dir='' the cache is $SCALING_CACHE: under a file, a traceback when the data

@@ -155,6 +155,17 @@ def test_an_infinite_budget_or_a_whole_section_overridden_is_one_line(tmp_path, 
     assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
 
 
+def test_a_base_config_name_too_long_for_the_file_system_is_one_line(tmp_path, capsys):
+    # An OSError traceback ("[Errno 36] File name too long") while looking for the file.
+    path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
+    long = "x" * 300
+    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", f"--config.base_config={long}"])
+    assert (code, capsys.readouterr().err) == (2, f"scaling-sweep: error: config.base_config="
+                                                  f"'{long}' is not allowed: a path the file "
+                                                  "system can hold (File name too long)\n")
+
+
 def test_more_replicates_than_a_sweep_can_plan_are_refused(tmp_path, capsys):
     # 1e30 planned 1e30 replicates of every run before anything trained: the dry run hung.
     path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)

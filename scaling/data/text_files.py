@@ -82,7 +82,7 @@ def names_something(entry: str) -> bool:
     """Whether an entry exists, or a pattern matches something."""
     try:
         entry_paths(entry)
-    except FileNotFoundError:
+    except OSError:  # not found, or a name longer than the file system allows
         return False
     return True
 

@@ -111,7 +111,12 @@ def _check_spm_model(data_cfg) -> None:
     """`data.spm_model`: a file SentencePiece reads, whose vocabulary `data.vocab_size` (when
     set) names."""
     path = pathlib.Path(data_cfg.spm_model).expanduser()
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as error:  # a name longer than the file system allows, a looping link
+        raise ConfigError("data.spm_model", data_cfg.spm_model,
+                          f"a path the file system can hold ({error.strerror})") from None
+    if not found:
         raise ConfigError("data.spm_model", data_cfg.spm_model,
                           "an existing SentencePiece model file")
     cannot_load = ConfigError("data.spm_model", data_cfg.spm_model,
@@ -197,7 +202,11 @@ def _check_folder(field: str, value: str, allowed: str) -> None:
     if not value:
         return
     path = pathlib.Path(value).expanduser()
-    existing = _nearest_existing(path)
+    try:
+        existing = _nearest_existing(path)
+    except OSError as error:  # a name longer than the file system allows, a looping link
+        raise ConfigError(field, value, f"{allowed} the file system can hold "
+                                        f"({error.strerror})") from None
     if existing is not None and not existing.is_dir():
         raise ConfigError(field, value, allowed if existing == path
                           else f"{allowed}; {existing} is a file")
