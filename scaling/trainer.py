@@ -196,13 +196,13 @@ class Trainer:
         self.shapes = self.loader.objective.shapes
         self.tokens_per_step = config.train.batch_size * self.shapes.corpus
         try:
-            self._check_eval_memory()
             mesh = parallel.make_mesh(config.mesh)
             mesh_shape = tuple(mesh.shape[name] for name in parallel.MESH_AXES)
-            # Before anything compiles: a run far larger than the device is one line, not an
-            # out-of-memory traceback.
+            # Before any batch is made or anything compiles: a run far larger than the device is
+            # one line, not an out-of-memory traceback.
             warning = memory.check_fits(config, self.model, mesh_shape,
                                         hardware.device_memory_bytes())
+            self._check_eval_memory()
             if warning and self.leader:
                 log.warning("%s", warning)
             self.program = build_program(config, self.model, self.total_steps, mesh)

@@ -102,6 +102,18 @@ def test_bad_config_fails_before_building(repo, tmp_path, monkeypatch, capsys, o
     assert not workdir.exists(), "nothing may be written before the config is valid"
 
 
+def test_a_batch_far_beyond_memory_is_refused_before_a_batch_is_made(repo, tmp_path, monkeypatch,
+                                                                     capsys):
+    # The held-out memory check made one batch first: "Unable to allocate 96.1 GiB", a traceback.
+    monkeypatch.chdir(repo)
+    code = train.main(["--config", "configs/demo.py", "--workdir", str(tmp_path / "run"),
+                       "--config.train.batch_size=100000000"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1, error
+    assert error.startswith("scaling-train: error: the run is estimated at ") and (
+        "lower train.batch_size=100000000" in error), error
+
+
 def test_init_std_is_refused_under_a_scheme_that_sets_its_own(repo, tmp_path, monkeypatch, capsys):
     # Xavier, He and small-init draw every weight, embeddings included, from their own std: the
     # run trained as if init_std had not been given.
