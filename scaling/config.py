@@ -382,6 +382,11 @@ def _check_wandb(w: ml_collections.ConfigDict) -> None:
                                                 f"{', '.join(WANDB_ENV_MODES)}: unset it or fix it")
 
 
+def _is_host_and_port(address: str) -> bool:
+    host, _, port = str(address).rpartition(":")
+    return bool(host.strip("[]")) and port.isdigit() and 1 <= int(port) <= 65535
+
+
 def _check_distributed(d: ml_collections.ConfigDict) -> None:
     """The process count and index go with an explicit coordinator; without one JAX finds them
     itself (TPU VMs, SLURM) or there is one process, and they would be ignored."""
@@ -391,6 +396,9 @@ def _check_distributed(d: ml_collections.ConfigDict) -> None:
                 raise ConfigError(f"distributed.{name}", d[name],
                                   f"{unset} without distributed.coordinator_address (it is read "
                                   "only with an explicit coordinator)")
+    elif not _is_host_and_port(d.coordinator_address):
+        raise ConfigError("distributed.coordinator_address", d.coordinator_address,
+                          "HOST:PORT, the port from 1 to 65535 (e.g. 10.0.0.1:1234)")
     elif d.num_processes and d.process_id >= d.num_processes:
         raise ConfigError("distributed.process_id", d.process_id,
                           f"less than distributed.num_processes={d.num_processes}")

@@ -24,18 +24,32 @@ import numpy as np
 from scaling.errors import ConfigError
 
 
+# What JAX reads to find a SLURM job step's processes: a shell of `salloc` or `sbatch` outside
+# `srun` has the job's variables but none of a step's, and runs one process.
+SLURM_STEP = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID",
+              "SLURM_LOCALID")
+
+
 def _launched_multi_host() -> bool:
     """True when the environment says several hosts run this program together."""
     if len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1:
         return True
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ:
+    if all(name in os.environ for name in SLURM_STEP) and int(os.environ["SLURM_NTASKS"]) > 1:
         return True
     return os.environ.get("SCALING_DISTRIBUTED", "") == "1"
 
 
 def initialize(config: ml_collections.ConfigDict) -> None:
-    """Connect this process to the others, if it is one of several; otherwise do nothing."""
+    """Connect this process to the others, if it is one of several; otherwise do nothing.
+    ConfigError when an explicit coordinator comes without the process count or index, and no
+    cluster (a SLURM job step, a TPU slice) gives them."""
     dist = config.distributed
+    if dist.coordinator_address and not _launched_multi_host():
+        for name, unset in (("num_processes", 0), ("process_id", -1)):
+            if dist[name] == unset:
+                raise ConfigError(f"distributed.{name}", dist[name], (
+                    "set with distributed.coordinator_address (only a SLURM job step or a TPU "
+                    "slice gives the process count and index by itself)"))
     if dist.coordinator_address:
         jax.distributed.initialize(
             coordinator_address=dist.coordinator_address,

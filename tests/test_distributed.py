@@ -17,6 +17,7 @@ from test_parallel import RELATIVE_TOLERANCE, TRAINING, assert_close
 
 from scaling import distributed
 from scaling.config import default_config
+from scaling.errors import ConfigError
 
 PROCESSES, DEVICES_PER_PROCESS, STEPS = 2, 2, 4
 MESH_SHAPES = [(2, 2, 1), (1, 2, 2)]  # data across the processes; fsdp across them, tensor within
@@ -163,7 +164,7 @@ def initialize_calls(monkeypatch):
     calls = []
     monkeypatch.setattr(distributed.jax.distributed, "initialize",
                         lambda **kwargs: calls.append(kwargs))
-    for name in ("TPU_WORKER_HOSTNAMES", "SLURM_NTASKS", "SLURM_JOB_ID", "SCALING_DISTRIBUTED"):
+    for name in ("TPU_WORKER_HOSTNAMES", *distributed.SLURM_STEP, "SCALING_DISTRIBUTED"):
         monkeypatch.delenv(name, raising=False)
     return calls
 
@@ -177,22 +178,43 @@ def test_single_process_does_not_initialize(initialize_calls, monkeypatch):
     assert initialize_calls == []
 
 
-def test_explicit_coordinator_is_passed_through(initialize_calls):
+SLURM_STEP = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[1-2]", "SLURM_NTASKS": "2",
+              "SLURM_PROCID": "1", "SLURM_LOCALID": "0"}
+
+
+def test_explicit_coordinator_is_passed_through(initialize_calls, monkeypatch):
     config = default_config()
     config.distributed.coordinator_address = "10.0.0.1:1234"
     config.distributed.num_processes = 4
     config.distributed.process_id = 3
     distributed.initialize(config)
+    # JAX's own "Number of processes must be defined." traceback, outside a cluster.
     config.distributed.num_processes, config.distributed.process_id = 0, -1
+    with pytest.raises(ConfigError, match=r"distributed.num_processes=0 is not allowed: set with "
+                                          r"distributed.coordinator_address \(only a SLURM"):
+        distributed.initialize(config)
+    # In a SLURM job step JAX reads the count and index from it.
+    for name, value in SLURM_STEP.items():
+        monkeypatch.setenv(name, value)
     distributed.initialize(config)
     assert initialize_calls == [
         {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3},
         {"coordinator_address": "10.0.0.1:1234", "num_processes": None, "process_id": None}]
 
 
+def test_a_slurm_allocation_outside_srun_is_one_process(initialize_calls, monkeypatch):
+    # `salloc -n 4`, then the command in its shell: the job's variables, none of a step's. It
+    # took this for several hosts, and JAX's SLURM detection for none: "coordinator_address
+    # should be defined", a traceback.
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    distributed.initialize(default_config())
+    assert initialize_calls == []
+
+
 @pytest.mark.parametrize("environment", [
     {"TPU_WORKER_HOSTNAMES": "host-0,host-1"},
-    {"SLURM_NTASKS": "2", "SLURM_JOB_ID": "7"},
+    SLURM_STEP,
     {"SCALING_DISTRIBUTED": "1"},
 ])
 def test_multi_host_environments_initialize_automatically(initialize_calls, monkeypatch, environment):

@@ -67,6 +67,9 @@ def _train(repo, tmp_path, *overrides):
      "0 without distributed.coordinator_address"),
     # Infinite in float32: a RuntimeWarning, and every rotation frequency but the first 0.
     ("--config.model.rope_theta=1e+300", "model.rope_theta", "a finite number > 1 and <= 3.4e+38"),
+    # A traceback from jax.distributed.initialize: "IndexError: list index out of range".
+    ("--config.distributed.coordinator_address=nonsense", "distributed.coordinator_address",
+     "HOST:PORT, the port from 1 to 65535"),
     # Infinite in float32: "overflow encountered in cast", then diverged at step 1 or 2, or (eps)
     # a run that learned nothing, exit 0.
     ("--config.optim.lr=1e+39", "optim.lr", "a finite number > 0 and <= 3.4e+38"),
@@ -132,7 +135,7 @@ def test_an_infinite_number_is_refused_before_building(repo, tmp_path):
     result, workdir = _train(repo, tmp_path, "--config.optim.lr=1e999")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == ("scaling-train: error: config.optim.lr=inf is not allowed: "
-                                     "a finite number > 0")
+                                     "a finite number > 0 and <= 3.4e+38")
     assert not workdir.exists()
 
 
