@@ -527,7 +527,9 @@ def _ladder_runs(planner: Planner, size: _Size) -> list[PlannedRun]:
     if len(steps) < len(budget_steps):  # a repeated budget would silently make one run fewer
         repeated = next(s for s in steps if budget_steps.count(s) > 1)
         raise ConfigError(field, sweep[field], f"distinct budgets (two of them train size "
-                          f"{size.name} for the same {repeated} steps)")
+                          f"{size.name} for the same {repeated} steps of "
+                          f"{_tokens_per_step(config):,} tokens: train.batch_size="
+                          f"{config.train.batch_size} rows of {_shapes(config).corpus})")
     main_steps = steps[-1]
     hparams = size_hyperparameters(sweep, config, size.non_embedding_params, main_steps)
     optim = ml_collections.ConfigDict({**config.optim.to_dict(),

@@ -193,7 +193,7 @@ def test_a_sweep_name_that_cannot_start_a_run_folder_is_one_line(tmp_path, capsy
     # A repeated budget made one run fewer without a word (one run, no branch, for two).
     (dict(plan="ladder", ladder_tokens=(256 * 64, 256 * 16, 256 * 64)),
      "config.ladder_tokens=(16384, 4096, 16384) is not allowed: distinct budgets (two of them "
-     "train size d64-L2 for the same 64 steps)"),
+     "train size d64-L2 for the same 64 steps of 256 tokens: train.batch_size=8 rows of 32)"),
     # Two budgets named alike (to two significant digits) were blamed on the sweep's name.
     (dict(plan="ladder", ladder_tokens=(256 * 62, 256 * 64)),
      "config.ladder_tokens=(15872, 16384) is not allowed: run names that are unique (two runs are "
