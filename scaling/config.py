@@ -503,10 +503,17 @@ def check_objective(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("train.continuation_tokens", k, "0 with data.document_mask=True (the "
                           "continuation is scored given its whole window)")
     positions = position_rows(config)
-    if k and objective == "span_corruption" and max(k + 2, data.seq_len + 2 - k) > positions:
-        raise ConfigError("train.continuation_tokens", k,
-                          f"a value whose encoder input ({data.seq_len + 2 - k} tokens) and decoder "
-                          f"input ({k + 2}) fit model.max_seq_len={positions}")
+    if (k and objective == "span_corruption" and config.model.position == "learned"
+            and max(k + 2, data.seq_len + 2 - k) > positions):
+        # The task's encoder reads the window's first seq_len + 1 - k tokens and a sentinel
+        # (`objectives.continuation_span`), its decoder BOS, the sentinel and the k tokens.
+        low, high = max(1, data.seq_len + 2 - positions), min(data.seq_len, positions - 2)
+        fits = (f"from {low} to {high}" if low <= high
+                else "none: raise model.max_seq_len")
+        raise ConfigError("train.continuation_tokens", k, (
+            f"{fits} with model.position='learned' (the encoder reads data.seq_len + 2 - k "
+            f"tokens, {data.seq_len + 2 - k} here, the decoder k + 2, and both must fit "
+            f"model.max_seq_len={positions})"))
     target_len = data.target_len or data.seq_len
     if objective == "seq2seq" and target_len < 2:
         field, value = ("data.target_len", data.target_len) if data.target_len else (

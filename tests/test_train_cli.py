@@ -117,6 +117,34 @@ def test_a_batch_far_beyond_memory_is_refused_before_a_batch_is_made(repo, tmp_p
         "lower train.batch_size=100000000" in error), error
 
 
+@pytest.mark.parametrize("position, k, allowed", [
+    # 128 + 2 - k encoder tokens and k + 2 decoder tokens in a table of 128 rows: k from 2 to 126.
+    # "at most data.seq_len=128" was said of 129, and 127 and 128 named no bound at all.
+    ("learned", 1, "from 2 to 126 with model.position='learned' (the encoder reads data.seq_len "
+                   "+ 2 - k tokens, 129 here, the decoder k + 2, and both must fit "
+                   "model.max_seq_len=128)"),
+    ("learned", 128, "from 2 to 126 with model.position='learned'"),
+    ("learned", 129, "at most data.seq_len=128"),
+    # RoPE has no table: a continuation of 1 token was refused for a 129-token encoder input.
+    ("rope", 1, None),
+    ("rope", 128, None),
+])
+def test_a_span_corruption_continuation_fits_the_position_table(repo, monkeypatch, position, k,
+                                                                allowed):
+    from scaling.train import load_and_validate
+
+    monkeypatch.chdir(repo)
+    overrides = ["model.layout=encoder_decoder", "train.objective=span_corruption",
+                 f"model.position={position}", f"train.continuation_tokens={k}"]
+    if allowed is None:
+        load_and_validate("configs/demo.py", overrides)
+        return
+    with pytest.raises(ConfigError) as refused:
+        load_and_validate("configs/demo.py", overrides)
+    assert str(refused.value).startswith(f"config.train.continuation_tokens={k} is not allowed: "
+                                         f"{allowed}"), str(refused.value)
+
+
 def test_init_std_is_refused_under_a_scheme_that_sets_its_own(repo, tmp_path, monkeypatch, capsys):
     # Xavier, He and small-init draw every weight, embeddings included, from their own std: the
     # run trained as if init_std had not been given.
