@@ -30,7 +30,7 @@ from analysis.download import download_chinchilla
 from analysis.inputs import (parse_filters, read_named_csv, read_results, read_wandb_export,
                              sweep_summary)
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
-from analysis.laws import LAWS
+from analysis.laws import LAWS, get_law
 from analysis.pipeline import DEFAULT_RESAMPLES, MAX_RESAMPLES, LawNotFitted, Settings, analyze
 from analysis.pipeline import default_law as pipeline_default_law
 from scaling import files
@@ -463,6 +463,12 @@ def run_compare(args) -> pathlib.Path:
         raise ValueError(f"--compare: {path_a} counts FLOPs by the {convention_a!r} convention and "
                          f"{path_b} by {convention_b!r}; compute multipliers need one convention "
                          "(run both sweeps with the same model.flop_convention)")
+    needed = get_law("compute").num_params  # each recipe's own L(C) starts the joint fit
+    for path, frontier in ((path_a, frontier_a), (path_b, frontier_b)):
+        if frontier.flops.size < needed:
+            raise ValueError(f"--compare: {path} has {frontier.flops.size} point(s) on its "
+                             f"compute-efficient frontier; its L(C) needs at least {needed} "
+                             "(more runs, or runs at more compute budgets)")
     out_dir = _out_dir(pathlib.Path(args.out) if args.out
                        else pathlib.Path(path_b).parent / "compare", create=False,
                        writes=COMPARE_FILES)

@@ -519,6 +519,26 @@ def test_compare_refuses_results_counted_in_two_flop_conventions(tmp_path, capsy
         f"{tmp_path / 'plain.csv'} by '6N'" in error
 
 
+def test_compare_names_the_recipe_with_too_few_frontier_points(tmp_path, capsys):
+    # "law='compute' has 3 parameters (a, alpha, e); need at least that many points, got 2",
+    # naming neither file nor which points.
+    for name, count in (("a", 6), ("b", 2)):
+        sizes = np.geomspace(1e6, 3e8, count)
+        C = 6 * sizes * 20 * sizes
+        pd.DataFrame({"name": [f"r{i}" for i in range(count)], "status": "completed",
+                      "params": sizes, "non_embedding_params": sizes, "tokens": 20 * sizes,
+                      "flops": C, "flop_convention": "6N",
+                      "final_eval_loss": 1.8 + 300 * C ** -0.12}).to_csv(tmp_path / f"{name}.csv",
+                                                                         index=False)
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--bootstrap", "0",
+                 "--out", str(tmp_path / "cmp")]) == 2
+    assert capsys.readouterr().err == (
+        f"scaling-fit: error: --compare: {tmp_path / 'b.csv'} has 2 point(s) on its "
+        "compute-efficient frontier; its L(C) needs at least 3 (more runs, or runs at more "
+        "compute budgets)\n")
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_losses_of_different_objectives_are_not_fitted_or_compared_as_one(tmp_path, capsys):
     """A decoder's next-token loss and an encoder–decoder's span-corruption loss are different
     quantities: compared (or fitted together) only on the continuation loss both score."""
