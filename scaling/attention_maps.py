@@ -27,6 +27,7 @@ import argparse
 import functools
 import pathlib
 import sys
+import textwrap
 
 import jax
 import matplotlib
@@ -158,25 +159,28 @@ def token_labels(tokenizer, token_ids, special) -> list[str]:
 
 
 def draw_grid(weights_NxHxLxL: np.ndarray, title: str, out: pathlib.Path) -> None:
-    """One panel per (layer, head): rows are layers, columns heads."""
+    """One panel per (layer, head): rows are layers, columns heads; one colour bar for all."""
 
     matplotlib.use("Agg")
 
     layers, heads = weights_NxHxLxL.shape[:2]
-    figure, axes = plt.subplots(layers, heads, figsize=(1.9 * heads + 0.6, 1.9 * layers + 0.6),
-                                squeeze=False)
+    # At least wide enough for a title of two lines and the colour bar beside one panel.
+    width = max(1.9 * heads + 1.4, 5.0)
+    figure, axes = plt.subplots(layers, heads, figsize=(width, 1.9 * layers + 1.0),
+                                squeeze=False, layout="constrained")
     for layer in range(layers):
         for head in range(heads):
             axis = axes[layer, head]
-            axis.imshow(weights_NxHxLxL[layer, head], cmap="viridis", vmin=0.0, vmax=1.0,
-                        interpolation="nearest")
+            image = axis.imshow(weights_NxHxLxL[layer, head], cmap="viridis", vmin=0.0, vmax=1.0,
+                                interpolation="nearest")
             axis.set_xticks([])
             axis.set_yticks([])
             if layer == 0:
                 axis.set_title(f"head {head}", fontsize=9)
             if head == 0:
                 axis.set_ylabel(f"layer {layer}", fontsize=9)
-    figure.suptitle(title, fontsize=10)
+    figure.colorbar(image, ax=axes, shrink=min(1.0, 0.9 / layers + 0.1), label="attention weight")
+    figure.suptitle("\n".join(textwrap.wrap(title, width=int(width * 11))), fontsize=10)
     files.save_figure(figure, out, DPI)
 
 
@@ -192,7 +196,7 @@ def draw_head(weights_LxL: np.ndarray, labels: list[str], title: str, out: pathl
     axis.set_yticks(range(len(labels)), labels, fontsize=7, family="monospace")
     axis.set_xlabel("key")
     axis.set_ylabel("query")
-    axis.set_title(title, fontsize=10)
+    axis.set_title("\n".join(textwrap.wrap(title, width=int(size * 11))), fontsize=10)
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     files.save_figure(figure, out, DPI)
 

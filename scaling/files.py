@@ -96,7 +96,8 @@ def save_figure(figure, path: pathlib.Path, dpi: int) -> None:
     closed."""
     import matplotlib.pyplot as plt  # here: only the commands that draw load matplotlib
 
-    figure.tight_layout()
+    if figure.get_layout_engine() is None:  # one the figure chose (constrained) stays
+        figure.tight_layout()
     with atomic_output(path) as handle:
         figure.savefig(handle, dpi=dpi, format=path.suffix[1:].lower())
     plt.close(figure)

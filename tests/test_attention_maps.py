@@ -109,6 +109,37 @@ def test_a_figure_stopped_while_written_leaves_the_earlier_one_whole(tmp_path, m
     assert [path.name for path in tmp_path.iterdir()] == ["head.png"]
 
 
+@pytest.mark.parametrize("layers, heads", [(2, 1), (2, 2), (4, 8)])
+def test_the_grids_title_and_colour_bar_are_inside_the_figure(tmp_path, monkeypatch, layers,
+                                                             heads):
+    # A demo run's one head gave a 2.5-inch figure whose title lost its run name, its step and
+    # "rows: queries, columns: keys"; nothing gave the colours' scale.
+    from matplotlib.figure import Figure
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda figure, target, **_: saved.append(figure))
+    title = ("demo-d32-L2-D8e6 (step 7812): decoder self-attention, 45 tokens; rows: queries, "
+             "columns: keys")
+    weights = np.full((layers, heads, 5, 5), 0.2, dtype=np.float32)
+    attention_maps.draw_grid(weights, title, tmp_path / "grid.png")
+    figure, = saved
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)  # closed after saving: drawn again here to be measured
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    inside = figure.bbox
+    suptitle = figure.get_suptitle()
+    assert " ".join(suptitle.split()) == title
+    texts = [figure._suptitle] + [text for axis in figure.axes for text in
+                                  (axis.title, axis.yaxis.label)]
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and box.y1 <= inside.y1, text.get_text()
+    colour_bars = [axis for axis in figure.axes if axis.get_ylabel() == "attention weight"]
+    assert len(colour_bars) == 1 and len(figure.axes) == layers * heads + 1
+
+
 def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
     workdir = tmp_path / "run"
     save_initialized_run(workdir, tiny_config(position="learned", max_seq_len=16))
