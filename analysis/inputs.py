@@ -354,7 +354,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     (Epoch's preprocessing of the Chinchilla data: K = 5). `best_per_point` keeps, of the rows
     that share (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. `u_col` names a
     column of unique training tokens U (for the data-constrained law). A `name` column, when
-    there is one, names the runs. Missing or non-positive values are an error naming the column
+    there is one, names the runs; without one, a run is named by its line in the file. Missing or non-positive values are an error naming the column
     and the row. A row that repeats an earlier kept row in every column of the file is a copy, not
     a second run (it would count twice in the fit and narrow its bootstrap intervals): it is left
     out, and `attrs["duplicates"]` lists (row, earlier row) for each, rows counted from 0 after
@@ -409,9 +409,10 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
             raise ValueError(f"{path}: column {u_col!r} must be positive at every row; line "
                              f"{lines[int(np.flatnonzero(bad)[0])]} is not")
         columns.append("U")
-    if "name" in table.columns:
-        points["name"] = table["name"].astype(str)
-        columns = ["name"] + columns
+    # Runs without a name column are named by their line in the file (the header is line 1).
+    points["name"] = (table["name"].astype(str) if "name" in table.columns
+                      else [f"line {line}" for line in lines])
+    columns = ["name"] + columns
     if drop_highest_losses > 0:  # once every loss is known to be a number
         points = points.drop(index=_highest(points["loss"].to_numpy(), drop_highest_losses))
         points = points.reset_index(drop=True)
