@@ -226,7 +226,9 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
         "n_points": {"A": int(frontier_a.flops.size), "B": int(frontier_b.flops.size)},
         "objective": result.objective,
         "params": params,
-        "diagnostics": _diagnostics(params, frontier_a, frontier_b, shared_irreducible),
+        "diagnostics": (_diagnostics(params, frontier_a, frontier_b, shared_irreducible)
+                        + _contradictions(frontier_a, frontier_b, budgets, point_multiplier,
+                                          shared_irreducible)),
         "multiplier": [{"C": float(c), **summarize(m, sample_multiplier[:, i], level)}
                        for i, (c, m) in enumerate(zip(budgets, point_multiplier))],
         "crossing_C": crossing["C"],
@@ -250,6 +252,41 @@ def _diagnostics(params: dict, frontier_a: Frontier, frontier_b: Frontier,
             name = f"{flag['parameter']}_{recipe}" if flag["parameter"] in names else None
             flags.append({**flag, "parameter": name or f"recipe {recipe}"})
     return flags
+
+
+def _frontier_loss(frontier: Frontier, flops: np.ndarray) -> np.ndarray:
+    """The frontier's loss at `flops`, straight between its points on log-log axes."""
+    order = np.argsort(frontier.flops)
+    return np.exp(np.interp(np.log(flops), np.log(frontier.flops[order]),
+                            np.log(frontier.loss[order])))
+
+
+def _contradictions(frontier_a: Frontier, frontier_b: Frontier, budgets: np.ndarray,
+                    multiplier: np.ndarray, shared_irreducible: bool) -> list[dict]:
+    """A flag when B's measured frontier lies below A's at every budget both cover (or above
+    at every one) and the joint law ranks the recipes the other way at one of them: the law's
+    form (a shared E, say) overrides the data there."""
+    both = ((budgets >= max(frontier_a.flops.min(), frontier_b.flops.min()))
+            & (budgets <= min(frontier_a.flops.max(), frontier_b.flops.max())))
+    if not both.any():
+        return []
+    measured = _frontier_loss(frontier_b, budgets[both]) / _frontier_loss(frontier_a, budgets[both])
+    if not (np.all(measured < 1) or np.all(measured > 1)):
+        return []
+    b_better = bool(measured[0] < 1)
+    against = (multiplier[both] < 1) if b_better else (multiplier[both] > 1)
+    if not against.any():
+        return []
+    first = int(np.flatnonzero(against)[0])
+    low, high = (f"{gap:.1%}" for gap in (np.abs(measured - 1).min(), np.abs(measured - 1).max()))
+    return [{"parameter": "fit", "problem": (
+        f"B's frontier is {low if low == high else f'{low}–{high}'} "
+        f"{'below' if b_better else 'above'} "
+        f"A's at every budget both cover, but the joint law ranks B "
+        f"{'worse' if b_better else 'better'} at C = {budgets[both][first]:.3g} (multiplier "
+        f"{multiplier[both][first]:.3g}): the law's form, not the data, ranks them there"),
+        "fix": ("--separate-e (one irreducible loss for both bends their laws together)"
+                if shared_irreducible else "more frontier points")}]
 
 
 def _loss_columns(columns: dict | None) -> str:

@@ -519,6 +519,32 @@ def test_compare_refuses_results_counted_in_two_flop_conventions(tmp_path, capsy
         f"{tmp_path / 'plain.csv'} by '6N'" in error
 
 
+def test_compare_flags_a_law_that_ranks_the_recipes_against_their_frontiers():
+    # The demo's results against themselves 2% lower (and without the largest size): the shared-E
+    # law said B was worse below 1.35e11 FLOPs, "the laws cross inside the data", with no word
+    # that B's measured frontier was below A's at every budget both cover.
+    from analysis.compare import _contradictions
+    from analysis.frontier import Frontier
+
+    def frontier(flops, loss):
+        return Frontier(np.array(flops, float), np.array(loss, float), np.zeros(len(flops)), "runs")
+
+    a = frontier([1e10, 1e11, 1e12, 1e13], [2.0, 1.8, 1.6, 1.4])
+    b = frontier([1e10, 1e11, 1e12], [1.96, 1.764, 1.568])  # 2% below A at each of its points
+    budgets = np.array([1e10, 1e11, 1e12, 1e13])
+    # B ranked worse (multiplier < 1) at 1e11, which both cover: flagged, at the first such.
+    flags = _contradictions(a, b, budgets, np.array([1.2, 0.9, 0.8, 0.5]), True)
+    assert flags == [{"parameter": "fit", "problem": (
+        "B's frontier is 2.0% below A's at every budget both cover, but the joint law ranks B "
+        "worse at C = 1e+11 (multiplier 0.9): the law's form, not the data, ranks them there"),
+        "fix": "--separate-e (one irreducible loss for both bends their laws together)"}]
+    # Ranked better wherever both have data (1e13 is A's alone): nothing to flag.
+    assert _contradictions(a, b, budgets, np.array([1.2, 1.1, 1.05, 0.5]), True) == []
+    # Frontiers that cross in the data (B above A at 1e12): the data rank neither everywhere.
+    crossing = frontier([1e10, 1e11, 1e12], [1.96, 1.764, 1.65])
+    assert _contradictions(a, crossing, budgets, np.array([0.5, 0.5, 0.5, 0.5]), True) == []
+
+
 def test_compare_names_the_recipe_with_too_few_frontier_points(tmp_path, capsys):
     # "law='compute' has 3 parameters (a, alpha, e); need at least that many points, got 2",
     # naming neither file nor which points.
