@@ -63,12 +63,15 @@ def prediction_interval(result: FitResult, variables: dict[str, np.ndarray], *,
                         num_resamples: int, seed: int, level: float = CONFIDENCE_LEVEL,
                         bootstrap_theta: np.ndarray | None = None,
                         extra_log_sd: np.ndarray | float = 0.0,
-                        clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        clusters: np.ndarray | None = None,
+                        along_curve: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) of the `level` prediction interval of the loss at the points `variables`
     (see the module docstring). `bootstrap_theta` reuses resamples already fitted, else the fit
     is bootstrapped (by `clusters` of points when given: `bootstrap_fits`); `extra_log_sd` (per
     point or one value) is the standard deviation, in log loss, of the law's own extrapolation
-    error."""
+    error. Each point's scatter is drawn on its own, or with `along_curve` (points along one
+    curve, for a band) once per resample for all of them: the same interval at each point, whose
+    edges do not carry each point's own sampling noise."""
     law = result.law
     if bootstrap_theta is None:
         bootstrap_theta = bootstrap_fits(result, num_resamples, seed, clusters=clusters)
@@ -78,8 +81,9 @@ def prediction_interval(result: FitResult, variables: dict[str, np.ndarray], *,
         fitted, _ = law.log_prediction(result.theta[None], result.log_x)
     residuals = result.log_loss - fitted[0]
     rng = np.random.default_rng(seed + 1)
-    draws = log_predicted + rng.choice(residuals, size=log_predicted.shape)
-    draws = draws + rng.normal(size=draws.shape) * np.broadcast_to(extra_log_sd, draws.shape[1:])
+    shape = (log_predicted.shape[0], 1) if along_curve else log_predicted.shape
+    draws = log_predicted + rng.choice(residuals, size=shape)
+    draws = draws + rng.normal(size=shape) * np.broadcast_to(extra_log_sd, draws.shape[1:])
     draws = np.where(np.isfinite(draws), draws, np.nan)
     tail = 50.0 * (1.0 - level)
     with warnings.catch_warnings():

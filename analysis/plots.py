@@ -122,7 +122,8 @@ def plot_loss_vs_compute(analysis: Analysis, path) -> str:
         if len(law_fit.bootstrap_theta):
             # 95% prediction band: bootstrap refits plus the scatter of points around the fit.
             low, high = prediction_interval(law_fit.fit, {"C": grid}, num_resamples=0, seed=0,
-                                            bootstrap_theta=law_fit.bootstrap_theta)
+                                            bootstrap_theta=law_fit.bootstrap_theta,
+                                            along_curve=True)
             axes.fill_between(grid, low, high, color="crimson", alpha=0.15, lw=0,
                               label="95% band: bootstrap + scatter")
         if params["E"] > 0.2 * frontier.loss.min():  # an E at its bound 0 would squash the plot
