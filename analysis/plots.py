@@ -262,22 +262,33 @@ def plot_residuals(analysis: Analysis, path) -> str:
 
 def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
     """Predicted against actual loss for every fit, with the extrapolation check's held-out runs
-    (predicted by a fit that never saw them)."""
+    (predicted by a fit that never saw them). Each law has one colour for its fitted points, its
+    held-out stars and their intervals; several laws' held-out runs are drawn side by side, each
+    law's moved along the x axis by 1% of the actual losses' range, so that no interval hides
+    another."""
     figure, axes = plt.subplots(figsize=(5.5, 5))
     markers = iter("osD^v")
+    names = list(dict.fromkeys([*analysis.fits, *analysis.extrapolations]))
+    colours = dict(zip(names, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2))
     for name, law_fit in analysis.fits.items():
         predicted = predict_loss(law_fit.fit.law, law_fit.fit.theta, law_fit.variables)
-        axes.scatter(law_fit.loss, predicted, s=10, marker=next(markers), alpha=0.7, label=f"{name} law: fitted")
-    for name, check in analysis.extrapolations.items():
+        axes.scatter(law_fit.loss, predicted, s=10, marker=next(markers), alpha=0.7,
+                     color=colours[name], label=f"{name} law: fitted")
+    checks = list(analysis.extrapolations.items())
+    actual = np.concatenate([np.asarray(check.held_out["loss"], float) for _, check in checks]
+                            or [np.zeros(1)])
+    step = 0.01 * (np.ptp(actual) or actual.mean())
+    for index, (name, check) in enumerate(checks):
         held_out = check.held_out
-        points = axes.scatter(held_out["loss"], held_out["predicted"], s=70, marker="*",
-                              edgecolor="black", zorder=4, label=f"{name} law: held-out largest model(s)")
+        x = np.asarray(held_out["loss"], float) + (index - (len(checks) - 1) / 2) * step
+        axes.scatter(x, held_out["predicted"], s=70, marker="*", color=colours[name],
+                     edgecolor="black", zorder=4, label=f"{name} law: held-out largest model(s)")
         if np.isfinite(held_out["ci_low"]).all():
             # The prediction interval of each held-out run, as a vertical band.
-            axes.errorbar(held_out["loss"], held_out["predicted"],
+            axes.errorbar(x, held_out["predicted"],
                           yerr=[np.maximum(held_out["predicted"] - held_out["ci_low"], 0.0),
                                 np.maximum(held_out["ci_high"] - held_out["predicted"], 0.0)],
-                          fmt="none", ecolor=points.get_facecolor()[0], capsize=3, zorder=3,
+                          fmt="none", ecolor=colours[name], capsize=3, zorder=3,
                           label=f"{name} law: {check.summary['interval_level']:.0%} prediction "
                                 "interval")
     low, high = axes.get_xlim()

@@ -160,6 +160,32 @@ def test_predicted_vs_actual_names_the_level_of_its_error_bars(tmp_path, capture
     assert "compute law: 95% prediction interval" in legend
 
 
+def test_predicted_vs_actual_gives_each_law_one_colour_and_its_own_place(tmp_path, captured):
+    # A law's held-out stars took the next colour of the cycle, not its fitted points' (orange
+    # points, red stars), and laws' intervals at one x hid each other.
+    results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6, 4e6, 8e6)
+                                     for k in (1, 2, 4)])
+    sweep = read_results(results)
+    analysis = analyze(sweep.runs, Settings(num_resamples=20), curves=sweep.curves)
+    laws = sorted(analysis.extrapolations)
+    assert len(laws) >= 2, laws
+    plots.plot_predicted_vs_actual(analysis, tmp_path / "plot.png")
+    [figure] = captured
+    axes = figure.axes[0]
+    by_label = {collection.get_label(): collection for collection in axes.collections}
+    stars = {}
+    for law in laws:
+        fitted = by_label[f"{law} law: fitted"].get_facecolor()[0][:3]
+        star = by_label[f"{law} law: held-out largest model(s)"]
+        assert np.allclose(star.get_facecolor()[0][:3], fitted), law
+        bars = next(c for c in axes.containers if c.get_label().startswith(f"{law} law: 95%"))
+        assert np.allclose(bars.lines[2][0].get_color()[0][:3], fitted), law
+        stars[law] = star.get_offsets()[:, 0]
+    # The same held-out runs, each law's a little apart along x.
+    first, second = (stars[law] for law in laws[:2])
+    assert len(first) and not np.allclose(np.sort(first), np.sort(second))
+
+
 def test_a_long_flop_convention_label_fits_under_each_panel(tmp_path, captured):
     """A --csv input's FLOP convention names its columns; the compute axis label stays inside the
     figure and the two allocation panels' labels do not overlap."""
