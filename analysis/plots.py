@@ -302,7 +302,8 @@ def plot_predicted_vs_actual(analysis: Analysis, path) -> str:
 def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = LOSS_LABEL,
                     convention: str | None = None) -> str:
     """Two panels: both recipes' frontiers with the jointly fitted laws (dashed beyond each
-    recipe's data), and B's effective-compute multiplier over A with its bootstrap band. The
+    recipe's data), and B's effective-compute multiplier over A with its bootstrap band (dashed
+    where only one recipe has data). The
     compute axes name the FLOP `convention` when the results tables give it."""
     from analysis.compare import effective_compute_multiplier
 
@@ -323,7 +324,13 @@ def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = 
     left.set(xscale="log", xlabel=compute_label, ylabel=loss_label, title="Frontiers and joint fit")
     left.legend(fontsize=7)
     multiplier = effective_compute_multiplier(params, grid)
-    right.plot(grid, multiplier, color="black")
+    # Where one recipe has no data the multiplier is extrapolated: dashed, as on the left.
+    both = ((grid >= max(comparison.frontier_a.flops.min(), comparison.frontier_b.flops.min()))
+            & (grid <= min(comparison.frontier_a.flops.max(), comparison.frontier_b.flops.max())))
+    right.plot(grid, np.where(both, multiplier, np.nan), color="black",
+               label="multiplier where both have data")
+    right.plot(grid, np.where(both, np.nan, multiplier), color="black", ls="--", lw=1,
+               label="extrapolated (one recipe's data)")
     if len(comparison.bootstrap_theta):
         samples = law.natural(comparison.bootstrap_theta)
         draws = effective_compute_multiplier({k: v[:, None] for k, v in samples.items()}, grid[None, :])
@@ -336,7 +343,7 @@ def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = 
         right.set_ylim(shown.min() / 2, shown.max() * 2)
         high = np.where(np.isposinf(high), shown.max() * 10, high)
         right.fill_between(grid, low, high, color="grey", alpha=0.3, label="95% interval")
-        right.legend(fontsize=7)
+    right.legend(fontsize=7)
     right.axhline(1.0, color="grey", lw=1, ls="--")
     right.set(xscale="log", yscale="log", xlabel=compute_label,
               ylabel="B's effective-compute multiplier over A", title="Effective compute")

@@ -264,6 +264,30 @@ def test_every_compute_axis_names_the_flop_convention(tmp_path, captured):
     assert all("full convention" in label for label in compute_labels)
 
 
+def test_the_multiplier_is_dashed_where_only_one_recipe_has_data(tmp_path, captured):
+    # It was drawn solid with its band over both recipes' ranges, where compare.md's table stops
+    # at the top of the range both cover.
+    from analysis.compare import compare_recipes
+    from analysis.frontier import Frontier
+
+    C = np.geomspace(1e16, 1e20, 15)
+    rng = np.random.default_rng(0)
+    law_a = (1.8 + 300 * C**-0.12) * np.exp(rng.normal(0, 0.01, C.size))
+    law_b = (1.8 + 280 * C[:10]**-0.12) * np.exp(rng.normal(0, 0.01, 10))
+    comparison = compare_recipes(Frontier(C, law_a, np.arange(15), "final points"),
+                                 Frontier(C[:10], law_b, np.arange(10), "final points"),
+                                 num_resamples=0)
+    plots.plot_comparison(comparison, tmp_path / "compare.png", ("a", "b"))
+    right = captured[0].axes[1]
+    solid, dashed = (next(line for line in right.get_lines() if line.get_label() == label)
+                     for label in ("multiplier where both have data",
+                                   "extrapolated (one recipe's data)"))
+    drawn = {line: line.get_xdata()[np.isfinite(line.get_ydata())] for line in (solid, dashed)}
+    assert drawn[solid].min() >= C[0] and drawn[solid].max() <= C[9]
+    assert drawn[dashed].min() >= C[9] * 0.999 and drawn[dashed].max() == pytest.approx(C[-1])
+    assert dashed.get_linestyle() == "--"
+
+
 def test_the_effective_compute_axis_has_plain_tick_labels(tmp_path, captured):
     """The multiplier axis reads 0.5, 1, 2 like the loss axes, not 5×10⁻¹, 10⁰, 2×10⁰."""
     from analysis.compare import compare_recipes
