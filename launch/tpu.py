@@ -216,9 +216,14 @@ STATUS_SCRIPT = "; ".join((  # one line, so that a dry run prints each command o
     'print(f"{t}: " + (f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items())) '
     'if rows is not None else "none yet (the sweep writes it when its first run ends)"))',
     's = os.path.join(w, "sweep.log")',
-    'status = [l.rstrip() for l in open(s, errors="replace") if l.startswith("[sweep]")] '
-    'if os.path.isfile(s) else []',
-    'status and print(f"{s}: {status[-1]}")',
+    'sl = [l.rstrip() for l in open(s, errors="replace") if l.strip()] if os.path.isfile(s) else []',
+    # A sweep starts with "sweep NAME: ... to train", ticks "[sweep] ...", and ends "results: ...".
+    'ends = [i for i, l in enumerate(sl) if l.startswith("results: ")]',
+    'begun = [i for i, l in enumerate(sl) if l.startswith("[sweep]") '
+    'or (l.startswith("sweep ") and " to train" in l)]',
+    'over = bool(ends) and (not begun or ends[-1] > begun[-1])',
+    '(over or begun) and print(f"{s}: " + (f"the sweep is not running; its last line: {sl[-1]}" '
+    'if over else sl[begun[-1]]))',
     'logs = glob.glob(os.path.join(glob.escape(w), "runs", "*", "train.log"))',
     "latest = max(logs, key=os.path.getmtime, default=None)",
     'lines = [l.rstrip() for l in open(latest, errors="replace") if l.strip()] if latest else []',

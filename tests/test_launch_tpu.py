@@ -843,6 +843,20 @@ def test_status_describes_the_slice_then_asks_worker_0_for_the_sweeps_progress(c
         f"{workdir}/results.csv: 4 runs: 1 completed, 1 failed, 2 pending",
         f"{workdir}/sweep.log: [sweep] 2 done, 1 running, 1 pending, ETA 3m10s | b step 5/10",
         f"latest: {workdir}/runs/b/train.log: b line 5"]
+    # A sweep that has ended says so, with its last line: it showed its last progress line,
+    # "1 running", long after the sweep was gone.
+    with open(workdir / "sweep.log", "a") as log:
+        log.write(f"results: {workdir}/results.csv\n"
+                  "sweep interrupted; rerun the same command to resume\n")
+    assert on_host(ssh[-1], home).stdout.splitlines()[1] == (
+        f"{workdir}/sweep.log: the sweep is not running; its last line: sweep interrupted; rerun "
+        "the same command to resume")
+    # Started again: its first line until it ticks.
+    with open(workdir / "sweep.log", "a") as log:
+        log.write("sweep demo: 4 runs, 1 already finished, 3 to train, 1 at a time; logs in x\n")
+    assert on_host(ssh[-1], home).stdout.splitlines()[1] == (
+        f"{workdir}/sweep.log: sweep demo: 4 runs, 1 already finished, 3 to train, 1 at a time; "
+        "logs in x")
     # Before setup, and before the sweep wrote anything: each one line.
     assert "run `scaling-tpu setup` first" in on_host(ssh[-1], tmp_path).stderr
     (workdir / "results.csv").unlink()
