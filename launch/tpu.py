@@ -496,7 +496,7 @@ def _attempt(s: Settings, dry_run: bool) -> bool:
     if installed.returncode != 0:
         if _lost(s, dry_run):
             return False
-        raise CommandFailed(installed.args, installed.returncode, "setup failed", slice_up=True)
+        raise SetupFailed(installed.args, installed.returncode, "setup failed", slice_up=True)
     code = run(s, dry_run)
     if code == 0:
         return True
@@ -506,6 +506,10 @@ def _attempt(s: Settings, dry_run: bool) -> bool:
         return False
     raise CommandFailed(ssh_command(s, run_remote_command(s)), code, "the sweep failed",
                         slice_up=True)
+
+
+class SetupFailed(CommandFailed):
+    """`setup` failed on a slice that is up: no sweep has run there."""
 
 
 class SweepStopped(Exception):
@@ -537,6 +541,10 @@ def up(s: Settings, dry_run: bool) -> int:
             f"on it, `{PROGRAM} delete` deletes it")
         return EXIT_INTERRUPTED
     except CommandFailed as error:
+        if isinstance(error, SetupFailed):
+            raise CommandFailed((), error.returncode, message=(
+                f"{error}; slice {s.name} is still up: `{PROGRAM} setup` sets it up again, then "
+                f"`{PROGRAM} run` runs the sweep; `{PROGRAM} delete` deletes the slice")) from None
         if error.slice_up:
             raise CommandFailed((), error.returncode, message=f"{error}; {left_up}") from None
         raise

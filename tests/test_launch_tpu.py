@@ -388,12 +388,20 @@ def test_a_slice_that_cannot_be_described_for_a_moment_is_not_taken_for_lost(clo
         in result.stderr
 
 
-@pytest.mark.parametrize("failing, returncode, calls, why", [
-    ("scaling-sweep", 3, ONE_ATTEMPT + ["describe"], "(the sweep failed)"),
-    ("uv pip install", 1, ["create", "describe", "scp", "setup", "describe"], "(setup failed)"),
+LEFT_UP = ("`scaling-tpu logs` and `scaling-tpu status` show the sweep, `scaling-tpu run` runs it "
+           "again, `scaling-tpu delete` deletes the slice")
+
+
+@pytest.mark.parametrize("failing, returncode, calls, why, advice", [
+    ("scaling-sweep", 3, ONE_ATTEMPT + ["describe"], "(the sweep failed)", LEFT_UP),
+    # It gave the sweep's advice: logs and status of a sweep that never ran, `run` on a slice
+    # that was not set up.
+    ("uv pip install", 1, ["create", "describe", "scp", "setup", "describe"], "(setup failed)",
+     "`scaling-tpu setup` sets it up again, then `scaling-tpu run` runs the sweep; "
+     "`scaling-tpu delete` deletes the slice"),
 ])
 def test_a_failure_on_a_live_slice_is_not_retried_and_says_the_slice_is_up(
-        cloud, failing, returncode, calls, why):
+        cloud, failing, returncode, calls, why, advice):
     # The line was the whole ssh command (760 to 1,700 characters) and said nothing of the slice
     # left running.
     result = cloud.launch(*up_args(), plan=[{"match": failing,
@@ -403,8 +411,7 @@ def test_a_failure_on_a_live_slice_is_not_retried_and_says_the_slice_is_up(
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("scaling-tpu: error: `gcloud compute tpus tpu-vm ssh ") and len(line) < 400
     assert line.endswith(f"...` exited with code {returncode} {why}; slice qr is still up: "
-                         "`scaling-tpu logs` and `scaling-tpu status` show the sweep, "
-                         "`scaling-tpu run` runs it again, `scaling-tpu delete` deletes the slice")
+                         f"{advice}")
 
 
 def test_a_slice_left_up_is_said_so_when_its_delete_fails_or_is_not_asked_for(cloud):
