@@ -618,7 +618,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                          "given to `run` or `up` (it overrides a field of the sweep config)")
     settings = tpu_settings.default_settings()
     if args.config:
-        settings = tpu_settings.merge(settings, tpu_settings.load_settings_file(args.config).to_dict())
+        loaded = tpu_settings.load_settings_file(args.config).to_dict()
+        unknown = [field for field in loaded if field not in settings]
+        if unknown:  # a sweep or run config given as the settings file
+            raise UsageError("--config", args.config, (
+                f"a TPU settings file (fields of launch.tpu_settings.default_settings()); this "
+                f"one sets {unknown[0]!r}, which is not one of them (a sweep config goes to "
+                "--sweep-config)"))
+        settings = tpu_settings.merge(settings, loaded)
     fields = [key for key in settings.keys() if hasattr(args, key)]
     settings = tpu_settings.merge(settings, {key: getattr(args, key) for key in fields})
     tpu_settings.validate(settings, args.subcommand)

@@ -769,6 +769,17 @@ def test_a_bad_or_misplaced_sweep_override_is_one_line_before_any_gcloud_call(cl
     assert result.stderr.count("\n") == 1 and cloud.calls() == []
 
 
+def test_a_sweep_config_given_as_the_settings_file_is_named_as_such(cloud):
+    # "base_config='configs/demo.py:runlocal' is not allowed: one of accelerator_type, bucket,
+    # ...": a field of a file the user never took for a settings file.
+    result = cloud.launch("status", "--config", "configs/sweeps/tiny.py", *WHERE)
+    assert (result.returncode, cloud.calls()) == (2, [])
+    assert result.stderr == (
+        "scaling-tpu: error: --config='configs/sweeps/tiny.py' is not allowed: a TPU settings file "
+        "(fields of launch.tpu_settings.default_settings()); this one sets 'base_config', which is "
+        "not one of them (a sweep config goes to --sweep-config)\n")
+
+
 def test_a_settings_files_sweep_overrides_are_left_alone_by_the_other_subcommands(cloud):
     # The file that started the slice with `up` could not delete it: "--config.sizes='d32-L1'
     # is not allowed: given to `run` or `up`", for every subcommand but those two.
