@@ -709,6 +709,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.subcommand == "run":
         code = run(s, args.dry_run)
+        if code not in (0, *RUN_ENDINGS) and _lost(s, args.dry_run):
+            # ssh's 255 when the slice went away under it: a preemption, not the sweep's failure.
+            log(f"the connection ended (exit code {code}) and slice {s.name} is no longer "
+                f"ACTIVE: preempted or deleted; `{PROGRAM} up` recreates it and resumes the sweep "
+                "from its checkpoints")
+            return PREEMPTED_EXIT_CODE
         if code:
             log(RUN_ENDINGS.get(code, f"the sweep failed (exit code {code}): `{PROGRAM} logs` "
                                       f"shows the end of a run's log"))

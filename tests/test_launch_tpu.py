@@ -489,18 +489,28 @@ def test_retries_are_bounded(cloud):
     assert "gave up after 2 recreations" in result.stderr
 
 
-@pytest.mark.parametrize("code, said", [
-    (75, "the sweep stopped on a preemption (exit code 75) with its checkpoints saved: "
-         "`scaling-tpu run` resumes it (`scaling-tpu up` also recreates a lost slice)"),
-    (130, "the sweep was stopped (exit code 130): `scaling-tpu run` resumes it"),
-    (1, "the sweep failed (exit code 1): `scaling-tpu logs` shows the end of a run's log"),
+@pytest.mark.parametrize("code, state, returned, said", [
+    (75, "ACTIVE", 75, "the sweep stopped on a preemption (exit code 75) with its checkpoints "
+                       "saved: `scaling-tpu run` resumes it (`scaling-tpu up` also recreates a "
+                       "lost slice)"),
+    (130, "ACTIVE", 130, "the sweep was stopped (exit code 130): `scaling-tpu run` resumes it"),
+    (1, "ACTIVE", 1, "the sweep failed (exit code 1): `scaling-tpu logs` shows the end of a run's "
+                     "log"),
+    # ssh's 255 as the slice went away: "the sweep failed (exit code 255)", before.
+    (255, "PREEMPTED", 75, "the connection ended (exit code 255) and slice qr is no longer "
+                           "ACTIVE: preempted or deleted; `scaling-tpu up` recreates it and "
+                           "resumes the sweep from its checkpoints"),
 ])
-def test_run_passes_the_sweeps_exit_code_back_and_says_what_it_means(cloud, code, said):
-    plan = [{"match": "scaling-sweep", "responses": [{"exit": code}]}]
+def test_run_passes_the_sweeps_exit_code_back_and_says_what_it_means(cloud, code, state,
+                                                                     returned, said):
+    plan = [{"match": "scaling-sweep", "responses": [{"exit": code}]},
+            {"match": "queued-resources describe", "responses": [{"stdout": state + "\n"}]}]
     result = cloud.launch("run", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
                           "--sweep-config", "configs/sweeps/tiny.py", "--workdir", "/w", plan=plan)
-    assert result.returncode == code
-    assert [kind(c) for c in cloud.calls()] == ["sweep"]
+    assert result.returncode == returned
+    # A failure is checked against the slice's state; a preemption or a stop is the sweep's own.
+    assert [kind(c) for c in cloud.calls()] == ["sweep"] + (["describe"] if code in (1, 255)
+                                                            else [])
     assert result.stderr.strip().splitlines()[-1] == f"scaling-tpu: {said}"
 
 
