@@ -76,8 +76,10 @@ def _params_table(fit: dict) -> list[str]:
     return lines
 
 
-def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict) -> list[str]:
-    """Plain-language diminishing returns for the term in `variable`."""
+def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
+                   one_of_two: bool = False) -> list[str]:
+    """Plain-language diminishing returns for the term in `variable` (`one_of_two`: the law's
+    reducible loss has a term in another variable too, which the last line leaves out)."""
     if f"{prefix}loss_drop_per_10x_at_smallest" not in derived:
         return []
     unit = VARIABLE_UNITS[variable]
@@ -90,7 +92,8 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict) ->
         f"{variable} = {_with_interval(derived[prefix + 'next_improvement_budget'], 'never')} "
         f"{unit}, i.e. "
         f"{_with_interval(derived[prefix + 'next_improvement_multiple'], 'never')}× the largest.",
-        f"- The reducible loss falls below {fraction:.0%} of E at {variable} = "
+        f"- {f'The {variable} term of the reducible loss' if one_of_two else 'The reducible loss'}"
+        f" falls below {fraction:.0%} of E at {variable} = "
         f"{_with_interval(derived[prefix + 'reducible_below_fraction_budget'], 'never')} {unit}.",
     ]
 
@@ -137,8 +140,9 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
     lines += _diagnostic_lines(fit) + _params_table(fit) + [""] + _data_gain_lines(fit)
     derived = fit["derived"]
     returns_lines = []
+    two_terms = all(f"{prefix}loss_drop_per_10x_at_smallest" in derived for prefix in ("N_", "D_"))
     for prefix, variable in (("C_", "C"), ("N_", "N"), ("D_", "D")):
-        returns_lines += _returns_lines(derived, prefix, variable, settings)
+        returns_lines += _returns_lines(derived, prefix, variable, settings, two_terms)
     if "a" in derived:
         exponents = (f"N_opt ∝ C^a with a = {_with_interval(derived['a'])}, D_opt ∝ C^b with b = "
                      f"{_with_interval(derived['b'])}")

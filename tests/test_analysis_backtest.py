@@ -170,6 +170,25 @@ def test_one_data_exponent_with_each_sizes_own_amplitude_is_recovered_and_report
     assert "| 1.000e+07 | " in report.split("| N | E_N | B_N |")[1]
 
 
+def test_a_two_term_laws_returns_say_which_term_falls_below_the_fraction_of_e():
+    # "The reducible loss falls below 10% of E at N = ..." counted only A/N^alpha, whatever D.
+    from analysis.report import render_report
+
+    N, D = np.repeat([1e7, 3e7, 1e8, 3e8, 1e9], 4), np.tile([1e9, 2e9, 4e9, 8e9], 5)
+    runs = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D,
+                         "loss": 1.8 + 400 / N**0.34 + 2000 / D**0.37})
+    report = render_report(analyze(runs, Settings(num_resamples=0, law="chinchilla")))
+    chinchilla, compute = (report.split(heading)[1].split("\n## ")[0] for heading in
+                           ("## Approach 3", "## Approach 1"))
+    for variable in ("N", "D"):
+        assert f"- The {variable} term of the reducible loss falls below 10% of E at {variable} = " \
+            in chinchilla
+    # Along the optimum, L_opt(C) has one term: the whole reducible loss (indented under it).
+    assert "\n- The reducible loss falls below" not in chinchilla
+    assert "\n  - The reducible loss falls below 10% of E at C = " in chinchilla
+    assert "\n- The reducible loss falls below 10% of E at C = " in compute
+
+
 def test_prediction_interval_holds_the_residual_scatter():
     rng = np.random.default_rng(2)
     C = np.geomspace(1e15, 1e20, 40)
