@@ -354,8 +354,8 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     (Epoch's preprocessing of the Chinchilla data: K = 5). `best_per_point` keeps, of the rows
     that share (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. `u_col` names a
     column of unique training tokens U (for the data-constrained law). A `name` column, when
-    there is one, names the runs; without one, a run is named by its line in the file. Missing or non-positive values are an error naming the column
-    and the row. A row that repeats an earlier kept row in every column of the file is a copy, not
+    there is one, names the runs; without one, a run is named by its line in the file. Missing
+    or non-positive values are an error naming the column and the row. A row that repeats an earlier kept row in every column of the file is a copy, not
     a second run (it would count twice in the fit and narrow its bootstrap intervals): it is left
     out, and `attrs["duplicates"]` lists (row, earlier row) for each, rows counted from 0 after
     the header. `attrs["shared_points"]` counts the (N, D) points several rows give (unless
