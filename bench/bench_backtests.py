@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="re-render the tables from backtest.json files already in --out")
     args = parser.parse_args()
+    if args.reuse and not pathlib.Path(args.out).is_dir():
+        parser.error(f"--reuse reads backtest.json files in --out={args.out!r}, which is no "
+                     "folder: run without --reuse first")
     data = shared_data_dir()
     if not (data / GADRE).is_file():
         raise SystemExit(f"{data} has no reference data: set SCALING_SHARED_DATA")

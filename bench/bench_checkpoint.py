@@ -23,7 +23,7 @@ import statistics
 import tempfile
 import time
 
-from bench.record import markdown_table, record
+from bench.record import at_least, markdown_table, record
 
 TARGET_OVERHEAD = 0.05
 MODEL = ["model.d_model=128", "model.num_layers=4", "model.num_heads=4"]
@@ -89,10 +89,10 @@ def loop_seconds(steps: int, overrides: list[str]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=120)
-    parser.add_argument("--log-every", type=int, default=10)
-    parser.add_argument("--save-every", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps", type=at_least(2), default=120)  # the first one compiles
+    parser.add_argument("--log-every", type=at_least(1), default=10)
+    parser.add_argument("--save-every", type=at_least(1), default=40)
+    parser.add_argument("--repeats", type=at_least(1), default=2)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")

@@ -19,7 +19,7 @@ import io
 import tempfile
 import time
 
-from bench.record import markdown_table, record
+from bench.record import at_least, markdown_table, record
 from scaling import config as config_lib
 from scaling import data
 from scaling.data import sources, tokenizers
@@ -46,10 +46,11 @@ def _loader_throughput(loader, steps: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--spm-vocab", type=int, default=4096)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--spm-vocab", type=at_least(tokenizers.MIN_SENTENCEPIECE_VOCAB),
+                        default=4096)
+    parser.add_argument("--steps", type=at_least(1), default=300)
+    parser.add_argument("--batch-size", type=at_least(1), default=32)
+    parser.add_argument("--seq-len", type=at_least(1), default=256)
     args = parser.parse_args()
 
     rows = []
@@ -58,15 +59,17 @@ def main() -> None:
         cfg.update(cache_dir=cache_dir, seq_len=args.seq_len)
         with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints its own banner
             _, prepare_seconds = _timed(lambda: sources.prepare(sources.make_builder(cfg)))
-        train = sources.open_split(cfg, "train")
-        text_mb = sum(len(d) for batch in train.document_batches() for d in batch) / 1e6
+        split_mb = {split: sum(len(d) for batch in sources.open_split(cfg, split).document_batches()
+                               for d in batch) / 1e6
+                    for split in (cfg.train_split, cfg.eval_split)}
+        text_mb, both_mb = split_mb[cfg.train_split], sum(split_mb.values())
         loader, build_seconds = _timed(
             lambda: data.make_loader(cfg, batch_size=args.batch_size, seed=0))
         rows.append(["TFDS prepare python_stdlib (array_record)", f"{prepare_seconds:.2f} s",
-                     f"{text_mb / prepare_seconds:.1f} MB/s of text",
+                     f"{both_mb / prepare_seconds:.1f} MB/s of text",
                      f"{text_mb:.1f} MB train split"])
         rows.append(["token cache, byte tokenizer (both splits)", f"{build_seconds:.2f} s",
-                     f"{text_mb / build_seconds:.1f} MB/s of text",
+                     f"{both_mb / build_seconds:.1f} MB/s of text",
                      f"{loader.tokens_in_split:,} train tokens (uint16)"])
         direct, prefetched = _loader_throughput(loader, args.steps)
         loader.close()
@@ -79,14 +82,17 @@ def main() -> None:
 
         spm_cfg = cfg.copy_and_resolve_references()
         spm_cfg.update(tokenizer="sentencepiece", vocab_size=args.spm_vocab)
-        tokenizer, train_seconds = _timed(lambda: tokenizers.tokenizer_for(spm_cfg))
+        try:
+            tokenizer, train_seconds = _timed(lambda: tokenizers.tokenizer_for(spm_cfg))
+        except config_lib.ConfigError as error:  # fewer pieces than the corpus has characters
+            parser.error(f"--spm-vocab={args.spm_vocab}: {error}")
         rows.append([f"SentencePiece BPE training, {args.spm_vocab} pieces",
                      f"{train_seconds:.2f} s", f"{text_mb / train_seconds:.1f} MB/s of text",
                      "first 64 MiB of the train split"])
         spm_loader, spm_build = _timed(
             lambda: data.make_loader(spm_cfg, batch_size=args.batch_size, seed=0))
         rows.append(["token cache, SentencePiece (both splits)", f"{spm_build:.2f} s",
-                     f"{text_mb / spm_build:.1f} MB/s of text",
+                     f"{both_mb / spm_build:.1f} MB/s of text",
                      f"{spm_loader.tokens_in_split:,} train tokens, "
                      f"{text_mb * 1e6 / spm_loader.tokens_in_split:.2f} bytes/token"])
         spm_direct, _ = _loader_throughput(spm_loader, args.steps)

@@ -20,18 +20,30 @@ import statistics
 import tempfile
 
 from bench.bench_ladder import SWEEP, independent_overrides, train_planned
-from bench.record import markdown_table, record
+from bench.record import at_least, markdown_table, record
 from launch.sweep import load_plan
+
+
+def factor_list(text: str) -> list[float]:
+    """An argparse `type`: comma-separated learning-rate factors, each a number > 0."""
+    try:
+        factors = [float(factor) for factor in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") \
+            from None
+    if not all(0 < factor < float("inf") for factor in factors):
+        raise argparse.ArgumentTypeError(f"{text!r}: every factor must be a finite number > 0")
+    return factors
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokens", type=int, default=2_000_000)
-    parser.add_argument("--factors", default="0.5,1,2")
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--tokens", type=at_least(1), default=2_000_000)
+    parser.add_argument("--factors", type=factor_list, default="0.5,1,2")
+    parser.add_argument("--seeds", type=at_least(1), default=2)
+    parser.add_argument("--processes", type=at_least(1), default=2)
     args = parser.parse_args(argv)
-    factors = sorted({1.0, *(float(factor) for factor in args.factors.split(","))})
+    factors = sorted({1.0, *args.factors})
     sweep, base_config, runs = load_plan(SWEEP, [])
     sizes = [run.size for run in runs if not run.parent]
     chosen = {size: min((run for run in runs if run.size == size),
@@ -70,9 +82,12 @@ def main(argv: list[str] | None = None) -> None:
                      spread])
     table = markdown_table(["size", "D tokens", "demo's lr", *map(label, factors), "best",
                             "demo's rate above the best", "seed sd at the demo's rate"], rows)
-    body = (f"{table}\n\nFinal held-out loss (mean of seeds {seeds.start}–{seeds.stop - 1}) of "
-            f"independent WSD runs with the demo sweep's settings ({sweep.overrides.to_dict()}) "
-            f"but the learning rate, each size's rate times the column's factor.\n")
+    which = (f"seed {seeds.start}" if len(seeds) == 1
+             else f"mean of seeds {seeds.start}–{seeds.stop - 1}")
+    body = (f"{table}\n\nFinal held-out loss ({which}) of independent WSD runs with the demo "
+            f"sweep's settings ({sweep.overrides.to_dict()}) but the learning rate, each size's "
+            "rate times the column's factor; each size's weight decay is the sweep's (its "
+            "size_overrides).\n")
     print(body)
     record("demo_lr", "The demo's learning rate at every size", body)
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis.inputs import average_seeds, read_results
 from analysis.pipeline import Settings, extrapolation_check
-from bench.record import markdown_table, record
+from bench.record import at_least, markdown_table, record
 
 SWEEP = "configs/sweeps/demo.py"
 LAW = "chinchilla"
@@ -64,7 +64,7 @@ def held_out_errors(runs: pd.DataFrame, drop_largest: int) -> pd.Series:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=at_least(2), default=3)  # a spread needs two
     parser.add_argument("--root", type=pathlib.Path, default=pathlib.Path("runs"))
     args = parser.parse_args(argv)
     by_seed = {seed: train_seed(args.root, seed) for seed in range(args.seeds)}

@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for directory in args.runs.split(","):
         name = pathlib.Path(directory).name
-        losses = token_losses(pathlib.Path(directory))
+        try:
+            losses = token_losses(pathlib.Path(directory))
+        except trained.RunError as error:  # a run not trained here
+            parser.error(f"--runs: {error}")
         for category in CATEGORIES:
             own, other = losses["own"][category], losses["another row's"][category]
             rows.append([name, category, f"{own:.3f}", f"{other:.3f}", f"{other - own:+.3f}"])

@@ -77,8 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", default="", help="NAME,NAME,...; default: `default_runs()`")
     args = parser.parse_args(argv)
     names = args.runs.split(",") if args.runs else default_runs()
-    results = {name: batch_losses(run_directory(pathlib.Path(args.workdir), name))
-               for name in names}
+    try:
+        results = {name: batch_losses(run_directory(pathlib.Path(args.workdir), name))
+                   for name in names}
+    except trained.RunError as error:  # a sweep not trained in --workdir
+        parser.error(f"--workdir={args.workdir!r} (--runs): {error}")
     rows = []
     for name, (losses, recorded) in results.items():
         error, blocked = standard_error(losses), standard_error(losses, BLOCKS)

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench.record import markdown_table, record
+from bench.record import at_least, markdown_table, record
 from launch.plans import PlannedRun
 from launch.sweep import load_plan, run_directory, train_command
 
@@ -55,10 +55,13 @@ def independent_overrides(run: PlannedRun) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="d64-L2")
-    parser.add_argument("--tokens", type=int, default=1_000_000)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--tokens", type=at_least(1), default=1_000_000)
+    parser.add_argument("--seeds", type=at_least(2), default=3)  # their spread needs two
     args = parser.parse_args(argv)
     _, base_config, runs = load_plan(SWEEP, [])
+    sizes = [run.size for run in runs if not run.parent]
+    if args.size not in sizes:
+        parser.error(f"--size={args.size!r} is not a size of the demo sweep ({', '.join(sizes)})")
     main_run = next(run for run in runs if run.size == args.size and not run.parent)
     branch_run = min((run for run in runs if run.parent == main_run.name),
                      key=lambda run: abs(run.tokens - args.tokens))

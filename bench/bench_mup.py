@@ -27,11 +27,12 @@ from scaling.config import default_config, model_config
 from scaling.step import build_program
 
 PARAMETRIZATIONS = ("mup", "standard")
+HEADS = 4  # at every width: the head size grows with it
 
 
 def base_config(width: int, parametrization: str, lr: float, steps: int, base_width: int):
     config = default_config()
-    config.model.update(num_layers=2, d_model=width, num_heads=4, parametrization=parametrization,
+    config.model.update(num_layers=2, d_model=width, num_heads=HEADS, parametrization=parametrization,
                         mup_base_width=base_width)
     config.data.update(dataset="python_stdlib", seq_len=64)
     config.train.update(batch_size=16, steps=steps)
@@ -100,6 +101,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1 or min(args.widths) < 1:
         parser.error("--steps and every --widths entry must be integers >= 1")
+    if any(width % HEADS for width in args.widths):  # heads of width / HEADS each
+        parser.error(f"every --widths entry must be a multiple of the {HEADS} heads")
     if args.coord_check:
         images = pathlib.Path(__file__).resolve().parent.parent / "docs" / "images"
         images.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from bench.record import markdown_table, record
+from bench.record import at_least, markdown_table, record
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MODULES = ("numpy", "ml_dtypes", "jax", "scaling.train", "launch.sweep", "analysis.cli")
@@ -47,7 +47,7 @@ def version_at(path: str = "") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=at_least(1), default=5)
     parser.add_argument("--ml-dtypes", default="", help="another ml-dtypes version to compare")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as other:

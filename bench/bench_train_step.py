@@ -1,12 +1,14 @@
 """Train-step speed: tokens/s, achieved FLOP/s and MFU for each demo size and the reference shapes.
 
-    python -m bench.bench_train_step [--repeats 5] [--steps 10] [--only demo|reference]
+    python -m bench.bench_train_step [--repeats 5] [--steps 5] [--only demo|reference|all]
 
 MFU is measured against this machine's matmul peak, measured in the same run and interleaved with
 the workloads (CPU speed here drifts by 2x between minutes), in fp32 and bf16. Each workload is the
-real jitted train step of `scaling.step` (AdamW, clipping, donated state) on a fixed batch; FLOPs are
-`scaling.flops`' `full` convention (what the step actually computes). Reported: the median over
-`repeats` timings of `steps` steps each, after compilation, and the compile time.
+real jitted train step of `scaling.step` (AdamW, clipping, donated state) on a fixed batch. The
+achieved FLOP/s count `scaling.flops`' `full` convention (what the step actually computes); MFU
+counts PaLM's, as the trainer's progress line does (`flops.mfu_flops_per_token`: the same here but
+for blocked attention). Reported: the median over `repeats` timings of `steps` steps each, after
+compilation, and the compile time.
 
 Each reference shape also runs `bench.minimal_decoder` (the same architecture written as plainly
 as possible) interleaved with our step, and reports our tokens/s over its tokens/s as measured in
@@ -25,7 +27,7 @@ import numpy as np
 import psutil
 
 from bench import minimal_decoder
-from bench.record import markdown_table, record
+from bench.record import at_least, markdown_table, record
 from scaling import flops, hardware, parallel
 from scaling.config import default_config, model_config
 from scaling.families import cpu_demo_family
@@ -65,14 +67,15 @@ def workload(model_overrides: dict, seq_len: int, batch_size: int):
             jax.block_until_ready(out)
         return (time.perf_counter() - begin) / steps
 
-    per_token = flops.training_flops_per_token(model, seq_len, "full")
+    per_token = {"full": flops.training_flops_per_token(model, seq_len, "full"),
+                 "mfu": flops.mfu_flops_per_token(model, seq_len)}
     return run, per_token, batch_size * seq_len, compile_seconds, flops.parameter_counts(model)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=at_least(1), default=5)
+    parser.add_argument("--steps", type=at_least(1), default=5)
     parser.add_argument("--only", choices=("demo", "reference", "all"), default="all")
     args = parser.parse_args()
 
@@ -100,9 +103,10 @@ def main() -> None:
             if run_minimal:
                 minimal_ratios.append(run_minimal(args.steps) / seconds)
         speed, peak = statistics.median(speeds), statistics.median(peaks)
-        achieved = speed * per_token
+        achieved = speed * per_token["full"]
         row = [label, f"{counts.non_embedding:,}", f"{speed:,.0f}", f"{achieved / 1e9:.1f}",
-               f"{peak / 1e9:.0f}", f"{100 * achieved / peak:.0f}%", f"{compile_seconds:.1f}"]
+               f"{peak / 1e9:.0f}", f"{100 * speed * per_token['mfu'] / peak:.0f}%",
+               f"{compile_seconds:.1f}"]
         row.append(f"{statistics.median(minimal_ratios):.2f}x" if minimal_ratios else "")
         row.append(f"{speed / reference:.2f}x" if reference else "")
         rows.append(row)
@@ -113,8 +117,8 @@ def main() -> None:
          "compile s", "vs minimal decoder (same run)", "vs quoted minimal"], rows)
     body = (f"{table}\nbf16 matmul peak in the same run: {peak_bf16 / 1e9:.0f} GFLOP/s. "
             f"Peak host memory of the benchmark process: {rss:.1f} GiB. "
-            f"Median of {args.repeats} timings of {args.steps} steps; FLOPs under the `full` "
-            "convention. 'vs minimal decoder (same run)' is the median over the repeats of our "
+            f"Median of {args.repeats} timings of {args.steps} steps; GFLOP/s under the `full` "
+            "convention, MFU under PaLM's (the trainer's). 'vs minimal decoder (same run)' is the median over the repeats of our "
             "tokens/s over `bench.minimal_decoder`'s, timed back to back with ours. 'vs quoted "
             "minimal' compares with the tokens/s quoted for a minimal decoder-only JAX/Flax "
             "implementation on the same shapes on a 2-core CPU "

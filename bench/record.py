@@ -7,6 +7,7 @@ atomically so an interrupted run never leaves it half-written.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import pathlib
@@ -17,6 +18,19 @@ import sys
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEach section is written by the `bench/` script it names; rerun it to refresh.\n"
+
+
+def at_least(minimum: int):
+    """An argparse `type`: an integer >= `minimum`, or argparse's one-line error (exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is not an integer >= {minimum}")
+        return value
+    return parse
 
 
 def machine_description() -> str:
