@@ -165,8 +165,10 @@ def evaluate_sweep(workdir: pathlib.Path, run_dirs: dict[str, pathlib.Path],
                 print(f"[eval] {name} on {spec}: loss {record['loss']:.4f} nats/token", flush=True)
         if children.terminating:
             break
-    if write_table:
-        add_columns(workdir / "results.csv", run_dirs, specs)
+    if write_table:  # a set that no run has a result for yet (stopped first) adds no column
+        measured = [spec for spec in specs
+                    if any(eval_record(run_dir, spec) is not None for run_dir in run_dirs.values())]
+        add_columns(workdir / "results.csv", run_dirs, measured)
     return failures
 
 

@@ -264,8 +264,9 @@ def apply_sweep_overrides(sweep: ml_collections.ConfigDict, overrides: list[str]
     check_overrides_read(sweep, [item.partition("=")[0] for item in plain],
                          CONDITIONAL_SWEEP_FIELDS, "sweep")
     trained = [name.strip() for name in sweep.sizes.split(",") if name.strip()]
+    members = [name for name, _ in FAMILIES[sweep.family]()] if sweep.family in FAMILIES else []
     for size, dotted, value in for_sizes:  # "" trains every member of the family
-        if trained and size not in trained:
+        if trained and size in members and size not in trained:  # non-members: validate_sweep
             raise ConfigError(dotted, value, f"a size the sweep trains ({', '.join(trained)}"
                                                   f"): {size} is not in sizes, so this changes no "
                                                   "run")

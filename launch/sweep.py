@@ -656,6 +656,7 @@ class Scheduler:
         self.running_names: set[str] = set()
         # Runs that stopped on request (exit 75 / 130): resumable, whatever their summary says.
         self.stopped: dict[str, str] = {}
+        self.diverged: set[str] = set()
 
     def _ready(self, run: plans.PlannedRun) -> bool | None:
         """True if it can start, False if it must wait for its parent, None if it never can."""
@@ -665,6 +666,9 @@ class Scheduler:
             return False  # to be trained (again: a completed run of another length is stale)
         parent = next(r for r in self.runs if r.name == run.parent)
         summary = read_summary(run_directory(self.workdir, run.parent)) or {}
+        if run.parent in self.stopped or summary.get("status") in (status.PREEMPTED,
+                                                                   status.INTERRUPTED):
+            return False  # resumes on the next sweep, and its branches after it
         return True if (summary.get("status") == status.COMPLETED
                         and summary.get("total_steps", parent.steps) == parent.steps) else None
 
@@ -674,8 +678,8 @@ class Scheduler:
         summary = read_summary(run_directory(self.workdir, run.parent)) or {}
         if summary.get("status") == status.DIVERGED:
             return (f"parent run {run.parent} diverged at step {summary.get('diverged_step')}; "
-                    "change its settings (e.g. optim.lr in size_overrides) or delete its folder, "
-                    "then rerun the sweep")
+                    "delete its folder and rerun the sweep, with other settings for it (e.g. "
+                    "optim.lr in size_overrides)")
         return f"parent run {run.parent} did not complete; rerun the sweep"
 
     def run(self) -> None:
@@ -721,7 +725,7 @@ class Scheduler:
             self.progress.running.pop(run.name, None)
         else:
             self.progress.ended(run.name)
-        self.done += 1
+            self.done += 1
         if error:
             self.errors[run.name] = error
         else:
@@ -732,9 +736,14 @@ class Scheduler:
         if stop:  # also when a second Ctrl-C ended it before it could write its summary
             self.stopped[run.name] = stop
         ended = stop or summary.get("status", status.FAILED) if not error else status.FAILED
+        if ended == status.DIVERGED:
+            self.diverged.add(run.name)
         loss = summary.get("final_eval_loss")
-        print(f"[{self.done}/{self.total}] {run.name}: {ended}"
-              + (f", eval loss {loss:.4f}" if isinstance(loss, float) and not error else "")
+        # A stopped run's last evaluation is no final loss: it resumes, and counts once it ends.
+        print(f"[{self.done}/{self.total}] {run.name}: "
+              + (f"{ended} at step {summary.get('steps', '?')}, resumes on a rerun" if stop else ended)
+              + (f", eval loss {loss:.4f}" if isinstance(loss, float) and ended == status.COMPLETED
+                 else "")
               + (f" ({error})" if error else "")
               + f" — {time.perf_counter() - self.start:.0f}s elapsed", flush=True)
         gather(self.workdir, self.runs, self.errors, self.stopped)
@@ -903,5 +912,15 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
             print("sweep interrupted; rerun the same command to resume", flush=True)
             return status.EXIT_INTERRUPTED
         if scheduler.preempted or CHILDREN.terminating:
+            print("sweep preempted; rerun the same command to resume", flush=True)
             return status.EXIT_PREEMPTED
-        return status.EXIT_FAILED if errors or eval_failures else status.EXIT_COMPLETED
+        failed = [name for name in errors if name not in scheduler.diverged]
+        if failed or scheduler.diverged or eval_failures:
+            print("sweep ended with "
+                  + ", ".join(part for part in (
+                      f"{len(failed)} run(s) failed" if failed else "",
+                      f"{len(scheduler.diverged)} diverged" if scheduler.diverged else "",
+                      f"{eval_failures} evaluation(s) failed" if eval_failures else "") if part)
+                  + ": results.csv has their status and error", flush=True)
+            return status.EXIT_FAILED
+        return status.EXIT_COMPLETED

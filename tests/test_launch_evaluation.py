@@ -203,6 +203,11 @@ def test_a_stopped_sweep_starts_no_more_evaluations(tmp_path, signum, capsys):
     assert stop_status == (status.INTERRUPTED if signum == signal.SIGINT else status.PREEMPTED)
     assert not (runs["run1"] / "eval.log").exists() and not (runs["run2"] / "eval.log").exists()
     assert "[eval] run0 on python_stdlib:validation: stopped" in capsys.readouterr().out
+    # No run has a result for the set: no column for it, which every later rewrite of the
+    # table kept, empty for completed runs.
+    with open(tmp_path / "results.csv", newline="") as file:
+        header = next(csv.reader(file))
+    assert not [column for column in header if column.startswith(evaluation.COLUMN_PREFIX)]
 
 
 @pytest.mark.parametrize("spec, reason", [

@@ -113,6 +113,8 @@ def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
     result = _sweep(repo, config, workdir, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr  # one run failed
     assert "1 already finished" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == (
+        "sweep ended with 1 run(s) failed: results.csv has their status and error")
     rows = _rows(workdir)
     assert set(rows) == {"tiny-d32-L1", "tiny-d48-L2", "tiny-d64-L2", "tiny-d96-L3"}
     assert rows["tiny-d48-L2"]["status"] == "failed"
@@ -631,13 +633,23 @@ def test_a_run_stopped_to_resume_counts_as_pending_not_done(tmp_path, monkeypatc
     monkeypatch.setattr(sweep_module, "execute", execute)
     monkeypatch.setattr(sweep_module, "train_command", lambda run, base, workdir: [run.name])
     monkeypatch.setattr(sweep_module, "gather", lambda *args, **kwargs: None)
+    # Stopped at step 5, after an evaluation at step 4 (its summary's latest "final_eval_loss").
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    (tmp_path / "runs" / "r1" / "summary.json").write_text(
+        '{"status": "preempted", "steps": 5, "final_eval_loss": 2.5}')
     scheduler = sweep_module.Scheduler(tmp_path, runs, runs, "", {}, 2, status_every=60)
     scheduler.run()
-    lines = [line.split(", ETA")[0] for line in capsys.readouterr().out.splitlines()
-             if line.startswith("[sweep]")]
+    out = capsys.readouterr().out.splitlines()
+    lines = [line.split(", ETA")[0] for line in out if line.startswith("[sweep]")]
     assert lines[:2] == ["[sweep] 0 done, 2 running, 2 pending",
                          "[sweep] 1 done, 2 running, 1 pending"]
     assert scheduler.preempted and scheduler.stopped == {"r1": status.PREEMPTED}
+    # Not counted as done ("[1/4] r1: preempted, eval loss 2.5000" before: a mid-run evaluation
+    # printed as the run's loss), and said to resume.
+    ended = [line.split(" — ")[0] for line in out if line.startswith("[")
+             and not line.startswith("[sweep]")]
+    assert ended[0] == "[0/4] r1: preempted at step 5, resumes on a rerun"
+    assert [line.split(":")[0] for line in ended[1:]] == ["[1/4] r0", "[2/4] r3", "[3/4] r2"]
 
 
 def test_a_branch_whose_finished_parent_lacks_its_stable_state_is_refused(tmp_path):
@@ -662,10 +674,16 @@ def test_a_branch_whose_finished_parent_lacks_its_stable_state_is_refused(tmp_pa
 
 
 @pytest.mark.parametrize("parent_status, error", [
+    # "change its settings ... or delete its folder": changed settings on the diverged run's
+    # folder are refused (a finished run of another lr).
     ('{"status": "diverged", "diverged_step": 7, "total_steps": 64}',
-     "parent run m diverged at step 7; change its settings (e.g. optim.lr in size_overrides) or "
-     "delete its folder, then rerun the sweep"),
+     "parent run m diverged at step 7; delete its folder and rerun the sweep, with other "
+     "settings for it (e.g. optim.lr in size_overrides)"),
     ('{"status": "failed", "total_steps": 64}', "parent run m did not complete; rerun the sweep"),
+    # Stopped on request, it resumes on the next sweep: its branches were marked failed, with
+    # an error, though nothing failed.
+    ('{"status": "preempted", "total_steps": 64}', None),
+    ('{"status": "interrupted", "total_steps": 64}', None),
 ])
 def test_a_branch_of_a_parent_that_ended_unfinished_says_what_would_start_it(
         tmp_path, monkeypatch, parent_status, error):
@@ -682,7 +700,19 @@ def test_a_branch_of_a_parent_that_ended_unfinished_says_what_would_start_it(
     monkeypatch.setattr(scheduler, "_report", lambda run, code, text: reported.append(
         (run.name, code, text)))
     scheduler.run()
-    assert reported == [("b", status.EXIT_FAILED, error)]
+    assert reported == ([("b", status.EXIT_FAILED, error)] if error else [])
+    assert [run.name for run in scheduler.waiting] == ([] if error else ["b"])
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_run_diverged_does_not_end_as_a_success(repo, tmp_path):
+    # Its one run diverged: "[1/1] ...: diverged", "results: ...", and exit 0.
+    config = _write_sweep(tmp_path, size_overrides={"d32-L1": {"optim": {"lr": 1e6}}})
+    result = _sweep(repo, config, tmp_path / "w", "--only", "tiny-d32-L1", timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert _rows(tmp_path / "w")["tiny-d32-L1"]["status"] == "diverged"
+    assert result.stdout.strip().splitlines()[-1] == (
+        "sweep ended with 1 diverged: results.csv has their status and error")
 
 
 def _finish_as_trained(workdir, run, base_config):
