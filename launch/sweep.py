@@ -806,6 +806,12 @@ def _main(args, overrides: list[str]) -> int:
             return status.EXIT_BAD_CONFIG
         listed = [run for run in runs if run.name in wanted]
         try:
+            if pathlib.Path(args.workdir).is_dir():  # what a sweep there would train, or refuse
+                finished, listed = workdir_plan(pathlib.Path(args.workdir), sweep, base_config,
+                                                runs, wanted)
+                if finished & wanted:
+                    print(f"{len(finished & wanted)} of these runs finished in {args.workdir}: "
+                          f"{len(listed)} to train", flush=True)
             split_batches = held_out_batches(listed)
         except ConfigError as error:  # e.g. a held-out split the prepared dataset lacks
             print(f"scaling-sweep: error: {error}", file=sys.stderr)
@@ -871,8 +877,11 @@ def _run_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: se
             sys.stdout, sys.stderr = stdout, stderr
 
 
-def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
-                 workdir: pathlib.Path, status_every: float, eval_sets: list[str]) -> int:
+def workdir_plan(workdir: pathlib.Path, sweep, base_config: str, runs: list[plans.PlannedRun],
+                 wanted: set[str]) -> tuple[set[str], list[plans.PlannedRun]]:
+    """The plan's runs already finished in `workdir`, and those of `wanted` left to train, once
+    the workdir passes every check a sweep makes before it trains (ConfigError otherwise). Reads
+    only: a dry run makes the same checks."""
     check_summaries(workdir, runs)
     check_owned_tables(workdir, sweep)
     finished = {run.name for run in runs if is_finished(run_directory(workdir, run.name), run)}
@@ -881,6 +890,12 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
     check_finished_configs(workdir, runs, finished, planner)
     check_resumable(workdir, todo, planner)
     check_stable_states(workdir, todo, finished)
+    return finished, todo
+
+
+def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: set[str],
+                 workdir: pathlib.Path, status_every: float, eval_sets: list[str]) -> int:
+    finished, todo = workdir_plan(workdir, sweep, base_config, runs, wanted)
     if is_leader_host():
         files.write_json_atomic(workdir / "sweep.json", sweep.to_dict())
     errors = load_errors(workdir)

@@ -199,10 +199,13 @@ def test_only_of_no_run_or_of_a_branch_without_its_parent_is_refused(tmp_path, c
     assert capsys.readouterr().err == f"scaling-sweep: error: {message}\n"
     if "," in only:
         return
-    # Once the parent has finished there, the branch alone is what a rerun trains.
-    files.write_json_atomic(tmp_path / "w" / "runs" / "tiny-d32-L1-D4.1e3" / "summary.json",
-                            {"status": "completed", "total_steps": 16})
-    assert sweep_module.main(args) == 0
+    # Once the parent has finished there (its stable state saved where the branch starts), the
+    # branch alone is what a rerun trains.
+    _, base_config, runs = sweep_module.load_plan(str(path), [])
+    parent = next(run for run in runs if run.name == "tiny-d32-L1-D4.1e3")
+    _finish_as_trained(tmp_path / "w", parent, base_config)
+    (tmp_path / "w" / "runs" / parent.name / "stable" / "6").mkdir(parents=True)
+    assert sweep_module.main(args) == 0, capsys.readouterr().err
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:-1]] == [only]
 
 
@@ -746,14 +749,30 @@ def _finished_sweep(tmp_path):
 def test_a_finished_run_of_another_config_is_refused_naming_run_and_field(
         tmp_path, capsys, extra, field, recorded, planned):
     config, workdir = _finished_sweep(tmp_path)
-    code = sweep_module.main(["--config", str(config), "--workdir", str(workdir), *extra])
-    error = capsys.readouterr().err
-    assert code == 2 and error.strip().splitlines() == [error.strip()], error
-    assert error.strip() == (
-        f"scaling-sweep: error: --workdir={str(workdir)!r} is not allowed: run tiny-d32-L1 "
-        f"finished there with {field}={recorded!r}, the plan sets {planned!r}; use a new "
-        f"--workdir, or delete {workdir / 'runs' / 'tiny-d32-L1'} to train it again")
+    # The dry run makes the same check (it printed the whole plan and exited 0).
+    for dry_run in (["--dry-run"], []):
+        code = sweep_module.main(["--config", str(config), "--workdir", str(workdir), *extra,
+                                  *dry_run])
+        error = capsys.readouterr().err
+        assert code == 2 and error.strip().splitlines() == [error.strip()], error
+        assert error.strip() == (
+            f"scaling-sweep: error: --workdir={str(workdir)!r} is not allowed: run tiny-d32-L1 "
+            f"finished there with {field}={recorded!r}, the plan sets {planned!r}; use a new "
+            f"--workdir, or delete {workdir / 'runs' / 'tiny-d32-L1'} to train it again")
     assert not (workdir / "results.csv").exists()  # refused before anything was written
+
+
+def test_a_dry_run_in_a_workdir_lists_only_the_runs_left_to_train(tmp_path, capsys):
+    # It listed and timed every run of the plan, finished or not.
+    config, workdir = _finished_sweep(tmp_path)
+    (workdir / "runs" / "tiny-d64-L2" / "summary.json").unlink()  # not finished: to train
+    assert sweep_module.main(["--config", str(config), "--workdir", str(workdir),
+                              "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"1 of these runs finished in {workdir}: 1 to train"
+    assert [line.split()[0] for line in out if line.startswith("tiny-")] == ["tiny-d64-L2"]
+    assert out[-1].startswith("1 runs, ")
+    assert not (workdir / "results.csv").exists() and not (workdir / "sweep.json").exists()
 
 
 def test_a_finished_run_under_other_logging_and_checkpoint_settings_is_finished(repo, tmp_path):
