@@ -18,7 +18,7 @@ only its own cooldown: it starts from the longer run's state at `optim.wsd_decay
 from __future__ import annotations
 
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
 from scaling.checkpoint import Checkpointer
 from scaling.config import ModelConfig
@@ -60,8 +60,11 @@ def check_parent(config) -> None:
                           f"({STABLE_FOLDER}/): train it with train.branch_steps first")
 
 
-def restore_parent(config, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict]:
-    """The branch's side: the parent's stable state at `train.init_step`."""
+def restore_parent(config, abstract_state: Any, model: ModelConfig,
+                   check: Callable[[dict], None] | None = None) -> tuple[Any, dict]:
+    """The branch's side: the parent's stable state at `train.init_step` (`check` of its record
+    first, as `Checkpointer.restore` takes it). IncompatibleCheckpoint when there is none there,
+    or it cannot be read."""
     parent, step = pathlib.Path(config.train.init_from), config.train.init_step
     if not (parent / STABLE_FOLDER).is_dir():
         raise IncompatibleCheckpoint(
@@ -75,6 +78,16 @@ def restore_parent(config, abstract_state: Any, model: ModelConfig) -> tuple[Any
             raise IncompatibleCheckpoint(
                 f"the parent run {parent} saved no stable state at step {step} (it has "
                 f"{checkpointer.steps() or 'none'}); train it with {step} in train.branch_steps")
-        return checkpointer.restore(step, abstract_state, model)
+        try:
+            return checkpointer.restore(step, abstract_state, model, check)
+        except IncompatibleCheckpoint:
+            raise
+        except Exception as error:  # truncated or damaged files: not the branch's to set aside
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+            raise IncompatibleCheckpoint(
+                f"the stable state of train.init_from={str(parent)!r} at step {step} cannot be "
+                f"read ({type(error).__name__}: {reason}); train the parent run again (delete "
+                "its workdir and rerun it, or its sweep), or use another train.init_from"
+                ) from None
     finally:
         checkpointer.close()

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import os
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
@@ -66,7 +66,8 @@ class Checkpointer:
         if wait:
             self._manager.wait_until_finished()
 
-    def restore_latest(self, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict] | None:
+    def restore_latest(self, abstract_state: Any, model: ModelConfig,
+                       check: Callable[[dict], None] | None = None) -> tuple[Any, dict] | None:
         """Restore the newest readable checkpoint onto `abstract_state`'s shardings (any mesh).
 
         An unreadable newest checkpoint (truncated or corrupted files) is reported, moved aside to
@@ -74,11 +75,12 @@ class Checkpointer:
         passing storage error) and the previous one is tried. Returns None when there is nothing
         to resume from.
         Raises IncompatibleCheckpoint when the newest readable checkpoint holds a different model
-        or state layout, or when checkpoints exist but none of them can be read."""
+        or state layout (or `check` of its record raises it), or when checkpoints exist but none
+        of them can be read."""
         unreadable = []
         for step in reversed(self.steps()):
             try:
-                restored = self.restore(step, abstract_state, model)
+                restored = self.restore(step, abstract_state, model, check)
             except IncompatibleCheckpoint:
                 raise
             except Exception as error:  # any unreadable file: fall back to an older checkpoint
@@ -96,12 +98,16 @@ class Checkpointer:
                    "from scratch, or use a new --workdir"))
         return None
 
-    def restore(self, step: int, abstract_state: Any, model: ModelConfig) -> tuple[Any, dict]:
+    def restore(self, step: int, abstract_state: Any, model: ModelConfig,
+                check: Callable[[dict], None] | None = None) -> tuple[Any, dict]:
         """The state and record saved at `step`, onto `abstract_state`'s shardings. Raises
-        IncompatibleCheckpoint for a different model or state layout."""
+        IncompatibleCheckpoint for a different model or state layout, after `check` of the
+        record (its settings name what differs, where a layout names only arrays)."""
         meta = self._manager.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))["meta"]
         check_compatible(meta.get("model", {}), model, self.owner)
+        if check is not None:
+            check(meta)
         saved_state = self._manager.item_metadata(step)["state"]
         if saved_state is None or not _layout(saved_state):
             # Every state has arrays: none listed is a damaged checkpoint (its _METADATA lost),
@@ -154,7 +160,14 @@ def _use_instead(owner: str) -> str:
 
 # Model fields that another field sets unless they are given: a difference there is most often
 # a change of that field.
-SET_BY = {"max_seq_len": ", set by data.seq_len unless given"}
+SET_BY = {"max_seq_len": ", set by data.seq_len unless given",
+          "num_encoder_layers": ", set by model.num_layers unless given",
+          "num_kv_heads": ", set by model.num_heads unless given",
+          "head_dim": ", set by model.d_model and model.num_heads unless given",
+          "d_ff": ", set by model.d_model unless given",
+          "vocab_size": ", set by the tokenizer and train.objective unless given",
+          "document_mask": ", set by data.document_mask",
+          "source_pad_id": ", set by the tokenizer and train.objective"}
 
 
 def check_compatible(saved_model: dict, model: ModelConfig,

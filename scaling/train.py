@@ -134,11 +134,15 @@ def check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> No
     (fields the summary predates are unknown, not a difference); IncompatibleCheckpoint names
     the fields that differ."""
     recorded = previous.get("config") or {}
+    # data.document_mask is the model's too (which tokens its attention sees).
+    mask = (recorded.get("data") or {}).get("document_mask")
     saved = {**{f"model.{name}": value for name, value in (recorded.get("model") or {}).items()
                 if name not in COMPUTE_ONLY_MODEL_FIELDS},
+             **({"data.document_mask": mask} if mask is not None else {}),
              **batch_fields(recorded), **optimizer_fields(recorded)}
     current = {**{f"model.{name}": value for name, value in config.model.items()
                   if name not in COMPUTE_ONLY_MODEL_FIELDS},
+               "data.document_mask": config.data.document_mask,
                **batch_fields(config), **optimizer_fields(config)}
     differing = sorted(differing_fields(saved, current))
     if differing:

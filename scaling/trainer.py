@@ -242,19 +242,14 @@ class Trainer:
     def _restore_or_init(self) -> tuple[Any, int, LossWindow]:
         """The newest checkpoint of this run; else, for a branch, its parent's stable state;
         else a fresh initialisation."""
-        restored = self.checkpointer.restore_latest(self.program.abstract_state, self.model)
-        if restored is not None:
-            state, meta = restored
+        def resumable(meta: dict) -> None:
+            # A different horizon, batches or optimizer under the saved state: refused, by the
+            # settings that differ, before the state's layout is compared (which names arrays).
             why = resume_conflict(meta, self.config, self.total_steps, self.loader.corpus)
             if why:
-                # A different horizon, batches or optimizer under the restored state: refuse
-                # rather than train a run that matches neither plan.
                 raise IncompatibleCheckpoint(f"{why}; use a new --workdir or the run's settings")
-            where = f"checkpoint in {self.checkpointer.directory}"
-        elif self.config.train.init_from:
-            state, meta = branches.restore_parent(self.config, self.program.abstract_state,
-                                                  self.model)
-            where = f"the stable-phase state of {self.config.train.init_from}"
+
+        def branchable(meta: dict) -> None:
             # The branch's own cooldown (its length, floor, share and shape) is its to choose.
             stable_phase = {name: value for name, value in optimizer_fields(self.config).items()
                             if name not in branches.COOLDOWN_FIELDS}
@@ -263,6 +258,16 @@ class Trainer:
                                 self.loader.corpus)
             if why:
                 raise IncompatibleCheckpoint(f"{why}; {PARENT_ADVICE}")
+
+        restored = self.checkpointer.restore_latest(self.program.abstract_state, self.model,
+                                                    check=resumable)
+        if restored is not None:
+            state, meta = restored
+            where = f"checkpoint in {self.checkpointer.directory}"
+        elif self.config.train.init_from:
+            state, meta = branches.restore_parent(self.config, self.program.abstract_state,
+                                                  self.model, check=branchable)
+            where = f"the stable-phase state of {self.config.train.init_from}"
         else:
             if self.leader and (cut := budget.warmup_cut(self.config)):
                 print(f"note: {cut}", flush=True)

@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,7 +183,13 @@ def test_branch_of_a_parent_that_never_trained_is_one_line(tmp_path, dry_run):
     # "the workdir's checkpoint was trained with a different model ...; use a new --workdir":
     # the branch's workdir was new and empty, and a new one would not have helped.
     ("--config.model.d_ff=64", "the stable state of train.init_from='{parent}' was trained with "
-                               "a different model (model.d_ff: checkpoint "),
+                               "a different model (model.d_ff, set by model.d_model unless "
+                               "given: checkpoint "),
+    # Another optimizer state's layout: "holds a different train state (44 entries differ, e.g.
+    # opt_state/0/count)", naming no setting.
+    ("--config.optim.grad_clip=0.0", "the parent run {parent} was trained with another optimizer "
+                                     "or learning-rate schedule (optim.grad_clip: 1.0, config "
+                                     "0.0)"),
 ])
 def test_a_branch_its_parent_does_not_fit_is_refused_naming_the_parent(parent, tmp_path,
                                                                        override, refusal):
@@ -194,6 +201,25 @@ def test_a_branch_its_parent_does_not_fit_is_refused_naming_the_parent(parent, t
     assert refusal.format(parent=parent) in line, line
     assert line.endswith("; give the run the settings its parent was trained with, or another "
                          "train.init_from"), line
+
+
+def test_a_branch_of_a_damaged_stable_state_is_one_line(parent, tmp_path):
+    # A truncated file of the parent's stable state: a 156-line traceback, exit 1.
+    damaged = tmp_path / "parent"
+    shutil.copytree(parent, damaged)
+    largest = max((path for path in (damaged / "stable" / str(BRANCH_START)).rglob("*")
+                   if path.is_file()), key=lambda path: path.stat().st_size)
+    with open(largest, "r+b") as file:
+        file.truncate(100)
+    result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                             str(tmp_path / "b"), *_branch_args(damaged)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"scaling-train: error: the stable state of train.init_from="
+                           f"'{damaged}' at step {BRANCH_START} cannot be read ("), line
+    assert line.endswith("train the parent run again (delete its workdir and rerun it, or its "
+                         "sweep), or use another train.init_from"), line
 
 
 @pytest.mark.slow

@@ -146,6 +146,26 @@ def test_another_sequence_length_is_named_by_the_field_that_set_it(tmp_path):
             in str(refusal.value))
 
 
+@pytest.mark.parametrize("field, value, named", [
+    # "model.document_mask", which no override can set: the field to change is data's.
+    ("data.document_mask", True, "model.document_mask, set by data.document_mask: checkpoint "
+                                 "False, config True"),
+    ("model.d_model", 64, "model.d_ff, set by model.d_model unless given: checkpoint 512, "
+                          "config 256"),
+])
+def test_a_derived_model_field_is_named_with_the_field_that_set_it(tmp_path, field, value, named):
+    config = default_config()
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    checkpointer.save(1, small_state(1.0), {"step": 1, "model": dataclasses.asdict(
+        model_config(config, vocab_size=256))}, wait=True)
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(IncompatibleCheckpoint) as refusal:
+        checkpointer.restore_latest(abstract(small_state(0.0)), model_config(config, 256))
+    checkpointer.close()
+    assert named in str(refusal.value), str(refusal.value)
+
+
 def first_nonfinite_step(overrides: list[str], max_steps: int) -> int | None:
     """The first step (1-based) whose loss or gradient norm is not finite, by stepping the same
     config's jitted step directly (no train loop, no checkpoints)."""

@@ -404,6 +404,11 @@ def test_a_completed_run_under_another_optimizer_is_refused_with_exit_code_2(ref
     assert "holds a completed run of another model, batches or optimizer" in line
     assert "optim.lr: completed run 0.003, config 0.5" in line
     assert (workdir / "summary.json").read_text() == before
+    # Which tokens the model's attention sees: "run already completed ...; nothing to do".
+    result = train(workdir, "--config.data.document_mask=true")
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert "data.document_mask: completed run False, config True" in line
 
 
 @pytest.mark.parametrize("override, change", [("--config.seed=7", "seed: 0, config 7"),
@@ -433,7 +438,11 @@ def test_a_resume_on_other_batches_is_refused_with_exit_code_2(reference, tmp_pa
      "config 'CORPUS')"),
     (["--config.data.train_split=train[:50%]"],
      "other batches (data.train_split: 'train', config 'train[:50%]')"),
-], ids=["schedule", "optimizer", "dataset", "split"])
+    # Without clipping the optimizer's state has another layout: "a different train state (44
+    # entries differ, e.g. opt_state/0/count)", naming no setting.
+    (["--config.optim.grad_clip=0.0"],
+     "another optimizer or learning-rate schedule (optim.grad_clip: 1.0, config 0.0)"),
+], ids=["schedule", "optimizer", "dataset", "split", "clip"])
 def test_a_resume_under_another_schedule_or_corpus_is_refused_with_exit_code_2(
         reference, tmp_path, overrides, change):
     # The run as if killed after its last checkpoint; rerun under another learning rate or
