@@ -26,6 +26,9 @@ import importlib
 import os
 import signal
 import sys
+import threading
+import time
+import traceback
 
 EXIT_INTERRUPTED = 130  # as scaling.status.EXIT_INTERRUPTED: 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a program that signal ends
@@ -168,14 +171,41 @@ def die_with_sweep() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# How long a command's leftover background threads get to end after its main returns.
+THREAD_GRACE_SECONDS = 10.0
+
+
+def _exit_if_threads_hang(code: int, crashed: bool = False) -> None:
+    """Exit with `code` now (after the traceback of the exception being handled, when
+    `crashed`) if threads other than daemons outlive main by `THREAD_GRACE_SECONDS`: the
+    interpreter would wait for them at exit, and a failed asynchronous checkpoint save leaves
+    Orbax's waiting forever."""
+    deadline = time.monotonic() + THREAD_GRACE_SECONDS
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            try:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:  # Orbax's threads raise it from join when not done in time
+                pass
+    if any(thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
+           for thread in threading.enumerate()):
+        if crashed:
+            traceback.print_exc()
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)  # the command has said all it had to
+
+
 def run(program: str, module: str, line: str | None = None) -> int:
     """`module.main()` as the console command `program`, Ctrl-C handled from before the module
-    is imported; returns main's exit code, or does not return after an interrupt."""
+    is imported; returns main's exit code, or does not return after an interrupt or when
+    background threads outlive main (`_exit_if_threads_hang`)."""
     die_with_sweep()
     install(line or f"{program}: interrupted")
     try:
         code = importlib.import_module(module).main()
         sys.stdout.flush()  # here, not at exit: a reader that went away is met below
+        _exit_if_threads_hang(code)
         # The command is done: a Ctrl-C from here on has nothing left to stop.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         check()
@@ -186,5 +216,6 @@ def run(program: str, module: str, line: str | None = None) -> int:
     except BaseException:
         if _State.requested:  # KeyboardInterrupt, or what code it interrupted made of it
             exit_now()  # main's own line (`report`), if it caught it, else `line`
+        _exit_if_threads_hang(1, crashed=True)
         raise
     return code

@@ -227,6 +227,15 @@ def main(argv: list[str] | None = None) -> int:
         # it: the run ends failed (its summary says so, if it had started), in one line.
         print(f"scaling-train: error: {out_of_memory(config, error)}", file=sys.stderr)
         return status.EXIT_FAILED
+    except BrokenPipeError:
+        raise  # the reader of its output went away: `interrupts.run` ends it quietly
+    except OSError as error:
+        # A checkpoint or log the file system refused (full, read-only): the run ended failed
+        # (its summary says so, where it could be written), in one line.
+        where = f": {error.filename}" if error.filename else ""
+        print(f"scaling-train: error: the run could not write its files ("
+              f"{error.strerror or type(error).__name__}{where})", file=sys.stderr)
+        return status.EXIT_FAILED
     except KeyboardInterrupt:
         # Ctrl-C before the stop handler was installed (start-up): nothing trained, nothing lost.
         interrupts.report("scaling-train: interrupted before training started; rerun to start")

@@ -538,7 +538,8 @@ class Trainer:
             where = (f" at step {self.metrics.diverged_step} (non-finite loss or gradient)"
                      if self.status == status.DIVERGED
                      else f" at step {self.count}; rerun to resume" if self.status == status.INTERRUPTED
-                     else f" at step {self.count}; rerun the same command to resume")
+                     else f" at step {self.count}; rerun the same command to resume"
+                     + (" from its last checkpoint" if self.status == status.FAILED else ""))
             print(f"run {self.status}{where}", flush=True)
 
     def _write_summary(self, loop_end: float) -> None:

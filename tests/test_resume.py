@@ -619,3 +619,30 @@ def test_a_resume_on_an_edited_corpus_is_refused_and_one_rewritten_as_it_was_con
                            "another corpus (data.corpus: '"), line
     assert line.endswith(": the training split's content changed); use a new --workdir or the "
                          "run's settings")
+
+
+def test_a_checkpoint_the_file_system_refuses_ends_the_run_in_one_line(reference, tmp_path):
+    """A checkpoints folder that turned read-only: the asynchronous save of step 20 fails in
+    Orbax's background threads. The run said "run failed", printed a traceback, and then never
+    exited: the interpreter waited for Orbax's threads, which wait for each other forever."""
+    workdir = killed_after_last_checkpoint(reference, tmp_path)
+    for step in (20, 30):
+        shutil.rmtree(workdir / "checkpoints" / str(step))
+    folder = workdir / "checkpoints"
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("needs a read-only bind mount (mount, as root): "
+                    + mounted.stderr.decode().strip())
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+        result = train(workdir)  # it hung here, until the helper's timeout
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("scaling-train: ")]
+    assert errors == [f"scaling-train: error: the run could not write its files (Read-only "
+                      f"file system: {folder}/20.orbax-checkpoint-tmp)"], errors
+    assert "run failed at step 30; rerun the same command to resume from its last checkpoint" \
+        in result.stdout
+    assert json.loads((workdir / "summary.json").read_text())["status"] == "failed"
+    assert committed_steps(workdir) == [10]
