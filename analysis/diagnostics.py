@@ -107,7 +107,10 @@ def diagnose(law_name: str, params: dict, variables: dict, loss) -> list[dict]:
         # same curve, and intervals of width 0 that measure nothing.
         flag("fit", f"{np.size(loss)} points for {len(params)} parameters: the law passes "
              "through them, and its intervals are no uncertainty", "more points (runs)")
-    elif (share := interpolating_share(np.size(loss), len(params))) > MAX_INTERPOLATING_SHARE:
+    elif (any(not math.isnan(summary.get("ci_low", math.nan))  # a bootstrap ran
+              for summary in params.values())
+          and (share := interpolating_share(np.size(loss), len(params)))
+          > MAX_INTERPOLATING_SHARE):
         flag("fit", f"{np.size(loss)} points for {len(params)} parameters: {share:.0%} of the "
              f"bootstrap's resamples hold {len(params)} or fewer distinct points, which the law "
              "passes through, so its intervals are too narrow", "more points (runs)")

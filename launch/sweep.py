@@ -656,7 +656,6 @@ class Scheduler:
         self.running_names: set[str] = set()
         # Runs that stopped on request (exit 75 / 130): resumable, whatever their summary says.
         self.stopped: dict[str, str] = {}
-        self.diverged: set[str] = set()
 
     def _ready(self, run: plans.PlannedRun) -> bool | None:
         """True if it can start, False if it must wait for its parent, None if it never can."""
@@ -736,8 +735,6 @@ class Scheduler:
         if stop:  # also when a second Ctrl-C ended it before it could write its summary
             self.stopped[run.name] = stop
         ended = stop or summary.get("status", status.FAILED) if not error else status.FAILED
-        if ended == status.DIVERGED:
-            self.diverged.add(run.name)
         loss = summary.get("final_eval_loss")
         # A stopped run's last evaluation is no final loss: it resumes, and counts once it ends.
         print(f"[{self.done}/{self.total}] {run.name}: "
@@ -929,12 +926,17 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
         if scheduler.preempted or CHILDREN.terminating:
             print("sweep preempted; rerun the same command to resume", flush=True)
             return status.EXIT_PREEMPTED
-        failed = [name for name in errors if name not in scheduler.diverged]
-        if failed or scheduler.diverged or eval_failures:
+        # Of the runs asked for, those that ended without their result: this time or before
+        # (a diverged run is final, and stays diverged on every rerun).
+        ended = {name: (read_summary(run_directory(workdir, name)) or {}).get("status")
+                 for name in wanted}
+        diverged = [name for name, end in ended.items() if end == status.DIVERGED]
+        failed = [name for name in wanted if name in errors and name not in diverged]
+        if failed or diverged or eval_failures:
             print("sweep ended with "
                   + ", ".join(part for part in (
                       f"{len(failed)} run(s) failed" if failed else "",
-                      f"{len(scheduler.diverged)} diverged" if scheduler.diverged else "",
+                      f"{len(diverged)} diverged" if diverged else "",
                       f"{eval_failures} evaluation(s) failed" if eval_failures else "") if part)
                   + ": results.csv has their status and error", flush=True)
             return status.EXIT_FAILED

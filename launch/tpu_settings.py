@@ -119,13 +119,26 @@ BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 REMOTE_CHECKOUT = "scaling"  # the checkout lands in ~/scaling on every host
 
 
+# A TPU VM user's home folder, as an absolute path: /home/USER (or /root).
+HOME_FOLDER = r"/(?:home/[^/]+|root)"
+
+
 def is_inside(path: str, folder: str) -> bool:
     """Whether the host path `path` is `folder` or inside it (a relative path is in ~/scaling;
-    a path in the home folder, ~/..., is under none other than it)."""
-    def absolute(host: str) -> str:
+    ~ is the hosts' home, /home/USER or /root, as an absolute path)."""
+    def in_home(host: str) -> str:  # the path below ~, for a path in the home folder
         host = host if host.startswith(("/", "~")) else f"~/{REMOTE_CHECKOUT}/{host}"
-        return posixpath.normpath("/" + host if host.startswith("~") else host)
-    return posixpath.commonpath([absolute(path), absolute(folder)]) == absolute(folder)
+        if host.startswith("~"):
+            return posixpath.normpath("/" + host[1:].lstrip("/"))
+        below = re.match(HOME_FOLDER + r"(/.*|$)", posixpath.normpath(host))
+        return posixpath.normpath("/" + below.group(1).lstrip("/")) if below else ""
+
+    if path.startswith("/") and folder.startswith("/"):
+        path, folder = posixpath.normpath(path), posixpath.normpath(folder)
+        return posixpath.commonpath([path, folder]) == folder
+    below_path, below_folder = in_home(path), in_home(folder)
+    return bool(below_path and below_folder) and (
+        posixpath.commonpath([below_path, below_folder]) == below_folder)
 
 
 def split_bucket(bucket: str) -> tuple[str, str]:

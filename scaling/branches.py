@@ -20,6 +20,8 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Callable
 
+import jax
+
 from scaling.checkpoint import Checkpointer
 from scaling.config import ModelConfig
 from scaling.errors import ConfigError, IncompatibleCheckpoint
@@ -80,8 +82,8 @@ def restore_parent(config, abstract_state: Any, model: ModelConfig,
                 f"{checkpointer.steps() or 'none'}); train it with {step} in train.branch_steps")
         try:
             return checkpointer.restore(step, abstract_state, model, check)
-        except IncompatibleCheckpoint:
-            raise
+        except (IncompatibleCheckpoint, OSError, jax.errors.JaxRuntimeError):
+            raise  # another model, a storage error, the device's memory: said as such
         except Exception as error:  # truncated or damaged files: not the branch's to set aside
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
             raise IncompatibleCheckpoint(

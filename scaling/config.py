@@ -383,8 +383,11 @@ def _check_wandb(w: ml_collections.ConfigDict) -> None:
 
 
 def _is_host_and_port(address: str) -> bool:
+    """HOST:PORT, an IPv6 host in brackets ([::1]:1234), the port an ASCII number 1-65535."""
     host, _, port = str(address).rpartition(":")
-    return bool(host.strip("[]")) and port.isdigit() and 1 <= int(port) <= 65535
+    bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+    return ((bracketed or (bool(host) and ":" not in host)) and port.isascii()
+            and port.isdigit() and 1 <= int(port) <= 65535)
 
 
 def _check_distributed(d: ml_collections.ConfigDict) -> None:

@@ -185,7 +185,7 @@ def _exit_if_threads_hang(code: int, crashed: bool = False) -> None:
         if thread is not threading.main_thread() and not thread.daemon:
             try:
                 thread.join(max(0.0, deadline - time.monotonic()))
-            except TimeoutError:  # Orbax's threads raise it from join when not done in time
+            except Exception:  # Orbax's raise their own errors from join (a timeout, the save's)
                 pass
     if any(thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
            for thread in threading.enumerate()):
@@ -205,10 +205,10 @@ def run(program: str, module: str, line: str | None = None) -> int:
     try:
         code = importlib.import_module(module).main()
         sys.stdout.flush()  # here, not at exit: a reader that went away is met below
-        _exit_if_threads_hang(code)
         # The command is done: a Ctrl-C from here on has nothing left to stop.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         check()
+        _exit_if_threads_hang(code)
     except BrokenPipeError:
         # Whoever read the output stopped (`| head`): as a program killed by SIGPIPE, quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

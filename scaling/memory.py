@@ -189,8 +189,11 @@ def check_fits(config: ml_collections.ConfigDict, model: ModelConfig,
     if total <= OVERFLOW_FACTOR * available:
         return f"{needs}: it may run out of memory"
     if activations > total - activations:
-        would_help = (f"lower train.batch_size={config.train.batch_size} or data.seq_len="
-                      f"{config.data.seq_len}, raise train.grad_accum_steps="
+        lengths = f"data.seq_len={config.data.seq_len}" + (
+            f" or data.target_len={config.data.target_len}"
+            if config.train.objective == "seq2seq" else "")  # the decoder's, there
+        would_help = (f"lower train.batch_size={config.train.batch_size} or {lengths}, raise "
+                      f"train.grad_accum_steps="
                       f"{config.train.grad_accum_steps}"
                       + (f", set model.remat=full (now {model.remat!r})"
                          if model.remat != "full" else "")

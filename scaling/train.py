@@ -230,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         raise  # the reader of its output went away: `interrupts.run` ends it quietly
     except OSError as error:
-        # A checkpoint or log the file system refused (full, read-only): the run ended failed
-        # (its summary says so, where it could be written), in one line.
+        # A file the file system refused (full, read-only, gone) or a connection that failed:
+        # the run ended failed (its summary says so, where it could be written), in one line.
         where = f": {error.filename}" if error.filename else ""
-        print(f"scaling-train: error: the run could not write its files ("
-              f"{error.strerror or type(error).__name__}{where})", file=sys.stderr)
+        print(f"scaling-train: error: the run failed on a file or connection ("
+              f"{type(error).__name__}: {error.strerror or error}{where})", file=sys.stderr)
         return status.EXIT_FAILED
     except KeyboardInterrupt:
         # Ctrl-C before the stop handler was installed (start-up): nothing trained, nothing lost.

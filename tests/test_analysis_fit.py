@@ -378,16 +378,18 @@ def test_a_law_that_passes_through_many_resamples_says_its_intervals_are_too_nar
     # 91% of the resamples held 3 distinct points or fewer, which the law passes through.
     from analysis.cli import main
 
-    def diagnostics(count):
+    def diagnostics(count, bootstrap="20"):
         n = np.geomspace(1e6, 1.6e7, count)
         pd.DataFrame({"N": n, "D": 20 * n, "loss": 2.0 + 40 * (n * 20 * n) ** -0.15}).to_csv(
             tmp_path / f"{count}.csv", index=False)
         assert main(["--csv", str(tmp_path / f"{count}.csv"), "--n-col", "N", "--d-col", "D",
-                     "--loss-col", "loss", "--law", "compute", "--bootstrap", "20",
+                     "--loss-col", "loss", "--law", "compute", "--bootstrap", bootstrap,
                      "--out", str(tmp_path / f"fit{count}")]) == 0
         fit = json.loads((tmp_path / f"fit{count}" / "fit.json").read_text())
         return [flag for flag in fit["fits"]["compute"]["diagnostics"] if flag["parameter"] == "fit"]
 
+    # Without a bootstrap there are no resamples and no intervals to speak of.
+    assert diagnostics(4, bootstrap="0") == []
     assert diagnostics(4) == [{"parameter": "fit", "problem": "4 points for 3 parameters: 91% of "
                                "the bootstrap's resamples hold 3 or fewer distinct points, which "
                                "the law passes through, so its intervals are too narrow",

@@ -304,13 +304,15 @@ def test_valid_pairs_pass_validation():
 @pytest.mark.parametrize("objective_name, layout, k, words", [
     ("masked_lm", "encoder", 19, "0 with train.objective='masked_lm'"),
     ("causal_lm", "decoder", 129, "at most data.seq_len=128"),
-    ("span_corruption", "encoder_decoder", 1, "fit model.max_seq_len=128"),
+    # A learned position table of 128 rows: 129 encoder tokens (test_train_cli has the range).
+    ("span_corruption", "encoder_decoder", 1, "both must fit model.max_seq_len=128"),
 ])
 def test_continuation_tokens_that_cannot_be_scored_fail_validation(objective_name, layout, k, words):
     from scaling.config import ConfigError, default_config, validate
 
     config = default_config()
     config.model.layout, config.train.objective = layout, objective_name
+    config.model.position = "learned"
     config.train.continuation_tokens = k
     with pytest.raises(ConfigError) as error:
         validate(config)

@@ -16,7 +16,7 @@ from conftest import REPO, run_python, xla_flags
 from test_parallel import RELATIVE_TOLERANCE, TRAINING, assert_close
 
 from scaling import distributed
-from scaling.config import default_config
+from scaling.config import default_config, validate
 from scaling.errors import ConfigError
 
 PROCESSES, DEVICES_PER_PROCESS, STEPS = 2, 2, 4
@@ -200,6 +200,22 @@ def test_explicit_coordinator_is_passed_through(initialize_calls, monkeypatch):
     assert initialize_calls == [
         {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3},
         {"coordinator_address": "10.0.0.1:1234", "num_processes": None, "process_id": None}]
+
+
+@pytest.mark.parametrize("address, allowed", [
+    ("10.0.0.1:1234", True), ("node0:12345", True), ("[::1]:1234", True),
+    # Bare IPv6 (no port), a port of full-width digits, out of range, no host.
+    ("::1", False), ("fe80::1", False), ("host:\uff11\uff12\uff13", False), ("host:0", False),
+    ("host:70000", False), (":123", False), ("nonsense", False),
+])
+def test_a_coordinator_address_is_host_and_port(address, allowed):
+    config = default_config()
+    config.distributed.update(coordinator_address=address, num_processes=2, process_id=0)
+    if allowed:
+        validate(config)
+    else:
+        with pytest.raises(ConfigError, match="distributed.coordinator_address"):
+            validate(config)
 
 
 def test_a_slurm_allocation_outside_srun_is_one_process(initialize_calls, monkeypatch):

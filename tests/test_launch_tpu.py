@@ -11,7 +11,7 @@ import textwrap
 import pytest
 from conftest import run_in_process
 
-from launch import tpu
+from launch import tpu, tpu_settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -805,6 +805,18 @@ def test_a_settings_files_sweep_overrides_are_left_alone_by_the_other_subcommand
     result = cloud.launch("delete", "--config", "settings.py")
     assert result.returncode == 0, result.stderr
     assert [kind(call) for call in cloud.calls()] == ["delete"]
+
+
+@pytest.mark.parametrize("path, folder, inside", [
+    ("~/results/s", "~/results", True), ("~/results2/s", "~/results", False),
+    ("runs/demo", "~/results", False),  # in ~/scaling
+    # The hosts' home as an absolute path: refused by `up` as outside the bucket before.
+    ("/home/me/results/s1", "~/results", True), ("/root/results", "~/results", True),
+    ("/home/me/results2", "~/results", False), ("/mnt/disk/sweep", "~/results", False),
+    ("/mnt/disk/sweep", "/mnt/disk", True), ("x", "/home/u/scaling", True),
+])
+def test_a_host_path_is_inside_a_folder_as_the_hosts_see_it(path, folder, inside):
+    assert tpu_settings.is_inside(path, folder) is inside
 
 
 @pytest.mark.parametrize("workdir, warned", [

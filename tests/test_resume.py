@@ -640,8 +640,8 @@ def test_a_checkpoint_the_file_system_refuses_ends_the_run_in_one_line(reference
         subprocess.run(["umount", str(folder)], check=True)
     assert result.returncode == 1, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("scaling-train: ")]
-    assert errors == [f"scaling-train: error: the run could not write its files (Read-only "
-                      f"file system: {folder}/20.orbax-checkpoint-tmp)"], errors
+    assert errors == [f"scaling-train: error: the run failed on a file or connection (OSError: "
+                      f"Read-only file system: {folder}/20.orbax-checkpoint-tmp)"], errors
     assert "run failed at step 30; rerun the same command to resume from its last checkpoint" \
         in result.stdout
     assert json.loads((workdir / "summary.json").read_text())["status"] == "failed"

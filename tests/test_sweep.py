@@ -716,6 +716,10 @@ def test_a_sweep_whose_run_diverged_does_not_end_as_a_success(repo, tmp_path):
     assert _rows(tmp_path / "w")["tiny-d32-L1"]["status"] == "diverged"
     assert result.stdout.strip().splitlines()[-1] == (
         "sweep ended with 1 diverged: results.csv has their status and error")
+    # Rerun: the diverged run is final, trains nothing, and still is the sweep's outcome.
+    again = _sweep(repo, config, tmp_path / "w", "--only", "tiny-d32-L1", timeout=300)
+    assert again.returncode == 1 and "0 to train" in again.stdout, again.stdout
+    assert again.stdout.strip().splitlines()[-1] == result.stdout.strip().splitlines()[-1]
 
 
 def _finish_as_trained(workdir, run, base_config):
