@@ -219,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         # data: model vs mesh divisibility, batch vs process count, sequence vs corpus; a dataset
         # that cannot be prepared here (no network, no TensorFlow): what to do, in one line.
         print(f"scaling-train: error: {' '.join(str(error).split())}", file=sys.stderr)
+        # Reads Orbax abandoned (a damaged checkpoint's) are finalised at exit, each with an
+        # "Exception ignored in: <coroutine ...>" traceback after that line: not for the user.
+        sys.unraisablehook = lambda unraisable: None
         return status.EXIT_BAD_CONFIG
     except jax.errors.JaxRuntimeError as error:
         if "RESOURCE_EXHAUSTED" not in str(error):

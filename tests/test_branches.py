@@ -215,7 +215,9 @@ def test_a_branch_of_a_damaged_stable_state_is_one_line(parent, tmp_path):
                              str(tmp_path / "b"), *_branch_args(damaged)],
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
-    [line] = result.stderr.strip().splitlines()
+    # Orbax's reader threads may still print asyncio's "Event loop is closed" around it (known).
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("scaling-train: ")]
+    assert "/scaling/" not in result.stderr.replace(str(damaged), ""), result.stderr[-3000:]
     assert line.startswith(f"scaling-train: error: the stable state of train.init_from="
                            f"'{damaged}' at step {BRANCH_START} cannot be read ("), line
     assert line.endswith("train the parent run again (delete its workdir and rerun it, or its "
