@@ -315,11 +315,15 @@ def plot_comparison(comparison, path, names: tuple[str, str], loss_label: str = 
     grid = np.geomspace(low, high, 200)
     for label, frontier, key, color in ((names[0], comparison.frontier_a, "A", "steelblue"),
                                         (names[1], comparison.frontier_b, "B", "crimson")):
-        left.scatter(frontier.flops, frontier.loss, s=12, color=color, label=f"{key}: {label}")
+        left.scatter(frontier.flops, frontier.loss, s=12, color=color,
+                     label=f"{key}: {label} (frontier)")
         fitted = params[f"E_{key}"] + params[f"A_{key}"] * grid ** -params[f"alpha_{key}"]
         inside = (grid >= frontier.flops.min()) & (grid <= frontier.flops.max())
-        left.plot(grid, np.where(inside, fitted, np.nan), color=color)
-        left.plot(grid, np.where(inside, np.nan, fitted), color=color, ls="--", lw=1)  # extrapolated
+        left.plot(grid, np.where(inside, fitted, np.nan), color=color,
+                  label=f"{key}'s law: {params[f'E_{key}']:.3g} + {params[f'A_{key}']:.3g}"
+                        f"·C^-{params[f'alpha_{key}']:.3g}")
+        left.plot(grid, np.where(inside, np.nan, fitted), color=color, ls="--", lw=1,
+                  label=f"{key}'s law beyond its data")
     compute_label = _compute_label(convention) if convention else "training compute C (FLOPs)"
     left.set(xscale="log", xlabel=compute_label, ylabel=loss_label, title="Frontiers and joint fit")
     left.legend(fontsize=7)

@@ -286,6 +286,13 @@ def test_the_multiplier_is_dashed_where_only_one_recipe_has_data(tmp_path, captu
     assert drawn[solid].min() >= C[0] and drawn[solid].max() <= C[9]
     assert drawn[dashed].min() >= C[9] * 0.999 and drawn[dashed].max() == pytest.approx(C[-1])
     assert dashed.get_linestyle() == "--"
+    # The left panel's legend names the laws, not only the points.
+    import re
+
+    legend = [text.get_text() for text in captured[0].axes[0].get_legend().get_texts()]
+    assert legend[0] == "A: a (frontier)" and legend[2] == "A's law beyond its data", legend
+    assert re.fullmatch(r"A's law: [\d.]+ \+ [\d.e+]+·C\^-[\d.]+", legend[1]), legend[1]
+    assert "B's law beyond its data" in legend
 
 
 def test_the_effective_compute_axis_has_plain_tick_labels(tmp_path, captured):
