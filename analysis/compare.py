@@ -255,10 +255,9 @@ def _diagnostics(params: dict, frontier_a: Frontier, frontier_b: Frontier,
 
 
 def _frontier_loss(frontier: Frontier, flops: np.ndarray) -> np.ndarray:
-    """The frontier's loss at `flops`, straight between its points on log-log axes."""
-    order = np.argsort(frontier.flops)
-    return np.exp(np.interp(np.log(flops), np.log(frontier.flops[order]),
-                            np.log(frontier.loss[order])))
+    """The frontier's loss at `flops`, straight between its points (FLOPs ascending) on
+    log-log axes."""
+    return np.exp(np.interp(np.log(flops), np.log(frontier.flops), np.log(frontier.loss)))
 
 
 def _contradictions(frontier_a: Frontier, frontier_b: Frontier, budgets: np.ndarray,

@@ -263,7 +263,7 @@ def apply_sweep_overrides(sweep: ml_collections.ConfigDict, overrides: list[str]
     apply_overrides(sweep, plain)
     check_overrides_read(sweep, [item.partition("=")[0] for item in plain],
                          CONDITIONAL_SWEEP_FIELDS, "sweep")
-    trained = [name.strip() for name in sweep.sizes.split(",") if name.strip()]
+    trained = _size_names(sweep)
     members = [name for name, _ in FAMILIES[sweep.family]()] if sweep.family in FAMILIES else []
     for size, dotted, value in for_sizes:  # "" trains every member of the family
         if trained and size in members and size not in trained:  # non-members: validate_sweep
@@ -306,11 +306,16 @@ def _set_run_field(sweep, head: str, rest: str, value_text: str):
 # Sizes and per-size hyperparameters
 
 
+def _size_names(sweep: ml_collections.ConfigDict) -> list[str]:
+    """The family members `sizes` names ([] for "": every member)."""
+    return [name.strip() for name in sweep.sizes.split(",") if name.strip()]
+
+
 def _sizes(sweep: ml_collections.ConfigDict) -> list[tuple[str, dict]]:
     family = FAMILIES[sweep.family]()
     if not sweep.sizes:
         return list(family)
-    wanted = [name.strip() for name in sweep.sizes.split(",") if name.strip()]
+    wanted = _size_names(sweep)
     known = dict(family)
     if not wanted or any(name not in known for name in wanted):
         raise ConfigError("sizes", sweep.sizes,

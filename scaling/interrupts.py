@@ -180,15 +180,17 @@ def _exit_if_threads_hang(code: int, crashed: bool = False) -> None:
     `crashed`) if threads other than daemons outlive main by `THREAD_GRACE_SECONDS`: the
     interpreter would wait for them at exit, and a failed asynchronous checkpoint save leaves
     Orbax's waiting forever."""
+    def background() -> list[threading.Thread]:  # what the interpreter waits for at exit
+        return [thread for thread in threading.enumerate()
+                if thread is not threading.main_thread() and not thread.daemon]
+
     deadline = time.monotonic() + THREAD_GRACE_SECONDS
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            try:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            except Exception:  # Orbax's raise their own errors from join (a timeout, the save's)
-                pass
-    if any(thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
-           for thread in threading.enumerate()):
+    for thread in background():
+        try:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        except Exception:  # Orbax's raise their own errors from join (a timeout, the save's)
+            pass
+    if any(thread.is_alive() for thread in background()):
         if crashed:
             traceback.print_exc()
         sys.stderr.flush()
