@@ -181,6 +181,22 @@ def test_a_file_two_entries_reach_is_listed_once_under_the_first(tmp_path):
     assert not set(splits["train"]) & set(splits["validation"])
 
 
+def test_a_file_reached_through_links_is_listed_once(tmp_path):
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    for index in range(30):
+        (corpus / "sub" / f"f{index}.txt").write_text(f"text {index}")
+    (corpus / "sub" / "again.txt").symlink_to(corpus / "sub" / "f3.txt")
+    (tmp_path / "link").symlink_to(tmp_path)
+    # The folder by its real name, then its files by a pattern through the linked folder.
+    found = text_files.expand_files([str(corpus), f"{tmp_path}/link/corpus/sub/*.txt"])
+    real = [path.resolve() for _, path in found]
+    assert len(real) == len(set(real)) == 30
+    splits = text_files.assign_splits(found)
+    train = {path.resolve() for path in splits["train"]}
+    assert train and not train & {path.resolve() for path in splits["validation"]}
+
+
 def test_edited_text_file_gives_a_new_dataset_and_cache(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -107,15 +107,17 @@ def _is_text(path: pathlib.Path) -> bool:
 
 def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
     """(name used for splitting, absolute path) of every text file the entries name, in order;
-    a file that two entries reach (a folder and a folder inside it) is listed once, under the
-    first entry's name, so that it cannot land in both splits.
+    a file that two entries reach (a folder and a folder inside it, or two spellings of one file
+    through symbolic links) is listed once, under the first name it is reached by, so that it
+    cannot land in both splits.
 
     Raises FileNotFoundError for an entry that does not exist or a pattern that matches nothing."""
     found, seen = [], set()
 
     def add(name: str, path: pathlib.Path) -> None:
-        if path not in seen:
-            seen.add(path)
+        real = path.resolve()
+        if real not in seen:
+            seen.add(real)
             found.append((name, path))
 
     for entry in entries:
