@@ -42,6 +42,7 @@ from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import branches, budget, files, hardware, interrupts, status, tracking
 from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields
+from scaling.data import text_files
 from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import SWEEP_OVERRIDES_HELP, load_config, split_argv
 from scaling.trained import newest_checkpoint_record
@@ -88,6 +89,9 @@ def _comparable(config: dict, parent_field: str) -> dict:
     flat = plans.flatten(config)
     if flat.get(parent_field):
         flat[parent_field] = pathlib.PurePath(flat[parent_field]).name
+    for name in text_files.PATH_FIELDS:  # an older run recorded them as they were typed
+        if f"data.{name}" in flat:
+            flat[f"data.{name}"] = text_files.absolute_field(name, flat[f"data.{name}"])
     return {key: value for key, value in flat.items() if not key.startswith(OPERATIONAL_FIELDS)}
 
 

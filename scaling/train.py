@@ -30,7 +30,7 @@ import jax
 from scaling import branches, budget, distributed, files, interrupts, memory, scripts, status
 from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, check_overrides_read, differing_fields,
                             validate)
-from scaling.data import sources
+from scaling.data import sources, text_files
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import RUN_OVERRIDES_HELP, apply_overrides, load_config, split_argv
 from scaling.trainer import Trainer, batch_fields, optimizer_fields
@@ -89,6 +89,9 @@ def train(config, workdir: str | pathlib.Path) -> dict:
     Raises IncompatibleCheckpoint (before writing anything) when the workdir holds a run of a
     different model or length, WorkdirBusy when another live process trains in it, ConfigError
     when it is a file."""
+    config = config.copy_and_resolve_references()
+    for name in text_files.PATH_FIELDS:  # recorded so that they name these files from any folder
+        config.data[name] = text_files.absolute_field(name, config.data[name])
     if config.train.compilation_cache:
         enable_compilation_cache(config)
     distributed.initialize(config)

@@ -26,7 +26,7 @@ from scaling import branches, budget, distributed, files, flops, hardware, memor
 from scaling import status, tracking
 from scaling import data as data_lib
 from scaling.checkpoint import PARENT_ADVICE, Checkpointer
-from scaling.data import objectives
+from scaling.data import objectives, text_files
 from scaling.config import differing_fields, model_config
 from scaling.errors import ConfigError, IncompatibleCheckpoint
 from scaling.step import build_program
@@ -47,7 +47,8 @@ def batch_fields(config) -> dict:
     run config, or the dict a summary records; fields it lacks are left out."""
     def field_of(name: str):  # "data.seq_len" → config.data.seq_len, None where absent
         section, field = name.split(".")
-        return (config.get(section) or {}).get(field)
+        # A path an older run recorded relative is taken from the current folder.
+        return text_files.absolute_field(field, (config.get(section) or {}).get(field))
 
     names = (*(f"data.{field}" for field in BATCH_DATA_FIELDS), "train.objective",
              *objectives.OBJECTIVE_FIELDS.get(field_of("train.objective"), ()))

@@ -439,3 +439,21 @@ def test_tfds_warnings_about_what_we_do_on_purpose_are_not_shown(tmp_path, caplo
     shown = [record.getMessage() for record in caplog.records if record.name == "absl"]
     noise = ("Using custom data configuration", "Variant folder ")
     assert not [message for message in shown if message.startswith(noise)], shown
+
+
+def test_data_paths_an_older_run_recorded_relative_compare_as_absolute(tmp_path, monkeypatch):
+    # Runs record data.files and data.spm_model as absolute paths; one recorded as typed is taken
+    # from the current folder, so that resuming it there, or a sweep rerun there, agrees with it.
+    from launch.sweep import _comparable
+    from scaling.trainer import batch_fields
+
+    monkeypatch.chdir(tmp_path)
+    recorded = {"data": {"files": "notes, more/*.txt", "spm_model": "~/m.model"},
+                "train": {"init_from": ""}}
+    fields = batch_fields(recorded)
+    assert fields["data.files"] == f"{tmp_path}/notes,{tmp_path}/more/*.txt"
+    assert fields["data.spm_model"] == os.path.expanduser("~/m.model")
+    flat = _comparable(recorded, "train.init_from")
+    assert flat["data.files"] == fields["data.files"]
+    assert flat["data.spm_model"] == fields["data.spm_model"]
+    assert "data.files" not in _comparable({"data": {"tokenizer": "byte"}}, "train.init_from")

@@ -233,6 +233,27 @@ def test_relative_data_files_name_the_files_they_reach(trained_run, tmp_path, ca
         "files": str(tmp_path / "two" / "notes.txt")}
 
 
+def test_a_run_on_relative_data_files_is_scored_on_them_from_any_folder(tmp_path, monkeypatch):
+    # Trained on `notes/` in one folder, scored from another whose `notes/` holds other text: the
+    # run's own files, as the run scored them, not the other folder's.
+    for folder, line in (("one", "def f(x):\n    return x\n"), ("two", "plain words here\n")):
+        for index in range(12):
+            (tmp_path / folder / "notes").mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / "notes" / f"{index}.txt").write_text(f"# {index}\n" + line * 40)
+    config = _short_run_config("tiny-notes", 4)
+    config.data.dataset, config.data.files = "text_files", "notes"
+    config.data.cache_dir = str(tmp_path / "cache")
+    monkeypatch.chdir(tmp_path / "one")
+    summary = train(config, tmp_path / "run")
+    assert config.data.files == "notes"  # the caller's config is left as it was
+    assert summary["config"]["data"]["files"] == str(tmp_path / "one" / "notes")
+    monkeypatch.chdir(tmp_path / "two")
+    assert evaluate.main(["--workdir", str(tmp_path / "run")]) == 0
+    record = json.loads((tmp_path / "run" / "eval" / "text_files-validation.json").read_text())
+    assert abs(record["loss"] - summary["final_eval_loss"]) <= 1e-5
+    assert record["data_overrides"] == {}
+
+
 @pytest.mark.parametrize("arguments,message", [
     (["--config.data.dataset=mnist"], "data.feature='text' is not allowed: a text feature of mnist"),
     (["--config.data.dataset=no_such_dataset"], "config.data.dataset='no_such_dataset'"),

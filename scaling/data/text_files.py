@@ -43,6 +43,22 @@ def absolute_entries(files: str) -> str:
     return ",".join(os.path.abspath(os.path.expanduser(entry)) for entry in parse_file_list(files))
 
 
+# The data fields that name files a run reads. A run records them as absolute paths, so that the
+# commands that read it later (a resume, `scaling-eval`, `scaling-sample`) find the same files from
+# any folder.
+PATH_FIELDS = ("files", "spm_model")
+
+
+def absolute_field(name: str, value):
+    """`value` of the data field `name` with its paths made absolute from the current folder when
+    the field is one of `PATH_FIELDS` (and set); other values as they are."""
+    if name not in PATH_FIELDS or not value or not isinstance(value, str):
+        return value
+    if name == "files":
+        return absolute_entries(value)
+    return os.path.abspath(os.path.expanduser(value))
+
+
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
