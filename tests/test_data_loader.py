@@ -1,6 +1,8 @@
 """The loader: batches are a pure function of (seed, step), host slices tile the global batch,
 every row is a real window of the packed corpus, evaluation batches are fixed."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -213,6 +215,23 @@ def test_sequence_longer_than_a_split_names_seq_len(corpus_config):
     too_long.seq_len = 10**6
     with pytest.raises(config_lib.ConfigError, match="data.seq_len"):
         _loader(too_long)
+
+
+def test_a_sequence_too_long_is_given_the_shorter_splits_limit(tmp_path):
+    # One file is cut at 90% of its text: the validation tail is the shorter split, and the limit
+    # the message gives is one both splits hold.
+    (tmp_path / "one.txt").write_text("a line of text\n" * 20)
+    cfg = config_lib.default_config().data
+    cfg.update(dataset="text_files", files=str(tmp_path / "one.txt"), seq_len=10**4,
+               cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(config_lib.ConfigError) as caught:
+        _loader(cfg)
+    limit = int(re.search(r"at most (\d+): split 'validation'", str(caught.value)).group(1))
+    # The tail from 90% of 300 characters (a line start): two 15-byte lines and EOD, 31 tokens.
+    assert limit == 30
+    cfg.seq_len = limit
+    with _loader(cfg, batch_size=1) as loader:
+        assert loader.batch(0)["inputs"].shape == (1, limit)
 
 
 @pytest.mark.parametrize("texts", [[""], ["", ""], ["some text\n" * 40, ""]])

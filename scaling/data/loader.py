@@ -256,12 +256,15 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
                      else (field, split))
             raise ConfigError(*where, f"text in split {split!r} of {data_cfg.dataset!r} (its "
                                       f"{built.num_documents} documents are all empty)")
-        longest = built.num_tokens - 1
-        if longest < data_cfg.seq_len:
-            raise ConfigError("data.seq_len", data_cfg.seq_len,
-                              f"at most {longest}: split {split!r} of {data_cfg.dataset!r} "
-                              f"holds {built.num_tokens} tokens with EOD, and a sequence needs "
-                              "seq_len + 1")
+    # Both splits' limit in one line: the shorter split decides it.
+    split, built = min(((split, caches[field]) for field, split in (
+        ("data.train_split", data_cfg.train_split), ("data.eval_split", data_cfg.eval_split))),
+        key=lambda item: item[1].num_tokens)
+    if built.num_tokens - 1 < data_cfg.seq_len:
+        raise ConfigError("data.seq_len", data_cfg.seq_len,
+                          f"at most {built.num_tokens - 1}: split {split!r} of "
+                          f"{data_cfg.dataset!r} holds {built.num_tokens} tokens with EOD, and a "
+                          "sequence needs seq_len + 1")
     return Loader(caches["data.train_split"], caches["data.eval_split"], tokenizer,
                   seq_len=data_cfg.seq_len, batch_size=batch_size, seed=seed,
                   process_index=process_index, process_count=process_count,
