@@ -76,9 +76,13 @@ def test_failed_build_leaves_no_valid_cache(tmp_path):
         cache.load_or_build(tmp_path / "c", fingerprint, broken, tokenizer)
     assert not (tmp_path / "c" / "meta.json").exists()
     assert not (tmp_path / "c" / "tokens.bin").exists()
+    # A build killed outright (SIGKILL) leaves its temporary files; the next build removes them.
+    (tmp_path / "c" / ".tokens.bin.k1ll3d.tmp").write_bytes(b"\0" * 1000)
     source = _Counting(DOCUMENTS)
     assert cache.load_or_build(tmp_path / "c", fingerprint, source, tokenizer).num_documents == 4
     assert source.reads == 1
+    assert sorted(path.name for path in (tmp_path / "c").iterdir()) == [
+        "document_starts.bin", "meta.json", "tokens.bin"]
 
 
 def test_truncated_tokens_file_is_not_trusted(tmp_path, capsys):

@@ -457,3 +457,19 @@ def test_data_paths_an_older_run_recorded_relative_compare_as_absolute(tmp_path,
     assert flat["data.files"] == fields["data.files"]
     assert flat["data.spm_model"] == fields["data.spm_model"]
     assert "data.files" not in _comparable({"data": {"tokenizer": "byte"}}, "train.init_from")
+
+
+def test_a_killed_preparations_folder_is_removed_by_the_next(tmp_path):
+    corpus = _small_corpus(tmp_path / "corpus")
+    cfg = _data_config(dataset="text_files", files=str(corpus), cache_dir=str(tmp_path / "cache"))
+    data.validate_data_config(cfg)
+    builder = sources.make_builder(cfg)
+    folder = pathlib.Path(builder.data_dir).parent
+    # What TFDS leaves when its preparation is killed before the rename that completes it.
+    leftover = folder / f"incomplete.K1LLED_{builder.info.version}"
+    (leftover / "part").mkdir(parents=True)
+    sources.prepare(builder)
+    assert builder.is_prepared() and not leftover.exists()
+    (leftover / "part").mkdir(parents=True)
+    sources.prepare(sources.make_builder(cfg))  # prepared already: still removed
+    assert not leftover.exists() and pathlib.Path(builder.data_dir).is_dir()

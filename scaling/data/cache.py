@@ -93,9 +93,12 @@ def _unusable(directory: pathlib.Path, fingerprint: dict) -> str:
 
 def _build(directory: pathlib.Path, fingerprint: dict, document_batches: Iterable[list[bytes]],
            tokenizer, label: str) -> None:
-    """Tokenize every document into `directory`, printing progress to stderr."""
+    """Tokenize every document into `directory`, printing progress to stderr. The caller holds
+    the exclusive lock: a temporary file there is a killed build's, removed first."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "meta.json").unlink(missing_ok=True)  # invalid from here until the build ends
+    for leftover in directory.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
     dtype = token_dtype(tokenizer.vocab_size)
     started = last_report = time.perf_counter()
     num_documents = num_tokens = num_bytes = 0

@@ -15,6 +15,7 @@ import functools
 import importlib
 import logging
 import pathlib
+import shutil
 import sys
 import time
 from typing import Iterator
@@ -107,7 +108,12 @@ def prepare(builder) -> None:
     from tensorflow_datasets.core.download import downloader
 
     name = builder.info.full_name
-    with file_lock(pathlib.Path(builder.data_dir).parent / ".prepare.lock"):
+    folder = pathlib.Path(builder.data_dir).parent
+    with file_lock(folder / ".prepare.lock"):
+        # TFDS prepares into an `incomplete.*` folder it renames at the end; under the lock, one
+        # still there is a killed preparation's.
+        for leftover in folder.glob("incomplete.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         if not builder.is_prepared():
             print(f"[data] preparing TFDS dataset {name} in {builder.data_dir}", file=sys.stderr)
             started = time.perf_counter()
