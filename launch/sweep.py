@@ -35,13 +35,15 @@ import threading
 import time
 from typing import NamedTuple
 
+import jax
+
 from launch import evaluation, plans
 from launch.plans import format_value
 from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
-from scaling import branches, budget, files, hardware, interrupts, status, tracking
-from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields
+from scaling import branches, budget, files, hardware, interrupts, parallel, status, tracking
+from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields, model_config
 from scaling.data import text_files
 from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import SWEEP_OVERRIDES_HELP, load_config, split_argv
@@ -578,6 +580,19 @@ class Pace(NamedTuple):
     device: str
 
 
+def check_meshes(runs: list[plans.PlannedRun], device_count: int) -> None:
+    """Each run's mesh resolved for `device_count` devices, and its model and batch split over it,
+    as `scaling-train` checks them before it builds: ConfigError naming the field and the run."""
+    for run in runs:
+        config = run.config
+        try:
+            shape = parallel.mesh_shape(config.mesh, device_count)
+            parallel.check_divisibility(model_config(config, None), config.train.batch_size,
+                                        config.train.grad_accum_steps, shape)
+        except ConfigError as error:
+            raise error.in_run(run.name) from None
+
+
 def estimated_pace(accelerator: str = "") -> Pace:
     """A planning figure, not a promise. On `accelerator` (a Cloud TPU type or COUNTxGPU): its
     published peak at `hardware.PLANNING_MFU`, nothing per step (not measured there). Else on this
@@ -657,6 +672,9 @@ class Scheduler:
         self.total, self.done, self.start = len(todo), 0, time.perf_counter()
         self.preempted = False
         self.interrupted = False
+        # The first run that refused its settings (exit 2), and its error line: the others were
+        # planned from the same settings, so none starts after it.
+        self.refused: tuple[str, str] | None = None
         self.running_names: set[str] = set()
         # Runs that stopped on request (exit 75 / 130): resumable, whatever their summary says.
         self.stopped: dict[str, str] = {}
@@ -704,7 +722,7 @@ class Scheduler:
 
     def _submit(self, pool, futures: dict) -> None:
         for run in list(self.waiting):
-            if len(futures) >= self.processes or CHILDREN.terminating:
+            if len(futures) >= self.processes or CHILDREN.terminating or self.refused:
                 return
             ready = self._ready(run)
             if ready is None:  # its parent ended without completing: it cannot start
@@ -735,6 +753,8 @@ class Scheduler:
             self.errors.pop(run.name, None)
         self.preempted |= code == status.EXIT_PREEMPTED
         self.interrupted |= code == status.EXIT_INTERRUPTED
+        if code == status.EXIT_BAD_CONFIG and not self.refused:
+            self.refused = (run.name, error)
         summary = read_summary(run_directory(self.workdir, run.name)) or {}
         if stop:  # also when a second Ctrl-C ended it before it could write its summary
             self.stopped[run.name] = stop
@@ -798,6 +818,8 @@ def _main(args, overrides: list[str]) -> int:
         try:
             files.check_workdir(args.workdir, create=False)
             pace = estimated_pace(args.accelerator)
+            if not args.accelerator:  # the runs here see this machine's devices
+                check_meshes(runs, jax.device_count())
         except ConfigError as error:
             print(f"scaling-sweep: error: {error}", file=sys.stderr)
             return status.EXIT_BAD_CONFIG
@@ -920,10 +942,17 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
         scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes,
                               status_every)
         scheduler.run()
-        stopped = scheduler.preempted or scheduler.interrupted or CHILDREN.terminating
+        stopped = (scheduler.preempted or scheduler.interrupted or CHILDREN.terminating
+                   or scheduler.refused)
         eval_failures = (evaluate_completed_runs(workdir, runs, eval_sets)
                          if eval_sets and not stopped else 0)
         print(f"results: {workdir / 'results.csv'}", flush=True)
+        if scheduler.refused:
+            name, error = scheduler.refused
+            print(f"scaling-sweep: error: run {name} refused the settings the sweep gave it "
+                  f"({error}); the runs not started wait: change the sweep's settings and rerun",
+                  file=sys.stderr, flush=True)
+            return status.EXIT_BAD_CONFIG
         if scheduler.interrupted or CHILDREN.stop_status == status.INTERRUPTED:
             print("sweep interrupted; rerun the same command to resume", flush=True)
             return status.EXIT_INTERRUPTED

@@ -32,7 +32,8 @@ def mesh_shape(mesh_config: ml_collections.ConfigDict, device_count: int) -> tup
     if -1 in sizes:
         if device_count % known:
             raise ConfigError("mesh", dict(mesh_config),
-                              f"axis sizes whose product divides the {device_count} devices")
+                              f"axis sizes whose product divides the {device_count} "
+                              f"device{'s' if device_count != 1 else ''}")
         sizes[sizes.index(-1)] = device_count // known
     if math.prod(sizes) != device_count:
         raise ConfigError("mesh", dict(mesh_config),

@@ -722,6 +722,26 @@ def test_a_sweep_whose_run_diverged_does_not_end_as_a_success(repo, tmp_path):
     assert again.stdout.strip().splitlines()[-1] == result.stdout.strip().splitlines()[-1]
 
 
+def test_a_mesh_the_runs_refuse_stops_the_sweep_at_the_first_refusal(repo, tmp_path):
+    # Tensor parallelism over 3 devices: no run can split over this machine's devices. The dry run
+    # says so; a sweep started anyway stops after the first refusal instead of failing every run.
+    config = _write_sweep(tmp_path)
+    mesh = "--config.overrides.mesh.tensor=3"
+    dry = _sweep(repo, config, tmp_path / "w", mesh, "--dry-run", timeout=300)
+    assert dry.returncode == 2, dry.stdout + dry.stderr
+    assert dry.stderr.strip().startswith("scaling-sweep: error: run tiny-d32-L1: config.mesh=")
+    assert "product divides the" in dry.stderr and "plan" not in dry.stdout.lower()
+    result = _sweep(repo, config, tmp_path / "w", mesh, "--processes", "1", timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("scaling-sweep: error: run tiny-d96-L3 refused the settings the sweep "
+                           "gave it (scaling-train: error: config.mesh="), last
+    assert last.endswith("the runs not started wait: change the sweep's settings and rerun")
+    statuses = {name: row["status"] for name, row in _rows(tmp_path / "w").items()}
+    assert statuses == {"tiny-d96-L3": "failed", "tiny-d64-L2": "pending",
+                        "tiny-d48-L2": "pending", "tiny-d32-L1": "pending"}
+
+
 def _finish_as_trained(workdir, run, base_config):
     """The summary.json `scaling-train` writes for `run` trained to its end: the config resolved
     from the run's own command line (a branch's parent as the absolute path it gets there)."""
