@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
                   or [tokenizer.eod_id])
     stack = check_request(args, model, len(token_ids),
                           None if source_ids is None else len(source_ids))
-    restored = trained.load(workdir, single_device=args.single_device)
+    restored = trained.load(workdir, single_device=args.single_device, batches=False)
     # Past check_request's lower bound, the weights can still run out of memory.
     with trained.out_of_memory_is("the attention weights ran out of device memory; pass fewer "
                                   "tokens"), restored.context():

@@ -52,12 +52,12 @@ def make_mesh(mesh_config: ml_collections.ConfigDict, devices: list | None = Non
     return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=(AxisType.Auto,) * 3)
 
 
-def check_divisibility(model: ModelConfig, batch_size: int, micro_batches: int,
+def check_divisibility(model: ModelConfig, batch_size: int | None, micro_batches: int,
                        shape: tuple[int, int, int]) -> None:
-    """Fail before compiling when the model or batch cannot be split over the mesh."""
+    """Fail before compiling when the model or batch cannot be split over the mesh (the batch
+    only when given: sampling splits no training batch)."""
     data, fsdp, tensor = shape
-    micro_batch = batch_size // micro_batches
-    if micro_batch % (data * fsdp):
+    if batch_size is not None and (batch_size // micro_batches) % (data * fsdp):
         raise ConfigError("train.batch_size", batch_size,
                           f"a multiple of mesh data × fsdp = {data} × {fsdp} = {data * fsdp} "
                           f"per micro-batch (train.grad_accum_steps={micro_batches})")

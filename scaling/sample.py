@@ -175,7 +175,7 @@ def sample(args: argparse.Namespace) -> list[str]:
                None if source_ids is None else len(source_ids))
     check_memory(model, args.num_samples, len(prompt_ids), args.max_new_tokens,
                  None if source_ids is None else len(source_ids))
-    run = trained.load(workdir, single_device=args.single_device)
+    run = trained.load(workdir, single_device=args.single_device, batches=False)
     settings = decoding.SamplingSettings(max_new_tokens=args.max_new_tokens,
                                          temperature=args.temperature, top_k=args.top_k,
                                          top_p=args.top_p)

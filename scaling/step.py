@@ -183,10 +183,13 @@ def eval_batch(state: dict, batch: dict, *, net: nn.Module, model: ModelConfig,
 
 
 def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_steps: int,
-                  mesh: Mesh) -> Program:
-    """Trace shapes, derive shardings and jit the init, train and eval functions for `mesh`."""
+                  mesh: Mesh, *, batches: bool = True) -> Program:
+    """Trace shapes, derive shardings and jit the init, train and eval functions for `mesh`;
+    `batches=False` for a program that will run none of the config's batches (sampling), whose
+    `train.batch_size` then need not split over the mesh."""
     shape = tuple(mesh.shape[name] for name in parallel.MESH_AXES)
-    parallel.check_divisibility(model, config.train.batch_size, config.train.grad_accum_steps, shape)
+    parallel.check_divisibility(model, config.train.batch_size if batches else None,
+                                config.train.grad_accum_steps, shape)
     rules = parallel.logical_axis_rules(model, shape)
     net = model_lib.Transformer(model)
     objective = objectives.shapes_of(config.data, config.train)

@@ -195,9 +195,11 @@ def check_checkpoint(workdir: pathlib.Path, summary: dict) -> None:
                        "scaling-train, or pass the workdir of a run that saved one")
 
 
-def load(workdir: str | pathlib.Path, *, single_device: bool = False) -> TrainedRun:
+def load(workdir: str | pathlib.Path, *, single_device: bool = False,
+         batches: bool = True) -> TrainedRun:
     """Restore the newest checkpoint of the run in `workdir`, its parameters laid out on the run's
-    mesh (`config.mesh` over this machine's devices) or on the first device."""
+    mesh (`config.mesh` over this machine's devices) or on the first device. `batches=False` for a
+    command that runs none of the run's batches (`build_program`)."""
 
 
     workdir = pathlib.Path(workdir)
@@ -212,7 +214,7 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False) -> Trained
         else:
             mesh = parallel.make_mesh(config.mesh)
         total_steps = int(summary.get("total_steps") or config.train.steps or 1)
-        program = build_program(config, model, total_steps, mesh)
+        program = build_program(config, model, total_steps, mesh, batches=batches)
     except ConfigError as error:
         raise RunError(f"the run's layout does not fit this machine's {jax.device_count()} "
                        f"devices ({error}); pass --single-device") from None

@@ -257,7 +257,10 @@ def test_sampling_on_the_runs_mesh_of_eight_devices_matches_one_device(tmp_path)
     from conftest import run_python
 
     workdir = tmp_path / "run"
-    save_initialized_run(workdir, tiny_config(num_kv_heads=2), seed=2)
+    config = tiny_config(num_kv_heads=2)
+    # Trained in batches of 4, which do not split over 8 devices: sampling runs none of them.
+    config.train.batch_size = 4
+    save_initialized_run(workdir, config, seed=2)
     code = (
         "import sys\n"
         "from scaling import sample\n"
