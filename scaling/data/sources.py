@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import io
 import logging
 import pathlib
 import shutil
@@ -121,10 +122,14 @@ def prepare(builder) -> None:
             # TFDS retries each request 10 times with exponential backoff: 3.5 minutes before a
             # machine without network hears so. Three retries still ride out a brief outage.
             downloader.MAX_RETRIES = DOWNLOAD_RETRIES
+            # TFDS prints a banner to stdout before and after, which our two lines replace; it is
+            # shown (on stderr) only when the preparation fails.
+            banner = io.StringIO()
             try:
-                with contextlib.redirect_stdout(sys.stderr):  # TFDS prints a banner to stdout
+                with contextlib.redirect_stdout(banner):
                     builder.download_and_prepare()
             except Exception as error:
+                sys.stderr.write(banner.getvalue())
                 raise DatasetUnavailableError(_preparation_failure(builder, error)) \
                     from error
             print(f"[data] prepared {name} in {time.perf_counter() - started:.1f} s",
