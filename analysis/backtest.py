@@ -49,9 +49,9 @@ def headline_law(runs: pd.DataFrame) -> str:
     A table that trains most sizes at `MIN_BUDGETS_PER_SIZE` or more token budgets (an
     over-training grid or a ladder) gets Gadre et al.'s over-training form: it measures the
     curvature in D at every size, and tying the N and D exponents (one parameter fewer) is what
-    lets a fit on small models carry to larger ones. A table with about one budget per size
-    (IsoFLOP profiles, Chinchilla's data) gets Chinchilla's form, whose two exponents those
-    profiles identify. A table that gives unique tokens U with some runs repeating data (D > U)
+    lets a fit on small models carry to larger ones. A table with about one budget per size (a
+    family of models each trained once) gets Chinchilla's form. Sizes are N values as the table
+    gives them; `analysis.inputs.same_sizes` has merged those that differ only by jitter. A table that gives unique tokens U with some runs repeating data (D > U)
     gets Muennighoff et al.'s data-constrained form, the one form that models repetition.
     """
     if "U" in runs.columns and bool((runs["D"] > runs["U"]).any()):
@@ -256,11 +256,12 @@ def applicable_methods(kept: pd.DataFrame) -> list[str]:
 
 def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: float | None = None,
                  num_resamples: int = 500, seed: int = 0, methods=None,
-                 level: float = CONFIDENCE_LEVEL, headline: str | None = None) -> dict:
+                 level: float = CONFIDENCE_LEVEL, headline: str | None = None,
+                 headline_reason: str = "the law the fit leads with") -> dict:
     """Every applicable method (or `methods`) fitted without the largest sizes, scored on them.
 
     The headline method is `headline` when given and applicable (the law the fit beside it leads
-    with), else `headline_law`'s rule on the fitted runs. Returns a JSON-ready dict: the split,
+    with, chosen for `headline_reason`), else `headline_law`'s rule on the fitted runs. Returns a JSON-ready dict: the split,
     the headline method and the rule that chose it, and per method the fitted parameters, each
     held-out run (N, D, C, loss, predicted, interval, relative error, covered), the mean absolute
     relative error and the coverage.
@@ -277,7 +278,7 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
             "budgets per size (median), else Chinchilla's form; decided on the fitted runs only")
     by_rule = headline_law(kept)
     if headline in methods and headline != by_rule:
-        rule = "the law the fit leads with"
+        rule = headline_reason
     else:
         headline = by_rule if by_rule in methods else methods[0]
     results = {}
@@ -374,10 +375,12 @@ def render_backtest(backtest: dict, title: str = "Backtest") -> str:
             summary_lines.append(f"- {method}: skipped ({result['skipped']})")
             continue
         for row in result["held_out"]:
+            interval = (f"{row['ci_low']:.4f} – {row['ci_high']:.4f}"
+                        if row["ci_low"] is not None and np.isfinite(row["ci_low"])
+                        else "none (--bootstrap 0)")
             lines.append(f"| {method} | {row['name']} | {row['N']:.3g} | {row['D']:.3g} | "
                          f"{row['loss']:.4f} | {row['predicted']:.4f} | {row['relative_error']:+.2%} | "
-                         f"{row['ci_low']:.4f} – {row['ci_high']:.4f} | "
-                         f"{yes_no(row['covered'])} |")
+                         f"{interval} | {yes_no(row['covered'])} |")
         covered = "" if result["coverage"] is None else f", coverage {result['coverage']:.0%}"
         if result.get("extrapolation_error_scale") == 0:
             covered += f"; {NO_EXTRAPOLATION_TERM}"

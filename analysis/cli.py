@@ -25,10 +25,11 @@ import time
 
 import numpy as np
 
-from analysis.backtest import headline_law, render_backtest, run_backtest, split_largest
+from analysis.backtest import (DATA_CONSTRAINED, headline_law, render_backtest, run_backtest,
+                               split_largest)
 from analysis.download import download_chinchilla
-from analysis.inputs import (parse_filters, read_named_csv, read_results, read_wandb_export,
-                             sweep_summary)
+from analysis.inputs import (SAME_SIZE_TOLERANCE, parse_filters, read_named_csv, read_results,
+                             read_wandb_export, sweep_summary)
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS, get_law
 from analysis.pipeline import DEFAULT_RESAMPLES, MAX_RESAMPLES, LawNotFitted, Settings, analyze
@@ -39,9 +40,9 @@ from scaling.errors import ArgumentParser, flag_name
 FAR_FROM_BUDGET = 2.0  # a run snapped to an IsoFLOP budget more than this factor away is flagged
 # Column names and preprocessing of published tables, for --preset.
 PRESETS = {
-    # Epoch AI's extraction of Chinchilla's runs: D = C/(6N), the 5 highest losses left out.
+    # Epoch AI's refit of Chinchilla's runs: its law, D = C/(6N), the 5 highest losses left out.
     "epoch-chinchilla": {"n_col": "Model Size", "c_col": "Training FLOP", "loss_col": "loss",
-                         "drop_highest_losses": 5},
+                         "drop_highest_losses": 5, "law": "chinchilla"},
 }
 
 
@@ -74,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--csv: of the rows with the same (N, D), e.g. a learning-rate sweep, "
                              "keep the one with the lowest loss")
     parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="--csv: the columns and preprocessing of a published table "
-                             "(epoch-chinchilla: Model Size, Training FLOP, loss; 5 highest "
-                             "losses dropped); explicit flags override it")
+                        help="--csv: the columns, preprocessing and law of a published "
+                             "analysis (epoch-chinchilla: Model Size, Training FLOP, loss; 5 "
+                             "highest losses dropped; Chinchilla's law); explicit flags override "
+                             "it")
     parser.add_argument("--law", choices=sorted(LAWS), default=None,
                         help="headline law (default: --results/--wandb: chinchilla for a ladder of "
                              "token budgets per size, else compute; --csv: data_constrained when "
@@ -149,6 +151,9 @@ def _check_options_apply(args) -> None:
         why = "it is for --compare"
     if unused:
         raise ValueError(f"{', '.join(map(flag_name, unused))}: not used here ({why})")
+    if args.u_col and args.law not in (None, DATA_CONSTRAINED):
+        raise ValueError(f"--u-col: not used here (--law {args.law} has no unique-token term; "
+                         f"only --law {DATA_CONSTRAINED} reads it)")
     if args.wandb_project is not None and not args.wandb_project.strip():
         raise ValueError(f"--wandb-project={args.wandb_project!r} is not allowed; need the name "
                          "of a W&B project")
@@ -268,6 +273,8 @@ def _apply_preset(args) -> None:
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None and key not in overridden:
             setattr(args, key, value)
+            if key == "law":
+                args.law_from_preset = True
 
 
 def _parse_budgets(text: str) -> tuple[float, ...]:
@@ -364,7 +371,11 @@ def run(args) -> pathlib.Path:
         raise ValueError(f"{error.law}, the default for {which}, cannot be fitted: "
                          f"{error.reason} (choose another with --law)") from None
     backtest = (run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
-                             num_resamples=args.bootstrap, seed=args.seed, headline=settings.law)
+                             num_resamples=args.bootstrap, seed=args.seed, headline=settings.law,
+                             headline_reason=(f"the law of --preset {args.preset}"
+                                              if getattr(args, "law_from_preset", False)
+                                              else f"--law {args.law}" if args.law
+                                              else "the law the fit leads with"))
                 if args.backtest else None)
     if fallback:  # once the fits have succeeded: a failed one is its error line alone
         print(f"scaling-fit: note: {fallback}", file=sys.stderr)
@@ -378,6 +389,11 @@ def run(args) -> pathlib.Path:
         for row in data_summary["excluded"]:
             print(f"scaling-fit: note: left out {row['name']} of {input_path}: it {row['reason']}",
                   file=sys.stderr)
+        if runs.attrs.get("merged_sizes"):
+            given, sizes = runs.attrs["merged_sizes"]
+            print(f"scaling-fit: note: {given} values of {args.n_col!r} in {input_path} are "
+                  f"{sizes} model sizes: values within {SAME_SIZE_TOLERANCE:.0e} of each other "
+                  "(relative) are taken as one size", file=sys.stderr)
         if runs.attrs.get("shared_points"):
             print(f"scaling-fit: note: {runs.attrs['shared_points']} (N, D) point(s) of "
                   f"{input_path} have several rows with different losses (another setting swept "
@@ -441,13 +457,17 @@ def run_compare(args) -> pathlib.Path:
     from analysis.report import json_ready
 
     _check_options_apply(args)
-    _apply_preset(args)
     _check_resampling(args)
     path_a, path_b = args.compare
     for path in (path_a, path_b):
         _check_input("compare", path)
     columns = [set(csv_columns(path)) for path in (path_a, path_b)]
     results = [set(RESULTS_COLUMNS) <= names for names in columns]
+    unread = [option for option in CSV_ONLY if getattr(args, option) not in (None, False)]
+    if all(results) and unread:
+        raise ValueError(f"{', '.join(map(flag_name, unread))}: not used here (both inputs are "
+                         "results tables, read by their own columns)")
+    _apply_preset(args)
     (frontier_a, column_a, convention_a, objectives_a), (
         frontier_b, column_b, convention_b, objectives_b) = (
         _recipe_frontier(path_a, args, columns[0], results[1]),
@@ -462,7 +482,13 @@ def run_compare(args) -> pathlib.Path:
     if convention_a and convention_b and convention_a != convention_b:
         raise ValueError(f"--compare: {path_a} counts FLOPs by the {convention_a!r} convention and "
                          f"{path_b} by {convention_b!r}; compute multipliers need one convention "
-                         "(run both sweeps with the same model.flop_convention)")
+                         "(run both sweeps with the same train.flop_convention)")
+    if (convention_a is None) != (convention_b is None):  # a --c-col CSV's count is its own
+        given = path_a if convention_a is None else path_b
+        print(f"scaling-fit: warning: --compare: {given} gives its FLOPs in --c-col {args.c_col!r}, "
+              f"by a convention not known here, and the other recipe counts them by "
+              f"{convention_a or convention_b!r}: the multipliers hold only if both count alike",
+              file=sys.stderr)
     needed = get_law("compute").num_params  # each recipe's own L(C) starts the joint fit
     for path, frontier in ((path_a, frontier_a), (path_b, frontier_b)):
         if frontier.flops.size < needed:

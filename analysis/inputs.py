@@ -42,6 +42,9 @@ WANDB_STATES = {"finished": "completed", "crashed": "failed", "failed": "failed"
                 "killed": "preempted", "running": "running"}
 # How many of a column's values an error lists when a --where filter matches none.
 MAX_VALUES_SHOWN = 10
+# Parameter counts this close (relative) are one model size: a table read off a figure (Epoch's
+# extraction of Chinchilla's runs) gives one model's size with jitter in its last digits.
+SAME_SIZE_TOLERANCE = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,6 +390,9 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     lines = table.index.to_numpy()
     table = table.reset_index(drop=True)
     points = pd.DataFrame({"N": _numeric(table, n_col), "loss": _numeric(table, loss_col)})
+    given_sizes = points["N"].nunique()
+    if np.isfinite(points["N"]).all():  # else the check below names the bad row
+        points["N"] = same_sizes(points["N"].to_numpy())
     if d_col is not None:
         points["D"] = _numeric(table, d_col)
         points["C"] = 6.0 * points["N"] * points["D"]
@@ -426,7 +432,22 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     # each row is fitted as a point unless `best_per_point`.
     points.attrs["shared_points"] = 0 if best_per_point else shared
     points.attrs["rows"] = rows  # those the points are made of, after filters and drops
+    # (values of the N column, model sizes they make) where `same_sizes` merged some
+    points.attrs["merged_sizes"] = ((given_sizes, int(points["N"].nunique()))
+                                    if points["N"].nunique() < given_sizes else None)
     return points
+
+
+def same_sizes(values: np.ndarray) -> np.ndarray:
+    """`values` (parameter counts) with each group of values that lie within
+    `SAME_SIZE_TOLERANCE` of the next smaller one replaced by the smallest of the group."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="stable")
+    ascending = values[order]
+    starts = np.concatenate([[True], ascending[1:] > ascending[:-1] * (1 + SAME_SIZE_TOLERANCE)])
+    merged = np.empty_like(values)
+    merged[order] = ascending[starts][np.cumsum(starts) - 1]
+    return merged
 
 
 def _matches(column: pd.Series, value: str) -> np.ndarray:
@@ -468,7 +489,7 @@ def load_epoch_chinchilla(path=None, drop_highest_losses: int = 5) -> pd.DataFra
                          " is not")
     if drop_highest_losses > 0:
         table = table.drop(index=table.index[_highest(losses, drop_highest_losses)])
-    params = table["Model Size"].to_numpy(dtype=float)
+    params = same_sizes(table["Model Size"].to_numpy(dtype=float))
     flops = table["Training FLOP"].to_numpy(dtype=float)
     return pd.DataFrame({"N": params, "D": flops / (6.0 * params), "C": flops,
                          "loss": table["loss"].to_numpy(dtype=float)}).reset_index(drop=True)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.backtest import headline_law, prediction_interval, run_backtest, split_largest
+from analysis.backtest import (budgets_per_size, headline_law, prediction_interval, run_backtest,
+                               split_largest)
 from analysis.cli import main
 from analysis.fit import fit_law
 from analysis.frontier import curve_frontier
@@ -396,6 +397,20 @@ def test_epoch_preprocessing_from_the_command_line_reproduces_epochs_fit(tmp_pat
     assert fit["beta"]["value"] == pytest.approx(0.3665, abs=0.006)
     points = load_epoch_chinchilla()
     assert fit["data"]["runs_fitted"] == len(points)
+
+
+@pytest.mark.skipif(not EPOCH_DATA.is_file(), reason=f"published data not found at {EPOCH_DATA}")
+def test_chinchillas_sizes_are_counted_once_and_held_out_whole():
+    # Epoch's table gives 142 values of N for Chinchilla's sizes; as read, one model, each size
+    # of it, is held out or fitted as a whole.
+    points = load_epoch_chinchilla()
+    assert points["N"].nunique() == 43
+    kept, held_out = split_largest(points, 2)
+    assert set(held_out["N"]).isdisjoint(kept["N"])
+    assert np.all(np.abs(kept["N"].to_numpy()[:, None] / held_out["N"].to_numpy() - 1) > 1e-4)
+    # IsoFLOP profiles train most sizes at several budgets: the rule reads it as a grid.
+    assert budgets_per_size(points) == 6
+    assert headline_law(points) == "overtraining"
 
 
 def test_compare_recovers_a_known_compute_multiplier(tmp_path, capsys):

@@ -203,6 +203,12 @@ def test_a_frontier_read_off_decaying_curves_is_flagged(tmp_path, capsys, schedu
                                         "run --wandb-project logs; give --wandb-project too)"),
     ("results", ["--wandb-project", ""], "--wandb-project='' is not allowed; need the name of a "
                                          "W&B project"),
+    # Two results tables read no --csv option: a filter matching no row was taken in silence.
+    ("compare", ["--where", "seed=99", "--best-per-point"],
+     "--where, --best-per-point: not used here (both inputs are results tables, read by their own "
+     "columns)\n"),
+    ("compare", ["--preset", "epoch-chinchilla"], "--preset: not used here (both inputs are "
+                                                  "results tables"),
 ])
 def test_an_option_the_input_does_not_read_is_refused(tmp_path, capsys, source, flags, message):
     results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6)])
@@ -281,6 +287,8 @@ def test_without_a_bootstrap_no_run_is_called_inside_or_outside_its_interval(tmp
     assert rows and all(row["covered"] is None for row in rows)
     report = (tmp_path / "o" / "report.md").read_text()
     assert "| n/a |" in report and "| no |" not in report and "| yes |" not in report
+    table = (tmp_path / "o" / "backtest.md").read_text()
+    assert "| none (--bootstrap 0) | n/a |" in table and "nan" not in table
     backtest = json.loads((tmp_path / "o" / "backtest.json").read_text())
     assert all(row["covered"] is None for method in backtest["methods"].values()
                for row in method.get("held_out", []))
@@ -292,6 +300,35 @@ def test_without_a_bootstrap_no_run_is_called_inside_or_outside_its_interval(tmp
     assert aggregate([str(tmp_path / "o" / "backtest.json")]) == 0
     printed = capsys.readouterr().out
     assert "0%" not in printed and "no held-out prediction has an interval" in printed
+
+
+def test_unique_tokens_for_a_law_without_them_are_refused(tmp_path, capsys):
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [1e9] * 3, "U": [1e9] * 3,
+                  "loss": [3.0, 2.9, 2.8]}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--u-col", "U",
+                 "--loss-col", "loss", "--law", "chinchilla", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        "scaling-fit: error: --u-col: not used here (--law chinchilla has no unique-token term; "
+        "only --law data_constrained reads it)\n")
+
+
+def test_compare_warns_that_a_flop_column_may_count_otherwise(tmp_path, capsys):
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6, 8e6)])
+    sizes = np.array([1e6, 2e6, 4e6, 8e6])
+    pd.DataFrame({"n": sizes, "c": 6 * sizes * 20 * sizes,
+                  "loss": true_loss(sizes, 20 * sizes) * 0.98}).to_csv(tmp_path / "b.csv",
+                                                                        index=False)
+    common = ["--n-col", "n", "--loss-col", "loss", "--bootstrap", "0"]
+    assert main(["--compare", str(results), str(tmp_path / "b.csv"), "--c-col", "c", *common,
+                 "--out", str(tmp_path / "o")]) == 0
+    warning = (f"scaling-fit: warning: --compare: {tmp_path / 'b.csv'} gives its FLOPs in --c-col "
+               "'c', by a convention not known here, and the other recipe counts them by ")
+    assert warning in capsys.readouterr().err
+    # Tokens given instead: C = 6ND, a known convention, checked against the results' own.
+    main(["--compare", str(results), str(tmp_path / "b.csv"), "--d-col", "c", *common,
+          "--out", str(tmp_path / "o2")])
+    assert "by a convention not known here" not in capsys.readouterr().err
 
 
 def test_a_rerun_leaves_no_file_of_the_earlier_fit(tmp_path):

@@ -157,6 +157,22 @@ def test_named_csv_with_compute_column_derives_tokens(tmp_path):
     np.testing.assert_allclose(points["D"], [1e10, 2e10])
 
 
+def test_parameter_counts_that_differ_by_jitter_are_one_size(tmp_path):
+    # A table read off a figure: one model's size in its last digits differently on every row.
+    sizes = [1e8, 1e8 * (1 + 1e-6), 1e8 * (1 - 2e-6), 1.01e8, 2e8, 2e8 * (1 + 3e-6)]
+    flops = [6e18, 1.2e19, 2.4e19, 6e18, 6e18, 1.2e19]
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"size": sizes, "flop": flops, "l": [3.0, 2.9, 2.8, 3.0, 2.9, 2.8]}).to_csv(
+        path, index=False)
+    points = read_named_csv(path, n_col="size", c_col="flop", loss_col="l")
+    # Each group takes its smallest value; 1% apart is another size.
+    np.testing.assert_array_equal(points["N"], [1e8 * (1 - 2e-6)] * 3 + [1.01e8, 2e8, 2e8])
+    np.testing.assert_allclose(points["D"] * 6 * points["N"], flops, rtol=1e-12)
+    assert points.attrs["merged_sizes"] == (6, 3)
+    assert read_named_csv(path, n_col="size", c_col="flop", loss_col="l",
+                          where={"size": "100000000.0"}).attrs["merged_sizes"] is None
+
+
 @pytest.mark.parametrize("bad_value, column", [(0.0, "size"), (-5.0, "size"), (float("nan"), "l")])
 def test_named_csv_rejects_non_positive_or_missing_values(tmp_path, bad_value, column):
     table = pd.DataFrame({"size": [1e8, 2e8], "tokens": [1e9, 2e9], "l": [3.0, 2.9]})
