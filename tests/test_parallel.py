@@ -179,6 +179,22 @@ def test_every_mesh_trains_like_one_device(eight_devices, one_device, shape):
     assert_close(eight_devices["losses"][str(list(shape))], reference)
 
 
+@pytest.mark.slow
+def test_no_mesh_leaves_xla_to_replicate_a_tensor_it_cannot_reshard():
+    # Where XLA cannot move a tensor from one sharding to another it replicates it, and says so
+    # in a log line as it compiles (a program read from the compilation cache says nothing): the
+    # token lookup into a table split over fsdp did, on meshes with data and fsdp both above 1.
+    code = TRAINING + """
+jax.config.update("jax_enable_compilation_cache", False)
+for shape in [(2, 4, 1), (2, 2, 2)]:
+    train(make_config(shape), steps=1)
+print("RESULT {}")
+"""
+    completed = run_python(code, devices=8)
+    _result(completed)  # it ran to the end
+    assert "Involuntary full rematerialization" not in completed.stderr
+
+
 # Logical axes of each weight, as the model names them (the leading `layers` axis of the
 # scanned blocks included), and where each logical axis is meant to live on the mesh.
 WEIGHT_AXES = {
