@@ -229,11 +229,6 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
     for path in (out, out.with_suffix(".npy")):  # the figure and the array beside it
         if path.is_dir():
             raise trained.RunError(f"--out {args.out}: {path} is a folder; name a file")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise trained.RunError(f"--out {args.out}: its folder cannot be created "
-                               f"({error.strerror})") from None
     if model.layout == "encoder_decoder" and num_source_tokens is None:
         raise trained.RunError("the run is an encoder–decoder: pass --source TEXT for its encoder")
     if model.layout != "encoder_decoder" and (args.source is not None or args.stack is not None):
@@ -254,6 +249,11 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
                 raise trained.RunError(
                     f"{what} is {count} tokens{start}: the run's "
                     f"learned positions allow at most {model.max_seq_len} (model.max_seq_len)")
+    try:  # last: a request refused leaves no folder behind
+        files.check_writable_folder(out.parent)
+    except OSError as error:
+        raise trained.RunError(f"--out {args.out}: its folder cannot be written "
+                               f"({error.strerror})") from None
     return stack
 
 
@@ -263,6 +263,7 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
         trained.check_text(flag, getattr(args, flag[2:]))
     workdir = pathlib.Path(args.workdir)
     summary = trained.read_summary(workdir)
+    trained.check_checkpoint(workdir, summary)
     model = trained.run_model(summary)
     config = trained.run_config(summary)
     tokenizer = trained.tokenizer_of(config)

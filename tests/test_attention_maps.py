@@ -2,6 +2,7 @@
 `scaling-attention` command."""
 
 import functools
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -155,8 +156,14 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
         (["--text", "x", "--out", str(tmp_path / "a.png" / "b.png")],
          f"--out {tmp_path / 'a.png' / 'b.png'}: its folder {tmp_path / 'a.png'} is a file"),
         (["--text", "x", "--out", str(tmp_path / "a.png" / "c" / "b.png")],
-         f"--out {tmp_path / 'a.png' / 'c' / 'b.png'}: its folder cannot be created (Not a "
+         f"--out {tmp_path / 'a.png' / 'c' / 'b.png'}: its folder cannot be written (Not a "
          "directory)"),
+        # A folder it cannot write, found before the checkpoint is read and the model run.
+        (["--text", "x", "--out", "/proc/a.png"], "--out /proc/a.png: its folder cannot be "
+                                                  "written"),
+        # Refused after --out was read: no folder is made for the figure it will not draw.
+        (["--text", "x", "--out", str(tmp_path / "new" / "x.png"), "--layer", "9", "--head", "0"],
+         "--layer 9: the decoder has layers 0..0"),
         # An IsADirectoryError traceback, after the model had run, before.
         (["--text", "x", "--out", str(tmp_path / "folder.png")],
          f"--out {tmp_path / 'folder.png'}: {tmp_path / 'folder.png'} is a folder; name a file"),
@@ -172,6 +179,13 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
         assert error.startswith("scaling-attention: error:") and "\n" not in error
         assert message in error
     assert not (tmp_path / "array.svg").exists()  # refused before anything is written
+    assert not (tmp_path / "new").exists()
+    # A workdir without a checkpoint is refused before the figure's folder is made.
+    shutil.copytree(workdir, tmp_path / "empty")
+    shutil.rmtree(tmp_path / "empty" / "checkpoints")
+    assert attention_maps.main(["--workdir", str(tmp_path / "empty"), "--text", "x",
+                                "--out", str(tmp_path / "new" / "x.png")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
