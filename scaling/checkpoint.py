@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # What a run's own checkpoints are called in its errors (a branch's parent's states are named
 # by the parent).
 WORKDIR_CHECKPOINT = "the workdir's checkpoint"
+# The owner named by the commands that read a finished run (scaling-eval, -sample, -attention):
+# they build the model from the run's summary.json, which they cannot change.
+RUN_CHECKPOINT = "the run's checkpoint"
 
 
 class Checkpointer:
@@ -154,6 +157,9 @@ PARENT_ADVICE = "give the run the settings its parent was trained with, or anoth
 
 def _use_instead(owner: str) -> str:
     """What to do when `owner`'s state does not fit the config."""
+    if owner == RUN_CHECKPOINT:
+        return ("the run's summary.json, which gives the config here, disagrees with it: read the "
+                "run with the version of scaling that trained it")
     return ("use a new --workdir or the checkpoint's settings" if owner == WORKDIR_CHECKPOINT
             else PARENT_ADVICE)
 

@@ -23,7 +23,7 @@ import jax
 import ml_collections
 
 from scaling import interrupts, parallel, status
-from scaling.checkpoint import Checkpointer
+from scaling.checkpoint import RUN_CHECKPOINT, Checkpointer
 from scaling.config import ModelConfig, default_config
 from scaling.data import objectives, tokenizers
 from scaling.errors import ConfigError, IncompatibleCheckpoint
@@ -200,8 +200,6 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False,
     """Restore the newest checkpoint of the run in `workdir`, its parameters laid out on the run's
     mesh (`config.mesh` over this machine's devices) or on the first device. `batches=False` for a
     command that runs none of the run's batches (`build_program`)."""
-
-
     workdir = pathlib.Path(workdir)
     summary = read_summary(workdir)
     check_checkpoint(workdir, summary)
@@ -220,7 +218,7 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False,
                        f"devices ({error}); pass --single-device") from None
     # Read-only: the run may still be training there, with a save in flight.
     checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep, async_save=False,
-                                read_only=True)
+                                read_only=True, owner=RUN_CHECKPOINT)
     try:
         with program.context():
             restored = checkpointer.restore_latest(program.abstract_state, model)

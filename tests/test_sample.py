@@ -461,3 +461,19 @@ def test_a_sentinel_in_the_source_reaches_the_encoder_as_the_sentinel(tmp_path, 
                               "--max-new-tokens", "2")
     assert code == 0, err
     assert calls[-1][0].tolist() == [[256, *b"<sentinel_0>"]]
+
+
+def test_a_summary_that_disagrees_with_its_checkpoint_is_named_as_such(tmp_path, capsys):
+    # The summary.json an older version wrote lacks model.position, which then reads as RoPE; the
+    # checkpoint holds learned positions. Neither a new workdir nor other settings would help.
+    save_initialized_run(tmp_path, tiny_config(position="learned", max_seq_len=16))
+    summary = json_module.loads((tmp_path / "summary.json").read_text())
+    del summary["model"]["position"]
+    (tmp_path / "summary.json").write_text(json_module.dumps(summary))
+    code, out, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x",
+                                "--max-new-tokens", "2")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "(model.position: checkpoint 'learned', config 'rope')" in err
+    assert err.rstrip().endswith("the run's summary.json, which gives the config here, disagrees "
+                                 "with it: read the run with the version of scaling that trained "
+                                 "it")
