@@ -672,9 +672,8 @@ class Scheduler:
         self.total, self.done, self.start = len(todo), 0, time.perf_counter()
         self.preempted = False
         self.interrupted = False
-        # The first run that refused its settings (exit 2), and its error line: the others were
-        # planned from the same settings, so none starts after it.
-        self.refused: tuple[str, str] | None = None
+        # Runs that refused the settings the sweep gave them (exit 2), with their error line.
+        self.refused: dict[str, str] = {}
         self.running_names: set[str] = set()
         # Runs that stopped on request (exit 75 / 130): resumable, whatever their summary says.
         self.stopped: dict[str, str] = {}
@@ -696,6 +695,9 @@ class Scheduler:
     def _parent_unfinished(self, run: plans.PlannedRun) -> str:
         """Why `run` cannot start from its parent, and what would let it: a diverged parent
         stays diverged on a rerun."""
+        if run.parent in self.refused:
+            return (f"parent run {run.parent} refused the settings the sweep gave it; change them "
+                    "and rerun the sweep")
         summary = read_summary(run_directory(self.workdir, run.parent)) or {}
         if summary.get("status") == status.DIVERGED:
             return (f"parent run {run.parent} diverged at step {summary.get('diverged_step')}; "
@@ -722,7 +724,7 @@ class Scheduler:
 
     def _submit(self, pool, futures: dict) -> None:
         for run in list(self.waiting):
-            if len(futures) >= self.processes or CHILDREN.terminating or self.refused:
+            if len(futures) >= self.processes or CHILDREN.terminating:
                 return
             ready = self._ready(run)
             if ready is None:  # its parent ended without completing: it cannot start
@@ -753,8 +755,8 @@ class Scheduler:
             self.errors.pop(run.name, None)
         self.preempted |= code == status.EXIT_PREEMPTED
         self.interrupted |= code == status.EXIT_INTERRUPTED
-        if code == status.EXIT_BAD_CONFIG and not self.refused:
-            self.refused = (run.name, error)
+        if code == status.EXIT_BAD_CONFIG:
+            self.refused[run.name] = error
         summary = read_summary(run_directory(self.workdir, run.name)) or {}
         if stop:  # also when a second Ctrl-C ended it before it could write its summary
             self.stopped[run.name] = stop
@@ -942,17 +944,10 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
         scheduler = Scheduler(workdir, runs, todo, base_config, errors, sweep.processes,
                               status_every)
         scheduler.run()
-        stopped = (scheduler.preempted or scheduler.interrupted or CHILDREN.terminating
-                   or scheduler.refused)
+        stopped = scheduler.preempted or scheduler.interrupted or CHILDREN.terminating
         eval_failures = (evaluate_completed_runs(workdir, runs, eval_sets)
                          if eval_sets and not stopped else 0)
         print(f"results: {workdir / 'results.csv'}", flush=True)
-        if scheduler.refused:
-            name, error = scheduler.refused
-            print(f"scaling-sweep: error: run {name} refused the settings the sweep gave it "
-                  f"({error}); the runs not started wait: change the sweep's settings and rerun",
-                  file=sys.stderr, flush=True)
-            return status.EXIT_BAD_CONFIG
         if scheduler.interrupted or CHILDREN.stop_status == status.INTERRUPTED:
             print("sweep interrupted; rerun the same command to resume", flush=True)
             return status.EXIT_INTERRUPTED
@@ -965,6 +960,9 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
                  for name in wanted}
         diverged = [name for name, end in ended.items() if end == status.DIVERGED]
         failed = [name for name in wanted if name in errors and name not in diverged]
+        for name, error in scheduler.refused.items():  # failed at once, and will on a rerun
+            print(f"scaling-sweep: run {name} refused the settings the sweep gave it ({error}); "
+                  "change them and rerun", file=sys.stderr, flush=True)
         if failed or diverged or eval_failures:
             print("sweep ended with "
                   + ", ".join(part for part in (

@@ -115,6 +115,12 @@ def test_sweep_end_to_end_resume_and_failure(repo, tmp_path):
     assert "1 already finished" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == (
         "sweep ended with 1 run(s) failed: results.csv has their status and error")
+    # It failed as it started and will on every rerun: said apart from the failures a rerun mends.
+    assert result.stderr.strip().splitlines()[-1] == (
+        "scaling-sweep: run tiny-d48-L2 refused the settings the sweep gave it (scaling-train: "
+        "error: config.mesh={'data': 3, 'fsdp': 1, 'tensor': 1} is not allowed: data × fsdp × "
+        "tensor = 3 must equal the device count 1 (use -1 on one axis for 'the rest')); change "
+        "them and rerun")
     rows = _rows(workdir)
     assert set(rows) == {"tiny-d32-L1", "tiny-d48-L2", "tiny-d64-L2", "tiny-d96-L3"}
     assert rows["tiny-d48-L2"]["status"] == "failed"
@@ -704,6 +710,16 @@ def test_a_branch_of_a_parent_that_ended_unfinished_says_what_would_start_it(
         (run.name, code, text)))
     scheduler.run()
     assert reported == ([("b", status.EXIT_FAILED, error)] if error else [])
+    if parent_status.startswith('{"status": "failed"'):
+        # Failed as it started, refusing its settings: a rerun alone fails it again.
+        scheduler = sweep_module.Scheduler(tmp_path, [main, branch], [branch], "", {}, 1,
+                                           status_every=1e10)
+        scheduler.refused["m"] = "scaling-train: error: config.mesh=..."
+        reported.clear()
+        monkeypatch.setattr(scheduler, "_report", lambda run, code, text: reported.append(text))
+        scheduler.run()
+        assert reported == ["parent run m refused the settings the sweep gave it; change them "
+                            "and rerun the sweep"]
     assert [run.name for run in scheduler.waiting] == ([] if error else ["b"])
 
 
@@ -722,24 +738,16 @@ def test_a_sweep_whose_run_diverged_does_not_end_as_a_success(repo, tmp_path):
     assert again.stdout.strip().splitlines()[-1] == result.stdout.strip().splitlines()[-1]
 
 
-def test_a_mesh_the_runs_refuse_stops_the_sweep_at_the_first_refusal(repo, tmp_path):
+def test_a_mesh_no_run_can_use_is_refused_by_the_dry_run(repo, tmp_path):
     # Tensor parallelism over 3 devices: no run can split over this machine's devices. The dry run
-    # says so; a sweep started anyway stops after the first refusal instead of failing every run.
+    # printed the plan and exited 0; each run then failed as it started.
     config = _write_sweep(tmp_path)
-    mesh = "--config.overrides.mesh.tensor=3"
-    dry = _sweep(repo, config, tmp_path / "w", mesh, "--dry-run", timeout=300)
+    dry = _sweep(repo, config, tmp_path / "w", "--config.overrides.mesh.tensor=3", "--dry-run",
+                 timeout=300)
     assert dry.returncode == 2, dry.stdout + dry.stderr
-    assert dry.stderr.strip().startswith("scaling-sweep: error: run tiny-d32-L1: config.mesh=")
-    assert "product divides the" in dry.stderr and "plan" not in dry.stdout.lower()
-    result = _sweep(repo, config, tmp_path / "w", mesh, "--processes", "1", timeout=300)
-    assert result.returncode == 2, result.stdout + result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("scaling-sweep: error: run tiny-d96-L3 refused the settings the sweep "
-                           "gave it (scaling-train: error: config.mesh="), last
-    assert last.endswith("the runs not started wait: change the sweep's settings and rerun")
-    statuses = {name: row["status"] for name, row in _rows(tmp_path / "w").items()}
-    assert statuses == {"tiny-d96-L3": "failed", "tiny-d64-L2": "pending",
-                        "tiny-d48-L2": "pending", "tiny-d32-L1": "pending"}
+    assert dry.stderr.startswith("scaling-sweep: error: run tiny-d32-L1: config.mesh=")
+    assert dry.stderr.count("\n") == 1 and "product divides the" in dry.stderr
+    assert dry.stdout == ""
 
 
 def _finish_as_trained(workdir, run, base_config):
