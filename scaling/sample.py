@@ -47,13 +47,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     prompt.add_argument("--prompt-file", default=None, help="a UTF-8 file holding the prompt")
     parser.add_argument("--source", default=None,
                         help="encoder–decoder models: the text the encoder reads")
-    parser.add_argument("--max-new-tokens", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=1.0, help="0 is greedy")
+    parser.add_argument("--max-new-tokens", type=int, default=200,
+                        help="tokens to generate after the prompt, at most (default 200; a sample "
+                             "ends at its first end-of-document token)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 is greedy (default 1)")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)")
     parser.add_argument("--top-p", type=float, default=1.0,
                         help="sample among the likeliest tokens holding probability p (1: all)")
-    parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-samples", type=int, default=1,
+                        help="samples of the same prompt, decoded together (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
     parser.add_argument("--single-device", action="store_true",
                         help="run on one device instead of the run's mesh")
     return parser.parse_args(argv)
