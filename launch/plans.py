@@ -98,7 +98,9 @@ class PlannedRun:
     steps and at its last step) as (how many, batches each asks for), -1 batches being the whole
     held-out split (`train.final_eval_batches=-1`, and its continuation task with
     `train.continuation_tokens`): the data decides how many batches the split fills, and no
-    evaluation reads more (`evaluated_batches`). `config` is the resolved run config."""
+    evaluation reads more (`evaluated_batches`). `config` is the resolved run config.
+    `mfu_flops` is `flops` in PaLM's count (`flops.mfu_flops_per_token`), the one MFU is measured
+    in, whatever convention the run reports: what its time is estimated from (None: `flops`)."""
 
     name: str
     overrides: dict
@@ -114,6 +116,7 @@ class PlannedRun:
     evaluations: tuple[tuple[int, int], ...] = ()
     config: ml_collections.ConfigDict | None = dataclasses.field(default=None, compare=False,
                                                                  repr=False)
+    mfu_flops: float | None = None
 
     @property
     def study_flops(self) -> float:
@@ -462,7 +465,8 @@ class Planner:
                           non_embedding_params=counts.non_embedding, tokens=tokens, steps=steps,
                           flops=tokens * per_token, flop_convention=convention, parent=parent,
                           start_step=config.train.init_step, evaluations=evaluations,
-                          config=config)
+                          config=config, mfu_flops=tokens * flops.mfu_flops_per_token(
+                              model, config.data.seq_len, _shapes(config)))
 
 
 def _evaluations(train, steps: int) -> tuple[tuple[int, int], ...]:

@@ -512,7 +512,9 @@ def run_seconds(run: plans.PlannedRun, pace: Pace,
     each batch it evaluates; and whether they count every evaluation (False: a whole-split one of
     unknown size is left out)."""
     batches = split_batches.get(run.name)
-    flops = run.study_flops + run.eval_flops(batches)
+    # In PaLM's count, as the MFU of the pace: the run's own convention is a choice of report.
+    scale = run.mfu_flops / run.flops if run.mfu_flops and run.flops else 1.0
+    flops = (run.study_flops + run.eval_flops(batches)) * scale
     calls = run.steps - run.start_step + run.evaluated_batches(batches)
     return (flops * pace.seconds_per_flop + calls * pace.seconds_per_step,
             batches is not None or not run.whole_split_evals)
@@ -593,16 +595,25 @@ def check_meshes(runs: list[plans.PlannedRun], device_count: int) -> None:
             raise error.in_run(run.name) from None
 
 
-def estimated_pace(accelerator: str = "") -> Pace:
+def runs_dtype(runs: list[plans.PlannedRun]) -> str:
+    """The compute dtype of the runs' matmuls for a time estimate: bfloat16 when every run's is,
+    else float32 (the slower, on a GPU half the peak)."""
+    dtypes = {run.config.model.compute_dtype for run in runs if run.config is not None}
+    return "bfloat16" if dtypes == {"bfloat16"} else "float32"
+
+
+def estimated_pace(accelerator: str = "", compute_dtype: str = "bfloat16") -> Pace:
     """A planning figure, not a promise. On `accelerator` (a Cloud TPU type or COUNTxGPU): its
-    published peak at `hardware.PLANNING_MFU`, nothing per step (not measured there). Else on this
-    machine, per process: its measured matmul peak at the 30% MFU small CPU models reach, and
+    published peak for `compute_dtype` at `hardware.PLANNING_MFU`, nothing per step (not measured
+    there, so the FLOPs alone, which for small models is far too little). Else on this machine,
+    per process: its measured matmul peak at the 30% MFU small CPU models reach, and
     `hardware.PLANNING_STEP_SECONDS` per step and per evaluated batch (both fitted together to
     the demo's runs on a 2-core CPU)."""
     if accelerator:
-        peak, chips = hardware.accelerator_peak_flops(accelerator)
+        peak, chips = hardware.accelerator_peak_flops(accelerator, compute_dtype)
         return Pace(1.0 / (hardware.PLANNING_MFU * peak), 0.0,
-                    f"{accelerator} ({chips} chips at {hardware.PLANNING_MFU:.0%} MFU)")
+                    f"{accelerator} ({chips} chips at {hardware.PLANNING_MFU:.0%} MFU of the "
+                    f"{compute_dtype} peak; FLOPs only, no time per step)")
     return Pace(1.0 / (0.3 * hardware.device_peak_flops("float32")),
                 hardware.PLANNING_STEP_SECONDS, "this machine")
 
@@ -819,7 +830,7 @@ def _main(args, overrides: list[str]) -> int:
     if args.dry_run:
         try:
             files.check_workdir(args.workdir, create=False)
-            pace = estimated_pace(args.accelerator)
+            pace = estimated_pace(args.accelerator, runs_dtype(runs))
             if not args.accelerator:  # the runs here see this machine's devices
                 check_meshes(runs, jax.device_count())
         except ConfigError as error:

@@ -662,7 +662,7 @@ def check_sweep(s: Settings) -> int:
     """Plans the sweep here and validates every run's full config as `scaling-train` will;
     raises ConfigError naming the run and the field. Returns the number of runs."""
     # Imports JAX: only for the subcommands that start a sweep.
-    from launch.sweep import estimated_pace, held_out_batches, load_plan, plan_totals
+    from launch.sweep import estimated_pace, held_out_batches, load_plan, plan_totals, runs_dtype
 
     try:
         sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
@@ -676,7 +676,7 @@ def check_sweep(s: Settings) -> int:
     check_copied(s, "base_config", base_config.partition(":")[0])
     log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid")
     try:
-        log(plan_totals(runs, estimated_pace(s.accelerator_type),
+        log(plan_totals(runs, estimated_pace(s.accelerator_type, runs_dtype(runs)),
                         split_batches=held_out_batches(runs)))
     except ValueError:
         pass  # a type without a published peak: no estimate

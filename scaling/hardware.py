@@ -43,10 +43,12 @@ PLANNING_STEP_SECONDS = 0.004
 PEAK_RECHECK_SECONDS = 3600.0
 
 
-def accelerator_peak_flops(accelerator: str) -> tuple[float, int]:
-    """(dense bf16 peak FLOP/s of the whole accelerator, its chip count) for a Cloud TPU type
-    (`v5litepod-16`: 16 chips; `v4-8`: 8 TensorCores, 4 chips) or `<count>x<GPU>` (`8xH100`).
-    Raises ValueError naming what is known."""
+def accelerator_peak_flops(accelerator: str,
+                           compute_dtype: str = "bfloat16") -> tuple[float, int]:
+    """(dense peak FLOP/s of the whole accelerator for `compute_dtype`, its chip count) for a
+    Cloud TPU type (`v5litepod-16`: 16 chips; `v4-8`: 8 TensorCores, 4 chips) or `<count>x<GPU>`
+    (`8xH100`). A GPU's float32 peak is taken as half its bf16 one, as `device_peak_flops` takes
+    it for the MFU a run reports. Raises ValueError naming what is known."""
     name = accelerator.strip()
     generation, _, count = name.rpartition("-")
     if generation in TPU_TYPES and count.isdigit() and int(count) > 0:
@@ -55,7 +57,8 @@ def accelerator_peak_flops(accelerator: str) -> tuple[float, int]:
         return PUBLISHED_PEAK_BF16[chip] * chips, chips
     count, _, gpu = name.partition("x")
     if count.isdigit() and int(count) > 0 and gpu.upper() in PUBLISHED_PEAK_BF16:
-        return PUBLISHED_PEAK_BF16[gpu.upper()] * int(count), int(count)
+        peak = PUBLISHED_PEAK_BF16[gpu.upper()] * int(count)
+        return (peak if compute_dtype == "bfloat16" else peak / 2), int(count)
     raise ValueError(f"a Cloud TPU type ({', '.join(f'{t}-N' for t in TPU_TYPES)}) or COUNTxGPU "
                      f"with a GPU of {', '.join(k for k in PUBLISHED_PEAK_BF16 if 'TPU' not in k)}")
 

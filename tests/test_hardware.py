@@ -20,6 +20,10 @@ from scaling import hardware
 ])
 def test_accelerator_peaks(accelerator, peak, chips):
     assert hardware.accelerator_peak_flops(accelerator) == (pytest.approx(peak), chips)
+    # float32 matmuls: half the bf16 peak on a GPU; on a TPU, at JAX's default precision, the same.
+    gpu = "x" in accelerator
+    assert hardware.accelerator_peak_flops(accelerator, "float32") == (
+        pytest.approx(peak / 2 if gpu else peak), chips)
 
 
 @pytest.mark.parametrize("accelerator", ["v9-8", "v5litepod", "H100", "0xH100", "8xB9000"])

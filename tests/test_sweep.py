@@ -990,7 +990,7 @@ def test_dry_run_estimates_training_evaluations_and_runs_at_once(tmp_path, monke
 
     path = _ladder(tmp_path, final_eval_batches=-1)
     runs = _expand(load_config(str(path)), path)
-    monkeypatch.setattr(sweep_module, "estimated_pace", lambda accelerator="": sweep_module.Pace(
+    monkeypatch.setattr(sweep_module, "estimated_pace", lambda *_: sweep_module.Pace(
         1e-8, STEP_SECONDS, "this machine"))
     monkeypatch.setattr(data, "held_out_batches", lambda data_cfg, train_cfg: 50)
     assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
@@ -1021,7 +1021,7 @@ def test_dry_run_counts_no_more_held_out_batches_than_the_split_fills(tmp_path, 
 
     path = _ladder(tmp_path, final_eval_batches=500)
     runs = _expand(load_config(str(path)), path)
-    monkeypatch.setattr(sweep_module, "estimated_pace", lambda accelerator="": sweep_module.Pace(
+    monkeypatch.setattr(sweep_module, "estimated_pace", lambda *_: sweep_module.Pace(
         1e-8, STEP_SECONDS, "this machine"))
     monkeypatch.setattr(data, "held_out_batches", lambda data_cfg, train_cfg: 50)
     assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
@@ -1039,7 +1039,7 @@ def test_dry_run_says_when_the_whole_held_out_split_is_not_counted(tmp_path, mon
 
     path = _ladder(tmp_path, final_eval_batches=-1)
     runs = _expand(load_config(str(path)), path)
-    monkeypatch.setattr(sweep_module, "estimated_pace", lambda accelerator="": sweep_module.Pace(
+    monkeypatch.setattr(sweep_module, "estimated_pace", lambda *_: sweep_module.Pace(
         1e-8, STEP_SECONDS, "this machine"))
     monkeypatch.setattr(data, "held_out_batches", lambda data_cfg, train_cfg: None)
     assert sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
@@ -1127,3 +1127,31 @@ def test_the_readme_sweep_commands_plan(repo, tmp_path, capsys, monkeypatch):
         assert result.returncode == 0, (argv, result.stderr)
         assert "FLOPs if each were trained alone" in result.stdout.splitlines()[-1]
     assert not (tmp_path / "w").exists()
+
+
+def test_the_time_estimate_is_of_palms_flops_whatever_the_runs_report(tmp_path):
+    # The MFU an estimate assumes is PaLM's count; a run that reports 6N FLOPs (fewer) took as
+    # long as one that reports the full count. A GPU's float32 peak is half its bf16 one.
+    path = _write_sweep(tmp_path)
+    times = {}
+    for convention in ("6N", "full"):
+        for dtype in ("float32", "bfloat16"):
+            _, _, runs = sweep_module.load_plan(str(path), [
+                f"overrides.train.flop_convention={convention}",
+                f"overrides.model.compute_dtype={dtype}"])
+            pace = sweep_module.estimated_pace("8xH100", sweep_module.runs_dtype(runs))
+            times[convention, dtype] = sum(sweep_module.run_seconds(run, pace, {})[0]
+                                           for run in runs)
+            if convention == "6N":
+                assert sum(run.flops for run in runs) < 0.9 * sum(run.mfu_flops for run in runs)
+    assert times["6N", "float32"] == pytest.approx(times["full", "float32"], rel=1e-12)
+    assert times["6N", "bfloat16"] == pytest.approx(times["full", "bfloat16"], rel=1e-12)
+    assert times["full", "float32"] == pytest.approx(2 * times["full", "bfloat16"], rel=1e-12)
+    # Each run's PaLM count, by hand: 6 × (matmul parameters + readout) + 12·L·H·d_head·L_seq.
+    run = runs[0]
+    model = run.config.model
+    layers, width, length = model.num_layers, model.d_model, run.config.data.seq_len
+    matmul = layers * (4 * width * width + 2 * width * 4 * width) + width * 257
+    per_token = 6 * matmul + 12 * layers * width * length
+    assert run.mfu_flops == pytest.approx(run.tokens * per_token, rel=1e-12), (run.name, model)
+    assert "float32 peak; FLOPs only" in sweep_module.estimated_pace("8xH100", "float32").device
