@@ -117,13 +117,19 @@ def crossing_compute(params: dict, low: float, high: float) -> float | None:
 
 
 def crossing_summary(point: dict, samples: dict, low: float, high: float,
-                     level: float = CONFIDENCE_LEVEL) -> dict:
+                     shared: tuple[float, float] | None, level: float = CONFIDENCE_LEVEL) -> dict:
     """Where the point fit's laws cross (`crossing_compute`; None: not within 100x of the data's
-    compute [low, high]), whether that is inside the data, and how sure the bootstrap is: the
-    share of resamples whose laws cross within 100x of the data, and inside it, and the
-    percentile interval of the crossings of those that cross (when most do)."""
+    compute [low, high]), whether that is inside the data (the range `shared` both recipes
+    cover; None: there is none), and how sure the bootstrap is: the share of resamples whose
+    laws cross within 100x of the data, and inside it, and the percentile interval of the
+    crossings of those that cross (when most do)."""
+    def inside(values):
+        if shared is None:
+            return np.zeros(np.shape(values), bool)
+        return (values >= shared[0]) & (values <= shared[1])
+
     crossing = crossing_compute(point, low, high)
-    summary = {"C": crossing, "inside_data": crossing is not None and low <= crossing <= high}
+    summary = {"C": crossing, "inside_data": crossing is not None and bool(inside(crossing))}
     count = len(next(iter(samples.values()))) if samples else 0
     if count == 0:
         return summary
@@ -132,8 +138,7 @@ def crossing_summary(point: dict, samples: dict, low: float, high: float,
         for i in range(count))])
     crossed = crossings[np.isfinite(crossings)]
     summary.update(resamples_crossing=float(crossed.size / count),
-                   resamples_crossing_inside=float(np.sum((crossed >= low) & (crossed <= high))
-                                                   / count))
+                   resamples_crossing_inside=float(np.sum(inside(crossed)) / count))
     if crossed.size >= count / 2 and crossed.size >= 2:
         tail = 50.0 * (1.0 - level)
         summary["ci_low"], summary["ci_high"] = (float(b) for b in np.percentile(
@@ -148,8 +153,8 @@ def crossing_sentence(summary: dict) -> str:
     if crossing["C"] is None:
         said.append("The point fit's laws do not cross within 100x of the data's compute range")
     else:
-        where = ("inside the data's compute range" if crossing["inside_data"]
-                 else "outside the data's compute range: an extrapolation")
+        where = ("inside the compute range both recipes have data in" if crossing["inside_data"]
+                 else "outside the compute range both recipes have data in: an extrapolation")
         said.append(f"The point fit's laws cross at C = {crossing['C']:.3g} FLOPs ({where})")
     if "resamples_crossing" in crossing:
         share = (f"{crossing['resamples_crossing']:.0%} of the bootstrap resamples cross within "
@@ -210,7 +215,8 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
                    if num_resamples > 0 else np.empty((0, law.num_params)))
     low = max(frontier_a.flops.min(), frontier_b.flops.min())
     high = min(frontier_a.flops.max(), frontier_b.flops.max())
-    if not low < high:
+    shared = (low, high) if low < high else None
+    if shared is None:
         low, high = flops.min(), flops.max()
     budgets = np.geomspace(low, high, num_budgets)
     point = {k: float(v) for k, v in law.natural(result.theta).items()}
@@ -218,7 +224,7 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
     point_multiplier = effective_compute_multiplier(point, budgets)
     sample_multiplier = effective_compute_multiplier(
         {k: v[:, None] for k, v in sample_params.items()}, budgets[None, :])
-    crossing = crossing_summary(point, sample_params, flops.min(), flops.max(), level)
+    crossing = crossing_summary(point, sample_params, flops.min(), flops.max(), shared, level)
     params = {name: summarize(point[name], sample_params[name], level)
               for name in law.reported_params}
     summary = {

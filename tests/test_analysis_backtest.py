@@ -787,3 +787,21 @@ def test_many_held_out_sizes_are_shown_once_each_or_as_a_range():
 
     assert sizes_text([6.8e9, 6.8001e9, 9.29e9]) == "N = 6.8e+09, 9.29e+09"
     assert sizes_text([float(n) for n in range(1, 9)]) == "8 sizes, N = 1 to 8"
+
+
+def test_a_crossing_where_only_one_recipe_has_data_is_an_extrapolation(tmp_path, capsys):
+    # A at 1e14–1e16 FLOPs, B at 1e10–1e12: their laws cross near 1e13, where neither has a run.
+    for name, flops, amplitude, exponent in (("a", np.geomspace(1e14, 1e16, 6), 30.0, 0.10),
+                                             ("b", np.geomspace(1e10, 1e12, 6), 54.6, 0.12)):
+        pd.DataFrame({"N": flops ** 0.5, "C": flops,
+                      "loss": 1.0 + amplitude * flops ** -exponent}).to_csv(
+            tmp_path / f"{name}.csv", index=False)
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--n-col", "N",
+                 "--c-col", "C", "--loss-col", "loss", "--bootstrap", "40", "--out", str(out)]) == 0
+    crossing = json.loads((out / "compare.json").read_text())["crossing"]
+    # The laws are exact: 30·C^-0.1 = 54.6·C^-0.12 at C = (54.6/30)^50.
+    assert crossing["C"] == pytest.approx((54.6 / 30) ** 50, rel=1e-3)
+    assert crossing["inside_data"] is False and crossing["resamples_crossing_inside"] == 0
+    assert "(outside the compute range both recipes have data in: an extrapolation)" in (
+        out / "compare.md").read_text()
