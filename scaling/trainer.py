@@ -75,6 +75,9 @@ def plan_conflict(meta: dict, config, optimizer: dict, what: str,
     (`Loader.corpus`, when given); None when it was not. Resumed (or started as a branch) with
     either changed, the run would match neither plan. A field the record predates is unknown, not
     a difference."""
+    # A data path an older run recorded as typed is taken from the current folder, as the config's.
+    meta = {name: text_files.absolute_field(name.removeprefix("data."), value)
+            if name.startswith("data.") else value for name, value in meta.items()}
     for kind, current in (("other batches", batch_fields(config)),
                           ("another optimizer or learning-rate schedule", optimizer)):
         differing = [f"{name}: {meta[name]!r}, config {current[name]!r}"

@@ -489,3 +489,18 @@ def test_empty_files_in_a_folder_or_pattern_are_no_documents(tmp_path):
     assert len(text_files.expand_files([str(corpus / "__init__.py")])) == 1
     with pytest.raises(config_lib.ConfigError, match="found none: hidden, binary and empty"):
         text_files.text_files_config(f"{corpus}/sub")
+
+
+def test_a_checkpoint_an_older_run_recorded_with_relative_data_paths_still_resumes(tmp_path,
+                                                                                   monkeypatch):
+    # Its record (checkpoint meta) holds data.files as typed; the config now holds it absolute.
+    from scaling import config as config_module
+    from scaling.trainer import batch_fields, plan_conflict
+
+    monkeypatch.chdir(tmp_path)
+    config = config_module.default_config()
+    config.data.dataset, config.data.files = "text_files", str(tmp_path / "notes")
+    record = {**batch_fields(config), "data.files": "notes"}
+    assert plan_conflict(record, config, {}, "the workdir's checkpoint belongs to a run") is None
+    record["data.files"] = "other"
+    assert "data.files: " in plan_conflict(record, config, {}, "it")
