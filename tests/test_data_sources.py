@@ -475,22 +475,6 @@ def test_a_killed_preparations_folder_is_removed_by_the_next(tmp_path):
     assert not leftover.exists() and pathlib.Path(builder.data_dir).is_dir()
 
 
-def test_empty_files_in_a_folder_or_pattern_are_no_documents(tmp_path):
-    # A package's empty __init__.py was a document of no text: one alone in the validation split
-    # refused the whole folder ("its 1 documents are all empty").
-    corpus = tmp_path / "package"
-    (corpus / "sub").mkdir(parents=True)
-    (corpus / "__init__.py").write_text("")
-    (corpus / "sub" / "__init__.py").write_text("")
-    (corpus / "module.py").write_text("def f():\n    return 1\n")
-    for entry in (str(corpus), f"{corpus}/**/*.py"):
-        assert [name for name, _ in text_files.expand_files([entry])] == ["module.py"]
-    # Named directly, an empty file is read as asked (and refused later if it is all there is).
-    assert len(text_files.expand_files([str(corpus / "__init__.py")])) == 1
-    with pytest.raises(config_lib.ConfigError, match="found none: hidden, binary and empty"):
-        text_files.text_files_config(f"{corpus}/sub")
-
-
 def test_a_checkpoint_an_older_run_recorded_with_relative_data_paths_still_resumes(tmp_path,
                                                                                    monkeypatch):
     # Its record (checkpoint meta) holds data.files as typed; the config now holds it absolute.

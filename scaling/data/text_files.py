@@ -3,8 +3,7 @@
 `data.files` is a comma-separated list of files, folders and glob patterns (`*`, `?`, `[...]`; `**`
 crosses folders, as in `corpus/**/*.txt`). Folders are walked recursively in sorted order, and a
 pattern's matches are taken in sorted order; hidden entries (a name starting with '.') are skipped,
-and so are binary files (a NUL byte in the first 8 KiB) and empty ones (a package's empty
-`__init__.py` is no document). A binary file named directly is refused.
+and so are binary files (a NUL byte in the first 8 KiB). A binary file named directly is refused.
 Each file is one document, decoded as UTF-8 (invalid bytes replaced).
 
 Splits are by file (`file_splits.split_of` on the path relative to the folder given, or to a
@@ -145,7 +144,7 @@ def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
                 # A pattern's binary matches are skipped, as a folder's are.
                 if not pattern:
                     add(root.name, root)
-                elif root.stat().st_size and _is_text(root):
+                elif _is_text(root):
                     add(root.relative_to(base).as_posix(), root)
             elif root.is_dir():
                 names_from = base if pattern else root
@@ -153,8 +152,7 @@ def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
                     dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                     for name in sorted(filenames):
                         path = pathlib.Path(dirpath, name)
-                        if (not name.startswith(".") and path.is_file() and path.stat().st_size
-                                and _is_text(path)):
+                        if not name.startswith(".") and path.is_file() and _is_text(path):
                             add(path.relative_to(names_from).as_posix(), path)
     return found
 
@@ -227,8 +225,7 @@ def text_files_config(files: str) -> TextFilesConfig:
                                                    f"its first {_BINARY_PROBE_BYTES // 1024} KiB)")
     if not found:
         raise ConfigError("data.files", files,
-                          "files or folders holding at least one text file (found none: hidden, "
-                          "binary and empty files are skipped)")
+                          "files or folders holding at least one text file (found none)")
     return TextFilesConfig(name="files_" + files_fingerprint(found), entries=entries)
 
 
