@@ -86,7 +86,8 @@ def plan_conflict(meta: dict, config, optimizer: dict, what: str,
             return f"{what} with {kind} ({'; '.join(differing)})"
     if corpus and meta.get(CORPUS_FIELD) not in (None, corpus):  # the same fields, other data
         return (f"{what} on another corpus ({CORPUS_FIELD}: {meta[CORPUS_FIELD]!r}, now "
-                f"{corpus!r}: the training split's content changed)")
+                f"{corpus!r}: its training split is not this one, by a file added, removed or "
+                f"edited, or a file chosen otherwise)")
     return None
 
 

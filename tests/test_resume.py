@@ -617,8 +617,9 @@ def test_a_resume_on_an_edited_corpus_is_refused_and_one_rewritten_as_it_was_con
     line = edited.stderr.strip().splitlines()[-1]
     assert line.startswith("scaling-train: error: the workdir's checkpoint belongs to a run on "
                            "another corpus (data.corpus: '"), line
-    assert line.endswith(": the training split's content changed); use a new --workdir or the "
-                         "run's settings")
+    assert line.endswith(": its training split is not this one, by a file added, removed or "
+                         "edited, or a file chosen otherwise); use a new --workdir or the run's "
+                         "settings")
 
 
 def test_a_checkpoint_the_file_system_refuses_ends_the_run_in_one_line(reference, tmp_path):
