@@ -45,7 +45,7 @@ from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import branches, budget, files, hardware, interrupts, parallel, status, tracking
 from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields, model_config
 from scaling.data import text_files
-from scaling.errors import ArgumentParser, ConfigError, WorkdirBusy
+from scaling.errors import NOT_ALLOWED, ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import SWEEP_OVERRIDES_HELP, load_config, split_argv
 from scaling.trained import newest_checkpoint_record
 from scaling.trainer import resume_conflict
@@ -683,7 +683,9 @@ class Scheduler:
         self.total, self.done, self.start = len(todo), 0, time.perf_counter()
         self.preempted = False
         self.interrupted = False
-        # Runs that refused the settings the sweep gave them (exit 2), with their error line.
+        # Runs that refused the settings the sweep gave them, with their error line: exit 2 and a
+        # field's refusal (`ConfigError`), not a busy workdir or a dataset out of reach, which
+        # exit 2 as well and a rerun can mend.
         self.refused: dict[str, str] = {}
         self.running_names: set[str] = set()
         # Runs that stopped on request (exit 75 / 130): resumable, whatever their summary says.
@@ -766,7 +768,7 @@ class Scheduler:
             self.errors.pop(run.name, None)
         self.preempted |= code == status.EXIT_PREEMPTED
         self.interrupted |= code == status.EXIT_INTERRUPTED
-        if code == status.EXIT_BAD_CONFIG:
+        if code == status.EXIT_BAD_CONFIG and NOT_ALLOWED in error:
             self.refused[run.name] = error
         summary = read_summary(run_directory(self.workdir, run.name)) or {}
         if stop:  # also when a second Ctrl-C ended it before it could write its summary

@@ -16,6 +16,10 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+# What every ConfigError's message says between the value and what is allowed.
+NOT_ALLOWED = " is not allowed: "
+
+
 class ConfigError(ValueError):
     """A configuration value is not allowed. The message names field, value and what is allowed."""
 
@@ -23,7 +27,7 @@ class ConfigError(ValueError):
         self.field, self.value, self.allowed = field, value, allowed
         # A command-line option (`--workdir`, `--config`) is named as typed; a field as its flag.
         name = field if field.startswith("-") else f"config.{field}"
-        super().__init__(f"{name}={value!r} is not allowed: {allowed}")
+        super().__init__(f"{name}={value!r}{NOT_ALLOWED}{allowed}")
 
     def as_option(self, option: str) -> "ConfigError":
         """This error if it is not about `--config`, else the same under `option`: the flag that

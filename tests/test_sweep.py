@@ -711,6 +711,16 @@ def test_a_branch_of_a_parent_that_ended_unfinished_says_what_would_start_it(
     scheduler.run()
     assert reported == ([("b", status.EXIT_FAILED, error)] if error else [])
     if parent_status.startswith('{"status": "failed"'):
+        # Exit 2 for a busy workdir or a dataset out of reach is no refusal of settings.
+        for busy in ("scaling-train: error: /w/runs/m is in use by pid 7 on host h",
+                     "scaling-train: error: could not prepare TFDS dataset 'x': no network"):
+            scheduler = sweep_module.Scheduler(tmp_path, [main, branch], [main], "", {}, 1,
+                                               status_every=1e10)
+            sweep_module.Scheduler._report(scheduler, main, status.EXIT_BAD_CONFIG, busy)
+            assert scheduler.refused == {}
+        sweep_module.Scheduler._report(scheduler, main, status.EXIT_BAD_CONFIG,
+                                       "scaling-train: error: config.mesh={} is not allowed: x")
+        assert list(scheduler.refused) == ["m"]
         # Failed as it started, refusing its settings: a rerun alone fails it again.
         scheduler = sweep_module.Scheduler(tmp_path, [main, branch], [branch], "", {}, 1,
                                            status_every=1e10)
