@@ -151,9 +151,6 @@ def _check_options_apply(args) -> None:
         why = "it is for --compare"
     if unused:
         raise ValueError(f"{', '.join(map(flag_name, unused))}: not used here ({why})")
-    if args.u_col and args.law not in (None, DATA_CONSTRAINED):
-        raise ValueError(f"--u-col: not used here (--law {args.law} has no unique-token term; "
-                         f"only --law {DATA_CONSTRAINED} reads it)")
     if args.wandb_project is not None and not args.wandb_project.strip():
         raise ValueError(f"--wandb-project={args.wandb_project!r} is not allowed; need the name "
                          "of a W&B project")
@@ -266,15 +263,20 @@ def _out_dir(path: pathlib.Path, flag: str = "--out", *, create: bool = True,
 
 
 def _apply_preset(args) -> None:
-    if not args.preset:
-        return
+    """The preset's fields where the command line gives none; then a law that has no use for
+    --u-col, given either way, refuses it."""
     # --d-col and --c-col are two ways to give the second variable: either one overrides both.
     overridden = {"d_col", "c_col"} if args.d_col or args.c_col else set()
-    for key, value in PRESETS[args.preset].items():
+    for key, value in (PRESETS[args.preset].items() if args.preset else ()):
         if getattr(args, key) is None and key not in overridden:
             setattr(args, key, value)
             if key == "law":
                 args.law_from_preset = True
+    if args.u_col and args.law not in (None, DATA_CONSTRAINED):
+        law = (f"the law of --preset {args.preset}, {args.law},"
+               if getattr(args, "law_from_preset", False) else f"--law {args.law}")
+        raise ValueError(f"--u-col: not used here ({law} has no unique-token term; only --law "
+                         f"{DATA_CONSTRAINED} reads it)")
 
 
 def _parse_budgets(text: str) -> tuple[float, ...]:

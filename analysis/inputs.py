@@ -390,7 +390,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     lines = table.index.to_numpy()
     table = table.reset_index(drop=True)
     points = pd.DataFrame({"N": _numeric(table, n_col), "loss": _numeric(table, loss_col)})
-    given_sizes = points["N"].nunique()
+    points["N_given"] = points["N"]
     if np.isfinite(points["N"]).all():  # else the check below names the bad row
         points["N"] = same_sizes(points["N"].to_numpy())
     if d_col is not None:
@@ -426,15 +426,15 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     rows = len(points)
     if best_per_point:
         points = points.loc[points.groupby(["N", "D"])["loss"].idxmin()].reset_index(drop=True)
+    # (values of the N column, model sizes they make) where `same_sizes` merged some
+    given, sizes = int(points["N_given"].nunique()), int(points["N"].nunique())
     points = points[columns]
+    points.attrs["merged_sizes"] = (given, sizes) if sizes < given else None
     points.attrs["duplicates"] = duplicates
     # (N, D) points several rows give, with different losses (another setting swept at each):
     # each row is fitted as a point unless `best_per_point`.
     points.attrs["shared_points"] = 0 if best_per_point else shared
     points.attrs["rows"] = rows  # those the points are made of, after filters and drops
-    # (values of the N column, model sizes they make) where `same_sizes` merged some
-    points.attrs["merged_sizes"] = ((given_sizes, int(points["N"].nunique()))
-                                    if points["N"].nunique() < given_sizes else None)
     return points
 
 

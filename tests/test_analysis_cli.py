@@ -311,6 +311,11 @@ def test_unique_tokens_for_a_law_without_them_are_refused(tmp_path, capsys):
     assert capsys.readouterr().err == (
         "scaling-fit: error: --u-col: not used here (--law chinchilla has no unique-token term; "
         "only --law data_constrained reads it)\n")
+    assert main(["--csv", str(path), "--preset", "epoch-chinchilla", "--n-col", "N", "--d-col",
+                 "D", "--u-col", "U", "--loss-col", "loss", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        "scaling-fit: error: --u-col: not used here (the law of --preset epoch-chinchilla, "
+        "chinchilla, has no unique-token term; only --law data_constrained reads it)\n")
 
 
 def test_compare_warns_that_a_flop_column_may_count_otherwise(tmp_path, capsys):

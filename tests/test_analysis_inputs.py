@@ -171,6 +171,17 @@ def test_parameter_counts_that_differ_by_jitter_are_one_size(tmp_path):
     assert points.attrs["merged_sizes"] == (6, 3)
     assert read_named_csv(path, n_col="size", c_col="flop", loss_col="l",
                           where={"size": "100000000.0"}).attrs["merged_sizes"] is None
+    # Counted on the rows kept: the two highest losses left out (a row of 1e8 and 1.01e8's one),
+    # four values make two sizes.
+    dropped = read_named_csv(path, n_col="size", c_col="flop", loss_col="l",
+                             drop_highest_losses=2)
+    assert dropped.attrs["merged_sizes"] == (4, 2)
+    # Without jitter nothing is merged, whatever the rows left out (it said 3 values, 2 sizes).
+    exact = tmp_path / "exact.csv"
+    pd.DataFrame({"size": [1e6, 1e6, 2e6, 4e6], "flop": [6e16, 1.2e17, 6e17, 6e18],
+                  "l": [5.0, 4.9, 3.0, 2.9]}).to_csv(exact, index=False)
+    assert read_named_csv(exact, n_col="size", c_col="flop", loss_col="l",
+                          drop_highest_losses=2).attrs["merged_sizes"] is None
 
 
 @pytest.mark.parametrize("bad_value, column", [(0.0, "size"), (-5.0, "size"), (float("nan"), "l")])
