@@ -271,8 +271,8 @@ def test_a_run_on_relative_data_files_is_scored_on_them_from_any_folder(tmp_path
      "config.data.prefetch=-1 is not allowed: an integer >= 0"),
     # Slices TFDS cannot parse, or that select nothing (tracebacks from TFDS or the data source).
     (["--config.data.eval_split=validation[abc]"],
-     "config.data.eval_split='validation[abc]' is not allowed: one of train, validation, whole "
-     "or sliced as TFDS slices splits"),
+     "config.data.eval_split='validation[abc]' is not allowed: one of train, validation (as it "
+     "is, or sliced as TFDS slices splits: "),
     (["--config.data.eval_split=validation[:200%]"], "TFDS cannot parse this one"),
     (["--config.data.eval_split=validation[:0%]"], "this slice selects no example"),
     (["--config.data.eval_split=train[:0]"],

@@ -181,7 +181,7 @@ def check_split(field: str, split, known_splits, split_infos=None) -> None:
     one that selects nothing of this split or reaches past its end."""
     allowed = ("one of " + ", ".join(known_splits) if known_splits is not None
                else "a split of the dataset") + (
-        f", as it is or sliced as TFDS slices splits ({SLICE_EXAMPLES})")
+        f" (as it is, or sliced as TFDS slices splits: {SLICE_EXAMPLES})")
     if not isinstance(split, str) or not split.strip() or (
             known_splits is not None and split.split("[", 1)[0] not in known_splits):
         raise ConfigError(field, split, allowed)
