@@ -105,8 +105,13 @@ def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_ac
     vocab_share = model.vocab_size / tensor if model.vocab_size % tensor == 0 else model.vocab_size
     logits = seq_len * micro_batch * vocab_share * 4 * 2  # fp32 logits and their gradient
     activations = stored + logits
+    # Split over fsdp, the embedding table is gathered along d_model for the token lookup
+    # (`model.Transformer._embedder`): a whole fp32 copy of the device's vocabulary share, and
+    # its gradient before it is scattered back.
+    gathered = 2 * 4 * vocab_share * h if fsdp > 1 else 0.0
     result = {"params": param_bytes, "optimizer_state": 2 * param_bytes, "gradients": param_bytes,
-              "optimizer_update": 2 * param_bytes, "activations": activations}
+              "optimizer_update": 2 * param_bytes, "gathered_embedding": gathered,
+              "activations": activations}
     result["total"] = sum(result.values())
     return result
 

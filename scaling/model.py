@@ -207,11 +207,12 @@ class Transformer(nn.Module):
                 nn.with_logical_partitioning(initializers.embedding_init(cfg), (axes.POSITION, axes.EMBED)),
                 (cfg.max_seq_len, cfg.d_model), jnp.float32)
 
-        # The whole table for the lookup, as fully sharded data parallelism gathers every weight
-        # before its use: a lookup into a table split over `fsdp` along d_model gave rows split
-        # that way, which the batch's split over data × fsdp could only reach by replicating them
-        # (XLA's "involuntary full rematerialization").
-        table_VxD = nn.with_logical_constraint(embedding_VxD, (None, None))
+        # The table whole along d_model for the lookup, as fully sharded data parallelism gathers
+        # every weight before its use (a vocabulary split over `tensor` stays split): a lookup
+        # into a table split over `fsdp` along d_model gave rows split that way, which the
+        # batch's split over data × fsdp could only reach by replicating them (XLA's
+        # "involuntary full rematerialization").
+        table_VxD = nn.with_logical_constraint(embedding_VxD, (axes.VOCAB, None))
 
         def embed(tokens, offset=None):
             x = jnp.take(table_VxD, tokens, axis=0)

@@ -62,8 +62,20 @@ def test_full_rematerialisation_shrinks_activations():
 def test_total_is_the_sum_of_the_parts():
     estimate = memory.estimate_bytes(small_model(), seq_len=32, batch_size=8, grad_accum_steps=1,
                                      mesh_shape=(2, 2, 2))
-    parts = ("params", "optimizer_state", "gradients", "optimizer_update", "activations")
+    parts = ("params", "optimizer_state", "gradients", "optimizer_update", "gathered_embedding",
+             "activations")
     assert estimate["total"] == pytest.approx(sum(estimate[name] for name in parts))
+
+
+def test_a_table_split_over_fsdp_is_counted_whole_for_the_lookup():
+    # The lookup gathers the device's vocabulary share of the table along d_model: it and its
+    # gradient in fp32. Nothing to gather without fsdp.
+    # d_model 64; 257 rows stay whole over tensor, 256 split in two.
+    for vocab, shape, rows in ((257, (1, 2, 1), 257), (257, (2, 2, 2), 257), (256, (2, 2, 2), 128),
+                               (257, (1, 1, 2), 0), (257, (8, 1, 1), 0)):
+        estimate = memory.estimate_bytes(small_model(vocab), seq_len=32, batch_size=8,
+                                         grad_accum_steps=1, mesh_shape=shape)
+        assert estimate["gathered_embedding"] == 2 * 4 * rows * 64, (vocab, shape)
 
 
 def test_describe_names_the_mesh_and_the_sizes():
