@@ -163,17 +163,25 @@ def check_configs(args: argparse.Namespace) -> None:
     """Validate what the processes will run, as `scaling-train` will; ConfigError names the run
     and the field."""
     # Imported here: they import JAX, which the argument checks above do not need.
+    from scaling import memory
+
+    # The devices every run spans: each node's GPUs (not known with --coordinator alone).
+    devices = args.nodes * args.gpus_per_node if args.gpus_per_node else None
     try:
         if args.sweep_config:
-            from launch.sweep import load_plan
+            from launch.sweep import check_meshes, load_plan
 
             runs = load_plan(args.sweep_config, args.overrides)[2]
+            if devices:
+                check_meshes(runs, devices)
             print(f"{PROGRAM}: {args.sweep_config}: {len(runs)} planned runs, every config valid",
                   file=sys.stderr)
         else:
             from scaling.train import load_and_validate
 
-            load_and_validate(args.train_config, args.overrides)
+            config = load_and_validate(args.train_config, args.overrides)
+            if devices:
+                memory.check_mesh(config, devices)
     except ConfigError as error:  # the file itself (a variant it lacks): named as given here
         if args.sweep_config:
             raise error.as_option(base_config_or("--sweep-config", error,

@@ -42,8 +42,8 @@ from launch.plans import format_value
 from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
-from scaling import branches, budget, files, hardware, interrupts, parallel, status, tracking
-from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields, model_config
+from scaling import branches, budget, files, hardware, interrupts, memory, status, tracking
+from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields
 from scaling.data import text_files
 from scaling.errors import NOT_ALLOWED, ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import SWEEP_OVERRIDES_HELP, load_config, split_argv
@@ -586,11 +586,8 @@ def check_meshes(runs: list[plans.PlannedRun], device_count: int) -> None:
     """Each run's mesh resolved for `device_count` devices, and its model and batch split over it,
     as `scaling-train` checks them before it builds: ConfigError naming the field and the run."""
     for run in runs:
-        config = run.config
         try:
-            shape = parallel.mesh_shape(config.mesh, device_count)
-            parallel.check_divisibility(model_config(config, None), config.train.batch_size,
-                                        config.train.grad_accum_steps, shape)
+            memory.check_mesh(run.config, device_count)
         except ConfigError as error:
             raise error.in_run(run.name) from None
 
@@ -833,8 +830,9 @@ def _main(args, overrides: list[str]) -> int:
         try:
             files.check_workdir(args.workdir, create=False)
             pace = estimated_pace(args.accelerator, runs_dtype(runs))
-            if not args.accelerator:  # the runs here see this machine's devices
-                check_meshes(runs, jax.device_count())
+            # The runs see this machine's devices, or the accelerator's.
+            check_meshes(runs, hardware.accelerator_devices(args.accelerator) if args.accelerator
+                         else jax.device_count())
         except ConfigError as error:
             print(f"scaling-sweep: error: {error}", file=sys.stderr)
             return status.EXIT_BAD_CONFIG

@@ -662,7 +662,9 @@ def check_sweep(s: Settings) -> int:
     """Plans the sweep here and validates every run's full config as `scaling-train` will;
     raises ConfigError naming the run and the field. Returns the number of runs."""
     # Imports JAX: only for the subcommands that start a sweep.
-    from launch.sweep import estimated_pace, held_out_batches, load_plan, plan_totals, runs_dtype
+    from launch.sweep import (check_meshes, estimated_pace, held_out_batches, load_plan,
+                              plan_totals, runs_dtype)
+    from scaling import hardware
 
     try:
         sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
@@ -674,7 +676,14 @@ def check_sweep(s: Settings) -> int:
                          "a path relative to the checkout or to the sweep file's folders, as the "
                          "hosts resolve it in their copy of --source")
     check_copied(s, "base_config", base_config.partition(":")[0])
-    log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid")
+    try:
+        devices = hardware.accelerator_devices(s.accelerator_type)
+    except ValueError:
+        devices = None  # a type not known here: its devices are not either
+    if devices:
+        check_meshes(runs, devices)
+    log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid"
+        + (f" on the {devices} devices of {s.accelerator_type}" if devices else ""))
     try:
         log(plan_totals(runs, estimated_pace(s.accelerator_type, runs_dtype(runs)),
                         split_batches=held_out_batches(runs)))

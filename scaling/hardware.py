@@ -43,6 +43,18 @@ PLANNING_STEP_SECONDS = 0.004
 PEAK_RECHECK_SECONDS = 3600.0
 
 
+# TPU generations whose JAX devices are TensorCores, two per chip (later ones: one per chip).
+TPU_CORE_DEVICES = ("v2", "v3")
+
+
+def accelerator_devices(accelerator: str) -> int:
+    """How many JAX devices `accelerator` (as `accelerator_peak_flops` reads it) has: a TPU's
+    chips (TensorCores for v2 and v3), a GPU node's GPUs. Raises ValueError as it does."""
+    _, chips = accelerator_peak_flops(accelerator)
+    generation = accelerator.strip().rpartition("-")[0]
+    return 2 * chips if generation in TPU_CORE_DEVICES else chips
+
+
 def accelerator_peak_flops(accelerator: str,
                            compute_dtype: str = "bfloat16") -> tuple[float, int]:
     """(dense peak FLOP/s of the whole accelerator for `compute_dtype`, its chip count) for a

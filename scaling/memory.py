@@ -133,12 +133,20 @@ def stack_positions(config: ml_collections.ConfigDict, model: ModelConfig) -> di
             "encoder_len": encoder if model.layout == "encoder_decoder" else None}
 
 
+def check_mesh(config: ml_collections.ConfigDict, device_count: int) -> tuple[int, int, int]:
+    """The run's mesh shape over `device_count` devices, once its model and batch are known to
+    split over it (ConfigError naming the field otherwise), as `build_program` checks them."""
+    shape = parallel.mesh_shape(config.mesh, device_count)
+    parallel.check_divisibility(model_config(config, None), config.train.batch_size,
+                                config.train.grad_accum_steps, shape)
+    return shape
+
+
 def describe(config: ml_collections.ConfigDict, device_count: int | None = None) -> str:
     """A printable summary of sizes, FLOPs and per-device memory for a validated config."""
     device_count = device_count or jax.device_count()
     model = model_config(config, None)
-    shape = parallel.mesh_shape(config.mesh, device_count)
-    parallel.check_divisibility(model, config.train.batch_size, config.train.grad_accum_steps, shape)
+    shape = check_mesh(config, device_count)
     counts = flops.parameter_counts(model)
     shapes = objectives.shapes_of(config.data, config.train).shapes
     total_steps = budget.steps_for(config)

@@ -198,6 +198,15 @@ def test_explicit_coordinator_prints_one_command_per_node(cluster):
      "--partition='' is not allowed: a non-empty value (or leave it out)"),
     (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--job-name", ""],
      "--job-name='' is not allowed: a non-empty value (or leave it out)"),
+    # Each run's mesh over the job's 2 × 8 GPUs: the runlocal batch of 32 splits, 3-way tensor
+    # parallelism does not (the job was submitted and every run refused on the cluster).
+    (SWEEP + ["--nodes", "2", "--gpus-per-node", "8", "--dry-run",
+              "--config.overrides.mesh.tensor=3"],
+     "run tiny-d32-L1: config.mesh={'data': -1, 'fsdp': 1, 'tensor': 3} is not allowed: axis "
+     "sizes whose product divides the 16 devices"),
+    (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "1", "--gpus-per-node",
+      "3", "--dry-run"], "config.train.batch_size=32 is not allowed: a multiple of mesh data × "
+                         "fsdp = 3 × 1 = 3"),
     (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--time", ""],
      "--time='' is not allowed: a non-empty value (or leave it out)"),
     # Written into the script, and refused only by sbatch on submission.

@@ -771,6 +771,10 @@ def test_sweep_overrides_are_checked_and_reach_scaling_sweep_on_every_host(cloud
     (up_args("--config.sizes=d32-L2x"), "sizes"),
     (["create", "--project", "proj", "--zone", "us-west4-a", "--config.sizes=d32-L1"],
      "--config.sizes='d32-L1' is not allowed: given to `run` or `up`"),
+    # Each run's mesh over the slice's 16 chips: every run was refused on the slice, paid for.
+    (up_args("--config.overrides.mesh.tensor=3"),
+     "run tiny-d32-L1: config.mesh={'data': -1, 'fsdp': 1, 'tensor': 3} is not allowed: axis "
+     "sizes whose product divides the 16 devices"),
 ])
 def test_a_bad_or_misplaced_sweep_override_is_one_line_before_any_gcloud_call(cloud, args, message):
     result = cloud.launch(*args)

@@ -160,15 +160,21 @@ def test_dry_run_estimates_for_the_target_accelerator(tmp_path, capsys):
     """The study's time on a v5e-16 slice: its study FLOPs and its evaluations' over 16 chips ×
     197 TFLOP/s at 40%, the runs one after another (each spans the slice)."""
     config = _write_sweep(tmp_path)
+    # A batch of 8 rows cannot be split over the slice's 16 chips.
+    refused = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator",
+                          "v5litepod-16")
+    assert refused.returncode == 2 and "a multiple of mesh data × fsdp = 16 × 1" in refused.stderr
+    batch = "--config.overrides.train.batch_size=16"
     result = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator",
-                         "v5litepod-16")
+                         "v5litepod-16", batch)
     assert result.returncode == 0, result.stderr
-    study = sum(run.study_flops for run in _expand(load_config(str(config)), config))
-    # Each run of 8 steps evaluates one batch (eval_batches=1) at step 4 and one at step 8: two
-    # steps' tokens at a third of a training token's FLOPs. Nothing is added per step there.
-    seconds = study * (1 + 2 / 8 / 3) / (0.4 * 16 * 197e12)
-    assert (f"about {seconds:.2g} s on v5litepod-16 (16 chips at 40% MFU), one run at a time"
-            in result.stdout)
+    runs = sweep_module.load_plan(str(config), [batch.removeprefix("--config.")])[2]
+    # In PaLM's count, each run whole (no branches). Each run of 8 steps evaluates one batch
+    # (eval_batches=1) at step 4 and one at step 8: two steps' tokens at a third of a training
+    # token's FLOPs. Nothing is added per step there.
+    seconds = sum(run.mfu_flops for run in runs) * (1 + 2 / 8 / 3) / (0.4 * 16 * 197e12)
+    assert (f"about {seconds:.2g} s on v5litepod-16 (16 chips at 40% MFU of the float32 peak; "
+            "FLOPs only, no time per step), one run at a time" in result.stdout)
     bad = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator", "v9-1")
     assert bad.returncode == 2 and bad.stderr.startswith(
         "scaling-sweep: error: --accelerator='v9-1' is not allowed: a Cloud TPU type")

@@ -17,6 +17,8 @@ def get_config():
     s.runtime_version = "v2-alpha-tpuv5-lite"
     s.spot = True
     s.sweep_config = "configs/sweeps/demo.py"  # replace with the study to run
+    # Each run's batch is split over the slice's 16 chips: the demo's 8 rows cannot be.
+    s.sweep_overrides = ["overrides.train.batch_size=16"]
     s.mount_dir = "~/results"
     s.workdir = "~/results/sweeps/demo"
     s.max_retries = 5
