@@ -552,6 +552,11 @@ class Trainer:
         steps_done = self.metrics.diverged_step - 1 if diverged else self.count
         tokens = steps_done * self.tokens_per_step
         speed = self.interval.median_speed()
+        if speed is None and self.metrics_log is not None:
+            # Resumed at its last step, it trained none here: the speed its attempts logged.
+            logged = [record["tokens_per_second"] for record in self.metrics_log.records
+                      if record.get("tokens_per_second")]
+            speed = float(np.median(logged)) if logged else None
         self.summary.update({
             "status": self.status, "steps": steps_done, "tokens": tokens,
             **self.flops_for(tokens), "diverged_step": self.metrics.diverged_step,

@@ -533,7 +533,14 @@ def test_a_checkpoint_that_predates_the_recorded_plan_still_resumes(reference, t
     result = train(workdir, "--config.optim.lr=0.5")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming from step {STEPS}" in result.stdout
-    assert json.loads((workdir / "summary.json").read_text())["status"] == "completed"
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    # It trained no step here: its speed is the median its earlier attempt logged (it was null).
+    logged = [json.loads(line)["tokens_per_second"]
+              for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert summary["tokens_per_second"] == pytest.approx(float(np.median(
+        [speed for speed in logged if speed])))
+    assert summary["mfu"] > 0
 
 
 MESH_RESTORE = """
