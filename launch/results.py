@@ -7,7 +7,8 @@ Nothing here imports the training code.
 from scaling.fields import split_tags
 
 RESULT_COLUMNS = (
-    "name", "status", "size", "parent", "num_layers", "d_model", "params", "embedding_params",
+    "name", "status", "size", "parent", "num_layers", "num_encoder_layers", "d_model", "params",
+    "embedding_params",
     "non_embedding_params", "tokens", "steps", "start_step", "batch_size", "seq_len", "lr",
     "schedule", "seed", "parametrization", "layout", "objective", "flop_convention", "flops",
     "flops_6N", "flops_full", "study_flops", "final_train_loss", "final_eval_loss",
@@ -73,6 +74,14 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
         return first(summary.get(key), planned.get(key))
 
     init_from = lookup(config, "train.init_from") or ""
+    layout = first(model.get("layout"), lookup(config, "model.layout"), planned.get("layout"))
+    # An encoder–decoder's encoder depth (0 in its config: as deep as the decoder); no column of
+    # the other layouts, whose one stack num_layers gives.
+    encoder_layers = (first(model.get("num_encoder_layers"),
+                            lookup(config, "model.num_encoder_layers")
+                            or lookup(config, "model.num_layers"),
+                            planned.get("num_encoder_layers"))
+                      if layout == "encoder_decoder" else "")
     start_step = first(summary.get("start_step"), lookup(config, "train.init_step"),
                        planned.get("start_step"), 0)
     # The summary's FLOPs are those of the steps it ran (fewer than planned for a run that
@@ -87,6 +96,7 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
                         planned.get("parent")),
         "num_layers": first(model.get("num_layers"), lookup(config, "model.num_layers"),
                             planned.get("num_layers")),
+        "num_encoder_layers": encoder_layers,
         "d_model": first(model.get("d_model"), lookup(config, "model.d_model"),
                          planned.get("d_model")),
         **{key: recorded(key) for key in ("params", "embedding_params", "non_embedding_params",
@@ -99,7 +109,7 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
         "seed": first(lookup(config, "seed")),
         "parametrization": first(model.get("parametrization"),
                                  lookup(config, "model.parametrization")),
-        "layout": first(model.get("layout"), lookup(config, "model.layout")),
+        "layout": layout,
         "objective": first(summary.get("objective"), lookup(config, "train.objective"),
                            "causal_lm"),
         "flop_convention": first(summary.get("flop_convention"),

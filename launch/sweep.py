@@ -360,6 +360,10 @@ def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "",
                "flop_convention": run.flop_convention, "study_flops": run.study_flops,
                "num_layers": run.overrides.get("model.num_layers"),
                "d_model": run.overrides.get("model.d_model")}
+    if run.config is not None:  # planned from the resolved config: a run not started has them
+        model = run.config.model
+        planned.update(layout=model.layout,
+                       num_encoder_layers=model.num_encoder_layers or model.num_layers)
     return results.result_row(
         summary, summary.get("config") or {}, name=run.name, error=error, planned=planned,
         status=status.FAILED if error else (stopped or summary.get("status") or status.PENDING))

@@ -570,6 +570,26 @@ def test_a_branchs_study_compute_counts_the_steps_it_ran_after_its_start(status,
     assert row["study_flops"] == 1000.0 * max(steps - 80, 0)
 
 
+def test_an_encoder_decoders_encoder_depth_is_a_column_of_its_row(tmp_path):
+    # Only the size's name gave it: a sweep varying it could not be told apart by column.
+    row = results.result_row({"model": {"layout": "encoder_decoder", "num_layers": 2,
+                                        "num_encoder_layers": 3}}, {}, name="r", status="completed")
+    assert (row["num_layers"], row["num_encoder_layers"]) == (2, 3)
+    # A config's 0 is "as deep as the decoder"; a run not started has its planned depth.
+    config = {"model": {"layout": "encoder_decoder", "num_layers": 4, "num_encoder_layers": 0}}
+    assert results.result_row({}, config, name="r", status="failed")["num_encoder_layers"] == 4
+    planned = results.result_row({}, {}, name="r", status="pending",
+                                 planned={"layout": "encoder_decoder", "num_encoder_layers": 6})
+    assert planned["num_encoder_layers"] == 6
+    # Another layout has one stack: no encoder depth to give.
+    for layout in ("decoder", "encoder"):
+        row = results.result_row({"model": {"layout": layout, "num_layers": 2,
+                                            "num_encoder_layers": 2}}, {}, name="r",
+                                 status="completed")
+        assert row["num_encoder_layers"] == "" and row["num_layers"] == 2
+    assert list(row) == list(results.RESULT_COLUMNS)
+
+
 def test_a_branch_waits_for_its_parent_of_the_plans_length(tmp_path):
     # The parent's workdir holds a completed run of another length (the plan changed since): a
     # branch must not start from its stable states, whether the parent is queued to train again
