@@ -93,12 +93,23 @@ def coord_check_figure(path: pathlib.Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--coord-check", action="store_true",
-                        help="draw docs/images/mup_coord_check.png instead of the LR sweep")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--lr-exponents", type=int, nargs="+", default=list(range(-8, -3)),
-                        help="learning rates 2**e")
+                        help="draw docs/images/mup_coord_check.png instead of the LR sweep (at "
+                             "its own widths, 64 to 1024, and 4 steps: the LR sweep's options "
+                             "are refused with it)")
+    parser.add_argument("--steps", type=int, default=None, help="LR sweep (default 100)")
+    parser.add_argument("--widths", type=int, nargs="+", default=None,
+                        help="LR sweep (default 32 64 128)")
+    parser.add_argument("--lr-exponents", type=int, nargs="+", default=None,
+                        help="LR sweep: learning rates 2**e (default -8 to -4)")
     args = parser.parse_args()
+    given = [flag for flag, value in (("--steps", args.steps), ("--widths", args.widths),
+                                      ("--lr-exponents", args.lr_exponents)) if value is not None]
+    if args.coord_check and given:
+        parser.error(f"{', '.join(given)}: not used with --coord-check (its widths and steps "
+                     "are fixed, those of docs/mup.md's table)")
+    args.steps = 100 if args.steps is None else args.steps
+    args.widths = args.widths or [32, 64, 128]
+    args.lr_exponents = args.lr_exponents or list(range(-8, -3))
     if args.steps < 1 or min(args.widths) < 1:
         parser.error("--steps and every --widths entry must be integers >= 1")
     if any(width % HEADS for width in args.widths):  # heads of width / HEADS each

@@ -67,8 +67,8 @@ class SweepConfig:
     ladder_tokens: tuple = numbers((), "ladder: absolute token budgets (instead of per-param)")
     hparams: str = option("fixed", HPARAM_RULES, "per-size hyperparameter rule "
                                                  "(`size_hyperparameters`)")
-    lr_exponent: float = number(0.0, "porian2024: lr ∝ (N / reference_params)^-lr_exponent",
-                                minimum=-10.0)
+    lr_exponent: float = number(0.0, "porian2024: lr ∝ (N / reference_params)^-lr_exponent, N "
+                                     "non-embedding + read-out (0: one lr)", minimum=-10.0)
     reference_params: int = integer(1, "porian2024: the N at which lr is the run config's",
                                     minimum=1)
     # Every replicate of every run is planned and validated before anything trains.
@@ -342,10 +342,13 @@ def size_hyperparameters(sweep: ml_collections.ConfigDict, run_config, non_embed
 
     - `fixed`: the run config's learning rate for every size; warmup min(its warmup, steps / 10).
     - `porian2024`: the corrections Porian et al. 2024 ("Resolving discrepancies in
-      compute-optimal scaling of language models") found necessary for small models: a warmup as
-      long as the model has parameters, counted in tokens (at least one step, at most a quarter of
-      the run), AdamW β2 = 0.99 rather than 0.95 at small batch sizes, and a learning rate that
-      shrinks with size — lr = lr_base · (N / reference_params)^(−lr_exponent).
+      compute-optimal scaling of language models") found necessary for small models, with N
+      counted as they count it, the non-embedding parameters and the read-out (vocabulary ×
+      d_model): a warmup as long as the model has parameters, counted in tokens (at least one
+      step, at most a quarter of the run); AdamW β2 = 0.99, their setting for the small batches
+      of small models, at every size; and lr = lr_base · (N / reference_params)^(−lr_exponent),
+      which shrinks with size once `lr_exponent` > 0 (its default, 0, keeps lr_base). Their
+      batch-size law is not applied: the batch is the run config's.
     - `mup_transfer`: µP — every run is set to `model.parametrization="mup"` with the smallest
       width of the sweep as `mup_base_width`, and the learning rate tuned on that width is used
       unchanged for every width (the parametrization does the scaling); warmup as `fixed`.
@@ -353,9 +356,11 @@ def size_hyperparameters(sweep: ml_collections.ConfigDict, run_config, non_embed
     optim = run_config.optim
     if sweep.hparams in ("fixed", "mup_transfer"):
         return {"optim.warmup_steps": min(optim.warmup_steps, max(1, steps // 10))}
+    model = model_config(run_config)
+    params = non_embedding_params + model.vocab_size * model.d_model  # Porian et al.'s N
     tokens_per_step = run_config.train.batch_size * run_config.data.seq_len
-    warmup = min(max(1, math.ceil(non_embedding_params / tokens_per_step)), max(1, steps // 4))
-    lr = optim.lr * (non_embedding_params / sweep.reference_params) ** (-sweep.lr_exponent)
+    warmup = min(max(1, math.ceil(params / tokens_per_step)), max(1, steps // 4))
+    lr = optim.lr * (params / sweep.reference_params) ** (-sweep.lr_exponent)
     return {"optim.lr": lr, "optim.warmup_steps": warmup, "optim.b2": 0.99}
 
 
@@ -573,10 +578,11 @@ def expand(sweep: ml_collections.ConfigDict, base_config: str) -> list[PlannedRu
     sizes = _sizes(sweep)
     _check_overrides_reach_a_size(sweep, sizes)
     if sweep.hparams == "mup_transfer":
-        # Every width in µP relative to the smallest, whose learning rate the sweep reuses.
-        planner.rule_fields = {"model.parametrization": "mup",
-                               "model.mup_base_width": min(member["d_model"]
-                                                           for _, member in sizes)}
+        # Every width in µP relative to the smallest, whose learning rate the sweep reuses: each
+        # size's own, or the one its size_overrides give it.
+        widths = [{**member, **flatten(sweep.size_overrides.get(name, {}).get("model", {}))}
+                  ["d_model"] for name, member in sizes]
+        planner.rule_fields = {"model.parametrization": "mup", "model.mup_base_width": min(widths)}
     runs = []
     for replicate in range(sweep.seeds):
         for size_name, member in sizes:

@@ -43,3 +43,10 @@ def test_bench_mup_refuses_a_run_of_no_steps_before_recording_anything():
     assert result.returncode == 2
     assert "--steps and every --widths entry must be integers >= 1" in result.stderr
     assert (REPO / "BENCHMARKS.md").read_text() == before
+    # The coordinate check's widths and steps are fixed: given, they were ignored in silence.
+    figure = REPO / "docs" / "images" / "mup_coord_check.png"
+    drawn = figure.stat().st_mtime_ns
+    result = subprocess.run([sys.executable, "-m", "bench.bench_mup", "--coord-check", "--widths",
+                             "8", "16"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--widths: not used with --coord-check" in result.stderr
+    assert figure.stat().st_mtime_ns == drawn

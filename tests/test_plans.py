@@ -376,3 +376,44 @@ def test_fixed_keeps_a_warmup_of_zero(tmp_path):
     _, runs = _plan(tmp_path, overrides={**MODEL_CHANGING["overrides"],
                                          "optim": {"warmup_steps": 0}})
     assert {run.config.optim.warmup_steps for run in runs} == {0}
+
+
+def test_porian2024_counts_the_read_out_in_n_as_the_paper_does(tmp_path):
+    # Porian et al.'s N is the non-embedding parameters plus the read-out (vocabulary × d_model);
+    # the warmup is N tokens, the learning rate lr_base · (N / reference)^-exponent, β2 0.99.
+    path = tmp_path / "sweep.py"
+    path.write_text(
+        "from launch.plans import default_sweep\n\ndef get_config():\n"
+        "    sweep = default_sweep()\n    sweep.name = 'p'\n"
+        f"    sweep.base_config = {str(REPO / 'configs' / 'demo.py')!r}\n"
+        "    sweep.family = 'cpu_demo'\n    sweep.sizes = 'd16-L2,d64-L2'\n"
+        "    sweep.plan = 'tokens'\n    sweep.tokens = 2_000_000\n"
+        "    sweep.hparams = 'porian2024'\n    sweep.lr_exponent = 0.3\n"
+        "    sweep.reference_params = 10_000\n"
+        "    sweep.overrides = {'optim': {'lr': 0.01}, 'train': {'batch_size': 8}}\n"
+        "    return sweep\n")
+    sweep = load_config(str(path))
+    runs = {run.size: run for run in plans.expand(sweep, plans.resolve_base_config(
+        sweep.base_config, str(path)))}
+    # Byte vocabulary 257; batches of 8 rows of 128 tokens.
+    for size, non_embedding, width in (("d16-L2", 6224, 16), ("d64-L2", 98624, 64)):
+        run = runs[size]
+        assert run.non_embedding_params == non_embedding
+        n = non_embedding + 257 * width  # 10,336 and 115,072
+        assert run.overrides["optim.warmup_steps"] == -(-n // 1024)  # 11 and 113
+        assert run.overrides["optim.lr"] == pytest.approx(0.01 * (n / 10_000) ** -0.3)
+        assert run.overrides["optim.b2"] == 0.99
+
+
+def test_mup_transfer_takes_its_base_width_from_the_widths_the_sizes_train_at(tmp_path):
+    # A size_overrides entry narrowing the smallest size: its width is the base whose tuned
+    # learning rate the others reuse (the family's width for it, 64, gave the narrowest model
+    # hidden rates four times its own).
+    path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
+    sweep = load_config(str(path))
+    sweep.hparams = "mup_transfer"
+    smallest = sweep.sizes.split(",")[0]
+    sweep.size_overrides = {smallest: {"model": {"d_model": 16, "head_dim": 8, "d_ff": 64}}}
+    runs = plans.expand(sweep, plans.resolve_base_config(sweep.base_config, str(path)))
+    assert {run.config.model.mup_base_width for run in runs} == {16}
+    assert min(run.config.model.d_model for run in runs) == 16
