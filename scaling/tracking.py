@@ -228,6 +228,9 @@ class WandbRun:
             # service, a killed run's stream stays open there and its restart's log is lost.
             # (Within one process W&B keeps its own connection and needs no variable.)
             os.environ.pop("WANDB_SERVICE", None)
+            # Set empty (`WANDB_MODE= cmd`) it is no mode, and W&B refused to start: unset.
+            if os.environ.get("WANDB_MODE") == "":
+                del os.environ["WANDB_MODE"]
             id_file = workdir / WANDB_ID_FILE
             run_id = (id_file.read_text().strip() if id_file.exists() else "") or new_run_id()
             # Written before init, so a restart reuses the id even if this init fails.

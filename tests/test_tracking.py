@@ -393,6 +393,16 @@ def test_wandb_mode_offline_in_the_environment_keeps_an_online_run_off_the_netwo
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
 
 
+def test_an_empty_wandb_mode_in_the_environment_is_no_mode(tmp_path, monkeypatch):
+    # `WANDB_MODE= scaling-train ...`: W&B refused to start ("Input should be 'online', ...")
+    # and the run went on without it.
+    monkeypatch.setenv("WANDB_MODE", "")
+    config = wandb_config(mode="offline")
+    run = tracking.WandbRun(config, tmp_path, name=config.name, config_dict={})
+    run.finish({"status": "completed"})
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+
+
 @pytest.mark.parametrize("overrides, environment, message", [
     (["--config.wandb.project=team/project"], "",
      "config.wandb.project='team/project' is not allowed: a W&B project name: 1 to 128 "
