@@ -78,12 +78,15 @@ def plan_conflict(meta: dict, config, optimizer: dict, what: str,
     # A data path an older run recorded as typed is taken from the current folder, as the config's.
     meta = {name: text_files.absolute_field(name.removeprefix("data."), value)
             if name.startswith("data.") else value for name, value in meta.items()}
+    kinds = []  # each kind that differs, with every field of it that does
     for kind, current in (("other batches", batch_fields(config)),
                           ("another optimizer or learning-rate schedule", optimizer)):
         differing = [f"{name}: {meta[name]!r}, config {current[name]!r}"
                      for name in differing_fields(meta, current)]
         if differing:
-            return f"{what} with {kind} ({'; '.join(differing)})"
+            kinds.append(f"{kind} ({'; '.join(differing)})")
+    if kinds:
+        return f"{what} with {' and '.join(kinds)}"
     if corpus and meta.get(CORPUS_FIELD) not in (None, corpus):  # the same fields, other data
         return (f"{what} on another corpus ({CORPUS_FIELD}: {meta[CORPUS_FIELD]!r}, now "
                 f"{corpus!r}: its training split is not this one, by a file added, removed or "

@@ -442,7 +442,12 @@ def test_a_resume_on_other_batches_is_refused_with_exit_code_2(reference, tmp_pa
     # entries differ, e.g. opt_state/0/count)", naming no setting.
     (["--config.optim.grad_clip=0.0"],
      "another optimizer or learning-rate schedule (optim.grad_clip: 1.0, config 0.0)"),
-], ids=["schedule", "optimizer", "dataset", "split", "clip"])
+    # Every field that differs, in one line: the batches' alone were named, and the rerun that
+    # mended them was refused again for the learning rate.
+    (["--config.train.batch_size=16", "--config.optim.lr=0.5"],
+     "other batches (batch_size: 32, config 16) and another optimizer or learning-rate schedule "
+     "(optim.lr: 0.003, config 0.5)"),
+], ids=["schedule", "optimizer", "dataset", "split", "clip", "both"])
 def test_a_resume_under_another_schedule_or_corpus_is_refused_with_exit_code_2(
         reference, tmp_path, overrides, change):
     # The run as if killed after its last checkpoint; rerun under another learning rate or
