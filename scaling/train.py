@@ -165,8 +165,9 @@ def read_summary(workdir: pathlib.Path) -> dict | None:
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     rest, overrides = split_argv(argv)
-    parser = ArgumentParser(prog="scaling-train", description=__doc__.split("\n\n")[0],
-                            epilog=RUN_OVERRIDES_HELP)
+    summary, _, outputs_and_exits = __doc__.split("\n\n")[:3]
+    parser = ArgumentParser(prog="scaling-train", description=summary,
+                            epilog=RUN_OVERRIDES_HELP + " " + outputs_and_exits)
     parser.add_argument("--config", required=True, help="ml-collections config file, path[:arg]")
     parser.add_argument("--workdir", required=True, help="directory for metrics, summary, checkpoints")
     parser.add_argument("--dry-run", action="store_true",

@@ -417,3 +417,6 @@ def test_every_command_that_takes_config_overrides_says_how_in_its_help(capsys):
         if program == "scaling-eval":
             assert ("--config.data.dataset=tiny_shakespeare --config.data.eval_split=test" in text
                     and "data.tokenizer" in text), text
+        if program == "scaling-train":  # resuming and what each exit code says: docs only
+            assert "Rerunning the same command in the same workdir resumes" in text
+            assert "75 preempted" in text and "130 interrupted" in text and "3 diverged" in text
