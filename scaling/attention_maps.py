@@ -204,7 +204,9 @@ def draw_head(weights_LxL: np.ndarray, labels: list[str], title: str, out: pathl
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
-    parser.add_argument("--text", required=True, help="the text whose attention to show")
+    parser.add_argument("--text", required=True,
+                        help="the text whose attention to show; the names of the run's special "
+                             "tokens in it (<mask>, <sentinel_0>, ...) are those tokens")
     parser.add_argument("--out", required=True, help="the figure (.png, .pdf or .svg)")
     parser.add_argument("--layer", type=int, default=None, help="with --head: show one head")
     parser.add_argument("--head", type=int, default=None, help="with --layer: show one head")

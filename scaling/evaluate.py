@@ -71,7 +71,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                "--config.data.eval_split=test, or --config.data.dataset=text_files "
                "--config.data.files=notes/; not " + ", ".join(f"data.{name}" for name in
                                                               FIXED_DATA_FIELDS)
-               + " (the model's own).")
+               + " (the model's own). The result is printed and written to "
+               "WORKDIR/eval/<dataset>-<split>[-...].json.")
     parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--batches", type=int, default=None,

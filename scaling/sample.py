@@ -43,7 +43,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="a scaling-train workdir with a checkpoint")
     prompt = parser.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", default=None, help="text to continue (default: empty)")
+    prompt.add_argument("--prompt", default=None,
+                        help="text to continue (default: empty); the names of the run's special "
+                             "tokens in it (<mask>, <sentinel_0>, ...) are those tokens")
     prompt.add_argument("--prompt-file", default=None, help="a UTF-8 file holding the prompt")
     parser.add_argument("--source", default=None,
                         help="encoder–decoder models: the text the encoder reads")
