@@ -51,8 +51,9 @@ def headline_law(runs: pd.DataFrame) -> str:
     curvature in D at every size, and tying the N and D exponents (one parameter fewer) is what
     lets a fit on small models carry to larger ones. A table with about one budget per size (a
     family of models each trained once) gets Chinchilla's form. Sizes are N values as the table
-    gives them; `analysis.inputs.same_sizes` has merged those that differ only by jitter. A table that gives unique tokens U with some runs repeating data (D > U)
-    gets Muennighoff et al.'s data-constrained form, the one form that models repetition.
+    gives them; `analysis.inputs.same_sizes` has merged those that differ only by jitter. A
+    table that gives unique tokens U with some runs repeating data (D > U) gets Muennighoff et
+    al.'s data-constrained form, the one form that models repetition.
     """
     if "U" in runs.columns and bool((runs["D"] > runs["U"]).any()):
         return DATA_CONSTRAINED
@@ -261,10 +262,10 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
     """Every applicable method (or `methods`) fitted without the largest sizes, scored on them.
 
     The headline method is `headline` when given and applicable (the law the fit beside it leads
-    with, chosen for `headline_reason`), else `headline_law`'s rule on the fitted runs. Returns a JSON-ready dict: the split,
-    the headline method and the rule that chose it, and per method the fitted parameters, each
-    held-out run (N, D, C, loss, predicted, interval, relative error, covered), the mean absolute
-    relative error and the coverage.
+    with, chosen for `headline_reason`), else `headline_law`'s rule on the fitted runs. Returns a
+    JSON-ready dict: the split, the headline method and the rule that chose it, and per method the
+    fitted parameters, each held-out run (N, D, C, loss, predicted, interval, relative error,
+    covered), the mean absolute relative error and the coverage.
     """
     runs = runs.reset_index(drop=True)
     if "name" not in runs.columns:

@@ -487,9 +487,10 @@ def run_compare(args) -> pathlib.Path:
                          "(run both sweeps with the same train.flop_convention)")
     if (convention_a is None) != (convention_b is None):  # a --c-col CSV's count is its own
         given = path_a if convention_a is None else path_b
-        print(f"scaling-fit: warning: --compare: {given} gives its FLOPs in --c-col {args.c_col!r}, "
-              f"by a convention not known here, and the other recipe counts them by "
-              f"{convention_a or convention_b!r}: the multipliers hold only if both count alike",
+        print(f"scaling-fit: warning: --compare: {given} gives its FLOPs in --c-col "
+              f"{args.c_col!r}, by a convention not known here, and the other recipe counts them "
+              f"by {convention_a or convention_b!r}: the multipliers hold only if both count "
+              "alike",
               file=sys.stderr)
     needed = get_law("compute").num_params  # each recipe's own L(C) starts the joint fit
     for path, frontier in ((path_a, frontier_a), (path_b, frontier_b)):

@@ -8,12 +8,11 @@ from scaling.fields import split_tags
 
 RESULT_COLUMNS = (
     "name", "status", "size", "parent", "num_layers", "num_encoder_layers", "d_model", "params",
-    "embedding_params",
-    "non_embedding_params", "tokens", "steps", "start_step", "batch_size", "seq_len", "lr",
-    "schedule", "seed", "parametrization", "layout", "objective", "flop_convention", "flops",
-    "flops_6N", "flops_full", "study_flops", "final_train_loss", "final_eval_loss",
-    "final_eval_stderr", "final_continuation_loss", "final_continuation_stderr", "wall_seconds",
-    "diverged_step", "skipped_steps", "error")
+    "embedding_params", "non_embedding_params", "tokens", "steps", "start_step", "batch_size",
+    "seq_len", "lr", "schedule", "seed", "parametrization", "layout", "objective",
+    "flop_convention", "flops", "flops_6N", "flops_full", "study_flops", "final_train_loss",
+    "final_eval_loss", "final_eval_stderr", "final_continuation_loss", "final_continuation_stderr",
+    "wall_seconds", "diverged_step", "skipped_steps", "error")
 CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "train_loss",
                  "eval_loss")
 # Flat metric / summary name → the name W&B shows it under (sections for its dashboards); names

@@ -58,7 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="sample among the likeliest tokens holding probability p (1: all)")
     parser.add_argument("--num-samples", type=int, default=1,
                         help="samples of the same prompt, decoded together (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the sampling (default 0)")
     parser.add_argument("--single-device", action="store_true",
                         help="run on one device instead of the run's mesh")
     return parser.parse_args(argv)
