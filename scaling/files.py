@@ -194,8 +194,12 @@ def made_workdir(workdir: pathlib.Path, option: str = "--workdir") -> Iterator[p
 
 def _remove_unused(made: list[pathlib.Path]) -> None:
     """Remove the folders in `made` (deepest first) that hold nothing, or only a lock file that
-    is empty and free."""
+    is empty and free, and empty folders (a `checkpoints/` before its first save)."""
     lock = made[0] / WORKDIR_LOCK
+    with contextlib.suppress(OSError):
+        for entry in made[0].iterdir():
+            if entry.is_dir() and not entry.is_symlink() and not any(entry.iterdir()):
+                entry.rmdir()
     with contextlib.suppress(OSError):
         if [entry.name for entry in made[0].iterdir()] == [WORKDIR_LOCK] and \
                 lock.stat().st_size == 0:

@@ -201,6 +201,8 @@ def test_a_branch_its_parent_does_not_fit_is_refused_naming_the_parent(parent, t
     assert refusal.format(parent=parent) in line, line
     assert line.endswith("; give the run the settings its parent was trained with, or another "
                          "train.init_from"), line
+    # Refused before it wrote anything: its new workdir (an empty checkpoints/ and a lock) is gone.
+    assert not (tmp_path / "b").exists()
 
 
 def test_a_branch_of_a_damaged_stable_state_is_one_line(parent, tmp_path):
