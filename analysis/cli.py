@@ -273,10 +273,18 @@ def _apply_preset(args) -> None:
             if key == "law":
                 args.law_from_preset = True
     if args.u_col and args.law not in (None, DATA_CONSTRAINED):
-        law = (f"the law of --preset {args.preset}, {args.law},"
-               if getattr(args, "law_from_preset", False) else f"--law {args.law}")
+        law = (f"{_law_source(args)}, {args.law}," if getattr(args, "law_from_preset", False)
+               else _law_source(args))
         raise ValueError(f"--u-col: not used here ({law} has no unique-token term; only --law "
                          f"{DATA_CONSTRAINED} reads it)")
+
+
+def _law_source(args) -> str:
+    """Where the headline law comes from, in the messages: the preset's, --law's, or the rule
+    that picks one for the runs."""
+    if getattr(args, "law_from_preset", False):
+        return f"the law of --preset {args.preset}"
+    return f"--law {args.law}" if args.law else "the law the fit leads with"
 
 
 def _parse_budgets(text: str) -> tuple[float, ...]:
@@ -374,10 +382,7 @@ def run(args) -> pathlib.Path:
                          f"{error.reason} (choose another with --law)") from None
     backtest = (run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
                              num_resamples=args.bootstrap, seed=args.seed, headline=settings.law,
-                             headline_reason=(f"the law of --preset {args.preset}"
-                                              if getattr(args, "law_from_preset", False)
-                                              else f"--law {args.law}" if args.law
-                                              else "the law the fit leads with"))
+                             headline_reason=_law_source(args))
                 if args.backtest else None)
     if fallback:  # once the fits have succeeded: a failed one is its error line alone
         print(f"scaling-fit: note: {fallback}", file=sys.stderr)

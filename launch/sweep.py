@@ -86,14 +86,12 @@ OPERATIONAL_FIELDS = ("wandb.", "checkpoint.", "distributed.", "mesh.", "data.ca
 
 
 def _comparable(config: dict, parent_field: str) -> dict:
-    """A run config's fields, dotted, without the operational ones; a branch's
-    `train.init_from` as the parent's run name, not its path."""
-    flat = plans.flatten(config)
+    """A run config's fields, dotted, without the operational ones; its data paths absolute
+    (`text_files.absolute_paths`), and a branch's `train.init_from` as the parent's run name,
+    not its path."""
+    flat = text_files.absolute_paths(plans.flatten(config))
     if flat.get(parent_field):
         flat[parent_field] = pathlib.PurePath(flat[parent_field]).name
-    for name in text_files.PATH_FIELDS:  # an older run recorded them as they were typed
-        if f"data.{name}" in flat:
-            flat[f"data.{name}"] = text_files.absolute_field(name, flat[f"data.{name}"])
     return {key: value for key, value in flat.items() if not key.startswith(OPERATIONAL_FIELDS)}
 
 

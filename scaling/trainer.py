@@ -47,14 +47,14 @@ def batch_fields(config) -> dict:
     run config, or the dict a summary records; fields it lacks are left out."""
     def field_of(name: str):  # "data.seq_len" → config.data.seq_len, None where absent
         section, field = name.split(".")
-        # A path an older run recorded relative is taken from the current folder.
-        return text_files.absolute_field(field, (config.get(section) or {}).get(field))
+        return (config.get(section) or {}).get(field)
 
     names = (*(f"data.{field}" for field in BATCH_DATA_FIELDS), "train.objective",
              *objectives.OBJECTIVE_FIELDS.get(field_of("train.objective"), ()))
     fields = {"seed": config.get("seed"), "batch_size": field_of("train.batch_size"),
               "seq_len": field_of("data.seq_len"), **{name: field_of(name) for name in names}}
-    return {name: value for name, value in fields.items() if value is not None}
+    return text_files.absolute_paths(
+        {name: value for name, value in fields.items() if value is not None})
 
 
 # The training split's identity in a checkpoint's record (`Loader.corpus`): `data.files`
@@ -75,9 +75,7 @@ def plan_conflict(meta: dict, config, optimizer: dict, what: str,
     (`Loader.corpus`, when given); None when it was not. Resumed (or started as a branch) with
     either changed, the run would match neither plan. A field the record predates is unknown, not
     a difference."""
-    # A data path an older run recorded as typed is taken from the current folder, as the config's.
-    meta = {name: text_files.absolute_field(name.removeprefix("data."), value)
-            if name.startswith("data.") else value for name, value in meta.items()}
+    meta = text_files.absolute_paths(meta)  # as `batch_fields` gives the config's
     kinds = []  # each kind that differs, with every field of it that does
     for kind, current in (("other batches", batch_fields(config)),
                           ("another optimizer or learning-rate schedule", optimizer)):

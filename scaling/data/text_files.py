@@ -59,6 +59,14 @@ def absolute_field(name: str, value):
     return os.path.abspath(os.path.expanduser(value))
 
 
+def absolute_paths(fields: dict) -> dict:
+    """Dotted fields ({"data.files": ..., "optim.lr": ...}, as a record or a flattened config
+    holds them) with the `PATH_FIELDS` among them made absolute (`absolute_field`): an older run
+    recorded them as typed, taken here from the current folder."""
+    return {name: absolute_field(name.removeprefix("data."), value)
+            if name.startswith("data.") else value for name, value in fields.items()}
+
+
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
