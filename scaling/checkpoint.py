@@ -146,8 +146,14 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def close(self) -> None:
+        """Wait for the save in flight and for Orbax's sweep of unfinished saves, which it starts
+        in the background when it opens the folder and its own `close` leaves running: a run
+        refused at once removes its new workdir after this, under the sweep's feet."""
         self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self._manager._maybe_await_cleanup_tmp_directory()  # pylint: disable=protected-access
+        finally:
+            self._manager.close()
 
 
 # What to do when a branch's parent's state does not fit the branch's config: a new workdir

@@ -23,7 +23,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from conftest import REPO
-from orbax.checkpoint._src.path import atomicity
+from orbax.checkpoint._src.path import atomicity, temporary_paths
 
 from scaling.checkpoint import Checkpointer, IncompatibleCheckpoint
 from scaling.config import ModelConfig, default_config, model_config
@@ -68,6 +68,32 @@ def test_old_checkpoint_survives_until_the_new_one_is_committed(tmp_path, monkey
     release.set()
     checkpointer.close()
     assert [name for name in step_directories(tmp_path) if name.isdigit()] == ["2"]
+
+
+def test_close_waits_for_orbaxs_sweep_of_unfinished_saves(tmp_path, monkeypatch):
+    # A run refused at once closes its checkpointer and removes its new workdir. Orbax sweeps
+    # unfinished saves in a background thread from the moment the folder is opened, and its own
+    # close left that thread running: it listed the removed folder and logged a 30-line
+    # FileNotFoundError traceback after the refusal's one line (held open here with an event).
+    sweeping, release, finished = threading.Event(), threading.Event(), threading.Event()
+    original = temporary_paths.cleanup_temporary_paths
+
+    async def held_sweep(*args, **kwargs):
+        sweeping.set()
+        await asyncio.to_thread(release.wait, 60)
+        await original(*args, **kwargs)
+        finished.set()
+
+    monkeypatch.setattr(temporary_paths, "cleanup_temporary_paths", held_sweep)
+    checkpointer = Checkpointer(tmp_path, keep=1)
+    assert sweeping.wait(60)
+    closing = threading.Thread(target=checkpointer.close)
+    closing.start()
+    closing.join(0.5)
+    assert closing.is_alive()  # still waiting for the sweep
+    release.set()
+    closing.join(60)
+    assert not closing.is_alive() and finished.is_set()
 
 
 def test_a_failed_save_deletes_nothing(tmp_path, monkeypatch, model):
