@@ -35,6 +35,8 @@ from analysis.laws import LAWS, get_law
 from analysis.pipeline import DEFAULT_RESAMPLES, MAX_RESAMPLES, LawNotFitted, Settings, analyze
 from analysis.pipeline import default_law as pipeline_default_law
 from scaling import files
+from scaling.config import (SWEEP_TAG, WANDB_PROJECT_RULE, WANDB_TAG_LIMIT, is_wandb_project,
+                            wandb_environment_problem)
 from scaling.errors import ArgumentParser, flag_name
 
 FAR_FROM_BUDGET = 2.0  # a run snapped to an IsoFLOP budget more than this factor away is flagged
@@ -151,12 +153,20 @@ def _check_options_apply(args) -> None:
         why = "it is for --compare"
     if unused:
         raise ValueError(f"{', '.join(map(flag_name, unused))}: not used here ({why})")
-    if args.wandb_project is not None and not args.wandb_project.strip():
-        raise ValueError(f"--wandb-project={args.wandb_project!r} is not allowed; need the name "
-                         "of a W&B project")
+    if args.wandb_project is not None and not (args.wandb_project.strip() and
+                                               is_wandb_project(args.wandb_project)):
+        raise ValueError(f"--wandb-project={args.wandb_project!r} is not allowed; need "
+                         f"{WANDB_PROJECT_RULE}")
     if args.wandb_group is not None and not args.wandb_project:
         raise ValueError(f"--wandb-group={args.wandb_group!r}: not used here (it is the group of "
                          "the run --wandb-project logs; give --wandb-project too)")
+    longest = WANDB_TAG_LIMIT - len(SWEEP_TAG)
+    if args.wandb_group is not None and not 0 < len(args.wandb_group) <= longest:
+        raise ValueError(f"--wandb-group={args.wandb_group!r} is not allowed; need 1 to {longest} "
+                         f"characters (the fit's run is tagged {SWEEP_TAG}<group>, and W&B's "
+                         f"tags hold at most {WANDB_TAG_LIMIT})")
+    if args.wandb_project and (problem := wandb_environment_problem()):
+        raise ValueError(f"--wandb-project: W&B would not start, because {problem}")
     # Unset (None) so that --compare can tell they were not given; the fits' defaults otherwise.
     if args.improvement is None:
         args.improvement = Settings.improvement
@@ -596,5 +606,6 @@ def main(argv=None) -> int:
             print(f"scaling-fit: warning: W&B could not log the fit ({type(error).__name__}"
                   f"{': ' + reason if reason else ''}); the fit is in {out_dir}", file=sys.stderr)
         else:
-            print(f"W&B fit run: {where}")
+            print(f"W&B fit run: {where}" if where else
+                  "note: the fit was not logged to W&B: $WANDB_MODE=disabled turns W&B off")
     return 0

@@ -22,6 +22,7 @@ import re
 
 import pandas as pd
 
+from scaling.config import SWEEP_TAG
 from scaling.tracking import effective_mode, wandb_api_key
 
 INTERVAL_FIELDS = {"value": "", "se": "_se", "ci_low": "_ci_low", "ci_high": "_ci_high"}
@@ -67,18 +68,21 @@ def _mode() -> str:
 
 
 def log_fit(out_dir: pathlib.Path, input_path: pathlib.Path, project: str,
-            group: str | None = None, entity: str | None = None) -> str:
+            group: str | None = None, entity: str | None = None) -> str | None:
     """Log the fit in `out_dir` (fit.json, *.png) and the table at `input_path` as one W&B run;
-    returns where it went (the run's URL, or its offline folder)."""
+    returns where it went (the run's URL, or its offline folder), None when `$WANDB_MODE` turns
+    W&B off."""
+    mode = _mode()
+    if mode == "disabled":
+        return None
     import wandb  # 1.5 s to import: only when asked to log
 
     out_dir, input_path = pathlib.Path(out_dir), pathlib.Path(input_path)
     fit = json.loads((out_dir / "fit.json").read_text())
     group = group or default_group(input_path)
-    mode = _mode()
     run = wandb.init(project=project, entity=entity or None, group=group, job_type="fit",
                      name=f"fit-{group}" if group else "fit", dir=str(out_dir), mode=mode,
-                     tags=[f"law:{fit.get('law')}"] + ([f"sweep:{group}"] if group else []),
+                     tags=[f"law:{fit.get('law')}"] + ([SWEEP_TAG + group] if group else []),
                      config={"source": str(input_path), "law": fit.get("law"),
                              "flop_convention": fit.get("flop_convention"),
                              **{f"settings/{k}": v for k, v in (fit.get("settings") or {}).items()}},

@@ -31,7 +31,7 @@ import re
 import ml_collections
 
 from scaling import budget, families, flops
-from scaling.config import (WANDB_TAG_LIMIT, check_overrides_read, default_config,
+from scaling.config import (SWEEP_TAG, WANDB_TAG_LIMIT, check_overrides_read, default_config,
                             model_config, unknown_key_error)
 from scaling.data import objectives
 from scaling.errors import ConfigError
@@ -197,7 +197,7 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
     check_section(SweepConfig, sweep, "")
     # It starts every run's name, which is a folder under <workdir>/runs/, a W&B tag and an
     # entry of --only's comma-separated list.
-    longest = WANDB_TAG_LIMIT - len("sweep:")
+    longest = WANDB_TAG_LIMIT - len(SWEEP_TAG)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", sweep.name) or len(sweep.name) > longest:
         raise ConfigError("name", sweep.name, f"at most {longest} letters, digits, '.', '_' and "
                           "'-', starting with a letter or digit (it starts every run's name, a "
@@ -453,7 +453,7 @@ class Planner:
         name += size.suffix
         self._check_plan_fields(size, name, plan_fields)
         tags = split_tags(size.config.wandb.tags)
-        tags += [f"sweep:{self.sweep.name}", f"plan:{self.sweep.plan}",
+        tags += [f"{SWEEP_TAG}{self.sweep.name}", f"plan:{self.sweep.plan}",
                  f"family:{self.sweep.family}", f"size:{size.name}"]
         tags += [f"seed:{size.config.seed}"] if self.sweep.seeds > 1 else []
         overrides = {**size.overrides, "name": name, "wandb.group": self.sweep.name,

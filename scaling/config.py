@@ -50,6 +50,7 @@ WANDB_MODES = ("disabled", "offline", "online")
 WANDB_ENV_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
 WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
 WANDB_NAME_LIMIT, WANDB_TAG_LIMIT = 128, 64
+SWEEP_TAG = "sweep:"  # a sweep's runs and their fit are tagged sweep:<name>
 FLOP_CONVENTIONS = ("6N", "full")
 NONFINITE_ACTIONS = ("stop", "skip")
 # Rates, weights and scales the step holds in float32: above its largest number they are inf.
@@ -358,16 +359,33 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_wandb(config.wandb)
 
 
+WANDB_PROJECT_RULE = (f"a W&B project name: 1 to {WANDB_NAME_LIMIT} characters, none of "
+                      f"{' '.join(WANDB_PROJECT_FORBIDDEN)}")
+
+
+def is_wandb_project(name: str) -> bool:
+    """Whether W&B takes `name` as a project (WANDB_PROJECT_RULE)."""
+    return bool(name) and len(name) <= WANDB_NAME_LIMIT and not set(name) & set(
+        WANDB_PROJECT_FORBIDDEN)
+
+
+def wandb_environment_problem() -> str | None:
+    """Why W&B would refuse to start under this `$WANDB_MODE`; None when it is unset or one W&B
+    takes."""
+    environment = os.environ.get("WANDB_MODE", "")
+    if environment and environment.lower() not in WANDB_ENV_MODES:
+        return (f"$WANDB_MODE={environment!r} is none of {', '.join(WANDB_ENV_MODES)}: unset it "
+                "or fix it")
+    return None
+
+
 def _check_wandb(w: ml_collections.ConfigDict) -> None:
     """What W&B would refuse at its start, after which the run trains without it: checked only
     when the run logs to W&B."""
     if w.mode == "disabled":
         return
-    if not w.project or len(w.project) > WANDB_NAME_LIMIT or set(w.project) & set(
-            WANDB_PROJECT_FORBIDDEN):
-        raise ConfigError("wandb.project", w.project,
-                          f"a W&B project name: 1 to {WANDB_NAME_LIMIT} characters, none of "
-                          f"{' '.join(WANDB_PROJECT_FORBIDDEN)}")
+    if not is_wandb_project(w.project):
+        raise ConfigError("wandb.project", w.project, WANDB_PROJECT_RULE)
     if len(w.group) > WANDB_NAME_LIMIT:
         raise ConfigError("wandb.group", w.group,
                           f"at most {WANDB_NAME_LIMIT} characters (W&B's limit)")
@@ -375,11 +393,8 @@ def _check_wandb(w: ml_collections.ConfigDict) -> None:
         raise ConfigError("wandb.tags", w.tags, f"comma-separated tags of at most "
                                                 f"{WANDB_TAG_LIMIT} characters each (W&B's limit; "
                                                 f"{long[:20]}... has {len(long)})")
-    environment = os.environ.get("WANDB_MODE", "")
-    if environment and environment.lower() not in WANDB_ENV_MODES:
-        raise ConfigError("wandb.mode", w.mode, f"a mode W&B starts in, but $WANDB_MODE="
-                                                f"{environment!r} is none of "
-                                                f"{', '.join(WANDB_ENV_MODES)}: unset it or fix it")
+    if problem := wandb_environment_problem():
+        raise ConfigError("wandb.mode", w.mode, f"a mode W&B starts in, but {problem}")
 
 
 def _is_host_and_port(address: str) -> bool:

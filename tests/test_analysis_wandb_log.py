@@ -93,3 +93,42 @@ def test_wandb_failing_to_log_the_fit_is_a_warning_line_after_the_fit(tmp_path, 
     [warning] = [line for line in captured.err.splitlines() if "W&B" in line]
     assert warning.startswith("scaling-fit: warning: W&B could not log the fit")
     assert str(out) in warning and (out / "fit.json").is_file()
+
+
+@pytest.mark.parametrize("options, environment, refusal", [
+    # W&B refused them after the whole fit, in a warning with exit 0 (a pydantic dump for the
+    # last two, the group's blaming a tag the user never gave).
+    (["--wandb-project", "a/b"], {}, "--wandb-project='a/b' is not allowed; need a W&B project "
+                                     "name: 1 to 128 characters, none of / \\ # ? % :"),
+    (["--wandb-project", "p", "--wandb-group", "g" * 59], {},
+     f"--wandb-group='{'g' * 59}' is not allowed; need 1 to 58 characters (the fit's run is "
+     "tagged sweep:<group>, and W&B's tags hold at most 64)"),
+    (["--wandb-project", "p"], {"WANDB_MODE": "bogus"},
+     "--wandb-project: W&B would not start, because $WANDB_MODE='bogus' is none of online, "
+     "offline, disabled, dryrun, run, shared: unset it or fix it"),
+])
+def test_what_wandb_would_refuse_is_one_line_before_the_fit(tmp_path, monkeypatch, capsys,
+                                                            options, environment, refusal):
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in [1e6, 2e6, 4e6, 8e6, 16e6]])
+    out = tmp_path / "fit"
+    assert main(["--results", str(results), "--out", str(out), "--bootstrap", "20",
+                 *options]) == 2
+    assert capsys.readouterr().err == f"scaling-fit: error: {refusal}\n"
+    assert not (out / "fit.json").exists()
+
+
+def test_wandb_turned_off_by_the_environment_logs_nothing_and_says_so(tmp_path, monkeypatch,
+                                                                       capsys):
+    # It named an offline run folder that was never written, and said to upload it.
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in [1e6, 2e6, 4e6, 8e6, 16e6]])
+    out = tmp_path / "fit"
+    assert main(["--results", str(results), "--out", str(out), "--bootstrap", "20",
+                 "--wandb-project", "scaling-test"]) == 0
+    captured = capsys.readouterr()
+    assert "note: the fit was not logged to W&B: $WANDB_MODE=disabled turns W&B off" in \
+        captured.out.splitlines()
+    assert "W&B fit run" not in captured.out and "wandb sync" not in captured.out
+    assert (out / "fit.json").is_file() and not (out / "wandb").exists()
