@@ -124,11 +124,15 @@ def enable_compilation_cache(config) -> pathlib.Path:
     """Use JAX's persistent compilation cache under the data cache root; returns its folder.
 
     Entries are keyed by the program, the compiler flags and the devices, so a stale one is never
-    used; compilations shorter than 0.2 s are not worth a file."""
+    used; compilations shorter than 0.2 s are not worth a file. JAX's own variables for those two
+    thresholds (`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`, `..._MIN_ENTRY_SIZE_BYTES`) win when
+    set."""
     folder = sources.cache_root(config.data) / "jax-compilation"
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    for name, value in (("jax_persistent_cache_min_compile_time_secs", 0.2),
+                        ("jax_persistent_cache_min_entry_size_bytes", 0)):
+        if name.upper() not in os.environ:
+            jax.config.update(name, value)
     return folder
 
 
