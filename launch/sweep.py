@@ -43,7 +43,7 @@ from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import branches, budget, files, hardware, interrupts, memory, status, tracking
-from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, differing_fields
+from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, derive_model_fields, differing_fields
 from scaling.data import text_files
 from scaling.errors import NOT_ALLOWED, ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import SWEEP_OVERRIDES_HELP, load_config, split_argv
@@ -88,7 +88,9 @@ OPERATIONAL_FIELDS = ("wandb.", "checkpoint.", "distributed.", "mesh.", "data.ca
 def _comparable(config: dict, parent_field: str) -> dict:
     """A run config's fields, dotted, without the operational ones; its data paths absolute
     (`text_files.absolute_paths`), and a branch's `train.init_from` as the parent's run name,
-    not its path."""
+    not its path; its model's derived fields derived (`derive_model_fields`)."""
+    if isinstance(config.get("model"), dict):
+        config = {**config, "model": derive_model_fields(config["model"])}
     flat = text_files.absolute_paths(plans.flatten(config))
     if flat.get(parent_field):
         flat[parent_field] = pathlib.PurePath(flat[parent_field]).name

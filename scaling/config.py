@@ -144,14 +144,23 @@ class ModelConfig:
         "in_config": False})
 
     def __post_init__(self):
-        derived = {
-            "num_encoder_layers": self.num_encoder_layers or self.num_layers,
-            "num_kv_heads": self.num_kv_heads or self.num_heads,
-            "head_dim": self.head_dim or self.d_model // self.num_heads,
-            "d_ff": self.d_ff or default_d_ff(self.d_model, self.ffn),
-        }
-        for name, value in derived.items():
+        for name, value in derive_model_fields(vars(self)).items():
             object.__setattr__(self, name, value)
+
+
+def derive_model_fields(fields: dict) -> dict:
+    """`fields` of a model (`config.model`, or a run's record of it) with its "0 means derive it"
+    fields derived, as ModelConfig holds them: 0 and the value it stands for are one model. A
+    field is left as it is where what it is derived from is not recorded."""
+    rules = {"num_encoder_layers": (("num_layers",), lambda f: f["num_layers"]),
+             "num_kv_heads": (("num_heads",), lambda f: f["num_heads"]),
+             "head_dim": (("d_model", "num_heads"), lambda f: f["d_model"] // f["num_heads"]),
+             "d_ff": (("d_model", "ffn"), lambda f: default_d_ff(f["d_model"], f["ffn"]))}
+    derived = dict(fields)
+    for name, (sources, rule) in rules.items():
+        if not fields.get(name, 1) and all(fields.get(source) for source in sources):
+            derived[name] = rule(fields)
+    return derived
 
 
 @dataclasses.dataclass(frozen=True)

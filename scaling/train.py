@@ -28,8 +28,8 @@ import sys
 import jax
 
 from scaling import branches, budget, distributed, files, interrupts, memory, scripts, status
-from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, check_overrides_read, differing_fields,
-                            validate)
+from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, check_overrides_read, derive_model_fields,
+                            differing_fields, validate)
 from scaling.data import sources, text_files
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import RUN_OVERRIDES_HELP, apply_overrides, load_config, split_argv
@@ -143,11 +143,13 @@ def check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> No
     recorded = previous.get("config") or {}
     # data.document_mask is the model's too (which tokens its attention sees).
     mask = (recorded.get("data") or {}).get("document_mask")
-    saved = {**{f"model.{name}": value for name, value in (recorded.get("model") or {}).items()
+    saved = {**{f"model.{name}": value for name, value in
+                derive_model_fields(recorded.get("model") or {}).items()
                 if name not in COMPUTE_ONLY_MODEL_FIELDS},
              **({"data.document_mask": mask} if mask is not None else {}),
              **batch_fields(recorded), **optimizer_fields(recorded)}
-    current = {**{f"model.{name}": value for name, value in config.model.items()
+    current = {**{f"model.{name}": value for name, value in
+                  derive_model_fields(config.model.to_dict()).items()
                   if name not in COMPUTE_ONLY_MODEL_FIELDS},
                "data.document_mask": config.data.document_mask,
                **batch_fields(config), **optimizer_fields(config)}

@@ -411,6 +411,20 @@ def test_a_completed_run_under_another_optimizer_is_refused_with_exit_code_2(ref
     assert "data.document_mask: completed run False, config True" in line
 
 
+def test_a_completed_run_rerun_with_its_derived_fields_given_is_the_same_model(reference,
+                                                                              tmp_path):
+    # 0 means "derive it": a rerun giving the value 0 stood for (d_ff 4·32, one key-value head per
+    # head, 32/4 per head) was refused as "another model", where a resume accepted it.
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    again = train(workdir, "--config.model.d_ff=128", "--config.model.num_kv_heads=4",
+                  "--config.model.head_dim=8")
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr[-3000:]
+    other = train(workdir, "--config.model.d_ff=96")
+    assert other.returncode == 2, other.stderr[-3000:]
+    assert "(model.d_ff: completed run 128, config 96)" in other.stderr
+
+
 @pytest.mark.parametrize("override, change", [("--config.seed=7", "seed: 0, config 7"),
                                               ("--config.train.batch_size=16",
                                                "batch_size: 32, config 16")])

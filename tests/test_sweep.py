@@ -830,6 +830,17 @@ def test_a_finished_run_of_another_config_is_refused_naming_run_and_field(
     assert not (workdir / "results.csv").exists()  # refused before anything was written
 
 
+def test_a_finished_run_given_the_value_a_derived_field_stood_for_is_the_same_run(tmp_path,
+                                                                                  capsys):
+    # num_kv_heads 0 means one per query head: "finished there with model.num_kv_heads=0, the
+    # plan sets 1".
+    config, workdir = _finished_sweep(tmp_path)
+    assert sweep_module.main(["--config", str(config), "--workdir", str(workdir), "--dry-run",
+                              "--config.size_overrides.d32-L1.model.num_kv_heads=1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"2 of these runs finished in {workdir}: " \
+                                                      "0 to train"
+
+
 def test_a_dry_run_in_a_workdir_lists_only_the_runs_left_to_train(tmp_path, capsys):
     # It listed and timed every run of the plan, finished or not.
     config, workdir = _finished_sweep(tmp_path)
