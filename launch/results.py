@@ -5,6 +5,7 @@ Nothing here imports the training code.
 """
 
 from scaling.fields import split_tags
+from scaling.status import COMPLETED
 
 RESULT_COLUMNS = (
     "name", "status", "size", "parent", "num_layers", "num_encoder_layers", "d_model", "params",
@@ -13,6 +14,8 @@ RESULT_COLUMNS = (
     "flop_convention", "flops", "flops_6N", "flops_full", "study_flops", "final_train_loss",
     "final_eval_loss", "final_eval_stderr", "final_continuation_loss", "final_continuation_stderr",
     "wall_seconds", "diverged_step", "skipped_steps", "error")
+FINAL_LOSS_COLUMNS = ("final_train_loss", "final_eval_loss", "final_eval_stderr",
+                      "final_continuation_loss", "final_continuation_stderr")
 CURVE_COLUMNS = ("name", "step", "tokens", "flops", "flops_6N", "flops_full", "train_loss",
                  "eval_loss")
 # Flat metric / summary name → the name W&B shows it under (sections for its dashboards); names
@@ -116,9 +119,11 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
                                  planned.get("flop_convention")),
         **{key: recorded(key) for key in ("flops", "flops_6N", "flops_full")},
         "study_flops": study,
-        **{key: first(summary.get(key)) for key in (
-            "final_train_loss", "final_eval_loss", "final_eval_stderr",
-            "final_continuation_loss", "final_continuation_stderr", "wall_seconds",
-            "diverged_step", "skipped_steps")},
+        # A run that did not complete has no final loss: its summary's are from its last
+        # evaluation before it stopped (curves.csv has them all).
+        **{key: first(summary.get(key)) if status == COMPLETED else ""
+           for key in FINAL_LOSS_COLUMNS},
+        **{key: first(summary.get(key)) for key in ("wall_seconds", "diverged_step",
+                                                    "skipped_steps")},
         "error": error,
     }

@@ -570,6 +570,20 @@ def test_a_branchs_study_compute_counts_the_steps_it_ran_after_its_start(status,
     assert row["study_flops"] == 1000.0 * max(steps - 80, 0)
 
 
+@pytest.mark.parametrize("run_status", ["preempted", "interrupted", "diverged", "failed"])
+def test_a_run_that_did_not_complete_has_no_final_loss_in_its_row(run_status):
+    # Its summary's "final" losses are from its last evaluation before it stopped: a preempted
+    # run's row gave its step-1000 evaluation of 1500 steps as its final_eval_loss.
+    losses = {"final_train_loss": 2.4, "final_eval_loss": 2.5, "final_eval_stderr": 0.01,
+              "final_continuation_loss": 2.6, "final_continuation_stderr": 0.02}
+    summary = {"status": run_status, "steps": 1474, "wall_seconds": 9.5, **losses}
+    row = results.result_row(summary, {}, name="r", status=run_status)
+    assert all(row[column] == "" for column in losses) and row["wall_seconds"] == 9.5
+    completed = results.result_row({**summary, "status": "completed"}, {}, name="r",
+                                   status="completed")
+    assert {column: completed[column] for column in losses} == losses
+
+
 def test_an_encoder_decoders_encoder_depth_is_a_column_of_its_row(tmp_path):
     # Only the size's name gave it: a sweep varying it could not be told apart by column.
     row = results.result_row({"model": {"layout": "encoder_decoder", "num_layers": 2,
