@@ -91,7 +91,10 @@ class SweepProgress:
         print(f"started {name}: log {log}", file=self.stream, flush=True)
 
     def ended(self, name: str) -> None:
-        started, first_step = self.running.pop(name, (self.clock(), self.runs[name].start_step))
+        if name not in self.running:  # it never started (a branch of a parent that failed):
+            self.finished[name] = None  # no time outside its steps to learn from
+            return
+        started, first_step = self.running.pop(name)
         step = self._step(name)
         # An ended run's summary has its median speed; the last logged window's can be far off.
         try:

@@ -732,9 +732,9 @@ class Scheduler:
                     return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
                     self._report(futures.pop(future), *future.result())
-                if futures or self.waiting:
+                if (futures or self.waiting) and not CHILDREN.terminating:
                     self._submit(pool, futures)  # the freed places first: the line counts them
-                    self.progress.show()
+                    self.progress.show()  # (stopping, nothing more starts: no time left to say)
 
     def _submit(self, pool, futures: dict) -> None:
         for run in list(self.waiting):
@@ -776,9 +776,12 @@ class Scheduler:
             self.stopped[run.name] = stop
         ended = stop or summary.get("status", status.FAILED) if not error else status.FAILED
         loss = summary.get("final_eval_loss")
+        # Where it stopped: a run stopped before it wrote its summary has no step to give.
+        at = {status.DIVERGED: summary.get("diverged_step")}.get(ended, summary.get("steps"))
+        at = f" at step {at}" if at is not None and (stop or ended == status.DIVERGED) else ""
         # A stopped run's last evaluation is no final loss: it resumes, and counts once it ends.
-        print(f"[{self.done}/{self.total}] {run.name}: "
-              + (f"{ended} at step {summary.get('steps', '?')}, resumes on a rerun" if stop else ended)
+        print(f"[{self.done}/{self.total}] {run.name}: {ended}{at}"
+              + (", resumes on a rerun" if stop else "")
               + (f", eval loss {loss:.4f}" if isinstance(loss, float) and ended == status.COMPLETED
                  else "")
               + (f" ({error})" if error else "")
@@ -984,6 +987,9 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
                       f"{len(failed)} run(s) failed" if failed else "",
                       f"{len(diverged)} diverged" if diverged else "",
                       f"{eval_failures} evaluation(s) failed" if eval_failures else "") if part)
-                  + ": results.csv has their status and error", flush=True)
+                  + ": results.csv has their status"
+                  + (" and error" if failed or eval_failures else "")
+                  + (" (diverged_step: the first non-finite step)" if diverged else ""),
+                  flush=True)
             return status.EXIT_FAILED
         return status.EXIT_COMPLETED

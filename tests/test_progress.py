@@ -92,6 +92,26 @@ def test_branches_left_count_the_time_outside_their_steps(tmp_path):
     assert progress.seconds_left() == pytest.approx(5 * (1.8 + 0.2))
 
 
+def test_a_run_that_never_started_teaches_nothing_of_the_time_outside_the_steps(tmp_path):
+    # Branches of a parent that diverged end without starting. Each was counted as a branch
+    # that spent 0 s outside its steps, and the median over branches, 0, made the ETA of the
+    # branches still running 0m00s.
+    runs = [planned("main", 100, 1000.0), planned("lost", 100, 1000.0),
+            *(planned(f"b{i}", 100, 1000.0, start_step=98, parent="main") for i in range(4))]
+    now = [0.0]
+    progress = SweepProgress(runs, lambda name: tmp_path / name, stream=io.StringIO(),
+                             clock=lambda: now[0])
+    progress.started("b0")
+    now[0] = 3.0
+    log_steps(tmp_path / "b0", speed(100, 100.0))  # 0.2 s of steps in 3 s: 2.8 s outside them
+    progress.ended("b0")
+    progress.ended("b1")  # never started
+    progress.ended("b2")
+    # b3: 2.8 + 0.2 s. main and lost: 100 steps (10 s) each, plus the only time measured
+    # outside the steps, a branch's.
+    assert progress.seconds_left() == pytest.approx((2.8 + 0.2) + 2 * (2.8 + 10.0))
+
+
 def test_a_pending_run_trained_in_part_before_counts_only_what_it_has_left(tmp_path):
     # a: 100 steps, running. c: 100 steps of the same size, pending, preempted at step 40 by an
     # earlier invocation: 60 steps are left.

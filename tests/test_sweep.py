@@ -394,6 +394,11 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
     assert process.returncode == 130, output[-3000:]
     assert "sweep interrupted; rerun the same command to resume" in output
     assert "[sweep] 0 done, 2 running, 1 pending, ETA " in output  # the status line
+    # Once stopping, nothing more starts: no status line with a time left ("0 done, 0 running,
+    # 3 pending, ETA >0m09s" after the runs had stopped).
+    lines = output.splitlines()
+    first_stop = next(index for index, line in enumerate(lines) if ": interrupted" in line)
+    assert not [line for line in lines[first_stop:] if line.startswith("[sweep]")], output
     assert f"log {workdir / 'runs'}" in output
     rows = _rows(workdir)
     statuses = sorted(row["status"] for row in rows.values())
@@ -666,7 +671,12 @@ def test_status_lines_further_apart_than_the_platform_can_wait_are_never(tmp_pat
     assert "[1/2] r0: " in out and "[2/2] r1: " in out  # both reported at their end
 
 
-def test_a_run_stopped_to_resume_counts_as_pending_not_done(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("summary, said", [
+    ('{"status": "preempted", "steps": 5, "final_eval_loss": 2.5}', "preempted at step 5"),
+    # Stopped before it wrote a summary: "preempted at step ?".
+    (None, "preempted")])
+def test_a_run_stopped_to_resume_counts_as_pending_not_done(tmp_path, monkeypatch, capsys,
+                                                            summary, said):
     # A run preempted (exit 75) or interrupted (130) is to be resumed: the status line counts it
     # with the pending runs (it said "1 done").
     runs = [plans.PlannedRun(name=f"r{index}", overrides={}, size="d8-L2", params=1,
@@ -684,8 +694,8 @@ def test_a_run_stopped_to_resume_counts_as_pending_not_done(tmp_path, monkeypatc
     monkeypatch.setattr(sweep_module, "gather", lambda *args, **kwargs: None)
     # Stopped at step 5, after an evaluation at step 4 (its summary's latest "final_eval_loss").
     (tmp_path / "runs" / "r1").mkdir(parents=True)
-    (tmp_path / "runs" / "r1" / "summary.json").write_text(
-        '{"status": "preempted", "steps": 5, "final_eval_loss": 2.5}')
+    if summary:
+        (tmp_path / "runs" / "r1" / "summary.json").write_text(summary)
     scheduler = sweep_module.Scheduler(tmp_path, runs, runs, "", {}, 2, status_every=60)
     scheduler.run()
     out = capsys.readouterr().out.splitlines()
@@ -697,7 +707,7 @@ def test_a_run_stopped_to_resume_counts_as_pending_not_done(tmp_path, monkeypatc
     # printed as the run's loss), and said to resume.
     ended = [line.split(" — ")[0] for line in out if line.startswith("[")
              and not line.startswith("[sweep]")]
-    assert ended[0] == "[0/4] r1: preempted at step 5, resumes on a rerun"
+    assert ended[0] == f"[0/4] r1: {said}, resumes on a rerun"
     assert [line.split(":")[0] for line in ended[1:]] == ["[1/4] r0", "[2/4] r3", "[3/4] r2"]
 
 
@@ -780,8 +790,13 @@ def test_a_sweep_whose_run_diverged_does_not_end_as_a_success(repo, tmp_path):
     result = _sweep(repo, config, tmp_path / "w", "--only", "tiny-d32-L1", timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     assert _rows(tmp_path / "w")["tiny-d32-L1"]["status"] == "diverged"
+    # The step, and a column that has it: the "error" column of a diverged run is empty.
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("[1/1] ")]
+    step = _rows(tmp_path / "w")["tiny-d32-L1"]["diverged_step"]
+    assert line.startswith(f"[1/1] tiny-d32-L1: diverged at step {step} — ") and step, line
     assert result.stdout.strip().splitlines()[-1] == (
-        "sweep ended with 1 diverged: results.csv has their status and error")
+        "sweep ended with 1 diverged: results.csv has their status (diverged_step: the first "
+        "non-finite step)")
     # Rerun: the diverged run is final, trains nothing, and still is the sweep's outcome.
     again = _sweep(repo, config, tmp_path / "w", "--only", "tiny-d32-L1", timeout=300)
     assert again.returncode == 1 and "0 to train" in again.stdout, again.stdout
