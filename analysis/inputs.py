@@ -380,6 +380,12 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
             raise ValueError(f"{path}: no row has {column}={value!r}; its values: "
                              f"{shown or 'none'}")
         table = kept
+    objectives = table_objectives(table)  # a results.csv read as any CSV: as --results reads it
+    if len(objectives) > 1 and loss_col not in SHARED_LOSS_COLUMNS:
+        raise ValueError(f"{path}: runs of train.objective {', '.join(objectives)}: their "
+                         f"{loss_col} are different quantities; fit each objective's runs apart "
+                         f"(--where objective=...), or a loss they score alike, "
+                         f"{SHARED_LOSS_HINT}")
     same_row = table.groupby(list(table.columns), dropna=False, sort=False).ngroup().to_numpy()
     first_row = table.index.to_series().groupby(same_row).transform("first")
     copies = (first_row != table.index).to_numpy()

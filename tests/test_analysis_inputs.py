@@ -243,6 +243,26 @@ def test_where_matches_numbers_as_numbers_and_lists_the_values_when_none_match(t
         read_named_csv(path, n_col="size", d_col="tokens", loss_col="l", where={"set": "c"})
 
 
+def test_a_csv_of_several_objectives_needs_one_or_a_loss_they_share(tmp_path):
+    # A decoder's and an encoder–decoder's results.csv joined: --results refused them, --csv
+    # fitted one law to two kinds of loss.
+    path = tmp_path / "results.csv"
+    path.write_text("N,D,final_eval_loss,final_continuation_loss,objective\n"
+                    "1e6,1e8,3.0,3.1,causal_lm\n2e6,2e8,2.9,3.0,causal_lm\n"
+                    "1e6,1e8,2.0,3.2,span_corruption\n2e6,2e8,1.9,3.1,span_corruption\n")
+    with pytest.raises(ValueError, match=r"results.csv: runs of train.objective causal_lm, "
+                                         r"span_corruption: their final_eval_loss are different "
+                                         r"quantities; fit each objective's runs apart \(--where "
+                                         r"objective=...\), or a loss they score alike, "
+                                         r"--loss-col final_continuation_loss"):
+        read_named_csv(path, n_col="N", d_col="D", loss_col="final_eval_loss")
+    one = read_named_csv(path, n_col="N", d_col="D", loss_col="final_eval_loss",
+                         where={"objective": "span_corruption"})
+    assert list(one["loss"]) == [2.0, 1.9]
+    assert len(read_named_csv(path, n_col="N", d_col="D",
+                              loss_col="final_continuation_loss")) == 4
+
+
 def test_fit_rejects_bad_points():
     law = get_law("chinchilla")
     good = {"N": np.geomspace(1e7, 1e9, 8), "D": np.geomspace(1e9, 1e11, 8)}
