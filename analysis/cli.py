@@ -467,7 +467,8 @@ def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool)
 
 def run_compare(args) -> pathlib.Path:
     """`--compare A B`: the joint fit, the multiplier table and the figure."""
-    from analysis.compare import compare_recipes, crossing_sentence, render_comparison
+    from analysis.compare import (compare_recipes, crossing_sentence, multiplier_identified,
+                                  render_comparison)
     from analysis.inputs import (RESULTS_COLUMNS, SHARED_LOSS_COLUMNS, SHARED_LOSS_HINT,
                                  csv_columns)
     from analysis.plots import LOSS_LABEL, plot_comparison
@@ -533,7 +534,10 @@ def run_compare(args) -> pathlib.Path:
     for row in summary["multiplier"]:
         interval = ("" if "ci_low" not in row or np.isnan(row["ci_low"]) else
                     f" ({row['ci_level']:.0%} interval {row['ci_low']:.3g} to {row['ci_high']:.3g})")
-        print(f"C = {row['C']:.3g} FLOPs: B is worth {row['value']:.3g}x A's compute{interval}")
+        print(f"C = {row['C']:.3g} FLOPs: B is worth {row['value']:.3g}x A's compute{interval}"
+              if multiplier_identified(row) else
+              f"C = {row['C']:.3g} FLOPs: B's worth in A's compute not identified (point fit "
+              f"{row['value']:.3g}x){interval}")
     for flag in summary["diagnostics"]:
         print(f"scaling-fit: warning: {flag['parameter']}: {flag['problem']}; would help: "
               f"{flag['fix']}", file=sys.stderr)

@@ -146,6 +146,20 @@ def crossing_summary(point: dict, samples: dict, low: float, high: float,
     return summary
 
 
+def multiplier_identified(row: dict) -> bool:
+    """False where a multiplier's bootstrap interval is unbounded (0 or inf at an end): the point
+    fit's value is then no better supported than any other. True without a bootstrap."""
+    low, high = row.get("ci_low", float("nan")), row.get("ci_high", float("nan"))
+    return bool(np.isnan(low) or np.isnan(high) or (0.0 < low and np.isfinite(high)))
+
+
+def multiplier_text(row: dict) -> str:
+    """A multiplier's value for the reader; "not identified" with the point fit's value where
+    its interval is unbounded."""
+    value = f"{row['value']:.3g}"
+    return value if multiplier_identified(row) else f"not identified (point fit {value})"
+
+
 def crossing_sentence(summary: dict) -> str:
     """The crossing in words, with what the bootstrap says of it and whether the multiplier's
     intervals can tell the recipes apart at all."""
@@ -326,7 +340,7 @@ def render_comparison(summary: dict, names: tuple[str, str]) -> str:
               "÷ B's compute; > 1: B is better):", "",
               "| budget C (FLOPs) | multiplier | 95% interval |", "|---|---|---|"]
     for row in summary["multiplier"]:
-        lines.append(f"| {row['C']:.3g} | {row['value']:.3g} | {row.get('ci_low', float('nan')):.3g} – "
+        lines.append(f"| {row['C']:.3g} | {multiplier_text(row)} | {row.get('ci_low', float('nan')):.3g} – "
                      f"{row.get('ci_high', float('nan')):.3g} |")
     lines += ["", crossing_sentence(summary), ""]
     return "\n".join(lines)

@@ -441,6 +441,22 @@ def test_compare_recovers_a_known_compute_multiplier(tmp_path, capsys):
     assert "B is worth" in capsys.readouterr().out
 
 
+def test_a_multiplier_whose_interval_is_unbounded_is_not_identified():
+    # Two tiny sweeps: "B is worth 3.16e-52x A's compute (95% interval 1.25e-67 to inf)" led the
+    # output, nine times, before the warning that the fit was degenerate.
+    from analysis.compare import multiplier_identified, multiplier_text
+
+    unbounded = {"C": 4.63e9, "value": 3.16e-52, "ci_low": 1.25e-67, "ci_high": float("inf"),
+                 "ci_level": 0.95}
+    assert not multiplier_identified(unbounded)
+    assert multiplier_text(unbounded) == "not identified (point fit 3.16e-52)"
+    assert not multiplier_identified({**unbounded, "value": 1.2, "ci_low": 0.0, "ci_high": 3.0})
+    bounded = {**unbounded, "value": 2.04, "ci_low": 1.61, "ci_high": 2.58}
+    assert multiplier_identified(bounded) and multiplier_text(bounded) == "2.04"
+    no_bootstrap = {"C": 1e10, "value": 2.04}
+    assert multiplier_identified(no_bootstrap) and multiplier_text(no_bootstrap) == "2.04"
+
+
 def test_a_crossing_of_two_samples_of_one_recipe_is_reported_as_the_noise_it_is(tmp_path,
                                                                                 capsys):
     """Two noisy samples of one truth: the point fit's laws may well cross, which was stated as a
