@@ -192,6 +192,13 @@ class Trainer:
         self.config, self.workdir, self.stop_signal = config, workdir, stop_signal
         self.leader = distributed.is_leader()
         self.wall_start = time.perf_counter()
+        # The earlier attempts' time, from the summary the last of them wrote: a resumed run's
+        # wall_seconds is what the run took, not what this attempt did.
+        try:
+            earlier = json.loads((workdir / "summary.json").read_text()).get("wall_seconds")
+        except (OSError, ValueError, AttributeError):
+            earlier = None
+        self.earlier_seconds = float(earlier) if isinstance(earlier, (int, float)) else 0.0
         self.loader = data_lib.make_loader(
             config.data, batch_size=config.train.batch_size, seed=config.seed,
             process_index=jax.process_index(), process_count=jax.process_count(),
@@ -565,7 +572,8 @@ class Trainer:
             "skipped_steps": self.metrics.window.skipped,
             "tokens_per_second": speed, "mfu": self.mfu(speed),
             "compile_seconds": self.compile_seconds,
-            "wall_seconds": time.perf_counter() - self.wall_start,
+            # Every attempt that wrote its summary (one killed outright wrote none).
+            "wall_seconds": self.earlier_seconds + time.perf_counter() - self.wall_start,
             # Steps after the first, with their logging, evals and saves (not the final wait).
             "loop_seconds": loop_end - self.loop_start if self.loop_start is not None else None,
         })

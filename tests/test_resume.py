@@ -521,6 +521,22 @@ def test_a_run_resumes_and_completes_under_another_remat_or_layer_loop(reference
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr[-3000:]
 
 
+def test_a_resumed_runs_wall_time_adds_up_its_attempts(reference, tmp_path):
+    # An earlier attempt stopped at step 20 after 1,000 s, as its summary says; the rerun's summary
+    # (and results.csv's column) gave only the rerun's own seconds.
+    workdir = killed_after_last_checkpoint(reference, tmp_path)
+    shutil.rmtree(workdir / "checkpoints" / "30")
+    earlier = {**json.loads((reference / "summary.json").read_text()), "status": "preempted",
+               "steps": 20, "wall_seconds": 1000.0}
+    (workdir / "summary.json").write_text(json.dumps(earlier))
+    started = time.monotonic()
+    result = train(workdir)
+    took = time.monotonic() - started
+    assert result.returncode == 0 and "resuming from step 20" in result.stdout, result.stderr
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert 1000.0 < summary["wall_seconds"] < 1000.0 + took
+
+
 def test_batch_fields_hold_the_objective_and_only_the_fields_it_reads():
     from scaling.trainer import batch_fields
 
