@@ -62,6 +62,11 @@ def main() -> None:
     data = shared_data_dir()
     if not (data / GADRE).is_file():
         raise SystemExit(f"{data} has no reference data: set SCALING_SHARED_DATA")
+    missing = [name for name in backtests(data) if args.reuse and
+               not (pathlib.Path(args.out) / name / "backtest.json").is_file()]
+    if missing:
+        parser.error(f"--reuse reads backtest.json files in --out={args.out!r}, which has none "
+                     f"for {', '.join(missing)}: run without --reuse first")
     out = pathlib.Path(args.out)
     results, commands, seconds = {}, {}, {}
     for name, arguments in backtests(data).items():

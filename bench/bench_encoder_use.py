@@ -35,6 +35,9 @@ def token_losses(workdir: pathlib.Path) -> dict[str, dict[str, float]]:
     """Mean loss per target category, with the row's own source and with another row's."""
     run = trained.load(workdir, single_device=True)
     config = run.config
+    if config.train.objective != "span_corruption":
+        raise trained.RunError(f"{workdir} is a {run.model.layout} run of {config.train.objective}"
+                               "; this bench reads span-corruption encoder–decoders")
     net = model_lib.Transformer(run.model)
 
     @jax.jit

@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", default="", help="NAME,NAME,...; default: `default_runs()`")
     args = parser.parse_args(argv)
     names = args.runs.split(",") if args.runs else default_runs()
+    if len(set(names)) < 2:  # the noise that matters is the paired one
+        parser.error(f"--runs={args.runs!r}: need two or more runs, to compare on the same "
+                     "batches")
     try:
         results = {name: batch_losses(run_directory(pathlib.Path(args.workdir), name))
                    for name in names}

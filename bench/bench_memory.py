@@ -20,7 +20,7 @@ import time
 
 import psutil
 
-from bench.record import markdown_table, record
+from bench.record import at_least, markdown_table, positive_fraction, record
 from scaling import flops, memory
 from scaling.config import default_config, model_config
 from scaling.families import chinchilla_family, set_model_fields
@@ -66,9 +66,9 @@ print(json.dumps({"first_loss": first_loss, "last_loss": last_loss,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seq-len", type=int, default=1024)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=1.0,
+    parser.add_argument("--seq-len", type=at_least(1), default=1024)
+    parser.add_argument("--steps", type=at_least(2), default=3)  # the first one compiles
+    parser.add_argument("--budget", type=positive_fraction, default=1.0,
                         help="fraction of this machine's RAM a run may be estimated to use")
     args = parser.parse_args()
     ram = psutil.virtual_memory().total

@@ -26,7 +26,7 @@ os.environ.setdefault("PJRT_NPROC", "16")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.record import record  # noqa: E402
+from bench.record import at_least, record  # noqa: E402
 from scaling import parallel  # noqa: E402
 from scaling.config import default_config, model_config  # noqa: E402
 from scaling.step import build_program  # noqa: E402
@@ -56,7 +56,7 @@ def random_batch(config, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15, help="timed steps per mesh")
+    parser.add_argument("--rounds", type=at_least(1), default=15, help="timed steps per mesh")
     args = parser.parse_args()
     assert jax.device_count() == DEVICES, jax.devices()
 

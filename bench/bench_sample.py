@@ -21,7 +21,7 @@ import os
 import statistics
 import time
 
-from bench.record import markdown_table, record
+from bench.record import at_least, markdown_table, record
 
 
 def demo_largest_model():
@@ -95,10 +95,14 @@ def measure(prompt: int, new: int, repeats: int) -> list[list]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prompt", type=int, default=16)
-    parser.add_argument("--new", type=int, default=112)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--prompt", type=at_least(1), default=16)
+    parser.add_argument("--new", type=at_least(1), default=112)
+    parser.add_argument("--repeats", type=at_least(1), default=3)
     args = parser.parse_args()
+    context = demo_largest_model().max_seq_len
+    if args.prompt + args.new > context:  # what the recorded text says the model is
+        parser.error(f"--prompt={args.prompt} + --new={args.new} is more than the model's "
+                     f"context of {context} tokens")
     load_before = os.getloadavg()[0]
     rows = measure(args.prompt, args.new, args.repeats)
     load_after = os.getloadavg()[0]
@@ -106,7 +110,7 @@ def main() -> None:
                             "new tokens/s", "speed vs recompute"], rows)
     print(table)
     record("sample", "Sampling speed: key/value cache against recomputing the prefix",
-           "A 4-layer × 128 decoder (d_model 128, 4 layers, context 128), temperature-1 "
+           f"A 4-layer × 128 decoder (d_model 128, 4 layers, context {context}), temperature-1 "
            "sampling; medians of alternating runs, compile time excluded. `recompute` runs a "
            "full-context forward pass per token (a prefix recomputed exactly would average about "
            f"half of that work). Load average {load_before:.0f} before and {load_after:.0f} after "

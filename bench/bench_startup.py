@@ -53,8 +53,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as other:
         paths = {f"ml-dtypes {version_at()} (installed)": ""}
         if args.ml_dtypes:
-            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                            "--target", other, f"ml-dtypes=={args.ml_dtypes}"], check=True)
+            installed = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                                        "--no-deps", "--target", other,
+                                        f"ml-dtypes=={args.ml_dtypes}"])
+            if installed.returncode != 0:  # pip has said why above
+                parser.error(f"--ml-dtypes={args.ml_dtypes!r}: pip could not install "
+                             f"ml-dtypes=={args.ml_dtypes}")
             paths[f"ml-dtypes {version_at(other)}"] = other
         seconds = {(label, module): [] for label in paths for module in MODULES}
         import_seconds("numpy")  # the files in the page cache before the first timing

@@ -20,6 +20,17 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEach section is written by the `bench/` script it names; rerun it to refresh.\n"
 
 
+def positive_fraction(text: str) -> float:
+    """An argparse `type`: a finite number > 0, or argparse's one-line error (exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
+    return value
+
+
 def at_least(minimum: int):
     """An argparse `type`: an integer >= `minimum`, or argparse's one-line error (exit 2)."""
     def parse(text: str) -> int:
