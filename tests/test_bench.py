@@ -68,6 +68,9 @@ def test_bench_mup_refuses_a_run_of_no_steps_before_recording_anything():
     ("bench_mesh", ["--rounds", "0"], "--rounds: 0 is not an integer >= 1"),
     ("bench_eval_noise", ["--runs", "demo-d8-L2-D1e6"], "--runs='demo-d8-L2-D1e6': need two or "
                                                         "more runs"),
+    # pip's own error, then a CalledProcessError traceback.
+    ("bench_startup", ["--repeats", "1", "--ml-dtypes", "0.7.0; junk!"],
+     "--ml-dtypes='0.7.0; junk!': pip could not install ml-dtypes==0.7.0; junk!"),
 ])
 def test_a_bench_refuses_a_meaningless_setting_in_one_line_before_recording(script, arguments,
                                                                              said):
