@@ -589,8 +589,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0],
                             epilog="`run` and `up` take --config.FIELD=VALUE options after "
                                    "these as overrides of --sweep-config's fields (e.g. "
-                                   "--config.overrides.optim.lr=1e-3), in place of the "
-                                   "settings file's.")
+                                   "--config.overrides.optim.lr=1e-3), applied after the "
+                                   "settings file's sweep_overrides (the later one wins).")
     subcommands = parser.add_subparsers(dest="subcommand", required=True)
     for name, summary in (("create", "request the slice and wait until it is ACTIVE"),
                           ("setup", "copy the checkout to every host and install it"),
@@ -626,8 +626,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                 f"one sets {unknown[0]!r}, which is not one of them (a sweep config goes to "
                 "--sweep-config)"))
         settings = tpu_settings.merge(settings, loaded)
-    fields = [key for key in settings.keys() if hasattr(args, key)]
-    settings = tpu_settings.merge(settings, {key: getattr(args, key) for key in fields})
+    given = {key: getattr(args, key) for key in settings.keys() if hasattr(args, key)}
+    if args.sweep_overrides:  # after the settings file's: of two for one field, the later wins
+        given["sweep_overrides"] = [*settings.sweep_overrides, *args.sweep_overrides]
+    settings = tpu_settings.merge(settings, given)
     tpu_settings.validate(settings, args.subcommand)
     return settings
 
@@ -763,6 +765,6 @@ def main(argv: list[str] | None = None) -> int:
 
     rest, overrides = split_argv(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(rest)
-    args.sweep_overrides = overrides or None  # none given: the settings file's, if any
+    args.sweep_overrides = overrides or None  # added to the settings file's, if any
     return exit_code_of(PROGRAM, lambda: _dispatch(args))
 

@@ -52,8 +52,8 @@ def default_settings() -> ml_collections.ConfigDict:
     s.spot = False  # spot capacity is cheaper and can be preempted at any time
     s.source = "."  # the checkout copied to ~/scaling on every host (files git tracks or would track)
     s.sweep_config = ""  # path inside `source`, e.g. configs/sweeps/demo.py
-    # `FIELD=VALUE` overrides of the sweep config (`--config.FIELD=VALUE` on the command line):
-    # checked here with the sweep and given to `scaling-sweep` on every host.
+    # `FIELD=VALUE` overrides of the sweep config, before the command line's `--config.FIELD=VALUE`
+    # (the later wins): checked here with the sweep and given to `scaling-sweep` on every host.
     s.sweep_overrides = []
     s.workdir = ""  # on the hosts; put it under mount_dir so checkpoints survive a preemption
     s.bucket = ""  # GCS bucket mounted with gcsfuse at mount_dir on every host ("" mounts nothing)

@@ -767,6 +767,33 @@ def test_sweep_overrides_are_checked_and_reach_scaling_sweep_on_every_host(cloud
     assert remote[-2:] == ["--config.sizes=d32-L1,d16-L1", "--config.overrides.wandb.group=it's"]
 
 
+def test_command_line_sweep_overrides_come_after_the_settings_files(cloud):
+    # They replaced the file's: the documented `up --config configs/tpu/v5e-16.py ...
+    # --config.sizes=...` lost the file's batch size of 16 and was refused on the 16 chips.
+    shutil.copy(os.path.join(REPO, "configs", "sweeps", "demo.py"),
+                cloud.checkout / "configs" / "sweeps" / "demo.py")
+    settings = os.path.join(REPO, "configs", "tpu", "v5e-16.py")
+    result = cloud.launch("up", "--config", settings, "--project", "my-project", "--bucket",
+                          "my-results", "--config.sizes=d64-L2,d96-L2", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    sweep = next(shlex.split(line) for line in result.stdout.splitlines() if "scaling-sweep" in line)
+    assert shlex.split(sweep[-1])[-2:] == ["--config.overrides.train.batch_size=16",
+                                           "--config.sizes=d64-L2,d96-L2"]
+    # The same field in both: the command line's, the later, wins.
+    (cloud.checkout / "settings.py").write_text(textwrap.dedent("""\
+        from launch.tpu_settings import default_settings
+
+        def get_config():
+            s = default_settings()
+            s.sweep_overrides = ["sizes=d32-L1"]
+            return s
+        """))
+    both = cloud.launch(*up_args("--config", "settings.py", "--config.sizes=d32-L1,d16-L1",
+                                 "--dry-run"))
+    assert both.returncode == 0, both.stderr
+    assert "configs/sweeps/tiny.py: 2 planned runs" in both.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (up_args("--config.sizes=d32-L2x"), "sizes"),
     (["create", "--project", "proj", "--zone", "us-west4-a", "--config.sizes=d32-L1"],
