@@ -547,6 +547,18 @@ def test_settings_file_with_flags_overriding_it(cloud):
                       "--project", "proj", "--spot"]
 
 
+def test_the_documented_settings_file_is_configs_tpu_v5e_16(tmp_path):
+    # The docs showed it without its name and its batch size of 16: followed, refused.
+    docs = open(os.path.join(REPO, "docs", "launching.md")).read()
+    caption = "# configs/tpu/v5e-16.py:"
+    block = docs[docs.index(caption):]
+    shown = tmp_path / "shown.py"
+    shown.write_text(block[:block.index("```")])
+    documented = tpu_settings.load_settings_file(str(shown))
+    actual = tpu_settings.load_settings_file(os.path.join(REPO, "configs", "tpu", "v5e-16.py"))
+    assert documented.to_dict() == actual.to_dict()
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--accelerator-type", "v5e16"], "--accelerator-type='v5e16' is not allowed"),
     (["--accelerator-type", "tpu-8"], "--accelerator-type='tpu-8' is not allowed"),
