@@ -211,7 +211,15 @@ def _launch(args: argparse.Namespace) -> int:
         except ConfigError as error:
             raise UsageError("--script", script_path, f"a file in a folder that exists or can be "
                              f"made (its folder {error.value}: {error.allowed})") from None
-        files.write_text_atomic(pathlib.Path(script_path), script)
+        try:
+            files.write_text_atomic(pathlib.Path(script_path), script)
+        except OSError as error:  # a name longer than the file system allows, no permission
+            option, value = (("--script", args.script) if args.script else
+                             ("--job-name", args.job_name) if args.job_name else
+                             ("--workdir", args.workdir))
+            raise UsageError(option, value, f"a value that makes a script file this user can "
+                                            f"write ({script_path}: {error.strerror or error})"
+                             ) from None
     execute_checked(["sbatch", script_path], dry_run=args.dry_run)
     return 0
 

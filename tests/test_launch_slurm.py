@@ -334,3 +334,18 @@ def test_a_script_path_under_a_file_is_one_line(cluster):
     result = cluster.launch(*common, "--script", "jobs/job.sbatch")
     assert result.returncode == 0, result.stderr
     assert (cluster.folder / "jobs" / "job.sbatch").is_file()
+
+
+@pytest.mark.parametrize("option", ["--script", "--job-name"])
+def test_a_script_that_cannot_be_written_is_one_line_before_sbatch(cluster, option):
+    # An OSError traceback (File name too long) before.
+    name = "j" * 300  # longer than a file name may be (255 bytes on common file systems)
+    value = f"{name}.sbatch" if option == "--script" else name
+    result = cluster.launch("--train-config", "configs/run.py", "--workdir", "out", "--nodes", "1",
+                            "--gpus-per-node", "8", option, value)
+    assert result.returncode == 2, result.stderr
+    path = f"{name}.sbatch" if option == "--script" else os.path.join("out", f"{name}.sbatch")
+    assert result.stderr == (f"scaling-slurm: error: {option}={value!r} is not allowed: a value "
+                             f"that makes a script file this user can write ({path}: File name "
+                             "too long)\n")
+    assert cluster.submissions() == []
