@@ -28,6 +28,7 @@ if __name__ == "__main__":
 
 import argparse
 import os
+import pathlib
 import posixpath
 import shlex
 import shutil
@@ -378,18 +379,24 @@ def create(s: Settings, dry_run: bool) -> str:
         time.sleep(s.poll_interval)
 
 
-def stage_checkout(source: str, staging_root: str) -> str:
-    """Copies the files git tracks or would track (not ignored) in `source` to `staging_root`/scaling.
-
-    Returns the copy's path. Ignored files (virtual environments, run outputs) stay behind.
-    """
+def copied_files(source: str) -> set[str]:
+    """The files of `source` that `stage_checkout` copies, relative to it: those git tracks or
+    would track (not ignored)."""
     listing = subprocess.run(
         ["git", "-C", source, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         check=False, capture_output=True)
     if listing.returncode != 0:
         raise UsageError("--source", source, "a folder inside a git checkout (its files are copied)")
+    return set(listing.stdout.decode().split("\0")) - {""}
+
+
+def stage_checkout(source: str, staging_root: str) -> str:
+    """Copies the files git tracks or would track (not ignored) in `source` to `staging_root`/scaling.
+
+    Returns the copy's path. Ignored files (virtual environments, run outputs) stay behind.
+    """
     checkout = os.path.join(staging_root, REMOTE_CHECKOUT)
-    for relative in sorted(set(listing.stdout.decode().split("\0")) - {""}):
+    for relative in sorted(copied_files(source)):
         origin = os.path.join(source, relative)
         if not os.path.isfile(origin):
             continue  # deleted in the working tree but still in git's index
@@ -660,6 +667,49 @@ def check_copied(s: Settings, option: str, path: str) -> None:
                                        f"{relative}, so the hosts would not get it)")
 
 
+def on_hosts_only(s: Settings, path: str) -> bool:
+    """Whether a data path names what only the hosts have: an absolute path or one under ~ (the
+    hosts' own, not this machine's), or one under --mount-dir (the bucket). A relative path is
+    in the hosts' copy of --source."""
+    return path.startswith(("/", "~")) or tpu_settings.is_inside(path, s.mount_dir)
+
+
+def check_data_copied(s: Settings, runs: list) -> None:
+    """Each relative data path of each run (an entry of data.files: a file, folder or pattern;
+    data.spm_model) names files the copy of --source takes, as the hosts read them from ~/scaling.
+    ConfigError naming the run and the field otherwise. Paths only the hosts have go unchecked."""
+    from scaling.data import text_files
+
+    copied = None
+    source = os.path.abspath(s.source)
+    for run in runs:
+        if run.config is None:
+            continue
+        data = run.config.data
+        fields = [("spm_model", data.spm_model, [data.spm_model] if data.spm_model else [])]
+        if data.dataset in ("text_files", "text_pairs"):
+            fields.append(("files", data.files, text_files.parse_file_list(data.files or "")))
+        for field, value, entries in fields:
+            for entry in entries:
+                if on_hosts_only(s, entry):
+                    continue
+                relative = os.path.relpath(os.path.abspath(entry), source)
+                if relative != os.path.normpath(entry):  # the hosts read it from their ~/scaling
+                    raise ConfigError(f"data.{field}", value, (
+                        f"paths inside --source={s.source!r}, relative to it, as the hosts read "
+                        f"them in their copy of it ({entry} is {relative} from there)")
+                    ).in_run(run.name)
+                named = ([(entry, pathlib.Path(entry))] if field == "spm_model"
+                         else text_files.expand_files([entry]))
+                copied = copied_files(s.source) if copied is None else copied
+                for _, path in named:
+                    file = os.path.relpath(os.path.abspath(path), source)
+                    if file.replace(os.sep, "/") not in copied:
+                        raise ConfigError(f"data.{field}", value, (
+                            f"files the copy of --source takes (git ignores {file}, so the hosts "
+                            "would not get it)")).in_run(run.name)
+
+
 def check_sweep(s: Settings) -> int:
     """Plans the sweep here and validates every run's full config as `scaling-train` will;
     raises ConfigError naming the run and the field. Returns the number of runs."""
@@ -668,8 +718,12 @@ def check_sweep(s: Settings) -> int:
                               plan_totals, runs_dtype)
     from scaling import hardware
 
+    from scaling.data.validation import paths_checked_elsewhere
+
     try:
-        sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
+        # Data paths only the hosts have are theirs to check; relative ones are the copy's.
+        with paths_checked_elsewhere(lambda path: on_hosts_only(s, path)):
+            sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
     except ConfigError as error:  # the sweep file itself: here --config is the settings file
         raise error.as_option(base_config_or("--sweep-config", error, s.sweep_config)) from None
     check_copied(s, "--sweep-config", s.sweep_config)
@@ -678,6 +732,7 @@ def check_sweep(s: Settings) -> int:
                          "a path relative to the checkout or to the sweep file's folders, as the "
                          "hosts resolve it in their copy of --source")
     check_copied(s, "base_config", base_config.partition(":")[0])
+    check_data_copied(s, runs)
     try:
         devices = hardware.accelerator_devices(s.accelerator_type)
     except ValueError:
@@ -687,8 +742,12 @@ def check_sweep(s: Settings) -> int:
     log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid"
         + (f" on the {devices} devices of {s.accelerator_type}" if devices else ""))
     try:
+        here = [run for run in runs if run.config is not None and not any(
+            on_hosts_only(s, path.strip()) for path in (run.config.data.spm_model,
+                                                        *run.config.data.files.split(","))
+            if path.strip())]  # data only the hosts have is not counted here
         log(plan_totals(runs, estimated_pace(s.accelerator_type, runs_dtype(runs)),
-                        split_batches=held_out_batches(runs)))
+                        split_batches=held_out_batches(here)))
     except ValueError:
         pass  # a type without a published peak: no estimate
     return len(runs)

@@ -725,6 +725,55 @@ def test_a_sweep_config_git_ignores_is_refused_before_any_gcloud_call(cloud):
     assert cloud.calls() == []
 
 
+@pytest.mark.parametrize("files, ignored", [
+    ("data/private/corpus.txt", "data/private/corpus.txt"),  # a file git ignores
+    ("data/corpus", "data/corpus/b.secret.txt"),  # a folder with one
+    ("data/corpus/*.txt", "data/corpus/b.secret.txt"),  # a pattern matching one
+])
+def test_data_the_copy_of_source_leaves_behind_is_refused_before_any_gcloud_call(cloud, files,
+                                                                                 ignored):
+    # Found here, so accepted: every run then failed on the slice, whose copy lacks them.
+    (cloud.checkout / ".gitignore").write_text(".venv/\ndata/private/\n*.secret.txt\n")
+    for name in ("data/private/corpus.txt", "data/corpus/a.txt", "data/corpus/b.secret.txt"):
+        (cloud.checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (cloud.checkout / name).write_text("some text to train on\n" * 50)
+    data = ["--config.overrides.data.dataset=text_files", f"--config.overrides.data.files={files}"]
+    result = cloud.launch(*up_args("--dry-run", *data))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"scaling-tpu: error: run tiny-d32-L1: config.data.files={files!r} is not allowed: files "
+        f"the copy of --source takes (git ignores {ignored}, so the hosts would not get it)")
+    assert cloud.calls() == [] and result.stdout == ""
+    # What the copy takes is accepted.
+    kept = cloud.launch(*up_args("--dry-run", "--config.overrides.data.dataset=text_files",
+                                 "--config.overrides.data.files=data/corpus/a.txt"))
+    assert kept.returncode == 0, kept.stderr
+
+
+@pytest.mark.parametrize("data", [
+    ["--config.overrides.data.files=/mnt/corpus/*.txt,~/corpus"],  # the hosts' own paths
+    ["--config.overrides.data.files=~/results/corpus"],  # in the bucket
+    ["--config.overrides.data.files=../results/corpus"],  # the bucket, from ~/scaling
+])
+def test_data_only_the_hosts_have_is_left_to_them(cloud, data):
+    # Refused as "not found" here, where none of it is.
+    result = cloud.launch(*up_args("--dry-run", "--config.overrides.data.dataset=text_files", *data))
+    assert result.returncode == 0, result.stderr
+    sweep = next(shlex.split(line) for line in result.stdout.splitlines() if "scaling-sweep" in line)
+    assert shlex.split(sweep[-1])[-len(data):] == data
+
+
+def test_a_model_file_only_the_hosts_have_needs_its_vocabulary_given(cloud):
+    result = cloud.launch(*up_args("--dry-run", "--config.overrides.data.tokenizer=sentencepiece",
+                                   "--config.overrides.data.spm_model=/mnt/spm.model"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "scaling-tpu: error: run tiny-d32-L1 (size d32-L1): config.data.vocab_size=0 is not "
+        "allowed: the vocabulary of data.spm_model='/mnt/spm.model', which is not on this machine "
+        "to be read")
+    assert cloud.calls() == []
+
+
 @pytest.mark.parametrize("where", ["absolute", "outside"])
 def test_a_base_config_the_hosts_cannot_read_is_refused_before_any_gcloud_call(cloud, tmp_path,
                                                                                 where):

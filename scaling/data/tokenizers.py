@@ -164,7 +164,9 @@ def static_vocab_size(data_cfg) -> int:
     pieces, end-of-document among them)."""
     if data_cfg.tokenizer == "byte":
         return BYTE_VOCAB_SIZE
-    if data_cfg.spm_model:
+    # A vocabulary given with a model file is the model's (validation checks it): the file need
+    # not be read, nor be on this machine.
+    if data_cfg.spm_model and not data_cfg.vocab_size:
         return tokenizer_for(data_cfg).vocab_size
     return data_cfg.vocab_size
 

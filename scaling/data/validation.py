@@ -7,7 +7,10 @@ split names where known, the `text_files` paths, and the tokenizer settings.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import pathlib
+from typing import Callable, Iterator
 
 from scaling import files
 from scaling.data import file_splits, sources, tokenizers
@@ -17,6 +20,27 @@ from scaling.errors import ConfigError
 MAX_VOCAB_SIZE = 2**31 - 1
 KNOWN_EXAMPLES = ("python_stdlib, text_files, or a registered TFDS dataset "
                   "(tiny_shakespeare, lm1b, c4/en, ...)")
+# Data paths (entries of data.files, data.spm_model) that exist only where the runs will train,
+# not on the machine that plans them: `paths_checked_elsewhere`.
+_CHECKED_ELSEWHERE: contextvars.ContextVar = contextvars.ContextVar("checked_elsewhere",
+                                                                    default=None)
+
+
+@contextlib.contextmanager
+def paths_checked_elsewhere(elsewhere: Callable[[str], bool]) -> Iterator[None]:
+    """Within the block, `validate_data_config` leaves unchecked each data path (an entry of
+    data.files, or data.spm_model) for which `elsewhere(path)` is true: a launcher planning here
+    a sweep whose hosts have other files."""
+    token = _CHECKED_ELSEWHERE.set(elsewhere)
+    try:
+        yield
+    finally:
+        _CHECKED_ELSEWHERE.reset(token)
+
+
+def _checked_here(path: str) -> bool:
+    elsewhere = _CHECKED_ELSEWHERE.get()
+    return elsewhere is None or not elsewhere(path)
 
 
 def _check_splits(data_cfg, known_splits, split_infos=None) -> None:
@@ -65,7 +89,7 @@ def _check_text_pairs(data_cfg) -> None:
     entries = text_files.parse_file_list(data_cfg.files or "")
     if not entries:
         raise ConfigError("data.files", data_cfg.files, allowed)
-    for entry in entries:
+    for entry in filter(_checked_here, entries):
         try:
             text_files.entry_files(entry)
         except IsADirectoryError:
@@ -91,7 +115,12 @@ def _check_tokenizer(data_cfg) -> None:
                               "'' with data.tokenizer='byte' (set data.tokenizer='sentencepiece')")
         return
     if data_cfg.spm_model:
-        _check_spm_model(data_cfg)
+        if _checked_here(data_cfg.spm_model):
+            _check_spm_model(data_cfg)
+        elif not data_cfg.vocab_size:  # the model's vocabulary sizes the model being planned
+            raise ConfigError("data.vocab_size", data_cfg.vocab_size,
+                              f"the vocabulary of data.spm_model={data_cfg.spm_model!r}, which "
+                              "is not on this machine to be read")
         return
     if data_cfg.vocab_size == 0:
         raise ConfigError("data.vocab_size", data_cfg.vocab_size,
@@ -167,7 +196,8 @@ def validate_data_config(data_cfg, training: bool = True) -> None:
                 raise ConfigError("data.files", data_cfg.files,
                                   "comma-separated files, folders or glob patterns with "
                                   "dataset='text_files'")
-            missing = [e for e in entries if not text_files.names_something(e)]
+            missing = [e for e in entries
+                       if _checked_here(e) and not text_files.names_something(e)]
             if missing:
                 raise ConfigError("data.files", data_cfg.files,
                                   "existing files or folders, or patterns that match some "
