@@ -95,6 +95,12 @@ def describe_command(s: Settings) -> list[str]:
             "--format=value(state.state)"]
 
 
+def accelerator_type_command(s: Settings) -> list[str]:
+    """`gcloud` command that prints the TPU node's accelerator type (v5litepod-16, ...)."""
+    return ["gcloud", "compute", "tpus", "tpu-vm", "describe", tpu_settings.node_name(s),
+            *_where(s), "--format=value(acceleratorType)"]
+
+
 def failure_command(s: Settings) -> list[str]:
     """`gcloud` command that prints why a FAILED queued resource failed."""
     return ["gcloud", "compute", "tpus", "queued-resources", "describe", s.name, *_where(s),
@@ -327,6 +333,24 @@ def slice_state(s: Settings) -> str:
         if attempt < DESCRIBE_ATTEMPTS:
             time.sleep(s.poll_interval)
     raise CommandFailed(describe_command(s), result.returncode, "could not describe the slice")
+
+
+def slice_accelerator_type(s: Settings, dry_run: bool) -> str:
+    """The accelerator type of the slice `run` runs on, as gcloud describes its TPU node; the
+    default type, said in a line, in a dry run or when gcloud does not say."""
+    default = tpu_settings.default_settings().accelerator_type
+    assumed = (f"checking the runs against the default accelerator type {default}; "
+               "--accelerator-type must be the slice's")
+    answer = execute(accelerator_type_command(s), dry_run=dry_run, capture=True)
+    if dry_run:
+        log(f"{assumed} (a dry run does not ask gcloud for it)")
+        return default
+    accelerator_type = answer.stdout.strip()
+    if answer.returncode != 0 or not accelerator_type:
+        why = (answer.stderr.strip().splitlines() or [f"exit code {answer.returncode}"])[-1]
+        log(f"{assumed} (gcloud did not say slice {tpu_settings.node_name(s)}'s: {why})")
+        return default
+    return accelerator_type
 
 
 def failure_reason(s: Settings) -> str:
@@ -624,6 +648,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise UsageError(f"--config.{field}", value,
                          "given to `run` or `up` (it overrides a field of the sweep config)")
     settings = tpu_settings.default_settings()
+    loaded = {}
     if args.config:
         loaded = tpu_settings.load_settings_file(args.config).to_dict()
         unknown = [field for field in loaded if field not in settings]
@@ -638,6 +663,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         given["sweep_overrides"] = [*settings.sweep_overrides, *args.sweep_overrides]
     settings = tpu_settings.merge(settings, given)
     tpu_settings.validate(settings, args.subcommand)
+    if args.subcommand == "run" and args.accelerator_type is None and (
+            not args.config or "accelerator_type" not in loaded):
+        settings.accelerator_type = ""  # the slice's, which `run` asks gcloud for
     return settings
 
 
@@ -757,8 +785,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     s = settings_from_args(args)
     if args.subcommand in ("setup", "up"):
         check_source(s)
+    if args.subcommand == "run" and not s.accelerator_type:
+        s.accelerator_type = slice_accelerator_type(s, args.dry_run)
     if args.subcommand in ("run", "up"):
-        check_sweep(s)  # before any gcloud call: a bad sweep must not cost slice time
+        check_sweep(s)  # before any gcloud call that costs: a bad sweep must not cost slice time
     if args.subcommand in ("create", "up"):
         interrupts.say_when_interrupted(
             f"{PROGRAM}: interrupted; queued resource {s.name} may exist: `{PROGRAM} status` "

@@ -128,6 +128,8 @@ def kind(call):
         return argv[3]
     if argv[:4] == ["compute", "tpus", "tpu-vm", "scp"]:
         return "scp"
+    if argv[:5] == ["compute", "tpus", "tpu-vm", "describe", argv[4]]:
+        return "type"
     if argv[:4] == ["compute", "tpus", "tpu-vm", "ssh"]:
         return "sweep" if "scaling-sweep" in argv[-1] else "setup"
     return "other"
@@ -509,9 +511,47 @@ def test_run_passes_the_sweeps_exit_code_back_and_says_what_it_means(cloud, code
                           "--sweep-config", "configs/sweeps/tiny.py", "--workdir", "/w", plan=plan)
     assert result.returncode == returned
     # A failure is checked against the slice's state; a preemption or a stop is the sweep's own.
-    assert [kind(c) for c in cloud.calls()] == ["sweep"] + (["describe"] if code in (1, 255)
-                                                            else [])
+    # (First the slice's accelerator type, no --accelerator-type given.)
+    assert [kind(c) for c in cloud.calls()] == ["type", "sweep"] + (
+        ["describe"] if code in (1, 255) else [])
     assert result.stderr.strip().splitlines()[-1] == f"scaling-tpu: {said}"
+
+
+@pytest.mark.parametrize("slice_type, batch, refused", [
+    ("v5litepod-8", 8, False), ("v5litepod-32", 16, True)])
+def test_run_checks_the_runs_against_the_slices_accelerator_type(cloud, slice_type, batch,
+                                                                 refused):
+    # Checked against the default v5litepod-16 whatever the slice: batch 8 refused on a slice of
+    # 8 chips, batch 16 accepted on one of 32 (and every run refused there).
+    plan = [{"match": "tpu-vm describe", "responses": [{"stdout": slice_type + "\n"}]}]
+    result = cloud.launch("run", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
+                          "--sweep-config", "configs/sweeps/tiny.py", "--workdir", "/w",
+                          f"--config.overrides.train.batch_size={batch}", plan=plan)
+    calls = cloud.calls()
+    assert calls[0]["argv"] == ["compute", "tpus", "tpu-vm", "describe", "qr", *WHERE,
+                                "--format=value(acceleratorType)"]
+    if refused:
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(
+            f"scaling-tpu: error: run tiny-d32-L1: config.train.batch_size={batch} is not "
+            "allowed: a multiple of mesh data × fsdp = 32 × 1 = 32")
+        assert len(calls) == 1
+    else:
+        assert result.returncode == 0, result.stderr
+        assert f"every config valid on the 8 devices of {slice_type}" in result.stderr
+        assert [kind(c) for c in calls] == ["type", "sweep"]
+    # Given, the type is not asked for; in a dry run nothing is, and the line says what it assumed.
+    given = cloud.launch("run", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
+                         "--sweep-config", "configs/sweeps/tiny.py", "--workdir", "/w",
+                         "--accelerator-type", "v5litepod-16", "--dry-run")
+    assert given.returncode == 0 and "tpu-vm describe" not in given.stdout, given.stderr
+    dry = cloud.launch("run", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
+                       "--sweep-config", "configs/sweeps/tiny.py", "--workdir", "/w", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert ("scaling-tpu: checking the runs against the default accelerator type v5litepod-16; "
+            "--accelerator-type must be the slice's (a dry run does not ask gcloud for it)"
+            in dry.stderr.splitlines())
+    assert len(cloud.calls()) == len(calls)
 
 
 def test_delete_tears_the_slice_down(cloud):
