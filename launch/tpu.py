@@ -188,7 +188,11 @@ def setup_remote_command(s: Settings) -> str:
         bucket, folder = tpu_settings.split_bucket(s.bucket)
         mount_dir = host_path(s.mount_dir)
         only_dir = f"--only-dir {shlex.quote(folder)} " if folder else ""
-        steps += [_install_gcsfuse(), f"mkdir -p {mount_dir}",
+        # A folder outside the home one (/mnt/results) is root's to make: TPU VM users have
+        # passwordless sudo, and the folder is then given to the user who mounts on it.
+        make_mount_dir = (f"{{ mkdir -p {mount_dir} 2>/dev/null || {{ sudo mkdir -p {mount_dir} "
+                          f'&& sudo chown "$(id -u):$(id -g)" {mount_dir}; }}; }}')
+        steps += [_install_gcsfuse(), make_mount_dir,
                   f"(mountpoint -q {mount_dir} || gcsfuse --implicit-dirs {only_dir}"
                   f"{shlex.quote(bucket)} {mount_dir})"]
     steps += [f"cd ~/{REMOTE_CHECKOUT}",

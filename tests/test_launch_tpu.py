@@ -306,6 +306,31 @@ def test_setup_mounts_the_bucket_with_gcsfuse(cloud):
     assert sweep.endswith('--workdir "$HOME"/results/s')
 
 
+def test_setup_makes_a_mount_dir_outside_the_home_folder_with_sudo(cloud, tmp_path):
+    # `mkdir -p /mnt/results` failed for the VM's ordinary user, and with it setup.
+    result = cloud.launch(*up_args("--mount-dir", "/mnt/my results", "--workdir",
+                                   "/mnt/my results/s", "--dry-run"))
+    assert result.returncode == 0, result.stderr
+    setup = next(line for line in result.stdout.splitlines() if "gcsfuse" in line)
+    remote = shlex.split(setup)[-1]
+    start = remote.index("{ mkdir")
+    step = remote[start:remote.index("; }; }", start) + len("; }; }")]
+    # Run with a mkdir that fails as the user's would, and a sudo that records what it is asked.
+    bin_dir = tmp_path / "vm-bin"
+    bin_dir.mkdir()
+    (bin_dir / "mkdir").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "sudo").write_text('#!/bin/sh\nprintf "%s|" "$@" >> "$SUDO_LOG"; echo >> "$SUDO_LOG"\n')
+    for script in bin_dir.iterdir():
+        script.chmod(0o755)
+    log = tmp_path / "sudo.log"
+    ran = subprocess.run(["bash", "-c", step], capture_output=True, text=True,
+                         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                              "SUDO_LOG": str(log)})
+    assert ran.returncode == 0, ran.stderr
+    assert log.read_text().splitlines() == [
+        "mkdir|-p|/mnt/my results|", f"chown|{os.getuid()}:{os.getgid()}|/mnt/my results|"]
+
+
 def test_a_folder_of_the_bucket_is_mounted_with_only_dir(cloud):
     result = cloud.launch(*up_args("--bucket", "gs://my-results/sweeps/2026/", "--workdir",
                                    "~/results/s"))
