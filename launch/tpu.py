@@ -181,6 +181,11 @@ def _install_uv() -> str:
     return "{ " + " || ".join(attempts) + "; }"
 
 
+# Orbax saves a checkpoint by renaming a temporary folder, which gcsfuse refuses on a bucket
+# without hierarchical namespace unless the folder holds at most this many files (default 0).
+RENAME_DIR_LIMIT = 200_000
+
+
 def setup_remote_command(s: Settings) -> str:
     """Shell line for every host: mount the bucket (if any), then install the checkout and JAX for TPU."""
     steps = []
@@ -193,7 +198,8 @@ def setup_remote_command(s: Settings) -> str:
         make_mount_dir = (f"{{ mkdir -p {mount_dir} 2>/dev/null || {{ sudo mkdir -p {mount_dir} "
                           f'&& sudo chown "$(id -u):$(id -g)" {mount_dir}; }}; }}')
         steps += [_install_gcsfuse(), make_mount_dir,
-                  f"(mountpoint -q {mount_dir} || gcsfuse --implicit-dirs {only_dir}"
+                  f"(mountpoint -q {mount_dir} || gcsfuse --implicit-dirs "
+                  f"--rename-dir-limit={RENAME_DIR_LIMIT} {only_dir}"
                   f"{shlex.quote(bucket)} {mount_dir})"]
     steps += [f"cd ~/{REMOTE_CHECKOUT}",
               'export PATH="$HOME/.local/bin:$PATH"', _install_uv(),
