@@ -61,7 +61,7 @@ TIME_LIMIT = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite",
 # A coordinator's host: a name or IPv4 address, or an IPv6 address in brackets.
 COORDINATOR_HOST = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 # Options that only the sbatch script reads: an explicit coordinator prints commands instead.
-SBATCH_OPTIONS = ("gpus_per_node", "partition", "account", "time", "job_name", "setup", "script")
+SBATCH_OPTIONS = ("gpus_per_node", "cpus_per_task", "partition", "account", "time", "job_name", "setup", "script")
 DEFAULT_JOB_NAME = "scaling"
 
 
@@ -82,6 +82,8 @@ def sbatch_script(args: argparse.Namespace, submit_dir: str) -> str:
     workdir = os.path.abspath(args.workdir)
     directives = [f"--job-name={args.job_name or DEFAULT_JOB_NAME}", f"--nodes={args.nodes}",
                   f"--ntasks-per-node={args.gpus_per_node}", f"--gpus-per-node={args.gpus_per_node}"]
+    if args.cpus_per_task is not None:  # each task's cores, where the cluster confines them
+        directives.append(f"--cpus-per-task={args.cpus_per_task}")
     directives += [f"--{name}={value}" for name, value in
                    (("partition", args.partition), ("account", args.account), ("time", args.time))
                    if value]
@@ -126,6 +128,8 @@ def _validate(args: argparse.Namespace) -> None:
     _positive("--nodes", args.nodes)
     if args.coordinator is None:
         _positive("--gpus-per-node", args.gpus_per_node)
+        if args.cpus_per_task is not None:
+            _positive("--cpus-per-task", args.cpus_per_task)
         for option in ("job_name", "partition", "account", "time", "script"):
             value = getattr(args, option)
             if value is not None and not value.strip():  # given, but would set nothing
@@ -236,6 +240,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--nodes", type=int, required=True)
     parser.add_argument("--gpus-per-node", type=int,
                         help="GPUs per node (one task each); required unless --coordinator")
+    parser.add_argument("--cpus-per-task", type=int,
+                        help="CPU cores per task (per GPU), e.g. the node's cores / its GPUs "
+                             "(default: SLURM's, often 1 where cores are confined)")
     parser.add_argument("--partition")
     parser.add_argument("--account")
     parser.add_argument("--time", help="time limit, e.g. 24:00:00")

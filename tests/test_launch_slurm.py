@@ -349,3 +349,21 @@ def test_a_script_that_cannot_be_written_is_one_line_before_sbatch(cluster, opti
                              f"that makes a script file this user can write ({path}: File name "
                              "too long)\n")
     assert cluster.submissions() == []
+
+
+def test_cpus_per_task_is_an_sbatch_directive_and_checked(cluster):
+    # Not settable before: each task (one per GPU) got SLURM's default of 1 CPU where cores are
+    # confined.
+    result = cluster.launch(*SWEEP, "--nodes", "2", "--gpus-per-node", "8", "--cpus-per-task",
+                            "12", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert directives(result.stdout)[:5] == ["--job-name=scaling", "--nodes=2",
+                                             "--ntasks-per-node=8", "--gpus-per-node=8",
+                                             "--cpus-per-task=12"]
+    for value in ("0", "-4"):
+        refused = cluster.launch(*SWEEP, "--nodes", "1", "--gpus-per-node", "8",
+                                 "--cpus-per-task", value)
+        assert refused.returncode == 2
+        assert refused.stderr == (f"scaling-slurm: error: --cpus-per-task={value} is not "
+                                  "allowed: an integer > 0\n")
+    assert cluster.submissions() == []
