@@ -43,7 +43,8 @@ from launch import results
 from launch.progress import SweepProgress
 from launch.results import CURVE_COLUMNS, RESULT_COLUMNS
 from scaling import branches, budget, files, hardware, interrupts, memory, status, tracking
-from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, derive_model_fields, differing_fields
+from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, derive_model_fields, differing_fields,
+                            model_config)
 from scaling.data import text_files
 from scaling.errors import NOT_ALLOWED, ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import SWEEP_OVERRIDES_HELP, load_config, split_argv
@@ -586,12 +587,17 @@ class Pace(NamedTuple):
     device: str
 
 
-def check_meshes(runs: list[plans.PlannedRun], device_count: int) -> None:
+def check_meshes(runs: list[plans.PlannedRun], device_count: int,
+                 device_memory: int | None = None) -> None:
     """Each run's mesh resolved for `device_count` devices, and its model and batch split over it,
-    as `scaling-train` checks them before it builds: ConfigError naming the field and the run."""
+    and (given `device_memory`, one device's bytes) its memory estimate, as `scaling-train`
+    checks them before it builds: ConfigError naming the field and the run."""
     for run in runs:
         try:
-            memory.check_mesh(run.config, device_count)
+            shape = memory.check_mesh(run.config, device_count)
+            if device_memory is not None:
+                memory.check_fits(run.config, model_config(run.config, None), shape,
+                                  device_memory)
         except ConfigError as error:
             raise error.in_run(run.name) from None
 
@@ -837,9 +843,12 @@ def _main(args, overrides: list[str]) -> int:
         try:
             files.check_workdir(args.workdir, create=False)
             pace = estimated_pace(args.accelerator, runs_dtype(runs))
-            # The runs see this machine's devices, or the accelerator's.
-            check_meshes(runs, hardware.accelerator_devices(args.accelerator) if args.accelerator
-                         else jax.device_count())
+            # The runs see this machine's devices, or the accelerator's (whose memory is not
+            # known here).
+            if args.accelerator:
+                check_meshes(runs, hardware.accelerator_devices(args.accelerator))
+            else:
+                check_meshes(runs, jax.device_count(), hardware.device_memory_bytes())
         except ConfigError as error:
             print(f"scaling-sweep: error: {error}", file=sys.stderr)
             return status.EXIT_BAD_CONFIG

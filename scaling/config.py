@@ -53,8 +53,10 @@ WANDB_NAME_LIMIT, WANDB_TAG_LIMIT = 128, 64
 SWEEP_TAG = "sweep:"  # a sweep's runs and their fit are tagged sweep:<name>
 FLOP_CONVENTIONS = ("6N", "full")
 NONFINITE_ACTIONS = ("stop", "skip")
-# Rates, weights and scales the step holds in float32: above its largest number they are inf.
+# Rates, weights and scales the step holds in float32: above its largest number they are inf,
+# and one that must be above 0 is 0 (or loses its precision) below its smallest normal number.
 FLOAT32_MAX = 3.4e38
+FLOAT32_TINY = 1.2e-38
 OBJECTIVES = objectives.OBJECTIVES
 MESH_AXIS_SIZE = "an integer >= 1, or -1 for the rest of the devices"
 
@@ -122,7 +124,7 @@ class ModelConfig:
     attention_dropout: float = probability(0.0, "attention-weight dropout probability")
     tie_embeddings: bool = flag(True, "read out with the token embedding's transpose")
     init: str = option("scaled_normal", INITS, "weight initialisation scheme")
-    init_std: float = number(0.02, "standard deviation of normal inits", exclusive_minimum=True,
+    init_std: float = number(0.02, "standard deviation of normal inits", minimum=FLOAT32_TINY,
                              maximum=FLOAT32_MAX)
     z_loss: float = number(0.0, "weight of the log-partition-function penalty (PaLM's z-loss)",
                            maximum=FLOAT32_MAX)
@@ -191,7 +193,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    lr: float = number(3e-3, "peak learning rate", exclusive_minimum=True, maximum=FLOAT32_MAX)
+    lr: float = number(3e-3, "peak learning rate", minimum=FLOAT32_TINY, maximum=FLOAT32_MAX)
     schedule: str = option("cosine", SCHEDULES, "decay after warmup (wsd: warmup-stable-decay)")
     warmup_steps: int = integer(100, "linear warmup from 0 to lr")
     min_lr_ratio: float = number(0.1, "the floor the decay ends at, as a fraction of lr",
@@ -205,7 +207,7 @@ class OptimConfig:
     # 1 would leave Adam's bias correction 1 - β^t at 0: the first update is 0/0, NaN.
     b1: float = number(0.9, "Adam β1", maximum=1.0, exclusive_maximum=True)
     b2: float = number(0.95, "Adam β2", maximum=1.0, exclusive_maximum=True)
-    eps: float = number(1e-8, "Adam ε", exclusive_minimum=True, maximum=FLOAT32_MAX)
+    eps: float = number(1e-8, "Adam ε", minimum=FLOAT32_TINY, maximum=FLOAT32_MAX)
     grad_clip: float = number(1.0, "global-norm clip; 0 disables", maximum=FLOAT32_MAX)
 
 

@@ -24,6 +24,8 @@ class ConfigError(ValueError):
     """A configuration value is not allowed. The message names field, value and what is allowed."""
 
     def __init__(self, field: str, value: Any, allowed: str):
+        # One line, whatever the text it quotes holds (a file name with a newline in it).
+        allowed = allowed.replace("\r", "\\r").replace("\n", "\\n")
         self.field, self.value, self.allowed = field, value, allowed
         # A command-line option (`--workdir`, `--config`) is named as typed; a field as its flag.
         name = field if field.startswith("-") else f"config.{field}"
@@ -36,7 +38,8 @@ class ConfigError(ValueError):
 
     def in_run(self, run: str) -> "ConfigError":
         """The same error, its message led by the name of the planned run it belongs to."""
-        error = ConfigError(self.field, self.value, self.allowed)
+        error = type(self).__new__(type(self))  # of its own kind (DoesNotFit among them)
+        error.__dict__.update(self.__dict__)
         error.args = (f"run {run}: {self}",)
         return error
 

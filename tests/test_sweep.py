@@ -815,6 +815,16 @@ def test_a_mesh_no_run_can_use_is_refused_by_the_dry_run(repo, tmp_path):
     assert dry.stdout == ""
 
 
+def test_a_run_far_beyond_the_devices_memory_is_refused_by_the_dry_run(tmp_path, capsys):
+    # The plan was printed and exit 0; the run then failed as it started, after the others.
+    config = _write_sweep(tmp_path, size_overrides={"d64-L2": {"train": {"batch_size": 2**24}}})
+    result = _sweep_here(capsys, config, tmp_path / "w", "--dry-run")
+    code, out, err = result.returncode, result.stdout, result.stderr
+    assert code == 2 and out == "", out
+    assert err.startswith("scaling-sweep: error: run tiny-d64-L2: the run is estimated at "), err
+    assert err.count("\n") == 1 and "; lower train.batch_size=16777216" in err
+
+
 def _finish_as_trained(workdir, run, base_config):
     """The summary.json `scaling-train` writes for `run` trained to its end: the config resolved
     from the run's own command line (a branch's parent as the absolute path it gets there)."""

@@ -24,7 +24,7 @@ def _train(repo, tmp_path, *overrides):
 @pytest.mark.parametrize("override, field, allowed", [
     ("--config.model.d_model=130", "model.d_model", "multiple of model.num_heads=4"),
     ("--config.data.dataset=no_such_corpus", "data.dataset", "python_stdlib"),
-    ("--config.optim.lr=-0.001", "optim.lr", "> 0"),
+    ("--config.optim.lr=-0.001", "optim.lr", "a number in [1.2e-38, "),
     ("--config.model.posiiton=rope", "model.posiiton", "position"),
     ("--config.model.ffn=swish", "model.ffn", "gelu, relu, swiglu"),
     ("--config.train.batch_size=3.5", "train.batch_size", "integer"),
@@ -72,11 +72,15 @@ def _train(repo, tmp_path, *overrides):
      "HOST:PORT, the port from 1 to 65535"),
     # Infinite in float32: "overflow encountered in cast", then diverged at step 1 or 2, or (eps)
     # a run that learned nothing, exit 0.
-    ("--config.optim.lr=1e+39", "optim.lr", "a finite number > 0 and <= 3.4e+38"),
+    ("--config.optim.lr=1e+39", "optim.lr", "a number in [1.2e-38, 3.4e+38]"),
+    # Below float32's smallest normal number: 0 in the step, a run that learned nothing (exit 0).
+    ("--config.optim.lr=1e-50", "optim.lr", "a number in [1.2e-38, 3.4e+38]"),
+    ("--config.model.init_std=1e-50", "model.init_std", "a number in [1.2e-38, 3.4e+38]"),
+    ("--config.optim.eps=1e-50", "optim.eps", "a number in [1.2e-38, 3.4e+38]"),
     ("--config.optim.weight_decay=1e+300", "optim.weight_decay", "a number in [0, 3.4e+38]"),
-    ("--config.optim.eps=1e+300", "optim.eps", "a finite number > 0 and <= 3.4e+38"),
+    ("--config.optim.eps=1e+300", "optim.eps", "a number in [1.2e-38, 3.4e+38]"),
     ("--config.model.z_loss=1e+300", "model.z_loss", "a number in [0, 3.4e+38]"),
-    ("--config.model.init_std=1e+39", "model.init_std", "a finite number > 0 and <= 3.4e+38"),
+    ("--config.model.init_std=1e+39", "model.init_std", "a number in [1.2e-38, 3.4e+38]"),
     # Fields the run does not read: it trained full attention, causal LM, a cosine schedule.
     ("--config.model.window=64", "model.window",
      "read only with model.attention='sliding', and this run's is 'full'"),
@@ -103,6 +107,17 @@ def test_bad_config_fails_before_building(repo, tmp_path, monkeypatch, capsys, o
     assert field in lines[0] and allowed in lines[0], lines[0]
     assert override.split("=", 1)[1] in lines[0]
     assert not workdir.exists(), "nothing may be written before the config is valid"
+
+
+def test_a_value_with_a_newline_is_refused_in_one_line(repo, tmp_path, monkeypatch, capsys):
+    # The missing entries were quoted raw: "... (not found: a" and "b)" on a second line.
+    monkeypatch.chdir(repo)
+    code = train.main(["--config", "configs/demo.py", "--workdir", str(tmp_path / "run"),
+                       "--config.data.dataset=text_files", "--config.data.files=a\nb"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "scaling-train: error: config.data.files='a\\nb' is not allowed: existing files or "
+        "folders, or patterns that match some (not found: a\\nb)\n")
 
 
 def test_a_batch_far_beyond_memory_is_refused_before_a_batch_is_made(repo, tmp_path, monkeypatch,
@@ -164,7 +179,7 @@ def test_an_infinite_number_is_refused_before_building(repo, tmp_path):
     result, workdir = _train(repo, tmp_path, "--config.optim.lr=1e999")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == ("scaling-train: error: config.optim.lr=inf is not allowed: "
-                                     "a finite number > 0 and <= 3.4e+38")
+                                     "a number in [1.2e-38, 3.4e+38]")
     assert not workdir.exists()
 
 
