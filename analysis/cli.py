@@ -580,6 +580,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
+        for name, value in vars(args).items():  # an unset shell variable: not "not given"
+            if any(isinstance(given, str) and not given.strip()
+                   for given in (value if isinstance(value, list) else [value])):
+                raise ValueError(f"{flag_name(name)}={value!r} is not allowed; need a value "
+                                 "(this one is empty)")
         if args.download_chinchilla:
             others = [name for name, value in vars(args).items()
                       if name != "download_chinchilla" and value != parser.get_default(name)]

@@ -81,6 +81,8 @@ def _read_csv(path, *, empty_is_missing: bool = False) -> pd.DataFrame:
         table = pd.read_csv(path, **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    except OSError as error:  # no permission, a device that cannot be read
+        raise ValueError(f"{path}: not a readable file ({error.strerror or error})") from None
     short = _short_row(path)
     if short:
         line, fields, header = short
@@ -177,7 +179,7 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
     runs["D"] = _numeric(runs, "tokens")
     runs["C"] = _numeric(runs, "flops")
     runs["loss"] = _numeric(runs, loss_column)
-    status = runs["status"].astype(str)
+    status = runs["status"].fillna("(blank)").astype(str)  # a blank cell is no status
     _check_recorded_values(table, runs, status == "completed", source, {
         "N": "non_embedding_params" if convention == "6N" else "params", "D": "tokens",
         "C": "flops", "loss": loss_column})

@@ -201,8 +201,12 @@ def test_a_frontier_read_off_decaying_curves_is_flagged(tmp_path, capsys, schedu
     ("compare", ["--improvement", "0.02"], "--improvement: not used here"),
     ("results", ["--wandb-group", "g"], "--wandb-group='g': not used here (it is the group of the "
                                         "run --wandb-project logs; give --wandb-project too)"),
-    ("results", ["--wandb-project", ""], "--wandb-project='' is not allowed; need the name of a "
-                                         "W&B project"),
+    ("results", ["--wandb-project", ""], "--wandb-project='' is not allowed; need a value (this "
+                                         "one is empty)"),
+    # An unset shell variable: another column was fitted (--loss-col), the default grouping used.
+    ("results", ["--loss-col", " "], "--loss-col=' ' is not allowed; need a value (this one is "
+                                     "empty)"),
+    ("results", ["--isoflop-budgets", ""], "--isoflop-budgets='' is not allowed; need a value"),
     # Two results tables read no --csv option: a filter matching no row was taken in silence.
     ("compare", ["--where", "seed=99", "--best-per-point"],
      "--where, --best-per-point: not used here (both inputs are results tables, read by their own "
@@ -217,6 +221,28 @@ def test_an_option_the_input_does_not_read_is_refused(tmp_path, capsys, source, 
     assert main(inputs + flags + ["--bootstrap", "0", "--out", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"scaling-fit: error: {message}") and error.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("arguments, refusal", [
+    # Written to the default folder, fit/ beside the table: the sweep's own fit was replaced.
+    (["--results", "{results}", "--out", ""], "--out='' is not allowed; need a value (this one "
+                                              "is empty)"),
+    # A TypeError traceback.
+    (["--results", "", "--out", "{out}"], "--results='' is not allowed; need a value (this one "
+                                          "is empty)"),
+    # An OSError traceback from pandas.
+    (["--results", "/proc/self/mem", "--out", "{out}"], "/proc/self/mem: not a readable file "
+                                                        "(Input/output error)"),
+])
+def test_an_empty_or_unreadable_path_is_one_line(tmp_path, capsys, arguments, refusal):
+    results = write_sweep(tmp_path, [(N, 20 * N) for N in (1e6, 2e6, 4e6)])
+    (tmp_path / "fit").mkdir()
+    (tmp_path / "fit" / "report.md").write_text("the sweep's own fit")
+    filled = [argument.format(results=results, out=tmp_path / "o") for argument in arguments]
+    assert main(filled + ["--bootstrap", "0"]) == 2
+    assert capsys.readouterr().err == f"scaling-fit: error: {refusal}\n"
+    assert (tmp_path / "fit" / "report.md").read_text() == "the sweep's own fit"
     assert not (tmp_path / "o").exists()
 
 

@@ -30,12 +30,15 @@ def results_row(name, status="completed", params=1.2e6, non_embedding=1e6, token
 def test_only_completed_runs_with_values_are_fitted():
     table = pd.DataFrame([results_row("a"), results_row("b", status="diverged"),
                           results_row("c", status="failed", loss=float("nan")),
-                          results_row("d", loss=float("nan")), results_row("e", status="preempted")])
+                          results_row("d", loss=float("nan")), results_row("e", status="preempted"),
+                          # A blank cell, read as NaN: its reason was "nan".
+                          results_row("f", status=float("nan"))])
     sweep = sweep_from_table(table, "results.csv")
     assert list(sweep.runs["name"]) == ["a"]
     assert dict(zip(sweep.excluded["name"], sweep.excluded["reason"])) == {
         "b": "status diverged", "c": "status failed",
-        "d": "missing or non-positive N, D, FLOPs or eval loss", "e": "status preempted"}
+        "d": "missing or non-positive N, D, FLOPs or eval loss", "e": "status preempted",
+        "f": "status (blank)"}
     # Under the 6N convention N is the non-embedding count; under the full one, all parameters.
     assert sweep.runs["N"][0] == 1e6
     full = sweep_from_table(table.assign(flop_convention="full"), "results.csv")
