@@ -419,6 +419,17 @@ def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict,
                            [row for run in runs for row in curve_rows(run, run_dirs[run.name])])
 
 
+def check_not_a_run(workdir: pathlib.Path) -> None:
+    """ConfigError (one line, before the sweep writes anything) when the workdir is a
+    `scaling-train` run's: the sweep would train beside it, its runs under it."""
+    run_files = [name for name in ("summary.json", "checkpoints", "metrics.jsonl")
+                 if (workdir / name).exists()]
+    if run_files and not (workdir / "sweep.json").exists():
+        raise ConfigError("--workdir", str(workdir),
+                          f"a sweep's folder; this one holds a scaling-train run ("
+                          f"{', '.join(run_files)}): give the sweep a folder of its own")
+
+
 def check_owned_tables(workdir: pathlib.Path, sweep) -> None:
     """ConfigError (one line, before any run starts) when the workdir's `sweep.json` is another
     sweep's, whose table this one would replace, or its `results.csv` is not a table the sweep can
@@ -842,6 +853,7 @@ def _main(args, overrides: list[str]) -> int:
     if args.dry_run:
         try:
             files.check_workdir(args.workdir, create=False)
+            check_not_a_run(pathlib.Path(args.workdir))
             pace = estimated_pace(args.accelerator, runs_dtype(runs))
             # The runs see this machine's devices, or the accelerator's (whose memory is not
             # known here).
@@ -874,6 +886,7 @@ def _main(args, overrides: list[str]) -> int:
         return status.EXIT_COMPLETED
 
     try:
+        check_not_a_run(pathlib.Path(args.workdir))
         workdir = files.check_workdir(args.workdir)
         # One sweep per workdir. On a multi-host slice every host runs the sweep: the first holds it.
         lock = (files.workdir_lock(workdir, "scaling-sweep") if is_leader_host()

@@ -825,6 +825,21 @@ def test_a_run_far_beyond_the_devices_memory_is_refused_by_the_dry_run(tmp_path,
     assert err.count("\n") == 1 and "; lower train.batch_size=16777216" in err
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_scaling_train_runs_folder_is_no_sweeps_workdir(tmp_path, capsys, dry_run):
+    # The sweep trained beside the run, its own runs under runs/, its tables over the folder.
+    config = _write_sweep(tmp_path)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "summary.json").write_text('{"status": "completed"}')
+    result = _sweep_here(capsys, config, run, *dry_run)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"scaling-sweep: error: --workdir={str(run)!r} is not allowed: a "
+                             "sweep's folder; this one holds a scaling-train run (summary.json, "
+                             "checkpoints): give the sweep a folder of its own\n")
+    assert sorted(path.name for path in run.iterdir()) == ["checkpoints", "summary.json"]
+
+
 def _finish_as_trained(workdir, run, base_config):
     """The summary.json `scaling-train` writes for `run` trained to its end: the config resolved
     from the run's own command line (a branch's parent as the absolute path it gets there)."""
