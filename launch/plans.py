@@ -431,6 +431,12 @@ class Planner:
                                self.sweep.size_overrides.get(size.name, {})),
                               ("overrides", self.sweep.overrides)):
             for key, value in flatten(fields).items():
+                if key in ("name", "wandb.group") and value != {"name": name, "wandb.group":
+                                                                self.sweep.name}[key]:
+                    raise ConfigError(f"{where}.{key}", value,
+                                      f"a field the sweep sets (run {name} is named after the "
+                                      "sweep and its size, in the W&B group of the sweep's "
+                                      "name); set the sweep's own name field instead")
                 if key not in plan_fields or plan_fields[key] == value:
                     continue
                 if key in owned:

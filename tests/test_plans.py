@@ -228,6 +228,13 @@ def test_a_plan_that_would_silently_drop_runs_is_refused(tmp_path, capsys, field
     ("--config.overrides.model.d_model=64", "config.overrides.model.d_model=64 is not allowed: a "
      "field some size takes from it (every member of family 'cpu_demo' sets model.d_model; "
      "set it per size in size_overrides)"),
+    # Accepted, then replaced by the run's name and the sweep's group without a word.
+    ("--config.overrides.name=mine", "config.overrides.name='mine' is not allowed: a field the "
+     "sweep sets (run demo-d8-L2-D8e6 is named after the sweep and its size, in the W&B group of "
+     "the sweep's name); set the sweep's own name field instead"),
+    ("--config.size_overrides.d16-L2.wandb.group=g", "config.size_overrides.d16-L2.wandb.group='g' "
+     "is not allowed: a field the sweep sets (run demo-d16-L2-D8e6 is named after the sweep and "
+     "its size, in the W&B group of the sweep's name); set the sweep's own name field instead"),
 ])
 def test_an_override_every_size_replaces_is_refused(repo, tmp_path, capsys, override, message):
     code = sweep_module.main(["--config", str(repo / "configs" / "sweeps" / "demo.py"),
