@@ -287,6 +287,13 @@ def _set_run_field(sweep, head: str, rest: str, value_text: str):
             raise ConfigError(f"{head}.{rest}", value_text, error.allowed)
         node = node[part]
     if isinstance(node, ml_collections.ConfigDict):  # a section, or a size with no field at all
+        members = ([name for name, _ in FAMILIES[sweep.family]()] if sweep.family in FAMILIES
+                   else [])
+        if not path and members and size not in members:  # the example would be refused next
+            raise ConfigError(f"{head}.{rest}", value_text,
+                              f"a member of family {sweep.family!r} and a run-config field "
+                              f"under it, e.g. --config.{head}.{members[0]}.optim.lr=... "
+                              f"(members: {', '.join(members)})")
         example = f"{head}.{rest}.{next(iter(node))}" if path else f"{head}.{rest}.optim.lr"
         raise ConfigError(f"{head}.{rest}", value_text, "a leaf run-config field (this is a "
                                                         f"section), e.g. --config.{example}=...")

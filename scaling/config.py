@@ -674,9 +674,12 @@ def unknown_key_error(config: ml_collections.ConfigDict, dotted: str, value: Any
             node = node[part]
             path.append(part)
             continue
-        keys = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-        close = difflib.get_close_matches(part, keys, n=3)
         where = "config." + ".".join(path) if path else "config"
+        if not isinstance(node, ml_collections.ConfigDict):  # a field, with nothing under it
+            return ConfigError(dotted, value, f"a config field; {'.'.join(path)} is a field, "
+                                              "not a section")
+        keys = list(node.keys())
+        close = difflib.get_close_matches(part, keys, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         return ConfigError(dotted, value, f"unknown key {part!r} in {where}; allowed: "
                                           f"{', '.join(sorted(keys))}{hint}")

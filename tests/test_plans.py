@@ -144,6 +144,14 @@ def test_a_ladder_budget_inside_the_warmup_is_refused(tmp_path):
      "field (this is a section), e.g. --config.overrides.optim.b1=..."),
     ("--config.size_overrides.d64-L2=1", "config.size_overrides.d64-L2='1' is not allowed: a leaf "
      "run-config field (this is a section), e.g. --config.size_overrides.d64-L2.optim.lr=..."),
+    # Suggested --config.size_overrides.x.optim.lr=..., which was refused next: x is no member.
+    ("--config.size_overrides.x=1", "config.size_overrides.x='1' is not allowed: a member of "
+     "family 'cpu_demo' and a run-config field under it, e.g. --config.size_overrides.d8-L2."
+     "optim.lr=... (members: d8-L2, d16-L1, d16-L2, d32-L1, d32-L2, d48-L2, d64-L2, d96-L2, "
+     "d96-L3, d128-L4, d160-L4)"),
+    # "unknown key 'x' in config.optim.lr; allowed: " and nothing after it.
+    ("--config.overrides.optim.lr.x=1", "config.overrides.optim.lr.x='1' is not allowed: a "
+     "config field; optim.lr is a field, not a section"),
 ])
 def test_an_infinite_budget_or_a_whole_section_overridden_is_one_line(tmp_path, capsys, override,
                                                                       message):

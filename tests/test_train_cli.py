@@ -194,6 +194,10 @@ def test_overrides_parse_to_field_types():
     assert config.optim.lr == 1e-3 and config.wandb.tags == "a,b"
     with pytest.raises(ConfigError, match="did you mean d_model"):
         apply_overrides(config, ["model.d_modle=3"])
+    # A field under a field: "unknown key 'x' in config.optim.lr; allowed: " and nothing after.
+    with pytest.raises(ConfigError, match=r"^config.optim.lr.x='1' is not allowed: a config "
+                                          r"field; optim.lr is a field, not a section$"):
+        apply_overrides(config, ["optim.lr.x=1"])
     with pytest.raises(ConfigError, match="model.num_layers"):
         apply_overrides(config, ["model.num_layers=two"])
 
