@@ -45,7 +45,7 @@ import zlib
 from launch import results
 from scaling import files, tracking
 from launch.results import RESULT_COLUMNS
-from scaling.errors import ArgumentParser
+from scaling.errors import ArgumentParser, flag_name
 
 LOG_BLOCK_BYTES, RECORD_HEADER_BYTES = 32768, 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -326,16 +326,28 @@ def parse_args(argv: list[str]):
     parser = ArgumentParser(prog="python -m launch.registry",
                             description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--wandb-dir", type=pathlib.Path,
+    source.add_argument("--wandb-dir",
                         help="a sweep workdir (or any folder) holding local W&B run directories")
     source.add_argument("--project", help="the W&B project the sweep logged to")
-    parser.add_argument("--entity", default=None, help="the W&B entity (default: the API's)")
+    parser.add_argument("--entity", default=None,
+                        help="--project: the W&B entity (default: the API's)")
     parser.add_argument("--group", default=None,
                         help="the sweep's name (its W&B group); required with --project")
-    parser.add_argument("--out", required=True, type=pathlib.Path, help="results.csv to write")
+    parser.add_argument("--out", required=True, help="results.csv to write")
     args = parser.parse_args(argv)
-    if args.project and not args.group:
+    for name, value in vars(args).items():  # an unset shell variable: not "not given"
+        if isinstance(value, str) and not value.strip():
+            parser.error(f"{flag_name(name)}={value!r} is not allowed: a value (this one is "
+                         "empty)")
+    if args.project is not None and not args.group:
         parser.error("--group (the sweep's name) is required with --project")
+    if args.wandb_dir is not None and args.entity is not None:
+        parser.error(f"--entity={args.entity!r}: not used here (it is --project's: --wandb-dir "
+                     "reads local runs)")
+    if args.wandb_dir is not None and pathlib.Path(args.wandb_dir).is_file():
+        parser.error(f"--wandb-dir={args.wandb_dir!r} is not allowed: a folder (this is a file)")
+    args.out = pathlib.Path(args.out)
+    args.wandb_dir = pathlib.Path(args.wandb_dir) if args.wandb_dir is not None else None
     return args
 
 

@@ -270,6 +270,29 @@ def test_project_without_group_is_refused(capsys):
     assert "--group" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arguments, refusal", [
+    # Each was taken: an empty --group as "every group", --entity unused in silence, an empty
+    # --out as ".", a file as a folder without runs, an empty project as a missing API key.
+    (["--wandb-dir", "{tmp}", "--group", "", "--out", "{tmp}/r.csv"],
+     "--group='' is not allowed: a value (this one is empty)"),
+    (["--wandb-dir", "{tmp}", "--out", ""], "--out='' is not allowed: a value (this one is empty)"),
+    (["--project", "", "--group", "g", "--out", "{tmp}/r.csv"],
+     "--project='' is not allowed: a value (this one is empty)"),
+    (["--wandb-dir", "{tmp}", "--entity", "e", "--out", "{tmp}/r.csv"],
+     "--entity='e': not used here (it is --project's: --wandb-dir reads local runs)"),
+    (["--wandb-dir", "{tmp}/a-file", "--out", "{tmp}/r.csv"],
+     "--wandb-dir='{tmp}/a-file' is not allowed: a folder (this is a file)"),
+])
+def test_a_value_the_registry_cannot_use_is_one_line(tmp_path, capsys, arguments, refusal):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit) as exit:
+        registry.main([argument.format(tmp=tmp_path) for argument in arguments])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"python -m launch.registry: error: {refusal.format(tmp=tmp_path)}\n"
+    assert not (tmp_path / "r.csv").exists()
+
+
 def test_the_server_form_without_an_api_key_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))  # no `wandb login` either
