@@ -47,6 +47,11 @@ PEAK_RECHECK_SECONDS = 3600.0
 TPU_CORE_DEVICES = ("v2", "v3")
 
 
+# Far beyond any slice or cluster (the largest TPU pods have some thousands of chips): a count
+# above it is a typing error, not a plan.
+MAX_ACCELERATOR_COUNT = 2**20
+
+
 def accelerator_devices(accelerator: str) -> int:
     """How many JAX devices `accelerator` (as `accelerator_peak_flops` reads it) has: a TPU's
     chips (TensorCores for v2 and v3), a GPU node's GPUs. Raises ValueError as it does."""
@@ -63,16 +68,18 @@ def accelerator_peak_flops(accelerator: str,
     it for the MFU a run reports. Raises ValueError naming what is known."""
     name = accelerator.strip()
     generation, _, count = name.rpartition("-")
-    if generation in TPU_TYPES and count.isdigit() and int(count) > 0:
+    if generation in TPU_TYPES and count.isdigit() and 0 < int(count) <= MAX_ACCELERATOR_COUNT:
         chip, counts_cores = TPU_TYPES[generation]
         chips = max(1, int(count) // 2) if counts_cores else int(count)
         return PUBLISHED_PEAK_BF16[chip] * chips, chips
     count, _, gpu = name.partition("x")
-    if count.isdigit() and int(count) > 0 and gpu.upper() in PUBLISHED_PEAK_BF16:
+    if (count.isdigit() and 0 < int(count) <= MAX_ACCELERATOR_COUNT
+            and gpu.upper() in PUBLISHED_PEAK_BF16):
         peak = PUBLISHED_PEAK_BF16[gpu.upper()] * int(count)
         return (peak if compute_dtype == "bfloat16" else peak / 2), int(count)
     raise ValueError(f"a Cloud TPU type ({', '.join(f'{t}-N' for t in TPU_TYPES)}) or COUNTxGPU "
-                     f"with a GPU of {', '.join(k for k in PUBLISHED_PEAK_BF16 if 'TPU' not in k)}")
+                     f"with a GPU of {', '.join(k for k in PUBLISHED_PEAK_BF16 if 'TPU' not in k)}"
+                     f", N and COUNT from 1 to {MAX_ACCELERATOR_COUNT:,}")
 
 
 def device_memory_bytes() -> int:

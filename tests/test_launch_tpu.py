@@ -886,13 +886,13 @@ def test_without_a_runtime_version_the_slice_gets_its_generations_image(cloud, a
 
 def test_sweep_overrides_are_checked_and_reach_scaling_sweep_on_every_host(cloud):
     result = cloud.launch(*up_args("--config.sizes=d32-L1,d16-L1",
-                                   "--config.overrides.wandb.group", "it's"))
+                                   "--config.overrides.wandb.tags", "it's"))
     assert result.returncode == 0, result.stderr
     assert "2 planned runs" in result.stderr  # planned here with the overrides
     sweep = next(c["argv"] for c in cloud.calls() if kind(c) == "sweep")
     assert "--worker=all" in sweep
     remote = shlex.split(sweep[-1])  # as the host's shell reads the line
-    assert remote[-2:] == ["--config.sizes=d32-L1,d16-L1", "--config.overrides.wandb.group=it's"]
+    assert remote[-2:] == ["--config.sizes=d32-L1,d16-L1", "--config.overrides.wandb.tags=it's"]
 
 
 def test_command_line_sweep_overrides_come_after_the_settings_files(cloud):
