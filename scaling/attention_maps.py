@@ -263,8 +263,8 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     """Draw the figure and save the array; returns their paths."""
     for flag in ("--text", "--source"):
         trained.check_text(flag, getattr(args, flag[2:]))
+    summary = trained.read_summary(args.workdir)  # (an empty one is no folder: said so)
     workdir = pathlib.Path(args.workdir)
-    summary = trained.read_summary(workdir)
     trained.check_checkpoint(workdir, summary)
     model = trained.run_model(summary)
     config = trained.run_config(summary)

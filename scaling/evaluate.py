@@ -300,8 +300,8 @@ def _batches(args, run_config, data_cfg, tokenizer, objective, vocab_size: int):
 
 def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Path, dict]:
     """Evaluate per `args`; returns the JSON file written and its record."""
+    summary = trained.read_summary(args.workdir)  # (an empty one is no folder: said so)
     workdir = pathlib.Path(args.workdir)
-    summary = trained.read_summary(workdir)
     run_config = trained.run_config(summary)
     model = trained.run_model(summary)
     data_cfg = eval_data_config(run_config, overrides)

@@ -163,8 +163,8 @@ def sample(args: argparse.Namespace) -> list[str]:
 
     check_settings(args)
     prompt = read_prompt(args)
+    summary = trained.read_summary(args.workdir)  # (an empty one is no folder: said so)
     workdir = pathlib.Path(args.workdir)
-    summary = trained.read_summary(workdir)
     model = trained.run_model(summary)
     config = trained.run_config(summary)
     tokenizer = trained.tokenizer_of(config)

@@ -57,6 +57,8 @@ class TrainedRun:
 def read_summary(workdir: str | pathlib.Path) -> dict:
     """The run's summary.json; for a run killed before it wrote one, what its newest checkpoint
     records instead (the config and the resolved model). RunError if the workdir holds neither."""
+    if not str(workdir).strip():  # an unset shell variable: not this folder
+        raise RunError(f"--workdir={str(workdir)!r}: empty; pass a scaling-train workdir")
     path = pathlib.Path(workdir) / "summary.json"
     if pathlib.Path(workdir).is_file():
         raise RunError(f"--workdir {workdir}: a file, not a folder; pass a scaling-train workdir")
@@ -200,8 +202,8 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False,
     """Restore the newest checkpoint of the run in `workdir`, its parameters laid out on the run's
     mesh (`config.mesh` over this machine's devices) or on the first device. `batches=False` for a
     command that runs none of the run's batches (`build_program`)."""
-    workdir = pathlib.Path(workdir)
     summary = read_summary(workdir)
+    workdir = pathlib.Path(workdir)
     check_checkpoint(workdir, summary)
     config = run_config(summary)
     model = run_model(summary)

@@ -173,6 +173,10 @@ def test_a_sweep_workdir_or_a_file_is_one_line_naming_what_to_pass(command, tmp_
     assert capsys.readouterr().err == (
         f"{module.PROGRAM}: error: --workdir {tmp_path / 'sweep.json'}: a file, not a folder; "
         "pass a scaling-train workdir\n")
+    # An unset shell variable read as this folder: "--workdir .: no summary.json ...".
+    assert module.main(["--workdir", "", *extra]) == 2
+    assert capsys.readouterr().err == (f"{module.PROGRAM}: error: --workdir='': empty; pass a "
+                                       "scaling-train workdir\n")
 
 
 @pytest.mark.parametrize("command, work", [("sample", "sample"), ("evaluate", "evaluate"),
