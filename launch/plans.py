@@ -471,7 +471,14 @@ class Planner:
         tags += [f"seed:{size.config.seed}"] if self.sweep.seeds > 1 else []
         overrides = {**size.overrides, "name": name, "wandb.group": self.sweep.name,
                      "wandb.tags": ",".join(tags), **plan_fields}
-        config = self.resolve(overrides, name)
+        try:
+            config = self.resolve(overrides, name)
+        except ConfigError as error:
+            if error.field in plan_fields:  # a value the sweep derived: name what it came from
+                error.args = (f"{error} (the sweep sets it for this run, from its plan="
+                              f"{self.sweep.plan!r} and hparams={self.sweep.hparams!r} and their "
+                              "fields: change those)",)
+            raise
         model = model_config(config)
         counts = flops.parameter_counts(model)
         steps = budget.steps_for(config)

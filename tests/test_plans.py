@@ -163,6 +163,19 @@ def test_an_infinite_budget_or_a_whole_section_overridden_is_one_line(tmp_path, 
     assert code == 2 and error == f"scaling-sweep: error: {message}\n", error
 
 
+def test_a_run_field_the_plan_derives_is_refused_naming_what_it_came_from(tmp_path, capsys):
+    # "config.train.steps=976562500000000019418578944 is not allowed" named only a field the
+    # user never set.
+    path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
+    code = sweep_module.main(["--config", str(path), "--workdir", str(tmp_path / "w"),
+                              "--dry-run", "--config.plan=tokens", "--config.tokens=1e30"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1, error
+    assert "config.train.steps=976562500000000019418578944 is not allowed: at most " in error
+    assert error.endswith("(the sweep sets it for this run, from its plan='tokens' and hparams="
+                          "'fixed' and their fields: change those)\n")
+
+
 def test_a_base_config_name_too_long_for_the_file_system_is_one_line(tmp_path, capsys):
     # An OSError traceback ("[Errno 36] File name too long") while looking for the file.
     path = write_sweep_config(tmp_path / "sweep.py", **MODEL_CHANGING)
