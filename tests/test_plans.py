@@ -171,7 +171,7 @@ def test_a_run_field_the_plan_derives_is_refused_naming_what_it_came_from(tmp_pa
                               "--dry-run", "--config.plan=tokens", "--config.tokens=1e30"])
     error = capsys.readouterr().err
     assert code == 2 and error.count("\n") == 1, error
-    assert "config.train.steps=976562500000000019418578944 is not allowed: at most " in error
+    assert "config.train.steps=3906250000000000077674315776 is not allowed: at most " in error
     assert error.endswith("(the sweep sets it for this run, from its plan='tokens' and hparams="
                           "'fixed' and their fields: change those)\n")
 
