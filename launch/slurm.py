@@ -231,7 +231,7 @@ def _launch(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0],
                             epilog="--config.FIELD=VALUE options after these override fields "
-                                   "of --sweep-config (e.g. --config.overrides.optim.lr=1e-3) "
+                                   "of --sweep-config (e.g. --config.overrides.optim.grad_clip=0.5) "
                                    "or of --train-config (e.g. --config.optim.lr=1e-3), for "
                                    "every process.")
     parser.add_argument("--sweep-config", help="sweep config: every process runs scaling-sweep")

@@ -630,7 +630,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0],
                             epilog="`run` and `up` take --config.FIELD=VALUE options after "
                                    "these as overrides of --sweep-config's fields (e.g. "
-                                   "--config.overrides.optim.lr=1e-3), applied after the "
+                                   "--config.overrides.optim.grad_clip=0.5), applied after the "
                                    "settings file's sweep_overrides (the later one wins).")
     subcommands = parser.add_subparsers(dest="subcommand", required=True)
     for name, summary in (("create", "request the slice and wait until it is ACTIVE"),

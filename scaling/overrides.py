@@ -27,7 +27,7 @@ RUN_OVERRIDES_HELP = ("Any field of the run config can follow the options as "
 SWEEP_OVERRIDES_HELP = ("Any field of the sweep config can follow the options as "
                         "--config.FIELD=VALUE, e.g. --config.sizes=d8-L2,d16-L2; the runs' own "
                         "fields as --config.overrides.SECTION.FIELD=VALUE, e.g. "
-                        "--config.overrides.optim.lr=1e-3.")
+                        "--config.overrides.optim.grad_clip=0.5.")
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
