@@ -55,16 +55,26 @@ def bootstrap_fits(result: FitResult, num_resamples: int = 500, seed: int = 0,
     return law.shift(ends, -centre)
 
 
+# A larger share of resamples that could not be fitted (an IsoFLOP parabola through too few
+# distinct sizes) leaves the estimate without an interval.
+MAX_FAILED_SHARE = 0.1
+
+
 def summarize(point: float, samples: np.ndarray, level: float = CONFIDENCE_LEVEL) -> dict:
     """The point estimate with the bootstrap standard error and the central `level` percentile
     interval of `samples`. An infinite sample is an answer (a budget that resample never reaches:
     "never") and counts in the interval, which then reaches infinity when enough resamples do;
-    the standard error is then infinite. NaN samples (failed resamples) are left out and counted."""
+    the standard error is then infinite. NaN samples (failed resamples) are left out and counted;
+    when more than `MAX_FAILED_SHARE` of them failed, the rest are the resamples that happened to
+    be fittable, not a sample of the estimate's spread, and no interval is given."""
     samples = np.asarray(samples, dtype=float)
     kept = samples[~np.isnan(samples)]
     finite = kept[np.isfinite(kept)]
     summary = {"value": float(point)}
-    if kept.size >= 2:
+    failed = int(samples.size - kept.size)
+    if failed > MAX_FAILED_SHARE * samples.size:
+        summary.update(failed_resamples=failed, resamples=int(samples.size))
+    if kept.size >= 2 and "failed_resamples" not in summary:
         tail = 50.0 * (1.0 - level)
         # Percentiles with ±inf stood in for by huge finite values (a quarter of the largest
         # float, so differences do not overflow); a bound past every finite sample is infinite.

@@ -549,7 +549,11 @@ def _with_interval(name: str, parameter: dict) -> str:
     """`name = value (95% CI low – high)`; the value alone when there was no bootstrap."""
     low, high = parameter.get("ci_low", float("nan")), parameter.get("ci_high", float("nan"))
     if np.isnan(low) or np.isnan(high):
-        return f"{name} = {parameter['value']:.4g}"
+        from analysis.report import failed_resamples_note
+
+        note = (f" ({failed_resamples_note(parameter)})" if "failed_resamples" in parameter
+                else "")
+        return f"{name} = {parameter['value']:.4g}{note}"
     return (f"{name} = {parameter['value']:.4g} ({parameter['ci_level']:.0%} CI {low:.3g} – "
             f"{high:.3g})")
 

@@ -58,7 +58,15 @@ def _with_interval(summary: dict, infinite: str = "∞") -> str:
         text += f" (SE unbounded; {interval})"
     elif not math.isnan(summary.get("se", float("nan"))):
         text += f" (SE {_number(summary['se'], 2)}; {interval})"
+    elif "failed_resamples" in summary:
+        text += f" ({failed_resamples_note(summary)})"
     return text
+
+
+def failed_resamples_note(summary: dict) -> str:
+    """Why a bootstrapped estimate has no interval: most of its resamples could not be fitted."""
+    return (f"no interval: {summary['failed_resamples']} of {summary['resamples']} bootstrap "
+            "resamples could not be fitted")
 
 
 def _diagnostic_lines(fit: dict) -> list[str]:

@@ -153,6 +153,24 @@ def test_resamples_that_never_reach_a_budget_count_in_its_interval():
     assert few["ci_high"] == pytest.approx(np.percentile(np.r_[finite, 1e300], 97.5))
 
 
+def test_an_estimate_most_of_whose_resamples_failed_has_no_interval():
+    # An IsoFLOP fit of three sizes per budget: 174 of 200 resamples drew too few distinct sizes
+    # and failed; the 26 left, the resamples that redrew the original runs, gave "a = 0.522
+    # (95% CI 0.503 - 0.541)" around a truth of 0.452, and one seed an interval of width 0.
+    from analysis.report import _with_interval
+
+    survivors = np.full(26, 0.5217)
+    summary = summarize(0.5217, np.r_[survivors, np.full(174, np.nan)])
+    assert np.isnan(summary["ci_low"]) and np.isnan(summary["ci_high"]) and np.isnan(summary["se"])
+    assert (summary["failed_resamples"], summary["resamples"]) == (174, 200)
+    assert _with_interval(summary) == ("0.5217 (no interval: 174 of 200 bootstrap resamples could "
+                                       "not be fitted)")
+    # A few failures (at most a tenth) leave the interval of the rest.
+    few = summarize(0.5, np.r_[np.linspace(0.4, 0.6, 90), np.full(10, np.nan)])
+    assert few["ci_low"] == pytest.approx(np.percentile(np.linspace(0.4, 0.6, 90), 2.5))
+    assert "failed_resamples" not in few and few["non_finite_resamples"] == 10
+
+
 def test_an_interval_unbounded_above_reads_never_for_a_budget_and_infinity_otherwise():
     from analysis.report import _with_interval
 
