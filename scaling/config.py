@@ -113,7 +113,8 @@ class ModelConfig:
     rope_theta: float = number(10000.0, "RoPE base wavelength", minimum=1.0,
                                exclusive_minimum=True, maximum=FLOAT32_MAX)
     attention: str = option("full", ATTENTIONS, "full attention, or a sliding window")
-    window: int = integer(0, "sliding: keys each query sees (itself and window-1 before)")
+    window: int = integer(0, "sliding: keys each query sees (itself and window-1 before; in "
+                             "an encoder, window-1 on each side)")
     ffn: str = option("gelu", FFNS, "feed-forward activation")
     norm: str = option("rmsnorm", NORMS, "normalisation layer")
     norm_position: str = option("pre", NORM_POSITIONS, "norm before (pre) or after (post) "
