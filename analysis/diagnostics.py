@@ -98,10 +98,18 @@ def diagnose(law_name: str, params: dict, variables: dict, loss) -> list[dict]:
         flags.append({"parameter": parameter, "problem": problem, "fix": fix})
 
     for name, values in variables.items():
+        if name == "U":  # unique tokens enter as the repetitions D/U: a fixed corpus is the norm
+            continue
         values = np.asarray(values, dtype=float)
         span = float(values.max() / values.min())
         if span < MIN_SPAN:
             flag(name, f"the data span only {span:.3g}x in {name}", FIXES.get(name, "a wider range"))
+    if "U" in variables and "D" in variables and "R_star" in params and np.all(
+            np.asarray(variables["D"], dtype=float) <= np.asarray(variables["U"], dtype=float)):
+        # D' = D for every run: no prediction depends on R*, whatever its interval says.
+        flag("R_star", "no run repeats its data (D <= U for every run): R_star, what repeated "
+             "tokens are worth, is not identified", "runs trained on more tokens than their "
+             "unique ones (D > U)")
     if np.size(loss) <= len(params):
         # The law can pass through every point: zero residuals, resamples that all refit the
         # same curve, and intervals of width 0 that measure nothing.

@@ -697,6 +697,25 @@ def test_data_constrained_law_from_its_formula_recovers_a_synthetic_truth():
         assert fitted.params[name] == pytest.approx(value, rel=2e-3), name
 
 
+def test_unique_tokens_are_judged_by_the_repetitions_they_allow():
+    from analysis.diagnostics import diagnose
+
+    N, D, U, loss = data_constrained_points()
+    params = {name: {"value": value} for name, value in
+              {"E": 1.8, "A": 480, "B": 2100, "alpha": 0.34, "beta": 0.37, "R_star": 15.4}.items()}
+    # One fixed corpus (U the same for every run), the usual design: "the data span only 1x
+    # in U" was flagged though R* was recovered.
+    one_corpus = {"N": N, "D": D, "U": np.full(U.size, 1e10)}
+    assert not [flag for flag in diagnose("data_constrained", params, one_corpus, loss)
+                if "U" in flag["problem"] or flag["parameter"] == "R_star"]
+    # No run repeats its data: no prediction depends on R*, which was reported as "15 (95% CI 15
+    # - 15)" with only that span warning.
+    fresh = {"N": N, "D": D, "U": D * 2}
+    [flag] = [flag for flag in diagnose("data_constrained", params, fresh, loss)
+              if flag["parameter"] == "R_star"]
+    assert flag["problem"].startswith("no run repeats its data (D <= U for every run)")
+
+
 @pytest.mark.slow
 def test_csv_with_unique_tokens_defaults_to_the_data_constrained_law(tmp_path):
     N, D, U, loss = data_constrained_points()
