@@ -153,8 +153,7 @@ def _check_options_apply(args) -> None:
         why = "it is for --compare"
     if unused:
         raise ValueError(f"{', '.join(map(flag_name, unused))}: not used here ({why})")
-    if args.wandb_project is not None and not (args.wandb_project.strip() and
-                                               is_wandb_project(args.wandb_project)):
+    if args.wandb_project is not None and not is_wandb_project(args.wandb_project):
         raise ValueError(f"--wandb-project={args.wandb_project!r} is not allowed; need "
                          f"{WANDB_PROJECT_RULE}")
     if args.wandb_group is not None and not args.wandb_project:
