@@ -37,7 +37,7 @@ from analysis.pipeline import default_law as pipeline_default_law
 from scaling import files
 from scaling.config import (SWEEP_TAG, WANDB_PROJECT_RULE, WANDB_TAG_LIMIT, is_wandb_project,
                             wandb_environment_problem)
-from scaling.errors import ArgumentParser, flag_name
+from scaling.errors import ArgumentParser, empty_option, flag_name
 
 FAR_FROM_BUDGET = 2.0  # a run snapped to an IsoFLOP budget more than this factor away is flagged
 # Column names and preprocessing of published tables, for --preset.
@@ -583,11 +583,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        for name, value in vars(args).items():  # an unset shell variable: not "not given"
-            if any(isinstance(given, str) and not given.strip()
-                   for given in (value if isinstance(value, list) else [value])):
-                raise ValueError(f"{flag_name(name)}={value!r} is not allowed; need a value "
-                                 "(this one is empty)")
+        if empty := empty_option(args):
+            raise ValueError(f"{empty[0]}={empty[1]!r} is not allowed; need a value (this one "
+                             "is empty)")
         if args.download_chinchilla:
             others = [name for name, value in vars(args).items()
                       if name != "download_chinchilla" and value != parser.get_default(name)]

@@ -45,7 +45,7 @@ import zlib
 from launch import results
 from scaling import files, tracking
 from launch.results import RESULT_COLUMNS
-from scaling.errors import ArgumentParser, flag_name
+from scaling.errors import ArgumentParser, empty_option
 
 LOG_BLOCK_BYTES, RECORD_HEADER_BYTES = 32768, 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -335,10 +335,8 @@ def parse_args(argv: list[str]):
                         help="the sweep's name (its W&B group); required with --project")
     parser.add_argument("--out", required=True, help="results.csv to write")
     args = parser.parse_args(argv)
-    for name, value in vars(args).items():  # an unset shell variable: not "not given"
-        if isinstance(value, str) and not value.strip():
-            parser.error(f"{flag_name(name)}={value!r} is not allowed: a value (this one is "
-                         "empty)")
+    if empty := empty_option(args):
+        parser.error(f"{empty[0]}={empty[1]!r} is not allowed: a value (this one is empty)")
     if args.project is not None and not args.group:
         parser.error("--group (the sweep's name) is required with --project")
     if args.wandb_dir is not None and args.entity is not None:

@@ -61,7 +61,8 @@ TIME_LIMIT = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite",
 # A coordinator's host: a name or IPv4 address, or an IPv6 address in brackets.
 COORDINATOR_HOST = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 # Options that only the sbatch script reads: an explicit coordinator prints commands instead.
-SBATCH_OPTIONS = ("gpus_per_node", "cpus_per_task", "partition", "account", "time", "job_name", "setup", "script")
+SBATCH_OPTIONS = ("gpus_per_node", "cpus_per_task", "partition", "account", "time", "job_name",
+                  "setup", "script")
 DEFAULT_JOB_NAME = "scaling"
 
 

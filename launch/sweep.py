@@ -605,10 +605,10 @@ def check_meshes(runs: list[plans.PlannedRun], device_count: int,
     checks them before it builds: ConfigError naming the field and the run."""
     for run in runs:
         try:
-            shape = memory.check_mesh(run.config, device_count)
+            model = model_config(run.config, None)
+            shape = memory.check_mesh(run.config, device_count, model)
             if device_memory is not None:
-                memory.check_fits(run.config, model_config(run.config, None), shape,
-                                  device_memory)
+                memory.check_fits(run.config, model, shape, device_memory)
         except ConfigError as error:
             raise error.in_run(run.name) from None
 

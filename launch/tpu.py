@@ -673,8 +673,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         given["sweep_overrides"] = [*settings.sweep_overrides, *args.sweep_overrides]
     settings = tpu_settings.merge(settings, given)
     tpu_settings.validate(settings, args.subcommand)
-    if args.subcommand == "run" and args.accelerator_type is None and (
-            not args.config or "accelerator_type" not in loaded):
+    if args.subcommand == "run" and args.accelerator_type is None and \
+            "accelerator_type" not in loaded:
         settings.accelerator_type = ""  # the slice's, which `run` asks gcloud for
     return settings
 
@@ -712,6 +712,18 @@ def on_hosts_only(s: Settings, path: str) -> bool:
     return path.startswith(("/", "~")) or tpu_settings.is_inside(path, s.mount_dir)
 
 
+def data_paths(run) -> list[tuple[str, str, list[str]]]:
+    """(field, value, its paths) for each data path field the run reads: data.spm_model, and
+    data.files's entries (files, folders or patterns) for the datasets that read it."""
+    from scaling.data import text_files
+
+    data = run.config.data
+    fields = [("spm_model", data.spm_model, [data.spm_model] if data.spm_model else [])]
+    if data.dataset in ("text_files", "text_pairs"):
+        fields.append(("files", data.files, text_files.parse_file_list(data.files or "")))
+    return fields
+
+
 def check_data_copied(s: Settings, runs: list) -> None:
     """Each relative data path of each run (an entry of data.files: a file, folder or pattern;
     data.spm_model) names files the copy of --source takes, as the hosts read them from ~/scaling.
@@ -723,11 +735,7 @@ def check_data_copied(s: Settings, runs: list) -> None:
     for run in runs:
         if run.config is None:
             continue
-        data = run.config.data
-        fields = [("spm_model", data.spm_model, [data.spm_model] if data.spm_model else [])]
-        if data.dataset in ("text_files", "text_pairs"):
-            fields.append(("files", data.files, text_files.parse_file_list(data.files or "")))
-        for field, value, entries in fields:
+        for field, value, entries in data_paths(run):
             for entry in entries:
                 if on_hosts_only(s, entry):
                     continue
@@ -755,7 +763,6 @@ def check_sweep(s: Settings) -> int:
     from launch.sweep import (check_meshes, estimated_pace, held_out_batches, load_plan,
                               plan_totals, runs_dtype)
     from scaling import hardware
-
     from scaling.data.validation import paths_checked_elsewhere
 
     try:
@@ -781,9 +788,8 @@ def check_sweep(s: Settings) -> int:
         + (f" on the {devices} devices of {s.accelerator_type}" if devices else ""))
     try:
         here = [run for run in runs if run.config is not None and not any(
-            on_hosts_only(s, path.strip()) for path in (run.config.data.spm_model,
-                                                        *run.config.data.files.split(","))
-            if path.strip())]  # data only the hosts have is not counted here
+            on_hosts_only(s, path) for _, _, paths in data_paths(run) for path in paths)
+        ]  # data only the hosts have is not counted here
         log(plan_totals(runs, estimated_pace(s.accelerator_type, runs_dtype(runs)),
                         split_batches=held_out_batches(here)))
     except ValueError:

@@ -16,6 +16,16 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def empty_option(args: argparse.Namespace) -> tuple[str, Any] | None:
+    """The first option given an empty (or blank) value, as (its flag, the value): an unset shell
+    variable, which must not read as "not given". None when there is none."""
+    for name, value in vars(args).items():
+        if any(isinstance(given, str) and not given.strip()
+               for given in (value if isinstance(value, list) else [value])):
+            return flag_name(name), value
+    return None
+
+
 # What every ConfigError's message says between the value and what is allowed.
 NOT_ALLOWED = " is not allowed: "
 

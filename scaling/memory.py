@@ -133,11 +133,13 @@ def stack_positions(config: ml_collections.ConfigDict, model: ModelConfig) -> di
             "encoder_len": encoder if model.layout == "encoder_decoder" else None}
 
 
-def check_mesh(config: ml_collections.ConfigDict, device_count: int) -> tuple[int, int, int]:
-    """The run's mesh shape over `device_count` devices, once its model and batch are known to
-    split over it (ConfigError naming the field otherwise), as `build_program` checks them."""
+def check_mesh(config: ml_collections.ConfigDict, device_count: int,
+               model: ModelConfig | None = None) -> tuple[int, int, int]:
+    """The run's mesh shape over `device_count` devices, once its model (`model`, else resolved
+    from `config`) and batch are known to split over it (ConfigError naming the field
+    otherwise), as `build_program` checks them."""
     shape = parallel.mesh_shape(config.mesh, device_count)
-    parallel.check_divisibility(model_config(config, None), config.train.batch_size,
+    parallel.check_divisibility(model or model_config(config, None), config.train.batch_size,
                                 config.train.grad_accum_steps, shape)
     return shape
 
@@ -146,7 +148,7 @@ def describe(config: ml_collections.ConfigDict, device_count: int | None = None)
     """A printable summary of sizes, FLOPs and per-device memory for a validated config."""
     device_count = device_count or jax.device_count()
     model = model_config(config, None)
-    shape = check_mesh(config, device_count)
+    shape = check_mesh(config, device_count, model)
     counts = flops.parameter_counts(model)
     shapes = objectives.shapes_of(config.data, config.train).shapes
     total_steps = budget.steps_for(config)

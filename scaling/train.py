@@ -115,7 +115,10 @@ def _train_locked(config, workdir: pathlib.Path) -> dict:
     # ends in a clean exit (75 or 130) instead of a kill or a traceback.
     stop_signal = StopSignal(install=True, processes=jax.process_count())
     try:
-        return Trainer(config, workdir, stop_signal).run()
+        earlier = (previous or {}).get("wall_seconds")  # a resumed run's time adds up
+        return Trainer(config, workdir, stop_signal,
+                       earlier_seconds=earlier if isinstance(earlier, (int, float)) else 0.0
+                       ).run()
     finally:
         stop_signal.restore()
 

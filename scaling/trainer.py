@@ -188,17 +188,13 @@ def _is_boundary(count: int, every: int, total: int) -> bool:
 class Trainer:
     """One run: build everything, restore or initialise, then `run()` to the end or a stop."""
 
-    def __init__(self, config, workdir: pathlib.Path, stop_signal):
+    def __init__(self, config, workdir: pathlib.Path, stop_signal, earlier_seconds: float = 0.0):
+        """`earlier_seconds`: the earlier attempts' time, as the summary the last of them wrote
+        says: a resumed run's wall_seconds is what the run took, not what this attempt did."""
         self.config, self.workdir, self.stop_signal = config, workdir, stop_signal
         self.leader = distributed.is_leader()
         self.wall_start = time.perf_counter()
-        # The earlier attempts' time, from the summary the last of them wrote: a resumed run's
-        # wall_seconds is what the run took, not what this attempt did.
-        try:
-            earlier = json.loads((workdir / "summary.json").read_text()).get("wall_seconds")
-        except (OSError, ValueError, AttributeError):
-            earlier = None
-        self.earlier_seconds = float(earlier) if isinstance(earlier, (int, float)) else 0.0
+        self.earlier_seconds = float(earlier_seconds)
         self.loader = data_lib.make_loader(
             config.data, batch_size=config.train.batch_size, seed=config.seed,
             process_index=jax.process_index(), process_count=jax.process_count(),
