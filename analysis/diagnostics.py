@@ -149,6 +149,29 @@ def diagnose(law_name: str, params: dict, variables: dict, loss) -> list[dict]:
     return flags
 
 
+def unequal_exponents(chinchilla_params: dict, level: float = CONFIDENCE_LEVEL) -> list[dict]:
+    """A flag for Gadre et al.'s over-training form, which ties the N and D exponents (alpha =
+    beta = 2·eta), when Chinchilla's form fitted to the same points puts alpha - beta's interval
+    away from 0: the data then reject the tie, and the form's compute-optimal allocation
+    (N_opt, D_opt ∝ C^0.5) and N_opt follow from the form, not the data.
+
+    `chinchilla_params` maps "alpha" and "beta" to (point estimate, bootstrap samples), the
+    samples paired resample by resample. Empty when the interval holds 0 or there is none."""
+    (alpha, alpha_samples), (beta, beta_samples) = (chinchilla_params[name]
+                                                    for name in ("alpha", "beta"))
+    summary = summarize(alpha - beta, np.asarray(alpha_samples) - np.asarray(beta_samples), level)
+    low, high = summary.get("ci_low", math.nan), summary.get("ci_high", math.nan)
+    if not (low > 0 or high < 0):  # holds 0, or no interval (NaN compares false)
+        return []
+    return [{"parameter": "eta",
+             "problem": (f"Chinchilla's form fitted to the same points puts alpha - beta at "
+                         f"{alpha - beta:.3g} ({level:.0%} CI {low:.3g} to {high:.3g}), away from "
+                         "the 0 this form assumes (alpha = beta = 2·eta): its compute-optimal "
+                         "allocation and N_opt follow from that assumption, not from the data"),
+             "fix": ("read the allocation off Chinchilla's form (its section below, or "
+                     "`--law chinchilla`)")}]
+
+
 def data_gain_by_size(law: Law, theta: np.ndarray, variables: dict, loss) -> list[dict]:
     """For each model size with points at two or more token counts (sizes ascending): `N`, its
     smallest and largest token count `D_low`, `D_high`, and how much the loss falls between them,

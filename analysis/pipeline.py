@@ -21,7 +21,8 @@ from analysis import allocation, returns
 from analysis.backtest import (covered_or_none, envelope, extrapolation_sd, method_points,
                                prediction_interval, split_largest)
 from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
-from analysis.diagnostics import data_gain_by_size, diagnose, shared_data_exponent
+from analysis.diagnostics import (data_gain_by_size, diagnose, shared_data_exponent,
+                                  unequal_exponents)
 from analysis.fit import HUBER_DELTA, FitResult, fit_law
 from analysis.frontier import (DEFAULT_FRONTIER_POINTS, DEFAULT_SKIP_FRACTION, Frontier,
                                curve_frontier, final_point_frontier)
@@ -393,6 +394,12 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
             if law_name == settings.law:
                 raise LawNotFitted(law_name, reason)
             skipped[law_name] = reason
+    if "overtraining" in fits and "chinchilla" in fits:
+        chinchilla = fits["chinchilla"]
+        point, samples = (chinchilla.fit.law.natural(theta) for theta in
+                          (chinchilla.fit.theta[None], chinchilla.bootstrap_theta))
+        fits["overtraining"].summary["diagnostics"] += unequal_exponents(
+            {name: (float(point[name][0]), samples[name]) for name in ("alpha", "beta")})
     with_gains = [law_fit for law_fit in fits.values() if "data_gain" in law_fit.summary]
     if with_gains:
         shared = shared_data_exponent({"N": runs["N"].to_numpy(), "D": runs["D"].to_numpy()},

@@ -840,3 +840,27 @@ def test_a_crossing_where_only_one_recipe_has_data_is_an_extrapolation(tmp_path,
     assert crossing["inside_data"] is False and crossing["resamples_crossing_inside"] == 0
     assert "(outside the compute range both recipes have data in: an extrapolation)" in (
         out / "compare.md").read_text()
+
+
+@pytest.mark.parametrize("truth", ["chinchilla", "overtraining"])
+def test_the_overtraining_form_is_flagged_when_the_data_reject_its_equal_exponents(truth):
+    # Hoffmann et al.'s law has alpha = 0.34 and beta = 0.28; Gadre et al.'s form ties them. On
+    # an over-training grid from the Chinchilla law, the tied form still fits closely but its
+    # N_opt is the tie's; Chinchilla's form fitted beside it shows alpha - beta away from 0.
+    rng = np.random.default_rng(0)
+    N, D = overtraining_grid()
+    exact = (overtraining_loss(N, D) if truth == "overtraining"
+             else 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28)
+    runs = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D,
+                         "loss": exact * np.exp(0.002 * rng.normal(size=N.size))})
+    analysis = analyze(runs, Settings(law="overtraining", num_resamples=100))
+    flags = [flag for flag in analysis.summary["fits"]["overtraining"]["diagnostics"]
+             if flag["parameter"] == "eta"]
+    if truth == "overtraining":
+        assert flags == []
+        return
+    chinchilla = analysis.summary["fits"]["chinchilla"]["params"]
+    difference = chinchilla["alpha"]["value"] - chinchilla["beta"]["value"]
+    assert difference == pytest.approx(0.06, abs=0.02)
+    assert len(flags) == 1 and f"alpha - beta at {difference:.3g}" in flags[0]["problem"]
+    assert "--law chinchilla" in flags[0]["fix"]
