@@ -233,3 +233,26 @@ def test_a_slice_is_checked_against_the_splits_size_where_it_is_known():
         with pytest.raises(config_lib.ConfigError) as caught:
             check(split=split)
         assert caught.value.field == "data.eval_split" and reason in str(caught.value)
+
+
+@pytest.mark.parametrize("train_split, eval_split, shared", [
+    ("train[:60%]", "train[50%:]", True),  # 10% of train in both: accepted before
+    ("train[:90%]", "train[90%:]", False),
+    ("train[:11]", "train[10:]", True),
+    ("train[:10]", "train[10:]", False),
+    ("train[:51%]", "train[-50%:]", True),
+    ("train[:50%]", "train[-50%:]", False),
+    ("train[:40%]+train[50%:]", "train[40%:60%]", True),
+    ("train[:40%]+train[60%:]", "train[40%:60%]", False),
+    # Bounds in different units, or counted from an end of unknown size, cannot be compared.
+    ("train[:100]", "train[10%:]", False),
+    ("train[:-10]", "train[-10:]", False),
+])
+def test_slices_of_one_split_that_overlap_are_no_held_out_split(tmp_path, train_split, eval_split,
+                                                                 shared):
+    cfg = _data_config(tmp_path, train_split=train_split, eval_split=eval_split)
+    if not shared:
+        validate_data_config(cfg)
+        return
+    error = _error(cfg)
+    assert error.field == "data.eval_split" and "a split held out from" in str(error)

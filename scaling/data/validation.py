@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import pathlib
+import re
 from typing import Callable, Iterator
 
 from scaling import files
@@ -164,21 +166,61 @@ def _check_spm_model(data_cfg) -> None:
                           "model's vocabulary, end-of-document included)")
 
 
+_SLICE = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<start>-?\d*)(?P<start_unit>%?):(?P<end>-?\d*)"
+                    r"(?P<end_unit>%?)\]$")
+
+
+def _slice_bounds(part: str) -> tuple[str, str, float, float] | None:
+    """(split, unit, start, end) of a TFDS slice `split[a:b]` whose bounds are both percentages
+    or both example counts ('%' or '' as `unit`; an open end is 0 or 100% / infinity; negative
+    percentages count from the end); None for a whole split or bounds that cannot be compared
+    without the split's size (mixed units, negative counts)."""
+    match = _SLICE.match(part)
+    if match is None:
+        return None
+    units = {unit for unit, bound in ((match["start_unit"], match["start"]),
+                                      (match["end_unit"], match["end"])) if bound}
+    if len(units) > 1:
+        return None
+    unit = units.pop() if units else "%"
+    whole = 100.0 if unit == "%" else math.inf
+    bounds = []
+    for bound, default in ((match["start"], 0.0), (match["end"], whole)):
+        value = float(bound) if bound else default
+        if value < 0:
+            if unit != "%":
+                return None
+            value += 100.0
+        bounds.append(min(max(value, 0.0), whole))
+    return match["name"].strip(), unit, bounds[0], bounds[1]
+
+
 def _overlapping(train: str, evaluation: str) -> bool:
     """Whether two TFDS split specs surely share examples: a part of one (a `+` of them) is a
-    part of the other, or the whole split the other slices. Two slices of one split are not
-    compared."""
+    part of the other, the whole split the other slices, or a slice of one split whose range
+    overlaps the other's (both in percent, or both in examples). Slices whose ranges can only be
+    compared knowing the split's size are not."""
     def parts(spec: str) -> list[str]:
         return [part.strip() for part in spec.split("+") if part.strip()]
 
-    return any(t.split("[")[0] == e.split("[")[0] and (t == e or "[" not in t or "[" not in e)
-               for t in parts(train) for e in parts(evaluation))
+    def overlap(t: str, e: str) -> bool:
+        if t.split("[")[0].strip() != e.split("[")[0].strip():
+            return False
+        if t == e or "[" not in t or "[" not in e:
+            return True
+        ranges = _slice_bounds(t), _slice_bounds(e)
+        if None in ranges or ranges[0][1] != ranges[1][1]:
+            return False
+        (_, _, t_start, t_end), (_, _, e_start, e_end) = ranges
+        return max(t_start, e_start) < min(t_end, e_end)
+
+    return any(overlap(t, e) for t in parts(train) for e in parts(evaluation))
 
 
 def validate_data_config(data_cfg, training: bool = True) -> None:
     """Raise ConfigError naming the first bad field of `config.data`. Reads no corpus. For
-    `training`, the eval split must be held out: not the training split, nor a slice of it or
-    the whole of a split it slices (two slices of one split are not compared)."""
+    `training`, the eval split must be held out: not the training split, nor a slice of it, the
+    whole of a split it slices or a slice overlapping it (`_overlapping`)."""
     dataset = data_cfg.dataset
     if not isinstance(dataset, str) or not dataset.strip():
         raise ConfigError("data.dataset", dataset, KNOWN_EXAMPLES)
