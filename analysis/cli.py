@@ -347,7 +347,8 @@ def run(args) -> pathlib.Path:
                   for line, first in runs.attrs["duplicates"]]
         data_summary.update(source=str(input_path), where=where, loss_column=args.loss_col,
                             dropped_highest_losses=args.drop_highest_losses or 0, excluded=copies,
-                            best_per_point=bool(args.best_per_point), rows=runs.attrs["rows"])
+                            best_per_point=bool(args.best_per_point), rows=runs.attrs["rows"],
+                            point=runs.attrs["point"])
     else:
         input_path = pathlib.Path(args.results or args.wandb)
         loss_column = args.loss_col or "final_eval_loss"
@@ -411,8 +412,8 @@ def run(args) -> pathlib.Path:
                   f"{sizes} model sizes: values within {SAME_SIZE_TOLERANCE:.0e} of each other "
                   "(relative) are taken as one size", file=sys.stderr)
         if runs.attrs.get("shared_points"):
-            print(f"scaling-fit: note: {runs.attrs['shared_points']} (N, D) point(s) of "
-                  f"{input_path} have several rows with different losses (another setting swept "
+            print(f"scaling-fit: note: {runs.attrs['shared_points']} {runs.attrs['point']} "
+                  f"point(s) of {input_path} have several rows with different losses (another setting swept "
                   "at each?), each fitted as a point; --best-per-point keeps the lowest",
                   file=sys.stderr)
     _out_dir(out_dir)
@@ -572,7 +573,8 @@ def _print_summary(summary: dict) -> None:
     else:  # said where the law is, not only in the report
         reason = summary.get("skipped", {}).get(f"extrapolation_{summary['law']}", "not run")
         print(f"no extrapolation check: {reason}")
-    for name, fit in summary["fits"].items():
+    fits = dict(summary["fits"], isoflop=summary.get("isoflop") or {})
+    for name, fit in fits.items():
         for flag in fit.get("diagnostics", []):
             print(f"scaling-fit: warning: {name}: {flag['problem']}; would help: {flag['fix']}",
                   file=sys.stderr)

@@ -47,6 +47,7 @@ FIXES = {
     "N": "more model sizes, over a wider range of N",
     "D": "more token budgets per size, over a wider range of D",
     "C": "more compute budgets, over a wider range of C",
+    "U": "runs that repeat their data over a wider range of repetitions (D/U)",
 }
 
 
@@ -64,10 +65,12 @@ def _fix(law_variables, parameter: str) -> str:
         variable = "N"
     elif parameter in ("B", "D_c"):
         variable = "D"
+    elif parameter == "R_star":  # what a repeated token is worth: only repetition measures it
+        variable = "U"
     if variable is None or variable not in law_variables:
         variable = law_variables[0] if len(law_variables) == 1 else None
     if variable is None:
-        return " or ".join(FIXES[v] for v in law_variables)
+        return " or ".join(FIXES[v] for v in law_variables if v != "U")
     return FIXES[variable]
 
 
@@ -146,6 +149,27 @@ def diagnose(law_name: str, params: dict, variables: dict, loss) -> list[dict]:
                  f"{math.log10(high / low):.0f} orders of magnitude)", _fix(law_variables, name))
         if se_is_unbounded(summary) and not any(f["parameter"] == name for f in flags):
             flag(name, f"the standard error of {name} is unbounded", _fix(law_variables, name))
+    return flags
+
+
+def isoflop_flags(budgets: list[dict]) -> list[dict]:
+    """Problems with an IsoFLOP fit (Approach 2), from its budgets as fit.json lists them (each
+    with `sizes`, the distinct model sizes trained at it, and `used`, whether its parabola's
+    minimum entered the exponent fits): parabolas that pass through every point they are fitted
+    to, and exponents read off two budgets, a line through two points."""
+    used = [budget for budget in budgets if budget["used"]]
+    flags = []
+    if used and max(budget["sizes"] for budget in used) <= 3:
+        flags.append({"parameter": "N_opt",
+                      "problem": "every budget used has 3 model sizes, which its parabola passes "
+                                 "through exactly: each N_opt carries its runs' noise, with no "
+                                 "residual to show it",
+                      "fix": "4 or more model sizes at each budget"})
+    if len(used) == 2:
+        flags.append({"parameter": "a",
+                      "problem": "only 2 budgets have their minimum inside the sizes trained at "
+                                 "them: the exponents are the line through 2 points",
+                      "fix": "more compute budgets, each with its minimum inside its sizes"})
     return flags
 
 

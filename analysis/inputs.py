@@ -146,6 +146,11 @@ def _numeric(table: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
 
 
+def _cell(value) -> str:
+    """How a bad cell reads in a message: "is empty", or "has '<its text>'"."""
+    return "is empty" if pd.isna(value) or not str(value).strip() else f"has {str(value)!r}"
+
+
 def table_objectives(table: pd.DataFrame) -> list[str]:
     """The training objectives of a results table's runs (none for a table without the column)."""
     if "objective" not in table.columns:
@@ -357,14 +362,16 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     `where` keeps the rows whose column equals the value (as text, or as numbers when both are)
     for every (column, value); `drop_highest_losses` leaves out the rows with the K highest losses
     (Epoch's preprocessing of the Chinchilla data: K = 5). `best_per_point` keeps, of the rows
-    that share (N, D) (e.g. a learning-rate sweep), the one with the lowest loss. `u_col` names a
+    that share (N, D) (e.g. a learning-rate sweep), or (N, D, U) with `u_col`, the one with the
+    lowest loss. `u_col` names a
     column of unique training tokens U (for the data-constrained law). A `name` column, when
     there is one, names the runs; without one, a run is named by its line in the file. Missing
     or non-positive values are an error naming the column and the row. A row that repeats an earlier kept row in every column of the file is a copy, not
     a second run (it would count twice in the fit and narrow its bootstrap intervals): it is left
     out, and `attrs["duplicates"]` lists (row, earlier row) for each, rows counted from 0 after
     the header. `attrs["shared_points"]` counts the (N, D) points several rows give (unless
-    `best_per_point`), and `attrs["rows"]` the rows the points were made of."""
+    `best_per_point`), `attrs["point"]` says what a point is ("(N, D)" or "(N, D, U)"), and
+    `attrs["rows"]` the rows the points were made of."""
     if (d_col is None) == (c_col is None):
         raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
     table = _read_csv(path)
@@ -412,16 +419,17 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
         bad = ~(np.isfinite(values) & (values > 0))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{path}: column {source_column!r} must be positive at every row; line "
-                             f"{lines[row]} has {str(table[source_column].iloc[row])!r} "
+            raise ValueError(f"{path}: column {source_column!r} must be a positive number at every "
+                             f"row; line {lines[row]} {_cell(table[source_column].iloc[row])} "
                              f"({int(bad.sum())} bad rows)")
     columns = ["N", "D", "C", "loss"]
     if u_col:
         points["U"] = _numeric(table, u_col)
         bad = ~(np.isfinite(points["U"].to_numpy()) & (points["U"].to_numpy() > 0))
         if bad.any():
-            raise ValueError(f"{path}: column {u_col!r} must be positive at every row; line "
-                             f"{lines[int(np.flatnonzero(bad)[0])]} is not")
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{path}: column {u_col!r} must be a positive number at every row; "
+                             f"line {lines[row]} {_cell(table[u_col].iloc[row])}")
         columns.append("U")
     # Runs without a name column are named by their line in the file (the header is line 1).
     points["name"] = (table["name"].astype(str) if "name" in table.columns
@@ -430,10 +438,12 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     if drop_highest_losses > 0:  # once every loss is known to be a number
         points = points.drop(index=_highest(points["loss"].to_numpy(), drop_highest_losses))
         points = points.reset_index(drop=True)
-    shared = int((points.groupby(["N", "D"]).size() > 1).sum())
+    # Runs that differ in their unique tokens are different points of the data-constrained law.
+    point = ["N", "D"] + (["U"] if u_col else [])
+    shared = int((points.groupby(point).size() > 1).sum())
     rows = len(points)
     if best_per_point:
-        points = points.loc[points.groupby(["N", "D"])["loss"].idxmin()].reset_index(drop=True)
+        points = points.loc[points.groupby(point)["loss"].idxmin()].reset_index(drop=True)
     # (values of the N column, model sizes they make) where `same_sizes` merged some
     given, sizes = int(points["N_given"].nunique()), int(points["N"].nunique())
     points = points[columns]
@@ -442,6 +452,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     # (N, D) points several rows give, with different losses (another setting swept at each):
     # each row is fitted as a point unless `best_per_point`.
     points.attrs["shared_points"] = 0 if best_per_point else shared
+    points.attrs["point"] = f"({', '.join(point)})"
     points.attrs["rows"] = rows  # those the points are made of, after filters and drops
     return points
 

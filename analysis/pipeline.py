@@ -21,8 +21,8 @@ from analysis import allocation, returns
 from analysis.backtest import (covered_or_none, envelope, extrapolation_sd, method_points,
                                prediction_interval, split_largest)
 from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits, summarize
-from analysis.diagnostics import (data_gain_by_size, diagnose, shared_data_exponent,
-                                  unequal_exponents)
+from analysis.diagnostics import (data_gain_by_size, diagnose, isoflop_flags,
+                                  shared_data_exponent, unequal_exponents)
 from analysis.fit import HUBER_DELTA, FitResult, fit_law
 from analysis.frontier import (DEFAULT_FRONTIER_POINTS, DEFAULT_SKIP_FRACTION, Frontier,
                                curve_frontier, final_point_frontier)
@@ -348,7 +348,7 @@ def _isoflop_summary(isoflop: IsoflopFit, flops: np.ndarray, run_budgets: np.nda
     the compute of a run counted at it (runs snapped to a grid can lie far from it)."""
     off = np.exp(np.abs(np.log(np.asarray(flops, dtype=float) / run_budgets)))
     farthest = [float(off[run_budgets == budget].max()) for budget in isoflop.budgets]
-    return {
+    summary = {
         "a": summarize(isoflop.params_exponent, isoflop.bootstrap_params_exponent),
         "b": summarize(isoflop.tokens_exponent, isoflop.bootstrap_tokens_exponent),
         "N_opt_coefficient": isoflop.params_coefficient, "D_opt_coefficient": isoflop.tokens_coefficient,
@@ -358,6 +358,8 @@ def _isoflop_summary(isoflop: IsoflopFit, flops: np.ndarray, run_budgets: np.nda
                                                    isoflop.optimal_params, isoflop.optimal_tokens,
                                                    isoflop.minimum_loss, isoflop.used, farthest)],
     }
+    summary["diagnostics"] = isoflop_flags(summary["budgets"])
+    return summary
 
 
 def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.DataFrame | None = None,

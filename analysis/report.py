@@ -182,7 +182,8 @@ def _preprocessing_lines(data: dict) -> list[str]:
                     "losses (--drop-highest-losses)")
     if data.get("best_per_point"):
         said.append(f"{data['runs_fitted']} points from {data['rows']} rows: of rows that share "
-                    "(N, D), the one with the lowest loss (--best-per-point)")
+                    f"{data.get('point', '(N, D)')}, the one with the lowest loss "
+                    "(--best-per-point)")
     return said
 
 
@@ -234,7 +235,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
         lines += _fit_section(title, fits[name], settings)
     if summary["isoflop"] is not None:
         iso = summary["isoflop"]
-        lines += ["## Approach 2: IsoFLOP profiles", "",
+        lines += ["## Approach 2: IsoFLOP profiles", ""] + _diagnostic_lines(iso) + [
                   f"Parabola of loss vs log N per budget; N_opt ∝ C^a with a = {_with_interval(iso['a'])}, "
                   f"D_opt ∝ C^b with b = {_with_interval(iso['b'])} (resampling runs within budgets).", "",
                   "| budget C (FLOPs) | sizes | runs' C within | N_opt | D_opt | min loss |",

@@ -716,6 +716,25 @@ def test_unique_tokens_are_judged_by_the_repetitions_they_allow():
     assert flag["problem"].startswith("no run repeats its data (D <= U for every run)")
 
 
+def test_unidentified_parameters_of_the_data_constrained_law_say_what_would_help():
+    # E not identified and R*'s error unbounded: the fix for E joined a fix per variable and had
+    # none for U (a KeyError traceback from scaling-fit).
+    from analysis.diagnostics import diagnose
+
+    N, D, U, loss = data_constrained_points()
+    params = {name: {"value": value, "se": 0.1 * value, "ci_low": 0.9 * value,
+                     "ci_high": 1.1 * value} for name, value in
+              {"E": 1.8, "A": 480, "B": 2100, "alpha": 0.34, "beta": 0.37, "R_star": 15.4}.items()}
+    params["E"].update(ci_low=1e-12, ci_high=2.0)
+    params["R_star"].update(se=float("inf"))
+    flags = {flag["parameter"]: flag for flag in
+             diagnose("data_constrained", params, {"N": N, "D": D, "U": U}, loss)}
+    assert flags["E"]["fix"] == ("more model sizes, over a wider range of N or more token budgets "
+                                 "per size, over a wider range of D")
+    assert flags["R_star"]["fix"] == ("runs that repeat their data over a wider range of "
+                                      "repetitions (D/U)")
+
+
 @pytest.mark.slow
 def test_csv_with_unique_tokens_defaults_to_the_data_constrained_law(tmp_path):
     N, D, U, loss = data_constrained_points()

@@ -667,8 +667,9 @@ def test_a_bad_value_in_a_csv_is_named_by_its_line_in_the_file(tmp_path, capsys)
                  "--where", "set=b", "--bootstrap", "0", "--out", str(tmp_path / "o")]) == 2
     bad_line = path.read_text().splitlines().index("3e8,1e9,abc,b") + 1
     assert bad_line == 5
-    assert capsys.readouterr().err == (f"scaling-fit: error: {path}: column 'l' must be positive "
-                                       f"at every row; line {bad_line} has 'abc' (1 bad rows)\n")
+    assert capsys.readouterr().err == (f"scaling-fit: error: {path}: column 'l' must be a positive "
+                                       f"number at every row; line {bad_line} has 'abc' (1 bad "
+                                       "rows)\n")
 
 
 LI_DATA = shared_data_dir() / "li2025_misfitting" / "scaling_results_last_ckpt_only.csv"
@@ -813,3 +814,30 @@ def test_a_run_that_skipped_updates_is_fitted_and_named(tmp_path):
     assert fit["data"]["skipped_updates"] == [{"name": "run2", "skipped_steps": 19, "steps": 100}]
     assert ("- fitted, but run2 skipped 19 of its 100 updates for a non-finite loss or gradient "
             "(train.on_nonfinite='skip')\n") in (tmp_path / "fit" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("sizes, budgets, flagged", [
+    (5, (1e15, 4e15, 1.6e16), []),
+    # Three sizes: each parabola passes through its points (Gadre et al.'s table had a = 0.32
+    # reported with no warning).
+    (3, (1e15, 4e15, 1.6e16), ["N_opt"]),
+    # The 1e18 budget's optimum lies past every size trained: two budgets give the exponents.
+    (5, (1e15, 1e16, 1e18), ["a"]),
+])
+def test_an_isoflop_fit_the_runs_cannot_check_is_flagged(tmp_path, capsys, sizes, budgets, flagged):
+    rows = [(N, C / (6 * N)) for C in budgets for N in np.geomspace(1e6, 1.6e7, sizes)]
+    N, D = np.array(rows).T
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--law", "chinchilla", "--bootstrap", "0", "--isoflop-budgets",
+                 ",".join(map(str, budgets)), "--out", str(tmp_path / "fit")]) == 0
+    isoflop = json.loads((tmp_path / "fit" / "fit.json").read_text())["isoflop"]
+    assert [flag["parameter"] for flag in isoflop["diagnostics"]] == flagged
+    err = capsys.readouterr().err
+    report = (tmp_path / "fit" / "report.md").read_text()
+    section = report[report.index("## Approach 2"):]
+    for flag in isoflop["diagnostics"]:
+        assert f"scaling-fit: warning: isoflop: {flag['problem']}" in err
+        assert f"- {flag['problem']}; would help: {flag['fix']}." in section
+    assert ("**Warning" in section.split("| budget C")[0]) == bool(flagged)

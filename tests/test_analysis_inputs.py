@@ -187,15 +187,20 @@ def test_parameter_counts_that_differ_by_jitter_are_one_size(tmp_path):
                           drop_highest_losses=2).attrs["merged_sizes"] is None
 
 
-@pytest.mark.parametrize("bad_value, column", [(0.0, "size"), (-5.0, "size"), (float("nan"), "l")])
-def test_named_csv_rejects_non_positive_or_missing_values(tmp_path, bad_value, column):
-    table = pd.DataFrame({"size": [1e8, 2e8], "tokens": [1e9, 2e9], "l": [3.0, 2.9]})
+@pytest.mark.parametrize("bad_value, column, said", [
+    (0.0, "size", "has '0.0'"), (-5.0, "size", "has '-5.0'"),
+    (float("nan"), "l", "is empty"),  # was "has 'nan'"
+    ("abc", "l", "has 'abc'"), ("abc", "u", "has 'abc'"), (float("nan"), "u", "is empty")])
+def test_named_csv_rejects_non_positive_or_missing_values(tmp_path, bad_value, column, said):
+    table = pd.DataFrame({"size": [1e8, 2e8], "tokens": [1e9, 2e9], "u": [1e9, 1e9],
+                          "l": [3.0, 2.9]}, dtype=object)
     table.loc[1, column] = bad_value
     path = tmp_path / "points.csv"
     table.to_csv(path, index=False)
     # Data row 1 (from 0) is the file's line 3: the header is line 1.
-    with pytest.raises(ValueError, match=rf"column '{column}' must be positive at every row; line 3 "):
-        read_named_csv(path, n_col="size", d_col="tokens", loss_col="l")
+    with pytest.raises(ValueError, match=rf"column '{column}' must be a positive number at every "
+                                         rf"row; line 3 {said}"):
+        read_named_csv(path, n_col="size", d_col="tokens", loss_col="l", u_col="u")
 
 
 def test_dropping_the_highest_losses_drops_exactly_that_many_rows(tmp_path):
@@ -211,7 +216,8 @@ def test_dropping_the_highest_losses_drops_exactly_that_many_rows(tmp_path):
     # A missing loss is an error naming its row, never one of the rows dropped.
     table.loc[3, "l"] = float("nan")
     table.to_csv(path, index=False)
-    with pytest.raises(ValueError, match="column 'l' must be positive at every row; line 5 "):
+    with pytest.raises(ValueError, match="column 'l' must be a positive number at every row; "
+                                         "line 5 is empty"):
         read_named_csv(path, n_col="size", d_col="tokens", loss_col="l", drop_highest_losses=2)
 
 
@@ -405,3 +411,22 @@ def test_cli_download_failure_is_reported(tmp_path, monkeypatch, capsys):
     assert main(["--download-chinchilla", str(tmp_path / "data")]) == 2
     assert "could not download https://raw.githubusercontent.com/" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()  # not even the folder it would have saved into
+
+
+def test_best_per_point_with_unique_tokens_keeps_each_repetition(tmp_path):
+    # Runs at one (N, D) with different unique tokens U are different points of the
+    # data-constrained law; --best-per-point kept only the lowest loss of each (N, D).
+    from analysis.inputs import read_named_csv
+
+    path = tmp_path / "runs.csv"
+    pd.DataFrame({"N": [1e8] * 4 + [3e8] * 2, "D": [4e9] * 4 + [4e9] * 2,
+                  "U": [1e9, 1e9, 4e9, 4e9, 1e9, 1e9],
+                  "loss": [3.1, 3.0, 2.9, 2.95, 2.8, 2.7]}).to_csv(path, index=False)
+    points = read_named_csv(path, n_col="N", d_col="D", u_col="U", loss_col="loss",
+                            best_per_point=True)
+    assert sorted(zip(points["N"], points["U"], points["loss"])) == [
+        (1e8, 1e9, 3.0), (1e8, 4e9, 2.9), (3e8, 1e9, 2.7)]
+    assert points.attrs["point"] == "(N, D, U)"
+    shared = read_named_csv(path, n_col="N", d_col="D", u_col="U", loss_col="loss")
+    assert shared.attrs["shared_points"] == 3 and len(shared) == 6
+    assert read_named_csv(path, n_col="N", d_col="D", loss_col="loss").attrs["shared_points"] == 2
