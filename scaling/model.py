@@ -223,8 +223,10 @@ class Transformer(nn.Module):
                 x = x + position_table[None, :length]
             elif cfg.position == "sinusoidal":
                 # As in "Attention Is All You Need": embeddings times √d_model, so the token signal
-                # is not drowned by the unit-amplitude table.
-                x = x * jnp.sqrt(jnp.float32(cfg.d_model)) + positions.sinusoidal_table(
+                # is not drowned by the unit-amplitude table. Under µP, whose table's std is the
+                # same at every width, the factor is too: √mup_base_width.
+                width = cfg.mup_base_width if cfg.parametrization == "mup" else cfg.d_model
+                x = x * jnp.sqrt(jnp.float32(width)) + positions.sinusoidal_table(
                     length, cfg.d_model, offset)[None]
             x = nn.Dropout(cfg.dropout)(x.astype(jnp.dtype(cfg.compute_dtype)),
                                         deterministic=deterministic)

@@ -61,6 +61,19 @@ def test_coordinate_check_is_flat_under_mup_and_grows_under_standard():
         assert standard[name] >= 0.5, (name, standard)
 
 
+def test_sinusoidal_positions_keep_the_embedding_flat_under_mup():
+    # The token embedding is scaled before the unit-amplitude sinusoidal table is added; by
+    # √d_model, under µP too, its output and its change grew as √width (exponent 0.5).
+    widths = WIDTHS[:3]
+    tokens = np.random.default_rng(0).integers(0, 256, (8, 17)).astype(np.int32)
+    config = _coordinate_config("mup")
+    config.model.position = "sinusoidal"
+    records = coord_check.coordinate_check(config, widths, STEPS, tokens)
+    for attribute in ("size", "change"):
+        values = [getattr(r, attribute)["embedding"] for r in records if r.step == STEPS]
+        assert abs(coord_check.width_exponent(widths, values)) <= 0.15, (attribute, values)
+
+
 def _tiny(**overrides) -> ModelConfig:
     base = dict(d_model=32, num_heads=4, num_kv_heads=4, head_dim=8, d_ff=64, vocab_size=61,
                 max_seq_len=12, num_layers=2, parametrization="mup", mup_base_width=16)
