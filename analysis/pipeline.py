@@ -164,6 +164,10 @@ def fit_with_uncertainty(law_name: str, variables: dict[str, np.ndarray], loss: 
         "bootstrap_resamples": int(len(samples)),
     }
     summary["diagnostics"] = diagnose(law.name, summary["params"], variables, loss)
+    if law.name in ("chinchilla", "overtraining"):
+        # The compute-optimal figures take C = 6ND whatever the data's FLOP convention.
+        compute = 6.0 * np.asarray(variables["N"], float) * np.asarray(variables["D"], float)
+        summary["compute_6ND"] = {"min": float(compute.min()), "max": float(compute.max())}
     gains = data_gain_by_size(law, result.theta, variables, loss)
     if gains:
         summary["data_gain"] = gains

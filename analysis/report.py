@@ -11,7 +11,7 @@ from analysis.diagnostics import se_is_unbounded
 from analysis.pipeline import Analysis
 from scaling import files
 
-VARIABLE_UNITS = {"C": "FLOPs", "N": "parameters", "D": "tokens"}
+VARIABLE_UNITS = {"C": "FLOPs", "6ND": "FLOPs", "N": "parameters", "D": "tokens"}
 
 
 def json_ready(value):
@@ -44,16 +44,20 @@ def _number(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def _with_interval(summary: dict, infinite: str = "∞") -> str:
-    """Value, SE and interval; an infinite bound reads `infinite` ("never" for a budget that is
-    not reached, "∞" for a parameter)."""
+def _interval(summary: dict, infinite: str = "∞") -> str:
+    """"95% CI low – high"; an infinite bound reads `infinite`."""
     def bound(value):
         return infinite if isinstance(value, float) and math.isinf(value) and value > 0 \
             else _number(value)
 
+    return f"{summary['ci_level']:.0%} CI {bound(summary['ci_low'])} – {bound(summary['ci_high'])}"
+
+
+def _with_interval(summary: dict, infinite: str = "∞") -> str:
+    """Value, SE and interval; an infinite bound reads `infinite` ("never" for a budget that is
+    not reached, "∞" for a parameter)."""
     text = _number(summary["value"])
-    interval = (f"{summary['ci_level']:.0%} CI {bound(summary['ci_low'])} – "
-                f"{bound(summary['ci_high'])}")
+    interval = _interval(summary, infinite)
     if se_is_unbounded(summary):
         text += f" (SE unbounded; {interval})"
     elif not math.isnan(summary.get("se", float("nan"))):
@@ -92,18 +96,33 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
         return []
     unit = VARIABLE_UNITS[variable]
     fraction = settings["reducible_fraction_of_E"]
+    improvement = settings["improvement_nats"]
+    term = f"The {variable} term of the reducible loss" if one_of_two else "The reducible loss"
+    next_budget, below = (derived[prefix + key] for key in ("next_improvement_budget",
+                                                            "reducible_below_fraction_budget"))
     return [
         f"- 10× more {variable} lowers the loss by {_with_interval(derived[prefix + 'loss_drop_per_10x_at_smallest'])}"
         f" nats at the smallest {variable} of the data, and by "
         f"{_with_interval(derived[prefix + 'loss_drop_per_10x_at_largest'])} nats at the largest.",
-        f"- The next {settings['improvement_nats']} nats beyond the largest {variable} need "
-        f"{variable} = {_with_interval(derived[prefix + 'next_improvement_budget'], 'never')} "
-        f"{unit}, i.e. "
-        f"{_with_interval(derived[prefix + 'next_improvement_multiple'], 'never')}× the largest.",
-        f"- {f'The {variable} term of the reducible loss' if one_of_two else 'The reducible loss'}"
-        f" falls below {fraction:.0%} of E at {variable} = "
-        f"{_with_interval(derived[prefix + 'reducible_below_fraction_budget'], 'never')} {unit}.",
+        (f"- No {variable} lowers the loss {improvement} nats below its value at the largest "
+         f"{variable}: {term[0].lower() + term[1:]} left there is less than that"
+         + _needed(next_budget, variable) + "."
+         if math.isinf(next_budget["value"]) else
+         f"- The next {improvement} nats beyond the largest {variable} need "
+         f"{variable} = {_with_interval(next_budget, 'never')} {unit}, i.e. "
+         f"{_with_interval(derived[prefix + 'next_improvement_multiple'], 'never')}× the largest."),
+        (f"- {term} never falls below {fraction:.0%} of E" + _needed(below, variable) + "."
+         if math.isinf(below["value"]) else
+         f"- {term} falls below {fraction:.0%} of E at {variable} = "
+         f"{_with_interval(below, 'never')} {unit}."),
     ]
+
+
+def _needed(summary: dict, variable: str) -> str:
+    """The interval of a budget the point estimate never reaches, when some resamples reach it."""
+    if not math.isfinite(summary.get("ci_low", math.nan)):
+        return ""
+    return f" ({variable} needed: {_interval(summary, 'never')})"
 
 
 MAX_GAIN_ROWS = 12  # beyond this many sizes the table is in fit.json only
@@ -157,14 +176,19 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
         if fit.get("law") == "overtraining":  # alpha = beta = 2·eta: no data can move them
             exponents = ("N_opt and D_opt ∝ C^0.5, fixed by this form (its N and D exponents "
                          "are both 2·eta), not measured")
+        largest = (f" (6ND = {_number(fit['compute_6ND']['max'])} FLOPs)"
+                   if "compute_6ND" in fit else "")
         returns_lines += [
-            f"- Compute-optimal allocation (C = 6ND): {exponents}.",
-            f"- At the largest budget of the data: N_opt = {_with_interval(derived['N_opt_at_largest_C'])},"
-            f" D_opt = {_with_interval(derived['D_opt_at_largest_C'])}.",
+            f"- Compute-optimal allocation (C = 6ND, whatever FLOP convention the data use): "
+            f"{exponents}.",
+            f"- At the largest budget of the data{largest}: N_opt = "
+            f"{_with_interval(derived['N_opt_at_largest_C'])}, D_opt = "
+            f"{_with_interval(derived['D_opt_at_largest_C'])}.",
             f"- Along that optimum L_opt(C) = E + K·C^-gamma with gamma = "
             f"{_with_interval(derived['optimal_loss_exponent_gamma'])}:",
         ]
-        returns_lines += ["  " + line for line in _returns_lines(derived, "optimal_C_", "C", settings)]
+        returns_lines += ["  " + line for line in _returns_lines(derived, "optimal_C_", "6ND",
+                                                                 settings)]
     if returns_lines:
         lines += ["Diminishing returns:", ""] + returns_lines + [""]
     return lines

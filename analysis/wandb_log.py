@@ -32,10 +32,16 @@ EXTRAPOLATION_METRICS = ("mean_abs_error", "max_abs_error", "rmse", "mean_abs_re
 
 def fit_summary(fit: dict) -> dict:
     """fit.json as flat W&B summary entries: parameters with intervals, objectives, each fit's
-    warnings, and the extrapolation check."""
+    warnings (Approach 2's exponents and warnings as `fit/isoflop/...`), and the extrapolation
+    check."""
     summary = {"law": fit.get("law"), "formula": fit.get("formula"),
                "flop_convention": fit.get("flop_convention")}
-    for law, one in (fit.get("fits") or {}).items():
+    isoflop = fit.get("isoflop")
+    fits = dict(fit.get("fits") or {})
+    if isoflop:
+        fits["isoflop"] = {"params": {"a": isoflop["a"], "b": isoflop["b"]},
+                           "diagnostics": isoflop.get("diagnostics", [])}
+    for law, one in fits.items():
         for name, values in {**one.get("params", {}), **one.get("derived", {})}.items():
             for field, suffix in INTERVAL_FIELDS.items():
                 if isinstance(values.get(field), (int, float)):

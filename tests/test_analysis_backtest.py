@@ -186,7 +186,7 @@ def test_a_two_term_laws_returns_say_which_term_falls_below_the_fraction_of_e():
             in chinchilla
     # Along the optimum, L_opt(C) has one term: the whole reducible loss (indented under it).
     assert "\n- The reducible loss falls below" not in chinchilla
-    assert "\n  - The reducible loss falls below 10% of E at C = " in chinchilla
+    assert "\n  - The reducible loss falls below 10% of E at 6ND = " in chinchilla
     assert "\n- The reducible loss falls below 10% of E at C = " in compute
 
 

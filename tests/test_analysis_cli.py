@@ -796,8 +796,9 @@ def test_the_report_says_what_was_done_to_the_rows_before_the_fit(tmp_path):
     # The headline, Gadre et al.'s form, ties both exponents to one: its allocation is 0.5 by
     # construction, which read as measured ("a = 0.5 (SE 0; 95% CI 0.5 – 0.5)").
     assert "Headline law: **overtraining**" in report
-    assert ("- Compute-optimal allocation (C = 6ND): N_opt and D_opt ∝ C^0.5, fixed by this form "
-            "(its N and D exponents are both 2·eta), not measured.") in report
+    assert ("- Compute-optimal allocation (C = 6ND, whatever FLOP convention the data use): "
+            "N_opt and D_opt ∝ C^0.5, fixed by this form (its N and D exponents are both 2·eta), "
+            "not measured.") in report
 
 
 def test_a_run_that_skipped_updates_is_fitted_and_named(tmp_path):
@@ -841,3 +842,25 @@ def test_an_isoflop_fit_the_runs_cannot_check_is_flagged(tmp_path, capsys, sizes
         assert f"scaling-fit: warning: isoflop: {flag['problem']}" in err
         assert f"- {flag['problem']}; would help: {flag['fix']}." in section
     assert ("**Warning" in section.split("| budget C")[0]) == bool(flagged)
+
+
+def test_the_reports_compute_optimal_figures_say_they_count_6nd_and_an_unreachable_gain_is_said(
+        tmp_path):
+    N = np.repeat(np.geomspace(1e6, 1e8, 5), 4)
+    D = N * np.tile([5.0, 10.0, 20.0, 40.0], 5)
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
+    # 5 nats is more than either term has left at the largest N or D (A/N^alpha < 1 at 1e8).
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--law", "chinchilla", "--bootstrap", "0", "--improvement", "5",
+                 "--out", str(tmp_path / "fit")]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["fits"]["chinchilla"]["compute_6ND"] == {"min": pytest.approx(6 * 1e6 * 5e6),
+                                                        "max": pytest.approx(6 * 1e8 * 4e9)}
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "- At the largest budget of the data (6ND = 2.400e+18 FLOPs): N_opt = " in report
+    assert "  - 10× more 6ND lowers the loss by " in report
+    # "need N = never parameters, i.e. never× the largest" before.
+    assert ("- No N lowers the loss 5.0 nats below its value at the largest N: the N term of the "
+            "reducible loss left there is less than that.") in report
+    assert "= never" not in report and "never×" not in report

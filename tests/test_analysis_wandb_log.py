@@ -132,3 +132,17 @@ def test_wandb_turned_off_by_the_environment_logs_nothing_and_says_so(tmp_path, 
         captured.out.splitlines()
     assert "W&B fit run" not in captured.out and "wandb sync" not in captured.out
     assert (out / "fit.json").is_file() and not (out / "wandb").exists()
+
+
+def test_approach_2s_exponents_and_warnings_are_logged():
+    from analysis.wandb_log import fit_summary
+
+    interval = {"value": 0.52, "se": 0.03, "ci_low": 0.47, "ci_high": 0.58, "ci_level": 0.95}
+    fit = {"law": "chinchilla", "fits": {}, "isoflop": {
+        "a": interval, "b": dict(interval, value=0.48), "budgets": [],
+        "diagnostics": [{"parameter": "a", "problem": "only 2 budgets", "fix": "more"}]}}
+    summary = fit_summary(fit)
+    assert summary["fit/isoflop/a"] == 0.52 and summary["fit/isoflop/a_ci_high"] == 0.58
+    assert summary["fit/isoflop/b"] == 0.48
+    assert summary["fit/isoflop/warnings"] == "only 2 budgets"
+    assert not [key for key in fit_summary(dict(fit, isoflop=None)) if "isoflop" in key]
