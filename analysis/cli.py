@@ -324,7 +324,7 @@ def run(args) -> pathlib.Path:
     """Load, analyse and write everything; returns the output directory. Nothing is written
     until everything is computed; each file is replaced atomically, report.md last."""
     from analysis.plots import PLOT_FILES, write_plots
-    from analysis.report import json_ready, render_report, write_fit_json
+    from analysis.report import json_ready, render_report, repeating_note, write_fit_json
 
     _check_options_apply(args)
     _apply_preset(args)
@@ -356,6 +356,8 @@ def run(args) -> pathlib.Path:
                  else read_wandb_export(input_path, loss_column))
         runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
         data_summary.update(sweep_summary(sweep, loss_column))
+        if sweep.repeating:
+            print(f"scaling-fit: note: {repeating_note(sweep.repeating)}", file=sys.stderr)
     _check_hold_out(args, runs)
     drop_largest = args.drop_highest or 1
     # With --backtest the default law is decided on the runs the backtest fits, so that its

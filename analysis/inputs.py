@@ -57,7 +57,9 @@ class Sweep:
     the reason for each (columns name, status, reason). `curves`: eval points of the fitted runs
     (columns name, step, tokens, flops, loss) or None when there is no curves.csv. `skipped`:
     the fitted runs that dropped updates for a non-finite loss or gradient
-    (`train.on_nonfinite="skip"`), each as {name, skipped_steps, steps}.
+    (`train.on_nonfinite="skip"`), each as {name, skipped_steps, steps}. `repeating`: the fitted
+    runs trained on more tokens than their training split holds (`unique_tokens`), each as
+    {name, tokens, unique_tokens}.
     """
 
     runs: pd.DataFrame
@@ -66,6 +68,7 @@ class Sweep:
     flop_convention: str
     source: str
     skipped: list = dataclasses.field(default_factory=list)
+    repeating: list = dataclasses.field(default_factory=list)
 
 
 def _read_csv(path, *, empty_is_missing: bool = False) -> pd.DataFrame:
@@ -203,6 +206,11 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
         dropped = pd.to_numeric(runs["skipped_steps"], errors="coerce").fillna(0)
         skipped = [{"name": str(name), "skipped_steps": int(k), "steps": int(steps)}
                    for name, k, steps in zip(runs["name"], dropped, runs["steps"]) if k > 0]
+    repeating = []
+    if "unique_tokens" in runs.columns:  # results.csv of a version that records them
+        unique = pd.to_numeric(runs["unique_tokens"], errors="coerce").to_numpy(dtype=float)
+        repeating = [{"name": str(name), "tokens": float(d), "unique_tokens": float(u)}
+                     for name, d, u in zip(runs["name"], runs["D"], unique) if d > u > 0]
     if runs.empty:
         reasons = ", ".join(f"{count} {reason}" for reason, count in excluded["reason"].value_counts().items())
         raise ValueError(f"{source}: no run to fit; every run was excluded ({reasons or 'the file has no rows'})")
@@ -210,7 +218,7 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
         curves = curves[curves["name"].isin(set(runs["name"]))].reset_index(drop=True)
     runs, curves = average_seeds(runs, curves, loss_column)
     return Sweep(runs=runs, excluded=excluded, curves=curves, flop_convention=convention,
-                 source=source, skipped=skipped)
+                 source=source, skipped=skipped, repeating=repeating)
 
 
 def _check_recorded_values(table: pd.DataFrame, runs: pd.DataFrame, completed: pd.Series,
@@ -309,7 +317,8 @@ def sweep_summary(sweep: Sweep, loss_column: str = "final_eval_loss") -> dict:
             "seeds_per_point": sorted(int(k) for k in runs["seeds"].unique()),
             "seed_sd_median": float(np.nanmedian(runs["seed_sd"] / runs["loss"]))
             if (runs["seeds"] > 1).any() else None,
-            "excluded": sweep.excluded.to_dict("records"), "skipped_updates": sweep.skipped}
+            "excluded": sweep.excluded.to_dict("records"), "skipped_updates": sweep.skipped,
+            "repeating_data": sweep.repeating}
 
 
 def _strip_wandb_prefix(column: str) -> str:

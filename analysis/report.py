@@ -67,6 +67,17 @@ def _with_interval(summary: dict, infinite: str = "∞") -> str:
     return text
 
 
+def repeating_note(repeating: list[dict]) -> str:
+    """What to know of runs trained on more tokens than their training split holds: the laws
+    fitted here count each repeated token as a new one."""
+    passes = max(row["tokens"] / row["unique_tokens"] for row in repeating)
+    return (f"{len(repeating)} fitted run(s) repeat their training data (up to {passes:.3g} "
+            "passes over it; tokens > unique_tokens in results.csv), and the laws here count a "
+            "repeated token as a new one; Muennighoff et al.'s data-constrained form models "
+            "repetition: scaling-fit --csv results.csv --where status=completed --n-col params "
+            "--d-col tokens --u-col unique_tokens --loss-col final_eval_loss")
+
+
 def failed_resamples_note(summary: dict) -> str:
     """Why a bootstrapped estimate has no interval: most of its resamples could not be fitted."""
     return (f"no interval: {summary['failed_resamples']} of {summary['resamples']} bootstrap "
@@ -241,6 +252,9 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
         lines.append(f"- fitted, but {row['name']} skipped {row['skipped_steps']} of its "
                      f"{row['steps']} updates for a non-finite loss or gradient "
                      "(train.on_nonfinite='skip')")
+    repeating = data.get("repeating_data", [])
+    if repeating:
+        lines.append(f"- {repeating_note(repeating)}")
     lines += ["", f"Headline law: **{summary['law']}**, `{summary['formula']}`."
               + (f" ({data['headline_note']}.)" if data.get("headline_note") else ""),
               ""]

@@ -9,7 +9,7 @@ from scaling.status import COMPLETED
 
 RESULT_COLUMNS = (
     "name", "status", "size", "parent", "num_layers", "num_encoder_layers", "d_model", "params",
-    "embedding_params", "non_embedding_params", "tokens", "steps", "start_step", "batch_size",
+    "embedding_params", "non_embedding_params", "tokens", "unique_tokens", "steps", "start_step", "batch_size",
     "seq_len", "lr", "schedule", "seed", "parametrization", "layout", "objective",
     "flop_convention", "flops", "flops_6N", "flops_full", "study_flops", "final_train_loss",
     "final_eval_loss", "final_eval_stderr", "final_continuation_loss", "final_continuation_stderr",
@@ -102,7 +102,10 @@ def result_row(summary: dict, config: dict, *, name: str, status: str, error: st
         "d_model": first(model.get("d_model"), lookup(config, "model.d_model"),
                          planned.get("d_model")),
         **{key: recorded(key) for key in ("params", "embedding_params", "non_embedding_params",
-                                          "tokens", "steps")},
+                                          "tokens")},
+        # The training split's tokens: a run with more `tokens` than these repeats its data.
+        "unique_tokens": first(summary.get("train_tokens_available")),
+        "steps": recorded("steps"),
         "start_step": start_step,
         "batch_size": first(lookup(config, "train.batch_size")),
         "seq_len": first(lookup(config, "data.seq_len")),

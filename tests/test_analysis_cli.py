@@ -864,3 +864,40 @@ def test_the_reports_compute_optimal_figures_say_they_count_6nd_and_an_unreachab
     assert ("- No N lowers the loss 5.0 nats below its value at the largest N: the N term of the "
             "reducible loss left there is less than that.") in report
     assert "= never" not in report and "never×" not in report
+
+
+def test_runs_that_repeat_their_training_data_are_said_with_the_law_that_models_it(tmp_path,
+                                                                                      capsys):
+    sizes = [1e6, 2e6, 4e6, 8e6, 16e6]
+    results = write_sweep(tmp_path, [(N, k * N) for N in sizes for k in (10, 20)])
+    table = pd.read_csv(results)
+    # A 1.6e8-token training split: the largest run (3.2e8 tokens) passes over it twice; two
+    # runs of 1.6e8 tokens read it once and repeat nothing.
+    table["unique_tokens"] = 1.6e8
+    table.to_csv(results, index=False)
+    assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--bootstrap",
+                 "0"]) == 0
+    err = capsys.readouterr().err
+    note = ("1 fitted run(s) repeat their training data (up to 2 passes over it; tokens > "
+            "unique_tokens in results.csv), and the laws here count a repeated token as a new "
+            "one; Muennighoff et al.'s data-constrained form models repetition: scaling-fit --csv "
+            "results.csv --where status=completed --n-col params --d-col tokens --u-col "
+            "unique_tokens --loss-col final_eval_loss")
+    assert f"scaling-fit: note: {note}\n" in err
+    assert f"- {note}\n" in (tmp_path / "fit" / "report.md").read_text()
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["data"]["repeating_data"] == [{"name": "run9", "tokens": 3.2e8,
+                                              "unique_tokens": 1.6e8}]
+    # The command it gives fits the data-constrained form to the table, a failed run's row in it.
+    table.loc[len(table)] = dict(table.iloc[0], name="failed", status="failed",
+                                 final_eval_loss=float("nan"))
+    table.to_csv(results, index=False)
+    command = note.split("scaling-fit ")[-1].replace("results.csv", str(results)).split()
+    assert main(command + ["--bootstrap", "0", "--out", str(tmp_path / "repeated")]) == 0
+    assert json.loads((tmp_path / "repeated" / "fit.json").read_text())["law"] == "data_constrained"
+    # Without the column (an older results.csv), or no run past its split: nothing said.
+    table["unique_tokens"] = 1e12
+    table.to_csv(results, index=False)
+    assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--bootstrap",
+                 "0"]) == 0
+    assert "repeat" not in capsys.readouterr().err

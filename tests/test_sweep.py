@@ -609,6 +609,12 @@ def test_an_encoder_decoders_encoder_depth_is_a_column_of_its_row(tmp_path):
     assert list(row) == list(results.RESULT_COLUMNS)
 
 
+def test_a_row_gives_the_training_splits_tokens_against_which_its_own_say_if_it_repeated_data():
+    row = results.result_row({"tokens": 2048, "train_tokens_available": 1000}, {}, name="r",
+                             status="completed")
+    assert (row["tokens"], row["unique_tokens"]) == (2048, 1000)
+
+
 def test_a_branch_waits_for_its_parent_of_the_plans_length(tmp_path):
     # The parent's workdir holds a completed run of another length (the plan changed since): a
     # branch must not start from its stable states, whether the parent is queued to train again
