@@ -160,6 +160,22 @@ class ScalingTestTranslation(tfds.core.GeneratorBasedBuilder):
             yield index, {"de": f"Satz {index}", "en": f"sentence {index}"}
 
 
+def test_a_pairs_file_that_cannot_be_read_is_named_on_data_files(tmp_path):
+    # A read of /proc/self/mem at offset 0 fails with EIO, as a failing disk's would: it was "the
+    # run failed on a file or connection (OSError: ...)", exit 1.
+    write_pairs(tmp_path / "good.tsv")
+    (tmp_path / "bad.tsv").symlink_to("/proc/self/mem")
+    files = f"{tmp_path / 'good.tsv'},{tmp_path / 'bad.tsv'}"
+    # Named as the file it links to: a file named directly is read at its resolved path.
+    expected = (f"config.data.files={files!r} is not allowed: readable text files "
+                f"({(tmp_path / 'bad.tsv').resolve()} cannot be read: Input/output error)")
+    for check in (lambda: pairs.read_text_pairs(files, "train"),
+                  lambda: pairs.check_pair_files(files)):
+        with pytest.raises(config_lib.ConfigError) as error:
+            check()
+        assert str(error.value) == expected
+
+
 def test_tfds_translation_builder_gives_pairs(tmp_path):
     config = seq2seq_config(dataset="scaling_test_translation", source_feature="de",
                             target_feature="en", seq_len=16, cache_dir=str(tmp_path))

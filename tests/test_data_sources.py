@@ -132,6 +132,37 @@ def test_binary_file_named_directly_is_refused(tmp_path):
         str(tmp_path / "notes.txt"),)
 
 
+def test_a_file_that_cannot_be_read_is_named_on_data_files(tmp_path):
+    # A read of /proc/self/mem at offset 0 fails with EIO, as a failing disk's would: it was "the
+    # run failed on a file or connection (OSError: ...)", exit 1, naming neither field nor file.
+    corpus = _small_corpus(tmp_path / "corpus")
+    (corpus / "bad.txt").symlink_to("/proc/self/mem")
+    for files, named in ((str(corpus), corpus / "bad.txt"),
+                         (f"{corpus / 'm1.py'},{corpus / 'bad.txt'}", corpus / "bad.txt")):
+        expected = re.escape(f"is not allowed: readable text files ({named} cannot be read: "
+                             "Input/output error)")
+        with pytest.raises(config_lib.ConfigError, match=rf"^config\.data\.files=.*{expected}$"):
+            text_files.text_files_config(files)
+
+
+
+def test_a_file_that_fails_past_its_first_8_kib_is_named_on_data_files(tmp_path, monkeypatch):
+    corpus = _small_corpus(tmp_path / "corpus")
+    read_bytes = text_files.read_bytes
+
+    def failing(path, size=-1):  # the check reads 8 KiB; the preparation, the whole file
+        if size == -1 and path.name == "m3.py":
+            raise OSError(5, "Input/output error", str(path))
+        return read_bytes(path, size)
+
+    monkeypatch.setattr(text_files, "read_bytes", failing)
+    cfg = _data_config(dataset="text_files", files=str(corpus), cache_dir=str(tmp_path / "c"))
+    expected = re.escape(f"readable text files ({corpus / 'm3.py'} cannot be read: Input/output "
+                         "error)")
+    with pytest.raises(config_lib.ConfigError, match=rf"^config\.data\.files=.*{expected}$"):
+        sources.open_split(cfg, "train")
+
+
 def test_glob_patterns_name_files_as_their_folder_would(tmp_path, monkeypatch):
     corpus = tmp_path / "corpus"
     (corpus / "sub").mkdir(parents=True)

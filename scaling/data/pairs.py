@@ -30,21 +30,46 @@ from scaling.errors import ConfigError
 DATASET = "text_pairs"
 
 
-def read_text_pairs(files: str, split: str) -> list[tuple[bytes, bytes]]:
-    """The (source, target) pairs of `split` (by a hash of the source) in the tab-separated
-    `files`, in file order; blank lines are skipped. Raises ConfigError on `data.files` naming the
-    first line that is not one tab between a non-empty source and a non-empty target."""
+def pair_files(files: str) -> list[pathlib.Path]:
+    """The files the comma-separated `files` name, in order, each once (a file two entries name,
+    `a.tsv,*.tsv`, is read once)."""
     from scaling.data import text_files
 
-    pairs = []
     paths, seen = [], set()
     for entry in text_files.parse_file_list(files):
         for path in text_files.entry_files(entry):
-            if path.resolve() not in seen:  # a file two entries name (`a.tsv,*.tsv`) is read once
+            if path.resolve() not in seen:
                 seen.add(path.resolve())
                 paths.append(path)
-    for path in paths:
-        for number, line in enumerate(path.read_bytes().splitlines()):
+    return paths
+
+
+def check_pair_files(files: str) -> None:
+    """Raise ConfigError on `data.files` naming the first of its files that cannot be read (its
+    first 8 KiB are read, as `text_files` probes a file)."""
+    from scaling.data import text_files
+
+    for path in pair_files(files):
+        try:
+            text_files.read_bytes(path, text_files.BINARY_PROBE_BYTES)
+        except OSError as error:
+            raise text_files.cannot_read(files, error) from None
+
+
+def read_text_pairs(files: str, split: str) -> list[tuple[bytes, bytes]]:
+    """The (source, target) pairs of `split` (by a hash of the source) in the tab-separated
+    `files`, in file order; blank lines are skipped. Raises ConfigError on `data.files` naming a
+    file that cannot be read, or the first line that is not one tab between a non-empty source and
+    a non-empty target."""
+    from scaling.data import text_files
+
+    pairs = []
+    for path in pair_files(files):
+        try:
+            content = text_files.read_bytes(path)
+        except OSError as error:
+            raise text_files.cannot_read(files, error) from None
+        for number, line in enumerate(content.splitlines()):
             if not line.strip():
                 continue
             fields = line.split(b"\t")

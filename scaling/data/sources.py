@@ -128,6 +128,8 @@ def prepare(builder) -> None:
             try:
                 with contextlib.redirect_stdout(banner):
                     builder.download_and_prepare()
+            except ConfigError:  # a `text_files` file that could not be read: said as such
+                raise
             except Exception as error:
                 sys.stderr.write(banner.getvalue())
                 raise DatasetUnavailableError(_preparation_failure(builder, error)) \

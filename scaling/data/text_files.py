@@ -3,7 +3,8 @@
 `data.files` is a comma-separated list of files, folders and glob patterns (`*`, `?`, `[...]`; `**`
 crosses folders, as in `corpus/**/*.txt`). Folders are walked recursively in sorted order, and a
 pattern's matches are taken in sorted order; hidden entries (a name starting with '.') are skipped,
-and so are binary files (a NUL byte in the first 8 KiB). A binary file named directly is refused.
+and so are binary files (a NUL byte in the first 8 KiB). A binary file named directly is refused,
+and so is a file that cannot be read (by name, on `data.files`).
 Each file is one document, decoded as UTF-8 (invalid bytes replaced).
 
 Splits are by file (`file_splits.split_of` on the path relative to the folder given, or to a
@@ -29,7 +30,8 @@ import tensorflow_datasets as tfds
 from scaling.data import file_splits
 from scaling.errors import ConfigError
 
-_BINARY_PROBE_BYTES = 8192
+# How much of a file is read to tell text from binary (and that it can be read at all).
+BINARY_PROBE_BYTES = 8192
 
 
 def parse_file_list(files: str) -> list[str]:
@@ -124,9 +126,25 @@ def entry_files(entry: str) -> list[pathlib.Path]:
     return files
 
 
+def read_bytes(path: pathlib.Path, size: int = -1) -> bytes:
+    """The first `size` bytes of the file at `path` (all of them: -1). The OSError of a file
+    that cannot be read names its path."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError as error:
+        error.filename = error.filename or str(path)  # a failed read() names no file
+        raise
+
+
+def cannot_read(files: str, error: OSError) -> ConfigError:
+    """The ConfigError on `data.files` for a file or folder of it that cannot be read."""
+    return ConfigError("data.files", files, f"readable text files ({error.filename} cannot be "
+                                            f"read: {error.strerror or error})")
+
+
 def _is_text(path: pathlib.Path) -> bool:
-    with open(path, "rb") as f:
-        return b"\0" not in f.read(_BINARY_PROBE_BYTES)
+    return b"\0" not in read_bytes(path, BINARY_PROBE_BYTES)
 
 
 def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
@@ -135,7 +153,8 @@ def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
     through symbolic links) is listed once, under the first name it is reached by, so that it
     cannot land in both splits.
 
-    Raises FileNotFoundError for an entry that does not exist or a pattern that matches nothing."""
+    Raises FileNotFoundError for an entry that does not exist or a pattern that matches nothing,
+    and OSError for a file that cannot be read."""
     found, seen = [], set()
 
     def add(name: str, path: pathlib.Path) -> None:
@@ -218,19 +237,22 @@ class TextFilesConfig(tfds.core.BuilderConfig):
 
 def text_files_config(files: str) -> TextFilesConfig:
     """The builder config for a comma-separated `data.files` value. Raises ConfigError on
-    `data.files` when an entry is missing, a file named directly is binary, or no text file is
-    found."""
+    `data.files` when an entry is missing, a file cannot be read, a file named directly
+    is binary, or no text file is found."""
     entries = tuple(parse_file_list(files))
     try:
         found = expand_files(list(entries))
+        binary = [entry for entry in entries if not is_pattern(entry)
+                  and pathlib.Path(entry).expanduser().is_file()
+                  and not _is_text(pathlib.Path(entry).expanduser())]
     except FileNotFoundError as missing:
         raise ConfigError("data.files", files, f"existing files or folders, or patterns that "
                                                f"match some ({missing} is neither)")
-    for entry in entries:
-        path = pathlib.Path(entry).expanduser()
-        if not is_pattern(entry) and path.is_file() and not _is_text(path):
-            raise ConfigError("data.files", files, f"text files ({entry} is binary: a NUL byte in "
-                                                   f"its first {_BINARY_PROBE_BYTES // 1024} KiB)")
+    except OSError as error:
+        raise cannot_read(files, error) from None
+    if binary:
+        raise ConfigError("data.files", files, f"text files ({binary[0]} is binary: a NUL byte "
+                                               f"in its first {BINARY_PROBE_BYTES // 1024} KiB)")
     if not found:
         raise ConfigError("data.files", files,
                           "files or folders holding at least one text file (found none)")
@@ -265,7 +287,10 @@ class TextFiles(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, paths, split, single=False):
         for path in paths:
-            text = path.read_bytes().decode("utf-8", "replace")
+            try:
+                text = read_bytes(path).decode("utf-8", "replace")
+            except OSError as error:  # readable when checked, past its first 8 KiB not
+                raise cannot_read(",".join(self.builder_config.entries), error) from None
             if single:
                 cut = tail_cut(text) if len(text) > 1 else len(text)
                 text = text[:cut] if split == "train" else text[cut:]
