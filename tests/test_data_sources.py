@@ -163,6 +163,25 @@ def test_a_file_that_fails_past_its_first_8_kib_is_named_on_data_files(tmp_path,
         sources.open_split(cfg, "train")
 
 
+def test_a_folder_that_cannot_be_listed_is_named_on_data_files(tmp_path, monkeypatch):
+    # Such a folder was left out without a word, and the run trained on the rest of the corpus.
+    corpus = _small_corpus(tmp_path / "corpus")
+    (corpus / "private").mkdir()
+    (corpus / "private" / "a.txt").write_text("alpha")
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if pathlib.Path(path) == corpus / "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    expected = re.escape(f"readable text files ({corpus / 'private'} cannot be read: "
+                         "Permission denied)")
+    with pytest.raises(config_lib.ConfigError, match=rf"config\.data\.files=.*{expected}$"):
+        text_files.text_files_config(str(corpus))
+
+
 def test_glob_patterns_name_files_as_their_folder_would(tmp_path, monkeypatch):
     corpus = tmp_path / "corpus"
     (corpus / "sub").mkdir(parents=True)

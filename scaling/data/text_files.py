@@ -4,7 +4,7 @@
 crosses folders, as in `corpus/**/*.txt`). Folders are walked recursively in sorted order, and a
 pattern's matches are taken in sorted order; hidden entries (a name starting with '.') are skipped,
 and so are binary files (a NUL byte in the first 8 KiB). A binary file named directly is refused,
-and so is a file that cannot be read (by name, on `data.files`).
+and so is a file that cannot be read or a folder that cannot be listed (by name, on `data.files`).
 Each file is one document, decoded as UTF-8 (invalid bytes replaced).
 
 Splits are by file (`file_splits.split_of` on the path relative to the folder given, or to a
@@ -147,6 +147,10 @@ def _is_text(path: pathlib.Path) -> bool:
     return b"\0" not in read_bytes(path, BINARY_PROBE_BYTES)
 
 
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
     """(name used for splitting, absolute path) of every text file the entries name, in order;
     a file that two entries reach (a folder and a folder inside it, or two spellings of one file
@@ -154,7 +158,7 @@ def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
     cannot land in both splits.
 
     Raises FileNotFoundError for an entry that does not exist or a pattern that matches nothing,
-    and OSError for a file that cannot be read."""
+    and OSError for a folder that cannot be listed or a file that cannot be read."""
     found, seen = [], set()
 
     def add(name: str, path: pathlib.Path) -> None:
@@ -175,7 +179,7 @@ def expand_files(entries: list[str]) -> list[tuple[str, pathlib.Path]]:
                     add(root.relative_to(base).as_posix(), root)
             elif root.is_dir():
                 names_from = base if pattern else root
-                for dirpath, dirnames, filenames in os.walk(root):
+                for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
                     dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                     for name in sorted(filenames):
                         path = pathlib.Path(dirpath, name)
@@ -237,7 +241,7 @@ class TextFilesConfig(tfds.core.BuilderConfig):
 
 def text_files_config(files: str) -> TextFilesConfig:
     """The builder config for a comma-separated `data.files` value. Raises ConfigError on
-    `data.files` when an entry is missing, a file cannot be read, a file named directly
+    `data.files` when an entry is missing, a file or folder cannot be read, a file named directly
     is binary, or no text file is found."""
     entries = tuple(parse_file_list(files))
     try:
