@@ -30,7 +30,7 @@ import jax
 from scaling import branches, budget, distributed, files, interrupts, memory, scripts, status
 from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, check_overrides_read, derive_model_fields,
                             differing_fields, validate)
-from scaling.data import sources, text_files
+from scaling.data import check_files, sources, text_files
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import RUN_OVERRIDES_HELP, apply_overrides, load_config, split_argv
 from scaling.trainer import Trainer, batch_fields, optimizer_fields
@@ -180,8 +180,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--config", required=True, help="ml-collections config file, path[:arg]")
     parser.add_argument("--workdir", required=True, help="directory for metrics, summary, checkpoints")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the model, its parameter counts, FLOPs per token, mesh and "
-                             "per-device memory estimate, then exit")
+                        help="check data.files as the run opens them (the first 8 KiB of each "
+                             "file), print the model, its parameter counts, FLOPs per token, mesh "
+                             "and per-device memory estimate, then exit")
     return parser.parse_args(rest), overrides
 
 
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dry_run:
             files.check_workdir(args.workdir, create=False)
+            check_files(config.data)  # what the run refuses as it opens them, a dry run too
             print(memory.describe(config))
             return status.EXIT_COMPLETED
         summary = train(config, args.workdir)

@@ -278,6 +278,41 @@ def test_a_dry_run_checks_the_mesh_and_the_workdir_in_one_line(repo, tmp_path):
     assert "a directory (this path is a file)" in _one_error_line(result)
 
 
+def _data_files(folder, case: str):
+    """`data.files` for each case of the test below, made in `folder` (created empty)."""
+    if case == "binary file":
+        (folder / "c.gz").write_bytes(b"\x1f\x8b\0")
+        return folder / "c.gz"
+    if case == "folder of binary files":
+        (folder / "x.txt").write_bytes(b"a\0b")
+    if case == "unreadable pairs":  # its read fails with EIO, as a failing disk's would
+        (folder / "p.tsv").symlink_to("/proc/self/mem")
+        return folder / "p.tsv"
+    return folder
+
+
+@pytest.mark.parametrize("case, dataset, allowed", [
+    ("binary file", "text_files", "c.gz is binary"),
+    ("folder of binary files", "text_files", "found none"),
+    ("empty folder", "text_files", "found none"),
+    ("unreadable pairs", "text_pairs", "cannot be read: Input/output error"),
+])
+def test_a_dry_run_checks_the_data_files_as_the_run_would(repo, tmp_path, monkeypatch, capsys,
+                                                           case, dataset, allowed):
+    # The dry run printed the model and exited 0; the run, and a sweep's dry run, refused these.
+    (tmp_path / "corpus").mkdir()
+    files = _data_files(tmp_path / "corpus", case)
+    pairs = (["--config.train.objective=seq2seq", "--config.model.layout=encoder_decoder"]
+             if dataset == "text_pairs" else [])
+    monkeypatch.chdir(repo)
+    code = train.main(["--config", "configs/demo.py", "--workdir", str(tmp_path / "run"),
+                       f"--config.data.dataset={dataset}", f"--config.data.files={files}",
+                       *pairs, "--dry-run"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("scaling-train: error: config.data.files=") and allowed in lines[0]
+
+
 def test_a_malformed_command_line_is_one_line(repo, tmp_path):
     result = subprocess.run([sys.executable, "-m", "scaling.train", "--config", "configs/demo.py"],
                             capture_output=True, text=True, cwd=repo, timeout=120)
