@@ -93,6 +93,25 @@ def test_text_pairs_need_tabs_and_the_seq2seq_objective(tmp_path):
         config_lib.validate(config)  # seq2seq on a corpus of documents
 
 
+def test_files_with_no_pair_of_a_split_are_named_not_the_split(tmp_path):
+    # It blamed data.train_split ('a split ... with at least one pair (this one is empty)'),
+    # which names no file and is not what to change.
+    (tmp_path / "empty.tsv").write_text("\n")
+    trained = next(f"s{index}" for index in range(100)
+                   if file_splits.split_of(f"s{index}") == "train")
+    (tmp_path / "trained.tsv").write_text(f"{trained}\tt\n")
+    for name, field, split in (("empty.tsv", "data.train_split", "train"),
+                               ("trained.tsv", "data.eval_split", "validation")):
+        files = str(tmp_path / name)
+        config = seq2seq_config(dataset="text_pairs", files=files, cache_dir=str(tmp_path))
+        with pytest.raises(config_lib.ConfigError) as error:
+            make_loader(config.data, batch_size=2, seed=0, train_cfg=config.train)
+        assert str(error.value) == (
+            f"config.data.files={files!r} is not allowed: tab-separated files holding at least "
+            f"one pair of each split (they hold none for {field}={split!r}; a line's split is a "
+            "hash of its source)")
+
+
 def test_the_translations_of_one_source_share_its_split(tmp_path):
     # Tatoeba-style files list several translations of one sentence; split by line, a held-out
     # source was also trained on (here 12 of 40 sources were in both splits).

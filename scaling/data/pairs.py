@@ -189,6 +189,11 @@ def make_pair_loader(data_cfg, train_cfg, batch_size: int, seed: int, process_in
     for field, split in (("data.train_split", data_cfg.train_split),
                          ("data.eval_split", data_cfg.eval_split)):
         pairs = read_pairs(data_cfg, split)
+        if not pairs and data_cfg.dataset == DATASET:  # the files' fault, not the split name's
+            raise ConfigError("data.files", data_cfg.files,
+                              f"tab-separated files holding at least one pair of each split "
+                              f"(they hold none for {field}={split!r}; a line's split is a hash "
+                              f"of its source)")
         if not pairs:
             raise ConfigError(field, split, f"a split of {data_cfg.dataset!r} with at least one "
                                             "pair (this one is empty)")
