@@ -112,6 +112,15 @@ def test_files_with_no_pair_of_a_split_are_named_not_the_split(tmp_path):
             "hash of its source)")
 
 
+def test_a_pairs_file_whose_name_looks_like_a_pattern_is_that_file(tmp_path):
+    # `pairs[1].tsv` was read as a pattern and refused as "not found".
+    lines = write_pairs(tmp_path / "pairs[1].tsv", count=40)
+    config = seq2seq_config(dataset="text_pairs", files=str(tmp_path / "pairs[1].tsv"))
+    config_lib.validate(config)
+    read = [pairs.read_text_pairs(config.data.files, split) for split in file_splits.SPLITS]
+    assert sum(len(split) for split in read) == len(lines)
+
+
 def test_the_translations_of_one_source_share_its_split(tmp_path):
     # Tatoeba-style files list several translations of one sentence; split by line, a held-out
     # source was also trained on (here 12 of 40 sources were in both splits).

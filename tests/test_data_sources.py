@@ -204,6 +204,21 @@ def test_glob_patterns_name_files_as_their_folder_would(tmp_path, monkeypatch):
     assert [name for name, _ in text_files.expand_files(["su[b]"])] == ["sub/c.txt"]
 
 
+def test_a_file_whose_name_looks_like_a_pattern_is_that_file(tmp_path):
+    # `notes[1].txt` was read as a pattern (matching `notes1.txt`) and refused as "not found".
+    (tmp_path / "notes[1].txt").write_text("first notes")
+    (tmp_path / "notes2.txt").write_text("second notes")
+    named = str(tmp_path / "notes[1].txt")
+    config = config_lib.default_config()
+    config.data.update(dataset="text_files", files=named)
+    config_lib.validate(config)
+    assert text_files.expand_files([named]) == [("notes[1].txt", tmp_path / "notes[1].txt")]
+    assert text_files.text_files_config(named).entries == (named,)
+    # A name that is no file is a pattern still.
+    pattern = str(tmp_path / "notes[12].txt")
+    assert [name for name, _ in text_files.expand_files([pattern])] == ["notes2.txt"]
+
+
 def test_glob_pattern_that_matches_nothing_is_one_line(tmp_path):
     (tmp_path / "a.txt").write_text("alpha")
     files = f"{tmp_path}/*.txt,{tmp_path}/*.rst"

@@ -1,7 +1,8 @@
 """`text_files`: a user's own text files and folders as a TFDS dataset.
 
 `data.files` is a comma-separated list of files, folders and glob patterns (`*`, `?`, `[...]`; `**`
-crosses folders, as in `corpus/**/*.txt`). Folders are walked recursively in sorted order, and a
+crosses folders, as in `corpus/**/*.txt`); an entry that exists as written is that file or folder,
+whatever characters its name holds. Folders are walked recursively in sorted order, and a
 pattern's matches are taken in sorted order; hidden entries (a name starting with '.') are skipped,
 and so are binary files (a NUL byte in the first 8 KiB). A binary file named directly is refused,
 and so is a file that cannot be read or a folder that cannot be listed (by name, on `data.files`).
@@ -72,9 +73,14 @@ def absolute_paths(fields: dict) -> dict:
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
+def _has_glob_characters(text: str) -> bool:
+    return bool(_GLOB_CHARACTERS & set(text))
+
+
 def is_pattern(entry: str) -> bool:
-    """Whether an entry (or one part of a path) is a glob pattern rather than one path."""
-    return bool(_GLOB_CHARACTERS & set(entry))
+    """Whether an entry is a glob pattern rather than one path: it holds `*`, `?` or `[`, and
+    no file or folder has its name as written (`notes[1].txt` is that file where it exists)."""
+    return _has_glob_characters(entry) and not os.path.lexists(os.path.expanduser(entry))
 
 
 def _pattern_base(entry: str) -> pathlib.Path:
@@ -82,7 +88,7 @@ def _pattern_base(entry: str) -> pathlib.Path:
     parts = pathlib.Path(entry).expanduser().parts
     fixed = []
     for part in parts:
-        if is_pattern(part):
+        if _has_glob_characters(part):
             break
         fixed.append(part)
     return pathlib.Path(os.path.abspath(pathlib.Path(*fixed) if fixed else "."))
