@@ -33,10 +33,10 @@ from scaling.step import build_program
 
 log = logging.getLogger("scaling.train")
 
-# The `data` fields besides sequence length that decide what the batches of a step hold, whatever
-# the objective (not where the data is cached, nor what is evaluated).
-BATCH_DATA_FIELDS = ("dataset", "feature", "files", "train_split", "tokenizer", "vocab_size",
-                     "spm_model")
+# The `data` fields besides sequence length that decide what the batches of a step hold and the
+# held-out split they are evaluated on, whatever the objective (not where the data is cached).
+BATCH_DATA_FIELDS = ("dataset", "feature", "files", "train_split", "eval_split", "tokenizer",
+                     "vocab_size", "spm_model")
 
 
 def batch_fields(config) -> dict:
@@ -60,6 +60,8 @@ def batch_fields(config) -> dict:
 # The training split's identity in a checkpoint's record (`Loader.corpus`): `data.files`
 # names files whose content can change between a run's attempts.
 CORPUS_FIELD = "data.corpus"
+# The held-out split's (`Loader.held_out`): a resume on another would log the losses of two.
+HELD_OUT_FIELD = "data.held_out"
 
 
 def optimizer_fields(config) -> dict:
@@ -68,13 +70,13 @@ def optimizer_fields(config) -> dict:
 
 
 def plan_conflict(meta: dict, config, optimizer: dict, what: str,
-                  corpus: str | None = None) -> str | None:
+                  corpus: str | None = None, held_out: str | None = None) -> str | None:
     """How a saved state recorded as `meta` was trained differently from `config` (`what` names
     it: "the workdir's checkpoint belongs to a run"), in its batches or in `optimizer` (the
     optimizer fields that must agree), or else on another training split than `corpus`
-    (`Loader.corpus`, when given); None when it was not. Resumed (or started as a branch) with
-    either changed, the run would match neither plan. A field the record predates is unknown, not
-    a difference."""
+    (`Loader.corpus`, when given) or held-out split than `held_out` (`Loader.held_out`); None
+    when it was not. Resumed (or started as a branch) with either changed, the run would match
+    neither plan. A field the record predates is unknown, not a difference."""
     meta = text_files.absolute_paths(meta)  # as `batch_fields` gives the config's
     kinds = []  # each kind that differs, with every field of it that does
     for kind, current in (("other batches", batch_fields(config)),
@@ -89,11 +91,15 @@ def plan_conflict(meta: dict, config, optimizer: dict, what: str,
         return (f"{what} on another corpus ({CORPUS_FIELD}: {meta[CORPUS_FIELD]!r}, now "
                 f"{corpus!r}: its training split is not this one, by a file added, removed or "
                 f"edited, or a file chosen otherwise)")
+    if held_out and meta.get(HELD_OUT_FIELD) not in (None, held_out):
+        return (f"{what} evaluated on another held-out split ({HELD_OUT_FIELD}: "
+                f"{meta[HELD_OUT_FIELD]!r}, now {held_out!r}: by a file added, removed or edited)")
     return None
 
 
-def resume_conflict(meta: dict, config, total_steps: int, corpus: str | None = None) -> str | None:
-    """Why a run of `config` (`total_steps` long, on the training split `corpus` when given)
+def resume_conflict(meta: dict, config, total_steps: int, corpus: str | None = None,
+                    held_out: str | None = None) -> str | None:
+    """Why a run of `config` (`total_steps` long, on the splits `corpus` and `held_out` when given)
     cannot resume from the checkpoint recorded as `meta` (its length, batches or optimizer
     differ), or None. The model is checked on restore (`checkpoint.check_compatible`)."""
     saved_total = meta.get("total_steps", total_steps)
@@ -102,7 +108,7 @@ def resume_conflict(meta: dict, config, total_steps: int, corpus: str | None = N
         return (f"the workdir's checkpoint belongs to a run of {saved_total} steps, the config "
                 f"asks for {total_steps} (train.steps / train.tokens)")
     return plan_conflict(meta, config, optimizer_fields(config),
-                         "the workdir's checkpoint belongs to a run", corpus)
+                         "the workdir's checkpoint belongs to a run", corpus, held_out)
 
 
 @dataclasses.dataclass
@@ -254,7 +260,8 @@ class Trainer:
         def resumable(meta: dict) -> None:
             # A different horizon, batches or optimizer under the saved state: refused, by the
             # settings that differ, before the state's layout is compared (which names arrays).
-            why = resume_conflict(meta, self.config, self.total_steps, self.loader.corpus)
+            why = resume_conflict(meta, self.config, self.total_steps, self.loader.corpus,
+                                  self.loader.held_out)
             if why:
                 raise IncompatibleCheckpoint(f"{why}; use a new --workdir or the run's settings")
 
@@ -264,7 +271,7 @@ class Trainer:
                             if name not in branches.COOLDOWN_FIELDS}
             why = plan_conflict(meta, self.config, stable_phase,
                                 f"the parent run {self.config.train.init_from} was trained",
-                                self.loader.corpus)
+                                self.loader.corpus, self.loader.held_out)
             if why:
                 raise IncompatibleCheckpoint(f"{why}; {PARENT_ADVICE}")
 
@@ -521,6 +528,7 @@ class Trainer:
         batches and updates, its model, and its whole config (what the commands that read a
         run use when it was killed before writing summary.json)."""
         return {"step": self.count, **batch_fields(self.config), CORPUS_FIELD: self.loader.corpus,
+                HELD_OUT_FIELD: self.loader.held_out,
                 **optimizer_fields(self.config),
                 "total_steps": self.total_steps,
                 "loss_window": dataclasses.asdict(self.metrics.window),

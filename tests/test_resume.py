@@ -664,6 +664,39 @@ def test_a_resume_on_an_edited_corpus_is_refused_and_one_rewritten_as_it_was_con
                          "settings")
 
 
+def test_a_resume_on_another_held_out_split_is_refused(tmp_path):
+    # Another data.eval_split, or an edited validation file, resumed with exit 0, and
+    # metrics.jsonl held the eval losses of two held-out sets.
+    from scaling.data import text_files
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for index in range(12):
+        (corpus / f"m{index}.py").write_text(
+            "".join(f"def f_{index}_{i}(a):\n    return a * {i}\n\n" for i in range(60)))
+    workdir = tmp_path / "run"
+    files = ["--config.data.dataset=text_files", f"--config.data.files={corpus}",
+             f"--config.data.cache_dir={tmp_path / 'cache'}"]
+    first = train(workdir, *files)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (workdir / "summary.json").unlink()  # killed after its last save: it would resume at step 30
+    other_split = train(workdir, *files, "--config.data.eval_split=validation[:50%]")
+    assert other_split.returncode == 2, other_split.stderr[-3000:]
+    assert other_split.stderr.strip().splitlines()[-1] == (
+        "scaling-train: error: the workdir's checkpoint belongs to a run with other batches "
+        "(data.eval_split: 'validation', config 'validation[:50%]'); use a new --workdir or the "
+        "run's settings")
+    [held_out, *_] = text_files.assign_splits(text_files.expand_files([str(corpus)]))["validation"]
+    held_out.write_text(held_out.read_text() + "def extra():\n    pass\n")
+    edited = train(workdir, *files)
+    assert edited.returncode == 2, edited.stderr[-3000:]
+    line = edited.stderr.strip().splitlines()[-1]
+    assert line.startswith("scaling-train: error: the workdir's checkpoint belongs to a run "
+                           "evaluated on another held-out split (data.held_out: '"), line
+    assert line.endswith(": by a file added, removed or edited); use a new --workdir or the run's "
+                         "settings"), line
+
+
 def test_a_checkpoint_the_file_system_refuses_ends_the_run_in_one_line(reference, tmp_path):
     """A checkpoints folder that turned read-only: the asynchronous save of step 20 fails in
     Orbax's background threads. The run said "run failed", printed a traceback, and then never

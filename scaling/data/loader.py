@@ -82,6 +82,12 @@ class Loader:
         resumed on an edited corpus would match neither."""
         return corpus_digest([self._train.tokens], "tokens")
 
+    @functools.cached_property
+    def held_out(self) -> str:
+        """The held-out split's identity (`corpus_digest`), which a checkpoint records: a run
+        resumed on another held-out split (an edited validation file) would log losses of two."""
+        return corpus_digest([self._eval.tokens], "tokens")
+
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """This host's rows of the global batch at `step`, np.int32 [batch_size // process_count,
         length]: for causal_lm `inputs`, `targets` (inputs shifted by one) and `segment_ids`;

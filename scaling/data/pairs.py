@@ -171,6 +171,10 @@ class PairLoader(Loader):
     def corpus(self) -> str:
         return corpus_digest([self._train["targets"], self._train["encoder_inputs"]], "pairs")
 
+    @functools.cached_property
+    def held_out(self) -> str:
+        return corpus_digest([self._eval["targets"], self._eval["encoder_inputs"]], "pairs")
+
     def iter_eval_batches(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
         """`eval_batch_count(num_batches)` batches of held-out pairs, in order (repeating some
         when the split has fewer than one batch), made one at a time (`Loader.eval_batches`
