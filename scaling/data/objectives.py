@@ -112,7 +112,8 @@ def span_counts(length: int, noise_density: float, mean_span_length: float) -> t
 @dataclasses.dataclass(frozen=True)
 class Shapes:
     """Per-row lengths: `corpus` tokens read, `encoder` tokens encoded (0: no encoder),
-    `decoder` positions scored by the read-out."""
+    `decoder` positions scored by the read-out. A seq2seq row's are its padded positions
+    (`data.seq_len` + `data.target_len`), not the tokens of its pair: a short pair is mostly PAD."""
 
     corpus: int
     encoder: int

@@ -150,6 +150,7 @@ class PairLoader(Loader):
         self._train, self._eval = train, evaluation
         self.train_pairs = len(train["targets"])
         self.eval_windows = len(evaluation["targets"])  # held-out pairs (`eval_batch_count`)
+        # Padded positions, as `tokens` counts a step's: pairs × (seq_len + target_len).
         self.tokens_in_split = self.train_pairs * objective.shapes.corpus
         self._eval_batches = {}
         import threading
