@@ -745,8 +745,11 @@ def check_data_copied(s: Settings, runs: list) -> None:
                         f"paths inside --source={s.source!r}, relative to it, as the hosts read "
                         f"them in their copy of it ({entry} is {relative} from there)")
                     ).in_run(run.name)
-                named = ([(entry, pathlib.Path(entry))] if field == "spm_model"
-                         else text_files.expand_files([entry]))
+                try:
+                    named = ([(entry, pathlib.Path(entry))] if field == "spm_model"
+                             else text_files.expand_files([entry]))
+                except OSError as error:  # a folder that cannot be listed, a file not read
+                    raise text_files.cannot_read(value, error).in_run(run.name) from None
                 copied = copied_files(s.source) if copied is None else copied
                 for _, path in named:
                     file = os.path.relpath(os.path.abspath(path), source)

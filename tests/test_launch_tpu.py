@@ -1246,3 +1246,18 @@ def test_ctrl_c_while_a_slice_is_queued_is_one_line_naming_it(cloud, tmp_path):
     assert err.strip().splitlines()[-1] == (
         "scaling-tpu: interrupted; queued resource qr may exist: `scaling-tpu status` shows it, "
         "`scaling-tpu delete` deletes it")
+
+
+def test_a_data_file_that_cannot_be_read_is_one_line_before_any_gcloud_call(cloud):
+    # Reading /proc/self/mem from its start fails (EIO), for root too; it was an OSError traceback.
+    (cloud.checkout / "data").mkdir(exist_ok=True)
+    (cloud.checkout / "data" / "a.txt").write_text("some text to train on\n" * 50)
+    (cloud.checkout / "data" / "b.txt").symlink_to("/proc/self/mem")
+    result = cloud.launch(*up_args("--dry-run", "--config.overrides.data.dataset=text_files",
+                                   "--config.overrides.data.files=data"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "scaling-tpu: error: run tiny-d32-L1: config.data.files='data' is not allowed: readable "
+        "text files ("), result.stderr
+    assert "b.txt cannot be read: " in result.stderr and "Traceback" not in result.stderr
+    assert cloud.calls() == [] and result.stdout == ""
