@@ -41,6 +41,17 @@ def write_sweep(directory, sizes_and_tokens, *, extra_rows=(), eval_points=30):
     return directory / "results.csv"
 
 
+def fit_true_law(tmp_path, N, D, *options) -> dict:
+    """fit.json of `scaling-fit --csv` (Chinchilla's form, no bootstrap) on points of the true
+    law at N, D, written to tmp_path/fit with `options` added."""
+    path = tmp_path / "points.csv"
+    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--law", "chinchilla", "--bootstrap", "0", *options,
+                 "--out", str(tmp_path / "fit")]) == 0
+    return json.loads((tmp_path / "fit" / "fit.json").read_text())
+
+
 def test_demo_sweep_writes_fit_report_and_plot(tmp_path):
     sizes = [1e6, 2e6, 4e6, 8e6, 16e6]
     results = write_sweep(tmp_path, [(N, 20 * N) for N in sizes], extra_rows=(
@@ -568,11 +579,7 @@ def test_an_isoflop_budget_without_a_minimum_inside_its_sizes_says_why(tmp_path)
     rows = [(N, C / (6 * N)) for C in (1e15, 1e16, 1e18) for N in np.geomspace(1e6, 1.6e7, 5)]
     N, D = np.array(rows).T
     assert np.all(np.diff(true_loss(N[10:], D[10:])) < 0)
-    path = tmp_path / "points.csv"
-    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
-    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
-                 "--law", "chinchilla", "--bootstrap", "0", "--isoflop-budgets", "1e15,1e16,1e18",
-                 "--out", str(tmp_path / "fit")]) == 0
+    fit_true_law(tmp_path, N, D, "--isoflop-budgets", "1e15,1e16,1e18")
     report = (tmp_path / "fit" / "report.md").read_text()
     assert "| 1e+18 | 5 | ×1 | n/a | n/a | n/a |" in report
     assert "| 1e+16 | 5 | ×1 | n/a" not in report
@@ -586,12 +593,7 @@ def test_runs_far_from_their_isoflop_budget_are_flagged_when_no_profile_can_be_f
     # The warning read the IsoFLOP fit's summary, which is None when Approach 2 is skipped (here
     # every run snaps to one budget, 1e20 FLOPs, and one profile gives no exponent): it was lost.
     N, D = np.repeat([1e7, 2e7, 4e7], 3), np.tile([2e8, 1e9, 5e9], 3)
-    path = tmp_path / "points.csv"
-    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
-    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
-                 "--law", "chinchilla", "--bootstrap", "0", "--isoflop-budgets", "1e20",
-                 "--out", str(tmp_path / "o")]) == 0
-    fit = json.loads((tmp_path / "o" / "fit.json").read_text())
+    fit = fit_true_law(tmp_path, N, D, "--isoflop-budgets", "1e20")
     assert fit["isoflop"] is None and "isoflop" in fit["skipped"]
     farthest = 1e20 / (6 * N * D).min()  # the smallest run's compute is the farthest from 1e20
     warnings = [line for line in capsys.readouterr().err.splitlines() if "--isoflop-budgets" in line]
@@ -828,12 +830,8 @@ def test_a_run_that_skipped_updates_is_fitted_and_named(tmp_path):
 def test_an_isoflop_fit_the_runs_cannot_check_is_flagged(tmp_path, capsys, sizes, budgets, flagged):
     rows = [(N, C / (6 * N)) for C in budgets for N in np.geomspace(1e6, 1.6e7, sizes)]
     N, D = np.array(rows).T
-    path = tmp_path / "points.csv"
-    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
-    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
-                 "--law", "chinchilla", "--bootstrap", "0", "--isoflop-budgets",
-                 ",".join(map(str, budgets)), "--out", str(tmp_path / "fit")]) == 0
-    isoflop = json.loads((tmp_path / "fit" / "fit.json").read_text())["isoflop"]
+    isoflop = fit_true_law(tmp_path, N, D, "--isoflop-budgets", ",".join(map(str, budgets)))[
+        "isoflop"]
     assert [flag["parameter"] for flag in isoflop["diagnostics"]] == flagged
     err = capsys.readouterr().err
     report = (tmp_path / "fit" / "report.md").read_text()
@@ -848,13 +846,8 @@ def test_the_reports_compute_optimal_figures_say_they_count_6nd_and_an_unreachab
         tmp_path):
     N = np.repeat(np.geomspace(1e6, 1e8, 5), 4)
     D = N * np.tile([5.0, 10.0, 20.0, 40.0], 5)
-    path = tmp_path / "points.csv"
-    pd.DataFrame({"N": N, "D": D, "loss": true_loss(N, D)}).to_csv(path, index=False)
     # 5 nats is more than either term has left at the largest N or D (A/N^alpha < 1 at 1e8).
-    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
-                 "--law", "chinchilla", "--bootstrap", "0", "--improvement", "5",
-                 "--out", str(tmp_path / "fit")]) == 0
-    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    fit = fit_true_law(tmp_path, N, D, "--improvement", "5")
     assert fit["fits"]["chinchilla"]["compute_6ND"] == {"min": pytest.approx(6 * 1e6 * 5e6),
                                                         "max": pytest.approx(6 * 1e8 * 4e9)}
     report = (tmp_path / "fit" / "report.md").read_text()
