@@ -107,10 +107,17 @@ def _train_locked(config, workdir: pathlib.Path) -> dict:
     previous = read_summary(workdir)
     if previous and previous.get("status") == status.COMPLETED:
         check_same_model_config(previous, config, workdir)
-        if previous.get("steps") == budget.steps_for(config):
-            print(f"run already completed in {workdir} (step {previous['steps']}); nothing to do",
-                  flush=True)
-            return previous
+        total_steps = budget.steps_for(config)
+        if previous.get("steps") != total_steps:
+            # Trained again from its checkpoints or, without them, from scratch, its results
+            # would be another run's under the same name: a change of plan, as on resume.
+            raise IncompatibleCheckpoint(
+                f"{workdir} holds a completed run of {previous.get('steps')} steps, the config "
+                f"asks for {total_steps} (train.steps / train.tokens); use a new --workdir or "
+                "the run's settings")
+        print(f"run already completed in {workdir} (step {previous['steps']}); nothing to do",
+              flush=True)
+        return previous
     # Installed before the slow parts (data, compile, restore) so a SIGTERM or Ctrl-C there still
     # ends in a clean exit (75 or 130) instead of a kill or a traceback.
     stop_signal = StopSignal(install=True, processes=jax.process_count())

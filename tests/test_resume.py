@@ -411,6 +411,24 @@ def test_a_completed_run_under_another_optimizer_is_refused_with_exit_code_2(ref
     assert "data.document_mask: completed run False, config True" in line
 
 
+@pytest.mark.parametrize("steps", [20, 40])
+def test_a_completed_run_without_its_checkpoints_is_not_trained_again_to_another_length(
+        reference, tmp_path, steps):
+    # With checkpoints/ deleted, a rerun of another length trained from scratch over the
+    # completed run: exit 0, its metrics cut, its summary another run's.
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    shutil.rmtree(workdir / "checkpoints")
+    before = {name: (workdir / name).read_text() for name in ("summary.json", "metrics.jsonl")}
+    result = train(workdir, f"--config.train.steps={steps}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr == (f"scaling-train: error: {workdir} holds a completed run of {STEPS} "
+                             f"steps, the config asks for {steps} (train.steps / train.tokens); "
+                             "use a new --workdir or the run's settings\n")
+    assert {name: (workdir / name).read_text() for name in before} == before
+    assert not (workdir / "checkpoints").exists()
+
+
 def test_a_completed_run_rerun_with_its_derived_fields_given_is_the_same_model(reference,
                                                                               tmp_path):
     # 0 means "derive it": a rerun giving the value 0 stood for (d_ff 4·32, one key-value head per
