@@ -39,8 +39,10 @@ class StableStates:
     checkpoint: a run resumed from a checkpoint past a branch step (after a kill at any moment)
     never lacks that step's state, which it would not train again."""
 
-    def __init__(self, workdir: pathlib.Path, count: int):
-        self._checkpointer = Checkpointer(workdir, keep=max(1, count), async_save=False,
+    def __init__(self, workdir: pathlib.Path):
+        # No retention: an attempt with fewer or other `train.branch_steps` than an earlier one
+        # must not delete the states the earlier one saved (branches may start from them).
+        self._checkpointer = Checkpointer(workdir, keep=None, async_save=False,
                                           folder=STABLE_FOLDER)
 
     def save(self, step: int, state: Any, meta: dict) -> None:

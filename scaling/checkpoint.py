@@ -38,13 +38,14 @@ RUN_CHECKPOINT = "the run's checkpoint"
 
 class Checkpointer:
     """Save and restore one run's checkpoints under `<workdir>/<folder>` (`checkpoints`, or
-    `stable` for the states a run keeps for its cooldown branches).
+    `stable` for the states a run keeps for its cooldown branches), the newest `keep` of them
+    (None: all).
 
     `read_only` opens a folder another process may be writing (a branch reading its parent's
     stable states, `scaling-eval` reading a run) to restore only: it creates, deletes, moves and
     cleans up nothing there, so a save in flight — its temporary folder — is left alone."""
 
-    def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True,
+    def __init__(self, workdir: str | pathlib.Path, *, keep: int | None, async_save: bool = True,
                  folder: str = "checkpoints", read_only: bool = False,
                  owner: str = WORKDIR_CHECKPOINT):
         self.directory = pathlib.Path(workdir).absolute() / folder

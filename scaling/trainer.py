@@ -232,8 +232,7 @@ class Trainer:
         self.peak = hardware.device_peak_flops(self.model.compute_dtype) * jax.device_count()
         self.checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep,
                                          async_save=config.checkpoint.async_save)
-        self.stable = (branches.StableStates(workdir, len(config.train.branch_steps))
-                       if config.train.branch_steps else None)
+        self.stable = branches.StableStates(workdir) if config.train.branch_steps else None
         try:
             with self.program.context():
                 self.state, self.start, window = self._restore_or_init()

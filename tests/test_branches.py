@@ -247,7 +247,7 @@ def test_a_branch_chooses_its_own_cooldown_and_resumes_only_under_it(parent, tmp
 def test_a_stable_state_is_committed_when_its_save_returns(tmp_path):
     # The trainer saves it before the step's checkpoint, so a kill at any moment after that
     # checkpoint commits cannot leave the run resumed past a branch step without its state.
-    states = branches.StableStates(tmp_path, count=1)
+    states = branches.StableStates(tmp_path)
     try:
         states.save(7, {"w": np.ones((16, 1024, 1024), np.float32)}, {"step": 7})  # 64 MiB
         stable = tmp_path / branches.STABLE_FOLDER
@@ -256,6 +256,24 @@ def test_a_stable_state_is_committed_when_its_save_returns(tmp_path):
                             read_only=True).steps() == [7]
     finally:
         states.close()
+
+
+def _stable_steps(workdir):
+    return sorted(int(path.name) for path in (workdir / "stable").iterdir() if path.name.isdigit())
+
+
+def test_a_parent_resumed_with_other_branch_steps_keeps_the_states_it_saved(tmp_path):
+    # Resumed with train.branch_steps=(22,) after saving 4 and 8, it kept one state (22): the
+    # branches of 4 and 8 could no longer start.
+    workdir, run = tmp_path / "parent", ["--config.train.steps=30",
+                                         "--config.checkpoint.every_steps=10"]
+    _train(workdir, *run, "--config.train.branch_steps=(4,8)")
+    assert _stable_steps(workdir) == [4, 8]
+    shutil.rmtree(workdir / "checkpoints" / "30")  # as if killed after its checkpoint of 20
+    (workdir / "summary.json").unlink()
+    out = _train(workdir, *run, "--config.train.branch_steps=(22,)")
+    assert "resuming from step 20" in out
+    assert _stable_steps(workdir) == [4, 8, 22]
 
 
 def test_a_branch_leaves_its_parents_save_in_flight_alone(tmp_path):
