@@ -33,7 +33,7 @@ from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, check_overrides_read, der
 from scaling.data import check_files, sources, text_files
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import RUN_OVERRIDES_HELP, apply_overrides, load_config, split_argv
-from scaling.trainer import Trainer, batch_fields, optimizer_fields
+from scaling.trainer import Trainer, batch_fields, optimizer_fields, record_fields
 
 
 class StopSignal:
@@ -147,9 +147,9 @@ def enable_compilation_cache(config) -> pathlib.Path:
 
 
 def check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> None:
-    """A completed run is this config's only if its model, its batches and its optimizer are
-    (fields the summary predates are unknown, not a difference); IncompatibleCheckpoint names
-    the fields that differ."""
+    """A completed run is this config's only if its model, its batches, its optimizer and the
+    terms of its records (`trainer.RECORD_FIELDS`) are (fields the summary predates are unknown,
+    not a difference); IncompatibleCheckpoint names the fields that differ."""
     recorded = previous.get("config") or {}
     # data.document_mask is the model's too (which tokens its attention sees).
     mask = (recorded.get("data") or {}).get("document_mask")
@@ -157,18 +157,18 @@ def check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> No
                 derive_model_fields(recorded.get("model") or {}).items()
                 if name not in COMPUTE_ONLY_MODEL_FIELDS},
              **({"data.document_mask": mask} if mask is not None else {}),
-             **batch_fields(recorded), **optimizer_fields(recorded)}
+             **batch_fields(recorded), **optimizer_fields(recorded), **record_fields(recorded)}
     current = {**{f"model.{name}": value for name, value in
                   derive_model_fields(config.model.to_dict()).items()
                   if name not in COMPUTE_ONLY_MODEL_FIELDS},
                "data.document_mask": config.data.document_mask,
-               **batch_fields(config), **optimizer_fields(config)}
+               **batch_fields(config), **optimizer_fields(config), **record_fields(config)}
     differing = sorted(differing_fields(saved, current))
     if differing:
         details = ", ".join(f"{name}: completed run {saved[name]!r}, config "
                             f"{current[name]!r}" for name in differing)
         raise IncompatibleCheckpoint(
-            f"{workdir} holds a completed run of another model, batches or optimizer "
+            f"{workdir} holds a completed run under other settings "
             f"({details}); use a new --workdir or the run's settings")
 
 

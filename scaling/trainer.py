@@ -69,6 +69,18 @@ def optimizer_fields(config) -> dict:
     return {f"optim.{name}": value for name, value in (config.get("optim") or {}).items()}
 
 
+# The `train` fields a run's records are written in terms of: the FLOP convention of the `flops`
+# of its metrics and summary. A resumed run keeps them, or its records would mix two.
+RECORD_FIELDS = ("flop_convention",)
+
+
+def record_fields(config) -> dict:
+    """`RECORD_FIELDS` of `config` (a run config, or the dict a summary or checkpoint records
+    as its config), dotted; fields it lacks are left out."""
+    train = config.get("train") or {}
+    return {f"train.{name}": train[name] for name in RECORD_FIELDS if name in train}
+
+
 def plan_conflict(meta: dict, config, optimizer: dict, what: str,
                   corpus: str | None = None, held_out: str | None = None) -> str | None:
     """How a saved state recorded as `meta` was trained differently from `config` (`what` names
@@ -100,13 +112,19 @@ def plan_conflict(meta: dict, config, optimizer: dict, what: str,
 def resume_conflict(meta: dict, config, total_steps: int, corpus: str | None = None,
                     held_out: str | None = None) -> str | None:
     """Why a run of `config` (`total_steps` long, on the splits `corpus` and `held_out` when given)
-    cannot resume from the checkpoint recorded as `meta` (its length, batches or optimizer
-    differ), or None. The model is checked on restore (`checkpoint.check_compatible`)."""
+    cannot resume from the checkpoint recorded as `meta` (its length, `RECORD_FIELDS`, batches or
+    optimizer differ), or None. The model is checked on restore (`checkpoint.check_compatible`)."""
     saved_total = meta.get("total_steps", total_steps)
     if saved_total != total_steps:
         # A different horizon changes the learning-rate schedule under the restored state.
         return (f"the workdir's checkpoint belongs to a run of {saved_total} steps, the config "
                 f"asks for {total_steps} (train.steps / train.tokens)")
+    saved, current = record_fields(meta.get("config") or {}), record_fields(config)
+    differing = [f"{name}: {saved[name]!r}, config {current[name]!r}"
+                 for name in differing_fields(saved, current)]
+    if differing:
+        return (f"the workdir's checkpoint belongs to a run recorded otherwise "
+                f"({'; '.join(differing)})")
     return plan_conflict(meta, config, optimizer_fields(config),
                          "the workdir's checkpoint belongs to a run", corpus, held_out)
 

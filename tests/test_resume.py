@@ -401,7 +401,7 @@ def test_a_completed_run_under_another_optimizer_is_refused_with_exit_code_2(ref
     result = train(workdir, "--config.optim.lr=0.5")
     assert result.returncode == 2, result.stderr[-3000:]
     [line] = result.stderr.strip().splitlines()
-    assert "holds a completed run of another model, batches or optimizer" in line
+    assert "holds a completed run under other settings" in line
     assert "optim.lr: completed run 0.003, config 0.5" in line
     assert (workdir / "summary.json").read_text() == before
     # Which tokens the model's attention sees: "run already completed ...; nothing to do".
@@ -427,6 +427,24 @@ def test_a_completed_run_without_its_checkpoints_is_not_trained_again_to_another
                              "use a new --workdir or the run's settings\n")
     assert {name: (workdir / name).read_text() for name in before} == before
     assert not (workdir / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("completed", [False, True], ids=["checkpoint", "completed"])
+def test_a_rerun_under_another_flop_convention_is_refused_with_exit_code_2(reference, tmp_path,
+                                                                          completed):
+    # Resumed, its metrics.jsonl counted the FLOPs of its first steps in one convention and of
+    # the rest in the other.
+    workdir = (tmp_path / "run" if completed
+               else killed_after_last_checkpoint(reference, tmp_path))
+    if completed:
+        shutil.copytree(reference, workdir)
+    before = (workdir / "metrics.jsonl").read_text()
+    result = train(workdir, "--config.train.flop_convention=6N")
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert (f"train.flop_convention: {'completed run ' if completed else ''}'full', config '6N'"
+            in line), line
+    assert (workdir / "metrics.jsonl").read_text() == before
 
 
 def test_a_completed_run_rerun_with_its_derived_fields_given_is_the_same_model(reference,
