@@ -70,8 +70,11 @@ def optimizer_fields(config) -> dict:
 
 
 # The `train` fields a run's records are written in terms of: the FLOP convention of the `flops`
-# of its metrics and summary. A resumed run keeps them, or its records would mix two.
-RECORD_FIELDS = ("flop_convention",)
+# of its metrics and summary, and the parent's step a branch started from (its summary's
+# `start_step`, from which a sweep counts the compute it spent). A resumed run keeps them, or its
+# records would mix two runs. (Its parent, `train.init_from`, may move: the state at that step is
+# the same for any parent of the same batches and optimizer, `scaling.branches`.)
+RECORD_FIELDS = ("flop_convention", "init_step")
 
 
 def record_fields(config) -> dict:

@@ -244,6 +244,25 @@ def test_a_branch_chooses_its_own_cooldown_and_resumes_only_under_it(parent, tmp
                                 "'linear')" in lines[0]), result.stderr
 
 
+def test_a_branch_with_its_own_checkpoints_keeps_its_start_step(parent, tmp_path):
+    # Rerun with another train.init_step, it resumed from its own checkpoints and recorded the
+    # new step as its start: a sweep counted the compute of steps it never trained.
+    branch = tmp_path / "branch"
+    _train(branch, *_branch_args(parent))
+    moved = [arg.replace(f"init_step={BRANCH_START}", "init_step=24")
+             for arg in _branch_args(parent)]
+    for completed in (True, False):
+        if not completed:
+            (branch / "summary.json").unlink()  # as if killed after its last checkpoint
+        result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                                 str(branch), *moved], cwd=REPO, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 2, result.stderr[-3000:]
+        [line] = result.stderr.strip().splitlines()
+        assert (f"train.init_step: {'completed run ' if completed else ''}{BRANCH_START}, "
+                "config 24" in line), line
+
+
 def test_a_stable_state_is_committed_when_its_save_returns(tmp_path):
     # The trainer saves it before the step's checkpoint, so a kill at any moment after that
     # checkpoint commits cannot leave the run resumed past a branch step without its state.
