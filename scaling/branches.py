@@ -17,6 +17,7 @@ only its own cooldown: it starts from the longer run's state at `optim.wsd_decay
 
 from __future__ import annotations
 
+import json
 import pathlib
 from typing import Any, Callable
 
@@ -53,6 +54,29 @@ class StableStates:
         self._checkpointer.close()
 
 
+def saved_steps(workdir: pathlib.Path, folder: str = STABLE_FOLDER) -> list[int]:
+    """The steps of the committed states in `<workdir>/<folder>` (Orbax names each folder by its
+    step only when its save is complete)."""
+    path = workdir / folder
+    return sorted(int(entry.name) for entry in path.iterdir()
+                  if entry.name.isdigit()) if path.is_dir() else []
+
+
+def check_passed(config, workdir: pathlib.Path, step: int) -> None:
+    """IncompatibleCheckpoint when `train.branch_steps` lists a step the run in `workdir`, now at
+    `step`, passed without saving its stable state: a run saves one only as it trains that step,
+    so a branch of it could never start."""
+    saved = set(saved_steps(workdir))
+    passed = sorted(branch for branch in config.train.branch_steps
+                    if branch <= step and branch not in saved)
+    if passed:
+        raise IncompatibleCheckpoint(
+            f"train.branch_steps lists {passed}, which the run in {workdir} has passed (it is "
+            f"at step {step}) without saving a stable state there (a run saves one only as it "
+            f"trains that step); train the run in a new --workdir to have them, or leave them "
+            f"out")
+
+
 def check_parent(config) -> None:
     """ConfigError when a branch's `train.init_from` holds no stable-phase states: checked by
     `scaling-train` (its dry run too) before anything is built. A sweep plans its branches before
@@ -79,9 +103,13 @@ def restore_parent(config, abstract_state: Any, model: ModelConfig,
                                 owner=f"the stable state of train.init_from={str(parent)!r}")
     try:
         if step not in checkpointer.steps():
-            raise IncompatibleCheckpoint(
-                f"the parent run {parent} saved no stable state at step {step} (it has "
-                f"{checkpointer.steps() or 'none'}); train it with {step} in train.branch_steps")
+            saved = f"the parent run {parent} saved no stable state at step {step} (it has " \
+                    f"{checkpointer.steps() or 'none'})"
+            if _trained_to(parent) >= step:  # its rerun would not train that step again
+                raise IncompatibleCheckpoint(
+                    f"{saved}, and it trained past that step: train the parent again in a new "
+                    f"workdir with {step} in train.branch_steps, and use that as train.init_from")
+            raise IncompatibleCheckpoint(f"{saved}; train it with {step} in train.branch_steps")
         try:
             return checkpointer.restore(step, abstract_state, model, check)
         except (IncompatibleCheckpoint, OSError, jax.errors.JaxRuntimeError):
@@ -95,3 +123,13 @@ def restore_parent(config, abstract_state: Any, model: ModelConfig,
                 ) from None
     finally:
         checkpointer.close()
+
+
+def _trained_to(workdir: pathlib.Path) -> int:
+    """The furthest step the run in `workdir` reached, by its summary or its checkpoints."""
+    try:
+        summary = json.loads((workdir / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    steps = summary.get("steps") if isinstance(summary, dict) else None
+    return max([*saved_steps(workdir, "checkpoints"), steps if isinstance(steps, int) else 0])

@@ -257,6 +257,8 @@ class Trainer:
         try:
             with self.program.context():
                 self.state, self.start, window = self._restore_or_init()
+                if self.stable is not None:
+                    branches.check_passed(config, workdir, self.start)
                 self.eval_batches = self._eval_batches(config.train.eval_batches)
         except BaseException:
             self.close()

@@ -263,6 +263,39 @@ def test_a_branch_with_its_own_checkpoints_keeps_its_start_step(parent, tmp_path
                 "config 24" in line), line
 
 
+def _refused(workdir, *overrides):
+    """The one line of a `scaling-train` in `workdir` that exits 2."""
+    result = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                             str(workdir), *overrides], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    return line
+
+
+def test_a_branch_step_the_parent_has_passed_is_refused_not_silently_skipped(tmp_path):
+    # Rerun with 12 added after step 12, the parent went on without saving it, and its branch of
+    # 12 was told to "train it with 12 in train.branch_steps", which the parent already had.
+    parent, run = tmp_path / "parent", ["--config.train.steps=30",
+                                        "--config.checkpoint.every_steps=10"]
+    _train(parent, *run, "--config.train.branch_steps=(4,)")
+    metrics = (parent / "metrics.jsonl").read_text()
+    line = _refused(parent, *run, "--config.train.branch_steps=(4,12)")
+    assert f"train.branch_steps lists [12], which the run in {parent} has passed (it is at step " \
+           "30) without saving a stable state there" in line, line
+    line = _refused(tmp_path / "branch", "--config.train.steps=20",
+                    f"--config.train.init_from={parent}", "--config.train.init_step=12")
+    assert line.endswith("saved no stable state at step 12 (it has [4]), and it trained past that "
+                         "step: train the parent again in a new workdir with 12 in "
+                         "train.branch_steps, and use that as train.init_from"), line
+    shutil.rmtree(parent / "checkpoints" / "30")  # as if killed after its checkpoint of 20
+    (parent / "summary.json").unlink()
+    line = _refused(parent, *run, "--config.train.branch_steps=(4,12,22)")
+    assert "lists [12], which the run in" in line and "(it is at step 20)" in line, line
+    assert _stable_steps(parent) == [4]
+    assert (parent / "metrics.jsonl").read_text() == metrics
+
+
 def test_a_stable_state_is_committed_when_its_save_returns(tmp_path):
     # The trainer saves it before the step's checkpoint, so a kill at any moment after that
     # checkpoint commits cannot leave the run resumed past a branch step without its state.
