@@ -13,7 +13,9 @@ stdout and stderr flushed, and `os._exit(130)`: interpreter shutdown with XLA's 
 (compiling, a dataset import under way) can crash, and nothing is left for it to do.
 
 `scaling-train` runs under the same handler until its own stop handler (`train.StopSignal`,
-which saves at a step boundary) takes over; its second Ctrl-C uses `exit_now`.
+which saves at a step boundary) takes over; its second Ctrl-C uses `exit_now`. Until then a
+SIGTERM (preemption) ends it the same way with its own line and exit code 75: nothing of the run
+is written before that handler is in place, so nothing is lost.
 
 This module imports nothing beyond the standard library, so that it is in place before them.
 """
@@ -31,6 +33,7 @@ import time
 import traceback
 
 EXIT_INTERRUPTED = 130  # as scaling.status.EXIT_INTERRUPTED: 128 + SIGINT
+EXIT_PREEMPTED = 75  # as scaling.status.EXIT_PREEMPTED
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a program that signal ends
 SWEEP_PID = "SCALING_SWEEP_PID"  # set by scaling-sweep for each run it starts: the sweep's pid
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -135,10 +138,12 @@ def report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def exit_now(line: str | None = None) -> None:
-    """Exit 130 at once: further SIGINTs ignored, `line` (else the installed one) written unless
-    a line was, stdout and stderr flushed, no interpreter shutdown."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def exit_now(line: str | None = None, code: int = EXIT_INTERRUPTED) -> None:
+    """Exit with `code` (130) at once: further SIGINTs and SIGTERMs ignored, `line` (else the
+    installed one) written unless a line was, stdout and stderr flushed, no interpreter
+    shutdown."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -150,7 +155,7 @@ def exit_now(line: str | None = None) -> None:
             os.write(2, f"{line or _State.line}\n".encode())
         except OSError:
             pass
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(code)
 
 
 def die_with_sweep() -> None:
@@ -198,12 +203,17 @@ def _exit_if_threads_hang(code: int, crashed: bool = False) -> None:
         os._exit(code)  # the command has said all it had to
 
 
-def run(program: str, module: str, line: str | None = None) -> int:
+def run(program: str, module: str, line: str | None = None,
+        preempted_line: str | None = None) -> int:
     """`module.main()` as the console command `program`, Ctrl-C handled from before the module
     is imported; returns main's exit code, or does not return after an interrupt or when
-    background threads outlive main (`_exit_if_threads_hang`)."""
+    background threads outlive main (`_exit_if_threads_hang`). With `preempted_line`, a SIGTERM
+    until `module` installs its own handler exits 75 at once with that line."""
     die_with_sweep()
     install(line or f"{program}: interrupted")
+    if preempted_line:
+        signal.signal(signal.SIGTERM,
+                      lambda signum, frame: exit_now(preempted_line, EXIT_PREEMPTED))
     try:
         code = importlib.import_module(module).main()
         sys.stdout.flush()  # here, not at exit: a reader that went away is met below

@@ -16,7 +16,8 @@ from scaling import interrupts
 
 def train() -> int:
     return interrupts.run("scaling-train", "scaling.train",
-                          "scaling-train: interrupted before training started; rerun to start")
+                          "scaling-train: interrupted before training started; rerun to start",
+                          "scaling-train: preempted before training started; rerun to start")
 
 
 def sweep() -> int:

@@ -67,20 +67,22 @@ def jaxlib_loaded(pid: int) -> bool:
     return loaded(pid, "jaxlib")
 
 
-def catches_sigint(pid: int) -> bool:
-    """Whether the process has a SIGINT handler: Python installs its own as the interpreter
-    starts, before any of our code runs (until then a SIGINT kills it, as it would any program)."""
+def catches_sigint(pid: int, signum: int = signal.SIGINT) -> bool:
+    """Whether the process has a SIGINT (or `signum`) handler: Python installs its own SIGINT
+    handler as the interpreter starts, before any of our code runs (until then a SIGINT kills
+    it, as it would any program)."""
     try:
         status = pathlib.Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
     caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
-    return bool(int(caught, 16) & 1 << (signal.SIGINT - 1))
+    return bool(int(caught, 16) & 1 << (signum - 1))
 
 
-def interrupted(command: list[str], moment) -> subprocess.CompletedProcess:
-    """Run `command`, send it SIGINT at `moment` (seconds after our code has started, or
-    ("jaxlib", s): s seconds after JAX's native library is loaded), and wait for it.
+def interrupted(command: list[str], moment, signum: int = signal.SIGINT
+                ) -> subprocess.CompletedProcess:
+    """Run `command`, send it SIGINT (or `signum`) at `moment` (seconds after our code has
+    started, or ("jaxlib", s): s seconds after JAX's native library is loaded), and wait for it.
 
     Our code starts once Python's own start-up is done: a SIGINT before, while the interpreter
     still imports its `site` module, is Python's "Fatal Python error", whatever a program does.
@@ -90,7 +92,7 @@ def interrupted(command: list[str], moment) -> subprocess.CompletedProcess:
                                text=True, start_new_session=True)  # no terminal: SIGINT to it alone
     try:
         deadline = time.monotonic() + 60  # under load the start can take a second or more
-        while not (catches_sigint(process.pid) and loaded(process.pid, "_ctypes")) \
+        while not (catches_sigint(process.pid, signum) and loaded(process.pid, "_ctypes")) \
                 and process.poll() is None:
             assert time.monotonic() < deadline, "the interpreter did not start in 60 s"
             time.sleep(0.005)
@@ -102,7 +104,7 @@ def interrupted(command: list[str], moment) -> subprocess.CompletedProcess:
             moment = moment[1]
         time.sleep(moment)
         assert process.poll() is None, "finished before the interrupt: send it earlier"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -149,6 +151,19 @@ def test_python_dash_m_is_the_console_script(moment, workdir):
     first import too."""
     command = [sys.executable, "-m", "scaling.evaluate", *arguments("scaling-eval", workdir)]
     assert_interrupted(interrupted(command, moment), "scaling-eval")
+
+
+@pytest.mark.parametrize("moment", [0.1, ("jaxlib", 0.0), ("jaxlib", 0.2)], ids=str)
+@pytest.mark.parametrize("how", ["console", "python -m"])
+def test_sigterm_while_scaling_train_starts_is_one_line_and_exit_75(moment, how, tmp_path):
+    # Before its stop handler, imported with JAX, a SIGTERM killed it (exit 143, no line).
+    command = (console_script("scaling-train") if how == "console"
+               else [sys.executable, "-m", "scaling.train"])
+    result = interrupted(command + ["--config", "configs/demo.py:runlocal",
+                                    "--workdir", str(tmp_path / "run")], moment, signal.SIGTERM)
+    assert result.returncode == 75, (result.returncode, result.stderr[-3000:])
+    assert result.stderr == "scaling-train: preempted before training started; rerun to start\n"
+    assert not (tmp_path / "run").exists()
 
 
 def test_each_console_script_reports_its_own_program_name():
