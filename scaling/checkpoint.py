@@ -28,6 +28,16 @@ from scaling.errors import IncompatibleCheckpoint
 log = logging.getLogger(__name__)
 
 
+def _not_a_missing_step_metadata_file(record: logging.LogRecord) -> bool:
+    """Orbax warns, on opening a folder, of each step there without its `_CHECKPOINT_METADATA`:
+    a step whose deletion (`keep`) a kill cut short, which the next save's deletes; a step that
+    cannot be read is reported by `restore_latest` in its own words."""
+    return not record.getMessage().startswith("Metadata file does not exist: ")
+
+
+logging.getLogger("absl").addFilter(_not_a_missing_step_metadata_file)
+
+
 # What a run's own checkpoints are called in its errors (a branch's parent's states are named
 # by the parent).
 WORKDIR_CHECKPOINT = "the workdir's checkpoint"

@@ -133,6 +133,21 @@ def test_unreadable_checkpoints_are_moved_aside_and_none_readable_is_refused(tmp
     assert step_directories(tmp_path) == ["unreadable-1", "unreadable-2"]
 
 
+def test_a_step_whose_deletion_a_kill_cut_short_is_no_warning(tmp_path, model, caplog):
+    # Orbax's own "WARNING:absl:Metadata file does not exist: .../checkpoints/1/_CHECKPOINT_
+    # METADATA" was printed as the run resumed.
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    for step in (1, 2):
+        checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
+    checkpointer.close()
+    (tmp_path / "checkpoints" / "1" / "_CHECKPOINT_METADATA").unlink()
+    reopened = Checkpointer(tmp_path, keep=3)
+    _, meta = reopened.restore_latest(abstract(small_state(0.0)), model)
+    reopened.close()
+    assert meta["step"] == 2
+    assert "Metadata file does not exist" not in caplog.text
+
+
 def test_a_checkpoint_without_its_state_metadata_is_damage_not_another_layout(tmp_path, model):
     # It was refused as "a different train state", and the older checkpoint was never tried.
     checkpointer = Checkpointer(tmp_path, keep=3)
