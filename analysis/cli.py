@@ -356,8 +356,12 @@ def run(args) -> pathlib.Path:
                  else read_wandb_export(input_path, loss_column))
         runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
         data_summary.update(sweep_summary(sweep, loss_column))
+        if args.results:  # a table the data-constrained form can be fitted to with --csv
+            data_summary["results"] = str(input_path)
         if sweep.repeating:
-            print(f"scaling-fit: note: {repeating_note(sweep.repeating)}", file=sys.stderr)
+            note = repeating_note(sweep.repeating, data_summary.get("results"),
+                                  data_summary["n_column"])
+            print(f"scaling-fit: note: {note}", file=sys.stderr)
     _check_hold_out(args, runs)
     drop_largest = args.drop_highest or 1
     # With --backtest the default law is decided on the runs the backtest fits, so that its

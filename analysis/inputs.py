@@ -161,6 +161,11 @@ def table_objectives(table: pd.DataFrame) -> list[str]:
     return sorted(set(table["objective"].dropna().astype(str)) - {""})
 
 
+def n_column(convention: str) -> str:
+    """The results.csv column a fit under FLOP `convention` takes N from: what it counts."""
+    return "non_embedding_params" if convention == "6N" else "params"
+
+
 def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | None = None,
                      loss_column: str = "final_eval_loss") -> Sweep:
     """Select the fittable runs of a results table (the columns of results.csv), their loss read
@@ -183,13 +188,13 @@ def sweep_from_table(table: pd.DataFrame, source: str, curves: pd.DataFrame | No
     if len(repeated):  # two runs under one name: their curves would merge into one
         raise ValueError(f"{source}: run names must be unique; repeated: {', '.join(repeated)}")
     runs = table.copy()
-    runs["N"] = _numeric(runs, "non_embedding_params" if convention == "6N" else "params")
+    runs["N"] = _numeric(runs, n_column(convention))
     runs["D"] = _numeric(runs, "tokens")
     runs["C"] = _numeric(runs, "flops")
     runs["loss"] = _numeric(runs, loss_column)
     status = runs["status"].fillna("(blank)").astype(str)  # a blank cell is no status
     _check_recorded_values(table, runs, status == "completed", source, {
-        "N": "non_embedding_params" if convention == "6N" else "params", "D": "tokens",
+        "N": n_column(convention), "D": "tokens",
         "C": "flops", "loss": loss_column})
     loss_name = "eval loss" if loss_column == "final_eval_loss" else loss_column
     values_ok = np.ones(len(runs), dtype=bool)
@@ -318,7 +323,7 @@ def sweep_summary(sweep: Sweep, loss_column: str = "final_eval_loss") -> dict:
             "seed_sd_median": float(np.nanmedian(runs["seed_sd"] / runs["loss"]))
             if (runs["seeds"] > 1).any() else None,
             "excluded": sweep.excluded.to_dict("records"), "skipped_updates": sweep.skipped,
-            "repeating_data": sweep.repeating}
+            "repeating_data": sweep.repeating, "n_column": n_column(sweep.flop_convention)}
 
 
 def _strip_wandb_prefix(column: str) -> str:

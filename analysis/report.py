@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import shlex
 
 from analysis.backtest import NO_EXTRAPOLATION_TERM, yes_no
 from analysis.diagnostics import se_is_unbounded
@@ -67,15 +68,19 @@ def _with_interval(summary: dict, infinite: str = "∞") -> str:
     return text
 
 
-def repeating_note(repeating: list[dict]) -> str:
+def repeating_note(repeating: list[dict], results: str | None, n_column: str) -> str:
     """What to know of runs trained on more tokens than their training split holds: the laws
-    fitted here count each repeated token as a new one."""
+    fitted here count each repeated token as a new one. With `results` (the results.csv they
+    were read from), the command that fits the data-constrained form to it, N from `n_column`
+    as the fits here take it."""
     passes = max(row["tokens"] / row["unique_tokens"] for row in repeating)
-    return (f"{len(repeating)} fitted run(s) repeat their training data (up to {passes:.3g} "
-            "passes over it; tokens > unique_tokens in results.csv), and the laws here count a "
-            "repeated token as a new one; Muennighoff et al.'s data-constrained form models "
-            "repetition: scaling-fit --csv results.csv --where status=completed --n-col params "
-            "--d-col tokens --u-col unique_tokens --loss-col final_eval_loss")
+    note = (f"{len(repeating)} fitted run(s) repeat their training data (up to {passes:.3g} "
+            "passes over it; tokens > unique_tokens), and the laws here count a repeated token "
+            "as a new one; Muennighoff et al.'s data-constrained form models repetition")
+    if results is None:
+        return note
+    return (f"{note}: scaling-fit --csv {shlex.quote(str(results))} --where status=completed "
+            f"--n-col {n_column} --d-col tokens --u-col unique_tokens --loss-col final_eval_loss")
 
 
 def failed_resamples_note(summary: dict) -> str:
@@ -254,7 +259,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                      "(train.on_nonfinite='skip')")
     repeating = data.get("repeating_data", [])
     if repeating:
-        lines.append(f"- {repeating_note(repeating)}")
+        lines.append(f"- {repeating_note(repeating, data.get('results'), data['n_column'])}")
     lines += ["", f"Headline law: **{summary['law']}**, `{summary['formula']}`."
               + (f" ({data['headline_note']}.)" if data.get("headline_note") else ""),
               ""]

@@ -172,6 +172,9 @@ What the backtests show:
 - On Li et al.'s runs the rule also picks the over-training form (several token budgets per
   size), and there it is the worse law (3.0% against Chinchilla's 0.7%): the rule is not tuned to
   win every table, and a user with such a table should read the backtest before trusting either.
+  `scaling-fit`'s report on this table warns of it: the over-training form ties the N and
+  D exponents, and Chinchilla's form fitted to the same runs puts α − β at −0.53 (95% CI −0.65
+  to −0.25), away from 0; on Gadre et al.'s tables that interval holds 0 and no warning is given.
 - Kaplan's form, which has no irreducible loss, extrapolates worst on Gadre et al.'s three
   tables (up to 14–17% off, on the 6.9B runs); its intervals there are no wider than the other
   forms' (median ±10–11%) and still hold its misses. On Li et al.'s runs it is second only to

@@ -62,11 +62,12 @@ def saved_steps(workdir: pathlib.Path, folder: str = STABLE_FOLDER) -> list[int]
                   if entry.name.isdigit()) if path.is_dir() else []
 
 
-def check_passed(config, workdir: pathlib.Path, step: int) -> None:
+def check_passed(config, workdir: pathlib.Path, step: int, listed: tuple = ()) -> None:
     """IncompatibleCheckpoint when `train.branch_steps` lists a step the run in `workdir`, now at
     `step`, passed without saving its stable state: a run saves one only as it trains that step,
-    so a branch of it could never start."""
-    saved = set(saved_steps(workdir))
+    so a branch of it could never start. The steps an earlier attempt `listed` it saved as it
+    passed them (a state of theirs that is gone was removed since)."""
+    saved = set(saved_steps(workdir)) | set(listed)
     passed = sorted(branch for branch in config.train.branch_steps
                     if branch <= step and branch not in saved)
     if passed:

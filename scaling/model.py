@@ -155,7 +155,8 @@ class Transformer(nn.Module):
     self-attention stays within a document (cross-attention sees the whole source). A source's
     padding (`cfg.source_pad_id`) is masked from the encoder's self-attention and from
     cross-attention. Encoder and decoder share the token embedding (and the learned position table). With
-    sinusoidal positions the embeddings are multiplied by √d_model before the table is added.
+    sinusoidal positions the embeddings are multiplied by √d_model (under µP √mup_base_width)
+    before the table is added.
 
     Decoding: `cache` (from `scaling.decoding.init_cache`) holds `index` (the position of
     `tokens_BxL[:, 0]`), each decoder layer's keys and values, and an encoder–decoder's encoded

@@ -115,7 +115,8 @@ def _train_locked(config, workdir: pathlib.Path) -> dict:
                 f"{workdir} holds a completed run of {previous.get('steps')} steps, the config "
                 f"asks for {total_steps} (train.steps / train.tokens); use a new --workdir or "
                 "the run's settings")
-        branches.check_passed(config, workdir, total_steps)
+        listed = ((previous.get("config") or {}).get("train") or {}).get("branch_steps") or ()
+        branches.check_passed(config, workdir, total_steps, tuple(listed))
         print(f"run already completed in {workdir} (step {previous['steps']}); nothing to do",
               flush=True)
         return previous

@@ -33,10 +33,10 @@ from scaling.step import build_program
 
 log = logging.getLogger("scaling.train")
 
-# The `data` fields besides sequence length that decide what the batches of a step hold and the
-# held-out split they are evaluated on, whatever the objective (not where the data is cached).
-BATCH_DATA_FIELDS = ("dataset", "feature", "files", "train_split", "eval_split", "tokenizer",
-                     "vocab_size", "spm_model")
+# The `data` fields besides sequence length that decide what the batches of a step hold, whatever
+# the objective (not where the data is cached, nor what is evaluated).
+BATCH_DATA_FIELDS = ("dataset", "feature", "files", "train_split", "tokenizer", "vocab_size",
+                     "spm_model")
 
 
 def batch_fields(config) -> dict:
@@ -85,13 +85,13 @@ def record_fields(config) -> dict:
 
 
 def plan_conflict(meta: dict, config, optimizer: dict, what: str,
-                  corpus: str | None = None, held_out: str | None = None) -> str | None:
+                  corpus: str | None = None) -> str | None:
     """How a saved state recorded as `meta` was trained differently from `config` (`what` names
     it: "the workdir's checkpoint belongs to a run"), in its batches or in `optimizer` (the
     optimizer fields that must agree), or else on another training split than `corpus`
-    (`Loader.corpus`, when given) or held-out split than `held_out` (`Loader.held_out`); None
-    when it was not. Resumed (or started as a branch) with either changed, the run would match
-    neither plan. A field the record predates is unknown, not a difference."""
+    (`Loader.corpus`, when given); None when it was not. Resumed (or started as a branch) with
+    either changed, the run would match neither plan. A field the record predates is unknown,
+    not a difference."""
     meta = text_files.absolute_paths(meta)  # as `batch_fields` gives the config's
     kinds = []  # each kind that differs, with every field of it that does
     for kind, current in (("other batches", batch_fields(config)),
@@ -106,17 +106,16 @@ def plan_conflict(meta: dict, config, optimizer: dict, what: str,
         return (f"{what} on another corpus ({CORPUS_FIELD}: {meta[CORPUS_FIELD]!r}, now "
                 f"{corpus!r}: its training split is not this one, by a file added, removed or "
                 f"edited, or a file chosen otherwise)")
-    if held_out and meta.get(HELD_OUT_FIELD) not in (None, held_out):
-        return (f"{what} evaluated on another held-out split ({HELD_OUT_FIELD}: "
-                f"{meta[HELD_OUT_FIELD]!r}, now {held_out!r}: by a file added, removed or edited)")
     return None
 
 
 def resume_conflict(meta: dict, config, total_steps: int, corpus: str | None = None,
                     held_out: str | None = None) -> str | None:
     """Why a run of `config` (`total_steps` long, on the splits `corpus` and `held_out` when given)
-    cannot resume from the checkpoint recorded as `meta` (its length, `RECORD_FIELDS`, batches or
-    optimizer differ), or None. The model is checked on restore (`checkpoint.check_compatible`)."""
+    cannot resume from the checkpoint recorded as `meta` (its length, `RECORD_FIELDS`, held-out
+    split, batches or optimizer differ), or None: resumed on another held-out split, its
+    metrics.jsonl would hold the losses of two. (A branch may evaluate on a split of its own.)
+    The model is checked on restore (`checkpoint.check_compatible`)."""
     saved_total = meta.get("total_steps", total_steps)
     if saved_total != total_steps:
         # A different horizon changes the learning-rate schedule under the restored state.
@@ -128,8 +127,15 @@ def resume_conflict(meta: dict, config, total_steps: int, corpus: str | None = N
     if differing:
         return (f"the workdir's checkpoint belongs to a run recorded otherwise "
                 f"({'; '.join(differing)})")
+    evaluated = "the workdir's checkpoint belongs to a run evaluated on another held-out split"
+    split = ((meta.get("config") or {}).get("data") or {}).get("eval_split")
+    if split is not None and split != config.data.eval_split:
+        return f"{evaluated} (data.eval_split: {split!r}, config {config.data.eval_split!r})"
+    if held_out and meta.get(HELD_OUT_FIELD) not in (None, held_out):
+        return (f"{evaluated} ({HELD_OUT_FIELD}: {meta[HELD_OUT_FIELD]!r}, now {held_out!r}: by "
+                f"a file added, removed or edited)")
     return plan_conflict(meta, config, optimizer_fields(config),
-                         "the workdir's checkpoint belongs to a run", corpus, held_out)
+                         "the workdir's checkpoint belongs to a run", corpus)
 
 
 @dataclasses.dataclass
@@ -293,7 +299,7 @@ class Trainer:
                             if name not in branches.COOLDOWN_FIELDS}
             why = plan_conflict(meta, self.config, stable_phase,
                                 f"the parent run {self.config.train.init_from} was trained",
-                                self.loader.corpus, self.loader.held_out)
+                                self.loader.corpus)
             if why:
                 raise IncompatibleCheckpoint(f"{why}; {PARENT_ADVICE}")
 

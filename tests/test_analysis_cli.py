@@ -871,10 +871,11 @@ def test_runs_that_repeat_their_training_data_are_said_with_the_law_that_models_
     assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--bootstrap",
                  "0"]) == 0
     err = capsys.readouterr().err
+    # The sweep counts FLOPs as 6N: its fits take N from non_embedding_params, as the command.
     note = ("1 fitted run(s) repeat their training data (up to 2 passes over it; tokens > "
-            "unique_tokens in results.csv), and the laws here count a repeated token as a new "
-            "one; Muennighoff et al.'s data-constrained form models repetition: scaling-fit --csv "
-            "results.csv --where status=completed --n-col params --d-col tokens --u-col "
+            "unique_tokens), and the laws here count a repeated token as a new one; Muennighoff "
+            f"et al.'s data-constrained form models repetition: scaling-fit --csv {results} "
+            "--where status=completed --n-col non_embedding_params --d-col tokens --u-col "
             "unique_tokens --loss-col final_eval_loss")
     assert f"scaling-fit: note: {note}\n" in err
     assert f"- {note}\n" in (tmp_path / "fit" / "report.md").read_text()
@@ -885,7 +886,7 @@ def test_runs_that_repeat_their_training_data_are_said_with_the_law_that_models_
     table.loc[len(table)] = dict(table.iloc[0], name="failed", status="failed",
                                  final_eval_loss=float("nan"))
     table.to_csv(results, index=False)
-    command = note.split("scaling-fit ")[-1].replace("results.csv", str(results)).split()
+    command = note.split("scaling-fit ")[-1].split()
     assert main(command + ["--bootstrap", "0", "--out", str(tmp_path / "repeated")]) == 0
     assert json.loads((tmp_path / "repeated" / "fit.json").read_text())["law"] == "data_constrained"
     # Without the column (an older results.csv), or no run past its split: nothing said.

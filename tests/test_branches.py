@@ -283,6 +283,14 @@ def test_a_branch_step_the_parent_has_passed_is_refused_not_silently_skipped(tmp
     line = _refused(parent, *run, "--config.train.branch_steps=(4,12)")
     assert f"train.branch_steps lists [12], which the run in {parent} has passed (it is at step " \
            "30) without saving a stable state there" in line, line
+    # Its stable states removed once its branches were done, the completed run is left alone:
+    # it saved them as it passed them (it was refused as having "passed without saving").
+    shutil.copytree(parent, tmp_path / "cleared")
+    shutil.rmtree(tmp_path / "cleared" / "stable")
+    again = subprocess.run([sys.executable, "-m", "scaling.train", *COMMON, "--workdir",
+                            str(tmp_path / "cleared"), *run, "--config.train.branch_steps=(4,)"],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr[-3000:]
     line = _refused(tmp_path / "branch", "--config.train.steps=20",
                     f"--config.train.init_from={parent}", "--config.train.init_step=12")
     assert line.endswith("saved no stable state at step 12 (it has [4]), and it trained past that "

@@ -244,6 +244,7 @@ def test_a_slice_is_checked_against_the_splits_size_where_it_is_known():
     ("train[:50%]", "train[-50%:]", False),
     ("train[:40%]+train[50%:]", "train[40%:60%]", True),
     ("train[:40%]+train[60%:]", "train[40%:60%]", False),
+    ("train[0:60]", "train[0%:]", True),  # every example, against a count
     # Bounds in different units, or counted from an end of unknown size, cannot be compared.
     ("train[:100]", "train[10%:]", False),
     ("train[:-10]", "train[-10:]", False),
@@ -256,3 +257,16 @@ def test_slices_of_one_split_that_overlap_are_no_held_out_split(tmp_path, train_
         return
     error = _error(cfg)
     assert error.field == "data.eval_split" and "a split held out from" in str(error)
+
+
+@pytest.mark.parametrize("field", ["train_split", "eval_split"])
+def test_text_pairs_take_whole_splits_only(tmp_path, field):
+    # A line's split is a hash of its source: a slice matched no line, and the loader blamed
+    # data.files for holding no pair of it.
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"source {i}\ttarget {i}\n" for i in range(40)))
+    split = {"train_split": "train[:50%]", "eval_split": "validation[:50%]"}[field]
+    error = _error(_data_config(tmp_path, dataset="text_pairs", files=str(pairs),
+                                **{field: split}))
+    assert error.field == f"data.{field}" and error.value == split
+    assert "'train' or 'validation' with dataset='text_pairs'" in str(error)

@@ -127,9 +127,10 @@ def test_bfloat16_compute_gives_float32_logits_close_to_float32():
 
 
 def test_mup_multiplies_logits_by_base_width_over_width():
-    # head_dim = 1 makes the µP attention scale 1/d_head equal the standard 1/√d_head, isolating
+    # head_dim = 1 makes the µP attention scale 1/d_head equal the standard 1/√d_head, and
+    # without a position table the embedding is not scaled by √width (√base under µP), isolating
     # the read-out multiplier.
-    cfg = tiny_config(d_model=16, num_heads=16, num_kv_heads=16, head_dim=1, position="sinusoidal")
+    cfg = tiny_config(d_model=16, num_heads=16, num_kv_heads=16, head_dim=1, position="none")
     mup = dataclasses.replace(cfg, parametrization="mup", mup_base_width=4)
     tokens = random_tokens(5)
     params = random_params(model_lib.Transformer(cfg), tokens)

@@ -719,9 +719,9 @@ def test_a_resume_on_another_held_out_split_is_refused(tmp_path):
     other_split = train(workdir, *files, "--config.data.eval_split=validation[:50%]")
     assert other_split.returncode == 2, other_split.stderr[-3000:]
     assert other_split.stderr.strip().splitlines()[-1] == (
-        "scaling-train: error: the workdir's checkpoint belongs to a run with other batches "
-        "(data.eval_split: 'validation', config 'validation[:50%]'); use a new --workdir or the "
-        "run's settings")
+        "scaling-train: error: the workdir's checkpoint belongs to a run evaluated on another "
+        "held-out split (data.eval_split: 'validation', config 'validation[:50%]'); use a new "
+        "--workdir or the run's settings")
     [held_out, *_] = text_files.assign_splits(text_files.expand_files([str(corpus)]))["validation"]
     held_out.write_text(held_out.read_text() + "def extra():\n    pass\n")
     edited = train(workdir, *files)

@@ -87,6 +87,12 @@ def _check_text_pairs(data_cfg) -> None:
     from scaling.data import text_files
 
     _check_splits(data_cfg, file_splits.SPLITS)
+    for field in ("train_split", "eval_split"):
+        if data_cfg[field] not in file_splits.SPLITS:  # a slice: pairs are split by their source
+            raise ConfigError(f"data.{field}", data_cfg[field],
+                              f"{' or '.join(map(repr, file_splits.SPLITS))} with "
+                              "dataset='text_pairs' (a line's split is a hash of its source; "
+                              "slices are not read)")
     allowed = "comma-separated tab-separated files (or glob patterns) with dataset='text_pairs'"
     entries = text_files.parse_file_list(data_cfg.files or "")
     if not entries:
@@ -173,8 +179,8 @@ _SLICE = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<start>-?\d*)(?P<start_unit>%?):(?
 def _slice_bounds(part: str) -> tuple[str, str, float, float] | None:
     """(split, unit, start, end) of a TFDS slice `split[a:b]` whose bounds are both percentages
     or both example counts ('%' or '' as `unit`; an open end is 0 or 100% / infinity; negative
-    percentages count from the end); None for a whole split or bounds that cannot be compared
-    without the split's size (mixed units, negative counts)."""
+    percentages count from the end; `split[0%:]`, every example, is 0–100%); None for a whole split
+    or bounds that cannot be compared without the split's size (mixed units, negative counts)."""
     match = _SLICE.match(part)
     if match is None:
         return None
@@ -209,7 +215,11 @@ def _overlapping(train: str, evaluation: str) -> bool:
         if t == e or "[" not in t or "[" not in e:
             return True
         ranges = _slice_bounds(t), _slice_bounds(e)
-        if None in ranges or ranges[0][1] != ranges[1][1]:
+        if None in ranges:
+            return False
+        if any(bounds[1:] == ("%", 0.0, 100.0) for bounds in ranges):  # all of the split
+            return True
+        if ranges[0][1] != ranges[1][1]:
             return False
         (_, _, t_start, t_end), (_, _, e_start, e_end) = ranges
         return max(t_start, e_start) < min(t_end, e_end)
