@@ -127,6 +127,10 @@ def resume_conflict(meta: dict, config, total_steps: int, corpus: str | None = N
     if differing:
         return (f"the workdir's checkpoint belongs to a run recorded otherwise "
                 f"({'; '.join(differing)})")
+    trained = plan_conflict(meta, config, optimizer_fields(config),
+                            "the workdir's checkpoint belongs to a run", corpus)
+    if trained:
+        return trained
     evaluated = "the workdir's checkpoint belongs to a run evaluated on another held-out split"
     split = ((meta.get("config") or {}).get("data") or {}).get("eval_split")
     if split is not None and split != config.data.eval_split:
@@ -134,8 +138,7 @@ def resume_conflict(meta: dict, config, total_steps: int, corpus: str | None = N
     if held_out and meta.get(HELD_OUT_FIELD) not in (None, held_out):
         return (f"{evaluated} ({HELD_OUT_FIELD}: {meta[HELD_OUT_FIELD]!r}, now {held_out!r}: by "
                 f"a file added, removed or edited)")
-    return plan_conflict(meta, config, optimizer_fields(config),
-                         "the workdir's checkpoint belongs to a run", corpus)
+    return None
 
 
 @dataclasses.dataclass
