@@ -49,7 +49,7 @@ from scaling.data import text_files
 from scaling.errors import NOT_ALLOWED, ArgumentParser, ConfigError, WorkdirBusy
 from scaling.overrides import SWEEP_OVERRIDES_HELP, load_config, split_argv
 from scaling.trained import newest_checkpoint_record
-from scaling.trainer import resume_conflict
+from scaling.trainer import model_fields, resume_conflict
 
 PARENT_PLACEHOLDER = "<parent>"
 EXIT_NOT_STARTED = -1  # `execute` when the sweep stopped before the run could start
@@ -160,9 +160,9 @@ def check_stable_states(workdir: pathlib.Path, todo: list[plans.PlannedRun],
 
 def check_resumable(workdir: pathlib.Path, todo: list[plans.PlannedRun],
                     planner: plans.Planner) -> None:
-    """A started run whose newest checkpoint was saved under another length, other batches or
-    another optimizer than the plan now gives it (a changed token budget, batch size or rate)
-    would be refused by `scaling-train` as it started, and its row marked failed, one run at a
+    """A started run whose newest checkpoint was saved under another length, other batches,
+    another optimizer or another model than the plan now gives it (a changed token budget, batch
+    size, rate or dropout) would be refused by `scaling-train` as it started, and its row marked failed, one run at a
     time: ConfigError naming the run and the difference, before any run starts."""
     for run in todo:
         run_dir = run_directory(workdir, run.name)
@@ -171,6 +171,12 @@ def check_resumable(workdir: pathlib.Path, todo: list[plans.PlannedRun],
             continue
         config = planner.resolve(run_overrides(run, workdir), run.name)
         why = resume_conflict(record, config, budget.steps_for(config))
+        saved, current = model_fields(record.get("config") or {}), model_fields(config)
+        differing = differing_fields(saved, current)
+        if not why and differing:  # what restoring its state would refuse, as it started
+            why = ("the workdir's checkpoint was trained with a different model (" + ", ".join(
+                f"{name}: checkpoint {saved[name]!r}, config {current[name]!r}"
+                for name in differing) + ")")
         if why:
             raise ConfigError("--workdir", str(workdir), (
                 f"run {run.name} cannot resume: {why}; use a new --workdir, or delete {run_dir} "

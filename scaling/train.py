@@ -28,12 +28,12 @@ import sys
 import jax
 
 from scaling import branches, budget, distributed, files, interrupts, memory, scripts, status
-from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, check_overrides_read, derive_model_fields,
-                            differing_fields, validate)
+from scaling.config import check_overrides_read, differing_fields, validate
 from scaling.data import check_files, sources, text_files
 from scaling.errors import ArgumentParser, ConfigError, IncompatibleCheckpoint, WorkdirBusy
 from scaling.overrides import RUN_OVERRIDES_HELP, apply_overrides, load_config, split_argv
-from scaling.trainer import Trainer, batch_fields, optimizer_fields, record_fields
+from scaling.trainer import (Trainer, batch_fields, model_fields, optimizer_fields,
+                             record_fields)
 
 
 class StopSignal:
@@ -153,18 +153,8 @@ def check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> No
     terms of its records (`trainer.RECORD_FIELDS`) are (fields the summary predates are unknown,
     not a difference); IncompatibleCheckpoint names the fields that differ."""
     recorded = previous.get("config") or {}
-    # data.document_mask is the model's too (which tokens its attention sees).
-    mask = (recorded.get("data") or {}).get("document_mask")
-    saved = {**{f"model.{name}": value for name, value in
-                derive_model_fields(recorded.get("model") or {}).items()
-                if name not in COMPUTE_ONLY_MODEL_FIELDS},
-             **({"data.document_mask": mask} if mask is not None else {}),
-             **batch_fields(recorded), **optimizer_fields(recorded), **record_fields(recorded)}
-    current = {**{f"model.{name}": value for name, value in
-                  derive_model_fields(config.model.to_dict()).items()
-                  if name not in COMPUTE_ONLY_MODEL_FIELDS},
-               "data.document_mask": config.data.document_mask,
-               **batch_fields(config), **optimizer_fields(config), **record_fields(config)}
+    saved, current = ({**model_fields(run), **batch_fields(run), **optimizer_fields(run),
+                       **record_fields(run)} for run in (recorded, config))
     differing = sorted(differing_fields(saved, current))
     if differing:
         details = ", ".join(f"{name}: completed run {saved[name]!r}, config "

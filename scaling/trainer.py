@@ -27,7 +27,8 @@ from scaling import status, tracking
 from scaling import data as data_lib
 from scaling.checkpoint import PARENT_ADVICE, Checkpointer
 from scaling.data import objectives, text_files
-from scaling.config import differing_fields, model_config
+from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, derive_model_fields, differing_fields,
+                            model_config)
 from scaling.errors import ConfigError, IncompatibleCheckpoint
 from scaling.step import build_program
 
@@ -55,6 +56,19 @@ def batch_fields(config) -> dict:
               "seq_len": field_of("data.seq_len"), **{name: field_of(name) for name in names}}
     return text_files.absolute_paths(
         {name: value for name, value in fields.items() if value is not None})
+
+
+def model_fields(config) -> dict:
+    """The model a run of `config` (a run config, or the dict a summary or checkpoint records as
+    its config) trains, as dotted fields with the ones left 0 derived (`derive_model_fields`),
+    those that change how a step is computed but not what left out, and `data.document_mask`
+    (which tokens its attention sees) where given."""
+    model = config.get("model") or {}
+    fields = {f"model.{name}": value for name, value in
+              derive_model_fields(model.to_dict() if hasattr(model, "to_dict") else model).items()
+              if name not in COMPUTE_ONLY_MODEL_FIELDS}
+    mask = (config.get("data") or {}).get("document_mask")
+    return fields if mask is None else {**fields, "data.document_mask": mask}
 
 
 # The training split's identity in a checkpoint's record (`Loader.corpus`): `data.files`

@@ -447,6 +447,17 @@ def test_a_run_that_cannot_resume_under_the_changed_plan_is_one_line_before_any_
         f"{workdir / 'runs' / 'tiny-d32-L1'} to train it from the start\n")
     assert sorted(path.name for path in (workdir / "runs").iterdir()) == ["tiny-d32-L1"]
     assert (workdir / "results.csv").read_text() == rows
+    # Stopped after its last checkpoint, under another model (dropout): every run started and
+    # failed as its state was restored, one after another.
+    (workdir / "runs" / "tiny-d32-L1" / "summary.json").unlink()
+    result = _sweep_here(capsys, _write_sweep(tmp_path), workdir, "--dry-run",
+                         "--config.overrides.model.dropout=0.1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        f"scaling-sweep: error: --workdir='{workdir}' is not allowed: run tiny-d32-L1 cannot "
+        "resume: the workdir's checkpoint was trained with a different model (model.dropout: "
+        "checkpoint 0.0, config 0.1); use a new --workdir, or delete "
+        f"{workdir / 'runs' / 'tiny-d32-L1'} to train it from the start\n")
 
 
 @pytest.mark.parametrize("text", ['{"status": "completed", "steps": 8, "conf', '[]'])
