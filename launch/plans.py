@@ -185,8 +185,8 @@ def validate_sweep_shape(sweep: ml_collections.ConfigDict) -> None:
 
 
 def ladder_field(sweep: ml_collections.ConfigDict) -> str:
-    """The field a ladder's budgets come from: per parameter when given (or when neither is),
-    else absolute token counts."""
+    """The field a ladder's budgets come from: absolute token counts when only they are given,
+    else per parameter (`validate_sweep` refuses both)."""
     return ("ladder_tokens" if sweep.ladder_tokens and not sweep.ladder_tokens_per_param
             else "ladder_tokens_per_param")
 
@@ -202,6 +202,11 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
         raise ConfigError("name", sweep.name, f"at most {longest} letters, digits, '.', '_' and "
                           "'-', starting with a letter or digit (it starts every run's name, a "
                           "folder under runs/, and is W&B's tag sweep:<name>)")
+    if sweep.ladder_tokens and sweep.ladder_tokens_per_param:  # one would go unread
+        raise ConfigError("ladder_tokens", tuple(sweep.ladder_tokens),
+                          "() with ladder_tokens_per_param="
+                          f"{tuple(sweep.ladder_tokens_per_param)} (a ladder's budgets come from "
+                          "one of them)")
     ladder = ladder_field(sweep)
     needs = {"tokens": ("tokens", sweep.tokens > 0, ""),
              "tokens_per_param": ("tokens_per_param", sweep.tokens_per_param > 0, ""),

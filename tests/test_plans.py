@@ -219,6 +219,10 @@ def test_a_sweep_name_that_cannot_start_a_run_folder_is_one_line(tmp_path, capsy
     (dict(plan="ladder", ladder_tokens=(256 * 62, 256 * 64)),
      "config.ladder_tokens=(15872, 16384) is not allowed: run names that are unique (two runs are "
      "named "),
+    # Both kinds of budget: the absolute ones went unread without a word.
+    (dict(plan="ladder", ladder_tokens=(256 * 16, 256 * 64), ladder_tokens_per_param=(5.0, 10.0)),
+     "config.ladder_tokens=(4096, 16384) is not allowed: () with ladder_tokens_per_param=(5.0, "
+     "10.0) (a ladder's budgets come from one of them)"),
     # One absolute budget was reported as an empty ladder_tokens_per_param.
     (dict(plan="ladder", ladder_tokens=(256 * 64,)),
      "config.ladder_tokens=(16384,) is not allowed: set with plan='ladder' (two or more budgets)"),
