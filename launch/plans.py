@@ -433,8 +433,9 @@ class Planner:
         """ConfigError for a field the sweep's `overrides` or `size_overrides` set that the plan
         sets otherwise for this run (its length, schedule, branch points): the plan's value
         would replace it without a word. So are those the hyperparameter rule sets outright
-        (`RULE_FIELDS`); the learning rate and `fixed`'s warmup it derives from the config's own,
-        as documented."""
+        (`RULE_FIELDS`), and a size's own learning rate under `mup_transfer`, whose sizes share
+        one; the learning rate and `fixed`'s warmup it derives from the config's own, as
+        documented."""
         owned = {"train.steps", "train.tokens", "optim.schedule", "train.branch_steps",
                  "train.init_step", "train.init_from"}
         rule = RULE_FIELDS.get(self.sweep.hparams, ())
@@ -449,6 +450,12 @@ class Planner:
                                       f"a field the sweep sets (run {name} is named after the "
                                       "sweep and its size, in the W&B group of the sweep's "
                                       "name); set the sweep's own name field instead")
+                if (self.sweep.hparams == "mup_transfer" and key == "optim.lr"
+                        and where.startswith("size_overrides")):
+                    raise ConfigError(f"{where}.{key}", value,
+                                      "unset with hparams='mup_transfer', whose runs share one "
+                                      "learning rate (tuned at the smallest width; µP scales "
+                                      "it by width): set overrides.optim.lr instead")
                 if key not in plan_fields or plan_fields[key] == value:
                     continue
                 if key in owned:

@@ -392,6 +392,11 @@ def test_a_sweep_field_the_plan_does_not_read_is_refused(tmp_path, capsys, overr
      "hyperparameter rule sets (hparams='mup_transfer' sets model.mup_base_width=64 for run "
      "shape-d96-L3-D8e6); remove it where it is set (the sweep file or the command line), or "
      "use hparams='fixed'"),
+    # A size's own rate was stacked on µP's width scaling: the sizes share one under the rule.
+    ("mup_transfer", "--config.size_overrides.d96-L3.optim.lr=0.001",
+     "config.size_overrides.d96-L3.optim.lr=0.001 is not allowed: unset with "
+     "hparams='mup_transfer', whose runs share one learning rate (tuned at the smallest width; "
+     "µP scales it by width): set overrides.optim.lr instead"),
 ])
 def test_a_field_the_hyperparameter_rule_sets_is_not_overridden_silently(tmp_path, capsys, rule,
                                                                          override, message):
