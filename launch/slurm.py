@@ -177,8 +177,8 @@ def check_configs(args: argparse.Namespace) -> None:
             from launch.sweep import check_meshes, load_plan
 
             runs = load_plan(args.sweep_config, args.overrides)[2]
-            if devices:
-                check_meshes(runs, devices)
+            if devices:  # one process per GPU
+                check_meshes(runs, devices, processes=devices)
             print(f"{PROGRAM}: {args.sweep_config}: {len(runs)} planned runs, every config valid",
                   file=sys.stderr)
         else:
@@ -186,7 +186,7 @@ def check_configs(args: argparse.Namespace) -> None:
 
             config = load_and_validate(args.train_config, args.overrides)
             if devices:
-                memory.check_mesh(config, devices)
+                memory.check_mesh(config, devices, processes=devices)
     except ConfigError as error:  # the file itself (a variant it lacks): named as given here
         if args.sweep_config:
             raise error.as_option(base_config_or("--sweep-config", error,

@@ -605,14 +605,15 @@ class Pace(NamedTuple):
 
 
 def check_meshes(runs: list[plans.PlannedRun], device_count: int,
-                 device_memory: int | None = None) -> None:
-    """Each run's mesh resolved for `device_count` devices, and its model and batch split over it,
-    and (given `device_memory`, one device's bytes) its memory estimate, as `scaling-train`
-    checks them before it builds: ConfigError naming the field and the run."""
+                 device_memory: int | None = None, processes: int = 1) -> None:
+    """Each run's mesh resolved for `device_count` devices, and its model and batch split over it
+    (its batch among `processes` processes too), and (given `device_memory`, one device's bytes)
+    its memory estimate, as `scaling-train` checks them before it builds: ConfigError naming the
+    field and the run."""
     for run in runs:
         try:
             model = model_config(run.config, None)
-            shape = memory.check_mesh(run.config, device_count, model)
+            shape = memory.check_mesh(run.config, device_count, model, processes)
             if device_memory is not None:
                 memory.check_fits(run.config, model, shape, device_memory)
         except ConfigError as error:

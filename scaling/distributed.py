@@ -7,9 +7,10 @@ A launcher that knows the run spans several hosts says so with `SCALING_DISTRIBU
 `scaling-tpu` does): an ssh shell on a TPU VM need not carry `TPU_WORKER_HOSTNAMES`, and JAX reads
 the slice's hosts from the TPU metadata itself.
 
-Before the first step, `check_batch_feeds` makes sure the hosts feed the rows the batch sharding
-expects of them: the same rows where the mesh replicates them across hosts, different rows where
-it splits them.
+Every process feeds rows of its own (`scaling.data.loader.host_rows`), so the mesh's batch axes
+(data × fsdp) must split the batch among the processes (`check_batch_split`, before anything is
+built); before the first step, `check_batch_feeds` makes sure the hosts feed the rows the batch
+sharding expects of them.
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ def initialize(config: ml_collections.ConfigDict) -> None:
             process_id=dist.process_id if dist.process_id >= 0 else None)
     elif _launched_multi_host():
         jax.distributed.initialize()
+
+
+def check_batch_split(shape: tuple[int, int, int], processes: int) -> None:
+    """ConfigError naming the mesh when its batch axes (data × fsdp, of the resolved `shape`)
+    are no multiple of `processes`: some processes would hold the same rows, which each feeds
+    its own of (a tensor axis across processes)."""
+    data, fsdp, tensor = shape
+    if processes > 1 and (data * fsdp) % processes:
+        raise ConfigError("mesh", {"data": data, "fsdp": fsdp, "tensor": tensor}, (
+            f"a mesh whose batch axes split the batch among the {processes} processes, each "
+            f"feeding rows of its own: data × fsdp a multiple of {processes} (it is "
+            f"{data * fsdp}; keep mesh.tensor within a process's devices)"))
 
 
 def is_leader() -> bool:

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from scaling import budget, flops, hardware, parallel
+from scaling import budget, distributed, flops, hardware, parallel
 from scaling import model as model_lib
 from scaling.config import ModelConfig, model_config
 from scaling.data import objectives
@@ -134,11 +134,13 @@ def stack_positions(config: ml_collections.ConfigDict, model: ModelConfig) -> di
 
 
 def check_mesh(config: ml_collections.ConfigDict, device_count: int,
-               model: ModelConfig | None = None) -> tuple[int, int, int]:
+               model: ModelConfig | None = None, processes: int = 1) -> tuple[int, int, int]:
     """The run's mesh shape over `device_count` devices, once its model (`model`, else resolved
-    from `config`) and batch are known to split over it (ConfigError naming the field
-    otherwise), as `build_program` checks them."""
+    from `config`) and batch are known to split over it, and its batch among `processes`
+    processes (ConfigError naming the field otherwise), as `build_program` and the trainer
+    check them."""
     shape = parallel.mesh_shape(config.mesh, device_count)
+    distributed.check_batch_split(shape, processes)
     parallel.check_divisibility(model or model_config(config, None), config.train.batch_size,
                                 config.train.grad_accum_steps, shape)
     return shape

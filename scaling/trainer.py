@@ -257,6 +257,7 @@ class Trainer:
         try:
             mesh = parallel.make_mesh(config.mesh)
             mesh_shape = tuple(mesh.shape[name] for name in parallel.MESH_AXES)
+            distributed.check_batch_split(mesh_shape, jax.process_count())
             # Before any batch is made or anything compiles: a run far larger than the device is
             # one line, not an out-of-memory traceback.
             warning = memory.check_fits(config, self.model, mesh_shape,

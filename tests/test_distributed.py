@@ -145,6 +145,25 @@ def test_hosts_feeding_rows_the_mesh_does_not_expect_are_refused_naming_the_mesh
         "[0, 16)")
 
 
+@pytest.mark.parametrize("shape, processes, refused", [
+    ((2, 2, 1), 2, False), ((1, 2, 2), 2, False), ((4, 1, 1), 4, False), ((1, 1, 4), 1, False),
+    # Each process feeds its own rows: a batch axis of 1 (tensor across the two processes) or
+    # of 2 over 4 processes would hold them twice. Found at step 0 after compiling, as "run
+    # failed at step 0; rerun the same command to resume".
+    ((1, 1, 2), 2, True), ((2, 1, 2), 4, True), ((3, 1, 1), 2, True),
+])
+def test_the_batch_axes_must_split_the_batch_among_the_processes(shape, processes, refused):
+    if not refused:
+        distributed.check_batch_split(shape, processes)
+        return
+    with pytest.raises(ConfigError) as caught:
+        distributed.check_batch_split(shape, processes)
+    data, fsdp, tensor = shape
+    assert caught.value.field == "mesh"
+    assert caught.value.value == {"data": data, "fsdp": fsdp, "tensor": tensor}
+    assert f"data × fsdp a multiple of {processes} (it is {data * fsdp};" in str(caught.value)
+
+
 @pytest.mark.parametrize("feeds, problem", [
     ([(0, 8, 8, 1, 2), (8, 16, 8, 3, 4)], None),
     ([(0, 16, 16, 1, 2), (0, 16, 16, 1, 2)], None),  # replicated rows, identical data

@@ -207,6 +207,13 @@ def test_explicit_coordinator_prints_one_command_per_node(cluster):
     (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "1", "--gpus-per-node",
       "3", "--dry-run"], "config.train.batch_size=32 is not allowed: a multiple of mesh data × "
                          "fsdp = 3 × 1 = 3"),
+    # Tensor parallelism across the job's 2 processes (one per GPU): each process feeds rows of
+    # its own, which the mesh would hold twice; every process was refused at step 0.
+    (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2", "--gpus-per-node",
+      "1", "--dry-run", "--config.mesh.data=1", "--config.mesh.tensor=2"],
+     "config.mesh={'data': 1, 'fsdp': 1, 'tensor': 2} is not allowed: a mesh whose batch axes "
+     "split the batch among the 2 processes, each feeding rows of its own: data × fsdp a "
+     "multiple of 2 (it is 1; keep mesh.tensor within a process's devices)"),
     (SWEEP + ["--nodes", "1", "--gpus-per-node", "1", "--time", ""],
      "--time='' is not allowed: a non-empty value (or leave it out)"),
     # Written into the script, and refused only by sbatch on submission.
