@@ -34,6 +34,7 @@ import traceback
 
 EXIT_INTERRUPTED = 130  # as scaling.status.EXIT_INTERRUPTED: 128 + SIGINT
 EXIT_PREEMPTED = 75  # as scaling.status.EXIT_PREEMPTED
+EXIT_FAILED = 1  # as scaling.status.EXIT_FAILED
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a program that signal ends
 SWEEP_PID = "SCALING_SWEEP_PID"  # set by scaling-sweep for each run it starts: the sweep's pid
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -44,6 +45,9 @@ class _State:
     pending = False  # ... and is yet to be raised where it propagates (`_defer`)
     reported = False  # the interrupted line is written
     line = ""  # what to write if nothing else was
+    # One process of several (`jax.distributed`): a failure ends it at once, not in JAX's exit
+    # barrier, which waits for partners that may be gone and then aborts.
+    exit_on_failure = False
 
 
 def _where(frame) -> str | None:
@@ -138,17 +142,28 @@ def report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def exit_on_failure() -> None:
+    """Have `run` end this process at once when its command fails (exit 1, its traceback
+    written): for one process of a multi-process run, whose failed partners would leave it in
+    JAX's exit barrier, and then aborted, with no exit code the docs give."""
+    _State.exit_on_failure = True
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe, a flush this one interrupted: nothing to add
+            pass
+
+
 def exit_now(line: str | None = None, code: int = EXIT_INTERRUPTED) -> None:
     """Exit with `code` (130) at once: further SIGINTs and SIGTERMs ignored, `line` (else the
     installed one) written unless a line was, stdout and stderr flushed, no interpreter
     shutdown."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # a closed pipe, a flush this one interrupted: nothing to add
-            pass
+    _flush()
     if not _State.reported:
         _State.reported = True
         try:
@@ -220,6 +235,9 @@ def run(program: str, module: str, line: str | None = None,
         # The command is done: a Ctrl-C from here on has nothing left to stop.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         check()
+        if _State.exit_on_failure and code == EXIT_FAILED:
+            _flush()
+            os._exit(code)
         _exit_if_threads_hang(code)
     except BrokenPipeError:
         # Whoever read the output stopped (`| head`): as a program killed by SIGPIPE, quietly.
@@ -228,6 +246,10 @@ def run(program: str, module: str, line: str | None = None,
     except BaseException:
         if _State.requested:  # KeyboardInterrupt, or what code it interrupted made of it
             exit_now()  # main's own line (`report`), if it caught it, else `line`
+        if _State.exit_on_failure:
+            traceback.print_exc()
+            _flush()
+            os._exit(EXIT_FAILED)
         _exit_if_threads_hang(1, crashed=True)
         raise
     return code

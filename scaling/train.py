@@ -95,6 +95,8 @@ def train(config, workdir: str | pathlib.Path) -> dict:
     if config.train.compilation_cache:
         enable_compilation_cache(config)
     distributed.initialize(config)
+    if jax.process_count() > 1:  # a partner's failure must not leave this one in JAX's exit
+        interrupts.exit_on_failure()
     with files.made_workdir(workdir) as workdir:
         # One writer per workdir. The processes of one multi-host run share it: process 0 holds it.
         lock = (files.workdir_lock(workdir, "scaling-train") if distributed.is_leader()

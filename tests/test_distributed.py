@@ -300,3 +300,42 @@ def test_two_processes_stopped_save_at_one_step_and_say_why(tmp_path, signum, co
     saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert saved[-1] == summary["steps"]
     assert f"run {ended} at step {summary['steps']}" in outputs[0], outputs[0][-2000:]
+
+
+@pytest.mark.slow
+def test_a_process_whose_partner_died_fails_with_exit_code_1(tmp_path):
+    """scaling-train on two localhost processes; process 1 is killed mid-run. Process 0's next
+    collective fails: it wrote its summary and ended in JAX's exit barrier, waiting for the dead
+    partner, until the runtime aborted it (exit 134, a C++ stack dump) about 90 s later."""
+    import time
+
+    environment = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1),
+                       WANDB_MODE="offline")
+    address = f"localhost:{_free_port()}"
+    workdir = tmp_path / "run"
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py:runlocal",
+         "--workdir", str(workdir), "--config.train.steps=100000", "--config.train.log_every=5",
+         "--config.train.eval_every=100000", "--config.checkpoint.every_steps=10",
+         f"--config.distributed.coordinator_address={address}",
+         "--config.distributed.num_processes=2", f"--config.distributed.process_id={index}"],
+        cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for index in range(2)]
+    try:
+        metrics = workdir / "metrics.jsonl"
+        deadline = time.monotonic() + 300
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert time.monotonic() < deadline and workers[0].poll() is None, \
+                workers[0].communicate()[1][-3000:]
+            time.sleep(0.5)
+        workers[1].kill()
+        workers[1].wait()
+        stdout, stderr = workers[0].communicate(timeout=300)
+        assert workers[0].returncode == 1, stderr[-3000:]
+        assert "run failed at step " in stdout and "Check failure stack trace" not in stderr
+        assert json.loads((workdir / "summary.json").read_text())["status"] == "failed"
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
