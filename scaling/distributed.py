@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 import jax
 import ml_collections
@@ -52,12 +53,31 @@ def initialize(config: ml_collections.ConfigDict) -> None:
                     "set with distributed.coordinator_address (only a SLURM job step or a TPU "
                     "slice gives the process count and index by itself)"))
     if dist.coordinator_address:
-        jax.distributed.initialize(
-            coordinator_address=dist.coordinator_address,
-            num_processes=dist.num_processes or None,
-            process_id=dist.process_id if dist.process_id >= 0 else None)
+        _connect(coordinator_address=dist.coordinator_address,
+                 num_processes=dist.num_processes or None,
+                 process_id=dist.process_id if dist.process_id >= 0 else None)
     elif _launched_multi_host():
-        jax.distributed.initialize()
+        _connect()
+
+
+def _connect(**arguments) -> None:
+    """`jax.distributed.initialize(**arguments)` in a thread, this one waiting for it: it blocks
+    in C++ until every process has joined, where the signal handlers of Python (a SIGTERM's exit
+    75, a Ctrl-C's 130) could not run, and a process whose partners never came ignored both."""
+    failure = []
+
+    def connect():
+        try:
+            jax.distributed.initialize(**arguments)
+        except BaseException as error:  # raised here, in the caller's thread
+            failure.append(error)
+
+    thread = threading.Thread(target=connect, name="jax.distributed.initialize", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    if failure:
+        raise failure[0]
 
 
 def check_batch_split(shape: tuple[int, int, int], processes: int) -> None:

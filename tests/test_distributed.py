@@ -7,6 +7,7 @@ to "gloo" (TCP), and uses it whenever `jax.distributed` is initialised, so nothi
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -339,3 +340,40 @@ def test_a_process_whose_partner_died_fails_with_exit_code_1(tmp_path):
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code, line", [
+    (signal.SIGTERM, 75, "scaling-train: preempted before training started; rerun to start"),
+    (signal.SIGINT, 130, "scaling-train: interrupted before training started; rerun to start"),
+])
+def test_a_process_waiting_for_its_partners_stops_on_a_signal(tmp_path, signum, code, line):
+    """Process 0 of two, alone: it waits in jax.distributed.initialize, in C++, where Python's
+    handlers never ran; it ignored SIGTERM and Ctrl-C until JAX aborted it after 300 s."""
+    import time
+
+    port = _free_port()
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from scaling.scripts import train; sys.exit(train())",
+         "--config", "configs/demo.py:runlocal", "--workdir", str(tmp_path / "run"),
+         f"--config.distributed.coordinator_address=localhost:{port}",
+         "--config.distributed.num_processes=2", "--config.distributed.process_id=0"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # its coordination service listening: it waits for process 1
+            with socket.socket() as probe:
+                if probe.connect_ex(("localhost", port)) == 0:
+                    break
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.2)
+        time.sleep(1.0)
+        worker.send_signal(signum)
+        stdout, stderr = worker.communicate(timeout=60)
+        assert (worker.returncode, stderr.strip().splitlines()[-1]) == (code, line), stderr
+        assert not (tmp_path / "run").exists()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
