@@ -109,7 +109,8 @@ def sample_logits(logits_BxV: jax.Array, rng: jax.Array, settings: SamplingSetti
         # A token stays while the tokens more likely than it hold less than top_p (the first
         # always stays); the smallest kept logit is the cut.
         before_BxV = jnp.cumsum(probabilities_BxV, axis=-1) - probabilities_BxV
-        kept_BxV = before_BxV < settings.top_p
+        # (The first by its position too: a top_p below float32's smallest number is 0 here.)
+        kept_BxV = (before_BxV < settings.top_p) | (jnp.arange(sorted_BxV.shape[-1]) == 0)
         cut_Bx1 = jnp.min(jnp.where(kept_BxV, sorted_BxV, jnp.inf), axis=-1, keepdims=True)
         logits_BxV = jnp.where(logits_BxV < cut_Bx1, excluded, logits_BxV)
     return jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)

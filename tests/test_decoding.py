@@ -177,6 +177,16 @@ def test_sampling_draws_only_from_the_allowed_tokens_and_all_of_them(top_k, top_
     assert set(kept[probabilities > 1e-3].tolist()) <= drawn
 
 
+@pytest.mark.parametrize("top_p", [1e-30, 1e-39, 1e-45, 1e-300])
+def test_the_tiniest_top_p_keeps_the_likeliest_token(top_p):
+    # Below float32's smallest number top_p is 0 in the comparison: no token was kept, every
+    # logit became -inf and each draw was token 0 (NUL bytes from scaling-sample).
+    logits = jax.random.normal(jax.random.key(1), (8, VOCAB))
+    draws = decoding.sample_logits(logits, jax.random.key(0),
+                                   decoding.SamplingSettings(1, 1.0, top_p=top_p))
+    np.testing.assert_array_equal(draws, np.argmax(np.asarray(logits), axis=-1))
+
+
 def test_temperature_zero_and_top_k_one_are_greedy():
     logits = jax.random.normal(jax.random.key(1), (8, VOCAB))
     greedy = decoding.sample_logits(logits, jax.random.key(0), decoding.SamplingSettings(1, 0.0))
