@@ -134,13 +134,16 @@ def check_eval_sets(specs: list[str], run_config) -> None:
 
 def evaluate_sweep(workdir: pathlib.Path, run_dirs: dict[str, pathlib.Path],
                    specs: list[str], children, write_table: bool = True,
-                   log: str = "eval.log") -> int:
-    """Evaluate every completed run on every eval set (output appended to `<run>/<log>`), then
-    add the columns to results.csv; returns how many evaluations failed (each printed with its
-    error line). Each evaluation is started through `children` (the sweep's `CHILDREN`), so a
-    stop reaches it, and none starts once the sweep is stopping."""
+                   log: str = "eval.log", only: set[str] | None = None) -> int:
+    """Evaluate every completed run (of `only`, when given) on every eval set (output appended
+    to `<run>/<log>`), then add the columns to results.csv, with what every run of `run_dirs`
+    has; returns how many evaluations failed (each printed with its error line). Each
+    evaluation is started through `children` (the sweep's `CHILDREN`), so a stop reaches it,
+    and none starts once the sweep is stopping."""
     failures = 0
     for name, run_dir in run_dirs.items():
+        if only is not None and name not in only:
+            continue
         summary = _read_json(run_dir / "summary.json") or {}
         if summary.get("status") != "completed":
             continue

@@ -644,12 +644,13 @@ def estimated_pace(accelerator: str = "", compute_dtype: str = "bfloat16") -> Pa
 
 
 def evaluate_completed_runs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
-                            eval_sets: list[str]) -> int:
-    """`--eval`: run `scaling-eval` on every completed run for each eval set and add a column per
-    set to results.csv (see launch.evaluation); returns the number of failed evaluations."""
+                            eval_sets: list[str], wanted: set[str]) -> int:
+    """`--eval`: run `scaling-eval` on every completed run of `wanted` (`--only`'s) for each eval
+    set and add a column per set to results.csv, every run's results in it (see
+    launch.evaluation); returns the number of failed evaluations."""
     return evaluation.evaluate_sweep(
         workdir, {run.name: run_directory(workdir, run.name) for run in runs}, eval_sets,
-        CHILDREN, write_table=is_leader_host(), log=log_name("eval"))
+        CHILDREN, write_table=is_leader_host(), log=log_name("eval"), only=wanted)
 
 
 def parse_args(argv: list[str]):
@@ -665,7 +666,8 @@ def parse_args(argv: list[str]):
                         help="with --dry-run: estimate times for this accelerator "
                              "(v5litepod-16, v4-8, 8xH100, ...), one run at a time, instead of "
                              "this machine")
-    parser.add_argument("--only", default="", help="comma-separated run names to run")
+    parser.add_argument("--only", default="", help="comma-separated run names to run (and, with "
+                                                    "--eval, to evaluate)")
     parser.add_argument("--eval", action="append", default=[], metavar="DATASET[:SPLIT]",
                         help="evaluate every completed run on this data set (repeatable) and add "
                              "an eval_loss_* column to results.csv per set")
@@ -992,7 +994,7 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
                               status_every)
         scheduler.run()
         stopped = scheduler.preempted or scheduler.interrupted or CHILDREN.terminating
-        eval_failures = (evaluate_completed_runs(workdir, runs, eval_sets)
+        eval_failures = (evaluate_completed_runs(workdir, runs, eval_sets, wanted)
                          if eval_sets and not stopped else 0)
         print(f"results: {workdir / 'results.csv'}", flush=True)
         if scheduler.interrupted or CHILDREN.stop_status == status.INTERRUPTED:

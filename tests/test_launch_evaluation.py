@@ -159,6 +159,10 @@ def test_completed_runs_are_evaluated_and_the_column_fits(tmp_path):
         runs[f"run{index}"] = run_dir = tmp_path / "runs" / f"run{index}"
         save_initialized_run(run_dir, tiny_config(d_model=width), seed=index)
     write_results(tmp_path / "results.csv", runs)
+    # `--only run1`: only run1 is evaluated (with --only, every completed run of the sweep was).
+    assert evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"],
+                                     sweep.CHILDREN, only={"run1"}) == 0
+    assert not (runs["run0"] / "eval.log").exists() and (runs["run1"] / "eval.log").exists()
     failures = evaluation.evaluate_sweep(tmp_path, runs, ["python_stdlib:validation"], sweep.CHILDREN)
     assert failures == 0
     with open(tmp_path / "results.csv", newline="") as file:
