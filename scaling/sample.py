@@ -189,9 +189,11 @@ def sample(args: argparse.Namespace) -> list[str]:
     source_BxS = (None if source_ids is None
                   else np.tile(np.asarray(source_ids, np.int32), (args.num_samples, 1)))
     # Past check_memory's lower bound, decoding can still run out of memory.
-    with trained.out_of_memory_is(f"--max-new-tokens {args.max_new_tokens} with --num-samples "
+    source = "" if source_ids is None else f" and a source of {len(source_ids):,} tokens"
+    with trained.out_of_memory_is(f"a prompt of {len(prompt_ids):,} tokens{source}, "
+                                  f"--max-new-tokens {args.max_new_tokens} and --num-samples "
                                   f"{args.num_samples}: decoding ran out of device memory; ask "
-                                  "for fewer tokens or samples"), run.context():
+                                  "for a shorter prompt, or fewer tokens or samples"), run.context():
         # A sample ends at its first end-of-document token: decoding stops once all have.
         tokens_BxN = decoding.generate(run.model, run.params, prompt_BxP,
                                        jax.random.key(args.seed), settings, source_BxS,

@@ -250,10 +250,13 @@ def test_more_tokens_than_memory_or_int32_positions_hold_is_one_line(tmp_path, c
         raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes.")
 
     monkeypatch.setattr(sample.decoding, "generate", exhausted)
-    code, _, err = run_sample(capsys, "--workdir", str(tmp_path), "--max-new-tokens", "4")
-    assert code == 2 and err == ("scaling-sample: error: --max-new-tokens 4 with --num-samples 1: "
-                                 "decoding ran out of device memory; ask for fewer tokens or "
-                                 "samples\n")
+    # The prompt is said too: a long one ran out of memory as "--max-new-tokens 5 with
+    # --num-samples 1", blaming the two small numbers.
+    code, _, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "abcdefgh",
+                              "--max-new-tokens", "4")
+    assert code == 2 and err == ("scaling-sample: error: a prompt of 9 tokens, --max-new-tokens 4 "
+                                 "and --num-samples 1: decoding ran out of device memory; ask "
+                                 "for a shorter prompt, or fewer tokens or samples\n")
 
 
 @pytest.mark.slow
