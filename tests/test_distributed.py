@@ -260,33 +260,45 @@ def test_multi_host_environments_initialize_automatically(initialize_calls, monk
     assert initialize_calls == [{}]
 
 
+def _train_two_processes(workdir, checkpoint_every: int, stderr) -> list[subprocess.Popen]:
+    """scaling-train as the two processes of one run on localhost, logging every 5 steps of a
+    run far longer than a test waits."""
+    environment = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1),
+                       WANDB_MODE="offline")
+    address = f"localhost:{_free_port()}"
+    return [subprocess.Popen(
+        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py:runlocal",
+         "--workdir", str(workdir), "--config.train.steps=100000", "--config.train.log_every=5",
+         "--config.train.eval_every=100000",
+         f"--config.checkpoint.every_steps={checkpoint_every}",
+         f"--config.distributed.coordinator_address={address}",
+         "--config.distributed.num_processes=2", f"--config.distributed.process_id={index}"],
+        cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        for index in range(2)]
+
+
+def _wait_for_records(workdir, workers: list[subprocess.Popen], count: int) -> None:
+    """Until the run's metrics.jsonl holds `count` records; an error if a process ends first."""
+    import time
+
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= count):
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers), [
+            w.communicate()[0][-3000:] for w in workers if w.poll() is not None]
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code, ended", [(2, 130, "interrupted"), (15, 75, "preempted")])
 def test_two_processes_stopped_save_at_one_step_and_say_why(tmp_path, signum, code, ended):
     """Ctrl-C (SIGINT) or SIGTERM to both processes of one run: both stop at the step JAX's
     preemption service agrees on, with a checkpoint there. Ctrl-C on each process raised a
     KeyboardInterrupt mid-step: "run failed at step 483", no checkpoint, 83 steps lost."""
-    import signal
-    import time
-
-    environment = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1))
-    address = f"localhost:{_free_port()}"
     workdir = tmp_path / "run"
-    workers = [subprocess.Popen(
-        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py:runlocal",
-         "--workdir", str(workdir), "--config.train.steps=100000", "--config.train.log_every=5",
-         "--config.train.eval_every=100000", "--config.checkpoint.every_steps=100000",
-         f"--config.distributed.coordinator_address={address}",
-         "--config.distributed.num_processes=2", f"--config.distributed.process_id={index}"],
-        cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for index in range(2)]
+    workers = _train_two_processes(workdir, checkpoint_every=100000, stderr=subprocess.STDOUT)
     try:
-        metrics = workdir / "metrics.jsonl"
-        deadline = time.monotonic() + 300
-        while not (metrics.exists() and metrics.read_text().count("\n") >= 4):
-            assert time.monotonic() < deadline and all(w.poll() is None for w in workers), [
-                w.communicate()[0][-3000:] for w in workers if w.poll() is not None]
-            time.sleep(0.5)
+        _wait_for_records(workdir, workers, 4)
         for worker in workers:
             worker.send_signal(signum)
         outputs = [worker.communicate(timeout=300)[0] for worker in workers]
@@ -308,27 +320,10 @@ def test_a_process_whose_partner_died_fails_with_exit_code_1(tmp_path):
     """scaling-train on two localhost processes; process 1 is killed mid-run. Process 0's next
     collective fails: it wrote its summary and ended in JAX's exit barrier, waiting for the dead
     partner, until the runtime aborted it (exit 134, a C++ stack dump) about 90 s later."""
-    import time
-
-    environment = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS=xla_flags(1),
-                       WANDB_MODE="offline")
-    address = f"localhost:{_free_port()}"
     workdir = tmp_path / "run"
-    workers = [subprocess.Popen(
-        [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py:runlocal",
-         "--workdir", str(workdir), "--config.train.steps=100000", "--config.train.log_every=5",
-         "--config.train.eval_every=100000", "--config.checkpoint.every_steps=10",
-         f"--config.distributed.coordinator_address={address}",
-         "--config.distributed.num_processes=2", f"--config.distributed.process_id={index}"],
-        cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for index in range(2)]
+    workers = _train_two_processes(workdir, checkpoint_every=10, stderr=subprocess.PIPE)
     try:
-        metrics = workdir / "metrics.jsonl"
-        deadline = time.monotonic() + 300
-        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
-            assert time.monotonic() < deadline and workers[0].poll() is None, \
-                workers[0].communicate()[1][-3000:]
-            time.sleep(0.5)
+        _wait_for_records(workdir, workers, 3)
         workers[1].kill()
         workers[1].wait()
         stdout, stderr = workers[0].communicate(timeout=300)
