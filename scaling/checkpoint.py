@@ -91,25 +91,28 @@ class Checkpointer:
         Raises IncompatibleCheckpoint when the newest readable checkpoint holds a different model
         or state layout (or `check` of its record raises it), or when checkpoints exist but none
         of them can be read."""
-        unreadable = []
-        for step in reversed(self.steps()):
+        unreadable, steps, reason = [], list(reversed(self.steps())), ""
+        for step in steps:
             try:
                 restored = self.restore(step, abstract_state, model, check)
             except IncompatibleCheckpoint:
                 raise
             except Exception as error:  # any unreadable file: fall back to an older checkpoint
-                log.warning("checkpoint at step %d is unreadable (%s: %s); trying the previous one",
-                            step, type(error).__name__, str(error).splitlines()[0][:200])
+                reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
                 unreadable.append(step)
+                if step != steps[-1]:  # the last one's is said in the error below
+                    log.warning("checkpoint at step %d is unreadable (%s); trying the previous "
+                                "one", step, reason)
                 continue
             self._move_aside(unreadable)
             return restored
         if unreadable:
-            self._move_aside(unreadable)
+            self._move_aside(unreadable, quiet=True)
             raise IncompatibleCheckpoint(
                 f"no checkpoint in {self.directory} could be read (steps {sorted(unreadable)}"
-                + (")" if self.read_only else ", now moved to unreadable-<step>); rerun to start "
-                   "from scratch, or use a new --workdir"))
+                + (f"; step {steps[-1]}: {reason})" if self.read_only else
+                   f"; step {steps[-1]}: {reason}; now moved to unreadable-<step>); rerun to "
+                   "start from scratch, or use a new --workdir"))
         return None
 
     def restore(self, step: int, abstract_state: Any, model: ModelConfig,
@@ -132,7 +135,9 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         return restored["state"], restored["meta"]
 
-    def _move_aside(self, steps: list[int]) -> None:
+    def _move_aside(self, steps: list[int], quiet: bool = False) -> None:
+        """Move the checkpoints of `steps` to `unreadable-<step>`, each said in a warning unless
+        `quiet` (the caller's error says it)."""
         if self.read_only:
             return
         for step in steps if jax.process_index() == 0 else ():
@@ -142,7 +147,8 @@ class Checkpointer:
                 suffix += 1
                 target = self.directory / f"unreadable-{step}.{suffix}"
             os.replace(self.directory / str(step), target)
-            log.warning("moved the unreadable checkpoint of step %d to %s", step, target)
+            if not quiet:
+                log.warning("moved the unreadable checkpoint of step %d to %s", step, target)
         if steps:
             if jax.process_count() > 1:
                 multihost_utils.sync_global_devices("scaling:unreadable_checkpoints_moved")

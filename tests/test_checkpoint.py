@@ -114,7 +114,8 @@ def test_a_failed_save_deletes_nothing(tmp_path, monkeypatch, model):
     assert meta["step"] == 1 and np.all(np.asarray(state["params"]["w"]) == 1.0)
 
 
-def test_unreadable_checkpoints_are_moved_aside_and_none_readable_is_refused(tmp_path, model):
+def test_unreadable_checkpoints_are_moved_aside_and_none_readable_is_refused(tmp_path, model,
+                                                                           caplog):
     checkpointer = Checkpointer(tmp_path, keep=3)
     for step in (1, 2):
         checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
@@ -122,13 +123,20 @@ def test_unreadable_checkpoints_are_moved_aside_and_none_readable_is_refused(tmp
     (tmp_path / "checkpoints" / "2" / "meta" / "metadata").write_text("{not json")
 
     reopened = Checkpointer(tmp_path, keep=3)
-    state, meta = reopened.restore_latest(abstract(small_state(0.0)), model)
+    with caplog.at_level("WARNING", logger="scaling.checkpoint"):
+        state, meta = reopened.restore_latest(abstract(small_state(0.0)), model)
     assert meta["step"] == 1 and np.all(np.asarray(state["params"]["w"]) == 1.0)
     assert step_directories(tmp_path) == ["1", "unreadable-2"] and reopened.steps() == [1]
+    assert [record.getMessage().split(" (")[0].split(" to ")[0] for record in caplog.records] == [
+        "checkpoint at step 2 is unreadable", "moved the unreadable checkpoint of step 2"]
 
+    # The last one left unreadable: the error alone says it (a warning line came before it).
+    caplog.clear()
     (tmp_path / "checkpoints" / "1" / "meta" / "metadata").write_text("")
-    with pytest.raises(IncompatibleCheckpoint, match="no checkpoint .* could be read"):
+    with caplog.at_level("WARNING", logger="scaling.checkpoint"), pytest.raises(
+            IncompatibleCheckpoint, match=r"no checkpoint .* could be read \(steps \[1\]; step 1: "):
         reopened.restore_latest(abstract(small_state(0.0)), model)
+    assert caplog.records == []
     reopened.close()
     assert step_directories(tmp_path) == ["unreadable-1", "unreadable-2"]
 
