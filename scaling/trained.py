@@ -81,6 +81,9 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
                            "checkpoints (a run writes it when it stops: this one is training, or "
                            "was killed); rerun its scaling-train command to resume, which writes "
                            "it") from None
+        if not pathlib.Path(workdir).is_dir():
+            raise RunError(f"--workdir {workdir}: no such folder (a scaling-train workdir)") \
+                from None
         raise RunError(f"--workdir {workdir}: no summary.json (not a scaling-train workdir, or "
                        "training has not started there)") from None
     except (OSError, ValueError) as error:

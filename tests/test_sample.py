@@ -145,6 +145,11 @@ def test_bad_input_is_one_line_and_exit_2(learned_positions_run, capsys, argumen
 def test_a_workdir_without_a_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     code, _, err = run_sample(capsys, "--workdir", str(tmp_path), "--prompt", "x")
     assert code == 2 and "no summary.json" in err and err.count("\n") == 1
+    # A folder that does not exist is said as such ("no summary.json (not a scaling-train
+    # workdir, ...)" before).
+    code, _, err = run_sample(capsys, "--workdir", str(tmp_path / "missing"), "--prompt", "x")
+    assert code == 2 and err == (f"scaling-sample: error: --workdir {tmp_path / 'missing'}: no "
+                                 "such folder (a scaling-train workdir)\n")
     workdir = tmp_path / "started"
     save_initialized_run(workdir, tiny_config())
     for step in (workdir / "checkpoints").iterdir():
