@@ -263,6 +263,8 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     """Draw the figure and save the array; returns their paths."""
     for flag in ("--text", "--source"):
         trained.check_text(flag, getattr(args, flag[2:]))
+    if not args.text:  # the map of the start token alone, attending to itself
+        raise trained.RunError("--text '': a text to read (its tokens' attention is drawn)")
     summary = trained.read_summary(args.workdir)  # (an empty one is no folder: said so)
     workdir = pathlib.Path(args.workdir)
     trained.check_checkpoint(workdir, summary)

@@ -169,6 +169,9 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
          f"--out {tmp_path / 'folder.png'}: {tmp_path / 'folder.png'} is a folder; name a file"),
         (["--text", "x", "--out", str(tmp_path / "array.svg")],
          f"--out {tmp_path / 'array.svg'}: {tmp_path / 'array.npy'} is a folder; name a file"),
+        # The start token's map alone, written as if of a text.
+        (["--text", "", "--out", str(tmp_path / "empty.png")],
+         "--text '': a text to read (its tokens' attention is drawn)"),
     ]
     (tmp_path / "a.png").write_text("")
     (tmp_path / "folder.png").mkdir()
