@@ -329,13 +329,11 @@ CONDITIONAL_FIELDS = {
 
 
 def check_overrides_read(config: ml_collections.ConfigDict, fields: list[str],
-                         conditional: dict = CONDITIONAL_FIELDS, kind: str = "run",
-                         fixed: bool = False) -> None:
+                         conditional: dict = CONDITIONAL_FIELDS, kind: str = "run") -> None:
     """ConfigError for the first of `fields` (dotted names an override set) that `config` (a
     `kind` config: a run's, or a sweep's with its own table) does not read (`conditional`:
-    {field: (the field that decides, the values under which it is read)}); `fixed`: the field
-    that decides cannot be changed (a trained run's). Fields a config file sets are left alone:
-    a base config may set them for the runs that read them."""
+    {field: (the field that decides, the values under which it is read)}). Fields a config file
+    sets are left alone: a base config may set them for the runs that read them."""
     def value(dotted: str):
         node = config
         for part in dotted.split("."):
@@ -350,8 +348,8 @@ def check_overrides_read(config: ml_collections.ConfigDict, fields: list[str],
             raise ConfigError(field, value(field), (
                 f"it is read only with {governing}="
                 + " or ".join(repr(reader) for reader in readers)
-                + f", and this {kind}'s is {value(governing)!r}; drop the override"
-                + ("" if fixed else f", or set {governing} too")))
+                + f", and this {kind}'s is {value(governing)!r}; drop the override, or set "
+                f"{governing} too"))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

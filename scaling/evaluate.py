@@ -44,7 +44,7 @@ import numpy as np
 from scaling import files, interrupts
 from scaling import model as model_lib
 from scaling import parallel, scripts, step, trained
-from scaling.config import DataConfig, check_objective, check_overrides_read
+from scaling.config import DataConfig, check_objective
 from scaling.data import loader, objectives, packing, pairs, sources, text_files, tokenizers
 from scaling.data import validate_data_config
 from scaling.errors import ArgumentParser, ConfigError
@@ -157,9 +157,6 @@ def eval_data_config(run_config, overrides: list[str]):
         check_section(DataConfig, config.data, "data.")
         validate_data_config(config.data, training=False)  # any split, the training one too
         check_objective(config)  # e.g. seq2seq reads pairs, the other objectives a corpus
-        # A field this run's objective never reads (seq2seq's target_len under causal_lm).
-        check_overrides_read(config, [item.partition("=")[0] for item in overrides],
-                             fixed=True)
     except ConfigError as error:
         raise trained.RunError(str(error)) from None
     return config.data

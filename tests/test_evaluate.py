@@ -304,11 +304,7 @@ def test_a_dataset_the_runs_objective_does_not_read_is_one_line_and_exit_2(train
              "by train.objective='seq2seq')"),
             (tmp_path / "seq2seq", ["--config.data.dataset=python_stdlib"],
              "config.data.dataset='python_stdlib' is not allowed: data.dataset='text_pairs', or a "
-             "TFDS dataset with data.source_feature and data.target_feature"),
-            # Read only by seq2seq: ignored, and the evaluation written, under causal_lm.
-            (trained_run[0], ["--config.data.target_len=5"],
-             "config.data.target_len=5 is not allowed: it is read only with "
-             "train.objective='seq2seq', and this run's is 'causal_lm'; drop the override")]:
+             "TFDS dataset with data.source_feature and data.target_feature")]:
         assert evaluate.main(["--workdir", str(workdir), *arguments]) == 2
         assert capsys.readouterr().err == f"scaling-eval: error: {allowed}\n"
     # A decoder longer than the seq2seq run's learned position table: a shape error traceback
