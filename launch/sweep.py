@@ -59,18 +59,11 @@ def run_directory(workdir: pathlib.Path, name: str) -> pathlib.Path:
     return workdir / "runs" / name
 
 
-def read_summary(run_dir: pathlib.Path) -> dict | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def is_finished(run_dir: pathlib.Path, run: plans.PlannedRun) -> bool:
     """Completed or diverged runs of this plan's length are final; preempted, failed or
     interrupted ones run again. A run of another length (the plan changed) is not finished, and
     `check_resumable` refuses its checkpoint before any run starts."""
-    summary = read_summary(run_dir)
+    summary = files.read_summary(run_dir)
     return (summary is not None and summary.get("status") in status.FINAL
             and summary.get("total_steps", run.steps) == run.steps)
 
@@ -126,7 +119,7 @@ def check_finished_configs(workdir: pathlib.Path, runs: list[plans.PlannedRun],
     ConfigError naming the run and its first differing field, and what to do."""
     for run in runs:
         run_dir = run_directory(workdir, run.name)
-        recorded = (read_summary(run_dir) or {}).get("config")
+        recorded = (files.read_summary(run_dir) or {}).get("config")
         if run.name not in finished or not recorded:
             continue
         planned = _comparable(planner.resolve(run_overrides(run, workdir), run.name).to_dict(),
@@ -147,7 +140,7 @@ def check_stable_states(workdir: pathlib.Path, todo: list[plans.PlannedRun],
     for run in todo:
         parent_dir = run_directory(workdir, run.parent)
         completed = (run.parent in finished
-                     and (read_summary(parent_dir) or {}).get("status") == status.COMPLETED)
+                     and (files.read_summary(parent_dir) or {}).get("status") == status.COMPLETED)
         # (A diverged parent fails its branches one by one, in `Scheduler._ready`.) Its stable
         # folder holds one folder per committed step, named by the step.
         stable = parent_dir / branches.STABLE_FOLDER
@@ -359,7 +352,7 @@ def result_row(run: plans.PlannedRun, run_dir: pathlib.Path, error: str = "",
                stopped: str = "") -> dict:
     """One results.csv row from the run's summary (or from the plan, for a run not started or
     failed early). `stopped` is the status of a run this sweep saw stop on request."""
-    summary = read_summary(run_dir) or {}
+    summary = files.read_summary(run_dir) or {}
     planned = {"size": run.size, "parent": run.parent, "start_step": run.start_step,
                "params": run.params, "non_embedding_params": run.non_embedding_params,
                "embedding_params": run.params - run.non_embedding_params,
@@ -725,7 +718,7 @@ class Scheduler:
         if run.parent in {r.name for r in self.waiting} | self.running_names:
             return False  # to be trained (again: a completed run of another length is stale)
         parent = next(r for r in self.runs if r.name == run.parent)
-        summary = read_summary(run_directory(self.workdir, run.parent)) or {}
+        summary = files.read_summary(run_directory(self.workdir, run.parent)) or {}
         if run.parent in self.stopped or summary.get("status") in (status.PREEMPTED,
                                                                    status.INTERRUPTED):
             return False  # resumes on the next sweep, and its branches after it
@@ -738,7 +731,7 @@ class Scheduler:
         if run.parent in self.refused:
             return (f"parent run {run.parent} refused the settings the sweep gave it; change them "
                     "and rerun the sweep")
-        summary = read_summary(run_directory(self.workdir, run.parent)) or {}
+        summary = files.read_summary(run_directory(self.workdir, run.parent)) or {}
         if summary.get("status") == status.DIVERGED:
             return (f"parent run {run.parent} diverged at step {summary.get('diverged_step')}; "
                     "delete its folder and rerun the sweep, with other settings for it (e.g. "
@@ -797,7 +790,7 @@ class Scheduler:
         self.interrupted |= code == status.EXIT_INTERRUPTED
         if code == status.EXIT_BAD_CONFIG and NOT_ALLOWED in error:
             self.refused[run.name] = error
-        summary = read_summary(run_directory(self.workdir, run.name)) or {}
+        summary = files.read_summary(run_directory(self.workdir, run.name)) or {}
         if stop:  # also when a second Ctrl-C ended it before it could write its summary
             self.stopped[run.name] = stop
         ended = stop or summary.get("status", status.FAILED) if not error else status.FAILED
@@ -1005,7 +998,7 @@ def _train_sweep(sweep, base_config: str, runs: list[plans.PlannedRun], wanted: 
             return status.EXIT_PREEMPTED
         # Of the runs asked for, those that ended without their result: this time or before
         # (a diverged run is final, and stays diverged on every rerun).
-        ended = {name: (read_summary(run_directory(workdir, name)) or {}).get("status")
+        ended = {name: (files.read_summary(run_directory(workdir, name)) or {}).get("status")
                  for name in wanted}
         diverged = [name for name, end in ended.items() if end == status.DIVERGED]
         failed = [name for name in wanted if name in errors and name not in diverged]

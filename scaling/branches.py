@@ -17,13 +17,13 @@ only its own cooldown: it starts from the longer run's state at `optim.wsd_decay
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any, Callable
 
 import jax
 
-from scaling.checkpoint import Checkpointer
+from scaling import files
+from scaling.checkpoint import Checkpointer, committed_steps
 from scaling.config import ModelConfig
 from scaling.errors import ConfigError, IncompatibleCheckpoint
 
@@ -54,20 +54,12 @@ class StableStates:
         self._checkpointer.close()
 
 
-def saved_steps(workdir: pathlib.Path, folder: str = STABLE_FOLDER) -> list[int]:
-    """The steps of the committed states in `<workdir>/<folder>` (Orbax names each folder by its
-    step only when its save is complete)."""
-    path = workdir / folder
-    return sorted(int(entry.name) for entry in path.iterdir()
-                  if entry.name.isdigit()) if path.is_dir() else []
-
-
 def check_passed(config, workdir: pathlib.Path, step: int, listed: tuple = ()) -> None:
     """IncompatibleCheckpoint when `train.branch_steps` lists a step the run in `workdir`, now at
     `step`, passed without saving its stable state: a run saves one only as it trains that step,
     so a branch of it could never start. The steps an earlier attempt `listed` it saved as it
     passed them (a state of theirs that is gone was removed since)."""
-    saved = set(saved_steps(workdir)) | set(listed)
+    saved = set(committed_steps(workdir, STABLE_FOLDER)) | set(listed)
     passed = sorted(branch for branch in config.train.branch_steps
                     if branch <= step and branch not in saved)
     if passed:
@@ -128,9 +120,5 @@ def restore_parent(config, abstract_state: Any, model: ModelConfig,
 
 def _trained_to(workdir: pathlib.Path) -> int:
     """The furthest step the run in `workdir` reached, by its summary or its checkpoints."""
-    try:
-        summary = json.loads((workdir / "summary.json").read_text())
-    except (OSError, ValueError):
-        summary = {}
-    steps = summary.get("steps") if isinstance(summary, dict) else None
-    return max([*saved_steps(workdir, "checkpoints"), steps if isinstance(steps, int) else 0])
+    steps = (files.read_summary(workdir) or {}).get("steps")
+    return max([*committed_steps(workdir), steps if isinstance(steps, int) else 0])

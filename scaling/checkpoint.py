@@ -38,6 +38,16 @@ def _not_a_missing_step_metadata_file(record: logging.LogRecord) -> bool:
 logging.getLogger("absl").addFilter(_not_a_missing_step_metadata_file)
 
 
+def committed_steps(workdir: pathlib.Path, folder: str = "checkpoints") -> list[int]:
+    """Steps with a committed save under `<workdir>/<folder>` (Orbax names a step's folder by the
+    step once its save is complete), read without Orbax, which would create the folder."""
+    path = pathlib.Path(workdir) / folder
+    if not path.is_dir():
+        return []
+    return sorted(int(entry.name) for entry in path.iterdir()
+                  if entry.is_dir() and entry.name.isdigit())
+
+
 # What a run's own checkpoints are called in its errors (a branch's parent's states are named
 # by the parent).
 WORKDIR_CHECKPOINT = "the workdir's checkpoint"

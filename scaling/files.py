@@ -126,6 +126,15 @@ def write_json_atomic(path: pathlib.Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_summary(workdir: pathlib.Path) -> dict | None:
+    """A run's `summary.json`; None where it has none, or none that reads as a JSON object."""
+    try:
+        summary = json.loads((pathlib.Path(workdir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def describe_holder(record: str) -> str:
     """'pid 123 on host h (scaling-train, since …)' from a lock file's JSON, or the raw text."""
     try:

@@ -18,7 +18,6 @@ if __name__ == "__main__":
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import pathlib
@@ -106,7 +105,7 @@ def train(config, workdir: str | pathlib.Path) -> dict:
 
 
 def _train_locked(config, workdir: pathlib.Path) -> dict:
-    previous = read_summary(workdir)
+    previous = files.read_summary(workdir)
     if previous and previous.get("status") == status.COMPLETED:
         check_same_model_config(previous, config, workdir)
         total_steps = budget.steps_for(config)
@@ -164,13 +163,6 @@ def check_same_model_config(previous: dict, config, workdir: pathlib.Path) -> No
         raise IncompatibleCheckpoint(
             f"{workdir} holds a completed run under other settings "
             f"({details}); use a new --workdir or the run's settings")
-
-
-def read_summary(workdir: pathlib.Path) -> dict | None:
-    try:
-        return json.loads((workdir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -23,7 +23,7 @@ import jax
 import ml_collections
 
 from scaling import interrupts, parallel, status
-from scaling.checkpoint import RUN_CHECKPOINT, Checkpointer
+from scaling.checkpoint import RUN_CHECKPOINT, Checkpointer, committed_steps
 from scaling.config import ModelConfig, default_config
 from scaling.data import objectives, tokenizers
 from scaling.errors import ConfigError, IncompatibleCheckpoint
@@ -76,7 +76,7 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
             return {"name": recorded["config"].get("name"), "config": recorded["config"],
                     "model": recorded["model"], "total_steps": recorded.get("total_steps"),
                     "steps": recorded["step"]}
-        if checkpoint_steps(pathlib.Path(workdir)):  # checkpoints that predate their config
+        if committed_steps(pathlib.Path(workdir)):  # checkpoints that predate their config
             raise RunError(f"--workdir {workdir}: no summary.json yet, though it holds "
                            "checkpoints (a run writes it when it stops: this one is training, or "
                            "was killed); rerun its scaling-train command to resume, which writes "
@@ -91,7 +91,7 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
     why = summary_problem(summary)
     # A run that stopped before it resolved its model saved no checkpoint either: callers say so.
     if why and not (isinstance(summary, dict) and not summary.get("model")
-                    and not checkpoint_steps(pathlib.Path(workdir))):
+                    and not committed_steps(pathlib.Path(workdir))):
         raise RunError(f"--workdir {workdir}: summary.json is unreadable ({why})")
     return summary
 
@@ -135,7 +135,7 @@ def check_not_sweep(workdir: pathlib.Path) -> None:
 def newest_checkpoint_record(workdir: pathlib.Path) -> dict | None:
     """The JSON record saved with the newest checkpoint whose record can be read (None if
     none): read as a file, so a run that is still saving there is left alone."""
-    for step in reversed(checkpoint_steps(workdir)):
+    for step in reversed(committed_steps(workdir)):
         try:
             return json.loads((workdir / "checkpoints" / str(step) / "meta" / "metadata")
                               .read_text())
@@ -182,19 +182,9 @@ def check_text(flag: str, text: str | None) -> None:
                        "UTF-8 text") from None
 
 
-def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
-    """Steps with a committed checkpoint under `<workdir>/checkpoints` (read without Orbax, which
-    would create the folder)."""
-    folder = workdir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    return sorted(int(entry.name) for entry in folder.iterdir()
-                  if entry.is_dir() and entry.name.isdigit())
-
-
 def check_checkpoint(workdir: pathlib.Path, summary: dict) -> None:
     """RunError unless the workdir holds at least one checkpoint."""
-    if not checkpoint_steps(workdir):
+    if not committed_steps(workdir):
         raise RunError(f"--workdir {workdir}: no checkpoint in {workdir / 'checkpoints'} "
                        f"(run status: {summary.get('status', 'unknown')}); train it first with "
                        "scaling-train, or pass the workdir of a run that saved one")

@@ -189,10 +189,8 @@ def check_split(field: str, split, known_splits, split_infos=None) -> None:
         raise ConfigError(field, split, allowed)
     if "[" not in split and "+" not in split:
         return  # a bare split name
-    from tensorflow_datasets.core import splits as tfds_splits
-
     try:
-        parts = _read_instructions(tfds_splits.AbstractSplit.from_spec(split), tfds_splits)
+        parts = split_parts(split)
     except (ValueError, TypeError, NotImplementedError) as error:
         raise ConfigError(field, split, f"{allowed}; TFDS cannot parse this one "
                                         f"({_tfds_reason(error)})") from None
@@ -219,6 +217,27 @@ def check_split(field: str, split, known_splits, split_infos=None) -> None:
                                             f"({examples})")
 
 
+def split_parts(split: str) -> list:
+    """The parts of a split spec as TFDS's parser reads them (no TensorFlow needed): one
+    ReadInstruction (`split_name`, `from_`, `to`, `unit`) per `+`-added part, None for a part
+    that is not one (TFDS's `all` in a sum). A bare split name is one part, whatever characters
+    it holds. Raises TFDS's error for a spec it cannot parse."""
+    from tensorflow_datasets.core import splits as tfds_splits
+
+    if "[" not in split and "+" not in split:
+        return [tfds_splits.ReadInstruction(split)]
+    return _read_instructions(tfds_splits.AbstractSplit.from_spec(split), tfds_splits)
+
+
+def percent_range(part) -> tuple[float, float]:
+    """[start, end) of a parsed slice in percent (`unit` '%'), open ends and ends counted from
+    the split's end made plain (`[-10%:]` is 90–100)."""
+    start, end = part.from_, part.to
+    start = 0.0 if start is None else 100 + start if start < 0 else start
+    end = 100.0 if end is None else 100 + end if end < 0 else end
+    return start, end
+
+
 def _read_instructions(parsed, tfds_splits) -> list:
     """The ReadInstructions a parsed split spec adds together (None for a part that is not one,
     such as TFDS's `all`)."""
@@ -243,11 +262,10 @@ def _selects_nothing(part) -> bool:
     """Whether a parsed slice selects no example whatever the split's size: its end at 0
     (`[:0]`, `[:0%]`), or bounds counted from the same end of the split that do not increase
     (`[50%:10%]`, `[-5:-10]`)."""
-    start, end = part.from_, part.to
     if part.unit == "%":  # as a fraction of the split, whatever its size
-        start = 0.0 if start is None else 100 + start if start < 0 else start
-        end = 100.0 if end is None else 100 + end if end < 0 else end
+        start, end = percent_range(part)
         return end <= start
+    start, end = part.from_, part.to
     if end is not None and end == 0:
         return True
     return (start is not None and end is not None and (start >= 0) == (end >= 0)

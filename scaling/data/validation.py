@@ -11,7 +11,6 @@ import contextlib
 import contextvars
 import math
 import pathlib
-import re
 from typing import Callable, Iterator
 
 from scaling import files
@@ -172,59 +171,33 @@ def _check_spm_model(data_cfg) -> None:
                           "model's vocabulary, end-of-document included)")
 
 
-_SLICE = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<start>-?\d*)(?P<start_unit>%?):(?P<end>-?\d*)"
-                    r"(?P<end_unit>%?)\]$")
-
-
-def _slice_bounds(part: str) -> tuple[str, str, float, float] | None:
-    """(split, unit, start, end) of a TFDS slice `split[a:b]` whose bounds are both percentages
-    or both example counts ('%' or '' as `unit`; an open end is 0 or 100% / infinity; negative
-    percentages count from the end; `split[0%:]`, every example, is 0–100%); None for a whole split
-    or bounds that cannot be compared without the split's size (mixed units, negative counts)."""
-    match = _SLICE.match(part)
-    if match is None:
-        return None
-    units = {unit for unit, bound in ((match["start_unit"], match["start"]),
-                                      (match["end_unit"], match["end"])) if bound}
-    if len(units) > 1:
-        return None
-    unit = units.pop() if units else "%"
-    whole = 100.0 if unit == "%" else math.inf
-    bounds = []
-    for bound, default in ((match["start"], 0.0), (match["end"], whole)):
-        value = float(bound) if bound else default
-        if value < 0:
-            if unit != "%":
-                return None
-            value += 100.0
-        bounds.append(min(max(value, 0.0), whole))
-    return match["name"].strip(), unit, bounds[0], bounds[1]
-
-
 def _overlapping(train: str, evaluation: str) -> bool:
-    """Whether two TFDS split specs surely share examples: a part of one (a `+` of them) is a
-    part of the other, the whole split the other slices, or a slice of one split whose range
-    overlaps the other's (both in percent, or both in examples). Slices whose ranges can only be
-    compared knowing the split's size are not."""
-    def parts(spec: str) -> list[str]:
-        return [part.strip() for part in spec.split("+") if part.strip()]
+    """Whether two TFDS split specs surely share examples: a part of one (a `+` of them) is the
+    whole split a part of the other slices, or a slice of the same split whose range overlaps
+    it (both in percent, or both in examples counted from the start). Slices whose ranges can
+    only be compared knowing the split's size are not (`sources.split_parts` parses them)."""
+    def whole(part) -> bool:
+        return ((part.from_ is None and part.to is None)
+                or (part.unit == "%" and sources.percent_range(part) == (0.0, 100.0)))
 
-    def overlap(t: str, e: str) -> bool:
-        if t.split("[")[0].strip() != e.split("[")[0].strip():
+    def overlap(t, e) -> bool:
+        if t is None or e is None or t.split_name != e.split_name:
             return False
-        if t == e or "[" not in t or "[" not in e:
+        if whole(t) or whole(e):
             return True
-        ranges = _slice_bounds(t), _slice_bounds(e)
-        if None in ranges:
+        if t.unit != e.unit:
             return False
-        if any(bounds[1:] == ("%", 0.0, 100.0) for bounds in ranges):  # all of the split
-            return True
-        if ranges[0][1] != ranges[1][1]:
-            return False
-        (_, _, t_start, t_end), (_, _, e_start, e_end) = ranges
+        if t.unit == "%":
+            (t_start, t_end), (e_start, e_end) = sources.percent_range(t), sources.percent_range(e)
+        elif any(bound is not None and bound < 0 for bound in (t.from_, t.to, e.from_, e.to)):
+            return False  # counted from an end of unknown size
+        else:
+            (t_start, t_end), (e_start, e_end) = ((part.from_ or 0, math.inf if part.to is None
+                                                   else part.to) for part in (t, e))
         return max(t_start, e_start) < min(t_end, e_end)
 
-    return any(overlap(t, e) for t in parts(train) for e in parts(evaluation))
+    return any(overlap(t, e) for t in sources.split_parts(train)
+               for e in sources.split_parts(evaluation))
 
 
 def validate_data_config(data_cfg, training: bool = True) -> None:
