@@ -155,8 +155,9 @@ def check_resumable(workdir: pathlib.Path, todo: list[plans.PlannedRun],
                     planner: plans.Planner) -> None:
     """A started run whose newest checkpoint was saved under another length, other batches,
     another optimizer or another model than the plan now gives it (a changed token budget, batch
-    size, rate or dropout) would be refused by `scaling-train` as it started, and its row marked failed, one run at a
-    time: ConfigError naming the run and the difference, before any run starts."""
+    size, rate or dropout), or that has passed a step the plan now branches it at (a budget added
+    below it), would be refused by `scaling-train` as it started, and its row marked failed, one
+    run at a time: ConfigError naming the run and the difference, before any run starts."""
     for run in todo:
         run_dir = run_directory(workdir, run.name)
         record = newest_checkpoint_record(run_dir)
@@ -170,6 +171,11 @@ def check_resumable(workdir: pathlib.Path, todo: list[plans.PlannedRun],
             why = ("the workdir's checkpoint was trained with a different model (" + ", ".join(
                 f"{name}: checkpoint {saved[name]!r}, config {current[name]!r}"
                 for name in differing) + ")")
+        step = record.get("step", 0)
+        if not why and (passed := branches.passed_steps(config, run_dir, step)):
+            # A budget added below where a stopped parent stands: its branch could never start.
+            why = (f"the plan branches it at steps {passed}, which it has passed (its checkpoint "
+                   f"is at step {step}) without saving a stable state there")
         if why:
             raise ConfigError("--workdir", str(workdir), (
                 f"run {run.name} cannot resume: {why}; use a new --workdir, or delete {run_dir} "

@@ -54,14 +54,20 @@ class StableStates:
         self._checkpointer.close()
 
 
-def check_passed(config, workdir: pathlib.Path, step: int, listed: tuple = ()) -> None:
-    """IncompatibleCheckpoint when `train.branch_steps` lists a step the run in `workdir`, now at
-    `step`, passed without saving its stable state: a run saves one only as it trains that step,
-    so a branch of it could never start. The steps an earlier attempt `listed` it saved as it
-    passed them (a state of theirs that is gone was removed since)."""
+def passed_steps(config, workdir: pathlib.Path, step: int, listed: tuple = ()) -> list[int]:
+    """The steps of `train.branch_steps` that the run in `workdir`, now at `step`, passed without
+    saving its stable state: a run saves one only as it trains that step, so a branch of it could
+    never start. The steps an earlier attempt `listed` it saved as it passed them (a state of
+    theirs that is gone was removed since)."""
     saved = set(committed_steps(workdir, STABLE_FOLDER)) | set(listed)
-    passed = sorted(branch for branch in config.train.branch_steps
-                    if branch <= step and branch not in saved)
+    return sorted(branch for branch in config.train.branch_steps
+                  if branch <= step and branch not in saved)
+
+
+def check_passed(config, workdir: pathlib.Path, step: int, listed: tuple = ()) -> None:
+    """IncompatibleCheckpoint when `train.branch_steps` lists a step the run has passed without
+    saving its stable state (`passed_steps`)."""
+    passed = passed_steps(config, workdir, step, listed)
     if passed:
         raise IncompatibleCheckpoint(
             f"train.branch_steps lists {passed}, which the run in {workdir} has passed (it is "

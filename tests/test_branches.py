@@ -378,6 +378,40 @@ def _rows(workdir):
         return {row["name"]: row for row in csv.DictReader(file)}
 
 
+def test_a_budget_added_below_a_stopped_parent_is_refused_before_any_run(repo, tmp_path):
+    # The parent stopped at step 56 of 64; a budget of 8 steps added to the plan branches it at
+    # step 6, which it passed without saving. The sweep started it, it was refused, and its
+    # three branches failed saying "rerun the sweep", which failed them again.
+    workdir = tmp_path / "sweep"
+    sweep = [sys.executable, "-m", "launch.sweep", "--workdir", str(workdir), "--config"]
+    ladder = dict(LADDER, sizes="d16-L1", processes=1)
+    first = write_sweep_config(tmp_path / "first.py", **ladder)
+    parent = "lad-d16-L1-D1.6e4"
+    done = subprocess.run(sweep + [str(first), "--only", parent], cwd=repo, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = workdir / "runs" / parent
+    for step in (60, 64):  # as if stopped after its checkpoint of step 56
+        shutil.rmtree(run_dir / "checkpoints" / str(step))
+    (run_dir / "summary.json").unlink()
+    added = write_sweep_config(tmp_path / "added.py",
+                               **dict(ladder, ladder_tokens=(256 * 8, *LADDER["ladder_tokens"])))
+    for extra in (["--dry-run"], []):
+        result = subprocess.run(sweep + [str(added), *extra], cwd=repo, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr == (
+            f"scaling-sweep: error: --workdir='{workdir}' is not allowed: run {parent} cannot "
+            "resume: the plan branches it at steps [6], which it has passed (its checkpoint is at "
+            "step 56) without saving a stable state there; use a new --workdir, or delete "
+            f"{run_dir} to train it from the start\n")
+    assert committed_steps(run_dir) == [56] and _stable_steps(run_dir) == [13, 26]
+    # The plan it stopped under resumes it.
+    result = subprocess.run(sweep + [str(first), "--dry-run"], cwd=repo, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.slow
 def test_ladder_sweep_end_to_end_and_rerun_after_a_kill(repo, tmp_path):
     config, workdir = write_sweep_config(tmp_path / "lad.py", **LADDER), tmp_path / "sweep"
