@@ -182,6 +182,35 @@ def test_a_folder_that_cannot_be_listed_is_named_on_data_files(tmp_path, monkeyp
         text_files.text_files_config(str(corpus))
 
 
+@pytest.mark.parametrize("dataset", ["text_files", "text_pairs"])
+@pytest.mark.parametrize("pattern", ["**/*.txt", "*/*.txt", "private/*.txt"])
+def test_a_folder_a_pattern_lists_that_cannot_be_listed_is_named_on_data_files(
+        tmp_path, monkeypatch, dataset, pattern):
+    # glob leaves a folder it cannot list out without a word: `corpus/**/*.txt` trained on the
+    # rest of the corpus, and a pattern whose only folder was unreadable was "not found".
+    corpus = tmp_path / "corpus"
+    (corpus / "private").mkdir(parents=True)
+    (corpus / "open.txt").write_text("alpha\tbeta\n")
+    (corpus / "private" / "a.txt").write_text("gamma\tdelta\n")
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if pathlib.Path(path) == corpus / "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    files = str(corpus / pattern)
+    expected = re.escape(f"readable text files ({corpus / 'private'} cannot be read: "
+                         "Permission denied)")
+    for check in (lambda: data.validate_data_config(_data_config(dataset=dataset, files=files)),
+                  lambda: text_files.text_files_config(files)):
+        with pytest.raises(config_lib.ConfigError, match=rf"config\.data\.files=.*{expected}$"):
+            check()
+    # A pattern that lists no unreadable folder is read as before.
+    assert [name for name, _ in text_files.expand_files([str(corpus / "*.txt")])] == ["open.txt"]
+
+
 def test_glob_patterns_name_files_as_their_folder_would(tmp_path, monkeypatch):
     corpus = tmp_path / "corpus"
     (corpus / "sub").mkdir(parents=True)

@@ -21,6 +21,7 @@ file builds a new dataset (and a new token cache) instead of reusing a stale one
 from __future__ import annotations
 
 import dataclasses
+import errno
 import glob
 import hashlib
 import os
@@ -94,10 +95,23 @@ def _pattern_base(entry: str) -> pathlib.Path:
     return pathlib.Path(os.path.abspath(pathlib.Path(*fixed) if fixed else "."))
 
 
+def _check_listable(pattern: str) -> None:
+    """OSError for a folder that `pattern` lists and that cannot be listed: glob leaves such a
+    folder out without a word (`corpus/**/*.txt` lists `corpus` and every folder below it)."""
+    folders = os.path.dirname(pattern) or "."
+    for folder in (glob.glob(folders, recursive=True) if _has_glob_characters(folders)
+                   else [folders]):
+        if os.path.isdir(folder):
+            with os.scandir(folder):
+                pass
+
+
 def entry_paths(entry: str) -> list[pathlib.Path]:
     """The existing paths an entry names: itself, or a pattern's matches in sorted order (none
-    hidden). Raises FileNotFoundError when there is none."""
+    hidden). Raises FileNotFoundError when there is none, and OSError for a folder a pattern
+    lists that cannot be listed."""
     if is_pattern(entry):
+        _check_listable(os.path.expanduser(entry))
         matches = sorted(glob.glob(os.path.expanduser(entry), recursive=True))
         # Absolute but not resolved, so that a match's name relative to the pattern's folders
         # holds for symbolic links too.
@@ -111,11 +125,16 @@ def entry_paths(entry: str) -> list[pathlib.Path]:
 
 
 def names_something(entry: str) -> bool:
-    """Whether an entry exists, or a pattern matches something."""
+    """Whether an entry exists, or a pattern matches something. Raises OSError for a folder a
+    pattern lists that cannot be listed."""
     try:
         entry_paths(entry)
-    except OSError:  # not found, or a name longer than the file system allows
+    except FileNotFoundError:
         return False
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:  # a name longer than the file system allows
+            return False
+        raise
     return True
 
 

@@ -103,6 +103,8 @@ def _check_text_pairs(data_cfg) -> None:
             raise ConfigError("data.files", data_cfg.files, f"{allowed} ({entry} is a folder)")
         except FileNotFoundError:
             raise ConfigError("data.files", data_cfg.files, f"{allowed} (not found: {entry})")
+        except OSError as error:  # a folder a pattern lists that cannot be listed
+            raise text_files.cannot_read(data_cfg.files, error) from None
     if data_cfg.tokenizer == "sentencepiece" and not data_cfg.spm_model:
         raise ConfigError("data.spm_model", "", "a SentencePiece model file with "
                           "dataset='text_pairs' (or data.tokenizer='byte')")
@@ -221,8 +223,11 @@ def validate_data_config(data_cfg, training: bool = True) -> None:
                 raise ConfigError("data.files", data_cfg.files,
                                   "comma-separated files, folders or glob patterns with "
                                   "dataset='text_files'")
-            missing = [e for e in entries
-                       if _checked_here(e) and not text_files.names_something(e)]
+            try:
+                missing = [e for e in entries
+                           if _checked_here(e) and not text_files.names_something(e)]
+            except OSError as error:  # a folder a pattern lists that cannot be listed
+                raise text_files.cannot_read(data_cfg.files, error) from None
             if missing:
                 raise ConfigError("data.files", data_cfg.files,
                                   "existing files or folders, or patterns that match some "
