@@ -19,6 +19,7 @@ if __name__ == "__main__":
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -438,20 +439,21 @@ def run(args) -> pathlib.Path:
 
 def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool):
     """The compute frontier of one recipe's runs (a CSV of `columns`), the loss column it used,
-    its FLOP convention and its runs' objectives: a results.csv (with its curves.csv) with its
+    its FLOP convention, its runs' objectives and the runs it left out: a results.csv (with its curves.csv) with its
     loss from --loss-col, or from final_eval_loss when --loss-col is absent or names the column of
     the other recipe's plain CSV; or a CSV named with --n-col etc."""
     from analysis.inputs import RESULTS_COLUMNS, table_objectives
     from analysis.pipeline import compute_frontier, one_size_reason
 
     loss_column = args.loss_col or "final_eval_loss"
-    convention, objectives = None, []
+    convention, objectives, excluded = None, [], []
     if set(RESULTS_COLUMNS) <= columns:
         if loss_column not in columns and not other_is_results:
             loss_column = "final_eval_loss"
         sweep = read_results(path, loss_column)
         runs, curves, convention = sweep.runs, sweep.curves, sweep.flop_convention
         objectives = table_objectives(runs)
+        excluded = sweep.excluded.to_dict("records")
     else:
         if not (args.n_col and args.loss_col):
             raise ValueError(f"{path}: not a results.csv; name its columns with --n-col, --loss-col "
@@ -468,7 +470,8 @@ def _recipe_frontier(path: str, args, columns: set[str], other_is_results: bool)
     reason = one_size_reason(runs, f"the runs of {path}")
     if reason:  # compared as a law across sizes, one size's L(D) gave a confident multiplier
         raise ValueError(f"--compare: {reason}")
-    return compute_frontier(runs, curves, Settings()), loss_column, convention, objectives
+    return (compute_frontier(runs, curves, Settings()), loss_column, convention, objectives,
+            excluded)
 
 
 def run_compare(args) -> pathlib.Path:
@@ -491,9 +494,12 @@ def run_compare(args) -> pathlib.Path:
     if all(results) and unread:
         raise ValueError(f"{', '.join(map(flag_name, unread))}: not used here (both inputs are "
                          "results tables, read by their own columns)")
+    if os.path.samefile(path_a, path_b):
+        raise ValueError(f"--compare: {path_a} and {path_b} are one file; compare two recipes' "
+                         "tables")
     _apply_preset(args)
-    (frontier_a, column_a, convention_a, objectives_a), (
-        frontier_b, column_b, convention_b, objectives_b) = (
+    (frontier_a, column_a, convention_a, objectives_a, excluded_a), (
+        frontier_b, column_b, convention_b, objectives_b, excluded_b) = (
         _recipe_frontier(path_a, args, columns[0], results[1]),
         _recipe_frontier(path_b, args, columns[1], results[0]))
     shared = column_a == column_b and column_a in SHARED_LOSS_COLUMNS
@@ -527,7 +533,13 @@ def run_compare(args) -> pathlib.Path:
                                  num_resamples=args.bootstrap, seed=args.seed)
     _out_dir(out_dir)
     summary = dict(comparison.summary, A=str(path_a), B=str(path_b),
-                   loss_columns={"A": column_a, "B": column_b})
+                   loss_columns={"A": column_a, "B": column_b},
+                   flop_convention=convention_a or convention_b,
+                   excluded={"A": excluded_a, "B": excluded_b})
+    for path, excluded in ((path_a, excluded_a), (path_b, excluded_b)):
+        for row in excluded:
+            print(f"scaling-fit: note: left out {row['name']} of {path}: {row['reason']}",
+                  file=sys.stderr)
     loss_label = LOSS_LABEL
     if column_a == column_b and column_a != "final_eval_loss":
         loss_label = f"{column_a} (nats/token)"

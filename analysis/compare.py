@@ -93,9 +93,16 @@ CROSSING_TOLERANCE = 1e-9
 
 
 def crossing_compute(params: dict, low: float, high: float) -> float | None:
-    """The compute in [low/100, high·100] where L_A = L_B, or None if the laws do not cross
-    there (searched on a log grid, refined by bisection); laws equal within
-    `CROSSING_TOLERANCE` along the grid do not cross."""
+    """The first compute in [low/100, high·100] where L_A = L_B, or None if the laws do not
+    cross there (`crossings`)."""
+    found = crossings(params, low, high)
+    return found[0] if found else None
+
+
+def crossings(params: dict, low: float, high: float) -> list[float]:
+    """Every compute in [low/100, high·100] where L_A = L_B, ascending (searched on a log grid,
+    refined by bisection); laws equal within `CROSSING_TOLERANCE` along the grid do not cross.
+    With a shared E the laws cross at most once; each with its own E, they can cross twice."""
     grid = np.geomspace(low / 100.0, high * 100.0, 2001)
 
     def difference(C):
@@ -106,14 +113,14 @@ def crossing_compute(params: dict, low: float, high: float) -> float | None:
     loss_a = params["E_A"] + params["A_A"] * grid ** -params["alpha_A"]
     signs = np.where(np.abs(values) > CROSSING_TOLERANCE * loss_a, np.sign(values), 0.0)
     apart = np.flatnonzero(signs)
-    sign_change = np.flatnonzero(signs[apart[:-1]] != signs[apart[1:]])
-    if sign_change.size == 0:
-        return None
-    lo, hi = grid[apart[sign_change[0]]], grid[apart[sign_change[0] + 1]]
-    for _ in range(60):
-        mid = np.sqrt(lo * hi)
-        lo, hi = (mid, hi) if np.sign(difference(mid)) == np.sign(difference(lo)) else (lo, mid)
-    return float(np.sqrt(lo * hi))
+    found = []
+    for change in np.flatnonzero(signs[apart[:-1]] != signs[apart[1:]]):
+        lo, hi = grid[apart[change]], grid[apart[change + 1]]
+        for _ in range(60):
+            mid = np.sqrt(lo * hi)
+            lo, hi = (mid, hi) if np.sign(difference(mid)) == np.sign(difference(lo)) else (lo, mid)
+        found.append(float(np.sqrt(lo * hi)))
+    return found
 
 
 def crossing_summary(point: dict, samples: dict, low: float, high: float,
@@ -128,15 +135,18 @@ def crossing_summary(point: dict, samples: dict, low: float, high: float,
             return np.zeros(np.shape(values), bool)
         return (values >= shared[0]) & (values <= shared[1])
 
-    crossing = crossing_compute(point, low, high)
-    summary = {"C": crossing, "inside_data": crossing is not None and bool(inside(crossing))}
+    every = crossings(point, low, high)
+    crossing = every[0] if every else None
+    summary = {"C": crossing, "inside_data": crossing is not None and bool(inside(crossing)),
+               "all_C": every, "all_inside_data": [bool(inside(c)) for c in every],
+               "shared_range": list(shared) if shared is not None else None}
     count = len(next(iter(samples.values()))) if samples else 0
     if count == 0:
         return summary
-    crossings = np.array([np.nan if c is None else c for c in (
+    firsts = np.array([np.nan if c is None else c for c in (
         crossing_compute({name: float(values[i]) for name, values in samples.items()}, low, high)
         for i in range(count))])
-    crossed = crossings[np.isfinite(crossings)]
+    crossed = firsts[np.isfinite(firsts)]
     summary.update(resamples_crossing=float(crossed.size / count),
                    resamples_crossing_inside=float(np.sum(inside(crossed)) / count))
     if crossed.size >= count / 2 and crossed.size >= 2:
@@ -164,17 +174,29 @@ def crossing_sentence(summary: dict) -> str:
     """The crossing in words, with what the bootstrap says of it and whether the multiplier's
     intervals can tell the recipes apart at all."""
     crossing, said = summary["crossing"], []
-    if crossing["C"] is None:
+    every = crossing.get("all_C") or ([crossing["C"]] if crossing["C"] is not None else [])
+    inside = crossing.get("all_inside_data") or [crossing["inside_data"]] * len(every)
+    overlap = crossing.get("shared_range", ()) is not None
+    if not every:
         said.append("The point fit's laws do not cross within 100x of the data's compute range")
     else:
-        where = ("inside the compute range both recipes have data in" if crossing["inside_data"]
-                 else "outside the compute range both recipes have data in: an extrapolation")
-        said.append(f"The point fit's laws cross at C = {crossing['C']:.3g} FLOPs ({where})")
+        if not overlap:
+            where = ["the recipes share no compute range: an extrapolation"] * len(every)
+        else:
+            where = ["inside the compute range both recipes have data in" if here else
+                     "outside the compute range both recipes have data in: an extrapolation"
+                     for here in inside]
+        at = " and ".join(f"C = {c:.3g} FLOPs ({w})" for c, w in zip(every, where))
+        said.append(f"The point fit's laws cross at {at}" if len(every) == 1 else
+                    f"The point fit's laws cross {_times(len(every))}, at {at}, so the ranking of "
+                    "the recipes flips at each")
     if "resamples_crossing" in crossing:
         share = (f"{crossing['resamples_crossing']:.0%} of the bootstrap resamples cross within "
-                 f"100x of the data, {crossing['resamples_crossing_inside']:.0%} inside it")
+                 f"100x of the data"
+                 + (f", {crossing['resamples_crossing_inside']:.0%} inside it" if overlap else ""))
         if "ci_low" in crossing:
-            share += (f"; where they cross, 95% interval {crossing['ci_low']:.3g} – "
+            first = "first " if len(every) > 1 else ""
+            share += (f"; where they {first}cross, 95% interval {crossing['ci_low']:.3g} – "
                       f"{crossing['ci_high']:.3g} FLOPs")
         said.append(share)
     else:
@@ -248,7 +270,8 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
         "params": params,
         "diagnostics": (_diagnostics(params, frontier_a, frontier_b, shared_irreducible)
                         + _contradictions(frontier_a, frontier_b, budgets, point_multiplier,
-                                          shared_irreducible)),
+                                          shared_irreducible)
+                        + _apart(frontier_a, frontier_b)),
         "multiplier": [{"C": float(c), **summarize(m, sample_multiplier[:, i], level)}
                        for i, (c, m) in enumerate(zip(budgets, point_multiplier))],
         "crossing_C": crossing["C"],
@@ -272,6 +295,20 @@ def _diagnostics(params: dict, frontier_a: Frontier, frontier_b: Frontier,
             name = f"{flag['parameter']}_{recipe}" if flag["parameter"] in names else None
             flags.append({**flag, "parameter": name or f"recipe {recipe}"})
     return flags
+
+
+def _apart(frontier_a: Frontier, frontier_b: Frontier) -> list[dict]:
+    """A flag when the recipes' frontiers share no compute range: each multiplier then compares
+    one recipe's measured loss with the other's law outside its data."""
+    if max(frontier_a.flops.min(), frontier_b.flops.min()) < min(frontier_a.flops.max(),
+                                                                   frontier_b.flops.max()):
+        return []
+    ranges = "; ".join(f"{name}'s {f.flops.min():.3g} – {f.flops.max():.3g}"
+                       for name, f in (("A", frontier_a), ("B", frontier_b)))
+    return [{"parameter": "budgets", "problem": (
+        f"the recipes' frontiers share no compute range (FLOPs: {ranges}): every multiplier "
+        "extrapolates one recipe's law beyond its data"),
+        "fix": "runs of both recipes at some common budgets"}]
 
 
 def _frontier_loss(frontier: Frontier, flops: np.ndarray) -> np.ndarray:
@@ -329,8 +366,7 @@ def render_comparison(summary: dict, names: tuple[str, str]) -> str:
              + _loss_columns(summary.get("loss_columns")) + ".", "",
              "| parameter | value | 95% interval |", "|---|---|---|"]
     for name, row in params.items():
-        lines.append(f"| {name} | {row['value']:.4g} | {row.get('ci_low', float('nan')):.4g} – "
-                     f"{row.get('ci_high', float('nan')):.4g} |")
+        lines.append(f"| {name} | {row['value']:.4g} | {_interval(row, '.4g')} |")
     if summary.get("diagnostics"):
         lines += ["", "**Warning: the joint fit is degenerate or poorly determined; read the "
                       "intervals above and below with care.**", ""]
@@ -338,12 +374,42 @@ def render_comparison(summary: dict, names: tuple[str, str]) -> str:
                   for flag in summary["diagnostics"]]
     lines += ["", "B's effective-compute multiplier over A (the compute A needs for B's loss, "
               "÷ B's compute; > 1: B is better):", "",
-              "| budget C (FLOPs) | multiplier | 95% interval |", "|---|---|---|"]
+              f"| budget C ({_flops_unit(summary.get('flop_convention'))}) | multiplier | "
+              "95% interval |", "|---|---|---|"]
     for row in summary["multiplier"]:
-        lines.append(f"| {row['C']:.3g} | {multiplier_text(row)} | {row.get('ci_low', float('nan')):.3g} – "
-                     f"{row.get('ci_high', float('nan')):.3g} |")
+        lines.append(f"| {row['C']:.3g} | {multiplier_text(row)} | {_interval(row, '.3g')} |")
     lines += ["", crossing_sentence(summary), ""]
+    if any((summary.get("excluded") or {}).values()):
+        lines += ["Runs left out of the frontiers:", ""]
+        lines += [f"- {recipe}: {row['name']}: {row['reason']}"
+                  for recipe in ("A", "B") for row in summary["excluded"].get(recipe, [])]
+        lines.append("")
     return "\n".join(lines)
+
+
+def _times(count: int) -> str:
+    return {2: "twice", 3: "three times"}.get(count, f"{count} times")
+
+
+def _interval(row: dict, spec: str) -> str:
+    """`low – high`, or "not measured" without a bootstrap."""
+    low, high = row.get("ci_low", float("nan")), row.get("ci_high", float("nan"))
+    if "failed_resamples" in row:
+        from analysis.report import failed_resamples_note
+
+        return failed_resamples_note(row)
+    if np.isnan(low) or np.isnan(high):
+        return "not measured (no bootstrap)"
+    return f"{low:{spec}} – {high:{spec}}"
+
+
+def _flops_unit(convention: str | None) -> str:
+    """The budgets' unit: FLOPs, by the results tables' convention when they give it."""
+    if convention == "6N":
+        return "FLOPs, counted as 6ND"
+    if convention == "full":
+        return "FLOPs, counted in full: matmuls, attention and the output layer"
+    return "FLOPs"
 
 
 def frontier_table(frontier: Frontier) -> pd.DataFrame:

@@ -857,8 +857,91 @@ def test_a_crossing_where_only_one_recipe_has_data_is_an_extrapolation(tmp_path,
     # The laws are exact: 30·C^-0.1 = 54.6·C^-0.12 at C = (54.6/30)^50.
     assert crossing["C"] == pytest.approx((54.6 / 30) ** 50, rel=1e-3)
     assert crossing["inside_data"] is False and crossing["resamples_crossing_inside"] == 0
-    assert "(outside the compute range both recipes have data in: an extrapolation)" in (
-        out / "compare.md").read_text()
+    # They share no compute range, which the report says (it spoke of "the compute range both
+    # recipes have data in", and of the share of resamples crossing "inside it").
+    text = (out / "compare.md").read_text()
+    assert "(the recipes share no compute range: an extrapolation)" in text
+    assert "inside it" not in text
+    assert ("- budgets: the recipes' frontiers share no compute range (FLOPs: A's 1e+14 – 1e+16; "
+            "B's 1e+10 – 1e+12): every multiplier extrapolates one recipe's law beyond its data"
+            in text)
+    assert "scaling-fit: warning: budgets: the recipes' frontiers share no compute range" in (
+        capsys.readouterr().err)
+
+
+def test_laws_with_their_own_irreducible_losses_that_cross_twice_are_said_to():
+    # 1.5 + 30·C^-0.1 and 2 + 1.78e7·C^-0.5: B is better only between two crossings, and only
+    # the first was reported.
+    from scipy.optimize import brentq
+
+    from analysis.compare import crossing_sentence, crossings
+
+    laws = {"E_A": 1.5, "A_A": 30.0, "alpha_A": 0.1, "E_B": 2.0, "A_B": 17782794.1,
+            "alpha_B": 0.5}
+
+    def difference(log_c):
+        C = np.exp(log_c)
+        return 1.5 + 30.0 * C ** -0.1 - 2.0 - 17782794.1 * C ** -0.5
+
+    # The difference peaks at C = (0.5·1.78e7 / (0.1·30))^(1/0.4): one root on either side.
+    peak = np.log((0.5 * 17782794.1 / 3.0) ** 2.5)
+    expected = [np.exp(brentq(difference, np.log(1e12), peak)),
+                np.exp(brentq(difference, peak, np.log(1e20)))]
+    assert crossings(laws, 1e13, 1e18) == pytest.approx(expected, rel=1e-9)
+    assert crossings(laws, 1e18, 1e18) == pytest.approx(expected[1:], rel=1e-9)  # 1e16–1e20
+    crossing = {"C": expected[0], "inside_data": True, "all_C": expected,
+                "all_inside_data": [True, False], "shared_range": [1e13, 1e16]}
+    assert crossing_sentence({"crossing": crossing, "multiplier": []}) == (
+        f"The point fit's laws cross twice, at C = {expected[0]:.3g} FLOPs (inside the compute "
+        f"range both recipes have data in) and C = {expected[1]:.3g} FLOPs (outside the compute "
+        "range both recipes have data in: an extrapolation), so the ranking of the recipes flips "
+        "at each; no bootstrap: how sure this is was not measured.")
+
+
+def _results_table(path, flops, loss, status=None):
+    sizes = np.sqrt(np.asarray(flops) / 120)
+    pd.DataFrame({"name": [f"r{i}" for i in range(sizes.size)],
+                  "status": status or ["completed"] * sizes.size, "params": sizes,
+                  "non_embedding_params": sizes, "tokens": 20 * sizes, "flops": flops,
+                  "flop_convention": "full", "final_eval_loss": loss}).to_csv(path, index=False)
+
+
+def test_compare_says_what_it_left_out_its_flop_convention_and_an_unmeasured_interval(
+        tmp_path, capsys):
+    # A failed and a diverged run were dropped without a word; the budgets' convention was
+    # named only on the plot's axes; without a bootstrap the intervals read "nan – nan".
+    C = np.geomspace(1e16, 1e20, 8)
+    _results_table(tmp_path / "a.csv", C, 1.8 + 300 * C ** -0.12)
+    _results_table(tmp_path / "b.csv", C, 1.8 + 250 * C ** -0.12,
+                   status=["completed"] * 5 + ["failed", "completed", "diverged"])
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--bootstrap",
+                 "0", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    for name, status in (("r5", "failed"), ("r7", "diverged")):
+        assert (f"scaling-fit: note: left out {name} of {tmp_path / 'b.csv'}: status {status}\n"
+                in err)
+    summary = json.loads((out / "compare.json").read_text())
+    assert summary["n_points"] == {"A": 8, "B": 6}
+    assert [row["name"] for row in summary["excluded"]["B"]] == ["r5", "r7"]
+    assert summary["excluded"]["A"] == [] and summary["flop_convention"] == "full"
+    text = (out / "compare.md").read_text()
+    assert "- B: r5: status failed\n- B: r7: status diverged" in text
+    assert ("| budget C (FLOPs, counted in full: matmuls, attention and the output layer) | "
+            "multiplier | 95% interval |") in text
+    assert "nan" not in text and "| E_A | 1.8 | not measured (no bootstrap) |" in text
+
+
+def test_compare_refuses_one_table_compared_with_itself(tmp_path, capsys):
+    C = np.geomspace(1e16, 1e20, 8)
+    _results_table(tmp_path / "a.csv", C, 1.8 + 300 * C ** -0.12)
+    (tmp_path / "link.csv").symlink_to(tmp_path / "a.csv")
+    assert main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "link.csv"),
+                 "--out", str(tmp_path / "cmp")]) == 2
+    assert capsys.readouterr().err == (
+        f"scaling-fit: error: --compare: {tmp_path / 'a.csv'} and {tmp_path / 'link.csv'} are "
+        "one file; compare two recipes' tables\n")
+    assert not (tmp_path / "cmp").exists()
 
 
 @pytest.mark.parametrize("truth", ["chinchilla", "overtraining"])

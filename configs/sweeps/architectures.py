@@ -1,7 +1,7 @@
 """Decoder-only against encoder–decoder at matched compute: one ladder per architecture on the
 embedded corpus (bytes, 128-token windows), with the demo's model family, batches and schedule,
-token budgets up to 4M, and µP from the smallest width at a learning rate of 2^-5, so the two laws
-differ only by layout and objective.
+token budgets up to 4M, and µP from the smallest width at a learning rate of 2^-5 (with AdamW's
+weight decay 0.1 at every width), so the two laws differ only by layout and objective.
 
     decoder          causal_lm next-token prediction (the demo's setting)
     encoder_decoder  T5's span corruption: 15% of each window dropped in spans of mean length 3;
@@ -46,7 +46,8 @@ def get_config(architecture: str = "decoder"):
     sweep.name = f"arch-{architecture.replace('_', '')}"
     sweep.ladder_tokens = tuple(m * MILLION for m in (1, 2, 4))
     # The comparison's recipe (docs/architectures.md): µP from the smallest width at one learning
-    # rate, 2^-5, for both layouts, in place of the demo's per-size standard-parametrization rates.
+    # rate, 2^-5, for both layouts, in place of the demo's per-size standard-parametrization rates
+    # and weight decays (the decay is the default 0.1 at every width).
     sweep.hparams = "mup_transfer"
     sweep.size_overrides = {}
     sweep.overrides.optim.lr = 2.0**-5
