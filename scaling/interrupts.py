@@ -1,4 +1,6 @@
-"""Ctrl-C (SIGINT) for the commands: at any moment, one line on stderr and exit code 130.
+"""Ctrl-C (SIGINT) for the commands: at any moment, one line on stderr and exit code 130. A
+SIGTERM stops a command the same way, with exit code 75 (`scaling-train` and a running sweep
+save first: their own handlers take it).
 
 `run(program, module)` is what a command's console script calls (`scaling.scripts`). Before
 it imports the command's module (JAX, Orbax, TensorFlow Datasets: seconds), it installs a SIGINT
@@ -45,6 +47,7 @@ class _State:
     pending = False  # ... and is yet to be raised where it propagates (`_defer`)
     reported = False  # the interrupted line is written
     line = ""  # what to write if nothing else was
+    code = EXIT_INTERRUPTED  # the exit code of the stop asked for: 75 once a SIGTERM asked
     # One process of several (`jax.distributed`): a failure ends it at once, not in JAX's exit
     # barrier, which waits for partners that may be gone and then aborts.
     exit_on_failure = False
@@ -88,6 +91,18 @@ def _on_sigint(signum, frame):
         exit_now()
     _State.requested = True
     raise KeyboardInterrupt
+
+
+def _on_sigterm(signum, frame):
+    """A SIGTERM to a command other than `scaling-train` stops it as a Ctrl-C does (what it had
+    started is stopped and said, as for a Ctrl-C), with exit code 75."""
+    _State.code = EXIT_PREEMPTED
+    _on_sigint(signum, frame)
+
+
+def exit_code() -> int:
+    """The exit code of the stop that was asked for: 130 for a Ctrl-C, 75 for a SIGTERM."""
+    return _State.code
 
 
 def _on_alarm(signum, frame):
@@ -157,10 +172,11 @@ def _flush() -> None:
             pass
 
 
-def exit_now(line: str | None = None, code: int = EXIT_INTERRUPTED) -> None:
-    """Exit with `code` (130) at once: further SIGINTs and SIGTERMs ignored, `line` (else the
-    installed one) written unless a line was, stdout and stderr flushed, no interpreter
-    shutdown."""
+def exit_now(line: str | None = None, code: int | None = None) -> None:
+    """Exit with `code` (else `exit_code()`: 130, or 75 after a SIGTERM) at once: further
+    SIGINTs and SIGTERMs ignored, `line` (else the installed one) written unless a line was,
+    stdout and stderr flushed, no interpreter shutdown."""
+    code = _State.code if code is None else code
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     _flush()
@@ -222,18 +238,22 @@ def run(program: str, module: str, line: str | None = None,
         preempted_line: str | None = None) -> int:
     """`module.main()` as the console command `program`, Ctrl-C handled from before the module
     is imported; returns main's exit code, or does not return after an interrupt or when
-    background threads outlive main (`_exit_if_threads_hang`). With `preempted_line`, a SIGTERM
-    until `module` installs its own handler exits 75 at once with that line."""
+    background threads outlive main (`_exit_if_threads_hang`). A SIGTERM stops the command as a
+    Ctrl-C does, with exit code 75; with `preempted_line`, a SIGTERM until `module` installs its
+    own handler exits 75 at once with that line."""
     die_with_sweep()
     install(line or f"{program}: interrupted")
-    if preempted_line:
-        signal.signal(signal.SIGTERM,
-                      lambda signum, frame: exit_now(preempted_line, EXIT_PREEMPTED))
+    signal.signal(signal.SIGTERM, _on_sigterm if not preempted_line else
+                  lambda signum, frame: exit_now(preempted_line, EXIT_PREEMPTED))
     try:
         code = importlib.import_module(module).main()
         sys.stdout.flush()  # here, not at exit: a reader that went away is met below
-        # The command is done: a Ctrl-C from here on has nothing left to stop.
+        # The command is done: a Ctrl-C (or a SIGTERM, where ours still takes it) from here on
+        # has nothing left to stop. (One `module` installed stays: replaced as a multi-process
+        # scaling-train ended, that process sat in JAX's exit barrier until JAX aborted it.)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         check()
         if _State.exit_on_failure and code == EXIT_FAILED:
             _flush()

@@ -330,9 +330,10 @@ def out_of_memory_is(message: str) -> Iterator[None]:
 
 
 def interrupted(program: str) -> int:
-    """Print `<program>: interrupted` to stderr; return 130, as scaling-train exits on Ctrl-C."""
+    """Print `<program>: interrupted` to stderr; return 130, as scaling-train exits on Ctrl-C
+    (75 after a SIGTERM, `interrupts.exit_code`)."""
     interrupts.report(f"{program}: interrupted")
-    return status.EXIT_INTERRUPTED
+    return interrupts.exit_code()
 
 
 def fail(program: str, message: str) -> int:

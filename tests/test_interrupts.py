@@ -113,10 +113,11 @@ def interrupted(command: list[str], moment, signum: int = signal.SIGINT
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
-def assert_interrupted(result: subprocess.CompletedProcess, program: str) -> None:
+def assert_interrupted(result: subprocess.CompletedProcess, program: str,
+                       code: int = 130) -> None:
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "Exception ignored" not in result.stderr, result.stderr[-3000:]
-    assert result.returncode == 130, (result.returncode, result.stderr[-3000:])
+    assert result.returncode == code, (result.returncode, result.stderr[-3000:])
     assert result.stderr.endswith(f"\n{program}: interrupted\n") or \
         result.stderr == f"{program}: interrupted\n", result.stderr[-3000:]
     assert result.stderr.count("interrupted") == 1, result.stderr[-3000:]
@@ -143,6 +144,16 @@ def test_ctrl_c_while_fitting_is_one_line_and_exit_130(moment, how, workdir):
                else [sys.executable, "-m", "analysis.cli"])
     assert_interrupted(interrupted(command + arguments("scaling-fit", workdir), moment),
                        "scaling-fit")
+
+
+@pytest.mark.parametrize("program, moment", [
+    ("scaling-eval", 0.1), ("scaling-eval", ("jaxlib", 1.5)), ("scaling-sample", ("jaxlib", 1.5)),
+    ("scaling-attention", ("jaxlib", 1.5)), ("scaling-fit", 0.1), ("scaling-fit", 1.5)], ids=str)
+def test_sigterm_stops_the_other_commands_as_ctrl_c_does_with_exit_75(program, moment, workdir):
+    # They died by the signal (exit 143) without a word, skipping what a Ctrl-C stops and says
+    # (scaling-slurm's sbatch went on to submit its job; scaling-tpu named no queued slice).
+    assert_interrupted(interrupted(console_script(program) + arguments(program, workdir), moment,
+                                   signal.SIGTERM), program, code=75)
 
 
 @pytest.mark.parametrize("moment", [0.3, ("jaxlib", 0.0), ("jaxlib", 1.5)], ids=str)
@@ -181,16 +192,19 @@ def test_each_console_script_reports_its_own_program_name():
 
 @pytest.mark.parametrize("moment", [0.1, ("jaxlib", 0.0), ("jaxlib", 0.5)], ids=str)
 @pytest.mark.parametrize("how", ["console", "python -m"])
-def test_ctrl_c_while_a_sweep_plans_is_one_line_and_exit_130(moment, how, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_ctrl_c_while_a_sweep_plans_is_one_line_and_exit_130(moment, how, signum, tmp_path):
     """While `scaling-sweep` imported JAX and planned, a Ctrl-C was swallowed by JAX's gc
     callback (the sweep went on to train), or came out as a traceback."""
     command = (console_script("scaling-sweep") if how == "console"
                else [sys.executable, "-m", "launch.sweep"])
     result = interrupted(command + ["--config", "configs/sweeps/demo.py", "--workdir",
-                                    str(tmp_path / "sweep"), "--dry-run"], moment)
+                                    str(tmp_path / "sweep"), "--dry-run"], moment, signum)
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, \
         result.stderr[-3000:]
-    assert result.returncode == 130, (result.returncode, result.stderr[-3000:])
+    # A SIGTERM the same, with exit code 75: it was 143, without a line.
+    assert result.returncode == (75 if signum == signal.SIGTERM else 130), (
+        result.returncode, result.stderr[-3000:])
     assert result.stderr.splitlines()[-1:] == ["scaling-sweep: interrupted before any run started"]
     assert result.stderr.count("interrupted") == 1, result.stderr[-3000:]
 
