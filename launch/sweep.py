@@ -406,22 +406,23 @@ def log_name(stem: str) -> str:
 
 def gather(workdir: pathlib.Path, runs: list[plans.PlannedRun], errors: dict,
            stopped: dict | None = None) -> None:
-    """Rewrite results.csv and curves.csv from every run's files (first host only); results.csv
+    """Rewrite curves.csv and results.csv from every run's files (first host only); results.csv
     keeps an `eval_loss_*` column for every evaluation on disk (`--eval`, of this or an earlier
-    invocation)."""
+    invocation). results.csv, the table of runs the fits read their curves by, is written last:
+    a sweep killed between the two leaves no run in it without its curve."""
     if not is_leader_host():
         return
     stopped = stopped or {}
     run_dirs = {run.name: run_directory(workdir, run.name) for run in runs}
     evals = evaluation.eval_columns(run_dirs, evaluation.table_columns(workdir / "results.csv"))
+    files.write_csv_atomic(workdir / "curves.csv", CURVE_COLUMNS,
+                           [row for run in runs for row in curve_rows(run, run_dirs[run.name])])
     files.write_csv_atomic(workdir / "results.csv", RESULT_COLUMNS + tuple(evals),
                            [{**result_row(run, run_dirs[run.name], errors.get(run.name, ""),
                                           stopped.get(run.name, "")),
                              **{column: losses.get(run.name, "")
                                 for column, losses in evals.items()}}
                             for run in runs])
-    files.write_csv_atomic(workdir / "curves.csv", CURVE_COLUMNS,
-                           [row for run in runs for row in curve_rows(run, run_dirs[run.name])])
 
 
 def check_not_a_run(workdir: pathlib.Path) -> None:

@@ -426,6 +426,42 @@ def test_ctrl_c_leaves_the_rows_resumable_and_a_second_sweep_is_refused(repo, tm
             assert "resuming from step" in (workdir / "runs" / name / "train.log").read_text()
 
 
+def test_a_kill_between_the_two_tables_leaves_no_finished_run_without_its_curve(tmp_path,
+                                                                                monkeypatch):
+    # results.csv was written first: killed before curves.csv, it listed a completed run whose
+    # curve the table of curves lacked.
+    runs = [plans.PlannedRun(name=name, overrides={}, size="s", params=1, non_embedding_params=1,
+                             tokens=10, steps=10, flops=1.0, flop_convention="6N")
+            for name in ("a", "b")]
+    sweep_module.gather(tmp_path, runs, {})  # both pending
+    run_dir = tmp_path / "runs" / "a"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": step, "eval_loss": 3.0 - step / 10, "tokens": step,
+                            "flops": step}) + "\n" for step in (5, 10)))
+    (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "steps": 10,
+                                                      "final_eval_loss": 2.0}))
+    write = files.write_csv_atomic
+    written = []
+
+    def killed_at_the_second(path, columns, rows):
+        if written:
+            raise KeyboardInterrupt  # as a kill: the second table is never replaced
+        written.append(path.name)
+        write(path, columns, rows)
+
+    monkeypatch.setattr(files, "write_csv_atomic", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_module.gather(tmp_path, runs, {})
+    completed = {row["name"] for row in _rows(tmp_path).values() if row["status"] == "completed"}
+    with open(tmp_path / "curves.csv", newline="") as file:
+        curved = {row["name"] for row in csv.DictReader(file)}
+    assert completed <= curved, (completed, curved)
+    monkeypatch.setattr(files, "write_csv_atomic", write)
+    sweep_module.gather(tmp_path, runs, {})  # the next rewrite has both
+    assert _rows(tmp_path)["a"]["status"] == "completed" and curved == {"a"}
+
+
 def test_a_run_that_cannot_resume_under_the_changed_plan_is_one_line_before_any_run(
         tmp_path, capsys):
     # A longer plan over a run that finished (or stopped) at 8 steps: its scaling-train refused
