@@ -35,7 +35,7 @@ from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS, get_law
 from analysis.pipeline import DEFAULT_RESAMPLES, MAX_RESAMPLES, LawNotFitted, Settings, analyze
 from analysis.pipeline import default_law as pipeline_default_law
-from scaling import files
+from scaling import files, interrupts
 from scaling.config import (SWEEP_TAG, WANDB_PROJECT_RULE, WANDB_TAG_LIMIT, is_wandb_project,
                             wandb_environment_problem)
 from scaling.errors import ArgumentParser, empty_option, flag_name
@@ -244,14 +244,6 @@ FIT_FILES = ("report.md", "fit.json", "backtest.json", "backtest.md")
 COMPARE_FILES = ("compare.md", "compare.json", "compare.png")
 
 
-def _clear(out_dir: pathlib.Path, names: tuple[str, ...]) -> None:
-    """Remove what an earlier fit wrote to `out_dir`, so that the folder holds one fit's files
-    only: a fit stopped while writing leaves its own files so far and no report, which is
-    written last."""
-    for name in names:
-        (out_dir / name).unlink(missing_ok=True)
-
-
 def _out_dir(path: pathlib.Path, flag: str = "--out", *, create: bool = True,
              writes: tuple[str, ...] = ()) -> pathlib.Path:
     """`path` checked as a folder to write to (a file or a folder in the place of one of the files
@@ -423,16 +415,18 @@ def run(args) -> pathlib.Path:
                   f"point(s) of {input_path} have several rows with different losses (another setting swept "
                   "at each?), each fitted as a point; --best-per-point keeps the lowest",
                   file=sys.stderr)
-    _out_dir(out_dir)
-    _clear(out_dir, FIT_FILES + PLOT_FILES)
-    write_fit_json(analysis, out_dir / "fit.json")
-    plots = write_plots(analysis, out_dir)
-    if backtest is not None:
-        files.write_text_atomic(out_dir / "backtest.json",
-                                json.dumps(json_ready(backtest), indent=2) + "\n")
-        files.write_text_atomic(out_dir / "backtest.md",
-                                render_backtest(backtest, f"Backtest: {input_path.name}"))
-    files.write_text_atomic(out_dir / "report.md", render_report(analysis, plots))
+    # The earlier fit's files are replaced all together once every new one is written, so that
+    # the folder holds one fit's files, and a fit stopped part-way leaves the earlier one whole.
+    with files.staged_outputs(_out_dir(out_dir), FIT_FILES + PLOT_FILES) as stage:
+        write_fit_json(analysis, stage / "fit.json")
+        plots = write_plots(analysis, stage)
+        if backtest is not None:
+            files.write_text_atomic(stage / "backtest.json",
+                                    json.dumps(json_ready(backtest), indent=2) + "\n")
+            files.write_text_atomic(stage / "backtest.md",
+                                    render_backtest(backtest, f"Backtest: {input_path.name}"))
+        files.write_text_atomic(stage / "report.md", render_report(analysis, plots))
+        interrupts.check()  # a Ctrl-C taken by no KeyboardInterrupt replaces nothing
     _print_summary(analysis.summary)
     return out_dir
 
@@ -543,12 +537,14 @@ def run_compare(args) -> pathlib.Path:
     loss_label = LOSS_LABEL
     if column_a == column_b and column_a != "final_eval_loss":
         loss_label = f"{column_a} (nats/token)"
-    _clear(out_dir, COMPARE_FILES)
-    files.write_text_atomic(out_dir / "compare.json",
-                            json.dumps(json_ready(summary), indent=2) + "\n")
-    plot_comparison(comparison, out_dir / "compare.png", (path_a, path_b), loss_label,
-                    convention_a or convention_b)
-    files.write_text_atomic(out_dir / "compare.md", render_comparison(summary, (path_a, path_b)))
+    with files.staged_outputs(out_dir, COMPARE_FILES) as stage:  # as a fit's (`run`)
+        files.write_text_atomic(stage / "compare.json",
+                                json.dumps(json_ready(summary), indent=2) + "\n")
+        plot_comparison(comparison, stage / "compare.png", (path_a, path_b), loss_label,
+                        convention_a or convention_b)
+        files.write_text_atomic(stage / "compare.md",
+                                render_comparison(summary, (path_a, path_b)))
+        interrupts.check()
     for row in summary["multiplier"]:
         interval = ("" if "ci_low" not in row or np.isnan(row["ci_low"]) else
                     f" ({row['ci_level']:.0%} interval {row['ci_low']:.3g} to {row['ci_high']:.3g})")

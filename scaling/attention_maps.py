@@ -295,16 +295,20 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     array_path = out.with_suffix(".npy")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if args.layer is None:
-            shown = weights_NxHxLxL
-            draw_grid(shown, f"{name} (step {restored.step}): {stack} self-attention, "
-                             f"{len(labels)} tokens; rows: queries, columns: keys", out)
-        else:
-            shown = weights_NxHxLxL[args.layer, args.head]
-            draw_head(shown, labels, f"{name} (step {restored.step}): {stack} layer "
-                                     f"{args.layer}, head {args.head}", out)
-        with files.atomic_output(array_path) as handle:
-            np.save(handle, shown)
+        # The figure and its array replace an earlier pair together, once both are written.
+        with files.staged_outputs(out.parent, (out.name, array_path.name)) as stage:
+            if args.layer is None:
+                shown = weights_NxHxLxL
+                draw_grid(shown, f"{name} (step {restored.step}): {stack} self-attention, "
+                                 f"{len(labels)} tokens; rows: queries, columns: keys",
+                          stage / out.name)
+            else:
+                shown = weights_NxHxLxL[args.layer, args.head]
+                draw_head(shown, labels, f"{name} (step {restored.step}): {stack} layer "
+                                         f"{args.layer}, head {args.head}", stage / out.name)
+            with files.atomic_output(stage / array_path.name) as handle:
+                np.save(handle, shown)
+            interrupts.check()
     except OSError as error:  # a full disk, a folder it may not write in
         raise trained.RunError(f"--out {args.out}: cannot be written "
                                f"({error.strerror or error})") from None

@@ -20,9 +20,12 @@ import fcntl
 import json
 import os
 import pathlib
+import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 from typing import Any, Iterator
 
 from scaling.errors import ConfigError, WorkdirBusy
@@ -88,6 +91,68 @@ def atomic_output(path: pathlib.Path, mode: str = "wb") -> Iterator:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+STAGING_PREFIX = ".staging"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staged_outputs(folder: pathlib.Path, names: tuple[str, ...]) -> Iterator[pathlib.Path]:
+    """A fresh hidden folder inside `folder` for the block to write a command's outputs in, by
+    their names. When the block finishes, they replace the files of `names` in `folder` (each
+    renamed in; a name the block did not write is removed, so that `folder` holds one command's
+    outputs), with Ctrl-C and SIGTERM held until the last rename: a command stopped or failing
+    before then leaves the earlier outputs whole, and one stopped after has written them all.
+    The staging folder is removed either way; one a killed process of this host left is
+    removed by the next."""
+    host = socket.gethostname()
+    for entry in folder.glob(f"{STAGING_PREFIX}.*"):
+        # .staging.<host>.<pid>.<random>
+        owner, _, pid = entry.name[len(STAGING_PREFIX) + 1:].rpartition(".")[0].rpartition(".")
+        if owner == host and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    stage = pathlib.Path(tempfile.mkdtemp(dir=folder,
+                                          prefix=f"{STAGING_PREFIX}.{host}.{os.getpid()}."))
+    try:
+        yield stage
+        with signals_held():
+            for name in names:
+                if (stage / name).exists():
+                    os.replace(stage / name, folder / name)
+                else:
+                    (folder / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM noted during the block and delivered to their handlers after it (in
+    the main thread; elsewhere the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came = []
+    handlers = {signum: signal.signal(signum, lambda number, frame: came.append(number))
+                for signum in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(signum) is not None}  # one set outside Python stays
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(came):
+            signal.raise_signal(signum)
 
 
 def save_figure(figure, path: pathlib.Path, dpi: int) -> None:

@@ -383,8 +383,7 @@ def test_a_rerun_leaves_no_file_of_the_earlier_fit(tmp_path):
     assert not (tmp_path / "o" / "backtest.md").exists()
 
 
-def test_a_fit_stopped_while_writing_leaves_whole_files_of_its_own_and_no_report(tmp_path,
-                                                                                 monkeypatch):
+def test_a_fit_stopped_while_writing_leaves_the_earlier_fit_whole(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
     from analysis.cli import FIT_FILES
@@ -394,6 +393,7 @@ def test_a_fit_stopped_while_writing_leaves_whole_files_of_its_own_and_no_report
     out = ["--results", str(results), "--bootstrap", "0", "--out", str(tmp_path / "o")]
     assert main(out + ["--backtest"]) == 0
     assert {path.name for path in (tmp_path / "o").iterdir()} <= set(FIT_FILES + PLOT_FILES)
+    earlier = {path.name: path.read_bytes() for path in (tmp_path / "o").iterdir()}
 
     def killed_mid_write(figure, target, **_):
         if not hasattr(target, "write"):
@@ -404,9 +404,14 @@ def test_a_fit_stopped_while_writing_leaves_whole_files_of_its_own_and_no_report
     monkeypatch.setattr(Figure, "savefig", killed_mid_write)
     with pytest.raises(KeyboardInterrupt):
         main(out + ["--law", "compute"])
-    # Only the new fit.json: no report or backtest of the earlier fit, no half-written figure.
-    assert [path.name for path in (tmp_path / "o").iterdir()] == ["fit.json"]
+    # The earlier fit whole (the new fit.json had replaced its own and the rest were deleted),
+    # nothing of the new one, no half-written figure.
+    assert {path.name: path.read_bytes() for path in (tmp_path / "o").iterdir()} == earlier
+    monkeypatch.undo()
+    assert main(out + ["--law", "compute"]) == 0  # replaced as a whole, without the backtest
     assert json.loads((tmp_path / "o" / "fit.json").read_text())["law"] == "compute"
+    assert not (tmp_path / "o" / "backtest.json").exists()
+    assert {path.name for path in (tmp_path / "o").iterdir()} <= set(FIT_FILES + PLOT_FILES)
 
 
 def test_the_backtest_summary_of_an_unreadable_file_is_one_line(tmp_path, capsys):

@@ -110,6 +110,36 @@ def test_a_figure_stopped_while_written_leaves_the_earlier_one_whole(tmp_path, m
     assert [path.name for path in tmp_path.iterdir()] == ["head.png"]
 
 
+@pytest.mark.parametrize("stop", ["array", "figure"])
+def test_a_command_stopped_while_writing_leaves_the_earlier_figure_and_array_a_pair(
+        tmp_path, monkeypatch, stop):
+    # The new figure was saved before the array: stopped in between, the figure showed the new
+    # text beside the earlier text's array.
+    from matplotlib.figure import Figure
+
+    workdir = tmp_path / "run"
+    save_initialized_run(workdir, tiny_config(num_layers=2))
+    out = tmp_path / "maps" / "grid.png"
+    command = ["--workdir", str(workdir), "--out", str(out), "--text"]
+    assert attention_maps.main(command + ["def f(x):"]) == 0
+    earlier = {path.name: path.read_bytes() for path in out.parent.iterdir()}
+    assert sorted(earlier) == ["grid.npy", "grid.png"]
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if stop == "array":
+        monkeypatch.setattr(np, "save", stopped)
+    else:
+        monkeypatch.setattr(Figure, "savefig", stopped)
+    assert attention_maps.main(command + ["class Longer:\n    pass"]) == 130
+    assert {path.name: path.read_bytes() for path in out.parent.iterdir()} == earlier
+    monkeypatch.undo()
+    assert attention_maps.main(command + ["class Longer:\n    pass"]) == 0
+    assert np.load(out.with_suffix(".npy")).shape[-1] == len("class Longer:\n    pass") + 1
+    assert sorted(path.name for path in out.parent.iterdir()) == ["grid.npy", "grid.png"]
+
+
 @pytest.mark.parametrize("layers, heads", [(2, 1), (2, 2), (4, 8)])
 def test_the_grids_title_and_colour_bar_are_inside_the_figure(tmp_path, monkeypatch, layers,
                                                              heads):

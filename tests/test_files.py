@@ -187,3 +187,63 @@ def test_an_atomic_write_gets_the_mode_a_plain_write_would(tmp_path, umask):
     printed = subprocess.run([sys.executable, "-c", WRITE_UNDER_UMASK, str(tmp_path), umask],
                              capture_output=True, text=True, check=True).stdout.split()
     assert printed == [oct(0o666 & ~int(umask, 8))] * 2
+
+
+def test_staged_outputs_replace_the_earlier_ones_together_or_not_at_all(tmp_path):
+    names = ("a.txt", "b.txt", "c.txt")
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text(f"earlier {name}")
+    (tmp_path / "mine.txt").write_text("not an output")
+    with pytest.raises(RuntimeError):
+        with files.staged_outputs(tmp_path, names) as stage:
+            (stage / "a.txt").write_text("later a.txt")
+            raise RuntimeError("stopped part-way")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.txt", "b.txt", "mine.txt"]
+    assert (tmp_path / "a.txt").read_text() == "earlier a.txt"
+    with files.staged_outputs(tmp_path, names) as stage:
+        (stage / "a.txt").write_text("later a.txt")
+        (stage / "c.txt").write_text("later c.txt")
+    # b.txt, which the later outputs lack, is gone; what is not an output stays.
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {
+        "a.txt": "later a.txt", "c.txt": "later c.txt", "mine.txt": "not an output"}
+
+
+def test_a_signal_while_outputs_are_swapped_in_comes_after_the_last(tmp_path):
+    import signal
+
+    names = tuple(f"{index}.txt" for index in range(5))
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(
+        sorted(path.name for path in tmp_path.glob("*.txt"))))
+    original = os.replace
+
+    def replace_and_signal(source, target):
+        original(source, target)
+        if pathlib.Path(target).name == "0.txt":
+            signal.raise_signal(signal.SIGTERM)  # arrives after the first of five renames
+
+    try:
+        os.replace = replace_and_signal
+        with files.staged_outputs(tmp_path, names) as stage:
+            for name in names:
+                (stage / name).write_text(name)
+    finally:
+        os.replace = original
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [list(names)]  # handled once, with every output in place
+
+
+def test_staging_a_killed_process_left_is_removed_by_the_next(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    left = tmp_path / f"{files.STAGING_PREFIX}.{host}.{dead.pid}.abcd1234"
+    elsewhere = tmp_path / f"{files.STAGING_PREFIX}.another-host.{dead.pid}.abcd1234"
+    running = tmp_path / f"{files.STAGING_PREFIX}.{host}.{os.getpid()}.abcd1234"
+    for folder in (left, elsewhere, running):
+        folder.mkdir()
+        (folder / "fit.json").write_text("{}")
+    with files.staged_outputs(tmp_path, ("fit.json",)) as stage:
+        (stage / "fit.json").write_text("[]")
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["fit.json", elsewhere.name, running.name])
