@@ -12,11 +12,13 @@ that fails deletes nothing).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import pathlib
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import orbax.checkpoint as ocp
@@ -85,10 +87,23 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, meta: dict, *, wait: bool = False) -> None:
         """Start saving `state` and `meta` at `step` (returns at once unless `wait`)."""
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
-        if wait:
-            self._manager.wait_until_finished()
+        with self._disk_full_is_oserror():
+            self._manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+            if wait:
+                self._manager.wait_until_finished()
+
+    @contextlib.contextmanager
+    def _disk_full_is_oserror(self) -> Iterator[None]:
+        """A save (this one, or the one in flight it waits for) that the file system refused for
+        want of space comes out of Orbax as any error with the OS's words in it: it becomes the
+        OSError it is (ENOSPC, naming the folder), which the commands report in one line."""
+        try:
+            yield
+        except Exception as error:
+            if os.strerror(errno.ENOSPC) not in str(error):
+                raise
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory)) from None
 
     def restore_latest(self, abstract_state: Any, model: ModelConfig,
                        check: Callable[[dict], None] | None = None) -> tuple[Any, dict] | None:
@@ -170,13 +185,15 @@ class Checkpointer:
 
     def wait(self) -> None:
         """Block until the save in flight (if any) is committed."""
-        self._manager.wait_until_finished()
+        with self._disk_full_is_oserror():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         """Wait for the save in flight and for Orbax's sweep of unfinished saves, which it starts
         in the background when it opens the folder and its own `close` leaves running: a run
         refused at once removes its new workdir after this, under the sweep's feet."""
-        self._manager.wait_until_finished()
+        with self._disk_full_is_oserror():
+            self._manager.wait_until_finished()
         try:
             self._manager._maybe_await_cleanup_tmp_directory()  # pylint: disable=protected-access
         finally:

@@ -9,7 +9,9 @@ Imports nothing heavy: the module is imported under the handler.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 
 from scaling import interrupts
 
@@ -51,11 +53,22 @@ def attention() -> int:
     return interrupts.run("scaling-attention", "scaling.attention_maps")
 
 
+def _not_a_full_disk(record: logging.LogRecord) -> bool:
+    """False for a log of a write the file system refused for want of space (Orbax logs each
+    of its save threads' with its traceback): the command says that in one line."""
+    text = record.getMessage() + (f" {record.exc_info[1]}" if record.exc_info else "")
+    return os.strerror(errno.ENOSPC) not in text
+
+
 def quiet_logging(level: int = logging.WARNING) -> None:
     """The command's own messages from `level` up, the libraries' from warnings up (Orbax logs
     every restore at INFO); urllib3's only from errors up: offline, TFDS's metadata requests log
-    each retry as a warning before the command's one-line error."""
+    each retry as a warning before the command's one-line error. Orbax's logs of a full disk
+    are left out (`_not_a_full_disk`)."""
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for orbax in ("absl", "orbax"):
+        if _not_a_full_disk not in logging.getLogger(orbax).filters:
+            logging.getLogger(orbax).addFilter(_not_a_full_disk)
     logging.getLogger("urllib3").setLevel(logging.ERROR)

@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {error.filename}" if error.filename else ""
         print(f"scaling-train: error: the run failed on a file or connection ("
               f"{type(error).__name__}: {error.strerror or error}{where})", file=sys.stderr)
+        # A save that failed leaves Orbax's writes unfinished, each finalised at exit with an
+        # "Exception ignored in: <coroutine ...>" traceback after that line.
+        sys.unraisablehook = lambda unraisable: None
         return status.EXIT_FAILED
     except KeyboardInterrupt:
         # Ctrl-C before the stop handler was installed (start-up): nothing trained, nothing lost.

@@ -733,6 +733,30 @@ def test_a_resume_on_another_held_out_split_is_refused(tmp_path):
                          "settings"), line
 
 
+def test_a_full_disk_ends_the_run_in_one_line(tmp_path):
+    """The first checkpoint does not fit on a 2 MB file system: Orbax logged each of its save
+    threads' errors with a traceback (some 900 lines), the run ended in a traceback of its own
+    and then in "Exception ignored" ones as the interpreter shut down."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("needs a small tmpfs (mount, as root): " + mounted.stderr.decode().strip())
+    try:
+        result = train(disk / "run", "--config.model.d_model=128")
+        summary = json.loads((disk / "run" / "summary.json").read_text())
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "ERROR:absl" not in result.stderr and "Exception ignored" not in result.stderr, \
+        result.stderr[-3000:]
+    assert result.stderr.splitlines()[-1] == (
+        "scaling-train: error: the run failed on a file or connection (OSError: No space left on "
+        f"device: {disk / 'run' / 'checkpoints'})")
+    assert summary["status"] == "failed"
+
+
 def test_a_checkpoint_the_file_system_refuses_ends_the_run_in_one_line(reference, tmp_path):
     """A checkpoints folder that turned read-only: the asynchronous save of step 20 fails in
     Orbax's background threads. The run said "run failed", printed a traceback, and then never
