@@ -68,13 +68,26 @@ def curve_frontier(curves: pd.DataFrame, *, num_points: int = DEFAULT_FRONTIER_P
                     run=names[best], source="curves")
 
 
+# Runs within this share of each other's compute are at equal compute on the final points'
+# frontier: a sweep's runs planned at one budget differ by their rounding to whole steps, and the
+# worst of an IsoFLOP profile, 0.3% below the rest, was a frontier point.
+EQUAL_COMPUTE = 0.01
+
+
 def final_point_frontier(names, flops, loss) -> Frontier:
     """The frontier of runs' final points: each run whose final loss is lower than that of every
-    run that used less compute, or as much (of runs at equal compute only the lowest loss)."""
+    run that used less compute, as much, or up to `EQUAL_COMPUTE` more (of runs at about equal
+    compute only the lowest loss)."""
     flops, loss = np.asarray(flops, dtype=float), np.asarray(loss, dtype=float)
     order = np.lexsort((loss, flops))  # by compute, then by loss
-    sorted_loss = loss[order]
+    sorted_flops, sorted_loss = flops[order], loss[order]
     best_before = np.concatenate([[np.inf], np.minimum.accumulate(sorted_loss)[:-1]])
-    on_frontier = order[sorted_loss < best_before]
+    limits = np.searchsorted(sorted_flops, sorted_flops * (1.0 + EQUAL_COMPUTE), side="right")
+    # Lower than every run before it in that order (of equal losses the first is kept), and than
+    # every run after it within EQUAL_COMPUTE.
+    kept = [position for position, limit in enumerate(limits)
+            if sorted_loss[position] < best_before[position]
+            and not (sorted_loss[position + 1:limit] < sorted_loss[position]).any()]
+    on_frontier = order[kept]
     return Frontier(flops=flops[on_frontier], loss=loss[on_frontier],
                     run=np.asarray(names, dtype=object)[on_frontier], source="final points")

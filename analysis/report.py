@@ -6,6 +6,7 @@ import json
 import math
 import pathlib
 import shlex
+import sys
 
 from analysis.backtest import NO_EXTRAPOLATION_TERM, yes_no
 from analysis.diagnostics import se_is_unbounded
@@ -84,9 +85,9 @@ def repeating_note(repeating: list[dict], results: str | None, n_column: str) ->
 
 
 def failed_resamples_note(summary: dict) -> str:
-    """Why a bootstrapped estimate has no interval: most of its resamples could not be fitted."""
+    """Why a bootstrapped estimate has no interval: most of its resamples gave no value."""
     return (f"no interval: {summary['failed_resamples']} of {summary['resamples']} bootstrap "
-            "resamples could not be fitted")
+            "resamples failed to fit or overflowed")
 
 
 def _diagnostic_lines(fit: dict) -> list[str]:
@@ -105,9 +106,10 @@ def _params_table(fit: dict) -> list[str]:
 
 
 def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
-                   one_of_two: bool = False) -> list[str]:
+                   irreducible: float | None, one_of_two: bool = False) -> list[str]:
     """Plain-language diminishing returns for the term in `variable` (`one_of_two`: the law's
-    reducible loss has a term in another variable too, which the last line leaves out)."""
+    reducible loss has a term in another variable too, which the last line leaves out) over the
+    `irreducible` loss E."""
     if f"{prefix}loss_drop_per_10x_at_smallest" not in derived:
         return []
     unit = VARIABLE_UNITS[variable]
@@ -116,6 +118,10 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
     term = f"The {variable} term of the reducible loss" if one_of_two else "The reducible loss"
     next_budget, below = (derived[prefix + key] for key in ("next_improvement_budget",
                                                             "reducible_below_fraction_budget"))
+    # A term that still falls over a positive E falls below any share of it somewhere: an
+    # infinite budget then is one beyond floating point, not "never".
+    still_falling = (derived[prefix + "loss_drop_per_10x_at_largest"]["value"] > 0
+                     and irreducible is not None and irreducible > 0)
     return [
         f"- 10× more {variable} lowers the loss by {_with_interval(derived[prefix + 'loss_drop_per_10x_at_smallest'])}"
         f" nats at the smallest {variable} of the data, and by "
@@ -128,6 +134,9 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
          f"{variable} = {_with_interval(next_budget, 'never')} {unit}, i.e. "
          f"{_with_interval(derived[prefix + 'next_improvement_multiple'], 'never')}× the largest."),
         (f"- {term} never falls below {fraction:.0%} of E" + _needed(below, variable) + "."
+         if math.isinf(below["value"]) and not still_falling else
+         f"- {term} falls below {fraction:.0%} of E only beyond {sys.float_info.max:.1e} {unit}, "
+         f"past floating point (E = {irreducible:.3g})" + _needed(below, variable) + "."
          if math.isinf(below["value"]) else
          f"- {term} falls below {fraction:.0%} of E at {variable} = "
          f"{_with_interval(below, 'never')} {unit}."),
@@ -182,10 +191,12 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
                 "parameter was not checked."), ""]
     lines += _diagnostic_lines(fit) + _params_table(fit) + [""] + _data_gain_lines(fit)
     derived = fit["derived"]
+    irreducible = fit["params"].get("E", {}).get("value")
     returns_lines = []
     two_terms = all(f"{prefix}loss_drop_per_10x_at_smallest" in derived for prefix in ("N_", "D_"))
     for prefix, variable in (("C_", "C"), ("N_", "N"), ("D_", "D")):
-        returns_lines += _returns_lines(derived, prefix, variable, settings, two_terms)
+        returns_lines += _returns_lines(derived, prefix, variable, settings, irreducible,
+                                        two_terms)
     if "a" in derived:
         exponents = (f"N_opt ∝ C^a with a = {_with_interval(derived['a'])}, D_opt ∝ C^b with b = "
                      f"{_with_interval(derived['b'])}")
@@ -204,7 +215,7 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
             f"{_with_interval(derived['optimal_loss_exponent_gamma'])}:",
         ]
         returns_lines += ["  " + line for line in _returns_lines(derived, "optimal_C_", "6ND",
-                                                                 settings)]
+                                                                 settings, irreducible)]
     if returns_lines:
         lines += ["Diminishing returns:", ""] + returns_lines + [""]
     return lines

@@ -900,3 +900,26 @@ def test_runs_that_repeat_their_training_data_are_said_with_the_law_that_models_
     assert main(["--results", str(results), "--out", str(tmp_path / "fit"), "--bootstrap",
                  "0"]) == 0
     assert "repeat" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("irreducible, exponent", [(3.78e-68, 0.1553), (1.8, -0.05), (0.0, 0.3)])
+def test_a_budget_beyond_floating_point_is_not_said_to_be_never(irreducible, exponent):
+    # E = 3.78e-68 at its bound, B = 15.61, beta = 0.1553: D falls below 10% of E at
+    # (B / (0.1·E))^(1/beta) = 10^448 tokens, which overflows to inf; the report said "never".
+    from analysis import returns
+    from analysis.bootstrap import summarize
+    from analysis.report import _returns_lines
+
+    B, largest = 15.61, 1e6
+    values = returns.diminishing_returns(B, exponent, irreducible, 1e5, largest)
+    derived = {f"D_{name}": summarize(float(value), np.full(2, float(value)))
+               for name, value in values.items()}
+    lines = _returns_lines(derived, "D_", "D", {"reducible_fraction_of_E": 0.1,
+                                                "improvement_nats": 0.01}, irreducible)
+    assert derived["D_reducible_below_fraction_budget"]["value"] == np.inf
+    if exponent > 0 and irreducible > 0:  # log10 of the budget, independently: 448.3
+        assert (np.log10(B / (0.1 * irreducible)) / exponent) == pytest.approx(448.3, abs=0.05)
+        assert lines[-1] == ("- The reducible loss falls below 10% of E only beyond 1.8e+308 "
+                             "tokens, past floating point (E = 3.78e-68).")
+    else:  # a term that does not fall, or an E of 0 it can never fall below a share of
+        assert lines[-1] == "- The reducible loss never falls below 10% of E."

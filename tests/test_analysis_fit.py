@@ -163,8 +163,8 @@ def test_an_estimate_most_of_whose_resamples_failed_has_no_interval():
     summary = summarize(0.5217, np.r_[survivors, np.full(174, np.nan)])
     assert np.isnan(summary["ci_low"]) and np.isnan(summary["ci_high"]) and np.isnan(summary["se"])
     assert (summary["failed_resamples"], summary["resamples"]) == (174, 200)
-    assert _with_interval(summary) == ("0.5217 (no interval: 174 of 200 bootstrap resamples could "
-                                       "not be fitted)")
+    assert _with_interval(summary) == ("0.5217 (no interval: 174 of 200 bootstrap resamples "
+                                       "failed to fit or overflowed)")
     # A few failures (at most a tenth) leave the interval of the rest.
     few = summarize(0.5, np.r_[np.linspace(0.4, 0.6, 90), np.full(10, np.nan)])
     assert few["ci_low"] == pytest.approx(np.percentile(np.linspace(0.4, 0.6, 90), 2.5))

@@ -329,6 +329,21 @@ def test_of_runs_at_equal_compute_the_frontier_keeps_only_the_lowest_loss():
     assert list(frontier.loss) == [3.5, 2.9]
 
 
+def test_runs_a_sweep_planned_at_one_budget_are_at_equal_compute_on_the_frontier():
+    # An IsoFLOP profile at 3e10: its runs differ by 0.3% in FLOPs from rounding to whole steps.
+    # The worst but one, the cheapest by 0.26%, was a frontier point 0.33 nats above the best.
+    names = ["d32", "d8", "d16", "d48", "next"]
+    flops = [2.9916e10, 2.9994e10, 3.0002e10, 2.9960e10, 1.0001e11]
+    loss = [2.703, 2.371, 2.398, 2.911, 2.20]
+    frontier = final_point_frontier(names, flops, loss)
+    assert list(frontier.run) == ["d8", "next"]
+    # Runs more than 1% apart in compute are not: the cheaper one is a point of its own.
+    frontier = final_point_frontier(["cheap", "dear"], [1.0, 1.02], [3.0, 2.9])
+    assert list(frontier.run) == ["cheap", "dear"]
+    frontier = final_point_frontier(["cheap", "dear"], [1.0, 1.009], [3.0, 2.9])
+    assert list(frontier.run) == ["dear"]
+
+
 def test_wandb_export_maps_states_and_prefixes(tmp_path):
     rows = []
     for name, state, loss in (("a", "finished", 3.0), ("b", "crashed", 5.0)):
