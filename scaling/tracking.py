@@ -18,6 +18,7 @@ import logging
 import netrc
 import os
 import pathlib
+import shlex
 import secrets
 import socket
 import string
@@ -245,9 +246,13 @@ class WandbRun:
                 self._run.define_metric(axis)
             for section, axis in SECTION_AXES.items():
                 self._run.define_metric(f"{section}/*", step_metric=axis)
+            # Offline, each attempt of a resumed run logs to a folder of its own (its start time
+            # and the run's id, and -1, -2 ... for attempts within a second): the upload takes
+            # them all.
+            attempts = (f"{shlex.quote(str(pathlib.Path(self._run.dir).parents[1]))}/"
+                        f"offline-run-*-{run_id}*")
             where = (self._run.url if mode == "online" and self._run.url else
-                     f"{self._run.dir} (offline; upload with `wandb sync "
-                     f"{pathlib.Path(self._run.dir).parent}`)")
+                     f"{self._run.dir} (offline; upload with `wandb sync {attempts}`)")
             print(f"W&B run {name}: {where}", file=stream or sys.stdout, flush=True)
         except Exception as error:  # W&B is optional: note it and train on
             log.warning("W&B could not start (%s: %s); continuing without it",

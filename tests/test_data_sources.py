@@ -460,6 +460,11 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
     shutil.copytree(tmp_path / "full", tmp_path / "prepared")
     shutil.rmtree(tmp_path / "prepared" / "tokens")
     (tmp_path / "empty").mkdir()
+    # A complete copy made by another version: it said only that the folder must be writable.
+    shutil.copytree(tmp_path / "full", tmp_path / "stale")
+    for meta in (tmp_path / "stale" / "tokens").glob("*/meta.json"):
+        record = json.loads(meta.read_text())
+        meta.write_text(json.dumps({**record, "fingerprint": {"cache_version": 0}}))
     code = (
         "import sys\n"
         "from scaling import config\n"
@@ -475,7 +480,7 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
         "            print(loader.batch(0)['inputs'].tolist())\n"
         "    except ConfigError as error:\n"
         "        print(error)\n")
-    folders = [str(tmp_path / name) for name in ("full", "prepared", "empty")]
+    folders = [str(tmp_path / name) for name in ("full", "prepared", "empty", "stale")]
     mounts = " && ".join(f"mount --bind -o ro {folder} {folder}" for folder in folders)
     result = subprocess.run(
         ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$0" -c "$@"', sys.executable,
@@ -483,7 +488,7 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
         capture_output=True, text=True, timeout=300, cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 0, result.stderr[-2000:]
-    full, prepared, empty = result.stdout.strip().splitlines()[-3:]  # after TFDS's own lines
+    full, prepared, empty, stale = result.stdout.strip().splitlines()[-4:]  # after TFDS's
     assert full == str(expected)
     assert prepared.startswith(f"config.data.cache_dir={folders[1]!r} is not allowed: a folder "
                                "this process can write: the token cache of text_files/")
@@ -491,6 +496,10 @@ def test_a_read_only_cache_is_read_and_one_that_must_be_built_names_the_field(tm
     assert empty.startswith(f"config.data.cache_dir={folders[2]!r} is not allowed: a folder "
                             "this process can write: TFDS dataset 'text_files/")
     assert not (tmp_path / "prepared" / "tokens").exists()
+    assert stale.startswith(f"config.data.cache_dir={folders[3]!r} is not allowed: a folder "
+                            "this process can write: the token cache of text_files/")
+    assert stale.endswith("(Read-only file system, and the cache there is stale (built from "
+                          "other data or settings))"), stale
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
@@ -582,3 +591,18 @@ def test_a_checkpoint_an_older_run_recorded_with_relative_data_paths_still_resum
     assert plan_conflict(record, config, {}, "the workdir's checkpoint belongs to a run") is None
     record["data.files"] = "other"
     assert "data.files: " in plan_conflict(record, config, {}, "it")
+
+
+def test_making_a_builder_of_an_unprepared_dataset_leaves_no_folder_in_tmp(tmp_path, monkeypatch):
+    # TFDS's DatasetInfo.initialize_from_bucket made an empty `tmp…tfds` folder in $TMPDIR for
+    # each one (5,778 of them in this machine's /tmp).
+    import tempfile
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    (temporary / "tmpkeptfds").mkdir()  # another process's: left alone
+    corpus = _small_corpus(tmp_path / "corpus")
+    for dataset in ({"dataset": "python_stdlib"}, {"dataset": "text_files", "files": str(corpus)}):
+        sources.make_builder(_data_config(cache_dir=str(tmp_path / "cache"), **dataset))
+    assert [path.name for path in temporary.iterdir()] == ["tmpkeptfds"]

@@ -757,6 +757,26 @@ def test_a_full_disk_ends_the_run_in_one_line(tmp_path):
     assert summary["status"] == "failed"
 
 
+def test_a_full_disk_under_the_token_cache_is_named_in_the_line(tmp_path):
+    # "the run failed on a file or connection (OSError: No space left on device)": which disk?
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("needs a small tmpfs (mount, as root): " + mounted.stderr.decode().strip())
+    try:
+        result = train(tmp_path / "run", f"--config.data.cache_dir={disk}")
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = result.stderr.splitlines()[-1]
+    assert line.startswith("scaling-train: error: the run failed on a file or connection "
+                           "(OSError: No space left on device: the token cache of "
+                           "python_stdlib/"), line
+    assert f"is built in {disk / 'tokens'}/python_stdlib_" in line, line
+
+
 def test_a_checkpoint_the_file_system_refuses_ends_the_run_in_one_line(reference, tmp_path):
     """A checkpoints folder that turned read-only: the asynchronous save of step 20 fails in
     Orbax's background threads. The run said "run failed", printed a traceback, and then never

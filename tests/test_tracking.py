@@ -6,6 +6,7 @@ format's definition (LevelDB log blocks of 32 KiB, 7-byte record headers, W&B's 
 `Record`s), so the test checks what W&B would upload, not what the wrapper meant to send.
 """
 
+import glob
 import json
 import pathlib
 
@@ -81,7 +82,8 @@ def test_json_written_atomically_leaves_no_temporary_file(tmp_path):
     assert [child.name for child in tmp_path.iterdir()] == ["summary.json"]
 
 
-def test_wandb_offline_holds_metrics_and_config_and_a_restart_keeps_the_run_id(tmp_path):
+def test_wandb_offline_holds_metrics_and_config_and_a_restart_keeps_the_run_id(tmp_path,
+                                                                              capsys):
     config = wandb_config()
     records = [{"step": 5, "train_loss": 4.5, "eval_loss": None, "tokens": 640},
                {"step": 10, "train_loss": 4.0, "eval_loss": 3.9, "tokens": 1280}]
@@ -92,8 +94,11 @@ def test_wandb_offline_holds_metrics_and_config_and_a_restart_keeps_the_run_id(t
         first.log(record)
     first.finish({"status": "preempted", "steps": 10})
 
+    capsys.readouterr()
     second = tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict())
     assert second.run_id == run_id
+    # The upload it prints takes both attempts' folders (it named the second's alone).
+    upload = capsys.readouterr().out.split("upload with `")[1].split("`")[0]
     second.log({"step": 15, "train_loss": 3.5, "eval_loss": None, "tokens": 1920})
     second.finish({"status": "completed", "steps": 15})
     import wandb
@@ -103,6 +108,9 @@ def test_wandb_offline_holds_metrics_and_config_and_a_restart_keeps_the_run_id(t
     offline_runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 2 and all(
         (path / f"run-{run_id}.wandb").is_file() for path in offline_runs)
+    assert upload.startswith("wandb sync ")
+    assert sorted(glob.glob(upload.removeprefix("wandb sync "))) == [str(path)
+                                                                     for path in offline_runs]
     history = logged_history(offline_runs[0] / f"run-{run_id}.wandb")
     # On W&B the metrics sit in sections (train/, eval/, ...); x-axes keep their names.
     assert [(row["step"], row["train/loss"], row["tokens"]) for row in history] == [

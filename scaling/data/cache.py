@@ -156,14 +156,28 @@ def load_or_build(directory: pathlib.Path, fingerprint: dict,
         cache = _load(directory, fingerprint)
     if cache is not None:
         return cache
-    with files.file_lock(lock):
+    try:
+        with files.file_lock(lock):
+            return _build_locked(directory, fingerprint, document_batches, tokenizer, label)
+    except OSError as error:
+        if error.errno not in files.UNWRITABLE or not (directory / "meta.json").exists():
+            raise
+        # A read-only copy of a cache that cannot be read as it is: why it must be rebuilt.
+        raise OSError(error.errno, f"{error.strerror}, and the cache there "
+                                   f"{_unusable(directory, fingerprint)}", error.filename) from None
+
+
+def _build_locked(directory: pathlib.Path, fingerprint: dict,
+                  document_batches: Callable[[], Iterable[list[bytes]]], tokenizer,
+                  label: str) -> TokenCache:
+    """`load_or_build` under the exclusive lock: another process may have built it meanwhile."""
+    cache = _load(directory, fingerprint)
+    if cache is None:
+        if directory.exists() and (directory / "meta.json").exists():
+            print(f"[data] token cache {directory} {_unusable(directory, fingerprint)}; "
+                  "rebuilding", file=sys.stderr)
+        _build(directory, fingerprint, document_batches(), tokenizer, label or directory.name)
         cache = _load(directory, fingerprint)
-        if cache is None:
-            if directory.exists() and (directory / "meta.json").exists():
-                print(f"[data] token cache {directory} {_unusable(directory, fingerprint)}; "
-                      "rebuilding", file=sys.stderr)
-            _build(directory, fingerprint, document_batches(), tokenizer, label or directory.name)
-            cache = _load(directory, fingerprint)
     if cache is None:
         raise RuntimeError(f"token cache {directory} did not load after building")
     return cache

@@ -18,6 +18,7 @@ import logging
 import pathlib
 import shutil
 import sys
+import tempfile
 import time
 from typing import Iterator
 
@@ -50,8 +51,9 @@ def unwritable_cache(data_cfg, error: OSError, what: str,
                      field: str = "cache_dir") -> Exception:
     """The ConfigError on `data.<field>` for a cache `what` ("the token cache of X is built in
     F") that cannot be written there (a read-only mount), or `error` itself when it is another
-    failure."""
+    failure (a full disk), named by `what` where it names no file."""
     if error.errno not in UNWRITABLE:
+        error.filename = error.filename or what
         return error
     return ConfigError(f"data.{field}", data_cfg[field],
                        f"a folder this process can write: {what} ({error.strerror})")
@@ -82,9 +84,30 @@ def import_text_builders() -> None:
             pass
 
 
+@contextlib.contextmanager
+def _no_empty_tfds_temp_folders() -> Iterator[None]:
+    """TFDS makes a temporary folder (`tmp…tfds`) for the metadata it would copy from its bucket
+    each time a builder of an unprepared dataset is made, and leaves it empty where it copies
+    none (its bucket is off by default): those that appear during the block and stay empty are
+    removed."""
+    root = pathlib.Path(tempfile.gettempdir())
+    before = set(root.glob("tmp*tfds"))
+    try:
+        yield
+    finally:
+        for folder in set(root.glob("tmp*tfds")) - before:
+            with contextlib.suppress(OSError):  # not empty: another process's, in use
+                folder.rmdir()
+
+
 def make_builder(data_cfg):
     """The TFDS builder for `data.dataset` (not prepared). Raises `tfds`'s DatasetNotFoundError
     for an unknown name and FileNotFoundError for a missing `text_files` entry."""
+    with _no_empty_tfds_temp_folders():
+        return _make_builder(data_cfg)
+
+
+def _make_builder(data_cfg):
     import tensorflow_datasets as tfds  # 2.5 s to import: only where a TFDS builder is made
 
     data_dir = str(tfds_data_dir(data_cfg))
