@@ -65,3 +65,26 @@ def test_jaxs_own_threshold_variable_wins(repo, environment, threshold):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=repo, timeout=120, env=environment, check=True)
     assert float(result.stdout.split()[-1]) == threshold
+
+
+def test_a_read_only_cache_is_read_without_a_warning_at_every_compilation(repo, tmp_path):
+    # Training on a complete cache copy mounted read-only printed JAX's two-line "Error writing
+    # persistent compilation cache entry ... Read-only file system" for each program compiled.
+    import shutil
+
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-m", "true"],
+                                                     capture_output=True).returncode != 0:
+        pytest.skip("needs root and unshare to bind-mount a folder read-only")
+    cache = tmp_path / "cache"
+    _run(repo, tmp_path / "first", cache)
+    folder = cache / "jax-compilation"
+    written = _entries(folder)
+    command = [sys.executable, "-m", "scaling.train", "--config", "configs/demo.py", "--workdir",
+               str(tmp_path / "second"), f"--config.data.cache_dir={cache}", *SMALL,
+               "--config.model.d_model=48", "--config.model.d_ff=96"]  # programs it lacks
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f'mount --bind -o ro {cache} {cache} && exec "$@"', "sh",
+         *command], capture_output=True, text=True, cwd=repo, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Error writing persistent compilation cache" not in result.stderr, result.stderr
+    assert _entries(folder) == written
