@@ -320,7 +320,7 @@ def sweep_summary(sweep: Sweep, loss_column: str = "final_eval_loss") -> dict:
     return {"source": sweep.source, "loss_column": loss_column,
             "runs_total": int(runs["seeds"].sum()) + len(sweep.excluded),
             "seeds_per_point": sorted(int(k) for k in runs["seeds"].unique()),
-            "seed_sd_median": float(np.nanmedian(runs["seed_sd"] / runs["loss"]))
+            "seed_sd_median_relative": float(np.nanmedian(runs["seed_sd"] / runs["loss"]))
             if (runs["seeds"] > 1).any() else None,
             "excluded": sweep.excluded.to_dict("records"), "skipped_updates": sweep.skipped,
             "repeating_data": sweep.repeating, "n_column": n_column(sweep.flop_convention)}

@@ -259,7 +259,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                                                    max(data["seeds_per_point"])}))
         fitted = (f"{data['runs_total']} runs in the sweep, fitted as {data['runs_fitted']} "
                   f"points, each the mean of its {seeds} seeds (seed-to-seed standard "
-                  f"deviation, median over points: {100 * data['seed_sd_median']:.2f}% of the loss)")
+                  f"deviation, median over points: {100 * data['seed_sd_median_relative']:.2f}% of the loss)")
     lines.append(fitted + ".")
     lines += [f"- {line}" for line in _preprocessing_lines(data)]
     for row in data.get("excluded", []):

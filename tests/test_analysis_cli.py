@@ -103,6 +103,8 @@ def test_seed_replicates_are_fitted_at_their_mean(tmp_path):
     assert all(row["seeds"] == 2 for row in held_out)
     assert held_out[0]["seed_sd"] == pytest.approx(0.02 * held_out[0]["loss"] * np.sqrt(2),
                                                    rel=1e-9)
+    # In nats for each point, and as a share of the loss for the sweep (its name says so).
+    assert fit["data"]["seed_sd_median_relative"] == pytest.approx(0.02 * np.sqrt(2), rel=1e-9)
     report = (tmp_path / "fit" / "report.md").read_text()
     assert "40 runs in the sweep, fitted as 20 points, each the mean of its 2 seeds" in report
     assert "(mean of 2 seeds, sd " in report
