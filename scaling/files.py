@@ -111,8 +111,10 @@ def staged_outputs(folder: pathlib.Path, names: tuple[str, ...]) -> Iterator[pat
     """A fresh hidden folder inside `folder` for the block to write a command's outputs in, by
     their names. When the block finishes, they replace the files of `names` in `folder` (each
     renamed in; a name the block did not write is removed, so that `folder` holds one command's
-    outputs), with Ctrl-C and SIGTERM held until the last rename: a command stopped or failing
-    before then leaves the earlier outputs whole, and one stopped after has written them all.
+    outputs), with Ctrl-C and SIGTERM held until the last rename and one command's renames at a
+    time: a command stopped or failing before then leaves the earlier outputs whole, and one
+    stopped after has written them all. A folder in the place of an output is refused
+    (IsADirectoryError) before anything is replaced.
     The staging folder is removed either way; one a killed process of this host left is
     removed by the next."""
     host = socket.gethostname()
@@ -125,12 +127,24 @@ def staged_outputs(folder: pathlib.Path, names: tuple[str, ...]) -> Iterator[pat
                                           prefix=f"{STAGING_PREFIX}.{host}.{os.getpid()}."))
     try:
         yield stage
-        with signals_held():
-            for name in names:
-                if (stage / name).exists():
-                    os.replace(stage / name, folder / name)
-                else:
-                    (folder / name).unlink(missing_ok=True)
+        # Renamed over a folder, one output would fail after others had replaced theirs.
+        blocking = [name for name in names if (folder / name).is_dir()]
+        if blocking:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR),
+                                    str(folder / blocking[0]))
+        # One command's swap at a time in `folder` (a lock on the folder itself), so that two
+        # writing there together leave all of one's outputs.
+        handle = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            with signals_held():
+                for name in names:
+                    if (stage / name).exists():
+                        os.replace(stage / name, folder / name)
+                    else:
+                        (folder / name).unlink(missing_ok=True)
+        finally:
+            os.close(handle)  # (closing releases the lock)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

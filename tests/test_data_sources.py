@@ -183,7 +183,8 @@ def test_a_folder_that_cannot_be_listed_is_named_on_data_files(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("dataset", ["text_files", "text_pairs"])
-@pytest.mark.parametrize("pattern", ["**/*.txt", "*/*.txt", "private/*.txt"])
+@pytest.mark.parametrize("pattern", ["**/*.txt", "*/*.txt", "private/*.txt", "**/sub/*.txt",
+                                     "**"])
 def test_a_folder_a_pattern_lists_that_cannot_be_listed_is_named_on_data_files(
         tmp_path, monkeypatch, dataset, pattern):
     # glob leaves a folder it cannot list out without a word: `corpus/**/*.txt` trained on the

@@ -6,6 +6,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -247,3 +248,46 @@ def test_staging_a_killed_process_left_is_removed_by_the_next(tmp_path):
         (stage / "fit.json").write_text("[]")
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         ["fit.json", elsewhere.name, running.name])
+
+
+def test_a_folder_in_the_place_of_an_output_is_refused_before_anything_is_replaced(tmp_path):
+    # The figure was renamed in, then the array's rename failed on a folder: the new figure sat
+    # beside the earlier outputs.
+    (tmp_path / "x.png").write_text("earlier")
+    (tmp_path / "x.npy").mkdir()
+    with pytest.raises(IsADirectoryError, match="x.npy"):
+        with files.staged_outputs(tmp_path, ("x.png", "x.npy")) as stage:
+            (stage / "x.png").write_text("later")
+            (stage / "x.npy").write_text("later")
+    assert (tmp_path / "x.png").read_text() == "earlier"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["x.npy", "x.png"]
+
+
+def test_two_commands_swapping_outputs_into_one_folder_leave_all_of_one(tmp_path):
+    # Each one's renames are held until the other's are done: never a mix of the two.
+    import threading
+
+    names = tuple(f"{index}.txt" for index in range(200))
+    original, entered = os.replace, threading.Event()
+
+    def slow_replace(source, target):  # the first command's: its swap takes a second
+        if threading.current_thread() is first:
+            entered.set()
+            time.sleep(0.005)
+        original(source, target)
+
+    def swap(label):
+        with files.staged_outputs(tmp_path, names) as stage:
+            for name in names:
+                (stage / name).write_text(label)
+
+    os.replace = slow_replace
+    try:
+        first = threading.Thread(target=swap, args=("first",))
+        first.start()
+        entered.wait(10)
+        swap("second")  # its renames wait for the first's lock
+        first.join(10)
+    finally:
+        os.replace = original
+    assert {(tmp_path / name).read_text() for name in names} == {"second"}

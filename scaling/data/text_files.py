@@ -20,8 +20,10 @@ file builds a new dataset (and a new token cache) instead of reusing a stale one
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import fnmatch
 import glob
 import hashlib
 import os
@@ -96,14 +98,40 @@ def _pattern_base(entry: str) -> pathlib.Path:
 
 
 def _check_listable(pattern: str) -> None:
-    """OSError for a folder that `pattern` lists and that cannot be listed: glob leaves such a
-    folder out without a word (`corpus/**/*.txt` lists `corpus` and every folder below it)."""
-    folders = os.path.dirname(pattern) or "."
-    for folder in (glob.glob(folders, recursive=True) if _has_glob_characters(folders)
-                   else [folders]):
-        if os.path.isdir(folder):
+    """OSError for a folder that `pattern` lists or looks into, as glob expands it part by part,
+    and that cannot be read: glob leaves such a folder out without a word (`corpus/**/*.txt`
+    lists `corpus` and every folder below it; `corpus/*/sub/*.txt` lists `corpus` and looks into
+    each folder of it for `sub`)."""
+    parts = pathlib.Path(pattern).parts
+    fixed = next((index for index, part in enumerate(parts) if _has_glob_characters(part)),
+                 len(parts))
+    folders = [pathlib.Path(*parts[:fixed]) if fixed else pathlib.Path(".")]
+    for index in range(fixed, len(parts) - 1):  # the last part names what is matched
+        part, following = parts[index], []
+        for folder in folders:
+            if part == "**":  # every folder below, hidden ones excepted, as glob's
+                for root, names, _ in os.walk(folder, onerror=_raise):
+                    names[:] = [name for name in names if not name.startswith(".")]
+                    following.append(pathlib.Path(root))
+            elif _has_glob_characters(part):
+                with os.scandir(folder) as entries:
+                    following += [pathlib.Path(entry.path) for entry in entries
+                                  if entry.is_dir() and fnmatch.fnmatchcase(entry.name, part)
+                                  and (part.startswith(".") or not entry.name.startswith("."))]
+            elif (folder / part).is_dir():  # PermissionError where `folder` cannot be entered
+                following.append(folder / part)
+        folders = following
+    last = parts[-1] if parts else ""
+    for folder in folders:
+        if last == "**":
+            for root, names, _ in os.walk(folder, onerror=_raise):
+                names[:] = [name for name in names if not name.startswith(".")]
+        elif _has_glob_characters(last):
             with os.scandir(folder):
                 pass
+        else:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.stat(folder / last)  # PermissionError where `folder` cannot be entered
 
 
 def entry_paths(entry: str) -> list[pathlib.Path]:
@@ -111,7 +139,8 @@ def entry_paths(entry: str) -> list[pathlib.Path]:
     hidden). Raises FileNotFoundError when there is none, and OSError for a folder a pattern
     lists that cannot be listed."""
     if is_pattern(entry):
-        _check_listable(os.path.expanduser(entry))
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # then it matches none
+            _check_listable(os.path.expanduser(entry))
         matches = sorted(glob.glob(os.path.expanduser(entry), recursive=True))
         # Absolute but not resolved, so that a match's name relative to the pattern's folders
         # holds for symbolic links too.
