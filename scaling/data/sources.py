@@ -15,6 +15,7 @@ import functools
 import importlib
 import io
 import logging
+import os
 import pathlib
 import shutil
 import sys
@@ -90,14 +91,19 @@ def _no_empty_tfds_temp_folders() -> Iterator[None]:
     each time a builder of an unprepared dataset is made, and leaves it empty where it copies
     none (its bucket is off by default): those that appear during the block and stay empty are
     removed."""
-    root = pathlib.Path(tempfile.gettempdir())
-    before = set(root.glob("tmp*tfds"))
+    def made(root: str) -> set[str]:  # (read entry by entry: $TMPDIR may hold thousands)
+        with os.scandir(root) as entries:
+            return {entry.path for entry in entries
+                    if entry.name.startswith("tmp") and entry.name.endswith("tfds")}
+
+    root = tempfile.gettempdir()
+    before = made(root)
     try:
         yield
     finally:
-        for folder in set(root.glob("tmp*tfds")) - before:
+        for folder in made(root) - before:
             with contextlib.suppress(OSError):  # not empty: another process's, in use
-                folder.rmdir()
+                os.rmdir(folder)
 
 
 def make_builder(data_cfg):
