@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import shlex
+import sys
 
 import pandas as pd
 
 from scaling.config import SWEEP_TAG
-from scaling.tracking import effective_mode, wandb_api_key
+from scaling.tracking import effective_mode, wandb_api_key, wandb_host_unreachable
 
 INTERVAL_FIELDS = {"value": "", "se": "_se", "ci_low": "_ci_low", "ci_high": "_ci_high"}
 EXTRAPOLATION_METRICS = ("mean_abs_error", "max_abs_error", "rmse", "mean_abs_relative_error",
@@ -42,14 +44,20 @@ def fit_summary(fit: dict) -> dict:
         fits["isoflop"] = {"params": {"a": isoflop["a"], "b": isoflop["b"]},
                            "diagnostics": isoflop.get("diagnostics", [])}
     for law, one in fits.items():
+        problems = []
         for name, values in {**one.get("params", {}), **one.get("derived", {})}.items():
             for field, suffix in INTERVAL_FIELDS.items():
                 if isinstance(values.get(field), (int, float)):
                     summary[f"fit/{law}/{name}{suffix}"] = values[field]
+            if "failed_resamples" in values and name in one.get("params", {}):
+                # No interval, as report.md says: not a value the data settled.
+                problems.append(f"{name} has no interval: {values['failed_resamples']} of "
+                                f"{values['resamples']} bootstrap resamples failed to fit or "
+                                "overflowed")
         summary[f"fit/{law}/objective"] = one.get("objective")
         summary[f"fit/{law}/n_points"] = one.get("n_points")
         # What report.md warns of: a degenerate fit, a parameter the data do not identify.
-        problems = [flag["problem"] for flag in one.get("diagnostics", [])]
+        problems = [flag["problem"] for flag in one.get("diagnostics", [])] + problems
         summary[f"fit/{law}/warnings"] = "; ".join(problems) if problems else "none"
     for law, check in (fit.get("extrapolation") or {}).items():
         for metric in EXTRAPOLATION_METRICS:
@@ -68,9 +76,19 @@ def default_group(input_path: pathlib.Path) -> str | None:
 
 def _mode() -> str:
     """Online, as a training run's W&B is: lowered by `WANDB_MODE`, and offline without an API
-    key (`WANDB_API_KEY` or `wandb login`'s)."""
+    key (`WANDB_API_KEY` or `wandb login`'s) or with W&B's server out of reach (said on stderr:
+    W&B itself waited a minute, then gave up)."""
     mode = effective_mode("online")
-    return mode if mode != "online" or wandb_api_key() else "offline"
+    if mode != "online":
+        return mode
+    if not wandb_api_key():
+        return "offline"
+    unreachable = wandb_host_unreachable()
+    if unreachable:
+        print(f"scaling-fit: warning: W&B's server cannot be reached ({unreachable}): logging "
+              "the fit offline", file=sys.stderr)
+        return "offline"
+    return mode
 
 
 def log_fit(out_dir: pathlib.Path, input_path: pathlib.Path, project: str,
@@ -119,7 +137,8 @@ def log_fit(out_dir: pathlib.Path, input_path: pathlib.Path, project: str,
         for key, value in fit_summary(fit).items():
             run.summary[key] = value
         where = (run.url if mode == "online" and run.url else
-                 f"{run.dir} (offline; upload with `wandb sync {pathlib.Path(run.dir).parent}`)")
+                 f"{run.dir} (offline; upload with "
+                 f"`wandb sync {shlex.quote(str(pathlib.Path(run.dir).parent))}`)")
     finally:
         run.finish()
     return where

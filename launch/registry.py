@@ -359,6 +359,16 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryError as error:
         print(f"launch.registry: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a run file that cannot be read: a folder, a dangling link
+        print(f"launch.registry: error: --wandb-dir={str(args.wandb_dir)!r} is not allowed: "
+              f"W&B run files that can be read ({error.filename} cannot: "
+              f"{error.strerror or error})", file=sys.stderr)
+        return 2
+    if args.out.exists() and not (args.out.is_file() or args.out.is_dir()):
+        # A device or a pipe (/dev/stdout): the table, renamed over it, would replace it.
+        print(f"launch.registry: error: --out={str(args.out)!r} is not allowed: a file path "
+              "(this is a device, a pipe or a socket)", file=sys.stderr)
+        return 2
     rows = result_rows(runs)
     try:
         write_results(rows, args.out)

@@ -211,15 +211,16 @@ class WandbRun:
                      config.wandb.mode)
         if mode == "disabled":
             return
+        offline_runs = f"{shlex.quote(str(pathlib.Path(workdir) / 'wandb'))}/offline-run-*"
         if mode == "online" and not wandb_api_key():
             log.warning("wandb.mode='online' but there is no W&B API key (neither WANDB_API_KEY "
                         "nor `wandb login`): logging offline; upload later with `wandb sync "
-                        "%s/wandb/offline-run-*`", workdir)
+                        "%s`", offline_runs)
             mode = "offline"
         unreachable = wandb_host_unreachable() if mode == "online" else ""
         if unreachable:
             log.warning("W&B's server cannot be reached (%s): logging offline; upload later with "
-                        "`wandb sync %s/wandb/offline-run-*`", unreachable, workdir)
+                        "`wandb sync %s`", unreachable, offline_runs)
             mode = "offline"
         try:
             import wandb  # 1.5 s to import: only for runs that log to W&B

@@ -75,7 +75,29 @@ def test_the_fit_runs_in_the_mode_a_training_run_would(monkeypatch, tmp_path, en
     monkeypatch.setenv("NETRC", str(netrc))
     for variable, value in environment.items():
         monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(wandb_log, "wandb_host_unreachable", lambda: "")  # W&B's server is up
     assert wandb_log._mode() == mode
+
+
+def test_with_wandbs_server_out_of_reach_the_fit_logs_offline_at_once(monkeypatch, capsys):
+    # W&B waited a minute, then the fit's log was dropped with advice on W&B's own init_timeout.
+    import socket
+    import time
+
+    from analysis import wandb_log
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    assert wandb_log._mode() == "offline"
+    assert time.monotonic() - started < 30
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("scaling-fit: warning: W&B's server cannot be reached (")
+    assert line.endswith("): logging the fit offline")
 
 
 def test_wandb_failing_to_log_the_fit_is_a_warning_line_after_the_fit(tmp_path, monkeypatch,
@@ -146,3 +168,12 @@ def test_approach_2s_exponents_and_warnings_are_logged():
     assert summary["fit/isoflop/b"] == 0.48
     assert summary["fit/isoflop/warnings"] == "only 2 budgets"
     assert not [key for key in fit_summary(dict(fit, isoflop=None)) if "isoflop" in key]
+    # An exponent without an interval (most resamples failed) was a plain value with "none".
+    failed = {"value": 0.828, "se": "nan", "ci_low": "nan", "ci_high": "nan",
+              "failed_resamples": 400, "resamples": 500}
+    fit["isoflop"] = dict(fit["isoflop"], a=failed, b=dict(failed, value=0.2755), diagnostics=[])
+    summary = fit_summary(fit)
+    assert summary["fit/isoflop/a"] == 0.828 and "fit/isoflop/a_ci_low" not in summary
+    assert summary["fit/isoflop/warnings"] == (
+        "a has no interval: 400 of 500 bootstrap resamples failed to fit or overflowed; b has no "
+        "interval: 400 of 500 bootstrap resamples failed to fit or overflowed")

@@ -249,6 +249,35 @@ def test_another_wandb_run_in_the_folder_is_no_row_and_out_must_be_a_file(tmp_pa
                      "path that can be written (Is a directory)")
 
 
+def test_a_run_file_that_cannot_be_read_and_an_out_that_is_no_file_are_one_line(tmp_path,
+                                                                                  capsys):
+    # A folder named as a run file was a traceback; --out /dev/full was replaced by the table.
+    import os
+
+    config = default_config()
+    config.name, config.wandb.mode = "trained", "offline"
+    tracking.WandbRun(config, tmp_path, name=config.name, config_dict=config.to_dict()).finish(
+        {"status": "completed", "steps": 60})
+    import wandb
+
+    wandb.teardown()
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(pipe)]) == 2
+    assert capsys.readouterr().err == (f"launch.registry: error: --out={str(pipe)!r} is not "
+                                       "allowed: a file path (this is a device, a pipe or a "
+                                       "socket)\n")
+    assert pipe.is_fifo()
+    folder = tmp_path / "wandb" / "offline-run-20260101_000000-aaaaaaaa" / "run-aaaaaaaa.wandb"
+    folder.mkdir(parents=True)
+    out = tmp_path / "results.csv"
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"launch.registry: error: --wandb-dir={str(tmp_path)!r} is not allowed: W&B run files "
+        f"that can be read ({folder} cannot: Is a directory)\n")
+    assert not out.exists()
+
+
 def test_a_workdir_without_wandb_runs_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "runs" / "a").mkdir(parents=True)
     (tmp_path / "runs" / "a" / "summary.json").write_text('{"status": "completed"}')
