@@ -163,19 +163,24 @@ def test_a_file_that_fails_past_its_first_8_kib_is_named_on_data_files(tmp_path,
         sources.open_split(cfg, "train")
 
 
+def _refuse_listing(monkeypatch, folder: pathlib.Path) -> None:
+    """Listing `folder` fails as a folder without read permission does (for root too)."""
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if pathlib.Path(path) == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+
+
 def test_a_folder_that_cannot_be_listed_is_named_on_data_files(tmp_path, monkeypatch):
     # Such a folder was left out without a word, and the run trained on the rest of the corpus.
     corpus = _small_corpus(tmp_path / "corpus")
     (corpus / "private").mkdir()
     (corpus / "private" / "a.txt").write_text("alpha")
-    scandir = os.scandir
-
-    def refusing(path="."):
-        if pathlib.Path(path) == corpus / "private":
-            raise PermissionError(13, "Permission denied", str(path))
-        return scandir(path)
-
-    monkeypatch.setattr(os, "scandir", refusing)
+    _refuse_listing(monkeypatch, corpus / "private")
     expected = re.escape(f"readable text files ({corpus / 'private'} cannot be read: "
                          "Permission denied)")
     with pytest.raises(config_lib.ConfigError, match=rf"config\.data\.files=.*{expected}$"):
@@ -193,14 +198,7 @@ def test_a_folder_a_pattern_lists_that_cannot_be_listed_is_named_on_data_files(
     (corpus / "private").mkdir(parents=True)
     (corpus / "open.txt").write_text("alpha\tbeta\n")
     (corpus / "private" / "a.txt").write_text("gamma\tdelta\n")
-    scandir = os.scandir
-
-    def refusing(path="."):
-        if pathlib.Path(path) == corpus / "private":
-            raise PermissionError(13, "Permission denied", str(path))
-        return scandir(path)
-
-    monkeypatch.setattr(os, "scandir", refusing)
+    _refuse_listing(monkeypatch, corpus / "private")
     files = str(corpus / pattern)
     expected = re.escape(f"readable text files ({corpus / 'private'} cannot be read: "
                          "Permission denied)")

@@ -7,6 +7,7 @@ optimizer state, restored with Orbax directly (not through `scaling.checkpoint`)
 interrupted run's bit for bit, and so do the losses in `metrics.jsonl`.
 """
 
+import contextlib
 import inspect
 import json
 import os
@@ -733,21 +734,28 @@ def test_a_resume_on_another_held_out_split_is_refused(tmp_path):
                          "settings"), line
 
 
-def test_a_full_disk_ends_the_run_in_one_line(tmp_path):
-    """The first checkpoint does not fit on a 2 MB file system: Orbax logged each of its save
-    threads' errors with a traceback (some 900 lines), the run ended in a traceback of its own
-    and then in "Exception ignored" ones as the interpreter shut down."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+@contextlib.contextmanager
+def small_disk(folder: pathlib.Path, size: str):
+    """A tmpfs of `size` (`2m`) mounted at `folder` for the block (the test is skipped where it
+    cannot be mounted)."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                              capture_output=True)
     if mounted.returncode != 0:
         pytest.skip("needs a small tmpfs (mount, as root): " + mounted.stderr.decode().strip())
     try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_ends_the_run_in_one_line(tmp_path):
+    """The first checkpoint does not fit on a 2 MB file system: Orbax logged each of its save
+    threads' errors with a traceback (some 900 lines), the run ended in a traceback of its own
+    and then in "Exception ignored" ones as the interpreter shut down."""
+    with small_disk(tmp_path / "disk", "2m") as disk:
         result = train(disk / "run", "--config.model.d_model=128")
         summary = json.loads((disk / "run" / "summary.json").read_text())
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "ERROR:absl" not in result.stderr and "Exception ignored" not in result.stderr, \
         result.stderr[-3000:]
@@ -759,16 +767,8 @@ def test_a_full_disk_ends_the_run_in_one_line(tmp_path):
 
 def test_a_full_disk_under_the_token_cache_is_named_in_the_line(tmp_path):
     # "the run failed on a file or connection (OSError: No space left on device)": which disk?
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("needs a small tmpfs (mount, as root): " + mounted.stderr.decode().strip())
-    try:
+    with small_disk(tmp_path / "disk", "6m") as disk:
         result = train(tmp_path / "run", f"--config.data.cache_dir={disk}")
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
     assert result.returncode == 1, result.stderr[-3000:]
     line = result.stderr.splitlines()[-1]
     assert line.startswith("scaling-train: error: the run failed on a file or connection "
