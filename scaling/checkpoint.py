@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import pathlib
@@ -24,6 +23,7 @@ import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from scaling import files
 from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, ModelConfig
 from scaling.errors import IncompatibleCheckpoint
 
@@ -96,14 +96,16 @@ class Checkpointer:
     @contextlib.contextmanager
     def _disk_full_is_oserror(self) -> Iterator[None]:
         """A save (this one, or the one in flight it waits for) that the file system refused for
-        want of space comes out of Orbax as any error with the OS's words in it: it becomes the
-        OSError it is (ENOSPC, naming the folder), which the commands report in one line."""
+        want of room comes out of Orbax as any error with the OS's words in it: it becomes the
+        OSError it is (ENOSPC or EDQUOT, naming the folder), which the commands report in one
+        line."""
         try:
             yield
         except Exception as error:
-            if os.strerror(errno.ENOSPC) not in str(error):
+            number = files.no_space_in(str(error))
+            if number is None:
                 raise
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory)) from None
+            raise OSError(number, os.strerror(number), str(self.directory)) from None
 
     def restore_latest(self, abstract_state: Any, model: ModelConfig,
                        check: Callable[[dict], None] | None = None) -> tuple[Any, dict] | None:

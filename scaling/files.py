@@ -35,6 +35,14 @@ WORKDIR_LOCK = "workdir.lock"
 
 # The errors of writing where this process may not: a read-only file system, or permissions.
 UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+# ... and where there is no room: a full disk, a quota used up.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space_in(text: str) -> int | None:
+    """The errno of a write refused for want of room whose words (`os.strerror`) `text` holds,
+    as a library's error that wraps it says them, or None."""
+    return next((number for number in NO_SPACE if os.strerror(number) in text), None)
 
 
 @contextlib.contextmanager

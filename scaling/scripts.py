@@ -9,9 +9,7 @@ Imports nothing heavy: the module is imported under the handler.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 
 from scaling import interrupts
 
@@ -54,10 +52,13 @@ def attention() -> int:
 
 
 def _not_a_full_disk(record: logging.LogRecord) -> bool:
-    """False for a log of a write the file system refused for want of space (Orbax logs each
-    of its save threads' with its traceback): the command says that in one line."""
+    """False for a log of a write the file system refused for want of room, a full disk or a
+    quota (Orbax logs each of its save threads' with its traceback): the command says that in
+    one line."""
+    from scaling.files import no_space_in
+
     text = record.getMessage() + (f" {record.exc_info[1]}" if record.exc_info else "")
-    return os.strerror(errno.ENOSPC) not in text
+    return no_space_in(text) is None
 
 
 def quiet_logging(level: int = logging.WARNING) -> None:

@@ -10,6 +10,7 @@
 
 import asyncio
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -311,3 +312,35 @@ def test_a_logged_window_shows_its_last_finite_steps_gradient_norm():
     metrics.next_window()
     metrics.push(5, step(np.nan, np.nan))
     assert metrics.drain(0) and np.isnan(metrics.last["grad_norm"])
+
+
+@pytest.mark.parametrize("number", [errno.ENOSPC, errno.EDQUOT])
+def test_a_save_refused_for_want_of_room_is_the_oserror_it_is(tmp_path, monkeypatch, number):
+    # Orbax wraps the OS's refusal in a ValueError of its own ("RESOURCE_EXHAUSTED: ... Failed
+    # to write ...: No space left on device"); a quota used up ended in that traceback too.
+    import logging
+
+    from scaling import scripts
+
+    checkpointer = Checkpointer(tmp_path, keep=1, async_save=False)
+    words = os.strerror(number)
+    refusal = (f'RESOURCE_EXHAUSTED: Error writing "params.w/0" in OCDBT database: Failed to '
+               f"write 436396 bytes to file 20: {words} [os_error_code='{number}']")
+
+    def refused(*args, **kwargs):
+        raise ValueError(refusal)
+
+    monkeypatch.setattr(checkpointer._manager, "save", refused)
+    with pytest.raises(OSError) as caught:
+        checkpointer.save(1, small_state(1.0), {"step": 1, "model": {}})
+    assert (caught.value.errno, caught.value.strerror, caught.value.filename) == (
+        number, words, str(checkpointer.directory))
+    monkeypatch.setattr(checkpointer._manager, "save",
+                        lambda *args, **kwargs: (_ for _ in ()).throw(ValueError("another")))
+    with pytest.raises(ValueError, match="another"):  # any other failure passes through
+        checkpointer.save(1, small_state(1.0), {"step": 1, "model": {}})
+    # Orbax's logs of it are left out of the command's output; its other errors are not.
+    record = logging.LogRecord("absl", logging.ERROR, __file__, 1, refusal, None, None)
+    assert not scripts._not_a_full_disk(record)
+    assert scripts._not_a_full_disk(logging.LogRecord("absl", logging.ERROR, __file__, 1,
+                                                      "another failure", None, None))
