@@ -69,8 +69,8 @@ def curve_frontier(curves: pd.DataFrame, *, num_points: int = DEFAULT_FRONTIER_P
 
 
 # Runs within this share of each other's compute are at equal compute on the final points'
-# frontier: a sweep's runs planned at one budget differ by their rounding to whole steps, and the
-# worst of an IsoFLOP profile, 0.3% below the rest, was a frontier point.
+# frontier: a sweep's runs planned at one budget differ by their rounding to whole steps (0.3% on
+# an IsoFLOP profile of tiny models), and the cheapest of them by that rounding is no better.
 EQUAL_COMPUTE = 0.01
 
 
