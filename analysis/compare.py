@@ -174,9 +174,8 @@ def crossing_sentence(summary: dict) -> str:
     """The crossing in words, with what the bootstrap says of it and whether the multiplier's
     intervals can tell the recipes apart at all."""
     crossing, said = summary["crossing"], []
-    every = crossing.get("all_C") or ([crossing["C"]] if crossing["C"] is not None else [])
-    inside = crossing.get("all_inside_data") or [crossing["inside_data"]] * len(every)
-    overlap = crossing.get("shared_range", ()) is not None
+    every, inside = crossing["all_C"], crossing["all_inside_data"]
+    overlap = crossing["shared_range"] is not None
     if not every:
         said.append("The point fit's laws do not cross within 100x of the data's compute range")
     else:
@@ -271,7 +270,7 @@ def compare_recipes(frontier_a: Frontier, frontier_b: Frontier, *, shared_irredu
         "diagnostics": (_diagnostics(params, frontier_a, frontier_b, shared_irreducible)
                         + _contradictions(frontier_a, frontier_b, budgets, point_multiplier,
                                           shared_irreducible)
-                        + _apart(frontier_a, frontier_b)),
+                        + ([] if shared else _apart(frontier_a, frontier_b))),
         "multiplier": [{"C": float(c), **summarize(m, sample_multiplier[:, i], level)}
                        for i, (c, m) in enumerate(zip(budgets, point_multiplier))],
         "crossing_C": crossing["C"],
@@ -298,11 +297,8 @@ def _diagnostics(params: dict, frontier_a: Frontier, frontier_b: Frontier,
 
 
 def _apart(frontier_a: Frontier, frontier_b: Frontier) -> list[dict]:
-    """A flag when the recipes' frontiers share no compute range: each multiplier then compares
+    """The flag of recipes whose frontiers share no compute range: each multiplier then compares
     one recipe's measured loss with the other's law outside its data."""
-    if max(frontier_a.flops.min(), frontier_b.flops.min()) < min(frontier_a.flops.max(),
-                                                                   frontier_b.flops.max()):
-        return []
     ranges = "; ".join(f"{name}'s {f.flops.min():.3g} – {f.flops.max():.3g}"
                        for name, f in (("A", frontier_a), ("B", frontier_b)))
     return [{"parameter": "budgets", "problem": (

@@ -2,7 +2,8 @@
 beside the runs it fitted, so a dashboard shows the law next to its data.
 
 It reads only what `scaling-fit` wrote — fit.json, the figures — and the table it read, so it
-depends on nothing inside the analysis. The run (job type `fit`) holds:
+redoes nothing of the analysis (its warnings are worded as report.md's). The run (job type `fit`)
+holds:
 - summary: every fitted parameter of every law with its bootstrap SE and interval
   (`fit/<law>/<param>`, `..._se`, `..._ci_low`, `..._ci_high`), each law's objective, and the
   extrapolation check's errors (`extrapolation/<law>/<metric>`);
@@ -24,6 +25,7 @@ import sys
 
 import pandas as pd
 
+from analysis.report import failed_resamples_note
 from scaling.config import SWEEP_TAG
 from scaling.tracking import effective_mode, wandb_api_key, wandb_host_unreachable
 
@@ -51,9 +53,7 @@ def fit_summary(fit: dict) -> dict:
                     summary[f"fit/{law}/{name}{suffix}"] = values[field]
             if "failed_resamples" in values and name in one.get("params", {}):
                 # No interval, as report.md says: not a value the data settled.
-                problems.append(f"{name} has no interval: {values['failed_resamples']} of "
-                                f"{values['resamples']} bootstrap resamples failed to fit or "
-                                "overflowed")
+                problems.append(f"{name}: {failed_resamples_note(values)}")
         summary[f"fit/{law}/objective"] = one.get("objective")
         summary[f"fit/{law}/n_points"] = one.get("n_points")
         # What report.md warns of: a degenerate fit, a parameter the data do not identify.

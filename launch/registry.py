@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import socket
 import struct
@@ -158,15 +157,7 @@ def workdir_in_use(run_file: pathlib.Path) -> bool:
         pid, host = int(holder["pid"]), holder["host"]
     except (ValueError, KeyError, TypeError):
         return True
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
+    return host != socket.gethostname() or files.process_alive(pid)
 
 
 def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:

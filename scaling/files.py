@@ -104,7 +104,8 @@ def atomic_output(path: pathlib.Path, mode: str = "wb") -> Iterator:
 STAGING_PREFIX = ".staging"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host runs (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -129,7 +130,7 @@ def staged_outputs(folder: pathlib.Path, names: tuple[str, ...]) -> Iterator[pat
     for entry in folder.glob(f"{STAGING_PREFIX}.*"):
         # .staging.<host>.<pid>.<random>
         owner, _, pid = entry.name[len(STAGING_PREFIX) + 1:].rpartition(".")[0].rpartition(".")
-        if owner == host and pid.isdigit() and not _alive(int(pid)):
+        if owner == host and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
     stage = pathlib.Path(tempfile.mkdtemp(dir=folder,
                                           prefix=f"{STAGING_PREFIX}.{host}.{os.getpid()}."))

@@ -18,8 +18,8 @@ import logging
 import netrc
 import os
 import pathlib
-import shlex
 import secrets
+import shlex
 import socket
 import string
 import sys

@@ -138,11 +138,10 @@ def enable_compilation_cache(config) -> pathlib.Path:
     """Use JAX's persistent compilation cache under the data cache root; returns its folder.
 
     Entries are keyed by the program, the compiler flags and the devices, so a stale one is never
-    used; compilations shorter than 0.2 s are not worth a file. A folder this process cannot
-    write (a read-only copy of a cache) is read without JAX's warning at every compilation that
-    it could not write there. JAX's own variables for those two
+    used; compilations shorter than 0.2 s are not worth a file. JAX's own variables for those two
     thresholds (`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`, `..._MIN_ENTRY_SIZE_BYTES`) win when
-    set."""
+    set. A folder this process cannot write (a read-only copy of a cache) is read without JAX's
+    warning at every compilation that it could not write there."""
     folder = sources.cache_root(config.data) / "jax-compilation"
     jax.config.update("jax_compilation_cache_dir", str(folder))
     existing = next(path for path in (folder, *folder.parents) if path.exists())

@@ -175,5 +175,5 @@ def test_approach_2s_exponents_and_warnings_are_logged():
     summary = fit_summary(fit)
     assert summary["fit/isoflop/a"] == 0.828 and "fit/isoflop/a_ci_low" not in summary
     assert summary["fit/isoflop/warnings"] == (
-        "a has no interval: 400 of 500 bootstrap resamples failed to fit or overflowed; b has no "
+        "a: no interval: 400 of 500 bootstrap resamples failed to fit or overflowed; b: no "
         "interval: 400 of 500 bootstrap resamples failed to fit or overflowed")

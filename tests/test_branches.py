@@ -29,6 +29,7 @@ from scaling.checkpoint import Checkpointer
 from scaling.config import default_config
 from scaling.errors import IncompatibleCheckpoint
 from test_resume import assert_same_state, committed_steps, restored_state, wait_until
+from test_sweep import cannot_resume
 
 
 def _optim(**changes):
@@ -400,11 +401,9 @@ def test_a_budget_added_below_a_stopped_parent_is_refused_before_any_run(repo, t
         result = subprocess.run(sweep + [str(added), *extra], cwd=repo, capture_output=True,
                                 text=True, timeout=300)
         assert result.returncode == 2, result.stdout + result.stderr
-        assert result.stderr == (
-            f"scaling-sweep: error: --workdir='{workdir}' is not allowed: run {parent} cannot "
-            "resume: the plan branches it at steps [6], which it has passed (its checkpoint is at "
-            "step 56) without saving a stable state there; use a new --workdir, or delete "
-            f"{run_dir} to train it from the start\n")
+        assert result.stderr == cannot_resume(
+            workdir, parent, "the plan branches it at steps [6], which it has passed (its "
+            "checkpoint is at step 56) without saving a stable state there")
     assert committed_steps(run_dir) == [56] and _stable_steps(run_dir) == [13, 26]
     # The plan it stopped under resumes it.
     result = subprocess.run(sweep + [str(first), "--dry-run"], cwd=repo, capture_output=True,

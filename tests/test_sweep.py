@@ -56,6 +56,13 @@ def _rows(workdir):
         return {row["name"]: row for row in csv.DictReader(file)}
 
 
+def cannot_resume(workdir, run: str, why: str) -> str:
+    """The sweep's one line (with its newline) refusing a started `run` that cannot resume."""
+    return (f"scaling-sweep: error: --workdir='{workdir}' is not allowed: run {run} cannot "
+            f"resume: {why}; use a new --workdir, or delete {workdir / 'runs' / run} to train it "
+            "from the start\n")
+
+
 def _expand(sweep, path):
     return plans.expand(sweep, plans.resolve_base_config(sweep.base_config, str(path)))
 
@@ -476,11 +483,9 @@ def test_a_run_that_cannot_resume_under_the_changed_plan_is_one_line_before_any_
     config = _write_sweep(tmp_path, steps=12)
     result = _sweep_here(capsys, config, workdir)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == (
-        f"scaling-sweep: error: --workdir='{workdir}' is not allowed: run tiny-d32-L1 cannot "
-        "resume: the workdir's checkpoint belongs to a run of 8 steps, the config asks for 12 "
-        "(train.steps / train.tokens); use a new --workdir, or delete "
-        f"{workdir / 'runs' / 'tiny-d32-L1'} to train it from the start\n")
+    assert result.stderr == cannot_resume(
+        workdir, "tiny-d32-L1", "the workdir's checkpoint belongs to a run of 8 steps, the config "
+        "asks for 12 (train.steps / train.tokens)")
     assert sorted(path.name for path in (workdir / "runs").iterdir()) == ["tiny-d32-L1"]
     assert (workdir / "results.csv").read_text() == rows
     # Stopped after its last checkpoint, under another model (dropout): every run started and
@@ -489,11 +494,9 @@ def test_a_run_that_cannot_resume_under_the_changed_plan_is_one_line_before_any_
     result = _sweep_here(capsys, _write_sweep(tmp_path), workdir, "--dry-run",
                          "--config.overrides.model.dropout=0.1")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == (
-        f"scaling-sweep: error: --workdir='{workdir}' is not allowed: run tiny-d32-L1 cannot "
-        "resume: the workdir's checkpoint was trained with a different model (model.dropout: "
-        "checkpoint 0.0, config 0.1); use a new --workdir, or delete "
-        f"{workdir / 'runs' / 'tiny-d32-L1'} to train it from the start\n")
+    assert result.stderr == cannot_resume(
+        workdir, "tiny-d32-L1", "the workdir's checkpoint was trained with a different model "
+        "(model.dropout: checkpoint 0.0, config 0.1)")
 
 
 @pytest.mark.parametrize("text", ['{"status": "completed", "steps": 8, "conf', '[]'])

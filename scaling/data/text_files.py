@@ -106,13 +106,19 @@ def _check_listable(pattern: str) -> None:
     fixed = next((index for index, part in enumerate(parts) if _has_glob_characters(part)),
                  len(parts))
     folders = [pathlib.Path(*parts[:fixed]) if fixed else pathlib.Path(".")]
+    def below(folder: pathlib.Path) -> list[pathlib.Path]:
+        """`folder` and every folder below it, hidden ones excepted, as glob's `**` reads them."""
+        found = []
+        for root, names, _ in os.walk(folder, onerror=_raise):
+            names[:] = [name for name in names if not name.startswith(".")]
+            found.append(pathlib.Path(root))
+        return found
+
     for index in range(fixed, len(parts) - 1):  # the last part names what is matched
         part, following = parts[index], []
         for folder in folders:
-            if part == "**":  # every folder below, hidden ones excepted, as glob's
-                for root, names, _ in os.walk(folder, onerror=_raise):
-                    names[:] = [name for name in names if not name.startswith(".")]
-                    following.append(pathlib.Path(root))
+            if part == "**":
+                following += below(folder)
             elif _has_glob_characters(part):
                 with os.scandir(folder) as entries:
                     following += [pathlib.Path(entry.path) for entry in entries
@@ -124,8 +130,7 @@ def _check_listable(pattern: str) -> None:
     last = parts[-1] if parts else ""
     for folder in folders:
         if last == "**":
-            for root, names, _ in os.walk(folder, onerror=_raise):
-                names[:] = [name for name in names if not name.startswith(".")]
+            below(folder)
         elif _has_glob_characters(last):
             with os.scandir(folder):
                 pass
