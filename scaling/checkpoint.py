@@ -17,6 +17,8 @@ import dataclasses
 import logging
 import os
 import pathlib
+import threading
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -73,6 +75,7 @@ class Checkpointer:
         self.directory = pathlib.Path(workdir).absolute() / folder
         self.read_only = read_only
         self.owner = owner  # what its states are called in an error: the workdir's, a parent's
+        self.last_saved: int | None = None  # the step of the latest save started
         options = dict(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
         if read_only:  # (orbax's own read_only option logs warnings on every open)
             options = dict(max_to_keep=None, create=False, cleanup_tmp_directories=False)
@@ -87,6 +90,7 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, meta: dict, *, wait: bool = False) -> None:
         """Start saving `state` and `meta` at `step` (returns at once unless `wait`)."""
+        self.last_saved = step
         with self._disk_full_is_oserror():
             self._manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
@@ -190,16 +194,38 @@ class Checkpointer:
         with self._disk_full_is_oserror():
             self._manager.wait_until_finished()
 
-    def close(self) -> None:
+    def close(self, deadline: float | None = None) -> bool:
         """Wait for the save in flight and for Orbax's sweep of unfinished saves, which it starts
         in the background when it opens the folder and its own `close` leaves running: a run
-        refused at once removes its new workdir after this, under the sweep's feet."""
+        refused at once removes its new workdir after this, under the sweep's feet.
+
+        With a `deadline` (`time.monotonic()`), wait until then at most: False if the save was
+        still in flight, left to finish or fail in the background (a process that exits then
+        loses it; its temporary folder is swept when the folder is next opened)."""
+        if deadline is not None:
+            done, failure = threading.Event(), []
+
+            def close():
+                try:
+                    self.close()
+                except BaseException as error:  # raised in the caller's thread
+                    failure.append(error)
+                finally:
+                    done.set()
+
+            threading.Thread(target=close, name="checkpoint close", daemon=True).start()
+            if not done.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            if failure:
+                raise failure[0]
+            return True
         with self._disk_full_is_oserror():
             self._manager.wait_until_finished()
         try:
             self._manager._maybe_await_cleanup_tmp_directory()  # pylint: disable=protected-access
         finally:
             self._manager.close()
+        return True
 
 
 # What to do when a branch's parent's state does not fit the branch's config: a new workdir

@@ -55,9 +55,10 @@ def initialize(config: ml_collections.ConfigDict) -> None:
     if dist.coordinator_address:
         _connect(coordinator_address=dist.coordinator_address,
                  num_processes=dist.num_processes or None,
-                 process_id=dist.process_id if dist.process_id >= 0 else None)
+                 process_id=dist.process_id if dist.process_id >= 0 else None,
+                 heartbeat_timeout_seconds=dist.heartbeat_seconds)
     elif _launched_multi_host():
-        _connect()
+        _connect(heartbeat_timeout_seconds=dist.heartbeat_seconds)
 
 
 def _connect(**arguments) -> None:

@@ -583,10 +583,22 @@ class Trainer:
 
     # -- the end ----------------------------------------------------------------------------
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Stop the loader; wait for the save in flight (the stable states' are synchronous). A
+        `failed` process of a multi-process run waits for it half a heartbeat timeout
+        (`distributed.heartbeat_seconds`) at most: a save commits once every process has written
+        its part, which a partner that died never does, and JAX's runtime aborts this process a
+        heartbeat timeout after that death. A save not committed by then is lost; the run
+        resumes from the one before."""
         self.loader.close()
+        seconds = self.config.distributed.heartbeat_seconds / 2
+        deadline = time.monotonic() + seconds if failed and jax.process_count() > 1 else None
         try:
-            self.checkpointer.close()
+            if not self.checkpointer.close(deadline):
+                log.warning("the checkpoint of step %d in %s was not committed within %.0f s: "
+                            "each process writes its part, and one may be gone; a rerun resumes "
+                            "from the newest committed one", self.checkpointer.last_saved,
+                            self.checkpointer.directory, seconds)
         finally:
             if self.stable is not None:
                 self.stable.close()
@@ -594,7 +606,7 @@ class Trainer:
     def _finish(self) -> None:
         loop_end = time.perf_counter()
         try:
-            self.close()
+            self.close(failed=self.status == status.FAILED)
         finally:
             self._write_summary(loop_end)
         if self.leader and self.status != status.COMPLETED:

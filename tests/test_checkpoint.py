@@ -71,6 +71,36 @@ def test_old_checkpoint_survives_until_the_new_one_is_committed(tmp_path, monkey
     assert [name for name in step_directories(tmp_path) if name.isdigit()] == ["2"]
 
 
+def test_close_with_a_deadline_leaves_a_save_that_cannot_commit(tmp_path, monkeypatch, model):
+    # A failed process of a multi-process run: its save in flight commits only once the other
+    # processes have written their parts, and a dead partner never does (held here at the
+    # rename). Its close waited with no end, until JAX's runtime aborted the process.
+    import time
+
+    checkpointer = Checkpointer(tmp_path, keep=2, async_save=True)
+    checkpointer.save(1, small_state(1.0), {"step": 1, "model": {}}, wait=True)
+    release, renaming = threading.Event(), threading.Event()
+    original = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def held_finalize(self):
+        renaming.set()
+        await asyncio.to_thread(release.wait, 60)
+        await original(self)
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", held_finalize)
+    checkpointer.save(2, small_state(2.0), {"step": 2, "model": {}})
+    assert renaming.wait(60)
+    start = time.monotonic()
+    assert checkpointer.close(deadline=start + 1.0) is False
+    assert 1.0 <= time.monotonic() - start < 30 and checkpointer.last_saved == 2
+    assert [name for name in step_directories(tmp_path) if name.isdigit()] == ["1"]
+    release.set()  # the save and the close go on in the background
+    for thread in threading.enumerate():
+        if thread.name == "checkpoint close":
+            thread.join(60)
+    assert [name for name in step_directories(tmp_path) if name.isdigit()] == ["1", "2"]
+
+
 def test_close_waits_for_orbaxs_sweep_of_unfinished_saves(tmp_path, monkeypatch):
     # A run refused at once closes its checkpointer and removes its new workdir. Orbax sweeps
     # unfinished saves in a background thread from the moment the folder is opened, and its own
