@@ -69,3 +69,30 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown option is named before a missing one: argparse checks
+        the required options first, and `--workdr runs/a` was answered "required: --workdir"."""
+        relaxed = [item for parser in _parsers(self)
+                   for item in (*parser._actions, *parser._mutually_exclusive_groups)
+                   if item.required]
+        for item in relaxed:
+            item.required = False
+        try:
+            _, unknown = self.parse_known_args(args, argparse.Namespace())
+        finally:
+            for item in relaxed:
+                item.required = True
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return super().parse_args(args, namespace)
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """`parser` and its subcommands' parsers, at every depth."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _parsers(sub)
+    return found

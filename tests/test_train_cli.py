@@ -320,6 +320,24 @@ def test_a_malformed_command_line_is_one_line(repo, tmp_path):
                                        "required: --workdir")
 
 
+@pytest.mark.parametrize("module, argv, line", [
+    ("scaling.train", ["--config", "configs/demo.py", "--workdr", "runs/a"],
+     "scaling-train: error: unrecognized arguments: --workdr runs/a"),
+    ("launch.registry", ["--wandb-dir", "runs/a", "--output", "a.csv"],
+     "python -m launch.registry: error: unrecognized arguments: --output a.csv"),
+    ("launch.tpu", ["create", "--zone-name", "z"],  # a subcommand's required options too
+     "scaling-tpu: error: unrecognized arguments: --zone-name z"),
+    ("launch.registry", ["--wandb-dir", "runs/a"],
+     "python -m launch.registry: error: the following arguments are required: --out"),
+])
+def test_an_unknown_option_is_named_before_a_missing_one(repo, module, argv, line):
+    """argparse checks the required options first: a misspelt --workdir was answered
+    "the following arguments are required: --workdir"."""
+    result = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True,
+                            text=True, cwd=repo, timeout=120)
+    assert (result.returncode, result.stderr.strip().splitlines()) == (2, [line]), result.stderr
+
+
 def test_a_workdir_that_is_a_file_is_one_line(repo, tmp_path):
     workdir = tmp_path / "run"
     workdir.write_text("not a folder")
