@@ -619,7 +619,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--runtime-version", help="TPU VM image, e.g. v2-alpha-tpuv5-lite")
     common.add_argument("--spot", action=argparse.BooleanOptionalAction, default=None)
     common.add_argument("--source", help="checkout to copy to the hosts (default: .)")
-    common.add_argument("--sweep-config", help="sweep config file inside --source")
+    common.add_argument("--sweep-config", help="sweep config file inside --source, FILE[:VARIANT]")
     common.add_argument("--workdir", help="sweep workdir on the hosts, e.g. ~/results/sweeps/demo")
     common.add_argument("--bucket", help="GCS bucket to mount with gcsfuse at --mount-dir")
     common.add_argument("--mount-dir", help="where the bucket is mounted (default: ~/results)")
@@ -774,7 +774,7 @@ def check_sweep(s: Settings) -> int:
             sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
     except ConfigError as error:  # the sweep file itself: here --config is the settings file
         raise error.as_option(base_config_or("--sweep-config", error, s.sweep_config)) from None
-    check_copied(s, "--sweep-config", s.sweep_config)
+    check_copied(s, "--sweep-config", s.sweep_config.partition(":")[0])
     if os.path.isabs(sweep.base_config):  # the hosts have the copy elsewhere: ~/scaling
         raise UsageError("base_config", sweep.base_config,
                          "a path relative to the checkout or to the sweep file's folders, as the "

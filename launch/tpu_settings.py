@@ -51,7 +51,7 @@ def default_settings() -> ml_collections.ConfigDict:
     s.runtime_version = ""  # the TPU VM image; "" is the one for the accelerator's generation
     s.spot = False  # spot capacity is cheaper and can be preempted at any time
     s.source = "."  # the checkout copied to ~/scaling on every host (files git tracks or would track)
-    s.sweep_config = ""  # path inside `source`, e.g. configs/sweeps/demo.py
+    s.sweep_config = ""  # path inside `source`, e.g. configs/sweeps/demo.py (FILE[:VARIANT])
     # `FIELD=VALUE` overrides of the sweep config, before the command line's `--config.FIELD=VALUE`
     # (the later wins): checked here with the sweep and given to `scaling-sweep` on every host.
     s.sweep_overrides = []
@@ -206,9 +206,11 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
     if subcommand in ("run", "up"):
         _nonempty(settings, "workdir")
         sweep_config = settings.sweep_config
-        if not sweep_config or not os.path.isfile(sweep_config):
-            raise UsageError("--sweep-config", sweep_config, "an existing sweep config file")
-        inside = os.path.relpath(os.path.abspath(sweep_config), os.path.abspath(settings.source))
+        path = sweep_config.partition(":")[0]  # `file.py:variant` names a file too
+        if not path or not os.path.isfile(path):
+            raise UsageError("--sweep-config", sweep_config, "an existing sweep config file "
+                                                             "(FILE or FILE:VARIANT)")
+        inside = os.path.relpath(os.path.abspath(path), os.path.abspath(settings.source))
         if inside.startswith(os.pardir):
             raise UsageError("--sweep-config", sweep_config,
                              f"a file inside --source={settings.source!r}, which is what the hosts get")
@@ -242,9 +244,11 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
 
 
 def sweep_config_on_host(settings: ml_collections.ConfigDict) -> str:
-    """The sweep config's path relative to ~/scaling, where the hosts find it after `setup`."""
-    relative = os.path.relpath(os.path.abspath(settings.sweep_config), os.path.abspath(settings.source))
-    return relative.replace(os.sep, "/")
+    """The sweep config's path relative to ~/scaling, where the hosts find it after `setup`,
+    with its `:variant` if it names one."""
+    path, colon, variant = settings.sweep_config.partition(":")
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(settings.source))
+    return relative.replace(os.sep, "/") + colon + variant
 
 
 def runtime_version(settings: ml_collections.ConfigDict) -> str:

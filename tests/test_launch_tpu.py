@@ -581,6 +581,27 @@ def test_run_checks_the_runs_against_the_slices_accelerator_type(cloud, slice_ty
     assert len(cloud.calls()) == len(calls)
 
 
+def test_a_sweep_config_variant_is_launched_as_file_and_variant(cloud):
+    # `architectures.py:decoder`, as scaling-sweep and scaling-slurm take it, was refused as
+    # "not an existing sweep config file".
+    variants = cloud.checkout / "configs" / "sweeps" / "variants.py"
+    variants.write_text(TINY_SWEEP.replace("def get_config():", "def get_config(variant):")
+                        .replace('sweep.name = "tiny"', "sweep.name = variant"))
+    result = cloud.launch("run", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
+                          "--sweep-config", "configs/sweeps/variants.py:small", "--workdir", "/w",
+                          "--accelerator-type", "v5litepod-16", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "configs/sweeps/variants.py:small: 1 planned runs, every config valid" in result.stderr
+    assert ".venv/bin/scaling-sweep --config configs/sweeps/variants.py:small --processes 1 " \
+        in result.stdout
+    missing = cloud.launch("run", "--project", "proj", "--zone", "us-west4-a", "--name", "qr",
+                           "--sweep-config", "configs/sweeps/none.py:small", "--workdir", "/w",
+                           "--accelerator-type", "v5litepod-16", "--dry-run")
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1] == (
+        "scaling-tpu: error: --sweep-config='configs/sweeps/none.py:small' is not allowed: an "
+        "existing sweep config file (FILE or FILE:VARIANT)")
+
+
 def test_delete_tears_the_slice_down(cloud):
     result = cloud.launch("delete", "--project", "proj", "--zone", "us-west4-a", "--name", "qr")
     assert result.returncode == 0, result.stderr
