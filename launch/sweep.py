@@ -867,7 +867,8 @@ def _main(args, overrides: list[str]) -> int:
             # The runs see this machine's devices, or the accelerator's (whose memory is not
             # known here).
             if args.accelerator:
-                check_meshes(runs, hardware.accelerator_devices(args.accelerator))
+                check_meshes(runs, hardware.accelerator_devices(args.accelerator),
+                             processes=hardware.accelerator_hosts(args.accelerator))
             else:
                 check_meshes(runs, jax.device_count(), hardware.device_memory_bytes())
         except ConfigError as error:

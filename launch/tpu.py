@@ -785,8 +785,8 @@ def check_sweep(s: Settings) -> int:
         devices = hardware.accelerator_devices(s.accelerator_type)
     except ValueError:
         devices = None  # a type not known here: its devices are not either
-    if devices:
-        check_meshes(runs, devices)
+    if devices:  # each run spans the slice: one process per host
+        check_meshes(runs, devices, processes=hardware.accelerator_hosts(s.accelerator_type))
     log(f"{s.sweep_config}: {len(runs)} planned runs, every config valid"
         + (f" on the {devices} devices of {s.accelerator_type}" if devices else ""))
     try:

@@ -60,6 +60,22 @@ def accelerator_devices(accelerator: str) -> int:
     return 2 * chips if generation in TPU_CORE_DEVICES else chips
 
 
+# TPU generations whose slices of up to 8 chips are one host; beyond that, 4 chips a host. The
+# others' hosts have 4 chips (8 TensorCores, which their type counts) at every size.
+TPU_SINGLE_HOST_UP_TO_8 = ("v5litepod", "v5e", "v6e")
+
+
+def accelerator_hosts(accelerator: str) -> int:
+    """How many hosts, each one JAX process, `accelerator` has: a Cloud TPU slice's VMs
+    (`v5litepod-16`: 4; `v4-8`: 1), one for a GPU node. Raises ValueError as
+    `accelerator_peak_flops` does."""
+    _, chips = accelerator_peak_flops(accelerator)
+    generation = accelerator.strip().rpartition("-")[0]
+    if generation not in TPU_TYPES or (generation in TPU_SINGLE_HOST_UP_TO_8 and chips <= 8):
+        return 1
+    return max(1, chips // 4)
+
+
 def accelerator_peak_flops(accelerator: str,
                            compute_dtype: str = "bfloat16") -> tuple[float, int]:
     """(dense peak FLOP/s of the whole accelerator for `compute_dtype`, its chip count) for a

@@ -26,6 +26,17 @@ def test_accelerator_peaks(accelerator, peak, chips):
         pytest.approx(peak / 2 if gpu else peak), chips)
 
 
+# Hosts per slice, from Cloud TPU's system architecture pages: v5e and v6e slices of up to 8 chips
+# are one VM, larger ones 4 chips a VM; v2 to v5p have 4 chips (8 TensorCores) a VM.
+@pytest.mark.parametrize("accelerator, hosts", [
+    ("v5litepod-1", 1), ("v5litepod-8", 1), ("v5litepod-16", 4), ("v5litepod-256", 64),
+    ("v6e-8", 1), ("v6e-16", 4), ("v4-8", 1), ("v4-16", 2), ("v4-32", 4), ("v5p-128", 16),
+    ("v2-8", 1), ("v3-32", 4), ("8xH100", 1),
+])
+def test_accelerator_hosts(accelerator, hosts):
+    assert hardware.accelerator_hosts(accelerator) == hosts
+
+
 # A count of 10^20 GPUs or chips was taken, and a sweep's dry run blamed its runs' batch size.
 @pytest.mark.parametrize("accelerator", ["v9-8", "v5litepod", "H100", "0xH100", "8xB9000",
                                          "99999999999999999999xH100", "v5litepod-1048577"])

@@ -775,6 +775,21 @@ def test_a_sweep_scaling_train_would_refuse_is_refused_before_any_gcloud_call(cl
     assert cloud.calls() == [] and result.stdout == ""
 
 
+def test_a_mesh_whose_batch_axes_do_not_split_over_the_slices_hosts_is_refused(cloud):
+    # v5litepod-16 is 4 hosts: data × fsdp = 2 would leave two of them without rows of their
+    # own. Checked as one process, it passed here and failed on every host of the slice.
+    result = cloud.launch(
+        "run", "--project", "proj", "--zone", "us-west4-a", "--name", "qr", "--sweep-config",
+        "configs/sweeps/tiny.py", "--workdir", "/w", "--accelerator-type", "v5litepod-16",
+        "--dry-run", "--config.overrides.mesh.data=2", "--config.overrides.mesh.tensor=8",
+        "--config.size_overrides.d32-L1.model.num_heads=8", "--config.overrides.train.batch_size=16")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith(
+        "scaling-tpu: error: run tiny-d32-L1: config.mesh={'data': 2, 'fsdp': 1, 'tensor': 8} is "
+        "not allowed: "), result.stderr
+    assert "a multiple of 4" in result.stderr and cloud.calls() == []
+
+
 def test_a_valid_sweep_is_planned_and_checked_first(cloud):
     result = cloud.launch(*up_args("--dry-run"))
     assert result.returncode == 0, result.stderr

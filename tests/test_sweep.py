@@ -175,6 +175,13 @@ def test_dry_run_estimates_for_the_target_accelerator(tmp_path, capsys):
     result = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator",
                          "v5litepod-16", batch)
     assert result.returncode == 0, result.stderr
+    # The slice's 4 hosts each feed rows of their own: data × fsdp = 2 leaves them no share.
+    hosts = _sweep_here(capsys, config, tmp_path / "w", "--dry-run", "--accelerator",
+                        "v5litepod-16", batch, "--config.overrides.mesh.data=2",
+                        "--config.overrides.mesh.tensor=8",
+                        "--config.size_overrides.d32-L1.model.num_heads=8",
+                        "--config.size_overrides.d48-L2.model.num_heads=8")
+    assert hosts.returncode == 2 and "a multiple of 4" in hosts.stderr, hosts.stderr
     runs = sweep_module.load_plan(str(config), [batch.removeprefix("--config.")])[2]
     # In PaLM's count, each run whole (no branches). Each run of 8 steps evaluates one batch
     # (eval_batches=1) at step 4 and one at step 8: two steps' tokens at a third of a training
