@@ -11,7 +11,8 @@ explicitly; run line i on node i. `--dry-run` prints the script and the `sbatch`
 writing and submitting. `--config.FIELD=VALUE` overrides (of the sweep config, or of the run config)
 go to every process's command. Either way the configs are checked first: every planned run of the
 sweep (or the one run) is validated exactly as `scaling-train` will, and a bad one exits 2 naming
-the run and the field before anything is written or submitted.
+the run and the field before anything is written or submitted. (With `--coordinator` the nodes'
+devices are not known here: of the mesh, only the batch's split among the nodes is checked.)
 """
 
 from __future__ import annotations
@@ -168,9 +169,10 @@ def check_configs(args: argparse.Namespace) -> None:
     """Validate what the processes will run, as `scaling-train` will; ConfigError names the run
     and the field."""
     # Imported here: they import JAX, which the argument checks above do not need.
-    from scaling import memory
+    from scaling import distributed, memory
 
-    # The devices every run spans: each node's GPUs (not known with --coordinator alone).
+    # The devices every run spans: each node's GPUs (not known with --coordinator alone, which
+    # runs one process a node, for one run).
     devices = args.nodes * args.gpus_per_node if args.gpus_per_node else None
     try:
         if args.sweep_config:
@@ -187,6 +189,8 @@ def check_configs(args: argparse.Namespace) -> None:
             config = load_and_validate(args.train_config, args.overrides)
             if devices:
                 memory.check_mesh(config, devices, processes=devices)
+            else:
+                distributed.check_split_among(config, args.nodes)
     except ConfigError as error:  # the file itself (a variant it lacks): named as given here
         if args.sweep_config:
             raise error.as_option(base_config_or("--sweep-config", error,

@@ -93,6 +93,20 @@ def check_batch_split(shape: tuple[int, int, int], processes: int) -> None:
             f"{data * fsdp}; keep mesh.tensor within a process's devices)"))
 
 
+def check_split_among(config: ml_collections.ConfigDict, processes: int) -> None:
+    """What can be checked of a run's batch split among `processes` processes before their
+    devices are known (`scaling-slurm --coordinator`): the batch axes, a multiple of the process
+    count (`check_batch_split`), divide each micro-batch, whose rows must then be a multiple of
+    it too; and data × fsdp, where both are given, must be one. ConfigError otherwise."""
+    mesh, train = config.mesh, config.train
+    if mesh.data != -1 and mesh.fsdp != -1:
+        check_batch_split((mesh.data, mesh.fsdp, mesh.tensor), processes)
+    if (train.batch_size // train.grad_accum_steps) % processes:
+        raise ConfigError("train.batch_size", train.batch_size, (
+            f"a multiple of {processes} per micro-batch (train.grad_accum_steps="
+            f"{train.grad_accum_steps}): each of the {processes} processes feeds rows of its own"))
+
+
 def is_leader() -> bool:
     """Process 0 writes logs, metrics and summaries; every process checkpoints."""
     return jax.process_index() == 0

@@ -154,14 +154,14 @@ def test_dry_run_prints_the_script_and_sbatch_command_and_submits_nothing(cluste
 
 def test_explicit_coordinator_prints_one_command_per_node(cluster):
     result = cluster.launch("--train-config", "configs/run.py", "--workdir", "/shared/run",
-                            "--nodes", "3", "--coordinator", "10.0.0.1:12345")
+                            "--nodes", "4", "--coordinator", "10.0.0.1:12345")
     assert result.returncode == 0, result.stderr
     assert cluster.submissions() == []
     commands = [shlex.split(line) for line in result.stdout.splitlines()]
     base = ["scaling-train", "--config", "configs/run.py", "--workdir", "/shared/run",
             "--config.distributed.coordinator_address=10.0.0.1:12345",
-            "--config.distributed.num_processes=3"]
-    assert commands == [base + [f"--config.distributed.process_id={i}"] for i in (0, 1, 2)]
+            "--config.distributed.num_processes=4"]
+    assert commands == [base + [f"--config.distributed.process_id={i}"] for i in range(4)]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -174,6 +174,16 @@ def test_explicit_coordinator_prints_one_command_per_node(cluster):
     (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2",
       "--coordinator", "node0"], "--coordinator='node0' is not allowed: HOST:PORT"),
     (SWEEP + ["--nodes", "2", "--coordinator", "node0:1234"], "used with --train-config"),
+    # Each node's scaling-train refused these once all had joined: the batch of 32 rows among 3
+    # processes, and a mesh whose batch axes (data × fsdp = 1) leave 2 processes the same rows.
+    (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "3",
+      "--coordinator", "node0:1234"], "config.train.batch_size=32 is not allowed: a multiple of 3 "
+                                      "per micro-batch (train.grad_accum_steps=1): each of the 3 "
+                                      "processes feeds rows of its own"),
+    (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2",
+      "--coordinator", "node0:1234", "--config.mesh.data=1"],
+     "config.mesh={'data': 1, 'fsdp': 1, 'tensor': 1} is not allowed: a mesh whose batch axes "
+     "split the batch among the 2 processes"),
     # Printed into every node's command as given.
     (["--train-config", "configs/run.py", "--workdir", "w", "--nodes", "2",
       "--coordinator", "node 0:1234"], "--coordinator='node 0:1234' is not allowed: HOST:PORT "
