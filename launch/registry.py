@@ -209,6 +209,11 @@ def local_runs(wandb_dir: pathlib.Path, group: str | None = None) -> list[dict]:
     if other:
         print(f"launch.registry: warning: {len(other)} W&B run(s) that are no training run of "
               f"this project, not in the table: {', '.join(sorted(other))}", file=sys.stderr)
+    if not in_group and runs:
+        groups = sorted({run["group"] for run in runs.values()})
+        named = [repr(name) for name in groups if name] + (["none"] if "" in groups else [])
+        raise RegistryError(f"no W&B runs of group {group!r} under {wandb_dir}; the groups of "
+                            f"those there: {', '.join(named)}")
     if not selected:
         raise RegistryError(
             f"no W&B runs{f' of group {group!r}' if group else ''} under {wandb_dir} (looked for "
@@ -333,8 +338,10 @@ def parse_args(argv: list[str]):
     if args.wandb_dir is not None and args.entity is not None:
         parser.error(f"--entity={args.entity!r}: not used here (it is --project's: --wandb-dir "
                      "reads local runs)")
-    if args.wandb_dir is not None and pathlib.Path(args.wandb_dir).is_file():
-        parser.error(f"--wandb-dir={args.wandb_dir!r} is not allowed: a folder (this is a file)")
+    if args.wandb_dir is not None and not pathlib.Path(args.wandb_dir).is_dir():
+        parser.error(f"--wandb-dir={args.wandb_dir!r} is not allowed: a folder ("
+                     + ("this is a file)" if pathlib.Path(args.wandb_dir).exists()
+                        else "there is none)"))
     args.out = pathlib.Path(args.out)
     args.wandb_dir = pathlib.Path(args.wandb_dir) if args.wandb_dir is not None else None
     return args
@@ -364,8 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_results(rows, args.out)
     except OSError as error:  # a folder, a path under a file, a read-only place
+        above = next((folder for folder in args.out.parents if folder.exists()), None)
+        why = (f"{above} is a file" if above is not None and not above.is_dir()
+               else error.strerror or error)
         print(f"launch.registry: error: --out={str(args.out)!r} is not allowed: a file path that "
-              f"can be written ({error.strerror or error})", file=sys.stderr)
+              f"can be written ({why})", file=sys.stderr)
         return 2
     print(f"{len(rows)} runs -> {args.out}")
     return 0

@@ -247,6 +247,16 @@ def test_another_wandb_run_in_the_folder_is_no_row_and_out_must_be_a_file(tmp_pa
     error = capsys.readouterr().err.splitlines()[-1]  # after the warning again
     assert error == (f"launch.registry: error: --out={str(tmp_path)!r} is not allowed: a file "
                      "path that can be written (Is a directory)")
+    # Under a file it said "(File exists)".
+    assert registry.main(["--wandb-dir", str(tmp_path), "--out", str(out / "r.csv")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"launch.registry: error: --out={str(out / 'r.csv')!r} is not allowed: a file path that "
+        f"can be written ({out} is a file)")
+    # Another group than the runs': it asked whether W&B had been offline or online.
+    assert registry.main(["--wandb-dir", str(tmp_path), "--group", "nope", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"launch.registry: error: no W&B runs of group 'nope' under {tmp_path}; the groups of "
+        "those there: none")
 
 
 def test_a_run_file_that_cannot_be_read_and_an_out_that_is_no_file_are_one_line(tmp_path,
@@ -311,6 +321,9 @@ def test_project_without_group_is_refused(capsys):
      "--entity='e': not used here (it is --project's: --wandb-dir reads local runs)"),
     (["--wandb-dir", "{tmp}/a-file", "--out", "{tmp}/r.csv"],
      "--wandb-dir='{tmp}/a-file' is not allowed: a folder (this is a file)"),
+    # It was "no W&B runs under {tmp}/none; was the sweep run with wandb.mode=offline?"
+    (["--wandb-dir", "{tmp}/none", "--out", "{tmp}/r.csv"],
+     "--wandb-dir='{tmp}/none' is not allowed: a folder (there is none)"),
 ])
 def test_a_value_the_registry_cannot_use_is_one_line(tmp_path, capsys, arguments, refusal):
     (tmp_path / "a-file").write_text("")
