@@ -667,7 +667,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                 f"a TPU settings file (fields of launch.tpu_settings.default_settings()); this "
                 f"one sets {unknown[0]!r}, which is not one of them (a sweep config goes to "
                 "--sweep-config)"))
-        settings = tpu_settings.merge(settings, loaded)
+        settings = tpu_settings.merge(settings, loaded, args.config)
     given = {key: getattr(args, key) for key in settings.keys() if hasattr(args, key)}
     if args.sweep_overrides:  # after the settings file's: of two for one field, the later wins
         given["sweep_overrides"] = [*settings.sweep_overrides, *args.sweep_overrides]

@@ -93,8 +93,10 @@ def load_settings_file(path: str) -> ml_collections.ConfigDict:
     return settings
 
 
-def merge(settings: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
-    """A copy of `settings` with every non-None value of `overrides` (field name → value) set."""
+def merge(settings: ml_collections.ConfigDict, overrides: dict,
+          settings_file: str | None = None) -> ml_collections.ConfigDict:
+    """A copy of `settings` with every non-None value of `overrides` (field name → value) set:
+    the command line's flags, or the fields of `settings_file` (named in an error)."""
     merged = ml_collections.ConfigDict(settings.to_dict())
     for field, value in overrides.items():
         if value is None:
@@ -106,6 +108,10 @@ def merge(settings: ml_collections.ConfigDict, overrides: dict) -> ml_collection
         except TypeError:  # ml_collections keeps each field's type
             kind = {bool: "True or False", int: "an integer", float: "a number",
                     str: "a string"}.get(type(merged[field]), type(merged[field]).__name__)
+            if settings_file is not None:
+                raise UsageError("--config", settings_file, (
+                    f"a settings file whose {field} is {kind}, as the default {merged[field]!r} "
+                    f"is (this one's is {value!r})")) from None
             raise UsageError(flag_name(field), value, f"{kind}, as the default "
                                                       f"{merged[field]!r} is") from None
     return merged

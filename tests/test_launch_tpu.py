@@ -756,8 +756,10 @@ def test_a_settings_field_of_another_type_is_one_line(cloud):
     result = cloud.launch("create", "--config", "settings.py", "--project", "proj",
                           "--zone", "us-west4-a")
     assert result.returncode == 2, result.stderr
-    assert result.stderr == ("scaling-tpu: error: --max-retries='3' is not allowed: an integer, "
-                             "as the default 3 is\n")
+    # It blamed a --max-retries='3' the command line never gave.
+    assert result.stderr == ("scaling-tpu: error: --config='settings.py' is not allowed: a "
+                             "settings file whose max_retries is an integer, as the default 3 is "
+                             "(this one's is '3')\n")
     assert cloud.calls() == []
 
 
