@@ -199,9 +199,11 @@ class Checkpointer:
         in the background when it opens the folder and its own `close` leaves running: a run
         refused at once removes its new workdir after this, under the sweep's feet.
 
-        With a `deadline` (`time.monotonic()`), wait until then at most: False if the save was
-        still in flight, left to finish or fail in the background (a process that exits then
-        loses it; its temporary folder is swept when the folder is next opened)."""
+        With a `deadline` (`time.monotonic()`), wait until then at most, or until the latest
+        save is committed (its folder renamed: what Orbax does after that waits on the other
+        processes too): False if it was not, left to finish or fail in the background (a process
+        that exits then loses it; its temporary folder is swept when the folder is next
+        opened)."""
         if deadline is not None:
             done, failure = threading.Event(), []
 
@@ -213,9 +215,16 @@ class Checkpointer:
                 finally:
                     done.set()
 
+            def committed() -> bool:
+                return self.last_saved is None or self.last_saved in committed_steps(
+                    self.directory.parent, self.directory.name)
+
             threading.Thread(target=close, name="checkpoint close", daemon=True).start()
-            if not done.wait(max(0.0, deadline - time.monotonic())):
-                return False
+            while not done.wait(0.1):
+                if committed():
+                    return True
+                if time.monotonic() > deadline:
+                    return False
             if failure:
                 raise failure[0]
             return True

@@ -283,7 +283,8 @@ class DistributedConfig:
     process_id: int = integer(-1, "this process's index (explicit coordinator)", minimum=-1)
     heartbeat_seconds: int = integer(
         100, "how long a process may go unheard before JAX's runtime takes it for dead and ends "
-        "the others (JAX's default)", minimum=1)
+        "the others (JAX's default)", minimum=1, maximum=2**31 - 1,
+        allowed="an integer from 1 to 2**31 - 1")
 
 
 # JAX's keys keep a seed's low 32 bits: 2**32 would start as 0 does, and -1 as 2**32 - 1.

@@ -101,6 +101,34 @@ def test_close_with_a_deadline_leaves_a_save_that_cannot_commit(tmp_path, monkey
     assert [name for name in step_directories(tmp_path) if name.isdigit()] == ["1", "2"]
 
 
+def test_close_with_a_deadline_is_done_once_the_save_is_committed(tmp_path, monkeypatch):
+    # After the rename that commits a step, Orbax waits on the other processes once more: with
+    # a dead partner the close waited out its deadline, then said the committed step was not.
+    import time
+
+    checkpointer = Checkpointer(tmp_path, keep=2, async_save=True)
+    release, committed = threading.Event(), threading.Event()
+    original = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def held_after_the_rename(self):
+        await original(self)
+        if self.get_final().name == "1":  # the step's folder, not an item's inside it
+            committed.set()
+            await asyncio.to_thread(release.wait, 120)
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", held_after_the_rename)
+    checkpointer.save(1, small_state(1.0), {"step": 1, "model": {}})
+    assert committed.wait(60)
+    try:
+        assert checkpointer.close(deadline=time.monotonic() + 30) is True
+        assert not release.is_set()  # returned while Orbax still waited
+    finally:
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "checkpoint close":
+                thread.join(60)
+
+
 def test_close_waits_for_orbaxs_sweep_of_unfinished_saves(tmp_path, monkeypatch):
     # A run refused at once closes its checkpointer and removes its new workdir. Orbax sweeps
     # unfinished saves in a background thread from the moment the folder is opened, and its own

@@ -67,6 +67,9 @@ def _train(repo, tmp_path, *overrides):
      "0 without distributed.coordinator_address"),
     # Infinite in float32: a RuntimeWarning, and every rotation frequency but the first 0.
     ("--config.model.rope_theta=1e+300", "model.rope_theta", "a finite number > 1 and <= 3.4e+38"),
+    # JAX's runtime takes a C int: a TypeError traceback from jax.distributed.initialize.
+    ("--config.distributed.heartbeat_seconds=2147483648", "distributed.heartbeat_seconds",
+     "an integer from 1 to 2**31 - 1"),
     # A traceback from jax.distributed.initialize: "IndexError: list index out of range".
     ("--config.distributed.coordinator_address=nonsense", "distributed.coordinator_address",
      "HOST:PORT, the port from 1 to 65535"),
