@@ -28,6 +28,7 @@ import pandas as pd
 from analysis.bootstrap import CONFIDENCE_LEVEL, bootstrap_fits
 from analysis.fit import FitResult, fit_law
 from analysis.frontier import final_point_frontier
+from analysis.inputs import without_highest_losses
 from analysis.laws import get_law, predict_loss
 from scaling.errors import ArgumentParser
 
@@ -155,10 +156,12 @@ class MethodBacktest:
     extrapolation_scale: float | None = None  # `extrapolation_sd`'s; None without intervals
 
 
-def split_largest(runs: pd.DataFrame, drop_largest: int = 1,
-                  hold_out_from: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_largest(runs: pd.DataFrame, drop_largest: int = 1, hold_out_from: float | None = None,
+                  drop_highest_losses: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kept, held_out): the runs of the `drop_largest` largest model sizes are held out, or,
-    when `hold_out_from` is given, every run with N ≥ `hold_out_from`."""
+    when `hold_out_from` is given, every run with N ≥ `hold_out_from`. The
+    `drop_highest_losses` highest losses of the kept runs are left out of them (Epoch's
+    preprocessing, applied to the runs fitted): a held-out run is never chosen by its loss."""
     sizes = np.sort(runs["N"].unique())
     if hold_out_from is not None:
         held = runs["N"] >= hold_out_from
@@ -173,7 +176,10 @@ def split_largest(runs: pd.DataFrame, drop_largest: int = 1,
             raise ValueError(f"drop_highest={drop_largest} is not allowed with {sizes.size} "
                              f"model sizes; need 1 <= drop_highest < {sizes.size}")
         held = runs["N"] >= sizes[-drop_largest]
-    return runs[~held].reset_index(drop=True), runs[held].reset_index(drop=True)
+    kept = runs[~held].reset_index(drop=True)
+    if drop_highest_losses:
+        kept = without_highest_losses(kept, drop_highest_losses)
+    return kept, runs[held].reset_index(drop=True)
 
 
 def _score(held_out: pd.DataFrame, predicted, low, high) -> pd.DataFrame:
@@ -256,7 +262,7 @@ def applicable_methods(kept: pd.DataFrame) -> list[str]:
 
 
 def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: float | None = None,
-                 num_resamples: int = 500, seed: int = 0, methods=None,
+                 drop_highest_losses: int = 0, num_resamples: int = 500, seed: int = 0, methods=None,
                  level: float = CONFIDENCE_LEVEL, headline: str | None = None,
                  headline_reason: str = "the law the fit leads with") -> dict:
     """Every applicable method (or `methods`) fitted without the largest sizes, scored on them.
@@ -270,7 +276,7 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
     runs = runs.reset_index(drop=True)
     if "name" not in runs.columns:
         runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
-    kept, held_out = split_largest(runs, drop_largest, hold_out_from)
+    kept, held_out = split_largest(runs, drop_largest, hold_out_from, drop_highest_losses)
     methods = list(methods) if methods else applicable_methods(kept)
     if not methods:
         raise ValueError(f"the runs fitted without the held-out ones have "
@@ -306,6 +312,7 @@ def run_backtest(runs: pd.DataFrame, *, drop_largest: int = 1, hold_out_from: fl
     return {
         "held_out_sizes": sorted(float(n) for n in held_out["N"].unique()),
         "n_kept": int(len(kept)), "n_held_out": int(len(held_out)),
+        "dropped_highest_losses_of_kept": int(drop_highest_losses),
         "budgets_per_size": budgets_per_size(kept),
         "headline": headline,
         "headline_rule": rule,

@@ -30,7 +30,7 @@ from analysis.backtest import (DATA_CONSTRAINED, headline_law, render_backtest, 
                                split_largest)
 from analysis.download import download_chinchilla
 from analysis.inputs import (SAME_SIZE_TOLERANCE, parse_filters, read_named_csv, read_results,
-                             read_wandb_export, sweep_summary)
+                             read_wandb_export, sweep_summary, without_highest_losses)
 from analysis.isoflop import CHINCHILLA_ISOFLOP_BUDGETS, snap_to_budgets
 from analysis.laws import LAWS, get_law
 from analysis.pipeline import DEFAULT_RESAMPLES, MAX_RESAMPLES, LawNotFitted, Settings, analyze
@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--where", action="append", metavar="COLUMN=VALUE",
                         help="--csv: keep only the rows where COLUMN equals VALUE (repeatable)")
     parser.add_argument("--drop-highest-losses", type=int, default=None, metavar="K",
-                        help="--csv: leave out the K highest-loss rows (Epoch's Chinchilla "
-                             "preprocessing uses 5)")
+                        help="--csv: leave the K highest losses out of each fit (Epoch's "
+                             "Chinchilla preprocessing uses 5); never a held-out run, which the "
+                             "extrapolation check and --backtest predict whatever its loss")
     parser.add_argument("--best-per-point", action="store_true",
                         help="--csv: of the rows with the same (N, D), e.g. a learning-rate sweep, "
                              "keep the one with the lowest loss")
@@ -219,7 +220,8 @@ def _check_hold_out(args, runs) -> None:
     if args.drop_highest is None and args.hold_out_from is None and not args.backtest:
         return
     try:
-        kept = split_largest(runs, args.drop_highest or 1, args.hold_out_from)[0]
+        kept = split_largest(runs, args.drop_highest or 1, args.hold_out_from,
+                             args.drop_highest_losses or 0)[0]
         if kept["N"].nunique() < 2:  # one size traces its L(D): there is no law to test
             raise ValueError("it leaves one model size to fit; need at least 2")
     except ValueError as error:
@@ -327,10 +329,12 @@ def run(args) -> pathlib.Path:
     _check_input(flag, getattr(args, flag))
     if args.csv:
         where = parse_filters(args.where)
+        # Every run read: the highest losses are left out of each fit (Settings), never of the
+        # runs held out to be predicted.
         runs = read_named_csv(args.csv, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
                               loss_col=args.loss_col, where=where,
-                              drop_highest_losses=args.drop_highest_losses or 0,
                               best_per_point=args.best_per_point, u_col=args.u_col)
+        without_highest_losses(runs, args.drop_highest_losses or 0)  # leaves some: else an error
         input_path = pathlib.Path(args.csv)
         # C is 6·N·D with N whatever the column holds; say which.
         convention = f"6ND with N = column '{args.n_col}'"
@@ -341,7 +345,7 @@ def run(args) -> pathlib.Path:
         data_summary.update(source=str(input_path), where=where, loss_column=args.loss_col,
                             dropped_highest_losses=args.drop_highest_losses or 0, excluded=copies,
                             best_per_point=bool(args.best_per_point), rows=runs.attrs["rows"],
-                            point=runs.attrs["point"])
+                            points=len(runs), point=runs.attrs["point"])
     else:
         input_path = pathlib.Path(args.results or args.wandb)
         loss_column = args.loss_col or "final_eval_loss"
@@ -356,13 +360,13 @@ def run(args) -> pathlib.Path:
                                   data_summary["n_column"])
             print(f"scaling-fit: note: {note}", file=sys.stderr)
     _check_hold_out(args, runs)
-    drop_largest = args.drop_highest or 1
+    drop_largest, drop_losses = args.drop_highest or 1, args.drop_highest_losses or 0
     # With --backtest the default law is decided on the runs the backtest fits, so that its
     # headline method never depends on the held-out runs, not even on their shape.
-    basis, which = runs, "these runs"
+    basis, which = without_highest_losses(runs, drop_losses), "these runs"
     if args.backtest:
-        basis, which = split_largest(runs, drop_largest, args.hold_out_from)[0], "the runs fitted"
-        which += " without the held-out ones"
+        basis = split_largest(runs, drop_largest, args.hold_out_from, drop_losses)[0]
+        which = "the runs fitted without the held-out ones"
     default_law, fallback = (headline_law(basis) if args.csv else None), None
     if args.law is None:
         default_law, fallback = pipeline_default_law(basis, default_law, which)
@@ -371,7 +375,8 @@ def run(args) -> pathlib.Path:
             fallback += "; the headline law is compute"
     settings = Settings(law=args.law or default_law, num_resamples=args.bootstrap, seed=args.seed,
                         improvement=args.improvement, reducible_fraction=args.reducible_fraction,
-                        drop_largest=drop_largest, hold_out_from=args.hold_out_from)
+                        drop_largest=drop_largest, hold_out_from=args.hold_out_from,
+                        drop_highest_losses=drop_losses)
     # Checked now, created only once everything is computed: a failed fit leaves no folder.
     out_dir = _out_dir(pathlib.Path(args.out) if args.out else input_path.parent / "fit",
                        create=False, writes=FIT_FILES + PLOT_FILES)
@@ -390,7 +395,7 @@ def run(args) -> pathlib.Path:
         raise ValueError(f"{error.law}, the default for {which}, cannot be fitted: "
                          f"{error.reason} (choose another with --law)") from None
     backtest = (run_backtest(runs, drop_largest=drop_largest, hold_out_from=args.hold_out_from,
-                             num_resamples=args.bootstrap, seed=args.seed, headline=settings.law,
+                             drop_highest_losses=drop_losses, num_resamples=args.bootstrap, seed=args.seed, headline=settings.law,
                              headline_reason=_law_source(args))
                 if args.backtest else None)
     if fallback:  # once the fits have succeeded: a failed one is its error line alone

@@ -414,7 +414,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     copies = (first_row != table.index).to_numpy()
     duplicates = [(int(row), int(first)) for row, first in zip(table.index[copies], first_row[copies])]
     table = table[~copies]
-    if drop_highest_losses >= len(table) > 0:
+    if drop_highest_losses >= len(table) > 0:  # said before the rows' values are checked
         raise ValueError(f"--drop-highest-losses={drop_highest_losses} leaves no row of {len(table)}")
     lines = table.index.to_numpy()
     table = table.reset_index(drop=True)
@@ -450,8 +450,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
                       else [f"line {line}" for line in lines])
     columns = ["name"] + columns
     if drop_highest_losses > 0:  # once every loss is known to be a number
-        points = points.drop(index=_highest(points["loss"].to_numpy(), drop_highest_losses))
-        points = points.reset_index(drop=True)
+        points = without_highest_losses(points, drop_highest_losses)
     # Runs that differ in their unique tokens are different points of the data-constrained law.
     point = ["N", "D"] + (["U"] if u_col else [])
     shared = int((points.groupby(point).size() > 1).sum())
@@ -493,6 +492,16 @@ def _matches(column: pd.Series, value: str) -> np.ndarray:
     except ValueError:
         return matches
     return matches | (pd.to_numeric(column, errors="coerce").to_numpy(dtype=float) == number)
+
+
+def without_highest_losses(points: pd.DataFrame, count: int) -> pd.DataFrame:
+    """`points` less the `count` with the highest losses (Epoch's preprocessing of the Chinchilla
+    data), index reset; ValueError when that leaves none."""
+    if count >= len(points) > 0:
+        raise ValueError(f"--drop-highest-losses={count} leaves no row of {len(points)}")
+    keep = np.ones(len(points), dtype=bool)
+    keep[_highest(points["loss"].to_numpy(), count)] = False
+    return points[keep].reset_index(drop=True)
 
 
 def _highest(values: np.ndarray, count: int) -> np.ndarray:

@@ -26,6 +26,7 @@ from analysis.diagnostics import (data_gain_by_size, diagnose, isoflop_flags,
 from analysis.fit import HUBER_DELTA, FitResult, fit_law
 from analysis.frontier import (DEFAULT_FRONTIER_POINTS, DEFAULT_SKIP_FRACTION, Frontier,
                                curve_frontier, final_point_frontier)
+from analysis.inputs import without_highest_losses
 from analysis.isoflop import IsoflopFit, fit_isoflops, group_budgets
 from analysis.laws import get_law, predict_loss
 
@@ -38,8 +39,10 @@ MIN_DISTINCT_FOR_PARAMETRIC = 3
 class Settings:
     """What an analysis computes. `improvement` (nats) and `reducible_fraction` (of E) set the
     diminishing-returns figures; `drop_largest` is how many of the largest model sizes the
-    extrapolation check holds out; `budgets` optionally gives the IsoFLOP budget of each run
-    (FLOPs) instead of grouping runs by their FLOP counts."""
+    extrapolation check holds out; `drop_highest_losses` the highest losses left out of each fit
+    (of all runs for the fits, of the runs it keeps for the extrapolation check, which scores
+    every held-out run); `budgets` optionally gives the IsoFLOP budget of each run (FLOPs)
+    instead of grouping runs by their FLOP counts."""
 
     law: str = "compute"
     num_resamples: int = DEFAULT_RESAMPLES
@@ -48,6 +51,7 @@ class Settings:
     reducible_fraction: float = 0.1
     drop_largest: int = 1
     hold_out_from: float | None = None
+    drop_highest_losses: int = 0
     frontier_points: int = DEFAULT_FRONTIER_POINTS
     skip_fraction: float = DEFAULT_SKIP_FRACTION
     parametric_law: str = "chinchilla"
@@ -290,7 +294,8 @@ def extrapolation_check(law_name: str, runs: pd.DataFrame, curves: pd.DataFrame 
     if law_name == "d":
         raise ValueError("L(D) describes the best loss at each D over every size, so holding out "
                          "the largest sizes does not test it")
-    kept, held_out = split_largest(runs, settings.drop_largest, settings.hold_out_from)
+    kept, held_out = split_largest(runs, settings.drop_largest, settings.hold_out_from,
+                                   settings.drop_highest_losses)
     if law_name == "n":  # the best loss at a size: predicted for the best run of each held-out size
         held_out = envelope(held_out, "N").reset_index(drop=True)
     if law_name == "compute":
@@ -376,6 +381,13 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
     runs = runs.reset_index(drop=True)
     if "name" not in runs.columns:
         runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
+    every_run = runs  # the extrapolation check's held-out runs are scored whatever their loss
+    if settings.drop_highest_losses:
+        runs = without_highest_losses(runs.assign(_row=np.arange(len(runs))),
+                                      settings.drop_highest_losses)
+        if budgets is not None:
+            budgets = np.asarray(budgets)[runs["_row"].to_numpy()]
+        runs = runs.drop(columns="_row")
     fits, extrapolations, skipped = {}, {}, {}
     frontier = compute_frontier(runs, curves, settings)
     parametric = ("chinchilla", "kaplan", "overtraining", "data_constrained")
@@ -425,7 +437,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
         skipped["isoflop"] = str(error)
     for law_name in fits:
         try:
-            extrapolations[law_name] = extrapolation_check(law_name, runs, curves, settings, frontier)
+            extrapolations[law_name] = extrapolation_check(law_name, every_run, curves, settings,
+                                                           frontier)
         except ValueError as error:
             skipped[f"extrapolation_{law_name}"] = str(error)
 
@@ -440,7 +453,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
         "settings": {"improvement_nats": settings.improvement,
                      "reducible_fraction_of_E": settings.reducible_fraction,
                      "drop_largest_sizes": settings.drop_largest,
-                     "hold_out_from_N": settings.hold_out_from, "seed": settings.seed,
+                     "hold_out_from_N": settings.hold_out_from,
+                     "drop_highest_losses": settings.drop_highest_losses, "seed": settings.seed,
                      "frontier_points": settings.frontier_points,
                      "frontier_skip_fraction": settings.skip_fraction},
         "data": {"runs_fitted": int(len(runs)), "distinct_N": int(runs["N"].nunique()),

@@ -229,10 +229,12 @@ def _preprocessing_lines(data: dict) -> list[str]:
         said.append("rows kept: those with " + ", ".join(
             f"{column} = {value}" for column, value in data["where"].items()) + " (--where)")
     if data.get("dropped_highest_losses"):
-        said.append(f"left out: the {data['dropped_highest_losses']} rows with the highest "
-                    "losses (--drop-highest-losses)")
+        said.append(f"left out of each fit: the {data['dropped_highest_losses']} highest losses "
+                    "of the runs it fits (--drop-highest-losses); every held-out run is "
+                    "predicted, whatever its loss")
     if data.get("best_per_point"):
-        said.append(f"{data['runs_fitted']} points from {data['rows']} rows: of rows that share "
+        points = data.get("points", data["runs_fitted"])
+        said.append(f"{points} points from {data['rows']} rows: of rows that share "
                     f"{data.get('point', '(N, D)')}, the one with the lowest loss "
                     "(--best-per-point)")
     return said

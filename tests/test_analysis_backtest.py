@@ -384,6 +384,35 @@ def test_csv_default_on_an_overtraining_grid_with_backtest(tmp_path):
     assert "| overtraining |" in (out / "backtest.md").read_text()
 
 
+def test_the_highest_losses_are_left_out_of_the_fits_never_of_the_held_out_runs(tmp_path):
+    """--drop-highest-losses picked its rows from the whole table: a held-out run with a high
+    loss was dropped before the backtest (Epoch's table: one of the 18 runs at N >= 5e9, missed
+    by 24%), and the kept runs it displaced were fitted."""
+    sizes, tokens = np.geomspace(1e7, 1e9, 5), np.geomspace(1e9, 1e10, 4)
+    N, D = (grid.ravel() for grid in np.meshgrid(sizes, tokens, indexing="ij"))
+    loss = 1.8 + 400 / N**0.34 + 410 / D**0.28
+    names = [f"r{i}" for i in range(N.size)]
+    loss[-1] *= 3.0  # a held-out run (the largest size) with the highest loss of the table
+    loss[0] *= 2.0  # and a kept one with the second
+    path = tmp_path / "runs.csv"
+    pd.DataFrame({"name": names, "N": N, "D": D, "loss": loss}).to_csv(path, index=False)
+    out = tmp_path / "out"
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--drop-highest-losses", "2", "--law", "chinchilla", "--bootstrap", "0",
+                 "--backtest", "--out", str(out)]) == 0
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["n_points"] == 18  # the whole table's two highest left out of the fit
+    held = fit["extrapolation"]["chinchilla"]["held_out"]
+    assert sorted(row["name"] for row in held) == names[-4:]  # the outlier predicted too
+    backtest = json.loads((out / "backtest.json").read_text())
+    # The kept runs' own two highest: the kept outlier r0 and r1 (the smallest size at the next
+    # fewest tokens), by hand from the formula.
+    assert (backtest["n_kept"], backtest["n_held_out"]) == (14, 4)
+    rows = backtest["methods"]["chinchilla"]["held_out"]
+    outlier = next(row for row in rows if row["name"] == names[-1])
+    assert outlier["loss"] == pytest.approx(loss[-1]) and outlier["relative_error"] < -0.6
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not EPOCH_DATA.is_file(), reason=f"published data not found at {EPOCH_DATA}")
 def test_epoch_preprocessing_from_the_command_line_reproduces_epochs_fit(tmp_path):

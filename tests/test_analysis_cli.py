@@ -787,16 +787,17 @@ def test_the_report_says_what_was_done_to_the_rows_before_the_fit(tmp_path):
                  "--loss-col", "loss", "--where", "set=a", "--drop-highest-losses", "3",
                  "--best-per-point", "--bootstrap", "0", "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
-    # 32 rows of set a; the 3 highest losses are both rows at the smallest (N, D) and the bad
-    # row at (N, 2D) (losses 8.09, 7.71 and 7.66 by hand); then one row per (N, D): 15 points.
-    assert "\n15 runs fitted.\n" in report
+    # 32 rows of set a, one per (N, D) the good one: 16 points; the 3 highest losses of those,
+    # at the smallest N and D, 2D, 4D (7.71, 7.29 and 6.95 by hand), left out: 13 fitted.
+    assert "\n13 runs fitted.\n" in report
     assert ("- rows kept: those with set = a (--where)\n"
-            "- left out: the 3 rows with the highest losses (--drop-highest-losses)\n"
-            "- 15 points from 29 rows: of rows that share (N, D), the one with the lowest loss "
+            "- left out of each fit: the 3 highest losses of the runs it fits "
+            "(--drop-highest-losses); every held-out run is predicted, whatever its loss\n"
+            "- 16 points from 32 rows: of rows that share (N, D), the one with the lowest loss "
             "(--best-per-point)\n") in report
     data = json.loads((out / "fit.json").read_text())["data"]
     assert (data["where"], data["dropped_highest_losses"], data["best_per_point"],
-            data["rows"]) == ({"set": "a"}, 3, True, 29)
+            data["rows"]) == ({"set": "a"}, 3, True, 32)
     # Without a bootstrap there are no intervals to read identification from: it says so (it
     # said "uncertainty from 0 bootstrap resamples", and headed the values "bootstrap SE; CI").
     assert ("L-BFGS starts; no bootstrap (--bootstrap 0): no intervals, and whether the data "
