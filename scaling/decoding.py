@@ -97,12 +97,20 @@ def sample_logits(logits_BxV: jax.Array, rng: jax.Array, settings: SamplingSetti
     logits_BxV = logits_BxV.astype(jnp.float32)
     if settings.temperature == 0.0:
         return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+    batch, vocab = logits_BxV.shape
+    top_k = settings.top_k if 0 < settings.top_k < vocab else 0
+    if top_k:
+        # Exactly the k likeliest (of equal logits, the lowest ids), chosen before the
+        # temperature: the same set at every temperature, where a huge one makes the logits'
+        # differences float32 subnormals, flushed to 0 (every token tied with the largest).
+        top_ids_BxK = jax.lax.top_k(logits_BxV, top_k)[1]
+        top_BxV = jnp.zeros((batch, vocab), bool).at[jnp.arange(batch)[:, None],
+                                                      top_ids_BxK].set(True)
     # From the largest logit down: a tiny temperature sends the others to -inf, not past +inf.
     logits_BxV = (logits_BxV - jnp.max(logits_BxV, axis=-1, keepdims=True)) / settings.temperature
     excluded = -jnp.inf
-    if 0 < settings.top_k < logits_BxV.shape[-1]:
-        kth_largest_Bx1 = jax.lax.top_k(logits_BxV, settings.top_k)[0][:, -1:]
-        logits_BxV = jnp.where(logits_BxV < kth_largest_Bx1, excluded, logits_BxV)
+    if top_k:
+        logits_BxV = jnp.where(top_BxV, logits_BxV, excluded)
     if settings.top_p < 1.0:
         sorted_BxV = jnp.sort(logits_BxV, axis=-1)[:, ::-1]
         probabilities_BxV = jax.nn.softmax(sorted_BxV, axis=-1)

@@ -69,8 +69,8 @@ def check_settings(args: argparse.Namespace) -> None:
     """RunError for a setting out of range."""
     if args.max_new_tokens < 1:
         raise trained.RunError(f"--max-new-tokens {args.max_new_tokens}: must be an integer >= 1")
-    # An infinite temperature would flatten every logit to 0, and --top-k with them; logits are
-    # divided by it in float32, where past its largest number it is infinite.
+    # Logits are divided by the temperature in float32, where past its largest number it is
+    # infinite (every logit 0/inf: NaN).
     if not 0.0 <= args.temperature <= FLOAT32_MAX:
         raise trained.RunError(f"--temperature {args.temperature}: must be >= 0 and at most "
                                f"{FLOAT32_MAX:.4g}, float32's largest number (0 is greedy)")

@@ -196,6 +196,21 @@ def test_temperature_zero_and_top_k_one_are_greedy():
     np.testing.assert_array_equal(top_one, greedy)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 1e37, 1e38, 3e38])
+def test_top_k_keeps_exactly_k_tokens_at_any_temperature(temperature):
+    """Cut after dividing by the temperature, the logits' differences from the largest were
+    float32 subnormals at 1e38, flushed to 0: every token tied with the k-th, and --top-k 1
+    drew at random. Tied logits let more than k through too ([1, 1, 1, 0, -1], k = 2: three)."""
+    logits = jnp.asarray(np.random.default_rng(3).normal(size=(4, VOCAB)), jnp.float32)
+    draws = decoding.sample_logits(jnp.repeat(logits, 500, axis=0), jax.random.key(0),
+                                   decoding.SamplingSettings(1, temperature, top_k=1))
+    np.testing.assert_array_equal(draws, np.repeat(np.argmax(np.asarray(logits), axis=-1), 500))
+    tied = jnp.tile(jnp.asarray([[1.0, 1.0, 1.0, 0.0, -1.0]]), (3000, 1))
+    drawn = decoding.sample_logits(tied, jax.random.key(1),
+                                   decoding.SamplingSettings(1, temperature, top_k=2))
+    assert set(np.asarray(drawn).tolist()) == {0, 1}  # the two lowest ids of the tied three
+
+
 @pytest.mark.parametrize("temperature", [1e-20, 1e-45])
 def test_a_tiny_temperature_is_greedy(temperature):
     """Logits of either sign over a temperature near zero (1e-45: a float32 subnormal) pick the
