@@ -329,6 +329,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     byte_lengths = token_byte_lengths(tokenizer)
     step_fn = jax.jit(functools.partial(_batch_nats, model=run.model))
     nats, tokens, text_bytes, num_batches, scores_special = 0.0, 0, 0, 0, False
+    batch_losses, batch_tokens_seen = [], []  # for the standard error
     started = reported = time.monotonic()
     with run.context():
         replicated = parallel.replicated(run.program.mesh)
@@ -342,6 +343,8 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
             nats += float(batch_nats)
             tokens += int(batch_tokens)
             num_batches += 1
+            batch_losses.append(float(batch_nats) / max(int(batch_tokens), 1))
+            batch_tokens_seen.append(int(batch_tokens))
             # Special tokens (span_corruption's sentinels) stand for no bytes of text.
             scores_special |= bool(np.any(counted >= tokenizer.vocab_size))
             text_bytes += int(byte_lengths[np.minimum(counted, tokenizer.vocab_size - 1)].sum())
@@ -360,8 +363,9 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     record = {
         "dataset": data_cfg.dataset, "split": data_cfg.eval_split, "feature": data_cfg.feature,
         "objective": objective.name,
-        # Per target token, as the trainer averages its eval batches (weighted by their tokens).
-        "loss": nats / tokens,
+        # Per target token, as the trainer averages its eval batches (weighted by their tokens),
+        # and its standard error from the batch-to-batch spread, as the trainer's.
+        "loss": nats / tokens, "stderr": step.batches_mean(batch_losses, batch_tokens_seen)[1],
         "bits_per_byte": bits_per_byte,
         **({"bits_per_byte_note": note} if note else {}),
         "tokens": tokens, "bytes": text_bytes if not scores_special else None,
@@ -394,8 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         return trained.interrupted(PROGRAM)
     bpb = record["bits_per_byte"]
     batches = f"{record['batches']} batch" + ("es" if record["batches"] != 1 else "")
+    stderr = f" ± {record['stderr']:.4f}" if record["stderr"] is not None else ""
     print(f"{record['dataset']}:{record['split']}: {record['objective']} loss "
-          f"{record['loss']:.4f} nats/token"
+          f"{record['loss']:.4f}{stderr} nats/token"
           + (f", {bpb:.4f} bits/byte" if bpb is not None else "")
           + (f" (bits/byte {record['bits_per_byte_note']})"
              if record.get("bits_per_byte_note") else "")

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 
@@ -180,6 +181,23 @@ def eval_batch(state: dict, batch: dict, *, net: nn.Module, model: ModelConfig,
         targets = targets if mask is None else jnp.where(mask > 0, targets, 0)
     loss, _ = model_lib.cross_entropy_loss(logits, targets, z_loss=0.0, mask_BxL=mask)
     return {"loss": loss, "target_tokens": _target_tokens(batch)}
+
+
+def batches_mean(losses, tokens) -> tuple[float, float | None]:
+    """The mean loss per target token over batches with these mean `losses` and target `tokens`
+    (each batch's mean weighted by its tokens, as a train step weights its micro-batches), and its
+    standard error from the batch-to-batch spread: the ratio estimator's,
+    sqrt(Σ (wᵢ (ℓᵢ − ℓ))² / (n (n − 1))) with wᵢ a batch's tokens over the mean (None for one
+    batch)."""
+    losses, tokens = np.asarray(losses, np.float64), np.asarray(tokens, np.float64)
+    # Batches of equal token counts weigh exactly 1 each: the plain mean, bit for bit.
+    weights = tokens / tokens.mean()
+    loss = float(np.mean(losses * weights))
+    if len(losses) < 2:
+        return loss, None
+    deviations = weights * (losses - loss)
+    stderr = np.sqrt(np.sum(deviations * deviations) / (len(losses) - 1)) / np.sqrt(len(losses))
+    return loss, float(stderr)
 
 
 def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_steps: int,

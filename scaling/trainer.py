@@ -30,7 +30,7 @@ from scaling.data import objectives, text_files
 from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, derive_model_fields, differing_fields,
                             model_config)
 from scaling.errors import ConfigError, IncompatibleCheckpoint
-from scaling.step import build_program
+from scaling.step import batches_mean, build_program
 
 log = logging.getLogger("scaling.train")
 
@@ -417,21 +417,11 @@ class Trainer:
 
     def evaluate(self, batches: list, step=None) -> tuple[float, float]:
         """Mean held-out loss per target token over `batches` under `step` (the program's eval
-        step by default): each batch's mean weighted by its target tokens, as a train step weights
-        its micro-batches. And its standard error from the batch-to-batch spread: the ratio
-        estimator's, sqrt(Σ (wᵢ (ℓᵢ − ℓ))² / (n (n − 1))) with wᵢ a batch's tokens over the mean."""
+        step by default), and its standard error (`step.batches_mean`)."""
         step = step or self.program.eval_step
         results = jax.device_get([step(self.state, batch) for batch in batches])
-        losses = np.asarray([result["loss"] for result in results], np.float64)
-        tokens = np.asarray([result["target_tokens"] for result in results], np.float64)
-        # Batches of equal token counts weigh exactly 1 each: the plain mean, bit for bit.
-        weights = tokens / tokens.mean()
-        loss = np.mean(losses * weights)
-        if len(losses) < 2:
-            return float(loss), None
-        deviations = weights * (losses - loss)
-        stderr = np.sqrt(np.sum(deviations * deviations) / (len(losses) - 1)) / np.sqrt(len(losses))
-        return float(loss), float(stderr)
+        return batches_mean([result["loss"] for result in results],
+                            [result["target_tokens"] for result in results])
 
     def _continuation_loss(self, num_batches: int) -> dict:
         """The continuation task's loss (`train.continuation_tokens`) on the windows of the

@@ -38,9 +38,12 @@ def trained_run(tmp_path_factory):
 def test_the_runs_own_eval_batches_reproduce_its_final_eval_loss(trained_run, capsys):
     workdir, summary = trained_run
     assert evaluate.main(["--workdir", str(workdir)]) == 0
-    assert "nats/token" in capsys.readouterr().out
+    out = capsys.readouterr().out
     record = json.loads((workdir / "eval" / "python_stdlib-validation.json").read_text())
     assert abs(record["loss"] - summary["final_eval_loss"]) <= 1e-5
+    # Its standard error, as the trainer's (it gave none): of the same two batches.
+    assert record["stderr"] == pytest.approx(summary["final_eval_stderr"], rel=1e-4)
+    assert f"loss {record['loss']:.4f} ± {record['stderr']:.4f} nats/token" in out
     assert record["tokens"] == 2 * 8 * 32 and record["batches"] == 2 and record["step"] == 6
     # Bits per byte: the same nats over the bytes of the predicted tokens (EOD has none).
     assert 0 < record["bytes"] <= record["tokens"]
