@@ -597,11 +597,24 @@ def test_making_a_builder_of_an_unprepared_dataset_leaves_no_folder_in_tmp(tmp_p
     # each one (5,778 of them in this machine's /tmp).
     import tempfile
 
+    import time
+
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
-    (temporary / "tmpkeptfds").mkdir()  # another process's: left alone
+    (temporary / "tmpbusytfds").mkdir()  # another process's, in use: left alone
+    (temporary / "tmpbusytfds" / "dataset_info.json").write_text("{}")
+    (temporary / "tmprecenttfds").mkdir()  # another's, empty, made before: left alone
     corpus = _small_corpus(tmp_path / "corpus")
+    time.sleep(0.05)
     for dataset in ({"dataset": "python_stdlib"}, {"dataset": "text_files", "files": str(corpus)}):
         sources.make_builder(_data_config(cache_dir=str(tmp_path / "cache"), **dataset))
-    assert [path.name for path in temporary.iterdir()] == ["tmpkeptfds"]
+    assert sorted(path.name for path in temporary.iterdir()) == ["tmpbusytfds", "tmprecenttfds"]
+    # Checking a registered dataset's name and features made one too (tfds.builder).
+    data.validate_data_config(_data_config(dataset="tiny_shakespeare",
+                                           cache_dir=str(tmp_path / "cache")))
+    assert sorted(path.name for path in temporary.iterdir()) == ["tmpbusytfds", "tmprecenttfds"]
+    # An empty one as old as STALE_TFDS_TEMP_SECONDS is a killed process's: removed too.
+    monkeypatch.setattr(sources, "STALE_TFDS_TEMP_SECONDS", 0.01)
+    sources.make_builder(_data_config(cache_dir=str(tmp_path / "cache")))
+    assert [path.name for path in temporary.iterdir()] == ["tmpbusytfds"]

@@ -85,31 +85,37 @@ def import_text_builders() -> None:
             pass
 
 
+# An empty `tmp…tfds` folder this old is no TFDS process's at work: one left by a process killed
+# while it made a builder (or by a version of scaling that did not remove them).
+STALE_TFDS_TEMP_SECONDS = 3600.0
+
+
 @contextlib.contextmanager
-def _no_empty_tfds_temp_folders() -> Iterator[None]:
+def no_empty_tfds_temp_folders() -> Iterator[None]:
     """TFDS makes a temporary folder (`tmp…tfds`) for the metadata it would copy from its bucket
     each time a builder of an unprepared dataset is made, and leaves it empty where it copies
-    none (its bucket is off by default): those that appear during the block and stay empty are
-    removed."""
-    def made(root: str) -> set[str]:  # (read entry by entry: $TMPDIR may hold thousands)
-        with os.scandir(root) as entries:
-            return {entry.path for entry in entries
-                    if entry.name.startswith("tmp") and entry.name.endswith("tfds")}
-
-    root = tempfile.gettempdir()
-    before = made(root)
+    none (its bucket is off by default): those made during the block that stay empty are removed,
+    and empty ones an hour old. $TMPDIR is read entry by entry, nothing of it kept: it may hold
+    thousands."""
+    root, start = tempfile.gettempdir(), time.time()
     try:
         yield
     finally:
-        for folder in made(root) - before:
-            with contextlib.suppress(OSError):  # not empty: another process's, in use
-                os.rmdir(folder)
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if not (entry.name.startswith("tmp") and entry.name.endswith("tfds")):
+                    continue
+                with contextlib.suppress(OSError):  # gone, or not empty: another process's
+                    made = entry.stat(follow_symlinks=False).st_ctime
+                    # (The file system's clock is coarser than time.time(): 10 ms of margin.)
+                    if made >= start - 0.01 or made < start - STALE_TFDS_TEMP_SECONDS:
+                        os.rmdir(entry.path)
 
 
 def make_builder(data_cfg):
     """The TFDS builder for `data.dataset` (not prepared). Raises `tfds`'s DatasetNotFoundError
     for an unknown name and FileNotFoundError for a missing `text_files` entry."""
-    with _no_empty_tfds_temp_folders():
+    with no_empty_tfds_temp_folders():
         return _make_builder(data_cfg)
 
 

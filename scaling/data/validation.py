@@ -58,7 +58,9 @@ def _check_tfds_dataset(data_cfg) -> None:
 
     sources.import_text_builders()
     try:
-        builder = tfds.builder(data_cfg.dataset, data_dir=str(sources.tfds_data_dir(data_cfg)))
+        with sources.no_empty_tfds_temp_folders():
+            builder = tfds.builder(data_cfg.dataset,
+                                   data_dir=str(sources.tfds_data_dir(data_cfg)))
     except tfds.core.registered.DatasetNotFoundError:
         raise ConfigError("data.dataset", data_cfg.dataset, KNOWN_EXAMPLES) from None
     except Exception as error:  # a known name with an unknown config or version: TFDS says which
