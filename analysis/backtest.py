@@ -19,6 +19,7 @@ that never looks at the held-out runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import warnings
 
@@ -398,27 +399,50 @@ def render_backtest(backtest: dict, title: str = "Backtest") -> str:
     return "\n".join(lines + [""] + summary_lines + [""])
 
 
+def _check_backtest(backtest) -> None:
+    """ValueError saying what a backtest.json lacks that `main` reads."""
+    missing = [key for key in ("methods", "headline", "interval")
+               if not isinstance(backtest, dict) or key not in backtest]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)}: written by scaling-fit --backtest?")
+    if not isinstance(backtest["methods"], dict) or not all(
+            isinstance(result, dict) for result in backtest["methods"].values()):
+        raise ValueError("methods is not a mapping of method names to results: written by "
+                         "scaling-fit --backtest?")
+    if not isinstance(backtest["headline"], str):
+        raise ValueError(f"headline is {backtest['headline']!r}, not a method's name")
+    for method, result in backtest["methods"].items():
+        rows = result.get("held_out", [])
+        if not isinstance(rows, list) or not all(
+                isinstance(row, dict) and row.get("covered", "") in (True, False, None)
+                and isinstance(row.get("relative_error"), (int, float))
+                and math.isfinite(row["relative_error"]) for row in rows):
+            raise ValueError(f"methods.{method}.held_out is not a list of held-out runs, each "
+                             "with its relative_error (a number) and covered (true, false or "
+                             "null)")
+
+
 def main(argv=None) -> int:
     """`python -m analysis.backtest A/backtest.json B/backtest.json ...`: the coverage of the
-    prediction intervals over all of them, per method and in all, and the mean error per method."""
+    prediction intervals over all of them, per method and in all, and the mean |relative error|
+    per method."""
     import json
     import pathlib
 
-    parser = ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m analysis.backtest",
+                            description=main.__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="backtest.json files written by scaling-fit --backtest")
     args = parser.parse_args(argv)
-    backtests = []
+    backtests, seen = [], {}
     for path in args.paths:
         try:
+            same = seen.get(pathlib.Path(path).resolve())
+            if same is not None:
+                raise ValueError(f"the same file as {same}, given twice (its predictions would "
+                                 "count twice)")
+            seen[pathlib.Path(path).resolve()] = path
             backtest = json.loads(pathlib.Path(path).read_text())
-            missing = [key for key in ("methods", "headline", "interval")
-                       if not isinstance(backtest, dict) or key not in backtest]
-            if missing:
-                raise ValueError(f"no {', '.join(missing)}: written by scaling-fit --backtest?")
-            if not isinstance(backtest["methods"], dict) or not all(
-                    isinstance(result, dict) for result in backtest["methods"].values()):
-                raise ValueError("methods is not a mapping of method names to results: written "
-                                 "by scaling-fit --backtest?")
+            _check_backtest(backtest)
         except (OSError, ValueError) as error:
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             print(f"analysis.backtest: error: {path}: not a readable backtest.json ({reason})",
@@ -426,21 +450,40 @@ def main(argv=None) -> int:
             return 2
         backtests.append(backtest)
     summary = coverage(backtests)
-    print(f"| method | held-out predictions | inside the {summary['nominal']:.0%} interval | coverage |")
-    print("|---|---|---|---|")
-    for method, row in summary["per_method"].items():
-        print(f"| {method} | {row['predictions']} | {row['covered']} | {row['coverage']:.0%} |")
+    errors: dict[str, list[float]] = {}
+    for backtest in backtests:
+        for method, result in backtest["methods"].items():
+            errors.setdefault(method, []).extend(
+                abs(row["relative_error"]) for row in result.get("held_out", []))
+    if not any(errors.values()):
+        reasons = sorted({f"{method}: {result['skipped']}" for backtest in backtests
+                          for method, result in backtest["methods"].items()
+                          if "skipped" in result})
+        print("analysis.backtest: error: no held-out prediction in "
+              f"{', '.join(args.paths)}: every method was skipped"
+              + (f" ({'; '.join(reasons)})" if reasons else ""), file=sys.stderr)
+        return 2
+    print(f"| method | held-out predictions | mean abs. rel. error | inside the "
+          f"{summary['nominal']:.0%} interval | coverage |")
+    print("|---|---|---|---|---|")
+    for method, absolute in errors.items():
+        if not absolute:
+            continue
+        row = summary["per_method"].get(method)
+        inside = (f"{row['covered']} | {row['coverage']:.0%}" if row
+                  else "no interval (--bootstrap 0) | n/a")
+        print(f"| {method} | {len(absolute)} | {np.mean(absolute):.2%} | {inside} |")
     headline = [row["covered"] for b in backtests
                 for row in b["methods"].get(b["headline"], {}).get("held_out", [])
                 if row["covered"] is not None]
     if headline:
-        print(f"| headline method of each backtest | {len(headline)} | {sum(headline)} | "
+        print(f"| headline method of each backtest | {len(headline)} | | {sum(headline)} | "
               f"{np.mean(headline):.0%} |")
     total = summary["all"]
     if not total["predictions"]:
         print("(no held-out prediction has an interval: the fits ran without a bootstrap)")
         return 0
-    print(f"| all | {total['predictions']} | {total['covered']} | {total['coverage']:.0%} |")
+    print(f"| all | {total['predictions']} | | {total['covered']} | {total['coverage']:.0%} |")
     return 0
 
 

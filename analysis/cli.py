@@ -587,7 +587,7 @@ def _print_summary(summary: dict) -> None:
     if check is not None:
         coverage = ("" if check.get("coverage") is None else
                     f", {check['coverage']:.0%} inside their {check['interval_level']:.0%} intervals")
-        print(f"extrapolation to the {check['n_held_out']} held-out run(s): mean relative error "
+        print(f"extrapolation to the {check['n_held_out']} held-out run(s): mean |relative error| "
               f"{check['mean_abs_relative_error']:.2%}, max {check['max_abs_relative_error']:.2%}{coverage}")
     else:  # said where the law is, not only in the report
         reason = summary.get("skipped", {}).get(f"extrapolation_{summary['law']}", "not run")

@@ -311,7 +311,7 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                   + ("compute-optimal run(s) (on the frontier of all runs)" if name == "compute"
                      else "run(s)") + ": mean absolute error "
                   f"{check['mean_abs_error']:.4f} nats, max {check['max_abs_error']:.4f} nats, "
-                  f"mean relative error {check['mean_abs_relative_error']:.2%}"
+                  f"mean |relative error| {check['mean_abs_relative_error']:.2%}"
                   + ("" if check.get("coverage") is None else
                      f"; {check['coverage']:.0%} of the runs inside their "
                      f"{check['interval_level']:.0%} prediction interval")

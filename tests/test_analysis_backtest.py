@@ -352,7 +352,7 @@ def test_ladder_results_get_a_parametric_headline_and_a_final_point_frontier(tmp
     assert sorted(row["name"] for row in fit["extrapolation"]["compute"]["held_out"]) == sorted(
         expected)
     out = capsys.readouterr().out
-    assert "chinchilla: L = E + A/N^alpha + B/D^beta" in out and "mean relative error" in out
+    assert "chinchilla: L = E + A/N^alpha + B/D^beta" in out and "mean |relative error|" in out
     # The law is separable and recovered, so each size's fall in loss from its smallest to its
     # largest budget is the law's: 2000·(D_low^-0.37 − D_high^-0.37) with D from 5 to 40 × N.
     gains = fit["fits"]["chinchilla"]["data_gain"]

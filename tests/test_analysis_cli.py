@@ -1,6 +1,7 @@
 """`scaling-fit` end to end on small synthetic sweeps drawn from a known law."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -291,7 +292,6 @@ def test_the_data_constrained_law_without_unique_tokens_is_one_line(tmp_path, ca
 def test_the_headline_law_on_stdout_gives_each_parameter_its_interval(tmp_path, capsys):
     """The printed law is not a bare point estimate: each parameter carries the 95% bootstrap
     interval that fit.json and the report give it; without a bootstrap there is none to print."""
-    import re
 
     results = write_sweep(tmp_path, [(N, k * 20 * N) for N in (1e6, 2e6, 4e6, 8e6, 16e6)
                                      for k in (1, 2, 4)])
@@ -338,7 +338,10 @@ def test_without_a_bootstrap_no_run_is_called_inside_or_outside_its_interval(tmp
     capsys.readouterr()
     assert aggregate([str(tmp_path / "o" / "backtest.json")]) == 0
     printed = capsys.readouterr().out
-    assert "0%" not in printed and "no held-out prediction has an interval" in printed
+    # No coverage (a whole percentage) is printed; the mean errors (two decimals) are.
+    assert not re.search(r"\| \d+% \|", printed), printed
+    assert "| no interval (--bootstrap 0) | n/a |" in printed
+    assert "no held-out prediction has an interval" in printed
 
 
 def test_unique_tokens_for_a_law_without_them_are_refused(tmp_path, capsys):
@@ -423,15 +426,40 @@ def test_the_backtest_summary_of_an_unreadable_file_is_one_line(tmp_path, capsys
     (tmp_path / "fit.json").write_text('{"law": "compute"}')
     # An AttributeError traceback before (a list has no .items()).
     (tmp_path / "listed.json").write_text('{"methods": [], "headline": "x", "interval": 0.95}')
-    for path, reason in ((tmp_path / "missing.json", "No such file or directory"),
-                         (tmp_path / "broken.json", "Expecting property name"),
-                         (tmp_path / "fit.json", "no methods, headline, interval: written by"),
-                         (tmp_path / "listed.json", "methods is not a mapping of method names")):
+    # Below the top level: KeyError, TypeError or ValueError tracebacks, exit 1.
+    nested = {"row without covered": '[{"x": 1}]', "covered a string":
+              '[{"relative_error": 0.1, "covered": "yes"}]', "held_out a number": "5",
+              "held_out of numbers": "[1]", "covered NaN": '[{"relative_error": 0.1, "covered": NaN}]'}
+    for name, rows in nested.items():
+        (tmp_path / f"{name}.json").write_text(
+            '{"methods": {"a": {"held_out": %s}}, "headline": "a", "interval": {}}' % rows)
+    (tmp_path / "listed headline.json").write_text(
+        '{"methods": {}, "headline": ["a"], "interval": {}}')
+    cases = [(tmp_path / "missing.json", "No such file or directory"),
+             (tmp_path / "broken.json", "Expecting property name"),
+             (tmp_path / "fit.json", "no methods, headline, interval: written by"),
+             (tmp_path / "listed.json", "methods is not a mapping of method names"),
+             (tmp_path / "listed headline.json", "headline is ['a'], not a method's name")]
+    cases += [(tmp_path / f"{name}.json", "methods.a.held_out is not a list of held-out runs")
+              for name in nested]
+    for path, reason in cases:
         assert aggregate([str(path)]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1
         assert error.startswith(f"analysis.backtest: error: {path}: not a readable backtest.json "
-                                f"({reason}")
+                                f"({reason}"), error
+    # The same file twice counted its predictions twice; a table of skipped methods only was an
+    # empty table said to lack a bootstrap.
+    skipped = tmp_path / "skipped.json"
+    skipped.write_text('{"methods": {"chinchilla": {"skipped": "3 points to fit"}}, '
+                       '"headline": "chinchilla", "interval": {"level": 0.95}}')
+    assert aggregate([str(skipped), str(tmp_path / ".." / tmp_path.name / "skipped.json")]) == 2
+    assert "skipped.json: not a readable backtest.json (the same file as " in \
+        capsys.readouterr().err
+    assert aggregate([str(skipped)]) == 2
+    assert capsys.readouterr().err == (
+        f"analysis.backtest: error: no held-out prediction in {skipped}: every method was "
+        "skipped (chinchilla: 3 points to fit)\n")
 
 
 def test_bad_seed_download_folder_and_budgets_are_one_line_errors(tmp_path, capsys):
