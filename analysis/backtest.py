@@ -463,27 +463,31 @@ def main(argv=None) -> int:
               f"{', '.join(args.paths)}: every method was skipped"
               + (f" ({'; '.join(reasons)})" if reasons else ""), file=sys.stderr)
         return 2
-    print(f"| method | held-out predictions | mean abs. rel. error | inside the "
-          f"{summary['nominal']:.0%} interval | coverage |")
-    print("|---|---|---|---|---|")
+    level = f"{summary['nominal']:.0%}"
+    print(f"| method | held-out predictions | mean abs. rel. error | with a {level} interval | "
+          "inside it | coverage |")
+    print("|---|---|---|---|---|---|")
+
+    def interval_columns(row: dict | None) -> str:
+        return (f"{row['predictions']} | {row['covered']} | {row['coverage']:.0%}" if row
+                else "0 | | n/a")
+
     for method, absolute in errors.items():
-        if not absolute:
-            continue
-        row = summary["per_method"].get(method)
-        inside = (f"{row['covered']} | {row['coverage']:.0%}" if row
-                  else "no interval (--bootstrap 0) | n/a")
-        print(f"| {method} | {len(absolute)} | {np.mean(absolute):.2%} | {inside} |")
-    headline = [row["covered"] for b in backtests
-                for row in b["methods"].get(b["headline"], {}).get("held_out", [])
-                if row["covered"] is not None]
-    if headline:
-        print(f"| headline method of each backtest | {len(headline)} | | {sum(headline)} | "
-              f"{np.mean(headline):.0%} |")
-    total = summary["all"]
-    if not total["predictions"]:
+        if absolute:
+            print(f"| {method} | {len(absolute)} | {np.mean(absolute):.2%} | "
+                  f"{interval_columns(summary['per_method'].get(method))} |")
+    headline = [row for b in backtests
+                for row in b["methods"].get(b["headline"], {}).get("held_out", [])]
+    covered = [row["covered"] for row in headline if row["covered"] is not None]
+    print(f"| headline method of each backtest | {len(headline)} | "
+          f"{np.mean([abs(row['relative_error']) for row in headline]):.2%} | "
+          + interval_columns({"predictions": len(covered), "covered": sum(covered),
+                              "coverage": np.mean(covered)} if covered else None) + " |")
+    everything = [error for absolute in errors.values() for error in absolute]
+    print(f"| all | {len(everything)} | {np.mean(everything):.2%} | "
+          + interval_columns(summary["all"] if summary["all"]["predictions"] else None) + " |")
+    if not summary["all"]["predictions"]:
         print("(no held-out prediction has an interval: the fits ran without a bootstrap)")
-        return 0
-    print(f"| all | {total['predictions']} | | {total['covered']} | {total['coverage']:.0%} |")
     return 0
 
 

@@ -220,8 +220,7 @@ def _check_hold_out(args, runs) -> None:
     if args.drop_highest is None and args.hold_out_from is None and not args.backtest:
         return
     try:
-        kept = split_largest(runs, args.drop_highest or 1, args.hold_out_from,
-                             args.drop_highest_losses or 0)[0]
+        kept = split_largest(runs, args.drop_highest or 1, args.hold_out_from)[0]
         if kept["N"].nunique() < 2:  # one size traces its L(D): there is no law to test
             raise ValueError("it leaves one model size to fit; need at least 2")
     except ValueError as error:
@@ -238,6 +237,13 @@ def _check_hold_out(args, runs) -> None:
         raise ValueError(f"--drop-highest={args.drop_highest} is not allowed: the runs have "
                          f"{sizes} model sizes, and at least 2 must be left to fit; need "
                          f"1 <= K <= {sizes - 2}") from None
+    losses = args.drop_highest_losses or 0
+    if losses and (losses >= len(kept)
+                   or without_highest_losses(kept, losses)["N"].nunique() < 2):
+        raise ValueError(f"--drop-highest-losses={losses} is not allowed: of the {len(kept)} runs "
+                         "fitted without the held-out ones, it leaves "
+                         + ("none" if losses >= len(kept) else "one model size")
+                         + "; need at least 2 sizes")
 
 
 # Everything a fit (a comparison) may write in its --out folder besides the figures of

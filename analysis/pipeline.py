@@ -381,13 +381,16 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
     runs = runs.reset_index(drop=True)
     if "name" not in runs.columns:
         runs = runs.assign(name=[f"run{i}" for i in range(len(runs))])
-    every_run = runs  # the extrapolation check's held-out runs are scored whatever their loss
+    # The extrapolation check's held-out runs are scored whatever their loss.
+    every_run, every_curve = runs, curves
     if settings.drop_highest_losses:
         runs = without_highest_losses(runs.assign(_row=np.arange(len(runs))),
                                       settings.drop_highest_losses)
         if budgets is not None:
             budgets = np.asarray(budgets)[runs["_row"].to_numpy()]
         runs = runs.drop(columns="_row")
+        if curves is not None:
+            curves = curves[curves["name"].isin(set(runs["name"]))]
     fits, extrapolations, skipped = {}, {}, {}
     frontier = compute_frontier(runs, curves, settings)
     parametric = ("chinchilla", "kaplan", "overtraining", "data_constrained")
@@ -437,8 +440,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
         skipped["isoflop"] = str(error)
     for law_name in fits:
         try:
-            extrapolations[law_name] = extrapolation_check(law_name, every_run, curves, settings,
-                                                           frontier)
+            extrapolations[law_name] = extrapolation_check(law_name, every_run, every_curve,
+                                                           settings, frontier)
         except ValueError as error:
             skipped[f"extrapolation_{law_name}"] = str(error)
 

@@ -112,15 +112,17 @@ def sample_logits(logits_BxV: jax.Array, rng: jax.Array, settings: SamplingSetti
     if top_k:
         logits_BxV = jnp.where(top_BxV, logits_BxV, excluded)
     if settings.top_p < 1.0:
-        sorted_BxV = jnp.sort(logits_BxV, axis=-1)[:, ::-1]
+        # Likeliest first (of equal logits, the lowest ids: a huge temperature ties them all).
+        order_BxV = jnp.argsort(-logits_BxV, axis=-1, stable=True)
+        sorted_BxV = jnp.take_along_axis(logits_BxV, order_BxV, axis=-1)
         probabilities_BxV = jax.nn.softmax(sorted_BxV, axis=-1)
-        # A token stays while the tokens more likely than it hold less than top_p (the first
-        # always stays); the smallest kept logit is the cut.
+        # A token stays while the tokens before it hold less than top_p (the first always stays).
         before_BxV = jnp.cumsum(probabilities_BxV, axis=-1) - probabilities_BxV
         # (The first by its position too: a top_p below float32's smallest number is 0 here.)
-        kept_BxV = (before_BxV < settings.top_p) | (jnp.arange(sorted_BxV.shape[-1]) == 0)
-        cut_Bx1 = jnp.min(jnp.where(kept_BxV, sorted_BxV, jnp.inf), axis=-1, keepdims=True)
-        logits_BxV = jnp.where(logits_BxV < cut_Bx1, excluded, logits_BxV)
+        kept_BxV = (before_BxV < settings.top_p) | (jnp.arange(vocab) == 0)
+        nucleus_BxV = jnp.zeros((batch, vocab), bool).at[jnp.arange(batch)[:, None],
+                                                         order_BxV].set(kept_BxV)
+        logits_BxV = jnp.where(nucleus_BxV, logits_BxV, excluded)
     return jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
 
 

@@ -340,8 +340,18 @@ def test_without_a_bootstrap_no_run_is_called_inside_or_outside_its_interval(tmp
     printed = capsys.readouterr().out
     # No coverage (a whole percentage) is printed; the mean errors (two decimals) are.
     assert not re.search(r"\| \d+% \|", printed), printed
-    assert "| no interval (--bootstrap 0) | n/a |" in printed
-    assert "no held-out prediction has an interval" in printed
+    assert "| 0 | | n/a |" in printed and "no held-out prediction has an interval" in printed
+    # With one of bootstrap: the predictions it counts coverage over are counted apart (they
+    # were counted with all, as if those without an interval had been missed).
+    assert main(["--results", str(results), "--bootstrap", "20", "--backtest",
+                 "--out", str(tmp_path / "o2")]) == 0
+    capsys.readouterr()
+    assert aggregate([str(tmp_path / "o" / "backtest.json"),
+                      str(tmp_path / "o2" / "backtest.json")]) == 0
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:4]
+            for line in capsys.readouterr().out.splitlines()[2:]}
+    held = len(backtest["methods"]["chinchilla"]["held_out"])
+    assert rows["chinchilla"][0] == str(2 * held) and rows["chinchilla"][2] == str(held)
 
 
 def test_unique_tokens_for_a_law_without_them_are_refused(tmp_path, capsys):
@@ -797,6 +807,40 @@ def test_a_law_without_an_extrapolation_check_says_why_and_compare_names_a_folde
     assert main(["--compare", str(path), str(tmp_path), "--out", str(tmp_path / "c")]) == 2
     assert capsys.readouterr().err == (f"scaling-fit: error: --compare={str(tmp_path)!r} is not "
                                        "allowed: an existing CSV file (a directory)\n")
+
+
+@pytest.mark.parametrize("flags, line", [
+    (["--drop-highest-losses", "2", "--backtest"], "--drop-highest-losses=2 is not allowed: of the "
+     "4 runs fitted without the held-out ones, it leaves one model size; need at least 2 sizes"),
+    (["--drop-highest-losses", "4", "--drop-highest", "1"], "--drop-highest-losses=4 is not "
+     "allowed: of the 4 runs fitted without the held-out ones, it leaves none; need at least 2 "
+     "sizes"),
+])
+def test_highest_losses_that_leave_too_little_to_fit_are_named(tmp_path, capsys, flags, line):
+    # Left out of the runs fitted (never of the held-out ones), they were blamed on --backtest
+    # ("the runs have 3 model size(s) ... needs at least 3") or on --drop-highest.
+    path = tmp_path / "runs.csv"
+    n, d = np.repeat([1e6, 2e6, 4e6], 2), np.tile([1e9, 2e9], 3)
+    pd.DataFrame({"N": n, "D": d, "loss": 1.7 + 400 / n**0.34 + 410 / d**0.28}).to_csv(
+        path, index=False)
+    assert main(["--csv", str(path), "--n-col", "N", "--d-col", "D", "--loss-col", "loss",
+                 "--bootstrap", "0", *flags, "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == f"scaling-fit: error: {line}\n"
+
+
+def test_a_run_left_out_for_its_loss_draws_no_frontier_point(tmp_path):
+    """Through the API with training curves: the run Settings.drop_highest_losses left out of
+    the fits still gave points of the L(C) frontier."""
+    from analysis.inputs import read_results
+    from analysis.pipeline import Settings, analyze
+
+    sweep = read_results(write_sweep(tmp_path, [(N, 40 * N) for N in (1e6, 2e6, 4e6, 8e6)]),
+                         "final_eval_loss")
+    worst = sweep.runs.loc[sweep.runs["loss"].idxmax(), "name"]
+    analysis = analyze(sweep.runs, Settings(law="compute", num_resamples=0,
+                                            drop_highest_losses=1), curves=sweep.curves)
+    assert analysis.summary["data"]["runs_fitted"] == 3
+    assert worst not in set(analysis.frontier.run) and len(set(analysis.frontier.run)) > 1
 
 
 def test_the_report_says_what_was_done_to_the_rows_before_the_fit(tmp_path):

@@ -211,6 +211,18 @@ def test_top_k_keeps_exactly_k_tokens_at_any_temperature(temperature):
     assert set(np.asarray(drawn).tolist()) == {0, 1}  # the two lowest ids of the tied three
 
 
+
+@pytest.mark.parametrize("temperature", [1e38, 3e38])
+def test_top_p_keeps_the_smallest_set_at_a_huge_temperature(temperature):
+    """All but equally likely there, the smallest set reaching 0.3 of four tokens is two; the
+    scaled logits all tied with the cut, and all four were drawn."""
+    logits = jnp.tile(jnp.asarray([[0.0, 1.0, 2.0, 5.0]]), (2000, 1))
+    drawn = decoding.sample_logits(logits, jax.random.key(0),
+                                   decoding.SamplingSettings(1, temperature, top_p=0.3))
+    # Two: the likeliest two, or, where the scaled logits flushed to 0 and tie, the lowest ids.
+    assert set(np.asarray(drawn).tolist()) in ({2, 3}, {0, 1})
+
+
 @pytest.mark.parametrize("temperature", [1e-20, 1e-45])
 def test_a_tiny_temperature_is_greedy(temperature):
     """Logits of either sign over a temperature near zero (1e-45: a float32 subnormal) pick the
