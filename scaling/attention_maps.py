@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     trained.check_checkpoint(workdir, summary)
     model = trained.run_model(summary)
     config = trained.run_config(summary)
-    tokenizer = trained.tokenizer_of(config)
+    tokenizer = trained.tokenizer_of(config, summary)
     special = trained.special_tokens(config, tokenizer)
     # The names of the run's special tokens (`<sentinel_0>`, `<mask>`) read as those tokens.
     token_ids = ([trained.start_token(config, tokenizer, model.layout)]

@@ -314,7 +314,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
         files.check_writable_folder(out_dir)
     except OSError as error:  # "eval" a file, a read-only mount
         raise trained.RunError(f"{out_dir} cannot be written ({error.strerror or error})") from None
-    tokenizer = trained.tokenizer_of(run_config)
+    tokenizer = trained.tokenizer_of(run_config, summary)
     # The objective's batches exactly as the run's loader makes them (its special tokens after
     # the tokenizer's ids).
     objective = trained.objective_of(run_config, tokenizer, data=data_cfg)

@@ -167,7 +167,7 @@ def sample(args: argparse.Namespace) -> list[str]:
     workdir = pathlib.Path(args.workdir)
     model = trained.run_model(summary)
     config = trained.run_config(summary)
-    tokenizer = trained.tokenizer_of(config)
+    tokenizer = trained.tokenizer_of(config, summary)
     special = trained.special_tokens(config, tokenizer)
     # The names of the run's special tokens (`<sentinel_0>`) in the texts read as those tokens.
     prompt_flag = "--prompt" if args.prompt_file is None else f"--prompt-file {args.prompt_file}"

@@ -75,7 +75,8 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
                                f"newest checkpoint is unreadable ({why})") from None
             return {"name": recorded["config"].get("name"), "config": recorded["config"],
                     "model": recorded["model"], "total_steps": recorded.get("total_steps"),
-                    "steps": recorded["step"]}
+                    "steps": recorded["step"],
+                    tokenizers.RECORD_FIELD: recorded.get(tokenizers.RECORD_FIELD)}
         if committed_steps(pathlib.Path(workdir)):  # checkpoints that predate their config
             raise RunError(f"--workdir {workdir}: no summary.json yet, though it holds "
                            "checkpoints (a run writes it when it stops: this one is training, or "
@@ -228,14 +229,26 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False,
                       step=int(meta["step"]), params=state["params"], program=program)
 
 
-def tokenizer_of(config: ml_collections.ConfigDict):
-    """The run's tokenizer (bytes, its SentencePiece model file, or the one trained for it)."""
-
+def tokenizer_of(config: ml_collections.ConfigDict, summary: dict | None = None):
+    """The run's tokenizer (bytes, its SentencePiece model file, or the one trained for it).
+    RunError when it cannot be loaded, or when it is not the one the run trained with (its
+    fingerprint in `summary`, where recorded): a corpus that changed since has another trained
+    SentencePiece model, a `data.spm_model` file can be replaced."""
     try:
-        return tokenizers.tokenizer_for(config.data)
-    except (OSError, ConfigError) as error:
+        tokenizer = tokenizers.tokenizer_for(config.data)
+    except (OSError, ConfigError, RuntimeError) as error:  # RuntimeError: SentencePiece's own
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise RunError(f"the run's tokenizer ({config.data.tokenizer}) cannot be loaded: "
-                       f"{error}") from None
+                       f"{reason}") from None
+    trained_with = (summary or {}).get(tokenizers.RECORD_FIELD)
+    if trained_with and tokenizer.fingerprint != trained_with:
+        where = (f"data.spm_model={config.data.spm_model!r}" if config.data.spm_model else
+                 f"the SentencePiece model trained on {config.data.dataset}:"
+                 f"{config.data.train_split}, whose files changed since,")
+        raise RunError(f"the run's tokenizer is not the one it trained with: {where} is now "
+                       f"{tokenizer.fingerprint[:28]}…, the run's was {trained_with[:28]}…; its "
+                       "ids would be read as other text")
+    return tokenizer
 
 
 def objective_of(config: ml_collections.ConfigDict, tokenizer, data=None):

@@ -26,7 +26,7 @@ from scaling import branches, budget, distributed, files, flops, hardware, memor
 from scaling import status, tracking
 from scaling import data as data_lib
 from scaling.checkpoint import PARENT_ADVICE, Checkpointer
-from scaling.data import objectives, text_files
+from scaling.data import objectives, text_files, tokenizers
 from scaling.config import (COMPUTE_ONLY_MODEL_FIELDS, derive_model_fields, differing_fields,
                             model_config)
 from scaling.errors import ConfigError, IncompatibleCheckpoint
@@ -387,6 +387,9 @@ class Trainer:
             "flops_per_token_full": self.flops_per_token["full"],
             "total_steps": self.total_steps, "tokens_per_step": self.tokens_per_step,
             "objective": config.train.objective,
+            # Which tokenizer: a SentencePiece model trained on the corpus is retrained when the
+            # corpus changes, and the readers of the run refuse another.
+            tokenizers.RECORD_FIELD: self.loader.tokenizer.fingerprint,
             "encoder_tokens_per_step": config.train.batch_size * encoder_len,
             "decoder_tokens_per_step": config.train.batch_size * decoder_len,
             "train_tokens_available": self.loader.tokens_in_split,
@@ -564,6 +567,7 @@ class Trainer:
         batches and updates, its model, and its whole config (what the commands that read a
         run use when it was killed before writing summary.json)."""
         return {"step": self.count, **batch_fields(self.config), CORPUS_FIELD: self.loader.corpus,
+                tokenizers.RECORD_FIELD: self.loader.tokenizer.fingerprint,
                 HELD_OUT_FIELD: self.loader.held_out,
                 **optimizer_fields(self.config),
                 "total_steps": self.total_steps,

@@ -293,6 +293,44 @@ def test_bad_input_is_one_line_and_exit_2(trained_run, capsys, arguments, messag
     assert message in captured.err
 
 
+def test_a_run_is_read_with_the_tokenizer_it_trained_with_or_refused(tmp_path, capsys):
+    """A SentencePiece model trained on a run's corpus is trained again once the corpus changes,
+    and a data.spm_model file can be replaced: the run was scored (and sampled) with the other
+    tokenizer without a word. A damaged model file was a RuntimeError traceback."""
+    import hashlib
+
+    from scaling import sample
+    from scaling.data import tokenizers
+
+    corpus = [pathlib.Path(module.__file__).read_bytes() for module in (json, shutil, pytest)]
+    model_file = tmp_path / "spm.model"
+    model_file.write_bytes(tokenizers.train_sentencepiece(iter(corpus), vocab_size=400))
+    config = _short_run_config("spm-run", 2)
+    config.data.tokenizer, config.data.spm_model = "sentencepiece", str(model_file)
+    summary = train(config, tmp_path / "run")
+    assert summary["tokenizer_fingerprint"] == (
+        "sentencepiece/" + hashlib.sha256(model_file.read_bytes()).hexdigest())
+    workdir = str(tmp_path / "run")
+    assert evaluate.main(["--workdir", workdir]) == 0
+    capsys.readouterr()
+    model_file.write_bytes(tokenizers.train_sentencepiece(iter(corpus[:1]), vocab_size=400))
+    for command, program in ((evaluate.main, "scaling-eval"), (sample.main, "scaling-sample")):
+        assert command(["--workdir", workdir]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{program}: error: the run's tokenizer is not the one it trained "
+                              f"with: data.spm_model={str(model_file)!r} is now sentencepiece/"), err
+        assert err.count("\n") == 1
+    model_file.write_bytes(b"garbage")
+    assert evaluate.main(["--workdir", workdir]) == 2
+    assert capsys.readouterr().err == (
+        f"scaling-eval: error: config.data.spm_model={str(model_file)!r} is not allowed: a "
+        "SentencePiece model file (SentencePiece cannot load this one)\n")
+    assert sample.main(["--workdir", workdir]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scaling-sample: error: the run's tokenizer (sentencepiece) cannot be "
+                          "loaded: ") and err.count("\n") == 1
+
+
 def test_a_dataset_the_runs_objective_does_not_read_is_one_line_and_exit_2(trained_run, tmp_path,
                                                                            capsys):
     """seq2seq reads pairs and the other objectives a text corpus, in evaluation as in training."""

@@ -29,6 +29,10 @@ SENTENCEPIECE_TRAINING_BYTES = 64 * 2**20  # the head of the train split that tr
 _TRAINING_CHUNK_CHARS = 2000  # SentencePiece skips "sentences" longer than max_sentence_length
 
 
+# What a run's summary.json and checkpoint records name its tokenizer by: the tokenizer's
+# `fingerprint`, which its readers check theirs against.
+RECORD_FIELD = "tokenizer_fingerprint"
+
 class ByteTokenizer:
     """UTF-8 bytes as ids 0..255; 256 is end-of-document. Lossless for any text."""
 
