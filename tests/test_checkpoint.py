@@ -51,18 +51,30 @@ def step_directories(workdir: pathlib.Path) -> list[str]:
     return sorted(path.name for path in (workdir / "checkpoints").iterdir())
 
 
+def held_commits(monkeypatch, after: str | None = None) -> tuple[threading.Event, threading.Event]:
+    """(reached, release): Orbax's commit of a save (the rename of each temporary folder) held
+    until `release` is set, before every rename, or, with `after` a folder's name, just after
+    that folder's."""
+    reached, release = threading.Event(), threading.Event()
+    original = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def held(self):
+        if after is None:
+            reached.set()
+            await asyncio.to_thread(release.wait, 120)
+        await original(self)
+        if self.get_final().name == after:
+            reached.set()
+            await asyncio.to_thread(release.wait, 120)
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", held)
+    return reached, release
+
+
 def test_old_checkpoint_survives_until_the_new_one_is_committed(tmp_path, monkeypatch, model):
     checkpointer = Checkpointer(tmp_path, keep=1, async_save=True)
     checkpointer.save(1, small_state(1.0), {"step": 1}, wait=True)
-    release, renaming = threading.Event(), threading.Event()
-    original = atomicity.AtomicRenameTemporaryPath.finalize
-
-    async def held_finalize(self):
-        renaming.set()
-        await asyncio.to_thread(release.wait, 60)
-        await original(self)
-
-    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", held_finalize)
+    renaming, release = held_commits(monkeypatch)
     checkpointer.save(2, small_state(2.0), {"step": 2})  # returns while step 2 is being written
     assert renaming.wait(60)
     assert "1" in step_directories(tmp_path) and "2" not in step_directories(tmp_path)
@@ -79,15 +91,7 @@ def test_close_with_a_deadline_leaves_a_save_that_cannot_commit(tmp_path, monkey
 
     checkpointer = Checkpointer(tmp_path, keep=2, async_save=True)
     checkpointer.save(1, small_state(1.0), {"step": 1, "model": {}}, wait=True)
-    release, renaming = threading.Event(), threading.Event()
-    original = atomicity.AtomicRenameTemporaryPath.finalize
-
-    async def held_finalize(self):
-        renaming.set()
-        await asyncio.to_thread(release.wait, 60)
-        await original(self)
-
-    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", held_finalize)
+    renaming, release = held_commits(monkeypatch)
     checkpointer.save(2, small_state(2.0), {"step": 2, "model": {}})
     assert renaming.wait(60)
     start = time.monotonic()
@@ -107,16 +111,8 @@ def test_close_with_a_deadline_is_done_once_the_save_is_committed(tmp_path, monk
     import time
 
     checkpointer = Checkpointer(tmp_path, keep=2, async_save=True)
-    release, committed = threading.Event(), threading.Event()
-    original = atomicity.AtomicRenameTemporaryPath.finalize
-
-    async def held_after_the_rename(self):
-        await original(self)
-        if self.get_final().name == "1":  # the step's folder, not an item's inside it
-            committed.set()
-            await asyncio.to_thread(release.wait, 120)
-
-    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", held_after_the_rename)
+    # Held after the step's folder is renamed (not an item's inside it).
+    committed, release = held_commits(monkeypatch, after="1")
     checkpointer.save(1, small_state(1.0), {"step": 1, "model": {}})
     assert committed.wait(60)
     try:
