@@ -233,14 +233,20 @@ def tokenizer_of(config: ml_collections.ConfigDict, summary: dict | None = None)
     """The run's tokenizer (bytes, its SentencePiece model file, or the one trained for it).
     RunError when it cannot be loaded, or when it is not the one the run trained with (its
     fingerprint in `summary`, where recorded): a corpus that changed since has another trained
-    SentencePiece model, a `data.spm_model` file can be replaced."""
+    SentencePiece model, a `data.spm_model` file can be replaced. A model trained for the run
+    is read from the cache by its fingerprint where it is there: the corpus it was trained on
+    may have changed since."""
+    trained_with = (summary or {}).get(tokenizers.RECORD_FIELD)
     try:
+        if trained_with and config.data.tokenizer == "sentencepiece" and not config.data.spm_model:
+            tokenizer = tokenizers.cached_sentencepiece(config.data, trained_with)
+            if tokenizer is not None:
+                return tokenizer
         tokenizer = tokenizers.tokenizer_for(config.data)
     except (OSError, ConfigError, RuntimeError) as error:  # RuntimeError: SentencePiece's own
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise RunError(f"the run's tokenizer ({config.data.tokenizer}) cannot be loaded: "
                        f"{reason}") from None
-    trained_with = (summary or {}).get(tokenizers.RECORD_FIELD)
     if trained_with and tokenizer.fingerprint != trained_with:
         where = (f"data.spm_model={config.data.spm_model!r}" if config.data.spm_model else
                  f"the SentencePiece model trained on {config.data.dataset}:"

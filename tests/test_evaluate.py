@@ -331,6 +331,31 @@ def test_a_run_is_read_with_the_tokenizer_it_trained_with_or_refused(tmp_path, c
                           "loaded: ") and err.count("\n") == 1
 
 
+def test_a_runs_trained_sentencepiece_is_read_from_the_cache_after_its_corpus_changed(
+        tmp_path, capsys):
+    """A file added to a text_files run's corpus gave another trained SentencePiece model: the
+    run was scored with it (then: refused, after training it). The run's own is in the cache."""
+    from scaling.data import tokenizers
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for module in (json, shutil, pytest, pathlib):
+        (corpus / f"{module.__name__}.py").write_bytes(pathlib.Path(module.__file__).read_bytes())
+    config = _short_run_config("spm-files", 2)
+    config.data.update(dataset="text_files", files=str(corpus), tokenizer="sentencepiece",
+                       vocab_size=400, cache_dir=str(tmp_path / "cache"))
+    summary = train(config, tmp_path / "run")
+    models = sorted((tmp_path / "cache" / "tokenizers").glob("*.model"))
+    capsys.readouterr()
+    (corpus / "added.py").write_text("def added():\n    return 'a new file'\n" * 50)
+    assert evaluate.main(["--workdir", str(tmp_path / "run")]) == 0, capsys.readouterr().err
+    assert "training SentencePiece" not in capsys.readouterr().err
+    assert sorted((tmp_path / "cache" / "tokenizers").glob("*.model")) == models
+    record = json.loads((tmp_path / "run" / "eval" / "text_files-validation.json").read_text())
+    assert record["tokenizer"] == tokenizers.SentencePieceTokenizer(models[0].read_bytes()).name
+    assert summary["tokenizer_fingerprint"].startswith("sentencepiece/")
+
+
 def test_a_dataset_the_runs_objective_does_not_read_is_one_line_and_exit_2(trained_run, tmp_path,
                                                                            capsys):
     """seq2seq reads pairs and the other objectives a text corpus, in evaluation as in training."""

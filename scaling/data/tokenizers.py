@@ -185,6 +185,17 @@ def tokenizer_for(data_cfg):
     return trained_sentencepiece(data_cfg)
 
 
+def cached_sentencepiece(data_cfg, fingerprint: str) -> SentencePieceTokenizer | None:
+    """The SentencePiece model trained for `data_cfg` earlier whose `fingerprint` this is, from
+    the cache (whatever corpus it was trained on: its files may have changed since), or None."""
+    folder = sources.cache_root(data_cfg) / "tokenizers"
+    for path in sorted(folder.glob("*.model")) if folder.is_dir() else ():
+        model = path.read_bytes()
+        if f"sentencepiece/{hashlib.sha256(model).hexdigest()}" == fingerprint:
+            return SentencePieceTokenizer(model)
+    return None
+
+
 def existing_tokenizer(data_cfg):
     """`tokenizer_for`'s tokenizer where it needs no training: None for a SentencePiece model
     not yet trained on the (prepared) training split."""
