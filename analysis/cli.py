@@ -340,7 +340,6 @@ def run(args) -> pathlib.Path:
         runs = read_named_csv(args.csv, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col,
                               loss_col=args.loss_col, where=where,
                               best_per_point=args.best_per_point, u_col=args.u_col)
-        without_highest_losses(runs, args.drop_highest_losses or 0)  # leaves some: else an error
         input_path = pathlib.Path(args.csv)
         # C is 6·N·D with N whatever the column holds; say which.
         convention = f"6ND with N = column '{args.n_col}'"

@@ -44,7 +44,9 @@ def _positive(option: str, value: int) -> None:
 
 
 def _existing_file(option: str, path: str) -> None:
-    if not os.path.isfile(path.partition(":")[0]):  # `file.py:variant` names a file too
+    from scaling.overrides import config_file  # (ml_collections: imported where it is used)
+
+    if not os.path.isfile(config_file(path)):
         raise UsageError(option, path, "an existing config file")
 
 

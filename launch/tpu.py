@@ -45,6 +45,7 @@ from launch.commands import (PREEMPTED_EXIT_CODE, CommandFailed, UsageError, bas
                              execute, exit_code_of)
 from scaling import interrupts
 from scaling.errors import ArgumentParser, ConfigError
+from scaling.overrides import config_file
 from scaling.status import EXIT_INTERRUPTED
 from scaling.tracking import wandb_api_key
 
@@ -774,12 +775,12 @@ def check_sweep(s: Settings) -> int:
             sweep, base_config, runs = load_plan(s.sweep_config, list(s.sweep_overrides))
     except ConfigError as error:  # the sweep file itself: here --config is the settings file
         raise error.as_option(base_config_or("--sweep-config", error, s.sweep_config)) from None
-    check_copied(s, "--sweep-config", s.sweep_config.partition(":")[0])
+    check_copied(s, "--sweep-config", config_file(s.sweep_config))
     if os.path.isabs(sweep.base_config):  # the hosts have the copy elsewhere: ~/scaling
         raise UsageError("base_config", sweep.base_config,
                          "a path relative to the checkout or to the sweep file's folders, as the "
                          "hosts resolve it in their copy of --source")
-    check_copied(s, "base_config", base_config.partition(":")[0])
+    check_copied(s, "base_config", config_file(base_config))
     check_data_copied(s, runs)
     try:
         devices = hardware.accelerator_devices(s.accelerator_type)

@@ -18,7 +18,7 @@ import ml_collections
 
 from launch.commands import UsageError
 from scaling.errors import flag_name
-from scaling.overrides import one_line_error
+from scaling.overrides import config_file, one_line_error
 
 # Accelerator types as `gcloud` names them: a TPU generation and a core/chip count (v4-8,
 # v5litepod-16, v5p-128, v6e-8). Each generation with the TPU VM image (runtime version) Google
@@ -212,7 +212,7 @@ def validate(settings: ml_collections.ConfigDict, subcommand: str) -> None:
     if subcommand in ("run", "up"):
         _nonempty(settings, "workdir")
         sweep_config = settings.sweep_config
-        path = sweep_config.partition(":")[0]  # `file.py:variant` names a file too
+        path = config_file(sweep_config)
         if not path or not os.path.isfile(path):
             raise UsageError("--sweep-config", sweep_config, "an existing sweep config file "
                                                              "(FILE or FILE:VARIANT)")

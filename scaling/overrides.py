@@ -30,6 +30,11 @@ SWEEP_OVERRIDES_HELP = ("Any field of the sweep config can follow the options as
                         "--config.overrides.optim.grad_clip=0.5.")
 
 
+def config_file(spec: str) -> str:
+    """The file a config `path[:arg]` names (`architectures.py:decoder`: `architectures.py`)."""
+    return spec.partition(":")[0]
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """Import `path[:arg]` and return its `get_config()` / `get_config(arg)`."""
     path, _, arg = spec.partition(":")
