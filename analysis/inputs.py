@@ -388,7 +388,7 @@ def read_named_csv(path, *, n_col: str, loss_col: str, d_col: str | None = None,
     `attrs["rows"]` the rows the points were made of."""
     if (d_col is None) == (c_col is None):
         raise ValueError("give exactly one of --d-col (tokens) and --c-col (FLOPs, D = C/(6N))")
-    table = _read_csv(path)
+    table = _read_csv(path, empty_is_missing=True)
     table.index = _file_lines(path, len(table))  # kept through the filters, for the messages
     columns = [n_col, loss_col, d_col or c_col] + ([u_col] if u_col else [])
     require_columns(table, columns + list(where or {}), str(path))

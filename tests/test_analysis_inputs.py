@@ -189,7 +189,8 @@ def test_parameter_counts_that_differ_by_jitter_are_one_size(tmp_path):
 
 @pytest.mark.parametrize("bad_value, column, said", [
     (0.0, "size", "has '0.0'"), (-5.0, "size", "has '-5.0'"),
-    (float("nan"), "l", "is empty"),  # was "has 'nan'"
+    (float("nan"), "l", "is empty"),  # pandas writes NaN as an empty cell
+    ("nan", "l", "has 'nan'"), ("inf", "size", "has 'inf'"),  # written so: not missing (was "is empty")
     ("abc", "l", "has 'abc'"), ("abc", "u", "has 'abc'"), (float("nan"), "u", "is empty")])
 def test_named_csv_rejects_non_positive_or_missing_values(tmp_path, bad_value, column, said):
     table = pd.DataFrame({"size": [1e8, 2e8], "tokens": [1e9, 2e9], "u": [1e9, 1e9],
