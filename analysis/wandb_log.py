@@ -35,9 +35,10 @@ EXTRAPOLATION_METRICS = ("mean_abs_error", "max_abs_error", "rmse", "mean_abs_re
 
 
 def fit_summary(fit: dict) -> dict:
-    """fit.json as flat W&B summary entries: parameters with intervals, objectives, each fit's
-    warnings (Approach 2's exponents and warnings as `fit/isoflop/...`), and the extrapolation
-    check."""
+    """fit.json as flat W&B summary entries: parameters with intervals (`fit/<law>/<name>`),
+    derived quantities with theirs (`fit/<law>/derived/<name>`: the allocation exponents a and b
+    are not Gadre et al.'s coefficients a and b), objectives, each fit's warnings (Approach 2's
+    exponents and warnings as `fit/isoflop/...`), and the extrapolation check."""
     summary = {"law": fit.get("law"), "formula": fit.get("formula"),
                "flop_convention": fit.get("flop_convention")}
     isoflop = fit.get("isoflop")
@@ -47,11 +48,14 @@ def fit_summary(fit: dict) -> dict:
                            "diagnostics": isoflop.get("diagnostics", [])}
     for law, one in fits.items():
         problems = []
-        for name, values in {**one.get("params", {}), **one.get("derived", {})}.items():
+        entries = [(name, name, values) for name, values in one.get("params", {}).items()]
+        entries += [(name, f"derived/{name}", values)
+                    for name, values in one.get("derived", {}).items()]
+        for name, key, values in entries:
             for field, suffix in INTERVAL_FIELDS.items():
                 if isinstance(values.get(field), (int, float)):
-                    summary[f"fit/{law}/{name}{suffix}"] = values[field]
-            if "failed_resamples" in values and name in one.get("params", {}):
+                    summary[f"fit/{law}/{key}{suffix}"] = values[field]
+            if "failed_resamples" in values and key == name:
                 # No interval, as report.md says: not a value the data settled.
                 problems.append(f"{name}: {failed_resamples_note(values)}")
         summary[f"fit/{law}/objective"] = one.get("objective")

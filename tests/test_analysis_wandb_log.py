@@ -177,3 +177,21 @@ def test_approach_2s_exponents_and_warnings_are_logged():
     assert summary["fit/isoflop/warnings"] == (
         "a: no interval: 400 of 500 bootstrap resamples failed to fit or overflowed; b: no "
         "interval: 400 of 500 bootstrap resamples failed to fit or overflowed")
+
+
+def test_derived_quantities_do_not_replace_parameters_of_the_same_name():
+    from analysis.wandb_log import fit_summary
+
+    # Gadre et al.'s law has parameters a and b; its derived allocation exponents are also a, b.
+    interval = {"se": 0.1, "ci_low": 0.3, "ci_high": 0.7}
+    fit = {"law": "overtraining", "fits": {"overtraining": {
+        "params": {"a": {"value": 653.97, **interval},
+                   "b": {"value": 672.3, "failed_resamples": 60, "resamples": 100}},
+        "derived": {"a": {"value": 0.5, **interval}, "b": {"value": 0.5, **interval}},
+        "objective": 1e-3, "n_points": 35, "diagnostics": []}}}
+    summary = fit_summary(fit)
+    assert summary["fit/overtraining/a"] == 653.97 and summary["fit/overtraining/b"] == 672.3
+    assert summary["fit/overtraining/derived/a"] == 0.5
+    assert summary["fit/overtraining/derived/b_ci_high"] == 0.7
+    # The parameter b's failed resamples are warned of (the derived b's interval hid them).
+    assert summary["fit/overtraining/warnings"].startswith("b: ")
