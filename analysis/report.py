@@ -122,11 +122,21 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
     # infinite budget then is one beyond floating point, not "never".
     still_falling = (derived[prefix + "loss_drop_per_10x_at_largest"]["value"] > 0
                      and irreducible is not None and irreducible > 0)
+    left = derived.get(prefix + "reducible_at_largest", {}).get("value", 0.0)  # fits before it
     return [
         f"- 10× more {variable} lowers the loss by {_with_interval(derived[prefix + 'loss_drop_per_10x_at_smallest'])}"
         f" nats at the smallest {variable} of the data, and by "
         f"{_with_interval(derived[prefix + 'loss_drop_per_10x_at_largest'])} nats at the largest.",
         (f"- No {variable} lowers the loss {improvement} nats below its value at the largest "
+         f"{variable}: the fitted exponent of {variable} is not positive (more {variable} does "
+         f"not lower the loss)" + _needed(next_budget, variable) + "."
+         if math.isinf(next_budget["value"])
+         and not derived[prefix + "loss_drop_per_10x_at_largest"]["value"] > 0 else
+         f"- The next {improvement} nats beyond the largest {variable} need {variable} beyond "
+         f"{sys.float_info.max:.1e} {unit}, past floating point ({left:.3g} nats of "
+         f"{term[0].lower() + term[1:]} are left there)" + _needed(next_budget, variable) + "."
+         if math.isinf(next_budget["value"]) and left > improvement else
+         f"- No {variable} lowers the loss {improvement} nats below its value at the largest "
          f"{variable}: {term[0].lower() + term[1:]} left there is less than that"
          + _needed(next_budget, variable) + "."
          if math.isinf(next_budget["value"]) else

@@ -998,3 +998,28 @@ def test_a_budget_beyond_floating_point_is_not_said_to_be_never(irreducible, exp
                              "tokens, past floating point (E = 3.78e-68).")
     else:  # a term that does not fall, or an E of 0 it can never fall below a share of
         assert lines[-1] == "- The reducible loss never falls below 10% of E."
+
+
+@pytest.mark.parametrize("coefficient, exponent, said", [
+    # A·x^-alpha at 1e22 is 0.0497 nats, more than the 0.01 asked for; the x that buys 0.01 of it
+    # is 1e22 · (0.0397 / 0.0497)^(-1/1e-4) ≈ 10^997: past floating point, not "less than that".
+    (0.05, 1e-4, "- The next 0.01 nats beyond the largest D need D beyond 1.8e+308 tokens, past "
+                 "floating point (0.0497 nats of the reducible loss are left there)."),
+    # A term that grows with D: it was said to have less than 0.01 nats left (it has 1.9e-9·1e22^0.73).
+    (1.854e-9, -0.73, "- No D lowers the loss 0.01 nats below its value at the largest D: the "
+                      "fitted exponent of D is not positive (more D does not lower the loss)."),
+    (1e-3, 0.3, "- No D lowers the loss 0.01 nats below its value at the largest D: the "
+                "reducible loss left there is less than that.")])
+def test_an_unreachable_next_improvement_is_said_with_its_reason(coefficient, exponent, said):
+    from analysis import returns
+    from analysis.bootstrap import summarize
+    from analysis.report import _returns_lines
+
+    values = returns.diminishing_returns(coefficient, exponent, 1.7, 1e20, 1e22)
+    assert values["reducible_at_largest"] == pytest.approx(coefficient * 1e22 ** -exponent)
+    assert values["next_improvement_budget"] == np.inf
+    derived = {f"D_{name}": summarize(float(value), np.full(2, float(value)))
+               for name, value in values.items()}
+    lines = _returns_lines(derived, "D_", "D", {"reducible_fraction_of_E": 0.1,
+                                                "improvement_nats": 0.01}, 1.7)
+    assert lines[1] == said
