@@ -156,7 +156,7 @@ def isoflop_flags(budgets: list[dict]) -> list[dict]:
     """Problems with an IsoFLOP fit (Approach 2), from its budgets as fit.json lists them (each
     with `sizes`, the distinct model sizes trained at it, and `used`, whether its parabola's
     minimum entered the exponent fits): parabolas that pass through every point they are fitted
-    to, and exponents read off two budgets, a line through two points."""
+    to, and exponents read off two budgets (a line through two points) or fewer (none)."""
     used = [budget for budget in budgets if budget["used"]]
     flags = []
     if used and max(budget["sizes"] for budget in used) <= 3:
@@ -165,7 +165,13 @@ def isoflop_flags(budgets: list[dict]) -> list[dict]:
                                  "through exactly: each N_opt carries its runs' noise, with no "
                                  "residual to show it",
                       "fix": "4 or more model sizes at each budget"})
-    if len(used) == 2:
+    if len(used) < 2:
+        flags.append({"parameter": "a",
+                      "problem": f"{'only 1 budget has' if used else 'no budget has'} its "
+                                 "minimum inside the sizes trained at it: no exponent can be "
+                                 "read off",
+                      "fix": "more compute budgets, each with its minimum inside its sizes"})
+    elif len(used) == 2:
         flags.append({"parameter": "a",
                       "problem": "only 2 budgets have their minimum inside the sizes trained at "
                                  "them: the exponents are the line through 2 points",

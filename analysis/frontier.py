@@ -77,8 +77,10 @@ EQUAL_COMPUTE = 0.01
 def final_point_frontier(names, flops, loss) -> Frontier:
     """The frontier of runs' final points: each run whose final loss is lower than that of every
     run that used less compute, as much, or up to `EQUAL_COMPUTE` more (of runs at about equal
-    compute only the lowest loss)."""
+    compute only the lowest loss). Runs without a finite compute and loss are not on it."""
     flops, loss = np.asarray(flops, dtype=float), np.asarray(loss, dtype=float)
+    names, finite = np.asarray(names, dtype=object), np.isfinite(flops) & np.isfinite(loss)
+    names, flops, loss = names[finite], flops[finite], loss[finite]
     order = np.lexsort((loss, flops))  # by compute, then by loss
     sorted_flops, sorted_loss = flops[order], loss[order]
     best_before = np.concatenate([[np.inf], np.minimum.accumulate(sorted_loss)[:-1]])
@@ -90,4 +92,4 @@ def final_point_frontier(names, flops, loss) -> Frontier:
             and not (sorted_loss[position + 1:limit] < sorted_loss[position]).any()]
     on_frontier = order[kept]
     return Frontier(flops=flops[on_frontier], loss=loss[on_frontier],
-                    run=np.asarray(names, dtype=object)[on_frontier], source="final points")
+                    run=names[on_frontier], source="final points")

@@ -906,6 +906,8 @@ def test_a_run_that_skipped_updates_is_fitted_and_named(tmp_path):
     (3, (1e15, 4e15, 1.6e16), ["N_opt"]),
     # The 1e18 budget's optimum lies past every size trained: two budgets give the exponents.
     (5, (1e15, 1e16, 1e18), ["a"]),
+    # Only the 1e15 budget has its minimum inside: no exponent (nothing was said but "n/a").
+    (5, (1e15, 1e18), ["a"]),
 ])
 def test_an_isoflop_fit_the_runs_cannot_check_is_flagged(tmp_path, capsys, sizes, budgets, flagged):
     rows = [(N, C / (6 * N)) for C in budgets for N in np.geomspace(1e6, 1.6e7, sizes)]

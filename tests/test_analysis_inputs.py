@@ -319,6 +319,9 @@ def test_curve_frontier_takes_the_lowest_run_at_each_compute():
 def test_final_point_frontier_keeps_runs_that_beat_every_cheaper_run():
     frontier = final_point_frontier(["a", "b", "c", "d"], [1.0, 2.0, 3.0, 4.0], [5.0, 4.0, 4.5, 3.0])
     assert list(frontier.run) == ["a", "b", "d"]
+    # A run without a loss is not on it, and hides no later run (the frontier was ['a']).
+    frontier = final_point_frontier(list("abcd"), [1.0, 1.5, 2.0, 3.0], [3.0, np.nan, 2.9, 2.5])
+    assert list(frontier.run) == ["a", "c", "d"]
 
 
 def test_of_runs_at_equal_compute_the_frontier_keeps_only_the_lowest_loss():
