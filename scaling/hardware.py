@@ -11,6 +11,7 @@ import json
 import math
 import os
 import platform
+import re
 import time
 
 import jax
@@ -18,12 +19,30 @@ import jax.numpy as jnp
 
 from scaling import files
 
-# Dense peak FLOP/s per chip (bf16; fp32 is taken as half on GPUs). Sources: vendor datasheets.
+# Dense peak FLOP/s per chip (bf16; fp32 is taken as half on GPUs). Sources: vendor datasheets
+# (their figures "with sparsity" are twice these). A device is matched by the longest name that is
+# a whole word of its kind: "NVIDIA L40S" is an L40S, not an L4; "NVIDIA H100 PCIe" a PCIe card.
 PUBLISHED_PEAK_BF16 = {
     "TPU v2": 45e12, "TPU v3": 123e12, "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12,
     "TPU v5p": 459e12, "TPU v5": 459e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12,
-    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 70e12, "V100": 125e12,
+    "GH200": 989e12, "H200": 989e12, "H100": 989e12, "H100-PCIe": 756e12, "H100-NVL": 835e12,
+    "A100": 312e12, "L40S": 362e12, "L40": 181e12, "L4": 121e12, "A10G": 70e12, "V100": 125e12,
 }
+
+
+def _words(name: str) -> str:
+    """`name` lower-cased with runs of spaces, dashes and underscores as one space."""
+    return re.sub(r"[\s_-]+", " ", name.strip().lower())
+
+
+def published_peak(device_kind: str) -> float | None:
+    """The dense bf16 peak of one chip whose JAX `device_kind` is given (`NVIDIA H100 80GB HBM3`,
+    `TPU v5 lite`), or None for one not listed in `PUBLISHED_PEAK_BF16`."""
+    kind = _words(device_kind)
+    for name in sorted(PUBLISHED_PEAK_BF16, key=len, reverse=True):
+        if re.search(rf"(?<![a-z0-9]){re.escape(_words(name))}(?![a-z0-9])", kind):
+            return PUBLISHED_PEAK_BF16[name]
+    return None
 
 
 # Cloud TPU accelerator types (`v4-8`, `v5litepod-16`, `v5p-128`, `v6e-8`): the generation's chip,
@@ -89,9 +108,9 @@ def accelerator_peak_flops(accelerator: str,
         chips = max(1, int(count) // 2) if counts_cores else int(count)
         return PUBLISHED_PEAK_BF16[chip] * chips, chips
     count, _, gpu = name.partition("x")
-    if (count.isdigit() and 0 < int(count) <= MAX_ACCELERATOR_COUNT
-            and gpu.upper() in PUBLISHED_PEAK_BF16):
-        peak = PUBLISHED_PEAK_BF16[gpu.upper()] * int(count)
+    gpus = {_words(key): peak for key, peak in PUBLISHED_PEAK_BF16.items() if "TPU" not in key}
+    if (count.isdigit() and 0 < int(count) <= MAX_ACCELERATOR_COUNT and _words(gpu) in gpus):
+        peak = gpus[_words(gpu)] * int(count)
         return (peak if compute_dtype == "bfloat16" else peak / 2), int(count)
     raise ValueError(f"a Cloud TPU type ({', '.join(f'{t}-N' for t in TPU_TYPES)}) or COUNTxGPU "
                      f"with a GPU of {', '.join(k for k in PUBLISHED_PEAK_BF16 if 'TPU' not in k)}"
@@ -153,9 +172,9 @@ def device_peak_flops(compute_dtype: str = "float32") -> float:
     lowers a measurement, and one taken under load must not overstate every MFU after it."""
     device = jax.devices()[0]
     if device.platform != "cpu":
-        for name, peak in PUBLISHED_PEAK_BF16.items():
-            if name.lower() in device.device_kind.lower():
-                return peak if compute_dtype == "bfloat16" or device.platform == "tpu" else peak / 2
+        peak = published_peak(device.device_kind)
+        if peak is not None:
+            return peak if compute_dtype == "bfloat16" or device.platform == "tpu" else peak / 2
         return measure_matmul_peak(jnp.bfloat16 if compute_dtype == "bfloat16" else jnp.float32,
                                    size=8192)
     key = f"{platform.node()}-{os.cpu_count()}-{compute_dtype}-{jax.device_count()}"

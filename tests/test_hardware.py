@@ -17,6 +17,7 @@ from scaling import hardware
     ("v3-8", 4 * 123e12, 4),
     ("8xH100", 8 * 989e12, 8),
     ("1xA100", 312e12, 1),
+    ("4xL40S", 4 * 362e12, 4), ("2xh100-pcie", 2 * 756e12, 2),
 ])
 def test_accelerator_peaks(accelerator, peak, chips):
     assert hardware.accelerator_peak_flops(accelerator) == (pytest.approx(peak), chips)
@@ -24,6 +25,18 @@ def test_accelerator_peaks(accelerator, peak, chips):
     gpu = "x" in accelerator
     assert hardware.accelerator_peak_flops(accelerator, "float32") == (
         pytest.approx(peak / 2 if gpu else peak), chips)
+
+
+# JAX's device kinds, each with its datasheet's dense bf16 figure (half the "with sparsity" one).
+# An L40S and an L40 were taken for an L4 (121e12) and an H100 PCIe for an SXM card (989e12).
+@pytest.mark.parametrize("device_kind, peak", [
+    ("NVIDIA L40S", 362e12), ("NVIDIA L40", 181e12), ("NVIDIA L4", 121e12),
+    ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12), ("NVIDIA H100 80GB HBM3", 989e12),
+    ("NVIDIA GH200 480GB", 989e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A10G", 70e12),
+    ("TPU v5 lite", 197e12), ("TPU v5p", 459e12), ("TPU v4", 275e12), ("NVIDIA B9000", None),
+])
+def test_a_devices_published_peak_is_that_of_its_own_chip(device_kind, peak):
+    assert hardware.published_peak(device_kind) == peak
 
 
 # Hosts per slice, from Cloud TPU's system architecture pages: v5e and v6e slices of up to 8 chips
