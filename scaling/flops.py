@@ -32,10 +32,10 @@ The backward pass costs twice the forward (a gradient for the input and one for 
 every matmul), hence the factor 3. These are model FLOPs: the forward recomputation that
 `remat` adds is not counted (XLA's count of a rematerialised step is ~20% higher).
 
-Comparing with XLA (`jax.jit(f).lower(...).compile().cost_analysis()["flops"]`): XLA counts the
-body of a `while` loop once, so a scanned stack of n layers shows one layer's FLOPs, and it also
-counts elementwise work; for single-layer stacks the two agree within ~1-2% (see
-tests/test_flops.py).
+Comparing with XLA (`jax.jit(f).lower(...).compile().cost_analysis()["flops"]`): XLA also counts
+elementwise work, and reads ~1% higher than "full" (tests/test_flops.py). It counts the body of a
+`while` loop once: with `model.scan_unroll` (default 0: every layer traced) below the stack's
+depth, the layer loop stays a loop and XLA shows only the layers of one iteration.
 
 For the encoder–decoder, "per token" means per decoder (target) token, with a source of
 `source_len` tokens per `seq_len` target tokens (default: equal lengths); the encoder's work is

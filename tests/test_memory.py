@@ -59,6 +59,21 @@ def test_full_rematerialisation_shrinks_activations():
     assert activations("none", 2) == pytest.approx(activations("none") / 2)
 
 
+def test_sliding_attention_scores_count_the_keys_its_kernel_scores():
+    # 2 layers × 100 positions (padded to 112, whole windows of 16) × 8 rows × 4 heads, 5 bytes
+    # a score (Korthikanti et al.) at 2-byte precision, doubled for fp32: 2w keys a query causal,
+    # 3w bidirectional. The estimate took 2w for both: an encoder's scores a third short.
+    import dataclasses
+
+    def activations(layout):
+        model = dataclasses.replace(small_model(), layout=layout, attention="sliding", window=16)
+        return memory.estimate_bytes(model, seq_len=100, batch_size=8, grad_accum_steps=1,
+                                     mesh_shape=(1, 1, 1))["activations"]
+
+    scores = {keys: 2 * 100 * 8 * 5 * 4 * keys * 112 / 100 * 4 / 2 for keys in (32, 48)}
+    assert activations("encoder") - activations("decoder") == pytest.approx(scores[48] - scores[32])
+
+
 def test_total_is_the_sum_of_the_parts():
     estimate = memory.estimate_bytes(small_model(), seq_len=32, batch_size=8, grad_accum_steps=1,
                                      mesh_shape=(2, 2, 2))
