@@ -143,8 +143,9 @@ def check_memory(model, num_tokens: int, num_source_tokens: int | None, stack: s
 
 
 def token_labels(tokenizer, token_ids, special) -> list[str]:
-    """Readable labels: `<eod>`, the objective's `special` tokens by name (`<bos>`), and each
-    token's text with newlines and tabs made visible."""
+    """Readable labels: `<eod>`, the objective's `special` tokens by name (`<bos>`), each
+    token's text with newlines and tabs made visible, and a token that is part of a character
+    (one byte of a multi-byte UTF-8 one, which decodes alone to U+FFFD) by its byte, `<0xC3>`."""
     labels = []
     for token in token_ids:
         if int(token) == tokenizer.eod_id:
@@ -154,6 +155,10 @@ def token_labels(tokenizer, token_ids, special) -> list[str]:
             labels.append(trained.special_name(int(token), special))
             continue
         text = tokenizer.decode([int(token)])
+        if "\ufffd" in text:  # a byte token, or SentencePiece's byte-fallback piece: `<0xC3>`
+            processor = getattr(tokenizer, "processor", None)
+            text = (processor.id_to_piece(int(token)) if processor is not None
+                    else f"<0x{int(token):02X}>")
         labels.append(text.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "\u2423") or "?")
     return labels
 
@@ -251,7 +256,7 @@ def check_request(args, model, num_tokens: int, num_source_tokens: int | None) -
                 raise trained.RunError(
                     f"{what} is {count} tokens{start}: the run's "
                     f"learned positions allow at most {model.max_seq_len} (model.max_seq_len)")
-    try:  # last: a request refused leaves no folder behind
+    try:  # last: a request the checks above refuse leaves no folder behind
         files.check_writable_folder(out.parent)
     except OSError as error:
         raise trained.RunError(f"--out {args.out}: its folder cannot be written "

@@ -320,10 +320,14 @@ def cache_home() -> pathlib.Path:
 
 def check_writable_folder(folder: pathlib.Path) -> None:
     """Create `folder` if missing and write a temporary file in it (removed at once); OSError
-    where either fails."""
+    where either fails (a folder that exists but takes no file, such as /proc, says so rather
+    than "No such file or directory" alone)."""
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=folder):
-        pass
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise OSError(error.errno, f"no file can be created in it: {error.strerror}") from None
 
 
 def check_workdir(workdir: pathlib.Path, option: str = "--workdir", *,

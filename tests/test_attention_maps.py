@@ -189,8 +189,9 @@ def test_bad_requests_are_one_line_and_exit_2(tmp_path, capsys):
          f"--out {tmp_path / 'a.png' / 'c' / 'b.png'}: its folder cannot be written (Not a "
          "directory)"),
         # A folder it cannot write, found before the checkpoint is read and the model run.
+        # /proc exists: it said "(No such file or directory)".
         (["--text", "x", "--out", "/proc/a.png"], "--out /proc/a.png: its folder cannot be "
-                                                  "written"),
+                                                  "written (no file can be created in it: "),
         # Refused after --out was read: no folder is made for the figure it will not draw.
         (["--text", "x", "--out", str(tmp_path / "new" / "x.png"), "--layer", "9", "--head", "0"],
          "--layer 9: the decoder has layers 0..0"),
@@ -356,3 +357,19 @@ def test_special_token_names_in_the_text_and_source_read_as_those_tokens(tmp_pat
         "of this run; its special tokens are <pad>, <mask>, <bos>, <sentinel_0> to "
         "<sentinel_1>\n")
     assert not (tmp_path / "no.npy").exists()
+
+
+def test_a_token_that_is_part_of_a_character_is_labelled_by_its_byte():
+    # "é" is 2 bytes in UTF-8, each of which decoded alone to the same "�".
+    from scaling.attention_maps import token_labels
+    from scaling.data import tokenizers
+
+    byte = tokenizers.ByteTokenizer()
+    assert token_labels(byte, byte.encode("é\n a") + [byte.eod_id], {}) == [
+        "<0xC3>", "<0xA9>", "\\n", "\u2423", "a", "<eod>"]
+    # A SentencePiece model's byte-fallback pieces name their bytes the same way.
+    model = tokenizers.train_sentencepiece([b"abc abd abe " * 200], vocab_size=270)
+    spm = tokenizers.SentencePieceTokenizer(model)
+    ids = spm.encode("ab€")
+    assert "".join(spm.processor.id_to_piece(i) for i in ids).endswith("<0xE2><0x82><0xAC>")
+    assert token_labels(spm, ids, {})[-3:] == ["<0xE2>", "<0x82>", "<0xAC>"]
