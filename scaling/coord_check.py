@@ -6,7 +6,7 @@ each layer's output coordinates. Under a parametrization that transfers hyperpar
 sizes stay flat as width grows; under standard parametrization updates of size ~lr to a weight
 with n inputs move its output by ~lr·n, so activations and logits grow with width.
 
-Recorded, for the decoder layout with pre-norm: the embedding output (the first block's input),
+Recorded, for the decoder layout (pre- or post-norm): the embedding output (the first block's input),
 each block's self-attention and MLP branch outputs (before they are added to the residual
 stream; averaged over layers) and the logits. Both the size of the activations at each step,
 mean |x_t|, and the size of their change since initialisation, mean |x_t − x_0|, are kept: the
@@ -80,8 +80,9 @@ def layer_activations(model: ModelConfig, params, tokens_BxL: jax.Array) -> dict
 
 def coordinate_check(config: ml_collections.ConfigDict, widths: Iterable[int], steps: int,
                      tokens_BxL1: np.ndarray) -> list[CoordinateSizes]:
-    """Train one model per width in `widths` (everything else from `config`, the learning rate
-    constant as `config` sets it) for `steps` steps of the real train step on the fixed batch
+    """Train one model per width in `widths` (everything else from `config`, but the learning
+    rate held at `config.optim.lr`: its schedule and warmup are not used, one fixed rate as in
+    Yang et al.) for `steps` steps of the real train step on the fixed batch
     `tokens_BxL1` (B, seq_len + 1), and measure `LAYERS` on that batch's inputs before training
     and after every step. Returns one record per (width, step), widths in the order given."""
     records = []
@@ -91,6 +92,7 @@ def coordinate_check(config: ml_collections.ConfigDict, widths: Iterable[int], s
         run.model.d_model = width
         run.train.batch_size = batch_size
         run.data.seq_len = tokens_BxL1.shape[1] - 1
+        run.optim.update(schedule="constant", warmup_steps=0)
         model = model_config(run)
         program = build_program(run, model, steps, parallel.make_mesh(run.mesh))
         inputs = tokens_BxL1[:, :-1]

@@ -74,6 +74,18 @@ def test_sinusoidal_positions_keep_the_embedding_flat_under_mup():
         assert abs(coord_check.width_exponent(widths, values)) <= 0.15, (attribute, values)
 
 
+def test_the_coordinate_check_holds_the_learning_rate_whatever_the_schedule():
+    # It followed the config's schedule: a warmup's first step trained at lr/warmup_steps.
+    tokens = np.random.default_rng(0).integers(0, 256, (4, 9)).astype(np.int32)
+    constant = _coordinate_config("mup")
+    scheduled = _coordinate_config("mup")
+    scheduled.optim.update(schedule="cosine", warmup_steps=5)
+    held, followed = (coord_check.coordinate_check(config, WIDTHS[:1], 2, tokens)
+                      for config in (constant, scheduled))
+    assert held == followed and held[-1].change["logits"] > 0
+    assert scheduled.optim.schedule == "cosine"  # the caller's config is left as it was
+
+
 def _tiny(**overrides) -> ModelConfig:
     base = dict(d_model=32, num_heads=4, num_kv_heads=4, head_dim=8, d_ff=64, vocab_size=61,
                 max_seq_len=12, num_layers=2, parametrization="mup", mup_base_width=16)
