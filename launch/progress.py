@@ -2,7 +2,9 @@
 run's step and loss, and the time left from the throughput measured so far.
 
 The numbers come from the runs' own `metrics.jsonl` (the last logged step), so the status costs
-the training processes nothing. The time left adds up what each unfinished run has left, over the
+the training processes nothing; steps an earlier invocation logged past a run's newest checkpoint
+(a run killed between saves) are not counted until the run has dropped them on resuming: it trains
+them again. The time left adds up what each unfinished run has left, over the
 processes that train them side by side: its steps left at the tokens per second its size last
 logged (a size none has logged yet: at the FLOP rate of the measured size nearest in parameters),
 plus the time a run spends outside its training steps — starting, compiling, its final evaluation,
@@ -22,7 +24,15 @@ import sys
 import time
 from typing import Callable
 
+from scaling.checkpoint import committed_steps
 from scaling.tracking import format_duration
+
+
+def _inode(path: pathlib.Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
 
 
 def last_record(metrics_path: pathlib.Path) -> dict | None:
@@ -52,6 +62,9 @@ class SweepProgress:
         self.run_dir, self.stream, self.clock = run_dir, stream or sys.stdout, clock
         self.log_file, self.processes = log_file, max(1, processes)
         self.running: dict[str, tuple[float, int]] = {}  # name → (clock, step) when it started
+        # name → the metrics.jsonl a running run started with, while it holds steps logged past
+        # the checkpoint it resumes from (the run rewrites the file without them as it starts)
+        self.stale: dict[str, int | None] = {}
         # name → its seconds outside its training steps (None: no size measured when it ended)
         self.finished: dict[str, float | None] = {}
         self.speeds: dict[str, tuple[float, float]] = {}  # size → (tokens/s, FLOPs per token)
@@ -61,12 +74,24 @@ class SweepProgress:
         if all(isinstance(value, (int, float)) and value > 0 for value in (speed, tokens, flops)):
             self.speeds[size] = (float(speed), flops / tokens)
 
-    def _step(self, name: str) -> int:
-        """The run's last logged step (its start step before any); notes its size's speed."""
+    def _resume_step(self, name: str) -> int:
+        """The step the run (re)starts from: its newest committed checkpoint's, else its start."""
         run = self.runs[name]
-        record = last_record(self.run_dir(name) / "metrics.jsonl") or {}
+        saved = committed_steps(self.run_dir(name))
+        return min(max(saved[-1] if saved else run.start_step, run.start_step), run.steps)
+
+    def _step(self, name: str) -> int:
+        """The run's last logged step (its start step before any), not past the checkpoint it
+        resumes from while its log holds an earlier invocation's steps; notes its size's speed."""
+        run = self.runs[name]
+        path = self.run_dir(name) / "metrics.jsonl"
+        record = last_record(path) or {}
         self._note_speed(run.size, record)
-        return min(max(int(record.get("step", run.start_step)), run.start_step), run.steps)
+        step = min(max(int(record.get("step", run.start_step)), run.start_step), run.steps)
+        if name in self.running:
+            stale = self.stale.get(name) is not None and self.stale[name] == _inode(path)
+            return min(step, self.running[name][1]) if stale else step
+        return min(step, self._resume_step(name))
 
     def _steps_seconds(self, name: str, steps: int) -> float | None:
         """Seconds to train `steps` of a run at its size's speed (None: no size measured)."""
@@ -86,7 +111,10 @@ class SweepProgress:
         return max(next(run.params for run in self.runs.values() if run.size == size), 1)
 
     def started(self, name: str) -> None:
-        self.running[name] = (self.clock(), self._step(name))
+        resume, path = self._resume_step(name), self.run_dir(name) / "metrics.jsonl"
+        logged = (last_record(path) or {}).get("step", self.runs[name].start_step)
+        self.stale[name] = _inode(path) if int(logged) > resume else None
+        self.running[name] = (self.clock(), resume)
         log = self.run_dir(name) / self.log_file
         print(f"started {name}: log {log}", file=self.stream, flush=True)
 
@@ -94,8 +122,9 @@ class SweepProgress:
         if name not in self.running:  # it never started (a branch of a parent that failed):
             self.finished[name] = None  # no time outside its steps to learn from
             return
+        step = self._step(name)  # while it counts as running: its own log, not a stale one
         started, first_step = self.running.pop(name)
-        step = self._step(name)
+        self.stale.pop(name, None)
         # An ended run's summary has its median speed; the last logged window's can be far off.
         try:
             summary = json.loads((self.run_dir(name) / "summary.json").read_text())
@@ -147,10 +176,9 @@ class SweepProgress:
         parts = [f"[sweep] {len(self.finished)} done, {len(self.running)} running, "
                  f"{pending} pending, ETA {eta}"]
         for name in sorted(self.running):
-            record = last_record(self.run_dir(name) / "metrics.jsonl") or {}
-            loss = record.get("train_loss")
-            parts.append(f"{name} step {record.get('step', self.runs[name].start_step)}/"
-                         f"{self.runs[name].steps}"
+            record, step = last_record(self.run_dir(name) / "metrics.jsonl") or {}, self._step(name)
+            loss = record.get("train_loss") if record.get("step") == step else None  # not stale
+            parts.append(f"{name} step {step}/{self.runs[name].steps}"
                          + (f" loss {loss:.4f}" if isinstance(loss, (int, float)) else ""))
         return " | ".join(parts)
 

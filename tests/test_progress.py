@@ -38,6 +38,7 @@ def test_status_line_and_time_left(tmp_path):
     progress = SweepProgress(runs, lambda name: tmp_path / name, stream=stream,
                              clock=lambda: now[0], processes=2)
     log_steps(tmp_path / "a", {"step": 20, "train_loss": 5.0})  # an earlier invocation's
+    (tmp_path / "a" / "checkpoints" / "20").mkdir(parents=True)  # and its checkpoint
     progress.started("a")
     progress.started("b")
     assert f"started a: log {tmp_path / 'a' / 'train.log'}" in stream.getvalue()
@@ -120,11 +121,44 @@ def test_a_pending_run_trained_in_part_before_counts_only_what_it_has_left(tmp_p
     progress = SweepProgress(runs, lambda name: tmp_path / name, stream=io.StringIO(),
                              clock=lambda: now[0])
     log_steps(tmp_path / "c", {"step": 40, "train_loss": 4.0})
+    (tmp_path / "c" / "checkpoints" / "40").mkdir(parents=True)
     progress.started("a")
     now[0] = 10.0
     log_steps(tmp_path / "a", speed(50, 50.0))
     # a: expected 100 steps x 10 tokens / 50 = 20 s, 10 s gone: 10 s. c: 600 tokens: 12 s.
     assert progress.seconds_left() == pytest.approx(22.0)
+
+
+def test_steps_logged_past_the_checkpoint_a_run_resumes_from_are_trained_again(tmp_path):
+    # a: killed at step 900 of 1000, its newest checkpoint at 200; it resumes at 200 and rewrites
+    # its log without steps 201-900 as it starts. Counted from 900, its ETA read 100 steps while
+    # 800 were left, and the 700 steps between were taken for start-up time, which every later
+    # run then added (the next run's ETA 1,710 s for 1,010).
+    runs = [planned("a", 1000, 1e4), planned("b", 1000, 1e4), planned("c", 1000, 1e4)]
+    now = [0.0]
+    progress = SweepProgress(runs, lambda name: tmp_path / name, stream=io.StringIO(),
+                             clock=lambda: now[0])
+    log_steps(tmp_path / "a", *(speed(step, 10.0) for step in (100, 200, 900)))
+    (tmp_path / "a" / "checkpoints" / "200").mkdir(parents=True)
+    # b, pending, was killed the same way: it has 1000 - 300 steps left, not 1000 - 600.
+    log_steps(tmp_path / "b", speed(300, 10.0), speed(600, 10.0))
+    (tmp_path / "b" / "checkpoints" / "300").mkdir(parents=True)
+    progress.started("a")
+    # 10 tokens a step at 10 tokens/s: a second a step. a: 800 s; b: 700 s; c: 1000 s.
+    assert progress.seconds_left() == pytest.approx(800 + 700 + 1000)
+    assert " a step 200/1000 " in progress.line() + " "
+    now[0] = 10.0  # a has restored its checkpoint and dropped the steps past it
+    path = tmp_path / "a" / "metrics.jsonl"
+    replaced = path.with_suffix(".new")
+    replaced.write_text("".join(json.dumps(speed(step, 10.0)) + "\n" for step in (100, 200, 210)))
+    replaced.replace(path)
+    assert " a step 210/1000 " in progress.line() + " "
+    now[0] = 810.0
+    log_steps(tmp_path / "a", speed(1000, 10.0))
+    progress.ended("a")
+    # 800 steps (800 s) in 810 s: 10 s outside them, which b and c each add.
+    assert progress.finished["a"] == pytest.approx(10.0)
+    assert progress.seconds_left() == pytest.approx((10 + 700) + (10 + 1000))
 
 
 def test_last_record_skips_a_line_being_written(tmp_path):
