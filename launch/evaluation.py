@@ -7,7 +7,8 @@ checkpoint step already on disk is not repeated. Then results.csv gains one colu
 `scaling-fit --results ... --loss-col` fits. Every later rewrite of results.csv (a rerun without
 `--eval`, a stopped sweep) keeps a column for every evaluation on disk of a run's current
 checkpoint step (`eval_columns`).
-SPLIT defaults to each run's own `data.eval_split`.
+SPLIT defaults to each run's own `data.eval_split`: `--eval DATASET` and `--eval DATASET:SPLIT`
+are columns of their own, which hold the same loss for a run whose own split is SPLIT.
 """
 
 from __future__ import annotations
@@ -75,25 +76,30 @@ def table_columns(results: pathlib.Path) -> list[str]:
     return [column for column in header if column.startswith(COLUMN_PREFIX)]
 
 
+def _column_record(run_dir: pathlib.Path, column: str, summary: dict) -> tuple[str, dict | None]:
+    """(the eval set `column` reports for this run, its current evaluation or None):
+    `eval_loss_<dataset>-<split>` reports `eval/<dataset>-<split>.json`, `eval_loss_<dataset>`
+    the evaluation on the run's own `data.eval_split`."""
+    set_name = column[len(COLUMN_PREFIX):]
+    if not (run_dir / "eval" / f"{set_name}.json").exists():
+        set_name = eval_set_name(set_name, _own_split(summary))
+    return set_name, _current_record(run_dir, set_name, summary)
+
+
 def eval_columns(run_dirs: dict[str, pathlib.Path], columns: list[str]) -> dict[str, dict]:
     """{`eval_loss_*` column: {run name: loss}} from the runs' evaluations of their current
     checkpoint steps on disk, so that a rewritten results.csv keeps them. `columns` (those of the
     table so far) keep their names: `eval_loss_<dataset>-<split>` (`--eval DATASET:SPLIT`) reports
     `eval/<dataset>-<split>.json`, `eval_loss_<dataset>` (`--eval DATASET`) the evaluation on the
     run's own `data.eval_split`. An evaluation none of them reports gets a column of its own,
-    named as `--eval` names it: by its data set alone on the run's own split."""
-    losses: dict[str, dict] = {column: {} for column in columns}
+    named as `--eval` names it: by its data set alone on the run's own split. Every column is
+    then filled for every run, so a table rebuilt from the runs' files holds what it held."""
+    columns = list(columns)
+    summaries = {name: _read_json(run_dir / "summary.json") or {}
+                 for name, run_dir in run_dirs.items()}
     for name, run_dir in run_dirs.items():
-        summary = _read_json(run_dir / "summary.json") or {}
-        reported = set()
-        for column in columns:
-            set_name = column[len(COLUMN_PREFIX):]
-            if not (run_dir / "eval" / f"{set_name}.json").exists():
-                set_name = eval_set_name(set_name, _own_split(summary))
-            record = _current_record(run_dir, set_name, summary)
-            if record is not None:
-                losses[column][name] = record["loss"]
-                reported.add(set_name)
+        summary = summaries[name]
+        reported = {_column_record(run_dir, column, summary)[0] for column in columns}
         for path in sorted((run_dir / "eval").glob("*.json")):
             record = _current_record(run_dir, path.stem, summary)
             if path.stem in reported or record is None:
@@ -105,7 +111,15 @@ def eval_columns(run_dirs: dict[str, pathlib.Path], columns: list[str]) -> dict[
             column = (COLUMN_PREFIX + path.stem
                       if not (dataset and split) or record.get("data_overrides") else
                       column_name(dataset if own_split else f"{dataset}:{split}"))
-            losses.setdefault(column, {}).setdefault(name, record["loss"])
+            if column not in columns:
+                columns.append(column)
+            reported.add(_column_record(run_dir, column, summary)[0])
+    losses: dict[str, dict] = {column: {} for column in columns}
+    for name, run_dir in run_dirs.items():
+        for column in columns:
+            record = _column_record(run_dir, column, summaries[name])[1]
+            if record is not None:
+                losses[column][name] = record["loss"]
     return losses
 
 
