@@ -130,8 +130,7 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
         (f"- No {variable} lowers the loss {improvement} nats below its value at the largest "
          f"{variable}: the fitted exponent of {variable} is not positive (more {variable} does "
          f"not lower the loss)" + _needed(next_budget, variable) + "."
-         if math.isinf(next_budget["value"])
-         and not derived[prefix + "loss_drop_per_10x_at_largest"]["value"] > 0 else
+         if math.isinf(next_budget["value"]) and not derived[prefix + "exponent"]["value"] > 0 else
          f"- The next {improvement} nats beyond the largest {variable} need {variable} beyond "
          f"{sys.float_info.max:.1e} {unit}, past floating point ({left:.3g} nats of "
          f"{term[0].lower() + term[1:]} are left there)" + _needed(next_budget, variable) + "."

@@ -42,11 +42,12 @@ def budget_where_reducible_below(coefficient, exponent, irreducible, fraction):
 def diminishing_returns(coefficient, exponent, irreducible, smallest, largest, *,
                         improvement: float = 0.01, reducible_fraction: float = 0.1) -> dict:
     """The diminishing-returns table for one power-law term over data spanning
-    [`smallest`, `largest`] of its variable: loss drop per 10× at both ends, the term itself at
-    `largest`, the variable needed for `improvement` nats beyond `largest` (absolute and as a
+    [`smallest`, `largest`] of its variable: its exponent, loss drop per 10× at both ends, the
+    term itself at `largest`, the variable needed for `improvement` nats beyond `largest` (absolute and as a
     multiple of `largest`), and where the reducible term falls below `reducible_fraction`·E."""
     next_budget = budget_for_improvement(coefficient, exponent, largest, improvement)
     return {
+        "exponent": np.asarray(exponent, dtype=float),
         "reducible_at_largest": np.asarray(coefficient) * np.power(largest, -np.asarray(exponent)),
         "loss_drop_per_10x_at_smallest": loss_drop_per_decade(coefficient, exponent, smallest),
         "loss_drop_per_10x_at_largest": loss_drop_per_decade(coefficient, exponent, largest),

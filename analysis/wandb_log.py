@@ -5,8 +5,10 @@ It reads only what `scaling-fit` wrote — fit.json, the figures — and the tab
 redoes nothing of the analysis (its warnings are worded as report.md's). The run (job type `fit`)
 holds:
 - summary: every fitted parameter of every law with its bootstrap SE and interval
-  (`fit/<law>/<param>`, `..._se`, `..._ci_low`, `..._ci_high`), each law's objective, and the
-  extrapolation check's errors (`extrapolation/<law>/<metric>`);
+  (`fit/<law>/<param>`, `..._se`, `..._ci_low`, `..._ci_high`), its derived quantities likewise
+  (`fit/<law>/derived/<name>`: allocation exponents, N_opt at the largest budget, diminishing
+  returns), each law's objective, and the extrapolation check's errors
+  (`extrapolation/<law>/<metric>`);
 - tables: `runs` (the input rows), `extrapolation_held_out/<law>` (each held-out run: actual and
   predicted);
 - the loss-vs-compute points as a W&B line plot (`loss_vs_compute`), and every figure as an image;

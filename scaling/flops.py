@@ -34,8 +34,9 @@ every matmul), hence the factor 3. These are model FLOPs: the forward recomputat
 
 Comparing with XLA (`jax.jit(f).lower(...).compile().cost_analysis()["flops"]`): XLA also counts
 elementwise work, and reads ~1% higher than "full" (tests/test_flops.py). It counts the body of a
-`while` loop once: with `model.scan_unroll` (default 0: every layer traced) below the stack's
-depth, the layer loop stays a loop and XLA shows only the layers of one iteration.
+`while` loop once: where fewer layers than the stack's are traced per iteration
+(`model.scan_unroll`; its default 0 traces all of them, or one under `model.remat`), the layer
+loop stays a loop and XLA shows only the layers of one iteration.
 
 For the encoder–decoder, "per token" means per decoder (target) token, with a source of
 `source_len` tokens per `seq_len` target tokens (default: equal lengths); the encoder's work is

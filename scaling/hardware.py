@@ -25,7 +25,7 @@ from scaling import files
 PUBLISHED_PEAK_BF16 = {
     "TPU v2": 45e12, "TPU v3": 123e12, "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12,
     "TPU v5p": 459e12, "TPU v5": 459e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12,
-    "GH200": 989e12, "H200": 989e12, "H100": 989e12, "H100-PCIe": 756e12, "H100-NVL": 835e12,
+    "GH200": 989e12, "H200": 989e12, "H200-NVL": 835e12, "H100": 989e12, "H100-PCIe": 756e12, "H100-NVL": 835e12,
     "A100": 312e12, "L40S": 362e12, "L40": 181e12, "L4": 121e12, "A10G": 70e12, "V100": 125e12,
 }
 

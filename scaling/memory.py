@@ -15,8 +15,9 @@ values), plus the activations of one iteration of the layer loop (`model.scan_un
 by default) while its backward pass recomputes them; with every layer in one iteration it frees
 nothing. The "dots" policy
 is counted as no recomputation (an upper bound: it saves every matmul output). Sliding-window
-attention replaces the a·s² score term by a·s·k, k the keys its kernel scores a query (2w causal,
-3w bidirectional, on the length padded to whole windows: `flops.attention_keys_per_query`). Each stack is counted at its own length (an
+attention over more than its window w replaces the a·s² score term by a·s·k, k the keys its
+kernel scores a query (2w causal, 3w bidirectional, on the length padded to whole windows:
+`flops.attention_keys_per_query`). Each stack is counted at its own length (an
 encoder–decoder's decoder at the objective's decoder positions, with cross-attention over the
 encoder's). The fp32 logits and their gradient are split over `tensor` when the vocabulary is.
 The figures are estimates: XLA may fuse away or add buffers. Against XLA's own account of the
@@ -84,10 +85,11 @@ def estimate_bytes(model: ModelConfig, *, seq_len: int, batch_size: int, grad_ac
     h, a = model.d_model, model.num_heads
 
     def layer(s: int, causal: bool) -> float:  # one self-attention layer over s positions
-        # A sliding window's keys are those its compiled kernel scores (`flops`): 2w a query
-        # causal, 3w not, over the length padded to whole windows.
-        keys = (flops.attention_keys_per_query(model, s, causal) if model.attention == "sliding"
-                else s)
+        # A sliding window shorter than the sequence: the keys its compiled kernel scores
+        # (`flops`), 2w a query causal, 3w not, over the length padded to whole windows. One as
+        # long runs as full attention.
+        keys = (flops.attention_keys_per_query(model, s, causal)
+                if model.attention == "sliding" and s > model.window else s)
         return s * micro_batch * h * (10 + 24 / tensor + 5 * a * keys / (h * tensor))
 
     # (layers, positions, the 2-byte activations of one) per stack. A decoder layer of an

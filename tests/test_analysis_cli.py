@@ -1011,7 +1011,11 @@ def test_a_budget_beyond_floating_point_is_not_said_to_be_never(irreducible, exp
     (1.854e-9, -0.73, "- No D lowers the loss 0.01 nats below its value at the largest D: the "
                       "fitted exponent of D is not positive (more D does not lower the loss)."),
     (1e-3, 0.3, "- No D lowers the loss 0.01 nats below its value at the largest D: the "
-                "reducible loss left there is less than that.")])
+                "reducible loss left there is less than that."),
+    # An exponent so small that 10× more D lowers the loss by exactly 0.0 in floating point: it
+    # is positive, and the budget past floating point (it was said not to be positive).
+    (0.05, 1e-17, "- The next 0.01 nats beyond the largest D need D beyond 1.8e+308 tokens, past "
+                  "floating point (0.05 nats of the reducible loss are left there).")])
 def test_an_unreachable_next_improvement_is_said_with_its_reason(coefficient, exponent, said):
     from analysis import returns
     from analysis.bootstrap import summarize

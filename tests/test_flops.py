@@ -108,13 +108,15 @@ def test_full_flops_agree_with_xla_cost_analysis(overrides):
 
     Every matmul "full" counts is one XLA counts, and XLA also counts elementwise work
     (softmax, norms, GELU, the loss) that "full" leaves out: XLA's count is higher, by ~1% at this
-    width. Two layers per stack, traced one by one (`scan_unroll` 0: XLA would count a loop's body
-    once), and 512 positions, 4 of causal attention's query blocks, whose keys "full" counts as
-    the compiled kernel scores them.
+    width. Two layers per stack, all traced (in a loop XLA would count one iteration's), and
+    512 positions, 4 of causal attention's query blocks, whose keys "full" counts as the
+    compiled kernel scores them.
     """
     cfg = dataclasses.replace(XLA_BASE, **overrides)
     batch, length = 2, 512
-    assert length == 4 * CAUSAL_QUERY_BLOCK and cfg.scan_unroll == 0
+    assert length == 4 * CAUSAL_QUERY_BLOCK
+    assert model_lib.scan_unroll(cfg, cfg.num_layers) == cfg.num_layers
+    assert model_lib.scan_unroll(cfg, cfg.num_encoder_layers) == cfg.num_encoder_layers
     tokens = jnp.zeros((batch, length), jnp.int32)
     encoder_tokens = tokens if cfg.layout == "encoder_decoder" else None
     xla = xla_training_flops(cfg, tokens, encoder_tokens)

@@ -32,7 +32,7 @@ def test_accelerator_peaks(accelerator, peak, chips):
 @pytest.mark.parametrize("device_kind, peak", [
     ("NVIDIA L40S", 362e12), ("NVIDIA L40", 181e12), ("NVIDIA L4", 121e12),
     ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12), ("NVIDIA H100 80GB HBM3", 989e12),
-    ("NVIDIA GH200 480GB", 989e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A10G", 70e12),
+    ("NVIDIA GH200 480GB", 989e12), ("NVIDIA H200 NVL", 835e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A10G", 70e12),
     ("TPU v5 lite", 197e12), ("TPU v5p", 459e12), ("TPU v4", 275e12), ("NVIDIA B9000", None),
 ])
 def test_a_devices_published_peak_is_that_of_its_own_chip(device_kind, peak):

@@ -72,6 +72,13 @@ def test_sliding_attention_scores_count_the_keys_its_kernel_scores():
 
     scores = {keys: 2 * 100 * 8 * 5 * 4 * keys * 112 / 100 * 4 / 2 for keys in (32, 48)}
     assert activations("encoder") - activations("decoder") == pytest.approx(scores[48] - scores[32])
+    # A window as long as the sequence is full attention, and counted as such.
+    for layout in ("decoder", "encoder"):
+        model = dataclasses.replace(small_model(), layout=layout)
+        full, whole_window = (memory.estimate_bytes(
+            dataclasses.replace(model, **kw), seq_len=100, batch_size=8, grad_accum_steps=1,
+            mesh_shape=(1, 1, 1))["activations"] for kw in ({}, dict(attention="sliding", window=128)))
+        assert whole_window == full
 
 
 def test_total_is_the_sum_of_the_parts():
