@@ -4,7 +4,8 @@ A sweep config (`configs/sweeps/*.py`) starts from `default_sweep()` and names a
 a model family and a plan:
 - `steps`:            every size for the same number of steps;
 - `tokens`:           every size on the same token budget D;
-- `tokens_per_param`: D = ratio × N for each size (Chinchilla's 20 tokens per parameter);
+- `tokens_per_param`: D = ratio × N for each size, N non-embedding (Chinchilla's 20 tokens per
+                      parameter counts every parameter, so gives small models more tokens);
 - `isoflop`:          for each compute budget C, every size with D = C / (FLOPs per token under
                       the runs' FLOP convention) — the IsoFLOP profiles of Chinchilla's Approach 2;
 - `ladder`:           every size at several token budgets from one warmup–stable–decay run per
@@ -370,8 +371,7 @@ def size_hyperparameters(sweep: ml_collections.ConfigDict, run_config, non_embed
         return {"optim.warmup_steps": min(optim.warmup_steps, max(1, steps // 10))}
     model = model_config(run_config)
     params = non_embedding_params + model.vocab_size * model.d_model  # Porian et al.'s N
-    tokens_per_step = run_config.train.batch_size * run_config.data.seq_len
-    warmup = min(max(1, math.ceil(params / tokens_per_step)), max(1, steps // 4))
+    warmup = min(max(1, math.ceil(params / _tokens_per_step(run_config))), max(1, steps // 4))
     lr = optim.lr * (params / sweep.reference_params) ** (-sweep.lr_exponent)
     return {"optim.lr": lr, "optim.warmup_steps": warmup, "optim.b2": 0.99}
 

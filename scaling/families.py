@@ -106,10 +106,10 @@ def chinchilla_family() -> list[tuple[str, dict]]:
     return [(chinchilla_name(row), chinchilla_model_overrides(row)) for row in chinchilla_table_a9()]
 
 
-# (width, depth) of the CPU demo, smallest first: head size 32 (one head below that), 1.6k to 1.2M
-# non-embedding parameters (780x), each a minute or two of training on two CPU cores. The two-layer
-# widths 8–96 are the demo's ladder: one depth, so that width is all that changes (and the
-# learning rate with it, 0.24/width; configs/sweeps/demo.py).
+# (width, depth) of the CPU demo, smallest first: width // 32 heads, at least one (d48 has one of
+# 48), 1.6k to 1.2M non-embedding parameters (780x), each a minute or two of training on two CPU
+# cores. The two-layer widths 8–96 are the demo's ladder: one depth, so that width is all that
+# changes (and the learning rate with it, 0.24/width; configs/sweeps/demo.py).
 _CPU_DEMO_SHAPES = ((8, 2), (16, 1), (16, 2), (32, 1), (32, 2), (48, 2), (64, 2), (96, 2), (96, 3),
                     (128, 4), (160, 4))
 CPU_DEMO_HEAD_SIZE = 32

@@ -442,6 +442,31 @@ def test_porian2024_counts_the_read_out_in_n_as_the_paper_does(tmp_path):
         assert run.overrides["optim.b2"] == 0.99
 
 
+def test_porian2024_counts_the_warmup_in_the_corpus_tokens_a_step_reads(tmp_path):
+    # A seq2seq step reads 8 rows of a 128-token source and a 128-token target: 2,048 corpus
+    # tokens, in which D is counted. Counted as rows × seq_len (1,024), the warmup was two
+    # parameter counts long.
+    (tmp_path / "pairs.tsv").write_text("a source\ta target\n" * 50)
+    path = tmp_path / "sweep.py"
+    path.write_text(
+        "from launch.plans import default_sweep\n\ndef get_config():\n"
+        "    sweep = default_sweep()\n    sweep.name = 'p'\n"
+        f"    sweep.base_config = {str(REPO / 'configs' / 'demo.py')!r}\n"
+        "    sweep.family = 'cpu_demo'\n    sweep.sizes = 'd64-L2'\n"
+        "    sweep.plan = 'tokens'\n    sweep.tokens = 2_000_000\n"
+        "    sweep.hparams = 'porian2024'\n"
+        "    sweep.overrides = {'train': {'batch_size': 8, 'objective': 'seq2seq'},\n"
+        "                       'model': {'layout': 'encoder_decoder'},\n"
+        "                       'data': {'dataset': 'text_pairs', 'seq_len': 128, 'target_len': 128,\n"
+        f"                                'files': {str(tmp_path / 'pairs.tsv')!r}}}}}\n"
+        "    return sweep\n")
+    sweep = load_config(str(path))
+    [run] = plans.expand(sweep, plans.resolve_base_config(sweep.base_config, str(path)))
+    n = run.non_embedding_params + 257 * 64
+    assert run.tokens == 2048 * run.steps
+    assert run.overrides["optim.warmup_steps"] == -(-n // 2048)
+
+
 def test_mup_transfer_takes_its_base_width_from_the_widths_the_sizes_train_at(tmp_path):
     # A size_overrides entry narrowing the smallest size: its width is the base whose tuned
     # learning rate the others reuse (the family's width for it, 64, gave the narrowest model
