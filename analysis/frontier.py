@@ -69,9 +69,11 @@ def curve_frontier(curves: pd.DataFrame, *, num_points: int = DEFAULT_FRONTIER_P
 
 
 # Runs within this share of each other's compute are at equal compute on the final points'
-# frontier: a sweep's runs planned at one budget differ by their rounding to whole steps (0.3% on
-# an IsoFLOP profile of tiny models), and the cheapest of them by that rounding is no better.
-EQUAL_COMPUTE = 0.01
+# frontier: a sweep's runs planned at one budget differ by their rounding to whole steps, and the
+# cheapest of them by that rounding is no better. An IsoFLOP plan's runs have at least
+# `min_steps` (50) steps each, so each is within 0.5/49.5 of its budget: 49.5 steps' worth of
+# tokens trains 50 (+1.01%), 50.5 steps' 50 (−0.99%), two runs 2.02% apart.
+EQUAL_COMPUTE = 0.025
 
 
 def final_point_frontier(names, flops, loss) -> Frontier:

@@ -341,10 +341,14 @@ def test_runs_a_sweep_planned_at_one_budget_are_at_equal_compute_on_the_frontier
     loss = [2.703, 2.371, 2.398, 2.911, 2.20]
     frontier = final_point_frontier(names, flops, loss)
     assert list(frontier.run) == ["d8", "next"]
-    # Runs more than 1% apart in compute are not: the cheaper one is a point of its own.
-    frontier = final_point_frontier(["cheap", "dear"], [1.0, 1.02], [3.0, 2.9])
+    # An IsoFLOP plan's runs at their fewest steps, 50: 49.5 steps' worth of tokens rounds to 50
+    # (+1.01%), 50.5 steps' to 50 (-0.99%), 2.02% apart. Both were frontier points.
+    frontier = final_point_frontier(["fewer", "more"], [50 / 50.5, 50 / 49.5], [3.0, 2.9])
+    assert list(frontier.run) == ["more"]
+    # Runs more than 2.5% apart in compute are not: the cheaper one is a point of its own.
+    frontier = final_point_frontier(["cheap", "dear"], [1.0, 1.026], [3.0, 2.9])
     assert list(frontier.run) == ["cheap", "dear"]
-    frontier = final_point_frontier(["cheap", "dear"], [1.0, 1.009], [3.0, 2.9])
+    frontier = final_point_frontier(["cheap", "dear"], [1.0, 1.024], [3.0, 2.9])
     assert list(frontier.run) == ["dear"]
 
 
