@@ -31,9 +31,10 @@ demo: $(BIN)/.installed
 # Everything, slow end-to-end tests included: what CI runs. pytest's "no tests ran" (exit 5) fails.
 # Three workers on two cores: many tests wait on the processes they start, and a third worker
 # fills that time (an earlier suite from cold caches: 17 min 45 s with two, 14 min 29 s with
-# three; the current one with three, from a fresh clone on a 2-core Xeon: 8 min 43 s).
+# three; the current one with three, from a fresh clone on a 2-core Xeon: 10 min 44 s, and on a
+# 2-core AMD EPYC at half its matmul rate 25 min 14 s). The 25 slowest tests are listed after.
 test: $(BIN)/.installed $(TF_VENV)/bin/.installed
-	$(TEST_ENV) $(BIN)/python -m pytest -q -n 3 --dist loadfile
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 3 --dist loadfile --durations=25
 
 test-fast: $(BIN)/.installed
 	$(TEST_ENV) $(BIN)/python -m pytest -q -n 3 --dist loadfile -m "not slow"
