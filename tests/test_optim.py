@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import numpy as np
 import optax
 import pytest
@@ -60,26 +61,44 @@ def test_width_dimensions_and_groups():
 
 
 def test_adamw_update_matches_numpy():
-    """One AdamW step with clipping, decay mask and a µP multiplier, against a NumPy re-derivation."""
+    """Three AdamW steps with clipping, decay mask and a µP multiplier, against a NumPy
+    re-derivation. One step from a fresh state would not do: Adam's first update is about
+    sign(g) whatever the clipping, b1 and b2, so an eps as large as the clipped gradients and
+    steps with different gradients (the second below the clip) make each of them show."""
+    lr, wd, clip, b1, b2, eps = 0.1, 0.5, 1.0, 0.9, 0.95, 0.05
     config = default_config()
-    config.optim.update(lr=0.1, warmup_steps=0, schedule="constant", weight_decay=0.5,
-                        grad_clip=1.0, b1=0.9, b2=0.95, eps=1e-8)
+    config.optim.update(lr=lr, warmup_steps=0, schedule="constant", weight_decay=wd,
+                        grad_clip=clip, b1=b1, b2=b2, eps=eps)
     config.model.update(parametrization="mup", mup_base_width=32, d_model=64)
     axes = {"w": ("embed", "mlp"), "b": ("mlp",)}
     tx, _ = optim.make_optimizer(config, 10, axes)
-    params = {"w": np.full((2, 2), 2.0, np.float32), "b": np.ones((2,), np.float32)}
-    grads = {"w": np.full((2, 2), 3.0, np.float32), "b": np.full((2,), 4.0, np.float32)}
-    updates, _ = tx.update(grads, tx.init(params), params)
-    norm = math.sqrt(4 * 9 + 2 * 16)
-    clipped = {k: v / norm for k, v in grads.items()}
-    expected = {}
-    for name, ratio, decay in (("w", 0.5, True), ("b", 1.0, False)):
-        m = 0.1 * clipped[name] / (1 - 0.9)
-        v = 0.05 * clipped[name] ** 2 / (1 - 0.95)
-        step = m / (np.sqrt(v) + 1e-8) + (0.5 * params[name] if decay else 0.0)
-        expected[name] = -0.1 * ratio * step
-    for name in params:
-        np.testing.assert_allclose(np.asarray(updates[name]), expected[name], rtol=1e-5)
+    params = {"w": np.array([[2.0, -1.0], [0.5, 3.0]], np.float32),
+              "b": np.array([1.0, -2.0], np.float32)}
+    steps = [{"w": np.array([[3.0, 1.0], [-2.0, 0.5]], np.float32),
+              "b": np.array([4.0, -1.0], np.float32)},  # norm 5.9: clipped to 1
+             {"w": np.array([[0.1, -0.2], [0.3, 0.1]], np.float32),
+              "b": np.array([-0.2, 0.1], np.float32)},  # norm 0.45: left as it is
+             {"w": np.array([[-1.0, 2.0], [1.0, -3.0]], np.float32),
+              "b": np.array([0.5, 2.0], np.float32)}]
+    state = tx.init(params)
+    expected = {name: value.astype(np.float64) for name, value in params.items()}
+    m = {name: np.zeros_like(value) for name, value in expected.items()}
+    v = {name: np.zeros_like(value) for name, value in expected.items()}
+    for t, grads in enumerate(steps, start=1):
+        updates, state = tx.update(grads, state, params)
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+        norm = math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads.values()))
+        scale = min(1.0, clip / norm)
+        for name, ratio, decay in (("w", 0.5, True), ("b", 1.0, False)):
+            g = grads[name].astype(np.float64) * scale
+            m[name] = b1 * m[name] + (1 - b1) * g
+            v[name] = b2 * v[name] + (1 - b2) * g**2
+            adam = (m[name] / (1 - b1**t)) / (np.sqrt(v[name] / (1 - b2**t)) + eps)
+            expected[name] = expected[name] - lr * ratio * (
+                adam + (wd * expected[name] if decay else 0.0))
+        for name in params:
+            np.testing.assert_allclose(np.asarray(params[name]), expected[name], rtol=1e-5,
+                                       atol=1e-6, err_msg=f"step {t}, {name}")
 
 
 def test_steps_for_token_budget():
