@@ -159,11 +159,15 @@ def isoflop_flags(budgets: list[dict]) -> list[dict]:
     to, and exponents read off two budgets (a line through two points) or fewer (none)."""
     used = [budget for budget in budgets if budget["used"]]
     flags = []
-    if used and max(budget["sizes"] for budget in used) <= 3:
+    exact = [budget for budget in used if budget["sizes"] <= 3]
+    if exact:
         flags.append({"parameter": "N_opt",
-                      "problem": "every budget used has 3 model sizes, which its parabola passes "
-                                 "through exactly: each N_opt carries its runs' noise, with no "
-                                 "residual to show it",
+                      "problem": (("every budget used has" if len(exact) == len(used) else
+                                   f"{len(exact)} of the {len(used)} budgets used "
+                                   f"ha{'ve' if len(exact) > 1 else 's'}")
+                                  + " 3 model sizes, which a parabola passes through exactly: "
+                                  "their N_opt carry their runs' noise, with no residual to show "
+                                  "it"),
                       "fix": "4 or more model sizes at each budget"})
     if len(used) < 2:
         flags.append({"parameter": "a",

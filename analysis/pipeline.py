@@ -430,7 +430,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
             predicted = predict_loss(law_fit.fit.law, law_fit.fit.theta, law_fit.variables)
             law_rms = float(np.sqrt(np.mean(((law_fit.loss - predicted) / law_fit.loss) ** 2)))
             law_fit.summary["shared_data_exponent"] = {**shared, "law_rms": law_rms}
-    if budgets is None:
+    grouped = budgets is None  # the runs' compute, grouped where it coincides: none were given
+    if grouped:
         budgets = group_budgets(runs["C"].to_numpy())
     isoflop = None
     try:
@@ -467,7 +468,8 @@ def analyze(runs: pd.DataFrame, settings: Settings = Settings(), *, curves: pd.D
                               "run": [str(name) for name in frontier.run]},
                  **(data_summary or {})},
         "fits": {name: law_fit.summary for name, law_fit in fits.items()},
-        "isoflop": (_isoflop_summary(isoflop, runs["C"].to_numpy(), np.asarray(budgets, dtype=float))
+        "isoflop": ({**_isoflop_summary(isoflop, runs["C"].to_numpy(),
+                                        np.asarray(budgets, dtype=float)), "grouped": grouped}
                     if isoflop is not None else None),
         "extrapolation": {name: e.summary for name, e in extrapolations.items()},
         "skipped": skipped,

@@ -300,7 +300,10 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
         lines += _fit_section(title, fits[name], settings)
     if summary["isoflop"] is not None:
         iso = summary["isoflop"]
-        lines += ["## Approach 2: IsoFLOP profiles", ""] + _diagnostic_lines(iso) + [
+        grouped = (["No `--isoflop-budgets` were given: the budgets are the runs' compute where "
+                    "it coincides, whether or not the runs were planned as profiles around it "
+                    "(a ladder's are not).", ""] if iso.get("grouped") else [])
+        lines += ["## Approach 2: IsoFLOP profiles", ""] + _diagnostic_lines(iso) + grouped + [
                   f"Parabola of loss vs log N per budget; N_opt ∝ C^a with a = {_with_interval(iso['a'])}, "
                   f"D_opt ∝ C^b with b = {_with_interval(iso['b'])} (resampling runs within budgets).", "",
                   "| budget C (FLOPs) | sizes | runs' C within | N_opt | D_opt | min loss |",

@@ -130,6 +130,12 @@ def test_isoflop_sweep_gets_all_three_approaches(tmp_path):
     assert fit["extrapolation"]["chinchilla"]["max_abs_error"] < 1e-3
     for name in ("loss_vs_compute", "isoflop", "optimal_allocation", "residuals", "predicted_vs_actual"):
         assert (tmp_path / "fit" / f"{name}.png").is_file(), name
+    # Budgets read off the runs' compute are said to be so; given ones are not.
+    note = "No `--isoflop-budgets` were given: the budgets are the runs' compute where it coincides"
+    assert fit["isoflop"]["grouped"] and note in (tmp_path / "fit" / "report.md").read_text()
+    assert main(["--results", str(results), "--out", str(tmp_path / "given"), "--bootstrap", "0",
+                 "--isoflop-budgets", "1e15,4e15,1.6e16"]) == 0
+    assert note not in (tmp_path / "given" / "report.md").read_text()
 
 
 def test_named_csv_with_compute_column(tmp_path):

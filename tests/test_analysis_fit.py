@@ -413,3 +413,18 @@ def test_a_law_that_passes_through_many_resamples_says_its_intervals_are_too_nar
                                "the law passes through, so its intervals are too narrow",
                                "fix": "more points (runs)"}]
     assert diagnostics(12) == []
+
+
+def test_an_isoflop_budget_of_three_sizes_is_flagged_beside_larger_ones():
+    # A ladder's coincident budgets: one of 4 sizes hid two of 3, which parabolas pass through
+    # exactly (the flag asked that every budget have 3).
+    from analysis.diagnostics import isoflop_flags
+
+    budgets = [{"sizes": 4, "used": True}, {"sizes": 3, "used": True},
+               {"sizes": 3, "used": True}, {"sizes": 3, "used": False}]
+    [flag] = isoflop_flags(budgets)
+    assert flag["parameter"] == "N_opt"
+    assert flag["problem"].startswith("2 of the 3 budgets used have 3 model sizes, which a parabola")
+    flag, _ = isoflop_flags(budgets[1:3])  # and the "line through 2 points" one
+    assert flag["problem"].startswith("every budget used has 3 model sizes")
+    assert isoflop_flags([{"sizes": 4, "used": True}] * 3) == []
