@@ -106,10 +106,12 @@ def _params_table(fit: dict) -> list[str]:
 
 
 def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
-                   irreducible: float | None, one_of_two: bool = False) -> list[str]:
+                   irreducible: float | None, one_of_two: bool = False,
+                   irreducible_identified: bool = True) -> list[str]:
     """Plain-language diminishing returns for the term in `variable` (`one_of_two`: the law's
     reducible loss has a term in another variable too, which the last line leaves out) over the
-    `irreducible` loss E."""
+    `irreducible` loss E; where the data do not identify E (`irreducible_identified`), the
+    share of it the term falls below is not given."""
     if f"{prefix}loss_drop_per_10x_at_smallest" not in derived:
         return []
     unit = VARIABLE_UNITS[variable]
@@ -142,7 +144,10 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
          f"- The next {improvement} nats beyond the largest {variable} need "
          f"{variable} = {_with_interval(next_budget, 'never')} {unit}, i.e. "
          f"{_with_interval(derived[prefix + 'next_improvement_multiple'], 'never')}× the largest."),
-        (f"- {term} never falls below {fraction:.0%} of E" + _needed(below, variable) + "."
+        (f"- Where {term[0].lower() + term[1:]} falls below {fraction:.0%} of E is not "
+         "determined: the data do not identify E (see the warnings above)."
+         if not irreducible_identified else
+         f"- {term} never falls below {fraction:.0%} of E" + _needed(below, variable) + "."
          if math.isinf(below["value"]) and not still_falling else
          f"- {term} falls below {fraction:.0%} of E only beyond {sys.float_info.max:.1e} {unit}, "
          f"past floating point (E = {irreducible:.3g})" + _needed(below, variable) + "."
@@ -203,9 +208,10 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
     irreducible = fit["params"].get("E", {}).get("value")
     returns_lines = []
     two_terms = all(f"{prefix}loss_drop_per_10x_at_smallest" in derived for prefix in ("N_", "D_"))
+    identified = not any(flag["parameter"] == "E" for flag in fit.get("diagnostics", []))
     for prefix, variable in (("C_", "C"), ("N_", "N"), ("D_", "D")):
         returns_lines += _returns_lines(derived, prefix, variable, settings, irreducible,
-                                        two_terms)
+                                        two_terms, identified)
     if "a" in derived:
         exponents = (f"N_opt ∝ C^a with a = {_with_interval(derived['a'])}, D_opt ∝ C^b with b = "
                      f"{_with_interval(derived['b'])}")
@@ -224,7 +230,8 @@ def _fit_section(title: str, fit: dict, settings: dict) -> list[str]:
             f"{_with_interval(derived['optimal_loss_exponent_gamma'])}:",
         ]
         returns_lines += ["  " + line for line in _returns_lines(derived, "optimal_C_", "6ND",
-                                                                 settings, irreducible)]
+                                                                 settings, irreducible,
+                                                                 irreducible_identified=identified)]
     if returns_lines:
         lines += ["Diminishing returns:", ""] + returns_lines + [""]
     return lines

@@ -1035,3 +1035,22 @@ def test_an_unreachable_next_improvement_is_said_with_its_reason(coefficient, ex
     lines = _returns_lines(derived, "D_", "D", {"reducible_fraction_of_E": 0.1,
                                                 "improvement_nats": 0.01}, 1.7)
     assert lines[1] == said
+
+
+def test_where_the_term_falls_below_a_share_of_an_unidentified_e_is_not_given():
+    # The demo's E: 0.85 with a 95% interval from 1e-11 to 0.91. "Falls below 10% of E at
+    # N = 1.3e7 (95% CI 5.1e6 – 2.4e45)" was a figure the data do not give.
+    from analysis import returns
+    from analysis.bootstrap import summarize
+    from analysis.report import _returns_lines
+
+    values = returns.diminishing_returns(15.7, 0.318, 0.848, 3.6e3, 2.5e5)
+    derived = {f"N_{name}": summarize(float(value), np.full(2, float(value)))
+               for name, value in values.items()}
+    settings = {"reducible_fraction_of_E": 0.1, "improvement_nats": 0.01}
+    shown, withheld = (_returns_lines(derived, "N_", "N", settings, 0.848, True, identified)
+                       for identified in (True, False))
+    assert shown[:-1] == withheld[:-1]
+    assert shown[-1].startswith("- The N term of the reducible loss falls below 10% of E at N = ")
+    assert withheld[-1] == ("- Where the N term of the reducible loss falls below 10% of E is not "
+                            "determined: the data do not identify E (see the warnings above).")
