@@ -55,9 +55,10 @@ def _interval(summary: dict, infinite: str = "∞") -> str:
     return f"{summary['ci_level']:.0%} CI {bound(summary['ci_low'])} – {bound(summary['ci_high'])}"
 
 
-def _with_interval(summary: dict, infinite: str = "∞") -> str:
+def _with_interval(summary: dict, infinite: str = "∞", failed: str = "") -> str:
     """Value, SE and interval; an infinite bound reads `infinite` ("never" for a budget that is
-    not reached, "∞" for a parameter)."""
+    not reached, "∞" for a parameter); `failed` says why resamples gave no value, where most
+    did not (`failed_resamples_note`)."""
     text = _number(summary["value"])
     interval = _interval(summary, infinite)
     if se_is_unbounded(summary):
@@ -65,7 +66,7 @@ def _with_interval(summary: dict, infinite: str = "∞") -> str:
     elif not math.isnan(summary.get("se", float("nan"))):
         text += f" (SE {_number(summary['se'], 2)}; {interval})"
     elif "failed_resamples" in summary:
-        text += f" ({failed_resamples_note(summary)})"
+        text += f" ({failed_resamples_note(summary, failed)})"
     return text
 
 
@@ -84,10 +85,16 @@ def repeating_note(repeating: list[dict], results: str | None, n_column: str) ->
             f"--n-col {n_column} --d-col tokens --u-col unique_tokens --loss-col final_eval_loss")
 
 
-def failed_resamples_note(summary: dict) -> str:
-    """Why a bootstrapped estimate has no interval: most of its resamples gave no value."""
+# Why an IsoFLOP exponent's resample gives no value: its runs are redrawn within each budget.
+ISOFLOP_FAILED = ("left fewer than 2 budgets with a minimum inside their sizes; redrawn with "
+                  "replacement, a budget's runs often keep fewer than 3 sizes")
+
+
+def failed_resamples_note(summary: dict, why: str = "") -> str:
+    """Why a bootstrapped estimate has no interval: most of its resamples gave no value, `why`
+    (by default: they failed to fit or overflowed)."""
     return (f"no interval: {summary['failed_resamples']} of {summary['resamples']} bootstrap "
-            "resamples failed to fit or overflowed")
+            f"resamples {why or 'failed to fit or overflowed'}")
 
 
 def _diagnostic_lines(fit: dict) -> list[str]:
@@ -311,8 +318,10 @@ def render_report(analysis: Analysis, plots: list[str] | None = None) -> str:
                     "it coincides, whether or not the runs were planned as profiles around it "
                     "(a ladder's are not).", ""] if iso.get("grouped") else [])
         lines += ["## Approach 2: IsoFLOP profiles", ""] + _diagnostic_lines(iso) + grouped + [
-                  f"Parabola of loss vs log N per budget; N_opt ∝ C^a with a = {_with_interval(iso['a'])}, "
-                  f"D_opt ∝ C^b with b = {_with_interval(iso['b'])} (resampling runs within budgets).", "",
+                  f"Parabola of loss vs log N per budget; N_opt ∝ C^a with a = "
+                  f"{_with_interval(iso['a'], failed=ISOFLOP_FAILED)}, D_opt ∝ C^b with b = "
+                  f"{_with_interval(iso['b'], failed=ISOFLOP_FAILED)} (resampling runs within "
+                  "budgets).", "",
                   "| budget C (FLOPs) | sizes | runs' C within | N_opt | D_opt | min loss |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {row['C']:.3g} | {row['sizes']} | ×{row['farthest']:.3g} | {_number(row['N_opt'])}"

@@ -27,7 +27,7 @@ import sys
 
 import pandas as pd
 
-from analysis.report import failed_resamples_note
+from analysis.report import ISOFLOP_FAILED, failed_resamples_note
 from scaling.config import SWEEP_TAG
 from scaling.tracking import effective_mode, wandb_api_key, wandb_host_unreachable
 
@@ -59,7 +59,8 @@ def fit_summary(fit: dict) -> dict:
                     summary[f"fit/{law}/{key}{suffix}"] = values[field]
             if "failed_resamples" in values and key == name:
                 # No interval, as report.md says: not a value the data settled.
-                problems.append(f"{name}: {failed_resamples_note(values)}")
+                why = ISOFLOP_FAILED if law == "isoflop" else ""
+                problems.append(f"{name}: {failed_resamples_note(values, why)}")
         summary[f"fit/{law}/objective"] = one.get("objective")
         summary[f"fit/{law}/n_points"] = one.get("n_points")
         # What report.md warns of: a degenerate fit, a parameter the data do not identify.
