@@ -131,7 +131,7 @@ def _returns_lines(derived: dict, prefix: str, variable: str, settings: dict,
     # infinite budget then is one beyond floating point, not "never".
     still_falling = (derived[prefix + "loss_drop_per_10x_at_largest"]["value"] > 0
                      and irreducible is not None and irreducible > 0)
-    left = derived.get(prefix + "reducible_at_largest", {}).get("value", 0.0)  # fits before it
+    left = derived[prefix + "reducible_at_largest"]["value"]
     return [
         f"- 10× more {variable} lowers the loss by {_with_interval(derived[prefix + 'loss_drop_per_10x_at_smallest'])}"
         f" nats at the smallest {variable} of the data, and by "
