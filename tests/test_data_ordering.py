@@ -42,3 +42,28 @@ def test_window_starts_is_pure_and_seeded():
     np.testing.assert_array_equal(a, ordering.window_starts(rows, 50, 3, 4, seed=0))
     assert not np.array_equal(a, ordering.window_starts(rows, 50, 3, 4, seed=1))
     np.testing.assert_array_equal(a[10:20], ordering.window_starts(rows[10:20], 50, 3, 4, seed=0))
+
+
+# SplitMix64's first five outputs for seed 1234567 (Vigna's reference generator): the finalizer
+# applied to seed + k·0x9E3779B97F4A7C15.
+SPLITMIX64_1234567 = [6457827717110365317, 3203168211198807973, 9817491932198370423,
+                      4593380528125082431, 16408922859458223821]
+
+
+def test_mixers_are_splitmix64():
+    states = [(1234567 + k * 0x9E3779B97F4A7C15) % 2**64 for k in range(1, 6)]
+    assert ordering._mix64(np.array(states, dtype=np.uint64)).tolist() == SPLITMIX64_1234567
+    assert [ordering._mix64_int(state) for state in states] == SPLITMIX64_1234567
+
+
+def test_batch_order_is_unchanged():
+    """The keys, permutation and window starts that every earlier run was trained on (a change
+    would silently give resumed runs and reruns other batches)."""
+    assert [ordering.derive_key(*parts) for parts in [(0,), (7, 0, 1), (123456789, 2**40, 3),
+                                                       (-1,)]] == [
+        16294208416658607535, 14284191158949232335, 9903037064952624170, 15999695513772384452]
+    assert ordering.permute(np.array([0, 1, 2, 9, 10_000, 86_000]), 86_681,
+                            ordering.derive_key(0, 0, 1)).tolist() == [
+        13169, 35199, 41572, 20538, 30269, 58947]
+    assert ordering.window_starts(np.arange(7032, 7040), 86_681, 57, 128, 0).tolist() == [
+        54669, 9464589, 10740365, 2741133, 10372621, 7305997, 10294029, 6922765]

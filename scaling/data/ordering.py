@@ -15,32 +15,40 @@ from __future__ import annotations
 import numpy as np
 
 _ROUNDS = 4
-_MASK64 = np.uint64(2**64 - 1)
+_MASK64 = 2**64 - 1
+_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64's finalizer: a bijective scramble of uint64 values (wrapping arithmetic)."""
     x = x.astype(np.uint64)
     with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(_MULTIPLIERS[0])
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(_MULTIPLIERS[1])
     return x ^ (x >> np.uint64(31))
+
+
+def _mix64_int(x: int) -> int:
+    """`_mix64` of one value, in Python integers (a one-element NumPy array costs ~30x more, and
+    a batch derives dozens of keys)."""
+    x = ((x ^ (x >> 30)) * _MULTIPLIERS[0]) & _MASK64
+    x = ((x ^ (x >> 27)) * _MULTIPLIERS[1]) & _MASK64
+    return x ^ (x >> 31)
 
 
 def derive_key(*parts: int) -> int:
     """A 64-bit key from integers (seed, epoch, purpose...), mixed so nearby inputs differ."""
-    key = np.array([0x9E3779B97F4A7C15], dtype=np.uint64)
+    key = 0x9E3779B97F4A7C15
     for part in parts:
-        key = _mix64(key ^ np.array([part & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
-    return int(key[0])
+        key = _mix64_int(key ^ (part & _MASK64))
+    return key
 
 
-def _feistel(x: np.ndarray, half_bits: int, key: int) -> np.ndarray:
+def _feistel(x: np.ndarray, half_bits: int, round_keys: list) -> np.ndarray:
     """A bijection on [0, 2**(2*half_bits)) applied to each element of uint64 `x`."""
     mask = np.uint64((1 << half_bits) - 1)
     left, right = x >> np.uint64(half_bits), x & mask
-    for round_index in range(_ROUNDS):
-        round_key = np.uint64(derive_key(key, round_index))
+    for round_key in round_keys:
         left, right = right, left ^ (_mix64(right ^ round_key) & mask)
     return (left << np.uint64(half_bits)) | right
 
@@ -53,10 +61,11 @@ def permute(indices: np.ndarray, size: int, key: int) -> np.ndarray:
         return np.zeros_like(indices)
     half_bits = max(1, ((size - 1).bit_length() + 1) // 2)
     values = indices.astype(np.uint64)
+    round_keys = [np.uint64(derive_key(key, index)) for index in range(_ROUNDS)]
     outside = np.ones(values.shape, dtype=bool)
     # Cycle walking: re-apply until inside [0, size); the domain is under 4*size, so few rounds.
     while outside.any():
-        values[outside] = _feistel(values[outside], half_bits, key)
+        values[outside] = _feistel(values[outside], half_bits, round_keys)
         outside = values >= np.uint64(size)
     return values.astype(np.int64)
 
