@@ -75,6 +75,7 @@ def is_finished(run_dir: pathlib.Path, run: plans.PlannedRun) -> bool:
 OPERATIONAL_FIELDS = ("wandb.", "checkpoint.", "distributed.", "mesh.", "data.cache_dir",
                       "data.tfds_data_dir", "data.prefetch", "train.log_every",
                       "train.eval_every", "train.compilation_cache", "train.grad_accum_steps",
+                      "train.steps_per_call",
                       "train.branch_steps",
                       *(f"model.{name}" for name in COMPUTE_ONLY_MODEL_FIELDS))
 

@@ -184,7 +184,8 @@ class DataConfig:
     document_mask: bool = flag(False, "attention stays within each packed document")
     cache_dir: str = text("", "token caches; '' means $SCALING_CACHE or ~/.cache/scaling")
     tfds_data_dir: str = text("", "TFDS data folder; '' means <cache root>/tfds")
-    prefetch: int = integer(2, "batches prepared ahead of the step")
+    prefetch: int = integer(2, "steps' batches prepared ahead (calls' with "
+                                "train.steps_per_call > 1)")
     source_feature: str = text("", "seq2seq from TFDS: the pairs' source feature (e.g. 'de')")
     target_feature: str = text("", "seq2seq from TFDS: the pairs' target feature (e.g. 'en')")
     target_len: int = integer(0, "seq2seq: target tokens per pair; 0 means data.seq_len",
@@ -219,6 +220,14 @@ class TrainConfig:
     tokens: int = integer(0, "if > 0, steps = ceil(tokens / (batch_size · seq_len))")
     grad_accum_steps: int = integer(1, "micro-batches per step", minimum=1)
     log_every: int = integer(10, "steps between logged records", minimum=1)
+    # Small models spend most of a step dispatching it, putting its batch on the device and
+    # reading its loss: K steps scanned in one compiled loop pay that once. The plan of which
+    # steps run K at a time is a function of the step alone (`Trainer._chunk_starts`), so a
+    # resumed run runs the same calls; on CPU the result is bitwise that of one step per call.
+    steps_per_call: int = integer(1, "optimizer steps per compiled call: a multiple of it that "
+                                     "is K steps from the next log, eval, save or branch step "
+                                     "starts K steps scanned in one call, the others run one "
+                                     "at a time (best a divisor of log_every)", minimum=1)
     eval_every: int = integer(100, "steps between held-out evaluations", minimum=1)
     eval_batches: int = integer(4, "held-out batches per evaluation (at most the full "
                                        "batches the held-out split fills)", minimum=1)

@@ -115,6 +115,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES, None))
 
 
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Several steps' batches, [steps, batch, length]: each step's rows as `batch_sharding`'s."""
+    return NamedSharding(mesh, PartitionSpec(None, BATCH_AXES, None))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

@@ -37,11 +37,16 @@ class Program:
     rules: tuple
     init: Callable[[jax.Array], Any]
     train_step: Callable[[Any, dict], tuple[Any, dict]]
+    # Up to `train.steps_per_call` steps over batches stacked on a leading axis, those where a
+    # boolean vector is True (None when it is 1): the state after the last, each slot's metrics
+    # stacked.
+    train_steps: Callable[[Any, dict, Any], tuple[Any, dict]] | None
     eval_step: Callable[[Any, dict], dict]
     # The eval step scoring each target over the corpus vocabulary alone (the continuation task).
     continuation_step: Callable[[Any, dict], dict]
     state_shardings: Any
     batch_sharding: NamedSharding
+    stacked_batch_sharding: NamedSharding
     abstract_state: Any
     schedule: optax.Schedule
 
@@ -158,6 +163,21 @@ def _train_step(state: dict, batch: dict, *, net: nn.Module, optimizer: optax.Gr
     return new_state, metrics
 
 
+def _train_steps(state: dict, batches: dict, active: jax.Array, **settings) -> tuple[dict, dict]:
+    """`_train_step` over the leading axis of `batches`, in one compiled loop; where `active`
+    is False a step is not taken (the state passes through, its metrics are zeros), so calls of
+    fewer steps than the loop's length run the same program."""
+    step = functools.partial(_train_step, **settings)
+
+    def maybe_step(state, inputs):
+        batch, on = inputs
+        shapes = jax.eval_shape(step, state, batch)[1]
+        return jax.lax.cond(on, step, lambda state, batch: (state, jax.tree.map(
+            lambda shape: jnp.zeros(shape.shape, shape.dtype), shapes)), state, batch)
+
+    return jax.lax.scan(maybe_step, state, (batches, active))
+
+
 def _target_tokens(batch: dict) -> jax.Array:
     """The target tokens the loss averages over: the loss mask's ones, else every target."""
     if "loss_mask" in batch:
@@ -231,12 +251,19 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
     batch_sharding = parallel.batch_sharding(mesh)
     replicated = parallel.replicated(mesh)
     batch_shardings = {key: batch_sharding for key in objective.batch_keys}
-    train_step = jax.jit(
-        functools.partial(_train_step, net=net, optimizer=optimizer, schedule=schedule, model=model,
-                          micro_batches=config.train.grad_accum_steps, seed=config.seed),
-        in_shardings=(state_shardings, batch_shardings),
-        out_shardings=(state_shardings, replicated),
-        donate_argnums=0)
+    settings = dict(net=net, optimizer=optimizer, schedule=schedule, model=model,
+                    micro_batches=config.train.grad_accum_steps, seed=config.seed)
+    train_step = jax.jit(functools.partial(_train_step, **settings),
+                         in_shardings=(state_shardings, batch_shardings),
+                         out_shardings=(state_shardings, replicated), donate_argnums=0)
+    stacked_sharding = parallel.stacked_batch_sharding(mesh)
+    train_steps = None
+    if config.train.steps_per_call > 1:
+        train_steps = jax.jit(functools.partial(_train_steps, **settings),
+                              in_shardings=(state_shardings,
+                                            {key: stacked_sharding for key in batch_shardings},
+                                            replicated),
+                              out_shardings=(state_shardings, replicated), donate_argnums=0)
     eval_step = jax.jit(functools.partial(eval_batch, net=net, model=model),
                         in_shardings=(state_shardings, batch_shardings), out_shardings=replicated)
     # The continuation task's batches (a loss mask beside the objective's arrays), scored over the
@@ -245,8 +272,10 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
     continuation_step = jax.jit(
         functools.partial(eval_batch, net=net, model=model, scored_vocab=corpus_vocab),
         in_shardings=(state_shardings, batch_sharding), out_shardings=replicated)
-    return Program(mesh=mesh, rules=rules, init=init, train_step=train_step, eval_step=eval_step,
+    return Program(mesh=mesh, rules=rules, init=init, train_step=train_step,
+                   train_steps=train_steps, eval_step=eval_step,
                    continuation_step=continuation_step,
                    state_shardings=state_shardings, batch_sharding=batch_sharding,
+                   stacked_batch_sharding=stacked_sharding,
                    abstract_state=abstract_state, schedule=schedule)
 

@@ -168,10 +168,13 @@ class LossWindow:
 
 
 class StepMetrics:
-    """The queue of steps whose metrics the host has not read yet, folded into the loss window.
+    """The queue of calls whose metrics the host has not read yet, folded into the loss window.
 
-    `drain(keep)` reads until `keep` remain and returns False once a non-finite step must stop
-    the run (`train.on_nonfinite="stop"`; its step is `diverged_step`)."""
+    `push(count, metrics, steps)` queues a call of `steps` steps ending at step `count` (its
+    metrics stacked on a leading axis when it ran a loop of steps, its first `steps` slots the
+    steps taken). `drain(keep)` reads until `keep`
+    calls remain and returns False once a non-finite step must stop the run
+    (`train.on_nonfinite="stop"`; its step is `diverged_step`)."""
 
     def __init__(self, window: LossWindow, stop_on_nonfinite: bool):
         self.window = window
@@ -180,27 +183,39 @@ class StepMetrics:
         self.last: dict = {}
         self.diverged_step: int | None = None
 
-    def push(self, count: int, metrics: dict) -> None:
-        self.pending.append((count, metrics))
+    def push(self, count: int, metrics: dict, steps: int = 1) -> None:
+        self.pending.append((count, metrics, steps))
 
     def drain(self, keep: int) -> bool:
         while len(self.pending) > keep:
-            count, metrics = self.pending.popleft()
+            count, metrics, steps = self.pending.popleft()
             values = jax.device_get(metrics)
-            finite = bool(values["finite"])
-            if finite or not self.window.count:
-                # The learning rate and gradient norm logged: the window's last finite step's,
-                # or, while it has none, its last step's (non-finite) own.
-                self.last = values
-            if finite:
-                self.window.total += float(values["loss"])
-                self.window.count += 1
-            elif self.stop_on_nonfinite:
-                self.diverged_step = count
-                return False
-            else:
-                self.window.skipped += 1
-                log.warning("step %d: non-finite loss or gradient; update skipped", count)
+            if np.ndim(values["loss"]) == 0:  # one step's, not stacked
+                if not self._read(count, values):
+                    return False
+                continue
+            for index in range(steps):  # the call's first `steps` slots
+                if not self._read(count - steps + 1 + index,
+                                  {name: value[index] for name, value in values.items()}):
+                    return False
+        return True
+
+    def _read(self, count: int, values: dict) -> bool:
+        """Fold one step's metrics in; False when it stops the run."""
+        finite = bool(values["finite"])
+        if finite or not self.window.count:
+            # The learning rate and gradient norm logged: the window's last finite step's,
+            # or, while it has none, its last step's (non-finite) own.
+            self.last = values
+        if finite:
+            self.window.total += float(values["loss"])
+            self.window.count += 1
+        elif self.stop_on_nonfinite:
+            self.diverged_step = count
+            return False
+        else:
+            self.window.skipped += 1
+            log.warning("step %d: non-finite loss or gradient; update skipped", count)
         return True
 
     def next_window(self) -> None:
@@ -295,6 +310,7 @@ class Trainer:
         self.metrics = StepMetrics(window, config.train.on_nonfinite == "stop")
         self.interval = Interval()
         self.count, self.status = self.start, status.COMPLETED
+        self.calls = 0  # program calls made, each of one step or several
         self.compile_seconds, self.loop_start = 0.0, None
         self._open_logs()
 
@@ -468,28 +484,72 @@ class Trainer:
         return self.summary
 
     def _steps(self, iterator) -> None:
+        """Steps from `self.start`, one call at a time, `train.steps_per_call` = K in a call
+        where `_chunk_starts` says and one elsewhere; after each call, whatever boundary its last
+        step is."""
+        per_call = self.config.train.steps_per_call
+        chunk: list[dict] = []
         for step_index, local_batch in iterator:
             if step_index >= self.total_steps:
                 return
             if step_index == self.start:  # before the first step: do the hosts feed right?
                 distributed.check_batch_feeds(local_batch, self.program.batch_sharding,
                                               self.config.train.batch_size)
-            batch = parallel.global_batch(local_batch, self.program.batch_sharding)
-            self.state, step_metrics = self.program.train_step(self.state, batch)
-            self.count = step_index + 1
-            self.metrics.push(self.count, step_metrics)
-            if self.count == self.start + 1 and not self._first_step_done():
-                return
-            if self.count > self.start + 1:
-                self.interval.tokens += self.tokens_per_step
-            if not self.metrics.drain(1):
-                self.status = status.DIVERGED
-                return
-            if not self._boundary():
+            if per_call == 1:
+                batch = parallel.global_batch(local_batch, self.program.batch_sharding)
+                self.state, step_metrics = self.program.train_step(self.state, batch)
+                steps = 1
+            else:
+                chunk.append(local_batch)
+                if len(chunk) < per_call and (len(chunk) > 1 or self._chunk_starts(step_index)):
+                    continue
+                # One step runs in the same program, its batch in every slot, the others off.
+                steps, slots = len(chunk), chunk + chunk[-1:] * (per_call - len(chunk))
+                stacked = {name: np.stack([batch[name] for batch in slots]) for name in local_batch}
+                self.state, step_metrics = self.program.train_steps(
+                    self.state, parallel.global_batch(stacked, self.program.stacked_batch_sharding),
+                    np.arange(per_call) < steps)
+                chunk = []
+            if not self._after_call(step_metrics, steps, step_index + 1):
                 return
 
+    def _chunk_starts(self, count: int) -> bool:
+        """Whether the steps after `count` run `train.steps_per_call` = K in one call: where
+        `count` is a multiple of K and none of the K - 1 steps after it is a boundary (the last
+        may be). A function of the step alone, so a run resumed at any step it could stop at
+        makes the same calls as one that never stopped."""
+        steps = self.config.train.steps_per_call
+        if steps == 1 or count % steps:
+            return False
+        return not any(any(self._scheduled(later)) for later in range(count + 1, count + steps))
+
+    def _scheduled(self, count: int) -> tuple[bool, bool, bool, bool]:
+        """Whether the config logs, evaluates, saves, and saves a stable state for a branch
+        after step `count`."""
+        train, total = self.config.train, self.total_steps
+        return (_is_boundary(count, train.log_every, total),
+                _is_boundary(count, train.eval_every, total),
+                _is_boundary(count, self.config.checkpoint.every_steps, total),
+                self.stable is not None and count in train.branch_steps)
+
+    def _after_call(self, step_metrics: dict, steps: int, count: int) -> bool:
+        """After a call of `steps` steps ending at step `count`: read their metrics one call
+        behind, and act on the boundary; False to stop."""
+        self.calls += 1
+        self.count = count
+        self.metrics.push(count, step_metrics, steps)
+        if self.calls == 1:
+            if not self._first_step_done():
+                return False
+        else:
+            self.interval.tokens += steps * self.tokens_per_step
+            if not self.metrics.drain(1):
+                self.status = status.DIVERGED
+                return False
+        return self._boundary()
+
     def _first_step_done(self) -> bool:
-        """The first step compiles: time it, then start the clocks. False if it diverged."""
+        """The first call compiles: time it, then start the clocks. False if it diverged."""
         if not self.metrics.drain(0):
             self.status = status.DIVERGED
             return False
@@ -501,15 +561,15 @@ class Trainer:
 
     def _boundary(self) -> bool:
         """Log, evaluate, save and check for a stop where the config says; False to stop."""
-        count, train, total = self.count, self.config.train, self.total_steps
+        count, total = self.count, self.total_steps
+        # JAX's preemption protocol counts what every process does alike: its calls (the same
+        # steps on every process, since the plan is the step's function), not the steps.
         stop = self.stop_signal.requested or (
             (status.INTERRUPTED if self.stop_signal.interrupted else status.PREEMPTED)
-            if jax.process_count() > 1 and self.checkpointer.reached_preemption(count) else None)
+            if jax.process_count() > 1 and self.checkpointer.reached_preemption(self.calls)
+            else None)
         preempted = stop is not None
-        log_now = _is_boundary(count, train.log_every, total)
-        eval_now = _is_boundary(count, train.eval_every, total)
-        save_now = _is_boundary(count, self.config.checkpoint.every_steps, total)
-        branch_now = self.stable is not None and count in train.branch_steps
+        log_now, eval_now, save_now, branch_now = self._scheduled(count)
         if not (log_now or eval_now or save_now or preempted or branch_now):
             return True
         if not self.metrics.drain(0):

@@ -328,6 +328,22 @@ def test_divergence_stops_at_the_first_nonfinite_step_with_finite_checkpoints(tm
 
 
 @pytest.mark.slow
+def test_a_divergence_inside_a_call_of_several_steps_is_named_at_its_own_step(tmp_path):
+    # Four steps a call, no boundary before step 20: the first non-finite step falls inside a
+    # call, whose later steps ran too (on the state the non-finite one left unchanged).
+    expected = first_nonfinite_step(DIVERGING, max_steps=20)
+    assert expected % 4, "the check needs a first non-finite step inside a call"
+    result = cli(tmp_path, "--config", "configs/demo.py:runlocal", "--config.optim.lr=1e6",
+                 "--config.train.steps_per_call=4", "--config.train.log_every=20",
+                 "--config.train.eval_every=20", "--config.checkpoint.every_steps=20")
+    assert result.returncode == 3, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["status"], summary["diverged_step"], summary["steps"]) == (
+        "diverged", expected, expected - 1)
+    assert f"run diverged at step {expected}" in result.stdout
+
+
+@pytest.mark.slow
 def test_skipping_nonfinite_steps_goes_on_to_the_end(tmp_path):
     result = cli(tmp_path, *DIVERGING, "--config.train.on_nonfinite=skip")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -366,6 +382,26 @@ def test_a_logged_window_shows_its_last_finite_steps_gradient_norm():
     metrics.next_window()
     metrics.push(5, step(np.nan, np.nan))
     assert metrics.drain(0) and np.isnan(metrics.last["grad_norm"])
+
+
+@pytest.mark.parametrize("stop", [False, True], ids=["skip", "stop"])
+def test_a_call_of_several_steps_is_read_step_by_step(stop):
+    """Metrics stacked over a call of four steps ending at step 8: each step is read as its own,
+    the non-finite third is step 7."""
+    from scaling.trainer import LossWindow, StepMetrics
+
+    losses = np.array([2.0, 3.0, np.inf, 5.0], np.float32)
+    stacked = {"loss": losses, "grad_norm": np.array([1.0, 2.0, np.inf, 4.0], np.float32),
+               "lr": np.full(4, 1e-3, np.float32), "finite": np.isfinite(losses)}
+    metrics = StepMetrics(LossWindow(), stop_on_nonfinite=stop)
+    metrics.push(8, stacked, steps=4)
+    if stop:
+        assert not metrics.drain(0) and metrics.diverged_step == 7
+        assert (metrics.window.count, metrics.window.total) == (2, 5.0)
+    else:
+        assert metrics.drain(0) and metrics.diverged_step is None
+        assert (metrics.window.count, metrics.window.total, metrics.window.skipped) == (3, 10.0, 1)
+        assert float(metrics.last["grad_norm"]) == 4.0
 
 
 @pytest.mark.parametrize("number", [errno.ENOSPC, errno.EDQUOT])

@@ -295,13 +295,18 @@ def _wait_for_records(workdir, workers: list[subprocess.Popen], count: int) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, code, ended", [(2, 130, "interrupted"), (15, 75, "preempted")])
-def test_two_processes_stopped_save_at_one_step_and_say_why(tmp_path, signum, code, ended):
+@pytest.mark.parametrize("signum, code, ended, overrides", [
+    (2, 130, "interrupted", ()), (15, 75, "preempted", ()),
+    # Four steps a call, every call of four (logs every 8): the service counts calls.
+    (15, 75, "preempted", ("--config.train.steps_per_call=4", "--config.train.log_every=8"))],
+    ids=["sigint", "sigterm", "sigterm-4-steps-a-call"])
+def test_two_processes_stopped_save_at_one_step_and_say_why(tmp_path, signum, code, ended,
+                                                           overrides):
     """Ctrl-C (SIGINT) or SIGTERM to both processes of one run: both stop at the step JAX's
     preemption service agrees on, with a checkpoint there. Ctrl-C on each process raised a
     KeyboardInterrupt mid-step: "run failed at step 483", no checkpoint, 83 steps lost."""
     workdir = tmp_path / "run"
-    workers = _train_two_processes(workdir, checkpoint_every=100000, stderr=subprocess.STDOUT)
+    workers = _train_two_processes(workdir, 100000, subprocess.STDOUT, *overrides)
     try:
         _wait_for_records(workdir, workers, 4)
         for worker in workers:
@@ -318,6 +323,8 @@ def test_two_processes_stopped_save_at_one_step_and_say_why(tmp_path, signum, co
     saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert saved[-1] == summary["steps"]
     assert f"run {ended} at step {summary['steps']}" in outputs[0], outputs[0][-2000:]
+    if overrides:  # stopped where a call ended
+        assert summary["steps"] % 4 == 0, summary["steps"]
 
 
 @pytest.mark.slow

@@ -802,3 +802,62 @@ def test_a_checkpoint_the_file_system_refuses_ends_the_run_in_one_line(reference
         in result.stdout
     assert json.loads((workdir / "summary.json").read_text())["status"] == "failed"
     assert committed_steps(workdir) == [10]
+
+
+def call_plan(steps_per_call: int, total: int, *, log_every: int, eval_every: int,
+              save_every: int, branch_steps: tuple = ()) -> list[tuple[int, int]]:
+    """The (first step, steps) of each call a run makes from step 0, by `Trainer._chunk_starts`."""
+    import types
+
+    import ml_collections
+
+    from scaling.trainer import Trainer
+
+    config = ml_collections.ConfigDict({
+        "train": {"steps_per_call": steps_per_call, "log_every": log_every,
+                  "eval_every": eval_every, "branch_steps": branch_steps},
+        "checkpoint": {"every_steps": save_every}})
+    trainer = types.SimpleNamespace(config=config, total_steps=total,
+                                    stable=object() if branch_steps else None)
+    trainer._scheduled = lambda count: Trainer._scheduled(trainer, count)
+    calls, count = [], 0
+    while count < total:
+        steps = steps_per_call if Trainer._chunk_starts(trainer, count) else 1
+        calls.append((count, steps))
+        count += steps
+    return calls
+
+
+def test_several_steps_run_in_one_call_only_between_boundaries():
+    # RUN's boundaries (logs every 5, evals every 15, saves every 10, the last step 30) at 4 steps
+    # a call: 0–4, 16–20 and 20–24 have none before their last step, and start at multiples of 4.
+    calls = call_plan(4, STEPS, log_every=LOG_EVERY, eval_every=EVAL_EVERY, save_every=SAVE_EVERY)
+    assert [call for call in calls if call[1] > 1] == [(0, 4), (16, 4), (20, 4)]
+    assert sum(steps for _, steps in calls) == STEPS and len(calls) == STEPS - 3 * 3
+    # The demo's shape: logs every 25, a branch's stable state at 879: 875–879 step singly.
+    calls = call_plan(25, 1000, log_every=25, eval_every=1000, save_every=200, branch_steps=(879,))
+    singles = [first for first, steps in calls if steps == 1]
+    assert singles == [875, 876, 877, 878, 879, 880, 881, 882, 883, 884, 885, 886, 887, 888, 889,
+                       890, 891, 892, 893, 894, 895, 896, 897, 898, 899]
+    assert len(calls) == 39 + len(singles)
+    # One step a call: the plan is every step.
+    assert call_plan(1, 7, log_every=2, eval_every=3, save_every=0) == [(k, 1) for k in range(7)]
+
+
+def test_several_steps_per_call_train_the_same_run_and_resume_where_interrupted(reference,
+                                                                               tmp_path):
+    """Four steps a call (`call_plan`): on CPU the same run bit for bit, and a Ctrl-C (at
+    whatever call it lands) and a rerun end where the uninterrupted run of one step a call ends."""
+    process = start(tmp_path, "--config.train.steps_per_call=4")
+    wait_until(lambda: last_logged_step(tmp_path) >= 5, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    stopped = json.loads((tmp_path / "summary.json").read_text())["steps"]
+    assert 5 <= stopped < STEPS and committed_steps(tmp_path)[-1] == stopped
+
+    result = train(tmp_path, "--config.train.steps_per_call=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from step {stopped}" in result.stdout
+    assert_same_state(tmp_path, reference)
+    assert_same_metrics(tmp_path, reference)

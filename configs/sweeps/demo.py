@@ -15,7 +15,8 @@ weights forget (4,000), is the same at every width, where a decay of 0.1 at ever
 there (2^-5) left widths 32–96 2–5% above these losses, and the seed-to-seed spread of d96 was
 1.6–2.5% of the loss under it against 0.2–0.7% here (`bench_demo_seeds`). Every budget's final
 held-out loss is measured on the whole validation split in full batches of 8 windows (1.02M tokens;
-the few windows left over are not read).
+the few windows left over are not read). Steps between the logged ones (every 25) run 25 to a
+compiled call (`train.steps_per_call`): the same run, in fewer dispatches of these small models.
 
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo
     scaling-sweep --config configs/sweeps/demo.py --workdir runs/demo --dry-run
@@ -40,7 +41,8 @@ def get_config():
     sweep.hparams = "fixed"
     sweep.overrides = {
         "optim": {"schedule": "wsd", "warmup_steps": 50, "decay_fraction": 0.1},
-        "train": {"batch_size": 8, "eval_every": 1000, "final_eval_batches": -1},
+        "train": {"batch_size": 8, "eval_every": 1000, "final_eval_batches": -1,
+                  "steps_per_call": 25},
     }
     # rate × decay = LR_TIMES_WIDTH / width × DECAY_AT_96 · width / 96: the same at every width
     sweep.size_overrides = {f"d{width}-L2": {"optim": {"lr": LR_TIMES_WIDTH / width,

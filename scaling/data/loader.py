@@ -234,6 +234,12 @@ def token_cache(data_cfg, split: str, tokenizer, build: bool = True) -> cache.To
                                                         f"in {folder}") from None
 
 
+def prefetch_depth(data_cfg, train_cfg=None) -> int:
+    """Batches prepared ahead: `data.prefetch` calls' worth, of `train.steps_per_call` each (a
+    call of K steps waits for all K of its batches)."""
+    return data_cfg.prefetch * (train_cfg.steps_per_call if train_cfg is not None else 1)
+
+
 def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
                 process_count: int = 1, train_cfg=None) -> Loader:
     """A Loader for `config.data` with a global batch of `batch_size` sequences, of which this
@@ -274,4 +280,4 @@ def make_loader(data_cfg, batch_size: int, seed: int, process_index: int = 0,
     return Loader(caches["data.train_split"], caches["data.eval_split"], tokenizer,
                   seq_len=data_cfg.seq_len, batch_size=batch_size, seed=seed,
                   process_index=process_index, process_count=process_count,
-                  prefetch=data_cfg.prefetch, objective=objective)
+                  prefetch=prefetch_depth(data_cfg, train_cfg), objective=objective)

@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from scaling.data import file_splits, objectives, ordering, sources, tokenizers
-from scaling.data.loader import Loader, corpus_digest
+from scaling.data.loader import Loader, corpus_digest, prefetch_depth
 from scaling.errors import ConfigError
 
 DATASET = "text_pairs"
@@ -205,4 +205,5 @@ def make_pair_loader(data_cfg, train_cfg, batch_size: int, seed: int, process_in
         encoded[field] = encode_pairs(pairs, tokenizer, objective)
     return PairLoader(encoded["data.train_split"], encoded["data.eval_split"], tokenizer,
                       objective, batch_size=batch_size, seed=seed, process_index=process_index,
-                      process_count=process_count, prefetch=data_cfg.prefetch)
+                      process_count=process_count,
+                      prefetch=prefetch_depth(data_cfg, train_cfg))
