@@ -224,10 +224,10 @@ class TrainConfig:
     # reading its loss: K steps scanned in one compiled loop pay that once. The plan of which
     # steps run K at a time is a function of the step alone (`Trainer._chunk_starts`), so a
     # resumed run runs the same calls; on CPU the result is bitwise that of one step per call.
-    steps_per_call: int = integer(1, "optimizer steps per compiled call: a multiple of it that "
-                                     "is K steps from the next log, eval, save or branch step "
-                                     "starts K steps scanned in one call, the others run one "
-                                     "at a time (best a divisor of log_every)", minimum=1)
+    steps_per_call: int = integer(1, "optimizer steps per compiled call: from a multiple of it "
+                                     "with no log, eval, save or branch step among the next "
+                                     "K - 1, K steps run in one call, elsewhere one (best a "
+                                     "divisor of log_every)", minimum=1)
     eval_every: int = integer(100, "steps between held-out evaluations", minimum=1)
     eval_batches: int = integer(4, "held-out batches per evaluation (at most the full "
                                        "batches the held-out split fills)", minimum=1)

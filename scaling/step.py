@@ -1,5 +1,5 @@
 """The train state and the jitted functions that act on it: create it sharded, take one
-optimizer step (with gradient accumulation), evaluate a batch.
+optimizer step (with gradient accumulation) or several in one compiled loop, evaluate a batch.
 
 The state is a plain dict `{"step", "params", "opt_state"}` of unboxed arrays, so Orbax saves it
 as it is. Its shardings come from the logical axis names of an abstract, boxed twin
