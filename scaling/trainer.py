@@ -172,9 +172,9 @@ class StepMetrics:
 
     `push(count, metrics, steps)` queues a call of `steps` steps ending at step `count` (its
     metrics stacked on a leading axis when it ran a loop of steps, its first `steps` slots the
-    steps taken). `drain(keep)` reads until `keep`
-    calls remain and returns False once a non-finite step must stop the run
-    (`train.on_nonfinite="stop"`; its step is `diverged_step`)."""
+    steps taken). `drain(keep)` reads until `keep` calls remain and returns False once a
+    non-finite step must stop the run (`train.on_nonfinite="stop"`; its step is
+    `diverged_step`)."""
 
     def __init__(self, window: LossWindow, stop_on_nonfinite: bool):
         self.window = window
