@@ -82,9 +82,10 @@ def main() -> None:
     record("steps_per_call", "Steps per compiled call on the demo's models", table + "\n\n"
            f"{args.steps} steps per run, the median of {args.repeats} runs per cell, the two "
            "settings alternating. Tokens/s is each run's median over its logged intervals; loop "
-           "seconds are every step after the first, with logging and the one evaluation of a "
+           "seconds are every call after the first, with logging and the one evaluation of a "
            "batch; compile seconds the first call (its compilation, or its load from JAX's "
-           "compilation cache after the first run). One process at a time: the demo runs two.")
+           f"compilation cache after the first run, and its steps: one, or {args.per_call}). "
+           "One process at a time: the demo runs two.")
 
 
 if __name__ == "__main__":

@@ -480,6 +480,9 @@ def _check_train(config: ml_collections.ConfigDict) -> None:
     if t.batch_size % t.grad_accum_steps:
         raise ConfigError("train.grad_accum_steps", t.grad_accum_steps,
                           f"a divisor of train.batch_size={t.batch_size}")
+    if t.steps_per_call > t.log_every:  # a logged step among every K: no call could hold K
+        raise ConfigError("train.steps_per_call", t.steps_per_call,
+                          f"at most train.log_every={t.log_every}, best a divisor of it")
     total = budget.steps_for(config)
     if total > MAX_STEPS:
         field = "train.tokens" if t.tokens > 0 else "train.steps"

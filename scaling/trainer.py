@@ -3,7 +3,8 @@
 `Trainer` owns what lives across steps: the data, the compiled program, the checkpoints, the
 metrics queue, the clocks and the summary. Its `run` takes optimizer steps and, at the boundaries
 the config names, reads the metrics (`StepMetrics`), evaluates, logs, saves and checks for a stop.
-Metrics are read one step late, so the device always has the next step queued.
+Metrics are read one call late (a call is one step or `train.steps_per_call`), so the device
+always has the next call queued.
 
 A cooldown branch (`train.init_from`) starts from its parent's stable-phase state; a run with
 `train.branch_steps` saves that state for its branches (`scaling.branches`).
@@ -234,7 +235,7 @@ class Interval:
 
     def speed(self) -> float | None:
         """Tokens per second of this interval, recorded for the median; None when it timed no
-        step (the first step after a start or resume compiles and is not counted)."""
+        step (the first call after a start or resume compiles and is not counted)."""
         elapsed = time.perf_counter() - self.start
         if not (self.tokens and elapsed > 0):
             return None
@@ -546,7 +547,15 @@ class Trainer:
             if not self.metrics.drain(1):
                 self.status = status.DIVERGED
                 return False
-        return self._boundary()
+        return self._boundary(steps)
+
+    def _preemption_reached(self, count: int, steps: int) -> bool:
+        """Whether JAX's preemption service has every process stop after the call of `steps`
+        steps that ended at step `count`. The service stops at the step after the highest any
+        process has reported, and Orbax reports the step of each save: each step of the call is
+        reported, in order, so that the call holding that step ends the run on every process."""
+        return any(self.checkpointer.reached_preemption(step)
+                   for step in range(count - steps + 1, count + 1))
 
     def _first_step_done(self) -> bool:
         """The first call compiles: time it, then start the clocks. False if it diverged."""
@@ -559,15 +568,13 @@ class Trainer:
         self.interval.restart()
         return True
 
-    def _boundary(self) -> bool:
-        """Log, evaluate, save and check for a stop where the config says; False to stop."""
+    def _boundary(self, steps: int) -> bool:
+        """Log, evaluate, save and check for a stop where the config says, after a call of
+        `steps` steps; False to stop."""
         count, total = self.count, self.total_steps
-        # JAX's preemption protocol counts what every process does alike: its calls (the same
-        # steps on every process, since the plan is the step's function), not the steps.
         stop = self.stop_signal.requested or (
             (status.INTERRUPTED if self.stop_signal.interrupted else status.PREEMPTED)
-            if jax.process_count() > 1 and self.checkpointer.reached_preemption(self.calls)
-            else None)
+            if jax.process_count() > 1 and self._preemption_reached(count, steps) else None)
         preempted = stop is not None
         log_now, eval_now, save_now, branch_now = self._scheduled(count)
         if not (log_now or eval_now or save_now or preempted or branch_now):
@@ -690,7 +697,7 @@ class Trainer:
             "compile_seconds": self.compile_seconds,
             # Every attempt that wrote its summary (one killed outright wrote none).
             "wall_seconds": self.earlier_seconds + time.perf_counter() - self.wall_start,
-            # Steps after the first, with their logging, evals and saves (not the final wait).
+            # Calls after the first, with their logging, evals and saves (not the final wait).
             "loop_seconds": loop_end - self.loop_start if self.loop_start is not None else None,
         })
         if self.leader:

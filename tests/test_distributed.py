@@ -297,8 +297,10 @@ def _wait_for_records(workdir, workers: list[subprocess.Popen], count: int) -> N
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code, ended, overrides", [
     (2, 130, "interrupted", ()), (15, 75, "preempted", ()),
-    # Four steps a call, every call of four (logs every 8): the service counts calls.
-    (15, 75, "preempted", ("--config.train.steps_per_call=4", "--config.train.log_every=8"))],
+    # Four steps a call, every call of four (logs every 8), saves every 8 steps, whose steps
+    # Orbax reports to the preemption service as the loop reports each of its steps.
+    (15, 75, "preempted", ("--config.train.steps_per_call=4", "--config.train.log_every=8",
+                           "--config.checkpoint.every_steps=8"))],
     ids=["sigint", "sigterm", "sigterm-4-steps-a-call"])
 def test_two_processes_stopped_save_at_one_step_and_say_why(tmp_path, signum, code, ended,
                                                            overrides):

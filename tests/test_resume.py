@@ -844,6 +844,31 @@ def test_several_steps_run_in_one_call_only_between_boundaries():
     assert call_plan(1, 7, log_every=2, eval_every=3, save_every=0) == [(k, 1) for k in range(7)]
 
 
+def test_each_step_of_a_call_is_reported_to_the_preemption_service_in_order():
+    """JAX's service stops every process at the step after the highest any has reported (Orbax
+    reports each save's step): a call of 25 steps ending at 75 reports 51, 52, ... and ends the
+    run when the agreed step lies inside it."""
+    import types
+
+    from scaling.trainer import Trainer
+
+    reported = []
+
+    def reached_preemption(step: int) -> bool:  # the service, agreed on step 60
+        reported.append(step)
+        return step == 60
+
+    trainer = types.SimpleNamespace(
+        checkpointer=types.SimpleNamespace(reached_preemption=reached_preemption))
+    assert not Trainer._preemption_reached(trainer, 50, 25)
+    assert reported == list(range(26, 51))
+    reported.clear()
+    assert Trainer._preemption_reached(trainer, 75, 25)
+    assert reported == list(range(51, 61))
+    reported.clear()
+    assert not Trainer._preemption_reached(trainer, 59, 1) and reported == [59]
+
+
 def test_several_steps_per_call_train_the_same_run_and_resume_where_interrupted(reference,
                                                                                tmp_path):
     """Four steps a call (`call_plan`): on CPU the same run bit for bit, and a Ctrl-C (at

@@ -91,6 +91,9 @@ def _train(repo, tmp_path, *overrides):
      "read only with train.objective='span_corruption', and this run's is 'causal_lm'"),
     ("--config.optim.decay_fraction=0.5", "optim.decay_fraction",
      "read only with optim.schedule='wsd', and this run's is 'cosine'"),
+    # A logged step among every 25 (configs/demo.py logs every 25): no call could run 30.
+    ("--config.train.steps_per_call=30", "train.steps_per_call",
+     "at most train.log_every=25, best a divisor of it"),
     # Blamed data.dataset='python_stdlib', which was not what was set.
     ("--config.data.source_feature=question", "data.source_feature",
      "'' with train.objective='causal_lm' (pairs are read only by train.objective='seq2seq')"),
