@@ -311,7 +311,6 @@ class Trainer:
         self.metrics = StepMetrics(window, config.train.on_nonfinite == "stop")
         self.interval = Interval()
         self.count, self.status = self.start, status.COMPLETED
-        self.calls = 0  # program calls made, each of one step or several
         self.compile_seconds, self.loop_start = 0.0, None
         self._open_logs()
 
@@ -536,10 +535,9 @@ class Trainer:
     def _after_call(self, step_metrics: dict, steps: int, count: int) -> bool:
         """After a call of `steps` steps ending at step `count`: read their metrics one call
         behind, and act on the boundary; False to stop."""
-        self.calls += 1
         self.count = count
         self.metrics.push(count, step_metrics, steps)
-        if self.calls == 1:
+        if count - steps == self.start:  # the first call
             if not self._first_step_done():
                 return False
         else:
