@@ -191,10 +191,8 @@ class StepMetrics:
         while len(self.pending) > keep:
             count, metrics, steps = self.pending.popleft()
             values = jax.device_get(metrics)
-            if np.ndim(values["loss"]) == 0:  # one step's, not stacked
-                if not self._read(count, values):
-                    return False
-                continue
+            if np.ndim(values["loss"]) == 0:  # one step's, not stacked: a stack of one
+                values = {name: np.expand_dims(value, 0) for name, value in values.items()}
             for index in range(steps):  # the call's first `steps` slots
                 if not self._read(count - steps + 1 + index,
                                   {name: value[index] for name, value in values.items()}):
