@@ -12,11 +12,13 @@ parameter paths, so the rules hold for every layout:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from scaling import axes, budget
@@ -26,39 +28,44 @@ from scaling import axes, budget
 NO_DECAY_SUFFIXES = ("bias", "scale")
 
 
-def learning_rate_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-    """Linear warmup from 0 to `optim.lr` over `warmup_steps`, then the named decay to
-    `lr * min_lr_ratio` at `total_steps` (cosine, linear), or constant, or warmup-stable-decay:
-    constant until `budget.wsd_decay_start`, then down to the floor over the last
-    `decay_fraction` of the steps, linearly or as 1 − √progress (`optim.decay_shape`)."""
-    peak, floor = optim.lr, optim.lr * optim.min_lr_ratio
+def schedule_arguments(optim: ml_collections.ConfigDict, total_steps: int) -> dict[str, np.ndarray]:
+    """The numbers that place a run's schedule: its peak and floor rates, where warmup ends, where
+    the decay starts and where it ends (`total_steps`). The compiled train step reads them at run
+    time, so runs that differ only here (a ladder's cooldown branches, which differ in their
+    length) share one compiled program."""
     warmup = budget.warmup_steps(optim, total_steps)
-    decay_steps = max(total_steps - warmup, 1)
-    warmup_schedule = optax.linear_schedule(0.0, peak, max(warmup, 1))
-    if optim.schedule == "cosine":
-        decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=optim.min_lr_ratio)
-    elif optim.schedule == "linear":
-        decay = optax.linear_schedule(peak, floor, decay_steps)
-    elif optim.schedule == "constant":
-        decay = optax.constant_schedule(peak)
-    else:  # wsd
-        stable = budget.wsd_decay_start(optim, total_steps) - warmup
-        cooldown = _cooldown(peak, floor, max(total_steps - warmup - stable, 1), optim.decay_shape)
-        decay = optax.join_schedules([optax.constant_schedule(peak), cooldown], [stable])
-    if warmup == 0:
-        return decay
-    return optax.join_schedules([warmup_schedule, decay], [warmup])
+    decay_start = budget.wsd_decay_start(optim, total_steps) if optim.schedule == "wsd" else warmup
+    return {"peak": np.float32(optim.lr), "floor": np.float32(optim.lr * optim.min_lr_ratio),
+            "warmup": np.int32(warmup), "decay_start": np.int32(decay_start),
+            "total": np.int32(total_steps)}
 
 
-def _cooldown(peak: float, floor: float, steps: int, shape: str) -> optax.Schedule:
-    if shape == "linear":
-        return optax.linear_schedule(peak, floor, steps)
+def learning_rate(count: jax.Array, arguments: dict, *, schedule: str,
+                  decay_shape: str) -> jax.Array:
+    """The rate at step `count`: linear warmup from 0 to `peak` until `warmup`; then the named
+    decay to `floor` at `total` (cosine, linear), or constant, or warmup-stable-decay: `peak`
+    until `decay_start`, then down to `floor` at `total`, linearly or as 1 − √progress
+    (`decay_shape`). `arguments` are `schedule_arguments`; `schedule` and `decay_shape` are fixed
+    when compiled."""
+    count = jnp.asarray(count, jnp.float32)
+    peak, floor = arguments["peak"], arguments["floor"]
+    warmup, start, total = (jnp.asarray(arguments[name], jnp.float32)
+                            for name in ("warmup", "decay_start", "total"))
+    progress = jnp.clip((count - start) / jnp.maximum(total - start, 1.0), 0.0, 1.0)
+    if schedule == "cosine":
+        decayed = floor + (peak - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+    elif schedule == "constant":
+        decayed = peak
+    else:  # linear; wsd: after its stable phase
+        shrink = jnp.sqrt(progress) if schedule == "wsd" and decay_shape == "sqrt" else progress
+        decayed = peak - (peak - floor) * shrink
+    return jnp.where(count < warmup, peak * count / jnp.maximum(warmup, 1.0), decayed)
 
-    def sqrt_decay(count):
-        progress = jnp.clip(count / steps, 0.0, 1.0)
-        return floor + (peak - floor) * (1.0 - jnp.sqrt(progress))
 
-    return sqrt_decay
+def learning_rate_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """The run's schedule as a function of the step alone (`learning_rate` at its arguments)."""
+    return functools.partial(learning_rate, arguments=schedule_arguments(optim, total_steps),
+                             schedule=optim.schedule, decay_shape=optim.decay_shape)
 
 
 def width_dimensions(logical_axes: tuple[str | None, ...]) -> int:
@@ -108,14 +115,25 @@ def _scale_by_tree(multipliers: Any) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
 
-def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
-                   logical_axes_tree: Any) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW with global-norm clipping, the schedule, the decay mask and µP group rates.
+def _scale_by_learning_rate() -> optax.GradientTransformationExtraArgs:
+    """Multiply each update by −`learning_rate`, the step's rate, given to `update` as a keyword
+    (computed in the train step from `schedule_arguments`, which are not compiled in)."""
+
+    def update(updates, state, params=None, *, learning_rate, **extra_args):
+        del params, extra_args
+        return jax.tree.map(lambda u: jnp.asarray(-learning_rate, u.dtype) * u, updates), state
+
+    return optax.GradientTransformationExtraArgs(lambda _: optax.EmptyState(), update)
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   logical_axes_tree: Any) -> optax.GradientTransformationExtraArgs:
+    """AdamW with global-norm clipping, the decay mask and µP group rates; its `update` takes the
+    step's rate as the keyword `learning_rate` (see `learning_rate`).
 
     `logical_axes_tree` mirrors the parameters, each leaf the tuple of the weight's logical axis
-    names (see `scaling.parallel.logical_axes`). Returns the optimizer and its schedule (for logging)."""
+    names (see `scaling.parallel.logical_axes`)."""
     optim = config.optim
-    schedule = learning_rate_schedule(optim, total_steps)
     mask = decay_mask(logical_axes_tree)
     parts = []
     if optim.grad_clip > 0:
@@ -124,9 +142,9 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
         optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=optim.eps),
         optax.add_decayed_weights(optim.weight_decay, mask=mask),
         _scale_by_tree(learning_rate_multipliers(logical_axes_tree, config.model)),
-        optax.scale_by_learning_rate(schedule),
+        _scale_by_learning_rate(),
     ]
-    return optax.chain(*parts), schedule
+    return optax.chain(*parts)
 
 
 def global_norm(tree: Any) -> jax.Array:

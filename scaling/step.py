@@ -31,11 +31,12 @@ from scaling.data import objectives
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """Everything compiled for one run: the jitted functions, the shardings, the schedule."""
+    """Everything compiled for one run: the jitted functions and the shardings."""
 
     mesh: Mesh
     rules: tuple
     init: Callable[[jax.Array], Any]
+    # The train functions read the run's `optim.schedule_arguments` at run time (bound here).
     train_step: Callable[[Any, dict], tuple[Any, dict]]
     # Up to `train.steps_per_call` steps over batches stacked on a leading axis, those where a
     # boolean vector is True (None when it is 1): the state after the last, each slot's metrics
@@ -48,7 +49,6 @@ class Program:
     batch_sharding: NamedSharding
     stacked_batch_sharding: NamedSharding
     abstract_state: Any
-    schedule: optax.Schedule
 
     def context(self):
         """Mesh and logical-axis rules in force while tracing (model activation constraints)."""
@@ -68,6 +68,20 @@ class _Context:
     def __exit__(self, *exc):
         self._rules_cm.__exit__(*exc)
         return self._mesh_cm.__exit__(*exc)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Bound:
+    """A jitted train function with the run's schedule arguments bound as its last argument."""
+
+    jitted: Any
+    schedule_arguments: dict
+
+    def __call__(self, *args):
+        return self.jitted(*args, self.schedule_arguments)
+
+    def lower(self, *args):
+        return self.jitted.lower(*args, self.schedule_arguments)
 
 
 def _plain(tree: Any) -> Any:
@@ -102,10 +116,11 @@ def _micro_batches(batch: dict, count: int) -> dict:
     return jax.tree.map(split, batch)
 
 
-def _train_step(state: dict, batch: dict, *, net: nn.Module, optimizer: optax.GradientTransformation,
-                schedule: optax.Schedule, model: ModelConfig, micro_batches: int,
-                seed: int) -> tuple[dict, dict]:
+def _train_step(state: dict, batch: dict, schedule_arguments: dict, *, net: nn.Module,
+                optimizer: optax.GradientTransformationExtraArgs, schedule: Callable,
+                model: ModelConfig, micro_batches: int, seed: int) -> tuple[dict, dict]:
     params = state["params"]
+    lr = schedule(state["step"], schedule_arguments)
     step_rng = jax.random.fold_in(jax.random.key(seed), state["step"])
     deterministic = model.dropout == 0.0 and model.attention_dropout == 0.0
 
@@ -153,21 +168,23 @@ def _train_step(state: dict, batch: dict, *, net: nn.Module, optimizer: optax.Gr
     # rather than a select between old and new state: the update then runs in place in the
     # donated buffers, without a second copy of the parameters and moments.
     def apply_update(state):
-        updates, new_opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        updates, new_opt_state = optimizer.update(grads, state["opt_state"], state["params"],
+                                                  learning_rate=lr)
         return {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
                 "opt_state": new_opt_state}
 
     new_state = jax.lax.cond(finite, apply_update, lambda state: state, state)
     metrics = {"loss": aux["ce"], "total_loss": loss, "grad_norm": grad_norm, "finite": finite,
-               "lr": schedule(state["step"]), "target_tokens": target_tokens}
+               "lr": lr, "target_tokens": target_tokens}
     return new_state, metrics
 
 
-def _train_steps(state: dict, batches: dict, active: jax.Array, **settings) -> tuple[dict, dict]:
+def _train_steps(state: dict, batches: dict, active: jax.Array, schedule_arguments: dict,
+                 **settings) -> tuple[dict, dict]:
     """`_train_step` over the leading axis of `batches`, in one compiled loop; where `active`
     is False a step is not taken (the state passes through, its metrics are zeros), so calls of
     fewer steps than the loop's length run the same program."""
-    step = functools.partial(_train_step, **settings)
+    step = functools.partial(_train_step, schedule_arguments=schedule_arguments, **settings)
 
     def maybe_step(state, inputs):
         batch, on = inputs
@@ -239,7 +256,7 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
             lambda r: net.init({"params": r, "dropout": r}, **_example_inputs(shapes)),
             rng)["params"]
         axes = parallel.logical_axes(boxed_params)
-        optimizer, schedule = optim_lib.make_optimizer(config, total_steps, axes)
+        optimizer = optim_lib.make_optimizer(config, axes)
         boxed_state = jax.eval_shape(functools.partial(_boxed_init, net, optimizer, shapes), rng)
         state_shardings = parallel.shardings_for(boxed_state, mesh, rules)
         abstract_state = jax.tree.map(
@@ -251,19 +268,25 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
     batch_sharding = parallel.batch_sharding(mesh)
     replicated = parallel.replicated(mesh)
     batch_shardings = {key: batch_sharding for key in objective.batch_keys}
-    settings = dict(net=net, optimizer=optimizer, schedule=schedule, model=model,
+    # The schedule's kind and shape are compiled in; where it starts and ends is read at run time.
+    rate = functools.partial(optim_lib.learning_rate, schedule=config.optim.schedule,
+                             decay_shape=config.optim.decay_shape)
+    arguments = optim_lib.schedule_arguments(config.optim, total_steps)
+    settings = dict(net=net, optimizer=optimizer, schedule=rate, model=model,
                     micro_batches=config.train.grad_accum_steps, seed=config.seed)
-    train_step = jax.jit(functools.partial(_train_step, **settings),
-                         in_shardings=(state_shardings, batch_shardings),
-                         out_shardings=(state_shardings, replicated), donate_argnums=0)
+    train_step = _Bound(jax.jit(functools.partial(_train_step, **settings),
+                                in_shardings=(state_shardings, batch_shardings, replicated),
+                                out_shardings=(state_shardings, replicated), donate_argnums=0),
+                        arguments)
     stacked_sharding = parallel.stacked_batch_sharding(mesh)
     train_steps = None
     if config.train.steps_per_call > 1:
-        train_steps = jax.jit(functools.partial(_train_steps, **settings),
-                              in_shardings=(state_shardings,
-                                            {key: stacked_sharding for key in batch_shardings},
-                                            replicated),
-                              out_shardings=(state_shardings, replicated), donate_argnums=0)
+        train_steps = _Bound(jax.jit(functools.partial(_train_steps, **settings),
+                                     in_shardings=(state_shardings,
+                                                   {key: stacked_sharding for key in batch_shardings},
+                                                   replicated, replicated),
+                                     out_shardings=(state_shardings, replicated),
+                                     donate_argnums=0), arguments)
     eval_step = jax.jit(functools.partial(eval_batch, net=net, model=model),
                         in_shardings=(state_shardings, batch_shardings), out_shardings=replicated)
     # The continuation task's batches (a loss mask beside the objective's arrays), scored over the
@@ -277,5 +300,5 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
                    continuation_step=continuation_step,
                    state_shardings=state_shardings, batch_sharding=batch_sharding,
                    stacked_batch_sharding=stacked_sharding,
-                   abstract_state=abstract_state, schedule=schedule)
+                   abstract_state=abstract_state)
 

@@ -68,6 +68,40 @@ def test_a_short_run_shares_the_long_runs_rates_until_its_cooldown():
         assert float(short_schedule(start + 1)) < 1.0  # and then it cools down
 
 
+def test_runs_that_differ_only_in_length_share_one_compiled_train_program():
+    """The schedule's placement is read at run time: a branch's train step (and the K-step call)
+    lowers to the program its parent's does, so the compilation cache serves every branch of a
+    size from one compilation. The rates it passes still follow each run's own schedule."""
+    import jax
+
+    from scaling import parallel, step
+    from scaling.config import model_config
+
+    def lowered(total_steps: int, steps_per_call: int) -> tuple[str, dict]:
+        config = default_config()
+        config.optim.update(schedule="wsd", decay_fraction=0.2, warmup_steps=5)
+        config.model.update(d_model=32, num_heads=2, num_layers=1, d_ff=64)
+        config.train.update(batch_size=4, steps_per_call=steps_per_call)
+        config.data.seq_len = 16
+        program = step.build_program(config, model_config(config, 257), total_steps,
+                                     parallel.make_mesh(config.mesh))
+        function = program.train_step if steps_per_call == 1 else program.train_steps
+        rows = (4, 16) if steps_per_call == 1 else (steps_per_call, 4, 16)
+        sharding = program.batch_sharding if steps_per_call == 1 else program.stacked_batch_sharding
+        batch = {name: jax.ShapeDtypeStruct(rows, jax.numpy.int32, sharding=sharding)
+                 for name in ("inputs", "targets", "segment_ids")}
+        extra = () if steps_per_call == 1 else (jax.ShapeDtypeStruct((steps_per_call,), bool),)
+        with program.context():
+            text = function.lower(program.abstract_state, batch, *extra).as_text()
+        return text, function.schedule_arguments
+
+    for per_call in (1, 3):
+        parent, parent_arguments = lowered(200, per_call)
+        branch, branch_arguments = lowered(40, per_call)
+        assert branch == parent
+        assert (int(parent_arguments["decay_start"]), int(branch_arguments["decay_start"])) == (160, 32)
+
+
 # ----------------------------------------------------------------------------------------------
 # Training: parent, branch, independent run, killed branch
 

@@ -71,7 +71,7 @@ def test_adamw_update_matches_numpy():
                         grad_clip=clip, b1=b1, b2=b2, eps=eps)
     config.model.update(parametrization="mup", mup_base_width=32, d_model=64)
     axes = {"w": ("embed", "mlp"), "b": ("mlp",)}
-    tx, _ = optim.make_optimizer(config, 10, axes)
+    tx = optim.make_optimizer(config, axes)
     params = {"w": np.array([[2.0, -1.0], [0.5, 3.0]], np.float32),
               "b": np.array([1.0, -2.0], np.float32)}
     steps = [{"w": np.array([[3.0, 1.0], [-2.0, 0.5]], np.float32),
@@ -85,7 +85,7 @@ def test_adamw_update_matches_numpy():
     m = {name: np.zeros_like(value) for name, value in expected.items()}
     v = {name: np.zeros_like(value) for name, value in expected.items()}
     for t, grads in enumerate(steps, start=1):
-        updates, state = tx.update(grads, state, params)
+        updates, state = tx.update(grads, state, params, learning_rate=np.float32(lr))
         params = jax.tree.map(lambda p, u: p + u, params, updates)
         norm = math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads.values()))
         scale = min(1.0, clip / norm)
