@@ -271,7 +271,9 @@ def build_program(config: ml_collections.ConfigDict, model: ModelConfig, total_s
     # The schedule's kind and shape are compiled in; where it starts and ends is read at run time.
     rate = functools.partial(optim_lib.learning_rate, schedule=config.optim.schedule,
                              decay_shape=config.optim.decay_shape)
-    arguments = optim_lib.schedule_arguments(config.optim, total_steps)
+    # Put on the devices once: passed from the host, they were copied there at every call.
+    arguments = parallel.global_batch(optim_lib.schedule_arguments(config.optim, total_steps),
+                                      replicated)
     settings = dict(net=net, optimizer=optimizer, schedule=rate, model=model,
                     micro_batches=config.train.grad_accum_steps, seed=config.seed)
     train_step = _Bound(jax.jit(functools.partial(_train_step, **settings),
