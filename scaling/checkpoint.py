@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable, Iterator
 
 import jax
+import optax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
@@ -161,10 +162,14 @@ class Checkpointer:
             # Every state has arrays: none listed is a damaged checkpoint (its _METADATA lost),
             # for restore_latest to set aside, not another layout to refuse.
             raise ValueError(f"checkpoint {step} lists no arrays in its state metadata")
-        check_same_layout(saved_state, abstract_state, self.owner)
+        target = _with_schedule_counter(saved_state, abstract_state) or abstract_state
+        check_same_layout(saved_state, target, self.owner)
         restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-        return restored["state"], restored["meta"]
+            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        state = restored["state"]
+        if target is not abstract_state:  # the counter is state["step"], which the step reads
+            state = {**state, "opt_state": (*state["opt_state"][:-1], optax.EmptyState())}
+        return state, restored["meta"]
 
     def _move_aside(self, steps: list[int], quiet: bool = False) -> None:
         """Move the checkpoints of `steps` to `unreadable-<step>`, each said in a warning unless
@@ -290,6 +295,24 @@ def check_same_layout(saved_state: Any, abstract_state: Any,
         raise IncompatibleCheckpoint(
             f"{owner} holds a different train state ({len(differing)} entries differ, e.g. "
             f"{differing[0]}); {_use_instead(owner)}")
+
+
+def _with_schedule_counter(saved_state: Any, abstract_state: Any) -> Any | None:
+    """`abstract_state` as checkpoints written before the train step read the schedule's
+    placement at run time hold it: the optimizer's last state then was optax's schedule counter,
+    one int32 `count` equal to the state's step, where it is now empty. None for any other
+    checkpoint."""
+    opt_state = abstract_state.get("opt_state") if isinstance(abstract_state, dict) else None
+    if not isinstance(opt_state, tuple) or not opt_state or opt_state[-1] != optax.EmptyState():
+        return None
+    counter = f"opt_state/{len(opt_state) - 1}/count"
+    saved, wanted = _layout(getattr(saved_state, "tree", saved_state)), _layout(abstract_state)
+    if set(saved) != set(wanted) | {counter} or saved[counter] != ((), "int32"):
+        return None
+    count = jax.ShapeDtypeStruct((), jax.numpy.int32,
+                                 sharding=getattr(abstract_state.get("step"), "sharding", None))
+    return {**abstract_state,
+            "opt_state": (*opt_state[:-1], optax.ScaleByScheduleState(count=count))}
 
 
 def _layout(tree: Any) -> dict[str, tuple]:

@@ -47,11 +47,14 @@ def learning_rate(count: jax.Array, arguments: dict, *, schedule: str,
     until `decay_start`, then down to `floor` at `total`, linearly or as 1 − √progress
     (`decay_shape`). `arguments` are `schedule_arguments`; `schedule` and `decay_shape` are fixed
     when compiled."""
-    count = jnp.asarray(count, jnp.float32)
+    # Steps are subtracted as integers, then divided: float32 holds every integer only up to
+    # 2^24, and a run may be longer.
+    count = jnp.asarray(count, jnp.int32)
     peak, floor = arguments["peak"], arguments["floor"]
-    warmup, start, total = (jnp.asarray(arguments[name], jnp.float32)
+    warmup, start, total = (jnp.asarray(arguments[name], jnp.int32)
                             for name in ("warmup", "decay_start", "total"))
-    progress = jnp.clip((count - start) / jnp.maximum(total - start, 1.0), 0.0, 1.0)
+    progress = jnp.clip((count - start).astype(jnp.float32)
+                        / jnp.maximum(total - start, 1).astype(jnp.float32), 0.0, 1.0)
     if schedule == "cosine":
         decayed = floor + (peak - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
     elif schedule == "constant":
@@ -59,7 +62,8 @@ def learning_rate(count: jax.Array, arguments: dict, *, schedule: str,
     else:  # linear; wsd: after its stable phase
         shrink = jnp.sqrt(progress) if schedule == "wsd" and decay_shape == "sqrt" else progress
         decayed = peak - (peak - floor) * shrink
-    return jnp.where(count < warmup, peak * count / jnp.maximum(warmup, 1.0), decayed)
+    warming = peak * count.astype(jnp.float32) / jnp.maximum(warmup, 1).astype(jnp.float32)
+    return jnp.where(count < warmup, warming, decayed)
 
 
 def learning_rate_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:

@@ -21,11 +21,13 @@ import threading
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 from conftest import REPO
 from orbax.checkpoint._src.path import atomicity, temporary_paths
 
+from scaling import optim
 from scaling.checkpoint import Checkpointer, IncompatibleCheckpoint
 from scaling.config import ModelConfig, default_config, model_config
 
@@ -234,6 +236,41 @@ def test_a_different_state_layout_is_refused_not_treated_as_damage(tmp_path, mod
     checkpointer.close()
     assert step_directories(tmp_path) == ["1"]
 
+
+
+def test_a_checkpoint_with_the_old_schedule_counter_restores_without_it(tmp_path, model):
+    """Checkpoints written while the schedule was compiled into the train step hold optax's
+    schedule counter as the optimizer's last state; they resume (and branch) as they were, the
+    counter dropped. Any other extra entry is still another layout."""
+    params = {"w": jnp.arange(32, dtype=jnp.float32).reshape(4, 8)}
+    optimizer = optim.make_optimizer(default_config(), {"w": ("embed", "mlp")})
+    opt_state = optimizer.init(params)
+    assert opt_state[-1] == optax.EmptyState()
+    adam = next(part for part in opt_state if isinstance(part, optax.ScaleByAdamState))
+    adam = adam._replace(count=jnp.int32(7), mu={"w": params["w"] / 2})
+    opt_state = tuple(adam if isinstance(part, optax.ScaleByAdamState) else part
+                      for part in opt_state)
+    state = {"step": jnp.int32(7), "params": params, "opt_state": opt_state}
+
+    def saved_with(counter) -> Checkpointer:
+        workdir = tmp_path / str(counter.dtype)
+        checkpointer = Checkpointer(workdir, keep=3)
+        old = {**state, "opt_state": (*opt_state[:-1], optax.ScaleByScheduleState(count=counter))}
+        checkpointer.save(7, old, {"step": 7}, wait=True)
+        return checkpointer
+
+    checkpointer = saved_with(jnp.int32(7))
+    restored, meta = checkpointer.restore_latest(abstract(state), model)
+    checkpointer.close()
+    assert meta["step"] == 7 and restored["opt_state"][-1] == optax.EmptyState()
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+    checkpointer = saved_with(jnp.float32(7))
+    with pytest.raises(IncompatibleCheckpoint, match="different train state"):
+        checkpointer.restore_latest(abstract(state), model)
+    checkpointer.close()
 
 def test_another_sequence_length_is_named_by_the_field_that_set_it(tmp_path):
     """A resume under another data.seq_len differs in the model's position rows, which that
