@@ -184,7 +184,8 @@ def describe(config: ml_collections.ConfigDict, device_count: int | None = None)
         f"mesh (data, fsdp, tensor) = {shape} over {device_count} devices",
         "memory per device (estimate):",
     ]
-    lines += [f"  {name:<16} {value / 2**30:9.3f} GiB" for name, value in memory.items()]
+    width = max(map(len, memory))
+    lines += [f"  {name:<{width}} {value / 2**30:9.3f} GiB" for name, value in memory.items()]
     available = hardware.device_memory_bytes()
     try:
         warning = check_fits(config, model, shape, available)
