@@ -311,10 +311,13 @@ class Progress:
         self.total_steps = total_steps
         self._stream = stream or sys.stdout
         self._start_step, self._start_time = start_step, time.perf_counter()
+        self._first_call: float | None = None
 
-    def restart_clock(self, step: int) -> None:
-        """Measure speed from here (after compilation), so the ETA is not skewed by it."""
+    def restart_clock(self, step: int, first_call_seconds: float | None = None) -> None:
+        """Measure speed from here (after compilation), so the ETA is not skewed by it. A line
+        with no step timed since says how long the first call, compilation included, took."""
         self._start_step, self._start_time = step, time.perf_counter()
+        self._first_call = first_call_seconds
 
     def line(self, record: dict) -> str:
         step = record["step"]
@@ -328,6 +331,8 @@ class Progress:
             parts.append(f"{record['tokens_per_second']:,.0f} tok/s")
         if record.get("mfu") is not None:
             parts.append(f"MFU {100 * record['mfu']:.1f}%")
+        if done <= 0 and self._first_call is not None:
+            parts.append(f"first call {self._first_call:.1f}s (incl. compile)")
         parts.append(f"ETA {format_duration(eta) if eta == eta else '?'}")
         return " | ".join(parts)
 

@@ -560,7 +560,7 @@ class Trainer:
             return False
         self.compile_seconds = time.perf_counter() - self.interval.start
         self.loop_start = time.perf_counter()
-        self.progress.restart_clock(self.count)
+        self.progress.restart_clock(self.count, self.compile_seconds)
         self.interval.restart()
         return True
 

@@ -1,4 +1,5 @@
-"""`launch.progress`: the sweep's status line and its time left, against a hand count."""
+"""`launch.progress`: the sweep's status line and its time left, against a hand count; and a run's own
+progress line (`scaling.tracking.Progress`)."""
 
 import io
 import json
@@ -7,6 +8,7 @@ import pytest
 
 from launch.plans import PlannedRun
 from launch.progress import SweepProgress, last_record
+from scaling.tracking import Progress
 
 
 def planned(name, steps, flops, start_step=0, size="s", params=1, parent=""):
@@ -166,3 +168,12 @@ def test_last_record_skips_a_line_being_written(tmp_path):
     path.write_text('{"step": 2}\n{"step": 4}\n{"step": ')
     assert last_record(path) == {"step": 4}
     assert last_record(tmp_path / "missing.jsonl") is None
+
+
+def test_a_runs_first_line_says_how_long_its_first_call_took():
+    # Logged after the first call, which compiles, the line had no speed and an ETA of "?".
+    progress = Progress(total_steps=100, start_step=0, stream=io.StringIO())
+    progress.restart_clock(25, first_call_seconds=6.14)
+    assert progress.line({"step": 25, "train_loss": 4.9}) == (
+        "step 25/100 | loss 4.9000 | first call 6.1s (incl. compile) | ETA ?")
+    assert "first call" not in progress.line({"step": 50, "train_loss": 3.0})
