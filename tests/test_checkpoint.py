@@ -237,7 +237,6 @@ def test_a_different_state_layout_is_refused_not_treated_as_damage(tmp_path, mod
     assert step_directories(tmp_path) == ["1"]
 
 
-
 def test_a_checkpoint_with_the_old_schedule_counter_restores_without_it(tmp_path, model):
     """Checkpoints written while the schedule was compiled into the train step hold optax's
     schedule counter as the optimizer's last state; they resume (and branch) as they were, the
@@ -271,6 +270,7 @@ def test_a_checkpoint_with_the_old_schedule_counter_restores_without_it(tmp_path
     with pytest.raises(IncompatibleCheckpoint, match="different train state"):
         checkpointer.restore_latest(abstract(state), model)
     checkpointer.close()
+
 
 def test_another_sequence_length_is_named_by_the_field_that_set_it(tmp_path):
     """A resume under another data.seq_len differs in the model's position rows, which that

@@ -40,7 +40,6 @@ def test_linear_and_wsd_schedules():
     assert float(wsd(100)) == pytest.approx(0.0, abs=1e-7)
 
 
-
 def test_a_schedule_past_two_to_the_24_steps_moves_at_every_step():
     # float32 holds every integer only up to 2^24 (16.8M): there, a step read as a float is
     # rounded to a multiple of 8, and 1 − √progress would stand still for several steps and jump.
@@ -51,6 +50,7 @@ def test_a_schedule_past_two_to_the_24_steps_moves_at_every_step():
     for step in (start + 1, start + 4, start + 5, start + 7, start + 9, total - 3):
         expected = 1.0 - math.sqrt((step - start) / (total - start))
         assert float(wsd(step)) == pytest.approx(expected, abs=1e-6), step  # of the peak, 1
+
 
 def test_width_dimensions_and_groups():
     axes = {
