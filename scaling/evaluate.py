@@ -311,7 +311,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     trained.check_checkpoint(workdir, summary)  # before any data is read
     out_dir = workdir / "eval"
     try:  # before any data is read or any batch scored: found only at the end, it cost them
-        files.check_writable_folder(out_dir)
+        files.check_folder_can_be_made(out_dir)  # made with the result: a failure leaves none
     except OSError as error:  # "eval" a file, a read-only mount
         raise trained.RunError(f"{out_dir} cannot be written ({error.strerror or error})") from None
     tokenizer = trained.tokenizer_of(run_config, summary)
@@ -381,6 +381,7 @@ def evaluate(args: argparse.Namespace, overrides: list[str]) -> tuple[pathlib.Pa
     out = out_dir / f"{name}.json"
     interrupts.check()  # a Ctrl-C taken by no KeyboardInterrupt writes no result
     try:
+        out_dir.mkdir(exist_ok=True)
         files.write_text_atomic(out, json.dumps(record, indent=1) + "\n")
     except OSError as error:  # a full disk, a workdir it may not write in
         raise trained.RunError(f"{out} cannot be written ({error.strerror or error})") from None

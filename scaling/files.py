@@ -330,6 +330,16 @@ def check_writable_folder(folder: pathlib.Path) -> None:
         raise OSError(error.errno, f"no file can be created in it: {error.strerror}") from None
 
 
+def check_folder_can_be_made(folder: pathlib.Path) -> None:
+    """`check_writable_folder` without creating `folder`: an existing one must take a file, a
+    missing one's nearest existing parent must (so a command refused later leaves no empty folder
+    behind). OSError where it would fail."""
+    if folder.exists():
+        check_writable_folder(folder)
+    else:
+        check_writable_folder(next(parent for parent in folder.parents if parent.exists()))
+
+
 def check_workdir(workdir: pathlib.Path, option: str = "--workdir", *,
                   create: bool = True) -> pathlib.Path:
     """`workdir` created if missing (unless not `create`: a dry run writes nothing); ConfigError

@@ -467,6 +467,22 @@ def test_a_workdir_it_cannot_write_in_is_refused_before_scoring(trained_run, tmp
     assert err == (f"scaling-eval: error: {workdir / 'eval'} cannot be written (File exists)\n")
 
 
+def test_an_evaluation_refused_after_its_checks_leaves_no_empty_eval_folder(trained_run, tmp_path,
+                                                                           capsys):
+    """The folder is checked before any batch is read and made with the result: a split found
+    too short only once it is prepared left an empty `eval/` in the run's workdir."""
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    shutil.rmtree(workdir / "eval", ignore_errors=True)
+    assert evaluate.main(["--workdir", str(workdir),
+                          "--config.data.eval_split=validation[100000000:]"]) == 2
+    assert "its bounds reach past the split's end" in capsys.readouterr().err
+    assert not (workdir / "eval").exists()
+    assert evaluate.main(["--workdir", str(workdir), "--batches", "1"]) == 0
+    assert [path.name for path in (workdir / "eval").iterdir()] == [
+        "python_stdlib-validation-1batches.json"]
+
+
 def test_evaluating_a_run_leaves_its_save_in_flight_alone(trained_run, tmp_path, capsys):
     # The run still training: the save of its next checkpoint is a temporary folder.
     workdir = tmp_path / "run"
