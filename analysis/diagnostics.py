@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 import scipy.optimize
+import scipy.optimize.elementwise
 
 from analysis.bootstrap import CONFIDENCE_LEVEL, summarize
 from analysis.laws import Law, predict_loss
@@ -232,47 +233,71 @@ MIN_BUDGETS_FOR_EXPONENT = 3  # an E_N and a B_N per size: a third budget is the
 EXPONENT_RANGE = (0.01, 3.0)
 
 
-def _per_size_fits(betas: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray]]
+def _per_size_fits(betas_RxK: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray]],
+                   counts: list[np.ndarray] | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each β in `betas`: each size's E_N, B_N ≥ 0 minimising Σ ((L − E_N − B_N·D^−β)/L)²
-    (weighted least squares, exactly: the unconstrained solution where both are ≥ 0, else the
-    better edge) and the sum over all sizes. Returns (total per β, E per β and size, B per β and
-    size)."""
-    betas = np.atleast_1d(np.asarray(betas, dtype=float))
-    total = np.zeros(betas.size)
-    E_all, B_all = np.zeros((betas.size, len(groups))), np.zeros((betas.size, len(groups)))
+    """For each resample r and each β in `betas_RxK[r]`: each size's E_N, B_N ≥ 0 minimising
+    Σ ((L − E_N − B_N·D^−β)/L)² (weighted least squares, exactly: the unconstrained solution where
+    both are ≥ 0, else the better edge) and the sum over all sizes. `counts[k]` (R × points of
+    size k) says how often resample r draws each point; None: every point once, R = 1. Returns
+    (total R×K, E R×K×sizes, B R×K×sizes)."""
+    betas = np.asarray(betas_RxK, dtype=float)
+    total = np.zeros(betas.shape)
+    E_all, B_all = np.zeros((*betas.shape, len(groups))), np.zeros((*betas.shape, len(groups)))
     for k, (D, L) in enumerate(groups):
-        x, w = D[None, :] ** -betas[:, None], 1.0 / L ** 2
-        sw, sy = w.sum(), (w * L).sum()
-        sx, sxx, sxy = (w * x).sum(1), (w * x * x).sum(1), (w * x * L).sum(1)
+        drawn = np.ones((1, D.size)) if counts is None else counts[k]
+        x, w = D ** -betas[..., None], (drawn / L ** 2)[:, None, :]
+
+        def weighted_sum(values):
+            return (w * values).sum(-1)
+
+        sw, sy = weighted_sum(1.0), weighted_sum(L)
+        sx, sxx, sxy = weighted_sum(x), weighted_sum(x * x), weighted_sum(x * L)
         det = sw * sxx - sx * sx
         with np.errstate(divide="ignore", invalid="ignore"):
             E, B = (sy * sxx - sx * sxy) / det, (sw * sxy - sx * sy) / det
         inside = (det > 1e-12 * sw * sxx) & (E >= 0) & (B >= 0)
-        edges = [(np.full(betas.size, sy / sw), np.zeros(betas.size)),
-                 (np.zeros(betas.size), sxy / sxx)]
-        candidates = [(np.where(inside, E, np.nan), np.where(inside, B, np.nan))] + edges
-
-        def sum_of_squares(e, b):
-            return (w * (L - e[:, None] - b[:, None] * x) ** 2).sum(1)
-
-        values = np.stack([sum_of_squares(e, b) for e, b in candidates])
+        zero = np.zeros(betas.shape)
+        candidates = [(np.where(inside, E, 0.0), np.where(inside, B, 0.0)),
+                      (np.broadcast_to(sy / sw, betas.shape), zero), (zero, sxy / sxx)]
+        values = np.stack([weighted_sum((L - e[..., None] - b[..., None] * x) ** 2)
+                           for e, b in candidates])
         values[0] = np.where(inside, values[0], np.inf)
         best = np.argmin(values, axis=0)
-        E_all[:, k] = np.choose(best, [np.nan_to_num(c[0]) for c in candidates])
-        B_all[:, k] = np.choose(best, [np.nan_to_num(c[1]) for c in candidates])
-        total += values[best, np.arange(betas.size)]
+        E_all[..., k] = np.choose(best, [e for e, _ in candidates])
+        B_all[..., k] = np.choose(best, [b for _, b in candidates])
+        total += np.take_along_axis(values, best[None], axis=0)[0]
     return total, E_all, B_all
 
 
-def _best_exponent(groups: list[tuple[np.ndarray, np.ndarray]]) -> float:
+def _best_exponents(groups: list[tuple[np.ndarray, np.ndarray]],
+                    counts: list[np.ndarray] | None = None) -> np.ndarray:
+    """The β minimising `_per_size_fits`' total for each resample (see there): the best of a grid,
+    refined between its neighbours by bracketing minimisation, all resamples at once."""
     grid = np.geomspace(*EXPONENT_RANGE, 200)
-    k = int(np.argmin(_per_size_fits(grid, groups)[0]))
-    low, high = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-    found = scipy.optimize.minimize_scalar(lambda beta: _per_size_fits(beta, groups)[0][0],
-                                           bounds=(low, high), method="bounded",
-                                           options={"xatol": 1e-6})
-    return float(found.x)
+    resamples = 1 if counts is None else counts[0].shape[0]
+    k = np.argmin(_per_size_fits(np.broadcast_to(grid, (resamples, grid.size)), groups,
+                                 counts)[0], axis=1)
+    best = grid[k]
+    inner = np.flatnonzero((k > 0) & (k < grid.size - 1))
+
+    def total(beta, rows):  # elementwise in the resamples `rows`, as find_minimum asks
+        rows = rows.astype(int).ravel()
+        drawn = None if counts is None else [c[rows] for c in counts]
+        return _per_size_fits(beta.reshape(-1, 1), groups, drawn)[0][:, 0].reshape(beta.shape)
+
+    if inner.size:
+        found = scipy.optimize.elementwise.find_minimum(
+            total, (grid[k[inner] - 1], grid[k[inner]], grid[k[inner] + 1]),
+            args=(inner.astype(float),), tolerances={"xatol": 1e-9})
+        best[inner] = found.x
+    for row in np.flatnonzero((k == 0) | (k == grid.size - 1)):  # no bracket: bounded search
+        found = scipy.optimize.minimize_scalar(
+            lambda beta: total(np.array([beta]), np.array([row]))[0],
+            bounds=(grid[max(k[row] - 1, 0)], grid[min(k[row] + 1, grid.size - 1)]),
+            method="bounded", options={"xatol": 1e-6})
+        best[row] = found.x
+    return best
 
 
 def shared_data_exponent(variables: dict, loss, *, num_resamples: int = 200, seed: int = 0,
@@ -289,17 +314,15 @@ def shared_data_exponent(variables: dict, loss, *, num_resamples: int = 200, see
     if len(sizes) < 2:
         return None
     groups = [(D[N == size], loss[N == size]) for size in sizes]
-    beta = _best_exponent(groups)
-    total, E, B = (values[0] for values in _per_size_fits(beta, groups))
+    beta = float(_best_exponents(groups)[0])
+    total, E, B = (values[0, 0] for values in _per_size_fits(np.array([[beta]]), groups))
     rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(num_resamples):
-        drawn = []
-        for D_n, L_n in groups:
-            pick = rng.integers(0, D_n.size, D_n.size)
-            drawn.append((D_n[pick], L_n[pick]))
-        samples.append(_best_exponent(drawn))
-    return {"beta": summarize(beta, np.array(samples), level), "resamples": num_resamples,
+    counts = [np.zeros((num_resamples, D_n.size)) for D_n, _ in groups]
+    for r in range(num_resamples):  # each resample draws every size's points from its own
+        for k, (D_n, _) in enumerate(groups):
+            counts[k][r] = np.bincount(rng.integers(0, D_n.size, D_n.size), minlength=D_n.size)
+    samples = _best_exponents(groups, counts) if num_resamples else np.empty(0)
+    return {"beta": summarize(beta, samples, level), "resamples": num_resamples,
             "rms": math.sqrt(total / sum(d.size for d, _ in groups)),
             "sizes": [{"N": float(size), "E": float(e), "B": float(b)}
                       for size, e, b in zip(sizes, E, B)]}

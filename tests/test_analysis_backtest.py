@@ -171,6 +171,34 @@ def test_one_data_exponent_with_each_sizes_own_amplitude_is_recovered_and_report
     assert "| 1.000e+07 | " in report.split("| N | E_N | B_N |")[1]
 
 
+def test_the_data_exponents_resamples_are_fitted_as_the_points_they_draw():
+    """The bootstrap fits every resample at once, as how often it draws each point; each must be
+    the exponent of its drawn points fitted on their own (repeats as separate points)."""
+    from analysis.diagnostics import _best_exponents, shared_data_exponent
+
+    rng = np.random.default_rng(1)
+    sizes = np.array([1e7, 1e8, 1e9])
+    N, D = np.repeat(sizes, 5), np.tile([1e9, 2e9, 4e9, 8e9, 16e9], 3)
+    loss = (1.8 + 400 / N**0.34 + N / (N + 4e7) * 2000 / D**0.37) * np.exp(
+        0.005 * rng.normal(size=N.size))
+    groups = [(D[N == size], loss[N == size]) for size in sizes]
+    picks = [[rng.integers(0, 5, 5) for _ in groups] for _ in range(6)]
+    counts = [np.array([np.bincount(draw[k], minlength=5) for draw in picks])
+              for k in range(len(groups))]
+    together = _best_exponents(groups, counts)
+    compared = 0
+    for draw, beta in zip(picks, together):
+        if min(np.unique(pick).size for pick in draw) < 3:
+            continue  # a size the fit on its own would leave out (too few budgets to test β)
+        alone = shared_data_exponent(
+            {"N": np.concatenate([np.full(5, size) for size in sizes]),
+             "D": np.concatenate([groups[k][0][pick] for k, pick in enumerate(draw)])},
+            np.concatenate([groups[k][1][pick] for k, pick in enumerate(draw)]), num_resamples=0)
+        assert beta == pytest.approx(alone["beta"]["value"], abs=1e-6)
+        compared += 1
+    assert compared >= 3
+
+
 def test_a_two_term_laws_returns_say_which_term_falls_below_the_fraction_of_e():
     # "The reducible loss falls below 10% of E at N = ..." counted only A/N^alpha, whatever D.
     from analysis.report import render_report
