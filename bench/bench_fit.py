@@ -1,7 +1,10 @@
 """Time the Chinchilla Approach 3 fit on Epoch AI's 240 points: the batched 4,500-start grid fit,
 a 500-resample bootstrap, the same grid fit with gradients derived by jax.grad from the law's
 formula (`analysis.laws.formula_law`) instead of the hand-written ones, and the plain reference of
-one SciPy L-BFGS-B call per start.
+one SciPy L-BFGS-B call per start. Then the per-size data exponent (`scaling-fit`'s diagnostic
+L = E_N + B_N/D^β, one β for the 38 sizes with three token counts or more) with its 500-resample
+bootstrap, all resamples at once, against the reference of one bounded SciPy minimisation per
+resample (every 10th resample timed, × 10).
 
 The reference loop over all 4,500 starts takes minutes, so it runs on every 15th start of the grid
 (300 starts) and its full-grid time is that measurement × 15; the timings alternate with the
@@ -21,6 +24,7 @@ import time
 import numpy as np
 import scipy.optimize
 
+from analysis import diagnostics
 from analysis.bootstrap import bootstrap_fits
 from analysis.fit import HUBER_DELTA, chinchilla_start_grid, fit_law
 from analysis.inputs import EPOCH_CHINCHILLA_FILE, load_epoch_chinchilla, shared_data_dir
@@ -30,6 +34,7 @@ from bench.record import markdown_table, record
 REPEATS = 3
 RESAMPLES = 500
 REFERENCE_STRIDE = 15
+EXPONENT_REFERENCE_STRIDE = 10
 
 
 def scipy_loop(variables, loss, starts):
@@ -57,6 +62,40 @@ def scipy_loop(variables, loss, starts):
         if result.fun < best[0]:
             best = (float(result.fun), result.x)
     return best
+
+
+def exponent_one_resample_at_a_time(variables, loss, num_resamples, stride):
+    """The per-size data exponent's bootstrap the straightforward way: each resample's points drawn
+    (as `diagnostics.shared_data_exponent` draws them), its β the best of the grid refined by one
+    bounded SciPy minimisation. Only every `stride`-th resample is fitted; returns their β and
+    the largest difference from this package's β for the same resamples, all fitted at once."""
+    N, D = variables["N"], variables["D"]
+    sizes = [size for size in np.unique(N)
+             if np.unique(D[N == size]).size >= diagnostics.MIN_BUDGETS_FOR_EXPONENT]
+    groups = [(D[N == size], loss[N == size]) for size in sizes]
+    grid = np.geomspace(*diagnostics.EXPONENT_RANGE, 200)
+    rng = np.random.default_rng(0)
+    betas, counts = [], [[] for _ in groups]
+    for resample in range(num_resamples):
+        drawn = []
+        for k, (D_n, L_n) in enumerate(groups):
+            pick = rng.integers(0, D_n.size, D_n.size)
+            drawn.append((D_n[pick], L_n[pick]))
+            if resample % stride == 0:
+                counts[k].append(np.bincount(pick, minlength=D_n.size))
+        if resample % stride:
+            continue
+
+        def total(beta):
+            return diagnostics._per_size_fits(np.reshape(beta, (1, -1)), drawn)[0][0]
+
+        k = int(np.argmin(total(grid)))
+        found = scipy.optimize.minimize_scalar(
+            lambda beta: total(beta)[0], bounds=(grid[max(k - 1, 0)], grid[min(k + 1, 199)]),
+            method="bounded", options={"xatol": 1e-6})
+        betas.append(float(found.x))
+    together = diagnostics._best_exponents(groups, [np.array(c, dtype=float) for c in counts])
+    return np.array(betas), float(np.max(np.abs(together - betas)))
 
 
 def automatic_chinchilla():
@@ -108,6 +147,16 @@ def main() -> None:
         started = time.perf_counter()
         automatic_result = fit_law(automatic, variables, loss)
         automatic_seconds.append(time.perf_counter() - started)
+    exponent_seconds, exponent_loop_seconds = [], []
+    for repeat in range(REPEATS):
+        started = time.perf_counter()
+        shared = diagnostics.shared_data_exponent(variables, loss, num_resamples=RESAMPLES)
+        exponent_seconds.append(time.perf_counter() - started)
+        if repeat < 2:
+            started = time.perf_counter()
+            reference_betas, difference = exponent_one_resample_at_a_time(variables, loss, RESAMPLES,
+                                                              EXPONENT_REFERENCE_STRIDE)
+            exponent_loop_seconds.append(time.perf_counter() - started)
     fit_time, bootstrap_time = statistics.median(fit_seconds), statistics.median(bootstrap_seconds)
     params = result.params
     rows = [["batched NumPy L-BFGS grid + SciPy polish (this package)", "4,500", f"{fit_time:.2f}",
@@ -130,10 +179,24 @@ def main() -> None:
                    "run (an earlier quiet-machine measurement of that loop was ~46 s).\n")
     else:
         speedup = "The SciPy loop was not run; an earlier quiet-machine measurement put it at ~46 s.\n"
+    beta = shared["beta"]
+    exponent_time = statistics.median(exponent_seconds)
+    exponent_loop_time = statistics.median(exponent_loop_seconds) * EXPONENT_REFERENCE_STRIDE
+    rows += [[f"per-size data exponent, {RESAMPLES}-resample bootstrap, all resamples at once "
+              "(this package)", f"{RESAMPLES}", f"{exponent_time:.2f}", "", "",
+              f"{beta['value']:.4f} (95% CI {beta['ci_low']:.4f}–{beta['ci_high']:.4f})"],
+             [f"reference: one bounded SciPy minimisation per resample "
+              f"({len(reference_betas)} timed, × {EXPONENT_REFERENCE_STRIDE})", f"{RESAMPLES}",
+              f"{exponent_loop_time:.1f}", "", "",
+              f"median of the {len(reference_betas)}: {np.median(reference_betas):.4f}; at most "
+              f"{difference:.1e} from this package's"]]
+    speedup += (f"The per-size exponent's bootstrap is {exponent_loop_time / exponent_time:.0f}× "
+                "faster than the loop over resamples.\n")
     load = os.getloadavg()[0]
     body = (markdown_table(["method", "starts / resamples", "seconds", "objective (sum of Huber)",
                             "alpha", "beta"], rows)
-            + f"\nMedian of {REPEATS} runs for the first two rows, of 2 for the third; Epoch AI's grid fit reports objective "
+            + f"\nMedian of {REPEATS} runs for the first two rows and the fifth, of 2 for the third, "
+              "fourth and sixth; Epoch AI's grid fit reports objective "
               "1.01827e-3, alpha 0.34731, beta 0.36718, bootstrap SE(alpha) 0.0154, SE(beta) 0.0206.\n"
             + speedup + f"Load average at the end of the run: {load:.1f} on {os.cpu_count()} cores.\n")
     print(body)
