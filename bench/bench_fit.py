@@ -91,7 +91,7 @@ def exponent_one_resample_at_a_time(variables, loss, num_resamples, stride):
 
         k = int(np.argmin(total(grid)))
         found = scipy.optimize.minimize_scalar(
-            lambda beta: total(beta)[0], bounds=(grid[max(k - 1, 0)], grid[min(k + 1, 199)]),
+            lambda beta: total(beta)[0], bounds=(grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]),
             method="bounded", options={"xatol": 1e-6})
         betas.append(float(found.x))
     together = diagnostics._best_exponents(groups, [np.array(c, dtype=float) for c in counts])
@@ -154,8 +154,8 @@ def main() -> None:
         exponent_seconds.append(time.perf_counter() - started)
         if repeat < 2:
             started = time.perf_counter()
-            reference_betas, difference = exponent_one_resample_at_a_time(variables, loss, RESAMPLES,
-                                                              EXPONENT_REFERENCE_STRIDE)
+            reference_betas, difference = exponent_one_resample_at_a_time(
+                variables, loss, RESAMPLES, EXPONENT_REFERENCE_STRIDE)
             exponent_loop_seconds.append(time.perf_counter() - started)
     fit_time, bootstrap_time = statistics.median(fit_seconds), statistics.median(bootstrap_seconds)
     params = result.params
