@@ -234,11 +234,14 @@ class Checkpointer:
                 raise failure[0]
             return True
         with self._disk_full_is_oserror():
-            self._manager.wait_until_finished()
-        try:
-            self._manager._maybe_await_cleanup_tmp_directory()  # pylint: disable=protected-access
-        finally:
-            self._manager.close()
+            try:
+                self._manager.wait_until_finished()
+                self._manager._maybe_await_cleanup_tmp_directory()  # (Orbax's own, private)
+            finally:
+                # Orbax raises each failed write once, from whichever wait meets it first: the
+                # save's finalisation can fail on its metadata and leave the arrays' refusal
+                # for this close to raise.
+                self._manager.close()
         return True
 
 

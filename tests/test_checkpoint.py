@@ -471,3 +471,23 @@ def test_a_save_refused_for_want_of_room_is_the_oserror_it_is(tmp_path, monkeypa
     assert not scripts._not_a_full_disk(record)
     assert scripts._not_a_full_disk(logging.LogRecord("absl", logging.ERROR, __file__, 1,
                                                       "another failure", None, None))
+
+
+def test_a_refusal_orbax_raises_as_it_closes_is_the_oserror_it_is(tmp_path, monkeypatch):
+    # A save's finalisation can fail on its metadata first, leaving the arrays' refusal to the
+    # manager's close: a full disk then ended a run in a ValueError traceback now and then.
+    checkpointer = Checkpointer(tmp_path, keep=1)
+    checkpointer.save(1, small_state(1.0), {"step": 1, "model": {}}, wait=True)
+    close = checkpointer._manager.close
+
+    def refused():
+        close()
+        raise ValueError('RESOURCE_EXHAUSTED: Error writing "params.w/0" in OCDBT database: '
+                         "Failed to write 220594 bytes to file 19: No space left on device "
+                         "[os_error_code='28']")
+
+    monkeypatch.setattr(checkpointer._manager, "close", refused)
+    with pytest.raises(OSError) as caught:
+        checkpointer.close()
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC,
+                                                           str(checkpointer.directory))
