@@ -27,6 +27,7 @@
   nothing but that.
 """
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -112,6 +113,21 @@ def write_sweep_config(path: pathlib.Path, **fields) -> pathlib.Path:
         "        sweep[key] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value\n"
         "    return sweep\n")
     return path
+
+
+@contextlib.contextmanager
+def small_disk(folder: pathlib.Path, size: str):
+    """A tmpfs of `size` (`2m`) mounted at `folder` for the block (the test is skipped where it
+    cannot be mounted)."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("needs a small tmpfs (mount, as root): " + mounted.stderr.decode().strip())
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import textwrap
 import threading
 
 import jax
@@ -24,7 +25,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO
+from conftest import REPO, run_python, small_disk
 from orbax.checkpoint._src.path import atomicity, temporary_paths
 
 from scaling import optim
@@ -473,21 +474,35 @@ def test_a_save_refused_for_want_of_room_is_the_oserror_it_is(tmp_path, monkeypa
                                                       "another failure", None, None))
 
 
-def test_a_refusal_orbax_raises_as_it_closes_is_the_oserror_it_is(tmp_path, monkeypatch):
-    # A save's finalisation can fail on its metadata first, leaving the arrays' refusal to the
-    # manager's close: a full disk then ended a run in a ValueError traceback now and then.
-    checkpointer = Checkpointer(tmp_path, keep=1)
-    checkpointer.save(1, small_state(1.0), {"step": 1, "model": {}}, wait=True)
-    close = checkpointer._manager.close
-
-    def refused():
-        close()
-        raise ValueError('RESOURCE_EXHAUSTED: Error writing "params.w/0" in OCDBT database: '
-                         "Failed to write 220594 bytes to file 19: No space left on device "
-                         "[os_error_code='28']")
-
-    monkeypatch.setattr(checkpointer._manager, "close", refused)
-    with pytest.raises(OSError) as caught:
-        checkpointer.close()
-    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC,
-                                                           str(checkpointer.directory))
+def test_a_disk_with_no_room_left_is_the_same_oserror_from_the_save_and_from_the_close(tmp_path):
+    # Orbax finalises a save by waiting for its metadata and then for its arrays: with both
+    # refused, the save's wait raises the first refusal and leaves the arrays' to the manager's
+    # close, which came out as it was (a ValueError, or an OSError naming no folder) and ended a
+    # run on a full disk in a traceback now and then. In a process of its own: the writes Orbax
+    # abandons hold files on the disk until it exits.
+    code = textwrap.dedent("""
+        import json, os
+        import jax.numpy as jnp
+        from scaling.checkpoint import Checkpointer
+        disk = os.environ["DISK"]
+        checkpointer = Checkpointer(os.path.join(disk, "run"), keep=1)
+        filler = os.open(os.path.join(disk, "filler"), os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(filler, bytes(4096))
+        except OSError:
+            os.close(filler)
+        state = {"step": jnp.asarray(1), "params": {"w": jnp.ones((4, 8))}}
+        refusals = []
+        for act in (lambda: checkpointer.save(1, state, {"step": 1, "model": {}}, wait=True),
+                    checkpointer.close):
+            try:
+                act()
+            except OSError as error:
+                refusals.append([error.errno, error.filename])
+        print(json.dumps(refusals))
+    """)
+    with small_disk(tmp_path / "disk", "2m") as disk:
+        result = run_python(code, env={"DISK": str(disk)})
+    assert json.loads(result.stdout.splitlines()[-1]) == [
+        [errno.ENOSPC, str(disk / "run" / "checkpoints")]] * 2, result.stderr[-3000:]

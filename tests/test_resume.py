@@ -7,7 +7,6 @@ optimizer state, restored with Orbax directly (not through `scaling.checkpoint`)
 interrupted run's bit for bit, and so do the losses in `metrics.jsonl`.
 """
 
-import contextlib
 import inspect
 import json
 import os
@@ -22,7 +21,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO, run_python, xla_flags
+from conftest import REPO, run_python, small_disk, xla_flags
 from test_tracking import logged_history
 
 from scaling.tracking import WANDB_ID_FILE, read_metrics
@@ -732,21 +731,6 @@ def test_a_resume_on_another_held_out_split_is_refused(tmp_path):
                            "evaluated on another held-out split (data.held_out: '"), line
     assert line.endswith(": by a file added, removed or edited); use a new --workdir or the run's "
                          "settings"), line
-
-
-@contextlib.contextmanager
-def small_disk(folder: pathlib.Path, size: str):
-    """A tmpfs of `size` (`2m`) mounted at `folder` for the block (the test is skipped where it
-    cannot be mounted)."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("needs a small tmpfs (mount, as root): " + mounted.stderr.decode().strip())
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_full_disk_ends_the_run_in_one_line(tmp_path):
