@@ -122,7 +122,8 @@ class Checkpointer:
         to resume from.
         Raises IncompatibleCheckpoint when the newest readable checkpoint holds a different model
         or state layout (or `check` of its record raises it), or when checkpoints exist but none
-        of them can be read."""
+        of them can be read; JAX's error as it is when the device runs out of memory (the files
+        are not at fault, and nothing is moved)."""
         unreadable, steps, reason = [], list(reversed(self.steps())), ""
         for step in steps:
             try:
@@ -130,6 +131,9 @@ class Checkpointer:
             except IncompatibleCheckpoint:
                 raise
             except Exception as error:  # any unreadable file: fall back to an older checkpoint
+                if isinstance(error, jax.errors.JaxRuntimeError) and (
+                        "RESOURCE_EXHAUSTED" in str(error)):
+                    raise  # the device's memory, not the files: an older one would fail too
                 reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
                 unreadable.append(step)
                 if step != steps[-1]:  # the last one's is said in the error below

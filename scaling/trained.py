@@ -195,7 +195,8 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False,
          batches: bool = True) -> TrainedRun:
     """Restore the newest checkpoint of the run in `workdir`, its parameters laid out on the run's
     mesh (`config.mesh` over this machine's devices) or on the first device. `batches=False` for a
-    command that runs none of the run's batches (`build_program`)."""
+    command that runs none of the run's batches (`build_program`). RunError when there is no
+    checkpoint it can read, or when the device runs out of memory restoring it."""
     summary = read_summary(workdir)
     workdir = pathlib.Path(workdir)
     check_checkpoint(workdir, summary)
@@ -215,8 +216,11 @@ def load(workdir: str | pathlib.Path, *, single_device: bool = False,
     # Read-only: the run may still be training there, with a save in flight.
     checkpointer = Checkpointer(workdir, keep=config.checkpoint.keep, async_save=False,
                                 read_only=True, owner=RUN_CHECKPOINT)
+    spread = "; without --single-device it is spread over the run's mesh" if single_device else ""
     try:
-        with program.context():
+        with program.context(), out_of_memory_is(
+                f"--workdir {workdir}: the device ran out of memory restoring its checkpoint "
+                f"(another process may hold the device's memory){spread}"):
             restored = checkpointer.restore_latest(program.abstract_state, model)
     except IncompatibleCheckpoint as error:
         raise RunError(f"--workdir {workdir}: {error}") from None

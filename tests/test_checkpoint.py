@@ -199,6 +199,26 @@ def test_unreadable_checkpoints_are_moved_aside_and_none_readable_is_refused(tmp
     assert step_directories(tmp_path) == ["unreadable-1", "unreadable-2"]
 
 
+def test_a_device_out_of_memory_as_it_restores_moves_no_checkpoint_aside(tmp_path, model,
+                                                                         monkeypatch):
+    # A resume onto a device with less memory free than the run had filed every checkpoint as
+    # unreadable, moved each aside and said to start from scratch.
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    for step in (1, 2):
+        checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
+    checkpointer.close()
+    reopened = Checkpointer(tmp_path, keep=3)
+
+    def out_of_memory(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes.")
+
+    monkeypatch.setattr(reopened, "restore", out_of_memory)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="RESOURCE_EXHAUSTED"):
+        reopened.restore_latest(abstract(small_state(0.0)), model)
+    reopened.close()
+    assert step_directories(tmp_path) == ["1", "2"]
+
+
 def test_a_step_whose_deletion_a_kill_cut_short_is_no_warning(tmp_path, model, caplog):
     # Orbax's own "WARNING:absl:Metadata file does not exist: .../checkpoints/1/_CHECKPOINT_
     # METADATA" was printed as the run resumed.

@@ -6,6 +6,7 @@ import pathlib
 import shutil
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -481,6 +482,27 @@ def test_an_evaluation_refused_after_its_checks_leaves_no_empty_eval_folder(trai
     assert evaluate.main(["--workdir", str(workdir), "--batches", "1"]) == 0
     assert [path.name for path in (workdir / "eval").iterdir()] == [
         "python_stdlib-validation-1batches.json"]
+
+
+def test_a_device_out_of_memory_as_the_checkpoint_is_restored_is_one_line(trained_run, tmp_path,
+                                                                           capsys, monkeypatch):
+    # It was said as "no checkpoint ... could be read": the files were fine, the device full.
+    from scaling.checkpoint import Checkpointer
+
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run[0], workdir)
+    steps = sorted(path.name for path in (workdir / "checkpoints").iterdir())
+
+    def out_of_memory(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes.")
+
+    monkeypatch.setattr(Checkpointer, "restore", out_of_memory)
+    assert evaluate.main(["--workdir", str(workdir), "--single-device"]) == 2
+    assert capsys.readouterr().err == (
+        f"scaling-eval: error: --workdir {workdir}: the device ran out of memory restoring its "
+        "checkpoint (another process may hold the device's memory); without --single-device it "
+        "is spread over the run's mesh\n")
+    assert sorted(path.name for path in (workdir / "checkpoints").iterdir()) == steps
 
 
 def test_evaluating_a_run_leaves_its_save_in_flight_alone(trained_run, tmp_path, capsys):

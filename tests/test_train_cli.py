@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from scaling import train
@@ -447,6 +448,34 @@ def test_running_out_of_device_memory_is_one_line_and_the_run_ends_failed(repo, 
         "weights over more devices (mesh)")
     assert json.loads((workdir / "summary.json").read_text())["status"] == "failed"
 
+
+
+def test_running_out_of_device_memory_as_it_resumes_sets_no_checkpoint_aside(repo, tmp_path,
+                                                                            monkeypatch, capsys):
+    # Every checkpoint was filed as unreadable, moved to unreadable-<step>, and the run told to
+    # start from scratch: the device was full, not the files.
+    from scaling.checkpoint import Checkpointer
+
+    monkeypatch.chdir(repo)
+    workdir = tmp_path / "run"
+    run = ["--config", "configs/demo.py:runlocal", "--workdir", str(workdir),
+           "--config.wandb.mode=disabled"]
+    assert train.main(run) == 0
+    saved = sorted(path.name for path in (workdir / "checkpoints").iterdir())
+    (workdir / "summary.json").unlink()  # as a run killed before it wrote its summary: it resumes
+    capsys.readouterr()
+
+    def out_of_memory(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 bytes.")
+
+    monkeypatch.setattr(Checkpointer, "restore", out_of_memory)
+    assert train.main(run) == 1  # failed
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        "scaling-train: error: the device ran out of memory (RESOURCE_EXHAUSTED: Out of memory "
+        "allocating 9 bytes.); "), err
+    assert sorted(path.name for path in (workdir / "checkpoints").iterdir()) == saved
 
 
 def test_a_run_says_when_its_warmup_is_cut(repo, tmp_path):
