@@ -18,6 +18,7 @@ if __name__ == "__main__":
     raise SystemExit(scripts.fit())
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -272,6 +273,19 @@ def _out_dir(path: pathlib.Path, flag: str = "--out", *, create: bool = True,
     return path
 
 
+@contextlib.contextmanager
+def _outputs_written(folder: pathlib.Path, names: tuple[str, ...]):
+    """`files.staged_outputs` of `names` in `folder`, where a write the file system refuses (a
+    full disk, a read-only folder) is a ValueError naming --out: the command says it in one
+    line, and the earlier outputs stay whole."""
+    try:
+        with files.staged_outputs(folder, names) as stage:
+            yield stage
+    except OSError as error:
+        raise ValueError(f"--out={str(folder)!r}: cannot be written ({error.strerror or error})"
+                         ) from None
+
+
 def _apply_preset(args) -> None:
     """The preset's fields where the command line gives none; then a law that has no use for
     --u-col, given either way, refuses it."""
@@ -427,7 +441,7 @@ def run(args) -> pathlib.Path:
                   file=sys.stderr)
     # The earlier fit's files are replaced all together once every new one is written, so that
     # the folder holds one fit's files, and a fit stopped part-way leaves the earlier one whole.
-    with files.staged_outputs(_out_dir(out_dir), FIT_FILES + PLOT_FILES) as stage:
+    with _outputs_written(_out_dir(out_dir), FIT_FILES + PLOT_FILES) as stage:
         write_fit_json(analysis, stage / "fit.json")
         plots = write_plots(analysis, stage)
         if backtest is not None:
@@ -547,7 +561,7 @@ def run_compare(args) -> pathlib.Path:
     loss_label = LOSS_LABEL
     if column_a == column_b and column_a != "final_eval_loss":
         loss_label = f"{column_a} (nats/token)"
-    with files.staged_outputs(out_dir, COMPARE_FILES) as stage:  # as a fit's (`run`)
+    with _outputs_written(out_dir, COMPARE_FILES) as stage:  # as a fit's (`run`)
         files.write_text_atomic(stage / "compare.json",
                                 json.dumps(json_ready(summary), indent=2) + "\n")
         plot_comparison(comparison, stage / "compare.png", (path_a, path_b), loss_label,

@@ -1,11 +1,13 @@
 """`scaling-fit` end to end on small synthetic sweeps drawn from a known law."""
 
 import json
+import os
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import small_disk
 
 from analysis.cli import main
 from analysis.inputs import shared_data_dir
@@ -769,6 +771,25 @@ def test_a_folder_where_the_fit_writes_a_file_is_one_line_before_fitting(tmp_pat
     assert capsys.readouterr().err == (
         f"scaling-fit: error: --out={str(tmp_path / 'o')!r} is not allowed: it holds a folder "
         "report.md, where the fit writes that file\n")
+
+
+def test_a_fit_the_disk_has_no_room_for_is_one_line_and_leaves_the_earlier_fit(tmp_path, capsys):
+    # A full disk under --out ended the whole fit in an OSError traceback.
+    arguments = three_sizes(tmp_path) + ["--bootstrap", "0", "--law", "compute"]
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        out = disk / "o"
+        assert main(arguments + ["--out", str(out)]) == 0
+        earlier = {path.name: path.read_bytes() for path in out.iterdir()}
+        capsys.readouterr()
+        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        with pytest.raises(OSError):
+            while True:
+                os.write(filler, bytes(4096))
+        os.close(filler)
+        assert main(arguments + ["--out", str(out)]) == 2
+        assert capsys.readouterr().err == (f"scaling-fit: error: --out={str(out)!r}: cannot be "
+                                           "written (No space left on device)\n")
+        assert {path.name: path.read_bytes() for path in out.iterdir()} == earlier
 
 
 def test_a_second_filter_on_one_column_is_refused(tmp_path, capsys):
