@@ -26,7 +26,7 @@ import optax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from scaling import files
+from scaling import files, interrupts
 from scaling.config import COMPUTE_ONLY_MODEL_FIELDS, ModelConfig
 from scaling.errors import IncompatibleCheckpoint
 
@@ -125,6 +125,7 @@ class Checkpointer:
         of them can be read; JAX's error as it is when the device runs out of memory (the files
         are not at fault, and nothing is moved)."""
         unreadable, steps, reason = [], list(reversed(self.steps())), ""
+        _quiet_abandoned_reads()  # before the reads: a restore that fails prints some
         for step in steps:
             try:
                 restored = self.restore(step, abstract_state, model, check)
@@ -247,6 +248,40 @@ class Checkpointer:
                 # for this close to raise.
                 self._manager.close()
         return True
+
+
+def _quiet_abandoned_reads() -> None:
+    """Leave out the notices of an unreadable checkpoint's reads: Orbax gives up the rest when
+    one fails, and each is printed with its traceback later (some sixty for a small model), as
+    it is collected with its error never retrieved (Python's unraisable hook, asyncio's log) or
+    as it finishes into the event loop Orbax has closed since. The checkpoint's own line says
+    it is unreadable."""
+    interrupts.drop_unraisable(_abandoned_read)
+    asyncio_log = logging.getLogger("asyncio")
+    if _not_an_abandoned_read not in asyncio_log.filters:
+        asyncio_log.addFilter(_not_an_abandoned_read)
+
+
+def _in_orbax(traceback) -> bool:
+    """Whether `traceback` passes through Orbax's code."""
+    while traceback is not None:
+        if f"{os.sep}orbax{os.sep}" in traceback.tb_frame.f_code.co_filename:
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def _abandoned_read(unraisable) -> bool:
+    """Whether an unraisable notice is one of an abandoned read's (`_quiet_abandoned_reads`)."""
+    if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
+        return True  # raised where TensorStore calls back into the loop: no frame of Orbax's
+    return _in_orbax(unraisable.exc_traceback)
+
+
+def _not_an_abandoned_read(record: logging.LogRecord) -> bool:
+    # asyncio's own words, for a task or future whose error no one awaited (in these commands,
+    # only Orbax's and TensorStore's run on asyncio)
+    return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
 
 
 # What to do when a branch's parent's state does not fit the branch's config: a new workdir

@@ -51,6 +51,8 @@ class _State:
     # One process of several (`jax.distributed`): a failure ends it at once, not in JAX's exit
     # barrier, which waits for partners that may be gone and then aborts.
     exit_on_failure = False
+    # What the unraisable hook leaves out (`drop_unraisable`).
+    dropped: list = []
 
 
 def _where(frame) -> str | None:
@@ -118,10 +120,20 @@ def _on_alarm(signum, frame):
             handler(signal.SIGINT, frame)
 
 
+def drop_unraisable(predicate) -> None:
+    """Leave out the notices of exceptions Python could not raise (`sys.unraisablehook`, once
+    `install`ed) that `predicate` accepts: a library's own, about work the command gave up and
+    has said so in its own words."""
+    if predicate not in _State.dropped:
+        _State.dropped.append(predicate)
+
+
 def _unraisable(unraisable):
     if (_State.requested and unraisable.exc_type is not None
             and issubclass(unraisable.exc_type, KeyboardInterrupt)):
         _defer()  # swallowed where the frame check did not see it coming: raised again
+        return
+    if any(predicate(unraisable) for predicate in _State.dropped):
         return
     sys.__unraisablehook__(unraisable)
 

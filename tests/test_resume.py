@@ -339,17 +339,24 @@ def test_a_second_process_on_a_busy_workdir_is_refused_and_the_first_is_unharmed
     assert committed_steps(tmp_path)[-1] == stopped
 
 
-def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path):
+@pytest.mark.parametrize("damage", ["the largest array file cut in half",
+                                    "every array file cut to 10 bytes"])
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path, damage):
     workdir = killed_after_last_checkpoint(reference, tmp_path)
     data_files = [path for path in (workdir / "checkpoints" / str(STEPS) / "state").rglob("*")
                   if path.is_file() and "/d/" in str(path)]
     largest = max(data_files, key=lambda path: path.stat().st_size)
-    with open(largest, "r+b") as file:  # cut the biggest array file in half
-        file.truncate(largest.stat().st_size // 2)
+    sizes = ({largest: largest.stat().st_size // 2} if "half" in damage
+             else dict.fromkeys(data_files, 10))
+    for path, size in sizes.items():
+        with open(path, "r+b") as file:
+            file.truncate(size)
 
     result = train(workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"checkpoint at step {STEPS} is unreadable" in result.stderr
+    # Orbax's reads of it, given up, finished into its closed event loop: some sixty tracebacks.
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"resuming from step {STEPS - SAVE_EVERY}" in result.stdout
     assert (workdir / "checkpoints" / f"unreadable-{STEPS}").is_dir()  # kept for inspection
     assert_same_state(workdir, reference)
