@@ -460,7 +460,9 @@ def test_running_out_of_device_memory_as_it_resumes_sets_no_checkpoint_aside(rep
     workdir = tmp_path / "run"
     run = ["--config", "configs/demo.py:runlocal", "--workdir", str(workdir),
            "--config.wandb.mode=disabled"]
-    assert train.main(run) == 0
+    # (in a process of its own: a run that ends leaves SIGINT and SIGTERM ignored in its process)
+    subprocess.run([sys.executable, "-m", "scaling.train", *run], cwd=repo, check=True,
+                   capture_output=True, env=dict(os.environ, PYTHONPATH=str(repo)))
     saved = sorted(path.name for path in (workdir / "checkpoints").iterdir())
     (workdir / "summary.json").unlink()  # as a run killed before it wrote its summary: it resumes
     capsys.readouterr()
