@@ -41,6 +41,14 @@ def small_state(value: float) -> dict:
             "params": {"w": jnp.full((4, 8), value, jnp.float32)}}
 
 
+def save_steps_1_and_2(workdir: pathlib.Path) -> None:
+    """Checkpoints of steps 1 and 2 in `workdir`, each state filled with its step."""
+    checkpointer = Checkpointer(workdir, keep=3)
+    for step in (1, 2):
+        checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
+    checkpointer.close()
+
+
 def abstract(state: dict) -> dict:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
 
@@ -174,10 +182,7 @@ def test_a_failed_save_deletes_nothing(tmp_path, monkeypatch, model):
 
 def test_unreadable_checkpoints_are_moved_aside_and_none_readable_is_refused(tmp_path, model,
                                                                            caplog):
-    checkpointer = Checkpointer(tmp_path, keep=3)
-    for step in (1, 2):
-        checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
-    checkpointer.close()
+    save_steps_1_and_2(tmp_path)
     (tmp_path / "checkpoints" / "2" / "meta" / "metadata").write_text("{not json")
 
     reopened = Checkpointer(tmp_path, keep=3)
@@ -203,10 +208,7 @@ def test_a_device_out_of_memory_as_it_restores_moves_no_checkpoint_aside(tmp_pat
                                                                          monkeypatch):
     # A resume onto a device with less memory free than the run had filed every checkpoint as
     # unreadable, moved each aside and said to start from scratch.
-    checkpointer = Checkpointer(tmp_path, keep=3)
-    for step in (1, 2):
-        checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
-    checkpointer.close()
+    save_steps_1_and_2(tmp_path)
     reopened = Checkpointer(tmp_path, keep=3)
 
     def out_of_memory(*args, **kwargs):
@@ -222,10 +224,7 @@ def test_a_device_out_of_memory_as_it_restores_moves_no_checkpoint_aside(tmp_pat
 def test_a_step_whose_deletion_a_kill_cut_short_is_no_warning(tmp_path, model, caplog):
     # Orbax's own "WARNING:absl:Metadata file does not exist: .../checkpoints/1/_CHECKPOINT_
     # METADATA" was printed as the run resumed.
-    checkpointer = Checkpointer(tmp_path, keep=3)
-    for step in (1, 2):
-        checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
-    checkpointer.close()
+    save_steps_1_and_2(tmp_path)
     (tmp_path / "checkpoints" / "1" / "_CHECKPOINT_METADATA").unlink()
     reopened = Checkpointer(tmp_path, keep=3)
     _, meta = reopened.restore_latest(abstract(small_state(0.0)), model)
@@ -236,10 +235,7 @@ def test_a_step_whose_deletion_a_kill_cut_short_is_no_warning(tmp_path, model, c
 
 def test_a_checkpoint_without_its_state_metadata_is_damage_not_another_layout(tmp_path, model):
     # It was refused as "a different train state", and the older checkpoint was never tried.
-    checkpointer = Checkpointer(tmp_path, keep=3)
-    for step in (1, 2):
-        checkpointer.save(step, small_state(float(step)), {"step": step}, wait=True)
-    checkpointer.close()
+    save_steps_1_and_2(tmp_path)
     (tmp_path / "checkpoints" / "2" / "state" / "_METADATA").unlink()
     reopened = Checkpointer(tmp_path, keep=3)
     state, meta = reopened.restore_latest(abstract(small_state(0.0)), model)
